@@ -1,0 +1,528 @@
+//! Driving `pg_dump` and `pg_restore` as child processes.
+//!
+//! Both are started with argument vectors and the connection in `PG*` environment
+//! variables ([`ConnConfig::apply_to_command`]), never through a shell and never
+//! with a password on the command line. Their stderr is drained by a thread into a
+//! bounded buffer (so a chatty child never blocks on a full pipe) and becomes the
+//! error message when they fail.
+//!
+//! The archive format is always custom (`-Fc`) and uncompressed (`-Z0`): the
+//! repository chunks and compresses it, and compression inside the dump would
+//! destroy deduplication between hourly backups.
+//!
+//! Restore options (decided here, see [`RestoreOptions`]): `--clean --if-exists`
+//! always (the restored objects replace the existing ones and a fresh database does
+//! not produce errors), ownership and privileges kept by default (a restore into the
+//! source server must come back exactly as it was; set `no_owner` for a target
+//! server that lacks the source's roles), no `--single-transaction` by default
+//! (it needs a lock per object in one transaction, which a database with many
+//! partitions can exhaust, and it cannot be combined with `--jobs`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::conn::{ConnConfig, ConnError};
+use crate::facts::{DumpScope, quote_ident};
+use crate::tools::PgTools;
+
+/// Most stderr kept from a child (the tail is kept; pg_dump's fatal message is last).
+const STDERR_LIMIT: usize = 64 * 1024;
+
+/// Errors of running pg_dump / pg_restore and of their helpers.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("starting {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "parallel restore (--jobs {0}) needs a seekable archive file; stage the archive to a file first"
+    )]
+    JobsNeedFile(u32),
+    #[error(
+        "not enough free space in {dir} to stage the archive: {needed} bytes needed \
+         (archive plus margin), {available} available; free space or choose another staging directory"
+    )]
+    InsufficientSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("checking free space of {dir}: {source}")]
+    Statvfs {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {}", crate::conn::pg_message(source))]
+    Sql {
+        what: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// Collects a child's stderr on a thread, keeping at most [`STDERR_LIMIT`] bytes (the tail).
+struct StderrSink {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StderrSink {
+    fn start(mut stderr: impl Read + Send + 'static) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let thread = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match stderr.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let mut g = b.lock().unwrap_or_else(|p| p.into_inner());
+                        g.extend_from_slice(&chunk[..n]);
+                        if g.len() > STDERR_LIMIT {
+                            let cut = g.len() - STDERR_LIMIT;
+                            g.drain(..cut);
+                        }
+                    }
+                }
+            }
+        });
+        StderrSink {
+            buf,
+            thread: Some(thread),
+        }
+    }
+    fn finish(&mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let g = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&g).trim().to_string()
+    }
+}
+
+/// Raises the pipe buffer to 1 MiB (Linux): fewer context switches when the reader
+/// is a chunker consuming hundreds of MB/s. Best effort.
+fn enlarge_pipe(fd: std::os::fd::RawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: fcntl on a pipe fd we own; failure is ignored.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
+}
+
+fn status_text(s: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => s.to_string(),
+    }
+}
+
+/// A running `pg_dump -Fc -Z0`. Read the archive from it ([`Read`]) or take its
+/// stdout; then call [`PgDump::wait`], which is where failures (with pg_dump's own
+/// message) are reported. A stream that ends early is only known to be bad after
+/// `wait`. Dropping it without `wait` kills pg_dump.
+///
+/// For async code: `tokio::process::ChildStdout::from_std(dump.take_stdout()?)`
+/// gives an `AsyncRead`, and `wait` belongs in `spawn_blocking`.
+pub struct PgDump {
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stderr: StderrSink,
+    waited: bool,
+}
+
+impl PgDump {
+    /// Starts pg_dump for `cfg`'s database. `snapshot` is an id from
+    /// [`crate::facts::SnapshotSession::snapshot_id`] (the session must still be open
+    /// when this is called). Table names in `scope` are passed as exact, quoted
+    /// patterns with `--strict-names`, so a table missing by now is an error.
+    pub fn spawn(
+        tools: &PgTools,
+        cfg: &ConnConfig,
+        snapshot: Option<&str>,
+        scope: &DumpScope,
+    ) -> Result<Self, DumpError> {
+        let mut cmd = Command::new(&tools.pg_dump);
+        cfg.apply_to_command(&mut cmd)?;
+        cmd.args(["--format=custom", "--compress=0", "--no-password"]);
+        if let Some(s) = snapshot {
+            cmd.arg(format!("--snapshot={s}"));
+        }
+        if scope.schema_only {
+            cmd.arg("--schema-only");
+        }
+        if !scope.tables.is_empty() {
+            cmd.arg("--strict-names");
+            for t in &scope.tables {
+                cmd.arg(format!("--table={}", t.quoted()));
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| DumpError::Spawn {
+            program: tools.pg_dump.clone(),
+            source: e,
+        })?;
+        let stdout = child.stdout.take();
+        if let Some(s) = &stdout {
+            use std::os::fd::AsRawFd;
+            enlarge_pipe(s.as_raw_fd());
+        }
+        let stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
+        Ok(PgDump {
+            child,
+            stdout,
+            stderr,
+            waited: false,
+        })
+    }
+
+    /// Takes pg_dump's stdout (the archive) to read it elsewhere.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+
+    /// Process id (e.g. to kill it on cancellation).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills pg_dump (cancellation); `wait` then reports the signal.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for pg_dump to exit. Closes our end of stdout first if still held (a
+    /// caller that stopped reading early thereby makes pg_dump fail, not hang).
+    pub fn wait(mut self) -> Result<(), DumpError> {
+        self.stdout = None;
+        self.waited = true;
+        let status = self.child.wait().map_err(|e| DumpError::Wait {
+            program: "pg_dump".into(),
+            source: e,
+        })?;
+        let stderr = self.stderr.finish();
+        if !status.success() {
+            return Err(DumpError::Failed {
+                program: "pg_dump".into(),
+                status: status_text(status),
+                stderr,
+            });
+        }
+        if !stderr.is_empty() {
+            tracing::warn!(stderr = %stderr, "pg_dump wrote to stderr");
+        }
+        Ok(())
+    }
+}
+
+impl Read for PgDump {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.stdout {
+            Some(s) => s.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for PgDump {
+    fn drop(&mut self) {
+        if !self.waited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Options of a restore; see the module docs for why the defaults are what they are.
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    /// Parallel jobs; more than 1 needs a file ([`PgRestore::spawn_file`]).
+    pub jobs: u32,
+    /// `--no-owner`: objects are owned by the restoring user.
+    pub no_owner: bool,
+    /// `--no-privileges`: GRANT/REVOKE are skipped.
+    pub no_privileges: bool,
+    /// `--single-transaction`: all or nothing (stream restores only).
+    pub single_transaction: bool,
+    /// `--exit-on-error`: stop at the first error instead of counting them.
+    pub exit_on_error: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            jobs: 1,
+            no_owner: false,
+            no_privileges: false,
+            single_transaction: false,
+            exit_on_error: false,
+        }
+    }
+}
+
+/// A running `pg_restore --clean --if-exists` into `cfg`'s database. For a stream
+/// restore write the archive into it ([`Write`] or [`PgRestore::take_stdin`]), then
+/// call [`PgRestore::wait`]. If a write fails (pg_restore died: broken pipe),
+/// `wait` has the real reason. pg_restore exits non-zero when any statement
+/// failed ("errors ignored on restore: N"); that is an error here. Dropping it
+/// without `wait` kills pg_restore.
+pub struct PgRestore {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: StderrSink,
+    waited: bool,
+}
+
+impl PgRestore {
+    fn command(
+        tools: &PgTools,
+        cfg: &ConnConfig,
+        opts: &RestoreOptions,
+    ) -> Result<Command, DumpError> {
+        let mut cmd = Command::new(&tools.pg_restore);
+        cfg.apply_to_command(&mut cmd)?;
+        // -d with the database name only (no credentials in it); the rest is in PG*.
+        cmd.arg("--dbname").arg(&cfg.dbname);
+        cmd.args(["--clean", "--if-exists", "--no-password"]);
+        if opts.no_owner {
+            cmd.arg("--no-owner");
+        }
+        if opts.no_privileges {
+            cmd.arg("--no-privileges");
+        }
+        if opts.exit_on_error {
+            cmd.arg("--exit-on-error");
+        }
+        Ok(cmd)
+    }
+
+    fn start(tools: &PgTools, mut cmd: Command, stdin: Stdio) -> Result<Self, DumpError> {
+        cmd.stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| DumpError::Spawn {
+            program: tools.pg_restore.clone(),
+            source: e,
+        })?;
+        let stdin = child.stdin.take();
+        if let Some(s) = &stdin {
+            use std::os::fd::AsRawFd;
+            enlarge_pipe(s.as_raw_fd());
+        }
+        let stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
+        Ok(PgRestore {
+            child,
+            stdin,
+            stderr,
+            waited: false,
+        })
+    }
+
+    /// Restores a single stream written to this value (one job).
+    pub fn spawn_stream(
+        tools: &PgTools,
+        cfg: &ConnConfig,
+        opts: &RestoreOptions,
+    ) -> Result<Self, DumpError> {
+        if opts.jobs > 1 {
+            return Err(DumpError::JobsNeedFile(opts.jobs));
+        }
+        let mut cmd = Self::command(tools, cfg, opts)?;
+        if opts.single_transaction {
+            cmd.arg("--single-transaction");
+        }
+        Self::start(tools, cmd, Stdio::piped())
+    }
+
+    /// Restores from a staged archive file, with `--jobs` when `opts.jobs > 1`.
+    pub fn spawn_file(
+        tools: &PgTools,
+        cfg: &ConnConfig,
+        archive: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<Self, DumpError> {
+        let mut cmd = Self::command(tools, cfg, opts)?;
+        if opts.jobs > 1 {
+            cmd.arg(format!("--jobs={}", opts.jobs));
+        } else if opts.single_transaction {
+            cmd.arg("--single-transaction");
+        }
+        cmd.arg(archive);
+        Self::start(tools, cmd, Stdio::null())
+    }
+
+    /// Takes pg_restore's stdin to write the archive elsewhere (drop it to signal the end).
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Closes stdin (end of archive) and waits for pg_restore.
+    pub fn wait(mut self) -> Result<(), DumpError> {
+        self.stdin = None;
+        self.waited = true;
+        let status = self.child.wait().map_err(|e| DumpError::Wait {
+            program: "pg_restore".into(),
+            source: e,
+        })?;
+        let stderr = self.stderr.finish();
+        if !status.success() {
+            return Err(DumpError::Failed {
+                program: "pg_restore".into(),
+                status: status_text(status),
+                stderr,
+            });
+        }
+        if !stderr.is_empty() {
+            tracing::warn!(stderr = %stderr, "pg_restore wrote to stderr");
+        }
+        Ok(())
+    }
+}
+
+impl Write for PgRestore {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.stdin {
+            Some(s) => s.write(buf),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "pg_restore stdin closed",
+            )),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.stdin {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PgRestore {
+    fn drop(&mut self) {
+        if !self.waited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Bytes available to an unprivileged user on the filesystem holding `dir` (statvfs).
+pub fn free_space(dir: &Path) -> Result<u64, DumpError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| DumpError::Statvfs {
+        dir: dir.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"),
+    })?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(DumpError::Statvfs {
+            dir: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Fails unless `dir` has room for `archive_bytes` plus a margin (10 % and at least
+/// 64 MiB: the filesystem is shared, and running out mid-staging is worse than
+/// refusing up front).
+pub fn check_staging_space(dir: &Path, archive_bytes: u64) -> Result<(), DumpError> {
+    let needed = archive_bytes.saturating_add((archive_bytes / 10).max(64 << 20));
+    let available = free_space(dir)?;
+    if available < needed {
+        return Err(DumpError::InsufficientSpace {
+            dir: dir.to_path_buf(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `cfg.dbname` when it does not exist, connecting to `maintenance_db`
+/// (usually `postgres`) on the same server. The database is created from
+/// `template0` (what pg_dump's docs prescribe for restores: `template1` may hold
+/// local additions that would clash) with the given encoding, if any.
+/// Returns whether it was created.
+pub async fn create_database_if_missing(
+    cfg: &ConnConfig,
+    maintenance_db: &str,
+) -> Result<bool, DumpError> {
+    create_database_with(cfg, maintenance_db, None).await
+}
+
+/// [`create_database_if_missing`] with an explicit encoding (e.g. the source's,
+/// from [`crate::facts::Facts::encoding`]).
+pub async fn create_database_with(
+    cfg: &ConnConfig,
+    maintenance_db: &str,
+    encoding: Option<&str>,
+) -> Result<bool, DumpError> {
+    let admin = cfg.with_dbname(maintenance_db).connect().await?;
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&cfg.dbname],
+        )
+        .await
+        .map_err(|e| DumpError::Sql {
+            what: "looking up the target database".into(),
+            source: e,
+        })?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let mut sql = format!(
+        "CREATE DATABASE {} TEMPLATE template0",
+        quote_ident(&cfg.dbname)
+    );
+    if let Some(enc) = encoding {
+        // Encoding names are identifiers-like words; quote as a string literal.
+        sql.push_str(&format!(" ENCODING '{}'", enc.replace('\'', "''")));
+    }
+    match admin.batch_execute(&sql).await {
+        Ok(()) => Ok(true),
+        // Lost a race with another creator: fine.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {
+            Ok(false)
+        }
+        Err(e) => Err(DumpError::Sql {
+            what: format!("creating database {}", cfg.dbname),
+            source: e,
+        }),
+    }
+}

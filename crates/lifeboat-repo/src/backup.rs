@@ -1,0 +1,350 @@
+//! Backing up byte streams: chunk, deduplicate, compress, encrypt, pack,
+//! upload; then the index; then the snapshot.
+//!
+//! The pipeline uses every core without holding more than a few packs in
+//! memory (memory stays flat however long the stream):
+//!
+//! ```text
+//! reader ─► chunker thread ─► workers (zstd + AES-GCM) ─► packer ─► uploads
+//!           (FastCDC, keyed    (one per core)              (async)   (≤ 2 at once)
+//!            BLAKE3, dedup)
+//! ```
+//!
+//! A crash at any point leaves at most packs that no index lists (or that no
+//! snapshot references); `prune` removes those after its grace period.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::Utc;
+use tokio::task::JoinSet;
+
+use crate::crypto::MasterKey;
+use crate::error::{RepoError, Result};
+use crate::format::{DOC_VERSION, INDEX_PREFIX, SNAPSHOTS_PREFIX, hex32, pack_key};
+use crate::index::{MasterIndex, doc_for_packs};
+use crate::keys::{hostname, username};
+use crate::lock::{LockGuard, LockMode, acquire};
+use crate::pack::{BlobEntry, BlobId, BlobKind, EncodedBlob, PackBuilder, encode_blob};
+use crate::repo::Repository;
+use crate::snapshot::{BackupStats, Item, Snapshot, SnapshotRef};
+
+/// Chunk ids per tree blob (2 MiB of ids).
+const IDS_PER_TREE_BLOB: usize = 65_536;
+/// Packs uploaded concurrently.
+const UPLOAD_CONCURRENCY: usize = 2;
+
+/// Live counters, for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_read: AtomicU64,
+    /// Plaintext bytes of chunks that were new to the repository.
+    pub bytes_new: AtomicU64,
+    /// Bytes written to storage so far.
+    pub bytes_stored: AtomicU64,
+    pub chunks: AtomicU64,
+    pub new_chunks: AtomicU64,
+}
+
+impl Progress {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter (for other modules reporting progress).
+    pub fn add_pub(counter: &AtomicU64, n: u64) {
+        Self::add(counter, n);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// What the snapshot should say about itself.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotMeta {
+    pub source: String,
+    pub kind: String,
+    pub tags: Vec<String>,
+    pub facts: serde_json::Value,
+}
+
+/// One backup in progress: add streams, then [`BackupSession::commit`].
+/// Dropping it without committing leaves no snapshot.
+pub struct BackupSession {
+    repo: Repository,
+    index: Arc<MasterIndex>,
+    seen: HashSet<BlobId>,
+    packs: Vec<(String, u64, Vec<BlobEntry>)>,
+    items: Vec<Item>,
+    progress: Arc<Progress>,
+    started: Instant,
+    lock: LockGuard,
+}
+
+struct Job {
+    id: BlobId,
+    kind: BlobKind,
+    data: Vec<u8>,
+}
+
+struct ChunkerResult {
+    tree: Vec<String>,
+    size: u64,
+    chunks: u64,
+    digest: String,
+    seen: HashSet<BlobId>,
+}
+
+impl BackupSession {
+    /// Takes a shared lock and loads the index (minus condemned packs, which
+    /// a concurrent prune may delete, so nothing new may refer to them).
+    pub async fn start(repo: &Repository, progress: Arc<Progress>) -> Result<Self> {
+        let lock = acquire(repo, LockMode::Shared, "backup").await?;
+        let mut index = repo.load_index().await?;
+        let condemned = repo.condemned_packs().await?;
+        index.forget_packs(&condemned);
+        Ok(Self {
+            repo: repo.clone(),
+            index: Arc::new(index),
+            seen: HashSet::new(),
+            packs: Vec::new(),
+            items: Vec::new(),
+            progress,
+            started: Instant::now(),
+            lock,
+        })
+    }
+
+    /// Reads `reader` to its end into the repository as item `name`.
+    /// A read error (including one a wrapping reader raises at its end, e.g.
+    /// a dump process that exited non-zero) fails the whole backup.
+    pub async fn add_stream<R: Read + Send + 'static>(&mut self, name: &str, reader: R) -> Result<Item> {
+        let cfg = self.repo.config().clone();
+        let key = self.repo.key().clone();
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
+        let (blob_tx, mut blob_rx) = tokio::sync::mpsc::channel::<Result<EncodedBlob>>(workers * 2);
+
+        // Chunker thread.
+        let chunker = {
+            let key = key.clone();
+            let index = Arc::clone(&self.index);
+            let seen = std::mem::take(&mut self.seen);
+            let progress = Arc::clone(&self.progress);
+            std::thread::Builder::new()
+                .name("lifeboat-chunker".into())
+                .spawn(move || chunk_stream(reader, &key, &cfg, &index, seen, &progress, &job_tx))
+                .map_err(|e| RepoError::io("starting chunker thread", e))?
+        };
+        // Worker threads.
+        let mut worker_handles = Vec::new();
+        for i in 0..workers {
+            let rx = job_rx.clone();
+            let tx = blob_tx.clone();
+            let key = key.clone();
+            let level = self.repo.config().zstd_level;
+            let h = std::thread::Builder::new()
+                .name(format!("lifeboat-seal-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let r = encode_blob(&key, job.id, job.kind, &job.data, level);
+                        if tx.blocking_send(r).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| RepoError::io("starting worker thread", e))?;
+            worker_handles.push(h);
+        }
+        drop(job_rx);
+        drop(blob_tx);
+
+        // Packer and uploads, here.
+        let pack_result = self.pack_and_upload(&mut blob_rx).await;
+        // Unblock the pipeline if packing failed early, then collect threads.
+        drop(blob_rx);
+        let chunked = tokio::task::spawn_blocking(move || {
+            let r = chunker.join();
+            for h in worker_handles {
+                let _ = h.join();
+            }
+            r
+        })
+        .await
+        .map_err(|e| RepoError::Internal(format!("joining pipeline: {e}")))?
+        .map_err(|_| RepoError::Internal("chunker thread panicked".into()))?;
+        pack_result?;
+        let chunked = chunked?;
+        self.seen = chunked.seen;
+        let item = Item {
+            name: name.to_string(),
+            size: chunked.size,
+            chunks: chunked.chunks,
+            tree: chunked.tree,
+            digest: chunked.digest,
+        };
+        self.items.push(item.clone());
+        Ok(item)
+    }
+
+    async fn pack_and_upload(
+        &mut self,
+        blob_rx: &mut tokio::sync::mpsc::Receiver<Result<EncodedBlob>>,
+    ) -> Result<()> {
+        let pack_size = self.repo.config().pack_size as usize;
+        let key = self.repo.key().clone();
+        let mut uploads: JoinSet<Result<(String, u64, Vec<BlobEntry>)>> = JoinSet::new();
+        let mut builder = PackBuilder::with_capacity(pack_size + 1024 * 1024);
+        loop {
+            let blob = blob_rx.recv().await;
+            let done = blob.is_none();
+            if let Some(blob) = blob {
+                builder.add(blob?);
+            }
+            if (done && !builder.is_empty()) || builder.len() >= pack_size {
+                let full = std::mem::replace(&mut builder, PackBuilder::with_capacity(pack_size + 1024 * 1024));
+                while uploads.len() >= UPLOAD_CONCURRENCY {
+                    if let Some(r) = uploads.join_next().await {
+                        self.packs.push(join_upload(r)?);
+                    }
+                }
+                let finished = full.finish(&key)?;
+                let storage = Arc::clone(self.repo.storage());
+                let progress = Arc::clone(&self.progress);
+                uploads.spawn(async move {
+                    let size = finished.bytes.len() as u64;
+                    storage
+                        .put(&pack_key(&finished.id), Bytes::from(finished.bytes))
+                        .await?;
+                    Progress::add(&progress.bytes_stored, size);
+                    Ok((finished.id, size, finished.entries))
+                });
+            }
+            if done {
+                break;
+            }
+        }
+        while let Some(r) = uploads.join_next().await {
+            self.packs.push(join_upload(r)?);
+        }
+        Ok(())
+    }
+
+    /// Writes the index for this session's packs, then the snapshot.
+    pub async fn commit(self, meta: SnapshotMeta) -> Result<SnapshotRef> {
+        let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
+        if !self.packs.is_empty() {
+            let doc = doc_for_packs(&self.packs);
+            let sealed_len = crate::format::seal_doc(self.repo.key(), "index", &doc)?.len();
+            self.repo.put_doc(INDEX_PREFIX, "index", &doc).await?;
+            bytes_stored += sealed_len as u64;
+        }
+        let p = &self.progress;
+        let stats = BackupStats {
+            bytes_read: self.items.iter().map(|i| i.size).sum(),
+            bytes_new: Progress::get(&p.bytes_new),
+            bytes_stored,
+            chunks: self.items.iter().map(|i| i.chunks).sum(),
+            new_chunks: Progress::get(&p.new_chunks),
+            packs: self.packs.len() as u64,
+            duration_seconds: self.started.elapsed().as_secs_f64(),
+        };
+        let snapshot = Snapshot {
+            version: DOC_VERSION,
+            time: Utc::now(),
+            hostname: hostname(),
+            username: username(),
+            source: meta.source,
+            kind: meta.kind,
+            tags: meta.tags,
+            items: self.items,
+            stats,
+            facts: meta.facts,
+            program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        };
+        let id = self
+            .repo
+            .put_doc(SNAPSHOTS_PREFIX, "snapshot", &snapshot)
+            .await?;
+        if let Err(e) = self.lock.release().await {
+            tracing::warn!("could not remove lock: {e}");
+        }
+        Ok(SnapshotRef { id, snapshot })
+    }
+}
+
+fn join_upload(
+    r: std::result::Result<Result<(String, u64, Vec<BlobEntry>)>, tokio::task::JoinError>,
+) -> Result<(String, u64, Vec<BlobEntry>)> {
+    r.map_err(|e| RepoError::Internal(format!("upload task: {e}")))?
+}
+
+fn chunk_stream<R: Read>(
+    reader: R,
+    key: &MasterKey,
+    cfg: &crate::repo::RepoConfig,
+    index: &MasterIndex,
+    mut seen: HashSet<BlobId>,
+    progress: &Progress,
+    jobs: &crossbeam_channel::Sender<Job>,
+) -> Result<ChunkerResult> {
+    let c = cfg.chunker;
+    let chunker = fastcdc::v2020::StreamCDC::with_level_and_seed(
+        reader,
+        c.min_size as usize,
+        c.avg_size as usize,
+        c.max_size as usize,
+        fastcdc::v2020::Normalization::Level1,
+        key.chunker_seed(),
+    );
+    let mut digest = key.hasher();
+    let mut ids: Vec<BlobId> = Vec::new();
+    let mut size = 0u64;
+    let submit = |id: BlobId, kind: BlobKind, data: Vec<u8>, seen: &mut HashSet<BlobId>| -> Result<()> {
+        if index.contains(&id) || !seen.insert(id) {
+            return Ok(());
+        }
+        if kind == BlobKind::Data {
+            Progress::add(&progress.bytes_new, data.len() as u64);
+            Progress::add(&progress.new_chunks, 1);
+        }
+        jobs.send(Job { id, kind, data })
+            .map_err(|_| RepoError::Internal("backup pipeline stopped".into()))
+    };
+    for chunk in chunker {
+        let chunk = chunk.map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(io) => RepoError::io("reading the input stream", io),
+            other => RepoError::Internal(format!("chunker: {other}")),
+        })?;
+        let data = chunk.data;
+        digest.update(&data);
+        size += data.len() as u64;
+        let id = key.blob_id(&data);
+        ids.push(id);
+        Progress::add(&progress.bytes_read, data.len() as u64);
+        Progress::add(&progress.chunks, 1);
+        submit(id, BlobKind::Data, data, &mut seen)?;
+    }
+    let mut tree = Vec::new();
+    for piece in ids.chunks(IDS_PER_TREE_BLOB) {
+        let data: Vec<u8> = piece.iter().flat_map(|id| id.iter().copied()).collect();
+        let id = key.blob_id(&data);
+        tree.push(hex32(&id));
+        submit(id, BlobKind::Tree, data, &mut seen)?;
+    }
+    Ok(ChunkerResult {
+        tree,
+        size,
+        chunks: ids.len() as u64,
+        digest: digest.finalize().to_hex().to_string(),
+        seen,
+    })
+}

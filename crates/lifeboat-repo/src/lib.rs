@@ -1,0 +1,27 @@
+//! The Lifeboat repository: an encrypted, deduplicating, content-addressed
+//! store for backup streams, over a small [`storage::Storage`] trait.
+//! It knows nothing of PostgreSQL or Kubernetes.
+//!
+//! Start at [`repo::Repository`] (open/init), [`backup::BackupSession`]
+//! (store streams), [`restore::restore_item`], [`check::check`] and
+//! [`prune::prune`]. The on-storage format is specified in `docs/format.md`.
+
+pub mod backup;
+pub mod check;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod index;
+pub mod keys;
+pub mod lock;
+pub mod pack;
+pub mod prune;
+pub mod repo;
+pub mod restore;
+pub mod retention;
+pub mod snapshot;
+pub mod storage;
+
+pub use error::{ErrorClass, RepoError, Result};
+pub use keys::Secret;
+pub use repo::{InitOptions, Repository};

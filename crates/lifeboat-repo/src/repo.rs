@@ -1,0 +1,520 @@
+//! Opening, creating and reading a repository: the marker, key slots, the
+//! encrypted config, snapshots and the index.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{MasterKey, random_array};
+use crate::error::{RepoError, Result};
+use crate::format::{self, *};
+use crate::index::{IndexDoc, MasterIndex};
+use crate::keys::{KeySlot, Secret};
+use crate::snapshot::{Snapshot, SnapshotRef};
+use crate::storage::{Storage, StorageErrorKind};
+
+/// How many documents are fetched at once when listing.
+const DOC_CONCURRENCY: usize = 16;
+
+/// The plaintext marker at the repository root.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Marker {
+    pub format: String,
+    pub version: u64,
+    pub id: String,
+}
+
+/// Content-defined chunking parameters (bytes).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkerParams {
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+impl Default for ChunkerParams {
+    /// Chosen from measurements in `docs/benchmarks.md` (throughput vs dedup).
+    fn default() -> Self {
+        Self {
+            min_size: 32 * 1024,
+            avg_size: 128 * 1024,
+            max_size: 1024 * 1024,
+        }
+    }
+}
+
+impl ChunkerParams {
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.min_size >= 64
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size
+            && self.avg_size >= 256
+            && self.avg_size <= 4 * 1024 * 1024
+            && self.max_size <= 16 * 1024 * 1024
+            && self.min_size % 2 == 0
+            && self.avg_size % 2 == 0
+            && self.max_size % 2 == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(RepoError::Invalid(format!(
+                "chunker sizes {self:?} are invalid: need even sizes with 64 ≤ min ≤ avg ≤ max, 256 ≤ avg ≤ 4 MiB, max ≤ 16 MiB"
+            )))
+        }
+    }
+}
+
+/// Repository parameters, stored encrypted at `config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub version: u64,
+    /// Must equal the marker's id (detects a swapped marker).
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u64,
+    /// zstd level for blobs (0 = no compression).
+    pub zstd_level: i32,
+}
+
+/// What `init` may choose.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub pack_size: u64,
+    pub zstd_level: i32,
+    pub key_label: Option<String>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            chunker: ChunkerParams::default(),
+            pack_size: 16 * 1024 * 1024,
+            zstd_level: 3,
+            key_label: None,
+        }
+    }
+}
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    key: MasterKey,
+    config: RepoConfig,
+    /// The key slot that opened it.
+    slot_id: String,
+}
+
+/// A key slot as listed by `key list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub created: DateTime<Utc>,
+    pub hostname: String,
+    pub username: String,
+    /// Whether this is the slot the repository was opened with.
+    pub current: bool,
+}
+
+impl Repository {
+    /// Creates a new repository. Refuses a location that already holds anything.
+    pub async fn init(
+        storage: Arc<dyn Storage>,
+        secret: &Secret,
+        opts: InitOptions,
+    ) -> Result<Self> {
+        opts.chunker.validate()?;
+        if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
+            return Err(RepoError::Invalid(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
+        }
+        if !(0..=19).contains(&opts.zstd_level) {
+            return Err(RepoError::Invalid("zstd level must be 0..=19".into()));
+        }
+        let existing = storage.list("").await?;
+        if existing.iter().any(|o| o.key == MARKER_KEY) {
+            return Err(RepoError::Invalid(format!(
+                "{} already holds a Lifeboat repository; refusing to overwrite it",
+                storage.location()
+            )));
+        }
+        if !existing.is_empty() {
+            return Err(RepoError::Invalid(format!(
+                "{} is not empty ({} objects, e.g. {}); a new repository needs an empty location",
+                storage.location(),
+                existing.len(),
+                existing[0].key
+            )));
+        }
+        let key = MasterKey::generate()?;
+        let id = hex::encode(random_array::<16>()?);
+        let config = RepoConfig {
+            version: DOC_VERSION,
+            id: id.clone(),
+            created: Utc::now(),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            zstd_level: opts.zstd_level,
+        };
+        storage
+            .put(CONFIG_KEY, Bytes::from(seal_doc(&key, "config", &config)?))
+            .await?;
+        let slot = KeySlot::create(&key, secret, opts.key_label)?;
+        let slot_id = hex::encode(random_array::<16>()?);
+        put_slot(storage.as_ref(), &slot_id, &slot).await?;
+        let marker = Marker {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            id,
+        };
+        let json = serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        // The marker goes last: a location with a marker is a whole repository.
+        storage.put(MARKER_KEY, Bytes::from(json)).await?;
+        Ok(Self {
+            storage,
+            key,
+            config,
+            slot_id,
+        })
+    }
+
+    /// Reads and validates the marker, telling a missing location, a foreign
+    /// one and a newer format apart.
+    pub async fn read_marker(storage: &dyn Storage) -> Result<Marker> {
+        let location = storage.location();
+        let bytes = match storage.get(MARKER_KEY).await {
+            Ok(b) => b,
+            Err(e) if e.kind == StorageErrorKind::NotFound => {
+                let listing = storage.list("").await;
+                return Err(match listing {
+                    Ok(objs) if !objs.is_empty() => RepoError::NotARepository {
+                        location,
+                        detail: format!(
+                            "not a Lifeboat repository: it holds {} objects (e.g. {}) but no {MARKER_KEY} marker. Check the --repo URL; `lifeboat init` creates a repository in an empty location",
+                            objs.len(),
+                            objs[0].key
+                        ),
+                    },
+                    Ok(_) => RepoError::NotARepository {
+                        location,
+                        detail: "no repository here (the location is empty or does not exist). Check the --repo URL, or create one with `lifeboat init`".into(),
+                    },
+                    Err(e) if e.kind == StorageErrorKind::NotFound => RepoError::NotARepository {
+                        location,
+                        detail: "no repository here (the location does not exist). Check the --repo URL, or create one with `lifeboat init`".into(),
+                    },
+                    Err(e) => RepoError::Storage(e),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| RepoError::NotARepository {
+                location: location.clone(),
+                detail: format!("{MARKER_KEY} is not a Lifeboat marker ({e})"),
+            })?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+            return Err(RepoError::NotARepository {
+                location,
+                detail: format!("{MARKER_KEY} does not name the format {FORMAT_NAME}"),
+            });
+        }
+        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if version > FORMAT_VERSION {
+            return Err(RepoError::NewerFormat {
+                what: format!("repository {location}"),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(RepoError::corrupt(MARKER_KEY, "missing or invalid version"));
+        }
+        serde_json::from_value(value).map_err(|e| RepoError::corrupt(MARKER_KEY, e))
+    }
+
+    /// Opens an existing repository with `secret`.
+    pub async fn open(storage: Arc<dyn Storage>, secret: &Secret) -> Result<Self> {
+        let marker = Self::read_marker(storage.as_ref()).await?;
+        let slots = list_slots(storage.as_ref()).await?;
+        if slots.is_empty() {
+            return Err(RepoError::corrupt(
+                KEYS_PREFIX,
+                "the repository has no key slots; it cannot be opened",
+            ));
+        }
+        let candidates: Vec<&(String, KeySlot)> =
+            slots.iter().filter(|(_, s)| s.may_match(secret)).collect();
+        let mut opened = None;
+        for (id, slot) in &candidates {
+            if let Some(k) = slot.unwrap(secret)? {
+                opened = Some((id.clone(), k));
+                break;
+            }
+        }
+        let Some((slot_id, key)) = opened else {
+            let (what, hint) = match secret {
+                Secret::Passphrase(_) => (
+                    "passphrase",
+                    "check LIFEBOAT_PASSWORD or --password-file",
+                ),
+                Secret::KeyFile(_) => ("key file", "check --key-file (or LIFEBOAT_KEY_FILE)"),
+            };
+            return Err(RepoError::WrongKey(format!(
+                "wrong {what}: none of the repository's {} key slots ({} of that kind) opens with it; {hint}",
+                slots.len(),
+                candidates.len()
+            )));
+        };
+        let sealed = storage.get(CONFIG_KEY).await?;
+        let config: RepoConfig = open_doc(&key, "config", CONFIG_KEY, &sealed)?;
+        if config.id != marker.id {
+            return Err(RepoError::corrupt(
+                MARKER_KEY,
+                "the marker's repository id differs from the encrypted config's",
+            ));
+        }
+        Ok(Self {
+            storage,
+            key,
+            config,
+            slot_id,
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// Seals and stores a content-addressed document; returns its id.
+    pub async fn put_doc<T: Serialize>(&self, prefix: &str, kind: &str, doc: &T) -> Result<String> {
+        let bytes = seal_doc(&self.key, kind, doc)?;
+        let id = storage_id(&bytes);
+        self.storage
+            .put(&format!("{prefix}{id}"), Bytes::from(bytes))
+            .await?;
+        Ok(id)
+    }
+
+    /// Fetches, verifies and opens a content-addressed document.
+    pub async fn get_doc<T: serde::de::DeserializeOwned>(&self, key: &str, kind: &str) -> Result<T> {
+        let bytes = self.storage.get(key).await?;
+        verify_storage_id(key, &bytes)?;
+        open_doc(&self.key, kind, key, &bytes)
+    }
+
+    /// All snapshots, oldest first. Unreadable snapshots are errors.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotRef>> {
+        let objs = self.storage.list(SNAPSHOTS_PREFIX).await?;
+        let mut out: Vec<SnapshotRef> = futures::stream::iter(objs.into_iter().map(|o| async move {
+            let snapshot: Snapshot = self.get_doc(&o.key, "snapshot").await?;
+            Ok::<_, RepoError>(SnapshotRef {
+                id: id_of_key(&o.key).to_string(),
+                snapshot,
+            })
+        }))
+        .buffer_unordered(DOC_CONCURRENCY)
+        .try_collect()
+        .await?;
+        out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest`, full id or unique id prefix, optionally
+    /// restricted to one source.
+    pub async fn find_snapshot(&self, spec: &str, source: Option<&str>) -> Result<SnapshotRef> {
+        let all = self.snapshots().await?;
+        let mut matching: Vec<SnapshotRef> = all
+            .into_iter()
+            .filter(|s| source.is_none_or(|src| s.snapshot.source == src))
+            .collect();
+        let scope = source
+            .map(|s| format!(" of source {s}"))
+            .unwrap_or_default();
+        if spec == "latest" {
+            return matching.pop().ok_or_else(|| {
+                RepoError::NotFound(format!("no snapshots{scope} in {}", self.location()))
+            });
+        }
+        if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(RepoError::Invalid(format!(
+                "{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits of an id (see `lifeboat snapshots`)"
+            )));
+        }
+        matching.retain(|s| s.id.starts_with(&spec.to_ascii_lowercase()));
+        match matching.len() {
+            0 => Err(RepoError::NotFound(format!("no snapshot{scope} with id {spec}"))),
+            1 => Ok(matching.remove(0)),
+            n => Err(RepoError::Invalid(format!(
+                "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits"
+            ))),
+        }
+    }
+
+    /// Every index document with its key. One removed by a concurrent prune
+    /// between listing and reading is skipped: the consolidated document that
+    /// replaced it lists its surviving packs.
+    pub async fn load_index_docs(&self) -> Result<Vec<(String, IndexDoc)>> {
+        let objs = self.storage.list(INDEX_PREFIX).await?;
+        let mut docs: Vec<(String, IndexDoc)> = futures::stream::iter(objs.into_iter().map(|o| async move {
+            match self.get_doc::<IndexDoc>(&o.key, "index").await {
+                Ok(d) => Ok(Some((o.key, d))),
+                Err(RepoError::Storage(e)) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .buffer_unordered(DOC_CONCURRENCY)
+        .try_filter_map(|x| async move { Ok(x) })
+        .try_collect()
+        .await?;
+        docs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(docs)
+    }
+
+    /// All index documents merged into one lookup table.
+    pub async fn load_index(&self) -> Result<MasterIndex> {
+        let mut idx = MasterIndex::default();
+        for (k, d) in &self.load_index_docs().await? {
+            idx.add_doc(k, d)?;
+        }
+        Ok(idx)
+    }
+
+    /// Packs condemned by earlier prunes (see `prune`), which backups must
+    /// not deduplicate against.
+    pub async fn condemned_packs(&self) -> Result<HashSet<String>> {
+        let docs = crate::prune::load_condemned(self).await?;
+        Ok(docs.into_iter().flat_map(|c| c.doc.packs).collect())
+    }
+
+    // ----- key slots -----
+
+    pub async fn add_key(&self, secret: &Secret, label: Option<String>) -> Result<String> {
+        let slot = KeySlot::create(&self.key, secret, label)?;
+        let id = hex::encode(random_array::<16>()?);
+        put_slot(self.storage.as_ref(), &id, &slot).await?;
+        Ok(id)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let slots = list_slots(self.storage.as_ref()).await?;
+        Ok(slots
+            .into_iter()
+            .map(|(id, s)| KeyInfo {
+                current: id == self.slot_id,
+                id,
+                kind: s.kind.to_string(),
+                label: s.label,
+                created: s.created,
+                hostname: s.hostname,
+                username: s.username,
+            })
+            .collect())
+    }
+
+    /// Removes a key slot by id or unique prefix. Refuses the last one.
+    pub async fn remove_key(&self, spec: &str) -> Result<String> {
+        let slots = list_slots(self.storage.as_ref()).await?;
+        let matching: Vec<&String> = slots
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.starts_with(spec))
+            .collect();
+        let id = match matching.as_slice() {
+            [] => return Err(RepoError::NotFound(format!("no key slot with id {spec} (see `lifeboat key list`)"))),
+            [one] => (*one).clone(),
+            _ => return Err(RepoError::Invalid(format!("key id {spec} is ambiguous; give more digits"))),
+        };
+        if slots.len() == 1 {
+            return Err(RepoError::Invalid(
+                "refusing to remove the last key: the repository could never be opened again. Add another key first (`lifeboat key add`)".into(),
+            ));
+        }
+        self.storage.delete(&format!("{KEYS_PREFIX}{id}")).await?;
+        Ok(id)
+    }
+
+    /// Verifies every key slot's MAC; returns the ids of slots that fail.
+    pub async fn verify_key_slots(&self) -> Result<Vec<String>> {
+        let objs = self.storage.list(KEYS_PREFIX).await?;
+        let mut bad = Vec::new();
+        for o in objs {
+            let ok = match self.storage.get(&o.key).await {
+                Ok(bytes) => serde_json::from_slice::<KeySlot>(&bytes)
+                    .map(|s| s.verify_mac(&self.key))
+                    .unwrap_or(false),
+                Err(e) if e.is_not_found() => true,
+                Err(e) => return Err(e.into()),
+            };
+            if !ok {
+                bad.push(o.key);
+            }
+        }
+        Ok(bad)
+    }
+
+    /// Verifies the encrypted config (already opened once) and the marker.
+    pub async fn verify_marker_and_config(&self) -> Result<()> {
+        let marker = Self::read_marker(self.storage.as_ref()).await?;
+        let canonical = serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let stored = self.storage.get(MARKER_KEY).await?;
+        if stored[..] != canonical[..] || marker.id != self.config.id {
+            return Err(RepoError::corrupt(MARKER_KEY, "marker content is not as written"));
+        }
+        let sealed = self.storage.get(CONFIG_KEY).await?;
+        let _: RepoConfig = open_doc(&self.key, "config", CONFIG_KEY, &sealed)?;
+        Ok(())
+    }
+}
+
+async fn put_slot(storage: &dyn Storage, id: &str, slot: &KeySlot) -> Result<()> {
+    let json = serde_json::to_vec_pretty(slot).map_err(|e| RepoError::Internal(e.to_string()))?;
+    storage
+        .put(&format!("{KEYS_PREFIX}{id}"), Bytes::from(json))
+        .await?;
+    Ok(())
+}
+
+/// Every parseable key slot. Unparseable ones are skipped with a warning
+/// (`check` reports them); a newer slot version is an error.
+async fn list_slots(storage: &dyn Storage) -> Result<Vec<(String, KeySlot)>> {
+    let mut out = Vec::new();
+    for o in storage.list(KEYS_PREFIX).await? {
+        let bytes = match storage.get(&o.key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match format::parse_versioned::<KeySlot>(&o.key, &bytes) {
+            Ok(s) => out.push((id_of_key(&o.key).to_string(), s)),
+            Err(e @ RepoError::NewerFormat { .. }) => return Err(e),
+            Err(e) => tracing::warn!("skipping unreadable key slot {}: {e}", o.key),
+        }
+    }
+    Ok(out)
+}

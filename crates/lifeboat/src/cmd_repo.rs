@@ -1,0 +1,521 @@
+//! Repository-level commands: init, key, snapshots, check, forget, prune, unlock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use lifeboat_repo::backup::Progress;
+use lifeboat_repo::prune::{PruneOptions, PruneReport};
+use lifeboat_repo::repo::ChunkerParams;
+use lifeboat_repo::retention::{RetentionPolicy, SnapshotSummary, format_duration, parse_duration, plan};
+use lifeboat_repo::{InitOptions, Repository, Secret};
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::exit::{INTEGRITY, OK, fail, usage};
+use crate::output::{human_bytes, print_json};
+use crate::{progress, secrets};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Label for the first key slot
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Average chunk size in bytes (min is a quarter, max eight times)
+    #[arg(long, hide = true)]
+    pub chunk_avg: Option<u32>,
+    /// Target pack size in MiB
+    #[arg(long, hide = true)]
+    pub pack_mib: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key slot: a passphrase (LIFEBOAT_NEW_PASSWORD or --new-password-file) or a key file
+    Add(KeyAddArgs),
+    /// List key slots
+    List,
+    /// Remove a key slot (never the last one)
+    Remove {
+        /// Key slot id or unique prefix (see `lifeboat key list`)
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// File holding the new passphrase (mode 0600)
+    #[arg(long, conflicts_with = "new_key_file")]
+    pub new_password_file: Option<PathBuf>,
+    /// Key file for the new slot; generated (mode 0600) when it does not exist
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
+    /// A label for the slot (who or what it is for)
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this source
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also download, decrypt and re-hash every pack
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RetentionFlags {
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within this duration of the newest (e.g. 7d)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep one snapshot per hour within this duration (e.g. 30d)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep one snapshot per day within this duration (e.g. 90d)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+}
+
+impl RetentionFlags {
+    /// The policy the flags describe, or None when no flag was given.
+    pub fn policy(&self) -> Result<Option<RetentionPolicy>> {
+        let d = |s: &Option<String>, flag: &str| -> Result<_> {
+            s.as_deref()
+                .map(|v| parse_duration(v).map_err(|e| usage(format!("--{flag}: {e}"))))
+                .transpose()
+        };
+        let p = RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: d(&self.keep_within, "keep-within")?,
+            keep_within_hourly: d(&self.keep_within_hourly, "keep-within-hourly")?,
+            keep_within_daily: d(&self.keep_within_daily, "keep-within-daily")?,
+            keep_within_weekly: d(&self.keep_within_weekly, "keep-within-weekly")?,
+            keep_within_monthly: d(&self.keep_within_monthly, "keep-within-monthly")?,
+            ..Default::default()
+        };
+        let any = self.keep_last.is_some()
+            || self.keep_hourly.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+            || self.keep_within.is_some()
+            || self.keep_within_hourly.is_some()
+            || self.keep_within_daily.is_some()
+            || self.keep_within_weekly.is_some()
+            || self.keep_within_monthly.is_some();
+        Ok(any.then_some(p))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Only this source's snapshots
+    #[arg(long)]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub keep: RetentionFlags,
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    /// Grace period for the prune (see `lifeboat prune --help`)
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub grace: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Data unreferenced for less than this is kept (protects operations
+    /// whose locks went stale). Condemned data is deleted by a later prune
+    /// once the grace period has passed; 0s deletes in one run when no
+    /// older operation is running
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub grace: String,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones (only when you know no Lifeboat process runs)
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
+    let secret = ctx.secret()?;
+    let storage = ctx.storage(true)?;
+    let mut opts = InitOptions {
+        key_label: a.label,
+        ..Default::default()
+    };
+    if let Some(avg) = a.chunk_avg {
+        opts.chunker = ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(8).min(16 * 1024 * 1024),
+        };
+    }
+    if let Some(p) = a.pack_mib {
+        opts.pack_size = p * 1024 * 1024;
+    }
+    let repo = Repository::init(storage, &secret, opts).await?;
+    if ctx.json() {
+        print_json(&serde_json::json!({
+            "id": repo.config().id,
+            "location": repo.location(),
+            "chunker": repo.config().chunker,
+        }))?;
+    } else {
+        println!(
+            "created repository {} at {}\nkeep the passphrase or key file safe: without it the data cannot be read",
+            repo.config().id,
+            repo.location()
+        );
+    }
+    Ok(OK)
+}
+
+pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
+    let repo = ctx.open().await?;
+    match k {
+        KeyCommand::Add(a) => {
+            let (secret, generated) = if let Some(path) = &a.new_key_file {
+                if path.exists() {
+                    (secrets::key_from_file(path)?, false)
+                } else {
+                    let contents = Secret::generate_key_file()?;
+                    secrets::write_secret_file(path, &contents)?;
+                    (Secret::key_file(contents)?, true)
+                }
+            } else if let Some(path) = &a.new_password_file {
+                (secrets::passphrase_from_file(path)?, false)
+            } else if let Some(s) = secrets::passphrase_from_env("LIFEBOAT_NEW_PASSWORD") {
+                (s, false)
+            } else {
+                return Err(usage(
+                    "no new secret: set LIFEBOAT_NEW_PASSWORD, or pass --new-password-file FILE or --new-key-file FILE",
+                ));
+            };
+            let id = repo.add_key(&secret, a.label).await?;
+            if ctx.json() {
+                print_json(&serde_json::json!({"id": id, "kind": secret.kind().to_string(), "generated_key_file": generated}))?;
+            } else {
+                println!("added key {id} ({})", secret.kind());
+                if generated && let Some(p) = &a.new_key_file {
+                    println!("generated key file {} (mode 0600)", p.display());
+                }
+            }
+        }
+        KeyCommand::List => {
+            let keys = repo.list_keys().await?;
+            if ctx.json() {
+                print_json(&keys)?;
+            } else {
+                println!("{:<34} {:<10} {:<20} {:<20} LABEL", "ID", "KIND", "CREATED", "HOST");
+                for k in keys {
+                    println!(
+                        "{:<34} {:<10} {:<20} {:<20} {}",
+                        format!("{}{}", if k.current { "*" } else { " " }, k.id),
+                        k.kind,
+                        k.created.format("%Y-%m-%d %H:%M"),
+                        k.hostname,
+                        k.label.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let removed = repo.remove_key(&id).await?;
+            if ctx.json() {
+                print_json(&serde_json::json!({"removed": removed}))?;
+            } else {
+                println!("removed key {removed}");
+            }
+        }
+    }
+    Ok(OK)
+}
+
+#[derive(Serialize)]
+struct SnapshotRow {
+    id: String,
+    time: chrono::DateTime<chrono::Utc>,
+    source: String,
+    kind: String,
+    hostname: String,
+    tags: Vec<String>,
+    size: u64,
+    stats: lifeboat_repo::snapshot::BackupStats,
+}
+
+pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let snaps: Vec<_> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| a.source.as_deref().is_none_or(|src| s.snapshot.source == src))
+        .collect();
+    if ctx.json() {
+        let rows: Vec<SnapshotRow> = snaps
+            .iter()
+            .map(|s| SnapshotRow {
+                id: s.id.clone(),
+                time: s.snapshot.time,
+                source: s.snapshot.source.clone(),
+                kind: s.snapshot.kind.clone(),
+                hostname: s.snapshot.hostname.clone(),
+                tags: s.snapshot.tags.clone(),
+                size: s.snapshot.items.iter().map(|i| i.size).sum(),
+                stats: s.snapshot.stats.clone(),
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(OK);
+    }
+    println!("{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}", "ID", "TIME (UTC)", "SOURCE", "KIND", "SIZE", "ADDED");
+    for s in &snaps {
+        println!(
+            "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}",
+            s.short_id(),
+            s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
+            s.snapshot.source,
+            s.snapshot.kind,
+            human_bytes(s.snapshot.items.iter().map(|i| i.size).sum()),
+            human_bytes(s.snapshot.stats.bytes_stored)
+        );
+    }
+    println!("{} snapshots", snaps.len());
+    Ok(OK)
+}
+
+pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let progress = Arc::new(Progress::default());
+    let display = progress::start(Arc::clone(&progress), "check", ctx.progress_mode(), false);
+    let report = lifeboat_repo::check::check(&repo, a.read_data, progress).await?;
+    drop(display);
+    if ctx.json() {
+        print_json(&report)?;
+    } else {
+        println!(
+            "checked {} snapshots, {} index files, {} packs, {} blobs{}",
+            report.snapshots,
+            report.index_files,
+            report.packs,
+            report.blobs,
+            if a.read_data {
+                format!(", read and verified {}", human_bytes(report.bytes_verified))
+            } else {
+                " (structure only; --read-data verifies every byte)".into()
+            }
+        );
+        if report.unindexed_packs > 0 {
+            println!(
+                "note: {} packs are not in any index (left by an interrupted backup); `lifeboat prune` removes them",
+                report.unindexed_packs
+            );
+        }
+        if report.condemned_packs > 0 {
+            println!("note: {} packs are condemned by prune and await deletion", report.condemned_packs);
+        }
+        for p in &report.errors {
+            println!("ERROR {}: {}", p.object, p.detail);
+        }
+    }
+    if report.ok() {
+        if !ctx.json() {
+            println!("no errors found");
+        }
+        Ok(OK)
+    } else {
+        Err(fail(
+            INTEGRITY,
+            format!(
+                "check found {} problems (listed above); do not trust the affected snapshots. Restore from another snapshot or repository",
+                report.errors.len()
+            ),
+        ))
+    }
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration> {
+    let d = parse_duration(s).map_err(|e| usage(format!("--grace: {e}")))?;
+    d.to_std().map_err(|_| usage("--grace must not be negative"))
+}
+
+#[derive(Serialize)]
+struct ForgetGroup {
+    source: String,
+    policy: String,
+    keep: Vec<(String, Vec<String>)>,
+    forget: Vec<String>,
+}
+
+pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
+    let grace = parse_grace(&a.grace)?;
+    let flag_policy = a.keep.policy()?;
+    let Some(policy) = flag_policy else {
+        return Err(usage(
+            "no retention policy: give --keep-last/--keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-within… flags",
+        ));
+    };
+    if policy.is_empty() {
+        return Err(usage("the retention policy keeps nothing; refusing to forget every snapshot"));
+    }
+    let repo = ctx.open().await?;
+    let _lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget").await?;
+    let snaps = repo.snapshots().await?;
+    let mut groups: BTreeMap<String, Vec<SnapshotSummary>> = BTreeMap::new();
+    for s in &snaps {
+        if a.source.as_deref().is_some_and(|src| s.snapshot.source != src) {
+            continue;
+        }
+        groups.entry(s.snapshot.source.clone()).or_default().push(SnapshotSummary {
+            id: s.id.clone(),
+            time: s.snapshot.time,
+        });
+    }
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for (source, list) in &groups {
+        let p = plan(list, &policy, now);
+        if !a.dry_run {
+            for id in &p.forget {
+                repo.storage()
+                    .delete(&format!("{}{id}", lifeboat_repo::format::SNAPSHOTS_PREFIX))
+                    .await?;
+            }
+        }
+        out.push(ForgetGroup {
+            source: source.clone(),
+            policy: policy.to_string(),
+            keep: p
+                .keep
+                .iter()
+                .map(|(id, r)| (id.clone(), r.iter().map(|x| x.to_string()).collect()))
+                .collect(),
+            forget: p.forget.clone(),
+        });
+    }
+    let prune_report = if a.prune && !a.dry_run {
+        Some(lifeboat_repo::prune::prune(&repo, &PruneOptions { grace, dry_run: false }).await?)
+    } else {
+        None
+    };
+    if ctx.json() {
+        print_json(&serde_json::json!({"dry_run": a.dry_run, "groups": out, "prune": prune_report}))?;
+    } else {
+        for g in &out {
+            println!("source {} ({}):", g.source, g.policy);
+            for (id, reasons) in &g.keep {
+                println!("  keep   {}  {}", &id[..8], reasons.join(", "));
+            }
+            for id in &g.forget {
+                println!("  {} {}", if a.dry_run { "would forget" } else { "forget" }, &id[..8]);
+            }
+        }
+        if let Some(r) = &prune_report {
+            print_prune(r, grace);
+        }
+    }
+    Ok(OK)
+}
+
+fn print_prune(r: &PruneReport, grace: std::time::Duration) {
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{} snapshots, {} packs: {verb} {} packs ({}), {} of them left by interrupted backups",
+        r.snapshots,
+        r.packs_total,
+        r.deleted_packs,
+        human_bytes(r.deleted_bytes),
+        r.deleted_leftovers
+    );
+    if r.condemned > 0 {
+        println!("condemned {} newly unreferenced packs", r.condemned);
+    }
+    if r.rescued > 0 {
+        println!("{} condemned packs are referenced again and were kept", r.rescued);
+    }
+    if r.waiting > 0 {
+        println!(
+            "{} packs wait for the grace period ({}) or running operations; a later prune deletes them",
+            r.waiting,
+            format_duration(chrono::Duration::from_std(grace).unwrap_or_default())
+        );
+    }
+    for w in &r.waiting_reasons {
+        println!("  {w}");
+    }
+    if r.unused_bytes_in_live_packs > 0 {
+        println!(
+            "{} of unreferenced data remains inside packs that are still partly in use",
+            human_bytes(r.unused_bytes_in_live_packs)
+        );
+    }
+}
+
+pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
+    let grace = parse_grace(&a.grace)?;
+    let repo = ctx.open().await?;
+    let r = lifeboat_repo::prune::prune(&repo, &PruneOptions { grace, dry_run: a.dry_run }).await?;
+    if ctx.json() {
+        print_json(&r)?;
+    } else {
+        print_prune(&r, grace);
+    }
+    Ok(OK)
+}
+
+pub async fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let removed = lifeboat_repo::lock::unlock(&repo, a.all).await?;
+    if ctx.json() {
+        let v: Vec<String> = removed.iter().map(|l| l.describe()).collect();
+        print_json(&v)?;
+    } else if removed.is_empty() {
+        println!("no stale locks");
+    } else {
+        for l in &removed {
+            println!("removed {}", l.describe());
+        }
+    }
+    Ok(OK)
+}

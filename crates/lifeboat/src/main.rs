@@ -1,0 +1,161 @@
+//! `lifeboat`: backup, verified restore and disaster recovery for
+//! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
+//! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
+
+mod cmd_repo;
+mod cmd_stream;
+mod context;
+mod exit;
+mod output;
+mod progress;
+mod secrets;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Backup, verified restore and disaster recovery for PostgreSQL and Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "lifeboat", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes. The repository secret never comes from a
+/// flag value: use `LIFEBOAT_PASSWORD`, `--password-file` or `--key-file`.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Configuration file [default: ./lifeboat.yaml when it exists]
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Repository: a path, file:///path or s3://bucket/prefix
+    #[arg(long, global = true, env = "LIFEBOAT_REPO", value_name = "URL")]
+    pub repo: Option<String>,
+    /// File holding the repository passphrase (mode 0600)
+    #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Key file opening the repository (mode 0600)
+    #[arg(long, global = true, env = "LIFEBOAT_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Print data as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress output
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository
+    Init(cmd_repo::InitArgs),
+    /// Manage the keys that open the repository
+    #[command(subcommand)]
+    Key(cmd_repo::KeyCommand),
+    /// Back up data into the repository
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore data from the repository
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// List snapshots
+    Snapshots(cmd_repo::SnapshotsArgs),
+    /// Verify the repository's integrity
+    Check(cmd_repo::CheckArgs),
+    /// Apply retention: remove snapshots the policy does not keep
+    Forget(cmd_repo::ForgetArgs),
+    /// Delete data no snapshot references (safe beside running backups)
+    Prune(cmd_repo::PruneArgs),
+    /// Remove stale locks
+    Unlock(cmd_repo::UnlockArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Back up standard input (any bytes) as a snapshot
+    Stream(cmd_stream::BackupStreamArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RestoreCommand {
+    /// Write a stream snapshot to standard output (or --output)
+    Stream(cmd_stream::RestoreStreamArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::FAILURE);
+        }
+    };
+    let code = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => match r {
+                Ok(code) => code,
+                Err(e) => {
+                    report(&e);
+                    exit::code_for(&e)
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data");
+                exit::INTERRUPTED
+            }
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+fn report(e: &anyhow::Error) {
+    let mut msg = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(&format!(": {c}"));
+        }
+    }
+    eprintln!("{msg}");
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = context::Ctx::new(cli.global)?;
+    match cli.command {
+        Command::Init(a) => cmd_repo::init(&ctx, a).await,
+        Command::Key(k) => cmd_repo::key(&ctx, k).await,
+        Command::Backup(BackupCommand::Stream(a)) => cmd_stream::backup(&ctx, a).await,
+        Command::Restore(RestoreCommand::Stream(a)) => cmd_stream::restore(&ctx, a).await,
+        Command::Snapshots(a) => cmd_repo::snapshots(&ctx, a).await,
+        Command::Check(a) => cmd_repo::check(&ctx, a).await,
+        Command::Forget(a) => cmd_repo::forget(&ctx, a).await,
+        Command::Prune(a) => cmd_repo::prune(&ctx, a).await,
+        Command::Unlock(a) => cmd_repo::unlock(&ctx, a).await,
+    }
+}
