@@ -364,10 +364,8 @@ pub fn plan(
                     });
                 }
             }
-            if let Some(d) = within {
-                if in_window(snap.time, d) {
-                    reasons.push(Reason::Within { within: d });
-                }
+            if let Some(d) = within.filter(|d| in_window(snap.time, *d)) {
+                reasons.push(Reason::Within { within: d });
             }
             for (bucket, d, last_key) in windows.iter_mut() {
                 if !in_window(snap.time, *d) {
@@ -475,7 +473,7 @@ pub fn format_duration(d: TimeDelta) -> String {
 
 /// Serde adapter for `Option<TimeDelta>` as a duration string (`"30d"`).
 pub mod opt_duration {
-    use super::{format_duration, parse_duration};
+    use super::format_duration;
     use chrono::TimeDelta;
     use serde::{Deserialize, Deserializer, Serializer};
 
