@@ -425,10 +425,10 @@ fn wait_ready(child: &mut Child, data: &Path, timeout: Duration) -> Result<(), b
         if let Ok(Some(_)) = child.try_wait() {
             return Err(true);
         }
-        if let Ok(s) = std::fs::read_to_string(&pidfile) {
-            if s.lines().nth(7).is_some_and(|l| l.trim() == "ready") {
-                return Ok(());
-            }
+        if let Ok(s) = std::fs::read_to_string(&pidfile)
+            && s.lines().nth(7).is_some_and(|l| l.trim() == "ready")
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(false);

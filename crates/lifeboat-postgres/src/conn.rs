@@ -251,10 +251,10 @@ impl ConnConfig {
         if let Some(p) = &self.password {
             return Ok(Some((p.clone(), PasswordSource::Explicit)));
         }
-        if let Ok(p) = std::env::var("PGPASSWORD") {
-            if !p.is_empty() {
-                return Ok(Some((Secret(p), PasswordSource::EnvPgPassword)));
-            }
+        if let Ok(p) = std::env::var("PGPASSWORD")
+            && !p.is_empty()
+        {
+            return Ok(Some((Secret(p), PasswordSource::EnvPgPassword)));
         }
         let Some(path) = passfile_path() else {
             return Ok(None);
@@ -414,10 +414,10 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
 }
 
 fn passfile_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PGPASSFILE") {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
+    if let Some(p) = std::env::var_os("PGPASSFILE")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass"))
 }

@@ -16,6 +16,6 @@ pub mod tools;
 
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::{ConnConfig, ConnError, PgHost, Secret};
-pub use dump::{PgDump, PgRestore, RestoreOptions};
+pub use dump::{PgDump, PgRestore, RestoreOptions, RestoreOutcome};
 pub use facts::{DumpScope, FactDiff, Facts, SnapshotSession, TableName, VerificationQuery};
 pub use tools::{Discovery, PgTools};

@@ -27,7 +27,7 @@ pub enum ToolsError {
     NotFound { server_major: u32, looked: String },
     #[error(
         "the server runs PostgreSQL {server_major} but only older client tools were found \
-         ({found}); pg_dump cannot dump a newer server. Install postgresql-client-{server_major}: \
+         ({found}), and pg_dump cannot dump a newer server; install postgresql-client-{server_major}: \
          apt-get install postgresql-client-{server_major} (from the PGDG apt repository if the \
          distribution lacks it), or configure the directory that holds its pg_dump"
     )]
