@@ -145,8 +145,8 @@ s.close()'
 
 # wait_http URL PID NAME: wait until URL answers any HTTP status (≤ 60 s).
 wait_http() {
-    local url="$1" pid="$2" name="$3" i
-    for i in $(seq 1 120); do
+    local url="$1" pid="$2" name="$3" _
+    for _ in $(seq 1 120); do
         if ! kill -0 "$pid" 2>/dev/null; then
             die "$name exited while starting; see $LOG_DIR"
         fi
@@ -210,5 +210,13 @@ if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     cargo clippy --all-targets --release -- -D warnings
 fi
 
-log "cargo test --release --workspace $*"
-cargo test --release --workspace "$@"
+# The whole workspace, unless the extra arguments pick packages themselves.
+scope=(--workspace)
+for arg in "$@"; do
+    case "$arg" in
+    --) break ;;
+    -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+log "cargo test --release ${scope[*]} $*"
+cargo test --release "${scope[@]}" "$@"
