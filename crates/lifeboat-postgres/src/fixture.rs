@@ -93,6 +93,8 @@ pub struct GenerateReport {
     pub partitions: Vec<String>,
     pub database_size_bytes: i64,
     pub elapsed: Duration,
+    /// Wall time of each phase (the two loaders run in parallel).
+    pub phases: Vec<(String, Duration)>,
 }
 
 /// Canonical content of an audit event (alias `e`) that the chain hashes: every
@@ -299,7 +301,7 @@ FROM (
 
 const EMBEDDING_INSERT_SQL: &str = r#"
 INSERT INTO incident_embeddings (id, incident_id, created_at, model, embedding, metadata)
-SELECT uuid_generate_v4(), 'incident-' || g, $3::timestamptz + g * interval '1 second', 'text-embedding-3-small',
+SELECT uuid_generate_v4(), 'incident-' || g, $3::timestamptz + (g - $1::int8) * interval '1 second', 'text-embedding-3-small',
        (SELECT array_agg((random() * 2 - 1)::real) FROM generate_series(1, 1536) WHERE g IS NOT NULL),
        jsonb_build_object('namespace', 'prod-' || (g % 23), 'signal', (ARRAY['HighMemoryUsage','PodCrashLooping','NodeNotReady','HighLatency'])[1 + g % 4],
                           'summary', 'incident ' || g || ' resolved by workflow wf-' || (g % 12), 'tokens', 200 + g % 300)
@@ -311,11 +313,11 @@ INSERT INTO remediation_history (remediation_id, signal_name, namespace, target_
 SELECT uuid_generate_v4(), (ARRAY['HighMemoryUsage','PodCrashLooping','NodeNotReady','HighLatency'])[1 + g % 4],
        'prod-' || (g % 23), 'deployment/svc-' || (g % 50), 'wf-' || (g % 12),
        CASE WHEN g % 13 = 0 THEN 'failed' WHEN g % 29 = 0 THEN 'running' ELSE 'completed' END,
-       $3::timestamptz + g * interval '1 minute', $3::timestamptz + g * interval '1 minute' + interval '90 seconds',
+       $3::timestamptz + (g - $1::int8) * interval '1 minute', $3::timestamptz + (g - $1::int8) * interval '1 minute' + interval '90 seconds',
        jsonb_build_object('attempts', g % 3 + 1, 'actions', jsonb_build_array('scale', 'restart'),
                           'result', jsonb_build_object('healthy', g % 13 <> 0, 'latency_ms', g % 1000),
                           'log', repeat(md5(('r' || g)::text), 6)),
-       $3::timestamptz + g * interval '1 minute'
+       $3::timestamptz + (g - $1::int8) * interval '1 minute'
 FROM generate_series($1::int8, $1::int8 + $2::int8 - 1) g"#;
 
 const BATCH: u64 = 20_000;
@@ -381,7 +383,14 @@ pub async fn generate(
         partitions.push(name);
     }
 
+    let phases = std::sync::Mutex::new(Vec::new());
+    let mark = |name: &str, since: Instant| {
+        if let Ok(mut p) = phases.lock() {
+            p.push((name.to_string(), since.elapsed()));
+        }
+    };
     let audit = async {
+        let t = Instant::now();
         exec(&a, "creating the chain function", CHAIN_FN_SQL).await?;
         exec(
             &a,
@@ -402,9 +411,14 @@ pub async fn generate(
                 .map_err(sql_err("inserting audit events"))?;
             i += n as u64;
         }
-        exec(&a, "indexing audit_events", FINISH_SQL).await
+        mark("load audit_events", t);
+        let t = Instant::now();
+        exec(&a, "indexing audit_events", FINISH_SQL).await?;
+        mark("index audit_events", t);
+        Ok::<(), FixtureError>(())
     };
     let others = async {
+        let t = Instant::now();
         let mut i = 0u64;
         while i < spec.embeddings {
             let n = (BATCH / 10).min(spec.embeddings - i) as i64;
@@ -413,6 +427,8 @@ pub async fn generate(
                 .map_err(sql_err("inserting embeddings"))?;
             i += n as u64;
         }
+        mark("load incident_embeddings", t);
+        let t = Instant::now();
         let mut i = 0u64;
         while i < spec.remediations {
             let n = BATCH.min(spec.remediations - i) as i64;
@@ -421,10 +437,16 @@ pub async fn generate(
                 .map_err(sql_err("inserting remediation history"))?;
             i += n as u64;
         }
-        exec(&b, "indexing the other tables", FINISH_OTHERS_SQL).await
+        mark("load remediation_history", t);
+        let t = Instant::now();
+        exec(&b, "indexing the other tables", FINISH_OTHERS_SQL).await?;
+        mark("index the other tables", t);
+        Ok::<(), FixtureError>(())
     };
     tokio::try_join!(audit, others)?;
+    let t = Instant::now();
     exec(&a, "analyzing", "ANALYZE").await?;
+    mark("analyze", t);
     let size: i64 = a
         .query_one("SELECT pg_database_size(current_database())", &[])
         .await
@@ -437,6 +459,7 @@ pub async fn generate(
         partitions,
         database_size_bytes: size,
         elapsed: started.elapsed(),
+        phases: phases.into_inner().unwrap_or_default(),
     })
 }
 

@@ -42,9 +42,9 @@ impl Default for ChunkerParams {
     /// Chosen from measurements in `docs/benchmarks.md` (throughput vs dedup).
     fn default() -> Self {
         Self {
-            min_size: 32 * 1024,
-            avg_size: 128 * 1024,
-            max_size: 1024 * 1024,
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 512 * 1024,
         }
     }
 }
@@ -273,11 +273,25 @@ impl Repository {
                 ),
                 Secret::KeyFile(_) => ("key file", "check --key-file (or LIFEBOAT_KEY_FILE)"),
             };
-            return Err(RepoError::WrongKey(format!(
-                "wrong {what}: none of the repository's {} key slots ({} of that kind) opens with it; {hint}",
-                slots.len(),
-                candidates.len()
-            )));
+            let tried: Vec<String> = candidates
+                .iter()
+                .map(|(id, _)| format!("{KEYS_PREFIX}{id}"))
+                .collect();
+            let unreadable = unreadable_slots(storage.as_ref(), &slots).await;
+            let mut msg = format!(
+                "wrong {what}: none of the repository's {} key slots opens with it (tried {}); {hint}",
+                slots.len() + unreadable.len(),
+                if tried.is_empty() { "none of that kind".to_string() } else { tried.join(", ") }
+            );
+            if !unreadable.is_empty() {
+                msg.push_str(&format!(
+                    ". Damaged key slots that could not be read: {}",
+                    unreadable.join(", ")
+                ));
+            } else {
+                msg.push_str(". If the secret is right, the slot tried may be damaged: open the repository with another key and run `lifeboat check`");
+            }
+            return Err(RepoError::WrongKey(msg));
         };
         let sealed = storage.get(CONFIG_KEY).await?;
         let config: RepoConfig = open_doc(&key, "config", CONFIG_KEY, &sealed)?;
@@ -490,6 +504,17 @@ impl Repository {
         let _: RepoConfig = open_doc(&self.key, "config", CONFIG_KEY, &sealed)?;
         Ok(())
     }
+}
+
+/// Keys under `keys/` that did not parse as slots.
+async fn unreadable_slots(storage: &dyn Storage, parsed: &[(String, KeySlot)]) -> Vec<String> {
+    let Ok(objs) = storage.list(KEYS_PREFIX).await else {
+        return Vec::new();
+    };
+    objs.into_iter()
+        .filter(|o| !parsed.iter().any(|(id, _)| id == id_of_key(&o.key)))
+        .map(|o| o.key)
+        .collect()
 }
 
 async fn put_slot(storage: &dyn Storage, id: &str, slot: &KeySlot) -> Result<()> {

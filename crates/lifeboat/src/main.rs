@@ -4,6 +4,7 @@
 
 mod cmd_repo;
 mod cmd_stream;
+pub mod config;
 mod context;
 mod exit;
 mod output;

@@ -1,0 +1,1325 @@
+//! The configuration file: one YAML document (default `./lifeboat.yaml`).
+//!
+//! ```yaml
+//! repository:
+//!   url: /var/lib/lifeboat/repo          # the only required setting
+//!   password: {env: LIFEBOAT_PASSWORD}
+//! sources:
+//!   kubernaut-db:
+//!     kind: postgres
+//!     schedule: "0 * * * *"
+//!     retention: {keep_within_hourly: 30d}
+//!     postgres: {url: "postgresql://kubernaut@postgresql:5432/kubernaut"}
+//! objectives:
+//!   - {scenario: database-corruption, rto: 30m, rpo: 1h}
+//! ```
+//!
+//! `examples/kubernaut.yaml` documents every setting. Rules:
+//! * Unknown keys are errors, reported with the file, line and column, like
+//!   every other parse error; so are values of the wrong type, bad durations
+//!   (`30d`, `12h`, `1d12h`), bad cron expressions and unsupported time zones,
+//!   which are all checked while the file is read.
+//! * Secrets are given only by reference ([`SecretRef`]): an environment
+//!   variable, a file (mode 0600), or a Kubernetes Secret. A URL carrying a
+//!   password is refused. Resolved secrets are never logged nor shown by
+//!   `Debug`.
+//! * After parsing, [`Config::validate`] checks what spans several keys: each
+//!   source has the section of its kind and none of another, `covers` names a
+//!   scenario from `objectives`, scenario names are unique.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{FixedOffset, TimeDelta};
+use lifeboat_repo::retention::RetentionPolicy;
+use serde::{Deserialize, Serialize};
+
+/// Everything that can go wrong with the configuration. Messages name the
+/// file and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read the configuration file {path}: {source}; give the right file with --config or LIFEBOAT_CONFIG"
+    )]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax, type or value error, with its position in the file.
+    #[error("{origin}:{line}:{column}: {message}{}", if .snippet.is_empty() { String::new() } else { format!("\n{}", .snippet) })]
+    Parse {
+        origin: String,
+        line: u64,
+        column: u64,
+        message: String,
+        /// The offending lines, marked (no secret values can be in the file).
+        snippet: String,
+    },
+    /// A parse error whose position the YAML parser could not tell.
+    #[error("{origin}: {message}")]
+    ParseNoLocation { origin: String, message: String },
+    /// Problems spanning several keys, all of them at once.
+    #[error("{origin}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        origin: String,
+        problems: Vec<String>,
+    },
+    #[error("no source named {name:?} in {origin}; configured sources: {}", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    UnknownSource {
+        origin: String,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "the environment variable {var} (a secret reference in the configuration) is not set or empty; export it or change the reference"
+    )]
+    SecretEnvMissing { var: String },
+    #[error(
+        "the environment variable {var} (a secret reference in the configuration) is not valid UTF-8"
+    )]
+    SecretEnvNotUnicode { var: String },
+    #[error(
+        "the secret file {path} is readable by group or others (mode {mode:03o}); run `chmod 600 {path}` and try again"
+    )]
+    SecretFileTooOpen { path: String, mode: u32 },
+    #[error("cannot read the secret file {path}: {reason}; check the path in the configuration")]
+    SecretFile { path: String, reason: String },
+    #[error(
+        "the secret reference kubernetes_secret {{name: {name}, key: {key}}} is not available outside Kubernetes yet; \
+         mount that Secret as a file or an environment variable and refer to it with file: or env:"
+    )]
+    KubernetesSecretUnavailable { name: String, key: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub repository: RepositoryConfig,
+    /// Backup sources by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Recovery objectives per failure scenario (the seed's RTO/RPO table).
+    #[serde(default)]
+    pub objectives: Vec<Objective>,
+    /// Where this configuration was read from (a path or `<string>`), for
+    /// messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+/// Where the repository is and how to open it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// A path, `file:///path`, `s3://bucket/prefix`, `gs://…` or `az://…`.
+    pub url: RepoUrl,
+    /// The passphrase of a key slot.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// A raw key file (mode 0600) instead of a passphrase.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// S3 settings; only with an `s3://` URL. Unset values come from the
+    /// standard AWS environment.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+    /// How long `prune` leaves unreferenced data alone, so that it never
+    /// deletes what a running backup is about to reference.
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub prune_grace: Option<TimeDelta>,
+}
+
+/// A repository URL, checked for an empty value, a known scheme and the
+/// absence of an embedded password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RepoUrl(String);
+
+impl RepoUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `s3`, `gs`, `az` or `file` (also for a plain path).
+    pub fn scheme(&self) -> &str {
+        match self.0.split_once("://") {
+            Some((scheme, _)) => scheme,
+            None => "file",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(
+                "the repository url is empty; give a path, file:///path or s3://bucket/prefix"
+                    .into(),
+            );
+        }
+        if let Some((scheme, rest)) = s.split_once("://") {
+            if !matches!(scheme, "file" | "s3" | "gs" | "az") {
+                return Err(format!(
+                    "unsupported repository scheme {scheme:?}; use a path, file:///path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+                ));
+            }
+            if scheme != "file" && rest.trim_matches('/').is_empty() {
+                return Err(format!("the repository url {s:?} names no bucket"));
+            }
+            if password_in_authority(rest) {
+                return Err("the repository url carries a password; give credentials by reference (repository.s3 or the AWS environment)".into());
+            }
+        }
+        Ok(RepoUrl(s.to_string()))
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RepoUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `user:password@` in the authority part of a URL (after `scheme://`).
+fn password_in_authority(after_scheme: &str) -> bool {
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo.contains(':'),
+        None => false,
+    }
+}
+
+/// S3-compatible storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000` for MinIO or moto; AWS when unset.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint (test servers only).
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub access_key_id: Option<SecretRef>,
+    #[serde(default)]
+    pub secret_access_key: Option<SecretRef>,
+}
+
+/// A reference to a secret: exactly one of `env`, `file` or
+/// `kubernetes_secret`. `Debug` shows the reference, never the value. A
+/// secret written in place of a reference is refused without repeating it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRef {
+    /// `{env: LIFEBOAT_PASSWORD}`
+    Env(String),
+    /// `{file: /etc/lifeboat/password}`: mode 0600 or stricter; one trailing
+    /// newline is not part of the secret.
+    File(PathBuf),
+    /// `{kubernetes_secret: {name: postgresql-credentials, key: password}}`
+    KubernetesSecret(KubernetesSecretRef),
+}
+
+/// A key of a Kubernetes Secret; the namespace defaults to the one Lifeboat
+/// runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSecretRef {
+    pub name: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Errors whose source line may hold a secret: shown without a snippet.
+const SECRET_IN_PLACE: &str = "secrets are not written in the configuration";
+const PASSWORD_IN_URL: &str = "carries a password";
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        const VARIANTS: &[&str] = &["env", "file", "kubernetes_secret"];
+        struct V;
+        fn inline<E: Error>() -> E {
+            E::custom(format!(
+                "{SECRET_IN_PLACE}, only referenced: {{env: VAR}}, {{file: PATH}} or \
+                 {{kubernetes_secret: {{name: N, key: K}}}}"
+            ))
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a secret reference: {env: VAR}, {file: PATH} or {kubernetes_secret: {name: N, key: K}}",
+                )
+            }
+            fn visit_str<E: Error>(self, _: &str) -> Result<SecretRef, E> {
+                Err(inline())
+            }
+            fn visit_i64<E: Error>(self, _: i64) -> Result<SecretRef, E> {
+                Err(inline())
+            }
+            fn visit_u64<E: Error>(self, _: u64) -> Result<SecretRef, E> {
+                Err(inline())
+            }
+            fn visit_f64<E: Error>(self, _: f64) -> Result<SecretRef, E> {
+                Err(inline())
+            }
+            fn visit_bool<E: Error>(self, _: bool) -> Result<SecretRef, E> {
+                Err(inline())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(
+                        "an empty secret reference; give one of env, file or kubernetes_secret",
+                    ));
+                };
+                let r = match key.as_str() {
+                    "env" => {
+                        let var: String = map.next_value()?;
+                        if var.trim().is_empty() {
+                            return Err(A::Error::custom("env: names no environment variable"));
+                        }
+                        SecretRef::Env(var)
+                    }
+                    "file" => SecretRef::File(map.next_value()?),
+                    "kubernetes_secret" => SecretRef::KubernetesSecret(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, VARIANTS)),
+                };
+                if let Some(more) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "a secret reference has exactly one of env, file or kubernetes_secret, not both {key} and {more}"
+                    )));
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. Never log the result.
+    pub fn resolve(&self) -> Result<String, ConfigError> {
+        match self {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) | Err(std::env::VarError::NotPresent) => {
+                    Err(ConfigError::SecretEnvMissing { var: var.clone() })
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(ConfigError::SecretEnvNotUnicode { var: var.clone() })
+                }
+            },
+            SecretRef::File(path) => read_secret_file(path),
+            SecretRef::KubernetesSecret(k) => Err(ConfigError::KubernetesSecretUnavailable {
+                name: k.name.clone(),
+                key: k.key.clone(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for SecretRef {
+    /// `env LIFEBOAT_PASSWORD`, `file /etc/x`, `kubernetes secret ns/name key k`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(v) => write!(f, "env {v}"),
+            SecretRef::File(p) => write!(f, "file {}", p.display()),
+            SecretRef::KubernetesSecret(k) => match &k.namespace {
+                Some(ns) => write!(f, "kubernetes secret {ns}/{} key {}", k.name, k.key),
+                None => write!(f, "kubernetes secret {} key {}", k.name, k.key),
+            },
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    let io_err = |e: std::io::Error| ConfigError::SecretFile {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::SecretFileTooOpen {
+            path: shown.clone(),
+            mode,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    let mut s = String::from_utf8(bytes).map_err(|_| ConfigError::SecretFile {
+        path: shown.clone(),
+        reason: "it is not UTF-8 text".into(),
+    })?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    if s.is_empty() {
+        return Err(ConfigError::SecretFile {
+            path: shown,
+            reason: "it is empty".into(),
+        });
+    }
+    Ok(s)
+}
+
+/// What a source backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Postgres,
+    Kube,
+    Stream,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Postgres => "postgres",
+            SourceKind::Kube => "kube",
+            SourceKind::Stream => "stream",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One backup source. Only the section of its `kind` may be present.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// When the daemon backs it up: a five-field cron expression
+    /// (`minute hour day-of-month month day-of-week`) or `@hourly`, `@daily`.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// The schedule's time zone; UTC when unset.
+    #[serde(default)]
+    pub timezone: Option<Timezone>,
+    /// Which of its snapshots `forget` keeps. No policy: `forget` refuses
+    /// this source instead of deleting everything.
+    #[serde(default)]
+    pub retention: Option<RetentionPolicy>,
+    #[serde(default)]
+    pub postgres: Option<PostgresSource>,
+    #[serde(default)]
+    pub kube: Option<KubeSource>,
+    #[serde(default)]
+    pub stream: Option<StreamSource>,
+    /// Writers to stop while this source is restored.
+    #[serde(default)]
+    pub quiesce: Option<Quiesce>,
+    /// The `objectives` scenarios this source's backups serve.
+    #[serde(default)]
+    pub covers: Vec<String>,
+}
+
+/// A PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSource {
+    /// libpq URL without a password, e.g.
+    /// `postgresql://kubernaut@postgresql.kubernaut-system:5432/kubernaut`.
+    pub url: PgUrl,
+    /// Unset: `PGPASSWORD`, then `~/.pgpass`.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// Where `pg_dump`/`pg_restore` are, when not found automatically.
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// Queries whose one-row results are recorded at backup and checked
+    /// after every restore.
+    #[serde(default)]
+    pub verify_queries: Vec<VerifyQuery>,
+}
+
+/// A PostgreSQL connection string, refused when it carries a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PgUrl(String);
+
+impl PgUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("the PostgreSQL url is empty".into());
+        }
+        let has_password = match s.split_once("://") {
+            Some((scheme, rest)) => {
+                if !matches!(scheme, "postgresql" | "postgres") {
+                    return Err(format!(
+                        "a PostgreSQL url starts with postgresql://, not {scheme}://"
+                    ));
+                }
+                password_in_authority(rest)
+                    || rest
+                        .split_once('?')
+                        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("password=")))
+            }
+            // key=value form
+            None => s.split_whitespace().any(|kv| kv.starts_with("password=")),
+        };
+        if has_password {
+            return Err(
+                "the PostgreSQL url carries a password; remove it and use password: {env: …} or {file: …}".into(),
+            );
+        }
+        Ok(PgUrl(s.to_string()))
+    }
+}
+
+impl fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PgUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PgUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A verification query: it must return at most one row.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyQuery {
+    pub name: String,
+    pub sql: String,
+}
+
+/// Kubernetes objects.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSource {
+    /// Namespaces to back up; empty: the namespace Lifeboat runs in.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Resource kinds, plural and lower case (`configmaps`, `secrets`,
+    /// `remediationrequests.kubernaut.ai`); empty: ConfigMaps, Secrets and
+    /// custom resources.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// A Kubernetes label selector, e.g. `app.kubernetes.io/part-of=kubernaut`.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+}
+
+/// A stream produced by a command, backed up as its standard output.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSource {
+    /// Argument vector (no shell), e.g. `[tar, -C, /data, -cf, -, .]`.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// How writers are stopped during a restore and brought back after it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quiesce {
+    /// Deployments scaled to zero, then back to their replica counts.
+    #[serde(default)]
+    pub deployments: Vec<String>,
+    /// Their namespace; the one Lifeboat runs in when unset.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Commands run instead of (or besides) scaling Deployments.
+    #[serde(default)]
+    pub commands: Option<QuiesceCommands>,
+    /// Bring writers back even when verification of the restored data fails.
+    /// Off by default: a database that failed verification must not take
+    /// traffic.
+    #[serde(default)]
+    pub resume_on_verify_failure: bool,
+}
+
+/// Commands to stop (`pre`) and restart (`post`) writers; each an argument
+/// vector run without a shell, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuiesceCommands {
+    #[serde(default)]
+    pub pre: Vec<Vec<String>>,
+    #[serde(default)]
+    pub post: Vec<Vec<String>>,
+}
+
+/// A recovery objective for one failure scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    /// e.g. `database-corruption`; sources name it in `covers`.
+    pub scenario: String,
+    /// Recovery time objective: longest acceptable time to recover.
+    #[serde(with = "lifeboat_repo::retention::duration")]
+    pub rto: TimeDelta,
+    /// Recovery point objective: longest acceptable data-loss window
+    /// (`0s`: none).
+    #[serde(with = "lifeboat_repo::retention::duration")]
+    pub rpo: TimeDelta,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+pub enum Priority {
+    P0,
+    P1,
+    P2,
+    P3,
+}
+
+/// A validated cron expression (five fields, or `@hourly`-style aliases).
+#[derive(Clone)]
+pub struct Schedule {
+    expr: String,
+    cron: croner::Cron,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str) -> Result<Self, String> {
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Disallowed)
+            .year(croner::parser::Year::Disallowed)
+            .build();
+        let cron = parser.parse(expr).map_err(|e| {
+            format!(
+                "invalid cron expression {expr:?}: {e}; write five fields \
+                 (minute hour day-of-month month day-of-week), e.g. \"0 * * * *\" for hourly"
+            )
+        })?;
+        Ok(Schedule {
+            expr: expr.trim().to_string(),
+            cron,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    pub fn cron(&self) -> &croner::Cron {
+        &self.cron
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({:?})", self.expr)
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr
+    }
+}
+
+impl Eq for Schedule {}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Schedule::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.expr)
+    }
+}
+
+/// A schedule's time zone: `UTC` or a fixed offset such as `+02:00`. Named
+/// zones (`Europe/Berlin`) are refused for now: they need a time zone
+/// database, which is not built in yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timezone(FixedOffset);
+
+impl Timezone {
+    pub const UTC: Timezone = Timezone(FixedOffset::east_opt(0).expect("0 is a valid offset"));
+
+    pub fn offset(&self) -> FixedOffset {
+        self.0
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if matches!(s, "UTC" | "utc" | "Etc/UTC" | "Z" | "GMT" | "Etc/GMT") {
+            return Ok(Timezone::UTC);
+        }
+        let unsupported = || {
+            format!("time zone {s:?} is not supported yet; use UTC or a fixed offset like +02:00")
+        };
+        let (sign, rest) = match s.as_bytes().first() {
+            Some(b'+') => (1, &s[1..]),
+            Some(b'-') => (-1, &s[1..]),
+            _ => return Err(unsupported()),
+        };
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+        let (h, m): (i32, i32) = match (h.parse(), m.parse()) {
+            (Ok(h), Ok(m)) if h <= 14 && m < 60 => (h, m),
+            _ => return Err(unsupported()),
+        };
+        FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+            .map(Timezone)
+            .ok_or_else(unsupported)
+    }
+}
+
+impl fmt::Display for Timezone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.local_minus_utc() == 0 {
+            f.write_str("UTC")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timezone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timezone::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `origin` names it in messages
+/// (a path, or e.g. `<string>`).
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(&e, origin))?;
+    config.origin = origin.to_string();
+    config.validate()?;
+    Ok(config)
+}
+
+fn parse_error(e: &serde_saphyr::Error, origin: &str) -> ConfigError {
+    let plain = e
+        .without_snippet()
+        .render_with_options(serde_saphyr::render_options! {
+            snippets: serde_saphyr::SnippetMode::Off,
+        });
+    // The plain rendering ends with " at line L, column C"; the position is
+    // shown in front instead.
+    let message = match plain.rfind(" at line ") {
+        Some(i) => plain[..i].to_string(),
+        None => plain.clone(),
+    };
+    let snippet = if message.contains(SECRET_IN_PLACE) || message.contains(PASSWORD_IN_URL) {
+        // The offending line may hold a secret: do not print it.
+        String::new()
+    } else {
+        let rendered = e.render_with_options(serde_saphyr::render_options! {
+            source_name: Some(origin),
+        });
+        // Drop the renderer's own "error: line L column C: message" header.
+        match rendered.split_once('\n') {
+            Some((first, rest)) if first.starts_with("error:") => rest.to_string(),
+            _ => rendered,
+        }
+    };
+    match e.location().filter(|l| l.line() > 0) {
+        Some(loc) => ConfigError::Parse {
+            origin: origin.to_string(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+            snippet,
+        },
+        None => ConfigError::ParseNoLocation {
+            origin: origin.to_string(),
+            message,
+        },
+    }
+}
+
+impl Config {
+    /// Checks what spans several keys; every problem is reported at once.
+    /// [`parse`] and [`load`] call it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let repo = &self.repository;
+        if repo.s3.is_some() && repo.url.scheme() != "s3" {
+            problems.push(format!(
+                "repository.s3 is set but repository.url {} is not an s3:// URL",
+                repo.url
+            ));
+        }
+        if repo.password.is_some() && repo.key_file.is_some() {
+            problems.push("repository: give either password or key_file, not both".to_string());
+        }
+        if repo.prune_grace.is_some_and(|d| d < TimeDelta::zero()) {
+            problems.push("repository.prune_grace must not be negative".to_string());
+        }
+
+        let mut scenarios = std::collections::BTreeSet::new();
+        for (i, o) in self.objectives.iter().enumerate() {
+            if o.scenario.trim().is_empty() {
+                problems.push(format!("objectives[{i}]: the scenario name is empty"));
+            } else if !scenarios.insert(o.scenario.as_str()) {
+                problems.push(format!(
+                    "objectives[{i}]: scenario {:?} is listed twice",
+                    o.scenario
+                ));
+            }
+        }
+
+        for (name, s) in &self.sources {
+            let at = format!("sources.{name}");
+            if name.trim().is_empty() {
+                problems.push("sources: a source has an empty name".to_string());
+            }
+            let sections = [
+                (SourceKind::Postgres, s.postgres.is_some()),
+                (SourceKind::Kube, s.kube.is_some()),
+                (SourceKind::Stream, s.stream.is_some()),
+            ];
+            for (kind, present) in sections {
+                if present && kind != s.kind {
+                    problems.push(format!(
+                        "{at}: kind is {} but it has a {kind}: section; remove it or change the kind",
+                        s.kind
+                    ));
+                }
+            }
+            match s.kind {
+                SourceKind::Postgres if s.postgres.is_none() => problems.push(format!(
+                    "{at}: kind is postgres but there is no postgres: section (with at least url:)"
+                )),
+                SourceKind::Kube if s.kube.is_none() => problems.push(format!(
+                    "{at}: kind is kube but there is no kube: section (namespaces, kinds, label_selector)"
+                )),
+                _ => {}
+            }
+            if let Some(pg) = &s.postgres {
+                let mut names = std::collections::BTreeSet::new();
+                for q in &pg.verify_queries {
+                    if q.name.trim().is_empty() || q.sql.trim().is_empty() {
+                        problems.push(format!(
+                            "{at}.postgres.verify_queries: every query needs a name and sql"
+                        ));
+                    } else if !names.insert(q.name.as_str()) {
+                        problems.push(format!(
+                            "{at}.postgres.verify_queries: the name {:?} is used twice",
+                            q.name
+                        ));
+                    }
+                }
+            }
+            let no_program = |argv: &Vec<String>| argv.first().is_none_or(|p| p.is_empty());
+            if s.stream.as_ref().is_some_and(|st| no_program(&st.command)) {
+                problems.push(format!(
+                    "{at}.stream.command: give the program and its arguments, e.g. [tar, -cf, -, /data]"
+                ));
+            }
+            if let Some(q) = &s.quiesce {
+                if q.namespace.is_some() && q.deployments.is_empty() {
+                    problems.push(format!(
+                        "{at}.quiesce.namespace is set but no deployments are listed"
+                    ));
+                }
+                if let Some(c) = &q.commands {
+                    for (which, list) in [("pre", &c.pre), ("post", &c.post)] {
+                        if list.iter().any(no_program) {
+                            problems.push(format!(
+                                "{at}.quiesce.commands.{which}: every command is a non-empty argument vector, e.g. [systemctl, stop, app]"
+                            ));
+                        }
+                    }
+                }
+                if q.deployments.iter().any(|d| d.trim().is_empty()) {
+                    problems.push(format!("{at}.quiesce.deployments: a name is empty"));
+                }
+            }
+            for c in &s.covers {
+                if !scenarios.contains(c.as_str()) {
+                    problems.push(format!(
+                        "{at}.covers: no objective has scenario {c:?}; add it to objectives or fix the name{}",
+                        if scenarios.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (known: {})",
+                                scenarios.iter().copied().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: self.origin.clone(),
+                problems,
+            })
+        }
+    }
+
+    /// The source called `name`, or an error listing the configured ones.
+    pub fn source(&self, name: &str) -> Result<&SourceConfig, ConfigError> {
+        self.sources
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownSource {
+                origin: self.origin.clone(),
+                name: name.to_string(),
+                known: self.sources.keys().cloned().collect(),
+            })
+    }
+
+    /// The objective for a scenario, if configured.
+    pub fn objective(&self, scenario: &str) -> Option<&Objective> {
+        self.objectives.iter().find(|o| o.scenario == scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> ConfigError {
+        parse(text, "test.yaml").expect_err("should be refused")
+    }
+
+    fn location(e: &ConfigError) -> (u64, u64) {
+        match e {
+            ConfigError::Parse { line, column, .. } => (*line, *column),
+            other => panic!("expected a located parse error, got {other}"),
+        }
+    }
+
+    fn examples_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    }
+
+    #[test]
+    fn every_example_parses() {
+        let mut seen = 0;
+        let mut entries: Vec<_> = std::fs::read_dir(examples_dir())
+            .expect("examples/ exists")
+            .map(|e| e.expect("readable examples/").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                continue;
+            }
+            load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+        assert!(seen >= 2, "expected at least two examples, found {seen}");
+    }
+
+    #[test]
+    fn kubernaut_example_holds_the_seed_settings() {
+        let c = load(&examples_dir().join("kubernaut.yaml")).unwrap();
+        let db = c.source("kubernaut-db").unwrap();
+        assert_eq!(db.kind, SourceKind::Postgres);
+        assert_eq!(db.schedule.as_ref().unwrap().as_str(), "0 * * * *");
+        assert_eq!(
+            db.retention.as_ref().unwrap().keep_within_hourly,
+            Some(TimeDelta::days(30))
+        );
+        let pg = db.postgres.as_ref().unwrap();
+        assert_eq!(
+            pg.url.as_str(),
+            "postgresql://kubernaut@postgresql.kubernaut-system:5432/kubernaut"
+        );
+        assert_eq!(
+            pg.password,
+            Some(SecretRef::KubernetesSecret(KubernetesSecretRef {
+                name: "postgresql-credentials".into(),
+                key: "password".into(),
+                namespace: Some("kubernaut-system".into()),
+            }))
+        );
+        assert_eq!(pg.verify_queries.len(), 2);
+        let q = db.quiesce.as_ref().unwrap();
+        assert_eq!(q.deployments, ["data-storage", "context-api"]);
+        assert_eq!(q.namespace.as_deref(), Some("kubernaut-system"));
+        assert!(!q.resume_on_verify_failure);
+        assert_eq!(db.covers, ["database-corruption", "complete-outage"]);
+
+        let cfg = c.source("kubernaut-config").unwrap();
+        assert_eq!(cfg.kind, SourceKind::Kube);
+        assert_eq!(cfg.schedule.as_ref().unwrap().as_str(), "0 2 * * *");
+        assert_eq!(cfg.timezone, Some(Timezone::UTC));
+        assert_eq!(
+            cfg.retention.as_ref().unwrap().keep_within_daily,
+            Some(TimeDelta::days(90))
+        );
+        let kube = cfg.kube.as_ref().unwrap();
+        assert_eq!(kube.namespaces, ["kubernaut-system"]);
+        assert_eq!(kube.kinds, ["configmaps", "secrets"]);
+
+        // The seed's §3.1 table, exactly.
+        let table: Vec<(&str, TimeDelta, TimeDelta, Priority)> = c
+            .objectives
+            .iter()
+            .map(|o| (o.scenario.as_str(), o.rto, o.rpo, o.priority.unwrap()))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                (
+                    "single-pod-failure",
+                    TimeDelta::minutes(1),
+                    TimeDelta::zero(),
+                    Priority::P0
+                ),
+                (
+                    "service-failure",
+                    TimeDelta::minutes(5),
+                    TimeDelta::zero(),
+                    Priority::P0
+                ),
+                (
+                    "database-corruption",
+                    TimeDelta::minutes(30),
+                    TimeDelta::hours(1),
+                    Priority::P1
+                ),
+                (
+                    "region-failure",
+                    TimeDelta::minutes(15),
+                    TimeDelta::minutes(5),
+                    Priority::P0
+                ),
+                (
+                    "complete-outage",
+                    TimeDelta::hours(2),
+                    TimeDelta::hours(1),
+                    Priority::P1
+                ),
+            ]
+        );
+        assert_eq!(c.repository.prune_grace, Some(TimeDelta::hours(1)));
+    }
+
+    #[test]
+    fn minimal_needs_only_the_url() {
+        let c = parse("repository:\n  url: /var/lib/lifeboat/repo\n", "<string>").unwrap();
+        assert_eq!(c.repository.url.as_str(), "/var/lib/lifeboat/repo");
+        assert_eq!(c.repository.url.scheme(), "file");
+        assert!(c.sources.is_empty() && c.objectives.is_empty());
+        assert_eq!(c.origin, "<string>");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = "repository:\n  url: /r\nsources:\n  db:\n    kind: postgres\n    postgres:\n      url: postgresql://u@h/d\n      pasword: {env: X}\n";
+        let e = parse_err(text);
+        assert_eq!(location(&e), (8, 7));
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.yaml:8:7: "), "{msg}");
+        assert!(msg.contains("pasword"), "{msg}");
+        assert!(msg.contains("--> test.yaml:8:7"), "{msg}");
+        assert!(msg.contains("8 |       pasword: {env: X}"), "{msg}");
+        assert_eq!(msg.matches("unknown field").count(), 2, "{msg}");
+
+        let e = parse_err("repository:\n  url: /r\n  colour: blue\n");
+        assert_eq!(location(&e), (3, 3));
+        let e = parse_err("repository: {url: /r}\nextra: 1\n");
+        assert_eq!(location(&e), (2, 1));
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_column() {
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {namespaces: kubernaut-system}\n",
+        );
+        assert_eq!(location(&e).0, 5, "{e}");
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    retention: {keep_last: many}\n    kube: {}\n",
+        );
+        assert_eq!(location(&e).0, 5, "{e}");
+        let e = parse_err("repository: {url: /r}\nsources:\n  db:\n    kind: mysql\n");
+        assert_eq!(location(&e), (4, 11), "{e}");
+        assert!(e.to_string().contains("mysql"), "{e}");
+    }
+
+    #[test]
+    fn missing_url_is_refused() {
+        let e = parse_err("repository:\n  password: {env: LIFEBOAT_PASSWORD}\n");
+        assert!(e.to_string().contains("url"), "{e}");
+        assert!(e.to_string().starts_with("test.yaml"), "{e}");
+        let e = parse_err("sources: {}\n");
+        assert!(e.to_string().contains("repository"), "{e}");
+        let e = parse_err("repository: {url: \"\"}\n");
+        assert!(e.to_string().contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_column() {
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: stream\n    schedule: \"0 25 * * *\"\n",
+        );
+        assert_eq!(location(&e).0, 5, "{e}");
+        assert!(e.to_string().contains("invalid cron expression"), "{e}");
+        // Seconds or years are not accepted: five fields only.
+        for bad in ["0 0 * * * *", "not cron", ""] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "0 * * * *",
+            "0 2 * * *",
+            "*/15 * * * 1-5",
+            "@hourly",
+            "@daily",
+        ] {
+            Schedule::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    retention:\n      keep_within_daily: 90 days ago\n",
+        );
+        assert_eq!(location(&e).0, 7, "{e}");
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+        let e = parse_err("repository: {url: /r, prune_grace: soon}\n");
+        assert_eq!(location(&e).0, 1, "{e}");
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Berlin\n",
+        );
+        assert_eq!(location(&e).0, 6, "{e}");
+        assert!(e.to_string().contains("UTC or a fixed offset"), "{e}");
+        let e = parse_err("repository: {url: \"ftp://x/y\"}\n");
+        assert!(
+            e.to_string().contains("unsupported repository scheme"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn timezones() {
+        assert_eq!(Timezone::parse("UTC"), Ok(Timezone::UTC));
+        assert_eq!(
+            Timezone::parse("+02:00")
+                .unwrap()
+                .offset()
+                .local_minus_utc(),
+            7200
+        );
+        assert_eq!(
+            Timezone::parse("-05:30")
+                .unwrap()
+                .offset()
+                .local_minus_utc(),
+            -19800
+        );
+        assert!(Timezone::parse("+25:00").is_err());
+        assert!(Timezone::parse("America/New_York").is_err());
+    }
+
+    #[test]
+    fn secrets_only_by_reference() {
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://kubernaut:hunter2@db/kubernaut\"}\n",
+        );
+        assert_eq!(location(&e).0, 5, "{e}");
+        assert!(e.to_string().contains("carries a password"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        for url in ["postgresql://u@h/d?password=x", "host=h user=u password=x"] {
+            assert!(PgUrl::parse(url).is_err(), "{url}");
+        }
+        for url in [
+            "postgresql://u@h:5432/d",
+            "postgresql:///d?host=/run/postgresql",
+            "host=h user=u dbname=d",
+        ] {
+            PgUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        // A plain string is not a secret reference.
+        for value in ["hunter2", "12345", "\"quoted secret\""] {
+            let e = parse_err(&format!("repository: {{url: /r, password: {value}}}\n"));
+            assert_eq!(location(&e).0, 1, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("only referenced"), "{msg}");
+            assert!(!msg.contains(value.trim_matches('"')), "{msg}");
+        }
+        let e = parse_err("repository:\n  url: /r\n  password: {env: \"\"}\n");
+        assert_eq!(location(&e).0, 3, "{e}");
+        // Exactly one kind of reference.
+        let e = parse_err("repository:\n  url: /r\n  password: {env: A, file: /b}\n");
+        assert_eq!(location(&e).0, 3, "{e}");
+        assert!(e.to_string().contains("exactly one"), "{e}");
+        let e = parse_err("repository:\n  url: /r\n  password: {vault: x}\n");
+        assert_eq!(location(&e).0, 3, "{e}");
+        assert!(e.to_string().contains("vault"), "{e}");
+        let e = parse_err(
+            "repository:\n  url: /r\n  password:\n    kubernetes_secret: {name: n, key: k, nmespace: x}\n",
+        );
+        assert_eq!(location(&e), (4, 42), "{e}");
+    }
+
+    #[test]
+    fn secret_references_parse() {
+        let c = parse(
+            "repository:\n  url: s3://bucket/prefix\n  password: {file: /etc/lifeboat/pw}\n  s3:\n    endpoint: http://127.0.0.1:9000\n    region: us-east-1\n    allow_http: true\n    access_key_id: {env: AWS_ACCESS_KEY_ID}\n    secret_access_key: {kubernetes_secret: {name: s3, key: secret}}\n",
+            "<string>",
+        )
+        .unwrap();
+        assert_eq!(
+            c.repository.password,
+            Some(SecretRef::File("/etc/lifeboat/pw".into()))
+        );
+        let s3 = c.repository.s3.unwrap();
+        assert!(s3.allow_http);
+        assert_eq!(
+            s3.access_key_id,
+            Some(SecretRef::Env("AWS_ACCESS_KEY_ID".into()))
+        );
+        assert_eq!(
+            s3.secret_access_key.unwrap().to_string(),
+            "kubernetes secret s3 key secret"
+        );
+    }
+
+    #[test]
+    fn secret_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = SecretRef::File(path.clone());
+        let e = r.resolve().unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("chmod 600 {}", path.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("644"), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(r.resolve().unwrap(), "s3cret");
+        // Only one trailing newline is stripped.
+        std::fs::write(&path, "a b\n\n").unwrap();
+        assert_eq!(r.resolve().unwrap(), "a b\n");
+        std::fs::write(&path, "").unwrap();
+        assert!(r.resolve().unwrap_err().to_string().contains("empty"));
+        let missing = SecretRef::File(dir.path().join("nope"));
+        assert!(missing.resolve().unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn secret_env_and_kubernetes() {
+        let var = "LIFEBOAT_CONFIG_TEST_SECRET_THAT_IS_NOT_SET";
+        let e = SecretRef::Env(var.into()).resolve().unwrap_err();
+        assert!(e.to_string().contains(var), "{e}");
+        // PATH is always set; it stands in for a set variable.
+        assert!(SecretRef::Env("PATH".into()).resolve().is_ok());
+        let e = SecretRef::KubernetesSecret(KubernetesSecretRef {
+            name: "postgresql-credentials".into(),
+            key: "password".into(),
+            namespace: None,
+        })
+        .resolve()
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not available outside Kubernetes yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cross_checks_are_reported_together() {
+        let text = "\
+repository: {url: /r, s3: {region: eu-west-1}}
+objectives:
+  - {scenario: database-corruption, rto: 30m, rpo: 1h}
+  - {scenario: database-corruption, rto: 1h, rpo: 1h}
+sources:
+  a:
+    kind: postgres
+  b:
+    kind: kube
+    kube: {}
+    postgres: {url: \"postgresql://u@h/d\"}
+    covers: [region-failur]
+  c:
+    kind: stream
+    stream: {command: []}
+    quiesce: {commands: {pre: [[]]}}
+";
+        let e = parse_err(text);
+        let ConfigError::Invalid { origin, problems } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        assert_eq!(origin, "test.yaml");
+        let all = problems.join("\n");
+        for needle in [
+            "repository.s3 is set but",
+            "listed twice",
+            "sources.a: kind is postgres but there is no postgres: section",
+            "sources.b: kind is kube but it has a postgres: section",
+            "sources.b.covers: no objective has scenario \"region-failur\"",
+            "sources.c.stream.command",
+            "sources.c.quiesce.commands.pre",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 7, "{all}");
+    }
+
+    #[test]
+    fn unknown_source_lists_the_known_ones() {
+        let c = load(&examples_dir().join("kubernaut.yaml")).unwrap();
+        let e = c.source("kubernaut").unwrap_err().to_string();
+        assert!(e.contains("kubernaut-config, kubernaut-db"), "{e}");
+        assert!(e.contains("kubernaut.yaml"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = load(Path::new("/nonexistent/lifeboat.yaml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/lifeboat.yaml"), "{e}");
+        assert!(e.to_string().contains("--config"), "{e}");
+    }
+}

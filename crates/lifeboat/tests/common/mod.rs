@@ -1,0 +1,283 @@
+//! Test support for driving the built `lifeboat` binary against real
+//! repositories in temporary directories.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+/// A temp dir with a repository path inside it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: String,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo").display().to_string();
+        Env {
+            dir,
+            repo,
+            envs: vec![("LIFEBOAT_PASSWORD".into(), PASSWORD.into())],
+        }
+    }
+
+    /// A fresh environment with an initialised local repository.
+    pub fn init() -> Self {
+        let e = Self::new();
+        e.ok(&["init"]);
+        e
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--repo").arg(&self.repo);
+        c.args(args);
+        c.env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_REPO")
+            .env_remove("LIFEBOAT_CONFIG")
+            .env_remove("LIFEBOAT_KEY_FILE")
+            .env_remove("LIFEBOAT_PASSWORD_FILE");
+        for (k, v) in &self.envs {
+            c.env(k, v);
+        }
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().expect("run lifeboat")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "lifeboat {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs expecting a specific exit code; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "lifeboat {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        stderr
+    }
+
+    /// `backup stream --name NAME` fed from a file; returns the snapshot JSON.
+    pub fn backup_file(&self, name: &str, input: &Path) -> serde_json::Value {
+        let f = std::fs::File::open(input).expect("open input");
+        let o = self
+            .cmd(&["--json", "backup", "stream", "--name", name])
+            .stdin(f)
+            .output()
+            .expect("run backup");
+        assert!(o.status.success(), "backup failed: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("backup json")
+    }
+
+    pub fn backup_bytes(&self, name: &str, data: &[u8]) -> serde_json::Value {
+        let p = self.path(&format!("in-{}", rand_suffix()));
+        std::fs::write(&p, data).unwrap();
+        let v = self.backup_file(name, &p);
+        std::fs::remove_file(&p).unwrap();
+        v
+    }
+
+    /// Spawns a backup reading from `input`, for kill and concurrency tests.
+    pub fn spawn_backup(&self, name: &str, input: &Path) -> Child {
+        let f = std::fs::File::open(input).expect("open input");
+        self.cmd(&["--json", "backup", "stream", "--name", name])
+            .stdin(f)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn backup")
+    }
+
+    /// Restores `snapshot` to a file; returns (exit code, file path).
+    pub fn restore_to_file(&self, snapshot: &str) -> (Option<i32>, PathBuf, String) {
+        let out = self.path(&format!("restored-{}", rand_suffix()));
+        let o = self
+            .cmd(&["restore", "stream", snapshot, "--output", out.to_str().unwrap()])
+            .output()
+            .expect("run restore");
+        (o.status.code(), out, String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        let s = self.ok(&["--json", "snapshots"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&s).expect("snapshots json")
+    }
+
+    /// Total bytes of every file in the repository.
+    pub fn repo_size(&self) -> u64 {
+        walk(Path::new(&self.repo)).iter().map(|p| p.metadata().unwrap().len()).sum()
+    }
+
+    pub fn repo_files(&self) -> Vec<PathBuf> {
+        walk(Path::new(&self.repo))
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Deterministic fast PRNG (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for c in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    "remediation", "alert", "kubernaut-system", "pod", "restart", "OOMKilled", "namespace",
+    "workflow", "audit", "event", "\"severity\": \"critical\"", "{\"cluster\": \"prod-eu-1\"}",
+    "2026-11-25T13:14:15Z", "data-storage", "context-api", "signal", "\t", "\n", "0.8213", "-1.5e-3",
+];
+
+/// Writes `size` bytes of mixed data: runs of text-like rows (compressible)
+/// alternating with runs of random bytes (incompressible), deterministically.
+pub fn write_mixed(path: &Path, size: u64, seed: u64) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut rng = Rng::new(seed);
+    let mut written = 0u64;
+    let mut buf = vec![0u8; 2 << 20];
+    while written < size {
+        let run = (64 * 1024 + rng.below(1 << 20)).min(size - written) as usize;
+        if rng.below(3) == 0 {
+            rng.fill(&mut buf[..run]);
+        } else {
+            let mut n = 0;
+            while n < run {
+                let w = WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes();
+                let k = w.len().min(run - n);
+                buf[n..n + k].copy_from_slice(&w[..k]);
+                n += k;
+                if n < run {
+                    buf[n] = b' ';
+                    n += 1;
+                }
+                if n + 16 < run && rng.below(8) == 0 {
+                    let num = format!("{}", rng.next());
+                    let k = num.len().min(run - n);
+                    buf[n..n + k].copy_from_slice(&num.as_bytes()[..k]);
+                    n += k;
+                }
+            }
+        }
+        w.write_all(&buf[..run]).unwrap();
+        written += run as u64;
+    }
+    w.flush().unwrap();
+}
+
+/// BLAKE3 of a file, streaming.
+pub fn hash_file(path: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut f = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut f, &mut h).unwrap();
+    h.finalize().to_hex().to_string()
+}
+
+/// Copies `src` to `dst`, then changes about `fraction` of its bytes in
+/// `regions` scattered places. Returns the number of bytes changed.
+pub fn mutate_copy(src: &Path, dst: &Path, fraction: f64, regions: u64, seed: u64) -> u64 {
+    std::fs::copy(src, dst).unwrap();
+    let size = dst.metadata().unwrap().len();
+    let total = (size as f64 * fraction) as u64;
+    let per = (total / regions).max(1);
+    let mut rng = Rng::new(seed);
+    let f = std::fs::OpenOptions::new().write(true).open(dst).unwrap();
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; per as usize];
+    let mut changed = 0;
+    for i in 0..regions {
+        // Spread regions evenly with jitter so they are truly scattered.
+        let slot = size / regions;
+        let off = i * slot + rng.below(slot.saturating_sub(per).max(1));
+        rng.fill(&mut buf);
+        f.write_all_at(&buf, off).unwrap();
+        changed += per;
+    }
+    changed
+}
+
+/// One shared large input per test binary (generating 1 GiB takes seconds).
+pub fn shared_input(size: u64, seed: u64) -> PathBuf {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    // Kept between runs (under target/) so the suite does not regenerate it.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inputs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("mixed-{size}-{seed}"));
+    if !p.exists() {
+        let tmp = dir.join(format!("mixed-{size}-{seed}.tmp"));
+        write_mixed(&tmp, size, seed);
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+    p
+}
