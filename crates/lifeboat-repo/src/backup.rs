@@ -124,7 +124,11 @@ impl BackupSession {
     /// Reads `reader` to its end into the repository as item `name`.
     /// A read error (including one a wrapping reader raises at its end, e.g.
     /// a dump process that exited non-zero) fails the whole backup.
-    pub async fn add_stream<R: Read + Send + 'static>(&mut self, name: &str, reader: R) -> Result<Item> {
+    pub async fn add_stream<R: Read + Send + 'static>(
+        &mut self,
+        name: &str,
+        reader: R,
+    ) -> Result<Item> {
         let cfg = self.repo.config().clone();
         let key = self.repo.key().clone();
         let workers = std::thread::available_parallelism()
@@ -210,7 +214,10 @@ impl BackupSession {
                 builder.add(blob?);
             }
             if (done && !builder.is_empty()) || builder.len() >= pack_size {
-                let full = std::mem::replace(&mut builder, PackBuilder::with_capacity(pack_size + 1024 * 1024));
+                let full = std::mem::replace(
+                    &mut builder,
+                    PackBuilder::with_capacity(pack_size + 1024 * 1024),
+                );
                 while uploads.len() >= UPLOAD_CONCURRENCY {
                     if let Some(r) = uploads.join_next().await {
                         self.packs.push(join_upload(r)?);
@@ -236,6 +243,14 @@ impl BackupSession {
             self.packs.push(join_upload(r)?);
         }
         Ok(())
+    }
+
+    /// Gives up: no snapshot is written; packs already uploaded are left
+    /// for `prune`. Releases the lock.
+    pub async fn abort(self) {
+        if let Err(e) = self.lock.release().await {
+            tracing::warn!("could not remove lock: {e}");
+        }
     }
 
     /// Writes the index for this session's packs, then the snapshot.
@@ -308,17 +323,18 @@ fn chunk_stream<R: Read>(
     let mut digest = key.hasher();
     let mut ids: Vec<BlobId> = Vec::new();
     let mut size = 0u64;
-    let submit = |id: BlobId, kind: BlobKind, data: Vec<u8>, seen: &mut HashSet<BlobId>| -> Result<()> {
-        if index.contains(&id) || !seen.insert(id) {
-            return Ok(());
-        }
-        if kind == BlobKind::Data {
-            Progress::add(&progress.bytes_new, data.len() as u64);
-            Progress::add(&progress.new_chunks, 1);
-        }
-        jobs.send(Job { id, kind, data })
-            .map_err(|_| RepoError::Internal("backup pipeline stopped".into()))
-    };
+    let submit =
+        |id: BlobId, kind: BlobKind, data: Vec<u8>, seen: &mut HashSet<BlobId>| -> Result<()> {
+            if index.contains(&id) || !seen.insert(id) {
+                return Ok(());
+            }
+            if kind == BlobKind::Data {
+                Progress::add(&progress.bytes_new, data.len() as u64);
+                Progress::add(&progress.new_chunks, 1);
+            }
+            jobs.send(Job { id, kind, data })
+                .map_err(|_| RepoError::Internal("backup pipeline stopped".into()))
+        };
     for chunk in chunker {
         let chunk = chunk.map_err(|e| match e {
             fastcdc::v2020::Error::IoError(io) => RepoError::io("reading the input stream", io),

@@ -16,7 +16,10 @@ use serde::Serialize;
 
 use crate::backup::Progress;
 use crate::error::{RepoError, Result};
-use crate::format::{CONDEMNED_PREFIX, DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, id_of_key, pack_key, parse_hex32, verify_storage_id};
+use crate::format::{
+    CONDEMNED_PREFIX, DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, id_of_key, pack_key,
+    parse_hex32, verify_storage_id,
+};
 use crate::index::{IndexDoc, MasterIndex};
 use crate::lock::{LockMode, acquire};
 use crate::pack::{BlobEntry, decode_blob, read_header};
@@ -60,7 +63,7 @@ impl CheckReport {
         });
     }
 
-    fn from_error(&mut self, fallback: &str, e: RepoError) {
+    fn record_error(&mut self, fallback: &str, e: RepoError) {
         match e {
             RepoError::Corrupt { object, detail } => self.problem(object, detail),
             other => self.problem(fallback, other),
@@ -68,7 +71,11 @@ impl CheckReport {
     }
 }
 
-pub async fn check(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Result<CheckReport> {
+pub async fn check(
+    repo: &Repository,
+    read_data: bool,
+    progress: Arc<Progress>,
+) -> Result<CheckReport> {
     // Exclusive: prune must not delete packs while we look at them.
     let lock = acquire(repo, LockMode::Exclusive, "check").await?;
     let r = check_locked(repo, read_data, progress).await;
@@ -76,7 +83,11 @@ pub async fn check(repo: &Repository, read_data: bool, progress: Arc<Progress>) 
     r
 }
 
-async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress>) -> Result<CheckReport> {
+async fn check_locked(
+    repo: &Repository,
+    read_data: bool,
+    progress: Arc<Progress>,
+) -> Result<CheckReport> {
     let storage = repo.storage();
     let mut report = CheckReport {
         read_data,
@@ -84,7 +95,7 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
     };
 
     if let Err(e) = repo.verify_marker_and_config().await {
-        report.from_error("lifeboat.repo", e);
+        report.record_error("lifeboat.repo", e);
     }
     for k in repo.verify_key_slots().await? {
         report.problem(k, "key slot fails its MAC (modified or damaged)");
@@ -98,19 +109,19 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
         match repo.get_doc::<IndexDoc>(&o.key, "index").await {
             Ok(doc) => {
                 if let Err(e) = index.add_doc(&o.key, &doc) {
-                    report.from_error(&o.key, e);
+                    report.record_error(&o.key, e);
                 }
                 for p in &doc.packs {
                     let entries = indexed_entries.entry(p.id.clone()).or_default();
                     for b in &p.blobs {
                         match b.to_entry(&o.key) {
                             Ok(e) => entries.push(e),
-                            Err(e) => report.from_error(&o.key, e),
+                            Err(e) => report.record_error(&o.key, e),
                         }
                     }
                 }
             }
-            Err(e) => report.from_error(&o.key, e),
+            Err(e) => report.record_error(&o.key, e),
         }
     }
     report.blobs = index.blob_count();
@@ -120,7 +131,7 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
     for o in storage.list(CONDEMNED_PREFIX).await? {
         match repo.get_doc::<CondemnedDoc>(&o.key, "condemned").await {
             Ok(d) => condemned.extend(d.packs),
-            Err(e) => report.from_error(&o.key, e),
+            Err(e) => report.record_error(&o.key, e),
         }
     }
 
@@ -135,12 +146,17 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
     for p in &index.packs {
         match stored.get(&p.id) {
             None if condemned.contains(&p.id) => {}
-            None => report.problem(pack_key(&p.id), format!("listed in {} but missing from storage", p.index_file)),
+            None => report.problem(
+                pack_key(&p.id),
+                format!("listed in {} but missing from storage", p.index_file),
+            ),
             Some((_, size)) if *size != p.size => report.problem(
                 pack_key(&p.id),
                 format!("size is {size} bytes, {} says {}", p.index_file, p.size),
             ),
-            Some((key, _)) if *key != pack_key(&p.id) => report.problem(key.clone(), "pack stored under the wrong directory"),
+            Some((key, _)) if *key != pack_key(&p.id) => {
+                report.problem(key.clone(), "pack stored under the wrong directory")
+            }
             _ => {}
         }
     }
@@ -153,7 +169,7 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
         let snap: Snapshot = match repo.get_doc(&o.key, "snapshot").await {
             Ok(s) => s,
             Err(e) => {
-                report.from_error(&o.key, e);
+                report.record_error(&o.key, e);
                 continue;
             }
         };
@@ -164,19 +180,29 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
                 .filter(|t| parse_hex32(t).is_none_or(|id| !index.contains(&id)))
                 .count();
             if missing > 0 {
-                report.problem(&o.key, format!("item {}: {missing} tree blobs are not indexed", item.name));
+                report.problem(
+                    &o.key,
+                    format!("item {}: {missing} tree blobs are not indexed", item.name),
+                );
                 continue;
             }
             match chunk_ids(repo, &index, item).await {
                 Ok(ids) => {
                     let missing = ids.iter().filter(|id| !index.contains(id)).count();
                     if missing > 0 {
-                        report.problem(&o.key, format!("item {}: {missing} chunks are not indexed", item.name));
-                    } else if ids.iter().any(|id| index.get(id).is_some_and(|l| condemned.contains(&index.pack(l).id))) {
+                        report.problem(
+                            &o.key,
+                            format!("item {}: {missing} chunks are not indexed", item.name),
+                        );
+                    } else if ids.iter().any(|id| {
+                        index
+                            .get(id)
+                            .is_some_and(|l| condemned.contains(&index.pack(l).id))
+                    }) {
                         // Referenced again after condemnation: prune rescues it. Not an error.
                     }
                 }
-                Err(e) => report.from_error(&o.key, e),
+                Err(e) => report.record_error(&o.key, e),
             }
         }
     }
@@ -195,12 +221,27 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
                 let bytes = match repo.storage().get(&key).await {
                     Ok(b) => b,
                     Err(e) if e.is_not_found() => return (0, Vec::new()),
-                    Err(e) => return (0, vec![Problem { object: key, detail: e.to_string() }]),
+                    Err(e) => {
+                        return (
+                            0,
+                            vec![Problem {
+                                object: key,
+                                detail: e.to_string(),
+                            }],
+                        );
+                    }
                 };
                 let n = bytes.len() as u64;
-                let problems = tokio::task::spawn_blocking(move || verify_pack(&repo, &id, &key, &bytes, indexed.get(&id)))
-                    .await
-                    .unwrap_or_else(|e| vec![Problem { object: "check".into(), detail: e.to_string() }]);
+                let problems = tokio::task::spawn_blocking(move || {
+                    verify_pack(&repo, &id, &key, &bytes, indexed.get(&id))
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    vec![Problem {
+                        object: "check".into(),
+                        detail: e.to_string(),
+                    }]
+                });
                 (n, problems)
             }
         }))
@@ -214,9 +255,20 @@ async fn check_locked(repo: &Repository, read_data: bool, progress: Arc<Progress
     Ok(report)
 }
 
-fn verify_pack(repo: &Repository, id: &str, key: &str, bytes: &[u8], indexed: Option<&Vec<BlobEntry>>) -> Vec<Problem> {
+fn verify_pack(
+    repo: &Repository,
+    id: &str,
+    key: &str,
+    bytes: &[u8],
+    indexed: Option<&Vec<BlobEntry>>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |detail: String| problems.push(Problem { object: key.to_string(), detail });
+    let mut problem = |detail: String| {
+        problems.push(Problem {
+            object: key.to_string(),
+            detail,
+        })
+    };
     if let Err(RepoError::Corrupt { detail, .. }) = verify_storage_id(key, bytes) {
         problem(detail);
     }
@@ -241,7 +293,10 @@ fn verify_pack(repo: &Repository, id: &str, key: &str, bytes: &[u8], indexed: Op
         let in_header: HashSet<_> = header.iter().map(|e| (e.id, e.offset, e.length)).collect();
         for e in indexed {
             if !in_header.contains(&(e.id, e.offset, e.length)) {
-                problem(format!("the index lists blob {} that the pack header does not", hex::encode(e.id)));
+                problem(format!(
+                    "the index lists blob {} that the pack header does not",
+                    hex::encode(e.id)
+                ));
             }
         }
     }

@@ -119,7 +119,9 @@ impl MasterKey {
     }
 
     fn id_key(&self) -> &[u8; 32] {
-        self.raw[32..].try_into().expect("64-byte key has a 32-byte tail")
+        self.raw[32..]
+            .try_into()
+            .expect("64-byte key has a 32-byte tail")
     }
 
     /// Keyed BLAKE3 of a blob's plaintext: its id.

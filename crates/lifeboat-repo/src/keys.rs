@@ -278,10 +278,7 @@ mod tests {
         let slot = KeySlot::create(&m, &kf, Some("ci".into())).unwrap();
         assert!(slot.may_match(&kf));
         assert!(!slot.may_match(&p));
-        assert_eq!(
-            slot.unwrap(&kf).unwrap().unwrap().to_bytes(),
-            m.to_bytes()
-        );
+        assert_eq!(slot.unwrap(&kf).unwrap().unwrap().to_bytes(), m.to_bytes());
         let mut tampered = slot.clone();
         tampered.label = Some("evil".into());
         assert!(!tampered.verify_mac(&m));

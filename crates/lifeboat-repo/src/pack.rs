@@ -135,7 +135,12 @@ pub fn encode_blob(
 
 /// Opens, decompresses and re-hashes one blob. `object` names it in errors
 /// (e.g. `data/ab/ab12… blob 3c4d…`). Never returns bytes whose id differs.
-pub fn decode_blob(key: &MasterKey, entry: &BlobEntry, sealed: &[u8], object: &str) -> Result<Vec<u8>> {
+pub fn decode_blob(
+    key: &MasterKey,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    object: &str,
+) -> Result<Vec<u8>> {
     let payload = key
         .open(&blob_aad(&entry.id), sealed)
         .map_err(|e| RepoError::corrupt(object, e))?;
@@ -219,7 +224,10 @@ pub fn read_header(key: &MasterKey, pack: &[u8], object: &str) -> Result<Vec<Blo
     let len_at = pack.len() - 4;
     let hlen = u32::from_le_bytes(pack[len_at..].try_into().expect("4 bytes")) as usize;
     if hlen > len_at {
-        return Err(RepoError::corrupt(object, "pack header length out of range"));
+        return Err(RepoError::corrupt(
+            object,
+            "pack header length out of range",
+        ));
     }
     let sealed = &pack[len_at - hlen..len_at];
     let json = key

@@ -28,7 +28,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RepoError, Result};
-use crate::format::{CONDEMNED_PREFIX, DATA_PREFIX, DOC_VERSION, INDEX_PREFIX, id_of_key, parse_hex32, seal_doc, storage_id};
+use crate::format::{
+    CONDEMNED_PREFIX, DATA_PREFIX, DOC_VERSION, INDEX_PREFIX, id_of_key, parse_hex32, seal_doc,
+    storage_id,
+};
 use crate::index::{IndexDoc, MasterIndex};
 use crate::lock::{LockEntry, LockMode, acquire, list_locks};
 use crate::pack::BlobId;
@@ -107,7 +110,10 @@ pub struct PruneReport {
 }
 
 /// Every blob some snapshot needs: tree blobs and the chunks they list.
-pub async fn referenced_blobs(repo: &Repository, index: &MasterIndex) -> Result<(usize, HashSet<BlobId>)> {
+pub async fn referenced_blobs(
+    repo: &Repository,
+    index: &MasterIndex,
+) -> Result<(usize, HashSet<BlobId>)> {
     let snaps = repo.snapshots().await?;
     let mut used = HashSet::new();
     for s in &snaps {
@@ -131,7 +137,9 @@ pub async fn referenced_blobs(repo: &Repository, index: &MasterIndex) -> Result<
 
 /// Locks held by others that are still alive.
 fn live_others<'a>(locks: &'a [LockEntry], own: &str) -> impl Iterator<Item = &'a LockEntry> {
-    locks.iter().filter(move |l| !l.stale && id_of_key(&l.key) != own)
+    locks
+        .iter()
+        .filter(move |l| !l.stale && id_of_key(&l.key) != own)
 }
 
 pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
@@ -141,9 +149,15 @@ pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport
     result
 }
 
-async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, now: DateTime<Utc>) -> Result<PruneReport> {
+async fn prune_locked(
+    repo: &Repository,
+    opts: &PruneOptions,
+    own_lock: &str,
+    now: DateTime<Utc>,
+) -> Result<PruneReport> {
     let storage = repo.storage();
-    let grace = chrono::Duration::from_std(opts.grace).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let grace =
+        chrono::Duration::from_std(opts.grace).map_err(|e| RepoError::Invalid(e.to_string()))?;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -190,7 +204,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
         }
     }
 
-    let older_lock = |t: DateTime<Utc>| live_others(&locks, own_lock).find(|l| l.doc.created <= t).cloned();
+    let older_lock = |t: DateTime<Utc>| {
+        live_others(&locks, own_lock)
+            .find(|l| l.doc.created <= t)
+            .cloned()
+    };
     let mut to_delete: HashSet<String> = HashSet::new();
     let mut still_condemned: BTreeMap<DateTime<Utc>, Vec<String>> = BTreeMap::new();
     let mut already_condemned: HashSet<String> = HashSet::new();
@@ -211,7 +229,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
                 still_condemned.entry(c.since).or_default().push(p.clone());
             } else if let Some(l) = older_lock(c.since) {
                 report.waiting += 1;
-                report.waiting_reasons.push(format!("pack {} waits for {}", &p[..12], l.describe()));
+                report.waiting_reasons.push(format!(
+                    "pack {} waits for {}",
+                    &p[..12],
+                    l.describe()
+                ));
                 still_condemned.entry(c.since).or_default().push(p.clone());
             } else {
                 to_delete.insert(p.clone());
@@ -224,7 +246,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
         .packs
         .iter()
         .map(|p| p.id.clone())
-        .filter(|p| !live_packs.contains(p) && !already_condemned.contains(p) && stored_packs.contains_key(p))
+        .filter(|p| {
+            !live_packs.contains(p)
+                && !already_condemned.contains(p)
+                && stored_packs.contains_key(p)
+        })
         .collect();
     report.condemned = newly.len();
     if !newly.is_empty() {
@@ -234,9 +260,16 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
         } else {
             report.waiting += newly.len();
             if let Some(l) = older_lock(now) {
-                report.waiting_reasons.push(format!("{} newly condemned packs wait for {}", newly.len(), l.describe()));
+                report.waiting_reasons.push(format!(
+                    "{} newly condemned packs wait for {}",
+                    newly.len(),
+                    l.describe()
+                ));
             }
-            still_condemned.entry(now).or_default().extend(newly.iter().cloned());
+            still_condemned
+                .entry(now)
+                .or_default()
+                .extend(newly.iter().cloned());
         }
     }
 
@@ -249,7 +282,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
             report.waiting += 1;
         } else if let Some(l) = older_lock(info.last_modified) {
             report.waiting += 1;
-            report.waiting_reasons.push(format!("unindexed pack {} waits for {}", &id[..12], l.describe()));
+            report.waiting_reasons.push(format!(
+                "unindexed pack {} waits for {}",
+                &id[..12],
+                l.describe()
+            ));
         } else {
             to_delete.insert(id.clone());
             report.deleted_leftovers += 1;
@@ -257,7 +294,11 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
     }
 
     report.deleted_packs = to_delete.len();
-    report.deleted_bytes = to_delete.iter().filter_map(|p| stored_packs.get(p)).map(|o| o.size).sum();
+    report.deleted_bytes = to_delete
+        .iter()
+        .filter_map(|p| stored_packs.get(p))
+        .map(|o| o.size)
+        .sum();
     report.waiting_reasons.sort();
     report.waiting_reasons.dedup();
     if opts.dry_run {
@@ -278,7 +319,8 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
             storage.put(&key, Bytes::from(bytes)).await?;
         }
     }
-    let removed_index_packs: HashSet<&String> = to_delete.iter().filter(|p| index.has_pack(p)).collect();
+    let removed_index_packs: HashSet<&String> =
+        to_delete.iter().filter(|p| index.has_pack(p)).collect();
     // 2. Consolidated index without deleted packs, then the old documents.
     if !removed_index_packs.is_empty() {
         let touched: HashSet<&String> = index_docs
@@ -292,7 +334,12 @@ async fn prune_locked(repo: &Repository, opts: &PruneOptions, own_lock: &str, no
         };
         for (k, d) in &index_docs {
             if touched.contains(k) {
-                keep.packs.extend(d.packs.iter().filter(|p| !removed_index_packs.contains(&p.id)).cloned());
+                keep.packs.extend(
+                    d.packs
+                        .iter()
+                        .filter(|p| !removed_index_packs.contains(&p.id))
+                        .cloned(),
+                );
             }
         }
         if !keep.packs.is_empty() {

@@ -57,9 +57,9 @@ impl ChunkerParams {
             && self.avg_size >= 256
             && self.avg_size <= 4 * 1024 * 1024
             && self.max_size <= 16 * 1024 * 1024
-            && self.min_size % 2 == 0
-            && self.avg_size % 2 == 0
-            && self.max_size % 2 == 0;
+            && self.min_size.is_multiple_of(2)
+            && self.avg_size.is_multiple_of(2)
+            && self.max_size.is_multiple_of(2);
         if ok {
             Ok(())
         } else {
@@ -180,7 +180,8 @@ impl Repository {
             version: FORMAT_VERSION,
             id,
         };
-        let json = serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
         // The marker goes last: a location with a marker is a whole repository.
         storage.put(MARKER_KEY, Bytes::from(json)).await?;
         Ok(Self {
@@ -267,10 +268,9 @@ impl Repository {
         }
         let Some((slot_id, key)) = opened else {
             let (what, hint) = match secret {
-                Secret::Passphrase(_) => (
-                    "passphrase",
-                    "check LIFEBOAT_PASSWORD or --password-file",
-                ),
+                Secret::Passphrase(_) => {
+                    ("passphrase", "check LIFEBOAT_PASSWORD or --password-file")
+                }
                 Secret::KeyFile(_) => ("key file", "check --key-file (or LIFEBOAT_KEY_FILE)"),
             };
             let tried: Vec<String> = candidates
@@ -281,7 +281,11 @@ impl Repository {
             let mut msg = format!(
                 "wrong {what}: none of the repository's {} key slots opens with it (tried {}); {hint}",
                 slots.len() + unreadable.len(),
-                if tried.is_empty() { "none of that kind".to_string() } else { tried.join(", ") }
+                if tried.is_empty() {
+                    "none of that kind".to_string()
+                } else {
+                    tried.join(", ")
+                }
             );
             if !unreadable.is_empty() {
                 msg.push_str(&format!(
@@ -336,7 +340,11 @@ impl Repository {
     }
 
     /// Fetches, verifies and opens a content-addressed document.
-    pub async fn get_doc<T: serde::de::DeserializeOwned>(&self, key: &str, kind: &str) -> Result<T> {
+    pub async fn get_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        kind: &str,
+    ) -> Result<T> {
         let bytes = self.storage.get(key).await?;
         verify_storage_id(key, &bytes)?;
         open_doc(&self.key, kind, key, &bytes)
@@ -345,16 +353,17 @@ impl Repository {
     /// All snapshots, oldest first. Unreadable snapshots are errors.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotRef>> {
         let objs = self.storage.list(SNAPSHOTS_PREFIX).await?;
-        let mut out: Vec<SnapshotRef> = futures::stream::iter(objs.into_iter().map(|o| async move {
-            let snapshot: Snapshot = self.get_doc(&o.key, "snapshot").await?;
-            Ok::<_, RepoError>(SnapshotRef {
-                id: id_of_key(&o.key).to_string(),
-                snapshot,
-            })
-        }))
-        .buffer_unordered(DOC_CONCURRENCY)
-        .try_collect()
-        .await?;
+        let mut out: Vec<SnapshotRef> =
+            futures::stream::iter(objs.into_iter().map(|o| async move {
+                let snapshot: Snapshot = self.get_doc(&o.key, "snapshot").await?;
+                Ok::<_, RepoError>(SnapshotRef {
+                    id: id_of_key(&o.key).to_string(),
+                    snapshot,
+                })
+            }))
+            .buffer_unordered(DOC_CONCURRENCY)
+            .try_collect()
+            .await?;
         out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }
@@ -382,7 +391,9 @@ impl Repository {
         }
         matching.retain(|s| s.id.starts_with(&spec.to_ascii_lowercase()));
         match matching.len() {
-            0 => Err(RepoError::NotFound(format!("no snapshot{scope} with id {spec}"))),
+            0 => Err(RepoError::NotFound(format!(
+                "no snapshot{scope} with id {spec}"
+            ))),
             1 => Ok(matching.remove(0)),
             n => Err(RepoError::Invalid(format!(
                 "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits"
@@ -395,17 +406,18 @@ impl Repository {
     /// replaced it lists its surviving packs.
     pub async fn load_index_docs(&self) -> Result<Vec<(String, IndexDoc)>> {
         let objs = self.storage.list(INDEX_PREFIX).await?;
-        let mut docs: Vec<(String, IndexDoc)> = futures::stream::iter(objs.into_iter().map(|o| async move {
-            match self.get_doc::<IndexDoc>(&o.key, "index").await {
-                Ok(d) => Ok(Some((o.key, d))),
-                Err(RepoError::Storage(e)) if e.is_not_found() => Ok(None),
-                Err(e) => Err(e),
-            }
-        }))
-        .buffer_unordered(DOC_CONCURRENCY)
-        .try_filter_map(|x| async move { Ok(x) })
-        .try_collect()
-        .await?;
+        let mut docs: Vec<(String, IndexDoc)> =
+            futures::stream::iter(objs.into_iter().map(|o| async move {
+                match self.get_doc::<IndexDoc>(&o.key, "index").await {
+                    Ok(d) => Ok(Some((o.key, d))),
+                    Err(RepoError::Storage(e)) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }))
+            .buffer_unordered(DOC_CONCURRENCY)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
         docs.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(docs)
     }
@@ -460,9 +472,17 @@ impl Repository {
             .filter(|id| id.starts_with(spec))
             .collect();
         let id = match matching.as_slice() {
-            [] => return Err(RepoError::NotFound(format!("no key slot with id {spec} (see `lifeboat key list`)"))),
+            [] => {
+                return Err(RepoError::NotFound(format!(
+                    "no key slot with id {spec} (see `lifeboat key list`)"
+                )));
+            }
             [one] => (*one).clone(),
-            _ => return Err(RepoError::Invalid(format!("key id {spec} is ambiguous; give more digits"))),
+            _ => {
+                return Err(RepoError::Invalid(format!(
+                    "key id {spec} is ambiguous; give more digits"
+                )));
+            }
         };
         if slots.len() == 1 {
             return Err(RepoError::Invalid(
@@ -495,10 +515,14 @@ impl Repository {
     /// Verifies the encrypted config (already opened once) and the marker.
     pub async fn verify_marker_and_config(&self) -> Result<()> {
         let marker = Self::read_marker(self.storage.as_ref()).await?;
-        let canonical = serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let canonical =
+            serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
         let stored = self.storage.get(MARKER_KEY).await?;
         if stored[..] != canonical[..] || marker.id != self.config.id {
-            return Err(RepoError::corrupt(MARKER_KEY, "marker content is not as written"));
+            return Err(RepoError::corrupt(
+                MARKER_KEY,
+                "marker content is not as written",
+            ));
         }
         let sealed = self.storage.get(CONFIG_KEY).await?;
         let _: RepoConfig = open_doc(&self.key, "config", CONFIG_KEY, &sealed)?;

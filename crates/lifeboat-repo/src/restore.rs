@@ -62,14 +62,24 @@ pub async fn chunk_ids(repo: &Repository, index: &MasterIndex, item: &Item) -> R
             .ok_or_else(|| RepoError::corrupt(format!("item {}", item.name), "bad tree id"))?;
         let data = read_blob(repo, index, &id).await?;
         if data.len() % 32 != 0 {
-            return Err(RepoError::corrupt(format!("tree blob {t}"), "length is not a multiple of 32"));
+            return Err(RepoError::corrupt(
+                format!("tree blob {t}"),
+                "length is not a multiple of 32",
+            ));
         }
-        ids.extend(data.chunks_exact(32).map(|c| <[u8; 32]>::try_from(c).expect("32 bytes")));
+        ids.extend(
+            data.chunks_exact(32)
+                .map(|c| <[u8; 32]>::try_from(c).expect("32 bytes")),
+        );
     }
     if ids.len() as u64 != item.chunks {
         return Err(RepoError::corrupt(
             format!("item {}", item.name),
-            format!("chunk list has {} entries, the snapshot says {}", ids.len(), item.chunks),
+            format!(
+                "chunk list has {} entries, the snapshot says {}",
+                ids.len(),
+                item.chunks
+            ),
         ));
     }
     Ok(ids)
@@ -115,17 +125,34 @@ pub async fn restore_item<W: Write + Send + 'static>(
     progress: Arc<Progress>,
 ) -> Result<u64> {
     let item = match item_name {
-        Some(n) => snap.snapshot.items.iter().find(|i| i.name == n).ok_or_else(|| {
-            RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
-        })?,
+        Some(n) => snap
+            .snapshot
+            .items
+            .iter()
+            .find(|i| i.name == n)
+            .ok_or_else(|| {
+                RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
+            })?,
         None => snap.snapshot.items.first().ok_or_else(|| {
             RepoError::NotFound(format!("snapshot {} holds no items", snap.short_id()))
         })?,
     }
     .clone();
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let result = restore_locked(repo, snap, &item, writer, progress).await;
+    let _ = lock.release().await;
+    result
+}
+
+async fn restore_locked<W: Write + Send + 'static>(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item: &Item,
+    writer: W,
+    progress: Arc<Progress>,
+) -> Result<u64> {
     let index = Arc::new(repo.load_index().await?);
-    let ids = chunk_ids(repo, &index, &item).await?;
+    let ids = chunk_ids(repo, &index, item).await?;
     let groups = plan_reads(&index, &ids)?;
 
     // Writer thread: ordered writes and the whole-stream digest.
@@ -197,7 +224,6 @@ pub async fn restore_item<W: Write + Send + 'static>(
         .await
         .map_err(|e| RepoError::Internal(format!("writer: {e}")))?
         .map_err(|_| RepoError::Internal("writer thread panicked".into()))?;
-    let _ = lock.release().await;
     if let Some(e) = failure {
         return Err(e);
     }

@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use lifeboat_repo::backup::Progress;
 use lifeboat_repo::prune::{PruneOptions, PruneReport};
 use lifeboat_repo::repo::ChunkerParams;
-use lifeboat_repo::retention::{RetentionPolicy, SnapshotSummary, format_duration, parse_duration, plan};
+use lifeboat_repo::retention::{
+    RetentionPolicy, SnapshotSummary, format_duration, parse_duration, plan,
+};
 use lifeboat_repo::{InitOptions, Repository, Secret};
 use serde::Serialize;
 
@@ -234,7 +236,9 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
             };
             let id = repo.add_key(&secret, a.label).await?;
             if ctx.json() {
-                print_json(&serde_json::json!({"id": id, "kind": secret.kind().to_string(), "generated_key_file": generated}))?;
+                print_json(
+                    &serde_json::json!({"id": id, "kind": secret.kind().to_string(), "generated_key_file": generated}),
+                )?;
             } else {
                 println!("added key {id} ({})", secret.kind());
                 if generated && let Some(p) = &a.new_key_file {
@@ -247,7 +251,10 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
             if ctx.json() {
                 print_json(&keys)?;
             } else {
-                println!("{:<34} {:<10} {:<20} {:<20} LABEL", "ID", "KIND", "CREATED", "HOST");
+                println!(
+                    "{:<34} {:<10} {:<20} {:<20} LABEL",
+                    "ID", "KIND", "CREATED", "HOST"
+                );
                 for k in keys {
                     println!(
                         "{:<34} {:<10} {:<20} {:<20} {}",
@@ -290,7 +297,11 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
         .snapshots()
         .await?
         .into_iter()
-        .filter(|s| a.source.as_deref().is_none_or(|src| s.snapshot.source == src))
+        .filter(|s| {
+            a.source
+                .as_deref()
+                .is_none_or(|src| s.snapshot.source == src)
+        })
         .collect();
     if ctx.json() {
         let rows: Vec<SnapshotRow> = snaps
@@ -309,7 +320,10 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
         print_json(&rows)?;
         return Ok(OK);
     }
-    println!("{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}", "ID", "TIME (UTC)", "SOURCE", "KIND", "SIZE", "ADDED");
+    println!(
+        "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}",
+        "ID", "TIME (UTC)", "SOURCE", "KIND", "SIZE", "ADDED"
+    );
     for s in &snaps {
         println!(
             "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}",
@@ -353,7 +367,10 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
             );
         }
         if report.condemned_packs > 0 {
-            println!("note: {} packs are condemned by prune and await deletion", report.condemned_packs);
+            println!(
+                "note: {} packs are condemned by prune and await deletion",
+                report.condemned_packs
+            );
         }
         for p in &report.errors {
             println!("ERROR {}: {}", p.object, p.detail);
@@ -377,7 +394,8 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
 
 fn parse_grace(s: &str) -> Result<std::time::Duration> {
     let d = parse_duration(s).map_err(|e| usage(format!("--grace: {e}")))?;
-    d.to_std().map_err(|_| usage("--grace must not be negative"))
+    d.to_std()
+        .map_err(|_| usage("--grace must not be negative"))
 }
 
 #[derive(Serialize)]
@@ -397,20 +415,29 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
         ));
     };
     if policy.is_empty() {
-        return Err(usage("the retention policy keeps nothing; refusing to forget every snapshot"));
+        return Err(usage(
+            "the retention policy keeps nothing; refusing to forget every snapshot",
+        ));
     }
     let repo = ctx.open().await?;
-    let _lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget").await?;
+    let lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget")
+        .await?;
     let snaps = repo.snapshots().await?;
     let mut groups: BTreeMap<String, Vec<SnapshotSummary>> = BTreeMap::new();
     for s in &snaps {
-        if a.source.as_deref().is_some_and(|src| s.snapshot.source != src) {
+        if a.source
+            .as_deref()
+            .is_some_and(|src| s.snapshot.source != src)
+        {
             continue;
         }
-        groups.entry(s.snapshot.source.clone()).or_default().push(SnapshotSummary {
-            id: s.id.clone(),
-            time: s.snapshot.time,
-        });
+        groups
+            .entry(s.snapshot.source.clone())
+            .or_default()
+            .push(SnapshotSummary {
+                id: s.id.clone(),
+                time: s.snapshot.time,
+            });
     }
     let now = chrono::Utc::now();
     let mut out = Vec::new();
@@ -434,13 +461,25 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
             forget: p.forget.clone(),
         });
     }
+    lock.release().await?;
     let prune_report = if a.prune && !a.dry_run {
-        Some(lifeboat_repo::prune::prune(&repo, &PruneOptions { grace, dry_run: false }).await?)
+        Some(
+            lifeboat_repo::prune::prune(
+                &repo,
+                &PruneOptions {
+                    grace,
+                    dry_run: false,
+                },
+            )
+            .await?,
+        )
     } else {
         None
     };
     if ctx.json() {
-        print_json(&serde_json::json!({"dry_run": a.dry_run, "groups": out, "prune": prune_report}))?;
+        print_json(
+            &serde_json::json!({"dry_run": a.dry_run, "groups": out, "prune": prune_report}),
+        )?;
     } else {
         for g in &out {
             println!("source {} ({}):", g.source, g.policy);
@@ -448,7 +487,11 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
                 println!("  keep   {}  {}", &id[..8], reasons.join(", "));
             }
             for id in &g.forget {
-                println!("  {} {}", if a.dry_run { "would forget" } else { "forget" }, &id[..8]);
+                println!(
+                    "  {} {}",
+                    if a.dry_run { "would forget" } else { "forget" },
+                    &id[..8]
+                );
             }
         }
         if let Some(r) = &prune_report {
@@ -472,7 +515,10 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
         println!("condemned {} newly unreferenced packs", r.condemned);
     }
     if r.rescued > 0 {
-        println!("{} condemned packs are referenced again and were kept", r.rescued);
+        println!(
+            "{} condemned packs are referenced again and were kept",
+            r.rescued
+        );
     }
     if r.waiting > 0 {
         println!(
@@ -495,7 +541,14 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
     let grace = parse_grace(&a.grace)?;
     let repo = ctx.open().await?;
-    let r = lifeboat_repo::prune::prune(&repo, &PruneOptions { grace, dry_run: a.dry_run }).await?;
+    let r = lifeboat_repo::prune::prune(
+        &repo,
+        &PruneOptions {
+            grace,
+            dry_run: a.dry_run,
+        },
+    )
+    .await?;
     if ctx.json() {
         print_json(&r)?;
     } else {

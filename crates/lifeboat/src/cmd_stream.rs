@@ -54,7 +54,10 @@ pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
     let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
     let display = progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
     let stdin = std::io::stdin();
-    session.add_stream("stdin", stdin).await?;
+    if let Err(e) = session.add_stream("stdin", stdin).await {
+        session.abort().await;
+        return Err(e.into());
+    }
     let snap = session
         .commit(SnapshotMeta {
             source: a.name.clone(),
@@ -104,7 +107,14 @@ pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
                 .create_new(true)
                 .open(path)
                 .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-            let result = restore_item(&repo, &snap, None, std::io::BufWriter::with_capacity(1 << 20, f), progress).await;
+            let result = restore_item(
+                &repo,
+                &snap,
+                None,
+                std::io::BufWriter::with_capacity(1 << 20, f),
+                progress,
+            )
+            .await;
             if result.is_err() {
                 // Leave no file that looks like a good restore.
                 let _ = std::fs::remove_file(path);
@@ -118,7 +128,11 @@ pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
     };
     drop(display);
     if !ctx.global.quiet {
-        eprintln!("restored {} from snapshot {}", human_bytes(n), snap.short_id());
+        eprintln!(
+            "restored {} from snapshot {}",
+            human_bytes(n),
+            snap.short_id()
+        );
     }
     Ok(OK)
 }

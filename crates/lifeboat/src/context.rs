@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use anyhow::Result;
+use lifeboat_repo::storage::Storage;
 use lifeboat_repo::storage::object::{S3Settings, open_url, open_url_create};
 use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
-use lifeboat_repo::storage::Storage;
 use lifeboat_repo::{Repository, Secret};
 
+use crate::Global;
 use crate::exit::usage;
 use crate::progress;
 use crate::secrets;
-use crate::Global;
 
 pub struct Ctx {
     pub global: Global,

@@ -36,7 +36,12 @@ pub struct Global {
     #[arg(long, global = true, env = "LIFEBOAT_REPO", value_name = "URL")]
     pub repo: Option<String>,
     /// File holding the repository passphrase (mode 0600)
-    #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
     pub password_file: Option<PathBuf>,
     /// Key file opening the repository (mode 0600)
     #[arg(long, global = true, env = "LIFEBOAT_KEY_FILE", value_name = "FILE")]
@@ -90,7 +95,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }

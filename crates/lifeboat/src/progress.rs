@@ -70,8 +70,10 @@ pub fn start(progress: Arc<Progress>, label: &str, mode: Mode, with_dedup: bool)
             Mode::Bar => {
                 let bar = indicatif::ProgressBar::new_spinner();
                 bar.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed_precise} {msg}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {prefix} {elapsed_precise} {msg}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
                 );
                 bar.set_prefix(label);
                 while !stop2.load(Ordering::Relaxed) {

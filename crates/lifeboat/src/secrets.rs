@@ -12,9 +12,8 @@ use crate::exit::{AUTH, fail, usage};
 /// Reads a secret file, refusing one that group or others can read.
 pub fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        usage(format!("cannot read the {what} {}: {e}", path.display()))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| usage(format!("cannot read the {what} {}: {e}", path.display())))?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(fail(
@@ -33,8 +32,12 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>> {
 /// A passphrase from a file: one trailing newline is not part of it.
 pub fn passphrase_from_file(path: &Path) -> Result<Secret> {
     let bytes = read_secret_file(path, "password file")?;
-    let mut s = String::from_utf8(bytes)
-        .map_err(|_| usage(format!("the password file {} is not UTF-8 text", path.display())))?;
+    let mut s = String::from_utf8(bytes).map_err(|_| {
+        usage(format!(
+            "the password file {} is not UTF-8 text",
+            path.display()
+        ))
+    })?;
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -42,7 +45,10 @@ pub fn passphrase_from_file(path: &Path) -> Result<Secret> {
         }
     }
     if s.is_empty() {
-        return Err(usage(format!("the password file {} is empty", path.display())));
+        return Err(usage(format!(
+            "the password file {} is empty",
+            path.display()
+        )));
     }
     Ok(Secret::Passphrase(s))
 }

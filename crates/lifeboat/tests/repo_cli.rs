@@ -20,10 +20,17 @@ fn empty_and_one_byte_round_trip() {
         let id = snap["id"].as_str().unwrap();
         let (code, out, err) = e.restore_to_file(id);
         assert_eq!(code, Some(0), "{err}");
-        assert_eq!(std::fs::read(&out).unwrap(), data, "{name} restored differently");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            data,
+            "{name} restored differently"
+        );
     }
     // Restore to stdout too.
-    let o = e.cmd(&["restore", "stream", "latest", "--name", "one"]).output().unwrap();
+    let o = e
+        .cmd(&["restore", "stream", "latest", "--name", "one"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     assert_eq!(o.stdout, vec![0x42u8]);
     e.ok(&["check", "--read-data"]);
@@ -37,14 +44,21 @@ fn one_gib_round_trip_and_dedup() {
     let id = first["id"].as_str().unwrap().to_string();
     let (code, out, err) = e.restore_to_file(&id);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(hash_file(&out), hash_file(&input), "1 GiB restored differently");
+    assert_eq!(
+        hash_file(&out),
+        hash_file(&input),
+        "1 GiB restored differently"
+    );
     std::fs::remove_file(&out).unwrap();
 
     // The same stream again adds < 1 % of its size.
     let before = e.repo_size();
     e.backup_file("big", &input);
     let added = e.repo_size() - before;
-    assert!(added < GIB / 100, "identical second backup added {added} bytes");
+    assert!(
+        added < GIB / 100,
+        "identical second backup added {added} bytes"
+    );
 
     // 1 % of the bytes changed in 1,000 scattered places adds < 10 %.
     let changed = e.path("changed");
@@ -53,7 +67,11 @@ fn one_gib_round_trip_and_dedup() {
     let before = e.repo_size();
     let third = e.backup_file("big", &changed);
     let added = e.repo_size() - before;
-    assert!(added < GIB / 10, "1 % changed backup added {added} bytes ({}%)", added * 100 / GIB);
+    assert!(
+        added < GIB / 10,
+        "1 % changed backup added {added} bytes ({}%)",
+        added * 100 / GIB
+    );
     let (code, out, err) = e.restore_to_file(third["id"].as_str().unwrap());
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(hash_file(&out), hash_file(&changed));
@@ -80,7 +98,11 @@ fn marker_never_stored_in_plaintext() {
             f.display()
         );
         // Nor the stream name or hostname-like metadata of snapshots.
-        assert!(!bytes.windows(12).any(|w| w == b"marker-alone"), "source name visible in {}", f.display());
+        assert!(
+            !bytes.windows(12).any(|w| w == b"marker-alone"),
+            "source name visible in {}",
+            f.display()
+        );
     }
 }
 
@@ -100,16 +122,30 @@ fn wrong_secrets_are_refused_and_removed_keys_stop_working() {
     // Add a key file slot, open with it.
     e.envs = vec![("LIFEBOAT_PASSWORD".into(), PASSWORD.into())];
     let kf = e.path("ops.key");
-    e.ok(&["key", "add", "--new-key-file", kf.to_str().unwrap(), "--label", "ops"]);
+    e.ok(&[
+        "key",
+        "add",
+        "--new-key-file",
+        kf.to_str().unwrap(),
+        "--label",
+        "ops",
+    ]);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(kf.metadata().unwrap().permissions().mode() & 0o777, 0o600);
     e.envs.clear();
     let kfs = kf.to_str().unwrap();
-    assert!(e.ok(&["--key-file", kfs, "snapshots"]).contains("1 snapshots"));
+    assert!(
+        e.ok(&["--key-file", kfs, "snapshots"])
+            .contains("1 snapshots")
+    );
 
     // A wrong key file is refused; a group-readable one too.
     let bad = e.path("bad.key");
-    std::fs::write(&bad, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
+    std::fs::write(
+        &bad,
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
     let err = e.fails(&["--key-file", bad.to_str().unwrap(), "snapshots"], 6);
     assert!(err.contains("wrong key file"), "{err}");
@@ -121,8 +157,14 @@ fn wrong_secrets_are_refused_and_removed_keys_stop_working() {
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&e.ok(&["--key-file", kfs, "--json", "key", "list"])).unwrap();
     assert_eq!(list.len(), 2);
-    let pass_slot = list.iter().find(|k| k["kind"] == "passphrase").unwrap()["id"].as_str().unwrap().to_string();
-    let key_slot = list.iter().find(|k| k["kind"] == "key-file").unwrap()["id"].as_str().unwrap().to_string();
+    let pass_slot = list.iter().find(|k| k["kind"] == "passphrase").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_slot = list.iter().find(|k| k["kind"] == "key-file").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     e.ok(&["--key-file", kfs, "key", "remove", &pass_slot]);
     e.envs = vec![("LIFEBOAT_PASSWORD".into(), PASSWORD.into())];
     e.fails(&["snapshots"], 6);
@@ -131,7 +173,10 @@ fn wrong_secrets_are_refused_and_removed_keys_stop_working() {
     let err = e.fails(&["--key-file", kfs, "key", "remove", &key_slot], 2);
     assert!(err.contains("last key"), "{err}");
     // Data still restores with the remaining key.
-    let o = e.cmd(&["--key-file", kfs, "restore", "stream", "latest"]).output().unwrap();
+    let o = e
+        .cmd(&["--key-file", kfs, "restore", "stream", "latest"])
+        .output()
+        .unwrap();
     assert_eq!(o.stdout, b"hello");
 }
 
@@ -168,13 +213,25 @@ fn kill_9_at_random_moments_leaves_a_consistent_repository() {
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
     }
-    assert!(killed_mid_run >= 10, "only {killed_mid_run} of 20 kills hit a running backup");
+    assert!(
+        killed_mid_run >= 10,
+        "only {killed_mid_run} of 20 kills hit a running backup"
+    );
     // No partial snapshot: check passes, and every listed snapshot restores.
-    let check: serde_json::Value = serde_json::from_str(&e.ok(&["--json", "check", "--read-data"])).unwrap();
-    assert!(check["unindexed_packs"].as_u64().unwrap() > 0, "no kill left a partial backup behind: {check}");
+    let check: serde_json::Value =
+        serde_json::from_str(&e.ok(&["--json", "check", "--read-data"])).unwrap();
+    assert!(
+        check["unindexed_packs"].as_u64().unwrap() > 0,
+        "no kill left a partial backup behind: {check}"
+    );
     for s in e.snapshots() {
         let (code, _, err) = e.restore_to_file(s["id"].as_str().unwrap());
-        assert_eq!(code, Some(0), "snapshot {} does not restore: {err}", s["id"]);
+        assert_eq!(
+            code,
+            Some(0),
+            "snapshot {} does not restore: {err}",
+            s["id"]
+        );
     }
     // The next backup succeeds.
     let snap = e.backup_file("after", &input);
@@ -182,15 +239,27 @@ fn kill_9_at_random_moments_leaves_a_consistent_repository() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(hash_file(&out), hash_file(&input));
     // Prune removes the leftovers: afterwards every pack is indexed and in use.
-    let pruned: serde_json::Value = serde_json::from_str(&e.ok(&["--json", "prune", "--grace", "0s"])).unwrap();
-    assert!(pruned["deleted_leftovers"].as_u64().unwrap() > 0, "{pruned}");
-    let check: serde_json::Value = serde_json::from_str(&e.ok(&["--json", "check", "--read-data"])).unwrap();
+    let pruned: serde_json::Value =
+        serde_json::from_str(&e.ok(&["--json", "prune", "--grace", "0s"])).unwrap();
+    assert!(
+        pruned["deleted_leftovers"].as_u64().unwrap() > 0,
+        "{pruned}"
+    );
+    let check: serde_json::Value =
+        serde_json::from_str(&e.ok(&["--json", "check", "--read-data"])).unwrap();
     assert_eq!(check["unindexed_packs"], 0, "{check}");
     let left = walk(&locks);
     assert!(left.is_empty(), "locks remain: {left:?}");
     // Nor any half-written temporary file of an interrupted upload.
-    let temp: Vec<_> = e.repo_files().into_iter().filter(|f| f.to_string_lossy().contains('#')).collect();
-    assert!(temp.is_empty(), "temporary files of interrupted writes remain: {temp:?}");
+    let temp: Vec<_> = e
+        .repo_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains('#'))
+        .collect();
+    assert!(
+        temp.is_empty(),
+        "temporary files of interrupted writes remain: {temp:?}"
+    );
     let (code, _, err) = e.restore_to_file(snap["id"].as_str().unwrap());
     assert_eq!(code, Some(0), "{err}");
 }
@@ -224,27 +293,59 @@ fn one_flipped_byte_in_any_object_is_reported_and_never_restored() {
     for (prefix, affects_restore) in kinds {
         // Fresh copy of the repository for each kind.
         let e = Env::new();
-        copy_dir(std::path::Path::new(&base.repo), std::path::Path::new(&e.repo));
+        copy_dir(
+            std::path::Path::new(&base.repo),
+            std::path::Path::new(&e.repo),
+        );
         let victim = e
             .repo_files()
             .into_iter()
-            .find(|f| f.strip_prefix(&e.repo).unwrap().to_str().unwrap().starts_with(prefix))
+            .find(|f| {
+                f.strip_prefix(&e.repo)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(prefix)
+            })
             .unwrap_or_else(|| panic!("no object under {prefix}"));
         flip(&victim);
-        let rel = victim.strip_prefix(&e.repo).unwrap().to_str().unwrap().to_string();
+        let rel = victim
+            .strip_prefix(&e.repo)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         let o = e.run(&["check", "--read-data"]);
-        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert_ne!(o.status.code(), Some(0), "check passed with a flipped byte in {rel}:\n{all}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "check passed with a flipped byte in {rel}:\n{all}"
+        );
         let id_part = rel.rsplit('/').next().unwrap();
-        assert!(all.contains(id_part), "check output does not name {rel}:\n{all}");
+        assert!(
+            all.contains(id_part),
+            "check output does not name {rel}:\n{all}"
+        );
         if *affects_restore {
             let (code, out, err) = e.restore_to_file("latest");
-            assert_ne!(code, Some(0), "restore succeeded despite a flipped byte in {rel}");
+            assert_ne!(
+                code,
+                Some(0),
+                "restore succeeded despite a flipped byte in {rel}"
+            );
             assert!(!out.exists(), "a failed restore left {out:?} behind: {err}");
             // To stdout: must not emit the corrupted bytes.
             let o = e.cmd(&["restore", "stream", "latest"]).output().unwrap();
             assert_ne!(o.status.code(), Some(0));
-            assert!(data.starts_with(&o.stdout), "restore wrote wrong bytes after a flip in {rel}");
+            assert!(
+                data.starts_with(&o.stdout),
+                "restore wrote wrong bytes after a flip in {rel}"
+            );
         }
     }
 }
@@ -271,7 +372,12 @@ fn concurrent_backups_and_prune_beside_a_backup() {
     e.ok(&["forget", "--source", "junk", "--keep-last", "1"]); // keeps it
     let snaps = e.snapshots();
     let junk_id = snaps[0]["id"].as_str().unwrap();
-    std::fs::remove_file(std::path::Path::new(&e.repo).join("snapshots").join(junk_id)).unwrap();
+    std::fs::remove_file(
+        std::path::Path::new(&e.repo)
+            .join("snapshots")
+            .join(junk_id),
+    )
+    .unwrap();
 
     let c1 = e.spawn_backup("a", &a);
     let c2 = e.spawn_backup("b", &b);
@@ -292,14 +398,29 @@ fn concurrent_backups_and_prune_beside_a_backup() {
     }
     let o1 = c1.wait_with_output().unwrap();
     let o2 = c2.wait_with_output().unwrap();
-    assert!(o1.status.success(), "backup a: {}", String::from_utf8_lossy(&o1.stderr));
-    assert!(o2.status.success(), "backup b: {}", String::from_utf8_lossy(&o2.stderr));
+    assert!(
+        o1.status.success(),
+        "backup a: {}",
+        String::from_utf8_lossy(&o1.stderr)
+    );
+    assert!(
+        o2.status.success(),
+        "backup b: {}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
     e.ok(&["prune", "--grace", "0s"]);
     e.ok(&["check", "--read-data"]);
     for (name, input) in [("a", &a), ("b", &b)] {
-        let o = e.cmd(&["restore", "stream", "latest", "--name", name]).output().unwrap();
+        let o = e
+            .cmd(&["restore", "stream", "latest", "--name", name])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert_eq!(blake3::hash(&o.stdout).to_hex().to_string(), hash_file(input), "{name} differs");
+        assert_eq!(
+            blake3::hash(&o.stdout).to_hex().to_string(),
+            hash_file(input),
+            "{name} differs"
+        );
     }
 }
 
@@ -320,7 +441,9 @@ fn bad_repositories_are_refused_clearly() {
     // Newer format version.
     let e2 = Env::init();
     let marker = std::path::Path::new(&e2.repo).join("lifeboat.repo");
-    let text = std::fs::read_to_string(&marker).unwrap().replace("\"version\": 1", "\"version\": 2");
+    let text = std::fs::read_to_string(&marker)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 2");
     std::fs::write(&marker, text).unwrap();
     let err = e2.fails(&["snapshots"], 9);
     assert!(err.contains("upgrade Lifeboat"), "{err}");

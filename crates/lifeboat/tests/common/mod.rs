@@ -58,7 +58,10 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().expect("run lifeboat")
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lifeboat")
     }
 
     /// Runs and asserts success; returns stdout.
@@ -95,7 +98,11 @@ impl Env {
             .stdin(f)
             .output()
             .expect("run backup");
-        assert!(o.status.success(), "backup failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "backup failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         serde_json::from_slice(&o.stdout).expect("backup json")
     }
 
@@ -122,10 +129,20 @@ impl Env {
     pub fn restore_to_file(&self, snapshot: &str) -> (Option<i32>, PathBuf, String) {
         let out = self.path(&format!("restored-{}", rand_suffix()));
         let o = self
-            .cmd(&["restore", "stream", snapshot, "--output", out.to_str().unwrap()])
+            .cmd(&[
+                "restore",
+                "stream",
+                snapshot,
+                "--output",
+                out.to_str().unwrap(),
+            ])
             .output()
             .expect("run restore");
-        (o.status.code(), out, String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            out,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 
     pub fn snapshots(&self) -> Vec<serde_json::Value> {
@@ -135,7 +152,10 @@ impl Env {
 
     /// Total bytes of every file in the repository.
     pub fn repo_size(&self) -> u64 {
-        walk(Path::new(&self.repo)).iter().map(|p| p.metadata().unwrap().len()).sum()
+        walk(Path::new(&self.repo))
+            .iter()
+            .map(|p| p.metadata().unwrap().len())
+            .sum()
     }
 
     pub fn repo_files(&self) -> Vec<PathBuf> {
@@ -162,7 +182,11 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Deterministic fast PRNG (xorshift64*).
@@ -192,9 +216,26 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "remediation", "alert", "kubernaut-system", "pod", "restart", "OOMKilled", "namespace",
-    "workflow", "audit", "event", "\"severity\": \"critical\"", "{\"cluster\": \"prod-eu-1\"}",
-    "2026-11-25T13:14:15Z", "data-storage", "context-api", "signal", "\t", "\n", "0.8213", "-1.5e-3",
+    "remediation",
+    "alert",
+    "kubernaut-system",
+    "pod",
+    "restart",
+    "OOMKilled",
+    "namespace",
+    "workflow",
+    "audit",
+    "event",
+    "\"severity\": \"critical\"",
+    "{\"cluster\": \"prod-eu-1\"}",
+    "2026-11-25T13:14:15Z",
+    "data-storage",
+    "context-api",
+    "signal",
+    "\t",
+    "\n",
+    "0.8213",
+    "-1.5e-3",
 ];
 
 /// Writes `size` bytes of mixed data: runs of text-like rows (compressible)
