@@ -55,7 +55,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tools = tools::discover(cluster.major(), &Discovery::default())?;
     let session = SnapshotSession::begin(&cfg).await?;
     let t = Instant::now();
-    let mut dump = PgDump::spawn(&tools, &cfg, Some(session.snapshot_id()), &DumpScope::full())?;
+    let mut dump = PgDump::spawn(
+        &tools,
+        &cfg,
+        Some(session.snapshot_id()),
+        &DumpScope::full(),
+    )?;
     let mut out = dump.take_stdout().ok_or("no stdout")?;
     let reader = tokio::task::spawn_blocking(move || {
         let mut buf = vec![0u8; 1 << 20];
@@ -69,7 +74,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let facts = session
-        .facts(&DumpScope::full(), &fixture::kubernaut_verification_queries())
+        .facts(
+            &DumpScope::full(),
+            &fixture::kubernaut_verification_queries(),
+        )
         .await?;
     let facts_time = t.elapsed();
     let total = reader.await??;

@@ -155,8 +155,9 @@ impl ConnConfig {
         }
     }
 
-    /// Parses a libpq URL or `key=value` string. The user defaults to `PGUSER`, the
-    /// port to 5432 and the database to the user name, as in libpq. A URL that carries
+    /// Parses a libpq URL or `key=value` string. As in libpq, the host defaults to
+    /// `PGHOST` or the local socket directory, the user to `PGUSER`, the port to
+    /// 5432 and the database to the user name. A URL that carries
     /// a password is refused ([`ConnError::PasswordInUrl`]).
     pub fn parse(url: &str) -> Result<Self, ConnError> {
         let cfg = tokio_postgres::Config::from_str(url)
@@ -170,7 +171,12 @@ impl ConnConfig {
             ));
         }
         let host = match cfg.get_hosts() {
-            [] => return Err(ConnError::InvalidUrl("no host given".into())),
+            // libpq's default: PGHOST, else the local socket directory (Debian's).
+            [] => match std::env::var("PGHOST") {
+                Ok(h) if h.starts_with('/') => PgHost::Unix(PathBuf::from(h)),
+                Ok(h) if !h.is_empty() => PgHost::Tcp(h),
+                _ => PgHost::Unix(PathBuf::from("/var/run/postgresql")),
+            },
             [tokio_postgres::config::Host::Tcp(h)] => PgHost::Tcp(h.clone()),
             [tokio_postgres::config::Host::Unix(p)] => PgHost::Unix(p.clone()),
             _ => {

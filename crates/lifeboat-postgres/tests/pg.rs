@@ -605,6 +605,50 @@ async fn restore_errors_are_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_restore_can_be_repeated() {
+    let cluster = TempCluster::start().unwrap();
+    let src = new_fixture(&cluster, "kubernaut").await;
+    let tools = tools_for(&cluster);
+    let session = SnapshotSession::begin(&src).await.unwrap();
+    let (archive, facts) = dump_with_facts(&tools, &src, &session, &DumpScope::full()).await;
+    session.finish().await.unwrap();
+
+    let target = cluster.create_database("target").await.unwrap();
+    // First restore it fully, so the second one runs over existing objects.
+    restore_stream(&tools, &target, archive.clone()).await;
+    // Kill a restore halfway through its input.
+    let (tl, tg, half) = (
+        tools.clone(),
+        target.clone(),
+        archive[..archive.len() / 2].to_vec(),
+    );
+    let e = tokio::task::spawn_blocking(move || {
+        let mut r = PgRestore::spawn_stream(&tl, &tg, &RestoreOptions::default()).unwrap();
+        r.write_all(&half).unwrap();
+        r.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        r.kill();
+        r.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(e.to_string().contains("killed by signal 9"), "{e}");
+    let mut tc = target.connect().await.unwrap();
+    assert!(
+        !facts::verify(&facts, &mut tc).await.unwrap().is_empty(),
+        "a half restore must not verify"
+    );
+    drop(tc);
+    // Restoring again succeeds and verifies.
+    restore_stream(&tools, &target, archive).await;
+    let mut tc = target.connect().await.unwrap();
+    let diffs = facts::verify(&facts, &mut tc).await.unwrap();
+    assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
+    assert_eq!(hashes(&target).await, hashes(&src).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_adds_about_one_percent() {
     let cluster = TempCluster::start().unwrap();
     let src = new_fixture(&cluster, "kubernaut").await;
