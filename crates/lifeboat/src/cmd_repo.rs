@@ -154,9 +154,9 @@ pub struct ForgetArgs {
     /// Prune afterwards
     #[arg(long)]
     pub prune: bool,
-    /// Grace period for the prune (see `lifeboat prune --help`)
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    pub grace: String,
+    /// Grace period for the prune (see `lifeboat prune --help`) [default: config's prune_grace, else 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -164,9 +164,9 @@ pub struct PruneArgs {
     /// Data unreferenced for less than this is kept (protects operations
     /// whose locks went stale). Condemned data is deleted by a later prune
     /// once the grace period has passed; 0s deletes in one run when no
-    /// older operation is running
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    pub grace: String,
+    /// older operation is running [default: config's prune_grace, else 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
     /// Show what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -392,7 +392,12 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     }
 }
 
-fn parse_grace(s: &str) -> Result<std::time::Duration> {
+fn parse_grace(ctx: &Ctx, s: Option<&str>) -> Result<std::time::Duration> {
+    let Some(s) = s else {
+        return Ok(ctx
+            .prune_grace()
+            .unwrap_or(std::time::Duration::from_secs(3600)));
+    };
     let d = parse_duration(s).map_err(|e| usage(format!("--grace: {e}")))?;
     d.to_std()
         .map_err(|_| usage("--grace must not be negative"))
@@ -407,14 +412,24 @@ struct ForgetGroup {
 }
 
 pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
-    let grace = parse_grace(&a.grace)?;
+    let grace = parse_grace(ctx, a.grace.as_deref())?;
     let flag_policy = a.keep.policy()?;
-    let Some(policy) = flag_policy else {
+    let config_policies: BTreeMap<String, RetentionPolicy> = ctx
+        .config
+        .as_ref()
+        .map(|c| {
+            c.sources
+                .iter()
+                .filter_map(|(n, s)| s.retention.clone().map(|r| (n.clone(), r)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if flag_policy.is_none() && config_policies.is_empty() {
         return Err(usage(
-            "no retention policy: give --keep-last/--keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-within… flags",
+            "no retention policy: give --keep-last/--keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-within… flags, or a retention: section per source in the config",
         ));
-    };
-    if policy.is_empty() {
+    }
+    if flag_policy.as_ref().is_some_and(|p| p.is_empty()) {
         return Err(usage(
             "the retention policy keeps nothing; refusing to forget every snapshot",
         ));
@@ -441,8 +456,16 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     }
     let now = chrono::Utc::now();
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (source, list) in &groups {
-        let p = plan(list, &policy, now);
+        let policy = match flag_policy.as_ref().or(config_policies.get(source)) {
+            Some(p) if !p.is_empty() => p,
+            _ => {
+                skipped.push(source.clone());
+                continue;
+            }
+        };
+        let p = plan(list, policy, now);
         if !a.dry_run {
             for id in &p.forget {
                 repo.storage()
@@ -494,6 +517,9 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
                 );
             }
         }
+        for s in &skipped {
+            println!("source {s}: no retention policy configured, every snapshot kept");
+        }
         if let Some(r) = &prune_report {
             print_prune(r, grace);
         }
@@ -539,7 +565,7 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
 }
 
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
-    let grace = parse_grace(&a.grace)?;
+    let grace = parse_grace(ctx, a.grace.as_deref())?;
     let repo = ctx.open().await?;
     let r = lifeboat_repo::prune::prune(
         &repo,

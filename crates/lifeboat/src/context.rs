@@ -11,17 +11,42 @@ use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
 use lifeboat_repo::{Repository, Secret};
 
 use crate::Global;
+use crate::config::{self, Config};
 use crate::exit::usage;
 use crate::progress;
 use crate::secrets;
 
+/// Where the configuration file is looked for when none is given.
+pub const DEFAULT_CONFIG: &str = "lifeboat.yaml";
+
 pub struct Ctx {
     pub global: Global,
+    /// The configuration file, when one was given or `./lifeboat.yaml` exists.
+    pub config: Option<Config>,
 }
 
 impl Ctx {
     pub fn new(global: Global) -> Result<Self> {
-        Ok(Self { global })
+        let path = match &global.config {
+            Some(p) => Some(p.clone()),
+            None => {
+                let p = std::path::PathBuf::from(DEFAULT_CONFIG);
+                p.exists().then_some(p)
+            }
+        };
+        let config = match path {
+            Some(p) => Some(config::load(&p).map_err(|e| usage(e.to_string()))?),
+            None => None,
+        };
+        Ok(Self { global, config })
+    }
+
+    /// The configured prune grace period, if any.
+    pub fn prune_grace(&self) -> Option<std::time::Duration> {
+        self.config
+            .as_ref()
+            .and_then(|c| c.repository.prune_grace)
+            .and_then(|d| d.to_std().ok())
     }
 
     pub fn json(&self) -> bool {
@@ -33,17 +58,42 @@ impl Ctx {
     }
 
     pub fn repo_url(&self) -> Result<String> {
-        self.global.repo.clone().ok_or_else(|| {
-            usage("no repository given: pass --repo URL, set LIFEBOAT_REPO, or set repository.url in the config file")
+        if let Some(r) = &self.global.repo {
+            return Ok(r.clone());
+        }
+        if let Some(c) = &self.config {
+            return Ok(c.repository.url.as_str().to_string());
+        }
+        Err({
+            usage(
+                "no repository given: pass --repo URL, set LIFEBOAT_REPO, or set repository.url in the config file",
+            )
         })
     }
 
+    /// S3 settings from the config; unset values fall back to the standard
+    /// AWS environment variables inside the storage layer.
     pub fn s3_settings(&self) -> Result<S3Settings> {
-        Ok(S3Settings::default())
+        let Some(s3) = self.config.as_ref().and_then(|c| c.repository.s3.as_ref()) else {
+            return Ok(S3Settings::default());
+        };
+        let resolve = |r: &Option<config::SecretRef>| -> Result<Option<String>> {
+            r.as_ref()
+                .map(|r| r.resolve().map_err(|e| usage(e.to_string())))
+                .transpose()
+        };
+        Ok(S3Settings {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            access_key_id: resolve(&s3.access_key_id)?,
+            secret_access_key: resolve(&s3.secret_access_key)?,
+            allow_http: s3.allow_http,
+        })
     }
 
     /// The repository secret, from the first of: --key-file, --password-file,
-    /// LIFEBOAT_PASSWORD.
+    /// LIFEBOAT_PASSWORD, the config's `repository.key_file`, the config's
+    /// `repository.password` reference.
     pub fn secret(&self) -> Result<Secret> {
         if let Some(p) = &self.global.key_file {
             return secrets::key_from_file(p);
@@ -53,6 +103,15 @@ impl Ctx {
         }
         if let Some(s) = secrets::passphrase_from_env("LIFEBOAT_PASSWORD") {
             return Ok(s);
+        }
+        if let Some(repo) = self.config.as_ref().map(|c| &c.repository) {
+            if let Some(p) = &repo.key_file {
+                return secrets::key_from_file(p);
+            }
+            if let Some(r) = &repo.password {
+                let p = r.resolve().map_err(|e| usage(e.to_string()))?;
+                return Ok(Secret::Passphrase(p));
+            }
         }
         Err(usage(
             "no repository secret: set LIFEBOAT_PASSWORD, or pass --password-file FILE or --key-file FILE",

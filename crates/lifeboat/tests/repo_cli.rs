@@ -470,3 +470,65 @@ fn unknown_snapshot_and_bad_ids() {
     c.stdin.take().unwrap().write_all(b"piped data").unwrap();
     assert!(c.wait().unwrap().success());
 }
+
+#[test]
+fn config_file_drives_the_repository_and_retention_and_bad_config_is_located() {
+    let e = Env::new();
+    let cfg = e.path("lifeboat.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repository:\n  url: {}\n  password: {{env: LB_TEST_PASS}}\nsources:\n  nightly:\n    kind: stream\n    retention: {{keep_last: 2}}\n",
+            e.repo
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = std::process::Command::new(bin());
+        c.args(["--config", cfg.to_str().unwrap()]).args(args);
+        c.env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_REPO")
+            .env("LB_TEST_PASS", "from-config");
+        c
+    };
+    assert!(run(&["init"]).status().unwrap().success());
+    for i in 0..4 {
+        let mut c = run(&["backup", "stream", "--name", "nightly"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("night {i}").as_bytes())
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    let o = run(&["--json", "forget"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["groups"][0]["forget"].as_array().unwrap().len(), 2, "{v}");
+    let o = run(&["--json", "snapshots"]).output().unwrap();
+    let snaps: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(snaps.len(), 2);
+    let o = run(&["restore", "stream", "latest"]).output().unwrap();
+    assert_eq!(o.stdout, b"night 3");
+
+    // A malformed config: the error names the file, line and column.
+    std::fs::write(&cfg, "repository:\n  url: /tmp/x\n  pasword: {env: X}\n").unwrap();
+    let o = run(&["snapshots"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lifeboat.yaml") && err.contains(":3:"),
+        "{err}"
+    );
+    assert!(err.contains("pasword"), "{err}");
+    // A missing explicit config file is an error too.
+    let o = std::process::Command::new(bin())
+        .args(["--config", "/nonexistent.yaml", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
