@@ -7,10 +7,13 @@
 //! [`Retrying`](super::retry::Retrying) so transient failures are retried.
 //!
 //! Properties the repository relies on:
-//! - `put` is atomic. The local store writes a staging file next to the
-//!   target (`name#N`) and renames it into place, with `fsync` of the file and
-//!   its directory; S3 publishes an object (single or multipart) whole.
-//!   Staging files left by a crash are never listed.
+//! - `put` is atomic. The local backend writes a staging file next to the
+//!   target (`name#<digits>`, never listed), holding an `flock` on it, then
+//!   fsyncs it, renames it into place and fsyncs the directory; S3 publishes
+//!   an object (single or multipart) whole.
+//! - Staging files abandoned by a crash (even `kill -9`: the kernel drops the
+//!   `flock`) are removed by the next `list` of their directory, so `prune`
+//!   leaves no half-written file behind. Ones still being written are kept.
 //! - Objects larger than [`MULTIPART_THRESHOLD`] are uploaded in parts of
 //!   [`PART_SIZE`] (S3 needs ≥ 5 MiB for every part but the last), several
 //!   in flight at once.
@@ -186,6 +189,9 @@ pub struct ObjectStoreBackend {
     part_size: usize,
     upload_concurrency: usize,
     multipart_uploads: AtomicU64,
+    /// For a local directory: its canonical path. Puts then go through
+    /// [`local_put`] and listings sweep abandoned staging files.
+    local_root: Option<PathBuf>,
 }
 
 impl ObjectStoreBackend {
@@ -202,6 +208,7 @@ impl ObjectStoreBackend {
             part_size: PART_SIZE,
             upload_concurrency: UPLOAD_CONCURRENCY,
             multipart_uploads: AtomicU64::new(0),
+            local_root: None,
         }
     }
 
@@ -255,11 +262,13 @@ impl ObjectStoreBackend {
             .map_err(|e| map_error(e, "open", &shown, false))?
             .with_fsync(true);
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Ok(Self::new(
+        let mut backend = Self::new(
             Arc::new(fs),
             format!("file://{}", canonical.display()),
             false,
-        ))
+        );
+        backend.local_root = Some(canonical);
+        Ok(backend)
     }
 
     /// A repository in an S3-compatible bucket, under `prefix` (may be
@@ -396,6 +405,15 @@ impl Storage for ObjectStoreBackend {
 
     async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
         let path = key_path("put", key)?;
+        if let Some(root) = &self.local_root {
+            let target = root.join(key);
+            return tokio::task::spawn_blocking(move || local_put(&target, &data))
+                .await
+                .map_err(|e| {
+                    StorageError::new(StorageErrorKind::Permanent, "put", key, e.to_string())
+                })?
+                .map_err(|e| local_io_error(&e, "put", key));
+        }
         if data.len() > self.multipart_threshold {
             return self.put_multipart(&path, key, data).await;
         }
@@ -488,6 +506,10 @@ impl Storage for ObjectStoreBackend {
         } else {
             Some(key_path("list", dir)?)
         };
+        if let Some(root) = &self.local_root {
+            let swept = root.join(dir);
+            let _ = tokio::task::spawn_blocking(move || sweep_staging(&swept)).await;
+        }
         let metas: Vec<ObjectMeta> = self
             .store
             .list(dir_path.as_ref())
@@ -523,6 +545,125 @@ impl Storage for ObjectStoreBackend {
             }
         }
     }
+}
+
+/// Does `name` look like a staging file, `<name>#<digits>`?
+fn is_staging_name(name: &str) -> bool {
+    match name.rsplit_once('#') {
+        Some((base, digits)) => {
+            !base.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Write `data` to `target` atomically and durably: into a staging file
+/// `<target>#<random digits>` next to it (which `LocalFileSystem` never
+/// lists), fsync, rename over `target`, fsync the directory.
+///
+/// The writer holds an exclusive `flock` on the staging file from just after
+/// creating it until after the rename, and the kernel drops it when the
+/// process dies, even by `kill -9`. So a staging file whose lock can be
+/// taken belongs to nobody any more: [`sweep_staging`] removes exactly those.
+fn local_put(target: &FsPath, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    let parent = target.parent().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the key has no parent")
+    })?;
+    let name = target
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty key"))?
+        .to_string_lossy()
+        .into_owned();
+    for _ in 0..5 {
+        let staging = parent.join(format!("{name}#{}", rand::random::<u64>()));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&staging)
+        };
+        let mut file = match open() {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(parent)?;
+                open()?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        file.lock()?;
+        // A sweeper may have taken the lock between our create and lock, and
+        // removed the file: then start again with a new name.
+        if file.metadata()?.nlink() == 0 {
+            continue;
+        }
+        let written = file
+            .write_all(data)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&staging, target));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+        std::fs::File::open(parent)?.sync_all()?;
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Interrupted,
+        "could not create a staging file (raced with cleanup)",
+    ))
+}
+
+/// Remove the staging files under `dir` that no writer holds any more
+/// (left by a crash or `kill -9` in the middle of a put). Best effort:
+/// errors only skip files.
+fn sweep_staging(dir: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if file_type.is_dir() {
+            sweep_staging(&path);
+            continue;
+        }
+        if !file_type.is_file() || !is_staging_name(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            // Nobody holds it: abandoned. (If it was renamed into place
+            // meanwhile, the path is gone and this removes nothing.)
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::debug!(path = %path.display(), "removed an abandoned staging file")
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot remove a staging file")
+                }
+            }
+        }
+    }
+}
+
+fn local_io_error(e: &std::io::Error, op: &'static str, key: &str) -> StorageError {
+    let (kind, hint) = classify_io(e, false);
+    let kind = match (kind, e.kind()) {
+        // Raced with cleanup: trying again helps.
+        (_, std::io::ErrorKind::Interrupted) => StorageErrorKind::Transient,
+        // A missing directory while writing is not a missing object.
+        (StorageErrorKind::NotFound, _) => StorageErrorKind::Permanent,
+        (k, _) => k,
+    };
+    StorageError::new(kind, op, key, format!("{hint}{e}"))
 }
 
 /// Why a plain-http endpoint is refused, if it is: http must be allowed
@@ -913,6 +1054,88 @@ mod tests {
             // A staging file left by a crash is not listed.
             std::fs::write(dir.path().join("data/ab/ab01#7"), b"partial").unwrap();
             assert_eq!(keys(s.list("data/ab/").await.unwrap()), ["data/ab/ab01"]);
+        });
+    }
+
+    #[test]
+    fn staging_names() {
+        assert!(is_staging_name("ab01#123"));
+        assert!(is_staging_name("lock#1"));
+        assert!(!is_staging_name("ab01"));
+        assert!(!is_staging_name("ab01#"));
+        assert!(!is_staging_name("#12"));
+        assert!(!is_staging_name("ab#12x"));
+    }
+
+    #[test]
+    fn abandoned_staging_files_are_swept_and_live_ones_kept() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let s = ObjectStoreBackend::local(dir.path(), false).unwrap();
+            s.put("locks/l1", Bytes::from_static(b"lock"))
+                .await
+                .unwrap();
+            s.put("data/ab/ab01", Bytes::from_static(b"pack"))
+                .await
+                .unwrap();
+            // A crashed writer's leftovers: nobody holds them.
+            let dead_lock = dir.path().join("locks/l2#77");
+            let dead_pack = dir.path().join("data/ab/ab02#12345");
+            std::fs::write(&dead_lock, b"half").unwrap();
+            std::fs::write(&dead_pack, b"half").unwrap();
+            // A writer in progress: holds the flock.
+            let live = dir.path().join("data/ab/ab03#999");
+            let held = std::fs::File::create(&live).unwrap();
+            held.lock().unwrap();
+
+            // Listing a prefix sweeps only under its directory.
+            assert_eq!(s.list("locks/").await.unwrap().len(), 1);
+            assert!(!dead_lock.exists());
+            assert!(dead_pack.exists());
+            let keys: Vec<_> = s
+                .list("data/")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key)
+                .collect();
+            assert_eq!(keys, ["data/ab/ab01"]);
+            assert!(!dead_pack.exists());
+            assert!(live.exists(), "a staging file being written must be kept");
+            drop(held);
+            s.list("").await.unwrap();
+            assert!(!live.exists());
+            assert_eq!(s.get("locks/l1").await.unwrap(), "lock");
+        });
+    }
+
+    #[test]
+    fn local_put_overwrites_atomically_and_leaves_nothing() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Arc::new(ObjectStoreBackend::local(dir.path(), false).unwrap());
+            // Concurrent writers and sweepers on the same key.
+            let mut tasks = Vec::new();
+            for i in 0..8u8 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..20 {
+                        s.put("k/obj", Bytes::from(vec![i; 4096])).await.unwrap();
+                        s.list("k/").await.unwrap();
+                        let got = s.get("k/obj").await.unwrap();
+                        assert_eq!(got.len(), 4096);
+                        assert!(got.iter().all(|b| *b == got[0]), "torn object");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let names: Vec<_> = std::fs::read_dir(dir.path().join("k"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["obj"]);
         });
     }
 
