@@ -134,6 +134,7 @@ pub struct ConnConfig {
     pub application_name: String,
     pub connect_timeout: Duration,
     password: Option<Secret>,
+    passfile: Option<PathBuf>,
 }
 
 impl ConnConfig {
@@ -152,6 +153,7 @@ impl ConnConfig {
             application_name: "lifeboat".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             password: None,
+            passfile: None,
         }
     }
 
@@ -216,6 +218,12 @@ impl ConnConfig {
         self
     }
 
+    /// Uses this password file instead of `PGPASSFILE` / `~/.pgpass` (same rules).
+    pub fn with_passfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.passfile = Some(path.into());
+        self
+    }
+
     /// The same server and credentials, another database (e.g. `postgres` for
     /// maintenance, or a restore target).
     pub fn with_dbname(&self, dbname: impl Into<String>) -> Self {
@@ -262,7 +270,7 @@ impl ConnConfig {
         {
             return Ok(Some((Secret(p), PasswordSource::EnvPgPassword)));
         }
-        let Some(path) = passfile_path() else {
+        let Some(path) = self.passfile.clone().or_else(passfile_path) else {
             return Ok(None);
         };
         let host = match &self.host {
@@ -333,7 +341,10 @@ impl ConnConfig {
             return ConnError::Other { target, source: e };
         }
         let text = e.to_string();
-        if text.contains("password missing") {
+        let cause = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        if cause.contains("password missing") || text.contains("password missing") {
             return ConnError::AuthFailed {
                 user: self.user.clone(),
                 target,
@@ -399,6 +410,15 @@ impl ConnConfig {
         }
         Ok(())
     }
+}
+
+/// `server_version_num` of the server behind `client` (e.g. 150014), for choosing
+/// client tools with [`crate::tools::server_major`] and [`crate::tools::discover`].
+pub async fn server_version_num(client: &Client) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int8", &[])
+        .await?
+        .get(0))
 }
 
 /// The most useful text of a tokio-postgres error: the server's message with its

@@ -133,6 +133,9 @@ fn status_text(s: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exit code {c}"),
+        (None, Some(libc::SIGPIPE)) => {
+            "killed by SIGPIPE: its output was not read to the end".to_string()
+        }
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => s.to_string(),
     }

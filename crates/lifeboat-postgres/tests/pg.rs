@@ -133,6 +133,45 @@ async fn connection_errors_are_clear() {
     .with_password(cluster.password().clone());
     sock.connect().await.expect("unix socket");
 
+    // A password file: used when there is no explicit password, ignored when
+    // readable by others (libpq's rule), and it reaches pg_dump too.
+    if std::env::var_os("PGPASSWORD").is_none() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pf = dir.path().join("pgpass");
+        std::fs::write(
+            &pf,
+            format!(
+                "127.0.0.1:{}:*:lifeboat:{}\n",
+                cluster.port(),
+                cluster.password().expose()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let via_file = ConnConfig::parse(&cluster.url("postgres"))
+            .unwrap()
+            .with_passfile(&pf);
+        via_file
+            .connect()
+            .await
+            .expect("password from the password file");
+        let tools = tools_for(&cluster);
+        let scope = DumpScope {
+            tables: vec![],
+            schema_only: true,
+        };
+        let mut d = PgDump::spawn(&tools, &via_file, None, &scope).unwrap();
+        let mut archive = Vec::new();
+        d.read_to_end(&mut archive).unwrap();
+        d.wait().expect("pg_dump gets the password from us");
+        assert!(archive.starts_with(b"PGDMP"));
+        std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = via_file.connect().await.unwrap_err();
+        assert!(matches!(e, ConnError::AuthFailed { .. }), "{e:?}");
+        assert!(e.to_string().contains("none was found"), "{e}");
+    }
+
     // pg_dump with a wrong password: the error carries pg_dump's message.
     let tools = tools_for(&cluster);
     let wrong_db = wrong.with_dbname("postgres");
