@@ -346,38 +346,17 @@ impl fmt::Display for SecretRef {
 }
 
 fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
+    use crate::secrets::{SecretFileError, read_secret_text};
     let shown = path.display().to_string();
-    let io_err = |e: std::io::Error| ConfigError::SecretFile {
-        path: shown.clone(),
-        reason: e.to_string(),
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ConfigError::SecretFileTooOpen {
-            path: shown.clone(),
-            mode,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    let mut s = String::from_utf8(bytes).map_err(|_| ConfigError::SecretFile {
-        path: shown.clone(),
-        reason: "it is not UTF-8 text".into(),
-    })?;
-    if s.ends_with('\n') {
-        s.pop();
-        if s.ends_with('\r') {
-            s.pop();
+    read_secret_text(path).map_err(|e| match e {
+        SecretFileError::TooOpen { mode, .. } => {
+            ConfigError::SecretFileTooOpen { path: shown, mode }
         }
-    }
-    if s.is_empty() {
-        return Err(ConfigError::SecretFile {
+        other => ConfigError::SecretFile {
             path: shown,
-            reason: "it is empty".into(),
-        });
-    }
-    Ok(s)
+            reason: other.to_string(),
+        },
+    })
 }
 
 /// What a source backs up.

@@ -9,35 +9,39 @@ use lifeboat_repo::Secret;
 
 use crate::exit::{AUTH, fail, usage};
 
-/// Reads a secret file, refusing one that group or others can read.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| usage(format!("cannot read the {what} {}: {e}", path.display())))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(fail(
-            AUTH,
-            format!(
-                "the {what} {} is readable by group or others (mode {:o}); run `chmod 600 {}` and try again",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            ),
-        ));
-    }
-    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+/// Why a secret file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error(
+        "it is readable by group or others (mode {mode:o}); run `chmod 600 {path}` and try again"
+    )]
+    TooOpen { path: String, mode: u32 },
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("it is not UTF-8 text")]
+    NotText,
+    #[error("it is empty")]
+    Empty,
 }
 
-/// A passphrase from a file: one trailing newline is not part of it.
-pub fn passphrase_from_file(path: &Path) -> Result<Secret> {
-    let bytes = read_secret_file(path, "password file")?;
-    let mut s = String::from_utf8(bytes).map_err(|_| {
-        usage(format!(
-            "the password file {} is not UTF-8 text",
-            path.display()
-        ))
-    })?;
+/// Reads a secret file, refusing one that group or others can read.
+pub fn read_secret_bytes(path: &Path) -> Result<Vec<u8>, SecretFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| SecretFileError::Unreadable(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretFileError::TooOpen {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    std::fs::read(path).map_err(|e| SecretFileError::Unreadable(e.to_string()))
+}
+
+/// A secret held as text in a file: one trailing newline is not part of it.
+pub fn read_secret_text(path: &Path) -> Result<String, SecretFileError> {
+    let mut s =
+        String::from_utf8(read_secret_bytes(path)?).map_err(|_| SecretFileError::NotText)?;
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -45,16 +49,28 @@ pub fn passphrase_from_file(path: &Path) -> Result<Secret> {
         }
     }
     if s.is_empty() {
-        return Err(usage(format!(
-            "the password file {} is empty",
-            path.display()
-        )));
+        return Err(SecretFileError::Empty);
     }
-    Ok(Secret::Passphrase(s))
+    Ok(s)
+}
+
+fn secret_file_error(what: &str, path: &Path, e: SecretFileError) -> anyhow::Error {
+    let msg = format!("the {what} {}: {e}", path.display());
+    match e {
+        SecretFileError::TooOpen { .. } => fail(AUTH, msg),
+        _ => usage(msg),
+    }
+}
+
+/// A passphrase from a file.
+pub fn passphrase_from_file(path: &Path) -> Result<Secret> {
+    read_secret_text(path)
+        .map(Secret::Passphrase)
+        .map_err(|e| secret_file_error("password file", path, e))
 }
 
 pub fn key_from_file(path: &Path) -> Result<Secret> {
-    let bytes = read_secret_file(path, "key file")?;
+    let bytes = read_secret_bytes(path).map_err(|e| secret_file_error("key file", path, e))?;
     Secret::key_file(bytes).map_err(|e| fail(AUTH, format!("{}: {e}", path.display())))
 }
 
