@@ -2,6 +2,8 @@
 //! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
+mod cmd_demo;
+mod cmd_postgres;
 mod cmd_repo;
 mod cmd_stream;
 pub mod config;
@@ -9,6 +11,7 @@ mod context;
 mod exit;
 mod output;
 mod progress;
+mod quiesce;
 mod secrets;
 
 use std::path::PathBuf;
@@ -77,18 +80,26 @@ pub enum Command {
     Prune(cmd_repo::PruneArgs),
     /// Remove stale locks
     Unlock(cmd_repo::UnlockArgs),
+    /// Check a live database against a PostgreSQL snapshot's facts (exit 7 when they differ)
+    Verify(cmd_postgres::VerifyArgs),
+    /// The whole loop on a throwaway local PostgreSQL: backup, corruption, restore, verify
+    Demo(cmd_demo::DemoArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
     /// Back up standard input (any bytes) as a snapshot
     Stream(cmd_stream::BackupStreamArgs),
+    /// Back up a PostgreSQL database (pg_dump streamed, facts recorded)
+    Postgres(cmd_postgres::BackupPostgresArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RestoreCommand {
     /// Write a stream snapshot to standard output (or --output)
     Stream(cmd_stream::RestoreStreamArgs),
+    /// Restore a PostgreSQL snapshot: quiesce, pg_restore, verify, resume
+    Postgres(cmd_postgres::RestorePostgresArgs),
 }
 
 fn main() {
@@ -167,5 +178,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Forget(a) => cmd_repo::forget(&ctx, a).await,
         Command::Prune(a) => cmd_repo::prune(&ctx, a).await,
         Command::Unlock(a) => cmd_repo::unlock(&ctx, a).await,
+        Command::Backup(BackupCommand::Postgres(a)) => cmd_postgres::backup(&ctx, a).await,
+        Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
+        Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
+        Command::Demo(a) => cmd_demo::run(&ctx, a).await,
     }
 }

@@ -1,0 +1,792 @@
+//! `backup postgres`, `restore postgres` and `verify`.
+//!
+//! Backup: a `REPEATABLE READ` transaction exports its snapshot, `pg_dump -Fc -Z0
+//! --snapshot` streams into the repository (no local staging) while the facts (row
+//! counts, versions, size, verification queries) are taken in the same snapshot;
+//! the snapshot document carries them. Restore: quiesce writers, `pg_restore
+//! --clean --if-exists` fed from the repository (or from a staged file with
+//! `--jobs N`), verify every fact, bring writers back (or leave them down when
+//! verification failed, unless configured otherwise).
+//!
+//! Exit codes for PostgreSQL problems: authentication failure 6, database
+//! missing 3, bad URL / unknown table / missing client tools 2, facts that do
+//! not hold 7, not enough staging space 8, everything else 1.
+
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{ArgGroup, Args};
+use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
+use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
+use lifeboat_postgres::facts::{self, FactDiff, Facts, FactsError, SnapshotSession};
+use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
+use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
+use lifeboat_repo::Repository;
+use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::snapshot::SnapshotRef;
+use serde::Serialize;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::context::Ctx;
+use crate::exit::{
+    AUTH, FAILURE, INTERRUPTED, NOT_FOUND, OK, STORAGE, USAGE, VERIFY_FAILED, fail, usage,
+};
+use crate::output::{human_bytes, print_json};
+use crate::progress;
+use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
+
+/// Name of the one item of a PostgreSQL snapshot.
+pub const DUMP_ITEM: &str = "pg_dump.custom";
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("from").required(true).args(["source", "db"])))]
+pub struct BackupPostgresArgs {
+    /// A PostgreSQL source of the configuration file
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Or a database URL, postgresql://user@host:port/db (password from
+    /// PGPASSWORD or ~/.pgpass, never in the URL)
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Only this table (repeatable; `name` or `schema.name`; a partitioned
+    /// table brings its partitions)
+    #[arg(long = "table", value_name = "T")]
+    pub tables: Vec<String>,
+    /// Only the schema, no rows
+    #[arg(long)]
+    pub schema_only: bool,
+    /// Tags to attach (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestorePostgresArgs {
+    /// Snapshot id (or unique prefix), or `latest`
+    pub snapshot: String,
+    /// The configured source: with `latest`, its latest snapshot; without
+    /// --target, its database is the target and its quiesce settings apply
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Restore into this database instead (created when missing), e.g. for a
+    /// drill or an investigation. Writers are not quiesced for another database.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Parallel pg_restore jobs; above 1 the archive is staged to a temporary
+    /// file first (free space is checked)
+    #[arg(long, default_value_t = 1)]
+    pub jobs: u32,
+    /// Where --jobs stages the archive [default: the system temp directory]
+    #[arg(long, env = "LIFEBOAT_STAGING_DIR", value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
+    /// Do not stop the writers (dangerous: they write into a database being replaced)
+    #[arg(long)]
+    pub no_quiesce: bool,
+    /// Do not check the restored database against the snapshot's facts
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Snapshot id (or unique prefix), or `latest`
+    pub snapshot: String,
+    /// With `latest`: the latest snapshot of this source
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The live database to check, postgresql://user@host:port/db
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+}
+
+// ---------------------------------------------------------------- errors
+
+fn conn_code(e: &ConnError) -> i32 {
+    match e {
+        ConnError::AuthFailed { .. } => AUTH,
+        ConnError::DatabaseMissing { .. } => NOT_FOUND,
+        ConnError::InvalidUrl(_) | ConnError::PasswordInUrl | ConnError::PassFile { .. } => USAGE,
+        _ => FAILURE,
+    }
+}
+
+fn conn_hint(e: &ConnError) -> &'static str {
+    match e {
+        ConnError::AuthFailed { .. } => {
+            "; check PGPASSWORD, ~/.pgpass (mode 0600) or the source's password reference"
+        }
+        ConnError::Unreachable { .. } => {
+            "; check host and port, that the server runs and that it accepts TCP connections from here"
+        }
+        ConnError::DatabaseMissing { .. } => "; check the database name in the URL",
+        _ => "",
+    }
+}
+
+pub(crate) fn conn_err(e: ConnError) -> anyhow::Error {
+    fail(conn_code(&e), format!("{e}{}", conn_hint(&e)))
+}
+
+pub(crate) fn facts_err(e: FactsError) -> anyhow::Error {
+    match e {
+        FactsError::Conn(c) => conn_err(c),
+        FactsError::NoSuchTable(t) => fail(
+            USAGE,
+            format!(
+                "table {t} does not exist; names resolve through search_path like in SQL \
+                 (write schema.name to be exact); nothing was backed up"
+            ),
+        ),
+        other => fail(FAILURE, other.to_string()),
+    }
+}
+
+pub(crate) fn dump_err(e: DumpError) -> anyhow::Error {
+    match e {
+        DumpError::Conn(c) => conn_err(c),
+        e @ DumpError::InsufficientSpace { .. } => fail(
+            STORAGE,
+            format!(
+                "{e}; set --staging-dir (or LIFEBOAT_STAGING_DIR), or restore without --jobs (streams with no staging)"
+            ),
+        ),
+        other => fail(FAILURE, other.to_string()),
+    }
+}
+
+pub(crate) fn tools_err(e: ToolsError) -> anyhow::Error {
+    fail(USAGE, e.to_string())
+}
+
+// ---------------------------------------------------------------- sources
+
+/// A configured PostgreSQL source: its connection, discovery and queries.
+pub(crate) struct PgSource {
+    pub name: String,
+    pub conn: ConnConfig,
+    pub discovery: Discovery,
+    pub queries: Vec<VerificationQuery>,
+    pub config: Option<SourceConfig>,
+}
+
+fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
+    let cfg = ctx.config.as_ref().ok_or_else(|| {
+        usage(format!(
+            "--source {name} needs a configuration file: pass --config FILE, set LIFEBOAT_CONFIG, \
+             or use --db URL"
+        ))
+    })?;
+    let src = cfg.source(name).map_err(|e| usage(e.to_string()))?;
+    if src.kind != SourceKind::Postgres {
+        return Err(usage(format!(
+            "source {name} is a {} source, not postgres",
+            src.kind
+        )));
+    }
+    let pg = src
+        .postgres
+        .as_ref()
+        .ok_or_else(|| usage(format!("source {name} has no postgres: section")))?;
+    let mut conn = ConnConfig::parse(pg.url.as_str()).map_err(conn_err)?;
+    if let Some(p) = &pg.password {
+        let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
+        conn = conn.with_password(Secret::new(secret));
+    }
+    Ok(PgSource {
+        name: name.to_string(),
+        conn,
+        discovery: Discovery {
+            configured_dir: pg.bin_dir.clone(),
+            ..Discovery::default()
+        },
+        queries: pg
+            .verify_queries
+            .iter()
+            .map(|q| VerificationQuery::new(&q.name, &q.sql))
+            .collect(),
+        config: Some(src.clone()),
+    })
+}
+
+fn url_source(url: &str) -> Result<PgSource> {
+    let conn = ConnConfig::parse(url).map_err(conn_err)?;
+    Ok(PgSource {
+        name: conn.display_url(),
+        conn,
+        discovery: Discovery::default(),
+        queries: Vec::new(),
+        config: None,
+    })
+}
+
+/// The facts of a PostgreSQL snapshot; any other kind is a usage error.
+pub(crate) fn postgres_facts(snap: &SnapshotRef) -> Result<Facts> {
+    let kind = snap.snapshot.kind.as_str();
+    if kind != "postgres" {
+        return Err(usage(format!(
+            "snapshot {} is a {kind} snapshot (source {}), not a PostgreSQL one; nothing was \
+             changed. Restore it with `lifeboat restore {kind} {}`, or pick a PostgreSQL snapshot \
+             from `lifeboat snapshots`",
+            snap.short_id(),
+            snap.snapshot.source,
+            snap.short_id()
+        )));
+    }
+    let facts: Facts = serde_json::from_value(snap.snapshot.facts.clone()).with_context(|| {
+        format!(
+            "snapshot {} carries unreadable PostgreSQL facts",
+            snap.short_id()
+        )
+    })?;
+    facts
+        .check_format()
+        .map_err(|e| fail(crate::exit::INCOMPATIBLE, e.to_string()))?;
+    Ok(facts)
+}
+
+// ---------------------------------------------------------------- backup
+
+/// pg_dump's stdout as a reader that reports pg_dump's failure at EOF (so a
+/// dump that ended early fails the backup instead of committing a short
+/// archive).
+struct DumpReader {
+    dump: Option<PgDump>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Read for DumpReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(d) = self.dump.as_mut() else {
+            return Ok(0);
+        };
+        let n = d.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let d = self.dump.take().expect("present");
+            if let Err(e) = d.wait() {
+                let msg = e.to_string();
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                return Err(std::io::Error::other(msg));
+            }
+        }
+        Ok(n)
+    }
+}
+
+pub(crate) struct BackupDone {
+    pub snap: SnapshotRef,
+    pub facts: Facts,
+}
+
+/// Dumps `source` into `repo` with facts taken in the dumped snapshot.
+pub(crate) async fn backup_database(
+    repo: &Repository,
+    source: &PgSource,
+    tables: &[String],
+    schema_only: bool,
+    tags: Vec<String>,
+    mode: progress::Mode,
+) -> Result<BackupDone> {
+    let session = SnapshotSession::begin(&source.conn)
+        .await
+        .map_err(facts_err)?;
+    let num = session.server_version_num().await.map_err(facts_err)?;
+    let tools = tools::discover(tools::server_major(num), &source.discovery).map_err(tools_err)?;
+    let scope = session
+        .resolve_scope(tables, schema_only)
+        .await
+        .map_err(facts_err)?;
+    let progress = Arc::new(Progress::default());
+    let mut bs = BackupSession::start(repo, Arc::clone(&progress)).await?;
+    let dump = match PgDump::spawn(&tools, &source.conn, Some(session.snapshot_id()), &scope) {
+        Ok(d) => d,
+        Err(e) => {
+            bs.abort().await;
+            return Err(dump_err(e));
+        }
+    };
+    let failure = Arc::new(Mutex::new(None));
+    let reader = DumpReader {
+        dump: Some(dump),
+        failure: Arc::clone(&failure),
+    };
+    let display = progress::start(Arc::clone(&progress), "backup", mode, true);
+    let (added, facts) = tokio::join!(
+        bs.add_stream(DUMP_ITEM, reader),
+        session.facts(&scope, &source.queries)
+    );
+    drop(display);
+    if let Err(e) = added {
+        bs.abort().await;
+        let _ = session.finish().await;
+        let pg = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(match pg {
+            Some(msg) => fail(
+                FAILURE,
+                format!("{msg}; nothing was committed to the repository"),
+            ),
+            None => anyhow::Error::from(e).context("backing up the dump"),
+        });
+    }
+    let mut facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            bs.abort().await;
+            let _ = session.finish().await;
+            return Err(facts_err(e).context("taking the facts; nothing was committed"));
+        }
+    };
+    facts.pg_dump_version = Some(tools.version.text.clone());
+    if let Err(e) = session.finish().await {
+        tracing::warn!(error = %e, "closing the snapshot transaction");
+    }
+    let snap = bs
+        .commit(SnapshotMeta {
+            source: source.name.clone(),
+            kind: "postgres".into(),
+            tags,
+            facts: serde_json::to_value(&facts)?,
+        })
+        .await?;
+    Ok(BackupDone { snap, facts })
+}
+
+#[derive(Serialize)]
+struct BackupResult<'a> {
+    id: &'a str,
+    source: &'a str,
+    time: chrono::DateTime<chrono::Utc>,
+    stats: &'a lifeboat_repo::snapshot::BackupStats,
+    facts: &'a Facts,
+}
+
+pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
+    let source = match (&a.source, &a.db) {
+        (Some(name), _) => configured_source(ctx, name)?,
+        (None, Some(url)) => url_source(url)?,
+        (None, None) => return Err(usage("pass --source NAME or --db URL")),
+    };
+    let repo = ctx.open().await?;
+    let done = backup_database(
+        &repo,
+        &source,
+        &a.tables,
+        a.schema_only,
+        a.tags,
+        ctx.progress_mode(),
+    )
+    .await?;
+    let s = &done.snap.snapshot.stats;
+    if ctx.json() {
+        print_json(&BackupResult {
+            id: &done.snap.id,
+            source: &done.snap.snapshot.source,
+            time: done.snap.snapshot.time,
+            stats: s,
+            facts: &done.facts,
+        })?;
+    } else {
+        let rows: i64 = done
+            .facts
+            .tables
+            .iter()
+            .filter(|t| t.parent.is_none())
+            .filter_map(|t| t.rows)
+            .sum();
+        println!(
+            "snapshot {} saved: database {} ({}, {} tables, {rows} rows), dump {} read, {} new, {} stored, {:.1} s",
+            done.snap.short_id(),
+            done.facts.database,
+            done.facts.server_version,
+            done.facts.tables.len(),
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_new),
+            human_bytes(s.bytes_stored),
+            s.duration_seconds,
+        );
+    }
+    Ok(OK)
+}
+
+// ---------------------------------------------------------------- restore
+
+/// Kills a child by pid when dropped armed (a restore future dropped on
+/// Ctrl-C/SIGTERM while a blocking thread waits for pg_restore).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // SAFETY: a signal to our own, not yet reaped child.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn wait_restore(pr: PgRestore) -> std::result::Result<RestoreOutcome, DumpError> {
+    let mut guard = KillOnDrop(Some(pr.id()));
+    let r = tokio::task::spawn_blocking(move || pr.wait())
+        .await
+        .unwrap_or_else(|e| {
+            Err(DumpError::Wait {
+                program: "pg_restore".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    guard.0 = None;
+    r
+}
+
+/// Feeds the snapshot's archive to pg_restore (streamed, or staged to a file
+/// in `staging` for `--jobs` > 1).
+pub(crate) async fn restore_archive(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    tools: &PgTools,
+    target: &ConnConfig,
+    jobs: u32,
+    staging: &Path,
+    mode: progress::Mode,
+) -> Result<RestoreOutcome> {
+    let opts = RestoreOptions {
+        jobs,
+        ..RestoreOptions::default()
+    };
+    let progress = Arc::new(Progress::default());
+    if jobs <= 1 {
+        let mut pr = PgRestore::spawn_stream(tools, target, &opts).map_err(dump_err)?;
+        let stdin = pr
+            .take_stdin()
+            .ok_or_else(|| anyhow::anyhow!("pg_restore has no stdin"))?;
+        let display = progress::start(Arc::clone(&progress), "restore", mode, false);
+        let fed = restore_item(
+            repo,
+            snap,
+            None,
+            BufWriter::with_capacity(1 << 20, stdin),
+            progress,
+        )
+        .await;
+        drop(display);
+        let waited = wait_restore(pr).await;
+        match (fed, waited) {
+            (Ok(_), Ok(o)) => Ok(o),
+            (Err(e), Err(w)) => {
+                let e = anyhow::Error::from(e);
+                if crate::exit::code_for(&e) != FAILURE {
+                    Err(e.context(format!("pg_restore also failed: {w}")))
+                } else {
+                    Err(dump_err(w))
+                }
+            }
+            (Ok(_), Err(w)) => Err(dump_err(w)),
+            (Err(e), Ok(_)) => Err(anyhow::Error::from(e).context("reading the archive")),
+        }
+    } else {
+        let tmp = tempfile::Builder::new()
+            .prefix("lifeboat-restore-")
+            .suffix(".pgdump")
+            .tempfile_in(staging)
+            .with_context(|| format!("creating a staging file in {}", staging.display()))?;
+        let f = tmp.reopen()?;
+        let display = progress::start(Arc::clone(&progress), "staging", mode, false);
+        let r = restore_item(
+            repo,
+            snap,
+            None,
+            BufWriter::with_capacity(1 << 20, f),
+            progress,
+        )
+        .await;
+        drop(display);
+        r.with_context(|| format!("staging the archive in {}", staging.display()))?;
+        let pr = PgRestore::spawn_file(tools, target, tmp.path(), &opts).map_err(dump_err)?;
+        let r = wait_restore(pr).await.map_err(dump_err);
+        drop(tmp);
+        r
+    }
+}
+
+#[derive(Serialize)]
+struct RestoreResult {
+    snapshot: String,
+    source: String,
+    target: String,
+    created_database: bool,
+    restore_seconds: f64,
+    verified: Option<bool>,
+    differences: Vec<FactDiff>,
+    writers: &'static str,
+}
+
+/// Resolves when SIGTERM arrives (never, if it cannot be watched).
+async fn sigterm() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
+    if a.jobs == 0 {
+        return Err(usage("--jobs must be at least 1"));
+    }
+    // Install the SIGTERM handler first so a termination runs our cleanup.
+    let term = sigterm();
+    tokio::pin!(term);
+    let repo = ctx.open().await?;
+    let snap = repo.find_snapshot(&a.snapshot, a.source.as_deref()).await?;
+    let facts = postgres_facts(&snap)?;
+
+    // The configured source: --source, else the snapshot's source if configured.
+    let src_name = a.source.clone().or_else(|| {
+        ctx.config
+            .as_ref()
+            .filter(|c| c.sources.contains_key(&snap.snapshot.source))
+            .map(|_| snap.snapshot.source.clone())
+    });
+    let source = src_name
+        .as_deref()
+        .map(|n| configured_source(ctx, n))
+        .transpose()?;
+    let (target, discovery, quiesce_cfg) = match (&a.target, &source) {
+        (Some(url), _) => {
+            let t = ConnConfig::parse(url).map_err(conn_err)?;
+            let same = source
+                .as_ref()
+                .is_some_and(|s| s.conn.display_url() == t.display_url());
+            let (disc, q) = match &source {
+                Some(s) => (
+                    s.discovery.clone(),
+                    if same {
+                        s.config.as_ref().and_then(|c| c.quiesce.clone())
+                    } else {
+                        None
+                    },
+                ),
+                None => (Discovery::default(), None),
+            };
+            let t = match (&source, same) {
+                (Some(s), true) => s.conn.clone(),
+                _ => t,
+            };
+            (t, disc, q)
+        }
+        (None, Some(s)) => (
+            s.conn.clone(),
+            s.discovery.clone(),
+            s.config.as_ref().and_then(|c| c.quiesce.clone()),
+        ),
+        (None, None) => {
+            return Err(usage(format!(
+                "where to restore snapshot {}? pass --target postgresql://user@host:port/db, or \
+                 --source NAME of a configured PostgreSQL source",
+                snap.short_id()
+            )));
+        }
+    };
+
+    let created = dump::create_database_if_missing(&target, "postgres")
+        .await
+        .map_err(dump_err)?;
+    if created && !ctx.global.quiet {
+        eprintln!("created database {}", target.display_url());
+    }
+    let client = target.connect().await.map_err(conn_err)?;
+    let num = pgconn::server_version_num(&client)
+        .await
+        .map_err(|e| fail(FAILURE, pgconn::pg_message(&e)))?;
+    drop(client);
+    let tools = tools::discover(tools::server_major(num), &discovery).map_err(tools_err)?;
+    let staging = a.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if a.jobs > 1 {
+        let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
+        dump::check_staging_space(&staging, size).map_err(dump_err)?;
+    }
+
+    let quiescer: Box<dyn Quiescer> = if a.no_quiesce {
+        eprintln!(
+            "WARNING: --no-quiesce: writers are NOT stopped; they keep writing into a database \
+             that is being replaced, and verification may fail because of them"
+        );
+        Box::new(NoQuiesce)
+    } else {
+        quiesce::from_config(quiesce_cfg.as_ref()).map_err(|e| usage(e.to_string()))?
+    };
+    let resume_on_verify_failure = quiesce_cfg
+        .as_ref()
+        .is_some_and(|q| q.resume_on_verify_failure);
+    if !ctx.global.quiet {
+        eprintln!(
+            "restoring snapshot {} ({} of {}, taken {}) into {}; writers: {}",
+            snap.short_id(),
+            facts.database,
+            snap.snapshot.source,
+            facts.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            target.display_url(),
+            quiescer.describe()
+        );
+    }
+    let guard = Quiesced::stop(quiescer)?;
+    let started = Instant::now();
+    let mode = ctx.progress_mode();
+    let outcome = tokio::select! {
+        r = restore_archive(&repo, &snap, &tools, &target, a.jobs, &staging, mode) => r,
+        _ = &mut term => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
+        _ = tokio::signal::ctrl_c() => Err(fail(INTERRUPTED, "interrupted during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            match guard.resume() {
+                Ok(()) => eprintln!("the restore failed; the writers were brought back"),
+                Err(r) => eprintln!(
+                    "error: the restore failed and bringing the writers back failed too: {r}"
+                ),
+            }
+            return Err(e);
+        }
+    };
+    for t in &outcome.tolerated_errors {
+        tracing::info!(error = %t.message, "tolerated while dropping old objects");
+    }
+    let restore_seconds = started.elapsed().as_secs_f64();
+
+    let mut result = RestoreResult {
+        snapshot: snap.id.clone(),
+        source: snap.snapshot.source.clone(),
+        target: target.display_url(),
+        created_database: created,
+        restore_seconds,
+        verified: None,
+        differences: Vec::new(),
+        writers: "resumed",
+    };
+    if a.no_verify {
+        eprintln!(
+            "WARNING: --no-verify: the restored database was NOT checked against the snapshot's facts"
+        );
+        guard.resume().context("bringing the writers back")?;
+        report_restore(ctx, &result)?;
+        return Ok(OK);
+    }
+    let mut client = target.connect().await.map_err(conn_err)?;
+    let diffs = facts::verify(&facts, &mut client)
+        .await
+        .map_err(facts_err)?;
+    result.verified = Some(diffs.is_empty());
+    if diffs.is_empty() {
+        guard.resume().context(
+            "the database was restored and verified, but bringing the writers back failed",
+        )?;
+        report_restore(ctx, &result)?;
+        return Ok(OK);
+    }
+    result.differences = diffs;
+    let writers_msg = if resume_on_verify_failure {
+        result.writers = "resumed";
+        match guard.resume() {
+            Ok(()) => "the writers were brought back anyway (quiesce.resume_on_verify_failure)"
+                .to_string(),
+            Err(e) => format!("bringing the writers back failed: {e}"),
+        }
+    } else {
+        result.writers = "left_stopped";
+        let hint = guard.leave_down();
+        format!(
+            "THE WRITERS ARE LEFT STOPPED: the restored database does not match the snapshot and must \
+             not take traffic. Investigate, restore another snapshot, or bring them back yourself ({hint})"
+        )
+    };
+    if ctx.json() {
+        print_json(&result)?;
+    } else {
+        print!("{}", facts::diff_table(&result.differences));
+    }
+    Err(fail(
+        VERIFY_FAILED,
+        format!(
+            "the restored database differs from snapshot {} in {} fact(s) (table above); {writers_msg}",
+            snap.short_id(),
+            result.differences.len()
+        ),
+    ))
+}
+
+fn report_restore(ctx: &Ctx, r: &RestoreResult) -> Result<()> {
+    if ctx.json() {
+        return print_json(r);
+    }
+    let verified = match r.verified {
+        Some(true) => "every fact verified",
+        Some(false) => "verification FAILED",
+        None => "not verified",
+    };
+    println!(
+        "restored snapshot {} into {} in {:.1} s; {verified}; writers {}",
+        &r.snapshot[..r.snapshot.len().min(8)],
+        r.target,
+        r.restore_seconds,
+        r.writers.replace('_', " ")
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- verify
+
+#[derive(Serialize)]
+struct VerifyResult<'a> {
+    snapshot: &'a str,
+    target: String,
+    ok: bool,
+    differences: &'a [FactDiff],
+}
+
+pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let snap = repo.find_snapshot(&a.snapshot, a.source.as_deref()).await?;
+    let facts = postgres_facts(&snap)?;
+    let target = ConnConfig::parse(&a.target).map_err(conn_err)?;
+    let mut client = target.connect().await.map_err(conn_err)?;
+    let diffs = facts::verify(&facts, &mut client)
+        .await
+        .map_err(facts_err)?;
+    if ctx.json() {
+        print_json(&VerifyResult {
+            snapshot: &snap.id,
+            target: target.display_url(),
+            ok: diffs.is_empty(),
+            differences: &diffs,
+        })?;
+    } else if diffs.is_empty() {
+        println!(
+            "{} matches snapshot {}: {} tables, {} queries",
+            target.display_url(),
+            snap.short_id(),
+            facts.tables.len(),
+            facts.queries.len()
+        );
+    } else {
+        print!("{}", facts::diff_table(&diffs));
+    }
+    if diffs.is_empty() {
+        Ok(OK)
+    } else {
+        Err(fail(
+            VERIFY_FAILED,
+            format!(
+                "{} differs from snapshot {} in {} fact(s) (table above)",
+                target.display_url(),
+                snap.short_id(),
+                diffs.len()
+            ),
+        ))
+    }
+}
