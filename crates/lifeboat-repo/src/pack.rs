@@ -105,6 +105,32 @@ pub struct EncodedBlob {
     pub sealed: Vec<u8>,
 }
 
+/// Whether `data` looks incompressible: the byte entropy of a sample is
+/// close to 8 bits. Random, encrypted and already-compressed data is
+/// stored as is without spending a zstd pass on it.
+fn looks_incompressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 16 * 1024;
+    if data.len() < 1024 {
+        return false;
+    }
+    let sample = &data[..data.len().min(SAMPLE)];
+    let mut counts = [0u32; 256];
+    for &b in sample {
+        counts[b as usize] += 1;
+    }
+    let n = sample.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    // A sample of 16 KiB of uniform random bytes measures ≈ 7.99 bits.
+    entropy > 7.9
+}
+
 /// Compresses (when it saves at least 2 %) and seals one blob.
 pub fn encode_blob(
     key: &MasterKey,
@@ -113,7 +139,7 @@ pub fn encode_blob(
     data: &[u8],
     zstd_level: i32,
 ) -> Result<EncodedBlob> {
-    let compressed = if zstd_level > 0 {
+    let compressed = if zstd_level > 0 && !looks_incompressible(data) {
         zstd::bulk::compress(data, zstd_level)
             .ok()
             .filter(|c| c.len() < data.len() - data.len() / 50)

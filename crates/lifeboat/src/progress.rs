@@ -71,7 +71,7 @@ pub fn start(progress: Arc<Progress>, label: &str, mode: Mode, with_dedup: bool)
                 let bar = indicatif::ProgressBar::new_spinner();
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "{spinner} {prefix} {elapsed_precise} {msg}",
+                        "{spinner} {prefix} {elapsed_precise} {wide_msg}",
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
                 );
