@@ -80,7 +80,8 @@ pub struct RestorePostgresArgs {
     /// file first (free space is checked)
     #[arg(long, default_value_t = 1)]
     pub jobs: u32,
-    /// Where --jobs stages the archive [default: the system temp directory]
+    /// Where --jobs stages the archive [default: the system temp directory].
+    /// LIFEBOAT_STAGING_LIMIT=BYTES caps how much of it staging may use
     #[arg(long, env = "LIFEBOAT_STAGING_DIR", value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
     /// Do not stop the writers (dangerous: they write into a database being replaced)
@@ -525,12 +526,12 @@ struct RestoreResult {
 }
 
 /// Resolves when SIGTERM arrives (never, if it cannot be watched).
-async fn sigterm() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
+async fn sigterm(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
             s.recv().await;
         }
-        Err(_) => std::future::pending::<()>().await,
+        None => std::future::pending::<()>().await,
     }
 }
 
@@ -539,8 +540,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         return Err(usage("--jobs must be at least 1"));
     }
     // Install the SIGTERM handler first so a termination runs our cleanup.
-    let term = sigterm();
-    tokio::pin!(term);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let repo = ctx.open().await?;
     let snap = repo.find_snapshot(&a.snapshot, a.source.as_deref()).await?;
     let facts = postgres_facts(&snap)?;
@@ -609,6 +609,20 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     if a.jobs > 1 {
         let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
         dump::check_staging_space(&staging, size).map_err(dump_err)?;
+        // An operator's cap on what staging may use of that disk.
+        if let Some(limit) = std::env::var("LIFEBOAT_STAGING_LIMIT")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            let needed = size.saturating_add((size / 10).max(64 << 20));
+            if needed > limit {
+                return Err(dump_err(DumpError::InsufficientSpace {
+                    dir: staging.clone(),
+                    needed,
+                    available: limit,
+                }));
+            }
+        }
     }
 
     let quiescer: Box<dyn Quiescer> = if a.no_quiesce {
@@ -639,7 +653,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let mode = ctx.progress_mode();
     let outcome = tokio::select! {
         r = restore_archive(&repo, &snap, &tools, &target, a.jobs, &staging, mode) => r,
-        _ = &mut term => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
+        _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
         _ = tokio::signal::ctrl_c() => Err(fail(INTERRUPTED, "interrupted during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
     };
     let outcome = match outcome {
