@@ -168,7 +168,12 @@ fn whoami() -> (String, String) {
         .unwrap_or_else(|_| "unknown".into());
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|_| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .map(|m| format!("uid {}", m.uid()))
+                .unwrap_or_else(|_| "unknown".into())
+        });
     (host, user)
 }
 

@@ -532,3 +532,56 @@ fn config_file_drives_the_repository_and_retention_and_bad_config_is_located() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_held_exclusive_lock_is_named_and_a_stale_one_is_cleared() {
+    let mut e = Env::init();
+    // A key file keeps start-up short, so prune meets check while it runs.
+    let kf = e.path("k.key");
+    e.ok(&["key", "add", "--new-key-file", kf.to_str().unwrap()]);
+    e.envs = vec![("LIFEBOAT_KEY_FILE".into(), kf.to_str().unwrap().into())];
+    let input = shared_input(GIB, 1);
+    e.backup_file("big", &input);
+    let locks = std::path::Path::new(&e.repo).join("locks");
+    // `check --read-data` holds an exclusive lock while it reads everything.
+    let mut check = e
+        .cmd(&["check", "--read-data"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    // Wait for a complete lock file (not a half-written temporary one).
+    while !walk(&locks)
+        .iter()
+        .any(|p| !p.to_string_lossy().contains('#'))
+        && t0.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let o = e.run(&["prune", "--grace", "0s"]);
+    let still_running = check.try_wait().unwrap().is_none();
+    if still_running {
+        assert_eq!(
+            o.status.code(),
+            Some(5),
+            "prune beside check: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("for check") && err.contains("pid") && err.contains("lifeboat unlock"),
+            "{err}"
+        );
+    }
+    // Kill the holder: its lock is stale at once (same host, dead pid).
+    let _ = check.kill();
+    check.wait().unwrap();
+    assert!(
+        still_running,
+        "check finished before prune could meet its lock; the test proved nothing"
+    );
+    e.ok(&["prune", "--grace", "0s"]);
+    assert!(walk(&locks).is_empty(), "stale lock not cleared");
+}
