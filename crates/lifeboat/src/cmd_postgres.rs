@@ -659,6 +659,15 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
+            let e = if facts.scope.tables.is_empty() {
+                e
+            } else {
+                e.context(
+                    "this snapshot holds only selected tables, not the extensions, functions and \
+                     types they depend on: restore it into a database that has the schema (for \
+                     example restore a --schema-only snapshot there first)",
+                )
+            };
             match guard.resume() {
                 Ok(()) => eprintln!("the restore failed; the writers were brought back"),
                 Err(r) => eprintln!(
