@@ -409,7 +409,7 @@ impl PgRestore {
         let errors = classify_restore_errors(&stderr);
         if status.code() == Some(1) && !errors.is_empty() && errors.iter().all(|e| e.clean_phase) {
             for e in &errors {
-                tracing::warn!(error = %e.message, command = %e.command, "tolerated pg_restore error while dropping old objects");
+                tracing::info!(error = %e.message, command = %e.command, "tolerated pg_restore error while dropping old objects");
             }
             return Ok(RestoreOutcome {
                 tolerated_errors: errors,
