@@ -320,7 +320,6 @@ fn chunk_stream<R: Read>(
         fastcdc::v2020::Normalization::Level1,
         key.chunker_seed(),
     );
-    let mut digest = key.hasher();
     let mut ids: Vec<BlobId> = Vec::new();
     let mut size = 0u64;
     let submit =
@@ -341,13 +340,19 @@ fn chunk_stream<R: Read>(
             other => RepoError::Internal(format!("chunker: {other}")),
         })?;
         let data = chunk.data;
-        digest.update(&data);
         size += data.len() as u64;
         let id = key.blob_id(&data);
         ids.push(id);
         Progress::add(&progress.bytes_read, data.len() as u64);
         Progress::add(&progress.chunks, 1);
         submit(id, BlobKind::Data, data, &mut seen)?;
+    }
+    // The item digest covers the chunk ids in order: each chunk is verified
+    // against its id on restore, so this pins the whole stream without a
+    // second pass over its bytes.
+    let mut digest = key.hasher();
+    for id in &ids {
+        digest.update(id);
     }
     let mut tree = Vec::new();
     for piece in ids.chunks(IDS_PER_TREE_BLOB) {

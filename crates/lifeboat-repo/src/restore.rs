@@ -1,8 +1,9 @@
 //! Restoring a snapshot's stream: fetch blobs in order (neighbouring blobs of
 //! a pack in one ranged read), verify each against its id, write.
 //! Every blob is authenticated and re-hashed before a byte of it is written,
-//! and the whole stream's digest is checked at the end: a restore either
-//! writes the exact bytes that were backed up or fails naming the object.
+//! and at the end the digest of the ids written, in order, and the byte
+//! count are checked against the snapshot: a restore either writes the exact
+//! bytes that were backed up or fails naming the object.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -155,8 +156,9 @@ async fn restore_locked<W: Write + Send + 'static>(
     let ids = chunk_ids(repo, &index, item).await?;
     let groups = plan_reads(&index, &ids)?;
 
-    // Writer thread: ordered writes and the whole-stream digest.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(READ_CONCURRENCY);
+    // Writer thread: ordered writes, and the digest of the ids of what it
+    // wrote (every blob was verified against its id before it got here).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(BlobId, Vec<u8>)>>(READ_CONCURRENCY);
     let mut hasher = repo.key().hasher();
     let writer_thread = std::thread::Builder::new()
         .name("lifeboat-writer".into())
@@ -164,8 +166,8 @@ async fn restore_locked<W: Write + Send + 'static>(
             let mut w = writer;
             let mut n = 0u64;
             for batch in rx {
-                for b in batch {
-                    hasher.update(&b);
+                for (id, b) in batch {
+                    hasher.update(&id);
                     w.write_all(&b)?;
                     n += b.len() as u64;
                 }
@@ -187,12 +189,15 @@ async fn restore_locked<W: Write + Send + 'static>(
                     let sealed = bytes.get(s..s + loc.entry.length as usize).ok_or_else(|| {
                         RepoError::corrupt(&key, "pack is shorter than its index says")
                     })?;
-                    out.push(decode_blob(
-                        repo.key(),
-                        &loc.entry,
-                        sealed,
-                        &format!("{key} blob {}", hex::encode(loc.entry.id)),
-                    )?);
+                    out.push((
+                        loc.entry.id,
+                        decode_blob(
+                            repo.key(),
+                            &loc.entry,
+                            sealed,
+                            &format!("{key} blob {}", hex::encode(loc.entry.id)),
+                        )?,
+                    ));
                 }
                 Ok::<_, RepoError>(out)
             })
@@ -206,7 +211,7 @@ async fn restore_locked<W: Write + Send + 'static>(
     while let Some(r) = stream.next().await {
         match r {
             Ok(batch) => {
-                let n: u64 = batch.iter().map(|b| b.len() as u64).sum();
+                let n: u64 = batch.iter().map(|(_, b)| b.len() as u64).sum();
                 if tx.send(batch).is_err() {
                     break; // writer failed; its error is reported below
                 }
@@ -228,10 +233,13 @@ async fn restore_locked<W: Write + Send + 'static>(
         return Err(e);
     }
     let (_w, digest, n) = written.map_err(|e| RepoError::io("writing the restored stream", e))?;
-    if digest.to_hex().as_str() != item.digest {
+    if digest.to_hex().as_str() != item.digest || n != item.size {
         return Err(RepoError::corrupt(
             format!("snapshot {} item {}", snap.short_id(), item.name),
-            "the restored stream's digest differs from the one recorded at backup",
+            format!(
+                "the restored stream ({n} bytes) does not match what was recorded at backup ({} bytes, digest {})",
+                item.size, item.digest
+            ),
         ));
     }
     Ok(n)

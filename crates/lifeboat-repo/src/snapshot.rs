@@ -36,7 +36,8 @@ pub struct Item {
     pub chunks: u64,
     /// Tree blob ids (hex) whose concatenated contents are the chunk id list.
     pub tree: Vec<String>,
-    /// Keyed BLAKE3 of the whole stream (hex), checked after a restore.
+    /// Keyed BLAKE3 of the concatenated chunk ids (hex), checked after a
+    /// restore together with `size`.
     pub digest: String,
 }
 
