@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Functions are called indirectly (best_of PREP_FN, mode_$m):
+# Functions are called indirectly (once/best_of PREP_FN, mode_$m):
 # shellcheck disable=SC2317
 # Lifeboat benchmarks: lifeboat vs restic vs zstd on the same generated,
 # pg_dump-like input, in the same run. See docs/benchmarks.md.
@@ -134,34 +134,49 @@ timed() {
     log "$label: ${T_SEC} s, peak RSS $((T_RSS / 1024)) MiB, cpu $cpu, load $T_LOAD0 -> $T_LOAD1"
 }
 
-# best_of N LABEL PREP_FN STDIN STDOUT CMD ARGS...
-# Runs PREP_FN (e.g. a fresh repository) then CMD, N times. Sets B_SEC (best
-# wall time), B_CPU (least CPU seconds), B_RSS (largest peak RSS over the
-# runs, KiB), B_LOAD ("lo–hi" of the 1-minute load seen around the runs).
-best_of() {
-    local n=$1 label=$2 prep=$3 in=$4 out=$5
-    shift 5
-    B_SEC=""
-    B_CPU=""
-    B_RSS=0
-    local lo="" hi="" i
-    for ((i = 1; i <= n; i++)); do
-        "$prep"
-        warm "$in"
-        timed "$label#$i" "$in" "$out" "$@"
-        if [[ -z $B_SEC ]] || awk -v a="$T_SEC" -v b="$B_SEC" 'BEGIN { exit !(a < b) }'; then
-            B_SEC=$T_SEC
-        fi
-        if [[ -z $B_CPU ]] || awk -v a="$T_CPUS" -v b="$B_CPU" 'BEGIN { exit !(a < b) }'; then
-            B_CPU=$T_CPUS
-        fi
-        if ((T_RSS > B_RSS)); then B_RSS=$T_RSS; fi
-        for l in "$T_LOAD0" "$T_LOAD1"; do
-            if [[ -z $lo ]] || awk -v a="$l" -v b="$lo" 'BEGIN { exit !(a < b) }'; then lo=$l; fi
-            if [[ -z $hi ]] || awk -v a="$l" -v b="$hi" 'BEGIN { exit !(a > b) }'; then hi=$l; fi
-        done
+# Per-measurement aggregates over its runs, keyed by label.
+declare -A A_N A_SEC A_CPU A_RSS A_LO A_HI
+
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# once KEY PREP_FN STDIN STDOUT CMD ARGS...
+# Runs PREP_FN (e.g. a fresh repository), warms STDIN, then CMD once, and
+# folds the run into KEY's aggregates: least wall time, least CPU seconds,
+# largest peak RSS, lowest and highest 1-minute load seen around the runs.
+once() {
+    local key=$1 prep=$2 in=$3 out=$4
+    shift 4
+    "$prep"
+    warm "$in"
+    local n=$((${A_N[$key]:-0} + 1))
+    A_N[$key]=$n
+    timed "$key#$n" "$in" "$out" "$@"
+    if [[ -z ${A_SEC[$key]:-} ]] || lt "$T_SEC" "${A_SEC[$key]}"; then A_SEC[$key]=$T_SEC; fi
+    if [[ -z ${A_CPU[$key]:-} ]] || lt "$T_CPUS" "${A_CPU[$key]}"; then A_CPU[$key]=$T_CPUS; fi
+    if ((T_RSS > ${A_RSS[$key]:-0})); then A_RSS[$key]=$T_RSS; fi
+    local l
+    for l in "$T_LOAD0" "$T_LOAD1"; do
+        if [[ -z ${A_LO[$key]:-} ]] || lt "$l" "${A_LO[$key]}"; then A_LO[$key]=$l; fi
+        if [[ -z ${A_HI[$key]:-} ]] || lt "${A_HI[$key]}" "$l"; then A_HI[$key]=$l; fi
     done
-    B_LOAD="$lo–$hi"
+}
+
+# get KEY: sets B_SEC, B_CPU, B_RSS (KiB), B_LOAD ("lo–hi") from KEY's runs.
+get() {
+    B_SEC=${A_SEC[$1]}
+    B_CPU=${A_CPU[$1]}
+    B_RSS=${A_RSS[$1]}
+    B_LOAD="${A_LO[$1]}–${A_HI[$1]}"
+}
+
+# best_of N KEY PREP_FN STDIN STDOUT CMD ARGS...: N runs in a row, then get.
+best_of() {
+    local n=$1 i
+    shift
+    for ((i = 1; i <= n; i++)); do
+        once "$@"
+    done
+    get "$1"
 }
 
 noop() { :; }
@@ -216,7 +231,11 @@ header() {
         echo
         echo "- machine: $(nproc) CPUs, $CPU_MODEL, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; kernel $(uname -r)"
         echo "- load at start: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
-        echo "- lifeboat: commit $COMMIT$( ((DIRTY > 0)) && echo " plus $DIRTY uncommitted change(s) in crates/ at build time")"
+        if [[ -n ${LIFEBOAT_BIN:-} ]]; then
+            echo "- lifeboat: prebuilt binary $LIFEBOAT_BIN (modified $(date -u -r "$LIFEBOAT_BIN" +%Y-%m-%dT%H:%MZ)); repository at commit $COMMIT"
+        else
+            echo "- lifeboat: built from commit $COMMIT$( ((DIRTY > 0)) && echo " plus $DIRTY uncommitted change(s) in crates/")"
+        fi
         echo "- $(restic version | head -n1); $(zstd --version | tr -d "*" | xargs)"
         echo "- modes: ${MODES[*]}; runs per timing: $RUNS (best reported); MB = 10^6 bytes"
         echo
@@ -233,21 +252,25 @@ mode_main() {
     # zstd reads the file by name (stdin is /dev/null): warm it here.
     prep_zstd() { rm -f -- "$WORK/out.zst"; warm "$INPUT"; }
 
-    log "== backup: lifeboat"
-    best_of "$RUNS" lifeboat-backup prep_lb "$INPUT" "$WORK/lb-backup.json" \
-        "$LB" --repo "$LBR" --json backup stream --name bench
+    # The tools take turns, round by round, so that a change in the machine's
+    # load during the run affects each of them alike.
+    local i
+    for ((i = 1; i <= RUNS; i++)); do
+        log "== backup, round $i of $RUNS"
+        once lifeboat-backup prep_lb "$INPUT" "$WORK/lb-backup.json" \
+            "$LB" --repo "$LBR" --json backup stream --name bench
+        once restic-backup prep_restic "$INPUT" /dev/null \
+            restic --repo "$RR" backup --stdin --stdin-filename bench.dump --compression auto --quiet
+        once zstd prep_zstd /dev/null /dev/null \
+            zstd -q -f -T0 -3 "$INPUT" -o "$ZF"
+    done
+    get lifeboat-backup
     local lb_b=$B_SEC lb_b_cpu=$B_CPU lb_b_rss=$B_RSS lb_b_load=$B_LOAD lb_size
     lb_size=$(dir_bytes "$LBR")
-
-    log "== backup: restic"
-    best_of "$RUNS" restic-backup prep_restic "$INPUT" /dev/null \
-        restic --repo "$RR" backup --stdin --stdin-filename bench.dump --compression auto --quiet
+    get restic-backup
     local r_b=$B_SEC r_b_cpu=$B_CPU r_b_rss=$B_RSS r_b_load=$B_LOAD r_size
     r_size=$(dir_bytes "$RR")
-
-    log "== compress: zstd -T0 -3"
-    best_of "$RUNS" zstd prep_zstd /dev/null /dev/null \
-        zstd -q -f -T0 -3 "$INPUT" -o "$ZF"
+    get zstd
     local z_b=$B_SEC z_b_cpu=$B_CPU z_b_rss=$B_RSS z_b_load=$B_LOAD z_size
     z_size=$(file_bytes "$ZF")
     rm -f -- "$ZF"
@@ -256,30 +279,37 @@ mode_main() {
     "$LB" --quiet --repo "$LBR" restore stream latest | cmp -s - "$INPUT" || die "lifeboat restore differs from the input"
     restic --quiet --repo "$RR" dump latest bench.dump | cmp -s - "$INPUT" || die "restic dump differs from the input"
 
-    log "== restore: lifeboat"
-    best_of "$RUNS" lifeboat-restore noop /dev/null /dev/null \
-        "$LB" --quiet --repo "$LBR" restore stream latest
+    for ((i = 1; i <= RUNS; i++)); do
+        log "== restore, round $i of $RUNS"
+        once lifeboat-restore noop /dev/null /dev/null \
+            "$LB" --quiet --repo "$LBR" restore stream latest
+        once restic-dump noop /dev/null /dev/null \
+            restic --quiet --repo "$RR" dump latest bench.dump
+    done
+    get lifeboat-restore
     local lb_r=$B_SEC lb_r_cpu=$B_CPU lb_r_rss=$B_RSS lb_r_load=$B_LOAD
-    log "== restore: restic dump"
-    best_of "$RUNS" restic-dump noop /dev/null /dev/null \
-        restic --quiet --repo "$RR" dump latest bench.dump
+    get restic-dump
     local r_r=$B_SEC r_r_cpu=$B_CPU r_r_rss=$B_RSS r_r_load=$B_LOAD
 
-    # Second backup of the same input: the first of the runs shows the bytes
-    # added; every run is a re-backup of unchanged data, so all count for time.
+    # Backups of the same input again: every run re-backs-up unchanged data,
+    # so all count for time; the repository growth is averaged over the runs.
+    local lb_before r_before
+    lb_before=$(dir_bytes "$LBR")
+    r_before=$(dir_bytes "$RR")
+    for ((i = 1; i <= RUNS; i++)); do
+        log "== second backup (same input), round $i of $RUNS"
+        once lifeboat-backup-again noop "$INPUT" "$WORK/lb-again.json" \
+            "$LB" --repo "$LBR" --json backup stream --name bench
+        once restic-backup-again noop "$INPUT" /dev/null \
+            restic --repo "$RR" backup --stdin --stdin-filename bench.dump --compression auto --quiet
+    done
     local before after
-    log "== second backup, same input: lifeboat"
-    before=$(dir_bytes "$LBR")
-    best_of "$RUNS" lifeboat-backup-again noop "$INPUT" "$WORK/lb-again.json" \
-        "$LB" --repo "$LBR" --json backup stream --name bench
-    after=$(dir_bytes "$LBR")
-    local lb_a=$B_SEC lb_a_cpu=$B_CPU lb_a_rss=$B_RSS lb_a_load=$B_LOAD lb_a_added=$(((after - before) / RUNS))
-    log "== second backup, same input: restic"
-    before=$(dir_bytes "$RR")
-    best_of "$RUNS" restic-backup-again noop "$INPUT" /dev/null \
-        restic --repo "$RR" backup --stdin --stdin-filename bench.dump --compression auto --quiet
-    after=$(dir_bytes "$RR")
-    local r_a=$B_SEC r_a_cpu=$B_CPU r_a_rss=$B_RSS r_a_load=$B_LOAD r_a_added=$(((after - before) / RUNS))
+    get lifeboat-backup-again
+    local lb_a=$B_SEC lb_a_cpu=$B_CPU lb_a_rss=$B_RSS lb_a_load=$B_LOAD
+    local lb_a_added=$((($(dir_bytes "$LBR") - lb_before) / RUNS))
+    get restic-backup-again
+    local r_a=$B_SEC r_a_cpu=$B_CPU r_a_rss=$B_RSS r_a_load=$B_LOAD
+    local r_a_added=$((($(dir_bytes "$RR") - r_before) / RUNS))
 
     log "== backup of the 1 %-mutated input: lifeboat"
     before=$(dir_bytes "$LBR")
@@ -300,7 +330,7 @@ mode_main() {
     {
         echo "## Backup and restore: $(mb "$B") MB ($SIZE_MB MiB) of dump-like data, seed $SEED"
         echo
-        echo "Times are the best of $RUNS runs (single run for the mutated backup); CPU seconds the least; peak RSS the largest over the runs;"
+        echo "The tools take turns round by round. Times are the best of $RUNS runs (single run for the mutated backup); CPU seconds the least; peak RSS the largest over the runs;"
         echo "load is the 1-minute load average seen before/after the runs. Speed and CPU ratios are other ÷ lifeboat time (higher = lifeboat faster or cheaper); size and RSS ratios are lifeboat ÷ other."
         echo
         echo "| measurement | lifeboat | restic | zstd -T0 -3 | lifeboat ÷ restic | lifeboat ÷ zstd | load (lifeboat / restic / zstd) |"
@@ -336,10 +366,10 @@ mode_chunks() {
     {
         echo "## Chunk-size study: $(mb "$B") MB input, 1 %-mutated second backup"
         echo
-        echo "min = avg / 4, max = 8 × avg (max capped at 16 MiB). Backup and restore MB/s are the best of $RUNS runs."
+        echo "min = avg / 4, max = 8 × avg (max capped at 16 MiB). Backup and restore MB/s are the best of $RUNS runs, backup CPU seconds (user + sys) the least."
         echo
-        echo "| avg chunk | chunks | backup MB/s | repository after 1st backup, MB | mutated backup: new plaintext MB | mutated backup: added to repository, MB (% of input) | restore MB/s | peak RSS backup MiB | load |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        echo "| avg chunk | chunks (mean size) | backup MB/s | backup CPU s | repository after 1st backup, MB | mutated backup: new plaintext MB | mutated backup: added to repository, MB (% of input) | restore MB/s | peak RSS backup MiB | load |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     } | out
     local avg
     for avg in "${CHUNK_SIZES[@]}"; do
@@ -348,7 +378,7 @@ mode_chunks() {
         prep_chunks() { lb_init "$WORK/lb-chunks" --chunk-avg "$CHUNK_AVG"; }
         best_of "$RUNS" "chunks-$avg-backup" prep_chunks "$INPUT" "$WORK/chunks.json" \
             "$LB" --repo "$repo" --json backup stream --name bench
-        local b=$B_SEC rss=$B_RSS load=$B_LOAD size chunks
+        local b=$B_SEC bcpu=$B_CPU rss=$B_RSS load=$B_LOAD size chunks
         chunks=$(json_num chunks "$WORK/chunks.json")
         size=$(dir_bytes "$repo")
         best_of "$RUNS" "chunks-$avg-restore" noop /dev/null /dev/null \
@@ -362,7 +392,7 @@ mode_chunks() {
         new=$(json_num bytes_new "$WORK/chunks-mut.json")
         local label
         label=$(awk -v a="$avg" 'BEGIN { if (a >= 1048576) printf "%g MiB", a / 1048576; else printf "%g KiB", a / 1024 }')
-        echo "| $label | $chunks | $(mbps "$B" "$b") | $(mb "$size") | $(mb "$new") | $(mb "$added") ($(pct "$added" "$B")) | $(mbps "$B" "$r") | $(mib "$rss") | $load |" | out
+        echo "| $label | $chunks ($(awk -v b="$B" -v c="$chunks" 'BEGIN { printf "%.0f KiB", b / c / 1024 }')) | $(mbps "$B" "$b") | $bcpu | $(mb "$size") | $(mb "$new") | $(mb "$added") ($(pct "$added" "$B")) | $(mbps "$B" "$r") | $(mib "$rss") | $load |" | out
     done
     echo | out
 }
