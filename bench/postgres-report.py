@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Turns a bench/postgres.sh result file (TSV) into the markdown tables of
+docs/benchmarks-postgres.md.  Usage: bench/postgres-report.py bench/results/postgres-*.tsv"""
+import sys
+
+rows = {}
+order = []
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    f = line.split("\t")
+    rows[f[0]] = f
+    order.append(f[0])
+
+def wall(k): return float(rows[k][1]) if k in rows and rows[k][1] else None
+def rss(k): return int(rows[k][2]) / 1024 if k in rows and rows[k][2] and rows[k][2] != "0" else None
+def tree(k): return int(rows[k][3]) / 1024 if k in rows and rows[k][3] else None
+def byt(k): return int(rows[k][4]) if k in rows and rows[k][4] else None
+def load(k): return rows[k][5] if k in rows else ""
+MiB = 1 << 20
+
+base = wall("pg_dump_Z0_devnull")
+print("| Measurement | Wall time | Ratio | Size / peak RSS | Load (1/5/15 min) before |")
+print("|---|---:|---:|---:|---|")
+def line(name, k, ratio_to=None, extra=""):
+    w = wall(k)
+    if w is None: return
+    r = f"{w / ratio_to:.2f}×" if ratio_to else ""
+    print(f"| {name} | {w:.1f} s | {r} | {extra} | {load(k)} |")
+line("`pg_dump -Fc -Z0 > /dev/null`", "pg_dump_Z0_devnull", base, "")
+line("`pg_dump -Fc > file`", "pg_dump_Fc_file", base, f"{byt('pg_dump_Fc_file_size')/MiB:.0f} MiB file")
+line("lifeboat `backup postgres` (first)", "lifeboat_backup_first", base,
+     f"lifeboat {rss('lifeboat_backup_first'):.0f} MiB RSS; repo {byt('lifeboat_repo_after_first')/MiB:.0f} MiB")
+line("`pg_dump -Fc -Z0 \\| restic backup --stdin` (first)", "restic_backup_first", base,
+     f"restic {tree('restic_backup_first'):.0f} MiB RSS; repo {byt('restic_repo_after_first')/MiB:.0f} MiB")
+pr = wall("pg_restore_j2_file")
+line("`pg_dump -Fc -Z0 > file` (final state, for the restores)", "pg_dump_Z0_file_final", base, "")
+line("`pg_restore -j2` from the local -Z0 file", "pg_restore_j2_file", pr, "")
+line("lifeboat `restore postgres latest --jobs 2`", "lifeboat_restore_jobs2", pr,
+     f"lifeboat {rss('lifeboat_restore_jobs2') or 0:.0f} MiB RSS")
+line("lifeboat `restore postgres latest` (single stream)", "lifeboat_restore_single", pr,
+     f"lifeboat {rss('lifeboat_restore_single') or 0:.0f} MiB RSS")
+line("`restic dump \\| pg_restore` (single stream)", "restic_dump_pg_restore", pr,
+     f"largest process {tree('restic_dump_pg_restore') or 0:.0f} MiB RSS")
+print()
+print("| Hour | Churn | lifeboat backup | lifeboat adds | restic backup | restic adds | lifeboat ÷ restic bytes | Load before lifeboat / restic |")
+print("|---:|---:|---:|---:|---:|---:|---:|---|")
+h = 1
+while f"churn_h{h}" in rows:
+    la, ra = byt(f"lifeboat_added_h{h}"), byt(f"restic_added_h{h}")
+    lw, rw = wall(f"lifeboat_backup_h{h}"), wall(f"restic_backup_h{h}")
+    if la is None or ra is None:
+        break
+    print(f"| {h} | {wall(f'churn_h{h}'):.1f} s | {lw:.1f} s | {la/MiB:.2f} MiB | {rw:.1f} s | {ra/MiB:.2f} MiB | {la/ra:.2f} | {load(f'lifeboat_backup_h{h}')} / {load(f'restic_backup_h{h}')} |")
+    h += 1
+if "lifeboat_repo_final" in rows:
+    print()
+    print(f"Final repositories: lifeboat {byt('lifeboat_repo_final')/MiB:.0f} MiB, restic {byt('restic_repo_final')/MiB:.0f} MiB.")
