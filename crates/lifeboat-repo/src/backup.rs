@@ -258,9 +258,8 @@ impl BackupSession {
         let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
         if !self.packs.is_empty() {
             let doc = doc_for_packs(&self.packs);
-            let sealed_len = crate::format::seal_doc(self.repo.key(), "index", &doc)?.len();
-            self.repo.put_doc(INDEX_PREFIX, "index", &doc).await?;
-            bytes_stored += sealed_len as u64;
+            let (_, sealed_len) = self.repo.put_doc_sized(INDEX_PREFIX, "index", &doc).await?;
+            bytes_stored += sealed_len;
         }
         let p = &self.progress;
         let stats = BackupStats {

@@ -105,6 +105,35 @@ pub struct EncodedBlob {
     pub sealed: Vec<u8>,
 }
 
+thread_local! {
+    /// One zstd context per thread and level: creating one per blob costs
+    /// a few percent of a backup's CPU.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        c.as_mut()?.1.compress(data).ok()
+    })
+}
+
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just set").decompress(payload, capacity)
+    })
+}
+
 /// Whether `data` looks incompressible: the byte entropy of a sample is
 /// close to 8 bits. Random, encrypted and already-compressed data is
 /// stored as is without spending a zstd pass on it.
@@ -140,9 +169,7 @@ pub fn encode_blob(
     zstd_level: i32,
 ) -> Result<EncodedBlob> {
     let compressed = if zstd_level > 0 && !looks_incompressible(data) {
-        zstd::bulk::compress(data, zstd_level)
-            .ok()
-            .filter(|c| c.len() < data.len() - data.len() / 50)
+        compress(data, zstd_level).filter(|c| c.len() < data.len() - data.len() / 50)
     } else {
         None
     };
@@ -171,7 +198,7 @@ pub fn decode_blob(
         .open(&blob_aad(&entry.id), sealed)
         .map_err(|e| RepoError::corrupt(object, e))?;
     let data = if entry.compressed {
-        zstd::bulk::decompress(&payload, entry.raw_length as usize)
+        decompress(&payload, entry.raw_length as usize)
             .map_err(|e| RepoError::corrupt(object, format!("decompression failed: {e}")))?
     } else {
         payload

@@ -331,12 +331,23 @@ impl Repository {
 
     /// Seals and stores a content-addressed document; returns its id.
     pub async fn put_doc<T: Serialize>(&self, prefix: &str, kind: &str, doc: &T) -> Result<String> {
+        Ok(self.put_doc_sized(prefix, kind, doc).await?.0)
+    }
+
+    /// [`Repository::put_doc`], also returning the stored size in bytes.
+    pub async fn put_doc_sized<T: Serialize>(
+        &self,
+        prefix: &str,
+        kind: &str,
+        doc: &T,
+    ) -> Result<(String, u64)> {
         let bytes = seal_doc(&self.key, kind, doc)?;
         let id = storage_id(&bytes);
+        let len = bytes.len() as u64;
         self.storage
             .put(&format!("{prefix}{id}"), Bytes::from(bytes))
             .await?;
-        Ok(id)
+        Ok((id, len))
     }
 
     /// Fetches, verifies and opens a content-addressed document.

@@ -103,6 +103,7 @@ pub enum RestoreCommand {
 }
 
 fn main() {
+    release_large_buffers_to_the_os();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -154,6 +155,18 @@ fn report(e: &anyhow::Error) {
         }
     }
     eprintln!("{msg}");
+}
+
+/// Lets glibc return freed large buffers (16 MiB packs) to the OS at once
+/// instead of keeping them in its arenas: the measured steady-state RSS of a
+/// backup drops from ~70 MiB to ~20–46 MiB (docs/benchmarks.md).
+fn release_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called once at start-up
+    // before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
 }
 
 fn init_logging() {
