@@ -162,14 +162,17 @@ async fn restore_locked<W: Write + Send + 'static>(
 
     // Writer thread: ordered writes, and the digest of the ids of what it
     // wrote (every blob was verified against its id before it got here).
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(BlobId, Vec<u8>)>>(WRITE_QUEUE);
+    // A tokio channel: the async side awaits a free slot instead of blocking
+    // its thread (which would keep it from noticing a signal or a timeout
+    // while a slow consumer such as a waiting pg_restore holds the writer).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(BlobId, Vec<u8>)>>(WRITE_QUEUE);
     let mut hasher = repo.key().hasher();
     let writer_thread = std::thread::Builder::new()
         .name("lifeboat-writer".into())
         .spawn(move || -> std::io::Result<(W, blake3::Hash, u64)> {
             let mut w = writer;
             let mut n = 0u64;
-            for batch in rx {
+            while let Some(batch) = rx.blocking_recv() {
                 for (id, b) in batch {
                     hasher.update(&id);
                     w.write_all(&b)?;
@@ -216,7 +219,7 @@ async fn restore_locked<W: Write + Send + 'static>(
         match r {
             Ok(batch) => {
                 let n: u64 = batch.iter().map(|(_, b)| b.len() as u64).sum();
-                if tx.send(batch).is_err() {
+                if tx.send(batch).await.is_err() {
                     break; // writer failed; its error is reported below
                 }
                 Progress::add_pub(&progress.bytes_read, n);
