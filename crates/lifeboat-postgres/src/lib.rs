@@ -18,4 +18,6 @@ pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::{ConnConfig, ConnError, PgHost, Secret};
 pub use dump::{PgDump, PgRestore, RestoreOptions, RestoreOutcome};
 pub use facts::{DumpScope, FactDiff, Facts, SnapshotSession, TableName, VerificationQuery};
+/// The client `ConnConfig::connect` returns, so callers need no tokio-postgres dependency.
+pub use tokio_postgres::Client;
 pub use tools::{Discovery, PgTools};

@@ -51,13 +51,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Adds `n` to a counter (for other modules reporting progress).
-    pub fn add_pub(counter: &AtomicU64, n: u64) {
-        Self::add(counter, n);
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -194,12 +194,6 @@ async fn check_locked(
                             &o.key,
                             format!("item {}: {missing} chunks are not indexed", item.name),
                         );
-                    } else if ids.iter().any(|id| {
-                        index
-                            .get(id)
-                            .is_some_and(|l| condemned.contains(&index.pack(l).id))
-                    }) {
-                        // Referenced again after condemnation: prune rescues it. Not an error.
                     }
                 }
                 Err(e) => report.record_error(&o.key, e),
@@ -233,7 +227,7 @@ async fn check_locked(
                 };
                 let n = bytes.len() as u64;
                 let problems = tokio::task::spawn_blocking(move || {
-                    verify_pack(&repo, &id, &key, &bytes, indexed.get(&id))
+                    verify_pack(&repo, &key, &bytes, indexed.get(&id))
                 })
                 .await
                 .unwrap_or_else(|e| {
@@ -257,7 +251,6 @@ async fn check_locked(
 
 fn verify_pack(
     repo: &Repository,
-    id: &str,
     key: &str,
     bytes: &[u8],
     indexed: Option<&Vec<BlobEntry>>,
@@ -300,6 +293,5 @@ fn verify_pack(
             }
         }
     }
-    let _ = id;
     problems
 }

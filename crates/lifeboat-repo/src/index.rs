@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RepoError, Result};
-use crate::pack::{BlobEntry, BlobId, BlobKind, BlobRecord};
+use crate::pack::{BlobEntry, BlobId, BlobRecord};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,11 +104,6 @@ impl MasterIndex {
         self.blobs.len()
     }
 
-    /// Every blob location (one per blob id).
-    pub fn iter(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
-        self.blobs.iter()
-    }
-
     /// Removes every blob held by the given packs, so a backup will not
     /// deduplicate against them (they are condemned and may soon be deleted).
     /// A blob with a copy in a surviving pack is kept at that copy only if
@@ -138,10 +133,4 @@ pub fn doc_for_packs(packs: &[(String, u64, Vec<BlobEntry>)]) -> IndexDoc {
             })
             .collect(),
     }
-}
-
-/// Counts blobs of each kind, for reports.
-pub fn count_kinds(entries: &[BlobEntry]) -> (usize, usize) {
-    let data = entries.iter().filter(|e| e.kind == BlobKind::Data).count();
-    (data, entries.len() - data)
 }

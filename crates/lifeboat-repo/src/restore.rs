@@ -222,7 +222,7 @@ async fn restore_locked<W: Write + Send + 'static>(
                 if tx.send(batch).await.is_err() {
                     break; // writer failed; its error is reported below
                 }
-                Progress::add_pub(&progress.bytes_read, n);
+                Progress::add(&progress.bytes_read, n);
             }
             Err(e) => {
                 failure = Some(e);

@@ -83,6 +83,22 @@ fn random_passphrase() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Connects and compares the database with a snapshot's facts; the
+/// connection is returned for further checks (the hash chain).
+async fn differences(
+    conn: &lifeboat_postgres::ConnConfig,
+    recorded: &facts::Facts,
+) -> Result<(lifeboat_postgres::Client, Vec<facts::FactDiff>)> {
+    let mut client = conn
+        .connect()
+        .await
+        .map_err(crate::cmd_postgres::conn_err)?;
+    let diffs = facts::verify(recorded, &mut client)
+        .await
+        .map_err(facts_err)?;
+    Ok((client, diffs))
+}
+
 fn step(quiet: bool, s: impl AsRef<str>) {
     if !quiet {
         println!("{}", s.as_ref());
@@ -227,13 +243,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
     let loss_window = (corrupted_at - done.facts.taken_at)
         .to_std()
         .unwrap_or_default();
-    let mut check = conn
-        .connect()
-        .await
-        .map_err(crate::cmd_postgres::conn_err)?;
-    let diffs = facts::verify(&done.facts, &mut check)
-        .await
-        .map_err(facts_err)?;
+    let (_, diffs) = differences(&conn, &done.facts).await?;
     step(
         quiet,
         format!(
@@ -275,13 +285,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
         progress::Mode::Off,
     )
     .await?;
-    let mut check = conn
-        .connect()
-        .await
-        .map_err(crate::cmd_postgres::conn_err)?;
-    let diffs = facts::verify(&done.facts, &mut check)
-        .await
-        .map_err(facts_err)?;
+    let (check, diffs) = differences(&conn, &done.facts).await?;
     let chain = fixture::verify_hash_chain(&check)
         .await
         .context("verifying the hash chain")?;
