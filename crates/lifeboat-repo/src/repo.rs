@@ -252,19 +252,49 @@ impl Repository {
         let marker = Self::read_marker(storage.as_ref()).await?;
         let slots = list_slots(storage.as_ref()).await?;
         if slots.is_empty() {
+            let unreadable = unreadable_slots(storage.as_ref(), &slots).await;
+            if unreadable.is_empty() {
+                return Err(RepoError::corrupt(
+                    KEYS_PREFIX,
+                    "the repository has no key slots; it cannot be opened",
+                ));
+            }
             return Err(RepoError::corrupt(
-                KEYS_PREFIX,
-                "the repository has no key slots; it cannot be opened",
+                unreadable.join(", "),
+                "no readable key slot is left (these could not be parsed); restore keys/ from a copy of the repository",
             ));
         }
         let candidates: Vec<&(String, KeySlot)> =
             slots.iter().filter(|(_, s)| s.may_match(secret)).collect();
         let mut opened = None;
+        // A damaged slot must not hide a good one: note it and try the rest.
+        let mut damaged: Vec<(String, RepoError)> = Vec::new();
         for (id, slot) in &candidates {
-            if let Some(k) = slot.unwrap(secret)? {
-                opened = Some((id.clone(), k));
-                break;
+            match slot.unwrap(secret) {
+                Ok(Some(k)) => {
+                    opened = Some((id.clone(), k));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e @ RepoError::Corrupt { .. }) => damaged.push((id.clone(), e)),
+                Err(e) => return Err(e),
             }
+        }
+        if opened.is_none() && !damaged.is_empty() {
+            let list: Vec<String> = damaged
+                .iter()
+                .map(|(id, e)| format!("{KEYS_PREFIX}{id} ({e})"))
+                .collect();
+            return Err(RepoError::corrupt(
+                format!("{KEYS_PREFIX}{}", damaged[0].0),
+                format!(
+                    "no key slot opens with this secret and these slots are damaged: {}; open the repository with another key and remove them with `lifeboat key remove`",
+                    list.join(", ")
+                ),
+            ));
+        }
+        if let Some((id, e)) = damaged.first() {
+            tracing::warn!("key slot {KEYS_PREFIX}{id} is damaged: {e}; run `lifeboat check`");
         }
         let Some((slot_id, key)) = opened else {
             let (what, hint) = match secret {
@@ -282,7 +312,11 @@ impl Repository {
                 "wrong {what}: none of the repository's {} key slots opens with it (tried {}); {hint}",
                 slots.len() + unreadable.len(),
                 if tried.is_empty() {
-                    "none of that kind".to_string()
+                    let all: Vec<String> = slots
+                        .iter()
+                        .map(|(id, s)| format!("{KEYS_PREFIX}{id} is a {} slot", s.kind))
+                        .collect();
+                    format!("no slot matches this kind of secret: {}", all.join(", "))
                 } else {
                     tried.join(", ")
                 }
