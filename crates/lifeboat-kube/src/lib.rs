@@ -1,3 +1,11 @@
-//! Kubernetes objects (ConfigMaps, Secrets, custom resources and their CRDs)
-//! and quiescing writers through Deployments: the Kubernetes issue builds it.
-//! Empty until then; the crate exists so the workspace shows the architecture.
+//! Kubernetes for Lifeboat: connecting to a cluster ([`client`]), backing up
+//! and restoring objects — ConfigMaps, Secrets, custom resources and their
+//! CRDs ([`objects`]) — and quiescing writers by scaling Deployments and
+//! StatefulSets through the scale subresource ([`quiesce`]).
+//!
+//! Everything goes through `kube::Client`, so the code path against the
+//! tests' API double (`crates/kube-double`) is the one a real cluster takes.
+
+pub mod client;
+pub mod objects;
+pub mod quiesce;

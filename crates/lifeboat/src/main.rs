@@ -3,9 +3,11 @@
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
 mod cmd_demo;
+mod cmd_kube;
 mod cmd_postgres;
 mod cmd_repo;
 mod cmd_stream;
+mod cmd_unquiesce;
 pub mod config;
 mod context;
 mod exit;
@@ -70,6 +72,11 @@ pub enum Command {
     /// Restore data from the repository
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// Write a snapshot out as files
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Bring quiesced writers back to their recorded replica counts (after a crashed restore)
+    Unquiesce(cmd_unquiesce::UnquiesceArgs),
     /// List snapshots
     Snapshots(cmd_repo::SnapshotsArgs),
     /// Verify the repository's integrity
@@ -92,6 +99,8 @@ pub enum BackupCommand {
     Stream(cmd_stream::BackupStreamArgs),
     /// Back up a PostgreSQL database (pg_dump streamed, facts recorded)
     Postgres(cmd_postgres::BackupPostgresArgs),
+    /// Back up Kubernetes objects: ConfigMaps, Secrets, custom resources and their CRDs
+    Kube(cmd_kube::BackupKubeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,6 +109,14 @@ pub enum RestoreCommand {
     Stream(cmd_stream::RestoreStreamArgs),
     /// Restore a PostgreSQL snapshot: quiesce, pg_restore, verify, resume
     Postgres(cmd_postgres::RestorePostgresArgs),
+    /// Apply a Kubernetes snapshot (or an exported directory) to a cluster
+    Kube(cmd_kube::RestoreKubeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Write a Kubernetes snapshot as kubectl-style YAML files
+    Kube(cmd_kube::ExportKubeArgs),
 }
 
 fn main() {
@@ -195,5 +212,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
         Command::Demo(a) => cmd_demo::run(&ctx, a).await,
+        Command::Backup(BackupCommand::Kube(a)) => cmd_kube::backup(&ctx, a).await,
+        Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
+        Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
+        Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
     }
 }

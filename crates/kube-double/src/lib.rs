@@ -1,0 +1,1 @@
+//! Test double of the Kubernetes API server. (Being built.)

@@ -1,0 +1,1 @@
+//! Quiescing writers through the scale subresource. (Being built.)
