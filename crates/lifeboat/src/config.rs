@@ -104,10 +104,27 @@ pub struct Config {
     /// Recovery objectives per failure scenario (the seed's RTO/RPO table).
     #[serde(default)]
     pub objectives: Vec<Objective>,
+    /// How to reach the Kubernetes cluster (for kube sources, quiescing
+    /// Deployments and `kubernetes_secret` references). Unset: `KUBECONFIG`,
+    /// `~/.kube/config`, or the in-cluster service account, as kubectl does.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]
     pub origin: String,
+}
+
+/// How to reach the Kubernetes cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig other than its current one.
+    #[serde(default)]
+    pub context: Option<String>,
 }
 
 /// Where the repository is and how to open it.

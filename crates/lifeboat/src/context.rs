@@ -49,6 +49,24 @@ impl Ctx {
             .and_then(|d| d.to_std().ok())
     }
 
+    /// Which Kubernetes cluster: flags first, then the config's `kubernetes:`
+    /// section, then what kubectl would infer.
+    pub fn cluster_options(
+        &self,
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> lifeboat_kube::client::ClusterOptions {
+        let conf = self.config.as_ref().and_then(|c| c.kubernetes.as_ref());
+        lifeboat_kube::client::ClusterOptions {
+            kubeconfig: kubeconfig
+                .map(|p| p.to_path_buf())
+                .or_else(|| conf.and_then(|k| k.kubeconfig.clone())),
+            context: context
+                .map(str::to_string)
+                .or_else(|| conf.and_then(|k| k.context.clone())),
+        }
+    }
+
     pub fn json(&self) -> bool {
         self.global.json
     }
