@@ -7,5 +7,6 @@
 //! tests' API double (`crates/kube-double`) is the one a real cluster takes.
 
 pub mod client;
+pub mod error;
 pub mod objects;
 pub mod quiesce;
