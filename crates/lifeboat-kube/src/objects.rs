@@ -1,1 +1,0 @@
-//! Backing up and restoring Kubernetes objects. (Being built.)
