@@ -36,7 +36,10 @@
 //!   discovery is not served: an `Accept` asking for
 //!   `as=APIGroupDiscoveryList` gets the legacy document as plain
 //!   `application/json`, as servers before 1.26 do, so
-//!   `kube::discovery::Discovery::run` works and `run_aggregated` fails.
+//!   `kube::discovery::Discovery::run` works, while kube's
+//!   `run_aggregated` silently finds no groups at all (it does not fail):
+//!   a client must use `run`, or fall back to it when aggregated discovery
+//!   comes back empty.
 //! - Built-in kinds: `v1` configmaps, secrets, namespaces (cluster-scoped),
 //!   pods, serviceaccounts, services; `apps/v1` deployments and
 //!   statefulsets (with `/scale` and `/status`);
