@@ -28,7 +28,7 @@ use crate::context::Ctx;
 use crate::exit::{INTERRUPTED, OK};
 use crate::output::human_bytes;
 use crate::progress;
-use crate::quiesce::{Quiesced, Quiescer};
+use crate::quiesce::{BoxFuture, Quiesced, Quiescer};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {}
@@ -54,21 +54,23 @@ impl Quiescer for DemoWriter {
     fn describe(&self) -> String {
         "the demo's audit writer".into()
     }
-    fn stop(&mut self) -> Result<()> {
-        self.idle.store(false, Ordering::SeqCst);
-        self.paused.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.idle.load(Ordering::SeqCst) {
-            if Instant::now() > deadline {
-                bail!("the demo writer did not stop within 30 s");
+    fn stop(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.idle.store(false, Ordering::SeqCst);
+            self.paused.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.idle.load(Ordering::SeqCst) {
+                if Instant::now() > deadline {
+                    bail!("the demo writer did not stop within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
+            Ok(())
+        })
     }
-    fn resume(&mut self) -> Result<()> {
+    fn resume(&mut self) -> BoxFuture<'_, Result<()>> {
         self.paused.store(false, Ordering::SeqCst);
-        Ok(())
+        Box::pin(async { Ok(()) })
     }
     fn manual_resume_hint(&self) -> String {
         "nothing to do (the demo's writer ends with the demo)".into()
@@ -268,7 +270,8 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
     let guard = Quiesced::stop(Box::new(DemoWriter {
         paused: paused.clone(),
         idle: idle.clone(),
-    }))?;
+    }))
+    .await?;
     let server = admin
         .query_one("SELECT current_setting('server_version_num')::int8", &[])
         .await
@@ -298,7 +301,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
             facts::diff_table(&diffs)
         );
     }
-    guard.resume()?;
+    guard.resume().await?;
     let rto = started.elapsed();
     step(
         quiet,

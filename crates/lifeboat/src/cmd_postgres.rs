@@ -90,6 +90,9 @@ pub struct RestorePostgresArgs {
     /// Do not check the restored database against the snapshot's facts
     #[arg(long)]
     pub no_verify: bool,
+    /// The cluster of the writers to quiesce (quiesce.deployments/statefulsets)
+    #[command(flatten)]
+    pub cluster: crate::cmd_kube::ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -632,7 +635,16 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         );
         Box::new(NoQuiesce)
     } else {
-        quiesce::from_config(quiesce_cfg.as_ref()).map_err(|e| usage(e.to_string()))?
+        quiesce::from_config(
+            quiesce_cfg.as_ref(),
+            src_name.as_deref().unwrap_or(&snap.snapshot.source),
+            ctx.cluster_options(
+                a.cluster.kubeconfig.as_deref(),
+                a.cluster.context.as_deref(),
+            ),
+            quiesce::stderr_notify(ctx.global.quiet),
+        )
+        .map_err(|e| usage(e.to_string()))?
     };
     let resume_on_verify_failure = quiesce_cfg
         .as_ref()
@@ -648,7 +660,19 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
             quiescer.describe()
         );
     }
-    let guard = Quiesced::stop(quiescer)?;
+    if !ctx.global.quiet && quiesce_cfg.is_some() && !a.no_quiesce {
+        eprintln!(
+            "if this restore is killed, bring the writers back yourself: {}",
+            quiescer.manual_resume_hint()
+        );
+    }
+    // Stopping may wait minutes for pods to go: stay interruptible. A
+    // cancelled stop is undone by the guard it created.
+    let guard = tokio::select! {
+        r = Quiesced::stop(quiescer) => r?,
+        _ = sigterm(&mut term) => return Err(fail(INTERRUPTED, "terminated (SIGTERM) while stopping the writers: nothing was restored")),
+        _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while stopping the writers: nothing was restored")),
+    };
     let started = Instant::now();
     let mode = ctx.progress_mode();
     let outcome = tokio::select! {
@@ -668,10 +692,10 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
                      example restore a --schema-only snapshot there first)",
                 )
             };
-            match guard.resume() {
+            match guard.resume().await {
                 Ok(()) => eprintln!("the restore failed; the writers were brought back"),
                 Err(r) => eprintln!(
-                    "error: the restore failed and bringing the writers back failed too: {r}"
+                    "error: the restore failed and bringing the writers back failed too: {r:#}"
                 ),
             }
             return Err(e);
@@ -696,7 +720,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         eprintln!(
             "WARNING: --no-verify: the restored database was NOT checked against the snapshot's facts"
         );
-        guard.resume().context("bringing the writers back")?;
+        guard.resume().await.context("bringing the writers back")?;
         report_restore(ctx, &result)?;
         return Ok(OK);
     }
@@ -706,7 +730,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         .map_err(facts_err)?;
     result.verified = Some(diffs.is_empty());
     if diffs.is_empty() {
-        guard.resume().context(
+        guard.resume().await.context(
             "the database was restored and verified, but bringing the writers back failed",
         )?;
         report_restore(ctx, &result)?;
@@ -715,10 +739,10 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     result.differences = diffs;
     let writers_msg = if resume_on_verify_failure {
         result.writers = "resumed";
-        match guard.resume() {
+        match guard.resume().await {
             Ok(()) => "the writers were brought back anyway (quiesce.resume_on_verify_failure)"
                 .to_string(),
-            Err(e) => format!("bringing the writers back failed: {e}"),
+            Err(e) => format!("bringing the writers back failed: {e:#}"),
         }
     } else {
         result.writers = "left_stopped";

@@ -540,13 +540,26 @@ pub struct StreamSource {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quiesce {
-    /// Deployments scaled to zero, then back to their replica counts.
+    /// Deployments scaled to zero through their `scale` subresource, then
+    /// back to their replica counts. The count is first recorded in the
+    /// annotation `lifeboat.io/original-replicas` on the Deployment, so that
+    /// `lifeboat unquiesce` can bring it back after a crash.
     #[serde(default)]
     pub deployments: Vec<String>,
-    /// Their namespace; the one Lifeboat runs in when unset.
+    /// StatefulSets, quiesced like `deployments`.
+    #[serde(default)]
+    pub statefulsets: Vec<String>,
+    /// Their namespace; unset: the kubeconfig context's namespace, or the
+    /// one Lifeboat runs in (in a pod).
     #[serde(default)]
     pub namespace: Option<String>,
-    /// Commands run instead of (or besides) scaling Deployments.
+    /// How long to wait, after scaling to zero, for the writers' pods to be
+    /// gone before giving up (the restore then does not start and the
+    /// writers are brought back). Default `5m`.
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub timeout: Option<TimeDelta>,
+    /// Commands run instead of (or besides) scaling workloads: `pre` after
+    /// the workloads are down, `post` before they are brought back.
     #[serde(default)]
     pub commands: Option<QuiesceCommands>,
     /// Bring writers back even when verification of the restored data fails.
@@ -554,6 +567,77 @@ pub struct Quiesce {
     /// traffic.
     #[serde(default)]
     pub resume_on_verify_failure: bool,
+}
+
+impl Quiesce {
+    /// The workloads to scale, as (kind, name) in the order they are stopped:
+    /// Deployments, then StatefulSets.
+    pub fn workloads(&self) -> Vec<(lifeboat_kube::quiesce::Kind, &str)> {
+        use lifeboat_kube::quiesce::Kind;
+        self.deployments
+            .iter()
+            .map(|d| (Kind::Deployment, d.as_str()))
+            .chain(
+                self.statefulsets
+                    .iter()
+                    .map(|s| (Kind::StatefulSet, s.as_str())),
+            )
+            .collect()
+    }
+
+    /// What is wrong with these settings, each problem prefixed with `at`
+    /// (e.g. `sources.kubernaut-db`).
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let no_workloads = self.deployments.is_empty() && self.statefulsets.is_empty();
+        if self
+            .namespace
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            problems.push(format!(
+                "{at}.quiesce.namespace is empty; remove it or name the namespace"
+            ));
+        } else if self.namespace.is_some() && no_workloads {
+            problems.push(format!(
+                "{at}.quiesce.namespace is set but no deployments or statefulsets are listed"
+            ));
+        }
+        if let Some(c) = &self.commands {
+            let no_program = |argv: &Vec<String>| argv.first().is_none_or(|p| p.is_empty());
+            for (which, list) in [("pre", &c.pre), ("post", &c.post)] {
+                if list.iter().any(no_program) {
+                    problems.push(format!(
+                        "{at}.quiesce.commands.{which}: every command is a non-empty argument vector, e.g. [systemctl, stop, app]"
+                    ));
+                }
+            }
+        }
+        for (key, names) in [
+            ("deployments", &self.deployments),
+            ("statefulsets", &self.statefulsets),
+        ] {
+            if names.iter().any(|d| d.trim().is_empty()) {
+                problems.push(format!("{at}.quiesce.{key}: a name is empty"));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for n in names {
+                if !n.trim().is_empty() && !seen.insert(n.as_str()) {
+                    problems.push(format!("{at}.quiesce.{key}: {n:?} is listed twice"));
+                }
+            }
+        }
+        match self.timeout {
+            Some(t) if t <= TimeDelta::zero() => problems.push(format!(
+                "{at}.quiesce.timeout must be longer than 0s (e.g. 5m)"
+            )),
+            Some(_) if no_workloads => problems.push(format!(
+                "{at}.quiesce.timeout is set but no deployments or statefulsets are listed"
+            )),
+            _ => {}
+        }
+        problems
+    }
 }
 
 /// Commands to stop (`pre`) and restart (`post`) writers; each an argument
@@ -851,23 +935,7 @@ impl Config {
                 ));
             }
             if let Some(q) = &s.quiesce {
-                if q.namespace.is_some() && q.deployments.is_empty() {
-                    problems.push(format!(
-                        "{at}.quiesce.namespace is set but no deployments are listed"
-                    ));
-                }
-                if let Some(c) = &q.commands {
-                    for (which, list) in [("pre", &c.pre), ("post", &c.post)] {
-                        if list.iter().any(no_program) {
-                            problems.push(format!(
-                                "{at}.quiesce.commands.{which}: every command is a non-empty argument vector, e.g. [systemctl, stop, app]"
-                            ));
-                        }
-                    }
-                }
-                if q.deployments.iter().any(|d| d.trim().is_empty()) {
-                    problems.push(format!("{at}.quiesce.deployments: a name is empty"));
-                }
+                problems.extend(q.problems(&at));
             }
             for c in &s.covers {
                 if !scenarios.contains(c.as_str()) {
@@ -1317,5 +1385,73 @@ sources:
         let e = load(Path::new("/nonexistent/lifeboat.yaml")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/lifeboat.yaml"), "{e}");
         assert!(e.to_string().contains("--config"), "{e}");
+    }
+
+    #[test]
+    fn quiesce_workloads_timeout_and_problems() {
+        let ok = parse(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      namespace: kubernaut-system
+      deployments: [data-storage, context-api]
+      statefulsets: [audit-writer]
+      timeout: 2m
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let q = ok.source("db").unwrap().quiesce.clone().unwrap();
+        assert_eq!(q.timeout, Some(TimeDelta::minutes(2)));
+        use lifeboat_kube::quiesce::Kind;
+        assert_eq!(
+            q.workloads(),
+            [
+                (Kind::Deployment, "data-storage"),
+                (Kind::Deployment, "context-api"),
+                (Kind::StatefulSet, "audit-writer"),
+            ]
+        );
+
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  a:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce: {namespace: ns, timeout: 1m}
+  b:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce: {statefulsets: [w, w, \"\"], timeout: 0s}
+",
+        );
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "sources.a.quiesce.namespace is set but no deployments or statefulsets",
+            "sources.a.quiesce.timeout is set but no deployments or statefulsets",
+            "sources.b.quiesce.statefulsets: a name is empty",
+            "sources.b.quiesce.statefulsets: \"w\" is listed twice",
+            "sources.b.quiesce.timeout must be longer than 0s",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 5, "{all}");
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  a:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce: {deployments: [d], timeout: soon}
+",
+        );
+        assert!(e.to_string().contains("test.yaml:6"), "{e}");
     }
 }
