@@ -348,8 +348,8 @@ impl From<status::ApiError> for InsertError {
     fn from(e: status::ApiError) -> Self {
         InsertError {
             code: e.code,
-            reason: e.reason,
-            message: e.message,
+            reason: e.reason.clone(),
+            message: e.message.clone(),
         }
     }
 }

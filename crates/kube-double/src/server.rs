@@ -651,7 +651,7 @@ fn resource_request(
                 let v = State::present(&def, &r.version, v);
                 return Ok(json_response(
                     200,
-                    &if metadata_only { partial(&v, true) } else { v },
+                    &if metadata_only { partial(&v) } else { v },
                 ));
             }
             if *m == Method::PUT {
@@ -785,17 +785,37 @@ pub(crate) fn scan<'a>(
     def: &ResourceDef,
     ns: Option<&str>,
 ) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
-    let start = Key {
-        group: def.group.clone(),
-        plural: def.plural.clone(),
-        namespace: ns.unwrap_or_default().to_string(),
-        name: String::new(),
-    };
+    scan_after(st, def, ns, None)
+}
+
+/// [`scan`] starting after `(namespace, name)`.
+fn scan_after<'a>(
+    st: &'a State,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    after: Option<(&str, &str)>,
+) -> impl Iterator<Item = (&'a Key, &'a Stored)> + 'a {
+    use std::ops::Bound;
     let (group, plural) = (def.group.clone(), def.plural.clone());
+    let start = match after {
+        Some((ans, aname)) => Bound::Excluded(Key {
+            group: group.clone(),
+            plural: plural.clone(),
+            namespace: ans.to_string(),
+            name: aname.to_string(),
+        }),
+        None => Bound::Included(Key {
+            group: group.clone(),
+            plural: plural.clone(),
+            namespace: ns.unwrap_or_default().to_string(),
+            name: String::new(),
+        }),
+    };
     let ns = ns.map(str::to_string);
-    st.objects.range(start..).take_while(move |(k, _)| {
-        k.group == group && k.plural == plural && ns.as_ref().is_none_or(|n| *n == k.namespace)
-    })
+    st.objects
+        .range((start, Bound::Unbounded))
+        .take_while(move |(k, _)| k.group == group && k.plural == plural)
+        .filter(move |(k, _)| ns.as_ref().is_none_or(|n| *n == k.namespace))
 }
 
 pub(crate) fn matches(k: &Key, s: &Stored, labels: &LabelSelector, fields: &FieldSelector) -> bool {
@@ -803,8 +823,7 @@ pub(crate) fn matches(k: &Key, s: &Stored, labels: &LabelSelector, fields: &Fiel
 }
 
 /// The `PartialObjectMetadata` form of an object.
-pub(crate) fn partial(v: &Value, single: bool) -> Value {
-    let _ = single;
+pub(crate) fn partial(v: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
@@ -817,7 +836,7 @@ pub(crate) fn partial(v: &Value, single: bool) -> Value {
 /// unstructured and keep them.
 pub(crate) fn list_item(def: &ResourceDef, version: &str, v: Value, metadata_only: bool) -> Value {
     if metadata_only {
-        return partial(&v, false);
+        return partial(&v);
     }
     if def.custom {
         return State::present(def, version, v);
@@ -919,12 +938,8 @@ fn list(
     let mut more = false;
     let mut remaining = 0usize;
     let selecting = !labels.is_empty() || !fields.is_empty();
-    for (k, s) in scan(st, def, ns) {
-        if let Some((ans, aname)) = &after
-            && (k.namespace.as_str(), k.name.as_str()) <= (ans.as_str(), aname.as_str())
-        {
-            continue;
-        }
+    let after = after.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+    for (k, s) in scan_after(st, def, ns, after) {
         if !matches(k, s, &labels, &fields) {
             continue;
         }

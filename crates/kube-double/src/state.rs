@@ -281,12 +281,12 @@ impl State {
             stored,
         );
         if hooks {
-            self.after_write(def, &key, existed, &obj);
+            self.after_write(def, &key, existed);
         }
         obj
     }
 
-    fn after_write(&mut self, def: &ResourceDef, key: &Key, existed: bool, obj: &Value) {
+    fn after_write(&mut self, def: &ResourceDef, key: &Key, existed: bool) {
         match def.builtin {
             Builtin::Crd => {
                 self.rebuild_crds();
@@ -311,7 +311,6 @@ impl State {
             }
             _ => {}
         }
-        let _ = obj;
     }
 
     /// Removes an object and what the real cluster would remove with it
@@ -611,8 +610,6 @@ impl State {
         let Some(old) = self.get_value(&key) else {
             return Err(ApiError::not_found(&def.group, &def.plural, name));
         };
-        let manager = ctx.manager.clone();
-        let _ = manager;
         self.finish_update(def, &key, old, patch, kind, target, ctx, "Update")
     }
 
@@ -803,7 +800,6 @@ impl State {
         mut new: Value,
         ctx: &WriteCtx,
     ) -> Result<(u16, Value), ApiError> {
-        let new_presented = State::present(def, &ctx.version, new.clone());
         if unchanged(old, &new) {
             return Ok((200, State::present(def, &ctx.version, old.clone())));
         }
@@ -811,7 +807,6 @@ impl State {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             metadata_mut(&mut new).insert("generation".into(), json!(g));
         }
-        let _ = new_presented;
         let new = State::present(def, &ctx.version, new);
         if ctx.dry_run {
             return Ok((200, new));

@@ -6,9 +6,12 @@
 use serde_json::{Value, json};
 
 /// An error answer. Built by the handlers, never shown to test code except
-/// through [`crate::InsertError`].
+/// through [`crate::InsertError`]. Boxed: it travels in every `Result`.
 #[derive(Debug, Clone)]
-pub(crate) struct ApiError {
+pub(crate) struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorBody {
     pub code: u16,
     pub reason: String,
     pub message: String,
@@ -19,6 +22,19 @@ pub(crate) struct ApiError {
     pub plain_text: bool,
     /// `Status.metadata` (a 410's `continue`).
     pub metadata: Option<Value>,
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorBody;
+    fn deref(&self) -> &ErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorBody {
+        &mut self.0
+    }
 }
 
 /// What a message names: `configmaps`, `deployments.apps`, `widgets.example.com`.
@@ -44,7 +60,7 @@ fn details(group: &str, kind: &str, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ErrorBody {
             code,
             reason: reason.to_string(),
             message: message.into(),
@@ -52,7 +68,7 @@ impl ApiError {
             retry_after: None,
             plain_text: false,
             metadata: None,
-        }
+        }))
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -64,10 +80,9 @@ impl ApiError {
     /// installed or not yet Established. The real server answers these with
     /// Go's `http.NotFound`: `404 page not found` as `text/plain`.
     pub fn no_route() -> Self {
-        ApiError {
-            plain_text: true,
-            ..ApiError::new(404, "NotFound", "404 page not found")
-        }
+        let mut e = ApiError::new(404, "NotFound", "404 page not found");
+        e.plain_text = true;
+        e
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {

@@ -264,7 +264,7 @@ pub(crate) fn validate(
             let v = v.as_str().unwrap_or_default();
             if let Some(e) = label_value_error(v) {
                 causes.push((
-                    format!("metadata.labels"),
+                    "metadata.labels".to_string(),
                     format!("Invalid value: \"{v}\": {e}"),
                 ));
             }

@@ -50,11 +50,7 @@ impl Filter {
 
     fn object(&self, v: Value) -> Value {
         let v = State::present(&self.def, &self.version, v);
-        if self.metadata_only {
-            partial(&v, true)
-        } else {
-            v
-        }
+        if self.metadata_only { partial(&v) } else { v }
     }
 }
 
