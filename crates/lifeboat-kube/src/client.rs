@@ -15,8 +15,17 @@ pub struct ClusterOptions {
     pub context: Option<String>,
 }
 
+/// Makes aws-lc-rs rustls's process-wide TLS provider (the one
+/// `object_store` uses too). Builds that enable both of rustls's providers
+/// (feature unification across the workspace) cannot pick one by themselves
+/// and panic at the first TLS connection otherwise. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// A client for the cluster `opts` names.
 pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client> {
+    install_tls_provider();
     let config = match (&opts.kubeconfig, &opts.context) {
         (Some(path), context) => from_file(path, context.clone()).await?,
         (None, Some(context)) => kube::Config::from_kubeconfig(&KubeConfigOptions {

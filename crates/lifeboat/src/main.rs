@@ -135,6 +135,7 @@ fn main() {
     if matches!(cli.command, Command::Backup(_)) {
         release_large_buffers_to_the_os();
     }
+    lifeboat_kube::client::install_tls_provider();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
