@@ -405,7 +405,6 @@ impl State {
         }
         let def = self.builtin(Builtin::Namespace);
         let mut obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        obj["metadata"]["labels"] = json!({"kubernetes.io/metadata.name": ns});
         validate::normalise(&def, &mut obj);
         self.internal_create(&def, obj, "kube-double");
     }

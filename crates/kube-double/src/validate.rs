@@ -179,7 +179,8 @@ fn check_base64_map(
 
 /// Server-side normalisation before validation: a Secret's `stringData`
 /// is folded into base64 `data` and dropped; `type` defaults to `Opaque`;
-/// workloads get `spec.replicas: 1` when absent.
+/// workloads get `spec.replicas: 1` when absent; a Namespace gets its
+/// `kubernetes.io/metadata.name` label, `spec.finalizers` and phase.
 pub(crate) fn normalise(def: &ResourceDef, obj: &mut Value) {
     match def.builtin {
         Builtin::Secret => {
@@ -194,6 +195,17 @@ pub(crate) fn normalise(def: &ResourceDef, obj: &mut Value) {
             }
         }
         Builtin::Namespace => {
+            // The server keeps this label equal to the name, whatever the
+            // client sends.
+            let name = crate::util::str_at(obj, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_string();
+            let md = crate::util::metadata_mut(obj);
+            let labels = crate::util::ensure_map(
+                md.entry("labels")
+                    .or_insert_with(|| Value::Object(Map::new())),
+            );
+            labels.insert("kubernetes.io/metadata.name".into(), json!(name));
             let Some(map) = obj.as_object_mut() else {
                 return;
             };
