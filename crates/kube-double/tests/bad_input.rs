@@ -36,6 +36,9 @@ fn raw(
     (code, body)
 }
 
+/// (method, path, content type, body, expected code)
+type Case = (&'static str, String, Option<&'static str>, Vec<u8>, u16);
+
 const APPLY: Option<&str> = Some("application/apply-patch+yaml");
 const MERGE: Option<&str> = Some("application/merge-patch+json");
 const JSONP: Option<&str> = Some("application/json-patch+json");
@@ -48,7 +51,7 @@ fn bad_requests_get_status_answers() {
     api.insert(serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}}}}));
     let cm = "/api/v1/namespaces/default/configmaps/x";
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/nope".into(), None, vec![], 404),
         ("GET", "/api/v2".into(), None, vec![], 404),
         ("GET", "/apis/example.com/v1/widgets".into(), None, vec![], 404),
