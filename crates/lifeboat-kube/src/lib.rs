@@ -10,3 +10,4 @@ pub mod client;
 pub mod error;
 pub mod objects;
 pub mod quiesce;
+pub mod secret;

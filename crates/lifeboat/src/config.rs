@@ -87,10 +87,13 @@ pub enum ConfigError {
     #[error("cannot read the secret file {path}: {reason}; check the path in the configuration")]
     SecretFile { path: String, reason: String },
     #[error(
-        "the secret reference kubernetes_secret {{name: {name}, key: {key}}} is not available outside Kubernetes yet; \
-         mount that Secret as a file or an environment variable and refer to it with file: or env:"
+        "the secret reference kubernetes_secret {{name: {name}, key: {key}}} cannot be read: {detail}"
     )]
-    KubernetesSecretUnavailable { name: String, key: String },
+    KubernetesSecret {
+        name: String,
+        key: String,
+        detail: String,
+    },
 }
 
 /// The whole configuration file.
@@ -109,10 +112,68 @@ pub struct Config {
     /// `~/.kube/config`, or the in-cluster service account, as kubectl does.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// The daemon, `lifeboat serve` (docs/daemon.md). Unset: its defaults.
+    #[serde(default)]
+    pub serve: Option<ServeConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]
     pub origin: String,
+}
+
+/// The daemon's settings (`serve:`); every one has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address of the HTTP server (health, metrics, API), e.g. `0.0.0.0:8080`
+    /// (the default) or `127.0.0.1:9000`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The bearer token of the JSON API. Unset: every API request is refused
+    /// with 401 (health endpoints and metrics stay open).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// How long the active daemon's lease in the repository lasts without
+    /// renewal before a standby takes over. Default `60s`.
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub lease: Option<TimeDelta>,
+    /// On SIGTERM, how long a running backup may take to finish before it is
+    /// abandoned (no snapshot is written). Default `5m`; keep the pod's
+    /// terminationGracePeriodSeconds longer.
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub grace_period: Option<TimeDelta>,
+    /// Retention batching: snapshots are forgotten after every backup, but
+    /// unreferenced data is pruned at most this often. Default `24h`; `0s`
+    /// prunes after every backup that forgot a snapshot.
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub prune_interval: Option<TimeDelta>,
+}
+
+impl ServeConfig {
+    /// What is wrong with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(l) = &self.listen
+            && l.parse::<std::net::SocketAddr>().is_err()
+        {
+            problems.push(format!(
+                "serve.listen {l:?} is not an address with a port, e.g. 0.0.0.0:8080 or [::]:8080"
+            ));
+        }
+        for (key, d, min) in [
+            ("lease", self.lease, TimeDelta::seconds(2)),
+            ("grace_period", self.grace_period, TimeDelta::zero()),
+            ("prune_interval", self.prune_interval, TimeDelta::zero()),
+        ] {
+            if d.is_some_and(|d| d < min) {
+                problems.push(format!(
+                    "serve.{key} must be at least {}",
+                    lifeboat_repo::retention::format_duration(min)
+                ));
+            }
+        }
+        problems
+    }
 }
 
 /// How to reach the Kubernetes cluster.
@@ -340,10 +401,15 @@ impl SecretRef {
                 }
             },
             SecretRef::File(path) => read_secret_file(path),
-            SecretRef::KubernetesSecret(k) => Err(ConfigError::KubernetesSecretUnavailable {
-                name: k.name.clone(),
-                key: k.key.clone(),
-            }),
+            SecretRef::KubernetesSecret(k) => {
+                crate::kube_secret::read(k.namespace.as_deref(), &k.name, &k.key).map_err(
+                    |detail| ConfigError::KubernetesSecret {
+                        name: k.name.clone(),
+                        key: k.key.clone(),
+                        detail,
+                    },
+                )
+            }
         }
     }
 }
@@ -407,7 +473,8 @@ impl fmt::Display for SourceKind {
 pub struct SourceConfig {
     pub kind: SourceKind,
     /// When the daemon backs it up: a five-field cron expression
-    /// (`minute hour day-of-month month day-of-week`) or `@hourly`, `@daily`.
+    /// (`minute hour day-of-month month day-of-week`), six fields with
+    /// seconds first, or `@hourly`, `@daily`.
     #[serde(default)]
     pub schedule: Option<Schedule>,
     /// The schedule's time zone; UTC when unset.
@@ -676,7 +743,8 @@ pub enum Priority {
     P3,
 }
 
-/// A validated cron expression (five fields, or `@hourly`-style aliases).
+/// A validated cron expression (five fields, six with seconds first, or
+/// `@hourly`-style aliases).
 #[derive(Clone)]
 pub struct Schedule {
     expr: String,
@@ -686,13 +754,14 @@ pub struct Schedule {
 impl Schedule {
     pub fn parse(expr: &str) -> Result<Self, String> {
         let parser = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
+            .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build();
         let cron = parser.parse(expr).map_err(|e| {
             format!(
                 "invalid cron expression {expr:?}: {e}; write five fields \
-                 (minute hour day-of-month month day-of-week), e.g. \"0 * * * *\" for hourly"
+                 (minute hour day-of-month month day-of-week), e.g. \"0 * * * *\" for hourly, \
+                 or six with seconds first"
             )
         })?;
         Ok(Schedule {
@@ -873,6 +942,9 @@ impl Config {
         if repo.prune_grace.is_some_and(|d| d < TimeDelta::zero()) {
             problems.push("repository.prune_grace must not be negative".to_string());
         }
+        if let Some(serve) = &self.serve {
+            problems.extend(serve.problems());
+        }
 
         let mut scenarios = std::collections::BTreeSet::new();
         for (i, o) in self.objectives.iter().enumerate() {
@@ -1021,6 +1093,27 @@ mod tests {
     }
 
     #[test]
+    fn serve_section() {
+        let c = load(&examples_dir().join("kubernaut.yaml")).unwrap();
+        let s = c
+            .serve
+            .as_ref()
+            .expect("kubernaut.yaml has a serve: section");
+        assert_eq!(s.listen.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(s.token, Some(SecretRef::Env("LIFEBOAT_API_TOKEN".into())));
+        assert_eq!(s.lease, Some(TimeDelta::seconds(60)));
+        assert_eq!(s.prune_interval, Some(TimeDelta::hours(24)));
+        let e = parse_err("repository: {url: /r}\nserve: {listen: localhost, lease: 1s}\n");
+        let all = e.to_string();
+        assert!(all.contains("serve.listen \"localhost\""), "{all}");
+        assert!(all.contains("serve.lease must be at least 2s"), "{all}");
+        let e = parse_err("repository: {url: /r}\nserve:\n  lisen: 0.0.0.0:1\n");
+        assert_eq!(location(&e).0, 3, "{e}");
+        let e = parse_err("repository: {url: /r}\nserve: {token: hunter2}\n");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn kubernaut_example_holds_the_seed_settings() {
         let c = load(&examples_dir().join("kubernaut.yaml")).unwrap();
         let db = c.source("kubernaut-db").unwrap();
@@ -1166,8 +1259,8 @@ mod tests {
         );
         assert_eq!(location(&e).0, 5, "{e}");
         assert!(e.to_string().contains("invalid cron expression"), "{e}");
-        // Seconds or years are not accepted: five fields only.
-        for bad in ["0 0 * * * *", "not cron", ""] {
+        // Years are not accepted; seconds only as a sixth, leading field.
+        for bad in ["0 0 0 * * * 2026", "60 * * * * *", "not cron", ""] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
         for good in [
@@ -1176,6 +1269,8 @@ mod tests {
             "*/15 * * * 1-5",
             "@hourly",
             "@daily",
+            "*/2 * * * * *",
+            "30 0 * * * *",
         ] {
             Schedule::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }

@@ -38,7 +38,9 @@ impl Ctx {
             Some(p) => Some(config::load(&p).map_err(|e| usage(e.to_string()))?),
             None => None,
         };
-        Ok(Self { global, config })
+        let ctx = Self { global, config };
+        crate::kube_secret::set_cluster(ctx.cluster_options(None, None));
+        Ok(ctx)
     }
 
     /// The configured prune grace period, if any.

@@ -6,15 +6,18 @@ mod cmd_demo;
 mod cmd_kube;
 mod cmd_postgres;
 mod cmd_repo;
+mod cmd_serve;
 mod cmd_stream;
 mod cmd_unquiesce;
 pub mod config;
 mod context;
 mod exit;
+mod kube_secret;
 mod output;
 mod progress;
 mod quiesce;
 mod secrets;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -91,6 +94,8 @@ pub enum Command {
     Verify(cmd_postgres::VerifyArgs),
     /// The whole loop on a throwaway local PostgreSQL: backup, corruption, restore, verify
     Demo(cmd_demo::DemoArgs),
+    /// The daemon: schedules, retention, metrics, JSON API (docs/daemon.md)
+    Serve(cmd_serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,7 +141,7 @@ fn main() {
         release_large_buffers_to_the_os();
     }
     lifeboat_kube::client::install_tls_provider();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -192,9 +197,20 @@ fn release_large_buffers_to_the_os() {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+/// The daemon logs at info, as JSON lines when stderr is not a terminal.
+fn init_logging(daemon: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+    });
+    if daemon && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -222,5 +238,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
+        Command::Serve(a) => cmd_serve::run(&ctx, a).await,
     }
 }

@@ -241,7 +241,10 @@ fn kubernaut_objects_round_trip_into_an_empty_cluster_and_into_a_mapped_namespac
             .into_iter()
             .filter(|o| o["kind"] != "Pod")
             .map(|o| {
-                let key = format!("{}/{}/{}", o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]);
+                let key = format!(
+                    "{}/{}/{}",
+                    o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
+                );
                 (key, o["metadata"]["resourceVersion"].clone())
             })
             .collect()
@@ -250,8 +253,15 @@ fn kubernaut_objects_round_trip_into_an_empty_cluster_and_into_a_mapped_namespac
     std::thread::sleep(std::time::Duration::from_secs(1));
     let before = versions(&dst.api);
     let out = env.ok(&with_cluster(&dst, &["restore", "kube", "latest"]));
-    assert!(!out.contains("configured") && !out.contains("created"), "{out}");
-    assert_eq!(versions(&dst.api), before, "a re-restore changed objects:\n{out}");
+    assert!(
+        !out.contains("configured") && !out.contains("created"),
+        "{out}"
+    );
+    assert_eq!(
+        versions(&dst.api),
+        before,
+        "a re-restore changed objects:\n{out}"
+    );
 
     // Drill into kubernaut-test: lands there, kubernaut-system untouched.
     let before: Vec<Value> = dst
@@ -655,4 +665,47 @@ fn single_object_backup_pagination_and_bad_input() {
     let stream = env.backup_bytes("stream", b"not objects");
     let id = stream["id"].as_str().unwrap();
     env.fails(&with_cluster(&src, &["restore", "kube", id]), 2);
+}
+
+#[test]
+fn repository_password_from_a_kubernetes_secret_reference() {
+    let mut env = Env::new();
+    env.envs.clear(); // no LIFEBOAT_PASSWORD: the config's reference must be used
+    let c = cluster(&env, "c");
+    c.api
+        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    c.api.insert(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lifeboat-repository", "namespace": NS},
+        "data": {"password": b64("from-the-cluster\n")}}));
+    let write_config = |key: &str| {
+        let cfg = env.path("repo-secret.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "repository:\n  url: {}\n  password:\n    kubernetes_secret: {{name: lifeboat-repository, key: {key}, namespace: {NS}}}\nkubernetes:\n  kubeconfig: {}\n",
+                env.repo,
+                c.kubeconfig.display()
+            ),
+        )
+        .unwrap();
+    };
+    let cfg = env.path("repo-secret.yaml");
+    let cfg = cfg.to_str().unwrap();
+    write_config("password");
+    env.ok(&["--config", cfg, "init"]);
+    env.ok(&["--config", cfg, "snapshots"]);
+    // The same passphrase opens it from the environment: the trailing newline was dropped.
+    let o = env
+        .cmd(&["snapshots"])
+        .env("LIFEBOAT_PASSWORD", "from-the-cluster")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    write_config("no-such-key");
+    let err = env.fails(&["--config", cfg, "snapshots"], 2);
+    assert!(
+        err.contains("no-such-key") && err.contains("its keys: password"),
+        "{err}"
+    );
+    assert!(!err.contains("from-the-cluster"), "{err}");
 }
