@@ -177,7 +177,7 @@ pub(crate) struct PgSource {
     pub config: Option<SourceConfig>,
 }
 
-fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
+pub(crate) fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
     let cfg = ctx.config.as_ref().ok_or_else(|| {
         usage(format!(
             "--source {name} needs a configuration file: pass --config FILE, set LIFEBOAT_CONFIG, \

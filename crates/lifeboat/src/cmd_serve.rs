@@ -1,0 +1,23 @@
+//! `lifeboat serve`: the daemon. See `serve/` and docs/daemon.md.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::context::Ctx;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the HTTP server [default: serve.listen, else 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
+    let ctx = Ctx {
+        global: ctx.global.clone(),
+        config: ctx.config.clone(),
+    };
+    crate::serve::serve(ctx, a.listen).await
+}

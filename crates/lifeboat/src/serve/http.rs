@@ -1,0 +1,282 @@
+//! HTTP: `/healthz`, `/readyz` and `/metrics` are open; `/api/v1/…` needs
+//! `Authorization: Bearer <serve.token>` (401 otherwise).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{Daemon, Role, SourceStatus, StartError, Trigger};
+
+type D = State<Arc<Daemon>>;
+
+pub fn router(d: Arc<Daemon>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/snapshots", get(snapshots))
+        .route("/api/v1/sources/{name}/backup", post(backup))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&d), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(d)
+}
+
+pub async fn serve(
+    d: Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = router(d);
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "the HTTP server failed");
+    }
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Constant-time comparison of the bearer token.
+fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), expected.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(d): D, req: Request, next: Next) -> Response {
+    let ok = d
+        .settings
+        .token
+        .as_deref()
+        .is_some_and(|t| token_matches(req.headers(), t));
+    if !ok {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            if d.settings.token.is_none() {
+                "the API is disabled: no serve.token is configured"
+            } else {
+                "missing or wrong bearer token: send Authorization: Bearer <the token of serve.token>"
+            },
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"lifeboat\""),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    #[serde(flatten)]
+    role: Role,
+    identity: String,
+    shutting_down: bool,
+}
+
+/// 200 when this daemon is the active one; 503 as a standby, while starting
+/// and while shutting down. The body says which.
+async fn readyz(State(d): D) -> Response {
+    let role = d.role();
+    let shutting_down = d.shutting_down();
+    let ready = role == Role::Active && !shutting_down;
+    let body = Ready {
+        ready,
+        role,
+        identity: d.identity.clone(),
+        shutting_down,
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(d): D) -> Response {
+    d.update_clock_gauges();
+    d.metrics.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        d.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct SourceView {
+    name: String,
+    kind: String,
+    schedule: Option<String>,
+    timezone: String,
+    retention: Option<String>,
+    rpo_seconds: Option<f64>,
+    rpo_objective_seconds: Option<i64>,
+    #[serde(flatten)]
+    status: SourceStatus,
+}
+
+async fn status(State(d): D) -> Response {
+    let now = chrono::Utc::now();
+    let sources: Vec<SourceView> = d
+        .sources
+        .values()
+        .map(|s| {
+            let status = s.status();
+            SourceView {
+                name: s.name.clone(),
+                kind: s.kind.to_string(),
+                schedule: s.schedule.as_ref().map(|c| c.to_string()),
+                timezone: s.tz.to_string(),
+                retention: s.retention.as_ref().map(|r| r.to_string()),
+                rpo_seconds: status
+                    .last_success
+                    .as_ref()
+                    .map(|l| (now - l.time).num_milliseconds() as f64 / 1000.0),
+                rpo_objective_seconds: s.rpo_objective.map(|r| r.num_seconds()),
+                status,
+            }
+        })
+        .collect();
+    axum::Json(json!({
+        "identity": d.identity,
+        "role": d.role(),
+        "shutting_down": d.shutting_down(),
+        "repository": d.repo.location(),
+        "time": now,
+        "sources": sources,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct SnapshotsQuery {
+    source: Option<String>,
+}
+
+async fn snapshots(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
+    match d.repo.snapshots().await {
+        Ok(list) => {
+            let rows: Vec<_> = list
+                .into_iter()
+                .filter(|s| {
+                    q.source
+                        .as_deref()
+                        .is_none_or(|src| s.snapshot.source == src)
+                })
+                .map(|s| {
+                    json!({
+                        "id": s.id,
+                        "time": s.snapshot.time,
+                        "source": s.snapshot.source,
+                        "kind": s.snapshot.kind,
+                        "hostname": s.snapshot.hostname,
+                        "tags": s.snapshot.tags,
+                        "size": s.snapshot.items.iter().map(|i| i.size).sum::<u64>(),
+                        "stats": s.snapshot.stats,
+                    })
+                })
+                .collect();
+            axum::Json(rows).into_response()
+        }
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot list the repository's snapshots: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct BackupQuery {
+    /// Wait for the backup to end and answer with its outcome.
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn backup(State(d): D, Path(name): Path<String>, Query(q): Query<BackupQuery>) -> Response {
+    match d.start_run(&name, Trigger::Api) {
+        Ok(handle) => {
+            if !q.wait {
+                return (
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({
+                        "source": name,
+                        "started": true,
+                        "status": "/api/v1/status",
+                    })),
+                )
+                    .into_response();
+            }
+            match handle.await {
+                Ok(outcome @ super::runner::Outcome::Succeeded { .. }) => {
+                    (StatusCode::CREATED, axum::Json(outcome)).into_response()
+                }
+                Ok(outcome) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(outcome)).into_response()
+                }
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the run failed: {e}"),
+                ),
+            }
+        }
+        Err(e @ StartError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ StartError::Busy(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ (StartError::NotActive(_) | StartError::ShuttingDown)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        let mut h = HeaderMap::new();
+        assert!(!token_matches(&h, "0123456789abcdef"));
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdef".parse().unwrap(),
+        );
+        assert!(token_matches(&h, "0123456789abcdef"));
+        assert!(!token_matches(&h, "0123456789abcdeF"));
+        assert!(!token_matches(&h, "0123456789abcde"));
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic 0123456789abcdef".parse().unwrap(),
+        );
+        assert!(!token_matches(&h, "0123456789abcdef"));
+    }
+}

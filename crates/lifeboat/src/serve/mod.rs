@@ -1,0 +1,434 @@
+//! `lifeboat serve`: the daemon (docs/daemon.md).
+//!
+//! | module | owns |
+//! |---|---|
+//! | `mod.rs` | the daemon's shared state, starting runs, start-up and the SIGTERM sequence |
+//! | `scheduler.rs` | cron slots per source (time zone, missed slots, overlaps) |
+//! | `runner.rs` | one backup of a source, in-process, with its retention and the grace period |
+//! | `retention.rs` | forget per source after each backup; prune batched |
+//! | `lease.rs` | one active daemon per repository |
+//! | `http.rs` | health, readiness, metrics and the JSON API |
+//! | `metrics.rs` | metric names and recording |
+
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod retention;
+pub mod runner;
+pub mod scheduler;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use lifeboat_repo::Repository;
+use lifeboat_repo::retention::RetentionPolicy;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::{Schedule, ServeConfig, SourceKind};
+use crate::context::Ctx;
+use crate::exit::{OK, usage};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// The daemon's settings, resolved from `serve:` and flags.
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The API's bearer token; `None`: every API request gets 401.
+    pub token: Option<String>,
+    pub lease: Duration,
+    pub grace: Duration,
+    pub prune_interval: Duration,
+    pub prune_grace: Duration,
+}
+
+impl Settings {
+    pub fn resolve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<Self> {
+        let conf = ctx
+            .config
+            .as_ref()
+            .and_then(|c| c.serve.clone())
+            .unwrap_or_default();
+        let std = |d: Option<TimeDelta>, default: Duration| {
+            d.and_then(|d| d.to_std().ok()).unwrap_or(default)
+        };
+        let listen = match listen {
+            Some(l) => l,
+            None => conf
+                .listen
+                .as_deref()
+                .unwrap_or(DEFAULT_LISTEN)
+                .parse()
+                .map_err(|_| usage("serve.listen is not an address with a port"))?,
+        };
+        let token = resolve_token(&conf)?;
+        Ok(Settings {
+            listen,
+            token,
+            lease: std(conf.lease, DEFAULT_LEASE),
+            grace: std(conf.grace_period, DEFAULT_GRACE),
+            prune_interval: std(conf.prune_interval, DEFAULT_PRUNE_INTERVAL),
+            prune_grace: ctx.prune_grace().unwrap_or(Duration::from_secs(3600)),
+        })
+    }
+}
+
+fn resolve_token(conf: &ServeConfig) -> Result<Option<String>> {
+    let Some(r) = &conf.token else {
+        tracing::warn!(
+            "serve.token is not set: the API (/api/v1/…) refuses every request with 401; \
+             health endpoints and metrics are open"
+        );
+        return Ok(None);
+    };
+    let t = r.resolve().map_err(|e| {
+        usage(format!(
+            "serve.token ({r}): {e}; the daemon does not start without the API token it was configured with"
+        ))
+    })?;
+    let t = t.trim().to_string();
+    if t.len() < 16 {
+        return Err(usage(format!(
+            "serve.token ({r}) is shorter than 16 characters; use a long random token, e.g. `openssl rand -hex 32`"
+        )));
+    }
+    Ok(Some(t))
+}
+
+/// What this daemon is doing about the repository's lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// Has not read the lease yet.
+    Starting,
+    /// Holds the lease: runs the schedules and the API's backups.
+    Active,
+    /// Another daemon holds the lease.
+    Standby { holder: String },
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    /// A slot was missed while no daemon was active (run once).
+    MissedSlot,
+    Api,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::MissedSlot => "missed_slot",
+            Trigger::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastSuccess {
+    pub snapshot: String,
+    pub time: DateTime<Utc>,
+    /// `None` for snapshots found in the repository at start-up.
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastFailure {
+    pub time: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the API shows about a source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceStatus {
+    pub last_success: Option<LastSuccess>,
+    pub last_failure: Option<LastFailure>,
+    pub running_since: Option<DateTime<Utc>>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub snapshots: usize,
+    pub overlaps: u64,
+}
+
+/// A configured source as the daemon runs it.
+pub struct SourceState {
+    pub name: String,
+    pub kind: SourceKind,
+    pub schedule: Option<Schedule>,
+    pub tz: FixedOffset,
+    pub retention: Option<RetentionPolicy>,
+    /// The tightest non-zero RPO of the scenarios it covers.
+    pub rpo_objective: Option<TimeDelta>,
+    /// Held for the whole of a run: never two runs of one source.
+    pub run_lock: Arc<tokio::sync::Mutex<()>>,
+    pub status: Mutex<SourceStatus>,
+}
+
+impl SourceState {
+    pub fn status(&self) -> SourceStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut SourceStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no source named {0:?} in the configuration")]
+    Unknown(String),
+    #[error("a backup of {0} is already running")]
+    Busy(String),
+    #[error("this daemon is a standby ({0}); send the request to the active one")]
+    NotActive(String),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+pub struct Daemon {
+    pub ctx: Ctx,
+    pub repo: Repository,
+    pub settings: Settings,
+    pub identity: String,
+    pub sources: BTreeMap<String, Arc<SourceState>>,
+    pub role: Arc<watch::Sender<Role>>,
+    pub shutdown: watch::Sender<bool>,
+    pub metrics: PrometheusHandle,
+    pub prune: tokio::sync::Mutex<retention::PruneState>,
+}
+
+impl Daemon {
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Arc<SourceState>> {
+        self.sources.get(name)
+    }
+
+    /// Starts a backup of `name` now, unless one is running, this daemon is a
+    /// standby, or it is shutting down. The run holds the source's lock.
+    pub fn start_run(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<tokio::task::JoinHandle<runner::Outcome>, StartError> {
+        if self.shutting_down() {
+            return Err(StartError::ShuttingDown);
+        }
+        match self.role() {
+            Role::Active => {}
+            Role::Standby { holder } => {
+                return Err(StartError::NotActive(format!("active: {holder}")));
+            }
+            Role::Starting => return Err(StartError::NotActive("starting".into())),
+        }
+        let src = self
+            .source(name)
+            .ok_or_else(|| StartError::Unknown(name.to_string()))?
+            .clone();
+        let guard = Arc::clone(&src.run_lock)
+            .try_lock_owned()
+            .map_err(|_| StartError::Busy(name.to_string()))?;
+        let daemon = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            let outcome = runner::run(&daemon, &src, trigger).await;
+            drop(guard);
+            outcome
+        }))
+    }
+
+    /// Reads every snapshot once: newest per source, counts, repository size.
+    pub async fn refresh_from_repository(&self) -> Result<()> {
+        let snaps = self.repo.snapshots().await?;
+        for (name, src) in &self.sources {
+            let mine: Vec<_> = snaps
+                .iter()
+                .filter(|s| &s.snapshot.source == name)
+                .collect();
+            let newest = mine.last().map(|s| (s.id.clone(), s.snapshot.time));
+            metrics::snapshots(name, mine.len());
+            src.update(|st| {
+                st.snapshots = mine.len();
+                if let Some((id, time)) = &newest
+                    && st.last_success.as_ref().is_none_or(|l| l.time < *time)
+                {
+                    st.last_success = Some(LastSuccess {
+                        snapshot: id.clone(),
+                        time: *time,
+                        duration_seconds: None,
+                    });
+                }
+            });
+            metrics::last_success(name, newest.map(|n| n.1));
+        }
+        retention::measure_repository(&self.repo).await;
+        Ok(())
+    }
+
+    /// Sets the clock-derived gauges; called before every scrape.
+    pub fn update_clock_gauges(&self) {
+        let now = Utc::now();
+        for (name, src) in &self.sources {
+            if let Some(l) = src.status().last_success {
+                metrics::rpo(name, (now - l.time).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+    }
+}
+
+/// Builds the daemon from the configuration and runs it until SIGTERM.
+pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
+    let Some(config) = ctx.config.clone() else {
+        return Err(usage(
+            "lifeboat serve needs a configuration file with sources: pass --config FILE or set LIFEBOAT_CONFIG (see examples/kubernaut.yaml)",
+        ));
+    };
+    let settings = Settings::resolve(&ctx, listen)?;
+    let repo = ctx.open().await?;
+    let handle = metrics::install()?;
+    let mut sources = BTreeMap::new();
+    for (name, s) in &config.sources {
+        let rpo_objective = s
+            .covers
+            .iter()
+            .filter_map(|c| config.objective(c))
+            .map(|o| o.rpo)
+            .filter(|r| *r > TimeDelta::zero())
+            .min();
+        if let Some(r) = rpo_objective {
+            metrics::rpo_objective(name, r.num_seconds() as f64);
+        }
+        for reason in runner::REASONS {
+            metrics::failure_reason_seen(name, reason);
+        }
+        metrics::running(name, false);
+        sources.insert(
+            name.clone(),
+            Arc::new(SourceState {
+                name: name.clone(),
+                kind: s.kind,
+                schedule: s.schedule.clone(),
+                tz: s.timezone.unwrap_or(crate::config::Timezone::UTC).offset(),
+                retention: s.retention.clone(),
+                rpo_objective,
+                run_lock: Arc::new(tokio::sync::Mutex::new(())),
+                status: Mutex::new(SourceStatus::default()),
+            }),
+        );
+    }
+    metrics::lease_active(false);
+    let (role_tx, _) = watch::channel(Role::Starting);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        ctx,
+        repo,
+        settings,
+        identity: lease::identity(),
+        sources,
+        role: Arc::new(role_tx),
+        shutdown: shutdown_tx,
+        metrics: handle,
+        prune: tokio::sync::Mutex::new(retention::PruneState::default()),
+    });
+
+    let listener = tokio::net::TcpListener::bind(daemon.settings.listen)
+        .await
+        .map_err(|e| {
+            usage(format!(
+                "cannot listen on {}: {e}; change serve.listen in the configuration or pass --listen",
+                daemon.settings.listen
+            ))
+        })?;
+    let addr = listener.local_addr().context("the listening address")?;
+    tracing::info!(
+        listen = %addr,
+        identity = %daemon.identity,
+        repository = %daemon.repo.location(),
+        sources = daemon.sources.len(),
+        "lifeboat serve started"
+    );
+    if let Err(e) = daemon.refresh_from_repository().await {
+        tracing::warn!(error = %format!("{e:#}"), "could not read the snapshots at start-up; retrying after the first run");
+    }
+
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let http_task = tokio::spawn(http::serve(Arc::clone(&daemon), listener, http_stop_rx));
+    let lease_task = tokio::spawn(lease::run(
+        daemon.repo.clone(),
+        daemon.identity.clone(),
+        daemon.settings.lease,
+        Arc::clone(&daemon.role),
+        shutdown_rx.clone(),
+    ));
+    let mut schedulers = Vec::new();
+    for (name, src) in &daemon.sources {
+        if src.schedule.is_none() {
+            tracing::info!(source = %name, "no schedule: backed up only through the API");
+            continue;
+        }
+        schedulers.push(tokio::spawn(scheduler::run(
+            Arc::clone(&daemon),
+            Arc::clone(src),
+        )));
+    }
+
+    wait_for_termination().await;
+    tracing::info!(
+        grace_seconds = daemon.settings.grace.as_secs(),
+        "SIGTERM: taking no new work; running backups may finish within the grace period"
+    );
+    daemon.shutdown.send_replace(true);
+    for s in schedulers {
+        let _ = s.await;
+    }
+    // Runs started by the API: wait for each source's lock (they end within
+    // the grace period, finished or abandoned).
+    for src in daemon.sources.values() {
+        let _ = src.run_lock.lock().await;
+    }
+    let _ = lease_task.await;
+    lease::release(&daemon.repo, &daemon.identity).await;
+    http_stop_tx.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    tracing::info!("lifeboat serve stopped");
+    Ok(OK)
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop the daemon with SIGINT");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Resolves when `rx` says shutdown (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,126 @@
+//! Retention in the daemon: a source's policy is applied (forget) after each
+//! of its successful backups; prune, which reads every index and rewrites
+//! nothing but deletes packs, runs at most once per `serve.prune_interval`
+//! and only when something was forgotten since the last one.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::Utc;
+use lifeboat_repo::Repository;
+use lifeboat_repo::format::{DATA_PREFIX, SNAPSHOTS_PREFIX};
+use lifeboat_repo::lock::{LockMode, acquire};
+use lifeboat_repo::prune::{PruneOptions, prune};
+use lifeboat_repo::retention::{RetentionPolicy, SnapshotSummary, plan};
+
+use super::{Daemon, SourceState, metrics};
+
+/// When prune last ran and whether anything was forgotten since.
+#[derive(Debug, Default)]
+pub struct PruneState {
+    last: Option<Instant>,
+    pending: bool,
+}
+
+/// Applies `policy` to `source`'s snapshots; returns (forgotten ids, kept count).
+pub async fn forget(
+    repo: &Repository,
+    source: &str,
+    policy: &RetentionPolicy,
+) -> Result<(Vec<String>, usize)> {
+    let lock = acquire(repo, LockMode::Shared, "forget").await?;
+    let list: Vec<SnapshotSummary> = repo
+        .snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| s.snapshot.source == source)
+        .map(|s| SnapshotSummary {
+            id: s.id,
+            time: s.snapshot.time,
+        })
+        .collect();
+    if policy.is_empty() {
+        lock.release().await?;
+        return Ok((Vec::new(), list.len()));
+    }
+    let p = plan(&list, policy, Utc::now());
+    for id in &p.forget {
+        repo.storage()
+            .delete(&format!("{SNAPSHOTS_PREFIX}{id}"))
+            .await?;
+    }
+    lock.release().await?;
+    Ok((p.forget, p.keep.len()))
+}
+
+/// The retention step after a successful backup of `src`.
+pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
+    if let Some(policy) = &src.retention {
+        let (gone, kept) = forget(&d.repo, &src.name, policy).await?;
+        metrics::snapshots(&src.name, kept);
+        src.update(|s| s.snapshots = kept);
+        if !gone.is_empty() {
+            metrics::forgotten(&src.name, gone.len());
+            tracing::info!(
+                source = %src.name,
+                forgotten = ?gone,
+                kept,
+                policy = %policy,
+                "retention applied"
+            );
+            d.prune.lock().await.pending = true;
+        }
+    } else {
+        src.update(|s| s.snapshots += 1);
+        let n = src.status().snapshots;
+        metrics::snapshots(&src.name, n);
+    }
+    maybe_prune(d).await;
+    Ok(())
+}
+
+/// Prunes when something was forgotten and the interval has passed.
+pub async fn maybe_prune(d: &Daemon) {
+    let mut st = d.prune.lock().await;
+    if !st.pending
+        || d.shutting_down()
+        || st
+            .last
+            .is_some_and(|l| l.elapsed() < d.settings.prune_interval)
+    {
+        return;
+    }
+    let started = Instant::now();
+    let opts = PruneOptions {
+        grace: d.settings.prune_grace,
+        dry_run: false,
+    };
+    match prune(&d.repo, &opts).await {
+        Ok(r) => {
+            st.last = Some(Instant::now());
+            st.pending = false;
+            metrics::pruned(Utc::now());
+            tracing::info!(
+                deleted_packs = r.deleted_packs,
+                deleted_bytes = r.deleted_bytes,
+                condemned = r.condemned,
+                waiting = r.waiting,
+                duration_seconds = started.elapsed().as_secs_f64(),
+                "prune done"
+            );
+            measure_repository(&d.repo).await;
+        }
+        Err(e) => {
+            metrics::prune_failed();
+            tracing::warn!(error = %e, "prune failed; it is tried again after the next backup that forgets a snapshot");
+        }
+    }
+}
+
+/// Sets `lifeboat_repository_size_bytes` from a listing of the packs.
+pub async fn measure_repository(repo: &Repository) {
+    match repo.storage().list(DATA_PREFIX).await {
+        Ok(objs) => metrics::repository_size(objs.iter().map(|o| o.size).sum()),
+        Err(e) => tracing::warn!(error = %e, "cannot list the repository's packs to measure it"),
+    }
+}

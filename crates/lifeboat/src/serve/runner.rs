@@ -1,0 +1,334 @@
+//! One run of a source: its backup, in-process through the same code as
+//! `lifeboat backup …`, then its retention. On SIGTERM a running backup may
+//! finish within the grace period; after that it is abandoned: the backup
+//! future is dropped before its snapshot is written (pg_dump is killed, the
+//! session's packs are left for prune), so no partial snapshot can exist,
+//! and the locks this process holds in the repository are removed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use lifeboat_postgres::conn::ConnError;
+use serde::Serialize;
+
+use super::{Daemon, LastFailure, LastSuccess, SourceState, Trigger, metrics, retention};
+use crate::config::SourceKind;
+use crate::exit;
+
+/// Every failure reason label (registered at zero per source).
+pub const REASONS: &[&str] = &[
+    "unreachable",
+    "auth",
+    "database_missing",
+    "config",
+    "dump",
+    "repository",
+    "storage",
+    "locked",
+    "kubernetes",
+    "retention",
+    "other",
+];
+
+/// The end of a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded {
+        snapshot: String,
+        time: DateTime<Utc>,
+        duration_seconds: f64,
+        bytes_read: u64,
+        bytes_stored: u64,
+    },
+    Failed {
+        reason: String,
+        message: String,
+    },
+    /// SIGTERM and the grace period ran out: no snapshot was written.
+    Abandoned,
+}
+
+/// A failure with its metric label.
+struct RunError {
+    reason: &'static str,
+    error: anyhow::Error,
+}
+
+fn reason_for_conn(e: &ConnError) -> &'static str {
+    match e {
+        ConnError::Unreachable { .. } => "unreachable",
+        ConnError::AuthFailed { .. } => "auth",
+        ConnError::DatabaseMissing { .. } => "database_missing",
+        ConnError::InvalidUrl(_) | ConnError::PasswordInUrl | ConnError::PassFile { .. } => {
+            "config"
+        }
+        ConnError::Other { .. } => "unreachable",
+    }
+}
+
+fn reason_for_code(code: i32) -> &'static str {
+    match code {
+        exit::USAGE => "config",
+        exit::AUTH => "auth",
+        exit::NOT_FOUND => "database_missing",
+        exit::STORAGE => "storage",
+        exit::LOCKED => "locked",
+        exit::INTEGRITY | exit::INCOMPATIBLE => "repository",
+        _ => "dump",
+    }
+}
+
+/// Backs up `src` (its lock is held by the caller) and records the outcome.
+pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    src.update(|s| s.running_since = Some(started_at));
+    metrics::running(&src.name, true);
+    tracing::info!(source = %src.name, trigger = trigger.as_str(), "backup started");
+    let mut shutdown = d.shutdown.subscribe();
+    let work = backup(d, src, trigger);
+    tokio::pin!(work);
+    let result = tokio::select! {
+        r = &mut work => Some(r),
+        _ = super::stopped(&mut shutdown) => {
+            tracing::info!(
+                source = %src.name,
+                grace_seconds = d.settings.grace.as_secs(),
+                "SIGTERM during a backup: letting it finish within the grace period"
+            );
+            tokio::time::timeout(d.settings.grace, &mut work).await.ok()
+        }
+    };
+    let duration = started.elapsed().as_secs_f64();
+    let outcome = match result {
+        None => {
+            drop(work);
+            release_own_locks(d).await;
+            tracing::warn!(
+                source = %src.name,
+                duration_seconds = duration,
+                "backup abandoned at the end of the grace period: no snapshot was written; prune removes its data"
+            );
+            Outcome::Abandoned
+        }
+        Some(Ok(o)) => o,
+        Some(Err(e)) => {
+            let message = format!("{:#}", e.error);
+            let now = Utc::now();
+            metrics::backup_failed(&src.name, e.reason, now);
+            src.update(|s| {
+                s.last_failure = Some(LastFailure {
+                    time: now,
+                    reason: e.reason.to_string(),
+                    message: message.clone(),
+                })
+            });
+            tracing::error!(
+                source = %src.name,
+                reason = e.reason,
+                duration_seconds = duration,
+                error = %message,
+                "backup failed"
+            );
+            Outcome::Failed {
+                reason: e.reason.to_string(),
+                message,
+            }
+        }
+    };
+    src.update(|s| s.running_since = None);
+    metrics::running(&src.name, false);
+    outcome
+}
+
+/// The backup and its retention; no shutdown handling here.
+async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outcome, RunError> {
+    let tags = vec![format!("lifeboat-serve:{}", trigger.as_str())];
+    let snap = match src.kind {
+        SourceKind::Postgres => backup_postgres(d, &src.name, tags).await?,
+        SourceKind::Kube => backup_kube(d, &src.name, tags).await?,
+        SourceKind::Stream => {
+            return Err(RunError {
+                reason: "config",
+                error: anyhow::anyhow!(
+                    "stream sources are backed up with `lifeboat backup stream`, not by the daemon; remove this source's schedule"
+                ),
+            });
+        }
+    };
+    let s = &snap.snapshot.stats;
+    metrics::backup_succeeded(
+        &src.name,
+        snap.snapshot.time,
+        s.duration_seconds,
+        s.bytes_read,
+        s.bytes_stored,
+    );
+    src.update(|st| {
+        st.last_success = Some(LastSuccess {
+            snapshot: snap.id.clone(),
+            time: snap.snapshot.time,
+            duration_seconds: Some(s.duration_seconds),
+        })
+    });
+    tracing::info!(
+        source = %src.name,
+        snapshot = %snap.id,
+        duration_seconds = s.duration_seconds,
+        bytes_read = s.bytes_read,
+        bytes_stored = s.bytes_stored,
+        trigger = trigger.as_str(),
+        "backup succeeded"
+    );
+    if let Err(e) = retention::after_backup(d, src).await {
+        let now = Utc::now();
+        metrics::backup_failed(&src.name, "retention", now);
+        tracing::error!(source = %src.name, error = %format!("{e:#}"), "retention failed after a successful backup; snapshots pile up until it works");
+        src.update(|st| {
+            st.last_failure = Some(LastFailure {
+                time: now,
+                reason: "retention".into(),
+                message: format!("{e:#}"),
+            })
+        });
+    }
+    Ok(Outcome::Succeeded {
+        snapshot: snap.id.clone(),
+        time: snap.snapshot.time,
+        duration_seconds: s.duration_seconds,
+        bytes_read: s.bytes_read,
+        bytes_stored: s.bytes_stored,
+    })
+}
+
+async fn backup_postgres(
+    d: &Daemon,
+    name: &str,
+    tags: Vec<String>,
+) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
+    let source =
+        crate::cmd_postgres::configured_source(&d.ctx, name).map_err(|error| RunError {
+            reason: "config",
+            error,
+        })?;
+    // Connect once first, so that a database that is down is named as such.
+    match source.conn.connect().await {
+        Ok(c) => drop(c),
+        Err(e) => {
+            return Err(RunError {
+                reason: reason_for_conn(&e),
+                error: crate::cmd_postgres::conn_err(e),
+            });
+        }
+    }
+    crate::cmd_postgres::backup_database(
+        &d.repo,
+        &source,
+        &[],
+        false,
+        tags,
+        crate::progress::Mode::Off,
+    )
+    .await
+    .map(|done| done.snap)
+    .map_err(|error| RunError {
+        reason: classify(&error),
+        error,
+    })
+}
+
+/// Kubernetes sources run the CLI's `backup kube` in-process; the snapshot is
+/// then the source's newest.
+async fn backup_kube(
+    d: &Daemon,
+    name: &str,
+    tags: Vec<String>,
+) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
+    let before = Utc::now();
+    let args = crate::cmd_kube::BackupKubeArgs {
+        source: Some(name.to_string()),
+        select: Default::default(),
+        keep_owner_references: false,
+        keep_status: false,
+        tags,
+        cluster: Default::default(),
+    };
+    let quiet = crate::context::Ctx {
+        global: crate::Global {
+            quiet: true,
+            json: false,
+            ..d.ctx.global.clone()
+        },
+        config: d.ctx.config.clone(),
+    };
+    crate::cmd_kube::backup(&quiet, args)
+        .await
+        .map_err(|error| RunError {
+            reason: match classify(&error) {
+                "dump" => "kubernetes",
+                r => r,
+            },
+            error,
+        })?;
+    let newest = d
+        .repo
+        .find_snapshot("latest", Some(name))
+        .await
+        .map_err(|e| RunError {
+            reason: "repository",
+            error: e.into(),
+        })?;
+    if newest.snapshot.time < before {
+        return Err(RunError {
+            reason: "repository",
+            error: anyhow::anyhow!(
+                "the Kubernetes backup of {name} reported success but left no new snapshot"
+            ),
+        });
+    }
+    Ok(newest)
+}
+
+fn classify(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if cause.downcast_ref::<lifeboat_repo::RepoError>().is_some() {
+            return match exit::code_for(e) {
+                exit::STORAGE => "storage",
+                exit::LOCKED => "locked",
+                _ => "repository",
+            };
+        }
+        if cause
+            .downcast_ref::<lifeboat_repo::storage::StorageError>()
+            .is_some()
+        {
+            return "storage";
+        }
+    }
+    reason_for_code(exit::code_for(e))
+}
+
+/// Removes the repository locks held by this process (an abandoned backup's
+/// shared lock), so prune is not held up by a backup that no longer runs.
+async fn release_own_locks(d: &Daemon) {
+    let host = lifeboat_repo::keys::hostname();
+    let pid = std::process::id();
+    match lifeboat_repo::lock::list_locks(&d.repo, Utc::now()).await {
+        Ok(locks) => {
+            for l in locks {
+                if l.doc.hostname == host && l.doc.pid == pid {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        d.repo.storage().delete(&l.key),
+                    )
+                    .await;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the repository's locks to remove this process's")
+        }
+    }
+}
