@@ -702,10 +702,19 @@ async fn resume_one_with(
     let to = parse_annotation(w, &v)?;
     let from = o.spec_replicas.unwrap_or(0);
     // Scale first, then forget the record: a crash in between repeats a
-    // harmless scale on the next resume.
-    calls.scale(w, to).await?;
+    // harmless scale on the next resume. Already at the count (its scale to
+    // 0 never happened, or someone scaled it back): only forget the record.
+    if from != to {
+        calls.scale(w, to).await?;
+    }
     calls.annotate(w, None).await?;
-    notify(&format!("scaled {w} back from {from} to {to} replicas"));
+    if from == to {
+        notify(&format!(
+            "{w} is already at its recorded {to} replicas; removed {ORIGINAL_REPLICAS}"
+        ));
+    } else {
+        notify(&format!("scaled {w} back from {from} to {to} replicas"));
+    }
     Ok(ResumeOutcome::Resumed { from, to })
 }
 

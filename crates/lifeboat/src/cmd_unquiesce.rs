@@ -183,6 +183,9 @@ pub async fn run(ctx: &Ctx, a: UnquiesceArgs) -> Result<i32> {
 
 fn line(e: &Entry) -> String {
     let what = match (e.result, e.from, e.to, &e.error) {
+        ("resumed", Some(from), Some(to), _) if from == to => {
+            format!("already at its recorded {to} replicas; annotation removed")
+        }
         ("resumed", Some(from), Some(to), _) => {
             format!("brought back: scaled from {from} to {to} replicas, annotation removed")
         }
