@@ -64,10 +64,7 @@ impl KubeError {
                 } else {
                     format!(" {}", s.reason)
                 };
-                Self::new(
-                    kind,
-                    format!("{what}: {code}{reason}: {}{hint}", s.message),
-                )
+                Self::new(kind, format!("{what}: {code}{reason}: {}{hint}", s.message))
             }
             kube::Error::HyperError(_) | kube::Error::Service(_) => Self::new(
                 ErrorKind::Unreachable,

@@ -287,7 +287,10 @@ pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    let name = a.source.clone().unwrap_or_else(|| DEFAULT_SOURCE.to_string());
+    let name = a
+        .source
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SOURCE.to_string());
     let snap = session
         .commit(SnapshotMeta {
             source: name.clone(),
@@ -383,8 +386,8 @@ async fn load_snapshot(
             .lock()
             .map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?,
     );
-    let records = parse_item(&bytes)
-        .with_context(|| format!("reading snapshot {}", snap.short_id()))?;
+    let records =
+        parse_item(&bytes).with_context(|| format!("reading snapshot {}", snap.short_id()))?;
     Ok((repo, snap, records))
 }
 
@@ -452,7 +455,11 @@ pub async fn restore(ctx: &Ctx, a: RestoreKubeArgs) -> Result<i32> {
             .iter()
             .map(|(k, n)| format!("{n} {k}"))
             .collect();
-        let what = if a.dry_run { "dry run of" } else { "restore of" };
+        let what = if a.dry_run {
+            "dry run of"
+        } else {
+            "restore of"
+        };
         eprintln!(
             "{what} {origin}: {} objects: {}",
             report.results.len(),

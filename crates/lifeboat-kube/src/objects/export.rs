@@ -143,7 +143,10 @@ pub fn read_tree(dir: &Path) -> Result<Vec<Record>> {
         }
         for kind_entry in read_sorted(&ns_entry)? {
             if !kind_entry.is_dir() {
-                bail!("{}: expected a directory named after a kind", kind_entry.display());
+                bail!(
+                    "{}: expected a directory named after a kind",
+                    kind_entry.display()
+                );
             }
             for f in read_sorted(&kind_entry)? {
                 if f.extension().and_then(|e| e.to_str()) != Some("yaml") {
@@ -195,7 +198,9 @@ fn read_one(root: &Path, file: &Path) -> Result<Record> {
         None => (kind_dir.to_string(), String::new()),
     };
     if dir_group != group {
-        bail!("the directory {kind_dir} names group {dir_group:?} but the object's apiVersion is {api_version}");
+        bail!(
+            "the directory {kind_dir} names group {dir_group:?} but the object's apiVersion is {api_version}"
+        );
     }
     let namespaced = *ns_dir != CLUSTER_DIR;
     let record = Record {
@@ -248,8 +253,20 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let records = vec![
             rec("Namespace", "namespaces", None, "ks", json!({})),
-            rec("ConfigMap", "configmaps", Some("ks"), "a", json!({"data": {"k": "v: 1\nline2"}})),
-            rec("Secret", "secrets", Some("ks"), "s", json!({"type": "Opaque", "data": {"p": "c2VjcmV0"}})),
+            rec(
+                "ConfigMap",
+                "configmaps",
+                Some("ks"),
+                "a",
+                json!({"data": {"k": "v: 1\nline2"}}),
+            ),
+            rec(
+                "Secret",
+                "secrets",
+                Some("ks"),
+                "s",
+                json!({"type": "Opaque", "data": {"p": "c2VjcmV0"}}),
+            ),
         ];
         let without = tmp.path().join("without");
         let s = write_tree(&without, &records, false, &json!({})).unwrap();
@@ -257,15 +274,24 @@ mod tests {
         assert!(!without.join("ks/secrets").exists());
         let with = tmp.path().join("with");
         write_tree(&with, &records, true, &json!({})).unwrap();
-        let mode = fs::metadata(with.join("ks/secrets/s.yaml")).unwrap().permissions().mode();
+        let mode = fs::metadata(with.join("ks/secrets/s.yaml"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = fs::read_to_string(with.join("ks/configmaps/a.yaml")).unwrap();
-        assert!(text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:"), "{text}");
+        assert!(
+            text.starts_with("apiVersion: v1\nkind: ConfigMap\nmetadata:"),
+            "{text}"
+        );
         let back = read_tree(&with).unwrap();
         assert_eq!(back.len(), 3);
         for r in &records {
             assert!(back.contains(r), "{r:?} not read back: {back:?}");
         }
-        assert!(write_tree(&with, &records, true, &json!({})).is_err(), "non-empty dir refused");
+        assert!(
+            write_tree(&with, &records, true, &json!({})).is_err(),
+            "non-empty dir refused"
+        );
     }
 }

@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(Resource::crd().class(), Class::CustomResourceDefinition);
         assert_eq!(Resource::namespace().class(), Class::Namespace);
         assert_eq!(r("", "Secret", "secrets").class(), Class::Config);
-        assert_eq!(r("apps", "Deployment", "deployments").class(), Class::BuiltIn);
+        assert_eq!(
+            r("apps", "Deployment", "deployments").class(),
+            Class::BuiltIn
+        );
         assert_eq!(
             r("networking.k8s.io", "Ingress", "ingresses").class(),
             Class::BuiltIn

@@ -137,7 +137,9 @@ pub fn parse_namespace_map(pairs: &[String]) -> Result<BTreeMap<String, String>>
     let mut map = BTreeMap::new();
     for p in pairs {
         let Some((from, to)) = p.split_once('=') else {
-            anyhow::bail!("--namespace-map {p:?}: expected FROM=TO, e.g. kubernaut-system=kubernaut-test");
+            anyhow::bail!(
+                "--namespace-map {p:?}: expected FROM=TO, e.g. kubernaut-system=kubernaut-test"
+            );
         };
         let (from, to) = (from.trim(), to.trim());
         for n in [from, to] {
@@ -155,8 +157,7 @@ pub fn parse_namespace_map(pairs: &[String]) -> Result<BTreeMap<String, String>>
 fn valid_dns_label(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !n.starts_with('-')
         && !n.ends_with('-')
@@ -252,7 +253,8 @@ impl Applier<'_> {
         let what = super::display_ref(&r.resource, r.namespace(), name);
         let pending = (r.resource.class() == Class::Custom
             && self.pending_crds.contains(&r.resource.qualified_plural()))
-            || r.namespace().is_some_and(|ns| self.pending_namespaces.contains(ns));
+            || r.namespace()
+                .is_some_and(|ns| self.pending_namespaces.contains(ns));
         if self.opts.dry_run && pending {
             res.diff = Some(diff(None, &r.object, &what));
             return Ok(Action::WouldCreate);
@@ -305,9 +307,10 @@ impl Applier<'_> {
                 match api.get_opt(&n).await {
                     Ok(Some(o)) if established(&o) => {}
                     Ok(_) => still.push(n),
-                    Err(e) => {
-                        failures.push((n.clone(), KubeError::from_kube(&e, &format!("reading CRD {n}")).message))
-                    }
+                    Err(e) => failures.push((
+                        n.clone(),
+                        KubeError::from_kube(&e, &format!("reading CRD {n}")).message,
+                    )),
                 }
             }
             waiting = still;
@@ -425,11 +428,12 @@ pub async fn restore(
             .iter()
             .filter(|r| r.resource.class() == class)
             .collect();
-        let results: Vec<ObjectResult> = futures::stream::iter(batch.iter().map(|r| applier.apply(r)))
-            .buffered(opts.concurrency.max(1))
-            .inspect(|res| on_result(res))
-            .collect()
-            .await;
+        let results: Vec<ObjectResult> =
+            futures::stream::iter(batch.iter().map(|r| applier.apply(r)))
+                .buffered(opts.concurrency.max(1))
+                .inspect(|res| on_result(res))
+                .collect()
+                .await;
         if class == Class::CustomResourceDefinition {
             let mut applied = Vec::new();
             for (r, res) in batch.iter().zip(&results) {

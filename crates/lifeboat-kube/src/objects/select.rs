@@ -73,15 +73,13 @@ fn split_terms(text: &str) -> Result<Vec<String>> {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
 }
 
 fn valid_value(v: &str) -> bool {
     v.len() <= 63
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -219,7 +217,11 @@ mod tests {
             ("app=kubernaut,tier=db", false),
             ("app.kubernetes.io/part-of", false),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&l),
+                want,
+                "{sel}"
+            );
         }
         for bad in ["app=", "a b=c", "x in a,b", "app=kubernaut,", "(x"] {
             if bad == "app=" {

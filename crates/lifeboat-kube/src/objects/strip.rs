@@ -104,7 +104,10 @@ mod tests {
             },
             &mut s,
         );
-        assert_eq!(o, json!({"metadata": {"name": "a", "ownerReferences": []}, "status": {}}));
+        assert_eq!(
+            o,
+            json!({"metadata": {"name": "a", "ownerReferences": []}, "status": {}})
+        );
 
         let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "kubernaut-system",
