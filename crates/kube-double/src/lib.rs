@@ -464,9 +464,15 @@ impl ApiDouble {
         )
     }
 
-    /// Writes [`ApiDouble::kubeconfig`] to `path` with mode 0600.
+    /// Writes [`ApiDouble::kubeconfig`] to `path` with mode 0600. The file
+    /// appears whole (written beside it, then renamed), so a script may
+    /// wait for it to be non-empty.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         use std::io::Write;
+        let path = path.as_ref();
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -474,14 +480,15 @@ impl ApiDouble {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(path.as_ref())?;
+        let mut f = opts.open(&tmp)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
         f.write_all(self.kubeconfig().as_bytes())?;
-        f.sync_all()
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
     }
 
     // ----- state -----
