@@ -174,6 +174,10 @@ async fn discovery_finds_builtins_and_crds_only_once_established() {
     let rrs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &rr_resource());
     let (code, _, message) = api_error(rrs.list(&ListParams::default()).await.unwrap_err());
     assert_eq!((code, message.as_str()), (404, "404 page not found"));
+    // ... which kube's `get_opt` does not take for "absent": its
+    // `is_not_found` wants reason NotFound, and a plain-text 404 has none.
+    let (code, reason, _) = api_error(rrs.get_opt("rr-1").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (404, "Failed to parse error data"));
 
     eventually("Established", || {
         let crds = crds.clone();
