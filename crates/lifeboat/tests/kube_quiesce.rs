@@ -440,6 +440,34 @@ fn killed_restore_then_unquiesce_restores_original_counts() {
     w.assert_writers_back();
 }
 
+/// Interrupted (SIGTERM, then Ctrl-C) while waiting for the pods to go: the
+/// stop is abandoned and the writers are brought back before the exit.
+#[test]
+fn interrupted_while_waiting_for_pods_brings_writers_back() {
+    let mut w = World::new();
+    w.configure(&["data-storage", "context-api"], "");
+    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    w.api.set_pods_delay(Duration::from_secs(60));
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let child = w.spawn(&World::restore_args());
+        w.wait("both writers scaled to 0", Duration::from_secs(30), |w| {
+            WRITERS.iter().all(|(n, _)| w.replicas(n) == 0)
+        });
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
+        }
+        let (code, stdout, stderr) = output(child);
+        assert_eq!(code, Some(130), "signal {signal}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("bringing the writers back")
+                && stderr.contains("back from 0 to 2 replicas"),
+            "signal {signal}: {stderr}"
+        );
+        w.assert_writers_back();
+    }
+}
+
 /// Test 3: a restore that fails brings the writers back by itself; a failed
 /// verification leaves them down, unless resume_on_verify_failure.
 #[test]
