@@ -8,8 +8,9 @@
 //! swapped for another of a different kind or id without failing
 //! authentication.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use std::sync::Arc;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
@@ -37,16 +38,23 @@ pub fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(b)
 }
 
-/// A 256-bit key for one AEAD. Used directly for key-slot wrapping keys.
+/// A 256-bit key for one AEAD (AES-256-GCM, 96-bit random nonce first,
+/// 128-bit tag last). Used directly for key-slot wrapping keys.
+///
+/// The implementation is aws-lc-rs (already in the build for TLS): its
+/// AES-GCM is several times faster than RustCrypto's `aes-gcm` here, which
+/// was 7 % of a restore's CPU time. The bytes are standard AES-GCM either
+/// way; a test checks them against RustCrypto's implementation.
 #[derive(Clone)]
 pub struct SealKey {
-    cipher: Aes256Gcm,
+    key: Arc<LessSafeKey>,
 }
 
 impl SealKey {
     pub fn new(key: &[u8; 32]) -> Self {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key");
         Self {
-            cipher: Aes256Gcm::new(key.into()),
+            key: Arc::new(LessSafeKey::new(unbound)),
         }
     }
 
@@ -55,17 +63,16 @@ impl SealKey {
         let nonce: [u8; NONCE_LEN] = random_array()?;
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce);
-        let ct = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_LEN..],
             )
             .map_err(|_| CryptoError::Authentication)?;
-        out.extend_from_slice(&ct);
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -75,9 +82,16 @@ impl SealKey {
             return Err(CryptoError::TooShort(sealed.len()));
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-            .map_err(|_| CryptoError::Authentication)
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Authentication)?;
+        let mut buf = ct.to_vec();
+        let n = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| CryptoError::Authentication)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
     }
 }
 
@@ -162,6 +176,43 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_standard_aes_256_gcm() {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        let raw = [7u8; 32];
+        let ours = SealKey::new(&raw);
+        let theirs = aes_gcm::Aes256Gcm::new((&raw).into());
+        for len in [0usize, 1, 15, 16, 17, 4096, 100_000] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let sealed = ours.seal(b"aad", &msg).unwrap();
+            let (nonce, ct) = sealed.split_at(NONCE_LEN);
+            let opened = theirs
+                .decrypt(
+                    nonce.into(),
+                    Payload {
+                        msg: ct,
+                        aad: b"aad",
+                    },
+                )
+                .unwrap();
+            assert_eq!(opened, msg);
+            let mut other = nonce.to_vec();
+            other.extend(
+                theirs
+                    .encrypt(
+                        nonce.into(),
+                        Payload {
+                            msg: &msg,
+                            aad: b"aad",
+                        },
+                    )
+                    .unwrap(),
+            );
+            assert_eq!(other, sealed, "same nonce, same bytes");
+            assert_eq!(ours.open(b"aad", &other).unwrap(), msg);
+        }
+    }
 
     #[test]
     fn seal_open_round_trip_and_tamper() {
