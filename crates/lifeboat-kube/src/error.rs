@@ -59,6 +59,16 @@ impl KubeError {
                     400 | 422 => (ErrorKind::Invalid, ""),
                     _ => (ErrorKind::Other, ""),
                 };
+                // A path the server has no handler for (a kind it does not
+                // serve) answers a plain-text 404 that kube cannot parse.
+                if code == 404 && s.reason != "NotFound" {
+                    return Self::new(
+                        kind,
+                        format!(
+                            "{what}: 404: the API server does not serve this kind (is its CRD installed and Established?)"
+                        ),
+                    );
+                }
                 let reason = if s.reason.is_empty() {
                     String::new()
                 } else {

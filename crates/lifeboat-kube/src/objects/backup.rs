@@ -60,6 +60,11 @@ fn auto_created_reason(r: &Resource, obj: &Value) -> Option<&'static str> {
         {
             Some("configmap kube-root-ca.crt (published by the cluster in every namespace)")
         }
+        ("", "serviceaccounts")
+            if obj.pointer("/metadata/name").and_then(|v| v.as_str()) == Some("default") =>
+        {
+            Some("serviceaccount default (made by the cluster in every namespace)")
+        }
         ("", "secrets")
             if obj.pointer("/type").and_then(|v| v.as_str())
                 == Some("kubernetes.io/service-account-token") =>
