@@ -200,7 +200,13 @@ fn release_large_buffers_to_the_os() {
 /// The daemon logs at info, as JSON lines when stderr is not a terminal.
 fn init_logging(daemon: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" })
+        // kube's client logs every failed request at ERROR; Lifeboat reports
+        // those errors itself, with what to do.
+        tracing_subscriber::EnvFilter::new(if daemon {
+            "info,kube_client=off"
+        } else {
+            "warn,kube_client=off"
+        })
     });
     if daemon && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         tracing_subscriber::fmt()
