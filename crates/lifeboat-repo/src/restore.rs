@@ -20,11 +20,14 @@ use crate::repo::Repository;
 use crate::snapshot::{Item, SnapshotRef};
 
 /// Largest single ranged read.
-const MAX_READ: u64 = 4 * 1024 * 1024;
-/// Ranged reads in flight. With the writer's queue this bounds memory:
-/// about (READ_CONCURRENCY + WRITE_QUEUE) × MAX_READ × the compression
-/// ratio; measured 181–196 MiB with 6 × 8 MiB and a 6-deep queue.
-const READ_CONCURRENCY: usize = 4;
+const MAX_READ: u64 = 2 * 1024 * 1024;
+/// Ranged reads in flight. With the writer's queue this bounds memory when
+/// the consumer is slow: about (READ_CONCURRENCY + WRITE_QUEUE + 1) ×
+/// MAX_READ × the compression ratio. Measured feeding pg_restore: 181–196
+/// MiB with 6 × 8 MiB reads and a 6-deep queue, 130 MiB with 4 × 4 MiB and
+/// 2; 6 × 2 MiB keeps the same throughput (more, smaller reads) with less
+/// held.
+const READ_CONCURRENCY: usize = 6;
 /// Decoded batches waiting for a slow consumer (e.g. pg_restore).
 const WRITE_QUEUE: usize = 2;
 
