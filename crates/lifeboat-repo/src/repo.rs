@@ -395,20 +395,27 @@ impl Repository {
         open_doc(&self.key, kind, key, &bytes)
     }
 
-    /// All snapshots, oldest first. Unreadable snapshots are errors.
+    /// All snapshots, oldest first. Unreadable snapshots are errors; one
+    /// removed between the listing and its read (a concurrent `forget`) is
+    /// left out.
     pub async fn snapshots(&self) -> Result<Vec<SnapshotRef>> {
         let objs = self.storage.list(SNAPSHOTS_PREFIX).await?;
-        let mut out: Vec<SnapshotRef> =
+        let found: Vec<Option<SnapshotRef>> =
             futures::stream::iter(objs.into_iter().map(|o| async move {
-                let snapshot: Snapshot = self.get_doc(&o.key, "snapshot").await?;
-                Ok::<_, RepoError>(SnapshotRef {
+                let snapshot: Snapshot = match self.get_doc(&o.key, "snapshot").await {
+                    Ok(s) => s,
+                    Err(RepoError::Storage(e)) if e.is_not_found() => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                Ok::<_, RepoError>(Some(SnapshotRef {
                     id: id_of_key(&o.key).to_string(),
                     snapshot,
-                })
+                }))
             }))
             .buffer_unordered(DOC_CONCURRENCY)
             .try_collect()
             .await?;
+        let mut out: Vec<SnapshotRef> = found.into_iter().flatten().collect();
         out.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }

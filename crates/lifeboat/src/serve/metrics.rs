@@ -28,6 +28,9 @@ pub const PRUNE_LAST_SUCCESS: &str = "lifeboat_prune_last_success_timestamp_seco
 pub const PRUNE_FAILURES: &str = "lifeboat_prune_failures_total";
 pub const REPO_SIZE: &str = "lifeboat_repository_size_bytes";
 pub const LEASE_ACTIVE: &str = "lifeboat_lease_active";
+/// Set by restore drills (issue 6, not run by the daemon yet); the
+/// PrometheusRule's drill-overdue alert fires while it is absent.
+pub const DRILL_LAST_SUCCESS: &str = "lifeboat_drill_last_success_timestamp_seconds";
 
 /// Installs the global recorder; the handle renders the scrape payload.
 pub fn install() -> Result<PrometheusHandle> {
@@ -108,6 +111,11 @@ fn describe() {
         REPO_SIZE,
         Unit::Bytes,
         "Bytes of pack data in the repository"
+    );
+    describe_gauge!(
+        DRILL_LAST_SUCCESS,
+        Unit::Seconds,
+        "Time of the last successful restore drill (Unix seconds)"
     );
     describe_gauge!(
         LEASE_ACTIVE,
