@@ -49,10 +49,14 @@ fn client(log: Log) -> kube::Client {
                 .unwrap()
                 .push((parts.method.clone(), path.clone(), ct, body.clone()));
             let resp = match (parts.method, path.as_str()) {
-                (Method::GET, "/version") => respond(200, &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"})),
-                (Method::GET, "/api/v1/namespaces/ks") => {
-                    respond(200, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ks"}}))
-                }
+                (Method::GET, "/version") => respond(
+                    200,
+                    &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}),
+                ),
+                (Method::GET, "/api/v1/namespaces/ks") => respond(
+                    200,
+                    &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ks"}}),
+                ),
                 (Method::GET, p) => not_found(p),
                 (Method::PATCH, p) if p.contains("/bad?") => respond(
                     422,
@@ -107,15 +111,25 @@ async fn applies_with_field_manager_force_and_reports_each_object() {
     let patches: Vec<_> = log.iter().filter(|(m, ..)| *m == Method::PATCH).collect();
     assert_eq!(patches.len(), 2);
     for (_, path, ct, body) in &patches {
-        assert!(path.starts_with("/api/v1/namespaces/ks/configmaps/"), "{path}");
-        assert!(path.contains("fieldManager=lifeboat") && path.contains("force=true"), "{path}");
+        assert!(
+            path.starts_with("/api/v1/namespaces/ks/configmaps/"),
+            "{path}"
+        );
+        assert!(
+            path.contains("fieldManager=lifeboat") && path.contains("force=true"),
+            "{path}"
+        );
         assert_eq!(ct.as_deref(), Some("application/apply-patch+yaml"));
         let o: Value = serde_json::from_str(body).unwrap();
         assert_eq!(o["data"]["k"], "v");
     }
     // Every object is read before it is applied (created vs configured).
-    let good_get = log.iter().position(|(m, p, ..)| *m == Method::GET && p.ends_with("/configmaps/good"));
-    let good_patch = log.iter().position(|(m, p, ..)| *m == Method::PATCH && p.contains("/configmaps/good?"));
+    let good_get = log
+        .iter()
+        .position(|(m, p, ..)| *m == Method::GET && p.ends_with("/configmaps/good"));
+    let good_patch = log
+        .iter()
+        .position(|(m, p, ..)| *m == Method::PATCH && p.contains("/configmaps/good?"));
     assert!(good_get.unwrap() < good_patch.unwrap());
 }
 
@@ -127,7 +141,9 @@ async fn dry_run_and_skip_send_no_writes() {
         dry_run: true,
         ..Default::default()
     };
-    let report = restore(&c, vec![configmap("good")], &opts, |_| {}).await.unwrap();
+    let report = restore(&c, vec![configmap("good")], &opts, |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.results[0].action, Action::WouldCreate);
     let log = log.lock().unwrap();
     let patches: Vec<_> = log.iter().filter(|(m, ..)| *m == Method::PATCH).collect();
