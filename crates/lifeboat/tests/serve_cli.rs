@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,7 +112,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(env: &Env, config: &PathBuf, tag: &str) -> Daemon {
+    fn start(env: &Env, config: &Path, tag: &str) -> Daemon {
         let port = free_port();
         let log = env.path(&format!("serve-{tag}.log"));
         let child = env
@@ -254,7 +254,7 @@ fn dechunk(body: &str) -> String {
             break;
         }
         out.push_str(&after[..n]);
-        rest = &after[n..].trim_start_matches("\r\n");
+        rest = after[n..].trim_start_matches("\r\n");
     }
     out
 }

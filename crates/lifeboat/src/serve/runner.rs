@@ -88,8 +88,9 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
     metrics::running(&src.name, true);
     tracing::info!(source = %src.name, trigger = trigger.as_str(), "backup started");
     let mut shutdown = d.shutdown.subscribe();
-    let work = backup(d, src, trigger);
-    tokio::pin!(work);
+    // Boxed so that abandoning it drops it (pg_dump killed, session gone)
+    // before this process's locks are removed.
+    let mut work = Box::pin(backup(d, src, trigger));
     let result = tokio::select! {
         r = &mut work => Some(r),
         _ = super::stopped(&mut shutdown) => {
