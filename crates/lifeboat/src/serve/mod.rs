@@ -339,7 +339,10 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     }
     metrics::lease_active(false);
     let (role_tx, _) = watch::channel(Role::Starting);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, _) = watch::channel(false);
+    // The lease is renewed until the last run has ended, so that no standby
+    // takes over while a backup still finishes in the grace period.
+    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
     let daemon = Arc::new(Daemon {
         ctx,
         repo,
@@ -379,7 +382,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
         daemon.identity.clone(),
         daemon.settings.lease,
         Arc::clone(&daemon.role),
-        shutdown_rx.clone(),
+        lease_stop_rx,
     ));
     let mut schedulers = Vec::new();
     for (name, src) in &daemon.sources {
@@ -407,6 +410,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     for src in daemon.sources.values() {
         let _ = src.run_lock.lock().await;
     }
+    lease_stop_tx.send_replace(true);
     let _ = lease_task.await;
     lease::release(&daemon.repo, &daemon.identity).await;
     http_stop_tx.send_replace(true);
