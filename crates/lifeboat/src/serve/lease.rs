@@ -123,7 +123,6 @@ pub async fn run(
     let every = (duration / 3).max(Duration::from_millis(500));
     let settle = (duration / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
     let mut observer = Observer::default();
-    let mut doc: Option<LeaseDoc> = None;
     let mut last_renewed = Instant::now();
     loop {
         let active = matches!(*role.borrow(), Role::Active);
@@ -144,24 +143,34 @@ pub async fn run(
                 }
             }
             Ok(current) => match observer.decide(&me, current.as_ref(), Instant::now()) {
+                // `decide` renews only a lease it was given.
                 Decision::Renew => {
-                    let mut d = match (current, doc.take()) {
-                        (Some(c), _) => c,
-                        (None, Some(d)) => d,
-                        (None, None) => unreachable!("Renew needs a lease"),
-                    };
-                    d.renewals += 1;
-                    d.duration_seconds = duration.as_secs().max(1);
-                    match write(&repo, &d).await {
-                        Ok(()) => {
-                            last_renewed = Instant::now();
-                            if !active {
-                                set_role(&role, Role::Active);
+                    if let Some(mut d) = current {
+                        d.renewals += 1;
+                        d.duration_seconds = duration.as_secs().max(1);
+                        match write(&repo, &d).await {
+                            Ok(()) => {
+                                last_renewed = Instant::now();
+                                if !active {
+                                    set_role(&role, Role::Active);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot renew the daemon lease");
+                                if active && last_renewed.elapsed() >= duration {
+                                    tracing::error!(
+                                        "could not renew the daemon lease for {duration:?}: stepping down so that a standby may take over"
+                                    );
+                                    set_role(
+                                        &role,
+                                        Role::Standby {
+                                            holder: "unknown (the lease cannot be renewed)".into(),
+                                        },
+                                    );
+                                }
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot renew the daemon lease"),
                     }
-                    doc = Some(d);
                 }
                 Decision::Take => {
                     if active {
@@ -182,7 +191,6 @@ pub async fn run(
                         match read(&repo).await {
                             Ok(Some(back)) if back.holder == me => {
                                 last_renewed = Instant::now();
-                                doc = Some(back);
                                 set_role(&role, Role::Active);
                             }
                             Ok(other) => {

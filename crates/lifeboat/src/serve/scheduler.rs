@@ -88,6 +88,10 @@ pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
                 _ = super::stopped(&mut shutdown) => return,
             }
         }
+        // Another daemon may have backed up since this one last looked.
+        if let Err(e) = d.refresh_from_repository().await {
+            tracing::warn!(source = %name, error = %format!("{e:#}"), "cannot read the snapshots; judging missed slots from what this daemon saw");
+        }
         let now = Utc::now();
         let last = src.status().last_success.map(|l| l.time);
         let mut last_slot = now;
