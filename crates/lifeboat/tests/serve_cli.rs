@@ -765,3 +765,60 @@ fn two_daemons_one_active_and_takeover_after_a_kill() {
     );
     drop(a);
 }
+
+/// A Kubernetes source (the seed's daily ConfigMaps and Secrets) scheduled
+/// by the daemon against the Kubernetes API test double, with the API token
+/// read from a Kubernetes Secret reference.
+#[test]
+fn kube_source_on_schedule_and_token_from_a_kubernetes_secret() {
+    use base64::Engine;
+    let ns = "kubernaut-system";
+    let api = kube_double::ApiDouble::start_in_thread();
+    let env = Env::init();
+    let kubeconfig = env.path("double.kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    api.insert(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    api.insert(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rego-policies", "namespace": ns},
+        "data": {"approval.rego": "package kubernaut.approval\n"}}));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    api.insert(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lifeboat-api-token", "namespace": ns},
+        "type": "Opaque", "data": {"token": b64(TOKEN)}}));
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+kubernetes:
+  kubeconfig: {kc}
+sources:
+  cfg:
+    kind: kube
+    schedule: \"* * * * * *\"
+    retention: {{keep_last: 2}}
+    kube: {{namespaces: [{ns}], kinds: [configmaps, secrets]}}
+serve:
+  lease: 3s
+  token:
+    kubernetes_secret: {{name: lifeboat-api-token, key: token, namespace: {ns}}}
+",
+        repo = env.repo,
+        kc = kubeconfig.display()
+    );
+    let config = env.path("kube.yaml");
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start(&env, &config, "kube");
+    poll(Duration::from_secs(120), "two kube backups", || {
+        (d.metrics().val("lifeboat_backups_total{source=\"cfg\"}") >= 2.0).then_some(())
+    });
+    let snaps = snapshots_of(&env, "cfg");
+    assert!(!snaps.is_empty() && snaps.len() <= 3, "{snaps:#?}");
+    assert!(snaps.iter().all(|s| s["kind"] == "kube"), "{snaps:#?}");
+    // The token from the Secret opens the API; nothing else does.
+    assert_eq!(d.get("/api/v1/status", None).0, 401);
+    let (code, body) = d.get("/api/v1/status", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    assert!(!d.log_text().contains(TOKEN), "the token reached the logs");
+}
