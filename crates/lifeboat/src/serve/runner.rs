@@ -333,3 +333,46 @@ async fn release_own_locks(d: &Daemon) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_a_registered_label() {
+        let conn = [
+            ConnError::Unreachable {
+                target: "db:5432".into(),
+                reason: "refused".into(),
+            },
+            ConnError::AuthFailed {
+                user: "u".into(),
+                target: "db".into(),
+                reason: "bad".into(),
+            },
+            ConnError::DatabaseMissing {
+                database: "d".into(),
+                target: "db".into(),
+            },
+            ConnError::PasswordInUrl,
+        ];
+        let got: Vec<&str> = conn.iter().map(reason_for_conn).collect();
+        assert_eq!(got, ["unreachable", "auth", "database_missing", "config"]);
+        for code in [
+            exit::FAILURE,
+            exit::USAGE,
+            exit::AUTH,
+            exit::NOT_FOUND,
+            exit::STORAGE,
+            exit::LOCKED,
+            exit::INTEGRITY,
+        ] {
+            let r = reason_for_code(code);
+            assert!(REASONS.contains(&r), "{r}");
+        }
+        let e = crate::exit::fail(exit::USAGE, "bad reference");
+        assert_eq!(classify(&e), "config");
+        let e: anyhow::Error = lifeboat_repo::RepoError::Locked("x".into()).into();
+        assert_eq!(classify(&e), "locked");
+    }
+}
