@@ -5,7 +5,7 @@
 # binaries it installs what the tests need, starts the services they use on
 # loopback, and runs:
 #   cargo fmt --all -- --check
-#   cargo clippy --all-targets --release -- -D warnings
+#   cargo clippy --workspace --all-targets --release -- -D warnings
 #   cargo test --release --workspace [EXTRA ARGS...]
 # Extra arguments are passed to `cargo test`, e.g.
 #   scripts/test.sh -p lifeboat-repo --test storage_s3
@@ -206,8 +206,8 @@ setup_postgres
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
     cargo fmt --all -- --check
-    log "cargo clippy --all-targets --release -- -D warnings"
-    cargo clippy --all-targets --release -- -D warnings
+    log "cargo clippy --workspace --all-targets --release -- -D warnings"
+    cargo clippy --workspace --all-targets --release -- -D warnings
 fi
 
 # The whole workspace, unless the extra arguments pick packages themselves.
