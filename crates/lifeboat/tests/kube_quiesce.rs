@@ -20,7 +20,7 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{Env, rt};
 use kube_double::{ApiDouble, Fault, Options, RequestRecord};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
@@ -30,14 +30,6 @@ use serde_json::{Value, json};
 const NS: &str = "kubernaut-system";
 const ANNOTATION: &str = "lifeboat.io/original-replicas";
 const WRITERS: [(&str, i64); 2] = [("data-storage", 2), ("context-api", 1)];
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A PostgreSQL cluster with the tiny Kubernaut fixture in `src`, a
 /// repository, the API double with the writer Deployments running, and a

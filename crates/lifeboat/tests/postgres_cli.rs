@@ -12,31 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{Env, rt, setup};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
-use lifeboat_postgres::fixture::{self, FixtureSpec, TableHash};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A cluster with the tiny Kubernaut fixture in database `src`, and a
-/// repository environment whose commands get the cluster's password in PGPASSWORD.
-fn setup(rt: &tokio::runtime::Runtime) -> (TempCluster, Env) {
-    let cluster = TempCluster::start().expect("start PostgreSQL");
-    let cfg = rt.block_on(cluster.create_database("src")).unwrap();
-    rt.block_on(fixture::generate(&cfg, &FixtureSpec::tiny()))
-        .expect("fixture");
-    let mut env = Env::init();
-    env.envs
-        .push(("PGPASSWORD".into(), cluster.password().expose().to_string()));
-    (cluster, env)
-}
+use lifeboat_postgres::fixture::{self, TableHash};
 
 fn hashes(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) -> BTreeMap<String, TableHash> {
     rt.block_on(async {

@@ -322,3 +322,27 @@ pub fn shared_input(size: u64, seed: u64) -> PathBuf {
     }
     p
 }
+
+/// A multi-thread runtime for the async parts of a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A throwaway PostgreSQL cluster with the tiny Kubernaut fixture in database
+/// `src`, and a repository environment whose commands get the cluster's
+/// password in PGPASSWORD.
+pub fn setup(rt: &tokio::runtime::Runtime) -> (lifeboat_postgres::TempCluster, Env) {
+    use lifeboat_postgres::fixture::{self, FixtureSpec};
+    let cluster = lifeboat_postgres::TempCluster::start().expect("start PostgreSQL");
+    let cfg = rt.block_on(cluster.create_database("src")).unwrap();
+    rt.block_on(fixture::generate(&cfg, &FixtureSpec::tiny()))
+        .expect("fixture");
+    let mut env = Env::init();
+    env.envs
+        .push(("PGPASSWORD".into(), cluster.password().expose().to_string()));
+    (cluster, env)
+}
