@@ -407,13 +407,12 @@ fn print_result(r: &ObjectResult, quiet: bool) {
 }
 
 pub async fn restore(ctx: &Ctx, a: RestoreKubeArgs) -> Result<i32> {
-    let source = match &a.source {
-        Some(name) => Some(configured_source(ctx, name)?),
-        None => None,
-    };
+    // `--source` only picks the snapshot (checked to be a kube source here).
     // Restore filters come from flags only: a source's namespaces are where
     // it backs up from, not a filter on what to restore.
-    let _ = &source;
+    if let Some(name) = &a.source {
+        configured_source(ctx, name)?;
+    }
     let opts = RestoreOptions {
         selection: selection(&a.select, None)?,
         namespace_map: parse_namespace_map(&a.namespace_map).map_err(|e| usage(e.to_string()))?,
