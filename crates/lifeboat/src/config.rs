@@ -17,7 +17,7 @@
 //! `examples/kubernaut.yaml` documents every setting. Rules:
 //! * Unknown keys are errors, reported with the file, line and column, like
 //!   every other parse error; so are values of the wrong type, bad durations
-//!   (`30d`, `12h`, `1d12h`), bad cron expressions and unsupported time zones,
+//!   (`30d`, `12h`, `1d12h`), bad cron expressions and unknown time zones,
 //!   which are all checked while the file is read.
 //! * Secrets are given only by reference ([`SecretRef`]): an environment
 //!   variable, a file (mode 0600), or a Kubernetes Secret. A URL carrying a
@@ -812,49 +812,60 @@ impl Serialize for Schedule {
     }
 }
 
-/// A schedule's time zone: `UTC` or a fixed offset such as `+02:00`. Named
-/// zones (`Europe/Berlin`) are refused for now: they need a time zone
-/// database, which is not built in yet.
+/// A schedule's time zone: `UTC`, a fixed offset such as `+02:00`, or an
+/// IANA name such as `Europe/Berlin` (the chrono-tz database, built in),
+/// whose offset follows daylight saving time. Cron slots are computed in the
+/// zone's local time (docs/daemon.md, scheduling policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timezone(FixedOffset);
+pub enum Timezone {
+    /// UTC or a fixed offset.
+    Fixed(FixedOffset),
+    /// An IANA time zone.
+    Named(chrono_tz::Tz),
+}
 
 impl Timezone {
-    pub const UTC: Timezone = Timezone(FixedOffset::east_opt(0).expect("0 is a valid offset"));
-
-    pub fn offset(&self) -> FixedOffset {
-        self.0
-    }
+    pub const UTC: Timezone =
+        Timezone::Fixed(FixedOffset::east_opt(0).expect("0 is a valid offset"));
 
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if matches!(s, "UTC" | "utc" | "Etc/UTC" | "Z" | "GMT" | "Etc/GMT") {
             return Ok(Timezone::UTC);
         }
-        let unsupported = || {
-            format!("time zone {s:?} is not supported yet; use UTC or a fixed offset like +02:00")
-        };
         let (sign, rest) = match s.as_bytes().first() {
             Some(b'+') => (1, &s[1..]),
             Some(b'-') => (-1, &s[1..]),
-            _ => return Err(unsupported()),
+            _ => {
+                return s.parse::<chrono_tz::Tz>().map(Timezone::Named).map_err(|_| {
+                    format!(
+                        "unknown time zone {s:?}; use an IANA name like Europe/Berlin (case matters), UTC, or a fixed offset like +02:00"
+                    )
+                });
+            }
+        };
+        let bad_offset = || {
+            format!(
+                "invalid time zone offset {s:?}; use a fixed offset like +02:00 (at most ±14:00), UTC, or an IANA name like Europe/Berlin"
+            )
         };
         let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
         let (h, m): (i32, i32) = match (h.parse(), m.parse()) {
             (Ok(h), Ok(m)) if h <= 14 && m < 60 => (h, m),
-            _ => return Err(unsupported()),
+            _ => return Err(bad_offset()),
         };
         FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-            .map(Timezone)
-            .ok_or_else(unsupported)
+            .map(Timezone::Fixed)
+            .ok_or_else(bad_offset)
     }
 }
 
 impl fmt::Display for Timezone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.local_minus_utc() == 0 {
-            f.write_str("UTC")
-        } else {
-            write!(f, "{}", self.0)
+        match self {
+            Timezone::Fixed(o) if o.local_minus_utc() == 0 => f.write_str("UTC"),
+            Timezone::Fixed(o) => write!(f, "{o}"),
+            Timezone::Named(tz) => f.write_str(tz.name()),
         }
     }
 }
@@ -1282,10 +1293,10 @@ mod tests {
         let e = parse_err("repository: {url: /r, prune_grace: soon}\n");
         assert_eq!(location(&e).0, 1, "{e}");
         let e = parse_err(
-            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Berlin\n",
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Bxrlin\n",
         );
         assert_eq!(location(&e).0, 6, "{e}");
-        assert!(e.to_string().contains("UTC or a fixed offset"), "{e}");
+        assert!(e.to_string().contains("unknown time zone"), "{e}");
         let e = parse_err("repository: {url: \"ftp://x/y\"}\n");
         assert!(
             e.to_string().contains("unsupported repository scheme"),
@@ -1295,23 +1306,73 @@ mod tests {
 
     #[test]
     fn timezones() {
-        assert_eq!(Timezone::parse("UTC"), Ok(Timezone::UTC));
-        assert_eq!(
-            Timezone::parse("+02:00")
-                .unwrap()
-                .offset()
-                .local_minus_utc(),
-            7200
-        );
-        assert_eq!(
-            Timezone::parse("-05:30")
-                .unwrap()
-                .offset()
-                .local_minus_utc(),
-            -19800
-        );
+        // UTC, under its usual spellings.
+        for utc in ["UTC", "Etc/UTC", "GMT", "Z"] {
+            assert_eq!(Timezone::parse(utc), Ok(Timezone::UTC), "{utc}");
+        }
+        assert_eq!(Timezone::UTC.to_string(), "UTC");
+        // Fixed offsets.
+        let fixed = |s: &str| match Timezone::parse(s) {
+            Ok(Timezone::Fixed(o)) => o.local_minus_utc(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(fixed("+02:00"), 7200);
+        assert_eq!(fixed("-05:30"), -19800);
+        assert_eq!(fixed("+00:00"), 0);
+        assert_eq!(Timezone::parse("+02:00").unwrap().to_string(), "+02:00");
         assert!(Timezone::parse("+25:00").is_err());
-        assert!(Timezone::parse("America/New_York").is_err());
+        assert!(Timezone::parse("+02:75").is_err());
+        // IANA names.
+        assert_eq!(
+            Timezone::parse("Europe/Berlin"),
+            Ok(Timezone::Named(chrono_tz::Europe::Berlin))
+        );
+        assert_eq!(
+            Timezone::parse(" America/New_York "),
+            Ok(Timezone::Named(chrono_tz::America::New_York))
+        );
+        assert_eq!(
+            Timezone::parse("Europe/Berlin").unwrap().to_string(),
+            "Europe/Berlin"
+        );
+        // Unknown names.
+        for bad in ["Mars/Olympus_Mons", "Europe/Berlinn", "CEST", ""] {
+            let e = Timezone::parse(bad).unwrap_err();
+            assert!(e.contains("unknown time zone"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn timezones_in_the_file() {
+        let zone = |tz: &str| {
+            let text = format!(
+                "repository: {{url: /r}}\nsources:\n  db:\n    kind: kube\n    kube: {{}}\n    schedule: \"0 2 * * *\"\n    timezone: {tz}\n"
+            );
+            parse(&text, "<string>")
+                .unwrap_or_else(|e| panic!("{tz}: {e}"))
+                .source("db")
+                .unwrap()
+                .timezone
+        };
+        assert_eq!(
+            zone("Europe/Berlin"),
+            Some(Timezone::Named(chrono_tz::Europe::Berlin))
+        );
+        assert_eq!(
+            zone("\"+02:00\""),
+            Some(Timezone::Fixed(FixedOffset::east_opt(7200).unwrap()))
+        );
+        assert_eq!(zone("UTC"), Some(Timezone::UTC));
+        // An unknown name is refused with its line and column.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Atlantis\n",
+        );
+        assert_eq!(location(&e), (6, 15), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown time zone \"Europe/Atlantis\""),
+            "{e}"
+        );
     }
 
     #[test]

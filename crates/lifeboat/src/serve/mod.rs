@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_repo::Repository;
 use lifeboat_repo::retention::RetentionPolicy;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -166,7 +166,7 @@ pub struct SourceState {
     pub name: String,
     pub kind: SourceKind,
     pub schedule: Option<Schedule>,
-    pub tz: FixedOffset,
+    pub tz: crate::config::Timezone,
     pub retention: Option<RetentionPolicy>,
     /// The tightest non-zero RPO of the scenarios it covers.
     pub rpo_objective: Option<TimeDelta>,
@@ -329,7 +329,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
                 name: name.clone(),
                 kind: s.kind,
                 schedule: s.schedule.clone(),
-                tz: s.timezone.unwrap_or(crate::config::Timezone::UTC).offset(),
+                tz: s.timezone.unwrap_or(crate::config::Timezone::UTC),
                 retention: s.retention.clone(),
                 rpo_objective,
                 run_lock: Arc::new(tokio::sync::Mutex::new(())),
