@@ -283,7 +283,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
         &done.snap,
         &pg_tools,
         &conn,
-        1,
+        &lifeboat_postgres::dump::RestoreOptions::default(),
         dir.path(),
         progress::Mode::Off,
     )

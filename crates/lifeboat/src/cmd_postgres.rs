@@ -216,7 +216,7 @@ pub(crate) fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
     })
 }
 
-fn url_source(url: &str) -> Result<PgSource> {
+pub(crate) fn url_source(url: &str) -> Result<PgSource> {
     let conn = ConnConfig::parse(url).map_err(conn_err)?;
     Ok(PgSource {
         name: conn.display_url(),
@@ -447,20 +447,18 @@ async fn wait_restore(pr: PgRestore) -> std::result::Result<RestoreOutcome, Dump
 }
 
 /// Feeds the snapshot's archive to pg_restore (streamed, or staged to a file
-/// in `staging` for `--jobs` > 1).
+/// in `staging` for `opts.jobs` > 1).
 pub(crate) async fn restore_archive(
     repo: &Repository,
     snap: &SnapshotRef,
     tools: &PgTools,
     target: &ConnConfig,
-    jobs: u32,
+    opts: &RestoreOptions,
     staging: &Path,
     mode: progress::Mode,
 ) -> Result<RestoreOutcome> {
-    let opts = RestoreOptions {
-        jobs,
-        ..RestoreOptions::default()
-    };
+    let opts = opts.clone();
+    let jobs = opts.jobs;
     let progress = Arc::new(Progress::default());
     if jobs <= 1 {
         let mut pr = PgRestore::spawn_stream(tools, target, &opts).map_err(dump_err)?;
@@ -675,8 +673,12 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     };
     let started = Instant::now();
     let mode = ctx.progress_mode();
+    let restore_opts = RestoreOptions {
+        jobs: a.jobs,
+        ..RestoreOptions::default()
+    };
     let outcome = tokio::select! {
-        r = restore_archive(&repo, &snap, &tools, &target, a.jobs, &staging, mode) => r,
+        r = restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode) => r,
         _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
         _ = tokio::signal::ctrl_c() => Err(fail(INTERRUPTED, "interrupted during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
     };

@@ -115,6 +115,10 @@ pub struct Config {
     /// The daemon, `lifeboat serve` (docs/daemon.md). Unset: its defaults.
     #[serde(default)]
     pub serve: Option<ServeConfig>,
+    /// How `lifeboat readiness` judges evidence, and the attestations of
+    /// the checklist's manual items (docs/drills.md).
+    #[serde(default)]
+    pub readiness: Option<ReadinessConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]
@@ -496,6 +500,9 @@ pub struct SourceConfig {
     /// The `objectives` scenarios this source's backups serve.
     #[serde(default)]
     pub covers: Vec<String>,
+    /// Restore drills of this source (docs/drills.md).
+    #[serde(default)]
+    pub drill: Option<DrillConfig>,
 }
 
 /// A PostgreSQL database.
@@ -716,6 +723,73 @@ pub struct QuiesceCommands {
     pub pre: Vec<Vec<String>>,
     #[serde(default)]
     pub post: Vec<Vec<String>>,
+}
+
+/// A source's restore drills (`drill:`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// When the daemon drills it (cron, like `schedule`, in the source's
+    /// `timezone`); unset: only `lifeboat drill` runs it.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+    /// PostgreSQL sources: the database to restore into. Unset: a throwaway
+    /// local PostgreSQL of the snapshot's major version.
+    #[serde(default)]
+    pub scratch: Option<ScratchDatabase>,
+    /// Kube sources: source namespace → drill namespace. Required for kube
+    /// sources: a drill never restores into the namespaces it protects.
+    #[serde(default)]
+    pub namespace_map: BTreeMap<String, String>,
+}
+
+/// A scratch database for drills.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScratchDatabase {
+    pub url: PgUrl,
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+}
+
+/// The ids of the readiness checklist's manual items (kept equal to
+/// `lifeboat_dr::readiness::MANUAL` by a test in the binary).
+pub const MANUAL_ITEMS: &[&str] = &[
+    "services-healthy",
+    "dr-plan",
+    "on-call",
+    "runbooks",
+    "security-audit",
+    "dr-exercises",
+    "objectives-review",
+    "capacity-review",
+];
+
+/// `readiness:`: evidence ages and attestations.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessConfig {
+    /// A successful drill older than this fails the checklist (default 30d).
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub drill_max_age: Option<TimeDelta>,
+    /// A passed `check` older than this fails the checklist (default 7d).
+    #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
+    pub check_max_age: Option<TimeDelta>,
+    /// Manual checklist items a person attests, by item id (`on-call`,
+    /// `runbooks`, `security-audit`, …; see `lifeboat readiness`).
+    #[serde(default)]
+    pub attestations: BTreeMap<String, AttestationConfig>,
+}
+
+/// Who attested a manual checklist item, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationConfig {
+    pub by: String,
+    /// `YYYY-MM-DD`.
+    pub date: chrono::NaiveDate,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A recovery objective for one failure scenario.
@@ -956,6 +1030,24 @@ impl Config {
         if let Some(serve) = &self.serve {
             problems.extend(serve.problems());
         }
+        if let Some(r) = &self.readiness {
+            for id in r.attestations.keys() {
+                if !MANUAL_ITEMS.contains(&id.as_str()) {
+                    problems.push(format!(
+                        "readiness.attestations.{id}: no manual checklist item has this id; the ids are {}",
+                        MANUAL_ITEMS.join(", ")
+                    ));
+                }
+            }
+            for (k, v) in [
+                ("drill_max_age", r.drill_max_age),
+                ("check_max_age", r.check_max_age),
+            ] {
+                if v.is_some_and(|d| d <= TimeDelta::zero()) {
+                    problems.push(format!("readiness.{k} must be positive"));
+                }
+            }
+        }
 
         let mut scenarios = std::collections::BTreeSet::new();
         for (i, o) in self.objectives.iter().enumerate() {
@@ -1007,6 +1099,30 @@ impl Config {
                         problems.push(format!(
                             "{at}.postgres.verify_queries: the name {:?} is used twice",
                             q.name
+                        ));
+                    }
+                }
+            }
+            if let Some(d) = &s.drill {
+                match s.kind {
+                    SourceKind::Postgres if !d.namespace_map.is_empty() => problems.push(format!(
+                        "{at}.drill.namespace_map is for kube sources; a postgres drill restores into drill.scratch or a throwaway PostgreSQL"
+                    )),
+                    SourceKind::Kube if d.scratch.is_some() => problems.push(format!(
+                        "{at}.drill.scratch is a database; a kube drill restores into drill.namespace_map"
+                    )),
+                    SourceKind::Kube if d.namespace_map.is_empty() => problems.push(format!(
+                        "{at}.drill: a kube drill needs namespace_map (e.g. {{kubernaut-system: kubernaut-test}}): it never restores into the namespaces it protects"
+                    )),
+                    SourceKind::Stream => problems.push(format!(
+                        "{at}.drill: stream sources cannot be drilled (there is nothing to restore them into and verify)"
+                    )),
+                    _ => {}
+                }
+                for (from, to) in &d.namespace_map {
+                    if from == to {
+                        problems.push(format!(
+                            "{at}.drill.namespace_map maps {from} to itself: a drill must not restore into the namespace it protects"
                         ));
                     }
                 }

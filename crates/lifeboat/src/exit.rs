@@ -15,13 +15,14 @@ pub const INTEGRITY: i32 = 4;
 pub const LOCKED: i32 = 5;
 /// Wrong passphrase or key file.
 pub const AUTH: i32 = 6;
-/// A restored database differs from the facts recorded at backup.
-#[allow(dead_code)]
+/// A restored database differs from the facts recorded at backup; a drill failed.
 pub const VERIFY_FAILED: i32 = 7;
 /// Storage unreachable, permission denied, disk full.
 pub const STORAGE: i32 = 8;
 /// The repository was written by a newer Lifeboat.
 pub const INCOMPATIBLE: i32 = 9;
+/// `status`: a source is at risk (RPO exposure or drills against objectives).
+pub const AT_RISK: i32 = 10;
 /// Interrupted by SIGINT/SIGTERM.
 pub const INTERRUPTED: i32 = 130;
 

@@ -2,15 +2,19 @@
 //! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
+mod assess;
 mod cmd_demo;
+mod cmd_drill;
 mod cmd_kube;
 mod cmd_postgres;
 mod cmd_repo;
 mod cmd_serve;
+mod cmd_status;
 mod cmd_stream;
 mod cmd_unquiesce;
 pub mod config;
 mod context;
+mod drill;
 mod exit;
 mod kube_secret;
 mod output;
@@ -96,6 +100,14 @@ pub enum Command {
     Demo(cmd_demo::DemoArgs),
     /// The daemon: schedules, retention, metrics, JSON API (docs/daemon.md)
     Serve(cmd_serve::ServeArgs),
+    /// Restore the latest snapshot into a scratch target, verify, measure RTO/RPO, record it
+    Drill(cmd_drill::DrillArgs),
+    /// List the drill records stored in the repository
+    Drills(cmd_drill::DrillsArgs),
+    /// Per source: RPO exposure and drill RTO against the objectives, with a verdict
+    Status(cmd_status::StatusArgs),
+    /// The production checklist, evaluated (exit 1 when an automated item fails)
+    Readiness(cmd_status::StatusArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,5 +257,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
         Command::Serve(a) => cmd_serve::run(&ctx, a).await,
+        Command::Drill(a) => cmd_drill::run(&ctx, a).await,
+        Command::Drills(a) => cmd_drill::list(&ctx, a).await,
+        Command::Status(a) => cmd_status::status(&ctx, a).await,
+        Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
     }
 }

@@ -52,7 +52,7 @@ pub fn identity() -> String {
     )
 }
 
-async fn read(repo: &Repository) -> lifeboat_repo::Result<Option<LeaseDoc>> {
+pub async fn read(repo: &Repository) -> lifeboat_repo::Result<Option<LeaseDoc>> {
     match repo.storage().get(LEASE_KEY).await {
         Ok(b) => Ok(Some(open_doc(repo.key(), "lease", LEASE_KEY, &b)?)),
         Err(e) if e.is_not_found() => Ok(None),

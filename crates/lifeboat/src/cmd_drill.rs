@@ -1,0 +1,211 @@
+//! `lifeboat drill` (and `lifeboat drills`, the stored history).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lifeboat_dr::record::{self, DrillRecord, Stored};
+use lifeboat_dr::status::human;
+
+use crate::cmd_kube::ClusterArgs;
+use crate::context::Ctx;
+use crate::drill::{self, Request};
+use crate::exit::{OK, VERIFY_FAILED, fail};
+use crate::output::print_json;
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// A configured source (postgres or kube)
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// A database backed up with `backup postgres --db URL` (password from PGPASSWORD or .pgpass)
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Restore into this database instead of a throwaway local PostgreSQL
+    /// (created when missing, dropped afterwards if the drill created it)
+    #[arg(long, value_name = "URL")]
+    pub scratch: Option<String>,
+    /// Also write the report as Markdown to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillsArgs {
+    /// Only this source's drills
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+}
+
+pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let req = Request {
+        source: a.source.clone(),
+        db: a.db.clone(),
+        scratch: a.scratch.clone(),
+        trigger: "cli",
+        cluster: ctx.cluster_options(
+            a.cluster.kubeconfig.as_deref(),
+            a.cluster.context.as_deref(),
+        ),
+    };
+    if !ctx.global.quiet && !ctx.json() {
+        eprintln!(
+            "drilling the latest snapshot of {}: restore into a scratch target, verify, measure, clean up",
+            a.source.as_deref().or(a.db.as_deref()).unwrap_or("?")
+        );
+    }
+    let done = drill::run(ctx, &repo, &req).await?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, markdown(&done))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    if ctx.json() {
+        print_json(&done)?;
+    } else {
+        print!("{}", text(&done));
+    }
+    if done.record.ok {
+        Ok(OK)
+    } else {
+        Err(fail(
+            VERIFY_FAILED,
+            format!(
+                "the drill of {} FAILED: {}",
+                done.record.source,
+                done.record
+                    .failure
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        ))
+    }
+}
+
+pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let all: Vec<Stored<DrillRecord>> = record::drills(&repo)
+        .await?
+        .into_iter()
+        .filter(|d| a.source.as_ref().is_none_or(|s| &d.record.source == s))
+        .collect();
+    if ctx.json() {
+        print_json(&all)?;
+        return Ok(OK);
+    }
+    if all.is_empty() {
+        println!("no drills recorded; run `lifeboat drill --source NAME`");
+        return Ok(OK);
+    }
+    println!(
+        "{:<10} {:<20} {:<18} {:<9} {:<7} {:>9} {:>9}  failure",
+        "id", "started (UTC)", "source", "snapshot", "result", "RTO", "RPO"
+    );
+    for d in &all {
+        let r = &d.record;
+        println!(
+            "{:<10} {:<20} {:<18} {:<9} {:<7} {:>9} {:>9}  {}",
+            &d.id[..8.min(d.id.len())],
+            r.started.format("%Y-%m-%d %H:%M:%S"),
+            r.source,
+            r.short_snapshot(),
+            if r.ok { "ok" } else { "FAILED" },
+            human(r.rto_seconds),
+            human(r.rpo_seconds),
+            r.failure.as_deref().unwrap_or("")
+        );
+    }
+    Ok(OK)
+}
+
+fn text(d: &Stored<DrillRecord>) -> String {
+    let r = &d.record;
+    let mut s = format!(
+        "drill {} of {} ({} snapshot {}, taken {}): {}\n",
+        &d.id[..8.min(d.id.len())],
+        r.source,
+        r.kind,
+        r.short_snapshot(),
+        r.snapshot_time.format("%Y-%m-%d %H:%M:%S UTC"),
+        if r.ok { "PASSED" } else { "FAILED" }
+    );
+    s += &format!("  target: {}\n", r.target);
+    for st in &r.steps {
+        s += &format!(
+            "  {:<4} {:<13} {:>8}  {}\n",
+            if st.ok { "ok" } else { "FAIL" },
+            st.name,
+            format!("{:.1}s", st.seconds),
+            st.detail
+        );
+    }
+    for diff in &r.differences {
+        s += &format!(
+            "  differs: {}: expected {}, got {}\n",
+            diff.fact, diff.expected, diff.actual
+        );
+    }
+    s += &format!(
+        "  RTO (start to verified): {}   RPO (snapshot age at start): {}\n",
+        human(r.rto_seconds),
+        human(r.rpo_seconds)
+    );
+    if let Some(f) = &r.failure {
+        s += &format!("  failure: {f}\n");
+    }
+    s += "  recorded in the repository (`lifeboat drills`)\n";
+    s
+}
+
+/// The report as Markdown, for tickets and audit trails.
+pub fn markdown(d: &Stored<DrillRecord>) -> String {
+    let r = &d.record;
+    let mut s = format!(
+        "# Restore drill of `{}`: {}\n\n",
+        r.source,
+        if r.ok { "passed" } else { "FAILED" }
+    );
+    s += "| | |\n|---|---|\n";
+    for (k, v) in [
+        ("Drill", d.id.clone()),
+        ("Snapshot", format!("`{}` ({})", r.snapshot, r.kind)),
+        (
+            "Snapshot taken",
+            r.snapshot_time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
+        (
+            "Started",
+            r.started.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
+        ("Target", r.target.clone()),
+        ("RTO (start to verified)", human(r.rto_seconds)),
+        ("RPO (snapshot age at start)", human(r.rpo_seconds)),
+        ("Trigger", r.trigger.clone()),
+        ("Host", r.hostname.clone()),
+        ("Program", r.program.clone()),
+    ] {
+        s += &format!("| {k} | {} |\n", v.replace('|', "\\|"));
+    }
+    if let Some(f) = &r.failure {
+        s += &format!("\n**Failure:** {}\n", f.replace('\n', " "));
+    }
+    s += "\n## Steps\n\n| step | result | seconds | detail |\n|---|---|---:|---|\n";
+    for st in &r.steps {
+        s += &format!(
+            "| {} | {} | {:.1} | {} |\n",
+            st.name,
+            if st.ok { "ok" } else { "FAILED" },
+            st.seconds,
+            st.detail.replace('|', "\\|")
+        );
+    }
+    if !r.differences.is_empty() {
+        s += "\n## Differences\n\n| fact | expected | actual |\n|---|---|---|\n";
+        for diff in &r.differences {
+            s += &format!("| {} | {} | {} |\n", diff.fact, diff.expected, diff.actual);
+        }
+    }
+    s
+}

@@ -1,0 +1,154 @@
+//! `lifeboat status` and `lifeboat readiness`: the evidence in the
+//! repository judged against the configuration (docs/drills.md).
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use lifeboat_dr::readiness::State;
+use lifeboat_dr::status::{Verdict, describe_target, human};
+
+use crate::assess;
+use crate::context::Ctx;
+use crate::exit::{FAILURE, OK, fail, usage};
+use crate::output::print_json;
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Judge as if it were TIME (RFC 3339, e.g. 2026-12-01T00:00:00Z): "what
+    /// will the status be if nothing runs until then"
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+}
+
+fn now(a: &StatusArgs) -> Result<DateTime<Utc>> {
+    match &a.as_of {
+        None => Ok(Utc::now()),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                usage(format!(
+                    "--as-of {s:?}: {e}; give an RFC 3339 time like 2026-12-01T00:00:00Z"
+                ))
+            }),
+    }
+}
+
+fn config(ctx: &Ctx, what: &str) -> Result<crate::config::Config> {
+    ctx.config.clone().ok_or_else(|| {
+        usage(format!(
+            "`lifeboat {what}` judges the configured sources and objectives: pass --config FILE \
+             or set LIFEBOAT_CONFIG"
+        ))
+    })
+}
+
+/// Exit 0 when ok, 1 when a source is failing, 10 when at risk.
+pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
+    let at = now(&a)?;
+    let cfg = config(ctx, "status")?;
+    let repo = ctx.open().await?;
+    let found = assess::gather(&cfg, &repo, at).await?;
+    let st = &found.status;
+    if ctx.json() {
+        print_json(st)?;
+    } else {
+        println!(
+            "{:<20} {:<9} {:<22} {:>10} {:>18} {:<28} {:>10} {:>18}",
+            "source",
+            "verdict",
+            "last backup (UTC)",
+            "RPO now",
+            "RPO objective",
+            "last drill",
+            "RTO",
+            "RTO objective"
+        );
+        for s in &st.sources {
+            let drill = match &s.last_drill {
+                Some(d) => format!(
+                    "{} {}",
+                    d.started.format("%Y-%m-%d %H:%M"),
+                    if d.ok { "ok" } else { "FAILED" }
+                ),
+                None => "never".into(),
+            };
+            println!(
+                "{:<20} {:<9} {:<22} {:>10} {:>18} {:<28} {:>10} {:>18}",
+                s.source,
+                s.verdict.as_str(),
+                s.last_backup
+                    .as_ref()
+                    .map(|b| b.time.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "never".into()),
+                s.rpo_exposure_seconds.map(human).unwrap_or("-".into()),
+                describe_target(&s.objectives.rpo),
+                drill,
+                s.last_drill
+                    .as_ref()
+                    .map(|d| human(d.rto_seconds))
+                    .unwrap_or("-".into()),
+                describe_target(&s.objectives.rto)
+            );
+            for r in &s.reasons {
+                println!("    - {r}");
+            }
+        }
+        println!(
+            "\noverall: {} ({}) as of {}",
+            st.verdict.as_str().to_uppercase(),
+            st.reason,
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    match st.verdict {
+        Verdict::Ok => Ok(OK),
+        Verdict::AtRisk => Err(fail(
+            crate::exit::AT_RISK,
+            format!("at risk: {}", st.reason),
+        )),
+        Verdict::Failing => Err(fail(FAILURE, format!("failing: {}", st.reason))),
+    }
+}
+
+pub async fn readiness(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
+    let at = now(&a)?;
+    let cfg = config(ctx, "readiness")?;
+    let repo = ctx.open().await?;
+    let found = assess::gather(&cfg, &repo, at).await?;
+    let r = &found.readiness;
+    if ctx.json() {
+        print_json(r)?;
+    } else {
+        for it in &r.items {
+            println!("[{:<14}] {:<24} {}", it.state.as_str(), it.id, it.title);
+            if !it.detail.is_empty() {
+                println!("{:>18} {}", "", it.detail);
+            }
+        }
+        let failed = r.items.iter().filter(|i| i.state == State::Fail).count();
+        let manual = r
+            .items
+            .iter()
+            .filter(|i| i.state == State::Unattested)
+            .count();
+        println!(
+            "\n{} as of {}: {failed} automated item(s) failing, {manual} manual item(s) not attested",
+            if r.ready { "READY" } else { "NOT READY" },
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+    }
+    if r.ready {
+        Ok(OK)
+    } else {
+        let ids: Vec<&str> = r
+            .items
+            .iter()
+            .filter(|i| i.state == State::Fail)
+            .map(|i| i.id)
+            .collect();
+        Err(fail(
+            FAILURE,
+            format!("not ready: failing item(s) {}", ids.join(", ")),
+        ))
+    }
+}

@@ -1,0 +1,243 @@
+//! Running a restore drill (docs/drills.md): pick a source's latest
+//! snapshot, restore it somewhere harmless, verify it, measure RTO and RPO,
+//! clean up, and store the record in the repository. Used by `lifeboat
+//! drill` and by the daemon's drill schedules. The judgement of records
+//! (status, readiness) is in the `lifeboat-dr` crate.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `mod.rs` | choosing the source and snapshot, timing, the record |
+//! | `postgres.rs` | scratch database, restore, fact verification, cleanup |
+//! | `kube.rs` | restore into the drill namespaces (or an offline check), cleanup |
+
+pub mod kube;
+pub mod postgres;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::Utc;
+use lifeboat_dr::record::{self, DrillDifference, DrillRecord, DrillStep, Stored};
+use lifeboat_kube::client::ClusterOptions;
+use lifeboat_postgres::conn::{ConnConfig, Secret};
+use lifeboat_postgres::tools::Discovery;
+use lifeboat_repo::Repository;
+
+use crate::cmd_postgres::{configured_source, conn_err, postgres_facts, url_source};
+use crate::config::SourceKind;
+use crate::context::Ctx;
+use crate::exit::{NOT_FOUND, fail, usage};
+
+/// What to drill and where.
+pub struct Request {
+    /// A configured source.
+    pub source: Option<String>,
+    /// Or a database backed up with `backup postgres --db URL`.
+    pub db: Option<String>,
+    /// Scratch database URL (overrides the source's `drill.scratch`).
+    pub scratch: Option<String>,
+    /// `cli`, `schedule` or `api`, recorded.
+    pub trigger: &'static str,
+    pub cluster: ClusterOptions,
+}
+
+/// What a drill part fills in as it goes.
+pub struct Outcome {
+    pub started: Instant,
+    pub target: String,
+    pub steps: Vec<DrillStep>,
+    pub differences: Vec<DrillDifference>,
+    /// Set when the data was verified (or the drill failed).
+    pub rto_seconds: Option<f64>,
+}
+
+pub fn step(name: &str, ok: bool, since: Instant, detail: impl Into<String>) -> DrillStep {
+    DrillStep {
+        name: name.into(),
+        ok,
+        seconds: since.elapsed().as_secs_f64(),
+        detail: detail.into(),
+    }
+}
+
+enum Part {
+    Postgres {
+        discovery: Discovery,
+        scratch: postgres::Scratch,
+    },
+    Kube {
+        map: BTreeMap<String, String>,
+    },
+}
+
+/// Runs one drill and stores its record, failed or not. `Err` only when
+/// there is nothing to drill (no such source, no snapshot) or the record
+/// cannot be stored.
+pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<DrillRecord>> {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let (source, part) = plan(ctx, req)?;
+    let snap = repo
+        .find_snapshot("latest", Some(&source))
+        .await
+        .map_err(|e| {
+            fail(
+                NOT_FOUND,
+                format!("nothing to drill: {e}; run a backup of {source} first"),
+            )
+        })?;
+    let mut out = Outcome {
+        started,
+        target: String::new(),
+        steps: Vec::new(),
+        differences: Vec::new(),
+        rto_seconds: None,
+    };
+    let result = match part {
+        Part::Postgres { discovery, scratch } => match postgres_facts(&snap) {
+            Ok(facts) => postgres::drill(repo, &snap, &facts, &discovery, scratch, &mut out).await,
+            Err(e) => Err(e),
+        },
+        Part::Kube { map } => {
+            if snap.snapshot.kind != "kube" {
+                Err(anyhow::anyhow!(
+                    "snapshot {} is a {} snapshot, not kube",
+                    snap.short_id(),
+                    snap.snapshot.kind
+                ))
+            } else {
+                kube::drill(repo, &snap, &map, &req.cluster, &mut out).await
+            }
+        }
+    };
+    let finished = Utc::now();
+    let rec = DrillRecord {
+        version: record::RECORD_VERSION,
+        source: source.clone(),
+        kind: snap.snapshot.kind.clone(),
+        snapshot: snap.id.clone(),
+        snapshot_time: snap.snapshot.time,
+        started: started_at,
+        finished,
+        ok: result.is_ok(),
+        failure: result.as_ref().err().map(|e| format!("{e:#}")),
+        rto_seconds: out
+            .rto_seconds
+            .unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        rpo_seconds: ((started_at - snap.snapshot.time).num_milliseconds() as f64 / 1000.0)
+            .max(0.0),
+        target: out.target,
+        trigger: req.trigger.into(),
+        hostname: lifeboat_repo::keys::hostname(),
+        program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        steps: out.steps,
+        differences: out.differences,
+    };
+    let id = record::store_drill(repo, &rec).await.map_err(|e| {
+        anyhow::Error::from(e).context(format!(
+            "the drill {} but its record could not be stored in the repository",
+            if rec.ok { "passed" } else { "failed" }
+        ))
+    })?;
+    Ok(Stored { id, record: rec })
+}
+
+/// Resolves what to drill before touching anything.
+fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
+    let scratch_url = |explicit: Option<&str>| -> Result<Option<ConnConfig>> {
+        explicit
+            .map(|u| ConnConfig::parse(u).map_err(conn_err))
+            .transpose()
+    };
+    match (&req.source, &req.db) {
+        (Some(_), Some(_)) => Err(usage("give --source NAME or --db URL, not both")),
+        (None, None) => Err(usage(
+            "which source? give --source NAME (a configured source) or --db URL",
+        )),
+        (None, Some(url)) => {
+            let src = url_source(url)?;
+            let scratch = scratch_url(req.scratch.as_deref())?;
+            refuse_same(&src.conn, scratch.as_ref())?;
+            Ok((
+                src.name,
+                Part::Postgres {
+                    discovery: src.discovery,
+                    scratch: scratch.map_or(postgres::Scratch::Throwaway, postgres::Scratch::Url),
+                },
+            ))
+        }
+        (Some(name), None) => {
+            let cfg = ctx
+                .config
+                .as_ref()
+                .ok_or_else(|| usage(format!("--source {name} needs a configuration file")))?;
+            let src = cfg.source(name).map_err(|e| usage(e.to_string()))?;
+            let drill = src.drill.clone().unwrap_or_default();
+            match src.kind {
+                SourceKind::Postgres => {
+                    let pg = configured_source(ctx, name)?;
+                    let scratch = match (&req.scratch, &drill.scratch) {
+                        (Some(u), _) => scratch_url(Some(u))?,
+                        (None, Some(s)) => {
+                            let mut c = ConnConfig::parse(s.url.as_str()).map_err(conn_err)?;
+                            if let Some(p) = &s.password {
+                                let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
+                                c = c.with_password(Secret::new(secret));
+                            }
+                            Some(c)
+                        }
+                        (None, None) => None,
+                    };
+                    refuse_same(&pg.conn, scratch.as_ref())?;
+                    Ok((
+                        name.clone(),
+                        Part::Postgres {
+                            discovery: pg.discovery,
+                            scratch: scratch
+                                .map_or(postgres::Scratch::Throwaway, postgres::Scratch::Url),
+                        },
+                    ))
+                }
+                SourceKind::Kube => {
+                    if req.scratch.is_some() {
+                        return Err(usage(format!(
+                            "--scratch is a database URL; source {name} is a kube source (its \
+                             drill namespaces come from drill.namespace_map)"
+                        )));
+                    }
+                    if drill.namespace_map.is_empty() {
+                        return Err(usage(format!(
+                            "source {name} has no drill.namespace_map: a kube drill restores into \
+                             drill namespaces (e.g. kubernaut-system: kubernaut-test), never into \
+                             the namespaces it protects"
+                        )));
+                    }
+                    Ok((
+                        name.clone(),
+                        Part::Kube {
+                            map: drill.namespace_map,
+                        },
+                    ))
+                }
+                other => Err(usage(format!(
+                    "source {name} is a {other} source; drills restore postgres and kube sources"
+                ))),
+            }
+        }
+    }
+}
+
+/// A drill must never restore over the database it protects.
+fn refuse_same(source: &ConnConfig, scratch: Option<&ConnConfig>) -> Result<()> {
+    if let Some(s) = scratch
+        && s.display_url() == source.display_url()
+    {
+        return Err(usage(format!(
+            "the scratch database {} is the source database itself: a drill restores with \
+             --clean and would replace it; give another database",
+            s.display_url()
+        )));
+    }
+    Ok(())
+}

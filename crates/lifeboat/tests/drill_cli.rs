@@ -1,0 +1,431 @@
+//! Drills, status and readiness through the built binary, against real
+//! PostgreSQL 15 servers: the source cluster that each test starts, and the
+//! throwaway cluster each drill starts for itself. Time is injected (drill
+//! records written with an old start time, `--as-of`), never slept.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, PASSWORD, rt, setup};
+use lifeboat_postgres::TempCluster;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// A config with one postgres source `db`, the seed's database-corruption
+/// objective, and `extra_queries` as additional verification queries.
+fn write_config(env: &Env, cluster: &TempCluster, extra_queries: &str) -> PathBuf {
+    let token = env.path("api-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+sources:
+  db:
+    kind: postgres
+    schedule: \"0 0 1 1 *\"
+    retention:
+      keep_last: 5
+    postgres:
+      url: \"{url}\"
+      verify_queries:
+        - name: latest_audit_event
+          sql: SELECT max(event_timestamp) FROM audit_events
+{extra_queries}
+    covers: [database-corruption]
+    drill:
+      schedule: \"0 4 1 * *\"
+objectives:
+  - {{scenario: database-corruption, rto: 30m, rpo: 1h, priority: P1}}
+serve:
+  token: {{file: {token}}}
+readiness:
+  attestations:
+    on-call: {{by: Jane Roe, date: 2026-11-01}}
+",
+        repo = env.repo,
+        url = cluster.url("src"),
+        token = token.display()
+    );
+    let path = env.path("lifeboat.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn json(env: &Env, cfg: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--config", cfg.to_str().unwrap(), "--json"];
+    a.extend_from_slice(args);
+    let out = env.ok(&a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Runs with --json, expecting exit `code`; returns (stdout JSON, stderr).
+fn json_fails(env: &Env, cfg: &Path, args: &[&str], code: i32) -> (serde_json::Value, String) {
+    let mut a = vec!["--config", cfg.to_str().unwrap(), "--json"];
+    a.extend_from_slice(args);
+    let o = env.run(&a);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{a:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}")),
+        stderr,
+    )
+}
+
+fn item<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {r}"))
+}
+
+/// A running `lifeboat serve`; killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(env: &Env, cfg: &Path, tag: &str) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = env.path(&format!("serve-{tag}.log"));
+        let child = env
+            .cmd(&[
+                "--config",
+                cfg.to_str().unwrap(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Ready means it holds the lease (readiness's `monitoring` item).
+        while d.get("/readyz").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "daemon not ready: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    }
+
+    fn drills(&self) -> serde_json::Value {
+        let (code, body) = self.get("/api/v1/drills").expect("GET /api/v1/drills");
+        assert_eq!(code, 200, "{body}");
+        // A chunked body: take the JSON array inside it.
+        let start = body.find('[').unwrap();
+        let end = body.rfind(']').unwrap();
+        serde_json::from_str(&body[start..=end]).unwrap()
+    }
+}
+
+impl Daemon {
+    /// SIGTERM, as Kubernetes stops a pod: the daemon releases its lease.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Must hold 1: a drill of a Kubernaut-like database passes, records RTO and
+/// RPO, writes its reports, and its record is listed by a daemon, also after
+/// that daemon is restarted.
+#[test]
+fn drill_passes_records_rto_rpo_and_is_listed_after_a_daemon_restart() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_config(&env, &cluster, "");
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backup",
+        "postgres",
+        "--source",
+        "db",
+    ]);
+
+    let report = env.path("drill.md");
+    let d = json(
+        &env,
+        &cfg,
+        &[
+            "drill",
+            "--source",
+            "db",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert_eq!(d["source"], "db");
+    let rto = d["rto_seconds"].as_f64().unwrap();
+    let rpo = d["rpo_seconds"].as_f64().unwrap();
+    assert!(rto > 0.0 && rto < 1800.0, "rto {rto}");
+    assert!((0.0..600.0).contains(&rpo), "rpo {rpo}");
+    let steps: Vec<(&str, bool)> = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["ok"].as_bool().unwrap()))
+        .collect();
+    for name in ["scratch", "restore", "verify", "cleanup"] {
+        assert!(steps.contains(&(name, true)), "{name} in {steps:?}");
+    }
+    assert!(
+        d["target"]
+            .as_str()
+            .unwrap()
+            .contains("throwaway PostgreSQL 15")
+    );
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        md.contains("passed") && md.contains("| verify | ok |"),
+        "{md}"
+    );
+    // The throwaway cluster is gone: nothing of it is left running.
+    assert!(!d["steps"][3]["detail"].as_str().unwrap().is_empty());
+
+    // The text form says the same.
+    let id = d["id"].as_str().unwrap().to_string();
+    let list = env.ok(&["--config", cfg.to_str().unwrap(), "drills"]);
+    assert!(list.contains(&id[..8]) && list.contains("ok"), "{list}");
+
+    let daemon = Daemon::start(&env, &cfg, "1");
+    let listed = daemon.drills();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed:#}");
+    assert_eq!(listed[0]["rto_seconds"].as_f64(), Some(rto));
+    daemon.stop();
+    let daemon = Daemon::start(&env, &cfg, "2");
+    let listed = daemon.drills();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["ok"], true);
+}
+
+/// Must hold 2: a flipped byte in the snapshot's data fails the drill with a
+/// reason naming the damaged object; a verification query whose result
+/// differs fails it naming the query. Both are recorded as failed drills.
+#[test]
+fn corrupted_snapshot_and_differing_query_fail_the_drill_naming_them() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    // The scratch server listens on another port than the source: this
+    // query's recorded value cannot match a drill's.
+    let cfg = write_config(
+        &env,
+        &cluster,
+        "        - name: server_port\n          sql: SELECT current_setting('port')",
+    );
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backup",
+        "postgres",
+        "--source",
+        "db",
+    ]);
+    let (d, stderr) = json_fails(&env, &cfg, &["drill", "--source", "db"], 7);
+    assert_eq!(d["ok"], false);
+    let failure = d["failure"].as_str().unwrap();
+    assert!(failure.contains("query server_port"), "{failure}");
+    assert!(stderr.contains("server_port"), "{stderr}");
+    assert_eq!(d["differences"][0]["fact"], "query server_port", "{d:#}");
+
+    // Flip one byte in the middle of the largest pack.
+    let mut packs: Vec<PathBuf> = common::walk(&Path::new(&env.repo).join("data"));
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.last().unwrap().clone();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&pack, bytes).unwrap();
+    let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
+
+    let (d, _) = json_fails(&env, &cfg, &["drill", "--source", "db"], 7);
+    assert_eq!(d["ok"], false);
+    let failure = d["failure"].as_str().unwrap();
+    assert!(
+        failure.contains(&pack_id[..16]),
+        "{failure} should name {pack_id}"
+    );
+    let restore = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "restore")
+        .unwrap();
+    assert_eq!(restore["ok"], false, "{d:#}");
+
+    // Both failures are on record, and the last one makes the source failing.
+    let all = json(&env, &cfg, &["drills"]);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert!(all.as_array().unwrap().iter().all(|d| d["ok"] == false));
+    let (st, _) = json_fails(&env, &cfg, &["status"], 1);
+    assert_eq!(st["sources"][0]["verdict"], "failing", "{st:#}");
+    assert!(
+        st["reason"].as_str().unwrap().contains(&pack_id[..16]),
+        "{st:#}"
+    );
+}
+
+/// Stores a drill record the way `lifeboat drill` does, with an injected
+/// start time: "the last drill was 31 days ago" without waiting a month.
+fn store_old_drill(
+    rt: &tokio::runtime::Runtime,
+    env: &Env,
+    snapshot: &serde_json::Value,
+    age: chrono::TimeDelta,
+) {
+    use lifeboat_dr::record::{DrillRecord, RECORD_VERSION, store_drill};
+    use lifeboat_repo::{Repository, Secret};
+    rt.block_on(async {
+        let storage =
+            lifeboat_repo::storage::object::open_url(&env.repo, &Default::default()).unwrap();
+        let repo = Repository::open(storage, &Secret::Passphrase(PASSWORD.into()))
+            .await
+            .unwrap();
+        let started = chrono::Utc::now() - age;
+        let rec = DrillRecord {
+            version: RECORD_VERSION,
+            source: "db".into(),
+            kind: "postgres".into(),
+            snapshot: snapshot["id"].as_str().unwrap().into(),
+            snapshot_time: started - chrono::TimeDelta::minutes(20),
+            started,
+            finished: started + chrono::TimeDelta::seconds(40),
+            ok: true,
+            failure: None,
+            rto_seconds: 40.0,
+            rpo_seconds: 1200.0,
+            target: "throwaway PostgreSQL 15".into(),
+            trigger: "cli".into(),
+            hostname: "test".into(),
+            program: "test".into(),
+            steps: vec![],
+            differences: vec![],
+        };
+        store_drill(&repo, &rec).await.unwrap();
+    });
+}
+
+/// Must hold 3 and 4: readiness fails when the last successful drill is
+/// older than 30 days and passes after a fresh one; status goes from ok to at
+/// risk when the RPO exposure passes the objective.
+#[test]
+fn readiness_needs_a_recent_drill_and_status_turns_at_risk_past_the_rpo() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_config(&env, &cluster, "");
+    let c = cfg.to_str().unwrap();
+    let snap = json(&env, &cfg, &["backup", "postgres", "--source", "db"]);
+    env.ok(&["--config", c, "check", "--read-data"]);
+    let _daemon = Daemon::start(&env, &cfg, "r");
+    store_old_drill(&rt, &env, &snap, chrono::TimeDelta::days(31));
+
+    let (r, stderr) = json_fails(&env, &cfg, &["readiness"], 1);
+    assert_eq!(r["ready"], false);
+    let drills = item(&r, "restore-drills");
+    assert_eq!(drills["state"], "fail", "{r:#}");
+    assert!(
+        drills["detail"].as_str().unwrap().contains("31d 0h old"),
+        "{drills}"
+    );
+    assert!(stderr.contains("restore-drills"), "{stderr}");
+    // The other automated items hold, so only the drill is to blame.
+    for id in [
+        "backups-scheduled",
+        "backups-recent",
+        "retention",
+        "repository-encrypted",
+        "repository-checked",
+        "monitoring",
+        "objectives",
+    ] {
+        assert_eq!(item(&r, id)["state"], "pass", "{id}: {r:#}");
+    }
+    assert_eq!(item(&r, "on-call")["state"], "attested");
+    assert_eq!(item(&r, "runbooks")["state"], "unattested");
+    assert_eq!(
+        item(&r, "multi-region-replication")["state"],
+        "not_configured"
+    );
+
+    let d = json(&env, &cfg, &["drill", "--source", "db"]);
+    assert_eq!(d["ok"], true, "{d:#}");
+    let r = json(&env, &cfg, &["readiness"]);
+    assert_eq!(r["ready"], true, "{r:#}");
+    assert_eq!(item(&r, "restore-drills")["state"], "pass");
+    let text = env.ok(&["--config", c, "readiness"]);
+    assert!(text.contains("READY"), "{text}");
+
+    // Status: ok now; at risk once the last backup is older than the 1 h RPO.
+    let st = json(&env, &cfg, &["status"]);
+    assert_eq!(st["verdict"], "ok", "{st:#}");
+    assert_eq!(st["sources"][0]["verdict"], "ok");
+    let taken = chrono::DateTime::parse_from_rfc3339(snap["time"].as_str().unwrap()).unwrap();
+    let later = (taken + chrono::TimeDelta::minutes(61)).to_rfc3339();
+    let (st, _) = json_fails(&env, &cfg, &["status", "--as-of", &later], 10);
+    assert_eq!(st["verdict"], "at_risk", "{st:#}");
+    let reason = st["sources"][0]["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("RPO exposure 1h 1m exceeds"), "{reason}");
+    let text = env.run(&["--config", c, "status", "--as-of", &later]);
+    assert_eq!(text.status.code(), Some(10));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("AT RISK"));
+}
