@@ -237,7 +237,27 @@ struct BackupResult<'a> {
     kube: &'a BackupSummary,
 }
 
-pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
+/// A kube backup that committed its snapshot.
+pub struct KubeBackup {
+    /// The snapshot's source name (the configured source, else `kube`).
+    pub source: String,
+    pub snap: SnapshotRef,
+    /// What was listed: counts per kind, namespaces, left-out objects,
+    /// warnings.
+    pub summary: BackupSummary,
+}
+
+/// Backs up the objects `a` selects (its `--source`'s `kube:` section,
+/// overridden by its flags) into a new snapshot, printing nothing: the
+/// caller reports `summary.warnings` and the result. `repo`: the repository
+/// to write into, or `None` to open the context's (after connecting to the
+/// cluster). Errors carry their exit codes (`kube_err`).
+pub async fn backup_snapshot(
+    ctx: &Ctx,
+    repo: Option<&Repository>,
+    a: BackupKubeArgs,
+    mode: crate::progress::Mode,
+) -> Result<KubeBackup> {
     let source = match &a.source {
         Some(name) => Some(configured_source(ctx, name)?),
         None => None,
@@ -251,15 +271,17 @@ pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
         page_size: DEFAULT_PAGE_SIZE,
     };
     let client = connect(ctx, &a.cluster).await?;
-    let repo = ctx.open().await?;
+    let opened;
+    let repo = match repo {
+        Some(r) => r,
+        None => {
+            opened = ctx.open().await?;
+            &opened
+        }
+    };
     let progress = Arc::new(Progress::default());
-    let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
-    let display = crate::progress::start(
-        Arc::clone(&progress),
-        "backup kube",
-        ctx.progress_mode(),
-        false,
-    );
+    let mut session = BackupSession::start(repo, Arc::clone(&progress)).await?;
+    let display = crate::progress::start(Arc::clone(&progress), "backup kube", mode, false);
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let reader = ChannelReader {
         rx,
@@ -287,10 +309,7 @@ pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    let name = a
-        .source
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SOURCE.to_string());
+    let name = a.source.unwrap_or_else(|| DEFAULT_SOURCE.to_string());
     let snap = session
         .commit(SnapshotMeta {
             source: name.clone(),
@@ -300,6 +319,19 @@ pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
         })
         .await?;
     drop(display);
+    Ok(KubeBackup {
+        source: name,
+        snap,
+        summary,
+    })
+}
+
+pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
+    let KubeBackup {
+        source: name,
+        snap,
+        summary,
+    } = backup_snapshot(ctx, None, a, ctx.progress_mode()).await?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }

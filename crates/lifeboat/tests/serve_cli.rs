@@ -6,7 +6,10 @@
 //! 3. the API's bearer token;
 //! 4. SIGTERM during a backup: finished within the grace period, or
 //!    abandoned without a partial snapshot; exit 0; `check --read-data` clean;
-//! 5. two daemons on one repository: one active, takeover after a kill.
+//! 5. two daemons on one repository: one active, takeover after a kill;
+//!
+//! and a kube source scheduled in an IANA time zone (printing nothing on
+//! stdout), and an unknown time zone refused at start with its position.
 //!
 //! Nothing here asserts a timing except as a generous timeout; every wait
 //! is a poll.
@@ -87,12 +90,15 @@ struct Daemon {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
+    /// Its standard output (the log is on stderr).
+    out: PathBuf,
 }
 
 impl Daemon {
     fn start(env: &Env, config: &Path, tag: &str) -> Daemon {
         let port = free_port();
         let log = env.path(&format!("serve-{tag}.log"));
+        let out = env.path(&format!("serve-{tag}.out"));
         let child = env
             .cmd(&[
                 "--config",
@@ -102,7 +108,7 @@ impl Daemon {
                 &format!("127.0.0.1:{port}"),
             ])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn lifeboat serve");
@@ -110,6 +116,7 @@ impl Daemon {
             child: Some(child),
             port,
             log,
+            out,
         };
         poll(Duration::from_secs(60), "the daemon's /healthz", || {
             d.try_get("/healthz", None).filter(|r| r.0 == 200)
@@ -768,8 +775,10 @@ fn two_daemons_one_active_and_takeover_after_a_kill() {
 }
 
 /// A Kubernetes source (the seed's daily ConfigMaps and Secrets) scheduled
-/// by the daemon against the Kubernetes API test double, with the API token
-/// read from a Kubernetes Secret reference.
+/// by the daemon, in an IANA time zone, against the Kubernetes API test
+/// double, with the API token read from a Kubernetes Secret reference. The
+/// backups print nothing on the daemon's stdout (the CLI's report is the
+/// CLI's).
 #[test]
 fn kube_source_on_schedule_and_token_from_a_kubernetes_secret() {
     use base64::Engine;
@@ -798,6 +807,7 @@ sources:
   cfg:
     kind: kube
     schedule: \"* * * * * *\"
+    timezone: Europe/Berlin
     retention: {{keep_last: 2}}
     kube: {{namespaces: [{ns}], kinds: [configmaps, secrets]}}
 serve:
@@ -821,5 +831,43 @@ serve:
     assert_eq!(d.get("/api/v1/status", None).0, 401);
     let (code, body) = d.get("/api/v1/status", Some(TOKEN));
     assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cfg = &status["sources"][0];
+    assert_eq!(cfg["name"], "cfg", "{status:#}");
+    assert_eq!(cfg["timezone"], "Europe/Berlin", "{status:#}");
+    assert!(cfg["next_run"].is_string(), "{status:#}");
     assert!(!d.log_text().contains(TOKEN), "the token reached the logs");
+    let out = std::fs::read_to_string(&d.out).unwrap();
+    assert!(out.is_empty(), "the daemon printed on stdout:\n{out}");
+}
+
+/// An unknown time zone name is a configuration error at start (exit 2),
+/// located like every other one.
+#[test]
+fn unknown_time_zone_is_refused_at_start_with_its_position() {
+    let env = Env::init();
+    let config = write_config(
+        &env,
+        "tz.yaml",
+        "postgresql://kubernaut@127.0.0.1:1/kubernaut",
+        "    schedule: \"0 2 * * *\"\n    timezone: Europe/Atlantis",
+        "",
+    );
+    let o = env.run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:11:15: ", config.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown time zone \"Europe/Atlantis\""),
+        "{err}"
+    );
 }

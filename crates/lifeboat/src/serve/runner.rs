@@ -240,14 +240,13 @@ async fn backup_postgres(
     })
 }
 
-/// Kubernetes sources run the CLI's `backup kube` in-process; the snapshot is
-/// then the source's newest.
+/// Kubernetes sources: the CLI's `backup kube --source NAME`, in-process
+/// and printing nothing; its warnings are logged.
 async fn backup_kube(
     d: &Daemon,
     name: &str,
     tags: Vec<String>,
 ) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
-    let before = Utc::now();
     let args = crate::cmd_kube::BackupKubeArgs {
         source: Some(name.to_string()),
         select: Default::default(),
@@ -256,40 +255,20 @@ async fn backup_kube(
         tags,
         cluster: Default::default(),
     };
-    let quiet = crate::context::Ctx {
-        global: crate::Global {
-            quiet: true,
-            json: false,
-            ..d.ctx.global.clone()
-        },
-        config: d.ctx.config.clone(),
-    };
-    crate::cmd_kube::backup(&quiet, args)
-        .await
-        .map_err(|error| RunError {
-            reason: match classify(&error) {
-                "dump" => "kubernetes",
-                r => r,
-            },
-            error,
-        })?;
-    let newest = d
-        .repo
-        .find_snapshot("latest", Some(name))
-        .await
-        .map_err(|e| RunError {
-            reason: "repository",
-            error: e.into(),
-        })?;
-    if newest.snapshot.time < before {
-        return Err(RunError {
-            reason: "repository",
-            error: anyhow::anyhow!(
-                "the Kubernetes backup of {name} reported success but left no new snapshot"
-            ),
-        });
+    let done =
+        crate::cmd_kube::backup_snapshot(&d.ctx, Some(&d.repo), args, crate::progress::Mode::Off)
+            .await
+            .map_err(|error| RunError {
+                reason: match classify(&error) {
+                    "dump" => "kubernetes",
+                    r => r,
+                },
+                error,
+            })?;
+    for w in &done.summary.warnings {
+        tracing::warn!(source = %name, warning = %w, "Kubernetes backup warning");
     }
-    Ok(newest)
+    Ok(done.snap)
 }
 
 fn classify(e: &anyhow::Error) -> &'static str {
