@@ -19,6 +19,15 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 /// A config with one postgres source `db`, the seed's database-corruption
 /// objective, and `extra_queries` as additional verification queries.
 fn write_config(env: &Env, cluster: &TempCluster, extra_queries: &str) -> PathBuf {
+    write_config_drilled(env, cluster, extra_queries, "0 4 1 * *")
+}
+
+fn write_config_drilled(
+    env: &Env,
+    cluster: &TempCluster,
+    extra_queries: &str,
+    drill_schedule: &str,
+) -> PathBuf {
     let token = env.path("api-token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -41,7 +50,7 @@ sources:
 {extra_queries}
     covers: [database-corruption]
     drill:
-      schedule: \"0 4 1 * *\"
+      schedule: \"{drill_schedule}\"
 objectives:
   - {{scenario: database-corruption, rto: 30m, rpo: 1h, priority: P1}}
 serve:
@@ -428,4 +437,57 @@ fn readiness_needs_a_recent_drill_and_status_turns_at_risk_past_the_rpo() {
     let text = env.run(&["--config", c, "status", "--as-of", &later]);
     assert_eq!(text.status.code(), Some(10));
     assert!(String::from_utf8_lossy(&text.stdout).contains("AT RISK"));
+}
+
+/// The daemon drills on the source's drill schedule and exports the drill
+/// and restore metrics from the records.
+#[test]
+fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_config_drilled(&env, &cluster, "", "*/2 * * * * *");
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backup",
+        "postgres",
+        "--source",
+        "db",
+    ]);
+    let daemon = Daemon::start(&env, &cfg, "d");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let metrics = loop {
+        let (_, m) = daemon.get("/metrics").expect("GET /metrics");
+        if m.contains("lifeboat_drills_total{source=\"db\",result=\"passed\"}") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no scheduled drill passed: {m}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{source=\"db\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    let drills = daemon.drills();
+    let first = drills
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["trigger"] == "schedule")
+        .expect("a scheduled drill record");
+    assert_eq!(first["ok"], true);
+    assert!(value("lifeboat_drill_last_success_timestamp_seconds") > 1.7e9);
+    assert!(value("lifeboat_drill_rto_seconds") > 0.0);
+    assert!(value("lifeboat_drill_rpo_seconds") >= 0.0);
+    assert_eq!(value("lifeboat_drill_success"), 1.0);
+    assert!(
+        metrics.contains("lifeboat_restore_duration_seconds_count{source=\"db\"}"),
+        "{metrics}"
+    );
+    assert!(value("lifeboat_restore_last_success_timestamp_seconds") > 1.7e9);
+    daemon.stop();
 }

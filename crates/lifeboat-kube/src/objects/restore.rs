@@ -428,12 +428,18 @@ pub async fn restore(
             .iter()
             .filter(|r| r.resource.class() == class)
             .collect();
-        let results: Vec<ObjectResult> =
-            futures::stream::iter(batch.iter().map(|r| applier.apply(r)))
-                .buffered(opts.concurrency.max(1))
-                .inspect(|res| on_result(res))
-                .collect()
-                .await;
+        // The futures are made first (they are lazy): a closure inside the
+        // stream would make the whole restore future impossible to prove
+        // Send, and the daemon runs drills on spawned tasks.
+        let mut pending = Vec::with_capacity(batch.len());
+        for r in batch.iter().copied() {
+            pending.push(applier.apply(r));
+        }
+        let results: Vec<ObjectResult> = futures::stream::iter(pending)
+            .buffered(opts.concurrency.max(1))
+            .inspect(|res| on_result(res))
+            .collect()
+            .await;
         if class == Class::CustomResourceDefinition {
             let mut applied = Vec::new();
             for (r, res) in batch.iter().zip(&results) {

@@ -61,6 +61,8 @@ pub fn step(name: &str, ok: bool, since: Instant, detail: impl Into<String>) -> 
     }
 }
 
+// One value per drill: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Part {
     Postgres {
         discovery: Discovery,
@@ -107,7 +109,12 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
                     snap.snapshot.kind
                 ))
             } else {
-                kube::drill(repo, &snap, &map, &req.cluster, &mut out).await
+                // Boxed as Send: the compiler cannot prove the kube
+                // client's futures Send for every lifetime when spawned.
+                let fut: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<()>> + Send + '_>,
+                > = Box::pin(kube::drill(repo, &snap, &map, &req.cluster, &mut out));
+                fut.await
             }
         }
     };

@@ -28,15 +28,32 @@ pub const PRUNE_LAST_SUCCESS: &str = "lifeboat_prune_last_success_timestamp_seco
 pub const PRUNE_FAILURES: &str = "lifeboat_prune_failures_total";
 pub const REPO_SIZE: &str = "lifeboat_repository_size_bytes";
 pub const LEASE_ACTIVE: &str = "lifeboat_lease_active";
-/// Set by restore drills (issue 6, not run by the daemon yet); the
-/// PrometheusRule's drill-overdue alert fires while it is absent.
+/// Set from the repository's drill records (any daemon's or CLI's drills);
+/// the PrometheusRule's drill-overdue alert fires while it is old or absent.
 pub const DRILL_LAST_SUCCESS: &str = "lifeboat_drill_last_success_timestamp_seconds";
+pub const DRILL_LAST_RUN: &str = "lifeboat_drill_last_run_timestamp_seconds";
+pub const DRILL_SUCCESS: &str = "lifeboat_drill_success";
+pub const DRILL_RTO: &str = "lifeboat_drill_rto_seconds";
+pub const DRILL_RPO: &str = "lifeboat_drill_rpo_seconds";
+pub const DRILLS: &str = "lifeboat_drills_total";
+pub const DRILL_RUNNING: &str = "lifeboat_drill_running";
+/// Restores the daemon runs (the restore step of its drills).
+pub const RESTORE_DURATION: &str = "lifeboat_restore_duration_seconds";
+pub const RESTORE_LAST_SUCCESS: &str = "lifeboat_restore_last_success_timestamp_seconds";
+pub const RESTORES: &str = "lifeboat_restores_total";
 
 /// Installs the global recorder; the handle renders the scrape payload.
 pub fn install() -> Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(BACKUP_DURATION.into()),
+            &[
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+            ],
+        )
+        .context("configuring the metrics recorder")?
+        .set_buckets_for_metric(
+            Matcher::Full(RESTORE_DURATION.into()),
             &[
                 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
             ],
@@ -115,7 +132,45 @@ fn describe() {
     describe_gauge!(
         DRILL_LAST_SUCCESS,
         Unit::Seconds,
-        "Time of the last successful restore drill (Unix seconds)"
+        "Start of the source's last successful restore drill (Unix seconds)"
+    );
+    describe_gauge!(
+        DRILL_LAST_RUN,
+        Unit::Seconds,
+        "Start of the source's last restore drill, passed or failed (Unix seconds)"
+    );
+    describe_gauge!(
+        DRILL_SUCCESS,
+        "1 when the source's last drill passed, 0 when it failed"
+    );
+    describe_gauge!(
+        DRILL_RTO,
+        Unit::Seconds,
+        "Time to recover measured by the source's last successful drill"
+    );
+    describe_gauge!(
+        DRILL_RPO,
+        Unit::Seconds,
+        "Data-loss window of the source's last successful drill (its snapshot's age)"
+    );
+    describe_counter!(
+        DRILLS,
+        "Drills run by this daemon, by result (passed, failed, error)"
+    );
+    describe_gauge!(DRILL_RUNNING, "1 while a drill of the source runs");
+    describe_histogram!(
+        RESTORE_DURATION,
+        Unit::Seconds,
+        "Duration of restores run by the daemon (the restore step of drills)"
+    );
+    describe_gauge!(
+        RESTORE_LAST_SUCCESS,
+        Unit::Seconds,
+        "End of the source's last successful restore run by the daemon (Unix seconds)"
+    );
+    describe_counter!(
+        RESTORES,
+        "Restores run by the daemon, by result (success, failure)"
     );
     describe_gauge!(
         LEASE_ACTIVE,
@@ -201,4 +256,45 @@ pub fn repository_size(bytes: u64) {
 
 pub fn lease_active(active: bool) {
     gauge!(LEASE_ACTIVE).set(if active { 1.0 } else { 0.0 });
+}
+
+/// The gauges of a source's drills, from the repository's records.
+pub fn drill_state(
+    source: &str,
+    last: Option<&lifeboat_dr::record::DrillRecord>,
+    last_ok: Option<&lifeboat_dr::record::DrillRecord>,
+) {
+    let l = || source.to_string();
+    if let Some(d) = last {
+        gauge!(DRILL_LAST_RUN, "source" => l()).set(unix(d.started));
+        gauge!(DRILL_SUCCESS, "source" => l()).set(if d.ok { 1.0 } else { 0.0 });
+    }
+    if let Some(d) = last_ok {
+        gauge!(DRILL_LAST_SUCCESS, "source" => l()).set(unix(d.started));
+        gauge!(DRILL_RTO, "source" => l()).set(d.rto_seconds);
+        gauge!(DRILL_RPO, "source" => l()).set(d.rpo_seconds);
+    }
+}
+
+/// A drill this daemon ran: its result and its restore step.
+pub fn drill_ran(d: &lifeboat_dr::record::DrillRecord) {
+    let result = if d.ok { "passed" } else { "failed" };
+    counter!(DRILLS, "source" => d.source.clone(), "result" => result).increment(1);
+    if let Some(step) = d.steps.iter().find(|s| s.name == "restore") {
+        let r = if step.ok { "success" } else { "failure" };
+        counter!(RESTORES, "source" => d.source.clone(), "result" => r).increment(1);
+        if step.ok {
+            histogram!(RESTORE_DURATION, "source" => d.source.clone()).record(step.seconds);
+            gauge!(RESTORE_LAST_SUCCESS, "source" => d.source.clone()).set(unix(d.finished));
+        }
+    }
+}
+
+/// A drill that could not run at all (no snapshot, bad configuration).
+pub fn drill_error(source: &str) {
+    counter!(DRILLS, "source" => source.to_string(), "result" => "error").increment(1);
+}
+
+pub fn drill_running(source: &str, on: bool) {
+    gauge!(DRILL_RUNNING, "source" => source.to_string()).set(if on { 1.0 } else { 0.0 });
 }

@@ -1,0 +1,153 @@
+//! Scheduled restore drills (`drill.schedule` of a source), and the drill
+//! gauges, which come from the repository's records so that drills run by
+//! the CLI or by another daemon count too.
+//!
+//! Policy (docs/drills.md): only the active daemon drills; one drill at a
+//! time per daemon (each may start a PostgreSQL of its own); a slot missed
+//! while no daemon was active is drilled once when one becomes active, like
+//! backups; a drill never holds a source's backup lock (it only reads).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use croner::Cron;
+
+use super::{Daemon, Role, metrics, scheduler};
+use crate::config::Timezone;
+use crate::drill::{self, Request};
+
+/// Reads the drill records and sets the gauges of every configured source.
+pub async fn refresh(d: &Daemon) {
+    let records = match lifeboat_dr::record::drills(&d.repo).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the repository's drill records");
+            return;
+        }
+    };
+    for name in d.sources.keys() {
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| &r.record.source == name)
+            .collect();
+        let last = mine.last().map(|r| &r.record);
+        let last_ok = mine.iter().rev().find(|r| r.record.ok).map(|r| &r.record);
+        metrics::drill_state(name, last, last_ok);
+    }
+}
+
+/// The drill loop of one source; ends at shutdown.
+pub async fn run(
+    d: Arc<Daemon>,
+    name: String,
+    cron: Cron,
+    tz: Timezone,
+    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
+) {
+    let mut role = d.role.subscribe();
+    let mut shutdown = d.shutdown.subscribe();
+    'standby: loop {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if matches!(*role.borrow_and_update(), Role::Active) {
+                break;
+            }
+            tokio::select! {
+                r = role.changed() => if r.is_err() { return },
+                _ = super::stopped(&mut shutdown) => return,
+            }
+        }
+        let now = Utc::now();
+        let last = lifeboat_dr::record::drills(&d.repo)
+            .await
+            .ok()
+            .and_then(|r| {
+                r.iter()
+                    .rev()
+                    .find(|x| x.record.source == name)
+                    .map(|x| x.record.started)
+            });
+        let mut last_slot = now;
+        if let Some(slot) = scheduler::missed(&cron, tz, last, now)
+            && last.is_some()
+        {
+            // Only after downtime: a source never drilled waits for its
+            // first slot (its first backup may not exist yet).
+            tracing::info!(source = %name, slot = %slot, "a drill slot passed while no daemon was active: drilling once now");
+            drill_once(&d, &name, &one_at_a_time, &mut shutdown).await;
+            last_slot = slot.max(now);
+        }
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if !matches!(*role.borrow_and_update(), Role::Active) {
+                continue 'standby;
+            }
+            let from = Utc::now().max(last_slot);
+            let Some(next) = scheduler::next_after(&cron, tz, from) else {
+                super::stopped(&mut shutdown).await;
+                return;
+            };
+            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = super::stopped(&mut shutdown) => return,
+                r = role.changed() => {
+                    if r.is_err() { return }
+                    continue;
+                }
+            }
+            last_slot = next;
+            drill_once(&d, &name, &one_at_a_time, &mut shutdown).await;
+        }
+    }
+}
+
+/// Runs one drill, unless shutdown comes first. A drill interrupted by
+/// shutdown leaves no record (its scratch cluster is removed on drop).
+async fn drill_once(
+    d: &Daemon,
+    name: &str,
+    one_at_a_time: &tokio::sync::Mutex<()>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let _turn = tokio::select! {
+        g = one_at_a_time.lock() => g,
+        _ = super::stopped(shutdown) => return,
+    };
+    let req = Request {
+        source: Some(name.to_string()),
+        db: None,
+        scratch: None,
+        trigger: "schedule",
+        cluster: d.ctx.cluster_options(None, None),
+    };
+    metrics::drill_running(name, true);
+    tracing::info!(source = %name, "drill started");
+    let result = tokio::select! {
+        r = drill::run(&d.ctx, &d.repo, &req) => Some(r),
+        _ = super::stopped(shutdown) => None,
+    };
+    metrics::drill_running(name, false);
+    match result {
+        None => tracing::warn!(source = %name, "drill abandoned at shutdown; no record was stored"),
+        Some(Ok(rec)) => {
+            let r = &rec.record;
+            metrics::drill_ran(r);
+            if r.ok {
+                tracing::info!(source = %name, drill = %rec.id, snapshot = %r.short_snapshot(), rto_seconds = r.rto_seconds, rpo_seconds = r.rpo_seconds, "drill passed");
+            } else {
+                tracing::error!(source = %name, drill = %rec.id, snapshot = %r.short_snapshot(), failure = %r.failure.as_deref().unwrap_or(""), "drill FAILED");
+            }
+            refresh(d).await;
+        }
+        Some(Err(e)) => {
+            metrics::drill_error(name);
+            tracing::error!(source = %name, error = %format!("{e:#}"), "drill could not run");
+        }
+    }
+}
