@@ -195,6 +195,18 @@ setup_postgres() {
     :
 }
 
+# --- headless Chromium ----------------------------------------------------------
+
+# crates/lifeboat/tests/status_page.rs renders the daemon's status page in
+# headless /usr/bin/chromium (and fails, saying to run this script, without
+# it). Debian's `chromium`; fonts-liberation is its recommended font, which
+# --no-install-recommends would leave out.
+setup_chromium() {
+    if [ ! -x /usr/bin/chromium ]; then
+        ensure_apt_packages chromium fonts-liberation
+    fi
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -202,6 +214,7 @@ command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust 
 setup_venv
 start_moto
 setup_postgres
+setup_chromium
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"

@@ -24,6 +24,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/api/v1/sources/{name}/backup", post(backup))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&d), auth));
     Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -212,6 +213,32 @@ async fn snapshots(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
         Err(e) => error(
             StatusCode::BAD_GATEWAY,
             format!("cannot list the repository's snapshots: {e}"),
+        ),
+    }
+}
+
+/// The status page: open like `/healthz` (it shows no secrets). 502 with an
+/// HTML page saying what failed when the repository cannot be read.
+async fn page(State(d): D) -> Response {
+    let html = |code: StatusCode, body: String| {
+        (
+            code,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::response::Html(body),
+        )
+            .into_response()
+    };
+    let Some(cfg) = d.ctx.config.as_ref() else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            super::page::render_error("no configuration: the daemon was started without one"),
+        );
+    };
+    match crate::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
+        Ok(a) => html(StatusCode::OK, super::page::render(&a)),
+        Err(e) => html(
+            StatusCode::BAD_GATEWAY,
+            super::page::render_error(&format!("cannot read the repository's evidence: {e:#}")),
         ),
     }
 }

@@ -8,11 +8,13 @@
 //! | `retention.rs` | forget per source after each backup; prune batched |
 //! | `lease.rs` | one active daemon per repository |
 //! | `http.rs` | health, readiness, metrics and the JSON API |
+//! | `page.rs` | the status page at `/`: one self-contained HTML page of the assessment |
 //! | `metrics.rs` | metric names and recording |
 
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod page;
 pub mod retention;
 pub mod runner;
 pub mod scheduler;
