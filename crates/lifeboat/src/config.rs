@@ -151,6 +151,25 @@ pub struct ServeConfig {
     /// prunes after every backup that forgot a snapshot.
     #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
     pub prune_interval: Option<TimeDelta>,
+    /// Repository checks the daemon runs and records (`lifeboat readiness`
+    /// wants a passed one within `readiness.check_max_age`). Unset: none.
+    #[serde(default)]
+    pub check: Option<ServeCheck>,
+}
+
+/// `serve.check`: when the daemon checks the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeCheck {
+    /// Cron, in UTC, e.g. `"0 5 * * 0"` (Sundays 05:00).
+    pub schedule: Schedule,
+    /// Read and authenticate every pack (`check --read-data`). Default true.
+    #[serde(default = "yes")]
+    pub read_data: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ServeConfig {

@@ -446,6 +446,12 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let cfg = write_config_drilled(&env, &cluster, "", "*/2 * * * * *");
+    // ...and checks the repository every 3 s, recording the outcome.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "serve:\n",
+        "serve:\n  check: {schedule: \"*/3 * * * * *\"}\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
     env.ok(&[
         "--config",
         cfg.to_str().unwrap(),
@@ -458,7 +464,9 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let metrics = loop {
         let (_, m) = daemon.get("/metrics").expect("GET /metrics");
-        if m.contains("lifeboat_drills_total{source=\"db\",result=\"passed\"}") {
+        if m.contains("lifeboat_drills_total{source=\"db\",result=\"passed\"}")
+            && m.contains("lifeboat_check_last_success_timestamp_seconds ")
+        {
             break m;
         }
         assert!(Instant::now() < deadline, "no scheduled drill passed: {m}");
@@ -489,5 +497,8 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
         "{metrics}"
     );
     assert!(value("lifeboat_restore_last_success_timestamp_seconds") > 1.7e9);
+    // The daemon's check is on record: readiness sees it.
+    let r = json(&env, &cfg, &["readiness"]);
+    assert_eq!(item(&r, "repository-checked")["state"], "pass", "{r:#}");
     daemon.stop();
 }

@@ -21,6 +21,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
     let api = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/snapshots", get(snapshots))
+        .route("/api/v1/drills", get(drills))
+        .route("/api/v1/assessment", get(assessment))
         .route("/api/v1/sources/{name}/backup", post(backup))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&d), auth));
     Router::new()
@@ -213,6 +215,36 @@ async fn snapshots(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
         Err(e) => error(
             StatusCode::BAD_GATEWAY,
             format!("cannot list the repository's snapshots: {e}"),
+        ),
+    }
+}
+
+async fn drills(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
+    match lifeboat_dr::record::drills(&d.repo).await {
+        Ok(list) => {
+            let rows: Vec<_> = list
+                .into_iter()
+                .filter(|r| q.source.as_deref().is_none_or(|s| r.record.source == s))
+                .collect();
+            axum::Json(rows).into_response()
+        }
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot read the repository's drill records: {e}"),
+        ),
+    }
+}
+
+/// Status and readiness, judged now from the repository's evidence.
+async fn assessment(State(d): D) -> Response {
+    let Some(cfg) = d.ctx.config.as_ref() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no configuration");
+    };
+    match crate::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
+        Ok(a) => axum::Json(a).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot read the repository's evidence: {e:#}"),
         ),
     }
 }

@@ -41,6 +41,8 @@ pub const DRILL_RUNNING: &str = "lifeboat_drill_running";
 pub const RESTORE_DURATION: &str = "lifeboat_restore_duration_seconds";
 pub const RESTORE_LAST_SUCCESS: &str = "lifeboat_restore_last_success_timestamp_seconds";
 pub const RESTORES: &str = "lifeboat_restores_total";
+pub const CHECK_LAST_SUCCESS: &str = "lifeboat_check_last_success_timestamp_seconds";
+pub const CHECK_PROBLEMS: &str = "lifeboat_check_problems";
 
 /// Installs the global recorder; the handle renders the scrape payload.
 pub fn install() -> Result<PrometheusHandle> {
@@ -297,4 +299,11 @@ pub fn drill_error(source: &str) {
 
 pub fn drill_running(source: &str, on: bool) {
     gauge!(DRILL_RUNNING, "source" => source.to_string()).set(if on { 1.0 } else { 0.0 });
+}
+
+pub fn check_ran(c: &lifeboat_dr::record::CheckRecord) {
+    gauge!(CHECK_PROBLEMS).set(c.problems as f64);
+    if c.ok {
+        gauge!(CHECK_LAST_SUCCESS).set(unix(c.time));
+    }
 }

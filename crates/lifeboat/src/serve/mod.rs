@@ -6,11 +6,15 @@
 //! | `scheduler.rs` | cron slots per source (time zone, missed slots, overlaps) |
 //! | `runner.rs` | one backup of a source, in-process, with its retention and the grace period |
 //! | `retention.rs` | forget per source after each backup; prune batched |
+//! | `drills.rs` | scheduled restore drills and the drill gauges |
+//! | `checks.rs` | scheduled repository checks, recorded for readiness |
 //! | `lease.rs` | one active daemon per repository |
 //! | `http.rs` | health, readiness, metrics and the JSON API |
 //! | `page.rs` | the status page at `/`: one self-contained HTML page of the assessment |
 //! | `metrics.rs` | metric names and recording |
 
+pub mod checks;
+pub mod drills;
 pub mod http;
 pub mod lease;
 pub mod metrics;
@@ -376,6 +380,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     if let Err(e) = daemon.refresh_from_repository().await {
         tracing::warn!(error = %format!("{e:#}"), "could not read the snapshots at start-up; retrying after the first run");
     }
+    drills::refresh(&daemon).await;
 
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(Arc::clone(&daemon), listener, http_stop_rx));
@@ -395,6 +400,29 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
         schedulers.push(tokio::spawn(scheduler::run(
             Arc::clone(&daemon),
             Arc::clone(src),
+        )));
+    }
+
+    // One drill at a time: each may start a PostgreSQL of its own.
+    let drill_turn = Arc::new(tokio::sync::Mutex::new(()));
+    for (name, s) in &config.sources {
+        let Some(schedule) = s.drill.as_ref().and_then(|d| d.schedule.clone()) else {
+            continue;
+        };
+        schedulers.push(tokio::spawn(drills::run(
+            Arc::clone(&daemon),
+            name.clone(),
+            schedule.cron().clone(),
+            s.timezone.unwrap_or(crate::config::Timezone::UTC),
+            Arc::clone(&drill_turn),
+        )));
+    }
+
+    if let Some(c) = config.serve.as_ref().and_then(|s| s.check.clone()) {
+        schedulers.push(tokio::spawn(checks::run(
+            Arc::clone(&daemon),
+            c.schedule.cron().clone(),
+            c.read_data,
         )));
     }
 
