@@ -1,8 +1,10 @@
 //! `deploy/rbac.yaml`: every document deserialises into its k8s-openapi type
 //! without losing a field (a typo'd key would be dropped silently by the API
 //! server's decoder), the bindings point at what the file defines, nothing is
-//! a wildcard or can delete, and the rules grant every request the quiescing
-//! protocol makes (and the object backup/restore needs).
+//! a wildcard, deletion is limited to what a drill creates in kubernaut-test
+//! (its ConfigMaps and Secrets, and that namespace by name), every rule is
+//! explained by a comment, and the rules grant every request the quiescing
+//! protocol makes (and the object backup/restore and drills need).
 
 use std::path::Path;
 
@@ -12,10 +14,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-fn manifests() -> Vec<Value> {
+fn text() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
-    let text = std::fs::read_to_string(&path).expect("deploy/rbac.yaml");
-    serde_saphyr::from_multiple::<Value>(&text).expect("valid YAML")
+    std::fs::read_to_string(&path).expect("deploy/rbac.yaml")
+}
+
+fn manifests() -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(&text()).expect("valid YAML")
 }
 
 /// Drops nulls and empty objects so that a round trip compares equal.
@@ -47,15 +52,31 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
     t
 }
 
-fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
-    rules.iter().any(|r| {
-        r.api_groups
+fn matches(r: &PolicyRule, group: &str, resource: &str, verb: &str) -> bool {
+    r.api_groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == group))
+        && r.resources
             .as_ref()
-            .is_some_and(|g| g.iter().any(|g| g == group))
-            && r.resources
+            .is_some_and(|rs| rs.iter().any(|x| x == resource))
+        && r.verbs.iter().any(|v| v == verb)
+}
+
+/// Whether the rules allow `verb` on every object of the resource (rules
+/// limited by resourceNames do not count).
+fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool {
+    rules
+        .iter()
+        .any(|r| r.resource_names.is_none() && matches(r, group, resource, verb))
+}
+
+/// Whether the rules allow `verb` on the object `name` of the resource.
+fn allows_named(rules: &[PolicyRule], group: &str, resource: &str, verb: &str, name: &str) -> bool {
+    rules.iter().any(|r| {
+        matches(r, group, resource, verb)
+            && r.resource_names
                 .as_ref()
-                .is_some_and(|rs| rs.iter().any(|x| x == resource))
-            && r.verbs.iter().any(|v| v == verb)
+                .is_none_or(|n| n.iter().any(|n| n == name))
     })
 }
 
@@ -63,15 +84,15 @@ fn allows(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool
 fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     let docs = manifests();
     let mut sa = None;
-    let mut role = None;
-    let mut binding = None;
+    let mut roles = Vec::new();
+    let mut bindings = Vec::new();
     let mut cluster_role = None;
     let mut cluster_binding = None;
     for d in &docs {
         match d["kind"].as_str() {
             Some("ServiceAccount") => sa = Some(typed::<ServiceAccount>(d)),
-            Some("Role") => role = Some(typed::<Role>(d)),
-            Some("RoleBinding") => binding = Some(typed::<RoleBinding>(d)),
+            Some("Role") => roles.push(typed::<Role>(d)),
+            Some("RoleBinding") => bindings.push(typed::<RoleBinding>(d)),
             Some("ClusterRole") => cluster_role = Some(typed::<ClusterRole>(d)),
             Some("ClusterRoleBinding") => cluster_binding = Some(typed::<ClusterRoleBinding>(d)),
             other => panic!("unexpected document kind {other:?}"),
@@ -80,11 +101,33 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     let sa = sa.expect("a ServiceAccount");
     assert_eq!(sa.metadata.name.as_deref(), Some("lifeboat"));
     assert_eq!(sa.metadata.namespace.as_deref(), Some("kubernaut-system"));
-    let role = role.expect("a Role");
-    assert_eq!(role.metadata.namespace.as_deref(), Some("kubernaut-system"));
-    let binding = binding.expect("a RoleBinding");
-    assert_eq!(binding.role_ref.kind, "Role");
-    assert_eq!(binding.role_ref.name, role.metadata.name.clone().unwrap());
+    assert_eq!(
+        roles.len(),
+        2,
+        "the Role of kubernaut-system and the drill's"
+    );
+    let role_in = |ns: &str| -> Role {
+        let found: Vec<&Role> = roles
+            .iter()
+            .filter(|r| r.metadata.namespace.as_deref() == Some(ns))
+            .collect();
+        assert_eq!(found.len(), 1, "one Role in {ns}");
+        found[0].clone()
+    };
+    let role = role_in("kubernaut-system");
+    let drill_role = role_in("kubernaut-test");
+    // Every Role is bound, in its namespace, to the ServiceAccount.
+    assert_eq!(bindings.len(), roles.len());
+    for r in &roles {
+        let ns = r.metadata.namespace.as_deref();
+        let b: Vec<&RoleBinding> = bindings
+            .iter()
+            .filter(|b| b.metadata.namespace.as_deref() == ns)
+            .collect();
+        assert_eq!(b.len(), 1, "one RoleBinding in {ns:?}");
+        assert_eq!(b[0].role_ref.kind, "Role");
+        assert_eq!(Some(b[0].role_ref.name.clone()), r.metadata.name);
+    }
     let cluster_role = cluster_role.expect("a ClusterRole");
     let cluster_binding = cluster_binding.expect("a ClusterRoleBinding");
     assert_eq!(cluster_binding.role_ref.kind, "ClusterRole");
@@ -92,7 +135,11 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
         Some(cluster_binding.role_ref.name.clone()),
         cluster_role.metadata.name
     );
-    for subjects in [&binding.subjects, &cluster_binding.subjects] {
+    for subjects in bindings
+        .iter()
+        .map(|b| &b.subjects)
+        .chain([&cluster_binding.subjects])
+    {
         let s = subjects.as_ref().expect("subjects");
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].kind, "ServiceAccount");
@@ -101,15 +148,17 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     }
 
     let rules = role.rules.clone().unwrap_or_default();
+    let drill_rules = drill_role.rules.clone().unwrap_or_default();
     let cluster_rules = cluster_role.rules.clone().unwrap_or_default();
-    // Least privilege: no wildcards, nothing that deletes or escalates, and
-    // Secrets only in the namespaced Role.
-    for r in rules.iter().chain(&cluster_rules) {
+    // Least privilege: no wildcards, nothing that escalates, and Secrets only
+    // in the namespaced Roles.
+    for r in rules.iter().chain(&drill_rules).chain(&cluster_rules) {
         let words = r
             .verbs
             .iter()
             .chain(r.resources.iter().flatten())
-            .chain(r.api_groups.iter().flatten());
+            .chain(r.api_groups.iter().flatten())
+            .chain(r.resource_names.iter().flatten());
         for w in words {
             assert!(!w.contains('*'), "wildcard in {r:?}");
         }
@@ -117,12 +166,66 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
             assert!(
                 !matches!(
                     v.as_str(),
-                    "delete" | "deletecollection" | "escalate" | "bind" | "impersonate"
+                    "deletecollection" | "escalate" | "bind" | "impersonate"
                 ),
                 "{v} granted in {r:?}"
             );
         }
         assert!(r.non_resource_urls.is_none(), "{r:?}");
+    }
+    // Deleting: nothing in kubernaut-system; in the drill namespace only
+    // ConfigMaps and Secrets; cluster-wide only the namespace kubernaut-test.
+    for r in &rules {
+        assert!(!r.verbs.iter().any(|v| v == "delete"), "delete in {r:?}");
+    }
+    for r in drill_rules
+        .iter()
+        .filter(|r| r.verbs.iter().any(|v| v == "delete"))
+    {
+        assert_eq!(r.api_groups.as_deref(), Some(&[String::new()][..]), "{r:?}");
+        for res in r.resources.iter().flatten() {
+            assert!(matches!(res.as_str(), "configmaps" | "secrets"), "{r:?}");
+        }
+    }
+    for r in cluster_rules
+        .iter()
+        .filter(|r| r.verbs.iter().any(|v| v == "delete"))
+    {
+        assert_eq!(r.verbs, ["delete"], "{r:?}");
+        assert_eq!(
+            r.resources.as_deref(),
+            Some(&["namespaces".to_string()][..])
+        );
+        assert_eq!(
+            r.resource_names.as_deref(),
+            Some(&["kubernaut-test".to_string()][..]),
+            "{r:?}"
+        );
+    }
+    assert!(!allows(&cluster_rules, "", "namespaces", "delete"));
+    assert!(!allows_named(
+        &cluster_rules,
+        "",
+        "namespaces",
+        "delete",
+        "kubernaut-system"
+    ));
+    assert!(allows_named(
+        &cluster_rules,
+        "",
+        "namespaces",
+        "delete",
+        "kubernaut-test"
+    ));
+    // What a drill does in kubernaut-test, and nothing it does not.
+    for resource in ["configmaps", "secrets"] {
+        for verb in ["get", "create", "patch", "delete"] {
+            assert!(
+                allows(&drill_rules, "", resource, verb),
+                "a drill needs {verb} on {resource} in kubernaut-test"
+            );
+        }
+        assert!(!allows(&drill_rules, "", resource, "list"));
     }
     assert!(!allows(&cluster_rules, "", "secrets", "get"));
     assert!(!allows(&cluster_rules, "", "secrets", "list"));
@@ -167,4 +270,29 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
         ));
         assert!(allows(&cluster_rules, "", "namespaces", verb));
     }
+}
+
+/// Every rule says what it is for: the line before each `- apiGroups:` is a
+/// comment.
+#[test]
+fn every_rbac_rule_carries_a_comment() {
+    let text = text();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut n = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("- apiGroups:") {
+            n += 1;
+            let before = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or(&"");
+            assert!(
+                before.trim_start().starts_with('#'),
+                "rule at line {} of deploy/rbac.yaml has no comment",
+                i + 1
+            );
+        }
+    }
+    assert!(n >= 8, "{n} rules found");
 }

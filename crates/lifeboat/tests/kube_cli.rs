@@ -709,3 +709,352 @@ fn repository_password_from_a_kubernetes_secret_reference() {
     );
     assert!(!err.contains("from-the-cluster"), "{err}");
 }
+
+// ---- drills of a kube source (`lifeboat drill --source NAME`) ----
+
+const DRILL_NS: &str = "kubernaut-test";
+
+/// A config with one kube source `cfg` backing up ConfigMaps and Secrets of
+/// `namespaces`, drilled from kubernaut-system into kubernaut-test.
+fn drill_config(env: &Env, c: &Cluster, namespaces: &[&str]) -> PathBuf {
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+kubernetes:
+  kubeconfig: {kc}
+sources:
+  cfg:
+    kind: kube
+    kube: {{namespaces: [{ns}], kinds: [configmaps, secrets]}}
+    drill:
+      namespace_map: {{{NS}: {DRILL_NS}}}
+",
+        repo = env.repo,
+        kc = c.kubeconfig.display(),
+        ns = namespaces.join(", ")
+    );
+    let path = env.path("drill.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `lifeboat --config CFG ARGS…` expecting exit `code`; (stdout, stderr).
+fn run_cfg(env: &Env, cfg: &std::path::Path, args: &[&str], code: i32) -> (String, String) {
+    let mut a = vec!["--config", cfg.to_str().unwrap()];
+    a.extend_from_slice(args);
+    let o = env.run(&a);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{a:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
+fn drill_json(env: &Env, cfg: &std::path::Path, extra: &[&str], code: i32) -> Value {
+    let mut a = vec!["--json", "drill", "--source", "cfg"];
+    a.extend_from_slice(extra);
+    let (stdout, stderr) = run_cfg(env, cfg, &a, code);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+fn drill_step<'a>(d: &'a Value, name: &str) -> &'a Value {
+    d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {d:#}"))
+}
+
+/// Every object of `ns` with its resourceVersion: any change shows.
+fn raw(api: &ApiDouble, ns: &str) -> Vec<Value> {
+    api.objects()
+        .into_iter()
+        .filter(|o| o["metadata"]["namespace"] == ns)
+        .collect()
+}
+
+/// Names of the ConfigMaps and Secrets in `ns` (the cluster's own
+/// kube-root-ca.crt aside).
+fn config_names(api: &ApiDouble, ns: &str) -> Vec<String> {
+    let mut v: Vec<String> = ["ConfigMap", "Secret"]
+        .iter()
+        .flat_map(|k| api.list("v1", k, Some(ns)))
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .filter(|n| n != "kube-root-ca.crt")
+        .collect();
+    v.sort();
+    v
+}
+
+fn deletes(api: &ApiDouble) -> Vec<String> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path)
+        .collect()
+}
+
+#[test]
+fn kube_drill_restores_into_the_drill_namespace_and_deletes_only_what_it_created() {
+    let env = Env::init();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 0);
+    // The drill namespace exists already (operators create it once, see
+    // deploy/rbac.yaml), with an object of its own and an older copy of one
+    // the snapshot holds.
+    c.api
+        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}}));
+    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "unrelated", "namespace": DRILL_NS}, "data": {"k": "v"}}));
+    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rego-policies", "namespace": DRILL_NS}, "data": {"approval.rego": "old"}}));
+    let cfg = drill_config(&env, &c, &[NS]);
+    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    let system_before = raw(&c.api, NS);
+    let system_state = state(&c.api, NS);
+    assert_eq!(system_state.len(), 5, "{system_state:#?}"); // 2 ConfigMaps, 2 Secrets, the Deployment
+
+    c.api.clear_requests();
+    let d = drill_json(&env, &cfg, &[], 0);
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert_eq!(d["source"], "cfg");
+    assert_eq!(d["kind"], "kube");
+    assert!(d["failure"].is_null(), "{d:#}");
+    assert!(
+        d["target"].as_str().unwrap().contains(DRILL_NS),
+        "{}",
+        d["target"]
+    );
+    let rto = d["rto_seconds"].as_f64().unwrap();
+    let rpo = d["rpo_seconds"].as_f64().unwrap();
+    assert!(rto > 0.0 && rto < 300.0, "rto {rto}");
+    assert!((0.0..300.0).contains(&rpo), "rpo {rpo}");
+    assert_eq!(drill_step(&d, "read objects")["ok"], true, "{d:#}");
+    let restore = drill_step(&d, "restore");
+    assert_eq!(restore["ok"], true, "{d:#}");
+    assert!(
+        restore["detail"].as_str().unwrap().contains("3 created"),
+        "{restore}"
+    );
+    let cleanup = drill_step(&d, "cleanup");
+    assert_eq!(cleanup["ok"], true, "{d:#}");
+    let detail = cleanup["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("deleted the 3 objects the drill created")
+            && detail.contains("left alone 1")
+            && detail.contains(&format!("{DRILL_NS} existed before the drill")),
+        "{detail}"
+    );
+    // What the drill created is gone again; what was there before stays
+    // (the older copy now holds the restored data: it was configured, not created).
+    assert_eq!(
+        config_names(&c.api, DRILL_NS),
+        vec!["rego-policies".to_string(), "unrelated".to_string()]
+    );
+    assert!(c.api.get("v1", "Namespace", None, DRILL_NS).is_some());
+    let mut del = deletes(&c.api);
+    del.sort();
+    assert_eq!(
+        del,
+        vec![
+            format!("/api/v1/namespaces/{DRILL_NS}/configmaps/kubernaut-toolset-config"),
+            format!("/api/v1/namespaces/{DRILL_NS}/secrets/datastorage-audit-hmac-key"),
+            format!("/api/v1/namespaces/{DRILL_NS}/secrets/postgresql-credentials"),
+        ]
+    );
+    // kubernaut-system untouched: every object, resourceVersion included.
+    assert_eq!(raw(&c.api, NS), system_before);
+    assert_eq!(state(&c.api, NS), system_state);
+
+    // Without the drill namespace: the drill creates it, and deletes its
+    // objects and then the namespace.
+    c.api.delete("v1", "Namespace", None, DRILL_NS).unwrap();
+    c.api.clear_requests();
+    let d2 = drill_json(&env, &cfg, &[], 0);
+    assert_eq!(d2["ok"], true, "{d2:#}");
+    let detail = drill_step(&d2, "cleanup")["detail"].as_str().unwrap();
+    assert_eq!(drill_step(&d2, "cleanup")["ok"], true, "{d2:#}");
+    assert!(
+        detail.contains("deleted the 4 objects the drill created")
+            && detail.contains(&format!("deleted namespace {DRILL_NS}")),
+        "{detail}"
+    );
+    let del = deletes(&c.api);
+    assert_eq!(del.len(), 5, "{del:?}");
+    assert_eq!(
+        del.last().unwrap(),
+        &format!("/api/v1/namespaces/{DRILL_NS}"),
+        "objects first, then the namespace: {del:?}"
+    );
+    assert!(c.api.get("v1", "Namespace", None, DRILL_NS).is_none());
+    assert!(config_names(&c.api, DRILL_NS).is_empty());
+    assert_eq!(raw(&c.api, NS), system_before);
+
+    // Both are recorded in the repository.
+    let (out, _) = run_cfg(&env, &cfg, &["--json", "drills"], 0);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed:#}");
+    for d in [&d, &d2] {
+        assert!(ids.contains(&d["id"].as_str().unwrap()), "{listed:#}");
+    }
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == true && r["source"] == "cfg")
+    );
+}
+
+#[test]
+fn kube_drill_cleanup_refused_is_named_and_does_not_fail_the_drill() {
+    let env = Env::init();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 0);
+    c.api
+        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}}));
+    let cfg = drill_config(&env, &c, &[NS]);
+    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    c.api.set_fault(|r| {
+        (r.verb == "delete"
+            && r.plural() == Some("secrets")
+            && r.object_name().as_deref() == Some("postgresql-credentials"))
+        .then(Fault::forbidden)
+    });
+    let d = drill_json(&env, &cfg, &[], 0);
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert_eq!(drill_step(&d, "restore")["ok"], true, "{d:#}");
+    let cleanup = drill_step(&d, "cleanup");
+    assert_eq!(cleanup["ok"], false, "{d:#}");
+    let detail = cleanup["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("secret {DRILL_NS}/postgresql-credentials"))
+            && detail.contains("403")
+            && detail.contains("deleted the 3 objects the drill created"),
+        "{detail}"
+    );
+    assert_eq!(
+        config_names(&c.api, DRILL_NS),
+        vec!["postgresql-credentials".to_string()]
+    );
+}
+
+#[test]
+fn kube_drill_without_a_cluster_is_an_offline_dry_run() {
+    let env = Env::init();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 0);
+    let cfg = drill_config(&env, &c, &[NS]);
+    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    // A kubeconfig whose server is a closed port.
+    let dead = env.path("dead.kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &dead,
+        c.api
+            .kubeconfig()
+            .replace(&c.api.url(), &format!("http://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    c.api.clear_requests();
+    let d = drill_json(&env, &cfg, &["--kubeconfig", dead.to_str().unwrap()], 0);
+    assert_eq!(d["ok"], true, "{d:#}");
+    let target = d["target"].as_str().unwrap();
+    assert!(
+        target.contains("offline check") && target.contains("no cluster reachable"),
+        "{target}"
+    );
+    let dry = drill_step(&d, "dry run");
+    assert_eq!(dry["ok"], true, "{d:#}");
+    let detail = dry["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("dry run without a cluster")
+            && detail.contains("4 objects")
+            && detail.contains(DRILL_NS),
+        "{detail}"
+    );
+    assert!(
+        d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "restore" && s["name"] != "cleanup"),
+        "{d:#}"
+    );
+    assert!(d["rto_seconds"].as_f64().unwrap() > 0.0);
+    assert!(d["rpo_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(
+        c.api.requests().is_empty(),
+        "the offline drill reached the cluster"
+    );
+    let (out, _) = run_cfg(&env, &cfg, &["drills"], 0);
+    assert!(out.contains(&d["id"].as_str().unwrap()[..8]), "{out}");
+}
+
+#[test]
+fn kube_drill_of_a_namespace_without_a_drill_namespace_fails_clearly() {
+    let env = Env::init();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 0);
+    c.api.insert(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubernaut-apps"}}),
+    );
+    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app-settings", "namespace": "kubernaut-apps"}, "data": {"k": "v"}}));
+    let cfg = drill_config(&env, &c, &[NS, "kubernaut-apps"]);
+    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    let before: Vec<Value> = c.api.objects();
+    c.api.clear_requests();
+    let mut a = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--json",
+        "drill",
+        "--source",
+        "cfg",
+    ];
+    let o = env.run(&a);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "{stdout}\n{stderr}");
+    let d: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(d["ok"], false, "{d:#}");
+    let failure = d["failure"].as_str().unwrap();
+    for s in [failure, &*stderr] {
+        assert!(
+            s.contains("kubernaut-apps") && s.contains("drill.namespace_map"),
+            "{s}"
+        );
+    }
+    assert!(!failure.contains(&format!("{NS},")), "{failure}");
+    // Nothing was written to the cluster.
+    assert!(
+        c.api
+            .requests()
+            .iter()
+            .all(|r| matches!(r.method.as_str(), "GET" | "HEAD")),
+        "{:?}",
+        c.api.requests()
+    );
+    assert_eq!(c.api.objects(), before);
+    // The failed drill is recorded too.
+    a.truncate(3);
+    a.push("drills");
+    let listed: Value = serde_json::from_str(&env.ok(&a)).unwrap();
+    assert_eq!(listed[0]["ok"], false, "{listed:#}");
+}

@@ -1,7 +1,10 @@
 //! The Kubernetes part of a drill: the snapshot's namespaced objects are
 //! restored into the drill namespaces (`drill.namespace_map`, e.g.
 //! kubernaut-system → kubernaut-test), never into the namespaces they came
-//! from; namespaces the drill created are deleted afterwards. With no cluster
+//! from. Afterwards the drill deletes what it created: the objects whose
+//! restore created them (objects that existed before are left alone), then
+//! the drill namespaces it created; a cleanup failure (e.g. 403) is reported
+//! in the cleanup step and does not fail the drill. With no cluster
 //! reachable, the objects are decoded, mapped and checked offline instead.
 
 use std::collections::BTreeMap;
@@ -11,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lifeboat_kube::client::ClusterOptions;
+use lifeboat_kube::error::KubeError;
 use lifeboat_kube::objects::Record;
 use lifeboat_kube::objects::resource::Resource;
 use lifeboat_kube::objects::restore::{self as kube_restore, Action, RestoreOptions};
@@ -120,6 +124,23 @@ pub async fn drill(
         namespace_map: map.clone(),
         ..RestoreOptions::default()
     };
+    // Where each object lands, for the cleanup to address it by its
+    // resource: (group, kind, drill namespace, name).
+    let index: BTreeMap<ObjectKey, Resource> = drilled
+        .iter()
+        .filter_map(|r| {
+            let to = map.get(r.namespace()?)?;
+            Some((
+                (
+                    r.resource.group.clone(),
+                    r.resource.kind.clone(),
+                    to.clone(),
+                    r.name().to_string(),
+                ),
+                r.resource.clone(),
+            ))
+        })
+        .collect();
     let restored = kube_restore::restore(&client, drilled, &opts, |_| {}).await;
     let report = match restored {
         Ok(r) => r,
@@ -154,28 +175,8 @@ pub async fn drill(
     out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let created_namespaces: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| r.kind == "Namespace" && r.action == Action::Created)
-        .map(|r| r.name.clone())
-        .collect();
-    let ar = Resource::namespace().api_resource();
-    let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client, &ar);
-    let mut notes = Vec::new();
-    for ns in &created_namespaces {
-        match api.delete(ns, &Default::default()).await {
-            Ok(_) => notes.push(format!("deleted namespace {ns}")),
-            Err(e) => notes.push(format!("could not delete namespace {ns}: {e}")),
-        }
-    }
-    if created_namespaces.is_empty() {
-        notes.push(format!(
-            "{} existed before the drill and keep the restored objects",
-            targets.join(", ")
-        ));
-    }
-    out.steps.push(step("cleanup", true, t, notes.join("; ")));
+    let (cleaned, detail) = cleanup(&client, &index, &report, &targets).await;
+    out.steps.push(step("cleanup", cleaned, t, detail));
     if failed.is_empty() {
         Ok(())
     } else {
@@ -186,6 +187,119 @@ pub async fn drill(
             failed.join("; ")
         )
     }
+}
+
+/// (group, kind, namespace, name) of a restored object.
+type ObjectKey = (String, String, String, String);
+
+/// Deletes what the drill created: its objects (in the reverse of restore
+/// order), then the drill namespaces it created. Objects that existed before
+/// the drill (configured, unchanged) and namespaces that existed are left
+/// alone. Returns whether everything was deleted, and what was done; a
+/// failure names the object and does not fail the drill (the data was
+/// already proven restorable).
+async fn cleanup(
+    client: &kube::Client,
+    index: &BTreeMap<ObjectKey, Resource>,
+    report: &kube_restore::RestoreReport,
+    targets: &[String],
+) -> (bool, String) {
+    let is_namespace = |r: &kube_restore::ObjectResult| {
+        r.kind == "Namespace" && r.group.is_empty() && r.namespace.is_none()
+    };
+    let mut deleted: BTreeMap<String, usize> = BTreeMap::new();
+    let mut kept = 0usize;
+    let mut problems = Vec::new();
+    for res in report.results.iter().rev().filter(|r| !is_namespace(r)) {
+        match res.action {
+            Action::Created => {}
+            Action::Configured | Action::Unchanged | Action::Skipped => {
+                kept += 1;
+                continue;
+            }
+            _ => continue,
+        }
+        let resource = res.namespace.as_ref().and_then(|ns| {
+            index.get(&(
+                res.group.clone(),
+                res.kind.clone(),
+                ns.clone(),
+                res.name.clone(),
+            ))
+        });
+        let (Some(ns), Some(resource)) = (res.namespace.as_deref(), resource) else {
+            problems.push(format!(
+                "could not delete {}: not among the snapshot's objects",
+                res.display_ref()
+            ));
+            continue;
+        };
+        let api: kube::Api<kube::api::DynamicObject> =
+            kube::Api::namespaced_with(client.clone(), ns, &resource.api_resource());
+        match api.delete(&res.name, &Default::default()).await {
+            Ok(_) => *deleted.entry(resource.qualified_plural()).or_default() += 1,
+            // Already gone (deleted by someone else): nothing left behind.
+            Err(e) if KubeError::status_code(&e) == Some(404) => {
+                *deleted.entry(resource.qualified_plural()).or_default() += 1
+            }
+            Err(e) => problems.push(
+                KubeError::from_kube(&e, &format!("could not delete {}", res.display_ref()))
+                    .to_string(),
+            ),
+        }
+    }
+    let mut notes = Vec::new();
+    let n: usize = deleted.values().sum();
+    notes.push(if n == 0 {
+        "no objects created by the drill to delete".to_string()
+    } else {
+        format!(
+            "deleted the {n} objects the drill created ({})",
+            deleted
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    if kept > 0 {
+        notes.push(format!(
+            "left alone {kept} objects that existed before the drill"
+        ));
+    }
+    let created_namespaces: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| is_namespace(r) && r.action == Action::Created)
+        .map(|r| r.name.as_str())
+        .collect();
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::all_with(client.clone(), &Resource::namespace().api_resource());
+    for ns in &created_namespaces {
+        match api.delete(ns, &Default::default()).await {
+            Ok(_) => notes.push(format!("deleted namespace {ns}, which the drill created")),
+            Err(e) if KubeError::status_code(&e) == Some(404) => {
+                notes.push(format!("namespace {ns} was already gone"))
+            }
+            Err(e) => problems.push(
+                KubeError::from_kube(&e, &format!("could not delete namespace {ns}")).to_string(),
+            ),
+        }
+    }
+    let kept_namespaces: Vec<&str> = targets
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !created_namespaces.contains(t))
+        .collect();
+    if !kept_namespaces.is_empty() {
+        notes.push(format!(
+            "namespace(s) {} existed before the drill and are kept",
+            kept_namespaces.join(", ")
+        ));
+    }
+    let ok = problems.is_empty();
+    notes.extend(problems);
+    (ok, notes.join("; "))
 }
 
 /// No cluster: every object must decode, carry a kind and a name, and map
