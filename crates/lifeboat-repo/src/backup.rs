@@ -5,24 +5,34 @@
 //! memory (memory stays flat however long the stream):
 //!
 //! ```text
-//! reader ─► chunker thread ─► workers (zstd + AES-GCM) ─► packer ─► uploads
-//!           (FastCDC, keyed    (one per core)              (async)   (≤ 2 at once)
-//!            BLAKE3, dedup)
+//! reader ─► chunker thread ─► workers (BLAKE3 id, dedup,  ─► packer ─► uploads
+//!           (FastCDC cuts,    zstd + AES-GCM if new)         (async)   (≤ 2 at once)
+//!            sequence no.)    (one per core)
+//!                 ▲                 │
+//!                 └── (seq, id) ────┘  chunk ids, put back in stream order
 //! ```
+//!
+//! The chunker thread only cuts: hashing every chunk there made it the
+//! pipeline's serial stage. Workers take chunks in any order; each reports
+//! its chunk's id with the chunk's sequence number, so the item's chunk list
+//! stays in stream order. Deduplication stays exact: a chunk is stored only
+//! by the worker that first inserts its id into the session's `seen` set
+//! (under a mutex), so identical chunks in flight at once are stored once.
 //!
 //! A crash at any point leaves at most packs that no index lists (or that no
 //! snapshot references); `prune` removes those after its grace period.
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
 use tokio::task::JoinSet;
 
+use crate::chunker::{Chunker, READ_BUFFER};
 use crate::crypto::MasterKey;
 use crate::error::{RepoError, Result};
 use crate::format::{DOC_VERSION, INDEX_PREFIX, SNAPSHOTS_PREFIX, hex32, pack_key};
@@ -35,6 +45,8 @@ use crate::snapshot::{BackupStats, Item, Snapshot, SnapshotRef};
 
 /// Chunk ids per tree blob (2 MiB of ids).
 const IDS_PER_TREE_BLOB: usize = 65_536;
+/// Chunks (and sealed blobs) queued per worker.
+const QUEUE_PER_WORKER: usize = 8;
 /// Packs uploaded concurrently.
 const UPLOAD_CONCURRENCY: usize = 2;
 
@@ -74,7 +86,8 @@ pub struct SnapshotMeta {
 pub struct BackupSession {
     repo: Repository,
     index: Arc<MasterIndex>,
-    seen: HashSet<BlobId>,
+    /// Ids stored by this session so far (all its streams).
+    seen: Arc<Mutex<HashSet<BlobId>>>,
     packs: Vec<(String, u64, Vec<BlobEntry>)>,
     items: Vec<Item>,
     progress: Arc<Progress>,
@@ -82,10 +95,12 @@ pub struct BackupSession {
     lock: LockGuard,
 }
 
-struct Job {
-    id: BlobId,
-    kind: BlobKind,
-    data: Vec<u8>,
+/// Work for the workers.
+enum Job {
+    /// The `seq`-th chunk of the stream: hash it, report its id, store it if new.
+    Chunk { seq: usize, data: Vec<u8> },
+    /// A piece of the chunk list, already hashed by the chunker: store it if new.
+    Tree { id: BlobId, data: Vec<u8> },
 }
 
 struct ChunkerResult {
@@ -93,7 +108,16 @@ struct ChunkerResult {
     size: u64,
     chunks: u64,
     digest: String,
-    seen: HashSet<BlobId>,
+}
+
+/// Whether `id` is to be stored: not in the repository, and not stored by
+/// this session yet (this call claims it).
+fn claim(index: &MasterIndex, seen: &Mutex<HashSet<BlobId>>, id: BlobId) -> bool {
+    !index.contains(&id)
+        && seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id)
 }
 
 impl BackupSession {
@@ -107,7 +131,7 @@ impl BackupSession {
         Ok(Self {
             repo: repo.clone(),
             index: Arc::new(index),
-            seen: HashSet::new(),
+            seen: Arc::new(Mutex::new(HashSet::new())),
             packs: Vec::new(),
             items: Vec::new(),
             progress,
@@ -129,32 +153,60 @@ impl BackupSession {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * 2);
-        let (blob_tx, mut blob_rx) = tokio::sync::mpsc::channel::<Result<EncodedBlob>>(workers * 2);
+        // Queues of QUEUE_PER_WORKER chunks (≤ 512 KiB each, ~80 KiB on
+        // average) and as many sealed blobs per worker: deep enough that a
+        // worker rarely waits while the chunker or the packer is descheduled,
+        // small enough to keep memory flat.
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * QUEUE_PER_WORKER);
+        // Unbounded, but the chunker drains it as it goes: it holds about as
+        // many entries as there are chunks in flight.
+        let (id_tx, id_rx) = crossbeam_channel::unbounded::<(usize, BlobId)>();
+        let (blob_tx, mut blob_rx) =
+            tokio::sync::mpsc::channel::<Result<EncodedBlob>>(workers * QUEUE_PER_WORKER);
 
         // Chunker thread.
         let chunker = {
             let key = key.clone();
-            let index = Arc::clone(&self.index);
-            let seen = std::mem::take(&mut self.seen);
             let progress = Arc::clone(&self.progress);
             std::thread::Builder::new()
                 .name("lifeboat-chunker".into())
-                .spawn(move || chunk_stream(reader, &key, &cfg, &index, seen, &progress, &job_tx))
+                .spawn(move || chunk_stream(reader, &key, &cfg, &progress, &job_tx, &id_rx))
                 .map_err(|e| RepoError::io("starting chunker thread", e))?
         };
         // Worker threads.
         let mut worker_handles = Vec::new();
         for i in 0..workers {
             let rx = job_rx.clone();
+            let ids = id_tx.clone();
             let tx = blob_tx.clone();
             let key = key.clone();
+            let index = Arc::clone(&self.index);
+            let seen = Arc::clone(&self.seen);
+            let progress = Arc::clone(&self.progress);
             let level = self.repo.config().zstd_level;
             let h = std::thread::Builder::new()
                 .name(format!("lifeboat-seal-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        let r = encode_blob(&key, job.id, job.kind, &job.data, level);
+                        let (id, kind, data) = match job {
+                            Job::Chunk { seq, data } => {
+                                let id = key.blob_id(&data);
+                                if ids.send((seq, id)).is_err() {
+                                    break;
+                                }
+                                (id, BlobKind::Data, data)
+                            }
+                            Job::Tree { id, data } => (id, BlobKind::Tree, data),
+                        };
+                        if !claim(&index, &seen, id) {
+                            continue;
+                        }
+                        if kind == BlobKind::Data {
+                            Progress::add(&progress.bytes_new, data.len() as u64);
+                            Progress::add(&progress.new_chunks, 1);
+                        }
+                        let r = encode_blob(&key, id, kind, &data, level);
+                        drop(data);
                         if tx.blocking_send(r).is_err() {
                             break;
                         }
@@ -163,6 +215,7 @@ impl BackupSession {
                 .map_err(|e| RepoError::io("starting worker thread", e))?;
             worker_handles.push(h);
         }
+        drop(id_tx);
         drop(job_rx);
         drop(blob_tx);
 
@@ -170,19 +223,28 @@ impl BackupSession {
         let pack_result = self.pack_and_upload(&mut blob_rx).await;
         // Unblock the pipeline if packing failed early, then collect threads.
         drop(blob_rx);
-        let chunked = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let r = chunker.join();
             for h in worker_handles {
                 let _ = h.join();
             }
             r
         })
-        .await
-        .map_err(|e| RepoError::Internal(format!("joining pipeline: {e}")))?
-        .map_err(|_| RepoError::Internal("chunker thread panicked".into()))?;
-        pack_result?;
-        let chunked = chunked?;
-        self.seen = chunked.seen;
+        .await;
+        let outcome = joined
+            .map_err(|e| RepoError::Internal(format!("joining pipeline: {e}")))
+            .and_then(|r| r.map_err(|_| RepoError::Internal("chunker thread panicked".into())))
+            .and_then(|chunked| pack_result.and(chunked));
+        let chunked = match outcome {
+            Ok(chunked) => chunked,
+            Err(e) => {
+                // Ids this stream claimed may belong to blobs that never
+                // reached storage: forget every claim (a blob seen again is
+                // then stored again: wasteful, never wrong).
+                self.seen = Arc::new(Mutex::new(HashSet::new()));
+                return Err(e);
+            }
+        };
         let item = Item {
             name: name.to_string(),
             size: chunked.size,
@@ -218,10 +280,16 @@ impl BackupSession {
                         self.packs.push(join_upload(r)?);
                     }
                 }
-                let finished = full.finish(&key)?;
                 let storage = Arc::clone(self.repo.storage());
                 let progress = Arc::clone(&self.progress);
+                let key = key.clone();
                 uploads.spawn(async move {
+                    // Sealing the header and hashing the 16 MiB pack for its
+                    // name happen off the packer loop, which meanwhile keeps
+                    // taking blobs from the workers.
+                    let finished = tokio::task::spawn_blocking(move || full.finish(&key))
+                        .await
+                        .map_err(|e| RepoError::Internal(format!("finishing a pack: {e}")))??;
                     let size = finished.bytes.len() as u64;
                     storage
                         .put(&pack_key(&finished.id), Bytes::from(finished.bytes))
@@ -296,50 +364,54 @@ fn join_upload(
     r.map_err(|e| RepoError::Internal(format!("upload task: {e}")))?
 }
 
+/// The chunker thread: cuts the stream into chunks and hands them, numbered,
+/// to the workers; collects their ids in stream order; then stores the chunk
+/// list as tree blobs.
 fn chunk_stream<R: Read>(
     reader: R,
     key: &MasterKey,
     cfg: &crate::repo::RepoConfig,
-    index: &MasterIndex,
-    mut seen: HashSet<BlobId>,
     progress: &Progress,
     jobs: &crossbeam_channel::Sender<Job>,
+    id_rx: &crossbeam_channel::Receiver<(usize, BlobId)>,
 ) -> Result<ChunkerResult> {
     let c = cfg.chunker;
-    let chunker = fastcdc::v2020::StreamCDC::with_level_and_seed(
+    let mut chunker = Chunker::new(
         reader,
         c.min_size as usize,
         c.avg_size as usize,
         c.max_size as usize,
-        fastcdc::v2020::Normalization::Level1,
         key.chunker_seed(),
+        READ_BUFFER,
     );
+    let stopped = || RepoError::Internal("backup pipeline stopped".into());
+    // ids[seq] is the id of chunk seq once a worker has reported it.
     let mut ids: Vec<BlobId> = Vec::new();
+    let mut received = 0usize;
     let mut size = 0u64;
-    let submit =
-        |id: BlobId, kind: BlobKind, data: Vec<u8>, seen: &mut HashSet<BlobId>| -> Result<()> {
-            if index.contains(&id) || !seen.insert(id) {
-                return Ok(());
-            }
-            if kind == BlobKind::Data {
-                Progress::add(&progress.bytes_new, data.len() as u64);
-                Progress::add(&progress.new_chunks, 1);
-            }
-            jobs.send(Job { id, kind, data })
-                .map_err(|_| RepoError::Internal("backup pipeline stopped".into()))
-        };
-    for chunk in chunker {
-        let chunk = chunk.map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => RepoError::io("reading the input stream", io),
-            other => RepoError::Internal(format!("chunker: {other}")),
-        })?;
-        let data = chunk.data;
-        size += data.len() as u64;
-        let id = key.blob_id(&data);
-        ids.push(id);
-        Progress::add(&progress.bytes_read, data.len() as u64);
+    while let Some(chunk) = chunker
+        .next_chunk()
+        .map_err(|e| RepoError::io("reading the input stream", e))?
+    {
+        let seq = ids.len();
+        ids.push([0; 32]);
+        size += chunk.len() as u64;
+        Progress::add(&progress.bytes_read, chunk.len() as u64);
         Progress::add(&progress.chunks, 1);
-        submit(id, BlobKind::Data, data, &mut seen)?;
+        jobs.send(Job::Chunk {
+            seq,
+            data: chunk.to_vec(),
+        })
+        .map_err(|_| stopped())?;
+        for (seq, id) in id_rx.try_iter() {
+            ids[seq] = id;
+            received += 1;
+        }
+    }
+    while received < ids.len() {
+        let (seq, id) = id_rx.recv().map_err(|_| stopped())?;
+        ids[seq] = id;
+        received += 1;
     }
     // The item digest covers the chunk ids in order: each chunk is verified
     // against its id on restore, so this pins the whole stream without a
@@ -353,13 +425,12 @@ fn chunk_stream<R: Read>(
         let data: Vec<u8> = piece.iter().flat_map(|id| id.iter().copied()).collect();
         let id = key.blob_id(&data);
         tree.push(hex32(&id));
-        submit(id, BlobKind::Tree, data, &mut seen)?;
+        jobs.send(Job::Tree { id, data }).map_err(|_| stopped())?;
     }
     Ok(ChunkerResult {
         tree,
         size,
         chunks: ids.len() as u64,
         digest: digest.finalize().to_hex().to_string(),
-        seen,
     })
 }

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod check;
+mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod format;
