@@ -191,6 +191,20 @@ fn kill_9_at_random_moments_leaves_a_consistent_repository() {
     e.backup_bytes("seed", b"a small first snapshot");
     let locks = std::path::Path::new(&e.repo).join("locks");
     let mut rng = Rng::new(42);
+    // How long one backup of such a variant takes here, so that the kills
+    // land inside a run whatever the machine's speed.
+    // Timed in a repository of its own (this one must stay without the
+    // input's chunks, so that killed runs leave partial packs behind), on a
+    // second variant: the shortest a run here can be.
+    let timing = Env::init();
+    let variant = e.path("variant");
+    mutate_copy(&input, &variant, 0.05, 50, 1000);
+    timing.backup_file("timing", &variant);
+    mutate_copy(&input, &variant, 0.05, 50, 1001);
+    let t = std::time::Instant::now();
+    timing.backup_file("timing", &variant);
+    let run_ms = (t.elapsed().as_millis() as u64).max(50);
+    drop(timing);
     let mut killed_mid_run = 0;
     for trial in 0..20 {
         // Each trial varies the data a little so new packs get written.
@@ -206,7 +220,7 @@ fn kill_9_at_random_moments_leaves_a_consistent_repository() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        std::thread::sleep(Duration::from_millis(rng.below(run_ms * 9 / 10)));
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;
         }
