@@ -403,10 +403,16 @@ async fn load_snapshot(
             snap.snapshot.kind
         )));
     }
+    let records = read_records(&repo, &snap).await?;
+    Ok((repo, snap, records))
+}
+
+/// The objects of a kube snapshot, every blob verified as it is read.
+pub(crate) async fn read_records(repo: &Repository, snap: &SnapshotRef) -> Result<Vec<Record>> {
     let buf = SharedBuf::default();
     restore_item(
-        &repo,
-        &snap,
+        repo,
+        snap,
         Some(ITEM_NAME),
         buf.clone(),
         Arc::new(Progress::default()),
@@ -418,9 +424,7 @@ async fn load_snapshot(
             .lock()
             .map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?,
     );
-    let records =
-        parse_item(&bytes).with_context(|| format!("reading snapshot {}", snap.short_id()))?;
-    Ok((repo, snap, records))
+    parse_item(&bytes).with_context(|| format!("reading snapshot {}", snap.short_id()))
 }
 
 fn print_result(r: &ObjectResult, quiet: bool) {

@@ -8,41 +8,18 @@
 //! reachable, the objects are decoded, mapped and checked offline instead.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::error::KubeError;
 use lifeboat_kube::objects::Record;
 use lifeboat_kube::objects::resource::Resource;
 use lifeboat_kube::objects::restore::{self as kube_restore, Action, RestoreOptions};
 use lifeboat_repo::Repository;
-use lifeboat_repo::backup::Progress;
-use lifeboat_repo::restore::restore_item;
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{Outcome, step};
-
-/// The stored item of a kube snapshot (as `backup kube` writes it).
-const ITEM: &str = "kube-objects.jsonl";
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("buffer lock poisoned"))?
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 pub async fn drill(
     repo: &Repository,
@@ -52,23 +29,7 @@ pub async fn drill(
     out: &mut Outcome,
 ) -> Result<()> {
     let t = Instant::now();
-    let buf = Buf::default();
-    restore_item(
-        repo,
-        snap,
-        Some(ITEM),
-        buf.clone(),
-        Arc::new(Progress::default()),
-    )
-    .await?;
-    let bytes = std::mem::take(
-        &mut *buf
-            .0
-            .lock()
-            .map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?,
-    );
-    let records = lifeboat_kube::objects::parse_item(&bytes)
-        .with_context(|| format!("decoding the objects of snapshot {}", snap.short_id()))?;
+    let records = crate::cmd_kube::read_records(repo, snap).await?;
     let total = records.len();
     // Only namespaced objects of mapped namespaces: a drill never writes into
     // the namespaces it protects, nor cluster-wide objects (CRDs).
