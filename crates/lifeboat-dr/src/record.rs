@@ -91,6 +91,21 @@ pub struct Stored<T> {
     pub record: T,
 }
 
+impl CheckRecord {
+    /// The record of a check that just ended.
+    pub fn of(report: &lifeboat_repo::check::CheckReport, read_data: bool) -> Self {
+        CheckRecord {
+            version: RECORD_VERSION,
+            time: Utc::now(),
+            read_data,
+            ok: report.ok(),
+            problems: report.errors.len(),
+            hostname: lifeboat_repo::keys::hostname(),
+            program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
 impl DrillRecord {
     pub fn short_snapshot(&self) -> &str {
         &self.snapshot[..self.snapshot.len().min(8)]

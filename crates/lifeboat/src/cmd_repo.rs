@@ -346,15 +346,7 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     let report = lifeboat_repo::check::check(&repo, a.read_data, progress).await?;
     drop(display);
     // The outcome is evidence for `lifeboat readiness`: kept in the repository.
-    let rec = lifeboat_dr::record::CheckRecord {
-        version: lifeboat_dr::record::RECORD_VERSION,
-        time: chrono::Utc::now(),
-        read_data: a.read_data,
-        ok: report.ok(),
-        problems: report.errors.len(),
-        hostname: lifeboat_repo::keys::hostname(),
-        program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
-    };
+    let rec = lifeboat_dr::record::CheckRecord::of(&report, a.read_data);
     if let Err(e) = lifeboat_dr::record::store_check(&repo, &rec).await {
         eprintln!("warning: the check's result could not be recorded in the repository: {e}");
     }

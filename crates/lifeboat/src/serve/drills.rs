@@ -8,12 +8,12 @@
 //! backups; a drill never holds a source's backup lock (it only reads).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use croner::Cron;
 
-use super::{Daemon, Role, metrics, scheduler};
+use super::scheduler::{self, SlotClock, Wake};
+use super::{Daemon, metrics};
 use crate::config::Timezone;
 use crate::drill::{self, Request};
 
@@ -45,21 +45,8 @@ pub async fn run(
     tz: Timezone,
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 ) {
-    let mut role = d.role.subscribe();
-    let mut shutdown = d.shutdown.subscribe();
-    'standby: loop {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if matches!(*role.borrow_and_update(), Role::Active) {
-                break;
-            }
-            tokio::select! {
-                r = role.changed() => if r.is_err() { return },
-                _ = super::stopped(&mut shutdown) => return,
-            }
-        }
+    let mut clock = SlotClock::new(&d);
+    while clock.until_active(|| {}).await {
         let now = Utc::now();
         let last = lifeboat_dr::record::drills(&d.repo)
             .await
@@ -77,32 +64,22 @@ pub async fn run(
             // Only after downtime: a source never drilled waits for its
             // first slot (its first backup may not exist yet).
             tracing::info!(source = %name, slot = %slot, "a drill slot passed while no daemon was active: drilling once now");
-            drill_once(&d, &name, &one_at_a_time, &mut shutdown).await;
+            drill_once(&d, &name, &one_at_a_time, &mut clock).await;
             last_slot = slot.max(now);
         }
         loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if !matches!(*role.borrow_and_update(), Role::Active) {
-                continue 'standby;
-            }
             let from = Utc::now().max(last_slot);
             let Some(next) = scheduler::next_after(&cron, tz, from) else {
-                super::stopped(&mut shutdown).await;
+                clock.stopped().await;
                 return;
             };
-            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = super::stopped(&mut shutdown) => return,
-                r = role.changed() => {
-                    if r.is_err() { return }
-                    continue;
-                }
+            match clock.sleep_until(next).await {
+                Wake::Stop => return,
+                Wake::Standby => break,
+                Wake::Slot => {}
             }
             last_slot = next;
-            drill_once(&d, &name, &one_at_a_time, &mut shutdown).await;
+            drill_once(&d, &name, &one_at_a_time, &mut clock).await;
         }
     }
 }
@@ -113,11 +90,11 @@ async fn drill_once(
     d: &Daemon,
     name: &str,
     one_at_a_time: &tokio::sync::Mutex<()>,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    clock: &mut SlotClock,
 ) {
     let _turn = tokio::select! {
         g = one_at_a_time.lock() => g,
-        _ = super::stopped(shutdown) => return,
+        _ = clock.stopped() => return,
     };
     let req = Request {
         source: Some(name.to_string()),
@@ -130,7 +107,7 @@ async fn drill_once(
     tracing::info!(source = %name, "drill started");
     let result = tokio::select! {
         r = drill::run(&d.ctx, &d.repo, &req) => Some(r),
-        _ = super::stopped(shutdown) => None,
+        _ = clock.stopped() => None,
     };
     metrics::drill_running(name, false);
     match result {

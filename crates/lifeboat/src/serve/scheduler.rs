@@ -24,6 +24,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
 
+use tokio::sync::watch;
+
 use super::{Daemon, Role, SourceState, StartError, Trigger, metrics};
 use crate::config::Timezone;
 
@@ -89,6 +91,75 @@ pub fn slots_between(
     n
 }
 
+/// What ended [`SlotClock::sleep_until`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The slot's time came, and this daemon is still active.
+    Slot,
+    /// This daemon is no longer active: wait in [`SlotClock::until_active`].
+    Standby,
+    /// Shutdown.
+    Stop,
+}
+
+/// The daemon's role and shutdown as one schedule loop (backups, drills,
+/// checks) sees them: each loop runs only while its daemon is active and
+/// ends at shutdown.
+pub struct SlotClock {
+    role: watch::Receiver<Role>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SlotClock {
+    pub fn new(d: &Daemon) -> Self {
+        SlotClock {
+            role: d.role.subscribe(),
+            shutdown: d.shutdown.subscribe(),
+        }
+    }
+
+    /// Waits until this daemon is active (calling `on_standby` whenever it
+    /// is not); false at shutdown.
+    pub async fn until_active(&mut self, mut on_standby: impl FnMut()) -> bool {
+        loop {
+            if *self.shutdown.borrow() {
+                return false;
+            }
+            if matches!(*self.role.borrow_and_update(), Role::Active) {
+                return true;
+            }
+            on_standby();
+            tokio::select! {
+                r = self.role.changed() => if r.is_err() { return false },
+                _ = super::stopped(&mut self.shutdown) => return false,
+            }
+        }
+    }
+
+    /// Sleeps until `at` unless this daemon stops being active or shuts down.
+    pub async fn sleep_until(&mut self, at: DateTime<Utc>) -> Wake {
+        loop {
+            if *self.shutdown.borrow() {
+                return Wake::Stop;
+            }
+            if !matches!(*self.role.borrow_and_update(), Role::Active) {
+                return Wake::Standby;
+            }
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => return Wake::Slot,
+                _ = super::stopped(&mut self.shutdown) => return Wake::Stop,
+                r = self.role.changed() => if r.is_err() { return Wake::Stop },
+            }
+        }
+    }
+
+    /// Resolves at shutdown; for `select!` around work a loop runs.
+    pub async fn stopped(&mut self) {
+        super::stopped(&mut self.shutdown).await
+    }
+}
+
 /// The scheduling loop of one source; ends at shutdown.
 pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
     let Some(schedule) = src.schedule.clone() else {
@@ -96,22 +167,8 @@ pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
     };
     let cron = schedule.cron().clone();
     let name = src.name.clone();
-    let mut role = d.role.subscribe();
-    let mut shutdown = d.shutdown.subscribe();
-    'standby: loop {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if matches!(*role.borrow_and_update(), Role::Active) {
-                break;
-            }
-            set_next(&src, None);
-            tokio::select! {
-                r = role.changed() => if r.is_err() { return },
-                _ = super::stopped(&mut shutdown) => return,
-            }
-        }
+    let mut clock = SlotClock::new(&d);
+    while clock.until_active(|| set_next(&src, None)).await {
         // Another daemon may have backed up since this one last looked.
         if let Err(e) = d.refresh_from_repository().await {
             tracing::warn!(source = %name, error = %format!("{e:#}"), "cannot read the snapshots; judging missed slots from what this daemon saw");
@@ -130,28 +187,18 @@ pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
             last_slot = slot.max(now);
         }
         loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            if !matches!(*role.borrow_and_update(), Role::Active) {
-                continue 'standby;
-            }
             let from = Utc::now().max(last_slot);
             let Some(next) = next_after(&cron, src.tz, from) else {
                 tracing::warn!(source = %name, schedule = %schedule, "the schedule has no future slot");
                 set_next(&src, None);
-                super::stopped(&mut shutdown).await;
+                clock.stopped().await;
                 return;
             };
             set_next(&src, Some(next));
-            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = super::stopped(&mut shutdown) => return,
-                r = role.changed() => {
-                    if r.is_err() { return }
-                    continue;
-                }
+            match clock.sleep_until(next).await {
+                Wake::Stop => return,
+                Wake::Standby => break,
+                Wake::Slot => {}
             }
             // The timer may fire a little early: never run a slot twice.
             last_slot = next;
