@@ -30,7 +30,7 @@ use lifeboat_repo::restore::restore_item;
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
-use crate::config::{SourceConfig, SourceKind};
+use crate::config::{PgUrl, SecretRef, SourceConfig, SourceKind};
 use crate::context::Ctx;
 use crate::exit::{
     AUTH, FAILURE, INTERRUPTED, NOT_FOUND, OK, STORAGE, USAGE, VERIFY_FAILED, fail, usage,
@@ -177,6 +177,18 @@ pub(crate) struct PgSource {
     pub config: Option<SourceConfig>,
 }
 
+/// A configured database: its URL with the password its reference resolves to.
+pub(crate) fn connection(url: &PgUrl, password: Option<&SecretRef>) -> Result<ConnConfig> {
+    let conn = ConnConfig::parse(url.as_str()).map_err(conn_err)?;
+    Ok(match password {
+        Some(p) => {
+            let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
+            conn.with_password(Secret::new(secret))
+        }
+        None => conn,
+    })
+}
+
 pub(crate) fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
     let cfg = ctx.config.as_ref().ok_or_else(|| {
         usage(format!(
@@ -195,11 +207,7 @@ pub(crate) fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
         .postgres
         .as_ref()
         .ok_or_else(|| usage(format!("source {name} has no postgres: section")))?;
-    let mut conn = ConnConfig::parse(pg.url.as_str()).map_err(conn_err)?;
-    if let Some(p) = &pg.password {
-        let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
-        conn = conn.with_password(Secret::new(secret));
-    }
+    let conn = connection(&pg.url, pg.password.as_ref())?;
     Ok(PgSource {
         name: name.to_string(),
         conn,

@@ -7,7 +7,7 @@ use clap::Args;
 use lifeboat_dr::readiness::State;
 use lifeboat_dr::status::{Verdict, describe_target, human};
 
-use crate::assess;
+use crate::assess::{self, Assessment};
 use crate::context::Ctx;
 use crate::exit::{FAILURE, OK, fail, usage};
 use crate::output::print_json;
@@ -33,21 +33,22 @@ fn now(a: &StatusArgs) -> Result<DateTime<Utc>> {
     }
 }
 
-fn config(ctx: &Ctx, what: &str) -> Result<crate::config::Config> {
-    ctx.config.clone().ok_or_else(|| {
+/// The evidence judged at `--as-of` (or now) against the configuration.
+async fn assess_at(ctx: &Ctx, a: &StatusArgs, what: &str) -> Result<(DateTime<Utc>, Assessment)> {
+    let at = now(a)?;
+    let cfg = ctx.config.as_ref().ok_or_else(|| {
         usage(format!(
             "`lifeboat {what}` judges the configured sources and objectives: pass --config FILE \
              or set LIFEBOAT_CONFIG"
         ))
-    })
+    })?;
+    let repo = ctx.open().await?;
+    Ok((at, assess::gather(cfg, &repo, at).await?))
 }
 
 /// Exit 0 when ok, 1 when a source is failing, 10 when at risk.
 pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
-    let at = now(&a)?;
-    let cfg = config(ctx, "status")?;
-    let repo = ctx.open().await?;
-    let found = assess::gather(&cfg, &repo, at).await?;
+    let (at, found) = assess_at(ctx, &a, "status").await?;
     let st = &found.status;
     if ctx.json() {
         print_json(st)?;
@@ -111,10 +112,7 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
 }
 
 pub async fn readiness(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
-    let at = now(&a)?;
-    let cfg = config(ctx, "readiness")?;
-    let repo = ctx.open().await?;
-    let found = assess::gather(&cfg, &repo, at).await?;
+    let (at, found) = assess_at(ctx, &a, "readiness").await?;
     let r = &found.readiness;
     if ctx.json() {
         print_json(r)?;

@@ -771,19 +771,6 @@ pub struct ScratchDatabase {
     pub password: Option<SecretRef>,
 }
 
-/// The ids of the readiness checklist's manual items (kept equal to
-/// `lifeboat_dr::readiness::MANUAL` by a test in the binary).
-pub const MANUAL_ITEMS: &[&str] = &[
-    "services-healthy",
-    "dr-plan",
-    "on-call",
-    "runbooks",
-    "security-audit",
-    "dr-exercises",
-    "objectives-review",
-    "capacity-review",
-];
-
 /// `readiness:`: evidence ages and attestations.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1051,10 +1038,11 @@ impl Config {
         }
         if let Some(r) = &self.readiness {
             for id in r.attestations.keys() {
-                if !MANUAL_ITEMS.contains(&id.as_str()) {
+                let manual = lifeboat_dr::readiness::MANUAL.iter().map(|m| m.0);
+                if !manual.clone().any(|m| m == id) {
                     problems.push(format!(
                         "readiness.attestations.{id}: no manual checklist item has this id; the ids are {}",
-                        MANUAL_ITEMS.join(", ")
+                        manual.collect::<Vec<_>>().join(", ")
                     ));
                 }
             }
@@ -1624,6 +1612,56 @@ mod tests {
             msg.contains("postgresql-credentials") && msg.contains("cannot be read"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn drill_and_readiness_sections_are_checked() {
+        let text = "\
+repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    drill: {schedule: \"0 4 1 * *\", namespace_map: {a: b}}
+  cfg:
+    kind: kube
+    kube: {}
+    drill: {namespace_map: {kubernaut-system: kubernaut-system}}
+  nomap:
+    kind: kube
+    kube: {}
+    drill: {schedule: \"0 4 1 * *\"}
+  s:
+    kind: stream
+    stream: {command: [cat]}
+    drill: {}
+readiness:
+  drill_max_age: 0s
+  attestations:
+    on-call: {by: Jane Roe, date: 2026-11-01}
+    oncall: {by: Jane Roe, date: 2026-11-01}
+";
+        let e = parse_err(text);
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "sources.db.drill.namespace_map is for kube sources",
+            "sources.cfg.drill.namespace_map maps kubernaut-system to itself",
+            "sources.nomap.drill: a kube drill needs namespace_map",
+            "sources.s.drill: stream sources cannot be drilled",
+            "readiness.drill_max_age must be positive",
+            "readiness.attestations.oncall: no manual checklist item has this id; the ids are services-healthy, dr-plan, on-call",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 6, "{all}");
+        // A date that is not YYYY-MM-DD is located like every parse error.
+        let e = parse_err(
+            "repository: {url: /r}\nreadiness:\n  attestations:\n    on-call: {by: J, date: yesterday}\n",
+        );
+        assert!(e.to_string().contains("test.yaml:4:"), "{e}");
     }
 
     #[test]

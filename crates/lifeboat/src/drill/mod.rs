@@ -20,11 +20,11 @@ use anyhow::Result;
 use chrono::Utc;
 use lifeboat_dr::record::{self, DrillDifference, DrillRecord, DrillStep, Stored};
 use lifeboat_kube::client::ClusterOptions;
-use lifeboat_postgres::conn::{ConnConfig, Secret};
+use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::tools::Discovery;
 use lifeboat_repo::Repository;
 
-use crate::cmd_postgres::{configured_source, conn_err, postgres_facts, url_source};
+use crate::cmd_postgres::{configured_source, conn_err, connection, postgres_facts, url_source};
 use crate::config::SourceKind;
 use crate::context::Ctx;
 use crate::exit::{NOT_FOUND, fail, usage};
@@ -104,7 +104,8 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
         Part::Kube { map } => {
             if snap.snapshot.kind != "kube" {
                 Err(anyhow::anyhow!(
-                    "snapshot {} is a {} snapshot, not kube",
+                    "the latest snapshot of {source} ({}) is a {} snapshot, not kube; back the \
+                     source up with `lifeboat backup kube --source {source}` first",
                     snap.short_id(),
                     snap.snapshot.kind
                 ))
@@ -143,7 +144,8 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
     };
     let id = record::store_drill(repo, &rec).await.map_err(|e| {
         anyhow::Error::from(e).context(format!(
-            "the drill {} but its record could not be stored in the repository",
+            "the drill {} but its record could not be stored in the repository; check the \
+             repository's storage (`lifeboat check`) and run the drill again",
             if rec.ok { "passed" } else { "failed" }
         ))
     })?;
@@ -175,10 +177,12 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
             ))
         }
         (Some(name), None) => {
-            let cfg = ctx
-                .config
-                .as_ref()
-                .ok_or_else(|| usage(format!("--source {name} needs a configuration file")))?;
+            let cfg = ctx.config.as_ref().ok_or_else(|| {
+                usage(format!(
+                    "--source {name} needs a configuration file: pass --config FILE or set \
+                         LIFEBOAT_CONFIG, or drill a database backed up with --db URL"
+                ))
+            })?;
             let src = cfg.source(name).map_err(|e| usage(e.to_string()))?;
             let drill = src.drill.clone().unwrap_or_default();
             match src.kind {
@@ -186,14 +190,7 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                     let pg = configured_source(ctx, name)?;
                     let scratch = match (&req.scratch, &drill.scratch) {
                         (Some(u), _) => scratch_url(Some(u))?,
-                        (None, Some(s)) => {
-                            let mut c = ConnConfig::parse(s.url.as_str()).map_err(conn_err)?;
-                            if let Some(p) = &s.password {
-                                let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
-                                c = c.with_password(Secret::new(secret));
-                            }
-                            Some(c)
-                        }
+                        (None, Some(s)) => Some(connection(&s.url, s.password.as_ref())?),
                         (None, None) => None,
                     };
                     refuse_same(&pg.conn, scratch.as_ref())?;

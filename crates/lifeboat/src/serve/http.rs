@@ -183,11 +183,12 @@ async fn status(State(d): D) -> Response {
 }
 
 #[derive(Deserialize)]
-struct SnapshotsQuery {
+/// `?source=NAME`: only that source's snapshots or drills.
+struct SourceQuery {
     source: Option<String>,
 }
 
-async fn snapshots(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
+async fn snapshots(State(d): D, Query(q): Query<SourceQuery>) -> Response {
     match d.repo.snapshots().await {
         Ok(list) => {
             let rows: Vec<_> = list
@@ -219,7 +220,7 @@ async fn snapshots(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
     }
 }
 
-async fn drills(State(d): D, Query(q): Query<SnapshotsQuery>) -> Response {
+async fn drills(State(d): D, Query(q): Query<SourceQuery>) -> Response {
     match lifeboat_dr::record::drills(&d.repo).await {
         Ok(list) => {
             let rows: Vec<_> = list

@@ -313,15 +313,12 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     let settings = Settings::resolve(&ctx, listen)?;
     let repo = ctx.open().await?;
     let handle = metrics::install()?;
+    let objectives = crate::assess::objectives(&config);
     let mut sources = BTreeMap::new();
     for (name, s) in &config.sources {
-        let rpo_objective = s
-            .covers
-            .iter()
-            .filter_map(|c| config.objective(c))
-            .map(|o| o.rpo)
-            .filter(|r| *r > TimeDelta::zero())
-            .min();
+        let rpo_objective = lifeboat_dr::objectives::for_source(&objectives, &s.covers)
+            .rpo
+            .map(|t| TimeDelta::seconds(t.seconds));
         if let Some(r) = rpo_objective {
             metrics::rpo_objective(name, r.num_seconds() as f64);
         }
