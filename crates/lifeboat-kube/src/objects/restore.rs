@@ -103,6 +103,10 @@ pub struct ObjectResult {
     /// Dry run: what would change (Secret values masked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// The object's resource, for acting on it afterwards (a drill deletes
+    /// what it created); `kind` and `group` above are its report form.
+    #[serde(skip)]
+    pub resource: Resource,
 }
 
 impl ObjectResult {
@@ -232,6 +236,7 @@ impl Applier<'_> {
             action: Action::Failed,
             error: None,
             diff: None,
+            resource: r.resource.clone(),
         };
         match self.apply_inner(r, &mut res).await {
             Ok(action) => res.action = action,

@@ -85,23 +85,6 @@ pub async fn drill(
         namespace_map: map.clone(),
         ..RestoreOptions::default()
     };
-    // Where each object lands, for the cleanup to address it by its
-    // resource: (group, kind, drill namespace, name).
-    let index: BTreeMap<ObjectKey, Resource> = drilled
-        .iter()
-        .filter_map(|r| {
-            let to = map.get(r.namespace()?)?;
-            Some((
-                (
-                    r.resource.group.clone(),
-                    r.resource.kind.clone(),
-                    to.clone(),
-                    r.name().to_string(),
-                ),
-                r.resource.clone(),
-            ))
-        })
-        .collect();
     let restored = kube_restore::restore(&client, drilled, &opts, |_| {}).await;
     let report = match restored {
         Ok(r) => r,
@@ -136,7 +119,7 @@ pub async fn drill(
     out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let (cleaned, detail) = cleanup(&client, &index, &report, &targets).await;
+    let (cleaned, detail) = cleanup(&client, &report, &targets).await;
     out.steps.push(step("cleanup", cleaned, t, detail));
     if failed.is_empty() {
         Ok(())
@@ -150,9 +133,6 @@ pub async fn drill(
     }
 }
 
-/// (group, kind, namespace, name) of a restored object.
-type ObjectKey = (String, String, String, String);
-
 /// Deletes what the drill created: its objects (in the reverse of restore
 /// order), then the drill namespaces it created. Objects that existed before
 /// the drill (configured, unchanged) and namespaces that existed are left
@@ -161,7 +141,6 @@ type ObjectKey = (String, String, String, String);
 /// already proven restorable).
 async fn cleanup(
     client: &kube::Client,
-    index: &BTreeMap<ObjectKey, Resource>,
     report: &kube_restore::RestoreReport,
     targets: &[String],
 ) -> (bool, String) {
@@ -180,20 +159,9 @@ async fn cleanup(
             }
             _ => continue,
         }
-        let resource = res.namespace.as_ref().and_then(|ns| {
-            index.get(&(
-                res.group.clone(),
-                res.kind.clone(),
-                ns.clone(),
-                res.name.clone(),
-            ))
-        });
-        let (Some(ns), Some(resource)) = (res.namespace.as_deref(), resource) else {
-            problems.push(format!(
-                "could not delete {}: not among the snapshot's objects",
-                res.display_ref()
-            ));
-            continue;
+        let resource = &res.resource;
+        let Some(ns) = res.namespace.as_deref() else {
+            continue; // only namespaced objects are drilled
         };
         let api: kube::Api<kube::api::DynamicObject> =
             kube::Api::namespaced_with(client.clone(), ns, &resource.api_resource());
