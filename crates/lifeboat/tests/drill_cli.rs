@@ -5,16 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, PASSWORD, rt, setup};
+use common::{Daemon, Env, PASSWORD, TOKEN, rt, setup, write_token};
 use lifeboat_postgres::TempCluster;
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// A config with one postgres source `db`, the seed's database-corruption
 /// objective, and `extra_queries` as additional verification queries.
@@ -28,10 +23,7 @@ fn write_config_drilled(
     extra_queries: &str,
     drill_schedule: &str,
 ) -> PathBuf {
-    let token = env.path("api-token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = write_token(env);
     let text = format!(
         "repository:
   url: {repo}
@@ -79,14 +71,7 @@ fn json(env: &Env, cfg: &Path, args: &[&str]) -> serde_json::Value {
 fn json_fails(env: &Env, cfg: &Path, args: &[&str], code: i32) -> (serde_json::Value, String) {
     let mut a = vec!["--config", cfg.to_str().unwrap(), "--json"];
     a.extend_from_slice(args);
-    let o = env.run(&a);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{a:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
+    let (stdout, stderr) = env.exits_with(&a, code);
     (
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}")),
         stderr,
@@ -102,95 +87,23 @@ fn item<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no item {id} in {r}"))
 }
 
-/// A running `lifeboat serve`; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
+/// The daemon's drill records (`GET /api/v1/drills`).
+fn drills(d: &Daemon) -> serde_json::Value {
+    let (code, body) = d.get("/api/v1/drills", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-impl Daemon {
-    fn start(env: &Env, cfg: &Path, tag: &str) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = env.path(&format!("serve-{tag}.log"));
-        let child = env
-            .cmd(&[
-                "--config",
-                cfg.to_str().unwrap(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let d = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Ready means it holds the lease (readiness's `monitoring` item).
-        while d.get("/readyz").map(|r| r.0) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "daemon not ready: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        d
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((code, body.to_string()))
-    }
-
-    fn drills(&self) -> serde_json::Value {
-        let (code, body) = self.get("/api/v1/drills").expect("GET /api/v1/drills");
-        assert_eq!(code, 200, "{body}");
-        // A chunked body: take the JSON array inside it.
-        let start = body.find('[').unwrap();
-        let end = body.rfind(']').unwrap();
-        serde_json::from_str(&body[start..=end]).unwrap()
-    }
-}
-
-impl Daemon {
-    /// SIGTERM, as Kubernetes stops a pod: the daemon releases its lease.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let st = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `backup postgres --source db` with the config.
+fn backup(env: &Env, cfg: &Path) {
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backup",
+        "postgres",
+        "--source",
+        "db",
+    ]);
 }
 
 /// Must hold 1: a drill of a Kubernaut-like database passes, records RTO and
@@ -201,14 +114,7 @@ fn drill_passes_records_rto_rpo_and_is_listed_after_a_daemon_restart() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let cfg = write_config(&env, &cluster, "");
-    env.ok(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "backup",
-        "postgres",
-        "--source",
-        "db",
-    ]);
+    backup(&env, &cfg);
 
     let report = env.path("drill.md");
     let d = json(
@@ -256,13 +162,13 @@ fn drill_passes_records_rto_rpo_and_is_listed_after_a_daemon_restart() {
     let list = env.ok(&["--config", cfg.to_str().unwrap(), "drills"]);
     assert!(list.contains(&id[..8]) && list.contains("ok"), "{list}");
 
-    let daemon = Daemon::start(&env, &cfg, "1");
-    let listed = daemon.drills();
+    let daemon = Daemon::start_active(&env, &cfg, "1");
+    let listed = drills(&daemon);
     assert_eq!(listed[0]["id"], id.as_str(), "{listed:#}");
     assert_eq!(listed[0]["rto_seconds"].as_f64(), Some(rto));
     daemon.stop();
-    let daemon = Daemon::start(&env, &cfg, "2");
-    let listed = daemon.drills();
+    let daemon = Daemon::start_active(&env, &cfg, "2");
+    let listed = drills(&daemon);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["ok"], true);
@@ -282,14 +188,7 @@ fn corrupted_snapshot_and_differing_query_fail_the_drill_naming_them() {
         &cluster,
         "        - name: server_port\n          sql: SELECT current_setting('port')",
     );
-    env.ok(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "backup",
-        "postgres",
-        "--source",
-        "db",
-    ]);
+    backup(&env, &cfg);
     let (d, stderr) = json_fails(&env, &cfg, &["drill", "--source", "db"], 7);
     assert_eq!(d["ok"], false);
     let failure = d["failure"].as_str().unwrap();
@@ -385,7 +284,8 @@ fn readiness_needs_a_recent_drill_and_status_turns_at_risk_past_the_rpo() {
     let c = cfg.to_str().unwrap();
     let snap = json(&env, &cfg, &["backup", "postgres", "--source", "db"]);
     env.ok(&["--config", c, "check", "--read-data"]);
-    let _daemon = Daemon::start(&env, &cfg, "r");
+    // An active daemon holds the lease: readiness's `monitoring` item.
+    let _daemon = Daemon::start_active(&env, &cfg, "r");
     store_old_drill(&rt, &env, &snap, chrono::TimeDelta::days(31));
 
     let (r, stderr) = json_fails(&env, &cfg, &["readiness"], 1);
@@ -452,18 +352,11 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
         "serve:\n  check: {schedule: \"*/3 * * * * *\"}\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    env.ok(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "backup",
-        "postgres",
-        "--source",
-        "db",
-    ]);
-    let daemon = Daemon::start(&env, &cfg, "d");
+    backup(&env, &cfg);
+    let daemon = Daemon::start_active(&env, &cfg, "d");
     let deadline = Instant::now() + Duration::from_secs(120);
     let metrics = loop {
-        let (_, m) = daemon.get("/metrics").expect("GET /metrics");
+        let (_, m) = daemon.get("/metrics", Some(TOKEN));
         if m.contains("lifeboat_drills_total{source=\"db\",result=\"passed\"}")
             && m.contains("lifeboat_check_last_success_timestamp_seconds ")
         {
@@ -480,7 +373,7 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
     };
-    let drills = daemon.drills();
+    let drills = drills(&daemon);
     let first = drills
         .as_array()
         .unwrap()

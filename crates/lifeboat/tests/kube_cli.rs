@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use base64::Engine;
-use common::Env;
+use common::{Env, free_port};
 use kube_double::{ApiDouble, Fault};
 use serde_json::{Value, json};
 
@@ -137,6 +137,20 @@ fn cluster(env: &Env, name: &str) -> Cluster {
     let kubeconfig = env.path(&format!("{name}.kubeconfig"));
     api.write_kubeconfig(&kubeconfig).unwrap();
     Cluster { api, kubeconfig }
+}
+
+/// `dead.kubeconfig`: `api`'s kubeconfig with its server moved to a
+/// closed port.
+fn dead_kubeconfig(env: &Env, api: &ApiDouble) -> PathBuf {
+    let dead = env.path("dead.kubeconfig");
+    let port = free_port();
+    std::fs::write(
+        &dead,
+        api.kubeconfig()
+            .replace(&api.url(), &format!("http://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    dead
 }
 
 fn with_cluster<'a>(c: &'a Cluster, args: &[&'a str]) -> Vec<&'a str> {
@@ -635,21 +649,7 @@ fn single_object_backup_pagination_and_bad_input() {
     env.ok(&["check"]);
 
     // An unreachable cluster.
-    let dead = env.path("dead.kubeconfig");
-    let port = {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    std::fs::write(
-        &dead,
-        src.api
-            .kubeconfig()
-            .replace(&src.api.url(), &format!("http://127.0.0.1:{port}")),
-    )
-    .unwrap();
+    let dead = dead_kubeconfig(&env, &src.api);
     let o = env.run(&[
         "backup",
         "kube",
@@ -743,15 +743,22 @@ sources:
 fn run_cfg(env: &Env, cfg: &std::path::Path, args: &[&str], code: i32) -> (String, String) {
     let mut a = vec!["--config", cfg.to_str().unwrap()];
     a.extend_from_slice(args);
-    let o = env.run(&a);
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "{a:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    (stdout, stderr)
+    env.exits_with(&a, code)
+}
+
+/// A repository and a cluster holding the Kubernaut objects (without
+/// RemediationRequests) and `extra`; the drill config for `namespaces`,
+/// backed up once.
+fn drill_setup(extra: Vec<Value>, namespaces: &[&str]) -> (Env, Cluster, PathBuf) {
+    let env = Env::init();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 0);
+    for o in extra {
+        c.api.insert(o);
+    }
+    let cfg = drill_config(&env, &c, namespaces);
+    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    (env, c, cfg)
 }
 
 fn drill_json(env: &Env, cfg: &std::path::Path, extra: &[&str], code: i32) -> Value {
@@ -801,20 +808,19 @@ fn deletes(api: &ApiDouble) -> Vec<String> {
 
 #[test]
 fn kube_drill_restores_into_the_drill_namespace_and_deletes_only_what_it_created() {
-    let env = Env::init();
-    let c = cluster(&env, "c");
-    kubernaut_fixture(&c.api, 0);
     // The drill namespace exists already (operators create it once, see
     // deploy/rbac.yaml), with an object of its own and an older copy of one
     // the snapshot holds.
-    c.api
-        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}}));
-    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "unrelated", "namespace": DRILL_NS}, "data": {"k": "v"}}));
-    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "rego-policies", "namespace": DRILL_NS}, "data": {"approval.rego": "old"}}));
-    let cfg = drill_config(&env, &c, &[NS]);
-    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    let (env, c, cfg) = drill_setup(
+        vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "unrelated", "namespace": DRILL_NS}, "data": {"k": "v"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "rego-policies", "namespace": DRILL_NS}, "data": {"approval.rego": "old"}}),
+        ],
+        &[NS],
+    );
     let system_before = raw(&c.api, NS);
     let system_state = state(&c.api, NS);
     assert_eq!(system_state.len(), 5, "{system_state:#?}"); // 2 ConfigMaps, 2 Secrets, the Deployment
@@ -919,13 +925,10 @@ fn kube_drill_restores_into_the_drill_namespace_and_deletes_only_what_it_created
 
 #[test]
 fn kube_drill_cleanup_refused_is_named_and_does_not_fail_the_drill() {
-    let env = Env::init();
-    let c = cluster(&env, "c");
-    kubernaut_fixture(&c.api, 0);
-    c.api
-        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}}));
-    let cfg = drill_config(&env, &c, &[NS]);
-    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
+    let (env, c, cfg) = drill_setup(
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DRILL_NS}})],
+        &[NS],
+    );
     c.api.set_fault(|r| {
         (r.verb == "delete"
             && r.plural() == Some("secrets")
@@ -952,25 +955,8 @@ fn kube_drill_cleanup_refused_is_named_and_does_not_fail_the_drill() {
 
 #[test]
 fn kube_drill_without_a_cluster_is_an_offline_dry_run() {
-    let env = Env::init();
-    let c = cluster(&env, "c");
-    kubernaut_fixture(&c.api, 0);
-    let cfg = drill_config(&env, &c, &[NS]);
-    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
-    // A kubeconfig whose server is a closed port.
-    let dead = env.path("dead.kubeconfig");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        &dead,
-        c.api
-            .kubeconfig()
-            .replace(&c.api.url(), &format!("http://127.0.0.1:{port}")),
-    )
-    .unwrap();
+    let (env, c, cfg) = drill_setup(vec![], &[NS]);
+    let dead = dead_kubeconfig(&env, &c.api);
     c.api.clear_requests();
     let d = drill_json(&env, &cfg, &["--kubeconfig", dead.to_str().unwrap()], 0);
     assert_eq!(d["ok"], true, "{d:#}");
@@ -1008,30 +994,17 @@ fn kube_drill_without_a_cluster_is_an_offline_dry_run() {
 
 #[test]
 fn kube_drill_of_a_namespace_without_a_drill_namespace_fails_clearly() {
-    let env = Env::init();
-    let c = cluster(&env, "c");
-    kubernaut_fixture(&c.api, 0);
-    c.api.insert(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubernaut-apps"}}),
+    let (env, c, cfg) = drill_setup(
+        vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubernaut-apps"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "app-settings", "namespace": "kubernaut-apps"}, "data": {"k": "v"}}),
+        ],
+        &[NS, "kubernaut-apps"],
     );
-    c.api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "app-settings", "namespace": "kubernaut-apps"}, "data": {"k": "v"}}));
-    let cfg = drill_config(&env, &c, &[NS, "kubernaut-apps"]);
-    run_cfg(&env, &cfg, &["backup", "kube", "--source", "cfg"], 0);
     let before: Vec<Value> = c.api.objects();
     c.api.clear_requests();
-    let mut a = vec![
-        "--config",
-        cfg.to_str().unwrap(),
-        "--json",
-        "drill",
-        "--source",
-        "cfg",
-    ];
-    let o = env.run(&a);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(7), "{stdout}\n{stderr}");
+    let (stdout, stderr) = run_cfg(&env, &cfg, &["--json", "drill", "--source", "cfg"], 7);
     let d: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(d["ok"], false, "{d:#}");
     let failure = d["failure"].as_str().unwrap();
@@ -1053,8 +1026,7 @@ fn kube_drill_of_a_namespace_without_a_drill_namespace_fails_clearly() {
     );
     assert_eq!(c.api.objects(), before);
     // The failed drill is recorded too.
-    a.truncate(3);
-    a.push("drills");
-    let listed: Value = serde_json::from_str(&env.ok(&a)).unwrap();
+    let (out, _) = run_cfg(&env, &cfg, &["--json", "drills"], 0);
+    let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["ok"], false, "{listed:#}");
 }

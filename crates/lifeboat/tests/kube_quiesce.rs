@@ -20,11 +20,11 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, rt};
+use common::{Env, free_port, rt, setup};
 use kube_double::{ApiDouble, Fault, Options, RequestRecord};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
-use lifeboat_postgres::fixture::{self, FixtureSpec};
+use lifeboat_postgres::fixture;
 use serde_json::{Value, json};
 
 const NS: &str = "kubernaut-system";
@@ -60,13 +60,7 @@ fn deployment(name: &str, replicas: i64) -> Value {
 impl World {
     fn new() -> World {
         let rt = rt();
-        let cluster = TempCluster::start().expect("start PostgreSQL");
-        let cfg = rt.block_on(cluster.create_database("src")).unwrap();
-        rt.block_on(fixture::generate(&cfg, &FixtureSpec::tiny()))
-            .expect("fixture");
-        let mut env = Env::init();
-        env.envs
-            .push(("PGPASSWORD".into(), cluster.password().expose().to_string()));
+        let (cluster, mut env) = setup(&rt);
         // Never the machine's cluster: only the kubeconfig the config names.
         env.envs
             .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
@@ -89,6 +83,14 @@ impl World {
         w.wait("the writers' pods to run", Duration::from_secs(20), |w| {
             WRITERS.iter().all(|(n, r)| w.pods(n) == *r as usize)
         });
+        w
+    }
+
+    /// `new`, configured to quiesce both writers, with one backup of `db`.
+    fn backed_up() -> World {
+        let mut w = World::new();
+        w.configure(&["data-storage", "context-api"], "");
+        w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
         w
     }
 
@@ -275,9 +277,7 @@ fn deploy_path(name: &str) -> String {
 /// before they were scaled, through `/scale`; afterwards back to 2 and 1.
 #[test]
 fn restore_quiesces_writers_through_scale_and_brings_them_back() {
-    let mut w = World::new();
-    w.configure(&["data-storage", "context-api"], "");
-    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    let w = World::backed_up();
     let before = w.rt.block_on(async {
         let c = w.src().connect().await.unwrap();
         let h = fixture::content_hashes(&c).await.unwrap();
@@ -363,9 +363,7 @@ fn restore_quiesces_writers_through_scale_and_brings_them_back() {
 /// brings back 2 and 1. A second crashed quiesce keeps the original counts.
 #[test]
 fn killed_restore_then_unquiesce_restores_original_counts() {
-    let mut w = World::new();
-    w.configure(&["data-storage", "context-api"], "");
-    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    let w = World::backed_up();
 
     // Pods take a minute to terminate: the restore sits waiting for them.
     w.api.set_pods_delay(Duration::from_secs(60));
@@ -436,9 +434,7 @@ fn killed_restore_then_unquiesce_restores_original_counts() {
 /// stop is abandoned and the writers are brought back before the exit.
 #[test]
 fn interrupted_while_waiting_for_pods_brings_writers_back() {
-    let mut w = World::new();
-    w.configure(&["data-storage", "context-api"], "");
-    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    let w = World::backed_up();
     w.api.set_pods_delay(Duration::from_secs(60));
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let child = w.spawn(&World::restore_args());
@@ -464,9 +460,7 @@ fn interrupted_while_waiting_for_pods_brings_writers_back() {
 /// verification leaves them down, unless resume_on_verify_failure.
 #[test]
 fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
-    let mut w = World::new();
-    w.configure(&["data-storage", "context-api"], "");
-    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    let mut w = World::backed_up();
 
     // pg_restore loses its connection midway.
     let locker = w.lock();
@@ -488,9 +482,7 @@ fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
     // The facts cannot hold: the cluster now has one database more than at
     // backup (the verify query counts them).
     w.rt.block_on(w.cluster.create_database("another")).unwrap();
-    let o = w.env.run(&w.args(&World::restore_args()));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(7), "{stderr}");
+    let stderr = w.env.fails(&w.args(&World::restore_args()), 7);
     assert!(
         stderr.contains("THE WRITERS ARE LEFT STOPPED")
             && stderr.contains("lifeboat unquiesce --source db"),
@@ -504,9 +496,7 @@ fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
         &["data-storage", "context-api"],
         "      resume_on_verify_failure: true\n",
     );
-    let o = w.env.run(&w.args(&World::restore_args()));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(7), "{stderr}");
+    let stderr = w.env.fails(&w.args(&World::restore_args()), 7);
     assert!(stderr.contains("brought back anyway"), "{stderr}");
     w.assert_writers_back();
 }
@@ -516,9 +506,7 @@ fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
 /// scaled down by the run.
 #[test]
 fn cluster_errors_name_the_workload_and_leave_nothing_down() {
-    let mut w = World::new();
-    w.configure(&["data-storage", "context-api"], "");
-    w.env.ok(&w.args(&["backup", "postgres", "--source", "db"]));
+    let mut w = World::backed_up();
     let corrupted = w.rt.block_on(async {
         let c = w.src().connect().await.unwrap();
         fixture::corrupt(&c).await.unwrap();
@@ -533,11 +521,7 @@ fn cluster_errors_name_the_workload_and_leave_nothing_down() {
     };
 
     // Unreachable: a kubeconfig whose server is a closed port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = free_port();
     let kc = w.api.kubeconfig().replace(
         &format!("127.0.0.1:{}", w.api.addr().port()),
         &format!("127.0.0.1:{closed}"),
@@ -547,10 +531,8 @@ fn cluster_errors_name_the_workload_and_leave_nothing_down() {
     let bad_kc = bad_kc.display().to_string();
     let mut restore = World::restore_args().to_vec();
     restore.extend(["--kubeconfig", bad_kc.as_str()]);
-    let o = w.env.run(&w.args(&restore));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = w.env.fails(&w.args(&restore), 1);
     eprintln!("--- restore stderr:\n{stderr}");
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("cannot reach the Kubernetes API")
             && stderr.contains("deployment/data-storage in namespace kubernaut-system")
@@ -579,10 +561,8 @@ fn cluster_errors_name_the_workload_and_leave_nothing_down() {
     // A Deployment that does not exist: refused before anything is touched.
     w.configure(&["data-storage", "contxt-api"], "");
     w.api.clear_requests();
-    let o = w.env.run(&w.args(&World::restore_args()));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = w.env.fails(&w.args(&World::restore_args()), 1);
     eprintln!("--- restore stderr:\n{stderr}");
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("deployment/contxt-api in namespace kubernaut-system does not exist"),
         "{stderr}"
@@ -602,10 +582,8 @@ fn cluster_errors_name_the_workload_and_leave_nothing_down() {
             .then(Fault::forbidden)
     });
     w.api.clear_requests();
-    let o = w.env.run(&w.args(&World::restore_args()));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = w.env.fails(&w.args(&World::restore_args()), 1);
     eprintln!("--- restore stderr:\n{stderr}");
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("scale deployment/context-api in namespace kubernaut-system")
             && stderr.contains("403")

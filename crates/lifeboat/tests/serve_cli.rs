@@ -17,38 +17,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Env, rt, setup};
+use common::{Daemon, Env, TOKEN, free_port, poll, rt, setup, write_token};
 use lifeboat_postgres::TempCluster;
-
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
-fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Writes the configuration: one postgres source `db` and a serve: section.
 fn write_config(
@@ -58,10 +35,7 @@ fn write_config(
     source_extra: &str,
     serve_extra: &str,
 ) -> PathBuf {
-    let token = env.path("api-token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = write_token(env);
     let text = format!(
         "repository:
   url: {repo}
@@ -85,163 +59,14 @@ serve:
     path
 }
 
-/// A running `lifeboat serve`; killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    port: u16,
-    log: PathBuf,
-    /// Its standard output (the log is on stderr).
-    out: PathBuf,
-}
-
+/// The daemon's /metrics, parsed (`Daemon` is common's; its Prometheus
+/// parsing is this file's).
 impl Daemon {
-    fn start(env: &Env, config: &Path, tag: &str) -> Daemon {
-        let port = free_port();
-        let log = env.path(&format!("serve-{tag}.log"));
-        let out = env.path(&format!("serve-{tag}.out"));
-        let child = env
-            .cmd(&[
-                "--config",
-                config.to_str().unwrap(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn lifeboat serve");
-        let d = Daemon {
-            child: Some(child),
-            port,
-            log,
-            out,
-        };
-        poll(Duration::from_secs(60), "the daemon's /healthz", || {
-            d.try_get("/healthz", None).filter(|r| r.0 == 200)
-        });
-        d
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    fn request(&self, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Some((code, body))
-    }
-
-    fn try_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-        self.request("GET", path, token)
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        self.try_get(path, token)
-            .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log_text()))
-    }
-
-    fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        self.request("POST", path, token)
-            .unwrap_or_else(|| panic!("POST {path} failed; log:\n{}", self.log_text()))
-    }
-
     fn metrics(&self) -> Metrics {
         let (code, body) = self.get("/metrics", None);
         assert_eq!(code, 200, "{body}");
         Metrics::parse(&body)
     }
-
-    fn role(&self) -> (u16, serde_json::Value) {
-        let (code, body) = self.get("/readyz", None);
-        (code, serde_json::from_str(&body).expect("readyz json"))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// JSON log lines.
-    fn log_lines(&self) -> Vec<serde_json::Value> {
-        self.log_text()
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
-            })
-            .collect()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
-    }
-
-    /// Waits for the exit; returns the exit code.
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the daemon did not exit within {timeout:?}; log:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Prometheus text: series (name with sorted labels) → value.
@@ -541,10 +366,7 @@ fn api_backup_needs_the_bearer_token() {
     let (cluster, env) = setup(&rt);
     // No schedule: only the API backs this source up.
     let config = write_config(&env, "serve.yaml", &cluster.url("src"), "", "  lease: 3s");
-    let d = Daemon::start(&env, &config, "api");
-    poll(Duration::from_secs(60), "the daemon to be active", || {
-        (d.role().0 == 200).then_some(())
-    });
+    let d = Daemon::start_active(&env, &config, "api");
     for token in [None, Some("wrong-token-wrong-token-wrong-tok")] {
         let (code, body) = d.post("/api/v1/sources/db/backup?wait=true", token);
         assert_eq!(code, 401, "{body}");
@@ -608,6 +430,19 @@ fn waiting_locks(rt: &tokio::runtime::Runtime, cluster: &TempCluster) -> i64 {
     })
 }
 
+/// Waits until the daemon's backup of `db` runs and waits on a lock.
+fn wait_for_held_backup(d: &Daemon, rt: &tokio::runtime::Runtime, cluster: &TempCluster) {
+    poll(
+        Duration::from_secs(60),
+        "a backup waiting on the table lock",
+        || {
+            (d.metrics().val("lifeboat_backup_running{source=\"db\"}") == 1.0
+                && waiting_locks(rt, cluster) > 0)
+                .then_some(())
+        },
+    );
+}
+
 /// Must hold 4.
 #[test]
 fn sigterm_during_a_backup_exits_0_without_a_partial_snapshot() {
@@ -627,15 +462,7 @@ fn sigterm_during_a_backup_exits_0_without_a_partial_snapshot() {
     );
     let blocker = block_dumps(&rt, &cluster);
     let mut d = Daemon::start(&env, &config, "abandon");
-    poll(
-        Duration::from_secs(60),
-        "a backup waiting on the table lock",
-        || {
-            (d.metrics().val("lifeboat_backup_running{source=\"db\"}") == 1.0
-                && waiting_locks(&rt, &cluster) > 0)
-                .then_some(())
-        },
-    );
+    wait_for_held_backup(&d, &rt, &cluster);
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(60)), Some(0), "{}", d.log_text());
     assert!(
@@ -660,15 +487,7 @@ fn sigterm_during_a_backup_exits_0_without_a_partial_snapshot() {
     );
     let blocker = block_dumps(&rt, &cluster);
     let mut d = Daemon::start(&env, &config, "finish");
-    poll(
-        Duration::from_secs(60),
-        "a backup waiting on the table lock",
-        || {
-            (d.metrics().val("lifeboat_backup_running{source=\"db\"}") == 1.0
-                && waiting_locks(&rt, &cluster) > 0)
-                .then_some(())
-        },
-    );
+    wait_for_held_backup(&d, &rt, &cluster);
     d.signal(libc::SIGTERM);
     // Taking no new work: not ready any more.
     poll(
@@ -713,10 +532,7 @@ fn two_daemons_one_active_and_takeover_after_a_kill() {
         "    schedule: \"*/2 * * * * *\"\n    retention: {keep_last: 3}",
         "  lease: 4s",
     );
-    let a = Daemon::start(&env, &config, "a");
-    poll(Duration::from_secs(60), "a to be active", || {
-        (a.role().0 == 200).then_some(())
-    });
+    let a = Daemon::start_active(&env, &config, "a");
     let b = Daemon::start(&env, &config, "b");
     poll(Duration::from_secs(60), "b to stand by", || {
         let (code, v) = b.role();

@@ -7,34 +7,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, PASSWORD, rt, setup};
+use common::{Daemon, Env, PASSWORD, TOKEN, rt, setup, write_token};
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The configuration of the page's scenario: one postgres source `db`
 /// covering database-corruption (RTO 30m, RPO 1h), a yearly schedule (the
 /// daemon backs nothing up by itself during the test), keep-last-5, and the
 /// API token in a 0600 file.
 fn write_config(env: &Env, db_url: &str) -> PathBuf {
-    let token = env.path("api-token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token = write_token(env);
     let text = format!(
         "repository:
   url: {repo}
@@ -58,98 +45,6 @@ serve:
     let path = env.path("lifeboat.yaml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A running `lifeboat serve`; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &Env, config: &Path) -> Daemon {
-        let port = free_port();
-        let log = env.path("serve.log");
-        let child = env
-            .cmd(&[
-                "--config",
-                config.to_str().unwrap(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn lifeboat serve");
-        let d = Daemon { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while d.get("/healthz").is_none_or(|(code, _, _)| code != 200) {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not answer /healthz within 60 s; log:\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        d
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    /// GET without any token: (status, head, body).
-    fn get(&self, path: &str) -> Option<(u16, String, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        Some((code, head.to_ascii_lowercase(), body))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Fails (never skips) when the browser is missing.
@@ -228,20 +123,12 @@ fn status_page_renders_in_headless_chromium() {
     let config = write_config(&env, &cluster.url("src"));
     let cfg = config.to_str().unwrap();
     env.ok(&["--config", cfg, "backup", "postgres", "--source", "db"]);
-    let daemon = Daemon::start(&env, &config);
+    let daemon = Daemon::start(&env, &config, "page");
     // Active (its lease written) before the page is judged.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while daemon.get("/readyz").is_none_or(|(code, _, _)| code != 200) {
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not become active within 60 s; log:\n{}",
-            daemon.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_active();
 
     // Open like /healthz: no token, an HTML document, not cached.
-    let (code, head, body) = daemon.get("/").expect("GET /");
+    let (code, head, body) = daemon.exchange("GET", "/", None).expect("GET /");
     assert_eq!(code, 200, "{body}\nlog:\n{}", daemon.log_text());
     assert!(head.contains("content-type: text/html"), "{head}");
     assert!(head.contains("cache-control: no-store"), "{head}");
@@ -328,7 +215,9 @@ fn status_page_renders_in_headless_chromium() {
     let drills = Path::new(&env.repo).join("drills");
     std::fs::create_dir_all(&drills).unwrap();
     std::fs::write(drills.join("0".repeat(64)), b"not a sealed document").unwrap();
-    let (code, head, body) = daemon.get("/").expect("GET / with a damaged record");
+    let (code, head, body) = daemon
+        .exchange("GET", "/", None)
+        .expect("GET / with a damaged record");
     assert_eq!(code, 502, "{body}");
     assert!(head.contains("content-type: text/html"), "{head}");
     assert!(

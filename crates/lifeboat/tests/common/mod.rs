@@ -1,10 +1,13 @@
 //! Test support for driving the built `lifeboat` binary against real
-//! repositories in temporary directories.
+//! repositories in temporary directories, and a `lifeboat serve` daemon
+//! over raw HTTP.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -88,6 +91,19 @@ impl Env {
             String::from_utf8_lossy(&o.stdout)
         );
         stderr
+    }
+
+    /// Runs expecting exit `code`; returns (stdout, stderr).
+    pub fn exits_with(&self, args: &[&str], code: i32) -> (String, String) {
+        let o = self.run(args);
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{args:?}\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        (stdout, stderr)
     }
 
     /// `backup stream --name NAME` fed from a file; returns the snapshot JSON.
@@ -345,4 +361,254 @@ pub fn setup(rt: &tokio::runtime::Runtime) -> (lifeboat_postgres::TempCluster, E
     env.envs
         .push(("PGPASSWORD".into(), cluster.password().expose().to_string()));
     (cluster, env)
+}
+
+/// The daemon's API token, as `write_token` stores it.
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// Writes `TOKEN` (with a trailing newline) to the 0600 file `api-token`
+/// in the environment's directory; returns its path, for `serve.token`.
+pub fn write_token(env: &Env) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let token = env.path("api-token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    token
+}
+
+/// A local TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `lifeboat --config CONFIG serve` on a free local port, its log
+/// (stderr) and standard output kept in files of the environment's
+/// directory; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub log: PathBuf,
+    /// Its standard output (the log is on stderr).
+    pub out: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon and waits (60 s at most) until /healthz answers
+    /// 200. `tag` names its files: `serve-TAG.log`, `serve-TAG.out`.
+    pub fn start(env: &Env, config: &Path, tag: &str) -> Daemon {
+        let port = free_port();
+        let log = env.path(&format!("serve-{tag}.log"));
+        let out = env.path(&format!("serve-{tag}.out"));
+        let child = env
+            .cmd(&[
+                "--config",
+                config.to_str().unwrap(),
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn lifeboat serve");
+        let d = Daemon {
+            child: Some(child),
+            port,
+            log,
+            out,
+        };
+        d.poll(Duration::from_secs(60), "the daemon's /healthz", || {
+            d.try_get("/healthz", None).filter(|r| r.0 == 200)
+        });
+        d
+    }
+
+    /// `start`, then `wait_active`.
+    pub fn start_active(env: &Env, config: &Path, tag: &str) -> Daemon {
+        let d = Daemon::start(env, config, tag);
+        d.wait_active();
+        d
+    }
+
+    /// Waits (60 s at most) until the daemon is active: /readyz answers 200,
+    /// which needs it to hold the repository's lease.
+    pub fn wait_active(&self) {
+        self.poll(Duration::from_secs(60), "the daemon to be active", || {
+            self.try_get("/readyz", None).filter(|r| r.0 == 200)
+        });
+    }
+
+    /// `poll`, with the daemon's log in the panic.
+    pub fn poll<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// One HTTP/1.1 request, with `token` as the bearer token if given:
+    /// (status, head in lower case, body with any chunked encoding undone),
+    /// or None when the daemon does not answer.
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Option<(u16, String, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+        let head = head.to_ascii_lowercase();
+        let body = if head.contains("transfer-encoding: chunked") {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        Some((code, head, body))
+    }
+
+    /// `exchange` without the head: (status, body).
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+        self.exchange(method, path, token)
+            .map(|(code, _, body)| (code, body))
+    }
+
+    pub fn try_get(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+        self.request("GET", path, token)
+    }
+
+    /// GET; panics with the daemon's log when it does not answer.
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.try_get(path, token)
+            .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log_text()))
+    }
+
+    /// POST; panics with the daemon's log when it does not answer.
+    pub fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        self.request("POST", path, token)
+            .unwrap_or_else(|| panic!("POST {path} failed; log:\n{}", self.log_text()))
+    }
+
+    /// /readyz: (status, its JSON body).
+    pub fn role(&self) -> (u16, serde_json::Value) {
+        let (code, body) = self.get("/readyz", None);
+        (code, serde_json::from_str(&body).expect("readyz json"))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// JSON log lines.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// Waits for the exit; returns the exit code. Kills the daemon and
+    /// panics with its log after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod (the daemon releases its lease);
+    /// waits up to 60 s for the exit and returns its code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(60))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Undoes HTTP/1.1 chunked transfer encoding.
+pub fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
