@@ -1,8 +1,9 @@
 //! Backing up byte streams: chunk, deduplicate, compress, encrypt, pack,
 //! upload; then the index; then the snapshot.
 //!
-//! The pipeline uses every core without holding more than a few packs in
-//! memory (memory stays flat however long the stream):
+//! The pipeline uses every core while holding at most a few packs and two
+//! byte-bounded queues of chunks in memory; what grows with the stream is
+//! only its chunk list (32 bytes a chunk) and the session's dedup set:
 //!
 //! ```text
 //! reader ─► chunker thread ─► workers (BLAKE3 id, dedup,  ─► packer ─► uploads
@@ -45,8 +46,20 @@ use crate::snapshot::{BackupStats, Item, Snapshot, SnapshotRef};
 
 /// Chunk ids per tree blob (2 MiB of ids).
 const IDS_PER_TREE_BLOB: usize = 65_536;
-/// Chunks (and sealed blobs) queued per worker.
+/// Chunks (and sealed blobs) queued per worker: deep enough that a worker
+/// rarely waits while the chunker or the packer is descheduled...
 const QUEUE_PER_WORKER: usize = 8;
+/// ...but never more than this many bytes of maximum-size chunks per queue,
+/// so memory does not grow with the core count or with `--chunk-avg`.
+const QUEUE_BYTES: usize = 8 << 20;
+
+/// Entries of each pipeline queue (chunk jobs, sealed blobs): 16 on two
+/// cores with the default 512 KiB maximum chunk, never under 2.
+fn queue_depth(workers: usize, max_chunk: usize) -> usize {
+    (workers * QUEUE_PER_WORKER)
+        .min(QUEUE_BYTES / max_chunk.max(1))
+        .max(2)
+}
 /// Packs uploaded concurrently.
 const UPLOAD_CONCURRENCY: usize = 2;
 
@@ -153,16 +166,15 @@ impl BackupSession {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        // Queues of QUEUE_PER_WORKER chunks (≤ 512 KiB each, ~80 KiB on
-        // average) and as many sealed blobs per worker: deep enough that a
-        // worker rarely waits while the chunker or the packer is descheduled,
-        // small enough to keep memory flat.
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(workers * QUEUE_PER_WORKER);
-        // Unbounded, but the chunker drains it as it goes: it holds about as
-        // many entries as there are chunks in flight.
-        let (id_tx, id_rx) = crossbeam_channel::unbounded::<(usize, BlobId)>();
-        let (blob_tx, mut blob_rx) =
-            tokio::sync::mpsc::channel::<Result<EncodedBlob>>(workers * QUEUE_PER_WORKER);
+        let depth = queue_depth(workers, cfg.chunker.max_size as usize);
+        // Chunks waiting for a worker and sealed blobs waiting for the packer.
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(depth);
+        // Unbounded on purpose: a worker must never block on reporting an id
+        // while the chunker blocks on sending it work (that would deadlock).
+        // The chunker drains it as it goes, so it holds about as many entries
+        // as there are chunks in flight. `None`: a worker died.
+        let (id_tx, id_rx) = crossbeam_channel::unbounded::<Option<(usize, BlobId)>>();
+        let (blob_tx, mut blob_rx) = tokio::sync::mpsc::channel::<Result<EncodedBlob>>(depth);
 
         // Chunker thread.
         let chunker = {
@@ -187,29 +199,43 @@ impl BackupSession {
             let h = std::thread::Builder::new()
                 .name(format!("lifeboat-seal-{i}"))
                 .spawn(move || {
-                    for job in rx {
-                        let (id, kind, data) = match job {
-                            Job::Chunk { seq, data } => {
-                                let id = key.blob_id(&data);
-                                if ids.send((seq, id)).is_err() {
-                                    break;
+                    let work = std::panic::AssertUnwindSafe(|| {
+                        for job in rx.iter() {
+                            let (id, kind, data) = match job {
+                                Job::Chunk { seq, data } => {
+                                    let id = key.blob_id(&data);
+                                    if ids.send(Some((seq, id))).is_err() {
+                                        break;
+                                    }
+                                    (id, BlobKind::Data, data)
                                 }
-                                (id, BlobKind::Data, data)
+                                Job::Tree { id, data } => (id, BlobKind::Tree, data),
+                            };
+                            if !claim(&index, &seen, id) {
+                                continue;
                             }
-                            Job::Tree { id, data } => (id, BlobKind::Tree, data),
-                        };
-                        if !claim(&index, &seen, id) {
-                            continue;
+                            if kind == BlobKind::Data {
+                                Progress::add(&progress.bytes_new, data.len() as u64);
+                                Progress::add(&progress.new_chunks, 1);
+                            }
+                            let r = encode_blob(&key, id, kind, &data, level);
+                            drop(data);
+                            if tx.blocking_send(r).is_err() {
+                                break;
+                            }
                         }
-                        if kind == BlobKind::Data {
-                            Progress::add(&progress.bytes_new, data.len() as u64);
-                            Progress::add(&progress.new_chunks, 1);
-                        }
-                        let r = encode_blob(&key, id, kind, &data, level);
-                        drop(data);
-                        if tx.blocking_send(r).is_err() {
-                            break;
-                        }
+                    });
+                    // A worker that panics may have reported an id it never
+                    // stored, or never reported one the chunker waits for:
+                    // both the chunker and the packer are told, so the
+                    // stream fails instead of hanging or committing a
+                    // reference to a missing blob.
+                    if std::panic::catch_unwind(work).is_err() {
+                        let _ = ids.send(None);
+                        let _ = tx.blocking_send(Err(RepoError::Internal(
+                            "a backup worker thread panicked; nothing of this stream was committed"
+                                .into(),
+                        )));
                     }
                 })
                 .map_err(|e| RepoError::io("starting worker thread", e))?;
@@ -225,15 +251,20 @@ impl BackupSession {
         drop(blob_rx);
         let joined = tokio::task::spawn_blocking(move || {
             let r = chunker.join();
-            for h in worker_handles {
-                let _ = h.join();
+            // A worker's panic is caught and reported in the pipeline; a
+            // join error here would be a panic in that reporting itself.
+            let workers_ok = worker_handles.into_iter().all(|h| h.join().is_ok());
+            match (r, workers_ok) {
+                (Ok(chunked), true) => Ok(chunked),
+                _ => Err(()),
             }
-            r
         })
         .await;
         let outcome = joined
             .map_err(|e| RepoError::Internal(format!("joining pipeline: {e}")))
-            .and_then(|r| r.map_err(|_| RepoError::Internal("chunker thread panicked".into())))
+            .and_then(|r| {
+                r.map_err(|_| RepoError::Internal("a backup pipeline thread panicked".into()))
+            })
             .and_then(|chunked| pack_result.and(chunked));
         let chunked = match outcome {
             Ok(chunked) => chunked,
@@ -367,13 +398,19 @@ fn join_upload(
 /// The chunker thread: cuts the stream into chunks and hands them, numbered,
 /// to the workers; collects their ids in stream order; then stores the chunk
 /// list as tree blobs.
+fn worker_died() -> RepoError {
+    RepoError::Internal(
+        "a backup worker thread panicked; nothing of this stream was committed".into(),
+    )
+}
+
 fn chunk_stream<R: Read>(
     reader: R,
     key: &MasterKey,
     cfg: &crate::repo::RepoConfig,
     progress: &Progress,
     jobs: &crossbeam_channel::Sender<Job>,
-    id_rx: &crossbeam_channel::Receiver<(usize, BlobId)>,
+    id_rx: &crossbeam_channel::Receiver<Option<(usize, BlobId)>>,
 ) -> Result<ChunkerResult> {
     let c = cfg.chunker;
     let mut chunker = Chunker::new(
@@ -403,13 +440,17 @@ fn chunk_stream<R: Read>(
             data: chunk.to_vec(),
         })
         .map_err(|_| stopped())?;
-        for (seq, id) in id_rx.try_iter() {
+        for msg in id_rx.try_iter() {
+            let (seq, id) = msg.ok_or_else(worker_died)?;
             ids[seq] = id;
             received += 1;
         }
     }
     while received < ids.len() {
-        let (seq, id) = id_rx.recv().map_err(|_| stopped())?;
+        let (seq, id) = id_rx
+            .recv()
+            .map_err(|_| stopped())?
+            .ok_or_else(worker_died)?;
         ids[seq] = id;
         received += 1;
     }

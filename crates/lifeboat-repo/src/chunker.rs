@@ -52,7 +52,8 @@ impl<R: Read> Chunker<R> {
         let (gear, gear_ls) = get_gear_with_seed(seed);
         Self {
             source,
-            buf: vec![0; buffer.max(max_size)],
+            // Room for two maximum chunks, or every fill would move the rest.
+            buf: vec![0; buffer.max(2 * max_size)],
             start: 0,
             end: 0,
             eof: false,
@@ -193,6 +194,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Taken from fastcdc 5.0.0's StreamCDC (which `ours` equals, above).
+    const GOLDEN_COUNT: usize = 29;
+    const GOLDEN_FIRST: &[usize] = &[25234, 127476, 142020, 76126, 99970, 85082, 32533, 65140];
+
+    /// Cut points are part of the format: repositories deduplicate against
+    /// them. Pinned here against fixed data, so that a change of fastcdc
+    /// (which the equivalence test above would follow) is caught.
+    #[test]
+    fn cut_points_are_pinned() {
+        let data = pseudo_random(3_000_000, 7);
+        let lengths: Vec<usize> = ours(&data[..], 16384, 65536, 524288, 42, READ_BUFFER)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(lengths.len(), GOLDEN_COUNT, "{lengths:?}");
+        assert_eq!(&lengths[..8], GOLDEN_FIRST, "{lengths:?}");
+        assert_eq!(lengths.iter().sum::<usize>(), data.len());
     }
 
     #[test]

@@ -333,6 +333,12 @@ impl Repository {
         };
         let sealed = storage.get(CONFIG_KEY).await?;
         let config: RepoConfig = open_doc(&key, "config", CONFIG_KEY, &sealed)?;
+        // `init` checked them; a config that says otherwise was not written
+        // by Lifeboat, and the chunker must not run on it.
+        config
+            .chunker
+            .validate()
+            .map_err(|e| RepoError::corrupt(CONFIG_KEY, e.to_string()))?;
         if config.id != marker.id {
             return Err(RepoError::corrupt(
                 MARKER_KEY,
