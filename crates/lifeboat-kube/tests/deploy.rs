@@ -5,6 +5,10 @@
 //! exactly, and every metric the alerts and the dashboard use is one the
 //! daemon exports.
 
+mod common;
+
+use common::typed;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -12,40 +16,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Drops nulls so that a round trip compares equal.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Deserialises into `T`; serialising back must give the same document.
-fn typed<T: DeserializeOwned + Serialize>(doc: &Value, file: &str) -> T {
-    let t: T = serde_json::from_value(doc.clone())
-        .unwrap_or_else(|e| panic!("{file}: {e} in {}", doc["kind"]));
-    let back = serde_json::to_value(&t).unwrap();
-    assert_eq!(
-        normalize(&back),
-        normalize(doc),
-        "{file}: a field of {} is not part of its type",
-        doc["kind"]
-    );
-    t
 }
 
 // The Prometheus Operator's CRDs: the fields the manifests use, nothing else.

@@ -6,12 +6,14 @@
 //! explained by a comment, and the rules grant every request the quiescing
 //! protocol makes (and the object backup/restore and drills need).
 
+mod common;
+
+use common::typed;
+
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn text() -> String {
@@ -21,35 +23,6 @@ fn text() -> String {
 
 fn manifests() -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(&text()).expect("valid YAML")
-}
-
-/// Drops nulls and empty objects so that a round trip compares equal.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Deserialises into `T` and checks that serialising back gives the same
-/// document: no field was unknown to the type.
-fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
-    let t: T =
-        serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{e} in {}", doc["kind"]));
-    let back = serde_json::to_value(&t).unwrap();
-    assert_eq!(
-        normalize(&back),
-        normalize(doc),
-        "a field of {} is not part of the API type",
-        doc["kind"]
-    );
-    t
 }
 
 fn matches(r: &PolicyRule, group: &str, resource: &str, verb: &str) -> bool {
@@ -90,11 +63,13 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     let mut cluster_binding = None;
     for d in &docs {
         match d["kind"].as_str() {
-            Some("ServiceAccount") => sa = Some(typed::<ServiceAccount>(d)),
-            Some("Role") => roles.push(typed::<Role>(d)),
-            Some("RoleBinding") => bindings.push(typed::<RoleBinding>(d)),
-            Some("ClusterRole") => cluster_role = Some(typed::<ClusterRole>(d)),
-            Some("ClusterRoleBinding") => cluster_binding = Some(typed::<ClusterRoleBinding>(d)),
+            Some("ServiceAccount") => sa = Some(typed::<ServiceAccount>(d, "deploy/rbac.yaml")),
+            Some("Role") => roles.push(typed::<Role>(d, "deploy/rbac.yaml")),
+            Some("RoleBinding") => bindings.push(typed::<RoleBinding>(d, "deploy/rbac.yaml")),
+            Some("ClusterRole") => cluster_role = Some(typed::<ClusterRole>(d, "deploy/rbac.yaml")),
+            Some("ClusterRoleBinding") => {
+                cluster_binding = Some(typed::<ClusterRoleBinding>(d, "deploy/rbac.yaml"))
+            }
             other => panic!("unexpected document kind {other:?}"),
         }
     }
