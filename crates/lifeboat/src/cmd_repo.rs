@@ -31,6 +31,10 @@ pub struct InitArgs {
     /// Target pack size in MiB
     #[arg(long, hide = true)]
     pub pack_mib: Option<u64>,
+    /// zstd level for stored data, 0 (off) to 19; fixed for the repository's life
+    #[arg(long, value_name = "LEVEL", default_value_t = InitOptions::default().zstd_level,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub zstd_level: i32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -196,12 +200,14 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
     if let Some(p) = a.pack_mib {
         opts.pack_size = p * 1024 * 1024;
     }
+    opts.zstd_level = a.zstd_level;
     let repo = Repository::init(storage, &secret, opts).await?;
     if ctx.json() {
         print_json(&serde_json::json!({
             "id": repo.config().id,
             "location": repo.location(),
             "chunker": repo.config().chunker,
+            "zstd_level": repo.config().zstd_level,
         }))?;
     } else {
         println!(
