@@ -4,11 +4,13 @@
 # Lifeboat benchmarks: lifeboat vs restic vs zstd on the same generated,
 # pg_dump-like input, in the same run. See docs/benchmarks.md.
 #
-#   bench/run.sh [all|main|chunks|rss]...     (default: all = main chunks rss)
+#   bench/run.sh [all|main|chunks|levels|rss]...  (default: all = main chunks levels rss)
 #
 #   main    backup / restore / re-backup / 1 %-mutated backup:
-#           lifeboat `backup stream` vs `restic backup --stdin` vs `zstd -T0 -3`
+#           lifeboat `backup stream` vs `restic backup --stdin` vs `zstd -T0`
+#           at lifeboat's level
 #   chunks  average chunk size study (throughput, repository size, dedup)
+#   levels  zstd level study (throughput, CPU, repository size, dedup)
 #   rss     peak RSS of a long stream backup, generator piped into lifeboat
 #
 # Environment (all optional):
@@ -16,6 +18,9 @@
 #   BENCH_RSS_SIZE_MB  input size for rss, MiB                    [10240]
 #   BENCH_RUNS         runs per timing; the best is reported      [3]
 #   BENCH_CHUNK_SIZES  average chunk sizes for the study, bytes   [65536 131072 262144 524288 1048576]
+#   BENCH_ZSTD_LEVEL   lifeboat's zstd level (init --zstd-level) and
+#                      zstd's in the main comparison                [1, lifeboat's default]
+#   BENCH_LEVELS       zstd levels for the level study            [1 2 3 6]
 #   BENCH_SEED         generator seed                             [1]
 #   BENCH_RSS_RESTIC   1 = also measure restic in the rss mode    [0]
 #   BENCH_TMP          scratch directory (kept if given)          [a new mktemp -d, removed at the end]
@@ -31,6 +36,8 @@ SIZE_MB=${BENCH_SIZE_MB:-1024}
 RSS_SIZE_MB=${BENCH_RSS_SIZE_MB:-10240}
 RUNS=${BENCH_RUNS:-3}
 read -r -a CHUNK_SIZES <<< "${BENCH_CHUNK_SIZES:-65536 131072 262144 524288 1048576}"
+ZLEVEL=${BENCH_ZSTD_LEVEL:-1}
+read -r -a LEVELS <<< "${BENCH_LEVELS:-1 2 3 6}"
 SEED=${BENCH_SEED:-1}
 RESULTS_DIR=${BENCH_RESULTS:-$BENCH_DIR/results}
 export LIFEBOAT_PASSWORD=${LIFEBOAT_PASSWORD:-bench-password}
@@ -38,12 +45,12 @@ export RESTIC_PASSWORD=${RESTIC_PASSWORD:-bench-password}
 
 MODES=("$@")
 if [[ ${#MODES[@]} -eq 0 || ${MODES[0]} == all ]]; then
-    MODES=(main chunks rss)
+    MODES=(main chunks levels rss)
 fi
 for m in "${MODES[@]}"; do
     case $m in
-        main | chunks | rss) ;;
-        *) echo "usage: $0 [all|main|chunks|rss]..." >&2; exit 2 ;;
+        main | chunks | levels | rss) ;;
+        *) echo "usage: $0 [all|main|chunks|levels|rss]..." >&2; exit 2 ;;
     esac
 done
 
@@ -200,11 +207,11 @@ json_num() { grep -o "\"$1\": *[0-9]*" "$2" | head -n1 | grep -o '[0-9]*$'; }
 
 out() { tee -a "$RESULTS"; }
 
-lb_init() { # lb_init REPO [init args...]
+lb_init() { # lb_init REPO [init args...]; the zstd level is $ZLEVEL
     local repo=$1
     shift
     rm -rf -- "$repo"
-    "$LB" --quiet --repo "$repo" init "$@" > /dev/null
+    "$LB" --quiet --repo "$repo" init --zstd-level "$ZLEVEL" "$@" > /dev/null
 }
 
 restic_init() {
@@ -262,7 +269,7 @@ mode_main() {
         once restic-backup prep_restic "$INPUT" /dev/null \
             restic --repo "$RR" backup --stdin --stdin-filename bench.dump --compression auto --quiet
         once zstd prep_zstd /dev/null /dev/null \
-            zstd -q -f -T0 -3 "$INPUT" -o "$ZF"
+            zstd -q -f -T0 "-$ZLEVEL" "$INPUT" -o "$ZF"
     done
     get lifeboat-backup
     local lb_b=$B_SEC lb_b_cpu=$B_CPU lb_b_rss=$B_RSS lb_b_load=$B_LOAD lb_size
@@ -333,7 +340,9 @@ mode_main() {
         echo "The tools take turns round by round. Times are the best of $RUNS runs (single run for the mutated backup); CPU seconds the least; peak RSS the largest over the runs;"
         echo "load is the 1-minute load average seen before/after the runs. Speed and CPU ratios are other ÷ lifeboat time (higher = lifeboat faster or cheaper); size and RSS ratios are lifeboat ÷ other."
         echo
-        echo "| measurement | lifeboat | restic | zstd -T0 -3 | lifeboat ÷ restic | lifeboat ÷ zstd | load (lifeboat / restic / zstd) |"
+        echo "Lifeboat's repositories use zstd level $ZLEVEL (\`init --zstd-level\`); zstd compresses at the same level."
+        echo
+        echo "| measurement | lifeboat | restic | zstd -T0 -$ZLEVEL | lifeboat ÷ restic | lifeboat ÷ zstd | load (lifeboat / restic / zstd) |"
         echo "|---|---:|---:|---:|---:|---:|---|"
         echo "| backup, MB/s | $(mbps "$B" "$lb_b") | $(mbps "$B" "$r_b") | $(mbps "$B" "$z_b") | $(ratio "$r_b" "$lb_b") | $(ratio "$z_b" "$lb_b") | $lb_b_load / $r_b_load / $z_b_load |"
         echo "| backup, seconds | $lb_b | $r_b | $z_b | | | |"
@@ -358,41 +367,62 @@ mode_main() {
     } | out
 }
 
-# ------------------------------------------------------------------ chunk-size study
+# ------------------------------------------------------------------ studies
+
+# study_header TITLE NOTE FIRST_COLUMN
+study_header() {
+    {
+        echo "## $1: $(mb "$INPUT_BYTES") MB input, 1 %-mutated second backup"
+        echo
+        echo "$2 Backup and restore MB/s are the best of $RUNS runs, backup CPU seconds (user + sys) the least."
+        echo
+        echo "| $3 | chunks (mean size) | backup MB/s | backup CPU s | repository after 1st backup, MB | mutated backup: new plaintext MB | mutated backup: added to repository, MB (% of input) | restore MB/s | peak RSS backup MiB | load |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    } | out
+}
+
+# study_row NAME LABEL [init args...]: a fresh repository with these init
+# arguments: first backup, restore, then the mutated input backed up second.
+study_row() {
+    local name=$1 label=$2 B=$INPUT_BYTES repo=$WORK/lb-study
+    shift 2
+    STUDY_INIT=("$@")
+    prep_study() { lb_init "$WORK/lb-study" "${STUDY_INIT[@]}"; }
+    log "== $name"
+    best_of "$RUNS" "$name-backup" prep_study "$INPUT" "$WORK/study.json" \
+        "$LB" --repo "$repo" --json backup stream --name bench
+    local b=$B_SEC bcpu=$B_CPU rss=$B_RSS load=$B_LOAD size chunks
+    chunks=$(json_num chunks "$WORK/study.json")
+    size=$(dir_bytes "$repo")
+    best_of "$RUNS" "$name-restore" noop /dev/null /dev/null \
+        "$LB" --quiet --repo "$repo" restore stream latest
+    local r=$B_SEC
+    load="$load, $B_LOAD"
+    best_of 1 "$name-mutated" noop "$MUTATED" "$WORK/study-mut.json" \
+        "$LB" --repo "$repo" --json backup stream --name bench
+    local added new
+    added=$(($(dir_bytes "$repo") - size))
+    new=$(json_num bytes_new "$WORK/study-mut.json")
+    echo "| $label | $chunks ($(awk -v b="$B" -v c="$chunks" 'BEGIN { printf "%.0f KiB", b / c / 1024 }')) | $(mbps "$B" "$b") | $bcpu | $(mb "$size") | $(mb "$new") | $(mb "$added") ($(pct "$added" "$B")) | $(mbps "$B" "$r") | $(mib "$rss") | $load |" | out
+}
 
 mode_chunks() {
     generate_inputs "$SIZE_MB"
-    local B=$INPUT_BYTES repo=$WORK/lb-chunks
-    {
-        echo "## Chunk-size study: $(mb "$B") MB input, 1 %-mutated second backup"
-        echo
-        echo "min = avg / 4, max = 8 × avg (max capped at 16 MiB). Backup and restore MB/s are the best of $RUNS runs, backup CPU seconds (user + sys) the least."
-        echo
-        echo "| avg chunk | chunks (mean size) | backup MB/s | backup CPU s | repository after 1st backup, MB | mutated backup: new plaintext MB | mutated backup: added to repository, MB (% of input) | restore MB/s | peak RSS backup MiB | load |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    } | out
-    local avg
+    study_header "Chunk-size study" "min = avg / 4, max = 8 × avg (max capped at 16 MiB); zstd level $ZLEVEL." "avg chunk"
+    local avg label
     for avg in "${CHUNK_SIZES[@]}"; do
-        log "== chunk size $avg"
-        CHUNK_AVG=$avg
-        prep_chunks() { lb_init "$WORK/lb-chunks" --chunk-avg "$CHUNK_AVG"; }
-        best_of "$RUNS" "chunks-$avg-backup" prep_chunks "$INPUT" "$WORK/chunks.json" \
-            "$LB" --repo "$repo" --json backup stream --name bench
-        local b=$B_SEC bcpu=$B_CPU rss=$B_RSS load=$B_LOAD size chunks
-        chunks=$(json_num chunks "$WORK/chunks.json")
-        size=$(dir_bytes "$repo")
-        best_of "$RUNS" "chunks-$avg-restore" noop /dev/null /dev/null \
-            "$LB" --quiet --repo "$repo" restore stream latest
-        local r=$B_SEC
-        load="$load, $B_LOAD"
-        best_of 1 "chunks-$avg-mutated" noop "$MUTATED" "$WORK/chunks-mut.json" \
-            "$LB" --repo "$repo" --json backup stream --name bench
-        local added new
-        added=$(($(dir_bytes "$repo") - size))
-        new=$(json_num bytes_new "$WORK/chunks-mut.json")
-        local label
         label=$(awk -v a="$avg" 'BEGIN { if (a >= 1048576) printf "%g MiB", a / 1048576; else printf "%g KiB", a / 1024 }')
-        echo "| $label | $chunks ($(awk -v b="$B" -v c="$chunks" 'BEGIN { printf "%.0f KiB", b / c / 1024 }')) | $(mbps "$B" "$b") | $bcpu | $(mb "$size") | $(mb "$new") | $(mb "$added") ($(pct "$added" "$B")) | $(mbps "$B" "$r") | $(mib "$rss") | $load |" | out
+        study_row "chunks-$avg" "$label" --chunk-avg "$avg"
+    done
+    echo | out
+}
+
+mode_levels() {
+    generate_inputs "$SIZE_MB"
+    study_header "zstd level study" "Default chunk sizes; \`init --zstd-level N\`." "zstd level"
+    local ZLEVEL # lb_init reads it: dynamic scope
+    for ZLEVEL in "${LEVELS[@]}"; do
+        study_row "level-$ZLEVEL" "$ZLEVEL"
     done
     echo | out
 }
