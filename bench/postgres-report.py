@@ -54,3 +54,26 @@ while f"churn_h{h}" in rows:
 if "lifeboat_repo_final" in rows:
     print()
     print(f"Final repositories: lifeboat {byt('lifeboat_repo_final')/MiB:.0f} MiB, restic {byt('restic_repo_final')/MiB:.0f} MiB.")
+
+pairs = []
+p = 1
+while f"pair{p}_lifeboat_restore_jobs2" in rows:
+    pairs.append(p)
+    p += 1
+if pairs:
+    print()
+    print("Paired rounds (each pair back to back on the final state; ratio = lifeboat ÷ the tool beside it):")
+    print()
+    print("| Pair | `pg_dump -Fc -Z0 > /dev/null` | lifeboat `backup postgres` | Ratio | lifeboat RSS | `pg_restore -j2` from file | lifeboat `restore --jobs 2` | Ratio | lifeboat RSS | Load before |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    br, rr = [], []
+    for p in pairs:
+        d, b = wall(f"pair{p}_pg_dump_Z0_devnull"), wall(f"pair{p}_lifeboat_backup")
+        r, l = wall(f"pair{p}_pg_restore_j2_file"), wall(f"pair{p}_lifeboat_restore_jobs2")
+        br.append(b / d); rr.append(l / r)
+        print(f"| {p} | {d:.1f} s | {b:.1f} s | {b/d:.2f}× | {rss(f'pair{p}_lifeboat_backup') or 0:.0f} MiB "
+              f"| {r:.1f} s | {l:.1f} s | {l/r:.2f}× | {rss(f'pair{p}_lifeboat_restore_jobs2') or 0:.0f} MiB "
+              f"| {load(f'pair{p}_pg_dump_Z0_devnull')} |")
+    print()
+    print(f"Backup ÷ raw dump: {min(br):.2f}–{max(br):.2f}× (median {sorted(br)[len(br)//2]:.2f}×); "
+          f"restore --jobs 2 ÷ pg_restore -j2: {min(rr):.2f}–{max(rr):.2f}× (median {sorted(rr)[len(rr)//2]:.2f}×).")

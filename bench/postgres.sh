@@ -14,12 +14,18 @@
 #   6. restores into fresh databases: pg_restore -j2 from a local -Z0 file of the final
 #      state, lifeboat restore --jobs 2, lifeboat restore (single stream),
 #      restic dump | pg_restore
+#   7. BENCH_PAIRS paired rounds on the final state, each pair back to back:
+#      pg_dump -Fc -Z0 > /dev/null then lifeboat's first backup into a fresh
+#      repository; pg_restore -j2 from the file then lifeboat restore --jobs 2
+#      (the per-pair ratios are what the report's targets table uses: a pair
+#      shares the machine's state, single runs further apart do not)
 # Every line records `uptime`'s load averages taken just before the measurement.
 #
 # Environment (all optional):
 #   BENCH_SIZE        fixture size                                  [1.6G]
 #   BENCH_HOURS       simulated hours of churn                      [10]
 #   BENCH_CHURN       churn fraction per hour                       [0.01]
+#   BENCH_PAIRS       paired rounds (step 7)                         [3]
 #   BENCH_PG_DIR      cluster + scratch directory (kept)            [/var/tmp/lb-pgbench]
 #   BENCH_PG_PORT     port                                          [55432]
 #   BENCH_PG_BIN      PostgreSQL binaries                           [/usr/lib/postgresql/15/bin]
@@ -35,6 +41,7 @@ ROOT=$(dirname "$BENCH_DIR")
 SIZE=${BENCH_SIZE:-1.6G}
 HOURS=${BENCH_HOURS:-10}
 CHURN=${BENCH_CHURN:-0.01}
+PAIRS=${BENCH_PAIRS:-3}
 D=${BENCH_PG_DIR:-/var/tmp/lb-pgbench}
 PORT=${BENCH_PG_PORT:-55432}
 PGBIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -166,7 +173,7 @@ drop() { psql_ -d postgres -c "DROP DATABASE IF EXISTS $1"; }
 measure pg_dump_Z0_file_final bash -c "'$PGBIN/pg_dump' -h 127.0.0.1 -p $PORT -U $USER_ -Fc -Z0 -d $DB > '$S/db.Z0.dump'"
 fresh r_pg
 measure pg_restore_j2_file "$PGBIN/pg_restore" "${PGARGS[@]}" -j2 -d r_pg "$S/db.Z0.dump"
-drop r_pg; rm -f "$S/db.Z0.dump"
+drop r_pg
 drop r_lb2
 measure lifeboat_restore_jobs2 "$LIFEBOAT_BIN" --repo "$LB" restore postgres latest --target "$(url r_lb2)" --jobs 2 --staging-dir "$S"
 drop r_lb2
@@ -176,6 +183,20 @@ drop r_lb1
 fresh r_restic
 measure restic_dump_pg_restore bash -c "restic -q -r '$RR' dump latest $DB.dump | '$PGBIN/pg_restore' -h 127.0.0.1 -p $PORT -U $USER_ -d r_restic"
 drop r_restic
+
+# ---- paired rounds -------------------------------------------------------------
+for p in $(seq 1 "$PAIRS"); do
+  measure "pair${p}_pg_dump_Z0_devnull" bash -c "'$PGBIN/pg_dump' -h 127.0.0.1 -p $PORT -U $USER_ -Fc -Z0 -d $DB > /dev/null"
+  rm -rf "$S/lb-pair"; "$LIFEBOAT_BIN" --repo "$S/lb-pair" init >/dev/null
+  measure "pair${p}_lifeboat_backup" bash -c "'$LIFEBOAT_BIN' --repo '$S/lb-pair' --json backup postgres --db '$(url "$DB")' > /dev/null"
+  fresh r_pg
+  measure "pair${p}_pg_restore_j2_file" "$PGBIN/pg_restore" "${PGARGS[@]}" -j2 -d r_pg "$S/db.Z0.dump"
+  drop r_pg
+  drop r_lb2
+  measure "pair${p}_lifeboat_restore_jobs2" "$LIFEBOAT_BIN" --repo "$LB" restore postgres latest --target "$(url r_lb2)" --jobs 2 --staging-dir "$S"
+  drop r_lb2
+done
+rm -rf "$S/lb-pair"; rm -f "$S/db.Z0.dump"
 record lifeboat_repo_final "$(du_ "$LB")"
 record restic_repo_final "$(du_ "$RR")"
 log "results: $OUT"
