@@ -4,6 +4,12 @@
 //! and at the end the digest of the ids written, in order, and the byte
 //! count are checked against the snapshot: a restore either writes the exact
 //! bytes that were backed up or fails naming the object.
+//!
+//! Two ways out: [`restore_item`] writes the stream in order to any writer
+//! (a pipe into pg_restore, stdout); [`restore_item_to_file`] writes each
+//! blob at its offset in a file, from the decoding threads themselves, in
+//! whatever order reads complete (staging for a parallel pg_restore: no
+//! single writer thread to wait for, no reordering).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -123,6 +129,24 @@ fn plan_reads(index: &MasterIndex, ids: &[BlobId]) -> Result<Vec<ReadGroup>> {
     Ok(groups)
 }
 
+/// The item `item_name`, or the snapshot's only/first item.
+fn select_item(snap: &SnapshotRef, item_name: Option<&str>) -> Result<Item> {
+    match item_name {
+        Some(n) => snap
+            .snapshot
+            .items
+            .iter()
+            .find(|i| i.name == n)
+            .ok_or_else(|| {
+                RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
+            }),
+        None => snap.snapshot.items.first().ok_or_else(|| {
+            RepoError::NotFound(format!("snapshot {} holds no items", snap.short_id()))
+        }),
+    }
+    .cloned()
+}
+
 /// Writes item `item_name` (or the snapshot's only/first item) to `writer`.
 /// Returns the number of bytes written.
 pub async fn restore_item<W: Write + Send + 'static>(
@@ -132,24 +156,135 @@ pub async fn restore_item<W: Write + Send + 'static>(
     writer: W,
     progress: Arc<Progress>,
 ) -> Result<u64> {
-    let item = match item_name {
-        Some(n) => snap
-            .snapshot
-            .items
-            .iter()
-            .find(|i| i.name == n)
-            .ok_or_else(|| {
-                RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
-            })?,
-        None => snap.snapshot.items.first().ok_or_else(|| {
-            RepoError::NotFound(format!("snapshot {} holds no items", snap.short_id()))
-        })?,
-    }
-    .clone();
+    let item = select_item(snap, item_name)?;
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
     let result = restore_locked(repo, snap, &item, writer, progress).await;
     let _ = lock.release().await;
     result
+}
+
+/// Writes item `item_name` (or the snapshot's only/first item) into `file`,
+/// which should be empty: every blob at its own offset, written by the
+/// thread that decoded it, several reads in flight in any order. Before a
+/// byte is written the planned chunk list is checked against the snapshot's
+/// digest and size, so the file holds exactly the recorded stream when this
+/// returns `Ok`; on an error its contents are partial and must be discarded.
+/// Returns the number of bytes written.
+pub async fn restore_item_to_file(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+    file: std::fs::File,
+    progress: Arc<Progress>,
+) -> Result<u64> {
+    let item = select_item(snap, item_name)?;
+    let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let result = restore_to_file_locked(repo, snap, &item, file, progress).await;
+    let _ = lock.release().await;
+    result
+}
+
+fn stream_mismatch(snap: &SnapshotRef, item: &Item, n: u64) -> RepoError {
+    RepoError::corrupt(
+        format!("snapshot {} item {}", snap.short_id(), item.name),
+        format!(
+            "the restored stream ({n} bytes) does not match what was recorded at backup ({} bytes, digest {})",
+            item.size, item.digest
+        ),
+    )
+}
+
+/// Fetches one read group (one ranged read) and decodes its blobs in order
+/// on a blocking thread, folding each into `acc` with `sink`. Every blob is
+/// authenticated and checked against its id before `sink` sees it.
+async fn fetch_group<T, F>(repo: &Repository, g: ReadGroup, acc: T, mut sink: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnMut(&mut T, &BlobLocation, Vec<u8>) -> Result<()> + Send + 'static,
+{
+    let key = pack_key(&g.pack);
+    let bytes = repo.storage().get_range(&key, g.start..g.end).await?;
+    let repo = repo.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut acc = acc;
+        for loc in &g.blobs {
+            let s = (loc.entry.offset - g.start) as usize;
+            let sealed = bytes
+                .get(s..s + loc.entry.length as usize)
+                .ok_or_else(|| RepoError::corrupt(&key, "pack is shorter than its index says"))?;
+            let data = decode_blob(
+                repo.key(),
+                &loc.entry,
+                sealed,
+                &format!("{key} blob {}", hex::encode(loc.entry.id)),
+            )?;
+            sink(&mut acc, loc, data)?;
+        }
+        Ok(acc)
+    })
+    .await
+    .map_err(|e| RepoError::Internal(format!("decode task: {e}")))?
+}
+
+async fn restore_to_file_locked(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item: &Item,
+    file: std::fs::File,
+    progress: Arc<Progress>,
+) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+
+    let index = Arc::new(repo.load_index().await?);
+    let ids = chunk_ids(repo, &index, item).await?;
+    let groups = plan_reads(&index, &ids)?;
+    // The digest of the ids in order and the total length, from the plan:
+    // the same check restore_item makes after writing, made before.
+    let mut hasher = repo.key().hasher();
+    for id in &ids {
+        hasher.update(id);
+    }
+    let total: u64 = groups
+        .iter()
+        .flat_map(|g| &g.blobs)
+        .map(|l| l.entry.raw_length as u64)
+        .sum();
+    if hasher.finalize().to_hex().as_str() != item.digest || total != item.size {
+        return Err(stream_mismatch(snap, item, total));
+    }
+
+    let file = Arc::new(file);
+    let mut at = 0u64;
+    let reads = groups.into_iter().map(|g| {
+        let start = at;
+        at += g
+            .blobs
+            .iter()
+            .map(|l| l.entry.raw_length as u64)
+            .sum::<u64>();
+        let file = Arc::clone(&file);
+        async move {
+            let end = fetch_group(repo, g, start, move |offset, _, data| {
+                file.write_all_at(&data, *offset)
+                    .map_err(|e| RepoError::io("writing the restored file", e))?;
+                *offset += data.len() as u64;
+                Ok(())
+            })
+            .await?;
+            Ok::<_, RepoError>(end - start)
+        }
+    });
+    let mut stream = futures::stream::iter(reads).buffer_unordered(READ_CONCURRENCY);
+    let mut written = 0u64;
+    while let Some(r) = stream.next().await {
+        let n = r?;
+        written += n;
+        Progress::add(&progress.bytes_read, n);
+    }
+    if written != item.size {
+        return Err(stream_mismatch(snap, item, written));
+    }
+    Ok(written)
 }
 
 async fn restore_locked<W: Write + Send + 'static>(
@@ -188,32 +323,11 @@ async fn restore_locked<W: Write + Send + 'static>(
         .map_err(|e| RepoError::io("starting writer thread", e))?;
 
     let mut stream = futures::stream::iter(groups.into_iter().map(|g| {
-        let repo = repo.clone();
-        async move {
-            let key = pack_key(&g.pack);
-            let bytes = repo.storage().get_range(&key, g.start..g.end).await?;
-            tokio::task::spawn_blocking(move || {
-                let mut out = Vec::with_capacity(g.blobs.len());
-                for loc in &g.blobs {
-                    let s = (loc.entry.offset - g.start) as usize;
-                    let sealed = bytes.get(s..s + loc.entry.length as usize).ok_or_else(|| {
-                        RepoError::corrupt(&key, "pack is shorter than its index says")
-                    })?;
-                    out.push((
-                        loc.entry.id,
-                        decode_blob(
-                            repo.key(),
-                            &loc.entry,
-                            sealed,
-                            &format!("{key} blob {}", hex::encode(loc.entry.id)),
-                        )?,
-                    ));
-                }
-                Ok::<_, RepoError>(out)
-            })
-            .await
-            .map_err(|e| RepoError::Internal(format!("decode task: {e}")))?
-        }
+        let batch = Vec::with_capacity(g.blobs.len());
+        fetch_group(repo, g, batch, |batch, loc, data| {
+            batch.push((loc.entry.id, data));
+            Ok(())
+        })
     }))
     .buffered(READ_CONCURRENCY);
 
@@ -244,13 +358,7 @@ async fn restore_locked<W: Write + Send + 'static>(
     }
     let (_w, digest, n) = written.map_err(|e| RepoError::io("writing the restored stream", e))?;
     if digest.to_hex().as_str() != item.digest || n != item.size {
-        return Err(RepoError::corrupt(
-            format!("snapshot {} item {}", snap.short_id(), item.name),
-            format!(
-                "the restored stream ({n} bytes) does not match what was recorded at backup ({} bytes, digest {})",
-                item.size, item.digest
-            ),
-        ));
+        return Err(stream_mismatch(snap, item, n));
     }
     Ok(n)
 }

@@ -26,7 +26,7 @@ use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
-use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::restore::{restore_item, restore_item_to_file};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
@@ -466,9 +466,8 @@ pub(crate) async fn restore_archive(
     mode: progress::Mode,
 ) -> Result<RestoreOutcome> {
     let opts = opts.clone();
-    let jobs = opts.jobs;
-    let progress = Arc::new(Progress::default());
-    if jobs <= 1 {
+    if opts.jobs <= 1 {
+        let progress = Arc::new(Progress::default());
         let mut pr = PgRestore::spawn_stream(tools, target, &opts).map_err(dump_err)?;
         let stdin = pr
             .take_stdin()
@@ -498,28 +497,72 @@ pub(crate) async fn restore_archive(
             (Err(e), Ok(_)) => Err(anyhow::Error::from(e).context("reading the archive")),
         }
     } else {
-        let tmp = tempfile::Builder::new()
-            .prefix("lifeboat-restore-")
-            .suffix(".pgdump")
-            .tempfile_in(staging)
-            .with_context(|| format!("creating a staging file in {}", staging.display()))?;
-        let f = tmp.reopen()?;
-        let display = progress::start(Arc::clone(&progress), "staging", mode, false);
-        let r = restore_item(
-            repo,
-            snap,
-            None,
-            BufWriter::with_capacity(1 << 20, f),
-            progress,
-        )
-        .await;
-        drop(display);
-        r.with_context(|| format!("staging the archive in {}", staging.display()))?;
-        let pr = PgRestore::spawn_file(tools, target, tmp.path(), &opts).map_err(dump_err)?;
-        let r = wait_restore(pr).await.map_err(dump_err);
-        drop(tmp);
-        r
+        let tmp = stage_archive(repo, snap, staging, mode).await?;
+        restore_staged(tools, target, &opts, &tmp).await
     }
+}
+
+/// Writes the snapshot's archive into a temporary file in `staging` (for a
+/// parallel pg_restore, which needs a seekable file). The file is removed
+/// when the returned handle is dropped.
+pub(crate) async fn stage_archive(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    staging: &Path,
+    mode: progress::Mode,
+) -> Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new()
+        .prefix("lifeboat-restore-")
+        .suffix(".pgdump")
+        .tempfile_in(staging)
+        .with_context(|| format!("creating a staging file in {}", staging.display()))?;
+    let f = tmp.reopen()?;
+    let progress = Arc::new(Progress::default());
+    let display = progress::start(Arc::clone(&progress), "staging", mode, false);
+    let r = restore_item_to_file(repo, snap, None, f, progress).await;
+    drop(display);
+    r.with_context(|| format!("staging the archive in {}", staging.display()))?;
+    Ok(tmp)
+}
+
+/// Deletes a staged file on its own thread; dropping the guard waits for it,
+/// so the file is gone when the command ends, whichever way it ends.
+struct RemovedInBackground(Option<std::thread::JoinHandle<()>>);
+
+impl RemovedInBackground {
+    fn start(file: tempfile::NamedTempFile) -> Self {
+        let path = file.path().to_path_buf();
+        match std::thread::Builder::new()
+            .name("lifeboat-unlink".into())
+            .spawn(move || drop(file))
+        {
+            Ok(h) => Self(Some(h)),
+            Err(e) => {
+                // The closure (and so the file) is dropped with the error.
+                tracing::warn!(path = %path.display(), error = %e, "could not start a thread to delete the staged archive; deleted inline");
+                Self(None)
+            }
+        }
+    }
+}
+
+impl Drop for RemovedInBackground {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs pg_restore (`opts.jobs` in parallel) on a staged archive.
+async fn restore_staged(
+    tools: &PgTools,
+    target: &ConnConfig,
+    opts: &RestoreOptions,
+    staged: &tempfile::NamedTempFile,
+) -> Result<RestoreOutcome> {
+    let pr = PgRestore::spawn_file(tools, target, staged.path(), opts).map_err(dump_err)?;
+    wait_restore(pr).await.map_err(dump_err)
 }
 
 #[derive(Serialize)]
@@ -528,6 +571,10 @@ struct RestoreResult {
     source: String,
     target: String,
     created_database: bool,
+    /// Staging the archive for --jobs > 1, before the writers were stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staging_seconds: Option<f64>,
+    /// From the writers stopped to the database restored (not verified yet).
     restore_seconds: f64,
     verified: Option<bool>,
     differences: Vec<FactDiff>,
@@ -602,18 +649,6 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         }
     };
 
-    let created = dump::create_database_if_missing(&target, "postgres")
-        .await
-        .map_err(dump_err)?;
-    if created && !ctx.global.quiet {
-        eprintln!("created database {}", target.display_url());
-    }
-    let client = target.connect().await.map_err(conn_err)?;
-    let num = pgconn::server_version_num(&client)
-        .await
-        .map_err(|e| fail(FAILURE, pgconn::pg_message(&e)))?;
-    drop(client);
-    let tools = tools::discover(tools::server_major(num), &discovery).map_err(tools_err)?;
     let staging = a.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
     if a.jobs > 1 {
         let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
@@ -632,6 +667,46 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
                 }));
             }
         }
+    }
+
+    // The target and the tools for its server, and (--jobs > 1) the staged
+    // archive, at the same time. Staging happens while the writers are
+    // still up: they are down only for pg_restore and verification, and a
+    // damaged snapshot fails here, before anything is stopped or replaced.
+    let mode = ctx.progress_mode();
+    let prepare = async {
+        let created = dump::create_database_if_missing(&target, "postgres")
+            .await
+            .map_err(dump_err)?;
+        let client = target.connect().await.map_err(conn_err)?;
+        let num = pgconn::server_version_num(&client)
+            .await
+            .map_err(|e| fail(FAILURE, pgconn::pg_message(&e)))?;
+        drop(client);
+        let tools = tools::discover(tools::server_major(num), &discovery).map_err(tools_err)?;
+        Ok::<_, anyhow::Error>((created, tools))
+    };
+    let stage = async {
+        if a.jobs > 1 {
+            let started = Instant::now();
+            let staged = stage_archive(&repo, &snap, &staging, mode).await?;
+            Ok(Some((staged, started.elapsed().as_secs_f64())))
+        } else {
+            Ok(None)
+        }
+    };
+    let ((created, tools), staged) = tokio::select! {
+        r = async { tokio::try_join!(prepare, stage) } => r?,
+        _ = sigterm(&mut term) => return Err(fail(INTERRUPTED, "terminated (SIGTERM) while preparing the restore: nothing was restored and the writers were not stopped")),
+        _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while preparing the restore: nothing was restored and the writers were not stopped")),
+    };
+    if created && !ctx.global.quiet {
+        eprintln!("created database {}", target.display_url());
+    }
+    if let Some((_, secs)) = &staged
+        && !ctx.global.quiet
+    {
+        eprintln!("staged the archive in {secs:.1} s (writers not stopped yet)");
     }
 
     let quiescer: Box<dyn Quiescer> = if a.no_quiesce {
@@ -680,15 +755,29 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while stopping the writers: nothing was restored")),
     };
     let started = Instant::now();
-    let mode = ctx.progress_mode();
     let restore_opts = RestoreOptions {
         jobs: a.jobs,
         ..RestoreOptions::default()
     };
+    let run = async {
+        match &staged {
+            Some((file, _)) => restore_staged(&tools, &target, &restore_opts, file).await,
+            None => {
+                restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode).await
+            }
+        }
+    };
     let outcome = tokio::select! {
-        r = restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode) => r,
+        r = run => r,
         _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
         _ = tokio::signal::ctrl_c() => Err(fail(INTERRUPTED, "interrupted during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
+    };
+    // pg_restore is done with the staged file. Deleting a file of gigabytes
+    // takes the kernel a while (0.5 s for 2.5 GB here): do it beside the
+    // verification; the guard waits for it when this function returns.
+    let (staging_seconds, _removal) = match staged {
+        Some((file, secs)) => (Some(secs), Some(RemovedInBackground::start(file))),
+        None => (None, None),
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -721,6 +810,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         source: snap.snapshot.source.clone(),
         target: target.display_url(),
         created_database: created,
+        staging_seconds,
         restore_seconds,
         verified: None,
         differences: Vec::new(),
