@@ -14,6 +14,7 @@ def wall(k): return float(rows[k][1]) if k in rows and rows[k][1] else None
 def rss(k): return int(rows[k][2]) / 1024 if k in rows and rows[k][2] and rows[k][2] != "0" else None
 def tree(k): return int(rows[k][3]) / 1024 if k in rows and rows[k][3] else None
 def byt(k): return int(rows[k][4]) if k in rows and rows[k][4] else None
+def num(k): return float(rows[k][4]) if k in rows and rows[k][4] else None
 def load(k): return rows[k][5] if k in rows else ""
 MiB = 1 << 20
 
@@ -64,16 +65,25 @@ if pairs:
     print()
     print("Paired rounds (each pair back to back on the final state; ratio = lifeboat ÷ the tool beside it):")
     print()
-    print("| Pair | `pg_dump -Fc -Z0 > /dev/null` | lifeboat `backup postgres` | Ratio | lifeboat RSS | `pg_restore -j2` from file | lifeboat `restore --jobs 2` | Ratio | lifeboat RSS | Load before |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    br, rr = [], []
+    print("| Pair | `pg_dump -Fc -Z0 > /dev/null` | lifeboat `backup postgres` | Ratio | lifeboat RSS | `pg_restore -j2` from file | lifeboat `restore --jobs 2` | Ratio | of which staging (writers up) | of which pg_restore (writers down) | lifeboat RSS | Load before |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    br, rr, dr = [], [], []
     for p in pairs:
         d, b = wall(f"pair{p}_pg_dump_Z0_devnull"), wall(f"pair{p}_lifeboat_backup")
         r, l = wall(f"pair{p}_pg_restore_j2_file"), wall(f"pair{p}_lifeboat_restore_jobs2")
+        st, pg = num(f"pair{p}_lifeboat_staging_s"), num(f"pair{p}_lifeboat_pg_restore_s")
         br.append(b / d); rr.append(l / r)
+        if st is not None:
+            dr.append((l - st) / r)
+        st_s = f"{st:.1f} s" if st is not None else "—"
+        pg_s = f"{pg:.1f} s ({pg/r:.2f}×)" if pg is not None else "—"
         print(f"| {p} | {d:.1f} s | {b:.1f} s | {b/d:.2f}× | {rss(f'pair{p}_lifeboat_backup') or 0:.0f} MiB "
-              f"| {r:.1f} s | {l:.1f} s | {l/r:.2f}× | {rss(f'pair{p}_lifeboat_restore_jobs2') or 0:.0f} MiB "
+              f"| {r:.1f} s | {l:.1f} s | {l/r:.2f}× | {st_s} | {pg_s} | {rss(f'pair{p}_lifeboat_restore_jobs2') or 0:.0f} MiB "
               f"| {load(f'pair{p}_pg_dump_Z0_devnull')} |")
+    med = lambda v: sorted(v)[len(v) // 2]
     print()
-    print(f"Backup ÷ raw dump: {min(br):.2f}–{max(br):.2f}× (median {sorted(br)[len(br)//2]:.2f}×); "
-          f"restore --jobs 2 ÷ pg_restore -j2: {min(rr):.2f}–{max(rr):.2f}× (median {sorted(rr)[len(rr)//2]:.2f}×).")
+    print(f"Backup ÷ raw dump: {min(br):.2f}–{max(br):.2f}× (median {med(br):.2f}×); "
+          f"restore --jobs 2 ÷ pg_restore -j2: {min(rr):.2f}–{max(rr):.2f}× (median {med(rr):.2f}×).")
+    if dr:
+        print(f"Restore --jobs 2 without its staging (wall − staging_seconds: writers down, "
+              f"plus start-up and verification) ÷ pg_restore -j2: {min(dr):.2f}–{max(dr):.2f}× (median {med(dr):.2f}×).")

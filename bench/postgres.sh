@@ -16,9 +16,11 @@
 #      restic dump | pg_restore
 #   7. BENCH_PAIRS paired rounds on the final state, each pair back to back:
 #      pg_dump -Fc -Z0 > /dev/null then lifeboat's first backup into a fresh
-#      repository; pg_restore -j2 from the file then lifeboat restore --jobs 2
-#      (the per-pair ratios are what the report's targets table uses: a pair
-#      shares the machine's state, single runs further apart do not)
+#      repository; pg_restore -j2 from the file and lifeboat restore --jobs 2,
+#      taking turns at going first, with lifeboat's own staging_seconds and
+#      restore_seconds from --json (the per-pair ratios are what the report's
+#      targets table uses: a pair shares the machine's state, single runs
+#      further apart do not)
 # Every line records `uptime`'s load averages taken just before the measurement.
 #
 # Environment (all optional):
@@ -185,16 +187,30 @@ measure restic_dump_pg_restore bash -c "restic -q -r '$RR' dump latest $DB.dump 
 drop r_restic
 
 # ---- paired rounds -------------------------------------------------------------
+pair_pg_restore() {
+  fresh r_pg
+  measure "pair$1_pg_restore_j2_file" "$PGBIN/pg_restore" "${PGARGS[@]}" -j2 -d r_pg "$S/db.Z0.dump"
+  drop r_pg
+}
+# Lifeboat's own account (--json): staging_seconds (before the writers are
+# stopped) and restore_seconds (pg_restore, writers stopped).
+pair_lifeboat_restore() {
+  drop r_lb2
+  measure "pair$1_lifeboat_restore_jobs2" bash -c "'$LIFEBOAT_BIN' --repo '$LB' --json restore postgres latest --target '$(url r_lb2)' --jobs 2 --staging-dir '$S' > '$S/lb-restore-p$1.json'"
+  record "pair$1_lifeboat_staging_s" "$(json_field "$S/lb-restore-p$1.json" staging_seconds)"
+  record "pair$1_lifeboat_pg_restore_s" "$(json_field "$S/lb-restore-p$1.json" restore_seconds)"
+  drop r_lb2
+}
+json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 for p in $(seq 1 "$PAIRS"); do
   measure "pair${p}_pg_dump_Z0_devnull" bash -c "'$PGBIN/pg_dump' -h 127.0.0.1 -p $PORT -U $USER_ -Fc -Z0 -d $DB > /dev/null"
   rm -rf "$S/lb-pair"; "$LIFEBOAT_BIN" --repo "$S/lb-pair" init >/dev/null
   measure "pair${p}_lifeboat_backup" bash -c "'$LIFEBOAT_BIN' --repo '$S/lb-pair' --json backup postgres --db '$(url "$DB")' > /dev/null"
-  fresh r_pg
-  measure "pair${p}_pg_restore_j2_file" "$PGBIN/pg_restore" "${PGARGS[@]}" -j2 -d r_pg "$S/db.Z0.dump"
-  drop r_pg
-  drop r_lb2
-  measure "pair${p}_lifeboat_restore_jobs2" "$LIFEBOAT_BIN" --repo "$LB" restore postgres latest --target "$(url r_lb2)" --jobs 2 --staging-dir "$S"
-  drop r_lb2
+  # The restores alternate which goes first (odd pairs: pg_restore first), so
+  # whatever the one before leaves behind (dirty pages, a dropped database's
+  # files) weighs on both alike.
+  if (( p % 2 )); then pair_pg_restore "$p"; pair_lifeboat_restore "$p"
+  else pair_lifeboat_restore "$p"; pair_pg_restore "$p"; fi
 done
 rm -rf "$S/lb-pair"; rm -f "$S/db.Z0.dump"
 record lifeboat_repo_final "$(du_ "$LB")"
