@@ -78,13 +78,13 @@ pub enum DumpError {
 }
 
 /// Collects a child's stderr on a thread, keeping at most [`STDERR_LIMIT`] bytes (the tail).
-struct StderrSink {
+pub(crate) struct StderrSink {
     buf: Arc<Mutex<Vec<u8>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl StderrSink {
-    fn start(mut stderr: impl Read + Send + 'static) -> Self {
+    pub(crate) fn start(mut stderr: impl Read + Send + 'static) -> Self {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let b = buf.clone();
         let thread = std::thread::spawn(move || {
@@ -108,7 +108,7 @@ impl StderrSink {
             thread: Some(thread),
         }
     }
-    fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -129,7 +129,7 @@ fn enlarge_pipe(fd: std::os::fd::RawFd) {
     let _ = fd;
 }
 
-fn status_text(s: ExitStatus) -> String {
+pub(crate) fn status_text(s: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exit code {c}"),
@@ -272,6 +272,11 @@ pub struct RestoreOptions {
     pub single_transaction: bool,
     /// `--exit-on-error`: stop at the first error instead of counting them.
     pub exit_on_error: bool,
+    /// `--clean --if-exists` (the default). Off only for the later passes of a
+    /// split restore ([`crate::split_restore`]), whose drops were run already.
+    pub clean: bool,
+    /// `--use-list`: restore only the items of this list file, in its order.
+    pub list: Option<PathBuf>,
 }
 
 impl Default for RestoreOptions {
@@ -282,6 +287,8 @@ impl Default for RestoreOptions {
             no_privileges: false,
             single_transaction: false,
             exit_on_error: false,
+            clean: true,
+            list: None,
         }
     }
 }
@@ -309,7 +316,13 @@ impl PgRestore {
         cfg.apply_to_command(&mut cmd)?;
         // -d with the database name only (no credentials in it); the rest is in PG*.
         cmd.arg("--dbname").arg(&cfg.dbname);
-        cmd.args(["--clean", "--if-exists", "--no-password"]);
+        cmd.arg("--no-password");
+        if opts.clean {
+            cmd.args(["--clean", "--if-exists"]);
+        }
+        if let Some(list) = &opts.list {
+            cmd.arg("--use-list").arg(list);
+        }
         if opts.no_owner {
             cmd.arg("--no-owner");
         }
@@ -413,6 +426,7 @@ impl PgRestore {
             }
             return Ok(RestoreOutcome {
                 tolerated_errors: errors,
+                ..RestoreOutcome::default()
             });
         }
         Err(DumpError::Failed {
@@ -428,6 +442,8 @@ impl PgRestore {
 pub struct RestoreOutcome {
     /// Errors of the `--clean` phase that did not matter (see [`classify_restore_errors`]).
     pub tolerated_errors: Vec<RestoreErrorEntry>,
+    /// Tables whose rows were spread over the jobs ([`crate::split_restore`]).
+    pub split_tables: Vec<String>,
 }
 
 /// One "could not execute query" error reported by pg_restore.

@@ -142,6 +142,12 @@ pub struct TableFact {
     /// Exact row count; `None` for schema-only dumps (a restore must then have the
     /// table, empty).
     pub rows: Option<i64>,
+    /// `pg_table_size()` at snapshot time (heap and TOAST, no indexes), for
+    /// tables that hold rows; a parallel restore spreads the rows of the large
+    /// ones over its jobs ([`crate::split_restore`]). Not a verified fact.
+    /// Absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
 }
 
 /// A user verification query, e.g. `("latest_audit_event", "SELECT max(event_timestamp) FROM audit_events")`.
@@ -223,7 +229,7 @@ pub struct SnapshotSession {
 /// unless the extension marks them with `pg_extension_config_dump`).
 const LIST_TABLES: &str = "
 SELECT c.oid::int8, n.nspname::text, c.relname::text, c.relkind::text,
-       pn.nspname::text, pc.relname::text, c.relispartition
+       pn.nspname::text, pc.relname::text, c.relispartition, pg_table_size(c.oid)::int8
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND c.relispartition
@@ -243,6 +249,7 @@ struct RelInfo {
     relkind: String,
     parent: Option<TableName>,
     is_partition: bool,
+    size_bytes: i64,
 }
 
 async fn list_tables(client: &Client) -> Result<Vec<RelInfo>, FactsError> {
@@ -263,6 +270,7 @@ async fn list_tables(client: &Client) -> Result<Vec<RelInfo>, FactsError> {
                 relkind: r.get(3),
                 parent,
                 is_partition: r.get(6),
+                size_bytes: r.get(7),
             }
         })
         .collect())
@@ -521,6 +529,7 @@ impl SnapshotSession {
                 kind: kind_of(r),
                 parent: r.parent.clone(),
                 rows: counts.get(&r.table).copied(),
+                size_bytes: (r.relkind == "r").then_some(r.size_bytes),
             })
             .collect();
         let mut qfacts = Vec::with_capacity(queries.len());

@@ -12,6 +12,7 @@ pub mod conn;
 pub mod dump;
 pub mod facts;
 pub mod fixture;
+pub mod split_restore;
 pub mod tools;
 
 pub use cluster::{ClusterOptions, TempCluster};

@@ -22,6 +22,7 @@ use clap::{ArgGroup, Args};
 use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
 use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
 use lifeboat_postgres::facts::{self, FactDiff, Facts, FactsError, SnapshotSession};
+use lifeboat_postgres::split_restore;
 use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
 use lifeboat_repo::Repository;
@@ -76,10 +77,14 @@ pub struct RestorePostgresArgs {
     /// drill or an investigation. Writers are not quiesced for another database.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Parallel pg_restore jobs; above 1 the archive is staged to a temporary
-    /// file first (free space is checked)
+    /// Parallel jobs; above 1 the archive is staged to a temporary file first
+    /// (free space is checked), and every table's rows are spread over the jobs
     #[arg(long, default_value_t = 1)]
     pub jobs: u32,
+    /// With --jobs: one job per table, as plain `pg_restore --jobs` does,
+    /// instead of spreading a table's rows over the jobs
+    #[arg(long, requires = "jobs")]
+    pub whole_tables: bool,
     /// Where --jobs stages the archive [default: the system temp directory].
     /// LIFEBOAT_STAGING_LIMIT=BYTES caps how much of it staging may use
     #[arg(long, env = "LIFEBOAT_STAGING_DIR", value_name = "DIR")]
@@ -498,7 +503,7 @@ pub(crate) async fn restore_archive(
         }
     } else {
         let tmp = stage_archive(repo, snap, staging, mode).await?;
-        restore_staged(tools, target, &opts, &tmp).await
+        restore_staged(tools, target, &opts, &tmp, &[]).await
     }
 }
 
@@ -554,13 +559,30 @@ impl Drop for RemovedInBackground {
     }
 }
 
-/// Runs pg_restore (`opts.jobs` in parallel) on a staged archive.
+/// Restores a staged archive: with `opts.jobs` > 1 and tables to `split`, by
+/// [`split_restore`] (their rows spread over all jobs); otherwise (or when the
+/// archive does not fit it) by plain `pg_restore --jobs`.
 async fn restore_staged(
     tools: &PgTools,
     target: &ConnConfig,
     opts: &RestoreOptions,
     staged: &tempfile::NamedTempFile,
+    split: &[facts::TableName],
 ) -> Result<RestoreOutcome> {
+    if opts.jobs > 1 && !split.is_empty() {
+        let (t, p, s) = (tools.clone(), staged.path().to_path_buf(), split.to_vec());
+        let plan = tokio::task::spawn_blocking(move || split_restore::plan(&t, &p, &s))
+            .await
+            .context("planning the restore")?
+            .map_err(dump_err)?;
+        if let Some(plan) = plan {
+            let names: Vec<String> = plan.split_tables().iter().map(|t| t.to_string()).collect();
+            tracing::info!(tables = ?names, jobs = opts.jobs, "rows of these tables spread over the jobs");
+            return split_restore::restore(tools, target, staged.path(), opts, &plan)
+                .await
+                .map_err(dump_err);
+        }
+    }
     let pr = PgRestore::spawn_file(tools, target, staged.path(), opts).map_err(dump_err)?;
     wait_restore(pr).await.map_err(dump_err)
 }
@@ -576,6 +598,8 @@ struct RestoreResult {
     staging_seconds: Option<f64>,
     /// From the writers stopped to the database restored (not verified yet).
     restore_seconds: f64,
+    /// Tables whose rows were spread over the --jobs (empty: plain pg_restore).
+    split_tables: Vec<String>,
     verified: Option<bool>,
     differences: Vec<FactDiff>,
     writers: &'static str,
@@ -759,9 +783,20 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         jobs: a.jobs,
         ..RestoreOptions::default()
     };
+    // The tables worth spreading over the jobs, by their size at backup.
+    let split = if a.whole_tables {
+        Vec::new()
+    } else {
+        let sizes: Vec<_> = facts
+            .tables
+            .iter()
+            .filter_map(|t| Some((t.table.clone(), t.size_bytes?)))
+            .collect();
+        split_restore::tables_to_split(&sizes, a.jobs)
+    };
     let run = async {
         match &staged {
-            Some((file, _)) => restore_staged(&tools, &target, &restore_opts, file).await,
+            Some((file, _)) => restore_staged(&tools, &target, &restore_opts, file, &split).await,
             None => {
                 restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode).await
             }
@@ -812,6 +847,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         created_database: created,
         staging_seconds,
         restore_seconds,
+        split_tables: outcome.split_tables.clone(),
         verified: None,
         differences: Vec::new(),
         writers: "resumed",
@@ -883,6 +919,12 @@ fn report_restore(ctx: &Ctx, r: &RestoreResult) -> Result<()> {
         r.restore_seconds,
         r.writers.replace('_', " ")
     );
+    if !r.split_tables.is_empty() && !ctx.global.quiet {
+        eprintln!(
+            "the rows of {} were spread over the jobs (--whole-tables: one job per table)",
+            r.split_tables.join(", ")
+        );
+    }
     Ok(())
 }
 

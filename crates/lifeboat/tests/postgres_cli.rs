@@ -64,6 +64,33 @@ fn round_trip_content_hashes_chain_and_verify() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let src = cluster.conn_config("src");
+    // As in Kubernaut's real database, the embeddings hold most of the bytes,
+    // so that `--jobs 2` spreads their rows (split_restore).
+    rt.block_on(async {
+        let c = src.connect().await.unwrap();
+        for _ in 0..8 {
+            let share: f64 = c
+                .query_one(
+                    "SELECT pg_table_size('incident_embeddings')::float8 / sum(pg_table_size(c.oid))::float8
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.relkind = 'r' AND n.nspname = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if share >= 0.5 {
+                return;
+            }
+            c.batch_execute(
+                "INSERT INTO incident_embeddings (incident_id, created_at, model, embedding, metadata)
+                 SELECT incident_id || '-again', created_at, model, embedding, metadata FROM incident_embeddings",
+            )
+            .await
+            .unwrap();
+        }
+        panic!("the embeddings do not dominate the fixture");
+    });
     let before = hashes(&rt, &src);
     assert!(before.len() >= 8, "fixture has tables: {before:?}");
     let snap = backup_json(&env, &["--db", &cluster.url("src")]);
@@ -75,17 +102,30 @@ fn round_trip_content_hashes_chain_and_verify() {
         Some(true)
     );
 
-    for (db, jobs) in [("copy", "1"), ("copy_jobs", "2")] {
-        let out = env.ok(&[
-            "restore",
-            "postgres",
-            &id,
-            "--target",
-            &cluster.url(db),
-            "--jobs",
-            jobs,
-        ]);
-        assert!(out.contains("every fact verified"), "{out}");
+    // Streamed; --jobs 2 spreading the largest table's rows over the jobs
+    // (split_restore); --jobs 2 with one job per table (plain pg_restore -j).
+    for (db, jobs, whole) in [
+        ("copy", "1", false),
+        ("copy_jobs", "2", false),
+        ("copy_whole", "2", true),
+    ] {
+        let url = cluster.url(db);
+        let mut args = vec!["--json", "restore", "postgres", &id, "--target", &url];
+        args.extend(["--jobs", jobs]);
+        if whole {
+            args.push("--whole-tables");
+        }
+        let out: serde_json::Value = serde_json::from_str(&env.ok(&args)).expect("restore json");
+        assert_eq!(out["verified"], true, "{out}");
+        let split = out["split_tables"]
+            .as_array()
+            .expect("split_tables")
+            .clone();
+        if jobs == "2" && !whole {
+            assert_eq!(split, vec!["public.incident_embeddings"], "{out}");
+        } else {
+            assert!(split.is_empty(), "{out}");
+        }
         let cfg = cluster.conn_config(db);
         assert_eq!(hashes(&rt, &cfg), before, "contents of {db} differ");
         assert_eq!(chain_ok(&rt, &cfg), chain_ok(&rt, &src));
@@ -104,9 +144,20 @@ fn round_trip_content_hashes_chain_and_verify() {
         table.starts_with("WHAT") && table.contains("table public.audit_events "),
         "{table}"
     );
-    // Restore over the corrupted database repairs it.
+    // Restore over the corrupted database repairs it, streamed and split
+    // (whose drops are run by Lifeboat: every object exists here).
     env.ok(&["restore", "postgres", &id, "--target", &cluster.url("copy")]);
     assert_eq!(hashes(&rt, &cluster.conn_config("copy")), before);
+    rt.block_on(async {
+        let c = cluster.conn_config("copy_jobs").connect().await.unwrap();
+        fixture::corrupt(&c).await.unwrap();
+    });
+    let url = cluster.url("copy_jobs");
+    let out = env.ok(&["restore", "postgres", &id, "--target", &url, "--jobs", "2"]);
+    assert!(out.contains("every fact verified"), "{out}");
+    let cfg = cluster.conn_config("copy_jobs");
+    assert_eq!(hashes(&rt, &cfg), before);
+    assert_eq!(chain_ok(&rt, &cfg), chain_ok(&rt, &src));
 }
 
 /// Must hold 2: with a writer inserting during the backup, the recorded counts
