@@ -80,10 +80,23 @@ if pairs:
         print(f"| {p} | {d:.1f} s | {b:.1f} s | {b/d:.2f}× | {rss(f'pair{p}_lifeboat_backup') or 0:.0f} MiB "
               f"| {r:.1f} s | {l:.1f} s | {l/r:.2f}× | {st_s} | {pg_s} | {rss(f'pair{p}_lifeboat_restore_jobs2') or 0:.0f} MiB "
               f"| {load(f'pair{p}_pg_dump_Z0_devnull')} |")
-    med = lambda v: sorted(v)[len(v) // 2]
+    def med(v):
+        v = sorted(v)
+        n = len(v)
+        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
     print()
     print(f"Backup ÷ raw dump: {min(br):.2f}–{max(br):.2f}× (median {med(br):.2f}×); "
           f"restore --jobs 2 ÷ pg_restore -j2: {min(rr):.2f}–{max(rr):.2f}× (median {med(rr):.2f}×).")
+    wr, sw = [], []
+    for p in pairs:
+        w = wall(f"pair{p}_lifeboat_restore_jobs2_whole") if f"pair{p}_lifeboat_restore_jobs2_whole" in rows else None
+        if w:
+            wr.append(w / wall(f"pair{p}_pg_restore_j2_file"))
+            sw.append(wall(f"pair{p}_lifeboat_restore_jobs2") / w)
+    if wr:
+        print(f"Restore --jobs 2 --whole-tables (plain pg_restore -j2 inside Lifeboat) ÷ pg_restore -j2: "
+              f"{min(wr):.2f}–{max(wr):.2f}× (median {med(wr):.2f}×); "
+              f"split ÷ whole-tables: {min(sw):.2f}–{max(sw):.2f}× (median {med(sw):.2f}×).")
     if dr:
         print(f"Restore --jobs 2 without its staging (wall − staging_seconds: writers down, "
               f"plus start-up and verification) ÷ pg_restore -j2: {min(dr):.2f}–{max(dr):.2f}× (median {med(dr):.2f}×).")

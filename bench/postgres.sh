@@ -17,7 +17,8 @@
 #   7. BENCH_PAIRS paired rounds on the final state, each pair back to back:
 #      pg_dump -Fc -Z0 > /dev/null then lifeboat's first backup into a fresh
 #      repository; pg_restore -j2 from the file and lifeboat restore --jobs 2,
-#      taking turns at going first, with lifeboat's own staging_seconds and
+#      taking turns at going first (and restore --jobs 2 --whole-tables, the
+#      split off), with lifeboat's own staging_seconds and
 #      restore_seconds from --json (the per-pair ratios are what the report's
 #      targets table uses: a pair shares the machine's state, single runs
 #      further apart do not)
@@ -201,6 +202,12 @@ pair_lifeboat_restore() {
   record "pair$1_lifeboat_pg_restore_s" "$(json_field "$S/lb-restore-p$1.json" restore_seconds)"
   drop r_lb2
 }
+# The same with --whole-tables: one pg_restore job per table (the split off).
+pair_lifeboat_whole() {
+  drop r_lb2
+  measure "pair$1_lifeboat_restore_jobs2_whole" "$LIFEBOAT_BIN" --repo "$LB" restore postgres latest --target "$(url r_lb2)" --jobs 2 --whole-tables --staging-dir "$S"
+  drop r_lb2
+}
 json_field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 for p in $(seq 1 "$PAIRS"); do
   measure "pair${p}_pg_dump_Z0_devnull" bash -c "'$PGBIN/pg_dump' -h 127.0.0.1 -p $PORT -U $USER_ -Fc -Z0 -d $DB > /dev/null"
@@ -209,8 +216,8 @@ for p in $(seq 1 "$PAIRS"); do
   # The restores alternate which goes first (odd pairs: pg_restore first), so
   # whatever the one before leaves behind (dirty pages, a dropped database's
   # files) weighs on both alike.
-  if (( p % 2 )); then pair_pg_restore "$p"; pair_lifeboat_restore "$p"
-  else pair_lifeboat_restore "$p"; pair_pg_restore "$p"; fi
+  if (( p % 2 )); then pair_pg_restore "$p"; pair_lifeboat_restore "$p"; pair_lifeboat_whole "$p"
+  else pair_lifeboat_whole "$p"; pair_lifeboat_restore "$p"; pair_pg_restore "$p"; fi
 done
 rm -rf "$S/lb-pair"; rm -f "$S/db.Z0.dump"
 record lifeboat_repo_final "$(du_ "$LB")"
