@@ -1,34 +1,40 @@
-//! Parallel restore of a staged archive that spreads every table's rows over
-//! `jobs` connections.
+//! Parallel restore of a staged archive that spreads the rows of its largest
+//! tables over `jobs` connections.
 //!
 //! Why not just `pg_restore --jobs N`: it runs items in parallel, but one
 //! table's `COPY` is one item on one connection. When one table holds most of
 //! the rows' bytes (Kubernaut's `incident_embeddings`: 1536 floats a row, 1.7 of
 //! a 2.5 GB archive), the restore takes as long as that one `COPY`, and the
-//! other jobs sit idle once the small tables are done. Loading that table over
-//! two connections halves its time.
+//! other jobs sit idle once the rest is done. Loading that table over two
+//! connections halves its time.
 //!
-//! pg_restore still runs every statement; Lifeboat only hands out the rows:
+//! pg_restore still runs every statement; Lifeboat only hands out the split
+//! tables' rows ([`tables_to_split`] picks them by their size at backup):
 //! 1. The drops that `--clean --if-exists` would run, read from pg_restore's own
 //!    script output (`--clean --if-exists --schema-only -f -`) and run in its
 //!    order, one statement at a time. A failing drop is tolerated as pg_restore
 //!    tolerates it (see [`crate::dump::classify_restore_errors`]): if it mattered,
-//!    the CREATE after it fails.
-//! 2. `pg_restore --jobs N --use-list`: the pre-data section and the data
-//!    items that are not table rows (sequence values, large objects).
-//! 3. The table rows: `pg_restore --data-only --use-list -f -` writes each
-//!    table's `COPY … FROM stdin;` block. Lifeboat cuts the rows into batches
-//!    of about 1 MiB at row ends and N connections take batches as they become
-//!    free, each running `COPY … FROM STDIN` for the table at hand. In COPY's
-//!    text format a row ends with a newline and no row is `\.`, so cutting at
-//!    newlines never splits a row.
-//! 4. `pg_restore --jobs N --use-list`: the post-data section (indexes,
-//!    constraints, triggers), after all rows are in, as pg_restore orders it.
+//!    the CREATE after it fails. (pg_restore cannot drop for a partial list:
+//!    a table referenced by a foreign key it was not asked to drop stays.)
+//! 2. `pg_restore --jobs N --use-list`: the pre-data section.
+//! 3. At the same time:
+//!    - `pg_restore --jobs N --use-list`: every other data item and the
+//!      post-data items that do not touch a split table, in pg_restore's own
+//!      order (a table's indexes right after its rows);
+//!    - `pg_restore --data-only --use-list -f -` writes the split tables'
+//!      `COPY … FROM stdin;` blocks. Lifeboat cuts the rows into batches of
+//!      about 1 MiB at row ends, and N connections take batches as they become
+//!      free, each running `COPY … FROM STDIN`. In COPY's text format a row
+//!      ends with a newline and no row is `\.`, so cutting at newlines never
+//!      splits a row.
+//! 4. `pg_restore --jobs N --use-list`: the post-data items that touch a split
+//!    table (`touching`: its indexes, constraints, triggers, foreign keys to
+//!    it, and what names those indexes), after its rows are in.
 //!
-//! The result holds the same objects and the same rows as `pg_restore --jobs`;
-//! only the physical order of rows within a table differs. [`plan`] returns
-//! `None` when the archive's items do not fall cleanly into the three sections
-//! or it holds no table rows; the caller then runs plain `pg_restore --jobs`.
+//! The result holds the same objects and rows as `pg_restore --jobs`; only the
+//! physical order of a split table's rows differs. [`plan`] returns `None`
+//! when the archive's items do not fall cleanly into the three sections or no
+//! table qualifies; the caller then runs plain `pg_restore --jobs`.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
