@@ -450,6 +450,10 @@ async fn load_rows(
     let read = reader
         .join()
         .unwrap_or_else(|_| Err("the row reader panicked".into()));
+    if read.is_err() {
+        // The reader stopped reading: pg_restore may be blocked on a full pipe.
+        let _ = child.kill();
+    }
     let status = child.wait().map_err(|e| DumpError::Wait {
         program: "pg_restore".into(),
         source: e,
@@ -457,6 +461,11 @@ async fn load_rows(
     std::mem::forget(kill);
     let stderr = stderr.finish();
     loaded?;
+    read.map_err(|e| DumpError::Failed {
+        program: "pg_restore --data-only".into(),
+        status: "its output could not be read".into(),
+        stderr: e,
+    })?;
     if !status.success() {
         return Err(DumpError::Failed {
             program: "pg_restore --data-only".into(),
@@ -464,11 +473,7 @@ async fn load_rows(
             stderr,
         });
     }
-    read.map_err(|e| DumpError::Failed {
-        program: "pg_restore --data-only".into(),
-        status: "its output could not be read".into(),
-        stderr: e,
-    })
+    Ok(())
 }
 
 /// Takes batches until there are none and loads them, one COPY per run of
