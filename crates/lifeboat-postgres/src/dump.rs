@@ -65,6 +65,11 @@ pub enum DumpError {
         needed: u64,
         available: u64,
     },
+    #[error(
+        "writing a pg_restore --use-list file in the temporary directory: {0}; \
+         check that TMPDIR (or /tmp) is writable and has room"
+    )]
+    ListFile(std::io::Error),
     #[error("checking free space of {dir}: {source}")]
     Statvfs {
         dir: PathBuf,
@@ -119,7 +124,7 @@ impl StderrSink {
 
 /// Raises the pipe buffer to 1 MiB (Linux): fewer context switches when the reader
 /// is a chunker consuming hundreds of MB/s. Best effort.
-fn enlarge_pipe(fd: std::os::fd::RawFd) {
+pub(crate) fn enlarge_pipe(fd: std::os::fd::RawFd) {
     #[cfg(target_os = "linux")]
     // SAFETY: fcntl on a pipe fd we own; failure is ignored.
     unsafe {
@@ -390,6 +395,23 @@ impl PgRestore {
         Self::start(tools, cmd, Stdio::null())
     }
 
+    /// [`PgRestore::wait`] on a blocking thread. If the returned future is
+    /// dropped (a restore cancelled by Ctrl-C/SIGTERM), pg_restore is killed
+    /// instead of being left to run.
+    pub async fn wait_async(self) -> Result<RestoreOutcome, DumpError> {
+        let mut guard = KillOnDrop::new(self.id());
+        let r = tokio::task::spawn_blocking(move || self.wait())
+            .await
+            .unwrap_or_else(|e| {
+                Err(DumpError::Wait {
+                    program: "pg_restore".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        guard.disarm();
+        r
+    }
+
     /// Takes pg_restore's stdin to write the archive elsewhere (drop it to signal the end).
     pub fn take_stdin(&mut self) -> Option<ChildStdin> {
         self.stdin.take()
@@ -434,6 +456,32 @@ impl PgRestore {
             status: status_text(status),
             stderr,
         })
+    }
+}
+
+/// Kills a child process by pid when dropped armed: the guard of a future
+/// that waits for a child elsewhere (a blocking thread, a reader), so that
+/// cancelling the future does not leave the child running. Disarm it once
+/// the child was waited for (its pid may be reused after that).
+pub(crate) struct KillOnDrop(Option<u32>);
+
+impl KillOnDrop {
+    pub(crate) fn new(pid: u32) -> Self {
+        KillOnDrop(Some(pid))
+    }
+    pub(crate) fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // SAFETY: kill(2) to our own child, not reaped yet (armed guard).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
     }
 }
 

@@ -38,7 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -48,8 +48,8 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::conn::ConnConfig;
 use crate::dump::{
-    DumpError, PgRestore, RestoreErrorEntry, RestoreOptions, RestoreOutcome, StderrSink,
-    status_text,
+    DumpError, KillOnDrop, PgRestore, RestoreErrorEntry, RestoreOptions, RestoreOutcome,
+    StderrSink, enlarge_pipe, status_text,
 };
 use crate::facts::TableName;
 use crate::tools::PgTools;
@@ -228,41 +228,27 @@ pub async fn restore(
     );
 
     // 2. pre-data
-    let list = list_file(&plan.pre)?;
-    let o = pass(tools, cfg, archive, opts, list.path()).await?;
-    outcome.tolerated_errors.extend(o.tolerated_errors);
+    pass(tools, cfg, archive, opts, &plan.pre, &mut outcome).await?;
     tracing::info!(
         seconds = t.elapsed().as_secs_f64(),
         "split restore: pre-data done"
     );
 
     // 3. pg_restore's share beside the split tables' rows
-    let main = list_file(&plan.main)?;
     let rows = list_file(&plan.split_data)?;
-    let (o, ()) = tokio::try_join!(
-        async {
-            let o = pass(tools, cfg, archive, opts, main.path()).await;
-            tracing::info!(
-                seconds = t.elapsed().as_secs_f64(),
-                "split restore: pg_restore's share done"
-            );
-            o
-        },
-        async {
-            let r = load_rows(tools, cfg, archive, &plan.session, rows.path(), jobs).await;
-            tracing::info!(
-                seconds = t.elapsed().as_secs_f64(),
-                "split restore: split tables' rows loaded"
-            );
-            r
-        },
+    let mut share = RestoreOutcome::default();
+    tokio::try_join!(
+        pass(tools, cfg, archive, opts, &plan.main, &mut share),
+        load_rows(tools, cfg, archive, &plan.session, rows.path(), jobs),
     )?;
-    outcome.tolerated_errors.extend(o.tolerated_errors);
+    outcome.tolerated_errors.extend(share.tolerated_errors);
+    tracing::info!(
+        seconds = t.elapsed().as_secs_f64(),
+        "split restore: rows loaded"
+    );
 
     // 4. what touches the split tables
-    let list = list_file(&plan.last)?;
-    let o = pass(tools, cfg, archive, opts, list.path()).await?;
-    outcome.tolerated_errors.extend(o.tolerated_errors);
+    pass(tools, cfg, archive, opts, &plan.last, &mut outcome).await?;
     tracing::info!(
         seconds = t.elapsed().as_secs_f64(),
         "split restore: post-data done"
@@ -353,46 +339,27 @@ fn spellings(name: &str) -> Vec<String> {
     v
 }
 
-/// One `pg_restore --use-list` pass without `--clean` (the drops were run).
+/// One `pg_restore --jobs --use-list` pass over `items`, without `--clean`
+/// (the drops were run); its tolerated errors go into `outcome`.
 async fn pass(
     tools: &PgTools,
     cfg: &ConnConfig,
     archive: &Path,
     opts: &RestoreOptions,
-    list: &Path,
-) -> Result<RestoreOutcome, DumpError> {
+    items: &[String],
+    outcome: &mut RestoreOutcome,
+) -> Result<(), DumpError> {
+    let list = list_file(items)?;
     let o = RestoreOptions {
         clean: false,
-        list: Some(list.to_path_buf()),
+        list: Some(list.path().to_path_buf()),
         ..opts.clone()
     };
-    let pr = PgRestore::spawn_file(tools, cfg, archive, &o)?;
-    let _kill = KillOnDrop(Some(pr.id()));
-    let r = tokio::task::spawn_blocking(move || pr.wait())
-        .await
-        .unwrap_or_else(|e| {
-            Err(DumpError::Wait {
-                program: "pg_restore".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        });
-    std::mem::forget(_kill);
-    r
-}
-
-/// Kills a child by pid when dropped (a cancelled restore must not leave
-/// pg_restore running); forgotten once the child was waited for.
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            // SAFETY: kill(2) with a pid of our own child that was not reaped yet.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-    }
+    let done = PgRestore::spawn_file(tools, cfg, archive, &o)?
+        .wait_async()
+        .await?;
+    outcome.tolerated_errors.extend(done.tolerated_errors);
+    Ok(())
 }
 
 /// One batch of rows of one table.
@@ -426,9 +393,13 @@ async fn load_rows(
         program: tools.pg_restore.clone(),
         source: e,
     })?;
-    let kill = KillOnDrop(Some(child.id()));
+    let mut kill = KillOnDrop::new(child.id());
     let mut stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
     let stdout = child.stdout.take().expect("stdout is piped");
+    {
+        use std::os::fd::AsRawFd;
+        enlarge_pipe(stdout.as_raw_fd());
+    }
     let (tx, rx) = mpsc::channel::<Batch>(2 * jobs);
     let reader = std::thread::Builder::new()
         .name("lifeboat-rows".into())
@@ -458,13 +429,15 @@ async fn load_rows(
         program: "pg_restore".into(),
         source: e,
     })?;
-    std::mem::forget(kill);
+    kill.disarm();
     let stderr = stderr.finish();
     loaded?;
     read.map_err(|e| DumpError::Failed {
         program: "pg_restore --data-only".into(),
         status: "its output could not be read".into(),
-        stderr: e,
+        stderr: format!(
+            "{e}; restore with --whole-tables (plain pg_restore --jobs) and report this"
+        ),
     })?;
     if !status.success() {
         return Err(DumpError::Failed {
@@ -579,14 +552,19 @@ fn split_copy_blocks(
         } else if t.is_empty()
             || t.starts_with("--")
             || t.starts_with('\\')
-            || t.starts_with("SET ")
-            || t.starts_with("SELECT pg_catalog.set_config(")
+            || is_session_setting(t)
         {
             continue;
         } else {
             return Err(format!("unexpected statement in the data output: {t}"));
         }
     }
+}
+
+/// A line of pg_restore's script header that sets up the session (`SET …`,
+/// `SELECT pg_catalog.set_config(…)`).
+fn is_session_setting(line: &str) -> bool {
+    line.starts_with("SET ") || line.starts_with("SELECT pg_catalog.set_config(")
 }
 
 /// Splits pg_restore's `--clean --if-exists` script into its session header
@@ -599,7 +577,7 @@ fn parse_clean_script(script: &str) -> (Vec<String>, Vec<String>) {
     let mut in_drops = false;
     for line in script.lines() {
         if !in_drops {
-            if line.starts_with("SET ") || line.starts_with("SELECT pg_catalog.set_config(") {
+            if is_session_setting(line) {
                 session.push(line.to_string());
                 continue;
             }
@@ -703,18 +681,14 @@ fn normalise(s: &str) -> String {
 
 /// Writes list lines into a temporary `--use-list` file.
 fn list_file(lines: &[String]) -> Result<tempfile::NamedTempFile, DumpError> {
-    let io = |e: std::io::Error| DumpError::Spawn {
-        program: PathBuf::from("pg_restore (writing its --use-list file)"),
-        source: e,
-    };
     let mut f = tempfile::Builder::new()
         .prefix("lifeboat-list-")
         .tempfile()
-        .map_err(io)?;
+        .map_err(DumpError::ListFile)?;
     for l in lines {
-        writeln!(f, "{l}").map_err(io)?;
+        writeln!(f, "{l}").map_err(DumpError::ListFile)?;
     }
-    f.flush().map_err(io)?;
+    f.flush().map_err(DumpError::ListFile)?;
     Ok(f)
 }
 

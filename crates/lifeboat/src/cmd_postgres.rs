@@ -430,35 +430,6 @@ pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
 
 // ---------------------------------------------------------------- restore
 
-/// Kills a child by pid when dropped armed (a restore future dropped on
-/// Ctrl-C/SIGTERM while a blocking thread waits for pg_restore).
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            // SAFETY: a signal to our own, not yet reaped child.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-async fn wait_restore(pr: PgRestore) -> std::result::Result<RestoreOutcome, DumpError> {
-    let mut guard = KillOnDrop(Some(pr.id()));
-    let r = tokio::task::spawn_blocking(move || pr.wait())
-        .await
-        .unwrap_or_else(|e| {
-            Err(DumpError::Wait {
-                program: "pg_restore".into(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        });
-    guard.0 = None;
-    r
-}
-
 /// Feeds the snapshot's archive to pg_restore (streamed, or staged to a file
 /// in `staging` for `opts.jobs` > 1).
 pub(crate) async fn restore_archive(
@@ -487,7 +458,7 @@ pub(crate) async fn restore_archive(
         )
         .await;
         drop(display);
-        let waited = wait_restore(pr).await;
+        let waited = pr.wait_async().await;
         match (fed, waited) {
             (Ok(_), Ok(o)) => Ok(o),
             (Err(e), Err(w)) => {
@@ -584,7 +555,7 @@ async fn restore_staged(
         }
     }
     let pr = PgRestore::spawn_file(tools, target, staged.path(), opts).map_err(dump_err)?;
-    wait_restore(pr).await.map_err(dump_err)
+    pr.wait_async().await.map_err(dump_err)
 }
 
 #[derive(Serialize)]
