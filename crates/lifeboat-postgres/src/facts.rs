@@ -199,6 +199,12 @@ pub struct Facts {
     /// Sorted by name.
     pub tables: Vec<TableFact>,
     pub queries: Vec<QueryFact>,
+    /// Where the archive's data blocks are, learnt while it streamed into the
+    /// repository ([`crate::archive`]); a parallel restore uses it. Not a
+    /// verified fact; absent in older snapshots and for archives the scanner
+    /// does not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::ArchiveLayout>,
 }
 
 impl Facts {
@@ -553,6 +559,7 @@ impl SnapshotSession {
             scope: scope.clone(),
             tables,
             queries: qfacts,
+            archive: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! ([`dump::PgRestore`] implements `std::io::Write`), and [`facts::Facts`] is a
 //! serde document to be stored with the snapshot.
 
+pub mod archive;
 pub mod cluster;
 pub mod conn;
 pub mod dump;

@@ -37,12 +37,34 @@ const READ_CONCURRENCY: usize = 6;
 /// Decoded batches waiting for a slow consumer (e.g. pg_restore).
 const WRITE_QUEUE: usize = 2;
 
-/// Consecutive blobs of one pack fetched by one ranged read.
+/// Consecutive blobs of one pack fetched by one ranged read, each with its
+/// offset in the restored stream.
 struct ReadGroup {
     pack: String,
     start: u64,
     end: u64,
-    blobs: Vec<BlobLocation>,
+    blobs: Vec<(BlobLocation, u64)>,
+}
+
+/// Which blobs of a stream a restore writes: all, or those overlapping a
+/// range (trimmed to it), or all but those lying wholly inside some ranges
+/// (left as holes in a file).
+#[derive(Clone, Debug, Default)]
+pub enum Part {
+    #[default]
+    All,
+    Range(std::ops::Range<u64>),
+    Except(Vec<std::ops::Range<u64>>),
+}
+
+impl Part {
+    fn keeps(&self, start: u64, end: u64) -> bool {
+        match self {
+            Part::All => true,
+            Part::Range(r) => start < r.end && end > r.start,
+            Part::Except(skip) => !skip.iter().any(|r| r.start <= start && end <= r.end),
+        }
+    }
 }
 
 /// Fetches and verifies one blob (used for tree blobs and small reads).
@@ -99,8 +121,11 @@ pub async fn chunk_ids(repo: &Repository, index: &MasterIndex, item: &Item) -> R
     Ok(ids)
 }
 
-fn plan_reads(index: &MasterIndex, ids: &[BlobId]) -> Result<Vec<ReadGroup>> {
+/// The ranged reads that fetch the blobs of `ids` (a stream's chunks in
+/// order) that `part` keeps.
+fn plan_reads(index: &MasterIndex, ids: &[BlobId], part: &Part) -> Result<Vec<ReadGroup>> {
     let mut groups: Vec<ReadGroup> = Vec::new();
+    let mut at = 0u64;
     for id in ids {
         let loc = *index.get(id).ok_or_else(|| {
             RepoError::corrupt(
@@ -108,6 +133,11 @@ fn plan_reads(index: &MasterIndex, ids: &[BlobId]) -> Result<Vec<ReadGroup>> {
                 "not in any index (its pack is missing or was pruned)",
             )
         })?;
+        let offset = at;
+        at += loc.entry.raw_length as u64;
+        if !part.keeps(offset, at) {
+            continue;
+        }
         let pack = &index.pack(&loc).id;
         let (s, e) = (loc.entry.offset, loc.entry.offset + loc.entry.length as u64);
         if let Some(g) = groups.last_mut()
@@ -116,17 +146,44 @@ fn plan_reads(index: &MasterIndex, ids: &[BlobId]) -> Result<Vec<ReadGroup>> {
             && e - g.start <= MAX_READ
         {
             g.end = e;
-            g.blobs.push(loc);
+            g.blobs.push((loc, offset));
             continue;
         }
         groups.push(ReadGroup {
             pack: pack.clone(),
             start: s,
             end: e,
-            blobs: vec![loc],
+            blobs: vec![(loc, offset)],
         });
     }
     Ok(groups)
+}
+
+/// Checks the chunk list against the snapshot's digest and size before a
+/// byte is written (a partial restore cannot check the digest afterwards).
+fn check_plan(
+    repo: &Repository,
+    index: &MasterIndex,
+    snap: &SnapshotRef,
+    item: &Item,
+    ids: &[BlobId],
+) -> Result<()> {
+    let mut hasher = repo.key().hasher();
+    let mut total = 0u64;
+    for id in ids {
+        hasher.update(id);
+        let loc = index.get(id).ok_or_else(|| {
+            RepoError::corrupt(
+                format!("blob {}", hex::encode(id)),
+                "not in any index (its pack is missing or was pruned)",
+            )
+        })?;
+        total += loc.entry.raw_length as u64;
+    }
+    if hasher.finalize().to_hex().as_str() != item.digest || total != item.size {
+        return Err(stream_mismatch(snap, item, total));
+    }
+    Ok(())
 }
 
 /// The item `item_name`, or the snapshot's only/first item.
@@ -156,9 +213,29 @@ pub async fn restore_item<W: Write + Send + 'static>(
     writer: W,
     progress: Arc<Progress>,
 ) -> Result<u64> {
+    restore_item_part(repo, snap, item_name, &Part::All, writer, progress).await
+}
+
+/// Writes `part` of item `item_name` (`Part::All` or a `Part::Range`) to
+/// `writer`, in order. Every blob is verified as for a whole restore, and
+/// the chunk list is checked against the snapshot before anything is written.
+/// Returns the number of bytes written.
+pub async fn restore_item_part<W: Write + Send + 'static>(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+    part: &Part,
+    writer: W,
+    progress: Arc<Progress>,
+) -> Result<u64> {
+    if matches!(part, Part::Except(_)) {
+        return Err(RepoError::Internal(
+            "a stream cannot leave holes; restore to a file".into(),
+        ));
+    }
     let item = select_item(snap, item_name)?;
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
-    let result = restore_locked(repo, snap, &item, writer, progress).await;
+    let result = restore_locked(repo, snap, &item, part, writer, progress).await;
     let _ = lock.release().await;
     result
 }
@@ -177,9 +254,24 @@ pub async fn restore_item_to_file(
     file: std::fs::File,
     progress: Arc<Progress>,
 ) -> Result<u64> {
+    restore_item_part_to_file(repo, snap, item_name, &Part::All, file, progress).await
+}
+
+/// Like [`restore_item_to_file`] for `part` of the item: each kept blob at its
+/// own offset (`Part::Range` writes whole blobs overlapping the range;
+/// `Part::Except` leaves holes where it skips). The file is not extended or
+/// truncated. Returns the number of bytes written.
+pub async fn restore_item_part_to_file(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+    part: &Part,
+    file: std::fs::File,
+    progress: Arc<Progress>,
+) -> Result<u64> {
     let item = select_item(snap, item_name)?;
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
-    let result = restore_to_file_locked(repo, snap, &item, file, progress).await;
+    let result = restore_to_file_locked(repo, snap, &item, part, file, progress).await;
     let _ = lock.release().await;
     result
 }
@@ -200,14 +292,14 @@ fn stream_mismatch(snap: &SnapshotRef, item: &Item, n: u64) -> RepoError {
 async fn fetch_group<T, F>(repo: &Repository, g: ReadGroup, acc: T, mut sink: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnMut(&mut T, &BlobLocation, Vec<u8>) -> Result<()> + Send + 'static,
+    F: FnMut(&mut T, &BlobLocation, u64, Vec<u8>) -> Result<()> + Send + 'static,
 {
     let key = pack_key(&g.pack);
     let bytes = repo.storage().get_range(&key, g.start..g.end).await?;
     let repo = repo.clone();
     tokio::task::spawn_blocking(move || {
         let mut acc = acc;
-        for loc in &g.blobs {
+        for (loc, offset) in &g.blobs {
             let s = (loc.entry.offset - g.start) as usize;
             let sealed = bytes
                 .get(s..s + loc.entry.length as usize)
@@ -218,7 +310,7 @@ where
                 sealed,
                 &format!("{key} blob {}", hex::encode(loc.entry.id)),
             )?;
-            sink(&mut acc, loc, data)?;
+            sink(&mut acc, loc, *offset, data)?;
         }
         Ok(acc)
     })
@@ -230,6 +322,7 @@ async fn restore_to_file_locked(
     repo: &Repository,
     snap: &SnapshotRef,
     item: &Item,
+    part: &Part,
     file: std::fs::File,
     progress: Arc<Progress>,
 ) -> Result<u64> {
@@ -237,42 +330,25 @@ async fn restore_to_file_locked(
 
     let index = Arc::new(repo.load_index().await?);
     let ids = chunk_ids(repo, &index, item).await?;
-    let groups = plan_reads(&index, &ids)?;
-    // The digest of the ids in order and the total length, from the plan:
-    // the same check restore_item makes after writing, made before.
-    let mut hasher = repo.key().hasher();
-    for id in &ids {
-        hasher.update(id);
-    }
-    let total: u64 = groups
+    // The digest of the ids in order and the total length: the same check
+    // restore_item makes after writing, made before.
+    check_plan(repo, &index, snap, item, &ids)?;
+    let groups = plan_reads(&index, &ids, part)?;
+    let planned: u64 = groups
         .iter()
         .flat_map(|g| &g.blobs)
-        .map(|l| l.entry.raw_length as u64)
+        .map(|(l, _)| l.entry.raw_length as u64)
         .sum();
-    if hasher.finalize().to_hex().as_str() != item.digest || total != item.size {
-        return Err(stream_mismatch(snap, item, total));
-    }
 
     let file = Arc::new(file);
-    let mut at = 0u64;
     let reads = groups.into_iter().map(|g| {
-        let start = at;
-        at += g
-            .blobs
-            .iter()
-            .map(|l| l.entry.raw_length as u64)
-            .sum::<u64>();
         let file = Arc::clone(&file);
-        async move {
-            let end = fetch_group(repo, g, start, move |offset, _, data| {
-                file.write_all_at(&data, *offset)
-                    .map_err(|e| RepoError::io("writing the restored file", e))?;
-                *offset += data.len() as u64;
-                Ok(())
-            })
-            .await?;
-            Ok::<_, RepoError>(end - start)
-        }
+        fetch_group(repo, g, 0u64, move |n, _, offset, data| {
+            file.write_all_at(&data, offset)
+                .map_err(|e| RepoError::io("writing the restored file", e))?;
+            *n += data.len() as u64;
+            Ok(())
+        })
     });
     let mut stream = futures::stream::iter(reads).buffer_unordered(READ_CONCURRENCY);
     let mut written = 0u64;
@@ -281,7 +357,7 @@ async fn restore_to_file_locked(
         written += n;
         Progress::add(&progress.bytes_read, n);
     }
-    if written != item.size {
+    if written != planned {
         return Err(stream_mismatch(snap, item, written));
     }
     Ok(written)
@@ -291,30 +367,53 @@ async fn restore_locked<W: Write + Send + 'static>(
     repo: &Repository,
     snap: &SnapshotRef,
     item: &Item,
+    part: &Part,
     writer: W,
     progress: Arc<Progress>,
 ) -> Result<u64> {
     let index = Arc::new(repo.load_index().await?);
     let ids = chunk_ids(repo, &index, item).await?;
-    let groups = plan_reads(&index, &ids)?;
+    let range = match part {
+        Part::Range(r) => {
+            check_plan(repo, &index, snap, item, &ids)?;
+            if r.end > item.size || r.start > r.end {
+                return Err(RepoError::Internal(format!(
+                    "bytes {}..{} asked of a stream of {}",
+                    r.start, r.end, item.size
+                )));
+            }
+            Some(r.clone())
+        }
+        _ => None,
+    };
+    let groups = plan_reads(&index, &ids, part)?;
 
     // Writer thread: ordered writes, and the digest of the ids of what it
     // wrote (every blob was verified against its id before it got here).
     // A tokio channel: the async side awaits a free slot instead of blocking
     // its thread (which would keep it from noticing a signal or a timeout
     // while a slow consumer such as a waiting pg_restore holds the writer).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(BlobId, Vec<u8>)>>(WRITE_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(BlobId, u64, Vec<u8>)>>(WRITE_QUEUE);
     let mut hasher = repo.key().hasher();
+    let trim = range.clone();
     let writer_thread = std::thread::Builder::new()
         .name("lifeboat-writer".into())
         .spawn(move || -> std::io::Result<(W, blake3::Hash, u64)> {
             let mut w = writer;
             let mut n = 0u64;
             while let Some(batch) = rx.blocking_recv() {
-                for (id, b) in batch {
+                for (id, offset, b) in batch {
                     hasher.update(&id);
-                    w.write_all(&b)?;
-                    n += b.len() as u64;
+                    let bytes = match &trim {
+                        None => &b[..],
+                        Some(r) => {
+                            let s = r.start.saturating_sub(offset).min(b.len() as u64) as usize;
+                            let e = (r.end.saturating_sub(offset)).min(b.len() as u64) as usize;
+                            &b[s..e.max(s)]
+                        }
+                    };
+                    w.write_all(bytes)?;
+                    n += bytes.len() as u64;
                 }
             }
             w.flush()?;
@@ -324,8 +423,8 @@ async fn restore_locked<W: Write + Send + 'static>(
 
     let mut stream = futures::stream::iter(groups.into_iter().map(|g| {
         let batch = Vec::with_capacity(g.blobs.len());
-        fetch_group(repo, g, batch, |batch, loc, data| {
-            batch.push((loc.entry.id, data));
+        fetch_group(repo, g, batch, |batch, loc, offset, data| {
+            batch.push((loc.entry.id, offset, data));
             Ok(())
         })
     }))
@@ -335,7 +434,7 @@ async fn restore_locked<W: Write + Send + 'static>(
     while let Some(r) = stream.next().await {
         match r {
             Ok(batch) => {
-                let n: u64 = batch.iter().map(|(_, b)| b.len() as u64).sum();
+                let n: u64 = batch.iter().map(|(_, _, b)| b.len() as u64).sum();
                 if tx.send(batch).await.is_err() {
                     break; // writer failed; its error is reported below
                 }
@@ -357,7 +456,11 @@ async fn restore_locked<W: Write + Send + 'static>(
         return Err(e);
     }
     let (_w, digest, n) = written.map_err(|e| RepoError::io("writing the restored stream", e))?;
-    if digest.to_hex().as_str() != item.digest || n != item.size {
+    let whole = match &range {
+        None => digest.to_hex().as_str() == item.digest && n == item.size,
+        Some(r) => n == r.end - r.start,
+    };
+    if !whole {
         return Err(stream_mismatch(snap, item, n));
     }
     Ok(n)

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
+use lifeboat_postgres::archive::{ArchiveLayout, LayoutScanner};
 use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
 use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
 use lifeboat_postgres::facts::{self, FactDiff, Facts, FactsError, SnapshotSession};
@@ -269,10 +270,12 @@ pub(crate) fn postgres_facts(snap: &SnapshotRef) -> Result<Facts> {
 
 /// pg_dump's stdout as a reader that reports pg_dump's failure at EOF (so a
 /// dump that ended early fails the backup instead of committing a short
-/// archive).
+/// archive), and learns the archive's layout on the way.
 struct DumpReader {
     dump: Option<PgDump>,
     failure: Arc<Mutex<Option<String>>>,
+    scanner: Option<LayoutScanner>,
+    layout: Arc<Mutex<Option<ArchiveLayout>>>,
 }
 
 impl Read for DumpReader {
@@ -281,12 +284,18 @@ impl Read for DumpReader {
             return Ok(0);
         };
         let n = d.read(buf)?;
+        if let Some(s) = self.scanner.as_mut() {
+            s.observe(&buf[..n]);
+        }
         if n == 0 && !buf.is_empty() {
             let d = self.dump.take().expect("present");
             if let Err(e) = d.wait() {
                 let msg = e.to_string();
                 *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
                 return Err(std::io::Error::other(msg));
+            }
+            if let Some(s) = self.scanner.take() {
+                *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = s.finish();
             }
         }
         Ok(n)
@@ -326,9 +335,12 @@ pub(crate) async fn backup_database(
         }
     };
     let failure = Arc::new(Mutex::new(None));
+    let layout = Arc::new(Mutex::new(None));
     let reader = DumpReader {
         dump: Some(dump),
         failure: Arc::clone(&failure),
+        scanner: Some(LayoutScanner::new()),
+        layout: Arc::clone(&layout),
     };
     let display = progress::start(Arc::clone(&progress), "backup", mode, true);
     let (added, facts) = tokio::join!(
@@ -357,6 +369,7 @@ pub(crate) async fn backup_database(
         }
     };
     facts.pg_dump_version = Some(tools.version.text.clone());
+    facts.archive = layout.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Err(e) = session.finish().await {
         tracing::warn!(error = %e, "closing the snapshot transaction");
     }
