@@ -124,7 +124,7 @@ impl StderrSink {
 
 /// Raises the pipe buffer to 1 MiB (Linux): fewer context switches when the reader
 /// is a chunker consuming hundreds of MB/s. Best effort.
-pub(crate) fn enlarge_pipe(fd: std::os::fd::RawFd) {
+pub fn enlarge_pipe(fd: std::os::fd::RawFd) {
     #[cfg(target_os = "linux")]
     // SAFETY: fcntl on a pipe fd we own; failure is ignored.
     unsafe {

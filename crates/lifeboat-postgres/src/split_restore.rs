@@ -46,6 +46,7 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use tokio::sync::{Mutex, mpsc};
 
+use crate::archive::{ArchiveLayout, DataBlock, DataEvent, read_table_data};
 use crate::conn::ConnConfig;
 use crate::dump::{
     DumpError, KillOnDrop, PgRestore, RestoreErrorEntry, RestoreOptions, RestoreOutcome,
@@ -84,6 +85,28 @@ impl Plan {
     pub fn split_tables(&self) -> &[TableName] {
         &self.split
     }
+
+    /// The dump ids of the split tables' TABLE DATA items.
+    pub fn split_dump_ids(&self) -> BTreeSet<i64> {
+        self.split_data
+            .iter()
+            .filter_map(|l| item_id(l).parse().ok())
+            .collect()
+    }
+}
+
+/// Where the split tables' rows come from.
+pub enum RowSource {
+    /// `pg_restore --data-only` reads their blocks from the staged archive.
+    Archive,
+    /// Their data blocks' bytes, one block after another in the order of
+    /// `blocks`, from `reader` (the repository, when the staged archive has
+    /// holes where these blocks are). Read with `layout`.
+    Blocks {
+        reader: Box<dyn std::io::Read + Send>,
+        layout: ArchiveLayout,
+        blocks: Vec<DataBlock>,
+    },
 }
 
 /// Which tables are worth splitting: those holding at least `1 / (jobs + 1)` of
@@ -193,6 +216,7 @@ pub async fn restore(
     archive: &Path,
     opts: &RestoreOptions,
     plan: &Plan,
+    rows: RowSource,
 ) -> Result<RestoreOutcome, DumpError> {
     let jobs = opts.jobs.max(1) as usize;
     let mut outcome = RestoreOutcome {
@@ -235,11 +259,11 @@ pub async fn restore(
     );
 
     // 3. pg_restore's share beside the split tables' rows
-    let rows = list_file(&plan.split_data)?;
+    let list_rows = list_file(&plan.split_data)?;
     let mut share = RestoreOutcome::default();
     tokio::try_join!(
         pass(tools, cfg, archive, opts, &plan.main, &mut share),
-        load_rows(tools, cfg, archive, &plan.session, rows.path(), jobs),
+        load_rows(tools, cfg, archive, &plan.session, &list_rows, rows, jobs),
     )?;
     outcome.tolerated_errors.extend(share.tolerated_errors);
     tracing::info!(
@@ -371,15 +395,158 @@ struct Batch {
     rows: Bytes,
 }
 
-/// Pass 3: pg_restore writes the COPY blocks; `jobs` connections load them.
+/// Pass 3: the split tables' rows, cut into batches by a reader thread (from
+/// `pg_restore --data-only` over `list`, or from the blocks of `rows`), loaded
+/// by `jobs` connections.
 async fn load_rows(
     tools: &PgTools,
     cfg: &ConnConfig,
     archive: &Path,
     session: &[String],
-    list: &Path,
+    list: &tempfile::NamedTempFile,
+    rows: RowSource,
     jobs: usize,
 ) -> Result<(), DumpError> {
+    let (tx, rx) = mpsc::channel::<Batch>(2 * jobs);
+    let rx = Arc::new(Mutex::new(rx));
+    let session = session.join("\n");
+    let load = || async {
+        let workers = (0..jobs).map(|_| copy_worker(cfg, &session, Arc::clone(&rx)));
+        let loaded = futures_util::future::try_join_all(workers).await;
+        // On an error the other workers were dropped with their connections
+        // (the server aborts their COPY); closing the channel stops the reader.
+        rx.lock().await.close();
+        loaded
+    };
+    let (blocks_reader, layout, blocks) = match rows {
+        RowSource::Blocks {
+            reader,
+            layout,
+            blocks,
+        } => (reader, layout, blocks),
+        RowSource::Archive => {
+            return load_rows_from_pg_restore(tools, archive, list.path(), tx, load).await;
+        }
+    };
+    let reader = std::thread::Builder::new()
+        .name("lifeboat-rows".into())
+        .spawn(move || {
+            let mut r = blocks_reader;
+            for (i, b) in blocks.iter().enumerate() {
+                block_batches(&mut r, &layout, b, i + 1, BATCH_BYTES, |batch| {
+                    tx.blocking_send(batch).is_ok()
+                })?;
+                if tx.is_closed() {
+                    break;
+                }
+            }
+            Ok::<(), String>(())
+        })
+        .map_err(|e| DumpError::Spawn {
+            program: "a row reader thread".into(),
+            source: e,
+        })?;
+    let loaded = load().await;
+    let read = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .map_err(|e| DumpError::Failed {
+            program: "the row reader".into(),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?
+        .unwrap_or_else(|_| Err("the row reader panicked".into()));
+    loaded?;
+    read.map_err(|e| DumpError::Failed {
+        program: "reading rows from the repository".into(),
+        status: "its data could not be read".into(),
+        stderr: format!(
+            "{e}; restore with --whole-tables (plain pg_restore --jobs) and report this"
+        ),
+    })?;
+    Ok(())
+}
+
+/// Cuts one TABLE DATA block's rows into batches of about `batch_bytes`,
+/// ending at row ends (a raw newline ends a row in COPY's text format), and
+/// calls `send` with each; `table` numbers the block. Stops, without error,
+/// when `send` returns false.
+fn block_batches(
+    r: &mut dyn std::io::Read,
+    layout: &ArchiveLayout,
+    block: &DataBlock,
+    table: usize,
+    batch_bytes: usize,
+    mut send: impl FnMut(Batch) -> bool,
+) -> Result<(), String> {
+    let copy = block
+        .copy
+        .as_deref()
+        .map(str::trim_end)
+        .and_then(|c| c.strip_suffix(" FROM stdin;"))
+        .ok_or_else(|| {
+            format!(
+                "the data of {}.{} has no COPY statement in the archive",
+                block.schema, block.tag
+            )
+        })?;
+    let copy: Arc<str> = format!("{copy} FROM STDIN").into();
+    let mut rows: Vec<u8> = Vec::with_capacity(batch_bytes + (64 << 10));
+    let mut open = true;
+    read_table_data(r, layout, block, |e| {
+        let end = match e {
+            DataEvent::Rows(b) => {
+                rows.extend_from_slice(b);
+                false
+            }
+            DataEvent::End => true,
+        };
+        let cut = if end {
+            rows.len()
+        } else if rows.len() >= batch_bytes {
+            match rows.iter().rposition(|&c| c == b'\n') {
+                Some(i) => i + 1,
+                None => return true,
+            }
+        } else {
+            return true;
+        };
+        if cut == 0 {
+            return true;
+        }
+        let rest = rows.split_off(cut);
+        let full = std::mem::replace(&mut rows, {
+            let mut v = Vec::with_capacity(batch_bytes + (64 << 10));
+            v.extend_from_slice(&rest);
+            v
+        });
+        open = send(Batch {
+            table,
+            copy: Arc::clone(&copy),
+            rows: Bytes::from(full),
+        });
+        open
+    })?;
+    if open && !rows.is_empty() {
+        return Err(format!(
+            "the data of {}.{} ends inside a row",
+            block.schema, block.tag
+        ));
+    }
+    Ok(())
+}
+
+/// Pass 3 with the rows from `pg_restore --data-only --use-list list -f -`.
+async fn load_rows_from_pg_restore<F, Fut>(
+    tools: &PgTools,
+    archive: &Path,
+    list: &Path,
+    tx: mpsc::Sender<Batch>,
+    load: F,
+) -> Result<(), DumpError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<()>, DumpError>>,
+{
     let mut cmd = Command::new(&tools.pg_restore);
     cmd.arg("--data-only")
         .arg("--use-list")
@@ -400,7 +567,6 @@ async fn load_rows(
         use std::os::fd::AsRawFd;
         enlarge_pipe(stdout.as_raw_fd());
     }
-    let (tx, rx) = mpsc::channel::<Batch>(2 * jobs);
     let reader = std::thread::Builder::new()
         .name("lifeboat-rows".into())
         .spawn(move || split_copy_blocks(stdout, BATCH_BYTES, |b| tx.blocking_send(b).is_ok()))
@@ -408,18 +574,17 @@ async fn load_rows(
             program: "a row reader thread".into(),
             source: e,
         })?;
-    let rx = Arc::new(Mutex::new(rx));
-    let session = session.join("\n");
-    let workers = (0..jobs).map(|_| copy_worker(cfg, &session, Arc::clone(&rx)));
-    let loaded = futures_util::future::try_join_all(workers).await;
-    // On an error the other workers were dropped with their connections (the
-    // server aborts their COPY); stop pg_restore so the reader sees the end.
-    drop(rx);
+    let loaded = load().await;
     if loaded.is_err() {
         let _ = child.kill();
     }
-    let read = reader
-        .join()
+    let read = tokio::task::spawn_blocking(move || reader.join())
+        .await
+        .map_err(|e| DumpError::Failed {
+            program: "the row reader".into(),
+            status: e.to_string(),
+            stderr: String::new(),
+        })?
         .unwrap_or_else(|_| Err("the row reader panicked".into()));
     if read.is_err() {
         // The reader stopped reading: pg_restore may be blocked on a full pipe.

@@ -19,16 +19,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args};
-use lifeboat_postgres::archive::{ArchiveLayout, LayoutScanner};
+use lifeboat_postgres::archive::{ArchiveLayout, DataBlock, LayoutScanner};
 use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
 use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
 use lifeboat_postgres::facts::{self, FactDiff, Facts, FactsError, SnapshotSession};
-use lifeboat_postgres::split_restore;
+use lifeboat_postgres::split_restore::{self, RowSource};
 use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
-use lifeboat_repo::restore::{restore_item, restore_item_to_file};
+use lifeboat_repo::restore::{Part, restore_item, restore_item_part, restore_item_part_to_file};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
@@ -486,32 +486,111 @@ pub(crate) async fn restore_archive(
             (Err(e), Ok(_)) => Err(anyhow::Error::from(e).context("reading the archive")),
         }
     } else {
-        let tmp = stage_archive(repo, snap, staging, mode).await?;
-        restore_staged(tools, target, &opts, &tmp, &[]).await
+        let mut staged = stage_archive_part(repo, snap, staging, mode, None, Vec::new()).await?;
+        restore_staged(repo, snap, tools, target, &opts, &mut staged, &[]).await
     }
 }
 
-/// Writes the snapshot's archive into a temporary file in `staging` (for a
-/// parallel pg_restore, which needs a seekable file). The file is removed
-/// when the returned handle is dropped.
-pub(crate) async fn stage_archive(
+/// A staged archive.
+pub(crate) struct Staged {
+    pub file: tempfile::NamedTempFile,
+    /// The archive's layout, when the snapshot recorded one: the TOC of the
+    /// staged file then holds every data block's position.
+    layout: Option<ArchiveLayout>,
+    /// Data blocks left out (holes in the file): their rows are loaded from the
+    /// repository during the restore.
+    left_out: Vec<DataBlock>,
+}
+
+/// Stages the archive, except for the data blocks `leave_out` (which needs a
+/// `layout`), and writes the layout's block positions into the staged TOC so
+/// that pg_restore seeks to its blocks instead of scanning for them (and can
+/// never read a hole).
+async fn stage_archive_part(
     repo: &Repository,
     snap: &SnapshotRef,
     staging: &Path,
     mode: progress::Mode,
-) -> Result<tempfile::NamedTempFile> {
+    layout: Option<ArchiveLayout>,
+    leave_out: Vec<DataBlock>,
+) -> Result<Staged> {
     let tmp = tempfile::Builder::new()
         .prefix("lifeboat-restore-")
         .suffix(".pgdump")
         .tempfile_in(staging)
         .with_context(|| format!("creating a staging file in {}", staging.display()))?;
     let f = tmp.reopen()?;
+    let part = if leave_out.is_empty() {
+        Part::All
+    } else {
+        let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
+        f.set_len(size)
+            .with_context(|| format!("sizing the staging file in {}", staging.display()))?;
+        Part::Except(leave_out.iter().map(|b| b.start..b.end).collect())
+    };
     let progress = Arc::new(Progress::default());
     let display = progress::start(Arc::clone(&progress), "staging", mode, false);
-    let r = restore_item_to_file(repo, snap, None, f, progress).await;
+    let r = restore_item_part_to_file(repo, snap, None, &part, f, progress).await;
     drop(display);
     r.with_context(|| format!("staging the archive in {}", staging.display()))?;
-    Ok(tmp)
+    let staged = Staged {
+        file: tmp,
+        layout,
+        left_out: leave_out,
+    };
+    staged.write_offsets()?;
+    Ok(staged)
+}
+
+impl Staged {
+    fn write_offsets(&self) -> Result<()> {
+        if let Some(l) = &self.layout {
+            l.write_offsets(self.file.as_file())
+                .context("writing the data offsets into the staged archive")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the left-out blocks into the file after all (the restore could
+    /// not load them itself).
+    async fn fill(&mut self, repo: &Repository, snap: &SnapshotRef) -> Result<()> {
+        for b in std::mem::take(&mut self.left_out) {
+            let f = self.file.reopen()?;
+            restore_item_part_to_file(
+                repo,
+                snap,
+                None,
+                &Part::Range(b.start..b.end),
+                f,
+                Arc::new(Progress::default()),
+            )
+            .await
+            .context("staging the rest of the archive")?;
+        }
+        // A blob that straddles the TOC's end may have been written again.
+        self.write_offsets()
+    }
+}
+
+/// The data blocks of `split` tables that a split restore can load straight
+/// from the repository: all of them, or none (then everything is staged).
+fn blocks_to_leave_out(
+    layout: Option<&ArchiveLayout>,
+    split: &[facts::TableName],
+) -> Vec<DataBlock> {
+    let Some(l) = layout else {
+        return Vec::new();
+    };
+    let blocks: Vec<DataBlock> = split
+        .iter()
+        .filter_map(|t| l.table_data(&t.schema, &t.name).cloned())
+        .filter(|b| b.copy.is_some())
+        .collect();
+    if blocks.len() == split.len() {
+        blocks
+    } else {
+        Vec::new()
+    }
 }
 
 /// Deletes a staged file on its own thread; dropping the guard waits for it,
@@ -544,31 +623,118 @@ impl Drop for RemovedInBackground {
 }
 
 /// Restores a staged archive: with `opts.jobs` > 1 and tables to `split`, by
-/// [`split_restore`] (their rows spread over all jobs); otherwise (or when the
+/// [`split_restore`] (their rows spread over all jobs, read from the
+/// repository when staging left their blocks out); otherwise (or when the
 /// archive does not fit it) by plain `pg_restore --jobs`.
 async fn restore_staged(
+    repo: &Repository,
+    snap: &SnapshotRef,
     tools: &PgTools,
     target: &ConnConfig,
     opts: &RestoreOptions,
-    staged: &tempfile::NamedTempFile,
+    staged: &mut Staged,
     split: &[facts::TableName],
 ) -> Result<RestoreOutcome> {
+    let path = staged.file.path().to_path_buf();
     if opts.jobs > 1 && !split.is_empty() {
-        let (t, p, s) = (tools.clone(), staged.path().to_path_buf(), split.to_vec());
+        let (t, p, s) = (tools.clone(), path.clone(), split.to_vec());
         let plan = tokio::task::spawn_blocking(move || split_restore::plan(&t, &p, &s))
             .await
             .context("planning the restore")?
             .map_err(dump_err)?;
+        let left_out: std::collections::BTreeSet<i64> =
+            staged.left_out.iter().map(|b| b.dump_id).collect();
+        if plan.as_ref().is_none_or(|p| p.split_dump_ids() != left_out) {
+            staged.fill(repo, snap).await?;
+        }
         if let Some(plan) = plan {
             let names: Vec<String> = plan.split_tables().iter().map(|t| t.to_string()).collect();
-            tracing::info!(tables = ?names, jobs = opts.jobs, "rows of these tables spread over the jobs");
-            return split_restore::restore(tools, target, staged.path(), opts, &plan)
+            tracing::info!(tables = ?names, jobs = opts.jobs, direct = !staged.left_out.is_empty(), "rows of these tables spread over the jobs");
+            if staged.left_out.is_empty() {
+                return split_restore::restore(
+                    tools,
+                    target,
+                    &path,
+                    opts,
+                    &plan,
+                    RowSource::Archive,
+                )
                 .await
                 .map_err(dump_err);
+            }
+            return restore_split_from_repository(repo, snap, tools, target, opts, staged, &plan)
+                .await;
         }
+    } else if !staged.left_out.is_empty() {
+        staged.fill(repo, snap).await?;
     }
-    let pr = PgRestore::spawn_file(tools, target, staged.path(), opts).map_err(dump_err)?;
+    let pr = PgRestore::spawn_file(tools, target, &path, opts).map_err(dump_err)?;
     pr.wait_async().await.map_err(dump_err)
+}
+
+/// A split restore whose split rows come from the repository: the left-out
+/// blocks are read in order into a pipe that the row reader takes them from.
+async fn restore_split_from_repository(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    tools: &PgTools,
+    target: &ConnConfig,
+    opts: &RestoreOptions,
+    staged: &Staged,
+    plan: &split_restore::Plan,
+) -> Result<RestoreOutcome> {
+    let layout = staged
+        .layout
+        .clone()
+        .expect("blocks are left out only with a layout");
+    let (reader, writer) = std::io::pipe().context("creating a pipe for the rows")?;
+    {
+        use std::os::fd::AsRawFd;
+        dump::enlarge_pipe(writer.as_raw_fd());
+    }
+    let blocks = staged.left_out.clone();
+    let feed = async {
+        let mut writer = Some(writer);
+        for (i, b) in blocks.iter().enumerate() {
+            let w = if i + 1 == blocks.len() {
+                writer.take().expect("the writer")
+            } else {
+                writer.as_ref().expect("the writer").try_clone()?
+            };
+            restore_item_part(
+                repo,
+                snap,
+                None,
+                &Part::Range(b.start..b.end),
+                w,
+                Arc::new(Progress::default()),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "reading the rows of {}.{} from the repository",
+                    b.schema, b.tag
+                )
+            })?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let rows = RowSource::Blocks {
+        reader: Box::new(reader),
+        layout,
+        blocks: staged.left_out.clone(),
+    };
+    let path = staged.file.path().to_path_buf();
+    let (fed, restored) = tokio::join!(
+        feed,
+        split_restore::restore(tools, target, &path, opts, plan, rows)
+    );
+    match (fed, restored) {
+        (Ok(()), r) => r.map_err(dump_err),
+        // The repository's error explains the reader's.
+        (Err(e), Err(_)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
+    }
 }
 
 #[derive(Serialize)]
@@ -694,16 +860,36 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         let tools = tools::discover(tools::server_major(num), &discovery).map_err(tools_err)?;
         Ok::<_, anyhow::Error>((created, tools))
     };
+    // The tables worth spreading over the jobs, by their size at backup.
+    let split = if a.whole_tables {
+        Vec::new()
+    } else {
+        let sizes: Vec<_> = facts
+            .tables
+            .iter()
+            .filter_map(|t| Some((t.table.clone(), t.size_bytes?)))
+            .collect();
+        split_restore::tables_to_split(&sizes, a.jobs)
+    };
     let stage = async {
         if a.jobs > 1 {
             let started = Instant::now();
-            let staged = stage_archive(&repo, &snap, &staging, mode).await?;
+            let leave_out = blocks_to_leave_out(facts.archive.as_ref(), &split);
+            let staged = stage_archive_part(
+                &repo,
+                &snap,
+                &staging,
+                mode,
+                facts.archive.clone(),
+                leave_out,
+            )
+            .await?;
             Ok(Some((staged, started.elapsed().as_secs_f64())))
         } else {
             Ok(None)
         }
     };
-    let ((created, tools), staged) = tokio::select! {
+    let ((created, tools), mut staged) = tokio::select! {
         r = async { tokio::try_join!(prepare, stage) } => r?,
         _ = sigterm(&mut term) => return Err(fail(INTERRUPTED, "terminated (SIGTERM) while preparing the restore: nothing was restored and the writers were not stopped")),
         _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while preparing the restore: nothing was restored and the writers were not stopped")),
@@ -767,20 +953,11 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         jobs: a.jobs,
         ..RestoreOptions::default()
     };
-    // The tables worth spreading over the jobs, by their size at backup.
-    let split = if a.whole_tables {
-        Vec::new()
-    } else {
-        let sizes: Vec<_> = facts
-            .tables
-            .iter()
-            .filter_map(|t| Some((t.table.clone(), t.size_bytes?)))
-            .collect();
-        split_restore::tables_to_split(&sizes, a.jobs)
-    };
     let run = async {
-        match &staged {
-            Some((file, _)) => restore_staged(&tools, &target, &restore_opts, file, &split).await,
+        match &mut staged {
+            Some((file, _)) => {
+                restore_staged(&repo, &snap, &tools, &target, &restore_opts, file, &split).await
+            }
             None => {
                 restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode).await
             }
@@ -795,7 +972,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     // takes the kernel a while (0.5 s for 2.5 GB here): do it beside the
     // verification; the guard waits for it when this function returns.
     let (staging_seconds, _removal) = match staged {
-        Some((file, secs)) => (Some(secs), Some(RemovedInBackground::start(file))),
+        Some((staged, secs)) => (Some(secs), Some(RemovedInBackground::start(staged.file))),
         None => (None, None),
     };
     let outcome = match outcome {
