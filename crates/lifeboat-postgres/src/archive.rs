@@ -514,7 +514,7 @@ pub enum DataEvent<'a> {
 }
 
 /// Reads one TABLE DATA block (`block`'s bytes, from its type byte) and hands
-/// its COPY text to `f` as it comes. Stops early, without error, when `f`
+/// its COPY text (rows only, without the end-of-data line) to `f` as it comes. Stops early, without error, when `f`
 /// returns false.
 pub fn read_table_data(
     mut r: impl Read,
@@ -538,6 +538,7 @@ pub fn read_table_data(
         ));
     }
     let mut buf = Vec::with_capacity(256 << 10);
+    let mut at_row_start = true;
     loop {
         let len = read_int(&mut r)?;
         if len == 0 {
@@ -550,6 +551,13 @@ pub fn read_table_data(
         buf.resize(len as usize, 0);
         r.read_exact(&mut buf)
             .map_err(|e| format!("reading the rows of {}.{}: {e}", block.schema, block.tag))?;
+        // pg_dump ends a table's COPY text with the end-of-data line `\.`
+        // (and two blank lines) as a chunk of its own; a row cannot be `\.`
+        // (a backslash in data is doubled). Loaders end the COPY themselves.
+        if at_row_start && buf.starts_with(b"\\.\n") && buf[3..].iter().all(|&c| c == b'\n') {
+            continue;
+        }
+        at_row_start = buf.last() == Some(&b'\n');
         if !f(DataEvent::Rows(&buf)) {
             return Ok(());
         }
@@ -621,7 +629,7 @@ mod tests {
         let mut starts = vec![v.len() as u64];
         v.push(BLK_DATA);
         int(&mut v, 2);
-        for row in ["1\n", "2\n", "3\n"] {
+        for row in ["1\n", "2\n", "3\n", "\\.\n\n\n"] {
             int(&mut v, row.len() as i64);
             v.extend(row.as_bytes());
         }

@@ -492,6 +492,9 @@ pub struct RestoreOutcome {
     pub tolerated_errors: Vec<RestoreErrorEntry>,
     /// Tables whose rows were spread over the jobs ([`crate::split_restore`]).
     pub split_tables: Vec<String>,
+    /// Where those rows were read from: `repository` (staging left their
+    /// blocks out) or `staged archive`.
+    pub split_rows_from: Option<String>,
 }
 
 /// One "could not execute query" error reported by pg_restore.

@@ -730,7 +730,10 @@ async fn restore_split_from_repository(
         split_restore::restore(tools, target, &path, opts, plan, rows)
     );
     match (fed, restored) {
-        (Ok(()), r) => r.map_err(dump_err),
+        (Ok(()), r) => r.map_err(dump_err).map(|mut o| {
+            o.split_rows_from = Some("repository".into());
+            o
+        }),
         // The repository's error explains the reader's.
         (Err(e), Err(_)) => Err(e),
         (Err(e), Ok(_)) => Err(e),
@@ -750,6 +753,9 @@ struct RestoreResult {
     restore_seconds: f64,
     /// Tables whose rows were spread over the --jobs (empty: plain pg_restore).
     split_tables: Vec<String>,
+    /// `repository` (their data blocks were not staged) or `staged archive`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    split_rows_from: Option<String>,
     verified: Option<bool>,
     differences: Vec<FactDiff>,
     writers: &'static str,
@@ -1009,6 +1015,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         staging_seconds,
         restore_seconds,
         split_tables: outcome.split_tables.clone(),
+        split_rows_from: outcome.split_rows_from.clone(),
         verified: None,
         differences: Vec::new(),
         writers: "resumed",

@@ -95,6 +95,13 @@ fn round_trip_content_hashes_chain_and_verify() {
     assert!(before.len() >= 8, "fixture has tables: {before:?}");
     let snap = backup_json(&env, &["--db", &cluster.url("src")]);
     let id = snap["id"].as_str().unwrap().to_string();
+    let layout = &snap["facts"]["archive"];
+    assert!(
+        layout["blocks"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["tag"] == "incident_embeddings")),
+        "the backup recorded the archive's layout: {layout}"
+    );
     assert_eq!(
         snap["facts"]["pg_dump_version"]
             .as_str()
@@ -123,6 +130,9 @@ fn round_trip_content_hashes_chain_and_verify() {
             .clone();
         if jobs == "2" && !whole {
             assert_eq!(split, vec!["public.incident_embeddings"], "{out}");
+            // The backup recorded the archive's layout, so staging left the
+            // embeddings' block out and their rows came from the repository.
+            assert_eq!(out["split_rows_from"], "repository", "{out}");
         } else {
             assert!(split.is_empty(), "{out}");
         }
@@ -153,8 +163,15 @@ fn round_trip_content_hashes_chain_and_verify() {
         fixture::corrupt(&c).await.unwrap();
     });
     let url = cluster.url("copy_jobs");
-    let out = env.ok(&["restore", "postgres", &id, "--target", &url, "--jobs", "2"]);
-    assert!(out.contains("every fact verified"), "{out}");
+    let out = env.ok(&[
+        "--json", "restore", "postgres", &id, "--target", &url, "--jobs", "2",
+    ]);
+    let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
+    assert_eq!(
+        (&out["verified"], &out["split_rows_from"]),
+        (&serde_json::json!(true), &serde_json::json!("repository")),
+        "{out}"
+    );
     let cfg = cluster.conn_config("copy_jobs");
     assert_eq!(hashes(&rt, &cfg), before);
     assert_eq!(chain_ok(&rt, &cfg), chain_ok(&rt, &src));
