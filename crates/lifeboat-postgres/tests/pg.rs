@@ -14,6 +14,7 @@ use lifeboat_postgres::facts::{
     self, DiffKind, DumpScope, Facts, FactsError, SnapshotSession, TableKind,
 };
 use lifeboat_postgres::fixture::{self, FixtureSpec};
+use lifeboat_postgres::split_restore::{self, RowSource};
 use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 
 fn tools_for(cluster: &TempCluster) -> PgTools {
@@ -407,6 +408,33 @@ async fn fixture_round_trip_is_identical() {
     .unwrap()
     .expect("parallel restore");
     assert_eq!(hashes(&target2).await, before);
+
+    // A split restore of a snapshot without a recorded layout: the split
+    // table's rows come from `pg_restore --data-only` of the staged file
+    // (RowSource::Archive), the path older snapshots take.
+    let file = stage.path().join("archive.dump");
+    let split = vec![facts::TableName::new("public", "incident_embeddings")];
+    let (tl, f, s) = (tools.clone(), file.clone(), split.clone());
+    let plan = tokio::task::spawn_blocking(move || split_restore::plan(&tl, &f, &s))
+        .await
+        .unwrap()
+        .expect("planning a split restore")
+        .expect("the fixture's archive fits a split restore");
+    assert_eq!(plan.split_tables(), &split[..]);
+    let target3 = cluster.create_database("restored_split").await.unwrap();
+    let opts = RestoreOptions {
+        jobs: 2,
+        ..Default::default()
+    };
+    let outcome = split_restore::restore(&tools, &target3, &file, &opts, &plan, RowSource::Archive)
+        .await
+        .expect("split restore from the staged archive");
+    assert_eq!(outcome.split_tables, vec!["public.incident_embeddings"]);
+    assert_eq!(hashes(&target3).await, before);
+    let mut tc3 = target3.connect().await.unwrap();
+    assert!(fixture::verify_hash_chain(&tc3).await.unwrap().is_ok());
+    let diffs = facts::verify(&facts, &mut tc3).await.unwrap();
+    assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
 
     // Corruption is detected by verify, with a readable table.
     let cc = src.connect().await.unwrap();
