@@ -281,6 +281,38 @@ fn parse_toc(buf: &[u8]) -> Result<Toc, TocError> {
     })
 }
 
+/// The dump ids of the TABLE DATA entries in the TOC that `archive` starts
+/// with, by (schema, table). The names are read exactly, unlike pg_restore's
+/// `--list` lines, which print them unquoted (there a space in a name cannot
+/// be told from the one before the table's name). `None`: not an archive
+/// this module reads, or a TOC larger than it buffers.
+pub fn table_data_ids(
+    mut archive: impl Read,
+) -> std::io::Result<Option<std::collections::BTreeMap<(String, String), i64>>> {
+    let mut buf = Vec::new();
+    loop {
+        match parse_toc(&buf) {
+            Ok(toc) => {
+                return Ok(Some(
+                    toc.entries
+                        .into_iter()
+                        .filter(|e| e.desc == "TABLE DATA")
+                        .map(|e| ((e.schema, e.tag), e.dump_id))
+                        .collect(),
+                ));
+            }
+            Err(TocError::Unsupported(_)) => return Ok(None),
+            Err(TocError::Short) if buf.len() >= MAX_TOC_BYTES => return Ok(None),
+            Err(TocError::Short) => {}
+        }
+        // Doubling what is read keeps the re-parsing linear overall.
+        let want = buf.len().max(64 << 10) as u64;
+        if archive.by_ref().take(want).read_to_end(&mut buf)? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
 /// Where the scanner is in the data section.
 #[derive(Clone, Copy, Debug)]
 enum State {
@@ -645,6 +677,20 @@ mod tests {
         starts.push(v.len() as u64);
         starts.extend(fields);
         (v, starts)
+    }
+
+    #[test]
+    fn table_data_ids_read_the_toc_only() {
+        let (a, marks) = archive();
+        let ids = table_data_ids(&a[..marks[0] as usize])
+            .unwrap()
+            .expect("the TOC alone is enough");
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            vec![(("public".to_string(), "t".to_string()), 2)]
+        );
+        assert_eq!(table_data_ids(&a[..marks[0] as usize - 1]).unwrap(), None);
+        assert_eq!(table_data_ids(&b"PGDMX not an archive"[..]).unwrap(), None);
     }
 
     #[test]

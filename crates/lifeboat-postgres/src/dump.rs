@@ -70,6 +70,14 @@ pub enum DumpError {
          check that TMPDIR (or /tmp) is writable and has room"
     )]
     ListFile(std::io::Error),
+    #[error(
+        "reading the table of contents of the staged archive {path}: {source}; \
+         check the staging directory (--staging-dir), or restore with --whole-tables"
+    )]
+    ReadArchive {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("checking free space of {dir}: {source}")]
     Statvfs {
         dir: PathBuf,

@@ -152,11 +152,34 @@ pub fn plan(
         );
         return Ok(None);
     }
+    // The split tables' data items, by dump id: read from the TOC itself,
+    // because the list lines print names unquoted.
+    let toc = std::fs::File::open(archive)
+        .and_then(|f| crate::archive::table_data_ids(BufReader::new(f)))
+        .map_err(|source| DumpError::ReadArchive {
+            path: archive.to_path_buf(),
+            source,
+        })?;
+    let Some(toc) = toc else {
+        tracing::info!(
+            "the archive's table of contents is not one Lifeboat reads; plain pg_restore --jobs"
+        );
+        return Ok(None);
+    };
+    let split_ids: Vec<(i64, &TableName)> = split
+        .iter()
+        .filter_map(|t| Some((*toc.get(&(t.schema.clone(), t.name.clone()))?, t)))
+        .collect();
     let mut split_data = Vec::new();
     let mut main = Vec::new();
     let mut found = Vec::new();
     for l in data {
-        match split.iter().find(|t| is_table_data_of(&l, t)) {
+        let id = item_id(&l).parse::<i64>().ok();
+        match split_ids
+            .iter()
+            .find(|(i, _)| Some(*i) == id)
+            .map(|(_, t)| *t)
+        {
             Some(t) => {
                 found.push(t.clone());
                 split_data.push(l);
@@ -821,13 +844,6 @@ fn item_id(line: &str) -> &str {
     line.split(';').next().unwrap_or("").trim()
 }
 
-/// Whether a list line is the TABLE DATA item of `t` (names with spaces do not
-/// match: such a table is simply not split).
-fn is_table_data_of(line: &str, t: &TableName) -> bool {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    w.len() >= 7 && w[3] == "TABLE" && w[4] == "DATA" && w[5] == t.schema && w[6] == t.name
-}
-
 /// A list line without its id and catalog ids (`desc schema tag owner`), as
 /// [`Block::key`] has it.
 fn list_key(line: &str) -> String {
@@ -999,18 +1015,7 @@ mod tests {
     #[test]
     fn list_lines() {
         let l = "3626; 0 16435 TABLE DATA public incident_embeddings bench";
-        let t = TableName::new("public", "incident_embeddings");
         assert_eq!(item_id(l), "3626");
-        assert!(is_table_data_of(l, &t));
-        assert!(!is_table_data_of(l, &TableName::new("public", "incident")));
-        assert!(!is_table_data_of(
-            "3649; 0 0 SEQUENCE SET public s bench",
-            &t
-        ));
-        assert!(!is_table_data_of(
-            "215; 1259 16435 TABLE public incident_embeddings bench",
-            &t
-        ));
         assert_eq!(
             list_key(
                 "3391; 2606 16441 CONSTRAINT public incident_embeddings incident_embeddings_pkey bench"

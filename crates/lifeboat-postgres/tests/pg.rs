@@ -398,21 +398,16 @@ async fn fixture_round_trip_is_identical() {
         jobs: 2,
         ..Default::default()
     };
-    let (t2, tl) = (target2.clone(), tools.clone());
-    tokio::task::spawn_blocking(move || {
-        PgRestore::spawn_file(&tl, &t2, &file, &opts)
-            .unwrap()
-            .wait()
-    })
-    .await
-    .unwrap()
-    .expect("parallel restore");
+    let (t2, tl, f, o) = (target2.clone(), tools.clone(), file.clone(), opts.clone());
+    tokio::task::spawn_blocking(move || PgRestore::spawn_file(&tl, &t2, &f, &o).unwrap().wait())
+        .await
+        .unwrap()
+        .expect("parallel restore");
     assert_eq!(hashes(&target2).await, before);
 
     // A split restore of a snapshot without a recorded layout: the split
     // table's rows come from `pg_restore --data-only` of the staged file
     // (RowSource::Archive), the path older snapshots take.
-    let file = stage.path().join("archive.dump");
     let split = vec![facts::TableName::new("public", "incident_embeddings")];
     let (tl, f, s) = (tools.clone(), file.clone(), split.clone());
     let plan = tokio::task::spawn_blocking(move || split_restore::plan(&tl, &f, &s))
@@ -422,10 +417,6 @@ async fn fixture_round_trip_is_identical() {
         .expect("the fixture's archive fits a split restore");
     assert_eq!(plan.split_tables(), &split[..]);
     let target3 = cluster.create_database("restored_split").await.unwrap();
-    let opts = RestoreOptions {
-        jobs: 2,
-        ..Default::default()
-    };
     let outcome = split_restore::restore(&tools, &target3, &file, &opts, &plan, RowSource::Archive)
         .await
         .expect("split restore from the staged archive");
