@@ -42,7 +42,7 @@ use crate::keys::{hostname, username};
 use crate::lock::{LockGuard, LockMode, acquire};
 use crate::pack::{BlobEntry, BlobId, BlobKind, EncodedBlob, PackBuilder, encode_blob};
 use crate::repo::Repository;
-use crate::snapshot::{BackupStats, Item, Snapshot, SnapshotRef};
+use crate::snapshot::{BackupStats, Item, SCOPED_SNAPSHOT_VERSION, Scope, Snapshot, SnapshotRef};
 
 /// Chunk ids per tree blob (2 MiB of ids).
 const IDS_PER_TREE_BLOB: usize = 65_536;
@@ -347,8 +347,15 @@ impl BackupSession {
         }
     }
 
-    /// Writes the index for this session's packs, then the snapshot.
+    /// Writes the index for this session's packs, then the snapshot, of the
+    /// whole source ([`Scope::full`]).
     pub async fn commit(self, meta: SnapshotMeta) -> Result<SnapshotRef> {
+        self.commit_scoped(meta, Scope::full()).await
+    }
+
+    /// [`BackupSession::commit`] for a snapshot that holds `scope` of its
+    /// source; a partial one never stands for the source's latest backup.
+    pub async fn commit_scoped(self, meta: SnapshotMeta, scope: Scope) -> Result<SnapshotRef> {
         let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
         if !self.packs.is_empty() {
             let doc = doc_for_packs(&self.packs);
@@ -365,8 +372,15 @@ impl BackupSession {
             packs: self.packs.len() as u64,
             duration_seconds: self.started.elapsed().as_secs_f64(),
         };
+        let scope = scope.normalized();
         let snapshot = Snapshot {
-            version: DOC_VERSION,
+            // See `SCOPED_SNAPSHOT_VERSION`: only a partial snapshot needs
+            // the newer version.
+            version: if scope.is_full() {
+                DOC_VERSION
+            } else {
+                SCOPED_SNAPSHOT_VERSION
+            },
             time: Utc::now(),
             hostname: hostname(),
             username: username(),
@@ -377,6 +391,7 @@ impl BackupSession {
             stats,
             facts: meta.facts,
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+            scope: (!scope.is_full()).then_some(scope),
         };
         let id = self
             .repo

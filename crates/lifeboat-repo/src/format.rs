@@ -76,23 +76,42 @@ pub fn open_doc<T: DeserializeOwned>(
         .map_err(|e| RepoError::corrupt(object, e))?;
     let json = zstd::stream::decode_all(&compressed[..])
         .map_err(|e| RepoError::corrupt(object, format!("decompression failed: {e}")))?;
-    parse_versioned(object, &json)
+    parse_versioned_up_to(object, &json, supported_version(kind))
+}
+
+/// The newest version of a document of kind K this build reads: snapshots
+/// go up to [`crate::snapshot::SCOPED_SNAPSHOT_VERSION`], everything else is
+/// at [`DOC_VERSION`].
+fn supported_version(kind: &str) -> u64 {
+    match kind {
+        "snapshot" => crate::snapshot::SCOPED_SNAPSHOT_VERSION,
+        _ => DOC_VERSION,
+    }
 }
 
 /// Parses JSON that carries a `version` field, refusing newer versions with
 /// a clear error before looking at any other field.
 pub fn parse_versioned<T: DeserializeOwned>(object: &str, json: &[u8]) -> Result<T> {
+    parse_versioned_up_to(object, json, DOC_VERSION)
+}
+
+/// [`parse_versioned`] for a document whose newest known version is `supported`.
+pub fn parse_versioned_up_to<T: DeserializeOwned>(
+    object: &str,
+    json: &[u8],
+    supported: u64,
+) -> Result<T> {
     let value: serde_json::Value =
         serde_json::from_slice(json).map_err(|e| RepoError::corrupt(object, e))?;
     let version = value
         .get("version")
         .and_then(|v| v.as_u64())
         .ok_or_else(|| RepoError::corrupt(object, "document has no version"))?;
-    if version > DOC_VERSION {
+    if version > supported {
         return Err(RepoError::NewerFormat {
             what: object.to_string(),
             found: version,
-            supported: DOC_VERSION,
+            supported,
         });
     }
     serde_json::from_value(value).map_err(|e| RepoError::corrupt(object, e))

@@ -429,7 +429,8 @@ impl Repository {
         Ok(out)
     }
 
-    /// Finds a snapshot by `latest`, full id or unique id prefix, optionally
+    /// Finds a snapshot by `latest` (the newest full snapshot, see
+    /// [`crate::snapshot::Scope`]), full id or unique id prefix, optionally
     /// restricted to one source.
     pub async fn find_snapshot(&self, spec: &str, source: Option<&str>) -> Result<SnapshotRef> {
         let all = self.snapshots().await?;
@@ -441,9 +442,26 @@ impl Repository {
             .map(|s| format!(" of source {s}"))
             .unwrap_or_default();
         if spec == "latest" {
-            return matching.pop().ok_or_else(|| {
-                RepoError::NotFound(format!("no snapshots{scope} in {}", self.location()))
-            });
+            // `latest` is the newest *full* snapshot: a partial one (some
+            // tables, schema only, a narrower selection) never stands for its
+            // source; it is restored by id.
+            let newest = matching
+                .last()
+                .map(|s| (s.short_id().to_string(), s.snapshot.scope()));
+            return match matching.iter().rposition(|s| s.snapshot.scope().is_full()) {
+                Some(i) => Ok(matching.swap_remove(i)),
+                None => Err(match newest {
+                    None => {
+                        RepoError::NotFound(format!("no snapshots{scope} in {}", self.location()))
+                    }
+                    Some((id, part)) => RepoError::NotFound(format!(
+                        "no full snapshot{scope} in {}: `latest` means the newest full one, and \
+                         every snapshot here holds part of its source (the newest, {id}: {part}); \
+                         give a snapshot's id to use a partial one (see `lifeboat snapshots`)",
+                        self.location()
+                    )),
+                }),
+            };
         }
         if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(RepoError::Invalid(format!(

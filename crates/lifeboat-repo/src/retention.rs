@@ -1,8 +1,17 @@
 //! Retention planning: which snapshots of one group to keep and which to forget.
 //!
 //! This is a pure function over data ([`plan`]): no IO and no clock reads, the
-//! current time is a parameter. Grouping snapshots (by source, host, …) is the
-//! caller's job; `plan` looks at one group at a time.
+//! current time is a parameter. `plan` looks at one group at a time.
+//!
+//! # Groups
+//!
+//! Retention counts each [`Group`] on its own: the snapshots of one source
+//! with one scope (`full`, `tables: public.audit`, `schema-only`, …; see
+//! `lifeboat_repo::snapshot::Scope`). A `backup postgres --table T` snapshot
+//! is not a newer version of the full backups, so it must not use up their
+//! `keep_last` count or occupy their buckets: `keep_last: 1` keeps the newest
+//! full snapshot *and* the newest of each partial scope. [`group`] sorts
+//! snapshots into groups; [`plan_grouped`] plans every group under one policy.
 //!
 //! # Rules
 //!
@@ -46,7 +55,8 @@
 //! empty policy, and callers must refuse to run `forget` with one rather than
 //! rely on that.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
@@ -68,6 +78,73 @@ pub enum RetentionError {
 pub struct SnapshotSummary {
     pub id: String,
     pub time: DateTime<Utc>,
+}
+
+/// The scope key of a full snapshot (`Scope::key` of the whole source).
+pub const FULL_SCOPE: &str = "full";
+
+/// Snapshots that retention counts together: one source, one scope (the
+/// scope's key, [`FULL_SCOPE`] for full snapshots). Ordered by source, then
+/// the full group first, then by scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Group {
+    pub source: String,
+    pub scope: String,
+}
+
+impl Group {
+    pub fn new(source: impl Into<String>, scope: impl Into<String>) -> Self {
+        Group {
+            source: source.into(),
+            scope: scope.into(),
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.scope == FULL_SCOPE
+    }
+}
+
+impl Ord for Group {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.source
+            .cmp(&other.source)
+            .then_with(|| other.is_full().cmp(&self.is_full()))
+            .then_with(|| self.scope.cmp(&other.scope))
+    }
+}
+
+impl PartialOrd for Group {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Sorts snapshots into their groups (see the module docs).
+pub fn group(
+    snapshots: impl IntoIterator<Item = (Group, SnapshotSummary)>,
+) -> BTreeMap<Group, Vec<SnapshotSummary>> {
+    let mut out: BTreeMap<Group, Vec<SnapshotSummary>> = BTreeMap::new();
+    for (g, s) in snapshots {
+        out.entry(g).or_default().push(s);
+    }
+    out
+}
+
+/// [`plan`] for every group of `snapshots` under one policy, in [`Group`]
+/// order. Every input id appears in exactly one group's plan.
+pub fn plan_grouped(
+    snapshots: impl IntoIterator<Item = (Group, SnapshotSummary)>,
+    policy: &RetentionPolicy,
+    now: DateTime<Utc>,
+) -> Vec<(Group, RetentionPlan)> {
+    group(snapshots)
+        .into_iter()
+        .map(|(g, list)| {
+            let p = plan(&list, policy, now);
+            (g, p)
+        })
+        .collect()
 }
 
 /// Which snapshots to keep. All rules are optional; see the module docs.
@@ -1094,6 +1171,64 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("duration string"));
         let bad = serde_json::from_str::<RetentionPolicy>(r#"{"keep_within": "30x"}"#);
         assert!(bad.unwrap_err().to_string().contains("unknown unit"));
+    }
+
+    /// A `--table` snapshot after the full ones: `keep_last: 1` keeps the
+    /// newest full snapshot and the partial one, each in its own group.
+    #[test]
+    fn groups_by_source_and_scope() {
+        let full = |id: &str, h| {
+            (
+                Group::new("db", FULL_SCOPE),
+                snap(id, t(2026, 1, 1, h, 0, 0)),
+            )
+        };
+        let part = |id: &str, h| {
+            (
+                Group::new("db", "tables: public.t"),
+                snap(id, t(2026, 1, 1, h, 0, 0)),
+            )
+        };
+        let input = vec![
+            full("f1", 1),
+            full("f2", 2),
+            part("p1", 3),
+            part("p2", 4),
+            (
+                Group::new("other", FULL_SCOPE),
+                snap("o1", t(2026, 1, 1, 5, 0, 0)),
+            ),
+        ];
+        let policy = RetentionPolicy {
+            keep_last: Some(1),
+            ..Default::default()
+        };
+        let plans = plan_grouped(input, &policy, t(2026, 1, 2, 0, 0, 0));
+        let got: Vec<(String, String, Vec<&str>, Vec<String>)> = plans
+            .iter()
+            .map(|(g, p)| (g.source.clone(), g.scope.clone(), kept(p), p.forget.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "db".into(),
+                    "full".into(),
+                    vec!["f2"],
+                    vec!["f1".to_string()]
+                ),
+                (
+                    "db".into(),
+                    "tables: public.t".into(),
+                    vec!["p2"],
+                    vec!["p1".to_string()]
+                ),
+                ("other".into(), "full".into(), vec!["o1"], vec![]),
+            ]
+        );
+        // The full group sorts first whatever the scope's spelling.
+        assert!(Group::new("db", FULL_SCOPE) < Group::new("db", "a"));
+        assert!(Group::new("a", "z") < Group::new("b", FULL_SCOPE));
     }
 
     #[test]
