@@ -5,7 +5,7 @@
 //! multi-region work report "not configured" until it exists.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use lifeboat_repo::retention::{self, SnapshotSummary};
+use lifeboat_repo::retention::{self, Group, SnapshotSummary};
 use serde::Serialize;
 
 use crate::record::{CheckRecord, Stored};
@@ -407,16 +407,22 @@ fn retention_item(i: &Inputs<'_>) -> Item {
             fails.push(format!("{} has no retention policy", s.name));
             continue;
         };
-        let summaries: Vec<SnapshotSummary> = s
-            .snapshots
+        // Grouped by scope, as `forget` plans: a partial snapshot is counted
+        // apart from the full ones.
+        let summaries = s.snapshots.iter().map(|x| {
+            (
+                Group::new(s.name.clone(), x.scope.clone()),
+                SnapshotSummary {
+                    id: x.id.clone(),
+                    time: x.time,
+                },
+            )
+        });
+        let beyond: usize = retention::plan_grouped(summaries, p, i.now)
             .iter()
-            .map(|x| SnapshotSummary {
-                id: x.id.clone(),
-                time: x.time,
-            })
-            .collect();
-        let plan = retention::plan(&summaries, p, i.now);
-        if plan.forget.is_empty() {
+            .map(|(_, plan)| plan.forget.len())
+            .sum();
+        if beyond == 0 {
             oks.push(format!(
                 "{}: {} snapshots, all within policy",
                 s.name,
@@ -425,9 +431,7 @@ fn retention_item(i: &Inputs<'_>) -> Item {
         } else {
             fails.push(format!(
                 "{}: {} snapshot(s) are beyond its retention policy and still stored (run `lifeboat forget --source {} --prune`, or check that the daemon runs)",
-                s.name,
-                plan.forget.len(),
-                s.name
+                s.name, beyond, s.name
             ));
         }
     }
@@ -674,6 +678,27 @@ mod tests {
         let r = run(s.clone(), &[check(true, now)], active(), now);
         assert_eq!(state(&r, "retention"), State::Fail);
         s.retention = None;
+        let r = run(s, &[check(true, now)], active(), now);
+        assert_eq!(state(&r, "retention"), State::Fail);
+    }
+
+    /// `keep_last: 1` over a full and a newer partial snapshot keeps both:
+    /// each scope is its own group, as `forget` counts them.
+    #[test]
+    fn retention_counts_partial_snapshots_apart() {
+        let now = at(24 * 60);
+        let mut s = good_source(now, now);
+        s.retention = Some(RetentionPolicy {
+            keep_last: Some(1),
+            ..Default::default()
+        });
+        s.snapshots = vec![
+            snap("full", now - TimeDelta::hours(2)),
+            crate::status::tests::partial("part", now - TimeDelta::hours(1)),
+        ];
+        let r = run(s.clone(), &[check(true, now)], active(), now);
+        assert_eq!(state(&r, "retention"), State::Pass);
+        s.snapshots.push(snap("older", now - TimeDelta::hours(3)));
         let r = run(s, &[check(true, now)], active(), now);
         assert_eq!(state(&r, "retention"), State::Fail);
     }

@@ -5,7 +5,7 @@
 //! (injected, so "what if it were tomorrow" is a test, not a sleep).
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_repo::retention::RetentionPolicy;
+use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy};
 use serde::Serialize;
 
 use crate::objectives::{self, Objective, SourceObjectives, Target};
@@ -38,6 +38,16 @@ pub struct SnapshotInfo {
     pub bytes_read: u64,
     pub bytes_stored: u64,
     pub duration_seconds: f64,
+    /// The snapshot's scope key: [`FULL_SCOPE`], or what part of the source a
+    /// partial snapshot holds (`tables: public.audit`). Only full snapshots
+    /// count as the source's backups.
+    pub scope: String,
+}
+
+impl SnapshotInfo {
+    pub fn is_full(&self) -> bool {
+        self.scope == FULL_SCOPE
+    }
 }
 
 /// A configured source with its evidence.
@@ -49,7 +59,7 @@ pub struct SourceInput {
     pub drill_schedule: Option<String>,
     pub covers: Vec<String>,
     pub retention: Option<RetentionPolicy>,
-    /// Oldest first.
+    /// Oldest first, full and partial.
     pub snapshots: Vec<SnapshotInfo>,
     /// This source's drills, oldest first.
     pub drills: Vec<Stored<DrillRecord>>,
@@ -114,8 +124,13 @@ pub struct SourceStatus {
     pub kind: String,
     pub schedule: Option<String>,
     pub snapshots: usize,
+    /// How many of `snapshots` are partial (some tables, schema only, a
+    /// narrower selection): kept, shown, never counted as a backup.
+    pub partial_snapshots: usize,
+    /// The newest *full* snapshot: a partial one (some tables, schema only)
+    /// would not bring the source back.
     pub last_backup: Option<BackupView>,
-    /// Now minus the last backup: what a disaster now would lose.
+    /// Now minus the last full backup: what a disaster now would lose.
     pub rpo_exposure_seconds: Option<f64>,
     pub objectives: SourceObjectives,
     pub last_drill: Option<DrillView>,
@@ -175,7 +190,11 @@ pub fn source_status(
     now: DateTime<Utc>,
 ) -> SourceStatus {
     let binding = objectives::for_source(objectives, &src.covers);
-    let last = src.snapshots.iter().max_by_key(|s| s.time);
+    let last = src
+        .snapshots
+        .iter()
+        .filter(|s| s.is_full())
+        .max_by_key(|s| s.time);
     let last_backup = last.map(|s| BackupView {
         snapshot: s.id.clone(),
         time: s.time,
@@ -197,7 +216,17 @@ pub fn source_status(
     let mut failing = Vec::new();
     let mut at_risk = Vec::new();
     match (&exposure, &binding.rpo) {
-        (None, _) => failing.push("no backup has ever succeeded".to_string()),
+        (None, _) => {
+            let partial = src.snapshots.len();
+            failing.push(if partial == 0 {
+                "no backup has ever succeeded".to_string()
+            } else {
+                format!(
+                    "no full backup has ever succeeded ({partial} partial snapshot(s) only, \
+                     which would not bring the whole source back)"
+                )
+            })
+        }
         (Some(e), Some(t)) if *e > t.seconds as f64 => at_risk.push(format!(
             "RPO exposure {} exceeds the {} objective of {} ({})",
             human(*e),
@@ -248,6 +277,7 @@ pub fn source_status(
         kind: src.kind.clone(),
         schedule: src.schedule.clone(),
         snapshots: src.snapshots.len(),
+        partial_snapshots: src.snapshots.iter().filter(|s| !s.is_full()).count(),
         last_backup,
         rpo_exposure_seconds: exposure,
         objectives: binding,
@@ -379,6 +409,15 @@ pub(crate) mod tests {
             bytes_read: 100,
             bytes_stored: 10,
             duration_seconds: 1.0,
+            scope: FULL_SCOPE.into(),
+        }
+    }
+
+    /// A partial snapshot (`backup postgres --table audit`).
+    pub fn partial(id: &str, t: DateTime<Utc>) -> SnapshotInfo {
+        SnapshotInfo {
+            scope: "tables: public.audit".into(),
+            ..snap(id, t)
         }
     }
 
@@ -465,6 +504,27 @@ pub(crate) mod tests {
         let (v, why) = verdict(&db(snaps, vec![drill(true, now, 3600.0)]), now);
         assert_eq!(v, Verdict::AtRisk);
         assert!(why[0].contains("over the 30m 0s RTO"), "{why:?}");
+    }
+
+    /// A `--table` snapshot after the full one is not the source's latest
+    /// backup: the RPO exposure is the full snapshot's age.
+    #[test]
+    fn a_partial_snapshot_is_not_the_last_backup() {
+        let src = db(
+            vec![snap("full", at(10)), partial("part", at(12))],
+            vec![drill(true, at(10), 95.0)],
+        );
+        let s = source_status(&src, &seed_table(), &Policy::default(), at(12));
+        assert_eq!(s.last_backup.as_ref().unwrap().snapshot, "full");
+        assert_eq!(s.rpo_exposure_seconds, Some(7200.0));
+        assert_eq!(s.verdict, Verdict::AtRisk);
+        assert_eq!((s.snapshots, s.partial_snapshots), (2, 1));
+        // Only partial snapshots: no backup of the source at all.
+        let only = db(vec![partial("part", at(12))], vec![]);
+        let s = source_status(&only, &seed_table(), &Policy::default(), at(12));
+        assert_eq!(s.last_backup, None);
+        assert_eq!(s.verdict, Verdict::Failing);
+        assert!(s.reasons[0].contains("no full backup"), "{:?}", s.reasons);
     }
 
     #[test]

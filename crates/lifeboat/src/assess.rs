@@ -74,6 +74,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
                     bytes_read: x.snapshot.stats.bytes_read,
                     bytes_stored: x.snapshot.stats.bytes_stored,
                     duration_seconds: x.snapshot.stats.duration_seconds,
+                    scope: x.snapshot.scope().key(),
                 })
                 .collect(),
             drills: drills

@@ -53,7 +53,8 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
     };
     if !ctx.global.quiet && !ctx.json() {
         eprintln!(
-            "drilling the latest snapshot of {}: restore into a scratch target, verify, measure, clean up",
+            "drilling the latest full snapshot of {} (partial ones, e.g. --table backups, are \
+             never drilled): restore into a scratch target, verify, measure, clean up",
             a.source.as_deref().or(a.db.as_deref()).unwrap_or("?")
         );
     }
@@ -123,7 +124,7 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
 fn text(d: &Stored<DrillRecord>) -> String {
     let r = &d.record;
     let mut s = format!(
-        "drill {} of {} ({} snapshot {}, taken {}): {}\n",
+        "drill {} of {} (latest full {} snapshot {}, taken {}): {}\n",
         &d.id[..8.min(d.id.len())],
         r.source,
         r.kind,

@@ -26,7 +26,7 @@ use lifeboat_kube::objects::{ITEM_NAME, Record, parse_item};
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::restore::restore_item;
-use lifeboat_repo::snapshot::SnapshotRef;
+use lifeboat_repo::snapshot::{Scope, SnapshotRef};
 use serde::Serialize;
 
 use crate::config::{KubeSource, SourceKind};
@@ -198,6 +198,25 @@ fn selection(a: &SelectArgs, source: Option<&KubeSource>) -> Result<Selection> {
     })
 }
 
+/// The snapshot's scope: full when the flags select what the source itself
+/// selects (its `kube:` section; everything for an ad-hoc backup), else the
+/// selection the flags made.
+fn kube_scope(a: &SelectArgs, source: Option<&KubeSource>) -> Result<Scope> {
+    let of = |s: Selection| {
+        Scope {
+            namespaces: s.namespaces,
+            kinds: s.kinds,
+            names: s.names,
+            selector: s.labels.map(|l| l.text),
+            ..Scope::default()
+        }
+        .normalized()
+    };
+    let chosen = of(selection(a, source)?);
+    let own = of(selection(&SelectArgs::default(), source)?);
+    Ok(if chosen == own { Scope::full() } else { chosen })
+}
+
 async fn connect(ctx: &Ctx, c: &ClusterArgs) -> Result<kube::Client> {
     let opts = ctx.cluster_options(c.kubeconfig.as_deref(), c.context.as_deref());
     lifeboat_kube::client::connect(&opts).await
@@ -262,6 +281,7 @@ pub async fn backup_snapshot(
         Some(name) => Some(configured_source(ctx, name)?),
         None => None,
     };
+    let scope = kube_scope(&a.select, source.as_ref())?;
     let opts = BackupOptions {
         selection: selection(&a.select, source.as_ref())?,
         strip: StripOptions {
@@ -311,12 +331,15 @@ pub async fn backup_snapshot(
     };
     let name = a.source.unwrap_or_else(|| DEFAULT_SOURCE.to_string());
     let snap = session
-        .commit(SnapshotMeta {
-            source: name.clone(),
-            kind: SNAPSHOT_KIND.into(),
-            tags: a.tags,
-            facts: serde_json::json!({ "kube": &summary }),
-        })
+        .commit_scoped(
+            SnapshotMeta {
+                source: name.clone(),
+                kind: SNAPSHOT_KIND.into(),
+                tags: a.tags,
+                facts: serde_json::json!({ "kube": &summary }),
+            },
+            scope,
+        )
         .await?;
     drop(display);
     Ok(KubeBackup {

@@ -22,14 +22,14 @@ use clap::{ArgGroup, Args};
 use lifeboat_postgres::archive::{ArchiveLayout, DataBlock, LayoutScanner};
 use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
 use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
-use lifeboat_postgres::facts::{self, FactDiff, Facts, FactsError, SnapshotSession};
+use lifeboat_postgres::facts::{self, DumpScope, FactDiff, Facts, FactsError, SnapshotSession};
 use lifeboat_postgres::split_restore::{self, RowSource};
 use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::restore::{Part, restore_item, restore_item_part, restore_item_part_to_file};
-use lifeboat_repo::snapshot::SnapshotRef;
+use lifeboat_repo::snapshot::{Scope, ScopeView, SnapshotRef, TableRef};
 use serde::Serialize;
 
 use crate::config::{PgUrl, SecretRef, SourceConfig, SourceKind};
@@ -374,14 +374,34 @@ pub(crate) async fn backup_database(
         tracing::warn!(error = %e, "closing the snapshot transaction");
     }
     let snap = bs
-        .commit(SnapshotMeta {
-            source: source.name.clone(),
-            kind: "postgres".into(),
-            tags,
-            facts: serde_json::to_value(&facts)?,
-        })
+        .commit_scoped(
+            SnapshotMeta {
+                source: source.name.clone(),
+                kind: "postgres".into(),
+                tags,
+                facts: serde_json::to_value(&facts)?,
+            },
+            snapshot_scope(&scope),
+        )
         .await?;
     Ok(BackupDone { snap, facts })
+}
+
+/// The snapshot document's scope for a dump of `scope` (also recorded in the
+/// facts; the document's copy is what the repository-level code reads).
+fn snapshot_scope(scope: &DumpScope) -> Scope {
+    Scope {
+        tables: scope
+            .tables
+            .iter()
+            .map(|t| TableRef {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+            })
+            .collect(),
+        schema_only: scope.schema_only,
+        ..Scope::default()
+    }
 }
 
 #[derive(Serialize)]
@@ -391,6 +411,7 @@ struct BackupResult<'a> {
     time: chrono::DateTime<chrono::Utc>,
     stats: &'a lifeboat_repo::snapshot::BackupStats,
     facts: &'a Facts,
+    scope: ScopeView,
 }
 
 pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
@@ -417,6 +438,7 @@ pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
             time: done.snap.snapshot.time,
             stats: s,
             facts: &done.facts,
+            scope: ScopeView::from(&done.snap.snapshot.scope()),
         })?;
     } else {
         let rows: i64 = done
@@ -437,6 +459,14 @@ pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
             human_bytes(s.bytes_stored),
             s.duration_seconds,
         );
+        let scope = done.snap.snapshot.scope();
+        if !scope.is_full() {
+            println!(
+                "partial snapshot ({scope}): restore it by its id; `latest`, status, drills and \
+                 retention go by the full snapshots of {}",
+                done.snap.snapshot.source
+            );
+        }
     }
     Ok(OK)
 }

@@ -10,8 +10,10 @@ use lifeboat_repo::backup::Progress;
 use lifeboat_repo::prune::{PruneOptions, PruneReport};
 use lifeboat_repo::repo::ChunkerParams;
 use lifeboat_repo::retention::{
-    RetentionPolicy, SnapshotSummary, format_duration, parse_duration, plan,
+    FULL_SCOPE, Group, RetentionPolicy, SnapshotSummary, format_duration, group, parse_duration,
+    plan,
 };
+use lifeboat_repo::snapshot::ScopeView;
 use lifeboat_repo::{InitOptions, Repository, Secret};
 use serde::Serialize;
 
@@ -295,6 +297,8 @@ struct SnapshotRow {
     tags: Vec<String>,
     size: u64,
     stats: lifeboat_repo::snapshot::BackupStats,
+    /// What part of its source the snapshot holds (`full` or partial).
+    scope: ScopeView,
 }
 
 pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
@@ -321,27 +325,38 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
                 tags: s.snapshot.tags.clone(),
                 size: s.snapshot.items.iter().map(|i| i.size).sum(),
                 stats: s.snapshot.stats.clone(),
+                scope: ScopeView::from(&s.snapshot.scope()),
             })
             .collect();
         print_json(&rows)?;
         return Ok(OK);
     }
     println!(
-        "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}",
+        "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}  SCOPE",
         "ID", "TIME (UTC)", "SOURCE", "KIND", "SIZE", "ADDED"
     );
+    let mut partial = 0;
     for s in &snaps {
+        let scope = s.snapshot.scope();
+        partial += usize::from(!scope.is_full());
         println!(
-            "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}",
+            "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}  {}",
             s.short_id(),
             s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
             s.snapshot.source,
             s.snapshot.kind,
             human_bytes(s.snapshot.items.iter().map(|i| i.size).sum()),
-            human_bytes(s.snapshot.stats.bytes_stored)
+            human_bytes(s.snapshot.stats.bytes_stored),
+            scope
         );
     }
     println!("{} snapshots", snaps.len());
+    if partial > 0 {
+        println!(
+            "{partial} of them partial: `latest`, status, drills and retention's counts go by \
+             the full snapshots; restore a partial one by its id"
+        );
+    }
     Ok(OK)
 }
 
@@ -417,6 +432,8 @@ fn parse_grace(ctx: &Ctx, s: Option<&str>) -> Result<std::time::Duration> {
 #[derive(Serialize)]
 struct ForgetGroup {
     source: String,
+    /// The group's scope key: `full`, or the partial scope (`tables: …`).
+    scope: String,
     policy: String,
     keep: Vec<(String, Vec<String>)>,
     forget: Vec<String>,
@@ -449,30 +466,37 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     let lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget")
         .await?;
     let snaps = repo.snapshots().await?;
-    let mut groups: BTreeMap<String, Vec<SnapshotSummary>> = BTreeMap::new();
-    for s in &snaps {
-        if a.source
-            .as_deref()
-            .is_some_and(|src| s.snapshot.source != src)
-        {
-            continue;
-        }
-        groups
-            .entry(s.snapshot.source.clone())
-            .or_default()
-            .push(SnapshotSummary {
-                id: s.id.clone(),
-                time: s.snapshot.time,
-            });
-    }
+    // One group per (source, scope): a partial snapshot never uses up the
+    // full snapshots' counts (`lifeboat_repo::retention`, Groups).
+    let groups = group(
+        snaps
+            .iter()
+            .filter(|s| {
+                a.source
+                    .as_deref()
+                    .is_none_or(|src| s.snapshot.source == src)
+            })
+            .map(|s| {
+                (
+                    Group::new(s.snapshot.source.clone(), s.snapshot.scope().key()),
+                    SnapshotSummary {
+                        id: s.id.clone(),
+                        time: s.snapshot.time,
+                    },
+                )
+            }),
+    );
     let now = chrono::Utc::now();
     let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for (source, list) in &groups {
+    let mut skipped: Vec<String> = Vec::new();
+    for (g, list) in &groups {
+        let source = &g.source;
         let policy = match flag_policy.as_ref().or(config_policies.get(source)) {
             Some(p) if !p.is_empty() => p,
             _ => {
-                skipped.push(source.clone());
+                if !skipped.contains(source) {
+                    skipped.push(source.clone());
+                }
                 continue;
             }
         };
@@ -486,6 +510,7 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
         }
         out.push(ForgetGroup {
             source: source.clone(),
+            scope: g.scope.clone(),
             policy: policy.to_string(),
             keep: p
                 .keep
@@ -516,7 +541,14 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
         )?;
     } else {
         for g in &out {
-            println!("source {} ({}):", g.source, g.policy);
+            if g.scope == FULL_SCOPE {
+                println!("source {} ({}):", g.source, g.policy);
+            } else {
+                println!(
+                    "source {}, partial snapshots ({}) counted on their own ({}):",
+                    g.source, g.scope, g.policy
+                );
+            }
             for (id, reasons) in &g.keep {
                 println!("  keep   {}  {}", &id[..8], reasons.join(", "));
             }

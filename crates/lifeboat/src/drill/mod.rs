@@ -1,5 +1,6 @@
-//! Running a restore drill (docs/drills.md): pick a source's latest
-//! snapshot, restore it somewhere harmless, verify it, measure RTO and RPO,
+//! Running a restore drill (docs/drills.md): pick a source's latest full
+//! snapshot (never a partial one: `Repository::find_snapshot`'s `latest`),
+//! restore it somewhere harmless, verify it, measure RTO and RPO,
 //! clean up, and store the record in the repository. Used by `lifeboat
 //! drill` and by the daemon's drill schedules. The judgement of records
 //! (status, readiness) is in the `lifeboat-dr` crate.
@@ -80,6 +81,8 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
     let started_at = Utc::now();
     let started = Instant::now();
     let (source, part) = plan(ctx, req)?;
+    // `latest` is the newest *full* snapshot: a partial one (--table,
+    // --schema-only, a narrower kube selection) cannot stand for the source.
     let snap = repo
         .find_snapshot("latest", Some(&source))
         .await

@@ -104,7 +104,7 @@ async fn drill_once(
         cluster: d.ctx.cluster_options(None, None),
     };
     metrics::drill_running(name, true);
-    tracing::info!(source = %name, "drill started");
+    tracing::info!(source = %name, "drill started: the latest full snapshot (partial snapshots are never drilled)");
     let result = tokio::select! {
         r = drill::run(&d.ctx, &d.repo, &req) => Some(r),
         _ = clock.stopped() => None,

@@ -208,6 +208,7 @@ async fn snapshots(State(d): D, Query(q): Query<SourceQuery>) -> Response {
                         "tags": s.snapshot.tags,
                         "size": s.snapshot.items.iter().map(|i| i.size).sum::<u64>(),
                         "stats": s.snapshot.stats,
+                        "scope": lifeboat_repo::snapshot::ScopeView::from(&s.snapshot.scope()),
                     })
                 })
                 .collect();

@@ -272,7 +272,13 @@ impl Daemon {
                 .iter()
                 .filter(|s| &s.snapshot.source == name)
                 .collect();
-            let newest = mine.last().map(|s| (s.id.clone(), s.snapshot.time));
+            // The last success is the newest full snapshot: a partial one
+            // (`backup postgres --table`) is no backup of the source.
+            let newest = mine
+                .iter()
+                .rev()
+                .find(|s| s.snapshot.scope().is_full())
+                .map(|s| (s.id.clone(), s.snapshot.time));
             metrics::snapshots(name, mine.len());
             src.update(|st| {
                 st.snapshots = mine.len();

@@ -164,10 +164,19 @@ fn banner(a: &Assessment) -> String {
     )
 }
 
+/// ", 2 partial (not counted)" after a snapshot count; empty for none.
+fn partial_note(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {n} partial (not counted)")
+    }
+}
+
 fn sources(list: &[SourceStatus]) -> String {
     let mut h = String::from(
         "<section id=\"sources\"><h2>Sources</h2>\n<table><thead><tr><th>Source</th>\
-         <th>Schedule</th><th>Last backup</th><th>RPO exposure / objective</th>\
+         <th>Schedule</th><th>Last full backup</th><th>RPO exposure / objective</th>\
          <th>Last drill</th><th>RTO objective</th><th>Verdict</th></tr></thead><tbody>\n",
     );
     if list.is_empty() {
@@ -177,11 +186,17 @@ fn sources(list: &[SourceStatus]) -> String {
         let backup = match &s.last_backup {
             Some(b) => format!(
                 "{}<br><span class=\"muted small\">{} ago &middot; <span class=\"mono\">{}</span> \
-                 &middot; {} snapshot(s)</span>",
+                 &middot; {} snapshot(s){}</span>",
                 utc(b.time),
                 human(b.age_seconds),
                 esc(&b.snapshot[..b.snapshot.len().min(8)]),
-                s.snapshots
+                s.snapshots,
+                partial_note(s.partial_snapshots)
+            ),
+            None if s.partial_snapshots > 0 => format!(
+                "{}<br><span class=\"muted small\">{} partial snapshot(s) only</span>",
+                badge("fail", "never"),
+                s.partial_snapshots
             ),
             None => badge("fail", "never"),
         };
@@ -574,6 +589,7 @@ mod tests {
             bytes_read: read,
             bytes_stored: read / 10,
             duration_seconds: 2.5,
+            scope: lifeboat_repo::retention::FULL_SCOPE.into(),
         }
     }
 
@@ -714,6 +730,34 @@ mod tests {
         assert!(page.contains("no snapshots yet"));
         // configmaps has no backup: the whole verdict fails.
         assert!(page.contains("class=\"banner fail\""));
+    }
+
+    /// A `--table` snapshot newer than the full one: the page's last
+    /// backup and RPO exposure are the full one's, and the partial one is
+    /// named as not counted.
+    #[test]
+    fn a_partial_snapshot_is_not_the_last_backup_on_the_page() {
+        let partial = SnapshotInfo {
+            scope: "tables: public.audit".into(),
+            ..snap("pppppppp22", at(3), 1 << 20)
+        };
+        let a = assess(
+            vec![source(
+                "kubernaut-db",
+                vec![snap("ffffffff11", at(1), 10 << 20), partial],
+                vec![drill("kubernaut-db", true, at(1))],
+            )],
+            at(3),
+        );
+        let page = render(&a);
+        assert!(page.contains("Last full backup"));
+        assert!(page.contains("<span class=\"mono\">ffffffff</span>"));
+        assert!(page.contains("2 snapshot(s), 1 partial (not counted)"));
+        assert!(page.contains("2026-11-01 01:00:00 UTC"));
+        assert!(
+            page.contains("2h 0m"),
+            "the exposure is the full snapshot's age"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::format::{DATA_PREFIX, SNAPSHOTS_PREFIX};
 use lifeboat_repo::lock::{LockMode, acquire};
 use lifeboat_repo::prune::{PruneOptions, prune};
-use lifeboat_repo::retention::{RetentionPolicy, SnapshotSummary, plan};
+use lifeboat_repo::retention::{Group, RetentionPolicy, SnapshotSummary, plan_grouped};
 
 use super::{Daemon, SourceState, metrics};
 
@@ -22,35 +22,46 @@ pub struct PruneState {
     pending: bool,
 }
 
-/// Applies `policy` to `source`'s snapshots; returns (forgotten ids, kept count).
+/// Applies `policy` to `source`'s snapshots, each scope on its own (a
+/// partial snapshot never uses up the full ones' counts); returns (forgotten
+/// ids, kept count).
 pub async fn forget(
     repo: &Repository,
     source: &str,
     policy: &RetentionPolicy,
 ) -> Result<(Vec<String>, usize)> {
     let lock = acquire(repo, LockMode::Shared, "forget").await?;
-    let list: Vec<SnapshotSummary> = repo
+    let list: Vec<(Group, SnapshotSummary)> = repo
         .snapshots()
         .await?
         .into_iter()
         .filter(|s| s.snapshot.source == source)
-        .map(|s| SnapshotSummary {
-            id: s.id,
-            time: s.snapshot.time,
+        .map(|s| {
+            (
+                Group::new(source, s.snapshot.scope().key()),
+                SnapshotSummary {
+                    id: s.id,
+                    time: s.snapshot.time,
+                },
+            )
         })
         .collect();
     if policy.is_empty() {
         lock.release().await?;
         return Ok((Vec::new(), list.len()));
     }
-    let p = plan(&list, policy, Utc::now());
-    for id in &p.forget {
-        repo.storage()
-            .delete(&format!("{SNAPSHOTS_PREFIX}{id}"))
-            .await?;
+    let (mut forgotten, mut kept) = (Vec::new(), 0);
+    for (_, p) in plan_grouped(list, policy, Utc::now()) {
+        for id in &p.forget {
+            repo.storage()
+                .delete(&format!("{SNAPSHOTS_PREFIX}{id}"))
+                .await?;
+        }
+        kept += p.keep.len();
+        forgotten.extend(p.forget);
     }
     lock.release().await?;
-    Ok((p.forget, p.keep.len()))
+    Ok((forgotten, kept))
 }
 
 /// The retention step after a successful backup of `src`.
