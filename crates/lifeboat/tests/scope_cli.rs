@@ -1,0 +1,162 @@
+//! Snapshots say what they are: a partial snapshot (`backup postgres
+//! --table`) is shown as such and never stands for its source's latest
+//! backup — not for `latest`, status, drills or retention. Through the built
+//! binary against a real PostgreSQL 15 server; time is injected (`--as-of`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Env, rt, setup};
+use lifeboat_postgres::TempCluster;
+
+/// One postgres source `db` with an hourly RPO objective.
+fn write_config(env: &Env, cluster: &TempCluster) -> PathBuf {
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+sources:
+  db:
+    kind: postgres
+    schedule: \"0 0 1 1 *\"
+    retention:
+      keep_last: 5
+    postgres:
+      url: \"{url}\"
+    covers: [database-corruption]
+objectives:
+  - {{scenario: database-corruption, rto: 30m, rpo: 1h, priority: P1}}
+",
+        repo = env.repo,
+        url = cluster.url("src"),
+    );
+    let path = env.path("lifeboat.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn args<'a>(cfg: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--config", cfg.to_str().unwrap()];
+    a.extend_from_slice(rest);
+    a
+}
+
+fn parse(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `backup postgres --source db [extra…] --json`: the snapshot's id.
+fn backup(env: &Env, cfg: &Path, extra: &[&str]) -> String {
+    let mut a = vec!["--json", "backup", "postgres", "--source", "db"];
+    a.extend_from_slice(extra);
+    let out = parse(&env.ok(&args(cfg, &a)));
+    out["id"].as_str().unwrap().to_string()
+}
+
+fn snapshots(env: &Env, cfg: &Path) -> Vec<serde_json::Value> {
+    parse(&env.ok(&args(cfg, &["--json", "snapshots"])))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The reproduction of issue 16: a full backup, then a `--table` backup of
+/// the same source. Status measures the RPO from the full one, a drill
+/// drills the full one, `latest` is the full one, and `forget --keep-last 1`
+/// keeps the newest full snapshot and the newest partial one.
+#[test]
+fn a_table_snapshot_never_stands_for_its_source() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_config(&env, &cluster);
+    let c = cfg.to_str().unwrap();
+
+    // Only a partial snapshot: nothing to drill, no backup of the source.
+    let first_partial = backup(&env, &cfg, &["--table", "remediation_history"]);
+    let err = env.fails(&args(&cfg, &["drill", "--source", "db"]), 3);
+    assert!(err.contains("no full snapshot"), "{err}");
+    assert!(err.contains("give a snapshot's id"), "{err}");
+    let (st, _) = env.exits_with(&args(&cfg, &["--json", "status"]), 1);
+    let st = parse(&st);
+    assert!(st["sources"][0]["last_backup"].is_null(), "{st:#}");
+    let reason = st["sources"][0]["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("no full backup"), "{reason}");
+
+    let full = backup(&env, &cfg, &[]);
+    let partial = backup(&env, &cfg, &["--table", "remediation_history"]);
+
+    // `snapshots --json` carries each snapshot's scope; the table says it.
+    let rows = snapshots(&env, &cfg);
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    let f = row(&full);
+    assert_eq!(f["scope"]["full"], true, "{f:#}");
+    assert_eq!(f["scope"]["label"], "full");
+    assert_eq!(f["scope"]["tables"], serde_json::json!([]));
+    assert_eq!(f["kind"], "postgres", "existing members stay");
+    let p = row(&partial);
+    assert_eq!(p["scope"]["full"], false, "{p:#}");
+    assert_eq!(p["scope"]["label"], "tables: public.remediation_history");
+    assert_eq!(
+        p["scope"]["tables"],
+        serde_json::json!([{"schema": "public", "name": "remediation_history"}])
+    );
+    assert_eq!(p["scope"]["schema_only"], false);
+    let text = env.ok(&["--config", c, "snapshots"]);
+    assert!(text.contains("SCOPE"), "{text}");
+    assert!(text.contains("tables: public.remediation_history"), "{text}");
+    assert!(text.contains("2 of them partial"), "{text}");
+
+    // Status: the last backup is the full snapshot, and its age the exposure.
+    let taken = chrono::DateTime::parse_from_rfc3339(f["time"].as_str().unwrap()).unwrap();
+    let later = (taken + chrono::TimeDelta::minutes(30)).to_rfc3339();
+    // No drill yet: at risk (10), for that reason only.
+    let (st, _) = env.exits_with(&args(&cfg, &["--json", "status", "--as-of", &later]), 10);
+    let src = &parse(&st)["sources"][0];
+    assert_eq!(src["last_backup"]["snapshot"], full.as_str(), "{src:#}");
+    assert_eq!(src["rpo_exposure_seconds"], 1800.0, "{src:#}");
+    assert_eq!(src["partial_snapshots"], 2);
+
+    // `latest` is the newest full snapshot: verify and drill take it.
+    let v = parse(&env.ok(&args(
+        &cfg,
+        &[
+            "--json",
+            "verify",
+            "latest",
+            "--source",
+            "db",
+            "--target",
+            &cluster.url("src"),
+        ],
+    )));
+    assert_eq!(v["snapshot"], full.as_str(), "{v:#}");
+    let d = parse(&env.ok(&args(&cfg, &["--json", "drill", "--source", "db"])));
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert_eq!(d["snapshot"], full.as_str(), "{d:#}");
+    let out = env.run(&["--config", c, "drill", "--source", "db"]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("latest full"), "{said}");
+
+    // Retention counts each scope apart: the full snapshot survives.
+    let fg = parse(&env.ok(&args(
+        &cfg,
+        &["--json", "forget", "--source", "db", "--keep-last", "1"],
+    )));
+    let groups = fg["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{fg:#}");
+    assert_eq!(groups[0]["scope"], "full");
+    assert_eq!(groups[0]["forget"], serde_json::json!([]));
+    assert_eq!(groups[1]["scope"], "tables: public.remediation_history");
+    assert_eq!(groups[1]["forget"], serde_json::json!([first_partial]));
+    let mut left: Vec<String> = snapshots(&env, &cfg)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    left.sort();
+    let mut want = vec![full.clone(), partial.clone()];
+    want.sort();
+    assert_eq!(left, want);
+}
