@@ -72,17 +72,6 @@ fn a_table_snapshot_never_stands_for_its_source() {
     let cfg = write_config(&env, &cluster);
     let c = cfg.to_str().unwrap();
 
-    // Only a partial snapshot: nothing to drill, no backup of the source.
-    let first_partial = backup(&env, &cfg, &["--table", "remediation_history"]);
-    let err = env.fails(&args(&cfg, &["drill", "--source", "db"]), 3);
-    assert!(err.contains("no full snapshot"), "{err}");
-    assert!(err.contains("give a snapshot's id"), "{err}");
-    let (st, _) = env.exits_with(&args(&cfg, &["--json", "status"]), 1);
-    let st = parse(&st);
-    assert!(st["sources"][0]["last_backup"].is_null(), "{st:#}");
-    let reason = st["sources"][0]["reasons"][0].as_str().unwrap();
-    assert!(reason.contains("no full backup"), "{reason}");
-
     let full = backup(&env, &cfg, &[]);
     let partial = backup(&env, &cfg, &["--table", "remediation_history"]);
 
@@ -104,8 +93,11 @@ fn a_table_snapshot_never_stands_for_its_source() {
     assert_eq!(p["scope"]["schema_only"], false);
     let text = env.ok(&["--config", c, "snapshots"]);
     assert!(text.contains("SCOPE"), "{text}");
-    assert!(text.contains("tables: public.remediation_history"), "{text}");
-    assert!(text.contains("2 of them partial"), "{text}");
+    assert!(
+        text.contains("tables: public.remediation_history"),
+        "{text}"
+    );
+    assert!(text.contains("1 of them partial"), "{text}");
 
     // Status: the last backup is the full snapshot, and its age the exposure.
     let taken = chrono::DateTime::parse_from_rfc3339(f["time"].as_str().unwrap()).unwrap();
@@ -115,7 +107,7 @@ fn a_table_snapshot_never_stands_for_its_source() {
     let src = &parse(&st)["sources"][0];
     assert_eq!(src["last_backup"]["snapshot"], full.as_str(), "{src:#}");
     assert_eq!(src["rpo_exposure_seconds"], 1800.0, "{src:#}");
-    assert_eq!(src["partial_snapshots"], 2);
+    assert_eq!(src["partial_snapshots"], 1);
 
     // `latest` is the newest full snapshot: verify and drill take it.
     let v = parse(&env.ok(&args(
@@ -136,8 +128,8 @@ fn a_table_snapshot_never_stands_for_its_source() {
     assert_eq!(d["snapshot"], full.as_str(), "{d:#}");
     let out = env.run(&["--config", c, "drill", "--source", "db"]);
     assert_eq!(out.status.code(), Some(0));
-    let said = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("latest full"), "{said}");
 
     // Retention counts each scope apart: the full snapshot survives.
@@ -150,7 +142,7 @@ fn a_table_snapshot_never_stands_for_its_source() {
     assert_eq!(groups[0]["scope"], "full");
     assert_eq!(groups[0]["forget"], serde_json::json!([]));
     assert_eq!(groups[1]["scope"], "tables: public.remediation_history");
-    assert_eq!(groups[1]["forget"], serde_json::json!([first_partial]));
+    assert_eq!(groups[1]["forget"], serde_json::json!([]));
     let mut left: Vec<String> = snapshots(&env, &cfg)
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
@@ -159,4 +151,62 @@ fn a_table_snapshot_never_stands_for_its_source() {
     let mut want = vec![full.clone(), partial.clone()];
     want.sort();
     assert_eq!(left, want);
+}
+
+/// Only partial snapshots: the source has no backup. Nothing to drill,
+/// `latest` names none (and says to give an id), status fails; a second
+/// partial snapshot of the same scope is what `forget --keep-last 1` forgets.
+#[test]
+fn only_partial_snapshots_are_no_backup_of_the_source() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_config(&env, &cluster);
+
+    let older = backup(&env, &cfg, &["--table", "remediation_history"]);
+    let newer = backup(&env, &cfg, &["--table", "remediation_history"]);
+    let err = env.fails(&args(&cfg, &["drill", "--source", "db"]), 3);
+    assert!(err.contains("no full snapshot"), "{err}");
+    assert!(err.contains("give a snapshot's id"), "{err}");
+    let err = env.fails(
+        &args(
+            &cfg,
+            &[
+                "verify",
+                "latest",
+                "--source",
+                "db",
+                "--target",
+                &cluster.url("src"),
+            ],
+        ),
+        3,
+    );
+    assert!(err.contains("no full snapshot"), "{err}");
+    // By id, a partial snapshot is used.
+    let v = parse(&env.ok(&args(
+        &cfg,
+        &["--json", "verify", &newer, "--target", &cluster.url("src")],
+    )));
+    assert_eq!(v["snapshot"], newer.as_str(), "{v:#}");
+
+    let (st, _) = env.exits_with(&args(&cfg, &["--json", "status"]), 1);
+    let st = parse(&st);
+    assert!(st["sources"][0]["last_backup"].is_null(), "{st:#}");
+    let reason = st["sources"][0]["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("no full backup"), "{reason}");
+
+    let fg = parse(&env.ok(&args(
+        &cfg,
+        &["--json", "forget", "--source", "db", "--keep-last", "1"],
+    )));
+    assert_eq!(
+        fg["groups"][0]["forget"],
+        serde_json::json!([older]),
+        "{fg:#}"
+    );
+    let left: Vec<String> = snapshots(&env, &cfg)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, [newer]);
 }
