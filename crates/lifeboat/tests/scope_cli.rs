@@ -75,29 +75,9 @@ fn a_table_snapshot_never_stands_for_its_source() {
     let full = backup(&env, &cfg, &[]);
     let partial = backup(&env, &cfg, &["--table", "remediation_history"]);
 
-    // `snapshots --json` carries each snapshot's scope; the table says it.
     let rows = snapshots(&env, &cfg);
     let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
     let f = row(&full);
-    assert_eq!(f["scope"]["full"], true, "{f:#}");
-    assert_eq!(f["scope"]["label"], "full");
-    assert_eq!(f["scope"]["tables"], serde_json::json!([]));
-    assert_eq!(f["kind"], "postgres", "existing members stay");
-    let p = row(&partial);
-    assert_eq!(p["scope"]["full"], false, "{p:#}");
-    assert_eq!(p["scope"]["label"], "tables: public.remediation_history");
-    assert_eq!(
-        p["scope"]["tables"],
-        serde_json::json!([{"schema": "public", "name": "remediation_history"}])
-    );
-    assert_eq!(p["scope"]["schema_only"], false);
-    let text = env.ok(&["--config", c, "snapshots"]);
-    assert!(text.contains("SCOPE"), "{text}");
-    assert!(
-        text.contains("tables: public.remediation_history"),
-        "{text}"
-    );
-    assert!(text.contains("1 of them partial"), "{text}");
 
     // Status: the last backup is the full snapshot, and its age the exposure.
     let taken = chrono::DateTime::parse_from_rfc3339(f["time"].as_str().unwrap()).unwrap();
@@ -151,6 +131,27 @@ fn a_table_snapshot_never_stands_for_its_source() {
     let mut want = vec![full.clone(), partial.clone()];
     want.sort();
     assert_eq!(left, want);
+
+    // `snapshots --json` carries each snapshot's scope; the table says it.
+    assert_eq!(f["scope"]["full"], true, "{f:#}");
+    assert_eq!(f["scope"]["label"], "full");
+    assert_eq!(f["scope"]["tables"], serde_json::json!([]));
+    assert_eq!(f["kind"], "postgres", "existing members stay");
+    let p = row(&partial);
+    assert_eq!(p["scope"]["full"], false, "{p:#}");
+    assert_eq!(p["scope"]["label"], "tables: public.remediation_history");
+    assert_eq!(
+        p["scope"]["tables"],
+        serde_json::json!([{"schema": "public", "name": "remediation_history"}])
+    );
+    assert_eq!(p["scope"]["schema_only"], false);
+    let text = env.ok(&["--config", c, "snapshots"]);
+    assert!(text.contains("SCOPE"), "{text}");
+    assert!(
+        text.contains("tables: public.remediation_history"),
+        "{text}"
+    );
+    assert!(text.contains("1 of them partial"), "{text}");
 }
 
 /// Only partial snapshots: the source has no backup. Nothing to drill,
