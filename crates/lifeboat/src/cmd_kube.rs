@@ -198,10 +198,16 @@ fn selection(a: &SelectArgs, source: Option<&KubeSource>) -> Result<Selection> {
     })
 }
 
-/// The snapshot's scope: full when the flags select what the source itself
-/// selects (its `kube:` section; everything for an ad-hoc backup), else the
-/// selection the flags made.
+/// The snapshot's scope: full when the flags select what the configured
+/// source itself selects (its `kube:` section), else the selection the flags
+/// made. A backup without `--source` is full: its flags are all there is to
+/// the ad-hoc source `kube` (and `restore kube latest` keeps meaning the
+/// newest of them); its selection is in its facts.
 fn kube_scope(a: &SelectArgs, source: Option<&KubeSource>) -> Result<Scope> {
+    let Some(source) = source else {
+        return Ok(Scope::full());
+    };
+    let source = Some(source);
     let of = |s: Selection| {
         Scope {
             namespaces: s.namespaces,

@@ -211,3 +211,84 @@ fn only_partial_snapshots_are_no_backup_of_the_source() {
         .collect();
     assert_eq!(left, [newer]);
 }
+
+/// A kube source's snapshot made with flags narrower than its `kube:`
+/// section is partial: shown with its selection, never drilled as `latest`,
+/// counted apart by retention. (The API server is the `kube-double` test
+/// double.)
+#[test]
+fn a_narrower_kube_selection_is_a_partial_snapshot() {
+    use kube_double::ApiDouble;
+    use serde_json::json;
+    const NS: &str = "kubernaut-system";
+    let env = Env::init();
+    let api = ApiDouble::start_in_thread();
+    let kubeconfig = env.path("c.kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    api.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    api.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rego-policies", "namespace": NS}, "data": {"a": "1"}}));
+    api.insert(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "hmac", "namespace": NS}, "type": "Opaque", "data": {"k": "dg=="}}));
+    let cfg = env.path("kube.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+kubernetes:
+  kubeconfig: {kc}
+sources:
+  cfg:
+    kind: kube
+    kube: {{namespaces: [{NS}], kinds: [configmaps, secrets]}}
+    drill:
+      namespace_map: {{{NS}: kubernaut-test}}
+",
+            repo = env.repo,
+            kc = kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let kube_backup = |extra: &[&str]| -> String {
+        let mut a = vec!["--json", "backup", "kube", "--source", "cfg"];
+        a.extend_from_slice(extra);
+        parse(&env.ok(&args(&cfg, &a)))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let full = kube_backup(&[]);
+    // The source's own selection given as flags is still the whole source.
+    let same = kube_backup(&[
+        "--namespace",
+        NS,
+        "--kind",
+        "secrets",
+        "--kind",
+        "configmaps",
+    ]);
+    let partial = kube_backup(&["--kind", "configmaps"]);
+
+    let rows = snapshots(&env, &cfg);
+    let scope = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap()["scope"].clone();
+    assert_eq!(scope(&full)["full"], true);
+    assert_eq!(scope(&same)["full"], true);
+    let p = scope(&partial);
+    assert_eq!(p["full"], false, "{p:#}");
+    assert_eq!(p["kinds"], json!(["configmaps"]));
+    assert_eq!(p["namespaces"], json!([NS]));
+    assert_eq!(p["label"], format!("namespaces: {NS}; kinds: configmaps"));
+
+    let d = parse(&env.ok(&args(&cfg, &["--json", "drill", "--source", "cfg"])));
+    assert_eq!(d["snapshot"], same.as_str(), "{d:#}");
+
+    let fg = parse(&env.ok(&args(
+        &cfg,
+        &["--json", "forget", "--source", "cfg", "--keep-last", "1"],
+    )));
+    assert_eq!(fg["groups"][0]["forget"], json!([full]), "{fg:#}");
+    assert_eq!(fg["groups"][1]["forget"], json!([]), "{fg:#}");
+    assert_eq!(snapshots(&env, &cfg).len(), 2);
+}
