@@ -61,15 +61,32 @@ impl Snapshot {
             #[serde(default)]
             schema_only: bool,
         }
+        #[derive(Deserialize)]
+        struct PgTableFact {
+            table: TableRef,
+            #[serde(default)]
+            parent: Option<TableRef>,
+        }
         if self.kind == "postgres"
             && let Some(v) = self.facts.get("scope")
             && let Ok(pg) = serde_json::from_value::<PgFactsScope>(v.clone())
         {
+            let facts: Vec<PgTableFact> = self
+                .facts
+                .get("tables")
+                .and_then(|t| serde_json::from_value(t.clone()).ok())
+                .unwrap_or_default();
             return Scope {
                 tables: pg.tables,
                 schema_only: pg.schema_only,
                 ..Scope::default()
             }
+            .collapse_partitions(|t| {
+                facts
+                    .iter()
+                    .find(|f| &f.table == t)
+                    .and_then(|f| f.parent.clone())
+            })
             .normalized();
         }
         Scope::default()
@@ -83,8 +100,9 @@ impl Snapshot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
-    /// PostgreSQL: only these tables (`backup postgres --table`; partitions
-    /// of a selected partitioned table included).
+    /// PostgreSQL: only these tables (`backup postgres --table`); a
+    /// partitioned table stands for its partitions, which are not listed
+    /// ([`Scope::collapse_partitions`]; the facts list every table dumped).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableRef>,
     /// PostgreSQL: definitions only, no rows (`--schema-only`).
@@ -144,6 +162,20 @@ impl Scope {
 
     pub fn is_full(&self) -> bool {
         *self == Scope::default()
+    }
+
+    /// Leaves out the tables whose partitioned parent (`parent_of`) is listed
+    /// too: `--table audit_events` is recorded as `audit_events`, not as the
+    /// partitions it had that day, so its snapshots stay one retention group
+    /// when a new partition is added.
+    pub fn collapse_partitions(
+        mut self,
+        parent_of: impl Fn(&TableRef) -> Option<TableRef>,
+    ) -> Self {
+        let listed = self.tables.clone();
+        self.tables
+            .retain(|t| parent_of(t).is_none_or(|p| !listed.contains(&p)));
+        self
     }
 
     /// The same scope with its lists sorted and deduplicated.
@@ -317,6 +349,20 @@ mod tests {
         .scope();
         assert!(!tables.is_full());
         assert_eq!(tables.key(), r#"tables: "Ops Data".a, public.t2"#);
+        // A partitioned table stands for its partitions.
+        let parted = doc(
+            "postgres",
+            serde_json::json!({ "format": 1,
+            "scope": {"tables": [{"schema": "public", "name": "ev"},
+                                 {"schema": "public", "name": "ev_1"}], "schema_only": false},
+            "tables": [
+                {"table": {"schema": "public", "name": "ev"}, "kind": "partitioned", "rows": 1},
+                {"table": {"schema": "public", "name": "ev_1"}, "kind": "partition",
+                 "parent": {"schema": "public", "name": "ev"}, "rows": 1}
+            ]}),
+            None,
+        );
+        assert_eq!(parted.scope().key(), "tables: public.ev");
         let schema = pg(serde_json::json!({"tables": [], "schema_only": true})).scope();
         assert_eq!(schema.key(), "schema-only");
         // No facts (streams) and kube facts: full.

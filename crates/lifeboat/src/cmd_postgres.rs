@@ -381,27 +381,33 @@ pub(crate) async fn backup_database(
                 tags,
                 facts: serde_json::to_value(&facts)?,
             },
-            snapshot_scope(&scope),
+            snapshot_scope(&scope, &facts),
         )
         .await?;
     Ok(BackupDone { snap, facts })
 }
 
 /// The snapshot document's scope for a dump of `scope` (also recorded in the
-/// facts; the document's copy is what the repository-level code reads).
-fn snapshot_scope(scope: &DumpScope) -> Scope {
+/// facts, partitions included; the document's copy is what the
+/// repository-level code reads, with a partitioned table standing for its
+/// partitions).
+fn snapshot_scope(scope: &DumpScope, facts: &Facts) -> Scope {
+    let r = |t: &lifeboat_postgres::TableName| TableRef {
+        schema: t.schema.clone(),
+        name: t.name.clone(),
+    };
     Scope {
-        tables: scope
-            .tables
-            .iter()
-            .map(|t| TableRef {
-                schema: t.schema.clone(),
-                name: t.name.clone(),
-            })
-            .collect(),
+        tables: scope.tables.iter().map(r).collect(),
         schema_only: scope.schema_only,
         ..Scope::default()
     }
+    .collapse_partitions(|t| {
+        facts
+            .tables
+            .iter()
+            .find(|f| f.table.schema == t.schema && f.table.name == t.name)
+            .and_then(|f| f.parent.as_ref().map(r))
+    })
 }
 
 #[derive(Serialize)]

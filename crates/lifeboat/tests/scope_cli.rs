@@ -163,8 +163,14 @@ fn only_partial_snapshots_are_no_backup_of_the_source() {
     let (cluster, env) = setup(&rt);
     let cfg = write_config(&env, &cluster);
 
-    let older = backup(&env, &cfg, &["--table", "remediation_history"]);
-    let newer = backup(&env, &cfg, &["--table", "remediation_history"]);
+    // A partitioned table: its scope names it, not its partitions.
+    let older = backup(&env, &cfg, &["--table", "audit_events"]);
+    let newer = backup(&env, &cfg, &["--table", "audit_events"]);
+    let rows = snapshots(&env, &cfg);
+    assert_eq!(
+        rows[1]["scope"]["label"], "tables: public.audit_events",
+        "{rows:#?}"
+    );
     let err = env.fails(&args(&cfg, &["drill", "--source", "db"]), 3);
     assert!(err.contains("no full snapshot"), "{err}");
     assert!(err.contains("give a snapshot's id"), "{err}");
@@ -200,6 +206,7 @@ fn only_partial_snapshots_are_no_backup_of_the_source() {
         &cfg,
         &["--json", "forget", "--source", "db", "--keep-last", "1"],
     )));
+    assert_eq!(fg["groups"][0]["scope"], "tables: public.audit_events");
     assert_eq!(
         fg["groups"][0]["forget"],
         serde_json::json!([older]),
