@@ -43,8 +43,13 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Bytes downloaded and verified (with `--read-data`).
     pub bytes_verified: u64,
-    /// Packs no index lists (left by interrupted backups; prune removes them).
+    /// Packs no index lists: left by interrupted backups (prune removes
+    /// them) unless `unindexed_blobs` > 0, when an index document is lost
+    /// and `lifeboat repair index` must run before any prune.
     pub unindexed_packs: usize,
+    /// Blobs that snapshots need and no index lists (a tree blob that is
+    /// not indexed counts once). Prune refuses to run while this is not 0.
+    pub unindexed_blobs: usize,
     /// Packs condemned by prune, waiting for deletion (not checked).
     pub condemned_packs: usize,
     pub errors: Vec<Problem>,
@@ -70,6 +75,9 @@ impl CheckReport {
         }
     }
 }
+
+/// What to do about snapshot blobs that no index lists.
+const REPAIR_HINT: &str = "; an index document is missing or damaged: run `lifeboat repair index` (it rebuilds the index from the packs' headers) and do not prune before, or prune would take the packs holding them for unused";
 
 pub async fn check(
     repo: &Repository,
@@ -180,9 +188,13 @@ async fn check_locked(
                 .filter(|t| parse_hex32(t).is_none_or(|id| !index.contains(&id)))
                 .count();
             if missing > 0 {
+                report.unindexed_blobs += missing;
                 report.problem(
                     &o.key,
-                    format!("item {}: {missing} tree blobs are not indexed", item.name),
+                    format!(
+                        "item {}: {missing} tree blobs are not indexed{REPAIR_HINT}",
+                        item.name
+                    ),
                 );
                 continue;
             }
@@ -190,9 +202,13 @@ async fn check_locked(
                 Ok(ids) => {
                     let missing = ids.iter().filter(|id| !index.contains(id)).count();
                     if missing > 0 {
+                        report.unindexed_blobs += missing;
                         report.problem(
                             &o.key,
-                            format!("item {}: {missing} chunks are not indexed", item.name),
+                            format!(
+                                "item {}: {missing} chunks are not indexed{REPAIR_HINT}",
+                                item.name
+                            ),
                         );
                     }
                 }

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -1,26 +1,44 @@
 //! Deleting data no snapshot needs, safely beside running backups.
 //!
 //! Prune never blocks backups and backups never block prune. Safety comes
-//! from two phases and the storage clock:
+//! from condemning packs before deleting them, and from a *fence*: a storage
+//! time after which every starting backup is certain to see a condemnation.
 //!
-//! 1. **Condemn.** Packs none of whose blobs any snapshot references are
-//!    listed in a `condemned/` document. From then on, new backups do not
-//!    deduplicate against them (see [`crate::backup::BackupSession::start`]).
-//! 2. **Delete.** A later prune (or the same one, with a zero grace period)
-//!    deletes a condemned pack only when (a) the grace period has passed since
-//!    it was condemned, (b) no live lock is older than the condemnation (an
-//!    operation that started before might still use the pack), and (c) it is
-//!    still unreferenced (a backup that started earlier may have used it:
-//!    then it is rescued).
+//! 1. **Condemn.** Indexed packs none of whose blobs any snapshot references
+//!    are announced in a `condemned/` document (`condemned_at` absent). From
+//!    then on new backups do not deduplicate against them
+//!    ([`crate::backup::BackupSession::start`]). Only once that document is
+//!    stored does prune take the fence: it rewrites its own lock and reads
+//!    the lock's storage time ([`crate::lock::LockGuard::touch`]). A backup
+//!    whose lock is younger than the fence read the condemned list after the
+//!    announcement was visible. The packs are then listed again with
+//!    `condemned_at` = the fence, and the announcement is removed.
+//! 2. **Delete.** A condemned pack is deleted when (a) the grace period has
+//!    passed since its fence, (b) no live lock of another operation was
+//!    created at or before the fence (it may have deduplicated against the
+//!    pack), and (c) no snapshot references it (one that finished may have:
+//!    then it is rescued). Locks are listed *before* snapshots are read, so
+//!    an operation missing from the lock listing has already written its
+//!    snapshot. With a zero grace period a second pass right after the
+//!    fence deletes what nothing holds.
 //!
 //! Packs that no index lists (left by an interrupted backup) are deleted when
 //! older than the grace period and no live lock predates them (the backup
-//! writing them would hold such a lock).
+//! writing them would hold such a lock; one that finished wrote its index
+//! before its lock went, and the index is read after the locks).
 //!
-//! Deletion order is crash-safe: the consolidated index (without deleted
-//! packs) is written first, then old index documents go, then the packs.
+//! Prune refuses to run when a snapshot references blobs that no index lists:
+//! their packs would look unused. `lifeboat repair index` rebuilds the index.
+//!
+//! Deletion order is crash-safe: condemned documents as they now stand, the
+//! consolidated index (without deleted packs), old index documents, the
+//! packs, then old condemned documents. The argument that no interleaving
+//! loses data is in `docs/format.md` ("Why prune is safe").
+//!
+//! The decision itself is [`plan`], a pure function of what one pass saw
+//! ([`Scan`]); [`prune`] scans, plans and carries the plan out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,19 +51,23 @@ use crate::format::{
     storage_id,
 };
 use crate::index::{IndexDoc, MasterIndex};
-use crate::lock::{LockEntry, LockMode, acquire, list_locks};
+use crate::lock::{LockEntry, LockGuard, LockMode, acquire, list_locks};
 use crate::pack::BlobId;
 use crate::repo::Repository;
 use crate::restore::chunk_ids;
+use crate::snapshot::SnapshotRef;
+use crate::storage::ObjectInfo;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CondemnedDoc {
     pub version: u64,
     pub packs: Vec<String>,
-    /// When these packs were first condemned (absent: the document's own
-    /// storage time). Kept when documents are rewritten, so rewriting does
-    /// not restart the grace period.
+    /// The fence: a storage time after which every new operation saw these
+    /// packs condemned. Absent in an announcement, written before the fence
+    /// was taken (a prune interrupted there leaves one; the next prune
+    /// fences its packs anew). Kept when documents are rewritten, so
+    /// rewriting does not restart the grace period.
     #[serde(default)]
     pub condemned_at: Option<DateTime<Utc>>,
 }
@@ -54,18 +76,13 @@ pub struct CondemnedDoc {
 pub struct CondemnedEntry {
     pub key: String,
     pub doc: CondemnedDoc,
-    pub since: DateTime<Utc>,
 }
 
 pub async fn load_condemned(repo: &Repository) -> Result<Vec<CondemnedEntry>> {
     let mut out = Vec::new();
     for o in repo.storage().list(CONDEMNED_PREFIX).await? {
         match repo.get_doc::<CondemnedDoc>(&o.key, "condemned").await {
-            Ok(doc) => out.push(CondemnedEntry {
-                since: doc.condemned_at.unwrap_or(o.last_modified),
-                key: o.key,
-                doc,
-            }),
+            Ok(doc) => out.push(CondemnedEntry { key: o.key, doc }),
             Err(RepoError::Storage(e)) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
@@ -109,19 +126,41 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
-/// Every blob some snapshot needs: tree blobs and the chunks they list.
+/// What snapshots need, as far as the index can tell.
+#[derive(Debug, Default, Clone)]
+pub struct References {
+    pub snapshots: usize,
+    /// Every blob some snapshot needs: tree blobs and the chunks they list.
+    pub used: HashSet<BlobId>,
+    /// Snapshots needing blobs that no index lists: `(short id, how many)`
+    /// (a tree blob that is not indexed counts once: its chunks are unknown).
+    pub unindexed: Vec<(String, usize)>,
+}
+
+/// Every blob the given snapshots need. The index must have been read
+/// *after* the snapshots were listed: a backup stores its index document
+/// before its snapshot, so a blob missing here is missing for good.
 pub async fn referenced_blobs(
     repo: &Repository,
+    snaps: &[SnapshotRef],
     index: &MasterIndex,
-) -> Result<(usize, HashSet<BlobId>)> {
-    let snaps = repo.snapshots().await?;
-    let mut used = HashSet::new();
-    for s in &snaps {
+) -> Result<References> {
+    let mut refs = References {
+        snapshots: snaps.len(),
+        ..Default::default()
+    };
+    for s in snaps {
+        let mut missing = 0usize;
         for item in &s.snapshot.items {
-            for t in &item.tree {
-                if let Some(id) = parse_hex32(t) {
-                    used.insert(id);
-                }
+            let trees: Vec<Option<BlobId>> = item.tree.iter().map(|t| parse_hex32(t)).collect();
+            let unindexed_trees = trees
+                .iter()
+                .filter(|t| t.is_none_or(|id| !index.contains(&id)))
+                .count();
+            refs.used.extend(trees.iter().flatten().copied());
+            if unindexed_trees > 0 {
+                missing += unindexed_trees;
+                continue;
             }
             let ids = chunk_ids(repo, index, item).await.map_err(|e| {
                 RepoError::corrupt(
@@ -129,22 +168,329 @@ pub async fn referenced_blobs(
                     format!("cannot read its chunk list ({e}); prune stops rather than guess. Run `lifeboat check`"),
                 )
             })?;
-            used.extend(ids);
+            missing += ids.iter().filter(|id| !index.contains(id)).count();
+            refs.used.extend(ids);
+        }
+        if missing > 0 {
+            refs.unindexed.push((s.short_id().to_string(), missing));
         }
     }
-    Ok((snaps.len(), used))
+    Ok(refs)
 }
 
-/// Locks held by others that are still alive.
-fn live_others<'a>(locks: &'a [LockEntry], own: &str) -> impl Iterator<Item = &'a LockEntry> {
-    locks
+/// The refusal when snapshots need blobs no index lists.
+fn unindexed_error(unindexed: &[(String, usize)]) -> RepoError {
+    let list: Vec<String> = unindexed
         .iter()
-        .filter(move |l| !l.stale && id_of_key(&l.key) != own)
+        .map(|(id, n)| format!("snapshot {id} ({n} blobs)"))
+        .collect();
+    RepoError::corrupt(
+        "index/",
+        format!(
+            "{} need blobs that no index document lists (an index document is missing or damaged); the packs holding them would look unused, so prune deleted nothing. Run `lifeboat repair index` to rebuild the index from the packs' own headers, then `lifeboat check`",
+            list.join(", ")
+        ),
+    )
+}
+
+/// What one pass of prune saw, in the order it looked.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Storage time at the start of the pass (prune's own lock, rewritten).
+    pub now: DateTime<Utc>,
+    /// Listed first: an operation missing here had finished (snapshot and
+    /// index written) before the snapshots and the index were read.
+    pub locks: Vec<LockEntry>,
+    pub refs: References,
+    pub index_docs: Vec<(String, IndexDoc)>,
+    pub condemned: Vec<CondemnedEntry>,
+    /// Stored packs by id.
+    pub stored: HashMap<String, ObjectInfo>,
+}
+
+/// Reads everything a pass decides on. The order is part of the protocol
+/// (`docs/format.md`): locks, snapshots, index, condemned lists, packs.
+pub async fn scan(repo: &Repository, lock: &LockGuard) -> Result<Scan> {
+    let now = lock.touch().await?;
+    let locks = list_locks(repo, now).await?;
+    let snaps = repo.snapshots().await?;
+    let index_docs = repo.load_index_docs().await?;
+    let mut index = MasterIndex::default();
+    for (k, d) in &index_docs {
+        index.add_doc(k, d)?;
+    }
+    let refs = referenced_blobs(repo, &snaps, &index).await?;
+    let condemned = load_condemned(repo).await?;
+    let stored = repo
+        .storage()
+        .list(DATA_PREFIX)
+        .await?
+        .into_iter()
+        .map(|o| (id_of_key(&o.key).to_string(), o))
+        .collect();
+    Ok(Scan {
+        now,
+        locks,
+        refs,
+        index_docs,
+        condemned,
+        stored,
+    })
+}
+
+/// What a pass decided.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub report: PruneReport,
+    /// Packs to delete now.
+    pub delete: BTreeSet<String>,
+    /// Packs to condemn and fence now (newly unreferenced, or announced by
+    /// an interrupted prune and never fenced).
+    pub condemn: BTreeSet<String>,
+    /// Fenced packs that stay condemned, by fence.
+    pub keep: BTreeMap<DateTime<Utc>, BTreeSet<String>>,
+    /// Whether the condemned documents must be rewritten.
+    pub rewrite_condemned: bool,
+}
+
+/// Decides what a pass does, from what it saw. `own_lock` is the id of the
+/// prune's own lock (ignored when judging others).
+pub fn plan(scan: &Scan, own_lock: &str, grace: chrono::Duration, dry_run: bool) -> Plan {
+    let now = scan.now;
+    let mut p = Plan::default();
+    let r = &mut p.report;
+    r.dry_run = dry_run;
+    r.snapshots = scan.refs.snapshots;
+    r.packs_total = scan.stored.len();
+    let used = &scan.refs.used;
+    let others: Vec<&LockEntry> = scan
+        .locks
+        .iter()
+        .filter(|l| !l.stale && id_of_key(&l.key) != own_lock)
+        .collect();
+    let older_lock = |t: DateTime<Utc>| others.iter().find(|l| l.doc.created <= t).copied();
+
+    // Which indexed packs hold referenced blobs (any copy counts).
+    let mut indexed: BTreeSet<&str> = BTreeSet::new();
+    let mut live: HashSet<&str> = HashSet::new();
+    let mut unused: HashMap<&str, u64> = HashMap::new();
+    for (_, doc) in &scan.index_docs {
+        for pk in &doc.packs {
+            if !indexed.insert(&pk.id) {
+                continue; // listed twice (e.g. after `repair index`): count once
+            }
+            for b in &pk.blobs {
+                if parse_hex32(&b.id).is_some_and(|id| used.contains(&id)) {
+                    live.insert(&pk.id);
+                } else {
+                    *unused.entry(&pk.id).or_default() += b.length as u64;
+                }
+            }
+        }
+    }
+    r.unused_bytes_in_live_packs = unused
+        .iter()
+        .filter(|(pk, _)| live.contains(*pk))
+        .map(|(_, n)| n)
+        .sum();
+
+    // Earlier condemnations: each pack's earliest fence (any fenced document
+    // still stored has been visible since before its fence), or none.
+    let mut fence_of: BTreeMap<&str, Option<DateTime<Utc>>> = BTreeMap::new();
+    for c in &scan.condemned {
+        if c.doc.condemned_at.is_none() {
+            p.rewrite_condemned = true; // an announcement left by an interrupted prune
+        }
+        for pk in &c.doc.packs {
+            let f = fence_of.entry(pk).or_insert(c.doc.condemned_at);
+            *f = match (*f, c.doc.condemned_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    for (pk, fence) in &fence_of {
+        if !scan.stored.contains_key(*pk) {
+            p.rewrite_condemned = true; // deleted already
+            continue;
+        }
+        if live.contains(pk) {
+            r.rescued += 1;
+            p.rewrite_condemned = true;
+            continue;
+        }
+        let Some(fence) = *fence else {
+            p.condemn.insert(pk.to_string());
+            continue;
+        };
+        if now - fence < grace {
+            r.waiting += 1;
+            p.keep.entry(fence).or_default().insert(pk.to_string());
+        } else if let Some(l) = older_lock(fence) {
+            r.waiting += 1;
+            r.waiting_reasons.push(format!(
+                "pack {} waits for {}",
+                &pk[..pk.len().min(12)],
+                l.describe()
+            ));
+            p.keep.entry(fence).or_default().insert(pk.to_string());
+        } else {
+            p.delete.insert(pk.to_string());
+            p.rewrite_condemned = true;
+        }
+    }
+
+    // Newly unreferenced indexed packs.
+    for pk in &indexed {
+        if !live.contains(pk) && !fence_of.contains_key(pk) && scan.stored.contains_key(*pk) {
+            p.condemn.insert(pk.to_string());
+        }
+    }
+    r.condemned = p.condemn.len();
+    if !p.condemn.is_empty() {
+        p.rewrite_condemned = true;
+        if dry_run && grace.is_zero() && others.is_empty() {
+            // A real run would fence them and delete them in its second pass.
+            p.delete.extend(p.condemn.iter().cloned());
+        } else {
+            r.waiting += p.condemn.len();
+            if grace.is_zero()
+                && let Some(l) = others.first()
+            {
+                r.waiting_reasons.push(format!(
+                    "{} newly condemned packs may wait for {}",
+                    p.condemn.len(),
+                    l.describe()
+                ));
+            }
+        }
+    }
+
+    // Packs no index lists.
+    for (id, info) in &scan.stored {
+        if indexed.contains(id.as_str()) || fence_of.contains_key(id.as_str()) {
+            continue;
+        }
+        // Written at or after the start of this pass: its writer may not be
+        // in the lock listing yet.
+        if info.last_modified >= now - grace {
+            r.waiting += 1;
+        } else if let Some(l) = older_lock(info.last_modified) {
+            r.waiting += 1;
+            r.waiting_reasons.push(format!(
+                "unindexed pack {} waits for {}",
+                &id[..id.len().min(12)],
+                l.describe()
+            ));
+        } else {
+            p.delete.insert(id.clone());
+            r.deleted_leftovers += 1;
+        }
+    }
+
+    r.deleted_packs = p.delete.len();
+    r.deleted_bytes = p
+        .delete
+        .iter()
+        .filter_map(|pk| scan.stored.get(pk))
+        .map(|o| o.size)
+        .sum();
+    r.waiting_reasons.sort();
+    r.waiting_reasons.dedup();
+    p
+}
+
+async fn put_condemned(
+    repo: &Repository,
+    packs: Vec<String>,
+    condemned_at: Option<DateTime<Utc>>,
+) -> Result<String> {
+    let doc = CondemnedDoc {
+        version: DOC_VERSION,
+        packs,
+        condemned_at,
+    };
+    let bytes = seal_doc(repo.key(), "condemned", &doc)?;
+    let key = format!("{CONDEMNED_PREFIX}{}", storage_id(&bytes));
+    repo.storage().put(&key, Bytes::from(bytes)).await?;
+    Ok(key)
+}
+
+/// Carries a plan out. Returns whether packs were newly condemned (fenced).
+async fn execute(repo: &Repository, lock: &LockGuard, scan: &Scan, plan: &Plan) -> Result<bool> {
+    let storage = repo.storage();
+    let mut keep = plan.keep.clone();
+    let mut written: HashSet<String> = HashSet::new();
+    let mut announcements: Vec<String> = Vec::new();
+    // 1. Announce, then fence: the fence is taken after the announcement is
+    //    stored, so every operation whose lock is younger saw it.
+    if !plan.condemn.is_empty() {
+        let packs: Vec<String> = plan.condemn.iter().cloned().collect();
+        announcements.push(put_condemned(repo, packs, None).await?);
+        let fence = lock.touch().await?;
+        keep.entry(fence)
+            .or_default()
+            .extend(plan.condemn.iter().cloned());
+    }
+    // 2. The condemned documents as they now stand (new before old, so a
+    //    crash leaves a superset).
+    if plan.rewrite_condemned {
+        for (fence, packs) in &keep {
+            written
+                .insert(put_condemned(repo, packs.iter().cloned().collect(), Some(*fence)).await?);
+        }
+    }
+    // 3. Consolidated index without the deleted packs, then the documents it replaces.
+    let removed: HashSet<&str> = plan.delete.iter().map(String::as_str).collect();
+    let touched: Vec<&String> = scan
+        .index_docs
+        .iter()
+        .filter(|(_, d)| d.packs.iter().any(|pk| removed.contains(pk.id.as_str())))
+        .map(|(k, _)| k)
+        .collect();
+    if !touched.is_empty() {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut kept = IndexDoc {
+            version: DOC_VERSION,
+            packs: Vec::new(),
+        };
+        for (k, d) in &scan.index_docs {
+            if touched.contains(&k) {
+                for pk in &d.packs {
+                    if !removed.contains(pk.id.as_str()) && seen.insert(&pk.id) {
+                        kept.packs.push(pk.clone());
+                    }
+                }
+            }
+        }
+        if !kept.packs.is_empty() {
+            repo.put_doc(INDEX_PREFIX, "index", &kept).await?;
+        }
+        for k in touched {
+            storage.delete(k).await?;
+        }
+    }
+    // 4. The packs.
+    for pk in &plan.delete {
+        if let Some(o) = scan.stored.get(pk) {
+            storage.delete(&o.key).await?;
+        }
+    }
+    // 5. Old condemned documents and the announcement (their surviving
+    //    packs were rewritten above).
+    if plan.rewrite_condemned {
+        for k in scan.condemned.iter().map(|c| &c.key).chain(&announcements) {
+            if !written.contains(k) {
+                storage.delete(k).await?;
+            }
+        }
+    }
+    Ok(!plan.condemn.is_empty())
 }
 
 pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let lock = acquire(repo, LockMode::Exclusive, "prune").await?;
-    let result = prune_locked(repo, opts, lock.id(), lock.created()).await;
+    let result = prune_locked(repo, opts, &lock).await;
     let _ = lock.release().await;
     result
 }
@@ -152,214 +498,38 @@ pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport
 async fn prune_locked(
     repo: &Repository,
     opts: &PruneOptions,
-    own_lock: &str,
-    now: DateTime<Utc>,
+    lock: &LockGuard,
 ) -> Result<PruneReport> {
-    let storage = repo.storage();
     let grace =
         chrono::Duration::from_std(opts.grace).map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let mut report = PruneReport {
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
-
-    // Order matters: index before listing packs, so a pack indexed meanwhile
-    // looks unindexed (and is protected by its writer's lock) rather than
-    // the other way round.
-    let index_docs = repo.load_index_docs().await?;
-    let mut index = MasterIndex::default();
-    for (k, d) in &index_docs {
-        index.add_doc(k, d)?;
+    let first = scan(repo, lock).await?;
+    if !first.refs.unindexed.is_empty() {
+        return Err(unindexed_error(&first.refs.unindexed));
     }
-    let condemned = load_condemned(repo).await?;
-    let (nsnap, used) = referenced_blobs(repo, &index).await?;
-    report.snapshots = nsnap;
-    let stored_packs: HashMap<String, crate::storage::ObjectInfo> = storage
-        .list(DATA_PREFIX)
-        .await?
-        .into_iter()
-        .map(|o| (id_of_key(&o.key).to_string(), o))
-        .collect();
-    let locks = list_locks(repo, now).await?;
-    report.packs_total = stored_packs.len();
-
-    // Which indexed packs hold referenced blobs (any copy counts).
-    let mut live_packs: HashSet<String> = HashSet::new();
-    let mut pack_unused: HashMap<String, u64> = HashMap::new();
-    for (_, doc) in &index_docs {
-        for p in &doc.packs {
-            for b in &p.blobs {
-                let referenced = parse_hex32(&b.id).is_some_and(|id| used.contains(&id));
-                if referenced {
-                    live_packs.insert(p.id.clone());
-                } else {
-                    *pack_unused.entry(p.id.clone()).or_default() += b.length as u64;
-                }
-            }
-        }
-    }
-    for (p, unused) in &pack_unused {
-        if live_packs.contains(p) {
-            report.unused_bytes_in_live_packs += unused;
-        }
-    }
-
-    let older_lock = |t: DateTime<Utc>| {
-        live_others(&locks, own_lock)
-            .find(|l| l.doc.created <= t)
-            .cloned()
-    };
-    let mut to_delete: HashSet<String> = HashSet::new();
-    let mut still_condemned: BTreeMap<DateTime<Utc>, Vec<String>> = BTreeMap::new();
-    let mut already_condemned: HashSet<String> = HashSet::new();
-
-    // Phase 2 for earlier condemnations.
-    for c in &condemned {
-        for p in &c.doc.packs {
-            already_condemned.insert(p.clone());
-            if !stored_packs.contains_key(p) {
-                continue; // deleted already
-            }
-            if live_packs.contains(p) {
-                report.rescued += 1;
-                continue;
-            }
-            if now - c.since < grace {
-                report.waiting += 1;
-                still_condemned.entry(c.since).or_default().push(p.clone());
-            } else if let Some(l) = older_lock(c.since) {
-                report.waiting += 1;
-                report.waiting_reasons.push(format!(
-                    "pack {} waits for {}",
-                    &p[..12],
-                    l.describe()
-                ));
-                still_condemned.entry(c.since).or_default().push(p.clone());
-            } else {
-                to_delete.insert(p.clone());
-            }
-        }
-    }
-
-    // Phase 1: newly unreferenced indexed packs.
-    let newly: Vec<String> = index
-        .packs
-        .iter()
-        .map(|p| p.id.clone())
-        .filter(|p| {
-            !live_packs.contains(p)
-                && !already_condemned.contains(p)
-                && stored_packs.contains_key(p)
-        })
-        .collect();
-    report.condemned = newly.len();
-    if !newly.is_empty() {
-        // Their condemnation time is now (the storage clock, from our lock).
-        if grace.is_zero() && older_lock(now).is_none() {
-            to_delete.extend(newly.iter().cloned());
-        } else {
-            report.waiting += newly.len();
-            if let Some(l) = older_lock(now) {
-                report.waiting_reasons.push(format!(
-                    "{} newly condemned packs wait for {}",
-                    newly.len(),
-                    l.describe()
-                ));
-            }
-            still_condemned
-                .entry(now)
-                .or_default()
-                .extend(newly.iter().cloned());
-        }
-    }
-
-    // Packs no index lists.
-    for (id, info) in &stored_packs {
-        if index.has_pack(id) || already_condemned.contains(id) {
-            continue;
-        }
-        if now - info.last_modified < grace {
-            report.waiting += 1;
-        } else if let Some(l) = older_lock(info.last_modified) {
-            report.waiting += 1;
-            report.waiting_reasons.push(format!(
-                "unindexed pack {} waits for {}",
-                &id[..12],
-                l.describe()
-            ));
-        } else {
-            to_delete.insert(id.clone());
-            report.deleted_leftovers += 1;
-        }
-    }
-
-    report.deleted_packs = to_delete.len();
-    report.deleted_bytes = to_delete
-        .iter()
-        .filter_map(|p| stored_packs.get(p))
-        .map(|o| o.size)
-        .sum();
-    report.waiting_reasons.sort();
-    report.waiting_reasons.dedup();
+    let p = plan(&first, lock.id(), grace, opts.dry_run);
+    let mut report = p.report.clone();
     if opts.dry_run {
         return Ok(report);
     }
-
-    // 1. Condemned list as it now stands (new before old, so a crash leaves a superset).
-    let rewrite_condemned = report.condemned > 0 || !condemned.is_empty();
-    if rewrite_condemned {
-        for (since, packs) in &still_condemned {
-            let doc = CondemnedDoc {
-                version: DOC_VERSION,
-                packs: packs.clone(),
-                condemned_at: Some(*since),
-            };
-            let bytes = seal_doc(repo.key(), "condemned", &doc)?;
-            let key = format!("{CONDEMNED_PREFIX}{}", storage_id(&bytes));
-            storage.put(&key, Bytes::from(bytes)).await?;
+    let fenced = execute(repo, lock, &first, &p).await?;
+    if fenced && grace.is_zero() {
+        // Second pass: deletes what was just condemned unless an operation
+        // that started before the fence still runs (or used it: rescued).
+        let second = scan(repo, lock).await?;
+        if !second.refs.unindexed.is_empty() {
+            return Err(unindexed_error(&second.refs.unindexed));
         }
-    }
-    let removed_index_packs: HashSet<&String> =
-        to_delete.iter().filter(|p| index.has_pack(p)).collect();
-    // 2. Consolidated index without deleted packs, then the old documents.
-    if !removed_index_packs.is_empty() {
-        let touched: HashSet<&String> = index_docs
-            .iter()
-            .filter(|(_, d)| d.packs.iter().any(|p| removed_index_packs.contains(&p.id)))
-            .map(|(k, _)| k)
-            .collect();
-        let mut keep = IndexDoc {
-            version: DOC_VERSION,
-            packs: Vec::new(),
-        };
-        for (k, d) in &index_docs {
-            if touched.contains(k) {
-                keep.packs.extend(
-                    d.packs
-                        .iter()
-                        .filter(|p| !removed_index_packs.contains(&p.id))
-                        .cloned(),
-                );
-            }
-        }
-        if !keep.packs.is_empty() {
-            repo.put_doc(INDEX_PREFIX, "index", &keep).await?;
-        }
-        for k in touched {
-            storage.delete(k).await?;
-        }
-    }
-    // 3. The packs.
-    for p in &to_delete {
-        if let Some(o) = stored_packs.get(p) {
-            storage.delete(&o.key).await?;
-        }
-    }
-    // 4. Old condemned documents (their surviving packs were rewritten above).
-    if rewrite_condemned {
-        for c in &condemned {
-            storage.delete(&c.key).await?;
-        }
+        let p2 = plan(&second, lock.id(), grace, false);
+        execute(repo, lock, &second, &p2).await?;
+        let r2 = p2.report;
+        report.deleted_packs += r2.deleted_packs;
+        report.deleted_bytes += r2.deleted_bytes;
+        report.deleted_leftovers += r2.deleted_leftovers;
+        report.rescued += r2.rescued;
+        report.waiting = r2.waiting;
+        report.waiting_reasons = r2.waiting_reasons;
+        report.snapshots = r2.snapshots;
+        report.unused_bytes_in_live_packs = r2.unused_bytes_in_live_packs;
     }
     Ok(report)
 }

@@ -1,4 +1,4 @@
-//! Repository-level commands: init, key, snapshots, check, forget, prune, unlock.
+//! Repository-level commands: init, key, snapshots, check, forget, prune, unlock, repair.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -176,6 +176,13 @@ pub struct PruneArgs {
     /// Show what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the packs' own headers (after an index document
+    /// was lost or damaged); safe to interrupt, backups may run meanwhile
+    Index,
 }
 
 #[derive(Args, Debug)]
@@ -386,9 +393,14 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
                 " (structure only; --read-data verifies every byte)".into()
             }
         );
-        if report.unindexed_packs > 0 {
+        if report.unindexed_blobs > 0 {
             println!(
-                "note: {} packs are not in any index (left by an interrupted backup); `lifeboat prune` removes them",
+                "note: snapshots need {} blobs that no index lists ({} packs are in no index): an index document is missing or damaged. Run `lifeboat repair index` to rebuild the index from the packs' headers; do not prune before (prune refuses)",
+                report.unindexed_blobs, report.unindexed_packs
+            );
+        } else if report.unindexed_packs > 0 {
+            println!(
+                "note: {} packs are not in any index and no snapshot needs them (left by an interrupted backup); `lifeboat prune` removes them",
                 report.unindexed_packs
             );
         }
@@ -624,6 +636,58 @@ pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
         print_prune(&r, grace);
     }
     Ok(OK)
+}
+
+pub async fn repair(ctx: &Ctx, r: RepairCommand) -> Result<i32> {
+    match r {
+        RepairCommand::Index => repair_index(ctx).await,
+    }
+}
+
+async fn repair_index(ctx: &Ctx) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let progress = Arc::new(Progress::default());
+    let display = progress::start(
+        Arc::clone(&progress),
+        "repair index (pack bytes covered)",
+        ctx.progress_mode(),
+        false,
+    );
+    let r = lifeboat_repo::repair::repair_index(&repo, progress).await?;
+    drop(display);
+    if ctx.json() {
+        print_json(&r)?;
+    } else {
+        println!(
+            "read the headers of {} packs: indexed {} blobs in {} new index documents, removed {} old ones; {} packs were in no index before",
+            r.packs, r.blobs, r.index_files_written, r.index_files_removed, r.packs_newly_indexed
+        );
+        for k in &r.unreadable_index_files {
+            println!("warning: old index document could not be read and was replaced: {k}");
+        }
+        for p in &r.unreadable_packs {
+            println!(
+                "ERROR {}: header unreadable ({}); kept its old index entries if there were any",
+                p.pack, p.detail
+            );
+        }
+        for p in &r.missing_packs {
+            println!("ERROR pack {p}: listed by the old index but missing from storage; dropped");
+        }
+        println!("run `lifeboat check` to confirm every snapshot's data is indexed");
+    }
+    if r.unreadable_packs.is_empty() && r.missing_packs.is_empty() {
+        Ok(OK)
+    } else {
+        Err(fail(
+            INTEGRITY,
+            format!(
+                "the index was rebuilt, but {} packs are unreadable and {} are missing (listed above); `lifeboat check --read-data` names the snapshots affected",
+                r.unreadable_packs.len(),
+                r.missing_packs.len()
+            ),
+        ))
+    }
 }
 
 pub async fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {

@@ -94,6 +94,9 @@ pub enum Command {
     Prune(cmd_repo::PruneArgs),
     /// Remove stale locks
     Unlock(cmd_repo::UnlockArgs),
+    /// Repair the repository's metadata from its data
+    #[command(subcommand)]
+    Repair(cmd_repo::RepairCommand),
     /// Check a live database against a PostgreSQL snapshot's facts (exit 7 when they differ)
     Verify(cmd_postgres::VerifyArgs),
     /// The whole loop on a throwaway local PostgreSQL: backup, corruption, restore, verify
@@ -268,6 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Forget(a) => cmd_repo::forget(&ctx, a).await,
         Command::Prune(a) => cmd_repo::prune(&ctx, a).await,
         Command::Unlock(a) => cmd_repo::unlock(&ctx, a).await,
+        Command::Repair(r) => cmd_repo::repair(&ctx, r).await,
         Command::Backup(BackupCommand::Postgres(a)) => cmd_postgres::backup(&ctx, a).await,
         Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,

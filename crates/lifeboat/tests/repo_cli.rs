@@ -599,3 +599,65 @@ fn a_held_exclusive_lock_is_named_and_a_stale_one_is_cleared() {
     e.ok(&["prune", "--grace", "0s"]);
     assert!(walk(&locks).is_empty(), "stale lock not cleared");
 }
+
+/// Issue 16: with one `index/` document deleted (packs intact), check
+/// advises `repair index` (not prune), prune refuses with exit 4 and deletes
+/// nothing, and `repair index` makes check clean and the snapshot restore
+/// byte-identical. The kept snapshot deduplicated against a forgotten one's
+/// packs, whose index document is the one lost: on the old code prune took
+/// those packs for an interrupted backup's leftovers and deleted them.
+#[test]
+fn a_lost_index_document_is_repaired_not_pruned() {
+    let e = Env::init();
+    let x = e.path("x");
+    write_mixed(&x, 6 << 20, 21);
+    let first = e.backup_file("x", &x);
+    let repo = std::path::Path::new(&e.repo);
+    let first_index: Vec<_> = std::fs::read_dir(repo.join("index"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert_eq!(first_index.len(), 1);
+    let xy = e.path("xy");
+    let mut bytes = std::fs::read(&x).unwrap();
+    let y = e.path("y");
+    write_mixed(&y, 2 << 20, 22);
+    bytes.extend(std::fs::read(&y).unwrap());
+    std::fs::write(&xy, &bytes).unwrap();
+    e.backup_file("xy", &xy);
+    std::fs::remove_file(repo.join("snapshots").join(first["id"].as_str().unwrap())).unwrap();
+    std::fs::remove_file(&first_index[0]).unwrap();
+    let data_files = || {
+        let mut v: Vec<_> = walk(&repo.join("data"));
+        v.sort();
+        v
+    };
+    let packs = data_files();
+
+    let (out, _) = e.exits_with(&["check"], 4);
+    assert!(out.contains("lifeboat repair index"), "{out}");
+    assert!(!out.contains("`lifeboat prune` removes them"), "{out}");
+
+    let err = e.fails(&["prune", "--grace", "0s"], 4);
+    assert!(err.contains("lifeboat repair index"), "{err}");
+    assert!(err.contains("deleted nothing"), "{err}");
+    assert_eq!(data_files(), packs, "prune deleted packs");
+
+    let out = e.ok(&["--json", "repair", "index"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(r["packs_newly_indexed"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["missing_packs"], serde_json::json!([]), "{r}");
+    e.ok(&["check", "--read-data"]);
+    e.ok(&["prune", "--grace", "0s"]);
+    e.ok(&["check", "--read-data"]);
+    let o = e
+        .cmd(&["restore", "stream", "latest", "--name", "xy"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        blake3::hash(&o.stdout).to_hex().to_string(),
+        hash_file(&xy),
+        "xy differs after repair"
+    );
+}

@@ -8,6 +8,7 @@
 //! retrying, from a permanent one that must fail fast with a clear message.
 
 pub mod faulty;
+pub mod gate;
 pub mod object;
 pub mod retry;
 
