@@ -3,9 +3,13 @@
 //!
 //!   pgfixture gen   postgresql://USER@HOST:PORT/DB 1.6G
 //!   pgfixture churn postgresql://USER@HOST:PORT/DB 0.01
+//!   pgfixture gen-ratio postgresql://USER@HOST:PORT/DB 600M 8    (compresses ~8×; src/ratio.rs)
+//!   pgfixture gen-small postgresql://USER@HOST:PORT/DB 2000 200  (tables, rows each)
 //!
 //! The password comes from PGPASSWORD.
 use std::time::Instant;
+
+mod ratio;
 
 use lifeboat_postgres::ConnConfig;
 use lifeboat_postgres::fixture::{self, FixtureSpec};
@@ -25,7 +29,24 @@ fn parse_size(s: &str) -> Option<u64> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        return Err("usage: pgfixture gen|churn URL SIZE|FRACTION".into());
+        if args.len() == 5 && args[1] == "gen-ratio" {
+            let cfg = ConnConfig::parse(&args[2])?;
+            let bytes = parse_size(&args[3]).ok_or("size like 64M or 1.6G")?;
+            let c = cfg.connect().await?;
+            let n = ratio::gen_ratio(&c, bytes, args[4].parse()?).await?;
+            println!("gen-ratio {}: {n} rows", args[4]);
+            return Ok(());
+        }
+        if args.len() == 5 && args[1] == "gen-small" {
+            let cfg = ConnConfig::parse(&args[2])?;
+            let c = cfg.connect().await?;
+            let n = ratio::gen_small(&c, args[3].parse()?, args[4].parse()?).await?;
+            println!("gen-small {} tables: {n} rows", args[3]);
+            return Ok(());
+        }
+        return Err(
+            "usage: pgfixture gen|churn URL SIZE|FRACTION, gen-ratio URL SIZE RATIO, gen-small URL TABLES ROWS".into(),
+        );
     }
     let cfg = ConnConfig::parse(&args[2])?;
     let t = Instant::now();

@@ -10,11 +10,23 @@
 //! blob at its offset in a file, from the decoding threads themselves, in
 //! whatever order reads complete (staging for a parallel pg_restore: no
 //! single writer thread to wait for, no reordering).
+//!
+//! Memory: what a restore holds is bounded in DECODED bytes ([`InFlight`],
+//! [`DECODED_IN_FLIGHT`] by default), whatever the compression ratio. A
+//! read is admitted only when its group's decoded size plus its sealed
+//! (compressed) size fits in what is left of the bound, and that weight is
+//! given back only once its blobs are written; reads are admitted in stream
+//! order, so the next blob the writer needs always gets its turn. A 2 MiB
+//! compressed read of 50× data decodes to 100 MiB: bounding the number of
+//! reads, as before, bounded nothing.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backup::Progress;
 use crate::error::{RepoError, Result};
@@ -25,17 +37,117 @@ use crate::pack::{BlobId, decode_blob};
 use crate::repo::Repository;
 use crate::snapshot::{Item, SnapshotRef};
 
-/// Largest single ranged read.
+/// Largest single ranged read (sealed bytes).
 const MAX_READ: u64 = 2 * 1024 * 1024;
-/// Ranged reads in flight. With the writer's queue this bounds memory when
-/// the consumer is slow: about (READ_CONCURRENCY + WRITE_QUEUE + 1) ×
-/// MAX_READ × the compression ratio. Measured feeding pg_restore: 181–196
-/// MiB with 6 × 8 MiB reads and a 6-deep queue, 130 MiB with 4 × 4 MiB and
-/// 2; 6 × 2 MiB keeps the same throughput (more, smaller reads) with less
-/// held.
+/// Largest decoded size of one ranged read's blobs (one blob larger than
+/// this is read alone): at 50× compression a `MAX_READ` read would decode
+/// to 100 MiB.
+const MAX_GROUP_DECODED: u64 = 4 * 1024 * 1024;
+/// Ranged reads in flight at most (fewer when the decoded bound is reached).
 const READ_CONCURRENCY: usize = 6;
-/// Decoded batches waiting for a slow consumer (e.g. pg_restore).
-const WRITE_QUEUE: usize = 2;
+/// Decoded batches waiting for a slow consumer (e.g. pg_restore). What they
+/// hold counts against the decoded bound, so the queue only needs to be deep
+/// enough to keep the writer busy.
+const WRITE_QUEUE: usize = 8;
+/// What a restore holds at most by default, in decoded plus sealed bytes of
+/// the reads admitted and not yet written: 6 reads of 2 MiB of
+/// incompressible data and their queue fit (the throughput of the old
+/// count-bounded pipeline), and 8× or 50× data cannot hold more.
+pub const DECODED_IN_FLIGHT: u64 = 32 * 1024 * 1024;
+
+/// The bound on a restore's in-flight data, counted in decoded bytes (plus
+/// the sealed bytes of a read until its blobs are written), with the
+/// counters tests read. One per restore call unless shared on purpose.
+///
+/// Held at most: `limit`, or one read group alone when a single blob is
+/// larger than the limit allows (its weight is clamped to the limit).
+pub struct InFlight {
+    limit: u64,
+    permits: Arc<Semaphore>,
+    held: AtomicU64,
+    peak: AtomicU64,
+    on_full: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl InFlight {
+    /// A bound of `limit` bytes (at least 1 KiB; at most 4 GiB).
+    pub fn new(limit: u64) -> Arc<Self> {
+        let limit = limit.clamp(1024, u32::MAX as u64);
+        Arc::new(Self {
+            limit,
+            permits: Arc::new(Semaphore::new(limit as usize)),
+            held: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            on_full: Mutex::new(None),
+        })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Decoded (and sealed) bytes admitted and not yet written.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// The most [`held`](Self::held) has been.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// Calls `f` (from the restore's async task; it must not block) each
+    /// time a read has to wait because the bound is reached. For tests: a
+    /// deterministic point at which the pipeline is as full as it gets.
+    pub fn on_full(&self, f: impl Fn() + Send + Sync + 'static) {
+        *self.on_full.lock().expect("on_full lock") = Some(Box::new(f));
+    }
+
+    /// The largest decoded size one read group may have under this bound, so
+    /// that several groups fit in it.
+    fn group_cap(&self) -> u64 {
+        MAX_GROUP_DECODED.min(self.limit / 4).max(1)
+    }
+
+    /// Waits until `weight` bytes fit, and counts them held until the
+    /// returned ticket is dropped.
+    async fn admit(self: &Arc<Self>, weight: u64) -> Result<Ticket> {
+        let n = weight.clamp(1, self.limit) as u32;
+        let permit = match Arc::clone(&self.permits).try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                if let Some(f) = self.on_full.lock().expect("on_full lock").as_ref() {
+                    f();
+                }
+                Arc::clone(&self.permits)
+                    .acquire_many_owned(n)
+                    .await
+                    .map_err(|_| RepoError::Internal("restore memory bound closed".into()))?
+            }
+        };
+        let now = self.held.fetch_add(weight, Ordering::SeqCst) + weight;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Ok(Ticket {
+            _permit: permit,
+            budget: Arc::clone(self),
+            weight,
+        })
+    }
+}
+
+/// Admitted bytes of one read group; given back when dropped, after the
+/// group's blobs are written and freed.
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    budget: Arc<InFlight>,
+    weight: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.weight, Ordering::SeqCst);
+    }
+}
 
 /// Consecutive blobs of one pack fetched by one ranged read, each with its
 /// offset in the restored stream.
@@ -44,6 +156,16 @@ struct ReadGroup {
     start: u64,
     end: u64,
     blobs: Vec<(BlobLocation, u64)>,
+    /// Sum of the blobs' decoded lengths.
+    decoded: u64,
+}
+
+impl ReadGroup {
+    /// What the group holds between its read and its write: the sealed
+    /// bytes read and the blobs decoded from them.
+    fn weight(&self) -> u64 {
+        (self.end - self.start) + self.decoded
+    }
 }
 
 /// Which blobs of a stream a restore writes: all, or those overlapping a
@@ -122,8 +244,14 @@ pub async fn chunk_ids(repo: &Repository, index: &MasterIndex, item: &Item) -> R
 }
 
 /// The ranged reads that fetch the blobs of `ids` (a stream's chunks in
-/// order) that `part` keeps.
-fn plan_reads(index: &MasterIndex, ids: &[BlobId], part: &Part) -> Result<Vec<ReadGroup>> {
+/// order) that `part` keeps: neighbours in a pack share a read of at most
+/// `MAX_READ` sealed and `max_decoded` decoded bytes.
+fn plan_reads(
+    index: &MasterIndex,
+    ids: &[BlobId],
+    part: &Part,
+    max_decoded: u64,
+) -> Result<Vec<ReadGroup>> {
     let mut groups: Vec<ReadGroup> = Vec::new();
     let mut at = 0u64;
     for id in ids {
@@ -140,12 +268,15 @@ fn plan_reads(index: &MasterIndex, ids: &[BlobId], part: &Part) -> Result<Vec<Re
         }
         let pack = &index.pack(&loc).id;
         let (s, e) = (loc.entry.offset, loc.entry.offset + loc.entry.length as u64);
+        let raw = loc.entry.raw_length as u64;
         if let Some(g) = groups.last_mut()
             && g.pack == *pack
             && g.end == s
             && e - g.start <= MAX_READ
+            && g.decoded + raw <= max_decoded
         {
             g.end = e;
+            g.decoded += raw;
             g.blobs.push((loc, offset));
             continue;
         }
@@ -154,6 +285,7 @@ fn plan_reads(index: &MasterIndex, ids: &[BlobId], part: &Part) -> Result<Vec<Re
             start: s,
             end: e,
             blobs: vec![(loc, offset)],
+            decoded: raw,
         });
     }
     Ok(groups)
@@ -228,6 +360,20 @@ pub async fn restore_item_part<W: Write + Send + 'static>(
     writer: W,
     progress: Arc<Progress>,
 ) -> Result<u64> {
+    let bound = InFlight::new(DECODED_IN_FLIGHT);
+    restore_item_part_bounded(repo, snap, item_name, part, writer, progress, &bound).await
+}
+
+/// [`restore_item_part`] holding at most `bound`'s decoded bytes in flight.
+pub async fn restore_item_part_bounded<W: Write + Send + 'static>(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+    part: &Part,
+    writer: W,
+    progress: Arc<Progress>,
+    bound: &Arc<InFlight>,
+) -> Result<u64> {
     if matches!(part, Part::Except(_)) {
         return Err(RepoError::Internal(
             "a stream cannot leave holes; restore to a file".into(),
@@ -235,7 +381,7 @@ pub async fn restore_item_part<W: Write + Send + 'static>(
     }
     let item = select_item(snap, item_name)?;
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
-    let result = restore_locked(repo, snap, &item, part, writer, progress).await;
+    let result = restore_locked(repo, snap, &item, part, writer, progress, bound).await;
     let _ = lock.release().await;
     result
 }
@@ -269,9 +415,24 @@ pub async fn restore_item_part_to_file(
     file: std::fs::File,
     progress: Arc<Progress>,
 ) -> Result<u64> {
+    let bound = InFlight::new(DECODED_IN_FLIGHT);
+    restore_item_part_to_file_bounded(repo, snap, item_name, part, file, progress, &bound).await
+}
+
+/// [`restore_item_part_to_file`] holding at most `bound`'s decoded bytes in
+/// flight.
+pub async fn restore_item_part_to_file_bounded(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+    part: &Part,
+    file: std::fs::File,
+    progress: Arc<Progress>,
+    bound: &Arc<InFlight>,
+) -> Result<u64> {
     let item = select_item(snap, item_name)?;
     let lock = acquire(repo, LockMode::Shared, "restore").await?;
-    let result = restore_to_file_locked(repo, snap, &item, part, file, progress).await;
+    let result = restore_to_file_locked(repo, snap, &item, part, file, progress, bound).await;
     let _ = lock.release().await;
     result
 }
@@ -325,6 +486,7 @@ async fn restore_to_file_locked(
     part: &Part,
     file: std::fs::File,
     progress: Arc<Progress>,
+    bound: &Arc<InFlight>,
 ) -> Result<u64> {
     use std::os::unix::fs::FileExt;
 
@@ -333,7 +495,7 @@ async fn restore_to_file_locked(
     // The digest of the ids in order and the total length: the same check
     // restore_item makes after writing, made before.
     check_plan(repo, &index, snap, item, &ids)?;
-    let groups = plan_reads(&index, &ids, part)?;
+    let groups = plan_reads(&index, &ids, part, bound.group_cap())?;
     let planned: u64 = groups
         .iter()
         .flat_map(|g| &g.blobs)
@@ -341,21 +503,43 @@ async fn restore_to_file_locked(
         .sum();
 
     let file = Arc::new(file);
-    let reads = groups.into_iter().map(|g| {
-        let file = Arc::clone(&file);
-        fetch_group(repo, g, 0u64, move |n, _, offset, data| {
-            file.write_all_at(&data, offset)
-                .map_err(|e| RepoError::io("writing the restored file", e))?;
-            *n += data.len() as u64;
-            Ok(())
-        })
-    });
-    let mut stream = futures::stream::iter(reads).buffer_unordered(READ_CONCURRENCY);
+    // Reads admitted in order while the bound allows, completed in any
+    // order; a read's ticket is given back once its blobs are written.
+    let mut groups = groups.into_iter();
+    let mut next = groups.next();
+    let mut reads = FuturesUnordered::new();
     let mut written = 0u64;
-    while let Some(r) = stream.next().await {
-        let n = r?;
-        written += n;
-        Progress::add(&progress.bytes_read, n);
+    loop {
+        if next.is_none() && reads.is_empty() {
+            break;
+        }
+        let room = next.is_some() && reads.len() < READ_CONCURRENCY;
+        let weight = next.as_ref().map_or(0, ReadGroup::weight);
+        tokio::select! {
+            biased;
+            Some(r) = reads.next(), if !reads.is_empty() => {
+                let (n, ticket): (u64, Ticket) = r?;
+                drop(ticket);
+                written += n;
+                Progress::add(&progress.bytes_read, n);
+            }
+            ticket = bound.admit(weight), if room => {
+                let ticket = ticket?;
+                let g = next.take().expect("room means a next group");
+                next = groups.next();
+                let file = Arc::clone(&file);
+                reads.push(async move {
+                    let n = fetch_group(repo, g, 0u64, move |n, _, offset, data| {
+                        file.write_all_at(&data, offset)
+                            .map_err(|e| RepoError::io("writing the restored file", e))?;
+                        *n += data.len() as u64;
+                        Ok(())
+                    })
+                    .await?;
+                    Ok::<_, RepoError>((n, ticket))
+                });
+            }
+        }
     }
     if written != planned {
         return Err(stream_mismatch(snap, item, written));
@@ -370,6 +554,7 @@ async fn restore_locked<W: Write + Send + 'static>(
     part: &Part,
     writer: W,
     progress: Arc<Progress>,
+    bound: &Arc<InFlight>,
 ) -> Result<u64> {
     let index = Arc::new(repo.load_index().await?);
     let ids = chunk_ids(repo, &index, item).await?;
@@ -386,14 +571,16 @@ async fn restore_locked<W: Write + Send + 'static>(
         }
         _ => None,
     };
-    let groups = plan_reads(&index, &ids, part)?;
+    let groups = plan_reads(&index, &ids, part, bound.group_cap())?;
 
     // Writer thread: ordered writes, and the digest of the ids of what it
     // wrote (every blob was verified against its id before it got here).
     // A tokio channel: the async side awaits a free slot instead of blocking
     // its thread (which would keep it from noticing a signal or a timeout
     // while a slow consumer such as a waiting pg_restore holds the writer).
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(BlobId, u64, Vec<u8>)>>(WRITE_QUEUE);
+    // Each batch travels with its ticket, given back once it is written.
+    type Batch = Vec<(BlobId, u64, Vec<u8>)>;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Batch, Ticket)>(WRITE_QUEUE);
     let mut hasher = repo.key().hasher();
     let trim = range.clone();
     let writer_thread = std::thread::Builder::new()
@@ -401,7 +588,7 @@ async fn restore_locked<W: Write + Send + 'static>(
         .spawn(move || -> std::io::Result<(W, blake3::Hash, u64)> {
             let mut w = writer;
             let mut n = 0u64;
-            while let Some(batch) = rx.blocking_recv() {
+            while let Some((batch, ticket)) = rx.blocking_recv() {
                 for (id, offset, b) in batch {
                     hasher.update(&id);
                     let bytes = match &trim {
@@ -415,39 +602,67 @@ async fn restore_locked<W: Write + Send + 'static>(
                     w.write_all(bytes)?;
                     n += bytes.len() as u64;
                 }
+                // The batch's blobs are freed by now (each after its write).
+                drop(ticket);
             }
             w.flush()?;
             Ok((w, hasher.finalize(), n))
         })
         .map_err(|e| RepoError::io("starting writer thread", e))?;
 
-    let mut stream = futures::stream::iter(groups.into_iter().map(|g| {
-        let batch = Vec::with_capacity(g.blobs.len());
-        fetch_group(repo, g, batch, |batch, loc, offset, data| {
-            batch.push((loc.entry.id, offset, data));
-            Ok(())
-        })
-    }))
-    .buffered(READ_CONCURRENCY);
-
+    // Reads are admitted in stream order (so the one the writer needs next
+    // always holds its ticket: no wait on the bound can deadlock) and
+    // complete in that order.
+    let mut groups = groups.into_iter();
+    let mut next = groups.next();
+    let mut reads = FuturesOrdered::new();
     let mut failure = None;
-    while let Some(r) = stream.next().await {
-        match r {
-            Ok(batch) => {
-                let n: u64 = batch.iter().map(|(_, _, b)| b.len() as u64).sum();
-                if tx.send(batch).await.is_err() {
-                    break; // writer failed; its error is reported below
+    loop {
+        if next.is_none() && reads.is_empty() {
+            break;
+        }
+        let room = next.is_some() && reads.len() < READ_CONCURRENCY;
+        let weight = next.as_ref().map_or(0, ReadGroup::weight);
+        tokio::select! {
+            biased;
+            Some(r) = reads.next(), if !reads.is_empty() => match r {
+                Ok((batch, ticket)) => {
+                    let batch: Batch = batch;
+                    let n: u64 = batch.iter().map(|(_, _, b)| b.len() as u64).sum();
+                    if tx.send((batch, ticket)).await.is_err() {
+                        break; // writer failed; its error is reported below
+                    }
+                    Progress::add(&progress.bytes_read, n);
                 }
-                Progress::add(&progress.bytes_read, n);
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
+            ticket = bound.admit(weight), if room => {
+                let ticket = match ticket {
+                    Ok(t) => t,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                let g = next.take().expect("room means a next group");
+                next = groups.next();
+                let batch = Vec::with_capacity(g.blobs.len());
+                reads.push_back(async move {
+                    let batch = fetch_group(repo, g, batch, |batch: &mut Batch, loc, offset, data| {
+                        batch.push((loc.entry.id, offset, data));
+                        Ok(())
+                    })
+                    .await?;
+                    Ok::<_, RepoError>((batch, ticket))
+                });
             }
         }
     }
     drop(tx);
-    drop(stream);
+    drop(reads);
     let written = tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .map_err(|e| RepoError::Internal(format!("writer: {e}")))?
