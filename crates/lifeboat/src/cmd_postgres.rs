@@ -3,14 +3,18 @@
 //! Backup: a `REPEATABLE READ` transaction exports its snapshot, `pg_dump -Fc -Z0
 //! --snapshot` streams into the repository (no local staging) while the facts (row
 //! counts, versions, size, verification queries) are taken in the same snapshot;
-//! the snapshot document carries them. Restore: quiesce writers, `pg_restore
-//! --clean --if-exists` fed from the repository (or from a staged file with
-//! `--jobs N`), verify every fact, bring writers back (or leave them down when
-//! verification failed, unless configured otherwise).
+//! the snapshot document carries them. Restore: authenticate every blob the
+//! restore will read (staging for `--jobs N`, a read to nowhere otherwise)
+//! while the writers are up, quiesce writers, `pg_restore --clean --if-exists`
+//! fed from the repository (or from the staged file), verify every fact,
+//! bring writers back (or leave them down when verification failed, unless
+//! configured otherwise, and always when the restore stopped after touching
+//! the target: "the target is partial", exit 11).
 //!
 //! Exit codes for PostgreSQL problems: authentication failure 6, database
 //! missing 3, bad URL / unknown table / missing client tools 2, facts that do
-//! not hold 7, not enough staging space 8, everything else 1.
+//! not hold 7, not enough staging space 8, a partial target 11, everything
+//! else 1.
 
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
