@@ -113,15 +113,12 @@ pub enum Command {
 
 impl Command {
     /// Commands that decide for themselves what a Ctrl-C means (they select
-    /// on [`interrupt::requested`] or the signal): `main` does not end them
-    /// at the first Ctrl-C. `restore postgres` must tell an untouched target
-    /// (writers brought back) from a partial one (writers left stopped, exit
-    /// 11); the demo stops its throwaway server and says so.
+    /// on [`interrupt::requested`]): `main` does not end them at the first
+    /// Ctrl-C. `restore postgres` must tell an untouched target (writers
+    /// brought back, exit 130) from a partial one (writers left stopped, exit
+    /// 11), which `main` cannot know.
     fn handles_interrupts(&self) -> bool {
-        matches!(
-            self,
-            Command::Restore(RestoreCommand::Postgres(_)) | Command::Demo(_)
-        )
+        matches!(self, Command::Restore(RestoreCommand::Postgres(_)))
     }
 }
 
