@@ -1104,7 +1104,8 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            let e = if facts.scope.tables.is_empty() {
+            let interrupted = crate::exit::code_for(&e) == INTERRUPTED;
+            let e = if facts.scope.tables.is_empty() || interrupted {
                 e
             } else {
                 e.context(
@@ -1122,10 +1123,10 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
                 ));
             }
             // Nothing of the target was touched yet: as before the stop.
-            let e = if crate::exit::code_for(&e) == INTERRUPTED {
+            let e = if interrupted {
                 fail(
                     INTERRUPTED,
-                    format!("{e}: it had not touched the target yet, nothing was restored"),
+                    format!("{e:#}: it had not touched the target yet, nothing was restored"),
                 )
             } else {
                 e
