@@ -3,17 +3,22 @@
 //! Backup: a `REPEATABLE READ` transaction exports its snapshot, `pg_dump -Fc -Z0
 //! --snapshot` streams into the repository (no local staging) while the facts (row
 //! counts, versions, size, verification queries) are taken in the same snapshot;
-//! the snapshot document carries them. Restore: quiesce writers, `pg_restore
-//! --clean --if-exists` fed from the repository (or from a staged file with
-//! `--jobs N`), verify every fact, bring writers back (or leave them down when
-//! verification failed, unless configured otherwise).
+//! the snapshot document carries them. Restore: authenticate every blob the
+//! restore will read (staging for `--jobs N`, a read to nowhere otherwise)
+//! while the writers are up, quiesce writers, `pg_restore --clean --if-exists`
+//! fed from the repository (or from the staged file), verify every fact,
+//! bring writers back (or leave them down when verification failed, unless
+//! configured otherwise, and always when the restore stopped after touching
+//! the target: "the target is partial", exit 11).
 //!
 //! Exit codes for PostgreSQL problems: authentication failure 6, database
 //! missing 3, bad URL / unknown table / missing client tools 2, facts that do
-//! not hold 7, not enough staging space 8, everything else 1.
+//! not hold 7, not enough staging space 8, a partial target 11, everything
+//! else 1.
 
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,8 +40,9 @@ use serde::Serialize;
 use crate::config::{PgUrl, SecretRef, SourceConfig, SourceKind};
 use crate::context::Ctx;
 use crate::exit::{
-    AUTH, FAILURE, INTERRUPTED, NOT_FOUND, OK, STORAGE, USAGE, VERIFY_FAILED, fail, usage,
+    AUTH, FAILURE, INTERRUPTED, NOT_FOUND, OK, PARTIAL, STORAGE, USAGE, VERIFY_FAILED, fail, usage,
 };
+use crate::interrupt;
 use crate::output::{human_bytes, print_json};
 use crate::progress;
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
@@ -491,40 +497,102 @@ pub(crate) async fn restore_archive(
     mode: progress::Mode,
 ) -> Result<RestoreOutcome> {
     let opts = opts.clone();
+    let touched = AtomicBool::new(false);
     if opts.jobs <= 1 {
-        let progress = Arc::new(Progress::default());
-        let mut pr = PgRestore::spawn_stream(tools, target, &opts).map_err(dump_err)?;
-        let stdin = pr
-            .take_stdin()
-            .ok_or_else(|| anyhow::anyhow!("pg_restore has no stdin"))?;
-        let display = progress::start(Arc::clone(&progress), "restore", mode, false);
-        let fed = restore_item(
-            repo,
-            snap,
-            None,
-            BufWriter::with_capacity(1 << 20, stdin),
-            progress,
-        )
-        .await;
-        drop(display);
-        let waited = pr.wait_async().await;
-        match (fed, waited) {
-            (Ok(_), Ok(o)) => Ok(o),
-            (Err(e), Err(w)) => {
-                let e = anyhow::Error::from(e);
-                if crate::exit::code_for(&e) != FAILURE {
-                    Err(e.context(format!("pg_restore also failed: {w}")))
-                } else {
-                    Err(dump_err(w))
-                }
-            }
-            (Ok(_), Err(w)) => Err(dump_err(w)),
-            (Err(e), Ok(_)) => Err(anyhow::Error::from(e).context("reading the archive")),
-        }
+        restore_streamed(repo, snap, tools, target, &opts, mode, &touched).await
     } else {
         let mut staged = stage_archive_part(repo, snap, staging, mode, None, Vec::new()).await?;
-        restore_staged(repo, snap, tools, target, &opts, &mut staged, &[]).await
+        restore_staged(repo, snap, tools, target, &opts, &mut staged, &[], &touched).await
     }
+}
+
+/// Streams the snapshot's archive into `pg_restore` (one job); `touched` is
+/// set once pg_restore runs.
+async fn restore_streamed(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    tools: &PgTools,
+    target: &ConnConfig,
+    opts: &RestoreOptions,
+    mode: progress::Mode,
+    touched: &AtomicBool,
+) -> Result<RestoreOutcome> {
+    let progress = Arc::new(Progress::default());
+    let mut pr = PgRestore::spawn_stream(tools, target, opts).map_err(dump_err)?;
+    touched.store(true, Ordering::SeqCst);
+    let stdin = pr
+        .take_stdin()
+        .ok_or_else(|| anyhow::anyhow!("pg_restore has no stdin"))?;
+    let display = progress::start(Arc::clone(&progress), "restore", mode, false);
+    let fed = restore_item(
+        repo,
+        snap,
+        None,
+        BufWriter::with_capacity(1 << 20, stdin),
+        progress,
+    )
+    .await;
+    drop(display);
+    let waited = pr.wait_async().await;
+    match (fed, waited) {
+        (Ok(_), Ok(o)) => Ok(o),
+        (Err(e), Err(w)) => {
+            let e = anyhow::Error::from(e);
+            if crate::exit::code_for(&e) != FAILURE {
+                Err(e.context(format!("pg_restore also failed: {w}")))
+            } else {
+                Err(dump_err(w))
+            }
+        }
+        (Ok(_), Err(w)) => Err(dump_err(w)),
+        (Err(e), Ok(_)) => Err(anyhow::Error::from(e).context("reading the archive")),
+    }
+}
+
+/// Reads and authenticates `parts` of the snapshot's archive without writing
+/// them anywhere: every blob is fetched, authenticated and checked against
+/// its id, and the chunk list against the snapshot, exactly as a restore
+/// does, so that a restore of these parts afterwards cannot meet a damaged
+/// or missing blob (unless the repository changes in between). Costs one
+/// more read of these parts; no disk.
+async fn authenticate(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    parts: &[Part],
+    mode: progress::Mode,
+) -> Result<u64> {
+    let progress = Arc::new(Progress::default());
+    let display = progress::start(Arc::clone(&progress), "authenticating", mode, false);
+    let mut n = 0;
+    for p in parts {
+        n += restore_item_part(repo, snap, None, p, std::io::sink(), Arc::clone(&progress)).await?;
+    }
+    drop(display);
+    Ok(n)
+}
+
+/// The error of a restore that failed or was interrupted after it had begun
+/// replacing the target: says so, leaves the writers stopped (they must not
+/// write into a partial database), exit [`PARTIAL`] whatever the cause's
+/// code.
+fn partial(what: String, guard: Quiesced, target: &ConnConfig, has_writers: bool) -> anyhow::Error {
+    let hint = guard.leave_down();
+    let writers = if has_writers {
+        format!(
+            "THE WRITERS ARE LEFT STOPPED: the database must not take traffic. Run the restore \
+             again (or restore another snapshot) and bring them back yourself only once it is \
+             whole ({hint})"
+        )
+    } else {
+        "Run the restore again (or restore another snapshot) before anything uses it".to_string()
+    };
+    fail(
+        PARTIAL,
+        format!(
+            "the target is partial: {} was being replaced and {what}. {writers}",
+            target.display_url()
+        ),
+    )
 }
 
 /// A staged archive.
@@ -661,7 +729,9 @@ impl Drop for RemovedInBackground {
 /// Restores a staged archive: with `opts.jobs` > 1 and tables to `split`, by
 /// [`split_restore`] (their rows spread over all jobs, read from the
 /// repository when staging left their blocks out); otherwise (or when the
-/// archive does not fit it) by plain `pg_restore --jobs`.
+/// archive does not fit it) by plain `pg_restore --jobs`. `touched` is set
+/// once something runs against the target.
+#[allow(clippy::too_many_arguments)]
 async fn restore_staged(
     repo: &Repository,
     snap: &SnapshotRef,
@@ -670,6 +740,7 @@ async fn restore_staged(
     opts: &RestoreOptions,
     staged: &mut Staged,
     split: &[facts::TableName],
+    touched: &AtomicBool,
 ) -> Result<RestoreOutcome> {
     let path = staged.file.path().to_path_buf();
     if opts.jobs > 1 && !split.is_empty() {
@@ -686,6 +757,7 @@ async fn restore_staged(
         if let Some(plan) = plan {
             let names: Vec<String> = plan.split_tables().iter().map(|t| t.to_string()).collect();
             tracing::info!(tables = ?names, jobs = opts.jobs, direct = !staged.left_out.is_empty(), "rows of these tables spread over the jobs");
+            touched.store(true, Ordering::SeqCst);
             if staged.left_out.is_empty() {
                 return split_restore::restore(
                     tools,
@@ -705,6 +777,7 @@ async fn restore_staged(
         staged.fill(repo, snap).await?;
     }
     let pr = PgRestore::spawn_file(tools, target, &path, opts).map_err(dump_err)?;
+    touched.store(true, Ordering::SeqCst);
     pr.wait_async().await.map_err(dump_err)
 }
 
@@ -782,9 +855,14 @@ struct RestoreResult {
     source: String,
     target: String,
     created_database: bool,
-    /// Staging the archive for --jobs > 1, before the writers were stopped.
+    /// Staging the archive for --jobs > 1 (and authenticating the blocks it
+    /// leaves out), before the writers were stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     staging_seconds: Option<f64>,
+    /// A single stream: reading and authenticating the whole archive once,
+    /// before the writers were stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authentication_seconds: Option<f64>,
     /// From the writers stopped to the database restored (not verified yet).
     restore_seconds: f64,
     /// Tables whose rows were spread over the --jobs (empty: plain pg_restore).
@@ -885,10 +963,14 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         }
     }
 
-    // The target and the tools for its server, and (--jobs > 1) the staged
-    // archive, at the same time. Staging happens while the writers are
-    // still up: they are down only for pg_restore and verification, and a
-    // damaged snapshot fails here, before anything is stopped or replaced.
+    // The target and the tools for its server, and the snapshot's data
+    // proven, at the same time, while the writers are still up. Every blob
+    // the restore will read is authenticated here, before anything is
+    // stopped or replaced: --jobs > 1 stages the archive (authenticating
+    // what it writes) and authenticates the blocks it leaves out (their rows
+    // are read from the repository during the restore); a single stream is
+    // read and authenticated once without being written anywhere
+    // (`authenticate`). A damaged snapshot fails here and changes nothing.
     let mode = ctx.progress_mode();
     let prepare = async {
         let created = dump::create_database_if_missing(&target, "postgres")
@@ -914,35 +996,56 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         split_restore::tables_to_split(&sizes, a.jobs)
     };
     let stage = async {
-        if a.jobs > 1 {
-            let started = Instant::now();
+        let started = Instant::now();
+        let staged = if a.jobs > 1 {
             let leave_out = blocks_to_leave_out(facts.archive.as_ref(), &split);
-            let staged = stage_archive_part(
-                &repo,
-                &snap,
-                &staging,
-                mode,
-                facts.archive.clone(),
-                leave_out,
-            )
-            .await?;
-            Ok(Some((staged, started.elapsed().as_secs_f64())))
+            let ranges: Vec<Part> = leave_out
+                .iter()
+                .map(|b| Part::Range(b.start..b.end))
+                .collect();
+            let (staged, _) = tokio::try_join!(
+                stage_archive_part(
+                    &repo,
+                    &snap,
+                    &staging,
+                    mode,
+                    facts.archive.clone(),
+                    leave_out,
+                ),
+                // One progress display at a time: staging's.
+                authenticate(&repo, &snap, &ranges, progress::Mode::Off),
+            )?;
+            Some(staged)
         } else {
-            Ok(None)
-        }
+            authenticate(&repo, &snap, &[Part::All], mode).await?;
+            None
+        };
+        Ok::<_, anyhow::Error>((staged, started.elapsed().as_secs_f64()))
     };
-    let ((created, tools), mut staged) = tokio::select! {
+    let stage = async {
+        stage.await.map_err(|e| {
+            e.context(format!(
+                "reading snapshot {} before touching the target failed; nothing was changed and \
+                 the writers were not stopped",
+                snap.short_id()
+            ))
+        })
+    };
+    let ((created, tools), (mut staged, proven_seconds)) = tokio::select! {
         r = async { tokio::try_join!(prepare, stage) } => r?,
         _ = sigterm(&mut term) => return Err(fail(INTERRUPTED, "terminated (SIGTERM) while preparing the restore: nothing was restored and the writers were not stopped")),
-        _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while preparing the restore: nothing was restored and the writers were not stopped")),
+        _ = interrupt::requested() => return Err(fail(INTERRUPTED, "interrupted while preparing the restore: nothing was restored and the writers were not stopped")),
     };
     if created && !ctx.global.quiet {
         eprintln!("created database {}", target.display_url());
     }
-    if let Some((_, secs)) = &staged
-        && !ctx.global.quiet
-    {
-        eprintln!("staged the archive in {secs:.1} s (writers not stopped yet)");
+    if !ctx.global.quiet {
+        let what = if staged.is_some() {
+            "staged the archive"
+        } else {
+            "authenticated the archive"
+        };
+        eprintln!("{what} in {proven_seconds:.1} s (writers not stopped yet)");
     }
 
     let quiescer: Box<dyn Quiescer> = if a.no_quiesce {
@@ -966,6 +1069,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let resume_on_verify_failure = quiesce_cfg
         .as_ref()
         .is_some_and(|q| q.resume_on_verify_failure);
+    let has_writers = quiesce_cfg.is_some() && !a.no_quiesce;
     if !ctx.global.quiet {
         eprintln!(
             "restoring snapshot {} ({} of {}, taken {}) into {}; writers: {}",
@@ -977,7 +1081,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
             quiescer.describe()
         );
     }
-    if !ctx.global.quiet && quiesce_cfg.is_some() && !a.no_quiesce {
+    if !ctx.global.quiet && has_writers {
         eprintln!(
             "if this restore is killed, bring the writers back yourself: {}",
             quiescer.manual_resume_hint()
@@ -988,39 +1092,56 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let guard = tokio::select! {
         r = Quiesced::stop(quiescer) => r?,
         _ = sigterm(&mut term) => return Err(fail(INTERRUPTED, "terminated (SIGTERM) while stopping the writers: nothing was restored")),
-        _ = tokio::signal::ctrl_c() => return Err(fail(INTERRUPTED, "interrupted while stopping the writers: nothing was restored")),
+        _ = interrupt::requested() => return Err(fail(INTERRUPTED, "interrupted while stopping the writers: nothing was restored")),
     };
     let started = Instant::now();
     let restore_opts = RestoreOptions {
         jobs: a.jobs,
         ..RestoreOptions::default()
     };
+    // Set once pg_restore (or the split restore) has started: from then on
+    // the target is no longer what it was, and a failure leaves it partial.
+    let touched = AtomicBool::new(false);
     let run = async {
         match &mut staged {
-            Some((file, _)) => {
-                restore_staged(&repo, &snap, &tools, &target, &restore_opts, file, &split).await
+            Some(file) => {
+                restore_staged(
+                    &repo,
+                    &snap,
+                    &tools,
+                    &target,
+                    &restore_opts,
+                    file,
+                    &split,
+                    &touched,
+                )
+                .await
             }
             None => {
-                restore_archive(&repo, &snap, &tools, &target, &restore_opts, &staging, mode).await
+                restore_streamed(&repo, &snap, &tools, &target, &restore_opts, mode, &touched).await
             }
         }
     };
     let outcome = tokio::select! {
         r = run => r,
-        _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
-        _ = tokio::signal::ctrl_c() => Err(fail(INTERRUPTED, "interrupted during the restore: pg_restore was stopped and the database is incomplete; run the restore again")),
+        _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) during the restore; pg_restore was stopped")),
+        _ = interrupt::requested() => Err(fail(INTERRUPTED, "interrupted (Ctrl-C) during the restore; pg_restore was stopped")),
     };
     // pg_restore is done with the staged file. Deleting a file of gigabytes
     // takes the kernel a while (0.5 s for 2.5 GB here): do it beside the
     // verification; the guard waits for it when this function returns.
     let (staging_seconds, _removal) = match staged {
-        Some((staged, secs)) => (Some(secs), Some(RemovedInBackground::start(staged.file))),
+        Some(staged) => (
+            Some(proven_seconds),
+            Some(RemovedInBackground::start(staged.file)),
+        ),
         None => (None, None),
     };
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            let e = if facts.scope.tables.is_empty() {
+            let interrupted = crate::exit::code_for(&e) == INTERRUPTED;
+            let e = if facts.scope.tables.is_empty() || interrupted {
                 e
             } else {
                 e.context(
@@ -1028,6 +1149,23 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
                      types they depend on: restore it into a database that has the schema (for \
                      example restore a --schema-only snapshot there first)",
                 )
+            };
+            if touched.load(Ordering::SeqCst) {
+                return Err(partial(
+                    format!("the restore stopped before it finished: {e:#}"),
+                    guard,
+                    &target,
+                    has_writers,
+                ));
+            }
+            // Nothing of the target was touched yet: as before the stop.
+            let e = if interrupted {
+                fail(
+                    INTERRUPTED,
+                    format!("{e:#}: it had not touched the target yet, nothing was restored"),
+                )
+            } else {
+                e
             };
             match guard.resume().await {
                 Ok(()) => eprintln!("the restore failed; the writers were brought back"),
@@ -1048,6 +1186,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         source: snap.snapshot.source.clone(),
         target: target.display_url(),
         created_database: created,
+        authentication_seconds: staging_seconds.is_none().then_some(proven_seconds),
         staging_seconds,
         restore_seconds,
         split_tables: outcome.split_tables.clone(),
@@ -1064,10 +1203,28 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         report_restore(ctx, &result)?;
         return Ok(OK);
     }
-    let mut client = target.connect().await.map_err(conn_err)?;
-    let diffs = facts::verify(&facts, &mut client)
-        .await
-        .map_err(facts_err)?;
+    let checked = tokio::select! {
+        r = async {
+            let mut client = target.connect().await.map_err(conn_err)?;
+            facts::verify(&facts, &mut client).await.map_err(facts_err)
+        } => r,
+        _ = sigterm(&mut term) => Err(fail(INTERRUPTED, "terminated (SIGTERM) while verifying")),
+        _ = interrupt::requested() => Err(fail(INTERRUPTED, "interrupted (Ctrl-C) while verifying")),
+    };
+    let diffs = match checked {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(partial(
+                format!(
+                    "pg_restore finished, but the restored database could not be checked against \
+                     the snapshot's facts, so it is not known to be whole: {e:#}"
+                ),
+                guard,
+                &target,
+                has_writers,
+            ));
+        }
+    };
     result.verified = Some(diffs.is_empty());
     if diffs.is_empty() {
         guard.resume().await.context(

@@ -23,7 +23,12 @@ pub const STORAGE: i32 = 8;
 pub const INCOMPATIBLE: i32 = 9;
 /// `status`: a source is at risk (RPO exposure or drills against objectives).
 pub const AT_RISK: i32 = 10;
-/// Interrupted by SIGINT/SIGTERM.
+/// `restore postgres` failed or was interrupted after it had begun replacing
+/// the target: the target is partial, the writers are left stopped. Wins over
+/// the code of the cause (130, 4, 8, …): what matters is the target's state.
+pub const PARTIAL: i32 = 11;
+/// Interrupted by SIGINT/SIGTERM (for `restore postgres`: before the target
+/// was touched).
 pub const INTERRUPTED: i32 = 130;
 
 /// An error the CLI reports with a specific exit code.

@@ -16,6 +16,7 @@ pub mod config;
 mod context;
 mod drill;
 mod exit;
+mod interrupt;
 mod kube_secret;
 mod output;
 mod progress;
@@ -113,6 +114,17 @@ pub enum Command {
     Readiness(cmd_status::StatusArgs),
 }
 
+impl Command {
+    /// Commands that decide for themselves what a Ctrl-C means (they select
+    /// on [`interrupt::requested`]): `main` does not end them at the first
+    /// Ctrl-C. `restore postgres` must tell an untouched target (writers
+    /// brought back, exit 130) from a partial one (writers left stopped, exit
+    /// 11), which `main` cannot know.
+    fn handles_interrupts(&self) -> bool {
+        matches!(self, Command::Restore(RestoreCommand::Postgres(_)))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
     /// Back up standard input (any bytes) as a snapshot
@@ -169,15 +181,23 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
-        tokio::select! {
-            r = run(cli) => match r {
+        interrupt::listen();
+        let handles_interrupts = cli.command.handles_interrupts();
+        let command = async {
+            match run(cli).await {
                 Ok(code) => code,
                 Err(e) => {
                     report(&e);
                     exit::code_for(&e)
                 }
-            },
-            _ = tokio::signal::ctrl_c() => {
+            }
+        };
+        if handles_interrupts {
+            return command.await;
+        }
+        tokio::select! {
+            code = command => code,
+            _ = interrupt::requested() => {
                 eprintln!("interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data");
                 exit::INTERRUPTED
             }

@@ -9,9 +9,10 @@
 //! What is checked: the count is recorded in `lifeboat.io/original-replicas`
 //! before the workload is scaled, scaling goes through `/scale`, the restore
 //! runs only once the pods are gone, the writers come back to their counts
-//! afterwards (and after a failed restore), stay down after a failed
-//! verification, are brought back by `lifeboat unquiesce` after a SIGKILL,
-//! keep their original counts across a second crashed quiesce, and errors
+//! afterwards (and after an interrupted stop), stay down after a failed
+//! verification or a restore that failed midway (the target is partial),
+//! are brought back by `lifeboat unquiesce` after a SIGKILL, keep their
+//! original counts across a second crashed quiesce, and errors
 //! (unreachable API, missing Deployment, 403) name the workload and leave
 //! nothing scaled down.
 
@@ -456,10 +457,12 @@ fn interrupted_while_waiting_for_pods_brings_writers_back() {
     }
 }
 
-/// Test 3: a restore that fails brings the writers back by itself; a failed
-/// verification leaves them down, unless resume_on_verify_failure.
+/// Test 3: a restore that fails after it had begun replacing the database
+/// (issue 16) and a failed verification both leave the writers down (exit 11
+/// "the target is partial", exit 7), unless resume_on_verify_failure;
+/// `unquiesce` brings them back.
 #[test]
-fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
+fn failed_restore_and_failed_verification_leave_writers_down() {
     let mut w = World::backed_up();
 
     // pg_restore loses its connection midway.
@@ -472,11 +475,16 @@ fn failed_restore_resumes_and_failed_verification_leaves_writers_down() {
     w.rt.block_on(locker.batch_execute("ROLLBACK")).unwrap();
     drop(locker);
     let (code, stdout, stderr) = output(child);
-    assert_ne!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(code, Some(11), "stdout: {stdout}\nstderr: {stderr}");
     assert!(
-        stderr.contains("the restore failed; the writers were brought back"),
+        stderr.contains("the target is partial")
+            && stderr.contains("THE WRITERS ARE LEFT STOPPED")
+            && stderr.contains("lifeboat unquiesce --source db")
+            && !stderr.contains("the writers were brought back"),
         "{stderr}"
     );
+    w.assert_writers_down();
+    w.env.ok(&w.args(&["unquiesce", "--source", "db"]));
     w.assert_writers_back();
 
     // The facts cannot hold: the cluster now has one database more than at

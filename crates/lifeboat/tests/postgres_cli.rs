@@ -393,100 +393,235 @@ fn table_and_schema_only_snapshots_restore_exactly_that() {
     assert!(before["public.incident_embeddings"].rows > 0);
 }
 
-/// Must hold 4: a restore killed midway (SIGTERM while pg_restore waits on a
-/// lock) brings the writers back through the command quiescer; a second restore
-/// then succeeds.
-#[test]
-fn killed_restore_brings_writers_back_and_second_restore_succeeds() {
-    let rt = rt();
-    let (cluster, env) = setup(&rt);
-    let src = cluster.conn_config("src");
-    let before = hashes(&rt, &src);
-    let log = env.path("quiesce.log");
-    let l = log.display();
+/// Writes a configuration with source `db` (the cluster's `src`) quiesced by
+/// commands that append `pre` and `post` to `log`; returns its path.
+fn command_quiesce_config(env: &Env, cluster: &TempCluster, log: &Path) -> String {
     let config = env.path("lifeboat.yaml");
     std::fs::write(
         &config,
         format!(
             "repository:\n  url: {repo}\nsources:\n  db:\n    kind: postgres\n    postgres:\n      url: {url}\n    quiesce:\n      commands:\n        pre: [[sh, -c, \"echo pre >> {l}\"]]\n        post: [[sh, -c, \"echo post >> {l}\"]]\n",
             repo = env.repo,
-            url = cluster.url("src")
+            url = cluster.url("src"),
+            l = log.display(),
         ),
     )
     .unwrap();
-    let cfg_arg = config.display().to_string();
+    config.display().to_string()
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Flips one byte inside the stored (sealed) blob that holds byte `at` of
+/// the snapshot's archive: only a read of that very blob meets the damage.
+/// Returns the pack's id.
+fn damage_blob_at(rt: &tokio::runtime::Runtime, env: &Env, snapshot: &str, at: u64) -> String {
+    use lifeboat_repo::{Repository, Secret};
+    rt.block_on(async {
+        let storage =
+            lifeboat_repo::storage::object::open_url(&env.repo, &Default::default()).unwrap();
+        let repo = Repository::open(storage, &Secret::Passphrase(common::PASSWORD.into()))
+            .await
+            .unwrap();
+        let snap = repo.find_snapshot(snapshot, None).await.unwrap();
+        let index = repo.load_index().await.unwrap();
+        let item = &snap.snapshot.items[0];
+        let ids = lifeboat_repo::restore::chunk_ids(&repo, &index, item)
+            .await
+            .unwrap();
+        let mut pos = 0u64;
+        for id in ids {
+            let loc = index.get(&id).unwrap();
+            let end = pos + loc.entry.raw_length as u64;
+            if at < end {
+                let pack = index.pack(loc).id.clone();
+                let path = Path::new(&env.repo).join(lifeboat_repo::format::pack_key(&pack));
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[(loc.entry.offset + loc.entry.length as u64 / 2) as usize] ^= 0x5a;
+                std::fs::write(&path, bytes).unwrap();
+                return pack;
+            }
+            pos = end;
+        }
+        panic!("byte {at} is beyond the archive ({pos} bytes)");
+    })
+}
+
+/// Issue 16: a snapshot with one damaged blob, restored over the populated
+/// source, changes nothing: every blob is authenticated before the first
+/// destructive statement, streamed (default jobs) and with `--jobs 2`, whose
+/// split table's rows are otherwise read from the repository after the
+/// writers stopped. Exit 4, "nothing was changed", the writers never stopped,
+/// every table as it was.
+#[test]
+fn damaged_pack_restored_over_the_source_changes_nothing() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let src = cluster.conn_config("src");
+    // A table big enough to be split with --jobs 2 (at least a third of all
+    // table bytes), of random floats: no blob of it is shared with another.
+    rt.block_on(async {
+        let c = src.connect().await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE big_rows (id bigint PRIMARY KEY, v real[]);
+             INSERT INTO big_rows SELECT g,
+               (SELECT array_agg((random() + s * 0 + g * 0)::real) FROM generate_series(1, 200) s)
+             FROM generate_series(1, 6000) g;",
+        )
+        .await
+        .unwrap();
+    });
+    let log = env.path("quiesce.log");
+    let cfg = command_quiesce_config(&env, &cluster, &log);
+    let snap = backup_json(&env, &["--config", &cfg, "--source", "db"]);
+    let id = snap["id"].as_str().unwrap().to_string();
+    // Undamaged, --jobs 2 splits big_rows and reads its rows from the
+    // repository (what makes the damage below reach a split restore late).
+    let url = cluster.url("copy");
+    let out = env.ok(&[
+        "--json", "restore", "postgres", &id, "--target", &url, "--jobs", "2",
+    ]);
+    let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
+    assert_eq!(
+        out["split_tables"],
+        serde_json::json!(["public.big_rows"]),
+        "{out}"
+    );
+    assert_eq!(out["split_rows_from"], "repository", "{out}");
+
+    let block = snap["facts"]["archive"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["tag"] == "big_rows")
+        .expect("big_rows's data block in the layout")
+        .clone();
+    let (start, end) = (
+        block["start"].as_u64().unwrap(),
+        block["end"].as_u64().unwrap(),
+    );
+    let pack = damage_blob_at(&rt, &env, &id, start + (end - start) / 2);
+
+    let before = hashes(&rt, &src);
+    // --jobs 2 first: on the old code each mode on its own emptied tables.
+    for jobs in ["2", "1"] {
+        let o = env.run(&[
+            "--config", &cfg, "restore", "postgres", &id, "--source", "db", "--jobs", jobs,
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            hashes(&rt, &src),
+            before,
+            "--jobs {jobs}: the source changed: {stderr}"
+        );
+        assert_eq!(o.status.code(), Some(4), "--jobs {jobs}: {stderr}");
+        assert!(
+            stderr.contains("nothing was changed")
+                && stderr.contains("the writers were not stopped")
+                && stderr.contains(&pack[..16]),
+            "--jobs {jobs}: {stderr}"
+        );
+        assert_eq!(
+            read_log(&log),
+            "",
+            "--jobs {jobs}: the writers were stopped"
+        );
+    }
+    chain_ok(&rt, &src);
+}
+
+/// Issue 16: a restore interrupted after it had begun replacing the target
+/// (SIGINT, then SIGTERM, while pg_restore waits on a lock) exits 11, says
+/// the target is partial, and leaves the writers stopped (the command
+/// quiescer's `post` is not run). A second restore then succeeds and brings
+/// them back.
+#[test]
+fn interrupted_restore_leaves_target_partial_and_writers_stopped() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let src = cluster.conn_config("src");
+    let before = hashes(&rt, &src);
+    let log = env.path("quiesce.log");
+    let cfg_arg = command_quiesce_config(&env, &cluster, &log);
     env.ok(&["--config", &cfg_arg, "backup", "postgres", "--source", "db"]);
     rt.block_on(async {
         let c = src.connect().await.unwrap();
         fixture::corrupt(&c).await.unwrap();
     });
 
-    // Hold a lock that pg_restore --clean must wait for.
-    let locker = rt.block_on(src.connect()).unwrap();
-    rt.block_on(
-        locker.batch_execute("BEGIN; LOCK TABLE remediation_history IN ACCESS EXCLUSIVE MODE"),
-    )
-    .unwrap();
-    let mut child = env
-        .cmd(&[
-            "--config", &cfg_arg, "restore", "postgres", "latest", "--source", "db",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let mut expected_log = String::new();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // Hold a lock that pg_restore --clean must wait for.
+        let locker = rt.block_on(src.connect()).unwrap();
+        rt.block_on(
+            locker.batch_execute("BEGIN; LOCK TABLE remediation_history IN ACCESS EXCLUSIVE MODE"),
+        )
         .unwrap();
-    // pg_stat_activity is cached per transaction: watch from another session.
-    let watcher = rt.block_on(src.connect()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let waiting: i64 = rt
-            .block_on(watcher.query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-                &[],
-            ))
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
+        let mut child = env
+            .cmd(&[
+                "--config", &cfg_arg, "restore", "postgres", "latest", "--source", "db",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // pg_stat_activity is cached per transaction: watch from another session.
+        let watcher = rt.block_on(src.connect()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let waiting: i64 = rt
+                .block_on(watcher.query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+                    &[],
+                ))
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let o = child.wait_with_output().unwrap();
+                panic!(
+                    "pg_restore never blocked on the lock: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            assert!(child.try_wait().unwrap().is_none(), "restore ended early");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!(
-                "pg_restore never blocked on the lock: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+        expected_log.push_str("pre\n");
+        assert_eq!(read_log(&log), expected_log);
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, signal);
         }
-        assert!(child.try_wait().unwrap().is_none(), "restore ended early");
-        std::thread::sleep(Duration::from_millis(50));
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(11), "signal {signal}: {stderr}");
+        assert!(
+            stderr.contains("the target is partial")
+                && stderr.contains("THE WRITERS ARE LEFT STOPPED")
+                && !stderr.contains("nothing partial was committed"),
+            "signal {signal}: {stderr}"
+        );
+        assert_eq!(
+            read_log(&log),
+            expected_log,
+            "signal {signal}: the writers were brought back onto a partial database"
+        );
+        rt.block_on(locker.batch_execute("ROLLBACK")).unwrap();
+        drop(locker);
     }
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\n");
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\n",
-        "writers brought back"
-    );
-    rt.block_on(locker.batch_execute("ROLLBACK")).unwrap();
-    drop(locker);
 
     let out = env.ok(&[
         "--config", &cfg_arg, "restore", "postgres", "latest", "--source", "db",
     ]);
     assert!(out.contains("every fact verified"), "{out}");
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\npre\npost\n"
-    );
+    expected_log.push_str("pre\npost\n");
+    assert_eq!(read_log(&log), expected_log);
     assert_eq!(hashes(&rt, &src), before);
     chain_ok(&rt, &src);
 }
