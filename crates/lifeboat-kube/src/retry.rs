@@ -3,6 +3,9 @@
 //! the resourceVersion it replaces, the scale and annotation merge patches,
 //! which set absolute values) goes through [`call`].
 //!
+//! kube's own retry layer is turned off ([`crate::client::connect`]), so
+//! this is the only one.
+//!
 //! Transient answers are retried with exponential backoff and jitter within
 //! a bounded total time ([`RetryPolicy::budget`], 30 s by default):
 //! `429 TooManyRequests` (after the `details.retryAfterSeconds` the API
@@ -307,7 +310,9 @@ where
 /// A client error and its causes on one line.
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = match e.downcast_ref::<kube::Error>() {
-        Some(kube::Error::Api(st)) => format!("{} {}: {}", st.code, st.reason, st.message),
+        Some(kube::Error::Api(st)) => {
+            return format!("{} {}: {}", st.code, st.reason, st.message);
+        }
         _ => e.to_string(),
     };
     let mut cur = e.source();
