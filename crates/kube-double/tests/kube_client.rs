@@ -19,9 +19,12 @@ async fn client_for(api: &ApiDouble) -> Client {
     let path = dir.path().join("kubeconfig");
     api.write_kubeconfig(&path).unwrap();
     let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut config = Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
+    // As Lifeboat connects: kube's own retry layer off, so every answer,
+    // 429 and 503 included, reaches the caller.
+    config.default_retry = false;
     Client::try_from(config).unwrap()
 }
 
