@@ -20,9 +20,12 @@
 //!     "metadata": {"name": "rego-policies", "namespace": "kubernaut-system"},
 //!     "data": {"policy.rego": "package x"},
 //! }));
-//! // Fail one object's server-side apply with 422 Invalid:
+//! // Fail one object's server-side apply with 422 Invalid, every time:
 //! api.set_fault(|r| (r.verb == "patch" && r.object_name().as_deref() == Some("rr-42"))
 //!     .then(|| Fault::invalid()));
+//! // A transient error: the next GET of a ConfigMap answers 500 once.
+//! api.fail_next(1, |r| r.verb == "get" && r.plural() == Some("configmaps"),
+//!     Fault::internal().with_message("etcdserver: leader changed"));
 //! # Ok(()) }
 //! ```
 //! The server always runs on its own thread with its own tokio runtime, so
@@ -131,6 +134,23 @@
 //!   read), protobuf, tables.
 //! - Auth: any bearer token, or none, is accepted unless
 //!   [`Options::required_token`] is set; then anything else gets 401.
+//!
+//! ## Injected faults (a test double's feature, not the API server's)
+//! - [`ApiDouble::set_fault`]: a predicate that answers every request it
+//!   selects with a [`Fault`] (a permanent refusal: 403, 422, …).
+//! - [`ApiDouble::fail_next`]: the next N requests a predicate selects
+//!   (method, path, query, body: see [`RequestInfo`]) get a [`Fault`], then
+//!   requests are served again (a transient error: `500` with the message
+//!   `etcdserver: leader changed`, `503`, `429` with `Retry-After`).
+//! - A fault is a `v1` `Status` with the fault's code, reason and message;
+//!   [`Fault::retry_after`] is sent both as the `Retry-After` header and as
+//!   `details.retryAfterSeconds`, as the real server does for 429s.
+//! - PUT (a replace) follows the real server where Lifeboat can see it:
+//!   `metadata.resourceVersion` in the body is a precondition (409
+//!   Conflict when stale), absent fields are removed (other managers'
+//!   fields included), `status` is kept for kinds with a status
+//!   subresource, `dryRun=All` answers the object that would be stored,
+//!   and a PUT that changes nothing keeps the resourceVersion.
 
 mod apply;
 mod resources;
@@ -300,6 +320,14 @@ impl Fault {
 }
 
 pub(crate) type FaultFn = Arc<dyn Fn(&RequestInfo) -> Option<Fault> + Send + Sync>;
+
+/// A counted fault: the next `remaining` requests that `matches` selects
+/// get `fault` ([`ApiDouble::fail_next`]).
+pub(crate) struct FaultRule {
+    pub remaining: usize,
+    pub matches: Arc<dyn Fn(&RequestInfo) -> bool + Send + Sync>,
+    pub fault: Fault,
+}
 
 /// One request the double answered.
 #[derive(Debug, Clone)]
@@ -589,8 +617,60 @@ impl ApiDouble {
         self.shared.lock().fault = Some(Arc::new(f));
     }
 
+    /// Answers the next `times` requests that `matches` selects with
+    /// `fault` instead, then serves them normally again: a transient error
+    /// such as `500 etcdserver: leader changed` or a `429` with
+    /// `Retry-After`. Counted rules are checked in the order they were
+    /// added, after authentication and before the [`ApiDouble::set_fault`]
+    /// predicate; the request log records the faulted answers. Counting
+    /// happens under the double's lock, so concurrent requests never share
+    /// one failure.
+    ///
+    /// ```no_run
+    /// # fn f(api: &kube_double::ApiDouble) {
+    /// use kube_double::Fault;
+    /// // The next scale-up of deployment data-storage fails once.
+    /// api.fail_next(
+    ///     1,
+    ///     |r| r.method == "PATCH" && r.path.ends_with("/deployments/data-storage/scale")
+    ///         && r.body.as_ref().is_some_and(|b| b["spec"]["replicas"] != 0),
+    ///     Fault::internal().with_message("etcdserver: leader changed"),
+    /// );
+    /// # }
+    /// ```
+    pub fn fail_next(
+        &self,
+        times: usize,
+        matches: impl Fn(&RequestInfo) -> bool + Send + Sync + 'static,
+        fault: Fault,
+    ) {
+        if times == 0 {
+            return;
+        }
+        self.shared.lock().fault_rules.push(FaultRule {
+            remaining: times,
+            matches: Arc::new(matches),
+            fault,
+        });
+    }
+
+    /// How many failures the [`ApiDouble::fail_next`] rules still have to
+    /// answer, in all.
+    pub fn pending_faults(&self) -> usize {
+        self.shared
+            .lock()
+            .fault_rules
+            .iter()
+            .map(|r| r.remaining)
+            .sum()
+    }
+
+    /// Removes the [`ApiDouble::set_fault`] predicate and every
+    /// [`ApiDouble::fail_next`] rule.
     pub fn clear_faults(&self) {
-        self.shared.lock().fault = None;
+        let mut st = self.shared.lock();
+        st.fault = None;
+        st.fault_rules.clear();
     }
 
     /// The requests answered so far, oldest first.

@@ -339,6 +339,22 @@ fn respond(shared: &Arc<Shared>, ctx: &Ctx) -> Result<Response, ApiError> {
         content_type: ctx.content_type().map(str::to_string),
         body: body_for_info(ctx),
     };
+    let counted = {
+        let mut st = shared.lock();
+        let hit = st.fault_rules.iter().position(|r| (r.matches)(&info));
+        hit.map(|i| {
+            let rule = &mut st.fault_rules[i];
+            rule.remaining -= 1;
+            let fault = rule.fault.clone();
+            if rule.remaining == 0 {
+                st.fault_rules.remove(i);
+            }
+            fault
+        })
+    };
+    if let Some(fault) = counted {
+        return Err(fault_error(&fault, &info));
+    }
     let fault = shared.lock().fault.clone();
     if let Some(f) = fault
         && let Some(fault) = f(&info)

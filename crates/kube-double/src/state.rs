@@ -126,6 +126,9 @@ pub(crate) struct State {
     pub crds: Vec<ResourceDef>,
     pub opts: Options,
     pub fault: Option<FaultFn>,
+    /// Counted faults ([`crate::ApiDouble::fail_next`]), checked in order
+    /// before `fault`; a rule is dropped once it has answered its count.
+    pub fault_rules: Vec<crate::FaultRule>,
     pub requests: VecDeque<RequestRecord>,
     pub pending: Vec<Deferred>,
     pub events: broadcast::Sender<Arc<Event>>,
@@ -148,6 +151,7 @@ impl State {
             crds: Vec::new(),
             opts,
             fault: None,
+            fault_rules: Vec::new(),
             requests: VecDeque::new(),
             pending: Vec::new(),
             events,

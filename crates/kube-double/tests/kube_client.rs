@@ -19,9 +19,12 @@ async fn client_for(api: &ApiDouble) -> Client {
     let path = dir.path().join("kubeconfig");
     api.write_kubeconfig(&path).unwrap();
     let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut config = Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
+    // As Lifeboat connects: kube's own retry layer off, so every answer,
+    // 429 and 503 included, reaches the caller.
+    config.default_retry = false;
     Client::try_from(config).unwrap()
 }
 
@@ -916,5 +919,125 @@ fn serves_while_a_plain_test_blocks() {
     assert_eq!(
         api.get("v1", "configmaps", Some("blocking"), "b").unwrap()["data"]["k"],
         "v"
+    );
+}
+
+/// `fail_next`: exactly the next N matching requests fail, with the
+/// fault's code, message and Retry-After (also as
+/// `details.retryAfterSeconds`); then they are served again.
+#[tokio::test]
+async fn counted_faults_fail_the_next_n_matching_requests_only() {
+    let api = ApiDouble::start().await;
+    let client = client_for(&api).await;
+    api.insert(cm("default", "a", json!({"k": "v"})));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.fail_next(
+        2,
+        |r| r.verb == "get" && r.object_name().as_deref() == Some("a"),
+        Fault::internal().with_message("etcdserver: leader changed"),
+    );
+    api.fail_next(1, |r| r.verb == "list", Fault::too_many_requests());
+    assert_eq!(api.pending_faults(), 3);
+    for _ in 0..2 {
+        let (code, reason, message) = api_error(cms.get("a").await.unwrap_err());
+        assert_eq!(
+            (code, reason.as_str(), message.as_str()),
+            (500, "InternalError", "etcdserver: leader changed")
+        );
+    }
+    cms.get("a").await.unwrap();
+    match cms.list(&ListParams::default()).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 429);
+            assert_eq!(s.details.unwrap().retry_after_seconds, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let log = api.requests();
+    let last = log.last().unwrap();
+    assert_eq!(last.status, 429);
+    cms.list(&ListParams::default()).await.unwrap();
+    assert_eq!(api.pending_faults(), 0);
+
+    api.fail_next(usize::MAX, |r| r.verb == "get", Fault::unavailable());
+    assert!(cms.get("a").await.is_err());
+    api.clear_faults();
+    assert_eq!(api.pending_faults(), 0);
+    cms.get("a").await.unwrap();
+}
+
+/// PUT replaces the whole object — keys another manager added are gone —
+/// with the body's resourceVersion as a precondition; a dry run answers
+/// what would be stored without storing it; an identical PUT keeps the
+/// resourceVersion.
+#[tokio::test]
+async fn put_replaces_whole_objects_with_preconditions_and_dry_runs() {
+    let api = ApiDouble::start().await;
+    let client = client_for(&api).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.patch(
+        "x",
+        &PatchParams::apply("lifeboat"),
+        &Patch::Apply(cm("default", "x", json!({"k": "v"}))),
+    )
+    .await
+    .unwrap();
+    // Another manager adds a key.
+    let live = cms
+        .patch(
+            "x",
+            &PatchParams::apply("kubectl-edit"),
+            &Patch::Apply(cm("default", "x", json!({"added": "later"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live.data.as_ref().unwrap().len(), 2);
+    let rv = live.metadata.resource_version.clone().unwrap();
+
+    let mut body: ConfigMap =
+        serde_json::from_value(cm("default", "x", json!({"k": "v"}))).unwrap();
+    body.metadata.resource_version = Some(rv.clone());
+    let dry = cms
+        .replace(
+            "x",
+            &PostParams {
+                dry_run: true,
+                field_manager: Some("lifeboat".into()),
+            },
+            &body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dry.data.unwrap().len(), 1);
+    assert_eq!(
+        cms.get("x").await.unwrap().metadata.resource_version,
+        Some(rv.clone()),
+        "a dry run stores nothing"
+    );
+    let put = cms
+        .replace("x", &PostParams::default(), &body)
+        .await
+        .unwrap();
+    assert_eq!(
+        put.data.clone().unwrap(),
+        [("k".to_string(), "v".to_string())].into()
+    );
+    assert_ne!(put.metadata.resource_version, Some(rv.clone()));
+    // The old resourceVersion is stale now.
+    let (code, _, _) = api_error(
+        cms.replace("x", &PostParams::default(), &body)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 409);
+    // The same content again: no new resourceVersion.
+    body.metadata.resource_version = put.metadata.resource_version.clone();
+    let same = cms
+        .replace("x", &PostParams::default(), &body)
+        .await
+        .unwrap();
+    assert_eq!(
+        same.metadata.resource_version,
+        put.metadata.resource_version
     );
 }

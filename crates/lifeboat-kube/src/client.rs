@@ -26,7 +26,7 @@ pub fn install_tls_provider() {
 /// A client for the cluster `opts` names.
 pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client> {
     install_tls_provider();
-    let config = match (&opts.kubeconfig, &opts.context) {
+    let mut config = match (&opts.kubeconfig, &opts.context) {
         (Some(path), context) => from_file(path, context.clone()).await?,
         (None, Some(context)) => kube::Config::from_kubeconfig(&KubeConfigOptions {
             context: Some(context.clone()),
@@ -38,6 +38,10 @@ pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client> {
             "no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig, or run in a pod with a service account",
         )?,
     };
+    // kube's own retry layer (429/503/504, up to 15 times with delays up to
+    // 1000 s, for every method, POST included, and silent) is replaced by
+    // `crate::retry`: idempotent calls only, bounded in total time, logged.
+    config.default_retry = false;
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }
 

@@ -86,6 +86,15 @@ impl KubeError {
         }
     }
 
+    /// [`KubeError::from_kube`] for a call made through
+    /// [`crate::retry::call`]: when transient failures outlasted the retry
+    /// budget, the message says so.
+    pub fn from_failed(f: &crate::retry::Failed, what: &str) -> Self {
+        let mut e = Self::from_kube(&f.error, what);
+        e.message.push_str(&f.note());
+        e
+    }
+
     /// HTTP status of an API refusal, if that is what it was.
     pub fn status_code(e: &kube::Error) -> Option<u16> {
         match e {

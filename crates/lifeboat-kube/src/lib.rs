@@ -3,6 +3,9 @@
 //! CRDs ([`objects`]) — and quiescing writers by scaling Deployments and
 //! StatefulSets through the scale subresource ([`quiesce`]).
 //!
+//! Every idempotent request is retried on transient failures by the one
+//! policy in [`retry`].
+//!
 //! Everything goes through `kube::Client`, so the code path against the
 //! tests' API double (`crates/kube-double`) is the one a real cluster takes.
 
@@ -10,4 +13,5 @@ pub mod client;
 pub mod error;
 pub mod objects;
 pub mod quiesce;
+pub mod retry;
 pub mod secret;

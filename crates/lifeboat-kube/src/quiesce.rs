@@ -21,6 +21,9 @@
 //! so it is idempotent and works after a crash (`lifeboat unquiesce`): a
 //! workload without the annotation is left alone.
 //!
+//! Every request is idempotent (reads, and merge patches that set absolute
+//! values) and is retried on transient failures by [`crate::retry::call`].
+//!
 //! Every call goes through `kube::Client`, so tests against a `tower-test`
 //! mock or the API test double take the code path of a real cluster. The
 //! verbs used are exactly those granted by `deploy/rbac.yaml`: get/patch on
@@ -36,6 +39,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::Serialize;
+
+use crate::retry::{self, Failed};
 
 /// The annotation holding a quiesced workload's replica count from before
 /// the quiesce. Its presence means "scaled down by Lifeboat, not yet brought
@@ -171,6 +176,20 @@ impl QuiesceError {
             | QuiesceError::NoSelector { workload }
             | QuiesceError::PodsRemain { workload, .. } => workload,
         }
+    }
+
+    /// Classifies a client error for `action` on `workload`; a transient
+    /// one that outlasted the retry budget says so.
+    fn from_failed(workload: &Workload, action: &'static str, f: Failed) -> Self {
+        let note = f.note();
+        let mut e = Self::from_kube(workload, action, f.error);
+        match &mut e {
+            QuiesceError::Unreachable { detail, .. } | QuiesceError::Api { detail, .. } => {
+                detail.push_str(&note)
+            }
+            _ => {}
+        }
+        e
     }
 
     /// Classifies a client error for `action` on `workload`.
@@ -318,13 +337,12 @@ impl Calls {
     }
 
     async fn observe(&self, w: &Workload) -> Result<Observed, QuiesceError> {
-        let err = |e| QuiesceError::from_kube(w, "read", e);
+        let err = |e| QuiesceError::from_failed(w, "read", e);
+        let what = format!("reading {w}");
         Ok(match w.kind {
             Kind::Deployment => {
-                let d = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
-                    .get(&w.name)
-                    .await
-                    .map_err(err)?;
+                let api = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace);
+                let d = retry::call(&what, || api.get(&w.name)).await.map_err(err)?;
                 Observed {
                     annotation: annotation(&d.metadata),
                     spec_replicas: d.spec.as_ref().and_then(|s| s.replicas),
@@ -332,10 +350,8 @@ impl Calls {
                 }
             }
             Kind::StatefulSet => {
-                let s = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
-                    .get(&w.name)
-                    .await
-                    .map_err(err)?;
+                let api = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace);
+                let s = retry::call(&what, || api.get(&w.name)).await.map_err(err)?;
                 Observed {
                     annotation: annotation(&s.metadata),
                     spec_replicas: s.spec.as_ref().and_then(|s| s.replicas),
@@ -359,17 +375,21 @@ impl Calls {
         } else {
             "remove the annotation from"
         };
-        let err = |e| QuiesceError::from_kube(w, action, e);
+        // A merge patch that sets (or removes) one absolute value:
+        // repeating it is harmless, so it is retried like a read.
+        let err = |e| QuiesceError::from_failed(w, action, e);
+        let what = format!("trying to {action} {w}");
+        let params = Self::params();
         match w.kind {
             Kind::Deployment => {
-                Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
-                    .patch(&w.name, &Self::params(), &patch)
+                let api = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.patch(&w.name, &params, &patch))
                     .await
                     .map_err(err)?;
             }
             Kind::StatefulSet => {
-                Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
-                    .patch(&w.name, &Self::params(), &patch)
+                let api = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.patch(&w.name, &params, &patch))
                     .await
                     .map_err(err)?;
             }
@@ -380,17 +400,16 @@ impl Calls {
     /// The replica count the scale subresource reports (`spec.replicas`,
     /// omitted when 0).
     async fn replicas(&self, w: &Workload) -> Result<i32, QuiesceError> {
-        let err = |e| QuiesceError::from_kube(w, "read the scale of", e);
+        let err = |e| QuiesceError::from_failed(w, "read the scale of", e);
+        let what = format!("reading the scale of {w}");
         let s = match w.kind {
             Kind::Deployment => {
-                Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
-                    .get_scale(&w.name)
-                    .await
+                let api = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.get_scale(&w.name)).await
             }
             Kind::StatefulSet => {
-                Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
-                    .get_scale(&w.name)
-                    .await
+                let api = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.get_scale(&w.name)).await
             }
         }
         .map_err(err)?;
@@ -399,18 +418,18 @@ impl Calls {
 
     /// Sets the replica count through the scale subresource.
     async fn scale(&self, w: &Workload, replicas: i32) -> Result<(), QuiesceError> {
-        let err = |e| QuiesceError::from_kube(w, "scale", e);
+        let err = |e| QuiesceError::from_failed(w, "scale", e);
+        let what = format!("scaling {w} to {replicas}");
         let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+        let params = Self::params();
         match w.kind {
             Kind::Deployment => {
-                Api::<Deployment>::namespaced(self.client.clone(), &w.namespace)
-                    .patch_scale(&w.name, &Self::params(), &patch)
-                    .await
+                let api = Api::<Deployment>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.patch_scale(&w.name, &params, &patch)).await
             }
             Kind::StatefulSet => {
-                Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace)
-                    .patch_scale(&w.name, &Self::params(), &patch)
-                    .await
+                let api = Api::<StatefulSet>::namespaced(self.client.clone(), &w.namespace);
+                retry::call(&what, || api.patch_scale(&w.name, &params, &patch)).await
             }
         }
         .map_err(err)?;
@@ -419,10 +438,11 @@ impl Calls {
 
     /// Names (and phases) of the pods `selector` selects that may still run.
     async fn live_pods(&self, w: &Workload, selector: &str) -> Result<Vec<String>, QuiesceError> {
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &w.namespace)
-            .list(&ListParams::default().labels(selector))
+        let api = Api::<Pod>::namespaced(self.client.clone(), &w.namespace);
+        let params = ListParams::default().labels(selector);
+        let pods = retry::call(&format!("listing the pods of {w}"), || api.list(&params))
             .await
-            .map_err(|e| QuiesceError::from_kube(w, "list the pods of", e))?;
+            .map_err(|e| QuiesceError::from_failed(w, "list the pods of", e))?;
         Ok(pods
             .items
             .iter()

@@ -18,10 +18,9 @@ pub async fn read_key(
     let ns = namespace.unwrap_or(client.default_namespace()).to_string();
     let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let what = format!("reading Secret {ns}/{name}");
-    let secret = api
-        .get_opt(name)
+    let secret = crate::retry::call(&what, || api.get_opt(name))
         .await
-        .map_err(|e| KubeError::from_kube(&e, &what))?
+        .map_err(|e| KubeError::from_failed(&e, &what))?
         .ok_or_else(|| {
             KubeError::new(
                 ErrorKind::NotFound,

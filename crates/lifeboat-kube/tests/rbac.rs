@@ -194,7 +194,7 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     ));
     // What a drill does in kubernaut-test, and nothing it does not.
     for resource in ["configmaps", "secrets"] {
-        for verb in ["get", "create", "patch", "delete"] {
+        for verb in ["get", "create", "patch", "update", "delete"] {
             assert!(
                 allows(&drill_rules, "", resource, verb),
                 "a drill needs {verb} on {resource} in kubernaut-test"
@@ -224,19 +224,20 @@ fn rbac_manifests_are_typed_least_privilege_and_sufficient() {
     }
     // The writers' spec can only change through the scale subresource.
     assert!(!allows(&rules, "apps", "deployments", "update"));
-    // Backup and restore of objects.
+    // Backup and restore of objects (update: the PUT that replaces an
+    // existing object, `restore kube --existing replace`).
     for resource in ["configmaps", "secrets"] {
-        for verb in ["get", "list", "create", "patch"] {
+        for verb in ["get", "list", "create", "patch", "update"] {
             assert!(allows(&rules, "", resource, verb), "{verb} {resource}");
         }
     }
-    for verb in ["get", "list", "create", "patch"] {
+    for verb in ["get", "list", "create", "patch", "update"] {
         assert!(
             allows(&rules, "kubernaut.ai", "remediationrequests", verb),
             "{verb} remediationrequests"
         );
     }
-    for verb in ["get", "create", "patch"] {
+    for verb in ["get", "create", "patch", "update"] {
         assert!(allows(
             &cluster_rules,
             "apiextensions.k8s.io",

@@ -4,6 +4,8 @@
 //! Backup streams the listed objects straight into a backup session (no
 //! staging, memory flat with the object count). Restore and export read the
 //! snapshot's item whole and verified before anything is applied or written.
+//! Existing objects are replaced by default (`--existing`, see
+//! `lifeboat_kube::objects::restore`).
 //! Exit codes: a failed object 1 (after all others were tried), snapshot or
 //! kind or object not found 3, credentials or RBAC refused 6, bad flags 2.
 
@@ -104,10 +106,13 @@ pub struct RestoreKubeArgs {
     /// Restore objects of namespace FROM into TO (repeatable)
     #[arg(long = "namespace-map", value_name = "FROM=TO")]
     pub namespace_map: Vec<String>,
-    /// Objects that already exist: update them (server-side apply) or skip them
-    #[arg(long, value_enum, default_value = "update")]
+    /// Objects that already exist: replace them with the snapshot's version
+    /// (keys added since the backup are removed), update them (merge by
+    /// server-side apply: keys added since stay), or skip them
+    #[arg(long, value_enum, default_value = "replace")]
     pub existing: Existing,
-    /// Change nothing; print what would change, as a diff per object
+    /// Change nothing; print what would change: the keys added, changed and
+    /// removed, and a diff per object (Secret values masked)
     #[arg(long)]
     pub dry_run: bool,
     /// Applies in flight at once
@@ -122,6 +127,7 @@ pub struct RestoreKubeArgs {
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
+    Replace,
     Update,
     Skip,
 }
@@ -464,6 +470,9 @@ fn print_result(r: &ObjectResult, quiet: bool) {
         Some(e) => println!("{:<16} {}: {e}", r.action.as_str(), r.display_ref()),
         None => println!("{:<16} {}", r.action.as_str(), r.display_ref()),
     }
+    if let Some(c) = &r.changes {
+        println!("    {}", c.summary());
+    }
     if let Some(d) = &r.diff {
         for l in d.lines() {
             println!("    {l}");
@@ -482,6 +491,7 @@ pub async fn restore(ctx: &Ctx, a: RestoreKubeArgs) -> Result<i32> {
         selection: selection(&a.select, None)?,
         namespace_map: parse_namespace_map(&a.namespace_map).map_err(|e| usage(e.to_string()))?,
         existing: match a.existing {
+            Existing::Replace => kube_restore::Existing::Replace,
             Existing::Update => kube_restore::Existing::Update,
             Existing::Skip => kube_restore::Existing::Skip,
         },

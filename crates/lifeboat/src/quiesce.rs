@@ -230,7 +230,13 @@ impl Quiescer for Kube {
             if failures.is_empty() {
                 Ok(())
             } else {
-                bail!("{}", failures.join("; "))
+                // Transient errors were retried already: what is left needs
+                // the operator, so say what to run.
+                bail!(
+                    "{}; to bring them back, {}",
+                    failures.join("; "),
+                    self.manual_resume_hint()
+                )
             }
         })
     }

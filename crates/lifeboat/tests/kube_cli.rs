@@ -1,7 +1,9 @@
 //! `backup kube`, `restore kube` and `export kube` end to end: the built
 //! binary against the Kubernetes API **test double** (`kube-double`, an HTTP
 //! server the tests own; no real API server can run here), through the real
-//! `kube` client and a real local repository. Issue 4, must-holds 1–4 and 6.
+//! `kube` client and a real local repository. Issue 4, must-holds 1–4 and 6;
+//! issue 16: existing objects replaced (equal to the snapshot) by default,
+//! `--existing update|skip`, and transient API errors retried.
 
 mod common;
 
@@ -127,6 +129,16 @@ fn state(api: &ApiDouble, ns: &str) -> BTreeMap<String, Value> {
     out
 }
 
+/// A fresh environment with an initialised repository, in which transient
+/// Kubernetes API errors are retried for 2 s (30 s by default), so a fault
+/// that lasts fails quickly.
+fn kube_env() -> Env {
+    let mut env = Env::init();
+    env.envs
+        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "2s".into()));
+    env
+}
+
 struct Cluster {
     api: ApiDouble,
     kubeconfig: PathBuf,
@@ -169,7 +181,7 @@ fn backup(env: &Env, c: &Cluster) -> Value {
 
 #[test]
 fn kubernaut_objects_round_trip_into_an_empty_cluster_and_into_a_mapped_namespace() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 100);
     let snap = backup(&env, &src);
@@ -323,7 +335,7 @@ fn kubernaut_objects_round_trip_into_an_empty_cluster_and_into_a_mapped_namespac
 
 #[test]
 fn no_secret_value_is_stored_or_printed_in_plaintext() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 3);
     let mut args = vec!["backup", "kube", "--namespace", NS];
@@ -386,7 +398,7 @@ fn no_secret_value_is_stored_or_printed_in_plaintext() {
 
 #[test]
 fn one_refused_object_of_a_hundred_is_named_and_the_rest_are_applied() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 100);
     backup(&env, &src);
@@ -439,7 +451,7 @@ fn one_refused_object_of_a_hundred_is_named_and_the_rest_are_applied() {
 
 #[test]
 fn export_then_restore_from_dir_equals_a_direct_restore() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 20);
     backup(&env, &src);
@@ -494,7 +506,7 @@ fn export_then_restore_from_dir_equals_a_direct_restore() {
 
 #[test]
 fn dry_run_changes_nothing_and_skip_leaves_existing_objects() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 5);
     backup(&env, &src);
@@ -558,7 +570,7 @@ fn dry_run_changes_nothing_and_skip_leaves_existing_objects() {
 
 #[test]
 fn single_object_backup_pagination_and_bad_input() {
-    let env = Env::init();
+    let env = kube_env();
     let src = cluster(&env, "src");
     kubernaut_fixture(&src.api, 0);
     for i in 0..1234 {
@@ -671,6 +683,8 @@ fn single_object_backup_pagination_and_bad_input() {
 fn repository_password_from_a_kubernetes_secret_reference() {
     let mut env = Env::new();
     env.envs.clear(); // no LIFEBOAT_PASSWORD: the config's reference must be used
+    env.envs
+        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "2s".into()));
     let c = cluster(&env, "c");
     c.api
         .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
@@ -750,7 +764,7 @@ fn run_cfg(env: &Env, cfg: &std::path::Path, args: &[&str], code: i32) -> (Strin
 /// RemediationRequests) and `extra`; the drill config for `namespaces`,
 /// backed up once.
 fn drill_setup(extra: Vec<Value>, namespaces: &[&str]) -> (Env, Cluster, PathBuf) {
-    let env = Env::init();
+    let env = kube_env();
     let c = cluster(&env, "c");
     kubernaut_fixture(&c.api, 0);
     for o in extra {
@@ -1029,4 +1043,226 @@ fn kube_drill_of_a_namespace_without_a_drill_namespace_fails_clearly() {
     let (out, _) = run_cfg(&env, &cfg, &["--json", "drills"], 0);
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["ok"], false, "{listed:#}");
+}
+
+/// Issue 16: a key added to a ConfigMap (and a Secret) after the backup is
+/// removed by the restore, which makes the objects equal to the snapshot;
+/// the dry run says so, naming the keys. `--existing update` is the merge,
+/// which keeps it. A 409 Conflict on the replace re-reads and retries.
+#[test]
+fn restore_replaces_existing_objects_and_update_merges() {
+    let env = kube_env();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 2);
+    backup(&env, &c);
+    let want = state(&c.api, NS);
+
+    // After the backup: another manager adds a key and a label to the
+    // ConfigMap, changes one of its keys, and adds a key to a Secret.
+    let mut cm = c
+        .api
+        .get("v1", "ConfigMap", Some(NS), "rego-policies")
+        .unwrap();
+    cm["data"]["extra.rego"] = json!("package added.later\n");
+    cm["data"]["remediation.rego"] = json!("package kubernaut.remediation\n\nmax_retries := 9\n");
+    cm["metadata"]["labels"]["edited-by"] = json!("hand");
+    c.api.insert(cm);
+    let mut secret = c
+        .api
+        .get("v1", "Secret", Some(NS), "postgresql-credentials")
+        .unwrap();
+    secret["data"]["added-later"] = json!(b64("later-secret-value-4b1d"));
+    c.api.insert(secret);
+    assert_ne!(state(&c.api, NS), want);
+
+    // The dry run names what would be removed and changed, and changes nothing.
+    let rv = c.api.resource_version();
+    let dry = env.ok(&with_cluster(
+        &c,
+        &["restore", "kube", "latest", "--dry-run"],
+    ));
+    eprintln!("--- dry run:\n{dry}");
+    assert_eq!(
+        c.api.resource_version(),
+        rv,
+        "the dry run changed the cluster"
+    );
+    let block = |name: &str| -> String {
+        let start = dry
+            .find(&format!("/{name}\n"))
+            .unwrap_or_else(|| panic!("{name} in the dry run: {dry}"));
+        let line_start = dry[..start].rfind('\n').map_or(0, |i| i + 1);
+        dry[line_start..]
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let rego = block("rego-policies");
+    assert!(rego.starts_with("would change"), "{rego}");
+    assert!(
+        rego.contains(r#"changed data["remediation.rego"]"#)
+            && rego.contains(r#"removed data["extra.rego"], metadata.labels.edited-by"#),
+        "{rego}"
+    );
+    let pg = block("postgresql-credentials");
+    assert!(
+        pg.starts_with("would change") && pg.contains("removed data.added-later"),
+        "{pg}"
+    );
+    assert!(
+        !dry.contains("later-secret-value-4b1d") && !dry.contains(&b64("later-secret-value-4b1d"))
+    );
+    assert!(
+        dry.contains("would not change") && dry.contains("datastorage-audit-hmac-key"),
+        "{dry}"
+    );
+
+    // --existing update: the merge, which keeps what was added.
+    let merged = env.ok(&with_cluster(
+        &c,
+        &[
+            "restore",
+            "kube",
+            "latest",
+            "--existing",
+            "update",
+            "--dry-run",
+        ],
+    ));
+    assert!(
+        merged.contains(r#"changed data["remediation.rego"]"#) && !merged.contains("removed"),
+        "{merged}"
+    );
+    env.ok(&with_cluster(
+        &c,
+        &["restore", "kube", "latest", "--existing", "update"],
+    ));
+    let cm = c
+        .api
+        .get("v1", "ConfigMap", Some(NS), "rego-policies")
+        .unwrap();
+    assert_eq!(cm["data"]["extra.rego"], "package added.later\n");
+    assert_eq!(cm["metadata"]["labels"]["edited-by"], "hand");
+    assert_ne!(state(&c.api, NS), want);
+
+    // The default, replace: equal to the snapshot, through a PUT carrying
+    // the live resourceVersion; one 409 Conflict is re-read and retried.
+    c.api.fail_next(
+        1,
+        |r| r.method == "PUT" && r.object_name().as_deref() == Some("rego-policies"),
+        Fault::conflict(),
+    );
+    c.api.clear_requests();
+    let out = env.ok(&with_cluster(&c, &["--json", "restore", "kube", "latest"]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c.api.pending_faults(), 0);
+    assert_eq!(state(&c.api, NS), want, "the objects equal the snapshot");
+    let result = |name: &str| -> &Value {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+    };
+    assert_eq!(
+        result("rego-policies")["action"],
+        "configured",
+        "{report:#}"
+    );
+    assert_eq!(
+        result("rego-policies")["changes"]["removed"],
+        json!([r#"data["extra.rego"]"#, "metadata.labels.edited-by"]),
+        "{report:#}"
+    );
+    assert_eq!(result("postgresql-credentials")["action"], "configured");
+    assert_eq!(result("kubernaut-toolset-config")["action"], "unchanged");
+    let puts: Vec<_> = c
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/configmaps/rego-policies"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(puts, vec![409, 200], "re-read after the conflict");
+
+    // Once equal, a restore changes nothing.
+    let rv = c.api.resource_version();
+    let again = env.ok(&with_cluster(&c, &["restore", "kube", "latest"]));
+    assert!(
+        !again.contains("configured") && !again.contains("created"),
+        "{again}"
+    );
+    assert_eq!(c.api.resource_version(), rv, "{again}");
+}
+
+/// Issue 16: transient API errors during `backup kube` and `restore kube`
+/// are retried: a 429 with Retry-After (waited for as asked) and a 500 on a
+/// list page, a 503 on a replace. Lasting ones fail with what happened.
+#[test]
+fn transient_api_errors_are_retried_by_backup_and_restore() {
+    let env = kube_env();
+    let c = cluster(&env, "c");
+    kubernaut_fixture(&c.api, 3);
+    c.api.set_page_size_cap(Some(2));
+    c.api.fail_next(
+        1,
+        |r| r.verb == "list" && r.plural() == Some("configmaps"),
+        Fault::too_many_requests(),
+    );
+    c.api.fail_next(
+        1,
+        |r| r.verb == "list" && r.param("continue").is_some(),
+        Fault::internal().with_message("etcdserver: leader changed"),
+    );
+    let mut args = vec!["backup", "kube", "--namespace", NS];
+    args.extend_from_slice(KINDS);
+    let o = env.run(&with_cluster(&c, &args));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert_eq!(c.api.pending_faults(), 0);
+    assert!(
+        stderr.contains("retrying in 1000 ms"),
+        "Retry-After honoured: {stderr}"
+    );
+    assert!(stderr.contains("etcdserver: leader changed"), "{stderr}");
+    let want = state(&c.api, NS);
+
+    let mut cm = c
+        .api
+        .get("v1", "ConfigMap", Some(NS), "rego-policies")
+        .unwrap();
+    cm["data"]["extra"] = json!("x");
+    c.api.insert(cm);
+    c.api
+        .fail_next(2, |r| r.method == "PUT", Fault::unavailable());
+    env.ok(&with_cluster(&c, &["restore", "kube", "latest"]));
+    assert_eq!(c.api.pending_faults(), 0);
+    assert_eq!(state(&c.api, NS), want);
+
+    // A lasting failure: the object is named with the retries that ran out.
+    let mut cm = c
+        .api
+        .get("v1", "ConfigMap", Some(NS), "rego-policies")
+        .unwrap();
+    cm["data"]["extra"] = json!("x");
+    c.api.insert(cm);
+    c.api.fail_next(
+        usize::MAX,
+        |r| r.method == "PUT" && r.object_name().as_deref() == Some("rego-policies"),
+        Fault::unavailable(),
+    );
+    let (stdout, stderr) = env.exits_with(&with_cluster(&c, &["restore", "kube", "latest"]), 1);
+    assert!(
+        stdout.contains("FAILED")
+            && stdout.contains("rego-policies")
+            && stdout.contains("503")
+            && stdout.contains("still failing after"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("1 of") && stderr.contains("failed"),
+        "{stderr}"
+    );
 }

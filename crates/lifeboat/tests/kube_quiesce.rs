@@ -14,7 +14,9 @@
 //! are brought back by `lifeboat unquiesce` after a SIGKILL, keep their
 //! original counts across a second crashed quiesce, and errors
 //! (unreachable API, missing Deployment, 403) name the workload and leave
-//! nothing scaled down.
+//! nothing scaled down. Transient API errors (issue 16: a `500 etcdserver:
+//! leader changed` while scaling back up, a `429` with `Retry-After`) are
+//! retried; retries that run out say what to run.
 
 mod common;
 
@@ -65,6 +67,10 @@ impl World {
         // Never the machine's cluster: only the kubeconfig the config names.
         env.envs
             .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
+        // Transient API errors are retried for 2 s here (30 s by default),
+        // so an unreachable API fails quickly.
+        env.envs
+            .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "2s".into()));
         let api = ApiDouble::start_in_thread_with(Options {
             pods_delay: Duration::from_millis(100),
             ..Options::default()
@@ -630,4 +636,108 @@ fn cluster_errors_name_the_workload_and_leave_nothing_down() {
         "{stdout}"
     );
     w.api.clear_faults();
+}
+
+/// The `fail_next` predicate for a scale of `name` to a non-zero count (the
+/// way back up), not the scale to 0.
+fn scale_up_of(name: &'static str) -> impl Fn(&kube_double::RequestInfo) -> bool + Send + Sync {
+    move |r| {
+        r.method == "PATCH"
+            && r.path == format!("{}/scale", deploy_path(name))
+            && r.body
+                .as_ref()
+                .is_some_and(|b| b["spec"]["replicas"].as_i64() != Some(0))
+    }
+}
+
+/// Issue 16, the reproduction: one `500 etcdserver: leader changed` while
+/// a writer is scaled back up used to end the restore with exit 1 and the
+/// writer at 0 replicas. It is retried: the restore succeeds and both
+/// writers are back at their counts. A `429` with `Retry-After` on the way
+/// down is waited out for the time the server asked.
+#[test]
+fn a_transient_api_error_while_scaling_is_retried() {
+    let w = World::backed_up();
+    w.api.fail_next(
+        1,
+        scale_up_of("data-storage"),
+        Fault::internal().with_message("etcdserver: leader changed"),
+    );
+    w.api.fail_next(
+        1,
+        |r| {
+            r.method == "PATCH"
+                && r.path == format!("{}/scale", deploy_path("context-api"))
+                && r.body
+                    .as_ref()
+                    .is_some_and(|b| b["spec"]["replicas"].as_i64() == Some(0))
+        },
+        Fault::too_many_requests(),
+    );
+    w.api.clear_requests();
+    let o = w.env.run(&w.args(&World::restore_args()));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    eprintln!("--- restore stderr:\n{stderr}");
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert_eq!(w.api.pending_faults(), 0, "both faults were answered");
+    w.assert_writers_back();
+    assert!(
+        stderr.contains("etcdserver: leader changed") && stderr.contains("retrying"),
+        "the retry is logged: {stderr}"
+    );
+    // Retry-After: 1 was honoured (the delay is the server's, no jitter).
+    assert!(stderr.contains("retrying in 1000 ms"), "{stderr}");
+    let log = w.requests_since(0);
+    for name in ["data-storage", "context-api"] {
+        let scale = format!("{}/scale", deploy_path(name));
+        let statuses: Vec<u16> = log
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path == scale)
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(statuses.len(), 3, "{name}: {statuses:?}");
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            2,
+            "{name}: {statuses:?}"
+        );
+    }
+}
+
+/// Issue 16: when the API keeps failing past the retry budget, the restore
+/// fails, the writer stays at 0 (it cannot be scaled), and the error says
+/// the retries ran out and what to run; that command then brings it back.
+#[test]
+fn exhausted_retries_say_what_to_run() {
+    let w = World::backed_up();
+    w.api.fail_next(
+        usize::MAX,
+        scale_up_of("data-storage"),
+        Fault::unavailable().with_message("etcdserver: request timed out"),
+    );
+    let o = w.env.run(&w.args(&World::restore_args()));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    eprintln!("--- restore stderr:\n{stderr}");
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("still failing after"))
+        .unwrap_or_else(|| panic!("no line says the retries ran out: {stderr}"));
+    assert!(
+        line.contains("scale deployment/data-storage in namespace kubernaut-system")
+            && line.contains("503")
+            && line.contains("lifeboat unquiesce --source db")
+            && line
+                .contains("kubectl -n kubernaut-system scale deployment/data-storage --replicas=2"),
+        "{line}"
+    );
+    // context-api came back; data-storage is still down, its record kept.
+    assert_eq!(w.replicas("context-api"), 1);
+    assert_eq!(w.annotation("context-api"), None);
+    assert_eq!(w.replicas("data-storage"), 0);
+    assert_eq!(w.annotation("data-storage").as_deref(), Some("2"));
+
+    w.api.clear_faults();
+    w.env.ok(&w.args(&["unquiesce", "--source", "db"]));
+    w.assert_writers_back();
 }

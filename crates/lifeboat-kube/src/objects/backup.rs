@@ -15,6 +15,7 @@ use super::select::Selection;
 use super::strip::{StripOptions, Stripped, strip};
 use super::{Class, Header, Record, Resource, line};
 use crate::error::{ErrorKind, KubeError};
+use crate::retry;
 
 /// Objects listed per request.
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
@@ -78,10 +79,10 @@ fn auto_created_reason(r: &Resource, obj: &Value) -> Option<&'static str> {
 /// Resolves kind specs against the API server's discovery. No specs: the
 /// defaults, ConfigMaps, Secrets and every kind a CRD defines.
 pub async fn resolve_kinds(client: &kube::Client, specs: &[String]) -> Result<Vec<Resource>> {
-    let discovery = Discovery::new(client.clone())
-        .run()
+    let what = "discovering the API server's kinds";
+    let discovery = retry::call(what, || Discovery::new(client.clone()).run())
         .await
-        .map_err(|e| KubeError::from_kube(&e, "discovering the API server's kinds"))?;
+        .map_err(|e| KubeError::from_failed(&e, what))?;
     let mut all: Vec<Resource> = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -188,13 +189,11 @@ async fn get_cluster_object(
     name: &str,
 ) -> Result<Option<Value>, KubeError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource.api_resource());
-    match api.get_opt(name).await {
+    let what = format!("reading {} {name}", resource.singular());
+    match retry::call(&what, || api.get_opt(name)).await {
         Ok(Some(o)) => Ok(Some(to_value(o, resource))),
         Ok(None) => Ok(None),
-        Err(e) => Err(KubeError::from_kube(
-            &e,
-            &format!("reading {} {name}", resource.singular()),
-        )),
+        Err(e) => Err(KubeError::from_failed(&e, &what)),
     }
 }
 
@@ -208,6 +207,16 @@ fn to_value(o: DynamicObject, resource: &Resource) -> Value {
     v
 }
 
+/// Checks that the API server answers (its version), retrying transient
+/// failures.
+pub async fn connected(client: &kube::Client) -> Result<(), KubeError> {
+    let what = "connecting to the Kubernetes API";
+    retry::call(what, || client.apiserver_version())
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::from_failed(&e, what))
+}
+
 /// Lists every selected object and writes the header and records to `sink`.
 /// `on_object` is called after each object (progress).
 pub async fn backup(
@@ -216,10 +225,7 @@ pub async fn backup(
     sink: &mpsc::Sender<Vec<u8>>,
     mut on_object: impl FnMut(&Record),
 ) -> Result<BackupSummary> {
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| KubeError::from_kube(&e, "connecting to the Kubernetes API"))?;
+    connected(client).await?;
     let sel = &opts.selection;
     let resources = resolve_kinds(client, &sel.kinds).await?;
     let namespaces: Vec<String> = if sel.namespaces.is_empty() {
@@ -335,10 +341,10 @@ pub async fn backup(
             if let Some(t) = &token {
                 page_params = page_params.continue_token(t);
             }
-            let page = api
-                .list(&page_params)
+            // A page is read again with the same continue token.
+            let page = retry::call(&what, || api.list(&page_params))
                 .await
-                .map_err(|e| KubeError::from_kube(&e, &what))?;
+                .map_err(|e| KubeError::from_failed(&e, &what))?;
             for o in page.items {
                 let v = to_value(o, resource);
                 let name = v

@@ -1,8 +1,79 @@
 //! What a restore would change in an object, as a unified diff of YAML, with
 //! Secret values masked (a dry run's output goes to terminals and logs).
 
+use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
+
+/// The keys (leaf paths; lists count as one value) that differ between
+/// two versions of an object. Paths only: no values, so Secrets show
+/// nothing but their key names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    /// `added data["b"]; removed data["extra"]`, the empty lists left out.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (label, keys) in [
+            ("added", &self.added),
+            ("changed", &self.changed),
+            ("removed", &self.removed),
+        ] {
+            if !keys.is_empty() {
+                parts.push(format!("{label} {}", keys.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// What `after` adds, changes and removes relative to `before`.
+pub fn changes(before: &Value, after: &Value) -> Changes {
+    let mut c = Changes::default();
+    walk(before, after, &mut String::new(), &mut c);
+    c
+}
+
+fn segment(path: &str, key: &str) -> String {
+    let simple = !key.is_empty()
+        && key
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        && !key.starts_with(|ch: char| ch.is_ascii_digit());
+    match (path.is_empty(), simple) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{path}.{key}"),
+        (_, false) => format!("{path}[{}]", serde_json::Value::String(key.into())),
+    }
+}
+
+fn walk(before: &Value, after: &Value, path: &mut String, c: &mut Changes) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (k, bv) in b {
+                let p = segment(path, k);
+                match a.get(k) {
+                    None => c.removed.push(p),
+                    Some(av) => walk(bv, av, &mut p.clone(), c),
+                }
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                c.added.push(segment(path, k));
+            }
+        }
+        (b, a) if b != a => c.changed.push(path.clone()),
+        _ => {}
+    }
+}
 
 /// Replaces each value of a Secret's `data`/`stringData` by a marker that
 /// changes when the value does, and never shows it.
@@ -47,6 +118,23 @@ pub fn diff(before: Option<&Value>, after: &Value, label: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn changed_keys_are_named_by_path() {
+        let before = json!({"metadata": {"labels": {"app.kubernetes.io/part-of": "k", "team": "a"}},
+                            "data": {"k": "v", "extra.conf": "x"}});
+        let after = json!({"metadata": {"labels": {"app.kubernetes.io/part-of": "k", "team": "b"}},
+                           "data": {"k": "v", "new": "y"}, "immutable": true});
+        let c = changes(&before, &after);
+        assert_eq!(c.removed, vec![r#"data["extra.conf"]"#]);
+        assert_eq!(c.changed, vec!["metadata.labels.team"]);
+        assert_eq!(c.added, vec!["data.new", "immutable"]);
+        assert_eq!(
+            c.summary(),
+            r#"added data.new, immutable; changed metadata.labels.team; removed data["extra.conf"]"#
+        );
+        assert!(changes(&before, &before).is_empty());
+    }
 
     #[test]
     fn secrets_are_masked_and_changes_still_show() {

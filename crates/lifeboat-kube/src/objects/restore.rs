@@ -1,25 +1,40 @@
-//! Applying records to a cluster: server-side apply with field manager
-//! `lifeboat`, class by class (CRDs — waited for until Established —,
-//! Namespaces, Secrets and ConfigMaps, other built-in kinds, custom
-//! resources), with namespace mapping, skip-or-update of existing objects,
-//! a dry run that diffs against what the server would make of the apply,
-//! and a result for every object. Nothing is reported as done that the API
-//! server did not confirm.
+//! Applying records to a cluster, class by class (CRDs — waited for until
+//! Established —, Namespaces, Secrets and ConfigMaps, other built-in kinds,
+//! custom resources), with namespace mapping, a policy for objects that
+//! already exist ([`Existing`]), a dry run that diffs against what the
+//! server would make of the write, and a result for every object. Nothing
+//! is reported as done that the API server did not confirm.
+//!
+//! Objects that do not exist are created by server-side apply (field
+//! manager `lifeboat`). An existing object is, by default, **replaced**: a
+//! PUT of the stored object carrying the live `resourceVersion`, so the
+//! result equals the snapshot — keys added since the backup are removed,
+//! which server-side apply can never do for fields another manager owns.
+//! A 409 Conflict (someone wrote in between) re-reads and tries again. What
+//! the backup stripped is kept from the live object rather than removed:
+//! `metadata.ownerReferences` and `status` when the stored object has none.
+//! `Existing::Update` is the merge (server-side apply with `force`), and
+//! `Existing::Skip` leaves existing objects alone.
+//!
+//! Every request is retried on transient failures ([`crate::retry`]): reads,
+//! applies, and PUTs (a PUT that did reach the server before its answer was
+//! lost is refused on retry with a 409, which re-reads).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use futures::StreamExt;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::diff::diff;
+use super::diff::{Changes, changes, diff};
 use super::select::Selection;
 use super::strip::{StripOptions, Stripped, strip};
 use super::{Class, Record, Resource};
 use crate::error::KubeError;
+use crate::retry;
 
 /// Field manager of every apply.
 pub const FIELD_MANAGER: &str = "lifeboat";
@@ -28,12 +43,20 @@ pub const FIELD_MANAGER: &str = "lifeboat";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Existing {
-    /// Server-side apply over it (fields owned by others stay).
+    /// Make it equal to the snapshot: a PUT with the live resourceVersion
+    /// (keys added since the backup are removed).
     #[default]
+    Replace,
+    /// Merge: server-side apply over it with `force` (the snapshot's fields
+    /// win, fields it does not have stay).
     Update,
     /// Leave it as it is.
     Skip,
 }
+
+/// Times a replace re-reads an object after a 409 Conflict before it gives
+/// up on that object.
+const CONFLICT_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -53,7 +76,7 @@ impl Default for RestoreOptions {
         Self {
             selection: Selection::default(),
             namespace_map: BTreeMap::new(),
-            existing: Existing::Update,
+            existing: Existing::Replace,
             dry_run: false,
             concurrency: 8,
             crd_timeout: Duration::from_secs(60),
@@ -103,6 +126,10 @@ pub struct ObjectResult {
     /// Dry run: what would change (Secret values masked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// An existing object: the keys that are (or, in a dry run, would be)
+    /// added, changed and removed, as paths (`data["extra.conf"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
     /// The object's resource, for acting on it afterwards (a drill deletes
     /// what it created); `kind` and `group` above are its report form.
     #[serde(skip)]
@@ -236,6 +263,7 @@ impl Applier<'_> {
             action: Action::Failed,
             error: None,
             diff: None,
+            changes: None,
             resource: r.resource.clone(),
         };
         match self.apply_inner(r, &mut res).await {
@@ -264,25 +292,106 @@ impl Applier<'_> {
             res.diff = Some(diff(None, &r.object, &what));
             return Ok(Action::WouldCreate);
         }
-        let before = api
-            .get_opt(name)
-            .await
-            .map_err(|e| KubeError::from_kube(&e, &format!("reading {what}")).message)?;
-        if before.is_some() && self.opts.existing == Existing::Skip {
-            return Ok(Action::Skipped);
+        let before = get(&api, name, &what).await?;
+        match (&before, self.opts.existing) {
+            (Some(_), Existing::Skip) => Ok(Action::Skipped),
+            (Some(live), Existing::Replace) => {
+                self.replace(&api, r, live.clone(), &what, res).await
+            }
+            _ => self.apply_ssa(&api, &obj, before, &what, res).await,
         }
+    }
+
+    /// Server-side apply with `force`: creates, or merges into `before`.
+    async fn apply_ssa(
+        &self,
+        api: &Api<DynamicObject>,
+        obj: &DynamicObject,
+        before: Option<DynamicObject>,
+        what: &str,
+        res: &mut ObjectResult,
+    ) -> Result<Action, String> {
+        let name = obj.metadata.name.as_deref().unwrap_or_default();
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         if self.opts.dry_run {
             params = params.dry_run();
         }
-        let after = api
-            .patch(name, &params, &Patch::Apply(&obj))
+        let doing = format!("applying {what}");
+        let patch = Patch::Apply(obj);
+        let after = retry::call(&doing, || api.patch(name, &params, &patch))
             .await
-            .map_err(|e| KubeError::from_kube(&e, &format!("applying {what}")).message)?;
+            .map_err(|e| KubeError::from_failed(&e, &doing).message)?;
+        Ok(self.outcome(before.as_ref(), &after, what, res))
+    }
+
+    /// Makes the live object equal to the stored one: a PUT carrying the
+    /// live resourceVersion (a dry run asks the server what it would
+    /// store). A 409 Conflict means it changed in between: read it again
+    /// and retry; gone in between: create it.
+    async fn replace(
+        &self,
+        api: &Api<DynamicObject>,
+        r: &Record,
+        mut live: DynamicObject,
+        what: &str,
+        res: &mut ObjectResult,
+    ) -> Result<Action, String> {
+        let name = r.name();
+        let params = PostParams {
+            dry_run: self.opts.dry_run,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+        };
+        let doing = format!("replacing {what}");
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let body = to_dynamic(&replacement(&r.object, &live))?;
+            match retry::call(&doing, || api.replace(name, &params, &body)).await {
+                Ok(after) => return Ok(self.outcome(Some(&live), &after, what, res)),
+                Err(f) if matches!(KubeError::status_code(&f.error), Some(409 | 404)) => {
+                    match get(api, name, what).await? {
+                        Some(l) => live = l,
+                        None => {
+                            let obj = to_dynamic(&r.object)?;
+                            return self.apply_ssa(api, &obj, None, what, res).await;
+                        }
+                    }
+                }
+                Err(f) => {
+                    let mut m = KubeError::from_failed(&f, &doing).message;
+                    if KubeError::status_code(&f.error) == Some(405) {
+                        m.push_str(
+                            "; this kind cannot be replaced: restore it with --existing update",
+                        );
+                    }
+                    return Err(m);
+                }
+            }
+        }
+        Err(format!(
+            "{doing}: it was changed by someone else {CONFLICT_ATTEMPTS} times while Lifeboat \
+             replaced it (409 Conflict each time); run the restore again"
+        ))
+    }
+
+    /// The action for a write whose result is `after`, and (dry run) the
+    /// diff; the changed keys of an object that existed.
+    fn outcome(
+        &self,
+        before: Option<&DynamicObject>,
+        after: &DynamicObject,
+        what: &str,
+        res: &mut ObjectResult,
+    ) -> Action {
+        let before_v = before.map(comparable);
+        let after_v = comparable(after);
+        if let Some(b) = &before_v {
+            let c = changes(b, &after_v);
+            if !c.is_empty() {
+                res.changes = Some(c);
+            }
+        }
         if self.opts.dry_run {
-            let before_v = before.as_ref().map(comparable);
-            let d = diff(before_v.as_ref(), &comparable(&after), &what);
-            let action = match (&before, d.is_empty()) {
+            let d = diff(before_v.as_ref(), &after_v, what);
+            let action = match (&before_v, d.is_empty()) {
                 (None, _) => Action::WouldCreate,
                 (Some(_), true) => Action::WouldNotChange,
                 (Some(_), false) => Action::WouldChange,
@@ -290,13 +399,13 @@ impl Applier<'_> {
             if !d.is_empty() {
                 res.diff = Some(d);
             }
-            return Ok(action);
+            return action;
         }
-        Ok(match before {
+        match before {
             None => Action::Created,
-            Some(b) if resource_version(&b) == resource_version(&after) => Action::Unchanged,
+            Some(b) if resource_version(b) == resource_version(after) => Action::Unchanged,
             Some(_) => Action::Configured,
-        })
+        }
     }
 
     /// Waits until every CRD in `names` reports Established.
@@ -309,13 +418,10 @@ impl Applier<'_> {
         while !waiting.is_empty() {
             let mut still = Vec::new();
             for n in waiting {
-                match api.get_opt(&n).await {
+                match get(&api, &n, &format!("CRD {n}")).await {
                     Ok(Some(o)) if established(&o) => {}
                     Ok(_) => still.push(n),
-                    Err(e) => failures.push((
-                        n.clone(),
-                        KubeError::from_kube(&e, &format!("reading CRD {n}")).message,
-                    )),
+                    Err(e) => failures.push((n.clone(), e)),
                 }
             }
             waiting = still;
@@ -340,6 +446,44 @@ impl Applier<'_> {
     }
 }
 
+/// Reads one object (`None`: absent), retrying transient failures.
+async fn get(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+) -> Result<Option<DynamicObject>, String> {
+    let doing = format!("reading {what}");
+    retry::call(&doing, || api.get_opt(name))
+        .await
+        .map_err(|e| KubeError::from_failed(&e, &doing).message)
+}
+
+/// The body of a replace: the stored object with the live
+/// `resourceVersion` (the precondition), keeping from the live object what
+/// the backup strips when the stored object has none of it
+/// (`metadata.ownerReferences`, `status`).
+fn replacement(stored: &Value, live: &DynamicObject) -> Value {
+    let mut body = stored.clone();
+    let live_v = serde_json::to_value(live).unwrap_or(Value::Null);
+    if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(rv) = &live.metadata.resource_version {
+            m.insert("resourceVersion".into(), Value::String(rv.clone()));
+        }
+        if !m.contains_key("ownerReferences")
+            && let Some(o) = live_v.pointer("/metadata/ownerReferences")
+        {
+            m.insert("ownerReferences".into(), o.clone());
+        }
+    }
+    if let Some(m) = body.as_object_mut()
+        && !m.contains_key("status")
+        && let Some(st) = live_v.get("status")
+    {
+        m.insert("status".into(), st.clone());
+    }
+    body
+}
+
 fn established(o: &DynamicObject) -> bool {
     o.data
         .pointer("/status/conditions")
@@ -360,10 +504,7 @@ pub async fn restore(
     opts: &RestoreOptions,
     mut on_result: impl FnMut(&ObjectResult),
 ) -> Result<RestoreReport> {
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| KubeError::from_kube(&e, "connecting to the Kubernetes API"))?;
+    super::backup::connected(client).await?;
     let mut selected: Vec<Record> = records
         .into_iter()
         .filter(|r| opts.selection.matches(r))
