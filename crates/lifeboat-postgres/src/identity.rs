@@ -169,6 +169,18 @@ async fn read_once(conn: &ConnConfig) -> Result<ServerIdentity, IdentityError> {
     })
 }
 
+/// The comment on the database `client` is connected to (`COMMENT ON DATABASE`).
+pub async fn database_comment(client: &Client) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database \
+             WHERE datname = current_database()",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
 /// What a database holds outside the system schemas: tables, views,
 /// sequences, functions, types and schemas other than `public`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
