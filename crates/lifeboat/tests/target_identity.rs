@@ -15,7 +15,8 @@ use common::{Daemon, Env, rt, setup};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
 
-/// A row written after the backup: a restore into this database would lose it.
+/// Rows written after the last backup: a restore into this database would
+/// lose them. Every call writes one more (version_id 999).
 fn write_after_backup(rt: &tokio::runtime::Runtime, db: &ConnConfig) {
     rt.block_on(async {
         let c = db.connect().await.unwrap();
@@ -25,20 +26,23 @@ fn write_after_backup(rt: &tokio::runtime::Runtime, db: &ConnConfig) {
     });
 }
 
-/// Whether the row of [`write_after_backup`] is still there.
-fn row_written_after_backup_is_there(rt: &tokio::runtime::Runtime, db: &ConnConfig) -> bool {
+/// How many rows [`write_after_backup`] wrote are there.
+fn rows_written_after_backup(rt: &tokio::runtime::Runtime, db: &ConnConfig) -> i64 {
     rt.block_on(async {
         let c = db.connect().await.unwrap();
-        let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM goose_db_version WHERE version_id = 999",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        n == 1
+        c.query_one(
+            "SELECT count(*) FROM goose_db_version WHERE version_id = 999",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
     })
+}
+
+/// Whether exactly one row written after the backup is there.
+fn row_written_after_backup_is_there(rt: &tokio::runtime::Runtime, db: &ConnConfig) -> bool {
+    rows_written_after_backup(rt, db) == 1
 }
 
 /// The same database as `cluster.url(db)`, spelled `localhost` instead of
@@ -140,6 +144,7 @@ fn drill_refuses_the_source_under_another_spelling() {
         ),
     );
     let c = cfg.to_str().unwrap();
+    // This backup holds the first row; a second one is written after it.
     env.ok(&["--config", c, "backup", "postgres", "--source", "db"]);
     write_after_backup(&rt, &src);
     let e = env.fails(&["--config", c, "drill", "--source", "db"], 2);
@@ -152,7 +157,7 @@ fn drill_refuses_the_source_under_another_spelling() {
             .then_some(())
     });
     daemon.stop();
-    assert!(row_written_after_backup_is_there(&rt, &src));
+    assert_eq!(rows_written_after_backup(&rt, &src), 2);
     assert!(drill_records(&env).is_empty());
 }
 
@@ -305,7 +310,11 @@ fn existing_databases_are_restored_over_only_when_told() {
     let other = rt.block_on(cluster.create_database("other")).unwrap();
     rt.block_on(async {
         let c = other.connect().await.unwrap();
-        c.batch_execute("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1); CREATE VIEW keep_view AS SELECT 1")
+        // Tables of the snapshot's names, something else in them.
+        c.batch_execute(
+            "CREATE TABLE goose_db_version (note text); INSERT INTO goose_db_version VALUES ('mine'); \
+             CREATE TABLE workflow_catalog (note text)",
+        )
             .await
             .unwrap();
     });
@@ -326,13 +335,12 @@ fn existing_databases_are_restored_over_only_when_told() {
         2,
     );
     assert!(
-        e.contains("table public.keep_me")
-            && e.contains("view public.keep_view")
+        e.contains("table public.goose_db_version, table public.workflow_catalog")
             && e.contains("--clean-existing")
             && e.contains("Nothing was changed"),
         "{e}"
     );
-    assert_eq!(count_tables(&other), 1, "nothing restored");
+    assert_eq!(count_tables(&other), 2, "nothing restored");
     // The drill refuses it as its scratch database too.
     let e = env.fails(
         &[
@@ -345,10 +353,11 @@ fn existing_databases_are_restored_over_only_when_told() {
         2,
     );
     assert!(
-        e.contains("holds objects a drill did not put there") && e.contains("table public.keep_me"),
+        e.contains("holds objects a drill did not put there")
+            && e.contains("table public.goose_db_version"),
         "{e}"
     );
-    assert_eq!(count_tables(&other), 1);
+    assert_eq!(count_tables(&other), 2);
     env.ok(&[
         "restore",
         "postgres",
@@ -357,10 +366,10 @@ fn existing_databases_are_restored_over_only_when_told() {
         &cluster.url("other"),
         "--clean-existing",
     ]);
-    assert!(count_tables(&other) > 1);
+    assert!(count_tables(&other) > 2);
 
     // A scratch database the drill creates is marked and dropped; one left
-    // by a killed drill (marked) is reused and dropped.
+    // by a killed drill (marked, half restored) is created afresh and dropped.
     let exists = |db: &str| -> bool {
         rt.block_on(async {
             let c = cluster.conn_config("postgres").connect().await.unwrap();
@@ -404,7 +413,7 @@ fn existing_databases_are_restored_over_only_when_told() {
         d["target"]
             .as_str()
             .unwrap()
-            .contains("left by an earlier drill"),
+            .contains("an earlier drill had left it"),
         "{d:#}"
     );
     assert!(!exists("scratch"));
@@ -482,6 +491,33 @@ fn source_down_needs_source_unreachable() {
 fn restore_jobs_of_the_source_are_used_by_restores_and_drills() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
+    // As in Kubernaut's database, the embeddings hold most of the bytes, so
+    // that 2 jobs spread their rows.
+    rt.block_on(async {
+        let c = cluster.conn_config("src").connect().await.unwrap();
+        for _ in 0..8 {
+            let share: f64 = c
+                .query_one(
+                    "SELECT pg_table_size('incident_embeddings')::float8 / sum(pg_table_size(c.oid))::float8
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.relkind = 'r' AND n.nspname = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if share >= 0.5 {
+                return;
+            }
+            c.batch_execute(
+                "INSERT INTO incident_embeddings (incident_id, created_at, model, embedding, metadata)
+                 SELECT incident_id || '-again', created_at, model, embedding, metadata FROM incident_embeddings",
+            )
+            .await
+            .unwrap();
+        }
+        panic!("the embeddings do not dominate the fixture");
+    });
     let (cfg, _) = write_config(&env, &cluster.url("src"), "    restore: {jobs: 2}\n");
     let c = cfg.to_str().unwrap();
     env.ok(&["--config", c, "backup", "postgres", "--source", "db"]);

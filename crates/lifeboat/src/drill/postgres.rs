@@ -8,7 +8,7 @@
 //! `drill.scratch_is_copy`), and an existing database holding objects the
 //! drill did not put there is refused too. A database the drill creates is
 //! marked ([`SCRATCH_MARK`], its comment) so that one left behind by a killed
-//! drill is recognised, reused and dropped by the next.
+//! drill is recognised, dropped and created afresh by the next.
 
 use std::time::Instant;
 
@@ -37,7 +37,7 @@ pub enum Scratch {
     Url {
         conn: ConnConfig,
         /// It exists, marked as a scratch database an earlier drill created
-        /// and did not drop: dropped after this drill too.
+        /// and did not drop: dropped and created afresh.
         leftover: bool,
     },
     /// A throwaway local cluster, started for the drill and removed after it.
@@ -173,6 +173,10 @@ pub async fn drill(
     let t = Instant::now();
     let target = match scratch {
         Scratch::Url { conn: c, leftover } => {
+            if leftover {
+                // Half restored by a drill that did not finish: start afresh.
+                drop_database(&c).await?;
+            }
             created_db = dump::create_database_if_missing(&c, "postgres")
                 .await
                 .map_err(crate::cmd_postgres::dump_err)?;
@@ -182,15 +186,12 @@ pub async fn drill(
             out.target = format!(
                 "{}{}",
                 c.display_url(),
-                if created_db {
-                    " (created)"
-                } else if leftover {
-                    " (left by an earlier drill; dropped after this one)"
-                } else {
-                    ""
+                match (created_db, leftover) {
+                    (true, true) => " (created again: an earlier drill had left it)",
+                    (true, false) => " (created)",
+                    _ => "",
                 }
             );
-            created_db |= leftover;
             c
         }
         Scratch::Throwaway => {
