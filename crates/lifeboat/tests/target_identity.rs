@@ -185,14 +185,14 @@ fn restore_into_the_source_spelled_differently_quiesces_the_writers() {
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("is the database of source db") && stderr.contains("the same running"),
-        "{stderr}"
-    );
     assert_eq!(
         quiesce_log(&log),
         "pre\npost\n",
         "writers quiesced: {stderr}"
+    );
+    assert!(
+        stderr.contains("is the database of source db") && stderr.contains("the same running"),
+        "{stderr}"
     );
     // It was restored: the row written after the backup is gone.
     assert!(!row_written_after_backup_is_there(
