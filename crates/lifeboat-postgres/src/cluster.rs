@@ -292,6 +292,30 @@ impl TempCluster {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
 
+        Self::launch(
+            dir,
+            bin_dir,
+            owner,
+            major,
+            opts.superuser,
+            opts.password,
+            &opts.settings,
+        )
+    }
+
+    /// Starts `postgres` on `dir/data` on a free port (retried when the port
+    /// was taken meanwhile), with the socket in `dir/sock`.
+    fn launch(
+        dir: tempfile::TempDir,
+        bin_dir: PathBuf,
+        owner: Option<(u32, u32)>,
+        major: u32,
+        superuser: String,
+        password: Secret,
+        extra: &[(String, String)],
+    ) -> Result<Self, ClusterError> {
+        let data = dir.path().join("data");
+        let sock = dir.path().join("sock");
         let log_path = dir.path().join("postgres.log");
         let mut last_err = String::new();
         for _attempt in 0..5 {
@@ -307,7 +331,7 @@ impl TempCluster {
             settings.push(("listen_addresses".into(), "127.0.0.1".into()));
             settings.push(("port".into(), port.to_string()));
             settings.push(("unix_socket_directories".into(), sock.display().to_string()));
-            settings.extend(opts.settings.iter().cloned());
+            settings.extend(extra.iter().cloned());
             for (k, v) in &settings {
                 cmd.arg("-c").arg(format!("{k}={v}"));
             }
@@ -324,8 +348,8 @@ impl TempCluster {
                         port,
                         bin_dir,
                         major,
-                        superuser: opts.superuser,
-                        password: opts.password,
+                        superuser,
+                        password,
                         dir,
                     });
                 }
@@ -347,6 +371,47 @@ impl TempCluster {
             }
         }
         Err(ClusterError::Start(last_err))
+    }
+
+    /// A physical copy of this cluster, as a standby or a server rebuilt from
+    /// a base backup is: `pg_basebackup` of the running server, started as a
+    /// primary of its own on another port. It shares this cluster's
+    /// `system_identifier` and database OIDs, and has the same superuser and
+    /// password. For tests of "is this the same database?".
+    pub fn physical_copy(&self) -> Result<Self, ClusterError> {
+        let owner = run_as()?;
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-pg-copy-")
+            .tempdir()
+            .map_err(io_err("creating the copy's directory"))?;
+        chown(dir.path(), owner)?;
+        let sock = dir.path().join("sock");
+        std::fs::create_dir(&sock).map_err(io_err("creating the socket directory"))?;
+        chown(&sock, owner)?;
+        let out = command(self.bin_dir.join("pg_basebackup"), owner, dir.path())
+            .env("PGPASSWORD", self.password.expose())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U"])
+            .arg(&self.superuser)
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-X", "stream", "-c", "fast", "--no-sync"])
+            .output()
+            .map_err(io_err("running pg_basebackup"))?;
+        if !out.status.success() {
+            return Err(ClusterError::Start(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Self::launch(
+            dir,
+            self.bin_dir.clone(),
+            owner,
+            self.major,
+            self.superuser.clone(),
+            self.password.clone(),
+            &[],
+        )
     }
 
     pub fn port(&self) -> u16 {

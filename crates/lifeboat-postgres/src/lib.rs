@@ -13,6 +13,7 @@ pub mod conn;
 pub mod dump;
 pub mod facts;
 pub mod fixture;
+pub mod identity;
 pub mod split_restore;
 pub mod tools;
 

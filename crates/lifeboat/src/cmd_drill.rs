@@ -25,6 +25,15 @@ pub struct DrillArgs {
     /// (created when missing, dropped afterwards if the drill created it)
     #[arg(long, value_name = "URL")]
     pub scratch: Option<String>,
+    /// The scratch database is a physical copy of the source's server (a
+    /// standby promoted for drills, a server rebuilt from a base backup):
+    /// same system identifier and database, which a drill otherwise refuses.
+    /// Never allows the very same running server
+    #[arg(long)]
+    pub scratch_is_copy: bool,
+    /// Parallel restore jobs [default: the source's restore.jobs, else 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
     /// Also write the report as Markdown to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -45,6 +54,8 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
         source: a.source.clone(),
         db: a.db.clone(),
         scratch: a.scratch.clone(),
+        scratch_is_copy: a.scratch_is_copy,
+        jobs: a.jobs,
         trigger: "cli",
         cluster: ctx.cluster_options(
             a.cluster.kubeconfig.as_deref(),

@@ -28,6 +28,7 @@ use lifeboat_postgres::archive::{ArchiveLayout, DataBlock, LayoutScanner};
 use lifeboat_postgres::conn::{self as pgconn, ConnConfig, ConnError, Secret};
 use lifeboat_postgres::dump::{self, DumpError, PgDump, PgRestore, RestoreOptions};
 use lifeboat_postgres::facts::{self, DumpScope, FactDiff, Facts, FactsError, SnapshotSession};
+use lifeboat_postgres::identity::{self, IdentityError, Relation};
 use lifeboat_postgres::split_restore::{self, RowSource};
 use lifeboat_postgres::tools::{self, Discovery, PgTools, ToolsError};
 use lifeboat_postgres::{RestoreOutcome, VerificationQuery};
@@ -80,17 +81,35 @@ pub struct RestorePostgresArgs {
     /// --target, its database is the target and its quiesce settings apply
     #[arg(long)]
     pub source: Option<String>,
-    /// Restore into this database instead (created when missing), e.g. for a
-    /// drill or an investigation. Writers are not quiesced for another database.
+    /// Restore into this database instead (created when missing), e.g. for an
+    /// investigation. Whether it is the source's database is asked of the
+    /// servers (system identifier, database OID, data directory, start time),
+    /// not read from the URL: the source's writers are quiesced only for it
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Parallel jobs; above 1 the archive is staged to a temporary file first
-    /// (free space is checked), and every table's rows are spread over the jobs
-    #[arg(long, default_value_t = 1)]
+    /// With --target: restore over an existing database that holds objects and
+    /// is not the configured source (without it such a restore is refused and
+    /// what is there is listed)
+    #[arg(long)]
+    pub clean_existing: bool,
+    /// With --target: the configured source is down, so whether the target is
+    /// its database cannot be asked; restore into the target as another
+    /// database (the writers are not quiesced). Used only when the source's
+    /// identity really cannot be read
+    #[arg(long)]
+    pub source_unreachable: bool,
+    /// Parallel jobs [default: the source's restore.jobs, else 1]; above 1 the
+    /// archive is staged to a temporary file first (free space is checked),
+    /// and every table's rows are spread over the jobs
+    #[arg(long = "jobs", value_name = "N")]
+    pub jobs_flag: Option<u32>,
+    /// The jobs in effect: --jobs, else the source's `restore.jobs`, else 1
+    /// (set by [`restore`] once the source is known).
+    #[arg(skip)]
     pub jobs: u32,
-    /// With --jobs: one job per table, as plain `pg_restore --jobs` does,
-    /// instead of spreading a table's rows over the jobs
-    #[arg(long, requires = "jobs")]
+    /// With --jobs (or restore.jobs) above 1: one job per table, as plain
+    /// `pg_restore --jobs` does, instead of spreading a table's rows over the jobs
+    #[arg(long)]
     pub whole_tables: bool,
     /// Where --jobs stages the archive [default: the system temp directory].
     /// LIFEBOAT_STAGING_LIMIT=BYTES caps how much of it staging may use
@@ -595,6 +614,48 @@ fn partial(what: String, guard: Quiesced, target: &ConnConfig, has_writers: bool
     )
 }
 
+/// Restores a snapshot the way `restore postgres` does for `opts.jobs`:
+/// streamed with one job; above one staged (the data blocks of the tables
+/// worth splitting left out when the snapshot recorded the archive's layout)
+/// and those tables' rows spread over the jobs. Drills use it, so that a
+/// drill proves the source's production restore path.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn restore_snapshot(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    facts: &Facts,
+    tools: &PgTools,
+    target: &ConnConfig,
+    opts: &RestoreOptions,
+    staging: &Path,
+    mode: progress::Mode,
+) -> Result<RestoreOutcome> {
+    if opts.jobs <= 1 {
+        return restore_archive(repo, snap, tools, target, opts, staging, mode).await;
+    }
+    let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
+    dump::check_staging_space(staging, size).map_err(dump_err)?;
+    let split = tables_worth_splitting(facts, opts.jobs);
+    let leave_out = blocks_to_leave_out(facts.archive.as_ref(), &split);
+    let mut staged =
+        stage_archive_part(repo, snap, staging, mode, facts.archive.clone(), leave_out).await?;
+    let touched = AtomicBool::new(false);
+    let r = restore_staged(repo, snap, tools, target, opts, &mut staged, &split, &touched).await;
+    RemovedInBackground::start(staged.file);
+    r
+}
+
+/// The tables whose rows a restore with `jobs` spreads over the jobs, by
+/// their size at backup.
+pub(crate) fn tables_worth_splitting(facts: &Facts, jobs: u32) -> Vec<facts::TableName> {
+    let sizes: Vec<_> = facts
+        .tables
+        .iter()
+        .filter_map(|t| Some((t.table.clone(), t.size_bytes?)))
+        .collect();
+    split_restore::tables_to_split(&sizes, jobs)
+}
+
 /// A staged archive.
 pub(crate) struct Staged {
     pub file: tempfile::NamedTempFile,
@@ -875,6 +936,193 @@ struct RestoreResult {
     writers: &'static str,
 }
 
+/// Where a restore goes, as [`choose_target`] decided it.
+pub(crate) struct TargetChoice {
+    pub target: ConnConfig,
+    pub discovery: Discovery,
+    /// The source's quiesce settings, when the target is the source's database.
+    pub quiesce: Option<crate::config::Quiesce>,
+    /// The parallel jobs in effect: --jobs, else the source's restore.jobs, else 1.
+    pub jobs: u32,
+}
+
+/// The parallel jobs of a restore of `source`: `flag` (--jobs), else the
+/// source's `restore.jobs`, else 1.
+pub(crate) fn restore_jobs(flag: Option<u32>, source: Option<&SourceConfig>) -> u32 {
+    flag.or_else(|| source?.restore?.jobs.map(|j| j.get()))
+        .unwrap_or(1)
+}
+
+/// Decides where the restore goes and whether that is the configured
+/// source's database, by what both servers say ([`identity`]): the target is
+/// the source (its writers quiesced) when system identifier, database OID,
+/// data directory and postmaster start time match. A physical copy of the
+/// source is named in a warning and restored like any other database. An
+/// existing database holding objects that is not the source needs
+/// `--clean-existing`. Nothing is changed here.
+async fn choose_target(
+    ctx: &Ctx,
+    a: &RestorePostgresArgs,
+    snap: &SnapshotRef,
+    source: Option<&PgSource>,
+) -> Result<TargetChoice> {
+    let jobs = restore_jobs(a.jobs_flag, source.and_then(|s| s.config.as_ref()));
+    if a.whole_tables && jobs < 2 {
+        return Err(usage(
+            "--whole-tables is for a parallel restore: pass --jobs N (N > 1) or set the source's restore.jobs",
+        ));
+    }
+    let source_quiesce = |s: &PgSource| s.config.as_ref().and_then(|c| c.quiesce.clone());
+    let url = match (&a.target, source) {
+        (Some(url), _) => url,
+        (None, Some(s)) => {
+            return Ok(TargetChoice {
+                target: s.conn.clone(),
+                discovery: s.discovery.clone(),
+                quiesce: source_quiesce(s),
+                jobs,
+            });
+        }
+        (None, None) => {
+            return Err(usage(format!(
+                "where to restore snapshot {}? pass --target postgresql://user@host:port/db, or \
+                 --source NAME of a configured PostgreSQL source",
+                snap.short_id()
+            )));
+        }
+    };
+    let target = ConnConfig::parse(url).map_err(conn_err)?;
+    let shown = target.display_url();
+    let discovery = source.map(|s| s.discovery.clone()).unwrap_or_default();
+    let (src_id, tgt_id) = match source {
+        Some(s) => {
+            let (a, b) = tokio::join!(identity::read(&s.conn), identity::read(&target));
+            (Some(a), b)
+        }
+        None => (None, identity::read(&target).await),
+    };
+    let tgt_id = tgt_id.map_err(|e| identity_err(e, &format!("the target {shown}")))?;
+    if let (Some(s), Some(src_id)) = (source, src_id) {
+        match src_id {
+            Ok(src_id) => match identity::relation(&src_id, &tgt_id) {
+                Relation::SameServer {
+                    data_directory_compared,
+                } => {
+                    if !ctx.global.quiet {
+                        eprintln!(
+                            "the target {shown} is the database of source {} ({}, the same running \
+                             server{}): its writers are quiesced as configured",
+                            s.name,
+                            tgt_id.describe(),
+                            if data_directory_compared {
+                                ""
+                            } else {
+                                " by its start time; data_directory is not readable by this user \
+                                 (grant pg_read_all_settings to compare it too)"
+                            }
+                        );
+                    }
+                    if a.source_unreachable {
+                        eprintln!(
+                            "note: --source-unreachable was not needed: source {} answered",
+                            s.name
+                        );
+                    }
+                    return Ok(TargetChoice {
+                        target,
+                        discovery,
+                        quiesce: source_quiesce(s),
+                        jobs,
+                    });
+                }
+                Relation::Copy { differs } => eprintln!(
+                    "WARNING: the target {shown} is a physical copy of source {}'s database ({}; \
+                     {} differ): it is not the running source, so the source's writers are NOT \
+                     quiesced",
+                    s.name,
+                    tgt_id.describe(),
+                    differs.join(" and ")
+                ),
+                Relation::OtherDatabase | Relation::Unrelated => {}
+            },
+            Err(e) if a.source_unreachable => eprintln!(
+                "WARNING: --source-unreachable: source {} cannot be asked who it is ({e}); the \
+                 target {shown} is restored as another database and the writers are NOT quiesced",
+                s.name
+            ),
+            Err(e) => {
+                return Err(fail(
+                    USAGE,
+                    format!(
+                        "cannot tell whether the target {shown} is the database of source {}: \
+                         reading the source's identity failed: {e}. Nothing was changed. If the \
+                         source is down, pass --source-unreachable to restore into the target as \
+                         another database (writers not quiesced); to restore the source itself, \
+                         use --source {} without --target",
+                        s.name, s.name
+                    ),
+                ));
+            }
+        }
+    }
+    if tgt_id.database_oid.is_some() && !a.clean_existing {
+        let client = target.connect().await.map_err(conn_err)?;
+        let contents = identity::user_objects(&client, 10).await.map_err(|e| {
+            fail(
+                FAILURE,
+                format!("listing what {shown} holds: {}", pgconn::pg_message(&e)),
+            )
+        })?;
+        if !contents.is_empty() {
+            return Err(fail(
+                USAGE,
+                format!(
+                    "the target {shown} is an existing database that is not the configured \
+                     source{} and it holds {}: restoring replaces every object of the snapshot \
+                     there. Nothing was changed. Pass --clean-existing to restore over it, or \
+                     give a database that does not exist yet (it is created)",
+                    if source.is_none() {
+                        " (no configured source: a --db backup restored with --target)"
+                    } else {
+                        ""
+                    },
+                    contents.listing()
+                ),
+            ));
+        }
+    }
+    Ok(TargetChoice {
+        target,
+        discovery,
+        quiesce: None,
+        jobs,
+    })
+}
+
+/// A server identity that could not be read: refused, saying what to do.
+pub(crate) fn identity_err(e: IdentityError, what: &str) -> anyhow::Error {
+    match e {
+        IdentityError::Conn(c) => {
+            let code = conn_code(&c);
+            fail(
+                code,
+                format!(
+                    "{c}{} (reading the identity of {what}); nothing was changed",
+                    conn_hint(&c)
+                ),
+            )
+        }
+        q @ IdentityError::Query { .. } => fail(
+            USAGE,
+            format!(
+                "{q}; Lifeboat decides whether {what} is the source's database by the server's \
+                 system identifier (pg_control_system(), executable by PUBLIC unless revoked: \
+                 GRANT EXECUTE ON FUNCTION pg_control_system() TO this user); nothing was changed"
+            ),
+        ),
+    }
+}
+
 /// Resolves when SIGTERM arrives (never, if it cannot be watched).
 async fn sigterm(s: &mut Option<tokio::signal::unix::Signal>) {
     match s {
@@ -885,8 +1133,8 @@ async fn sigterm(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
-    if a.jobs == 0 {
+pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
+    if a.jobs_flag == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
     // Install the SIGTERM handler first so a termination runs our cleanup.
@@ -906,42 +1154,9 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         .as_deref()
         .map(|n| configured_source(ctx, n))
         .transpose()?;
-    let (target, discovery, quiesce_cfg) = match (&a.target, &source) {
-        (Some(url), _) => {
-            let t = ConnConfig::parse(url).map_err(conn_err)?;
-            let same = source
-                .as_ref()
-                .is_some_and(|s| s.conn.display_url() == t.display_url());
-            let (disc, q) = match &source {
-                Some(s) => (
-                    s.discovery.clone(),
-                    if same {
-                        s.config.as_ref().and_then(|c| c.quiesce.clone())
-                    } else {
-                        None
-                    },
-                ),
-                None => (Discovery::default(), None),
-            };
-            let t = match (&source, same) {
-                (Some(s), true) => s.conn.clone(),
-                _ => t,
-            };
-            (t, disc, q)
-        }
-        (None, Some(s)) => (
-            s.conn.clone(),
-            s.discovery.clone(),
-            s.config.as_ref().and_then(|c| c.quiesce.clone()),
-        ),
-        (None, None) => {
-            return Err(usage(format!(
-                "where to restore snapshot {}? pass --target postgresql://user@host:port/db, or \
-                 --source NAME of a configured PostgreSQL source",
-                snap.short_id()
-            )));
-        }
-    };
+    let chosen = choose_target(ctx, &a, &snap, source.as_ref()).await?;
+    a.jobs = chosen.jobs;
+    let (target, discovery, quiesce_cfg) = (chosen.target, chosen.discovery, chosen.quiesce);
 
     let staging = a.staging_dir.clone().unwrap_or_else(std::env::temp_dir);
     if a.jobs > 1 {

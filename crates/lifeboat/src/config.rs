@@ -522,6 +522,42 @@ pub struct SourceConfig {
     /// Restore drills of this source (docs/drills.md).
     #[serde(default)]
     pub drill: Option<DrillConfig>,
+    /// How this source is restored: `restore postgres`, `lifeboat drill` and
+    /// the daemon's drills all read it, so a drill proves the production path.
+    #[serde(default)]
+    pub restore: Option<RestoreConfig>,
+}
+
+/// A PostgreSQL source's restore settings (`restore:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Parallel jobs (`--jobs` overrides it); unset: 1 (streamed, no staging).
+    #[serde(default)]
+    pub jobs: Option<Jobs>,
+}
+
+/// A number of parallel restore jobs, at least 1 (refused where it is
+/// written, with its line and column, like every value error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jobs(u32);
+
+impl Jobs {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Jobs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if (1..=256).contains(&n) => Ok(Jobs(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "restore jobs must be between 1 and 256, not {n} (1 streams the archive; above 1 stages it and restores in parallel)"
+            ))),
+        }
+    }
 }
 
 /// A PostgreSQL database.
@@ -756,6 +792,12 @@ pub struct DrillConfig {
     /// local PostgreSQL of the snapshot's major version.
     #[serde(default)]
     pub scratch: Option<ScratchDatabase>,
+    /// The scratch database is a physical copy of the source's server (a
+    /// standby promoted for drills, a server rebuilt from a base backup): it
+    /// shares the source's system identifier and database OID, which a drill
+    /// otherwise refuses. Never allows the very same running server.
+    #[serde(default)]
+    pub scratch_is_copy: bool,
     /// Kube sources: source namespace → drill namespace. Required for kube
     /// sources: a drill never restores into the namespaces it protects.
     #[serde(default)]
@@ -1115,7 +1157,7 @@ impl Config {
                     SourceKind::Postgres if !d.namespace_map.is_empty() => problems.push(format!(
                         "{at}.drill.namespace_map is for kube sources; a postgres drill restores into drill.scratch or a throwaway PostgreSQL"
                     )),
-                    SourceKind::Kube if d.scratch.is_some() => problems.push(format!(
+                    SourceKind::Kube if d.scratch.is_some() || d.scratch_is_copy => problems.push(format!(
                         "{at}.drill.scratch is a database; a kube drill restores into drill.namespace_map"
                     )),
                     SourceKind::Kube if d.namespace_map.is_empty() => problems.push(format!(
@@ -1133,6 +1175,21 @@ impl Config {
                         ));
                     }
                 }
+            }
+            if s.restore.is_some() && s.kind != SourceKind::Postgres {
+                problems.push(format!(
+                    "{at}.restore (jobs) is for postgres sources; remove it from this {} source",
+                    s.kind
+                ));
+            }
+            if let Some(d) = &s.drill
+                && d.scratch_is_copy
+                && d.scratch.is_none()
+                && s.kind == SourceKind::Postgres
+            {
+                problems.push(format!(
+                    "{at}.drill.scratch_is_copy is set but there is no drill.scratch: a drill without one restores into a throwaway PostgreSQL"
+                ));
             }
             let no_program = |argv: &Vec<String>| argv.first().is_none_or(|p| p.is_empty());
             if s.stream.as_ref().is_some_and(|st| no_program(&st.command)) {
@@ -1662,6 +1719,40 @@ readiness:
             "repository: {url: /r}\nreadiness:\n  attestations:\n    on-call: {by: J, date: yesterday}\n",
         );
         assert!(e.to_string().contains("test.yaml:4:"), "{e}");
+    }
+
+    #[test]
+    fn restore_jobs_and_scratch_is_copy() {
+        let ok = parse(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    restore: {jobs: 4}\n    drill: {scratch: {url: \"postgresql://u@copy/d\"}, scratch_is_copy: true}\n",
+            "test.yaml",
+        )
+        .unwrap();
+        let db = &ok.sources["db"];
+        assert_eq!(db.restore.and_then(|r| r.jobs).map(Jobs::get), Some(4));
+        assert!(db.drill.as_ref().unwrap().scratch_is_copy);
+        // 0 jobs: located at the value.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    restore:\n      jobs: 0\n",
+        );
+        assert_eq!(location(&e).0, 7, "{e}");
+        assert!(e.to_string().contains("between 1 and 256, not 0"), "{e}");
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    restore: {jobs: 2, parallel: 3}\n",
+        );
+        assert_eq!(location(&e).0, 6, "{e}");
+        // restore: on a kube source; scratch_is_copy without a scratch.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  k:\n    kind: kube\n    kube: {}\n    restore: {jobs: 2}\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    drill: {scratch_is_copy: true}\n",
+        );
+        let all = e.to_string();
+        assert!(
+            all.contains("sources.k.restore (jobs) is for postgres sources")
+                && all.contains(
+                    "sources.db.drill.scratch_is_copy is set but there is no drill.scratch"
+                ),
+            "{all}"
+        );
     }
 
     #[test]

@@ -156,7 +156,21 @@ fn round_trip_content_hashes_chain_and_verify() {
     );
     // Restore over the corrupted database repairs it, streamed and split
     // (whose drops are run by Lifeboat: every object exists here).
-    env.ok(&["restore", "postgres", &id, "--target", &cluster.url("copy")]);
+    // Restoring over an existing database that is not a configured source
+    // needs --clean-existing.
+    let e = env.fails(
+        &["restore", "postgres", &id, "--target", &cluster.url("copy")],
+        2,
+    );
+    assert!(e.contains("--clean-existing"), "{e}");
+    env.ok(&[
+        "restore",
+        "postgres",
+        &id,
+        "--target",
+        &cluster.url("copy"),
+        "--clean-existing",
+    ]);
     assert_eq!(hashes(&rt, &cluster.conn_config("copy")), before);
     rt.block_on(async {
         let c = cluster.conn_config("copy_jobs").connect().await.unwrap();
@@ -164,7 +178,15 @@ fn round_trip_content_hashes_chain_and_verify() {
     });
     let url = cluster.url("copy_jobs");
     let out = env.ok(&[
-        "--json", "restore", "postgres", &id, "--target", &url, "--jobs", "2",
+        "--json",
+        "restore",
+        "postgres",
+        &id,
+        "--target",
+        &url,
+        "--jobs",
+        "2",
+        "--clean-existing",
     ]);
     let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
     assert_eq!(
@@ -215,7 +237,15 @@ fn split_restore_of_quoted_names_in_two_schemas() {
     let url = cluster.url("odd_copy");
     for round in ["into a new database", "over itself"] {
         let out = env.ok(&[
-            "--json", "restore", "postgres", &id, "--target", &url, "--jobs", "2",
+            "--json",
+            "restore",
+            "postgres",
+            &id,
+            "--target",
+            &url,
+            "--jobs",
+            "2",
+            "--clean-existing",
         ]);
         let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
         assert_eq!(out["verified"], true, "{round}: {out}");
@@ -378,6 +408,7 @@ fn table_and_schema_only_snapshots_restore_exactly_that() {
         tables["id"].as_str().unwrap(),
         "--target",
         &cluster.url("scoped"),
+        "--clean-existing",
     ]);
     let got = hashes(&rt, &cluster.conn_config("scoped"));
     let mut filled = 0;

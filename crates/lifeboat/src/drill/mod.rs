@@ -38,6 +38,11 @@ pub struct Request {
     pub db: Option<String>,
     /// Scratch database URL (overrides the source's `drill.scratch`).
     pub scratch: Option<String>,
+    /// The scratch database is a physical copy of the source's server
+    /// (`--scratch-is-copy`; or the source's `drill.scratch_is_copy`).
+    pub scratch_is_copy: bool,
+    /// Parallel restore jobs (`--jobs`); unset: the source's `restore.jobs`, else 1.
+    pub jobs: Option<u32>,
     /// `cli`, `schedule` or `api`, recorded.
     pub trigger: &'static str,
     pub cluster: ClusterOptions,
@@ -68,6 +73,10 @@ enum Part {
     Postgres {
         discovery: Discovery,
         scratch: postgres::Scratch,
+        /// The source's database, to compare a scratch database with.
+        source: ConnConfig,
+        scratch_is_copy: bool,
+        jobs: u32,
     },
     Kube {
         map: BTreeMap<String, String>,
@@ -80,7 +89,18 @@ enum Part {
 pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<DrillRecord>> {
     let started_at = Utc::now();
     let started = Instant::now();
-    let (source, part) = plan(ctx, req)?;
+    let (source, mut part) = plan(ctx, req)?;
+    // Before anything is touched: a scratch database must not be the source's
+    // (asked of both servers) nor hold what the drill did not put there.
+    if let Part::Postgres {
+        scratch: postgres::Scratch::Url { conn, leftover },
+        source: src,
+        scratch_is_copy,
+        ..
+    } = &mut part
+    {
+        *leftover = postgres::check_scratch(src, conn, *scratch_is_copy).await?;
+    }
     // `latest` is the newest *full* snapshot: a partial one (--table,
     // --schema-only, a narrower kube selection) cannot stand for the source.
     let snap = repo
@@ -100,8 +120,15 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
         rto_seconds: None,
     };
     let result = match part {
-        Part::Postgres { discovery, scratch } => match postgres_facts(&snap) {
-            Ok(facts) => postgres::drill(repo, &snap, &facts, &discovery, scratch, &mut out).await,
+        Part::Postgres {
+            discovery,
+            scratch,
+            jobs,
+            ..
+        } => match postgres_facts(&snap) {
+            Ok(facts) => {
+                postgres::drill(repo, &snap, &facts, &discovery, scratch, jobs, &mut out).await
+            }
             Err(e) => Err(e),
         },
         Part::Kube { map } => {
@@ -170,12 +197,14 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
         (None, Some(url)) => {
             let src = url_source(url)?;
             let scratch = scratch_url(req.scratch.as_deref())?;
-            refuse_same(&src.conn, scratch.as_ref())?;
             Ok((
                 src.name,
                 Part::Postgres {
                     discovery: src.discovery,
-                    scratch: scratch.map_or(postgres::Scratch::Throwaway, postgres::Scratch::Url),
+                    scratch: postgres::Scratch::new(scratch),
+                    source: src.conn,
+                    scratch_is_copy: req.scratch_is_copy,
+                    jobs: crate::cmd_postgres::restore_jobs(req.jobs, None),
                 },
             ))
         }
@@ -196,21 +225,23 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                         (None, Some(s)) => Some(connection(&s.url, s.password.as_ref())?),
                         (None, None) => None,
                     };
-                    refuse_same(&pg.conn, scratch.as_ref())?;
                     Ok((
                         name.clone(),
                         Part::Postgres {
                             discovery: pg.discovery,
-                            scratch: scratch
-                                .map_or(postgres::Scratch::Throwaway, postgres::Scratch::Url),
+                            scratch: postgres::Scratch::new(scratch),
+                            source: pg.conn,
+                            scratch_is_copy: req.scratch_is_copy || drill.scratch_is_copy,
+                            jobs: crate::cmd_postgres::restore_jobs(req.jobs, Some(src)),
                         },
                     ))
                 }
                 SourceKind::Kube => {
-                    if req.scratch.is_some() {
+                    if req.scratch.is_some() || req.scratch_is_copy || req.jobs.is_some() {
                         return Err(usage(format!(
-                            "--scratch is a database URL; source {name} is a kube source (its \
-                             drill namespaces come from drill.namespace_map)"
+                            "--scratch, --scratch-is-copy and --jobs are for PostgreSQL drills; \
+                             source {name} is a kube source (its drill namespaces come from \
+                             drill.namespace_map)"
                         )));
                     }
                     if drill.namespace_map.is_empty() {
@@ -233,18 +264,4 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
             }
         }
     }
-}
-
-/// A drill must never restore over the database it protects.
-fn refuse_same(source: &ConnConfig, scratch: Option<&ConnConfig>) -> Result<()> {
-    if let Some(s) = scratch
-        && s.display_url() == source.display_url()
-    {
-        return Err(usage(format!(
-            "the scratch database {} is the source database itself: a drill restores with \
-             --clean and would replace it; give another database",
-            s.display_url()
-        )));
-    }
-    Ok(())
 }

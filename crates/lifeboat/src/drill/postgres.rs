@@ -1,6 +1,14 @@
 //! The PostgreSQL part of a drill: restore the snapshot into a scratch
 //! database (a given server, or a throwaway local cluster of the snapshot's
 //! major version), verify every recorded fact, clean up.
+//!
+//! A given scratch database is first compared with the source by what both
+//! servers say ([`check_scratch`]): the source's database itself is refused
+//! always, a physical copy of it unless declared (`--scratch-is-copy`,
+//! `drill.scratch_is_copy`), and an existing database holding objects the
+//! drill did not put there is refused too. A database the drill creates is
+//! marked ([`SCRATCH_MARK`], its comment) so that one left behind by a killed
+//! drill is recognised, dropped and created afresh by the next.
 
 use std::time::Instant;
 
@@ -10,20 +18,140 @@ use lifeboat_postgres::cluster::{ClusterOptions, TempCluster};
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::dump::{self, RestoreOptions};
 use lifeboat_postgres::facts::{self, Facts};
+use lifeboat_postgres::identity::{self, Relation};
 use lifeboat_postgres::tools::{self, Discovery};
 use lifeboat_repo::Repository;
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{Outcome, step};
-use crate::cmd_postgres::{conn_err, facts_err, tools_err};
+use crate::cmd_postgres::{conn_err, facts_err, identity_err, tools_err};
+use crate::exit::{FAILURE, USAGE, fail};
 use crate::progress;
+
+/// The comment a drill puts on the scratch database it creates.
+pub const SCRATCH_MARK: &str = "lifeboat drill scratch database";
 
 /// Where the scratch restore goes.
 pub enum Scratch {
     /// A database on a server the operator named (`--scratch`, `drill.scratch`).
-    Url(ConnConfig),
+    Url {
+        conn: ConnConfig,
+        /// It exists, marked as a scratch database an earlier drill created
+        /// and did not drop: dropped and created afresh.
+        leftover: bool,
+    },
     /// A throwaway local cluster, started for the drill and removed after it.
     Throwaway,
+}
+
+impl Scratch {
+    /// A given database, else a throwaway cluster.
+    pub fn new(url: Option<ConnConfig>) -> Self {
+        match url {
+            Some(conn) => Scratch::Url {
+                conn,
+                leftover: false,
+            },
+            None => Scratch::Throwaway,
+        }
+    }
+}
+
+/// Refuses a scratch database that is the source's database (same system
+/// identifier and database OID: the source itself or a physical copy; a copy
+/// only when `is_copy` says so, the very same running server never), and an
+/// existing one that holds objects the drill did not put there. Nothing is
+/// changed. `Ok(true)`: it is a scratch database an earlier drill left.
+pub async fn check_scratch(
+    source: &ConnConfig,
+    scratch: &ConnConfig,
+    is_copy: bool,
+) -> anyhow::Result<bool> {
+    let shown = scratch.display_url();
+    let (src, tgt) = tokio::join!(identity::read(source), identity::read(scratch));
+    let tgt = tgt.map_err(|e| identity_err(e, &format!("the scratch database {shown}")))?;
+    let src = src.map_err(|e| {
+        fail(
+            USAGE,
+            format!(
+                "cannot tell whether the scratch database {shown} is the source database {}: \
+                 reading the source's identity failed: {e}. A drill asks both servers who they \
+                 are before it restores with --clean; nothing was changed. Drill into a \
+                 throwaway PostgreSQL (no --scratch or drill.scratch), or again when the source \
+                 answers",
+                source.display_url()
+            ),
+        )
+    })?;
+    let relation = identity::relation(&src, &tgt);
+    match &relation {
+        Relation::SameServer { .. } => {
+            return Err(fail(
+                USAGE,
+                format!(
+                    "the scratch database {shown} IS the source database {} (the same running \
+                     server says {}): a drill restores with --clean and would replace it. \
+                     Nothing was changed. Give a database name that does not exist (the drill \
+                     creates it and drops it afterwards), or another server",
+                    source.display_url(),
+                    tgt.describe()
+                ),
+            ));
+        }
+        Relation::Copy { differs } if !is_copy => {
+            return Err(fail(
+                USAGE,
+                format!(
+                    "the scratch database {shown} is the source database {} or a physical copy \
+                     of it ({}; {} differ, so it is not the running source server itself): a \
+                     drill restores with --clean and would replace it. Nothing was changed. If \
+                     it is a copy kept for drills (a standby promoted for them, a server rebuilt \
+                     from a base backup), say so with --scratch-is-copy (config: \
+                     drill.scratch_is_copy: true); otherwise give another database",
+                    source.display_url(),
+                    tgt.describe(),
+                    differs.join(" and ")
+                ),
+            ));
+        }
+        // A declared copy of the source is full of the source's objects: the
+        // drill replaces them, that is what the copy is for.
+        Relation::Copy { .. } => return Ok(false),
+        Relation::OtherDatabase | Relation::Unrelated => {}
+    }
+    if tgt.database_oid.is_none() {
+        return Ok(false);
+    }
+    let client = scratch.connect().await.map_err(conn_err)?;
+    let q = |e: &dyn std::fmt::Display| {
+        fail(
+            FAILURE,
+            format!("looking at the scratch database {shown}: {e}"),
+        )
+    };
+    let mark = identity::database_comment(&client)
+        .await
+        .map_err(|e| q(&lifeboat_postgres::conn::pg_message(&e)))?;
+    if mark.as_deref() == Some(SCRATCH_MARK) {
+        return Ok(true);
+    }
+    let contents = identity::user_objects(&client, 10)
+        .await
+        .map_err(|e| q(&lifeboat_postgres::conn::pg_message(&e)))?;
+    if !contents.is_empty() {
+        return Err(fail(
+            USAGE,
+            format!(
+                "the scratch database {shown} exists and holds objects a drill did not put \
+                 there: {}. A drill restores with --clean into its scratch database and would \
+                 replace those of the same names; nothing was changed. Give a database name that \
+                 does not exist (the drill creates it, marks it and drops it afterwards), an \
+                 empty database, or drop this one",
+                contents.listing()
+            ),
+        ));
+    }
+    Ok(false)
 }
 
 /// Restores and verifies; fills `out` as it goes. An error is a failed
@@ -34,6 +162,7 @@ pub async fn drill(
     facts: &Facts,
     discovery: &Discovery,
     scratch: Scratch,
+    jobs: u32,
     out: &mut Outcome,
 ) -> Result<()> {
     let major = tools::server_major(facts.server_version_num);
@@ -43,14 +172,25 @@ pub async fn drill(
     let mut created_db = false;
     let t = Instant::now();
     let target = match scratch {
-        Scratch::Url(c) => {
+        Scratch::Url { conn: c, leftover } => {
+            if leftover {
+                // Half restored by a drill that did not finish: start afresh.
+                drop_database(&c).await?;
+            }
             created_db = dump::create_database_if_missing(&c, "postgres")
                 .await
                 .map_err(crate::cmd_postgres::dump_err)?;
+            if created_db {
+                mark_scratch(&c).await?;
+            }
             out.target = format!(
                 "{}{}",
                 c.display_url(),
-                if created_db { " (created)" } else { "" }
+                match (created_db, leftover) {
+                    (true, true) => " (created again: an earlier drill had left it)",
+                    (true, false) => " (created)",
+                    _ => "",
+                }
             );
             c
         }
@@ -87,15 +227,19 @@ pub async fn drill(
     let t = Instant::now();
     // The scratch server does not have the source's roles: objects are
     // owned by the restoring user and grants are skipped.
+    // The same restore path as `restore postgres` of this source: its
+    // restore.jobs (staged, large tables' rows spread over the jobs).
     let opts = RestoreOptions {
         no_owner: true,
         no_privileges: true,
+        jobs,
         ..RestoreOptions::default()
     };
     let staging = std::env::temp_dir();
-    let restored = crate::cmd_postgres::restore_archive(
+    let restored = crate::cmd_postgres::restore_snapshot(
         repo,
         snap,
+        facts,
         &pg_tools,
         &target,
         &opts,
@@ -105,14 +249,27 @@ pub async fn drill(
     .await;
     let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
     match &restored {
-        Ok(_) => out.steps.push(step(
+        Ok(o) => out.steps.push(step(
             "restore",
             true,
             t,
             format!(
-                "pg_restore of {} from snapshot {}",
+                "pg_restore of {} from snapshot {}, {}{}",
                 crate::output::human_bytes(size),
-                snap.short_id()
+                snap.short_id(),
+                if jobs > 1 {
+                    format!("{jobs} jobs (staged)")
+                } else {
+                    "1 job (streamed)".to_string()
+                },
+                if o.split_tables.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; rows of {} spread over the jobs",
+                        o.split_tables.join(", ")
+                    )
+                }
             ),
         )),
         Err(e) => out.steps.push(step("restore", false, t, format!("{e:#}"))),
@@ -183,6 +340,23 @@ async fn verify(target: &ConnConfig, facts: &Facts, out: &mut Outcome) -> Result
     );
     out.steps.push(step("verify", false, t, msg.clone()));
     Err(anyhow::anyhow!(msg))
+}
+
+/// Marks a scratch database the drill created ([`SCRATCH_MARK`]).
+async fn mark_scratch(target: &ConnConfig) -> Result<()> {
+    let client = target.connect().await.map_err(conn_err)?;
+    client
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS '{SCRATCH_MARK}'",
+            facts::quote_ident(&target.dbname)
+        ))
+        .await
+        .with_context(|| {
+            format!(
+                "marking {} as a drill's scratch database",
+                target.display_url()
+            )
+        })
 }
 
 /// Drops a scratch database the drill created (connected to `postgres`).

@@ -100,6 +100,9 @@ async fn drill_once(
         source: Some(name.to_string()),
         db: None,
         scratch: None,
+        // The source's drill.scratch_is_copy and restore.jobs apply.
+        scratch_is_copy: false,
+        jobs: None,
         trigger: "schedule",
         cluster: d.ctx.cluster_options(None, None),
     };
