@@ -92,7 +92,7 @@ pub struct BackupKubeArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreKubeArgs {
-    /// Snapshot id (or unique prefix), or `latest`; not with --from-dir
+    /// Snapshot id (or unique prefix), or `latest` (the newest full snapshot); not with --from-dir
     #[arg(required_unless_present = "from_dir", conflicts_with = "from_dir")]
     pub snapshot: Option<String>,
     /// The configured source (with `latest`: its latest snapshot)
@@ -134,7 +134,7 @@ pub enum Existing {
 
 #[derive(Args, Debug)]
 pub struct ExportKubeArgs {
-    /// Snapshot id (or unique prefix), or `latest`
+    /// Snapshot id (or unique prefix), or `latest` (the newest full snapshot)
     pub snapshot: String,
     /// The configured source (with `latest`: its latest snapshot)
     #[arg(long)]

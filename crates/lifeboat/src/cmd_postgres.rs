@@ -75,7 +75,7 @@ pub struct BackupPostgresArgs {
 
 #[derive(Args, Debug)]
 pub struct RestorePostgresArgs {
-    /// Snapshot id (or unique prefix), or `latest`
+    /// Snapshot id (or unique prefix), or `latest` (the newest full snapshot; a partial one by id)
     pub snapshot: String,
     /// The configured source: with `latest`, its latest snapshot; without
     /// --target, its database is the target and its quiesce settings apply
@@ -128,7 +128,7 @@ pub struct RestorePostgresArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Snapshot id (or unique prefix), or `latest`
+    /// Snapshot id (or unique prefix), or `latest` (the newest full snapshot)
     pub snapshot: String,
     /// With `latest`: the latest snapshot of this source
     #[arg(long)]
