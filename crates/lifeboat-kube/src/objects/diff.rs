@@ -39,7 +39,7 @@ impl Changes {
 /// What `after` adds, changes and removes relative to `before`.
 pub fn changes(before: &Value, after: &Value) -> Changes {
     let mut c = Changes::default();
-    walk(before, after, &mut String::new(), &mut c);
+    walk(before, after, "", &mut c);
     c
 }
 
@@ -56,21 +56,21 @@ fn segment(path: &str, key: &str) -> String {
     }
 }
 
-fn walk(before: &Value, after: &Value, path: &mut String, c: &mut Changes) {
+fn walk(before: &Value, after: &Value, path: &str, c: &mut Changes) {
     match (before, after) {
         (Value::Object(b), Value::Object(a)) => {
             for (k, bv) in b {
                 let p = segment(path, k);
                 match a.get(k) {
                     None => c.removed.push(p),
-                    Some(av) => walk(bv, av, &mut p.clone(), c),
+                    Some(av) => walk(bv, av, &p, c),
                 }
             }
             for k in a.keys().filter(|k| !b.contains_key(*k)) {
                 c.added.push(segment(path, k));
             }
         }
-        (b, a) if b != a => c.changed.push(path.clone()),
+        (b, a) if b != a => c.changed.push(path.to_string()),
         _ => {}
     }
 }
