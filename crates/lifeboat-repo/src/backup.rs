@@ -306,6 +306,9 @@ impl BackupSession {
                     &mut builder,
                     PackBuilder::with_capacity(pack_size + 1024 * 1024),
                 );
+                // A backup whose lock is lost stops here: a prune may
+                // already delete what it deduplicated against.
+                self.lock.ensure_held()?;
                 while uploads.len() >= UPLOAD_CONCURRENCY {
                     if let Some(r) = uploads.join_next().await {
                         self.packs.push(join_upload(r)?);
@@ -347,9 +350,12 @@ impl BackupSession {
         }
     }
 
-    /// Writes the index for this session's packs, then the snapshot.
+    /// Writes the index for this session's packs, then the snapshot; each
+    /// only while the session's lock is still there (else
+    /// [`RepoError::LockLost`], and nothing is committed).
     pub async fn commit(self, meta: SnapshotMeta) -> Result<SnapshotRef> {
         let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
+        self.lock.confirm().await?;
         if !self.packs.is_empty() {
             let doc = doc_for_packs(&self.packs);
             let (_, sealed_len) = self.repo.put_doc_sized(INDEX_PREFIX, "index", &doc).await?;
@@ -378,6 +384,7 @@ impl BackupSession {
             facts: meta.facts,
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         };
+        self.lock.confirm().await?;
         let id = self
             .repo
             .put_doc(SNAPSHOTS_PREFIX, "snapshot", &snapshot)

@@ -20,7 +20,7 @@ use crate::backup::Progress;
 use crate::error::{RepoError, Result};
 use crate::format::{pack_key, parse_hex32};
 use crate::index::{BlobLocation, MasterIndex};
-use crate::lock::{LockMode, acquire};
+use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobId, decode_blob};
 use crate::repo::Repository;
 use crate::snapshot::{Item, SnapshotRef};
@@ -234,9 +234,11 @@ pub async fn restore_item_part<W: Write + Send + 'static>(
         ));
     }
     let item = select_item(snap, item_name)?;
-    let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let lock = acquire_for_reading(repo, LockMode::Shared, "restore").await?;
     let result = restore_locked(repo, snap, &item, part, writer, progress).await;
-    let _ = lock.release().await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
     result
 }
 
@@ -270,9 +272,11 @@ pub async fn restore_item_part_to_file(
     progress: Arc<Progress>,
 ) -> Result<u64> {
     let item = select_item(snap, item_name)?;
-    let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let lock = acquire_for_reading(repo, LockMode::Shared, "restore").await?;
     let result = restore_to_file_locked(repo, snap, &item, part, file, progress).await;
-    let _ = lock.release().await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
     result
 }
 
