@@ -300,6 +300,22 @@ impl LockGuard {
         }
     }
 
+    /// Rewrites the lock and returns the storage time of that write: a
+    /// fence. Everything this process stored before the call is visible to
+    /// any request that the storage receives after the returned time
+    /// (prune dates condemnations with it, see `prune`).
+    pub async fn touch(&self) -> Result<DateTime<Utc>> {
+        self.ensure_held()?;
+        let storage = self.repo.storage();
+        storage
+            .put(
+                &self.key,
+                Bytes::from(seal_doc(self.repo.key(), "lock", &self.doc)?),
+            )
+            .await?;
+        Ok(storage.head(&self.key).await?.last_modified)
+    }
+
     pub async fn release(mut self) -> Result<()> {
         self.refresher.abort();
         self.released = true;
@@ -476,7 +492,11 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         hostname: hostname(),
         username: username(),
         pid: std::process::id(),
-        created: Utc::now(),
+        // Until the storage time is known, the lock claims to be older than
+        // anything: a reader between the two puts must not take a local
+        // clock that runs ahead for the lock's age (prune would think the
+        // holder started after a condemnation it never saw).
+        created: DateTime::<Utc>::UNIX_EPOCH,
         instance: instance_id().to_string(),
         boot_id: boot_id(),
         pid_namespace: pid_namespace(),
