@@ -133,3 +133,55 @@ fn retry_lock_is_a_global_flag_with_a_duration() {
     let err = e.fails(&["--retry-lock", "soon", "check"], 2);
     assert!(err.contains("--retry-lock"), "{err}");
 }
+
+/// A drill of a PostgreSQL source whose repository refuses writes: it
+/// restores and verifies, and only its record is skipped, with a warning.
+#[test]
+fn a_drill_passes_from_a_read_only_repository() {
+    let rt = rt();
+    let (cluster, mut env) = setup(&rt);
+    let config = |repo: &str| {
+        let text = format!(
+            "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+sources:
+  db:
+    kind: postgres
+    postgres:
+      url: \"{url}\"
+",
+            url = cluster.url("src"),
+        );
+        let path = env.path("lifeboat.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cfg = config(&env.repo);
+    env.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "backup",
+        "postgres",
+        "--source",
+        "db",
+    ]);
+    let view = ReadOnlyView::new(Path::new(&env.repo.clone()), &env.path("ro-view"));
+    env.repo = view.path.display().to_string();
+    let cfg = config(&env.repo);
+    let (out, err) = env.exits_with(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "drill",
+            "--source",
+            "db",
+        ],
+        0,
+    );
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(d["ok"], true, "{d:#}");
+    assert!(err.contains("could not be stored"), "{err}");
+    drop(view);
+}
