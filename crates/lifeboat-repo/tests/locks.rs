@@ -174,7 +174,9 @@ async fn a_backup_whose_lock_was_removed_commits_nothing() {
     for k in lock_keys(&f.repo).await {
         f.repo.storage().delete(&k).await.unwrap();
     }
-    let e = s.commit(meta()).await.err().expect("the commit must fail");
+    let Err(e) = s.commit(meta()).await else {
+        panic!("the commit must fail")
+    };
     assert!(matches!(e, RepoError::LockLost(_)), "{e}");
     assert!(e.to_string().contains("without committing"), "{e}");
     assert!(f.repo.snapshots().await.unwrap().is_empty());
@@ -206,14 +208,17 @@ async fn a_lock_that_cannot_be_refreshed_is_lost_and_stops_the_backup() {
     assert!(matches!(e, RepoError::LockLost(_)), "{e}");
     assert!(e.to_string().contains("could not refresh"), "{e}");
     // The backup session's lock went the same way: its next pack fails.
-    let e = s
+    let Err(e) = s
         .add_stream("stdin", std::io::Cursor::new(data(3_000_000, 2)))
         .await
-        .err()
-        .expect("the backup must stop");
+    else {
+        panic!("the backup must stop")
+    };
     assert!(matches!(e, RepoError::LockLost(_)), "{e}");
     f.storage.refuse_locks.store(false, Ordering::SeqCst);
-    let e = s.commit(meta()).await.err().expect("no commit");
+    let Err(e) = s.commit(meta()).await else {
+        panic!("no commit")
+    };
     assert!(matches!(e, RepoError::LockLost(_)), "{e}");
     assert!(f.repo.snapshots().await.unwrap().is_empty());
 }

@@ -140,6 +140,7 @@ fn retry_lock_is_a_global_flag_with_a_duration() {
 fn a_drill_passes_from_a_read_only_repository() {
     let rt = rt();
     let (cluster, mut env) = setup(&rt);
+    let cfg_path = env.path("lifeboat.yaml");
     let config = |repo: &str| {
         let text = format!(
             "repository:
@@ -153,9 +154,8 @@ sources:
 ",
             url = cluster.url("src"),
         );
-        let path = env.path("lifeboat.yaml");
-        std::fs::write(&path, text).unwrap();
-        path
+        std::fs::write(&cfg_path, text).unwrap();
+        cfg_path.clone()
     };
     let cfg = config(&env.repo);
     env.ok(&[
