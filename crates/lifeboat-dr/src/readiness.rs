@@ -552,6 +552,7 @@ mod tests {
                 problems: if ok { 0 } else { 2 },
                 hostname: "h".into(),
                 program: "lifeboat".into(),
+                read_data_subset: None,
             },
         }
     }

@@ -81,6 +81,10 @@ pub struct CheckRecord {
     pub problems: usize,
     pub hostname: String,
     pub program: String,
+    /// With `read_data`: the part of the packs read (`N/M` or `P%`,
+    /// `check --read-data-subset`); absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data_subset: Option<String>,
 }
 
 /// A stored record with its id (the storage name, hex).
@@ -102,6 +106,7 @@ impl CheckRecord {
             problems: report.errors.len(),
             hostname: lifeboat_repo::keys::hostname(),
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
+            read_data_subset: None,
         }
     }
 }

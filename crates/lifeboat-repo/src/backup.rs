@@ -306,6 +306,9 @@ impl BackupSession {
                     &mut builder,
                     PackBuilder::with_capacity(pack_size + 1024 * 1024),
                 );
+                // A backup whose lock is lost stops here: a prune may
+                // already delete what it deduplicated against.
+                self.lock.ensure_held()?;
                 while uploads.len() >= UPLOAD_CONCURRENCY {
                     if let Some(r) = uploads.join_next().await {
                         self.packs.push(join_upload(r)?);
@@ -348,7 +351,8 @@ impl BackupSession {
     }
 
     /// Writes the index for this session's packs, then the snapshot, of the
-    /// whole source ([`Scope::full`]).
+    /// whole source ([`Scope::full`]); each only while the session's lock is
+    /// still there (else [`RepoError::LockLost`], and nothing is committed).
     pub async fn commit(self, meta: SnapshotMeta) -> Result<SnapshotRef> {
         self.commit_scoped(meta, Scope::full()).await
     }
@@ -357,6 +361,7 @@ impl BackupSession {
     /// source; a partial one never stands for the source's latest backup.
     pub async fn commit_scoped(self, meta: SnapshotMeta, scope: Scope) -> Result<SnapshotRef> {
         let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
+        self.lock.confirm().await?;
         if !self.packs.is_empty() {
             let doc = doc_for_packs(&self.packs);
             let (_, sealed_len) = self.repo.put_doc_sized(INDEX_PREFIX, "index", &doc).await?;
@@ -393,6 +398,7 @@ impl BackupSession {
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
             scope: (!scope.is_full()).then_some(scope),
         };
+        self.lock.confirm().await?;
         let id = self
             .repo
             .put_doc(SNAPSHOTS_PREFIX, "snapshot", &snapshot)

@@ -21,12 +21,13 @@ use crate::format::{
     parse_hex32, verify_storage_id,
 };
 use crate::index::{IndexDoc, MasterIndex};
-use crate::lock::{LockMode, acquire};
+use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobEntry, decode_blob, read_header};
 use crate::prune::CondemnedDoc;
 use crate::repo::Repository;
 use crate::restore::chunk_ids;
 use crate::snapshot::Snapshot;
+pub use crate::subset::DataSubset;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -84,16 +85,35 @@ pub async fn check(
     read_data: bool,
     progress: Arc<Progress>,
 ) -> Result<CheckReport> {
-    // Exclusive: prune must not delete packs while we look at them.
-    let lock = acquire(repo, LockMode::Exclusive, "check").await?;
-    let r = check_locked(repo, read_data, progress).await;
-    let _ = lock.release().await;
+    check_subset(repo, read_data, None, progress).await
+}
+
+/// [`check`] reading only `subset` of the packs with `read_data`
+/// (`--read-data-subset`); `None`: all of them.
+pub async fn check_subset(
+    repo: &Repository,
+    read_data: bool,
+    subset: Option<DataSubset>,
+    progress: Arc<Progress>,
+) -> Result<CheckReport> {
+    // Exclusive: prune must not delete packs while we look at them (a
+    // read-only repository cannot be pruned meanwhile by anyone who could
+    // not write a lock either; see docs/format.md).
+    let lock = acquire_for_reading(repo, LockMode::Exclusive, "check").await?;
+    let r = check_locked(repo, read_data, subset, progress).await;
+    if let Some(lock) = lock {
+        // A check that lost its lock may report packs a prune deleted meanwhile.
+        let held = lock.ensure_held();
+        let _ = lock.release().await;
+        held?;
+    }
     r
 }
 
 async fn check_locked(
     repo: &Repository,
     read_data: bool,
+    subset: Option<DataSubset>,
     progress: Arc<Progress>,
 ) -> Result<CheckReport> {
     let storage = repo.storage();
@@ -221,6 +241,7 @@ async fn check_locked(
         let packs: Vec<(String, String)> = stored
             .iter()
             .filter(|(id, _)| !condemned.contains(*id))
+            .filter(|(id, _)| subset.is_none_or(|s| s.contains(id)))
             .map(|(id, (key, _))| (id.clone(), key.clone()))
             .collect();
         let indexed = Arc::new(indexed_entries);

@@ -27,6 +27,11 @@ pub enum RepoError {
     #[error("repository is locked: {0}")]
     Locked(String),
 
+    /// This operation's own lock was removed or could not be refreshed:
+    /// it stopped without committing (see `lock`).
+    #[error("lost the repository lock: {0}")]
+    LockLost(String),
+
     /// Stored data failed verification. `object` names it.
     #[error("integrity failure in {object}: {detail}")]
     Corrupt { object: String, detail: String },
@@ -72,7 +77,7 @@ impl RepoError {
             RepoError::NotARepository { .. } | RepoError::NotFound(_) => ErrorClass::NotFound,
             RepoError::NewerFormat { .. } => ErrorClass::Incompatible,
             RepoError::WrongKey(_) => ErrorClass::Auth,
-            RepoError::Locked(_) => ErrorClass::Locked,
+            RepoError::Locked(_) | RepoError::LockLost(_) => ErrorClass::Locked,
             RepoError::Corrupt { .. } => ErrorClass::Integrity,
             RepoError::Invalid(_) => ErrorClass::Usage,
             RepoError::Storage(e) => match e.kind {

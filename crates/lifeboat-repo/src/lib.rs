@@ -23,6 +23,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod storage;
+pub mod subset;
 
 pub use error::{ErrorClass, RepoError, Result};
 pub use keys::Secret;

@@ -1,18 +1,49 @@
 //! Repository locks: documents under `locks/` that announce work in progress.
 //!
-//! - `shared` locks (backup, restore, forget, check) never block anything;
+//! - `shared` locks (backup, restore, forget, unlock) never block anything;
 //!   they exist so that `prune` knows which operations may still rely on
 //!   data it is about to delete (see `prune`).
-//! - `exclusive` locks (prune) exclude each other.
+//! - `exclusive` locks (prune, check) exclude each other: a prune waits for
+//!   a running check and the reverse, so that `check` never reports as
+//!   missing a pack that a prune deleted while it looked. Two checks exclude
+//!   each other too. The daemon's scheduled `check --read-data` reads one
+//!   part of the packs per run (`--read-data-subset`) so that it holds prune
+//!   off for minutes, not hours.
 //!
-//! A lock is refreshed every [`REFRESH_INTERVAL`]. It is stale when its
-//! holder is a process on this host that no longer runs, or when it has
-//! not been refreshed for [`STALE_AFTER`]. Stale locks are ignored and
-//! removed. Times are the storage server's (`last_modified`), one clock for
-//! every client.
+//! **Liveness.** A lock is refreshed (rewritten) every
+//! [`LockOptions::refresh`]; the object's last-modified time, by the storage
+//! server's clock (one clock for every client), is its refresh time. Another
+//! process judges it stale when it has not been refreshed for
+//! [`LockOptions::stale_after`], measured against that same clock (its
+//! "now" is the storage time of its own lock). A lock also names a random
+//! per-process `instance` id, its host's boot id and its PID namespace: a
+//! lock whose holder's PID no longer runs is stale at once only when it was
+//! written on this very kernel and PID namespace (containers sharing a
+//! hostname do not share PIDs, so hostname and PID alone prove nothing).
+//!
+//! **Losing a lock.** A refresh first checks that the lock still exists. If
+//! it was removed (`unlock --all`, or another process judged it stale), or
+//! refreshes keep failing until the lock has gone unrefreshed for half of
+//! [`LockOptions::stale_after`] (before anyone may judge it stale), the lock
+//! is *lost*: [`LockGuard::ensure_held`] and [`LockGuard::confirm`] then fail,
+//! and the operation stops before committing anything (a backup checks
+//! before every pack and before its index and snapshot).
+//!
+//! **Read-only repositories.** [`acquire_for_reading`] takes a lock for work
+//! that only reads (restore, check, drill); when the storage refuses the
+//! write (read-only mount or credentials, full disk), the work goes on
+//! without a lock, with a warning: a concurrent prune could then delete a
+//! pack mid-read, which fails the read naming the pack, never returns wrong
+//! data (every blob is authenticated). See docs/format.md.
+//!
+//! **Release.** [`LockGuard::release`] deletes the lock. Dropping a guard
+//! (an abandoned or interrupted operation) deletes it in a background task;
+//! [`settle_releases`] waits for those, so a process that is about to exit
+//! (Ctrl-C) or a daemon that abandoned one backup removes exactly the
+//! dropped locks.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -23,9 +54,40 @@ use crate::error::{RepoError, Result};
 use crate::format::{DOC_VERSION, LOCKS_PREFIX, id_of_key, open_doc, seal_doc};
 use crate::keys::{hostname, username};
 use crate::repo::Repository;
+use crate::storage::Storage;
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// How locks are taken and kept; part of an open [`Repository`]
+/// ([`Repository::with_lock_options`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// How long to wait for a conflicting lock (`--retry-lock`), retrying
+    /// with backoff; zero: fail at once with [`RepoError::Locked`].
+    pub retry: Duration,
+    /// How often a held lock is refreshed.
+    pub refresh: Duration,
+    /// Age (storage clock) after which another's unrefreshed lock is stale.
+    pub stale_after: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        Self {
+            retry: Duration::ZERO,
+            refresh: REFRESH_INTERVAL,
+            stale_after: STALE_AFTER,
+        }
+    }
+}
+
+impl LockOptions {
+    /// A holder that could not refresh for this long gives its lock up.
+    pub fn give_up_after(&self) -> Duration {
+        self.stale_after / 2
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +108,38 @@ pub struct LockDoc {
     pub pid: u32,
     /// When the lock was first written, by the storage clock.
     pub created: DateTime<Utc>,
+    /// Random per process: which locks are this process's own.
+    #[serde(default)]
+    pub instance: String,
+    /// The holder's kernel boot id and PID namespace: its PID means
+    /// something here only when both equal ours.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    #[serde(default)]
+    pub pid_namespace: Option<String>,
+}
+
+/// This process's random instance id (written into every lock it takes).
+pub fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        random_array::<16>()
+            .map(hex::encode)
+            .unwrap_or_else(|_| format!("{:032x}", rand::random::<u128>()))
+    })
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 /// A lock found in the repository.
@@ -61,7 +155,7 @@ pub struct LockEntry {
 impl LockEntry {
     pub fn describe(&self) -> String {
         format!(
-            "{} lock for {} held by pid {} on {} (user {}) since {}, last refreshed {}",
+            "{} lock for {} held by pid {} on {} (user {}, instance {}) since {}, last refreshed {}",
             match self.doc.mode {
                 LockMode::Shared => "shared",
                 LockMode::Exclusive => "exclusive",
@@ -70,9 +164,19 @@ impl LockEntry {
             self.doc.pid,
             self.doc.hostname,
             self.doc.username,
+            if self.doc.instance.is_empty() {
+                "unknown"
+            } else {
+                &self.doc.instance[..self.doc.instance.len().min(8)]
+            },
             self.doc.created.format("%Y-%m-%d %H:%M:%S UTC"),
             self.refreshed.format("%H:%M:%S UTC"),
         )
+    }
+
+    /// Whether this process took it.
+    pub fn is_own(&self) -> bool {
+        self.doc.instance == instance_id()
     }
 }
 
@@ -80,19 +184,31 @@ fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn is_stale(doc: &LockDoc, refreshed: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    if doc.hostname == hostname() && doc.pid != std::process::id() && !pid_alive(doc.pid) {
+/// Stale: not refreshed for `stale_after` by the storage clock, or written
+/// on this kernel, in this PID namespace, by a process that no longer runs.
+fn is_stale(
+    doc: &LockDoc,
+    refreshed: DateTime<Utc>,
+    now: DateTime<Utc>,
+    stale_after: Duration,
+) -> bool {
+    let same_pid_space = doc.boot_id.is_some()
+        && doc.pid_namespace.is_some()
+        && doc.boot_id == boot_id()
+        && doc.pid_namespace == pid_namespace();
+    if same_pid_space && doc.instance != instance_id() && !pid_alive(doc.pid) {
         return true;
     }
     now.signed_duration_since(refreshed)
         .to_std()
-        .map(|age| age > STALE_AFTER)
+        .map(|age| age > stale_after)
         .unwrap_or(false)
 }
 
-/// Every lock in the repository, with staleness judged against `now`
-/// (pass the storage clock's now when known).
+/// Every lock in the repository, with staleness judged against `now`, a
+/// time by the storage clock (e.g. a lock of one's own: [`LockGuard::created`]).
 pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<LockEntry>> {
+    let stale_after = repo.lock_options().stale_after;
     let mut out = Vec::new();
     for o in repo.storage().list(LOCKS_PREFIX).await? {
         let bytes = match repo.storage().get(&o.key).await {
@@ -102,7 +218,7 @@ pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Loc
         };
         match open_doc::<LockDoc>(repo.key(), "lock", &o.key, &bytes) {
             Ok(doc) => {
-                let stale = is_stale(&doc, o.last_modified, now);
+                let stale = is_stale(&doc, o.last_modified, now, stale_after);
                 out.push(LockEntry {
                     key: o.key,
                     doc,
@@ -116,12 +232,37 @@ pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Loc
     Ok(out)
 }
 
+/// Why a held lock was lost; shared between a guard and its refresher.
+#[derive(Debug, Default)]
+struct Held {
+    lost: Mutex<Option<String>>,
+}
+
+impl Held {
+    fn lose(&self, why: String) {
+        let mut l = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        if l.is_none() {
+            tracing::error!("{why}");
+            *l = Some(why);
+        }
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// A held lock. Refreshed in the background; release it with
-/// [`LockGuard::release`] (dropping it removes it on a best-effort basis).
+/// [`LockGuard::release`] (dropping it removes it in a background task:
+/// see [`settle_releases`]).
 pub struct LockGuard {
     repo: Repository,
     key: String,
     doc: LockDoc,
+    held: Arc<Held>,
     refresher: tokio::task::JoinHandle<()>,
     released: bool,
 }
@@ -136,11 +277,35 @@ impl LockGuard {
         self.doc.created
     }
 
+    /// Fails with [`RepoError::LockLost`] when the refresher found the lock
+    /// removed or could not refresh it for too long. No request.
+    pub fn ensure_held(&self) -> Result<()> {
+        match self.held.lost() {
+            Some(why) => Err(RepoError::LockLost(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// [`LockGuard::ensure_held`], then asks the storage that the lock
+    /// still exists: call it right before committing.
+    pub async fn confirm(&self) -> Result<()> {
+        self.ensure_held()?;
+        match self.repo.storage().head(&self.key).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                self.held.lose(gone_message(&self.doc.operation, &self.key));
+                self.ensure_held()
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Rewrites the lock and returns the storage time of that write: a
     /// fence. Everything this process stored before the call is visible to
     /// any request that the storage receives after the returned time
     /// (prune dates condemnations with it, see `prune`).
     pub async fn touch(&self) -> Result<DateTime<Utc>> {
+        self.ensure_held()?;
         let storage = self.repo.storage();
         storage
             .put(
@@ -159,6 +324,12 @@ impl LockGuard {
     }
 }
 
+/// Lock deletions started by dropped guards, not yet awaited.
+fn pending() -> &'static Mutex<Vec<tokio::task::JoinHandle<()>>> {
+    static PENDING: OnceLock<Mutex<Vec<tokio::task::JoinHandle<()>>>> = OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.refresher.abort();
@@ -167,16 +338,152 @@ impl Drop for LockGuard {
         {
             let storage = Arc::clone(self.repo.storage());
             let key = self.key.clone();
-            handle.spawn(async move {
-                let _ = storage.delete(&key).await;
+            let task = handle.spawn(async move {
+                if let Err(e) = storage.delete(&key).await {
+                    tracing::warn!("could not remove lock {key}: {e}; it goes stale on its own");
+                }
             });
+            let mut p = pending().lock().unwrap_or_else(PoisonError::into_inner);
+            p.retain(|t| !t.is_finished());
+            p.push(task);
         }
     }
 }
 
-/// Takes a lock. An exclusive lock fails with [`RepoError::Locked`], naming
-/// the holder, when another live exclusive lock exists; stale locks are removed.
+/// Waits (at most `timeout`) for the deletions of locks whose guards were
+/// dropped: call it before the runtime shuts down (Ctrl-C), or after
+/// abandoning an operation, so that its lock is gone, not left to go stale.
+pub async fn settle_releases(timeout: Duration) {
+    let tasks = std::mem::take(&mut *pending().lock().unwrap_or_else(PoisonError::into_inner));
+    if tasks.is_empty() {
+        return;
+    }
+    if tokio::time::timeout(timeout, futures::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("some locks could not be removed in time; they go stale on their own");
+    }
+}
+
+fn gone_message(operation: &str, key: &str) -> String {
+    format!(
+        "the {operation}'s repository lock {key} was removed by someone else (`lifeboat unlock --all`, or another process judged it stale); stopping without committing, since a prune may now delete data it relies on. Run it again"
+    )
+}
+
+/// How one refresh ended.
+enum Refresh {
+    Done,
+    Gone,
+    Failed(String),
+}
+
+async fn refresh_once(storage: &dyn Storage, key: &str, bytes: &Bytes) -> Refresh {
+    match storage.head(key).await {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Refresh::Gone,
+        Err(e) => return Refresh::Failed(e.to_string()),
+    }
+    match storage.put(key, bytes.clone()).await {
+        Ok(()) => Refresh::Done,
+        Err(e) => Refresh::Failed(e.to_string()),
+    }
+}
+
+async fn refresh_loop(
+    storage: Arc<dyn Storage>,
+    key: String,
+    operation: String,
+    bytes: Bytes,
+    opts: LockOptions,
+    held: Arc<Held>,
+) {
+    let mut last_ok = Instant::now();
+    let mut wait = opts.refresh;
+    loop {
+        tokio::time::sleep(wait).await;
+        match refresh_once(storage.as_ref(), &key, &bytes).await {
+            Refresh::Done => {
+                last_ok = Instant::now();
+                wait = opts.refresh;
+            }
+            Refresh::Gone => {
+                held.lose(gone_message(&operation, &key));
+                return;
+            }
+            Refresh::Failed(e) => {
+                let since = last_ok.elapsed();
+                if since >= opts.give_up_after() {
+                    held.lose(format!(
+                        "could not refresh the {operation}'s repository lock {key} for {} s (last error: {e}); stopping without committing before another process may judge the lock stale. Fix the storage and run it again",
+                        since.as_secs()
+                    ));
+                    return;
+                }
+                tracing::warn!("could not refresh lock {key}: {e}; trying again");
+                wait = (opts.refresh / 4).max(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Takes a lock. An exclusive lock conflicts with another live exclusive
+/// lock: then it fails with [`RepoError::Locked`], naming the holder, or,
+/// with [`LockOptions::retry`], waits for it with backoff up to that long.
+/// Stale locks are removed.
 pub async fn acquire(repo: &Repository, mode: LockMode, operation: &str) -> Result<LockGuard> {
+    let opts = repo.lock_options();
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match try_acquire(repo, mode, operation).await {
+            Err(RepoError::Locked(holder)) if started.elapsed() < opts.retry => {
+                let left = opts.retry.saturating_sub(started.elapsed());
+                let wait = backoff.min(left).max(Duration::from_millis(1));
+                tracing::info!(
+                    "waiting {} ms for a conflicting lock (--retry-lock, {} s left): {holder}",
+                    wait.as_millis(),
+                    left.as_secs()
+                );
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(RepoError::Locked(holder)) if !opts.retry.is_zero() => {
+                return Err(RepoError::Locked(format!(
+                    "still locked after waiting {} s (--retry-lock): {holder}",
+                    opts.retry.as_secs()
+                )));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// [`acquire`] for work that only reads. When the storage refuses to write
+/// the lock (read-only mount or credentials, full disk), returns `None`
+/// after a warning and the caller reads without a lock (see the module
+/// documentation for what that risks).
+pub async fn acquire_for_reading(
+    repo: &Repository,
+    mode: LockMode,
+    operation: &str,
+) -> Result<Option<LockGuard>> {
+    match acquire(repo, mode, operation).await {
+        Ok(g) => Ok(Some(g)),
+        Err(RepoError::Storage(e)) if e.write_refused => {
+            tracing::warn!(
+                "cannot write a lock to {} ({e}): the {operation} goes on without one. A prune running meanwhile could delete data it reads; it would then fail naming the missing pack, never return wrong data",
+                repo.location()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Result<LockGuard> {
+    let opts = repo.lock_options();
     let key = format!("{LOCKS_PREFIX}{}", hex::encode(random_array::<16>()?));
     let mut doc = LockDoc {
         version: DOC_VERSION,
@@ -190,19 +497,36 @@ pub async fn acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         // clock that runs ahead for the lock's age (prune would think the
         // holder started after a condemnation it never saw).
         created: DateTime::<Utc>::UNIX_EPOCH,
+        instance: instance_id().to_string(),
+        boot_id: boot_id(),
+        pid_namespace: pid_namespace(),
     };
     let storage = repo.storage();
     storage
         .put(&key, Bytes::from(seal_doc(repo.key(), "lock", &doc)?))
         .await?;
     // Use the storage clock from here on.
-    let created = storage.head(&key).await?.last_modified;
+    let created = match storage.head(&key).await {
+        Ok(o) => o.last_modified,
+        Err(e) => {
+            let _ = storage.delete(&key).await;
+            return Err(e.into());
+        }
+    };
     doc.created = created;
-    storage
-        .put(&key, Bytes::from(seal_doc(repo.key(), "lock", &doc)?))
-        .await?;
+    let bytes = Bytes::from(seal_doc(repo.key(), "lock", &doc)?);
+    if let Err(e) = storage.put(&key, bytes.clone()).await {
+        let _ = storage.delete(&key).await;
+        return Err(e.into());
+    }
 
-    let others = list_locks(repo, created).await?;
+    let others = match list_locks(repo, created).await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = storage.delete(&key).await;
+            return Err(e);
+        }
+    };
     for other in &others {
         if other.key == key {
             continue;
@@ -215,44 +539,52 @@ pub async fn acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         if mode == LockMode::Exclusive && other.doc.mode == LockMode::Exclusive {
             let _ = storage.delete(&key).await;
             return Err(RepoError::Locked(format!(
-                "{}. If that process is gone, its lock goes stale {} min after its last refresh, or remove it with `lifeboat unlock`",
+                "{}. Wait for it (pass --retry-lock DURATION to wait automatically); if that process is gone, its lock goes stale {} min after its last refresh, or remove it with `lifeboat unlock`",
                 other.describe(),
-                STALE_AFTER.as_secs() / 60
+                opts.stale_after.as_secs() / 60
             )));
         }
     }
 
-    let refresher = {
-        let storage = Arc::clone(storage);
-        let key = key.clone();
-        let bytes = seal_doc(repo.key(), "lock", &doc)?;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(REFRESH_INTERVAL).await;
-                if let Err(e) = storage.put(&key, Bytes::from(bytes.clone())).await {
-                    tracing::warn!("could not refresh lock {key}: {e}");
-                }
-            }
-        })
-    };
+    let held = Arc::new(Held::default());
+    let refresher = tokio::spawn(refresh_loop(
+        Arc::clone(storage),
+        key.clone(),
+        operation.to_string(),
+        bytes,
+        opts,
+        Arc::clone(&held),
+    ));
     Ok(LockGuard {
         repo: repo.clone(),
         key,
         doc,
+        held,
         refresher,
         released: false,
     })
 }
 
-/// Removes stale locks (or, with `all`, every lock). Returns what was removed.
+/// Removes stale locks (or, with `all`, every lock but its own). Staleness
+/// is judged by the storage clock: `unlock` takes a shared lock of its own
+/// to read that clock. Returns what was removed.
 pub async fn unlock(repo: &Repository, all: bool) -> Result<Vec<LockEntry>> {
-    let now = Utc::now();
+    let own = acquire(repo, LockMode::Shared, "unlock").await?;
+    let now = own.created();
     let mut removed = Vec::new();
-    for l in list_locks(repo, now).await? {
-        if l.stale || all {
-            repo.storage().delete(&l.key).await?;
-            removed.push(l);
+    let result = async {
+        for l in list_locks(repo, now).await? {
+            if id_of_key(&l.key) == own.id() {
+                continue;
+            }
+            if l.stale || all {
+                repo.storage().delete(&l.key).await?;
+                removed.push(l);
+            }
         }
+        Ok::<(), RepoError>(())
     }
-    Ok(removed)
+    .await;
+    let _ = own.release().await;
+    result.map(|()| removed)
 }

@@ -116,6 +116,8 @@ pub struct Repository {
     config: RepoConfig,
     /// The key slot that opened it.
     slot_id: String,
+    /// How locks are taken, kept and waited for.
+    lock_options: crate::lock::LockOptions,
 }
 
 /// A key slot as listed by `key list`.
@@ -192,6 +194,7 @@ impl Repository {
             key,
             config,
             slot_id,
+            lock_options: Default::default(),
         })
     }
 
@@ -353,6 +356,7 @@ impl Repository {
             key,
             config,
             slot_id,
+            lock_options: Default::default(),
         })
     }
 
@@ -370,6 +374,17 @@ impl Repository {
 
     pub fn location(&self) -> String {
         self.storage.location()
+    }
+
+    /// How locks are taken, kept and waited for (see `lock`).
+    pub fn lock_options(&self) -> crate::lock::LockOptions {
+        self.lock_options
+    }
+
+    /// The same repository with other lock options (`--retry-lock`, tests).
+    pub fn with_lock_options(mut self, opts: crate::lock::LockOptions) -> Self {
+        self.lock_options = opts;
+        self
     }
 
     /// Seals and stores a content-addressed document; returns its id.
@@ -592,6 +607,45 @@ impl Repository {
     }
 
     /// Verifies the encrypted config (already opened once) and the marker.
+    /// That the repository this process opened is still at its location:
+    /// a marker naming this repository's id, and a config that opens with
+    /// its key and has that id. The daemon calls it before every run, so a
+    /// repository moved, deleted or replaced underneath it is a failure with
+    /// its reason, not a backup into an empty directory.
+    pub async fn verify_identity(&self) -> Result<()> {
+        let location = self.storage.location();
+        let marker = Self::read_marker(self.storage.as_ref()).await?;
+        if marker.id != self.config.id {
+            return Err(RepoError::NotARepository {
+                location,
+                detail: format!(
+                    "another repository is there now (id {} instead of {}): it was replaced since this process opened it. Restart with the right --repo",
+                    marker.id, self.config.id
+                ),
+            });
+        }
+        let sealed = match self.storage.get(CONFIG_KEY).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => {
+                return Err(RepoError::NotARepository {
+                    location,
+                    detail: format!(
+                        "the repository's {CONFIG_KEY} is missing: the repository is damaged or was moved; run `lifeboat check`"
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config: RepoConfig = open_doc(&self.key, "config", CONFIG_KEY, &sealed)?;
+        if config.id != self.config.id {
+            return Err(RepoError::corrupt(
+                CONFIG_KEY,
+                "its id is not the one this process opened; run `lifeboat check`",
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn verify_marker_and_config(&self) -> Result<()> {
         let marker = Self::read_marker(self.storage.as_ref()).await?;
         let canonical =

@@ -32,7 +32,7 @@ use crate::backup::Progress;
 use crate::error::{RepoError, Result};
 use crate::format::{pack_key, parse_hex32};
 use crate::index::{BlobLocation, MasterIndex};
-use crate::lock::{LockMode, acquire};
+use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobId, decode_blob};
 use crate::repo::Repository;
 use crate::snapshot::{Item, SnapshotRef};
@@ -380,9 +380,11 @@ pub async fn restore_item_part_bounded<W: Write + Send + 'static>(
         ));
     }
     let item = select_item(snap, item_name)?;
-    let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let lock = acquire_for_reading(repo, LockMode::Shared, "restore").await?;
     let result = restore_locked(repo, snap, &item, part, writer, progress, bound).await;
-    let _ = lock.release().await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
     result
 }
 
@@ -431,9 +433,11 @@ pub async fn restore_item_part_to_file_bounded(
     bound: &Arc<InFlight>,
 ) -> Result<u64> {
     let item = select_item(snap, item_name)?;
-    let lock = acquire(repo, LockMode::Shared, "restore").await?;
+    let lock = acquire_for_reading(repo, LockMode::Shared, "restore").await?;
     let result = restore_to_file_locked(repo, snap, &item, part, file, progress, bound).await;
-    let _ = lock.release().await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
     result
 }
 

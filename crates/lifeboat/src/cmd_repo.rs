@@ -77,6 +77,10 @@ pub struct CheckArgs {
     /// Also download, decrypt and re-hash every pack
     #[arg(long)]
     pub read_data: bool,
+    /// Like --read-data, for part N of M of the packs (e.g. 1/7), or a random
+    /// percentage of them (e.g. 10%): the same N/M each time reads the same part
+    #[arg(long, value_name = "N/M|P%")]
+    pub read_data_subset: Option<lifeboat_repo::subset::DataSubset>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -371,10 +375,13 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     let repo = ctx.open().await?;
     let progress = Arc::new(Progress::default());
     let display = progress::start(Arc::clone(&progress), "check", ctx.progress_mode(), false);
-    let report = lifeboat_repo::check::check(&repo, a.read_data, progress).await?;
+    let read_data = a.read_data || a.read_data_subset.is_some();
+    let report =
+        lifeboat_repo::check::check_subset(&repo, read_data, a.read_data_subset, progress).await?;
     drop(display);
     // The outcome is evidence for `lifeboat readiness`: kept in the repository.
-    let rec = lifeboat_dr::record::CheckRecord::of(&report, a.read_data);
+    let mut rec = lifeboat_dr::record::CheckRecord::of(&report, read_data);
+    rec.read_data_subset = a.read_data_subset.map(|s| s.to_string());
     if let Err(e) = lifeboat_dr::record::store_check(&repo, &rec).await {
         eprintln!("warning: the check's result could not be recorded in the repository: {e}");
     }
@@ -387,7 +394,12 @@ pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
             report.index_files,
             report.packs,
             report.blobs,
-            if a.read_data {
+            if let Some(part) = a.read_data_subset {
+                format!(
+                    ", read and verified {} (subset {part} of the packs)",
+                    human_bytes(report.bytes_verified)
+                )
+            } else if a.read_data {
                 format!(", read and verified {}", human_bytes(report.bytes_verified))
             } else {
                 " (structure only; --read-data verifies every byte)".into()

@@ -166,6 +166,18 @@ pub struct ServeCheck {
     /// Read and authenticate every pack (`check --read-data`). Default true.
     #[serde(default = "yes")]
     pub read_data: bool,
+    /// With `read_data`: each run reads the next part of this many
+    /// (`check --read-data-subset N/M`, N cycling), so a run holds prune
+    /// off for a part of the time and every pack is read once per cycle
+    /// of this many runs; 1 reads everything every run. Default 4.
+    #[serde(default = "default_read_data_parts")]
+    pub read_data_parts: u32,
+}
+
+pub const DEFAULT_READ_DATA_PARTS: u32 = 4;
+
+fn default_read_data_parts() -> u32 {
+    DEFAULT_READ_DATA_PARTS
 }
 
 fn yes() -> bool {
@@ -194,6 +206,14 @@ impl ServeConfig {
                     lifeboat_repo::retention::format_duration(min)
                 ));
             }
+        }
+        if let Some(c) = &self.check
+            && !(1..=256).contains(&c.read_data_parts)
+        {
+            problems.push(
+                "serve.check.read_data_parts must be between 1 (read everything each run) and 256"
+                    .into(),
+            );
         }
         problems
     }

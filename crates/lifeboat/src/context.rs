@@ -155,7 +155,24 @@ impl Ctx {
             Err(e) => return Err(not_found_as_repo(e)),
         };
         let secret = self.secret()?;
-        Ok(Repository::open(storage, &secret).await?)
+        let lock_options = lifeboat_repo::lock::LockOptions {
+            retry: self.retry_lock()?,
+            ..Default::default()
+        };
+        Ok(Repository::open(storage, &secret)
+            .await?
+            .with_lock_options(lock_options))
+    }
+
+    /// `--retry-lock`: how long to wait for a conflicting lock (zero: not at all).
+    pub fn retry_lock(&self) -> Result<std::time::Duration> {
+        let Some(s) = &self.global.retry_lock else {
+            return Ok(std::time::Duration::ZERO);
+        };
+        lifeboat_repo::retention::parse_duration(s)
+            .map_err(|e| usage(format!("--retry-lock: {e}")))?
+            .to_std()
+            .map_err(|_| usage("--retry-lock must not be negative"))
     }
 }
 

@@ -65,6 +65,15 @@ pub struct Global {
     /// No progress output
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Wait up to DURATION (e.g. 30m) for a conflicting repository lock,
+    /// retrying with backoff, instead of exiting 5 at once
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_RETRY_LOCK",
+        value_name = "DURATION"
+    )]
+    pub retry_lock: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,6 +212,11 @@ fn main() {
             }
         }
     });
+    // Locks of operations dropped above (Ctrl-C) are deleted by tasks that
+    // a runtime shutdown would cancel: let them finish first.
+    runtime.block_on(lifeboat_repo::lock::settle_releases(
+        std::time::Duration::from_secs(10),
+    ));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
 }

@@ -687,3 +687,50 @@ fn unknown_time_zone_is_refused_at_start_with_its_position() {
         "{err}"
     );
 }
+
+/// Issue 16: a local repository moved away under a running daemon. The API
+/// backup fails with reason `repository` (it answered 201 and wrote a
+/// snapshot into a fresh directory without marker, keys or config),
+/// `/readyz` is not ready, the page answers 502, and nothing is created at
+/// the old path.
+#[test]
+fn a_repository_moved_away_fails_runs_and_is_not_created_again() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    // A long lease: the daemon stays active while the test looks.
+    let config = write_config(&env, "serve.yaml", &cluster.url("src"), "", "  lease: 120s");
+    let d = Daemon::start_active(&env, &config, "moved");
+    let repo = PathBuf::from(&env.repo);
+    let moved = env.path("repo-moved-away");
+    std::fs::rename(&repo, &moved).unwrap();
+
+    let (code, body) = d.post("/api/v1/sources/db/backup?wait=true", Some(TOKEN));
+    assert_eq!(code, 500, "{body}\n{}", d.log_text());
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["result"], "failed", "{body}");
+    assert_eq!(out["reason"], "repository", "{body}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("no repository here"),
+        "{body}"
+    );
+    let (code, ready) = d.role();
+    assert_eq!(code, 503, "{ready}");
+    assert_eq!(ready["ready"], false, "{ready}");
+    assert!(ready["repository_error"].is_string(), "{ready}");
+    let (code, page) = d.get("/", None);
+    assert_eq!(code, 502, "{page}");
+    assert!(
+        !repo.exists(),
+        "the daemon created the repository root again"
+    );
+
+    // Moved back: ready again, and the next backup succeeds.
+    std::fs::rename(&moved, &repo).unwrap();
+    d.wait_active();
+    let (code, body) = d.post("/api/v1/sources/db/backup?wait=true", Some(TOKEN));
+    assert_eq!(code, 201, "{body}\n{}", d.log_text());
+    assert_eq!(snapshots_of(&env, "db").len(), 1);
+}

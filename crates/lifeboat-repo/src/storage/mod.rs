@@ -50,6 +50,11 @@ pub struct StorageError {
     /// The key (or prefix) it was about.
     pub key: String,
     pub message: String,
+    /// The storage refused to write: permission denied (a read-only mount
+    /// or read-only credentials), a read-only file system, a full disk or
+    /// an exceeded quota. Read-only work may go on without writing
+    /// (see [`crate::lock::acquire_for_reading`]).
+    pub write_refused: bool,
 }
 
 impl StorageError {
@@ -64,7 +69,15 @@ impl StorageError {
             op,
             key: key.into(),
             message: message.into(),
+            write_refused: false,
         }
+    }
+
+    /// Marks this error as the storage refusing writes (see
+    /// [`StorageError::write_refused`]).
+    pub fn refusing_writes(mut self, refused: bool) -> Self {
+        self.write_refused = refused;
+        self
     }
 
     pub fn not_found(op: &'static str, key: impl Into<String>) -> Self {

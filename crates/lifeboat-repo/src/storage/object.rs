@@ -175,6 +175,7 @@ pub fn create_local_dir(path: &FsPath) -> StorageResult<()> {
             path.display().to_string(),
             format!("cannot create the repository directory: {hint}{e}"),
         )
+        .refusing_writes(refuses_writes_io(&e))
     })
 }
 
@@ -406,8 +407,9 @@ impl Storage for ObjectStoreBackend {
     async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
         let path = key_path("put", key)?;
         if let Some(root) = &self.local_root {
+            let root = root.clone();
             let target = root.join(key);
-            return tokio::task::spawn_blocking(move || local_put(&target, &data))
+            return tokio::task::spawn_blocking(move || local_put(&root, &target, &data))
                 .await
                 .map_err(|e| {
                     StorageError::new(StorageErrorKind::Permanent, "put", key, e.to_string())
@@ -565,7 +567,12 @@ fn is_staging_name(name: &str) -> bool {
 /// creating it until after the rename, and the kernel drops it when the
 /// process dies, even by `kill -9`. So a staging file whose lock can be
 /// taken belongs to nobody any more: [`sweep_staging`] removes exactly those.
-fn local_put(target: &FsPath, data: &[u8]) -> std::io::Result<()> {
+///
+/// Missing directories between `root` and the target are created, never
+/// `root` itself: a repository directory that was moved or deleted under a
+/// running process is an error (`NotFound` on the root), not a fresh empty
+/// directory that would then collect snapshots without marker, keys or config.
+fn local_put(root: &FsPath, target: &FsPath, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
@@ -588,7 +595,7 @@ fn local_put(target: &FsPath, data: &[u8]) -> std::io::Result<()> {
         let mut file = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(parent)?;
+                create_dirs_below(root, parent)?;
                 open()?
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -615,6 +622,37 @@ fn local_put(target: &FsPath, data: &[u8]) -> std::io::Result<()> {
         std::io::ErrorKind::Interrupted,
         "could not create a staging file (raced with cleanup)",
     ))
+}
+
+/// Creates `dir` and its missing parents up to, but not including, `root`,
+/// which must exist: if it does not, the error says the repository
+/// directory is gone.
+fn create_dirs_below(root: &FsPath, dir: &FsPath) -> std::io::Result<()> {
+    let Ok(relative) = dir.strip_prefix(root) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is outside the repository", dir.display()),
+        ));
+    };
+    let mut path = root.to_path_buf();
+    for part in relative.components() {
+        path.push(part);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !root.is_dir() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "the repository directory {} no longer exists (moved or deleted?); it is not created again: restore it or point --repo at its new place",
+                        root.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Remove the staging files under `dir` that no writer holds any more
@@ -663,7 +701,17 @@ fn local_io_error(e: &std::io::Error, op: &'static str, key: &str) -> StorageErr
         (StorageErrorKind::NotFound, _) => StorageErrorKind::Permanent,
         (k, _) => k,
     };
-    StorageError::new(kind, op, key, format!("{hint}{e}"))
+    StorageError::new(kind, op, key, format!("{hint}{e}")).refusing_writes(refuses_writes_io(e))
+}
+
+/// Whether an IO error means the storage refuses writes (permissions, a
+/// read-only file system, no space or quota).
+fn refuses_writes_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::ReadOnlyFilesystem | K::StorageFull | K::QuotaExceeded
+    )
 }
 
 /// Why a plain-http endpoint is refused, if it is: http must be allowed
@@ -843,7 +891,12 @@ pub(crate) fn map_error(
         ),
         _ => classify_generic(&e, &text, remote),
     };
-    StorageError::new(kind, op, key, message)
+    // 403 from a server (read-only credentials), or a local permission,
+    // read-only or full-disk error.
+    let refused = matches!(e, E::PermissionDenied { .. })
+        || http_status(&text) == Some(403)
+        || find_in_chain::<std::io::Error>(&e).is_some_and(refuses_writes_io);
+    StorageError::new(kind, op, key, message).refusing_writes(refused)
 }
 
 fn classify_generic(

@@ -172,7 +172,22 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
         steps: out.steps,
         differences: out.differences,
     };
-    let id = record::store_drill(repo, &rec).await.map_err(|e| {
+    let id = match record::store_drill(repo, &rec).await {
+        // A read-only repository (mount, credentials) or a full disk: the
+        // drill still proves the restore; only its evidence is not kept.
+        Err(lifeboat_repo::RepoError::Storage(e)) if e.write_refused => {
+            eprintln!(
+                "warning: the drill {} but its record could not be stored ({e}): `lifeboat status` and `readiness` will not see it",
+                if rec.ok { "passed" } else { "failed" }
+            );
+            return Ok(Stored {
+                id: "not-recorded".into(),
+                record: rec,
+            });
+        }
+        r => r,
+    };
+    let id = id.map_err(|e| {
         anyhow::Error::from(e).context(format!(
             "the drill {} but its record could not be stored in the repository; check the \
              repository's storage (`lifeboat check`) and run the drill again",

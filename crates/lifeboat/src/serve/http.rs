@@ -101,19 +101,26 @@ struct Ready {
     role: Role,
     identity: String,
     shutting_down: bool,
+    /// Why the repository cannot be used (moved, deleted, unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_error: Option<String>,
 }
 
-/// 200 when this daemon is the active one; 503 as a standby, while starting
-/// and while shutting down. The body says which.
+/// 200 when this daemon is the active one and its repository is still
+/// there (marker and config id, read now); 503 as a standby, while
+/// starting, while shutting down, or when the repository is missing or
+/// unreachable. The body says which.
 async fn readyz(State(d): D) -> Response {
     let role = d.role();
     let shutting_down = d.shutting_down();
-    let ready = role == Role::Active && !shutting_down;
+    let repository_error = d.repository_problem().await;
+    let ready = role == Role::Active && !shutting_down && repository_error.is_none();
     let body = Ready {
         ready,
         role,
         identity: d.identity.clone(),
         shutting_down,
+        repository_error,
     };
     let code = if ready {
         StatusCode::OK
@@ -268,6 +275,13 @@ async fn page(State(d): D) -> Response {
             super::page::render_error("no configuration: the daemon was started without one"),
         );
     };
+    // A repository moved away reads as an empty one: say so instead.
+    if let Some(problem) = d.repository_problem().await {
+        return html(
+            StatusCode::BAD_GATEWAY,
+            super::page::render_error(&format!("cannot read the repository: {problem}")),
+        );
+    }
     match crate::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
         Ok(a) => html(StatusCode::OK, super::page::render(&a)),
         Err(e) => html(

@@ -44,6 +44,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How long `/readyz` and the status page wait for the repository's marker.
+pub const REPOSITORY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The daemon's settings, resolved from `serve:` and flags.
 pub struct Settings {
@@ -298,6 +300,21 @@ impl Daemon {
         Ok(())
     }
 
+    /// Why the repository cannot be used now (moved, deleted, replaced,
+    /// unreachable), or `None` when its marker and config are still the
+    /// ones opened at start-up. Bounded in time, for probes.
+    pub async fn repository_problem(&self) -> Option<String> {
+        match tokio::time::timeout(REPOSITORY_PROBE_TIMEOUT, self.repo.verify_identity()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the repository at {} did not answer within {} s",
+                self.repo.location(),
+                REPOSITORY_PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
     /// Sets the clock-derived gauges; called before every scrape.
     pub fn update_clock_gauges(&self) {
         let now = Utc::now();
@@ -426,6 +443,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             Arc::clone(&daemon),
             c.schedule.cron().clone(),
             c.read_data,
+            c.read_data_parts,
         )));
     }
 

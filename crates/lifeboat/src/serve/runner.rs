@@ -3,7 +3,8 @@
 //! finish within the grace period; after that it is abandoned: the backup
 //! future is dropped before its snapshot is written (pg_dump is killed, the
 //! session's packs are left for prune), so no partial snapshot can exist,
-//! and the locks this process holds in the repository are removed.
+//! and its lock in the repository is removed (other runs keep theirs).
+//! Before each backup the repository is verified (marker and config id).
 
 use std::time::{Duration, Instant};
 
@@ -105,8 +106,11 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
     let duration = started.elapsed().as_secs_f64();
     let outcome = match result {
         None => {
+            // Dropping the backup drops its lock guard, which deletes that
+            // lock (and only it: other sources' runs keep theirs); wait for
+            // the deletion so prune is not held up by a backup that is gone.
             drop(work);
-            release_own_locks(d).await;
+            lifeboat_repo::lock::settle_releases(Duration::from_secs(10)).await;
             tracing::warn!(
                 source = %src.name,
                 duration_seconds = duration,
@@ -146,6 +150,14 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
 
 /// The backup and its retention; no shutdown handling here.
 async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outcome, RunError> {
+    // The repository must still be the one opened at start-up: a directory
+    // moved away must fail the run, not receive a snapshot without marker,
+    // keys or config.
+    d.repo.verify_identity().await.map_err(|e| RunError {
+        reason: "repository",
+        error: anyhow::Error::from(e)
+            .context("the repository is not where the daemon opened it; no backup was made"),
+    })?;
     let tags = vec![format!("lifeboat-serve:{}", trigger.as_str())];
     let snap = match src.kind {
         SourceKind::Postgres => backup_postgres(d, &src.name, tags).await?,
@@ -288,29 +300,6 @@ fn classify(e: &anyhow::Error) -> &'static str {
         }
     }
     reason_for_code(exit::code_for(e))
-}
-
-/// Removes the repository locks held by this process (an abandoned backup's
-/// shared lock), so prune is not held up by a backup that no longer runs.
-async fn release_own_locks(d: &Daemon) {
-    let host = lifeboat_repo::keys::hostname();
-    let pid = std::process::id();
-    match lifeboat_repo::lock::list_locks(&d.repo, Utc::now()).await {
-        Ok(locks) => {
-            for l in locks {
-                if l.doc.hostname == host && l.doc.pid == pid {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        d.repo.storage().delete(&l.key),
-                    )
-                    .await;
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the repository's locks to remove this process's")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,488 @@
+//! Locks and the repository are what they claim (issue 16): a lost lock
+//! stops a backup before it commits; PIDs prove nothing across PID
+//! namespaces; `--retry-lock` waits; a dropped guard's lock (and only it)
+//! is removed; check and prune exclude each other; read-only work needs no
+//! write; `--read-data-subset` parts cover every pack; a local repository's
+//! root is never created by a write.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::Utc;
+use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+use lifeboat_repo::check::check_subset;
+use lifeboat_repo::format::seal_doc;
+use lifeboat_repo::lock::{self, LockDoc, LockMode, LockOptions};
+use lifeboat_repo::prune::{PruneOptions, prune};
+use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::storage::object::open_url_create;
+use lifeboat_repo::storage::{ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult};
+use lifeboat_repo::subset::DataSubset;
+use lifeboat_repo::{InitOptions, RepoError, Repository, Secret};
+
+fn secret() -> Secret {
+    Secret::Passphrase("correct horse battery staple".into())
+}
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Refuses writes when told to: puts and deletes (all, or only under
+/// `locks/`) fail as a read-only mount does.
+#[derive(Debug)]
+struct Refusing {
+    inner: Arc<dyn Storage>,
+    refuse_all: AtomicBool,
+    refuse_locks: AtomicBool,
+}
+
+impl Refusing {
+    fn new(inner: Arc<dyn Storage>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            refuse_all: AtomicBool::new(false),
+            refuse_locks: AtomicBool::new(false),
+        })
+    }
+
+    fn refuses(&self, key: &str) -> bool {
+        self.refuse_all.load(Ordering::SeqCst)
+            || (key.starts_with("locks/") && self.refuse_locks.load(Ordering::SeqCst))
+    }
+
+    fn refusal(op: &'static str, key: &str) -> StorageError {
+        StorageError::new(
+            StorageErrorKind::Permanent,
+            op,
+            key,
+            "read-only file system: mount the repository read-write: Read-only file system (os error 30)",
+        )
+        .refusing_writes(true)
+    }
+}
+
+#[async_trait]
+impl Storage for Refusing {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn put(&self, key: &str, data: Bytes) -> StorageResult<()> {
+        if self.refuses(key) {
+            return Err(Self::refusal("put", key));
+        }
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> StorageResult<ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        if self.refuses(key) {
+            return Err(Self::refusal("delete", key));
+        }
+        self.inner.delete(key).await
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    storage: Arc<Refusing>,
+    repo: Repository,
+}
+
+async fn fixture(opts: LockOptions) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    let inner = open_url_create(path.to_str().unwrap(), &Default::default()).unwrap();
+    let storage = Refusing::new(inner);
+    let init = InitOptions {
+        pack_size: 1024 * 1024,
+        ..Default::default()
+    };
+    Repository::init(storage.clone(), &secret(), init)
+        .await
+        .unwrap();
+    let repo = Repository::open(storage.clone(), &secret())
+        .await
+        .unwrap()
+        .with_lock_options(opts);
+    Fixture {
+        _dir: dir,
+        path,
+        storage,
+        repo,
+    }
+}
+
+fn meta() -> SnapshotMeta {
+    SnapshotMeta {
+        source: "locks".into(),
+        kind: "stream".into(),
+        ..Default::default()
+    }
+}
+
+async fn backup(repo: &Repository, bytes: Vec<u8>) -> lifeboat_repo::Result<String> {
+    let mut s = BackupSession::start(repo, Arc::new(Progress::default())).await?;
+    s.add_stream("stdin", std::io::Cursor::new(bytes)).await?;
+    Ok(s.commit(meta()).await?.id)
+}
+
+async fn lock_keys(repo: &Repository) -> Vec<String> {
+    repo.storage()
+        .list("locks/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_whose_lock_was_removed_commits_nothing() {
+    let f = fixture(LockOptions::default()).await;
+    let mut s = BackupSession::start(&f.repo, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    s.add_stream("stdin", std::io::Cursor::new(data(300_000, 1)))
+        .await
+        .unwrap();
+    // Someone runs `unlock --all` (or judges the lock stale) meanwhile.
+    for k in lock_keys(&f.repo).await {
+        f.repo.storage().delete(&k).await.unwrap();
+    }
+    let Err(e) = s.commit(meta()).await else {
+        panic!("the commit must fail")
+    };
+    assert!(matches!(e, RepoError::LockLost(_)), "{e}");
+    assert!(e.to_string().contains("without committing"), "{e}");
+    assert!(f.repo.snapshots().await.unwrap().is_empty());
+    assert!(f.repo.storage().list("index/").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_cannot_be_refreshed_is_lost_and_stops_the_backup() {
+    let opts = LockOptions {
+        refresh: Duration::from_millis(20),
+        stale_after: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let f = fixture(opts).await;
+    let mut s = BackupSession::start(&f.repo, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    let g = lock::acquire(&f.repo, LockMode::Shared, "probe")
+        .await
+        .unwrap();
+    f.storage.refuse_locks.store(true, Ordering::SeqCst);
+    // Wait (bounded) for the refresher to give the lock up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while g.ensure_held().is_ok() {
+        assert!(Instant::now() < deadline, "the lock was never given up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = g.ensure_held().unwrap_err();
+    assert!(matches!(e, RepoError::LockLost(_)), "{e}");
+    assert!(e.to_string().contains("could not refresh"), "{e}");
+    // The backup session's lock went the same way: its next pack fails.
+    let Err(e) = s
+        .add_stream("stdin", std::io::Cursor::new(data(3_000_000, 2)))
+        .await
+    else {
+        panic!("the backup must stop")
+    };
+    assert!(matches!(e, RepoError::LockLost(_)), "{e}");
+    f.storage.refuse_locks.store(false, Ordering::SeqCst);
+    let Err(e) = s.commit(meta()).await else {
+        panic!("no commit")
+    };
+    assert!(matches!(e, RepoError::LockLost(_)), "{e}");
+    assert!(f.repo.snapshots().await.unwrap().is_empty());
+}
+
+fn foreign_doc(mode: LockMode, same_pid_space: bool) -> LockDoc {
+    let mine = |p: &str| std::fs::read_link(p).ok().map(|p| p.display().to_string());
+    LockDoc {
+        version: 1,
+        mode,
+        operation: "backup".into(),
+        hostname: lifeboat_repo::keys::hostname(),
+        username: "other".into(),
+        // No such process here.
+        pid: 4_000_000,
+        created: Utc::now(),
+        instance: "another-process".into(),
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string()),
+        pid_namespace: if same_pid_space {
+            mine("/proc/self/ns/pid")
+        } else {
+            Some("pid:[1]".into())
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_pid_proves_nothing_in_another_pid_namespace() {
+    let f = fixture(LockOptions::default()).await;
+    let other = foreign_doc(LockMode::Shared, false);
+    let same = foreign_doc(LockMode::Shared, true);
+    for (k, d) in [("locks/aa", &other), ("locks/bb", &same)] {
+        f.repo
+            .storage()
+            .put(k, Bytes::from(seal_doc(f.repo.key(), "lock", d).unwrap()))
+            .await
+            .unwrap();
+    }
+    let now = f
+        .repo
+        .storage()
+        .head("locks/aa")
+        .await
+        .unwrap()
+        .last_modified;
+    let locks = lock::list_locks(&f.repo, now).await.unwrap();
+    let stale = |k: &str| locks.iter().find(|l| l.key == k).unwrap().stale;
+    // Same hostname, dead PID, but another container's PID namespace: live
+    // (refreshed just now by the storage clock).
+    assert!(!stale("locks/aa"));
+    // The same kernel and PID namespace: the PID is ours to judge.
+    assert!(stale("locks/bb"));
+    // By the storage clock, a lock not refreshed for stale_after is stale.
+    let later = now + chrono::Duration::hours(1);
+    let locks = lock::list_locks(&f.repo, later).await.unwrap();
+    assert!(locks.iter().all(|l| l.stale));
+    // Our own locks carry our instance id.
+    let g = lock::acquire(&f.repo, LockMode::Shared, "own")
+        .await
+        .unwrap();
+    let locks = lock::list_locks(&f.repo, g.created()).await.unwrap();
+    let own: Vec<_> = locks.iter().filter(|l| l.is_own()).collect();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].doc.instance, lock::instance_id());
+    assert_eq!(lock::instance_id().len(), 32);
+    g.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_lock_waits_for_a_conflicting_lock() {
+    let f = fixture(LockOptions::default()).await;
+    let held = lock::acquire(&f.repo, LockMode::Exclusive, "check")
+        .await
+        .unwrap();
+    // Without --retry-lock: exit 5 at once, naming the holder.
+    let e = lock::acquire(&f.repo, LockMode::Exclusive, "prune")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, RepoError::Locked(_)), "{e}");
+    assert!(e.to_string().contains("--retry-lock"), "{e}");
+    // With it: waits, and gets the lock once the holder releases it.
+    let waiting = f.repo.clone().with_lock_options(LockOptions {
+        retry: Duration::from_secs(120),
+        ..Default::default()
+    });
+    let task =
+        tokio::spawn(async move { lock::acquire(&waiting, LockMode::Exclusive, "prune").await });
+    // Let it find the conflict at least once (its lock comes and goes).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!task.is_finished());
+    held.release().await.unwrap();
+    let g = task.await.unwrap().expect("acquired after the wait");
+    g.release().await.unwrap();
+    // A short wait that runs out says so.
+    let _held = lock::acquire(&f.repo, LockMode::Exclusive, "check")
+        .await
+        .unwrap();
+    let short = f.repo.clone().with_lock_options(LockOptions {
+        retry: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let e = lock::acquire(&short, LockMode::Exclusive, "prune")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("still locked after waiting"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_prune_exclude_each_other() {
+    let f = fixture(LockOptions::default()).await;
+    backup(&f.repo, data(100_000, 3)).await.unwrap();
+    let check = lock::acquire(&f.repo, LockMode::Exclusive, "check")
+        .await
+        .unwrap();
+    let e = prune(&f.repo, &PruneOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(e, RepoError::Locked(_)), "{e}");
+    assert!(e.to_string().contains("lock for check"), "{e}");
+    check.release().await.unwrap();
+    let p = lock::acquire(&f.repo, LockMode::Exclusive, "prune")
+        .await
+        .unwrap();
+    let e = check_subset(&f.repo, false, None, Arc::new(Progress::default()))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("lock for prune"), "{e}");
+    p.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_guard_removes_its_lock_only() {
+    let f = fixture(LockOptions::default()).await;
+    let keep = lock::acquire(&f.repo, LockMode::Shared, "backup")
+        .await
+        .unwrap();
+    let mut s = BackupSession::start(&f.repo, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    s.add_stream("stdin", std::io::Cursor::new(data(100_000, 4)))
+        .await
+        .unwrap();
+    assert_eq!(lock_keys(&f.repo).await.len(), 2);
+    // Abandoned, as the daemon does at the end of its grace period.
+    drop(s);
+    lock::settle_releases(Duration::from_secs(30)).await;
+    assert_eq!(
+        lock_keys(&f.repo).await,
+        vec![format!("locks/{}", keep.id())]
+    );
+    keep.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_work_needs_no_write() {
+    let f = fixture(LockOptions::default()).await;
+    let bytes = data(2_500_000, 5);
+    let id = backup(&f.repo, bytes.clone()).await.unwrap();
+    f.storage.refuse_all.store(true, Ordering::SeqCst);
+
+    // snapshots
+    assert_eq!(f.repo.snapshots().await.unwrap().len(), 1);
+    // restore
+    let snap = f.repo.find_snapshot(&id, None).await.unwrap();
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct W(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    restore_item(
+        &f.repo,
+        &snap,
+        None,
+        W(Arc::clone(&out)),
+        Arc::new(Progress::default()),
+    )
+    .await
+    .expect("restore from a read-only repository");
+    assert!(*out.lock().unwrap() == bytes);
+    // check --read-data
+    let r = check_subset(&f.repo, true, None, Arc::new(Progress::default()))
+        .await
+        .expect("check of a read-only repository");
+    assert!(r.ok(), "{:?}", r.errors);
+    assert!(r.bytes_verified > 0);
+    // What must write still fails, and says why.
+    let e = backup(&f.repo, data(10, 6)).await.err().unwrap();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    let e = prune(&f.repo, &PruneOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    assert!(lock_keys(&f.repo).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_data_subsets_cover_every_pack_once() {
+    let f = fixture(LockOptions::default()).await;
+    backup(&f.repo, data(6_000_000, 7)).await.unwrap();
+    let packs = f.repo.storage().list("data/").await.unwrap();
+    assert!(packs.len() >= 4, "{} packs", packs.len());
+    let full = check_subset(&f.repo, true, None, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    let mut sum = 0;
+    for n in 1..=3 {
+        let part = DataSubset::Part { n, m: 3 };
+        let r = check_subset(&f.repo, true, Some(part), Arc::new(Progress::default()))
+            .await
+            .unwrap();
+        assert!(r.ok(), "{:?}", r.errors);
+        sum += r.bytes_verified;
+    }
+    assert_eq!(sum, full.bytes_verified);
+
+    // A damaged pack is found by its part, and only by it.
+    let victim = &packs[0];
+    let id = victim.key.rsplit('/').next().unwrap();
+    let mut bytes = f.repo.storage().get(&victim.key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(f.path.join(&victim.key), &bytes).unwrap();
+    let mut found = Vec::new();
+    for n in 1..=3 {
+        let part = DataSubset::Part { n, m: 3 };
+        let r = check_subset(&f.repo, true, Some(part), Arc::new(Progress::default()))
+            .await
+            .unwrap();
+        if !r.ok() {
+            assert!(part.contains(id));
+            found.push(n);
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_never_creates_the_repository_root() {
+    let f = fixture(LockOptions::default()).await;
+    backup(&f.repo, data(10_000, 8)).await.unwrap();
+    let moved = f.path.with_file_name("moved");
+    std::fs::rename(&f.path, &moved).unwrap();
+    let e = backup(&f.repo, data(10_000, 9)).await.err().unwrap();
+    assert!(
+        !f.path.exists(),
+        "the repository root was created again: {e}"
+    );
+    let e = f.repo.verify_identity().await.err().unwrap();
+    assert!(matches!(e, RepoError::NotARepository { .. }), "{e}");
+    // Subdirectories under an existing root are still created.
+    std::fs::rename(&moved, &f.path).unwrap();
+    std::fs::remove_dir_all(f.path.join("snapshots")).unwrap();
+    backup(&f.repo, data(10_000, 10)).await.unwrap();
+    f.repo.verify_identity().await.unwrap();
+}
