@@ -640,7 +640,17 @@ pub(crate) async fn restore_snapshot(
     let mut staged =
         stage_archive_part(repo, snap, staging, mode, facts.archive.clone(), leave_out).await?;
     let touched = AtomicBool::new(false);
-    let r = restore_staged(repo, snap, tools, target, opts, &mut staged, &split, &touched).await;
+    let r = restore_staged(
+        repo,
+        snap,
+        tools,
+        target,
+        opts,
+        &mut staged,
+        &split,
+        &touched,
+    )
+    .await;
     RemovedInBackground::start(staged.file);
     r
 }
