@@ -440,6 +440,11 @@ async fn execute(repo: &Repository, lock: &LockGuard, scan: &Scan, plan: &Plan) 
                 .insert(put_condemned(repo, packs.iter().cloned().collect(), Some(*fence)).await?);
         }
     }
+    // Deleting anything without the lock could race another prune (the
+    // lock was removed or judged stale): stop instead (`RepoError::LockLost`).
+    if !plan.delete.is_empty() || plan.rewrite_condemned {
+        lock.confirm().await?;
+    }
     // 3. Consolidated index without the deleted packs, then the documents it replaces.
     let removed: HashSet<&str> = plan.delete.iter().map(String::as_str).collect();
     let touched: Vec<&String> = scan
@@ -472,6 +477,7 @@ async fn execute(repo: &Repository, lock: &LockGuard, scan: &Scan, plan: &Plan) 
     }
     // 4. The packs.
     for pk in &plan.delete {
+        lock.ensure_held()?;
         if let Some(o) = scan.stored.get(pk) {
             storage.delete(&o.key).await?;
         }
