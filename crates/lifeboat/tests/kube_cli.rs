@@ -1054,6 +1054,20 @@ fn restore_replaces_existing_objects_and_update_merges() {
     let env = kube_env();
     let c = cluster(&env, "c");
     kubernaut_fixture(&c.api, 2);
+    // The double's simulated controller makes the Deployment's pods and
+    // status shortly after: wait until it has, so that the resourceVersion
+    // below moves only when Lifeboat writes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c
+        .api
+        .get("apps/v1", "Deployment", Some(NS), "data-storage")
+        .unwrap()["status"]["readyReplicas"]
+        != 2
+        || c.api.list("v1", "Pod", Some(NS)).len() != 2
+    {
+        assert!(std::time::Instant::now() < deadline, "the pods never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     backup(&env, &c);
     let want = state(&c.api, NS);
 
