@@ -114,7 +114,10 @@ pub async fn drill(
         "restore",
         failed.is_empty(),
         t,
-        format!("server-side apply: {}", counts.join(", ")),
+        format!(
+            "applied new objects, replaced existing ones: {}",
+            counts.join(", ")
+        ),
     ));
     out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
 
