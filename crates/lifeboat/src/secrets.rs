@@ -16,6 +16,9 @@ pub enum SecretFileError {
         "it is readable by group or others (mode {mode:o}); run `chmod 600 {path}` and try again"
     )]
     TooOpen { path: String, mode: u32 },
+    /// A directory, device or pipe: advising on its mode would mislead.
+    #[error("it is not a regular file; give the path of the file that holds the secret")]
+    NotAFile,
     #[error("{0}")]
     Unreadable(String),
     #[error("it is not UTF-8 text")]
@@ -28,6 +31,9 @@ pub enum SecretFileError {
 pub fn read_secret_bytes(path: &Path) -> Result<Vec<u8>, SecretFileError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| SecretFileError::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(SecretFileError::NotAFile);
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(SecretFileError::TooOpen {
@@ -95,4 +101,17 @@ pub fn passphrase_from_env(var: &str) -> Option<Secret> {
         .ok()
         .filter(|s| !s.is_empty())
         .map(Secret::Passphrase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_not_a_secret_file_whatever_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_secret_bytes(dir.path()).unwrap_err();
+        assert!(matches!(err, SecretFileError::NotAFile), "{err}");
+        assert!(!err.to_string().contains("chmod"), "{err}");
+    }
 }
