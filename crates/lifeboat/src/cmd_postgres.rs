@@ -1213,12 +1213,7 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
     let split = if a.whole_tables {
         Vec::new()
     } else {
-        let sizes: Vec<_> = facts
-            .tables
-            .iter()
-            .filter_map(|t| Some((t.table.clone(), t.size_bytes?)))
-            .collect();
-        split_restore::tables_to_split(&sizes, a.jobs)
+        tables_worth_splitting(&facts, a.jobs)
     };
     let stage = async {
         let started = Instant::now();
