@@ -66,31 +66,7 @@ fn round_trip_content_hashes_chain_and_verify() {
     let src = cluster.conn_config("src");
     // As in Kubernaut's real database, the embeddings hold most of the bytes,
     // so that `--jobs 2` spreads their rows (split_restore).
-    rt.block_on(async {
-        let c = src.connect().await.unwrap();
-        for _ in 0..8 {
-            let share: f64 = c
-                .query_one(
-                    "SELECT pg_table_size('incident_embeddings')::float8 / sum(pg_table_size(c.oid))::float8
-                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE c.relkind = 'r' AND n.nspname = 'public'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if share >= 0.5 {
-                return;
-            }
-            c.batch_execute(
-                "INSERT INTO incident_embeddings (incident_id, created_at, model, embedding, metadata)
-                 SELECT incident_id || '-again', created_at, model, embedding, metadata FROM incident_embeddings",
-            )
-            .await
-            .unwrap();
-        }
-        panic!("the embeddings do not dominate the fixture");
-    });
+    common::make_embeddings_dominate(&rt, &src);
     let before = hashes(&rt, &src);
     assert!(before.len() >= 8, "fixture has tables: {before:?}");
     let snap = backup_json(&env, &["--db", &cluster.url("src")]);

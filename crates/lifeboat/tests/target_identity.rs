@@ -493,31 +493,7 @@ fn restore_jobs_of_the_source_are_used_by_restores_and_drills() {
     let (cluster, env) = setup(&rt);
     // As in Kubernaut's database, the embeddings hold most of the bytes, so
     // that 2 jobs spread their rows.
-    rt.block_on(async {
-        let c = cluster.conn_config("src").connect().await.unwrap();
-        for _ in 0..8 {
-            let share: f64 = c
-                .query_one(
-                    "SELECT pg_table_size('incident_embeddings')::float8 / sum(pg_table_size(c.oid))::float8
-                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE c.relkind = 'r' AND n.nspname = 'public'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if share >= 0.5 {
-                return;
-            }
-            c.batch_execute(
-                "INSERT INTO incident_embeddings (incident_id, created_at, model, embedding, metadata)
-                 SELECT incident_id || '-again', created_at, model, embedding, metadata FROM incident_embeddings",
-            )
-            .await
-            .unwrap();
-        }
-        panic!("the embeddings do not dominate the fixture");
-    });
+    common::make_embeddings_dominate(&rt, &cluster.conn_config("src"));
     let (cfg, _) = write_config(&env, &cluster.url("src"), "    restore: {jobs: 2}\n");
     let c = cfg.to_str().unwrap();
     env.ok(&["--config", c, "backup", "postgres", "--source", "db"]);

@@ -368,6 +368,40 @@ pub const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 /// Writes `TOKEN` (with a trailing newline) to the 0600 file `api-token`
 /// in the environment's directory; returns its path, for `serve.token`.
+/// Grows the fixture's `incident_embeddings` until it holds at least half of
+/// the bytes of `public`'s tables, as in Kubernaut's real database, so that
+/// a `--jobs 2` restore spreads its rows (split_restore).
+pub fn make_embeddings_dominate(
+    rt: &tokio::runtime::Runtime,
+    db: &lifeboat_postgres::conn::ConnConfig,
+) {
+    rt.block_on(async {
+        let c = db.connect().await.unwrap();
+        for _ in 0..8 {
+            let share: f64 = c
+                .query_one(
+                    "SELECT pg_table_size('incident_embeddings')::float8 / sum(pg_table_size(c.oid))::float8
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.relkind = 'r' AND n.nspname = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if share >= 0.5 {
+                return;
+            }
+            c.batch_execute(
+                "INSERT INTO incident_embeddings (incident_id, created_at, model, embedding, metadata)
+                 SELECT incident_id || '-again', created_at, model, embedding, metadata FROM incident_embeddings",
+            )
+            .await
+            .unwrap();
+        }
+        panic!("the embeddings do not dominate the fixture");
+    });
+}
+
 pub fn write_token(env: &Env) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let token = env.path("api-token");
