@@ -12,89 +12,22 @@
 //! prune at its listing of the packs, after it read the snapshots and
 //! before it writes anything, in the old protocol and in the new one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+use lifeboat_repo::ErrorClass;
+use lifeboat_repo::backup::{BackupSession, Progress};
 use lifeboat_repo::format::{DATA_PREFIX, SNAPSHOTS_PREFIX};
 use lifeboat_repo::prune::{PruneOptions, prune};
-use lifeboat_repo::restore::restore_item;
-use lifeboat_repo::storage::Storage;
 use lifeboat_repo::storage::faulty::Op;
-use lifeboat_repo::storage::gate::Gated;
-use lifeboat_repo::storage::object::ObjectStoreBackend;
-use lifeboat_repo::{ErrorClass, InitOptions, Repository, Secret};
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    gated: Arc<Gated>,
-    repo: Repository,
-    /// What each snapshot must restore to.
-    expected: HashMap<String, Vec<u8>>,
-}
+mod common;
+use common::{Fixture, assert_intact, backup, data, fixture};
 
 const GRACE_ZERO: PruneOptions = PruneOptions {
     grace: Duration::ZERO,
     dry_run: false,
 };
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn Storage> =
-        Arc::new(ObjectStoreBackend::local(&dir.path().join("repo"), true).unwrap());
-    let gated = Arc::new(Gated::new(local));
-    let secret = Secret::key_file(Secret::generate_key_file().unwrap()).unwrap();
-    let repo = Repository::init(
-        gated.clone(),
-        &secret,
-        InitOptions {
-            pack_size: 1024 * 1024,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    Fixture {
-        _dir: dir,
-        gated,
-        repo,
-        expected: HashMap::new(),
-    }
-}
-
-fn meta() -> SnapshotMeta {
-    SnapshotMeta {
-        source: "race".into(),
-        kind: "stream".into(),
-        ..Default::default()
-    }
-}
-
-async fn backup(f: &mut Fixture, bytes: Vec<u8>) -> String {
-    let mut s = BackupSession::start(&f.repo, Arc::new(Progress::default()))
-        .await
-        .unwrap();
-    s.add_stream("stdin", std::io::Cursor::new(bytes.clone()))
-        .await
-        .unwrap();
-    let id = s.commit(meta()).await.unwrap().id;
-    f.expected.insert(id.clone(), bytes);
-    id
-}
 
 async fn forget(f: &mut Fixture, id: &str) {
     f.repo
@@ -103,47 +36,6 @@ async fn forget(f: &mut Fixture, id: &str) {
         .await
         .unwrap();
     f.expected.remove(id);
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every snapshot restores to what was backed up, and check is clean.
-async fn assert_intact(f: &Fixture, context: &str) {
-    let snaps = f.repo.snapshots().await.unwrap();
-    assert_eq!(
-        snaps.len(),
-        f.expected.len(),
-        "{context}: snapshots {:?}",
-        snaps.iter().map(|s| s.short_id()).collect::<Vec<_>>()
-    );
-    for s in &snaps {
-        let out = SharedBuf::default();
-        restore_item(&f.repo, s, None, out.clone(), Arc::new(Progress::default()))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("{context}: snapshot {} does not restore: {e}", s.short_id())
-            });
-        assert!(
-            *out.0.lock().unwrap() == f.expected[&s.id],
-            "{context}: snapshot {} restores different bytes",
-            s.short_id()
-        );
-    }
-    let report = lifeboat_repo::check::check(&f.repo, true, Arc::new(Progress::default()))
-        .await
-        .unwrap();
-    assert!(report.ok(), "{context}: check: {:?}", report.errors);
 }
 
 /// A forgotten snapshot of `x` (its packs unreferenced) and a kept one of `y`.
@@ -158,7 +50,7 @@ async fn forgotten_and_kept(f: &mut Fixture, x: &[u8], y: &[u8]) {
 /// same data starts, deduplicates against the doomed packs and commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_committed_before_the_condemned_list_is_stored_survives_prune() {
-    let mut f = fixture().await;
+    let mut f = fixture("race").await;
     let x = data(600_000, 1);
     forgotten_and_kept(&mut f, &x, &data(300_000, 2)).await;
 
@@ -186,7 +78,7 @@ async fn backup_committed_before_the_condemned_list_is_stored_survives_prune() {
 /// it deduplicated against.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_running_across_the_condemnation_survives_prune() {
-    let mut f = fixture().await;
+    let mut f = fixture("race").await;
     let x = data(600_000, 3);
     forgotten_and_kept(&mut f, &x, &data(300_000, 4)).await;
 
@@ -209,7 +101,7 @@ async fn backup_running_across_the_condemnation_survives_prune() {
         .unwrap();
     pause.release();
     let report = pruning.await.unwrap().unwrap();
-    let id = session.commit(meta()).await.unwrap().id;
+    let id = session.commit(common::meta("race")).await.unwrap().id;
     f.expected.insert(id, x);
     assert_intact(&f, &format!("after prune {report:?}")).await;
     prune(&f.repo, &GRACE_ZERO).await.unwrap();
@@ -234,7 +126,7 @@ enum Other {
 async fn every_boundary(other: Other) -> u64 {
     let mut k = 1;
     loop {
-        let mut f = fixture().await;
+        let mut f = fixture("race").await;
         let x = data(400_000, 10 + k);
         let y = data(200_000, 1000 + k);
         forgotten_and_kept(&mut f, &x, &y).await;
@@ -285,7 +177,7 @@ async fn every_boundary(other: Other) -> u64 {
             Err(e) => panic!("{context}: prune: {e}"),
         }
         if let Some(s) = across {
-            let id = s.commit(meta()).await.unwrap().id;
+            let id = s.commit(common::meta("race")).await.unwrap().id;
             f.expected.insert(id, x.clone());
         }
         assert_intact(&f, &context).await;

@@ -4,119 +4,25 @@
 //! `repair index` rebuilds the index from the packs' headers — safely when
 //! interrupted at any request, and beside a running backup.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+use lifeboat_repo::ErrorClass;
+use lifeboat_repo::backup::Progress;
 use lifeboat_repo::format::{DATA_PREFIX, INDEX_PREFIX};
 use lifeboat_repo::pack::BlobId;
 use lifeboat_repo::prune::{PruneOptions, prune};
 use lifeboat_repo::repair::repair_index;
-use lifeboat_repo::restore::restore_item;
-use lifeboat_repo::storage::Storage;
-use lifeboat_repo::storage::gate::Gated;
-use lifeboat_repo::storage::object::ObjectStoreBackend;
-use lifeboat_repo::{ErrorClass, InitOptions, Repository, Secret};
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+mod common;
+use common::{Fixture, backup, data, fixture};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    gated: Arc<Gated>,
-    repo: Repository,
-    expected: HashMap<String, Vec<u8>>,
-}
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn Storage> =
-        Arc::new(ObjectStoreBackend::local(&dir.path().join("repo"), true).unwrap());
-    let gated = Arc::new(Gated::new(local));
-    let secret = Secret::key_file(Secret::generate_key_file().unwrap()).unwrap();
-    let repo = Repository::init(
-        gated.clone(),
-        &secret,
-        InitOptions {
-            pack_size: 1024 * 1024,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    Fixture {
-        _dir: dir,
-        gated,
-        repo,
-        expected: HashMap::new(),
-    }
-}
-
-async fn backup(f: &mut Fixture, bytes: Vec<u8>) -> String {
-    let mut s = BackupSession::start(&f.repo, Arc::new(Progress::default()))
-        .await
-        .unwrap();
-    s.add_stream("stdin", std::io::Cursor::new(bytes.clone()))
-        .await
-        .unwrap();
-    let id = s
-        .commit(SnapshotMeta {
-            source: "repair".into(),
-            kind: "stream".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    f.expected.insert(id.clone(), bytes);
-    id
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Every snapshot restores to what was backed up, check is clean, and no
+/// pack lacks its index entries.
 async fn assert_intact(f: &Fixture, context: &str) {
-    let report = lifeboat_repo::check::check(&f.repo, true, Arc::new(Progress::default()))
-        .await
-        .unwrap();
-    assert!(report.ok(), "{context}: check: {:?}", report.errors);
+    let report = common::assert_intact(f, context).await;
     assert_eq!(report.unindexed_packs, 0, "{context}");
-    let snaps = f.repo.snapshots().await.unwrap();
-    assert_eq!(snaps.len(), f.expected.len(), "{context}");
-    for s in &snaps {
-        let out = SharedBuf::default();
-        restore_item(&f.repo, s, None, out.clone(), Arc::new(Progress::default()))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("{context}: snapshot {} does not restore: {e}", s.short_id())
-            });
-        assert!(
-            *out.0.lock().unwrap() == f.expected[&s.id],
-            "{context}: snapshot {} restores different bytes",
-            s.short_id()
-        );
-    }
 }
 
 async fn keys(f: &Fixture, prefix: &str) -> Vec<String> {
@@ -177,7 +83,7 @@ async fn indexed_blobs(f: &Fixture) -> HashSet<BlobId> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_refuses_while_a_snapshot_needs_unindexed_blobs() {
-    let mut f = fixture().await;
+    let mut f = fixture("repair").await;
     lost_index_document(&mut f).await;
     let packs = keys(&f, DATA_PREFIX).await;
 
@@ -202,7 +108,7 @@ async fn prune_refuses_while_a_snapshot_needs_unindexed_blobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_advises_repair_and_repair_index_restores_everything() {
-    let mut f = fixture().await;
+    let mut f = fixture("repair").await;
     lost_index_document(&mut f).await;
 
     let report = lifeboat_repo::check::check(&f.repo, false, Arc::new(Progress::default()))
@@ -248,7 +154,7 @@ async fn check_advises_repair_and_repair_index_restores_everything() {
 async fn repair_interrupted_at_every_step_loses_no_index_entry() {
     let mut k = 1;
     loop {
-        let mut f = fixture().await;
+        let mut f = fixture("repair").await;
         lost_index_document(&mut f).await;
         let before = indexed_blobs(&f).await;
 
