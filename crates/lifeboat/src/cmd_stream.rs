@@ -1,4 +1,9 @@
 //! `backup stream` and `restore stream`: any bytes in, the same bytes out.
+//!
+//! `backup stream --name NAME` reads standard input. `backup stream
+//! --source NAME` backs up a configured stream source: the output of its
+//! `stream.command` when it has one (run as the daemon runs it,
+//! `crate::stream_command`), else standard input.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -6,20 +11,29 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
+use crate::config::{SourceKind, StreamSource};
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
+use crate::exit::{FAILURE, OK, fail, usage};
 use crate::output::{human_bytes, print_json};
 use crate::progress;
+use crate::stream_command::CommandReader;
 
 #[derive(Args, Debug)]
 pub struct BackupStreamArgs {
-    /// Name of the stream; it becomes the snapshot's source
+    /// Name of the stream, read from standard input; it becomes the
+    /// snapshot's source
+    #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+    pub name: Option<String>,
+    /// A stream source of the configuration: its stream.command's output is
+    /// backed up (standard input when it has no command)
     #[arg(long)]
-    pub name: String,
+    pub source: Option<String>,
     /// Tags to attach (repeatable)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -46,27 +60,34 @@ struct BackupResult<'a> {
 }
 
 pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
-    if a.name.trim().is_empty() {
-        return Err(usage("--name must not be empty"));
-    }
+    let (name, command) = match (&a.name, &a.source) {
+        (Some(n), _) => {
+            if n.trim().is_empty() {
+                return Err(usage("--name must not be empty"));
+            }
+            (n.clone(), None)
+        }
+        (None, Some(s)) => (s.clone(), configured_command(ctx, s)?),
+        (None, None) => return Err(usage("give --name NAME or --source NAME")),
+    };
     let repo = ctx.open().await?;
-    let progress = Arc::new(Progress::default());
-    let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
-    let display = progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
-    let stdin = std::io::stdin();
-    if let Err(e) = session.add_stream("stdin", stdin).await {
-        session.abort().await;
-        return Err(e.into());
-    }
-    let snap = session
-        .commit(SnapshotMeta {
-            source: a.name.clone(),
-            kind: "stream".into(),
-            tags: a.tags,
-            facts: serde_json::Value::Null,
-        })
-        .await?;
-    drop(display);
+    let snap = match &command {
+        Some(stream) => {
+            backup_command(&repo, &name, stream, a.tags, ctx.progress_mode(), true).await?
+        }
+        None => {
+            let progress = Arc::new(Progress::default());
+            let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
+            let display = progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
+            if let Err(e) = session.add_stream("stdin", std::io::stdin()).await {
+                session.abort().await;
+                return Err(e.into());
+            }
+            let snap = session.commit(meta(&name, a.tags)).await?;
+            drop(display);
+            snap
+        }
+    };
     let s = &snap.snapshot.stats;
     if ctx.json() {
         print_json(&BackupResult {
@@ -89,6 +110,77 @@ pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
     }
     Ok(OK)
 }
+
+/// The configured stream source `name`: its command, or None to read
+/// standard input. A source of another kind is refused.
+fn configured_command(ctx: &Ctx, name: &str) -> Result<Option<StreamSource>> {
+    let Some(config) = &ctx.config else {
+        return Err(usage(format!(
+            "--source {name} needs a configuration file (--config or ./lifeboat.yaml); use --name {name} to back up standard input"
+        )));
+    };
+    let src = config.source(name).map_err(|e| usage(e.to_string()))?;
+    if src.kind != SourceKind::Stream {
+        return Err(usage(format!(
+            "source {name} is a {} source; back it up with `lifeboat backup {}`",
+            src.kind, src.kind
+        )));
+    }
+    Ok(src.stream.clone().filter(|s| !s.command.is_empty()))
+}
+
+fn meta(name: &str, tags: Vec<String>) -> SnapshotMeta {
+    SnapshotMeta {
+        source: name.to_string(),
+        kind: "stream".into(),
+        tags,
+        facts: serde_json::Value::Null,
+    }
+}
+
+/// Runs `stream.command` and backs up its standard output as a snapshot of
+/// `name`. A command that exits non-zero or is killed fails the backup
+/// (exit 1) with the end of its stderr in the message, and nothing is
+/// committed. `echo_stderr`: copy its stderr to ours as it comes (the CLI;
+/// the daemon only logs it).
+pub(crate) async fn backup_command(
+    repo: &Repository,
+    name: &str,
+    stream: &StreamSource,
+    tags: Vec<String>,
+    mode: progress::Mode,
+    echo_stderr: bool,
+) -> Result<SnapshotRef> {
+    let progress = Arc::new(Progress::default());
+    let mut session = BackupSession::start(repo, Arc::clone(&progress)).await?;
+    let reader = match CommandReader::spawn(stream, echo_stderr) {
+        Ok(r) => r,
+        Err(e) => {
+            session.abort().await;
+            return Err(e);
+        }
+    };
+    let failure = reader.failure();
+    let display = progress::start(Arc::clone(&progress), "backup", mode, true);
+    let added = session.add_stream(COMMAND_ITEM, reader).await;
+    drop(display);
+    if let Err(e) = added {
+        session.abort().await;
+        let failed = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return Err(match failed {
+            Some(msg) => fail(
+                FAILURE,
+                format!("{msg}; nothing was committed to the repository"),
+            ),
+            None => anyhow::Error::from(e).context("backing up the stream command's output"),
+        });
+    }
+    Ok(session.commit(meta(name, tags)).await?)
+}
+
+/// The item name of a command's output in its snapshot (`stdin` for a
+/// stream read from standard input).
+const COMMAND_ITEM: &str = "stdout";
 
 pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
     if a.output.is_none() && std::io::stdout().is_terminal() {

@@ -19,6 +19,10 @@
 //!   every other parse error; so are values of the wrong type, bad durations
 //!   (`30d`, `12h`, `1d12h`), bad cron expressions and unknown time zones,
 //!   which are all checked while the file is read.
+//! * Accepted settings do something: a retention rule that keeps nothing
+//!   (`keep_last: 0`, `keep_within_daily: 0s`, `retention: {}`) and a
+//!   schedule with no slot in the next five years (`0 0 31 2 *`) are refused
+//!   the same way, with line and column.
 //! * Secrets are given only by reference ([`SecretRef`]): an environment
 //!   variable, a file (mode 0600), or a Kubernetes Secret. A URL carrying a
 //!   password is refused. Resolved secrets are never logged nor shown by
@@ -524,8 +528,10 @@ pub struct SourceConfig {
     #[serde(default)]
     pub timezone: Option<Timezone>,
     /// Which of its snapshots `forget` keeps. No policy: `forget` refuses
-    /// this source instead of deleting everything.
-    #[serde(default)]
+    /// this source instead of deleting everything. Every rule written keeps
+    /// something: a count of 0, a duration of 0s and an empty section are
+    /// refused where they are written ([`RetentionSection`]).
+    #[serde(default, deserialize_with = "retention_section")]
     pub retention: Option<RetentionPolicy>,
     #[serde(default)]
     pub postgres: Option<PostgresSource>,
@@ -546,6 +552,106 @@ pub struct SourceConfig {
     /// the daemon's drills all read it, so a drill proves the production path.
     #[serde(default)]
     pub restore: Option<RestoreConfig>,
+}
+
+/// `retention:` as written in the file: the fields of [`RetentionPolicy`],
+/// each checked where it is written, so that a rule that would keep nothing
+/// (`keep_last: 0`, `keep_within_daily: 0s`), which `forget` and the daemon
+/// would silently skip, is refused with its line and column like every
+/// other value error (the CLI refuses `--keep-last 0` the same way).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    #[serde(default)]
+    keep_last: Option<KeepCount>,
+    #[serde(default)]
+    keep_hourly: Option<KeepCount>,
+    #[serde(default)]
+    keep_daily: Option<KeepCount>,
+    #[serde(default)]
+    keep_weekly: Option<KeepCount>,
+    #[serde(default)]
+    keep_monthly: Option<KeepCount>,
+    #[serde(default)]
+    keep_yearly: Option<KeepCount>,
+    #[serde(default)]
+    keep_within: Option<KeepWindow>,
+    #[serde(default)]
+    keep_within_hourly: Option<KeepWindow>,
+    #[serde(default)]
+    keep_within_daily: Option<KeepWindow>,
+    #[serde(default)]
+    keep_within_weekly: Option<KeepWindow>,
+    #[serde(default)]
+    keep_within_monthly: Option<KeepWindow>,
+    #[serde(default)]
+    keep_within_yearly: Option<KeepWindow>,
+}
+
+/// A retention count, at least 1.
+struct KeepCount(u32);
+
+impl<'de> Deserialize<'de> for KeepCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(n) if n >= 1 => Ok(KeepCount(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "a retention count must be at least 1, not {n}: a rule that keeps no snapshot \
+                 keeps nothing at all (remove the key, or give e.g. keep_last: 7)"
+            ))),
+        }
+    }
+}
+
+/// A retention window, longer than 0s.
+struct KeepWindow(TimeDelta);
+
+impl<'de> Deserialize<'de> for KeepWindow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let w = lifeboat_repo::retention::parse_duration(&s).map_err(serde::de::Error::custom)?;
+        if w <= TimeDelta::zero() {
+            return Err(serde::de::Error::custom(format!(
+                "a retention window must be longer than 0s, not {s:?}: a window of 0s keeps \
+                 nothing (remove the key, or give e.g. keep_within_daily: 30d)"
+            )));
+        }
+        Ok(KeepWindow(w))
+    }
+}
+
+/// `retention:` of a source: [`RetentionSection`], refused when it has no
+/// rule at all (an empty section reads like a policy but keeps nothing, and
+/// `forget` would then refuse the source).
+fn retention_section<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RetentionPolicy>, D::Error> {
+    let s = RetentionSection::deserialize(d)?;
+    let count = |c: Option<KeepCount>| c.map(|c| c.0);
+    let window = |w: Option<KeepWindow>| w.map(|w| w.0);
+    let p = RetentionPolicy {
+        keep_last: count(s.keep_last),
+        keep_hourly: count(s.keep_hourly),
+        keep_daily: count(s.keep_daily),
+        keep_weekly: count(s.keep_weekly),
+        keep_monthly: count(s.keep_monthly),
+        keep_yearly: count(s.keep_yearly),
+        keep_within: window(s.keep_within),
+        keep_within_hourly: window(s.keep_within_hourly),
+        keep_within_daily: window(s.keep_within_daily),
+        keep_within_weekly: window(s.keep_within_weekly),
+        keep_within_monthly: window(s.keep_within_monthly),
+        keep_within_yearly: window(s.keep_within_yearly),
+    };
+    if p.is_empty() {
+        return Err(serde::de::Error::custom(
+            "the retention section has no rule: give at least one of keep_last, keep_hourly, \
+             keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within or \
+             keep_within_hourly/daily/weekly/monthly/yearly, or remove retention: to keep everything",
+        ));
+    }
+    Ok(Some(p))
 }
 
 /// A PostgreSQL source's restore settings (`restore:`).
@@ -676,13 +782,45 @@ pub struct KubeSource {
     pub label_selector: Option<String>,
 }
 
-/// A stream produced by a command, backed up as its standard output.
+/// A stream produced by a command, backed up as its standard output
+/// (`crate::stream_command`): by the daemon on the source's schedule or
+/// through its API, and by `lifeboat backup stream --source NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSource {
-    /// Argument vector (no shell), e.g. `[tar, -C, /data, -cf, -, .]`.
+    /// Argument vector (no shell), e.g. `[tar, -C, /data, -cf, -, .]`. A
+    /// non-zero exit or a signal fails the backup; no snapshot is written.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Names of environment variables passed to the command from Lifeboat's
+    /// environment (when set there), besides `PATH`; it gets nothing else.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// What is wrong with a list of environment variable names passed to a
+/// child (`stream.env`): empty names, `=` in a name, duplicates, and
+/// Lifeboat's own `LIFEBOAT_*` settings and secrets, which never reach a
+/// child.
+fn env_names_problems(names: &[String], at: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        if n.is_empty() || n.contains('=') || n.contains('\0') {
+            problems.push(format!(
+                "{at}: {n:?} is not an environment variable name"
+            ));
+        } else if n.starts_with("LIFEBOAT_") {
+            problems.push(format!(
+                "{at}: {n} is one of Lifeboat's own settings or secrets, which are never passed to a child; remove it"
+            ));
+        } else if n == "PATH" {
+            problems.push(format!("{at}: PATH is always passed; remove it"));
+        } else if !seen.insert(n.as_str()) {
+            problems.push(format!("{at}: {n} is listed twice"));
+        }
+    }
+    problems
 }
 
 /// How writers are stopped during a restore and brought back after it.
@@ -885,8 +1023,12 @@ pub enum Priority {
     P3,
 }
 
+/// A schedule must have a slot within this many years of now (checked in
+/// UTC; a time zone moves slots by hours, not years). 29 February passes.
+pub const SCHEDULE_HORIZON_YEARS: i64 = 5;
+
 /// A validated cron expression (five fields, six with seconds first, or
-/// `@hourly`-style aliases).
+/// `@hourly`-style aliases) that fires within [`SCHEDULE_HORIZON_YEARS`].
 #[derive(Clone)]
 pub struct Schedule {
     expr: String,
@@ -906,6 +1048,20 @@ impl Schedule {
                  or six with seconds first"
             )
         })?;
+        // A schedule that never fires would leave its source (or drill, or
+        // check) silently undone: refuse it like every other value error.
+        let now = chrono::Utc::now();
+        let horizon = now + TimeDelta::days(SCHEDULE_HORIZON_YEARS * 365);
+        match cron.find_next_occurrence(&now, false) {
+            Ok(t) if t <= horizon => {}
+            _ => {
+                return Err(format!(
+                    "the cron expression {expr:?} has no slot in the next {SCHEDULE_HORIZON_YEARS} years \
+                     (a day that does not exist in its month, such as 31 February, never comes); \
+                     fix the day and month fields"
+                ));
+            }
+        }
         Ok(Schedule {
             expr: expr.trim().to_string(),
             cron,
@@ -1215,6 +1371,23 @@ impl Config {
             if s.stream.as_ref().is_some_and(|st| no_program(&st.command)) {
                 problems.push(format!(
                     "{at}.stream.command: give the program and its arguments, e.g. [tar, -cf, -, /data]"
+                ));
+            }
+            if let Some(st) = &s.stream {
+                problems.extend(env_names_problems(&st.env, &format!("{at}.stream.env")));
+            }
+            let drill_schedule = s.drill.as_ref().is_some_and(|d| d.schedule.is_some());
+            if s.timezone.is_some() && s.schedule.is_none() && !drill_schedule {
+                problems.push(format!(
+                    "{at}.timezone is set but the source has no schedule or drill.schedule for it to apply to; remove it or add the schedule"
+                ));
+            }
+            if s.kind == SourceKind::Stream
+                && s.schedule.is_some()
+                && s.stream.as_ref().is_none_or(|st| st.command.is_empty())
+            {
+                problems.push(format!(
+                    "{at}.schedule: the daemon backs up a stream source by running its stream.command, and there is none; give stream.command, or remove the schedule and feed it with `lifeboat backup stream --source {name}`"
                 ));
             }
             if let Some(q) = &s.quiesce {
@@ -1813,6 +1986,106 @@ sources:
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert_eq!(problems.len(), 7, "{all}");
+    }
+
+    /// Issue 17: retention rules that keep nothing and schedules that never
+    /// fire are refused where they are written, with line and column.
+    #[test]
+    fn retention_that_keeps_nothing_is_refused_where_it_is_written() {
+        let source = |retention: &str| {
+            format!(
+                "repository: {{url: /r}}\nsources:\n  db:\n    kind: kube\n    kube: {{}}\n    retention:\n{retention}"
+            )
+        };
+        for (rule, column, needle) in [
+            ("keep_last: 0", 18, "at least 1, not 0"),
+            ("keep_daily: 0", 19, "at least 1, not 0"),
+            ("keep_yearly: -1", 20, "at least 1, not -1"),
+            ("keep_within: 0s", 20, "longer than 0s, not \"0s\""),
+            ("keep_within_daily: 0d", 26, "longer than 0s"),
+            ("keep_within_yearly: 0m", 27, "longer than 0s"),
+        ] {
+            let e = parse_err(&source(&format!("      keep_hourly: 24\n      {rule}\n")));
+            assert_eq!(location(&e), (8, column), "{rule}: {e}");
+            assert!(e.to_string().contains(needle), "{rule}: {e}");
+            assert!(e.to_string().starts_with("test.yaml:8:"), "{rule}: {e}");
+        }
+        // An empty section is no policy either.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    retention: {}\n",
+        );
+        assert_eq!(location(&e).0, 6, "{e}");
+        assert!(e.to_string().contains("has no rule"), "{e}");
+        // Unknown keys are still refused, with the known ones listed.
+        let e = parse_err(&source("      keep_lats: 3\n"));
+        assert_eq!(location(&e).0, 7, "{e}");
+        assert!(e.to_string().contains("keep_last"), "{e}");
+        // Every rule, at its smallest useful value, is accepted.
+        let c = parse(
+            &source(
+                "      keep_last: 1\n      keep_hourly: 1\n      keep_daily: 1\n      keep_weekly: 1\n      keep_monthly: 1\n      keep_yearly: 1\n      keep_within: 1s\n      keep_within_hourly: 1h\n      keep_within_daily: 1d\n      keep_within_weekly: 1w\n      keep_within_monthly: 30d\n      keep_within_yearly: 1y\n",
+            ),
+            "test.yaml",
+        )
+        .unwrap();
+        let p = c.sources["db"].retention.clone().unwrap();
+        assert_eq!(p.keep_last, Some(1));
+        assert_eq!(p.keep_yearly, Some(1));
+        assert_eq!(p.keep_within, Some(TimeDelta::seconds(1)));
+        assert_eq!(p.keep_within_yearly, Some(TimeDelta::days(365)));
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused_where_they_are_written() {
+        for (text, line, column) in [
+            (
+                "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    schedule: \"0 0 31 2 *\"\n",
+                6,
+                15,
+            ),
+            (
+                "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    drill:\n      namespace_map: {a: b}\n      schedule: \"0 4 30 2 *\"\n",
+                8,
+                17,
+            ),
+            (
+                "repository: {url: /r}\nserve:\n  check: {schedule: \"0 5 31 4 *\"}\n",
+                3,
+                21,
+            ),
+            (
+                "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    schedule: \"0 0 0 31 11 *\"\n",
+                6,
+                15,
+            ),
+        ] {
+            let e = parse_err(text);
+            assert_eq!(location(&e), (line, column), "{text}: {e}");
+            assert!(
+                e.to_string().contains("has no slot in the next 5 years"),
+                "{text}: {e}"
+            );
+        }
+        // 29 February comes at least every 8 years; within 5 from now it
+        // always does before 2096. Rare but real schedules pass.
+        for ok in ["0 0 29 2 *", "0 4 1 1 *", "@yearly", "0 0 31 * *"] {
+            Schedule::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // A time zone without a schedule to apply to does nothing either.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Berlin\n",
+        );
+        assert!(
+            e.to_string()
+                .contains("sources.db.timezone is set but the source has no schedule"),
+            "{e}"
+        );
+        // A drill schedule is enough.
+        parse(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: kube\n    kube: {}\n    timezone: Europe/Berlin\n    drill: {schedule: \"0 4 1 * *\", namespace_map: {a: b}}\n",
+            "test.yaml",
+        )
+        .unwrap();
     }
 
     #[test]

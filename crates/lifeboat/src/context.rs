@@ -39,8 +39,35 @@ impl Ctx {
             None => None,
         };
         let ctx = Self { global, config };
+        if ctx.global.config.is_none()
+            && let Some(c) = &ctx.config
+        {
+            eprintln!("{}", ctx.implicit_config_note(c));
+        }
         crate::kube_secret::set_cluster(ctx.cluster_options(None, None));
         Ok(ctx)
+    }
+
+    /// Names a `./lifeboat.yaml` that was picked up without --config or
+    /// LIFEBOAT_CONFIG, and the repository this command therefore uses, so
+    /// that a command run in the wrong directory does not touch a repository
+    /// the user did not mean. Printed on stderr once per command, also with
+    /// --quiet and --json (it is a safety notice, not progress; stdout stays
+    /// clean).
+    fn implicit_config_note(&self, c: &Config) -> String {
+        let file = std::fs::canonicalize(DEFAULT_CONFIG)
+            .unwrap_or_else(|_| std::path::PathBuf::from(DEFAULT_CONFIG));
+        let repo = match &self.global.repo {
+            Some(r) => format!(
+                "repository {r} (from --repo or LIFEBOAT_REPO; the file's repository.url {} is not used)",
+                c.repository.url
+            ),
+            None => format!("repository {}", c.repository.url),
+        };
+        format!(
+            "lifeboat: using the configuration file {} found in the current directory (no --config or LIFEBOAT_CONFIG given): {repo}",
+            file.display()
+        )
     }
 
     /// The configured prune grace period, if any.

@@ -23,6 +23,7 @@ mod progress;
 mod quiesce;
 mod secrets;
 mod serve;
+mod stream_command;
 
 use std::path::PathBuf;
 

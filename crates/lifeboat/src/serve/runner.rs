@@ -28,6 +28,7 @@ pub const REASONS: &[&str] = &[
     "storage",
     "locked",
     "kubernetes",
+    "command",
     "retention",
     "other",
 ];
@@ -162,14 +163,7 @@ async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outco
     let snap = match src.kind {
         SourceKind::Postgres => backup_postgres(d, &src.name, tags).await?,
         SourceKind::Kube => backup_kube(d, &src.name, tags).await?,
-        SourceKind::Stream => {
-            return Err(RunError {
-                reason: "config",
-                error: anyhow::anyhow!(
-                    "stream sources are backed up with `lifeboat backup stream`, not by the daemon; remove this source's schedule"
-                ),
-            });
-        }
+        SourceKind::Stream => backup_stream(d, &src.name, tags).await?,
     };
     let s = &snap.snapshot.stats;
     metrics::backup_succeeded(
@@ -250,6 +244,42 @@ async fn backup_postgres(
         reason: classify(&error),
         error,
     })
+}
+
+/// Stream sources: their `stream.command` run as `lifeboat backup stream
+/// --source NAME` runs it (argument vector, minimal environment), its
+/// standard output backed up. A non-zero exit or a signal fails the run with
+/// reason `command` and the end of the command's stderr in the message; no
+/// snapshot is committed. A source without a command cannot be scheduled
+/// (refused at load); one triggered through the API fails with `config`.
+async fn backup_stream(
+    d: &Daemon,
+    name: &str,
+    tags: Vec<String>,
+) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
+    let stream = d
+        .ctx
+        .config
+        .as_ref()
+        .and_then(|c| c.sources.get(name))
+        .and_then(|s| s.stream.clone())
+        .filter(|s| !s.command.is_empty())
+        .ok_or_else(|| RunError {
+            reason: "config",
+            error: anyhow::anyhow!(
+                "stream source {name} has no stream.command, so the daemon has nothing to run; give one, or back it up with `lifeboat backup stream --source {name}` from standard input"
+            ),
+        })?;
+    crate::cmd_stream::backup_command(&d.repo, name, &stream, tags, crate::progress::Mode::Off, false)
+        .await
+        .map_err(|error| RunError {
+            reason: match classify(&error) {
+                // The command's own failure (exit 1 from backup_command).
+                "dump" => "command",
+                r => r,
+            },
+            error,
+        })
 }
 
 /// Kubernetes sources: the CLI's `backup kube --source NAME`, in-process

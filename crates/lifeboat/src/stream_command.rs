@@ -1,0 +1,274 @@
+//! A stream source's `stream.command`: the program whose standard output is
+//! the source's data.
+//!
+//! The command is an argument vector run without a shell, with standard
+//! input from `/dev/null`, in Lifeboat's working directory, and with a
+//! minimal environment: `PATH` (Lifeboat's own) and the variables the
+//! source names in `stream.env`, taken from Lifeboat's environment when set
+//! there; nothing else, so the repository passphrase (`LIFEBOAT_PASSWORD`),
+//! the API token and cloud credentials never reach it. This is the same rule
+//! as for quiesce commands (`quiesce.commands`, with their own `env:`).
+//!
+//! [`CommandReader`] is its standard output as a [`Read`] for
+//! `BackupSession::add_stream`: at the end of the output it waits for the
+//! command, and a non-zero exit or a signal turns the end into a read error
+//! (so the session is aborted and no snapshot is committed), with the tail
+//! of the command's stderr in the message. Dropping the reader before that
+//! (the backup abandoned) kills the command.
+
+use std::io::Read;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::Result;
+
+use crate::config::StreamSource;
+
+/// How much of the command's stderr is kept for messages (the tail: a
+/// program's fatal message is usually last).
+const STDERR_TAIL: usize = 4 * 1024;
+
+/// The command's environment: `PATH` and the named variables that are set
+/// in this process's environment (an unset one is left out).
+pub fn environment(names: &[String]) -> Vec<(String, std::ffi::OsString)> {
+    std::iter::once("PATH")
+        .chain(names.iter().map(String::as_str))
+        .filter_map(|n| std::env::var_os(n).map(|v| (n.to_string(), v)))
+        .collect()
+}
+
+/// The running command; read its standard output.
+pub struct CommandReader {
+    argv: Vec<String>,
+    child: Option<Child>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<StderrTail>,
+    /// Why the command failed, once known (also the read error's message).
+    failure: Arc<Mutex<Option<String>>>,
+    echo_stderr: bool,
+}
+
+impl CommandReader {
+    /// Starts `stream.command`. With `echo_stderr` its stderr is also copied
+    /// to Lifeboat's stderr as it comes (the CLI); otherwise it is only kept
+    /// for the messages (the daemon logs it).
+    pub fn spawn(stream: &StreamSource, echo_stderr: bool) -> Result<Self> {
+        let Some((program, args)) = stream.command.split_first() else {
+            return Err(crate::exit::usage(
+                "stream.command is empty; give the program and its arguments",
+            ));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(environment(&stream.env))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; check the program name (it is looked up in PATH) or give its absolute path"
+            } else {
+                ""
+            };
+            crate::exit::fail(
+                crate::exit::FAILURE,
+                format!(
+                    "cannot start the stream command {:?}: {e}{hint}",
+                    stream.command
+                ),
+            )
+        })?;
+        let stdout = child.stdout.take();
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| StderrTail::start(s, echo_stderr));
+        Ok(CommandReader {
+            argv: stream.command.clone(),
+            child: Some(child),
+            stdout,
+            stderr,
+            failure: Arc::new(Mutex::new(None)),
+            echo_stderr,
+        })
+    }
+
+    /// Where the failure is put when the command fails; read it after the
+    /// backup session's error to say what the command said.
+    pub fn failure(&self) -> Arc<Mutex<Option<String>>> {
+        Arc::clone(&self.failure)
+    }
+
+    /// Waits for the command after its output ended.
+    fn finish(&mut self) -> std::result::Result<(), String> {
+        self.stdout = None;
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = child
+            .wait()
+            .map_err(|e| format!("waiting for the stream command {:?}: {e}", self.argv))?;
+        let tail = self.stderr.take().map(|s| s.finish()).unwrap_or_default();
+        if status.success() {
+            if !tail.is_empty() && !self.echo_stderr {
+                tracing::info!(command = ?self.argv, stderr = %tail, "the stream command wrote to stderr");
+            }
+            return Ok(());
+        }
+        Err(format!(
+            "the stream command {:?} failed ({}){}",
+            self.argv,
+            status_text(status),
+            if tail.is_empty() {
+                "; it wrote nothing to stderr".to_string()
+            } else {
+                format!("; the end of its stderr: {tail}")
+            }
+        ))
+    }
+}
+
+impl Read for CommandReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(out) = self.stdout.as_mut() else {
+            return Ok(0);
+        };
+        let n = out.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Err(msg) = self.finish() {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+                return Err(std::io::Error::other(msg));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for CommandReader {
+    /// Not read to the end (the backup failed or was abandoned): the command
+    /// is killed and reaped, never left running.
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn status_text(s: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => s.to_string(),
+    }
+}
+
+/// Drains the command's stderr on a thread (a chatty command never blocks
+/// on a full pipe), keeping the last [`STDERR_TAIL`] bytes.
+struct StderrTail {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StderrTail {
+    fn start(mut from: impl Read + Send + 'static, echo: bool) -> Self {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::clone(&buf);
+        let thread = std::thread::Builder::new()
+            .name("lifeboat-stream-stderr".into())
+            .spawn(move || {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    match from.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if echo {
+                                use std::io::Write;
+                                let _ = std::io::stderr().write_all(&chunk[..n]);
+                            }
+                            let mut g = b.lock().unwrap_or_else(|p| p.into_inner());
+                            g.extend_from_slice(&chunk[..n]);
+                            if g.len() > STDERR_TAIL {
+                                let cut = g.len() - STDERR_TAIL;
+                                g.drain(..cut);
+                            }
+                        }
+                    }
+                }
+            })
+            .ok();
+        StderrTail { buf, thread }
+    }
+
+    fn finish(mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let g = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&g).trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(argv: &[&str], env: &[&str]) -> StreamSource {
+        StreamSource {
+            command: argv.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn read_all(r: &mut CommandReader) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn stdout_is_the_stream_and_the_environment_is_minimal() {
+        // HOME is set in every test environment; PATH always.
+        assert!(std::env::var_os("HOME").is_some());
+        let mut r = CommandReader::spawn(
+            &source(&["sh", "-c", "printf 'a b'; env | sort"], &["HOME"]),
+            false,
+        )
+        .unwrap();
+        let out = String::from_utf8(read_all(&mut r).unwrap()).unwrap();
+        let vars: Vec<&str> = out
+            .strip_prefix("a b")
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once('=').unwrap().0)
+            .filter(|v| *v != "PWD" && *v != "SHLVL" && *v != "_")
+            .collect();
+        assert_eq!(vars, ["HOME", "PATH"], "{out}");
+    }
+
+    #[test]
+    fn a_failing_command_fails_the_read_with_its_stderr_tail() {
+        let mut r = CommandReader::spawn(
+            &source(&["sh", "-c", "echo partial; echo 'no such table' >&2; exit 3"], &[]),
+            false,
+        )
+        .unwrap();
+        let failure = r.failure();
+        let e = read_all(&mut r).unwrap_err().to_string();
+        assert!(e.contains("exit code 3") && e.contains("no such table"), "{e}");
+        assert_eq!(failure.lock().unwrap().as_deref(), Some(e.as_str()));
+        // Killed by a signal.
+        let mut r = CommandReader::spawn(&source(&["sh", "-c", "kill -9 $$"], &[]), false).unwrap();
+        let e = read_all(&mut r).unwrap_err().to_string();
+        assert!(e.contains("killed by signal 9"), "{e}");
+        // A program that does not exist.
+        let e = CommandReader::spawn(&source(&["lifeboat-no-such-program"], &[]), false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("lifeboat-no-such-program") && e.contains("PATH"), "{e}");
+    }
+}
