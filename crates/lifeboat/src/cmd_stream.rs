@@ -78,7 +78,8 @@ pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
         None => {
             let progress = Arc::new(Progress::default());
             let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
-            let display = progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
+            let display =
+                progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
             if let Err(e) = session.add_stream("stdin", std::io::stdin()).await {
                 session.abort().await;
                 return Err(e.into());

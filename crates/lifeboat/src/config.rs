@@ -807,9 +807,7 @@ fn env_names_problems(names: &[String], at: &str) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     for n in names {
         if n.is_empty() || n.contains('=') || n.contains('\0') {
-            problems.push(format!(
-                "{at}: {n:?} is not an environment variable name"
-            ));
+            problems.push(format!("{at}: {n:?} is not an environment variable name"));
         } else if n.starts_with("LIFEBOAT_") {
             problems.push(format!(
                 "{at}: {n} is one of Lifeboat's own settings or secrets, which are never passed to a child; remove it"

@@ -136,11 +136,12 @@ impl Read for CommandReader {
             return Ok(0);
         };
         let n = out.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            if let Err(msg) = self.finish() {
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
-                return Err(std::io::Error::other(msg));
-            }
+        if n == 0
+            && !buf.is_empty()
+            && let Err(msg) = self.finish()
+        {
+            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
+            return Err(std::io::Error::other(msg));
         }
         Ok(n)
     }
@@ -252,13 +253,19 @@ mod tests {
     #[test]
     fn a_failing_command_fails_the_read_with_its_stderr_tail() {
         let mut r = CommandReader::spawn(
-            &source(&["sh", "-c", "echo partial; echo 'no such table' >&2; exit 3"], &[]),
+            &source(
+                &["sh", "-c", "echo partial; echo 'no such table' >&2; exit 3"],
+                &[],
+            ),
             false,
         )
         .unwrap();
         let failure = r.failure();
         let e = read_all(&mut r).unwrap_err().to_string();
-        assert!(e.contains("exit code 3") && e.contains("no such table"), "{e}");
+        assert!(
+            e.contains("exit code 3") && e.contains("no such table"),
+            "{e}"
+        );
         assert_eq!(failure.lock().unwrap().as_deref(), Some(e.as_str()));
         // Killed by a signal.
         let mut r = CommandReader::spawn(&source(&["sh", "-c", "kill -9 $$"], &[]), false).unwrap();
@@ -269,6 +276,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("lifeboat-no-such-program") && e.contains("PATH"), "{e}");
+        assert!(
+            e.contains("lifeboat-no-such-program") && e.contains("PATH"),
+            "{e}"
+        );
     }
 }

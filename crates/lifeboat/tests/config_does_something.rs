@@ -52,17 +52,17 @@ fn retention_that_keeps_nothing_and_schedules_that_never_fire_are_refused_at_loa
     for (sources, at, needle) in [
         (
             "  db:\n    kind: kube\n    kube: {}\n    retention:\n      keep_last: 0\n",
-            ":9:18: ",
+            ":10:18: ",
             "a retention count must be at least 1, not 0",
         ),
         (
             "  db:\n    kind: kube\n    kube: {}\n    retention: {keep_within_daily: 0s}\n",
-            ":8:",
+            ":9:",
             "a retention window must be longer than 0s",
         ),
         (
             "  db:\n    kind: kube\n    kube: {}\n    schedule: \"0 0 31 2 *\"\n",
-            ":8:15: ",
+            ":9:15: ",
             "has no slot in the next 5 years",
         ),
     ] {
@@ -111,7 +111,9 @@ fn backup_stream_source_runs_the_command_with_a_minimal_environment() {
     );
     let c = config.to_str().unwrap();
     let out = env
-        .cmd(&["--config", c, "--json", "backup", "stream", "--source", "dump"])
+        .cmd(&[
+            "--config", c, "--json", "backup", "stream", "--source", "dump",
+        ])
         .env("STREAM_TEST_VISIBLE", "yes")
         .env("STREAM_TEST_HIDDEN", "no")
         .env("AWS_SECRET_ACCESS_KEY", "not-for-children")
@@ -139,7 +141,9 @@ fn backup_stream_source_runs_the_command_with_a_minimal_environment() {
     let input = env.path("piped-input");
     std::fs::write(&input, b"from stdin").unwrap();
     let out = env
-        .cmd(&["--config", c, "--json", "backup", "stream", "--source", "piped"])
+        .cmd(&[
+            "--config", c, "--json", "backup", "stream", "--source", "piped",
+        ])
         .stdin(std::fs::File::open(&input).unwrap())
         .output()
         .unwrap();
@@ -267,10 +271,12 @@ fn the_daemon_runs_stream_commands_and_reports_their_failure() {
     assert!(snapshots_of(&env, "bad").is_empty());
     let metrics = d.get("/metrics", None).1;
     assert!(
-        metrics.lines().any(|l| l.starts_with("lifeboat_backup_failures_total{")
-            && l.contains("source=\"bad\"")
-            && l.contains("reason=\"command\"")
-            && l.ends_with(" 1")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lifeboat_backup_failures_total{")
+                && l.contains("source=\"bad\"")
+                && l.contains("reason=\"command\"")
+                && l.ends_with(" 1")),
         "{metrics}"
     );
     let logged = d.log_lines().into_iter().any(|l| {

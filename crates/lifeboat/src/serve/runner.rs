@@ -270,16 +270,23 @@ async fn backup_stream(
                 "stream source {name} has no stream.command, so the daemon has nothing to run; give one, or back it up with `lifeboat backup stream --source {name}` from standard input"
             ),
         })?;
-    crate::cmd_stream::backup_command(&d.repo, name, &stream, tags, crate::progress::Mode::Off, false)
-        .await
-        .map_err(|error| RunError {
-            reason: match classify(&error) {
-                // The command's own failure (exit 1 from backup_command).
-                "dump" => "command",
-                r => r,
-            },
-            error,
-        })
+    crate::cmd_stream::backup_command(
+        &d.repo,
+        name,
+        &stream,
+        tags,
+        crate::progress::Mode::Off,
+        false,
+    )
+    .await
+    .map_err(|error| RunError {
+        reason: match classify(&error) {
+            // The command's own failure (exit 1 from backup_command).
+            "dump" => "command",
+            r => r,
+        },
+        error,
+    })
 }
 
 /// Kubernetes sources: the CLI's `backup kube --source NAME`, in-process
