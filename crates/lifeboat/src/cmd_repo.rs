@@ -504,7 +504,9 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
         };
         return Err(crate::exit::error_with_hint(
             crate::exit::Kind::NotFound,
-            format!("source {src} has no snapshots in this repository ({known}); nothing was forgotten"),
+            format!(
+                "source {src} has no snapshots in this repository ({known}); nothing was forgotten"
+            ),
             "check the source name with `lifeboat snapshots`",
         ));
     }

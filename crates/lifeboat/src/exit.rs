@@ -137,19 +137,6 @@ pub struct CliError {
     pub hint: Option<String>,
 }
 
-impl CliError {
-    /// The exit code (the kind's).
-    pub fn code(&self) -> i32 {
-        self.kind.code()
-    }
-
-    /// Adds what to do.
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
 /// An error of the kind whose code is `code` (kept for callers that speak
 /// in codes; prefer [`error`]).
 pub fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -195,10 +182,6 @@ pub fn kind_for_class(class: ErrorClass) -> Kind {
         ErrorClass::Storage => Kind::Storage,
         ErrorClass::Other => Kind::Failure,
     }
-}
-
-pub fn code_for_class(class: ErrorClass) -> i32 {
-    kind_for_class(class).code()
 }
 
 /// The kind of any error that reaches `main`: the first classified error

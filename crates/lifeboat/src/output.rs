@@ -78,14 +78,6 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a result was handed over (with `--json`).
-pub fn has_result() -> bool {
-    JSON.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .is_some_and(|o| o.result.is_some())
-}
-
 /// A failure as `--json` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JsonError {

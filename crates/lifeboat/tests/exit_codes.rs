@@ -57,7 +57,13 @@ struct World {
 }
 
 impl World {
-    fn pg(&mut self) -> (&tokio::runtime::Runtime, &lifeboat_postgres::TempCluster, &Env) {
+    fn pg(
+        &mut self,
+    ) -> (
+        &tokio::runtime::Runtime,
+        &lifeboat_postgres::TempCluster,
+        &Env,
+    ) {
         if self.pg.is_none() {
             self.pg = Some(setup(&self.rt));
         }
@@ -141,8 +147,7 @@ fn provoke(code: i32, w: &mut World) -> Output {
             let rt = &w.rt;
             let guard = rt.block_on(async {
                 let storage =
-                    lifeboat_repo::storage::object::open_url(&e.repo, &Default::default())
-                        .unwrap();
+                    lifeboat_repo::storage::object::open_url(&e.repo, &Default::default()).unwrap();
                 let repo = lifeboat_repo::Repository::open(
                     storage,
                     &lifeboat_repo::Secret::Passphrase(PASSWORD.into()),
@@ -438,7 +443,10 @@ fn an_ambiguous_snapshot_prefix_lists_the_candidates() {
         panic!("no two of 5000 snapshot ids share 4 hex digits");
     });
     let err = e.fails(&["restore", "stream", &pair.0[..4], "-o", "x"], 2);
-    assert!(err.contains("is ambiguous") && err.contains("Candidates"), "{err}");
+    assert!(
+        err.contains("is ambiguous") && err.contains("Candidates"),
+        "{err}"
+    );
     for id in [&pair.0, &pair.1] {
         let line = err
             .lines()

@@ -52,7 +52,10 @@ fn parse(what: &str, o: &Output) -> (Value, i32) {
         panic!("{what}: stdout is not exactly one JSON document ({e}):\n{stdout}\nstderr: {stderr}")
     });
     if code == 0 {
-        assert!(doc.get("error").is_none(), "{what}: success with an error: {doc:#}");
+        assert!(
+            doc.get("error").is_none(),
+            "{what}: success with an error: {doc:#}"
+        );
     } else {
         let e = &doc["error"];
         assert_eq!(e["exit_code"], code, "{what}: {doc:#}\nstderr: {stderr}");
@@ -166,7 +169,10 @@ fn repository_commands_print_one_document() {
         &["key", "add", "--new-key-file", key.to_str().unwrap()],
         0,
     );
-    let key_id = d["id"].as_str().unwrap_or_else(|| panic!("{d:#}")).to_string();
+    let key_id = d["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{d:#}"))
+        .to_string();
     let d = run(&e, &["key", "list"], 0);
     assert_eq!(d.as_array().unwrap().len(), 2, "{d:#}");
     run(&e, &["key", "remove", &key_id], 0);
@@ -289,7 +295,11 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     let kc = kubeconfig.to_str().unwrap();
 
     // backup postgres: success; failure: a database that does not exist.
-    let snap = run(&env, &["--config", c, "backup", "postgres", "--source", "db"], 0);
+    let snap = run(
+        &env,
+        &["--config", c, "backup", "postgres", "--source", "db"],
+        0,
+    );
     let snap_id = snap["id"].as_str().unwrap().to_string();
     run(
         &env,
@@ -298,13 +308,41 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     );
 
     // verify: success; failure: differences (the result with the error).
-    let d = run(&env, &["--config", c, "verify", "latest", "--source", "db", "--target", &cluster.url("src")], 0);
+    let d = run(
+        &env,
+        &[
+            "--config",
+            c,
+            "verify",
+            "latest",
+            "--source",
+            "db",
+            "--target",
+            &cluster.url("src"),
+        ],
+        0,
+    );
     assert!(d.is_object(), "{d:#}");
     rt.block_on(async {
         let cl = cluster.conn_config("src").connect().await.unwrap();
-        cl.batch_execute("CREATE TABLE json_cli_extra (x int)").await.unwrap();
+        cl.batch_execute("CREATE TABLE json_cli_extra (x int)")
+            .await
+            .unwrap();
     });
-    let d = run(&env, &["--config", c, "verify", "latest", "--source", "db", "--target", &cluster.url("src")], 7);
+    let d = run(
+        &env,
+        &[
+            "--config",
+            c,
+            "verify",
+            "latest",
+            "--source",
+            "db",
+            "--target",
+            &cluster.url("src"),
+        ],
+        7,
+    );
     assert_eq!(d["error"]["kind"], "verify_failed", "{d:#}");
     rt.block_on(async {
         let cl = cluster.conn_config("src").connect().await.unwrap();
@@ -314,20 +352,43 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     // restore postgres: into a new database; failure: no such snapshot.
     let d = run(
         &env,
-        &["restore", "postgres", &snap_id, "--target", &cluster.url("copy"), "--no-quiesce"],
+        &[
+            "restore",
+            "postgres",
+            &snap_id,
+            "--target",
+            &cluster.url("copy"),
+            "--no-quiesce",
+        ],
         0,
     );
     assert_eq!(d["snapshot"], snap_id.as_str(), "{d:#}");
     run(
         &env,
-        &["restore", "postgres", "abcd0000", "--target", &cluster.url("copy2"), "--no-quiesce"],
+        &[
+            "restore",
+            "postgres",
+            "abcd0000",
+            "--target",
+            &cluster.url("copy2"),
+            "--no-quiesce",
+        ],
         3,
     );
 
     // backup kube, restore kube (dry run), export kube; failures.
     let k = run(
         &env,
-        &["backup", "kube", "--namespace", NS, "--kind", "configmaps", "--kubeconfig", kc],
+        &[
+            "backup",
+            "kube",
+            "--namespace",
+            NS,
+            "--kind",
+            "configmaps",
+            "--kubeconfig",
+            kc,
+        ],
         0,
     );
     let kube_id = k["id"].as_str().unwrap().to_string();
@@ -340,20 +401,52 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     .unwrap();
     let mut dead_env = Env::new();
     dead_env.repo = env.repo.clone();
-    dead_env.envs.push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "1s".into()));
+    dead_env
+        .envs
+        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "1s".into()));
     let d = parse(
         "backup kube, dead cluster",
         &dead_env.run(&[
-            "--json", "backup", "kube", "--namespace", NS, "--kind", "configmaps", "--kubeconfig",
+            "--json",
+            "backup",
+            "kube",
+            "--namespace",
+            NS,
+            "--kind",
+            "configmaps",
+            "--kubeconfig",
             dead.to_str().unwrap(),
         ]),
     );
     assert_ne!(d.1, 0, "{:#}", d.0);
-    run(&env, &["restore", "kube", &kube_id, "--dry-run", "--kubeconfig", kc], 0);
-    run(&env, &["restore", "kube", "abcd0000", "--dry-run", "--kubeconfig", kc], 3);
+    run(
+        &env,
+        &["restore", "kube", &kube_id, "--dry-run", "--kubeconfig", kc],
+        0,
+    );
+    run(
+        &env,
+        &[
+            "restore",
+            "kube",
+            "abcd0000",
+            "--dry-run",
+            "--kubeconfig",
+            kc,
+        ],
+        3,
+    );
     let dir = env.path("export");
-    run(&env, &["export", "kube", &kube_id, "--dir", dir.to_str().unwrap()], 0);
-    run(&env, &["export", "kube", "abcd0000", "--dir", dir.to_str().unwrap()], 3);
+    run(
+        &env,
+        &["export", "kube", &kube_id, "--dir", dir.to_str().unwrap()],
+        0,
+    );
+    run(
+        &env,
+        &["export", "kube", "abcd0000", "--dir", dir.to_str().unwrap()],
+        3,
+    );
 
     // unquiesce: nothing quiesced; failure: an unknown source.
     let d = run(&env, &["--config", c, "unquiesce", "--source", "db"], 0);
@@ -386,7 +479,10 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     // (if any) carries the exit code; failures: no configuration.
     let (st, _) = parse("status", &env.run(&["--json", "--config", c, "status"]));
     assert!(st["verdict"].is_string(), "{st:#}");
-    let (r, _) = parse("readiness", &env.run(&["--json", "--config", c, "readiness"]));
+    let (r, _) = parse(
+        "readiness",
+        &env.run(&["--json", "--config", c, "readiness"]),
+    );
     assert!(r["items"].is_array(), "{r:#}");
     run(&empty, &["status"], 2);
     run(&empty, &["readiness"], 2);
@@ -398,7 +494,12 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     let mut out = String::new();
-    daemon.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    daemon
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let status = daemon.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{out}");
     let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("serve: {e}: {out}"));
@@ -410,7 +511,9 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     let d = run(&env, &["demo"], 0);
     assert_eq!(d["restored_and_verified"], true, "{d:#}");
     let mut no_tmp = Env::new();
-    no_tmp.envs.push(("TMPDIR".into(), "/nonexistent/tmp".into()));
+    no_tmp
+        .envs
+        .push(("TMPDIR".into(), "/nonexistent/tmp".into()));
     let d = run(&no_tmp, &["demo"], 1);
     assert_eq!(d["error"]["kind"], "failure");
 }

@@ -978,8 +978,14 @@ fn no_credentials_message(endpoint: &str, text: &str) -> String {
 /// out-of-range / invalid-range errors (its error type is private, hence
 /// the text), or HTTP 416 from a server.
 fn is_short_read(e: &object_store::Error, text: &str) -> bool {
-    let local = matches!(e, object_store::Error::Generic { store: "LocalFileSystem", .. })
-        && (text.contains("Out of range of file") || text.contains("Requested range was invalid"));
+    let local = matches!(
+        e,
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            ..
+        }
+    ) && (text.contains("Out of range of file")
+        || text.contains("Requested range was invalid"));
     local || http_status(text) == Some(416)
 }
 
@@ -1185,7 +1191,10 @@ mod tests {
         ));
         let m = no_credentials_message("http://169.254.169.254", "403 Forbidden");
         assert!(m.starts_with("no AWS credentials found"), "{m}");
-        assert!(m.contains("AWS_ACCESS_KEY_ID") && m.contains("IAM role"), "{m}");
+        assert!(
+            m.contains("AWS_ACCESS_KEY_ID") && m.contains("IAM role"),
+            "{m}"
+        );
     }
 
     #[test]
