@@ -110,7 +110,8 @@ fn provoke(code: i32, w: &mut World) -> Output {
         }
         // Usage: a repository URL with an unknown scheme (was 8).
         2 => {
-            let mut c = Env::new().cmd(&["--json", "snapshots"]);
+            let e = Env::new();
+            let mut c = e.cmd(&["--json", "snapshots"]);
             c.arg("--repo").arg("ftp://example.com/backups");
             c.stdin(Stdio::null()).output().unwrap()
         }
