@@ -80,10 +80,7 @@ impl RepoError {
             RepoError::Locked(_) | RepoError::LockLost(_) => ErrorClass::Locked,
             RepoError::Corrupt { .. } => ErrorClass::Integrity,
             RepoError::Invalid(_) => ErrorClass::Usage,
-            RepoError::Storage(e) => match e.kind {
-                StorageErrorKind::NotFound => ErrorClass::NotFound,
-                _ => ErrorClass::Storage,
-            },
+            RepoError::Storage(e) => class_of_storage(e),
             RepoError::Io { .. } | RepoError::Internal(_) => ErrorClass::Other,
         }
     }
@@ -100,6 +97,18 @@ impl RepoError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// The class of a storage error: a missing object is not found, an invalid
+/// location is usage, an object shorter than what was asked of it is an
+/// integrity failure (stored data is damaged); the rest is storage.
+pub fn class_of_storage(e: &StorageError) -> ErrorClass {
+    match e.kind {
+        StorageErrorKind::NotFound => ErrorClass::NotFound,
+        StorageErrorKind::InvalidLocation => ErrorClass::Usage,
+        StorageErrorKind::Truncated => ErrorClass::Integrity,
+        StorageErrorKind::Transient | StorageErrorKind::Permanent => ErrorClass::Storage,
     }
 }
 

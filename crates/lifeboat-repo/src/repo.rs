@@ -489,9 +489,29 @@ impl Repository {
                 "no snapshot{scope} with id {spec}"
             ))),
             1 => Ok(matching.remove(0)),
-            n => Err(RepoError::Invalid(format!(
-                "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits"
-            ))),
+            n => {
+                // The candidates, so that the user can pick one at once.
+                const SHOWN: usize = 10;
+                let mut list: Vec<String> = matching
+                    .iter()
+                    .take(SHOWN)
+                    .map(|s| {
+                        format!(
+                            "{} {} {}",
+                            s.id,
+                            s.snapshot.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                            s.snapshot.source
+                        )
+                    })
+                    .collect();
+                if n > SHOWN {
+                    list.push(format!("… and {} more", n - SHOWN));
+                }
+                Err(RepoError::Invalid(format!(
+                    "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits. Candidates:\n  {}",
+                    list.join("\n  ")
+                )))
+            }
         }
     }
 

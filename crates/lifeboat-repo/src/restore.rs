@@ -203,13 +203,27 @@ pub async fn read_blob(repo: &Repository, index: &MasterIndex, id: &BlobId) -> R
     let bytes = repo
         .storage()
         .get_range(&key, start..start + loc.entry.length as u64)
-        .await?;
+        .await
+        .map_err(|e| short_pack(&key, e))?;
     decode_blob(
         repo.key(),
         &loc.entry,
         &bytes,
         &format!("{key} blob {}", hex::encode(id)),
     )
+}
+
+/// A pack shorter than its index says is damaged data (integrity), not a
+/// storage failure: say so, naming the pack.
+fn short_pack(key: &str, e: crate::storage::StorageError) -> RepoError {
+    if e.kind == crate::storage::StorageErrorKind::Truncated {
+        RepoError::corrupt(
+            key,
+            format!("pack is shorter than its index says ({})", e.message),
+        )
+    } else {
+        e.into()
+    }
 }
 
 /// The chunk ids of an item, in stream order.
@@ -460,7 +474,11 @@ where
     F: FnMut(&mut T, &BlobLocation, u64, Vec<u8>) -> Result<()> + Send + 'static,
 {
     let key = pack_key(&g.pack);
-    let bytes = repo.storage().get_range(&key, g.start..g.end).await?;
+    let bytes = repo
+        .storage()
+        .get_range(&key, g.start..g.end)
+        .await
+        .map_err(|e| short_pack(&key, e))?;
     let repo = repo.clone();
     tokio::task::spawn_blocking(move || {
         let mut acc = acc;

@@ -26,7 +26,7 @@ use lifeboat_repo::{Repository, Secret};
 use crate::cmd_postgres::{PgSource, backup_database, facts_err, restore_archive, tools_err};
 use crate::context::Ctx;
 use crate::exit::{INTERRUPTED, OK};
-use crate::output::human_bytes;
+use crate::output::{human_bytes, print_json};
 use crate::progress;
 use crate::quiesce::{BoxFuture, Quiesced, Quiescer};
 
@@ -37,8 +37,10 @@ pub async fn run(ctx: &Ctx, _a: DemoArgs) -> Result<i32> {
     tokio::select! {
         r = demo(ctx) => r,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted: the throwaway PostgreSQL is stopped and the demo's files are removed");
-            Ok(INTERRUPTED)
+            Err(crate::exit::fail(
+                INTERRUPTED,
+                "interrupted: the throwaway PostgreSQL is stopped and the demo's files are removed",
+            ))
         }
     }
 }
@@ -246,6 +248,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
         .to_std()
         .unwrap_or_default();
     let (_, diffs) = differences(&conn, &done.facts).await?;
+    let broken_facts = diffs.len();
     step(
         quiet,
         format!(
@@ -354,5 +357,20 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
             total.elapsed().as_secs_f64()
         ),
     );
+    if ctx.json() {
+        print_json(&serde_json::json!({
+            "snapshot": done.snap.id,
+            "tables": done.facts.tables.len(),
+            "queries": done.facts.queries.len(),
+            "facts_broken_by_corruption": broken_facts,
+            "restored_and_verified": true,
+            "hash_chain_events": chain_after.events,
+            "hash_chain_broken": chain_after.broken,
+            "writer_appended_events": written,
+            "time_to_recover_seconds": rto.as_secs_f64(),
+            "data_loss_window_seconds": loss_window.as_secs_f64(),
+            "duration_seconds": total.elapsed().as_secs_f64(),
+        }))?;
+    }
     Ok(OK)
 }

@@ -490,6 +490,26 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
     let lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget")
         .await?;
     let snaps = repo.snapshots().await?;
+    if let Some(src) = a.source.as_deref()
+        && !snaps.iter().any(|s| s.snapshot.source == src)
+    {
+        lock.release().await?;
+        let mut known: Vec<&str> = snaps.iter().map(|s| s.snapshot.source.as_str()).collect();
+        known.sort_unstable();
+        known.dedup();
+        let known = if known.is_empty() {
+            "the repository holds no snapshots".to_string()
+        } else {
+            format!("sources with snapshots: {}", known.join(", "))
+        };
+        return Err(crate::exit::error_with_hint(
+            crate::exit::Kind::NotFound,
+            format!(
+                "source {src} has no snapshots in this repository ({known}); nothing was forgotten"
+            ),
+            "check the source name with `lifeboat snapshots`",
+        ));
+    }
     // One group per (source, scope): a partial snapshot never uses up the
     // full snapshots' counts (`lifeboat_repo::retention`, Groups).
     let groups = group(

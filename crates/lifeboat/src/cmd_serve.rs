@@ -19,5 +19,10 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
         global: ctx.global.clone(),
         config: ctx.config.clone(),
     };
-    crate::serve::serve(ctx, a.listen).await
+    let code = crate::serve::serve(ctx, a.listen).await?;
+    // `--json`: the daemon's result is that it stopped (its log is on stderr).
+    if crate::output::json_mode() {
+        crate::output::print_json(&serde_json::json!({"stopped": true}))?;
+    }
+    Ok(code)
 }

@@ -59,6 +59,16 @@ struct BackupResult<'a> {
     stats: &'a lifeboat_repo::snapshot::BackupStats,
 }
 
+#[derive(Serialize)]
+struct RestoreResult<'a> {
+    id: &'a str,
+    source: &'a str,
+    time: chrono::DateTime<chrono::Utc>,
+    /// Bytes written.
+    bytes: u64,
+    output: Option<&'a std::path::Path>,
+}
+
 pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
     let (name, command) = match (&a.name, &a.source) {
         (Some(n), _) => {
@@ -184,6 +194,13 @@ pub(crate) async fn backup_command(
 const COMMAND_ITEM: &str = "stdout";
 
 pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
+    // With --json, standard output holds the JSON document (docs/cli.md,
+    // "JSON output" in docs/exit-codes.md): the data must go to a file.
+    if a.output.is_none() && ctx.json() {
+        return Err(usage(
+            "restore stream --json needs --output FILE: standard output carries the JSON result, not the data",
+        ));
+    }
     if a.output.is_none() && std::io::stdout().is_terminal() {
         return Err(usage(
             "refusing to write a binary stream to a terminal: redirect standard output or pass --output FILE",
@@ -220,6 +237,15 @@ pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
         }
     };
     drop(display);
+    if ctx.json() {
+        print_json(&RestoreResult {
+            id: &snap.id,
+            source: &snap.snapshot.source,
+            time: snap.snapshot.time,
+            bytes: n,
+            output: a.output.as_deref(),
+        })?;
+    }
     if !ctx.global.quiet {
         eprintln!(
             "restored {} from snapshot {}",

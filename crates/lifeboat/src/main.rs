@@ -60,7 +60,8 @@ pub struct Global {
     /// Key file opening the repository (mode 0600)
     #[arg(long, global = true, env = "LIFEBOAT_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Print data as JSON on stdout
+    /// Print exactly one JSON document on stdout: the result, with an
+    /// `error` member when the command failed (text goes to stderr)
     #[arg(long, global = true)]
     pub json: bool,
     /// No progress output
@@ -171,9 +172,25 @@ fn main() {
                 exit::OK
             };
             let _ = e.print();
+            if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
+                // Even a command line that does not parse answers `--json`
+                // with a document (help and version output stay text).
+                output::redirect_stdout_for_json();
+                let message = e.kind().to_string();
+                output::finish_json(Some(&output::JsonError {
+                    kind: exit::Kind::Usage,
+                    message: first_line(&e.to_string()).unwrap_or(message),
+                    hint: "fix the command line; `lifeboat help` lists the commands and flags"
+                        .into(),
+                    exit_code: code,
+                }));
+            }
             std::process::exit(code);
         }
     };
+    if cli.global.json {
+        output::redirect_stdout_for_json();
+    }
     limit_malloc_arenas();
     if matches!(cli.command, Command::Backup(_)) {
         release_large_buffers_to_the_os();
@@ -186,19 +203,36 @@ fn main() {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            eprintln!("error: {message}");
+            output::finish_json(Some(&json_error(exit::Kind::Failure, message, None)));
             std::process::exit(exit::FAILURE);
         }
     };
-    let code = runtime.block_on(async {
+    let (code, error) = runtime.block_on(async {
         interrupt::listen();
         let handles_interrupts = cli.command.handles_interrupts();
         let command = async {
             match run(cli).await {
-                Ok(code) => code,
+                Ok(code) if code == exit::OK => (code, None),
+                // A command that ended with a code but no error: say which
+                // kind of failure it was.
+                Ok(code) => {
+                    let kind = exit::Kind::of_code(code);
+                    let message = format!("the command failed with exit code {code}");
+                    (code, Some(json_error(kind, message, None)))
+                }
                 Err(e) => {
                     report(&e);
-                    exit::code_for(&e)
+                    let kind = exit::kind_for(&e);
+                    (
+                        kind.code(),
+                        Some(json_error(
+                            kind,
+                            exit::message_for(&e),
+                            Some(exit::hint_for(&e)),
+                        )),
+                    )
                 }
             }
         };
@@ -206,10 +240,11 @@ fn main() {
             return command.await;
         }
         tokio::select! {
-            code = command => code,
+            outcome = command => outcome,
             _ = interrupt::requested() => {
-                eprintln!("interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data");
-                exit::INTERRUPTED
+                let message = "interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data";
+                eprintln!("{message}");
+                (exit::INTERRUPTED, Some(json_error(exit::Kind::Interrupted, message.into(), None)))
             }
         }
     });
@@ -219,18 +254,38 @@ fn main() {
         std::time::Duration::from_secs(10),
     ));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // `--json`: the one document, written last (the result kept by
+    // `output::print_json`, the error merged in).
+    output::finish_json(error.as_ref());
     std::process::exit(code);
 }
 
-fn report(e: &anyhow::Error) {
-    let mut msg = format!("error: {e}");
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !msg.contains(&c) {
-            msg.push_str(&format!(": {c}"));
-        }
+fn json_error(kind: exit::Kind, message: String, hint: Option<String>) -> output::JsonError {
+    output::JsonError {
+        kind,
+        message,
+        hint: hint.unwrap_or_else(|| kind.default_hint().to_string()),
+        exit_code: kind.code(),
     }
-    eprintln!("{msg}");
+}
+
+fn first_line(s: &str) -> Option<String> {
+    s.lines()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("error: ").to_string())
+}
+
+/// The error on stderr, with what to do when the error says it.
+fn report(e: &anyhow::Error) {
+    eprintln!("error: {}", exit::message_for(e));
+    if let Some(hint) = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<exit::CliError>())
+        .find_map(|c| c.hint.as_deref())
+    {
+        eprintln!("hint: {hint}");
+    }
 }
 
 /// One glibc malloc arena for the whole process. By default each thread

@@ -39,6 +39,14 @@ pub enum StorageErrorKind {
     /// Retrying will not help: permissions, bad credentials, bad bucket,
     /// invalid request, local disk full.
     Permanent,
+    /// The location or the storage settings are invalid (an unknown URL
+    /// scheme, a plain-http endpoint not allowed, an unusable S3
+    /// configuration): the user must fix them; nothing was asked of the
+    /// storage.
+    InvalidLocation,
+    /// The object is shorter than the range asked of it: what was stored
+    /// is damaged (a truncated pack), not the storage failing to answer.
+    Truncated,
 }
 
 #[derive(Debug, thiserror::Error)]

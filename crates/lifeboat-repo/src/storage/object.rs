@@ -103,8 +103,9 @@ impl RepoLocation {
     /// `s3://bucket/prefix`. A relative path is made absolute against the
     /// current directory.
     pub fn parse(url: &str) -> StorageResult<Self> {
-        let invalid =
-            |message: String| StorageError::new(StorageErrorKind::Permanent, "open", url, message);
+        let invalid = |message: String| {
+            StorageError::new(StorageErrorKind::InvalidLocation, "open", url, message)
+        };
         if url.is_empty() {
             return Err(invalid("the repository URL is empty".into()));
         }
@@ -193,6 +194,11 @@ pub struct ObjectStoreBackend {
     /// For a local directory: its canonical path. Puts then go through
     /// [`local_put`] and listings sweep abandoned staging files.
     local_root: Option<PathBuf>,
+    /// For S3 when no credential source is configured (no keys, no web
+    /// identity, no container credentials, signing not skipped): the
+    /// instance metadata endpoint that `object_store` falls back to. Its
+    /// failure then means "no AWS credentials found", said so.
+    instance_metadata: Option<String>,
 }
 
 impl ObjectStoreBackend {
@@ -210,6 +216,7 @@ impl ObjectStoreBackend {
             upload_concurrency: UPLOAD_CONCURRENCY,
             multipart_uploads: AtomicU64::new(0),
             local_root: None,
+            instance_metadata: None,
         }
     }
 
@@ -282,7 +289,7 @@ impl ObjectStoreBackend {
         };
         let fail = |message: String| {
             StorageError::new(
-                StorageErrorKind::Permanent,
+                StorageErrorKind::InvalidLocation,
                 "open",
                 location.clone(),
                 message,
@@ -330,6 +337,7 @@ impl ObjectStoreBackend {
         if let Some(message) = plain_http_refused(endpoint.as_deref(), allow_http) {
             return Err(fail(message));
         }
+        let instance_metadata = instance_metadata_only(&builder);
         let store = builder.build().map_err(|e| {
             fail(format!(
                 "invalid S3 configuration: {e} (check the bucket name, region and endpoint)"
@@ -340,7 +348,9 @@ impl ObjectStoreBackend {
         } else {
             Arc::new(PrefixStore::new(store, prefix))
         };
-        Ok(Self::new(store, location, true))
+        let mut backend = Self::new(store, location, true);
+        backend.instance_metadata = instance_metadata;
+        Ok(backend)
     }
 
     /// How many multipart uploads this backend has completed (for tests and
@@ -350,6 +360,17 @@ impl ObjectStoreBackend {
     }
 
     fn err(&self, e: object_store::Error, op: &'static str, key: &str) -> StorageError {
+        if let Some(endpoint) = &self.instance_metadata {
+            let text = chain_message(&e);
+            if is_metadata_failure(&text, endpoint) {
+                return StorageError::new(
+                    StorageErrorKind::Permanent,
+                    op,
+                    key,
+                    no_credentials_message(endpoint, &text),
+                );
+            }
+        }
         map_error(e, op, key, self.remote)
     }
 
@@ -468,8 +489,10 @@ impl Storage for ObjectStoreBackend {
             .await
             .map_err(|e| self.err(e, "get_range", key))?;
         if bytes.len() as u64 != want {
+            // The object is shorter than the caller knows it to be (a
+            // truncated pack): damaged data, not a storage failure.
             return Err(StorageError::new(
-                StorageErrorKind::Permanent,
+                StorageErrorKind::Truncated,
                 "get_range",
                 key,
                 format!(
@@ -889,6 +912,10 @@ pub(crate) fn map_error(
             StorageErrorKind::Permanent,
             format!("internal error: {text}"),
         ),
+        _ if is_short_read(&e, &text) => (
+            StorageErrorKind::Truncated,
+            format!("the object is shorter than the range asked of it: {text}"),
+        ),
         _ => classify_generic(&e, &text, remote),
     };
     // 403 from a server (read-only credentials), or a local permission,
@@ -897,6 +924,69 @@ pub(crate) fn map_error(
         || http_status(&text) == Some(403)
         || find_in_chain::<std::io::Error>(&e).is_some_and(refuses_writes_io);
     StorageError::new(kind, op, key, message).refusing_writes(refused)
+}
+
+/// The instance metadata endpoint when it is the only credential source
+/// left to `builder` (see `AmazonS3Builder::build`'s order: static keys,
+/// web identity, container credentials, EKS pod identity, then the
+/// instance metadata service); `None` when another one is configured.
+fn instance_metadata_only(builder: &AmazonS3Builder) -> Option<String> {
+    let set = |k: AmazonS3ConfigKey| builder.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let skip_signature = builder
+        .get_config_value(&AmazonS3ConfigKey::SkipSignature)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let other_source = set(AmazonS3ConfigKey::AccessKeyId)
+        || set(AmazonS3ConfigKey::SecretAccessKey)
+        || (set(AmazonS3ConfigKey::WebIdentityTokenFile) && set(AmazonS3ConfigKey::RoleArn))
+        || set(AmazonS3ConfigKey::ContainerCredentialsRelativeUri)
+        || set(AmazonS3ConfigKey::ContainerCredentialsFullUri)
+        || skip_signature;
+    if other_source {
+        return None;
+    }
+    Some(
+        builder
+            .get_config_value(&AmazonS3ConfigKey::MetadataEndpoint)
+            .unwrap_or_else(|| "http://169.254.169.254".into()),
+    )
+}
+
+/// Whether an error is the instance metadata service failing to hand out
+/// credentials (unreachable, 403, no role attached).
+fn is_metadata_failure(text: &str, endpoint: &str) -> bool {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .trim_end_matches('/');
+    (!host.is_empty() && text.contains(host))
+        || text.contains("latest/api/token")
+        || text.contains("meta-data/iam/security-credentials")
+}
+
+fn no_credentials_message(endpoint: &str, text: &str) -> String {
+    format!(
+        "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+         repository.s3.access_key_id and secret_access_key in the config), use web identity \
+         (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, as EKS IRSA sets them) or container \
+         credentials, or run on an instance with an IAM role (AWS profiles in ~/.aws are not \
+         read). With none of these, the instance metadata service at {endpoint} was asked and \
+         failed: {text}"
+    )
+}
+
+/// A range read past the end of an object: the local backend's
+/// out-of-range / invalid-range errors (its error type is private, hence
+/// the text), or HTTP 416 from a server.
+fn is_short_read(e: &object_store::Error, text: &str) -> bool {
+    let local = matches!(
+        e,
+        object_store::Error::Generic {
+            store: "LocalFileSystem",
+            ..
+        }
+    ) && (text.contains("Out of range of file")
+        || text.contains("Requested range was invalid"));
+    local || http_status(text) == Some(416)
 }
 
 fn classify_generic(
@@ -1014,7 +1104,7 @@ mod tests {
             "s3://b/a/../c",
         ] {
             let e = RepoLocation::parse(bad).unwrap_err();
-            assert_eq!(e.kind, StorageErrorKind::Permanent, "{bad}: {e}");
+            assert_eq!(e.kind, StorageErrorKind::InvalidLocation, "{bad}: {e}");
         }
         let e = RepoLocation::parse("gs://bucket/x").unwrap_err();
         assert!(e.message.contains("not supported yet"), "{e}");
@@ -1068,6 +1158,46 @@ mod tests {
     }
 
     #[test]
+    fn the_instance_metadata_is_the_credential_source_only_when_nothing_else_is() {
+        let b = AmazonS3Builder::new().with_bucket_name("b");
+        assert_eq!(
+            instance_metadata_only(&b).as_deref(),
+            Some("http://169.254.169.254")
+        );
+        let b = AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_metadata_endpoint("http://127.0.0.1:9");
+        assert_eq!(
+            instance_metadata_only(&b).as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        let keys = AmazonS3Builder::new()
+            .with_access_key_id("k")
+            .with_secret_access_key("s");
+        assert_eq!(instance_metadata_only(&keys), None);
+        let web = AmazonS3Builder::new()
+            .with_config(AmazonS3ConfigKey::WebIdentityTokenFile, "/t")
+            .with_config(AmazonS3ConfigKey::RoleArn, "arn:aws:iam::1:role/r");
+        assert_eq!(instance_metadata_only(&web), None);
+        let anonymous = AmazonS3Builder::new().with_skip_signature(true);
+        assert_eq!(instance_metadata_only(&anonymous), None);
+        assert!(is_metadata_failure(
+            "Error performing PUT http://169.254.169.254/latest/api/token: 403",
+            "http://169.254.169.254"
+        ));
+        assert!(!is_metadata_failure(
+            "the bucket does not exist",
+            "http://169.254.169.254"
+        ));
+        let m = no_credentials_message("http://169.254.169.254", "403 Forbidden");
+        assert!(m.starts_with("no AWS credentials found"), "{m}");
+        assert!(
+            m.contains("AWS_ACCESS_KEY_ID") && m.contains("IAM role"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn local_roundtrip_and_list_prefixes() {
         rt().block_on(async {
             let dir = tempfile::tempdir().unwrap();
@@ -1098,6 +1228,10 @@ mod tests {
             assert_eq!(s.get_range("snapshots/s1", 2..2).await.unwrap(), "");
             let e = s.get_range("snapshots/s1", 2..9).await.unwrap_err();
             assert_ne!(e.kind, StorageErrorKind::Transient, "{e}");
+            // Shorter than asked: damaged data (integrity), not storage.
+            assert_eq!(e.kind, StorageErrorKind::Truncated, "{e}");
+            let e = s.get_range("snapshots/s1", 20..30).await.unwrap_err();
+            assert_eq!(e.kind, StorageErrorKind::Truncated, "{e}");
             assert!(
                 s.get_range("missing", 0..0)
                     .await
