@@ -1128,9 +1128,8 @@ impl Config {
                 ));
             }
             if ol.days == 0 || ol.days > 36_500 {
-                problems.push(
-                    "repository.object_lock.days must be between 1 and 36500".to_string(),
-                );
+                problems
+                    .push("repository.object_lock.days must be between 1 and 36500".to_string());
             }
         }
         if let Some(serve) = &self.serve {

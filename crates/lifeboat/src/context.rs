@@ -186,8 +186,7 @@ impl Ctx {
     async fn object_lock(&self) -> Result<Option<lifeboat_repo::retain::ObjectLock>> {
         use lifeboat_repo::storage::object::RepoLocation;
         use lifeboat_repo::storage::object_lock::{ObjectLockClient, RetentionPolicy};
-        let Ok(RepoLocation::S3 { bucket, prefix }) = RepoLocation::parse(&self.repo_url()?)
-        else {
+        let Ok(RepoLocation::S3 { bucket, prefix }) = RepoLocation::parse(&self.repo_url()?) else {
             return Ok(None);
         };
         let wanted = self

@@ -195,7 +195,13 @@ fn append_only_and_object_lock_through_the_cli() {
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = run(&mut cmd(&backup_cfg, &["restore", "stream", "latest", "--name", "db"]), b"");
+    let o = run(
+        &mut cmd(
+            &backup_cfg,
+            &["restore", "stream", "latest", "--name", "db"],
+        ),
+        b"",
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout == vec![1u8; 300_000]);
 

@@ -48,7 +48,9 @@ fn is_mutable(key: &str) -> bool {
 }
 
 fn is_content_addressed(key: &str) -> bool {
-    CONTENT_ADDRESSED_PREFIXES.iter().any(|p| key.starts_with(p))
+    CONTENT_ADDRESSED_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 /// See the module docs.

@@ -552,40 +552,45 @@ impl Storage for ObjectStoreBackend {
 /// `AWS_*` environment (shared with [`super::object_lock`], which signs its
 /// own requests with the same credentials).
 pub(crate) fn s3_builder(bucket: &str, s3: &S3Settings) -> AmazonS3Builder {
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(50),
-                    max_backoff: Duration::from_millis(500),
-                    base: 2.0,
-                },
-                max_retries: 1,
-                retry_timeout: Duration::from_secs(30),
-            })
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                CONNECT_TIMEOUT,
-            )
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                REQUEST_TIMEOUT,
-            );
-        if let Some(endpoint) = &s3.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &s3.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &s3.access_key_id {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &s3.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if s3.allow_http {
-            builder = builder.with_allow_http(true);
-        }
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                base: 2.0,
+            },
+            max_retries: 1,
+            retry_timeout: Duration::from_secs(30),
+        })
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            CONNECT_TIMEOUT,
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        )
+        // One `DELETE /key` per object rather than a one-key
+        // DeleteObjects batch: the repository deletes single keys, and a
+        // refusal (append-only credentials) is then a plain 403 for that
+        // key, as IAM servers that authorise batches per bucket see it.
+        .with_disable_bulk_delete(true);
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &s3.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if s3.allow_http {
+        builder = builder.with_allow_http(true);
+    }
     builder
 }
 
@@ -952,6 +957,7 @@ pub(crate) fn map_error(
     // read-only or full-disk error.
     let refused = matches!(e, E::PermissionDenied { .. })
         || http_status(&text) == Some(403)
+        || text.contains("code: AccessDenied")
         || find_in_chain::<std::io::Error>(&e).is_some_and(refuses_writes_io);
     StorageError::new(kind, op, key, message).refusing_writes(refused)
 }
@@ -988,6 +994,14 @@ fn classify_generic(
     }
     if text.contains("InternalError") || text.contains("SlowDown") {
         return (StorageErrorKind::Transient, text.to_string());
+    }
+    if text.contains("code: AccessDenied") {
+        // A bulk delete (DeleteObjects) answers 200 and reports the
+        // refusal per key: e.g. append-only credentials.
+        return (
+            StorageErrorKind::Permanent,
+            format!("access denied: check the credentials and the bucket's access policy ({text})"),
+        );
     }
     if text.contains("redirect without LOCATION") {
         return (

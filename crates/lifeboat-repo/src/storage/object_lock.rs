@@ -139,7 +139,13 @@ impl ObjectLockClient {
     pub async fn bucket_lock(&self) -> StorageResult<Option<Option<(RetentionMode, u32)>>> {
         let url = format!("{}?object-lock", self.bucket_url);
         let (status, body) = self
-            .send("object-lock-configuration", "", http::Method::GET, &url, None)
+            .send(
+                "object-lock-configuration",
+                "",
+                http::Method::GET,
+                &url,
+                None,
+            )
             .await?;
         if status == 404 {
             return Ok(None);
@@ -241,11 +247,14 @@ impl ObjectLockClient {
                 )
                 .header("content-type", "application/xml");
         }
-        builder
-            .body(body.unwrap_or_default().into())
-            .map_err(|e| {
-                StorageError::new(StorageErrorKind::Permanent, "object-lock", url, e.to_string())
-            })
+        builder.body(body.unwrap_or_default().into()).map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Permanent,
+                "object-lock",
+                url,
+                e.to_string(),
+            )
+        })
     }
 
     /// Sends one request (signed anew for every attempt), retrying
@@ -261,11 +270,10 @@ impl ObjectLockClient {
         let request = self.request(method.clone(), url, body.clone())?;
         let response = self.execute(op, key, &request, body.clone()).await?;
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .bytes()
-            .await
-            .map_err(|e| StorageError::new(StorageErrorKind::Transient, op, key, e.to_string()))?;
+        let bytes =
+            response.into_body().bytes().await.map_err(|e| {
+                StorageError::new(StorageErrorKind::Transient, op, key, e.to_string())
+            })?;
         Ok((status, bytes))
     }
 
@@ -335,7 +343,9 @@ impl ObjectLockClient {
         let code = xml_value(&text, "Code").unwrap_or_default();
         let message = xml_value(&text, "Message").unwrap_or_default();
         let hint = match status {
-            403 => " (the credentials lack s3:GetBucketObjectLockConfiguration, s3:GetObject or s3:PutObjectRetention: see docs/append-only.md)",
+            403 => {
+                " (the credentials lack s3:GetBucketObjectLockConfiguration, s3:GetObject or s3:PutObjectRetention: see docs/append-only.md)"
+            }
             _ => "",
         };
         let kind = if status == 429 || status >= 500 {
@@ -369,7 +379,10 @@ mod tests {
     #[test]
     fn reads_xml_values() {
         let x = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>COMPLIANCE</Mode><Days>7</Days></DefaultRetention></Rule></ObjectLockConfiguration>";
-        assert_eq!(xml_value(x, "ObjectLockEnabled").as_deref(), Some("Enabled"));
+        assert_eq!(
+            xml_value(x, "ObjectLockEnabled").as_deref(),
+            Some("Enabled")
+        );
         assert_eq!(xml_value(x, "Mode").as_deref(), Some("COMPLIANCE"));
         assert_eq!(xml_value(x, "Days").as_deref(), Some("7"));
         assert_eq!(xml_value(x, "Years"), None);
