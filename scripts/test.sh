@@ -18,6 +18,9 @@
 # Services started (and stopped on exit):
 #   moto's S3 server on 127.0.0.1:<free port>; the tests read its address
 #   from LIFEBOAT_TEST_S3_ENDPOINT.
+#   crates/lifeboat-repo/tests/append_only.rs starts a second moto of its
+#   own from LIFEBOAT_TEST_VENV (exported below), with IAM enforced
+#   (INITIAL_NO_AUTH_ACTION_COUNT), on another free loopback port.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -173,6 +176,8 @@ start_moto() {
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$port/" "$pid" "moto_server"
     export LIFEBOAT_TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+    # For tests that start a moto of their own (append_only.rs: IAM enforced).
+    export LIFEBOAT_TEST_VENV="$VENV"
     # Dummy credentials: with them set, no client ever looks for real ones
     # (instance metadata), and everything S3 goes to the loopback server.
     export AWS_ACCESS_KEY_ID="lifeboat-test"

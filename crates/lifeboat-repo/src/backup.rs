@@ -398,15 +398,42 @@ impl BackupSession {
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
             scope: (!scope.is_full()).then_some(scope),
         };
+        // S3 Object Lock: retain what the snapshot needs before announcing
+        // it (a failure here commits nothing), then the snapshot itself.
+        let mut snap = SnapshotRef {
+            id: String::new(),
+            snapshot,
+        };
+        if let Some(lock) = self.repo.object_lock() {
+            let mut index = self.repo.load_index().await?;
+            index.forget_packs(&self.repo.condemned_packs().await?);
+            let keys = crate::retain::needed_keys(&self.repo, &snap, &index).await?;
+            crate::retain::protect(lock, &keys).await?;
+        }
         self.lock.confirm().await?;
-        let id = self
+        snap.id = self
             .repo
-            .put_doc(SNAPSHOTS_PREFIX, "snapshot", &snapshot)
+            .put_doc(SNAPSHOTS_PREFIX, "snapshot", &snap.snapshot)
             .await?;
+        if let Some(lock) = self.repo.object_lock() {
+            let key = format!("{SNAPSHOTS_PREFIX}{}", snap.id);
+            if let Err(e) = crate::retain::protect(lock, &[key]).await {
+                let _ = self.lock.release().await;
+                return Err(RepoError::Storage(crate::storage::StorageError::new(
+                    crate::storage::StorageErrorKind::Permanent,
+                    "put-retention",
+                    format!("{SNAPSHOTS_PREFIX}{}", snap.id),
+                    format!(
+                        "snapshot {} is stored, but setting its Object Lock retention failed: {e}. The next backup protects its data again; fix the permission (s3:PutObjectRetention)",
+                        snap.short_id()
+                    ),
+                )));
+            }
+        }
         if let Err(e) = self.lock.release().await {
             tracing::warn!("could not remove lock: {e}");
         }
-        Ok(SnapshotRef { id, snapshot })
+        Ok(snap)
     }
 }
 

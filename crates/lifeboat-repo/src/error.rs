@@ -40,6 +40,11 @@ pub enum RepoError {
     #[error("{0}")]
     NotFound(String),
 
+    /// A command that deletes, run in append-only mode (the `String` names
+    /// the command).
+    #[error("{0} refused: {hint}", hint = crate::storage::append_only::ADMIN_HINT)]
+    AppendOnly(String),
+
     /// The caller asked for something invalid (bad parameters, last key removal…).
     #[error("{0}")]
     Invalid(String),
@@ -79,7 +84,7 @@ impl RepoError {
             RepoError::WrongKey(_) => ErrorClass::Auth,
             RepoError::Locked(_) | RepoError::LockLost(_) => ErrorClass::Locked,
             RepoError::Corrupt { .. } => ErrorClass::Integrity,
-            RepoError::Invalid(_) => ErrorClass::Usage,
+            RepoError::Invalid(_) | RepoError::AppendOnly(_) => ErrorClass::Usage,
             RepoError::Storage(e) => class_of_storage(e),
             RepoError::Io { .. } | RepoError::Internal(_) => ErrorClass::Other,
         }

@@ -20,6 +20,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod retain;
 pub mod retention;
 pub mod snapshot;
 pub mod storage;

@@ -121,6 +121,12 @@ pub struct PruneReport {
     pub waiting: usize,
     /// Why some packs wait, if anything holds them.
     pub waiting_reasons: Vec<String>,
+    /// Packs prune would delete but kept because S3 Object Lock retains
+    /// them (they stay condemned; a prune after `retained_until` deletes
+    /// them).
+    pub retained: usize,
+    /// The latest end of those packs' retention.
+    pub retained_until: Option<DateTime<Utc>>,
     /// Bytes of unreferenced blobs inside packs that are still partly used.
     pub unused_bytes_in_live_packs: u64,
     pub dry_run: bool,
@@ -400,6 +406,65 @@ pub fn plan(scan: &Scan, own_lock: &str, grace: chrono::Duration, dry_run: bool)
     p
 }
 
+/// On a bucket with S3 Object Lock: takes the packs still under retention
+/// out of `plan.delete`. Deleting one would only hide it behind a delete
+/// marker; a condemned one is kept in its condemned document (with its
+/// fence) so that a later prune deletes it once its retention has passed,
+/// and a leftover no index lists is simply found again next time.
+async fn keep_retained(repo: &Repository, scan: &Scan, plan: &mut Plan) -> Result<()> {
+    let Some(lock) = repo.object_lock() else {
+        return Ok(());
+    };
+    if plan.delete.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = plan
+        .delete
+        .iter()
+        .filter_map(|pk| scan.stored.get(pk).map(|o| o.key.clone()))
+        .collect();
+    let retained = crate::retain::retained_until(lock, &keys, Utc::now()).await?;
+    if retained.is_empty() {
+        return Ok(());
+    }
+    let fence_of: HashMap<&str, Option<DateTime<Utc>>> = scan
+        .condemned
+        .iter()
+        .flat_map(|c| c.doc.packs.iter().map(|p| (p.as_str(), c.doc.condemned_at)))
+        .collect();
+    let r = &mut plan.report;
+    let mut latest: Option<DateTime<Utc>> = None;
+    for pk in plan.delete.clone() {
+        let Some(o) = scan.stored.get(&pk) else {
+            continue;
+        };
+        let Some(until) = retained.get(&o.key) else {
+            continue;
+        };
+        plan.delete.remove(&pk);
+        r.retained += 1;
+        r.waiting += 1;
+        r.deleted_bytes = r.deleted_bytes.saturating_sub(o.size);
+        latest = latest.max(Some(*until));
+        match fence_of.get(pk.as_str()) {
+            Some(Some(fence)) => {
+                plan.keep.entry(*fence).or_default().insert(pk.clone());
+            }
+            _ => r.deleted_leftovers = r.deleted_leftovers.saturating_sub(1),
+        }
+    }
+    r.deleted_packs = plan.delete.len();
+    r.retained_until = latest;
+    if let Some(until) = latest {
+        r.waiting_reasons.push(format!(
+            "{} packs are under S3 Object Lock retention until {} at the latest; they stay condemned and a later prune deletes them",
+            r.retained,
+            until.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    Ok(())
+}
+
 async fn put_condemned(
     repo: &Repository,
     packs: Vec<String>,
@@ -495,6 +560,7 @@ async fn execute(repo: &Repository, lock: &LockGuard, scan: &Scan, plan: &Plan) 
 }
 
 pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    repo.ensure_may_delete("prune")?;
     let lock = acquire(repo, LockMode::Exclusive, "prune").await?;
     let result = prune_locked(repo, opts, &lock).await;
     let _ = lock.release().await;
@@ -512,7 +578,8 @@ async fn prune_locked(
     if !first.refs.unindexed.is_empty() {
         return Err(unindexed_error(&first.refs.unindexed));
     }
-    let p = plan(&first, lock.id(), grace, opts.dry_run);
+    let mut p = plan(&first, lock.id(), grace, opts.dry_run);
+    keep_retained(repo, &first, &mut p).await?;
     let mut report = p.report.clone();
     if opts.dry_run {
         return Ok(report);
@@ -525,13 +592,16 @@ async fn prune_locked(
         if !second.refs.unindexed.is_empty() {
             return Err(unindexed_error(&second.refs.unindexed));
         }
-        let p2 = plan(&second, lock.id(), grace, false);
+        let mut p2 = plan(&second, lock.id(), grace, false);
+        keep_retained(repo, &second, &mut p2).await?;
         execute(repo, lock, &second, &p2).await?;
         let r2 = p2.report;
         report.deleted_packs += r2.deleted_packs;
         report.deleted_bytes += r2.deleted_bytes;
         report.deleted_leftovers += r2.deleted_leftovers;
         report.rescued += r2.rescued;
+        report.retained = r2.retained;
+        report.retained_until = r2.retained_until;
         report.waiting = r2.waiting;
         report.waiting_reasons = r2.waiting_reasons;
         report.snapshots = r2.snapshots;

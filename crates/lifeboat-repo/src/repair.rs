@@ -99,6 +99,7 @@ pub async fn read_pack_header(repo: &Repository, o: &ObjectInfo) -> Result<Vec<B
 }
 
 pub async fn repair_index(repo: &Repository, progress: Arc<Progress>) -> Result<RepairIndexReport> {
+    repo.ensure_may_delete("repair index")?;
     let lock = acquire(repo, LockMode::Exclusive, "repair index").await?;
     let r = repair_locked(repo, progress).await;
     let _ = lock.release().await;

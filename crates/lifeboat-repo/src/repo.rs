@@ -118,6 +118,12 @@ pub struct Repository {
     slot_id: String,
     /// How locks are taken, kept and waited for.
     lock_options: crate::lock::LockOptions,
+    /// Append-only mode: the storage is wrapped in
+    /// [`AppendOnly`](crate::storage::append_only::AppendOnly) and commands
+    /// that delete refuse (see `docs/append-only.md`).
+    append_only: bool,
+    /// S3 Object Lock retention set on what each new snapshot needs.
+    object_lock: Option<crate::retain::ObjectLock>,
 }
 
 /// A key slot as listed by `key list`.
@@ -195,6 +201,8 @@ impl Repository {
             config,
             slot_id,
             lock_options: Default::default(),
+            append_only: false,
+            object_lock: None,
         })
     }
 
@@ -357,6 +365,8 @@ impl Repository {
             config,
             slot_id,
             lock_options: Default::default(),
+            append_only: false,
+            object_lock: None,
         })
     }
 
@@ -385,6 +395,43 @@ impl Repository {
     pub fn with_lock_options(mut self, opts: crate::lock::LockOptions) -> Self {
         self.lock_options = opts;
         self
+    }
+
+    /// The same repository in append-only mode (or not): with `on`, its
+    /// storage refuses deletes and overwrites outside `locks/` and `serve/`
+    /// ([`AppendOnly`](crate::storage::append_only::AppendOnly)), and
+    /// prune, forget and repair refuse at once with
+    /// [`RepoError::AppendOnly`].
+    pub fn with_append_only(mut self, on: bool) -> Self {
+        if on && !self.append_only {
+            self.storage = crate::storage::append_only::AppendOnly::wrap(self.storage);
+        }
+        self.append_only = on || self.append_only;
+        self
+    }
+
+    pub fn append_only(&self) -> bool {
+        self.append_only
+    }
+
+    /// Fails with [`RepoError::AppendOnly`] in append-only mode: for
+    /// commands that delete (`what`: "prune", "forget", …).
+    pub fn ensure_may_delete(&self, what: &str) -> Result<()> {
+        if self.append_only {
+            return Err(RepoError::AppendOnly(what.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The same repository setting S3 Object Lock retention on what every
+    /// new snapshot needs (see [`crate::retain`]).
+    pub fn with_object_lock(mut self, lock: Option<crate::retain::ObjectLock>) -> Self {
+        self.object_lock = lock;
+        self
+    }
+
+    pub fn object_lock(&self) -> Option<&crate::retain::ObjectLock> {
+        self.object_lock.as_ref()
     }
 
     /// Seals and stores a content-addressed document; returns its id.
@@ -579,6 +626,7 @@ impl Repository {
 
     /// Removes a key slot by id or unique prefix. Refuses the last one.
     pub async fn remove_key(&self, spec: &str) -> Result<String> {
+        self.ensure_may_delete("key remove")?;
         let slots = list_slots(self.storage.as_ref()).await?;
         let matching: Vec<&String> = slots
             .iter()

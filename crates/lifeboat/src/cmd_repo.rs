@@ -487,6 +487,9 @@ pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
         ));
     }
     let repo = ctx.open().await?;
+    if !a.dry_run {
+        repo.ensure_may_delete("forget")?;
+    }
     let lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget")
         .await?;
     let snaps = repo.snapshots().await?;
@@ -635,7 +638,7 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
     }
     if r.waiting > 0 {
         println!(
-            "{} packs wait for the grace period ({}) or running operations; a later prune deletes them",
+            "{} packs wait for the grace period ({}), running operations or S3 Object Lock retention; a later prune deletes them",
             r.waiting,
             format_duration(chrono::Duration::from_std(grace).unwrap_or_default())
         );

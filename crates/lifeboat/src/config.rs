@@ -255,6 +255,31 @@ pub struct RepositoryConfig {
     /// deletes what a running backup is about to reference.
     #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
     pub prune_grace: Option<TimeDelta>,
+    /// Append-only mode (docs/append-only.md): nothing is deleted or
+    /// overwritten outside `locks/` and `serve/`; forget, prune, repair
+    /// index and key remove refuse. For backup credentials that cannot
+    /// delete; the administrator runs forget and prune with another config.
+    #[serde(default)]
+    pub append_only: bool,
+    /// S3 Object Lock retention, used when the bucket has Object Lock
+    /// enabled. Unset: the bucket's default retention, else GOVERNANCE for
+    /// 35 days.
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockConfig>,
+}
+
+/// `repository.object_lock`: the retention Lifeboat sets on what each
+/// snapshot needs (docs/append-only.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLockConfig {
+    /// `governance` (the default) or `compliance`.
+    #[serde(default)]
+    pub mode: Option<lifeboat_repo::storage::object_lock::RetentionMode>,
+    /// Days every snapshot's data stays retained at least, from its backup:
+    /// at least the time the retention policy keeps a snapshot that an
+    /// attack should not be able to destroy.
+    pub days: u32,
 }
 
 /// A repository URL, checked for an empty value, a known scheme and the
@@ -1248,6 +1273,18 @@ impl Config {
         }
         if repo.prune_grace.is_some_and(|d| d < TimeDelta::zero()) {
             problems.push("repository.prune_grace must not be negative".to_string());
+        }
+        if let Some(ol) = &repo.object_lock {
+            if repo.url.scheme() != "s3" {
+                problems.push(format!(
+                    "repository.object_lock is set but repository.url {} is not an s3:// URL (Object Lock is an S3 feature)",
+                    repo.url
+                ));
+            }
+            if ol.days == 0 || ol.days > 36_500 {
+                problems
+                    .push("repository.object_lock.days must be between 1 and 36500".to_string());
+            }
         }
         if let Some(serve) = &self.serve {
             problems.extend(serve.problems());

@@ -186,9 +186,72 @@ impl Ctx {
             retry: self.retry_lock()?,
             ..Default::default()
         };
+        let object_lock = self.object_lock().await?;
         Ok(Repository::open(storage, &secret)
             .await?
-            .with_lock_options(lock_options))
+            .with_lock_options(lock_options)
+            .with_append_only(self.append_only())
+            .with_object_lock(object_lock))
+    }
+
+    /// Append-only mode: `repository.append_only` in the config, or
+    /// `LIFEBOAT_APPEND_ONLY=1` (docs/append-only.md).
+    pub fn append_only(&self) -> bool {
+        let env = std::env::var("LIFEBOAT_APPEND_ONLY")
+            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        env || self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.repository.append_only)
+    }
+
+    /// S3 Object Lock, when the repository's bucket has it enabled
+    /// (GetObjectLockConfiguration): the retention to set comes from
+    /// `repository.object_lock`, else the bucket's default rule, else
+    /// GOVERNANCE for 35 days. A bucket whose configuration cannot be read
+    /// is an error only when `repository.object_lock` asks for retention.
+    async fn object_lock(&self) -> Result<Option<lifeboat_repo::retain::ObjectLock>> {
+        use lifeboat_repo::storage::object::RepoLocation;
+        use lifeboat_repo::storage::object_lock::{ObjectLockClient, RetentionPolicy};
+        let Ok(RepoLocation::S3 { bucket, prefix }) = RepoLocation::parse(&self.repo_url()?) else {
+            return Ok(None);
+        };
+        let wanted = self
+            .config
+            .as_ref()
+            .and_then(|c| c.repository.object_lock.clone());
+        let client = ObjectLockClient::new(&bucket, &prefix, &self.s3_settings()?)?;
+        let bucket_rule = match client.bucket_lock().await {
+            Ok(Some(rule)) => rule,
+            Ok(None) => {
+                if wanted.is_some() {
+                    tracing::warn!(
+                        "repository.object_lock is set but bucket {bucket} does not have Object Lock enabled: no retention is set (Object Lock can only be enabled on the bucket)"
+                    );
+                }
+                return Ok(None);
+            }
+            Err(e) if wanted.is_some() => {
+                return Err(anyhow::Error::new(e).context(
+                    "repository.object_lock is set but the bucket's Object Lock configuration cannot be read",
+                ));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no Object Lock: the bucket's configuration cannot be read");
+                return Ok(None);
+            }
+        };
+        let default = bucket_rule.map_or(RetentionPolicy::DEFAULT, |(mode, days)| {
+            RetentionPolicy { mode, days }
+        });
+        let policy = match wanted {
+            Some(w) => RetentionPolicy {
+                mode: w.mode.unwrap_or(default.mode),
+                days: w.days,
+            },
+            None => default,
+        };
+        Ok(Some(lifeboat_repo::retain::ObjectLock { client, policy }))
     }
 
     /// `--retry-lock`: how long to wait for a conflicting lock (zero: not at all).

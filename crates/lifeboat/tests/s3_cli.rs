@@ -129,3 +129,107 @@ fn s3_round_trips_through_the_cli() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bucket"), "{err}");
 }
+
+/// `PUT /bucket` with Object Lock enabled (moto accepts it unsigned).
+fn create_locked_bucket(endpoint: &str, bucket: &str) {
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(hostport).expect("connect to the S3 test server");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(conn, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nx-amz-bucket-object-lock-enabled: true\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(
+        response.lines().next().unwrap_or("").contains(" 200"),
+        "creating bucket failed: {response}"
+    );
+}
+
+/// Append-only mode and Object Lock through the CLI (docs/append-only.md):
+/// the daemon-style configuration backs up and restores but `forget` and
+/// `prune` exit 2 naming the administrator's configuration; the
+/// administrator's configuration forgets, and its prune keeps the packs
+/// Object Lock retains, saying so.
+#[test]
+fn append_only_and_object_lock_through_the_cli() {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let e = Env::new();
+    let bucket = format!("lifeboat-ao-{}", std::process::id());
+    create_locked_bucket(&endpoint, &bucket);
+    let base = format!(
+        "repository:\n  url: s3://{bucket}/r\n  password: {{env: LB_S3_PASS}}\n  s3:\n    endpoint: {endpoint}\n    region: us-east-1\n    allow_http: true\n    access_key_id: {{env: LB_S3_KEY}}\n    secret_access_key: {{env: LB_S3_SECRET}}\n  object_lock: {{mode: governance, days: 2}}\n"
+    );
+    let admin_cfg = e.path("admin.yaml");
+    std::fs::write(&admin_cfg, &base).unwrap();
+    let backup_cfg = e.path("backup.yaml");
+    std::fs::write(&backup_cfg, format!("{base}  append_only: true\n")).unwrap();
+    let cmd = |cfg: &std::path::Path, args: &[&str]| {
+        let mut c = std::process::Command::new(bin());
+        c.arg("--config").arg(cfg).args(args);
+        c.env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_REPO")
+            .env_remove("LIFEBOAT_APPEND_ONLY")
+            .env("LB_S3_PASS", "s3 passphrase")
+            .env("LB_S3_KEY", "lifeboat-test")
+            .env("LB_S3_SECRET", "lifeboat-test-secret");
+        c
+    };
+    let run = |c: &mut std::process::Command, input: &[u8]| {
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run(&mut cmd(&admin_cfg, &["init"]), b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for n in 0..2u8 {
+        let o = run(
+            &mut cmd(&backup_cfg, &["backup", "stream", "--name", "db"]),
+            &vec![n; 300_000],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(
+        &mut cmd(
+            &backup_cfg,
+            &["restore", "stream", "latest", "--name", "db"],
+        ),
+        b"",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout == vec![1u8; 300_000]);
+
+    for args in [&["forget", "--keep-last", "1"][..], &["prune"][..]] {
+        let o = run(&mut cmd(&backup_cfg, args), b"");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("append-only") && err.contains("admin"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was forgotten.
+    let o = run(&mut cmd(&admin_cfg, &["--json", "snapshots"]), b"");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{v}");
+
+    // The administrator forgets one; prune keeps its retained pack.
+    let o = run(&mut cmd(&admin_cfg, &["forget", "--keep-last", "1"]), b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        &mut cmd(&admin_cfg, &["--json", "prune", "--grace", "0s"]),
+        b"",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["deleted_packs"], 0, "{r}");
+    assert!(r["retained"].as_u64().unwrap() >= 1, "{r}");
+    let o = run(&mut cmd(&admin_cfg, &["check", "--read-data"]), b"");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -248,6 +248,10 @@ impl<S: Storage + ?Sized> Storage for Faulty<S> {
         self.call(Op::Put, key, self.inner.put(key, data)).await
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> StorageResult<bool> {
+        self.call(Op::Put, key, self.inner.put_new(key, data)).await
+    }
+
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
         self.call(Op::Get, key, self.inner.get(key)).await
     }

@@ -149,6 +149,11 @@ impl<S: Storage + ?Sized> Storage for Gated<S> {
         self.inner.put(key, data).await
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> StorageResult<bool> {
+        self.gate(Op::Put, key).await;
+        self.inner.put_new(key, data).await
+    }
+
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
         self.gate(Op::Get, key).await;
         self.inner.get(key).await

@@ -7,9 +7,11 @@
 //! (and the [`retry::Retrying`] wrapper) can tell a transient failure, worth
 //! retrying, from a permanent one that must fail fast with a clear message.
 
+pub mod append_only;
 pub mod faulty;
 pub mod gate;
 pub mod object;
+pub mod object_lock;
 pub mod retry;
 
 use std::ops::Range;
@@ -112,6 +114,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Human-readable location, for messages (`file:///srv/backups`, `s3://b/p`).
     fn location(&self) -> String;
     async fn put(&self, key: &str, data: Bytes) -> StorageResult<()>;
+    /// Stores `data` under `key` only if no object is there yet: a
+    /// conditional create (S3 `If-None-Match: *`, a hard link locally), so
+    /// an existing object is never replaced. Returns `Ok(true)` when this call
+    /// created it and `Ok(false)` when an object already existed (for a
+    /// content-addressed key: the same bytes, e.g. a retried request whose
+    /// first attempt landed). Used in append-only mode
+    /// ([`append_only::AppendOnly`]).
+    ///
+    /// The default (head, then put) is **not** atomic; backends that can
+    /// create conditionally override it and wrappers forward it.
+    async fn put_new(&self, key: &str, data: Bytes) -> StorageResult<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(false),
+            Err(e) if e.is_not_found() => self.put(key, data).await.map(|()| true),
+            Err(e) => Err(e),
+        }
+    }
     async fn get(&self, key: &str) -> StorageResult<Bytes>;
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes>;
     async fn head(&self, key: &str) -> StorageResult<ObjectInfo>;

@@ -296,40 +296,7 @@ impl ObjectStoreBackend {
             )
         };
 
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(50),
-                    max_backoff: Duration::from_millis(500),
-                    base: 2.0,
-                },
-                max_retries: 1,
-                retry_timeout: Duration::from_secs(30),
-            })
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                CONNECT_TIMEOUT,
-            )
-            .with_config(
-                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                REQUEST_TIMEOUT,
-            );
-        if let Some(endpoint) = &s3.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &s3.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &s3.access_key_id {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &s3.secret_access_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        if s3.allow_http {
-            builder = builder.with_allow_http(true);
-        }
+        let builder = s3_builder(bucket, s3);
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
         let allow_http = builder
             .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
@@ -430,11 +397,12 @@ impl Storage for ObjectStoreBackend {
         if let Some(root) = &self.local_root {
             let root = root.clone();
             let target = root.join(key);
-            return tokio::task::spawn_blocking(move || local_put(&root, &target, &data))
+            return tokio::task::spawn_blocking(move || local_put(&root, &target, &data, true))
                 .await
                 .map_err(|e| {
                     StorageError::new(StorageErrorKind::Permanent, "put", key, e.to_string())
                 })?
+                .map(|_| ())
                 .map_err(|e| local_io_error(&e, "put", key));
         }
         if data.len() > self.multipart_threshold {
@@ -445,6 +413,37 @@ impl Storage for ObjectStoreBackend {
             .await
             .map(|_| ())
             .map_err(|e| self.err(e, "put", key))
+    }
+
+    /// Locally: the staging file is hard-linked to the key, which fails if
+    /// the name exists. On S3: one PUT (never multipart: object_store offers
+    /// no conditional multipart completion) with `If-None-Match: *`; a
+    /// `412 Precondition Failed` means the object exists.
+    async fn put_new(&self, key: &str, data: Bytes) -> StorageResult<bool> {
+        let path = key_path("put", key)?;
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            let target = root.join(key);
+            return tokio::task::spawn_blocking(move || local_put(&root, &target, &data, false))
+                .await
+                .map_err(|e| {
+                    StorageError::new(StorageErrorKind::Permanent, "put", key, e.to_string())
+                })?
+                .map_err(|e| local_io_error(&e, "put", key));
+        }
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.err(e, "put", key)),
+        }
     }
 
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
@@ -572,6 +571,52 @@ impl Storage for ObjectStoreBackend {
     }
 }
 
+/// The `object_store` S3 builder for `bucket` with `s3`'s settings over the
+/// `AWS_*` environment (shared with [`super::object_lock`], which signs its
+/// own requests with the same credentials).
+pub(crate) fn s3_builder(bucket: &str, s3: &S3Settings) -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                base: 2.0,
+            },
+            max_retries: 1,
+            retry_timeout: Duration::from_secs(30),
+        })
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            CONNECT_TIMEOUT,
+        )
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        )
+        // One `DELETE /key` per object rather than a one-key
+        // DeleteObjects batch: the repository deletes single keys, and a
+        // refusal (append-only credentials) is then a plain 403 for that
+        // key, as IAM servers that authorise batches per bucket see it.
+        .with_disable_bulk_delete(true);
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &s3.access_key_id {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &s3.secret_access_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    if s3.allow_http {
+        builder = builder.with_allow_http(true);
+    }
+    builder
+}
+
 /// Does `name` look like a staging file, `<name>#<digits>`?
 fn is_staging_name(name: &str) -> bool {
     match name.rsplit_once('#') {
@@ -595,7 +640,11 @@ fn is_staging_name(name: &str) -> bool {
 /// `root` itself: a repository directory that was moved or deleted under a
 /// running process is an error (`NotFound` on the root), not a fresh empty
 /// directory that would then collect snapshots without marker, keys or config.
-fn local_put(root: &FsPath, target: &FsPath, data: &[u8]) -> std::io::Result<()> {
+///
+/// With `replace` false the staging file is hard-linked to `target` instead
+/// of renamed over it, which fails when `target` exists: then nothing is
+/// changed and the result is `false` (see [`Storage::put_new`]).
+fn local_put(root: &FsPath, target: &FsPath, data: &[u8], replace: bool) -> std::io::Result<bool> {
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
 
@@ -630,16 +679,29 @@ fn local_put(root: &FsPath, target: &FsPath, data: &[u8]) -> std::io::Result<()>
         if file.metadata()?.nlink() == 0 {
             continue;
         }
-        let written = file
-            .write_all(data)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&staging, target));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&staging);
-            return Err(e);
-        }
+        let written = file.write_all(data).and_then(|()| file.sync_all());
+        let published = written.and_then(|()| {
+            if replace {
+                std::fs::rename(&staging, target).map(|()| true)
+            } else {
+                let linked = match std::fs::hard_link(&staging, target) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e),
+                };
+                let _ = std::fs::remove_file(&staging);
+                linked
+            }
+        });
+        let created = match published {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staging);
+                return Err(e);
+            }
+        };
         std::fs::File::open(parent)?.sync_all()?;
-        return Ok(());
+        return Ok(created);
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::Interrupted,
@@ -922,6 +984,7 @@ pub(crate) fn map_error(
     // read-only or full-disk error.
     let refused = matches!(e, E::PermissionDenied { .. })
         || http_status(&text) == Some(403)
+        || text.contains("code: AccessDenied")
         || find_in_chain::<std::io::Error>(&e).is_some_and(refuses_writes_io);
     StorageError::new(kind, op, key, message).refusing_writes(refused)
 }
@@ -1021,6 +1084,14 @@ fn classify_generic(
     }
     if text.contains("InternalError") || text.contains("SlowDown") {
         return (StorageErrorKind::Transient, text.to_string());
+    }
+    if text.contains("code: AccessDenied") {
+        // A bulk delete (DeleteObjects) answers 200 and reports the
+        // refusal per key: e.g. append-only credentials.
+        return (
+            StorageErrorKind::Permanent,
+            format!("access denied: check the credentials and the bucket's access policy ({text})"),
+        );
     }
     if text.contains("redirect without LOCATION") {
         return (

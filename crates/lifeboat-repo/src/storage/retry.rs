@@ -162,6 +162,13 @@ impl<S: Storage + ?Sized> Storage for Retrying<S> {
             .await
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> StorageResult<bool> {
+        // A retry after an attempt that landed sees the object: `false`,
+        // which for a content-addressed key means "stored".
+        self.run("put", key, || self.inner.put_new(key, data.clone()))
+            .await
+    }
+
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
         self.run("get", key, || self.inner.get(key)).await
     }

@@ -79,7 +79,7 @@ pub async fn backup(f: &mut Fixture, bytes: Vec<u8>) -> String {
 }
 
 #[derive(Clone, Default)]
-pub struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+pub struct SharedBuf(pub Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for SharedBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {

@@ -66,7 +66,16 @@ pub async fn forget(
 
 /// The retention step after a successful backup of `src`.
 pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
-    if let Some(policy) = &src.retention {
+    // Append-only: the backup credentials cannot forget or prune; the
+    // administrator does (docs/append-only.md).
+    let retention = src.retention.as_ref().filter(|_| !d.repo.append_only());
+    if src.retention.is_some() && d.repo.append_only() {
+        tracing::info!(
+            source = %src.name,
+            "append-only repository: retention is not applied here; run forget and prune with the administrator's configuration"
+        );
+    }
+    if let Some(policy) = retention {
         let (gone, kept) = forget(&d.repo, &src.name, policy).await?;
         metrics::snapshots(&src.name, kept);
         src.update(|s| s.snapshots = kept);
