@@ -428,10 +428,11 @@ fn secrets_mounted_as_files_are_0400_and_readable_by_the_daemon() {
         for mode in modes.into_iter().flatten() {
             assert_eq!(mode, 0o400, "volume {}: mode {mode:o}", v.name);
         }
-        let explicit = v.secret.as_ref().and_then(|s| s.default_mode).or(v
-            .projected
+        let explicit = v
+            .secret
             .as_ref()
-            .and_then(|p| p.default_mode));
+            .and_then(|s| s.default_mode)
+            .or(v.projected.as_ref().and_then(|p| p.default_mode));
         assert_eq!(
             explicit,
             Some(0o400),

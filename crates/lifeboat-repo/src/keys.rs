@@ -401,11 +401,10 @@ impl KeySlot {
         match SealKey::new(&kek).open(WRAP_AAD, &sealed) {
             Ok(raw) => {
                 let raw = Zeroizing::new(raw);
-                let raw: Zeroizing<[u8; 64]> = Zeroizing::new(
-                    raw.as_slice().try_into().map_err(|_| {
+                let raw: Zeroizing<[u8; 64]> =
+                    Zeroizing::new(raw.as_slice().try_into().map_err(|_| {
                         RepoError::corrupt("key slot", "wrapped key has wrong length")
-                    })?,
-                );
+                    })?);
                 Ok(Some(MasterKey::from_bytes(&raw)))
             }
             Err(_) => Ok(None),
@@ -493,10 +492,11 @@ mod tests {
         assert_eq!(slot.kind, SlotKind::Passphrase);
         assert_eq!(slot.kdf, Some(KdfParams::default()));
         assert!(slot.unwrap(&s).unwrap().is_some());
-        let same = Secret::Passphrase("this is a long human passphrase of more than 32 bytes".into());
+        let same =
+            Secret::Passphrase("this is a long human passphrase of more than 32 bytes".into());
         assert!(slot.unwrap(&same).unwrap().is_some());
-        let other = Secret::key_file(b"this is another long human passphrase, not it".to_vec())
-            .unwrap();
+        let other =
+            Secret::key_file(b"this is another long human passphrase, not it".to_vec()).unwrap();
         assert!(slot.unwrap(&other).unwrap().is_none());
     }
 

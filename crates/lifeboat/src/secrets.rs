@@ -113,7 +113,10 @@ pub fn check_new_passphrase(secret: &Secret, allow_weak: bool) -> Result<()> {
     };
     let text = String::from_utf8_lossy(bytes);
     let chars = text.chars().count();
-    let distinct = text.chars().collect::<std::collections::BTreeSet<_>>().len();
+    let distinct = text
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     if allow_weak || (chars >= MIN_PASSPHRASE_CHARS && distinct >= MIN_PASSPHRASE_DISTINCT) {
         return Ok(());
     }
@@ -162,11 +165,20 @@ mod tests {
     #[test]
     fn weak_passphrases_need_the_flag() {
         let p = |s: &str| Secret::Passphrase(s.into());
-        for weak in ["x", "short-pw", "aaaaaaaaaaaaaaaa", "abababababab", "12121212121212"] {
+        for weak in [
+            "x",
+            "short-pw",
+            "aaaaaaaaaaaaaaaa",
+            "abababababab",
+            "12121212121212",
+        ] {
             let err = check_new_passphrase(&p(weak), false).unwrap_err();
             assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
             assert!(err.to_string().contains("--weak-passphrase"), "{err}");
-            assert!(!err.to_string().contains(weak), "the passphrase is never shown");
+            assert!(
+                !err.to_string().contains(weak),
+                "the passphrase is never shown"
+            );
             check_new_passphrase(&p(weak), true).unwrap();
         }
         check_new_passphrase(&p("correct horse battery staple"), false).unwrap();
@@ -197,7 +209,10 @@ mod tests {
         let err = passphrase_from_file(dir.path()).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        for err in [passphrase_from_file(&f).unwrap_err(), key_from_file(&f).unwrap_err()] {
+        for err in [
+            passphrase_from_file(&f).unwrap_err(),
+            key_from_file(&f).unwrap_err(),
+        ] {
             assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE, "{err}");
         }
     }

@@ -75,7 +75,10 @@ fn every_secret_file_with_an_open_mode_exits_2_with_the_default_mode_hint() {
             c.env_remove(v);
         }
         let o = c.output().unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (code, err) = with_config(format!(
         "repository:\n  url: {}\n  key_file: {}\n",
@@ -92,13 +95,12 @@ fn every_secret_file_with_an_open_mode_exits_2_with_the_default_mode_hint() {
     assert_eq!(code, Some(2), "{err}");
     assert_mode_advice(&err, &pw);
 
-    // S3 credentials by file reference (resolved whatever the URL).
+    // S3 credentials by file reference: refused before any request.
     chmod(&pw, 0o600);
     let s3_secret = e.path("s3-secret");
     write_mode(&s3_secret, "not-a-real-key\n", 0o644);
     let (code, err) = with_config(format!(
-        "repository:\n  url: {}\n  password: {{file: {}}}\n  s3:\n    secret_access_key: {{file: {}}}\n",
-        e.repo,
+        "repository:\n  url: s3://no-such-bucket/repo\n  password: {{file: {}}}\n  s3:\n    endpoint: http://127.0.0.1:1\n    allow_http: true\n    secret_access_key: {{file: {}}}\n",
         pw.display(),
         s3_secret.display()
     ));
@@ -205,7 +207,10 @@ fn weak_passphrases_need_a_flag() {
     let mut e = Env::new();
     e.envs = vec![("LIFEBOAT_PASSWORD".into(), "x".into())];
     let err = e.fails(&["init"], 2);
-    assert!(err.contains("too weak") && err.contains("--weak-passphrase"), "{err}");
+    assert!(
+        err.contains("too weak") && err.contains("--weak-passphrase"),
+        "{err}"
+    );
     assert!(
         !Path::new(&e.repo).join("lifeboat").exists(),
         "nothing was created"
@@ -220,9 +225,13 @@ fn weak_passphrases_need_a_flag() {
     e.ok(&["snapshots"]);
 
     // `key add` for a passphrase too.
-    e.envs.push(("LIFEBOAT_NEW_PASSWORD".into(), "hunter2".into()));
+    e.envs
+        .push(("LIFEBOAT_NEW_PASSWORD".into(), "hunter2".into()));
     let err = e.fails(&["key", "add"], 2);
-    assert!(err.contains("too weak") && !err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("too weak") && !err.contains("hunter2"),
+        "{err}"
+    );
     e.ok(&["key", "add", "--weak-passphrase"]);
     e.envs.pop();
     e.envs
@@ -263,7 +272,10 @@ fn removing_the_key_in_use_needs_force() {
     let o = e.run(&["key", "remove", &current, "--force"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("warning") && err.contains("key in use"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("key in use"),
+        "{err}"
+    );
     e.fails(&["snapshots"], 6);
     e.envs.clear();
     e.ok(&["--key-file", kf.to_str().unwrap(), "snapshots"]);
@@ -284,7 +296,10 @@ fn a_long_passphrase_key_file_goes_through_the_kdf() {
         0o600,
     );
     let out = e.ok(&["key", "add", "--new-key-file", phrase.to_str().unwrap()]);
-    assert!(out.contains("(passphrase)") && out.contains("not in the Lifeboat key-file format"), "{out}");
+    assert!(
+        out.contains("(passphrase)") && out.contains("not in the Lifeboat key-file format"),
+        "{out}"
+    );
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&e.ok(&["--json", "key", "list"])).unwrap();
     assert_eq!(list.len(), 2);
@@ -331,7 +346,10 @@ fn wrong_secrets_say_what_was_tried_and_what_to_do() {
     other.ok(&["key", "add", "--new-key-file", other_kf.to_str().unwrap()]);
     let err = e.fails(&["--key-file", other_kf.to_str().unwrap(), "snapshots"], 6);
     assert!(err.contains("wrong key file"), "{err}");
-    assert!(err.contains("no key-file slot was made from this key file"), "{err}");
+    assert!(
+        err.contains("no key-file slot was made from this key file"),
+        "{err}"
+    );
     assert!(err.contains("--key-file"), "{err}");
     assert!(!err.contains("tried no slot"), "{err}");
     assert!(!err.contains("no slot matches"), "{err}");
@@ -340,20 +358,18 @@ fn wrong_secrets_say_what_was_tried_and_what_to_do() {
     e.envs = vec![("LIFEBOAT_PASSWORD".into(), "not the passphrase".into())];
     let err = e.fails(&["snapshots"], 6);
     assert!(err.contains("wrong passphrase"), "{err}");
-    assert!(err.contains("tried on every passphrase slot (keys/"), "{err}");
+    assert!(
+        err.contains("tried on every passphrase slot (keys/"),
+        "{err}"
+    );
     assert!(err.contains("LIFEBOAT_PASSWORD"), "{err}");
     assert!(err.contains("1 key-file slot"), "{err}");
 
     // Only key-file slots left: a passphrase has nothing to try.
     e.envs.clear();
-    let list: Vec<serde_json::Value> = serde_json::from_str(&e.ok(&[
-        "--key-file",
-        kf.to_str().unwrap(),
-        "--json",
-        "key",
-        "list",
-    ]))
-    .unwrap();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&e.ok(&["--key-file", kf.to_str().unwrap(), "--json", "key", "list"]))
+            .unwrap();
     let pass = list.iter().find(|k| k["kind"] == "passphrase").unwrap()["id"]
         .as_str()
         .unwrap()

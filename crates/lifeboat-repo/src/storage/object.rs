@@ -181,15 +181,15 @@ pub fn create_local_dir(path: &FsPath) -> StorageResult<()> {
         .mode(LOCAL_DIR_MODE)
         .create(path)
         .map_err(|e| {
-        let (kind, hint) = classify_io(&e, false);
-        StorageError::new(
-            kind,
-            "create",
-            path.display().to_string(),
-            format!("cannot create the repository directory: {hint}{e}"),
-        )
-        .refusing_writes(refuses_writes_io(&e))
-    })
+            let (kind, hint) = classify_io(&e, false);
+            StorageError::new(
+                kind,
+                "create",
+                path.display().to_string(),
+                format!("cannot create the repository directory: {hint}{e}"),
+            )
+            .refusing_writes(refuses_writes_io(&e))
+        })
 }
 
 /// The `object_store`-backed [`Storage`].
@@ -653,7 +653,10 @@ fn create_dirs_below(root: &FsPath, dir: &FsPath) -> std::io::Result<()> {
     let mut path = root.to_path_buf();
     for part in relative.components() {
         path.push(part);
-        match std::fs::DirBuilder::new().mode(LOCAL_DIR_MODE).create(&path) {
+        match std::fs::DirBuilder::new()
+            .mode(LOCAL_DIR_MODE)
+            .create(&path)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !root.is_dir() => {
