@@ -393,3 +393,74 @@ fn grafana_dashboard_queries_exported_metrics() {
         assert!(used.contains(m), "the dashboard does not show {m}");
     }
 }
+
+/// Every Secret the Deployment mounts as files is mode 0400 (`defaultMode`
+/// and every item's `mode`), and the daemon's user can read such a file: a
+/// pod `fsGroup` turns 0400 into 0440, which Lifeboat refuses as
+/// group-readable, and without it the files belong to root (uid 0). Today
+/// the Deployment mounts no Secret (they come in by secretKeyRef and
+/// kubernetes_secret references), which this also pins: mounting one is a
+/// decision to take with these constraints in view (deploy/deployment.yaml).
+#[test]
+fn secrets_mounted_as_files_are_0400_and_readable_by_the_daemon() {
+    let m = load();
+    let dep = m.deployment.expect("a Deployment");
+    let pod = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let mut secret_volumes = Vec::new();
+    for v in pod.volumes.as_deref().unwrap_or_default() {
+        let mut modes = Vec::new();
+        if let Some(s) = &v.secret {
+            modes.push(s.default_mode);
+            modes.extend(s.items.iter().flatten().map(|i| i.mode));
+        }
+        if let Some(p) = &v.projected {
+            for src in p.sources.iter().flatten() {
+                if let Some(s) = &src.secret {
+                    modes.push(p.default_mode);
+                    modes.extend(s.items.iter().flatten().map(|i| i.mode));
+                }
+            }
+        }
+        if modes.is_empty() {
+            continue;
+        }
+        secret_volumes.push(v.name.clone());
+        for mode in modes.into_iter().flatten() {
+            assert_eq!(mode, 0o400, "volume {}: mode {mode:o}", v.name);
+        }
+        let explicit = v
+            .secret
+            .as_ref()
+            .and_then(|s| s.default_mode)
+            .or(v.projected.as_ref().and_then(|p| p.default_mode));
+        assert_eq!(
+            explicit,
+            Some(0o400),
+            "volume {} must set defaultMode: 0400 (Kubernetes' default is 0644)",
+            v.name
+        );
+    }
+    let sc = pod.security_context.as_ref();
+    if !secret_volumes.is_empty() {
+        assert!(
+            sc.and_then(|s| s.fs_group).is_none(),
+            "{secret_volumes:?}: with fsGroup the kubelet makes Secret files 0440, refused as group-readable"
+        );
+        let uid = pod
+            .containers
+            .iter()
+            .filter_map(|c| c.security_context.as_ref().and_then(|s| s.run_as_user))
+            .chain(sc.and_then(|s| s.run_as_user))
+            .next();
+        assert_eq!(
+            uid,
+            Some(0),
+            "{secret_volumes:?}: Secret files belong to root; a 0400 one is unreadable by uid {uid:?}"
+        );
+    }
+    assert!(
+        secret_volumes.is_empty(),
+        "the Deployment passes secrets by secretKeyRef and kubernetes_secret references; \
+         update this test and deploy/deployment.yaml's comment if that changes: {secret_volumes:?}"
+    );
+}

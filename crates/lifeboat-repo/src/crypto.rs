@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use zeroize::{Zeroize, Zeroizing};
 
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
@@ -102,6 +103,8 @@ impl std::fmt::Debug for SealKey {
 }
 
 /// The repository's master key. Never stored in the clear: key slots wrap it.
+/// Its bytes are zeroed when it is dropped; the AES key schedule inside
+/// aws-lc is freed by aws-lc itself.
 #[derive(Clone)]
 pub struct MasterKey {
     raw: [u8; 64],
@@ -114,13 +117,20 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.raw.zeroize();
+    }
+}
+
 impl MasterKey {
     pub fn generate() -> Result<Self, CryptoError> {
-        Ok(Self::from_bytes(&random_array::<64>()?))
+        let raw = Zeroizing::new(random_array::<64>()?);
+        Ok(Self::from_bytes(&raw))
     }
 
     pub fn from_bytes(raw: &[u8; 64]) -> Self {
-        let mut enc = [0u8; 32];
+        let mut enc = Zeroizing::new([0u8; 32]);
         enc.copy_from_slice(&raw[..32]);
         Self {
             raw: *raw,
@@ -128,8 +138,9 @@ impl MasterKey {
         }
     }
 
-    pub fn to_bytes(&self) -> [u8; 64] {
-        self.raw
+    /// A copy of the key's bytes (for wrapping it in a key slot), zeroed when dropped.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 64]> {
+        Zeroizing::new(self.raw)
     }
 
     fn id_key(&self) -> &[u8; 32] {

@@ -1,25 +1,52 @@
 //! Key slots: each wraps the one master key under a key derived from an
-//! access secret (a passphrase through Argon2id, or a raw key file), so that
-//! access can be added, rotated and revoked without rewriting any data.
+//! access secret (a passphrase through Argon2id, or the key of a Lifeboat
+//! key file), so that access can be added, rotated and revoked without
+//! rewriting any data.
 //!
 //! Slots are stored in the clear (they must be readable before anything can
 //! be decrypted) and carry a MAC under the master key, so `check` can prove
 //! every slot intact even without the secrets of the other slots.
+//!
+//! A key file is recognised by its format (a first line
+//! [`KEY_FILE_HEADER`]), never by its length: any other file given as a key
+//! file is a passphrase and goes through Argon2id. Secrets, derived keys and
+//! the master key are zeroed when dropped (`zeroize`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{MasterKey, SealKey, random_array};
 use crate::error::{RepoError, Result};
 use crate::format::DOC_VERSION;
 
-/// An access secret. Deliberately not `Debug`-printable.
+/// First line of a Lifeboat key file; the second is 64 hex digits (32 random bytes).
+pub const KEY_FILE_HEADER: &str = "lifeboat-key-v1";
+
+/// An access secret. Deliberately not `Debug`-printable; zeroed when dropped.
+#[derive(Clone)]
 pub enum Secret {
+    /// A passphrase (`LIFEBOAT_PASSWORD`, a password file, the configuration).
     Passphrase(String),
-    /// The contents of a key file (at least 32 bytes of high-entropy data).
+    /// The 32-byte key of a key file in the [`KEY_FILE_HEADER`] format.
     KeyFile(Vec<u8>),
+    /// The contents of a file given as a key file that is not in the key-file
+    /// format: a passphrase (through Argon2id; one trailing newline is not part
+    /// of it). For compatibility it also opens a key-file slot that Lifeboat
+    /// before the format made from the same contents (matched by that slot's
+    /// fingerprint, never by guessing from the length).
+    PassphraseFile(Vec<u8>),
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        match self {
+            Secret::Passphrase(p) => p.zeroize(),
+            Secret::KeyFile(k) | Secret::PassphraseFile(k) => k.zeroize(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -27,37 +54,83 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Passphrase(_) => f.write_str("Secret::Passphrase(..)"),
             Secret::KeyFile(_) => f.write_str("Secret::KeyFile(..)"),
+            Secret::PassphraseFile(_) => f.write_str("Secret::PassphraseFile(..)"),
         }
     }
 }
 
+/// One trailing `\n` (or `\r\n`) is not part of a passphrase held in a file.
+fn strip_one_newline(b: &[u8]) -> &[u8] {
+    match b.strip_suffix(b"\n") {
+        Some(rest) => rest.strip_suffix(b"\r").unwrap_or(rest),
+        None => b,
+    }
+}
+
 impl Secret {
+    /// The kind of slot this secret makes.
     pub fn kind(&self) -> SlotKind {
         match self {
-            Secret::Passphrase(_) => SlotKind::Passphrase,
+            Secret::Passphrase(_) | Secret::PassphraseFile(_) => SlotKind::Passphrase,
             Secret::KeyFile(_) => SlotKind::KeyFile,
         }
     }
 
-    /// Generates the contents of a new key file: 32 random bytes, hex, newline.
-    pub fn generate_key_file() -> Result<Vec<u8>> {
-        let raw: [u8; 32] = random_array()?;
-        Ok(format!("{}\n", hex::encode(raw)).into_bytes())
-    }
-
-    /// Validates a key file's contents.
-    pub fn key_file(contents: Vec<u8>) -> Result<Self> {
-        let trimmed = contents.trim_ascii().len();
-        if trimmed < 32 {
-            return Err(RepoError::WrongKey(format!(
-                "key file holds {trimmed} bytes; a key file needs at least 32 bytes of random data (create one with `lifeboat key add --new-key-file PATH`)"
-            )));
+    /// The passphrase's bytes, for a secret that is one (strength checks).
+    pub fn passphrase(&self) -> Option<&[u8]> {
+        match self {
+            Secret::Passphrase(p) => Some(p.as_bytes()),
+            Secret::PassphraseFile(c) => Some(strip_one_newline(c)),
+            Secret::KeyFile(_) => None,
         }
-        Ok(Secret::KeyFile(contents.trim_ascii().to_vec()))
     }
 
-    fn key_file_fingerprint(contents: &[u8]) -> String {
-        hex::encode(&blake3::derive_key("lifeboat key-file fingerprint v1", contents)[..8])
+    /// Generates the contents of a new key file: the header line, then 32
+    /// random bytes as 64 hex digits.
+    pub fn generate_key_file() -> Result<Vec<u8>> {
+        let raw = Zeroizing::new(random_array::<32>()?);
+        Ok(format!("{KEY_FILE_HEADER}\n{}\n", hex::encode(*raw)).into_bytes())
+    }
+
+    /// The secret a file given as a key file holds: a key when it is in the
+    /// key-file format, else a passphrase ([`Secret::PassphraseFile`]).
+    pub fn key_file(contents: Vec<u8>) -> Result<Self> {
+        let contents = Zeroizing::new(contents);
+        let text = contents.trim_ascii();
+        if text.is_empty() {
+            return Err(RepoError::Invalid(
+                "the key file is empty; create one with `lifeboat key add --new-key-file PATH`"
+                    .into(),
+            ));
+        }
+        let Some(rest) = text.strip_prefix(KEY_FILE_HEADER.as_bytes()) else {
+            return Ok(Secret::PassphraseFile(contents.to_vec()));
+        };
+        let key = rest.trim_ascii();
+        let damaged = || {
+            RepoError::Invalid(format!(
+                "the key file starts with `{KEY_FILE_HEADER}` but its key line is damaged (it must be 64 hex digits); use an intact copy of the key file"
+            ))
+        };
+        if !rest.starts_with(b"\n") && !rest.starts_with(b"\r\n") || key.len() != 64 {
+            return Err(damaged());
+        }
+        let raw = Zeroizing::new(hex::decode(key).map_err(|_| damaged())?);
+        Ok(Secret::KeyFile(raw.to_vec()))
+    }
+
+    fn key_file_fingerprint(material: &[u8]) -> String {
+        hex::encode(&blake3::derive_key("lifeboat key-file fingerprint v1", material)[..8])
+    }
+
+    /// What a key-file slot was made from: the key, or (a slot made before
+    /// the key-file format) the trimmed contents of the file.
+    fn key_file_material(&self) -> Option<&[u8]> {
+        match self {
+            Secret::KeyFile(k) => Some(k),
+            Secret::PassphraseFile(c) => Some(c.trim_ascii()),
+            Secret::Passphrase(_) => None,
+        }
     }
 }
 
@@ -76,6 +149,13 @@ impl std::fmt::Display for SlotKind {
         })
     }
 }
+
+/// Largest Argon2id memory a slot may ask for: 1 GiB (Lifeboat writes 64 MiB).
+pub const KDF_MAX_MEMORY_KIB: u32 = 1024 * 1024;
+/// Most Argon2id passes a slot may ask for (Lifeboat writes 3).
+pub const KDF_MAX_ITERATIONS: u32 = 16;
+/// Most Argon2id lanes a slot may ask for (Lifeboat writes 1).
+pub const KDF_MAX_PARALLELISM: u32 = 16;
 
 /// Argon2id cost parameters, stored per slot so they can be raised later.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +176,54 @@ impl Default for KdfParams {
             iterations: 3,
             parallelism: 1,
         }
+    }
+}
+
+impl KdfParams {
+    /// Refuses parameters no Lifeboat writes before they are used: a slot
+    /// altered to ask for terabytes or years of work would otherwise exhaust
+    /// memory or hang the command before authentication could fail.
+    pub fn check(&self) -> Result<()> {
+        if self.algorithm != "argon2id" {
+            return Err(RepoError::corrupt(
+                "key slot",
+                format!("unknown key derivation {:?}", self.algorithm),
+            ));
+        }
+        let out_of_bounds = |what: &str, v: u32, lo: u32, hi: u32| {
+            RepoError::corrupt(
+                "key slot",
+                format!(
+                    "its Argon2id {what} is {v}, outside {lo}..={hi}: Lifeboat never writes such a slot, it was altered or damaged"
+                ),
+            )
+        };
+        if !(1..=KDF_MAX_PARALLELISM).contains(&self.parallelism) {
+            return Err(out_of_bounds(
+                "parallelism",
+                self.parallelism,
+                1,
+                KDF_MAX_PARALLELISM,
+            ));
+        }
+        let min_memory = 8 * self.parallelism;
+        if !(min_memory..=KDF_MAX_MEMORY_KIB).contains(&self.memory_kib) {
+            return Err(out_of_bounds(
+                "memory_kib",
+                self.memory_kib,
+                min_memory,
+                KDF_MAX_MEMORY_KIB,
+            ));
+        }
+        if !(1..=KDF_MAX_ITERATIONS).contains(&self.iterations) {
+            return Err(out_of_bounds(
+                "iterations",
+                self.iterations,
+                1,
+                KDF_MAX_ITERATIONS,
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -126,16 +254,20 @@ pub struct KeySlot {
 
 const WRAP_AAD: &[u8] = b"lifeboat/key-slot/v1";
 
-fn derive_kek(secret: &Secret, kdf: Option<&KdfParams>, salt: &[u8]) -> Result<[u8; 32]> {
-    match secret {
-        Secret::Passphrase(p) => {
+/// The key-encryption key of a slot of `kind` for `secret`.
+fn derive_kek(
+    secret: &Secret,
+    kind: SlotKind,
+    kdf: Option<&KdfParams>,
+    salt: &[u8],
+) -> Result<Zeroizing<[u8; 32]>> {
+    match kind {
+        SlotKind::Passphrase => {
+            let passphrase = secret.passphrase().ok_or_else(|| {
+                RepoError::Internal("a key file was tried on a passphrase slot".into())
+            })?;
             let params = kdf.cloned().unwrap_or_default();
-            if params.algorithm != "argon2id" {
-                return Err(RepoError::corrupt(
-                    "key slot",
-                    format!("unknown key derivation {}", params.algorithm),
-                ));
-            }
+            params.check()?;
             let argon = argon2::Argon2::new(
                 argon2::Algorithm::Argon2id,
                 argon2::Version::V0x13,
@@ -147,16 +279,23 @@ fn derive_kek(secret: &Secret, kdf: Option<&KdfParams>, salt: &[u8]) -> Result<[
                 )
                 .map_err(|e| RepoError::corrupt("key slot", format!("argon2 params: {e}")))?,
             );
-            let mut out = [0u8; 32];
+            let mut out = Zeroizing::new([0u8; 32]);
             argon
-                .hash_password_into(p.as_bytes(), salt, &mut out)
+                .hash_password_into(passphrase, salt, out.as_mut())
                 .map_err(|e| RepoError::Internal(format!("argon2: {e}")))?;
             Ok(out)
         }
-        Secret::KeyFile(contents) => {
-            let mut material = salt.to_vec();
-            material.extend_from_slice(contents);
-            Ok(blake3::derive_key("lifeboat key-file kek v1", &material))
+        SlotKind::KeyFile => {
+            let key = secret.key_file_material().ok_or_else(|| {
+                RepoError::Internal("a passphrase was tried on a key-file slot".into())
+            })?;
+            let mut material = Zeroizing::new(Vec::with_capacity(salt.len() + key.len()));
+            material.extend_from_slice(salt);
+            material.extend_from_slice(key);
+            Ok(Zeroizing::new(blake3::derive_key(
+                "lifeboat key-file kek v1",
+                &material,
+            )))
         }
     }
 }
@@ -188,19 +327,21 @@ pub fn username() -> String {
 }
 
 impl KeySlot {
-    /// Wraps `master` for `secret`.
+    /// Wraps `master` for `secret`. Runs Argon2id for a passphrase: call it
+    /// off the async workers ([`KeySlot::create_blocking`]).
     pub fn create(master: &MasterKey, secret: &Secret, label: Option<String>) -> Result<Self> {
         let salt: [u8; 16] = random_array()?;
-        let kdf = match secret {
-            Secret::Passphrase(_) => Some(KdfParams::default()),
-            Secret::KeyFile(_) => None,
+        let kind = secret.kind();
+        let kdf = match kind {
+            SlotKind::Passphrase => Some(KdfParams::default()),
+            SlotKind::KeyFile => None,
         };
-        let kek = derive_kek(secret, kdf.as_ref(), &salt)?;
-        let sealed = SealKey::new(&kek).seal(WRAP_AAD, &master.to_bytes())?;
+        let kek = derive_kek(secret, kind, kdf.as_ref(), &salt)?;
+        let sealed = SealKey::new(&kek).seal(WRAP_AAD, master.to_bytes().as_ref())?;
         let (hostname, username) = whoami();
         let mut slot = KeySlot {
             version: DOC_VERSION,
-            kind: secret.kind(),
+            kind,
             label,
             created: Utc::now(),
             hostname,
@@ -208,8 +349,8 @@ impl KeySlot {
             kdf,
             salt: hex::encode(salt),
             fingerprint: match secret {
-                Secret::KeyFile(c) => Some(Secret::key_file_fingerprint(c)),
-                Secret::Passphrase(_) => None,
+                Secret::KeyFile(k) => Some(Secret::key_file_fingerprint(k)),
+                Secret::Passphrase(_) | Secret::PassphraseFile(_) => None,
             },
             wrapped: B64.encode(sealed),
             mac: String::new(),
@@ -218,34 +359,64 @@ impl KeySlot {
         Ok(slot)
     }
 
+    /// [`KeySlot::create`] on a blocking thread: Argon2id takes a fraction
+    /// of a second of CPU and 64 MiB, which must not stall the async workers.
+    pub async fn create_blocking(
+        master: &MasterKey,
+        secret: &Secret,
+        label: Option<String>,
+    ) -> Result<Self> {
+        let (master, secret) = (master.clone(), secret.clone());
+        tokio::task::spawn_blocking(move || Self::create(&master, &secret, label))
+            .await
+            .map_err(|e| RepoError::Internal(format!("key derivation task: {e}")))?
+    }
+
     /// Whether this slot could belong to `secret` (cheap; no KDF run).
     pub fn may_match(&self, secret: &Secret) -> bool {
-        match secret {
-            Secret::Passphrase(_) => self.kind == SlotKind::Passphrase,
-            Secret::KeyFile(c) => {
-                self.kind == SlotKind::KeyFile
-                    && self.fingerprint.as_deref() == Some(&Secret::key_file_fingerprint(c))
-            }
+        match self.kind {
+            SlotKind::Passphrase => secret.passphrase().is_some(),
+            SlotKind::KeyFile => secret.key_file_material().is_some_and(|m| {
+                self.fingerprint.as_deref() == Some(&Secret::key_file_fingerprint(m))
+            }),
         }
     }
 
-    /// The master key, if `secret` opens this slot.
+    /// The master key, if `secret` opens this slot. A slot whose stored
+    /// fields are unusable (KDF parameters out of bounds, bad hex) is
+    /// `Corrupt`. Runs Argon2id for a passphrase slot: call it off the async
+    /// workers ([`KeySlot::unwrap_blocking`]).
     pub fn unwrap(&self, secret: &Secret) -> Result<Option<MasterKey>> {
+        if self.kind == SlotKind::Passphrase
+            && let Some(kdf) = &self.kdf
+        {
+            kdf.check()?;
+        }
         let salt = hex::decode(&self.salt)
             .map_err(|_| RepoError::corrupt("key slot", "salt is not hex"))?;
-        let kek = derive_kek(secret, self.kdf.as_ref(), &salt)?;
+        let kek = derive_kek(secret, self.kind, self.kdf.as_ref(), &salt)?;
         let sealed = B64
             .decode(&self.wrapped)
             .map_err(|_| RepoError::corrupt("key slot", "wrapped key is not base64"))?;
         match SealKey::new(&kek).open(WRAP_AAD, &sealed) {
             Ok(raw) => {
-                let raw: [u8; 64] = raw
-                    .try_into()
-                    .map_err(|_| RepoError::corrupt("key slot", "wrapped key has wrong length"))?;
+                let raw = Zeroizing::new(raw);
+                let raw: Zeroizing<[u8; 64]> =
+                    Zeroizing::new(raw.as_slice().try_into().map_err(|_| {
+                        RepoError::corrupt("key slot", "wrapped key has wrong length")
+                    })?);
                 Ok(Some(MasterKey::from_bytes(&raw)))
             }
             Err(_) => Ok(None),
         }
+    }
+
+    /// [`KeySlot::unwrap`] on a blocking thread.
+    pub async fn unwrap_blocking(&self, secret: &Secret) -> Result<Option<MasterKey>> {
+        let (slot, secret) = (self.clone(), secret.clone());
+        tokio::task::spawn_blocking(move || slot.unwrap(&secret))
+            .await
+            .map_err(|e| RepoError::Internal(format!("key derivation task: {e}")))?
     }
 
     fn compute_mac(&self, master: &MasterKey) -> String {
@@ -280,7 +451,10 @@ mod tests {
         );
 
         let kf = Secret::key_file(Secret::generate_key_file().unwrap()).unwrap();
+        assert!(matches!(kf, Secret::KeyFile(ref k) if k.len() == 32));
         let slot = KeySlot::create(&m, &kf, Some("ci".into())).unwrap();
+        assert_eq!(slot.kind, SlotKind::KeyFile);
+        assert!(slot.kdf.is_none());
         assert!(slot.may_match(&kf));
         assert!(!slot.may_match(&p));
         assert_eq!(slot.unwrap(&kf).unwrap().unwrap().to_bytes(), m.to_bytes());
@@ -290,7 +464,86 @@ mod tests {
     }
 
     #[test]
-    fn short_key_file_refused() {
-        assert!(Secret::key_file(b"short".to_vec()).is_err());
+    fn generated_key_files_have_the_header_and_a_damaged_one_is_refused() {
+        let contents = Secret::generate_key_file().unwrap();
+        let text = String::from_utf8(contents.clone()).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(KEY_FILE_HEADER));
+        assert_eq!(lines.next().unwrap().len(), 64);
+        let mut damaged = contents.clone();
+        damaged.truncate(damaged.len() - 3);
+        assert!(matches!(
+            Secret::key_file(damaged),
+            Err(RepoError::Invalid(_))
+        ));
+        assert!(Secret::key_file(b"  \n".to_vec()).is_err());
+    }
+
+    /// A file of 32 bytes or more that is not in the key-file format is a
+    /// passphrase: it makes a passphrase slot with Argon2id parameters, and
+    /// the same text given as a passphrase opens it.
+    #[test]
+    fn a_long_unformatted_key_file_is_a_passphrase() {
+        let m = MasterKey::generate().unwrap();
+        let phrase = b"this is a long human passphrase of more than 32 bytes\n".to_vec();
+        let s = Secret::key_file(phrase).unwrap();
+        assert_eq!(s.kind(), SlotKind::Passphrase);
+        let slot = KeySlot::create(&m, &s, None).unwrap();
+        assert_eq!(slot.kind, SlotKind::Passphrase);
+        assert_eq!(slot.kdf, Some(KdfParams::default()));
+        assert!(slot.unwrap(&s).unwrap().is_some());
+        let same =
+            Secret::Passphrase("this is a long human passphrase of more than 32 bytes".into());
+        assert!(slot.unwrap(&same).unwrap().is_some());
+        let other =
+            Secret::key_file(b"this is another long human passphrase, not it".to_vec()).unwrap();
+        assert!(slot.unwrap(&other).unwrap().is_none());
+    }
+
+    /// A key-file slot made by Lifeboat before the key-file format (from the
+    /// trimmed file contents, no header) still opens with that file.
+    #[test]
+    fn old_key_file_slots_still_open() {
+        let m = MasterKey::generate().unwrap();
+        let old_contents = format!("{}\n", hex::encode([7u8; 32])).into_bytes();
+        // What the old code stored: the trimmed contents as key material.
+        let old = Secret::KeyFile(old_contents.trim_ascii().to_vec());
+        let slot = KeySlot::create(&m, &old, None).unwrap();
+        let read_now = Secret::key_file(old_contents).unwrap();
+        assert!(matches!(read_now, Secret::PassphraseFile(_)));
+        assert!(slot.may_match(&read_now));
+        assert_eq!(
+            slot.unwrap(&read_now).unwrap().unwrap().to_bytes(),
+            m.to_bytes()
+        );
+        let other = Secret::key_file(format!("{}\n", hex::encode([8u8; 32])).into_bytes()).unwrap();
+        assert!(!slot.may_match(&other));
+    }
+
+    #[test]
+    fn absurd_kdf_parameters_are_refused_before_any_work() {
+        let m = MasterKey::generate().unwrap();
+        let p = Secret::Passphrase("correct horse battery staple".into());
+        let good = KeySlot::create(&m, &p, None).unwrap();
+        for (memory_kib, iterations, parallelism) in [
+            (u32::MAX, 3, 1),
+            (64 * 1024, u32::MAX, 1),
+            (64 * 1024, 3, u32::MAX),
+            (64 * 1024, 0, 1),
+            (1, 3, 1),
+        ] {
+            let mut slot = good.clone();
+            slot.kdf = Some(KdfParams {
+                algorithm: "argon2id".into(),
+                memory_kib,
+                iterations,
+                parallelism,
+            });
+            let t0 = std::time::Instant::now();
+            let err = slot.unwrap(&p).unwrap_err();
+            assert!(matches!(err, RepoError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains("outside"), "{err}");
+            assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::crypto::{MasterKey, random_array};
 use crate::error::{RepoError, Result};
 use crate::format::{self, *};
 use crate::index::{IndexDoc, MasterIndex};
-use crate::keys::{KeySlot, Secret};
+use crate::keys::{KeySlot, Secret, SlotKind};
 use crate::snapshot::{Snapshot, SnapshotRef};
 use crate::storage::{Storage, StorageErrorKind};
 
@@ -183,7 +183,7 @@ impl Repository {
         storage
             .put(CONFIG_KEY, Bytes::from(seal_doc(&key, "config", &config)?))
             .await?;
-        let slot = KeySlot::create(&key, secret, opts.key_label)?;
+        let slot = KeySlot::create_blocking(&key, secret, opts.key_label).await?;
         let slot_id = hex::encode(random_array::<16>()?);
         put_slot(storage.as_ref(), &slot_id, &slot).await?;
         let marker = Marker {
@@ -284,7 +284,7 @@ impl Repository {
         // A damaged slot must not hide a good one: note it and try the rest.
         let mut damaged: Vec<(String, RepoError)> = Vec::new();
         for (id, slot) in &candidates {
-            match slot.unwrap(secret) {
+            match slot.unwrap_blocking(secret).await {
                 Ok(Some(k)) => {
                     opened = Some((id.clone(), k));
                     break;
@@ -311,37 +311,13 @@ impl Repository {
             tracing::warn!("key slot {KEYS_PREFIX}{id} is damaged: {e}; run `lifeboat check`");
         }
         let Some((slot_id, key)) = opened else {
-            let (what, hint) = match secret {
-                Secret::Passphrase(_) => {
-                    ("passphrase", "check LIFEBOAT_PASSWORD or --password-file")
-                }
-                Secret::KeyFile(_) => ("key file", "check --key-file (or LIFEBOAT_KEY_FILE)"),
-            };
-            let tried: Vec<String> = candidates
-                .iter()
-                .map(|(id, _)| format!("{KEYS_PREFIX}{id}"))
-                .collect();
             let unreadable = unreadable_slots(storage.as_ref(), &slots).await;
-            let mut msg = format!(
-                "wrong {what}: none of the repository's {} key slots opens with it (tried {}); {hint}",
-                slots.len() + unreadable.len(),
-                if tried.is_empty() {
-                    let all: Vec<String> = slots
-                        .iter()
-                        .map(|(id, s)| format!("{KEYS_PREFIX}{id} is a {} slot", s.kind))
-                        .collect();
-                    format!("no slot matches this kind of secret: {}", all.join(", "))
-                } else {
-                    tried.join(", ")
-                }
-            );
+            let mut msg = wrong_secret_message(secret, &slots, &candidates);
             if !unreadable.is_empty() {
                 msg.push_str(&format!(
                     ". Damaged key slots that could not be read: {}",
                     unreadable.join(", ")
                 ));
-            } else {
-                msg.push_str(". If the secret is right, the slot tried may be damaged: open the repository with another key and run `lifeboat check`");
             }
             return Err(RepoError::WrongKey(msg));
         };
@@ -601,8 +577,13 @@ impl Repository {
 
     // ----- key slots -----
 
+    /// The id of the key slot that opened this repository (the key in use).
+    pub fn key_id(&self) -> &str {
+        &self.slot_id
+    }
+
     pub async fn add_key(&self, secret: &Secret, label: Option<String>) -> Result<String> {
-        let slot = KeySlot::create(&self.key, secret, label)?;
+        let slot = KeySlot::create_blocking(&self.key, secret, label).await?;
         let id = hex::encode(random_array::<16>()?);
         put_slot(self.storage.as_ref(), &id, &slot).await?;
         Ok(id)
@@ -624,8 +605,10 @@ impl Repository {
             .collect())
     }
 
-    /// Removes a key slot by id or unique prefix. Refuses the last one.
-    pub async fn remove_key(&self, spec: &str) -> Result<String> {
+    /// Removes a key slot by id or unique prefix. Refuses the last one, and
+    /// the one that opened this repository unless `allow_in_use` (whoever
+    /// runs the command would lock themselves out if it is their only key).
+    pub async fn remove_key(&self, spec: &str, allow_in_use: bool) -> Result<String> {
         self.ensure_may_delete("key remove")?;
         let slots = list_slots(self.storage.as_ref()).await?;
         let matching: Vec<&String> = slots
@@ -650,6 +633,11 @@ impl Repository {
             return Err(RepoError::Invalid(
                 "refusing to remove the last key: the repository could never be opened again. Add another key first (`lifeboat key add`)".into(),
             ));
+        }
+        if id == self.slot_id && !allow_in_use {
+            return Err(RepoError::Invalid(format!(
+                "key {id} is the key in use: it opened the repository for this command. Removing it locks out whoever holds only this secret; open with another key to remove it, or pass --force if you hold another key"
+            )));
         }
         self.storage.delete(&format!("{KEYS_PREFIX}{id}")).await?;
         Ok(id)
@@ -728,6 +716,85 @@ impl Repository {
         let sealed = self.storage.get(CONFIG_KEY).await?;
         let _: RepoConfig = open_doc(&self.key, "config", CONFIG_KEY, &sealed)?;
         Ok(())
+    }
+}
+
+/// Why `secret` opened no slot, saying what was tried and what to do.
+/// `candidates` are the slots that were tried (those that may match).
+fn wrong_secret_message(
+    secret: &Secret,
+    slots: &[(String, KeySlot)],
+    candidates: &[&(String, KeySlot)],
+) -> String {
+    let names = |kind: SlotKind| -> Vec<String> {
+        slots
+            .iter()
+            .filter(|(_, s)| s.kind == kind)
+            .map(|(id, _)| format!("{KEYS_PREFIX}{id}"))
+            .collect()
+    };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let passphrase_slots = names(SlotKind::Passphrase);
+    let key_file_slots = names(SlotKind::KeyFile);
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|(id, _)| format!("{KEYS_PREFIX}{id}"))
+        .collect();
+    let damaged_hint = if tried.is_empty() {
+        ""
+    } else {
+        ". If the secret is right, the slot tried may be damaged: open the repository with another key and run `lifeboat check`"
+    };
+    match secret {
+        Secret::Passphrase(_) => {
+            let other = if key_file_slots.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ". The repository also has {} key-file slot(s): open with --key-file FILE if you hold one",
+                    key_file_slots.len()
+                )
+            };
+            if passphrase_slots.is_empty() {
+                format!(
+                    "wrong passphrase: the repository has no passphrase slot, only key-file slots ({}); open it with --key-file FILE (or LIFEBOAT_KEY_FILE)",
+                    list(&key_file_slots)
+                )
+            } else {
+                format!(
+                    "wrong passphrase: it was tried on every passphrase slot ({}) and opens none; check LIFEBOAT_PASSWORD, --password-file or the configuration's repository.password{damaged_hint}{other}",
+                    list(&tried)
+                )
+            }
+        }
+        Secret::KeyFile(_) => format!(
+            "wrong key file: no key-file slot was made from this key file (its fingerprint matches none of the {} key-file slot(s): {}), so no key derivation was tried; check --key-file (or LIFEBOAT_KEY_FILE) and the configuration's repository.key_file, or open with the passphrase{}",
+            key_file_slots.len(),
+            list(&key_file_slots),
+            if passphrase_slots.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} passphrase slot(s))", passphrase_slots.len())
+            }
+        ),
+        Secret::PassphraseFile(_) => format!(
+            "wrong key file: it is not in the Lifeboat key-file format (no first line `{}`), so it was tried as a passphrase on every passphrase slot ({}) and as a key file made by an older Lifeboat on the key-file slots with its fingerprint ({}); none opens. Check --key-file (or LIFEBOAT_KEY_FILE) and the configuration's repository.key_file: a key file made by `lifeboat key add --new-key-file` starts with that line{damaged_hint}",
+            crate::keys::KEY_FILE_HEADER,
+            list(&passphrase_slots),
+            list(
+                &tried
+                    .iter()
+                    .filter(|t| key_file_slots.contains(t))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ),
+        ),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct InitArgs {
     /// Label for the first key slot
     #[arg(long)]
     pub label: Option<String>,
+    /// Accept a passphrase shorter than 12 characters (or with fewer than 5 different ones)
+    #[arg(long)]
+    pub weak_passphrase: bool,
     /// Average chunk size in bytes (min is a quarter, max eight times)
     #[arg(long, hide = true)]
     pub chunk_avg: Option<u32>,
@@ -45,10 +48,14 @@ pub enum KeyCommand {
     Add(KeyAddArgs),
     /// List key slots
     List,
-    /// Remove a key slot (never the last one)
+    /// Remove a key slot (never the last one; the one in use only with --force)
     Remove {
         /// Key slot id or unique prefix (see `lifeboat key list`)
         id: String,
+        /// Remove it even when it is the key in use (the one that opened the
+        /// repository for this command): only when you hold another key
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -63,6 +70,9 @@ pub struct KeyAddArgs {
     /// A label for the slot (who or what it is for)
     #[arg(long)]
     pub label: Option<String>,
+    /// Accept a new passphrase shorter than 12 characters (or with fewer than 5 different ones)
+    #[arg(long)]
+    pub weak_passphrase: bool,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +208,7 @@ pub struct UnlockArgs {
 
 pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
     let secret = ctx.secret()?;
+    secrets::check_new_passphrase(&secret, a.weak_passphrase)?;
     let storage = ctx.storage(true)?;
     let mut opts = InitOptions {
         key_label: a.label,
@@ -253,6 +264,7 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
                     "no new secret: set LIFEBOAT_NEW_PASSWORD, or pass --new-password-file FILE or --new-key-file FILE",
                 ));
             };
+            secrets::check_new_passphrase(&secret, a.weak_passphrase)?;
             let id = repo.add_key(&secret, a.label).await?;
             if ctx.json() {
                 print_json(
@@ -260,6 +272,15 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
                 )?;
             } else {
                 println!("added key {id} ({})", secret.kind());
+                if matches!(secret, Secret::PassphraseFile(_))
+                    && let Some(p) = &a.new_key_file
+                {
+                    println!(
+                        "{} is not in the Lifeboat key-file format (first line `{}`): its contents were added as a passphrase (through Argon2id)",
+                        p.display(),
+                        lifeboat_repo::keys::KEY_FILE_HEADER
+                    );
+                }
                 if generated && let Some(p) = &a.new_key_file {
                     println!("generated key file {} (mode 0600)", p.display());
                 }
@@ -286,8 +307,13 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
                 }
             }
         }
-        KeyCommand::Remove { id } => {
-            let removed = repo.remove_key(&id).await?;
+        KeyCommand::Remove { id, force } => {
+            let removed = repo.remove_key(&id, force).await?;
+            if removed == repo.key_id() {
+                eprintln!(
+                    "warning: removed key {removed}, the key in use: the secret this command was run with no longer opens the repository"
+                );
+            }
             if ctx.json() {
                 print_json(&serde_json::json!({"removed": removed}))?;
             } else {

@@ -84,9 +84,7 @@ pub enum ConfigError {
         "the environment variable {var} (a secret reference in the configuration) is not valid UTF-8"
     )]
     SecretEnvNotUnicode { var: String },
-    #[error(
-        "the secret file {path} is readable by group or others (mode {mode:03o}); run `chmod 600 {path}` and try again"
-    )]
+    #[error("the secret file {path}: {}", crate::secrets::too_open_advice(path, *mode))]
     SecretFileTooOpen { path: String, mode: u32 },
     #[error("cannot read the secret file {path}: {reason}; check the path in the configuration")]
     SecretFile { path: String, reason: String },

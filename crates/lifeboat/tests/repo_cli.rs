@@ -150,8 +150,10 @@ fn wrong_secrets_are_refused_and_removed_keys_stop_working() {
     let err = e.fails(&["--key-file", bad.to_str().unwrap(), "snapshots"], 6);
     assert!(err.contains("wrong key file"), "{err}");
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = e.fails(&["--key-file", bad.to_str().unwrap(), "snapshots"], 6);
+    // A bad mode is the operator's setup to fix (2), not a wrong secret (6).
+    let err = e.fails(&["--key-file", bad.to_str().unwrap(), "snapshots"], 2);
     assert!(err.contains("chmod 600"), "{err}");
+    assert!(err.contains("defaultMode: 0400"), "{err}");
 
     // Remove the passphrase slot using the key file; the passphrase stops working.
     let list: Vec<serde_json::Value> =

@@ -166,18 +166,31 @@ pub fn open_url_create(url: &str, s3: &S3Settings) -> StorageResult<Arc<dyn Stor
     Ok(Arc::new(ObjectStoreBackend::open(url, s3, true)?))
 }
 
-/// Create a local repository directory (and its parents) if missing.
+/// Mode of every file Lifeboat writes in a local repository: the data is
+/// encrypted, but `keys/` holds the wrapped master key (an offline guessing
+/// target) and the rest reveals sizes and times, so only the owner reads it.
+pub const LOCAL_FILE_MODE: u32 = 0o600;
+/// Mode of every directory Lifeboat creates in (or as) a local repository.
+pub const LOCAL_DIR_MODE: u32 = 0o700;
+
+/// Create a local repository directory (and its parents) if missing, mode
+/// [`LOCAL_DIR_MODE`]. An existing directory keeps its mode.
 pub fn create_local_dir(path: &FsPath) -> StorageResult<()> {
-    std::fs::create_dir_all(path).map_err(|e| {
-        let (kind, hint) = classify_io(&e, false);
-        StorageError::new(
-            kind,
-            "create",
-            path.display().to_string(),
-            format!("cannot create the repository directory: {hint}{e}"),
-        )
-        .refusing_writes(refuses_writes_io(&e))
-    })
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(LOCAL_DIR_MODE)
+        .create(path)
+        .map_err(|e| {
+            let (kind, hint) = classify_io(&e, false);
+            StorageError::new(
+                kind,
+                "create",
+                path.display().to_string(),
+                format!("cannot create the repository directory: {hint}{e}"),
+            )
+            .refusing_writes(refuses_writes_io(&e))
+        })
 }
 
 /// The `object_store`-backed [`Storage`].
@@ -629,7 +642,8 @@ fn is_staging_name(name: &str) -> bool {
 
 /// Write `data` to `target` atomically and durably: into a staging file
 /// `<target>#<random digits>` next to it (which `LocalFileSystem` never
-/// lists), fsync, rename over `target`, fsync the directory.
+/// lists), fsync, rename over `target`, fsync the directory. The file is
+/// created [`LOCAL_FILE_MODE`], directories [`LOCAL_DIR_MODE`].
 ///
 /// The writer holds an exclusive `flock` on the staging file from just after
 /// creating it until after the rename, and the kernel drops it when the
@@ -646,7 +660,7 @@ fn is_staging_name(name: &str) -> bool {
 /// changed and the result is `false` (see [`Storage::put_new`]).
 fn local_put(root: &FsPath, target: &FsPath, data: &[u8], replace: bool) -> std::io::Result<bool> {
     use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
     let parent = target.parent().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the key has no parent")
@@ -662,6 +676,7 @@ fn local_put(root: &FsPath, target: &FsPath, data: &[u8], replace: bool) -> std:
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(LOCAL_FILE_MODE)
                 .open(&staging)
         };
         let mut file = match open() {
@@ -719,10 +734,14 @@ fn create_dirs_below(root: &FsPath, dir: &FsPath) -> std::io::Result<()> {
             format!("{} is outside the repository", dir.display()),
         ));
     };
+    use std::os::unix::fs::DirBuilderExt;
     let mut path = root.to_path_buf();
     for part in relative.components() {
         path.push(part);
-        match std::fs::create_dir(&path) {
+        match std::fs::DirBuilder::new()
+            .mode(LOCAL_DIR_MODE)
+            .create(&path)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !root.is_dir() => {
