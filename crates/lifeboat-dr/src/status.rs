@@ -688,7 +688,7 @@ pub(crate) mod tests {
             }
         }
         let now = at(10) + TimeDelta::minutes(30);
-        let st = evaluate(&[src.clone()], &table, &Policy::default(), now);
+        let st = evaluate(std::slice::from_ref(&src), &table, &Policy::default(), now);
         assert_eq!(st.verdict, Verdict::Ok, "{:?}", st.reasons);
         assert!(st.reasons.is_empty());
         assert!(
@@ -737,7 +737,12 @@ pub(crate) mod tests {
             .into_iter()
             .filter(|o| ["database-corruption", "complete-outage"].contains(&o.scenario.as_str()))
             .collect();
-        let st = evaluate(&[src.clone()], &table, &Policy::default(), at(10));
+        let st = evaluate(
+            std::slice::from_ref(&src),
+            &table,
+            &Policy::default(),
+            at(10),
+        );
         assert_eq!(st.verdict, Verdict::AtRisk);
         assert!(
             st.reason
