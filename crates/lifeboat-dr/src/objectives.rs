@@ -3,8 +3,14 @@
 //! RTO among them, its RPO objective the tightest non-zero RPO. A zero RPO
 //! ("no data loss") cannot be met by backups at all, only by replication, so
 //! it is reported apart instead of making every backup look late.
+//!
+//! What Lifeboat cannot measure (a scenario no source covers, an RPO of 0)
+//! may be covered elsewhere — Kubernetes restarting a pod, a replica in
+//! another region — and a person says so in the configuration, with their
+//! name and a date: [`CoveredElsewhere`]. `status` shows that statement
+//! instead of judging the scenario itself.
 
-use chrono::TimeDelta;
+use chrono::{NaiveDate, TimeDelta};
 use serde::Serialize;
 
 /// One row of the objectives table.
@@ -16,6 +22,27 @@ pub struct Objective {
     #[serde(serialize_with = "seconds")]
     pub rpo: TimeDelta,
     pub priority: Option<String>,
+    /// A person's statement that something outside Lifeboat covers this
+    /// scenario (`null` when none is configured).
+    pub covered_elsewhere: Option<CoveredElsewhere>,
+}
+
+/// "Kubernetes restarts the pod", attested by whom and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoveredElsewhere {
+    pub covered_by: String,
+    pub attested_by: String,
+    pub attested_at: NaiveDate,
+}
+
+impl CoveredElsewhere {
+    /// "Kubernetes restarts the pod (attested by Jane Roe on 2026-11-30)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (attested by {} on {})",
+            self.covered_by, self.attested_by, self.attested_at
+        )
+    }
 }
 
 fn seconds<S: serde::Serializer>(d: &TimeDelta, s: S) -> Result<S::Ok, S::Error> {
@@ -70,6 +97,7 @@ pub(crate) fn seed_table() -> Vec<Objective> {
         rto: TimeDelta::minutes(rto_m),
         rpo: TimeDelta::minutes(rpo_m),
         priority: Some(p.into()),
+        covered_elsewhere: None,
     };
     vec![
         o("single-pod-failure", 1, 0, "P0"),

@@ -48,7 +48,8 @@ impl State {
 pub struct Item {
     /// Stable id, used by attestations in the configuration.
     pub id: &'static str,
-    pub title: &'static str,
+    /// What the item checks, with the configured values it checks against.
+    pub title: String,
     /// The checklist line(s) of the seed this item answers.
     pub seed: &'static str,
     pub kind: Kind,
@@ -64,7 +65,9 @@ pub struct Attestation {
     pub note: Option<String>,
 }
 
-/// What the daemon's lease says about metrics being served.
+/// What the daemon's lease says: whether a `lifeboat serve` runs the
+/// schedules. It says nothing about Prometheus scraping the metrics or
+/// alerts reaching anyone (the manual item `monitoring-alerting`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Daemon {
@@ -81,13 +84,70 @@ pub enum Daemon {
     Absent,
 }
 
+/// A file that holds a secret or key material, as found on this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileEvidence {
+    /// What it is: `repository.password`, `keys/1a2b…`, `serve.token`.
+    pub what: String,
+    pub path: String,
+    pub state: FileState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FileState {
+    /// No permission bit for group or others (mode given in octal).
+    Private {
+        mode: u32,
+    },
+    /// Group or others may read, write or enter it.
+    Exposed {
+        mode: u32,
+    },
+    /// A directory where a file was expected, a device, …
+    NotAFile,
+    /// Not on this host (a Kubernetes Secret mounted only in the daemon's
+    /// pod, say): not judged here.
+    Missing,
+    Unreadable {
+        error: String,
+    },
+}
+
+/// A key slot of the repository, as its `keys/` listing says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotEvidence {
+    pub id: String,
+    /// `passphrase` or `key-file`.
+    pub kind: String,
+    /// The slot that opened the repository for this assessment.
+    pub current: bool,
+}
+
+/// The evidence behind `repository-encrypted`: read from the repository
+/// that was just opened, the configuration's secret files and, for a local
+/// repository, its key files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Encryption {
+    /// The cipher every object but the marker is sealed with.
+    pub cipher: String,
+    pub slots: Vec<SlotEvidence>,
+    /// Slots whose MAC under the master key does not verify (tampered or
+    /// damaged), or an error that kept them from being verified.
+    pub damaged_slots: Vec<String>,
+    /// Files the configuration names as secrets (`{file: …}`, `key_file`).
+    pub secret_files: Vec<FileEvidence>,
+    /// A local repository's `keys/` directory and key slot files; `None`
+    /// for object storage, where the bucket's policy governs access.
+    pub local_key_files: Option<Vec<FileEvidence>>,
+}
+
 pub struct Inputs<'a> {
     pub sources: &'a [SourceInput],
     pub status: &'a Status,
     pub checks: &'a [Stored<CheckRecord>],
     pub daemon: Daemon,
-    /// e.g. "AES-256-GCM, 2 key slots".
-    pub encryption: String,
+    pub encryption: Encryption,
     pub attestation: &'a dyn Fn(&str) -> Option<Attestation>,
     pub policy: Policy,
     pub now: DateTime<Utc>,
@@ -117,6 +177,11 @@ pub const MANUAL: &[(&str, &str, &str)] = &[
         "on-call",
         "On-call rotation and escalation procedures defined",
         "On-call rotation and escalation procedures defined",
+    ),
+    (
+        "monitoring-alerting",
+        "Prometheus scrapes the daemon's /metrics and its alerts reach someone (deploy/servicemonitor.yaml, deploy/prometheusrule.yaml)",
+        "Monitoring and alerting configured (Prometheus, Grafana)",
     ),
     (
         "runbooks",
@@ -166,7 +231,7 @@ const MULTI_REGION: &[(&str, &str, &str)] = &[
 
 fn auto(
     id: &'static str,
-    title: &'static str,
+    title: String,
     seed: &'static str,
     fails: Vec<String>,
     ok: String,
@@ -199,12 +264,12 @@ pub fn evaluate(i: &Inputs<'_>) -> Readiness {
         retention_item(i),
         encrypted(i),
         checked(i),
-        monitoring(i),
+        daemon_active(i),
     ];
     for (id, title, seed) in MULTI_REGION {
         items.push(Item {
             id,
-            title,
+            title: title.to_string(),
             seed,
             kind: Kind::NotConfigured,
             state: State::NotConfigured,
@@ -231,7 +296,7 @@ pub fn evaluate(i: &Inputs<'_>) -> Readiness {
         };
         items.push(Item {
             id,
-            title,
+            title: title.to_string(),
             seed,
             kind: Kind::Manual,
             state,
@@ -274,7 +339,7 @@ fn backups_scheduled(i: &Inputs<'_>) -> Item {
         .collect();
     auto(
         "backups-scheduled",
-        "Every source has a backup schedule",
+        "Every source has a backup schedule".into(),
         "Automated backups configured (PostgreSQL, ConfigMaps, Secrets)",
         fails,
         kinds.join(", "),
@@ -301,7 +366,7 @@ fn backups_recent(i: &Inputs<'_>) -> Item {
     }
     auto(
         "backups-recent",
-        "Every source has a recent successful backup (within its RPO)",
+        "Every source has a recent successful backup (within its RPO objective)".into(),
         "Continuous monitoring of backup success/failure",
         fails,
         oks.join(", "),
@@ -330,7 +395,10 @@ fn drills(i: &Inputs<'_>) -> Item {
     }
     auto(
         "restore-drills",
-        "A restore drill succeeded within the drill period for every source",
+        format!(
+            "A restore drill succeeded within {} (readiness.drill_max_age) for every source",
+            human(max)
+        ),
         "Backup restoration tested successfully; Monthly backup restoration drills",
         fails,
         oks.join(", "),
@@ -392,7 +460,7 @@ fn objectives(i: &Inputs<'_>) -> Item {
     }
     auto(
         "objectives",
-        "Objectives are defined and the last drill of every source met them",
+        "Objectives are defined and the last drill of every source met them".into(),
         "Regular review of RTO/RPO targets; Disaster recovery plan documented and tested",
         fails,
         oks.join(", "),
@@ -424,7 +492,7 @@ fn retention_item(i: &Inputs<'_>) -> Item {
             .sum();
         if beyond == 0 {
             oks.push(format!(
-                "{}: {} snapshots, all within policy",
+                "{} ({p}): {} snapshot(s), all within policy",
                 s.name,
                 s.snapshots.len()
             ));
@@ -440,21 +508,101 @@ fn retention_item(i: &Inputs<'_>) -> Item {
     }
     auto(
         "retention",
-        "Retention is configured and the repository holds what it says",
-        "Automated backups configured (30 days database, 90 days configuration)",
+        "Every source has a retention policy and the repository holds nothing it would forget"
+            .into(),
+        "Automated backups configured (PostgreSQL, ConfigMaps, Secrets): each with its retention (§1.1)",
         fails,
         oks.join(", "),
     )
 }
 
+/// The repository's encryption and how close its keys are kept: the
+/// cipher (always on: the format has no plaintext mode), the slot that
+/// opened it, every slot's MAC, the modes of the secret files the
+/// configuration names and, on local storage, of the key slots (the wrapped
+/// master key, open to an offline guessing attack when others can read it).
+/// Evidence for the security audit, not the audit: that stays the manual
+/// item `security-audit`.
 fn encrypted(i: &Inputs<'_>) -> Item {
+    let e = &i.encryption;
+    let mut fails = Vec::new();
+    let mut notes = Vec::new();
+    match e.slots.iter().find(|s| s.current) {
+        Some(c) => notes.push(format!(
+            "{} with a random master key; opened with key slot {} ({}) of {}",
+            e.cipher,
+            &c.id[..c.id.len().min(8)],
+            c.kind,
+            e.slots.len()
+        )),
+        None => fails.push(format!(
+            "the key slot that opened the repository is not among its {} listed slot(s): run `lifeboat check`",
+            e.slots.len()
+        )),
+    }
+    if e.damaged_slots.is_empty() {
+        notes.push("every key slot's MAC verifies".into());
+    } else {
+        fails.push(format!(
+            "key slot(s) failing their MAC under the master key: {} (damaged or tampered with: remove them with `lifeboat key remove` and add keys anew)",
+            e.damaged_slots.join(", ")
+        ));
+    }
+    let secret_fix = "`chmod 600` it (a Kubernetes Secret volume: `defaultMode: 0400`)";
+    let private = judge_files(&e.secret_files, secret_fix, &mut fails, &mut notes);
+    if private > 0 {
+        notes.push(format!(
+            "{private} secret file(s) of the configuration readable by their owner only"
+        ));
+    }
+    match &e.local_key_files {
+        None => notes.push("object storage: access to the key slots is the bucket policy's".into()),
+        Some(files) => {
+            let fix = "`chmod 700` the keys directory and `chmod 600` the files in it";
+            if judge_files(files, fix, &mut fails, &mut notes) == files.len() {
+                notes.push("local key slots readable by their owner only".into());
+            }
+        }
+    }
     auto(
         "repository-encrypted",
-        "The repository is encrypted",
-        "Security audit completed (RBAC, secrets, network policies)",
-        Vec::new(),
-        i.encryption.clone(),
+        "The repository is encrypted, opened with a valid key slot, and its secrets are kept close"
+            .into(),
+        "§1.1 Secrets (API keys, credentials) are backed up: evidence for, not a substitute for, \"Security audit completed\" (the manual item security-audit)",
+        fails,
+        notes.join("; "),
     )
+}
+
+/// Judges files that must be private: exposed, odd or unreadable ones are
+/// failures (with `fix`), missing ones a note. Returns how many are private.
+fn judge_files(
+    files: &[FileEvidence],
+    fix: &str,
+    fails: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> usize {
+    let mut private = 0;
+    for f in files {
+        match &f.state {
+            FileState::Private { .. } => private += 1,
+            FileState::Exposed { mode } => fails.push(format!(
+                "{} {} is mode {mode:04o}: others on this host can read it; {fix}",
+                f.what, f.path
+            )),
+            FileState::NotAFile => {
+                fails.push(format!("{} {} is not a regular file", f.what, f.path))
+            }
+            FileState::Missing => notes.push(format!(
+                "{} {} is not on this host (not judged)",
+                f.what, f.path
+            )),
+            FileState::Unreadable { error } => {
+                fails.push(format!("{} {} cannot be examined: {error}", f.what, f.path))
+            }
+        }
+    }
+    private
 }
 
 fn checked(i: &Inputs<'_>) -> Item {
@@ -498,35 +646,45 @@ fn checked(i: &Inputs<'_>) -> Item {
     }
     auto(
         "repository-checked",
-        "A repository check passed recently",
+        format!(
+            "A repository check passed within {} (readiness.check_max_age)",
+            human(max)
+        ),
         "Continuous monitoring of backup success/failure",
         fails,
         ok,
     )
 }
 
-fn monitoring(i: &Inputs<'_>) -> Item {
+/// Whether a daemon runs the schedules, from the lease it renews in the
+/// repository. Named for what it checks: an active daemon serves
+/// `/metrics`, but whether Prometheus scrapes it and alerts reach someone
+/// Lifeboat cannot see, so that is the manual item `monitoring-alerting`.
+fn daemon_active(i: &Inputs<'_>) -> Item {
     let (fails, ok) = match &i.daemon {
         Daemon::Active { holder, age_seconds } => (
             Vec::new(),
-            format!("`lifeboat serve` ({holder}) holds the lease, renewed {}s ago: metrics and alerts are served", age_seconds),
+            format!(
+                "`lifeboat serve` ({holder}) holds the lease, renewed {}s ago: it runs the schedules and serves /metrics",
+                age_seconds
+            ),
         ),
         Daemon::Stale { holder, age_seconds } => (
             vec![format!(
-                "the daemon {holder} has not renewed its lease for {}: schedules, metrics and alerts are down",
+                "the daemon {holder} has not renewed its lease for {}: schedules and /metrics are down",
                 human(*age_seconds as f64)
             )],
             String::new(),
         ),
         Daemon::Absent => (
-            vec!["no `lifeboat serve` holds the repository's lease: nothing runs the schedules or serves metrics (deploy/)".into()],
+            vec!["no `lifeboat serve` holds the repository's lease: nothing runs the schedules or serves /metrics (deploy/)".into()],
             String::new(),
         ),
     };
     auto(
-        "monitoring",
-        "The daemon runs and serves metrics",
-        "Monitoring and alerting configured (Prometheus, Grafana)",
+        "daemon-active",
+        "A daemon runs the schedules (`lifeboat serve` holds the repository's lease)".into(),
+        "Continuous monitoring of backup success/failure (the daemon's metrics; scraping and alerts are monitoring-alerting)",
         fails,
         ok,
     )
@@ -557,10 +715,44 @@ mod tests {
         }
     }
 
+    /// A local repository opened with its one passphrase slot, a 0600
+    /// password file and 0600 key slots in a 0700 directory.
+    fn tight() -> Encryption {
+        let f = |what: &str, path: &str, mode: u32| FileEvidence {
+            what: what.into(),
+            path: path.into(),
+            state: FileState::Private { mode },
+        };
+        Encryption {
+            cipher: "AES-256-GCM".into(),
+            slots: vec![SlotEvidence {
+                id: "1a2b3c4d5e6f".into(),
+                kind: "passphrase".into(),
+                current: true,
+            }],
+            damaged_slots: vec![],
+            secret_files: vec![f("repository.password", "/etc/lifeboat/pw", 0o600)],
+            local_key_files: Some(vec![
+                f("the key slot directory", "/r/keys", 0o700),
+                f("key slot keys/1a2b3c4d", "/r/keys/1a2b3c4d5e6f", 0o600),
+            ]),
+        }
+    }
+
     fn run(
         src: SourceInput,
         checks: &[Stored<CheckRecord>],
         daemon: Daemon,
+        now: DateTime<Utc>,
+    ) -> Readiness {
+        run_with(src, checks, daemon, tight(), now)
+    }
+
+    fn run_with(
+        src: SourceInput,
+        checks: &[Stored<CheckRecord>],
+        daemon: Daemon,
+        encryption: Encryption,
         now: DateTime<Utc>,
     ) -> Readiness {
         let sources = [src];
@@ -580,7 +772,7 @@ mod tests {
             status: &st,
             checks,
             daemon,
-            encryption: "AES-256-GCM".into(),
+            encryption,
             attestation: f,
             policy: Policy::default(),
             now,
@@ -625,6 +817,118 @@ mod tests {
         assert_eq!(state(&r, "on-call"), State::Attested);
         assert_eq!(state(&r, "runbooks"), State::Unattested);
         assert_eq!(state(&r, "multi-region-replication"), State::NotConfigured);
+        // What a machine cannot see stays with a person.
+        assert_eq!(state(&r, "monitoring-alerting"), State::Unattested);
+        assert_eq!(state(&r, "security-audit"), State::Unattested);
+        let enc = item(&r, "repository-encrypted");
+        assert_eq!(enc.state, State::Pass);
+        assert!(
+            enc.detail
+                .contains("opened with key slot 1a2b3c4d (passphrase) of 1"),
+            "{}",
+            enc.detail
+        );
+        assert!(!enc.seed.starts_with("Security audit"), "{}", enc.seed);
+        // The configured periods, not defaults, are in the titles.
+        assert!(item(&r, "restore-drills").title.contains("30d 0h"));
+        assert!(item(&r, "repository-checked").title.contains("7d 0h"));
+    }
+
+    fn item<'a>(r: &'a Readiness, id: &str) -> &'a Item {
+        r.items.iter().find(|i| i.id == id).unwrap()
+    }
+
+    /// `repository-encrypted` reads evidence: a key slot or secret file
+    /// others can read, a slot failing its MAC, or an opening slot that is
+    /// not listed each fail it, naming the file or slot; a secret file that
+    /// is not on this host is only noted.
+    #[test]
+    fn repository_encrypted_fails_on_exposed_keys_and_bad_slots() {
+        let now = at(24 * 60);
+        let judge = |e: Encryption| {
+            let r = run_with(good_source(now, now), &[check(true, now)], active(), e, now);
+            let it = item(&r, "repository-encrypted").clone();
+            (it.state, it.detail)
+        };
+        let mut e = tight();
+        e.local_key_files.as_mut().unwrap()[1].state = FileState::Exposed { mode: 0o644 };
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Fail);
+        assert!(
+            d.contains("key slot keys/1a2b3c4d /r/keys/1a2b3c4d5e6f is mode 0644"),
+            "{d}"
+        );
+        assert!(d.contains("chmod 600"), "{d}");
+
+        let mut e = tight();
+        e.local_key_files.as_mut().unwrap()[0].state = FileState::Exposed { mode: 0o755 };
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Fail);
+        assert!(d.contains("/r/keys is mode 0755"), "{d}");
+
+        let mut e = tight();
+        e.secret_files[0].state = FileState::Exposed { mode: 0o640 };
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Fail);
+        assert!(
+            d.contains("repository.password /etc/lifeboat/pw is mode 0640"),
+            "{d}"
+        );
+        assert!(d.contains("defaultMode: 0400"), "{d}");
+
+        let mut e = tight();
+        e.secret_files[0].state = FileState::NotAFile;
+        assert_eq!(judge(e).0, State::Fail);
+
+        let mut e = tight();
+        e.damaged_slots = vec!["keys/ffff".into()];
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Fail);
+        assert!(d.contains("keys/ffff"), "{d}");
+
+        let mut e = tight();
+        e.slots[0].current = false;
+        assert_eq!(judge(e).0, State::Fail);
+
+        // Not on this host (a Secret mounted only in the daemon's pod).
+        let mut e = tight();
+        e.secret_files[0].state = FileState::Missing;
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Pass);
+        assert!(d.contains("is not on this host (not judged)"), "{d}");
+
+        // Object storage: no local files to judge, said so.
+        let mut e = tight();
+        e.local_key_files = None;
+        let (st, d) = judge(e);
+        assert_eq!(st, State::Pass);
+        assert!(d.contains("bucket policy"), "{d}");
+    }
+
+    /// The retention item shows each source's configured policy, whatever
+    /// it is: no Kubernaut number is built in.
+    #[test]
+    fn retention_detail_is_the_configured_policy() {
+        let now = at(24 * 60);
+        let mut s = good_source(now, now);
+        s.name = "orders".into();
+        s.retention = Some(RetentionPolicy {
+            keep_last: Some(7),
+            ..Default::default()
+        });
+        let r = run(s, &[check(true, now)], active(), now);
+        let it = item(&r, "retention");
+        assert_eq!(it.state, State::Pass);
+        assert!(
+            it.detail.starts_with("orders (keep the last 7)"),
+            "{}",
+            it.detail
+        );
+        for kubernaut in ["30 days", "90 days", "30d", "90d"] {
+            assert!(!it.seed.contains(kubernaut), "{}", it.seed);
+            assert!(!it.title.contains(kubernaut), "{}", it.title);
+            assert!(!it.detail.contains(kubernaut), "{}", it.detail);
+        }
     }
 
     #[test]
@@ -652,7 +956,7 @@ mod tests {
         let now = at(24 * 60);
         let r = run(good_source(now, now), &[], Daemon::Absent, now);
         assert_eq!(state(&r, "repository-checked"), State::Fail);
-        assert_eq!(state(&r, "monitoring"), State::Fail);
+        assert_eq!(state(&r, "daemon-active"), State::Fail);
         let r = run(
             good_source(now, now),
             &[check(true, now - TimeDelta::days(2)), check(false, now)],

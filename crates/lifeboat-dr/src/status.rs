@@ -3,6 +3,13 @@
 //! objectives, with a verdict. A pure function of the configuration, the
 //! repository's snapshots and drill records, and the time it is evaluated at
 //! (injected, so "what if it were tomorrow" is a test, not a sleep).
+//!
+//! The verdict is about the objectives as much as the sources: an objective
+//! of the table that nothing measures (no source covers it, its RPO is 0,
+//! no drill has measured it) puts the verdict at risk with that reason,
+//! whatever its priority (P0 and P1 alike: the table is what the operator
+//! promised), unless the configuration records what covers it elsewhere and
+//! who attested that, when ([`crate::objectives::CoveredElsewhere`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy};
@@ -154,14 +161,21 @@ pub struct ObjectiveStatus {
     /// `None`: nothing measured, or an RPO of 0 that backups cannot meet.
     pub met: Option<bool>,
     pub note: Option<String>,
+    /// Why this objective puts the verdict at risk; `None` when it is met
+    /// or attested as covered elsewhere.
+    pub risk: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
     pub now: DateTime<Utc>,
     pub verdict: Verdict,
-    /// The first reason of the worst source, or "every source is ok".
+    /// The first of `reasons`, or what holds when there is none.
     pub reason: String,
+    /// Every reason the verdict is not ok: the failing sources', the at-risk
+    /// sources' (each prefixed with the source), then the objectives' (P0
+    /// first).
+    pub reasons: Vec<String>,
     pub sources: Vec<SourceStatus>,
     pub objectives: Vec<ObjectiveStatus>,
 }
@@ -299,30 +313,47 @@ pub fn evaluate(
         .iter()
         .map(|s| source_status(s, objectives, policy, now))
         .collect();
-    let table = objectives
+    let table: Vec<ObjectiveStatus> = objectives
         .iter()
         .map(|o| objective_status(o, sources, &statuses))
         .collect();
-    let worst = statuses.iter().max_by_key(|s| s.verdict);
-    let (verdict, reason) = match worst {
-        None => (
-            Verdict::Failing,
+    let mut reasons = Vec::new();
+    for v in [Verdict::Failing, Verdict::AtRisk] {
+        for s in statuses.iter().filter(|s| s.verdict == v) {
+            reasons.extend(s.reasons.iter().map(|r| format!("{}: {r}", s.source)));
+        }
+    }
+    let mut risky: Vec<&ObjectiveStatus> = table.iter().filter(|o| o.risk.is_some()).collect();
+    // P0 first; an objective without a priority after the prioritised ones.
+    risky.sort_by_key(|o| o.objective.priority.clone().unwrap_or_else(|| "~".into()));
+    reasons.extend(risky.iter().filter_map(|o| o.risk.clone()));
+    let worst = statuses.iter().map(|s| s.verdict).max();
+    let verdict = match worst {
+        None => Verdict::Failing,
+        Some(v) if v == Verdict::Ok && !risky.is_empty() => Verdict::AtRisk,
+        Some(v) => v,
+    };
+    let reason = if statuses.is_empty() {
+        reasons.insert(
+            0,
             "no sources are configured: nothing is backed up".to_string(),
-        ),
-        Some(s) if s.verdict == Verdict::Ok => (Verdict::Ok, "every source is ok".to_string()),
-        Some(s) => (
-            s.verdict,
-            format!(
-                "{}: {}",
-                s.source,
-                s.reasons.first().map(String::as_str).unwrap_or("")
-            ),
-        ),
+        );
+        reasons[0].clone()
+    } else if let Some(first) = reasons.first() {
+        first.clone()
+    } else if table
+        .iter()
+        .any(|o| o.objective.covered_elsewhere.is_some())
+    {
+        "every source is ok; every objective is met or attested as covered elsewhere".to_string()
+    } else {
+        "every source is ok; every objective is met".to_string()
     };
     Status {
         now,
         verdict,
         reason,
+        reasons,
         sources: statuses,
         objectives: table,
     }
@@ -352,9 +383,10 @@ fn objective_status(
             .map(|d| d.rto_seconds)
     });
     let rpo = worst(&|s| s.rpo_exposure_seconds);
+    let zero_rpo = o.rpo.num_seconds() <= 0;
     let (met, note) = if covering.is_empty() {
         (None, Some("no source covers this scenario".to_string()))
-    } else if o.rpo.num_seconds() <= 0 {
+    } else if zero_rpo {
         (
             None,
             Some("RPO 0 needs replication (multi-region work), not backups".to_string()),
@@ -372,6 +404,51 @@ fn objective_status(
             (_, None) => (None, Some("no backup yet".into())),
         }
     };
+    let what = match &o.priority {
+        Some(p) => format!("objective {} ({p})", o.scenario),
+        None => format!("objective {}", o.scenario),
+    };
+    // An attestation stands for what Lifeboat cannot measure at all (no
+    // covering source, RPO 0); a scenario a source covers is measured by
+    // that source's backups and drills, and no statement replaces them.
+    let measurable = !covering.is_empty() && !zero_rpo;
+    let (note, risk) = match (met, &o.covered_elsewhere) {
+        (Some(true), _) => (note, None),
+        (Some(false), _) => (
+            note,
+            Some(format!(
+                "{what} is missed: RTO {} of {}, RPO exposure {} of {}",
+                rto.map(human).unwrap_or_else(|| "-".into()),
+                human(o.rto.num_seconds() as f64),
+                rpo.map(human).unwrap_or_else(|| "-".into()),
+                human(o.rpo.num_seconds() as f64)
+            )),
+        ),
+        (None, Some(c)) if !measurable => {
+            (Some(format!("covered elsewhere: {}", c.describe())), None)
+        }
+        (None, _) if measurable => (
+            note.clone(),
+            Some(format!(
+                "{what} is not measured yet: {} (run `lifeboat drill` for {})",
+                note.as_deref().unwrap_or("nothing measured it"),
+                covering
+                    .iter()
+                    .map(|s| s.source.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ),
+        (None, _) => (
+            note.clone(),
+            Some(format!(
+                "{what} is covered by nothing Lifeboat measures: {}; cover it with a source \
+                 (`covers`) or record what covers it elsewhere and who attested it \
+                 (objectives: covered_by, attested_by, attested_at)",
+                note.as_deref().unwrap_or("not measured")
+            )),
+        ),
+    };
     ObjectiveStatus {
         objective: o.clone(),
         sources: covering.iter().map(|s| s.source.clone()).collect(),
@@ -379,6 +456,7 @@ fn objective_status(
         rpo_exposure_seconds: rpo,
         met,
         note,
+        risk,
     }
 }
 
@@ -562,7 +640,143 @@ pub(crate) mod tests {
                 .unwrap()
                 .contains("no source")
         );
-        assert_eq!(st.verdict, Verdict::Ok);
+        // The source is ok, but three P0 objectives are covered by nothing
+        // Lifeboat measures and nobody attested what covers them: at risk,
+        // region-failure named, and every one of them listed.
+        assert_eq!(st.sources[0].verdict, Verdict::Ok);
+        assert_eq!(st.verdict, Verdict::AtRisk);
+        assert!(st.reason.contains("objective "), "{}", st.reason);
+        let all = st.reasons.join("\n");
+        for s in [
+            "single-pod-failure (P0)",
+            "service-failure (P0)",
+            "region-failure (P0)",
+        ] {
+            assert!(all.contains(s), "{s} missing in {all}");
+        }
+        assert!(
+            all.contains("covered_by, attested_by, attested_at"),
+            "{all}"
+        );
+        assert_eq!(st.reasons.len(), 3, "{all}");
+        assert!(row("region-failure").risk.is_some());
+        assert!(dc.risk.is_none());
+    }
+
+    fn attested(o: &mut Objective, by: &str) {
+        o.covered_elsewhere = Some(crate::objectives::CoveredElsewhere {
+            covered_by: by.into(),
+            attested_by: "Jane Roe".into(),
+            attested_at: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        });
+    }
+
+    /// What Kubernetes itself handles (a pod, a service) and a region
+    /// failover run elsewhere, attested in the configuration: the verdict is
+    /// ok again, and the table carries who attested what, when.
+    #[test]
+    fn attested_objectives_are_covered_elsewhere() {
+        let src = db(vec![snap("s1", at(10))], vec![drill(true, at(10), 95.0)]);
+        let mut table = seed_table();
+        for o in table.iter_mut() {
+            match o.scenario.as_str() {
+                "single-pod-failure" | "service-failure" => {
+                    attested(o, "Kubernetes restarts pods (Deployment replicas)")
+                }
+                "region-failure" => attested(o, "CloudNativePG replica cluster in eu-west"),
+                _ => {}
+            }
+        }
+        let now = at(10) + TimeDelta::minutes(30);
+        let st = evaluate(std::slice::from_ref(&src), &table, &Policy::default(), now);
+        assert_eq!(st.verdict, Verdict::Ok, "{:?}", st.reasons);
+        assert!(st.reasons.is_empty());
+        assert!(
+            st.reason.contains("attested as covered elsewhere"),
+            "{}",
+            st.reason
+        );
+        let region = st
+            .objectives
+            .iter()
+            .find(|o| o.objective.scenario == "region-failure")
+            .unwrap();
+        assert_eq!(region.risk, None);
+        assert_eq!(
+            region.note.as_deref(),
+            Some(
+                "covered elsewhere: CloudNativePG replica cluster in eu-west \
+                 (attested by Jane Roe on 2026-11-30)"
+            )
+        );
+        // An attestation does not stand in for a measurement: a covered
+        // scenario without a drill is still not measured.
+        let mut table2 = table.clone();
+        attested(&mut table2[2], "someone else");
+        let undrilled = db(vec![snap("s1", at(10))], vec![]);
+        let st = evaluate(&[undrilled], &table2, &Policy::default(), now);
+        assert_eq!(st.verdict, Verdict::AtRisk);
+        let dc = &st.objectives[2];
+        assert!(
+            dc.risk
+                .as_deref()
+                .unwrap()
+                .contains("objective database-corruption (P1) is not measured yet"),
+            "{dc:?}"
+        );
+    }
+
+    /// P1 is treated like P0: an uncovered complete-outage objective puts
+    /// the verdict at risk too. Reasons list P0 before P1, and a late backup
+    /// (a source's reason) before both.
+    #[test]
+    fn an_uncovered_p1_objective_is_at_risk_too_and_source_reasons_come_first() {
+        let mut src = db(vec![snap("s1", at(10))], vec![drill(true, at(10), 95.0)]);
+        src.covers = vec!["database-corruption".into()];
+        let table: Vec<Objective> = seed_table()
+            .into_iter()
+            .filter(|o| ["database-corruption", "complete-outage"].contains(&o.scenario.as_str()))
+            .collect();
+        let st = evaluate(
+            std::slice::from_ref(&src),
+            &table,
+            &Policy::default(),
+            at(10),
+        );
+        assert_eq!(st.verdict, Verdict::AtRisk);
+        assert!(
+            st.reason
+                .starts_with("objective complete-outage (P1) is covered by nothing"),
+            "{}",
+            st.reason
+        );
+        let mut all = seed_table();
+        attested(&mut all[0], "k8s");
+        attested(&mut all[1], "k8s");
+        let st = evaluate(&[src], &all, &Policy::default(), at(12));
+        assert!(
+            st.reasons[0].starts_with("db: RPO exposure"),
+            "{:?}",
+            st.reasons
+        );
+        assert!(
+            st.reasons[1].contains("region-failure (P0)"),
+            "{:?}",
+            st.reasons
+        );
+        assert!(
+            st.reasons[2].contains(
+                "database-corruption (P1) is missed: RTO 1m 35s of 30m 0s, RPO exposure 2h 0m of 1h 0m"
+            ),
+            "{:?}",
+            st.reasons
+        );
+        assert!(
+            st.reasons[3].contains("complete-outage (P1)"),
+            "{:?}",
+            st.reasons
+        );
+        assert_eq!(st.reasons.len(), 4);
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! Gathers the evidence `lifeboat status`, `lifeboat readiness` and the
 //! daemon's status page judge: the configuration's sources and objectives,
 //! the repository's snapshots, drill and check records, and the daemon's
-//! lease. The judging itself is `lifeboat_dr::{status, readiness}`.
+//! lease, and for `repository-encrypted` the key slots and the modes of the
+//! secret and key files on this host. The judging itself is
+//! `lifeboat_dr::{status, readiness}`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_dr::objectives::Objective;
-use lifeboat_dr::readiness::{self, Attestation, Daemon, Readiness};
+use lifeboat_dr::objectives::{CoveredElsewhere, Objective};
+use lifeboat_dr::readiness::{
+    self, Attestation, Daemon, Encryption, FileEvidence, FileState, Readiness, SlotEvidence,
+};
 use lifeboat_dr::record::{self, CheckRecord, Stored};
 use lifeboat_dr::status::{self, Policy, SnapshotInfo, SourceInput, Status};
 use lifeboat_repo::Repository;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, SecretRef};
 use crate::serve::lease;
 
 /// Everything the verdicts were drawn from, and the verdicts.
@@ -42,6 +49,15 @@ pub fn objectives(cfg: &Config) -> Vec<Objective> {
             rto: o.rto,
             rpo: o.rpo,
             priority: o.priority.map(|p| format!("{p:?}")),
+            covered_elsewhere: match (&o.covered_by, &o.attested_by, o.attested_at) {
+                (Some(c), Some(b), Some(at)) => Some(CoveredElsewhere {
+                    covered_by: c.clone(),
+                    attested_by: b.clone(),
+                    attested_at: at,
+                }),
+                // The configuration refuses a partial statement.
+                _ => None,
+            },
         })
         .collect()
 }
@@ -88,10 +104,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
     let policy = policy(cfg);
     let st = status::evaluate(&sources, &objectives, &policy, now);
     let daemon = daemon_state(repo, now).await;
-    let keys = repo.list_keys().await.map(|k| k.len()).unwrap_or(0);
-    let encryption = format!(
-        "AES-256-GCM with a random master key wrapped in {keys} key slot(s); every object but the marker is sealed"
-    );
+    let encryption = encryption(cfg, repo).await?;
     let attestations = cfg.readiness.clone().unwrap_or_default().attestations;
     let attest = move |id: &str| {
         attestations.get(id).map(|a| Attestation {
@@ -136,6 +149,131 @@ async fn daemon_state(repo: &Repository, now: DateTime<Utc>) -> Daemon {
         Daemon::Stale {
             holder: doc.holder,
             age_seconds: age.num_seconds(),
+        }
+    }
+}
+
+/// The evidence behind `repository-encrypted`: the key slots (which one
+/// opened the repository, whose MAC verifies), the configuration's secret
+/// files and, on local storage, the key slot files.
+async fn encryption(cfg: &Config, repo: &Repository) -> Result<Encryption> {
+    let slots = repo
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| SlotEvidence {
+            id: k.id,
+            kind: k.kind,
+            current: k.current,
+        })
+        .collect();
+    let damaged_slots = match repo.verify_key_slots().await {
+        Ok(bad) => bad,
+        Err(e) => vec![format!("(the slots could not be verified: {e})")],
+    };
+    let local_key_files = repo
+        .location()
+        .strip_prefix("file://")
+        .map(|root| local_key_files(Path::new(root)));
+    Ok(Encryption {
+        // The format's only cipher (docs/format.md): there is no plaintext mode.
+        cipher: "AES-256-GCM".into(),
+        slots,
+        damaged_slots,
+        secret_files: secret_files(cfg),
+        local_key_files,
+    })
+}
+
+/// Every file the configuration names as a secret, with its mode here.
+fn secret_files(cfg: &Config) -> Vec<FileEvidence> {
+    let mut named: Vec<(String, std::path::PathBuf)> = Vec::new();
+    let mut add = |what: String, r: &Option<SecretRef>| {
+        if let Some(SecretRef::File(p)) = r {
+            named.push((what, p.clone()));
+        }
+    };
+    let repo = &cfg.repository;
+    add("repository.password".into(), &repo.password);
+    if let Some(s3) = &repo.s3 {
+        add("repository.s3.access_key_id".into(), &s3.access_key_id);
+        add(
+            "repository.s3.secret_access_key".into(),
+            &s3.secret_access_key,
+        );
+    }
+    if let Some(serve) = &cfg.serve {
+        add("serve.token".into(), &serve.token);
+    }
+    for (name, s) in &cfg.sources {
+        if let Some(pg) = &s.postgres {
+            add(format!("sources.{name}.postgres.password"), &pg.password);
+        }
+        if let Some(scratch) = s.drill.as_ref().and_then(|d| d.scratch.as_ref()) {
+            add(
+                format!("sources.{name}.drill.scratch.password"),
+                &scratch.password,
+            );
+        }
+    }
+    if let Some(k) = &repo.key_file {
+        named.push(("repository.key_file".into(), k.clone()));
+    }
+    named
+        .into_iter()
+        .map(|(what, path)| FileEvidence {
+            what,
+            path: path.display().to_string(),
+            state: file_state(&path, true),
+        })
+        .collect()
+}
+
+/// A local repository's `keys/` directory and its key slot files: each
+/// holds the master key wrapped by a passphrase, which anyone who can read
+/// it may try to guess offline.
+fn local_key_files(root: &Path) -> Vec<FileEvidence> {
+    let dir = root.join("keys");
+    let mut out = vec![FileEvidence {
+        what: "the key slot directory".into(),
+        path: dir.display().to_string(),
+        state: file_state(&dir, false),
+    }];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(FileEvidence {
+                what: format!("key slot keys/{}", &name[..name.len().min(8)]),
+                path: p.display().to_string(),
+                state: file_state(&p, true),
+            });
+        }
+    }
+    out
+}
+
+/// The mode of `path` (symbolic links followed, as a Kubernetes Secret
+/// volume's are): private when neither group nor others have any bit.
+fn file_state(path: &Path, regular: bool) -> FileState {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Missing,
+        Err(e) => FileState::Unreadable {
+            error: e.to_string(),
+        },
+        Ok(m) if regular && !m.is_file() => FileState::NotAFile,
+        Ok(m) if !regular && !m.is_dir() => FileState::NotAFile,
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                FileState::Private { mode }
+            } else {
+                FileState::Exposed { mode }
+            }
         }
     }
 }

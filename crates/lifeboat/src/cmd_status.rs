@@ -94,6 +94,7 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                 println!("    - {r}");
             }
         }
+        print_objectives(st);
         println!(
             "\noverall: {} ({}) as of {}",
             st.verdict.as_str().to_uppercase(),
@@ -108,6 +109,44 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
             format!("at risk: {}", st.reason),
         )),
         Verdict::Failing => Err(fail(FAILURE, format!("failing: {}", st.reason))),
+    }
+}
+
+/// The objectives table: each scenario met, missed, not measured (and so
+/// at risk), or attested as covered elsewhere, by whom and when.
+fn print_objectives(st: &lifeboat_dr::status::Status) {
+    if st.objectives.is_empty() {
+        println!("\nno objectives are configured (objectives: scenario, rto, rpo)");
+        return;
+    }
+    println!(
+        "\n{:<24} {:<8} {:>10} {:>12} {:<20} state",
+        "objective", "priority", "RTO", "RPO", "covered by"
+    );
+    for o in &st.objectives {
+        let state = match (o.met, &o.objective.covered_elsewhere, &o.risk) {
+            (Some(true), _, _) => "met".to_string(),
+            (_, Some(c), None) => format!("covered elsewhere: {}", c.describe()),
+            (_, _, Some(r)) => format!("AT RISK: {r}"),
+            (_, _, None) => o.note.clone().unwrap_or_else(|| "not measured".into()),
+        };
+        let rpo = o.objective.rpo.num_seconds();
+        println!(
+            "{:<24} {:<8} {:>10} {:>12} {:<20} {state}",
+            o.objective.scenario,
+            o.objective.priority.as_deref().unwrap_or("-"),
+            human(o.objective.rto.num_seconds() as f64),
+            if rpo <= 0 {
+                "0".to_string()
+            } else {
+                human(rpo as f64)
+            },
+            if o.sources.is_empty() {
+                "-".to_string()
+            } else {
+                o.sources.join(", ")
+            },
+        );
     }
 }
 

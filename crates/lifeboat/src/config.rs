@@ -1034,6 +1034,51 @@ pub struct Objective {
     pub rpo: TimeDelta,
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// What covers this scenario outside Lifeboat ("Kubernetes restarts the
+    /// pod"), for a scenario no source covers or with RPO 0. Without it
+    /// such an objective puts `lifeboat status` at risk. Needs
+    /// `attested_by` and `attested_at`.
+    #[serde(default)]
+    pub covered_by: Option<String>,
+    /// Who attests `covered_by`.
+    #[serde(default)]
+    pub attested_by: Option<String>,
+    /// When (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub attested_at: Option<chrono::NaiveDate>,
+}
+
+impl Objective {
+    /// `covered_by` is a statement someone answers for: all three keys or
+    /// none, none of them blank.
+    fn attestation_problems(&self, i: usize) -> Vec<String> {
+        let blank = |v: &Option<String>| v.as_deref().is_some_and(|t| t.trim().is_empty());
+        let mut p = Vec::new();
+        for (key, v) in [
+            ("covered_by", &self.covered_by),
+            ("attested_by", &self.attested_by),
+        ] {
+            if blank(v) {
+                p.push(format!(
+                    "objectives[{i}] ({}): {key} is empty",
+                    self.scenario
+                ));
+            }
+        }
+        let given = [
+            self.covered_by.is_some(),
+            self.attested_by.is_some(),
+            self.attested_at.is_some(),
+        ];
+        if given.contains(&true) && given.contains(&false) {
+            p.push(format!(
+                "objectives[{i}] ({}): covered_by, attested_by and attested_at go together: \
+                 say what covers the scenario elsewhere, who attests it and when (YYYY-MM-DD)",
+                self.scenario
+            ));
+        }
+        p
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
@@ -1315,6 +1360,22 @@ impl Config {
                 problems.push(format!(
                     "objectives[{i}]: scenario {:?} is listed twice",
                     o.scenario
+                ));
+            }
+            problems.extend(o.attestation_problems(i));
+            let covering: Vec<&str> = self
+                .sources
+                .iter()
+                .filter(|(_, s)| s.covers.contains(&o.scenario))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if o.covered_by.is_some() && !covering.is_empty() && o.rpo > TimeDelta::zero() {
+                problems.push(format!(
+                    "objectives[{i}] ({}): covered_by is for what Lifeboat cannot measure, but \
+                     sources {} cover this scenario and their backups and drills measure it: \
+                     remove covered_by, or the scenario from their covers",
+                    o.scenario,
+                    covering.join(", ")
                 ));
             }
         }
@@ -1943,6 +2004,58 @@ readiness:
         // A date that is not YYYY-MM-DD is located like every parse error.
         let e = parse_err(
             "repository: {url: /r}\nreadiness:\n  attestations:\n    on-call: {by: J, date: yesterday}\n",
+        );
+        assert!(e.to_string().contains("test.yaml:4:"), "{e}");
+    }
+
+    /// `covered_by` on an objective: a statement with a name and a date,
+    /// for what Lifeboat cannot measure; anything else is refused.
+    #[test]
+    fn objective_attestations_are_complete_and_only_where_nothing_measures() {
+        let ok = parse(
+            "repository: {url: /r}
+objectives:
+  - {scenario: single-pod-failure, rto: 1m, rpo: 0s, priority: P0,
+     covered_by: \"Kubernetes restarts pods\", attested_by: alice, attested_at: 2026-11-30}
+  - {scenario: region-failure, rto: 15m, rpo: 5m}
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let o = &ok.objectives[0];
+        assert_eq!(o.covered_by.as_deref(), Some("Kubernetes restarts pods"));
+        assert_eq!(o.attested_by.as_deref(), Some("alice"));
+        assert_eq!(o.attested_at, chrono::NaiveDate::from_ymd_opt(2026, 11, 30));
+        assert_eq!(ok.objectives[1].covered_by, None);
+
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    covers: [database-corruption]
+objectives:
+  - {scenario: single-pod-failure, rto: 1m, rpo: 0s, covered_by: \"Kubernetes\"}
+  - {scenario: service-failure, rto: 5m, rpo: 0s, covered_by: \" \", attested_by: bob, attested_at: 2026-11-30}
+  - {scenario: database-corruption, rto: 30m, rpo: 1h, covered_by: x, attested_by: bob, attested_at: 2026-11-30}
+",
+        );
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "objectives[0] (single-pod-failure): covered_by, attested_by and attested_at go together",
+            "objectives[1] (service-failure): covered_by is empty",
+            "objectives[2] (database-corruption): covered_by is for what Lifeboat cannot measure, but sources db cover this scenario",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 3, "{all}");
+        // A date that is not YYYY-MM-DD is located like every parse error.
+        let e = parse_err(
+            "repository: {url: /r}\nobjectives:\n  - {scenario: a, rto: 1m, rpo: 0s, covered_by: k, attested_by: b,\n     attested_at: soon}\n",
         );
         assert!(e.to_string().contains("test.yaml:4:"), "{e}");
     }

@@ -284,7 +284,7 @@ fn readiness_needs_a_recent_drill_and_status_turns_at_risk_past_the_rpo() {
     let c = cfg.to_str().unwrap();
     let snap = json(&env, &cfg, &["backup", "postgres", "--source", "db"]);
     env.ok(&["--config", c, "check", "--read-data"]);
-    // An active daemon holds the lease: readiness's `monitoring` item.
+    // An active daemon holds the lease: readiness's `daemon-active` item.
     let _daemon = Daemon::start_active(&env, &cfg, "r");
     store_old_drill(&rt, &env, &snap, chrono::TimeDelta::days(31));
 
@@ -304,7 +304,7 @@ fn readiness_needs_a_recent_drill_and_status_turns_at_risk_past_the_rpo() {
         "retention",
         "repository-encrypted",
         "repository-checked",
-        "monitoring",
+        "daemon-active",
         "objectives",
     ] {
         assert_eq!(item(&r, id)["state"], "pass", "{id}: {r:#}");
@@ -394,4 +394,177 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
     let r = json(&env, &cfg, &["readiness"]);
     assert_eq!(item(&r, "repository-checked")["state"], "pass", "{r:#}");
     daemon.stop();
+}
+
+/// A configuration that is not Kubernaut's: source `orders`, its own
+/// retention and objectives, and a P0 region-failure objective that no source
+/// covers.
+fn write_orders_config(env: &Env, cluster: &TempCluster, region: &str) -> PathBuf {
+    let token = write_token(env);
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+sources:
+  orders:
+    kind: postgres
+    schedule: \"15 3 * * *\"
+    retention: {{keep_last: 7}}
+    postgres:
+      url: \"{url}\"
+    covers: [bad-migration]
+objectives:
+  - {{scenario: bad-migration, rto: 20m, rpo: 2h, priority: P1}}
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0{region}}}
+serve:
+  token: {{file: {token}}}
+readiness:
+  drill_max_age: 14d
+  check_max_age: 2d
+",
+        repo = env.repo,
+        url = cluster.url("src"),
+        token = token.display()
+    );
+    let path = env.path("orders.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 17: `status` said "ok, every source is ok" while the P0
+/// region-failure objective was covered by nothing. Now that makes it at
+/// risk (exit 10) with that reason, in JSON and text; once the configuration
+/// records what covers it elsewhere, who attested it and when, status is ok
+/// and shows the attestation.
+#[test]
+fn an_unmeasured_objective_is_at_risk_until_attested_as_covered_elsewhere() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_orders_config(&env, &cluster, "");
+    let c = cfg.to_str().unwrap();
+    env.ok(&["--config", c, "backup", "postgres", "--source", "orders"]);
+    let d = json(&env, &cfg, &["drill", "--source", "orders"]);
+    assert_eq!(d["ok"], true, "{d:#}");
+
+    let (st, stderr) = json_fails(&env, &cfg, &["status"], 10);
+    assert_eq!(st["verdict"], "at_risk", "{st:#}");
+    // The source itself is fine: the objective alone is the reason.
+    assert_eq!(st["sources"][0]["verdict"], "ok", "{st:#}");
+    let reason = st["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("objective region-failure (P0) is covered by nothing Lifeboat measures"),
+        "{reason}"
+    );
+    assert!(stderr.contains("region-failure"), "{stderr}");
+    let region = &st["objectives"][1];
+    assert_eq!(region["scenario"], "region-failure");
+    assert_eq!(region["covered_elsewhere"], serde_json::Value::Null);
+    assert!(region["risk"].is_string(), "{region:#}");
+    assert_eq!(st["objectives"][0]["met"], true, "{st:#}");
+    let text = env.run(&["--config", c, "status"]);
+    assert_eq!(text.status.code(), Some(10));
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains("AT RISK: objective region-failure (P0)"),
+        "{out}"
+    );
+    assert!(!out.contains("every source is ok"), "{out}");
+
+    // Attested as covered elsewhere: ok, and the attestation is shown.
+    let cfg = write_orders_config(
+        &env,
+        &cluster,
+        ", covered_by: \"CloudNativePG replica cluster in eu-west\", attested_by: alice, attested_at: 2026-11-30",
+    );
+    let c = cfg.to_str().unwrap();
+    let st = json(&env, &cfg, &["status"]);
+    assert_eq!(st["verdict"], "ok", "{st:#}");
+    let region = &st["objectives"][1];
+    assert_eq!(
+        region["covered_elsewhere"],
+        serde_json::json!({
+            "covered_by": "CloudNativePG replica cluster in eu-west",
+            "attested_by": "alice",
+            "attested_at": "2026-11-30"
+        }),
+        "{region:#}"
+    );
+    assert_eq!(region["risk"], serde_json::Value::Null);
+    let out = env.ok(&["--config", c, "status"]);
+    assert!(
+        out.contains(
+            "covered elsewhere: CloudNativePG replica cluster in eu-west (attested by alice on 2026-11-30)"
+        ),
+        "{out}"
+    );
+
+    // An incomplete statement is refused at start, like every config error.
+    let bad = write_orders_config(&env, &cluster, ", covered_by: \"someone\"");
+    let err = env.fails(&["--config", bad.to_str().unwrap(), "status"], 2);
+    assert!(
+        err.contains("covered_by, attested_by and attested_at go together"),
+        "{err}"
+    );
+}
+
+/// Issue 17: `repository-encrypted` passed unconditionally. It reads the
+/// evidence: the slot that opened the repository, and the modes of the key
+/// slots of a local repository and of the secret files the configuration
+/// names. A key slot or the API token file that others can read fails it,
+/// named.
+#[test]
+fn repository_encrypted_reads_key_slots_and_secret_file_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let cfg = write_orders_config(&env, &cluster, "");
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let keys = Path::new(&env.repo).join("keys");
+    let slots: Vec<PathBuf> = common::walk(&keys);
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    // Private key slots (as `init` creates them on local storage).
+    chmod(&keys, 0o700);
+    chmod(&slots[0], 0o600);
+    let encrypted = |code: i32| {
+        let (r, _) = json_fails(&env, &cfg, &["readiness"], code);
+        item(&r, "repository-encrypted").clone()
+    };
+    // Readiness fails for other reasons (no daemon, no check): exit 1.
+    let it = encrypted(1);
+    assert_eq!(it["state"], "pass", "{it:#}");
+    let detail = it["detail"].as_str().unwrap();
+    assert!(detail.contains("AES-256-GCM"), "{detail}");
+    assert!(detail.contains("(passphrase) of 1"), "{detail}");
+    assert!(detail.contains("every key slot's MAC verifies"), "{detail}");
+    assert!(
+        !it["seed"].as_str().unwrap().starts_with("Security audit"),
+        "{it:#}"
+    );
+
+    // A key slot others can read: the wrapped master key is open to guessing.
+    chmod(&slots[0], 0o644);
+    let it = encrypted(1);
+    assert_eq!(it["state"], "fail", "{it:#}");
+    let detail = it["detail"].as_str().unwrap();
+    let slot = slots[0].display().to_string();
+    assert!(detail.contains(&format!("{slot} is mode 0644")), "{detail}");
+    chmod(&slots[0], 0o600);
+
+    // The API token file, group-readable.
+    chmod(&env.path("api-token"), 0o640);
+    let it = encrypted(1);
+    assert_eq!(it["state"], "fail", "{it:#}");
+    let detail = it["detail"].as_str().unwrap();
+    assert!(detail.contains("serve.token"), "{detail}");
+    assert!(detail.contains("is mode 0640"), "{detail}");
+    chmod(&env.path("api-token"), 0o600);
+    assert_eq!(encrypted(1)["state"], "pass");
+
+    // The manual items a machine cannot judge stay with a person.
+    let (r, _) = json_fails(&env, &cfg, &["readiness"], 1);
+    assert_eq!(item(&r, "security-audit")["state"], "unattested");
+    assert_eq!(item(&r, "monitoring-alerting")["state"], "unattested");
+    assert_eq!(item(&r, "daemon-active")["state"], "fail");
 }

@@ -168,7 +168,7 @@ fn status_page_renders_in_headless_chromium() {
         "class=\"banner risk\"",
         "no restore drill has been run",
         ">never</span>",
-        // The daemon runs, so the monitoring item passes.
+        // The daemon runs, so the daemon-active item passes.
         "holds the lease",
     ] {
         assert!(
@@ -224,4 +224,87 @@ fn status_page_renders_in_headless_chromium() {
         body.contains("cannot read the repository&#39;s evidence"),
         "{body}"
     );
+}
+
+/// Issue 17: the page's texts come from the configuration, not Kubernaut's
+/// defaults. A configuration with other names, retention, evidence ages and
+/// objectives: the page shows those, none of Kubernaut's numbers, and the
+/// attestation of an objective covered elsewhere (who, when). Read over
+/// HTTP: the DOM test above covers the browser.
+#[test]
+fn status_page_texts_come_from_the_configuration() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let token = write_token(&env);
+    let text = format!(
+        "repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+sources:
+  orders:
+    kind: postgres
+    postgres:
+      url: \"{db_url}\"
+    schedule: \"0 0 1 1 *\"
+    covers: [bad-migration]
+    retention: {{keep_last: 7}}
+objectives:
+  - {{scenario: bad-migration, rto: 20m, rpo: 2h, priority: P1}}
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0,
+     covered_by: \"CloudNativePG replica cluster in eu-west\", attested_by: alice,
+     attested_at: 2026-11-30}}
+readiness:
+  drill_max_age: 14d
+  check_max_age: 2d
+serve:
+  token: {{file: {token}}}
+",
+        repo = env.repo,
+        db_url = cluster.url("src"),
+        token = token.display()
+    );
+    let config = env.path("orders.yaml");
+    std::fs::write(&config, text).unwrap();
+    let cfg = config.to_str().unwrap();
+    env.ok(&["--config", cfg, "backup", "postgres", "--source", "orders"]);
+    let daemon = Daemon::start(&env, &config, "orders");
+    daemon.wait_active();
+    let (code, _, body) = daemon.exchange("GET", "/", None).expect("GET /");
+    assert_eq!(code, 200, "{body}");
+    for needle in [
+        "<strong>orders</strong>",
+        "<strong>bad-migration</strong>",
+        "20m 0s",
+        "2h 0m",
+        // The configured policy and evidence ages.
+        "orders (keep the last 7): 1 snapshot(s), all within policy",
+        "within 14d 0h (readiness.drill_max_age)",
+        "within 2d 0h (readiness.check_max_age)",
+        // The objective covered elsewhere, with who attested it and when.
+        "covered elsewhere</span>",
+        "<em>CloudNativePG replica cluster in eu-west</em>",
+        "covered elsewhere: CloudNativePG replica cluster in eu-west (attested by alice on 2026-11-30)",
+        // Not drilled: the source and its objective are at risk, both said.
+        "class=\"banner risk\"",
+        "orders: no restore drill has been run",
+        "objective bad-migration (P1) is not measured yet",
+    ] {
+        assert!(
+            body.contains(needle),
+            "{needle:?} missing from the page:\n{body}"
+        );
+    }
+    for kubernaut in [
+        "30 days",
+        "90 days",
+        "30d 0h",
+        "7d 0h",
+        "region-failure (P0) is",
+    ] {
+        assert!(
+            !body.contains(kubernaut),
+            "{kubernaut:?} on the page:\n{body}"
+        );
+    }
+    assert!(!body.to_lowercase().contains("kubernaut"), "{body}");
 }

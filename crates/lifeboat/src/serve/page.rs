@@ -153,9 +153,22 @@ fn banner(a: &Assessment) -> String {
     } else {
         format!("not ready: {failed} of {auto} automated checks fail")
     };
+    // Every other reason too: the first one alone could hide an uncovered
+    // objective behind a late backup.
+    let more: String = st
+        .reasons
+        .iter()
+        .skip(1)
+        .map(|r| format!("<li>{}</li>", esc(r)))
+        .collect();
+    let more = if more.is_empty() {
+        String::new()
+    } else {
+        format!("<ul class=\"small\">{more}</ul>")
+    };
     format!(
         "<section id=\"verdict\" class=\"banner {cls}\" aria-label=\"overall verdict\">\
-         <div class=\"word\">{word}</div><div><div class=\"why\">{why}</div>\
+         <div class=\"word\">{word}</div><div><div class=\"why\">{why}</div>{more}\
          <div class=\"small muted\">Readiness: {ready}</div></div></section>\n",
         cls = verdict_class(st.verdict),
         word = esc(st.verdict.as_str()),
@@ -288,10 +301,15 @@ fn objectives(a: &Assessment) -> String {
     }
     for o in &a.status.objectives {
         let measured = |v: Option<f64>| v.map(|s| esc(&human(s))).unwrap_or("&mdash;".into());
-        let met = match o.met {
-            Some(true) => badge("ok", "met"),
-            Some(false) => badge("fail", "missed"),
-            None => badge("none", "not measured"),
+        // Not measured and not attested as covered elsewhere: at risk.
+        let met = match (o.met, &o.risk) {
+            (Some(true), _) => badge("ok", "met"),
+            (Some(false), _) => badge("fail", "missed"),
+            (None, Some(_)) => badge("risk", "not measured"),
+            (None, None) if o.objective.covered_elsewhere.is_some() => {
+                badge("info", "covered elsewhere")
+            }
+            (None, None) => badge("none", "not measured"),
         };
         let note = o
             .note
@@ -299,7 +317,10 @@ fn objectives(a: &Assessment) -> String {
             .map(|n| format!("<br><span class=\"muted small\">{}</span>", esc(n)))
             .unwrap_or_default();
         let covered = if o.sources.is_empty() {
-            "&mdash;".to_string()
+            match &o.objective.covered_elsewhere {
+                Some(c) => format!("<em>{}</em>", esc(&c.covered_by)),
+                None => "&mdash;".to_string(),
+            }
         } else {
             o.sources
                 .iter()
@@ -332,7 +353,8 @@ fn objectives(a: &Assessment) -> String {
     h.push_str(
         "</tbody></table><p class=\"muted small\">Measured RTO: the slowest of the covering \
          sources' last successful drills. RPO exposure: the oldest of their last backups, \
-         now.</p></section>\n",
+         now. An objective nothing measures puts the verdict at risk unless the configuration \
+         says what covers it elsewhere, who attested it and when.</p></section>\n",
     );
     h
 }
@@ -365,11 +387,11 @@ fn readiness(a: &Assessment) -> String {
         let _ = writeln!(
             h,
             "<tr id=\"item-{id}\"><td>{state}</td><td><strong>{title}</strong><br>\
-             <span class=\"muted small\">{seed}</span></td><td>{detail}</td>\
+             <span class=\"muted small\">checklist line: {seed}</span></td><td>{detail}</td>\
              <td class=\"muted small\">{kind}</td></tr>",
             id = esc(it.id),
             state = badge(cls, it.state.as_str()),
-            title = esc(it.title),
+            title = esc(&it.title),
             seed = esc(it.seed),
             detail = if it.detail.is_empty() {
                 "&mdash;".into()
@@ -624,7 +646,16 @@ mod tests {
             rto: TimeDelta::minutes(30),
             rpo: TimeDelta::hours(1),
             priority: Some("P1".into()),
+            covered_elsewhere: None,
         }];
+        assess_with(sources, objectives, now)
+    }
+
+    fn assess_with(
+        sources: Vec<SourceInput>,
+        objectives: Vec<Objective>,
+        now: DateTime<Utc>,
+    ) -> Assessment {
         let policy = Policy::default();
         let st = status::evaluate(&sources, &objectives, &policy, now);
         let none = |_: &str| None;
@@ -633,7 +664,7 @@ mod tests {
             status: &st,
             checks: &[],
             daemon: Daemon::Absent,
-            encryption: "AES-256-GCM".into(),
+            encryption: Default::default(),
             attestation: &none,
             policy,
             now,
@@ -803,6 +834,54 @@ mod tests {
         );
         assert_eq!(fine.status.verdict, Verdict::Ok);
         assert!(render(&fine).contains("class=\"banner ok\""));
+    }
+
+    /// A region-failure objective nothing covers: the page is at risk and
+    /// says why, though the source is ok; attested as covered elsewhere, the
+    /// page shows what covers it, who attested it and when.
+    #[test]
+    fn an_uncovered_objective_is_at_risk_on_the_page_until_attested() {
+        let region = |covered: Option<lifeboat_dr::objectives::CoveredElsewhere>| Objective {
+            scenario: "region-failure".into(),
+            rto: TimeDelta::minutes(15),
+            rpo: TimeDelta::minutes(5),
+            priority: Some("P0".into()),
+            covered_elsewhere: covered,
+        };
+        let corruption = Objective {
+            scenario: "database-corruption".into(),
+            rto: TimeDelta::minutes(30),
+            rpo: TimeDelta::hours(1),
+            priority: Some("P1".into()),
+            covered_elsewhere: None,
+        };
+        let src = || {
+            vec![source(
+                "db",
+                vec![snap("s1", at(1), 100)],
+                vec![drill("db", true, at(1))],
+            )]
+        };
+        let now = at(1) + TimeDelta::minutes(1);
+        let a = assess_with(src(), vec![corruption.clone(), region(None)], now);
+        assert_eq!(a.status.sources[0].verdict, Verdict::Ok);
+        let page = render(&a);
+        assert!(page.contains("class=\"banner risk\""));
+        assert!(page.contains("objective region-failure (P0) is covered by nothing"));
+        assert!(page.contains("<span class=\"badge risk\">not measured</span>"));
+
+        let attested = lifeboat_dr::objectives::CoveredElsewhere {
+            covered_by: "a <replica> in eu-west".into(),
+            attested_by: "alice".into(),
+            attested_at: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        };
+        let a = assess_with(src(), vec![corruption, region(Some(attested))], now);
+        assert_eq!(a.status.verdict, Verdict::Ok);
+        let page = render(&a);
+        assert!(page.contains("class=\"banner ok\""));
+        assert!(page.contains("<span class=\"badge info\">covered elsewhere</span>"));
+        assert!(page.contains("<em>a &lt;replica&gt; in eu-west</em>"));
+        assert!(page.contains("(attested by alice on 2026-11-30)"));
     }
 
     #[test]
