@@ -179,7 +179,7 @@ async fn append_only_backup_never_deletes_or_overwrites() {
         .await
         .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Usage, "{e}");
-    let e = repo.remove_key("anything").await.unwrap_err();
+    let e = repo.remove_key("anything", true).await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Usage, "{e}");
     // A raw delete or overwrite through the repository's storage.
     let snap_key = format!("{SNAPSHOTS_PREFIX}{a}");
