@@ -1989,4 +1989,80 @@ sources:
         );
         assert!(e.to_string().contains("test.yaml:6"), "{e}");
     }
+
+    #[test]
+    fn quiesce_commands_take_an_env_list_of_names() {
+        let ok = parse(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        pre: [[systemctl, stop, app]]
+        post:
+          - [systemctl, start, app]
+          - {command: [kubectl, scale, deploy/x, --replicas=1], env: [KUBECONFIG, HOME]}
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let c = ok
+            .source("db")
+            .unwrap()
+            .quiesce
+            .clone()
+            .unwrap()
+            .commands
+            .unwrap();
+        assert_eq!(c.pre[0].argv, ["systemctl", "stop", "app"]);
+        assert!(c.pre[0].env.is_empty());
+        assert_eq!(c.post[1].argv[0], "kubectl");
+        assert_eq!(c.post[1].env, ["KUBECONFIG", "HOME"]);
+        assert_eq!(c.post[1].display(), "kubectl scale deploy/x --replicas=1");
+
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        post:
+          - {command: [a], env: [\"X=1\", \"\", 9LIVES]}
+          - {command: [], env: [OK_NAME]}
+",
+        );
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        assert_eq!(problems.len(), 4, "{all}");
+        assert!(
+            all.contains("sources.db.quiesce.commands.post[0].env: \"X=1\""),
+            "{all}"
+        );
+        assert!(all.contains("names only"), "{all}");
+        assert!(
+            all.contains("every command is a non-empty argument vector"),
+            "{all}"
+        );
+
+        // An unknown key of the long form is located, like every other.
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        post:
+          - {argv: [a]}
+",
+        );
+        assert!(e.to_string().contains("test.yaml:9"), "{e}");
+    }
 }
