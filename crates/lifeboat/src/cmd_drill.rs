@@ -138,7 +138,8 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
             if r.ok { "ok" } else { "FAILED" }.to_string(),
             human(r.rto_seconds),
             human(r.rpo_seconds),
-            r.failure.as_deref().unwrap_or("").to_string(),
+            // One line per drill: a multi-line reason joined.
+            r.failure.as_deref().unwrap_or("").replace('\n', " "),
         ]);
     }
     print!("{}", t.render());
@@ -163,7 +164,10 @@ fn text(d: &Stored<DrillRecord>) -> String {
             if st.ok { "ok" } else { "FAIL" },
             st.name,
             format!("{:.1}s", st.seconds),
+            // A multi-line detail (pg_restore's message) stays under its step.
             st.detail
+                .trim_end()
+                .replace('\n', "\n                               ")
         );
     }
     for diff in &r.differences {
