@@ -194,9 +194,12 @@ fn free_port() -> Result<u16, ClusterError> {
         .port())
 }
 
+/// initdb, pg_ctl and postgres of a throwaway cluster: stricter than
+/// [`crate::tools::child_command`] (no inherited `LANG`/`LC_*`/`TZ` either, so
+/// every throwaway cluster is the same: C locale, a fixed `PATH`).
 fn command(program: PathBuf, owner: Option<(u32, u32)>, cwd: &Path) -> Command {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(program);
+    let mut cmd = crate::tools::child_command(program);
     cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("LC_ALL", "C")

@@ -179,7 +179,7 @@ impl PgDump {
         snapshot: Option<&str>,
         scope: &DumpScope,
     ) -> Result<Self, DumpError> {
-        let mut cmd = Command::new(&tools.pg_dump);
+        let mut cmd = crate::tools::child_command(&tools.pg_dump);
         cfg.apply_to_command(&mut cmd)?;
         cmd.args(["--format=custom", "--compress=0", "--no-password"]);
         if let Some(s) = snapshot {
@@ -325,7 +325,7 @@ impl PgRestore {
         cfg: &ConnConfig,
         opts: &RestoreOptions,
     ) -> Result<Command, DumpError> {
-        let mut cmd = Command::new(&tools.pg_restore);
+        let mut cmd = crate::tools::child_command(&tools.pg_restore);
         cfg.apply_to_command(&mut cmd)?;
         // -d with the database name only (no credentials in it); the rest is in PG*.
         cmd.arg("--dbname").arg(&cfg.dbname);

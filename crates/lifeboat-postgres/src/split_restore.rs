@@ -39,7 +39,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -570,7 +570,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<()>, DumpError>>,
 {
-    let mut cmd = Command::new(&tools.pg_restore);
+    let mut cmd = crate::tools::child_command(&tools.pg_restore);
     cmd.arg("--data-only")
         .arg("--use-list")
         .arg(list)
@@ -821,7 +821,7 @@ fn list_items(
 }
 
 fn run_pg_restore(tools: &PgTools, args: &[&std::ffi::OsStr]) -> Result<String, DumpError> {
-    let out = Command::new(&tools.pg_restore)
+    let out = crate::tools::child_command(&tools.pg_restore)
         .args(args)
         .stdin(Stdio::null())
         .output()

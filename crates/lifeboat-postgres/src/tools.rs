@@ -106,12 +106,43 @@ pub fn parse_version_output(output: &str) -> Option<ToolVersion> {
     })
 }
 
+/// The names of Lifeboat's own environment every child process inherits:
+/// `PATH`, `LANG`, `LC_*` and `TZ` (where programs are, how they speak and
+/// print times). Nothing else: not `LIFEBOAT_PASSWORD`, the API token, cloud
+/// credentials (`AWS_*`), `KUBECONFIG` or `HOME`. A child that needs more is
+/// given it by name ([`child_command`]'s callers; quiesce commands' `env:`).
+/// The policy is documented in `docs/postgres.md` ("Child processes").
+pub fn is_inherited_name(name: &str) -> bool {
+    matches!(name, "PATH" | "LANG" | "TZ") || name.starts_with("LC_")
+}
+
+/// The `(name, value)` pairs of Lifeboat's environment that [`is_inherited_name`]
+/// lets through, plus the variables named in `extra` that are set (names
+/// only; values always come from Lifeboat's own environment).
+pub fn child_env<S: AsRef<str>>(extra: &[S]) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| is_inherited_name(k) || extra.iter().any(|e| e.as_ref() == k))
+        })
+        .collect()
+}
+
+/// A command for `program` (a pg tool, or any child of Lifeboat) whose
+/// environment is cleared and refilled with [`child_env`] only. Callers add
+/// what the child needs (for pg tools: the `PG*` variables of
+/// `ConnConfig::apply_to_command`). Every child process of this crate is
+/// made here.
+pub fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().envs(child_env::<&str>(&[]));
+    cmd
+}
+
 /// Runs `<program> --version` and parses it.
 pub fn tool_version(program: &Path) -> Result<ToolVersion, ToolsError> {
-    let out = Command::new(program)
+    let out = child_command(program)
         .arg("--version")
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
         .output()
         .map_err(|e| ToolsError::Version {
             program: program.to_path_buf(),

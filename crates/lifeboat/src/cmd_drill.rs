@@ -80,20 +80,26 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
         print!("{}", text(&done));
     }
     if done.record.ok {
-        Ok(OK)
-    } else {
-        Err(fail(
-            VERIFY_FAILED,
-            format!(
-                "the drill of {} FAILED: {}",
-                done.record.source,
-                done.record
-                    .failure
-                    .as_deref()
-                    .unwrap_or("no reason recorded")
-            ),
-        ))
+        return Ok(OK);
     }
+    // A person reads the reason once: in the text report, the failed
+    // step's line (or its `failure:` line), so the error only says where.
+    // With --json the document on stdout is for programs and the error on
+    // stderr is the one human-readable account, so it carries the reason.
+    let r = &done.record;
+    let at = match failed_step(r) {
+        Some(step) => format!(" in its {step} step"),
+        None => String::new(),
+    };
+    let reason = if ctx.json() {
+        format!(": {}", r.failure.as_deref().unwrap_or("no reason recorded"))
+    } else {
+        " (the reason is above)".to_string()
+    };
+    Err(fail(
+        VERIFY_FAILED,
+        format!("the drill of {}{at} FAILED{reason}", r.source),
+    ))
 }
 
 pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
@@ -111,24 +117,32 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
         println!("no drills recorded; run `lifeboat drill --source NAME`");
         return Ok(OK);
     }
-    println!(
-        "{:<10} {:<20} {:<18} {:<9} {:<7} {:>9} {:>9}  failure",
-        "id", "started (UTC)", "source", "snapshot", "result", "RTO", "RPO"
-    );
+    use crate::table::{Align::*, Table};
+    let mut t = Table::new(&[
+        ("id", Left),
+        ("started (UTC)", Left),
+        ("source", Left),
+        ("snapshot", Left),
+        ("result", Left),
+        ("RTO", Right),
+        ("RPO", Right),
+        ("failure", Left),
+    ]);
     for d in &all {
         let r = &d.record;
-        println!(
-            "{:<10} {:<20} {:<18} {:<9} {:<7} {:>9} {:>9}  {}",
-            &d.id[..8.min(d.id.len())],
-            r.started.format("%Y-%m-%d %H:%M:%S"),
-            r.source,
-            r.short_snapshot(),
-            if r.ok { "ok" } else { "FAILED" },
+        t.row(vec![
+            d.id[..8.min(d.id.len())].to_string(),
+            r.started.format("%Y-%m-%d %H:%M:%S").to_string(),
+            r.source.clone(),
+            r.short_snapshot().to_string(),
+            if r.ok { "ok" } else { "FAILED" }.to_string(),
             human(r.rto_seconds),
             human(r.rpo_seconds),
-            r.failure.as_deref().unwrap_or("")
-        );
+            // One line per drill: a multi-line reason joined.
+            r.failure.as_deref().unwrap_or("").replace('\n', " "),
+        ]);
     }
+    print!("{}", t.render());
     Ok(OK)
 }
 
@@ -150,7 +164,10 @@ fn text(d: &Stored<DrillRecord>) -> String {
             if st.ok { "ok" } else { "FAIL" },
             st.name,
             format!("{:.1}s", st.seconds),
+            // A multi-line detail (pg_restore's message) stays under its step.
             st.detail
+                .trim_end()
+                .replace('\n', "\n                               ")
         );
     }
     for diff in &r.differences {
@@ -164,11 +181,19 @@ fn text(d: &Stored<DrillRecord>) -> String {
         human(r.rto_seconds),
         human(r.rpo_seconds)
     );
-    if let Some(f) = &r.failure {
+    // The failure is usually a failed step's detail, already printed above.
+    if let Some(f) = &r.failure
+        && !r.steps.iter().any(|st| !st.ok && st.detail == *f)
+    {
         s += &format!("  failure: {f}\n");
     }
     s += "  recorded in the repository (`lifeboat drills`)\n";
     s
+}
+
+/// The name of the step whose failure failed the drill.
+fn failed_step(r: &DrillRecord) -> Option<&str> {
+    r.steps.iter().find(|st| !st.ok).map(|st| st.name.as_str())
 }
 
 /// The report as Markdown, for tickets and audit trails.

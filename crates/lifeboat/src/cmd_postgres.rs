@@ -99,8 +99,9 @@ pub struct RestorePostgresArgs {
     #[arg(long)]
     pub source_unreachable: bool,
     /// Parallel jobs [default: the source's restore.jobs, else 1]; above 1 the
-    /// archive is staged to a temporary file first (free space is checked),
-    /// and every table's rows are spread over the jobs
+    /// archive is staged to a temporary file first (free space is checked);
+    /// pg_restore loads one table per job, and only the largest tables (each
+    /// at least 1/(N+1) of all table bytes) have their rows spread over the jobs
     #[arg(long = "jobs", value_name = "N")]
     pub jobs_flag: Option<u32>,
     /// The jobs in effect: --jobs, else the source's `restore.jobs`, else 1
@@ -827,7 +828,7 @@ async fn restore_staged(
         }
         if let Some(plan) = plan {
             let names: Vec<String> = plan.split_tables().iter().map(|t| t.to_string()).collect();
-            tracing::info!(tables = ?names, jobs = opts.jobs, direct = !staged.left_out.is_empty(), "rows of these tables spread over the jobs");
+            tracing::info!(tables = %names.join(", "), jobs = opts.jobs, direct = !staged.left_out.is_empty(), "rows of these tables spread over the jobs");
             touched.store(true, Ordering::SeqCst);
             if staged.left_out.is_empty() {
                 return split_restore::restore(
@@ -943,6 +944,8 @@ struct RestoreResult {
     split_rows_from: Option<String>,
     verified: Option<bool>,
     differences: Vec<FactDiff>,
+    /// `resumed`, `left_stopped` (verification failed), `none` (nothing
+    /// configured stops writers of this target) or `not_stopped` (--no-quiesce).
     writers: &'static str,
 }
 
@@ -1289,7 +1292,10 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
     let resume_on_verify_failure = quiesce_cfg
         .as_ref()
         .is_some_and(|q| q.resume_on_verify_failure);
-    let has_writers = quiesce_cfg.is_some() && !a.no_quiesce;
+    // Whether any writers are stopped (and so resumed or left stopped): not
+    // with --no-quiesce, nor without quiesce settings that stop something.
+    let has_writers = quiescer.stops_writers();
+    let no_writers = if a.no_quiesce { "not_stopped" } else { "none" };
     if !ctx.global.quiet {
         eprintln!(
             "restoring snapshot {} ({} of {}, taken {}) into {}; writers: {}",
@@ -1413,7 +1419,7 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
         split_rows_from: outcome.split_rows_from.clone(),
         verified: None,
         differences: Vec::new(),
-        writers: "resumed",
+        writers: if has_writers { "resumed" } else { no_writers },
     };
     if a.no_verify {
         eprintln!(
@@ -1454,7 +1460,17 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
         return Ok(OK);
     }
     result.differences = diffs;
-    let writers_msg = if resume_on_verify_failure {
+    let writers_msg = if !has_writers {
+        if a.no_quiesce {
+            "the writers were not stopped (--no-quiesce); keep traffic away from it until it is \
+             restored again"
+                .to_string()
+        } else {
+            "no writers are configured to stop (no quiesce settings for this target); keep \
+             traffic away from it until it is restored again"
+                .to_string()
+        }
+    } else if resume_on_verify_failure {
         result.writers = "resumed";
         match guard.resume().await {
             Ok(()) => "the writers were brought back anyway (quiesce.resume_on_verify_failure)"
@@ -1493,12 +1509,17 @@ fn report_restore(ctx: &Ctx, r: &RestoreResult) -> Result<()> {
         Some(false) => "verification FAILED",
         None => "not verified",
     };
+    let writers = match r.writers {
+        "none" => "no writers configured",
+        "not_stopped" => "writers not stopped (--no-quiesce)",
+        "left_stopped" => "writers left stopped",
+        _ => "writers resumed",
+    };
     println!(
-        "restored snapshot {} into {} in {:.1} s; {verified}; writers {}",
+        "restored snapshot {} into {} in {:.1} s; {verified}; {writers}",
         &r.snapshot[..r.snapshot.len().min(8)],
         r.target,
         r.restore_seconds,
-        r.writers.replace('_', " ")
     );
     if !r.split_tables.is_empty() && !ctx.global.quiet {
         eprintln!(

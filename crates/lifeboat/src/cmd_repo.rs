@@ -291,20 +291,24 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
             if ctx.json() {
                 print_json(&keys)?;
             } else {
-                println!(
-                    "{:<34} {:<10} {:<20} {:<20} LABEL",
-                    "ID", "KIND", "CREATED", "HOST"
-                );
+                use crate::table::{Align::*, Table};
+                let mut t = Table::new(&[
+                    ("ID", Left),
+                    ("KIND", Left),
+                    ("CREATED", Left),
+                    ("HOST", Left),
+                    ("LABEL", Left),
+                ]);
                 for k in keys {
-                    println!(
-                        "{:<34} {:<10} {:<20} {:<20} {}",
+                    t.row(vec![
                         format!("{}{}", if k.current { "*" } else { " " }, k.id),
-                        k.kind,
-                        k.created.format("%Y-%m-%d %H:%M"),
-                        k.hostname,
-                        k.label.unwrap_or_default()
-                    );
+                        k.kind.to_string(),
+                        k.created.format("%Y-%m-%d %H:%M").to_string(),
+                        k.hostname.clone(),
+                        k.label.unwrap_or_default(),
+                    ]);
                 }
+                print!("{}", t.render());
             }
         }
         KeyCommand::Remove { id, force } => {
@@ -368,25 +372,31 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
         print_json(&rows)?;
         return Ok(OK);
     }
-    println!(
-        "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}  SCOPE",
-        "ID", "TIME (UTC)", "SOURCE", "KIND", "SIZE", "ADDED"
-    );
+    use crate::table::{Align::*, Table};
+    let mut t = Table::new(&[
+        ("ID", Left),
+        ("TIME (UTC)", Left),
+        ("SOURCE", Left),
+        ("KIND", Left),
+        ("SIZE", Right),
+        ("ADDED", Right),
+        ("SCOPE", Left),
+    ]);
     let mut partial = 0;
     for s in &snaps {
         let scope = s.snapshot.scope();
         partial += usize::from(!scope.is_full());
-        println!(
-            "{:<10} {:<20} {:<24} {:<9} {:>11} {:>11}  {}",
-            s.short_id(),
-            s.snapshot.time.format("%Y-%m-%d %H:%M:%S"),
-            s.snapshot.source,
-            s.snapshot.kind,
+        t.row(vec![
+            s.short_id().to_string(),
+            s.snapshot.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+            s.snapshot.source.clone(),
+            s.snapshot.kind.clone(),
             human_bytes(s.snapshot.items.iter().map(|i| i.size).sum()),
             human_bytes(s.snapshot.stats.bytes_stored),
-            scope
-        );
+            scope.to_string(),
+        ]);
     }
+    print!("{}", t.render());
     println!("{} snapshots", snaps.len());
     if partial > 0 {
         println!(

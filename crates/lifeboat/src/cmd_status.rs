@@ -53,17 +53,17 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     if ctx.json() {
         print_json(st)?;
     } else {
-        println!(
-            "{:<20} {:<9} {:<22} {:>10} {:>18} {:<28} {:>10} {:>18}",
-            "source",
-            "verdict",
-            "last backup (UTC)",
-            "RPO now",
-            "RPO objective",
-            "last drill",
-            "RTO",
-            "RTO objective"
-        );
+        use crate::table::{Align::*, Table};
+        let mut t = Table::new(&[
+            ("source", Left),
+            ("verdict", Left),
+            ("last backup (UTC)", Left),
+            ("RPO now", Right),
+            ("RPO objective", Right),
+            ("last drill", Left),
+            ("RTO", Right),
+            ("RTO objective", Right),
+        ]);
         for s in &st.sources {
             let drill = match &s.last_drill {
                 Some(d) => format!(
@@ -73,10 +73,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                 ),
                 None => "never".into(),
             };
-            println!(
-                "{:<20} {:<9} {:<22} {:>10} {:>18} {:<28} {:>10} {:>18}",
-                s.source,
-                s.verdict.as_str(),
+            t.row(vec![
+                s.source.clone(),
+                s.verdict.as_str().to_string(),
                 s.last_backup
                     .as_ref()
                     .map(|b| b.time.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -88,12 +87,13 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                     .as_ref()
                     .map(|d| human(d.rto_seconds))
                     .unwrap_or("-".into()),
-                describe_target(&s.objectives.rto)
-            );
+                describe_target(&s.objectives.rto),
+            ]);
             for r in &s.reasons {
-                println!("    - {r}");
+                t.note(format!("    - {r}"));
             }
         }
+        print!("{}", t.render());
         print_objectives(st);
         println!(
             "\noverall: {} ({}) as of {}",
@@ -156,8 +156,19 @@ pub async fn readiness(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     if ctx.json() {
         print_json(r)?;
     } else {
+        let id_width = r
+            .items
+            .iter()
+            .map(|i| i.id.chars().count())
+            .max()
+            .unwrap_or(0);
         for it in &r.items {
-            println!("[{:<14}] {:<24} {}", it.state.as_str(), it.id, it.title);
+            println!(
+                "[{:<14}] {:<id_width$} {}",
+                it.state.as_str(),
+                it.id,
+                it.title
+            );
             if !it.detail.is_empty() {
                 println!("{:>18} {}", "", it.detail);
             }

@@ -74,6 +74,11 @@ pub async fn run(ctx: &Ctx, a: UnquiesceArgs) -> Result<i32> {
             let q = src.quiesce.as_ref().filter(|q| !q.workloads().is_empty());
             match q {
                 Some(q) => vec![(name.as_str(), q)],
+                None if has_post_commands(src.quiesce.as_ref()) => {
+                    // Commands only: nothing to scale; the result is what to
+                    // run by hand (as docs/postgres.md says), exit 0.
+                    return print_commands_only(ctx, name, src.quiesce.as_ref());
+                }
                 None => {
                     return Err(usage(format!(
                         "source {name} quiesces no Kubernetes workloads (no quiesce.deployments or \
@@ -96,6 +101,25 @@ pub async fn run(ctx: &Ctx, a: UnquiesceArgs) -> Result<i32> {
             .collect(),
     };
     if chosen.is_empty() {
+        let with_commands: Vec<&str> = cfg
+            .sources
+            .iter()
+            .filter(|(_, s)| has_post_commands(s.quiesce.as_ref()))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if let [only] = with_commands.as_slice() {
+            let q = cfg.sources[*only].quiesce.as_ref();
+            return print_commands_only(ctx, only, q);
+        }
+        if !with_commands.is_empty() {
+            return Err(usage(format!(
+                "no source in {} lists quiesce.deployments or quiesce.statefulsets; sources {} \
+                 quiesce with commands, which unquiesce does not run: pass --source NAME to see \
+                 the post commands to run",
+                cfg.origin,
+                with_commands.join(", ")
+            )));
+        }
         return Err(usage(format!(
             "nothing to unquiesce: no source in {} lists quiesce.deployments or quiesce.statefulsets",
             cfg.origin
@@ -199,6 +223,45 @@ fn line(e: &Entry) -> String {
     format!("{} (source {}): {what}", e.workload, e.source)
 }
 
+fn has_post_commands(q: Option<&Quiesce>) -> bool {
+    q.and_then(|q| q.commands.as_ref())
+        .is_some_and(|c| !c.post.is_empty())
+}
+
+/// The result for a source quiesced by commands only: its `post` commands,
+/// which Lifeboat does not run (it keeps no record of whether `pre` ran).
+#[derive(Serialize)]
+struct CommandsOnly<'a> {
+    source: &'a str,
+    workloads: [(); 0],
+    /// `quiesce.commands.post`, each an argument vector, to run by hand.
+    post_commands: Vec<&'a [String]>,
+}
+
+fn print_commands_only(ctx: &Ctx, name: &str, q: Option<&Quiesce>) -> Result<i32> {
+    let post: Vec<&[String]> = q
+        .and_then(|q| q.commands.as_ref())
+        .map(|c| c.post.iter().map(|c| c.argv.as_slice()).collect())
+        .unwrap_or_default();
+    if ctx.json() {
+        print_json(&CommandsOnly {
+            source: name,
+            workloads: [],
+            post_commands: post,
+        })?;
+    } else {
+        println!(
+            "source {name} is quiesced by commands only, which unquiesce does not run (Lifeboat \
+             keeps no record of whether their pre commands ran); if its restore did not finish, \
+             bring the writers back yourself with:"
+        );
+        for c in post {
+            println!("  {}", c.join(" "));
+        }
+    }
+    Ok(OK)
+}
+
 /// `: source NAME also quiesces with commands …` when it has commands.
 fn commands_note(name: &str, q: Option<&Quiesce>) -> String {
     let Some(c) = q.and_then(|q| q.commands.as_ref()) else {
@@ -207,7 +270,7 @@ fn commands_note(name: &str, q: Option<&Quiesce>) -> String {
     if c.post.is_empty() {
         return String::new();
     }
-    let cmds: Vec<String> = c.post.iter().map(|c| c.join(" ")).collect();
+    let cmds: Vec<String> = c.post.iter().map(|c| c.display()).collect();
     format!(
         ": source {name} also quiesces with commands, which unquiesce does not run; if its \
          restore did not finish, run them yourself: {}",

@@ -912,12 +912,23 @@ impl Quiesce {
             ));
         }
         if let Some(c) = &self.commands {
-            let no_program = |argv: &Vec<String>| argv.first().is_none_or(|p| p.is_empty());
+            let no_program = |c: &QuiesceCommand| c.argv.first().is_none_or(|p| p.is_empty());
             for (which, list) in [("pre", &c.pre), ("post", &c.post)] {
                 if list.iter().any(no_program) {
                     problems.push(format!(
                         "{at}.quiesce.commands.{which}: every command is a non-empty argument vector, e.g. [systemctl, stop, app]"
                     ));
+                }
+                for (i, cmd) in list.iter().enumerate() {
+                    for name in &cmd.env {
+                        if !is_env_name(name) {
+                            problems.push(format!(
+                                "{at}.quiesce.commands.{which}[{i}].env: {name:?} is not a variable name; \
+                                 list names only (e.g. [KUBECONFIG, HOME]): the values come from \
+                                 Lifeboat's own environment"
+                            ));
+                        }
+                    }
                 }
             }
         }
@@ -954,9 +965,90 @@ impl Quiesce {
 #[serde(deny_unknown_fields)]
 pub struct QuiesceCommands {
     #[serde(default)]
-    pub pre: Vec<Vec<String>>,
+    pub pre: Vec<QuiesceCommand>,
     #[serde(default)]
-    pub post: Vec<Vec<String>>,
+    pub post: Vec<QuiesceCommand>,
+}
+
+/// One quiesce command: an argument vector (`[systemctl, stop, app]`), or
+/// `{command: [kubectl, scale, …], env: [KUBECONFIG, HOME]}` when it needs
+/// more of Lifeboat's environment than every child gets (`PATH`, `LANG`,
+/// `LC_*`, `TZ`; see "Child processes" in `docs/postgres.md`). `env` holds
+/// names only: the values are Lifeboat's own, never written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QuiesceCommand {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+}
+
+impl From<Vec<String>> for QuiesceCommand {
+    fn from(argv: Vec<String>) -> Self {
+        QuiesceCommand { argv, env: vec![] }
+    }
+}
+
+impl QuiesceCommand {
+    /// The command as an operator would type it (argument vector joined).
+    pub fn display(&self) -> String {
+        self.argv.join(" ")
+    }
+}
+
+/// The long form of [`QuiesceCommand`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuiesceCommandMap {
+    command: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+}
+
+// By hand rather than `#[serde(untagged)]`: an untagged enum's error is "data
+// did not match any variant", while this keeps the located error of the form
+// that was written (a list, or a map with `command` and `env`).
+impl<'de> Deserialize<'de> for QuiesceCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = QuiesceCommand;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "an argument vector ([program, arg, …]) or {command: [program, arg, …], env: [NAME, …]}",
+                )
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let argv =
+                    Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(a))?;
+                Ok(argv.into())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let m = QuiesceCommandMap::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(a),
+                )?;
+                Ok(QuiesceCommand {
+                    argv: m.command,
+                    env: m.env,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether `name` is an environment variable name a command may ask for:
+/// letters, digits and `_`, not starting with a digit.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A source's restore drills (`drill:`).
@@ -2315,5 +2407,81 @@ sources:
 ",
         );
         assert!(e.to_string().contains("test.yaml:6"), "{e}");
+    }
+
+    #[test]
+    fn quiesce_commands_take_an_env_list_of_names() {
+        let ok = parse(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        pre: [[systemctl, stop, app]]
+        post:
+          - [systemctl, start, app]
+          - {command: [kubectl, scale, deploy/x, --replicas=1], env: [KUBECONFIG, HOME]}
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let c = ok
+            .source("db")
+            .unwrap()
+            .quiesce
+            .clone()
+            .unwrap()
+            .commands
+            .unwrap();
+        assert_eq!(c.pre[0].argv, ["systemctl", "stop", "app"]);
+        assert!(c.pre[0].env.is_empty());
+        assert_eq!(c.post[1].argv[0], "kubectl");
+        assert_eq!(c.post[1].env, ["KUBECONFIG", "HOME"]);
+        assert_eq!(c.post[1].display(), "kubectl scale deploy/x --replicas=1");
+
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        post:
+          - {command: [a], env: [\"X=1\", \"\", 9LIVES]}
+          - {command: [], env: [OK_NAME]}
+",
+        );
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        assert_eq!(problems.len(), 4, "{all}");
+        assert!(
+            all.contains("sources.db.quiesce.commands.post[0].env: \"X=1\""),
+            "{all}"
+        );
+        assert!(all.contains("names only"), "{all}");
+        assert!(
+            all.contains("every command is a non-empty argument vector"),
+            "{all}"
+        );
+
+        // An unknown key of the long form is located, like every other.
+        let e = parse_err(
+            "repository: {url: /r}
+sources:
+  db:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\"}
+    quiesce:
+      commands:
+        post:
+          - {argv: [a]}
+",
+        );
+        assert!(e.to_string().contains("test.yaml:9"), "{e}");
     }
 }

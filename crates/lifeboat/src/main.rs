@@ -3,6 +3,7 @@
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
 mod assess;
+mod child;
 mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;
@@ -23,7 +24,9 @@ mod progress;
 mod quiesce;
 mod secrets;
 mod serve;
+mod stderr;
 mod stream_command;
+mod table;
 
 use std::path::PathBuf;
 
@@ -333,18 +336,26 @@ fn init_logging(daemon: bool) {
             "warn,kube_client=off"
         })
     });
-    if daemon && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    // Colour only for a person at a terminal; a file or a log collector gets
+    // plain text. Writes go through `stderr::Stderr`, which survives a closed
+    // pipe (see there); tracing's own report of a failed write would be an
+    // `eprintln!`, which panics on that pipe, so it is off.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if daemon && !terminal {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(|| stderr::Stderr)
+            .log_internal_errors(false)
             .with_target(false)
             .init();
         return;
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| stderr::Stderr)
+        .log_internal_errors(false)
+        .with_ansi(terminal)
         .with_target(false)
         .init();
 }

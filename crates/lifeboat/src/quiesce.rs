@@ -35,7 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::quiesce::{Kind, Notify, ResumeOutcome, Scaler, Workload};
 
-use crate::config::Quiesce;
+use crate::config::{Quiesce, QuiesceCommand};
 
 /// A boxed future, so that [`Quiescer`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -52,6 +52,11 @@ pub trait Quiescer: Send {
     fn resume(&mut self) -> BoxFuture<'_, Result<()>>;
     /// What an operator runs to bring writers back by hand.
     fn manual_resume_hint(&self) -> String;
+    /// Whether this stops anything at all (false for [`NoQuiesce`]), so that
+    /// messages say "no writers configured" rather than "writers resumed".
+    fn stops_writers(&self) -> bool {
+        true
+    }
 }
 
 /// No writers to stop.
@@ -70,30 +75,35 @@ impl Quiescer for NoQuiesce {
     fn manual_resume_hint(&self) -> String {
         "nothing to do".into()
     }
+    fn stops_writers(&self) -> bool {
+        false
+    }
 }
 
 /// Configured commands: `pre` stop the writers, `post` bring them back. Each is
-/// an argument vector run without a shell; stdout and stderr go to Lifeboat's
-/// stderr. `post` runs every command even when one fails.
+/// an argument vector run without a shell, with only the environment of
+/// [`crate::child`] plus the names its `env:` lists; its stdout and stderr go
+/// to Lifeboat's stderr. `post` runs every command even when one fails.
 pub struct Commands {
-    pub pre: Vec<Vec<String>>,
-    pub post: Vec<Vec<String>>,
+    pub pre: Vec<QuiesceCommand>,
+    pub post: Vec<QuiesceCommand>,
 }
 
-async fn run(argv: &[String]) -> Result<()> {
-    let Some((prog, args)) = argv.split_first() else {
+async fn run(c: &QuiesceCommand) -> Result<()> {
+    let Some((prog, args)) = c.argv.split_first() else {
         bail!("an empty quiesce command");
     };
-    let status = tokio::process::Command::new(prog)
+    let shown = c.display();
+    let status = crate::child::command(prog, &c.env)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::inherit())
+        .stdout(crate::child::stderr_as_stdout())
         .stderr(std::process::Stdio::inherit())
         .status()
         .await
-        .map_err(|e| anyhow!("starting quiesce command {argv:?}: {e}"))?;
+        .map_err(|e| anyhow!("starting quiesce command `{shown}`: {e}"))?;
     if !status.success() {
-        bail!("quiesce command {argv:?} failed ({status})");
+        bail!("quiesce command `{shown}` failed ({status})");
     }
     Ok(())
 }
@@ -130,7 +140,7 @@ impl Quiescer for Commands {
         })
     }
     fn manual_resume_hint(&self) -> String {
-        let cmds: Vec<String> = self.post.iter().map(|c| c.join(" ")).collect();
+        let cmds: Vec<String> = self.post.iter().map(QuiesceCommand::display).collect();
         format!("run: {}", cmds.join(" && "))
     }
 }
@@ -471,8 +481,8 @@ fn resume_blocking(mut q: Box<dyn Quiescer>) {
 mod tests {
     use super::*;
 
-    fn sh(s: &str) -> Vec<String> {
-        vec!["sh".into(), "-c".into(), s.into()]
+    fn sh(s: &str) -> QuiesceCommand {
+        vec!["sh".into(), "-c".into(), s.into()].into()
     }
 
     fn logging(l: &str) -> Commands {
@@ -488,7 +498,7 @@ mod tests {
         let log = dir.path().join("log");
         let l = log.display().to_string();
         let q = Commands {
-            pre: vec![sh(&format!("echo pre >> {l}")), vec!["false".into()]],
+            pre: vec![sh(&format!("echo pre >> {l}")), vec!["false".into()].into()],
             post: vec![sh(&format!("echo post >> {l}"))],
         };
         assert!(Quiesced::stop(Box::new(q)).await.is_err());
@@ -568,7 +578,7 @@ mod tests {
         let part = |name: &str, fail: bool| -> Box<dyn Quiescer> {
             Box::new(Commands {
                 pre: vec![if fail {
-                    vec!["false".into()]
+                    vec!["false".into()].into()
                 } else {
                     sh(&format!("echo {name}-pre >> {l}"))
                 }],

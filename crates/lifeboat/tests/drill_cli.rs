@@ -357,9 +357,13 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let metrics = loop {
         let (_, m) = daemon.get("/metrics", Some(TOKEN));
-        if m.contains("lifeboat_drills_total{source=\"db\",result=\"passed\"}")
-            && m.contains("lifeboat_check_last_success_timestamp_seconds ")
-        {
+        // The counter exists at 0 from the daemon's start: wait for a pass.
+        let passed = m
+            .lines()
+            .find_map(|l| l.strip_prefix("lifeboat_drills_total{source=\"db\",result=\"passed\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if passed >= 1.0 && m.contains("lifeboat_check_last_success_timestamp_seconds ") {
             break m;
         }
         assert!(Instant::now() < deadline, "no scheduled drill passed: {m}");

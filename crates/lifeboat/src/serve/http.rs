@@ -138,7 +138,7 @@ async fn metrics(State(d): D) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        d.metrics.render(),
+        super::metrics::render(&d.metrics),
     )
         .into_response()
 }

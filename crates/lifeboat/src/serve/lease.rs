@@ -131,8 +131,8 @@ pub async fn run(
                 tracing::warn!(error = %e, "cannot read the daemon lease; retrying");
                 if active && last_renewed.elapsed() >= duration {
                     tracing::error!(
-                        "could not renew the daemon lease for {:?}: stepping down so that a standby may take over",
-                        duration
+                        "could not renew the daemon lease for {} s: stepping down so that a standby may take over",
+                        duration.as_secs()
                     );
                     set_role(
                         &role,
@@ -159,7 +159,8 @@ pub async fn run(
                                 tracing::warn!(error = %e, "cannot renew the daemon lease");
                                 if active && last_renewed.elapsed() >= duration {
                                     tracing::error!(
-                                        "could not renew the daemon lease for {duration:?}: stepping down so that a standby may take over"
+                                        "could not renew the daemon lease for {} s: stepping down so that a standby may take over",
+                                        duration.as_secs()
                                     );
                                     set_role(
                                         &role,

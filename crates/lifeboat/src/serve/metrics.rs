@@ -3,6 +3,13 @@
 //! Recorded through the `metrics` facade into a Prometheus recorder whose
 //! handle renders `/metrics`. Gauges derived from the clock (`rpo_seconds`)
 //! are set at render time from the daemon's state.
+//!
+//! Every counter, histogram and state gauge exists from start
+//! ([`daemon_started`], [`source_started`]); the families that stay absent
+//! until there is something to say (a time that has not happened yet) are
+//! marked "absent until …" in `docs/daemon.md` and `docs/drills.md`, and a
+//! test holds both to it. The exporter renders families in hash-map order,
+//! different at every scrape; [`render`] puts them in a stable order.
 
 use anyhow::{Context, Result};
 use metrics::{
@@ -180,6 +187,108 @@ fn describe() {
     );
 }
 
+/// The families of the daemon as a whole that exist from start; called once
+/// the recorder is installed.
+pub fn daemon_started() {
+    counter!(PRUNE_FAILURES).absolute(0);
+    lease_active(false);
+}
+
+/// The families of source `name` that exist from start: counters at 0, the
+/// running gauges at 0, the duration histograms with empty buckets. (Times
+/// that have not happened yet stay absent: see the module docs.)
+pub fn source_started(name: &str) {
+    let s = || name.to_string();
+    for c in [BACKUPS, BYTES_READ, BYTES_STORED, OVERLAPS, FORGOTTEN] {
+        counter!(c, "source" => s()).absolute(0);
+    }
+    for result in ["passed", "failed", "error"] {
+        counter!(DRILLS, "source" => s(), "result" => result).absolute(0);
+    }
+    for result in ["success", "failure"] {
+        counter!(RESTORES, "source" => s(), "result" => result).absolute(0);
+    }
+    // Registering a histogram is enough for it to render (empty buckets).
+    let _ = histogram!(BACKUP_DURATION, "source" => s());
+    let _ = histogram!(RESTORE_DURATION, "source" => s());
+    running(name, false);
+    drill_running(name, false);
+    snapshots(name, 0);
+}
+
+/// The scrape payload, families sorted by name and each family's series by
+/// their labels, so that two scrapes list them in the same order (the
+/// exporter's own order is a hash map's).
+pub fn render(handle: &PrometheusHandle) -> String {
+    stable_order(&handle.render())
+}
+
+/// See [`render`]. The exporter separates families by a blank line; within
+/// one, `# HELP`/`# TYPE` come first, then the series: a histogram's or
+/// summary's series is a run of lines ending in its `_count` line, kept in
+/// its order (the buckets' `le` order matters); other series are one line.
+fn stable_order(text: &str) -> String {
+    let mut families: Vec<(String, String)> = Vec::new();
+    for block in text.split("\n\n") {
+        let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let (head, samples): (Vec<&str>, Vec<&str>) =
+            lines.iter().partition(|l| l.starts_with('#'));
+        let name = head
+            .iter()
+            .find_map(|l| l.split_whitespace().nth(2))
+            .or_else(|| samples.first().map(|l| series_name(l)))
+            .unwrap_or("")
+            .to_string();
+        let grouped = head.iter().any(|l| {
+            l.starts_with("# TYPE") && (l.ends_with(" histogram") || l.ends_with(" summary"))
+        });
+        let mut series: Vec<Vec<&str>> = Vec::new();
+        if grouped {
+            let mut cur = Vec::new();
+            for l in samples {
+                cur.push(l);
+                if series_name(l).ends_with("_count") {
+                    series.push(std::mem::take(&mut cur));
+                }
+            }
+            if !cur.is_empty() {
+                series.push(cur);
+            }
+        } else {
+            series = samples.into_iter().map(|l| vec![l]).collect();
+        }
+        series.sort_by(|a, b| series_labels(a[0]).cmp(series_labels(b[0])).then(a.cmp(b)));
+        let mut out = String::new();
+        for l in head.iter().copied().chain(series.into_iter().flatten()) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        families.push((name, out));
+    }
+    families.sort();
+    families
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `name` of a sample line `name{labels} value` or `name value`.
+fn series_name(line: &str) -> &str {
+    line.split(['{', ' ']).next().unwrap_or(line)
+}
+
+/// The labels of a sample line (`{…}`, empty without), for ordering series.
+fn series_labels(line: &str) -> &str {
+    match (line.find('{'), line.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &line[a..=b],
+        _ => "",
+    }
+}
+
 fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
 }
@@ -305,5 +414,27 @@ pub fn check_ran(c: &lifeboat_dr::record::CheckRecord) {
     gauge!(CHECK_PROBLEMS).set(c.problems as f64);
     if c.ok {
         gauge!(CHECK_LAST_SUCCESS).set(unix(c.time));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_series_come_out_sorted_buckets_in_order() {
+        let text = "# HELP b_total B\n# TYPE b_total counter\nb_total{source=\"z\"} 1\nb_total{source=\"a\"} 2\n\n\
+# HELP a_seconds A\n# TYPE a_seconds histogram\n\
+a_seconds_bucket{source=\"y\",le=\"5\"} 0\na_seconds_bucket{source=\"y\",le=\"+Inf\"} 0\na_seconds_sum{source=\"y\"} 0\na_seconds_count{source=\"y\"} 0\n\
+a_seconds_bucket{source=\"x\",le=\"5\"} 1\na_seconds_bucket{source=\"x\",le=\"+Inf\"} 1\na_seconds_sum{source=\"x\"} 2\na_seconds_count{source=\"x\"} 1\n\n\
+# TYPE c gauge\nc 3\n\n";
+        let got = stable_order(text);
+        let want = "# HELP a_seconds A\n# TYPE a_seconds histogram\n\
+a_seconds_bucket{source=\"x\",le=\"5\"} 1\na_seconds_bucket{source=\"x\",le=\"+Inf\"} 1\na_seconds_sum{source=\"x\"} 2\na_seconds_count{source=\"x\"} 1\n\
+a_seconds_bucket{source=\"y\",le=\"5\"} 0\na_seconds_bucket{source=\"y\",le=\"+Inf\"} 0\na_seconds_sum{source=\"y\"} 0\na_seconds_count{source=\"y\"} 0\n\n\
+# HELP b_total B\n# TYPE b_total counter\nb_total{source=\"a\"} 2\nb_total{source=\"z\"} 1\n\n\
+# TYPE c gauge\nc 3\n";
+        assert_eq!(got, want);
+        assert_eq!(stable_order(&got), got);
     }
 }

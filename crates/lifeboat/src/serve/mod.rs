@@ -348,7 +348,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
         for reason in runner::REASONS {
             metrics::failure_reason_seen(name, reason);
         }
-        metrics::running(name, false);
+        metrics::source_started(name);
         sources.insert(
             name.clone(),
             Arc::new(SourceState {
@@ -363,7 +363,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             }),
         );
     }
-    metrics::lease_active(false);
+    metrics::daemon_started();
     let (role_tx, _) = watch::channel(Role::Starting);
     let (shutdown_tx, _) = watch::channel(false);
     // The lease is renewed until the last run has ended, so that no standby

@@ -83,7 +83,7 @@ pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
             metrics::forgotten(&src.name, gone.len());
             tracing::info!(
                 source = %src.name,
-                forgotten = ?gone,
+                forgotten = %gone.join(", "),
                 kept,
                 policy = %policy,
                 "retention applied"

@@ -180,7 +180,7 @@ pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
             tracing::info!(
                 source = %name,
                 slot = %slot,
-                newest_snapshot = ?last,
+                newest_snapshot = %last.map_or_else(|| "none".to_string(), |t| t.to_rfc3339()),
                 "a scheduled slot passed without a backup (no daemon was active): backing up once now"
             );
             run_once(&d, &src, &cron, Trigger::MissedSlot, slot).await;
