@@ -3,7 +3,8 @@
 //!
 //! The command is an argument vector run without a shell, with standard
 //! input from `/dev/null`, in Lifeboat's working directory, and with a
-//! minimal environment: `PATH` (Lifeboat's own) and the variables the
+//! minimal environment: the allow-list every child gets (`PATH`, `LANG`,
+//! `LC_*`, `TZ`: docs/postgres.md, "Child processes") and the variables the
 //! source names in `stream.env`, taken from Lifeboat's environment when set
 //! there; nothing else, so the repository passphrase (`LIFEBOAT_PASSWORD`),
 //! the API token and cloud credentials never reach it. This is the same rule
@@ -29,13 +30,12 @@ use crate::config::StreamSource;
 /// program's fatal message is usually last).
 const STDERR_TAIL: usize = 4 * 1024;
 
-/// The command's environment: `PATH` and the named variables that are set
+/// The command's environment: the allow-list every child of Lifeboat gets
+/// (`PATH`, `LANG`, `LC_*`, `TZ`: `lifeboat_postgres::tools::child_env`,
+/// docs/postgres.md "Child processes") and the named variables that are set
 /// in this process's environment (an unset one is left out).
-pub fn environment(names: &[String]) -> Vec<(String, std::ffi::OsString)> {
-    std::iter::once("PATH")
-        .chain(names.iter().map(String::as_str))
-        .filter_map(|n| std::env::var_os(n).map(|v| (n.to_string(), v)))
-        .collect()
+pub fn environment(names: &[String]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    lifeboat_postgres::tools::child_env(names)
 }
 
 /// The running command; read its standard output.

@@ -132,6 +132,9 @@ fn backup_stream_source_runs_the_command_with_a_minimal_environment() {
         .map(|l| l.split_once('=').map_or(l, |kv| kv.0))
         // What sh itself sets.
         .filter(|n| !matches!(*n, "PWD" | "SHLVL" | "_" | "OLDPWD"))
+        // The allow-list every child gets when Lifeboat has them
+        // (docs/postgres.md, "Child processes").
+        .filter(|n| !matches!(*n, "LANG" | "TZ") && !n.starts_with("LC_"))
         .collect();
     assert_eq!(names, ["PATH", "STREAM_TEST_VISIBLE"], "{environ}");
     assert!(environ.contains("STREAM_TEST_VISIBLE=yes\n"), "{environ}");
