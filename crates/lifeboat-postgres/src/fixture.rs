@@ -7,7 +7,9 @@
 //! `event_timestamp`, BEFORE DELETE refuses rows under legal hold, BEFORE UPDATE
 //! refuses every change) and a hash chain; `incident_embeddings` with 1536-float
 //! `real[]` vectors (no pgvector needed) and JSONB metadata; `remediation_history`
-//! and `workflow_catalog` with JSONB.
+//! and `workflow_catalog` with JSONB; a function, a view over
+//! `remediation_history` and a large object (a runbook), so that the catalog
+//! facts ([`crate::catalog`]) have one of each kind to check.
 //!
 //! The hash chain: events are ordered by `(event_timestamp, event_id)`;
 //! `event_hash = hex(sha256(previous_event_hash || canonical content))` where the
@@ -233,6 +235,21 @@ CREATE INDEX incident_embeddings_incident_idx ON incident_embeddings (incident_i
 ALTER TABLE remediation_history ADD PRIMARY KEY (id);
 CREATE INDEX remediation_history_started_idx ON remediation_history (started_at);
 CREATE INDEX remediation_history_details_gin ON remediation_history USING gin (details jsonb_path_ops);
+
+-- What the catalog facts check besides rows (a function, a view, the two
+-- serial sequences above, and a large object): a restore that lost one of
+-- them must not verify.
+CREATE FUNCTION workflow_success_rate(p_workflow_id text) RETURNS numeric
+LANGUAGE sql STABLE AS $$
+    SELECT round(avg((status = 'completed')::int), 3) FROM remediation_history
+    WHERE workflow_id = p_workflow_id
+$$;
+CREATE VIEW workflow_outcomes AS
+    SELECT workflow_id, count(*) AS remediations,
+           count(*) FILTER (WHERE status = 'failed') AS failed
+    FROM remediation_history GROUP BY workflow_id;
+-- A runbook attachment kept as a large object.
+SELECT lo_from_bytea(0, convert_to(repeat('runbook: cordon the node, drain it, restart the pod; ', 40), 'UTF8'));
 "#;
 
 /// The session function that threads the chain through an `INSERT … SELECT`: it
