@@ -802,7 +802,8 @@ pub fn diff_table(diffs: &[FactDiff]) -> String {
     };
     let rows: Vec<[String; 3]> = diffs
         .iter()
-        .map(|d| [clip(&d.subject), clip(&d.expected), clip(&d.actual)])
+        // The subject is never clipped: it names what differs.
+        .map(|d| [d.subject.clone(), clip(&d.expected), clip(&d.actual)])
         .collect();
     let head = [
         "WHAT".to_string(),
