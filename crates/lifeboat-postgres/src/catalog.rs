@@ -669,11 +669,9 @@ pub(crate) async fn compare(
         let live = read_large_objects(client).await?;
         compare_large_objects(rec, &live, &mut diffs);
     }
-    if let Some(rec) = &facts.sequences {
-        if !rec.is_empty() {
-            let live = read_sequences(client).await?;
-            compare_sequences(rec, &live, &mut diffs);
-        }
+    if let Some(rec) = facts.sequences.as_ref().filter(|s| !s.is_empty()) {
+        let live = read_sequences(client).await?;
+        compare_sequences(rec, &live, &mut diffs);
     }
     if let Some(rec) = &facts.schema {
         let num: i64 = client
