@@ -855,7 +855,7 @@ async fn catalog_facts_name_what_a_restore_lost() {
     for want in [
         "function public.workflow_success_rate(p_workflow_id text)",
         "function public.audit_events_immutable()",
-        "view public.workflow_outcomes",
+        "view public.schema_version",
         "trigger audit_events_immutable on public.audit_events",
         "constraint workflow_catalog_pkey on public.workflow_catalog",
         "index public.audit_events_timestamp_idx on public.audit_events",
@@ -899,10 +899,10 @@ async fn catalog_facts_name_what_a_restore_lost() {
             "missing",
         ),
         (
-            "CREATE OR REPLACE VIEW workflow_outcomes AS SELECT workflow_id, count(*) AS remediations, \
-             0::bigint AS failed FROM remediation_history GROUP BY workflow_id",
+            "CREATE OR REPLACE VIEW schema_version AS SELECT max(version_id) AS version_id, \
+             count(*) AS migrations FROM goose_db_version",
             DiffKind::ChangedObject,
-            "view public.workflow_outcomes".to_string(),
+            "view public.schema_version".to_string(),
             "changed",
         ),
         (

@@ -832,10 +832,10 @@ fn verify_and_restore_name_lost_catalog_objects() {
             "trigger audit_events_prevent_legal_hold_delete on public.audit_events".into(),
         ),
         (
-            "CREATE OR REPLACE VIEW workflow_outcomes AS SELECT workflow_id, count(*) AS remediations, \
-             0::bigint AS failed FROM remediation_history GROUP BY workflow_id"
+            "CREATE OR REPLACE VIEW schema_version AS SELECT max(version_id) AS version_id, \
+             count(*) AS migrations FROM goose_db_version"
                 .into(),
-            "view public.workflow_outcomes".into(),
+            "view public.schema_version".into(),
         ),
         (
             "DROP FUNCTION workflow_success_rate(text)".into(),
