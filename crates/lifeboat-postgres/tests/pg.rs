@@ -825,6 +825,12 @@ async fn archive_layout_matches_pg_dump_s_own_offsets() {
 async fn catalog_facts_name_what_a_restore_lost() {
     let cluster = TempCluster::start().unwrap();
     let src = new_fixture(&cluster, "kubernaut").await;
+    src.connect()
+        .await
+        .unwrap()
+        .batch_execute(fixture::CATALOG_OBJECTS_SQL)
+        .await
+        .unwrap();
     let tools = tools_for(&cluster);
     let session = SnapshotSession::begin(&src).await.unwrap();
     let (archive, facts) = dump_with_facts(&tools, &src, &session, &DumpScope::full()).await;

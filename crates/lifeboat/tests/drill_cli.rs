@@ -405,6 +405,16 @@ fn daemon_runs_scheduled_drills_and_exports_their_metrics() {
 fn drill_checks_large_objects_sequences_and_definitions() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
+    rt.block_on(async {
+        cluster
+            .conn_config("src")
+            .connect()
+            .await
+            .unwrap()
+            .batch_execute(lifeboat_postgres::fixture::CATALOG_OBJECTS_SQL)
+            .await
+            .unwrap();
+    });
     let cfg = write_config(&env, &cluster, "");
     backup(&env, &cfg);
 

@@ -790,6 +790,7 @@ fn demo_exits_zero() {
 fn verify_and_restore_name_lost_catalog_objects() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
+    add_catalog_objects(&rt, &cluster.conn_config("src"));
     let snap = backup_json(&env, &["--db", &cluster.url("src")]);
     let id = snap["id"].as_str().unwrap().to_string();
     let facts = &snap["facts"];
@@ -990,4 +991,16 @@ fn store_with_facts_stripped(
             .unwrap();
         new.id
     })
+}
+
+/// Adds the fixture's function, view and large object (`CATALOG_OBJECTS_SQL`).
+fn add_catalog_objects(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) {
+    rt.block_on(async {
+        cfg.connect()
+            .await
+            .unwrap()
+            .batch_execute(fixture::CATALOG_OBJECTS_SQL)
+            .await
+            .unwrap();
+    });
 }
