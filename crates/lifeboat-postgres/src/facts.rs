@@ -63,7 +63,7 @@ pub enum FactsError {
     UnsupportedFormat(u32),
 }
 
-fn sql_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> FactsError {
+pub(crate) fn sql_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> FactsError {
     let what = what.into();
     move |source| FactsError::Sql { what, source }
 }
@@ -205,6 +205,21 @@ pub struct Facts {
     /// does not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<crate::archive::ArchiveLayout>,
+    /// Large objects: count, total size, digest (and each one when there are
+    /// few). Whole-database dumps with data only (pg_dump leaves large objects
+    /// out of the others); absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<crate::catalog::LargeObjectsFact>,
+    /// Each sequence the dump restores, with its position when the snapshot was
+    /// exported (a lower bound: see [`crate::catalog`]). Empty for
+    /// `--schema-only`; absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences: Option<Vec<crate::catalog::SequenceFact>>,
+    /// Functions, triggers, views, constraints and indexes with a hash of each
+    /// definition, sorted; for `--table` dumps those of the dumped tables.
+    /// Absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Vec<crate::catalog::SchemaObject>>,
 }
 
 impl Facts {
@@ -215,6 +230,54 @@ impl Facts {
         }
         Ok(())
     }
+    /// What this snapshot's facts did not record (taken by an older Lifeboat)
+    /// and a verification therefore cannot check: `["large objects",
+    /// "sequences", "schema definitions"]` or a part of it. Large objects
+    /// outside the scope (partial dumps hold none) are not listed.
+    pub fn not_recorded(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.large_objects.is_none() && self.scope.is_full_database() && !self.scope.schema_only
+        {
+            v.push("large objects");
+        }
+        if self.sequences.is_none() {
+            v.push("sequences");
+        }
+        if self.schema.is_none() {
+            v.push("schema definitions");
+        }
+        v
+    }
+
+    /// What a verification of these facts checks, for a report:
+    /// `12 tables, 2 queries, 3 sequences, 4 large objects, 31 schema objects`,
+    /// then `; not recorded in this snapshot: …` when [`Facts::not_recorded`]
+    /// is not empty.
+    pub fn checked_summary(&self) -> String {
+        let mut parts = vec![
+            format!("{} tables", self.tables.len()),
+            format!("{} queries", self.queries.len()),
+        ];
+        if let Some(s) = &self.sequences {
+            parts.push(format!("{} sequences", s.len()));
+        }
+        if let Some(l) = &self.large_objects {
+            parts.push(format!("{} large objects", l.count));
+        }
+        if let Some(s) = &self.schema {
+            parts.push(format!("{} schema objects", s.len()));
+        }
+        let mut out = parts.join(", ");
+        let missing = self.not_recorded();
+        if !missing.is_empty() {
+            out.push_str(&format!(
+                "; not recorded in this snapshot (an older Lifeboat took it), so not checked: {}",
+                missing.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Rows of one table, if recorded.
     pub fn rows_of(&self, schema: &str, name: &str) -> Option<i64> {
         self.tables
@@ -228,6 +291,9 @@ impl Facts {
 pub struct SnapshotSession {
     client: Client,
     snapshot_id: String,
+    /// Every readable sequence's position, read right after the snapshot was
+    /// exported, before pg_dump can have read them ([`crate::catalog`]).
+    sequences: Vec<crate::catalog::SequenceFact>,
 }
 
 /// Tables of the current database as (oid, name, relkind, parent), excluding
@@ -407,9 +473,12 @@ impl SnapshotSession {
             .query_one("SELECT pg_export_snapshot()", &[])
             .await
             .map_err(sql_err("exporting the snapshot"))?;
+        let snapshot_id = row.get(0);
+        let sequences = crate::catalog::sequence_positions(&client).await?;
         Ok(SnapshotSession {
             client,
-            snapshot_id: row.get(0),
+            snapshot_id,
+            sequences,
         })
     }
 
@@ -538,6 +607,8 @@ impl SnapshotSession {
                 size_bytes: (r.relkind == "r").then_some(r.size_bytes),
             })
             .collect();
+        let server_version_num: i64 = row.get(3);
+        let catalog = crate::catalog::record(c, scope, server_version_num).await?;
         let mut qfacts = Vec::with_capacity(queries.len());
         for q in queries {
             qfacts.push(QueryFact {
@@ -560,6 +631,9 @@ impl SnapshotSession {
             tables,
             queries: qfacts,
             archive: None,
+            large_objects: catalog.large_objects,
+            sequences: Some(crate::catalog::sequences_in_scope(&self.sequences, scope)),
+            schema: Some(catalog.schema),
         })
     }
 
@@ -582,13 +656,25 @@ pub enum DiffKind {
     UnexpectedTable,
     QueryResult,
     QueryFailed,
+    /// A sequence missing, unreadable or behind its recorded position.
+    Sequence,
+    /// A large object missing, extra or of another size (or their count and
+    /// total size, when there were too many to list).
+    LargeObject,
+    /// A function, trigger, view, constraint or index that the snapshot had.
+    MissingObject,
+    /// Its definition differs from the snapshot's.
+    ChangedObject,
+    /// One the (full-database) snapshot did not have.
+    UnexpectedObject,
 }
 
 /// One fact that does not hold in the live database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactDiff {
     pub kind: DiffKind,
-    /// `table public.audit_events` or `query latest_event`.
+    /// `table public.audit_events`, `query latest_event`, `sequence public.s`,
+    /// `large object 16390`, `trigger t on public.x`, `function public.f(integer)`.
     pub subject: String,
     pub expected: String,
     pub actual: String,
@@ -596,8 +682,13 @@ pub struct FactDiff {
 
 /// Checks a live database against facts: every table's existence and exact row
 /// count (tables of a schema-only snapshot must exist and be empty), no extra
-/// tables when the snapshot was of the whole database, and every verification
-/// query's result. Runs in one `REPEATABLE READ READ ONLY` transaction so the
+/// tables when the snapshot was of the whole database, every verification
+/// query's result, and what [`crate::catalog`] recorded: large objects, no
+/// sequence behind its recorded position, and every function, trigger, view,
+/// constraint and index with its definition (no extra ones for a
+/// whole-database snapshot). Members an older snapshot lacks are skipped
+/// ([`Facts::not_recorded`] says which). The same check serves a restore, a
+/// drill and `verify` of a live database. Runs in one `REPEATABLE READ READ ONLY` transaction so the
 /// counts are mutually consistent. An empty result means every fact holds.
 pub async fn verify(facts: &Facts, client: &mut Client) -> Result<Vec<FactDiff>, FactsError> {
     facts.check_format()?;
@@ -684,6 +775,7 @@ async fn verify_in_tx(facts: &Facts, client: &Client) -> Result<Vec<FactDiff>, F
             Err(e) => return Err(e),
         }
     }
+    diffs.extend(crate::catalog::compare(facts, client).await?);
     Ok(diffs)
 }
 
@@ -710,7 +802,8 @@ pub fn diff_table(diffs: &[FactDiff]) -> String {
     };
     let rows: Vec<[String; 3]> = diffs
         .iter()
-        .map(|d| [clip(&d.subject), clip(&d.expected), clip(&d.actual)])
+        // The subject is never clipped: it names what differs.
+        .map(|d| [d.subject.clone(), clip(&d.expected), clip(&d.actual)])
         .collect();
     let head = [
         "WHAT".to_string(),

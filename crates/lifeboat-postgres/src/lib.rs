@@ -8,6 +8,7 @@
 //! serde document to be stored with the snapshot.
 
 pub mod archive;
+pub mod catalog;
 pub mod cluster;
 pub mod conn;
 pub mod dump;

@@ -813,3 +813,168 @@ async fn archive_layout_matches_pg_dump_s_own_offsets() {
         "patched TOC equals pg_dump's seekable TOC"
     );
 }
+
+/// What counting rows cannot see: the catalog facts (large objects, sequence
+/// positions, definitions) are recorded in the dumped snapshot, an untouched
+/// restore matches them, and losing each kind — a large object, a trigger, a
+/// view's definition, a function, a sequence set back — is a difference that
+/// names the object. An extra function in a whole-database restore is one
+/// too. Facts of an older snapshot (without these members) still verify and
+/// say what they did not record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_facts_name_what_a_restore_lost() {
+    let cluster = TempCluster::start().unwrap();
+    let src = new_fixture(&cluster, "kubernaut").await;
+    src.connect()
+        .await
+        .unwrap()
+        .batch_execute(fixture::CATALOG_OBJECTS_SQL)
+        .await
+        .unwrap();
+    let tools = tools_for(&cluster);
+    let session = SnapshotSession::begin(&src).await.unwrap();
+    let (archive, facts) = dump_with_facts(&tools, &src, &session, &DumpScope::full()).await;
+    session.finish().await.unwrap();
+
+    let lo = facts
+        .large_objects
+        .as_ref()
+        .expect("large objects recorded");
+    assert_eq!(lo.count, 1, "{lo:?}");
+    assert!(lo.total_bytes.unwrap() > 1000, "{lo:?}");
+    assert!(lo.unreadable.is_none(), "{lo:?}");
+    let seqs = facts.sequences.as_ref().expect("sequences recorded");
+    let goose = seqs
+        .iter()
+        .find(|s| s.sequence.name == "goose_db_version_id_seq")
+        .expect("the serial's sequence");
+    assert_eq!((goose.last_value, goose.is_called), (25, true));
+    assert_eq!(
+        goose.owned_by.as_ref().map(|t| t.name.as_str()),
+        Some("goose_db_version")
+    );
+    let schema = facts.schema.as_ref().expect("schema recorded");
+    let names: Vec<String> = schema
+        .iter()
+        .map(|o| format!("{} {}", o.kind.label(), o.name))
+        .collect();
+    for want in [
+        "function public.workflow_success_rate(p_workflow_id text)",
+        "function public.audit_events_immutable()",
+        "view public.schema_version",
+        "trigger audit_events_immutable on public.audit_events",
+        "constraint workflow_catalog_pkey on public.workflow_catalog",
+        "index public.audit_events_timestamp_idx on public.audit_events",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:#?}");
+    }
+    // Extension members and objects PostgreSQL derives are left out.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("uuid_generate_v4") || n.contains("digest(")),
+        "{names:#?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("trigger") && n.contains("audit_events_20")),
+        "cloned partition triggers: {names:#?}"
+    );
+    assert!(facts.not_recorded().is_empty());
+    let json = serde_json::to_string(&facts).unwrap();
+    assert_eq!(serde_json::from_str::<Facts>(&json).unwrap(), facts);
+
+    let target = cluster.create_database("restored").await.unwrap();
+    restore_stream(&tools, &target, archive.clone()).await;
+    let mut tc = target.connect().await.unwrap();
+    let diffs = facts::verify(&facts, &mut tc).await.unwrap();
+    assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
+
+    let cases = [
+        (
+            "SELECT lo_unlink(oid) FROM pg_largeobject_metadata",
+            DiffKind::LargeObject,
+            format!("large object {}", lo.objects.as_ref().unwrap()[0].oid),
+            "missing",
+        ),
+        (
+            "DROP TRIGGER audit_events_immutable ON audit_events",
+            DiffKind::MissingObject,
+            "trigger audit_events_immutable on public.audit_events".to_string(),
+            "missing",
+        ),
+        (
+            "CREATE OR REPLACE VIEW schema_version AS SELECT max(version_id) AS version_id, \
+             count(*) AS migrations FROM goose_db_version",
+            DiffKind::ChangedObject,
+            "view public.schema_version".to_string(),
+            "changed",
+        ),
+        (
+            "DROP FUNCTION workflow_success_rate(text)",
+            DiffKind::MissingObject,
+            "function public.workflow_success_rate(p_workflow_id text)".to_string(),
+            "missing",
+        ),
+        (
+            "SELECT setval('goose_db_version_id_seq', 5)",
+            DiffKind::Sequence,
+            "sequence public.goose_db_version_id_seq".to_string(),
+            "next value 6",
+        ),
+        (
+            "CREATE FUNCTION public.intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            DiffKind::UnexpectedObject,
+            "function public.intruder()".to_string(),
+            "present",
+        ),
+    ];
+    for (sql, kind, subject, actual) in cases {
+        tc.batch_execute(sql).await.unwrap();
+        let diffs = facts::verify(&facts, &mut tc).await.unwrap();
+        let table = facts::diff_table(&diffs);
+        eprintln!("after {sql}:\n{table}");
+        assert_eq!(diffs.len(), 1, "{sql}:\n{table}");
+        assert_eq!(diffs[0].kind, kind, "{table}");
+        assert_eq!(diffs[0].subject, subject, "{table}");
+        assert!(diffs[0].actual.starts_with(actual), "{table}");
+        assert!(table.contains(&subject), "{table}");
+
+        // Older facts, without the catalog members, do not see it (and say so).
+        if kind != DiffKind::UnexpectedObject {
+            let mut old: serde_json::Value = serde_json::to_value(&facts).unwrap();
+            for k in ["large_objects", "sequences", "schema"] {
+                old.as_object_mut().unwrap().remove(k);
+            }
+            let old: Facts = serde_json::from_value(old).unwrap();
+            assert_eq!(
+                old.not_recorded(),
+                vec!["large objects", "sequences", "schema definitions"]
+            );
+            assert!(old.checked_summary().contains("not recorded"));
+            let diffs = facts::verify(&old, &mut tc).await.unwrap();
+            assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
+        } else {
+            tc.batch_execute("DROP FUNCTION public.intruder()")
+                .await
+                .unwrap();
+        }
+        // Restoring again puts it back.
+        restore_stream(&tools, &target, archive.clone()).await;
+        let diffs = facts::verify(&facts, &mut tc).await.unwrap();
+        assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
+    }
+
+    // A live database may be ahead of its sequences' recorded positions.
+    let sc = src.connect().await.unwrap();
+    sc.batch_execute(
+        "SELECT nextval('goose_db_version_id_seq'); SELECT nextval('goose_db_version_id_seq')",
+    )
+    .await
+    .unwrap();
+    drop(sc);
+    let mut sc = src.connect().await.unwrap();
+    let diffs = facts::verify(&facts, &mut sc).await.unwrap();
+    assert!(diffs.is_empty(), "{}", facts::diff_table(&diffs));
+}

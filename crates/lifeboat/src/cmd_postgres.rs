@@ -944,6 +944,10 @@ struct RestoreResult {
     split_rows_from: Option<String>,
     verified: Option<bool>,
     differences: Vec<FactDiff>,
+    /// Facts this snapshot did not record (an older Lifeboat took it), so the
+    /// verification could not check them (`Facts::not_recorded`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_recorded: Vec<&'static str>,
     /// `resumed`, `left_stopped` (verification failed), `none` (nothing
     /// configured stops writers of this target) or `not_stopped` (--no-quiesce).
     writers: &'static str,
@@ -1419,6 +1423,7 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
         split_rows_from: outcome.split_rows_from.clone(),
         verified: None,
         differences: Vec::new(),
+        not_recorded: Vec::new(),
         writers: if has_writers { "resumed" } else { no_writers },
     };
     if a.no_verify {
@@ -1452,6 +1457,7 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
         }
     };
     result.verified = Some(diffs.is_empty());
+    result.not_recorded = facts.not_recorded();
     if diffs.is_empty() {
         guard.resume().await.context(
             "the database was restored and verified, but bringing the writers back failed",
@@ -1505,9 +1511,13 @@ fn report_restore(ctx: &Ctx, r: &RestoreResult) -> Result<()> {
         return print_json(r);
     }
     let verified = match r.verified {
-        Some(true) => "every fact verified",
-        Some(false) => "verification FAILED",
-        None => "not verified",
+        Some(true) if r.not_recorded.is_empty() => "every fact verified".to_string(),
+        Some(true) => format!(
+            "every fact verified (not recorded in this snapshot, so not checked: {})",
+            r.not_recorded.join(", ")
+        ),
+        Some(false) => "verification FAILED".to_string(),
+        None => "not verified".to_string(),
     };
     let writers = match r.writers {
         "none" => "no writers configured",
@@ -1538,6 +1548,9 @@ struct VerifyResult<'a> {
     target: String,
     ok: bool,
     differences: &'a [FactDiff],
+    /// Facts the snapshot did not record (an older Lifeboat took it): not checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_recorded: Vec<&'static str>,
 }
 
 pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<i32> {
@@ -1555,14 +1568,14 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<i32> {
             target: target.display_url(),
             ok: diffs.is_empty(),
             differences: &diffs,
+            not_recorded: facts.not_recorded(),
         })?;
     } else if diffs.is_empty() {
         println!(
-            "{} matches snapshot {}: {} tables, {} queries",
+            "{} matches snapshot {}: {}",
             target.display_url(),
             snap.short_id(),
-            facts.tables.len(),
-            facts.queries.len()
+            facts.checked_summary()
         );
     } else {
         print!("{}", facts::diff_table(&diffs));

@@ -572,3 +572,79 @@ fn repository_encrypted_reads_key_slots_and_secret_file_modes() {
     assert_eq!(item(&r, "monitoring-alerting")["state"], "unattested");
     assert_eq!(item(&r, "daemon-active")["state"], "fail");
 }
+
+/// Issue 17: a drill checks the catalog facts too (large objects, sequences,
+/// definitions), not only row counts and queries. A drill into a fresh scratch
+/// database passes and says what it checked; one into an existing scratch
+/// database that holds a leftover large object (which pg_restore keeps, and
+/// no row count sees) fails with 7, naming it.
+#[test]
+fn drill_checks_large_objects_sequences_and_definitions() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    rt.block_on(async {
+        cluster
+            .conn_config("src")
+            .connect()
+            .await
+            .unwrap()
+            .batch_execute(lifeboat_postgres::fixture::CATALOG_OBJECTS_SQL)
+            .await
+            .unwrap();
+    });
+    let cfg = write_config(&env, &cluster, "");
+    backup(&env, &cfg);
+
+    let fresh = cluster.url("drill_fresh");
+    let d = json(
+        &env,
+        &cfg,
+        &["drill", "--source", "db", "--scratch", &fresh],
+    );
+    assert_eq!(d["ok"], true, "{d:#}");
+    let verify = d["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "verify")
+        .unwrap();
+    let detail = verify["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1 large objects")
+            && detail.contains("2 sequences")
+            && detail.contains("schema objects"),
+        "{detail}"
+    );
+
+    rt.block_on(async {
+        let c = cluster.create_database("drill_leftover").await.unwrap();
+        c.connect()
+            .await
+            .unwrap()
+            .batch_execute("SELECT lo_from_bytea(0, '\\x00ff'::bytea)")
+            .await
+            .unwrap();
+    });
+    let (d, stderr) = json_fails(
+        &env,
+        &cfg,
+        &[
+            "drill",
+            "--source",
+            "db",
+            "--scratch",
+            &cluster.url("drill_leftover"),
+        ],
+        7,
+    );
+    assert_eq!(d["ok"], false, "{d:#}");
+    let failure = d["failure"].as_str().unwrap();
+    assert!(failure.contains("large object "), "{failure}");
+    assert!(stderr.contains("large object "), "{stderr}");
+    assert!(
+        d["differences"][0]["fact"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("large object ")),
+        "{d:#}"
+    );
+}

@@ -777,3 +777,230 @@ fn demo_exits_zero() {
         "{out}"
     );
 }
+
+/// Issue 17: row counts alone would call a database whole that lost a large
+/// object, a trigger, a view's definition, a function or a sequence's
+/// position. Each such loss in a restored copy makes `verify` exit 7 naming
+/// the object; restoring repairs it. A restore into a database holding a
+/// stray function and large object (kept by `--clean-existing`, which drops
+/// only what the snapshot has) fails its verification (7) naming both. A
+/// snapshot whose facts lack these members (an older Lifeboat's) still
+/// verifies, and the report says what was not recorded.
+#[test]
+fn verify_and_restore_name_lost_catalog_objects() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    add_catalog_objects(&rt, &cluster.conn_config("src"));
+    let snap = backup_json(&env, &["--db", &cluster.url("src")]);
+    let id = snap["id"].as_str().unwrap().to_string();
+    let facts = &snap["facts"];
+    assert_eq!(facts["large_objects"]["count"], 1, "{facts}");
+    assert!(
+        facts["sequences"].as_array().is_some_and(|s| s.len() == 2),
+        "{facts}"
+    );
+    assert!(
+        facts["schema"].as_array().is_some_and(|s| s.len() > 10),
+        "{facts}"
+    );
+
+    let url = cluster.url("copy");
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["--json", "restore", "postgres", &id, "--target", &url]))
+            .unwrap();
+    assert_eq!(out["verified"], true, "{out}");
+    assert!(out.get("not_recorded").is_none(), "{out}");
+    let out = env.ok(&["verify", &id, "--target", &url]);
+    assert!(
+        out.contains("matches snapshot")
+            && out.contains("1 large objects")
+            && out.contains("2 sequences"),
+        "{out}"
+    );
+    assert!(!out.contains("not recorded"), "{out}");
+
+    let copy = cluster.conn_config("copy");
+    let lo_oid = facts["large_objects"]["objects"][0]["oid"]
+        .as_u64()
+        .unwrap();
+    let cases = [
+        (
+            "SELECT lo_unlink(oid) FROM pg_largeobject_metadata".to_string(),
+            format!("large object {lo_oid}"),
+        ),
+        (
+            "DROP TRIGGER audit_events_prevent_legal_hold_delete ON audit_events".into(),
+            "trigger audit_events_prevent_legal_hold_delete on public.audit_events".into(),
+        ),
+        (
+            "CREATE OR REPLACE VIEW schema_version AS SELECT max(version_id) AS version_id, \
+             count(*) AS migrations FROM goose_db_version"
+                .into(),
+            "view public.schema_version".into(),
+        ),
+        (
+            "DROP FUNCTION workflow_success_rate(text)".into(),
+            "function public.workflow_success_rate(p_workflow_id text)".into(),
+        ),
+        (
+            "SELECT setval('remediation_history_id_seq', 5)".into(),
+            "sequence public.remediation_history_id_seq".into(),
+        ),
+    ];
+    for (sql, subject) in &cases {
+        rt.block_on(async {
+            copy.connect()
+                .await
+                .unwrap()
+                .batch_execute(sql)
+                .await
+                .unwrap();
+        });
+        let o = env.run(&["verify", &id, "--target", &url]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(7), "{sql}\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(subject.as_str()),
+            "{sql}: {subject} not named:\n{stdout}"
+        );
+        assert!(stderr.contains("differs from snapshot"), "{stderr}");
+        let o: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
+            &env.run(&["--json", "verify", &id, "--target", &url]).stdout,
+        ))
+        .unwrap();
+        assert_eq!(o["differences"][0]["subject"], subject.as_str(), "{o}");
+        env.ok(&[
+            "restore",
+            "postgres",
+            &id,
+            "--target",
+            &url,
+            "--clean-existing",
+        ]);
+        env.ok(&["verify", &id, "--target", &url]);
+    }
+
+    // Strays in the target survive `--clean-existing`: the restore's own
+    // verification names them (7; no writers configured).
+    let stray = cluster.url("stray");
+    rt.block_on(async {
+        let c = cluster.create_database("stray").await.unwrap();
+        c.connect()
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE FUNCTION public.stray() RETURNS int LANGUAGE sql AS 'SELECT 1';
+                 SELECT lo_from_bytea(0, '\\x00ff'::bytea)",
+            )
+            .await
+            .unwrap();
+    });
+    let o = env.run(&[
+        "restore",
+        "postgres",
+        &id,
+        "--target",
+        &stray,
+        "--clean-existing",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("function public.stray()"), "{stdout}");
+    assert!(stdout.contains("large object "), "{stdout}");
+
+    // A snapshot of the same dump whose facts lack the new members.
+    let old = store_with_facts_stripped(&rt, &env, &id, &["large_objects", "sequences", "schema"]);
+    rt.block_on(async {
+        copy.connect()
+            .await
+            .unwrap()
+            .batch_execute("DROP FUNCTION workflow_success_rate(text)")
+            .await
+            .unwrap();
+    });
+    let out = env.ok(&["verify", &old, "--target", &url]);
+    assert!(
+        out.contains("matches snapshot")
+            && out.contains("not recorded in this snapshot")
+            && out.contains("schema definitions"),
+        "{out}"
+    );
+    let out = env.ok(&[
+        "restore",
+        "postgres",
+        &old,
+        "--target",
+        &url,
+        "--clean-existing",
+    ]);
+    assert!(
+        out.contains("every fact verified (not recorded in this snapshot"),
+        "{out}"
+    );
+}
+
+/// Stores a copy of snapshot `id` (same archive) whose facts lack `members`,
+/// as a Lifeboat from before they were recorded would have; returns its id.
+fn store_with_facts_stripped(
+    rt: &tokio::runtime::Runtime,
+    env: &Env,
+    id: &str,
+    members: &[&str],
+) -> String {
+    use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+    use lifeboat_repo::{Repository, Secret};
+    rt.block_on(async {
+        let storage =
+            lifeboat_repo::storage::object::open_url(&env.repo, &Default::default()).unwrap();
+        let repo = Repository::open(storage, &Secret::Passphrase(common::PASSWORD.into()))
+            .await
+            .unwrap();
+        let snap = repo.find_snapshot(id, None).await.unwrap();
+        let file = env.path("old-archive.dump");
+        let w = std::fs::File::create(&file).unwrap();
+        lifeboat_repo::restore::restore_item(&repo, &snap, None, w, Arc::new(Progress::default()))
+            .await
+            .unwrap();
+        let mut facts = snap.snapshot.facts.clone();
+        for m in members {
+            facts.as_object_mut().unwrap().remove(*m);
+        }
+        let mut bs = BackupSession::start(&repo, Arc::new(Progress::default()))
+            .await
+            .unwrap();
+        bs.add_stream(
+            &snap.snapshot.items[0].name,
+            std::fs::File::open(&file).unwrap(),
+        )
+        .await
+        .unwrap();
+        let new = bs
+            .commit(SnapshotMeta {
+                source: snap.snapshot.source.clone(),
+                kind: "postgres".into(),
+                tags: vec![],
+                facts,
+            })
+            .await
+            .unwrap();
+        new.id
+    })
+}
+
+/// Adds the fixture's function, view and large object (`CATALOG_OBJECTS_SQL`).
+fn add_catalog_objects(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) {
+    rt.block_on(async {
+        cfg.connect()
+            .await
+            .unwrap()
+            .batch_execute(fixture::CATALOG_OBJECTS_SQL)
+            .await
+            .unwrap();
+    });
+}
