@@ -5,6 +5,7 @@
 # binaries it installs what the tests need, starts the services they use on
 # loopback, and runs:
 #   cargo fmt --all -- --check
+#   scripts/check-workspace.py   (layering, one version per dependency)
 #   cargo clippy --workspace --all-targets --release -- -D warnings
 #   cargo test --release --workspace [EXTRA ARGS...]
 # Extra arguments are passed to `cargo test`, e.g.
@@ -224,6 +225,8 @@ setup_chromium
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
     cargo fmt --all -- --check
+    log "scripts/check-workspace.py"
+    "$(find_python)" scripts/check-workspace.py
     log "cargo clippy --workspace --all-targets --release -- -D warnings"
     cargo clippy --workspace --all-targets --release -- -D warnings
 fi

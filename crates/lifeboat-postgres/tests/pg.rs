@@ -807,11 +807,18 @@ async fn archive_layout_matches_pg_dump_s_own_offsets() {
     f.read_exact_at(&mut a, 0).unwrap();
     seekable.read_exact_at(&mut s, 0).unwrap();
     // The header's creation time differs (bytes 12..47); the TOCs are equal.
-    assert_eq!(
-        a[47..],
-        s[47..],
-        "patched TOC equals pg_dump's seekable TOC"
-    );
+    // This assertion failed once under load and never since: on a failure,
+    // say where the TOCs part and what each holds there, not only "differ".
+    if let Some(at) = (47..toc).find(|&i| a[i] != s[i]) {
+        let around = |v: &[u8]| {
+            String::from_utf8_lossy(&v[at.saturating_sub(64)..(at + 64).min(toc)]).into_owned()
+        };
+        panic!(
+            "patched TOC differs from pg_dump's seekable TOC at byte {at} of {toc}:\n patched: {:?}\nseekable: {:?}",
+            around(&a),
+            around(&s)
+        );
+    }
 }
 
 /// What counting rows cannot see: the catalog facts (large objects, sequence

@@ -30,7 +30,7 @@ pub enum CryptoError {
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
-    getrandom::getrandom(buf).map_err(|e| CryptoError::Random(e.to_string()))
+    getrandom::fill(buf).map_err(|e| CryptoError::Random(e.to_string()))
 }
 
 pub fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Checks the workspace's shape from `cargo metadata` (run by scripts/test.sh).
+
+1. Layering: each workspace crate may depend (normal or build dependencies)
+   only on the workspace crates LAYERS allows; `kube-double`, the Kubernetes
+   API test double, only ever as a dev-dependency. docs/architecture.md
+   ("Which crate may call which") states the same rule for people.
+2. One version of each direct dependency across the workspace: two crates
+   asking for different majors of, say, `base64` or `rand` fail the check.
+3. Every crate inherits the workspace's edition, rust-version and lints.
+
+Exits 1 with one line per violation.
+"""
+import json
+import subprocess
+import sys
+
+# crate -> the workspace crates it may depend on (normal/build dependencies).
+LAYERS = {
+    "lifeboat": {"lifeboat-repo", "lifeboat-postgres", "lifeboat-kube", "lifeboat-dr"},
+    "lifeboat-dr": {"lifeboat-repo"},
+    "lifeboat-repo": set(),
+    "lifeboat-postgres": set(),
+    "lifeboat-kube": set(),
+    "kube-double": set(),
+}
+TEST_ONLY = {"kube-double"}
+
+
+def main() -> int:
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    members = {p["name"]: p for p in meta["packages"]}
+    problems = []
+    unknown = set(members) - set(LAYERS)
+    for name in sorted(unknown):
+        problems.append(f"{name}: not in scripts/check-workspace.py's LAYERS; say which crates it may use")
+    requested = {}
+    for name, pkg in sorted(members.items()):
+        for dep in pkg["dependencies"]:
+            dname = dep["name"]
+            if dname in members:
+                if dep["kind"] == "dev":
+                    continue
+                if dname in TEST_ONLY:
+                    problems.append(f"{name}: depends on the test double {dname} outside dev-dependencies")
+                elif dname not in LAYERS.get(name, set()):
+                    problems.append(f"{name}: may not depend on {dname} (layering, docs/architecture.md)")
+                continue
+            requested.setdefault(dname, set()).add(dep["req"])
+        if pkg.get("edition") != "2024":
+            problems.append(f"{name}: edition {pkg.get('edition')}, the workspace's is 2024")
+        if pkg.get("rust_version") is None:
+            problems.append(f"{name}: no rust-version (use rust-version.workspace = true)")
+    for dname, reqs in sorted(requested.items()):
+        if len(reqs) > 1:
+            problems.append(f"dependency {dname}: several versions requested {sorted(reqs)}; use the [workspace.dependencies] one")
+    # Lints are inherited when the manifest says `[lints] workspace = true`.
+    for name, pkg in sorted(members.items()):
+        with open(pkg["manifest_path"], encoding="utf-8") as f:
+            text = f.read()
+        if "[lints]\nworkspace = true" not in text:
+            problems.append(f"{name}: does not inherit [workspace.lints]")
+    for p in problems:
+        print(f"check-workspace: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
