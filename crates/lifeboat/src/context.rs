@@ -237,7 +237,10 @@ impl Ctx {
                 ));
             }
             Err(e) => {
-                tracing::debug!(error = %e, "no Object Lock: the bucket's configuration cannot be read");
+                // Most often a bucket without Object Lock on a store that
+                // does not know the call; but on a locked bucket this backup
+                // would go unretained, so say it where an operator looks.
+                tracing::warn!(error = %e, "Object Lock not applied: the bucket's Object Lock configuration cannot be read (set repository.object_lock to make this an error)");
                 return Ok(None);
             }
         };
