@@ -504,7 +504,7 @@ fn config_file_drives_the_repository_and_retention_and_bad_config_is_located() {
         c.args(["--config", cfg.to_str().unwrap()]).args(args);
         c.env_remove("LIFEBOAT_PASSWORD")
             .env_remove("LIFEBOAT_REPO")
-            .env("LB_TEST_PASS", "from-config");
+            .env("LB_TEST_PASS", "from-the-config-file");
         c
     };
     assert!(run(&["init"]).status().unwrap().success());
