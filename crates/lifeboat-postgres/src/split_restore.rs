@@ -11,7 +11,8 @@
 //! pg_restore still runs every statement; Lifeboat only hands out the split
 //! tables' rows ([`tables_to_split`] picks them by their size at backup):
 //! 1. The drops that `--clean --if-exists` would run, read from pg_restore's own
-//!    script output (`--clean --if-exists --schema-only -f -`) and run in its
+//!    script output (`--clean --if-exists -f -` over the pre- and post-data
+//!    items, so a large object's `lo_unlink` is among them) and run in its
 //!    order, one statement at a time. A failing drop is tolerated as pg_restore
 //!    tolerates it (see [`crate::dump::classify_restore_errors`]): if it mattered,
 //!    the CREATE after it fails. (pg_restore cannot drop for a partial list:
@@ -202,6 +203,7 @@ pub fn plan(
     let blocks = script_blocks(&script);
     let touched = touching(&blocks, &found);
     let mut last = Vec::new();
+    let post_items = post.clone();
     for l in post {
         let key = list_key(&l);
         let b = blocks.iter().position(|b| b.key == key);
@@ -210,12 +212,21 @@ pub fn plan(
             _ => last.push(l),
         }
     }
+    // The drops of every item outside the data section. Not `--schema-only`:
+    // up to PostgreSQL 16 pg_restore counts a large object's BLOB item (in
+    // pre-data) as data, so `--schema-only` leaves out its `lo_unlink`, and
+    // pass 2's `lo_create` then fails on a target that holds the object. A
+    // list of the pre- and post-data items keeps the rows out of the script.
+    let mut schema_items = pre.clone();
+    schema_items.extend(post_items);
+    let schema_list = list_file(&schema_items)?;
     let script = run_pg_restore(
         tools,
         &[
             "--clean".as_ref(),
             "--if-exists".as_ref(),
-            "--schema-only".as_ref(),
+            "--use-list".as_ref(),
+            schema_list.path().as_os_str(),
             "--file=-".as_ref(),
             archive.as_os_str(),
         ],

@@ -915,10 +915,21 @@ async fn restore_split_from_repository(
             o.split_rows_from = Some("repository".into());
             o
         }),
+        // The restore failed and stopped reading the pipe: its error is the
+        // cause, the feed's broken pipe only the consequence.
+        (Err(e), Err(r)) if is_broken_pipe(&e) => Err(dump_err(r)),
         // The repository's error explains the reader's.
         (Err(e), Err(_)) => Err(e),
         (Err(e), Ok(_)) => Err(e),
     }
+}
+
+/// Whether `e` comes from writing into a pipe whose reader is gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[derive(Serialize)]
