@@ -1630,6 +1630,20 @@ mod tests {
         parse(text, "test.yaml").expect_err("should be refused")
     }
 
+    /// The configuration is refused by validation with exactly these
+    /// problems (each needle found in one of them, and no other problem).
+    fn assert_refused_with(text: &str, needles: &[&str]) {
+        let e = parse_err(text);
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("expected validation errors, got {e}");
+        };
+        let all = problems.join("\n");
+        for needle in needles {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), needles.len(), "{all}");
+    }
+
     fn location(e: &ConfigError) -> (u64, u64) {
         match e {
             ConfigError::Parse { line, column, .. } => (*line, *column),
@@ -2077,22 +2091,17 @@ readiness:
     on-call: {by: Jane Roe, date: 2026-11-01}
     oncall: {by: Jane Roe, date: 2026-11-01}
 ";
-        let e = parse_err(text);
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("expected validation errors, got {e}");
-        };
-        let all = problems.join("\n");
-        for needle in [
-            "sources.db.drill.namespace_map is for kube sources",
-            "sources.cfg.drill.namespace_map maps kubernaut-system to itself",
-            "sources.nomap.drill: a kube drill needs namespace_map",
-            "sources.s.drill: stream sources cannot be drilled",
-            "readiness.drill_max_age must be positive",
-            "readiness.attestations.oncall: no manual checklist item has this id; the ids are services-healthy, dr-plan, on-call",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-        assert_eq!(problems.len(), 6, "{all}");
+        assert_refused_with(
+            text,
+            &[
+                "sources.db.drill.namespace_map is for kube sources",
+                "sources.cfg.drill.namespace_map maps kubernaut-system to itself",
+                "sources.nomap.drill: a kube drill needs namespace_map",
+                "sources.s.drill: stream sources cannot be drilled",
+                "readiness.drill_max_age must be positive",
+                "readiness.attestations.oncall: no manual checklist item has this id; the ids are services-healthy, dr-plan, on-call",
+            ],
+        );
         // A date that is not YYYY-MM-DD is located like every parse error.
         let e = parse_err(
             "repository: {url: /r}\nreadiness:\n  attestations:\n    on-call: {by: J, date: yesterday}\n",
@@ -2120,7 +2129,7 @@ objectives:
         assert_eq!(o.attested_at, chrono::NaiveDate::from_ymd_opt(2026, 11, 30));
         assert_eq!(ok.objectives[1].covered_by, None);
 
-        let e = parse_err(
+        assert_refused_with(
             "repository: {url: /r}
 sources:
   db:
@@ -2132,19 +2141,12 @@ objectives:
   - {scenario: service-failure, rto: 5m, rpo: 0s, covered_by: \" \", attested_by: bob, attested_at: 2026-11-30}
   - {scenario: database-corruption, rto: 30m, rpo: 1h, covered_by: x, attested_by: bob, attested_at: 2026-11-30}
 ",
-        );
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("expected validation errors, got {e}");
-        };
-        let all = problems.join("\n");
-        for needle in [
+            &[
             "objectives[0] (single-pod-failure): covered_by, attested_by and attested_at go together",
             "objectives[1] (service-failure): covered_by is empty",
             "objectives[2] (database-corruption): covered_by is for what Lifeboat cannot measure, but sources db cover this scenario",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-        assert_eq!(problems.len(), 3, "{all}");
+        ],
+        );
         // A date that is not YYYY-MM-DD is located like every parse error.
         let e = parse_err(
             "repository: {url: /r}\nobjectives:\n  - {scenario: a, rto: 1m, rpo: 0s, covered_by: k, attested_by: b,\n     attested_at: soon}\n",
@@ -2370,7 +2372,7 @@ sources:
             ]
         );
 
-        let e = parse_err(
+        assert_refused_with(
             "repository: {url: /r}
 sources:
   a:
@@ -2382,21 +2384,14 @@ sources:
     postgres: {url: \"postgresql://u@h/d\"}
     quiesce: {statefulsets: [w, w, \"\"], timeout: 0s}
 ",
+            &[
+                "sources.a.quiesce.namespace is set but no deployments or statefulsets",
+                "sources.a.quiesce.timeout is set but no deployments or statefulsets",
+                "sources.b.quiesce.statefulsets: a name is empty",
+                "sources.b.quiesce.statefulsets: \"w\" is listed twice",
+                "sources.b.quiesce.timeout must be longer than 0s",
+            ],
         );
-        let ConfigError::Invalid { problems, .. } = &e else {
-            panic!("expected validation errors, got {e}");
-        };
-        let all = problems.join("\n");
-        for needle in [
-            "sources.a.quiesce.namespace is set but no deployments or statefulsets",
-            "sources.a.quiesce.timeout is set but no deployments or statefulsets",
-            "sources.b.quiesce.statefulsets: a name is empty",
-            "sources.b.quiesce.statefulsets: \"w\" is listed twice",
-            "sources.b.quiesce.timeout must be longer than 0s",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-        assert_eq!(problems.len(), 5, "{all}");
         let e = parse_err(
             "repository: {url: /r}
 sources:
