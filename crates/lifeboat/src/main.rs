@@ -245,6 +245,7 @@ fn main() {
         tokio::select! {
             outcome = command => outcome,
             _ = interrupt::requested() => {
+                stream_command::kill_running();
                 let message = "interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data";
                 eprintln!("{message}");
                 (exit::INTERRUPTED, Some(json_error(exit::Kind::Interrupted, message.into(), None)))

@@ -66,6 +66,10 @@ impl CommandReader {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that killing it also ends what it
+        // started (`sh -c "… | …"`), and so that it can be ended from the
+        // interrupt path, where no destructor runs ([`kill_running`]).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 "; check the program name (it is looked up in PATH) or give its absolute path"
@@ -80,6 +84,10 @@ impl CommandReader {
                 ),
             )
         })?;
+        RUNNING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child.id());
         let stdout = child.stdout.take();
         let stderr = child
             .stderr
@@ -152,9 +160,38 @@ impl Drop for CommandReader {
     /// is killed and reaped, never left running.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            kill_group(c.id());
             let _ = c.kill();
             let _ = c.wait();
+            forget_group(c.id());
         }
+    }
+}
+
+/// Process groups of stream commands still running, for [`kill_running`].
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn kill_group(pgid: u32) {
+    // SAFETY: killpg only sends a signal; the group is the command's own
+    // (process_group(0) at spawn), never Lifeboat's.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+fn forget_group(pgid: u32) {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&g| g != pgid);
+}
+
+/// Kills every stream command still running, with what it started. `main`
+/// calls it when a Ctrl-C ends a command: it exits without running the
+/// readers' destructors.
+pub fn kill_running() {
+    for pgid in RUNNING.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        kill_group(pgid);
     }
 }
 
@@ -215,6 +252,12 @@ impl StderrTail {
 
 #[cfg(test)]
 mod tests {
+    /// `kill_running` ends every command of the process: the tests that
+    /// start commands take turns, so one test's interrupt is not another's.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
     use super::*;
 
     fn source(argv: &[&str], env: &[&str]) -> StreamSource {
@@ -230,8 +273,44 @@ mod tests {
         Ok(out)
     }
 
+    /// A command abandoned midway, or ended by the interrupt path, is killed
+    /// with what it started: `sh`'s background `sleep` does not outlive it.
+    #[test]
+    fn an_abandoned_command_is_killed_with_its_children() {
+        let _serial = serial();
+        use std::io::BufRead;
+        for via_interrupt in [false, true] {
+            let mut r = CommandReader::spawn(
+                &source(&["sh", "-c", "sleep 30 & echo $!; wait"], &[]),
+                false,
+            )
+            .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&mut r)
+                .read_line(&mut line)
+                .unwrap();
+            let grandchild: u32 = line.trim().parse().unwrap();
+            if via_interrupt {
+                kill_running();
+            }
+            drop(r);
+            // Killed by SIGKILL; reaped by whoever inherited it: gone or a
+            // zombie within moments, never still sleeping.
+            let alive = (0..100).all(|_| {
+                let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat"));
+                let running = stat.is_ok_and(|s| !s.contains(") Z "));
+                if running {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                running
+            });
+            assert!(!alive, "sleep {grandchild} outlived its stream command");
+        }
+    }
+
     #[test]
     fn stdout_is_the_stream_and_the_environment_is_minimal() {
+        let _serial = serial();
         // HOME is set in every test environment; PATH always.
         assert!(std::env::var_os("HOME").is_some());
         let mut r = CommandReader::spawn(
@@ -254,6 +333,7 @@ mod tests {
 
     #[test]
     fn a_failing_command_fails_the_read_with_its_stderr_tail() {
+        let _serial = serial();
         let mut r = CommandReader::spawn(
             &source(
                 &["sh", "-c", "echo partial; echo 'no such table' >&2; exit 3"],
