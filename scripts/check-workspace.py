@@ -17,7 +17,8 @@ import sys
 
 # crate -> the workspace crates it may depend on (normal/build dependencies).
 LAYERS = {
-    "lifeboat": {"lifeboat-repo", "lifeboat-postgres", "lifeboat-kube", "lifeboat-dr"},
+    "lifeboat": {"lifeboat-ops", "lifeboat-repo", "lifeboat-postgres", "lifeboat-kube", "lifeboat-dr"},
+    "lifeboat-ops": {"lifeboat-repo", "lifeboat-postgres", "lifeboat-kube", "lifeboat-dr"},
     "lifeboat-dr": {"lifeboat-repo"},
     "lifeboat-repo": set(),
     "lifeboat-postgres": set(),

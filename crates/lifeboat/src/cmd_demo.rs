@@ -56,21 +56,21 @@ impl Quiescer for DemoWriter {
     fn describe(&self) -> String {
         "the demo's audit writer".into()
     }
-    fn stop(&mut self) -> BoxFuture<'_, Result<()>> {
+    fn stop(&mut self) -> BoxFuture<'_, lifeboat_ops::Result<()>> {
         Box::pin(async move {
             self.idle.store(false, Ordering::SeqCst);
             self.paused.store(true, Ordering::SeqCst);
             let deadline = Instant::now() + Duration::from_secs(30);
             while !self.idle.load(Ordering::SeqCst) {
                 if Instant::now() > deadline {
-                    bail!("the demo writer did not stop within 30 s");
+                    lifeboat_ops::bail!("the demo writer did not stop within 30 s");
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Ok(())
         })
     }
-    fn resume(&mut self) -> BoxFuture<'_, Result<()>> {
+    fn resume(&mut self) -> BoxFuture<'_, lifeboat_ops::Result<()>> {
         self.paused.store(false, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     }

@@ -366,7 +366,7 @@ pub async fn backup(ctx: &Ctx, a: BackupKubeArgs) -> Result<i32> {
         source: name,
         snap,
         summary,
-    } = backup_snapshot(ctx, None, a, ctx.progress_mode()).await?;
+    } = backup_snapshot(ctx, None, a, crate::progress::mode(ctx)).await?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }

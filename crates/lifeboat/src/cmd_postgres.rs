@@ -459,7 +459,7 @@ pub async fn backup(ctx: &Ctx, a: BackupPostgresArgs) -> Result<i32> {
         &a.tables,
         a.schema_only,
         a.tags,
-        ctx.progress_mode(),
+        crate::progress::mode(ctx),
     )
     .await?;
     let s = &done.snap.snapshot.stats;
@@ -1214,7 +1214,7 @@ pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
     // are read from the repository during the restore); a single stream is
     // read and authenticated once without being written anywhere
     // (`authenticate`). A damaged snapshot fails here and changes nothing.
-    let mode = ctx.progress_mode();
+    let mode = crate::progress::mode(ctx);
     let prepare = async {
         let created = dump::create_database_if_missing(&target, "postgres")
             .await

@@ -410,7 +410,12 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     let repo = ctx.open().await?;
     let progress = Arc::new(Progress::default());
-    let display = progress::start(Arc::clone(&progress), "check", ctx.progress_mode(), false);
+    let display = progress::start(
+        Arc::clone(&progress),
+        "check",
+        crate::progress::mode(ctx),
+        false,
+    );
     let read_data = a.read_data || a.read_data_subset.is_some();
     let report =
         lifeboat_repo::check::check_subset(&repo, read_data, a.read_data_subset, progress).await?;
@@ -721,7 +726,7 @@ async fn repair_index(ctx: &Ctx) -> Result<i32> {
     let display = progress::start(
         Arc::clone(&progress),
         "repair index (pack bytes covered)",
-        ctx.progress_mode(),
+        crate::progress::mode(ctx),
         false,
     );
     let r = lifeboat_repo::repair::repair_index(&repo, progress).await?;

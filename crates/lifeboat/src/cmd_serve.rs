@@ -17,6 +17,7 @@ pub struct ServeArgs {
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
     let ctx = Ctx {
         global: ctx.global.clone(),
+        reporter: std::sync::Arc::new(lifeboat_ops::report::Log),
         config: ctx.config.clone(),
     };
     let code = crate::serve::serve(ctx, a.listen).await?;

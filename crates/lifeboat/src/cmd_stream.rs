@@ -83,13 +83,25 @@ pub async fn backup(ctx: &Ctx, a: BackupStreamArgs) -> Result<i32> {
     let repo = ctx.open().await?;
     let snap = match &command {
         Some(stream) => {
-            backup_command(&repo, &name, stream, a.tags, ctx.progress_mode(), true).await?
+            backup_command(
+                &repo,
+                &name,
+                stream,
+                a.tags,
+                crate::progress::mode(ctx),
+                true,
+            )
+            .await?
         }
         None => {
             let progress = Arc::new(Progress::default());
             let mut session = BackupSession::start(&repo, Arc::clone(&progress)).await?;
-            let display =
-                progress::start(Arc::clone(&progress), "backup", ctx.progress_mode(), true);
+            let display = progress::start(
+                Arc::clone(&progress),
+                "backup",
+                crate::progress::mode(ctx),
+                true,
+            );
             if let Err(e) = session.add_stream("stdin", std::io::stdin()).await {
                 session.abort().await;
                 return Err(e.into());
@@ -168,7 +180,7 @@ pub(crate) async fn backup_command(
         Ok(r) => r,
         Err(e) => {
             session.abort().await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let failure = reader.failure();
@@ -209,7 +221,12 @@ pub async fn restore(ctx: &Ctx, a: RestoreStreamArgs) -> Result<i32> {
     let repo = ctx.open().await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
     let progress = Arc::new(Progress::default());
-    let display = progress::start(Arc::clone(&progress), "restore", ctx.progress_mode(), false);
+    let display = progress::start(
+        Arc::clone(&progress),
+        "restore",
+        crate::progress::mode(ctx),
+        false,
+    );
     let n = match &a.output {
         Some(path) => {
             let f = std::fs::OpenOptions::new()

@@ -5,137 +5,16 @@
 //! [`CliError`] (made with [`fail`], [`usage`] or [`error`]) or from the
 //! classified errors of the repository and storage layers ([`kind_for`]).
 
+use lifeboat_ops::Error as OpsError;
 use lifeboat_repo::{ErrorClass, RepoError};
-use serde::Serialize;
 
-pub const OK: i32 = 0;
-/// Anything not covered below.
-pub const FAILURE: i32 = 1;
-/// Bad flags, bad configuration, bad input.
-pub const USAGE: i32 = 2;
-/// Repository, snapshot or key not found.
-pub const NOT_FOUND: i32 = 3;
-/// Stored data failed verification (check found problems, restore refused).
-pub const INTEGRITY: i32 = 4;
-/// Another process holds a conflicting lock.
-pub const LOCKED: i32 = 5;
-/// Wrong passphrase or key file.
-pub const AUTH: i32 = 6;
-/// A restored database differs from the facts recorded at backup; a drill failed.
-pub const VERIFY_FAILED: i32 = 7;
-/// Storage unreachable, permission denied, disk full.
-pub const STORAGE: i32 = 8;
-/// The repository was written by a newer Lifeboat.
-pub const INCOMPATIBLE: i32 = 9;
-/// `status`: a source is at risk (RPO exposure or drills against objectives).
-pub const AT_RISK: i32 = 10;
-/// `restore postgres` failed or was interrupted after it had begun replacing
-/// the target: the target is partial, the writers are left stopped. Wins over
-/// the code of the cause (130, 4, 8, …): what matters is the target's state.
-pub const PARTIAL: i32 = 11;
-/// Interrupted by SIGINT/SIGTERM (for `restore postgres`: before the target
-/// was touched).
-pub const INTERRUPTED: i32 = 130;
+pub use lifeboat_ops::error::{
+    AT_RISK, AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK,
+    PARTIAL, STORAGE, USAGE, VERIFY_FAILED,
+};
 
-/// What kind of failure an error is: one per row of `docs/exit-codes.md`
-/// (but `0`). Shown as `error.kind` in `--json` output (snake case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Failure,
-    Usage,
-    NotFound,
-    Integrity,
-    Locked,
-    Auth,
-    VerifyFailed,
-    Storage,
-    Incompatible,
-    AtRisk,
-    Partial,
-    Interrupted,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 12] = [
-        Kind::Failure,
-        Kind::Usage,
-        Kind::NotFound,
-        Kind::Integrity,
-        Kind::Locked,
-        Kind::Auth,
-        Kind::VerifyFailed,
-        Kind::Storage,
-        Kind::Incompatible,
-        Kind::AtRisk,
-        Kind::Partial,
-        Kind::Interrupted,
-    ];
-
-    /// The documented exit code.
-    pub fn code(self) -> i32 {
-        match self {
-            Kind::Failure => FAILURE,
-            Kind::Usage => USAGE,
-            Kind::NotFound => NOT_FOUND,
-            Kind::Integrity => INTEGRITY,
-            Kind::Locked => LOCKED,
-            Kind::Auth => AUTH,
-            Kind::VerifyFailed => VERIFY_FAILED,
-            Kind::Storage => STORAGE,
-            Kind::Incompatible => INCOMPATIBLE,
-            Kind::AtRisk => AT_RISK,
-            Kind::Partial => PARTIAL,
-            Kind::Interrupted => INTERRUPTED,
-        }
-    }
-
-    /// The kind of a documented exit code; an undocumented one is `Failure`.
-    pub fn of_code(code: i32) -> Kind {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.code() == code)
-            .unwrap_or(Kind::Failure)
-    }
-
-    /// What to do, when the error itself does not say more: the "what to
-    /// do" column of `docs/exit-codes.md`, shortened.
-    pub fn default_hint(self) -> &'static str {
-        match self {
-            Kind::Failure => "read the message",
-            Kind::Usage => "fix the command or the configuration (`lifeboat help`)",
-            Kind::NotFound => "check --repo, `lifeboat snapshots` and `lifeboat key list`",
-            Kind::Integrity => {
-                "do not trust the named snapshots; restore another snapshot and keep the repository for investigation"
-            }
-            Kind::Locked => {
-                "wait, or pass --retry-lock DURATION; if the holder is gone run `lifeboat unlock`"
-            }
-            Kind::Auth => {
-                "check LIFEBOAT_PASSWORD, --password-file, --key-file and the secret files' modes"
-            }
-            Kind::VerifyFailed => "see the differences reported",
-            Kind::Storage => "fix the storage; nothing partial was committed",
-            Kind::Incompatible => "upgrade Lifeboat",
-            Kind::AtRisk => "see the reasons; run the late backup or a drill",
-            Kind::Partial => {
-                "the target is partial and its writers are left stopped: restore again, then bring the writers back"
-            }
-            Kind::Interrupted => "run the command again; `lifeboat prune` removes leftovers",
-        }
-    }
-}
-
-/// An error the CLI reports with a specific kind (hence exit code) and,
-/// optionally, a hint saying what to do.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CliError {
-    pub kind: Kind,
-    pub message: String,
-    /// What to do; `None`: the kind's [`Kind::default_hint`].
-    pub hint: Option<String>,
-}
+/// The service layer's error under the name the commands used for it.
+pub type CliError = OpsError;
 
 /// An error of the kind whose code is `code` (kept for callers that speak
 /// in codes; prefer [`error`]).
@@ -145,12 +24,7 @@ pub fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
 
 /// An error of `kind`.
 pub fn error(kind: Kind, message: impl Into<String>) -> anyhow::Error {
-    CliError {
-        kind,
-        message: message.into(),
-        hint: None,
-    }
-    .into()
+    OpsError::new(kind, message).into()
 }
 
 /// An error of `kind` with a hint saying what to do.
@@ -159,12 +33,7 @@ pub fn error_with_hint(
     message: impl Into<String>,
     hint: impl Into<String>,
 ) -> anyhow::Error {
-    CliError {
-        kind,
-        message: message.into(),
-        hint: Some(hint.into()),
-    }
-    .into()
+    OpsError::new(kind, message).with_hint(hint).into()
 }
 
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -172,16 +41,7 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn kind_for_class(class: ErrorClass) -> Kind {
-    match class {
-        ErrorClass::NotFound => Kind::NotFound,
-        ErrorClass::Incompatible => Kind::Incompatible,
-        ErrorClass::Auth => Kind::Auth,
-        ErrorClass::Locked => Kind::Locked,
-        ErrorClass::Integrity => Kind::Integrity,
-        ErrorClass::Usage => Kind::Usage,
-        ErrorClass::Storage => Kind::Storage,
-        ErrorClass::Other => Kind::Failure,
-    }
+    Kind::of_class(class)
 }
 
 /// The kind of any error that reaches `main`: the first classified error

@@ -3,7 +3,6 @@
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
 mod assess;
-mod child;
 mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;
@@ -13,22 +12,21 @@ mod cmd_serve;
 mod cmd_status;
 mod cmd_stream;
 mod cmd_unquiesce;
-pub mod config;
-mod context;
 mod drill;
 mod exit;
 mod interrupt;
-mod kube_secret;
 mod output;
 mod progress;
-mod quiesce;
-mod secrets;
 mod serve;
 mod stderr;
-mod stream_command;
 mod table;
 
 use std::path::PathBuf;
+
+// The service layer's shared ground, under the names the commands used when
+// it lived here.
+pub use lifeboat_ops::config;
+use lifeboat_ops::{context, quiesce, secrets, stream_command};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -79,6 +77,20 @@ pub struct Global {
         value_name = "DURATION"
     )]
     pub retry_lock: Option<String>,
+}
+
+impl From<Global> for context::Options {
+    fn from(g: Global) -> Self {
+        Self {
+            config: g.config,
+            repo: g.repo,
+            password_file: g.password_file,
+            key_file: g.key_file,
+            json: g.json,
+            quiet: g.quiet,
+            retry_lock: g.retry_lock,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -362,7 +374,10 @@ fn init_logging(daemon: bool) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let ctx = context::Ctx::new(cli.global)?;
+    let reporter = std::sync::Arc::new(progress::CliReporter::new(
+        cli.global.quiet || cli.global.json,
+    ));
+    let ctx = context::Ctx::new(cli.global.into(), reporter)?;
     match cli.command {
         Command::Init(a) => cmd_repo::init(&ctx, a).await,
         Command::Key(k) => cmd_repo::key(&ctx, k).await,

@@ -19,20 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::exit::Kind;
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use lifeboat_ops::report::human_bytes;
 
 /// The `--json` state: the real standard output and the result kept so far.
 struct JsonOut {

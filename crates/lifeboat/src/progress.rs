@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use lifeboat_repo::backup::Progress;
 
+use lifeboat_ops::context::Ctx;
+use lifeboat_ops::report::{ProgressDisplay, Reporter};
+
 use crate::output::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,36 @@ impl Mode {
         } else {
             Mode::Log
         }
+    }
+}
+
+/// How `ctx`'s command shows progress: off with `--quiet` or `--json`.
+pub fn mode(ctx: &Ctx) -> Mode {
+    Mode::choose(ctx.global.quiet || ctx.global.json)
+}
+
+/// The CLI's [`Reporter`]: notes on standard error, progress per [`Mode`].
+pub struct CliReporter {
+    mode: Mode,
+}
+
+impl CliReporter {
+    /// `silent`: `--quiet` or `--json` (no progress; notes still go to
+    /// standard error, which `--json` keeps free of the document).
+    pub fn new(silent: bool) -> Self {
+        Self {
+            mode: Mode::choose(silent),
+        }
+    }
+}
+
+impl Reporter for CliReporter {
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn progress(&self, progress: Arc<Progress>, label: &str, with_dedup: bool) -> ProgressDisplay {
+        Box::new(start(progress, label, self.mode, with_dedup))
     }
 }
 

@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use lifeboat_repo::Secret;
 use zeroize::Zeroizing;
 
-use crate::exit::usage;
+use crate::error::usage;
 
 /// What to do about a secret file whose mode is too open, wherever it came
 /// from (a Kubernetes Secret volume being the usual surprise).
@@ -79,7 +79,7 @@ pub fn read_secret_text(path: &Path) -> Result<String, SecretFileError> {
 
 /// Every secret file problem is a usage error (exit 2): the file or its
 /// mode must be fixed; the secret in it was never tried.
-fn secret_file_error(what: &str, path: &Path, e: SecretFileError) -> anyhow::Error {
+fn secret_file_error(what: &str, path: &Path, e: SecretFileError) -> crate::error::Error {
     usage(format!("the {what} {}: {e}", path.display()))
 }
 
@@ -173,7 +173,7 @@ mod tests {
             "12121212121212",
         ] {
             let err = check_new_passphrase(&p(weak), false).unwrap_err();
-            assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
+            assert_eq!(err.code(), crate::error::USAGE);
             assert!(err.to_string().contains("--weak-passphrase"), "{err}");
             assert!(
                 !err.to_string().contains(weak),
@@ -207,13 +207,13 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o400)).unwrap();
         assert_eq!(read_secret_text(&f).unwrap(), "secret");
         let err = passphrase_from_file(dir.path()).unwrap_err();
-        assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE);
+        assert_eq!(err.code(), crate::error::USAGE);
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         for err in [
             passphrase_from_file(&f).unwrap_err(),
             key_from_file(&f).unwrap_err(),
         ] {
-            assert_eq!(crate::exit::code_for(&err), crate::exit::USAGE, "{err}");
+            assert_eq!(err.code(), crate::error::USAGE, "{err}");
         }
     }
 

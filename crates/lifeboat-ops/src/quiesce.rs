@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::error::Result;
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::quiesce::{Kind, Notify, ResumeOutcome, Scaler, Workload};
 
@@ -91,7 +91,7 @@ pub struct Commands {
 
 async fn run(c: &QuiesceCommand) -> Result<()> {
     let Some((prog, args)) = c.argv.split_first() else {
-        bail!("an empty quiesce command");
+        crate::bail!("an empty quiesce command");
     };
     let shown = c.display();
     let status = crate::child::command(prog, &c.env)
@@ -101,9 +101,9 @@ async fn run(c: &QuiesceCommand) -> Result<()> {
         .stderr(std::process::Stdio::inherit())
         .status()
         .await
-        .map_err(|e| anyhow!("starting quiesce command `{shown}`: {e}"))?;
+        .map_err(|e| crate::failure!("starting quiesce command `{shown}`: {e}"))?;
     if !status.success() {
-        bail!("quiesce command `{shown}` failed ({status})");
+        crate::bail!("quiesce command `{shown}` failed ({status})");
     }
     Ok(())
 }
@@ -135,7 +135,7 @@ impl Quiescer for Commands {
             if errors.is_empty() {
                 Ok(())
             } else {
-                bail!("{}", errors.join("; "))
+                crate::bail!("{}", errors.join("; "))
             }
         })
     }
@@ -165,7 +165,7 @@ impl Kube {
         let timeout = match q.timeout {
             Some(t) => t
                 .to_std()
-                .map_err(|_| anyhow!("quiesce.timeout must be positive"))?,
+                .map_err(|_| crate::failure!("quiesce.timeout must be positive"))?,
             None => lifeboat_kube::quiesce::DEFAULT_TIMEOUT,
         };
         Ok(Kube {
@@ -205,7 +205,12 @@ impl Quiescer for Kube {
         Box::pin(async move {
             let client = lifeboat_kube::client::connect(&self.cluster)
                 .await
-                .with_context(|| format!("connecting to Kubernetes to quiesce {}", self.names()))?;
+                .map_err(|e| {
+                    crate::failure!(
+                        "connecting to Kubernetes to quiesce {}: {e:#}",
+                        self.names()
+                    )
+                })?;
             let ns = self
                 .namespace
                 .clone()
@@ -242,7 +247,7 @@ impl Quiescer for Kube {
             } else {
                 // Transient errors were retried already: what is left needs
                 // the operator, so say what to run.
-                bail!(
+                crate::bail!(
                     "{}; to bring them back, {}",
                     failures.join("; "),
                     self.manual_resume_hint()
@@ -310,7 +315,7 @@ impl Quiescer for Several {
             if errors.is_empty() {
                 Ok(())
             } else {
-                bail!("{}", errors.join("; "))
+                crate::bail!("{}", errors.join("; "))
             }
         })
     }
@@ -451,7 +456,7 @@ fn resume_blocking(mut q: Box<dyn Quiescer>) {
     let limited = async move {
         match tokio::time::timeout(DROP_RESUME_LIMIT, q.resume()).await {
             Ok(r) => r,
-            Err(_) => Err(anyhow!(
+            Err(_) => Err(crate::failure!(
                 "no answer within {} s",
                 DROP_RESUME_LIMIT.as_secs()
             )),
@@ -472,7 +477,7 @@ fn resume_blocking(mut q: Box<dyn Quiescer>) {
             .build()
         {
             Ok(rt) => report(rt.block_on(limited)),
-            Err(e) => report(Err(anyhow!("cannot start a runtime: {e}"))),
+            Err(e) => report(Err(crate::failure!("cannot start a runtime: {e}"))),
         },
     }
 }

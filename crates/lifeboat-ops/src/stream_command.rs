@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::Result;
+use crate::error::Result;
 
 use crate::config::StreamSource;
 
@@ -55,7 +55,7 @@ impl CommandReader {
     /// for the messages (the daemon logs it).
     pub fn spawn(stream: &StreamSource, echo_stderr: bool) -> Result<Self> {
         let Some((program, args)) = stream.command.split_first() else {
-            return Err(crate::exit::usage(
+            return Err(crate::error::usage(
                 "stream.command is empty; give the program and its arguments",
             ));
         };
@@ -76,8 +76,8 @@ impl CommandReader {
             } else {
                 ""
             };
-            crate::exit::fail(
-                crate::exit::FAILURE,
+            crate::error::fail(
+                crate::error::FAILURE,
                 format!(
                     "cannot start the stream command {:?}: {e}{hint}",
                     stream.command

@@ -1,32 +1,50 @@
-//! What every command needs: where the repository is, how to open it, how
-//! to show progress. Flags win over the environment, which wins over the
-//! configuration file.
+//! What every flow needs: where the repository is, how to open it, the
+//! configuration, and whom to tell about progress. Flags win over the
+//! environment, which wins over the configuration file.
 
 use std::sync::Arc;
 
-use anyhow::Result;
 use lifeboat_repo::storage::Storage;
 use lifeboat_repo::storage::object::{S3Settings, open_url, open_url_create};
 use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
 use lifeboat_repo::{Repository, Secret};
 
-use crate::Global;
 use crate::config::{self, Config};
-use crate::exit::usage;
-use crate::progress;
+use crate::error::{Result, usage};
+use crate::report::Reporter;
 use crate::secrets;
 
 /// Where the configuration file is looked for when none is given.
 pub const DEFAULT_CONFIG: &str = "lifeboat.yaml";
 
+/// The options every command takes, as the CLI's flags and environment
+/// gave them (the daemon and tests fill them in themselves).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Configuration file [default: ./lifeboat.yaml when it exists].
+    pub config: Option<std::path::PathBuf>,
+    /// Repository URL, winning over the configuration's.
+    pub repo: Option<String>,
+    pub password_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// `--json`: exactly one JSON document on standard output.
+    pub json: bool,
+    /// No progress output.
+    pub quiet: bool,
+    /// `--retry-lock DURATION`, unparsed.
+    pub retry_lock: Option<String>,
+}
+
 pub struct Ctx {
-    pub global: Global,
+    pub global: Options,
+    /// Where flows narrate and show progress.
+    pub reporter: Arc<dyn Reporter>,
     /// The configuration file, when one was given or `./lifeboat.yaml` exists.
     pub config: Option<Config>,
 }
 
 impl Ctx {
-    pub fn new(global: Global) -> Result<Self> {
+    pub fn new(global: Options, reporter: Arc<dyn Reporter>) -> Result<Self> {
         let path = match &global.config {
             Some(p) => Some(p.clone()),
             None => {
@@ -38,7 +56,11 @@ impl Ctx {
             Some(p) => Some(config::load(&p).map_err(|e| usage(e.to_string()))?),
             None => None,
         };
-        let ctx = Self { global, config };
+        let ctx = Self {
+            global,
+            reporter,
+            config,
+        };
         if ctx.global.config.is_none()
             && let Some(c) = &ctx.config
         {
@@ -100,8 +122,9 @@ impl Ctx {
         self.global.json
     }
 
-    pub fn progress_mode(&self) -> progress::Mode {
-        progress::Mode::choose(self.global.quiet || self.global.json)
+    /// Where flows narrate and show progress.
+    pub fn reporter(&self) -> &dyn Reporter {
+        self.reporter.as_ref()
     }
 
     pub fn repo_url(&self) -> Result<String> {
@@ -169,18 +192,15 @@ impl Ctx {
         let url = self.repo_url()?;
         let s3 = self.s3_settings()?;
         let inner = if create {
-            open_url_create(&url, &s3)?
+            open_url_create(&url, &s3).map_err(crate::Error::from)
         } else {
-            open_url(&url, &s3)?
-        };
+            open_url(&url, &s3).map_err(not_found_as_repo)
+        }?;
         Ok(Retrying::wrap(inner, RetryPolicy::default()))
     }
 
     pub async fn open(&self) -> Result<Repository> {
-        let storage = match self.storage(false) {
-            Ok(s) => s,
-            Err(e) => return Err(not_found_as_repo(e)),
-        };
+        let storage = self.storage(false)?;
         let secret = self.secret()?;
         let lock_options = lifeboat_repo::lock::LockOptions {
             retry: self.retry_lock()?,
@@ -232,7 +252,7 @@ impl Ctx {
                 return Ok(None);
             }
             Err(e) if wanted.is_some() => {
-                return Err(anyhow::Error::new(e).context(
+                return Err(crate::Error::from(e).context(
                     "repository.object_lock is set but the bucket's Object Lock configuration cannot be read",
                 ));
             }
@@ -270,15 +290,13 @@ impl Ctx {
 }
 
 /// A missing local directory is "no repository here", said plainly.
-fn not_found_as_repo(e: anyhow::Error) -> anyhow::Error {
-    if let Some(s) = e.downcast_ref::<lifeboat_repo::storage::StorageError>()
-        && s.is_not_found()
-    {
+fn not_found_as_repo(s: lifeboat_repo::storage::StorageError) -> crate::Error {
+    if s.is_not_found() {
         return lifeboat_repo::RepoError::NotARepository {
             location: s.key.clone(),
             detail: "no repository here (the location does not exist). Check the --repo URL, or create one with `lifeboat init`".into(),
         }
         .into();
     }
-    e
+    s.into()
 }
