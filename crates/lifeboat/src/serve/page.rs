@@ -5,32 +5,48 @@
 //! measured values, the readiness checklist, and per source a chart of
 //! backup sizes and durations over time. It reloads itself every minute.
 //!
-//! Every text that comes from the configuration or the repository goes
-//! through [`esc`]. The page shows no secret: the assessment holds none.
-
-use std::fmt::Write;
+//! The page is built with [maud](https://maud.lambda.xyz/), which escapes
+//! every value spliced into it (element text and attribute values alike),
+//! so a text from the configuration or the repository cannot become markup
+//! by being forgotten. The only unescaped parts are the page's own
+//! stylesheet ([`STYLE`]) and maud's `DOCTYPE`. The page shows no secret:
+//! the assessment holds none.
+//!
+//! The markup is written to the byte what the page was before maud (the
+//! newlines between sections keep the page source readable), except that
+//! `&middot;` and `&mdash;` are now the characters themselves and SVG
+//! elements are closed with an end tag (`<line …></line>`: maud writes no
+//! `/>`).
 
 use chrono::{DateTime, Utc};
-use lifeboat_dr::readiness::{Kind, State};
-use lifeboat_dr::status::{SnapshotInfo, SourceInput, SourceStatus, Verdict, human};
+use lifeboat_dr::readiness::{Item, Kind, State};
+use lifeboat_dr::status::{
+    ObjectiveStatus, SnapshotInfo, SourceInput, SourceStatus, Verdict, human,
+};
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use crate::assess::Assessment;
 use crate::output::human_bytes;
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// A text from the configuration or the repository (a source name, a
+/// snapshot id, a reason). maud escapes `&`, `<`, `>` and `"`, which is all
+/// HTML needs: maud quotes every attribute with `"`. This also writes `'`
+/// as `&#39;`, as the page always has, so the bytes people and tests match
+/// on stay the same (the 502 page's "repository&#39;s evidence"); the
+/// escaping itself is maud's.
+struct Text<'a>(&'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        let mut parts = self.0.split('\'');
+        if let Some(first) = parts.next() {
+            first.render_to(buffer);
+        }
+        for part in parts {
+            buffer.push_str("&#39;");
+            part.render_to(buffer);
         }
     }
-    out
 }
 
 fn utc(t: DateTime<Utc>) -> String {
@@ -55,8 +71,8 @@ fn verdict_class(v: Verdict) -> &'static str {
     }
 }
 
-fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge {class}\">{}</span>", esc(text))
+fn badge(class: &str, text: &str) -> Markup {
+    html! { span class={ "badge " (class) } { (Text(text)) } }
 }
 
 const STYLE: &str = r#"
@@ -109,41 +125,56 @@ svg circle.read{fill:var(--read)}svg circle.stored{fill:var(--stored)}svg circle
 footer{margin-top:36px;font-size:12px;color:var(--muted)}
 "#;
 
+/// `<head>` of both pages: charset, viewport, the one-minute refresh, the
+/// title and the stylesheet.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta http-equiv="refresh" content="60";
+            title { "Lifeboat: " (Text(title)) }
+            style { (PreEscaped(STYLE)) }
+        }
+    }
+}
+
 /// The status page for an assessment.
 pub fn render(a: &Assessment) -> String {
     let st = &a.status;
-    let mut h = String::with_capacity(32 * 1024);
-    let word = st.verdict.as_str();
-    let _ = writeln!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"60\">\
-         <title>Lifeboat: {}</title><style>{STYLE}</style></head><body>",
-        esc(word)
-    );
-    let _ = writeln!(
-        h,
-        "<header><h1>Lifeboat status</h1><span class=\"muted small\">assessed {} \
-         &middot; refreshes every minute</span></header>",
-        utc(st.now)
-    );
-    h.push_str(&banner(a));
-    h.push_str(&sources(&st.sources));
-    h.push_str(&objectives(a));
-    h.push_str(&history(&a.sources));
-    h.push_str(&readiness(a));
-    let _ = writeln!(
-        h,
-        "<footer>lifeboat {} &middot; the same assessment as <code>lifeboat status</code> and \
-         <code>lifeboat readiness</code>, read from the repository at {}.</footer>\n</body></html>",
-        env!("CARGO_PKG_VERSION"),
-        utc(st.now)
-    );
-    h
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            (head(st.verdict.as_str()))
+            body {
+                "\n"
+                header {
+                    h1 { "Lifeboat status" }
+                    span class="muted small" {
+                        "assessed " (utc(st.now)) " · refreshes every minute"
+                    }
+                }
+                "\n"
+                (banner(a))
+                (sources(&st.sources))
+                (objectives(a))
+                (history(&a.sources))
+                (readiness(a))
+                footer {
+                    "lifeboat " (env!("CARGO_PKG_VERSION"))
+                    " · the same assessment as " code { "lifeboat status" } " and "
+                    code { "lifeboat readiness" } ", read from the repository at "
+                    (utc(st.now)) "."
+                }
+                "\n"
+            }
+        }
+        "\n"
+    }
+    .into_string()
 }
 
-fn banner(a: &Assessment) -> String {
+fn banner(a: &Assessment) -> Markup {
     let st = &a.status;
     let r = &a.readiness;
     let failed = r.items.iter().filter(|i| i.state == State::Fail).count();
@@ -153,28 +184,26 @@ fn banner(a: &Assessment) -> String {
     } else {
         format!("not ready: {failed} of {auto} automated checks fail")
     };
-    // Every other reason too: the first one alone could hide an uncovered
-    // objective behind a late backup.
-    let more: String = st
-        .reasons
-        .iter()
-        .skip(1)
-        .map(|r| format!("<li>{}</li>", esc(r)))
-        .collect();
-    let more = if more.is_empty() {
-        String::new()
-    } else {
-        format!("<ul class=\"small\">{more}</ul>")
-    };
-    format!(
-        "<section id=\"verdict\" class=\"banner {cls}\" aria-label=\"overall verdict\">\
-         <div class=\"word\">{word}</div><div><div class=\"why\">{why}</div>{more}\
-         <div class=\"small muted\">Readiness: {ready}</div></div></section>\n",
-        cls = verdict_class(st.verdict),
-        word = esc(st.verdict.as_str()),
-        why = esc(&st.reason),
-        ready = esc(&ready),
-    )
+    html! {
+        section id="verdict" class={ "banner " (verdict_class(st.verdict)) }
+            aria-label="overall verdict" {
+            div class="word" { (Text(st.verdict.as_str())) }
+            div {
+                div class="why" { (Text(&st.reason)) }
+                // Every other reason too: the first one alone could hide an
+                // uncovered objective behind a late backup.
+                @if st.reasons.len() > 1 {
+                    ul class="small" {
+                        @for r in st.reasons.iter().skip(1) {
+                            li { (Text(r)) }
+                        }
+                    }
+                }
+                div class="small muted" { "Readiness: " (Text(&ready)) }
+            }
+        }
+        "\n"
+    }
 }
 
 /// ", 2 partial (not counted)" after a snapshot count; empty for none.
@@ -186,266 +215,344 @@ fn partial_note(n: usize) -> String {
     }
 }
 
-fn sources(list: &[SourceStatus]) -> String {
-    let mut h = String::from(
-        "<section id=\"sources\"><h2>Sources</h2>\n<table><thead><tr><th>Source</th>\
-         <th>Schedule</th><th>Last full backup</th><th>RPO exposure / objective</th>\
-         <th>Last drill</th><th>RTO objective</th><th>Verdict</th></tr></thead><tbody>\n",
-    );
-    if list.is_empty() {
-        h.push_str("<tr><td colspan=\"7\">no sources are configured</td></tr>\n");
+fn sources(list: &[SourceStatus]) -> Markup {
+    html! {
+        section id="sources" {
+            h2 { "Sources" }
+            "\n"
+            table {
+                thead {
+                    tr {
+                        th { "Source" } th { "Schedule" } th { "Last full backup" }
+                        th { "RPO exposure / objective" } th { "Last drill" }
+                        th { "RTO objective" } th { "Verdict" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @if list.is_empty() {
+                        tr { td colspan="7" { "no sources are configured" } }
+                        "\n"
+                    }
+                    @for s in list {
+                        (source_row(s))
+                    }
+                }
+            }
+        }
+        "\n"
     }
-    for s in list {
-        let backup = match &s.last_backup {
-            Some(b) => format!(
-                "{}<br><span class=\"muted small\">{} ago &middot; <span class=\"mono\">{}</span> \
-                 &middot; {} snapshot(s){}</span>",
-                utc(b.time),
-                human(b.age_seconds),
-                esc(&b.snapshot[..b.snapshot.len().min(8)]),
-                s.snapshots,
-                partial_note(s.partial_snapshots)
-            ),
-            None if s.partial_snapshots > 0 => format!(
-                "{}<br><span class=\"muted small\">{} partial snapshot(s) only</span>",
-                badge("fail", "never"),
-                s.partial_snapshots
-            ),
-            None => badge("fail", "never"),
-        };
-        let rpo = match (s.rpo_exposure_seconds, &s.objectives.rpo) {
+}
+
+/// A source's row in the sources table, and under it a row of its
+/// reasons when it has any.
+fn source_row(s: &SourceStatus) -> Markup {
+    let backup = html! {
+        @match &s.last_backup {
+            Some(b) => {
+                (utc(b.time)) br;
+                span class="muted small" {
+                    (human(b.age_seconds)) " ago · "
+                    span class="mono" { (Text(&b.snapshot[..b.snapshot.len().min(8)])) }
+                    " · " (s.snapshots) " snapshot(s)" (partial_note(s.partial_snapshots))
+                }
+            }
+            None if s.partial_snapshots > 0 => {
+                (badge("fail", "never")) br;
+                span class="muted small" { (s.partial_snapshots) " partial snapshot(s) only" }
+            }
+            None => { (badge("fail", "never")) }
+        }
+    };
+    let rpo = html! {
+        @match (s.rpo_exposure_seconds, &s.objectives.rpo) {
             (Some(e), Some(t)) => {
-                let cls = if e > t.seconds as f64 { "risk" } else { "ok" };
-                format!(
-                    "{} / {}<br><span class=\"muted small\">{}</span>",
-                    badge(cls, &human(e)),
-                    esc(&human(t.seconds as f64)),
-                    esc(&t.scenario)
-                )
+                (badge(if e > t.seconds as f64 { "risk" } else { "ok" }, &human(e)))
+                " / " (human(t.seconds as f64)) br;
+                span class="muted small" { (Text(&t.scenario)) }
             }
-            (Some(e), None) => format!("{} / none", esc(&human(e))),
-            (None, Some(t)) => format!(
-                "&mdash; / {}<br><span class=\"muted small\">{}</span>",
-                esc(&human(t.seconds as f64)),
-                esc(&t.scenario)
-            ),
-            (None, None) => "&mdash;".into(),
-        };
-        let drill = match &s.last_drill {
-            None => badge("risk", "never"),
-            Some(d) if d.ok => format!(
-                "{} {}<br><span class=\"muted small\">{} ago &middot; RTO {} &middot; RPO {}</span>",
-                badge("ok", "ok"),
-                utc(d.started),
-                human(d.age_seconds),
-                esc(&human(d.rto_seconds)),
-                esc(&human(d.rpo_seconds))
-            ),
-            Some(d) => format!(
-                "{} {}<br><span class=\"muted small\">{}</span>",
-                badge("fail", "failed"),
-                utc(d.started),
-                esc(d.failure.as_deref().unwrap_or("no reason recorded"))
-            ),
-        };
-        let rto = match &s.objectives.rto {
-            Some(t) => format!(
-                "{}<br><span class=\"muted small\">{}</span>",
-                esc(&human(t.seconds as f64)),
-                esc(&t.scenario)
-            ),
-            None => "none".into(),
-        };
-        let row_cls = if s.reasons.is_empty() {
-            ""
-        } else {
-            " class=\"has-reasons\""
-        };
-        let _ = writeln!(
-            h,
-            "<tr{row_cls}><td><strong>{name}</strong><br><span class=\"muted small\">{kind}</span></td>\
-             <td class=\"mono\">{sched}</td><td>{backup}</td><td>{rpo}</td><td>{drill}</td>\
-             <td>{rto}</td><td>{verdict}</td></tr>",
-            name = esc(&s.source),
-            kind = esc(&s.kind),
-            sched = s
-                .schedule
-                .as_deref()
-                .map(esc)
-                .unwrap_or_else(|| "none (API only)".into()),
-            verdict = badge(verdict_class(s.verdict), s.verdict.as_str()),
-        );
-        if !s.reasons.is_empty() {
-            h.push_str("<tr class=\"reasons\"><td colspan=\"7\"><ul>");
-            for r in &s.reasons {
-                let _ = write!(h, "<li>{}</li>", esc(r));
+            (Some(e), None) => { (human(e)) " / none" }
+            (None, Some(t)) => {
+                "— / " (human(t.seconds as f64)) br;
+                span class="muted small" { (Text(&t.scenario)) }
             }
-            h.push_str("</ul></td></tr>\n");
+            (None, None) => { "—" }
+        }
+    };
+    let drill = html! {
+        @match &s.last_drill {
+            None => { (badge("risk", "never")) }
+            Some(d) if d.ok => {
+                (badge("ok", "ok")) " " (utc(d.started)) br;
+                span class="muted small" {
+                    (human(d.age_seconds)) " ago · RTO " (human(d.rto_seconds))
+                    " · RPO " (human(d.rpo_seconds))
+                }
+            }
+            Some(d) => {
+                (badge("fail", "failed")) " " (utc(d.started)) br;
+                span class="muted small" {
+                    (Text(d.failure.as_deref().unwrap_or("no reason recorded")))
+                }
+            }
+        }
+    };
+    let rto = html! {
+        @match &s.objectives.rto {
+            Some(t) => {
+                (human(t.seconds as f64)) br;
+                span class="muted small" { (Text(&t.scenario)) }
+            }
+            None => { "none" }
+        }
+    };
+    let has_reasons = !s.reasons.is_empty();
+    html! {
+        tr class=[has_reasons.then_some("has-reasons")] {
+            td {
+                strong { (Text(&s.source)) } br;
+                span class="muted small" { (Text(&s.kind)) }
+            }
+            td class="mono" {
+                @match &s.schedule {
+                    Some(sched) => { (Text(sched)) }
+                    None => { "none (API only)" }
+                }
+            }
+            td { (backup) }
+            td { (rpo) }
+            td { (drill) }
+            td { (rto) }
+            td { (badge(verdict_class(s.verdict), s.verdict.as_str())) }
+        }
+        "\n"
+        @if has_reasons {
+            tr class="reasons" {
+                td colspan="7" {
+                    ul { @for r in &s.reasons { li { (Text(r)) } } }
+                }
+            }
+            "\n"
         }
     }
-    h.push_str("</tbody></table></section>\n");
-    h
 }
 
-fn objectives(a: &Assessment) -> String {
-    let mut h = String::from(
-        "<section id=\"objectives\"><h2>Objectives</h2>\n<table><thead><tr><th>Scenario</th>\
-         <th>Priority</th><th>RTO objective</th><th>Measured RTO</th><th>RPO objective</th>\
-         <th>RPO exposure</th><th>Covered by</th><th>Met</th></tr></thead><tbody>\n",
-    );
-    if a.status.objectives.is_empty() {
-        h.push_str(
-            "<tr><td colspan=\"8\">no objectives are configured \
-             (<code>objectives:</code> scenario, rto, rpo)</td></tr>\n",
-        );
-    }
-    for o in &a.status.objectives {
-        let measured = |v: Option<f64>| v.map(|s| esc(&human(s))).unwrap_or("&mdash;".into());
-        // Not measured and not attested as covered elsewhere: at risk.
-        let met = match (o.met, &o.risk) {
-            (Some(true), _) => badge("ok", "met"),
-            (Some(false), _) => badge("fail", "missed"),
-            (None, Some(_)) => badge("risk", "not measured"),
-            (None, None) if o.objective.covered_elsewhere.is_some() => {
-                badge("info", "covered elsewhere")
+fn objectives(a: &Assessment) -> Markup {
+    html! {
+        section id="objectives" {
+            h2 { "Objectives" }
+            "\n"
+            table {
+                thead {
+                    tr {
+                        th { "Scenario" } th { "Priority" } th { "RTO objective" }
+                        th { "Measured RTO" } th { "RPO objective" } th { "RPO exposure" }
+                        th { "Covered by" } th { "Met" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @if a.status.objectives.is_empty() {
+                        tr {
+                            td colspan="8" {
+                                "no objectives are configured ("
+                                code { "objectives:" } " scenario, rto, rpo)"
+                            }
+                        }
+                        "\n"
+                    }
+                    @for o in &a.status.objectives {
+                        (objective_row(o))
+                    }
+                }
             }
-            (None, None) => badge("none", "not measured"),
-        };
-        let note = o
-            .note
-            .as_deref()
-            .map(|n| format!("<br><span class=\"muted small\">{}</span>", esc(n)))
-            .unwrap_or_default();
-        let covered = if o.sources.is_empty() {
-            match &o.objective.covered_elsewhere {
-                Some(c) => format!("<em>{}</em>", esc(&c.covered_by)),
-                None => "&mdash;".to_string(),
+            p class="muted small" {
+                "Measured RTO: the slowest of the covering sources' last successful drills. \
+                 RPO exposure: the oldest of their last backups, now. An objective nothing \
+                 measures puts the verdict at risk unless the configuration says what covers \
+                 it elsewhere, who attested it and when."
             }
-        } else {
-            o.sources
-                .iter()
-                .map(|s| esc(s))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            h,
-            "<tr><td><strong>{scenario}</strong></td><td>{prio}</td><td class=\"num\">{rto}</td>\
-             <td class=\"num\">{mrto}</td><td class=\"num\">{rpo}</td><td class=\"num\">{mrpo}</td>\
-             <td>{covered}</td><td>{met}{note}</td></tr>",
-            scenario = esc(&o.objective.scenario),
-            prio = o
-                .objective
-                .priority
-                .as_deref()
-                .map(esc)
-                .unwrap_or_else(|| "&mdash;".into()),
-            rto = esc(&human(o.objective.rto.num_seconds() as f64)),
-            mrto = measured(o.measured_rto_seconds),
-            rpo = if o.objective.rpo.num_seconds() <= 0 {
-                "0 (no data loss)".to_string()
-            } else {
-                esc(&human(o.objective.rpo.num_seconds() as f64))
-            },
-            mrpo = measured(o.rpo_exposure_seconds),
-        );
+        }
+        "\n"
     }
-    h.push_str(
-        "</tbody></table><p class=\"muted small\">Measured RTO: the slowest of the covering \
-         sources' last successful drills. RPO exposure: the oldest of their last backups, \
-         now. An objective nothing measures puts the verdict at risk unless the configuration \
-         says what covers it elsewhere, who attested it and when.</p></section>\n",
-    );
-    h
 }
 
-fn readiness(a: &Assessment) -> String {
+/// A measured value, or a dash when nothing measured it.
+fn measured(v: Option<f64>) -> Markup {
+    html! {
+        @match v {
+            Some(s) => { (human(s)) }
+            None => { "—" }
+        }
+    }
+}
+
+fn objective_row(o: &ObjectiveStatus) -> Markup {
+    // Not measured and not attested as covered elsewhere: at risk.
+    let met = match (o.met, &o.risk) {
+        (Some(true), _) => badge("ok", "met"),
+        (Some(false), _) => badge("fail", "missed"),
+        (None, Some(_)) => badge("risk", "not measured"),
+        (None, None) if o.objective.covered_elsewhere.is_some() => {
+            badge("info", "covered elsewhere")
+        }
+        (None, None) => badge("none", "not measured"),
+    };
+    let covered = html! {
+        @if o.sources.is_empty() {
+            @match &o.objective.covered_elsewhere {
+                Some(c) => { em { (Text(&c.covered_by)) } }
+                None => { "—" }
+            }
+        } @else {
+            @for (i, s) in o.sources.iter().enumerate() {
+                @if i > 0 { ", " }
+                (Text(s))
+            }
+        }
+    };
+    let rpo = o.objective.rpo.num_seconds();
+    html! {
+        tr {
+            td { strong { (Text(&o.objective.scenario)) } }
+            td {
+                @match &o.objective.priority {
+                    Some(p) => { (Text(p)) }
+                    None => { "—" }
+                }
+            }
+            td class="num" { (human(o.objective.rto.num_seconds() as f64)) }
+            td class="num" { (measured(o.measured_rto_seconds)) }
+            td class="num" {
+                @if rpo <= 0 { "0 (no data loss)" } @else { (human(rpo as f64)) }
+            }
+            td class="num" { (measured(o.rpo_exposure_seconds)) }
+            td { (covered) }
+            td {
+                (met)
+                @if let Some(n) = &o.note {
+                    br;
+                    span class="muted small" { (Text(n)) }
+                }
+            }
+        }
+        "\n"
+    }
+}
+
+fn readiness(a: &Assessment) -> Markup {
     let r = &a.readiness;
-    let mut h = format!(
-        "<section id=\"readiness\"><h2>Readiness checklist</h2>\n<p>{} <span class=\"muted small\">\
-         assessed {}</span></p>\n<table><thead><tr><th>State</th><th>Item</th><th>Detail</th>\
-         <th>Judged</th></tr></thead><tbody>\n",
-        if r.ready {
-            badge("ok", "ready")
-        } else {
-            badge("fail", "not ready")
-        },
-        utc(r.now)
-    );
-    for it in &r.items {
-        let cls = match it.state {
-            State::Pass => "ok",
-            State::Fail => "fail",
-            State::Attested => "info",
-            State::Unattested | State::NotConfigured => "none",
-        };
-        let kind = match it.kind {
-            Kind::Automated => "automatically",
-            Kind::Manual => "by a person",
-            Kind::NotConfigured => "not configured",
-        };
-        let _ = writeln!(
-            h,
-            "<tr id=\"item-{id}\"><td>{state}</td><td><strong>{title}</strong><br>\
-             <span class=\"muted small\">checklist line: {seed}</span></td><td>{detail}</td>\
-             <td class=\"muted small\">{kind}</td></tr>",
-            id = esc(it.id),
-            state = badge(cls, it.state.as_str()),
-            title = esc(&it.title),
-            seed = esc(it.seed),
-            detail = if it.detail.is_empty() {
-                "&mdash;".into()
-            } else {
-                esc(&it.detail)
-            },
-        );
+    html! {
+        section id="readiness" {
+            h2 { "Readiness checklist" }
+            "\n"
+            p {
+                @if r.ready { (badge("ok", "ready")) } @else { (badge("fail", "not ready")) }
+                " "
+                span class="muted small" { "assessed " (utc(r.now)) }
+            }
+            "\n"
+            table {
+                thead {
+                    tr { th { "State" } th { "Item" } th { "Detail" } th { "Judged" } }
+                }
+                tbody {
+                    "\n"
+                    @for it in &r.items {
+                        (readiness_row(it))
+                    }
+                }
+            }
+        }
+        "\n"
     }
-    h.push_str("</tbody></table></section>\n");
-    h
 }
 
-fn history(inputs: &[SourceInput]) -> String {
-    let mut h = String::from(
-        "<section id=\"history\"><h2>Backup history</h2>\n<div class=\"legend\">\
-         <span><i style=\"background:var(--read)\"></i>bytes read</span>\
-         <span><i style=\"background:var(--stored)\"></i>bytes stored (after dedup and \
-         compression)</span><span><i style=\"background:var(--dur)\"></i>duration</span>\
-         </div>\n<div class=\"charts\">\n",
-    );
-    if inputs.is_empty() {
-        h.push_str("<p class=\"muted\">no sources are configured</p>\n");
+fn readiness_row(it: &Item) -> Markup {
+    let cls = match it.state {
+        State::Pass => "ok",
+        State::Fail => "fail",
+        State::Attested => "info",
+        State::Unattested | State::NotConfigured => "none",
+    };
+    let kind = match it.kind {
+        Kind::Automated => "automatically",
+        Kind::Manual => "by a person",
+        Kind::NotConfigured => "not configured",
+    };
+    html! {
+        tr id={ "item-" (Text(it.id)) } {
+            td { (badge(cls, it.state.as_str())) }
+            td {
+                strong { (Text(&it.title)) } br;
+                span class="muted small" { "checklist line: " (Text(it.seed)) }
+            }
+            td {
+                @if it.detail.is_empty() { "—" } @else { (Text(&it.detail)) }
+            }
+            td class="muted small" { (kind) }
+        }
+        "\n"
     }
-    for s in inputs {
-        let _ = writeln!(
-            h,
-            "<figure><figcaption>{} <span class=\"muted small\">{} snapshot(s) in the \
-             repository</span></figcaption>{}</figure>",
-            esc(&s.name),
-            s.snapshots.len(),
-            chart(&s.name, &s.snapshots)
-        );
+}
+
+fn history(inputs: &[SourceInput]) -> Markup {
+    html! {
+        section id="history" {
+            h2 { "Backup history" }
+            "\n"
+            div class="legend" {
+                span { i style="background:var(--read)" {} "bytes read" }
+                span {
+                    i style="background:var(--stored)" {}
+                    "bytes stored (after dedup and compression)"
+                }
+                span { i style="background:var(--dur)" {} "duration" }
+            }
+            "\n"
+            div class="charts" {
+                "\n"
+                @if inputs.is_empty() {
+                    p class="muted" { "no sources are configured" }
+                    "\n"
+                }
+                @for s in inputs {
+                    figure {
+                        figcaption {
+                            (Text(&s.name)) " "
+                            span class="muted small" {
+                                (s.snapshots.len()) " snapshot(s) in the repository"
+                            }
+                        }
+                        (chart(&s.name, &s.snapshots))
+                    }
+                    "\n"
+                }
+            }
+        }
+        "\n"
     }
-    h.push_str("</div></section>\n");
-    h
 }
 
 /// Dots carry a tooltip each up to this many snapshots; beyond, lines only.
 const MAX_DOTS: usize = 200;
 
+// The chart's geometry, in SVG user units.
+const W: f64 = 640.0;
+const L: f64 = 72.0;
+const R: f64 = 16.0;
+const PH: f64 = 80.0;
+const TOP1: f64 = 16.0;
+const TOP2: f64 = TOP1 + PH + 34.0;
+const H: f64 = TOP2 + PH + 30.0;
+
 /// Two panels on one time axis: sizes (read, stored) above, duration below.
-fn chart(name: &str, snaps: &[SnapshotInfo]) -> String {
+fn chart(name: &str, snaps: &[SnapshotInfo]) -> Markup {
     if snaps.is_empty() {
-        return "<p class=\"muted small\">no snapshots yet</p>".into();
+        return html! { p class="muted small" { "no snapshots yet" } };
     }
     let mut snaps: Vec<&SnapshotInfo> = snaps.iter().collect();
     snaps.sort_by_key(|s| s.time);
-    const W: f64 = 640.0;
-    const L: f64 = 72.0;
-    const R: f64 = 16.0;
-    const PH: f64 = 80.0;
-    const TOP1: f64 = 16.0;
-    const TOP2: f64 = TOP1 + PH + 34.0;
-    const H: f64 = TOP2 + PH + 30.0;
     let pw = W - L - R;
     let (t0, t1) = (snaps[0].time, snaps[snaps.len() - 1].time);
     let span = (t1 - t0).num_milliseconds() as f64;
@@ -468,107 +575,92 @@ fn chart(name: &str, snaps: &[SnapshotInfo]) -> String {
         .fold(0.0_f64, f64::max)
         .max(0.1);
     let y = |top: f64, v: f64, max: f64| top + PH - PH * (v / max).clamp(0.0, 1.0);
-
-    let mut g = format!(
-        "<svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"backup sizes and durations of {}\" \
-         xmlns=\"http://www.w3.org/2000/svg\">",
-        esc(name)
-    );
-    // Axes and labels of both panels.
-    for (top, label_max, title) in [
-        (TOP1, human_bytes(max_bytes as u64), "size"),
-        (TOP2, dur(max_dur), "duration"),
-    ] {
-        let _ = write!(
-            g,
-            "<line class=\"grid\" x1=\"{L}\" y1=\"{top}\" x2=\"{x2}\" y2=\"{top}\" stroke-dasharray=\"3 3\"/>\
-             <line class=\"grid\" x1=\"{L}\" y1=\"{b}\" x2=\"{x2}\" y2=\"{b}\"/>\
-             <text x=\"{tx}\" y=\"{ty}\" text-anchor=\"end\">{max}</text>\
-             <text x=\"{tx}\" y=\"{b}\" text-anchor=\"end\">0</text>\
-             <text x=\"{L}\" y=\"{cy}\">{title}</text>",
-            x2 = W - R,
-            b = top + PH,
-            tx = L - 6.0,
-            ty = top + 4.0,
-            max = esc(&label_max),
-            cy = top - 5.0,
-        );
-    }
+    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let bottom = TOP2 + PH + 18.0;
-    if span <= 0.0 {
-        let _ = write!(
-            g,
-            "<text x=\"{}\" y=\"{bottom}\" text-anchor=\"middle\">{}</text>",
-            L + pw / 2.0,
-            esc(&t0.format("%Y-%m-%d %H:%M UTC").to_string())
-        );
-    } else {
-        let _ = write!(
-            g,
-            "<text x=\"{L}\" y=\"{bottom}\">{}</text>\
-             <text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>",
-            esc(&t0.format("%Y-%m-%d %H:%M UTC").to_string()),
-            W - R,
-            esc(&t1.format("%Y-%m-%d %H:%M UTC").to_string())
-        );
-    }
     type Value<'a> = &'a dyn Fn(&SnapshotInfo) -> f64;
     let series: [(&str, f64, f64, Value); 3] = [
         ("read", TOP1, max_bytes, &|s| s.bytes_read as f64),
         ("stored", TOP1, max_bytes, &|s| s.bytes_stored as f64),
         ("dur", TOP2, max_dur, &|s| s.duration_seconds),
     ];
-    for (cls, top, max, value) in series {
-        if snaps.len() > 1 {
-            let points: Vec<String> = snaps
-                .iter()
-                .map(|s| format!("{:.1},{:.1}", x(s.time), y(top, value(s), max)))
-                .collect();
-            let _ = write!(
-                g,
-                "<polyline class=\"{cls}\" points=\"{}\"/>",
-                points.join(" ")
-            );
-        }
-        if snaps.len() <= MAX_DOTS {
-            for s in &snaps {
-                let _ = write!(
-                    g,
-                    "<circle class=\"{cls}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{}</title></circle>",
-                    x(s.time),
-                    y(top, value(s), max),
-                    esc(&format!(
-                        "{} · {}: read {}, stored {}, took {}",
-                        utc(s.time),
-                        &s.id[..s.id.len().min(8)],
-                        human_bytes(s.bytes_read),
-                        human_bytes(s.bytes_stored),
-                        dur(s.duration_seconds)
-                    ))
-                );
+    html! {
+        svg viewBox={ "0 0 " (W) " " (H) } role="img"
+            aria-label={ "backup sizes and durations of " (Text(name)) }
+            xmlns="http://www.w3.org/2000/svg" {
+            // Axes and labels of both panels.
+            @for (top, label_max, title) in [
+                (TOP1, human_bytes(max_bytes as u64), "size"),
+                (TOP2, dur(max_dur), "duration"),
+            ] {
+                line class="grid" x1=(L) y1=(top) x2=(W - R) y2=(top) stroke-dasharray="3 3" {}
+                line class="grid" x1=(L) y1=(top + PH) x2=(W - R) y2=(top + PH) {}
+                text x=(L - 6.0) y=(top + 4.0) text-anchor="end" { (label_max) }
+                text x=(L - 6.0) y=(top + PH) text-anchor="end" { "0" }
+                text x=(L) y=(top - 5.0) { (title) }
+            }
+            @if span <= 0.0 {
+                text x=(L + pw / 2.0) y=(bottom) text-anchor="middle" { (stamp(t0)) }
+            } @else {
+                text x=(L) y=(bottom) { (stamp(t0)) }
+                text x=(W - R) y=(bottom) text-anchor="end" { (stamp(t1)) }
+            }
+            @for (cls, top, max, value) in series {
+                @if snaps.len() > 1 {
+                    polyline class=(cls) points={
+                        @for (i, s) in snaps.iter().enumerate() {
+                            @if i > 0 { " " }
+                            (format_args!("{:.1},{:.1}", x(s.time), y(top, value(s), max)))
+                        }
+                    } {}
+                }
+                @if snaps.len() <= MAX_DOTS {
+                    @for s in &snaps {
+                        circle class=(cls) cx=(format_args!("{:.1}", x(s.time)))
+                            cy=(format_args!("{:.1}", y(top, value(s), max))) r="3" {
+                            title {
+                                (utc(s.time)) " · " (Text(&s.id[..s.id.len().min(8)]))
+                                ": read " (human_bytes(s.bytes_read)) ", stored "
+                                (human_bytes(s.bytes_stored)) ", took "
+                                (dur(s.duration_seconds))
+                            }
+                        }
+                    }
+                }
             }
         }
     }
-    g.push_str("</svg>");
-    g
 }
 
 /// The page when the assessment cannot be made: what failed, as HTML.
 pub fn render_error(what: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"60\">\
-         <title>Lifeboat: cannot assess</title><style>{STYLE}</style></head><body>\n\
-         <header><h1>Lifeboat status</h1><span class=\"muted small\">{now}</span></header>\n\
-         <section id=\"verdict\" class=\"banner fail\"><div class=\"word\">unknown</div>\
-         <div><div class=\"why\">The status cannot be assessed: {what}</div>\
-         <div class=\"small muted\">Backups may still be running; the daemon's log and \
-         <code>/metrics</code> say more. This page retries every minute.</div></div></section>\n\
-         </body></html>\n",
-        now = utc(Utc::now()),
-        what = esc(what)
-    )
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            (head("cannot assess"))
+            body {
+                "\n"
+                header {
+                    h1 { "Lifeboat status" }
+                    span class="muted small" { (utc(Utc::now())) }
+                }
+                "\n"
+                section id="verdict" class="banner fail" {
+                    div class="word" { "unknown" }
+                    div {
+                        div class="why" { "The status cannot be assessed: " (Text(what)) }
+                        div class="small muted" {
+                            "Backups may still be running; the daemon's log and "
+                            code { "/metrics" }
+                            " say more. This page retries every minute."
+                        }
+                    }
+                }
+                "\n"
+            }
+        }
+        "\n"
+    }
+    .into_string()
 }
 
 #[cfg(test)]
@@ -676,13 +768,36 @@ mod tests {
         }
     }
 
+    /// A hostile source name and drill failure (markup, both quotes, an
+    /// ampersand) come out as text wherever the page shows them: the
+    /// sources table, the reasons, the objectives' "covered by", the chart's
+    /// caption and its `aria-label` attribute; a plain name is unchanged.
     #[test]
     fn escapes_every_special_character() {
-        assert_eq!(
-            esc(r#"<script>alert("x" & 'y')</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        let evil = r#"<script>alert("x" & 'y')</script>"#;
+        let escaped = "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;";
+        let mut failed = drill(evil, false, at(1));
+        failed.record.failure = Some(format!("pg_restore said {evil}"));
+        let a = assess(
+            vec![
+                source(evil, vec![snap("s1", at(1), 1000)], vec![failed]),
+                source("plain-name_1", vec![], vec![]),
+            ],
+            at(2),
         );
-        assert_eq!(esc("plain-name_1"), "plain-name_1");
+        let page = render(&a);
+        assert!(!page.contains("<script"), "a raw tag from the data");
+        assert!(!page.contains("alert(\""), "a raw quote from the data");
+        assert!(page.contains(&format!("<strong>{escaped}</strong>")));
+        assert!(page.contains(&format!("pg_restore said {escaped}</span>")));
+        assert!(page.contains(&format!("<figcaption>{escaped} ")));
+        assert!(page.contains(&format!(
+            "aria-label=\"backup sizes and durations of {escaped}\""
+        )));
+        assert!(page.contains("<strong>plain-name_1</strong>"));
+        let p = render_error(evil);
+        assert!(p.contains(&format!("The status cannot be assessed: {escaped}</div>")));
+        assert!(!p.contains("<script"));
     }
 
     #[test]
