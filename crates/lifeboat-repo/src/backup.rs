@@ -25,7 +25,6 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -41,6 +40,8 @@ use crate::index::{MasterIndex, doc_for_packs};
 use crate::keys::{hostname, username};
 use crate::lock::{LockGuard, LockMode, acquire};
 use crate::pack::{BlobEntry, BlobId, BlobKind, EncodedBlob, PackBuilder, encode_blob};
+/// Kept here too: the binary and the tests name it `backup::Progress`.
+pub use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::{BackupStats, Item, SCOPED_SNAPSHOT_VERSION, Scope, Snapshot, SnapshotRef};
 
@@ -62,28 +63,6 @@ fn queue_depth(workers: usize, max_chunk: usize) -> usize {
 }
 /// Packs uploaded concurrently.
 const UPLOAD_CONCURRENCY: usize = 2;
-
-/// Live counters, for progress displays.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub bytes_read: AtomicU64,
-    /// Plaintext bytes of chunks that were new to the repository.
-    pub bytes_new: AtomicU64,
-    /// Bytes written to storage so far.
-    pub bytes_stored: AtomicU64,
-    pub chunks: AtomicU64,
-    pub new_chunks: AtomicU64,
-}
-
-impl Progress {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
 
 /// What the snapshot should say about itself.
 #[derive(Debug, Clone, Default)]
