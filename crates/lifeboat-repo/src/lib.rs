@@ -28,7 +28,7 @@ pub mod snapshot;
 pub mod storage;
 pub mod subset;
 
-pub use error::{ErrorClass, RepoError, Result};
+pub use error::{BadInput, ErrorClass, Fault, Missing, RepoError, RepoErrorKind, Result};
 pub use keys::Secret;
 pub use progress::Progress;
 pub use repo::{InitOptions, Repository};

@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::blobs::short_pack;
 /// Kept here too: prune, check and the tests name them `restore::…`.
 pub use crate::blobs::{chunk_ids, read_blob};
-use crate::error::{RepoError, Result};
+use crate::error::{Fault, Missing, RepoError, Result};
 use crate::format::pack_key;
 use crate::index::{BlobLocation, MasterIndex};
 use crate::lock::{LockMode, acquire_for_reading};
@@ -125,7 +125,7 @@ impl InFlight {
                 Arc::clone(&self.permits)
                     .acquire_many_owned(n)
                     .await
-                    .map_err(|_| RepoError::Internal("restore memory bound closed".into()))?
+                    .map_err(|_| RepoError::internal(Fault::Task, "restore memory bound closed"))?
             }
         };
         let now = self.held.fetch_add(weight, Ordering::SeqCst) + weight;
@@ -276,10 +276,16 @@ fn select_item(snap: &SnapshotRef, item_name: Option<&str>) -> Result<Item> {
             .iter()
             .find(|i| i.name == n)
             .ok_or_else(|| {
-                RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
+                RepoError::not_found(
+                    Missing::Item,
+                    format!("snapshot {} has no item {n}", snap.short_id()),
+                )
             }),
         None => snap.snapshot.items.first().ok_or_else(|| {
-            RepoError::NotFound(format!("snapshot {} holds no items", snap.short_id()))
+            RepoError::not_found(
+                Missing::Item,
+                format!("snapshot {} holds no items", snap.short_id()),
+            )
         }),
     }
     .cloned()
@@ -324,8 +330,9 @@ pub async fn restore_item_part_bounded<W: Write + Send + 'static>(
     bound: &Arc<InFlight>,
 ) -> Result<u64> {
     if matches!(part, Part::Except(_)) {
-        return Err(RepoError::Internal(
-            "a stream cannot leave holes; restore to a file".into(),
+        return Err(RepoError::internal(
+            Fault::Misuse,
+            "a stream cannot leave holes; restore to a file",
         ));
     }
     let item = select_item(snap, item_name)?;
@@ -433,7 +440,7 @@ where
         Ok(acc)
     })
     .await
-    .map_err(|e| RepoError::Internal(format!("decode task: {e}")))?
+    .map_err(|e| RepoError::internal(Fault::Task, format!("decode task: {e}")))?
 }
 
 async fn restore_to_file_locked(
@@ -519,10 +526,13 @@ async fn restore_locked<W: Write + Send + 'static>(
         Part::Range(r) => {
             check_plan(repo, &index, snap, item, &ids)?;
             if r.end > item.size || r.start > r.end {
-                return Err(RepoError::Internal(format!(
-                    "bytes {}..{} asked of a stream of {}",
-                    r.start, r.end, item.size
-                )));
+                return Err(RepoError::internal(
+                    Fault::Misuse,
+                    format!(
+                        "bytes {}..{} asked of a stream of {}",
+                        r.start, r.end, item.size
+                    ),
+                ));
             }
             Some(r.clone())
         }
@@ -622,8 +632,8 @@ async fn restore_locked<W: Write + Send + 'static>(
     drop(reads);
     let written = tokio::task::spawn_blocking(move || writer_thread.join())
         .await
-        .map_err(|e| RepoError::Internal(format!("writer: {e}")))?
-        .map_err(|_| RepoError::Internal("writer thread panicked".into()))?;
+        .map_err(|e| RepoError::internal(Fault::Task, format!("writer: {e}")))?
+        .map_err(|_| RepoError::internal(Fault::Task, "writer thread panicked"))?;
     if let Some(e) = failure {
         return Err(e);
     }
