@@ -1,6 +1,7 @@
 //! PostgreSQL side of Lifeboat: finding the client tools, connecting, taking facts
-//! in the dumped snapshot, driving pg_dump/pg_restore, and the throwaway clusters
-//! and Kubernaut-like fixtures used by tests, the demo and benchmarks.
+//! in the dumped snapshot, driving pg_dump/pg_restore, the throwaway clusters,
+//! the demo's Kubernaut-like dataset ([`demo_data`]) and, with the `testing`
+//! feature, the fixtures tests and benchmarks add to it ([`fixture`]).
 //!
 //! Nothing here knows about the repository: a dump is a byte stream
 //! ([`dump::PgDump`] implements `std::io::Read`), a restore a sink
@@ -11,8 +12,11 @@ pub mod archive;
 pub mod catalog;
 pub mod cluster;
 pub mod conn;
+pub mod demo_data;
 pub mod dump;
 pub mod facts;
+/// Test and benchmark fixtures over [`demo_data`]: the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 pub mod identity;
 pub mod split_restore;

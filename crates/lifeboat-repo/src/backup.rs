@@ -25,7 +25,6 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -35,12 +34,14 @@ use tokio::task::JoinSet;
 
 use crate::chunker::{Chunker, READ_BUFFER};
 use crate::crypto::MasterKey;
-use crate::error::{RepoError, Result};
+use crate::error::{Fault, RepoError, Result};
 use crate::format::{DOC_VERSION, INDEX_PREFIX, SNAPSHOTS_PREFIX, hex32, pack_key};
 use crate::index::{MasterIndex, doc_for_packs};
 use crate::keys::{hostname, username};
 use crate::lock::{LockGuard, LockMode, acquire};
 use crate::pack::{BlobEntry, BlobId, BlobKind, EncodedBlob, PackBuilder, encode_blob};
+/// Kept here too: the binary and the tests name it `backup::Progress`.
+pub use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::{BackupStats, Item, SCOPED_SNAPSHOT_VERSION, Scope, Snapshot, SnapshotRef};
 
@@ -62,28 +63,6 @@ fn queue_depth(workers: usize, max_chunk: usize) -> usize {
 }
 /// Packs uploaded concurrently.
 const UPLOAD_CONCURRENCY: usize = 2;
-
-/// Live counters, for progress displays.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub bytes_read: AtomicU64,
-    /// Plaintext bytes of chunks that were new to the repository.
-    pub bytes_new: AtomicU64,
-    /// Bytes written to storage so far.
-    pub bytes_stored: AtomicU64,
-    pub chunks: AtomicU64,
-    pub new_chunks: AtomicU64,
-}
-
-impl Progress {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
 
 /// What the snapshot should say about itself.
 #[derive(Debug, Clone, Default)]
@@ -232,9 +211,9 @@ impl BackupSession {
                     // reference to a missing blob.
                     if std::panic::catch_unwind(work).is_err() {
                         let _ = ids.send(None);
-                        let _ = tx.blocking_send(Err(RepoError::Internal(
-                            "a backup worker thread panicked; nothing of this stream was committed"
-                                .into(),
+                        let _ = tx.blocking_send(Err(RepoError::internal(
+                            Fault::Task,
+                            "a backup worker thread panicked; nothing of this stream was committed",
                         )));
                     }
                 })
@@ -261,9 +240,9 @@ impl BackupSession {
         })
         .await;
         let outcome = joined
-            .map_err(|e| RepoError::Internal(format!("joining pipeline: {e}")))
+            .map_err(|e| RepoError::internal(Fault::Task, format!("joining pipeline: {e}")))
             .and_then(|r| {
-                r.map_err(|_| RepoError::Internal("a backup pipeline thread panicked".into()))
+                r.map_err(|_| RepoError::internal(Fault::Task, "a backup pipeline thread panicked"))
             })
             .and_then(|chunked| pack_result.and(chunked));
         let chunked = match outcome {
@@ -323,7 +302,9 @@ impl BackupSession {
                     // taking blobs from the workers.
                     let finished = tokio::task::spawn_blocking(move || full.finish(&key))
                         .await
-                        .map_err(|e| RepoError::Internal(format!("finishing a pack: {e}")))??;
+                        .map_err(|e| {
+                            RepoError::internal(Fault::Task, format!("finishing a pack: {e}"))
+                        })??;
                     let size = finished.bytes.len() as u64;
                     storage
                         .put(&pack_key(&finished.id), Bytes::from(finished.bytes))
@@ -440,15 +421,16 @@ impl BackupSession {
 fn join_upload(
     r: std::result::Result<Result<(String, u64, Vec<BlobEntry>)>, tokio::task::JoinError>,
 ) -> Result<(String, u64, Vec<BlobEntry>)> {
-    r.map_err(|e| RepoError::Internal(format!("upload task: {e}")))?
+    r.map_err(|e| RepoError::internal(Fault::Task, format!("upload task: {e}")))?
 }
 
 /// The chunker thread: cuts the stream into chunks and hands them, numbered,
 /// to the workers; collects their ids in stream order; then stores the chunk
 /// list as tree blobs.
 fn worker_died() -> RepoError {
-    RepoError::Internal(
-        "a backup worker thread panicked; nothing of this stream was committed".into(),
+    RepoError::internal(
+        Fault::Task,
+        "a backup worker thread panicked; nothing of this stream was committed",
     )
 }
 
@@ -469,7 +451,7 @@ fn chunk_stream<R: Read>(
         key.chunker_seed(),
         READ_BUFFER,
     );
-    let stopped = || RepoError::Internal("backup pipeline stopped".into());
+    let stopped = || RepoError::internal(Fault::Task, "backup pipeline stopped");
     // ids[seq] is the id of chunk seq once a worker has reported it.
     let mut ids: Vec<BlobId> = Vec::new();
     let mut received = 0usize;

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backup::Progress;
+use crate::blobs::chunk_ids;
 use crate::error::{RepoError, Result};
 use crate::format::{
     CONDEMNED_PREFIX, DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, id_of_key, pack_key,
@@ -23,10 +23,10 @@ use crate::format::{
 use crate::index::{IndexDoc, MasterIndex};
 use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobEntry, decode_blob, read_header};
+use crate::progress::Progress;
 use crate::prune::CondemnedDoc;
 use crate::repo::Repository;
-use crate::restore::chunk_ids;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Item, Snapshot};
 pub use crate::subset::DataSubset;
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,29 +110,57 @@ pub async fn check_subset(
     r
 }
 
+/// The checks in order: repository documents, index, condemned lists,
+/// packs against the index, snapshots against the index, then (with
+/// `read_data`) the packs' contents.
 async fn check_locked(
     repo: &Repository,
     read_data: bool,
     subset: Option<DataSubset>,
     progress: Arc<Progress>,
 ) -> Result<CheckReport> {
-    let storage = repo.storage();
     let mut report = CheckReport {
         read_data,
         ..Default::default()
     };
+    check_repository_documents(repo, &mut report).await?;
+    let (index, indexed_entries) = load_index(repo, &mut report).await?;
+    let condemned = load_condemned(repo, &mut report).await?;
+    let stored = check_packs(repo, &index, &condemned, &mut report).await?;
+    check_snapshots(repo, &index, &mut report).await?;
+    if read_data {
+        let packs: Vec<(String, String)> = stored
+            .iter()
+            .filter(|(id, _)| !condemned.contains(*id))
+            .filter(|(id, _)| subset.is_none_or(|s| s.contains(id)))
+            .map(|(id, (key, _))| (id.clone(), key.clone()))
+            .collect();
+        read_packs(repo, packs, indexed_entries, &progress, &mut report).await;
+    }
+    Ok(report)
+}
 
+/// Marker, config and key slots.
+async fn check_repository_documents(repo: &Repository, report: &mut CheckReport) -> Result<()> {
     if let Err(e) = repo.verify_marker_and_config().await {
         report.record_error("lifeboat.repo", e);
     }
     for k in repo.verify_key_slots().await? {
         report.problem(k, "key slot fails its MAC (modified or damaged)");
     }
+    Ok(())
+}
 
-    // Index documents.
+/// Every index document, decrypted and loaded: the master index, and each
+/// pack's entries as the index lists them (for `--read-data`'s comparison
+/// with the pack headers).
+async fn load_index(
+    repo: &Repository,
+    report: &mut CheckReport,
+) -> Result<(MasterIndex, HashMap<String, Vec<BlobEntry>>)> {
     let mut index = MasterIndex::default();
     let mut indexed_entries: HashMap<String, Vec<BlobEntry>> = HashMap::new();
-    for o in storage.list(INDEX_PREFIX).await? {
+    for o in repo.storage().list(INDEX_PREFIX).await? {
         report.index_files += 1;
         match repo.get_doc::<IndexDoc>(&o.key, "index").await {
             Ok(doc) => {
@@ -153,18 +181,32 @@ async fn check_locked(
         }
     }
     report.blobs = index.blob_count();
+    Ok((index, indexed_entries))
+}
 
-    // Condemned lists.
+/// The packs prune has condemned (not checked: they are on their way out).
+async fn load_condemned(repo: &Repository, report: &mut CheckReport) -> Result<HashSet<String>> {
     let mut condemned: HashSet<String> = HashSet::new();
-    for o in storage.list(CONDEMNED_PREFIX).await? {
+    for o in repo.storage().list(CONDEMNED_PREFIX).await? {
         match repo.get_doc::<CondemnedDoc>(&o.key, "condemned").await {
             Ok(d) => condemned.extend(d.packs),
             Err(e) => report.record_error(&o.key, e),
         }
     }
+    Ok(condemned)
+}
 
-    // Packs present vs indexed.
-    let stored: HashMap<String, (String, u64)> = storage
+/// Packs present against packs indexed: missing, wrong size, wrong place;
+/// counts the unindexed and condemned ones. Returns the stored packs, by id:
+/// (storage key, size).
+async fn check_packs(
+    repo: &Repository,
+    index: &MasterIndex,
+    condemned: &HashSet<String>,
+    report: &mut CheckReport,
+) -> Result<HashMap<String, (String, u64)>> {
+    let stored: HashMap<String, (String, u64)> = repo
+        .storage()
         .list(DATA_PREFIX)
         .await?
         .into_iter()
@@ -190,9 +232,17 @@ async fn check_locked(
     }
     report.unindexed_packs = stored.keys().filter(|p| !index.has_pack(p)).count();
     report.condemned_packs = stored.keys().filter(|p| condemned.contains(*p)).count();
+    Ok(stored)
+}
 
-    // Snapshots and what they need.
-    for o in storage.list(SNAPSHOTS_PREFIX).await? {
+/// Every snapshot document, and whether the index lists every blob its
+/// items need.
+async fn check_snapshots(
+    repo: &Repository,
+    index: &MasterIndex,
+    report: &mut CheckReport,
+) -> Result<()> {
+    for o in repo.storage().list(SNAPSHOTS_PREFIX).await? {
         report.snapshots += 1;
         let snap: Snapshot = match repo.get_doc(&o.key, "snapshot").await {
             Ok(s) => s,
@@ -202,88 +252,101 @@ async fn check_locked(
             }
         };
         for item in &snap.items {
-            let missing = item
-                .tree
-                .iter()
-                .filter(|t| parse_hex32(t).is_none_or(|id| !index.contains(&id)))
-                .count();
+            check_item(repo, index, &o.key, item, report).await;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the index lists an item's tree blobs, then its chunks.
+async fn check_item(
+    repo: &Repository,
+    index: &MasterIndex,
+    snapshot_key: &str,
+    item: &Item,
+    report: &mut CheckReport,
+) {
+    let missing = item
+        .tree
+        .iter()
+        .filter(|t| parse_hex32(t).is_none_or(|id| !index.contains(&id)))
+        .count();
+    if missing > 0 {
+        report.unindexed_blobs += missing;
+        report.problem(
+            snapshot_key,
+            format!(
+                "item {}: {missing} tree blobs are not indexed{REPAIR_HINT}",
+                item.name
+            ),
+        );
+        return;
+    }
+    match chunk_ids(repo, index, item).await {
+        Ok(ids) => {
+            let missing = ids.iter().filter(|id| !index.contains(id)).count();
             if missing > 0 {
                 report.unindexed_blobs += missing;
                 report.problem(
-                    &o.key,
+                    snapshot_key,
                     format!(
-                        "item {}: {missing} tree blobs are not indexed{REPAIR_HINT}",
+                        "item {}: {missing} chunks are not indexed{REPAIR_HINT}",
                         item.name
                     ),
                 );
-                continue;
-            }
-            match chunk_ids(repo, &index, item).await {
-                Ok(ids) => {
-                    let missing = ids.iter().filter(|id| !index.contains(id)).count();
-                    if missing > 0 {
-                        report.unindexed_blobs += missing;
-                        report.problem(
-                            &o.key,
-                            format!(
-                                "item {}: {missing} chunks are not indexed{REPAIR_HINT}",
-                                item.name
-                            ),
-                        );
-                    }
-                }
-                Err(e) => report.record_error(&o.key, e),
             }
         }
+        Err(e) => report.record_error(snapshot_key, e),
     }
+}
 
-    if read_data {
-        let packs: Vec<(String, String)> = stored
-            .iter()
-            .filter(|(id, _)| !condemned.contains(*id))
-            .filter(|(id, _)| subset.is_none_or(|s| s.contains(id)))
-            .map(|(id, (key, _))| (id.clone(), key.clone()))
-            .collect();
-        let indexed = Arc::new(indexed_entries);
-        let mut results = futures::stream::iter(packs.into_iter().map(|(id, key)| {
-            let repo = repo.clone();
-            let indexed = Arc::clone(&indexed);
-            async move {
-                let bytes = match repo.storage().get(&key).await {
-                    Ok(b) => b,
-                    Err(e) if e.is_not_found() => return (0, Vec::new()),
-                    Err(e) => {
-                        return (
-                            0,
-                            vec![Problem {
-                                object: key,
-                                detail: e.to_string(),
-                            }],
-                        );
-                    }
-                };
-                let n = bytes.len() as u64;
-                let problems = tokio::task::spawn_blocking(move || {
-                    verify_pack(&repo, &key, &bytes, indexed.get(&id))
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    vec![Problem {
-                        object: "check".into(),
-                        detail: e.to_string(),
-                    }]
-                });
-                (n, problems)
-            }
-        }))
-        .buffer_unordered(4);
-        while let Some((n, problems)) = results.next().await {
-            report.bytes_verified += n;
-            progress.bytes_read.fetch_add(n, Ordering::Relaxed);
-            report.errors.extend(problems);
+/// `--read-data`: downloads `packs` (id, key), four at a time, and verifies
+/// each ([`verify_pack`]) against the entries the index lists for it.
+async fn read_packs(
+    repo: &Repository,
+    packs: Vec<(String, String)>,
+    indexed_entries: HashMap<String, Vec<BlobEntry>>,
+    progress: &Progress,
+    report: &mut CheckReport,
+) {
+    let indexed = Arc::new(indexed_entries);
+    let mut results = futures::stream::iter(packs.into_iter().map(|(id, key)| {
+        let repo = repo.clone();
+        let indexed = Arc::clone(&indexed);
+        async move {
+            let bytes = match repo.storage().get(&key).await {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => return (0, Vec::new()),
+                Err(e) => {
+                    return (
+                        0,
+                        vec![Problem {
+                            object: key,
+                            detail: e.to_string(),
+                        }],
+                    );
+                }
+            };
+            let n = bytes.len() as u64;
+            let problems = tokio::task::spawn_blocking(move || {
+                verify_pack(&repo, &key, &bytes, indexed.get(&id))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                vec![Problem {
+                    object: "check".into(),
+                    detail: e.to_string(),
+                }]
+            });
+            (n, problems)
         }
+    }))
+    .buffer_unordered(4);
+    while let Some((n, problems)) = results.next().await {
+        report.bytes_verified += n;
+        progress.bytes_read.fetch_add(n, Ordering::Relaxed);
+        report.errors.extend(problems);
     }
-    Ok(report)
 }
 
 fn verify_pack(

@@ -36,18 +36,20 @@ pub enum RepoError {
     #[error("integrity failure in {object}: {detail}")]
     Corrupt { object: String, detail: String },
 
-    /// A snapshot (or key, or item) asked for does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    /// A snapshot, key slot or item asked for does not exist: `what` says
+    /// which, `message` names it and says where to look.
+    #[error("{message}")]
+    NotFound { what: Missing, message: String },
 
     /// A command that deletes, run in append-only mode (the `String` names
     /// the command).
     #[error("{0} refused: {hint}", hint = crate::storage::append_only::ADMIN_HINT)]
     AppendOnly(String),
 
-    /// The caller asked for something invalid (bad parameters, last key removal…).
-    #[error("{0}")]
-    Invalid(String),
+    /// The caller asked for something invalid: `what` says what was wrong
+    /// with the request, `message` says what to do instead.
+    #[error("{message}")]
+    Invalid { what: BadInput, message: String },
 
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
@@ -59,8 +61,74 @@ pub enum RepoError {
         source: std::io::Error,
     },
 
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A failure of Lifeboat itself, not of the data or the request: `what`
+    /// says where (encoding, a task or thread, cryptography, a caller
+    /// breaking an API's contract).
+    #[error("internal error: {message}")]
+    Internal { what: Fault, message: String },
+}
+
+/// What a [`RepoError::NotFound`] did not find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No snapshot matches the id (or `latest`) asked for, in the scope asked.
+    Snapshot,
+    /// No key slot matches the id asked for.
+    KeySlot,
+    /// The snapshot has no item of the name asked for, or no items at all.
+    Item,
+}
+
+/// What was wrong with the request of a [`RepoError::Invalid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadInput {
+    /// Parameters of a new repository (chunker sizes, pack size, zstd
+    /// level) or of an operation (prune's grace period) out of bounds.
+    Parameter,
+    /// The location for a new repository is not empty, or already holds one.
+    Location,
+    /// A snapshot id that is malformed or matches several snapshots.
+    SnapshotId,
+    /// A key id that matches several key slots.
+    KeyId,
+    /// Removing this key slot would lock someone out (the last slot, or the
+    /// slot that opened the repository without `--force`).
+    KeyRemoval,
+    /// A key file that is empty or whose key line is damaged.
+    KeyFile,
+}
+
+/// Where a [`RepoError::Internal`] failure arose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Serializing or compressing a document.
+    Encoding,
+    /// A task or thread of a pipeline panicked, failed to join, or stopped.
+    Task,
+    /// The cryptography library or the system random number generator.
+    Crypto,
+    /// A caller broke an API's contract (a range past a stream's end, holes
+    /// asked of a stream, a secret of the wrong kind for a slot).
+    Misuse,
+}
+
+/// What kind of failure a [`RepoError`] is, without its text: for callers
+/// that decide by kind (exit codes, retries, tests). [`RepoError::class`]
+/// is the coarser grouping the CLI's exit codes follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoErrorKind {
+    NotARepository,
+    NewerFormat,
+    WrongKey,
+    Locked,
+    LockLost,
+    Corrupt,
+    NotFound(Missing),
+    AppendOnly,
+    Invalid(BadInput),
+    Storage(StorageErrorKind),
+    Io,
+    Internal(Fault),
 }
 
 /// Coarse classes of failure; the CLI maps each to its own exit code.
@@ -77,16 +145,47 @@ pub enum ErrorClass {
 }
 
 impl RepoError {
+    /// The coarse class of this failure, which the CLI maps to an exit code.
     pub fn class(&self) -> ErrorClass {
+        self.kind().class()
+    }
+
+    /// What kind of failure this is (see [`RepoErrorKind`]).
+    pub fn kind(&self) -> RepoErrorKind {
         match self {
-            RepoError::NotARepository { .. } | RepoError::NotFound(_) => ErrorClass::NotFound,
-            RepoError::NewerFormat { .. } => ErrorClass::Incompatible,
-            RepoError::WrongKey(_) => ErrorClass::Auth,
-            RepoError::Locked(_) | RepoError::LockLost(_) => ErrorClass::Locked,
-            RepoError::Corrupt { .. } => ErrorClass::Integrity,
-            RepoError::Invalid(_) | RepoError::AppendOnly(_) => ErrorClass::Usage,
-            RepoError::Storage(e) => class_of_storage(e),
-            RepoError::Io { .. } | RepoError::Internal(_) => ErrorClass::Other,
+            RepoError::NotARepository { .. } => RepoErrorKind::NotARepository,
+            RepoError::NewerFormat { .. } => RepoErrorKind::NewerFormat,
+            RepoError::WrongKey(_) => RepoErrorKind::WrongKey,
+            RepoError::Locked(_) => RepoErrorKind::Locked,
+            RepoError::LockLost(_) => RepoErrorKind::LockLost,
+            RepoError::Corrupt { .. } => RepoErrorKind::Corrupt,
+            RepoError::NotFound { what, .. } => RepoErrorKind::NotFound(*what),
+            RepoError::AppendOnly(_) => RepoErrorKind::AppendOnly,
+            RepoError::Invalid { what, .. } => RepoErrorKind::Invalid(*what),
+            RepoError::Storage(e) => RepoErrorKind::Storage(e.kind),
+            RepoError::Io { .. } => RepoErrorKind::Io,
+            RepoError::Internal { what, .. } => RepoErrorKind::Internal(*what),
+        }
+    }
+
+    pub fn not_found(what: Missing, message: impl Into<String>) -> Self {
+        RepoError::NotFound {
+            what,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(what: BadInput, message: impl Into<String>) -> Self {
+        RepoError::Invalid {
+            what,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(what: Fault, message: impl Into<String>) -> Self {
+        RepoError::Internal {
+            what,
+            message: message.into(),
         }
     }
 
@@ -105,11 +204,31 @@ impl RepoError {
     }
 }
 
+impl RepoErrorKind {
+    /// The coarse class of this kind of failure.
+    pub fn class(self) -> ErrorClass {
+        match self {
+            RepoErrorKind::NotARepository | RepoErrorKind::NotFound(_) => ErrorClass::NotFound,
+            RepoErrorKind::NewerFormat => ErrorClass::Incompatible,
+            RepoErrorKind::WrongKey => ErrorClass::Auth,
+            RepoErrorKind::Locked | RepoErrorKind::LockLost => ErrorClass::Locked,
+            RepoErrorKind::Corrupt => ErrorClass::Integrity,
+            RepoErrorKind::Invalid(_) | RepoErrorKind::AppendOnly => ErrorClass::Usage,
+            RepoErrorKind::Storage(k) => class_of_storage_kind(k),
+            RepoErrorKind::Io | RepoErrorKind::Internal(_) => ErrorClass::Other,
+        }
+    }
+}
+
 /// The class of a storage error: a missing object is not found, an invalid
 /// location is usage, an object shorter than what was asked of it is an
 /// integrity failure (stored data is damaged); the rest is storage.
 pub fn class_of_storage(e: &StorageError) -> ErrorClass {
-    match e.kind {
+    class_of_storage_kind(e.kind)
+}
+
+fn class_of_storage_kind(kind: StorageErrorKind) -> ErrorClass {
+    match kind {
         StorageErrorKind::NotFound => ErrorClass::NotFound,
         StorageErrorKind::InvalidLocation => ErrorClass::Usage,
         StorageErrorKind::Truncated => ErrorClass::Integrity,
@@ -119,8 +238,47 @@ pub fn class_of_storage(e: &StorageError) -> ErrorClass {
 
 impl From<crate::crypto::CryptoError> for RepoError {
     fn from(e: crate::crypto::CryptoError) -> Self {
-        RepoError::Internal(e.to_string())
+        RepoError::internal(Fault::Crypto, e.to_string())
     }
 }
 
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_variants_keep_their_text_and_class() {
+        let e = RepoError::not_found(Missing::Snapshot, "no snapshot with id abcd");
+        assert_eq!(e.to_string(), "no snapshot with id abcd");
+        assert_eq!(e.kind(), RepoErrorKind::NotFound(Missing::Snapshot));
+        assert_eq!(e.class(), ErrorClass::NotFound);
+
+        let e = RepoError::invalid(BadInput::KeyRemoval, "refusing to remove the last key");
+        assert_eq!(e.to_string(), "refusing to remove the last key");
+        assert_eq!(e.kind(), RepoErrorKind::Invalid(BadInput::KeyRemoval));
+        assert_eq!(e.class(), ErrorClass::Usage);
+
+        let e = RepoError::internal(Fault::Task, "writer thread panicked");
+        assert_eq!(e.to_string(), "internal error: writer thread panicked");
+        assert_eq!(e.kind(), RepoErrorKind::Internal(Fault::Task));
+        assert_eq!(e.class(), ErrorClass::Other);
+
+        let e: RepoError = crate::crypto::CryptoError::TooShort(3).into();
+        assert_eq!(e.kind(), RepoErrorKind::Internal(Fault::Crypto));
+    }
+
+    #[test]
+    fn storage_errors_are_classed_by_their_kind() {
+        for (kind, class) in [
+            (StorageErrorKind::NotFound, ErrorClass::NotFound),
+            (StorageErrorKind::InvalidLocation, ErrorClass::Usage),
+            (StorageErrorKind::Truncated, ErrorClass::Integrity),
+            (StorageErrorKind::Transient, ErrorClass::Storage),
+            (StorageErrorKind::Permanent, ErrorClass::Storage),
+        ] {
+            assert_eq!(RepoErrorKind::Storage(kind).class(), class, "{kind:?}");
+        }
+    }
+}

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crypto::MasterKey;
-use crate::error::{RepoError, Result};
+use crate::error::{Fault, RepoError, Result};
 
 pub const MARKER_KEY: &str = "lifeboat.repo";
 pub const CONFIG_KEY: &str = "config";
@@ -58,9 +58,10 @@ fn doc_aad(kind: &str) -> Vec<u8> {
 /// Encodes a document: JSON, zstd, sealed with the master key.
 /// The document must carry a `version` field (checked on read).
 pub fn seal_doc<T: Serialize>(key: &MasterKey, kind: &str, doc: &T) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(doc).map_err(|e| RepoError::Internal(e.to_string()))?;
+    let json =
+        serde_json::to_vec(doc).map_err(|e| RepoError::internal(Fault::Encoding, e.to_string()))?;
     let compressed = zstd::bulk::compress(&json, 3)
-        .map_err(|e| RepoError::Internal(format!("compressing {kind}: {e}")))?;
+        .map_err(|e| RepoError::internal(Fault::Encoding, format!("compressing {kind}: {e}")))?;
     Ok(key.seal(&doc_aad(kind), &compressed)?)
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{MasterKey, SealKey, random_array};
-use crate::error::{RepoError, Result};
+use crate::error::{BadInput, Fault, RepoError, Result};
 use crate::format::DOC_VERSION;
 
 /// First line of a Lifeboat key file; the second is 64 hex digits (32 random bytes).
@@ -98,9 +98,9 @@ impl Secret {
         let contents = Zeroizing::new(contents);
         let text = contents.trim_ascii();
         if text.is_empty() {
-            return Err(RepoError::Invalid(
-                "the key file is empty; create one with `lifeboat key add --new-key-file PATH`"
-                    .into(),
+            return Err(RepoError::invalid(
+                BadInput::KeyFile,
+                "the key file is empty; create one with `lifeboat key add --new-key-file PATH`",
             ));
         }
         let Some(rest) = text.strip_prefix(KEY_FILE_HEADER.as_bytes()) else {
@@ -108,9 +108,12 @@ impl Secret {
         };
         let key = rest.trim_ascii();
         let damaged = || {
-            RepoError::Invalid(format!(
-                "the key file starts with `{KEY_FILE_HEADER}` but its key line is damaged (it must be 64 hex digits); use an intact copy of the key file"
-            ))
+            RepoError::invalid(
+                BadInput::KeyFile,
+                format!(
+                    "the key file starts with `{KEY_FILE_HEADER}` but its key line is damaged (it must be 64 hex digits); use an intact copy of the key file"
+                ),
+            )
         };
         if !rest.starts_with(b"\n") && !rest.starts_with(b"\r\n") || key.len() != 64 {
             return Err(damaged());
@@ -264,7 +267,7 @@ fn derive_kek(
     match kind {
         SlotKind::Passphrase => {
             let passphrase = secret.passphrase().ok_or_else(|| {
-                RepoError::Internal("a key file was tried on a passphrase slot".into())
+                RepoError::internal(Fault::Misuse, "a key file was tried on a passphrase slot")
             })?;
             let params = kdf.cloned().unwrap_or_default();
             params.check()?;
@@ -282,12 +285,12 @@ fn derive_kek(
             let mut out = Zeroizing::new([0u8; 32]);
             argon
                 .hash_password_into(passphrase, salt, out.as_mut())
-                .map_err(|e| RepoError::Internal(format!("argon2: {e}")))?;
+                .map_err(|e| RepoError::internal(Fault::Crypto, format!("argon2: {e}")))?;
             Ok(out)
         }
         SlotKind::KeyFile => {
             let key = secret.key_file_material().ok_or_else(|| {
-                RepoError::Internal("a passphrase was tried on a key-file slot".into())
+                RepoError::internal(Fault::Misuse, "a passphrase was tried on a key-file slot")
             })?;
             let mut material = Zeroizing::new(Vec::with_capacity(salt.len() + key.len()));
             material.extend_from_slice(salt);
@@ -369,7 +372,7 @@ impl KeySlot {
         let (master, secret) = (master.clone(), secret.clone());
         tokio::task::spawn_blocking(move || Self::create(&master, &secret, label))
             .await
-            .map_err(|e| RepoError::Internal(format!("key derivation task: {e}")))?
+            .map_err(|e| RepoError::internal(Fault::Task, format!("key derivation task: {e}")))?
     }
 
     /// Whether this slot could belong to `secret` (cheap; no KDF run).
@@ -416,7 +419,7 @@ impl KeySlot {
         let (slot, secret) = (self.clone(), secret.clone());
         tokio::task::spawn_blocking(move || slot.unwrap(&secret))
             .await
-            .map_err(|e| RepoError::Internal(format!("key derivation task: {e}")))?
+            .map_err(|e| RepoError::internal(Fault::Task, format!("key derivation task: {e}")))?
     }
 
     fn compute_mac(&self, master: &MasterKey) -> String {
@@ -474,7 +477,10 @@ mod tests {
         damaged.truncate(damaged.len() - 3);
         assert!(matches!(
             Secret::key_file(damaged),
-            Err(RepoError::Invalid(_))
+            Err(RepoError::Invalid {
+                what: BadInput::KeyFile,
+                ..
+            })
         ));
         assert!(Secret::key_file(b"  \n".to_vec()).is_err());
     }

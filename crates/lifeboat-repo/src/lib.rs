@@ -7,6 +7,7 @@
 //! [`prune::prune`]. The on-storage format is specified in `docs/format.md`.
 
 pub mod backup;
+pub mod blobs;
 pub mod check;
 mod chunker;
 pub mod crypto;
@@ -16,6 +17,7 @@ pub mod index;
 pub mod keys;
 pub mod lock;
 pub mod pack;
+pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod repo;
@@ -26,6 +28,7 @@ pub mod snapshot;
 pub mod storage;
 pub mod subset;
 
-pub use error::{ErrorClass, RepoError, Result};
+pub use error::{BadInput, ErrorClass, Fault, Missing, RepoError, RepoErrorKind, Result};
 pub use keys::Secret;
+pub use progress::Progress;
 pub use repo::{InitOptions, Repository};

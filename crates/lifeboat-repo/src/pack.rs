@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::MasterKey;
-use crate::error::{RepoError, Result};
+use crate::error::{Fault, RepoError, Result};
 use crate::format::{DOC_VERSION, hex32, parse_hex32, storage_id};
 
 pub type BlobId = [u8; 32];
@@ -256,7 +256,8 @@ impl PackBuilder {
             version: DOC_VERSION,
             blobs: self.entries.iter().map(BlobRecord::from).collect(),
         };
-        let json = serde_json::to_vec(&header).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec(&header)
+            .map_err(|e| RepoError::internal(Fault::Encoding, e.to_string()))?;
         let sealed = key.seal(HEADER_AAD, &json)?;
         self.buf.extend_from_slice(&sealed);
         self.buf

@@ -572,8 +572,8 @@ async fn prune_locked(
     opts: &PruneOptions,
     lock: &LockGuard,
 ) -> Result<PruneReport> {
-    let grace =
-        chrono::Duration::from_std(opts.grace).map_err(|e| RepoError::Invalid(e.to_string()))?;
+    let grace = chrono::Duration::from_std(opts.grace)
+        .map_err(|e| RepoError::invalid(crate::error::BadInput::Parameter, e.to_string()))?;
     let first = scan(repo, lock).await?;
     if !first.refs.unindexed.is_empty() {
         return Err(unindexed_error(&first.refs.unindexed));

@@ -26,12 +26,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backup::Progress;
 use crate::error::{RepoError, Result};
 use crate::format::{DATA_PREFIX, DOC_VERSION, INDEX_PREFIX, id_of_key};
 use crate::index::{IndexDoc, IndexPack};
 use crate::lock::{LockMode, acquire};
 use crate::pack::{BlobEntry, BlobRecord, read_header};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::storage::ObjectInfo;
 

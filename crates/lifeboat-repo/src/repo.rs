@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{MasterKey, random_array};
-use crate::error::{RepoError, Result};
+use crate::error::{BadInput, Fault, Missing, RepoError, Result};
 use crate::format::{self, *};
 use crate::index::{IndexDoc, MasterIndex};
 use crate::keys::{KeySlot, Secret, SlotKind};
@@ -63,9 +63,12 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(RepoError::Invalid(format!(
-                "chunker sizes {self:?} are invalid: need even sizes with 64 ≤ min ≤ avg ≤ max, 256 ≤ avg ≤ 4 MiB, max ≤ 16 MiB"
-            )))
+            Err(RepoError::invalid(
+                BadInput::Parameter,
+                format!(
+                    "chunker sizes {self:?} are invalid: need even sizes with 64 ≤ min ≤ avg ≤ max, 256 ≤ avg ≤ 4 MiB, max ≤ 16 MiB"
+                ),
+            ))
         }
     }
 }
@@ -148,27 +151,37 @@ impl Repository {
     ) -> Result<Self> {
         opts.chunker.validate()?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
-            return Err(RepoError::Invalid(
-                "pack size must be between 1 MiB and 1 GiB".into(),
+            return Err(RepoError::invalid(
+                BadInput::Parameter,
+                "pack size must be between 1 MiB and 1 GiB",
             ));
         }
         if !(0..=19).contains(&opts.zstd_level) {
-            return Err(RepoError::Invalid("zstd level must be 0..=19".into()));
+            return Err(RepoError::invalid(
+                BadInput::Parameter,
+                "zstd level must be 0..=19",
+            ));
         }
         let existing = storage.list("").await?;
         if existing.iter().any(|o| o.key == MARKER_KEY) {
-            return Err(RepoError::Invalid(format!(
-                "{} already holds a Lifeboat repository; refusing to overwrite it",
-                storage.location()
-            )));
+            return Err(RepoError::invalid(
+                BadInput::Location,
+                format!(
+                    "{} already holds a Lifeboat repository; refusing to overwrite it",
+                    storage.location()
+                ),
+            ));
         }
         if !existing.is_empty() {
-            return Err(RepoError::Invalid(format!(
-                "{} is not empty ({} objects, e.g. {}); a new repository needs an empty location",
-                storage.location(),
-                existing.len(),
-                existing[0].key
-            )));
+            return Err(RepoError::invalid(
+                BadInput::Location,
+                format!(
+                    "{} is not empty ({} objects, e.g. {}); a new repository needs an empty location",
+                    storage.location(),
+                    existing.len(),
+                    existing[0].key
+                ),
+            ));
         }
         let key = MasterKey::generate()?;
         let id = hex::encode(random_array::<16>()?);
@@ -191,8 +204,8 @@ impl Repository {
             version: FORMAT_VERSION,
             id,
         };
-        let json =
-            serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&marker)
+            .map_err(|e| RepoError::internal(Fault::Encoding, e.to_string()))?;
         // The marker goes last: a location with a marker is a whole repository.
         storage.put(MARKER_KEY, Bytes::from(json)).await?;
         Ok(Self {
@@ -489,28 +502,36 @@ impl Repository {
             return match matching.iter().rposition(|s| s.snapshot.scope().is_full()) {
                 Some(i) => Ok(matching.swap_remove(i)),
                 None => Err(match newest {
-                    None => {
-                        RepoError::NotFound(format!("no snapshots{scope} in {}", self.location()))
-                    }
-                    Some((id, part)) => RepoError::NotFound(format!(
-                        "no full snapshot{scope} in {}: `latest` means the newest full one, and \
-                         every snapshot here holds part of its source (the newest, {id}: {part}); \
-                         give a snapshot's id to use a partial one (see `lifeboat snapshots`)",
-                        self.location()
-                    )),
+                    None => RepoError::not_found(
+                        Missing::Snapshot,
+                        format!("no snapshots{scope} in {}", self.location()),
+                    ),
+                    Some((id, part)) => RepoError::not_found(
+                        Missing::Snapshot,
+                        format!(
+                            "no full snapshot{scope} in {}: `latest` means the newest full one, and \
+                             every snapshot here holds part of its source (the newest, {id}: {part}); \
+                             give a snapshot's id to use a partial one (see `lifeboat snapshots`)",
+                            self.location()
+                        ),
+                    ),
                 }),
             };
         }
         if spec.len() < 4 || !spec.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(RepoError::Invalid(format!(
-                "{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits of an id (see `lifeboat snapshots`)"
-            )));
+            return Err(RepoError::invalid(
+                BadInput::SnapshotId,
+                format!(
+                    "{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits of an id (see `lifeboat snapshots`)"
+                ),
+            ));
         }
         matching.retain(|s| s.id.starts_with(&spec.to_ascii_lowercase()));
         match matching.len() {
-            0 => Err(RepoError::NotFound(format!(
-                "no snapshot{scope} with id {spec}"
-            ))),
+            0 => Err(RepoError::not_found(
+                Missing::Snapshot,
+                format!("no snapshot{scope} with id {spec}"),
+            )),
             1 => Ok(matching.remove(0)),
             n => {
                 // The candidates, so that the user can pick one at once.
@@ -530,10 +551,13 @@ impl Repository {
                 if n > SHOWN {
                     list.push(format!("… and {} more", n - SHOWN));
                 }
-                Err(RepoError::Invalid(format!(
-                    "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits. Candidates:\n  {}",
-                    list.join("\n  ")
-                )))
+                Err(RepoError::invalid(
+                    BadInput::SnapshotId,
+                    format!(
+                        "snapshot id {spec} is ambiguous ({n} snapshots match); give more digits. Candidates:\n  {}",
+                        list.join("\n  ")
+                    ),
+                ))
             }
         }
     }
@@ -618,26 +642,32 @@ impl Repository {
             .collect();
         let id = match matching.as_slice() {
             [] => {
-                return Err(RepoError::NotFound(format!(
-                    "no key slot with id {spec} (see `lifeboat key list`)"
-                )));
+                return Err(RepoError::not_found(
+                    Missing::KeySlot,
+                    format!("no key slot with id {spec} (see `lifeboat key list`)"),
+                ));
             }
             [one] => (*one).clone(),
             _ => {
-                return Err(RepoError::Invalid(format!(
-                    "key id {spec} is ambiguous; give more digits"
-                )));
+                return Err(RepoError::invalid(
+                    BadInput::KeyId,
+                    format!("key id {spec} is ambiguous; give more digits"),
+                ));
             }
         };
         if slots.len() == 1 {
-            return Err(RepoError::Invalid(
-                "refusing to remove the last key: the repository could never be opened again. Add another key first (`lifeboat key add`)".into(),
+            return Err(RepoError::invalid(
+                BadInput::KeyRemoval,
+                "refusing to remove the last key: the repository could never be opened again. Add another key first (`lifeboat key add`)",
             ));
         }
         if id == self.slot_id && !allow_in_use {
-            return Err(RepoError::Invalid(format!(
-                "key {id} is the key in use: it opened the repository for this command. Removing it locks out whoever holds only this secret; open with another key to remove it, or pass --force if you hold another key"
-            )));
+            return Err(RepoError::invalid(
+                BadInput::KeyRemoval,
+                format!(
+                    "key {id} is the key in use: it opened the repository for this command. Removing it locks out whoever holds only this secret; open with another key to remove it, or pass --force if you hold another key"
+                ),
+            ));
         }
         self.storage.delete(&format!("{KEYS_PREFIX}{id}")).await?;
         Ok(id)
@@ -704,8 +734,8 @@ impl Repository {
 
     pub async fn verify_marker_and_config(&self) -> Result<()> {
         let marker = Self::read_marker(self.storage.as_ref()).await?;
-        let canonical =
-            serde_json::to_vec_pretty(&marker).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let canonical = serde_json::to_vec_pretty(&marker)
+            .map_err(|e| RepoError::internal(Fault::Encoding, e.to_string()))?;
         let stored = self.storage.get(MARKER_KEY).await?;
         if stored[..] != canonical[..] || marker.id != self.config.id {
             return Err(RepoError::corrupt(
@@ -810,7 +840,8 @@ async fn unreadable_slots(storage: &dyn Storage, parsed: &[(String, KeySlot)]) -
 }
 
 async fn put_slot(storage: &dyn Storage, id: &str, slot: &KeySlot) -> Result<()> {
-    let json = serde_json::to_vec_pretty(slot).map_err(|e| RepoError::Internal(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(slot)
+        .map_err(|e| RepoError::internal(Fault::Encoding, e.to_string()))?;
     storage
         .put(&format!("{KEYS_PREFIX}{id}"), Bytes::from(json))
         .await?;

@@ -28,12 +28,15 @@ use futures::StreamExt;
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::backup::Progress;
-use crate::error::{RepoError, Result};
-use crate::format::{pack_key, parse_hex32};
+use crate::blobs::short_pack;
+/// Kept here too: prune, check and the tests name them `restore::…`.
+pub use crate::blobs::{chunk_ids, read_blob};
+use crate::error::{Fault, Missing, RepoError, Result};
+use crate::format::pack_key;
 use crate::index::{BlobLocation, MasterIndex};
 use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobId, decode_blob};
+use crate::progress::Progress;
 use crate::repo::Repository;
 use crate::snapshot::{Item, SnapshotRef};
 
@@ -122,7 +125,7 @@ impl InFlight {
                 Arc::clone(&self.permits)
                     .acquire_many_owned(n)
                     .await
-                    .map_err(|_| RepoError::Internal("restore memory bound closed".into()))?
+                    .map_err(|_| RepoError::internal(Fault::Task, "restore memory bound closed"))?
             }
         };
         let now = self.held.fetch_add(weight, Ordering::SeqCst) + weight;
@@ -187,74 +190,6 @@ impl Part {
             Part::Except(skip) => !skip.iter().any(|r| r.start <= start && end <= r.end),
         }
     }
-}
-
-/// Fetches and verifies one blob (used for tree blobs and small reads).
-pub async fn read_blob(repo: &Repository, index: &MasterIndex, id: &BlobId) -> Result<Vec<u8>> {
-    let loc = index.get(id).ok_or_else(|| {
-        RepoError::corrupt(
-            format!("blob {}", hex::encode(id)),
-            "not in any index (its pack is missing or was pruned)",
-        )
-    })?;
-    let pack = &index.pack(loc).id;
-    let key = pack_key(pack);
-    let start = loc.entry.offset;
-    let bytes = repo
-        .storage()
-        .get_range(&key, start..start + loc.entry.length as u64)
-        .await
-        .map_err(|e| short_pack(&key, e))?;
-    decode_blob(
-        repo.key(),
-        &loc.entry,
-        &bytes,
-        &format!("{key} blob {}", hex::encode(id)),
-    )
-}
-
-/// A pack shorter than its index says is damaged data (integrity), not a
-/// storage failure: say so, naming the pack.
-fn short_pack(key: &str, e: crate::storage::StorageError) -> RepoError {
-    if e.kind == crate::storage::StorageErrorKind::Truncated {
-        RepoError::corrupt(
-            key,
-            format!("pack is shorter than its index says ({})", e.message),
-        )
-    } else {
-        e.into()
-    }
-}
-
-/// The chunk ids of an item, in stream order.
-pub async fn chunk_ids(repo: &Repository, index: &MasterIndex, item: &Item) -> Result<Vec<BlobId>> {
-    let mut ids = Vec::with_capacity(item.chunks as usize);
-    for t in &item.tree {
-        let id = parse_hex32(t)
-            .ok_or_else(|| RepoError::corrupt(format!("item {}", item.name), "bad tree id"))?;
-        let data = read_blob(repo, index, &id).await?;
-        if data.len() % 32 != 0 {
-            return Err(RepoError::corrupt(
-                format!("tree blob {t}"),
-                "length is not a multiple of 32",
-            ));
-        }
-        ids.extend(
-            data.chunks_exact(32)
-                .map(|c| <[u8; 32]>::try_from(c).expect("32 bytes")),
-        );
-    }
-    if ids.len() as u64 != item.chunks {
-        return Err(RepoError::corrupt(
-            format!("item {}", item.name),
-            format!(
-                "chunk list has {} entries, the snapshot says {}",
-                ids.len(),
-                item.chunks
-            ),
-        ));
-    }
-    Ok(ids)
 }
 
 /// The ranged reads that fetch the blobs of `ids` (a stream's chunks in
@@ -341,10 +276,16 @@ fn select_item(snap: &SnapshotRef, item_name: Option<&str>) -> Result<Item> {
             .iter()
             .find(|i| i.name == n)
             .ok_or_else(|| {
-                RepoError::NotFound(format!("snapshot {} has no item {n}", snap.short_id()))
+                RepoError::not_found(
+                    Missing::Item,
+                    format!("snapshot {} has no item {n}", snap.short_id()),
+                )
             }),
         None => snap.snapshot.items.first().ok_or_else(|| {
-            RepoError::NotFound(format!("snapshot {} holds no items", snap.short_id()))
+            RepoError::not_found(
+                Missing::Item,
+                format!("snapshot {} holds no items", snap.short_id()),
+            )
         }),
     }
     .cloned()
@@ -389,8 +330,9 @@ pub async fn restore_item_part_bounded<W: Write + Send + 'static>(
     bound: &Arc<InFlight>,
 ) -> Result<u64> {
     if matches!(part, Part::Except(_)) {
-        return Err(RepoError::Internal(
-            "a stream cannot leave holes; restore to a file".into(),
+        return Err(RepoError::internal(
+            Fault::Misuse,
+            "a stream cannot leave holes; restore to a file",
         ));
     }
     let item = select_item(snap, item_name)?;
@@ -498,7 +440,7 @@ where
         Ok(acc)
     })
     .await
-    .map_err(|e| RepoError::Internal(format!("decode task: {e}")))?
+    .map_err(|e| RepoError::internal(Fault::Task, format!("decode task: {e}")))?
 }
 
 async fn restore_to_file_locked(
@@ -584,10 +526,13 @@ async fn restore_locked<W: Write + Send + 'static>(
         Part::Range(r) => {
             check_plan(repo, &index, snap, item, &ids)?;
             if r.end > item.size || r.start > r.end {
-                return Err(RepoError::Internal(format!(
-                    "bytes {}..{} asked of a stream of {}",
-                    r.start, r.end, item.size
-                )));
+                return Err(RepoError::internal(
+                    Fault::Misuse,
+                    format!(
+                        "bytes {}..{} asked of a stream of {}",
+                        r.start, r.end, item.size
+                    ),
+                ));
             }
             Some(r.clone())
         }
@@ -687,8 +632,8 @@ async fn restore_locked<W: Write + Send + 'static>(
     drop(reads);
     let written = tokio::task::spawn_blocking(move || writer_thread.join())
         .await
-        .map_err(|e| RepoError::Internal(format!("writer: {e}")))?
-        .map_err(|_| RepoError::Internal("writer thread panicked".into()))?;
+        .map_err(|e| RepoError::internal(Fault::Task, format!("writer: {e}")))?
+        .map_err(|_| RepoError::internal(Fault::Task, "writer thread panicked"))?;
     if let Some(e) = failure {
         return Err(e);
     }

@@ -8,7 +8,12 @@
 //! retrying, from a permanent one that must fail fast with a clear message.
 
 pub mod append_only;
+// Test-only wrappers (fault injection, request gating): not in release
+// builds; tests get them through the `testing` feature (this crate's and
+// its users' dev-dependencies turn it on).
+#[cfg(any(test, feature = "testing"))]
 pub mod faulty;
+#[cfg(any(test, feature = "testing"))]
 pub mod gate;
 pub mod object;
 pub mod object_lock;
