@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod check;
 mod chunker;
+pub mod condemned;
 pub mod crypto;
 pub mod error;
 pub mod format;
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod prune;
+pub mod references;
 pub mod repair;
 pub mod repo;
 pub mod restore;
