@@ -392,3 +392,829 @@ fn index_rewrite(index_docs: &[(String, IndexDoc)], delete: &BTreeMap<String, St
         replaced: touched.into_iter().map(|(k, _)| k.clone()).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One row per rule of the protocol, and per interleaving that prune's
+    //! hardening (issue 16; `tests/prune_race.rs` drives them against real
+    //! storage) and the safety argument in `docs/format.md` name. Times
+    //! are minutes on the storage clock. Every row has prune's own lock
+    //! (`own`, created at minute 0, older than any fence): it never holds
+    //! anything back.
+
+    use super::*;
+    use crate::condemned::CondemnedDoc;
+    use crate::index::IndexPack;
+    use crate::lock::{LockDoc, LockMode};
+    use crate::pack::{BlobKind, BlobRecord};
+
+    fn t(min: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()
+    }
+
+    fn minutes(at: DateTime<Utc>) -> i64 {
+        (at - t(0)).num_minutes()
+    }
+
+    /// Every blob is 100 bytes; every stored pack 1,000.
+    const BLOB: u32 = 100;
+    const PACK: u64 = 1000;
+
+    type Packs = &'static [(&'static str, &'static [u8])];
+
+    struct Row {
+        name: &'static str,
+        now: i64,
+        grace: i64,
+        dry_run: bool,
+        /// Index documents: key, packs with the tags of their blobs.
+        index: &'static [(&'static str, Packs)],
+        /// Stored packs: id, last modified.
+        stored: &'static [(&'static str, i64)],
+        /// Tags of the blobs snapshots need.
+        used: &'static [u8],
+        /// Snapshots needing blobs no index lists.
+        unindexed: &'static [(&'static str, usize)],
+        /// Condemned documents: key, fence (`None`: an announcement), packs.
+        condemned: &'static [(&'static str, Option<i64>, &'static [&'static str])],
+        /// Other operations' locks: operation, created, stale.
+        locks: &'static [(&'static str, i64, bool)],
+        /// Packs under Object Lock retention, until.
+        retained: &'static [(&'static str, i64)],
+        expect: Expect,
+    }
+
+    /// What the plan must say.
+    #[derive(Clone, Copy)]
+    struct Expect {
+        refused: bool,
+        condemn: &'static [&'static str],
+        keep: &'static [(i64, &'static [&'static str])],
+        delete: &'static [&'static str],
+        rewrite: bool,
+        /// The consolidated index document's packs, if one is written.
+        index_kept: Option<&'static [&'static str]>,
+        index_replaced: &'static [&'static str],
+        old_condemned: &'static [&'static str],
+        rescued: usize,
+        waiting: usize,
+        leftovers: usize,
+        retained: usize,
+        unused_bytes: u64,
+        reasons: usize,
+    }
+
+    const NOTHING: Expect = Expect {
+        refused: false,
+        condemn: &[],
+        keep: &[],
+        delete: &[],
+        rewrite: false,
+        index_kept: None,
+        index_replaced: &[],
+        old_condemned: &[],
+        rescued: 0,
+        waiting: 0,
+        leftovers: 0,
+        retained: 0,
+        unused_bytes: 0,
+        reasons: 0,
+    };
+
+    /// A snapshot needs blob 1 (in pack A); pack B holds only blob 2.
+    const BASE: Row = Row {
+        name: "",
+        now: 100,
+        grace: 60,
+        dry_run: false,
+        index: &[("index/i1", &[("pA", &[1]), ("pB", &[2])])],
+        stored: &[("pA", 0), ("pB", 0)],
+        used: &[1],
+        unindexed: &[],
+        condemned: &[],
+        locks: &[],
+        retained: &[],
+        expect: NOTHING,
+    };
+
+    /// The plan's outcome in the rows' terms.
+    #[derive(Debug, PartialEq)]
+    struct Outcome {
+        refused: bool,
+        condemn: Vec<String>,
+        keep: Vec<(i64, Vec<String>)>,
+        delete: Vec<String>,
+        rewrite: bool,
+        index_kept: Option<Vec<String>>,
+        index_replaced: Vec<String>,
+        old_condemned: Vec<String>,
+        rescued: usize,
+        waiting: usize,
+        leftovers: usize,
+        retained: usize,
+        unused_bytes: u64,
+        reasons: usize,
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    impl From<Expect> for Outcome {
+        fn from(e: Expect) -> Self {
+            Outcome {
+                refused: e.refused,
+                condemn: strings(e.condemn),
+                keep: e.keep.iter().map(|(f, p)| (*f, strings(p))).collect(),
+                delete: strings(e.delete),
+                rewrite: e.rewrite,
+                index_kept: e.index_kept.map(strings),
+                index_replaced: strings(e.index_replaced),
+                old_condemned: strings(e.old_condemned),
+                rescued: e.rescued,
+                waiting: e.waiting,
+                leftovers: e.leftovers,
+                retained: e.retained,
+                unused_bytes: e.unused_bytes,
+                reasons: e.reasons,
+            }
+        }
+    }
+
+    fn lock(operation: &str, created: i64, stale: bool, now: i64) -> LockEntry {
+        LockEntry {
+            key: format!("locks/{operation}"),
+            doc: LockDoc {
+                version: 1,
+                mode: if operation == "own" {
+                    LockMode::Exclusive
+                } else {
+                    LockMode::Shared
+                },
+                operation: operation.to_string(),
+                hostname: "host".into(),
+                username: "user".into(),
+                pid: 1,
+                created: t(created),
+                instance: String::new(),
+                boot_id: None,
+                pid_namespace: None,
+            },
+            refreshed: t(now),
+            stale,
+        }
+    }
+
+    fn inputs(row: &Row) -> PruneInputs {
+        let index_docs = row
+            .index
+            .iter()
+            .map(|(key, packs)| {
+                let packs = packs
+                    .iter()
+                    .map(|(id, blobs)| IndexPack {
+                        id: id.to_string(),
+                        size: PACK,
+                        blobs: blobs
+                            .iter()
+                            .enumerate()
+                            .map(|(k, tag)| BlobRecord {
+                                id: hex::encode([*tag; 32]),
+                                kind: BlobKind::Data,
+                                offset: k as u64 * BLOB as u64,
+                                length: BLOB,
+                                raw_length: BLOB,
+                                compressed: false,
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let doc = IndexDoc {
+                    version: DOC_VERSION,
+                    packs,
+                };
+                (key.to_string(), doc)
+            })
+            .collect();
+        let mut locks = vec![lock("own", 0, false, row.now)];
+        locks.extend(row.locks.iter().map(|(op, c, s)| lock(op, *c, *s, row.now)));
+        PruneInputs {
+            now: t(row.now),
+            locks,
+            refs: References {
+                snapshots: 2,
+                used: row.used.iter().map(|tag| [*tag; 32]).collect(),
+                unindexed: row
+                    .unindexed
+                    .iter()
+                    .map(|(id, n)| (id.to_string(), *n))
+                    .collect(),
+            },
+            index_docs,
+            condemned: row
+                .condemned
+                .iter()
+                .map(|(key, fence, packs)| CondemnedEntry {
+                    key: key.to_string(),
+                    doc: CondemnedDoc {
+                        version: DOC_VERSION,
+                        packs: strings(packs),
+                        condemned_at: fence.map(t),
+                    },
+                })
+                .collect(),
+            stored: row
+                .stored
+                .iter()
+                .map(|(id, modified)| {
+                    let info = ObjectInfo {
+                        key: format!("data/{id}"),
+                        size: PACK,
+                        last_modified: t(*modified),
+                    };
+                    (id.to_string(), info)
+                })
+                .collect(),
+            retained: row
+                .retained
+                .iter()
+                .map(|(id, until)| (id.to_string(), t(*until)))
+                .collect(),
+        }
+    }
+
+    fn outcome(row: &Row) -> Outcome {
+        let planned = plan(
+            &inputs(row),
+            "own",
+            Duration::minutes(row.grace),
+            row.dry_run,
+        );
+        let p = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(
+                    e.to_string().contains("lifeboat repair index"),
+                    "{}: refusal says what to do: {e}",
+                    row.name
+                );
+                return Outcome {
+                    refused: true,
+                    ..Expect { ..NOTHING }.into()
+                };
+            }
+        };
+        let r = &p.report;
+        // Totals agree with the lists, whatever the row.
+        assert_eq!(r.deleted_packs, p.delete.len(), "{}", row.name);
+        assert_eq!(r.deleted_bytes, PACK * p.delete.len() as u64, "{}", row.name);
+        assert_eq!(r.condemned, p.condemn.len(), "{}", row.name);
+        assert_eq!(r.packs_total, row.stored.len(), "{}", row.name);
+        assert_eq!(r.dry_run, row.dry_run, "{}", row.name);
+        for (id, key) in &p.delete {
+            assert_eq!(key, &format!("data/{id}"), "{}", row.name);
+        }
+        Outcome {
+            refused: false,
+            condemn: p.condemn.iter().cloned().collect(),
+            keep: p
+                .keep
+                .iter()
+                .map(|(f, packs)| (minutes(*f), packs.iter().cloned().collect()))
+                .collect(),
+            delete: p.delete.keys().cloned().collect(),
+            rewrite: p.rewrite_condemned,
+            index_kept: p
+                .index
+                .consolidated
+                .as_ref()
+                .map(|d| d.packs.iter().map(|pk| pk.id.clone()).collect()),
+            index_replaced: p.index.replaced.clone(),
+            old_condemned: p.old_condemned.clone(),
+            rescued: r.rescued,
+            waiting: r.waiting,
+            leftovers: r.deleted_leftovers,
+            retained: r.retained,
+            unused_bytes: r.unused_bytes_in_live_packs,
+            reasons: r.waiting_reasons.len(),
+        }
+    }
+
+    fn run(rows: &[Row]) {
+        let mut failed = Vec::new();
+        for row in rows {
+            let got = outcome(row);
+            let want = Outcome::from(row.expect);
+            if got != want {
+                failed.push(format!("{}:\n  got  {got:?}\n  want {want:?}", row.name));
+            }
+        }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    /// Condemned document c1 with pack B fenced at minute 30 (grace passed at 100).
+    const B_FENCED_30: &[(&str, Option<i64>, &[&str])] = &[("condemned/c1", Some(30), &["pB"])];
+
+    /// What deleting B out of BASE's index does to it.
+    const B_DELETED: Expect = Expect {
+        delete: &["pB"],
+        rewrite: true,
+        index_kept: Some(&["pA"]),
+        index_replaced: &["index/i1"],
+        old_condemned: &["condemned/c1"],
+        ..NOTHING
+    };
+
+    #[test]
+    fn condemn_then_delete_after_the_grace() {
+        run(&[
+            Row {
+                name: "every pack used: nothing to do",
+                used: &[1, 2],
+                ..BASE
+            },
+            Row {
+                name: "an unreferenced pack is condemned, not deleted, in its first pass",
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    waiting: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a condemned pack within the grace waits under its fence",
+                condemned: &[("condemned/c1", Some(90), &["pB"])],
+                expect: Expect {
+                    keep: &[(90, &["pB"])],
+                    waiting: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a condemned pack is deleted by a later run once the grace has passed (prune's own lock holds nothing)",
+                condemned: B_FENCED_30,
+                expect: B_DELETED,
+                ..BASE
+            },
+            Row {
+                name: "grace reached exactly (now - fence = grace): deleted",
+                condemned: &[("condemned/c1", Some(40), &["pB"])],
+                expect: B_DELETED,
+                ..BASE
+            },
+            Row {
+                name: "a pack in two fenced documents: the earliest fence counts",
+                condemned: &[
+                    ("condemned/c1", Some(30), &["pB"]),
+                    ("condemned/c2", Some(80), &["pB"]),
+                ],
+                expect: Expect {
+                    old_condemned: &["condemned/c1", "condemned/c2"],
+                    ..B_DELETED
+                },
+                ..BASE
+            },
+            Row {
+                name: "others stay condemned under their own fences when one is deleted",
+                index: &[("index/i1", &[("pA", &[1]), ("pB", &[2]), ("pC", &[3])])],
+                stored: &[("pA", 0), ("pB", 0), ("pC", 0)],
+                condemned: &[
+                    ("condemned/c1", Some(30), &["pB"]),
+                    ("condemned/c2", Some(90), &["pC"]),
+                ],
+                expect: Expect {
+                    keep: &[(90, &["pC"])],
+                    index_kept: Some(&["pA", "pC"]),
+                    old_condemned: &["condemned/c1", "condemned/c2"],
+                    waiting: 1,
+                    ..B_DELETED
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn rescue_and_partly_used_packs() {
+        run(&[
+            Row {
+                name: "a condemned pack referenced again (a snapshot appeared after the condemnation) is rescued",
+                used: &[1, 2],
+                condemned: B_FENCED_30,
+                expect: Expect {
+                    rescued: 1,
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a partly used pack is kept whole (prune does not repack): its unused bytes are reported",
+                index: &[("index/i1", &[("pA", &[1, 2, 3])])],
+                stored: &[("pA", 0)],
+                expect: Expect {
+                    unused_bytes: 2 * BLOB as u64,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a pack listed by two index documents (after `repair index`) counts once",
+                index: &[
+                    ("index/i1", &[("pA", &[1, 2])]),
+                    ("index/i2", &[("pA", &[1, 2])]),
+                ],
+                stored: &[("pA", 0)],
+                expect: Expect {
+                    unused_bytes: BLOB as u64,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn index_entries_of_deleted_packs_are_dropped() {
+        run(&[
+            Row {
+                name: "documents listing a deleted pack are replaced by one with their other packs, each once; others untouched",
+                index: &[
+                    ("index/i1", &[("pA", &[1]), ("pB", &[2])]),
+                    ("index/i2", &[("pC", &[3])]),
+                    ("index/i3", &[("pB", &[2]), ("pD", &[4]), ("pA", &[1])]),
+                ],
+                stored: &[("pA", 0), ("pB", 0), ("pC", 0), ("pD", 0)],
+                used: &[1, 3, 4],
+                condemned: B_FENCED_30,
+                expect: Expect {
+                    index_kept: Some(&["pA", "pD"]),
+                    index_replaced: &["index/i1", "index/i3"],
+                    ..B_DELETED
+                },
+                ..BASE
+            },
+            Row {
+                name: "a document listing only deleted packs is removed, no consolidated document written",
+                index: &[("index/i1", &[("pA", &[1])]), ("index/i2", &[("pB", &[2])])],
+                condemned: B_FENCED_30,
+                expect: Expect {
+                    index_kept: None,
+                    index_replaced: &["index/i2"],
+                    ..B_DELETED
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn locks_hold_packs_back() {
+        run(&[
+            Row {
+                name: "a live lock created at the fence holds the pack (its backup may have deduplicated against it)",
+                condemned: B_FENCED_30,
+                locks: &[("backup", 30, false)],
+                expect: Expect {
+                    keep: &[(30, &["pB"])],
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a live lock created after the fence does not hold (its backup saw the condemnation)",
+                condemned: B_FENCED_30,
+                locks: &[("backup", 31, false)],
+                expect: B_DELETED,
+                ..BASE
+            },
+            Row {
+                name: "a stale lock (its holder died) holds nothing",
+                condemned: B_FENCED_30,
+                locks: &[("backup", 10, true)],
+                expect: B_DELETED,
+                ..BASE
+            },
+            Row {
+                name: "with zero grace a live lock makes newly condemned packs wait, with a reason",
+                grace: 0,
+                locks: &[("backup", 50, false)],
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "locks alone never delete: a live exclusive holder (check) created before the fence holds too",
+                condemned: B_FENCED_30,
+                locks: &[("check", 20, false)],
+                expect: Expect {
+                    keep: &[(30, &["pB"])],
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn packs_no_index_lists() {
+        const LEFTOVER: &[(&str, i64)] = &[("pA", 0), ("pZ", 10)];
+        const DELETED: Expect = Expect {
+            delete: &["pZ"],
+            leftovers: 1,
+            ..NOTHING
+        };
+        run(&[
+            Row {
+                name: "a leftover older than the grace, no lock: deleted, no index or condemned document touched",
+                stored: LEFTOVER,
+                expect: DELETED,
+                ..BASE
+            },
+            Row {
+                name: "a leftover younger than the grace waits",
+                stored: &[("pA", 0), ("pZ", 50)],
+                expect: Expect {
+                    waiting: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "zero grace: a pack written at the pass's start waits (its writer may not be in the lock listing)",
+                grace: 0,
+                stored: &[("pA", 0), ("pZ", 100)],
+                expect: Expect {
+                    waiting: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a live lock created before the pack (a backup still writing) holds it",
+                stored: LEFTOVER,
+                locks: &[("backup", 5, false)],
+                expect: Expect {
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a lock created after the pack does not hold it",
+                stored: LEFTOVER,
+                locks: &[("backup", 20, false)],
+                expect: DELETED,
+                ..BASE
+            },
+            Row {
+                name: "an interrupted backup (its lock stale): its pack is deleted",
+                stored: LEFTOVER,
+                locks: &[("backup", 5, true)],
+                expect: DELETED,
+                ..BASE
+            },
+        ]
+        .map(|row| Row {
+            index: &[("index/i1", &[("pA", &[1])])],
+            ..row
+        }));
+    }
+
+    #[test]
+    fn incomplete_information_keeps_everything() {
+        run(&[Row {
+            name: "snapshots need blobs no index lists: refused, nothing deleted or condemned",
+            unindexed: &[("0a1b2c3d", 2)],
+            condemned: B_FENCED_30,
+            stored: &[("pA", 0), ("pB", 0), ("pZ", 0)],
+            expect: Expect {
+                refused: true,
+                ..NOTHING
+            },
+            ..BASE
+        }]);
+    }
+
+    #[test]
+    fn dry_run() {
+        run(&[
+            Row {
+                name: "dry run, zero grace, no other lock: what a real run's second pass would delete",
+                grace: 0,
+                dry_run: true,
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    delete: &["pB"],
+                    index_kept: Some(&["pA"]),
+                    index_replaced: &["index/i1"],
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "dry run, zero grace, a live lock: condemned packs wait",
+                grace: 0,
+                dry_run: true,
+                locks: &[("backup", 50, false)],
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn object_lock_retention() {
+        run(&[
+            Row {
+                name: "a retained condemned pack stays condemned under its fence",
+                condemned: B_FENCED_30,
+                retained: &[("pB", 500)],
+                expect: Expect {
+                    keep: &[(30, &["pB"])],
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    retained: 1,
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "a retained leftover is neither deleted nor counted as deleted",
+                index: &[("index/i1", &[("pA", &[1])])],
+                stored: &[("pA", 0), ("pZ", 10)],
+                retained: &[("pZ", 500)],
+                expect: Expect {
+                    retained: 1,
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+        ]);
+    }
+
+    /// The interleavings of prune's hardening (issue 16), as the passes of
+    /// a zero-grace prune see them. Pass 1 of each: the pass reads the
+    /// snapshots (pack B unused), then is held; the other operation runs;
+    /// pass 1 condemns B with the fence taken at minute 101; pass 2 reads
+    /// again at 102. Numbers in the names refer to "Why prune is safe".
+    #[test]
+    fn interleavings_of_the_hardening() {
+        const ZERO: Row = Row {
+            grace: 0,
+            now: 102,
+            condemned: &[("condemned/c1", Some(101), &["pB"])],
+            ..BASE
+        };
+        run(&[
+            Row {
+                name: "pass 1 of every race: a backup of B's data committing after the snapshots were read is not seen; B is condemned, not deleted (6)",
+                now: 100,
+                grace: 0,
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    waiting: 1,
+                    ..NOTHING
+                },
+                ..BASE
+            },
+            Row {
+                name: "backup committed inside the window: pass 2 sees its snapshot and rescues B (3)",
+                used: &[1, 2],
+                expect: Expect {
+                    rescued: 1,
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "backup running across the condemnation: pass 2 sees its lock, older than the fence, and keeps B (2)",
+                locks: &[("backup", 100, false)],
+                expect: Expect {
+                    keep: &[(101, &["pB"])],
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "… and once it committed, the next prune rescues B (3)",
+                now: 110,
+                used: &[1, 2],
+                expect: Expect {
+                    rescued: 1,
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "backup started after the fence: it saw the condemnation and did not use B, so its lock holds nothing (1)",
+                locks: &[("backup", 102, false)],
+                expect: Expect {
+                    old_condemned: &["condemned/c1"],
+                    ..B_DELETED
+                },
+                ..ZERO
+            },
+            Row {
+                name: "forget at a boundary: pass 2 deletes B and condemns A, which it does not delete in the same pass (6)",
+                used: &[],
+                expect: Expect {
+                    condemn: &["pA"],
+                    waiting: 1,
+                    index_kept: Some(&["pA"]),
+                    old_condemned: &["condemned/c1"],
+                    ..B_DELETED
+                },
+                ..ZERO
+            },
+            Row {
+                name: "check at a boundary is refused by the lock; had it started before the fence, its lock would hold B",
+                locks: &[("check", 100, false)],
+                expect: Expect {
+                    keep: &[(101, &["pB"])],
+                    waiting: 1,
+                    reasons: 1,
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "interrupted after the announcement, before the fence: the next prune fences B anew",
+                condemned: &[("condemned/ann", None, &["pB"])],
+                expect: Expect {
+                    condemn: &["pB"],
+                    rewrite: true,
+                    waiting: 1,
+                    old_condemned: &["condemned/ann"],
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "interrupted after the fenced documents, before the announcement's removal: the fence counts",
+                condemned: &[
+                    ("condemned/ann", None, &["pB"]),
+                    ("condemned/c1", Some(101), &["pB"]),
+                ],
+                expect: Expect {
+                    old_condemned: &["condemned/ann", "condemned/c1"],
+                    ..B_DELETED
+                },
+                ..ZERO
+            },
+            Row {
+                name: "interrupted after the index rewrite, before the packs: B, no longer indexed, is deleted through its condemnation",
+                index: &[("index/i2", &[("pA", &[1])])],
+                expect: Expect {
+                    delete: &["pB"],
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+            Row {
+                name: "interrupted after deleting the packs, before the old condemned documents: they are dropped",
+                stored: &[("pA", 0)],
+                expect: Expect {
+                    rewrite: true,
+                    old_condemned: &["condemned/c1"],
+                    ..NOTHING
+                },
+                ..ZERO
+            },
+        ]);
+    }
+}
