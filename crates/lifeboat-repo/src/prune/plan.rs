@@ -273,8 +273,7 @@ fn condemn_unreferenced(
     p: &mut PrunePlan,
 ) {
     for pk in &usage.indexed {
-        if !usage.live.contains(pk) && !fences.contains_key(pk) && inputs.stored.contains_key(*pk)
-        {
+        if !usage.live.contains(pk) && !fences.contains_key(pk) && inputs.stored.contains_key(*pk) {
             p.condemn.insert(pk.to_string());
         }
     }
@@ -370,7 +369,10 @@ fn keep_retained(
 
 /// The index documents listing deleted packs, and the one document that
 /// replaces them (their other packs, each once).
-fn index_rewrite(index_docs: &[(String, IndexDoc)], delete: &BTreeMap<String, String>) -> IndexRewrite {
+fn index_rewrite(
+    index_docs: &[(String, IndexDoc)],
+    delete: &BTreeMap<String, String>,
+) -> IndexRewrite {
     let touched: Vec<&(String, IndexDoc)> = index_docs
         .iter()
         .filter(|(_, d)| d.packs.iter().any(|pk| delete.contains_key(&pk.id)))
@@ -667,7 +669,12 @@ mod tests {
         let r = &p.report;
         // Totals agree with the lists, whatever the row.
         assert_eq!(r.deleted_packs, p.delete.len(), "{}", row.name);
-        assert_eq!(r.deleted_bytes, PACK * p.delete.len() as u64, "{}", row.name);
+        assert_eq!(
+            r.deleted_bytes,
+            PACK * p.delete.len() as u64,
+            "{}",
+            row.name
+        );
         assert_eq!(r.condemned, p.condemn.len(), "{}", row.name);
         assert_eq!(r.packs_total, row.stored.len(), "{}", row.name);
         assert_eq!(r.dry_run, row.dry_run, "{}", row.name);
