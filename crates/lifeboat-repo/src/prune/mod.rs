@@ -175,3 +175,57 @@ fn after_second_pass(first: PruneReport, second: PruneReport) -> PruneReport {
         dry_run: first.dry_run,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_pass_adds_its_deletions_and_reports_what_still_waits() {
+        let first = PruneReport {
+            snapshots: 3,
+            packs_total: 10,
+            condemned: 4,
+            rescued: 1,
+            deleted_packs: 2,
+            deleted_bytes: 200,
+            deleted_leftovers: 2,
+            waiting: 4,
+            waiting_reasons: vec!["first".into()],
+            unused_bytes_in_live_packs: 7,
+            ..Default::default()
+        };
+        let until = DateTime::from_timestamp(1_800_000_000, 0);
+        let second = PruneReport {
+            snapshots: 4,
+            packs_total: 8,
+            condemned: 0,
+            rescued: 1,
+            deleted_packs: 3,
+            deleted_bytes: 300,
+            deleted_leftovers: 0,
+            waiting: 1,
+            waiting_reasons: vec!["second".into()],
+            retained: 1,
+            retained_until: until,
+            unused_bytes_in_live_packs: 5,
+            dry_run: false,
+        };
+        let want = PruneReport {
+            snapshots: 4,
+            packs_total: 10,
+            condemned: 4,
+            rescued: 2,
+            deleted_packs: 5,
+            deleted_bytes: 500,
+            deleted_leftovers: 2,
+            waiting: 1,
+            waiting_reasons: vec!["second".into()],
+            retained: 1,
+            retained_until: until,
+            unused_bytes_in_live_packs: 5,
+            dry_run: false,
+        };
+        assert_eq!(after_second_pass(first, second), want);
+    }
+}
