@@ -15,6 +15,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::blobs::chunk_ids;
+use crate::condemned::CondemnedDoc;
 use crate::error::{RepoError, Result};
 use crate::format::{
     CONDEMNED_PREFIX, DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, id_of_key, pack_key,
@@ -24,7 +25,6 @@ use crate::index::{IndexDoc, MasterIndex};
 use crate::lock::{LockMode, acquire_for_reading};
 use crate::pack::{BlobEntry, decode_blob, read_header};
 use crate::progress::Progress;
-use crate::prune::CondemnedDoc;
 use crate::repo::Repository;
 use crate::snapshot::{Item, Snapshot};
 pub use crate::subset::DataSubset;

@@ -595,8 +595,7 @@ impl Repository {
     /// Packs condemned by earlier prunes (see `prune`), which backups must
     /// not deduplicate against.
     pub async fn condemned_packs(&self) -> Result<HashSet<String>> {
-        let docs = crate::prune::load_condemned(self).await?;
-        Ok(docs.into_iter().flat_map(|c| c.doc.packs).collect())
+        crate::condemned::packs(self.storage.as_ref(), &self.key).await
     }
 
     // ----- key slots -----

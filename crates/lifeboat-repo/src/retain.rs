@@ -27,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::error::{RepoError, Result};
 use crate::format::{CONFIG_KEY, KEYS_PREFIX, MARKER_KEY, pack_key};
 use crate::index::MasterIndex;
-use crate::prune::referenced_blobs;
+use crate::references::referenced_blobs;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
 use crate::storage::object_lock::{ObjectLockClient, RetentionPolicy};
