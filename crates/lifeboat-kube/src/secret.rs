@@ -48,9 +48,10 @@ pub async fn read_keys(
     let mut secrets: BTreeMap<(&str, &str), Result<Secret, KubeError>> = BTreeMap::new();
     for r in refs {
         let ns = r.namespace.as_deref().unwrap_or(client.default_namespace());
-        if !secrets.contains_key(&(ns, r.name.as_str())) {
-            let got = get(client, ns, &r.name, &what(ns, &r.name)).await;
-            secrets.insert((ns, r.name.as_str()), got);
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            secrets.entry((ns, r.name.as_str()))
+        {
+            slot.insert(get(client, ns, &r.name, &what(ns, &r.name)).await);
         }
     }
     refs.iter()
