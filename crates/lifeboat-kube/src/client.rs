@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::error::{Cause, ErrorKind, KubeError};
 
 /// Where to find the cluster. All `None`: infer as `kubectl` does.
 #[derive(Debug, Clone, Default)]
@@ -23,8 +24,10 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A client for the cluster `opts` names.
-pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client> {
+/// A client for the cluster `opts` names. Failing to find or read a
+/// configuration is [`ErrorKind::Other`], with the kubeconfig error as the
+/// cause.
+pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client, KubeError> {
     install_tls_provider();
     let mut config = match (&opts.kubeconfig, &opts.context) {
         (Some(path), context) => from_file(path, context.clone()).await?,
@@ -33,21 +36,28 @@ pub async fn connect(opts: &ClusterOptions) -> Result<kube::Client> {
             ..Default::default()
         })
         .await
-        .with_context(|| format!("loading context {context:?} from the kubeconfig"))?,
-        (None, None) => kube::Config::infer().await.context(
-            "no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig, or run in a pod with a service account",
-        )?,
+        .map_err(other(format!(
+            "loading context {context:?} from the kubeconfig"
+        )))?,
+        (None, None) => kube::Config::infer().await.map_err(other(
+            "no Kubernetes cluster configured: set KUBECONFIG, pass --kubeconfig, or run in a pod with a service account".to_string(),
+        ))?,
     };
     // kube's own retry layer (429/503/504, up to 15 times with delays up to
     // 1000 s, for every method, POST included, and silent) is replaced by
     // `crate::retry`: idempotent calls only, bounded in total time, logged.
     config.default_retry = false;
-    kube::Client::try_from(config).context("creating the Kubernetes client")
+    kube::Client::try_from(config).map_err(other("creating the Kubernetes client".to_string()))
 }
 
-async fn from_file(path: &Path, context: Option<String>) -> Result<kube::Config> {
+/// Maps a configuration error to [`ErrorKind::Other`] under `context`.
+fn other<E: Into<Cause>>(context: String) -> impl FnOnce(E) -> KubeError {
+    move |e| KubeError::with_cause(ErrorKind::Other, context, e)
+}
+
+async fn from_file(path: &Path, context: Option<String>) -> Result<kube::Config, KubeError> {
     let kc = Kubeconfig::read_from(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        .map_err(other(format!("reading kubeconfig {}", path.display())))?;
     kube::Config::from_custom_kubeconfig(
         kc,
         &KubeConfigOptions {
@@ -56,5 +66,17 @@ async fn from_file(path: &Path, context: Option<String>) -> Result<kube::Config>
         },
     )
     .await
-    .with_context(|| format!("using kubeconfig {}", path.display()))
+    .map_err(other(format!("using kubeconfig {}", path.display())))
+}
+
+/// Whether the API server answers: one request for its version, not
+/// retried, for callers that fall back to working offline when no cluster
+/// is there. The error's message is the client's own (`kube::Error`'s
+/// text), its kind classified as [`KubeError::from_kube`] does.
+pub async fn reachable(client: &kube::Client) -> Result<(), KubeError> {
+    client
+        .apiserver_version()
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::new(KubeError::kind_of(&e), e.to_string()))
 }

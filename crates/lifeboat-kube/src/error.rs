@@ -1,6 +1,12 @@
 //! Errors from the cluster, classified so the CLI can pick an exit code and
 //! say what to do.
+//!
+//! Every call this crate makes to a cluster fails with a [`KubeError`]. The
+//! modules that work offline have small error types of their own (a label
+//! selector, a namespace map, a snapshot item, an export tree) so that a
+//! caller never mistakes bad input for a cluster's refusal.
 
+use std::error::Error as StdError;
 use std::fmt;
 
 /// What went wrong, for exit codes.
@@ -17,27 +23,81 @@ pub enum ErrorKind {
     Other,
 }
 
+/// Boxed cause of an error (a kubeconfig or I/O error under our context).
+pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
+
 /// A Kubernetes error with a message that says what to do.
+///
+/// `message` is the whole text for errors classified from an API answer;
+/// for a failure below the API (reading the kubeconfig) it is the context
+/// and the underlying error is the [`source`](StdError::source), so
+/// `anyhow`'s chain and `{:#}` print them as they did when this crate
+/// returned `anyhow` errors.
 #[derive(Debug)]
 pub struct KubeError {
     pub kind: ErrorKind,
     pub message: String,
+    cause: Option<Cause>,
 }
 
 impl fmt::Display for KubeError {
+    /// The message; with `{:#}` followed by every cause (`: ` between), as
+    /// `anyhow` prints a chain.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if f.alternate() {
+            write_causes(f, self.source())?;
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for KubeError {}
+impl StdError for KubeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn StdError + 'static))
+    }
+}
+
+/// Writes `: cause` for `first` and each of its sources.
+pub(crate) fn write_causes(
+    f: &mut fmt::Formatter<'_>,
+    first: Option<&(dyn StdError + 'static)>,
+) -> fmt::Result {
+    let mut next = first;
+    while let Some(c) = next {
+        write!(f, ": {c}")?;
+        next = c.source();
+    }
+    Ok(())
+}
 
 impl KubeError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// `context` (what was being done) caused by `cause`.
+    pub fn with_cause(
+        kind: ErrorKind,
+        context: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Self {
+            kind,
+            message: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The kind a `kube` error is classified as (see [`KubeError::from_kube`]).
+    pub fn kind_of(e: &kube::Error) -> ErrorKind {
+        Self::from_kube(e, "").kind
     }
 
     /// Classifies a `kube` error met while doing `what` (e.g. `listing

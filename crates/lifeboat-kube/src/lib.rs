@@ -15,3 +15,7 @@ pub mod objects;
 pub mod quiesce;
 pub mod retry;
 pub mod secret;
+
+/// The client every function here takes; callers name it from here rather
+/// than depending on `kube` themselves.
+pub use kube::Client;

@@ -17,7 +17,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use lifeboat_kube::error::{ErrorKind, KubeError};
-use lifeboat_kube::objects::backup::{BackupOptions, BackupSummary, DEFAULT_PAGE_SIZE};
+use lifeboat_kube::objects::backup::{
+    BackupError, BackupOptions, BackupSummary, DEFAULT_PAGE_SIZE,
+};
 use lifeboat_kube::objects::export::{read_tree, write_tree};
 use lifeboat_kube::objects::restore::{
     self as kube_restore, Action, ObjectResult, RestoreOptions, parse_namespace_map,
@@ -150,10 +152,7 @@ pub struct ExportKubeArgs {
 }
 
 /// Maps Kubernetes errors to exit codes and plain messages.
-fn kube_err(e: anyhow::Error) -> anyhow::Error {
-    let Some(k) = e.downcast_ref::<KubeError>() else {
-        return e;
-    };
+fn kube_err(k: KubeError) -> anyhow::Error {
     let code = match k.kind {
         ErrorKind::NotFound => NOT_FOUND,
         ErrorKind::Denied => AUTH,
@@ -229,9 +228,9 @@ fn kube_scope(a: &SelectArgs, source: Option<&KubeSource>) -> Result<Scope> {
     Ok(if chosen == own { Scope::full() } else { chosen })
 }
 
-async fn connect(ctx: &Ctx, c: &ClusterArgs) -> Result<kube::Client> {
+async fn connect(ctx: &Ctx, c: &ClusterArgs) -> Result<lifeboat_kube::Client> {
     let opts = ctx.cluster_options(c.kubeconfig.as_deref(), c.context.as_deref());
-    lifeboat_kube::client::connect(&opts).await
+    Ok(lifeboat_kube::client::connect(&opts).await?)
 }
 
 /// Feeds the chunker from the object lister: a `Read` over a channel.
@@ -328,7 +327,7 @@ pub async fn backup_snapshot(
     let (stored, listed) = tokio::join!(session.add_stream(ITEM_NAME, reader), lister);
     let summary = match (stored, listed) {
         (Ok(_), Ok(summary)) => summary,
-        (_, Err(e)) if e.downcast_ref::<KubeError>().is_some() => {
+        (_, Err(BackupError::Kube(e))) => {
             session.abort().await;
             return Err(kube_err(e));
         }
@@ -338,7 +337,7 @@ pub async fn backup_snapshot(
         }
         (Ok(_), Err(e)) => {
             session.abort().await;
-            return Err(e);
+            return Err(e.into());
         }
     };
     let name = a.source.unwrap_or_else(|| DEFAULT_SOURCE.to_string());

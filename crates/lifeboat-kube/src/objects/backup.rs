@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Result;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{Discovery, Scope};
 use serde::{Deserialize, Serialize};
@@ -52,6 +51,19 @@ pub struct BackupSummary {
     pub warnings: Vec<String>,
 }
 
+/// Why a backup stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The cluster refused or could not be reached, or the selection names
+    /// something it does not have.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// The receiver of the lines went away: the repository side failed and
+    /// its own error says why.
+    #[error("the repository stopped taking the objects")]
+    SinkClosed,
+}
+
 /// Objects every cluster makes by itself; restoring them fights a controller.
 fn auto_created_reason(r: &Resource, obj: &Value) -> Option<&'static str> {
     match (r.group.as_str(), r.plural.as_str()) {
@@ -78,7 +90,10 @@ fn auto_created_reason(r: &Resource, obj: &Value) -> Option<&'static str> {
 
 /// Resolves kind specs against the API server's discovery. No specs: the
 /// defaults, ConfigMaps, Secrets and every kind a CRD defines.
-pub async fn resolve_kinds(client: &kube::Client, specs: &[String]) -> Result<Vec<Resource>> {
+pub async fn resolve_kinds(
+    client: &kube::Client,
+    specs: &[String],
+) -> Result<Vec<Resource>, KubeError> {
     let what = "discovering the API server's kinds";
     let discovery = retry::call(what, || Discovery::new(client.clone()).run())
         .await
@@ -116,8 +131,7 @@ pub async fn resolve_kinds(client: &kube::Client, specs: &[String]) -> Result<Ve
                         "the cluster serves no kind {spec:?} (is its CRD installed?); known kinds: {}",
                         known.join(", ")
                     ),
-                )
-                .into());
+                ));
             }
             [one] => (*one).clone(),
             many => match many.iter().find(|r| r.group.is_empty()) {
@@ -130,8 +144,7 @@ pub async fn resolve_kinds(client: &kube::Client, specs: &[String]) -> Result<Ve
                             "kind {spec:?} is ambiguous: {}; name one with its group",
                             names.join(", ")
                         ),
-                    )
-                    .into());
+                    ));
                 }
             },
         };
@@ -144,8 +157,7 @@ pub async fn resolve_kinds(client: &kube::Client, specs: &[String]) -> Result<Ve
                 format!(
                     "{spec:?}: CRDs and Namespaces are stored with the objects that need them; select the objects' kinds instead"
                 ),
-            )
-            .into());
+            ));
         }
         out.insert(chosen);
     }
@@ -161,7 +173,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), BackupError> {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= BATCH_BYTES {
             self.flush().await?;
@@ -169,7 +181,7 @@ impl Writer<'_> {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<(), BackupError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -177,7 +189,7 @@ impl Writer<'_> {
         self.sink
             .send(b)
             .await
-            .map_err(|_| anyhow::anyhow!("the repository stopped taking the objects"))?;
+            .map_err(|_| BackupError::SinkClosed)?;
         Ok(())
     }
 }
@@ -219,12 +231,15 @@ pub async fn connected(client: &kube::Client) -> Result<(), KubeError> {
 
 /// Lists every selected object and writes the header and records to `sink`.
 /// `on_object` is called after each object (progress).
+///
+/// In order: the CRDs of the custom kinds, the Namespace objects, then the
+/// objects by class, namespace and kind (the server's order within).
 pub async fn backup(
     client: &kube::Client,
     opts: &BackupOptions,
     sink: &mpsc::Sender<Vec<u8>>,
-    mut on_object: impl FnMut(&Record),
-) -> Result<BackupSummary> {
+    on_object: impl FnMut(&Record),
+) -> Result<BackupSummary, BackupError> {
     connected(client).await?;
     let sel = &opts.selection;
     let resources = resolve_kinds(client, &sel.kinds).await?;
@@ -236,92 +251,163 @@ pub async fn backup(
         n.dedup();
         n
     };
-    let mut summary = BackupSummary {
-        namespaces: namespaces.clone(),
-        kinds: resources.iter().map(|r| r.qualified_plural()).collect(),
-        strip_options: opts.strip,
-        label_selector: sel.labels.as_ref().map(|l| l.text.clone()),
-        names: sel.names.clone(),
-        ..Default::default()
+    let mut lister = Lister {
+        client,
+        opts,
+        w: Writer {
+            sink,
+            buf: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+        },
+        summary: BackupSummary {
+            namespaces: namespaces.clone(),
+            kinds: resources.iter().map(|r| r.qualified_plural()).collect(),
+            strip_options: opts.strip,
+            label_selector: sel.labels.as_ref().map(|l| l.text.clone()),
+            names: sel.names.clone(),
+            ..Default::default()
+        },
+        on_object,
     };
-    let mut w = Writer {
-        sink,
-        buf: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
-    };
-    w.write(&line(&Header::default())).await?;
+    lister.w.write(&line(&Header::default())).await?;
+    lister.store_crds(&resources).await?;
+    lister.store_namespaces(&namespaces).await?;
+    let found_names = lister.list_objects(&resources, &namespaces).await?;
+    let missing: Vec<&String> = sel
+        .names
+        .iter()
+        .filter(|n| !found_names.contains(*n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(KubeError::new(
+            ErrorKind::NotFound,
+            format!(
+                "no object named {} among the selected kinds ({}) in {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lister.summary.kinds.join(", "),
+                namespaces.join(", ")
+            ),
+        )
+        .into());
+    }
+    lister.w.flush().await?;
+    Ok(lister.summary)
+}
 
-    let mut emit = |mut obj: Value, resource: &Resource, summary: &mut BackupSummary| {
-        strip(&mut obj, opts.strip, &mut summary.stripped);
+/// One backup's state: where lines go, what was stored so far.
+struct Lister<'a, F> {
+    client: &'a kube::Client,
+    opts: &'a BackupOptions,
+    w: Writer<'a>,
+    summary: BackupSummary,
+    on_object: F,
+}
+
+impl<F: FnMut(&Record)> Lister<'_, F> {
+    /// Strips `obj`, counts it, tells `on_object` and writes its line.
+    async fn emit(&mut self, mut obj: Value, resource: &Resource) -> Result<(), BackupError> {
+        strip(&mut obj, self.opts.strip, &mut self.summary.stripped);
         let rec = Record {
             resource: resource.clone(),
             object: obj,
         };
-        summary.objects += 1;
-        *summary
+        self.summary.objects += 1;
+        *self
+            .summary
             .counts
             .entry(resource.qualified_plural())
             .or_default() += 1;
-        on_object(&rec);
-        line(&rec)
-    };
-
-    // CRDs of the custom kinds, then the Namespace objects.
-    for r in resources.iter().filter(|r| r.class() == Class::Custom) {
-        let name = format!("{}.{}", r.plural, r.group);
-        match get_cluster_object(client, &Resource::crd(), &name).await {
-            Ok(Some(v)) => {
-                summary.crds.push(name);
-                let l = emit(v, &Resource::crd(), &mut summary);
-                w.write(&l).await?;
-            }
-            Ok(None) => summary.warnings.push(format!(
-                "kind {} has no CustomResourceDefinition {name}; its objects are stored without it",
-                r.qualified_plural()
-            )),
-            Err(e) if e.kind == ErrorKind::Denied => summary.warnings.push(format!(
-                "{e} — the CRD is not stored; a restore into a cluster without it will fail for these objects"
-            )),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for ns in &namespaces {
-        match get_cluster_object(client, &Resource::namespace(), ns).await {
-            Ok(Some(v)) => {
-                let l = emit(v, &Resource::namespace(), &mut summary);
-                w.write(&l).await?;
-            }
-            Ok(None) => {
-                return Err(KubeError::new(
-                    ErrorKind::NotFound,
-                    format!("namespace {ns} does not exist in the cluster"),
-                )
-                .into());
-            }
-            Err(e) if e.kind == ErrorKind::Denied => summary.warnings.push(format!(
-                "{e} — the Namespace object is not stored (its labels and annotations); a restore creates it bare"
-            )),
-            Err(e) => return Err(e.into()),
-        }
+        (self.on_object)(&rec);
+        self.w.write(&line(&rec)).await
     }
 
-    // The objects: by class, namespace, kind; the server's order within.
-    let mut found_names: BTreeSet<String> = BTreeSet::new();
-    let mut plan: Vec<(Class, Option<&str>, &Resource)> = Vec::new();
-    for r in &resources {
-        if r.namespaced {
-            for ns in &namespaces {
-                plan.push((r.class(), Some(ns.as_str()), r));
+    /// The CRD of each custom kind. One that is missing or may not be read
+    /// is a warning: its objects are stored without it.
+    async fn store_crds(&mut self, resources: &[Resource]) -> Result<(), BackupError> {
+        for r in resources.iter().filter(|r| r.class() == Class::Custom) {
+            let name = format!("{}.{}", r.plural, r.group);
+            match get_cluster_object(self.client, &Resource::crd(), &name).await {
+                Ok(Some(v)) => {
+                    self.summary.crds.push(name);
+                    self.emit(v, &Resource::crd()).await?;
+                }
+                Ok(None) => self.summary.warnings.push(format!(
+                    "kind {} has no CustomResourceDefinition {name}; its objects are stored without it",
+                    r.qualified_plural()
+                )),
+                Err(e) if e.kind == ErrorKind::Denied => self.summary.warnings.push(format!(
+                    "{e} — the CRD is not stored; a restore into a cluster without it will fail for these objects"
+                )),
+                Err(e) => return Err(e.into()),
             }
-        } else {
-            plan.push((r.class(), None, r));
         }
+        Ok(())
     }
-    plan.sort_by_key(|(c, ns, r)| (*c, ns.map(str::to_string), r.qualified_plural()));
-    for (_, ns, resource) in plan {
+
+    /// The Namespace objects: a namespace that does not exist fails the
+    /// backup; one that may not be read is a warning.
+    async fn store_namespaces(&mut self, namespaces: &[String]) -> Result<(), BackupError> {
+        for ns in namespaces {
+            match get_cluster_object(self.client, &Resource::namespace(), ns).await {
+                Ok(Some(v)) => self.emit(v, &Resource::namespace()).await?,
+                Ok(None) => {
+                    return Err(KubeError::new(
+                        ErrorKind::NotFound,
+                        format!("namespace {ns} does not exist in the cluster"),
+                    )
+                    .into());
+                }
+                Err(e) if e.kind == ErrorKind::Denied => self.summary.warnings.push(format!(
+                    "{e} — the Namespace object is not stored (its labels and annotations); a restore creates it bare"
+                )),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects: by class, namespace, kind; the server's order within.
+    /// Returns the names of the objects stored.
+    async fn list_objects(
+        &mut self,
+        resources: &[Resource],
+        namespaces: &[String],
+    ) -> Result<BTreeSet<String>, BackupError> {
+        let mut found_names: BTreeSet<String> = BTreeSet::new();
+        let mut plan: Vec<(Class, Option<&str>, &Resource)> = Vec::new();
+        for r in resources {
+            if r.namespaced {
+                for ns in namespaces {
+                    plan.push((r.class(), Some(ns.as_str()), r));
+                }
+            } else {
+                plan.push((r.class(), None, r));
+            }
+        }
+        plan.sort_by_key(|(c, ns, r)| (*c, ns.map(str::to_string), r.qualified_plural()));
+        for (_, ns, resource) in plan {
+            self.list_kind(ns, resource, &mut found_names).await?;
+        }
+        Ok(found_names)
+    }
+
+    /// Lists one kind (in one namespace, or cluster-wide) page by page,
+    /// storing what the selection picks and adding the names to `found`.
+    async fn list_kind(
+        &mut self,
+        ns: Option<&str>,
+        resource: &Resource,
+        found: &mut BTreeSet<String>,
+    ) -> Result<(), BackupError> {
+        let opts = self.opts;
+        let sel = &opts.selection;
         let ar = resource.api_resource();
         let api: Api<DynamicObject> = match ns {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
         };
         let mut lp = ListParams::default().limit(opts.page_size.max(1));
         if let Some(l) = &sel.labels {
@@ -356,40 +442,16 @@ pub async fn backup(
                     continue;
                 }
                 if let Some(reason) = auto_created_reason(resource, &v) {
-                    *summary.skipped.entry(reason.to_string()).or_default() += 1;
+                    *self.summary.skipped.entry(reason.to_string()).or_default() += 1;
                     continue;
                 }
-                found_names.insert(name);
-                let l = emit(v, resource, &mut summary);
-                w.write(&l).await?;
+                found.insert(name);
+                self.emit(v, resource).await?;
             }
             token = page.metadata.continue_.filter(|t| !t.is_empty());
             if token.is_none() {
-                break;
+                return Ok(());
             }
         }
     }
-    let missing: Vec<&String> = sel
-        .names
-        .iter()
-        .filter(|n| !found_names.contains(*n))
-        .collect();
-    if !missing.is_empty() {
-        return Err(KubeError::new(
-            ErrorKind::NotFound,
-            format!(
-                "no object named {} among the selected kinds ({}) in {}",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                summary.kinds.join(", "),
-                namespaces.join(", ")
-            ),
-        )
-        .into());
-    }
-    w.flush().await?;
-    Ok(summary)
 }

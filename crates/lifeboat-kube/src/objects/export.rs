@@ -9,12 +9,98 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
 use super::{Record, Resource};
+use crate::error::{Cause, write_causes};
+
+/// Why an export tree could not be written or read: what was being done
+/// (`reading DIR/ns/configmaps/a.yaml`), then the cause. `{:#}` prints the
+/// whole chain, `: ` between.
+#[derive(Debug)]
+pub struct ExportError {
+    /// `None`: the error is the cause itself (an I/O error met directly).
+    message: Option<String>,
+    cause: Option<Cause>,
+}
+
+impl ExportError {
+    fn msg(message: String) -> Self {
+        Self {
+            message: Some(message),
+            cause: None,
+        }
+    }
+}
+
+/// An error met directly, shown as itself.
+macro_rules! transparent_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ExportError {
+            fn from(e: $t) -> Self {
+                Self {
+                    message: None,
+                    cause: Some(Box::new(e)),
+                }
+            }
+        }
+    )*};
+}
+
+transparent_from!(
+    std::io::Error,
+    std::path::StripPrefixError,
+    serde_json::Error
+);
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.message, &self.cause) {
+            (Some(m), _) => f.write_str(m)?,
+            (None, Some(c)) => write!(f, "{c}")?,
+            (None, None) => {}
+        }
+        if f.alternate() {
+            write_causes(f, std::error::Error::source(self))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ExportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let cause = self.cause.as_deref()?;
+        match self.message {
+            Some(_) => Some(cause),
+            None => cause.source(),
+        }
+    }
+}
+
+type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+/// `what` was being done when the error happened (anyhow's `Context`, for
+/// this module's errors only).
+trait Context<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: Into<Cause>> Context<T> for Result<T, E> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| ExportError {
+            message: Some(what()),
+            cause: Some(e.into()),
+        })
+    }
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(ExportError::msg(format!($($arg)*)))
+    };
+}
 
 /// Directory for cluster-scoped objects (not a valid namespace name).
 pub const CLUSTER_DIR: &str = "_cluster";
@@ -179,15 +265,16 @@ fn read_one(root: &Path, file: &Path) -> Result<Record> {
         bail!("not at <namespace>/<kind>/<name>.yaml");
     };
     let text = fs::read_to_string(file)?;
-    let object: Value = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let object: Value =
+        serde_saphyr::from_str(&text).map_err(|e| ExportError::msg(e.to_string()))?;
     let api_version = object
         .get("apiVersion")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("no apiVersion"))?;
+        .ok_or_else(|| ExportError::msg("no apiVersion".into()))?;
     let kind = object
         .get("kind")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| anyhow::anyhow!("no kind"))?
+        .ok_or_else(|| ExportError::msg("no kind".into()))?
         .to_string();
     let (group, version) = match api_version.split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),

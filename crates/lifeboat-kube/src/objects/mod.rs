@@ -10,6 +10,7 @@
 //! repository it is encrypted: Secrets are never stored in plaintext.
 
 pub mod backup;
+pub mod delete;
 pub mod diff;
 pub mod export;
 pub mod resource;
@@ -79,28 +80,45 @@ pub fn display_ref(resource: &Resource, namespace: Option<&str>, name: &str) -> 
     }
 }
 
+/// Why a kube snapshot item could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("the kube snapshot item is empty (no header)")]
+    Empty,
+    #[error("the kube snapshot item has no valid header: {0}")]
+    BadHeader(serde_json::Error),
+    #[error("not a kube snapshot item (format {0:?})")]
+    NotAnItem(String),
+    #[error(
+        "this kube snapshot was written in format version {0} by a newer Lifeboat; this one reads up to {VERSION}: upgrade Lifeboat"
+    )]
+    TooNew(u32),
+    /// Object `index` (from 1) is not a valid record.
+    #[error("object {index} of the kube snapshot item: {error}")]
+    BadObject {
+        index: usize,
+        error: serde_json::Error,
+    },
+}
+
 /// Parses the lines of a kube snapshot item into records, checking the header.
-pub fn parse_item(bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
+pub fn parse_item(bytes: &[u8]) -> Result<Vec<Record>, ItemError> {
     let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-    let first = lines
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("the kube snapshot item is empty (no header)"))?;
-    let header: Header = serde_json::from_slice(first)
-        .map_err(|e| anyhow::anyhow!("the kube snapshot item has no valid header: {e}"))?;
+    let first = lines.next().ok_or(ItemError::Empty)?;
+    let header: Header = serde_json::from_slice(first).map_err(ItemError::BadHeader)?;
     if header.format != FORMAT {
-        anyhow::bail!("not a kube snapshot item (format {:?})", header.format);
+        return Err(ItemError::NotAnItem(header.format));
     }
     if header.version > VERSION {
-        anyhow::bail!(
-            "this kube snapshot was written in format version {} by a newer Lifeboat; this one reads up to {VERSION}: upgrade Lifeboat",
-            header.version
-        );
+        return Err(ItemError::TooNew(header.version));
     }
     lines
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_slice::<Record>(l)
-                .map_err(|e| anyhow::anyhow!("object {} of the kube snapshot item: {e}", i + 1))
+            serde_json::from_slice::<Record>(l).map_err(|error| ItemError::BadObject {
+                index: i + 1,
+                error,
+            })
         })
         .collect()
 }

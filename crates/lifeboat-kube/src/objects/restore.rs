@@ -23,7 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde::Serialize;
@@ -163,23 +162,34 @@ impl RestoreReport {
     }
 }
 
+/// A `--namespace-map` pair that is not `FROM=TO` of two namespace names,
+/// or a namespace mapped twice.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NamespaceMapError(String);
+
 /// Parses `FROM=TO` pairs.
-pub fn parse_namespace_map(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+pub fn parse_namespace_map(
+    pairs: &[String],
+) -> Result<BTreeMap<String, String>, NamespaceMapError> {
+    let bad = |m: String| Err(NamespaceMapError(m));
     let mut map = BTreeMap::new();
     for p in pairs {
         let Some((from, to)) = p.split_once('=') else {
-            anyhow::bail!(
+            return bad(format!(
                 "--namespace-map {p:?}: expected FROM=TO, e.g. kubernaut-system=kubernaut-test"
-            );
+            ));
         };
         let (from, to) = (from.trim(), to.trim());
         for n in [from, to] {
             if !valid_dns_label(n) {
-                anyhow::bail!("--namespace-map {p:?}: {n:?} is not a valid namespace name");
+                return bad(format!(
+                    "--namespace-map {p:?}: {n:?} is not a valid namespace name"
+                ));
             }
         }
         if map.insert(from.to_string(), to.to_string()).is_some() {
-            anyhow::bail!("--namespace-map maps {from} twice");
+            return bad(format!("--namespace-map maps {from} twice"));
         }
     }
     Ok(map)
@@ -498,33 +508,21 @@ fn established(o: &DynamicObject) -> bool {
 
 /// Restores `records` (as stored: unmapped, any order) into the cluster.
 /// `on_result` sees each result as it comes (progress, streaming output).
+///
+/// Class by class (records sorted by [`Class`]): before the first class
+/// after Namespaces, the namespaces the objects need and the snapshot does
+/// not create ([`Applier::ensure_namespaces`]); then the class's objects,
+/// `concurrency` at a time; after the CRDs, the wait until they are
+/// Established ([`Applier::settle_crds`]).
 pub async fn restore(
     client: &kube::Client,
     records: Vec<Record>,
     opts: &RestoreOptions,
     mut on_result: impl FnMut(&ObjectResult),
-) -> Result<RestoreReport> {
+) -> Result<RestoreReport, KubeError> {
     super::backup::connected(client).await?;
-    let mut selected: Vec<Record> = records
-        .into_iter()
-        .filter(|r| opts.selection.matches(r))
-        .collect();
-    for r in &mut selected {
-        map_namespace(r, &opts.namespace_map);
-    }
-    selected.sort_by_key(|r| r.resource.class());
-    // Namespaces the objects go into that the snapshot does not create.
-    let declared: BTreeSet<String> = selected
-        .iter()
-        .filter(|r| r.resource == Resource::namespace())
-        .map(|r| r.name().to_string())
-        .collect();
-    let needed: BTreeSet<String> = selected
-        .iter()
-        .filter_map(|r| r.namespace().map(str::to_string))
-        .filter(|ns| !declared.contains(ns))
-        .collect();
-
+    let selected = select_and_map(records, opts);
+    let needed = needed_namespaces(&selected);
     let mut applier = Applier {
         client,
         opts,
@@ -535,103 +533,36 @@ pub async fn restore(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let classes: Vec<Class> = {
-        let mut c: Vec<Class> = selected.iter().map(|r| r.resource.class()).collect();
-        c.dedup();
-        c
-    };
+    let mut classes: Vec<Class> = selected.iter().map(|r| r.resource.class()).collect();
+    classes.dedup();
     let mut namespaces_ensured = false;
     for class in classes {
         if class > Class::Namespace && !namespaces_ensured {
             namespaces_ensured = true;
-            for ns in &needed {
-                let rec = Record {
-                    resource: Resource::namespace(),
-                    object: serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-                };
-                let existing_mode = RestoreOptions {
-                    existing: Existing::Skip,
-                    ..opts.clone()
-                };
-                let a = Applier {
-                    client,
-                    opts: &existing_mode,
-                    pending_crds: BTreeSet::new(),
-                    pending_namespaces: BTreeSet::new(),
-                };
-                let res = a.apply(&rec).await;
-                if res.action == Action::WouldCreate {
-                    applier.pending_namespaces.insert(ns.clone());
-                }
-                // An existing namespace is the normal case: not reported.
-                if res.action != Action::Skipped {
-                    on_result(&res);
-                    report.results.push(res);
-                }
-            }
+            applier
+                .ensure_namespaces(&needed, &mut report, &mut on_result)
+                .await;
         }
         let batch: Vec<&Record> = selected
             .iter()
             .filter(|r| r.resource.class() == class)
             .collect();
-        // The futures are made first (they are lazy): a closure inside the
-        // stream would make the whole restore future impossible to prove
-        // Send, and the daemon runs drills on spawned tasks.
-        let mut pending = Vec::with_capacity(batch.len());
-        for r in batch.iter().copied() {
-            pending.push(applier.apply(r));
-        }
-        let results: Vec<ObjectResult> = futures::stream::iter(pending)
-            .buffered(opts.concurrency.max(1))
-            .inspect(|res| on_result(res))
-            .collect()
-            .await;
-        if class == Class::CustomResourceDefinition {
-            let mut applied = Vec::new();
-            for (r, res) in batch.iter().zip(&results) {
-                let spec = r.object.pointer("/spec");
-                let key = spec
-                    .and_then(|s| {
-                        Some(format!(
-                            "{}.{}",
-                            s.pointer("/names/plural")?.as_str()?,
-                            s.get("group")?.as_str()?
-                        ))
-                    })
-                    .unwrap_or_default();
-                match res.action {
-                    Action::WouldCreate => {
-                        applier.pending_crds.insert(key);
-                    }
-                    Action::Created | Action::Configured | Action::Unchanged => {
-                        applied.push(res.name.clone())
-                    }
-                    _ => {}
-                }
+        let results = applier.apply_all(&batch, &mut on_result).await;
+        match class {
+            Class::CustomResourceDefinition => {
+                applier
+                    .settle_crds(&batch, results, &mut report, &mut on_result)
+                    .await
             }
-            report.results.extend(results);
-            if !opts.dry_run && !applied.is_empty() {
-                for (crd, why) in applier.wait_established(&applied).await {
-                    if let Some(res) = report
-                        .results
-                        .iter_mut()
-                        .find(|r| r.kind == "CustomResourceDefinition" && r.name == crd)
-                    {
-                        res.action = Action::Failed;
-                        res.error = Some(why);
-                        on_result(res);
-                    }
-                }
-            }
-        } else {
-            if class == Class::Namespace {
+            Class::Namespace => {
                 for res in &results {
                     if res.action == Action::WouldCreate {
                         applier.pending_namespaces.insert(res.name.clone());
                     }
                 }
+                report.results.extend(results);
             }
-            report.results.extend(results);
+            _ => report.results.extend(results),
         }
     }
     for r in &report.results {
@@ -641,6 +572,146 @@ pub async fn restore(
             .or_default() += 1;
     }
     Ok(report)
+}
+
+/// The records the selection picks, their namespaces mapped, sorted by
+/// class (stable: the stored order within a class).
+fn select_and_map(records: Vec<Record>, opts: &RestoreOptions) -> Vec<Record> {
+    let mut selected: Vec<Record> = records
+        .into_iter()
+        .filter(|r| opts.selection.matches(r))
+        .collect();
+    for r in &mut selected {
+        map_namespace(r, &opts.namespace_map);
+    }
+    selected.sort_by_key(|r| r.resource.class());
+    selected
+}
+
+/// Namespaces the objects go into that the snapshot does not create.
+fn needed_namespaces(selected: &[Record]) -> BTreeSet<String> {
+    let declared: BTreeSet<&str> = selected
+        .iter()
+        .filter(|r| r.resource == Resource::namespace())
+        .map(|r| r.name())
+        .collect();
+    selected
+        .iter()
+        .filter_map(|r| r.namespace())
+        .filter(|ns| !declared.contains(ns))
+        .map(str::to_string)
+        .collect()
+}
+
+impl Applier<'_> {
+    /// Creates each namespace of `needed` that does not exist (a dry run
+    /// notes it as pending). An existing namespace is the normal case and
+    /// is not reported.
+    async fn ensure_namespaces(
+        &mut self,
+        needed: &BTreeSet<String>,
+        report: &mut RestoreReport,
+        on_result: &mut impl FnMut(&ObjectResult),
+    ) {
+        let existing_mode = RestoreOptions {
+            existing: Existing::Skip,
+            ..self.opts.clone()
+        };
+        let a = Applier {
+            client: self.client,
+            opts: &existing_mode,
+            pending_crds: BTreeSet::new(),
+            pending_namespaces: BTreeSet::new(),
+        };
+        for ns in needed {
+            let rec = Record {
+                resource: Resource::namespace(),
+                object: serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            };
+            let res = a.apply(&rec).await;
+            if res.action == Action::WouldCreate {
+                self.pending_namespaces.insert(ns.clone());
+            }
+            if res.action != Action::Skipped {
+                on_result(&res);
+                report.results.push(res);
+            }
+        }
+    }
+
+    /// Applies `batch` (one class), `concurrency` at a time, results in the
+    /// batch's order.
+    async fn apply_all(
+        &self,
+        batch: &[&Record],
+        on_result: &mut impl FnMut(&ObjectResult),
+    ) -> Vec<ObjectResult> {
+        // The futures are made first (they are lazy): a closure inside the
+        // stream would make the whole restore future impossible to prove
+        // Send, and the daemon runs drills on spawned tasks.
+        let mut pending = Vec::with_capacity(batch.len());
+        for r in batch.iter().copied() {
+            pending.push(self.apply(r));
+        }
+        futures::stream::iter(pending)
+            .buffered(self.opts.concurrency.max(1))
+            .inspect(|res| on_result(res))
+            .collect()
+            .await
+    }
+
+    /// After the CRDs' batch: notes the kinds whose CRD a dry run would
+    /// create, adds the results to the report, then (not a dry run) waits
+    /// for the applied CRDs to be Established, failing those that are not.
+    async fn settle_crds(
+        &mut self,
+        batch: &[&Record],
+        results: Vec<ObjectResult>,
+        report: &mut RestoreReport,
+        on_result: &mut impl FnMut(&ObjectResult),
+    ) {
+        let mut applied = Vec::new();
+        for (r, res) in batch.iter().zip(&results) {
+            match res.action {
+                Action::WouldCreate => {
+                    self.pending_crds.insert(crd_kind(r));
+                }
+                Action::Created | Action::Configured | Action::Unchanged => {
+                    applied.push(res.name.clone())
+                }
+                _ => {}
+            }
+        }
+        report.results.extend(results);
+        if self.opts.dry_run || applied.is_empty() {
+            return;
+        }
+        for (crd, why) in self.wait_established(&applied).await {
+            if let Some(res) = report
+                .results
+                .iter_mut()
+                .find(|r| r.kind == "CustomResourceDefinition" && r.name == crd)
+            {
+                res.action = Action::Failed;
+                res.error = Some(why);
+                on_result(res);
+            }
+        }
+    }
+}
+
+/// The kind a stored CRD defines, `plural.group` (empty when the record
+/// does not say).
+fn crd_kind(r: &Record) -> String {
+    let spec = r.object.pointer("/spec");
+    spec.and_then(|s| {
+        Some(format!(
+            "{}.{}",
+            s.pointer("/names/plural")?.as_str()?,
+            s.get("group")?.as_str()?
+        ))
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

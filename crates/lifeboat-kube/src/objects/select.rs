@@ -7,10 +7,23 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
 use kube::core::{Expression, Selector, SelectorExt};
 
 use super::Record;
+
+/// A label selector that does not parse; the message names the term and
+/// what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorError(String);
+
+type Result<T> = std::result::Result<T, SelectorError>;
+
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(SelectorError(format!($($arg)*)))
+    };
+}
 
 /// A parsed label selector, with the text it came from (sent to the API
 /// server as `labelSelector` at backup; evaluated here at restore).
@@ -84,7 +97,7 @@ fn valid_value(v: &str) -> bool {
 }
 
 fn parse_term(term: &str) -> Result<Expression> {
-    let bad = |why: &str| anyhow::anyhow!("label selector term {term:?}: {why}");
+    let bad = |why: &str| SelectorError(format!("label selector term {term:?}: {why}"));
     let key = |k: &str| -> Result<String> {
         let k = k.trim();
         if valid_key(k) {

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use lifeboat_kube::client::ClusterOptions;
-use lifeboat_kube::error::KubeError;
 use lifeboat_kube::objects::Record;
+use lifeboat_kube::objects::delete::{Deleted, delete};
 use lifeboat_kube::objects::resource::Resource;
 use lifeboat_kube::objects::restore::{self as kube_restore, Action, RestoreOptions};
 use lifeboat_repo::Repository;
@@ -65,7 +65,7 @@ pub async fn drill(
 
     let t = Instant::now();
     let client = match lifeboat_kube::client::connect(cluster).await {
-        Ok(c) => match c.apiserver_version().await {
+        Ok(c) => match lifeboat_kube::client::reachable(&c).await {
             Ok(_) => Some(c),
             Err(e) => {
                 out.target = format!("offline check (no cluster reachable: {e})");
@@ -90,7 +90,7 @@ pub async fn drill(
         Ok(r) => r,
         Err(e) => {
             out.steps.push(step("restore", false, t, format!("{e:#}")));
-            return Err(e);
+            return Err(e.into());
         }
     };
     let failed: Vec<String> = report
@@ -143,7 +143,7 @@ pub async fn drill(
 /// failure names the object and does not fail the drill (the data was
 /// already proven restorable).
 async fn cleanup(
-    client: &kube::Client,
+    client: &lifeboat_kube::Client,
     report: &kube_restore::RestoreReport,
     targets: &[String],
 ) -> (bool, String) {
@@ -166,18 +166,13 @@ async fn cleanup(
         let Some(ns) = res.namespace.as_deref() else {
             continue; // only namespaced objects are drilled
         };
-        let api: kube::Api<kube::api::DynamicObject> =
-            kube::Api::namespaced_with(client.clone(), ns, &resource.api_resource());
-        match api.delete(&res.name, &Default::default()).await {
-            Ok(_) => *deleted.entry(resource.qualified_plural()).or_default() += 1,
+        let what = format!("could not delete {}", res.display_ref());
+        match delete(client, resource, Some(ns), &res.name, &what).await {
             // Already gone (deleted by someone else): nothing left behind.
-            Err(e) if KubeError::status_code(&e) == Some(404) => {
+            Ok(Deleted::Deleted | Deleted::AlreadyGone) => {
                 *deleted.entry(resource.qualified_plural()).or_default() += 1
             }
-            Err(e) => problems.push(
-                KubeError::from_kube(&e, &format!("could not delete {}", res.display_ref()))
-                    .to_string(),
-            ),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let mut notes = Vec::new();
@@ -205,17 +200,14 @@ async fn cleanup(
         .filter(|r| is_namespace(r) && r.action == Action::Created)
         .map(|r| r.name.as_str())
         .collect();
-    let api: kube::Api<kube::api::DynamicObject> =
-        kube::Api::all_with(client.clone(), &Resource::namespace().api_resource());
     for ns in &created_namespaces {
-        match api.delete(ns, &Default::default()).await {
-            Ok(_) => notes.push(format!("deleted namespace {ns}, which the drill created")),
-            Err(e) if KubeError::status_code(&e) == Some(404) => {
-                notes.push(format!("namespace {ns} was already gone"))
+        let what = format!("could not delete namespace {ns}");
+        match delete(client, &Resource::namespace(), None, ns, &what).await {
+            Ok(Deleted::Deleted) => {
+                notes.push(format!("deleted namespace {ns}, which the drill created"))
             }
-            Err(e) => problems.push(
-                KubeError::from_kube(&e, &format!("could not delete namespace {ns}")).to_string(),
-            ),
+            Ok(Deleted::AlreadyGone) => notes.push(format!("namespace {ns} was already gone")),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let kept_namespaces: Vec<&str> = targets
