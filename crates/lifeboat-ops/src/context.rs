@@ -44,7 +44,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(global: Options, reporter: Arc<dyn Reporter>) -> Result<Self> {
+    /// Loads the configuration (when there is one) and reads its
+    /// `kubernetes_secret` references from the cluster its `kubernetes:`
+    /// section names ([`config::secrets::resolve_all`]; a reference that
+    /// cannot be read fails where its secret is used).
+    pub async fn new(global: Options, reporter: Arc<dyn Reporter>) -> Result<Self> {
         let path = match &global.config {
             Some(p) => Some(p.clone()),
             None => {
@@ -56,7 +60,7 @@ impl Ctx {
             Some(p) => Some(config::load(&p).map_err(|e| usage(e.to_string()))?),
             None => None,
         };
-        let ctx = Self {
+        let mut ctx = Self {
             global,
             reporter,
             config,
@@ -66,7 +70,12 @@ impl Ctx {
         {
             eprintln!("{}", ctx.implicit_config_note(c));
         }
-        crate::kube_secret::set_cluster(ctx.cluster_options(None, None));
+        let sources = config::SecretSources {
+            cluster: ctx.cluster_options(None, None),
+        };
+        if let Some(c) = &mut ctx.config {
+            config::secrets::resolve_all(c, &sources).await;
+        }
         Ok(ctx)
     }
 

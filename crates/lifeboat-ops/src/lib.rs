@@ -15,7 +15,6 @@ pub mod child;
 pub mod config;
 pub mod context;
 pub mod error;
-pub mod kube_secret;
 pub mod quiesce;
 pub mod report;
 pub mod secrets;

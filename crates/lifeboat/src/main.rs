@@ -377,7 +377,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let reporter = std::sync::Arc::new(progress::CliReporter::new(
         cli.global.quiet || cli.global.json,
     ));
-    let ctx = context::Ctx::new(cli.global.into(), reporter)?;
+    let ctx = context::Ctx::new(cli.global.into(), reporter).await?;
     match cli.command {
         Command::Init(a) => cmd_repo::init(&ctx, a).await,
         Command::Key(k) => cmd_repo::key(&ctx, k).await,
