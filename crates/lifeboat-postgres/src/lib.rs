@@ -15,6 +15,7 @@ pub mod dump;
 pub mod facts;
 pub mod fixture;
 pub mod identity;
+pub mod selective;
 pub mod split_restore;
 pub mod tools;
 
