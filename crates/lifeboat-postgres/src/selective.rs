@@ -549,24 +549,26 @@ pub enum Objects {
     Schema(String),
 }
 
-/// Copies `what` from database `from` into `to` (same server or not):
+/// Copies `what` from database `from` into `to` (same server or not): one
 /// `pg_dump --format=custom` piped into `pg_restore --single-transaction
 /// --exit-on-error` (no `--clean`: the objects must not exist in `to`; all
-/// or nothing). Blocking: call it from a blocking thread.
+/// of them or nothing). Blocking: call it from a blocking thread.
 pub fn copy_database_objects(
     tools: &PgTools,
     from: &ConnConfig,
     to: &ConnConfig,
-    what: &Objects,
+    what: &[Objects],
 ) -> Result<(), DumpError> {
     let mut dump = crate::tools::child_command(&tools.pg_dump);
     from.apply_to_command(&mut dump)?;
     dump.args(["--format=custom", "--compress=0", "--no-password", "--strict-names"]);
-    match what {
-        Objects::Table(t) => dump.arg(format!("--table={}", t.quoted())),
-        Objects::Schema(s) => dump.arg(format!("--schema={}", quote_ident(s))),
-    };
-    dump.arg(&from.dbname);
+    for w in what {
+        match w {
+            Objects::Table(t) => dump.arg(format!("--table={}", t.quoted())),
+            Objects::Schema(s) => dump.arg(format!("--schema={}", quote_ident(s))),
+        };
+    }
+    // The database comes in PGDATABASE.
     dump.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
