@@ -371,9 +371,7 @@ fn configured(ctx: &Ctx, name: &str) -> Result<(ConnConfig, SourceConfig)> {
         .ok_or_else(|| usage(format!("source {name} has no postgres: section")))?;
     let conn = ConnConfig::parse(pg.url.as_str()).map_err(conn_err)?;
     let conn = match &pg.password {
-        Some(p) => conn.with_password(Secret::new(
-            p.resolve().map_err(|e| usage(e.to_string()))?,
-        )),
+        Some(p) => conn.with_password(Secret::new(p.resolve().map_err(|e| usage(e.to_string()))?)),
         None => conn,
     };
     Ok((conn, src.clone()))
@@ -755,8 +753,14 @@ struct Run<'a> {
 impl Run<'_> {
     /// pg_restore of the selection (`with_context`: and what it needs) into
     /// `into`.
-    async fn pg_restore(&self, into: &ConnConfig, with_context: bool, opts: RestoreOptions) -> Result<()> {
-        let list = selective::list_file(&self.selection.list_lines(with_context)).map_err(dump_err)?;
+    async fn pg_restore(
+        &self,
+        into: &ConnConfig,
+        with_context: bool,
+        opts: RestoreOptions,
+    ) -> Result<()> {
+        let list =
+            selective::list_file(&self.selection.list_lines(with_context)).map_err(dump_err)?;
         let opts = RestoreOptions {
             list: Some(list.path().to_path_buf()),
             ..opts
@@ -970,7 +974,12 @@ mod tests {
 
     #[test]
     fn as_pairs_with_table_then_schema_in_order() {
-        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], Option<Vec<Chosen>>);
+        type Case<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            Option<Vec<Chosen>>,
+        );
         let t = |n: &str, r: Option<&str>| Chosen {
             what: ChosenKind::Table(n.into()),
             rename: r.map(str::to_string),
@@ -980,7 +989,12 @@ mod tests {
             rename: r.map(str::to_string),
         };
         let cases: Vec<Case> = vec![
-            (&["a", "b"], &[], &[], Some(vec![t("a", None), t("b", None)])),
+            (
+                &["a", "b"],
+                &[],
+                &[],
+                Some(vec![t("a", None), t("b", None)]),
+            ),
             (
                 &["a", "b"],
                 &[],

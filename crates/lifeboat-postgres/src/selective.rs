@@ -146,8 +146,10 @@ pub fn parse_toc(text: &str) -> Vec<TocEntry> {
             .and_then(|l| l.strip_prefix("depends on:"))
         {
             if let Some(last) = out.last_mut() {
-                last.deps
-                    .extend(deps.split_whitespace().filter_map(|d| d.parse::<i64>().ok()));
+                last.deps.extend(
+                    deps.split_whitespace()
+                        .filter_map(|d| d.parse::<i64>().ok()),
+                );
             }
             continue;
         }
@@ -334,7 +336,10 @@ pub fn select(toc: &[TocEntry], picks: &[Pick], foreign_keys: bool) -> Result<Se
         stack.extend(e.deps.iter().copied());
     }
     let pick = |set: &BTreeSet<i64>| -> Vec<TocEntry> {
-        toc.iter().filter(|e| set.contains(&e.id)).cloned().collect()
+        toc.iter()
+            .filter(|e| set.contains(&e.id))
+            .cloned()
+            .collect()
     };
     Ok(Selection {
         session: toc
@@ -561,7 +566,12 @@ pub fn copy_database_objects(
 ) -> Result<(), DumpError> {
     let mut dump = crate::tools::child_command(&tools.pg_dump);
     from.apply_to_command(&mut dump)?;
-    dump.args(["--format=custom", "--compress=0", "--no-password", "--strict-names"]);
+    dump.args([
+        "--format=custom",
+        "--compress=0",
+        "--no-password",
+        "--strict-names",
+    ]);
     for w in what {
         match w {
             Objects::Table(t) => dump.arg(format!("--table={}", t.quoted())),
@@ -779,10 +789,7 @@ mod tests {
     fn a_pick_the_archive_lacks_is_named() {
         let toc = parse_toc(TOC);
         let missing = Pick::Table(TableName::new("public", "nope"));
-        assert_eq!(
-            select(&toc, &[missing.clone()], true).unwrap_err(),
-            missing
-        );
+        assert_eq!(select(&toc, &[missing.clone()], true).unwrap_err(), missing);
         // A view is not a table.
         let view = Pick::Table(TableName::new("public", "v"));
         assert_eq!(select(&toc, &[view.clone()], true).unwrap_err(), view);

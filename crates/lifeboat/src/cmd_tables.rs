@@ -34,10 +34,12 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         no_quiesce: a.no_quiesce,
         no_verify: a.no_verify,
         staging_dir: a.staging_dir,
-        cluster: ctx.cluster_options(a.cluster.kubeconfig.as_deref(), a.cluster.context.as_deref()),
+        cluster: ctx.cluster_options(
+            a.cluster.kubeconfig.as_deref(),
+            a.cluster.context.as_deref(),
+        ),
     };
-    let outcome =
-        table_restore::restore_tables(ctx, &req, crate::interrupt::requested()).await?;
+    let outcome = table_restore::restore_tables(ctx, &req, crate::interrupt::requested()).await?;
     if let Some(e) = outcome.failure() {
         if ctx.json() {
             print_json(&outcome)?;

@@ -74,7 +74,9 @@ fn read_log(log: &Path) -> String {
 }
 
 fn backup(env: &Env, cfg: &str, extra: &[&str]) -> String {
-    let mut a = vec!["--json", "--config", cfg, "backup", "postgres", "--source", "db"];
+    let mut a = vec![
+        "--json", "--config", cfg, "backup", "postgres", "--source", "db",
+    ];
     a.extend_from_slice(extra);
     let v: serde_json::Value = serde_json::from_str(&env.ok(&a)).expect("backup json");
     v["id"].as_str().unwrap().to_string()
@@ -279,13 +281,19 @@ fn refusals_exit_2_and_touch_nothing() {
     let before = hashes(&rt, &src);
     let dbs = databases(&rt, &cluster);
     let base = |snap: &str| -> Vec<String> {
-        ["--config", &cfg, "restore", "postgres", snap, "--source", "db"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--config", &cfg, "restore", "postgres", snap, "--source", "db",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
-        (&full, vec!["--table", "no_such_table"], "has no table no_such_table"),
+        (
+            &full,
+            vec!["--table", "no_such_table"],
+            "has no table no_such_table",
+        ),
         (
             &full,
             vec!["--table", "goose_db_version", "--as", "workflow_catalog"],
@@ -293,7 +301,14 @@ fn refusals_exit_2_and_touch_nothing() {
         ),
         (
             &full,
-            vec!["--table", "goose_db_version", "--table", "workflow_catalog", "--as", "x"],
+            vec![
+                "--table",
+                "goose_db_version",
+                "--table",
+                "workflow_catalog",
+                "--as",
+                "x",
+            ],
             "one --as per --table",
         ),
         (
