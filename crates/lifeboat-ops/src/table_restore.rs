@@ -682,10 +682,12 @@ async fn refuse_taken_names(
     for c in chosen {
         let Some(new) = &c.rename else { continue };
         let taken = match &c.pick {
-            Pick::Table(t) => !selective::existing_relations(client, &t.schema, &[new.clone()])
-                .await
-                .map_err(dump_err)?
-                .is_empty(),
+            Pick::Table(t) => {
+                !selective::existing_relations(client, &t.schema, std::slice::from_ref(new))
+                    .await
+                    .map_err(dump_err)?
+                    .is_empty()
+            }
             Pick::Schema(_) => selective::schema_exists(client, new)
                 .await
                 .map_err(dump_err)?,

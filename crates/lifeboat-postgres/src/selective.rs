@@ -789,10 +789,16 @@ mod tests {
     fn a_pick_the_archive_lacks_is_named() {
         let toc = parse_toc(TOC);
         let missing = Pick::Table(TableName::new("public", "nope"));
-        assert_eq!(select(&toc, &[missing.clone()], true).unwrap_err(), missing);
+        assert_eq!(
+            select(&toc, std::slice::from_ref(&missing), true).unwrap_err(),
+            missing
+        );
         // A view is not a table.
         let view = Pick::Table(TableName::new("public", "v"));
-        assert_eq!(select(&toc, &[view.clone()], true).unwrap_err(), view);
+        assert_eq!(
+            select(&toc, std::slice::from_ref(&view), true).unwrap_err(),
+            view
+        );
         assert_eq!(
             select(&toc, &[Pick::Schema("other".into())], true).unwrap_err(),
             Pick::Schema("other".into())
