@@ -19,5 +19,6 @@ pub mod quiesce;
 pub mod report;
 pub mod secrets;
 pub mod stream_command;
+pub mod table_restore;
 
 pub use error::{Error, Kind, Result};

@@ -125,6 +125,17 @@ pub struct RestorePostgresArgs {
     /// The cluster of the writers to quiesce (quiesce.deployments/statefulsets)
     #[command(flatten)]
     pub cluster: crate::cmd_kube::ClusterArgs,
+    /// Restore only this table (repeatable; `name` or `schema.name`), in
+    /// place with the writers quiesced, or beside the live one with --as
+    #[arg(long = "table", value_name = "T")]
+    pub tables: Vec<String>,
+    /// Restore only this schema (repeatable), in place or beside with --as
+    #[arg(long = "schema", value_name = "S")]
+    pub schemas: Vec<String>,
+    /// Restore the --table (then --schema) of the same position beside the
+    /// live one under this name; nothing live is touched, no writer stopped
+    #[arg(long = "as", value_name = "NEW")]
+    pub as_names: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1162,6 +1173,9 @@ async fn sigterm(s: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 pub async fn restore(ctx: &Ctx, mut a: RestorePostgresArgs) -> Result<i32> {
+    if !a.tables.is_empty() || !a.schemas.is_empty() || !a.as_names.is_empty() {
+        return crate::cmd_tables::restore(ctx, a).await;
+    }
     if a.jobs_flag == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }

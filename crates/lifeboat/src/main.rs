@@ -11,6 +11,7 @@ mod cmd_repo;
 mod cmd_serve;
 mod cmd_status;
 mod cmd_stream;
+mod cmd_tables;
 mod cmd_unquiesce;
 mod drill;
 mod exit;
