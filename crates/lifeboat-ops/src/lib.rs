@@ -11,12 +11,15 @@
 //! - [`config`]: the configuration file (model, secrets, schedules, validation).
 //! - [`error`]: kinds (one per exit code), messages, hints.
 
+pub mod assess;
 pub mod child;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod kube_secret;
+pub mod lease;
 pub mod quiesce;
+pub mod repo;
 pub mod report;
 pub mod secrets;
 pub mod stream_command;

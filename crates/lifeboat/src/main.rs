@@ -2,7 +2,6 @@
 //! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
-mod assess;
 mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;

@@ -13,8 +13,8 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use lifeboat_dr::readiness::{Kind, State};
 use lifeboat_dr::status::{SnapshotInfo, SourceInput, SourceStatus, Verdict, human};
+use lifeboat_ops::assess::Assessment;
 
-use crate::assess::Assessment;
 use crate::output::human_bytes;
 
 /// HTML-escapes text for element content and quoted attribute values.
