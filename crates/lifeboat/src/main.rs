@@ -25,7 +25,7 @@ use std::path::PathBuf;
 // The service layer's shared ground, under the names the commands used when
 // it lived here.
 pub use lifeboat_ops::config;
-use lifeboat_ops::{context, quiesce, secrets, stream_command};
+use lifeboat_ops::{context, quiesce, stream_command};
 
 use clap::{Args, Parser, Subcommand};
 
