@@ -231,3 +231,84 @@ pub async fn run(
     };
     Ok(ForgetOutcome { forgotten, prune })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep_last(n: u32) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last: Some(n),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_request_needs_a_policy_that_keeps_something() {
+        let none = ForgetRequest::default();
+        assert_eq!(none.validate().unwrap_err().kind(), Kind::Usage);
+        let nothing = ForgetRequest {
+            policy: Some(RetentionPolicy::default()),
+            ..Default::default()
+        };
+        let e = nothing.validate().unwrap_err();
+        assert!(e.message.contains("keeps nothing"), "{}", e.message);
+        let configured = ForgetRequest {
+            per_source: [("db".to_string(), keep_last(1))].into(),
+            ..Default::default()
+        };
+        configured.validate().unwrap();
+    }
+
+    #[test]
+    fn the_flags_policy_wins_and_an_empty_one_applies_to_nobody() {
+        let req = ForgetRequest {
+            policy: Some(keep_last(2)),
+            per_source: [("db".to_string(), keep_last(7))].into(),
+            ..Default::default()
+        };
+        assert_eq!(req.policy_for("db"), Some(&keep_last(2)));
+        let req = ForgetRequest {
+            per_source: [
+                ("db".to_string(), keep_last(7)),
+                ("kube".to_string(), RetentionPolicy::default()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert_eq!(req.policy_for("db"), Some(&keep_last(7)));
+        assert_eq!(req.policy_for("kube"), None);
+        assert_eq!(req.policy_for("other"), None);
+    }
+
+    #[test]
+    fn kept_counts_the_untouched_and_an_unknown_source_is_not_found() {
+        let done = Forgotten {
+            groups: vec![ForgetGroup {
+                source: "db".into(),
+                scope: "full".into(),
+                policy: "keep last 1".into(),
+                keep: vec![("a".into(), vec!["last".into()])],
+                forget: vec!["b".into(), "c".into()],
+            }],
+            skipped: vec!["kube".into()],
+            untouched: 4,
+            known_sources: vec!["db".into(), "kube".into()],
+        };
+        assert_eq!(done.kept(), 5);
+        assert_eq!(done.forgotten_ids(), ["b", "c"]);
+        let req = |s: Option<&str>| ForgetRequest {
+            source: s.map(str::to_string),
+            ..Default::default()
+        };
+        done.unknown_source(&req(None)).unwrap();
+        done.unknown_source(&req(Some("db"))).unwrap();
+        let e = done.unknown_source(&req(Some("dbb"))).unwrap_err();
+        assert_eq!(e.kind(), Kind::NotFound);
+        assert!(
+            e.message.contains("sources with snapshots: db, kube"),
+            "{}",
+            e.message
+        );
+    }
+}
