@@ -11,11 +11,14 @@
 //! - [`config`]: the configuration file (model, secrets, schedules, validation).
 //! - [`error`]: kinds (one per exit code), messages, hints.
 
+pub mod assess;
 pub mod child;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod lease;
 pub mod quiesce;
+pub mod repo;
 pub mod report;
 pub mod secrets;
 pub mod stream_command;

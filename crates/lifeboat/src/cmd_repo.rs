@@ -1,26 +1,24 @@
-//! Repository-level commands: init, key, snapshots, check, forget, prune, unlock, repair.
+//! Repository-level commands: init, key, snapshots, check, forget, prune,
+//! unlock, repair. The flags, and the printing of what the flows in
+//! `lifeboat_ops::repo` return.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use lifeboat_repo::backup::Progress;
-use lifeboat_repo::prune::{PruneOptions, PruneReport};
-use lifeboat_repo::repo::ChunkerParams;
-use lifeboat_repo::retention::{
-    FULL_SCOPE, Group, RetentionPolicy, SnapshotSummary, format_duration, group, parse_duration,
-    plan,
-};
-use lifeboat_repo::snapshot::ScopeView;
-use lifeboat_repo::{InitOptions, Repository, Secret};
-use serde::Serialize;
+use lifeboat_ops::repo::check::CheckRequest;
+use lifeboat_ops::repo::forget::{ForgetOutcome, ForgetRequest, configured_policies};
+use lifeboat_ops::repo::init::InitRequest;
+use lifeboat_ops::repo::keys::AddKeyRequest;
+use lifeboat_ops::repo::snapshots::SnapshotRow;
+use lifeboat_ops::repo::{self as flows, prune::grace};
+use lifeboat_repo::InitOptions;
+use lifeboat_repo::prune::PruneReport;
+use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy, format_duration, parse_duration};
 
 use crate::context::Ctx;
-use crate::exit::{INTEGRITY, OK, fail, usage};
+use crate::exit::{OK, usage};
 use crate::output::{human_bytes, print_json};
-use crate::{progress, secrets};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -206,38 +204,26 @@ pub struct UnlockArgs {
     pub all: bool,
 }
 
+impl From<InitArgs> for InitRequest {
+    fn from(a: InitArgs) -> Self {
+        InitRequest {
+            label: a.label,
+            weak_passphrase: a.weak_passphrase,
+            chunk_avg: a.chunk_avg,
+            pack_mib: a.pack_mib,
+            zstd_level: a.zstd_level,
+        }
+    }
+}
+
 pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
-    let secret = ctx.secret()?;
-    secrets::check_new_passphrase(&secret, a.weak_passphrase)?;
-    let storage = ctx.storage(true)?;
-    let mut opts = InitOptions {
-        key_label: a.label,
-        ..Default::default()
-    };
-    if let Some(avg) = a.chunk_avg {
-        opts.chunker = ChunkerParams {
-            min_size: avg / 4,
-            avg_size: avg,
-            max_size: avg.saturating_mul(8).min(16 * 1024 * 1024),
-        };
-    }
-    if let Some(p) = a.pack_mib {
-        opts.pack_size = p * 1024 * 1024;
-    }
-    opts.zstd_level = a.zstd_level;
-    let repo = Repository::init(storage, &secret, opts).await?;
+    let r = flows::init::init(ctx, a.into()).await?;
     if ctx.json() {
-        print_json(&serde_json::json!({
-            "id": repo.config().id,
-            "location": repo.location(),
-            "chunker": repo.config().chunker,
-            "zstd_level": repo.config().zstd_level,
-        }))?;
+        print_json(&r)?;
     } else {
         println!(
             "created repository {} at {}\nkeep the passphrase or key file safe: without it the data cannot be read",
-            repo.config().id,
-            repo.location()
+            r.id, r.location
         );
     }
     Ok(OK)
@@ -247,128 +233,89 @@ pub async fn key(ctx: &Ctx, k: KeyCommand) -> Result<i32> {
     let repo = ctx.open().await?;
     match k {
         KeyCommand::Add(a) => {
-            let (secret, generated) = if let Some(path) = &a.new_key_file {
-                if path.exists() {
-                    (secrets::key_from_file(path)?, false)
-                } else {
-                    let contents = Secret::generate_key_file()?;
-                    secrets::write_secret_file(path, &contents)?;
-                    (Secret::key_file(contents)?, true)
-                }
-            } else if let Some(path) = &a.new_password_file {
-                (secrets::passphrase_from_file(path)?, false)
-            } else if let Some(s) = secrets::passphrase_from_env("LIFEBOAT_NEW_PASSWORD") {
-                (s, false)
-            } else {
-                return Err(usage(
-                    "no new secret: set LIFEBOAT_NEW_PASSWORD, or pass --new-password-file FILE or --new-key-file FILE",
-                ));
+            let req = AddKeyRequest {
+                new_password_file: a.new_password_file,
+                new_key_file: a.new_key_file,
+                label: a.label,
+                weak_passphrase: a.weak_passphrase,
             };
-            secrets::check_new_passphrase(&secret, a.weak_passphrase)?;
-            let id = repo.add_key(&secret, a.label).await?;
+            let added = flows::keys::add(&repo, req).await?;
             if ctx.json() {
-                print_json(
-                    &serde_json::json!({"id": id, "kind": secret.kind().to_string(), "generated_key_file": generated}),
-                )?;
+                print_json(&added)?;
             } else {
-                println!("added key {id} ({})", secret.kind());
-                if matches!(secret, Secret::PassphraseFile(_))
-                    && let Some(p) = &a.new_key_file
-                {
-                    println!(
-                        "{} is not in the Lifeboat key-file format (first line `{}`): its contents were added as a passphrase (through Argon2id)",
-                        p.display(),
-                        lifeboat_repo::keys::KEY_FILE_HEADER
-                    );
-                }
-                if generated && let Some(p) = &a.new_key_file {
-                    println!("generated key file {} (mode 0600)", p.display());
-                }
+                print_key_added(&added);
             }
         }
         KeyCommand::List => {
-            let keys = repo.list_keys().await?;
+            let keys = flows::keys::list(&repo).await?;
             if ctx.json() {
                 print_json(&keys)?;
             } else {
-                use crate::table::{Align::*, Table};
-                let mut t = Table::new(&[
-                    ("ID", Left),
-                    ("KIND", Left),
-                    ("CREATED", Left),
-                    ("HOST", Left),
-                    ("LABEL", Left),
-                ]);
-                for k in keys {
-                    t.row(vec![
-                        format!("{}{}", if k.current { "*" } else { " " }, k.id),
-                        k.kind.to_string(),
-                        k.created.format("%Y-%m-%d %H:%M").to_string(),
-                        k.hostname.clone(),
-                        k.label.unwrap_or_default(),
-                    ]);
-                }
-                print!("{}", t.render());
+                print_keys(keys);
             }
         }
         KeyCommand::Remove { id, force } => {
-            let removed = repo.remove_key(&id, force).await?;
-            if removed == repo.key_id() {
+            let r = flows::keys::remove(&repo, &id, force).await?;
+            if r.was_in_use {
                 eprintln!(
-                    "warning: removed key {removed}, the key in use: the secret this command was run with no longer opens the repository"
+                    "warning: removed key {}, the key in use: the secret this command was run with no longer opens the repository",
+                    r.removed
                 );
             }
             if ctx.json() {
-                print_json(&serde_json::json!({"removed": removed}))?;
+                print_json(&r)?;
             } else {
-                println!("removed key {removed}");
+                println!("removed key {}", r.removed);
             }
         }
     }
     Ok(OK)
 }
 
-#[derive(Serialize)]
-struct SnapshotRow {
-    id: String,
-    time: chrono::DateTime<chrono::Utc>,
-    source: String,
-    kind: String,
-    hostname: String,
-    tags: Vec<String>,
-    size: u64,
-    stats: lifeboat_repo::snapshot::BackupStats,
-    /// What part of its source the snapshot holds (`full` or partial).
-    scope: ScopeView,
+fn print_key_added(added: &flows::keys::KeyAdded) {
+    println!("added key {} ({})", added.id, added.kind);
+    if added.key_file_as_passphrase
+        && let Some(p) = &added.key_file
+    {
+        println!(
+            "{} is not in the Lifeboat key-file format (first line `{}`): its contents were added as a passphrase (through Argon2id)",
+            p.display(),
+            lifeboat_repo::keys::KEY_FILE_HEADER
+        );
+    }
+    if added.generated_key_file
+        && let Some(p) = &added.key_file
+    {
+        println!("generated key file {} (mode 0600)", p.display());
+    }
+}
+
+fn print_keys(keys: Vec<lifeboat_repo::repo::KeyInfo>) {
+    use crate::table::{Align::*, Table};
+    let mut t = Table::new(&[
+        ("ID", Left),
+        ("KIND", Left),
+        ("CREATED", Left),
+        ("HOST", Left),
+        ("LABEL", Left),
+    ]);
+    for k in keys {
+        t.row(vec![
+            format!("{}{}", if k.current { "*" } else { " " }, k.id),
+            k.kind.to_string(),
+            k.created.format("%Y-%m-%d %H:%M").to_string(),
+            k.hostname.clone(),
+            k.label.unwrap_or_default(),
+        ]);
+    }
+    print!("{}", t.render());
 }
 
 pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
     let repo = ctx.open().await?;
-    let snaps: Vec<_> = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| {
-            a.source
-                .as_deref()
-                .is_none_or(|src| s.snapshot.source == src)
-        })
-        .collect();
+    let snaps = flows::snapshots::list(&repo, a.source.as_deref()).await?;
     if ctx.json() {
-        let rows: Vec<SnapshotRow> = snaps
-            .iter()
-            .map(|s| SnapshotRow {
-                id: s.id.clone(),
-                time: s.snapshot.time,
-                source: s.snapshot.source.clone(),
-                kind: s.snapshot.kind.clone(),
-                hostname: s.snapshot.hostname.clone(),
-                tags: s.snapshot.tags.clone(),
-                size: s.snapshot.items.iter().map(|i| i.size).sum(),
-                stats: s.snapshot.stats.clone(),
-                scope: ScopeView::from(&s.snapshot.scope()),
-            })
-            .collect();
+        let rows: Vec<SnapshotRow> = snaps.iter().map(SnapshotRow::from).collect();
         print_json(&rows)?;
         return Ok(OK);
     }
@@ -391,7 +338,7 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
             s.snapshot.time.format("%Y-%m-%d %H:%M:%S").to_string(),
             s.snapshot.source.clone(),
             s.snapshot.kind.clone(),
-            human_bytes(s.snapshot.items.iter().map(|i| i.size).sum()),
+            human_bytes(flows::snapshots::size(s)),
             human_bytes(s.snapshot.stats.bytes_stored),
             scope.to_string(),
         ]);
@@ -409,253 +356,111 @@ pub async fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<i32> {
 
 pub async fn check(ctx: &Ctx, a: CheckArgs) -> Result<i32> {
     let repo = ctx.open().await?;
-    let progress = Arc::new(Progress::default());
-    let display = progress::start(
-        Arc::clone(&progress),
-        "check",
-        crate::progress::mode(ctx),
-        false,
-    );
-    let read_data = a.read_data || a.read_data_subset.is_some();
-    let report =
-        lifeboat_repo::check::check_subset(&repo, read_data, a.read_data_subset, progress).await?;
-    drop(display);
-    // The outcome is evidence for `lifeboat readiness`: kept in the repository.
-    let mut rec = lifeboat_dr::record::CheckRecord::of(&report, read_data);
-    rec.read_data_subset = a.read_data_subset.map(|s| s.to_string());
-    if let Err(e) = lifeboat_dr::record::store_check(&repo, &rec).await {
-        eprintln!("warning: the check's result could not be recorded in the repository: {e}");
-    }
+    let req = CheckRequest {
+        read_data: a.read_data,
+        read_data_subset: a.read_data_subset,
+    };
+    let report = flows::check::check(&repo, req, ctx.reporter()).await?;
     if ctx.json() {
         print_json(&report)?;
     } else {
-        println!(
-            "checked {} snapshots, {} index files, {} packs, {} blobs{}",
-            report.snapshots,
-            report.index_files,
-            report.packs,
-            report.blobs,
-            if let Some(part) = a.read_data_subset {
-                format!(
-                    ", read and verified {} (subset {part} of the packs)",
-                    human_bytes(report.bytes_verified)
-                )
-            } else if a.read_data {
-                format!(", read and verified {}", human_bytes(report.bytes_verified))
-            } else {
-                " (structure only; --read-data verifies every byte)".into()
-            }
-        );
-        if report.unindexed_blobs > 0 {
-            println!(
-                "note: snapshots need {} blobs that no index lists ({} packs are in no index): an index document is missing or damaged. Run `lifeboat repair index` to rebuild the index from the packs' headers; do not prune before (prune refuses)",
-                report.unindexed_blobs, report.unindexed_packs
-            );
-        } else if report.unindexed_packs > 0 {
-            println!(
-                "note: {} packs are not in any index and no snapshot needs them (left by an interrupted backup); `lifeboat prune` removes them",
-                report.unindexed_packs
-            );
-        }
-        if report.condemned_packs > 0 {
-            println!(
-                "note: {} packs are condemned by prune and await deletion",
-                report.condemned_packs
-            );
-        }
-        for p in &report.errors {
-            println!("ERROR {}: {}", p.object, p.detail);
-        }
+        print_check(&report, &a);
     }
-    if report.ok() {
-        if !ctx.json() {
-            println!("no errors found");
-        }
-        Ok(OK)
-    } else {
-        Err(fail(
-            INTEGRITY,
+    flows::check::verdict(&report)?;
+    if !ctx.json() {
+        println!("no errors found");
+    }
+    Ok(OK)
+}
+
+fn print_check(report: &lifeboat_repo::check::CheckReport, a: &CheckArgs) {
+    println!(
+        "checked {} snapshots, {} index files, {} packs, {} blobs{}",
+        report.snapshots,
+        report.index_files,
+        report.packs,
+        report.blobs,
+        if let Some(part) = a.read_data_subset {
             format!(
-                "check found {} problems (listed above); do not trust the affected snapshots. Restore from another snapshot or repository",
-                report.errors.len()
-            ),
-        ))
+                ", read and verified {} (subset {part} of the packs)",
+                human_bytes(report.bytes_verified)
+            )
+        } else if a.read_data {
+            format!(", read and verified {}", human_bytes(report.bytes_verified))
+        } else {
+            " (structure only; --read-data verifies every byte)".into()
+        }
+    );
+    if report.unindexed_blobs > 0 {
+        println!(
+            "note: snapshots need {} blobs that no index lists ({} packs are in no index): an index document is missing or damaged. Run `lifeboat repair index` to rebuild the index from the packs' headers; do not prune before (prune refuses)",
+            report.unindexed_blobs, report.unindexed_packs
+        );
+    } else if report.unindexed_packs > 0 {
+        println!(
+            "note: {} packs are not in any index and no snapshot needs them (left by an interrupted backup); `lifeboat prune` removes them",
+            report.unindexed_packs
+        );
     }
-}
-
-fn parse_grace(ctx: &Ctx, s: Option<&str>) -> Result<std::time::Duration> {
-    let Some(s) = s else {
-        return Ok(ctx
-            .prune_grace()
-            .unwrap_or(std::time::Duration::from_secs(3600)));
-    };
-    let d = parse_duration(s).map_err(|e| usage(format!("--grace: {e}")))?;
-    d.to_std()
-        .map_err(|_| usage("--grace must not be negative"))
-}
-
-#[derive(Serialize)]
-struct ForgetGroup {
-    source: String,
-    /// The group's scope key: `full`, or the partial scope (`tables: …`).
-    scope: String,
-    policy: String,
-    keep: Vec<(String, Vec<String>)>,
-    forget: Vec<String>,
+    if report.condemned_packs > 0 {
+        println!(
+            "note: {} packs are condemned by prune and await deletion",
+            report.condemned_packs
+        );
+    }
+    for p in &report.errors {
+        println!("ERROR {}: {}", p.object, p.detail);
+    }
 }
 
 pub async fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<i32> {
-    let grace = parse_grace(ctx, a.grace.as_deref())?;
-    let flag_policy = a.keep.policy()?;
-    let config_policies: BTreeMap<String, RetentionPolicy> = ctx
-        .config
-        .as_ref()
-        .map(|c| {
-            c.sources
-                .iter()
-                .filter_map(|(n, s)| s.retention.clone().map(|r| (n.clone(), r)))
-                .collect()
-        })
-        .unwrap_or_default();
-    if flag_policy.is_none() && config_policies.is_empty() {
-        return Err(usage(
-            "no retention policy: give --keep-last/--keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-within… flags, or a retention: section per source in the config",
-        ));
-    }
-    if flag_policy.as_ref().is_some_and(|p| p.is_empty()) {
-        return Err(usage(
-            "the retention policy keeps nothing; refusing to forget every snapshot",
-        ));
-    }
-    let repo = ctx.open().await?;
-    if !a.dry_run {
-        repo.ensure_may_delete("forget")?;
-    }
-    let lock = lifeboat_repo::lock::acquire(&repo, lifeboat_repo::lock::LockMode::Shared, "forget")
-        .await?;
-    let snaps = repo.snapshots().await?;
-    if let Some(src) = a.source.as_deref()
-        && !snaps.iter().any(|s| s.snapshot.source == src)
-    {
-        lock.release().await?;
-        let mut known: Vec<&str> = snaps.iter().map(|s| s.snapshot.source.as_str()).collect();
-        known.sort_unstable();
-        known.dedup();
-        let known = if known.is_empty() {
-            "the repository holds no snapshots".to_string()
-        } else {
-            format!("sources with snapshots: {}", known.join(", "))
-        };
-        return Err(crate::exit::error_with_hint(
-            crate::exit::Kind::NotFound,
-            format!(
-                "source {src} has no snapshots in this repository ({known}); nothing was forgotten"
-            ),
-            "check the source name with `lifeboat snapshots`",
-        ));
-    }
-    // One group per (source, scope): a partial snapshot never uses up the
-    // full snapshots' counts (`lifeboat_repo::retention`, Groups).
-    let groups = group(
-        snaps
-            .iter()
-            .filter(|s| {
-                a.source
-                    .as_deref()
-                    .is_none_or(|src| s.snapshot.source == src)
-            })
-            .map(|s| {
-                (
-                    Group::new(s.snapshot.source.clone(), s.snapshot.scope().key()),
-                    SnapshotSummary {
-                        id: s.id.clone(),
-                        time: s.snapshot.time,
-                    },
-                )
-            }),
-    );
-    let now = chrono::Utc::now();
-    let mut out = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
-    for (g, list) in &groups {
-        let source = &g.source;
-        let policy = match flag_policy.as_ref().or(config_policies.get(source)) {
-            Some(p) if !p.is_empty() => p,
-            _ => {
-                if !skipped.contains(source) {
-                    skipped.push(source.clone());
-                }
-                continue;
-            }
-        };
-        let p = plan(list, policy, now);
-        if !a.dry_run {
-            for id in &p.forget {
-                repo.storage()
-                    .delete(&format!("{}{id}", lifeboat_repo::format::SNAPSHOTS_PREFIX))
-                    .await?;
-            }
-        }
-        out.push(ForgetGroup {
-            source: source.clone(),
-            scope: g.scope.clone(),
-            policy: policy.to_string(),
-            keep: p
-                .keep
-                .iter()
-                .map(|(id, r)| (id.clone(), r.iter().map(|x| x.to_string()).collect()))
-                .collect(),
-            forget: p.forget.clone(),
-        });
-    }
-    lock.release().await?;
-    let prune_report = if a.prune && !a.dry_run {
-        Some(
-            lifeboat_repo::prune::prune(
-                &repo,
-                &PruneOptions {
-                    grace,
-                    dry_run: false,
-                },
-            )
-            .await?,
-        )
-    } else {
-        None
+    let grace = grace(ctx, a.grace.as_deref())?;
+    let req = ForgetRequest {
+        policy: a.keep.policy()?,
+        per_source: configured_policies(ctx.config.as_ref()),
+        source: a.source,
+        dry_run: a.dry_run,
     };
+    let done = flows::forget::run(ctx, &req, a.prune.then_some(grace)).await?;
     if ctx.json() {
-        print_json(
-            &serde_json::json!({"dry_run": a.dry_run, "groups": out, "prune": prune_report}),
-        )?;
+        print_json(&serde_json::json!({
+            "dry_run": req.dry_run,
+            "groups": done.forgotten.groups,
+            "prune": done.prune,
+        }))?;
     } else {
-        for g in &out {
-            if g.scope == FULL_SCOPE {
-                println!("source {} ({}):", g.source, g.policy);
-            } else {
-                println!(
-                    "source {}, partial snapshots ({}) counted on their own ({}):",
-                    g.source, g.scope, g.policy
-                );
-            }
-            for (id, reasons) in &g.keep {
-                println!("  keep   {}  {}", &id[..8], reasons.join(", "));
-            }
-            for id in &g.forget {
-                println!(
-                    "  {} {}",
-                    if a.dry_run { "would forget" } else { "forget" },
-                    &id[..8]
-                );
-            }
-        }
-        for s in &skipped {
-            println!("source {s}: no retention policy configured, every snapshot kept");
-        }
-        if let Some(r) = &prune_report {
-            print_prune(r, grace);
-        }
+        print_forget(&done, req.dry_run, grace);
     }
     Ok(OK)
+}
+
+fn print_forget(done: &ForgetOutcome, dry_run: bool, grace: std::time::Duration) {
+    for g in &done.forgotten.groups {
+        if g.scope == FULL_SCOPE {
+            println!("source {} ({}):", g.source, g.policy);
+        } else {
+            println!(
+                "source {}, partial snapshots ({}) counted on their own ({}):",
+                g.source, g.scope, g.policy
+            );
+        }
+        for (id, reasons) in &g.keep {
+            println!("  keep   {}  {}", &id[..8], reasons.join(", "));
+        }
+        for id in &g.forget {
+            println!(
+                "  {} {}",
+                if dry_run { "would forget" } else { "forget" },
+                &id[..8]
+            );
+        }
+    }
+    for s in &done.forgotten.skipped {
+        println!("source {s}: no retention policy configured, every snapshot kept");
+    }
+    if let Some(r) = &done.prune {
+        print_prune(r, grace);
+    }
 }
 
 fn print_prune(r: &PruneReport, grace: std::time::Duration) {
@@ -696,16 +501,9 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
 }
 
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {
-    let grace = parse_grace(ctx, a.grace.as_deref())?;
+    let grace = grace(ctx, a.grace.as_deref())?;
     let repo = ctx.open().await?;
-    let r = lifeboat_repo::prune::prune(
-        &repo,
-        &PruneOptions {
-            grace,
-            dry_run: a.dry_run,
-        },
-    )
-    .await?;
+    let r = flows::prune::prune(&repo, grace, a.dry_run).await?;
     if ctx.json() {
         print_json(&r)?;
     } else {
@@ -722,15 +520,7 @@ pub async fn repair(ctx: &Ctx, r: RepairCommand) -> Result<i32> {
 
 async fn repair_index(ctx: &Ctx) -> Result<i32> {
     let repo = ctx.open().await?;
-    let progress = Arc::new(Progress::default());
-    let display = progress::start(
-        Arc::clone(&progress),
-        "repair index (pack bytes covered)",
-        crate::progress::mode(ctx),
-        false,
-    );
-    let r = lifeboat_repo::repair::repair_index(&repo, progress).await?;
-    drop(display);
+    let r = flows::repair::repair_index(&repo, ctx.reporter()).await?;
     if ctx.json() {
         print_json(&r)?;
     } else {
@@ -752,23 +542,13 @@ async fn repair_index(ctx: &Ctx) -> Result<i32> {
         }
         println!("run `lifeboat check` to confirm every snapshot's data is indexed");
     }
-    if r.unreadable_packs.is_empty() && r.missing_packs.is_empty() {
-        Ok(OK)
-    } else {
-        Err(fail(
-            INTEGRITY,
-            format!(
-                "the index was rebuilt, but {} packs are unreadable and {} are missing (listed above); `lifeboat check --read-data` names the snapshots affected",
-                r.unreadable_packs.len(),
-                r.missing_packs.len()
-            ),
-        ))
-    }
+    flows::repair::verdict(&r)?;
+    Ok(OK)
 }
 
 pub async fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
     let repo = ctx.open().await?;
-    let removed = lifeboat_repo::lock::unlock(&repo, a.all).await?;
+    let removed = flows::unlock::unlock(&repo, a.all).await?;
     if ctx.json() {
         let v: Vec<String> = removed.iter().map(|l| l.describe()).collect();
         print_json(&v)?;

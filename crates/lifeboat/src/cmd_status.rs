@@ -7,10 +7,10 @@ use clap::Args;
 use lifeboat_dr::readiness::State;
 use lifeboat_dr::status::{Verdict, describe_target, human};
 
-use crate::assess::{self, Assessment};
 use crate::context::Ctx;
 use crate::exit::{FAILURE, OK, fail, usage};
 use crate::output::print_json;
+use lifeboat_ops::assess::{self, Assessment};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {

@@ -2,7 +2,6 @@
 //! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
-mod assess;
 mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;
@@ -27,7 +26,7 @@ use std::path::PathBuf;
 // The service layer's shared ground, under the names the commands used when
 // it lived here.
 pub use lifeboat_ops::config;
-use lifeboat_ops::{context, quiesce, secrets, stream_command};
+use lifeboat_ops::{context, quiesce, stream_command};
 
 use clap::{Args, Parser, Subcommand};
 

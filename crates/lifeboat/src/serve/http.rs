@@ -249,7 +249,7 @@ async fn assessment(State(d): D) -> Response {
     let Some(cfg) = d.ctx.config.as_ref() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no configuration");
     };
-    match crate::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
+    match lifeboat_ops::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
         Ok(a) => axum::Json(a).into_response(),
         Err(e) => error(
             StatusCode::BAD_GATEWAY,
@@ -282,7 +282,7 @@ async fn page(State(d): D) -> Response {
             super::page::render_error(&format!("cannot read the repository: {problem}")),
         );
     }
-    match crate::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
+    match lifeboat_ops::assess::gather(cfg, &d.repo, chrono::Utc::now()).await {
         Ok(a) => html(StatusCode::OK, super::page::render(&a)),
         Err(e) => html(
             StatusCode::BAD_GATEWAY,

@@ -16,30 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lifeboat_repo::Repository;
-use lifeboat_repo::format::{DOC_VERSION, open_doc, seal_doc};
-use serde::{Deserialize, Serialize};
+use lifeboat_repo::format::{DOC_VERSION, seal_doc};
 use tokio::sync::watch;
+
+// The record and its reading live in the service layer (the status
+// assessment reads it too); renewing, taking over and releasing live here.
+use lifeboat_ops::lease::{LEASE_KEY, LeaseDoc, read};
 
 use super::Role;
 use super::metrics;
-
-/// Where the lease lives in the repository.
-pub const LEASE_KEY: &str = "serve/lease";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaseDoc {
-    pub version: u64,
-    /// `hostname/pid/random`: one daemon process.
-    pub holder: String,
-    pub acquired: DateTime<Utc>,
-    /// Bumped by every renewal; a standby watches it change.
-    pub renewals: u64,
-    /// How long the holder may go without renewing.
-    pub duration_seconds: u64,
-}
 
 /// An identity for this process.
 pub fn identity() -> String {
@@ -50,14 +37,6 @@ pub fn identity() -> String {
         std::process::id(),
         r.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
-}
-
-pub async fn read(repo: &Repository) -> lifeboat_repo::Result<Option<LeaseDoc>> {
-    match repo.storage().get(LEASE_KEY).await {
-        Ok(b) => Ok(Some(open_doc(repo.key(), "lease", LEASE_KEY, &b)?)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn write(repo: &Repository, doc: &LeaseDoc) -> lifeboat_repo::Result<()> {

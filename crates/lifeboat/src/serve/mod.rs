@@ -336,7 +336,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     let settings = Settings::resolve(&ctx, listen)?;
     let repo = ctx.open().await?;
     let handle = metrics::install()?;
-    let objectives = crate::assess::objectives(&config);
+    let objectives = lifeboat_ops::assess::objectives(&config);
     let mut sources = BTreeMap::new();
     for (name, s) in &config.sources {
         let rpo_objective = lifeboat_dr::objectives::for_source(&objectives, &s.covers)

@@ -24,8 +24,8 @@ use lifeboat_dr::status::{
     ObjectiveStatus, SnapshotInfo, SourceInput, SourceStatus, Verdict, human,
 };
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
+use lifeboat_ops::assess::Assessment;
 
-use crate::assess::Assessment;
 use crate::output::human_bytes;
 
 /// A text from the configuration or the repository (a source name, a

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use chrono::Utc;
+use lifeboat_ops::repo::forget::ForgetRequest;
 use lifeboat_repo::Repository;
-use lifeboat_repo::format::{DATA_PREFIX, SNAPSHOTS_PREFIX};
-use lifeboat_repo::lock::{LockMode, acquire};
+use lifeboat_repo::format::DATA_PREFIX;
 use lifeboat_repo::prune::{PruneOptions, prune};
-use lifeboat_repo::retention::{Group, RetentionPolicy, SnapshotSummary, plan_grouped};
+use lifeboat_repo::retention::RetentionPolicy;
 
 use super::{Daemon, SourceState, metrics};
 
@@ -23,45 +23,21 @@ pub struct PruneState {
 }
 
 /// Applies `policy` to `source`'s snapshots, each scope on its own (a
-/// partial snapshot never uses up the full ones' counts); returns (forgotten
+/// partial snapshot never uses up the full ones' counts): the forget flow of
+/// `lifeboat forget` (`lifeboat_ops::repo::forget`). Returns (forgotten
 /// ids, kept count).
 pub async fn forget(
     repo: &Repository,
     source: &str,
     policy: &RetentionPolicy,
 ) -> Result<(Vec<String>, usize)> {
-    let lock = acquire(repo, LockMode::Shared, "forget").await?;
-    let list: Vec<(Group, SnapshotSummary)> = repo
-        .snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| s.snapshot.source == source)
-        .map(|s| {
-            (
-                Group::new(source, s.snapshot.scope().key()),
-                SnapshotSummary {
-                    id: s.id,
-                    time: s.snapshot.time,
-                },
-            )
-        })
-        .collect();
-    if policy.is_empty() {
-        lock.release().await?;
-        return Ok((Vec::new(), list.len()));
-    }
-    let (mut forgotten, mut kept) = (Vec::new(), 0);
-    for (_, p) in plan_grouped(list, policy, Utc::now()) {
-        for id in &p.forget {
-            repo.storage()
-                .delete(&format!("{SNAPSHOTS_PREFIX}{id}"))
-                .await?;
-        }
-        kept += p.keep.len();
-        forgotten.extend(p.forget);
-    }
-    lock.release().await?;
-    Ok((forgotten, kept))
+    let req = ForgetRequest {
+        source: Some(source.to_string()),
+        policy: Some(policy.clone()),
+        ..Default::default()
+    };
+    let done = lifeboat_ops::repo::forget::forget(repo, &req, Utc::now()).await?;
+    Ok((done.forgotten_ids(), done.kept()))
 }
 
 /// The retention step after a successful backup of `src`.

@@ -3,12 +3,12 @@
 //! the repository's snapshots, drill and check records, and the daemon's
 //! lease, and for `repository-encrypted` the key slots and the modes of the
 //! secret and key files on this host. The judging itself is
-//! `lifeboat_dr::{status, readiness}`.
+//! `lifeboat_dr::{status, readiness}`. Called by `lifeboat status`,
+//! `lifeboat readiness` and the daemon's API and status page.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use lifeboat_dr::objectives::{CoveredElsewhere, Objective};
 use lifeboat_dr::readiness::{
@@ -20,7 +20,8 @@ use lifeboat_repo::Repository;
 use serde::Serialize;
 
 use crate::config::{Config, SecretRef};
-use crate::serve::lease;
+use crate::error::Result;
+use crate::lease;
 
 /// Everything the verdicts were drawn from, and the verdicts.
 #[derive(Debug, Clone, Serialize)]

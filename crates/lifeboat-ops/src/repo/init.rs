@@ -1,0 +1,63 @@
+//! `lifeboat init`: a new repository at the context's location, opened by
+//! the context's secret (a passphrase must pass the strength rule unless the
+//! caller accepts a weak one).
+
+use lifeboat_repo::repo::ChunkerParams;
+use lifeboat_repo::{InitOptions, Repository};
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::secrets;
+
+#[derive(Debug, Clone)]
+pub struct InitRequest {
+    /// Label for the first key slot.
+    pub label: Option<String>,
+    /// Accept a passphrase the strength rule refuses.
+    pub weak_passphrase: bool,
+    /// Average chunk size in bytes (min is a quarter, max eight times, at
+    /// most 16 MiB); `None`: the default chunker.
+    pub chunk_avg: Option<u32>,
+    /// Target pack size in MiB; `None`: the default.
+    pub pack_mib: Option<u64>,
+    /// zstd level for stored data, fixed for the repository's life.
+    pub zstd_level: i32,
+}
+
+/// The repository created (the `--json` document of `lifeboat init`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Initialized {
+    pub id: String,
+    pub location: String,
+    pub chunker: ChunkerParams,
+    pub zstd_level: i32,
+}
+
+pub async fn init(ctx: &Ctx, req: InitRequest) -> Result<Initialized> {
+    let secret = ctx.secret()?;
+    secrets::check_new_passphrase(&secret, req.weak_passphrase)?;
+    let storage = ctx.storage(true)?;
+    let mut opts = InitOptions {
+        key_label: req.label,
+        ..Default::default()
+    };
+    if let Some(avg) = req.chunk_avg {
+        opts.chunker = ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(8).min(16 * 1024 * 1024),
+        };
+    }
+    if let Some(p) = req.pack_mib {
+        opts.pack_size = p * 1024 * 1024;
+    }
+    opts.zstd_level = req.zstd_level;
+    let repo = Repository::init(storage, &secret, opts).await?;
+    Ok(Initialized {
+        id: repo.config().id.clone(),
+        location: repo.location(),
+        chunker: repo.config().chunker,
+        zstd_level: repo.config().zstd_level,
+    })
+}
