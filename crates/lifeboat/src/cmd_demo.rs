@@ -23,12 +23,12 @@ use lifeboat_repo::repo::InitOptions;
 use lifeboat_repo::storage::object::{S3Settings, open_url_create};
 use lifeboat_repo::{Repository, Secret};
 
-use crate::cmd_postgres::{PgSource, backup_database, facts_err, restore_archive, tools_err};
 use crate::context::Ctx;
 use crate::exit::{INTERRUPTED, OK};
 use crate::output::{human_bytes, print_json};
-use crate::progress;
 use crate::quiesce::{BoxFuture, Quiesced, Quiescer};
+use lifeboat_ops::postgres::{PgSource, backup_database, facts_err, restore_archive, tools_err};
+use lifeboat_ops::report::Silent;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {}
@@ -96,7 +96,7 @@ async fn differences(
     let mut client = conn
         .connect()
         .await
-        .map_err(crate::cmd_postgres::conn_err)?;
+        .map_err(lifeboat_ops::postgres::conn_err)?;
     let diffs = facts::verify(recorded, &mut client)
         .await
         .map_err(facts_err)?;
@@ -155,7 +155,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
     let writer_client = conn
         .connect()
         .await
-        .map_err(crate::cmd_postgres::conn_err)?;
+        .map_err(lifeboat_ops::postgres::conn_err)?;
     let writer = {
         let (paused, idle, stop) = (paused.clone(), idle.clone(), stop_writer.clone());
         tokio::spawn(async move {
@@ -203,15 +203,9 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
         queries: fixture::kubernaut_verification_queries(),
         config: None,
     };
-    let done = backup_database(
-        &repo,
-        &source,
-        &[],
-        false,
-        vec!["demo".into()],
-        progress::Mode::Off,
-    )
-    .await?;
+    let done = backup_database(&repo, &source, &[], false, vec!["demo".into()], &Silent)
+        .await
+        .map_err(lifeboat_ops::Error::from)?;
     let audit_rows = done.facts.rows_of("public", "audit_events").unwrap_or(0);
     step(
         quiet,
@@ -239,7 +233,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
     let admin = conn
         .connect()
         .await
-        .map_err(crate::cmd_postgres::conn_err)?;
+        .map_err(lifeboat_ops::postgres::conn_err)?;
     let corrupted_at = chrono::Utc::now();
     let corruption = fixture::corrupt(&admin)
         .await
@@ -288,7 +282,7 @@ async fn demo(ctx: &Ctx) -> Result<i32> {
         &conn,
         &lifeboat_postgres::dump::RestoreOptions::default(),
         dir.path(),
-        progress::Mode::Off,
+        &Silent,
     )
     .await?;
     let (check, diffs) = differences(&conn, &done.facts).await?;

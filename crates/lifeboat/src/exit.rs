@@ -10,7 +10,7 @@ use lifeboat_repo::{ErrorClass, RepoError};
 
 pub use lifeboat_ops::error::{
     AT_RISK, AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK,
-    PARTIAL, STORAGE, USAGE, VERIFY_FAILED,
+    STORAGE, USAGE, VERIFY_FAILED,
 };
 
 /// The service layer's error under the name the commands used for it.

@@ -25,10 +25,10 @@ use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::tools::Discovery;
 use lifeboat_repo::Repository;
 
-use crate::cmd_postgres::{configured_source, conn_err, connection, postgres_facts, url_source};
 use crate::config::SourceKind;
 use crate::context::Ctx;
 use crate::exit::{NOT_FOUND, fail, usage};
+use lifeboat_ops::postgres::{configured_source, conn_err, connection, postgres_facts, url_source};
 
 /// What to drill and where.
 pub struct Request {
@@ -129,7 +129,7 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
             Ok(facts) => {
                 postgres::drill(repo, &snap, &facts, &discovery, scratch, jobs, &mut out).await
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         Part::Kube { map } => {
             if snap.snapshot.kind != "kube" {
@@ -201,7 +201,7 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
 fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
     let scratch_url = |explicit: Option<&str>| -> Result<Option<ConnConfig>> {
         explicit
-            .map(|u| ConnConfig::parse(u).map_err(conn_err))
+            .map(|u| ConnConfig::parse(u).map_err(|e| conn_err(e).into()))
             .transpose()
     };
     match (&req.source, &req.db) {
@@ -219,7 +219,7 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                     scratch: postgres::Scratch::new(scratch),
                     source: src.conn,
                     scratch_is_copy: req.scratch_is_copy,
-                    jobs: crate::cmd_postgres::restore_jobs(req.jobs, None),
+                    jobs: lifeboat_ops::postgres::restore_jobs(req.jobs, None),
                 },
             ))
         }
@@ -247,7 +247,7 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                             scratch: postgres::Scratch::new(scratch),
                             source: pg.conn,
                             scratch_is_copy: req.scratch_is_copy || drill.scratch_is_copy,
-                            jobs: crate::cmd_postgres::restore_jobs(req.jobs, Some(src)),
+                            jobs: lifeboat_ops::postgres::restore_jobs(req.jobs, Some(src)),
                         },
                     ))
                 }

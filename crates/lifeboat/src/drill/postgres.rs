@@ -24,9 +24,8 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{Outcome, step};
-use crate::cmd_postgres::{conn_err, facts_err, identity_err, tools_err};
 use crate::exit::{FAILURE, USAGE, fail};
-use crate::progress;
+use lifeboat_ops::postgres::{conn_err, facts_err, identity_err, tools_err};
 
 /// The comment a drill puts on the scratch database it creates.
 pub const SCRATCH_MARK: &str = "lifeboat drill scratch database";
@@ -179,7 +178,7 @@ pub async fn drill(
             }
             created_db = dump::create_database_if_missing(&c, "postgres")
                 .await
-                .map_err(crate::cmd_postgres::dump_err)?;
+                .map_err(lifeboat_ops::postgres::dump_err)?;
             if created_db {
                 mark_scratch(&c).await?;
             }
@@ -236,7 +235,7 @@ pub async fn drill(
         ..RestoreOptions::default()
     };
     let staging = std::env::temp_dir();
-    let restored = crate::cmd_postgres::restore_snapshot(
+    let restored = lifeboat_ops::postgres::restore_snapshot(
         repo,
         snap,
         facts,
@@ -244,7 +243,7 @@ pub async fn drill(
         &target,
         &opts,
         &staging,
-        progress::Mode::Off,
+        &lifeboat_ops::report::Silent,
     )
     .await;
     let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
@@ -276,7 +275,7 @@ pub async fn drill(
     }
     let verified = match restored {
         Ok(_) => verify(&target, facts, out).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
 

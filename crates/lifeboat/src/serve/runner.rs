@@ -215,35 +215,47 @@ async fn backup_postgres(
     name: &str,
     tags: Vec<String>,
 ) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
-    let source =
-        crate::cmd_postgres::configured_source(&d.ctx, name).map_err(|error| RunError {
-            reason: "config",
-            error,
-        })?;
+    use lifeboat_ops::postgres::{self as pg, BackupFrom, BackupRequest};
+    let req = BackupRequest {
+        from: BackupFrom::Source(name.to_string()),
+        tables: Vec::new(),
+        schema_only: false,
+        tags,
+    };
+    let source = pg::configured_source(&d.ctx, name).map_err(|error| RunError {
+        reason: "config",
+        error: error.into(),
+    })?;
     // Connect once first, so that a database that is down is named as such.
     match source.conn.connect().await {
         Ok(c) => drop(c),
         Err(e) => {
             return Err(RunError {
                 reason: reason_for_conn(&e),
-                error: crate::cmd_postgres::conn_err(e),
+                error: pg::conn_err(e).into(),
             });
         }
     }
-    crate::cmd_postgres::backup_database(
-        &d.repo,
-        &source,
-        &[],
-        false,
-        tags,
-        crate::progress::Mode::Off,
-    )
-    .await
-    .map(|done| done.snap)
-    .map_err(|error| RunError {
-        reason: classify(&error),
-        error,
-    })
+    pg::backup_source(&d.repo, &source, req, &lifeboat_ops::report::Silent)
+        .await
+        .map(|done| done.snap)
+        .map_err(|f| RunError {
+            reason: backup_reason(&f),
+            error: f.error.into(),
+        })
+}
+
+/// The failure reason of a PostgreSQL backup: the repository's failures by
+/// their kind, the others by their exit code.
+fn backup_reason(f: &lifeboat_ops::postgres::BackupFailure) -> &'static str {
+    if f.repository {
+        return match f.error.code() {
+            exit::STORAGE => "storage",
+            exit::LOCKED => "locked",
+            _ => "repository",
+        };
+    }
+    reason_for_code(f.error.code())
 }
 
 /// Stream sources: their `stream.command` run as `lifeboat backup stream
