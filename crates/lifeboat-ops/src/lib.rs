@@ -14,6 +14,7 @@
 pub mod child;
 pub mod config;
 pub mod context;
+pub mod daemon;
 pub mod error;
 pub mod kube_secret;
 pub mod quiesce;
