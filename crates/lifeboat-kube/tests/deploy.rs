@@ -153,10 +153,10 @@ fn load() -> Manifests {
     m
 }
 
-/// The metric names `crates/lifeboat/src/serve/metrics.rs` defines.
+/// The metric names `crates/lifeboat-ops/src/daemon/metrics.rs` defines.
 fn exported_metrics() -> BTreeSet<String> {
     let text =
-        std::fs::read_to_string(root().join("crates/lifeboat/src/serve/metrics.rs")).unwrap();
+        std::fs::read_to_string(root().join("crates/lifeboat-ops/src/daemon/metrics.rs")).unwrap();
     let names: BTreeSet<String> = text
         .split('"')
         .filter(|s| {

@@ -15,6 +15,7 @@ pub mod assess;
 pub mod child;
 pub mod config;
 pub mod context;
+pub mod daemon;
 pub mod error;
 pub mod interrupt;
 pub mod lease;

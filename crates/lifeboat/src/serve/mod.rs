@@ -3,40 +3,39 @@
 //! | module | owns |
 //! |---|---|
 //! | `mod.rs` | the daemon's shared state, starting runs, start-up and the SIGTERM sequence |
-//! | `scheduler.rs` | cron slots per source (time zone, missed slots, overlaps) |
 //! | `runner.rs` | one backup of a source, in-process, with its retention and the grace period |
 //! | `retention.rs` | forget per source after each backup; prune batched |
 //! | `drills.rs` | scheduled restore drills and the drill gauges |
-//! | `checks.rs` | scheduled repository checks, recorded for readiness |
-//! | `lease.rs` | one active daemon per repository |
 //! | `http.rs` | health, readiness, metrics and the JSON API |
 //! | `page.rs` | the status page at `/`: one self-contained HTML page of the assessment |
-//! | `metrics.rs` | metric names and recording |
+//!
+//! The schedules, checks, lease, metrics and the state they share are
+//! `lifeboat_ops::daemon` (re-exported here under their old names).
 
-pub mod checks;
 pub mod drills;
 pub mod http;
-pub mod lease;
-pub mod metrics;
 pub mod page;
 pub mod retention;
 pub mod runner;
-pub mod scheduler;
+
+pub use lifeboat_ops::daemon::{
+    LastFailure, LastSuccess, Role, SourceState, SourceStatus, StartError, Trigger, checks, lease,
+    metrics, scheduler, stopped,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use self::metrics::PrometheusHandle;
 use anyhow::{Context, Result};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
+use lifeboat_ops::daemon::Host;
 use lifeboat_repo::Repository;
-use lifeboat_repo::retention::RetentionPolicy;
-use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::{Schedule, ServeConfig, SourceKind};
+use crate::config::{Config, ServeConfig};
 use crate::context::Ctx;
 use crate::exit::{OK, usage};
 
@@ -109,104 +108,6 @@ fn resolve_token(conf: &ServeConfig) -> Result<Option<String>> {
         )));
     }
     Ok(Some(t))
-}
-
-/// What this daemon is doing about the repository's lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "role", rename_all = "snake_case")]
-pub enum Role {
-    /// Has not read the lease yet.
-    Starting,
-    /// Holds the lease: runs the schedules and the API's backups.
-    Active,
-    /// Another daemon holds the lease.
-    Standby { holder: String },
-}
-
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Schedule,
-    /// A slot was missed while no daemon was active (run once).
-    MissedSlot,
-    Api,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::MissedSlot => "missed_slot",
-            Trigger::Api => "api",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LastSuccess {
-    pub snapshot: String,
-    pub time: DateTime<Utc>,
-    /// `None` for snapshots found in the repository at start-up.
-    pub duration_seconds: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LastFailure {
-    pub time: DateTime<Utc>,
-    pub reason: String,
-    pub message: String,
-}
-
-/// What the API shows about a source.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SourceStatus {
-    pub last_success: Option<LastSuccess>,
-    pub last_failure: Option<LastFailure>,
-    pub running_since: Option<DateTime<Utc>>,
-    pub next_run: Option<DateTime<Utc>>,
-    pub snapshots: usize,
-    pub overlaps: u64,
-}
-
-/// A configured source as the daemon runs it.
-pub struct SourceState {
-    pub name: String,
-    pub kind: SourceKind,
-    pub schedule: Option<Schedule>,
-    pub tz: crate::config::Timezone,
-    pub retention: Option<RetentionPolicy>,
-    /// The tightest non-zero RPO of the scenarios it covers.
-    pub rpo_objective: Option<TimeDelta>,
-    /// Held for the whole of a run: never two runs of one source.
-    pub run_lock: Arc<tokio::sync::Mutex<()>>,
-    pub status: Mutex<SourceStatus>,
-}
-
-impl SourceState {
-    pub fn status(&self) -> SourceStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn update(&self, f: impl FnOnce(&mut SourceStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-}
-
-/// Why a run was not started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("no source named {0:?} in the configuration")]
-    Unknown(String),
-    #[error("a backup of {0} is already running")]
-    Busy(String),
-    #[error("this daemon is a standby ({0}); send the request to the active one")]
-    NotActive(String),
-    #[error("the daemon is shutting down")]
-    ShuttingDown,
 }
 
 pub struct Daemon {
@@ -326,7 +227,38 @@ impl Daemon {
     }
 }
 
-/// Builds the daemon from the configuration and runs it until SIGTERM.
+/// The schedule loops of `lifeboat_ops::daemon` run on this daemon.
+impl Host for Daemon {
+    type Outcome = runner::Outcome;
+    type Error = anyhow::Error;
+
+    fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    fn subscribe_role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    fn subscribe_shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    async fn refresh_from_repository(&self) -> Result<()> {
+        Daemon::refresh_from_repository(self).await
+    }
+
+    fn start_run(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: Trigger,
+    ) -> Result<tokio::task::JoinHandle<runner::Outcome>, StartError> {
+        Daemon::start_run(self, name, trigger)
+    }
+}
+
+/// Builds the daemon from the configuration and runs it until SIGTERM:
+/// start-up, the tasks, then the shutdown sequence.
 pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     let Some(config) = ctx.config.clone() else {
         return Err(usage(
@@ -336,7 +268,33 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     let settings = Settings::resolve(&ctx, listen)?;
     let repo = ctx.open().await?;
     let handle = metrics::install()?;
-    let objectives = lifeboat_ops::assess::objectives(&config);
+    let sources = source_states(&config);
+    metrics::daemon_started();
+    let (role_tx, _) = watch::channel(Role::Starting);
+    let (shutdown_tx, _) = watch::channel(false);
+    let daemon = Arc::new(Daemon {
+        ctx,
+        repo,
+        settings,
+        identity: lease::identity(),
+        sources,
+        role: Arc::new(role_tx),
+        shutdown: shutdown_tx,
+        metrics: handle,
+        prune: tokio::sync::Mutex::new(retention::PruneState::default()),
+    });
+    let listener = start(&daemon).await?;
+    let tasks = Tasks::spawn(&daemon, &config, listener);
+    wait_for_termination().await;
+    tasks.shut_down(&daemon).await;
+    tracing::info!("lifeboat serve stopped");
+    Ok(OK)
+}
+
+/// The configured sources as the daemon runs them, in the configuration's
+/// order, each with its metric families registered (they exist from start).
+fn source_states(config: &Config) -> BTreeMap<String, Arc<SourceState>> {
+    let objectives = lifeboat_ops::assess::objectives(config);
     let mut sources = BTreeMap::new();
     for (name, s) in &config.sources {
         let rpo_objective = lifeboat_dr::objectives::for_source(&objectives, &s.covers)
@@ -363,24 +321,13 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             }),
         );
     }
-    metrics::daemon_started();
-    let (role_tx, _) = watch::channel(Role::Starting);
-    let (shutdown_tx, _) = watch::channel(false);
-    // The lease is renewed until the last run has ended, so that no standby
-    // takes over while a backup still finishes in the grace period.
-    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
-    let daemon = Arc::new(Daemon {
-        ctx,
-        repo,
-        settings,
-        identity: lease::identity(),
-        sources,
-        role: Arc::new(role_tx),
-        shutdown: shutdown_tx,
-        metrics: handle,
-        prune: tokio::sync::Mutex::new(retention::PruneState::default()),
-    });
+    sources
+}
 
+/// Start-up: binds the listening address (a bad one is a usage error),
+/// says so, and reads what the repository already holds (snapshots,
+/// drill records).
+async fn start(daemon: &Arc<Daemon>) -> Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(daemon.settings.listen)
         .await
         .map_err(|e| {
@@ -400,17 +347,71 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     if let Err(e) = daemon.refresh_from_repository().await {
         tracing::warn!(error = %format!("{e:#}"), "could not read the snapshots at start-up; retrying after the first run");
     }
-    drills::refresh(&daemon).await;
+    drills::refresh(daemon).await;
+    Ok(listener)
+}
 
-    let (http_stop_tx, http_stop_rx) = watch::channel(false);
-    let http_task = tokio::spawn(http::serve(Arc::clone(&daemon), listener, http_stop_rx));
-    let lease_task = tokio::spawn(lease::run(
-        daemon.repo.clone(),
-        daemon.identity.clone(),
-        daemon.settings.lease,
-        Arc::clone(&daemon.role),
-        lease_stop_rx,
-    ));
+/// The daemon's tasks: HTTP, the lease, and the schedule loops (backups,
+/// drills, checks), with what stops each.
+struct Tasks {
+    http: tokio::task::JoinHandle<()>,
+    http_stop: watch::Sender<bool>,
+    lease: tokio::task::JoinHandle<()>,
+    /// The lease is renewed until the last run has ended, so that no
+    /// standby takes over while a backup still finishes in the grace period.
+    lease_stop: watch::Sender<bool>,
+    schedulers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn spawn(daemon: &Arc<Daemon>, config: &Config, listener: tokio::net::TcpListener) -> Self {
+        let (http_stop, http_stop_rx) = watch::channel(false);
+        let (lease_stop, lease_stop_rx) = watch::channel(false);
+        let http = tokio::spawn(http::serve(Arc::clone(daemon), listener, http_stop_rx));
+        let lease = tokio::spawn(lease::run(
+            daemon.repo.clone(),
+            daemon.identity.clone(),
+            daemon.settings.lease,
+            Arc::clone(&daemon.role),
+            lease_stop_rx,
+        ));
+        Tasks {
+            http,
+            http_stop,
+            lease,
+            lease_stop,
+            schedulers: spawn_schedules(daemon, config),
+        }
+    }
+
+    /// The SIGTERM sequence: no new work; the schedule loops end, then the
+    /// runs (within the grace period); then the lease is released, so a
+    /// standby takes over at once; HTTP last.
+    async fn shut_down(self, daemon: &Daemon) {
+        tracing::info!(
+            grace_seconds = daemon.settings.grace.as_secs(),
+            "SIGTERM: taking no new work; running backups may finish within the grace period"
+        );
+        daemon.shutdown.send_replace(true);
+        for s in self.schedulers {
+            let _ = s.await;
+        }
+        // Runs started by the API: wait for each source's lock (they end
+        // within the grace period, finished or abandoned).
+        for src in daemon.sources.values() {
+            let _ = src.run_lock.lock().await;
+        }
+        self.lease_stop.send_replace(true);
+        let _ = self.lease.await;
+        lease::release(&daemon.repo, &daemon.identity).await;
+        self.http_stop.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+    }
+}
+
+/// One loop per scheduled source, one per source with `drill.schedule`, and
+/// the check loop when `serve.check` is set.
+fn spawn_schedules(daemon: &Arc<Daemon>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
     let mut schedulers = Vec::new();
     for (name, src) in &daemon.sources {
         if src.schedule.is_none() {
@@ -418,7 +419,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             continue;
         }
         schedulers.push(tokio::spawn(scheduler::run(
-            Arc::clone(&daemon),
+            Arc::clone(daemon),
             Arc::clone(src),
         )));
     }
@@ -430,7 +431,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             continue;
         };
         schedulers.push(tokio::spawn(drills::run(
-            Arc::clone(&daemon),
+            Arc::clone(daemon),
             name.clone(),
             schedule.cron().clone(),
             s.timezone.unwrap_or(crate::config::Timezone::UTC),
@@ -440,34 +441,13 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
 
     if let Some(c) = config.serve.as_ref().and_then(|s| s.check.clone()) {
         schedulers.push(tokio::spawn(checks::run(
-            Arc::clone(&daemon),
+            Arc::clone(daemon),
             c.schedule.cron().clone(),
             c.read_data,
             c.read_data_parts,
         )));
     }
-
-    wait_for_termination().await;
-    tracing::info!(
-        grace_seconds = daemon.settings.grace.as_secs(),
-        "SIGTERM: taking no new work; running backups may finish within the grace period"
-    );
-    daemon.shutdown.send_replace(true);
-    for s in schedulers {
-        let _ = s.await;
-    }
-    // Runs started by the API: wait for each source's lock (they end within
-    // the grace period, finished or abandoned).
-    for src in daemon.sources.values() {
-        let _ = src.run_lock.lock().await;
-    }
-    lease_stop_tx.send_replace(true);
-    let _ = lease_task.await;
-    lease::release(&daemon.repo, &daemon.identity).await;
-    http_stop_tx.send_replace(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
-    tracing::info!("lifeboat serve stopped");
-    Ok(OK)
+    schedulers
 }
 
 async fn wait_for_termination() {
@@ -481,9 +461,4 @@ async fn wait_for_termination() {
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// Resolves when `rx` says shutdown (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }

@@ -15,14 +15,15 @@ use std::sync::Arc;
 use chrono::Utc;
 use croner::Cron;
 use lifeboat_dr::record::{CheckRecord, store_check};
+use lifeboat_repo::Repository;
 use lifeboat_repo::backup::Progress;
 use lifeboat_repo::subset::DataSubset;
 
 use super::scheduler::{self, SlotClock, Wake};
-use super::{Daemon, metrics};
+use super::{Host, metrics};
 use crate::config::Timezone;
 
-pub async fn run(d: Arc<Daemon>, cron: Cron, read_data: bool, parts: u32) {
+pub async fn run<H: Host>(d: Arc<H>, cron: Cron, read_data: bool, parts: u32) {
     let mut clock = SlotClock::new(&d);
     while clock.until_active(|| {}).await {
         loop {
@@ -35,26 +36,26 @@ pub async fn run(d: Arc<Daemon>, cron: Cron, read_data: bool, parts: u32) {
                 Wake::Slot => {}
             }
             let subset = if read_data {
-                next_part(&d, parts).await
+                next_part(d.repository(), parts).await
             } else {
                 None
             };
             let report = tokio::select! {
-                r = lifeboat_repo::check::check_subset(&d.repo, read_data, subset, Arc::new(Progress::default())) => r,
+                r = lifeboat_repo::check::check_subset(d.repository(), read_data, subset, Arc::new(Progress::default())) => r,
                 _ = clock.stopped() => return,
             };
-            record(&d, read_data, subset, report).await;
+            record(d.repository(), read_data, subset, report).await;
         }
     }
 }
 
 /// The part this run reads: after the newest recorded `N/parts` check
 /// (CLI or daemon), part 1 when there is none. `None` with one part.
-pub async fn next_part(d: &Daemon, parts: u32) -> Option<DataSubset> {
+pub async fn next_part(repo: &Repository, parts: u32) -> Option<DataSubset> {
     if parts <= 1 {
         return None;
     }
-    let last = match lifeboat_dr::record::checks(&d.repo).await {
+    let last = match lifeboat_dr::record::checks(repo).await {
         Ok(records) => records.iter().rev().find_map(|r| {
             match r.record.read_data_subset.as_deref()?.parse().ok()? {
                 DataSubset::Part { n, m } if m == parts => Some(n),
@@ -74,7 +75,7 @@ pub async fn next_part(d: &Daemon, parts: u32) -> Option<DataSubset> {
 
 /// Logs a check's outcome, sets its metrics and stores its record.
 async fn record(
-    d: &Daemon,
+    repo: &Repository,
     read_data: bool,
     subset: Option<DataSubset>,
     report: lifeboat_repo::Result<lifeboat_repo::check::CheckReport>,
@@ -94,7 +95,7 @@ async fn record(
                     tracing::error!(object = %p.object, detail = %p.detail, "repository check found a problem");
                 }
             }
-            if let Err(e) = store_check(&d.repo, &rec).await {
+            if let Err(e) = store_check(repo, &rec).await {
                 tracing::warn!(error = %e, "the check's outcome could not be recorded (the next run reads the same part again)");
             }
         }

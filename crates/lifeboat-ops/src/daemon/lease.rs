@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 // The record and its reading live in the service layer (the status
 // assessment reads it too); renewing, taking over and releasing live here.
-use lifeboat_ops::lease::{LEASE_KEY, LeaseDoc, read};
+use crate::lease::{LEASE_KEY, LeaseDoc, read};
 
 use super::Role;
 use super::metrics;

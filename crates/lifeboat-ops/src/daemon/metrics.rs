@@ -11,11 +11,14 @@
 //! test holds both to it. The exporter renders families in hash-map order,
 //! different at every scrape; [`render`] puts them in a stable order.
 
-use anyhow::{Context, Result};
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+/// Renders the scrape payload ([`render`]); the daemon keeps it.
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+
+use crate::error::{Error, Kind, Result};
 
 pub const BACKUP_DURATION: &str = "lifeboat_backup_duration_seconds";
 pub const LAST_SUCCESS: &str = "lifeboat_backup_last_success_timestamp_seconds";
@@ -60,18 +63,23 @@ pub fn install() -> Result<PrometheusHandle> {
                 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
             ],
         )
-        .context("configuring the metrics recorder")?
+        .map_err(failed("configuring the metrics recorder"))?
         .set_buckets_for_metric(
             Matcher::Full(RESTORE_DURATION.into()),
             &[
                 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
             ],
         )
-        .context("configuring the metrics recorder")?
+        .map_err(failed("configuring the metrics recorder"))?
         .install_recorder()
-        .context("installing the metrics recorder")?;
+        .map_err(failed("installing the metrics recorder"))?;
     describe();
     Ok(handle)
+}
+
+/// The recorder's error, with what was being done (exit 1).
+fn failed(doing: &'static str) -> impl Fn(BuildError) -> Error {
+    move |e| Error::from_std(Kind::Failure, &e).context(doing)
 }
 
 fn describe() {

@@ -26,7 +26,7 @@ use croner::Cron;
 
 use tokio::sync::watch;
 
-use super::{Daemon, Role, SourceState, StartError, Trigger, metrics};
+use super::{Host, Role, SourceState, StartError, Trigger, metrics};
 use crate::config::Timezone;
 
 /// The first slot strictly after `t`.
@@ -111,10 +111,10 @@ pub struct SlotClock {
 }
 
 impl SlotClock {
-    pub fn new(d: &Daemon) -> Self {
+    pub fn new<H: Host>(d: &Arc<H>) -> Self {
         SlotClock {
-            role: d.role.subscribe(),
-            shutdown: d.shutdown.subscribe(),
+            role: d.subscribe_role(),
+            shutdown: d.subscribe_shutdown(),
         }
     }
 
@@ -161,7 +161,7 @@ impl SlotClock {
 }
 
 /// The scheduling loop of one source; ends at shutdown.
-pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
+pub async fn run<H: Host>(d: Arc<H>, src: Arc<SourceState>) {
     let Some(schedule) = src.schedule.clone() else {
         return;
     };
@@ -212,8 +212,8 @@ fn set_next(src: &SourceState, next: Option<DateTime<Utc>>) {
     src.update(|s| s.next_run = next);
 }
 
-async fn run_once(
-    d: &Arc<Daemon>,
+async fn run_once<H: Host>(
+    d: &Arc<H>,
     src: &SourceState,
     cron: &Cron,
     trigger: Trigger,
