@@ -23,8 +23,8 @@ use lifeboat_dr::readiness::{Item, Kind, State};
 use lifeboat_dr::status::{
     ObjectiveStatus, SnapshotInfo, SourceInput, SourceStatus, Verdict, human,
 };
-use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 use lifeboat_ops::assess::Assessment;
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use crate::output::human_bytes;
 
