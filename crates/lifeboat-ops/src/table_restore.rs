@@ -33,8 +33,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lifeboat_postgres::conn::{ConnConfig, ConnError, Secret};
-use lifeboat_postgres::dump::{self, DumpError, PgRestore, RestoreOptions};
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_postgres::dump::{self, PgRestore, RestoreOptions};
 use lifeboat_postgres::facts::{DiffKind, FactDiff, Facts, TableKind, TableName};
 use lifeboat_postgres::identity::{self, Relation};
 use lifeboat_postgres::selective::{self, Objects, Pick, Selection};
@@ -45,9 +45,11 @@ use lifeboat_repo::restore::{Part, restore_item_part_to_file};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
-use crate::config::{Quiesce, SourceConfig, SourceKind};
+use crate::config::Quiesce;
 use crate::context::Ctx;
 use crate::error::{Context, Error, Kind, Result, error_with_hint, usage};
+use crate::postgres::errors::{conn_err, dump_err};
+use crate::postgres::source::{PgSource, configured_source, postgres_facts};
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
 
 /// What to restore: a table or a schema, and its new name when it goes
@@ -310,33 +312,6 @@ fn resolve(facts: &Facts, short_id: &str, chosen: &[Chosen]) -> Result<Vec<Resol
     Ok(out)
 }
 
-// ------------------------------------------------------------ errors
-
-/// A connection failure, with its kind (authentication 6, missing database
-/// 3, bad URL 2) and what to check.
-fn conn_err(e: ConnError) -> Error {
-    let kind = match &e {
-        ConnError::AuthFailed { .. } => Kind::Auth,
-        ConnError::DatabaseMissing { .. } => Kind::NotFound,
-        ConnError::InvalidUrl(_) | ConnError::PasswordInUrl | ConnError::PassFile { .. } => {
-            Kind::Usage
-        }
-        _ => Kind::Failure,
-    };
-    Error::new(kind, e.to_string())
-}
-
-fn dump_err(e: DumpError) -> Error {
-    match e {
-        DumpError::Conn(c) => conn_err(c),
-        e @ DumpError::InsufficientSpace { .. } => Error::new(
-            Kind::Storage,
-            format!("{e}; set --staging-dir (or LIFEBOAT_STAGING_DIR)"),
-        ),
-        other => Error::failure(other.to_string()),
-    }
-}
-
 // ------------------------------------------------------------ where
 
 /// Where the restore goes and who writes there.
@@ -347,34 +322,6 @@ struct Where {
     quiesce: Option<Quiesce>,
     /// The configured source's name, for the quiescer.
     source_name: Option<String>,
-}
-
-/// The configured PostgreSQL source `name`: its connection (password
-/// reference resolved) and configuration. (A few lines as in
-/// `cmd_postgres::configured_source`.)
-fn configured(ctx: &Ctx, name: &str) -> Result<(ConnConfig, SourceConfig)> {
-    let cfg = ctx.config.as_ref().ok_or_else(|| {
-        usage(format!(
-            "--source {name} needs a configuration file: pass --config FILE or set LIFEBOAT_CONFIG"
-        ))
-    })?;
-    let src = cfg.source(name).map_err(|e| usage(e.to_string()))?;
-    if src.kind != SourceKind::Postgres {
-        return Err(usage(format!(
-            "source {name} is a {} source, not postgres",
-            src.kind
-        )));
-    }
-    let pg = src
-        .postgres
-        .as_ref()
-        .ok_or_else(|| usage(format!("source {name} has no postgres: section")))?;
-    let conn = ConnConfig::parse(pg.url.as_str()).map_err(conn_err)?;
-    let conn = match &pg.password {
-        Some(p) => conn.with_password(Secret::new(p.resolve().map_err(|e| usage(e.to_string()))?)),
-        None => conn,
-    };
-    Ok((conn, src.clone()))
 }
 
 /// Decides the target: `--target`, else the configured source's database.
@@ -390,16 +337,19 @@ async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
     });
     let source = src_name
         .as_deref()
-        .map(|n| configured(ctx, n))
+        .map(|n| configured_source(ctx, n))
         .transpose()?;
-    let discovery = Discovery {
-        configured_dir: source
-            .as_ref()
-            .and_then(|(_, s)| s.postgres.as_ref()?.bin_dir.clone()),
-        ..Discovery::default()
-    };
+    let discovery = source
+        .as_ref()
+        .map(|s| s.discovery.clone())
+        .unwrap_or_default();
     let Some(url) = &req.target else {
-        let Some((conn, src)) = source else {
+        let Some(PgSource {
+            conn,
+            config: Some(src),
+            ..
+        }) = source
+        else {
             return Err(usage(format!(
                 "where to restore the tables of snapshot {}? pass --target \
                  postgresql://user@host:port/db, or --source NAME of a configured PostgreSQL source",
@@ -415,11 +365,34 @@ async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
     };
     let target = ConnConfig::parse(url).map_err(conn_err)?;
     let mut quiesce = None;
-    if let Some((conn, src)) = &source {
+    if let Some(PgSource {
+        conn,
+        config: Some(src),
+        name,
+        ..
+    }) = &source
+    {
+        // Whether the target is the source's database is asked of both
+        // servers; when either cannot answer, nobody knows whether the
+        // writers must stop, so nothing is done (as `restore postgres`
+        // refuses without --source-unreachable).
         let (s, t) = tokio::join!(identity::read(conn), identity::read(&target));
-        if let (Ok(s), Ok(t)) = (s, t)
-            && matches!(identity::relation(&s, &t), Relation::SameServer { .. })
-        {
+        let (s, t) = match (s, t) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(error_with_hint(
+                    Kind::Storage,
+                    format!(
+                        "cannot tell whether {} is source {name}'s database (its server identity \
+                         cannot be read: {e}); nothing was changed",
+                        target.display_url()
+                    ),
+                    "make both servers reachable and pg_control_system() executable for the \
+                     restoring role, then run the command again",
+                ));
+            }
+        };
+        if matches!(identity::relation(&s, &t), Relation::SameServer { .. }) {
             quiesce = src.quiesce.clone();
         }
     }
@@ -432,23 +405,6 @@ async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
 }
 
 // ------------------------------------------------------------ the flow
-
-/// The facts of a PostgreSQL snapshot (as `cmd_postgres::postgres_facts`).
-fn postgres_facts(snap: &SnapshotRef) -> Result<Facts> {
-    let kind = snap.snapshot.kind.as_str();
-    if kind != "postgres" {
-        return Err(usage(format!(
-            "snapshot {} is a {kind} snapshot, not a PostgreSQL one; nothing was changed",
-            snap.short_id()
-        )));
-    }
-    let facts: Facts = serde_json::from_value(snap.snapshot.facts.clone())
-        .with_context(|| format!("snapshot {} carries unreadable facts", snap.short_id()))?;
-    facts
-        .check_format()
-        .map_err(|e| Error::new(Kind::Incompatible, e.to_string()))?;
-    Ok(facts)
-}
 
 /// Restores the chosen tables or schemas of `req.snapshot`. Resolves when
 /// done, or when `cancel` resolves first (exit 130; in place, the one

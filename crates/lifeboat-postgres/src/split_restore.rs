@@ -38,7 +38,7 @@
 //! table qualifies; the caller then runs plain `pg_restore --jobs`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -54,6 +54,7 @@ use crate::dump::{
     StderrSink, enlarge_pipe, status_text,
 };
 use crate::facts::TableName;
+use crate::selective::list_file;
 use crate::tools::PgTools;
 
 /// Rows are handed to the connections in batches of about this many bytes.
@@ -872,18 +873,6 @@ fn normalise(s: &str) -> String {
 }
 
 /// Writes list lines into a temporary `--use-list` file.
-fn list_file(lines: &[String]) -> Result<tempfile::NamedTempFile, DumpError> {
-    let mut f = tempfile::Builder::new()
-        .prefix("lifeboat-list-")
-        .tempfile()
-        .map_err(DumpError::ListFile)?;
-    for l in lines {
-        writeln!(f, "{l}").map_err(DumpError::ListFile)?;
-    }
-    f.flush().map_err(DumpError::ListFile)?;
-    Ok(f)
-}
-
 fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DumpError {
     let what = what.into();
     move |source| DumpError::Sql { what, source }
