@@ -15,6 +15,7 @@ pub mod child;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod kube;
 pub mod kube_secret;
 pub mod quiesce;
 pub mod report;
