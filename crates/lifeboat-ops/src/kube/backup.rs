@@ -3,7 +3,6 @@
 //! with the object count). Called by the CLI and, for a configured source,
 //! by the daemon's runner.
 
-use std::error::Error as StdError;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -168,9 +167,7 @@ pub async fn backup(
     let lister = async {
         // The sender is dropped when listing ends, which ends the stream.
         let tx = tx;
-        lifeboat_kube::objects::backup::backup(&client, &opts, &tx, |_| {})
-            .await
-            .map_err(Into::<Box<dyn StdError + Send + Sync>>::into)
+        lifeboat_kube::objects::backup::backup(&client, &opts, &tx, |_| {}).await
     };
     let (stored, listed) = tokio::join!(session.add_stream(ITEM_NAME, reader), lister);
     let summary = match (stored, listed) {
