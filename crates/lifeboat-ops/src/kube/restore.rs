@@ -53,7 +53,7 @@ pub struct RestoreRequest {
 /// What the objects were restored from.
 #[derive(Debug, Clone)]
 pub enum RestoredFrom {
-    Snapshot(SnapshotRef),
+    Snapshot(Box<SnapshotRef>),
     Dir(PathBuf),
 }
 
@@ -119,7 +119,7 @@ pub async fn restore(
         }
         Origin::Snapshot(spec) => {
             let (_repo, snap, records) = load_snapshot(ctx, &spec, req.source.as_deref()).await?;
-            (RestoredFrom::Snapshot(snap), records)
+            (RestoredFrom::Snapshot(Box::new(snap)), records)
         }
     };
     let client = lifeboat_kube::client::connect(&req.cluster)

@@ -351,7 +351,12 @@ mod tests {
     fn which_sources_are_unquiesced() {
         let both = format!("{DEPLOYS}{COMMANDS}");
         let two_commands = format!("{COMMANDS}{}", COMMANDS.replace("files", "more"));
-        let cases: [(&str, Option<&str>, std::result::Result<Vec<&str>, &str>); 9] = [
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            std::result::Result<Vec<&'a str>, &'a str>,
+        );
+        let cases: [Case<'_>; 9] = [
             (DEPLOYS, None, Ok(vec!["db"])),
             (DEPLOYS, Some("db"), Ok(vec!["db"])),
             (&both, None, Ok(vec!["db"])),
