@@ -18,6 +18,7 @@ pub mod context;
 pub mod daemon;
 pub mod error;
 pub mod interrupt;
+pub mod kube;
 pub mod lease;
 pub mod postgres;
 pub mod quiesce;

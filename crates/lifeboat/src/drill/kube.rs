@@ -29,7 +29,7 @@ pub async fn drill(
     out: &mut Outcome,
 ) -> Result<()> {
     let t = Instant::now();
-    let records = crate::cmd_kube::read_records(repo, snap).await?;
+    let records = lifeboat_ops::kube::read_records(repo, snap).await?;
     let total = records.len();
     // Only namespaced objects of mapped namespaces: a drill never writes into
     // the namespaces it protects, nor cluster-wide objects (CRDs).

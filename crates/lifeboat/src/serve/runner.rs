@@ -308,24 +308,27 @@ async fn backup_kube(
     name: &str,
     tags: Vec<String>,
 ) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
-    let args = crate::cmd_kube::BackupKubeArgs {
-        source: Some(name.to_string()),
-        select: Default::default(),
-        keep_owner_references: false,
-        keep_status: false,
+    let req = lifeboat_ops::kube::backup::BackupRequest::for_source(
+        name,
         tags,
-        cluster: Default::default(),
-    };
-    let done =
-        crate::cmd_kube::backup_snapshot(&d.ctx, Some(&d.repo), args, crate::progress::Mode::Off)
-            .await
-            .map_err(|error| RunError {
-                reason: match classify(&error) {
+        d.ctx.cluster_options(None, None),
+    );
+    let done = lifeboat_ops::kube::backup::backup(&d.ctx, Some(&d.repo), req)
+        .await
+        .map_err(|f| RunError {
+            // The repository's failures by their kind, the others (the
+            // cluster's, the configuration's) by their exit code.
+            reason: match (f.repository, f.error.code()) {
+                (true, exit::STORAGE) => "storage",
+                (true, exit::LOCKED) => "locked",
+                (true, _) => "repository",
+                (false, code) => match reason_for_code(code) {
                     "dump" => "kubernetes",
                     r => r,
                 },
-                error,
-            })?;
+            },
+            error: f.error.into(),
+        })?;
     for w in &done.summary.warnings {
         tracing::warn!(source = %name, warning = %w, "Kubernetes backup warning");
     }
