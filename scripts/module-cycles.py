@@ -10,7 +10,8 @@ uses module `b` when code under `src/a.rs` or `src/a/` names `b` through
 root and down into `b`, or a name the crate root re-exports from `b`
 (`crate::Repository` is `repo`'s). Submodules count as their top-level
 module (`prune/plan.rs` is `prune`). Comments, string literals, `$crate`
-paths in macros and, unless --with-tests, `#[cfg(test)]` items and
+paths in macros (a `#[macro_export]` macro called as `crate::m!` is not
+traced to the module defining it) and, unless --with-tests, `#[cfg(test)]` items and
 `#[cfg(test)] mod x;` files are left out: a unit test may reach into the
 module it tests from anywhere without making a design cycle.
 
