@@ -33,6 +33,15 @@ import sys
 IDENT = re.compile(r"(?:r#)?[A-Za-z_][A-Za-z0-9_]*")
 
 
+def raw_string_start(text, i):
+    """Whether the `r` at i begins a raw string (`r"`, `br"`), not an
+    identifier ending in r."""
+    before = text[max(0, i - 2):i]
+    if before.endswith("b"):
+        before = before[:-1]
+    return not re.search(r"[A-Za-z0-9_]$", before) if before else True
+
+
 def strip_code(text):
     """The text with comments, string and char literals blanked to spaces
     (newlines kept, so offsets and line numbers still match)."""
@@ -40,7 +49,7 @@ def strip_code(text):
     i, n = 0, len(text)
 
     def blank(a, b):
-        for k in range(a, b):
+        for k in range(a, min(b, n)):
             if out[k] != "\n":
                 out[k] = " "
 
@@ -62,7 +71,8 @@ def strip_code(text):
                     j += 1
             blank(i, j)
             i = j
-        elif c == "r" and re.match(r'r#*"', text[i:i + 260]) and not re.match(r"[A-Za-z0-9_]", text[i - 1] if i else " "):
+        elif c == "r" and re.match(r'r#*"', text[i:i + 260]) and raw_string_start(text, i):
+            # r"…", r#"…"#, br"…": no escapes inside.
             hashes = re.match(r'r(#*)"', text[i:]).group(1)
             end = text.find('"' + hashes, i + 2 + len(hashes))
             end = n if end < 0 else end + 1 + len(hashes)
@@ -360,6 +370,7 @@ SELF_TEST = {
     "c.rs": (
         "// use crate::a::Commented;\n/* crate::b::Blocked */\n"
         "const S: &str = \"crate::a::InString\";\nconst C: char = '\\'';\n"
+        "const B: &[u8] = br\"\\\";\n"
         "macro_rules! m { () => { $crate::a::Macro }; }\n"
         "fn h<'x>(s: &'x str) -> crate::Renamed { todo!() }\n"
         "#[cfg(test)]\nmod tests { use crate::a::Tested; }\n"
