@@ -18,7 +18,8 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockOptions {
     /// How long to wait for a conflicting lock (`--retry-lock`), retrying
-    /// with backoff; zero: fail at once with [`RepoError::Locked`](crate::error::RepoError::Locked).
+    /// with backoff; zero: fail at once with
+    /// [`RepoError::Locked`](crate::error::RepoError::Locked).
     pub retry: Duration,
     /// How often a held lock is refreshed.
     pub refresh: Duration,

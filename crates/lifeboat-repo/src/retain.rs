@@ -5,9 +5,12 @@
 //! needs: the packs holding its blobs (new or deduplicated against), the
 //! index documents listing those packs, the repository's marker, config and
 //! key slots; then, once stored, on the snapshot document itself. Retention
-//! runs until at least [`RetentionPolicy::days`](crate::storage::object_lock::RetentionPolicy::days) from the backup; an object
+//! runs until at least [`RetentionPolicy::days`] from the backup; an object
 //! whose retention ends sooner (a pack shared with older snapshots) is
-//! extended to `days + slack` ([`RetentionPolicy::renew_slack_days`](crate::storage::object_lock::RetentionPolicy::renew_slack_days)).
+//! extended to `days + slack` ([`RetentionPolicy::renew_slack_days`]).
+//!
+//! [`RetentionPolicy::days`]: crate::storage::object_lock::RetentionPolicy::days
+//! [`RetentionPolicy::renew_slack_days`]: crate::storage::object_lock::RetentionPolicy::renew_slack_days
 //!
 //! A failure to set retention on a pack or index document fails the backup
 //! before its snapshot exists (storage error: nothing half-protected is
