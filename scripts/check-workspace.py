@@ -46,6 +46,7 @@ def module_cycle_problems(members):
     here = os.path.dirname(os.path.abspath(__file__))
     spec = importlib.util.spec_from_file_location("module_cycles", os.path.join(here, "module-cycles.py"))
     module_cycles = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode = True  # no scripts/__pycache__ left behind
     spec.loader.exec_module(module_cycles)
     # A scanner that silently found nothing would pass every crate.
     problems = [f"scripts/module-cycles.py self-test: {e}" for e in module_cycles.self_test()]
