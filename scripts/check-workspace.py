@@ -8,10 +8,16 @@
 2. One version of each direct dependency across the workspace: two crates
    asking for different majors of, say, `base64` or `rand` fail the check.
 3. Every crate inherits the workspace's edition, rust-version and lints.
+4. No cycle among the top-level modules of the library crates in
+   NO_MODULE_CYCLES (module `a` using `b` while `b` uses `a`), found by
+   scripts/module-cycles.py; a cycle that must stay for now is listed in
+   MODULE_CYCLE_ALLOWLIST with the reason.
 
 Exits 1 with one line per violation.
 """
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -26,6 +32,38 @@ LAYERS = {
     "kube-double": set(),
 }
 TEST_ONLY = {"kube-double"}
+
+# Library crates whose top-level modules must not form a cycle.
+NO_MODULE_CYCLES = ["lifeboat-repo", "lifeboat-ops", "lifeboat-kube", "lifeboat-postgres", "lifeboat-dr"]
+# (crate, the modules of the cycle exactly) -> why it stays for now. A cycle
+# that grows or changes fails again, so it gets looked at again. E.g.
+#   ("lifeboat-x", frozenset({"a", "b"})): "a and b split in issue N; merged back in N+1",
+MODULE_CYCLE_ALLOWLIST = {}
+
+
+def module_cycle_problems(members):
+    """One line per module cycle in a NO_MODULE_CYCLES crate not allowed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("module_cycles", os.path.join(here, "module-cycles.py"))
+    module_cycles = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode = True  # no scripts/__pycache__ left behind
+    spec.loader.exec_module(module_cycles)
+    # A scanner that silently found nothing would pass every crate.
+    problems = [f"scripts/module-cycles.py self-test: {e}" for e in module_cycles.self_test()]
+    for name in NO_MODULE_CYCLES:
+        if name not in members:
+            problems.append(f"NO_MODULE_CYCLES names {name}, which is not a workspace crate")
+            continue
+        src = os.path.join(os.path.dirname(members[name]["manifest_path"]), "src")
+        for comp, edges in module_cycles.cycles(src):
+            if (name, frozenset(comp)) in MODULE_CYCLE_ALLOWLIST:
+                continue
+            detail = "; ".join(f"{a} -> {b} at {path}:{line}" for a, b, (path, line) in edges)
+            problems.append(
+                f"{name}: module cycle among {{{', '.join(comp)}}} ({detail}); move what both use "
+                "into the module that owns it or a small module of its own (scripts/module-cycles.py)"
+            )
+    return problems
 
 
 def main() -> int:
@@ -68,6 +106,7 @@ def main() -> int:
             text = f.read()
         if "[lints]\nworkspace = true" not in text:
             problems.append(f"{name}: does not inherit [workspace.lints]")
+    problems.extend(module_cycle_problems(members))
     for p in problems:
         print(f"check-workspace: {p}", file=sys.stderr)
     return 1 if problems else 0

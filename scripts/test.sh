@@ -5,7 +5,7 @@
 # binaries it installs what the tests need, starts the services they use on
 # loopback, and runs:
 #   cargo fmt --all -- --check
-#   scripts/check-workspace.py   (layering, one version per dependency)
+#   scripts/check-workspace.py   (layering, one version per dependency, module cycles)
 #   cargo clippy --workspace --all-targets --release -- -D warnings
 #   cargo test --release --workspace [EXTRA ARGS...]
 # Extra arguments are passed to `cargo test`, e.g.

@@ -9,7 +9,6 @@
 //! serde document to be stored with the snapshot.
 
 pub mod archive;
-pub mod catalog;
 pub mod cluster;
 pub mod conn;
 pub mod demo_data;
@@ -26,6 +25,8 @@ pub mod tools;
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::{ConnConfig, ConnError, PgHost, Secret};
 pub use dump::{PgDump, PgRestore, RestoreOptions, RestoreOutcome};
+/// The facts read from the catalogs: a part of [`facts`], also reachable here.
+pub use facts::catalog;
 pub use facts::{DumpScope, FactDiff, Facts, SnapshotSession, TableName, VerificationQuery};
 /// The client `ConnConfig::connect` returns, so callers need no tokio-postgres dependency.
 pub use tokio_postgres::Client;

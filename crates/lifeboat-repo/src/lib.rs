@@ -17,6 +17,7 @@ pub mod format;
 pub mod index;
 pub mod keys;
 pub mod lock;
+mod lock_options;
 pub mod pack;
 pub mod progress;
 pub mod prune;

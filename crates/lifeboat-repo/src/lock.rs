@@ -56,38 +56,7 @@ use crate::keys::{hostname, username};
 use crate::repo::Repository;
 use crate::storage::Storage;
 
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(60);
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-
-/// How locks are taken and kept; part of an open [`Repository`]
-/// ([`Repository::with_lock_options`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockOptions {
-    /// How long to wait for a conflicting lock (`--retry-lock`), retrying
-    /// with backoff; zero: fail at once with [`RepoError::Locked`].
-    pub retry: Duration,
-    /// How often a held lock is refreshed.
-    pub refresh: Duration,
-    /// Age (storage clock) after which another's unrefreshed lock is stale.
-    pub stale_after: Duration,
-}
-
-impl Default for LockOptions {
-    fn default() -> Self {
-        Self {
-            retry: Duration::ZERO,
-            refresh: REFRESH_INTERVAL,
-            stale_after: STALE_AFTER,
-        }
-    }
-}
-
-impl LockOptions {
-    /// A holder that could not refresh for this long gives its lock up.
-    pub fn give_up_after(&self) -> Duration {
-        self.stale_after / 2
-    }
-}
+pub use crate::lock_options::{LockOptions, REFRESH_INTERVAL, STALE_AFTER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -120,13 +120,13 @@ pub struct Repository {
     /// The key slot that opened it.
     slot_id: String,
     /// How locks are taken, kept and waited for.
-    lock_options: crate::lock::LockOptions,
+    lock_options: crate::lock_options::LockOptions,
     /// Append-only mode: the storage is wrapped in
     /// [`AppendOnly`](crate::storage::append_only::AppendOnly) and commands
     /// that delete refuse (see `docs/append-only.md`).
     append_only: bool,
     /// S3 Object Lock retention set on what each new snapshot needs.
-    object_lock: Option<crate::retain::ObjectLock>,
+    object_lock: Option<crate::storage::object_lock::ObjectLock>,
 }
 
 /// A key slot as listed by `key list`.
@@ -376,12 +376,12 @@ impl Repository {
     }
 
     /// How locks are taken, kept and waited for (see `lock`).
-    pub fn lock_options(&self) -> crate::lock::LockOptions {
+    pub fn lock_options(&self) -> crate::lock_options::LockOptions {
         self.lock_options
     }
 
     /// The same repository with other lock options (`--retry-lock`, tests).
-    pub fn with_lock_options(mut self, opts: crate::lock::LockOptions) -> Self {
+    pub fn with_lock_options(mut self, opts: crate::lock_options::LockOptions) -> Self {
         self.lock_options = opts;
         self
     }
@@ -414,12 +414,15 @@ impl Repository {
 
     /// The same repository setting S3 Object Lock retention on what every
     /// new snapshot needs (see [`crate::retain`]).
-    pub fn with_object_lock(mut self, lock: Option<crate::retain::ObjectLock>) -> Self {
+    pub fn with_object_lock(
+        mut self,
+        lock: Option<crate::storage::object_lock::ObjectLock>,
+    ) -> Self {
         self.object_lock = lock;
         self
     }
 
-    pub fn object_lock(&self) -> Option<&crate::retain::ObjectLock> {
+    pub fn object_lock(&self) -> Option<&crate::storage::object_lock::ObjectLock> {
         self.object_lock.as_ref()
     }
 

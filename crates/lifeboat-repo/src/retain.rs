@@ -9,6 +9,9 @@
 //! whose retention ends sooner (a pack shared with older snapshots) is
 //! extended to `days + slack` ([`RetentionPolicy::renew_slack_days`]).
 //!
+//! [`RetentionPolicy::days`]: crate::storage::object_lock::RetentionPolicy::days
+//! [`RetentionPolicy::renew_slack_days`]: crate::storage::object_lock::RetentionPolicy::renew_slack_days
+//!
 //! A failure to set retention on a pack or index document fails the backup
 //! before its snapshot exists (storage error: nothing half-protected is
 //! announced); a failure on the snapshot document itself is reported as an
@@ -30,18 +33,10 @@ use crate::index::MasterIndex;
 use crate::references::referenced_blobs;
 use crate::repo::Repository;
 use crate::snapshot::SnapshotRef;
-use crate::storage::object_lock::{ObjectLockClient, RetentionPolicy};
+pub use crate::storage::object_lock::ObjectLock;
 
 /// How many retention requests are in flight at once.
 const CONCURRENCY: usize = 16;
-
-/// Object Lock as an open repository uses it: the bucket client and the
-/// retention to set.
-#[derive(Debug, Clone)]
-pub struct ObjectLock {
-    pub client: ObjectLockClient,
-    pub policy: RetentionPolicy,
-}
 
 /// What one protection pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -34,6 +34,15 @@ use object_store::{ClientConfigKey, ClientOptions, CredentialProvider};
 use super::object::{S3Settings, s3_builder};
 use super::{StorageError, StorageErrorKind, StorageResult};
 
+/// Object Lock as an open repository uses it: the bucket client and the
+/// retention to set (re-exported as `retain::ObjectLock`, which sets it on
+/// what a snapshot needs).
+#[derive(Debug, Clone)]
+pub struct ObjectLock {
+    pub client: ObjectLockClient,
+    pub policy: RetentionPolicy,
+}
+
 /// How an object is retained (S3's two Object Lock modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

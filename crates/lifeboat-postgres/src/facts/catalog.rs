@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::facts::{DiffKind, DumpScope, FactDiff, FactsError, TableName, sql_err};
+use super::{DiffKind, DumpScope, FactDiff, FactsError, TableName, sql_err};
 
 /// At most this many large objects are recorded one by one (to name the one
 /// that differs); above it only the count, total size and digest are kept.
@@ -661,7 +661,7 @@ pub(crate) async fn record(
 /// verification transaction); members recorded as `None` (older snapshots,
 /// or not in the scope) are skipped.
 pub(crate) async fn compare(
-    facts: &crate::facts::Facts,
+    facts: &super::Facts,
     client: &Client,
 ) -> Result<Vec<FactDiff>, FactsError> {
     let mut diffs = Vec::new();

@@ -30,6 +30,10 @@
 //! Verification queries are user SQL run with the simple query protocol, so every
 //! value comes back as text whatever its type; each runs under a savepoint so a
 //! failing query does not abort the snapshot transaction.
+//!
+//! The facts read from the catalogs (large objects, sequences, definitions)
+//! are [`catalog`]'s, a part of this module (re-exported at the crate root
+//! as `lifeboat_postgres::catalog`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -39,6 +43,8 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::conn::{ConnConfig, ConnError};
+
+pub mod catalog;
 
 /// Version of the serialized [`Facts`] document.
 pub const FACTS_FORMAT: u32 = 1;
@@ -209,17 +215,17 @@ pub struct Facts {
     /// few). Whole-database dumps with data only (pg_dump leaves large objects
     /// out of the others); absent in snapshots taken before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub large_objects: Option<crate::catalog::LargeObjectsFact>,
+    pub large_objects: Option<catalog::LargeObjectsFact>,
     /// Each sequence the dump restores, with its position when the snapshot was
     /// exported (a lower bound: see [`crate::catalog`]). Empty for
     /// `--schema-only`; absent in snapshots taken before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequences: Option<Vec<crate::catalog::SequenceFact>>,
+    pub sequences: Option<Vec<catalog::SequenceFact>>,
     /// Functions, triggers, views, constraints and indexes with a hash of each
     /// definition, sorted; for `--table` dumps those of the dumped tables.
     /// Absent in snapshots taken before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<Vec<crate::catalog::SchemaObject>>,
+    pub schema: Option<Vec<catalog::SchemaObject>>,
 }
 
 impl Facts {
@@ -293,7 +299,7 @@ pub struct SnapshotSession {
     snapshot_id: String,
     /// Every readable sequence's position, read right after the snapshot was
     /// exported, before pg_dump can have read them ([`crate::catalog`]).
-    sequences: Vec<crate::catalog::SequenceFact>,
+    sequences: Vec<catalog::SequenceFact>,
 }
 
 /// Tables of the current database as (oid, name, relkind, parent), excluding
@@ -474,7 +480,7 @@ impl SnapshotSession {
             .await
             .map_err(sql_err("exporting the snapshot"))?;
         let snapshot_id = row.get(0);
-        let sequences = crate::catalog::sequence_positions(&client).await?;
+        let sequences = catalog::sequence_positions(&client).await?;
         Ok(SnapshotSession {
             client,
             snapshot_id,
@@ -608,7 +614,7 @@ impl SnapshotSession {
             })
             .collect();
         let server_version_num: i64 = row.get(3);
-        let catalog = crate::catalog::record(c, scope, server_version_num).await?;
+        let catalog = catalog::record(c, scope, server_version_num).await?;
         let mut qfacts = Vec::with_capacity(queries.len());
         for q in queries {
             qfacts.push(QueryFact {
@@ -632,7 +638,7 @@ impl SnapshotSession {
             queries: qfacts,
             archive: None,
             large_objects: catalog.large_objects,
-            sequences: Some(crate::catalog::sequences_in_scope(&self.sequences, scope)),
+            sequences: Some(catalog::sequences_in_scope(&self.sequences, scope)),
             schema: Some(catalog.schema),
         })
     }
@@ -775,7 +781,7 @@ async fn verify_in_tx(facts: &Facts, client: &Client) -> Result<Vec<FactDiff>, F
             Err(e) => return Err(e),
         }
     }
-    diffs.extend(crate::catalog::compare(facts, client).await?);
+    diffs.extend(catalog::compare(facts, client).await?);
     Ok(diffs)
 }
 
