@@ -391,16 +391,20 @@ mod tests {
         let k =
             |key: &str| format!("{{kubernetes_secret: {{name: s, key: {key}, namespace: ns}}}}");
         let text = format!(
-            "repository:\n  url: s3://b/p\n  password: {a}\n  s3:\n    access_key_id: {a}\n    secret_access_key: {b}\nserve:\n  token: {b}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\", password: {a}}}\n    drill: {{scratch: {{url: \"postgresql://u@s/d\", password: {c}}}}}\n",
+            "repository:\n  url: s3://b/p\n  password: {a}\n  s3:\n    access_key_id: {a}\n    secret_access_key: {b}\nserve:\n  token: {b}\nkubernetes:\n  kubeconfig: {kc}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\", password: {a}}}\n    drill: {{scratch: {{url: \"postgresql://u@s/d\", password: {c}}}}}\n",
             a = k("a"),
             b = k("b"),
             c = k("c"),
+            kc = kubeconfig.display(),
         );
         let c = parse(&text, "test.yaml").unwrap();
-        let resolver = SecretResolver::new(lifeboat_kube::client::ClusterOptions {
-            kubeconfig: Some(kubeconfig),
-            context: None,
-        });
+        // The context's resolver: the cluster of the `kubernetes:` section.
+        let ctx = crate::context::Ctx::with_config(
+            Default::default(),
+            std::sync::Arc::new(crate::report::Log),
+            Some(c.clone()),
+        );
+        let resolver = &ctx.secrets;
         assert_eq!(secret_gets(), 0, "nothing is read before a use");
         let repo = &c.repository;
         let s3 = repo.s3.as_ref().unwrap();
@@ -414,7 +418,7 @@ mod tests {
         ];
         for (n, (r, want)) in sites.iter().enumerate() {
             let r = r.as_ref().unwrap();
-            assert_eq!(r.resolve(&resolver).await.unwrap(), *want, "{r}");
+            assert_eq!(r.resolve(resolver).await.unwrap(), *want, "{r}");
             assert_eq!(secret_gets(), n + 1, "one read per use ({r})");
             assert!(
                 !format!("{r:?}").contains(want),
@@ -427,12 +431,17 @@ mod tests {
         // new value at its next use.
         api.insert(secret("rotated-a"));
         let password = repo.password.as_ref().unwrap();
-        assert_eq!(password.resolve(&resolver).await.unwrap(), "rotated-a");
+        assert_eq!(password.resolve(resolver).await.unwrap(), "rotated-a");
+        // And through the context's own call site, twice, rotating between.
+        let key_id = || async { ctx.s3_settings().await.unwrap().access_key_id.unwrap() };
+        assert_eq!(key_id().await, "rotated-a");
+        api.insert(secret("rotated-again"));
+        assert_eq!(key_id().await, "rotated-again");
 
         let scratch = db.drill.as_ref().unwrap().scratch.as_ref().unwrap();
         let r = scratch.password.as_ref().unwrap();
         assert_eq!(r.to_string(), "kubernetes secret ns/s key c");
-        let e = r.resolve(&resolver).await.unwrap_err().to_string();
+        let e = r.resolve(resolver).await.unwrap_err().to_string();
         assert!(
             e.contains("kubernetes_secret {name: s, key: c} cannot be read")
                 && e.contains("its keys: a, b")
