@@ -41,13 +41,16 @@ pub struct Ctx {
     pub reporter: Arc<dyn Reporter>,
     /// The configuration file, when one was given or `./lifeboat.yaml` exists.
     pub config: Option<Config>,
+    /// Reads the configuration's secret references where they are used,
+    /// from the cluster [`Ctx::cluster_options`] names (`(None, None)`:
+    /// the configuration's `kubernetes:` section, else what kubectl would
+    /// infer). Connects only when a `kubernetes_secret` reference is used.
+    pub secrets: config::SecretResolver,
 }
 
 impl Ctx {
-    /// Loads the configuration (when there is one) and reads its
-    /// `kubernetes_secret` references from the cluster its `kubernetes:`
-    /// section names ([`config::secrets::resolve_all`]; a reference that
-    /// cannot be read fails where its secret is used).
+    /// Loads the configuration (when there is one). No secret is read
+    /// here: each is read where it is used ([`Ctx::resolve`]).
     pub async fn new(global: Options, reporter: Arc<dyn Reporter>) -> Result<Self> {
         let path = match &global.config {
             Some(p) => Some(p.clone()),
@@ -60,23 +63,37 @@ impl Ctx {
             Some(p) => Some(config::load(&p).map_err(|e| usage(e.to_string()))?),
             None => None,
         };
-        let mut ctx = Self {
-            global,
-            reporter,
-            config,
-        };
+        let ctx = Self::with_config(global, reporter, config);
         if ctx.global.config.is_none()
             && let Some(c) = &ctx.config
         {
             eprintln!("{}", ctx.implicit_config_note(c));
         }
-        let sources = config::SecretSources {
-            cluster: ctx.cluster_options(None, None),
-        };
-        if let Some(c) = &mut ctx.config {
-            config::secrets::resolve_all(c, &sources).await;
-        }
         Ok(ctx)
+    }
+
+    /// A context for a configuration already loaded (or none), with a
+    /// secret resolver for the cluster it names.
+    pub fn with_config(
+        global: Options,
+        reporter: Arc<dyn Reporter>,
+        config: Option<Config>,
+    ) -> Self {
+        let secrets = config::SecretResolver::new(cluster_of(config.as_ref(), None, None));
+        Self {
+            global,
+            reporter,
+            config,
+            secrets,
+        }
+    }
+
+    /// Reads the secret `r` refers to, now (afresh at each call), as a
+    /// usage error when it cannot be read. Never log the result.
+    pub async fn resolve(&self, r: &config::SecretRef) -> Result<String> {
+        r.resolve(&self.secrets)
+            .await
+            .map_err(|e| usage(e.to_string()))
     }
 
     /// Names a `./lifeboat.yaml` that was picked up without --config or
@@ -116,15 +133,7 @@ impl Ctx {
         kubeconfig: Option<&std::path::Path>,
         context: Option<&str>,
     ) -> lifeboat_kube::client::ClusterOptions {
-        let conf = self.config.as_ref().and_then(|c| c.kubernetes.as_ref());
-        lifeboat_kube::client::ClusterOptions {
-            kubeconfig: kubeconfig
-                .map(|p| p.to_path_buf())
-                .or_else(|| conf.and_then(|k| k.kubeconfig.clone())),
-            context: context
-                .map(str::to_string)
-                .or_else(|| conf.and_then(|k| k.context.clone())),
-        }
+        cluster_of(self.config.as_ref(), kubeconfig, context)
     }
 
     pub fn json(&self) -> bool {
@@ -152,20 +161,23 @@ impl Ctx {
 
     /// S3 settings from the config; unset values fall back to the standard
     /// AWS environment variables inside the storage layer.
-    pub fn s3_settings(&self) -> Result<S3Settings> {
+    pub async fn s3_settings(&self) -> Result<S3Settings> {
         let Some(s3) = self.config.as_ref().and_then(|c| c.repository.s3.as_ref()) else {
             return Ok(S3Settings::default());
         };
-        let resolve = |r: &Option<config::SecretRef>| -> Result<Option<String>> {
-            r.as_ref()
-                .map(|r| r.resolve().map_err(|e| usage(e.to_string())))
-                .transpose()
+        let access_key_id = match &s3.access_key_id {
+            Some(r) => Some(self.resolve(r).await?),
+            None => None,
+        };
+        let secret_access_key = match &s3.secret_access_key {
+            Some(r) => Some(self.resolve(r).await?),
+            None => None,
         };
         Ok(S3Settings {
             endpoint: s3.endpoint.clone(),
             region: s3.region.clone(),
-            access_key_id: resolve(&s3.access_key_id)?,
-            secret_access_key: resolve(&s3.secret_access_key)?,
+            access_key_id,
+            secret_access_key,
             allow_http: s3.allow_http,
         })
     }
@@ -173,7 +185,7 @@ impl Ctx {
     /// The repository secret, from the first of: --key-file, --password-file,
     /// LIFEBOAT_PASSWORD, the config's `repository.key_file`, the config's
     /// `repository.password` reference.
-    pub fn secret(&self) -> Result<Secret> {
+    pub async fn secret(&self) -> Result<Secret> {
         if let Some(p) = &self.global.key_file {
             return secrets::key_from_file(p);
         }
@@ -188,7 +200,7 @@ impl Ctx {
                 return secrets::key_from_file(p);
             }
             if let Some(r) = &repo.password {
-                let p = r.resolve().map_err(|e| usage(e.to_string()))?;
+                let p = self.resolve(r).await?;
                 return Ok(Secret::Passphrase(p));
             }
         }
@@ -197,9 +209,9 @@ impl Ctx {
         ))
     }
 
-    pub fn storage(&self, create: bool) -> Result<Arc<dyn Storage>> {
+    pub async fn storage(&self, create: bool) -> Result<Arc<dyn Storage>> {
         let url = self.repo_url()?;
-        let s3 = self.s3_settings()?;
+        let s3 = self.s3_settings().await?;
         let inner = if create {
             open_url_create(&url, &s3).map_err(crate::Error::from)
         } else {
@@ -209,8 +221,8 @@ impl Ctx {
     }
 
     pub async fn open(&self) -> Result<Repository> {
-        let storage = self.storage(false)?;
-        let secret = self.secret()?;
+        let storage = self.storage(false).await?;
+        let secret = self.secret().await?;
         let lock_options = lifeboat_repo::lock::LockOptions {
             retry: self.retry_lock()?,
             ..Default::default()
@@ -249,7 +261,7 @@ impl Ctx {
             .config
             .as_ref()
             .and_then(|c| c.repository.object_lock.clone());
-        let client = ObjectLockClient::new(&bucket, &prefix, &self.s3_settings()?)?;
+        let client = ObjectLockClient::new(&bucket, &prefix, &self.s3_settings().await?)?;
         let bucket_rule = match client.bucket_lock().await {
             Ok(Some(rule)) => rule,
             Ok(None) => {
@@ -295,6 +307,23 @@ impl Ctx {
             .map_err(|e| usage(format!("--retry-lock: {e}")))?
             .to_std()
             .map_err(|_| usage("--retry-lock must not be negative"))
+    }
+}
+
+/// [`Ctx::cluster_options`] for a configuration not yet in a context.
+fn cluster_of(
+    config: Option<&Config>,
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> lifeboat_kube::client::ClusterOptions {
+    let conf = config.and_then(|c| c.kubernetes.as_ref());
+    lifeboat_kube::client::ClusterOptions {
+        kubeconfig: kubeconfig
+            .map(|p| p.to_path_buf())
+            .or_else(|| conf.and_then(|k| k.kubeconfig.clone())),
+        context: context
+            .map(str::to_string)
+            .or_else(|| conf.and_then(|k| k.context.clone())),
     }
 }
 

@@ -335,10 +335,10 @@ async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
             .filter(|c| c.sources.contains_key(&snap.snapshot.source))
             .map(|_| snap.snapshot.source.clone())
     });
-    let source = src_name
-        .as_deref()
-        .map(|n| configured_source(ctx, n))
-        .transpose()?;
+    let source = match src_name.as_deref() {
+        Some(n) => Some(configured_source(ctx, n).await?),
+        None => None,
+    };
     let discovery = source
         .as_ref()
         .map(|s| s.discovery.clone())

@@ -15,11 +15,11 @@ pub struct ServeArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
-    let ctx = Ctx {
-        global: ctx.global.clone(),
-        reporter: std::sync::Arc::new(lifeboat_ops::report::Log),
-        config: ctx.config.clone(),
-    };
+    let ctx = Ctx::with_config(
+        ctx.global.clone(),
+        std::sync::Arc::new(lifeboat_ops::report::Log),
+        ctx.config.clone(),
+    );
     let code = crate::serve::serve(ctx, a.listen).await?;
     // `--json`: the daemon's result is that it stopped (its log is on stderr).
     if crate::output::json_mode() {

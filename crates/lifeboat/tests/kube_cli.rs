@@ -724,6 +724,82 @@ fn repository_password_from_a_kubernetes_secret_reference() {
     assert!(!err.contains("from-the-cluster"), "{err}");
 }
 
+/// A `kubernetes_secret` reference is read where it is used, not when a
+/// command starts: a command that does not use one (the repository secret
+/// comes from LIFEBOAT_PASSWORD, the source is not touched) sends no request
+/// for its Secret, and succeeds with the cluster unreachable; the same
+/// command with the reference used reads the Secret, once per use.
+#[test]
+fn an_unused_kubernetes_secret_reference_is_not_read() {
+    let env = Env::init(); // LIFEBOAT_PASSWORD set: it wins over repository.password
+    let c = cluster(&env, "c");
+    c.api
+        .insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    c.api.insert(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lifeboat-repository", "namespace": NS},
+        "data": {"password": b64(common::PASSWORD)}}));
+    let write_config = |name: &str, kubeconfig: &std::path::Path| {
+        let cfg = env.path(name);
+        std::fs::write(
+            &cfg,
+            format!(
+                "repository:
+  url: {repo}
+  password:
+    kubernetes_secret: {{name: lifeboat-repository, key: password, namespace: {NS}}}
+kubernetes:
+  kubeconfig: {kc}
+sources:
+  db:
+    kind: postgres
+    postgres:
+      url: \"postgresql://kubernaut@127.0.0.1:1/kubernaut\"
+      password:
+        kubernetes_secret: {{name: postgresql-credentials, key: password, namespace: {NS}}}
+",
+                repo = env.repo,
+                kc = kubeconfig.display()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let secret_requests = || {
+        c.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/secrets"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    };
+    let cfg = write_config("unused.yaml", &c.kubeconfig);
+    let cfg = cfg.to_str().unwrap();
+    env.ok(&["--config", cfg, "snapshots"]);
+    env.ok(&["--config", cfg, "check"]);
+    assert_eq!(secret_requests(), Vec::<String>::new());
+
+    // Unreachable: a command that does not use the references is not held
+    // up by it, and does not fail.
+    let dead = dead_kubeconfig(&env, &c.api);
+    let dead_cfg = write_config("dead.yaml", &dead);
+    env.ok(&["--config", dead_cfg.to_str().unwrap(), "snapshots"]);
+
+    // Used (no LIFEBOAT_PASSWORD): read, once per use.
+    let snapshots = |args: &[&str]| {
+        let o = env
+            .cmd(args)
+            .env_remove("LIFEBOAT_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    snapshots(&["--config", cfg, "snapshots"]);
+    let read = format!("GET /api/v1/namespaces/{NS}/secrets/lifeboat-repository");
+    assert_eq!(secret_requests(), [read.clone()]);
+    snapshots(&["--config", cfg, "snapshots"]);
+    assert_eq!(secret_requests(), [read.clone(), read]);
+}
+
 // ---- drills of a kube source (`lifeboat drill --source NAME`) ----
 
 const DRILL_NS: &str = "kubernaut-test";

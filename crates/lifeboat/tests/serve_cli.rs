@@ -734,3 +734,72 @@ fn a_repository_moved_away_fails_runs_and_is_not_created_again() {
     assert_eq!(code, 201, "{body}\n{}", d.log_text());
     assert_eq!(snapshots_of(&env, "db").len(), 1);
 }
+
+/// A source's password from a `kubernetes_secret` reference is read at each
+/// run, not once when the daemon starts: with a wrong password in the Secret
+/// the backup fails; the Secret rotated to the right password, the next
+/// run succeeds without a restart.
+#[test]
+fn a_rotated_kubernetes_secret_is_taken_at_the_next_run() {
+    use base64::Engine;
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let ns = "kubernaut-system";
+    let api = kube_double::ApiDouble::start_in_thread();
+    let kubeconfig = env.path("double.kubeconfig");
+    api.write_kubeconfig(&kubeconfig).unwrap();
+    api.insert(
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    let secret = |password: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(password);
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "postgresql-credentials", "namespace": ns},
+            "type": "Opaque", "data": {"password": b64}})
+    };
+    let wrong = "not-the-password-7f3c1e9a";
+    api.insert(secret(wrong));
+    let config = write_config(
+        &env,
+        "rotate.yaml",
+        &cluster.url("src"),
+        &format!(
+            "      password:\n        kubernetes_secret: {{name: postgresql-credentials, key: password, namespace: {ns}}}"
+        ),
+        &format!(
+            "  lease: 120s\nkubernetes:\n  kubeconfig: {}",
+            kubeconfig.display()
+        ),
+    );
+    let d = Daemon::start_active(&env, &config, "rotate");
+    let reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/secrets/postgresql-credentials"))
+            .count()
+    };
+    assert_eq!(reads(), 0, "read before a run used it");
+
+    let (code, body) = d.post("/api/v1/sources/db/backup?wait=true", Some(TOKEN));
+    assert_eq!(code, 500, "{body}\n{}", d.log_text());
+    let out: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(out["result"], "failed", "{body}");
+    assert!(!body.contains(wrong), "{body}");
+    assert!(reads() >= 1, "the run did not read the Secret");
+    assert!(snapshots_of(&env, "db").is_empty());
+
+    // Rotated: the next run takes the new value.
+    let before = reads();
+    api.insert(secret(cluster.password().expose()));
+    let (code, body) = d.post("/api/v1/sources/db/backup?wait=true", Some(TOKEN));
+    assert_eq!(code, 201, "{body}\n{}", d.log_text());
+    assert!(
+        reads() > before,
+        "the second run did not read the Secret again"
+    );
+    assert_eq!(snapshots_of(&env, "db").len(), 1);
+    assert!(
+        !d.log_text().contains(wrong),
+        "the password reached the logs"
+    );
+}

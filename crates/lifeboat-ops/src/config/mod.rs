@@ -30,16 +30,17 @@
 //! * After parsing, [`Config::validate`] checks what spans several keys: each
 //!   source has the section of its kind and none of another, `covers` names a
 //!   scenario from `objectives`, scenario names are unique.
-//! * `kubernetes_secret` references are read from the cluster by
-//!   [`secrets::resolve_all`] when a command's context is created, with the
-//!   cluster given explicitly; a reference that could not be read fails
-//!   only where its secret is used, with the same message as before.
+//! * Every secret reference is read when, and each time, it is used
+//!   ([`SecretRef::resolve`]); `kubernetes_secret` ones from the cluster a
+//!   [`SecretResolver`] (the context's) names, given explicitly. A command
+//!   that does not use a reference never reads it; one that cannot be read
+//!   fails where it is used.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `mod.rs` | loading and parsing, [`ConfigError`], located parse errors |
 //! | `model/` | the file's types: the top level, repository, serve and readiness (`mod.rs`), sources (`sources.rs`), quiesce (`quiesce.rs`), retention (`retention.rs`), URLs (`urls.rs`) |
-//! | `secrets.rs` | secret references: parsing, resolving, reading `kubernetes_secret` ones |
+//! | `secrets.rs` | secret references: parsing, resolving at each use, `SecretResolver` (reads `kubernetes_secret` ones) |
 //! | `schedules.rs` | cron schedules ("never fires" refused) and time zones |
 //! | `validation.rs` | [`Config::validate`]: what spans several keys, one function per section |
 

@@ -1,20 +1,23 @@
 //! Secret references (`{env: VAR}`, `{file: PATH}`,
 //! `{kubernetes_secret: {name, key, namespace}}`): how they are read from
 //! the file (a secret written in place is refused without repeating it),
-//! and how they resolve. `env` and `file` references resolve when used;
-//! `kubernetes_secret` ones are read from the cluster by [`resolve_all`],
-//! given the cluster explicitly, when a command's context is created, so
-//! that [`SecretRef::resolve`] stays synchronous for its callers.
+//! and how they resolve: every kind when, and only when, its secret is
+//! used, afresh at each use ([`SecretRef::resolve`]), so that a command
+//! that does not use a `kubernetes_secret` reference never contacts the
+//! cluster for it, and the daemon takes a rotated Secret at its next use.
+//! `kubernetes_secret` references are read through a [`SecretResolver`]
+//! (owned by the command's context) that names the cluster and keeps the
+//! connection, never a value.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use lifeboat_kube::client::ClusterOptions;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use tokio::sync::OnceCell;
 
-use super::{Config, ConfigError};
+use super::ConfigError;
 /// A reference to a secret: exactly one of `env`, `file` or
 /// `kubernetes_secret`. `Debug` shows the reference, never the value. A
 /// secret written in place of a reference is refused without repeating it.
@@ -26,38 +29,9 @@ pub enum SecretRef {
     /// `{file: /etc/lifeboat/password}`: mode 0600 or stricter; one trailing
     /// newline is not part of the secret.
     File(PathBuf),
-    /// `{kubernetes_secret: {name: postgresql-credentials, key: password}}`,
-    /// as written: not read yet ([`resolve_all`] reads it).
+    /// `{kubernetes_secret: {name: postgresql-credentials, key: password}}`:
+    /// read through the API at each use ([`SecretResolver`]).
     KubernetesSecret(KubernetesSecretRef),
-    /// A `kubernetes_secret` reference after [`resolve_all`] tried to read
-    /// it: the reference as written and what the read gave. Never in the
-    /// file; serialized as the reference.
-    #[serde(rename = "kubernetes_secret", serialize_with = "serialize_read")]
-    KubernetesSecretRead(KubernetesSecretRef, ReadSecret),
-}
-
-/// What reading a `kubernetes_secret` reference gave: the value, or why it
-/// could not be read (a message for the user, reported only where the
-/// secret is used, so that a command that does not need it is not stopped
-/// by it). `Debug` never shows the value; it is wiped when dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ReadSecret(Result<Zeroizing<String>, String>);
-
-impl fmt::Debug for ReadSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Ok(_) => f.write_str("ReadSecret(<hidden>)"),
-            Err(e) => f.debug_tuple("ReadSecret").field(&Err::<(), _>(e)).finish(),
-        }
-    }
-}
-
-fn serialize_read<S: serde::Serializer>(
-    k: &KubernetesSecretRef,
-    _: &ReadSecret,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    k.serialize(s)
 }
 
 /// A key of a Kubernetes Secret; the namespace defaults to the one Lifeboat
@@ -139,8 +113,11 @@ impl<'de> Deserialize<'de> for SecretRef {
 }
 
 impl SecretRef {
-    /// Reads the secret. Never log the result.
-    pub fn resolve(&self) -> Result<String, ConfigError> {
+    /// Reads the secret, afresh at each call (nothing is cached: a changed
+    /// file, variable or Secret is taken at the next use); a
+    /// `kubernetes_secret` reference is read from the cluster `resolver`
+    /// names. Never log the result.
+    pub async fn resolve(&self, resolver: &SecretResolver) -> Result<String, ConfigError> {
         match self {
             SecretRef::Env(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(v),
@@ -152,106 +129,61 @@ impl SecretRef {
                 }
             },
             SecretRef::File(path) => read_secret_file(path),
-            SecretRef::KubernetesSecret(k) => Err(k.unreadable(
-                "kubernetes_secret references are read from the cluster when the command starts \
-                 (config::secrets::resolve_all), and this one was not"
-                    .into(),
-            )),
-            SecretRef::KubernetesSecretRead(k, ReadSecret(read)) => match read {
-                Ok(value) => Ok(value.to_string()),
-                Err(detail) => Err(k.unreadable(detail.clone())),
-            },
-        }
-    }
-}
-
-impl KubernetesSecretRef {
-    fn unreadable(&self, detail: String) -> ConfigError {
-        ConfigError::KubernetesSecret {
-            name: self.name.clone(),
-            key: self.key.clone(),
-            detail,
-        }
-    }
-}
-
-/// Where `kubernetes_secret` references are read from, given explicitly.
-#[derive(Debug, Clone, Default)]
-pub struct SecretSources {
-    /// The cluster: flags, else the configuration's `kubernetes:` section,
-    /// else what kubectl would infer (`Ctx::cluster_options`).
-    pub cluster: ClusterOptions,
-}
-
-/// Reads every `kubernetes_secret` reference of `config` from the cluster
-/// (each Secret key once), turning it into
-/// [`SecretRef::KubernetesSecretRead`], so that [`SecretRef::resolve`]
-/// answers without I/O. Connects only when there is such a reference. A
-/// failure (no cluster, no such Secret or key, no permission) is kept in
-/// the reference and reported, with the message it always had, where the
-/// secret is used: a command that does not use it is not stopped by it.
-pub async fn resolve_all(config: &mut Config, sources: &SecretSources) {
-    let mut refs = config.secret_refs_mut();
-    refs.retain(|r| matches!(r, SecretRef::KubernetesSecret(_)));
-    if refs.is_empty() {
-        return;
-    }
-    let client = lifeboat_kube::client::connect(&sources.cluster)
-        .await
-        .map_err(|e| format!("{e:#}"));
-    type Key = (Option<String>, String, String);
-    let mut read: BTreeMap<Key, Result<Zeroizing<String>, String>> = BTreeMap::new();
-    for r in refs {
-        let SecretRef::KubernetesSecret(k) = r else {
-            continue;
-        };
-        let k = k.clone();
-        let id = (k.namespace.clone(), k.name.clone(), k.key.clone());
-        let outcome = match read.get(&id) {
-            Some(o) => o.clone(),
-            None => {
-                let o = match &client {
-                    Ok(c) => {
-                        lifeboat_kube::secret::read_key(c, k.namespace.as_deref(), &k.name, &k.key)
-                            .await
-                            .map(Zeroizing::new)
-                            .map_err(|e| e.message)
-                    }
-                    Err(e) => Err(e.clone()),
-                };
-                read.insert(id, o.clone());
-                o
-            }
-        };
-        *r = SecretRef::KubernetesSecretRead(k, ReadSecret(outcome));
-    }
-}
-
-impl Config {
-    /// Every secret reference in the configuration. A new `SecretRef` field
-    /// of the model must be added here, or its `kubernetes_secret`
-    /// references are never read (the test
-    /// `every_kubernetes_secret_reference_is_read` lists them all).
-    fn secret_refs_mut(&mut self) -> Vec<&mut SecretRef> {
-        let mut refs = Vec::new();
-        let repo = &mut self.repository;
-        refs.extend(repo.password.as_mut());
-        if let Some(s3) = &mut repo.s3 {
-            refs.extend(s3.access_key_id.as_mut());
-            refs.extend(s3.secret_access_key.as_mut());
-        }
-        if let Some(serve) = &mut self.serve {
-            refs.extend(serve.token.as_mut());
-        }
-        for s in self.sources.values_mut() {
-            if let Some(pg) = &mut s.postgres {
-                refs.extend(pg.password.as_mut());
-            }
-            if let Some(scratch) = s.drill.as_mut().and_then(|d| d.scratch.as_mut()) {
-                refs.extend(scratch.password.as_mut());
+            SecretRef::KubernetesSecret(k) => {
+                resolver
+                    .read(k)
+                    .await
+                    .map_err(|detail| ConfigError::KubernetesSecret {
+                        name: k.name.clone(),
+                        key: k.key.clone(),
+                        detail,
+                    })
             }
         }
-        refs
+    }
+}
+
+/// Reads `kubernetes_secret` references from one cluster, given explicitly
+/// (flags, else the configuration's `kubernetes:` section, else what
+/// kubectl would infer: `Ctx::cluster_options`). It connects at the first
+/// read, not before, and keeps the client for later reads (a failed
+/// connection is tried again at the next read); it never keeps a Secret's
+/// value. Clones share the client.
+#[derive(Clone)]
+pub struct SecretResolver {
+    cluster: ClusterOptions,
+    client: Arc<OnceCell<lifeboat_kube::Client>>,
+}
+
+impl fmt::Debug for SecretResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretResolver")
+            .field("cluster", &self.cluster)
+            .field("connected", &self.client.initialized())
+            .finish()
+    }
+}
+
+impl SecretResolver {
+    /// A resolver for `cluster`; nothing is contacted until a read.
+    pub fn new(cluster: ClusterOptions) -> Self {
+        Self {
+            cluster,
+            client: Arc::new(OnceCell::new()),
+        }
+    }
+
+    /// The value of `k` now. Err is a message for the user (no cluster, no
+    /// such Secret or key, no permission), never holding a value.
+    async fn read(&self, k: &KubernetesSecretRef) -> Result<String, String> {
+        let client = self
+            .client
+            .get_or_try_init(|| lifeboat_kube::client::connect(&self.cluster))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        lifeboat_kube::secret::read_key(client, k.namespace.as_deref(), &k.name, &k.key)
+            .await
+            .map_err(|e| e.message)
     }
 }
 
@@ -261,12 +193,10 @@ impl fmt::Display for SecretRef {
         match self {
             SecretRef::Env(v) => write!(f, "env {v}"),
             SecretRef::File(p) => write!(f, "file {}", p.display()),
-            SecretRef::KubernetesSecret(k) | SecretRef::KubernetesSecretRead(k, _) => {
-                match &k.namespace {
-                    Some(ns) => write!(f, "kubernetes secret {ns}/{} key {}", k.name, k.key),
-                    None => write!(f, "kubernetes secret {} key {}", k.name, k.key),
-                }
-            }
+            SecretRef::KubernetesSecret(k) => match &k.namespace {
+                Some(ns) => write!(f, "kubernetes secret {ns}/{} key {}", k.name, k.key),
+                None => write!(f, "kubernetes secret {} key {}", k.name, k.key),
+            },
         }
     }
 }
@@ -354,15 +284,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn secret_file_must_be_private() {
+    /// A resolver for tests that read no `kubernetes_secret` reference (or
+    /// that want one to fail): its kubeconfig does not exist.
+    fn no_cluster() -> SecretResolver {
+        SecretResolver::new(lifeboat_kube::client::ClusterOptions {
+            kubeconfig: Some("/nonexistent/lifeboat-test-kubeconfig".into()),
+            context: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn secret_file_must_be_private() {
+        let none = no_cluster();
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let r = SecretRef::File(path.clone());
-        let e = r.resolve().unwrap_err();
+        let e = r.resolve(&none).await.unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains(&format!("chmod 600 {}", path.display())),
@@ -372,32 +312,47 @@ mod tests {
         assert!(!msg.contains("s3cret"), "{msg}");
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(r.resolve().unwrap(), "s3cret");
+        assert_eq!(r.resolve(&none).await.unwrap(), "s3cret");
         // Only one trailing newline is stripped.
         std::fs::write(&path, "a b\n\n").unwrap();
-        assert_eq!(r.resolve().unwrap(), "a b\n");
+        assert_eq!(r.resolve(&none).await.unwrap(), "a b\n");
         std::fs::write(&path, "").unwrap();
-        assert!(r.resolve().unwrap_err().to_string().contains("empty"));
+        assert!(
+            r.resolve(&none)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
         let missing = SecretRef::File(dir.path().join("nope"));
-        assert!(missing.resolve().unwrap_err().to_string().contains("nope"));
+        assert!(
+            missing
+                .resolve(&none)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
     }
 
-    #[test]
-    fn secret_env_and_kubernetes() {
+    #[tokio::test]
+    async fn secret_env_and_kubernetes() {
+        let none = no_cluster();
         let var = "LIFEBOAT_CONFIG_TEST_SECRET_THAT_IS_NOT_SET";
-        let e = SecretRef::Env(var.into()).resolve().unwrap_err();
+        let e = SecretRef::Env(var.into()).resolve(&none).await.unwrap_err();
         assert!(e.to_string().contains(var), "{e}");
         // PATH is always set; it stands in for a set variable.
-        assert!(SecretRef::Env("PATH".into()).resolve().is_ok());
+        assert!(SecretRef::Env("PATH".into()).resolve(&none).await.is_ok());
         let e = SecretRef::KubernetesSecret(KubernetesSecretRef {
             name: "postgresql-credentials".into(),
             key: "password".into(),
             namespace: None,
         })
-        .resolve()
+        .resolve(&none)
+        .await
         .unwrap_err();
-        // Outside a running program (no runtime) it cannot be read, and says
-        // which reference; reading through the API is tested end to end in
+        // Without a cluster it cannot be read, and says which reference;
+        // reading through the API is tested below and end to end in
         // tests/kube_cli.rs.
         let msg = e.to_string();
         assert!(
@@ -406,100 +361,101 @@ mod tests {
         );
     }
 
-    /// Every secret reference of the model is read from the cluster it is
-    /// given, each Secret key once; a missing key fails where it is used,
+    /// A `kubernetes_secret` reference is read from the cluster the
+    /// resolver names when, and each time, it is resolved: nothing before
+    /// (making the resolver contacts nothing), a rotated Secret's new value
+    /// at the next use, one connection for all reads; a missing key fails
     /// with the message (and the Secret's keys, never their values) that a
-    /// command prints.
+    /// command prints. Every reference site of the model resolves this way.
     #[tokio::test(flavor = "multi_thread")]
-    async fn every_kubernetes_secret_reference_is_read() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    async fn kubernetes_secret_references_are_read_at_each_use() {
         let api = kube_double::ApiDouble::start().await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).unwrap();
         api.insert(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "ns"}}));
-        api.insert(serde_json::json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "s", "namespace": "ns"},
-            "stringData": {"a": "value-a\n", "b": "value-b"}}));
-        let reads = Arc::new(AtomicUsize::new(0));
-        let counter = reads.clone();
-        api.set_fault(move |r| {
-            if r.resource
-                .as_ref()
-                .is_some_and(|_| r.path.contains("/secrets/"))
-            {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            None
-        });
+        let secret = |a: &str| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "ns"},
+                "stringData": {"a": a, "b": "value-b"}})
+        };
+        api.insert(secret("value-a\n"));
+        api.clear_requests();
+        let secret_gets = || {
+            api.requests()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.contains("/secrets/"))
+                .count()
+        };
         let k =
             |key: &str| format!("{{kubernetes_secret: {{name: s, key: {key}, namespace: ns}}}}");
         let text = format!(
-            "repository:\n  url: s3://b/p\n  password: {a}\n  s3:\n    access_key_id: {a}\n    secret_access_key: {b}\nserve:\n  token: {b}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\", password: {a}}}\n    drill: {{scratch: {{url: \"postgresql://u@s/d\", password: {c}}}}}\n",
+            "repository:\n  url: s3://b/p\n  password: {a}\n  s3:\n    access_key_id: {a}\n    secret_access_key: {b}\nserve:\n  token: {b}\nkubernetes:\n  kubeconfig: {kc}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\", password: {a}}}\n    drill: {{scratch: {{url: \"postgresql://u@s/d\", password: {c}}}}}\n",
             a = k("a"),
             b = k("b"),
             c = k("c"),
+            kc = kubeconfig.display(),
         );
-        let mut c = parse(&text, "test.yaml").unwrap();
-        let unread = c.clone();
-        let sources = SecretSources {
-            cluster: lifeboat_kube::client::ClusterOptions {
-                kubeconfig: Some(kubeconfig),
-                context: None,
-            },
-        };
-        resolve_all(&mut c, &sources).await;
-        assert_eq!(
-            reads.load(Ordering::SeqCst),
-            3,
-            "each Secret key is read once"
+        let c = parse(&text, "test.yaml").unwrap();
+        // The context's resolver: the cluster of the `kubernetes:` section.
+        let ctx = crate::context::Ctx::with_config(
+            Default::default(),
+            std::sync::Arc::new(crate::report::Log),
+            Some(c.clone()),
         );
+        let resolver = &ctx.secrets;
+        assert_eq!(secret_gets(), 0, "nothing is read before a use");
         let repo = &c.repository;
         let s3 = repo.s3.as_ref().unwrap();
         let db = &c.sources["db"];
-        for (r, want) in [
+        let sites = [
             (&repo.password, "value-a"),
             (&s3.access_key_id, "value-a"),
             (&s3.secret_access_key, "value-b"),
             (&c.serve.as_ref().unwrap().token, "value-b"),
             (&db.postgres.as_ref().unwrap().password, "value-a"),
-        ] {
+        ];
+        for (n, (r, want)) in sites.iter().enumerate() {
             let r = r.as_ref().unwrap();
-            assert_eq!(r.resolve().unwrap(), want, "{r}");
+            assert_eq!(r.resolve(resolver).await.unwrap(), *want, "{r}");
+            assert_eq!(secret_gets(), n + 1, "one read per use ({r})");
             assert!(
                 !format!("{r:?}").contains(want),
                 "Debug shows the value: {r:?}"
             );
         }
+        assert!(!format!("{resolver:?}").contains("value-"), "{resolver:?}");
+
+        // Rotated: the same reference through the same resolver gives the
+        // new value at its next use.
+        api.insert(secret("rotated-a"));
+        let password = repo.password.as_ref().unwrap();
+        assert_eq!(password.resolve(resolver).await.unwrap(), "rotated-a");
+        // And through the context's own call site, twice, rotating between.
+        let key_id = || async { ctx.s3_settings().await.unwrap().access_key_id.unwrap() };
+        assert_eq!(key_id().await, "rotated-a");
+        api.insert(secret("rotated-again"));
+        assert_eq!(key_id().await, "rotated-again");
+
         let scratch = db.drill.as_ref().unwrap().scratch.as_ref().unwrap();
         let r = scratch.password.as_ref().unwrap();
         assert_eq!(r.to_string(), "kubernetes secret ns/s key c");
-        let e = r.resolve().unwrap_err().to_string();
+        let e = r.resolve(resolver).await.unwrap_err().to_string();
         assert!(
             e.contains("kubernetes_secret {name: s, key: c} cannot be read")
                 && e.contains("its keys: a, b")
-                && !e.contains("value-"),
+                && !e.contains("value-")
+                && !e.contains("rotated-"),
             "{e}"
         );
 
         // No cluster: the reference says why, where it is used.
-        let mut c = unread;
-        let nowhere = SecretSources {
-            cluster: lifeboat_kube::client::ClusterOptions {
-                kubeconfig: Some(dir.path().join("no-such-kubeconfig")),
-                context: None,
-            },
-        };
-        resolve_all(&mut c, &nowhere).await;
-        let e = c
-            .repository
-            .password
-            .as_ref()
-            .unwrap()
-            .resolve()
-            .unwrap_err();
+        let nowhere = SecretResolver::new(lifeboat_kube::client::ClusterOptions {
+            kubeconfig: Some(dir.path().join("no-such-kubeconfig")),
+            context: None,
+        });
+        let e = password.resolve(&nowhere).await.unwrap_err();
         assert!(e.to_string().contains("no-such-kubeconfig"), "{e}");
     }
 }

@@ -87,7 +87,7 @@ impl From<BackupFailure> for Error {
 /// Backs up the requested database into the repository of `ctx`.
 pub async fn backup(ctx: &Ctx, req: BackupRequest) -> Result<BackupOutcome> {
     let source = match &req.from {
-        BackupFrom::Source(name) => configured_source(ctx, name)?,
+        BackupFrom::Source(name) => configured_source(ctx, name).await?,
         BackupFrom::Url(url) => url_source(url)?,
     };
     let repo = ctx.open().await?;

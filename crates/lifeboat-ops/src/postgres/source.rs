@@ -22,19 +22,24 @@ pub struct PgSource {
     pub config: Option<SourceConfig>,
 }
 
-/// A configured database: its URL with the password its reference resolves to.
-pub fn connection(url: &PgUrl, password: Option<&SecretRef>) -> Result<ConnConfig> {
+/// A configured database: its URL with the password its reference resolves
+/// to now (read at each call).
+pub async fn connection(
+    ctx: &Ctx,
+    url: &PgUrl,
+    password: Option<&SecretRef>,
+) -> Result<ConnConfig> {
     let conn = ConnConfig::parse(url.as_str()).map_err(conn_err)?;
     Ok(match password {
         Some(p) => {
-            let secret = p.resolve().map_err(|e| usage(e.to_string()))?;
+            let secret = ctx.resolve(p).await?;
             conn.with_password(Secret::new(secret))
         }
         None => conn,
     })
 }
 
-pub fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
+pub async fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
     let cfg = ctx.config.as_ref().ok_or_else(|| {
         usage(format!(
             "--source {name} needs a configuration file: pass --config FILE, set LIFEBOAT_CONFIG, \
@@ -52,7 +57,7 @@ pub fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
         .postgres
         .as_ref()
         .ok_or_else(|| usage(format!("source {name} has no postgres: section")))?;
-    let conn = connection(&pg.url, pg.password.as_ref())?;
+    let conn = connection(ctx, &pg.url, pg.password.as_ref()).await?;
     Ok(PgSource {
         name: name.to_string(),
         conn,

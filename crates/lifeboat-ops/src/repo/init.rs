@@ -35,9 +35,9 @@ pub struct Initialized {
 }
 
 pub async fn init(ctx: &Ctx, req: InitRequest) -> Result<Initialized> {
-    let secret = ctx.secret()?;
+    let secret = ctx.secret().await?;
     secrets::check_new_passphrase(&secret, req.weak_passphrase)?;
-    let storage = ctx.storage(true)?;
+    let storage = ctx.storage(true).await?;
     let mut opts = InitOptions {
         key_label: req.label,
         ..Default::default()

@@ -89,7 +89,7 @@ enum Part {
 pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<DrillRecord>> {
     let started_at = Utc::now();
     let started = Instant::now();
-    let (source, mut part) = plan(ctx, req)?;
+    let (source, mut part) = plan(ctx, req).await?;
     // Before anything is touched: a scratch database must not be the source's
     // (asked of both servers) nor hold what the drill did not put there.
     if let Part::Postgres {
@@ -198,7 +198,7 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
 }
 
 /// Resolves what to drill before touching anything.
-fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
+async fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
     let scratch_url = |explicit: Option<&str>| -> Result<Option<ConnConfig>> {
         explicit
             .map(|u| ConnConfig::parse(u).map_err(|e| conn_err(e).into()))
@@ -234,10 +234,12 @@ fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
             let drill = src.drill.clone().unwrap_or_default();
             match src.kind {
                 SourceKind::Postgres => {
-                    let pg = configured_source(ctx, name)?;
+                    let pg = configured_source(ctx, name).await?;
                     let scratch = match (&req.scratch, &drill.scratch) {
                         (Some(u), _) => scratch_url(Some(u))?,
-                        (None, Some(s)) => Some(connection(&s.url, s.password.as_ref())?),
+                        (None, Some(s)) => {
+                            Some(connection(ctx, &s.url, s.password.as_ref()).await?)
+                        }
                         (None, None) => None,
                     };
                     Ok((

@@ -58,7 +58,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn resolve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<Self> {
+    pub async fn resolve(ctx: &Ctx, listen: Option<SocketAddr>) -> Result<Self> {
         let conf = ctx
             .config
             .as_ref()
@@ -76,7 +76,7 @@ impl Settings {
                 .parse()
                 .map_err(|_| usage("serve.listen is not an address with a port"))?,
         };
-        let token = resolve_token(&conf)?;
+        let token = resolve_token(ctx, &conf).await?;
         Ok(Settings {
             listen,
             token,
@@ -88,7 +88,7 @@ impl Settings {
     }
 }
 
-fn resolve_token(conf: &ServeConfig) -> Result<Option<String>> {
+async fn resolve_token(ctx: &Ctx, conf: &ServeConfig) -> Result<Option<String>> {
     let Some(r) = &conf.token else {
         tracing::warn!(
             "serve.token is not set: the API (/api/v1/…) refuses every request with 401; \
@@ -96,7 +96,7 @@ fn resolve_token(conf: &ServeConfig) -> Result<Option<String>> {
         );
         return Ok(None);
     };
-    let t = r.resolve().map_err(|e| {
+    let t = r.resolve(&ctx.secrets).await.map_err(|e| {
         usage(format!(
             "serve.token ({r}): {e}; the daemon does not start without the API token it was configured with"
         ))
@@ -265,7 +265,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
             "lifeboat serve needs a configuration file with sources: pass --config FILE or set LIFEBOAT_CONFIG (see examples/kubernaut.yaml)",
         ));
     };
-    let settings = Settings::resolve(&ctx, listen)?;
+    let settings = Settings::resolve(&ctx, listen).await?;
     let repo = ctx.open().await?;
     let handle = metrics::install()?;
     let sources = source_states(&config);

@@ -222,10 +222,12 @@ async fn backup_postgres(
         schema_only: false,
         tags,
     };
-    let source = pg::configured_source(&d.ctx, name).map_err(|error| RunError {
-        reason: "config",
-        error: error.into(),
-    })?;
+    let source = pg::configured_source(&d.ctx, name)
+        .await
+        .map_err(|error| RunError {
+            reason: "config",
+            error: error.into(),
+        })?;
     // Connect once first, so that a database that is down is named as such.
     match source.conn.connect().await {
         Ok(c) => drop(c),

@@ -103,10 +103,10 @@ pub async fn load(ctx: &Ctx, req: &RestoreRequest) -> Result<Loaded> {
             .filter(|c| c.sources.contains_key(&snap.snapshot.source))
             .map(|_| snap.snapshot.source.clone())
     });
-    let source = src_name
-        .as_deref()
-        .map(|n| configured_source(ctx, n))
-        .transpose()?;
+    let source = match src_name.as_deref() {
+        Some(n) => Some(configured_source(ctx, n).await?),
+        None => None,
+    };
     Ok(Loaded {
         repo,
         snap,
