@@ -375,13 +375,14 @@ async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
         // Whether the target is the source's database is asked of both
         // servers; when either cannot answer, nobody knows whether the
         // writers must stop, so nothing is done (as `restore postgres`
-        // refuses without --source-unreachable).
+        // refuses without --source-unreachable). A refused target: exit 2,
+        // as docs/exit-codes.md says for an identity that cannot be read.
         let (s, t) = tokio::join!(identity::read(conn), identity::read(&target));
         let (s, t) = match (s, t) {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
                 return Err(error_with_hint(
-                    Kind::Storage,
+                    Kind::Usage,
                     format!(
                         "cannot tell whether {} is source {name}'s database (its server identity \
                          cannot be read: {e}); nothing was changed",

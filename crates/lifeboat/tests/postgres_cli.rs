@@ -5,39 +5,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::pg::{backup_json, chain_ok, corrupt, hashes, quiesce_config, read_log, sql};
 use common::{Env, rt, setup};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
-use lifeboat_postgres::fixture::{self, TableHash};
-
-fn hashes(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) -> BTreeMap<String, TableHash> {
-    rt.block_on(async {
-        let c = cfg.connect().await.unwrap();
-        fixture::content_hashes(&c).await.unwrap()
-    })
-}
-
-fn chain_ok(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) -> i64 {
-    rt.block_on(async {
-        let c = cfg.connect().await.unwrap();
-        let s = fixture::verify_hash_chain(&c).await.unwrap();
-        assert!(s.is_ok(), "hash chain broken: {s:?}");
-        s.events
-    })
-}
-
-fn backup_json(env: &Env, args: &[&str]) -> serde_json::Value {
-    let mut a = vec!["--json", "backup", "postgres"];
-    a.extend_from_slice(args);
-    serde_json::from_str(&env.ok(&a)).expect("backup json")
-}
+use lifeboat_postgres::fixture;
 
 fn repo_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -98,7 +76,7 @@ fn round_trip_content_hashes_chain_and_verify() {
         if whole {
             args.push("--whole-tables");
         }
-        let out: serde_json::Value = serde_json::from_str(&env.ok(&args)).expect("restore json");
+        let out = env.ok_json(&args);
         assert_eq!(out["verified"], true, "{out}");
         let split = out["split_tables"]
             .as_array()
@@ -119,10 +97,7 @@ fn round_trip_content_hashes_chain_and_verify() {
 
     let out = env.ok(&["verify", "latest", "--target", &cluster.url("copy")]);
     assert!(out.contains("matches snapshot"), "{out}");
-    rt.block_on(async {
-        let c = cluster.conn_config("copy").connect().await.unwrap();
-        fixture::corrupt(&c).await.unwrap();
-    });
+    corrupt(&rt, &cluster.conn_config("copy"));
     let o = env.run(&["verify", &id, "--target", &cluster.url("copy")]);
     assert_eq!(o.status.code(), Some(7), "{o:?}");
     let table = String::from_utf8_lossy(&o.stdout);
@@ -148,12 +123,9 @@ fn round_trip_content_hashes_chain_and_verify() {
         "--clean-existing",
     ]);
     assert_eq!(hashes(&rt, &cluster.conn_config("copy")), before);
-    rt.block_on(async {
-        let c = cluster.conn_config("copy_jobs").connect().await.unwrap();
-        fixture::corrupt(&c).await.unwrap();
-    });
+    corrupt(&rt, &cluster.conn_config("copy_jobs"));
     let url = cluster.url("copy_jobs");
-    let out = env.ok(&[
+    let out = env.ok_json(&[
         "--json",
         "restore",
         "postgres",
@@ -164,7 +136,6 @@ fn round_trip_content_hashes_chain_and_verify() {
         "2",
         "--clean-existing",
     ]);
-    let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
     assert_eq!(
         (&out["verified"], &out["split_rows_from"]),
         (&serde_json::json!(true), &serde_json::json!("repository")),
@@ -186,10 +157,10 @@ fn split_restore_of_quoted_names_in_two_schemas() {
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let odd = rt.block_on(cluster.create_database("odd")).unwrap();
-    rt.block_on(async {
-        let c = odd.connect().await.unwrap();
-        c.batch_execute(
-            r#"CREATE SCHEMA "Ops Data";
+    sql(
+        &rt,
+        &odd,
+        r#"CREATE SCHEMA "Ops Data";
                CREATE TABLE "Ops Data"."Big Embeddings" (id bigint PRIMARY KEY, note text, v real[]);
                INSERT INTO "Ops Data"."Big Embeddings"
                  SELECT g, E'tab\there \\ back\nnew line ' || g,
@@ -201,10 +172,7 @@ fn split_restore_of_quoted_names_in_two_schemas() {
                CREATE TABLE "Ops Data".refs (id int PRIMARY KEY,
                  big bigint REFERENCES "Ops Data"."Big Embeddings" (id));
                INSERT INTO "Ops Data".refs SELECT g, g FROM generate_series(1, 100) g;"#,
-        )
-        .await
-        .unwrap();
-    });
+    );
     let before = hashes(&rt, &odd);
     assert_eq!(before.len(), 3, "{before:?}");
     assert_eq!(before["Ops Data.Big Embeddings"].rows, 3000);
@@ -212,7 +180,7 @@ fn split_restore_of_quoted_names_in_two_schemas() {
     let id = snap["id"].as_str().unwrap().to_string();
     let url = cluster.url("odd_copy");
     for round in ["into a new database", "over itself"] {
-        let out = env.ok(&[
+        let out = env.ok_json(&[
             "--json",
             "restore",
             "postgres",
@@ -223,7 +191,6 @@ fn split_restore_of_quoted_names_in_two_schemas() {
             "2",
             "--clean-existing",
         ]);
-        let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
         assert_eq!(out["verified"], true, "{round}: {out}");
         assert_eq!(
             out["split_tables"],
@@ -400,27 +367,6 @@ fn table_and_schema_only_snapshots_restore_exactly_that() {
     assert!(before["public.incident_embeddings"].rows > 0);
 }
 
-/// Writes a configuration with source `db` (the cluster's `src`) quiesced by
-/// commands that append `pre` and `post` to `log`; returns its path.
-fn command_quiesce_config(env: &Env, cluster: &TempCluster, log: &Path) -> String {
-    let config = env.path("lifeboat.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "repository:\n  url: {repo}\nsources:\n  db:\n    kind: postgres\n    postgres:\n      url: {url}\n    quiesce:\n      commands:\n        pre: [[sh, -c, \"echo pre >> {l}\"]]\n        post: [[sh, -c, \"echo post >> {l}\"]]\n",
-            repo = env.repo,
-            url = cluster.url("src"),
-            l = log.display(),
-        ),
-    )
-    .unwrap();
-    config.display().to_string()
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
 /// Flips one byte inside the stored (sealed) blob that holds byte `at` of
 /// the snapshot's archive: only a read of that very blob meets the damage.
 /// Returns the pack's id.
@@ -469,28 +415,24 @@ fn damaged_pack_restored_over_the_source_changes_nothing() {
     let src = cluster.conn_config("src");
     // A table big enough to be split with --jobs 2 (at least a third of all
     // table bytes), of random floats: no blob of it is shared with another.
-    rt.block_on(async {
-        let c = src.connect().await.unwrap();
-        c.batch_execute(
-            "CREATE TABLE big_rows (id bigint PRIMARY KEY, v real[]);
+    sql(
+        &rt,
+        &src,
+        "CREATE TABLE big_rows (id bigint PRIMARY KEY, v real[]);
              INSERT INTO big_rows SELECT g,
                (SELECT array_agg((random() + s * 0 + g * 0)::real) FROM generate_series(1, 200) s)
              FROM generate_series(1, 6000) g;",
-        )
-        .await
-        .unwrap();
-    });
+    );
     let log = env.path("quiesce.log");
-    let cfg = command_quiesce_config(&env, &cluster, &log);
+    let cfg = quiesce_config(&env, &cluster, &log);
     let snap = backup_json(&env, &["--config", &cfg, "--source", "db"]);
     let id = snap["id"].as_str().unwrap().to_string();
     // Undamaged, --jobs 2 splits big_rows and reads its rows from the
     // repository (what makes the damage below reach a split restore late).
     let url = cluster.url("copy");
-    let out = env.ok(&[
+    let out = env.ok_json(&[
         "--json", "restore", "postgres", &id, "--target", &url, "--jobs", "2",
     ]);
-    let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
     assert_eq!(
         out["split_tables"],
         serde_json::json!(["public.big_rows"]),
@@ -551,12 +493,9 @@ fn interrupted_restore_leaves_target_partial_and_writers_stopped() {
     let src = cluster.conn_config("src");
     let before = hashes(&rt, &src);
     let log = env.path("quiesce.log");
-    let cfg_arg = command_quiesce_config(&env, &cluster, &log);
+    let cfg_arg = quiesce_config(&env, &cluster, &log);
     env.ok(&["--config", &cfg_arg, "backup", "postgres", "--source", "db"]);
-    rt.block_on(async {
-        let c = src.connect().await.unwrap();
-        fixture::corrupt(&c).await.unwrap();
-    });
+    corrupt(&rt, &src);
 
     let mut expected_log = String::new();
     for signal in [libc::SIGINT, libc::SIGTERM] {
@@ -848,14 +787,7 @@ fn verify_and_restore_name_lost_catalog_objects() {
         ),
     ];
     for (sql, subject) in &cases {
-        rt.block_on(async {
-            copy.connect()
-                .await
-                .unwrap()
-                .batch_execute(sql)
-                .await
-                .unwrap();
-        });
+        common::pg::sql(&rt, &copy, sql);
         let o = env.run(&["verify", &id, "--target", &url]);
         let stdout = String::from_utf8_lossy(&o.stdout);
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -916,14 +848,7 @@ fn verify_and_restore_name_lost_catalog_objects() {
 
     // A snapshot of the same dump whose facts lack the new members.
     let old = store_with_facts_stripped(&rt, &env, &id, &["large_objects", "sequences", "schema"]);
-    rt.block_on(async {
-        copy.connect()
-            .await
-            .unwrap()
-            .batch_execute("DROP FUNCTION workflow_success_rate(text)")
-            .await
-            .unwrap();
-    });
+    sql(&rt, &copy, "DROP FUNCTION workflow_success_rate(text)");
     let out = env.ok(&["verify", &old, "--target", &url]);
     assert!(
         out.contains("matches snapshot")
@@ -995,14 +920,7 @@ fn store_with_facts_stripped(
 
 /// Adds the fixture's function, view and large object (`CATALOG_OBJECTS_SQL`).
 fn add_catalog_objects(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) {
-    rt.block_on(async {
-        cfg.connect()
-            .await
-            .unwrap()
-            .batch_execute(fixture::CATALOG_OBJECTS_SQL)
-            .await
-            .unwrap();
-    });
+    sql(rt, cfg, fixture::CATALOG_OBJECTS_SQL);
 }
 
 /// A restore with `--clean-existing` over a database that already holds the
@@ -1021,7 +939,7 @@ fn clean_restore_over_dependent_views_functions_and_large_objects() {
     let id = snap["id"].as_str().unwrap().to_string();
     let url = cluster.url("src");
     for jobs in ["2", "1"] {
-        let out = env.ok(&[
+        let out = env.ok_json(&[
             "--json",
             "restore",
             "postgres",
@@ -1032,7 +950,6 @@ fn clean_restore_over_dependent_views_functions_and_large_objects() {
             jobs,
             "--clean-existing",
         ]);
-        let out: serde_json::Value = serde_json::from_str(&out).expect("restore json");
         assert_eq!(out["verified"], true, "--jobs {jobs}: {out}");
         if jobs == "2" {
             assert_eq!(

@@ -8,78 +8,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
+use common::pg::{backup_json, databases, hashes, names, quiesce_config, read_log, sql};
 use common::{Env, rt, setup};
-use lifeboat_postgres::TempCluster;
-use lifeboat_postgres::conn::ConnConfig;
-use lifeboat_postgres::fixture::{self, TableHash};
 
-fn hashes(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) -> BTreeMap<String, TableHash> {
-    rt.block_on(async {
-        let c = cfg.connect().await.unwrap();
-        fixture::content_hashes(&c).await.unwrap()
-    })
-}
-
-fn sql(rt: &tokio::runtime::Runtime, cfg: &ConnConfig, q: &str) {
-    rt.block_on(async {
-        let c = cfg.connect().await.unwrap();
-        c.batch_execute(q).await.unwrap();
-    })
-}
-
-/// Names of one column of a query's rows, as text.
-fn names(rt: &tokio::runtime::Runtime, cfg: &ConnConfig, q: &str) -> Vec<String> {
-    rt.block_on(async {
-        let c = cfg.connect().await.unwrap();
-        c.query(q, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect()
-    })
-}
-
-/// The databases of the cluster (no scratch database may be left).
-fn databases(rt: &tokio::runtime::Runtime, cluster: &TempCluster) -> Vec<String> {
-    names(
-        rt,
-        &cluster.conn_config("postgres"),
-        "SELECT datname::text FROM pg_database WHERE NOT datistemplate ORDER BY 1",
-    )
-}
-
-/// A configuration with source `db` (the cluster's `src`) quiesced by
-/// commands that append `pre` and `post` to `log` (as in postgres_cli.rs).
-fn config(env: &Env, cluster: &TempCluster, log: &Path) -> String {
-    let config = env.path("lifeboat.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "repository:\n  url: {repo}\nsources:\n  db:\n    kind: postgres\n    postgres:\n      url: {url}\n    quiesce:\n      commands:\n        pre: [[sh, -c, \"echo pre >> {l}\"]]\n        post: [[sh, -c, \"echo post >> {l}\"]]\n",
-            repo = env.repo,
-            url = cluster.url("src"),
-            l = log.display(),
-        ),
-    )
-    .unwrap();
-    config.display().to_string()
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
+/// `backup postgres --source db` with the configuration `cfg`; the
+/// snapshot's id.
 fn backup(env: &Env, cfg: &str, extra: &[&str]) -> String {
-    let mut a = vec![
-        "--json", "--config", cfg, "backup", "postgres", "--source", "db",
-    ];
+    let mut a = vec!["--config", cfg, "--source", "db"];
     a.extend_from_slice(extra);
-    let v: serde_json::Value = serde_json::from_str(&env.ok(&a)).expect("backup json");
-    v["id"].as_str().unwrap().to_string()
+    backup_json(env, &a)["id"].as_str().unwrap().to_string()
 }
 
 /// Rows changed after the backup: some deleted, some updated, some added.
@@ -95,7 +32,7 @@ fn a_table_restored_beside_leaves_the_live_one_and_equals_the_snapshot() {
     let (cluster, env) = setup(&rt);
     let src = cluster.conn_config("src");
     let log = env.path("quiesce.log");
-    let cfg = config(&env, &cluster, &log);
+    let cfg = quiesce_config(&env, &cluster, &log);
     let at_backup = hashes(&rt, &src);
     let id = backup(&env, &cfg, &[]);
     sql(&rt, &src, DAMAGE);
@@ -103,7 +40,7 @@ fn a_table_restored_beside_leaves_the_live_one_and_equals_the_snapshot() {
     assert_ne!(damaged, at_backup);
     let dbs = databases(&rt, &cluster);
 
-    let out = env.ok(&[
+    let out = env.ok_json(&[
         "--json",
         "--config",
         &cfg,
@@ -121,7 +58,6 @@ fn a_table_restored_beside_leaves_the_live_one_and_equals_the_snapshot() {
         "--as",
         "remediation_history_restored",
     ]);
-    let out: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(out["mode"], "beside", "{out}");
     assert_eq!(out["verified"], true, "{out}");
     assert_eq!(out["writers"], "none", "{out}");
@@ -215,13 +151,13 @@ fn a_table_restored_in_place_with_its_writers_quiesced_gets_its_rows_back() {
     let (cluster, env) = setup(&rt);
     let src = cluster.conn_config("src");
     let log = env.path("quiesce.log");
-    let cfg = config(&env, &cluster, &log);
+    let cfg = quiesce_config(&env, &cluster, &log);
     let at_backup = hashes(&rt, &src);
     let id = backup(&env, &cfg, &[]);
     sql(&rt, &src, DAMAGE);
     let damaged = hashes(&rt, &src);
 
-    let out = env.ok(&[
+    let out = env.ok_json(&[
         "--json",
         "--config",
         &cfg,
@@ -233,7 +169,6 @@ fn a_table_restored_in_place_with_its_writers_quiesced_gets_its_rows_back() {
         "--table",
         "remediation_history",
     ]);
-    let out: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(out["mode"], "in_place", "{out}");
     assert_eq!(out["verified"], true, "{out}");
     assert_eq!(out["writers"], "resumed", "{out}");
@@ -274,7 +209,7 @@ fn refusals_exit_2_and_touch_nothing() {
     let (cluster, env) = setup(&rt);
     let src = cluster.conn_config("src");
     let log = env.path("quiesce.log");
-    let cfg = config(&env, &cluster, &log);
+    let cfg = quiesce_config(&env, &cluster, &log);
     let full = backup(&env, &cfg, &[]);
     let partial = backup(&env, &cfg, &["--table", "workflow_catalog"]);
     sql(&rt, &src, DAMAGE);
@@ -328,4 +263,426 @@ fn refusals_exit_2_and_touch_nothing() {
         assert_eq!(read_log(&log), "", "{extra:?} stopped the writers");
         assert_eq!(databases(&rt, &cluster), dbs, "{extra:?} left a database");
     }
+}
+
+/// A schema of two tables (a serial key, a foreign key between them, an
+/// index), written before the backup.
+const BILLING: &str = "
+    CREATE SCHEMA billing;
+    CREATE TABLE billing.accounts (id serial PRIMARY KEY, name text NOT NULL UNIQUE);
+    CREATE TABLE billing.invoices (id bigserial PRIMARY KEY,
+        account_id int NOT NULL REFERENCES billing.accounts (id),
+        amount numeric(12, 2) NOT NULL, issued date NOT NULL);
+    CREATE INDEX invoices_account_idx ON billing.invoices (account_id);
+    INSERT INTO billing.accounts (name) SELECT 'account ' || g FROM generate_series(1, 20) g;
+    INSERT INTO billing.invoices (account_id, amount, issued)
+        SELECT 1 + g % 20, g * 1.25, date '2026-01-01' + g FROM generate_series(1, 200) g;";
+
+/// The schema's rows changed after the backup (and one public table's).
+const BILLING_DAMAGE: &str = "
+    DELETE FROM billing.invoices WHERE id % 3 = 0;
+    UPDATE billing.invoices SET amount = 0 WHERE id % 3 = 1;
+    INSERT INTO billing.accounts (name) VALUES ('added after the backup');
+    DELETE FROM goose_db_version WHERE version_id % 2 = 0;";
+
+/// `--schema S --as NEW` restores the whole schema beside the live one
+/// (nothing live touched, no writer stopped, no scratch database left);
+/// `--schema S` then restores it over the live one with the writers
+/// quiesced. Both times every table of the schema equals the snapshot's,
+/// row for row, and everything else is as it was.
+#[test]
+fn a_schema_restored_beside_then_in_place_equals_the_snapshot() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let src = cluster.conn_config("src");
+    sql(&rt, &src, BILLING);
+    let log = env.path("quiesce.log");
+    let cfg = quiesce_config(&env, &cluster, &log);
+    let at_backup = hashes(&rt, &src);
+    assert_eq!(at_backup["billing.accounts"].rows, 20);
+    assert_eq!(at_backup["billing.invoices"].rows, 200);
+    let id = backup(&env, &cfg, &[]);
+    sql(&rt, &src, BILLING_DAMAGE);
+    let damaged = hashes(&rt, &src);
+    for t in [
+        "billing.accounts",
+        "billing.invoices",
+        "public.goose_db_version",
+    ] {
+        assert_ne!(damaged[t], at_backup[t], "{t} was not damaged");
+    }
+    let dbs = databases(&rt, &cluster);
+    let restore = |extra: &[&str]| {
+        let mut a = vec![
+            "--json",
+            "--config",
+            cfg.as_str(),
+            "restore",
+            "postgres",
+            id.as_str(),
+            "--source",
+            "db",
+        ];
+        a.extend_from_slice(extra);
+        env.ok_json(&a)
+    };
+    // Each restored table's row count, as the result reports it.
+    let rows = |out: &serde_json::Value| -> Vec<(String, i64, i64)> {
+        out["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .map(|t| {
+                (
+                    t["to"].as_str().unwrap().to_string(),
+                    t["expected_rows"].as_i64().unwrap(),
+                    t["rows"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // Beside.
+    let out = restore(&["--schema", "billing", "--as", "billing_restored"]);
+    assert_eq!(out["mode"], "beside", "{out}");
+    assert_eq!(out["verified"], true, "{out}");
+    assert_eq!(out["writers"], "none", "{out}");
+    assert_eq!(
+        out["schemas"],
+        serde_json::json!([["billing", "billing_restored"]]),
+        "{out}"
+    );
+    assert_eq!(
+        rows(&out),
+        vec![
+            ("billing_restored.accounts".to_string(), 20, 20),
+            ("billing_restored.invoices".to_string(), 200, 200),
+        ],
+        "{out}"
+    );
+    assert_eq!(read_log(&log), "");
+    assert_eq!(databases(&rt, &cluster), dbs);
+    let after = hashes(&rt, &src);
+    let mut want = damaged.clone();
+    want.insert(
+        "billing_restored.accounts".into(),
+        at_backup["billing.accounts"].clone(),
+    );
+    want.insert(
+        "billing_restored.invoices".into(),
+        at_backup["billing.invoices"].clone(),
+    );
+    assert_eq!(after, want, "the live schema changed or the copy differs");
+    // The copy's sequences are its own and continue after its rows.
+    sql(
+        &rt,
+        &src,
+        "INSERT INTO billing_restored.accounts (name) VALUES ('new in the copy')",
+    );
+    assert_eq!(
+        names(
+            &rt,
+            &src,
+            "SELECT max(id)::text FROM billing_restored.accounts"
+        ),
+        vec!["21"]
+    );
+    assert_eq!(
+        hashes(&rt, &src)["billing.accounts"],
+        damaged["billing.accounts"]
+    );
+
+    // In place.
+    let out = restore(&["--schema", "billing"]);
+    assert_eq!(out["mode"], "in_place", "{out}");
+    assert_eq!(out["verified"], true, "{out}");
+    assert_eq!(out["writers"], "resumed", "{out}");
+    assert_eq!(
+        rows(&out),
+        vec![
+            ("billing.accounts".to_string(), 20, 20),
+            ("billing.invoices".to_string(), 200, 200),
+        ],
+        "{out}"
+    );
+    assert_eq!(read_log(&log), "pre\npost\n");
+    assert_eq!(databases(&rt, &cluster), dbs);
+    let after = hashes(&rt, &src);
+    for (k, v) in &after {
+        let want = if k.starts_with("billing.") {
+            &at_backup[k]
+        } else if k.starts_with("billing_restored.") {
+            v
+        } else {
+            &damaged[k]
+        };
+        assert_eq!(v, want, "{k}");
+    }
+    assert_eq!(
+        after.keys().filter(|k| k.starts_with("billing.")).count(),
+        2
+    );
+    // Its foreign key and index came back and hold.
+    assert_eq!(
+        names(
+            &rt,
+            &src,
+            "SELECT conname::text FROM pg_constraint
+              WHERE conrelid = 'billing.invoices'::regclass AND contype = 'f'"
+        ),
+        vec!["invoices_account_id_fkey"]
+    );
+    assert_eq!(
+        names(
+            &rt,
+            &src,
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'billing' ORDER BY 1"
+        ),
+        vec![
+            "accounts_name_key",
+            "accounts_pkey",
+            "invoices_account_idx",
+            "invoices_pkey"
+        ]
+    );
+    let bad = rt.block_on(async {
+        let c = src.connect().await.unwrap();
+        c.batch_execute(
+            "INSERT INTO billing.invoices (account_id, amount, issued) VALUES (999, 1, '2026-01-01')",
+        )
+        .await
+        .unwrap_err()
+    });
+    assert!(
+        bad.as_db_error()
+            .is_some_and(|e| e.message().contains("foreign key")),
+        "{bad:?}"
+    );
+}
+
+/// Whether the target is the source's database (so that its writers must
+/// stop) is asked of both servers. When either cannot say — the role may
+/// not execute `pg_control_system()` on the target or on the source, or
+/// the source's server is down — the table restore is refused with exit 2
+/// (docs/exit-codes.md, "PostgreSQL commands": identity not readable)
+/// before anything is touched: no writer stopped, no table changed, no
+/// scratch database, in place and beside alike.
+#[test]
+fn unreadable_server_identity_refuses_and_changes_nothing() {
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let src = cluster.conn_config("src");
+    let log = env.path("quiesce.log");
+    let cfg = quiesce_config(&env, &cluster, &log);
+    let id = backup(&env, &cfg, &[]);
+    sql(&rt, &src, DAMAGE);
+
+    // A role that may log in and read the tables, on a server whose
+    // pg_control_system() is not executable by PUBLIC (a hardened server).
+    let password = cluster.password().expose().replace('\'', "''");
+    sql(
+        &rt,
+        &src,
+        &format!(
+            "CREATE ROLE restorer LOGIN PASSWORD '{password}';
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO restorer;
+             REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC;"
+        ),
+    );
+    assert_eq!(
+        names(
+            &rt,
+            &src,
+            "SELECT has_function_privilege('restorer', 'pg_control_system()', 'EXECUTE')::text"
+        ),
+        vec!["false"]
+    );
+    let restorer = format!("postgresql://restorer@127.0.0.1:{}/src", cluster.port());
+    let dead = format!(
+        "postgresql://{}@127.0.0.1:{}/src",
+        cluster.superuser(),
+        common::free_port()
+    );
+    let source_as_restorer = common::pg::quiesce_config_at(&env, "restorer.yaml", &restorer, &log);
+    let source_down = common::pg::quiesce_config_at(&env, "down.yaml", &dead, &log);
+    let superuser = cluster.url("src");
+    // (what cannot be read, configuration, target, what the message says)
+    let cases = [
+        (
+            "the target's",
+            cfg.as_str(),
+            restorer.as_str(),
+            "permission denied for function pg_control_system",
+        ),
+        (
+            "the source's",
+            source_as_restorer.as_str(),
+            superuser.as_str(),
+            "permission denied for function pg_control_system",
+        ),
+        (
+            "the source's (down)",
+            source_down.as_str(),
+            superuser.as_str(),
+            "cannot reach",
+        ),
+    ];
+    let before = hashes(&rt, &src);
+    let dbs = databases(&rt, &cluster);
+    for (what, config, target, says) in cases {
+        for chosen in [
+            &["--table", "remediation_history"][..],
+            &["--table", "goose_db_version", "--as", "goose_copy"][..],
+        ] {
+            let mut args = vec![
+                "--config",
+                config,
+                "restore",
+                "postgres",
+                id.as_str(),
+                "--source",
+                "db",
+                "--target",
+                target,
+            ];
+            args.extend_from_slice(chosen);
+            let (_, err) = env.exits_with(&args, 2);
+            assert!(
+                err.contains("cannot tell whether")
+                    && err.contains("server identity")
+                    && err.contains("nothing was changed")
+                    && err.contains(says),
+                "{what} {chosen:?}: {err}"
+            );
+            assert_eq!(
+                hashes(&rt, &src),
+                before,
+                "{what} {chosen:?} changed the source"
+            );
+            assert_eq!(read_log(&log), "", "{what} {chosen:?} stopped the writers");
+            assert_eq!(
+                databases(&rt, &cluster),
+                dbs,
+                "{what} {chosen:?} left a database"
+            );
+        }
+    }
+}
+
+/// Ctrl-C while the chosen table is being replaced in place: the restore's
+/// one transaction never commits (pg_restore is killed while it waits for a
+/// lock, the test's pause point: no sleeps), the writers are brought back,
+/// exit 130, and the table is as it was. The same restore then succeeds.
+#[test]
+fn a_table_restore_interrupted_in_place_changes_nothing_and_resumes_the_writers() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let rt = rt();
+    let (cluster, env) = setup(&rt);
+    let src = cluster.conn_config("src");
+    let log = env.path("quiesce.log");
+    let cfg = quiesce_config(&env, &cluster, &log);
+    let at_backup = hashes(&rt, &src);
+    let id = backup(&env, &cfg, &[]);
+    sql(&rt, &src, DAMAGE);
+    let damaged = hashes(&rt, &src);
+    let dbs = databases(&rt, &cluster);
+    let args: &[&str] = &[
+        "--config",
+        &cfg,
+        "restore",
+        "postgres",
+        &id,
+        "--source",
+        "db",
+        "--table",
+        "remediation_history",
+    ];
+
+    // Hold a lock that pg_restore --clean must wait for.
+    let locker = rt.block_on(src.connect()).unwrap();
+    rt.block_on(
+        locker.batch_execute("BEGIN; LOCK TABLE remediation_history IN ACCESS EXCLUSIVE MODE"),
+    )
+    .unwrap();
+    let mut child = env
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Other client sessions of the source's database, as seen from a
+    // session of its own (pg_stat_activity is cached per transaction).
+    let watcher = rt.block_on(src.connect()).unwrap();
+    let sessions = |condition: &str| -> i64 {
+        rt.block_on(watcher.query_one(
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = 'src' AND backend_type = 'client backend'
+                    AND pid <> pg_backend_pid() AND {condition}"
+            ),
+            &[],
+        ))
+        .unwrap()
+        .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sessions("wait_event_type = 'Lock'") == 0 {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "pg_restore never blocked on the lock: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(read_log(&log), "pre\n", "the writers were not stopped");
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted during the restore")
+            && stderr.contains("nothing was changed")
+            && stderr.contains("the writers were brought back"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_log(&log),
+        "pre\npost\n",
+        "the writers were not brought back"
+    );
+
+    // Let the killed pg_restore's session have its lock: finding its client
+    // gone, it rolls back. Then nothing may have changed.
+    rt.block_on(locker.batch_execute("ROLLBACK")).unwrap();
+    drop(locker);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sessions("true") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted pg_restore's session is still there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(hashes(&rt, &src), damaged);
+    assert_eq!(databases(&rt, &cluster), dbs);
+
+    // The same restore, not interrupted, brings the table back.
+    let mut json = vec!["--json"];
+    json.extend_from_slice(args);
+    let out = env.ok_json(&json);
+    assert_eq!(out["verified"], true, "{out}");
+    assert_eq!(out["writers"], "resumed", "{out}");
+    assert_eq!(read_log(&log), "pre\npost\npre\npost\n");
+    assert_eq!(
+        hashes(&rt, &src)["public.remediation_history"],
+        at_backup["public.remediation_history"]
+    );
 }

@@ -732,6 +732,55 @@ mod tests {
         ..NOTHING
     };
 
+    /// B condemned by this pass (fenced now), waiting for the grace.
+    const B_CONDEMNED: Expect = Expect {
+        condemn: &["pB"],
+        rewrite: true,
+        waiting: 1,
+        ..NOTHING
+    };
+
+    /// B, condemned in c1, referenced again: rescued, c1 dropped.
+    const B_RESCUED: Expect = Expect {
+        rescued: 1,
+        rewrite: true,
+        old_condemned: &["condemned/c1"],
+        ..NOTHING
+    };
+
+    /// Condemned packs kept under their fences by something that says why
+    /// (a lock, Object Lock retention).
+    const fn held(keep: &'static [(i64, &'static [&'static str])]) -> Expect {
+        Expect {
+            keep,
+            waiting: 1,
+            reasons: 1,
+            ..NOTHING
+        }
+    }
+
+    /// One pack waits, with no reason to report (a leftover not older than
+    /// the grace).
+    const ONE_WAITS: Expect = Expect {
+        waiting: 1,
+        ..NOTHING
+    };
+
+    /// One pack waits, and the report says why.
+    const ONE_HELD: Expect = Expect {
+        reasons: 1,
+        ..ONE_WAITS
+    };
+
+    /// An index listing only pack A.
+    const A_INDEXED: &[(&str, Packs)] = &[("index/i1", &[("pA", &[1])])];
+
+    /// Pack A, and pack Z (no index lists it) written at minute 10.
+    const LEFTOVER: &[(&str, i64)] = &[("pA", 0), ("pZ", 10)];
+
+    /// Another operation's live lock, created at minute 50.
+    const BACKUP_AT_50: &[(&str, i64, bool)] = &[("backup", 50, false)];
+
     #[test]
     fn condemn_then_delete_after_the_grace() {
         run(&[
@@ -742,12 +791,7 @@ mod tests {
             },
             Row {
                 name: "an unreferenced pack is condemned, not deleted, in its first pass",
-                expect: Expect {
-                    condemn: &["pB"],
-                    rewrite: true,
-                    waiting: 1,
-                    ..NOTHING
-                },
+                expect: B_CONDEMNED,
                 ..BASE
             },
             Row {
@@ -811,12 +855,7 @@ mod tests {
                 name: "a condemned pack referenced again (a snapshot appeared after the condemnation) is rescued",
                 used: &[1, 2],
                 condemned: B_FENCED_30,
-                expect: Expect {
-                    rescued: 1,
-                    rewrite: true,
-                    old_condemned: &["condemned/c1"],
-                    ..NOTHING
-                },
+                expect: B_RESCUED,
                 ..BASE
             },
             Row {
@@ -886,12 +925,7 @@ mod tests {
                 name: "a live lock created at the fence holds the pack (its backup may have deduplicated against it)",
                 condemned: B_FENCED_30,
                 locks: &[("backup", 30, false)],
-                expect: Expect {
-                    keep: &[(30, &["pB"])],
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
-                },
+                expect: held(&[(30, &["pB"])]),
                 ..BASE
             },
             Row {
@@ -911,13 +945,10 @@ mod tests {
             Row {
                 name: "with zero grace a live lock makes newly condemned packs wait, with a reason",
                 grace: 0,
-                locks: &[("backup", 50, false)],
+                locks: BACKUP_AT_50,
                 expect: Expect {
-                    condemn: &["pB"],
-                    rewrite: true,
-                    waiting: 1,
                     reasons: 1,
-                    ..NOTHING
+                    ..B_CONDEMNED
                 },
                 ..BASE
             },
@@ -925,12 +956,7 @@ mod tests {
                 name: "locks alone never delete: a live exclusive holder (check) created before the fence holds too",
                 condemned: B_FENCED_30,
                 locks: &[("check", 20, false)],
-                expect: Expect {
-                    keep: &[(30, &["pB"])],
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
-                },
+                expect: held(&[(30, &["pB"])]),
                 ..BASE
             },
         ]);
@@ -938,7 +964,6 @@ mod tests {
 
     #[test]
     fn packs_no_index_lists() {
-        const LEFTOVER: &[(&str, i64)] = &[("pA", 0), ("pZ", 10)];
         const DELETED: Expect = Expect {
             delete: &["pZ"],
             leftovers: 1,
@@ -954,31 +979,21 @@ mod tests {
             Row {
                 name: "a leftover younger than the grace waits",
                 stored: &[("pA", 0), ("pZ", 50)],
-                expect: Expect {
-                    waiting: 1,
-                    ..NOTHING
-                },
+                expect: ONE_WAITS,
                 ..BASE
             },
             Row {
                 name: "zero grace: a pack written at the pass's start waits (its writer may not be in the lock listing)",
                 grace: 0,
                 stored: &[("pA", 0), ("pZ", 100)],
-                expect: Expect {
-                    waiting: 1,
-                    ..NOTHING
-                },
+                expect: ONE_WAITS,
                 ..BASE
             },
             Row {
                 name: "a live lock created before the pack (a backup still writing) holds it",
                 stored: LEFTOVER,
                 locks: &[("backup", 5, false)],
-                expect: Expect {
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
-                },
+                expect: ONE_HELD,
                 ..BASE
             },
             Row {
@@ -997,7 +1012,7 @@ mod tests {
             },
         ]
         .map(|row| Row {
-            index: &[("index/i1", &[("pA", &[1])])],
+            index: A_INDEXED,
             ..row
         }));
     }
@@ -1038,13 +1053,10 @@ mod tests {
                 name: "dry run, zero grace, a live lock: condemned packs wait",
                 grace: 0,
                 dry_run: true,
-                locks: &[("backup", 50, false)],
+                locks: BACKUP_AT_50,
                 expect: Expect {
-                    condemn: &["pB"],
-                    rewrite: true,
-                    waiting: 1,
                     reasons: 1,
-                    ..NOTHING
+                    ..B_CONDEMNED
                 },
                 ..BASE
             },
@@ -1059,26 +1071,21 @@ mod tests {
                 condemned: B_FENCED_30,
                 retained: &[("pB", 500)],
                 expect: Expect {
-                    keep: &[(30, &["pB"])],
                     rewrite: true,
                     old_condemned: &["condemned/c1"],
                     retained: 1,
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
+                    ..held(&[(30, &["pB"])])
                 },
                 ..BASE
             },
             Row {
                 name: "a retained leftover is neither deleted nor counted as deleted",
-                index: &[("index/i1", &[("pA", &[1])])],
-                stored: &[("pA", 0), ("pZ", 10)],
+                index: A_INDEXED,
+                stored: LEFTOVER,
                 retained: &[("pZ", 500)],
                 expect: Expect {
                     retained: 1,
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
+                    ..ONE_HELD
                 },
                 ..BASE
             },
@@ -1103,46 +1110,26 @@ mod tests {
                 name: "pass 1 of every race: a backup of B's data committing after the snapshots were read is not seen; B is condemned, not deleted (6)",
                 now: 100,
                 grace: 0,
-                expect: Expect {
-                    condemn: &["pB"],
-                    rewrite: true,
-                    waiting: 1,
-                    ..NOTHING
-                },
+                expect: B_CONDEMNED,
                 ..BASE
             },
             Row {
                 name: "backup committed inside the window: pass 2 sees its snapshot and rescues B (3)",
                 used: &[1, 2],
-                expect: Expect {
-                    rescued: 1,
-                    rewrite: true,
-                    old_condemned: &["condemned/c1"],
-                    ..NOTHING
-                },
+                expect: B_RESCUED,
                 ..ZERO
             },
             Row {
                 name: "backup running across the condemnation: pass 2 sees its lock, older than the fence, and keeps B (2)",
                 locks: &[("backup", 100, false)],
-                expect: Expect {
-                    keep: &[(101, &["pB"])],
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
-                },
+                expect: held(&[(101, &["pB"])]),
                 ..ZERO
             },
             Row {
                 name: "… and once it committed, the next prune rescues B (3)",
                 now: 110,
                 used: &[1, 2],
-                expect: Expect {
-                    rescued: 1,
-                    rewrite: true,
-                    old_condemned: &["condemned/c1"],
-                    ..NOTHING
-                },
+                expect: B_RESCUED,
                 ..ZERO
             },
             Row {
@@ -1169,23 +1156,15 @@ mod tests {
             Row {
                 name: "check at a boundary is refused by the lock; had it started before the fence, its lock would hold B",
                 locks: &[("check", 100, false)],
-                expect: Expect {
-                    keep: &[(101, &["pB"])],
-                    waiting: 1,
-                    reasons: 1,
-                    ..NOTHING
-                },
+                expect: held(&[(101, &["pB"])]),
                 ..ZERO
             },
             Row {
                 name: "interrupted after the announcement, before the fence: the next prune fences B anew",
                 condemned: &[("condemned/ann", None, &["pB"])],
                 expect: Expect {
-                    condemn: &["pB"],
-                    rewrite: true,
-                    waiting: 1,
                     old_condemned: &["condemned/ann"],
-                    ..NOTHING
+                    ..B_CONDEMNED
                 },
                 ..ZERO
             },

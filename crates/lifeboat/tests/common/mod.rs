@@ -3,6 +3,8 @@
 //! over raw HTTP.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -78,6 +80,12 @@ impl Env {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs and asserts success; returns stdout read as JSON (for `--json`).
+    pub fn ok_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
     /// Runs expecting a specific exit code; returns stderr.
