@@ -795,7 +795,7 @@ sources:
     };
     snapshots(&["--config", cfg, "snapshots"]);
     let read = format!("GET /api/v1/namespaces/{NS}/secrets/lifeboat-repository");
-    assert_eq!(secret_requests(), [read.clone()]);
+    assert_eq!(secret_requests(), std::slice::from_ref(&read));
     snapshots(&["--config", cfg, "snapshots"]);
     assert_eq!(secret_requests(), [read.clone(), read]);
 }
