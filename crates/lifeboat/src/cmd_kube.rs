@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use clap::Args;
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::objects::backup::BackupSummary;
@@ -20,7 +19,7 @@ use lifeboat_ops::kube::{self as ops, Select};
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
+use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::{human_bytes, print_json};
 
 /// Which cluster to talk to.

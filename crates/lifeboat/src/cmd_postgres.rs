@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{ArgGroup, Args};
 use lifeboat_ops::postgres::restore::{RestoreReport, Writers, staging_limit_from_env};
 use lifeboat_ops::postgres::{
@@ -15,7 +14,7 @@ use lifeboat_repo::snapshot::ScopeView;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
+use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::{human_bytes, print_json};
 
 #[derive(Args, Debug)]
@@ -208,10 +207,17 @@ impl RestorePostgresArgs {
     }
 }
 
-pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
-    if !a.tables.is_empty() || !a.schemas.is_empty() || !a.as_names.is_empty() {
-        return crate::cmd_tables::restore(ctx, a).await;
+impl RestorePostgresArgs {
+    /// Whether chosen tables or schemas are to be restored (`--table`,
+    /// `--schema`, `--as`): `main` sends those to `cmd_tables::restore`.
+    pub fn names_tables(&self) -> bool {
+        !self.tables.is_empty() || !self.schemas.is_empty() || !self.as_names.is_empty()
     }
+}
+
+/// A whole-database restore (see [`RestorePostgresArgs::names_tables`] for
+/// the other kind).
+pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let outcome = ops::restore(ctx, a.request(ctx)).await?;
     if let Some(e) = outcome.error() {
         if ctx.json() {

@@ -5,7 +5,6 @@
 //!
 //! Exit 0 when every workload is back (or was never down), 1 when any failed.
 
-use anyhow::Result;
 use clap::Args;
 use lifeboat_ops::kube::unquiesce::{
     CommandsOnly, Entry, Resume, UnquiesceRequest, Unquiesced, unquiesce,
@@ -13,7 +12,7 @@ use lifeboat_ops::kube::unquiesce::{
 
 use crate::cmd_kube::ClusterArgs;
 use crate::context::Ctx;
-use crate::exit::OK;
+use lifeboat_ops::error::{OK, Result};
 use crate::output::print_json;
 
 #[derive(Args, Debug)]
