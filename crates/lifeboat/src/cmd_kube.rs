@@ -19,8 +19,8 @@ use lifeboat_ops::kube::{self as ops, Select};
 use serde::Serialize;
 
 use crate::context::Ctx;
-use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 /// Which cluster to talk to.
 #[derive(Args, Debug, Clone, Default)]
@@ -289,7 +289,7 @@ pub async fn restore(ctx: &Ctx, a: RestoreKubeArgs) -> Result<i32> {
         );
     }
     if let Some(e) = done.failure() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(OK)
 }

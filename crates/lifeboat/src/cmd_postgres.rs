@@ -14,8 +14,8 @@ use lifeboat_repo::snapshot::ScopeView;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("from").required(true).args(["source", "db"])))]
@@ -225,7 +225,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         } else {
             print!("{}", facts::diff_table(&outcome.report.differences));
         }
-        return Err(e.into());
+        return Err(e);
     }
     report_restore(ctx, &outcome.report)?;
     Ok(OK)
@@ -307,7 +307,7 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<i32> {
         print!("{}", facts::diff_table(&v.differences));
     }
     match v.error() {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(OK),
     }
 }

@@ -16,8 +16,8 @@ use lifeboat_repo::prune::PruneReport;
 use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy, format_duration, parse_duration};
 
 use crate::context::Ctx;
-use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {

@@ -10,8 +10,8 @@ use lifeboat_postgres::facts;
 
 use crate::cmd_postgres::RestorePostgresArgs;
 use crate::context::Ctx;
-use lifeboat_ops::error::{OK, Result, usage};
 use crate::output::print_json;
+use lifeboat_ops::error::{OK, Result, usage};
 
 pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let unsupported = [
@@ -46,7 +46,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         } else {
             print!("{}", facts::diff_table(&outcome.differences));
         }
-        return Err(e.into());
+        return Err(e);
     }
     report(ctx, &outcome)?;
     Ok(OK)

@@ -12,8 +12,8 @@ use lifeboat_ops::kube::unquiesce::{
 
 use crate::cmd_kube::ClusterArgs;
 use crate::context::Ctx;
-use lifeboat_ops::error::{OK, Result};
 use crate::output::print_json;
+use lifeboat_ops::error::{OK, Result};
 
 #[derive(Args, Debug)]
 pub struct UnquiesceArgs {
@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx, a: UnquiesceArgs) -> Result<i32> {
         );
     }
     if let Some(e) = report.failure() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(OK)
 }

@@ -9,8 +9,8 @@
 use lifeboat_ops::error::{Error, Result};
 
 pub use lifeboat_ops::error::{
-    AT_RISK, AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK,
-    STORAGE, USAGE, VERIFY_FAILED,
+    AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK, STORAGE,
+    USAGE, VERIFY_FAILED,
 };
 
 use crate::output::JsonError;
@@ -150,6 +150,7 @@ pub fn legacy<T, E: LegacyError>(result: std::result::Result<T, E>) -> Result<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lifeboat_ops::error::AT_RISK;
 
     #[test]
     fn codes_and_kinds_round_trip() {
@@ -169,12 +170,9 @@ mod tests {
         let e = into_error(e);
         assert_eq!(e.hint(), Kind::Locked.default_hint());
         assert_eq!(e.message, "while pruning: held");
-        let e: anyhow::Error = lifeboat_ops::error::error_with_hint(
-            Kind::NotFound,
-            "no such source",
-            "list them",
-        )
-        .into();
+        let e: anyhow::Error =
+            lifeboat_ops::error::error_with_hint(Kind::NotFound, "no such source", "list them")
+                .into();
         assert_eq!(code_for(&e), NOT_FOUND);
         assert_eq!(into_error(e).hint(), "list them");
     }
