@@ -25,6 +25,7 @@ pub mod quiesce;
 pub mod repo;
 pub mod report;
 pub mod secrets;
+pub mod stream;
 pub mod stream_command;
 pub mod table_restore;
 

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
 use clap::Args;
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::objects::backup::BackupSummary;
@@ -20,8 +19,8 @@ use lifeboat_ops::kube::{self as ops, Select};
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 /// Which cluster to talk to.
 #[derive(Args, Debug, Clone, Default)]
@@ -290,7 +289,7 @@ pub async fn restore(ctx: &Ctx, a: RestoreKubeArgs) -> Result<i32> {
         );
     }
     if let Some(e) = done.failure() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(OK)
 }

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{ArgGroup, Args};
 use lifeboat_ops::postgres::restore::{RestoreReport, Writers, staging_limit_from_env};
 use lifeboat_ops::postgres::{
@@ -15,8 +14,8 @@ use lifeboat_repo::snapshot::ScopeView;
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("from").required(true).args(["source", "db"])))]
@@ -208,10 +207,17 @@ impl RestorePostgresArgs {
     }
 }
 
-pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
-    if !a.tables.is_empty() || !a.schemas.is_empty() || !a.as_names.is_empty() {
-        return crate::cmd_tables::restore(ctx, a).await;
+impl RestorePostgresArgs {
+    /// Whether chosen tables or schemas are to be restored (`--table`,
+    /// `--schema`, `--as`): `main` sends those to `cmd_tables::restore`.
+    pub fn names_tables(&self) -> bool {
+        !self.tables.is_empty() || !self.schemas.is_empty() || !self.as_names.is_empty()
     }
+}
+
+/// A whole-database restore (see [`RestorePostgresArgs::names_tables`] for
+/// the other kind).
+pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let outcome = ops::restore(ctx, a.request(ctx)).await?;
     if let Some(e) = outcome.error() {
         if ctx.json() {
@@ -219,7 +225,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         } else {
             print!("{}", facts::diff_table(&outcome.report.differences));
         }
-        return Err(e.into());
+        return Err(e);
     }
     report_restore(ctx, &outcome.report)?;
     Ok(OK)
@@ -301,7 +307,7 @@ pub async fn verify(ctx: &Ctx, a: VerifyArgs) -> Result<i32> {
         print!("{}", facts::diff_table(&v.differences));
     }
     match v.error() {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(OK),
     }
 }

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{Args, Subcommand};
 use lifeboat_ops::repo::check::CheckRequest;
 use lifeboat_ops::repo::forget::{ForgetOutcome, ForgetRequest, configured_policies};
@@ -17,8 +16,8 @@ use lifeboat_repo::prune::PruneReport;
 use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy, format_duration, parse_duration};
 
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
 use crate::output::{human_bytes, print_json};
+use lifeboat_ops::error::{OK, Result, usage};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {

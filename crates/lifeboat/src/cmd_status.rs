@@ -1,16 +1,15 @@
 //! `lifeboat status` and `lifeboat readiness`: the evidence in the
 //! repository judged against the configuration (docs/drills.md).
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use lifeboat_dr::readiness::State;
 use lifeboat_dr::status::{Verdict, describe_target, human};
 
 use crate::context::Ctx;
-use crate::exit::{FAILURE, OK, fail, usage};
 use crate::output::print_json;
 use lifeboat_ops::assess::{self, Assessment};
+use lifeboat_ops::error::{AT_RISK, FAILURE, OK, Result, fail, usage};
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -104,10 +103,7 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
     }
     match st.verdict {
         Verdict::Ok => Ok(OK),
-        Verdict::AtRisk => Err(fail(
-            crate::exit::AT_RISK,
-            format!("at risk: {}", st.reason),
-        )),
+        Verdict::AtRisk => Err(fail(AT_RISK, format!("at risk: {}", st.reason))),
         Verdict::Failing => Err(fail(FAILURE, format!("failing: {}", st.reason))),
     }
 }

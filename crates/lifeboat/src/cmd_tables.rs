@@ -1,17 +1,17 @@
 //! `restore postgres SNAPSHOT --table T [--as NEW]` / `--schema S`: the
 //! flags turned into a [`table_restore::Request`], the flow run
 //! (`lifeboat_ops::table_restore`, cancelled by Ctrl-C), the outcome
-//! printed. Reached from `cmd_postgres::restore` when tables or schemas are
-//! named.
+//! printed. `main` sends `restore postgres` here when tables or schemas are
+//! named ([`RestorePostgresArgs::names_tables`]); the flags are
+//! `cmd_postgres`'s, this module only reads them.
 
-use anyhow::Result;
 use lifeboat_ops::table_restore::{self, Mode, Outcome, Request};
 use lifeboat_postgres::facts;
 
 use crate::cmd_postgres::RestorePostgresArgs;
 use crate::context::Ctx;
-use crate::exit::{OK, usage};
 use crate::output::print_json;
+use lifeboat_ops::error::{OK, Result, usage};
 
 pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
     let unsupported = [
@@ -46,7 +46,7 @@ pub async fn restore(ctx: &Ctx, a: RestorePostgresArgs) -> Result<i32> {
         } else {
             print!("{}", facts::diff_table(&outcome.differences));
         }
-        return Err(e.into());
+        return Err(e);
     }
     report(ctx, &outcome)?;
     Ok(OK)

@@ -5,7 +5,6 @@
 //!
 //! Exit 0 when every workload is back (or was never down), 1 when any failed.
 
-use anyhow::Result;
 use clap::Args;
 use lifeboat_ops::kube::unquiesce::{
     CommandsOnly, Entry, Resume, UnquiesceRequest, Unquiesced, unquiesce,
@@ -13,8 +12,8 @@ use lifeboat_ops::kube::unquiesce::{
 
 use crate::cmd_kube::ClusterArgs;
 use crate::context::Ctx;
-use crate::exit::OK;
 use crate::output::print_json;
+use lifeboat_ops::error::{OK, Result};
 
 #[derive(Args, Debug)]
 pub struct UnquiesceArgs {
@@ -51,7 +50,7 @@ pub async fn run(ctx: &Ctx, a: UnquiesceArgs) -> Result<i32> {
         );
     }
     if let Some(e) = report.failure() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(OK)
 }

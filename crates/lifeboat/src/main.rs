@@ -26,6 +26,7 @@ use std::path::PathBuf;
 // The service layer's shared ground, under the names the commands used when
 // it lived here.
 pub use lifeboat_ops::config;
+use lifeboat_ops::error::Result;
 use lifeboat_ops::{context, quiesce, stream_command};
 
 use clap::{Args, Parser, Subcommand};
@@ -178,92 +179,10 @@ pub enum ExportCommand {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
-                // Even a command line that does not parse answers `--json`
-                // with a document (help and version output stay text).
-                output::redirect_stdout_for_json();
-                let message = e.kind().to_string();
-                output::finish_json(Some(&output::JsonError {
-                    kind: exit::Kind::Usage,
-                    message: first_line(&e.to_string()).unwrap_or(message),
-                    hint: "fix the command line; `lifeboat help` lists the commands and flags"
-                        .into(),
-                    exit_code: code,
-                }));
-            }
-            std::process::exit(code);
-        }
-    };
-    if cli.global.json {
-        output::redirect_stdout_for_json();
-    }
-    limit_malloc_arenas();
-    if matches!(cli.command, Command::Backup(_)) {
-        release_large_buffers_to_the_os();
-    }
-    lifeboat_kube::client::install_tls_provider();
-    init_logging(matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let message = format!("cannot start the async runtime: {e}");
-            eprintln!("error: {message}");
-            output::finish_json(Some(&json_error(exit::Kind::Failure, message, None)));
-            std::process::exit(exit::FAILURE);
-        }
-    };
-    let (code, error) = runtime.block_on(async {
-        interrupt::listen();
-        let handles_interrupts = cli.command.handles_interrupts();
-        let command = async {
-            match run(cli).await {
-                Ok(code) if code == exit::OK => (code, None),
-                // A command that ended with a code but no error: say which
-                // kind of failure it was.
-                Ok(code) => {
-                    let kind = exit::Kind::of_code(code);
-                    let message = format!("the command failed with exit code {code}");
-                    (code, Some(json_error(kind, message, None)))
-                }
-                Err(e) => {
-                    report(&e);
-                    let kind = exit::kind_for(&e);
-                    (
-                        kind.code(),
-                        Some(json_error(
-                            kind,
-                            exit::message_for(&e),
-                            Some(exit::hint_for(&e)),
-                        )),
-                    )
-                }
-            }
-        };
-        if handles_interrupts {
-            return command.await;
-        }
-        tokio::select! {
-            outcome = command => outcome,
-            _ = interrupt::requested() => {
-                stream_command::kill_running();
-                let message = "interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data";
-                eprintln!("{message}");
-                (exit::INTERRUPTED, Some(json_error(exit::Kind::Interrupted, message.into(), None)))
-            }
-        }
-    });
+    let cli = parse_args();
+    set_up_process(&cli);
+    let runtime = start_runtime();
+    let (code, error) = runtime.block_on(run_until_done(cli));
     // Locks of operations dropped above (Ctrl-C) are deleted by tasks that
     // a runtime shutdown would cancel: let them finish first.
     runtime.block_on(lifeboat_repo::lock::settle_releases(
@@ -276,13 +195,32 @@ fn main() {
     std::process::exit(code);
 }
 
-fn json_error(kind: exit::Kind, message: String, hint: Option<String>) -> output::JsonError {
-    output::JsonError {
-        kind,
-        message,
-        hint: hint.unwrap_or_else(|| kind.default_hint().to_string()),
-        exit_code: kind.code(),
+/// The command line; or the process ends: exit 2 with clap's message for a
+/// command line that does not parse (and, with `--json`, a document saying
+/// so), 0 after `--help` or `--version`.
+fn parse_args() -> Cli {
+    let e = match Cli::try_parse() {
+        Ok(c) => return c,
+        Err(e) => e,
+    };
+    let code = if e.use_stderr() {
+        exit::USAGE
+    } else {
+        exit::OK
+    };
+    let _ = e.print();
+    if code != exit::OK && std::env::args_os().any(|a| a == "--json") {
+        // Even a command line that does not parse answers `--json` with a
+        // document (help and version output stay text).
+        output::redirect_stdout_for_json();
+        let message = first_line(&e.to_string()).unwrap_or_else(|| e.kind().to_string());
+        output::finish_json(Some(&exit::json_error(
+            exit::Kind::Usage,
+            message,
+            Some("fix the command line; `lifeboat help` lists the commands and flags".into()),
+        )));
     }
+    std::process::exit(code);
 }
 
 fn first_line(s: &str) -> Option<String> {
@@ -292,15 +230,54 @@ fn first_line(s: &str) -> Option<String> {
         .map(|l| l.trim_start_matches("error: ").to_string())
 }
 
-/// The error on stderr, with what to do when the error says it.
-fn report(e: &anyhow::Error) {
-    eprintln!("error: {}", exit::message_for(e));
-    if let Some(hint) = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<exit::CliError>())
-        .find_map(|c| c.hint.as_deref())
+/// What the process sets up before any thread starts: `--json`'s standard
+/// output, the allocator, TLS and logging.
+fn set_up_process(cli: &Cli) {
+    if cli.global.json {
+        output::redirect_stdout_for_json();
+    }
+    limit_malloc_arenas();
+    if matches!(cli.command, Command::Backup(_)) {
+        release_large_buffers_to_the_os();
+    }
+    lifeboat_kube::client::install_tls_provider();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+}
+
+/// The async runtime; or the process ends with exit 1.
+fn start_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
-        eprintln!("hint: {hint}");
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("cannot start the async runtime: {e}");
+            eprintln!("error: {message}");
+            output::finish_json(Some(&exit::json_error(exit::Kind::Failure, message, None)));
+            std::process::exit(exit::FAILURE);
+        }
+    }
+}
+
+/// Runs the command to its exit code (and `--json` error). The first Ctrl-C
+/// ends it, unless it decides for itself what a Ctrl-C means
+/// ([`Command::handles_interrupts`]).
+async fn run_until_done(cli: Cli) -> (i32, Option<output::JsonError>) {
+    interrupt::listen();
+    let handles_interrupts = cli.command.handles_interrupts();
+    let command = async { exit::outcome(run(cli).await) };
+    if handles_interrupts {
+        return command.await;
+    }
+    tokio::select! {
+        outcome = command => outcome,
+        _ = interrupt::requested() => {
+            stream_command::kill_running();
+            let message = "interrupted: nothing partial was committed; `lifeboat prune` removes any leftover data";
+            eprintln!("{message}");
+            (exit::INTERRUPTED, Some(exit::json_error(exit::Kind::Interrupted, message.into(), None)))
+        }
     }
 }
 
@@ -373,7 +350,9 @@ fn init_logging(daemon: bool) {
         .init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+/// Loads the context and dispatches the command. (`exit::legacy` wraps the
+/// commands that still return anyhow: TEMPORARY, see exit.rs.)
+async fn run(cli: Cli) -> Result<i32> {
     let reporter = std::sync::Arc::new(progress::CliReporter::new(
         cli.global.quiet || cli.global.json,
     ));
@@ -390,16 +369,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Unlock(a) => cmd_repo::unlock(&ctx, a).await,
         Command::Repair(r) => cmd_repo::repair(&ctx, r).await,
         Command::Backup(BackupCommand::Postgres(a)) => cmd_postgres::backup(&ctx, a).await,
+        // --table/--schema/--as: the chosen tables, not the whole database.
+        Command::Restore(RestoreCommand::Postgres(a)) if a.names_tables() => {
+            cmd_tables::restore(&ctx, a).await
+        }
         Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
-        Command::Demo(a) => cmd_demo::run(&ctx, a).await,
+        Command::Demo(a) => exit::legacy(cmd_demo::run(&ctx, a).await),
         Command::Backup(BackupCommand::Kube(a)) => cmd_kube::backup(&ctx, a).await,
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
-        Command::Serve(a) => cmd_serve::run(&ctx, a).await,
-        Command::Drill(a) => cmd_drill::run(&ctx, a).await,
-        Command::Drills(a) => cmd_drill::list(&ctx, a).await,
+        Command::Serve(a) => exit::legacy(cmd_serve::run(&ctx, a).await),
+        Command::Drill(a) => exit::legacy(cmd_drill::run(&ctx, a).await),
+        Command::Drills(a) => exit::legacy(cmd_drill::list(&ctx, a).await),
         Command::Status(a) => cmd_status::status(&ctx, a).await,
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
     }

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::exit::Kind;
+use lifeboat_ops::error::{Kind, Result};
 
 pub use lifeboat_ops::report::human_bytes;
 
@@ -56,7 +56,7 @@ pub fn json_mode() -> bool {
 /// Hands the command's result over. With `--json` it is kept and written
 /// by `main` at the end (a later result replaces an earlier one); without,
 /// it is printed as pretty JSON on stdout at once.
-pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     let mut guard = JSON.lock().unwrap_or_else(|e| e.into_inner());
     match guard.as_mut() {
         Some(out) => out.result = Some(serde_json::to_value(v)?),

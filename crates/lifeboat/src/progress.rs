@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use lifeboat_repo::backup::Progress;
 
-use lifeboat_ops::context::Ctx;
 use lifeboat_ops::report::{ProgressDisplay, Reporter};
 
 use crate::output::human_bytes;
@@ -30,11 +29,6 @@ impl Mode {
             Mode::Log
         }
     }
-}
-
-/// How `ctx`'s command shows progress: off with `--quiet` or `--json`.
-pub fn mode(ctx: &Ctx) -> Mode {
-    Mode::choose(ctx.global.quiet || ctx.global.json)
 }
 
 /// The CLI's [`Reporter`]: notes on standard error, progress per [`Mode`].

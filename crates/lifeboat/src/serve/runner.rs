@@ -284,22 +284,30 @@ async fn backup_stream(
                 "stream source {name} has no stream.command, so the daemon has nothing to run; give one, or back it up with `lifeboat backup stream --source {name}` from standard input"
             ),
         })?;
-    crate::cmd_stream::backup_command(
+    lifeboat_ops::stream::backup_command(
         &d.repo,
         name,
         &stream,
         tags,
-        crate::progress::Mode::Off,
+        &lifeboat_ops::report::Silent,
         false,
     )
     .await
-    .map_err(|error| RunError {
-        reason: match classify(&error) {
-            // The command's own failure (exit 1 from backup_command).
-            "dump" => "command",
-            r => r,
-        },
-        error,
+    .map_err(|f| {
+        let error = anyhow::Error::from(f.error);
+        // The repository's failures by their kind, the others as
+        // `classify` names them.
+        let reason = match (f.repository, exit::code_for(&error)) {
+            (true, exit::STORAGE) => "storage",
+            (true, exit::LOCKED) => "locked",
+            (true, _) => "repository",
+            (false, _) => match classify(&error) {
+                // The command's own failure (exit 1 from backup_command).
+                "dump" => "command",
+                r => r,
+            },
+        };
+        RunError { reason, error }
     })
 }
 
