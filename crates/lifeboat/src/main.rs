@@ -397,7 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
-        Command::Serve(a) => cmd_serve::run(&ctx, a).await,
+        Command::Serve(a) => Ok(cmd_serve::run(&ctx, a).await?),
         Command::Drill(a) => cmd_drill::run(&ctx, a).await,
         Command::Drills(a) => cmd_drill::list(&ctx, a).await,
         Command::Status(a) => cmd_status::status(&ctx, a).await,

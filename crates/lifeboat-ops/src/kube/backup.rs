@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::objects::ITEM_NAME;
-use lifeboat_kube::objects::backup::{BackupOptions, BackupSummary, DEFAULT_PAGE_SIZE};
+use lifeboat_kube::objects::backup::{
+    BackupError, BackupOptions, BackupSummary, DEFAULT_PAGE_SIZE,
+};
 use lifeboat_kube::objects::strip::StripOptions;
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{
-    DEFAULT_SOURCE, SNAPSHOT_KIND, Select, classified, configured_source, kube_failure, kube_scope,
+    DEFAULT_SOURCE, SNAPSHOT_KIND, Select, configured_source, kube_error, kube_failure, kube_scope,
     selection,
 };
 use crate::context::Ctx;
-use crate::error::{Error, Kind};
+use crate::error::Error;
 
 /// What to back up.
 #[derive(Debug, Clone, Default)]
@@ -174,13 +176,13 @@ pub async fn backup(
         (Ok(_), Ok(summary)) => summary,
         (stored, Err(e)) => {
             session.abort().await;
-            // The cluster's classified error says most (the repository side
-            // often failed only because the lister stopped feeding it); else
-            // the repository's, else the lister's.
-            return Err(match (classified(&*e), stored) {
-                (Some(k), _) => k.into(),
-                (None, Err(r)) => BackupFailure::repository(r),
-                (None, Ok(_)) => Error::from_std(Kind::Failure, &*e).into(),
+            // The cluster's error says most (the repository side often
+            // failed only because the lister stopped feeding it); else the
+            // repository's, else the lister's.
+            return Err(match (e, stored) {
+                (BackupError::Kube(k), _) => kube_error(k).into(),
+                (_, Err(r)) => BackupFailure::repository(r),
+                (e @ BackupError::SinkClosed, Ok(_)) => kube_failure(e).into(),
             });
         }
         (Err(r), Ok(_)) => {

@@ -15,7 +15,6 @@ pub mod unquiesce;
 
 use std::error::Error as StdError;
 use std::io::Write;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use lifeboat_kube::error::{ErrorKind, KubeError};
@@ -52,21 +51,15 @@ pub struct Select {
 /// A lifeboat-kube failure as a flow's error. A classified Kubernetes error
 /// ([`KubeError`], anywhere in the chain) gets its kind's exit code and its
 /// own message (not found 3, refused 6, invalid 2, else 1); anything else is
-/// a plain failure with its whole chain. Generic over the error so that it
-/// takes what lifeboat-kube's functions return today (an `anyhow::Error`
-/// derefs to the error it holds; a typed error can be passed boxed). Not
-/// `Into<Box<dyn Error>>`: anyhow's box hides the error's type.
-pub(crate) fn kube_error<E: Deref<Target = DynError>>(e: E) -> Error {
-    classified(&*e).unwrap_or_else(|| Error::from_std(Kind::Failure, &*e))
+/// a plain failure with its whole chain.
+pub(crate) fn kube_error<E: StdError + 'static>(e: E) -> Error {
+    classified(&e).unwrap_or_else(|| Error::from_std(Kind::Failure, &e))
 }
-
-/// What [`kube_error`] and [`kube_failure`] read.
-pub(crate) type DynError = dyn StdError + Send + Sync + 'static;
 
 /// A lifeboat-kube failure as a plain failure (exit 1) with its whole
 /// chain, whatever it is (connecting always failed that way).
-pub(crate) fn kube_failure<E: Deref<Target = DynError>>(e: E) -> Error {
-    Error::from_std(Kind::Failure, &*e)
+pub(crate) fn kube_failure<E: StdError + 'static>(e: E) -> Error {
+    Error::from_std(Kind::Failure, &e)
 }
 
 /// The first [`KubeError`] in `e`'s chain, as a flow's error of its kind.
@@ -217,10 +210,6 @@ pub async fn read_records(repo: &Repository, snap: &SnapshotRef) -> Result<Vec<R
 mod tests {
     use super::*;
 
-    fn boxed(e: impl StdError + Send + Sync + 'static) -> Box<DynError> {
-        Box::new(e)
-    }
-
     #[test]
     fn a_kubernetes_error_keeps_its_kind_and_message() {
         for (kind, want) in [
@@ -230,7 +219,7 @@ mod tests {
             (ErrorKind::Unreachable, Kind::Failure),
             (ErrorKind::Other, Kind::Failure),
         ] {
-            let e = kube_error(boxed(KubeError::new(kind, "listing configmaps: 403")));
+            let e = kube_error(KubeError::new(kind, "listing configmaps: 403"));
             assert_eq!(e.kind(), want, "{kind:?}");
             assert_eq!(e.message, "listing configmaps: 403");
         }
@@ -252,14 +241,11 @@ mod tests {
                 Some(&self.0)
             }
         }
-        let e = kube_error(boxed(Wrapper(KubeError::new(
-            ErrorKind::NotFound,
-            "no such kind",
-        ))));
+        let e = kube_error(Wrapper(KubeError::new(ErrorKind::NotFound, "no such kind")));
         assert_eq!(e.kind(), Kind::NotFound);
         assert_eq!(e.message, "no such kind");
         // Not classified as a plain failure: the whole chain.
-        let e = kube_failure(boxed(Wrapper(KubeError::new(ErrorKind::Denied, "refused"))));
+        let e = kube_failure(Wrapper(KubeError::new(ErrorKind::Denied, "refused")));
         assert_eq!(e.kind(), Kind::Failure);
         assert_eq!(e.message, "while listing: refused");
     }

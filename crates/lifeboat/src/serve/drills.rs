@@ -12,8 +12,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use croner::Cron;
 
-use super::scheduler::{self, SlotClock, Wake};
-use super::{Daemon, metrics};
+use lifeboat_ops::daemon::scheduler::{self, SlotClock, Wake};
+use lifeboat_ops::daemon::{Daemon, metrics};
 use crate::config::Timezone;
 use crate::drill::{self, Request};
 
