@@ -273,11 +273,7 @@ fn backup_reason(f: &crate::postgres::BackupFailure) -> &'static str {
 /// reason `command` and the end of the command's stderr in the message; no
 /// snapshot is committed. A source without a command cannot be scheduled
 /// (refused at load); one triggered through the API fails with `config`.
-async fn backup_stream(
-    d: &Daemon,
-    name: &str,
-    tags: Vec<String>,
-) -> Result<SnapshotRef, RunError> {
+async fn backup_stream(d: &Daemon, name: &str, tags: Vec<String>) -> Result<SnapshotRef, RunError> {
     let stream = d
         .ctx
         .config
