@@ -8,6 +8,9 @@
 use lifeboat_ops::Error as OpsError;
 use lifeboat_repo::{ErrorClass, RepoError};
 
+// Some codes are used only by tests since the daemon's runner moved to
+// lifeboat_ops (it classifies by `Kind`); h-shell's conversion removes these.
+#[allow(unused_imports)]
 pub use lifeboat_ops::error::{
     AT_RISK, AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK,
     STORAGE, USAGE, VERIFY_FAILED,
