@@ -1,9 +1,10 @@
-//! `lifeboat serve`: the daemon. See `serve/` and docs/daemon.md.
+//! `lifeboat serve`: the daemon. See `serve/`, `lifeboat_ops::daemon` and
+//! docs/daemon.md.
 
 use std::net::SocketAddr;
 
-use anyhow::Result;
 use clap::Args;
+use lifeboat_ops::error::{Error, Result};
 
 use crate::context::Ctx;
 
@@ -23,7 +24,8 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
     let code = crate::serve::serve(ctx, a.listen).await?;
     // `--json`: the daemon's result is that it stopped (its log is on stderr).
     if crate::output::json_mode() {
-        crate::output::print_json(&serde_json::json!({"stopped": true}))?;
+        crate::output::print_json(&serde_json::json!({"stopped": true}))
+            .map_err(|e| Error::failure(format!("{e:#}")))?;
     }
     Ok(code)
 }

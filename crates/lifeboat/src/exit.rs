@@ -8,6 +8,9 @@
 
 use lifeboat_ops::error::{Error, Result};
 
+// Some codes are used only by tests since the daemon's runner moved to
+// lifeboat_ops (it classifies by `Kind`); h-shell's conversion removes these.
+#[allow(unused_imports)]
 pub use lifeboat_ops::error::{
     AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK, STORAGE,
     USAGE, VERIFY_FAILED,

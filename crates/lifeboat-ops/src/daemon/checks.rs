@@ -20,10 +20,10 @@ use lifeboat_repo::backup::Progress;
 use lifeboat_repo::subset::DataSubset;
 
 use super::scheduler::{self, SlotClock, Wake};
-use super::{Host, metrics};
+use super::{Daemon, metrics};
 use crate::config::Timezone;
 
-pub async fn run<H: Host>(d: Arc<H>, cron: Cron, read_data: bool, parts: u32) {
+pub async fn run(d: Arc<Daemon>, cron: Cron, read_data: bool, parts: u32) {
     let mut clock = SlotClock::new(&d);
     while clock.until_active(|| {}).await {
         loop {
@@ -36,15 +36,15 @@ pub async fn run<H: Host>(d: Arc<H>, cron: Cron, read_data: bool, parts: u32) {
                 Wake::Slot => {}
             }
             let subset = if read_data {
-                next_part(d.repository(), parts).await
+                next_part(&d.repo, parts).await
             } else {
                 None
             };
             let report = tokio::select! {
-                r = lifeboat_repo::check::check_subset(d.repository(), read_data, subset, Arc::new(Progress::default())) => r,
+                r = lifeboat_repo::check::check_subset(&d.repo, read_data, subset, Arc::new(Progress::default())) => r,
                 _ = clock.stopped() => return,
             };
-            record(d.repository(), read_data, subset, report).await;
+            record(&d.repo, read_data, subset, report).await;
         }
     }
 }

@@ -1,11 +1,16 @@
-//! The daemon's parts that do not run a flow themselves (`docs/daemon.md`):
-//! when to run (schedules, checks), who runs (the lease), what it reports
-//! (metrics) and the state they share. The daemon itself (`Daemon`,
-//! start-up, runs, drills, retention, HTTP) is still
-//! `crates/lifeboat/src/serve/` and implements [`Host`] for the loops here.
+//! The daemon (`lifeboat serve`, `docs/daemon.md`): its shared state,
+//! starting runs, the runs themselves, retention, when to run (schedules,
+//! checks), who runs (the lease), what it reports (metrics), start-up and
+//! the SIGTERM sequence. The binary resolves its options from flags and
+//! configuration, serves HTTP (health, metrics, the API, the status page)
+//! and runs the drill loops (`crates/lifeboat/src/serve/`).
 //!
 //! | module | owns |
 //! |---|---|
+//! | `mod.rs` | [`Daemon`]: the shared state, starting runs, reading the repository |
+//! | `lifecycle.rs` | building the daemon, start-up, its tasks and the SIGTERM sequence |
+//! | `runner.rs` | one backup of a source, in-process, with its retention and the grace period |
+//! | `retention.rs` | forget per source after each backup; prune batched |
 //! | `state.rs` | the role, what started a run, a source's state and status, why a run was not started |
 //! | `scheduler.rs` | cron slots per source (time zone, missed slots, overlaps); `SlotClock` |
 //! | `checks.rs` | scheduled repository checks, recorded for readiness |
@@ -14,40 +19,162 @@
 
 pub mod checks;
 pub mod lease;
+pub mod lifecycle;
 pub mod metrics;
+pub mod retention;
+pub mod runner;
 pub mod scheduler;
 pub mod state;
 
-use std::future::Future;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
 use lifeboat_repo::Repository;
 use tokio::sync::watch;
 
+use self::metrics::PrometheusHandle;
+use crate::context::Ctx;
+use crate::error::Result;
+
+pub use lifecycle::{Tasks, build, start, wait_for_termination};
 pub use state::{LastFailure, LastSuccess, Role, SourceState, SourceStatus, StartError, Trigger};
 
-/// What the schedule loops ([`scheduler::run`], [`checks::run`]) need of the
-/// daemon that runs them.
-pub trait Host: Send + Sync + 'static {
-    /// What a run's task ends with (only awaited here, never looked at).
-    type Outcome: Send + 'static;
-    /// Why the snapshots could not be read (logged with `{:#}`).
-    type Error: std::fmt::Display + Send;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How long `/readyz` and the status page wait for the repository's marker.
+pub const REPOSITORY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-    fn repository(&self) -> &Repository;
-    /// The role the lease publishes.
-    fn subscribe_role(&self) -> watch::Receiver<Role>;
-    /// `true` from SIGTERM on.
-    fn subscribe_shutdown(&self) -> watch::Receiver<bool>;
-    /// Reads every snapshot once: the sources' newest, counts, sizes.
-    fn refresh_from_repository(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Starts a backup of `name` now, unless one is running, this daemon is
-    /// a standby, or it is shutting down.
-    fn start_run(
+/// The daemon's settings, resolved from `serve:` and flags (by the binary).
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// The API's bearer token; `None`: every API request gets 401.
+    pub token: Option<String>,
+    pub lease: Duration,
+    pub grace: Duration,
+    pub prune_interval: Duration,
+    pub prune_grace: Duration,
+}
+
+pub struct Daemon {
+    pub ctx: Ctx,
+    pub repo: Repository,
+    pub settings: Settings,
+    pub identity: String,
+    pub sources: BTreeMap<String, Arc<SourceState>>,
+    pub role: Arc<watch::Sender<Role>>,
+    pub shutdown: watch::Sender<bool>,
+    pub metrics: PrometheusHandle,
+    pub prune: tokio::sync::Mutex<retention::PruneState>,
+}
+
+impl Daemon {
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Arc<SourceState>> {
+        self.sources.get(name)
+    }
+
+    /// Starts a backup of `name` now, unless one is running, this daemon is a
+    /// standby, or it is shutting down. The run holds the source's lock.
+    pub fn start_run(
         self: &Arc<Self>,
         name: &str,
         trigger: Trigger,
-    ) -> Result<tokio::task::JoinHandle<Self::Outcome>, StartError>;
+    ) -> Result<tokio::task::JoinHandle<runner::Outcome>, StartError> {
+        if self.shutting_down() {
+            return Err(StartError::ShuttingDown);
+        }
+        match self.role() {
+            Role::Active => {}
+            Role::Standby { holder } => {
+                return Err(StartError::NotActive(format!("active: {holder}")));
+            }
+            Role::Starting => return Err(StartError::NotActive("starting".into())),
+        }
+        let src = self
+            .source(name)
+            .ok_or_else(|| StartError::Unknown(name.to_string()))?
+            .clone();
+        let guard = Arc::clone(&src.run_lock)
+            .try_lock_owned()
+            .map_err(|_| StartError::Busy(name.to_string()))?;
+        let daemon = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            let outcome = runner::run(&daemon, &src, trigger).await;
+            drop(guard);
+            outcome
+        }))
+    }
+
+    /// Reads every snapshot once: newest per source, counts, repository size.
+    pub async fn refresh_from_repository(&self) -> Result<()> {
+        let snaps = self.repo.snapshots().await?;
+        for (name, src) in &self.sources {
+            let mine: Vec<_> = snaps
+                .iter()
+                .filter(|s| &s.snapshot.source == name)
+                .collect();
+            // The last success is the newest full snapshot: a partial one
+            // (`backup postgres --table`) is no backup of the source.
+            let newest = mine
+                .iter()
+                .rev()
+                .find(|s| s.snapshot.scope().is_full())
+                .map(|s| (s.id.clone(), s.snapshot.time));
+            metrics::snapshots(name, mine.len());
+            src.update(|st| {
+                st.snapshots = mine.len();
+                if let Some((id, time)) = &newest
+                    && st.last_success.as_ref().is_none_or(|l| l.time < *time)
+                {
+                    st.last_success = Some(LastSuccess {
+                        snapshot: id.clone(),
+                        time: *time,
+                        duration_seconds: None,
+                    });
+                }
+            });
+            metrics::last_success(name, newest.map(|n| n.1));
+        }
+        retention::measure_repository(&self.repo).await;
+        Ok(())
+    }
+
+    /// Why the repository cannot be used now (moved, deleted, replaced,
+    /// unreachable), or `None` when its marker and config are still the
+    /// ones opened at start-up. Bounded in time, for probes.
+    pub async fn repository_problem(&self) -> Option<String> {
+        match tokio::time::timeout(REPOSITORY_PROBE_TIMEOUT, self.repo.verify_identity()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "the repository at {} did not answer within {} s",
+                self.repo.location(),
+                REPOSITORY_PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// Sets the clock-derived gauges; called before every scrape.
+    pub fn update_clock_gauges(&self) {
+        let now = Utc::now();
+        for (name, src) in &self.sources {
+            if let Some(l) = src.status().last_success {
+                metrics::rpo(name, (now - l.time).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+    }
 }
 
 /// Resolves when `rx` says shutdown (or its sender is gone).

@@ -26,7 +26,7 @@ use croner::Cron;
 
 use tokio::sync::watch;
 
-use super::{Host, Role, SourceState, StartError, Trigger, metrics};
+use super::{Daemon, Role, SourceState, StartError, Trigger, metrics};
 use crate::config::Timezone;
 
 /// The first slot strictly after `t`.
@@ -111,10 +111,10 @@ pub struct SlotClock {
 }
 
 impl SlotClock {
-    pub fn new<H: Host>(d: &Arc<H>) -> Self {
+    pub fn new(d: &Daemon) -> Self {
         SlotClock {
-            role: d.subscribe_role(),
-            shutdown: d.subscribe_shutdown(),
+            role: d.role.subscribe(),
+            shutdown: d.shutdown.subscribe(),
         }
     }
 
@@ -161,7 +161,7 @@ impl SlotClock {
 }
 
 /// The scheduling loop of one source; ends at shutdown.
-pub async fn run<H: Host>(d: Arc<H>, src: Arc<SourceState>) {
+pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
     let Some(schedule) = src.schedule.clone() else {
         return;
     };
@@ -212,8 +212,8 @@ fn set_next(src: &SourceState, next: Option<DateTime<Utc>>) {
     src.update(|s| s.next_run = next);
 }
 
-async fn run_once<H: Host>(
-    d: &Arc<H>,
+async fn run_once(
+    d: &Arc<Daemon>,
     src: &SourceState,
     cron: &Cron,
     trigger: Trigger,

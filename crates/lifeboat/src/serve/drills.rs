@@ -12,10 +12,10 @@ use std::sync::Arc;
 use chrono::Utc;
 use croner::Cron;
 
-use super::scheduler::{self, SlotClock, Wake};
-use super::{Daemon, metrics};
 use crate::config::Timezone;
 use crate::drill::{self, Request};
+use lifeboat_ops::daemon::scheduler::{self, SlotClock, Wake};
+use lifeboat_ops::daemon::{Daemon, metrics};
 
 /// Reads the drill records and sets the gauges of every configured source.
 pub async fn refresh(d: &Daemon) {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{Daemon, Role, SourceStatus, StartError, Trigger};
+use lifeboat_ops::daemon::runner::Outcome;
+use lifeboat_ops::daemon::{Daemon, Role, SourceStatus, StartError, Trigger};
+use lifeboat_ops::repo::snapshots::SnapshotRow;
 
 type D = State<Arc<Daemon>>;
 
@@ -138,7 +140,7 @@ async fn metrics(State(d): D) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(&d.metrics),
+        lifeboat_ops::daemon::metrics::render(&d.metrics),
     )
         .into_response()
 }
@@ -196,29 +198,9 @@ struct SourceQuery {
 }
 
 async fn snapshots(State(d): D, Query(q): Query<SourceQuery>) -> Response {
-    match d.repo.snapshots().await {
+    match lifeboat_ops::repo::snapshots::list(&d.repo, q.source.as_deref()).await {
         Ok(list) => {
-            let rows: Vec<_> = list
-                .into_iter()
-                .filter(|s| {
-                    q.source
-                        .as_deref()
-                        .is_none_or(|src| s.snapshot.source == src)
-                })
-                .map(|s| {
-                    json!({
-                        "id": s.id,
-                        "time": s.snapshot.time,
-                        "source": s.snapshot.source,
-                        "kind": s.snapshot.kind,
-                        "hostname": s.snapshot.hostname,
-                        "tags": s.snapshot.tags,
-                        "size": s.snapshot.items.iter().map(|i| i.size).sum::<u64>(),
-                        "stats": s.snapshot.stats,
-                        "scope": lifeboat_repo::snapshot::ScopeView::from(&s.snapshot.scope()),
-                    })
-                })
-                .collect();
+            let rows: Vec<SnapshotRow> = list.iter().map(SnapshotRow::from).collect();
             axum::Json(rows).into_response()
         }
         Err(e) => error(
@@ -313,7 +295,7 @@ async fn backup(State(d): D, Path(name): Path<String>, Query(q): Query<BackupQue
                     .into_response();
             }
             match handle.await {
-                Ok(outcome @ super::runner::Outcome::Succeeded { .. }) => {
+                Ok(outcome @ Outcome::Succeeded { .. }) => {
                     (StatusCode::CREATED, axum::Json(outcome)).into_response()
                 }
                 Ok(outcome) => {

@@ -5,15 +5,14 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
 use chrono::Utc;
-use lifeboat_ops::repo::forget::ForgetRequest;
 use lifeboat_repo::Repository;
 use lifeboat_repo::format::DATA_PREFIX;
-use lifeboat_repo::prune::{PruneOptions, prune};
 use lifeboat_repo::retention::RetentionPolicy;
 
 use super::{Daemon, SourceState, metrics};
+use crate::error::Result;
+use crate::repo::forget::ForgetRequest;
 
 /// When prune last ran and whether anything was forgotten since.
 #[derive(Debug, Default)]
@@ -24,7 +23,7 @@ pub struct PruneState {
 
 /// Applies `policy` to `source`'s snapshots, each scope on its own (a
 /// partial snapshot never uses up the full ones' counts): the forget flow of
-/// `lifeboat forget` (`lifeboat_ops::repo::forget`). Returns (forgotten
+/// `lifeboat forget` ([`crate::repo::forget`]). Returns (forgotten
 /// ids, kept count).
 pub async fn forget(
     repo: &Repository,
@@ -36,7 +35,7 @@ pub async fn forget(
         policy: Some(policy.clone()),
         ..Default::default()
     };
-    let done = lifeboat_ops::repo::forget::forget(repo, &req, Utc::now()).await?;
+    let done = crate::repo::forget::forget(repo, &req, Utc::now()).await?;
     Ok((done.forgotten_ids(), done.kept()))
 }
 
@@ -87,11 +86,8 @@ pub async fn maybe_prune(d: &Daemon) {
         return;
     }
     let started = Instant::now();
-    let opts = PruneOptions {
-        grace: d.settings.prune_grace,
-        dry_run: false,
-    };
-    match prune(&d.repo, &opts).await {
+    // The flow of `lifeboat prune`.
+    match crate::repo::prune::prune(&d.repo, d.settings.prune_grace, false).await {
         Ok(r) => {
             st.last = Some(Instant::now());
             st.pending = false;

@@ -8,14 +8,17 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
 use lifeboat_postgres::conn::ConnError;
+use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
+use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
 use super::{Daemon, LastFailure, LastSuccess, SourceState, Trigger, metrics, retention};
-use crate::config::SourceKind;
-use crate::exit;
+use crate::config::{SourceKind, StreamSource};
+use crate::error::{Error, Kind, Result};
+use crate::failure;
+use crate::stream_command::CommandReader;
 
 /// Every failure reason label (registered at zero per source).
 pub const REASONS: &[&str] = &[
@@ -55,7 +58,7 @@ pub enum Outcome {
 /// A failure with its metric label.
 struct RunError {
     reason: &'static str,
-    error: anyhow::Error,
+    error: Error,
 }
 
 fn reason_for_conn(e: &ConnError) -> &'static str {
@@ -70,15 +73,25 @@ fn reason_for_conn(e: &ConnError) -> &'static str {
     }
 }
 
-fn reason_for_code(code: i32) -> &'static str {
-    match code {
-        exit::USAGE => "config",
-        exit::AUTH => "auth",
-        exit::NOT_FOUND => "database_missing",
-        exit::STORAGE => "storage",
-        exit::LOCKED => "locked",
-        exit::INTEGRITY | exit::INCOMPATIBLE => "repository",
+/// The failure reason of a flow's error, by its kind.
+fn reason_for_kind(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Usage => "config",
+        Kind::Auth => "auth",
+        Kind::NotFound => "database_missing",
+        Kind::Storage => "storage",
+        Kind::Locked => "locked",
+        Kind::Integrity | Kind::Incompatible => "repository",
         _ => "dump",
+    }
+}
+
+/// The failure reason of the repository's own failure, by its kind.
+fn repository_reason(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Storage => "storage",
+        Kind::Locked => "locked",
+        _ => "repository",
     }
 }
 
@@ -121,7 +134,7 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
         }
         Some(Ok(o)) => o,
         Some(Err(e)) => {
-            let message = format!("{:#}", e.error);
+            let message = e.error.to_string();
             let now = Utc::now();
             metrics::backup_failed(&src.name, e.reason, now);
             src.update(|s| {
@@ -156,7 +169,7 @@ async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outco
     // keys or config.
     d.repo.verify_identity().await.map_err(|e| RunError {
         reason: "repository",
-        error: anyhow::Error::from(e)
+        error: Error::from(e)
             .context("the repository is not where the daemon opened it; no backup was made"),
     })?;
     let tags = vec![format!("lifeboat-serve:{}", trigger.as_str())];
@@ -192,12 +205,12 @@ async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outco
     if let Err(e) = retention::after_backup(d, src).await {
         let now = Utc::now();
         metrics::backup_failed(&src.name, "retention", now);
-        tracing::error!(source = %src.name, error = %format!("{e:#}"), "retention failed after a successful backup; snapshots pile up until it works");
+        tracing::error!(source = %src.name, error = %e, "retention failed after a successful backup; snapshots pile up until it works");
         src.update(|st| {
             st.last_failure = Some(LastFailure {
                 time: now,
                 reason: "retention".into(),
-                message: format!("{e:#}"),
+                message: e.to_string(),
             })
         });
     }
@@ -215,7 +228,7 @@ async fn backup_postgres(
     name: &str,
     tags: Vec<String>,
 ) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
-    use lifeboat_ops::postgres::{self as pg, BackupFrom, BackupRequest};
+    use crate::postgres::{self as pg, BackupFrom, BackupRequest};
     let req = BackupRequest {
         from: BackupFrom::Source(name.to_string()),
         tables: Vec::new(),
@@ -226,7 +239,7 @@ async fn backup_postgres(
         .await
         .map_err(|error| RunError {
             reason: "config",
-            error: error.into(),
+            error,
         })?;
     // Connect once first, so that a database that is down is named as such.
     match source.conn.connect().await {
@@ -234,30 +247,26 @@ async fn backup_postgres(
         Err(e) => {
             return Err(RunError {
                 reason: reason_for_conn(&e),
-                error: pg::conn_err(e).into(),
+                error: pg::conn_err(e),
             });
         }
     }
-    pg::backup_source(&d.repo, &source, req, &lifeboat_ops::report::Silent)
+    pg::backup_source(&d.repo, &source, req, &crate::report::Silent)
         .await
         .map(|done| done.snap)
         .map_err(|f| RunError {
             reason: backup_reason(&f),
-            error: f.error.into(),
+            error: f.error,
         })
 }
 
 /// The failure reason of a PostgreSQL backup: the repository's failures by
 /// their kind, the others by their exit code.
-fn backup_reason(f: &lifeboat_ops::postgres::BackupFailure) -> &'static str {
+fn backup_reason(f: &crate::postgres::BackupFailure) -> &'static str {
     if f.repository {
-        return match f.error.code() {
-            exit::STORAGE => "storage",
-            exit::LOCKED => "locked",
-            _ => "repository",
-        };
+        return repository_reason(f.error.kind());
     }
-    reason_for_code(f.error.code())
+    reason_for_kind(f.error.kind())
 }
 
 /// Stream sources: their `stream.command` run as `lifeboat backup stream
@@ -266,11 +275,7 @@ fn backup_reason(f: &lifeboat_ops::postgres::BackupFailure) -> &'static str {
 /// reason `command` and the end of the command's stderr in the message; no
 /// snapshot is committed. A source without a command cannot be scheduled
 /// (refused at load); one triggered through the API fails with `config`.
-async fn backup_stream(
-    d: &Daemon,
-    name: &str,
-    tags: Vec<String>,
-) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
+async fn backup_stream(d: &Daemon, name: &str, tags: Vec<String>) -> Result<SnapshotRef, RunError> {
     let stream = d
         .ctx
         .config
@@ -280,35 +285,38 @@ async fn backup_stream(
         .filter(|s| !s.command.is_empty())
         .ok_or_else(|| RunError {
             reason: "config",
-            error: anyhow::anyhow!(
+            error: failure!(
                 "stream source {name} has no stream.command, so the daemon has nothing to run; give one, or back it up with `lifeboat backup stream --source {name}` from standard input"
             ),
         })?;
-    lifeboat_ops::stream::backup_command(
+    crate::stream::backup_command(
         &d.repo,
         name,
         &stream,
         tags,
-        &lifeboat_ops::report::Silent,
+        &crate::report::Silent,
         false,
     )
     .await
-    .map_err(|f| {
-        let error = anyhow::Error::from(f.error);
+    .map_err(|f| RunError {
         // The repository's failures by their kind, the others as
-        // `classify` names them.
-        let reason = match (f.repository, exit::code_for(&error)) {
-            (true, exit::STORAGE) => "storage",
-            (true, exit::LOCKED) => "locked",
-            (true, _) => "repository",
-            (false, _) => match classify(&error) {
-                // The command's own failure (exit 1 from backup_command).
-                "dump" => "command",
-                r => r,
-            },
-        };
-        RunError { reason, error }
+        // `reason_for_kind` names them (exit 1 is the command's own).
+        reason: if f.repository {
+            repository_reason(f.error.kind())
+        } else {
+            command_reason(f.error.kind())
+        },
+        error: f.error,
     })
+}
+
+/// The reason of the command's failure: its kind's, where a failure
+/// (exit 1) is the command's.
+fn command_reason(kind: Kind) -> &'static str {
+    match reason_for_kind(kind) {
+        "dump" => "command",
+        r => r,
+    }
 }
 
 /// Kubernetes sources: the CLI's `backup kube --source NAME`, in-process
@@ -318,50 +326,29 @@ async fn backup_kube(
     name: &str,
     tags: Vec<String>,
 ) -> Result<lifeboat_repo::snapshot::SnapshotRef, RunError> {
-    let req = lifeboat_ops::kube::backup::BackupRequest::for_source(
+    let req = crate::kube::backup::BackupRequest::for_source(
         name,
         tags,
         d.ctx.cluster_options(None, None),
     );
-    let done = lifeboat_ops::kube::backup::backup(&d.ctx, Some(&d.repo), req)
+    let done = crate::kube::backup::backup(&d.ctx, Some(&d.repo), req)
         .await
         .map_err(|f| RunError {
             // The repository's failures by their kind, the others (the
-            // cluster's, the configuration's) by their exit code.
-            reason: match (f.repository, f.error.code()) {
-                (true, exit::STORAGE) => "storage",
-                (true, exit::LOCKED) => "locked",
-                (true, _) => "repository",
-                (false, code) => match reason_for_code(code) {
+            // cluster's, the configuration's) by their kind too.
+            reason: match f.repository {
+                true => repository_reason(f.error.kind()),
+                false => match reason_for_kind(f.error.kind()) {
                     "dump" => "kubernetes",
                     r => r,
                 },
             },
-            error: f.error.into(),
+            error: f.error,
         })?;
     for w in &done.summary.warnings {
         tracing::warn!(source = %name, warning = %w, "Kubernetes backup warning");
     }
     Ok(done.snap)
-}
-
-fn classify(e: &anyhow::Error) -> &'static str {
-    for cause in e.chain() {
-        if cause.downcast_ref::<lifeboat_repo::RepoError>().is_some() {
-            return match exit::code_for(e) {
-                exit::STORAGE => "storage",
-                exit::LOCKED => "locked",
-                _ => "repository",
-            };
-        }
-        if cause
-            .downcast_ref::<lifeboat_repo::storage::StorageError>()
-            .is_some()
-        {
-            return "storage";
-        }
-    }
-    reason_for_code(exit::code_for(e))
 }
 
 #[cfg(test)]
@@ -388,21 +375,15 @@ mod tests {
         ];
         let got: Vec<&str> = conn.iter().map(reason_for_conn).collect();
         assert_eq!(got, ["unreachable", "auth", "database_missing", "config"]);
-        for code in [
-            exit::FAILURE,
-            exit::USAGE,
-            exit::AUTH,
-            exit::NOT_FOUND,
-            exit::STORAGE,
-            exit::LOCKED,
-            exit::INTEGRITY,
-        ] {
-            let r = reason_for_code(code);
+        for kind in Kind::ALL {
+            let r = reason_for_kind(kind);
             assert!(REASONS.contains(&r), "{r}");
+            assert!(REASONS.contains(&command_reason(kind)));
+            assert!(REASONS.contains(&repository_reason(kind)));
         }
-        let e = crate::exit::fail(exit::USAGE, "bad reference");
-        assert_eq!(classify(&e), "config");
-        let e: anyhow::Error = lifeboat_repo::RepoError::Locked("x".into()).into();
-        assert_eq!(classify(&e), "locked");
+        let e = crate::error::usage("bad reference");
+        assert_eq!(command_reason(e.kind()), "config");
+        let e = Error::from(lifeboat_repo::RepoError::Locked("x".into()));
+        assert_eq!(repository_reason(e.kind()), "locked");
     }
 }
