@@ -12,7 +12,6 @@ mod cmd_status;
 mod cmd_stream;
 mod cmd_tables;
 mod cmd_unquiesce;
-mod drill;
 mod exit;
 mod interrupt;
 mod output;
@@ -398,8 +397,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
         Command::Serve(a) => cmd_serve::run(&ctx, a).await,
-        Command::Drill(a) => cmd_drill::run(&ctx, a).await,
-        Command::Drills(a) => cmd_drill::list(&ctx, a).await,
+        Command::Drill(a) => Ok(cmd_drill::run(&ctx, a).await?),
+        Command::Drills(a) => Ok(cmd_drill::list(&ctx, a).await?),
         Command::Status(a) => cmd_status::status(&ctx, a).await,
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
     }

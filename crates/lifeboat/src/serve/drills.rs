@@ -15,7 +15,7 @@ use croner::Cron;
 use super::scheduler::{self, SlotClock, Wake};
 use super::{Daemon, metrics};
 use crate::config::Timezone;
-use crate::drill::{self, Request};
+use lifeboat_ops::drill::{self, Request};
 
 /// Reads the drill records and sets the gauges of every configured source.
 pub async fn refresh(d: &Daemon) {
