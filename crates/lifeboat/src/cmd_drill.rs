@@ -1,17 +1,18 @@
-//! `lifeboat drill` (and `lifeboat drills`, the stored history).
+//! `lifeboat drill` (and `lifeboat drills`, the stored history): the flags,
+//! and the printing (text, `--json`, `--report FILE.md`) of what the flow in
+//! `lifeboat_ops::drill` did.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::Args;
-use lifeboat_dr::record::{self, DrillRecord, Stored};
+use lifeboat_dr::record::{DrillRecord, Stored};
 use lifeboat_dr::status::human;
+use lifeboat_ops::drill::{self, Request};
+use lifeboat_ops::error::{Context, Error, Kind, OK, Result};
+use serde::Serialize;
 
 use crate::cmd_kube::ClusterArgs;
 use crate::context::Ctx;
-use crate::drill::{self, Request};
-use crate::exit::{OK, VERIFY_FAILED, fail};
-use crate::output::print_json;
 
 #[derive(Args, Debug)]
 pub struct DrillArgs {
@@ -96,19 +97,15 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
     } else {
         " (the reason is above)".to_string()
     };
-    Err(fail(
-        VERIFY_FAILED,
+    Err(Error::new(
+        Kind::VerifyFailed,
         format!("the drill of {}{at} FAILED{reason}", r.source),
     ))
 }
 
 pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
     let repo = ctx.open().await?;
-    let all: Vec<Stored<DrillRecord>> = record::drills(&repo)
-        .await?
-        .into_iter()
-        .filter(|d| a.source.as_ref().is_none_or(|s| &d.record.source == s))
-        .collect();
+    let all = drill::list(&repo, a.source.as_deref()).await?;
     if ctx.json() {
         print_json(&all)?;
         return Ok(OK);
@@ -189,6 +186,12 @@ fn text(d: &Stored<DrillRecord>) -> String {
     }
     s += "  recorded in the repository (`lifeboat drills`)\n";
     s
+}
+
+/// Hands the result to `--json` output (`crate::output::print_json`), as
+/// this module's error type.
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    crate::output::print_json(v).map_err(|e| Error::failure(format!("{e:#}")))
 }
 
 /// The name of the step whose failure failed the drill.

@@ -12,7 +12,6 @@ mod cmd_status;
 mod cmd_stream;
 mod cmd_tables;
 mod cmd_unquiesce;
-mod drill;
 mod exit;
 mod interrupt;
 mod output;

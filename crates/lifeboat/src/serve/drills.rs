@@ -13,9 +13,9 @@ use chrono::Utc;
 use croner::Cron;
 
 use crate::config::Timezone;
-use crate::drill::{self, Request};
 use lifeboat_ops::daemon::scheduler::{self, SlotClock, Wake};
 use lifeboat_ops::daemon::{Daemon, metrics};
+use lifeboat_ops::drill::{self, Request};
 
 /// Reads the drill records and sets the gauges of every configured source.
 pub async fn refresh(d: &Daemon) {

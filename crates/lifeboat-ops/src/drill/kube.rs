@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Result;
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_kube::objects::Record;
 use lifeboat_kube::objects::delete::{Deleted, delete};
@@ -20,6 +19,7 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{Outcome, step};
+use crate::error::Result;
 
 pub async fn drill(
     repo: &Repository,
@@ -29,7 +29,7 @@ pub async fn drill(
     out: &mut Outcome,
 ) -> Result<()> {
     let t = Instant::now();
-    let records = lifeboat_ops::kube::read_records(repo, snap).await?;
+    let records = crate::kube::read_records(repo, snap).await?;
     let total = records.len();
     // Only namespaced objects of mapped namespaces: a drill never writes into
     // the namespaces it protects, nor cluster-wide objects (CRDs).
@@ -41,7 +41,7 @@ pub async fn drill(
         .filter_map(|r| r.namespace().map(str::to_string))
         .collect();
     if !unmapped.is_empty() {
-        anyhow::bail!(
+        crate::bail!(
             "snapshot {} holds objects of namespace(s) {} that drill.namespace_map does not map \
              to a drill namespace; a drill never restores into the namespaces it protects: add \
              them to the source's drill.namespace_map",
@@ -127,7 +127,7 @@ pub async fn drill(
     if failed.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!(
+        crate::bail!(
             "{} of {} objects failed to restore: {}",
             failed.len(),
             report.results.len(),
@@ -259,6 +259,6 @@ fn offline(
     if bad.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("objects without a kind or name: {}", bad.join(", "))
+        crate::bail!("objects without a kind or name: {}", bad.join(", "))
     }
 }

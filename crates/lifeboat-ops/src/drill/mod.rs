@@ -1,9 +1,15 @@
 //! Running a restore drill (docs/drills.md): pick a source's latest full
 //! snapshot (never a partial one: `Repository::find_snapshot`'s `latest`),
 //! restore it somewhere harmless, verify it, measure RTO and RPO,
-//! clean up, and store the record in the repository. Used by `lifeboat
-//! drill` and by the daemon's drill schedules. The judgement of records
-//! (status, readiness) is in the `lifeboat-dr` crate.
+//! clean up, and store the record in the repository. Called by `lifeboat
+//! drill`, by the daemon's drill schedules and by `lifeboat drills`
+//! ([`list`]). The judgement of records (status, readiness) is in the
+//! `lifeboat-dr` crate.
+//!
+//! The result is the stored [`DrillRecord`], failed or not: a drill that
+//! restored nothing or found differences is a record with `ok: false`, not
+//! an `Err`. `Err` means there was nothing to drill (bad request, no such
+//! source, no snapshot: exit 2 or 3) or the record could not be stored.
 //!
 //! | module | owns |
 //! |---|---|
@@ -17,18 +23,18 @@ pub mod postgres;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Result;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lifeboat_dr::record::{self, DrillDifference, DrillRecord, DrillStep, Stored};
 use lifeboat_kube::client::ClusterOptions;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::tools::Discovery;
 use lifeboat_repo::Repository;
+use lifeboat_repo::snapshot::SnapshotRef;
 
 use crate::config::SourceKind;
 use crate::context::Ctx;
-use crate::exit::{NOT_FOUND, fail, usage};
-use lifeboat_ops::postgres::{configured_source, conn_err, connection, postgres_facts, url_source};
+use crate::error::{Error, NOT_FOUND, Result, fail, usage};
+use crate::postgres::{configured_source, conn_err, connection, postgres_facts, url_source};
 
 /// What to drill and where.
 pub struct Request {
@@ -90,28 +96,8 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
     let started_at = Utc::now();
     let started = Instant::now();
     let (source, mut part) = plan(ctx, req).await?;
-    // Before anything is touched: a scratch database must not be the source's
-    // (asked of both servers) nor hold what the drill did not put there.
-    if let Part::Postgres {
-        scratch: postgres::Scratch::Url { conn, leftover },
-        source: src,
-        scratch_is_copy,
-        ..
-    } = &mut part
-    {
-        *leftover = postgres::check_scratch(src, conn, *scratch_is_copy).await?;
-    }
-    // `latest` is the newest *full* snapshot: a partial one (--table,
-    // --schema-only, a narrower kube selection) cannot stand for the source.
-    let snap = repo
-        .find_snapshot("latest", Some(&source))
-        .await
-        .map_err(|e| {
-            fail(
-                NOT_FOUND,
-                format!("nothing to drill: {e}; run a backup of {source} first"),
-            )
-        })?;
+    check_scratch(&mut part).await?;
+    let snap = latest_full_snapshot(repo, &source).await?;
     let mut out = Outcome {
         started,
         target: String::new(),
@@ -119,89 +105,149 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
         differences: Vec::new(),
         rto_seconds: None,
     };
-    let result = match part {
+    let result = drill_part(repo, &snap, &source, part, &req.cluster, &mut out).await;
+    let rec = record(&source, &snap, started_at, out, result, req.trigger);
+    store(ctx, repo, rec).await
+}
+
+/// The stored drill records, oldest first; only `source`'s when given
+/// (`lifeboat drills`).
+pub async fn list(repo: &Repository, source: Option<&str>) -> Result<Vec<Stored<DrillRecord>>> {
+    Ok(record::drills(repo)
+        .await?
+        .into_iter()
+        .filter(|d| source.is_none_or(|s| d.record.source == s))
+        .collect())
+}
+
+/// Before anything is touched: a scratch database must not be the source's
+/// (asked of both servers) nor hold what the drill did not put there.
+async fn check_scratch(part: &mut Part) -> Result<()> {
+    if let Part::Postgres {
+        scratch: postgres::Scratch::Url { conn, leftover },
+        source: src,
+        scratch_is_copy,
+        ..
+    } = part
+    {
+        *leftover = postgres::check_scratch(src, conn, *scratch_is_copy).await?;
+    }
+    Ok(())
+}
+
+/// `latest` is the newest *full* snapshot: a partial one (--table,
+/// --schema-only, a narrower kube selection) cannot stand for the source.
+async fn latest_full_snapshot(repo: &Repository, source: &str) -> Result<SnapshotRef> {
+    repo.find_snapshot("latest", Some(source))
+        .await
+        .map_err(|e| {
+            fail(
+                NOT_FOUND,
+                format!("nothing to drill: {e}; run a backup of {source} first"),
+            )
+        })
+}
+
+/// Restores, verifies and cleans up; fills `out` as it goes. An `Err` is a
+/// failed drill: its message becomes the record's failure.
+async fn drill_part(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    source: &str,
+    part: Part,
+    cluster: &ClusterOptions,
+    out: &mut Outcome,
+) -> Result<()> {
+    match part {
         Part::Postgres {
             discovery,
             scratch,
             jobs,
             ..
-        } => match postgres_facts(&snap) {
-            Ok(facts) => {
-                postgres::drill(repo, &snap, &facts, &discovery, scratch, jobs, &mut out).await
-            }
-            Err(e) => Err(e.into()),
-        },
+        } => {
+            let facts = postgres_facts(snap)?;
+            postgres::drill(repo, snap, &facts, &discovery, scratch, jobs, out).await
+        }
         Part::Kube { map } => {
             if snap.snapshot.kind != "kube" {
-                Err(anyhow::anyhow!(
+                return Err(Error::failure(format!(
                     "the latest snapshot of {source} ({}) is a {} snapshot, not kube; back the \
                      source up with `lifeboat backup kube --source {source}` first",
                     snap.short_id(),
                     snap.snapshot.kind
-                ))
-            } else {
-                // Boxed as Send: the compiler cannot prove the kube
-                // client's futures Send for every lifetime when spawned.
-                let fut: std::pin::Pin<
-                    Box<dyn std::future::Future<Output = Result<()>> + Send + '_>,
-                > = Box::pin(kube::drill(repo, &snap, &map, &req.cluster, &mut out));
-                fut.await
+                )));
             }
+            // Boxed as Send: the compiler cannot prove the kube client's
+            // futures Send for every lifetime when spawned.
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> =
+                Box::pin(kube::drill(repo, snap, &map, cluster, out));
+            fut.await
         }
-    };
-    let finished = Utc::now();
-    let rec = DrillRecord {
+    }
+}
+
+/// The record of a drill that ran (passed or failed).
+fn record(
+    source: &str,
+    snap: &SnapshotRef,
+    started_at: DateTime<Utc>,
+    out: Outcome,
+    result: Result<()>,
+    trigger: &str,
+) -> DrillRecord {
+    DrillRecord {
         version: record::RECORD_VERSION,
-        source: source.clone(),
+        source: source.to_string(),
         kind: snap.snapshot.kind.clone(),
         snapshot: snap.id.clone(),
         snapshot_time: snap.snapshot.time,
         started: started_at,
-        finished,
+        finished: Utc::now(),
         ok: result.is_ok(),
-        failure: result.as_ref().err().map(|e| format!("{e:#}")),
+        failure: result.err().map(|e| e.message),
         rto_seconds: out
             .rto_seconds
-            .unwrap_or_else(|| started.elapsed().as_secs_f64()),
+            .unwrap_or_else(|| out.started.elapsed().as_secs_f64()),
         rpo_seconds: ((started_at - snap.snapshot.time).num_milliseconds() as f64 / 1000.0)
             .max(0.0),
         target: out.target,
-        trigger: req.trigger.into(),
+        trigger: trigger.into(),
         hostname: lifeboat_repo::keys::hostname(),
         program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         steps: out.steps,
         differences: out.differences,
-    };
-    let id = match record::store_drill(repo, &rec).await {
-        // A read-only repository (mount, credentials) or a full disk: the
-        // drill still proves the restore; only its evidence is not kept.
+    }
+}
+
+/// Stores the record in the repository. A repository that refuses writes
+/// (read-only mount or credentials, a full disk) does not fail the drill,
+/// which still proved the restore: the record comes back as `not-recorded`
+/// and the reporter says its evidence was not kept.
+async fn store(ctx: &Ctx, repo: &Repository, rec: DrillRecord) -> Result<Stored<DrillRecord>> {
+    let outcome = if rec.ok { "passed" } else { "failed" };
+    match record::store_drill(repo, &rec).await {
+        Ok(id) => Ok(Stored { id, record: rec }),
         Err(lifeboat_repo::RepoError::Storage(e)) if e.write_refused => {
-            eprintln!(
-                "warning: the drill {} but its record could not be stored ({e}): `lifeboat status` and `readiness` will not see it",
-                if rec.ok { "passed" } else { "failed" }
-            );
-            return Ok(Stored {
+            ctx.reporter().note(&format!(
+                "warning: the drill {outcome} but its record could not be stored ({e}): `lifeboat status` and `readiness` will not see it"
+            ));
+            Ok(Stored {
                 id: "not-recorded".into(),
                 record: rec,
-            });
+            })
         }
-        r => r,
-    };
-    let id = id.map_err(|e| {
-        anyhow::Error::from(e).context(format!(
-            "the drill {} but its record could not be stored in the repository; check the \
-             repository's storage (`lifeboat check`) and run the drill again",
-            if rec.ok { "passed" } else { "failed" }
-        ))
-    })?;
-    Ok(Stored { id, record: rec })
+        Err(e) => Err(Error::from(e).context(format!(
+            "the drill {outcome} but its record could not be stored in the repository; check the \
+             repository's storage (`lifeboat check`) and run the drill again"
+        ))),
+    }
 }
 
 /// Resolves what to drill before touching anything.
 async fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
     let scratch_url = |explicit: Option<&str>| -> Result<Option<ConnConfig>> {
         explicit
-            .map(|u| ConnConfig::parse(u).map_err(|e| conn_err(e).into()))
+            .map(|u| ConnConfig::parse(u).map_err(conn_err))
             .transpose()
     };
     match (&req.source, &req.db) {
@@ -219,7 +265,7 @@ async fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                     scratch: postgres::Scratch::new(scratch),
                     source: src.conn,
                     scratch_is_copy: req.scratch_is_copy,
-                    jobs: lifeboat_ops::postgres::restore_jobs(req.jobs, None),
+                    jobs: crate::postgres::restore_jobs(req.jobs, None),
                 },
             ))
         }
@@ -249,7 +295,7 @@ async fn plan(ctx: &Ctx, req: &Request) -> Result<(String, Part)> {
                             scratch: postgres::Scratch::new(scratch),
                             source: pg.conn,
                             scratch_is_copy: req.scratch_is_copy || drill.scratch_is_copy,
-                            jobs: lifeboat_ops::postgres::restore_jobs(req.jobs, Some(src)),
+                            jobs: crate::postgres::restore_jobs(req.jobs, Some(src)),
                         },
                     ))
                 }

@@ -12,7 +12,6 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
 use lifeboat_dr::record::DrillDifference;
 use lifeboat_postgres::cluster::{ClusterOptions, TempCluster};
 use lifeboat_postgres::conn::ConnConfig;
@@ -24,8 +23,9 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::{Outcome, step};
-use crate::exit::{FAILURE, USAGE, fail};
-use lifeboat_ops::postgres::{conn_err, facts_err, identity_err, tools_err};
+use crate::error::{Context, Error, FAILURE, Kind, Result, USAGE, fail};
+use crate::postgres::{conn_err, dump_err, facts_err, identity_err, tools_err};
+use crate::report::human_bytes;
 
 /// The comment a drill puts on the scratch database it creates.
 pub const SCRATCH_MARK: &str = "lifeboat drill scratch database";
@@ -65,7 +65,7 @@ pub async fn check_scratch(
     source: &ConnConfig,
     scratch: &ConnConfig,
     is_copy: bool,
-) -> anyhow::Result<bool> {
+) -> Result<bool> {
     let shown = scratch.display_url();
     let (src, tgt) = tokio::join!(identity::read(source), identity::read(scratch));
     let tgt = tgt.map_err(|e| identity_err(e, &format!("the scratch database {shown}")))?;
@@ -154,7 +154,9 @@ pub async fn check_scratch(
 }
 
 /// Restores and verifies; fills `out` as it goes. An error is a failed
-/// drill (its message becomes the record's failure).
+/// drill (its message becomes the record's failure). The steps: prepare the
+/// scratch target, restore, verify, clean up (always, once the target was
+/// prepared).
 pub async fn drill(
     repo: &Repository,
     snap: &SnapshotRef,
@@ -166,55 +168,42 @@ pub async fn drill(
 ) -> Result<()> {
     let major = tools::server_major(facts.server_version_num);
     let pg_tools = tools::discover(major, discovery).map_err(tools_err)?;
-    // Keep the cluster (and so its directory) alive until the drill is over.
-    let mut cluster: Option<TempCluster> = None;
-    let mut created_db = false;
+    let target = prepare(scratch, facts, &pg_tools, major, out).await?;
+    let restored = restore(repo, snap, facts, &pg_tools, &target.conn, jobs, out).await;
+    let verified = match restored {
+        Ok(()) => verify(&target.conn, facts, out).await,
+        Err(e) => Err(e),
+    };
+    out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let detail = cleanup(target).await;
+    out.steps.push(step("cleanup", true, t, detail));
+    verified
+}
+
+/// The scratch target, ready to restore into, and what to undo afterwards.
+struct Target {
+    conn: ConnConfig,
+    /// The throwaway cluster; kept (and so its directory) alive until the
+    /// drill is over.
+    cluster: Option<TempCluster>,
+    /// The drill created the given scratch database: it drops it.
+    created_db: bool,
+}
+
+/// The "scratch" step: a given database (dropped first when an earlier drill
+/// left it, created and marked when missing) or a throwaway cluster.
+async fn prepare(
+    scratch: Scratch,
+    facts: &Facts,
+    pg_tools: &tools::PgTools,
+    major: u32,
+    out: &mut Outcome,
+) -> Result<Target> {
     let t = Instant::now();
     let target = match scratch {
-        Scratch::Url { conn: c, leftover } => {
-            if leftover {
-                // Half restored by a drill that did not finish: start afresh.
-                drop_database(&c).await?;
-            }
-            created_db = dump::create_database_if_missing(&c, "postgres")
-                .await
-                .map_err(lifeboat_ops::postgres::dump_err)?;
-            if created_db {
-                mark_scratch(&c).await?;
-            }
-            out.target = format!(
-                "{}{}",
-                c.display_url(),
-                match (created_db, leftover) {
-                    (true, true) => " (created again: an earlier drill had left it)",
-                    (true, false) => " (created)",
-                    _ => "",
-                }
-            );
-            c
-        }
-        Scratch::Throwaway => {
-            let opts = ClusterOptions {
-                // The server binaries beside the matching pg_restore; else
-                // the newest installed server (a newer server reads older dumps).
-                bin_dir: Some(pg_tools.dir.clone()).filter(|d| d.join("initdb").exists()),
-                ..ClusterOptions::default()
-            };
-            let c = tokio::task::spawn_blocking(move || TempCluster::start_with(opts))
-                .await?
-                .with_context(|| {
-                    format!(
-                        "starting a throwaway PostgreSQL {major} for the drill (install the \
-                         postgresql-{major} server package, or pass --scratch URL)"
-                    )
-                })?;
-            // Same database name as the source: verification queries such
-            // as current_database() must see what the backup saw.
-            let conn = c.create_database(&facts.database).await?;
-            out.target = format!("throwaway PostgreSQL {major} (127.0.0.1:{})", c.port());
-            cluster = Some(c);
-            conn
-        }
+        Scratch::Url { conn, leftover } => given_database(conn, leftover, out).await?,
+        Scratch::Throwaway => throwaway_cluster(facts, pg_tools, major, out).await?,
     };
     out.steps.push(step(
         "scratch",
@@ -222,12 +211,82 @@ pub async fn drill(
         t,
         format!("restoring into {}", out.target),
     ));
+    Ok(target)
+}
 
+async fn given_database(conn: ConnConfig, leftover: bool, out: &mut Outcome) -> Result<Target> {
+    if leftover {
+        // Half restored by a drill that did not finish: start afresh.
+        drop_database(&conn).await?;
+    }
+    let created_db = dump::create_database_if_missing(&conn, "postgres")
+        .await
+        .map_err(dump_err)?;
+    if created_db {
+        mark_scratch(&conn).await?;
+    }
+    out.target = format!("{}{}", conn.display_url(), given_note(created_db, leftover));
+    Ok(Target {
+        conn,
+        cluster: None,
+        created_db,
+    })
+}
+
+/// What the target line adds about a given scratch database.
+fn given_note(created: bool, leftover: bool) -> &'static str {
+    match (created, leftover) {
+        (true, true) => " (created again: an earlier drill had left it)",
+        (true, false) => " (created)",
+        _ => "",
+    }
+}
+
+async fn throwaway_cluster(
+    facts: &Facts,
+    pg_tools: &tools::PgTools,
+    major: u32,
+    out: &mut Outcome,
+) -> Result<Target> {
+    let opts = ClusterOptions {
+        // The server binaries beside the matching pg_restore; else
+        // the newest installed server (a newer server reads older dumps).
+        bin_dir: Some(pg_tools.dir.clone()).filter(|d| d.join("initdb").exists()),
+        ..ClusterOptions::default()
+    };
+    let c = tokio::task::spawn_blocking(move || TempCluster::start_with(opts))
+        .await?
+        .with_context(|| {
+            format!(
+                "starting a throwaway PostgreSQL {major} for the drill (install the \
+                 postgresql-{major} server package, or pass --scratch URL)"
+            )
+        })?;
+    // Same database name as the source: verification queries such
+    // as current_database() must see what the backup saw.
+    let conn = c.create_database(&facts.database).await?;
+    out.target = format!("throwaway PostgreSQL {major} (127.0.0.1:{})", c.port());
+    Ok(Target {
+        conn,
+        cluster: Some(c),
+        created_db: false,
+    })
+}
+
+/// The "restore" step: the same restore path as `restore postgres` of this
+/// source, with its restore.jobs (staged, large tables' rows spread over the
+/// jobs). The scratch server does not have the source's roles: objects are
+/// owned by the restoring user and grants are skipped.
+async fn restore(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    facts: &Facts,
+    pg_tools: &tools::PgTools,
+    target: &ConnConfig,
+    jobs: u32,
+    out: &mut Outcome,
+) -> Result<()> {
     let t = Instant::now();
-    // The scratch server does not have the source's roles: objects are
-    // owned by the restoring user and grants are skipped.
-    // The same restore path as `restore postgres` of this source: its
-    // restore.jobs (staged, large tables' rows spread over the jobs).
     let opts = RestoreOptions {
         no_owner: true,
         no_privileges: true,
@@ -235,70 +294,76 @@ pub async fn drill(
         ..RestoreOptions::default()
     };
     let staging = std::env::temp_dir();
-    let restored = lifeboat_ops::postgres::restore_snapshot(
+    let restored = crate::postgres::restore_snapshot(
         repo,
         snap,
         facts,
-        &pg_tools,
-        &target,
+        pg_tools,
+        target,
         &opts,
         &staging,
-        &lifeboat_ops::report::Silent,
+        &crate::report::Silent,
     )
     .await;
-    let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
-    match &restored {
-        Ok(o) => out.steps.push(step(
-            "restore",
-            true,
-            t,
-            format!(
-                "pg_restore of {} from snapshot {}, {}{}",
-                crate::output::human_bytes(size),
-                snap.short_id(),
-                if jobs > 1 {
-                    format!("{jobs} jobs (staged)")
-                } else {
-                    "1 job (streamed)".to_string()
-                },
-                if o.split_tables.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; rows of {} spread over the jobs",
-                        o.split_tables.join(", ")
-                    )
-                }
-            ),
-        )),
-        Err(e) => out.steps.push(step("restore", false, t, format!("{e:#}"))),
+    match restored {
+        Ok(o) => {
+            let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
+            let detail = restore_detail(size, &snap.short_id(), jobs, &o.split_tables);
+            out.steps.push(step("restore", true, t, detail));
+            Ok(())
+        }
+        Err(e) => {
+            out.steps.push(step("restore", false, t, e.message.clone()));
+            Err(e)
+        }
     }
-    let verified = match restored {
-        Ok(_) => verify(&target, facts, out).await,
-        Err(e) => Err(e.into()),
-    };
-    out.rto_seconds = Some(out.started.elapsed().as_secs_f64());
+}
 
-    let t = Instant::now();
-    let cleanup = match cluster {
+/// What the restore step says it did.
+fn restore_detail(size: u64, snapshot: &str, jobs: u32, split_tables: &[String]) -> String {
+    format!(
+        "pg_restore of {} from snapshot {snapshot}, {}{}",
+        human_bytes(size),
+        if jobs > 1 {
+            format!("{jobs} jobs (staged)")
+        } else {
+            "1 job (streamed)".to_string()
+        },
+        if split_tables.is_empty() {
+            String::new()
+        } else {
+            format!("; rows of {} spread over the jobs", split_tables.join(", "))
+        }
+    )
+}
+
+/// The "cleanup" step: stops the throwaway cluster, or drops the scratch
+/// database the drill created, or leaves one that existed before. Says what
+/// was done; a failure to drop does not fail the drill (the data was
+/// already proven restorable).
+async fn cleanup(target: Target) -> String {
+    let Target {
+        conn,
+        cluster,
+        created_db,
+    } = target;
+    match cluster {
         Some(c) => {
             tokio::task::spawn_blocking(move || c.stop()).await.ok();
             "the throwaway cluster was stopped and removed".to_string()
         }
-        None if created_db => match drop_database(&target).await {
-            Ok(()) => format!("dropped the scratch database {}", target.display_url()),
+        None if created_db => match drop_database(&conn).await {
+            Ok(()) => format!("dropped the scratch database {}", conn.display_url()),
             Err(e) => format!(
-                "could not drop the scratch database {}: {e:#}",
-                target.display_url()
+                "could not drop the scratch database {}: {e}",
+                conn.display_url()
             ),
         },
         None => format!(
             "left {} in place (it existed before the drill)",
-            target.display_url()
+            conn.display_url()
         ),
-    };
-    out.steps.push(step("cleanup", true, t, cleanup));
-    verified
+    }
 }
 
 async fn verify(target: &ConnConfig, facts: &Facts, out: &mut Outcome) -> Result<()> {
@@ -337,7 +402,7 @@ async fn verify(target: &ConnConfig, facts: &Facts, out: &mut Outcome) -> Result
         if diffs.len() > 5 { "; …" } else { "" }
     );
     out.steps.push(step("verify", false, t, msg.clone()));
-    Err(anyhow::anyhow!(msg))
+    Err(Error::failure(msg))
 }
 
 /// Marks a scratch database the drill created ([`SCRATCH_MARK`]).
@@ -349,11 +414,11 @@ async fn mark_scratch(target: &ConnConfig) -> Result<()> {
             facts::quote_ident(&target.dbname)
         ))
         .await
-        .with_context(|| {
-            format!(
+        .map_err(|e| {
+            Error::from_std(Kind::Failure, &e).context(format!(
                 "marking {} as a drill's scratch database",
                 target.display_url()
-            )
+            ))
         })
 }
 
@@ -365,6 +430,42 @@ async fn drop_database(target: &ConnConfig) -> Result<()> {
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
-        .with_context(|| format!("dropping {}", target.display_url()))?;
-    Ok(())
+        .map_err(|e| {
+            Error::from_std(Kind::Failure, &e).context(format!("dropping {}", target.display_url()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_line_says_whether_the_drill_created_the_scratch_database() {
+        for (created, leftover, note) in [
+            (true, true, " (created again: an earlier drill had left it)"),
+            (true, false, " (created)"),
+            (false, false, ""),
+            (false, true, ""),
+        ] {
+            assert_eq!(given_note(created, leftover), note, "{created} {leftover}");
+        }
+    }
+
+    #[test]
+    fn the_restore_step_names_size_snapshot_jobs_and_split_tables() {
+        assert_eq!(
+            restore_detail(2048, "ab12cd34", 1, &[]),
+            "pg_restore of 2.0 KiB from snapshot ab12cd34, 1 job (streamed)"
+        );
+        assert_eq!(
+            restore_detail(
+                10,
+                "ab12cd34",
+                4,
+                &["public.orders".into(), "public.items".into()]
+            ),
+            "pg_restore of 10 B from snapshot ab12cd34, 4 jobs (staged); rows of \
+             public.orders, public.items spread over the jobs"
+        );
+    }
 }
