@@ -16,6 +16,7 @@ pub mod child;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod demo;
 pub mod drill;
 pub mod error;
 pub mod interrupt;

@@ -374,7 +374,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
-        Command::Demo(a) => exit::legacy(cmd_demo::run(&ctx, a).await),
+        Command::Demo(a) => Ok(cmd_demo::run(&ctx, a).await?),
         Command::Backup(BackupCommand::Kube(a)) => cmd_kube::backup(&ctx, a).await,
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
