@@ -8,13 +8,7 @@
 
 use lifeboat_ops::error::{Error, Result};
 
-// Some codes are used only by tests since the daemon's runner moved to
-// lifeboat_ops (it classifies by `Kind`); h-shell's conversion removes these.
-#[allow(unused_imports)]
-pub use lifeboat_ops::error::{
-    AUTH, FAILURE, INCOMPATIBLE, INTEGRITY, INTERRUPTED, Kind, LOCKED, NOT_FOUND, OK, STORAGE,
-    USAGE, VERIFY_FAILED,
-};
+pub use lifeboat_ops::error::{FAILURE, INTERRUPTED, Kind, OK, USAGE};
 
 use crate::output::JsonError;
 
@@ -58,102 +52,10 @@ fn report(e: &Error) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// TEMPORARY (issue 18, phase 2): the anyhow path.
-//
-// The commands in drill/, cmd_drill.rs, cmd_demo.rs, serve/ and cmd_serve.rs
-// still return `anyhow::Result` while other helpers move them into
-// `lifeboat_ops`. Until their work is merged, this section keeps them
-// compiling and exiting as before: `fail`/`usage` make an anyhow error that
-// carries a `lifeboat_ops::Error`, and `main` turns their results into the
-// typed error with [`legacy`], which finds the kind by downcasting the
-// chain, as `exit.rs` always did. The integrator deletes this whole section
-// (and the `legacy(…)` wrappers in main.rs) once those files return
-// `lifeboat_ops::error::Result`; nothing else in the binary uses it.
-// ---------------------------------------------------------------------------
-
-/// TEMPORARY: an anyhow error of the kind whose code is `code`.
-pub fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
-    Error::new(Kind::of_code(code), message).into()
-}
-
-/// TEMPORARY: an anyhow usage error (exit 2).
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    Error::usage(message).into()
-}
-
-/// TEMPORARY: the exit code of an anyhow error ([`into_error`]'s kind).
-pub fn code_for(err: &anyhow::Error) -> i32 {
-    kind_for(err).code()
-}
-
-/// TEMPORARY: the kind of an anyhow error: the first classified error in its
-/// chain (outermost first), else `Failure`.
-fn kind_for(err: &anyhow::Error) -> Kind {
-    for cause in err.chain() {
-        if let Some(c) = cause.downcast_ref::<Error>() {
-            return c.kind;
-        }
-        if let Some(r) = cause.downcast_ref::<lifeboat_repo::RepoError>() {
-            return Kind::of_class(r.class());
-        }
-        if let Some(s) = cause.downcast_ref::<lifeboat_repo::storage::StorageError>() {
-            return Kind::of_class(lifeboat_repo::error::class_of_storage(s));
-        }
-    }
-    Kind::Failure
-}
-
-/// TEMPORARY: the typed error of an anyhow error: the kind of the first
-/// classified error in its chain, the whole message (its own, then each
-/// cause not already in it), the hint of the first `lifeboat_ops::Error` in
-/// the chain that has one.
-pub fn into_error(err: anyhow::Error) -> Error {
-    let hint = err
-        .chain()
-        .filter_map(|c| c.downcast_ref::<Error>())
-        .find_map(|c| c.hint.clone());
-    let mut message = err.to_string();
-    for cause in err.chain().skip(1) {
-        let c = cause.to_string();
-        if !message.contains(&c) {
-            message.push_str(&format!(": {c}"));
-        }
-    }
-    Error {
-        kind: kind_for(&err),
-        message,
-        hint,
-    }
-}
-
-/// TEMPORARY: an error `main` can report, whichever error type the command
-/// returns today (anyhow, or already the typed one).
-pub trait LegacyError {
-    fn into_ops(self) -> Error;
-}
-
-impl LegacyError for anyhow::Error {
-    fn into_ops(self) -> Error {
-        into_error(self)
-    }
-}
-
-impl LegacyError for Error {
-    fn into_ops(self) -> Error {
-        self
-    }
-}
-
-/// TEMPORARY: a not yet converted command's result as a typed one.
-pub fn legacy<T, E: LegacyError>(result: std::result::Result<T, E>) -> Result<T> {
-    result.map_err(LegacyError::into_ops)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeboat_ops::error::AT_RISK;
+    use lifeboat_ops::error::{AT_RISK, INTEGRITY, LOCKED, NOT_FOUND};
 
     #[test]
     fn codes_and_kinds_round_trip() {
@@ -165,19 +67,16 @@ mod tests {
 
     #[test]
     fn the_code_comes_from_the_kind() {
-        let e = fail(LOCKED, "held");
-        assert_eq!(kind_for(&e), Kind::Locked);
-        assert_eq!(code_for(&e), LOCKED);
+        let e = Error::new(Kind::Locked, "held");
+        assert_eq!(e.kind, Kind::Locked);
+        assert_eq!(e.code(), LOCKED);
         let e = e.context("while pruning");
-        assert_eq!(code_for(&e), LOCKED);
-        let e = into_error(e);
+        assert_eq!(e.code(), LOCKED);
         assert_eq!(e.hint(), Kind::Locked.default_hint());
         assert_eq!(e.message, "while pruning: held");
-        let e: anyhow::Error =
-            lifeboat_ops::error::error_with_hint(Kind::NotFound, "no such source", "list them")
-                .into();
-        assert_eq!(code_for(&e), NOT_FOUND);
-        assert_eq!(into_error(e).hint(), "list them");
+        let e = lifeboat_ops::error::error_with_hint(Kind::NotFound, "no such source", "list them");
+        assert_eq!(e.code(), NOT_FOUND);
+        assert_eq!(e.hint(), "list them");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 // it lived here.
 pub use lifeboat_ops::config;
 use lifeboat_ops::error::Result;
-use lifeboat_ops::{context, quiesce, stream_command};
+use lifeboat_ops::{context, stream_command};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -349,8 +349,7 @@ fn init_logging(daemon: bool) {
         .init();
 }
 
-/// Loads the context and dispatches the command. (`exit::legacy` wraps the
-/// commands that still return anyhow: TEMPORARY, see exit.rs.)
+/// Loads the context and dispatches the command.
 async fn run(cli: Cli) -> Result<i32> {
     let reporter = std::sync::Arc::new(progress::CliReporter::new(
         cli.global.quiet || cli.global.json,
@@ -374,14 +373,14 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Restore(RestoreCommand::Postgres(a)) => cmd_postgres::restore(&ctx, a).await,
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
-        Command::Demo(a) => Ok(cmd_demo::run(&ctx, a).await?),
+        Command::Demo(a) => cmd_demo::run(&ctx, a).await,
         Command::Backup(BackupCommand::Kube(a)) => cmd_kube::backup(&ctx, a).await,
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,
-        Command::Serve(a) => exit::legacy(cmd_serve::run(&ctx, a).await),
-        Command::Drill(a) => exit::legacy(cmd_drill::run(&ctx, a).await),
-        Command::Drills(a) => exit::legacy(cmd_drill::list(&ctx, a).await),
+        Command::Serve(a) => cmd_serve::run(&ctx, a).await,
+        Command::Drill(a) => cmd_drill::run(&ctx, a).await,
+        Command::Drills(a) => cmd_drill::list(&ctx, a).await,
         Command::Status(a) => cmd_status::status(&ctx, a).await,
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
     }

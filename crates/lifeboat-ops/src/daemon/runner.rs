@@ -10,15 +10,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_postgres::conn::ConnError;
-use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
 use super::{Daemon, LastFailure, LastSuccess, SourceState, Trigger, metrics, retention};
-use crate::config::{SourceKind, StreamSource};
+use crate::config::SourceKind;
 use crate::error::{Error, Kind, Result};
 use crate::failure;
-use crate::stream_command::CommandReader;
 
 /// Every failure reason label (registered at zero per source).
 pub const REASONS: &[&str] = &[
@@ -289,25 +287,18 @@ async fn backup_stream(d: &Daemon, name: &str, tags: Vec<String>) -> Result<Snap
                 "stream source {name} has no stream.command, so the daemon has nothing to run; give one, or back it up with `lifeboat backup stream --source {name}` from standard input"
             ),
         })?;
-    crate::stream::backup_command(
-        &d.repo,
-        name,
-        &stream,
-        tags,
-        &crate::report::Silent,
-        false,
-    )
-    .await
-    .map_err(|f| RunError {
-        // The repository's failures by their kind, the others as
-        // `reason_for_kind` names them (exit 1 is the command's own).
-        reason: if f.repository {
-            repository_reason(f.error.kind())
-        } else {
-            command_reason(f.error.kind())
-        },
-        error: f.error,
-    })
+    crate::stream::backup_command(&d.repo, name, &stream, tags, &crate::report::Silent, false)
+        .await
+        .map_err(|f| RunError {
+            // The repository's failures by their kind, the others as
+            // `reason_for_kind` names them (exit 1 is the command's own).
+            reason: if f.repository {
+                repository_reason(f.error.kind())
+            } else {
+                command_reason(f.error.kind())
+            },
+            error: f.error,
+        })
 }
 
 /// The reason of the command's failure: its kind's, where a failure

@@ -308,7 +308,7 @@ async fn restore(
     match restored {
         Ok(o) => {
             let size = snap.snapshot.items.first().map(|i| i.size).unwrap_or(0);
-            let detail = restore_detail(size, &snap.short_id(), jobs, &o.split_tables);
+            let detail = restore_detail(size, snap.short_id(), jobs, &o.split_tables);
             out.steps.push(step("restore", true, t, detail));
             Ok(())
         }
