@@ -18,6 +18,7 @@
 //! | `metrics.rs` | metric names and recording |
 
 pub mod checks;
+pub mod drills;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;

@@ -1,17 +1,15 @@
 //! `lifeboat serve`: the daemon (docs/daemon.md). The daemon itself — its
 //! state, runs, retention, schedules, lease, metrics, start-up and the
-//! SIGTERM sequence — is `lifeboat_ops::daemon`; here are its options from
-//! `serve:` and flags, the HTTP server it serves its state with, and the
-//! drill loops.
+//! SIGTERM sequence, the drill loops — is `lifeboat_ops::daemon`; here are
+//! its options from `serve:` and flags, and the HTTP server it serves its
+//! state with.
 //!
 //! | module | owns |
 //! |---|---|
-//! | `mod.rs` | settings from `serve:` and flags; listening; HTTP and drills around the daemon's life |
-//! | `drills.rs` | scheduled restore drills and the drill gauges |
+//! | `mod.rs` | settings from `serve:` and flags; listening; HTTP around the daemon's life |
 //! | `http.rs` | health, readiness, metrics and the JSON API |
 //! | `page.rs` | the status page at `/`: one self-contained HTML page of the assessment |
 
-pub mod drills;
 pub mod http;
 pub mod page;
 
@@ -20,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use lifeboat_ops::config::{Config, ServeConfig, Timezone};
+use lifeboat_ops::config::ServeConfig;
 use lifeboat_ops::daemon::{
     self, DEFAULT_GRACE, DEFAULT_LEASE, DEFAULT_LISTEN, DEFAULT_PRUNE_INTERVAL, Daemon, Settings,
-    Tasks,
+    Tasks, drills,
 };
 use lifeboat_ops::error::{Context, Result, usage};
 use tokio::sync::watch;
@@ -96,7 +94,7 @@ pub async fn serve(ctx: Ctx, listen: Option<SocketAddr>) -> Result<i32> {
     drills::refresh(&daemon).await;
     let (http_stop, http_stop_rx) = watch::channel(false);
     let http = tokio::spawn(http::serve(Arc::clone(&daemon), listener, http_stop_rx));
-    let tasks = Tasks::spawn(&daemon, spawn_drills(&daemon, &config));
+    let tasks = Tasks::spawn(&daemon, drills::spawn(&daemon, &config));
     daemon::wait_for_termination().await;
     tasks.shut_down(&daemon).await;
     http_stop.send_replace(true);
@@ -124,24 +122,4 @@ async fn listen_on(daemon: &Daemon) -> Result<tokio::net::TcpListener> {
         "lifeboat serve started"
     );
     Ok(listener)
-}
-
-/// One drill loop per source with `drill.schedule`.
-fn spawn_drills(daemon: &Arc<Daemon>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
-    // One drill at a time: each may start a PostgreSQL of its own.
-    let drill_turn = Arc::new(tokio::sync::Mutex::new(()));
-    let mut loops = Vec::new();
-    for (name, s) in &config.sources {
-        let Some(schedule) = s.drill.as_ref().and_then(|d| d.schedule.clone()) else {
-            continue;
-        };
-        loops.push(tokio::spawn(drills::run(
-            Arc::clone(daemon),
-            name.clone(),
-            schedule.cron().clone(),
-            s.timezone.unwrap_or(Timezone::UTC),
-            Arc::clone(&drill_turn),
-        )));
-    }
-    loops
 }

@@ -12,10 +12,30 @@ use std::sync::Arc;
 use chrono::Utc;
 use croner::Cron;
 
-use crate::config::Timezone;
-use lifeboat_ops::daemon::scheduler::{self, SlotClock, Wake};
-use lifeboat_ops::daemon::{Daemon, metrics};
-use lifeboat_ops::drill::{self, Request};
+use super::scheduler::{self, SlotClock, Wake};
+use super::{Daemon, metrics};
+use crate::config::{Config, Timezone};
+use crate::drill::{self, Request};
+
+/// One drill loop per source with `drill.schedule`, sharing one turn: one
+/// drill at a time, since each may start a PostgreSQL of its own.
+pub fn spawn(daemon: &Arc<Daemon>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    let drill_turn = Arc::new(tokio::sync::Mutex::new(()));
+    let mut loops = Vec::new();
+    for (name, s) in &config.sources {
+        let Some(schedule) = s.drill.as_ref().and_then(|d| d.schedule.clone()) else {
+            continue;
+        };
+        loops.push(tokio::spawn(run(
+            Arc::clone(daemon),
+            name.clone(),
+            schedule.cron().clone(),
+            s.timezone.unwrap_or(Timezone::UTC),
+            Arc::clone(&drill_turn),
+        )));
+    }
+    loops
+}
 
 /// Reads the drill records and sets the gauges of every configured source.
 pub async fn refresh(d: &Daemon) {
