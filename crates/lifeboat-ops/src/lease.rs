@@ -1,5 +1,5 @@
 //! The daemon's lease record in the repository (`serve/lease`): what it
-//! holds and how to read it. The daemon (`crates/lifeboat/src/serve/lease.rs`)
+//! holds and how to read it. The daemon (`lifeboat_ops::daemon::lease`)
 //! writes, renews, takes over and releases it; the status assessment
 //! ([`crate::assess`]) reads it to tell whether a daemon is active.
 
