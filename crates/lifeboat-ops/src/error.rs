@@ -313,6 +313,43 @@ failure_from!(
     tokio::task::JoinError,
 );
 
+/// Why a backup failed, and whether the repository's side failed (starting
+/// the session, storing, committing) rather than the source (the database,
+/// the cluster, the command) or the request: the daemon names the two apart
+/// (failure reason `repository`, `storage` or `locked` against `dump`,
+/// `command`, `auth`, ...). One type for every kind of source.
+#[derive(Debug)]
+pub struct BackupFailure {
+    pub error: Error,
+    /// The repository's operation (starting, storing, committing) failed.
+    pub repository: bool,
+}
+
+impl BackupFailure {
+    /// A failure of the repository's side.
+    pub(crate) fn repository(e: impl Into<Error>) -> Self {
+        Self {
+            error: e.into(),
+            repository: true,
+        }
+    }
+}
+
+impl From<Error> for BackupFailure {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            repository: false,
+        }
+    }
+}
+
+impl From<BackupFailure> for Error {
+    fn from(f: BackupFailure) -> Self {
+        f.error
+    }
+}
+
 /// `.context(…)` / `.with_context(|| …)` for results whose error converts
 /// into an [`Error`], and for options (a `None` becomes a failure).
 pub trait Context<T> {

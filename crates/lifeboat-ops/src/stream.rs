@@ -45,39 +45,7 @@ pub struct BackupRequest {
     pub tags: Vec<String>,
 }
 
-/// A failed stream backup, and whether the repository failed (rather than
-/// the command or the request): the daemon reports the two apart (failure
-/// reason `repository`, `storage` or `locked` against `command`, `config`).
-#[derive(Debug)]
-pub struct BackupFailure {
-    pub error: Error,
-    /// The repository's operation (starting, storing, committing) failed.
-    pub repository: bool,
-}
-
-impl BackupFailure {
-    fn repository(e: impl Into<Error>) -> Self {
-        Self {
-            error: e.into(),
-            repository: true,
-        }
-    }
-}
-
-impl From<Error> for BackupFailure {
-    fn from(error: Error) -> Self {
-        Self {
-            error,
-            repository: false,
-        }
-    }
-}
-
-impl From<BackupFailure> for Error {
-    fn from(f: BackupFailure) -> Self {
-        f.error
-    }
-}
+pub use crate::error::BackupFailure;
 
 /// Backs up what `req` names into the repository of `ctx`. The request is
 /// checked (and a configured source looked up) before the repository is

@@ -61,39 +61,7 @@ pub struct KubeBackup {
     pub summary: BackupSummary,
 }
 
-/// Why a backup failed, and whether the repository side failed (the
-/// daemon names repository failures apart from the cluster's).
-#[derive(Debug)]
-pub struct BackupFailure {
-    /// The repository (session, storage, lock) failed, not the cluster or
-    /// the configuration.
-    pub repository: bool,
-    pub error: Error,
-}
-
-impl BackupFailure {
-    fn repository(e: impl Into<Error>) -> Self {
-        Self {
-            repository: true,
-            error: e.into(),
-        }
-    }
-}
-
-impl From<Error> for BackupFailure {
-    fn from(error: Error) -> Self {
-        Self {
-            repository: false,
-            error,
-        }
-    }
-}
-
-impl From<BackupFailure> for Error {
-    fn from(f: BackupFailure) -> Self {
-        f.error
-    }
-}
+pub use crate::error::BackupFailure;
 
 /// Feeds the chunker from the object lister: a `Read` over a channel.
 struct ChannelReader {

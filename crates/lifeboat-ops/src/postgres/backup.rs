@@ -49,40 +49,7 @@ pub struct BackupOutcome {
     pub facts: Facts,
 }
 
-/// A failed backup, and whether the repository failed (rather than the
-/// database, pg_dump or the request): the daemon reports the two apart
-/// (failure reason `repository`, `storage` or `locked` against `dump`,
-/// `auth`, ...).
-#[derive(Debug)]
-pub struct BackupFailure {
-    pub error: Error,
-    /// The repository's operation (starting, storing, committing) failed.
-    pub repository: bool,
-}
-
-impl BackupFailure {
-    fn repository(e: impl Into<Error>) -> Self {
-        Self {
-            error: e.into(),
-            repository: true,
-        }
-    }
-}
-
-impl From<Error> for BackupFailure {
-    fn from(error: Error) -> Self {
-        Self {
-            error,
-            repository: false,
-        }
-    }
-}
-
-impl From<BackupFailure> for Error {
-    fn from(f: BackupFailure) -> Self {
-        f.error
-    }
-}
+pub use crate::error::BackupFailure;
 
 /// Backs up the requested database into the repository of `ctx`.
 pub async fn backup(ctx: &Ctx, req: BackupRequest) -> Result<BackupOutcome> {
