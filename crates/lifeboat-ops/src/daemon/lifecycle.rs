@@ -1,7 +1,7 @@
 //! The daemon's life: built from the configuration and its settings,
 //! started (reading what the repository already holds), its tasks (the
-//! lease, the backup schedules, the check loop, and the loops the binary
-//! adds: drills), and the SIGTERM sequence. HTTP is the binary's: it starts
+//! lease, the backup schedules, the check loop, and the loops it is given:
+//! the drill loops of [`super::drills::spawn`]), and the SIGTERM sequence. HTTP is the binary's: it starts
 //! its server before [`Tasks::spawn`] and stops it after
 //! [`Tasks::shut_down`] (HTTP last).
 
@@ -103,7 +103,7 @@ pub struct Tasks {
 
 impl Tasks {
     /// Starts the lease, one loop per scheduled source, the check loop when
-    /// `serve.check` is set, and takes `more` (the binary's drill loops),
+    /// `serve.check` is set, and takes `more` (the drill loops),
     /// which must end at shutdown like the others.
     pub fn spawn(daemon: &Arc<Daemon>, more: Vec<tokio::task::JoinHandle<()>>) -> Self {
         let (lease_stop, lease_stop_rx) = watch::channel(false);
