@@ -21,9 +21,12 @@ use crate::error::{Result, usage};
 /// installs the metrics recorder and registers every source's metrics.
 /// Without a configuration it is a usage error.
 pub async fn build(ctx: Ctx, settings: Settings) -> Result<Arc<Daemon>> {
-    let sources = source_states(config(&ctx)?);
+    config(&ctx)?;
     let repo = ctx.open().await?;
+    // The recorder first: the sources' metric families are registered into
+    // it (registered before, they would be lost and not scraped from start).
     let handle = metrics::install()?;
+    let sources = source_states(config(&ctx)?);
     metrics::daemon_started();
     let (role_tx, _) = watch::channel(Role::Starting);
     let (shutdown_tx, _) = watch::channel(false);

@@ -21,7 +21,6 @@ use super::{
     selection,
 };
 use crate::context::Ctx;
-use crate::error::Error;
 
 /// What to back up.
 #[derive(Debug, Clone, Default)]
