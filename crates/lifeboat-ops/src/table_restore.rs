@@ -49,7 +49,7 @@ use crate::config::Quiesce;
 use crate::context::Ctx;
 use crate::error::{Context, Error, Kind, Result, error_with_hint, usage};
 use crate::postgres::errors::{conn_err, dump_err};
-use crate::postgres::source::{PgSource, configured_source, postgres_facts};
+use crate::postgres::source::{PgSource, postgres_facts, snapshot_source};
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
 
 /// What to restore: a table or a schema, and its new name when it goes
@@ -329,16 +329,7 @@ struct Where {
 /// database on the same running server, as the servers say
 /// ([`identity::relation`]), never by comparing URLs.
 async fn choose(ctx: &Ctx, req: &Request, snap: &SnapshotRef) -> Result<Where> {
-    let src_name = req.source.clone().or_else(|| {
-        ctx.config
-            .as_ref()
-            .filter(|c| c.sources.contains_key(&snap.snapshot.source))
-            .map(|_| snap.snapshot.source.clone())
-    });
-    let source = match src_name.as_deref() {
-        Some(n) => Some(configured_source(ctx, n).await?),
-        None => None,
-    };
+    let (src_name, source) = snapshot_source(ctx, req.source.as_deref(), snap).await?;
     let discovery = source
         .as_ref()
         .map(|s| s.discovery.clone())

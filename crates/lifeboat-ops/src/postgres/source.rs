@@ -39,6 +39,27 @@ pub async fn connection(
     })
 }
 
+/// The configured source a restore of `snap` belongs to: `explicit`
+/// (`--source`), else the snapshot's own source when the configuration has
+/// it; its name and its settings. `(None, None)` without either.
+pub async fn snapshot_source(
+    ctx: &Ctx,
+    explicit: Option<&str>,
+    snap: &SnapshotRef,
+) -> Result<(Option<String>, Option<PgSource>)> {
+    let name = explicit.map(str::to_string).or_else(|| {
+        ctx.config
+            .as_ref()
+            .filter(|c| c.sources.contains_key(&snap.snapshot.source))
+            .map(|_| snap.snapshot.source.clone())
+    });
+    let source = match name.as_deref() {
+        Some(n) => Some(configured_source(ctx, n).await?),
+        None => None,
+    };
+    Ok((name, source))
+}
+
 pub async fn configured_source(ctx: &Ctx, name: &str) -> Result<PgSource> {
     let cfg = ctx.config.as_ref().ok_or_else(|| {
         usage(format!(

@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::error::{Context, Error, FAILURE, INTERRUPTED, Kind, PARTIAL, Result, fail, usage};
 use crate::postgres::errors::{conn_err, dump_err, facts_err, tools_err};
 use crate::postgres::load::{restore_staged, restore_streamed};
-use crate::postgres::source::{PgSource, configured_source, postgres_facts};
+use crate::postgres::source::{PgSource, postgres_facts, snapshot_source};
 use crate::postgres::staging::{RemovedInBackground, Staged, authenticate, stage_archive_part};
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
 use crate::report::Silent;
@@ -97,16 +97,7 @@ pub async fn load(ctx: &Ctx, req: &RestoreRequest) -> Result<Loaded> {
         .find_snapshot(&req.snapshot, req.source.as_deref())
         .await?;
     let facts = postgres_facts(&snap)?;
-    let src_name = req.source.clone().or_else(|| {
-        ctx.config
-            .as_ref()
-            .filter(|c| c.sources.contains_key(&snap.snapshot.source))
-            .map(|_| snap.snapshot.source.clone())
-    });
-    let source = match src_name.as_deref() {
-        Some(n) => Some(configured_source(ctx, n).await?),
-        None => None,
-    };
+    let (src_name, source) = snapshot_source(ctx, req.source.as_deref(), &snap).await?;
     Ok(Loaded {
         repo,
         snap,
