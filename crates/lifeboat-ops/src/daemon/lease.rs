@@ -90,6 +90,22 @@ impl Observer {
     }
 }
 
+/// The lease could not be renewed for a whole lease `duration`: this
+/// daemon becomes a standby so that another may take over; `holder` is
+/// what the role shows while the lease's real holder is unknown.
+fn step_down(role: &watch::Sender<Role>, duration: Duration, holder: &str) {
+    tracing::error!(
+        "could not renew the daemon lease for {} s: stepping down so that a standby may take over",
+        duration.as_secs()
+    );
+    set_role(
+        role,
+        Role::Standby {
+            holder: holder.into(),
+        },
+    );
+}
+
 /// Runs until `shutdown`, publishing the role; the caller releases the
 /// lease after its work is done.
 pub async fn run(
@@ -109,16 +125,7 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the daemon lease; retrying");
                 if active && last_renewed.elapsed() >= duration {
-                    tracing::error!(
-                        "could not renew the daemon lease for {} s: stepping down so that a standby may take over",
-                        duration.as_secs()
-                    );
-                    set_role(
-                        &role,
-                        Role::Standby {
-                            holder: "unknown (the repository is unreachable)".into(),
-                        },
-                    );
+                    step_down(&role, duration, "unknown (the repository is unreachable)");
                 }
             }
             Ok(current) => match observer.decide(&me, current.as_ref(), Instant::now()) {
@@ -137,15 +144,10 @@ pub async fn run(
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot renew the daemon lease");
                                 if active && last_renewed.elapsed() >= duration {
-                                    tracing::error!(
-                                        "could not renew the daemon lease for {} s: stepping down so that a standby may take over",
-                                        duration.as_secs()
-                                    );
-                                    set_role(
+                                    step_down(
                                         &role,
-                                        Role::Standby {
-                                            holder: "unknown (the lease cannot be renewed)".into(),
-                                        },
+                                        duration,
+                                        "unknown (the lease cannot be renewed)",
                                     );
                                 }
                             }
