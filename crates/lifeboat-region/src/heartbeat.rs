@@ -1,0 +1,1 @@
+//! (issue 19: to be written)

@@ -1,0 +1,24 @@
+//! Lifeboat's multi-region ground (issue 19; the failover authority of the
+//! next issue builds on it). Decisions are pure functions over plain values,
+//! tested with tables; the IO (PostgreSQL, HTTP/TCP probes, DNS, Route 53,
+//! Redis) sits at the edges. The configuration file's `regions:` section is
+//! read by `lifeboat-ops::config` (where every other section and the secret
+//! references are read); this crate gets plain values from it.
+//!
+//! - [`topology`]: the regions and their relations, and what makes a topology
+//!   impossible.
+//! - [`replication`]: PostgreSQL streaming replication: the plan to seed a
+//!   standby, its steps, and observing role and lag.
+//! - [`heartbeat`]: the heartbeat row in Lifeboat's own `lifeboat` database.
+//! - [`health`]: health checks with Route 53's semantics (probes and the
+//!   verdict state machine).
+//! - [`traffic`]: DNS steering: the answer set for a set of verdicts, and the
+//!   providers (RFC 2136 with TSIG, Route 53).
+//! - [`redis`]: Redis replication state (`INFO replication`).
+
+pub mod health;
+pub mod heartbeat;
+pub mod redis;
+pub mod replication;
+pub mod topology;
+pub mod traffic;
