@@ -213,6 +213,18 @@ setup_chromium() {
     fi
 }
 
+# --- Redis and openssl (crates/lifeboat-region) ---------------------------------
+
+# crates/lifeboat-region/tests/redis.rs starts its own redis-server processes
+# (Debian's `redis-server`; a primary and a replica on free loopback ports in
+# temporary directories); tests/health.rs makes a self-signed certificate
+# with Debian's `openssl`. Both fail, saying to run this script, without them.
+setup_redis() {
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+        ensure_apt_packages redis-server openssl
+    fi
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -221,6 +233,7 @@ setup_venv
 start_moto
 setup_postgres
 setup_chromium
+setup_redis
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
