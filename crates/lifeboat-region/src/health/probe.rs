@@ -128,7 +128,7 @@ async fn connect(spec: &CheckSpec, limit: Duration) -> Result<TcpStream, Failure
                 }
             }
         }
-        Err(last)
+        Err::<TcpStream, Failure>(last)
     };
     match timeout(limit, attempt).await {
         Ok(r) => r,
