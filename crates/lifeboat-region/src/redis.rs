@@ -169,20 +169,29 @@ pub fn parse_info_replication(text: &str) -> Result<ReplicationInfo, ParseError>
                 })
             }
             "master_last_io_seconds_ago" => info.master_last_io_seconds_ago = seconds(key, value)?,
-            "master_link_down_since_seconds" => info.master_link_down_since_seconds = seconds(key, value)?,
-            "master_sync_in_progress" => info.master_sync_in_progress = Some(num::<u8>(key, value)? != 0),
+            "master_link_down_since_seconds" => {
+                info.master_link_down_since_seconds = seconds(key, value)?
+            }
+            "master_sync_in_progress" => {
+                info.master_sync_in_progress = Some(num::<u8>(key, value)? != 0)
+            }
             "slave_repl_offset" => info.replica_repl_offset = Some(num(key, value)?),
             "master_replid" => info.master_replid = Some(value.to_string()),
             "master_repl_offset" => repl_offset = Some(num(key, value)?),
             _ => {
-                if let Some(n) = key.strip_prefix("slave").and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(n) = key
+                    .strip_prefix("slave")
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
                     info.replicas.push(parse_replica(n, value)?);
                 }
             }
         }
     }
-    info.role = role.ok_or_else(|| ParseError("no role: line (is this INFO replication?)".into()))?;
-    info.master_repl_offset = repl_offset.ok_or_else(|| ParseError("no master_repl_offset: line".into()))?;
+    info.role =
+        role.ok_or_else(|| ParseError("no role: line (is this INFO replication?)".into()))?;
+    info.master_repl_offset =
+        repl_offset.ok_or_else(|| ParseError("no master_repl_offset: line".into()))?;
     info.replicas.sort_by_key(|r| r.index);
     Ok(info)
 }
@@ -299,7 +308,9 @@ pub enum RedisError {
          (and the user) configured for this region's Redis"
     )]
     Auth { endpoint: String, detail: String },
-    #[error("Redis at {endpoint} did not answer INFO replication after {attempts} attempt(s): {detail}; is it running and reachable from here?")]
+    #[error(
+        "Redis at {endpoint} did not answer INFO replication after {attempts} attempt(s): {detail}; is it running and reachable from here?"
+    )]
     Unreachable {
         endpoint: String,
         attempts: u32,
@@ -322,7 +333,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// authenticates when a password is given, reads and parses the answer.
 /// Connection and I/O failures are retried [`ATTEMPTS`] times with backoff;
 /// a refused password is not.
-pub async fn info_replication(endpoint: &RedisEndpoint, timeout: Duration) -> Result<ReplicationInfo, RedisError> {
+pub async fn info_replication(
+    endpoint: &RedisEndpoint,
+    timeout: Duration,
+) -> Result<ReplicationInfo, RedisError> {
     let mut backoff = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
@@ -373,8 +387,13 @@ async fn fetch_info(endpoint: &RedisEndpoint, timeout: Duration) -> redis::Redis
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-    redis::cmd("INFO").arg("replication").query_async(&mut conn).await
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
 }
 
 fn is_auth_error(e: &redis::RedisError) -> bool {
@@ -522,7 +541,10 @@ mod tests {
                 assert_eq!(got.replicas, want.replicas, "{text}");
                 assert_eq!(got.master_link_status, want.link, "{text}");
                 assert_eq!(got.master_last_io_seconds_ago, want.last_io, "{text}");
-                assert_eq!(got.master_link_down_since_seconds, want.down_since, "{text}");
+                assert_eq!(
+                    got.master_link_down_since_seconds, want.down_since,
+                    "{text}"
+                );
                 assert_eq!(got.replica_repl_offset, want.replica_offset, "{text}");
                 assert_eq!(got.master_repl_offset, want.repl_offset, "{text}");
                 assert_eq!(got.describe(), want.describe, "{text}");
@@ -577,10 +599,19 @@ mod tests {
     fn bad_input_is_an_error_naming_the_line() {
         let cases = [
             ("", "no role"),
-            ("# Replication\nconnected_slaves:0\nmaster_repl_offset:0\n", "no role"),
+            (
+                "# Replication\nconnected_slaves:0\nmaster_repl_offset:0\n",
+                "no role",
+            ),
             ("role:master\n", "no master_repl_offset"),
-            ("role:master\nconnected_slaves:x\nmaster_repl_offset:0\n", "connected_slaves"),
-            ("role:master\nslave0:ip=1.2.3.4,port=1\nmaster_repl_offset:0\n", "no state="),
+            (
+                "role:master\nconnected_slaves:x\nmaster_repl_offset:0\n",
+                "connected_slaves",
+            ),
+            (
+                "role:master\nslave0:ip=1.2.3.4,port=1\nmaster_repl_offset:0\n",
+                "no state=",
+            ),
             ("role:master\ngarbage\nmaster_repl_offset:0\n", "garbage"),
             ("-NOAUTH Authentication required.\r\n", "NOAUTH"),
         ];

@@ -45,7 +45,9 @@ impl Server {
         let (m, r) = (mode.clone(), requests.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (m, r, tls) = (m.clone(), r.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
@@ -76,7 +78,11 @@ impl Server {
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, mode: Arc<Mutex<Mode>>, requests: Arc<Mutex<Vec<String>>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    mode: Arc<Mutex<Mode>>,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -85,7 +91,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, mode: Arc<Mutex<Mode
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    requests.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+    requests
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
     let mode = mode.lock().unwrap().clone();
     match mode {
         Mode::Answer(code, body) => {
@@ -125,22 +134,43 @@ fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
         .args(["-subj", "/CN=untrusted.invalid", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): run scripts/test.sh, which installs Debian's openssl"));
-    assert!(out.status.success(), "openssl req failed: {}", String::from_utf8_lossy(&out.stderr));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert).unwrap().map(|c| c.unwrap()).collect();
-    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}): run scripts/test.sh, which installs Debian's openssl")
+        });
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
@@ -167,16 +197,33 @@ async fn http_200_is_healthy_and_the_request_looks_like_route53s() {
     let requests = server.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 1, "{requests:?}");
     let head = requests[0].to_ascii_lowercase();
-    assert!(head.starts_with("get /healthz?deep=1 http/1.1\r\n"), "{head}");
-    assert!(head.contains(&format!("\r\nhost: 127.0.0.1:{}\r\n", server.addr.port())), "{head}");
-    assert!(head.contains("\r\nuser-agent: lifeboat-health-check\r\n"), "{head}");
+    assert!(
+        head.starts_with("get /healthz?deep=1 http/1.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("\r\nhost: 127.0.0.1:{}\r\n", server.addr.port())),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nuser-agent: lifeboat-health-check\r\n"),
+        "{head}"
+    );
 }
 
 #[tokio::test]
 async fn status_codes_table() {
     // 2xx and 3xx pass (a redirect is not followed), anything else fails.
     let server = Server::start(Mode::Hold, None).await;
-    for (code, healthy) in [(200, true), (204, true), (301, true), (399, true), (404, false), (500, false), (503, false)] {
+    for (code, healthy) in [
+        (200, true),
+        (204, true),
+        (301, true),
+        (399, true),
+        (404, false),
+        (500, false),
+        (503, false),
+    ] {
         server.set(Mode::Answer(code, Vec::new()));
         let outcome = probe(&server.spec(CheckKind::Http)).await;
         if healthy {
@@ -199,7 +246,12 @@ async fn refused_connections_fail_http_https_and_tcp() {
 #[tokio::test]
 async fn tcp_check_needs_only_a_connection() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let spec = CheckSpec::new("db", CheckKind::Tcp, "127.0.0.1", listener.local_addr().unwrap().port());
+    let spec = CheckSpec::new(
+        "db",
+        CheckKind::Tcp,
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+    );
     assert_eq!(success(probe(&spec).await), Success::Connected);
 }
 
@@ -249,7 +301,11 @@ async fn search_string_must_be_in_the_first_5120_bytes() {
         // Ends exactly at byte 5,120.
         (padded(SEARCH_WINDOW - needle.len(), 20_000), true, 0),
         // Straddles the limit: not entirely within the first 5,120 bytes.
-        (padded(SEARCH_WINDOW - needle.len() + 1, 20_000), false, SEARCH_WINDOW),
+        (
+            padded(SEARCH_WINDOW - needle.len() + 1, 20_000),
+            false,
+            SEARCH_WINDOW,
+        ),
         (padded(6_000, 20_000), false, SEARCH_WINDOW),
         (b"status-ok".to_vec(), false, 9),
         (Vec::new(), false, 0),
@@ -260,9 +316,20 @@ async fn search_string_must_be_in_the_first_5120_bytes() {
         spec.search_string = Some(needle.into());
         let outcome = probe(&spec).await;
         if found {
-            assert_eq!(success(outcome), Success::StringFound { code: 200 }, "case {i}");
+            assert_eq!(
+                success(outcome),
+                Success::StringFound { code: 200 },
+                "case {i}"
+            );
         } else {
-            assert_eq!(failure(outcome), Failure::StringNotFound { code: 200, searched }, "case {i}");
+            assert_eq!(
+                failure(outcome),
+                Failure::StringNotFound {
+                    code: 200,
+                    searched
+                },
+                "case {i}"
+            );
         }
     }
     // A failing status fails before the body is looked at.
@@ -278,25 +345,41 @@ async fn a_body_that_stops_before_the_string_is_a_body_timeout() {
     let mut spec = server.spec(CheckKind::Http);
     spec.search_string = Some("never-sent".into());
     let f = failure(probe(&spec).await);
-    assert!(matches!(f, Failure::BodyTimeout { received: 7, .. }), "{f:?}");
+    assert!(
+        matches!(f, Failure::BodyTimeout { received: 7, .. }),
+        "{f:?}"
+    );
     // Found in what did arrive: success without waiting for the rest.
     spec.search_string = Some("part".into());
-    assert_eq!(success(probe(&spec).await), Success::StringFound { code: 200 });
+    assert_eq!(
+        success(probe(&spec).await),
+        Success::StringFound { code: 200 }
+    );
 }
 
 #[tokio::test]
 async fn https_with_an_untrusted_self_signed_certificate_is_healthy() {
-    let server = Server::start(Mode::Answer(200, b"hello over tls".to_vec()), Some(self_signed_acceptor())).await;
+    let server = Server::start(
+        Mode::Answer(200, b"hello over tls".to_vec()),
+        Some(self_signed_acceptor()),
+    )
+    .await;
     let spec = server.spec(CheckKind::Https);
     assert_eq!(success(probe(&spec).await), Success::Status { code: 200 });
     let mut spec = server.spec(CheckKind::Https);
     spec.search_string = Some("over tls".into());
-    assert_eq!(success(probe(&spec).await), Success::StringFound { code: 200 });
+    assert_eq!(
+        success(probe(&spec).await),
+        Success::StringFound { code: 200 }
+    );
     // Through TLS the request is the same.
     let requests = server.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 2);
     server.set(Mode::Answer(503, Vec::new()));
-    assert_eq!(failure(probe(&server.spec(CheckKind::Https)).await), Failure::Status { code: 503 });
+    assert_eq!(
+        failure(probe(&server.spec(CheckKind::Https)).await),
+        Failure::Status { code: 503 }
+    );
 }
 
 #[tokio::test]
@@ -332,16 +415,35 @@ async fn checker_flips_after_the_threshold_and_stops_on_shutdown() {
     let initial = next(&mut rx).await;
     assert!(initial.verdict.healthy && !initial.flipped);
     assert_eq!(initial.verdict.last_outcome, None);
-    assert_eq!((initial.verdict.region.as_str(), initial.verdict.check.as_str()), ("us-east", "web"));
+    assert_eq!(
+        (
+            initial.verdict.region.as_str(),
+            initial.verdict.check.as_str()
+        ),
+        ("us-east", "web")
+    );
     assert_eq!(initial.verdict.observer, "eu-west");
     let first = next(&mut rx).await;
-    assert_eq!(first.verdict.last_outcome, Some(Outcome::Success(Success::Status { code: 200 })));
+    assert_eq!(
+        first.verdict.last_outcome,
+        Some(Outcome::Success(Success::Status { code: 200 }))
+    );
     assert!(first.verdict.healthy && !first.flipped);
 
     // (answer now, the outcome that marks it, status after 1st and 2nd such report)
     let phases = [
-        (503, Outcome::Failure(Failure::Status { code: 503 }), true, false),
-        (200, Outcome::Success(Success::Status { code: 200 }), false, true),
+        (
+            503,
+            Outcome::Failure(Failure::Status { code: 503 }),
+            true,
+            false,
+        ),
+        (
+            200,
+            Outcome::Success(Success::Status { code: 200 }),
+            false,
+            true,
+        ),
     ];
     for (code, marker, after_one, after_two) in phases {
         server.set(Mode::Answer(code, Vec::new()));

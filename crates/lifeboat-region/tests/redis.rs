@@ -29,7 +29,11 @@ fn redis_server() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A redis-server child, killed when dropped.
@@ -109,7 +113,10 @@ async fn wait_until(
         }
         if start.elapsed() > Duration::from_secs(60) {
             let logs: Vec<String> = logs.iter().map(|i| i.log()).collect();
-            panic!("{what}: not within 60 s; last seen {seen:?}\nlogs:\n{}", logs.join("\n----\n"));
+            panic!(
+                "{what}: not within 60 s; last seen {seen:?}\nlogs:\n{}",
+                logs.join("\n----\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -123,7 +130,10 @@ async fn primary_and_replica_report_their_replication_and_the_link_going_down() 
     wait_until("primary up", &p_ep, &[&primary], |_| true).await;
     let replica = Instance::start(
         rdir.path(),
-        &format!("replicaof 127.0.0.1 {}\nmasterauth {PASSWORD}\n", primary.port),
+        &format!(
+            "replicaof 127.0.0.1 {}\nmasterauth {PASSWORD}\n",
+            primary.port
+        ),
     );
     let r_ep = replica.endpoint(Some(PASSWORD));
 
@@ -157,14 +167,22 @@ async fn primary_and_replica_report_their_replication_and_the_link_going_down() 
                 .unwrap();
         }
     }
-    let p = wait_until("primary sees the replica online", &p_ep, &[&primary, &replica], |i| {
-        i.master_repl_offset > 10_000 && i.replicas.first().is_some_and(|r| r.state == "online")
-    })
+    let p = wait_until(
+        "primary sees the replica online",
+        &p_ep,
+        &[&primary, &replica],
+        |i| {
+            i.master_repl_offset > 10_000 && i.replicas.first().is_some_and(|r| r.state == "online")
+        },
+    )
     .await;
     assert_eq!(p.role, Role::Primary);
     assert_eq!(p.connected_replicas, 1);
     assert_eq!(p.replicas.len(), 1);
-    assert_eq!((p.replicas[0].ip.as_str(), p.replicas[0].port), ("127.0.0.1", replica.port));
+    assert_eq!(
+        (p.replicas[0].ip.as_str(), p.replicas[0].port),
+        ("127.0.0.1", replica.port)
+    );
     let target = p.master_repl_offset;
     let r = wait_until("replica caught up", &r_ep, &[&primary, &replica], |i| {
         i.replica_repl_offset.is_some_and(|o| o >= target)
@@ -172,7 +190,12 @@ async fn primary_and_replica_report_their_replication_and_the_link_going_down() 
     .await;
     assert_eq!(r.master_replid, p.master_replid);
     assert_eq!(offset_lag(&p, &r), Some(0));
-    assert!(r.describe().starts_with(&format!("replica of 127.0.0.1:{}, link up", primary.port)), "{}", r.describe());
+    assert!(
+        r.describe()
+            .starts_with(&format!("replica of 127.0.0.1:{}, link up", primary.port)),
+        "{}",
+        r.describe()
+    );
 
     // A wrong password and none at all are refused credentials, and the
     // message does not carry what was sent.

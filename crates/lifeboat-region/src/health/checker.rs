@@ -35,7 +35,11 @@ pub struct Checker {
 
 impl Checker {
     /// `observer` names this vantage point in every verdict.
-    pub fn new(region: impl Into<String>, observer: impl Into<String>, specs: Vec<CheckSpec>) -> Self {
+    pub fn new(
+        region: impl Into<String>,
+        observer: impl Into<String>,
+        specs: Vec<CheckSpec>,
+    ) -> Self {
         Checker {
             region: region.into(),
             observer: observer.into(),

@@ -90,11 +90,17 @@ impl std::fmt::Display for Failure {
             Failure::Connect { message } => write!(f, "connect failed: {message}"),
             Failure::TlsHandshake { message } => write!(f, "TLS handshake failed: {message}"),
             Failure::ResponseTimeout { timeout_ms } => {
-                write!(f, "no response status within {timeout_ms} ms after connecting")
+                write!(
+                    f,
+                    "no response status within {timeout_ms} ms after connecting"
+                )
             }
             Failure::BadResponse { message } => write!(f, "not a valid HTTP response: {message}"),
             Failure::Status { code } => write!(f, "status {code} (2xx or 3xx needed)"),
-            Failure::BodyTimeout { timeout_ms, received } => write!(
+            Failure::BodyTimeout {
+                timeout_ms,
+                received,
+            } => write!(
                 f,
                 "response body incomplete {timeout_ms} ms after the status ({received} bytes received)"
             ),

@@ -71,7 +71,9 @@ pub async fn probe(spec: &CheckSpec) -> Outcome {
 /// Probes `spec` once with the given time limits.
 pub async fn probe_with(spec: &CheckSpec, timeouts: &Timeouts) -> Outcome {
     let result = match spec.kind {
-        CheckKind::Tcp => connect(spec, timeouts.connect_tcp).await.map(|_| Success::Connected),
+        CheckKind::Tcp => connect(spec, timeouts.connect_tcp)
+            .await
+            .map(|_| Success::Connected),
         CheckKind::Http => match connect(spec, timeouts.connect_http).await {
             Ok(stream) => {
                 let deadline = Instant::now() + timeouts.response;
@@ -165,14 +167,22 @@ async fn handshake(
 
 /// `GET` the resource path on `io`; the status before `deadline`, then the
 /// search string (if any) within `body_limit` after the status.
-async fn exchange<S>(io: S, spec: &CheckSpec, deadline: Instant, body_limit: Duration) -> Result<Success, Failure>
+async fn exchange<S>(
+    io: S,
+    spec: &CheckSpec,
+    deadline: Instant,
+    body_limit: Duration,
+) -> Result<Success, Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let response_ms = millis(deadline.saturating_duration_since(Instant::now()));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
-        .await
-        .map_err(|e| Failure::BadResponse { message: e.to_string() })?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io))
+            .await
+            .map_err(|e| Failure::BadResponse {
+                message: e.to_string(),
+            })?;
     // The connection is driven by its own task, aborted when the probe ends.
     let _driver = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
@@ -185,11 +195,18 @@ where
         .header(CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|e| Failure::BadResponse {
-            message: format!("cannot build the request for {:?}: {e}", spec.request_target()),
+            message: format!(
+                "cannot build the request for {:?}: {e}",
+                spec.request_target()
+            ),
         })?;
     let response = match timeout_at(deadline, sender.send_request(request)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(Failure::BadResponse { message: e.to_string() }),
+        Ok(Err(e)) => {
+            return Err(Failure::BadResponse {
+                message: e.to_string(),
+            });
+        }
         Err(_) => {
             return Err(Failure::ResponseTimeout {
                 timeout_ms: response_ms.max(1),

@@ -72,7 +72,12 @@ pub struct CheckSpec {
 impl CheckSpec {
     /// A check with Route 53's defaults: path `/`, no search string, 30 s,
     /// threshold 3.
-    pub fn new(name: impl Into<String>, kind: CheckKind, host: impl Into<String>, port: u16) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        kind: CheckKind,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Self {
         CheckSpec {
             name: name.into(),
             kind,
@@ -147,13 +152,41 @@ mod tests {
     fn host_header_and_target_table() {
         let cases = [
             (CheckKind::Http, "example.com", 80, "", "example.com", "/"),
-            (CheckKind::Http, "example.com", 8080, "/healthz", "example.com:8080", "/healthz"),
-            (CheckKind::Https, "example.com", 443, "healthz?x=1", "example.com", "/healthz?x=1"),
-            (CheckKind::Https, "example.com", 80, "/", "example.com:80", "/"),
+            (
+                CheckKind::Http,
+                "example.com",
+                8080,
+                "/healthz",
+                "example.com:8080",
+                "/healthz",
+            ),
+            (
+                CheckKind::Https,
+                "example.com",
+                443,
+                "healthz?x=1",
+                "example.com",
+                "/healthz?x=1",
+            ),
+            (
+                CheckKind::Https,
+                "example.com",
+                80,
+                "/",
+                "example.com:80",
+                "/",
+            ),
             (CheckKind::Http, "127.0.0.1", 443, "/", "127.0.0.1:443", "/"),
             (CheckKind::Http, "::1", 80, "/", "[::1]", "/"),
             (CheckKind::Https, "::1", 8443, "/", "[::1]:8443", "/"),
-            (CheckKind::Tcp, "db.example.com", 5432, "/", "db.example.com:5432", "/"),
+            (
+                CheckKind::Tcp,
+                "db.example.com",
+                5432,
+                "/",
+                "db.example.com:5432",
+                "/",
+            ),
         ];
         for (kind, host, port, path, header, target) in cases {
             let mut s = CheckSpec::new("c", kind, host, port);

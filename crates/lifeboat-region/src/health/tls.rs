@@ -75,4 +75,3 @@ pub(crate) fn client_config() -> Arc<rustls::ClientConfig> {
         })
         .clone()
 }
-

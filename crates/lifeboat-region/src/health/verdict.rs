@@ -199,7 +199,9 @@ pub fn consensus(
         stale_observers: Vec::new(),
     };
     for v in verdicts.iter().filter(|v| v.region == region) {
-        let fresh = v.observed_at.is_some_and(|t| now.signed_duration_since(t) <= max_age);
+        let fresh = v
+            .observed_at
+            .is_some_and(|t| now.signed_duration_since(t) <= max_age);
         let list = match (fresh, v.healthy) {
             (false, _) => &mut c.stale_observers,
             (true, true) => &mut c.healthy_observers,
@@ -278,11 +280,15 @@ mod tests {
             (3, false, 2, false, false, 0, false),
             (3, false, 2, true, true, 0, true),
         ];
-        for &(threshold, healthy, contrary, success, want_healthy, want_contrary, want_flip) in table {
+        for &(threshold, healthy, contrary, success, want_healthy, want_contrary, want_flip) in
+            table
+        {
             let before = state(healthy, contrary);
             let outcome = if success { ok() } else { bad() };
             let step = before.observe(outcome.clone(), t(10), threshold);
-            let case = format!("threshold {threshold}, healthy {healthy}, contrary {contrary}, success {success}");
+            let case = format!(
+                "threshold {threshold}, healthy {healthy}, contrary {contrary}, success {success}"
+            );
             assert_eq!(step.state.healthy, want_healthy, "{case}");
             assert_eq!(step.state.contrary, want_contrary, "{case}");
             assert_eq!(step.flipped, want_flip, "{case}");
@@ -315,7 +321,9 @@ mod tests {
     /// with threshold 3; then S S F S S S flips back at the twelfth.
     #[test]
     fn sequence_needs_consecutive_results() {
-        let seq = [false, false, true, false, false, false, true, true, false, true, true, true];
+        let seq = [
+            false, false, true, false, false, false, true, true, false, true, true, true,
+        ];
         let mut s = CheckState::new(t(0));
         let mut flips = Vec::new();
         for (i, success) in seq.iter().enumerate() {
@@ -344,7 +352,8 @@ mod tests {
     #[test]
     fn region_verdict_table() {
         // (checks of us-east seen by eu-west as (name, healthy), → healthy, unhealthy list)
-        let table: &[(&[(&str, bool)], bool, &[&str])] = &[
+        type Row<'a> = (&'a [(&'a str, bool)], bool, &'a [&'a str]);
+        let table: &[Row] = &[
             (&[], true, &[]),
             (&[("web", true)], true, &[]),
             (&[("web", false)], false, &["web"]),
@@ -388,33 +397,61 @@ mod tests {
         let max_age = Duration::from_secs(60);
         let now = t(100);
         // (observers as (name, healthy, observed at), → healthy, stale)
-        type Row<'a> = (&'a [(&'a str, bool, Option<i64>)], Option<bool>, &'a [&'a str]);
+        type Row<'a> = (
+            &'a [(&'a str, bool, Option<i64>)],
+            Option<bool>,
+            &'a [&'a str],
+        );
         let table: &[Row] = &[
             (&[], None, &[]),
             (&[("a", true, Some(90))], Some(true), &[]),
             (&[("a", false, Some(90))], Some(false), &[]),
             // Two vantage points: one healthy view is 50 % > 18 %.
-            (&[("a", true, Some(90)), ("b", false, Some(90))], Some(true), &[]),
+            (
+                &[("a", true, Some(90)), ("b", false, Some(90))],
+                Some(true),
+                &[],
+            ),
             // 1 of 5 is 20 % > 18 %: healthy.
             (
-                &[("a", true, Some(90)), ("b", false, Some(90)), ("c", false, Some(90)), ("d", false, Some(90)), ("e", false, Some(90))],
+                &[
+                    ("a", true, Some(90)),
+                    ("b", false, Some(90)),
+                    ("c", false, Some(90)),
+                    ("d", false, Some(90)),
+                    ("e", false, Some(90)),
+                ],
                 Some(true),
                 &[],
             ),
             // 1 of 6 is 16.7 % ≤ 18 %: unhealthy.
             (
-                &[("a", true, Some(90)), ("b", false, Some(90)), ("c", false, Some(90)), ("d", false, Some(90)), ("e", false, Some(90)), ("f", false, Some(90))],
+                &[
+                    ("a", true, Some(90)),
+                    ("b", false, Some(90)),
+                    ("c", false, Some(90)),
+                    ("d", false, Some(90)),
+                    ("e", false, Some(90)),
+                    ("f", false, Some(90)),
+                ],
                 Some(false),
                 &[],
             ),
             // Stale or never observed views do not count.
-            (&[("a", true, Some(10)), ("b", false, Some(90))], Some(false), &["a"]),
+            (
+                &[("a", true, Some(10)), ("b", false, Some(90))],
+                Some(false),
+                &["a"],
+            ),
             (&[("a", true, None)], None, &["a"]),
             // Exactly max_age old is still fresh.
             (&[("a", true, Some(40))], Some(true), &[]),
         ];
         for (views, want, want_stale) in table {
-            let mut vs: Vec<RegionVerdict> = views.iter().map(|(o, h, at)| rv("us-east", o, *h, *at)).collect();
+            let mut vs: Vec<RegionVerdict> = views
+                .iter()
+                .map(|(o, h, at)| rv("us-east", o, *h, *at))
+                .collect();
             vs.push(rv("eu-west", "z", false, Some(99)));
             let c = consensus("us-east", &vs, now, max_age);
             assert_eq!(c.healthy, *want, "{views:?}");
