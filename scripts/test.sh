@@ -213,6 +213,18 @@ setup_chromium() {
     fi
 }
 
+# --- BIND 9 -----------------------------------------------------------------------
+
+# crates/lifeboat-region/tests/dns_rfc2136.rs starts its own `named`
+# (/usr/sbin/named, in the foreground, on a free loopback port, in a temporary
+# directory) and queries it with `dig`; it fails, saying to run this script,
+# without them.
+setup_bind() {
+    if [ ! -x /usr/sbin/named ] || ! command -v dig >/dev/null 2>&1; then
+        ensure_apt_packages bind9 bind9-dnsutils
+    fi
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -221,6 +233,7 @@ setup_venv
 start_moto
 setup_postgres
 setup_chromium
+setup_bind
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
