@@ -60,7 +60,10 @@ fn set(list: &[&str]) -> BTreeSet<Answer> {
 async fn answers_follow_health_and_fall_back_to_all() {
     let bind = Bind::start();
     let p = provider(&bind);
-    assert!(bind.dig(&name(), "A").is_empty(), "the zone starts without the name");
+    assert!(
+        bind.dig(&name(), "A").is_empty(),
+        "the zone starts without the name"
+    );
     assert!(p.current().await.unwrap().is_empty());
 
     // Dry run: planned, nothing written.
@@ -166,7 +169,10 @@ async fn a_change_between_read_and_write_is_not_overwritten_blindly() {
             .await
     });
 
-    let first = paused.recv().await.expect("the provider reached its pause point");
+    let first = paused
+        .recv()
+        .await
+        .expect("the provider reached its pause point");
     assert_eq!(first.attempt, 1);
     assert_eq!(first.read, set(&[US, EU]));
     let theirs = provider(&bind);
@@ -183,7 +189,11 @@ async fn a_change_between_read_and_write_is_not_overwritten_blindly() {
     let second = paused.recv().await.expect("the provider planned again");
     assert_eq!(second.attempt, 2);
     assert_eq!(second.read, set(&[US]));
-    assert_eq!(bind.serial(), serial_before_ours, "the first UPDATE was applied");
+    assert_eq!(
+        bind.serial(),
+        serial_before_ours,
+        "the first UPDATE was applied"
+    );
     second.resume();
 
     let applied = task.await.unwrap().unwrap();
@@ -218,11 +228,11 @@ async fn a_single_region_may_answer_with_a_cname() {
     }];
     let p = Rfc2136Provider::new(config(&bind, KEY_NAME, bind.secret()), regions).unwrap();
     p.apply(&verdicts(&[]), false).await.unwrap();
-    assert_eq!(bind.dig(&name(), "CNAME"), vec!["lb.us-east.example.com.".to_string()]);
     assert_eq!(
-        p.current().await.unwrap(),
-        set(&["lb.us-east.example.com"])
+        bind.dig(&name(), "CNAME"),
+        vec!["lb.us-east.example.com.".to_string()]
     );
+    assert_eq!(p.current().await.unwrap(), set(&["lb.us-east.example.com"]));
 }
 
 /// Nothing listening: retried with backoff, then a clear error.

@@ -53,8 +53,9 @@ pub enum Answer {
 
 impl Answer {
     /// Reads the config's spelling: an IPv4 or IPv6 address, else a DNS name
-    /// (letters, digits, `-`, `_`, dots; a trailing dot is dropped and the
-    /// name lower-cased, since DNS compares names without case).
+    /// (letters, digits, `-`, `_`, dots, not ending in an all-numeric label;
+    /// a trailing dot is dropped and the name lower-cased, since DNS compares
+    /// names without case).
     pub fn parse(text: &str) -> Result<Answer, TrafficError> {
         let text = text.trim();
         if let Ok(ip) = text.parse::<IpAddr>() {
@@ -67,7 +68,17 @@ impl Answer {
                 && l.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         };
-        if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        // An all-numeric last label is no top-level domain (RFC 3696 §2)
+        // but a mistyped address, e.g. `10.0.0.256`.
+        let numeric_tld = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        if name.is_empty()
+            || name.len() > 253
+            || !name.split('.').all(valid_label)
+            || numeric_tld
+        {
             return Err(TrafficError::Config(format!(
                 "`{text}` is neither an IP address nor a DNS name; a region's DNS answer is \
                  an IPv4 address (A record), an IPv6 address (AAAA) or a target name (CNAME)"
@@ -350,15 +361,26 @@ mod tests {
         let table: &[(&str, Option<Answer>)] = &[
             ("192.0.2.1", Some(v4("192.0.2.1"))),
             (" 192.0.2.1 ", Some(v4("192.0.2.1"))),
-            ("2001:db8::1", Some(Answer::Ipv6("2001:db8::1".parse().unwrap()))),
-            ("LB.eu-west.Example.com.", Some(Answer::Target("lb.eu-west.example.com".into()))),
-            ("lb.example.com", Some(Answer::Target("lb.example.com".into()))),
+            (
+                "2001:db8::1",
+                Some(Answer::Ipv6("2001:db8::1".parse().unwrap())),
+            ),
+            (
+                "LB.eu-west.Example.com.",
+                Some(Answer::Target("lb.eu-west.example.com".into())),
+            ),
+            (
+                "lb.example.com",
+                Some(Answer::Target("lb.example.com".into())),
+            ),
             ("", None),
             (".", None),
             ("a..b", None),
             ("has space.example", None),
             ("http://x.example", None),
-            ("999.1.1.1x", None),
+            ("10.0.0.256", None),
+            ("999.1.1.1", None),
+            ("lb.1x", Some(Answer::Target("lb.1x".into()))),
         ];
         for (text, want) in table {
             assert_eq!(Answer::parse(text).ok(), *want, "{text:?}");
@@ -366,7 +388,10 @@ mod tests {
         assert_eq!(v4("192.0.2.1").record_type(), "A");
         assert_eq!(Answer::parse("::1").unwrap().record_type(), "AAAA");
         assert_eq!(Answer::parse("a.example").unwrap().record_type(), "CNAME");
-        assert_eq!(Answer::parse("a.example").unwrap().to_string(), "a.example.");
+        assert_eq!(
+            Answer::parse("a.example").unwrap().to_string(),
+            "a.example."
+        );
     }
 
     #[test]
@@ -400,8 +425,18 @@ mod tests {
                 true,
             ),
             // No verdict yet counts as healthy.
-            (&[], &["192.0.2.1", "198.51.100.1"], &["us-east", "eu-west"], false),
-            (&[("us-east", false)], &["198.51.100.1"], &["eu-west"], false),
+            (
+                &[],
+                &["192.0.2.1", "198.51.100.1"],
+                &["us-east", "eu-west"],
+                false,
+            ),
+            (
+                &[("us-east", false)],
+                &["198.51.100.1"],
+                &["eu-west"],
+                false,
+            ),
             // A verdict for a region the config does not have changes nothing.
             (
                 &[("us-east", false), ("eu-west", false), ("ap-south", true)],
@@ -420,7 +455,10 @@ mod tests {
 
         // Shared answers collapse; no regions at all answer nothing.
         let shared = regions(&[("a", "192.0.2.1"), ("b", "192.0.2.1")]);
-        assert_eq!(desired_answer_set(&shared, &Verdicts::new()).answers, set(&["192.0.2.1"]));
+        assert_eq!(
+            desired_answer_set(&shared, &Verdicts::new()).answers,
+            set(&["192.0.2.1"])
+        );
         let none = desired_answer_set(&[], &Verdicts::new());
         assert!(none.answers.is_empty() && !none.all_unhealthy);
     }
@@ -471,7 +509,10 @@ mod tests {
             (&[("a", "192.0.2.1"), ("b", "2001:db8::1")], true),
             (&[("a", "lb.example.com")], true),
             (&[("a", "lb.example.com"), ("b", "lb.example.com")], true),
-            (&[("a", "lb-a.example.com"), ("b", "lb-b.example.com")], false),
+            (
+                &[("a", "lb-a.example.com"), ("b", "lb-b.example.com")],
+                false,
+            ),
             (&[("a", "192.0.2.1"), ("b", "lb-b.example.com")], false),
             (&[], true),
         ];

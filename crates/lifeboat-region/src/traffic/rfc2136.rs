@@ -79,9 +79,8 @@ impl TsigKey {
                 "the secret of TSIG key `{name}` is empty"
             )));
         }
-        Name::from_ascii(name).map_err(|_| {
-            TrafficError::Config(format!("`{name}` is not a valid TSIG key name"))
-        })?;
+        Name::from_ascii(name)
+            .map_err(|_| TrafficError::Config(format!("`{name}` is not a valid TSIG key name")))?;
         Ok(TsigKey {
             name: name.to_string(),
             secret: Zeroizing::new(secret),
@@ -98,9 +97,8 @@ impl TsigKey {
             TrafficError::Config(format!("`{}` is not a valid TSIG key name", self.name))
         })?;
         // Fudge 300 s: RFC 8945 §10's recommended value.
-        TSigner::new(self.secret.to_vec(), TsigAlgorithm::HmacSha256, name, 300).map_err(|e| {
-            TrafficError::Config(format!("TSIG key `{}` cannot sign: {e}", self.name))
-        })
+        TSigner::new(self.secret.to_vec(), TsigAlgorithm::HmacSha256, name, 300)
+            .map_err(|e| TrafficError::Config(format!("TSIG key `{}` cannot sign: {e}", self.name)))
     }
 }
 
@@ -258,9 +256,11 @@ impl Rfc2136Provider {
                         provider: PROVIDER,
                         server: self.config.server.to_string(),
                         detail: format!(
-                            "a query for {} {rtype} was answered {code}; `server` must be the \
+                            "a query for {} {rtype} was answered {}; `server` must be the \
                              authoritative primary of zone {}",
-                            self.config.name, self.config.zone
+                            self.config.name,
+                            mnemonic(code),
+                            self.config.zone
                         ),
                     });
                 }
@@ -301,7 +301,10 @@ impl Rfc2136Provider {
         let response = self.exchange_retried(&bytes, message.id()).await?;
         let parsed = Message::from_vec(&response).map_err(|e| TrafficError::Provider {
             provider: PROVIDER,
-            detail: format!("unreadable answer to the UPDATE from {}: {e}", self.config.server),
+            detail: format!(
+                "unreadable answer to the UPDATE from {}: {e}",
+                self.config.server
+            ),
         })?;
         match classify(parsed.response_code(), tsig_error(&response)) {
             UpdateOutcome::Done => {
@@ -485,7 +488,13 @@ fn rdata(answer: &Answer) -> Result<RData, TrafficError> {
 /// CNAME RRsets are exactly `read` (RFC 2136 §2.4.2 per non-empty type,
 /// §2.4.4 "RRset does not exist" per empty one), then the deletions
 /// (§2.5.4, class NONE) and additions (§2.5.1, class IN). Unsigned.
-fn update_message(zone: &Name, name: &Name, ttl: u32, read: &AnswerSet, plan: &[Change]) -> Message {
+fn update_message(
+    zone: &Name,
+    name: &Name,
+    ttl: u32,
+    read: &AnswerSet,
+    plan: &[Change],
+) -> Message {
     let mut message = Message::new();
     message
         .set_id(rand::random())
@@ -564,7 +573,7 @@ fn classify(code: ResponseCode, tsig_error: Option<u16>) -> UpdateOutcome {
                 22 => "BADTRUNC".to_string(),
                 other => format!("TSIG error {other}"),
             };
-            UpdateOutcome::KeyRejected(format!("{code}, TSIG error {name}"))
+            UpdateOutcome::KeyRejected(format!("{}, TSIG error {name}", mnemonic(code)))
         }
         ResponseCode::NotAuth => UpdateOutcome::Refused(
             "NOTAUTH: the server is not authoritative for the zone, or did not accept the TSIG \
@@ -580,8 +589,28 @@ fn classify(code: ResponseCode, tsig_error: Option<u16>) -> UpdateOutcome {
         ResponseCode::NotZone => UpdateOutcome::Refused(
             "NOTZONE: the name is not inside the zone the server has".to_string(),
         ),
-        other => UpdateOutcome::Failed(other.to_string()),
+        other => UpdateOutcome::Failed(mnemonic(other)),
     }
+}
+
+/// The RFC's upper-case name of an RCODE (`NOTAUTH`), as `dig` shows it.
+fn mnemonic(code: ResponseCode) -> String {
+    use ResponseCode as R;
+    let name = match code {
+        R::NoError => "NOERROR",
+        R::FormErr => "FORMERR",
+        R::ServFail => "SERVFAIL",
+        R::NXDomain => "NXDOMAIN",
+        R::NotImp => "NOTIMP",
+        R::Refused => "REFUSED",
+        R::YXDomain => "YXDOMAIN",
+        R::YXRRSet => "YXRRSET",
+        R::NXRRSet => "NXRRSET",
+        R::NotAuth => "NOTAUTH",
+        R::NotZone => "NOTZONE",
+        other => return format!("RCODE {}", u16::from(other)),
+    };
+    name.to_string()
 }
 
 fn rcode_of(answer: &[u8]) -> Option<ResponseCode> {
@@ -595,10 +624,16 @@ fn rcode_of(answer: &[u8]) -> Option<ResponseCode> {
 /// Other Data is empty or, with BADTIME, the server's 6-byte time.
 fn tsig_error(answer: &[u8]) -> Option<u16> {
     let message = Message::from_vec(answer).ok()?;
-    message.signature().iter().find(|r| r.record_type() == RecordType::TSIG)?;
+    message
+        .signature()
+        .iter()
+        .find(|r| r.record_type() == RecordType::TSIG)?;
     let u16_at = |end: usize| -> Option<u16> {
         let start = end.checked_sub(2)?;
-        Some(u16::from_be_bytes([*answer.get(start)?, *answer.get(start + 1)?]))
+        Some(u16::from_be_bytes([
+            *answer.get(start)?,
+            *answer.get(start + 1)?,
+        ]))
     };
     for other_len in [0usize, 6] {
         let len_end = answer.len().checked_sub(other_len)?;
@@ -656,10 +691,18 @@ mod tests {
         let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
         let key = TsigKey::from_base64("lifeboat-key", secret).unwrap();
         let debug = format!("{key:?}");
-        assert!(!debug.contains(secret) && !debug.contains("secret-secret"), "{debug}");
+        assert!(
+            !debug.contains(secret) && !debug.contains("secret-secret"),
+            "{debug}"
+        );
         assert!(debug.contains("<redacted>"));
-        let err = TsigKey::from_base64("k", "not base64 !!").unwrap_err().to_string();
-        assert!(err.contains("tsig-keygen") && !err.contains("not base64 !!"), "{err}");
+        let err = TsigKey::from_base64("k", "not base64 !!")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tsig-keygen") && !err.contains("not base64 !!"),
+            "{err}"
+        );
         assert!(TsigKey::from_base64("k", "").is_err());
     }
 
@@ -701,7 +744,15 @@ mod tests {
             .set_message_type(MessageType::Response)
             .set_op_code(OpCode::Update)
             .set_response_code(ResponseCode::NotAuth);
-        let tsig = TSIG::new(TsigAlgorithm::HmacSha256, 1, 300, Vec::new(), 7, error, other);
+        let tsig = TSIG::new(
+            TsigAlgorithm::HmacSha256,
+            1,
+            300,
+            Vec::new(),
+            7,
+            error,
+            other,
+        );
         m.add_tsig(make_tsig_record(name("lifeboat-key"), tsig));
         m.to_vec().unwrap()
     }
@@ -742,7 +793,11 @@ mod tests {
             (
                 &[],
                 &["192.0.2.1", "198.51.100.1"],
-                vec![row("NONE", "A", ""), row("NONE", "AAAA", ""), row("NONE", "CNAME", "")],
+                vec![
+                    row("NONE", "A", ""),
+                    row("NONE", "AAAA", ""),
+                    row("NONE", "CNAME", ""),
+                ],
                 vec![row("IN", "A", "192.0.2.1"), row("IN", "A", "198.51.100.1")],
             ),
             (
@@ -779,7 +834,11 @@ mod tests {
             assert_eq!(rows(m.name_servers()), upd, "updates for {read:?}");
             assert!(m.answers().iter().all(|r| r.ttl() == 0 && r.name() == &app));
             for r in m.name_servers() {
-                let ttl = if r.dns_class() == DNSClass::NONE { 0 } else { 60 };
+                let ttl = if r.dns_class() == DNSClass::NONE {
+                    0
+                } else {
+                    60
+                };
                 assert_eq!(r.ttl(), ttl);
             }
         }
@@ -798,7 +857,10 @@ mod tests {
                 RData::CNAME(CNAME(name("LB.Example.com"))),
             ),
         ];
-        assert_eq!(answers_of(&records, &app, RecordType::A), vec![Answer::parse("192.0.2.1").unwrap()]);
+        assert_eq!(
+            answers_of(&records, &app, RecordType::A),
+            vec![Answer::parse("192.0.2.1").unwrap()]
+        );
         assert_eq!(
             answers_of(&records, &app, RecordType::CNAME),
             vec![Answer::Target("lb.example.com".into())]
@@ -810,15 +872,23 @@ mod tests {
         let key = TsigKey::from_base64("k", "c2VjcmV0").unwrap();
         let server: SocketAddr = "127.0.0.1:53".parse().unwrap();
         let two = vec![
-            RegionAnswer { region: "a".into(), answer: Answer::parse("192.0.2.1").unwrap() },
-            RegionAnswer { region: "b".into(), answer: Answer::parse("lb.example.com").unwrap() },
+            RegionAnswer {
+                region: "a".into(),
+                answer: Answer::parse("192.0.2.1").unwrap(),
+            },
+            RegionAnswer {
+                region: "b".into(),
+                answer: Answer::parse("lb.example.com").unwrap(),
+            },
         ];
         let ok = Rfc2136Config::new(server, "kubernaut.test", "app.kubernaut.test", key.clone());
         assert!(Rfc2136Provider::new(ok.clone(), two[..1].to_vec()).is_ok());
         assert!(Rfc2136Provider::new(ok.clone(), two.clone()).is_err());
         assert!(Rfc2136Provider::new(ok, Vec::new()).is_err());
         let outside = Rfc2136Config::new(server, "kubernaut.test", "app.example.com", key);
-        let err = Rfc2136Provider::new(outside, two[..1].to_vec()).unwrap_err().to_string();
+        let err = Rfc2136Provider::new(outside, two[..1].to_vec())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not inside the zone"), "{err}");
     }
 }
