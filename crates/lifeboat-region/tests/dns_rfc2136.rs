@@ -9,7 +9,7 @@ mod bind;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bind::{Bind, KEY_NAME, ZONE};
+use bind::{Bind, KEY_NAME, UNGRANTED_KEY_NAME, ZONE};
 use lifeboat_region::traffic::rfc2136::{Rfc2136Config, Rfc2136Provider, TsigKey};
 use lifeboat_region::traffic::{Answer, RegionAnswer, TrafficError, TrafficProvider, Verdicts};
 use tokio::sync::mpsc;
@@ -145,6 +145,13 @@ async fn a_rejected_key_is_a_clear_error_and_changes_nothing() {
     let err = p.apply(&us_down, false).await.unwrap_err();
     assert!(matches!(err, TrafficError::Credentials { .. }), "{err:?}");
     assert!(err.to_string().contains("BADKEY"), "{err}");
+
+    // A key the server knows but does not let update the zone: REFUSED.
+    let p =
+        Rfc2136Provider::new(config(&bind, UNGRANTED_KEY_NAME, bind.secret()), regions()).unwrap();
+    let err = p.apply(&us_down, false).await.unwrap_err();
+    assert!(matches!(err, TrafficError::Refused { .. }), "{err:?}");
+    assert!(err.to_string().contains("allow-update"), "{err}");
 
     assert_eq!(bind.serial(), serial, "a rejected UPDATE changed the zone");
     assert_eq!(bind.dig(&name(), "A"), addrs(&[US, EU]));

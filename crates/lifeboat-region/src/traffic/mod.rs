@@ -74,11 +74,7 @@ impl Answer {
             .rsplit('.')
             .next()
             .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
-        if name.is_empty()
-            || name.len() > 253
-            || !name.split('.').all(valid_label)
-            || numeric_tld
-        {
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) || numeric_tld {
             return Err(TrafficError::Config(format!(
                 "`{text}` is neither an IP address nor a DNS name; a region's DNS answer is \
                  an IPv4 address (A record), an IPv6 address (AAAA) or a target name (CNAME)"
@@ -398,7 +394,8 @@ mod tests {
     fn desired_answer_set_table() {
         let two = regions(&[("us-east", "192.0.2.1"), ("eu-west", "198.51.100.1")]);
         // (verdicts, answers, regions, all_unhealthy)
-        let table: &[(&[(&str, bool)], &[&str], &[&str], bool)] = &[
+        type Row<'a> = (&'a [(&'a str, bool)], &'a [&'a str], &'a [&'a str], bool);
+        let table: &[Row] = &[
             (
                 &[("us-east", true), ("eu-west", true)],
                 &["192.0.2.1", "198.51.100.1"],
@@ -470,7 +467,8 @@ mod tests {
         let c = "2001:db8::1";
         let t = "lb.example.com";
         // (current, desired, plan)
-        let table: &[(&[&str], &[&str], &[(&str, &str)])] = &[
+        type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a [(&'a str, &'a str)]);
+        let table: &[Row] = &[
             (&[], &[], &[]),
             (&[a, b], &[a, b], &[]),
             (&[], &[a, b], &[("add", a), ("add", b)]),

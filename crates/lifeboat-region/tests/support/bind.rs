@@ -25,6 +25,8 @@ use base64::Engine as _;
 const NAMED: &str = "/usr/sbin/named";
 pub const ZONE: &str = "kubernaut.test";
 pub const KEY_NAME: &str = "lifeboat-key";
+/// A key the server knows but whose updates no `allow-update` grants.
+pub const UNGRANTED_KEY_NAME: &str = "ungranted-key";
 
 pub struct Bind {
     dir: tempfile::TempDir,
@@ -132,7 +134,8 @@ impl Bind {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The key's secret, base64, as `tsig-keygen` prints it.
+    /// The key's secret, base64, as `tsig-keygen` prints it (both keys
+    /// share it).
     pub fn secret(&self) -> &str {
         &self.secret
     }
@@ -211,12 +214,14 @@ impl Bind {
 
 fn write_config(dir: &Path, port: u16, secret: &str) {
     let d = dir.display();
-    let key = format!(
-        "key \"{KEY_NAME}\" {{\n    algorithm hmac-sha256;\n    secret \"{secret}\";\n}};\n"
-    );
-    std::fs::write(dir.join("key.conf"), &key).unwrap();
+    let key = |name: &str| {
+        format!("key \"{name}\" {{\n    algorithm hmac-sha256;\n    secret \"{secret}\";\n}};\n")
+    };
+    std::fs::write(dir.join("key.conf"), key(KEY_NAME)).unwrap();
+    std::fs::write(dir.join("ungranted.conf"), key(UNGRANTED_KEY_NAME)).unwrap();
     let conf = format!(
         r#"include "{d}/key.conf";
+include "{d}/ungranted.conf";
 options {{
     directory "{d}";
     pid-file "{d}/named.pid";
