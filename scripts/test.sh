@@ -217,10 +217,11 @@ setup_chromium() {
 
 # crates/lifeboat-region/tests/dns_rfc2136.rs starts its own `named`
 # (/usr/sbin/named, in the foreground, on a free loopback port, in a temporary
-# directory) and queries it with `dig`; it fails, saying to run this script,
-# without them.
+# directory), queries it with `dig` and writes with `nsupdate` (Debian's bind9
+# and bind9-dnsutils); without them it fails, saying to run this script.
 setup_bind() {
-    if [ ! -x /usr/sbin/named ] || ! command -v dig >/dev/null 2>&1; then
+    if [ ! -x /usr/sbin/named ] || ! command -v dig >/dev/null 2>&1 ||
+        ! command -v nsupdate >/dev/null 2>&1; then
         ensure_apt_packages bind9 bind9-dnsutils
     fi
 }
