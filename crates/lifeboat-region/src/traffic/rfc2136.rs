@@ -205,6 +205,17 @@ impl Rfc2136Provider {
             ));
         }
         check_single_valued(&regions)?;
+        if name == zone
+            && regions
+                .iter()
+                .any(|r| matches!(r.answer, Answer::Target(_)))
+        {
+            return Err(TrafficError::Config(format!(
+                "the steered name {} is the zone apex, which holds SOA and NS records, so it \
+                 cannot have a CNAME; steer a name below the apex or give addresses",
+                config.name
+            )));
+        }
         if config.attempts == 0 || config.max_plans == 0 {
             return Err(TrafficError::Config(
                 "rfc2136 attempts and max_plans must be at least 1".to_string(),
@@ -285,7 +296,7 @@ impl Rfc2136Provider {
 
     /// Sends one signed UPDATE; `Ok(false)` when its prerequisite failed.
     async fn update(&self, read: &AnswerSet, plan: &[Change]) -> Result<bool, TrafficError> {
-        let mut message = update_message(&self.zone, &self.name, self.config.ttl, read, plan);
+        let mut message = update_message(&self.zone, &self.name, self.config.ttl, read, plan)?;
         let signer = self.config.key.signer()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -487,14 +498,16 @@ fn rdata(answer: &Answer) -> Result<RData, TrafficError> {
 /// The UPDATE for `plan`, with the prerequisite that the name's A, AAAA and
 /// CNAME RRsets are exactly `read` (RFC 2136 §2.4.2 per non-empty type,
 /// §2.4.4 "RRset does not exist" per empty one), then the deletions
-/// (§2.5.4, class NONE) and additions (§2.5.1, class IN). Unsigned.
+/// (§2.5.4, class NONE) and additions (§2.5.1, class IN). Unsigned. Fails
+/// (rather than leave a record out of the prerequisite) on a target name
+/// that is not a DNS name.
 fn update_message(
     zone: &Name,
     name: &Name,
     ttl: u32,
     read: &AnswerSet,
     plan: &[Change],
-) -> Message {
+) -> Result<Message, TrafficError> {
     let mut message = Message::new();
     message
         .set_id(rand::random())
@@ -519,10 +532,8 @@ fn update_message(
             message.add_pre_requisite(none);
         }
         for answer in of_type {
-            if let Ok(data) = rdata(answer) {
-                // Class IN, TTL 0: "RRset exists (value dependent)".
-                message.add_pre_requisite(Record::from_rdata(name.clone(), 0, data));
-            }
+            // Class IN, TTL 0: "RRset exists (value dependent)".
+            message.add_pre_requisite(Record::from_rdata(name.clone(), 0, rdata(answer)?));
         }
     }
     for change in plan {
@@ -530,7 +541,7 @@ fn update_message(
             Change::Remove(a) => (a, true),
             Change::Add(a) => (a, false),
         };
-        let Ok(data) = rdata(answer) else { continue };
+        let data = rdata(answer)?;
         if delete {
             let mut record = Record::from_rdata(name.clone(), 0, data);
             record.set_dns_class(DNSClass::NONE);
@@ -539,7 +550,7 @@ fn update_message(
             message.add_update(Record::from_rdata(name.clone(), ttl, data));
         }
     }
-    message
+    Ok(message)
 }
 
 /// What an UPDATE's answer means.
@@ -825,7 +836,7 @@ mod tests {
         for (read, desired, pre, upd) in table {
             let read = set(read);
             let plan = changes(&read, &set(desired));
-            let m = update_message(&zone, &app, 60, &read, &plan);
+            let m = update_message(&zone, &app, 60, &read, &plan).unwrap();
             assert_eq!(m.op_code(), OpCode::Update);
             assert_eq!(m.queries().len(), 1);
             assert_eq!(m.queries()[0].name(), &zone);
@@ -885,6 +896,10 @@ mod tests {
         assert!(Rfc2136Provider::new(ok.clone(), two[..1].to_vec()).is_ok());
         assert!(Rfc2136Provider::new(ok.clone(), two.clone()).is_err());
         assert!(Rfc2136Provider::new(ok, Vec::new()).is_err());
+        let apex = Rfc2136Config::new(server, "kubernaut.test", "kubernaut.test.", key.clone());
+        let err = Rfc2136Provider::new(apex.clone(), two[1..].to_vec()).unwrap_err();
+        assert!(err.to_string().contains("apex"), "{err}");
+        assert!(Rfc2136Provider::new(apex, two[..1].to_vec()).is_ok());
         let outside = Rfc2136Config::new(server, "kubernaut.test", "app.example.com", key);
         let err = Rfc2136Provider::new(outside, two[..1].to_vec())
             .unwrap_err()
