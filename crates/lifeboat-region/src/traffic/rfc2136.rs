@@ -179,6 +179,8 @@ pub struct Rfc2136Provider {
     config: Rfc2136Config,
     zone: Name,
     name: Name,
+    /// `name` as text: lower case, no trailing dot.
+    name_text: String,
     regions: Vec<RegionAnswer>,
     pause_after_read: Option<mpsc::UnboundedSender<Paused>>,
 }
@@ -222,10 +224,12 @@ impl Rfc2136Provider {
             ));
         }
         config.key.signer()?;
+        let name_text = name.to_ascii().trim_end_matches('.').to_string();
         Ok(Rfc2136Provider {
             config,
             zone,
             name,
+            name_text,
             regions,
             pause_after_read: None,
         })
@@ -392,7 +396,7 @@ impl TrafficProvider for Rfc2136Provider {
     }
 
     fn record_name(&self) -> &str {
-        &self.config.name
+        &self.name_text
     }
 
     async fn current(&self) -> Result<AnswerSet, TrafficError> {
@@ -899,7 +903,8 @@ mod tests {
         let apex = Rfc2136Config::new(server, "kubernaut.test", "kubernaut.test.", key.clone());
         let err = Rfc2136Provider::new(apex.clone(), two[1..].to_vec()).unwrap_err();
         assert!(err.to_string().contains("apex"), "{err}");
-        assert!(Rfc2136Provider::new(apex, two[..1].to_vec()).is_ok());
+        let at_apex = Rfc2136Provider::new(apex, two[..1].to_vec()).unwrap();
+        assert_eq!(at_apex.record_name(), "kubernaut.test");
         let outside = Rfc2136Config::new(server, "kubernaut.test", "app.example.com", key);
         let err = Rfc2136Provider::new(outside, two[..1].to_vec())
             .unwrap_err()
