@@ -225,6 +225,19 @@ setup_redis() {
     fi
 }
 
+# --- BIND 9 -----------------------------------------------------------------------
+
+# crates/lifeboat-region/tests/dns_rfc2136.rs starts its own `named`
+# (/usr/sbin/named, in the foreground, on a free loopback port, in a temporary
+# directory), queries it with `dig` and writes with `nsupdate` (Debian's bind9
+# and bind9-dnsutils); without them it fails, saying to run this script.
+setup_bind() {
+    if [ ! -x /usr/sbin/named ] || ! command -v dig >/dev/null 2>&1 ||
+        ! command -v nsupdate >/dev/null 2>&1; then
+        ensure_apt_packages bind9 bind9-dnsutils
+    fi
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -234,6 +247,7 @@ start_moto
 setup_postgres
 setup_chromium
 setup_redis
+setup_bind
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
