@@ -178,13 +178,17 @@ fn seed(prefix: &[Step]) -> Plan {
     }
 }
 
+const START_TOLERANCE_SECS: i64 = 5;
+
 /// Whether a postmaster on the directory is the primary's (see module docs).
 fn dir_runs_primary(dir: &ClusterDir, primary: &Identity) -> bool {
     let Some(pm) = &dir.postmaster else {
         return false;
     };
     dir.system_identifier == Some(primary.system_identifier)
-        && pm.start_epoch == primary.postmaster_start.timestamp()
+        // postmaster.pid's start time (whole seconds) and pg_postmaster_start_time()
+        // are taken a moment apart during startup: allow a few seconds.
+        && (pm.start_epoch - primary.postmaster_start.timestamp()).abs() <= START_TOLERANCE_SECS
         && match (pm.port, primary.port) {
             (Some(a), Some(b)) => i32::from(a) == b,
             _ => true,
