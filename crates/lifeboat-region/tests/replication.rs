@@ -255,12 +255,14 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     assert_eq!(so.standby.as_ref().unwrap().wal_receiver.as_ref().unwrap().status, "streaming");
 
     // Rows written on the primary arrive on the standby.
-    let standby_app = s.target.conn.with_dbname("app");
+    let standby_app = &s.target.conn.with_dbname("app");
+    let standby_conn = &s.target.conn;
+    let primary_server = &req.primary;
     app_client
         .batch_execute("INSERT INTO orders SELECT g, 'after' FROM generate_series(1001, 1500) g")
         .await
         .unwrap();
-    poll("rows replayed on the standby", Duration::from_secs(60), || async {
+    poll("rows replayed on the standby", Duration::from_secs(60), || async move {
         let c = standby_app.connect().await.ok()?;
         let n: i64 = c.query_one("SELECT count(*) FROM orders", &[]).await.ok()?.get(0);
         (n == 1500).then_some(())
@@ -288,8 +290,8 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         last_seq = r.unwrap();
     }
     assert!(written >= 3);
-    let seen = poll("heartbeat replayed", Duration::from_secs(60), || async {
-        heartbeat::read(&s.target.conn, Some("us-east"), Retry::ONCE)
+    let seen = poll("heartbeat replayed", Duration::from_secs(60), || async move {
+        heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
             .await
             .ok()
             .flatten()
@@ -328,13 +330,13 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let target_lsn = Lsn::parse(&target_lsn).unwrap();
     // Wait until the standby has received that WAL, replay is paused and the
     // primary's row reports the standby's (paused) replay position.
-    let (po, so) = poll("paused standby's position reported", Duration::from_secs(60), || async {
-        let so = observe(&Server { name: "eu-west".into(), conn: s.target.conn.clone() }, Retry::ONCE).await;
+    let (po, so) = poll("paused standby's position reported", Duration::from_secs(60), || async move {
+        let so = observe(&Server { name: "eu-west".into(), conn: standby_conn.clone() }, Retry::ONCE).await;
         let v = so.standby.clone()?;
         if !v.replay_paused || v.receive_lsn? < target_lsn {
             return None;
         }
-        let po = observe(&req.primary, Retry::ONCE).await;
+        let po = observe(primary_server, Retry::ONCE).await;
         let row = po.primary.as_ref()?.replicas.iter().find(|r| r.application_name == "eu-west")?.clone();
         (row.replay_lsn == v.replay_lsn && row.flush_lsn? >= target_lsn).then_some((po, so))
     })
@@ -365,16 +367,16 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
 
     // Resume: caught up, no lag, the heartbeat arrives.
     sc.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
-    poll("caught up after resume", Duration::from_secs(60), || async {
-        let po = observe(&req.primary, Retry::ONCE).await;
+    poll("caught up after resume", Duration::from_secs(60), || async move {
+        let po = observe(primary_server, Retry::ONCE).await;
         let pv = po.primary.as_ref()?;
         let row = pv.replicas.iter().find(|r| r.application_name == "eu-west")?;
         let lag = lag_from_primary(pv.current_lsn, row);
         (lag.bytes == Some(0) && lag.basis == LagBasis::CaughtUp && lag.seconds == Some(0.0)).then_some(())
     })
     .await;
-    poll("paused heartbeat replayed", Duration::from_secs(60), || async {
-        heartbeat::read(&s.target.conn, Some("us-east"), Retry::ONCE)
+    poll("paused heartbeat replayed", Duration::from_secs(60), || async move {
+        heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
             .await
             .ok()
             .flatten()

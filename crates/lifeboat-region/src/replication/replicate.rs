@@ -326,7 +326,7 @@ async fn ensure_slot(client: &Client, conn: &ConnConfig, slot: &str, retry: Retr
                     .await?
                     .is_some();
                 if exists {
-                    return Ok(false);
+                    return Ok::<bool, tokio_postgres::Error>(false);
                 }
                 match client
                     .execute("SELECT pg_create_physical_replication_slot($1, true)", &[&slot])
@@ -395,7 +395,7 @@ async fn base_backup(req: &ReplicateRequest, slot: &str) -> Result<String, Repli
     conn.application_name = "lifeboat basebackup".into();
     let mut cmd = target::pg_command(t.bin_dir.join("pg_basebackup"), owner);
     conn.apply_to_command(&mut cmd)
-        .map_err(|e| ReplicateError::PrimaryConn(e))?;
+        .map_err(ReplicateError::PrimaryConn)?;
     cmd.arg("-D")
         .arg(&t.pgdata)
         .args(["-X", "stream", "-S", slot, "-c", "fast", "--no-password"]);
