@@ -83,7 +83,10 @@ pub struct Heartbeat {
     region: String,
 }
 
-fn sql_err(what: &'static str, conn: &ConnConfig) -> impl FnOnce(tokio_postgres::Error) -> HeartbeatError {
+fn sql_err(
+    what: &'static str,
+    conn: &ConnConfig,
+) -> impl FnOnce(tokio_postgres::Error) -> HeartbeatError {
     let url = conn.display_url();
     move |e| {
         if e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
@@ -217,7 +220,10 @@ impl Heartbeat {
 /// The newest heartbeat on the server behind `client` (connected to its
 /// `lifeboat` database; a standby is fine: this only reads), of `region`
 /// or of any region. `None` when none was written (or replayed) yet.
-pub async fn newest(client: &Client, region: Option<&str>) -> Result<Option<Seen>, tokio_postgres::Error> {
+pub async fn newest(
+    client: &Client,
+    region: Option<&str>,
+) -> Result<Option<Seen>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT region, seq, at, now() FROM lifeboat.heartbeat \
@@ -248,7 +254,11 @@ pub async fn newest(client: &Client, region: Option<&str>) -> Result<Option<Seen
 
 /// [`newest`] on the server `server` (connecting to its `lifeboat`
 /// database); `None` also when that database does not exist (yet).
-pub async fn read(server: &ConnConfig, region: Option<&str>, retry: Retry) -> Result<Option<Seen>, HeartbeatError> {
+pub async fn read(
+    server: &ConnConfig,
+    region: Option<&str>,
+    retry: Retry,
+) -> Result<Option<Seen>, HeartbeatError> {
     let db = lifeboat_db(server);
     let client = match crate::replication::observe::connect(&db, retry).await {
         Ok(c) => c,

@@ -65,8 +65,13 @@ impl Standby {
             pgdata,
             bin_dir: p.bin_dir().to_path_buf(),
             os_user: None,
-            conn: ConnConfig::new(PgHost::Tcp("127.0.0.1".into()), port, p.superuser(), "postgres")
-                .with_password(p.password().clone()),
+            conn: ConnConfig::new(
+                PgHost::Tcp("127.0.0.1".into()),
+                port,
+                p.superuser(),
+                "postgres",
+            )
+            .with_password(p.password().clone()),
             control: ServerControl::PgCtl {
                 log_file: dir.path().join("standby.log"),
             },
@@ -167,20 +172,36 @@ fn initdb_other(bin: &Path, pgdata: &Path) {
     let mut cmd = std::process::Command::new(bin.join("initdb"));
     cmd.arg("-D")
         .arg(pgdata)
-        .args(["-U", "other", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        .args([
+            "-U",
+            "other",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
         .current_dir("/")
         .env("LC_ALL", "C");
     if let Some((uid, gid)) = target::os_user(None).unwrap() {
         cmd.uid(uid).gid(gid);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn nothing_created_on(p: &TempCluster) {
     let c = p.conn_config("postgres").connect().await.unwrap();
     let roles: i64 = c
-        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&REPL_USER])
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&REPL_USER],
+        )
         .await
         .unwrap()
         .get(0);
@@ -207,7 +228,11 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let mut events: Vec<Progress> = Vec::new();
     let out = match replicate(&req, |e| events.push(e.clone())).await {
         Ok(o) => o,
-        Err(e) => panic!("replicate: {e}\nstandby log:\n{}\nprimary log:\n{}", s.log(), p.log_tail()),
+        Err(e) => panic!(
+            "replicate: {e}\nstandby log:\n{}\nprimary log:\n{}",
+            s.log(),
+            p.log_tail()
+        ),
     };
     assert_eq!(out.replica.state, "streaming");
     assert_eq!(out.replica.application_name, "eu-west");
@@ -239,20 +264,43 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     assert!(!format!("{req:?}").contains("repl-Secret"));
     let auto = std::fs::read_to_string(s.target.pgdata.join("postgresql.auto.conf")).unwrap();
     assert!(!auto.contains("repl-Secret"), "{auto}");
-    assert!(auto.contains("primary_slot_name = 'lifeboat_eu_west'"), "{auto}");
+    assert!(
+        auto.contains("primary_slot_name = 'lifeboat_eu_west'"),
+        "{auto}"
+    );
     assert!(s.target.pgdata.join("standby.signal").exists());
     assert!(!s.target.passfile.starts_with(&s.target.pgdata));
-    assert!(std::fs::read_to_string(&s.target.passfile).unwrap().contains("repl-Secret"));
+    assert!(
+        std::fs::read_to_string(&s.target.passfile)
+            .unwrap()
+            .contains("repl-Secret")
+    );
 
     // Roles as the servers say them.
     let po = observe(&req.primary, Retry::default()).await;
-    let so = observe(&Server { name: "eu-west".into(), conn: s.target.conn.clone() }, Retry::default()).await;
+    let so = observe(
+        &Server {
+            name: "eu-west".into(),
+            conn: s.target.conn.clone(),
+        },
+        Retry::default(),
+    )
+    .await;
     assert_eq!(po.role, Role::Primary);
     assert_eq!(so.role, Role::Standby, "{so:?}");
     let (pid, sid) = (po.identity.clone().unwrap(), so.identity.clone().unwrap());
     assert_eq!(pid.system_identifier, sid.system_identifier);
     assert!(!pid.same_server(&sid));
-    assert_eq!(so.standby.as_ref().unwrap().wal_receiver.as_ref().unwrap().status, "streaming");
+    assert_eq!(
+        so.standby
+            .as_ref()
+            .unwrap()
+            .wal_receiver
+            .as_ref()
+            .unwrap()
+            .status,
+        "streaming"
+    );
 
     // Rows written on the primary arrive on the standby.
     let standby_app = &s.target.conn.with_dbname("app");
@@ -262,11 +310,19 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         .batch_execute("INSERT INTO orders SELECT g, 'after' FROM generate_series(1001, 1500) g")
         .await
         .unwrap();
-    poll("rows replayed on the standby", Duration::from_secs(60), || async move {
-        let c = standby_app.connect().await.ok()?;
-        let n: i64 = c.query_one("SELECT count(*) FROM orders", &[]).await.ok()?.get(0);
-        (n == 1500).then_some(())
-    })
+    poll(
+        "rows replayed on the standby",
+        Duration::from_secs(60),
+        || async move {
+            let c = standby_app.connect().await.ok()?;
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM orders", &[])
+                .await
+                .ok()?
+                .get(0);
+            (n == 1500).then_some(())
+        },
+    )
     .await;
 
     // The heartbeat loop writes on the primary; the standby replays them.
@@ -275,9 +331,16 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let conn = req.primary.conn.clone();
     let writer = tokio::spawn(async move {
         Heartbeat::new("us-east")
-            .run(&conn, Duration::from_millis(100), async { let _ = stop_rx.await; }, |r| {
-                let _ = tx.send(r.map(|b| b.seq).map_err(|e| e.to_string()));
-            })
+            .run(
+                &conn,
+                Duration::from_millis(100),
+                async {
+                    let _ = stop_rx.await;
+                },
+                |r| {
+                    let _ = tx.send(r.map(|b| b.seq).map_err(|e| e.to_string()));
+                },
+            )
             .await
     });
     let mut last_seq = 0;
@@ -290,36 +353,50 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         last_seq = r.unwrap();
     }
     assert!(written >= 3);
-    let seen = poll("heartbeat replayed", Duration::from_secs(60), || async move {
-        heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
-            .await
-            .ok()
-            .flatten()
-            .filter(|seen| seen.beat.seq >= last_seq)
-    })
+    let seen = poll(
+        "heartbeat replayed",
+        Duration::from_secs(60),
+        || async move {
+            heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
+                .await
+                .ok()
+                .flatten()
+                .filter(|seen| seen.beat.seq >= last_seq)
+        },
+    )
     .await;
     assert_eq!(seen.beat.seq, last_seq);
     assert!(seen.age_seconds >= 0.0);
     // Never in the protected database.
     let in_app: i64 = app_client
-        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = 'lifeboat'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'lifeboat'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(in_app, 0);
     // The writer refuses a standby.
-    let standby_lb = heartbeat::lifeboat_db(&s.target.conn).connect().await.unwrap();
+    let standby_lb = heartbeat::lifeboat_db(&s.target.conn)
+        .connect()
+        .await
+        .unwrap();
     assert!(Heartbeat::new("x").beat(&standby_lb).await.is_err());
 
     // Lag: pause replay on the standby, write, and compare the functions with
     // what PostgreSQL computes from the same positions.
     let sc = s.target.conn.connect().await.unwrap();
-    sc.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+    sc.batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
     app_client
         .batch_execute("INSERT INTO orders SELECT g, 'paused' FROM generate_series(1501, 3000) g")
         .await
         .unwrap();
-    let hb_client = heartbeat::ensure(&req.primary.conn, Retry::default()).await.unwrap();
+    let hb_client = heartbeat::ensure(&req.primary.conn, Retry::default())
+        .await
+        .unwrap();
     let paused_beat = Heartbeat::new("us-east").beat(&hb_client).await.unwrap();
     let pc = req.primary.conn.connect().await.unwrap();
     let target_lsn: String = pc
@@ -330,24 +407,48 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let target_lsn = Lsn::parse(&target_lsn).unwrap();
     // Wait until the standby has received that WAL, replay is paused and the
     // primary's row reports the standby's (paused) replay position.
-    let (po, so) = poll("paused standby's position reported", Duration::from_secs(60), || async move {
-        let so = observe(&Server { name: "eu-west".into(), conn: standby_conn.clone() }, Retry::ONCE).await;
-        let v = so.standby.clone()?;
-        if !v.replay_paused || v.receive_lsn? < target_lsn {
-            return None;
-        }
-        let po = observe(primary_server, Retry::ONCE).await;
-        let row = po.primary.as_ref()?.replicas.iter().find(|r| r.application_name == "eu-west")?.clone();
-        (row.replay_lsn == v.replay_lsn && row.flush_lsn? >= target_lsn).then_some((po, so))
-    })
+    let (po, so) = poll(
+        "paused standby's position reported",
+        Duration::from_secs(60),
+        || async move {
+            let so = observe(
+                &Server {
+                    name: "eu-west".into(),
+                    conn: standby_conn.clone(),
+                },
+                Retry::ONCE,
+            )
+            .await;
+            let v = so.standby.clone()?;
+            if !v.replay_paused || v.receive_lsn? < target_lsn {
+                return None;
+            }
+            let po = observe(primary_server, Retry::ONCE).await;
+            let row = po
+                .primary
+                .as_ref()?
+                .replicas
+                .iter()
+                .find(|r| r.application_name == "eu-west")?
+                .clone();
+            (row.replay_lsn == v.replay_lsn && row.flush_lsn? >= target_lsn).then_some((po, so))
+        },
+    )
     .await;
     let pv = po.primary.as_ref().unwrap();
-    let row = pv.replicas.iter().find(|r| r.application_name == "eu-west").unwrap();
+    let row = pv
+        .replicas
+        .iter()
+        .find(|r| r.application_name == "eu-west")
+        .unwrap();
     let from_primary = lag_from_primary(pv.current_lsn, row);
     let server_diff: i64 = pc
         .query_one(
             "SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)::int8",
-            &[&pv.current_lsn.to_string(), &row.replay_lsn.unwrap().to_string()],
+            &[
+                &pv.current_lsn.to_string(),
+                &row.replay_lsn.unwrap().to_string(),
+            ],
         )
         .await
         .unwrap()
@@ -362,26 +463,43 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     // The standby's own view (received minus replayed) also sees the backlog.
     assert!(lag_from_standby(sv, so.at.unwrap(), None).bytes.unwrap() > 0);
     // The heartbeat written during the pause is not replayed.
-    let seen = heartbeat::read(&s.target.conn, Some("us-east"), Retry::ONCE).await.unwrap().unwrap();
+    let seen = heartbeat::read(&s.target.conn, Some("us-east"), Retry::ONCE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(seen.beat.seq < paused_beat.seq);
 
     // Resume: caught up, no lag, the heartbeat arrives.
-    sc.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
-    poll("caught up after resume", Duration::from_secs(60), || async move {
-        let po = observe(primary_server, Retry::ONCE).await;
-        let pv = po.primary.as_ref()?;
-        let row = pv.replicas.iter().find(|r| r.application_name == "eu-west")?;
-        let lag = lag_from_primary(pv.current_lsn, row);
-        (lag.bytes == Some(0) && lag.basis == LagBasis::CaughtUp && lag.seconds == Some(0.0)).then_some(())
-    })
+    sc.batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    poll(
+        "caught up after resume",
+        Duration::from_secs(60),
+        || async move {
+            let po = observe(primary_server, Retry::ONCE).await;
+            let pv = po.primary.as_ref()?;
+            let row = pv
+                .replicas
+                .iter()
+                .find(|r| r.application_name == "eu-west")?;
+            let lag = lag_from_primary(pv.current_lsn, row);
+            (lag.bytes == Some(0) && lag.basis == LagBasis::CaughtUp && lag.seconds == Some(0.0))
+                .then_some(())
+        },
+    )
     .await;
-    poll("paused heartbeat replayed", Duration::from_secs(60), || async move {
-        heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
-            .await
-            .ok()
-            .flatten()
-            .filter(|seen| seen.beat.seq >= paused_beat.seq)
-    })
+    poll(
+        "paused heartbeat replayed",
+        Duration::from_secs(60),
+        || async move {
+            heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
+                .await
+                .ok()
+                .flatten()
+                .filter(|seen| seen.beat.seq >= paused_beat.seq)
+        },
+    )
     .await;
 
     // Running replicate again on the running standby only checks it.
@@ -396,13 +514,22 @@ async fn refuses_a_target_holding_another_cluster_and_replaces_it_when_asked() {
     let s = Standby::new(&p, "eu-west");
     initdb_other(&s.target.bin_dir, &s.target.pgdata);
     let before = listing(&s.target.pgdata);
-    let err = replicate(&request(&p, &s, false), |_| {}).await.unwrap_err();
+    let err = replicate(&request(&p, &s, false), |_| {})
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, ReplicateError::Refused(Refusal::DifferentCluster { .. })),
+        matches!(
+            err,
+            ReplicateError::Refused(Refusal::DifferentCluster { .. })
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("--replace"), "{err}");
-    assert_eq!(listing(&s.target.pgdata), before, "the refused target was changed");
+    assert_eq!(
+        listing(&s.target.pgdata),
+        before,
+        "the refused target was changed"
+    );
     assert!(!s.target.passfile.exists());
     nothing_created_on(&p).await;
 
@@ -411,8 +538,22 @@ async fn refuses_a_target_holding_another_cluster_and_replaces_it_when_asked() {
         Err(e) => panic!("replicate --replace: {e}\nstandby log:\n{}", s.log()),
     };
     assert_eq!(out.plan.steps[0], Step::ClearTarget);
-    let so = observe(&Server { name: "eu-west".into(), conn: s.target.conn.clone() }, Retry::default()).await;
-    let po = observe(&Server { name: "us-east".into(), conn: p.conn_config("postgres") }, Retry::default()).await;
+    let so = observe(
+        &Server {
+            name: "eu-west".into(),
+            conn: s.target.conn.clone(),
+        },
+        Retry::default(),
+    )
+    .await;
+    let po = observe(
+        &Server {
+            name: "us-east".into(),
+            conn: p.conn_config("postgres"),
+        },
+        Retry::default(),
+    )
+    .await;
     assert_eq!(so.role, Role::Standby);
     assert_eq!(
         so.identity.unwrap().system_identifier,
@@ -426,12 +567,22 @@ async fn refuses_a_standby_that_is_the_primary() {
     // The standby's URL reaches the primary through its Unix socket: another
     // spelling, the same server.
     let mut s = Standby::new(&p, "eu-west");
-    s.target.conn = ConnConfig::new(PgHost::Unix(p.socket_dir()), p.port(), p.superuser(), "postgres")
-        .with_password(p.password().clone());
+    s.target.conn = ConnConfig::new(
+        PgHost::Unix(p.socket_dir()),
+        p.port(),
+        p.superuser(),
+        "postgres",
+    )
+    .with_password(p.password().clone());
     for replace in [false, true] {
-        let err = replicate(&request(&p, &s, replace), |_| {}).await.unwrap_err();
+        let err = replicate(&request(&p, &s, replace), |_| {})
+            .await
+            .unwrap_err();
         assert!(
-            matches!(err, ReplicateError::Refused(Refusal::TargetIsPrimary { .. })),
+            matches!(
+                err,
+                ReplicateError::Refused(Refusal::TargetIsPrimary { .. })
+            ),
             "replace={replace}: {err}"
         );
     }
@@ -442,16 +593,24 @@ async fn refuses_a_standby_that_is_the_primary() {
     let mut s2 = Standby::new(&p, "eu-west");
     s2.target.pgdata = p.data_dir();
     let before: Vec<PathBuf> = {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(p.data_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p.data_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         v
     };
-    let err = replicate(&request(&p, &s2, true), |_| {}).await.unwrap_err();
+    let err = replicate(&request(&p, &s2, true), |_| {})
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ReplicateError::Refused(Refusal::TargetDirIsPrimary)),
         "{err}"
     );
-    let mut after: Vec<PathBuf> = std::fs::read_dir(p.data_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut after: Vec<PathBuf> = std::fs::read_dir(p.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     after.sort();
     assert_eq!(before, after);
     // The primary still answers.

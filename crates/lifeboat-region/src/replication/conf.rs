@@ -36,7 +36,10 @@ fn key_of(line: &str) -> Option<String> {
 /// `settings`' keys, followed by `settings`, one per line, after a comment
 /// saying who wrote them. Setting names are case-insensitive, as in PostgreSQL.
 pub fn rewrite_auto_conf(existing: &str, settings: &[(String, String)]) -> String {
-    let ours: Vec<String> = settings.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let ours: Vec<String> = settings
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
     let mut out: String = existing
         .lines()
         .filter(|l| key_of(l).is_none_or(|k| !ours.contains(&k)))

@@ -124,32 +124,56 @@ mod tests {
             (
                 "idle primary, caught up, replay_lag NULL: no lag",
                 row("streaming", Some(1000), None),
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
             (
                 "caught up but a stale replay_lag still shown: still no lag",
                 row("streaming", Some(1000), Some(0.4)),
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
             (
                 "behind, measured",
                 row("streaming", Some(400), Some(1.5)),
-                Lag { bytes: Some(600), seconds: Some(1.5), basis: Measured },
+                Lag {
+                    bytes: Some(600),
+                    seconds: Some(1.5),
+                    basis: Measured,
+                },
             ),
             (
                 "behind, no time measured yet",
                 row("catchup", Some(400), None),
-                Lag { bytes: Some(600), seconds: None, basis: Unknown },
+                Lag {
+                    bytes: Some(600),
+                    seconds: None,
+                    basis: Unknown,
+                },
             ),
             (
                 "base backup sender: no replay position",
                 row("backup", None, None),
-                Lag { bytes: None, seconds: None, basis: NotStreaming },
+                Lag {
+                    bytes: None,
+                    seconds: None,
+                    basis: NotStreaming,
+                },
             ),
             (
                 "standby report ahead of the primary position read earlier",
                 row("streaming", Some(1200), None),
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
         ];
         for (what, r, want) in cases {
@@ -161,7 +185,12 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn view(receive: Option<u64>, replay: Option<u64>, last: Option<i64>, recv: Option<&str>) -> StandbyView {
+    fn view(
+        receive: Option<u64>,
+        replay: Option<u64>,
+        last: Option<i64>,
+        recv: Option<&str>,
+    ) -> StandbyView {
         StandbyView {
             receive_lsn: receive.map(Lsn),
             replay_lsn: replay.map(Lsn),
@@ -189,49 +218,81 @@ mod tests {
                 "idle primary: last commit an hour old, nothing outstanding: no lag",
                 view(Some(500), Some(500), Some(0), Some("streaming")),
                 None,
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
             (
                 "idle, and the primary's position confirms it",
                 view(Some(500), Some(500), Some(0), Some("streaming")),
                 Some(500),
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
             (
                 "received but not replayed: time since the last replayed commit",
                 view(Some(900), Some(500), Some(3590), Some("streaming")),
                 None,
-                Lag { bytes: Some(400), seconds: Some(10.0), basis: Measured },
+                Lag {
+                    bytes: Some(400),
+                    seconds: Some(10.0),
+                    basis: Measured,
+                },
             ),
             (
                 "the primary is further ahead than what was received",
                 view(Some(900), Some(900), Some(3599), Some("streaming")),
                 Some(1500),
-                Lag { bytes: Some(600), seconds: Some(1.0), basis: Measured },
+                Lag {
+                    bytes: Some(600),
+                    seconds: Some(1.0),
+                    basis: Measured,
+                },
             ),
             (
                 "receiver gone: its own positions prove nothing, time grows",
                 view(Some(500), Some(500), Some(0), None),
                 None,
-                Lag { bytes: Some(0), seconds: Some(3600.0), basis: NotStreaming },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(3600.0),
+                    basis: NotStreaming,
+                },
             ),
             (
                 "receiver gone but the primary's position shows nothing missing",
                 view(Some(500), Some(500), Some(0), Some("waiting")),
                 Some(500),
-                Lag { bytes: Some(0), seconds: Some(0.0), basis: CaughtUp },
+                Lag {
+                    bytes: Some(0),
+                    seconds: Some(0.0),
+                    basis: CaughtUp,
+                },
             ),
             (
                 "streaming, behind, no transaction replayed yet",
                 view(Some(900), Some(500), None, Some("streaming")),
                 None,
-                Lag { bytes: Some(400), seconds: None, basis: Unknown },
+                Lag {
+                    bytes: Some(400),
+                    seconds: None,
+                    basis: Unknown,
+                },
             ),
             (
                 "nothing received yet (just started)",
                 view(None, Some(500), None, Some("starting")),
                 None,
-                Lag { bytes: None, seconds: None, basis: NotStreaming },
+                Lag {
+                    bytes: None,
+                    seconds: None,
+                    basis: NotStreaming,
+                },
             ),
         ];
         for (what, v, primary, want) in cases {

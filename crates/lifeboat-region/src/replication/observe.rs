@@ -194,7 +194,10 @@ pub fn timeline_of_walfile(name: &str) -> Option<u32> {
 }
 
 /// Observes the server behind an open connection (errors are SQL errors).
-pub async fn observe_client(name: &str, client: &Client) -> Result<Observed, tokio_postgres::Error> {
+pub async fn observe_client(
+    name: &str,
+    client: &Client,
+) -> Result<Observed, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), \
@@ -312,7 +315,9 @@ pub async fn standby_view(client: &Client) -> Result<StandbyView, tokio_postgres
         replay_paused: r.get(3),
         wal_receiver: w.map(|w| WalReceiver {
             status: w.get(0),
-            received_tli: w.get::<_, Option<i64>>(1).and_then(|t| u32::try_from(t).ok()),
+            received_tli: w
+                .get::<_, Option<i64>>(1)
+                .and_then(|t| u32::try_from(t).ok()),
             flushed_lsn: lsn::opt(w.get(2)),
             latest_end_lsn: lsn::opt(w.get(3)),
             last_msg_receipt: w.get(4),

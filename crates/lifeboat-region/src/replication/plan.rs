@@ -98,7 +98,9 @@ pub struct Plan {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Refusal {
-    #[error("the source server is not a primary ({role}); replicate from the region whose server accepts writes")]
+    #[error(
+        "the source server is not a primary ({role}); replicate from the region whose server accepts writes"
+    )]
     SourceNotPrimary { role: String },
     #[error(
         "the primary has wal_level={wal_level}; streaming replication needs wal_level=replica (or logical): \
@@ -251,7 +253,8 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
             let pid_alive = dir.postmaster.as_ref().is_some_and(|pm| pm.alive);
             // A postmaster in another PID namespace (a sidecar) is not visible
             // as a process; the URL reaching this cluster shows it runs.
-            let url_on_dir = reached.is_some_and(|t| Some(t.system_identifier) == dir.system_identifier);
+            let url_on_dir =
+                reached.is_some_and(|t| Some(t.system_identifier) == dir.system_identifier);
             if let Some(t) = reached
                 && !url_on_dir
             {
@@ -264,8 +267,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
                 });
             }
             let running = pid_alive || (dir.postmaster.is_some() && url_on_dir);
-            let running_standby =
-                url_on_dir && input.target_server.role == Role::Standby;
+            let running_standby = url_on_dir && input.target_server.role == Role::Standby;
             let refusal = match dir.system_identifier {
                 None => Some(Refusal::UnreadableCluster),
                 Some(s) if s != identity.system_identifier => Some(Refusal::DifferentCluster {
@@ -380,7 +382,7 @@ mod tests {
                 current_lsn: super::super::lsn::Lsn(100),
                 replicas: vec![],
             }),
-            standby: (role == Role::Standby).then(|| StandbyView {
+            standby: (role == Role::Standby).then_some(StandbyView {
                 receive_lsn: None,
                 replay_lsn: None,
                 last_replay_at: None,
@@ -432,6 +434,17 @@ mod tests {
 
     const FULL: [Step; 6] = SEED;
 
+    /// what, target directory, what the standby's URL reaches, --replace, expected.
+    type PlanCase = (
+        &'static str,
+        TargetDir,
+        Observed,
+        bool,
+        Result<Plan, Refusal>,
+    );
+    /// what, change to the primary's facts, expected.
+    type PrimaryCase = (&'static str, fn(&mut PrimaryFacts), Result<(), Refusal>);
+
     fn steps(prefix: &[Step]) -> Result<Plan, Refusal> {
         Ok(seed(prefix))
     }
@@ -444,22 +457,38 @@ mod tests {
         let other_primary = observed(Role::Primary, Some(ident(OTHER, 50, 5433)));
         let copy_primary = observed(Role::Primary, Some(ident(SYS, 50, 5433)));
         let the_primary = observed(Role::Primary, Some(ident(SYS, 0, 5432)));
-        let cases: Vec<(&str, TargetDir, Observed, bool, Result<Plan, Refusal>)> = vec![
-            ("missing dir: seed", TargetDir::Missing, unreachable(), false, Ok(seed(&[]))),
-            ("empty dir: seed", TargetDir::Empty, unreachable(), false, Ok(seed(&[]))),
+        let cases: Vec<PlanCase> = vec![
+            (
+                "missing dir: seed",
+                TargetDir::Missing,
+                unreachable(),
+                false,
+                Ok(seed(&[])),
+            ),
+            (
+                "empty dir: seed",
+                TargetDir::Empty,
+                unreachable(),
+                false,
+                Ok(seed(&[])),
+            ),
             (
                 "standby URL reaches the primary (another spelling): refused",
                 TargetDir::Empty,
                 the_primary.clone(),
                 false,
-                Err(Refusal::TargetIsPrimary { system_identifier: SYS }),
+                Err(Refusal::TargetIsPrimary {
+                    system_identifier: SYS,
+                }),
             ),
             (
                 "... and --replace does not override it",
                 cluster(Some(SYS), Some((0, 5432, true)), "in production"),
                 the_primary.clone(),
                 true,
-                Err(Refusal::TargetIsPrimary { system_identifier: SYS }),
+                Err(Refusal::TargetIsPrimary {
+                    system_identifier: SYS,
+                }),
             ),
             (
                 "target dir is the primary's running data directory, URL elsewhere: refused even with --replace",
@@ -473,7 +502,10 @@ mod tests {
                 TargetDir::Empty,
                 other_primary.clone(),
                 true,
-                Err(Refusal::UrlReachesOtherServer { reached: OTHER, dir: "empty".into() }),
+                Err(Refusal::UrlReachesOtherServer {
+                    reached: OTHER,
+                    dir: "empty".into(),
+                }),
             ),
             (
                 "foreign files: refused",
@@ -494,7 +526,10 @@ mod tests {
                 cluster(Some(OTHER), None, "shut down"),
                 unreachable(),
                 false,
-                Err(Refusal::DifferentCluster { target: OTHER, primary: SYS }),
+                Err(Refusal::DifferentCluster {
+                    target: OTHER,
+                    primary: SYS,
+                }),
             ),
             (
                 "another cluster, stopped, --replace: cleared, seeded",
@@ -546,7 +581,10 @@ mod tests {
                 cluster(Some(SYS), Some((50, 5433, true)), "in archive recovery"),
                 standby_at_5433.clone(),
                 false,
-                Ok(Plan { steps: vec![WaitStreaming], already_standby: true }),
+                Ok(Plan {
+                    steps: vec![WaitStreaming],
+                    already_standby: true,
+                }),
             ),
             (
                 "running standby of this primary, --replace: re-seeded",
@@ -560,14 +598,18 @@ mod tests {
                 cluster(Some(SYS), None, "shut down"),
                 unreachable(),
                 false,
-                Err(Refusal::StaleCopy { state: "stopped, shut down".into() }),
+                Err(Refusal::StaleCopy {
+                    state: "stopped, shut down".into(),
+                }),
             ),
             (
                 "promoted copy of this cluster running: refused",
                 cluster(Some(SYS), Some((50, 5433, true)), "in production"),
                 copy_primary.clone(),
                 false,
-                Err(Refusal::StaleCopy { state: "running, not in recovery".into() }),
+                Err(Refusal::StaleCopy {
+                    state: "running, not in recovery".into(),
+                }),
             ),
             (
                 "promoted copy of this cluster, --replace: re-seeded",
@@ -603,15 +645,23 @@ mod tests {
         p.observed = observed(Role::Standby, Some(ident(SYS, 0, 5432)));
         assert!(matches!(run(&p), Err(Refusal::SourceNotPrimary { .. })));
         p.observed = unreachable();
-        assert!(matches!(run(&p), Err(Refusal::SourceNotPrimary { role }) if role.contains("connection refused")));
+        assert!(
+            matches!(run(&p), Err(Refusal::SourceNotPrimary { role }) if role.contains("connection refused"))
+        );
 
-        let cases: Vec<(&str, fn(&mut PrimaryFacts), Result<(), Refusal>)> = vec![
+        let cases: Vec<PrimaryCase> = vec![
             ("defaults", |_| {}, Ok(())),
-            ("logical is enough", |p| p.wal_level = "logical".into(), Ok(())),
+            (
+                "logical is enough",
+                |p| p.wal_level = "logical".into(),
+                Ok(()),
+            ),
             (
                 "minimal",
                 |p| p.wal_level = "minimal".into(),
-                Err(Refusal::WalLevel { wal_level: "minimal".into() }),
+                Err(Refusal::WalLevel {
+                    wal_level: "minimal".into(),
+                }),
             ),
             (
                 "one free sender is not enough for pg_basebackup -X stream",
@@ -628,19 +678,36 @@ mod tests {
                 "slots full but ours exists",
                 |p| {
                     p.slots_in_use = 10;
-                    p.slot = Some(SlotFacts { physical: true, active: false })
+                    p.slot = Some(SlotFacts {
+                        physical: true,
+                        active: false,
+                    })
                 },
                 Ok(()),
             ),
             (
                 "our slot name is a logical slot",
-                |p| p.slot = Some(SlotFacts { physical: false, active: false }),
-                Err(Refusal::SlotNotPhysical { slot: "lifeboat_eu_west".into() }),
+                |p| {
+                    p.slot = Some(SlotFacts {
+                        physical: false,
+                        active: false,
+                    })
+                },
+                Err(Refusal::SlotNotPhysical {
+                    slot: "lifeboat_eu_west".into(),
+                }),
             ),
             (
                 "our slot is used by someone else",
-                |p| p.slot = Some(SlotFacts { physical: true, active: true }),
-                Err(Refusal::SlotActive { slot: "lifeboat_eu_west".into() }),
+                |p| {
+                    p.slot = Some(SlotFacts {
+                        physical: true,
+                        active: true,
+                    })
+                },
+                Err(Refusal::SlotActive {
+                    slot: "lifeboat_eu_west".into(),
+                }),
             ),
         ];
         for (what, change, want) in cases {

@@ -136,7 +136,10 @@ pub enum ReplicateError {
     Heartbeat(#[from] HeartbeatError),
 }
 
-fn psql(what: &'static str, conn: &ConnConfig) -> impl FnOnce(tokio_postgres::Error) -> ReplicateError {
+fn psql(
+    what: &'static str,
+    conn: &ConnConfig,
+) -> impl FnOnce(tokio_postgres::Error) -> ReplicateError {
     let url = conn.display_url();
     move |e| ReplicateError::PrimarySql {
         what,
@@ -150,7 +153,12 @@ fn tgt(step: &'static str) -> impl FnOnce(TargetError) -> ReplicateError {
 }
 
 /// Reads what [`plan::plan`] needs from the primary.
-pub async fn primary_facts(client: &Client, conn: &ConnConfig, name: &str, slot: &str) -> Result<PrimaryFacts, ReplicateError> {
+pub async fn primary_facts(
+    client: &Client,
+    conn: &ConnConfig,
+    name: &str,
+    slot: &str,
+) -> Result<PrimaryFacts, ReplicateError> {
     let observed = observe::observe_client(name, client)
         .await
         .map_err(psql("observing the primary", conn))?;
@@ -184,7 +192,10 @@ pub async fn primary_facts(client: &Client, conn: &ConnConfig, name: &str, slot:
 }
 
 /// Inspects, plans and runs the plan; see the module docs.
-pub async fn replicate<P: FnMut(&Progress)>(req: &ReplicateRequest, mut progress: P) -> Result<Outcome, ReplicateError> {
+pub async fn replicate<P: FnMut(&Progress)>(
+    req: &ReplicateRequest,
+    mut progress: P,
+) -> Result<Outcome, ReplicateError> {
     let t = &req.target;
     let slot = plan::slot_name(&t.name);
     let primary = observe::connect(&req.primary.conn, req.retry)
@@ -223,16 +234,23 @@ pub async fn replicate<P: FnMut(&Progress)>(req: &ReplicateRequest, mut progress
         });
         let detail = match step {
             Step::StopTarget => {
-                t.stop(req.timeouts.stop).await.map_err(tgt("stopping the target's server"))?;
+                t.stop(req.timeouts.stop)
+                    .await
+                    .map_err(tgt("stopping the target's server"))?;
                 "stopped".to_string()
             }
-            Step::ClearTarget => clear_dir(&t.pgdata).map_err(tgt("clearing the target data directory"))?,
+            Step::ClearTarget => {
+                clear_dir(&t.pgdata).map_err(tgt("clearing the target data directory"))?
+            }
             Step::CreateRole => ensure_role(&primary, req).await?,
             Step::CreateSlot => ensure_slot(&primary, &req.primary.conn, &slot, req.retry).await?,
             Step::BaseBackup => base_backup(req, &slot).await?,
-            Step::WriteStandbyConfig => write_standby_config(req, &slot).map_err(tgt("writing the standby's configuration"))?,
+            Step::WriteStandbyConfig => write_standby_config(req, &slot)
+                .map_err(tgt("writing the standby's configuration"))?,
             Step::StartTarget => {
-                t.start(req.timeouts.start).await.map_err(tgt("starting the standby"))?;
+                t.start(req.timeouts.start)
+                    .await
+                    .map_err(tgt("starting the standby"))?;
                 "started".to_string()
             }
             Step::WaitStreaming => {
@@ -293,17 +311,27 @@ fn quote_ident(s: &str) -> String {
 /// `CREATE ROLE ... REPLICATION LOGIN PASSWORD '<SCRAM verifier>'`, or
 /// `ALTER ROLE` with the same when it exists (so the password is the given one).
 async fn ensure_role(client: &Client, req: &ReplicateRequest) -> Result<String, ReplicateError> {
-    let verifier = postgres_protocol::password::scram_sha_256(req.replication_password.expose().as_bytes());
-    let attrs = format!("REPLICATION LOGIN PASSWORD '{}'", verifier.replace('\'', "''"));
+    let verifier =
+        postgres_protocol::password::scram_sha_256(req.replication_password.expose().as_bytes());
+    let attrs = format!(
+        "REPLICATION LOGIN PASSWORD '{}'",
+        verifier.replace('\'', "''")
+    );
     let name = quote_ident(&req.replication_user);
     let conn = &req.primary.conn;
     let exists = client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&req.replication_user])
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[&req.replication_user],
+        )
         .await
         .map_err(psql("looking up the replication role", conn))?
         .is_some();
     if !exists {
-        match client.batch_execute(&format!("CREATE ROLE {name} WITH {attrs}")).await {
+        match client
+            .batch_execute(&format!("CREATE ROLE {name} WITH {attrs}"))
+            .await
+        {
             Ok(()) => return Ok(format!("role {} created", req.replication_user)),
             Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
             Err(e) => return Err(psql("creating the replication role", conn)(e)),
@@ -313,23 +341,37 @@ async fn ensure_role(client: &Client, req: &ReplicateRequest) -> Result<String, 
         .batch_execute(&format!("ALTER ROLE {name} WITH {attrs}"))
         .await
         .map_err(psql("updating the replication role", conn))?;
-    Ok(format!("role {} exists, password and attributes set", req.replication_user))
+    Ok(format!(
+        "role {} exists, password and attributes set",
+        req.replication_user
+    ))
 }
 
 /// A physical slot reserving WAL from now on, kept when it exists.
-async fn ensure_slot(client: &Client, conn: &ConnConfig, slot: &str, retry: Retry) -> Result<String, ReplicateError> {
+async fn ensure_slot(
+    client: &Client,
+    conn: &ConnConfig,
+    slot: &str,
+    retry: Retry,
+) -> Result<String, ReplicateError> {
     let created = retry
         .run(
             || async {
                 let exists = client
-                    .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+                    .query_opt(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                        &[&slot],
+                    )
                     .await?
                     .is_some();
                 if exists {
                     return Ok::<bool, tokio_postgres::Error>(false);
                 }
                 match client
-                    .execute("SELECT pg_create_physical_replication_slot($1, true)", &[&slot])
+                    .execute(
+                        "SELECT pg_create_physical_replication_slot($1, true)",
+                        &[&slot],
+                    )
                     .await
                 {
                     Ok(_) => Ok(true),
@@ -383,7 +425,8 @@ async fn base_backup(req: &ReplicateRequest, slot: &str) -> Result<String, Repli
     let prep = || -> Result<(), TargetError> {
         std::fs::create_dir_all(&t.pgdata).map_err(target::io("creating", &t.pgdata))?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&t.pgdata, Some(uid), Some(gid)).map_err(target::io("chown", &t.pgdata))?;
+            std::os::unix::fs::chown(&t.pgdata, Some(uid), Some(gid))
+                .map_err(target::io("chown", &t.pgdata))?;
         }
         std::fs::set_permissions(&t.pgdata, std::fs::Permissions::from_mode(0o700))
             .map_err(target::io("chmod", &t.pgdata))
@@ -399,7 +442,14 @@ async fn base_backup(req: &ReplicateRequest, slot: &str) -> Result<String, Repli
     cmd.arg("-D")
         .arg(&t.pgdata)
         .args(["-X", "stream", "-S", slot, "-c", "fast", "--no-password"]);
-    match target::run(cmd, "pg_basebackup", req.timeouts.base_backup, "raise the base backup timeout").await {
+    match target::run(
+        cmd,
+        "pg_basebackup",
+        req.timeouts.base_backup,
+        "raise the base backup timeout",
+    )
+    .await
+    {
         Ok(_) => Ok(format!("seeded {}", t.pgdata.display())),
         Err(TargetError::Program { output, .. }) => Err(ReplicateError::BaseBackup {
             hint: basebackup_hint(&output, &req.replication_user),
@@ -410,7 +460,13 @@ async fn base_backup(req: &ReplicateRequest, slot: &str) -> Result<String, Repli
 }
 
 /// `primary_conninfo` for the standby (no password: `passfile=`).
-pub fn primary_conninfo(host: &PgHost, port: u16, user: &str, application_name: &str, passfile: &Path) -> String {
+pub fn primary_conninfo(
+    host: &PgHost,
+    port: u16,
+    user: &str,
+    application_name: &str,
+    passfile: &Path,
+) -> String {
     let host = match host {
         PgHost::Tcp(h) => h.clone(),
         PgHost::Unix(p) => p.display().to_string(),
@@ -434,8 +490,10 @@ fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(),
         .mode(0o600)
         .open(path)
         .map_err(target::io("writing", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(target::io("chmod", path))?;
-    f.write_all(text.as_bytes()).map_err(target::io("writing", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(target::io("chmod", path))?;
+    f.write_all(text.as_bytes())
+        .map_err(target::io("writing", path))?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(target::io("chown", path))?;
     }
@@ -485,14 +543,19 @@ async fn wait_streaming<P: FnMut(&Progress)>(
     let beat = Heartbeat::new(&req.primary.name)
         .beat(&hb_client)
         .await
-        .map_err(psql("writing a heartbeat", &heartbeat::lifeboat_db(&req.primary.conn)))?;
+        .map_err(psql(
+            "writing a heartbeat",
+            &heartbeat::lifeboat_db(&req.primary.conn),
+        ))?;
     let deadline = Instant::now() + req.timeouts.streaming;
     let mut last = String::new();
     loop {
         let rows = observe::replica_rows(primary)
             .await
             .map_err(psql("reading pg_stat_replication", &req.primary.conn))?;
-        let row = rows.into_iter().find(|r| r.application_name == req.target.name);
+        let row = rows
+            .into_iter()
+            .find(|r| r.application_name == req.target.name);
         let seen = heartbeat::read(&req.target.conn, Some(&req.primary.name), Retry::ONCE).await;
         let detail = format!(
             "sender: {}; heartbeat {} on the standby: {}",
@@ -548,7 +611,13 @@ mod tests {
             "host='10.0.0.1' port=5432 user='lifeboat_replication' application_name='eu-west' \
              passfile='/var/lib/postgresql/15/main.replication.pgpass'"
         );
-        let c = primary_conninfo(&PgHost::Unix("/run/pg's".into()), 5433, "r", "x", Path::new("/p"));
+        let c = primary_conninfo(
+            &PgHost::Unix("/run/pg's".into()),
+            5433,
+            "r",
+            "x",
+            Path::new("/p"),
+        );
         assert!(c.starts_with("host='/run/pg\\'s' port=5433"), "{c}");
     }
 
@@ -559,9 +628,18 @@ mod tests {
                 "FATAL:  no pg_hba.conf entry for replication connection from host \"10.1.1.1\"",
                 "pg_hba.conf has no 'replication' line",
             ),
-            ("FATAL:  password authentication failed for user \"rep\"", "is not the one given"),
-            ("FATAL:  number of requested standby connections exceeds max_wal_senders", "raise max_wal_senders"),
-            ("pg_basebackup: error: incompatible server version 16.1", "major version"),
+            (
+                "FATAL:  password authentication failed for user \"rep\"",
+                "is not the one given",
+            ),
+            (
+                "FATAL:  number of requested standby connections exceeds max_wal_senders",
+                "raise max_wal_senders",
+            ),
+            (
+                "pg_basebackup: error: incompatible server version 16.1",
+                "major version",
+            ),
             ("something else", ""),
         ];
         for (stderr, want) in cases {

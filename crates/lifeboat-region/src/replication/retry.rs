@@ -46,7 +46,11 @@ impl Retry {
 
     /// Runs `call` until it succeeds, `retryable` says an error is final, or the
     /// attempts are used up; returns the last error.
-    pub async fn run<T, E, F, Fut>(&self, mut call: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        mut call: F,
+        retryable: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -70,7 +74,11 @@ mod tests {
 
     #[test]
     fn delays_table() {
-        let ms = |v: &[u64]| v.iter().map(|m| Duration::from_millis(*m)).collect::<Vec<_>>();
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|m| Duration::from_millis(*m))
+                .collect::<Vec<_>>()
+        };
         let r = |attempts, first, max| Retry {
             attempts,
             first_delay: Duration::from_millis(first),

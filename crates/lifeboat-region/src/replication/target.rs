@@ -369,7 +369,10 @@ fn with_log(e: TargetError, log_file: &Path) -> TargetError {
             TargetError::Program {
                 program,
                 status,
-                output: format!("{output}\nserver log {} (last lines):\n{tail}", log_file.display()),
+                output: format!(
+                    "{output}\nserver log {} (last lines):\n{tail}",
+                    log_file.display()
+                ),
             }
         }
         other => other,
@@ -384,7 +387,14 @@ async fn run_vector(argv: &[String], what: &str, timeout: Duration) -> Result<()
     };
     let mut cmd = lifeboat_postgres::tools::child_command(program);
     cmd.args(args);
-    run(cmd, program, timeout, &format!("the {what} command did not return")).await.map(|_| ())
+    run(
+        cmd,
+        program,
+        timeout,
+        &format!("the {what} command did not return"),
+    )
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]
