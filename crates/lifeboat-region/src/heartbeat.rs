@@ -28,8 +28,6 @@ use serde::Serialize;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::replication::retry::Retry;
-
 /// Lifeboat's own database on every server.
 pub const DATABASE: &str = "lifeboat";
 
@@ -51,6 +49,16 @@ pub enum HeartbeatError {
         url: String,
         message: String,
     },
+}
+
+impl HeartbeatError {
+    /// Whether retrying may help (the server was not reached).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            HeartbeatError::Conn(ConnError::Unreachable { .. } | ConnError::Other { .. })
+        )
+    }
 }
 
 /// One heartbeat row.
@@ -108,13 +116,15 @@ pub fn lifeboat_db(server: &ConnConfig) -> ConnConfig {
 
 /// Creates the `lifeboat` database and the heartbeat table on the primary
 /// behind `server` (any database of it) when missing, and returns a
-/// connection to `lifeboat`. Idempotent; safe when two daemons race.
-pub async fn ensure(server: &ConnConfig, retry: Retry) -> Result<Client, HeartbeatError> {
+/// connection to `lifeboat`. Idempotent (safe when two daemons race), so
+/// callers retry it as a whole ([`HeartbeatError::is_transient`]); the
+/// writer loop does by reconnecting on its next tick.
+pub async fn ensure(server: &ConnConfig) -> Result<Client, HeartbeatError> {
     let db = lifeboat_db(server);
-    let client = match crate::replication::observe::connect(&db, retry).await {
+    let client = match db.connect().await {
         Ok(c) => c,
         Err(ConnError::DatabaseMissing { .. }) => {
-            let admin = crate::replication::observe::connect(server, retry).await?;
+            let admin = server.connect().await?;
             match admin
                 .batch_execute(&format!("CREATE DATABASE {DATABASE} TEMPLATE template0"))
                 .await
@@ -123,21 +133,20 @@ pub async fn ensure(server: &ConnConfig, retry: Retry) -> Result<Client, Heartbe
                 Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
                 Err(e) => return Err(sql_err("creating the lifeboat database", server)(e)),
             }
-            crate::replication::observe::connect(&db, retry).await?
+            db.connect().await?
         }
         Err(e) => return Err(e.into()),
     };
     let ddl = "CREATE SCHEMA IF NOT EXISTS lifeboat; \
                CREATE TABLE IF NOT EXISTS lifeboat.heartbeat ( \
                    region text PRIMARY KEY, seq bigint NOT NULL, at timestamptz NOT NULL)";
-    // Two concurrent CREATE ... IF NOT EXISTS can still collide on the catalogs' unique indexes.
-    retry
-        .run(
-            || client.batch_execute(ddl),
-            |e| e.code() == Some(&SqlState::UNIQUE_VIOLATION),
-        )
-        .await
-        .map_err(sql_err("creating the heartbeat table", &db))?;
+    // Two concurrent CREATE ... IF NOT EXISTS can still collide on the
+    // catalogs' unique indexes; the second attempt then sees the objects.
+    let mut result = client.batch_execute(ddl).await;
+    if matches!(&result, Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION)) {
+        result = client.batch_execute(ddl).await;
+    }
+    result.map_err(sql_err("creating the heartbeat table", &db))?;
     Ok(client)
 }
 
@@ -194,7 +203,7 @@ impl Heartbeat {
                 _ = ticks.tick() => {}
             }
             if client.as_ref().is_none_or(|c| c.is_closed()) {
-                client = match ensure(server, Retry::ONCE).await {
+                client = match ensure(server).await {
                     Ok(c) => Some(c),
                     Err(e) => {
                         on_beat(Err(&e));
@@ -257,10 +266,9 @@ pub async fn newest(
 pub async fn read(
     server: &ConnConfig,
     region: Option<&str>,
-    retry: Retry,
 ) -> Result<Option<Seen>, HeartbeatError> {
     let db = lifeboat_db(server);
-    let client = match crate::replication::observe::connect(&db, retry).await {
+    let client = match db.connect().await {
         Ok(c) => c,
         Err(ConnError::DatabaseMissing { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),

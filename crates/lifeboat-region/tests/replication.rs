@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use lifeboat_postgres::conn::{ConnConfig, PgHost, Secret};
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 use lifeboat_region::heartbeat::{self, Heartbeat};
+use lifeboat_region::replication::conf::rewrite_auto_conf;
 use lifeboat_region::replication::lag::{LagBasis, lag_from_primary, lag_from_standby};
 use lifeboat_region::replication::plan::Refusal;
 use lifeboat_region::replication::target::{self, ServerControl, StandbyTarget};
@@ -168,13 +169,15 @@ fn blake3_like(bytes: &[u8]) -> String {
 }
 
 /// `initdb` of another cluster into `pgdata` (never started).
-fn initdb_other(bin: &Path, pgdata: &Path) {
+/// `initdb` of another cluster (same superuser name, trust authentication)
+/// into `pgdata`; not started.
+fn initdb_other(bin: &Path, pgdata: &Path, superuser: &str) {
     let mut cmd = std::process::Command::new(bin.join("initdb"));
     cmd.arg("-D")
         .arg(pgdata)
         .args([
             "-U",
-            "other",
+            superuser,
             "-A",
             "trust",
             "--no-sync",
@@ -357,7 +360,7 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         "heartbeat replayed",
         Duration::from_secs(60),
         || async move {
-            heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
+            heartbeat::read(standby_conn, Some("us-east"))
                 .await
                 .ok()
                 .flatten()
@@ -394,9 +397,7 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         .batch_execute("INSERT INTO orders SELECT g, 'paused' FROM generate_series(1501, 3000) g")
         .await
         .unwrap();
-    let hb_client = heartbeat::ensure(&req.primary.conn, Retry::default())
-        .await
-        .unwrap();
+    let hb_client = heartbeat::ensure(&req.primary.conn).await.unwrap();
     let paused_beat = Heartbeat::new("us-east").beat(&hb_client).await.unwrap();
     let pc = req.primary.conn.connect().await.unwrap();
     let target_lsn: String = pc
@@ -463,7 +464,7 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     // The standby's own view (received minus replayed) also sees the backlog.
     assert!(lag_from_standby(sv, so.at.unwrap(), None).bytes.unwrap() > 0);
     // The heartbeat written during the pause is not replayed.
-    let seen = heartbeat::read(&s.target.conn, Some("us-east"), Retry::ONCE)
+    let seen = heartbeat::read(&s.target.conn, Some("us-east"))
         .await
         .unwrap()
         .unwrap();
@@ -493,7 +494,7 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
         "paused heartbeat replayed",
         Duration::from_secs(60),
         || async move {
-            heartbeat::read(standby_conn, Some("us-east"), Retry::ONCE)
+            heartbeat::read(standby_conn, Some("us-east"))
                 .await
                 .ok()
                 .flatten()
@@ -512,7 +513,7 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
 async fn refuses_a_target_holding_another_cluster_and_replaces_it_when_asked() {
     let p = primary();
     let s = Standby::new(&p, "eu-west");
-    initdb_other(&s.target.bin_dir, &s.target.pgdata);
+    initdb_other(&s.target.bin_dir, &s.target.pgdata, p.superuser());
     let before = listing(&s.target.pgdata);
     let err = replicate(&request(&p, &s, false), |_| {})
         .await
@@ -533,11 +534,58 @@ async fn refuses_a_target_holding_another_cluster_and_replaces_it_when_asked() {
     assert!(!s.target.passfile.exists());
     nothing_created_on(&p).await;
 
-    let out = match replicate(&request(&p, &s, true), |_| {}).await {
+    // The other cluster running on the target: refused as well, left running.
+    let auto = s.target.pgdata.join("postgresql.auto.conf");
+    let text = std::fs::read_to_string(&auto).unwrap();
+    std::fs::write(&auto, rewrite_auto_conf(&text, &s.target.settings)).unwrap();
+    s.target.start(Duration::from_secs(60)).await.unwrap();
+    let other = s.target.conn.clone();
+    let other_id = observe(
+        &Server {
+            name: "eu-west".into(),
+            conn: other.clone(),
+        },
+        Retry::default(),
+    )
+    .await
+    .identity
+    .expect("the other cluster answers");
+    let err = replicate(&request(&p, &s, false), |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReplicateError::Refused(Refusal::DifferentCluster { .. })
+        ),
+        "{err}"
+    );
+    let still = observe(
+        &Server {
+            name: "eu-west".into(),
+            conn: other,
+        },
+        Retry::default(),
+    )
+    .await;
+    assert!(still.identity.is_some_and(|i| i.same_server(&other_id)));
+    nothing_created_on(&p).await;
+
+    // --replace: stopped, cleared, seeded.
+    let t0 = Instant::now();
+    let out = match replicate(&request(&p, &s, true), |e| {
+        eprintln!(
+            "{:>6.2?} {}",
+            t0.elapsed(),
+            serde_json::to_string(e).unwrap()
+        )
+    })
+    .await
+    {
         Ok(o) => o,
         Err(e) => panic!("replicate --replace: {e}\nstandby log:\n{}", s.log()),
     };
-    assert_eq!(out.plan.steps[0], Step::ClearTarget);
+    assert_eq!(out.plan.steps[..2], [Step::StopTarget, Step::ClearTarget]);
     let so = observe(
         &Server {
             name: "eu-west".into(),

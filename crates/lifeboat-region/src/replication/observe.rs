@@ -261,7 +261,7 @@ pub async fn observe_client(
 pub async fn replica_rows(client: &Client) -> Result<Vec<ReplicaRow>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT r.application_name, r.client_addr::text, r.state, \
+            "SELECT r.application_name, host(r.client_addr), r.state, \
                     r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text, \
                     extract(epoch FROM r.write_lag)::float8, \
                     extract(epoch FROM r.flush_lag)::float8, \

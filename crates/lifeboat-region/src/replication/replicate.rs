@@ -539,7 +539,13 @@ async fn wait_streaming<P: FnMut(&Progress)>(
     primary: &Client,
     progress: &mut P,
 ) -> Result<(ReplicaRow, Seen), ReplicateError> {
-    let hb_client = heartbeat::ensure(&req.primary.conn, req.retry).await?;
+    let hb_client = req
+        .retry
+        .run(
+            || heartbeat::ensure(&req.primary.conn),
+            HeartbeatError::is_transient,
+        )
+        .await?;
     let beat = Heartbeat::new(&req.primary.name)
         .beat(&hb_client)
         .await
@@ -556,7 +562,7 @@ async fn wait_streaming<P: FnMut(&Progress)>(
         let row = rows
             .into_iter()
             .find(|r| r.application_name == req.target.name);
-        let seen = heartbeat::read(&req.target.conn, Some(&req.primary.name), Retry::ONCE).await;
+        let seen = heartbeat::read(&req.target.conn, Some(&req.primary.name)).await;
         let detail = format!(
             "sender: {}; heartbeat {} on the standby: {}",
             row.as_ref()
