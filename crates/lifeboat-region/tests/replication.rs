@@ -12,7 +12,9 @@ use lifeboat_postgres::conn::{ConnConfig, PgHost, Secret};
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 use lifeboat_region::heartbeat::{self, Heartbeat};
 use lifeboat_region::replication::conf::rewrite_auto_conf;
-use lifeboat_region::replication::lag::{LagBasis, lag_from_primary, lag_from_standby};
+use lifeboat_region::replication::lag::{
+    LagBasis, lag_from_primary, lag_from_standby, standby_lag,
+};
 use lifeboat_region::replication::plan::Refusal;
 use lifeboat_region::replication::target::{self, ServerControl, StandbyTarget};
 use lifeboat_region::replication::{
@@ -196,6 +198,15 @@ fn initdb_other(bin: &Path, pgdata: &Path, superuser: &str) {
         "initdb: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The age of the newest heartbeat the standby replayed.
+async fn seen_paused_age(s: &Standby) -> f64 {
+    heartbeat::read(&s.target.conn, Some("us-east"))
+        .await
+        .unwrap()
+        .expect("a heartbeat was replayed before the pause")
+        .age_seconds
 }
 
 async fn nothing_created_on(p: &TempCluster) {
@@ -459,6 +470,10 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let sv = so.standby.as_ref().unwrap();
     let from_standby = lag_from_standby(sv, so.at.unwrap(), Some(pv.current_lsn));
     assert_eq!(from_standby.bytes, from_primary.bytes);
+    let combined = standby_lag(Some(&po), &so, "eu-west", Some(seen_paused_age(&s).await));
+    assert!(combined.streaming);
+    assert_eq!(combined.bytes(), Some(server_diff as u64));
+    assert_eq!(combined.seconds(), combined.heartbeat_age_seconds);
     assert_eq!(from_standby.basis, LagBasis::Measured);
     assert!(from_standby.seconds.unwrap() >= 0.0);
     // The standby's own view (received minus replayed) also sees the backlog.

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::lsn::Lsn;
-use super::observe::{ReplicaRow, StandbyView};
+use super::observe::{Observed, ReplicaRow, StandbyView};
 
 /// How the seconds of a [`Lag`] were obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -92,6 +92,77 @@ pub fn lag_from_standby(view: &StandbyView, at: DateTime<Utc>, primary_lsn: Opti
         bytes,
         seconds,
         basis,
+    }
+}
+
+/// One standby's replication state from whatever was observed: the
+/// primary's view (its `pg_stat_replication` row), the standby's own view,
+/// and the age of the newest heartbeat it replayed. For `region status` and
+/// the metrics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StandbyLag {
+    /// The primary shows the standby `streaming`, or (primary not observed)
+    /// the standby's WAL receiver says `streaming`.
+    pub streaming: bool,
+    pub from_primary: Option<Lag>,
+    pub from_standby: Option<Lag>,
+    pub heartbeat_age_seconds: Option<f64>,
+}
+
+impl StandbyLag {
+    /// Bytes behind: the primary's view, else the standby's.
+    pub fn bytes(&self) -> Option<u64> {
+        self.from_primary
+            .and_then(|l| l.bytes)
+            .or_else(|| self.from_standby.and_then(|l| l.bytes))
+    }
+
+    /// Seconds behind: the heartbeat's age (what a failover would lose now),
+    /// else the primary's view, else the standby's.
+    pub fn seconds(&self) -> Option<f64> {
+        self.heartbeat_age_seconds
+            .or_else(|| self.from_primary.and_then(|l| l.seconds))
+            .or_else(|| self.from_standby.and_then(|l| l.seconds))
+    }
+}
+
+/// [`StandbyLag`] of the standby that streams as `application_name`, from an
+/// observation of the primary (when reachable), of the standby, and the
+/// age of the standby's newest replayed heartbeat (when read).
+pub fn standby_lag(
+    primary: Option<&Observed>,
+    standby: &Observed,
+    application_name: &str,
+    heartbeat_age_seconds: Option<f64>,
+) -> StandbyLag {
+    let pview = primary.and_then(|p| p.primary.as_ref());
+    let row = pview.and_then(|v| {
+        v.replicas
+            .iter()
+            .find(|r| r.application_name == application_name)
+    });
+    let from_primary = match (pview, row) {
+        (Some(v), Some(r)) => Some(lag_from_primary(v.current_lsn, r)),
+        _ => None,
+    };
+    let from_standby = match (&standby.standby, standby.at) {
+        (Some(v), Some(at)) => Some(lag_from_standby(v, at, pview.map(|v| v.current_lsn))),
+        _ => None,
+    };
+    let streaming = match (pview, row) {
+        (Some(_), Some(r)) => r.state == "streaming",
+        (Some(_), None) => false,
+        (None, _) => standby
+            .standby
+            .as_ref()
+            .and_then(|v| v.wal_receiver.as_ref())
+            .is_some_and(|w| w.status == "streaming"),
+    };
+    StandbyLag {
+        streaming,
+        from_primary,
+        from_standby,
+        heartbeat_age_seconds,
     }
 }
 
@@ -297,6 +368,116 @@ mod tests {
         ];
         for (what, v, primary, want) in cases {
             assert_eq!(lag_from_standby(v, now, primary.map(Lsn)), *want, "{what}");
+        }
+    }
+
+    /// what, primary, standby, heartbeat age; expected streaming, bytes, seconds.
+    type StandbyCase<'a> = (
+        &'static str,
+        Option<&'a Observed>,
+        &'a Observed,
+        Option<f64>,
+        bool,
+        Option<u64>,
+        Option<f64>,
+    );
+
+    #[test]
+    fn standby_lag_table() {
+        use super::super::observe::{PrimaryView, Role};
+        let obs =
+            |role: Role, primary: Option<PrimaryView>, standby: Option<StandbyView>| Observed {
+                server: "x".into(),
+                role,
+                identity: None,
+                at: Some(at(3600)),
+                primary,
+                standby,
+            };
+        let primary = obs(
+            Role::Primary,
+            Some(PrimaryView {
+                current_lsn: Lsn(1000),
+                replicas: vec![row("streaming", Some(400), Some(2.0))],
+            }),
+            None,
+        );
+        let primary_without_row = obs(
+            Role::Primary,
+            Some(PrimaryView {
+                current_lsn: Lsn(1000),
+                replicas: vec![],
+            }),
+            None,
+        );
+        let standby = obs(
+            Role::Standby,
+            None,
+            Some(view(Some(900), Some(400), Some(3590), Some("streaming"))),
+        );
+        let gone = obs(
+            Role::Unreachable {
+                reason: "refused".into(),
+            },
+            None,
+            None,
+        );
+        // (what, primary, standby, heartbeat age, streaming, bytes, seconds)
+        let cases: &[StandbyCase] = &[
+            (
+                "both views and a heartbeat: heartbeat seconds, primary bytes",
+                Some(&primary),
+                &standby,
+                Some(1.25),
+                true,
+                Some(600),
+                Some(1.25),
+            ),
+            (
+                "no heartbeat yet: the primary's replay_lag",
+                Some(&primary),
+                &standby,
+                None,
+                true,
+                Some(600),
+                Some(2.0),
+            ),
+            (
+                "primary unreachable: the standby's own view",
+                None,
+                &standby,
+                None,
+                true,
+                Some(500),
+                Some(10.0),
+            ),
+            (
+                "the primary has no row for it: not streaming",
+                Some(&primary_without_row),
+                &standby,
+                None,
+                false,
+                Some(600),
+                Some(10.0),
+            ),
+            (
+                "standby unreachable: the primary's view only",
+                Some(&primary),
+                &gone,
+                None,
+                true,
+                Some(600),
+                Some(2.0),
+            ),
+            ("nothing observed", None, &gone, None, false, None, None),
+        ];
+        for (what, p, s, hb, streaming, bytes, seconds) in cases {
+            let l = standby_lag(*p, s, "eu-west", *hb);
+            assert_eq!(
+                (l.streaming, l.bytes(), l.seconds()),
+                (*streaming, *bytes, *seconds),
+                "{what}"
+            );
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod replicate;
 pub mod retry;
 pub mod target;
 
-pub use lag::{Lag, LagBasis, lag_from_primary, lag_from_standby};
+pub use lag::{Lag, LagBasis, StandbyLag, lag_from_primary, lag_from_standby, standby_lag};
 pub use lsn::Lsn;
 pub use observe::{Identity, Observed, Role, Server, SystemId, observe};
 pub use plan::{Plan, Refusal, Step, plan};
