@@ -418,6 +418,7 @@ mod tests {
         let gone = obs(
             Role::Unreachable {
                 reason: "refused".into(),
+                answered: false,
             },
             None,
             None,

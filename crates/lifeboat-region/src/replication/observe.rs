@@ -73,7 +73,12 @@ pub enum Role {
     /// `pg_is_in_recovery()` is true.
     Standby,
     /// Not reached, or reached but not readable; the reason says which and why.
-    Unreachable { reason: String },
+    Unreachable {
+        reason: String,
+        /// A server answered at that address but could not be identified
+        /// (authentication failed, database missing, state not readable).
+        answered: bool,
+    },
 }
 
 /// One `pg_stat_replication` row (a WAL sender serving a standby or a base backup).
@@ -146,10 +151,10 @@ pub struct Observed {
 }
 
 impl Observed {
-    fn unreachable(server: &str, reason: String) -> Self {
+    fn unreachable(server: &str, reason: String, answered: bool) -> Self {
         Observed {
             server: server.to_string(),
-            role: Role::Unreachable { reason },
+            role: Role::Unreachable { reason, answered },
             identity: None,
             at: None,
             primary: None,
@@ -163,7 +168,10 @@ impl Observed {
 pub async fn observe(server: &Server, retry: Retry) -> Observed {
     let client = match connect(&server.conn, retry).await {
         Ok(c) => c,
-        Err(e) => return Observed::unreachable(&server.name, e.to_string()),
+        Err(e) => {
+            let answered = !matches!(e, ConnError::Unreachable { .. });
+            return Observed::unreachable(&server.name, e.to_string(), answered);
+        }
     };
     match observe_client(&server.name, &client).await {
         Ok(o) => o,
@@ -174,6 +182,7 @@ pub async fn observe(server: &Server, retry: Retry) -> Observed {
                 server.conn.display_url(),
                 pg_message(&e)
             ),
+            true,
         ),
     }
 }

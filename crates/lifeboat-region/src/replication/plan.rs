@@ -7,7 +7,8 @@
 //! ([`Identity::same_server`]); the target data directory "is the primary's"
 //! when a postmaster runs on it with the primary's system identifier, port and
 //! start time (to the second, as `postmaster.pid` records it). Both are refused
-//! even with `--replace`. A directory holding anything else than nothing, or
+//! even with `--replace`, and so is a server answering at the standby's URL
+//! that cannot be identified while nothing runs on the target directory. A directory holding anything else than nothing, or
 //! than a running standby of this primary, is refused unless `--replace`.
 
 use serde::Serialize;
@@ -142,6 +143,12 @@ pub enum Refusal {
     )]
     UrlReachesOtherServer { reached: SystemId, dir: String },
     #[error(
+        "a server answers at the standby's URL but cannot be identified ({reason}), and no server of the \
+         target data directory runs: it may be the primary or another server on that address. Fix the \
+         standby's URL or credentials, or stop that server; --replace does not override this"
+    )]
+    UrlAnswersUnidentified { reason: String },
+    #[error(
         "the target data directory holds another cluster (system identifier {target}, the primary's is \
          {primary}); nothing was changed. Rerun with --replace to delete it and seed a standby there"
     )]
@@ -207,7 +214,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
                 role: match role {
                     Role::Primary => "no identity read".into(),
                     Role::Standby => "it is in recovery: a standby".into(),
-                    Role::Unreachable { reason } => format!("unreachable: {reason}"),
+                    Role::Unreachable { reason, .. } => format!("unreachable: {reason}"),
                 },
             });
         }
@@ -224,6 +231,22 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
         && dir_runs_primary(dir, identity)
     {
         return Err(Refusal::TargetDirIsPrimary);
+    }
+
+    // Something answers at the standby's address but could not be identified:
+    // acceptable only when it is the server running on the target directory.
+    let unidentified = match &input.target_server.role {
+        Role::Unreachable {
+            reason,
+            answered: true,
+        } => Some(reason.clone()),
+        _ => None,
+    };
+    let dir_has_postmaster = matches!(input.target_dir, TargetDir::Cluster(d) if d.postmaster.as_ref().is_some_and(|p| p.alive));
+    if let Some(reason) = unidentified
+        && !dir_has_postmaster
+    {
+        return Err(Refusal::UrlAnswersUnidentified { reason });
     }
 
     let mut prefix: Vec<Step> = Vec::new();
@@ -399,6 +422,17 @@ mod tests {
         observed(
             Role::Unreachable {
                 reason: "connection refused".into(),
+                answered: false,
+            },
+            None,
+        )
+    }
+
+    fn answered_unidentified() -> Observed {
+        observed(
+            Role::Unreachable {
+                reason: "authentication failed".into(),
+                answered: true,
             },
             None,
         )
@@ -506,6 +540,31 @@ mod tests {
                     reached: OTHER,
                     dir: "empty".into(),
                 }),
+            ),
+            (
+                "empty dir, something answers at the URL but cannot be identified: refused",
+                TargetDir::Empty,
+                answered_unidentified(),
+                true,
+                Err(Refusal::UrlAnswersUnidentified {
+                    reason: "authentication failed".into(),
+                }),
+            ),
+            (
+                "stopped cluster, something unidentified answers: refused",
+                cluster(Some(OTHER), None, "shut down"),
+                answered_unidentified(),
+                true,
+                Err(Refusal::UrlAnswersUnidentified {
+                    reason: "authentication failed".into(),
+                }),
+            ),
+            (
+                "running other cluster with other credentials: --replace stops it",
+                cluster(Some(OTHER), Some((50, 5433, true)), "in production"),
+                answered_unidentified(),
+                true,
+                steps(&[StopTarget, ClearTarget]),
             ),
             (
                 "foreign files: refused",
