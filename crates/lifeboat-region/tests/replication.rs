@@ -652,6 +652,21 @@ async fn refuses_a_standby_that_is_the_primary() {
     assert!(!s.target.pgdata.exists(), "the refused target was created");
     nothing_created_on(&p).await;
 
+    // The same with a wrong password: the server answers but cannot be
+    // identified, so it might be the primary: refused as well.
+    s.target.conn = s.target.conn.clone().with_password(Secret::new("pw-not-this-one"));
+    let err = replicate(&request(&p, &s, true), |_| {}).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReplicateError::Refused(Refusal::UrlAnswersUnidentified { .. })
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("pw-not-this-one"), "{err}");
+    assert!(!s.target.pgdata.exists(), "the refused target was created");
+    nothing_created_on(&p).await;
+
     // The target data directory is the primary's own, even with --replace.
     let mut s2 = Standby::new(&p, "eu-west");
     s2.target.pgdata = p.data_dir();
