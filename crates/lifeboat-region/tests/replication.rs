@@ -654,7 +654,11 @@ async fn refuses_a_standby_that_is_the_primary() {
 
     // The same with a wrong password: the server answers but cannot be
     // identified, so it might be the primary: refused as well.
-    s.target.conn = s.target.conn.clone().with_password(Secret::new("pw-not-this-one"));
+    s.target.conn = s
+        .target
+        .conn
+        .clone()
+        .with_password(Secret::new("pw-not-this-one"));
     let err = replicate(&request(&p, &s, true), |_| {}).await.unwrap_err();
     assert!(
         matches!(

@@ -242,8 +242,8 @@ pub async fn replicate<P: FnMut(&Progress)>(
             Step::ClearTarget => {
                 clear_dir(&t.pgdata).map_err(tgt("clearing the target data directory"))?
             }
-            Step::CreateRole => ensure_role(&primary, req).await?,
-            Step::CreateSlot => ensure_slot(&primary, &req.primary.conn, &slot, req.retry).await?,
+            Step::CreateRole => ensure_role(req).await?,
+            Step::CreateSlot => ensure_slot(&req.primary.conn, &slot, req.retry).await?,
             Step::BaseBackup => base_backup(req, &slot).await?,
             Step::WriteStandbyConfig => write_standby_config(req, &slot)
                 .map_err(tgt("writing the standby's configuration"))?,
@@ -308,9 +308,54 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// A failed attempt of an idempotent call to the primary.
+enum Attempt {
+    Conn(ConnError),
+    Sql(&'static str, tokio_postgres::Error),
+}
+
+impl Attempt {
+    /// Network trouble (not an answer of the server): worth another attempt
+    /// on a new connection.
+    fn is_transient(&self) -> bool {
+        match self {
+            Attempt::Conn(e) => {
+                matches!(e, ConnError::Unreachable { .. } | ConnError::Other { .. })
+            }
+            Attempt::Sql(_, e) => e.as_db_error().is_none(),
+        }
+    }
+
+    fn into_error(self, conn: &ConnConfig) -> ReplicateError {
+        match self {
+            Attempt::Conn(e) => ReplicateError::PrimaryConn(e),
+            Attempt::Sql(what, e) => psql(what, conn)(e),
+        }
+    }
+}
+
+/// Runs `op` on a fresh connection to the primary, again (on a new
+/// connection) after network failures, as `retry` allows. `op` must be idempotent.
+async fn on_primary<T, F, Fut>(conn: &ConnConfig, retry: Retry, op: F) -> Result<T, ReplicateError>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Attempt>>,
+{
+    retry
+        .run(
+            || async {
+                let client = conn.connect().await.map_err(Attempt::Conn)?;
+                op(client).await
+            },
+            Attempt::is_transient,
+        )
+        .await
+        .map_err(|e| e.into_error(conn))
+}
+
 /// `CREATE ROLE ... REPLICATION LOGIN PASSWORD '<SCRAM verifier>'`, or
 /// `ALTER ROLE` with the same when it exists (so the password is the given one).
-async fn ensure_role(client: &Client, req: &ReplicateRequest) -> Result<String, ReplicateError> {
+async fn ensure_role(req: &ReplicateRequest) -> Result<String, ReplicateError> {
     let verifier =
         postgres_protocol::password::scram_sha_256(req.replication_password.expose().as_bytes());
     let attrs = format!(
@@ -318,71 +363,67 @@ async fn ensure_role(client: &Client, req: &ReplicateRequest) -> Result<String, 
         verifier.replace('\'', "''")
     );
     let name = quote_ident(&req.replication_user);
-    let conn = &req.primary.conn;
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_roles WHERE rolname = $1",
-            &[&req.replication_user],
-        )
-        .await
-        .map_err(psql("looking up the replication role", conn))?
-        .is_some();
-    if !exists {
-        match client
-            .batch_execute(&format!("CREATE ROLE {name} WITH {attrs}"))
-            .await
-        {
-            Ok(()) => return Ok(format!("role {} created", req.replication_user)),
-            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
-            Err(e) => return Err(psql("creating the replication role", conn)(e)),
+    let user = req.replication_user.as_str();
+    on_primary(&req.primary.conn, req.retry, |client| {
+        let (attrs, name) = (&attrs, &name);
+        async move {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+                .await
+                .map_err(|e| Attempt::Sql("looking up the replication role", e))?
+                .is_some();
+            if !exists {
+                match client
+                    .batch_execute(&format!("CREATE ROLE {name} WITH {attrs}"))
+                    .await
+                {
+                    Ok(()) => return Ok(format!("role {user} created")),
+                    Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+                    Err(e) => return Err(Attempt::Sql("creating the replication role", e)),
+                }
+            }
+            client
+                .batch_execute(&format!("ALTER ROLE {name} WITH {attrs}"))
+                .await
+                .map_err(|e| Attempt::Sql("updating the replication role", e))?;
+            Ok(format!("role {user} exists, password and attributes set"))
         }
-    }
-    client
-        .batch_execute(&format!("ALTER ROLE {name} WITH {attrs}"))
-        .await
-        .map_err(psql("updating the replication role", conn))?;
-    Ok(format!(
-        "role {} exists, password and attributes set",
-        req.replication_user
-    ))
+    })
+    .await
 }
 
 /// A physical slot reserving WAL from now on, kept when it exists.
 async fn ensure_slot(
-    client: &Client,
     conn: &ConnConfig,
     slot: &str,
     retry: Retry,
 ) -> Result<String, ReplicateError> {
-    let created = retry
-        .run(
-            || async {
-                let exists = client
-                    .query_opt(
-                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                        &[&slot],
-                    )
-                    .await?
-                    .is_some();
-                if exists {
-                    return Ok::<bool, tokio_postgres::Error>(false);
-                }
-                match client
-                    .execute(
-                        "SELECT pg_create_physical_replication_slot($1, true)",
-                        &[&slot],
-                    )
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            },
-            |e: &tokio_postgres::Error| e.as_db_error().is_none(),
-        )
-        .await
-        .map_err(psql("creating the replication slot", conn))?;
+    let what = "creating the replication slot";
+    let created = on_primary(conn, retry, |client| async move {
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| Attempt::Sql(what, e))?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        match client
+            .execute(
+                "SELECT pg_create_physical_replication_slot($1, true)",
+                &[&slot],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
+            Err(e) => Err(Attempt::Sql(what, e)),
+        }
+    })
+    .await?;
     Ok(if created {
         format!("slot {slot} created")
     } else {
