@@ -130,7 +130,11 @@ pub async fn ensure(server: &ConnConfig) -> Result<Client, HeartbeatError> {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
+                // Another daemon created it first; a race shows as a unique
+                // violation on pg_database's name index rather than 42P04.
+                Err(e)
+                    if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
                 Err(e) => return Err(sql_err("creating the lifeboat database", server)(e)),
             }
             db.connect().await?

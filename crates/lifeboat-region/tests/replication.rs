@@ -702,3 +702,48 @@ async fn refuses_a_standby_that_is_the_primary() {
     // s2's Drop must not stop the primary: point it back at its own (empty) directory.
     s2.target.pgdata = s2.dir.path().join("data");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_database_is_created_once_under_a_race_and_read_per_region() {
+    let p = primary();
+    let conn = p.conn_config("postgres");
+    // Before anything exists: nothing to read, no error.
+    assert_eq!(heartbeat::read(&conn, None).await.unwrap(), None);
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move { heartbeat::ensure(&conn).await.map(|_| ()) })
+        })
+        .collect();
+    for r in racers {
+        r.await.unwrap().expect("ensure under a race");
+    }
+    let client = heartbeat::ensure(&conn).await.unwrap();
+    let a1 = Heartbeat::new("us-east").beat(&client).await.unwrap();
+    let a2 = Heartbeat::new("us-east").beat(&client).await.unwrap();
+    let b1 = Heartbeat::new("eu-west").beat(&client).await.unwrap();
+    assert_eq!((a1.seq, a2.seq, b1.seq), (1, 2, 1));
+    assert!(a2.at >= a1.at);
+    let east = heartbeat::read(&conn, Some("us-east"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(east.beat, a2);
+    let newest = heartbeat::read(&conn, None).await.unwrap().unwrap();
+    assert_eq!(newest.beat, b1);
+    assert_eq!(
+        heartbeat::read(&conn, Some("ap-south")).await.unwrap(),
+        None
+    );
+    // Lifeboat's database, not the one the connection named.
+    let c = conn.connect().await.unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'lifeboat'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
