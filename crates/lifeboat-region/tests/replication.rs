@@ -522,6 +522,31 @@ async fn replicate_streams_rows_and_heartbeats_and_lag_agrees() {
     let again = replicate(&req, |_| {}).await.unwrap();
     assert!(again.plan.already_standby);
     assert_eq!(again.plan.steps, vec![Step::WaitStreaming]);
+
+    // --replace on it: stopped (letting go of the slot), cleared, seeded again.
+    let replaced = match replicate(&request(&p, &s, true), |_| {}).await {
+        Ok(o) => o,
+        Err(e) => panic!("replicate --replace: {e}\nstandby log:\n{}", s.log()),
+    };
+    assert_eq!(
+        replaced.plan.steps[..2],
+        [Step::StopTarget, Step::ClearTarget]
+    );
+    assert_eq!(replaced.replica.state, "streaming");
+    poll(
+        "rows on the re-seeded standby",
+        Duration::from_secs(60),
+        || async move {
+            let c = standby_app.connect().await.ok()?;
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM orders", &[])
+                .await
+                .ok()?
+                .get(0);
+            (n == 3000).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

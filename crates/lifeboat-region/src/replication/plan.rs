@@ -251,6 +251,9 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
 
     let mut prefix: Vec<Step> = Vec::new();
     let mut already = false;
+    // The target is a running standby of this primary that streams through
+    // our slot: the slot being active is then its doing.
+    let mut slot_used_by_target = false;
     match input.target_dir {
         TargetDir::Missing | TargetDir::Empty => {
             if let Some(t) = reached {
@@ -291,6 +294,15 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
             }
             let running = pid_alive || (dir.postmaster.is_some() && url_on_dir);
             let running_standby = url_on_dir && input.target_server.role == Role::Standby;
+            slot_used_by_target = running_standby
+                && dir.system_identifier == Some(identity.system_identifier)
+                && input
+                    .target_server
+                    .standby
+                    .as_ref()
+                    .and_then(|v| v.wal_receiver.as_ref())
+                    .and_then(|w| w.slot_name.as_deref())
+                    == Some(p.slot_name.as_str());
             let refusal = match dir.system_identifier {
                 None => Some(Refusal::UnreadableCluster),
                 Some(s) if s != identity.system_identifier => Some(Refusal::DifferentCluster {
@@ -332,7 +344,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Plan, Refusal> {
         if !slot.physical {
             return Err(Refusal::SlotNotPhysical { slot: slot_name });
         }
-        if slot.active && !already {
+        if slot.active && !slot_used_by_target {
             return Err(Refusal::SlotActive { slot: slot_name });
         }
     }
@@ -488,6 +500,23 @@ mod tests {
         use Step::*;
         let p = primary();
         let standby_at_5433 = observed(Role::Standby, Some(ident(SYS, 50, 5433)));
+        let mut our_standby = standby_at_5433.clone();
+        our_standby.standby = Some(StandbyView {
+            receive_lsn: None,
+            replay_lsn: None,
+            last_replay_at: None,
+            replay_paused: false,
+            wal_receiver: Some(super::super::observe::WalReceiver {
+                status: "streaming".into(),
+                received_tli: Some(1),
+                flushed_lsn: None,
+                latest_end_lsn: None,
+                last_msg_receipt: None,
+                sender_host: None,
+                sender_port: None,
+                slot_name: Some("lifeboat_eu_west".into()),
+            }),
+        });
         let other_primary = observed(Role::Primary, Some(ident(OTHER, 50, 5433)));
         let copy_primary = observed(Role::Primary, Some(ident(SYS, 50, 5433)));
         let the_primary = observed(Role::Primary, Some(ident(SYS, 0, 5432)));
@@ -678,6 +707,48 @@ mod tests {
                 steps(&[StopTarget, ClearTarget]),
             ),
         ];
+        // The slot is active because the target streams through it: fine
+        // (re-seeding stops the standby first); another user of it is not.
+        let mut p_active = primary();
+        p_active.slot = Some(SlotFacts {
+            physical: true,
+            active: true,
+        });
+        let running_ours = cluster(Some(SYS), Some((50, 5433, true)), "in archive recovery");
+        let active_cases: Vec<(&str, &Observed, bool, Result<Plan, Refusal>)> = vec![
+            (
+                "our running standby holds the slot: wait only",
+                &our_standby,
+                false,
+                Ok(Plan {
+                    steps: vec![WaitStreaming],
+                    already_standby: true,
+                }),
+            ),
+            (
+                "our running standby holds the slot, --replace: re-seeded",
+                &our_standby,
+                true,
+                steps(&[StopTarget, ClearTarget]),
+            ),
+            (
+                "a standby streaming without our slot while the slot is active: refused",
+                &standby_at_5433,
+                true,
+                Err(Refusal::SlotActive {
+                    slot: "lifeboat_eu_west".into(),
+                }),
+            ),
+        ];
+        for (what, server, replace, want) in active_cases {
+            let got = plan(&PlanInput {
+                primary: &p_active,
+                target_dir: &running_ours,
+                target_server: server,
+                replace,
+            });
+            assert_eq!(got, want, "{what}");
+        }
         for (what, dir, server, replace, want) in cases {
             let got = plan(&PlanInput {
                 primary: &p,

@@ -132,6 +132,11 @@ pub enum ReplicateError {
          (a 'replication' line for the replication user from the standby's address)"
     )]
     NotStreaming { seconds: u64, last: String },
+    #[error(
+        "the replication slot {slot} is still in use by the primary's process {pid}; stop the standby \
+         that streams through it (or pg_terminate_backend({pid}) on the primary) and rerun"
+    )]
+    SlotBusy { slot: String, pid: i32 },
     #[error("heartbeat: {0}")]
     Heartbeat(#[from] HeartbeatError),
 }
@@ -243,7 +248,9 @@ pub async fn replicate<P: FnMut(&Progress)>(
                 clear_dir(&t.pgdata).map_err(tgt("clearing the target data directory"))?
             }
             Step::CreateRole => ensure_role(req).await?,
-            Step::CreateSlot => ensure_slot(&req.primary.conn, &slot, req.retry).await?,
+            Step::CreateSlot => {
+                ensure_slot(&req.primary.conn, &slot, req.retry, req.timeouts.stop).await?
+            }
             Step::BaseBackup => base_backup(req, &slot).await?,
             Step::WriteStandbyConfig => write_standby_config(req, &slot)
                 .map_err(tgt("writing the standby's configuration"))?,
@@ -392,11 +399,13 @@ async fn ensure_role(req: &ReplicateRequest) -> Result<String, ReplicateError> {
     .await
 }
 
-/// A physical slot reserving WAL from now on, kept when it exists.
+/// A physical slot reserving WAL from now on, kept when it exists; waits up
+/// to `release` for a standby that was just stopped to let go of it.
 async fn ensure_slot(
     conn: &ConnConfig,
     slot: &str,
     retry: Retry,
+    release: Duration,
 ) -> Result<String, ReplicateError> {
     let what = "creating the replication slot";
     let created = on_primary(conn, retry, |client| async move {
@@ -424,6 +433,30 @@ async fn ensure_slot(
         }
     })
     .await?;
+    let deadline = Instant::now() + release;
+    loop {
+        let pid: Option<i32> = on_primary(conn, retry, |client| async move {
+            client
+                .query_opt(
+                    "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    &[&slot],
+                )
+                .await
+                .map(|r| r.and_then(|r| r.get(0)))
+                .map_err(|e| Attempt::Sql(what, e))
+        })
+        .await?;
+        match pid {
+            None => break,
+            Some(pid) if Instant::now() >= deadline => {
+                return Err(ReplicateError::SlotBusy {
+                    slot: slot.to_string(),
+                    pid,
+                });
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
     Ok(if created {
         format!("slot {slot} created")
     } else {
