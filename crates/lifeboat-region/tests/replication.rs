@@ -772,3 +772,87 @@ async fn heartbeat_database_is_created_once_under_a_race_and_read_per_region() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+/// Reloads the primary's configuration and waits until a new backend runs
+/// with it (the postmaster reloads `pg_hba.conf` before it forks the next one).
+async fn reload(p: &TempCluster) {
+    let conn = p.conn_config("postgres");
+    let c = conn.connect().await.unwrap();
+    let loaded = |c: tokio_postgres::Client| async move {
+        let t: f64 = c
+            .query_one(
+                "SELECT extract(epoch FROM pg_conf_load_time())::float8",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        t
+    };
+    let before = loaded(c).await;
+    let c = conn.connect().await.unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let conn = &conn;
+    poll(
+        "configuration reloaded",
+        Duration::from_secs(30),
+        || async move {
+            let c = conn.connect().await.ok()?;
+            (loaded(c).await > before).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_backup_refused_by_pg_hba_says_what_to_add_and_a_rerun_succeeds() {
+    let p = primary();
+    let s = Standby::new(&p, "eu-west");
+    let hba = p.data_dir().join("pg_hba.conf");
+    let original = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("host replication {REPL_USER} 127.0.0.1/32 reject\n{original}"),
+    )
+    .unwrap();
+    reload(&p).await;
+    let err = replicate(&request(&p, &s, false), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReplicateError::BaseBackup { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "host replication {REPL_USER} <standby address>/32"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("repl-Secret"), "{msg}");
+    assert!(
+        listing(&s.target.pgdata).is_empty(),
+        "a failed base backup left files"
+    );
+
+    std::fs::write(&hba, original).unwrap();
+    reload(&p).await;
+    let mut details = Vec::new();
+    let out = replicate(&request(&p, &s, false), |e| {
+        if let Progress::StepFinished { step, detail } = e {
+            details.push((*step, detail.clone()));
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("rerun: {e}\nstandby log:\n{}", s.log()));
+    assert_eq!(out.replica.state, "streaming");
+    // The role and the slot from the failed run are reused.
+    assert!(
+        details.contains(&(Step::CreateSlot, "slot lifeboat_eu_west exists".into())),
+        "{details:?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|(st, d)| *st == Step::CreateRole && d.contains("exists")),
+        "{details:?}"
+    );
+}
