@@ -207,6 +207,8 @@ pub async fn replicate<P: FnMut(&Progress)>(
         .await
         .map_err(ReplicateError::PrimaryConn)?;
     let facts = primary_facts(&primary, &req.primary.conn, &req.primary.name, &slot).await?;
+    // Not held through the steps: a base backup can take hours.
+    drop(primary);
     let target_dir = target::inspect(&t.pgdata, &t.bin_dir)
         .await
         .map_err(tgt("inspecting the target data directory"))?;
@@ -261,7 +263,7 @@ pub async fn replicate<P: FnMut(&Progress)>(
                 "started".to_string()
             }
             Step::WaitStreaming => {
-                let o = wait_streaming(req, &primary, &mut progress).await?;
+                let o = wait_streaming(req, &mut progress).await?;
                 let d = format!(
                     "state {} from {}, heartbeat {} replayed ({:.3} s old)",
                     o.0.state,
@@ -610,9 +612,11 @@ fn write_standby_config(req: &ReplicateRequest, slot: &str) -> Result<String, Ta
 /// is `streaming` and the standby has replayed that heartbeat.
 async fn wait_streaming<P: FnMut(&Progress)>(
     req: &ReplicateRequest,
-    primary: &Client,
     progress: &mut P,
 ) -> Result<(ReplicaRow, Seen), ReplicateError> {
+    let primary = &observe::connect(&req.primary.conn, req.retry)
+        .await
+        .map_err(ReplicateError::PrimaryConn)?;
     let hb_client = req
         .retry
         .run(
