@@ -1,1 +1,0 @@
-//! (issue 19: to be written)
