@@ -788,10 +788,10 @@ mod tests {
         assert_eq!(from.as_ref().unwrap().weight, 100);
         assert_eq!(to.weight, 7);
         assert_eq!(to.ttl, 30);
-        assert_eq!(to.values, vec!["198.51.100.20".to_string()]);
-        assert_eq!(to.health_check_id.as_deref(), Some("hc-eu-west"));
-        assert_eq!(health_check, &HealthCheckRef::Existing("hc-eu-west".into()));
-        assert_eq!(to.key.set_identifier, "eu-west");
+        assert_eq!(to.values, vec!["192.0.2.10".to_string()]);
+        assert_eq!(to.health_check_id.as_deref(), Some("hc-us-east"));
+        assert_eq!(health_check, &HealthCheckRef::Existing("hc-us-east".into()));
+        assert_eq!(to.key.set_identifier, "us-east");
     }
 
     #[test]
