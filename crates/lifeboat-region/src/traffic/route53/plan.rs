@@ -466,7 +466,7 @@ fn check_conflicts(
         .map(|k| (k.name.clone(), k.record_type))
         .collect();
     for r in &observed.records {
-        if deleted.iter().any(|d| *d == r) {
+        if deleted.contains(&r) {
             continue;
         }
         for (name, rtype) in &names {
