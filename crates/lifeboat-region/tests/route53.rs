@@ -775,6 +775,7 @@ async fn refused_credentials_are_clear_errors_and_write_nothing() {
     let p = provider(&moto, &zone, ("AKIAUNKNOWN000000000", "whatever")).await;
     let e = p.apply(&desired(), false).await.unwrap_err();
     let msg = e.to_string();
+    eprintln!("unknown key: {msg}");
     assert!(
         matches!(&e.cause, Route53Error::CredentialsRefused { code, .. } if code == "InvalidClientTokenId"),
         "{msg}"
@@ -815,6 +816,7 @@ async fn refused_credentials_are_clear_errors_and_write_nothing() {
         ),
         "{e}"
     );
+    eprintln!("read-only user: {e}");
     assert!(e.to_string().contains("docs/regions/route53.md"), "{e}");
     assert!(e.to_string().contains("nothing was changed"), "{e}");
     assert_eq!(moto_contents(&moto), empty, "nothing written");
@@ -826,4 +828,28 @@ async fn refused_credentials_are_clear_errors_and_write_nothing() {
     let (checks, _, changes) = moto_contents(&moto);
     assert_eq!((checks, changes), (4, 4));
     drop(moto);
+}
+
+/// No credentials anywhere: a real provider of the standard chain (a
+/// profile that does not exist) finds none; the error says so and where
+/// credentials come from, and no request is sent (the endpoint is a closed
+/// port: a request would be a transport error instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_are_named() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let s = settings(&closed, "Z0123");
+    let sdk = Route53Provider::loader(&s)
+        .credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name("lifeboat-test-no-such-profile")
+                .build(),
+        )
+        .load()
+        .await;
+    let p = Route53Provider::from_sdk_config(&sdk, &s);
+    let e = p.apply(&desired(), false).await.unwrap_err();
+    assert!(matches!(e.cause, Route53Error::NoCredentials { .. }), "{e}");
+    eprintln!("missing credentials: {e}");
+    assert!(e.to_string().contains("standard AWS chain"), "{e}");
+    assert!(e.to_string().contains("nothing was changed"), "{e}");
 }

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
 
 use super::plan::PlanError;
@@ -147,13 +148,22 @@ where
             )
         }
         _ => {
-            let detail = first_line(&aws_sdk_route53::error::DisplayErrorContext(&err).to_string());
-            // The SDK reports a credentials chain that found nothing as a
-            // failure to resolve the request's identity.
-            if detail.contains("credentials") || detail.contains("identity") {
-                Route53Error::NoCredentials { detail }
-            } else {
-                Route53Error::Transport { operation, detail }
+            // The credentials chain's failure travels as a source of the
+            // dispatch or construction failure.
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(e) = source {
+                if let Some(c) = e.downcast_ref::<CredentialsError>() {
+                    return Route53Error::NoCredentials {
+                        detail: first_line(
+                            &aws_sdk_route53::error::DisplayErrorContext(c).to_string(),
+                        ),
+                    };
+                }
+                source = e.source();
+            }
+            Route53Error::Transport {
+                operation,
+                detail: first_line(&aws_sdk_route53::error::DisplayErrorContext(&err).to_string()),
             }
         }
     }

@@ -459,11 +459,38 @@ impl fmt::Display for RecordSetState {
 pub struct ModelError(pub String);
 
 /// Lower case with one trailing dot: Route 53's form of a record name.
-/// (Route 53 returns `*` as `\052`; we keep the escape as it comes.)
+/// Route 53 lists characters other than `a-z0-9-_.` as octal escapes
+/// (`*.kubernaut.io` as `\052.kubernaut.io`); they are decoded so that a
+/// configured name and a listed one compare equal.
 pub fn normalize_name(name: &str) -> String {
-    let n = name.trim().to_ascii_lowercase();
+    let n = decode_octal_escapes(name.trim()).to_ascii_lowercase();
     let n = n.trim_end_matches('.');
     format!("{n}.")
+}
+
+/// `\ooo` (three octal digits) to the character; anything else as it is.
+fn decode_octal_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let digit = |k: usize| u32::from(b[i + k] - b'0');
+            let v = digit(1) * 64 + digit(2) * 8 + digit(3);
+            if let Some(c) = char::from_u32(v).filter(char::is_ascii) {
+                out.push(c);
+                i += 4;
+                continue;
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 /// Lower case without the trailing dot: a health check's domain name.
@@ -690,6 +717,9 @@ mod tests {
         );
         assert_eq!(normalize_name("Gw.Kubernaut.io"), "gw.kubernaut.io.");
         assert_eq!(normalize_name("gw.kubernaut.io."), "gw.kubernaut.io.");
+        assert_eq!(normalize_name("\\052.Kubernaut.io."), "*.kubernaut.io.");
+        assert_eq!(normalize_name("a\\1.kubernaut.io"), "a\\1.kubernaut.io.");
+        assert_eq!(normalize_name("\\05"), "\\05.");
     }
 
     #[test]
