@@ -313,12 +313,13 @@ impl BackupSession {
                 self.lock.ensure_held()?;
                 while uploads.len() >= UPLOAD_CONCURRENCY {
                     if let Some(r) = uploads.join_next().await {
-                        self.landed(join_upload(r)?).await?;
+                        self.landed(join_upload(r)?);
                     }
                 }
                 let storage = Arc::clone(self.repo.storage());
                 let progress = Arc::clone(&self.progress);
                 let key = key.clone();
+                let index_now = self.index_every_pack.then(|| self.repo.clone());
                 uploads.spawn(async move {
                     // Sealing the header and hashing the 16 MiB pack for its
                     // name happen off the packer loop, which meanwhile keeps
@@ -333,7 +334,14 @@ impl BackupSession {
                         .put(&pack_key(&finished.id), Bytes::from(finished.bytes))
                         .await?;
                     Progress::add(&progress.bytes_stored, size);
-                    Ok((finished.id, size, finished.entries))
+                    let pack = (finished.id, size, finished.entries);
+                    // Indexed as soon as it is stored (`index_every_pack`):
+                    // a kill from here on leaves it for the next run.
+                    if let Some(repo) = index_now {
+                        let doc = doc_for_packs(std::slice::from_ref(&pack));
+                        repo.put_doc(INDEX_PREFIX, "index", &doc).await?;
+                    }
+                    Ok(pack)
                 });
             }
             if done {
@@ -341,7 +349,7 @@ impl BackupSession {
             }
         }
         while let Some(r) = uploads.join_next().await {
-            self.landed(join_upload(r)?).await?;
+            self.landed(join_upload(r)?);
         }
         Ok(())
     }
@@ -354,16 +362,13 @@ impl BackupSession {
         )
     }
 
-    /// A pack is stored: remember it, and index it now when asked to.
-    async fn landed(&mut self, pack: (String, u64, Vec<BlobEntry>)) -> Result<()> {
+    /// A pack is stored (and, with `index_every_pack`, indexed by its
+    /// upload task): remember it.
+    fn landed(&mut self, pack: (String, u64, Vec<BlobEntry>)) {
         if self.index_every_pack {
-            self.lock.ensure_held()?;
-            let doc = doc_for_packs(std::slice::from_ref(&pack));
-            self.repo.put_doc(INDEX_PREFIX, "index", &doc).await?;
             self.indexed.insert(pack.0.clone());
         }
         self.packs.push(pack);
-        Ok(())
     }
 
     /// Gives up: no snapshot is written; packs already uploaded are left
