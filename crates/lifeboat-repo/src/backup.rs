@@ -354,10 +354,12 @@ impl BackupSession {
         Ok(())
     }
 
-    /// Packs this session has stored so far, and their bytes.
-    pub fn packs_stored(&self) -> (u64, u64) {
+    /// Packs this session has stored so far, the blobs in them and the
+    /// packs' bytes.
+    pub fn packs_stored(&self) -> (u64, u64, u64) {
         (
             self.packs.len() as u64,
+            self.packs.iter().map(|p| p.2.len() as u64).sum(),
             self.packs.iter().map(|p| p.1).sum(),
         )
     }

@@ -150,7 +150,7 @@ async fn a_target_sharing_ids_receives_only_the_blobs_it_lacks() {
     assert!(done[0].skipped, "the first snapshot is in the target already");
     assert!(!done[1].skipped);
     assert_eq!(done[1].blobs_sent as usize, new.len(), "exactly the missing blobs moved");
-    assert!(new.len() < 10, "a small change moves a few blobs, not {}", new.len());
+    assert!(new.len() < 20, "a small change moves a few blobs, not {}", new.len());
     assert_copied(&f, &t.repo).await;
     let again = copy_all(&f.repo, &t.repo).await;
     assert!(again.iter().all(|c| c.skipped), "a third run sends nothing");

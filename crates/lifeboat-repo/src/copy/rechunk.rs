@@ -29,10 +29,7 @@ pub(super) async fn copy_rechunked(
     snap: &SnapshotRef,
     progress: &Arc<Progress>,
 ) -> Result<(String, Sent)> {
-    let (chunks_before, bytes_before) = (
-        Progress::get(&progress.new_chunks),
-        Progress::get(&progress.bytes_new),
-    );
+    let bytes_before = Progress::get(&progress.bytes_new);
     let mut session = BackupSession::start_as(target, Arc::clone(progress), "copy").await?;
     session.index_every_pack();
     for item in &snap.snapshot.items {
@@ -60,9 +57,9 @@ pub(super) async fn copy_rechunked(
             return Err(e);
         }
     }
-    let (packs, stored) = session.packs_stored();
+    let (packs, blobs, stored) = session.packs_stored();
     let sent = Sent {
-        blobs: Progress::get(&progress.new_chunks) - chunks_before,
+        blobs,
         bytes: Progress::get(&progress.bytes_new) - bytes_before,
         packs,
         stored,
