@@ -252,14 +252,20 @@ impl Ctx {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!("the configuration {} is not stored with backups: {e}", path.display());
+                tracing::warn!(
+                    "the configuration {} is not stored with backups: {e}",
+                    path.display()
+                );
                 return None;
             }
         };
         match config::parse(&text, &path.display().to_string()) {
             Ok(_) => Some(text),
             Err(e) => {
-                tracing::warn!("the configuration {} is not stored with backups: it no longer loads ({e})", path.display());
+                tracing::warn!(
+                    "the configuration {} is not stored with backups: it no longer loads ({e})",
+                    path.display()
+                );
                 None
             }
         }

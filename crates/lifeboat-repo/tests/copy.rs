@@ -63,7 +63,9 @@ async fn target(source: Option<&Repository>) -> Target {
 }
 
 async fn copy_all(source: &Repository, target: &Repository) -> Vec<lifeboat_repo::copy::Copied> {
-    let mut c = Copier::prepare(source.clone(), target.clone()).await.unwrap();
+    let mut c = Copier::prepare(source.clone(), target.clone())
+        .await
+        .unwrap();
     let snaps = c.choose(&Filter::default()).await.unwrap();
     let mut out = Vec::new();
     for s in &snaps {
@@ -88,10 +90,20 @@ async fn assert_copied(f: &Fixture, t: &Repository) {
         assert_eq!(c.snapshot.facts, o.snapshot.facts);
         assert_eq!(c.snapshot.hostname, o.snapshot.hostname);
         let out = SharedBuf::default();
-        lifeboat_repo::restore::restore_item(t, c, None, out.clone(), Arc::new(Progress::default()))
-            .await
-            .unwrap();
-        assert!(*out.0.lock().unwrap() == f.expected[&o.id], "copy of {} restores other bytes", o.short_id());
+        lifeboat_repo::restore::restore_item(
+            t,
+            c,
+            None,
+            out.clone(),
+            Arc::new(Progress::default()),
+        )
+        .await
+        .unwrap();
+        assert!(
+            *out.0.lock().unwrap() == f.expected[&o.id],
+            "copy of {} restores other bytes",
+            o.short_id()
+        );
     }
     let report = lifeboat_repo::check::check(t, true, Arc::new(Progress::default()))
         .await
@@ -105,7 +117,11 @@ async fn blobs_of(repo: &Repository, id: &str) -> HashSet<[u8; 32]> {
     let snap = repo.find_snapshot(id, None).await.unwrap();
     let mut out = HashSet::new();
     for item in &snap.snapshot.items {
-        out.extend(item.tree.iter().map(|t| lifeboat_repo::format::parse_hex32(t).unwrap()));
+        out.extend(
+            item.tree
+                .iter()
+                .map(|t| lifeboat_repo::format::parse_hex32(t).unwrap()),
+        );
         out.extend(chunk_ids(repo, &index, item).await.unwrap());
     }
     out
@@ -133,7 +149,10 @@ async fn a_target_sharing_ids_receives_only_the_blobs_it_lacks() {
     assert_eq!(Mode::of(&f.repo, &t.repo), Mode::SameIds);
     let done = copy_all(&f.repo, &t.repo).await;
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0].blobs_sent as usize, blobs_of(&f.repo, &a).await.len());
+    assert_eq!(
+        done[0].blobs_sent as usize,
+        blobs_of(&f.repo, &a).await.len()
+    );
 
     // A second backup sharing most of its data with the first.
     let mut second = first.clone();
@@ -147,10 +166,21 @@ async fn a_target_sharing_ids_receives_only_the_blobs_it_lacks() {
         .collect();
     let done = copy_all(&f.repo, &t.repo).await;
     assert_eq!(done.len(), 2);
-    assert!(done[0].skipped, "the first snapshot is in the target already");
+    assert!(
+        done[0].skipped,
+        "the first snapshot is in the target already"
+    );
     assert!(!done[1].skipped);
-    assert_eq!(done[1].blobs_sent as usize, new.len(), "exactly the missing blobs moved");
-    assert!(new.len() < 20, "a small change moves a few blobs, not {}", new.len());
+    assert_eq!(
+        done[1].blobs_sent as usize,
+        new.len(),
+        "exactly the missing blobs moved"
+    );
+    assert!(
+        new.len() < 20,
+        "a small change moves a few blobs, not {}",
+        new.len()
+    );
     assert_copied(&f, &t.repo).await;
     let again = copy_all(&f.repo, &t.repo).await;
     assert!(again.iter().all(|c| c.skipped), "a third run sends nothing");
@@ -186,7 +216,10 @@ async fn resumes_after_a_kill(share_ids: bool) {
     run.abort();
     assert!(run.await.unwrap_err().is_cancelled());
     drop(pause);
-    assert!(t.repo.snapshots().await.unwrap().is_empty(), "no snapshot before its blobs");
+    assert!(
+        t.repo.snapshots().await.unwrap().is_empty(),
+        "no snapshot before its blobs"
+    );
     let landed = pack_count_per_blob(&t.repo).await.len();
     assert!(landed > 0, "the first two packs landed and were indexed");
 
@@ -210,7 +243,13 @@ async fn a_killed_rechunking_copy_resumes_without_resending() {
 
 /// Every key under the storage, with sizes.
 async fn listing(s: &dyn Storage) -> Vec<(String, u64)> {
-    let mut v: Vec<_> = s.list("").await.unwrap().into_iter().map(|o| (o.key, o.size)).collect();
+    let mut v: Vec<_> = s
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
     v.sort();
     v
 }
@@ -219,7 +258,11 @@ fn refused(r: Result<Copier, RepoError>, words: &str) {
     match r {
         Err(e @ RepoError::Invalid { .. }) => {
             assert!(e.to_string().contains(words), "{e}");
-            assert!(e.to_string().contains("nothing was written") || words.contains("repository being copied"), "{e}");
+            assert!(
+                e.to_string().contains("nothing was written")
+                    || words.contains("repository being copied"),
+                "{e}"
+            );
         }
         Err(e) => panic!("refused with the wrong error: {e}"),
         Ok(_) => panic!("not refused"),

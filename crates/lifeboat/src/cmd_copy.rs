@@ -65,7 +65,11 @@ pub async fn run(ctx: &Ctx, a: CopyArgs) -> Result<i32> {
     }
     for s in &r.snapshots {
         if s.skipped {
-            println!("{} held already as {}", short(&s.source_id), short(&s.target_id));
+            println!(
+                "{} held already as {}",
+                short(&s.source_id),
+                short(&s.target_id)
+            );
         } else {
             println!(
                 "{} copied as {}: {} blobs, {} sent",
@@ -141,7 +145,12 @@ fn write_new(path: &std::path::Path, text: &str) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| usage(format!("cannot create {}: {e} (it must not exist)", path.display())))?;
+        .map_err(|e| {
+            usage(format!(
+                "cannot create {}: {e} (it must not exist)",
+                path.display()
+            ))
+        })?;
     f.write_all(text.as_bytes())
         .map_err(|e| lifeboat_ops::Error::failure(format!("writing {}: {e}", path.display())))
 }

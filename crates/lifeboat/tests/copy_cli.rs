@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 /// copy target; commands get the target's passphrase as LIFEBOAT_PASSWORD.
 fn target_env() -> Env {
     let mut t = Env::new();
-    t.envs.push(("LIFEBOAT_FROM_PASSWORD".into(), PASSWORD.into()));
+    t.envs
+        .push(("LIFEBOAT_FROM_PASSWORD".into(), PASSWORD.into()));
     t
 }
 
@@ -28,7 +29,8 @@ fn target_env() -> Env {
 /// passphrase in LIFEBOAT_TO_PASSWORD.
 fn source_env() -> Env {
     let mut e = Env::init();
-    e.envs.push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
+    e.envs
+        .push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
     e
 }
 
@@ -95,13 +97,19 @@ fn a_target_made_with_copy_params_from_receives_only_missing_blobs() {
     assert_eq!(second["copied"], 1, "{second}");
     assert_eq!(second["skipped"], 1, "{second}");
     let sent = second["blobs_sent"].as_u64().unwrap();
-    assert!(sent > 0 && sent * 5 < full, "sent {sent} of {full}: {second}");
+    assert!(
+        sent > 0 && sent * 5 < full,
+        "sent {sent} of {full}: {second}"
+    );
     assert_same_snapshots(&e, &t);
     let check = t.ok(&["check", "--read-data"]);
     assert!(check.contains("no errors found"), "{check}");
     // Nothing left to send.
     let third = copy(&e, &t.repo, &[]);
-    assert_eq!((third["copied"].as_u64(), third["blobs_sent"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (third["copied"].as_u64(), third["blobs_sent"].as_u64()),
+        (Some(0), Some(0))
+    );
 }
 
 #[test]
@@ -117,7 +125,11 @@ fn any_other_target_gets_rechunked_copies_that_restore_identical_data() {
     assert_eq!(r["mode"], "rechunk", "{r}");
     assert_eq!(r["copied"], 1, "the filter chose one snapshot: {r}");
     let r = copy(&e, &t.repo, &[]);
-    assert_eq!((r["copied"].as_u64(), r["skipped"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(
+        (r["copied"].as_u64(), r["skipped"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
     assert_same_snapshots(&e, &t);
     let check = t.ok(&["check", "--read-data"]);
     assert!(check.contains("no errors found"), "{check}");
@@ -191,7 +203,10 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     write!(conn, "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
-    assert!(response.lines().next().unwrap_or("").contains(" 200"), "{response}");
+    assert!(
+        response.lines().next().unwrap_or("").contains(" 200"),
+        "{response}"
+    );
 }
 
 /// Local repository to S3 targets on moto, in both modes: restores equal,
@@ -213,9 +228,11 @@ fn copies_to_s3_in_both_modes() {
         ),
     )
     .unwrap();
-    e.envs.push(("LIFEBOAT_CONFIG".into(), cfg.display().to_string()));
+    e.envs
+        .push(("LIFEBOAT_CONFIG".into(), cfg.display().to_string()));
     e.envs.push(("LB_S3_KEY".into(), "lifeboat-test".into()));
-    e.envs.push(("LB_S3_SECRET".into(), "lifeboat-test-secret".into()));
+    e.envs
+        .push(("LB_S3_SECRET".into(), "lifeboat-test-secret".into()));
     let input = e.path("big");
     write_mixed(&input, 8 << 20, 44);
     e.backup_file("data", &input);
@@ -225,14 +242,19 @@ fn copies_to_s3_in_both_modes() {
         let mut t = Env::new();
         t.repo = url.clone();
         t.envs = e.envs.clone();
-        t.envs.push(("LIFEBOAT_FROM_PASSWORD".into(), PASSWORD.into()));
+        t.envs
+            .push(("LIFEBOAT_FROM_PASSWORD".into(), PASSWORD.into()));
         if params {
             t.ok(&["init", "--copy-params-from", &e.repo]);
         } else {
             t.ok(&["init"]);
         }
         let r = copy(&e, &url, &[]);
-        assert_eq!(r["mode"], if params { "same-ids" } else { "rechunk" }, "{r}");
+        assert_eq!(
+            r["mode"],
+            if params { "same-ids" } else { "rechunk" },
+            "{r}"
+        );
         assert_eq!(r["copied"], 1, "{r}");
         if params {
             first_sent = r["blobs_sent"].as_u64().unwrap();
@@ -243,11 +265,22 @@ fn copies_to_s3_in_both_modes() {
     mutate_copy(&input, &changed, 0.01, 2, 45);
     e.backup_file("data", &changed);
     let r = copy(&e, &format!("s3://{bucket}/same"), &[]);
-    assert_eq!((r["copied"].as_u64(), r["skipped"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert_eq!(
+        (r["copied"].as_u64(), r["skipped"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
     let sent = r["blobs_sent"].as_u64().unwrap();
-    assert!(sent > 0 && sent * 5 < first_sent, "sent {sent} of {first_sent}: {r}");
+    assert!(
+        sent > 0 && sent * 5 < first_sent,
+        "sent {sent} of {first_sent}: {r}"
+    );
     let r = copy(&e, &format!("s3://{bucket}/own"), &["--latest", "1"]);
-    assert_eq!((r["copied"].as_u64(), r["skipped"].as_u64()), (Some(1), Some(0)), "{r}");
+    assert_eq!(
+        (r["copied"].as_u64(), r["skipped"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
 }
 
 const NS: &str = "kubernaut-system";
@@ -287,7 +320,8 @@ fn kube_state(api: &kube_double::ApiDouble) -> Vec<Value> {
 fn after_a_complete_outage_the_copy_alone_restores_everything() {
     let rt = rt();
     let (cluster, mut e) = setup(&rt);
-    e.envs.push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
+    e.envs
+        .push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
     let src = cluster.conn_config("src");
     let before = hashes(&rt, &src);
     let chain = chain_ok(&rt, &src);
@@ -304,16 +338,28 @@ fn after_a_complete_outage_the_copy_alone_restores_everything() {
     )
     .unwrap();
     let cfg_s = cfg.display().to_string();
-    let pg = e.ok_json(&["--config", &cfg_s, "--json", "backup", "postgres", "--source", "db"]);
+    let pg = e.ok_json(&[
+        "--config", &cfg_s, "--json", "backup", "postgres", "--source", "db",
+    ]);
     let api = kube_double::ApiDouble::start_in_thread();
     let kubeconfig = e.path("src.kubeconfig");
     api.write_kubeconfig(&kubeconfig).unwrap();
     kube_fixture(&api);
     let want_objects = kube_state(&api);
     let kube = e.ok_json(&[
-        "--config", &cfg_s, "--json", "backup", "kube", "--namespace", NS,
-        "--kind", "configmaps", "--kind", "secrets",
-        "--kubeconfig", kubeconfig.to_str().unwrap(),
+        "--config",
+        &cfg_s,
+        "--json",
+        "backup",
+        "kube",
+        "--namespace",
+        NS,
+        "--kind",
+        "configmaps",
+        "--kind",
+        "secrets",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
     ]);
 
     // The second region's repository, and its offline key file (escrowed
@@ -321,7 +367,14 @@ fn after_a_complete_outage_the_copy_alone_restores_everything() {
     let t = target_env();
     t.ok(&["init", "--copy-params-from", &e.repo]);
     let offline = t.path("offline.key");
-    t.ok(&["key", "add", "--new-key-file", offline.to_str().unwrap(), "--label", "escrow"]);
+    t.ok(&[
+        "key",
+        "add",
+        "--new-key-file",
+        offline.to_str().unwrap(),
+        "--label",
+        "escrow",
+    ]);
     let copied = copy(&e, &t.repo, &[]);
     assert_eq!(copied["copied"], 2, "{copied}");
     let target_of = |source_id: &Value| -> String {
@@ -344,33 +397,67 @@ fn after_a_complete_outage_the_copy_alone_restores_everything() {
     let dr = Env {
         dir: tempfile::tempdir().unwrap(),
         repo: t.repo.clone(),
-        envs: vec![(
-            "PGPASSWORD".into(),
-            cluster.password().expose().to_string(),
-        )],
+        envs: vec![("PGPASSWORD".into(), cluster.password().expose().to_string())],
     };
     let key = ["--key-file", offline.to_str().unwrap()];
     let restored_cfg = dr.path("lifeboat.yaml");
     let mut args = key.to_vec();
-    args.extend(["restore", "config", "latest", "--source", "db", "--output", restored_cfg.to_str().unwrap()]);
+    args.extend([
+        "restore",
+        "config",
+        "latest",
+        "--source",
+        "db",
+        "--output",
+        restored_cfg.to_str().unwrap(),
+    ]);
     dr.ok(&args);
     let text = std::fs::read_to_string(&restored_cfg).unwrap();
-    assert!(text.contains("password: {env: LIFEBOAT_PASSWORD}"), "{text}");
-    assert!(!text.contains(PASSWORD), "a secret value in the stored configuration");
-    assert!(!text.contains(cluster.password().expose()), "a secret value in the stored configuration");
+    assert!(
+        text.contains("password: {env: LIFEBOAT_PASSWORD}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(PASSWORD),
+        "a secret value in the stored configuration"
+    );
+    assert!(
+        !text.contains(cluster.password().expose()),
+        "a secret value in the stored configuration"
+    );
     let rc = restored_cfg.to_str().unwrap();
 
     // PostgreSQL, into a new database of the second region's server.
     let target_url = cluster.url("rebuilt");
     let mut args = key.to_vec();
-    args.extend(["--config", rc, "--json", "restore", "postgres", "latest", "--source", "db", "--target", &target_url]);
+    args.extend([
+        "--config",
+        rc,
+        "--json",
+        "restore",
+        "postgres",
+        "latest",
+        "--source",
+        "db",
+        "--target",
+        &target_url,
+    ]);
     let out = dr.ok_json(&args);
     assert_eq!(out["verified"], true, "{out}");
     let rebuilt = cluster.conn_config("rebuilt");
     assert_eq!(hashes(&rt, &rebuilt), before);
     assert_eq!(chain_ok(&rt, &rebuilt), chain);
     let mut args = key.to_vec();
-    args.extend(["--config", rc, "verify", "latest", "--source", "db", "--target", &target_url]);
+    args.extend([
+        "--config",
+        rc,
+        "verify",
+        "latest",
+        "--source",
+        "db",
+        "--target",
+        &target_url,
+    ]);
     let out = dr.ok(&args);
     assert!(out.contains("matches snapshot"), "{out}");
 
@@ -379,7 +466,15 @@ fn after_a_complete_outage_the_copy_alone_restores_everything() {
     let kubeconfig2 = dr.path("dst.kubeconfig");
     api2.write_kubeconfig(&kubeconfig2).unwrap();
     let mut args = key.to_vec();
-    args.extend(["--config", rc, "restore", "kube", &kube_copy, "--kubeconfig", kubeconfig2.to_str().unwrap()]);
+    args.extend([
+        "--config",
+        rc,
+        "restore",
+        "kube",
+        &kube_copy,
+        "--kubeconfig",
+        kubeconfig2.to_str().unwrap(),
+    ]);
     dr.ok(&args);
     assert_eq!(kube_state(&api2), want_objects);
 }

@@ -112,9 +112,10 @@ pub struct CopyOutcome {
 pub async fn run(ctx: &Ctx, req: CopyRequest) -> Result<CopyOutcome> {
     let started = std::time::Instant::now();
     let source = ctx.open().await?;
-    let secret = req
-        .to_secret
-        .read("LIFEBOAT_TO_PASSWORD", "the copy target (--to-key-file, --to-password-file)")?;
+    let secret = req.to_secret.read(
+        "LIFEBOAT_TO_PASSWORD",
+        "the copy target (--to-key-file, --to-password-file)",
+    )?;
     let mut read_back = None;
     let target = open_other(ctx, &req.to, &secret, Some(&mut read_back))
         .await
@@ -135,9 +136,11 @@ pub async fn run(ctx: &Ctx, req: CopyRequest) -> Result<CopyOutcome> {
     let mut snapshots = Vec::new();
     for s in &chosen {
         let progress = Arc::new(Progress::default());
-        let display = ctx
-            .reporter()
-            .progress(Arc::clone(&progress), &format!("copy {}", s.short_id()), false);
+        let display = ctx.reporter().progress(
+            Arc::clone(&progress),
+            &format!("copy {}", s.short_id()),
+            false,
+        );
         let done = copier.copy(s, &progress).await;
         drop(display);
         let done = done.map_err(|e| {

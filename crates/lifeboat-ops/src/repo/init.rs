@@ -7,8 +7,8 @@ use lifeboat_repo::{InitOptions, Repository};
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::repo::copy::{OtherSecret, open_other};
 use crate::error::{Result, usage};
+use crate::repo::copy::{OtherSecret, open_other};
 use crate::secrets;
 
 #[derive(Debug, Clone)]

@@ -167,7 +167,9 @@ impl Copier {
         let source_lock = acquire_for_reading(&self.source, LockMode::Shared, "copy").await?;
         let result = match self.mode {
             Mode::SameIds => self.copy_same_ids(snap, progress).await,
-            Mode::Rechunk => rechunk::copy_rechunked(&self.source, &self.target, snap, progress).await,
+            Mode::Rechunk => {
+                rechunk::copy_rechunked(&self.source, &self.target, snap, progress).await
+            }
         };
         if let Some(l) = source_lock {
             let _ = l.release().await;

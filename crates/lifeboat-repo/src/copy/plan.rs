@@ -93,12 +93,7 @@ pub fn select<'a>(snaps: &'a [SnapshotRef], f: &Filter) -> Vec<&'a SnapshotRef> 
                     .any(|p| s.id.starts_with(&p.to_ascii_lowercase()))
         })
         .collect();
-    chosen.sort_by(|a, b| {
-        a.snapshot
-            .time
-            .cmp(&b.snapshot.time)
-            .then(a.id.cmp(&b.id))
-    });
+    chosen.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
     if let Some(n) = f.latest {
         let mut per_source: BTreeMap<&str, usize> = BTreeMap::new();
         let mut keep = vec![false; chosen.len()];
@@ -226,9 +221,8 @@ mod tests {
             snap("cccc04", 4, "db", "postgres"),
             snap("dddd05", 5, "k", "kube"),
         ];
-        let ids = |f: Filter| -> Vec<String> {
-            select(&all, &f).iter().map(|s| s.id.clone()).collect()
-        };
+        let ids =
+            |f: Filter| -> Vec<String> { select(&all, &f).iter().map(|s| s.id.clone()).collect() };
         let table: Vec<(Filter, Vec<&str>)> = vec![
             (
                 Filter::default(),

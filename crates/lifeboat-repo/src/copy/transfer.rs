@@ -98,8 +98,7 @@ pub(super) async fn copy_same_ids(
         let mut end = start + 1;
         while end < missing.len()
             && missing[end].pack == first.pack
-            && missing[end].entry.offset + u64::from(missing[end].entry.length)
-                - first.entry.offset
+            && missing[end].entry.offset + u64::from(missing[end].entry.length) - first.entry.offset
                 <= MAX_SPAN
         {
             end += 1;
