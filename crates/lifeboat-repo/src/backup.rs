@@ -85,6 +85,10 @@ pub struct BackupSession {
     progress: Arc<Progress>,
     started: Instant,
     lock: LockGuard,
+    /// Write an index document for each pack as it lands, not one at the
+    /// end ([`BackupSession::index_every_pack`]); the ids of packs indexed so.
+    index_every_pack: bool,
+    indexed: HashSet<String>,
 }
 
 /// Work for the workers.
@@ -116,7 +120,16 @@ impl BackupSession {
     /// Takes a shared lock and loads the index (minus condemned packs, which
     /// a concurrent prune may delete, so nothing new may refer to them).
     pub async fn start(repo: &Repository, progress: Arc<Progress>) -> Result<Self> {
-        let lock = acquire(repo, LockMode::Shared, "backup").await?;
+        Self::start_as(repo, progress, "backup").await
+    }
+
+    /// [`BackupSession::start`] with the lock naming `operation` (`copy`).
+    pub async fn start_as(
+        repo: &Repository,
+        progress: Arc<Progress>,
+        operation: &str,
+    ) -> Result<Self> {
+        let lock = acquire(repo, LockMode::Shared, operation).await?;
         let mut index = repo.load_index().await?;
         let condemned = repo.condemned_packs().await?;
         index.forget_packs(&condemned);
@@ -129,7 +142,17 @@ impl BackupSession {
             progress,
             started: Instant::now(),
             lock,
+            index_every_pack: false,
+            indexed: HashSet::new(),
         })
+    }
+
+    /// Stores an index document for each pack as soon as it is uploaded, so
+    /// that an interrupted session leaves its packs indexed and a new one
+    /// deduplicates against them instead of sending them again (`lifeboat
+    /// copy` resumes so). Costs one small document per pack.
+    pub fn index_every_pack(&mut self) {
+        self.index_every_pack = true;
     }
 
     /// Reads `reader` to its end into the repository as item `name`.
@@ -290,12 +313,13 @@ impl BackupSession {
                 self.lock.ensure_held()?;
                 while uploads.len() >= UPLOAD_CONCURRENCY {
                     if let Some(r) = uploads.join_next().await {
-                        self.packs.push(join_upload(r)?);
+                        self.landed(join_upload(r)?);
                     }
                 }
                 let storage = Arc::clone(self.repo.storage());
                 let progress = Arc::clone(&self.progress);
                 let key = key.clone();
+                let index_now = self.index_every_pack.then(|| self.repo.clone());
                 uploads.spawn(async move {
                     // Sealing the header and hashing the 16 MiB pack for its
                     // name happen off the packer loop, which meanwhile keeps
@@ -310,7 +334,14 @@ impl BackupSession {
                         .put(&pack_key(&finished.id), Bytes::from(finished.bytes))
                         .await?;
                     Progress::add(&progress.bytes_stored, size);
-                    Ok((finished.id, size, finished.entries))
+                    let pack = (finished.id, size, finished.entries);
+                    // Indexed as soon as it is stored (`index_every_pack`):
+                    // a kill from here on leaves it for the next run.
+                    if let Some(repo) = index_now {
+                        let doc = doc_for_packs(std::slice::from_ref(&pack));
+                        repo.put_doc(INDEX_PREFIX, "index", &doc).await?;
+                    }
+                    Ok(pack)
                 });
             }
             if done {
@@ -318,9 +349,28 @@ impl BackupSession {
             }
         }
         while let Some(r) = uploads.join_next().await {
-            self.packs.push(join_upload(r)?);
+            self.landed(join_upload(r)?);
         }
         Ok(())
+    }
+
+    /// Packs this session has stored so far, the blobs in them and the
+    /// packs' bytes.
+    pub fn packs_stored(&self) -> (u64, u64, u64) {
+        (
+            self.packs.len() as u64,
+            self.packs.iter().map(|p| p.2.len() as u64).sum(),
+            self.packs.iter().map(|p| p.1).sum(),
+        )
+    }
+
+    /// A pack is stored (and, with `index_every_pack`, indexed by its
+    /// upload task): remember it.
+    fn landed(&mut self, pack: (String, u64, Vec<BlobEntry>)) {
+        if self.index_every_pack {
+            self.indexed.insert(pack.0.clone());
+        }
+        self.packs.push(pack);
     }
 
     /// Gives up: no snapshot is written; packs already uploaded are left
@@ -340,14 +390,16 @@ impl BackupSession {
 
     /// [`BackupSession::commit`] for a snapshot that holds `scope` of its
     /// source; a partial one never stands for the source's latest backup.
-    pub async fn commit_scoped(self, meta: SnapshotMeta, scope: Scope) -> Result<SnapshotRef> {
-        let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
-        self.lock.confirm().await?;
-        if !self.packs.is_empty() {
-            let doc = doc_for_packs(&self.packs);
-            let (_, sealed_len) = self.repo.put_doc_sized(INDEX_PREFIX, "index", &doc).await?;
-            bytes_stored += sealed_len;
+    ///
+    /// When the repository stores a configuration
+    /// ([`Repository::with_stored_config`]), it is stored here as the last
+    /// item, [`CONFIG_ITEM`](crate::snapshot::CONFIG_ITEM).
+    pub async fn commit_scoped(mut self, meta: SnapshotMeta, scope: Scope) -> Result<SnapshotRef> {
+        if let Some(text) = self.repo.stored_config().map(|t| t.as_bytes().to_vec()) {
+            self.add_stream(crate::snapshot::CONFIG_ITEM, std::io::Cursor::new(text))
+                .await?;
         }
+        let bytes_stored = self.write_index().await?;
         let p = &self.progress;
         let stats = BackupStats {
             bytes_read: self.items.iter().map(|i| i.size).sum(),
@@ -373,12 +425,50 @@ impl BackupSession {
             source: meta.source,
             kind: meta.kind,
             tags: meta.tags,
-            items: self.items,
+            items: std::mem::take(&mut self.items),
             stats,
             facts: meta.facts,
             program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
             scope: (!scope.is_full()).then_some(scope),
         };
+        self.store_snapshot(snapshot).await
+    }
+
+    /// Commits a copy of `original` (`lifeboat copy` into a repository of
+    /// other parameters): the index for this session's packs, then a
+    /// snapshot that is `original` with this session's items (the same
+    /// names, re-chunked for this repository), every other member (time,
+    /// host, facts, stats, scope) unchanged. No configuration item is
+    /// added: the original's, if any, is among the items copied.
+    pub async fn commit_copy(mut self, original: &Snapshot) -> Result<SnapshotRef> {
+        self.write_index().await?;
+        let mut snapshot = original.clone();
+        snapshot.items = std::mem::take(&mut self.items);
+        self.store_snapshot(snapshot).await
+    }
+
+    /// Stores the index document for the packs not indexed yet, after
+    /// checking the lock is still held; returns the bytes of every pack of
+    /// the session plus that document.
+    async fn write_index(&mut self) -> Result<u64> {
+        let mut bytes_stored: u64 = self.packs.iter().map(|p| p.1).sum();
+        self.lock.confirm().await?;
+        let left: Vec<(String, u64, Vec<BlobEntry>)> = self
+            .packs
+            .iter()
+            .filter(|p| !self.indexed.contains(&p.0))
+            .cloned()
+            .collect();
+        if !left.is_empty() {
+            let doc = doc_for_packs(&left);
+            let (_, sealed_len) = self.repo.put_doc_sized(INDEX_PREFIX, "index", &doc).await?;
+            bytes_stored += sealed_len;
+        }
+        Ok(bytes_stored)
+    }
+
+    /// Object Lock retention, the snapshot document, the lock released.
+    async fn store_snapshot(self, snapshot: Snapshot) -> Result<SnapshotRef> {
         // S3 Object Lock: retain what the snapshot needs before announcing
         // it (a failure here commits nothing), then the snapshot itself.
         let mut snap = SnapshotRef {

@@ -138,6 +138,20 @@ impl MasterKey {
         }
     }
 
+    /// A new key sharing `other`'s id key (so blob ids, chunk boundaries
+    /// and item digests are the same in both repositories) with a fresh
+    /// encryption key: `init --copy-params-from` (`docs/regions/copy.md`).
+    pub fn with_ids_of(other: &MasterKey) -> Result<Self, CryptoError> {
+        let mut raw = Zeroizing::new(random_array::<64>()?);
+        raw[32..].copy_from_slice(other.id_key());
+        Ok(Self::from_bytes(&raw))
+    }
+
+    /// Whether both keys make the same blob ids (the same id key).
+    pub fn shares_ids_with(&self, other: &MasterKey) -> bool {
+        self.id_key() == other.id_key()
+    }
+
     /// A copy of the key's bytes (for wrapping it in a key slot), zeroed when dropped.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 64]> {
         Zeroizing::new(self.raw)
@@ -236,6 +250,18 @@ mod tests {
         assert!(k.open(b"blob", &t).is_err(), "tampering detected");
         let k2 = MasterKey::generate().unwrap();
         assert!(k2.open(b"blob", &s).is_err(), "wrong key refused");
+    }
+
+    #[test]
+    fn a_key_with_ids_of_another_shares_ids_not_encryption() {
+        let a = MasterKey::generate().unwrap();
+        let b = MasterKey::with_ids_of(&a).unwrap();
+        assert!(b.shares_ids_with(&a));
+        assert_eq!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_eq!(a.chunker_seed(), b.chunker_seed());
+        let sealed = a.seal(b"blob", b"x").unwrap();
+        assert!(b.open(b"blob", &sealed).is_err(), "encryption keys differ");
+        assert!(!MasterKey::generate().unwrap().shares_ids_with(&a));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod blobs;
 pub mod check;
 mod chunker;
 pub mod condemned;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod format;

@@ -127,6 +127,10 @@ pub struct Repository {
     append_only: bool,
     /// S3 Object Lock retention set on what each new snapshot needs.
     object_lock: Option<crate::storage::object_lock::ObjectLock>,
+    /// The configuration file's text, stored as the item
+    /// [`CONFIG_ITEM`](crate::snapshot::CONFIG_ITEM) of every snapshot a
+    /// backup commits (`docs/regions/copy.md`).
+    stored_config: Option<Arc<str>>,
 }
 
 /// A key slot as listed by `key list`.
@@ -148,6 +152,32 @@ impl Repository {
         storage: Arc<dyn Storage>,
         secret: &Secret,
         opts: InitOptions,
+    ) -> Result<Self> {
+        let key = MasterKey::generate()?;
+        Self::init_with_key(storage, secret, opts, key).await
+    }
+
+    /// Creates a new repository whose blob ids and chunk boundaries are
+    /// those of `source` (its id key and chunker parameters; `opts.chunker`
+    /// is not used), with an encryption key of its own: the target of
+    /// `lifeboat copy` that only receives the blobs it lacks
+    /// (`init --copy-params-from`, like restic's `--copy-chunker-params`).
+    pub async fn init_with_params_of(
+        storage: Arc<dyn Storage>,
+        secret: &Secret,
+        mut opts: InitOptions,
+        source: &Repository,
+    ) -> Result<Self> {
+        opts.chunker = source.config.chunker;
+        let key = MasterKey::with_ids_of(&source.key)?;
+        Self::init_with_key(storage, secret, opts, key).await
+    }
+
+    async fn init_with_key(
+        storage: Arc<dyn Storage>,
+        secret: &Secret,
+        opts: InitOptions,
+        key: MasterKey,
     ) -> Result<Self> {
         opts.chunker.validate()?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
@@ -183,7 +213,6 @@ impl Repository {
                 ),
             ));
         }
-        let key = MasterKey::generate()?;
         let id = hex::encode(random_array::<16>()?);
         let config = RepoConfig {
             version: DOC_VERSION,
@@ -216,6 +245,7 @@ impl Repository {
             lock_options: Default::default(),
             append_only: false,
             object_lock: None,
+            stored_config: None,
         })
     }
 
@@ -356,6 +386,7 @@ impl Repository {
             lock_options: Default::default(),
             append_only: false,
             object_lock: None,
+            stored_config: None,
         })
     }
 
@@ -424,6 +455,25 @@ impl Repository {
 
     pub fn object_lock(&self) -> Option<&crate::storage::object_lock::ObjectLock> {
         self.object_lock.as_ref()
+    }
+
+    /// The same repository storing `text` (the configuration file) with
+    /// every snapshot a backup commits, as the item
+    /// [`CONFIG_ITEM`](crate::snapshot::CONFIG_ITEM).
+    pub fn with_stored_config(mut self, text: Option<String>) -> Self {
+        self.stored_config = text.map(Arc::from);
+        self
+    }
+
+    pub fn stored_config(&self) -> Option<&str> {
+        self.stored_config.as_deref()
+    }
+
+    /// Whether `other` makes the same blob ids and chunk boundaries (same id
+    /// key and chunker parameters): a copy between the two sends blobs as
+    /// they are, else it re-chunks (`docs/regions/copy.md`).
+    pub fn shares_params_with(&self, other: &Repository) -> bool {
+        self.key.shares_ids_with(&other.key) && self.config.chunker == other.config.chunker
     }
 
     /// Seals and stores a content-addressed document; returns its id.

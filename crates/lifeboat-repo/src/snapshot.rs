@@ -18,6 +18,12 @@ use serde::{Deserialize, Serialize};
 /// refuse instead of taking it for a full backup of its source.
 pub const SCOPED_SNAPSHOT_VERSION: u64 = 2;
 
+/// The item holding the configuration file a backup ran with (its text, as
+/// written: secret references, never secret values), added after the
+/// payload's own item(s) so that readers taking the first item are unchanged.
+/// `lifeboat restore config` writes it out (`docs/regions/copy.md`).
+pub const CONFIG_ITEM: &str = "lifeboat.yaml";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {

@@ -37,6 +37,17 @@ pub struct InitArgs {
     #[arg(long, value_name = "LEVEL", default_value_t = InitOptions::default().zstd_level,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     pub zstd_level: i32,
+    /// Share this repository's blob ids and chunker parameters (not its
+    /// encryption key): a target for `lifeboat copy` that receives only the
+    /// blobs it lacks
+    #[arg(long, value_name = "URL")]
+    pub copy_params_from: Option<String>,
+    /// Key file opening the --copy-params-from repository (mode 0600)
+    #[arg(long, value_name = "FILE", env = "LIFEBOAT_FROM_KEY_FILE")]
+    pub from_key_file: Option<PathBuf>,
+    /// File holding the --copy-params-from repository's passphrase (mode 0600); or set LIFEBOAT_FROM_PASSWORD
+    #[arg(long, value_name = "FILE", env = "LIFEBOAT_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +222,11 @@ impl From<InitArgs> for InitRequest {
             chunk_avg: a.chunk_avg,
             pack_mib: a.pack_mib,
             zstd_level: a.zstd_level,
+            copy_params_from: a.copy_params_from,
+            from_secret: lifeboat_ops::repo::copy::OtherSecret {
+                key_file: a.from_key_file,
+                password_file: a.from_password_file,
+            },
         }
     }
 }
@@ -224,6 +240,11 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<i32> {
             "created repository {} at {}\nkeep the passphrase or key file safe: without it the data cannot be read",
             r.id, r.location
         );
+        if let Some(from) = &r.params_from {
+            println!(
+                "it shares the blob ids and chunker parameters of repository {from}: `lifeboat copy` sends it only the blobs it lacks"
+            );
+        }
     }
     Ok(OK)
 }

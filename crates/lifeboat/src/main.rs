@@ -2,6 +2,7 @@
 //! PostgreSQL-backed Kubernetes platforms. This is the CLI; the repository
 //! lives in `lifeboat-repo`. Exit codes: see [`exit`] and `docs/exit-codes.md`.
 
+mod cmd_copy;
 mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;
@@ -113,6 +114,8 @@ pub enum Command {
     Unquiesce(cmd_unquiesce::UnquiesceArgs),
     /// List snapshots
     Snapshots(cmd_repo::SnapshotsArgs),
+    /// Copy snapshots to a second repository (incremental, verified, resumable)
+    Copy(cmd_copy::CopyArgs),
     /// Verify the repository's integrity
     Check(cmd_repo::CheckArgs),
     /// Apply retention: remove snapshots the policy does not keep
@@ -169,6 +172,8 @@ pub enum RestoreCommand {
     Postgres(cmd_postgres::RestorePostgresArgs),
     /// Apply a Kubernetes snapshot (or an exported directory) to a cluster
     Kube(cmd_kube::RestoreKubeArgs),
+    /// Write out the configuration file a snapshot's backup ran with
+    Config(cmd_copy::RestoreConfigArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -361,6 +366,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Backup(BackupCommand::Stream(a)) => cmd_stream::backup(&ctx, a).await,
         Command::Restore(RestoreCommand::Stream(a)) => cmd_stream::restore(&ctx, a).await,
         Command::Snapshots(a) => cmd_repo::snapshots(&ctx, a).await,
+        Command::Copy(a) => cmd_copy::run(&ctx, a).await,
+        Command::Restore(RestoreCommand::Config(a)) => cmd_copy::restore_config(&ctx, a).await,
         Command::Check(a) => cmd_repo::check(&ctx, a).await,
         Command::Forget(a) => cmd_repo::forget(&ctx, a).await,
         Command::Prune(a) => cmd_repo::prune(&ctx, a).await,

@@ -7,7 +7,8 @@ use lifeboat_repo::{InitOptions, Repository};
 use serde::Serialize;
 
 use crate::context::Ctx;
-use crate::error::Result;
+use crate::error::{Result, usage};
+use crate::repo::copy::{OtherSecret, open_other};
 use crate::secrets;
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,10 @@ pub struct InitRequest {
     pub pack_mib: Option<u64>,
     /// zstd level for stored data, fixed for the repository's life.
     pub zstd_level: i32,
+    /// `--copy-params-from URL`: the repository whose blob ids and chunker
+    /// parameters the new one shares, opened with `from_secret`.
+    pub copy_params_from: Option<String>,
+    pub from_secret: OtherSecret,
 }
 
 /// The repository created (the `--json` document of `lifeboat init`).
@@ -32,6 +37,9 @@ pub struct Initialized {
     pub location: String,
     pub chunker: ChunkerParams,
     pub zstd_level: i32,
+    /// The repository whose blob ids and chunker parameters it shares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params_from: Option<String>,
 }
 
 pub async fn init(ctx: &Ctx, req: InitRequest) -> Result<Initialized> {
@@ -53,11 +61,30 @@ pub async fn init(ctx: &Ctx, req: InitRequest) -> Result<Initialized> {
         opts.pack_size = p * 1024 * 1024;
     }
     opts.zstd_level = req.zstd_level;
-    let repo = Repository::init(storage, &secret, opts).await?;
+    let (repo, params_from) = match &req.copy_params_from {
+        None => (Repository::init(storage, &secret, opts).await?, None),
+        Some(url) => {
+            if req.chunk_avg.is_some() {
+                return Err(usage(
+                    "--chunk-avg and --copy-params-from exclude each other: the chunker parameters are the source repository's",
+                ));
+            }
+            let from_secret = req.from_secret.read(
+                "LIFEBOAT_FROM_PASSWORD",
+                "--copy-params-from (--from-key-file, --from-password-file)",
+            )?;
+            let from = open_other(ctx, url, &from_secret, None)
+                .await
+                .map_err(|e| e.context("opening the repository given to --copy-params-from"))?;
+            let repo = Repository::init_with_params_of(storage, &secret, opts, &from).await?;
+            (repo, Some(from.config().id.clone()))
+        }
+    };
     Ok(Initialized {
         id: repo.config().id.clone(),
         location: repo.location(),
         chunker: repo.config().chunker,
         zstd_level: repo.config().zstd_level,
+        params_from,
     })
 }

@@ -17,6 +17,7 @@ pub mod faulty;
 pub mod gate;
 pub mod object;
 pub mod object_lock;
+pub mod read_back;
 pub mod retry;
 
 use std::ops::Range;
