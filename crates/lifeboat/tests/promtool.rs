@@ -227,7 +227,11 @@ tests:
     .unwrap();
     let o = run_promtool(&["test", "rules", test.to_str().unwrap()], b"");
     assert!(!o.status.success(), "{}", text(&o));
-    let said = String::from_utf8_lossy(&o.stdout);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(
         said.contains("FAILED") && said.contains("an active daemon is not missing"),
         "{}",
