@@ -238,6 +238,22 @@ setup_bind() {
     fi
 }
 
+# --- promtool ------------------------------------------------------------------
+
+# crates/lifeboat/tests/promtool.rs runs promtool on deploy/'s alert rules
+# (check rules, and their unit tests in deploy/tests/), the dashboard's
+# queries and the daemon's /metrics (and fails, saying to run this script,
+# without it). Debian's `prometheus` package brings it; nothing starts the
+# Prometheus server it also installs (no systemd in CI containers, and the
+# tests never need it).
+setup_promtool() {
+    if ! command -v promtool >/dev/null 2>&1; then
+        ensure_apt_packages prometheus
+    fi
+    command -v promtool >/dev/null 2>&1 ||
+        die "promtool is still not on PATH after installing Debian's prometheus package"
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -248,6 +264,7 @@ setup_postgres
 setup_chromium
 setup_redis
 setup_bind
+setup_promtool
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"

@@ -190,6 +190,15 @@ fn describe() {
         "Restores run by the daemon, by result (success, failure)"
     );
     describe_gauge!(
+        CHECK_LAST_SUCCESS,
+        Unit::Seconds,
+        "Time of the last repository check this daemon ran that passed (Unix seconds)"
+    );
+    describe_gauge!(
+        CHECK_PROBLEMS,
+        "Problems found by the last repository check this daemon ran"
+    );
+    describe_gauge!(
         LEASE_ACTIVE,
         "1 when this daemon holds the repository's lease and runs the schedules, 0 as a standby"
     );
