@@ -149,7 +149,10 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = e.child.try_wait() {
-                panic!("etcd exited ({status}); log:\n{}", tail(&e.dir.path().join("etcd.log")));
+                panic!(
+                    "etcd exited ({status}); log:\n{}",
+                    tail(&e.dir.path().join("etcd.log"))
+                );
             }
             if http_get_ok(client_port, "/health").await {
                 return e;
@@ -347,8 +350,7 @@ impl Patroni {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.api_port))
             .await
             .unwrap();
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
@@ -390,10 +392,11 @@ async fn one_text(c: &tokio_postgres::Client, sql: &str) -> Option<String> {
 async fn standby_cluster_applied_through_patch_config_streams_through_the_slot() {
     need(PATRONI);
     let etcd = Etcd::start().await;
-    let primary = tokio::task::spawn_blocking(|| TempCluster::start_with(ClusterOptions::default()))
-        .await
-        .unwrap()
-        .expect("start the primary");
+    let primary =
+        tokio::task::spawn_blocking(|| TempCluster::start_with(ClusterOptions::default()))
+            .await
+            .unwrap()
+            .expect("start the primary");
     let pc = primary.conn_config("postgres").connect().await.unwrap();
     pc.batch_execute(&format!(
         "SELECT pg_create_physical_replication_slot('{SLOT}'); \
@@ -402,9 +405,12 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
     ))
     .await
     .unwrap();
-    let primary_sysid = one_text(&pc, "SELECT system_identifier::text FROM pg_control_system()")
-        .await
-        .unwrap();
+    let primary_sysid = one_text(
+        &pc,
+        "SELECT system_identifier::text FROM pg_control_system()",
+    )
+    .await
+    .unwrap();
 
     // The standby region's Patroni cluster, bootstrapped from the primary.
     let node = Patroni::start(
@@ -423,7 +429,10 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
         )
     });
     assert_eq!(first.standby_leader, node.name);
-    assert_eq!(first.walsender.slot_name, None, "bootstrapped without a slot");
+    assert_eq!(
+        first.walsender.slot_name, None,
+        "bootstrapped without a slot"
+    );
     let slot_active = || async {
         one_text(
             &pc,
@@ -443,7 +452,10 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
     assert_eq!(status.role, NodeRole::StandbyLeader, "{status:?}");
     assert_eq!(status.state, "running");
     assert!(status.received_lsn.is_some(), "{status:?}");
-    let sysid = status.system_identifier.clone().expect("Patroni reports the system identifier");
+    let sysid = status
+        .system_identifier
+        .clone()
+        .expect("Patroni reports the system identifier");
     check_same_system(&sysid, &primary_sysid).expect("the standby holds the primary's database");
 
     // Wrong REST API credentials: refused, and the password is in no error.
@@ -463,7 +475,11 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
         }
         other => panic!("expected 401 Denied, got {other:?}"),
     }
-    assert_eq!(slot_active().await.as_deref(), Some("false"), "a refused PATCH changed nothing");
+    assert_eq!(
+        slot_active().await.as_deref(),
+        Some("false"),
+        "a refused PATCH changed nothing"
+    );
 
     // Lifeboat's settings through PATCH /config on the running standby cluster.
     eprintln!("{}", settings.render());
@@ -498,7 +514,10 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
         if got.as_deref() == Some("streamed") {
             break;
         }
-        assert!(Instant::now() < deadline, "the row never arrived on the standby");
+        assert!(
+            Instant::now() < deadline,
+            "the row never arrived on the standby"
+        );
         tokio::time::sleep(POLL).await;
     }
     let in_recovery = one_text(&sc, "SELECT pg_is_in_recovery()::text").await;
@@ -517,9 +536,12 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
         .unwrap()
         .expect("start the primary");
     let pc = primary.conn_config("postgres").connect().await.unwrap();
-    let primary_sysid = one_text(&pc, "SELECT system_identifier::text FROM pg_control_system()")
-        .await
-        .unwrap();
+    let primary_sysid = one_text(
+        &pc,
+        "SELECT system_identifier::text FROM pg_control_system()",
+    )
+    .await
+    .unwrap();
     let node = Patroni::start(&etcd, "lifeboat-other", "other-1", None);
     let api = node.api();
     let deadline = Instant::now() + WAIT;
@@ -536,7 +558,10 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
             }
         }
     };
-    eprintln!("GET /patroni (regular leader): {}", node.raw("/patroni").await);
+    eprintln!(
+        "GET /patroni (regular leader): {}",
+        node.raw("/patroni").await
+    );
     eprintln!("GET /cluster (regular): {}", node.raw("/cluster").await);
     assert!(matches!(
         standby_state(&api.cluster().await.unwrap()),
@@ -548,4 +573,83 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
     // Nothing was patched: the cluster is still a regular one.
     let config: Value = api.config().await.unwrap();
     assert!(config.get("standby_cluster").is_none(), "{config}");
+}
+
+/// Why the check above exists, shown on the real thing: `standby_cluster`
+/// PATCHed onto a running regular cluster (what Lifeboat refuses to do) makes
+/// Patroni demote its leader to a `standby_leader` following the primary, but
+/// it keeps its own data (no re-clone: the system identifier stays), and
+/// PostgreSQL's walreceiver refuses the primary's different system
+/// identifier, so nothing streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patching_a_regular_cluster_demotes_it_without_recloning_and_it_never_streams() {
+    need(PATRONI);
+    let etcd = Etcd::start().await;
+    let primary = tokio::task::spawn_blocking(TempCluster::start)
+        .await
+        .unwrap()
+        .expect("start the primary");
+    let pc = primary.conn_config("postgres").connect().await.unwrap();
+    let node = Patroni::start(&etcd, "lifeboat-converted", "converted-1", None);
+    let api = node.api();
+    let deadline = Instant::now() + WAIT;
+    let before = loop {
+        match api.node_status().await {
+            Ok(s) if s.role == NodeRole::Primary && s.state == "running" => break s,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "never primary: {other:?}\n{}",
+                    node.log()
+                );
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    };
+    let settings = standby_cluster_settings("127.0.0.1", primary.port(), None).unwrap();
+    api.apply_standby_cluster(&settings).await.unwrap();
+    // Patroni demotes the leader and restarts it as the standby leader.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = api.cluster().await.unwrap();
+        let status = api.node_status().await.unwrap();
+        if matches!(standby_state(&view), StandbyState::Running { .. })
+            && status.role == NodeRole::StandbyLeader
+        {
+            assert_eq!(
+                status.system_identifier, before.system_identifier,
+                "re-cloned?"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never became the standby leader:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    // The walreceiver is refused; Lifeboat's check reports it as not streaming.
+    let deadline = Instant::now() + WAIT;
+    while !node.log().contains("database system identifier differs") {
+        assert!(
+            Instant::now() < deadline,
+            "no identifier refusal in the log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    match wait_streaming(&api, &pc, None, Duration::from_secs(5), POLL).await {
+        Err(PatroniError::NotStreaming { last, .. }) => {
+            assert!(last.contains("converted-1"), "{last}")
+        }
+        other => panic!("expected NotStreaming, got {other:?}"),
+    }
+    assert!(
+        primary_walsenders(&pc, "converted-1")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the primary streams to a cluster holding another database?"
+    );
 }

@@ -263,37 +263,61 @@ mod tests {
             (
                 ReplicaForm::Enabled,
                 None,
-                Ok(json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
-                    "externalClusters": [entry()]}})),
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry()]}}),
+                ),
             ),
             (
                 ReplicaForm::Enabled,
                 Some(Value::Null),
-                Ok(json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
-                    "externalClusters": [entry()]}})),
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry()]}}),
+                ),
             ),
             (
-                ReplicaForm::Distributed { primary: "pg-us-east".into() },
+                ReplicaForm::Distributed {
+                    primary: "pg-us-east".into(),
+                },
                 Some(json!([other.clone()])),
-                Ok(json!({"spec": {"replica": {"primary": "pg-us-east", "source": "pg-us-east"},
-                    "externalClusters": [other.clone(), entry()]}})),
+                Ok(
+                    json!({"spec": {"replica": {"primary": "pg-us-east", "source": "pg-us-east"},
+                    "externalClusters": [other.clone(), entry()]}}),
+                ),
             ),
             (
                 ReplicaForm::Enabled,
                 Some(json!([stale, other.clone()])),
-                Ok(json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
-                    "externalClusters": [entry(), other.clone()]}})),
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry(), other.clone()]}}),
+                ),
             ),
             (
-                ReplicaForm::Distributed { primary: "pg-eu-west".into() },
+                ReplicaForm::Distributed {
+                    primary: "pg-eu-west".into(),
+                },
                 None,
                 Err(CnpgError::SelfPrimary("pg-eu-west".into())),
             ),
-            (ReplicaForm::Enabled, Some(json!({"name": "x"})), Err(CnpgError::BadExisting)),
-            (ReplicaForm::Enabled, Some(json!([{"host": "x"}])), Err(CnpgError::BadExisting)),
+            (
+                ReplicaForm::Enabled,
+                Some(json!({"name": "x"})),
+                Err(CnpgError::BadExisting),
+            ),
+            (
+                ReplicaForm::Enabled,
+                Some(json!([{"host": "x"}])),
+                Err(CnpgError::BadExisting),
+            ),
         ];
         for (form, existing, want) in cases {
-            assert_eq!(replica_patch("pg-eu-west", &primary(), &form, existing.as_ref()), want, "{form:?} {existing:?}");
+            assert_eq!(
+                replica_patch("pg-eu-west", &primary(), &form, existing.as_ref()),
+                want,
+                "{form:?} {existing:?}"
+            );
         }
     }
 
@@ -305,28 +329,76 @@ mod tests {
             external_cluster(&p)
         };
         assert_eq!(with(&|_| {}), Ok(entry()));
-        assert_eq!(with(&|p| p.name = "Pg_US".into()), Err(CnpgError::BadName("Pg_US".into())));
-        assert_eq!(with(&|p| p.name = "-a".into()), Err(CnpgError::BadName("-a".into())));
-        assert_eq!(with(&|p| p.host = " ".into()), Err(CnpgError::Empty("host")));
-        assert_eq!(with(&|p| p.password_secret.key = "".into()), Err(CnpgError::Empty("password secret key")));
+        assert_eq!(
+            with(&|p| p.name = "Pg_US".into()),
+            Err(CnpgError::BadName("Pg_US".into()))
+        );
+        assert_eq!(
+            with(&|p| p.name = "-a".into()),
+            Err(CnpgError::BadName("-a".into()))
+        );
+        assert_eq!(
+            with(&|p| p.host = " ".into()),
+            Err(CnpgError::Empty("host"))
+        );
+        assert_eq!(
+            with(&|p| p.password_secret.key = "".into()),
+            Err(CnpgError::Empty("password secret key"))
+        );
         assert_eq!(with(&|p| p.port = 0), Err(CnpgError::ZeroPort));
     }
 
     #[test]
     fn replica_view_table() {
         let cases = [
-            (json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": true, "source": "a"}}, "status": {"phase": "Cluster in healthy state"}}),
-                ReplicaView { is_replica: true, source: Some("a".into()), phase: Some("Cluster in healthy state".into()) }),
-            (json!({"metadata": {"name": "b"}, "spec": {"replica": {"primary": "a", "source": "a"}}}),
-                ReplicaView { is_replica: true, source: Some("a".into()), phase: None }),
-            (json!({"metadata": {"name": "a"}, "spec": {"replica": {"primary": "a", "source": "b"}}}),
-                ReplicaView { is_replica: false, source: Some("b".into()), phase: None }),
-            (json!({"metadata": {"name": "x"}, "spec": {"replica": {"self": "a", "primary": "a", "source": "b"}}}),
-                ReplicaView { is_replica: false, source: Some("b".into()), phase: None }),
-            (json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": false, "source": "a"}}}),
-                ReplicaView { is_replica: false, source: Some("a".into()), phase: None }),
-            (json!({"metadata": {"name": "b"}, "spec": {}}),
-                ReplicaView { is_replica: false, source: None, phase: None }),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": true, "source": "a"}}, "status": {"phase": "Cluster in healthy state"}}),
+                ReplicaView {
+                    is_replica: true,
+                    source: Some("a".into()),
+                    phase: Some("Cluster in healthy state".into()),
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"primary": "a", "source": "a"}}}),
+                ReplicaView {
+                    is_replica: true,
+                    source: Some("a".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {"replica": {"primary": "a", "source": "b"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("b".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "x"}, "spec": {"replica": {"self": "a", "primary": "a", "source": "b"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("b".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": false, "source": "a"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("a".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: None,
+                    phase: None,
+                },
+            ),
         ];
         for (c, want) in cases {
             assert_eq!(replica_view(&c), want, "{c}");
@@ -335,6 +407,9 @@ mod tests {
 
     #[test]
     fn bootstrap_names_the_external_cluster() {
-        assert_eq!(bootstrap_from(&primary()), json!({"pg_basebackup": {"source": "pg-us-east"}}));
+        assert_eq!(
+            bootstrap_from(&primary()),
+            json!({"pg_basebackup": {"source": "pg-us-east"}})
+        );
     }
 }

@@ -109,17 +109,38 @@ pub fn standby_cluster_settings(
 }
 
 impl StandbyClusterSettings {
-    /// The body of `PATCH /config`. Without a slot, `primary_slot_name` is
-    /// sent as `null` so that a slot set before is removed (PATCH merges).
+    /// The body of `PATCH /config` for a cluster whose configuration has
+    /// no `standby_cluster` yet: without a slot, `primary_slot_name` is
+    /// left out (not `null`: Patroni 3.0.2 stores a `null` inside a section
+    /// it adds, and then fails to follow with a `NoneType` error, seen in
+    /// tests/patroni.rs).
     pub fn patch_body(&self) -> Value {
-        json!({
-            "standby_cluster": {
-                "host": self.host,
-                "port": self.port,
-                "primary_slot_name": self.primary_slot_name,
-                "create_replica_methods": self.create_replica_methods,
+        self.patch_body_against(&Value::Null)
+    }
+
+    /// The body of `PATCH /config` given the current configuration (`GET
+    /// /config`): `primary_slot_name` is sent as `null` only to remove a slot
+    /// the current `standby_cluster` names (PATCH merges; `null` removes a
+    /// key that exists).
+    pub fn patch_body_against(&self, current: &Value) -> Value {
+        let mut sc = json!({
+            "host": self.host,
+            "port": self.port,
+            "create_replica_methods": self.create_replica_methods,
+        });
+        match &self.primary_slot_name {
+            Some(slot) => sc["primary_slot_name"] = json!(slot),
+            None => {
+                let has_slot = current
+                    .get("standby_cluster")
+                    .and_then(|c| c.get("primary_slot_name"))
+                    .is_some_and(|v| !v.is_null());
+                if has_slot {
+                    sc["primary_slot_name"] = Value::Null;
+                }
             }
-        })
+        }
+        json!({ "standby_cluster": sc })
     }
 
     /// What `region replicate` prints: the exact request body.
@@ -142,8 +163,11 @@ impl StandbyClusterSettings {
             _ => false,
         };
         let slot = sc.get("primary_slot_name").and_then(Value::as_str);
+        let methods_ok =
+            sc.get("create_replica_methods") == Some(&json!(self.create_replica_methods));
         sc.get("host").and_then(Value::as_str) == Some(self.host.as_str())
             && port_ok
+            && methods_ok
             && slot == self.primary_slot_name.as_deref()
     }
 }
@@ -586,8 +610,11 @@ impl PatroniApi {
                 .header(HOST, host_header)
                 .header(CONNECTION, "close");
             if let Some(c) = &self.credentials {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", c.username, c.password.expose()));
+                let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    c.username,
+                    c.password.expose()
+                ));
                 req = req.header(AUTHORIZATION, format!("Basic {token}"));
             }
             if body.is_some() {
@@ -729,7 +756,8 @@ impl PatroniApi {
         &self,
         settings: &StandbyClusterSettings,
     ) -> Result<Value, PatroniError> {
-        let body = serde_json::to_vec(&settings.patch_body()).unwrap_or_default();
+        let current = self.config().await?;
+        let body = serde_json::to_vec(&settings.patch_body_against(&current)).unwrap_or_default();
         tracing::info!(url = %self.url(), host = %settings.host, port = settings.port,
             slot = ?settings.primary_slot_name, "writing standby_cluster to Patroni's /config");
         let answer = self
@@ -864,23 +892,37 @@ mod tests {
     #[test]
     fn settings_table() {
         let ok = |h: &str, p, s: Option<&str>| standby_cluster_settings(h, p, s);
-        let cases: Vec<(Result<StandbyClusterSettings, SettingsError>, Result<Value, SettingsError>)> = vec![
+        let cases: Vec<(
+            Result<StandbyClusterSettings, SettingsError>,
+            Result<Value, SettingsError>,
+        )> = vec![
             (
                 ok("pg.us-east.internal", 5432, Some("lifeboat_eu_west")),
-                Ok(json!({"standby_cluster": {"host": "pg.us-east.internal", "port": 5432,
-                    "primary_slot_name": "lifeboat_eu_west", "create_replica_methods": ["basebackup"]}})),
+                Ok(
+                    json!({"standby_cluster": {"host": "pg.us-east.internal", "port": 5432,
+                    "primary_slot_name": "lifeboat_eu_west", "create_replica_methods": ["basebackup"]}}),
+                ),
             ),
             (
                 ok(" 10.0.0.5 ", 6432, None),
                 Ok(json!({"standby_cluster": {"host": "10.0.0.5", "port": 6432,
-                    "primary_slot_name": null, "create_replica_methods": ["basebackup"]}})),
+                    "create_replica_methods": ["basebackup"]}})),
             ),
             (ok("", 5432, None), Err(SettingsError::EmptyHost)),
             (ok("  ", 5432, None), Err(SettingsError::EmptyHost)),
             (ok("h", 0, None), Err(SettingsError::ZeroPort)),
-            (ok("h", 5432, Some("Bad-Slot")), Err(SettingsError::BadSlotName("Bad-Slot".into()))),
-            (ok("h", 5432, Some("")), Err(SettingsError::BadSlotName("".into()))),
-            (ok("h", 5432, Some(&"a".repeat(64))), Err(SettingsError::BadSlotName("a".repeat(64)))),
+            (
+                ok("h", 5432, Some("Bad-Slot")),
+                Err(SettingsError::BadSlotName("Bad-Slot".into())),
+            ),
+            (
+                ok("h", 5432, Some("")),
+                Err(SettingsError::BadSlotName("".into())),
+            ),
+            (
+                ok("h", 5432, Some(&"a".repeat(64))),
+                Err(SettingsError::BadSlotName("a".repeat(64))),
+            ),
             (
                 ok("h", 1, Some(&"a".repeat(63))),
                 Ok(json!({"standby_cluster": {"host": "h", "port": 1,
@@ -889,6 +931,53 @@ mod tests {
         ];
         for (got, want) in cases {
             assert_eq!(got.map(|s| s.patch_body()), want);
+        }
+    }
+
+    #[test]
+    fn patch_body_against_table() {
+        let slot = standby_cluster_settings("h", 5432, Some("s")).unwrap();
+        let none = standby_cluster_settings("h", 5432, None).unwrap();
+        let base = json!({"host": "h", "port": 5432, "create_replica_methods": ["basebackup"]});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            json!({"standby_cluster": b})
+        };
+        let cases = [
+            (
+                &slot,
+                json!({"ttl": 30}),
+                with("primary_slot_name", json!("s")),
+            ),
+            (
+                &slot,
+                json!({"standby_cluster": {"primary_slot_name": "old"}}),
+                with("primary_slot_name", json!("s")),
+            ),
+            (
+                &none,
+                json!({"ttl": 30}),
+                json!({"standby_cluster": base.clone()}),
+            ),
+            (
+                &none,
+                json!({"standby_cluster": {"host": "x"}}),
+                json!({"standby_cluster": base.clone()}),
+            ),
+            (
+                &none,
+                json!({"standby_cluster": {"primary_slot_name": null}}),
+                json!({"standby_cluster": base.clone()}),
+            ),
+            (
+                &none,
+                json!({"standby_cluster": {"primary_slot_name": "old"}}),
+                with("primary_slot_name", Value::Null),
+            ),
+        ];
+        for (settings, current, want) in cases {
+            assert_eq!(settings.patch_body_against(&current), want, "{current}");
         }
     }
 
@@ -905,15 +994,49 @@ mod tests {
     fn is_in_table() {
         let s = standby_cluster_settings("h", 5432, Some("slot_a")).unwrap();
         let no_slot = standby_cluster_settings("h", 5432, None).unwrap();
+        let m = json!(["basebackup"]);
         let cases = [
-            (&s, json!({"standby_cluster": {"host": "h", "port": 5432, "primary_slot_name": "slot_a"}}), true),
-            (&s, json!({"standby_cluster": {"host": "h", "port": "5432", "primary_slot_name": "slot_a"}}), true),
-            (&s, json!({"standby_cluster": {"host": "h", "port": 5433, "primary_slot_name": "slot_a"}}), false),
-            (&s, json!({"standby_cluster": {"host": "x", "port": 5432, "primary_slot_name": "slot_a"}}), false),
-            (&s, json!({"standby_cluster": {"host": "h", "port": 5432}}), false),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "h", "port": 5432, "primary_slot_name": "slot_a", "create_replica_methods": m}}),
+                true,
+            ),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "h", "port": "5432", "primary_slot_name": "slot_a", "create_replica_methods": m}}),
+                true,
+            ),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "h", "port": 5432, "primary_slot_name": "slot_a"}}),
+                false,
+            ),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "h", "port": 5433, "primary_slot_name": "slot_a", "create_replica_methods": m}}),
+                false,
+            ),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "x", "port": 5432, "primary_slot_name": "slot_a", "create_replica_methods": m}}),
+                false,
+            ),
+            (
+                &s,
+                json!({"standby_cluster": {"host": "h", "port": 5432, "create_replica_methods": m}}),
+                false,
+            ),
             (&s, json!({"ttl": 30}), false),
-            (&no_slot, json!({"standby_cluster": {"host": "h", "port": 5432}}), true),
-            (&no_slot, json!({"standby_cluster": {"host": "h", "port": 5432, "primary_slot_name": "x"}}), false),
+            (
+                &no_slot,
+                json!({"standby_cluster": {"host": "h", "port": 5432, "create_replica_methods": m}}),
+                true,
+            ),
+            (
+                &no_slot,
+                json!({"standby_cluster": {"host": "h", "port": 5432, "primary_slot_name": "x", "create_replica_methods": m}}),
+                false,
+            ),
         ];
         for (settings, config, want) in cases {
             assert_eq!(settings.is_in(&config), want, "{config}");
@@ -930,7 +1053,10 @@ mod tests {
         assert!(check_same_system("7310000000000000001", "7310000000000000001").is_ok());
         assert!(check_same_system("7310000000000000001\n", " 7310000000000000001").is_ok());
         let e = check_same_system("7310000000000000002", "7310000000000000001").unwrap_err();
-        assert!(e.contains("7310000000000000002") && e.contains("bootstrap"), "{e}");
+        assert!(
+            e.contains("7310000000000000002") && e.contains("bootstrap"),
+            "{e}"
+        );
     }
 
     /// Captured from Debian's Patroni 3.0.2 in crates/lifeboat-region/tests/patroni.rs
@@ -975,11 +1101,30 @@ mod tests {
             paused: false,
         };
         let cases = [
-            (standby, StandbyState::Running { standby_leader: "eu-west-1".into() }),
+            (
+                standby,
+                StandbyState::Running {
+                    standby_leader: "eu-west-1".into(),
+                },
+            ),
             (regular, StandbyState::RegularLeader { leader: "a".into() }),
-            (view(vec![member(MemberRole::StandbyLeader, "streaming")]), StandbyState::Running { standby_leader: "m".into() }),
-            (view(vec![member(MemberRole::StandbyLeader, "starting")]), StandbyState::NotRunning { standby_leader: "m".into(), state: "starting".into() }),
-            (view(vec![member(MemberRole::Replica, "running")]), StandbyState::NoLeader),
+            (
+                view(vec![member(MemberRole::StandbyLeader, "streaming")]),
+                StandbyState::Running {
+                    standby_leader: "m".into(),
+                },
+            ),
+            (
+                view(vec![member(MemberRole::StandbyLeader, "starting")]),
+                StandbyState::NotRunning {
+                    standby_leader: "m".into(),
+                    state: "starting".into(),
+                },
+            ),
+            (
+                view(vec![member(MemberRole::Replica, "running")]),
+                StandbyState::NoLeader,
+            ),
             (view(vec![]), StandbyState::NoLeader),
         ];
         for (v, want) in cases {
@@ -1006,9 +1151,15 @@ mod tests {
         assert_eq!(s.patroni_version.as_deref(), Some("3.0.2"));
         assert!(!s.cluster_unlocked);
         let p = parse_node_status(NODE_PRIMARY.as_bytes()).unwrap();
-        assert_eq!((p.role, p.primary_lsn, p.timeline, p.received_lsn), (NodeRole::Primary, Some(67108864), Some(2), None));
+        assert_eq!(
+            (p.role, p.primary_lsn, p.timeline, p.received_lsn),
+            (NodeRole::Primary, Some(67108864), Some(2), None)
+        );
         let st = parse_node_status(NODE_STOPPED.as_bytes()).unwrap();
-        assert_eq!((st.role, st.state.as_str(), st.cluster_unlocked), (NodeRole::Replica, "stopped", true));
+        assert_eq!(
+            (st.role, st.state.as_str(), st.cluster_unlocked),
+            (NodeRole::Replica, "stopped", true)
+        );
         assert!(parse_node_status(b"{}").is_err());
     }
 
@@ -1016,7 +1167,10 @@ mod tests {
     fn api_url_table() {
         let cases = [
             ("http://127.0.0.1:8008", Some(("127.0.0.1", 8008))),
-            ("http://patroni.eu-west:8009/", Some(("patroni.eu-west", 8009))),
+            (
+                "http://patroni.eu-west:8009/",
+                Some(("patroni.eu-west", 8009)),
+            ),
             ("http://patroni", Some(("patroni", 8008))),
             ("http://[::1]:8008", Some(("::1", 8008))),
             ("https://patroni:8008", None),
@@ -1028,7 +1182,9 @@ mod tests {
             ("patroni:8008", None),
         ];
         for (url, want) in cases {
-            let got = PatroniApi::new(url, None).ok().map(|a| (a.host.clone(), a.port));
+            let got = PatroniApi::new(url, None)
+                .ok()
+                .map(|a| (a.host.clone(), a.port));
             assert_eq!(got, want.map(|(h, p)| (h.to_string(), p)), "{url}");
         }
     }
