@@ -200,6 +200,7 @@ struct Patroni {
     api_password: Secret,
     superuser: String,
     su_password: Secret,
+    replication: (String, Secret),
 }
 
 impl Patroni {
@@ -263,7 +264,7 @@ impl Patroni {
                 "pgpass": format!("{d}/pgpass"),
                 "authentication": {
                     "superuser": {"username": superuser, "password": su_password.expose()},
-                    "replication": {"username": replication.0, "password": replication.1.expose()},
+                    "replication": {"username": &replication.0, "password": replication.1.expose()},
                 },
                 "parameters": {
                     "unix_socket_directories": d,
@@ -311,6 +312,7 @@ impl Patroni {
             api_password,
             superuser,
             su_password,
+            replication,
         }
     }
 
@@ -591,6 +593,15 @@ async fn patching_a_regular_cluster_demotes_it_without_recloning_and_it_never_st
         .expect("start the primary");
     let pc = primary.conn_config("postgres").connect().await.unwrap();
     let node = Patroni::start(&etcd, "lifeboat-converted", "converted-1", None);
+    // The primary knows the converted cluster's replication role, so the
+    // refusal seen below is the system identifier's, not authentication's.
+    pc.batch_execute(&format!(
+        "CREATE ROLE {} REPLICATION LOGIN PASSWORD '{}'",
+        node.replication.0,
+        node.replication.1.expose()
+    ))
+    .await
+    .unwrap();
     let api = node.api();
     let deadline = Instant::now() + WAIT;
     let before = loop {
