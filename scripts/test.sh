@@ -254,6 +254,23 @@ setup_promtool() {
         die "promtool is still not on PATH after installing Debian's prometheus package"
 }
 
+# --- Patroni and etcd (crates/lifeboat-region) ---------------------------------
+
+# crates/lifeboat-region/tests/patroni.rs starts its own etcd (Debian's
+# `etcd-server`, 3.4) and Patroni (Debian's `patroni`, 3.0.2, run as the
+# `postgres` user) on free loopback ports in temporary directories; without
+# them it fails, saying to run this script. Debian's `patroni` package enables
+# no service of its own; `etcd-server` does, so it is stopped and disabled
+# right after installation (the tests run their own).
+setup_patroni() {
+    if [ ! -x /usr/bin/patroni ] || ! command -v etcd >/dev/null 2>&1; then
+        ensure_apt_packages patroni etcd-server
+        if command -v systemctl >/dev/null 2>&1; then
+            systemctl disable --now etcd >/dev/null 2>&1 || true
+        fi
+    fi
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -265,6 +282,7 @@ setup_chromium
 setup_redis
 setup_bind
 setup_promtool
+setup_patroni
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"

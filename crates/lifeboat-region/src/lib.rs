@@ -15,9 +15,12 @@
 //! - [`traffic`]: DNS steering: the answer set for a set of verdicts, and the
 //!   providers (RFC 2136 with TSIG, Route 53).
 //! - [`redis`]: Redis replication state (`INFO replication`).
+//! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
+//!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
 
 pub mod health;
 pub mod heartbeat;
+pub mod managers;
 pub mod redis;
 pub mod replication;
 pub mod topology;

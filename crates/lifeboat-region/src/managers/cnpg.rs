@@ -1,0 +1,415 @@
+//! CloudNativePG as a standby region's manager: the region's `Cluster`
+//! (`postgresql.cnpg.io/v1`) becomes a *replica cluster* of the primary
+//! region's cluster, as CloudNativePG's "Replica clusters" documentation
+//! describes:
+//!
+//! - `spec.externalClusters[]` gets an entry naming the primary, with
+//!   `connectionParameters` (host, port, user, dbname, sslmode) and the
+//!   password as a reference to a Kubernetes `Secret` key (never a value);
+//! - `spec.replica` says which entry to replicate from, in one of the two
+//!   forms CloudNativePG accepts: `{enabled: true, source}` (every version
+//!   with replica clusters) or, for the distributed topology (1.24+),
+//!   `{primary, source}` where the cluster is a replica because `primary`
+//!   names another cluster (`self` defaults to the cluster's own name).
+//!
+//! [`replica_patch`] is pure: it gives the JSON merge patch (RFC 7386) for
+//! the `Cluster`. A merge patch replaces a list whole, so the patch carries
+//! every existing `externalClusters` entry with the primary's entry added or
+//! replaced by name: pass the cluster's current entries.
+//!
+//! What this module does not do: apply the patch (the Kubernetes side,
+//! lifeboat-kube / lifeboat-ops, owns API access), or seed the data.
+//! CloudNativePG does not re-clone a running cluster when `replica` is set:
+//! demoting a cluster into a replica only works when it came from the same
+//! primary (same system identifier); a new standby region's `Cluster` is
+//! created with `bootstrap.pg_basebackup.source` (or a recovery from the
+//! primary's object store) naming the same external cluster, which
+//! [`bootstrap_from`] gives. Checked here only against the structure of
+//! CloudNativePG's documentation and, in tests/cnpg.rs, a Kubernetes API test
+//! double; no CloudNativePG operator runs on these machines.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// How the primary is reached from the standby region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryConnection {
+    /// The `externalClusters` entry's name (usually the primary `Cluster`'s name).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// The replication user (CloudNativePG's own is `streaming_replica`).
+    pub user: String,
+    pub dbname: String,
+    /// libpq `sslmode` (`verify-full` when the primary's CA is given).
+    pub sslmode: String,
+    /// The `Secret` holding the password, and its key.
+    pub password_secret: SecretKeyRef,
+}
+
+/// A reference to one key of a Kubernetes `Secret`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// Which form of `spec.replica` to write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaForm {
+    /// `{enabled: true, source}`.
+    Enabled,
+    /// The distributed topology: `{primary, source}`; `primary` is the name
+    /// of the primary region's `Cluster`.
+    Distributed { primary: String },
+}
+
+/// Why no patch can be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CnpgError {
+    #[error(
+        "{0:?} is not a valid externalClusters name: use a DNS label (lower-case letters, \
+         digits and '-', at most 63)"
+    )]
+    BadName(String),
+    #[error("the primary's {0} is empty: give it in the region's configuration")]
+    Empty(&'static str),
+    #[error("the primary's port is 0")]
+    ZeroPort,
+    #[error(
+        "the standby's Cluster {0:?} would replicate from itself: the distributed topology's \
+         primary must name the primary region's Cluster"
+    )]
+    SelfPrimary(String),
+    #[error("the existing spec.externalClusters is not a list of objects with a name")]
+    BadExisting,
+}
+
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The `externalClusters` entry for the primary.
+pub fn external_cluster(primary: &PrimaryConnection) -> Result<Value, CnpgError> {
+    if !dns_label(&primary.name) {
+        return Err(CnpgError::BadName(primary.name.clone()));
+    }
+    for (what, v) in [
+        ("host", &primary.host),
+        ("user", &primary.user),
+        ("dbname", &primary.dbname),
+        ("sslmode", &primary.sslmode),
+        ("password secret name", &primary.password_secret.name),
+        ("password secret key", &primary.password_secret.key),
+    ] {
+        if v.trim().is_empty() {
+            return Err(CnpgError::Empty(what));
+        }
+    }
+    if primary.port == 0 {
+        return Err(CnpgError::ZeroPort);
+    }
+    Ok(json!({
+        "name": primary.name,
+        "connectionParameters": {
+            "host": primary.host,
+            // libpq parameters are strings in CloudNativePG's API.
+            "port": primary.port.to_string(),
+            "user": primary.user,
+            "dbname": primary.dbname,
+            "sslmode": primary.sslmode,
+        },
+        "password": {
+            "name": primary.password_secret.name,
+            "key": primary.password_secret.key,
+        },
+    }))
+}
+
+/// The JSON merge patch making the `Cluster` named `cluster_name` a replica
+/// of `primary`. `existing` is the cluster's current
+/// `spec.externalClusters` (`None` or `null` when it has none).
+pub fn replica_patch(
+    cluster_name: &str,
+    primary: &PrimaryConnection,
+    form: &ReplicaForm,
+    existing: Option<&Value>,
+) -> Result<Value, CnpgError> {
+    let entry = external_cluster(primary)?;
+    let mut list: Vec<Value> = match existing {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            if a.iter()
+                .any(|e| e.get("name").and_then(Value::as_str).is_none())
+            {
+                return Err(CnpgError::BadExisting);
+            }
+            a.clone()
+        }
+        Some(_) => return Err(CnpgError::BadExisting),
+    };
+    match list
+        .iter_mut()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(primary.name.as_str()))
+    {
+        Some(e) => *e = entry,
+        None => list.push(entry),
+    }
+    let replica = match form {
+        ReplicaForm::Enabled => json!({ "enabled": true, "source": primary.name }),
+        ReplicaForm::Distributed { primary: p } => {
+            if p == cluster_name {
+                return Err(CnpgError::SelfPrimary(cluster_name.to_string()));
+            }
+            if !dns_label(p) {
+                return Err(CnpgError::BadName(p.clone()));
+            }
+            json!({ "primary": p, "source": primary.name })
+        }
+    };
+    Ok(json!({ "spec": { "replica": replica, "externalClusters": list } }))
+}
+
+/// `spec.bootstrap` of a new standby region's `Cluster`: a streamed
+/// `pg_basebackup` from the external cluster (set at creation only;
+/// CloudNativePG does not change a running cluster's bootstrap).
+pub fn bootstrap_from(primary: &PrimaryConnection) -> Value {
+    json!({ "pg_basebackup": { "source": primary.name } })
+}
+
+/// What a `Cluster` object says about replication: whether `spec.replica`
+/// makes it a replica, and from which source; `status.phase` as the
+/// operator reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub is_replica: bool,
+    pub source: Option<String>,
+    pub phase: Option<String>,
+}
+
+/// Reads a `Cluster` object (as the Kubernetes API answers it).
+pub fn replica_view(cluster: &Value) -> ReplicaView {
+    let name = cluster
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let replica = cluster.pointer("/spec/replica");
+    let enabled = replica
+        .and_then(|r| r.get("enabled"))
+        .and_then(Value::as_bool);
+    let primary = replica
+        .and_then(|r| r.get("primary"))
+        .and_then(Value::as_str);
+    let self_name = replica
+        .and_then(|r| r.get("self"))
+        .and_then(Value::as_str)
+        .unwrap_or(name);
+    // CloudNativePG: with `primary` set, the cluster is a replica unless it
+    // names itself; `enabled` alone otherwise.
+    let is_replica = match primary {
+        Some(p) => p != self_name,
+        None => enabled == Some(true),
+    };
+    ReplicaView {
+        is_replica,
+        source: replica
+            .and_then(|r| r.get("source"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        phase: cluster
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn primary() -> PrimaryConnection {
+        PrimaryConnection {
+            name: "pg-us-east".into(),
+            host: "pg-us-east-rw.lifeboat.svc".into(),
+            port: 5432,
+            user: "streaming_replica".into(),
+            dbname: "postgres".into(),
+            sslmode: "verify-full".into(),
+            password_secret: SecretKeyRef {
+                name: "pg-us-east-replication".into(),
+                key: "password".into(),
+            },
+        }
+    }
+
+    fn entry() -> Value {
+        json!({"name": "pg-us-east",
+            "connectionParameters": {"host": "pg-us-east-rw.lifeboat.svc", "port": "5432",
+                "user": "streaming_replica", "dbname": "postgres", "sslmode": "verify-full"},
+            "password": {"name": "pg-us-east-replication", "key": "password"}})
+    }
+
+    #[test]
+    fn patch_table() {
+        let other = json!({"name": "archive", "barmanObjectStore": {"destinationPath": "s3://x"}});
+        let stale = json!({"name": "pg-us-east", "connectionParameters": {"host": "old"}});
+        let cases: Vec<(ReplicaForm, Option<Value>, Result<Value, CnpgError>)> = vec![
+            (
+                ReplicaForm::Enabled,
+                None,
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry()]}}),
+                ),
+            ),
+            (
+                ReplicaForm::Enabled,
+                Some(Value::Null),
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry()]}}),
+                ),
+            ),
+            (
+                ReplicaForm::Distributed {
+                    primary: "pg-us-east".into(),
+                },
+                Some(json!([other.clone()])),
+                Ok(
+                    json!({"spec": {"replica": {"primary": "pg-us-east", "source": "pg-us-east"},
+                    "externalClusters": [other.clone(), entry()]}}),
+                ),
+            ),
+            (
+                ReplicaForm::Enabled,
+                Some(json!([stale, other.clone()])),
+                Ok(
+                    json!({"spec": {"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry(), other.clone()]}}),
+                ),
+            ),
+            (
+                ReplicaForm::Distributed {
+                    primary: "pg-eu-west".into(),
+                },
+                None,
+                Err(CnpgError::SelfPrimary("pg-eu-west".into())),
+            ),
+            (
+                ReplicaForm::Enabled,
+                Some(json!({"name": "x"})),
+                Err(CnpgError::BadExisting),
+            ),
+            (
+                ReplicaForm::Enabled,
+                Some(json!([{"host": "x"}])),
+                Err(CnpgError::BadExisting),
+            ),
+        ];
+        for (form, existing, want) in cases {
+            assert_eq!(
+                replica_patch("pg-eu-west", &primary(), &form, existing.as_ref()),
+                want,
+                "{form:?} {existing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_validation_table() {
+        let with = |f: &dyn Fn(&mut PrimaryConnection)| {
+            let mut p = primary();
+            f(&mut p);
+            external_cluster(&p)
+        };
+        assert_eq!(with(&|_| {}), Ok(entry()));
+        assert_eq!(
+            with(&|p| p.name = "Pg_US".into()),
+            Err(CnpgError::BadName("Pg_US".into()))
+        );
+        assert_eq!(
+            with(&|p| p.name = "-a".into()),
+            Err(CnpgError::BadName("-a".into()))
+        );
+        assert_eq!(
+            with(&|p| p.host = " ".into()),
+            Err(CnpgError::Empty("host"))
+        );
+        assert_eq!(
+            with(&|p| p.password_secret.key = "".into()),
+            Err(CnpgError::Empty("password secret key"))
+        );
+        assert_eq!(with(&|p| p.port = 0), Err(CnpgError::ZeroPort));
+    }
+
+    #[test]
+    fn replica_view_table() {
+        let cases = [
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": true, "source": "a"}}, "status": {"phase": "Cluster in healthy state"}}),
+                ReplicaView {
+                    is_replica: true,
+                    source: Some("a".into()),
+                    phase: Some("Cluster in healthy state".into()),
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"primary": "a", "source": "a"}}}),
+                ReplicaView {
+                    is_replica: true,
+                    source: Some("a".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {"replica": {"primary": "a", "source": "b"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("b".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "x"}, "spec": {"replica": {"self": "a", "primary": "a", "source": "b"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("b".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {"replica": {"enabled": false, "source": "a"}}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: Some("a".into()),
+                    phase: None,
+                },
+            ),
+            (
+                json!({"metadata": {"name": "b"}, "spec": {}}),
+                ReplicaView {
+                    is_replica: false,
+                    source: None,
+                    phase: None,
+                },
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(replica_view(&c), want, "{c}");
+        }
+    }
+
+    #[test]
+    fn bootstrap_names_the_external_cluster() {
+        assert_eq!(
+            bootstrap_from(&primary()),
+            json!({"pg_basebackup": {"source": "pg-us-east"}})
+        );
+    }
+}
