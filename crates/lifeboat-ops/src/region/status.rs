@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::traffic::config_of;
 use super::verdicts::{self, ObserverView};
-use crate::config::{Config, RegionConfig, RegionRepository};
+use crate::config::{RegionConfig, RegionRepository};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -205,7 +205,7 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
             lag,
             heartbeat: hb,
             heartbeat_error: hb_err,
-            health: rv.iter().filter(|v| &v.region == name).cloned().collect(),
+            health: rv.iter().filter(|v| v.region == **name).cloned().collect(),
             consensus: consensus.get(*name).cloned().unwrap_or_else(empty_consensus),
             repository: repository_copy(ctx, r.repository.as_ref()).await,
             redis: redis_state(ctx, r).await,
