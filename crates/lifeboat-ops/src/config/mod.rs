@@ -224,6 +224,11 @@ fn parse_error(e: &serde_saphyr::Error, origin: &str) -> ConfigError {
         Some(i) => plain[..i].to_string(),
         None => plain.clone(),
     };
+    // A key given twice: the reader's hint is about its own options.
+    let message = match message.strip_suffix(", set DuplicateKeyPolicy in Options if acceptable") {
+        Some(m) => format!("{m}: this key is given twice; give it once"),
+        None => message,
+    };
     let snippet = if message.contains(SECRET_IN_PLACE) || message.contains(PASSWORD_IN_URL) {
         // The offending line may hold a secret: do not print it.
         String::new()

@@ -159,10 +159,9 @@ impl RegionPostgres {
     }
 }
 
-/// How an agent starts and stops its PostgreSQL: `{pg_ctl: {bin_dir: …}}`,
-/// `{systemd: {unit: …}}` or `manager`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How an agent starts and stops its PostgreSQL: `pg_ctl` (or
+/// `{pg_ctl: {bin_dir: …}}`), `{systemd: {unit: …}}` or `manager`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerControl {
     /// `pg_ctl -D <pgdata> start|stop` as the data directory's owner.
     PgCtl(PgCtlControl),
@@ -170,6 +169,65 @@ pub enum ServerControl {
     Systemd(SystemdControl),
     /// Through the manager's API (Patroni, CloudNativePG).
     Manager,
+}
+
+impl<'de> Deserialize<'de> for ServerControl {
+    /// `pg_ctl` and `manager` as a word; `{pg_ctl: {bin_dir: …}}` (or
+    /// `{pg_ctl: }`) and `{systemd: {unit: …}}` as a map of one key.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        const EXPECTED: &str =
+            "pg_ctl, {pg_ctl: {bin_dir: DIR}}, {systemd: {unit: UNIT}} or manager";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ServerControl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<ServerControl, E> {
+                match v {
+                    "pg_ctl" => Ok(ServerControl::PgCtl(PgCtlControl::default())),
+                    "manager" => Ok(ServerControl::Manager),
+                    "systemd" => Err(E::custom(
+                        "systemd needs the unit: {systemd: {unit: postgresql@16-main.service}}",
+                    )),
+                    other => Err(E::custom(format!(
+                        "unknown control {other:?}; use {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServerControl, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(format!(
+                        "an empty control; use {EXPECTED}"
+                    )));
+                };
+                let c = match key.as_str() {
+                    "pg_ctl" => ServerControl::PgCtl(
+                        map.next_value::<Option<PgCtlControl>>()?
+                            .unwrap_or_default(),
+                    ),
+                    "systemd" => ServerControl::Systemd(map.next_value()?),
+                    "manager" => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        ServerControl::Manager
+                    }
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown control {other:?}; use {EXPECTED}"
+                        )));
+                    }
+                };
+                if let Some(more) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "give one control, not both {key} and {more}"
+                    )));
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `control: {pg_ctl: {}}`.
@@ -231,7 +289,7 @@ pub struct HealthCheckConfig {
     pub host: CheckHost,
     /// Unset: 80 for http, 443 for https; tcp needs one.
     #[serde(default)]
-    pub port: Option<Spanned<u16>>,
+    pub port: Option<Spanned<Port>>,
     /// http(s): the path requested, e.g. `/healthz`. Unset: `/`.
     #[serde(default)]
     pub resource_path: Option<Spanned<String>>,
@@ -260,7 +318,7 @@ impl HealthCheckConfig {
             port: self
                 .port
                 .as_ref()
-                .map(|p| p.value)
+                .map(|p| p.value.0)
                 .or(kind.default_port())
                 .unwrap_or(0),
             path: match (&self.resource_path, kind) {
@@ -297,6 +355,37 @@ impl Interval {
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         lifeboat_repo::retention::duration::deserialize(d).map(Interval)
+    }
+}
+
+/// A TCP port, 1 to 65535 (refused where it is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => Ok(Port(p)),
+            _ => Err(serde::de::Error::custom(format!(
+                "port {n} is not between 1 and 65535"
+            ))),
+        }
+    }
+}
+
+/// A Route 53 weight, 0 to 255 (refused where it is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(pub u8);
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u8::try_from(n).map(Weight).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "weight {n} is not between 0 and 255 (Route 53's range; 0 sends no traffic while another region has weight)"
+            ))
+        })
     }
 }
 
@@ -429,7 +518,7 @@ pub struct DnsAnswerConfig {
     pub target: Option<DnsName>,
     /// The share of answers (Route 53 weight, 0 to 255); default 100.
     #[serde(default)]
-    pub weight: Option<u8>,
+    pub weight: Option<Weight>,
 }
 
 impl DnsAnswerConfig {
@@ -444,7 +533,7 @@ impl DnsAnswerConfig {
     }
 
     pub fn weight(&self) -> u8 {
-        self.weight.unwrap_or(topology::DEFAULT_WEIGHT)
+        self.weight.map_or(topology::DEFAULT_WEIGHT, |w| w.0)
     }
 }
 
