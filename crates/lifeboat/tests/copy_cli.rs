@@ -121,7 +121,7 @@ fn any_other_target_gets_rechunked_copies_that_restore_identical_data() {
     e.backup_bytes("small", b"hello, other region");
     let t = target_env();
     t.ok(&["init", "--zstd-level", "3"]);
-    let r = copy(&e, &t.repo, &["--source", "stream:data"]);
+    let r = copy(&e, &t.repo, &["--source", "data"]);
     assert_eq!(r["mode"], "rechunk", "{r}");
     assert_eq!(r["copied"], 1, "the filter chose one snapshot: {r}");
     let r = copy(&e, &t.repo, &[]);
@@ -209,16 +209,21 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     );
 }
 
-/// Local repository to S3 targets on moto, in both modes: restores equal,
+/// A repository on moto's S3 copied to S3 targets, in both modes: restores equal,
 /// a second copy of a changed backup sends only the missing blobs.
 #[test]
 fn copies_to_s3_in_both_modes() {
     let Some(endpoint) = s3_endpoint() else {
         return;
     };
-    let mut e = source_env();
+    // The source is on S3 as well: the configuration's `repository.s3`
+    // belongs to an s3:// repository, and the targets use the same settings.
+    let mut e = Env::new();
+    e.envs
+        .push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
     let bucket = format!("lifeboat-copy-{}", rand_suffix());
     create_bucket(&endpoint, &bucket);
+    e.repo = format!("s3://{bucket}/source");
     let cfg = e.path("lifeboat.yaml");
     std::fs::write(
         &cfg,
@@ -233,6 +238,7 @@ fn copies_to_s3_in_both_modes() {
     e.envs.push(("LB_S3_KEY".into(), "lifeboat-test".into()));
     e.envs
         .push(("LB_S3_SECRET".into(), "lifeboat-test-secret".into()));
+    e.ok(&["init"]);
     let input = e.path("big");
     write_mixed(&input, 8 << 20, 44);
     e.backup_file("data", &input);

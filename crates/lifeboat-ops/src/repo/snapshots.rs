@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_repo::Repository;
-use lifeboat_repo::snapshot::{BackupStats, ScopeView, SnapshotRef};
+use lifeboat_repo::snapshot::{BackupStats, CONFIG_ITEM, ScopeView, SnapshotRef};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -27,8 +27,12 @@ pub struct SnapshotRow {
     pub kind: String,
     pub hostname: String,
     pub tags: Vec<String>,
-    /// The items' bytes.
+    /// The payload's bytes: the items' sizes, without the stored
+    /// configuration (a few hundred bytes the source never held).
     pub size: u64,
+    /// Whether the snapshot holds the configuration its backup ran with
+    /// (`lifeboat restore config`).
+    pub config: bool,
     pub stats: BackupStats,
     /// What part of its source the snapshot holds (`full` or partial).
     pub scope: ScopeView,
@@ -44,13 +48,26 @@ impl From<&SnapshotRef> for SnapshotRow {
             hostname: s.snapshot.hostname.clone(),
             tags: s.snapshot.tags.clone(),
             size: size(s),
+            config: has_config(s),
             stats: s.snapshot.stats.clone(),
             scope: ScopeView::from(&s.snapshot.scope()),
         }
     }
 }
 
-/// The snapshot's items' bytes.
+/// The snapshot's payload bytes: its items' sizes, the stored
+/// configuration ([`CONFIG_ITEM`]) left out, so that a dump's snapshot shows
+/// the dump's size.
 pub fn size(s: &SnapshotRef) -> u64 {
-    s.snapshot.items.iter().map(|i| i.size).sum()
+    s.snapshot
+        .items
+        .iter()
+        .filter(|i| i.name != CONFIG_ITEM)
+        .map(|i| i.size)
+        .sum()
+}
+
+/// Whether the snapshot holds its backup's configuration.
+pub fn has_config(s: &SnapshotRef) -> bool {
+    s.snapshot.items.iter().any(|i| i.name == CONFIG_ITEM)
 }

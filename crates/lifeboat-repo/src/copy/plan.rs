@@ -183,10 +183,20 @@ mod tests {
         }
     }
 
+    /// Source id, target id, the target's recorded source, its snapshots
+    /// count, and the verdict.
+    type OriginCase<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        usize,
+        Result<Origin, Refusal>,
+    );
+
     #[test]
     fn origin_verdicts() {
         use Origin::*;
-        let table: &[(&str, &str, Option<&str>, usize, Result<Origin, Refusal>)] = &[
+        let table: &[OriginCase] = &[
             ("a", "b", None, 0, Ok(Record)),
             ("a", "b", Some("a"), 0, Ok(Known)),
             ("a", "b", Some("a"), 7, Ok(Known)),
