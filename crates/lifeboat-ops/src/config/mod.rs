@@ -29,7 +29,11 @@
 //!   `Debug`.
 //! * After parsing, [`Config::validate`] checks what spans several keys: each
 //!   source has the section of its kind and none of another, `covers` names a
-//!   scenario from `objectives`, scenario names are unique.
+//!   scenario from `objectives`, scenario names are unique, the regions form
+//!   a possible topology (one primary, standbys that replicate from a
+//!   region, Route 53's rules for health checks). Problems about a value
+//!   kept with its place (the regions' roles, sources, checks) are reported
+//!   with line and column too.
 //! * Every secret reference is read when, and each time, it is used
 //!   ([`SecretRef::resolve`]); `kubernetes_secret` ones from the cluster a
 //!   [`SecretResolver`] (the context's) names, given explicitly. A command
@@ -39,16 +43,18 @@
 //! | module | owns |
 //! |---|---|
 //! | `mod.rs` | loading and parsing, [`ConfigError`], located parse errors |
-//! | `model/` | the file's types: the top level, repository, serve and readiness (`mod.rs`), sources (`sources.rs`), quiesce (`quiesce.rs`), retention (`retention.rs`), URLs (`urls.rs`) |
+//! | `model/` | the file's types: the top level, repository, serve and readiness (`mod.rs`), sources (`sources.rs`), quiesce (`quiesce.rs`), retention (`retention.rs`), regions, traffic and replication with their accessors (`regions.rs`), URLs (`urls.rs`) |
 //! | `secrets.rs` | secret references: parsing, resolving at each use, `SecretResolver` (reads `kubernetes_secret` ones) |
 //! | `schedules.rs` | cron schedules ("never fires" refused) and time zones |
 //! | `validation.rs` | [`Config::validate`]: what spans several keys, one function per section |
+//! | `topology.rs` | the part of [`Config::validate`] for `regions:`, `traffic:` and `replication:`: `lifeboat_region::topology`'s verdict and the sections' own checks, located at their line and column |
 
 pub mod model;
 pub mod schedules;
 pub mod secrets;
 #[cfg(test)]
 mod testing;
+mod topology;
 mod validation;
 
 pub use model::*;
@@ -84,11 +90,20 @@ pub enum ConfigError {
     /// A parse error whose position the YAML parser could not tell.
     #[error("{origin}: {message}")]
     ParseNoLocation { origin: String, message: String },
-    /// Problems spanning several keys, all of them at once.
-    #[error("{origin}: invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    /// Problems spanning several keys, all of them at once: those with a
+    /// place in the file (`located`, each shown as `origin:line:column:
+    /// message` and the line, like a parse error), then the others.
+    #[error("{}", render_invalid(.origin, .problems, .located))]
     Invalid {
         origin: String,
         problems: Vec<String>,
+        located: Vec<LocatedProblem>,
+    },
+    #[error("no region named {name:?} in {origin}; configured regions: {}", if .known.is_empty() { "none (add a regions: section)".to_string() } else { .known.join(", ") })]
+    UnknownRegion {
+        origin: String,
+        name: String,
+        known: Vec<String>,
     },
     #[error("no source named {name:?} in {origin}; configured sources: {}", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
     UnknownSource {
@@ -118,6 +133,60 @@ pub enum ConfigError {
     },
 }
 
+/// A problem spanning several keys, at the value it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedProblem {
+    pub line: u64,
+    pub column: u64,
+    /// The key's path and what is wrong, e.g.
+    /// `regions.eu-west.postgres.replicates_from: eu-west replicates from itself; …`.
+    pub message: String,
+    /// The line, marked at the column (set by [`parse`], which has the
+    /// text; the file holds no secret values, it refuses them).
+    pub snippet: String,
+}
+
+fn render_invalid(origin: &str, problems: &[String], located: &[LocatedProblem]) -> String {
+    let mut parts: Vec<String> = located
+        .iter()
+        .map(|p| {
+            let head = format!("{origin}:{}:{}: {}", p.line, p.column, p.message);
+            if p.snippet.is_empty() {
+                head
+            } else {
+                format!("{head}\n{}", p.snippet)
+            }
+        })
+        .collect();
+    if !problems.is_empty() {
+        parts.push(format!(
+            "{origin}: invalid configuration:\n{}",
+            problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    parts.join("\n")
+}
+
+/// The snippet of a located problem: the line of `text` with a caret under
+/// `column` (both counted from 1, the column in characters).
+fn snippet(text: &str, origin: &str, line: u64, column: u64) -> String {
+    let Some(src) = text.lines().nth(line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    let number = line.to_string();
+    let pad = " ".repeat(number.len());
+    let before: String = src
+        .chars()
+        .take(column.saturating_sub(1) as usize)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    format!("{pad}--> {origin}:{line}:{column}\n{pad} |\n{number} | {src}\n{pad} | {before}^")
+}
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -132,7 +201,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(&e, origin))?;
     config.origin = origin.to_string();
-    config.validate()?;
+    config.validate().map_err(|mut e| {
+        if let ConfigError::Invalid { located, .. } = &mut e {
+            for p in located {
+                p.snippet = snippet(text, origin, p.line, p.column);
+            }
+        }
+        e
+    })?;
     Ok(config)
 }
 

@@ -23,6 +23,31 @@ pub(crate) fn assert_refused_with(text: &str, needles: &[&str]) {
     assert_eq!(problems.len(), needles.len(), "{all}");
 }
 
+/// The configuration is refused by validation with exactly these located
+/// problems, `(line, column, needle)` in the order reported, and no other.
+pub(crate) fn assert_located(text: &str, want: &[(u64, u64, &str)]) {
+    let e = parse_err(text);
+    let ConfigError::Invalid {
+        problems, located, ..
+    } = &e
+    else {
+        panic!("expected validation errors, got {e}");
+    };
+    assert!(problems.is_empty(), "unlocated problems: {problems:?}\n{e}");
+    let got: Vec<(u64, u64, &str)> = located
+        .iter()
+        .map(|p| (p.line, p.column, p.message.as_str()))
+        .collect();
+    assert_eq!(got.len(), want.len(), "{e}");
+    for ((line, column, message), (wl, wc, needle)) in got.iter().zip(want) {
+        assert!(
+            message.contains(needle),
+            "missing {needle:?} in {message:?}\n{e}"
+        );
+        assert_eq!((*line, *column), (*wl, *wc), "{message}\n{e}");
+    }
+}
+
 pub(crate) fn location(e: &ConfigError) -> (u64, u64) {
     match e {
         ConfigError::Parse { line, column, .. } => (*line, *column),

@@ -24,12 +24,16 @@ impl Config {
         for (name, s) in &self.sources {
             problems.extend(s.problems(name, &scenarios));
         }
-        if problems.is_empty() {
+        let mut regions = super::topology::Problems::default();
+        self.regions_problems(&mut regions);
+        problems.extend(regions.plain);
+        if problems.is_empty() && regions.located.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid {
                 origin: self.origin.clone(),
                 problems,
+                located: regions.located,
             })
         }
     }
@@ -638,7 +642,10 @@ sources:
     quiesce: {commands: {pre: [[]]}}
 ";
         let e = parse_err(text);
-        let ConfigError::Invalid { origin, problems } = &e else {
+        let ConfigError::Invalid {
+            origin, problems, ..
+        } = &e
+        else {
             panic!("expected validation errors, got {e}");
         };
         assert_eq!(origin, "test.yaml");

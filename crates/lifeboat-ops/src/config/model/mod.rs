@@ -1,16 +1,19 @@
 //! The configuration file's types, as serde reads them: the top level, the
 //! repository, the daemon (`serve:`), readiness and objectives. Sources,
-//! their quiesce and retention sections, and the checked URL types have
-//! modules of their own. Values are checked where they are read (with
+//! their quiesce and retention sections, the regions (`regions:`,
+//! `traffic:`, `replication:`) and the checked URL types have modules of
+//! their own. Values are checked where they are read (with
 //! their line and column); what spans several keys is checked by
 //! `config::validation`.
 
 mod quiesce;
+mod regions;
 mod retention;
 mod sources;
 mod urls;
 
 pub use quiesce::*;
+pub use regions::*;
 pub use sources::*;
 pub use urls::*;
 
@@ -45,6 +48,17 @@ pub struct Config {
     /// the checklist's manual items (docs/drills.md).
     #[serde(default)]
     pub readiness: Option<ReadinessConfig>,
+    /// The regions by name (docs/regions/topology.md): each one's
+    /// PostgreSQL, health checks, Deployments, DNS answer, repository copy
+    /// and Redis.
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionConfig>,
+    /// Who steers the serving name between the regions.
+    #[serde(default)]
+    pub traffic: Option<TrafficConfig>,
+    /// Streaming replication between the regions: the role, the heartbeat.
+    #[serde(default)]
+    pub replication: Option<ReplicationConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]

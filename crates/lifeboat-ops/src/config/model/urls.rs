@@ -1,5 +1,7 @@
 //! URLs checked while the file is read: a repository URL (known scheme, no
-//! embedded password) and a PostgreSQL connection string (no password).
+//! embedded password), a PostgreSQL connection string (no password), and
+//! the other URLs of the regions (Redis, Patroni's API) through
+//! [`checked_url`].
 
 use std::fmt;
 
@@ -120,4 +122,35 @@ impl<'de> Deserialize<'de> for PgUrl {
         let s = String::deserialize(d)?;
         PgUrl::parse(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// `s` as a URL of one of `schemes`, refused when it carries a password;
+/// `what` names it in messages ("Redis").
+pub(crate) fn checked_url(s: &str, schemes: &[&str], what: &str) -> Result<String, String> {
+    let s = s.trim();
+    let want = || {
+        schemes
+            .iter()
+            .map(|sc| format!("{sc}://"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(format!("the {what} url {s:?} does not start with {}", want()));
+    };
+    if !schemes.contains(&scheme) {
+        return Err(format!(
+            "the {what} url starts with {scheme}://; use {}",
+            want()
+        ));
+    }
+    if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
+        return Err(format!("the {what} url {s:?} names no host"));
+    }
+    if password_in_authority(rest) {
+        return Err(format!(
+            "the {what} url carries a password; remove it and use password: {{env: …}} or {{file: …}}"
+        ));
+    }
+    Ok(s.to_string())
 }
