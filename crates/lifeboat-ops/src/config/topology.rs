@@ -201,7 +201,7 @@ impl Config {
                 .push("replication.user is empty; remove it (lifeboat_replication) or name the role".into());
         }
         if let Some(i) = r.heartbeat.as_ref().and_then(|h| h.interval.as_ref())
-            && i.value.0 < TimeDelta::seconds(1)
+            && i.value.0 < chrono::TimeDelta::seconds(1)
         {
             out.at(
                 i.referenced,
