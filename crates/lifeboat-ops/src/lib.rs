@@ -24,6 +24,7 @@ pub mod kube;
 pub mod lease;
 pub mod postgres;
 pub mod quiesce;
+pub mod region;
 pub mod repo;
 pub mod report;
 pub mod secrets;

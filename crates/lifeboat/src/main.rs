@@ -6,6 +6,7 @@ mod cmd_demo;
 mod cmd_drill;
 mod cmd_kube;
 mod cmd_postgres;
+mod cmd_region;
 mod cmd_repo;
 mod cmd_serve;
 mod cmd_status;
@@ -138,6 +139,9 @@ pub enum Command {
     Status(cmd_status::StatusArgs),
     /// The production checklist, evaluated (exit 1 when an automated item fails)
     Readiness(cmd_status::StatusArgs),
+    /// Regions: status, replication, traffic steering (docs/regions.md)
+    #[command(subcommand)]
+    Region(cmd_region::RegionCommand),
 }
 
 impl Command {
@@ -383,5 +387,6 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Drills(a) => cmd_drill::list(&ctx, a).await,
         Command::Status(a) => cmd_status::status(&ctx, a).await,
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
+        Command::Region(r) => cmd_region::run(&ctx, r).await,
     }
 }

@@ -1,0 +1,18 @@
+//! The region flows (docs/regions.md): `region status`, `region replicate`,
+//! `region traffic apply|status`, and the health verdicts the daemons
+//! publish through the repository. The decisions and the IO against
+//! PostgreSQL, DNS and Redis are `lifeboat_region`'s; here the configuration
+//! becomes its inputs (secrets read where they are used) and its results
+//! become typed reports.
+//!
+//! - [`verdicts`]: publishing and reading every vantage point's view.
+//! - [`traffic`]: the configured provider; `traffic apply` and `status`.
+//! - [`status`]: `region status` and its overall verdict.
+//! - [`replicate`]: `region replicate` for `postgres`-managed regions.
+//! - [`conn`]: a region's PostgreSQL and Redis as configured.
+
+pub mod conn;
+pub mod replicate;
+pub mod status;
+pub mod traffic;
+pub mod verdicts;

@@ -1,0 +1,322 @@
+//! `lifeboat region status | replicate | traffic apply | traffic status`:
+//! flags, the call into `lifeboat_ops::region`, the printed tables and
+//! `--json` documents (docs/regions.md).
+
+use clap::{Args, Subcommand};
+use lifeboat_dr::status::human;
+use lifeboat_ops::error::{AT_RISK, FAILURE, OK, Result, fail};
+use lifeboat_ops::region::status::{Overall, RegionStatus, RepositoryCopy, StatusReport};
+use lifeboat_ops::region::{replicate, status, traffic};
+use lifeboat_region::replication::{Progress, Role};
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::output::print_json;
+
+#[derive(Subcommand, Debug)]
+pub enum RegionCommand {
+    /// Every region as its servers say: role, lag, heartbeat, health, repository copy, Redis
+    /// (exit 0 healthy, 10 degraded, 1 broken)
+    Status,
+    /// Seed a region's PostgreSQL as a streaming standby of another's (`manager: postgres`)
+    Replicate(ReplicateArgs),
+    /// DNS steering between the regions
+    #[command(subcommand)]
+    Traffic(TrafficCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ReplicateArgs {
+    /// The primary's region
+    #[arg(long, value_name = "REGION")]
+    pub from: String,
+    /// The region whose data directory becomes the standby
+    #[arg(long, value_name = "REGION")]
+    pub to: String,
+    /// Replace a target data directory that holds another cluster (never the primary's)
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrafficCommand {
+    /// Make the steered name answer with the healthy regions (idempotent)
+    Apply(ApplyArgs),
+    /// What DNS answers now, next to what health says it should
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Show the changes without writing them
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub async fn run(ctx: &Ctx, c: RegionCommand) -> Result<i32> {
+    match c {
+        RegionCommand::Status => region_status(ctx).await,
+        RegionCommand::Replicate(a) => region_replicate(ctx, a).await,
+        RegionCommand::Traffic(TrafficCommand::Apply(a)) => traffic_apply(ctx, a).await,
+        RegionCommand::Traffic(TrafficCommand::Status) => traffic_status(ctx).await,
+    }
+}
+
+async fn region_status(ctx: &Ctx) -> Result<i32> {
+    let report = status::status(ctx).await?;
+    if ctx.json() {
+        print_json(&report)?;
+    } else {
+        print_status(&report);
+    }
+    let reasons = report.reasons.join("; ");
+    match report.verdict {
+        Overall::Healthy => Ok(OK),
+        Overall::Degraded => Err(fail(AT_RISK, format!("degraded: {reasons}"))),
+        Overall::Broken => Err(fail(FAILURE, format!("broken: {reasons}"))),
+    }
+}
+
+fn role_text(r: &RegionStatus) -> String {
+    match r.role() {
+        Role::Primary => "primary".into(),
+        Role::Standby => "standby".into(),
+        Role::Unreachable { .. } => "unreachable".into(),
+    }
+}
+
+fn opt_secs(s: Option<f64>) -> String {
+    s.map(human).unwrap_or_else(|| "-".into())
+}
+
+fn print_status(report: &StatusReport) {
+    use crate::table::{Align::*, Table};
+    let mut t = Table::new(&[
+        ("region", Left),
+        ("declared", Left),
+        ("observed", Left),
+        ("streaming", Left),
+        ("lag bytes", Right),
+        ("lag", Right),
+        ("heartbeat age", Right),
+        ("health", Left),
+        ("repository copy", Left),
+        ("redis", Left),
+    ]);
+    for r in &report.regions {
+        let lag = r.lag.as_ref();
+        let health = match r.consensus.healthy {
+            Some(true) => "healthy".to_string(),
+            Some(false) => format!("UNHEALTHY ({})", r.consensus.unhealthy_observers.join(", ")),
+            None => "no fresh verdict".to_string(),
+        };
+        let copy = match &r.repository {
+            RepositoryCopy::NotConfigured => "not configured".to_string(),
+            RepositoryCopy::Opened {
+                age_seconds: Some(a),
+                ..
+            } => format!("newest {} old", human(*a as f64)),
+            RepositoryCopy::Opened { .. } => "no snapshot yet".to_string(),
+            RepositoryCopy::Unreadable { .. } => "unreadable".to_string(),
+        };
+        let redis = match &r.redis {
+            None => "-".to_string(),
+            Some(s) => s.summary.clone().unwrap_or_else(|| "unreadable".into()),
+        };
+        t.row(vec![
+            r.name.clone(),
+            r.declared_role.clone(),
+            role_text(r),
+            lag.map(|l| if l.streaming { "yes" } else { "NO" })
+                .unwrap_or("-")
+                .to_string(),
+            lag.and_then(|l| l.bytes())
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+            opt_secs(lag.and_then(|l| l.seconds())),
+            opt_secs(r.heartbeat.as_ref().map(|h| h.age_seconds)),
+            health,
+            copy,
+            redis,
+        ]);
+        if let Role::Unreachable { reason, .. } = r.role() {
+            t.note(format!("    - {}: {reason}", r.name));
+        }
+        if let RepositoryCopy::Unreadable { url, error } = &r.repository {
+            t.note(format!("    - repository copy {url}: {error}"));
+        }
+        if let Some(e) = r.redis.as_ref().and_then(|s| s.error.as_ref()) {
+            t.note(format!("    - redis: {e}"));
+        }
+        for v in &r.health {
+            t.note(format!(
+                "    - seen by {}: {}{}",
+                v.observer,
+                if v.healthy { "healthy" } else { "unhealthy" },
+                if v.unhealthy_checks.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failing: {})", v.unhealthy_checks.join(", "))
+                }
+            ));
+        }
+    }
+    print!("{}", t.render());
+    if report.observers.is_empty() {
+        println!("\nno vantage point has published health verdicts (no daemon runs health checks)");
+    }
+    if let Some(o) = report.lag_objective_seconds {
+        println!("lag objective (region-failure RPO): {}", human(o as f64));
+    }
+    println!(
+        "\noverall: {} as of {}",
+        report.verdict.as_str().to_uppercase(),
+        report.at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    for r in &report.reasons {
+        println!("  - {r}");
+    }
+}
+
+#[derive(Serialize)]
+struct ReplicateDoc {
+    #[serde(flatten)]
+    report: replicate::Report,
+    events: Vec<Progress>,
+}
+
+async fn region_replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<i32> {
+    let req = replicate::Request {
+        from: a.from,
+        to: a.to,
+        replace: a.replace,
+    };
+    let json = ctx.json();
+    let quiet = ctx.global.quiet;
+    let mut events = Vec::new();
+    let report = replicate::replicate(ctx, &req, |p| {
+        if json {
+            // Machine-readable progress on stderr, one event a line; the
+            // document on stdout carries them all at the end.
+            if let Ok(line) = serde_json::to_string(p) {
+                eprintln!("{line}");
+            }
+            events.push(p.clone());
+        } else if !quiet {
+            println!("{}", describe(p));
+        }
+    })
+    .await?;
+    if json {
+        print_json(&ReplicateDoc { report, events })?;
+    } else {
+        println!(
+            "{} streams from {} through slot {} (heartbeat replayed, {:.3} s old)",
+            report.to, report.from, report.outcome.slot, report.outcome.heartbeat.age_seconds
+        );
+    }
+    Ok(OK)
+}
+
+fn describe(p: &Progress) -> String {
+    match p {
+        Progress::Inspected {
+            target_dir,
+            target_server,
+            ..
+        } => format!(
+            "inspected: target directory {}, target server {}",
+            serde_json::to_value(target_dir)
+                .ok()
+                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(String::from))
+                .unwrap_or_else(|| "?".into()),
+            match target_server {
+                Role::Primary => "a primary".to_string(),
+                Role::Standby => "a standby".to_string(),
+                Role::Unreachable { .. } => "not running".to_string(),
+            }
+        ),
+        Progress::Planned { plan } => format!(
+            "plan: {}",
+            plan.steps
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Progress::StepStarted { description, .. } => format!("  {description} ..."),
+        Progress::StepFinished { step, detail } => format!("  {step:?}: {detail}"),
+        Progress::Waiting { step, detail } => format!("  {step:?}: {detail}"),
+    }
+}
+
+async fn traffic_apply(ctx: &Ctx, a: ApplyArgs) -> Result<i32> {
+    let r = traffic::apply(ctx, a.dry_run).await?;
+    if ctx.json() {
+        print_json(&r)?;
+        return Ok(OK);
+    }
+    let ap = &r.applied;
+    println!(
+        "{} {}: answers now {}",
+        ap.provider,
+        r.name,
+        answers(&ap.before)
+    );
+    println!(
+        "health says: {} (regions {})",
+        answers(&ap.desired.answers),
+        ap.desired.regions.join(", ")
+    );
+    if ap.changes.is_empty() {
+        println!("nothing to change");
+    } else {
+        for c in &ap.changes {
+            println!(
+                "  {}{c}",
+                if ap.written { "" } else { "would " }
+            );
+        }
+        println!(
+            "{}",
+            if ap.written {
+                "written"
+            } else {
+                "not written (--dry-run)"
+            }
+        );
+    }
+    Ok(OK)
+}
+
+fn answers(set: &lifeboat_region::traffic::AnswerSet) -> String {
+    if set.is_empty() {
+        return "nothing".into();
+    }
+    set.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+async fn traffic_status(ctx: &Ctx) -> Result<i32> {
+    let r = traffic::status(ctx).await?;
+    if ctx.json() {
+        print_json(&r)?;
+        return Ok(OK);
+    }
+    println!("{} {}", r.provider, r.name);
+    println!("  DNS answers now:    {}", answers(&r.current));
+    println!(
+        "  health says:        {} (regions {}{})",
+        answers(&r.desired.answers),
+        r.desired.regions.join(", "),
+        if r.desired.all_unhealthy {
+            "; every region unhealthy: all answer"
+        } else {
+            ""
+        }
+    );
+    if r.health.none_published {
+        println!("  no vantage point has published health verdicts: every region counts as healthy");
+    }
+    println!("  in sync: {}", if r.in_sync { "yes" } else { "NO" });
+    Ok(OK)
+}
