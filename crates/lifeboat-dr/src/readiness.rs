@@ -763,7 +763,10 @@ pub fn judge_regions(r: &mut Readiness, ev: &RegionsEvidence) {
 }
 
 fn multi_region(id: &str) -> (&'static str, &'static str, &'static str) {
-    *MULTI_REGION.iter().find(|m| m.0 == id).expect("a multi-region item")
+    *MULTI_REGION
+        .iter()
+        .find(|m| m.0 == id)
+        .expect("a multi-region item")
 }
 
 fn replication_item(ev: &RegionsEvidence) -> Item {
@@ -778,11 +781,16 @@ fn replication_item(ev: &RegionsEvidence) -> Item {
         // The heartbeat's age is what a failover would lose now; without a
         // heartbeat, the replay lag.
         let lag = s.heartbeat_age_seconds.or(s.lag_seconds);
-        let lag_text = lag.map(|l| format!("{l:.1}s behind")).unwrap_or_else(|| "lag unknown".into());
+        let lag_text = lag
+            .map(|l| format!("{l:.1}s behind"))
+            .unwrap_or_else(|| "lag unknown".into());
         if s.observed_role != "standby" {
             fails.push(match &s.reason {
                 Some(r) => format!("{}: not reached ({r})", s.region),
-                None => format!("{}: observed {}, not a standby (run `lifeboat region replicate --to {}`)", s.region, s.observed_role, s.region),
+                None => format!(
+                    "{}: observed {}, not a standby (run `lifeboat region replicate --to {}`)",
+                    s.region, s.observed_role, s.region
+                ),
             });
         } else if !s.streaming {
             fails.push(format!("{}: a standby, but its primary does not list it streaming in pg_stat_replication ({lag_text}); check its log and `lifeboat region status`", s.region));
@@ -844,7 +852,14 @@ fn load_balancer_item(ev: &RegionsEvidence) -> Item {
         .regions
         .iter()
         .filter(|r| r.healthy == Some(false))
-        .map(|r| format!("{} unhealthy for {} of {} vantage points", r.region, r.unhealthy_observers.len(), r.observers))
+        .map(|r| {
+            format!(
+                "{} unhealthy for {} of {} vantage points",
+                r.region,
+                r.unhealthy_observers.len(),
+                r.observers
+            )
+        })
         .collect();
     let ok = format!(
         "{} ({}) answers [{}] as health says{}{}",
@@ -1208,7 +1223,12 @@ mod tests {
         }
     }
 
-    fn traffic(current: &[&str], desired: &[&str], eu: Option<bool>, checks: usize) -> TrafficEvidence {
+    fn traffic(
+        current: &[&str],
+        desired: &[&str],
+        eu: Option<bool>,
+        checks: usize,
+    ) -> TrafficEvidence {
         TrafficEvidence {
             provider: "rfc2136".into(),
             name: "app.kubernaut.test".into(),
@@ -1229,7 +1249,11 @@ mod tests {
                     answer: "198.51.100.1".into(),
                     checks,
                     healthy: eu,
-                    unhealthy_observers: if eu == Some(false) { vec!["us-east".into(), "eu-west".into()] } else { vec![] },
+                    unhealthy_observers: if eu == Some(false) {
+                        vec!["us-east".into(), "eu-west".into()]
+                    } else {
+                        vec![]
+                    },
                     observers: if eu.is_some() { 2 } else { 0 },
                 },
             ],
@@ -1243,34 +1267,124 @@ mod tests {
         let both = ["192.0.2.1", "198.51.100.1"];
         let us = ["192.0.2.1"];
         // (standbys, traffic, replication passes, load balancer passes, detail word)
-        type Row = (Vec<StandbyEvidence>, Option<TrafficEvidence>, State, State, &'static str);
+        type Row = (
+            Vec<StandbyEvidence>,
+            Option<TrafficEvidence>,
+            State,
+            State,
+            &'static str,
+        );
         let table: Vec<Row> = vec![
-            (vec![standby("standby", true, Some(1.2))], Some(traffic(&both, &both, Some(true), 1)), State::Pass, State::Pass, "as health says"),
+            (
+                vec![standby("standby", true, Some(1.2))],
+                Some(traffic(&both, &both, Some(true), 1)),
+                State::Pass,
+                State::Pass,
+                "as health says",
+            ),
             // Lag over the 300 s objective.
-            (vec![standby("standby", true, Some(400.0))], Some(traffic(&both, &both, Some(true), 1)), State::Fail, State::Pass, "over the region-failure RPO"),
+            (
+                vec![standby("standby", true, Some(400.0))],
+                Some(traffic(&both, &both, Some(true), 1)),
+                State::Fail,
+                State::Pass,
+                "over the region-failure RPO",
+            ),
             // Not streaming, not a standby, not reached, none declared.
-            (vec![standby("standby", false, Some(1.0))], None, State::Fail, State::Fail, "does not list it streaming"),
-            (vec![standby("primary", false, None)], None, State::Fail, State::Fail, "not a standby"),
-            (vec![standby("unreachable", false, None)], None, State::Fail, State::Fail, "not reached"),
-            (vec![], None, State::Fail, State::Fail, "no region is declared a standby"),
+            (
+                vec![standby("standby", false, Some(1.0))],
+                None,
+                State::Fail,
+                State::Fail,
+                "does not list it streaming",
+            ),
+            (
+                vec![standby("primary", false, None)],
+                None,
+                State::Fail,
+                State::Fail,
+                "not a standby",
+            ),
+            (
+                vec![standby("unreachable", false, None)],
+                None,
+                State::Fail,
+                State::Fail,
+                "not reached",
+            ),
+            (
+                vec![],
+                None,
+                State::Fail,
+                State::Fail,
+                "no region is declared a standby",
+            ),
             // Streaming, lag unknown (no heartbeat and no replay lag).
-            (vec![StandbyEvidence { lag_seconds: None, ..standby("standby", true, None) }], None, State::Fail, State::Fail, "lag is unknown"),
+            (
+                vec![StandbyEvidence {
+                    lag_seconds: None,
+                    ..standby("standby", true, None)
+                }],
+                None,
+                State::Fail,
+                State::Fail,
+                "lag is unknown",
+            ),
             // DNS left an unhealthy region out, as health says: passes and says so.
-            (vec![standby("standby", true, Some(1.0))], Some(traffic(&us, &us, Some(false), 1)), State::Pass, State::Pass, "left out: eu-west unhealthy for 2 of 2"),
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&us, &us, Some(false), 1)),
+                State::Pass,
+                State::Pass,
+                "left out: eu-west unhealthy for 2 of 2",
+            ),
             // DNS still answers an unhealthy region.
-            (vec![standby("standby", true, Some(1.0))], Some(traffic(&both, &us, Some(false), 1)), State::Pass, State::Fail, "but health says"),
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &us, Some(false), 1)),
+                State::Pass,
+                State::Fail,
+                "but health says",
+            ),
             // No fresh verdict, no checks.
-            (vec![standby("standby", true, Some(1.0))], Some(traffic(&both, &both, None, 1)), State::Pass, State::Fail, "no fresh health verdict"),
-            (vec![standby("standby", true, Some(1.0))], Some(traffic(&both, &both, Some(true), 0)), State::Pass, State::Fail, "no health checks"),
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &both, None, 1)),
+                State::Pass,
+                State::Fail,
+                "no fresh health verdict",
+            ),
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &both, Some(true), 0)),
+                State::Pass,
+                State::Fail,
+                "no health checks",
+            ),
         ];
         for (standbys, t, repl, lb, word) in table {
-            let mut r = run(good_source(now, now - TimeDelta::days(3)), &[check(true, now - TimeDelta::days(1))], active(), now);
+            let mut r = run(
+                good_source(now, now - TimeDelta::days(3)),
+                &[check(true, now - TimeDelta::days(1))],
+                active(),
+                now,
+            );
             assert_eq!(state(&r, "multi-region-replication"), State::NotConfigured);
-            let ev = RegionsEvidence { lag_objective_seconds: Some(300.0), standbys, traffic: t };
+            let ev = RegionsEvidence {
+                lag_objective_seconds: Some(300.0),
+                standbys,
+                traffic: t,
+            };
             judge_regions(&mut r, &ev);
             assert_eq!(state(&r, "multi-region-replication"), repl, "{ev:?}");
             assert_eq!(state(&r, "global-load-balancer"), lb, "{ev:?}");
-            let details: String = r.items.iter().filter(|i| i.id == "multi-region-replication" || i.id == "global-load-balancer").map(|i| i.detail.clone()).collect::<Vec<_>>().join(" | ");
+            let details: String = r
+                .items
+                .iter()
+                .filter(|i| i.id == "multi-region-replication" || i.id == "global-load-balancer")
+                .map(|i| i.detail.clone())
+                .collect::<Vec<_>>()
+                .join(" | ");
             assert!(details.contains(word), "{word:?} not in {details}");
             assert_eq!(r.ready, !r.items.iter().any(|i| i.state == State::Fail));
             if repl == State::Fail || lb == State::Fail {
@@ -1278,14 +1392,34 @@ mod tests {
             }
         }
         // Error reading the provider fails the item with the provider's words.
-        let mut r = run(good_source(now, now - TimeDelta::days(3)), &[check(true, now - TimeDelta::days(1))], active(), now);
+        let mut r = run(
+            good_source(now, now - TimeDelta::days(3)),
+            &[check(true, now - TimeDelta::days(1))],
+            active(),
+            now,
+        );
         let mut t = traffic(&[], &both, Some(true), 1);
         t.error = Some("rfc2136: no answer from 127.0.0.1:53".into());
-        judge_regions(&mut r, &RegionsEvidence { lag_objective_seconds: None, standbys: vec![standby("standby", true, None)], traffic: Some(t) });
+        judge_regions(
+            &mut r,
+            &RegionsEvidence {
+                lag_objective_seconds: None,
+                standbys: vec![standby("standby", true, None)],
+                traffic: Some(t),
+            },
+        );
         assert_eq!(state(&r, "global-load-balancer"), State::Fail);
-        assert!(item(&r, "global-load-balancer").detail.contains("no answer from"));
+        assert!(
+            item(&r, "global-load-balancer")
+                .detail
+                .contains("no answer from")
+        );
         // Without an objective the lag is shown, not judged.
         assert_eq!(state(&r, "multi-region-replication"), State::Pass);
-        assert!(item(&r, "multi-region-replication").detail.contains("not judged"));
+        assert!(
+            item(&r, "multi-region-replication")
+                .detail
+                .contains("not judged")
+        );
     }
 }

@@ -144,7 +144,7 @@ async fn regions_evidence(
     repo: &Repository,
     now: DateTime<Utc>,
 ) -> Option<readiness::RegionsEvidence> {
-    use crate::daemon::regions::{self, decide, health, watch};
+    use crate::daemon::regions::{self, decide, watch};
     use lifeboat_region::replication::Role;
     use lifeboat_region::topology::DeclaredRole;
     if cfg.regions().is_empty() {
@@ -182,23 +182,30 @@ async fn regions_evidence(
     let traffic = match &cfg.traffic {
         None => None,
         Some(t) => {
-            let published = regions::read_all(repo).await.unwrap_or_else(|e| {
+            let published = regions::read_all(repo, cfg).await.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the published health verdicts");
                 Vec::new()
             });
-            let names: Vec<String> = cfg.regions_in_file_order().into_iter().map(|(n, _)| n.to_string()).collect();
-            let max_age = health::publish_every(cfg) * 3;
-            let (verdicts, tallies) = decide::steering_verdicts(&names, &[], &published, now, max_age);
-            let answers = regions::region_answers(cfg);
+            let names: Vec<String> = cfg
+                .regions_in_file_order()
+                .into_iter()
+                .map(|(n, _)| n.to_string())
+                .collect();
+            let max_age = crate::region::traffic::max_view_age(cfg);
+            let (verdicts, tallies) =
+                decide::steering_verdicts(&names, &[], &published, now, max_age);
+            let answers = crate::region::traffic::region_answers(cfg);
             let desired = lifeboat_region::traffic::desired_answer_set(&answers, &verdicts);
-            let (current, error) = match regions::provider(&ctx, cfg).await {
+            let (current, error) = match crate::region::traffic::provider(&ctx, cfg).await {
                 Ok(p) => match p.current().await {
                     Ok(c) => (c, None),
                     Err(e) => (Default::default(), Some(e.to_string())),
                 },
                 Err(e) => (Default::default(), Some(e.to_string())),
             };
-            let text = |set: &lifeboat_region::traffic::AnswerSet| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+            let text = |set: &lifeboat_region::traffic::AnswerSet| {
+                set.iter().map(ToString::to_string).collect::<Vec<_>>()
+            };
             Some(readiness::TrafficEvidence {
                 provider: t.provider().to_string(),
                 name: t.name().normalized(),
@@ -212,9 +219,14 @@ async fn regions_evidence(
                         readiness::RegionTrafficEvidence {
                             region: a.region.clone(),
                             answer: a.answer.to_string(),
-                            checks: cfg.regions().get(&a.region).map_or(0, |r| r.health_checks.len()),
+                            checks: cfg
+                                .regions()
+                                .get(&a.region)
+                                .map_or(0, |r| r.health_checks.len()),
                             healthy: verdicts.get(&a.region).copied(),
-                            unhealthy_observers: tally.map(|t| t.unhealthy.clone()).unwrap_or_default(),
+                            unhealthy_observers: tally
+                                .map(|t| t.unhealthy.clone())
+                                .unwrap_or_default(),
                             observers: tally.map_or(0, |t| t.healthy.len() + t.unhealthy.len()),
                         }
                     })
@@ -224,7 +236,9 @@ async fn regions_evidence(
         }
     };
     Some(readiness::RegionsEvidence {
-        lag_objective_seconds: cfg.lag_objective().map(|t| t.num_milliseconds() as f64 / 1000.0),
+        lag_objective_seconds: cfg
+            .lag_objective()
+            .map(|t| t.num_milliseconds() as f64 / 1000.0),
         standbys,
         traffic,
     })

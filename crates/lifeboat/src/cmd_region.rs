@@ -272,10 +272,7 @@ async fn traffic_apply(ctx: &Ctx, a: ApplyArgs) -> Result<i32> {
         println!("nothing to change");
     } else {
         for c in &ap.changes {
-            println!(
-                "  {}{c}",
-                if ap.written { "" } else { "would " }
-            );
+            println!("  {}{c}", if ap.written { "" } else { "would " });
         }
         println!(
             "{}",
@@ -293,7 +290,10 @@ fn answers(set: &lifeboat_region::traffic::AnswerSet) -> String {
     if set.is_empty() {
         return "nothing".into();
     }
-    set.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn traffic_status(ctx: &Ctx) -> Result<i32> {
@@ -315,7 +315,9 @@ async fn traffic_status(ctx: &Ctx) -> Result<i32> {
         }
     );
     if r.health.none_published {
-        println!("  no vantage point has published health verdicts: every region counts as healthy");
+        println!(
+            "  no vantage point has published health verdicts: every region counts as healthy"
+        );
     }
     println!("  in sync: {}", if r.in_sync { "yes" } else { "NO" });
     Ok(OK)

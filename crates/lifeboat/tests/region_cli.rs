@@ -4,9 +4,9 @@
 //! `region traffic`. Conditions are polled with a bound, never waited for
 //! with sleeps; no timing is asserted.
 
-mod common;
 #[path = "../../lifeboat-region/tests/support/bind.rs"]
 mod bind;
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -159,14 +159,24 @@ fn replicate_seeds_a_streaming_standby_that_status_shows() {
     };
 
     let done = env.ok_json(&[
-        "--config", cfg, "--json", "region", "replicate", "--from", "us-east", "--to", "eu-west",
+        "--config",
+        cfg,
+        "--json",
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
     ]);
     assert_eq!(done["from"], "us-east");
     assert_eq!(done["to"], "eu-west");
     assert_eq!(done["outcome"]["replica"]["state"], "streaming", "{done}");
     assert_eq!(done["outcome"]["replica"]["application_name"], "eu-west");
     assert!(
-        done["outcome"]["heartbeat"]["beat"]["seq"].as_i64().is_some(),
+        done["outcome"]["heartbeat"]["beat"]["seq"]
+            .as_i64()
+            .is_some(),
         "{done}"
     );
     let events: Vec<&str> = done["events"]
@@ -198,7 +208,10 @@ fn replicate_seeds_a_streaming_standby_that_status_shows() {
         east["observed"]["identity"]["system_identifier"]
     );
     assert_eq!(west["lag"]["streaming"], true, "{west}");
-    assert!(west["lag"]["from_primary"]["bytes"].as_u64().is_some(), "{west}");
+    assert!(
+        west["lag"]["from_primary"]["bytes"].as_u64().is_some(),
+        "{west}"
+    );
     assert!(west["lag"]["from_standby"].is_object(), "{west}");
     assert_eq!(west["heartbeat"]["beat"]["region"], "us-east", "{west}");
     assert!(west["heartbeat"]["age_seconds"].as_f64().is_some());
@@ -229,7 +242,14 @@ fn a_standby_url_that_reaches_the_primary_is_refused_and_nothing_is_written() {
     let cfg = cfg.to_str().unwrap();
     let (out, err) = env.exits_with(
         &[
-            "--config", cfg, "--json", "region", "replicate", "--from", "us-east", "--to",
+            "--config",
+            cfg,
+            "--json",
+            "region",
+            "replicate",
+            "--from",
+            "us-east",
+            "--to",
             "eu-west",
         ],
         2,
@@ -388,16 +408,30 @@ fn traffic_apply_follows_published_verdicts_in_bind() {
     publish(
         &env,
         "us-east",
-        &[verdict("us-east", "us-east", true), verdict("eu-west", "us-east", false)],
+        &[
+            verdict("us-east", "us-east", true),
+            verdict("eu-west", "us-east", false),
+        ],
     );
-    let dry = env.ok_json(&["--config", cfg, "--json", "region", "traffic", "apply", "--dry-run"]);
+    let dry = env.ok_json(&[
+        "--config",
+        cfg,
+        "--json",
+        "region",
+        "traffic",
+        "apply",
+        "--dry-run",
+    ]);
     assert_eq!(dry["applied"]["written"], false, "{dry}");
     assert_eq!(b.dig(&name, "A"), ["192.0.2.10", "192.0.2.20"]);
     let st = env.ok_json(&["--config", cfg, "--json", "region", "traffic", "status"]);
     assert_eq!(st["in_sync"], false, "{st}");
 
     let doc = env.ok_json(&["--config", cfg, "--json", "region", "traffic", "apply"]);
-    assert_eq!(doc["applied"]["desired"]["regions"], serde_json::json!(["us-east"]));
+    assert_eq!(
+        doc["applied"]["desired"]["regions"],
+        serde_json::json!(["us-east"])
+    );
     assert_eq!(b.dig(&name, "A"), ["192.0.2.10"]);
     let st = env.ok_json(&["--config", cfg, "--json", "region", "traffic", "status"]);
     assert_eq!(st["in_sync"], true, "{st}");
@@ -413,7 +447,10 @@ fn traffic_apply_follows_published_verdicts_in_bind() {
     publish(
         &env,
         "us-east",
-        &[verdict("us-east", "us-east", true), verdict("eu-west", "us-east", true)],
+        &[
+            verdict("us-east", "us-east", true),
+            verdict("eu-west", "us-east", true),
+        ],
     );
     env.ok(&["--config", cfg, "region", "traffic", "apply"]);
     assert_eq!(b.dig(&name, "A"), ["192.0.2.10", "192.0.2.20"]);
@@ -432,7 +469,14 @@ fn a_tsig_key_bind_rejects_is_a_clear_error_and_nothing_is_written() {
     let serial = b.serial();
     let before = b.dig(&format!("app.{}", bind::ZONE), "A");
     let (out, err) = env.exits_with(
-        &["--config", cfg.to_str().unwrap(), "--json", "region", "traffic", "apply"],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "region",
+            "traffic",
+            "apply",
+        ],
         6,
     );
     assert!(err.contains("rejected Lifeboat's credentials"), "{err}");

@@ -15,9 +15,9 @@
 //!
 //! Conditions are polled with a bound; no timing is asserted.
 
-mod common;
 #[path = "../../lifeboat-region/tests/support/bind.rs"]
 mod bind;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -271,12 +271,8 @@ fn lsn_diff(a: &str, b: &str) -> i64 {
 fn readiness(env: &Env, cfg: &str) -> serde_json::Value {
     let out = env.run(&["--config", cfg, "--json", "readiness"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 fn item(r: &serde_json::Value, id: &str) -> (String, String) {
@@ -319,7 +315,14 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
         pgdata: pgdata.clone(),
     };
     env.ok(&[
-        "--config", cfg, "region", "replicate", "--from", "us-east", "--to", "eu-west",
+        "--config",
+        cfg,
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
     ]);
     let primary = p.conn_config("postgres");
     let standby = {
@@ -351,14 +354,20 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     });
     let seq: i64 = rt.block_on(async {
         let c = standby.with_dbname("lifeboat").connect().await.unwrap();
-        c.query_one("SELECT seq FROM lifeboat.heartbeat WHERE region = 'us-east'", &[])
-            .await
-            .unwrap()
-            .get(0)
+        c.query_one(
+            "SELECT seq FROM lifeboat.heartbeat WHERE region = 'us-east'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
     });
     assert!(seq >= 1);
     assert_eq!(
-        metric(&d_west, "lifeboat_heartbeat_writes_total{region=\"eu-west\"}"),
+        metric(
+            &d_west,
+            "lifeboat_heartbeat_writes_total{region=\"eu-west\"}"
+        ),
         Some(0.0)
     );
     assert_eq!(
@@ -370,7 +379,10 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     for d in [&d_east, &d_west] {
         d.poll(LONG, "eu-west streaming with a heartbeat age", || {
             let s = metric(d, "lifeboat_replication_streaming{region=\"eu-west\"}")?;
-            let age = metric(d, "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
+            let age = metric(
+                d,
+                "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
+            )?;
             let bytes = metric(d, "lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
             (s == 1.0 && age.is_finite() && bytes.is_finite()).then_some(())
         });
@@ -381,7 +393,13 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
         "SELECT state FROM pg_stat_replication WHERE application_name = 'eu-west'",
     );
     assert_eq!(state.as_deref(), Some("streaming"));
-    assert!(metric(&d_east, "lifeboat_replication_lag_seconds{region=\"us-east\"}").is_none());
+    assert!(
+        metric(
+            &d_east,
+            "lifeboat_replication_lag_seconds{region=\"us-east\"}"
+        )
+        .is_none()
+    );
 
     // Replay paused on the standby: the byte lag the daemon reports is
     // within the WAL the primary wrote past the frozen replay position, and
@@ -389,8 +407,14 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     query(&rt, &standby, "SELECT pg_wal_replay_pause()::text");
     let frozen = query(&rt, &standby, "SELECT pg_last_wal_replay_lsn()::text").unwrap();
     let (bytes, age) = d_east.poll(LONG, "lag while replay is paused", || {
-        let b = metric(&d_east, "lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
-        let a = metric(&d_east, "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
+        let b = metric(
+            &d_east,
+            "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
+        )?;
+        let a = metric(
+            &d_east,
+            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
+        )?;
         (b > 0.0 && a >= 3.0).then_some((b, a))
     });
     let current = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text").unwrap();
@@ -405,7 +429,11 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
         "SELECT replay_lsn::text FROM pg_stat_replication WHERE application_name = 'eu-west'",
     )
     .unwrap();
-    assert_eq!(lsn_diff(&seen, &frozen), 0, "pg_stat_replication: {seen}, standby: {frozen}");
+    assert_eq!(
+        lsn_diff(&seen, &frozen),
+        0,
+        "pg_stat_replication: {seen}, standby: {frozen}"
+    );
     // Readiness sees the same standby: streaming, within the 5m objective.
     let (st, detail) = item(&readiness(&env, cfg), "multi-region-replication");
     assert_eq!(st, "pass", "{detail}");
@@ -413,8 +441,10 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
 
     query(&rt, &standby, "SELECT pg_wal_replay_resume()::text");
     d_east.poll(LONG, "the standby to catch up", || {
-        let now_age =
-            metric(&d_east, "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
+        let now_age = metric(
+            &d_east,
+            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
+        )?;
         let replayed = query(
             &rt,
             &primary,
@@ -440,7 +470,8 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     west.set(false);
     for (d, observer) in [(&d_east, "us-east"), (&d_west, "eu-west")] {
         d.poll(LONG, "eu-west unhealthy", || {
-            let s = format!("lifeboat_region_healthy{{region=\"eu-west\",observer=\"{observer}\"}}");
+            let s =
+                format!("lifeboat_region_healthy{{region=\"eu-west\",observer=\"{observer}\"}}");
             (metric(d, &s)? == 0.0).then_some(())
         });
         assert_eq!(
@@ -475,7 +506,10 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     assert_eq!(st, "pass", "{detail}");
     assert!(!detail.contains("left out"), "{detail}");
     for d in [&d_east, &d_west] {
-        assert_eq!(metric(d, "lifeboat_traffic_answer{region=\"eu-west\"}"), Some(1.0));
+        assert_eq!(
+            metric(d, "lifeboat_traffic_answer{region=\"eu-west\"}"),
+            Some(1.0)
+        );
     }
     drop(d_east);
     drop(d_west);

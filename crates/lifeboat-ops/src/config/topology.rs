@@ -197,8 +197,10 @@ impl Config {
             );
         }
         if r.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
-            out.plain
-                .push("replication.user is empty; remove it (lifeboat_replication) or name the role".into());
+            out.plain.push(
+                "replication.user is empty; remove it (lifeboat_replication) or name the role"
+                    .into(),
+            );
         }
         if let Some(i) = r.heartbeat.as_ref().and_then(|h| h.interval.as_ref())
             && i.value.0 < chrono::TimeDelta::seconds(1)
@@ -213,13 +215,11 @@ impl Config {
 
 /// `host:port` with a port of 1 to 65535 (`[v6]:port` for IPv6).
 fn has_port(server: &str) -> bool {
-    server
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| {
-            !host.is_empty()
-                && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
-                && port.parse::<u16>().is_ok_and(|p| p > 0)
-        })
+    server.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
 }
 
 /// A region's name: it becomes a Route 53 set identifier, a metric label
@@ -326,10 +326,7 @@ impl RegionPostgres {
         {
             out.at(
                 p.referenced,
-                format!(
-                    "{at}.pgdata {} is not an absolute path",
-                    p.value.display()
-                ),
+                format!("{at}.pgdata {} is not an absolute path", p.value.display()),
             );
         }
         let Some(control) = &self.control else {
@@ -459,10 +456,16 @@ regions:
         // The file's order, not the names'.
         assert_eq!(specs[0].name, "us-east");
         assert_eq!(specs[1].replicates_from.as_deref(), Some("us-east"));
-        assert_eq!(c.region("eu-west").unwrap().postgres.manager(), PgManager::Postgres);
+        assert_eq!(
+            c.region("eu-west").unwrap().postgres.manager(),
+            PgManager::Postgres
+        );
         assert_eq!(c.region("eu-west").unwrap().postgres.control(), None);
         let e = c.region("us-west").unwrap_err().to_string();
-        assert!(e.contains("\"us-west\"") && e.contains("eu-west, us-east"), "{e}");
+        assert!(
+            e.contains("\"us-west\"") && e.contains("eu-west, us-east"),
+            "{e}"
+        );
         assert_eq!(c.heartbeat_interval(), Duration::from_secs(1));
         assert_eq!(c.replication_user(), "lifeboat_replication");
         assert_eq!(c.lag_objective(), None);
@@ -477,12 +480,20 @@ regions:
         // Two primaries: at the second one's role.
         assert_located(
             &two("      role: primary\n", ""),
-            &[(10, 13, "regions.eu-west.postgres.role: eu-west is declared primary, and so is us-east")],
+            &[(
+                10,
+                13,
+                "regions.eu-west.postgres.role: eu-west is declared primary, and so is us-east",
+            )],
         );
         // From itself, from an unknown region: at replicates_from.
         assert_located(
             &two("      role: standby\n      replicates_from: eu-west\n", ""),
-            &[(11, 24, "regions.eu-west.postgres.replicates_from: eu-west replicates from itself")],
+            &[(
+                11,
+                24,
+                "regions.eu-west.postgres.replicates_from: eu-west replicates from itself",
+            )],
         );
         assert_located(
             &two("      role: standby\n      replicates_from: us-west\n", ""),
@@ -495,7 +506,11 @@ regions:
         // A standby without a source: at its role.
         assert_located(
             &two("      role: standby\n", ""),
-            &[(10, 13, "eu-west is declared standby but names no region to replicate from")],
+            &[(
+                10,
+                13,
+                "eu-west is declared standby but names no region to replicate from",
+            )],
         );
         // A primary with a source.
         assert_located(
@@ -516,7 +531,11 @@ regions:
         assert_located(
             text,
             &[
-                (4, 50, "regions.a.postgres.role: no region is declared primary"),
+                (
+                    4,
+                    50,
+                    "regions.a.postgres.role: no region is declared primary",
+                ),
                 (4, 76, "a replicates in a circle (a → b → a)"),
             ],
         );
@@ -526,7 +545,10 @@ regions:
     /// and the line, marked.
     #[test]
     fn located_problems_render_like_parse_errors() {
-        let e = parse_err(&two("      role: standby\n      replicates_from: eu-west\n", ""));
+        let e = parse_err(&two(
+            "      role: standby\n      replicates_from: eu-west\n",
+            "",
+        ));
         let msg = e.to_string();
         assert!(
             msg.starts_with(
@@ -535,7 +557,10 @@ regions:
             "{msg}"
         );
         assert!(msg.contains("  --> test.yaml:11:24\n"), "{msg}");
-        assert!(msg.contains("11 |       replicates_from: eu-west\n"), "{msg}");
+        assert!(
+            msg.contains("11 |       replicates_from: eu-west\n"),
+            "{msg}"
+        );
         assert!(msg.ends_with(&format!("   | {}^", " ".repeat(23))), "{msg}");
         // With problems that have no place too, both kinds are shown.
         let e = parse_err(&two(
@@ -595,7 +620,10 @@ regions:
             )],
         );
         assert_located(
-            &with_check(&format!("{https}        failure_threshold: 11\n"), "route53"),
+            &with_check(
+                &format!("{https}        failure_threshold: 11\n"),
+                "route53",
+            ),
             &[(15, 28, "failure_threshold: 11 is outside 1 to 10")],
         );
         assert_located(
@@ -608,7 +636,11 @@ regions:
                 &format!("{tcp}        port: 5432\n        search_string: ok\n"),
                 "route53",
             ),
-            &[(16, 24, "health_checks[0].search_string: a tcp check reads no response")],
+            &[(
+                16,
+                24,
+                "health_checks[0].search_string: a tcp check reads no response",
+            )],
         );
         // A tcp check without a port: at its type.
         assert_located(
@@ -617,8 +649,15 @@ regions:
         );
         let long = "x".repeat(256);
         assert_located(
-            &with_check(&format!("{https}        search_string: {long}\n"), "route53"),
-            &[(15, 24, "is 256 characters long; Route 53 allows at most 255")],
+            &with_check(
+                &format!("{https}        search_string: {long}\n"),
+                "route53",
+            ),
+            &[(
+                15,
+                24,
+                "is 256 characters long; Route 53 allows at most 255",
+            )],
         );
         // Defaults: https on 443, path /, 30s, 3.
         let c = parse(&with_check(https, "route53"), "test.yaml").unwrap();
@@ -648,7 +687,10 @@ regions:
             assert_eq!(location(&e).0, 14, "{e}");
             assert!(e.to_string().contains(needle), "{e}");
         }
-        let e = parse_err(&with_check("        type: udp\n        host: h\n", "route53"));
+        let e = parse_err(&with_check(
+            "        type: udp\n        host: h\n",
+            "route53",
+        ));
         assert_eq!(location(&e), (13, 15), "{e}");
     }
 
@@ -685,7 +727,10 @@ regions:
         let standby = "      role: standby\n      replicates_from: us-east\n";
         for (extra, secret) in [
             ("      password: hunter2\n", "hunter2"),
-            ("      patroni: {url: \"http://admin:hunter2@p:8008\"}\n", "hunter2"),
+            (
+                "      patroni: {url: \"http://admin:hunter2@p:8008\"}\n",
+                "hunter2",
+            ),
         ] {
             let e = parse_err(&two(&format!("{standby}{extra}"), ""));
             assert_eq!(location(&e).0, 12, "{e}");
@@ -693,13 +738,22 @@ regions:
         }
         for (section, secret) in [
             ("    redis: {url: \"redis://:hunter2@r:6379\"}\n", "hunter2"),
-            ("    redis: {url: \"redis://r:6379\", password: hunter2}\n", "hunter2"),
-            ("    repository: {url: /copy, password: \"s3cr3t\"}\n", "s3cr3t"),
+            (
+                "    redis: {url: \"redis://r:6379\", password: hunter2}\n",
+                "hunter2",
+            ),
+            (
+                "    repository: {url: /copy, password: \"s3cr3t\"}\n",
+                "s3cr3t",
+            ),
         ] {
             let e = parse_err(&two(standby, section));
             assert_eq!(location(&e).0, 12, "{e}");
             let msg = e.to_string();
-            assert!(msg.contains("password") || msg.contains("referenced"), "{msg}");
+            assert!(
+                msg.contains("password") || msg.contains("referenced"),
+                "{msg}"
+            );
             assert!(!msg.contains(secret), "{msg}");
         }
         let tail = "traffic:
@@ -720,14 +774,22 @@ regions:
         let standby = "      role: standby\n      replicates_from: us-east\n";
         assert_located(
             &two(&format!("{standby}      manager: patroni\n"), ""),
-            &[(12, 16, "postgres.manager is patroni but there is no regions.eu-west.postgres.patroni section")],
+            &[(
+                12,
+                16,
+                "postgres.manager is patroni but there is no regions.eu-west.postgres.patroni section",
+            )],
         );
         assert_located(
             &two(
                 &format!("{standby}      cnpg: {{namespace: n, cluster: c}}\n"),
                 "",
             ),
-            &[(12, 13, "postgres.cnpg is for manager: cnpg, and the manager is postgres")],
+            &[(
+                12,
+                13,
+                "postgres.cnpg is for manager: cnpg, and the manager is postgres",
+            )],
         );
         assert_located(
             &two(&format!("{standby}      control: manager\n"), ""),
@@ -742,7 +804,10 @@ regions:
             &[(12, 15, "pgdata data is not an absolute path")],
         );
         assert_located(
-            &two(standby, "    dns: {address: 192.0.2.1, target: g.example}\n"),
+            &two(
+                standby,
+                "    dns: {address: 192.0.2.1, target: g.example}\n",
+            ),
             &[(12, 10, "regions.eu-west.dns: give exactly one of address")],
         );
         let c = parse(
@@ -773,17 +838,31 @@ regions:
         );
         // The provider's section, and no other; the name in the zone.
         assert_located(
-            &two(standby, "traffic: {provider: route53, name: g.example, rfc2136: {server: \"h:53\", zone: example, tsig: {name: k, secret: {env: T}}}}\n"),
+            &two(
+                standby,
+                "traffic: {provider: route53, name: g.example, rfc2136: {server: \"h:53\", zone: example, tsig: {name: k, secret: {env: T}}}}\n",
+            ),
             &[
-                (12, 21, "traffic.provider is route53 but there is no traffic.route53 section"),
+                (
+                    12,
+                    21,
+                    "traffic.provider is route53 but there is no traffic.route53 section",
+                ),
                 (12, 59, "traffic.rfc2136 is for provider: rfc2136"),
             ],
         );
         assert_located(
-            &two(standby, "traffic: {provider: rfc2136, name: g.example.org, rfc2136: {server: ns1, zone: example.com, tsig: {name: k, secret: {env: T}}}}\n"),
+            &two(
+                standby,
+                "traffic: {provider: rfc2136, name: g.example.org, rfc2136: {server: ns1, zone: example.com, tsig: {name: k, secret: {env: T}}}}\n",
+            ),
             &[
                 (12, 59, "traffic.rfc2136.server \"ns1\" is not host:port"),
-                (12, 36, "traffic.name g.example.org is not in the zone example.com"),
+                (
+                    12,
+                    36,
+                    "traffic.name g.example.org is not in the zone example.com",
+                ),
             ],
         );
         // rfc2136 answers are addresses; route53's all of one kind.
@@ -792,21 +871,40 @@ regions:
                 standby,
                 "    dns: {target: eu.example.com}\ntraffic: {provider: rfc2136, name: g.example.com, rfc2136: {server: \"[::1]:53\", zone: example.com, tsig: {name: k, secret: {env: T}}}}\n",
             ),
-            &[(12, 10, "regions.eu-west.dns: eu-west answers with a target name (CNAME)")],
+            &[(
+                12,
+                10,
+                "regions.eu-west.dns: eu-west answers with a target name (CNAME)",
+            )],
         );
         assert_located(
-            &two(standby, "traffic: {provider: route53, name: g.example.com, route53: {hosted_zone_id: Z1}}\n"),
-            &[(12, 21, "traffic: traffic is configured but no region has a dns answer")],
+            &two(
+                standby,
+                "traffic: {provider: route53, name: g.example.com, route53: {hosted_zone_id: Z1}}\n",
+            ),
+            &[(
+                12,
+                21,
+                "traffic: traffic is configured but no region has a dns answer",
+            )],
         );
         assert_located(
             &two(standby, "replication: {heartbeat: {interval: 0s}}\n"),
             &[(12, 37, "replication.heartbeat.interval must be at least 1s")],
         );
         // No regions: no traffic, no replication.
-        let e = parse_err("repository: {url: /r}\nreplication: {}\ntraffic: {provider: route53, name: g.example, route53: {hosted_zone_id: Z}}\n");
+        let e = parse_err(
+            "repository: {url: /r}\nreplication: {}\ntraffic: {provider: route53, name: g.example, route53: {hosted_zone_id: Z}}\n",
+        );
         let msg = e.to_string();
-        assert!(msg.contains("test.yaml:3:21: traffic: there is no regions: section"), "{msg}");
-        assert!(msg.contains("  - replication: there is no regions: section"), "{msg}");
+        assert!(
+            msg.contains("test.yaml:3:21: traffic: there is no regions: section"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("  - replication: there is no regions: section"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -818,7 +916,10 @@ regions:
         assert_eq!(c.standbys_of("us-east"), ["eu-west"]);
         // The seed's §3.1: region failure RTO 15m, RPO 5m = the lag objective.
         assert_eq!(c.lag_objective(), Some(TimeDelta::minutes(5)));
-        assert_eq!(c.objective("region-failure").unwrap().rto, TimeDelta::minutes(15));
+        assert_eq!(
+            c.objective("region-failure").unwrap().rto,
+            TimeDelta::minutes(15)
+        );
         assert_eq!(c.heartbeat_interval(), Duration::from_secs(1));
         // §2.3 and §2.5: Route 53, weighted 100/100, zone Z123.
         let t = c.traffic.as_ref().unwrap();
@@ -834,7 +935,11 @@ regions:
             assert_eq!(r.postgres.manager(), PgManager::Cnpg);
             let cnpg = &r.postgres.cnpg.as_ref().unwrap().value;
             assert_eq!(
-                (cnpg.cluster.as_str(), cnpg.namespace.as_str(), cnpg.context.as_deref()),
+                (
+                    cnpg.cluster.as_str(),
+                    cnpg.namespace.as_str(),
+                    cnpg.context.as_deref()
+                ),
                 (cluster, "kubernaut-system", Some(context))
             );
             assert_eq!(r.postgres.control(), Some(ServerControl::Manager));
@@ -859,10 +964,19 @@ regions:
             assert_eq!(r.weight(), 100);
             // §2.1: Gateway (3), Context API (2), Data Storage (2).
             let d = r.deployments.as_ref().unwrap();
-            assert_eq!((d.namespace.as_str(), d.context.as_deref()), ("kubernaut-system", Some(context)));
-            let counts: Vec<(&str, u32)> =
-                d.items.iter().map(|i| (i.name.as_str(), i.replicas)).collect();
-            assert_eq!(counts, [("gateway", 3), ("context-api", 2), ("data-storage", 2)]);
+            assert_eq!(
+                (d.namespace.as_str(), d.context.as_deref()),
+                ("kubernaut-system", Some(context))
+            );
+            let counts: Vec<(&str, u32)> = d
+                .items
+                .iter()
+                .map(|i| (i.name.as_str(), i.replicas))
+                .collect();
+            assert_eq!(
+                counts,
+                [("gateway", 3), ("context-api", 2), ("data-storage", 2)]
+            );
             assert!(r.redis.is_some());
         }
         let eu = c.region("eu-west").unwrap();

@@ -34,7 +34,11 @@ pub async fn redis_endpoint(ctx: &Ctx, c: &RedisConfig) -> Result<RedisEndpoint>
 
 /// `(user, host, port)` of a Redis URL (pure).
 pub fn parse_redis_url(url: &str) -> Result<(Option<String>, String, u16)> {
-    let bad = || Error::usage(format!("the Redis url {url:?} is not redis://[user@]host[:port]"));
+    let bad = || {
+        Error::usage(format!(
+            "the Redis url {url:?} is not redis://[user@]host[:port]"
+        ))
+    };
     let rest = url.split_once("://").map(|(_, r)| r).ok_or_else(bad)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let (user, hostport) = match authority.rsplit_once('@') {
@@ -74,7 +78,11 @@ mod tests {
         ];
         for (url, user, host, port) in ok {
             let got = parse_redis_url(url).unwrap();
-            assert_eq!(got, (user.map(String::from), host.to_string(), *port), "{url}");
+            assert_eq!(
+                got,
+                (user.map(String::from), host.to_string(), *port),
+                "{url}"
+            );
         }
         for url in ["redis://:x", "redis://h:notaport", "nourl"] {
             assert!(parse_redis_url(url).is_err(), "{url}");

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use lifeboat_region::health::{Consensus, RegionVerdict};
 use lifeboat_region::heartbeat::{self, Seen};
 use lifeboat_region::redis::{self as lredis, LinkStatus, ReplicationInfo};
-use lifeboat_region::replication::{Observed, Retry, Role, Server, StandbyLag, observe, standby_lag};
+use lifeboat_region::replication::{
+    Observed, Retry, Role, Server, StandbyLag, observe, standby_lag,
+};
 use lifeboat_repo::Repository;
 use lifeboat_repo::storage::object::{S3Settings, open_url};
 use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
@@ -60,7 +62,10 @@ pub enum RepositoryCopy {
         age_seconds: Option<i64>,
     },
     /// Configured but could not be opened or read.
-    Unreadable { url: String, error: String },
+    Unreadable {
+        url: String,
+        error: String,
+    },
 }
 
 /// A region's Redis as `INFO replication` shows it.
@@ -206,7 +211,10 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
             heartbeat: hb,
             heartbeat_error: hb_err,
             health: rv.iter().filter(|v| &v.region == name).cloned().collect(),
-            consensus: consensus.get(*name).cloned().unwrap_or_else(empty_consensus),
+            consensus: consensus
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(empty_consensus),
             repository: repository_copy(ctx, r.repository.as_ref()).await,
             redis: redis_state(ctx, r).await,
         });
@@ -294,7 +302,10 @@ pub fn judge(regions: &[RegionStatus], objective_seconds: Option<i64>) -> (Overa
         {
             degraded.push(match &redis.error {
                 Some(e) => format!("Redis of {}: {e}", r.name),
-                None => format!("Redis of {}: the replica's link to its primary is down", r.name),
+                None => format!(
+                    "Redis of {}: the replica's link to its primary is down",
+                    r.name
+                ),
             });
         }
     }
@@ -428,4 +439,3 @@ async fn redis_state(ctx: &Ctx, r: &RegionConfig) -> Option<RedisState> {
         },
     )
 }
-

@@ -112,7 +112,10 @@ async fn resolve_server(server: &str) -> Result<SocketAddr> {
     if let Ok(ip) = server.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    let with_port = if server.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if server
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         server.to_string()
     } else {
         format!("{server}:53")
@@ -123,7 +126,9 @@ async fn resolve_server(server: &str) -> Result<SocketAddr> {
         ))
     })?;
     found.next().ok_or_else(|| {
-        Error::usage(format!("traffic.rfc2136.server {server:?} resolves to no address"))
+        Error::usage(format!(
+            "traffic.rfc2136.server {server:?} resolves to no address"
+        ))
     })
 }
 

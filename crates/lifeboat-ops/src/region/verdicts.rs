@@ -81,7 +81,9 @@ pub async fn publish_at(
     repo.storage()
         .put(&key, Bytes::from(bytes))
         .await
-        .map_err(|e| Error::from(e).context(format!("publishing the health verdicts of {observer}")))
+        .map_err(|e| {
+            Error::from(e).context(format!("publishing the health verdicts of {observer}"))
+        })
 }
 
 /// Every vantage point's newest view, sorted by observer. A view that

@@ -136,7 +136,10 @@ pub(crate) fn checked_url(s: &str, schemes: &[&str], what: &str) -> Result<Strin
             .join(" or ")
     };
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!("the {what} url {s:?} does not start with {}", want()));
+        return Err(format!(
+            "the {what} url {s:?} does not start with {}",
+            want()
+        ));
     };
     if !schemes.contains(&scheme) {
         return Err(format!(

@@ -184,7 +184,10 @@ mod tests {
         let table: Vec<Row> = vec![
             // Only this daemon's view: its own verdicts.
             (
-                vec![v("us-east", "us-east", true, 100), v("us-east", "eu-west", false, 100)],
+                vec![
+                    v("us-east", "us-east", true, 100),
+                    v("us-east", "eu-west", false, 100),
+                ],
                 vec![],
                 vec![("us-east", true), ("eu-west", false)],
             ),
@@ -209,7 +212,10 @@ mod tests {
             // A stale view is not counted: own view alone decides.
             (
                 vec![v("us-east", "eu-west", true, 100)],
-                vec![v("eu-west", "eu-west", false, 30), v("x", "eu-west", false, 39)],
+                vec![
+                    v("eu-west", "eu-west", false, 30),
+                    v("x", "eu-west", false, 39),
+                ],
                 vec![("eu-west", true)],
             ),
             // Own published view is replaced by the one from memory.

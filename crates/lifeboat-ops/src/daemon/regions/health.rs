@@ -75,9 +75,7 @@ pub fn spawn(d: &Arc<Daemon>, own: &str, views: watch::Sender<Vec<View>>) -> Vec
         let mut sd = d.shutdown.subscribe();
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
-            checker
-                .run(tx, async move { stopped(&mut sd).await })
-                .await
+            checker.run(tx, async move { stopped(&mut sd).await }).await
         }));
     }
     drop(tx);
@@ -167,7 +165,7 @@ async fn consume(
         });
         if flipped {
             let all: Vec<Verdict> = latest.values().cloned().collect();
-            if let Err(e) = super::interim::publish(&d.repo, &own, &all).await {
+            if let Err(e) = crate::region::verdicts::publish(&d.repo, &own, &all).await {
                 tracing::warn!(observer = %own, error = %e, "cannot publish this vantage point's health verdicts; retrying at the next flip or period");
             }
         }

@@ -71,7 +71,10 @@ pub fn describe() {
         CHECK_HEALTHY,
         "1 when the health check's status is healthy from the vantage point observer, else 0"
     );
-    describe_counter!(CHECK_PROBES, "Probes of the health check from this vantage point");
+    describe_counter!(
+        CHECK_PROBES,
+        "Probes of the health check from this vantage point"
+    );
     describe_counter!(
         CHECK_FAILURES,
         "Probes of the health check that failed from this vantage point"

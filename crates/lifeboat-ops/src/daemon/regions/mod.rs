@@ -17,7 +17,6 @@
 
 pub mod decide;
 pub mod health;
-mod interim;
 pub mod metrics;
 pub mod steer;
 pub mod watch;
@@ -50,11 +49,9 @@ pub fn own_region(config: &Config) -> Result<Option<String>> {
              regions: section; remove it or describe the regions (docs/regions/topology.md)"
         )));
     }
-    config.region(&name).map_err(|e| {
-        usage(format!(
-            "serve.region (--region, LIFEBOAT_REGION): {e}"
-        ))
-    })?;
+    config
+        .region(&name)
+        .map_err(|e| usage(format!("serve.region (--region, LIFEBOAT_REGION): {e}")))?;
     Ok(Some(name))
 }
 
@@ -65,26 +62,35 @@ pub async fn server(ctx: &Ctx, config: &Config, name: &str) -> Result<ConnConfig
     crate::postgres::source::connection(ctx, &r.postgres.url, r.postgres.password.as_ref()).await
 }
 
-/// Every steered region's DNS answer, in the file's order.
-pub fn region_answers(config: &Config) -> Vec<lifeboat_region::traffic::RegionAnswer> {
-    use lifeboat_region::topology::DnsAnswer;
-    use lifeboat_region::traffic::{Answer, RegionAnswer};
-    config
-        .regions_in_file_order()
-        .into_iter()
-        .filter_map(|(n, rc)| {
-            rc.answer().map(|a| RegionAnswer {
-                region: n.to_string(),
-                answer: match a {
-                    DnsAnswer::Address(ip) => Answer::from(ip),
-                    DnsAnswer::Target(t) => Answer::Target(t),
-                },
-            })
+/// Every vantage point's published view (`region::verdicts`), as the
+/// steering decision takes it: per observer and region its verdict, with
+/// the newest probe time of that region's checks (the publish time when it
+/// has none).
+pub async fn read_all(
+    repo: &lifeboat_repo::Repository,
+    config: &Config,
+) -> Result<Vec<decide::View>> {
+    let regions: Vec<String> = config.regions().keys().cloned().collect();
+    let views = crate::region::verdicts::read_all(repo).await?;
+    Ok(views
+        .iter()
+        .flat_map(|v| {
+            regions
+                .iter()
+                .filter(|r| v.verdicts.iter().any(|x| &x.region == *r))
+                .map(|r| {
+                    let rv = lifeboat_region::health::region_verdict(r, &v.observer, &v.verdicts);
+                    decide::View {
+                        observer: v.observer.clone(),
+                        region: r.clone(),
+                        healthy: rv.healthy,
+                        observed_at: rv.observed_at.unwrap_or(v.published_at),
+                    }
+                })
+                .collect::<Vec<_>>()
         })
-        .collect()
+        .collect())
 }
-
-pub use interim::{provider, publish, read_all};
 
 /// Starts the region tasks (none without `regions:` or without this
 /// daemon's region, which is logged). They end at shutdown, like the
@@ -130,11 +136,7 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
     let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
     tasks.extend(health::spawn(d, &region, views_tx));
     match config.traffic_provider() {
-        Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(
-            Arc::clone(d),
-            region.clone(),
-            views_rx,
-        ))),
+        Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(Arc::clone(d), views_rx))),
         Some(Provider::Route53) => tracing::info!(
             "traffic.provider route53: Route 53 runs the health checks and answers by them; \
              the daemon keeps no steering loop (`lifeboat region traffic apply` writes the records)"

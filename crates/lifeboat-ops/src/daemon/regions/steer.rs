@@ -20,11 +20,11 @@ use super::decide::{View, steering_verdicts};
 use super::{health, metrics};
 use crate::daemon::{Daemon, stopped};
 
-pub async fn run(d: Arc<Daemon>, own: String, mut views: watch::Receiver<Vec<View>>) {
+pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
     let Some(config) = d.ctx.config.as_ref() else {
         return;
     };
-    let provider = match super::interim::provider(&d.ctx, config).await {
+    let provider = match crate::region::traffic::provider(&d.ctx, config).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "traffic steering is off: the rfc2136 provider cannot be built; fix traffic: and restart the daemon");
@@ -33,7 +33,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut views: watch::Receiver<Vec<Vie
     };
     metrics::traffic_started();
     let every = health::publish_every(config);
-    let max_age = every * 3;
+    let max_age = crate::region::traffic::max_view_age(config);
     let regions: Vec<String> = config
         .regions_in_file_order()
         .into_iter()
@@ -48,7 +48,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut views: watch::Receiver<Vec<Vie
     let mut sd = d.shutdown.subscribe();
     let mut last_error: Option<String> = None;
     loop {
-        let published = match super::interim::read_all(&d.repo).await {
+        let published = match super::read_all(&d.repo, config).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the other vantage points' verdicts; steering by this daemon's view alone");
@@ -118,4 +118,3 @@ fn report(
         );
     }
 }
-

@@ -145,8 +145,12 @@ pub async fn observe_loop(d: Arc<Daemon>, own: String, own_primary: watch::Sende
             metrics::primary(name, o.role == Role::Primary);
             if roles.get(name) != Some(&word) {
                 match &o.role {
-                    Role::Unreachable { reason, .. } => tracing::warn!(region = %name, reason = %reason, "region's PostgreSQL not reached"),
-                    _ => tracing::info!(region = %name, role = word, "region's PostgreSQL observed"),
+                    Role::Unreachable { reason, .. } => {
+                        tracing::warn!(region = %name, reason = %reason, "region's PostgreSQL not reached")
+                    }
+                    _ => {
+                        tracing::info!(region = %name, role = word, "region's PostgreSQL observed")
+                    }
                 }
                 roles.insert(name.clone(), word);
             }
@@ -157,7 +161,10 @@ pub async fn observe_loop(d: Arc<Daemon>, own: String, own_primary: watch::Sende
         }
         // A region that was a standby and is not any more keeps its series,
         // with unknown values.
-        for gone in standbys.iter().filter(|s| !points.iter().any(|p| &&p.region == s)) {
+        for gone in standbys
+            .iter()
+            .filter(|s| !points.iter().any(|p| &&p.region == s))
+        {
             metrics::standby_unknown(gone);
         }
         standbys = points.iter().map(|p| p.region.clone()).collect();
@@ -174,7 +181,11 @@ pub async fn observe_loop(d: Arc<Daemon>, own: String, own_primary: watch::Sende
 /// Writes the heartbeat every `replication.heartbeat.interval` while this
 /// daemon's region's server is observed primary; stops when it is observed
 /// otherwise (or at shutdown), and starts again when it is primary again.
-pub async fn heartbeat_loop(d: Arc<Daemon>, region: String, mut own_primary: watch::Receiver<bool>) {
+pub async fn heartbeat_loop(
+    d: Arc<Daemon>,
+    region: String,
+    mut own_primary: watch::Receiver<bool>,
+) {
     let Some(config) = d.ctx.config.as_ref() else {
         return;
     };
