@@ -462,8 +462,11 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     d_east.poll(LONG, "DNS to answer both regions", || {
         (bind.dig(NAME, "A") == both).then_some(())
     });
-    let (st, detail) = item(&readiness(&env, cfg), "global-load-balancer");
-    assert_eq!(st, "pass", "{detail}");
+    // Readiness: once both vantage points have published their views.
+    d_east.poll(LONG, "readiness's global-load-balancer to pass", || {
+        let (st, _) = item(&readiness(&env, cfg), "global-load-balancer");
+        (st == "pass").then_some(())
+    });
 
     // eu-west's endpoint stops answering: both vantage points see it
     // unhealthy after failure_threshold probes, and DNS drops it.
@@ -506,10 +509,9 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     assert_eq!(st, "pass", "{detail}");
     assert!(!detail.contains("left out"), "{detail}");
     for d in [&d_east, &d_west] {
-        assert_eq!(
-            metric(d, "lifeboat_traffic_answer{region=\"eu-west\"}"),
-            Some(1.0)
-        );
+        d.poll(LONG, "the answer gauge", || {
+            (metric(d, "lifeboat_traffic_answer{region=\"eu-west\"}")? == 1.0).then_some(())
+        });
     }
     drop(d_east);
     drop(d_west);
