@@ -690,6 +690,200 @@ fn daemon_active(i: &Inputs<'_>) -> Item {
     )
 }
 
+/// What the multi-region items are judged from, gathered now by the caller
+/// (`lifeboat_ops::assess`): the servers observed, the provider read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionsEvidence {
+    /// The region-failure objective's RPO: the lag a standby may have.
+    /// `None` without that objective (lag is then shown, not judged).
+    pub lag_objective_seconds: Option<f64>,
+    /// Every region the configuration declares a standby, as observed now.
+    pub standbys: Vec<StandbyEvidence>,
+    /// `None` without a `traffic:` section.
+    pub traffic: Option<TrafficEvidence>,
+}
+
+/// A declared standby region, observed now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StandbyEvidence {
+    pub region: String,
+    /// `primary`, `standby` or `unreachable`, as the server says.
+    pub observed_role: String,
+    /// Its primary lists it `streaming` in `pg_stat_replication`.
+    pub streaming: bool,
+    pub lag_seconds: Option<f64>,
+    pub heartbeat_age_seconds: Option<f64>,
+    /// Why it was not reached, when it was not.
+    pub reason: Option<String>,
+}
+
+/// The steered name: what the provider answers now next to what health
+/// says it should answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrafficEvidence {
+    /// `rfc2136` or `route53`.
+    pub provider: String,
+    pub name: String,
+    /// The provider could not be built or read: why.
+    pub error: Option<String>,
+    /// What the name answers now (the provider's records), sorted.
+    pub current: Vec<String>,
+    /// What health says it should answer, sorted.
+    pub desired: Vec<String>,
+    /// Per steered region, in the configuration's order.
+    pub regions: Vec<RegionTrafficEvidence>,
+    /// No region is healthy, so every one is answered (Route 53's rule).
+    pub all_unhealthy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionTrafficEvidence {
+    pub region: String,
+    pub answer: String,
+    /// Health checks configured for it.
+    pub checks: usize,
+    /// The verdict across fresh vantage points; `None`: no fresh verdict
+    /// (nobody checks it now).
+    pub healthy: Option<bool>,
+    /// Vantage points with a fresh verdict saying unhealthy / all of them.
+    pub unhealthy_observers: Vec<String>,
+    pub observers: usize,
+}
+
+/// Judges `multi-region-replication` and `global-load-balancer` from
+/// `ev` (replacing their "not configured"), and `ready` again.
+pub fn judge_regions(r: &mut Readiness, ev: &RegionsEvidence) {
+    let items = [replication_item(ev), load_balancer_item(ev)];
+    for new in items {
+        if let Some(it) = r.items.iter_mut().find(|i| i.id == new.id) {
+            *it = new;
+        }
+    }
+    r.ready = !r.items.iter().any(|it| it.state == State::Fail);
+}
+
+fn multi_region(id: &str) -> (&'static str, &'static str, &'static str) {
+    *MULTI_REGION
+        .iter()
+        .find(|m| m.0 == id)
+        .expect("a multi-region item")
+}
+
+fn replication_item(ev: &RegionsEvidence) -> Item {
+    let (id, title, seed) = multi_region("multi-region-replication");
+    let objective = ev.lag_objective_seconds;
+    let mut fails = Vec::new();
+    let mut oks = Vec::new();
+    if ev.standbys.is_empty() {
+        fails.push("no region is declared a standby (regions.<r>.postgres.role: standby with replicates_from)".to_string());
+    }
+    for s in &ev.standbys {
+        // The heartbeat's age is what a failover would lose now; without a
+        // heartbeat, the replay lag.
+        let lag = s.heartbeat_age_seconds.or(s.lag_seconds);
+        let lag_text = lag
+            .map(|l| format!("{l:.1}s behind"))
+            .unwrap_or_else(|| "lag unknown".into());
+        if s.observed_role != "standby" {
+            fails.push(match &s.reason {
+                Some(r) => format!("{}: not reached ({r})", s.region),
+                None => format!(
+                    "{}: observed {}, not a standby (run `lifeboat region replicate --to {}`)",
+                    s.region, s.observed_role, s.region
+                ),
+            });
+        } else if !s.streaming {
+            fails.push(format!("{}: a standby, but its primary does not list it streaming in pg_stat_replication ({lag_text}); check its log and `lifeboat region status`", s.region));
+        } else {
+            match (lag, objective) {
+                (Some(l), Some(o)) if l > o => fails.push(format!(
+                    "{}: streaming but {lag_text}, over the region-failure RPO of {}",
+                    s.region,
+                    human(o)
+                )),
+                (None, Some(_)) => fails.push(format!(
+                    "{}: streaming but its lag is unknown (no heartbeat replayed: is a daemon with serve.region running in the primary's region?)",
+                    s.region
+                )),
+                (_, Some(o)) => oks.push(format!("{}: streaming, {lag_text} (objective {})", s.region, human(o))),
+                (_, None) => oks.push(format!("{}: streaming, {lag_text} (no region-failure objective: lag not judged)", s.region)),
+            }
+        }
+    }
+    auto(id, title.to_string(), seed, fails, oks.join("; "))
+}
+
+fn load_balancer_item(ev: &RegionsEvidence) -> Item {
+    let (id, title, seed) = multi_region("global-load-balancer");
+    let Some(t) = &ev.traffic else {
+        return auto(
+            id,
+            title.to_string(),
+            seed,
+            vec!["no traffic: section: nothing steers DNS between the regions (docs/regions/traffic.md)".into()],
+            String::new(),
+        );
+    };
+    let mut fails = Vec::new();
+    if let Some(e) = &t.error {
+        fails.push(format!("{} for {}: {e}", t.provider, t.name));
+    }
+    for r in &t.regions {
+        if r.checks == 0 {
+            fails.push(format!("{}: no health checks (regions.{}.health_checks): DNS cannot leave it out when it fails", r.region, r.region));
+        } else if r.healthy.is_none() && t.provider == "rfc2136" {
+            fails.push(format!("{}: no fresh health verdict from any vantage point: is a daemon with serve.region running?", r.region));
+        }
+    }
+    if t.error.is_none() && t.current != t.desired {
+        fails.push(format!(
+            "{} answers [{}] but health says [{}]{}",
+            t.name,
+            t.current.join(", "),
+            t.desired.join(", "),
+            if t.provider == "rfc2136" {
+                ": is a daemon with serve.region running the steering loop? (`lifeboat region traffic apply` corrects it once)"
+            } else {
+                ": run `lifeboat region traffic apply`"
+            }
+        ));
+    }
+    let unhealthy: Vec<String> = t
+        .regions
+        .iter()
+        .filter(|r| r.healthy == Some(false))
+        .map(|r| {
+            format!(
+                "{} unhealthy for {} of {} vantage points",
+                r.region,
+                r.unhealthy_observers.len(),
+                r.observers
+            )
+        })
+        .collect();
+    let ok = format!(
+        "{} ({}) answers [{}] as health says{}{}",
+        t.name,
+        t.provider,
+        t.current.join(", "),
+        if unhealthy.is_empty() {
+            String::new()
+        } else {
+            format!("; left out: {}", unhealthy.join(", "))
+        },
+        if t.all_unhealthy {
+            "; no region is healthy, so every region is answered"
+        } else {
+            ""
+        }
+    );
+    let mut fails = fails;
+    if !fails.is_empty() && !unhealthy.is_empty() {
+        fails.push(unhealthy.join(", "));
+    }
+    auto(id, title.to_string(), seed, fails, ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1016,5 +1210,216 @@ mod tests {
         let r = run(s, &[check(true, now)], active(), now);
         assert_eq!(state(&r, "objectives"), State::Fail);
         assert!(!r.ready);
+    }
+
+    fn standby(role: &str, streaming: bool, hb: Option<f64>) -> StandbyEvidence {
+        StandbyEvidence {
+            region: "eu-west".into(),
+            observed_role: role.into(),
+            streaming,
+            lag_seconds: Some(0.5),
+            heartbeat_age_seconds: hb,
+            reason: (role == "unreachable").then(|| "connection refused".to_string()),
+        }
+    }
+
+    fn traffic(
+        current: &[&str],
+        desired: &[&str],
+        eu: Option<bool>,
+        checks: usize,
+    ) -> TrafficEvidence {
+        TrafficEvidence {
+            provider: "rfc2136".into(),
+            name: "app.kubernaut.test".into(),
+            error: None,
+            current: current.iter().map(|s| s.to_string()).collect(),
+            desired: desired.iter().map(|s| s.to_string()).collect(),
+            regions: vec![
+                RegionTrafficEvidence {
+                    region: "us-east".into(),
+                    answer: "192.0.2.1".into(),
+                    checks,
+                    healthy: Some(true),
+                    unhealthy_observers: vec![],
+                    observers: 2,
+                },
+                RegionTrafficEvidence {
+                    region: "eu-west".into(),
+                    answer: "198.51.100.1".into(),
+                    checks,
+                    healthy: eu,
+                    unhealthy_observers: if eu == Some(false) {
+                        vec!["us-east".into(), "eu-west".into()]
+                    } else {
+                        vec![]
+                    },
+                    observers: if eu.is_some() { 2 } else { 0 },
+                },
+            ],
+            all_unhealthy: false,
+        }
+    }
+
+    #[test]
+    fn multi_region_items_pass_only_on_evidence() {
+        let now = at(24 * 60);
+        let both = ["192.0.2.1", "198.51.100.1"];
+        let us = ["192.0.2.1"];
+        // (standbys, traffic, replication passes, load balancer passes, detail word)
+        type Row = (
+            Vec<StandbyEvidence>,
+            Option<TrafficEvidence>,
+            State,
+            State,
+            &'static str,
+        );
+        let table: Vec<Row> = vec![
+            (
+                vec![standby("standby", true, Some(1.2))],
+                Some(traffic(&both, &both, Some(true), 1)),
+                State::Pass,
+                State::Pass,
+                "as health says",
+            ),
+            // Lag over the 300 s objective.
+            (
+                vec![standby("standby", true, Some(400.0))],
+                Some(traffic(&both, &both, Some(true), 1)),
+                State::Fail,
+                State::Pass,
+                "over the region-failure RPO",
+            ),
+            // Not streaming, not a standby, not reached, none declared.
+            (
+                vec![standby("standby", false, Some(1.0))],
+                None,
+                State::Fail,
+                State::Fail,
+                "does not list it streaming",
+            ),
+            (
+                vec![standby("primary", false, None)],
+                None,
+                State::Fail,
+                State::Fail,
+                "not a standby",
+            ),
+            (
+                vec![standby("unreachable", false, None)],
+                None,
+                State::Fail,
+                State::Fail,
+                "not reached",
+            ),
+            (
+                vec![],
+                None,
+                State::Fail,
+                State::Fail,
+                "no region is declared a standby",
+            ),
+            // Streaming, lag unknown (no heartbeat and no replay lag).
+            (
+                vec![StandbyEvidence {
+                    lag_seconds: None,
+                    ..standby("standby", true, None)
+                }],
+                None,
+                State::Fail,
+                State::Fail,
+                "lag is unknown",
+            ),
+            // DNS left an unhealthy region out, as health says: passes and says so.
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&us, &us, Some(false), 1)),
+                State::Pass,
+                State::Pass,
+                "left out: eu-west unhealthy for 2 of 2",
+            ),
+            // DNS still answers an unhealthy region.
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &us, Some(false), 1)),
+                State::Pass,
+                State::Fail,
+                "but health says",
+            ),
+            // No fresh verdict, no checks.
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &both, None, 1)),
+                State::Pass,
+                State::Fail,
+                "no fresh health verdict",
+            ),
+            (
+                vec![standby("standby", true, Some(1.0))],
+                Some(traffic(&both, &both, Some(true), 0)),
+                State::Pass,
+                State::Fail,
+                "no health checks",
+            ),
+        ];
+        for (standbys, t, repl, lb, word) in table {
+            let mut r = run(
+                good_source(now, now - TimeDelta::days(3)),
+                &[check(true, now - TimeDelta::days(1))],
+                active(),
+                now,
+            );
+            assert_eq!(state(&r, "multi-region-replication"), State::NotConfigured);
+            let ev = RegionsEvidence {
+                lag_objective_seconds: Some(300.0),
+                standbys,
+                traffic: t,
+            };
+            judge_regions(&mut r, &ev);
+            assert_eq!(state(&r, "multi-region-replication"), repl, "{ev:?}");
+            assert_eq!(state(&r, "global-load-balancer"), lb, "{ev:?}");
+            let details: String = r
+                .items
+                .iter()
+                .filter(|i| i.id == "multi-region-replication" || i.id == "global-load-balancer")
+                .map(|i| i.detail.clone())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            assert!(details.contains(word), "{word:?} not in {details}");
+            assert_eq!(r.ready, !r.items.iter().any(|i| i.state == State::Fail));
+            if repl == State::Fail || lb == State::Fail {
+                assert!(!r.ready);
+            }
+        }
+        // Error reading the provider fails the item with the provider's words.
+        let mut r = run(
+            good_source(now, now - TimeDelta::days(3)),
+            &[check(true, now - TimeDelta::days(1))],
+            active(),
+            now,
+        );
+        let mut t = traffic(&[], &both, Some(true), 1);
+        t.error = Some("rfc2136: no answer from 127.0.0.1:53".into());
+        judge_regions(
+            &mut r,
+            &RegionsEvidence {
+                lag_objective_seconds: None,
+                standbys: vec![standby("standby", true, None)],
+                traffic: Some(t),
+            },
+        );
+        assert_eq!(state(&r, "global-load-balancer"), State::Fail);
+        assert!(
+            item(&r, "global-load-balancer")
+                .detail
+                .contains("no answer from")
+        );
+        // Without an objective the lag is shown, not judged.
+        assert_eq!(state(&r, "multi-region-replication"), State::Pass);
+        assert!(
+            item(&r, "multi-region-replication")
+                .detail
+                .contains("not judged")
+        );
     }
 }

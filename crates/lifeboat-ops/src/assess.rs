@@ -114,7 +114,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
             note: a.note.clone(),
         })
     };
-    let ready = readiness::evaluate(&readiness::Inputs {
+    let mut ready = readiness::evaluate(&readiness::Inputs {
         sources: &sources,
         status: &st,
         checks: &checks,
@@ -124,10 +124,123 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         policy,
         now,
     });
+    if let Some(ev) = regions_evidence(cfg, repo, now).await {
+        readiness::judge_regions(&mut ready, &ev);
+    }
     Ok(Assessment {
         status: st,
         readiness: ready,
         sources,
+    })
+}
+
+/// The multi-region items' evidence, gathered now (`None` without
+/// `regions:`): every declared standby's server observed (role, streaming,
+/// lag, heartbeat age), and the steered name as the provider answers it
+/// next to what the published health verdicts say it should answer.
+/// Bounded by the connect timeouts and the provider's retries.
+async fn regions_evidence(
+    cfg: &Config,
+    repo: &Repository,
+    now: DateTime<Utc>,
+) -> Option<readiness::RegionsEvidence> {
+    use crate::daemon::regions::{self, decide, watch};
+    use lifeboat_region::replication::Role;
+    use lifeboat_region::topology::DeclaredRole;
+    if cfg.regions().is_empty() {
+        return None;
+    }
+    let ctx = crate::context::Ctx::with_config(
+        crate::context::Options::default(),
+        std::sync::Arc::new(crate::report::Log),
+        Some(cfg.clone()),
+    );
+    let round = watch::observe_all(&ctx, cfg).await;
+    let points = round.standbys();
+    let standbys = cfg
+        .regions_in_file_order()
+        .into_iter()
+        .filter(|(_, r)| r.postgres.role() == DeclaredRole::Standby)
+        .map(|(name, _)| {
+            let p = points.iter().find(|p| p.region == name);
+            let (role, reason) = match round.role(name) {
+                Some(Role::Primary) => ("primary", None),
+                Some(Role::Standby) => ("standby", None),
+                Some(Role::Unreachable { reason, .. }) => ("unreachable", Some(reason.clone())),
+                None => ("unreachable", Some("not observed".to_string())),
+            };
+            readiness::StandbyEvidence {
+                region: name.to_string(),
+                observed_role: role.to_string(),
+                streaming: p.is_some_and(|p| p.streaming),
+                lag_seconds: p.and_then(|p| p.lag_seconds),
+                heartbeat_age_seconds: p.and_then(|p| p.heartbeat_age_seconds),
+                reason,
+            }
+        })
+        .collect();
+    let traffic = match &cfg.traffic {
+        None => None,
+        Some(t) => {
+            let published = regions::read_all(repo, cfg).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the published health verdicts");
+                Vec::new()
+            });
+            let names: Vec<String> = cfg
+                .regions_in_file_order()
+                .into_iter()
+                .map(|(n, _)| n.to_string())
+                .collect();
+            let max_age = crate::region::traffic::max_view_age(cfg);
+            let (verdicts, tallies) =
+                decide::steering_verdicts(&names, &[], &published, now, max_age);
+            let answers = crate::region::traffic::region_answers(cfg);
+            let desired = lifeboat_region::traffic::desired_answer_set(&answers, &verdicts);
+            let (current, error) = match crate::region::traffic::provider(&ctx, cfg).await {
+                Ok(p) => match p.current().await {
+                    Ok(c) => (c, None),
+                    Err(e) => (Default::default(), Some(e.to_string())),
+                },
+                Err(e) => (Default::default(), Some(e.to_string())),
+            };
+            let text = |set: &lifeboat_region::traffic::AnswerSet| {
+                set.iter().map(ToString::to_string).collect::<Vec<_>>()
+            };
+            Some(readiness::TrafficEvidence {
+                provider: t.provider().to_string(),
+                name: t.name().normalized(),
+                error,
+                current: text(&current),
+                desired: text(&desired.answers),
+                regions: answers
+                    .iter()
+                    .map(|a| {
+                        let tally = tallies.get(&a.region);
+                        readiness::RegionTrafficEvidence {
+                            region: a.region.clone(),
+                            answer: a.answer.to_string(),
+                            checks: cfg
+                                .regions()
+                                .get(&a.region)
+                                .map_or(0, |r| r.health_checks.len()),
+                            healthy: verdicts.get(&a.region).copied(),
+                            unhealthy_observers: tally
+                                .map(|t| t.unhealthy.clone())
+                                .unwrap_or_default(),
+                            observers: tally.map_or(0, |t| t.healthy.len() + t.unhealthy.len()),
+                        }
+                    })
+                    .collect(),
+                all_unhealthy: desired.all_unhealthy,
+            })
+        }
+    };
+    Some(readiness::RegionsEvidence {
+        lag_objective_seconds: cfg
+            .lag_objective()
+            .map(|t| t.num_milliseconds() as f64 / 1000.0),
+        standbys,
+        traffic,
     })
 }
 

@@ -13,13 +13,23 @@ pub struct ServeArgs {
     /// Address of the HTTP server [default: serve.listen, else 0.0.0.0:8080]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// The region (a key of `regions:`) this daemon runs in [default:
+    /// serve.region]; see docs/daemon.md, "Regions"
+    #[arg(long, value_name = "NAME", env = "LIFEBOAT_REGION")]
+    pub region: Option<String>,
 }
 
 pub async fn run(ctx: &Ctx, a: ServeArgs) -> Result<i32> {
+    // `--region` / LIFEBOAT_REGION win over `serve.region`: the daemon reads
+    // its region from the configuration it runs with.
+    let mut config = ctx.config.clone();
+    if let (Some(region), Some(c)) = (a.region, config.as_mut()) {
+        c.serve.get_or_insert_with(Default::default).region = Some(region);
+    }
     let ctx = Ctx::with_config(
         ctx.global.clone(),
         std::sync::Arc::new(lifeboat_ops::report::Log),
-        ctx.config.clone(),
+        config,
     );
     let code = crate::serve::serve(ctx, a.listen).await?;
     // `--json`: the daemon's result is that it stopped (its log is on stderr).

@@ -12,7 +12,7 @@ use chrono::TimeDelta;
 use tokio::sync::watch;
 
 use super::{Daemon, Role, Settings, SourceState, SourceStatus, checks, lease, metrics};
-use super::{retention, runner, scheduler};
+use super::{regions, retention, runner, scheduler};
 use crate::config::{Config, Timezone};
 use crate::context::Ctx;
 use crate::error::{Result, usage};
@@ -21,7 +21,8 @@ use crate::error::{Result, usage};
 /// installs the metrics recorder and registers every source's metrics.
 /// Without a configuration it is a usage error.
 pub async fn build(ctx: Ctx, settings: Settings) -> Result<Arc<Daemon>> {
-    config(&ctx)?;
+    // `serve.region` names a configured region (exit 2 otherwise).
+    regions::own_region(config(&ctx)?)?;
     let repo = ctx.open().await?;
     // The recorder first: the sources' metric families are registered into
     // it (registered before, they would be lost and not scraped from start).
@@ -106,7 +107,8 @@ pub struct Tasks {
 
 impl Tasks {
     /// Starts the lease, one loop per scheduled source, the check loop when
-    /// `serve.check` is set, and takes `more` (the drill loops),
+    /// `serve.check` is set, the region tasks (`regions.rs`), and takes
+    /// `more` (the drill loops),
     /// which must end at shutdown like the others.
     pub fn spawn(daemon: &Arc<Daemon>, more: Vec<tokio::task::JoinHandle<()>>) -> Self {
         let (lease_stop, lease_stop_rx) = watch::channel(false);
@@ -118,6 +120,8 @@ impl Tasks {
             lease_stop_rx,
         ));
         let mut schedulers = spawn_schedules(daemon);
+        // The region work runs on every region's daemon, active or standby.
+        schedulers.extend(regions::spawn(daemon));
         schedulers.extend(more);
         Tasks {
             lease,

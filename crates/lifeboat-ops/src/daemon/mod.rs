@@ -16,12 +16,14 @@
 //! | `checks.rs` | scheduled repository checks, recorded for readiness |
 //! | `lease.rs` | one active daemon per repository |
 //! | `metrics.rs` | metric names and recording |
+//! | `regions/` | on every region's daemon: heartbeat, lag watching, health checks, `rfc2136` steering |
 
 pub mod checks;
 pub mod drills;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
+pub mod regions;
 pub mod retention;
 pub mod runner;
 pub mod scheduler;

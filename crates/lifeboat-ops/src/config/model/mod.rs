@@ -95,6 +95,13 @@ pub struct ServeConfig {
     /// wants a passed one within `readiness.check_max_age`). Unset: none.
     #[serde(default)]
     pub check: Option<ServeCheck>,
+    /// The region (a key of `regions:`) this daemon runs in: it writes the
+    /// heartbeat while that region's server is the primary, and names itself
+    /// as the health checks' vantage point. `--region` / `LIFEBOAT_REGION`
+    /// override it. Unset with `regions:` configured: the daemon does no
+    /// region work (docs/daemon.md, "Regions").
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// `serve.check`: when the daemon checks the repository.

@@ -1,0 +1,173 @@
+//! Health checks from this daemon's vantage point: one
+//! [`Checker`](lifeboat_region::health::Checker) per region that has
+//! checks, this daemon's region name as the observer; every report sets the
+//! check's metrics, a region's verdict is recomputed and, when it changes,
+//! handed to the steering loop. This vantage point's verdicts are published
+//! (through the repository) on every flip and every [`publish_every`], so
+//! that `region status` and the other regions' steering loops see them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lifeboat_region::health::{self, Checker, Report, Verdict, region_verdict};
+use lifeboat_region::topology;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::decide::View;
+use super::metrics;
+use crate::config::Config;
+use crate::daemon::{Daemon, stopped};
+
+/// A configured check as the prober takes it.
+pub fn probe_spec(c: &topology::CheckSpec) -> health::CheckSpec {
+    health::CheckSpec {
+        name: c.name.clone(),
+        kind: match c.kind {
+            topology::CheckKind::Http => health::CheckKind::Http,
+            topology::CheckKind::Https => health::CheckKind::Https,
+            topology::CheckKind::Tcp => health::CheckKind::Tcp,
+        },
+        host: c.host.clone(),
+        port: c.port,
+        resource_path: c.path.clone().unwrap_or_else(|| "/".to_string()),
+        search_string: c.search.clone(),
+        request_interval: c.interval,
+        failure_threshold: c.threshold,
+    }
+}
+
+/// How often this vantage point's verdicts are published besides every
+/// flip: the longest request interval of the checks, between 5 s and 60 s.
+/// Views older than three of these are not counted by the steering loops.
+pub fn publish_every(config: &Config) -> Duration {
+    config
+        .regions()
+        .values()
+        .flat_map(|r| r.check_specs())
+        .map(|c| c.interval)
+        .max()
+        .unwrap_or(Duration::from_secs(30))
+        .clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
+/// Starts the checkers and the task that consumes their reports.
+pub fn spawn(d: &Arc<Daemon>, own: &str, views: watch::Sender<Vec<View>>) -> Vec<JoinHandle<()>> {
+    let Some(config) = d.ctx.config.as_ref() else {
+        return Vec::new();
+    };
+    let (tx, rx) = mpsc::channel(256);
+    let mut tasks = Vec::new();
+    let mut regions = Vec::new();
+    for (name, r) in config.regions_in_file_order() {
+        regions.push(name.to_string());
+        metrics::region_healthy(name, own, true);
+        let specs: Vec<health::CheckSpec> = r.check_specs().iter().map(probe_spec).collect();
+        if specs.is_empty() {
+            continue;
+        }
+        for s in &specs {
+            metrics::check_started(name, &s.name, own);
+        }
+        let checker = Checker::new(name, own, specs);
+        let mut sd = d.shutdown.subscribe();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            checker.run(tx, async move { stopped(&mut sd).await }).await
+        }));
+    }
+    drop(tx);
+    views.send_replace(own_views(&regions, own, &BTreeMap::new()));
+    tasks.push(tokio::spawn(consume(
+        Arc::clone(d),
+        own.to_string(),
+        regions,
+        rx,
+        views,
+        publish_every(config),
+    )));
+    tasks
+}
+
+/// This vantage point's view of every region: healthy when all its checks
+/// are (a region without checks always is).
+fn own_views(
+    regions: &[String],
+    own: &str,
+    latest: &BTreeMap<(String, String), Verdict>,
+) -> Vec<View> {
+    let all: Vec<Verdict> = latest.values().cloned().collect();
+    regions
+        .iter()
+        .map(|r| {
+            let v = region_verdict(r, own, &all);
+            View {
+                observer: own.to_string(),
+                region: r.clone(),
+                healthy: v.healthy,
+                observed_at: v.observed_at.unwrap_or_else(Utc::now),
+            }
+        })
+        .collect()
+}
+
+async fn consume(
+    d: Arc<Daemon>,
+    own: String,
+    regions: Vec<String>,
+    mut rx: mpsc::Receiver<Report>,
+    views: watch::Sender<Vec<View>>,
+    every: Duration,
+) {
+    let mut latest: BTreeMap<(String, String), Verdict> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut sd = d.shutdown.subscribe();
+    loop {
+        let flipped = tokio::select! {
+            r = rx.recv() => match r {
+                Some(report) => {
+                    metrics::check_probed(&report.verdict);
+                    let key = (report.verdict.region.clone(), report.verdict.check.clone());
+                    latest.insert(key, report.verdict);
+                    report.flipped
+                }
+                None => return,
+            },
+            _ = ticker.tick() => true,
+            _ = stopped(&mut sd) => return,
+        };
+        let now_views = own_views(&regions, &own, &latest);
+        for v in &now_views {
+            metrics::region_healthy(&v.region, &own, v.healthy);
+        }
+        views.send_if_modified(|was| {
+            let changed = was.len() != now_views.len()
+                || was.iter().zip(&now_views).any(|(a, b)| a.healthy != b.healthy);
+            if changed {
+                for v in &now_views {
+                    if let Some(old) = was.iter().find(|o| o.region == v.region)
+                        && old.healthy != v.healthy
+                    {
+                        if v.healthy {
+                            tracing::info!(region = %v.region, observer = %own, "region healthy again from this vantage point");
+                        } else {
+                            tracing::warn!(region = %v.region, observer = %own, "region unhealthy from this vantage point");
+                        }
+                    }
+                }
+            }
+            *was = now_views.clone();
+            changed
+        });
+        if flipped {
+            let all: Vec<Verdict> = latest.values().cloned().collect();
+            if let Err(e) = crate::region::verdicts::publish(&d.repo, &own, &all).await {
+                tracing::warn!(observer = %own, error = %e, "cannot publish this vantage point's health verdicts; retrying at the next flip or period");
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The daemon's region metrics (docs/daemon.md, "Regions"). Registered only
+//! when this daemon does region work, so a single-region daemon exports
+//! none of them. Unknown values (a server not reached) are exported as NaN
+//! rather than left at their last value: no comparison with NaN is true, so
+//! no alert fires on a stale number, and `lifeboat_replication_streaming`
+//! says 0.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+use super::decide::StandbyPoint;
+
+pub const LAG_SECONDS: &str = "lifeboat_replication_lag_seconds";
+pub const LAG_BYTES: &str = "lifeboat_replication_lag_bytes";
+pub const HEARTBEAT_AGE: &str = "lifeboat_replication_heartbeat_age_seconds";
+pub const STREAMING: &str = "lifeboat_replication_streaming";
+pub const PRIMARY: &str = "lifeboat_region_primary";
+pub const HEARTBEAT_WRITES: &str = "lifeboat_heartbeat_writes_total";
+pub const HEARTBEAT_FAILURES: &str = "lifeboat_heartbeat_failures_total";
+pub const HEARTBEAT_LAST: &str = "lifeboat_heartbeat_last_write_timestamp_seconds";
+pub const REGION_HEALTHY: &str = "lifeboat_region_healthy";
+pub const CHECK_HEALTHY: &str = "lifeboat_health_check_healthy";
+pub const CHECK_PROBES: &str = "lifeboat_health_check_probes_total";
+pub const CHECK_FAILURES: &str = "lifeboat_health_check_failures_total";
+pub const CHECK_LAST_PROBE: &str = "lifeboat_health_check_last_probe_timestamp_seconds";
+pub const TRAFFIC_ANSWER: &str = "lifeboat_traffic_answer";
+pub const TRAFFIC_UPDATES: &str = "lifeboat_traffic_updates_total";
+pub const TRAFFIC_FAILURES: &str = "lifeboat_traffic_apply_failures_total";
+
+pub fn describe() {
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "Replay lag of the standby region: pg_stat_replication.replay_lag on its primary (0 caught up), else the standby's now() minus its last replayed commit"
+    );
+    describe_gauge!(
+        LAG_BYTES,
+        Unit::Bytes,
+        "WAL the standby region has not replayed: the primary's current LSN minus the standby's replay LSN"
+    );
+    describe_gauge!(
+        HEARTBEAT_AGE,
+        Unit::Seconds,
+        "The standby region's now() minus the newest heartbeat it replayed: what a failover to it would lose now"
+    );
+    describe_gauge!(
+        STREAMING,
+        "1 when the standby region streams from its primary (pg_stat_replication state streaming), else 0"
+    );
+    describe_gauge!(
+        PRIMARY,
+        "1 when the region's server says it is a primary (pg_is_in_recovery() false), 0 standby or unreachable"
+    );
+    describe_counter!(
+        HEARTBEAT_WRITES,
+        "Heartbeats this daemon wrote on its region's primary"
+    );
+    describe_counter!(
+        HEARTBEAT_FAILURES,
+        "Heartbeats this daemon failed to write on its region's primary"
+    );
+    describe_gauge!(
+        HEARTBEAT_LAST,
+        Unit::Seconds,
+        "Time of this daemon's last heartbeat written (Unix seconds, the primary's clock)"
+    );
+    describe_gauge!(
+        REGION_HEALTHY,
+        "1 when all the region's health checks pass as the vantage point observer sees them, else 0"
+    );
+    describe_gauge!(
+        CHECK_HEALTHY,
+        "1 when the health check's status is healthy from the vantage point observer, else 0"
+    );
+    describe_counter!(
+        CHECK_PROBES,
+        "Probes of the health check from this vantage point"
+    );
+    describe_counter!(
+        CHECK_FAILURES,
+        "Probes of the health check that failed from this vantage point"
+    );
+    describe_gauge!(
+        CHECK_LAST_PROBE,
+        Unit::Seconds,
+        "Time of the health check's last probe from this vantage point (Unix seconds)"
+    );
+    describe_gauge!(
+        TRAFFIC_ANSWER,
+        "1 when the region's answer is in the answer set this daemon last made DNS give (rfc2136), else 0"
+    );
+    describe_counter!(
+        TRAFFIC_UPDATES,
+        "DNS UPDATEs this daemon sent that changed the steered name's answers (rfc2136)"
+    );
+    describe_counter!(
+        TRAFFIC_FAILURES,
+        "Steering applies that failed (rfc2136); the loop retries at its next round"
+    );
+}
+
+fn unix(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+fn or_nan<T: Into<f64>>(v: Option<T>) -> f64 {
+    v.map(Into::into).unwrap_or(f64::NAN)
+}
+
+pub fn primary(region: &str, is_primary: bool) {
+    gauge!(PRIMARY, "region" => region.to_string()).set(if is_primary { 1.0 } else { 0.0 });
+}
+
+pub fn standby(p: &StandbyPoint) {
+    let r = || p.region.clone();
+    gauge!(LAG_SECONDS, "region" => r()).set(or_nan(p.lag_seconds));
+    gauge!(LAG_BYTES, "region" => r()).set(or_nan(p.lag_bytes.map(|b| b as f64)));
+    gauge!(HEARTBEAT_AGE, "region" => r()).set(or_nan(p.heartbeat_age_seconds));
+    gauge!(STREAMING, "region" => r()).set(if p.streaming { 1.0 } else { 0.0 });
+}
+
+/// A region that was a standby and is not any more (promoted, or not
+/// reached): its lag is unknown now, and it does not stream.
+pub fn standby_unknown(region: &str) {
+    let r = || region.to_string();
+    gauge!(LAG_SECONDS, "region" => r()).set(f64::NAN);
+    gauge!(LAG_BYTES, "region" => r()).set(f64::NAN);
+    gauge!(HEARTBEAT_AGE, "region" => r()).set(f64::NAN);
+    gauge!(STREAMING, "region" => r()).set(0.0);
+}
+
+pub fn heartbeat_started(region: &str) {
+    counter!(HEARTBEAT_WRITES, "region" => region.to_string()).absolute(0);
+    counter!(HEARTBEAT_FAILURES, "region" => region.to_string()).absolute(0);
+}
+
+pub fn heartbeat_written(region: &str, at: chrono::DateTime<chrono::Utc>) {
+    counter!(HEARTBEAT_WRITES, "region" => region.to_string()).increment(1);
+    gauge!(HEARTBEAT_LAST, "region" => region.to_string()).set(unix(at));
+}
+
+pub fn heartbeat_failed(region: &str) {
+    counter!(HEARTBEAT_FAILURES, "region" => region.to_string()).increment(1);
+}
+
+pub fn check_started(region: &str, check: &str, observer: &str) {
+    let l = || {
+        [
+            ("region", region.to_string()),
+            ("check", check.to_string()),
+            ("observer", observer.to_string()),
+        ]
+    };
+    counter!(CHECK_PROBES, &l()).absolute(0);
+    counter!(CHECK_FAILURES, &l()).absolute(0);
+}
+
+pub fn check_probed(v: &lifeboat_region::health::Verdict) {
+    let l = || {
+        [
+            ("region", v.region.clone()),
+            ("check", v.check.clone()),
+            ("observer", v.observer.clone()),
+        ]
+    };
+    gauge!(CHECK_HEALTHY, &l()).set(if v.healthy { 1.0 } else { 0.0 });
+    if let Some(o) = &v.last_outcome {
+        counter!(CHECK_PROBES, &l()).increment(1);
+        if !o.is_success() {
+            counter!(CHECK_FAILURES, &l()).increment(1);
+        }
+        gauge!(CHECK_LAST_PROBE, &l()).set(unix(v.observed_at));
+    }
+}
+
+pub fn region_healthy(region: &str, observer: &str, healthy: bool) {
+    gauge!(REGION_HEALTHY, "region" => region.to_string(), "observer" => observer.to_string())
+        .set(if healthy { 1.0 } else { 0.0 });
+}
+
+pub fn traffic_started() {
+    counter!(TRAFFIC_UPDATES).absolute(0);
+    counter!(TRAFFIC_FAILURES).absolute(0);
+}
+
+pub fn traffic_answer(region: &str, answered: bool) {
+    gauge!(TRAFFIC_ANSWER, "region" => region.to_string()).set(if answered { 1.0 } else { 0.0 });
+}
+
+pub fn traffic_updated() {
+    counter!(TRAFFIC_UPDATES).increment(1);
+}
+
+pub fn traffic_failed() {
+    counter!(TRAFFIC_FAILURES).increment(1);
+}

@@ -1,0 +1,157 @@
+//! The daemon's region work (docs/daemon.md, "Regions"; issue 19, "Where
+//! each part runs"): on every region's daemon, regardless of the
+//! repository's lease (backups, prune and drills stay bound to it):
+//!
+//! | module | owns |
+//! |---|---|
+//! | `mod.rs` | which region this daemon is (`serve.region`), starting the tasks |
+//! | `watch.rs` | observing every region's server (role, lag, heartbeat age) and the heartbeat writer |
+//! | `health.rs` | one health checker per region, this daemon as vantage point; publishing its verdicts |
+//! | `steer.rs` | the `rfc2136` steering loop: the answer set equal to the healthy regions |
+//! | `decide.rs` | the pure decisions: lag per standby, steering verdicts across vantage points |
+//! | `metrics.rs` | the region metric families |
+//!
+//! Without `regions:` nothing here runs and no region metric exists; with
+//! `regions:` but no `serve.region` (`--region`, `LIFEBOAT_REGION`) the
+//! daemon logs why and does no region work.
+
+pub mod decide;
+pub mod health;
+pub mod metrics;
+pub mod steer;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_region::topology::Provider;
+use tokio::task::JoinHandle;
+
+use super::Daemon;
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::error::{Result, usage};
+
+/// How often every region's server is observed (role, lag, heartbeat age).
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The region this daemon runs in: `serve.region` (which `--region` and
+/// `LIFEBOAT_REGION` set). An unknown name is a usage error (exit 2)
+/// naming the configured ones; a name without `regions:` too.
+pub fn own_region(config: &Config) -> Result<Option<String>> {
+    let Some(name) = config.serve.as_ref().and_then(|s| s.region.clone()) else {
+        return Ok(None);
+    };
+    if config.regions().is_empty() {
+        return Err(usage(format!(
+            "serve.region (--region, LIFEBOAT_REGION) is `{name}`, but the configuration has no \
+             regions: section; remove it or describe the regions (docs/regions/topology.md)"
+        )));
+    }
+    config
+        .region(&name)
+        .map_err(|e| usage(format!("serve.region (--region, LIFEBOAT_REGION): {e}")))?;
+    Ok(Some(name))
+}
+
+/// The region `name`'s server, its password read now (a rotated one is
+/// taken at the next call).
+pub async fn server(ctx: &Ctx, config: &Config, name: &str) -> Result<ConnConfig> {
+    let r = config.region(name).map_err(|e| usage(e.to_string()))?;
+    crate::postgres::source::connection(ctx, &r.postgres.url, r.postgres.password.as_ref()).await
+}
+
+/// Every vantage point's published view (`region::verdicts`), as the
+/// steering decision takes it: per observer and region its verdict, with
+/// the newest probe time of that region's checks (the publish time when it
+/// has none).
+pub async fn read_all(
+    repo: &lifeboat_repo::Repository,
+    config: &Config,
+) -> Result<Vec<decide::View>> {
+    let regions: Vec<String> = config.regions().keys().cloned().collect();
+    let views = crate::region::verdicts::read_all(repo).await?;
+    Ok(views
+        .iter()
+        .flat_map(|v| {
+            regions
+                .iter()
+                .filter(|r| v.verdicts.iter().any(|x| &x.region == *r))
+                .map(|r| {
+                    let rv = lifeboat_region::health::region_verdict(r, &v.observer, &v.verdicts);
+                    decide::View {
+                        observer: v.observer.clone(),
+                        region: r.clone(),
+                        healthy: rv.healthy,
+                        observed_at: rv.observed_at.unwrap_or(v.published_at),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// Starts the region tasks (none without `regions:` or without this
+/// daemon's region, which is logged). They end at shutdown, like the
+/// schedule loops they are awaited with.
+pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
+    let Some(config) = d.ctx.config.as_ref() else {
+        return Vec::new();
+    };
+    if config.regions().is_empty() {
+        return Vec::new();
+    }
+    let region = match own_region(config) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::info!(
+                regions = %config.regions().keys().cloned().collect::<Vec<_>>().join(","),
+                "regions are configured but this daemon's region is not (serve.region, --region \
+                 or LIFEBOAT_REGION): no heartbeat, lag watching, health checks or traffic \
+                 steering from this daemon"
+            );
+            return Vec::new();
+        }
+        // Checked at build; unreachable here, but never a panic.
+        Err(e) => {
+            tracing::error!(error = %e, "no region work");
+            return Vec::new();
+        }
+    };
+    metrics::describe();
+    tracing::info!(region = %region, "region work: heartbeat while this region's server is the primary, lag watching, health checks");
+    let mut tasks = Vec::new();
+    let (own_primary_tx, own_primary_rx) = tokio::sync::watch::channel(false);
+    tasks.push(tokio::spawn(watch::observe_loop(
+        Arc::clone(d),
+        region.clone(),
+        own_primary_tx,
+    )));
+    tasks.push(tokio::spawn(watch::heartbeat_loop(
+        Arc::clone(d),
+        region.clone(),
+        own_primary_rx,
+    )));
+    let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
+    tasks.extend(health::spawn(d, &region, views_tx));
+    match config.traffic_provider() {
+        Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(Arc::clone(d), views_rx))),
+        Some(Provider::Route53) => tracing::info!(
+            "traffic.provider route53: Route 53 runs the health checks and answers by them; \
+             the daemon keeps no steering loop (`lifeboat region traffic apply` writes the records)"
+        ),
+        None => {}
+    }
+    tasks
+}
+
+/// A pause that ends early at shutdown: true when it ended because of
+/// shutdown.
+pub(crate) async fn pause(d: &Daemon, dur: Duration) -> bool {
+    let mut rx = d.shutdown.subscribe();
+    tokio::select! {
+        _ = super::stopped(&mut rx) => true,
+        _ = tokio::time::sleep(dur) => d.shutting_down(),
+    }
+}

@@ -1,0 +1,120 @@
+//! The `rfc2136` steering loop: keeps the steered name's answer set equal
+//! to the healthy regions'. On every change of this vantage point's region
+//! verdicts, and every [`publish_every`](super::health::publish_every), it
+//! reads every vantage point's published verdicts, decides per region
+//! ([`steering_verdicts`]: unhealthy when a strict majority of the fresh
+//! observers say so; with only this daemon's view, its own) and applies
+//! them through the provider, which plans from what DNS answers now and
+//! writes one UPDATE with a prerequisite on that answer set, so two
+//! daemons never overwrite each other blindly (a lost race is re-read and
+//! re-planned by the provider). Route 53 needs no loop: it runs the health
+//! checks itself.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use lifeboat_region::traffic::Applied;
+use tokio::sync::watch;
+
+use super::decide::{View, steering_verdicts};
+use super::{health, metrics};
+use crate::daemon::{Daemon, stopped};
+
+pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
+    let Some(config) = d.ctx.config.as_ref() else {
+        return;
+    };
+    let provider = match crate::region::traffic::provider(&d.ctx, config).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "traffic steering is off: the rfc2136 provider cannot be built; fix traffic: and restart the daemon");
+            return;
+        }
+    };
+    metrics::traffic_started();
+    let every = health::publish_every(config);
+    let max_age = crate::region::traffic::max_view_age(config);
+    let regions: Vec<String> = config
+        .regions_in_file_order()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let steered: Vec<String> = config
+        .regions_in_file_order()
+        .into_iter()
+        .filter(|(_, r)| r.answer().is_some())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let mut sd = d.shutdown.subscribe();
+    let mut last_error: Option<String> = None;
+    loop {
+        let published = match super::read_all(&d.repo, config).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the other vantage points' verdicts; steering by this daemon's view alone");
+                Vec::new()
+            }
+        };
+        let own_views = views.borrow_and_update().clone();
+        let (verdicts, tallies) =
+            steering_verdicts(&regions, &own_views, &published, Utc::now(), max_age);
+        match provider.apply(&verdicts, false).await {
+            Ok(a) => {
+                if last_error.take().is_some() {
+                    tracing::info!("traffic steering works again");
+                }
+                report(&a, &steered, &tallies);
+            }
+            Err(e) => {
+                metrics::traffic_failed();
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(&msg) {
+                    tracing::error!(error = %msg, "traffic steering failed; retrying at the next change or period");
+                }
+                last_error = Some(msg);
+            }
+        }
+        tokio::select! {
+            r = views.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(&mut sd) => return,
+        }
+    }
+}
+
+/// Logs what an apply changed and sets the answer gauges.
+fn report(
+    a: &Applied,
+    steered: &[String],
+    tallies: &std::collections::BTreeMap<String, super::decide::Tally>,
+) {
+    for r in steered {
+        metrics::traffic_answer(r, a.desired.regions.contains(r));
+    }
+    if !a.written {
+        return;
+    }
+    metrics::traffic_updated();
+    let changes: Vec<String> = a.changes.iter().map(ToString::to_string).collect();
+    let unhealthy: Vec<String> = tallies
+        .iter()
+        .filter(|(_, t)| t.unhealthy.len() * 2 > t.unhealthy.len() + t.healthy.len())
+        .map(|(r, t)| format!("{r} (unhealthy for {})", t.unhealthy.join(",")))
+        .collect();
+    if a.desired.all_unhealthy {
+        tracing::warn!(
+            provider = a.provider.as_str(),
+            changes = %changes.join(", "),
+            "no region is healthy: DNS answers with every region (Route 53's rule: an empty answer would make a health-check outage a total outage)"
+        );
+    } else {
+        tracing::info!(
+            provider = a.provider.as_str(),
+            changes = %changes.join(", "),
+            serving = %a.desired.regions.join(","),
+            unhealthy = %unhealthy.join("; "),
+            attempts = a.attempts,
+            "traffic steered: DNS answers with the healthy regions"
+        );
+    }
+}
