@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lifeboat_dr::objectives::{CoveredElsewhere, Objective};
+use lifeboat_dr::objectives::Objective;
 use lifeboat_dr::readiness::{
     self, Attestation, Daemon, Encryption, FileEvidence, FileState, Readiness, SlotEvidence,
 };
@@ -42,25 +42,10 @@ pub fn policy(cfg: &Config) -> Policy {
     }
 }
 
+/// The configured objectives as `lifeboat-dr` judges them
+/// ([`Config::dr_objectives`]).
 pub fn objectives(cfg: &Config) -> Vec<Objective> {
-    cfg.objectives
-        .iter()
-        .map(|o| Objective {
-            scenario: o.scenario.clone(),
-            rto: o.rto,
-            rpo: o.rpo,
-            priority: o.priority.map(|p| format!("{p:?}")),
-            covered_elsewhere: match (&o.covered_by, &o.attested_by, o.attested_at) {
-                (Some(c), Some(b), Some(at)) => Some(CoveredElsewhere {
-                    covered_by: c.clone(),
-                    attested_by: b.clone(),
-                    attested_at: at,
-                }),
-                // The configuration refuses a partial statement.
-                _ => None,
-            },
-        })
-        .collect()
+    cfg.dr_objectives()
 }
 
 /// Reads the evidence from the repository and judges it at `now`.

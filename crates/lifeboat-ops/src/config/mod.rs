@@ -275,6 +275,33 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The objectives as `lifeboat-dr` judges them (status, readiness, the
+    /// daemon's per-source RPO objective).
+    pub fn dr_objectives(&self) -> Vec<lifeboat_dr::objectives::Objective> {
+        self.objectives
+            .iter()
+            .map(|o| lifeboat_dr::objectives::Objective {
+                scenario: o.scenario.clone(),
+                rto: o.rto,
+                rpo: o.rpo,
+                priority: o.priority.map(|p| format!("{p:?}")),
+                covered_elsewhere: match (&o.covered_by, &o.attested_by, o.attested_at) {
+                    (Some(c), Some(b), Some(at)) => {
+                        Some(lifeboat_dr::objectives::CoveredElsewhere {
+                            covered_by: c.clone(),
+                            attested_by: b.clone(),
+                            attested_at: at,
+                        })
+                    }
+                    // The configuration refuses a partial statement.
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -57,7 +57,7 @@ pub fn config(ctx: &Ctx) -> Result<&Config> {
 /// The configured sources as the daemon runs them, in the configuration's
 /// order, each with its metric families registered (they exist from start).
 fn source_states(config: &Config) -> BTreeMap<String, Arc<SourceState>> {
-    let objectives = crate::assess::objectives(config);
+    let objectives = config.dr_objectives();
     let mut sources = BTreeMap::new();
     for (name, s) in &config.sources {
         let rpo_objective = lifeboat_dr::objectives::for_source(&objectives, &s.covers)
