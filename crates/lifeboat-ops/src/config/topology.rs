@@ -9,7 +9,6 @@
 
 use std::path::Path;
 
-use chrono::TimeDelta;
 use lifeboat_region::topology::{self, CheckField, Problem, ProblemKind, Subject};
 
 use super::*;
