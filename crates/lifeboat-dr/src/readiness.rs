@@ -877,7 +877,6 @@ fn load_balancer_item(ev: &RegionsEvidence) -> Item {
             ""
         }
     );
-    let mut fails = fails;
     if !fails.is_empty() && !unhealthy.is_empty() {
         fails.push(unhealthy.join(", "));
     }
