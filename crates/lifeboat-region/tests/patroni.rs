@@ -565,10 +565,21 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
         node.raw("/patroni").await
     );
     eprintln!("GET /cluster (regular): {}", node.raw("/cluster").await);
-    assert!(matches!(
-        standby_state(&api.cluster().await.unwrap()),
-        StandbyState::RegularLeader { .. }
-    ));
+    // `/patroni` says "master" a moment before the leader key is in etcd
+    // (`cluster_unlocked: true`, and `/cluster` still lists a replica): wait
+    // for the DCS view too, bounded.
+    loop {
+        let state = standby_state(&api.cluster().await.unwrap());
+        if matches!(state, StandbyState::RegularLeader { .. }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the regular Patroni cluster never showed a leader in /cluster: {state:?}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
     let sysid = status.system_identifier.expect("a system identifier");
     let refusal = check_same_system(&sysid, &primary_sysid).unwrap_err();
     assert!(refusal.contains(&sysid), "{refusal}");
