@@ -590,6 +590,8 @@ fn answer_problems(regions: &[RegionSpec], provider: Provider) -> Vec<Problem> {
 }
 
 #[cfg(test)]
+// Table tests: each row is a tuple of inputs and expected problems, spelt out in place.
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -153,6 +153,8 @@ pub fn traffic_verdicts(
 }
 
 #[cfg(test)]
+// Table tests: each row is a tuple of inputs and expected problems, spelt out in place.
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
