@@ -29,7 +29,7 @@ fn primary() -> TempCluster {
 /// An empty directory owned by the server's OS user, for the standby's data.
 fn empty_owned_dir(parent: &Path, name: &str) -> PathBuf {
     let d = parent.join(name);
-    std::fs::create_dir(&d).unwrap();
+    std::fs::create_dir_all(&d).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
     if let Some((uid, gid)) = os_user(None).unwrap() {
