@@ -153,17 +153,25 @@ fn load() -> Manifests {
     m
 }
 
-/// The metric names `crates/lifeboat-ops/src/daemon/metrics.rs` defines.
+/// The metric names the daemon's metric modules define:
+/// `crates/lifeboat-ops/src/daemon/metrics.rs` and, for the region tasks,
+/// `crates/lifeboat-ops/src/daemon/regions/metrics.rs`.
 fn exported_metrics() -> BTreeSet<String> {
-    let text =
-        std::fs::read_to_string(root().join("crates/lifeboat-ops/src/daemon/metrics.rs")).unwrap();
-    let names: BTreeSet<String> = text
-        .split('"')
-        .filter(|s| {
-            s.starts_with("lifeboat_") && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
-        .map(str::to_string)
-        .collect();
+    let mut names = BTreeSet::new();
+    for file in [
+        "crates/lifeboat-ops/src/daemon/metrics.rs",
+        "crates/lifeboat-ops/src/daemon/regions/metrics.rs",
+    ] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        names.extend(
+            text.split('"')
+                .filter(|s| {
+                    s.starts_with("lifeboat_")
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .map(str::to_string),
+        );
+    }
     assert!(names.len() >= 15, "{names:?}");
     names
 }

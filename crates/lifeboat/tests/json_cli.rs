@@ -40,6 +40,8 @@ const COVERED: &[&str] = &[
     "drills",
     "status",
     "readiness",
+    "copy",
+    "region",
 ];
 
 /// Parses stdout as exactly one JSON document and checks the error member
@@ -195,6 +197,20 @@ fn repository_commands_print_one_document() {
     run(&missing, &["unlock"], 3);
     run(&e, &["repair", "index"], 0);
     run(&missing, &["repair", "index"], 3);
+
+    // copy: into a second repository; failure: a target that is not one.
+    let target = Env::new();
+    run(&target, &["init"], 0);
+    let mut to = Env::new();
+    to.repo = e.repo.clone();
+    to.envs
+        .push(("LIFEBOAT_TO_PASSWORD".into(), PASSWORD.into()));
+    let d = run(&to, &["copy", "--to", &target.repo], 0);
+    assert!(d.is_object(), "{d:#}");
+    let d = run(&target, &["snapshots"], 0);
+    assert_eq!(d.as_array().unwrap().len(), 1, "the copy: {d:#}");
+    let nowhere = e.path("not-a-repository");
+    run(&to, &["copy", "--to", nowhere.to_str().unwrap()], 3);
 
     // check: success; a truncated pack: the report with the error merged in.
     let d = run(&e, &["check", "--read-data"], 0);
@@ -506,6 +522,51 @@ fn postgres_kube_daemon_and_assessment_commands_print_one_document() {
     assert_eq!(d, json!({"stopped": true}));
     let d = run(&empty, &["serve"], 2);
     assert_eq!(d["error"]["kind"], "usage");
+
+    // region status: one primary region (healthy); a standby that does not
+    // answer: degraded, the report with the error merged in.
+    let region_cfg = |standby: bool| {
+        let mut yaml = format!(
+            "repository:\n  url: {repo}\n  password: {{env: LIFEBOAT_PASSWORD}}\n\
+             objectives:\n  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0}}\n\
+             regions:\n  us-east:\n    postgres:\n      url: postgresql://{user}@127.0.0.1:{port}/postgres\n\
+             \x20     password: {{env: REGION_PG_PASSWORD}}\n      role: primary\n",
+            repo = env.repo,
+            user = cluster.superuser(),
+            port = cluster.port(),
+        );
+        if standby {
+            yaml.push_str(&format!(
+                "  eu-west:\n    postgres:\n      url: postgresql://{user}@127.0.0.1:{port}/postgres\n\
+                 \x20     password: {{env: REGION_PG_PASSWORD}}\n      role: standby\n\
+                 \x20     replicates_from: us-east\n",
+                user = cluster.superuser(),
+                port = free_port(),
+            ));
+        }
+        let path = env.path(if standby { "two.yaml" } else { "one.yaml" });
+        std::fs::write(&path, yaml).unwrap();
+        path.display().to_string()
+    };
+    let mut regional = Env::new();
+    regional.repo = env.repo.clone();
+    regional.envs = env.envs.clone();
+    regional.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        cluster.password().expose().to_string(),
+    ));
+    let one = region_cfg(false);
+    let d = run(&regional, &["--config", &one, "region", "status"], 0);
+    assert_eq!(d["regions"].as_array().unwrap().len(), 1, "{d:#}");
+    let two = region_cfg(true);
+    let d = run(&regional, &["--config", &two, "region", "status"], 10);
+    assert_eq!(d["regions"].as_array().unwrap().len(), 2, "{d:#}");
+    // No `traffic:` section: a usage error that says so.
+    run(
+        &regional,
+        &["--config", &one, "region", "traffic", "status"],
+        2,
+    );
 
     // demo: the whole loop; a failure: no place for its temporary files.
     let d = run(&env, &["demo"], 0);
