@@ -233,42 +233,7 @@ impl Ctx {
             .with_lock_options(lock_options)
             .with_append_only(self.append_only())
             .with_object_lock(object_lock)
-            .with_stored_config(self.config_text()))
-    }
-
-    /// The configuration file's text, stored with every backup
-    /// (`lifeboat restore config`, `docs/regions/copy.md`): read again and
-    /// parsed, so what is stored is a configuration that loads, which holds
-    /// secret references only (a secret written in place does not parse).
-    /// `None` without a configuration file, or when the file no longer
-    /// parses (then with a warning; the backup goes on).
-    fn config_text(&self) -> Option<String> {
-        self.config.as_ref()?;
-        let path = self
-            .global
-            .config
-            .clone()
-            .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_CONFIG));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(
-                    "the configuration {} is not stored with backups: {e}",
-                    path.display()
-                );
-                return None;
-            }
-        };
-        match config::parse(&text, &path.display().to_string()) {
-            Ok(_) => Some(text),
-            Err(e) => {
-                tracing::warn!(
-                    "the configuration {} is not stored with backups: it no longer loads ({e})",
-                    path.display()
-                );
-                None
-            }
-        }
+            .with_stored_config(self.config.as_ref().map(|c| c.text.clone())))
     }
 
     /// Append-only mode: `repository.append_only` in the config, or

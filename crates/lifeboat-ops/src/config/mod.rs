@@ -201,6 +201,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let mut config: Config = serde_saphyr::from_str(text).map_err(|e| parse_error(&e, origin))?;
     config.origin = origin.to_string();
+    config.text = text.to_string();
     config.validate().map_err(|mut e| {
         if let ConfigError::Invalid { located, .. } = &mut e {
             for p in located {

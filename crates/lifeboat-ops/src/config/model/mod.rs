@@ -63,6 +63,11 @@ pub struct Config {
     /// messages.
     #[serde(skip)]
     pub origin: String,
+    /// The text this configuration was parsed from, exactly as read: stored
+    /// with every backup (`lifeboat restore config`). It parsed, so it holds
+    /// secret references only (a secret written in place does not parse).
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// The daemon's settings (`serve:`); every one has a default.
