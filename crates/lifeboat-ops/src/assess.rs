@@ -129,7 +129,7 @@ async fn regions_evidence(
     repo: &Repository,
     now: DateTime<Utc>,
 ) -> Option<readiness::RegionsEvidence> {
-    use crate::daemon::regions::{self, decide, watch};
+    use crate::daemon::regions::watch;
     use lifeboat_region::replication::Role;
     use lifeboat_region::topology::DeclaredRole;
     if cfg.regions().is_empty() {
@@ -167,18 +167,20 @@ async fn regions_evidence(
     let traffic = match &cfg.traffic {
         None => None,
         Some(t) => {
-            let published = regions::read_all(repo, cfg).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot read the published health verdicts");
-                Vec::new()
-            });
+            let published = crate::region::verdicts::read_all(repo)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the published health verdicts");
+                    Vec::new()
+                });
             let names: Vec<String> = cfg
                 .regions_in_file_order()
                 .into_iter()
                 .map(|(n, _)| n.to_string())
                 .collect();
             let max_age = crate::region::traffic::max_view_age(cfg);
-            let (verdicts, tallies) =
-                decide::steering_verdicts(&names, &[], &published, now, max_age);
+            let (verdicts, by_region) =
+                crate::region::verdicts::steering(&published, &names, now, max_age);
             let answers = crate::region::traffic::region_answers(cfg);
             let desired = lifeboat_region::traffic::desired_answer_set(&answers, &verdicts);
             let (current, error) = match crate::region::traffic::provider(&ctx, cfg).await {
@@ -200,7 +202,7 @@ async fn regions_evidence(
                 regions: answers
                     .iter()
                     .map(|a| {
-                        let tally = tallies.get(&a.region);
+                        let consensus = by_region.get(&a.region);
                         readiness::RegionTrafficEvidence {
                             region: a.region.clone(),
                             answer: a.answer.to_string(),
@@ -209,10 +211,12 @@ async fn regions_evidence(
                                 .get(&a.region)
                                 .map_or(0, |r| r.health_checks.len()),
                             healthy: verdicts.get(&a.region).copied(),
-                            unhealthy_observers: tally
-                                .map(|t| t.unhealthy.clone())
+                            unhealthy_observers: consensus
+                                .map(|c| c.unhealthy_observers.clone())
                                 .unwrap_or_default(),
-                            observers: tally.map_or(0, |t| t.healthy.len() + t.unhealthy.len()),
+                            observers: consensus.map_or(0, |c| {
+                                c.healthy_observers.len() + c.unhealthy_observers.len()
+                            }),
                         }
                     })
                     .collect(),

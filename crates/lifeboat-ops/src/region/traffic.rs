@@ -168,7 +168,7 @@ pub struct ObserverSeen {
 pub fn health_basis(config: &Config, views: &[ObserverView], now: DateTime<Utc>) -> HealthBasis {
     let regions: Vec<String> = config.regions().keys().cloned().collect();
     let max_age = max_view_age(config);
-    let by_region = verdicts::consensus_by_region(views, &regions, now, max_age);
+    let (steering, by_region) = verdicts::steering(views, &regions, now, max_age);
     HealthBasis {
         observers: views
             .iter()
@@ -178,7 +178,7 @@ pub fn health_basis(config: &Config, views: &[ObserverView], now: DateTime<Utc>)
             })
             .collect(),
         max_view_age_seconds: max_age.as_secs(),
-        verdicts: verdicts::traffic_verdicts(&by_region),
+        verdicts: steering,
         regions: by_region,
         none_published: views.is_empty(),
     }

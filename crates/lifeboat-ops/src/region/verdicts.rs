@@ -140,6 +140,36 @@ pub fn consensus_by_region(
         .collect()
 }
 
+/// `published` with `own` in place of what it holds for the same observer:
+/// a daemon steers by its view from memory, which is newer than the one it
+/// last published (and than the one it could not publish).
+pub fn with_own(published: Vec<ObserverView>, own: ObserverView) -> Vec<ObserverView> {
+    let mut views: Vec<ObserverView> = published
+        .into_iter()
+        .filter(|v| v.observer != own.observer)
+        .collect();
+    views.push(own);
+    views
+}
+
+/// The one steering decision, for `region traffic apply|status`, the
+/// daemon's RFC 2136 loop and readiness alike: per region the consensus of
+/// the fresh views ([`consensus_by_region`], Route 53's rule: healthy when
+/// more than 18 % of the fresh vantage points say so) and the verdicts the
+/// answer set is made from ([`traffic_verdicts`]). Pure.
+pub fn steering(
+    views: &[ObserverView],
+    regions: &[String],
+    now: DateTime<Utc>,
+    max_age: Duration,
+) -> (
+    lifeboat_region::traffic::Verdicts,
+    BTreeMap<String, Consensus>,
+) {
+    let by_region = consensus_by_region(views, regions, now, max_age);
+    (traffic_verdicts(&by_region), by_region)
+}
+
 /// The traffic verdicts from the consensus: a region with a fresh consensus
 /// gets it; one without (no fresh view) is left out, which the answer-set
 /// rule reads as healthy (as Route 53 treats a new health check). Pure.
@@ -180,6 +210,39 @@ mod tests {
             observer: observer.into(),
             published_at: t(100),
             verdicts,
+        }
+    }
+
+    /// A daemon's own view from memory replaces its published one; with
+    /// three vantage points, one healthy view keeps the region in (Route
+    /// 53's 18 %), three unhealthy ones take it out.
+    #[test]
+    fn steering_with_own_view() {
+        let regions = vec!["eu-west".to_string()];
+        let max_age = Duration::from_secs(60);
+        let published = vec![
+            view(
+                "us-east",
+                vec![verdict("eu-west", "gw", "us-east", false, 99)],
+            ),
+            view(
+                "witness",
+                vec![verdict("eu-west", "gw", "witness", false, 95)],
+            ),
+            view("ap", vec![verdict("eu-west", "gw", "ap", false, 95)]),
+        ];
+        let own = |healthy| {
+            view(
+                "us-east",
+                vec![verdict("eu-west", "gw", "us-east", healthy, 100)],
+            )
+        };
+        let table = [(true, true), (false, false)];
+        for (own_healthy, want) in table {
+            let views = with_own(published.clone(), own(own_healthy));
+            assert_eq!(views.len(), 3, "{views:?}");
+            let (got, by_region) = steering(&views, &regions, t(100), max_age);
+            assert_eq!(got.get("eu-west"), Some(&want), "{by_region:?}");
         }
     }
 
@@ -234,8 +297,7 @@ mod tests {
             ),
         ];
         for (views, want) in table {
-            let c = consensus_by_region(&views, &regions, t(100), Duration::from_secs(60));
-            let got = traffic_verdicts(&c);
+            let (got, _) = steering(&views, &regions, t(100), Duration::from_secs(60));
             let want: lifeboat_region::traffic::Verdicts =
                 want.into_iter().map(|(r, h)| (r.to_string(), h)).collect();
             assert_eq!(got, want, "views: {views:?}");

@@ -2,7 +2,7 @@
 //! [`Checker`](lifeboat_region::health::Checker) per region that has
 //! checks, this daemon's region name as the observer; every report sets the
 //! check's metrics, a region's verdict is recomputed and, when it changes,
-//! handed to the steering loop. This vantage point's verdicts are published
+//! this vantage point's verdicts are handed to the steering loop. This vantage point's verdicts are published
 //! (through the repository) on every flip and every [`publish_every`], so
 //! that `region status` and the other regions' steering loops see them.
 
@@ -10,13 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use lifeboat_region::health::{self, Checker, Report, Verdict, region_verdict};
 use lifeboat_region::topology;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::decide::View;
 use super::metrics;
 use crate::config::Config;
 use crate::daemon::{Daemon, stopped};
@@ -54,7 +52,11 @@ pub fn publish_every(config: &Config) -> Duration {
 }
 
 /// Starts the checkers and the task that consumes their reports.
-pub fn spawn(d: &Arc<Daemon>, own: &str, views: watch::Sender<Vec<View>>) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    d: &Arc<Daemon>,
+    own: &str,
+    views: watch::Sender<Vec<Verdict>>,
+) -> Vec<JoinHandle<()>> {
     let Some(config) = d.ctx.config.as_ref() else {
         return Vec::new();
     };
@@ -79,7 +81,6 @@ pub fn spawn(d: &Arc<Daemon>, own: &str, views: watch::Sender<Vec<View>>) -> Vec
         }));
     }
     drop(tx);
-    views.send_replace(own_views(&regions, own, &BTreeMap::new()));
     tasks.push(tokio::spawn(consume(
         Arc::clone(d),
         own.to_string(),
@@ -91,25 +92,17 @@ pub fn spawn(d: &Arc<Daemon>, own: &str, views: watch::Sender<Vec<View>>) -> Vec
     tasks
 }
 
-/// This vantage point's view of every region: healthy when all its checks
-/// are (a region without checks always is).
-fn own_views(
+/// This vantage point's verdict on every region: healthy when all its
+/// checks are (a region without checks always is).
+fn region_health(
     regions: &[String],
     own: &str,
     latest: &BTreeMap<(String, String), Verdict>,
-) -> Vec<View> {
+) -> Vec<(String, bool)> {
     let all: Vec<Verdict> = latest.values().cloned().collect();
     regions
         .iter()
-        .map(|r| {
-            let v = region_verdict(r, own, &all);
-            View {
-                observer: own.to_string(),
-                region: r.clone(),
-                healthy: v.healthy,
-                observed_at: v.observed_at.unwrap_or_else(Utc::now),
-            }
-        })
+        .map(|r| (r.clone(), region_verdict(r, own, &all).healthy))
         .collect()
 }
 
@@ -118,10 +111,13 @@ async fn consume(
     own: String,
     regions: Vec<String>,
     mut rx: mpsc::Receiver<Report>,
-    views: watch::Sender<Vec<View>>,
+    views: watch::Sender<Vec<Verdict>>,
     every: Duration,
 ) {
     let mut latest: BTreeMap<(String, String), Verdict> = BTreeMap::new();
+    // Every region starts healthy (Route 53: a new check is healthy).
+    let mut health_before: Vec<(String, bool)> =
+        regions.iter().map(|r| (r.clone(), true)).collect();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -140,29 +136,23 @@ async fn consume(
             _ = ticker.tick() => true,
             _ = stopped(&mut sd) => return,
         };
-        let now_views = own_views(&regions, &own, &latest);
-        for v in &now_views {
-            metrics::region_healthy(&v.region, &own, v.healthy);
+        let now = region_health(&regions, &own, &latest);
+        for (region, healthy) in &now {
+            metrics::region_healthy(region, &own, *healthy);
         }
-        views.send_if_modified(|was| {
-            let changed = was.len() != now_views.len()
-                || was.iter().zip(&now_views).any(|(a, b)| a.healthy != b.healthy);
-            if changed {
-                for v in &now_views {
-                    if let Some(old) = was.iter().find(|o| o.region == v.region)
-                        && old.healthy != v.healthy
-                    {
-                        if v.healthy {
-                            tracing::info!(region = %v.region, observer = %own, "region healthy again from this vantage point");
-                        } else {
-                            tracing::warn!(region = %v.region, observer = %own, "region unhealthy from this vantage point");
-                        }
+        if now != health_before {
+            for ((region, healthy), (_, was)) in now.iter().zip(&health_before) {
+                if healthy != was {
+                    if *healthy {
+                        tracing::info!(region = %region, observer = %own, "region healthy again from this vantage point");
+                    } else {
+                        tracing::warn!(region = %region, observer = %own, "region unhealthy from this vantage point");
                     }
                 }
             }
-            *was = now_views.clone();
-            changed
-        });
+            health_before = now;
+            views.send_replace(latest.values().cloned().collect());
+        }
         if flipped {
             let all: Vec<Verdict> = latest.values().cloned().collect();
             if let Err(e) = crate::region::verdicts::publish(&d.repo, &own, &all).await {

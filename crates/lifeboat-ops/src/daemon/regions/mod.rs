@@ -8,7 +8,7 @@
 //! | `watch.rs` | observing every region's server (role, lag, heartbeat age) and the heartbeat writer |
 //! | `health.rs` | one health checker per region, this daemon as vantage point; publishing its verdicts |
 //! | `steer.rs` | the `rfc2136` steering loop: the answer set equal to the healthy regions |
-//! | `decide.rs` | the pure decisions: lag per standby, steering verdicts across vantage points |
+//! | `decide.rs` | the pure decisions: which primary a standby streams from, its lag as the metrics give it |
 //! | `metrics.rs` | the region metric families |
 //!
 //! Without `regions:` nothing here runs and no region metric exists; with
@@ -62,36 +62,6 @@ pub async fn server(ctx: &Ctx, config: &Config, name: &str) -> Result<ConnConfig
     crate::postgres::source::connection(ctx, &r.postgres.url, r.postgres.password.as_ref()).await
 }
 
-/// Every vantage point's published view (`region::verdicts`), as the
-/// steering decision takes it: per observer and region its verdict, with
-/// the newest probe time of that region's checks (the publish time when it
-/// has none).
-pub async fn read_all(
-    repo: &lifeboat_repo::Repository,
-    config: &Config,
-) -> Result<Vec<decide::View>> {
-    let regions: Vec<String> = config.regions().keys().cloned().collect();
-    let views = crate::region::verdicts::read_all(repo).await?;
-    Ok(views
-        .iter()
-        .flat_map(|v| {
-            regions
-                .iter()
-                .filter(|r| v.verdicts.iter().any(|x| &x.region == *r))
-                .map(|r| {
-                    let rv = lifeboat_region::health::region_verdict(r, &v.observer, &v.verdicts);
-                    decide::View {
-                        observer: v.observer.clone(),
-                        region: r.clone(),
-                        healthy: rv.healthy,
-                        observed_at: rv.observed_at.unwrap_or(v.published_at),
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect())
-}
-
 /// Starts the region tasks (none without `regions:` or without this
 /// daemon's region, which is logged). They end at shutdown, like the
 /// schedule loops they are awaited with.
@@ -136,7 +106,11 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
     let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
     tasks.extend(health::spawn(d, &region, views_tx));
     match config.traffic_provider() {
-        Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(Arc::clone(d), views_rx))),
+        Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(
+            Arc::clone(d),
+            region.clone(),
+            views_rx,
+        ))),
         Some(Provider::Route53) => tracing::info!(
             "traffic.provider route53: Route 53 runs the health checks and answers by them; \
              the daemon keeps no steering loop (`lifeboat region traffic apply` writes the records)"

@@ -1,9 +1,10 @@
 //! The `rfc2136` steering loop: keeps the steered name's answer set equal
 //! to the healthy regions'. On every change of this vantage point's region
 //! verdicts, and every [`publish_every`](super::health::publish_every), it
-//! reads every vantage point's published verdicts, decides per region
-//! ([`steering_verdicts`]: unhealthy when a strict majority of the fresh
-//! observers say so; with only this daemon's view, its own) and applies
+//! reads every vantage point's published verdicts, puts this daemon's
+//! view from memory in place of its own published one, decides per region
+//! with the same rule as `region traffic apply`
+//! ([`verdicts::steering`]: Route 53's consensus of the fresh views) and applies
 //! them through the provider, which plans from what DNS answers now and
 //! writes one UPDATE with a prerequisite on that answer set, so two
 //! daemons never overwrite each other blindly (a lost race is re-read and
@@ -12,15 +13,20 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
+use lifeboat_region::health::{Consensus, Verdict};
 use lifeboat_region::traffic::Applied;
 use tokio::sync::watch;
 
-use super::decide::{View, steering_verdicts};
 use super::{health, metrics};
 use crate::daemon::{Daemon, stopped};
+use crate::region::verdicts::{self, ObserverView};
 
-pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
+/// `own` is this daemon's observer name; `own_verdicts` its newest
+/// verdicts, sent by the health task when a region's verdict changes.
+pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<Vec<Verdict>>) {
     let Some(config) = d.ctx.config.as_ref() else {
         return;
     };
@@ -48,22 +54,27 @@ pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
     let mut sd = d.shutdown.subscribe();
     let mut last_error: Option<String> = None;
     loop {
-        let published = match super::read_all(&d.repo, config).await {
+        let published = match verdicts::read_all(&d.repo).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the other vantage points' verdicts; steering by this daemon's view alone");
                 Vec::new()
             }
         };
-        let own_views = views.borrow_and_update().clone();
-        let (verdicts, tallies) =
-            steering_verdicts(&regions, &own_views, &published, Utc::now(), max_age);
-        match provider.apply(&verdicts, false).await {
+        let now = Utc::now();
+        let own_view = ObserverView {
+            observer: own.clone(),
+            published_at: now,
+            verdicts: own_verdicts.borrow_and_update().clone(),
+        };
+        let views = verdicts::with_own(published, own_view);
+        let (steering, by_region) = verdicts::steering(&views, &regions, now, max_age);
+        match provider.apply(&steering, false).await {
             Ok(a) => {
                 if last_error.take().is_some() {
                     tracing::info!("traffic steering works again");
                 }
-                report(&a, &steered, &tallies);
+                report(&a, &steered, &by_region);
             }
             Err(e) => {
                 metrics::traffic_failed();
@@ -75,7 +86,7 @@ pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
             }
         }
         tokio::select! {
-            r = views.changed() => if r.is_err() { return },
+            r = own_verdicts.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(every) => {}
             _ = stopped(&mut sd) => return,
         }
@@ -83,11 +94,7 @@ pub async fn run(d: Arc<Daemon>, mut views: watch::Receiver<Vec<View>>) {
 }
 
 /// Logs what an apply changed and sets the answer gauges.
-fn report(
-    a: &Applied,
-    steered: &[String],
-    tallies: &std::collections::BTreeMap<String, super::decide::Tally>,
-) {
+fn report(a: &Applied, steered: &[String], by_region: &BTreeMap<String, Consensus>) {
     for r in steered {
         metrics::traffic_answer(r, a.desired.regions.contains(r));
     }
@@ -96,10 +103,10 @@ fn report(
     }
     metrics::traffic_updated();
     let changes: Vec<String> = a.changes.iter().map(ToString::to_string).collect();
-    let unhealthy: Vec<String> = tallies
+    let unhealthy: Vec<String> = by_region
         .iter()
-        .filter(|(_, t)| t.unhealthy.len() * 2 > t.unhealthy.len() + t.healthy.len())
-        .map(|(r, t)| format!("{r} (unhealthy for {})", t.unhealthy.join(",")))
+        .filter(|(_, c)| c.healthy == Some(false))
+        .map(|(r, c)| format!("{r} (unhealthy for {})", c.unhealthy_observers.join(",")))
         .collect();
     if a.desired.all_unhealthy {
         tracing::warn!(
