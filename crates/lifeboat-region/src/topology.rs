@@ -71,36 +71,8 @@ impl fmt::Display for Provider {
     }
 }
 
-/// The protocol of a health check (Route 53's `Type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckKind {
-    Http,
-    /// HTTPS without validating the certificate, as Route 53 does.
-    Https,
-    Tcp,
-}
-
-impl CheckKind {
-    /// The port Route 53 uses when none is given; TCP has none.
-    pub fn default_port(self) -> Option<u16> {
-        match self {
-            CheckKind::Http => Some(80),
-            CheckKind::Https => Some(443),
-            CheckKind::Tcp => None,
-        }
-    }
-}
-
-impl fmt::Display for CheckKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CheckKind::Http => "http",
-            CheckKind::Https => "https",
-            CheckKind::Tcp => "tcp",
-        })
-    }
-}
+/// The protocol of a health check (Route 53's `Type`): the prober's own.
+pub use crate::health::CheckKind;
 
 /// One health check of a region, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +97,24 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
+    /// The check as the prober runs it (a path of `/` when none is
+    /// configured).
+    pub fn probe(&self) -> crate::health::CheckSpec {
+        crate::health::CheckSpec {
+            name: self.name.clone(),
+            kind: self.kind,
+            host: self.host.clone(),
+            port: self.port,
+            resource_path: self
+                .path
+                .clone()
+                .unwrap_or_else(|| crate::health::spec::DEFAULT_RESOURCE_PATH.to_string()),
+            search_string: self.search.clone(),
+            request_interval: self.interval,
+            failure_threshold: self.threshold,
+        }
+    }
+
     /// The host as an IP address, when it is one (else it is a name).
     pub fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()

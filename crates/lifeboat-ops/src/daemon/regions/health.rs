@@ -11,31 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lifeboat_region::health::{self, Checker, Report, Verdict, region_verdict};
-use lifeboat_region::topology;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::metrics;
 use crate::config::Config;
 use crate::daemon::{Daemon, stopped};
-
-/// A configured check as the prober takes it.
-pub fn probe_spec(c: &topology::CheckSpec) -> health::CheckSpec {
-    health::CheckSpec {
-        name: c.name.clone(),
-        kind: match c.kind {
-            topology::CheckKind::Http => health::CheckKind::Http,
-            topology::CheckKind::Https => health::CheckKind::Https,
-            topology::CheckKind::Tcp => health::CheckKind::Tcp,
-        },
-        host: c.host.clone(),
-        port: c.port,
-        resource_path: c.path.clone().unwrap_or_else(|| "/".to_string()),
-        search_string: c.search.clone(),
-        request_interval: c.interval,
-        failure_threshold: c.threshold,
-    }
-}
 
 /// How often this vantage point's verdicts are published besides every
 /// flip: the longest request interval of the checks, between 5 s and 60 s.
@@ -66,7 +47,7 @@ pub fn spawn(
     for (name, r) in config.regions_in_file_order() {
         regions.push(name.to_string());
         metrics::region_healthy(name, own, true);
-        let specs: Vec<health::CheckSpec> = r.check_specs().iter().map(probe_spec).collect();
+        let specs: Vec<health::CheckSpec> = r.check_specs().iter().map(|c| c.probe()).collect();
         if specs.is_empty() {
             continue;
         }
