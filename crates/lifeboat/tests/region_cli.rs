@@ -8,14 +8,13 @@
 mod bind;
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use common::Env;
+use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::TempCluster;
 use lifeboat_region::health::Verdict;
-use lifeboat_region::replication::target::os_user;
 use serde_json::Value;
 
 const REPL_PASSWORD: &str = "repl-Secret-5e1d";
@@ -24,65 +23,6 @@ fn primary() -> TempCluster {
     TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     )
-}
-
-/// An empty directory owned by the server's OS user, for the standby's data.
-fn empty_owned_dir(parent: &Path, name: &str) -> PathBuf {
-    let d = parent.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    if let Some((uid, gid)) = os_user(None).unwrap() {
-        std::os::unix::fs::chown(parent, Some(uid), Some(gid)).unwrap();
-        std::os::unix::fs::chown(&d, Some(uid), Some(gid)).unwrap();
-    }
-    d
-}
-
-/// Stops the standby's server (seeded by the binary) when the test ends.
-struct StopOnDrop {
-    bin: PathBuf,
-    pgdata: PathBuf,
-}
-
-impl StopOnDrop {
-    fn stop(&self) {
-        if !self.pgdata.join("postmaster.pid").exists() {
-            return;
-        }
-        let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
-        cmd.arg("stop")
-            .arg("-D")
-            .arg(&self.pgdata)
-            .args(["-m", "fast", "-w"])
-            .current_dir("/");
-        if let Ok(Some((uid, gid))) = os_user(None) {
-            cmd.uid(uid).gid(gid);
-        }
-        let out = cmd.output().expect("pg_ctl stop");
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        if self.pgdata.join("postmaster.pid").exists() {
-            let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
-            cmd.arg("stop")
-                .arg("-D")
-                .arg(&self.pgdata)
-                .args(["-m", "immediate", "-w"])
-                .current_dir("/");
-            if let Ok(Some((uid, gid))) = os_user(None) {
-                cmd.uid(uid).gid(gid);
-            }
-            let _ = cmd.output();
-        }
-    }
 }
 
 /// Two `postgres`-managed regions: us-east on the primary, eu-west at
@@ -153,7 +93,7 @@ fn replicate_seeds_a_streaming_standby_that_status_shows() {
     let port = common::free_port();
     let cfg = pg_config(&env, &p, port, &pgdata);
     let cfg = cfg.to_str().unwrap();
-    let standby = StopOnDrop {
+    let standby = SeededStandby {
         bin: p.bin_dir().to_path_buf(),
         pgdata: pgdata.clone(),
     };

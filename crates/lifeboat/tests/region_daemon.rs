@@ -21,16 +21,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
-use lifeboat_region::replication::target::os_user;
 
 const REPL_PASSWORD: &str = "repl-Secret-9c2a";
 const EAST: &str = "192.0.2.1";
@@ -122,42 +121,6 @@ fn serve(port: u16, on: &AtomicBool, quit: &AtomicBool) {
                 );
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// An empty directory owned by the server's OS user, for the standby's data.
-fn empty_owned_dir(parent: &Path, name: &str) -> PathBuf {
-    let d = parent.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    if let Some((uid, gid)) = os_user(None).unwrap() {
-        std::os::unix::fs::chown(parent, Some(uid), Some(gid)).unwrap();
-        std::os::unix::fs::chown(&d, Some(uid), Some(gid)).unwrap();
-    }
-    d
-}
-
-/// Stops the standby's server (started by `region replicate`) at the end.
-struct Standby {
-    bin: PathBuf,
-    pgdata: PathBuf,
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        if self.pgdata.join("postmaster.pid").exists() {
-            let mut cmd = std::process::Command::new(self.bin.join("pg_ctl"));
-            cmd.arg("stop")
-                .arg("-D")
-                .arg(&self.pgdata)
-                .args(["-m", "immediate", "-w"])
-                .current_dir("/");
-            if let Ok(Some((uid, gid))) = os_user(None) {
-                cmd.uid(uid).gid(gid);
-            }
-            let _ = cmd.output();
         }
     }
 }
@@ -310,7 +273,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     let standby_port = common::free_port();
     let cfg = config(&env, &p, standby_port, &pgdata, &bind, &east, &west);
     let cfg = cfg.to_str().unwrap();
-    let _standby = Standby {
+    let _standby = SeededStandby {
         bin: p.bin_dir().to_path_buf(),
         pgdata: pgdata.clone(),
     };

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod standby;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
