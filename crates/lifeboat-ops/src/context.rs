@@ -162,7 +162,15 @@ impl Ctx {
     /// S3 settings from the config; unset values fall back to the standard
     /// AWS environment variables inside the storage layer.
     pub async fn s3_settings(&self) -> Result<S3Settings> {
-        let Some(s3) = self.config.as_ref().and_then(|c| c.repository.s3.as_ref()) else {
+        self.resolve_s3(self.config.as_ref().and_then(|c| c.repository.s3.as_ref()))
+            .await
+    }
+
+    /// S3 settings from a configuration's `s3:` section (the repository's,
+    /// or a region's copy), its credential references read now; unset: the
+    /// standard AWS environment.
+    pub async fn resolve_s3(&self, s3: Option<&config::S3Config>) -> Result<S3Settings> {
+        let Some(s3) = s3 else {
             return Ok(S3Settings::default());
         };
         let access_key_id = match &s3.access_key_id {

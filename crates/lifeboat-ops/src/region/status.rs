@@ -20,7 +20,7 @@ use lifeboat_region::replication::{
     Observed, Retry, Role, Server, StandbyLag, observe, standby_lag,
 };
 use lifeboat_repo::Repository;
-use lifeboat_repo::storage::object::{S3Settings, open_url};
+use lifeboat_repo::storage::object::open_url;
 use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
 use serde::Serialize;
 
@@ -376,32 +376,15 @@ async fn repository_copy(ctx: &Ctx, repo: Option<&RegionRepository>) -> Reposito
     }
 }
 
-/// The region's repository with its own secret and S3 settings.
+/// The region's repository with its own secret and S3 settings; without a
+/// secret of its own (`password`, `key_file`), the main repository's, as
+/// `regions.NAME.repository` documents.
 pub async fn open_copy(ctx: &Ctx, r: &RegionRepository) -> Result<Repository> {
-    let s3 = match &r.s3 {
-        None => S3Settings::default(),
-        Some(s) => S3Settings {
-            endpoint: s.endpoint.clone(),
-            region: s.region.clone(),
-            access_key_id: match &s.access_key_id {
-                Some(x) => Some(ctx.resolve(x).await?),
-                None => None,
-            },
-            secret_access_key: match &s.secret_access_key {
-                Some(x) => Some(ctx.resolve(x).await?),
-                None => None,
-            },
-            allow_http: s.allow_http,
-        },
-    };
+    let s3 = ctx.resolve_s3(r.s3.as_ref()).await?;
     let secret = match (&r.key_file, &r.password) {
         (Some(p), _) => crate::secrets::key_from_file(p)?,
         (None, Some(p)) => lifeboat_repo::Secret::Passphrase(ctx.resolve(p).await?),
-        (None, None) => {
-            return Err(Error::usage(
-                "no secret configured for it (password or key_file)",
-            ));
-        }
+        (None, None) => ctx.secret().await?,
     };
     let storage = open_url(r.url.as_str(), &s3)?;
     let storage = Retrying::wrap(storage, RetryPolicy::default());
