@@ -66,7 +66,12 @@ pub async fn replicate<P: FnMut(&Progress)>(
                  replica/externalClusters), which is not wired into this build of Lifeboat yet; \
                  `region replicate` seeds `manager: postgres` regions only",
                 req.to
-            )));
+            ))
+            .with_hint(
+                "set the standby up through the manager for now: docs/regions/managers.md gives \
+                 the exact Patroni `standby_cluster` (bootstrap the Patroni cluster from the \
+                 primary) and CloudNativePG `replica`/`externalClusters` settings",
+            ));
         }
     }
     let primary_conn = region_conn(ctx, from).await?;

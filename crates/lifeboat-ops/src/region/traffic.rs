@@ -62,7 +62,9 @@ pub fn region_answers(config: &Config) -> Vec<RegionAnswer> {
 }
 
 /// The provider `traffic:` configures. The TSIG secret is read now (never
-/// logged); `route53` is not wired into this build yet.
+/// logged). `route53`: the provider exists (`lifeboat_region::traffic::route53`,
+/// tested against moto) but is not yet behind [`TrafficProvider`], so the
+/// commands refuse it with what to do instead.
 pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvider>> {
     let traffic = config.traffic.as_ref().ok_or_else(|| {
         Error::usage("the configuration has no `traffic:` section: nothing steers DNS")
@@ -70,8 +72,12 @@ pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvi
     })?;
     match traffic.provider() {
         Provider::Route53 => Err(Error::usage(
-            "traffic provider `route53` is not wired into this build of Lifeboat yet \
-             (its provider is being written); steer with `rfc2136` meanwhile",
+            "traffic.provider `route53` is not connected to `lifeboat region traffic` or the \
+             daemon in this version: Lifeboat cannot create or check the Route 53 records yet",
+        )
+        .with_hint(
+            "steer with `provider: rfc2136` (an authoritative server with TSIG), or keep the \
+             Route 53 records and health checks as you manage them today; docs/regions/route53.md",
         )),
         Provider::Rfc2136 => {
             let c = traffic.rfc2136.as_ref().map(|s| &s.value).ok_or_else(|| {
