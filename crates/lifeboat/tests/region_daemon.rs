@@ -7,7 +7,10 @@
 //! - the heartbeat is written by the primary's region's daemon only, and
 //!   the lag metrics agree with `pg_stat_replication` (replay paused: the
 //!   byte lag is within what the primary wrote since the standby's replay
-//!   position, the heartbeat ages; resumed: both come back);
+//!   position, the heartbeat ages; resumed: both come back); under pgbench
+//!   load the daemon reports the standby streaming as pg_stat_replication
+//!   does, its byte lag within the WAL written since the load began, and
+//!   the catch-up after it;
 //! - a region's health endpoint stops answering: after `failure_threshold`
 //!   probes both vantage points see it unhealthy, the DNS answer read with
 //!   `dig` drops it, `readiness` names it; it answers again: the answer
@@ -414,6 +417,101 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
             "SELECT replay_lsn::text FROM pg_stat_replication WHERE application_name = 'eu-west'",
         )?;
         (now_age < age && lsn_diff(&replayed, &current) >= 0).then_some(())
+    });
+
+    // Under pgbench load on the primary: the daemon reports the standby
+    // streaming whenever pg_stat_replication does, its byte lag never
+    // exceeds the WAL written since the load began (the standby had
+    // replayed everything before it), and once pgbench ends and
+    // pg_stat_replication shows the standby caught up, the daemon's next
+    // observation says so too.
+    let start = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text").unwrap();
+    let pgbench = |args: &[&str]| {
+        let mut c = std::process::Command::new(p.bin_dir().join("pgbench"));
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p.port().to_string(),
+            "-U",
+            p.superuser(),
+        ])
+        .args(args)
+        .arg("postgres")
+        .env("PGPASSWORD", p.password().expose())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        c
+    };
+    let init = pgbench(&["-i", "-s", "5", "-q"]).output().unwrap();
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let mut load = pgbench(&["-c", "2", "-j", "2", "-t", "3000", "-N"])
+        .spawn()
+        .unwrap();
+    let mut samples = 0;
+    while load.try_wait().unwrap().is_none() || samples == 0 {
+        let scrape = d_east
+            .try_get("/metrics", None)
+            .map(|(_, text)| text)
+            .unwrap_or_default();
+        let streaming = sample(
+            &scrape,
+            "lifeboat_replication_streaming{region=\"eu-west\"}",
+        );
+        let bytes = sample(
+            &scrape,
+            "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
+        );
+        let state = query(
+            &rt,
+            &primary,
+            "SELECT state FROM pg_stat_replication WHERE application_name = 'eu-west'",
+        );
+        let now = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text").unwrap();
+        if state.as_deref() == Some("streaming") {
+            assert_eq!(streaming, Some(1.0), "pg_stat_replication says streaming");
+        }
+        let Some(bytes) = bytes else {
+            panic!("no lag in bytes for eu-west under load; scrape:\n{scrape}");
+        };
+        assert!(
+            bytes >= 0.0 && bytes as i64 <= lsn_diff(&now, &start),
+            "under load the daemon reports {bytes} bytes behind, but only {} were written since the load began at {start}",
+            lsn_diff(&now, &start)
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = load.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let end = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text").unwrap();
+    assert!(
+        lsn_diff(&end, &start) > 1_000_000,
+        "pgbench wrote WAL: {start} .. {end}"
+    );
+    d_east.poll(LONG, "the standby to catch up after pgbench", || {
+        let replayed = query(
+            &rt,
+            &primary,
+            "SELECT replay_lsn::text FROM pg_stat_replication WHERE application_name = 'eu-west'",
+        )?;
+        (lsn_diff(&replayed, &end) >= 0).then_some(())
+    });
+    d_east.poll(LONG, "the daemon to see the catch-up", || {
+        let bytes = metric(
+            &d_east,
+            "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
+        )?;
+        let now = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text")?;
+        (bytes as i64 <= lsn_diff(&now, &end)).then_some(())
     });
 
     // DNS: both regions healthy, both answered.
