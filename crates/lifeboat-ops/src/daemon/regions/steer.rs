@@ -11,13 +11,12 @@
 //! re-planned by the provider). Route 53 needs no loop: it runs the health
 //! checks itself.
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use lifeboat_region::health::{Consensus, Verdict};
-use lifeboat_region::traffic::Applied;
+use lifeboat_region::traffic::{Applied, TrafficError, TrafficProvider};
 use tokio::sync::watch;
 
 use super::{health, metrics};
@@ -29,13 +28,6 @@ use crate::region::verdicts::{self, ObserverView};
 pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<Vec<Verdict>>) {
     let Some(config) = d.ctx.config.as_ref() else {
         return;
-    };
-    let provider = match crate::region::traffic::provider(&d.ctx, config).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "traffic steering is off: the rfc2136 provider cannot be built; fix traffic: and restart the daemon");
-            return;
-        }
     };
     metrics::traffic_started();
     let every = health::publish_every(config);
@@ -53,6 +45,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
         .collect();
     let mut sd = d.shutdown.subscribe();
     let mut last_error: Option<String> = None;
+    let mut provider: Option<Box<dyn TrafficProvider>> = None;
     loop {
         let published = match verdicts::read_all(&d.repo).await {
             Ok(v) => v,
@@ -69,20 +62,41 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
         };
         let views = verdicts::with_own(published, own_view);
         let (steering, by_region) = verdicts::steering(&views, &regions, now, max_age);
-        match provider.apply(&steering, false).await {
-            Ok(a) => {
-                if last_error.take().is_some() {
-                    tracing::info!("traffic steering works again");
+        // Built on first use and again after a failure to build or a key
+        // the server refused, so a fixed or rotated TSIG secret (a file, a
+        // Kubernetes Secret) is taken without a restart.
+        if provider.is_none() {
+            match crate::region::traffic::provider(&d.ctx, config).await {
+                Ok(p) => provider = Some(p),
+                Err(e) => {
+                    metrics::traffic_failed();
+                    let msg = format!("the traffic provider cannot be built: {e}");
+                    if last_error.as_deref() != Some(&msg) {
+                        tracing::error!(error = %msg, "traffic steering is off until traffic: is fixed; retrying at the next change or period");
+                    }
+                    last_error = Some(msg);
                 }
-                report(&a, &steered, &by_region);
             }
-            Err(e) => {
-                metrics::traffic_failed();
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(&msg) {
-                    tracing::error!(error = %msg, "traffic steering failed; retrying at the next change or period");
+        }
+        if let Some(p) = &provider {
+            match p.apply(&steering, false).await {
+                Ok(a) => {
+                    if last_error.take().is_some() {
+                        tracing::info!("traffic steering works again");
+                    }
+                    report(&a, &steered, &by_region);
                 }
-                last_error = Some(msg);
+                Err(e) => {
+                    metrics::traffic_failed();
+                    if matches!(e, TrafficError::Credentials { .. }) {
+                        provider = None;
+                    }
+                    let msg = e.to_string();
+                    if last_error.as_deref() != Some(&msg) {
+                        tracing::error!(error = %msg, "traffic steering failed; retrying at the next change or period");
+                    }
+                    last_error = Some(msg);
+                }
             }
         }
         tokio::select! {
