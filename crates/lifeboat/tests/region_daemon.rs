@@ -577,3 +577,118 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     drop(d_east);
     drop(d_west);
 }
+
+/// The daemon's steering takes a fixed TSIG secret without a restart: with a
+/// secret BIND rejects, nothing is written and the failure is counted; once
+/// the file holds the right one, the next period steers.
+#[test]
+fn a_tsig_secret_fixed_in_its_file_is_taken_without_a_restart() {
+    let p = TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    );
+    let bind = bind::Bind::start();
+    let east = Endpoint::start();
+    let west = Endpoint::start();
+    let mut env = Env::init();
+    env.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        p.password().expose().to_string(),
+    ));
+    let secret_file = env.path("tsig.secret");
+    let write_secret = |s: &str| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&secret_file)
+            .unwrap();
+        f.write_all(s.as_bytes()).unwrap();
+    };
+    // Valid base64 of 32 bytes, but not the key BIND holds: BADSIG.
+    write_secret("c29tZSBvdGhlciBzZWNyZXQgb2YgdGhpcnR5LXR3byE=");
+    let check = |port: u16| {
+        format!(
+            "[{{name: web, type: http, host: 127.0.0.1, port: {port}, resource_path: /healthz, request_interval: 1s, failure_threshold: 2}}]"
+        )
+    };
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      manager: postgres
+      role: primary
+    health_checks: {east_check}
+    dns: {{address: {EAST}}}
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{sport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      manager: postgres
+      role: standby
+      replicates_from: us-east
+    health_checks: {west_check}
+    dns: {{address: {WEST}}}
+traffic:
+  provider: rfc2136
+  name: {NAME}
+  ttl: 5
+  rfc2136:
+    server: "{dns}"
+    zone: {zone}
+    tsig: {{name: {key}, secret: {{file: {secret}}}}}
+serve:
+  lease: 3s
+"#,
+        repo = env.repo,
+        user = p.superuser(),
+        pport = p.port(),
+        sport = common::free_port(),
+        east_check = check(east.port),
+        west_check = check(west.port),
+        dns = bind.server(),
+        zone = bind::ZONE,
+        key = bind::KEY_NAME,
+        secret = secret_file.display(),
+    );
+    let cfg = env.path("regions.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    env.envs.push(("LIFEBOAT_REGION".into(), "us-east".into()));
+    let d = Daemon::start(&env, &cfg, "us-east");
+
+    d.poll(LONG, "a steering attempt the server rejects", || {
+        let f = metric(&d, "lifeboat_traffic_apply_failures_total")?;
+        (f >= 1.0).then_some(())
+    });
+    assert!(
+        bind.dig(NAME, "A").is_empty(),
+        "nothing may be written with a rejected key"
+    );
+    assert!(
+        d.log_text().contains("BADSIG"),
+        "the log says why: {}",
+        d.log_text()
+    );
+
+    write_secret(bind.secret());
+    let both = {
+        let mut v = vec![EAST.to_string(), WEST.to_string()];
+        v.sort();
+        v
+    };
+    d.poll(
+        LONG,
+        "DNS to answer both regions with the fixed secret",
+        || (bind.dig(NAME, "A") == both).then_some(()),
+    );
+    assert!(
+        !d.log_text().contains(bind.secret()),
+        "the secret never appears in the log"
+    );
+}
