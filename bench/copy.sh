@@ -31,7 +31,7 @@
 #                   re-chunks: the copy itself costs the same; measured to show it)
 # `full`: snapshot A copied into each target; `incr`: snapshot B copied after
 # it (what the churn added). The tools take turns at going first (odd reps
-# Lifeboat first). Wall seconds and peak RSS (/usr/bin/time), the target's
+# Lifeboat first). Wall seconds, CPU seconds (user + sys) and peak RSS (/usr/bin/time), the target's
 # bytes afterwards (du -sb, or the S3 prefix's object sizes), Lifeboat's own
 # bytes_sent / objects_verified (--json) and `uptime`'s load averages before
 # each copy go to bench/results/copy-<UTC>.tsv; the report at the end gives,
@@ -251,9 +251,9 @@ SIZE_B=${LB_IDS[1]#* }
 log "snapshot A: $SIZE_A bytes, B: $SIZE_B bytes; sources: lifeboat $(du_ "$lb_src") bytes, restic $(du_ "$rs_src") bytes"
 
 # ---- the copies ----------------------------------------------------------------
-printf 'rep\tdest\tround\ttarget\tseconds\tmax_rss_kib\ttarget_bytes\tsent_bytes\tobjects_verified\tlogical_bytes\tload_1_5_15\n' >"$OUT"
+printf 'rep\tdest\tround\ttarget\tseconds\tcpu_seconds\tmax_rss_kib\ttarget_bytes\tsent_bytes\tobjects_verified\tlogical_bytes\tload_1_5_15\n' >"$OUT"
 copy_one() { # REP DEST ROUND NAME LOCATION
-  local rep=$1 dest=$2 round=$3 name=$4 loc=$5 l tf jf secs rss tb sent ver logical
+  local rep=$1 dest=$2 round=$3 name=$4 loc=$5 l tf jf secs rss usr sys cpu tb sent ver
   local snap_lb=${LB_IDS[0]%% *} snap_rs=${RS_IDS[0]} logical=$SIZE_A
   if [[ $round == incr ]]; then snap_lb=${LB_IDS[1]%% *}; snap_rs=${RS_IDS[1]}; logical=$SIZE_B; fi
   tf=$W/time.txt; jf=$W/copy.json
@@ -262,18 +262,19 @@ copy_one() { # REP DEST ROUND NAME LOCATION
     lifeboat-*)
       local argv=("$LB")
       [[ $dest == s3 ]] && argv+=(--config "$CFG")
-      /usr/bin/time -f '%e %M' -o "$tf" "${argv[@]}" --repo "$lb_src" --json -q copy --to "$loc" "$snap_lb" >"$jf" 2>>"$LOG" ;;
+      /usr/bin/time -f '%e %M %U %S' -o "$tf" "${argv[@]}" --repo "$lb_src" --json -q copy --to "$loc" "$snap_lb" >"$jf" 2>>"$LOG" ;;
     restic-*)
-      /usr/bin/time -f '%e %M' -o "$tf" restic -q -r "$loc" copy --from-repo "$rs_src" "$snap_rs" >/dev/null ;;
+      /usr/bin/time -f '%e %M %U %S' -o "$tf" restic -q -r "$loc" copy --from-repo "$rs_src" "$snap_rs" >/dev/null ;;
   esac
-  read -r secs rss <"$tf"
+  read -r secs rss usr sys <"$tf"
+  cpu=$(echo "$usr + $sys" | bc)
   sent=-; ver=-
   if [[ $name == lifeboat-* ]]; then
     read -r sent ver < <(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["bytes_sent"], j["objects_verified"])' "$jf")
   fi
   if [[ $dest == local ]]; then tb=$(du_ "$loc"); else tb=$(s3_bytes "${loc#*"$BUCKET"/}"); fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$dest" "$round" "$name" "$secs" "$rss" "$tb" "$sent" "$ver" "$logical" "$l" >>"$OUT"
-  log "rep $rep $dest $round $name: ${secs} s, ${rss} KiB, target $tb bytes, sent $sent (load $l)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rep" "$dest" "$round" "$name" "$secs" "$cpu" "$rss" "$tb" "$sent" "$ver" "$logical" "$l" >>"$OUT"
+  log "rep $rep $dest $round $name: ${secs} s (CPU ${cpu} s), ${rss} KiB, target $tb bytes, sent $sent (load $l)"
 }
 NAMES=(lifeboat-same restic-same lifeboat-own)
 [[ $RESTIC_OWN == 1 ]] && NAMES+=(restic-own)
@@ -313,7 +314,7 @@ for r in rows:
         keys.append(k)
 print('median over %d rep(s); MB = 10^6 bytes of the snapshot (logical); "x restic-same" = restic-same seconds / this one, per rep, median [min-max]'
       % len({r['rep'] for r in rows}))
-print(f"{'dest':6s} {'round':5s} {'target':14s} {'seconds':>8s} {'MB/s':>8s} {'RSS MiB':>8s} {'target MB':>10s} {'sent MB':>8s} {'x restic-same':>22s}  load (1 min)")
+print(f"{'dest':6s} {'round':5s} {'target':14s} {'seconds':>8s} {'CPU s':>7s} {'MB/s':>8s} {'RSS MiB':>8s} {'target MB':>10s} {'sent MB':>8s} {'x restic-same':>22s}  load (1 min)")
 for k in keys:
     rs = [r for r in rows if (r['dest'], r['round'], r['target']) == k]
     secs = [float(r['seconds']) for r in rs]
@@ -327,7 +328,8 @@ for k in keys:
     sent = [int(r['sent_bytes']) for r in rs if r['sent_bytes'].isdigit()]
     loads = sorted(float(r['load_1_5_15'].split()[0]) for r in rs)
     ratio = f"{med(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]" if ratios else '-'
-    print(f"{k[0]:6s} {k[1]:5s} {k[2]:14s} {med(secs):8.2f} {med(mbs):8.1f} {med(int(r['max_rss_kib']) for r in rs) / 1024:8.0f} "
+    cpu = med(float(r['cpu_seconds']) for r in rs)
+    print(f"{k[0]:6s} {k[1]:5s} {k[2]:14s} {med(secs):8.2f} {cpu:7.2f} {med(mbs):8.1f} {med(int(r['max_rss_kib']) for r in rs) / 1024:8.0f} "
           f"{(med(tb) / 1e6 if tb else float('nan')):10.1f} {(med(sent) / 1e6 if sent else float('nan')):8.1f} {ratio:>22s}  {loads[0]:.2f}-{loads[-1]:.2f}")
 EOF
 log "results: $OUT"
