@@ -5,7 +5,7 @@
 #
 #   bench/copy.sh                              512 MiB fixture, local and moto S3, 3 reps
 #   BENCH_COPY_DATA=stream BENCH_SIZE=256M bench/copy.sh    the synthetic stream instead
-#   BENCH_REPS=1 BENCH_SIZE=128M BENCH_COPY_DESTS=local bench/copy.sh   a quick look
+#   BENCH_REPS=1 BENCH_DB=copy128 BENCH_SIZE=128M BENCH_COPY_DESTS=local bench/copy.sh   a quick look
 #
 # The sources, made once per run, as bench/postgres.sh makes its repositories:
 #   - data `postgres` (default): the generated Kubernaut-like database
@@ -40,7 +40,7 @@
 #
 # Environment (all optional):
 #   BENCH_COPY_DATA    postgres | stream                           [postgres]
-#   BENCH_SIZE         fixture size (postgres) or stream size       [512M]
+#   BENCH_SIZE         fixture size (postgres: when BENCH_DB is generated) or stream size [512M]
 #   BENCH_REPS         repetitions                                  [3]
 #   BENCH_CHURN        churn fraction between A and B (postgres)    [0.01]
 #   BENCH_COPY_DESTS   destinations, space separated: local s3      [local s3]
