@@ -46,7 +46,8 @@
 #   BENCH_COPY_DESTS   destinations, space separated: local s3      [local s3]
 #   BENCH_RESTIC_OWN   1: also a restic target without --copy-chunker-params [1]
 #   BENCH_S3_ENDPOINT  a running S3 (e.g. http://127.0.0.1:5000) instead of moto
-#   BENCH_MOTO         moto_server to start     [/work/notes/venv/bin/moto_server, else on PATH]
+#   BENCH_MOTO         moto_server to start  [$LIFEBOAT_TEST_VENV/bin/moto_server (scripts/test.sh's
+#                      venv, default .venv-test/), else moto_server on PATH]
 #   BENCH_PG_DIR, BENCH_PG_PORT, BENCH_PG_BIN   as bench/postgres.sh
 #   BENCH_DB           database (generated when missing)            [copybench]
 #   BENCH_TMP          scratch parent (repositories)                [/var/tmp]
@@ -107,7 +108,7 @@ trap 'exit 130' INT TERM
 # ---- S3 ------------------------------------------------------------------------
 want_s3=''
 for d in "${DESTS[@]}"; do [[ $d == s3 ]] && want_s3=1; done
-MOTO=${BENCH_MOTO:-/work/notes/venv/bin/moto_server}
+MOTO=${BENCH_MOTO:-${LIFEBOAT_TEST_VENV:-$ROOT/.venv-test}/bin/moto_server}
 [[ -x $MOTO ]] || MOTO=$(command -v moto_server || true)
 PY=python3
 [[ -n $MOTO && -x $(dirname "$MOTO")/python ]] && PY=$(dirname "$MOTO")/python
