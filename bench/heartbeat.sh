@@ -29,7 +29,7 @@
 #        - on the standby, read directly: now() - the newest heartbeat it
 #          replayed (what the daemon's metric would say if it were fresh)
 #          and now() - pg_last_xact_replay_timestamp().
-#   4. a report (the Python at the end) prints median / p95 / max per phase
+#   4. report() (Python, below) prints median / p95 / max per phase
 #      of each column and of the differences; the raw samples stay in
 #      BENCH_RESULTS.
 # `uptime`'s load averages are recorded with every sample.
