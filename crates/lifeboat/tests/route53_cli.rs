@@ -20,8 +20,7 @@ use std::time::Duration;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::config::Credentials;
 use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
-    TagResourceType,
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType, TagResourceType,
 };
 use common::Env;
 use lifeboat_region::traffic::route53::{Route53Provider, Route53Settings};
@@ -281,10 +280,7 @@ fn apply_dry_run_apply_again_status_and_readiness_against_moto() {
     assert_eq!(state, "fail", "{detail}");
     assert!(detail.contains("[us-east]"), "{detail}");
     assert!(detail.contains("[eu-west]"), "{detail}");
-    assert!(
-        detail.contains("lifeboat region traffic apply"),
-        "{detail}"
-    );
+    assert!(detail.contains("lifeboat region traffic apply"), "{detail}");
 
     // A dry run plans both checks and both records, and writes nothing.
     let dry = env.ok_json(&[
@@ -518,7 +514,14 @@ fn refused_credentials_exit_6_and_nothing_is_written() {
         let env = aws_env(id, secret);
         let cfg = config(&env, &moto.endpoint, zone);
         for dry in [true, false] {
-            let mut args = vec!["--config", cfg.as_str(), "--json", "region", "traffic", "apply"];
+            let mut args = vec![
+                "--config",
+                cfg.as_str(),
+                "--json",
+                "region",
+                "traffic",
+                "apply",
+            ];
             if dry {
                 args.push("--dry-run");
             }
@@ -527,10 +530,7 @@ fn refused_credentials_exit_6_and_nothing_is_written() {
             assert_eq!(doc["error"]["kind"], "auth", "{what}: {doc}");
             let message = doc["error"]["message"].as_str().unwrap();
             assert!(message.contains(code), "{what}: {message}");
-            assert!(
-                message.contains("nothing was changed"),
-                "{what}: {message}"
-            );
+            assert!(message.contains("nothing was changed"), "{what}: {message}");
             assert!(
                 doc["error"]["hint"]
                     .as_str()
