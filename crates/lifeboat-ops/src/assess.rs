@@ -122,7 +122,9 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
 /// The multi-region items' evidence, gathered now (`None` without
 /// `regions:`): every declared standby's server observed (role, streaming,
 /// lag, heartbeat age), and the steered name as the provider answers it
-/// next to what the published health verdicts say it should answer.
+/// next to what the published health verdicts say it should answer (with
+/// `route53`: the records and checks Route 53 holds against the
+/// configuration, and its answers by its own checkers).
 /// Bounded by the connect timeouts and the provider's retries.
 async fn regions_evidence(
     cfg: &Config,
@@ -166,6 +168,11 @@ async fn regions_evidence(
         .collect();
     let traffic = match &cfg.traffic {
         None => None,
+        // Route 53 answers by its own checkers: the evidence is the zone
+        // holding every configured record and check (docs/regions/route53.md).
+        Some(t) if t.provider() == lifeboat_region::topology::Provider::Route53 => {
+            Some(crate::region::route53::evidence(cfg).await)
+        }
         Some(t) => {
             let published = crate::region::verdicts::read_all(repo)
                 .await

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use lifeboat_dr::status::human;
 use lifeboat_ops::error::{AT_RISK, FAILURE, OK, Result, fail};
 use lifeboat_ops::region::status::{Overall, RegionStatus, RepositoryCopy, StatusReport};
-use lifeboat_ops::region::{replicate, status, traffic};
+use lifeboat_ops::region::{replicate, route53, status, traffic};
 use lifeboat_region::replication::{Progress, Role};
 use serde::Serialize;
 
@@ -40,9 +40,10 @@ pub struct ReplicateArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TrafficCommand {
-    /// Make the steered name answer with the healthy regions (idempotent)
+    /// Make DNS steer as configured (idempotent): rfc2136 answers with the healthy regions;
+    /// route53 gets every region's weighted record and health check
     Apply(ApplyArgs),
-    /// What DNS answers now, next to what health says it should
+    /// What DNS answers now, next to what health says it should (route53: every record and check)
     Status,
 }
 
@@ -256,6 +257,14 @@ async fn traffic_apply(ctx: &Ctx, a: ApplyArgs) -> Result<i32> {
         print_json(&r)?;
         return Ok(OK);
     }
+    match &r {
+        traffic::ApplyReport::Rfc2136(r) => print_rfc2136_apply(r),
+        traffic::ApplyReport::Route53(r) => print_route53_apply(r),
+    }
+    Ok(OK)
+}
+
+fn print_rfc2136_apply(r: &traffic::Rfc2136Apply) {
     let ap = &r.applied;
     println!(
         "{} {}: answers now {}",
@@ -283,7 +292,32 @@ async fn traffic_apply(ctx: &Ctx, a: ApplyArgs) -> Result<i32> {
             }
         );
     }
-    Ok(OK)
+}
+
+fn print_route53_apply(r: &route53::ApplyReport) {
+    println!(
+        "route53 {} in hosted zone {} ({}):",
+        r.name, r.zone.id, r.zone.name
+    );
+    for rec in &r.records {
+        println!("  {rec}");
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
+    if r.changes.is_empty() {
+        println!("nothing to change: Route 53 holds these records and health checks");
+    } else if r.dry_run {
+        for c in &r.changes {
+            println!("  would {c}");
+        }
+        println!("not written (--dry-run)");
+    } else {
+        for d in &r.done {
+            println!("  {d}");
+        }
+        println!("written; Route 53 reports the change INSYNC");
+    }
 }
 
 fn answers(set: &lifeboat_region::traffic::AnswerSet) -> String {
@@ -302,6 +336,14 @@ async fn traffic_status(ctx: &Ctx) -> Result<i32> {
         print_json(&r)?;
         return Ok(OK);
     }
+    match &r {
+        traffic::StatusReport::Rfc2136(r) => print_rfc2136_status(r),
+        traffic::StatusReport::Route53(r) => print_route53_status(r),
+    }
+    Ok(OK)
+}
+
+fn print_rfc2136_status(r: &traffic::Rfc2136Status) {
     println!("{} {}", r.provider, r.name);
     println!("  DNS answers now:    {}", answers(&r.current));
     println!(
@@ -320,5 +362,66 @@ async fn traffic_status(ctx: &Ctx) -> Result<i32> {
         );
     }
     println!("  in sync: {}", if r.in_sync { "yes" } else { "NO" });
-    Ok(OK)
+}
+
+fn print_route53_status(r: &route53::StatusReport) {
+    println!(
+        "route53 {} in hosted zone {} ({})",
+        r.name, r.zone.id, r.zone.name
+    );
+    for rec in &r.records {
+        let k = &rec.key;
+        match &rec.present {
+            None => println!(
+                "  [{}] {} {}: MISSING",
+                k.set_identifier, k.name, k.record_type
+            ),
+            Some(p) => {
+                println!("  [{}] {p}", k.set_identifier);
+                match &rec.health_check {
+                    None => println!("      no health check"),
+                    Some(c) => println!(
+                        "      health check {}: {} ({} checker reports{})",
+                        c.id,
+                        c.settings
+                            .as_ref()
+                            .map_or_else(|| "MISSING".to_string(), ToString::to_string),
+                        c.observations.len(),
+                        match c.healthy {
+                            Some(true) => ", healthy",
+                            Some(false) => ", UNHEALTHY",
+                            None => "",
+                        }
+                    ),
+                }
+            }
+        }
+    }
+    println!("  Route 53 answers:   {}", answers(&r.current));
+    println!(
+        "  health says:        {} (regions {}{})",
+        answers(&r.desired.answers),
+        r.desired.regions.join(", "),
+        if r.desired.all_unhealthy {
+            "; every region unhealthy: all answer"
+        } else {
+            ""
+        }
+    );
+    if r.health.none_published {
+        println!(
+            "  no vantage point has published health verdicts: every region counts as healthy"
+        );
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
+    if r.in_sync {
+        println!("  in sync: yes (every record and health check as configured)");
+    } else {
+        println!("  in sync: NO; `lifeboat region traffic apply` would:");
+        for p in &r.pending {
+            println!("    {p}");
+        }
+    }
 }

@@ -7,12 +7,14 @@
 //!
 //! - [`verdicts`]: publishing and reading every vantage point's view.
 //! - [`traffic`]: the configured provider; `traffic apply` and `status`.
+//! - [`route53`]: the `route53` provider's records and checks from the config.
 //! - [`status`]: `region status` and its overall verdict.
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
 
 pub mod conn;
 pub mod replicate;
+pub mod route53;
 pub mod status;
 pub mod traffic;
 pub mod verdicts;

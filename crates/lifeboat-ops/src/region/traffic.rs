@@ -1,6 +1,8 @@
 //! Traffic steering from the configuration: the provider `traffic:` names,
 //! built with its secrets read where they are used, and the two flows
-//! `region traffic apply` and `region traffic status`.
+//! `region traffic apply` and `region traffic status`, for `rfc2136` here
+//! and handed to [`super::route53`] for `route53` (one report type per
+//! provider, one JSON document per command).
 //!
 //! Which answers the steered name should give comes from the published
 //! health verdicts ([`super::verdicts`]): per region, the consensus of the
@@ -22,6 +24,7 @@ use lifeboat_region::traffic::{
 };
 use serde::Serialize;
 
+use super::route53;
 use super::verdicts::{self, ObserverView};
 use crate::config::{Config, Provider, TsigAlgorithm};
 use crate::context::Ctx;
@@ -61,10 +64,11 @@ pub fn region_answers(config: &Config) -> Vec<RegionAnswer> {
         .collect()
 }
 
-/// The provider `traffic:` configures. The TSIG secret is read now (never
-/// logged). `route53`: the provider exists (`lifeboat_region::traffic::route53`,
-/// tested against moto) but is not yet behind [`TrafficProvider`], so the
-/// commands refuse it with what to do instead.
+/// The per-verdict provider `traffic:` configures: `rfc2136`, whose answer
+/// set Lifeboat keeps equal to the healthy regions' (the TSIG secret is read
+/// now, never logged). `route53` is no such provider: Route 53 runs the
+/// health checks and picks the answers itself, so its flows are
+/// [`super::route53`]'s and asking for it here is refused.
 pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvider>> {
     let traffic = config.traffic.as_ref().ok_or_else(|| {
         Error::usage("the configuration has no `traffic:` section: nothing steers DNS")
@@ -72,13 +76,10 @@ pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvi
     })?;
     match traffic.provider() {
         Provider::Route53 => Err(Error::usage(
-            "traffic.provider `route53` is not connected to `lifeboat region traffic` or the \
-             daemon in this version: Lifeboat cannot create or check the Route 53 records yet",
+            "traffic.provider route53 is not steered per health verdict: Route 53 runs the \
+             health checks and answers by them",
         )
-        .with_hint(
-            "steer with `provider: rfc2136` (an authoritative server with TSIG), or keep the \
-             Route 53 records and health checks as you manage them today; docs/regions/route53.md",
-        )),
+        .with_hint("`lifeboat region traffic apply` writes its records and health checks; docs/regions/route53.md")),
         Provider::Rfc2136 => {
             let c = traffic.rfc2136.as_ref().map(|s| &s.value).ok_or_else(|| {
                 Error::usage("traffic.provider is rfc2136 but there is no traffic.rfc2136 section")
@@ -190,20 +191,35 @@ pub fn health_basis(config: &Config, views: &[ObserverView], now: DateTime<Utc>)
     }
 }
 
-/// `region traffic apply`'s result.
+/// `region traffic apply`'s result: one document per provider.
 #[derive(Debug, Clone, Serialize)]
-pub struct ApplyReport {
+#[serde(untagged)]
+pub enum ApplyReport {
+    Rfc2136(Rfc2136Apply),
+    Route53(route53::ApplyReport),
+}
+
+/// `region traffic apply` with `rfc2136`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rfc2136Apply {
+    /// `rfc2136`.
+    pub provider: &'static str,
     /// The steered name.
     pub name: String,
     pub health: HealthBasis,
     pub applied: Applied,
 }
 
-/// `region traffic apply [--dry-run]`: makes the steered name answer as the
-/// published health says (idempotent; nothing written when it already does
-/// or with `dry_run`).
+/// `region traffic apply [--dry-run]`: with `rfc2136`, makes the steered
+/// name answer as the published health says; with `route53`, makes the
+/// hosted zone hold the configured weighted records and health checks
+/// (Route 53 then answers by its checks). Idempotent; nothing written when
+/// the provider already matches or with `dry_run`.
 pub async fn apply(ctx: &Ctx, dry_run: bool) -> Result<ApplyReport> {
     let config = config_of(ctx)?;
+    if config.traffic_provider() == Some(Provider::Route53) {
+        return route53::apply(ctx, dry_run).await.map(ApplyReport::Route53);
+    }
     let provider = provider(ctx, config).await?;
     let repo = ctx.open().await?;
     let views = verdicts::read_all(&repo).await?;
@@ -224,16 +240,25 @@ pub async fn apply(ctx: &Ctx, dry_run: bool) -> Result<ApplyReport> {
              no record is healthy)",
         );
     }
-    Ok(ApplyReport {
+    Ok(ApplyReport::Rfc2136(Rfc2136Apply {
+        provider: "rfc2136",
         name: provider.record_name().to_string(),
         health,
         applied,
-    })
+    }))
 }
 
-/// `region traffic status`'s result.
+/// `region traffic status`'s result: one document per provider.
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusReport {
+#[serde(untagged)]
+pub enum StatusReport {
+    Rfc2136(Rfc2136Status),
+    Route53(route53::StatusReport),
+}
+
+/// `region traffic status` with `rfc2136`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rfc2136Status {
     pub provider: String,
     pub name: String,
     /// What the authoritative server answers now.
@@ -245,23 +270,27 @@ pub struct StatusReport {
     pub in_sync: bool,
 }
 
-/// `region traffic status`: what DNS answers now next to what health says.
+/// `region traffic status`: what DNS answers now next to what health says
+/// (with `route53`, also every record and check as Route 53 holds them).
 pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
     let config = config_of(ctx)?;
+    if config.traffic_provider() == Some(Provider::Route53) {
+        return route53::status(ctx).await.map(StatusReport::Route53);
+    }
     let provider = provider(ctx, config).await?;
     let repo = ctx.open().await?;
     let views = verdicts::read_all(&repo).await?;
     let health = health_basis(config, &views, Utc::now());
     let current = provider.current().await.map_err(traffic_error)?;
     let desired = desired_answer_set(&region_answers(config), &health.verdicts);
-    Ok(StatusReport {
+    Ok(StatusReport::Rfc2136(Rfc2136Status {
         provider: provider.provider().to_string(),
         name: provider.record_name().to_string(),
         in_sync: current == desired.answers,
         current,
         desired,
         health,
-    })
+    }))
 }
 
 /// The configuration, required by every region flow.

@@ -15,13 +15,14 @@
 //! until it has enough data (*How Route 53 determines whether a health check
 //! is healthy*); the health module decides when a verdict exists.
 //!
-//! Both providers implement [`TrafficProvider`]: "the records the config
+//! `rfc2136` implements [`TrafficProvider`]: "the records the config
 //! describes" are the provider's own (it is built from the regions and their
 //! answers) and [`TrafficProvider::apply`] makes them so for a set of
 //! verdicts; [`TrafficProvider::current`] says what the steered name answers
-//! now. `rfc2136` keeps the answer set itself equal to the healthy regions';
-//! `route53` writes every region's weighted record with its health check and
-//! lets Route 53 drop the unhealthy ones at query time.
+//! now. `rfc2136` keeps the answer set itself equal to the healthy regions'.
+//! `route53` takes no verdicts and is not a [`TrafficProvider`]: it writes
+//! every region's weighted record with its health check and lets Route 53
+//! drop the unhealthy ones at query time (its own `apply` and `status`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
