@@ -11,7 +11,9 @@
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
 
+pub mod cnpg;
 pub mod conn;
+pub mod patroni;
 pub mod replicate;
 pub mod status;
 pub mod traffic;
