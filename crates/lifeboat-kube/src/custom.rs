@@ -81,7 +81,8 @@ pub async fn merge_patch(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
-    let o = retry::call(&what, || api.patch(name, &params, &Patch::Merge(patch)))
+    let patch = Patch::Merge(patch);
+    let o = retry::call(&what, || api.patch(name, &params, &patch))
         .await
         .map_err(|f| KubeError::from_failed(&f, &what))?;
     to_value(o, &what)
@@ -119,7 +120,8 @@ pub async fn set_secret_key(
         "stringData": {key: value},
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    retry::call(&what, || api.patch(name, &params, &Patch::Apply(&body)))
+    let patch = Patch::Apply(&body);
+    retry::call(&what, || api.patch(name, &params, &patch))
         .await
         .map_err(|f| KubeError::from_failed(&f, &what))?;
     Ok(true)

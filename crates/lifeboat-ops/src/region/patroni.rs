@@ -114,7 +114,7 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     let api = api_of(ctx, to, to_region).await?;
     let (host, port) = primary_host(from, primary)?;
     let slot = plan::slot_name(to);
-    let settings = patroni::standby_cluster_settings(&host, port, Some(&slot))
+    let settings = patroni::standby_cluster_settings(&host, port, Some(slot.as_str()))
         .map_err(|e| Error::usage(e.to_string()))?;
     progress(ManagerEvent::Settings {
         manager: "patroni".into(),
@@ -227,7 +227,7 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     let streaming = patroni::wait_streaming(
         &api,
         &client,
-        Some(&slot),
+        Some(slot.as_str()),
         timeouts.streaming,
         Duration::from_millis(500),
     )

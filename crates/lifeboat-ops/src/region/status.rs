@@ -115,7 +115,7 @@ impl ManagerView {
         match self {
             ManagerView::Patroni(v) => match v.standby.as_ref()? {
                 StandbyState::Running { standby_leader }
-                | StandbyState::NotRunning { standby_leader, .. } => Some(standby_leader),
+                | StandbyState::NotRunning { standby_leader, .. } => Some(standby_leader.as_str()),
                 _ => None,
             },
             ManagerView::Cnpg(_) => None,
@@ -241,7 +241,7 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         let application_name = manager_view
             .as_ref()
             .and_then(ManagerView::standby_leader)
-            .unwrap_or(name);
+            .unwrap_or(*name);
         let lag = is_standby.then(|| {
             standby_lag(
                 primary_obs,
