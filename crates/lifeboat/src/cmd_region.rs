@@ -286,11 +286,7 @@ fn summary(report: &replicate::Report) -> String {
             report.from,
             p.slot,
             p.heartbeat.age_seconds,
-            if p.changed {
-                "written"
-            } else {
-                "unchanged"
-            }
+            if p.changed { "written" } else { "unchanged" }
         );
     }
     if let Some(c) = &report.cnpg {

@@ -123,10 +123,16 @@ fn replicate_patches_the_cluster_through_the_kubernetes_api_and_refuses_what_it_
     // The CRD is served once Established (bounded wait).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while api
-        .try_insert(cluster("pg-eu-west", json!({"phase": "Cluster in healthy state"})))
+        .try_insert(cluster(
+            "pg-eu-west",
+            json!({"phase": "Cluster in healthy state"}),
+        ))
         .is_err()
     {
-        assert!(std::time::Instant::now() < deadline, "the CRD is never served");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CRD is never served"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     // What the API server received: every write's path and body.
@@ -165,7 +171,10 @@ fn replicate_patches_the_cluster_through_the_kubernetes_api_and_refuses_what_it_
     assert_eq!(c["secret_changed"], true, "{doc}");
     assert_eq!(c["running"], false, "{doc}");
     assert!(
-        c["detail"].as_str().unwrap().contains("streams to no standby"),
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("streams to no standby"),
         "{doc}"
     );
     assert!(doc["error"].is_object(), "{doc}");

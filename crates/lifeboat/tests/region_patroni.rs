@@ -441,7 +441,13 @@ fn replicate_makes_a_patroni_cluster_a_standby_cluster_idempotently_and_status_s
 
     // 2. The standby region's Patroni cluster, bootstrapped as printed
     // (streaming as the replication role, no slot yet).
-    let node = Patroni::start(&etcd, api_port, pg_port, p.port(), (p.superuser(), p.password()));
+    let node = Patroni::start(
+        &etcd,
+        api_port,
+        pg_port,
+        p.port(),
+        (p.superuser(), p.password()),
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let s = http_json(api_port, "/patroni");

@@ -115,7 +115,9 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     let c = config_of(to, to_region)?;
     let (host, port) = primary_host(from, primary)?;
     let source_cluster = match from_region.postgres.manager() {
-        PgManager::Cnpg => config_of(from, from_region).ok().map(|f| f.cluster.as_str()),
+        PgManager::Cnpg => config_of(from, from_region)
+            .ok()
+            .map(|f| f.cluster.as_str()),
         _ => None,
     };
     let secret = password_secret(&c.cluster);
@@ -213,9 +215,14 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     progress(ManagerEvent::PrimaryPrepared {
         detail: role.clone(),
     });
-    let secret_changed =
-        custom::set_secret_key(&client, &c.namespace, &secret.name, &secret.key, password.expose())
-            .await?;
+    let secret_changed = custom::set_secret_key(
+        &client,
+        &c.namespace,
+        &secret.name,
+        &secret.key,
+        password.expose(),
+    )
+    .await?;
     progress(ManagerEvent::PrimaryPrepared {
         detail: format!(
             "secret {} in {}: {}",

@@ -55,12 +55,17 @@ pub struct PatroniReplicated {
 
 /// The region's Patroni REST API client (`postgres.patroni`).
 pub async fn api_of(ctx: &Ctx, name: &str, r: &RegionConfig) -> Result<PatroniApi> {
-    let c: &PatroniConfig = r.postgres.patroni.as_ref().map(|s| &s.value).ok_or_else(|| {
-        Error::usage(format!(
-            "regions.{name}.postgres.manager is patroni but regions.{name}.postgres.patroni \
+    let c: &PatroniConfig = r
+        .postgres
+        .patroni
+        .as_ref()
+        .map(|s| &s.value)
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "regions.{name}.postgres.manager is patroni but regions.{name}.postgres.patroni \
              (its REST API url, username and password) is not set"
-        ))
-    })?;
+            ))
+        })?;
     let credentials = match (&c.username, &c.password) {
         (Some(u), Some(p)) => Some(BasicAuth {
             username: u.clone(),

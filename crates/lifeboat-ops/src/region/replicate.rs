@@ -76,11 +76,20 @@ pub enum ManagerEvent {
     },
     /// Something made ready on the primary (the role, the slot) or beside
     /// the target (the password's `Secret`).
-    PrimaryPrepared { detail: String },
+    PrimaryPrepared {
+        detail: String,
+    },
     /// The settings written, or found in place (`changed: false`).
-    Applied { changed: bool, detail: String },
-    Waiting { detail: String },
-    Streaming { detail: String },
+    Applied {
+        changed: bool,
+        detail: String,
+    },
+    Waiting {
+        detail: String,
+    },
+    Streaming {
+        detail: String,
+    },
 }
 
 /// Seeds `to` as a streaming standby of `from` (see the module docs);

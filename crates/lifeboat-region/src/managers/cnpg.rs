@@ -285,7 +285,12 @@ pub fn system_id(cluster: &Value) -> Option<String> {
 /// created by Lifeboat: instances, storage and the image are the
 /// operator's to choose): the bootstrap from the primary, `replica` and
 /// `externalClusters`.
-pub fn new_cluster_manifest(namespace: &str, name: &str, patch: &Value, primary: &PrimaryConnection) -> Value {
+pub fn new_cluster_manifest(
+    namespace: &str,
+    name: &str,
+    patch: &Value,
+    primary: &PrimaryConnection,
+) -> Value {
     let mut spec = patch.get("spec").cloned().unwrap_or_else(|| json!({}));
     spec["instances"] = json!(1);
     spec["storage"] = json!({"size": "<size>"});
@@ -301,7 +306,11 @@ pub fn new_cluster_manifest(namespace: &str, name: &str, patch: &Value, primary:
 /// Whether replication runs as far as Lifeboat can see (pure): the
 /// `Cluster` is a replica of `source`, and the primary has a `streaming`
 /// walsender for the replication user (`walsenders_streaming`).
-pub fn replication_runs(view: &ReplicaView, source: &str, walsenders_streaming: usize) -> Result<(), String> {
+pub fn replication_runs(
+    view: &ReplicaView,
+    source: &str,
+    walsenders_streaming: usize,
+) -> Result<(), String> {
     if !view.is_replica {
         return Err("the Cluster is not a replica cluster (spec.replica)".into());
     }
@@ -550,18 +559,27 @@ mod tests {
         let cluster = |spec: Value| json!({"metadata": {"name": "pg-eu-west"}, "spec": spec});
         let cases = [
             (cluster(json!({})), false),
-            (cluster(json!({"replica": {"enabled": true, "source": "pg-us-east"}})), false),
             (
-                cluster(json!({"replica": {"enabled": true, "source": "pg-us-east"}, "externalClusters": [entry()]})),
+                cluster(json!({"replica": {"enabled": true, "source": "pg-us-east"}})),
+                false,
+            ),
+            (
+                cluster(
+                    json!({"replica": {"enabled": true, "source": "pg-us-east"}, "externalClusters": [entry()]}),
+                ),
                 true,
             ),
             (
-                cluster(json!({"replica": {"enabled": true, "source": "pg-us-east", "promotionToken": "x"},
-                    "externalClusters": [entry()], "instances": 3})),
+                cluster(
+                    json!({"replica": {"enabled": true, "source": "pg-us-east", "promotionToken": "x"},
+                    "externalClusters": [entry()], "instances": 3}),
+                ),
                 true,
             ),
             (
-                cluster(json!({"replica": {"enabled": false, "source": "pg-us-east"}, "externalClusters": [entry()]})),
+                cluster(
+                    json!({"replica": {"enabled": false, "source": "pg-us-east"}, "externalClusters": [entry()]}),
+                ),
                 false,
             ),
             (
@@ -577,7 +595,10 @@ mod tests {
 
     #[test]
     fn system_id_and_runs_table() {
-        assert_eq!(system_id(&json!({"status": {"systemID": "7450000000000000001"}})).as_deref(), Some("7450000000000000001"));
+        assert_eq!(
+            system_id(&json!({"status": {"systemID": "7450000000000000001"}})).as_deref(),
+            Some("7450000000000000001")
+        );
         assert_eq!(system_id(&json!({"status": {"systemID": ""}})), None);
         assert_eq!(system_id(&json!({"status": {}})), None);
         let view = |is_replica, source: Option<&str>| ReplicaView {
@@ -586,7 +607,11 @@ mod tests {
             phase: Some("Cluster in healthy state".into()),
         };
         assert!(replication_runs(&view(true, Some("a")), "a", 1).is_ok());
-        assert!(replication_runs(&view(true, Some("a")), "a", 0).unwrap_err().contains("healthy state"));
+        assert!(
+            replication_runs(&view(true, Some("a")), "a", 0)
+                .unwrap_err()
+                .contains("healthy state")
+        );
         assert!(replication_runs(&view(false, Some("a")), "a", 1).is_err());
         assert!(replication_runs(&view(true, Some("b")), "a", 1).is_err());
     }
@@ -595,9 +620,15 @@ mod tests {
     fn new_cluster_manifest_bootstraps_from_the_source() {
         let patch = replica_patch("pg-eu-west", &primary(), &ReplicaForm::Enabled, None).unwrap();
         let m = new_cluster_manifest("db", "pg-eu-west", &patch, &primary());
-        assert_eq!(m["spec"]["bootstrap"], json!({"pg_basebackup": {"source": "pg-us-east"}}));
+        assert_eq!(
+            m["spec"]["bootstrap"],
+            json!({"pg_basebackup": {"source": "pg-us-east"}})
+        );
         assert_eq!(m["spec"]["replica"], patch["spec"]["replica"]);
         assert_eq!(m["spec"]["externalClusters"], json!([entry()]));
-        assert_eq!(m["metadata"], json!({"name": "pg-eu-west", "namespace": "db"}));
+        assert_eq!(
+            m["metadata"],
+            json!({"name": "pg-eu-west", "namespace": "db"})
+        );
     }
 }

@@ -1121,10 +1121,18 @@ mod tests {
                 | TargetVerdict::RefuseOtherDatabase { message } if message.contains(O))
         };
         let cases: Vec<(NodeStatus, bool, &dyn Fn(&TargetVerdict) -> bool)> = vec![
-            (node(NodeRole::StandbyLeader, Some(P)), false, &|v| *v == TargetVerdict::Proceed),
-            (node(NodeRole::Replica, Some(P)), true, &|v| *v == TargetVerdict::Proceed),
-            (node(NodeRole::Primary, Some(P)), false, &|v| *v == TargetVerdict::RefuseSamePrimary),
-            (node(NodeRole::Primary, Some(P)), true, &|v| *v == TargetVerdict::RefuseSamePrimary),
+            (node(NodeRole::StandbyLeader, Some(P)), false, &|v| {
+                *v == TargetVerdict::Proceed
+            }),
+            (node(NodeRole::Replica, Some(P)), true, &|v| {
+                *v == TargetVerdict::Proceed
+            }),
+            (node(NodeRole::Primary, Some(P)), false, &|v| {
+                *v == TargetVerdict::RefuseSamePrimary
+            }),
+            (node(NodeRole::Primary, Some(P)), true, &|v| {
+                *v == TargetVerdict::RefuseSamePrimary
+            }),
             (node(NodeRole::Primary, Some(O)), false, &|v| {
                 matches!(v, TargetVerdict::RefuseOtherDatabase { .. }) && other(v)
             }),
@@ -1135,7 +1143,9 @@ mod tests {
                 matches!(v, TargetVerdict::RefuseOtherDatabase { .. })
             }),
             (node(NodeRole::Replica, None), true, &|v| {
-                *v == TargetVerdict::Unknown { state: "running".into() }
+                *v == TargetVerdict::Unknown {
+                    state: "running".into(),
+                }
             }),
         ];
         for (n, replace, want) in cases {
@@ -1148,7 +1158,10 @@ mod tests {
     fn bootstrap_yaml_names_settings_not_the_password() {
         let s = standby_cluster_settings("10.0.0.5", 6432, Some("lifeboat_eu_west")).unwrap();
         let y = bootstrap_yaml(&s, "lifeboat_replication");
-        assert!(y.contains("host: 10.0.0.5\n") && y.contains("port: 6432\n"), "{y}");
+        assert!(
+            y.contains("host: 10.0.0.5\n") && y.contains("port: 6432\n"),
+            "{y}"
+        );
         assert!(y.contains("username: lifeboat_replication"), "{y}");
         assert!(y.contains("create_replica_methods: [basebackup]"), "{y}");
         assert!(!y.contains("primary_slot_name"), "{y}");
