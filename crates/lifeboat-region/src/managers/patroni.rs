@@ -1116,41 +1116,41 @@ mod tests {
         };
         const P: &str = "7450000000000000001";
         const O: &str = "7450000000000000002";
-        let other = |v: &TargetVerdict| {
-            matches!(v, TargetVerdict::ProceedOtherDatabase { message }
-                | TargetVerdict::RefuseOtherDatabase { message } if message.contains(O))
-        };
-        let cases: Vec<(NodeStatus, bool, &dyn Fn(&TargetVerdict) -> bool)> = vec![
-            (node(NodeRole::StandbyLeader, Some(P)), false, &|v| {
-                *v == TargetVerdict::Proceed
-            }),
-            (node(NodeRole::Replica, Some(P)), true, &|v| {
-                *v == TargetVerdict::Proceed
-            }),
-            (node(NodeRole::Primary, Some(P)), false, &|v| {
-                *v == TargetVerdict::RefuseSamePrimary
-            }),
-            (node(NodeRole::Primary, Some(P)), true, &|v| {
-                *v == TargetVerdict::RefuseSamePrimary
-            }),
-            (node(NodeRole::Primary, Some(O)), false, &|v| {
-                matches!(v, TargetVerdict::RefuseOtherDatabase { .. }) && other(v)
-            }),
-            (node(NodeRole::Primary, Some(O)), true, &|v| {
-                matches!(v, TargetVerdict::ProceedOtherDatabase { .. }) && other(v)
-            }),
-            (node(NodeRole::StandbyLeader, Some(O)), false, &|v| {
-                matches!(v, TargetVerdict::RefuseOtherDatabase { .. })
-            }),
-            (node(NodeRole::Replica, None), true, &|v| {
-                *v == TargetVerdict::Unknown {
-                    state: "running".into(),
-                }
-            }),
+        // (node, --replace, the verdict's kind); the other-database verdicts
+        // must name the Patroni cluster's identifier.
+        let cases = [
+            (node(NodeRole::StandbyLeader, Some(P)), false, "proceed"),
+            (node(NodeRole::Replica, Some(P)), true, "proceed"),
+            (node(NodeRole::Primary, Some(P)), false, "same_primary"),
+            (node(NodeRole::Primary, Some(P)), true, "same_primary"),
+            (node(NodeRole::Primary, Some(O)), false, "refuse_other"),
+            (node(NodeRole::Primary, Some(O)), true, "proceed_other"),
+            (
+                node(NodeRole::StandbyLeader, Some(O)),
+                false,
+                "refuse_other",
+            ),
+            (node(NodeRole::Replica, None), true, "unknown"),
         ];
         for (n, replace, want) in cases {
             let got = target_verdict(&n, P, replace);
-            assert!(want(&got), "{n:?} replace={replace}: {got:?}");
+            let kind = match &got {
+                TargetVerdict::Proceed => "proceed",
+                TargetVerdict::RefuseSamePrimary => "same_primary",
+                TargetVerdict::RefuseOtherDatabase { message } => {
+                    assert!(message.contains(O), "{message}");
+                    "refuse_other"
+                }
+                TargetVerdict::ProceedOtherDatabase { message } => {
+                    assert!(message.contains(O), "{message}");
+                    "proceed_other"
+                }
+                TargetVerdict::Unknown { state } => {
+                    assert_eq!(state, "running");
+                    "unknown"
+                }
+            };
+            assert_eq!(kind, want, "{n:?} replace={replace}: {got:?}");
         }
     }
 
