@@ -10,6 +10,7 @@
 //! tests' API double (`crates/kube-double`) is the one a real cluster takes.
 
 pub mod client;
+pub mod custom;
 pub mod error;
 pub mod objects;
 pub mod quiesce;

@@ -5,7 +5,10 @@
 use clap::{Args, Subcommand};
 use lifeboat_dr::status::human;
 use lifeboat_ops::error::{AT_RISK, FAILURE, OK, Result, fail};
-use lifeboat_ops::region::status::{Overall, RegionStatus, RepositoryCopy, StatusReport};
+use lifeboat_ops::region::replicate::{Event, ManagerEvent};
+use lifeboat_ops::region::status::{
+    ManagerView, Overall, RegionStatus, RepositoryCopy, StatusReport,
+};
 use lifeboat_ops::region::{replicate, route53, status, traffic};
 use lifeboat_region::replication::{Progress, Role};
 use serde::Serialize;
@@ -18,7 +21,9 @@ pub enum RegionCommand {
     /// Every region as its servers say: role, lag, heartbeat, health, repository copy, Redis
     /// (exit 0 healthy, 10 degraded, 1 broken)
     Status,
-    /// Seed a region's PostgreSQL as a streaming standby of another's (`manager: postgres`)
+    /// Make a region's PostgreSQL a streaming standby of another's: seed it (`manager: postgres`),
+    /// or print and apply Patroni's `standby_cluster` / CloudNativePG's `replica` and
+    /// `externalClusters`
     Replicate(ReplicateArgs),
     /// DNS steering between the regions
     #[command(subcommand)]
@@ -30,10 +35,11 @@ pub struct ReplicateArgs {
     /// The primary's region
     #[arg(long, value_name = "REGION")]
     pub from: String,
-    /// The region whose data directory becomes the standby
+    /// The region that becomes the standby (its data directory, Patroni cluster or `Cluster`)
     #[arg(long, value_name = "REGION")]
     pub to: String,
-    /// Replace a target data directory that holds another cluster (never the primary's)
+    /// Replace a target that holds another cluster (never the primary's): its data directory;
+    /// for Patroni and CloudNativePG, write the settings anyway (they cannot re-clone it)
     #[arg(long)]
     pub replace: bool,
 }
@@ -100,6 +106,7 @@ fn print_status(report: &StatusReport) {
         ("lag bytes", Right),
         ("lag", Right),
         ("heartbeat age", Right),
+        ("manager", Left),
         ("health", Left),
         ("repository copy", Left),
         ("redis", Left),
@@ -136,6 +143,10 @@ fn print_status(report: &StatusReport) {
                 .unwrap_or_else(|| "-".into()),
             opt_secs(lag.and_then(|l| l.seconds())),
             opt_secs(r.heartbeat.as_ref().map(|h| h.age_seconds)),
+            r.manager_view
+                .as_ref()
+                .map(|m| m.summary())
+                .unwrap_or_else(|| "-".into()),
             health,
             copy,
             redis,
@@ -145,6 +156,24 @@ fn print_status(report: &StatusReport) {
         }
         if let RepositoryCopy::Unreadable { url, error } = &r.repository {
             t.note(format!("    - repository copy {url}: {error}"));
+        }
+        if let Some(e) = r.manager_view.as_ref().and_then(|m| m.error()) {
+            t.note(format!("    - {}: {e}", r.manager));
+        }
+        if let Some(ManagerView::Patroni(p)) = &r.manager_view
+            && let Some(c) = &p.cluster
+        {
+            for m in &c.members {
+                t.note(format!(
+                    "    - patroni member {}: {:?} {}{}",
+                    m.name,
+                    m.role,
+                    m.state,
+                    m.lag_bytes
+                        .map(|b| format!(", {b} bytes behind"))
+                        .unwrap_or_default()
+                ));
+            }
         }
         if let Some(e) = r.redis.as_ref().and_then(|s| s.error.as_ref()) {
             t.note(format!("    - redis: {e}"));
@@ -183,7 +212,7 @@ fn print_status(report: &StatusReport) {
 struct ReplicateDoc {
     #[serde(flatten)]
     report: replicate::Report,
-    events: Vec<Progress>,
+    events: Vec<Event>,
 }
 
 async fn region_replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<i32> {
@@ -195,7 +224,7 @@ async fn region_replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<i32> {
     let json = ctx.json();
     let quiet = ctx.global.quiet;
     let mut events = Vec::new();
-    let report = replicate::replicate(ctx, &req, |p| {
+    let result = replicate::replicate(ctx, &req, |p| {
         if json {
             // Machine-readable progress on stderr, one event a line; the
             // document on stdout carries them all at the end.
@@ -204,19 +233,92 @@ async fn region_replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<i32> {
             }
             events.push(p.clone());
         } else if !quiet {
-            println!("{}", describe(p));
+            println!("{}", describe_event(p));
         }
     })
-    .await?;
+    .await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                // The events (the settings printed) with the error.
+                print_json(&serde_json::json!({ "events": events }))?;
+            }
+            return Err(e);
+        }
+    };
+    let not_yet = report
+        .cnpg
+        .as_ref()
+        .filter(|c| !c.running)
+        .map(|c| c.detail.clone());
     if json {
         print_json(&ReplicateDoc { report, events })?;
     } else {
-        println!(
+        println!("{}", summary(&report));
+    }
+    match not_yet {
+        // CloudNativePG clones and starts on its own time: the settings are
+        // in place, replication is not seen yet (docs/exit-codes.md).
+        Some(detail) => Err(fail(
+            AT_RISK,
+            format!(
+                "the settings are applied, but replication does not run yet: {detail}; follow \
+                 it with `lifeboat region status`"
+            ),
+        )),
+        None => Ok(OK),
+    }
+}
+
+fn summary(report: &replicate::Report) -> String {
+    if let Some(o) = &report.outcome {
+        return format!(
             "{} streams from {} through slot {} (heartbeat replayed, {:.3} s old)",
-            report.to, report.from, report.outcome.slot, report.outcome.heartbeat.age_seconds
+            report.to, report.from, o.slot, o.heartbeat.age_seconds
         );
     }
-    Ok(OK)
+    if let Some(p) = &report.patroni {
+        return format!(
+            "{} (Patroni, standby leader {}) streams from {} through slot {} (heartbeat replayed, \
+             {:.3} s old); standby_cluster {}",
+            report.to,
+            p.streaming.standby_leader,
+            report.from,
+            p.slot,
+            p.heartbeat.age_seconds,
+            if p.changed { "written" } else { "unchanged" }
+        );
+    }
+    if let Some(c) = &report.cnpg {
+        return format!(
+            "{} (CloudNativePG Cluster {}/{}): settings {}; {}",
+            report.to,
+            c.namespace,
+            c.cluster,
+            if c.changed { "written" } else { "unchanged" },
+            c.detail
+        );
+    }
+    format!("{} replicates from {}", report.to, report.from)
+}
+
+fn describe_event(e: &Event) -> String {
+    match e {
+        Event::Postgres(p) => describe(p),
+        Event::Manager(m) => match m {
+            ManagerEvent::Settings {
+                manager,
+                target,
+                text,
+                ..
+            } => format!("{manager} settings for {target}:\n{text}"),
+            ManagerEvent::PrimaryPrepared { detail } => format!("  {detail}"),
+            ManagerEvent::Applied { detail, .. } => format!("  {detail}"),
+            ManagerEvent::Waiting { detail } => format!("  {detail} ..."),
+            ManagerEvent::Streaming { detail } => format!("  {detail}"),
+        },
+    }
 }
 
 fn describe(p: &Progress) -> String {

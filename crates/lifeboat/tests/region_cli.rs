@@ -214,8 +214,10 @@ fn a_standby_url_that_reaches_the_primary_is_refused_and_nothing_is_written() {
     assert_eq!(slots, 0);
 }
 
+/// A Patroni target is driven through Patroni (tests/region_patroni.rs);
+/// without the replication role's password it is refused before anything.
 #[test]
-fn patroni_targets_are_not_seeded_by_replicate() {
+fn a_patroni_target_without_the_replication_password_is_refused() {
     let p = primary();
     let env = pg_env(&p);
     let yaml = format!(
@@ -253,7 +255,7 @@ regions:
         ],
         2,
     );
-    assert!(err.contains("managed by patroni"), "{err}");
+    assert!(err.contains("replication.password is not set"), "{err}");
 }
 
 // ---- traffic ----

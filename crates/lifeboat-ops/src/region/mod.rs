@@ -12,7 +12,9 @@
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
 
+pub mod cnpg;
 pub mod conn;
+pub mod patroni;
 pub mod replicate;
 pub mod route53;
 pub mod status;

@@ -1,13 +1,16 @@
 //! `region replicate --from R1 --to R2 [--replace]`: the configuration
-//! turned into a [`ReplicateRequest`] for `lifeboat_region::replication`
-//! (which inspects, plans and runs the steps), its progress events handed to
-//! the caller as they come.
+//! turned into the work for the target region's manager, its progress events
+//! handed to the caller as they come.
 //!
-//! Only `postgres`-managed targets are seeded here: Lifeboat runs where the
-//! target's data directory is (on its host, or as a sidecar in its pod) and
-//! starts and stops its server with `pg_ctl` or a systemd unit. Patroni and
-//! CloudNativePG targets are their managers' to seed (`standby_cluster`,
-//! `replica`/`externalClusters`); that part is not wired into this build.
+//! - `manager: postgres`: a [`ReplicateRequest`] for
+//!   `lifeboat_region::replication` (which inspects, plans and runs the
+//!   steps). Lifeboat runs where the target's data directory is (on its host,
+//!   or as a sidecar in its pod) and starts and stops its server with
+//!   `pg_ctl` or a systemd unit.
+//! - `manager: patroni`: Patroni's `standby_cluster` through its REST API
+//!   ([`super::patroni`]).
+//! - `manager: cnpg`: the `Cluster`'s `replica` and `externalClusters`
+//!   through the Kubernetes API ([`super::cnpg`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +22,9 @@ use lifeboat_region::replication::{
 };
 use serde::Serialize;
 
+use super::cnpg::CnpgReplicated;
 use super::conn::region_conn;
+use super::patroni::PatroniReplicated;
 use super::traffic::config_of;
 use crate::config::{self, Config, PgManager, RegionConfig};
 use crate::context::Ctx;
@@ -33,20 +38,66 @@ pub struct Request {
     pub replace: bool,
 }
 
-/// A successful `region replicate`.
+/// A successful `region replicate`: one of `outcome` (postgres),
+/// `patroni` and `cnpg`, by the target's manager.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub from: String,
     pub to: String,
-    pub outcome: Outcome,
+    pub manager: PgManager,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patroni: Option<PatroniReplicated>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnpg: Option<CnpgReplicated>,
+}
+
+/// A progress event: the postgres path's, or a manager's.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Event {
+    Postgres(Progress),
+    Manager(ManagerEvent),
+}
+
+/// What a manager's replication reports as it goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ManagerEvent {
+    /// The settings about to be applied: `text` for people, `body` the exact
+    /// request (Patroni's `PATCH /config` body, the `Cluster`'s merge patch
+    /// or, for a missing `Cluster`, its manifest).
+    Settings {
+        manager: String,
+        target: String,
+        text: String,
+        body: serde_json::Value,
+    },
+    /// Something made ready on the primary (the role, the slot) or beside
+    /// the target (the password's `Secret`).
+    PrimaryPrepared {
+        detail: String,
+    },
+    /// The settings written, or found in place (`changed: false`).
+    Applied {
+        changed: bool,
+        detail: String,
+    },
+    Waiting {
+        detail: String,
+    },
+    Streaming {
+        detail: String,
+    },
 }
 
 /// Seeds `to` as a streaming standby of `from` (see the module docs);
 /// `progress` gets every event as it happens.
-pub async fn replicate<P: FnMut(&Progress)>(
+pub async fn replicate<P: FnMut(&Event)>(
     ctx: &Ctx,
     req: &Request,
-    progress: P,
+    mut progress: P,
 ) -> Result<Report> {
     let config = config_of(ctx)?;
     let from = region(config, &req.from)?;
@@ -57,22 +108,9 @@ pub async fn replicate<P: FnMut(&Progress)>(
             req.from
         )));
     }
-    match to.postgres.manager() {
-        PgManager::Postgres => {}
-        m @ (PgManager::Patroni | PgManager::Cnpg) => {
-            return Err(Error::usage(format!(
-                "region {} is managed by {m}: its standby is set up through {m} \
-                 (lifeboat_region::managers: Patroni's standby_cluster, CloudNativePG's \
-                 replica/externalClusters), which is not wired into this build of Lifeboat yet; \
-                 `region replicate` seeds `manager: postgres` regions only",
-                req.to
-            ))
-            .with_hint(
-                "set the standby up through the manager for now: docs/regions/managers.md gives \
-                 the exact Patroni `standby_cluster` (bootstrap the Patroni cluster from the \
-                 primary) and CloudNativePG `replica`/`externalClusters` settings",
-            ));
-        }
+    let manager = to.postgres.manager();
+    if manager != PgManager::Postgres {
+        return replicate_managed(ctx, req, from, to, manager, &mut progress).await;
     }
     let primary_conn = region_conn(ctx, from).await?;
     let password = replication_password(ctx, config).await?;
@@ -117,14 +155,112 @@ pub async fn replicate<P: FnMut(&Progress)>(
         timeouts: Timeouts::default(),
         retry: Retry::default(),
     };
-    let outcome = lifeboat_region::replication::replicate(&request, progress)
-        .await
-        .map_err(replicate_error)?;
+    let outcome = lifeboat_region::replication::replicate(&request, |p| {
+        progress(&Event::Postgres(p.clone()))
+    })
+    .await
+    .map_err(replicate_error)?;
     Ok(Report {
         from: req.from.clone(),
         to: req.to.clone(),
-        outcome,
+        manager,
+        outcome: Some(outcome),
+        patroni: None,
+        cnpg: None,
     })
+}
+
+/// A Patroni or CloudNativePG target: the primary must say it is one; then
+/// the manager's module does the rest.
+async fn replicate_managed<P: FnMut(&Event)>(
+    ctx: &Ctx,
+    req: &Request,
+    from: &RegionConfig,
+    to: &RegionConfig,
+    manager: PgManager,
+    progress: &mut P,
+) -> Result<Report> {
+    let config = config_of(ctx)?;
+    let primary_conn = region_conn(ctx, from).await?;
+    let password = replication_password(ctx, config).await?;
+    let observed = observe(
+        &Server {
+            name: req.from.clone(),
+            conn: primary_conn.clone(),
+        },
+        Retry::default(),
+    )
+    .await;
+    let sysid = match (&observed.role, &observed.identity) {
+        (Role::Primary, Some(id)) => id.system_identifier.to_string(),
+        (Role::Unreachable { reason, .. }, _) => {
+            return Err(Error::failure(format!(
+                "the primary ({}) is unreachable: {reason}",
+                primary_conn.display_url()
+            )));
+        }
+        _ => {
+            return Err(Error::usage(format!(
+                "refused: region {}'s server ({}) is not a primary (it is in recovery): a \
+                 standby replicates from the primary; nothing was changed",
+                req.from,
+                primary_conn.display_url()
+            )));
+        }
+    };
+    let user = config.replication_user().to_string();
+    let mut emit = |e: ManagerEvent| progress(&Event::Manager(e));
+    let mut report = Report {
+        from: req.from.clone(),
+        to: req.to.clone(),
+        manager,
+        outcome: None,
+        patroni: None,
+        cnpg: None,
+    };
+    match manager {
+        PgManager::Patroni => {
+            report.patroni = Some(
+                super::patroni::replicate(
+                    ctx,
+                    &req.from,
+                    &primary_conn,
+                    &sysid,
+                    &req.to,
+                    to,
+                    &user,
+                    &password,
+                    req.replace,
+                    &mut emit,
+                )
+                .await?,
+            );
+        }
+        PgManager::Cnpg => {
+            report.cnpg = Some(
+                super::cnpg::replicate(
+                    ctx,
+                    &req.from,
+                    from,
+                    &primary_conn,
+                    &sysid,
+                    &req.to,
+                    to,
+                    &user,
+                    &password,
+                    req.replace,
+                    &mut emit,
+                )
+                .await?,
+            );
+        }
+        PgManager::Postgres => {
+            return Err(Error::failure(
+                "a postgres-managed target is seeded by the postgres path, not by a manager",
+            ));
+        }
+    }
+    Ok(report)
 }
 
 fn region<'a>(config: &'a Config, name: &str) -> Result<&'a RegionConfig> {

@@ -1,5 +1,7 @@
 //! `region status`: each region as its servers say it is (role from
-//! `pg_is_in_recovery()` and the system identifier, never the config), its
+//! `pg_is_in_recovery()` and the system identifier, never the config; for a
+//! Patroni or CloudNativePG region also its manager's view: Patroni's
+//! `/patroni` and `/cluster` roles, the `Cluster`'s replica status), its
 //! replication lag and newest replayed heartbeat, every vantage point's
 //! health verdicts, the age of the region's repository copy and its Redis
 //! replication; and one overall verdict ([`judge`], pure).
@@ -26,7 +28,7 @@ use serde::Serialize;
 
 use super::traffic::config_of;
 use super::verdicts::{self, ObserverView};
-use crate::config::{RegionConfig, RegionRepository};
+use crate::config::{PgManager, RegionConfig, RegionRepository};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -90,6 +92,44 @@ impl RedisState {
     }
 }
 
+/// What a region's manager says about it (shown next to what its server
+/// says; the verdict stays the server's).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "manager", rename_all = "snake_case")]
+pub enum ManagerView {
+    Patroni(super::patroni::PatroniView),
+    Cnpg(super::cnpg::CnpgView),
+}
+
+impl ManagerView {
+    pub fn summary(&self) -> String {
+        match self {
+            ManagerView::Patroni(v) => v.summary(),
+            ManagerView::Cnpg(v) => v.summary(),
+        }
+    }
+
+    /// The name a Patroni standby cluster's leader streams as.
+    pub fn standby_leader(&self) -> Option<&str> {
+        use lifeboat_region::managers::patroni::StandbyState;
+        match self {
+            ManagerView::Patroni(v) => match v.standby.as_ref()? {
+                StandbyState::Running { standby_leader }
+                | StandbyState::NotRunning { standby_leader, .. } => Some(standby_leader.as_str()),
+                _ => None,
+            },
+            ManagerView::Cnpg(_) => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ManagerView::Patroni(v) => v.error.as_deref(),
+            ManagerView::Cnpg(v) => v.error.as_deref(),
+        }
+    }
+}
+
 /// One region.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionStatus {
@@ -100,6 +140,8 @@ pub struct RegionStatus {
     pub replicates_from: Option<String>,
     /// As the server says.
     pub observed: Observed,
+    /// As its manager says (`patroni`, `cnpg`; none for `postgres`).
+    pub manager_view: Option<ManagerView>,
     /// For a server in recovery (or declared standby): its lag, from the
     /// primary's `pg_stat_replication`, its own view, and its heartbeat.
     pub lag: Option<StandbyLag>,
@@ -193,11 +235,18 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         let is_standby = observed.role == Role::Standby
             || (r.postgres.role() == crate::config::DeclaredRole::Standby
                 && observed.role != Role::Primary);
+        let manager_view = manager_view(ctx, name, r).await;
+        // The primary's pg_stat_replication names a Patroni standby by its
+        // standby leader's member name, a plain standby by its region's.
+        let application_name = manager_view
+            .as_ref()
+            .and_then(ManagerView::standby_leader)
+            .unwrap_or(*name);
         let lag = is_standby.then(|| {
             standby_lag(
                 primary_obs,
                 observed,
-                name,
+                application_name,
                 hb.as_ref().map(|s| s.age_seconds),
             )
         });
@@ -207,6 +256,7 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
             manager: r.postgres.manager().to_string(),
             replicates_from: r.postgres.replicates_from().map(String::from),
             observed: observed.clone(),
+            manager_view,
             lag,
             heartbeat: hb,
             heartbeat_error: hb_err,
@@ -339,6 +389,16 @@ fn unreachable(name: &str, reason: &str) -> Observed {
         at: None,
         primary: None,
         standby: None,
+    }
+}
+
+async fn manager_view(ctx: &Ctx, name: &str, r: &RegionConfig) -> Option<ManagerView> {
+    match r.postgres.manager() {
+        PgManager::Postgres => None,
+        PgManager::Patroni => Some(ManagerView::Patroni(
+            super::patroni::view(ctx, name, r).await,
+        )),
+        PgManager::Cnpg => super::cnpg::view(ctx, name, r).await.map(ManagerView::Cnpg),
     }
 }
 

@@ -18,7 +18,9 @@
 //! replaced by name: pass the cluster's current entries.
 //!
 //! What this module does not do: apply the patch (the Kubernetes side,
-//! lifeboat-kube / lifeboat-ops, owns API access), or seed the data.
+//! lifeboat-kube's `custom` through lifeboat-ops `region::cnpg`, owns API
+//! access), or seed the data. Its one IO is [`walsenders_of_user`], the
+//! primary's side of the evidence that replication runs.
 //! CloudNativePG does not re-clone a running cluster when `replica` is set:
 //! demoting a cluster into a replica only works when it came from the same
 //! primary (same system identifier); a new standby region's `Cluster` is
@@ -229,6 +231,132 @@ pub fn replica_view(cluster: &Value) -> ReplicaView {
     }
 }
 
+/// The `externalClusters` entry name for a primary region: its `Cluster`'s
+/// name when it is a CloudNativePG cluster, else the region's name as a DNS
+/// label (lower case, other characters as `-`, at most 63).
+pub fn external_name(region: &str, primary_cluster: Option<&str>) -> String {
+    if let Some(c) = primary_cluster {
+        return c.to_string();
+    }
+    let mut s: String = region
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.truncate(63);
+    s.trim_matches('-').to_string()
+}
+
+/// Whether the `Cluster` already holds what `patch` (from [`replica_patch`])
+/// sets: `spec.replica` with the same values (other keys of it kept) and
+/// the same `spec.externalClusters`. Then nothing is written.
+pub fn holds(cluster: &Value, patch: &Value) -> bool {
+    let want_replica = patch.pointer("/spec/replica");
+    let have_replica = cluster.pointer("/spec/replica");
+    let replica_ok = match (want_replica, have_replica) {
+        (Some(Value::Object(w)), Some(Value::Object(h))) => {
+            w.iter().all(|(k, v)| h.get(k) == Some(v))
+        }
+        (None, _) => true,
+        _ => false,
+    };
+    replica_ok
+        && patch.pointer("/spec/externalClusters") == cluster.pointer("/spec/externalClusters")
+}
+
+/// The system identifier CloudNativePG reports for the `Cluster`
+/// (`status.systemID`, set by recent operators once an instance ran), as a
+/// string.
+pub fn system_id(cluster: &Value) -> Option<String> {
+    match cluster.pointer("/status/systemID")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A `Cluster` manifest for a standby region's new cluster (printed, never
+/// created by Lifeboat: instances, storage and the image are the
+/// operator's to choose): the bootstrap from the primary, `replica` and
+/// `externalClusters`.
+pub fn new_cluster_manifest(
+    namespace: &str,
+    name: &str,
+    patch: &Value,
+    primary: &PrimaryConnection,
+) -> Value {
+    let mut spec = patch.get("spec").cloned().unwrap_or_else(|| json!({}));
+    spec["instances"] = json!(1);
+    spec["storage"] = json!({"size": "<size>"});
+    spec["bootstrap"] = bootstrap_from(primary);
+    json!({
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+/// Whether replication runs as far as Lifeboat can see (pure): the
+/// `Cluster` is a replica of `source`, and the primary has a `streaming`
+/// walsender for the replication user (`walsenders_streaming`).
+pub fn replication_runs(
+    view: &ReplicaView,
+    source: &str,
+    walsenders_streaming: usize,
+) -> Result<(), String> {
+    if !view.is_replica {
+        return Err("the Cluster is not a replica cluster (spec.replica)".into());
+    }
+    if view.source.as_deref() != Some(source) {
+        return Err(format!(
+            "the Cluster replicates from {:?}, not {source:?}",
+            view.source
+        ));
+    }
+    if walsenders_streaming == 0 {
+        return Err(format!(
+            "the primary streams to no standby as the replication user yet (CloudNativePG phase: {})",
+            view.phase.as_deref().unwrap_or("not reported")
+        ));
+    }
+    Ok(())
+}
+
+/// The primary's walsenders connected as `user` (CloudNativePG's designated
+/// primary streams as the `externalClusters` entry's user, with an
+/// `application_name` of its own choosing), with their slots. IO: the one
+/// query `region replicate` and `region status` read for a `cnpg` standby.
+pub async fn walsenders_of_user(
+    primary: &tokio_postgres::Client,
+    user: &str,
+) -> Result<Vec<super::patroni::WalSender>, tokio_postgres::Error> {
+    let rows = primary
+        .query(
+            "SELECT r.application_name, r.state, host(r.client_addr), s.slot_name::text \
+             FROM pg_stat_replication r \
+             LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid \
+             WHERE r.usename = $1",
+            &[&user],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| super::patroni::WalSender {
+            application_name: r.get(0),
+            state: r.get::<_, Option<String>>(1).unwrap_or_default(),
+            client_addr: r.get(2),
+            slot_name: r.get(3),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +538,97 @@ mod tests {
         assert_eq!(
             bootstrap_from(&primary()),
             json!({"pg_basebackup": {"source": "pg-us-east"}})
+        );
+    }
+
+    #[test]
+    fn external_name_table() {
+        for (region, cluster, want) in [
+            ("us-east", None, "us-east"),
+            ("US_East.1", None, "us-east-1"),
+            ("-x-", None, "x"),
+            ("us-east", Some("pg-main"), "pg-main"),
+        ] {
+            assert_eq!(external_name(region, cluster), want, "{region}");
+        }
+    }
+
+    #[test]
+    fn holds_table() {
+        let patch = replica_patch("pg-eu-west", &primary(), &ReplicaForm::Enabled, None).unwrap();
+        let cluster = |spec: Value| json!({"metadata": {"name": "pg-eu-west"}, "spec": spec});
+        let cases = [
+            (cluster(json!({})), false),
+            (
+                cluster(json!({"replica": {"enabled": true, "source": "pg-us-east"}})),
+                false,
+            ),
+            (
+                cluster(
+                    json!({"replica": {"enabled": true, "source": "pg-us-east"}, "externalClusters": [entry()]}),
+                ),
+                true,
+            ),
+            (
+                cluster(
+                    json!({"replica": {"enabled": true, "source": "pg-us-east", "promotionToken": "x"},
+                    "externalClusters": [entry()], "instances": 3}),
+                ),
+                true,
+            ),
+            (
+                cluster(
+                    json!({"replica": {"enabled": false, "source": "pg-us-east"}, "externalClusters": [entry()]}),
+                ),
+                false,
+            ),
+            (
+                cluster(json!({"replica": {"enabled": true, "source": "pg-us-east"},
+                    "externalClusters": [entry(), {"name": "other"}]})),
+                false,
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(holds(&c, &patch), want, "{c}");
+        }
+    }
+
+    #[test]
+    fn system_id_and_runs_table() {
+        assert_eq!(
+            system_id(&json!({"status": {"systemID": "7450000000000000001"}})).as_deref(),
+            Some("7450000000000000001")
+        );
+        assert_eq!(system_id(&json!({"status": {"systemID": ""}})), None);
+        assert_eq!(system_id(&json!({"status": {}})), None);
+        let view = |is_replica, source: Option<&str>| ReplicaView {
+            is_replica,
+            source: source.map(String::from),
+            phase: Some("Cluster in healthy state".into()),
+        };
+        assert!(replication_runs(&view(true, Some("a")), "a", 1).is_ok());
+        assert!(
+            replication_runs(&view(true, Some("a")), "a", 0)
+                .unwrap_err()
+                .contains("healthy state")
+        );
+        assert!(replication_runs(&view(false, Some("a")), "a", 1).is_err());
+        assert!(replication_runs(&view(true, Some("b")), "a", 1).is_err());
+    }
+
+    #[test]
+    fn new_cluster_manifest_bootstraps_from_the_source() {
+        let patch = replica_patch("pg-eu-west", &primary(), &ReplicaForm::Enabled, None).unwrap();
+        let m = new_cluster_manifest("db", "pg-eu-west", &patch, &primary());
+        assert_eq!(
+            m["spec"]["bootstrap"],
+            json!({"pg_basebackup": {"source": "pg-us-east"}})
+        );
+        assert_eq!(m["spec"]["replica"], patch["spec"]["replica"]);
+        assert_eq!(m["spec"]["externalClusters"], json!([entry()]));
+        assert_eq!(
+            m["metadata"],
+            json!({"name": "pg-eu-west", "namespace": "db"})
         );
     }
 }

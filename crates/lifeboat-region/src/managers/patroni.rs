@@ -197,6 +197,62 @@ pub fn check_same_system(patroni_sysid: &str, primary_sysid: &str) -> Result<(),
     }
 }
 
+/// What `region replicate` may do with a Patroni cluster, decided from what
+/// its node says (`GET /patroni`) and the primary's system identifier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum TargetVerdict {
+    /// It holds the primary's database and is not a primary: write the
+    /// settings and wait for streaming.
+    Proceed,
+    /// It holds another database and `--replace` was given: the settings
+    /// are written, but it cannot stream until re-bootstrapped.
+    ProceedOtherDatabase { message: String },
+    /// It holds another database and `--replace` was not given.
+    RefuseOtherDatabase { message: String },
+    /// Its node is a primary of the primary's own database: the primary
+    /// region itself (a configuration pointing twice at one cluster) or a
+    /// second primary; demoting it could stop the only writer. Refused even
+    /// with `--replace`.
+    RefuseSamePrimary,
+    /// Its PostgreSQL reports no system identifier (not running, or still
+    /// bootstrapping): nothing can be judged yet.
+    Unknown { state: String },
+}
+
+/// The verdict on a Patroni node for a standby of the primary whose system
+/// identifier is `primary_sysid` (pure).
+pub fn target_verdict(node: &NodeStatus, primary_sysid: &str, replace: bool) -> TargetVerdict {
+    let Some(sysid) = node.system_identifier.as_deref() else {
+        return TargetVerdict::Unknown {
+            state: node.state.clone(),
+        };
+    };
+    match check_same_system(sysid, primary_sysid) {
+        Ok(()) if node.role == NodeRole::Primary => TargetVerdict::RefuseSamePrimary,
+        Ok(()) => TargetVerdict::Proceed,
+        Err(message) if replace => TargetVerdict::ProceedOtherDatabase { message },
+        Err(message) => TargetVerdict::RefuseOtherDatabase { message },
+    }
+}
+
+/// The part of a Patroni node's configuration file that bootstraps a
+/// standby region's cluster from the primary (pure; printed when the
+/// cluster is not there yet or holds another database): the dynamic
+/// configuration's `standby_cluster` and the replication credentials its
+/// members stream with. The password is named by where it comes from,
+/// never written here.
+pub fn bootstrap_yaml(settings: &StandbyClusterSettings, replication_user: &str) -> String {
+    format!(
+        "bootstrap:\n  dcs:\n    standby_cluster:\n      host: {host}\n      port: {port}\n      \
+         create_replica_methods: [basebackup]\npostgresql:\n  authentication:\n    \
+         replication:\n      username: {replication_user}\n      \
+         password: <replication.password of Lifeboat's configuration>\n",
+        host = settings.host,
+        port = settings.port,
+    )
+}
+
 // --- what Patroni says (pure parsing) ---------------------------------------------
 
 /// A member's role in `GET /cluster`.
@@ -1041,6 +1097,74 @@ mod tests {
         for (settings, config, want) in cases {
             assert_eq!(settings.is_in(&config), want, "{config}");
         }
+    }
+
+    #[test]
+    fn target_verdict_table() {
+        let node = |role: NodeRole, sysid: Option<&str>| NodeStatus {
+            role,
+            state: "running".into(),
+            timeline: Some(1),
+            system_identifier: sysid.map(String::from),
+            received_lsn: None,
+            replayed_lsn: None,
+            replayed_timestamp: None,
+            primary_lsn: None,
+            replay_lag_bytes: None,
+            patroni_version: None,
+            cluster_unlocked: false,
+        };
+        const P: &str = "7450000000000000001";
+        const O: &str = "7450000000000000002";
+        // (node, --replace, the verdict's kind); the other-database verdicts
+        // must name the Patroni cluster's identifier.
+        let cases = [
+            (node(NodeRole::StandbyLeader, Some(P)), false, "proceed"),
+            (node(NodeRole::Replica, Some(P)), true, "proceed"),
+            (node(NodeRole::Primary, Some(P)), false, "same_primary"),
+            (node(NodeRole::Primary, Some(P)), true, "same_primary"),
+            (node(NodeRole::Primary, Some(O)), false, "refuse_other"),
+            (node(NodeRole::Primary, Some(O)), true, "proceed_other"),
+            (
+                node(NodeRole::StandbyLeader, Some(O)),
+                false,
+                "refuse_other",
+            ),
+            (node(NodeRole::Replica, None), true, "unknown"),
+        ];
+        for (n, replace, want) in cases {
+            let got = target_verdict(&n, P, replace);
+            let kind = match &got {
+                TargetVerdict::Proceed => "proceed",
+                TargetVerdict::RefuseSamePrimary => "same_primary",
+                TargetVerdict::RefuseOtherDatabase { message } => {
+                    assert!(message.contains(O), "{message}");
+                    "refuse_other"
+                }
+                TargetVerdict::ProceedOtherDatabase { message } => {
+                    assert!(message.contains(O), "{message}");
+                    "proceed_other"
+                }
+                TargetVerdict::Unknown { state } => {
+                    assert_eq!(state, "running");
+                    "unknown"
+                }
+            };
+            assert_eq!(kind, want, "{n:?} replace={replace}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn bootstrap_yaml_names_settings_not_the_password() {
+        let s = standby_cluster_settings("10.0.0.5", 6432, Some("lifeboat_eu_west")).unwrap();
+        let y = bootstrap_yaml(&s, "lifeboat_replication");
+        assert!(
+            y.contains("host: 10.0.0.5\n") && y.contains("port: 6432\n"),
+            "{y}"
+        );
+        assert!(y.contains("username: lifeboat_replication"), "{y}");
+        assert!(y.contains("create_replica_methods: [basebackup]"), "{y}");
+        assert!(!y.contains("primary_slot_name"), "{y}");
     }
 
     #[test]

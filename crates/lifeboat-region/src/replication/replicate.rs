@@ -249,7 +249,15 @@ pub async fn replicate<P: FnMut(&Progress)>(
             Step::ClearTarget => {
                 clear_dir(&t.pgdata).map_err(tgt("clearing the target data directory"))?
             }
-            Step::CreateRole => ensure_role(req).await?,
+            Step::CreateRole => {
+                ensure_role(
+                    &req.primary.conn,
+                    &req.replication_user,
+                    &req.replication_password,
+                    req.retry,
+                )
+                .await?
+            }
             Step::CreateSlot => {
                 ensure_slot(&req.primary.conn, &slot, req.retry, req.timeouts.stop).await?
             }
@@ -363,17 +371,23 @@ where
 }
 
 /// `CREATE ROLE ... REPLICATION LOGIN PASSWORD '<SCRAM verifier>'`, or
-/// `ALTER ROLE` with the same when it exists (so the password is the given one).
-async fn ensure_role(req: &ReplicateRequest) -> Result<String, ReplicateError> {
-    let verifier =
-        postgres_protocol::password::scram_sha_256(req.replication_password.expose().as_bytes());
+/// `ALTER ROLE` with the same when it exists (so the password is the given
+/// one), on the primary behind `conn`. The step of the plan, and the
+/// primary's side of a Patroni or CloudNativePG standby (lifeboat-ops
+/// `region::patroni`, `region::cnpg`). Idempotent.
+pub async fn ensure_role(
+    conn: &ConnConfig,
+    user: &str,
+    password: &Secret,
+    retry: Retry,
+) -> Result<String, ReplicateError> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     let attrs = format!(
         "REPLICATION LOGIN PASSWORD '{}'",
         verifier.replace('\'', "''")
     );
-    let name = quote_ident(&req.replication_user);
-    let user = req.replication_user.as_str();
-    on_primary(&req.primary.conn, req.retry, |client| {
+    let name = quote_ident(user);
+    on_primary(conn, retry, |client| {
         let (attrs, name) = (&attrs, &name);
         async move {
             let exists = client
@@ -410,31 +424,7 @@ async fn ensure_slot(
     release: Duration,
 ) -> Result<String, ReplicateError> {
     let what = "creating the replication slot";
-    let created = on_primary(conn, retry, |client| async move {
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .map_err(|e| Attempt::Sql(what, e))?
-            .is_some();
-        if exists {
-            return Ok(false);
-        }
-        match client
-            .execute(
-                "SELECT pg_create_physical_replication_slot($1, true)",
-                &[&slot],
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
-            Err(e) => Err(Attempt::Sql(what, e)),
-        }
-    })
-    .await?;
+    let created = create_slot(conn, slot, retry).await?;
     let deadline = Instant::now() + release;
     loop {
         let pid: Option<i32> = on_primary(conn, retry, |client| async move {
@@ -464,6 +454,43 @@ async fn ensure_slot(
     } else {
         format!("slot {slot} exists")
     })
+}
+
+/// Creates the physical slot `slot` (reserving WAL from now on) unless it
+/// exists; `true` when it was created. The primary's side of a Patroni
+/// standby cluster too (lifeboat-ops `region::patroni`), where the slot may
+/// be in use by the standby leader already. Idempotent.
+pub async fn create_slot(
+    conn: &ConnConfig,
+    slot: &str,
+    retry: Retry,
+) -> Result<bool, ReplicateError> {
+    let what = "creating the replication slot";
+    on_primary(conn, retry, |client| async move {
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| Attempt::Sql(what, e))?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        match client
+            .execute(
+                "SELECT pg_create_physical_replication_slot($1, true)",
+                &[&slot],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
+            Err(e) => Err(Attempt::Sql(what, e)),
+        }
+    })
+    .await
 }
 
 /// The standby's view of where the primary is.

@@ -1,0 +1,545 @@
+//! `lifeboat region replicate` and `region status` through the built binary
+//! for a `manager: patroni` region, against real components: Debian's
+//! Patroni 3.0.2 (run as the `postgres` user) with Debian's etcd 3.4 as its
+//! DCS, standby cluster of a PostgreSQL 15 primary ([`TempCluster`]);
+//! everything on loopback ports in temporary directories, stopped on drop.
+//! Without `patroni` or `etcd` the test fails and says to run
+//! scripts/test.sh. The etcd and Patroni set-up is copied from
+//! crates/lifeboat-region/tests/patroni.rs. Conditions are polled with a
+//! bound; no timing is asserted.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Env;
+use lifeboat_postgres::{ConnConfig, Secret, TempCluster};
+use serde_json::{Value, json};
+
+const PATRONI: &str = "/usr/bin/patroni";
+const REPL_USER: &str = "lifeboat_replication";
+const REPL_PASSWORD: &str = "repl-Patroni-7c2a";
+const API_USER: &str = "lifeboat-api";
+const API_PASSWORD: &str = "api-Patroni-91bd";
+const SLOT: &str = "lifeboat_eu_west";
+const MEMBER: &str = "eu-west-1";
+const WAIT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(300);
+
+fn need(program: &str) -> PathBuf {
+    let found = if program.starts_with('/') {
+        Path::new(program).is_file().then(|| PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "{program} is not installed: this test runs a real Patroni with etcd. Run \
+             scripts/test.sh (it installs Debian's patroni and etcd-server), or apt-get install \
+             patroni etcd-server"
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// uid and gid of the `postgres` user (PostgreSQL refuses to run as root).
+fn postgres_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"postgres")).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .expect("no `postgres` user: install PostgreSQL (scripts/test.sh)")
+}
+
+fn chown_postgres(p: &Path) {
+    let (uid, gid) = postgres_ids();
+    std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown to postgres");
+}
+
+/// SIGTERM, a bounded wait for the process to end, then SIGKILL.
+fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let start = s.len().saturating_sub(6000);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    s[start..].to_string()
+}
+
+/// A plain GET through a raw socket (the test's own reading, not the code
+/// under test): the status and the body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn http_json(port: u16, path: &str) -> Option<Value> {
+    http_get(port, path).and_then(|(_, b)| serde_json::from_str(&b).ok())
+}
+
+// --- etcd ------------------------------------------------------------------------
+
+struct Etcd {
+    child: Child,
+    client_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let etcd = need("etcd");
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-etcd-")
+            .tempdir()
+            .unwrap();
+        let (client_port, peer_port) = (free_port(), free_port());
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let child = Command::new(etcd)
+            .arg("--name=lifeboat")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=lifeboat={peer}"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start etcd");
+        let mut e = Etcd {
+            child,
+            client_port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = e.child.try_wait() {
+                panic!(
+                    "etcd exited ({status}); log:\n{}",
+                    tail(&e.dir.path().join("etcd.log"))
+                );
+            }
+            if matches!(http_get(client_port, "/health"), Some((200, _))) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd not healthy within 60 s; log:\n{}",
+                tail(&e.dir.path().join("etcd.log"))
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        terminate(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+// --- Patroni -------------------------------------------------------------------------
+
+/// One Patroni node of a standby cluster bootstrapped from the primary as
+/// `region replicate` prints it (`bootstrap.dcs.standby_cluster` without a
+/// slot, the replication role's credentials in
+/// `postgresql.authentication.replication`).
+struct Patroni {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Patroni {
+    fn start(
+        etcd: &Etcd,
+        api_port: u16,
+        pg_port: u16,
+        primary_port: u16,
+        superuser: (&str, &Secret),
+    ) -> Patroni {
+        let patroni = need(PATRONI);
+        let (uid, gid) = postgres_ids();
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-patroni-")
+            .tempdir()
+            .unwrap();
+        chown_postgres(dir.path());
+        let d = dir.path().display().to_string();
+        let config = json!({
+            "scope": "lifeboat-eu-west",
+            "name": MEMBER,
+            "log": {"level": "INFO"},
+            "restapi": {
+                "listen": format!("127.0.0.1:{api_port}"),
+                "connect_address": format!("127.0.0.1:{api_port}"),
+                "authentication": {"username": API_USER, "password": API_PASSWORD},
+            },
+            "etcd3": {"hosts": [format!("127.0.0.1:{}", etcd.client_port)]},
+            "bootstrap": {
+                "dcs": {"ttl": 20, "loop_wait": 1, "retry_timeout": 5,
+                    "standby_cluster": {"host": "127.0.0.1", "port": primary_port,
+                        "create_replica_methods": ["basebackup"]}},
+                "pg_hba": [
+                    "local all all scram-sha-256",
+                    "host all all 127.0.0.1/32 scram-sha-256",
+                    "host replication all 127.0.0.1/32 scram-sha-256",
+                ],
+            },
+            "postgresql": {
+                "listen": format!("127.0.0.1:{pg_port}"),
+                "connect_address": format!("127.0.0.1:{pg_port}"),
+                "data_dir": format!("{d}/data"),
+                "bin_dir": "/usr/lib/postgresql/15/bin",
+                "pgpass": format!("{d}/pgpass"),
+                "authentication": {
+                    // A standby's roles are the primary's (its data is a copy).
+                    "superuser": {"username": superuser.0, "password": superuser.1.expose()},
+                    "replication": {"username": REPL_USER, "password": REPL_PASSWORD},
+                },
+                "parameters": {
+                    "unix_socket_directories": d,
+                    "fsync": "off",
+                    "synchronous_commit": "off",
+                    "shared_buffers": "32MB",
+                },
+                "basebackup": [{"checkpoint": "fast"}],
+            },
+        });
+        // JSON is YAML: Patroni reads it as its YAML configuration.
+        let config_path = dir.path().join("patroni.yml");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        std::fs::set_permissions(
+            &config_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        chown_postgres(&config_path);
+        let log = std::fs::File::create(dir.path().join("patroni.log")).unwrap();
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(patroni)
+                .arg(&config_path)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", dir.path())
+                .env("LC_ALL", "C.UTF-8")
+                .current_dir(dir.path())
+                .uid(uid)
+                .gid(gid)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("start patroni")
+        };
+        Patroni { child, dir }
+    }
+
+    fn log(&self) -> String {
+        tail(&self.dir.path().join("patroni.log"))
+    }
+}
+
+impl Drop for Patroni {
+    fn drop(&mut self) {
+        // Patroni stops its PostgreSQL on SIGTERM.
+        terminate(&mut self.child, Duration::from_secs(30));
+        let data = self.dir.path().join("data");
+        if data.join("postmaster.pid").exists() {
+            let (uid, gid) = postgres_ids();
+            use std::os::unix::process::CommandExt;
+            let _ = Command::new("/usr/lib/postgresql/15/bin/pg_ctl")
+                .args(["stop", "-m", "immediate", "-D"])
+                .arg(&data)
+                .uid(uid)
+                .gid(gid)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+// --- the primary, read by the test ---------------------------------------------------
+
+fn one_text(rt: &tokio::runtime::Runtime, conn: &ConnConfig, sql: &str) -> Option<String> {
+    rt.block_on(async {
+        let c = conn.connect().await.expect("connect to the primary");
+        c.query_opt(sql, &[])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+    })
+}
+
+fn config_yaml(env: &Env, p: &TempCluster, api_port: u16, pg_port: u16) -> PathBuf {
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+objectives:
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: primary
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pg_port}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      manager: patroni
+      role: standby
+      replicates_from: us-east
+      patroni:
+        url: http://127.0.0.1:{api_port}
+        username: {API_USER}
+        password: {{env: PATRONI_API_PASSWORD}}
+replication:
+  user: {REPL_USER}
+  password: {{env: REGION_REPL_PASSWORD}}
+"#,
+        repo = env.repo,
+        user = p.superuser(),
+        pport = p.port(),
+    );
+    let path = env.path("regions.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn region<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no region {name} in {status}"))
+}
+
+#[test]
+fn replicate_makes_a_patroni_cluster_a_standby_cluster_idempotently_and_status_shows_it() {
+    need(PATRONI);
+    need("etcd");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let p = TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    );
+    let pc = p.conn_config("postgres");
+    let mut env = Env::init();
+    for (k, v) in [
+        ("REGION_PG_PASSWORD", p.password().expose()),
+        ("REGION_REPL_PASSWORD", REPL_PASSWORD),
+        ("PATRONI_API_PASSWORD", API_PASSWORD),
+    ] {
+        env.envs.push((k.into(), v.into()));
+    }
+    let (api_port, pg_port) = (free_port(), free_port());
+    let cfg = config_yaml(&env, &p, api_port, pg_port);
+    let cfg = cfg.to_str().unwrap();
+    let replicate = [
+        "--config",
+        cfg,
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ];
+    let replicate_json = [
+        "--config",
+        cfg,
+        "--json",
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ];
+
+    // 1. No Patroni cluster yet: the settings are printed, the replication
+    // role is made on the primary, and the error says how to bootstrap the
+    // cluster from the primary; no slot yet.
+    let (out, err) = env.exits_with(&replicate, 1);
+    assert!(out.contains("PATCH /config"), "{out}");
+    assert!(out.contains(SLOT), "{out}");
+    assert!(
+        err.contains("bootstrap:") && err.contains("standby_cluster:"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("username: {REPL_USER}")), "{err}");
+    assert!(!err.contains(REPL_PASSWORD) && !out.contains(REPL_PASSWORD));
+    assert!(!err.contains(API_PASSWORD) && !out.contains(API_PASSWORD));
+    assert_eq!(
+        one_text(
+            &rt,
+            &pc,
+            &format!("SELECT rolreplication::text FROM pg_roles WHERE rolname = '{REPL_USER}'")
+        )
+        .as_deref(),
+        Some("true")
+    );
+    let slot_active = || {
+        one_text(
+            &rt,
+            &pc,
+            &format!("SELECT active::text FROM pg_replication_slots WHERE slot_name = '{SLOT}'"),
+        )
+    };
+    assert_eq!(slot_active(), None);
+
+    // 2. The standby region's Patroni cluster, bootstrapped as printed
+    // (streaming as the replication role, no slot yet).
+    let node = Patroni::start(
+        &etcd,
+        api_port,
+        pg_port,
+        p.port(),
+        (p.superuser(), p.password()),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = http_json(api_port, "/patroni");
+        if s.as_ref()
+            .is_some_and(|s| s["role"] == "standby_leader" && s["state"] == "running")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Patroni never became a running standby leader: {s:?}\n{}\nprimary log:\n{}",
+            node.log(),
+            p.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+
+    // 3. replicate: the settings written through PATCH /config, the slot
+    // made, the standby leader streaming through it, a heartbeat replayed.
+    let done = env.ok_json(&replicate_json);
+    assert_eq!(done["manager"], "patroni", "{done}");
+    let pr = &done["patroni"];
+    assert_eq!(pr["changed"], true, "{done}");
+    assert_eq!(pr["slot"], SLOT);
+    assert_eq!(pr["streaming"]["standby_leader"], MEMBER, "{done}");
+    assert_eq!(pr["streaming"]["walsender"]["state"], "streaming");
+    assert_eq!(pr["streaming"]["walsender"]["slot_name"], SLOT);
+    assert!(pr["heartbeat"]["beat"]["seq"].as_i64().is_some(), "{done}");
+    let events: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"settings"), "{events:?}");
+    assert!(events.contains(&"applied") && events.contains(&"streaming"));
+    // Read back from Patroni itself.
+    let config = http_json(api_port, "/config").expect("GET /config");
+    let want = json!({"host": "127.0.0.1", "port": p.port(), "primary_slot_name": SLOT,
+        "create_replica_methods": ["basebackup"]});
+    assert_eq!(config["standby_cluster"], want, "{config}");
+    assert_eq!(pr["standby_cluster"], want);
+    // The primary's own view: the member streams through the slot.
+    assert_eq!(
+        one_text(
+            &rt,
+            &pc,
+            &format!(
+                "SELECT r.state || ' ' || s.slot_name FROM pg_stat_replication r \
+                 JOIN pg_replication_slots s ON s.active_pid = r.pid \
+                 WHERE r.application_name = '{MEMBER}' AND r.usename = '{REPL_USER}'"
+            )
+        )
+        .as_deref(),
+        Some(format!("streaming {SLOT}").as_str())
+    );
+    assert_eq!(slot_active().as_deref(), Some("true"));
+
+    // 4. Again: nothing to change, still streaming.
+    let again = env.ok_json(&replicate_json);
+    assert_eq!(again["patroni"]["changed"], false, "{again}");
+    assert_eq!(
+        http_json(api_port, "/config").unwrap()["standby_cluster"],
+        want
+    );
+    let applied = again["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "applied")
+        .cloned()
+        .unwrap();
+    assert_eq!(applied["changed"], false, "{again}");
+
+    // 5. region status: the server says standby, Patroni says standby
+    // leader of a standby cluster; the lag is found under the member name.
+    let status = env.ok_json(&["--config", cfg, "--json", "region", "status"]);
+    let eu = region(&status, "eu-west");
+    assert_eq!(eu["observed"]["role"]["kind"], "standby", "{eu}");
+    let mv = &eu["manager_view"];
+    assert_eq!(mv["manager"], "patroni", "{eu}");
+    assert_eq!(mv["node"]["role"], "standby_leader", "{eu}");
+    assert_eq!(mv["standby"]["verdict"], "running", "{eu}");
+    assert_eq!(mv["standby"]["standby_leader"], MEMBER);
+    assert_eq!(mv["standby_cluster"]["primary_slot_name"], SLOT);
+    assert_eq!(eu["lag"]["streaming"], true, "{eu}");
+    assert_eq!(region(&status, "us-east")["manager_view"], Value::Null);
+    let text = env.ok(&["--config", cfg, "region", "status"]);
+    assert!(
+        text.contains("patroni: standby_leader (standby cluster, leader eu-west-1)"),
+        "{text}"
+    );
+    drop(node);
+    drop(etcd);
+}
