@@ -186,11 +186,15 @@ fn the_lease_holder_copies_each_region_on_its_schedule_after_the_backups() {
     let west_success = "lifeboat_copy_last_success_timestamp_seconds{region=\"eu-west\"}";
     let south_failures = "lifeboat_copy_failures_total{region=\"ap-south\"}";
     // The slots come: eu-west copies (nothing yet), ap-south fails.
-    d.poll(LONG, "a first copy to eu-west and a failed one to ap-south", || {
-        let m = scrape(&d);
-        (sample(&m, west_success).is_some() && sample(&m, south_failures) >= Some(1.0))
-            .then_some(())
-    });
+    d.poll(
+        LONG,
+        "a first copy to eu-west and a failed one to ap-south",
+        || {
+            let m = scrape(&d);
+            (sample(&m, west_success).is_some() && sample(&m, south_failures) >= Some(1.0))
+                .then_some(())
+        },
+    );
     assert!(west.snapshots().is_empty());
 
     // A standby on the same repository copies nothing.
@@ -254,8 +258,7 @@ fn the_lease_holder_copies_each_region_on_its_schedule_after_the_backups() {
     // The metrics say the same.
     let m = d.poll(LONG, "the copy's metrics", || {
         let m = scrape(&d);
-        (sample(&m, "lifeboat_copy_snapshots_total{region=\"eu-west\"}") == Some(1.0))
-            .then_some(m)
+        (sample(&m, "lifeboat_copy_snapshots_total{region=\"eu-west\"}") == Some(1.0)).then_some(m)
     });
     let newest = sample(
         &m,
@@ -304,9 +307,11 @@ fn the_lease_holder_copies_each_region_on_its_schedule_after_the_backups() {
     // more times since the standby started (one slot a second), while the
     // standby, still a standby, counted none and copied nothing.
     let before = metric(&d, south_failures).unwrap();
-    d.poll(LONG, "three more ap-south slots on the active daemon", || {
-        (metric(&d, south_failures)? >= before + 3.0).then_some(())
-    });
+    d.poll(
+        LONG,
+        "three more ap-south slots on the active daemon",
+        || (metric(&d, south_failures)? >= before + 3.0).then_some(()),
+    );
     let s = scrape(&standby);
     assert_eq!(standby.role().0, 503);
     assert_eq!(sample(&s, south_failures), Some(0.0), "{s}");
