@@ -1,6 +1,7 @@
 //! The daemon's region metrics (docs/daemon.md, "Regions"). Registered only
 //! when this daemon does region work, so a single-region daemon exports
-//! none of them. Unknown values (a server not reached) are exported as NaN
+//! none of them; the copy families ([`describe_copies`]) when a region has
+//! a `repository:`. Unknown values (a server not reached) are exported as NaN
 //! rather than left at their last value: no comparison with NaN is true, so
 //! no alert fires on a stale number, and `lifeboat_replication_streaming`
 //! says 0.
@@ -192,4 +193,104 @@ pub fn traffic_updated() {
 
 pub fn traffic_failed() {
     counter!(TRAFFIC_FAILURES).increment(1);
+}
+
+// The copies into the regions' repositories (`copy.rs`): registered when a
+// region has a `repository:`, whether or not this daemon has a region; only
+// the daemon holding the lease copies, so a standby's series stay at zero
+// (or at what it did while it was active).
+pub const COPY_LAST_SUCCESS: &str = "lifeboat_copy_last_success_timestamp_seconds";
+pub const COPY_NEWEST: &str = "lifeboat_copy_newest_snapshot_timestamp_seconds";
+pub const COPY_FAILURES: &str = "lifeboat_copy_failures_total";
+pub const COPY_SNAPSHOTS: &str = "lifeboat_copy_snapshots_total";
+pub const COPY_BLOBS: &str = "lifeboat_copy_blobs_sent_total";
+pub const COPY_BYTES_SENT: &str = "lifeboat_copy_bytes_sent_total";
+pub const COPY_BYTES_STORED: &str = "lifeboat_copy_bytes_stored_total";
+pub const COPY_RUNNING: &str = "lifeboat_copy_running";
+
+pub fn describe_copies() {
+    describe_gauge!(
+        COPY_LAST_SUCCESS,
+        Unit::Seconds,
+        "End of this daemon's last successful copy into the region's repository (Unix seconds)"
+    );
+    describe_gauge!(
+        COPY_NEWEST,
+        Unit::Seconds,
+        "Original time of the newest snapshot the region's repository holds after this daemon's last successful copy (Unix seconds): the recovery point of a restore from the copy"
+    );
+    describe_counter!(
+        COPY_FAILURES,
+        "Copies into the region's repository that failed (retried at the next slot)"
+    );
+    describe_counter!(
+        COPY_SNAPSHOTS,
+        "Snapshots copied into the region's repository (not those it held already)"
+    );
+    describe_counter!(
+        COPY_BLOBS,
+        "Blobs sent to the region's repository by copies"
+    );
+    describe_counter!(
+        COPY_BYTES_SENT,
+        Unit::Bytes,
+        "Plaintext bytes of the blobs sent to the region's repository by copies"
+    );
+    describe_counter!(
+        COPY_BYTES_STORED,
+        Unit::Bytes,
+        "Bytes stored in the region's repository by copies (packs)"
+    );
+    describe_gauge!(
+        COPY_RUNNING,
+        "1 while a copy into the region's repository runs (or waits for backups)"
+    );
+}
+
+/// What one successful copy added.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyCounts {
+    pub snapshots: u64,
+    pub blobs: u64,
+    pub bytes_sent: u64,
+    pub bytes_stored: u64,
+}
+
+/// The copy families of `region` that exist from start.
+pub fn copy_started(region: &str) {
+    for c in [
+        COPY_FAILURES,
+        COPY_SNAPSHOTS,
+        COPY_BLOBS,
+        COPY_BYTES_SENT,
+        COPY_BYTES_STORED,
+    ] {
+        counter!(c, "region" => region.to_string()).absolute(0);
+    }
+    copy_running(region, false);
+}
+
+pub fn copy_running(region: &str, on: bool) {
+    gauge!(COPY_RUNNING, "region" => region.to_string()).set(if on { 1.0 } else { 0.0 });
+}
+
+pub fn copy_succeeded(
+    region: &str,
+    c: &CopyCounts,
+    at: chrono::DateTime<chrono::Utc>,
+    newest: Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let r = || region.to_string();
+    counter!(COPY_SNAPSHOTS, "region" => r()).increment(c.snapshots);
+    counter!(COPY_BLOBS, "region" => r()).increment(c.blobs);
+    counter!(COPY_BYTES_SENT, "region" => r()).increment(c.bytes_sent);
+    counter!(COPY_BYTES_STORED, "region" => r()).increment(c.bytes_stored);
+    gauge!(COPY_LAST_SUCCESS, "region" => r()).set(unix(at));
+    if let Some(t) = newest {
+        gauge!(COPY_NEWEST, "region" => r()).set(unix(t));
+    }
+}
+
+pub fn copy_failed(region: &str) {
+    counter!(COPY_FAILURES, "region" => region.to_string()).increment(1);
 }

@@ -1,10 +1,12 @@
 //! The daemon's region work (docs/daemon.md, "Regions"; issue 19, "Where
 //! each part runs"): on every region's daemon, regardless of the
-//! repository's lease (backups, prune and drills stay bound to it):
+//! repository's lease (backups, prune and drills stay bound to it), except
+//! the copies into the regions' repositories, which the lease holder makes:
 //!
 //! | module | owns |
 //! |---|---|
 //! | `mod.rs` | which region this daemon is (`serve.region`), starting the tasks |
+//! | `copy.rs` | on the lease holder only, with or without `serve.region`: the scheduled copies into each region's `repository:` |
 //! | `watch.rs` | observing every region's server (role, lag, heartbeat age) and the heartbeat writer |
 //! | `health.rs` | one health checker per region, this daemon as vantage point; publishing its verdicts |
 //! | `steer.rs` | the `rfc2136` steering loop: the answer set equal to the healthy regions |
@@ -13,8 +15,9 @@
 //!
 //! Without `regions:` nothing here runs and no region metric exists; with
 //! `regions:` but no `serve.region` (`--region`, `LIFEBOAT_REGION`) the
-//! daemon logs why and does no region work.
+//! daemon logs why and does no region work but the copies.
 
+pub mod copy;
 pub mod decide;
 pub mod health;
 pub mod metrics;
@@ -62,9 +65,9 @@ pub async fn server(ctx: &Ctx, config: &Config, name: &str) -> Result<ConnConfig
     crate::postgres::source::connection(ctx, &r.postgres.url, r.postgres.password.as_ref()).await
 }
 
-/// Starts the region tasks (none without `regions:` or without this
-/// daemon's region, which is logged). They end at shutdown, like the
-/// schedule loops they are awaited with.
+/// Starts the region tasks (none without `regions:`; only the copies
+/// without this daemon's region, which is logged). They end at shutdown,
+/// like the schedule loops they are awaited with.
 pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
     let Some(config) = d.ctx.config.as_ref() else {
         return Vec::new();
@@ -72,6 +75,8 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
     if config.regions().is_empty() {
         return Vec::new();
     }
+    // Bound to the lease, not to this daemon's region.
+    let mut tasks = copy::spawn(d, config);
     let region = match own_region(config) {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -81,17 +86,16 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
                  or LIFEBOAT_REGION): no heartbeat, lag watching, health checks or traffic \
                  steering from this daemon"
             );
-            return Vec::new();
+            return tasks;
         }
         // Checked at build; unreachable here, but never a panic.
         Err(e) => {
             tracing::error!(error = %e, "no region work");
-            return Vec::new();
+            return tasks;
         }
     };
     metrics::describe();
     tracing::info!(region = %region, "region work: heartbeat while this region's server is the primary, lag watching, health checks");
-    let mut tasks = Vec::new();
     let (own_primary_tx, own_primary_rx) = tokio::sync::watch::channel(false);
     tasks.push(tokio::spawn(watch::observe_loop(
         Arc::clone(d),
