@@ -241,7 +241,7 @@ pub async fn apply(ctx: &Ctx, dry_run: bool) -> Result<ApplyReport> {
         done: report.done,
         created_checks: report.created_checks,
         change_id: report.change_id,
-        records: desired.records.iter().map(|r| describe(r)).collect(),
+        records: desired.records.iter().map(describe).collect(),
         notes,
     })
 }
