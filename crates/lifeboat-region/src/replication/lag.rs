@@ -126,7 +126,9 @@ impl StandbyLag {
     }
 }
 
-/// [`StandbyLag`] of the standby that streams as `application_name`, from an
+/// [`StandbyLag`] of the standby that streams as `application_name` (or,
+/// when no sender has that name, through that region's slot:
+/// [`ReplicaRow::serves`]), from an
 /// observation of the primary (when reachable), of the standby, and the
 /// age of the standby's newest replayed heartbeat (when read).
 pub fn standby_lag(
@@ -140,6 +142,7 @@ pub fn standby_lag(
         v.replicas
             .iter()
             .find(|r| r.application_name == application_name)
+            .or_else(|| v.replicas.iter().find(|r| r.serves(application_name)))
     });
     let from_primary = match (pview, row) {
         (Some(v), Some(r)) => Some(lag_from_primary(v.current_lsn, r)),
@@ -185,6 +188,31 @@ mod tests {
             replay_lag_seconds: replay_lag,
             sync_state: Some("async".into()),
             slot_name: Some("lifeboat_eu_west".into()),
+        }
+    }
+
+    #[test]
+    fn a_sender_is_found_by_name_or_by_the_regions_slot() {
+        let mut patroni = row("streaming", Some(1000), None);
+        patroni.application_name = "pg-eu-west-0".into();
+        let cases: &[(&str, ReplicaRow, &str, bool)] = &[
+            ("by name", row("streaming", Some(1), None), "eu-west", true),
+            ("by the region's slot", patroni.clone(), "eu-west", true),
+            ("neither", patroni.clone(), "ap-south", false),
+            (
+                "a base backup without a slot",
+                {
+                    let mut r = row("backup", None, None);
+                    r.application_name = "lifeboat basebackup".into();
+                    r.slot_name = None;
+                    r
+                },
+                "eu-west",
+                false,
+            ),
+        ];
+        for (what, r, standby, want) in cases {
+            assert_eq!(r.serves(standby), *want, "{what}");
         }
     }
 

@@ -101,6 +101,19 @@ pub struct ReplicaRow {
     pub slot_name: Option<String>,
 }
 
+impl ReplicaRow {
+    /// Whether this sender serves the standby of region `standby`: it
+    /// streams as the region's name (what `region replicate` sets as
+    /// `application_name`) or through the region's slot
+    /// ([`slot_name`](super::plan::slot_name)), which a standby whose
+    /// manager names it otherwise (a Patroni standby leader streams as its
+    /// member name) still uses.
+    pub fn serves(&self, standby: &str) -> bool {
+        self.application_name == standby
+            || self.slot_name.as_deref() == Some(super::plan::slot_name(standby).as_str())
+    }
+}
+
 /// What a primary says about its WAL and its standbys.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PrimaryView {

@@ -44,7 +44,8 @@ impl StandbyPoint {
 
 /// The region observed primary that `standby` streams from: the one whose
 /// `pg_stat_replication` lists it (by `application_name`, the standby's
-/// region name, as `region replicate` sets it), else the only primary
+/// region name, as `region replicate` sets it, or by the region's slot:
+/// `ReplicaRow::serves`), else the only primary
 /// observed, else none (no primary, or several and none lists it).
 pub fn primary_for<'a>(standby: &str, observed: &'a [(String, Observed)]) -> Option<&'a str> {
     let primaries: Vec<&(String, Observed)> = observed
@@ -54,7 +55,7 @@ pub fn primary_for<'a>(standby: &str, observed: &'a [(String, Observed)]) -> Opt
     let listing = primaries.iter().find(|(_, o)| {
         o.primary
             .as_ref()
-            .is_some_and(|p| p.replicas.iter().any(|r| r.application_name == standby))
+            .is_some_and(|p| p.replicas.iter().any(|r| r.serves(standby)))
     });
     match (listing, primaries.as_slice()) {
         (Some((name, _)), _) => Some(name),
