@@ -580,7 +580,21 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
         );
         tokio::time::sleep(POLL).await;
     }
-    let sysid = status.system_identifier.expect("a system identifier");
+    // `/patroni` may leave out `database_system_identifier` in its first
+    // answers after the bootstrap: read it until it is there, bounded.
+    let mut status = status;
+    let sysid = loop {
+        if let Some(id) = status.system_identifier.clone() {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/patroni never reported database_system_identifier: {status:?}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(POLL).await;
+        status = api.node_status().await.unwrap();
+    };
     let refusal = check_same_system(&sysid, &primary_sysid).unwrap_err();
     assert!(refusal.contains(&sysid), "{refusal}");
     // Nothing was patched: the cluster is still a regular one.

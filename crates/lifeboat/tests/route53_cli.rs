@@ -559,9 +559,22 @@ fn no_credentials_and_an_unreachable_endpoint_are_clear_errors() {
     env.envs
         .retain(|(k, _)| k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY");
     let cfg = config(&env, &closed, "Z0123456789ABCDEFGHIJ");
-    let (stdout, _) = env.exits_with(
-        &["--config", &cfg, "--json", "region", "traffic", "apply"],
-        6,
+    // Removed from the inherited environment too: scripts/test.sh exports
+    // credentials for moto's S3.
+    let out = env
+        .cmd(&["--config", &cfg, "--json", "region", "traffic", "apply"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     assert!(
