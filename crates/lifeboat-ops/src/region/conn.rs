@@ -1,12 +1,19 @@
 //! A region's servers as the region flows reach them: its PostgreSQL
-//! connection and its Redis endpoint, with their passwords read from their
-//! references now (never stored, never logged).
+//! connection, its Redis endpoint and its repository copy's storage and
+//! secret, with their passwords read from their references now (never
+//! stored, never logged).
 
 use lifeboat_postgres::Secret;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_region::redis::RedisEndpoint;
 
-use crate::config::{RedisConfig, RegionConfig};
+use std::sync::Arc;
+
+use lifeboat_repo::storage::Storage;
+use lifeboat_repo::storage::object::open_url;
+use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
+
+use crate::config::{RedisConfig, RegionConfig, RegionRepository};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 
@@ -62,6 +69,28 @@ pub fn parse_redis_url(url: &str) -> Result<(Option<String>, String, u16)> {
         return Err(bad());
     }
     Ok((user, host, port))
+}
+
+/// The storage of the region's repository copy (`regions.<r>.repository`),
+/// its S3 settings resolved as the main repository's, transient errors
+/// retried.
+pub async fn copy_storage(ctx: &Ctx, r: &RegionRepository) -> Result<Arc<dyn Storage>> {
+    let s3 = ctx.resolve_s3(r.s3.as_ref()).await?;
+    Ok(Retrying::wrap(
+        open_url(r.url.as_str(), &s3)?,
+        RetryPolicy::default(),
+    ))
+}
+
+/// The secret of the region's repository copy: its `key_file`, else its
+/// `password`, else the main repository's secret (as documented in
+/// docs/regions/topology.md).
+pub async fn copy_secret(ctx: &Ctx, r: &RegionRepository) -> Result<lifeboat_repo::Secret> {
+    Ok(match (&r.key_file, &r.password) {
+        (Some(p), _) => crate::secrets::key_from_file(p)?,
+        (None, Some(p)) => lifeboat_repo::Secret::Passphrase(ctx.resolve(p).await?),
+        (None, None) => ctx.secret().await?,
+    })
 }
 
 #[cfg(test)]

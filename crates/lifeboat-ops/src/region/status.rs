@@ -22,8 +22,6 @@ use lifeboat_region::replication::{
     Observed, Retry, Role, Server, StandbyLag, observe, standby_lag,
 };
 use lifeboat_repo::Repository;
-use lifeboat_repo::storage::object::open_url;
-use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
 use serde::Serialize;
 
 use super::traffic::config_of;
@@ -440,14 +438,8 @@ async fn repository_copy(ctx: &Ctx, repo: Option<&RegionRepository>) -> Reposito
 /// secret of its own (`password`, `key_file`), the main repository's, as
 /// `regions.NAME.repository` documents.
 pub async fn open_copy(ctx: &Ctx, r: &RegionRepository) -> Result<Repository> {
-    let s3 = ctx.resolve_s3(r.s3.as_ref()).await?;
-    let secret = match (&r.key_file, &r.password) {
-        (Some(p), _) => crate::secrets::key_from_file(p)?,
-        (None, Some(p)) => lifeboat_repo::Secret::Passphrase(ctx.resolve(p).await?),
-        (None, None) => ctx.secret().await?,
-    };
-    let storage = open_url(r.url.as_str(), &s3)?;
-    let storage = Retrying::wrap(storage, RetryPolicy::default());
+    let storage = super::conn::copy_storage(ctx, r).await?;
+    let secret = super::conn::copy_secret(ctx, r).await?;
     Ok(Repository::open(storage, &secret).await?)
 }
 

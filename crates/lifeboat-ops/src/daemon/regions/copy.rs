@@ -49,10 +49,8 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use lifeboat_repo::copy::{Copier, Filter, Mode};
 use lifeboat_repo::storage::Storage;
-use lifeboat_repo::storage::object::open_url;
 use lifeboat_repo::storage::read_back::ReadBack;
-use lifeboat_repo::storage::retry::{RetryPolicy, Retrying};
-use lifeboat_repo::{Progress, Repository, Secret};
+use lifeboat_repo::{Progress, Repository};
 use tokio::task::JoinHandle;
 
 use super::metrics;
@@ -360,14 +358,8 @@ async fn copy(d: &Daemon, region: &str, target: &RegionRepository) -> Result<Out
 /// `key_file`), the main repository's, as `regions.NAME.repository`
 /// documents.
 async fn open_target(ctx: &Ctx, r: &RegionRepository) -> Result<(Repository, Arc<ReadBack>)> {
-    let s3 = ctx.resolve_s3(r.s3.as_ref()).await?;
-    let secret = match (&r.key_file, &r.password) {
-        (Some(p), _) => crate::secrets::key_from_file(p)?,
-        (None, Some(p)) => Secret::Passphrase(ctx.resolve(p).await?),
-        (None, None) => ctx.secret().await?,
-    };
-    let storage = Retrying::wrap(open_url(r.url.as_str(), &s3)?, RetryPolicy::default());
-    let read_back = ReadBack::wrap(storage);
+    let secret = crate::region::conn::copy_secret(ctx, r).await?;
+    let read_back = ReadBack::wrap(crate::region::conn::copy_storage(ctx, r).await?);
     let store: Arc<dyn Storage> = Arc::clone(&read_back) as Arc<dyn Storage>;
     Ok((Repository::open(store, &secret).await?, read_back))
 }
