@@ -10,6 +10,9 @@
 //! - [`replication`]: PostgreSQL streaming replication: the plan to seed a
 //!   standby, its steps, and observing role and lag.
 //! - [`heartbeat`]: the heartbeat row in Lifeboat's own `lifeboat` database.
+//! - [`failover`]: one change of primary as a pure state machine, the
+//!   confirmation of a region's failure (majority and lag guard) and the
+//!   failover record (RTO, RPO).
 //! - [`health`]: health checks with Route 53's semantics (probes and the
 //!   verdict state machine).
 //! - [`traffic`]: DNS steering: the answer set for a set of verdicts, and the
@@ -18,6 +21,7 @@
 //! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
 //!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
 
+pub mod failover;
 pub mod health;
 pub mod heartbeat;
 pub mod managers;
