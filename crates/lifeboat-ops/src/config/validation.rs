@@ -24,6 +24,16 @@ impl Config {
         for (name, s) in &self.sources {
             problems.extend(s.problems(name, &scenarios));
         }
+        if let Some(f) = &self.failover {
+            let names: Vec<&str> = self.regions.keys().map(String::as_str).collect();
+            problems.extend(f.problems(&names));
+            if self.regions.len() < 2 {
+                problems.push(
+                    "failover: needs at least two regions in regions: (a primary and a standby to promote)"
+                        .into(),
+                );
+            }
+        }
         let mut regions = super::topology::Problems::default();
         self.regions_problems(&mut regions);
         problems.extend(regions.plain);

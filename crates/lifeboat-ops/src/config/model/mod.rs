@@ -1,17 +1,19 @@
 //! The configuration file's types, as serde reads them: the top level, the
 //! repository, the daemon (`serve:`), readiness and objectives. Sources,
 //! their quiesce and retention sections, the regions (`regions:`,
-//! `traffic:`, `replication:`) and the checked URL types have modules of
+//! `traffic:`, `replication:`), `failover:` and the checked URL types have modules of
 //! their own. Values are checked where they are read (with
 //! their line and column); what spans several keys is checked by
 //! `config::validation`.
 
+mod failover;
 mod quiesce;
 mod regions;
 mod retention;
 mod sources;
 mod urls;
 
+pub use failover::*;
 pub use quiesce::*;
 pub use regions::*;
 pub use sources::*;
@@ -59,6 +61,10 @@ pub struct Config {
     /// Streaming replication between the regions: the role, the heartbeat.
     #[serde(default)]
     pub replication: Option<ReplicationConfig>,
+    /// The failover authority (docs/failover.md): etcd, the lease and fence
+    /// timing, the fence, automatic failover and rejoin.
+    #[serde(default)]
+    pub failover: Option<FailoverConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]
