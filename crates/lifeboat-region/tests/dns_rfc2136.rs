@@ -262,3 +262,69 @@ async fn an_unreachable_server_is_retried_then_reported() {
     }
     assert!(err.to_string().contains("reachable"), "{err}");
 }
+
+/// Failover's DNS switch (issue 20): the name answers only the new primary
+/// and the TXT record beside it carries the epoch, in one UPDATE; a stale
+/// epoch is refused by what DNS holds, and a repeat writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_the_primary_publishes_the_epoch_and_refuses_stale_ones() {
+    use lifeboat_region::traffic::rfc2136::{AuthorityTxt, authority_txt_name};
+    let bind = Bind::start();
+    let p = provider(&bind);
+    let both = verdicts(&[("us-east", true), ("eu-west", true)]);
+    p.apply(&both, false).await.unwrap();
+    assert_eq!(p.authority_txt().await.unwrap(), None);
+    let txt_name = authority_txt_name(&name());
+
+    let serial = bind.serial();
+    let out = p.switch_primary("eu-west", 2).await.unwrap();
+    assert!(out.written && out.previous.is_none(), "{out:?}");
+    assert_eq!(out.before, set(&[US, EU]));
+    assert_eq!(bind.dig(&name(), "A"), addrs(&[EU]));
+    assert_eq!(
+        bind.dig(&txt_name, "TXT"),
+        vec!["\"lifeboat epoch=2 primary=eu-west\"".to_string()]
+    );
+    // One UPDATE: the serial moved by exactly one.
+    assert_eq!(bind.serial(), serial + 1);
+    assert_eq!(
+        p.authority_txt().await.unwrap(),
+        Some(AuthorityTxt {
+            epoch: 2,
+            primary: "eu-west".into()
+        })
+    );
+
+    // The same switch again: nothing sent.
+    let again = p.switch_primary("eu-west", 2).await.unwrap();
+    assert!(!again.written, "{again:?}");
+    assert_eq!(bind.serial(), serial + 1);
+
+    // A stale promoter (older epoch, or the same epoch for another region)
+    // is refused and changes nothing.
+    for (region, epoch) in [("us-east", 1), ("us-east", 2)] {
+        let e = p.switch_primary(region, epoch).await.unwrap_err();
+        assert!(
+            matches!(e, TrafficError::Refused { .. }) && e.to_string().contains("stale"),
+            "{e}"
+        );
+    }
+    assert_eq!(bind.dig(&name(), "A"), addrs(&[EU]));
+    assert_eq!(bind.serial(), serial + 1);
+
+    // The next epoch moves it back, replacing the TXT record (one remains).
+    p.switch_primary("us-east", 3).await.unwrap();
+    assert_eq!(bind.dig(&name(), "A"), addrs(&[US]));
+    assert_eq!(
+        bind.dig(&txt_name, "TXT"),
+        vec!["\"lifeboat epoch=3 primary=us-east\"".to_string()]
+    );
+
+    // A TXT record someone else wrote there is not overwritten.
+    bind.nsupdate(&format!(
+        "update delete {txt_name}. TXT\nupdate add {txt_name}. 60 TXT \"v=spf1 -all\"\n"
+    ));
+    let e = p.switch_primary("eu-west", 4).await.unwrap_err();
+    assert!(e.to_string().contains("did not write"), "{e}");
+    assert_eq!(bind.dig(&name(), "A"), addrs(&[US]));
+}

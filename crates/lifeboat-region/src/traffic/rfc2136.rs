@@ -50,6 +50,9 @@ use super::{
 
 const PROVIDER: &str = "rfc2136";
 
+mod authority;
+pub use authority::{AuthorityTxt, SwitchOutcome, authority_txt_name};
+
 /// The record types this provider owns at the steered name.
 const OWNED_TYPES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, RecordType::CNAME];
 
@@ -251,56 +254,70 @@ impl Rfc2136Provider {
     async fn read(&self) -> Result<AnswerSet, TrafficError> {
         let mut set = AnswerSet::new();
         for rtype in OWNED_TYPES {
-            let mut query = Message::new();
-            query
-                .set_id(rand::random())
-                .set_message_type(MessageType::Query)
-                .set_op_code(OpCode::Query)
-                .set_recursion_desired(false);
-            query.add_query(Query::query(self.name.clone(), rtype));
-            let bytes = encode(&query)?;
-            let response = self.exchange_retried(&bytes, query.id()).await?;
-            let response = Message::from_vec(&response).map_err(|e| TrafficError::Provider {
-                provider: PROVIDER,
-                detail: format!("unreadable answer from {}: {e}", self.config.server),
-            })?;
-            match response.response_code() {
-                ResponseCode::NoError | ResponseCode::NXDomain => {}
-                code => {
-                    return Err(TrafficError::Refused {
-                        provider: PROVIDER,
-                        server: self.config.server.to_string(),
-                        detail: format!(
-                            "a query for {} {rtype} was answered {}; `server` must be the \
-                             authoritative primary of zone {}",
-                            self.config.name,
-                            mnemonic(code),
-                            self.config.zone
-                        ),
-                    });
-                }
-            }
-            // Safety by what the server says: only an authoritative answer
-            // tells what the zone holds.
-            if !response.authoritative() {
-                return Err(TrafficError::Refused {
-                    provider: PROVIDER,
-                    server: self.config.server.to_string(),
-                    detail: format!(
-                        "its answer for {} is not authoritative; `server` must be the primary \
-                         of zone {}, not a resolver",
-                        self.config.name, self.config.zone
-                    ),
-                });
-            }
+            let response = self.query(&self.name, rtype).await?;
             set.extend(answers_of(response.answers(), &self.name, rtype));
         }
         Ok(set)
     }
 
+    /// One authoritative query for `name` `rtype` on the server; an answer
+    /// other than NOERROR/NXDOMAIN, or one that is not authoritative, is
+    /// refused.
+    async fn query(&self, name: &Name, rtype: RecordType) -> Result<Message, TrafficError> {
+        let shown = name.to_ascii();
+        let shown = shown.trim_end_matches('.');
+        let mut query = Message::new();
+        query
+            .set_id(rand::random())
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(false);
+        query.add_query(Query::query(name.clone(), rtype));
+        let bytes = encode(&query)?;
+        let response = self.exchange_retried(&bytes, query.id()).await?;
+        let response = Message::from_vec(&response).map_err(|e| TrafficError::Provider {
+            provider: PROVIDER,
+            detail: format!("unreadable answer from {}: {e}", self.config.server),
+        })?;
+        match response.response_code() {
+            ResponseCode::NoError | ResponseCode::NXDomain => {}
+            code => {
+                return Err(TrafficError::Refused {
+                    provider: PROVIDER,
+                    server: self.config.server.to_string(),
+                    detail: format!(
+                        "a query for {shown} {rtype} was answered {}; `server` must be the \
+                         authoritative primary of zone {}",
+                        mnemonic(code),
+                        self.config.zone
+                    ),
+                });
+            }
+        }
+        // Safety by what the server says: only an authoritative answer
+        // tells what the zone holds.
+        if !response.authoritative() {
+            return Err(TrafficError::Refused {
+                provider: PROVIDER,
+                server: self.config.server.to_string(),
+                detail: format!(
+                    "its answer for {shown} is not authoritative; `server` must be the primary \
+                     of zone {}, not a resolver",
+                    self.config.zone
+                ),
+            });
+        }
+        Ok(response)
+    }
+
     /// Sends one signed UPDATE; `Ok(false)` when its prerequisite failed.
     async fn update(&self, read: &AnswerSet, plan: &[Change]) -> Result<bool, TrafficError> {
-        let mut message = update_message(&self.zone, &self.name, self.config.ttl, read, plan)?;
+        let message = update_message(&self.zone, &self.name, self.config.ttl, read, plan)?;
+        self.send_update(message).await
+    }
+
+    /// Signs and sends an UPDATE; `Ok(false)` when its prerequisite failed.
+    async fn send_update(&self, mut message: Message) -> Result<bool, TrafficError> {
         let signer = self.config.key.signer()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
