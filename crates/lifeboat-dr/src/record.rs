@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub const DRILLS_PREFIX: &str = "drills/";
 pub const CHECKS_PREFIX: &str = "checks/";
+/// Failover and switchover records (docs/failover.md).
+pub const FAILOVERS_PREFIX: &str = "failovers/";
 /// The version written into new records (docs/format.md, "Documents").
 pub const RECORD_VERSION: u64 = 1;
 const CONCURRENCY: usize = 16;
@@ -125,6 +127,19 @@ pub async fn store_drill(repo: &Repository, rec: &DrillRecord) -> Result<String,
 /// Stores a check record; returns its id.
 pub async fn store_check(repo: &Repository, rec: &CheckRecord) -> Result<String, RepoError> {
     repo.put_doc(CHECKS_PREFIX, "check", rec).await
+}
+
+/// Stores a failover record (its type is `lifeboat-region`'s, which this
+/// crate does not depend on); returns its id.
+pub async fn store_failover<T: serde::Serialize>(repo: &Repository, rec: &T) -> Result<String, RepoError> {
+    repo.put_doc(FAILOVERS_PREFIX, "failover", rec).await
+}
+
+/// Every failover record, in storage order.
+pub async fn failovers<T: serde::de::DeserializeOwned>(
+    repo: &Repository,
+) -> Result<Vec<Stored<T>>, RepoError> {
+    list(repo, FAILOVERS_PREFIX, "failover").await
 }
 
 /// Every drill record, oldest first. A damaged record is an error naming it.

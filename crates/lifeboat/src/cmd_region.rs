@@ -1,4 +1,5 @@
-//! `lifeboat region status | replicate | traffic apply | traffic status`:
+//! `lifeboat region status | replicate | traffic apply | traffic status`
+//! (`failover`, `switchover` and `authority` are `cmd_failover`'s):
 //! flags, the call into `lifeboat_ops::region`, the printed tables and
 //! `--json` documents (docs/regions.md).
 
@@ -28,6 +29,16 @@ pub enum RegionCommand {
     /// DNS steering between the regions
     #[command(subcommand)]
     Traffic(TrafficCommand),
+    /// Promote a standby region after its primary region failed: waits until the old primary's
+    /// etcd lease is gone (it is fenced), bumps the epoch, promotes, switches DNS, verifies,
+    /// records RTO and RPO. Running it again resumes an unfinished one (docs/failover.md)
+    Failover(crate::cmd_failover::FailoverArgs),
+    /// Planned change of primary with no data loss: the old primary stops cleanly, the standby
+    /// replays all of it and is promoted, the old primary follows it (docs/failover.md)
+    Switchover(crate::cmd_failover::SwitchoverArgs),
+    /// The failover authority in etcd: primary, epoch, live leases, a change under way, the
+    /// last failover records
+    Authority(crate::cmd_failover::AuthorityArgs),
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +77,9 @@ pub async fn run(ctx: &Ctx, c: RegionCommand) -> Result<i32> {
         RegionCommand::Replicate(a) => region_replicate(ctx, a).await,
         RegionCommand::Traffic(TrafficCommand::Apply(a)) => traffic_apply(ctx, a).await,
         RegionCommand::Traffic(TrafficCommand::Status) => traffic_status(ctx).await,
+        RegionCommand::Failover(a) => crate::cmd_failover::failover(ctx, a).await,
+        RegionCommand::Switchover(a) => crate::cmd_failover::switchover(ctx, a).await,
+        RegionCommand::Authority(a) => crate::cmd_failover::authority(ctx, a).await,
     }
 }
 

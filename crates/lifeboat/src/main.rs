@@ -5,6 +5,7 @@
 mod cmd_copy;
 mod cmd_demo;
 mod cmd_drill;
+mod cmd_failover;
 mod cmd_kube;
 mod cmd_postgres;
 mod cmd_region;

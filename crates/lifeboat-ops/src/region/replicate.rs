@@ -114,43 +114,17 @@ pub async fn replicate<P: FnMut(&Event)>(
     }
     let primary_conn = region_conn(ctx, from).await?;
     let password = replication_password(ctx, config).await?;
-    let target_conn = region_conn(ctx, to).await?;
-    let pgdata = to.postgres.pgdata().ok_or_else(|| {
-        Error::usage(format!(
-            "regions.{}.postgres.pgdata is not set: `region replicate` seeds the standby's data \
-             directory and runs where it is (on its host or as a sidecar); set pgdata (and \
-             control) for that region",
-            req.to
-        ))
-    })?;
     let primary = Server {
         name: req.from.clone(),
         conn: primary_conn,
     };
-    let bin_dir = bin_dir(to, &primary).await?;
-    let control = server_control(&req.to, to, pgdata)?;
-    let mut settings = vec![("port".to_string(), target_conn.port.to_string())];
-    if let PgHost::Unix(dir) = &target_conn.host {
-        settings.push((
-            "unix_socket_directories".to_string(),
-            dir.display().to_string(),
-        ));
-    }
+    let target = region_target(ctx, &req.to, to, &primary, "`region replicate` seeds the standby's data directory").await?;
     let request = ReplicateRequest {
         primary,
         primary_address: None,
         replication_user: config.replication_user().to_string(),
         replication_password: password,
-        target: StandbyTarget {
-            name: req.to.clone(),
-            pgdata: pgdata.to_path_buf(),
-            bin_dir,
-            os_user: None,
-            conn: target_conn,
-            control,
-            settings,
-            passfile: default_passfile(pgdata),
-        },
+        target,
         replace: req.replace,
         timeouts: Timeouts::default(),
         retry: Retry::default(),
@@ -263,11 +237,51 @@ async fn replicate_managed<P: FnMut(&Event)>(
     Ok(report)
 }
 
-fn region<'a>(config: &'a Config, name: &str) -> Result<&'a RegionConfig> {
+/// Region `name`'s server as a [`StandbyTarget`] (agent mode: its data
+/// directory and how it is started and stopped), for the flows that stop,
+/// start or reconfigure it; `why` says which flow needs `pgdata` when it is
+/// not set. `reference` is any server of the cluster, asked for its major
+/// version when `control.pg_ctl.bin_dir` is not set.
+pub(crate) async fn region_target(
+    ctx: &Ctx,
+    name: &str,
+    r: &RegionConfig,
+    reference: &Server,
+    why: &str,
+) -> Result<StandbyTarget> {
+    let conn = region_conn(ctx, r).await?;
+    let pgdata = r.postgres.pgdata().ok_or_else(|| {
+        Error::usage(format!(
+            "regions.{name}.postgres.pgdata is not set: {why} and runs where it is (on its host \
+             or as a sidecar); set pgdata (and control) for that region"
+        ))
+    })?;
+    let bin_dir = bin_dir(r, reference).await?;
+    let control = server_control(name, r, pgdata)?;
+    let mut settings = vec![("port".to_string(), conn.port.to_string())];
+    if let PgHost::Unix(dir) = &conn.host {
+        settings.push((
+            "unix_socket_directories".to_string(),
+            dir.display().to_string(),
+        ));
+    }
+    Ok(StandbyTarget {
+        name: name.to_string(),
+        pgdata: pgdata.to_path_buf(),
+        bin_dir,
+        os_user: None,
+        conn,
+        control,
+        settings,
+        passfile: default_passfile(pgdata),
+    })
+}
+
+pub(crate) fn region<'a>(config: &'a Config, name: &str) -> Result<&'a RegionConfig> {
     config.region(name).map_err(|e| Error::usage(e.to_string()))
 }
 
-async fn replication_password(ctx: &Ctx, config: &Config) -> Result<Secret> {
+pub(crate) async fn replication_password(ctx: &Ctx, config: &Config) -> Result<Secret> {
     let r = config
         .replication
         .as_ref()

@@ -80,7 +80,28 @@ pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvi
              health checks and answers by them",
         )
         .with_hint("`lifeboat region traffic apply` writes its records and health checks; docs/regions/route53.md")),
-        Provider::Rfc2136 => {
+        Provider::Rfc2136 => Ok(Box::new(build_rfc2136(ctx, config, traffic).await?)),
+    }
+}
+
+/// The `rfc2136` provider when `traffic:` configures one (`None` without a
+/// `traffic:` section or with `route53`), for the failover's DNS switch.
+pub async fn rfc2136_provider(ctx: &Ctx, config: &Config) -> Result<Option<Rfc2136Provider>> {
+    match &config.traffic {
+        Some(t) if t.provider() == Provider::Rfc2136 => {
+            Ok(Some(build_rfc2136(ctx, config, t).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn build_rfc2136(
+    ctx: &Ctx,
+    config: &Config,
+    traffic: &crate::config::TrafficConfig,
+) -> Result<Rfc2136Provider> {
+    {
+        {
             let c = traffic.rfc2136.as_ref().map(|s| &s.value).ok_or_else(|| {
                 Error::usage("traffic.provider is rfc2136 but there is no traffic.rfc2136 section")
             })?;
@@ -105,8 +126,7 @@ pub async fn provider(ctx: &Ctx, config: &Config) -> Result<Box<dyn TrafficProvi
                 key,
             );
             rc.ttl = traffic.ttl();
-            let p = Rfc2136Provider::new(rc, region_answers(config)).map_err(traffic_error)?;
-            Ok(Box::new(p))
+            Rfc2136Provider::new(rc, region_answers(config)).map_err(traffic_error)
         }
     }
 }

@@ -38,6 +38,7 @@ pub const CONTENT_ADDRESSED_PREFIXES: &[&str] = &[
     "condemned/",
     "drills/",
     "checks/",
+    "failovers/",
 ];
 
 /// What to tell a user whose command needs to delete.

@@ -1,0 +1,312 @@
+//! `lifeboat region failover --to R`, `region switchover --to R` and
+//! `region authority` (docs/failover.md): the driver of
+//! `lifeboat_region::failover::machine`. It asks the machine what to do
+//! next, has [`steps`] do it, feeds the outcome back, and writes the new
+//! state to etcd by compare-and-swap after every step, so a driver killed
+//! mid-way leaves a state the next run resumes (running the same command
+//! again is how an operator resumes), and two drivers cannot both advance
+//! the same change.
+//!
+//! - [`authority`]: etcd from the configuration, the current record, the
+//!   view `region authority` prints.
+//! - [`steps`]: each step's IO (`manager: postgres` regions; DNS through
+//!   rfc2136).
+
+pub mod authority;
+mod steps;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use lifeboat_region::authority::{AuthorityError, Versioned};
+use lifeboat_region::failover::machine::{self, Action, Event, Phase, Progress, Refusal};
+use lifeboat_region::failover::plan::{Kind, Plan};
+use lifeboat_region::failover::record::FailoverRecord;
+use lifeboat_region::heartbeat;
+use serde::Serialize;
+
+use crate::config::{Config, PgManager, REGION_FAILURE_SCENARIO};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::region::conn::region_conn;
+use crate::region::replicate::region;
+use crate::region::traffic::config_of;
+use authority::{authority_error, failover_config};
+use steps::Steps;
+
+/// Transient failures of one step tried this often before the step counts
+/// as failed for good.
+const MAX_TRANSIENT_ATTEMPTS: u32 = 5;
+
+/// What to change.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub to: String,
+    pub kind: Kind,
+    /// Manual failover past the lag guard.
+    pub accept_data_loss: bool,
+    /// Bound on each waiting step (the fence, replay, promotion, following).
+    pub step_timeout: Duration,
+}
+
+/// One line of progress for the operator.
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    pub phase: Phase,
+    pub ok: bool,
+    pub text: String,
+}
+
+/// What happened.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub kind: Kind,
+    pub epoch_before: u64,
+    pub epoch: u64,
+    /// `done`, `aborted` or `rolled-back`.
+    pub outcome: String,
+    /// This run continued a change an earlier run left unfinished.
+    pub resumed: bool,
+    pub progress: Progress,
+    pub record: Option<FailoverRecord>,
+}
+
+/// Runs (or resumes) a change of primary to `req.to`; `note` gets a line
+/// per step. An aborted or rolled-back change is an error naming why, after
+/// the notes.
+pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Result<Report> {
+    let config = config_of(ctx)?;
+    let fo = failover_config(config)?;
+    region(config, &req.to)?;
+    let store = authority::connect(ctx, config).await?;
+    let by = authority::operator();
+    let current = authority::current(&store, config, &by).await?;
+    let existing: Option<Versioned<Progress>> = store.progress().await.map_err(authority_error)?;
+    let (mut progress, mut revision, resumed) = match existing {
+        Some(v) if !v.value.phase.is_terminal() => {
+            let p = &v.value.plan;
+            if p.to != req.to || (p.kind == Kind::Switchover) != (req.kind == Kind::Switchover) {
+                return Err(Error::usage(format!(
+                    "a {} from {} to {} is under way (phase {}); finish it first by running `lifeboat region {} --to {}` again",
+                    p.kind.as_str(),
+                    p.from,
+                    p.to,
+                    v.value.phase.as_str(),
+                    if p.kind == Kind::Switchover { "switchover" } else { "failover" },
+                    p.to
+                )));
+            }
+            (v.value, v.mod_revision, true)
+        }
+        previous => {
+            let from = current.value.primary.clone();
+            check_request(ctx, config, req, &from).await?;
+            let now = Utc::now();
+            let plan = Plan {
+                kind: req.kind,
+                from,
+                to: req.to.clone(),
+                epoch_before: current.value.epoch,
+                accept_data_loss: req.accept_data_loss,
+                failure_at: now,
+                started_by: by.clone(),
+                started_at: now,
+            };
+            let p = Progress::start(plan);
+            let rev = store
+                .put_progress(previous.map(|v| v.mod_revision), &p)
+                .await
+                .map_err(progress_error)?;
+            (p, rev, false)
+        }
+    };
+    if progress.blocked.is_some() {
+        // Running the command again is the operator's resume.
+        progress = machine::apply(&progress, &Event::Resume, Utc::now()).map_err(refusal)?;
+        revision = store
+            .put_progress(Some(revision), &progress)
+            .await
+            .map_err(progress_error)?;
+    }
+    let dns = crate::region::traffic::rfc2136_provider(ctx, config).await?;
+    let mut steps = Steps {
+        ctx,
+        config,
+        failover: fo,
+        store: &store,
+        by,
+        step_timeout: req.step_timeout,
+        evidence: Default::default(),
+        record: None,
+        dns,
+    };
+    let mut unchanged_reads = 0;
+    loop {
+        let action = machine::action(&progress);
+        match &action {
+            Action::Nothing => break,
+            Action::WaitForOperator { reason } => {
+                return Err(Error::failure(format!(
+                    "the {} to {} is blocked in phase {} after the epoch changed: {reason}",
+                    progress.plan.kind.as_str(),
+                    progress.plan.to,
+                    progress.phase.as_str()
+                ))
+                .with_hint(
+                    "fix the cause, then run the same command again: it resumes from this phase \
+                     (the change cannot be undone once the epoch is bumped)",
+                ));
+            }
+            _ => {}
+        }
+        let phase = progress.phase;
+        let (mut event, text) = steps.perform(&action, &progress).await;
+        if let Event::Failed { transient, detail } = &event
+            && *transient
+            && progress.attempts + 1 >= MAX_TRANSIENT_ATTEMPTS
+        {
+            event = Event::Failed {
+                transient: false,
+                detail: format!("{detail} (after {MAX_TRANSIENT_ATTEMPTS} attempts)"),
+            };
+        }
+        let next = match machine::apply(&progress, &event, Utc::now()) {
+            Ok(next) => next,
+            Err(r) if matches!(event, Event::AuthorityIs { .. }) && unchanged_reads < 3 => {
+                // The authority is still what the plan started from: send the
+                // compare-and-swap again.
+                unchanged_reads += 1;
+                tracing::info!(refusal = %r, "the authority is unchanged; bumping again");
+                continue;
+            }
+            Err(r) => return Err(refusal(r)),
+        };
+        match &event {
+            Event::Failed { detail, .. } => note(&Note {
+                phase,
+                ok: false,
+                text: detail.clone(),
+            }),
+            _ => note(&Note {
+                phase,
+                ok: true,
+                text,
+            }),
+        }
+        revision = store
+            .put_progress(Some(revision), &next)
+            .await
+            .map_err(progress_error)?;
+        let retry = matches!(event, Event::Failed { transient: true, .. });
+        progress = next;
+        if retry {
+            tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(progress.attempts.min(4))).await;
+        }
+    }
+    let plan = progress.plan.clone();
+    match progress.phase {
+        Phase::Done => Ok(Report {
+            from: plan.from.clone(),
+            to: plan.to.clone(),
+            kind: plan.kind,
+            epoch_before: plan.epoch_before,
+            epoch: plan.epoch_after(),
+            outcome: "done".into(),
+            resumed,
+            record: steps.record.take(),
+            progress,
+        }),
+        phase => Err(Error::failure(format!(
+            "the {} from {} to {} ended {}: {}; the authority stays {} at epoch {}",
+            plan.kind.as_str(),
+            plan.from,
+            plan.to,
+            phase.as_str(),
+            progress.ended_because.as_deref().unwrap_or("no reason recorded"),
+            plan.from,
+            plan.epoch_before
+        ))),
+    }
+}
+
+/// Refuses what cannot work before anything is written: the target is the
+/// primary already, a manager this driver does not run, Deployments it does
+/// not scale yet, a standby past the lag guard.
+async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) -> Result<()> {
+    if req.to == from {
+        return Err(Error::usage(format!(
+            "{from} is the primary already (per the authority in etcd): nothing to change"
+        )));
+    }
+    for name in [from, req.to.as_str()] {
+        let r = region(config, name)?;
+        if r.postgres.manager() != PgManager::Postgres {
+            return Err(Error::usage(format!(
+                "regions.{name}.postgres.manager is {}: a change of primary drives `manager: postgres` \
+                 regions only so far (Patroni and CloudNativePG promotion are not built yet)",
+                r.postgres.manager()
+            )));
+        }
+        if r.deployments.is_some() {
+            return Err(Error::usage(format!(
+                "regions.{name}.deployments is set, but a change of primary does not scale \
+                 Deployments yet; remove it from the configuration used for this command, and \
+                 scale the writers by hand"
+            )));
+        }
+    }
+    if req.kind == Kind::Manual && !req.accept_data_loss {
+        lag_guard(ctx, config, from, &req.to).await?;
+    }
+    Ok(())
+}
+
+/// The lag guard for a manual failover: the standby's newest replayed
+/// heartbeat from the old primary must be younger than the region-failure
+/// RPO objective (default 5 min), or the operator accepts the loss.
+async fn lag_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> Result<()> {
+    let rpo = config
+        .objective(REGION_FAILURE_SCENARIO)
+        .and_then(|o| o.rpo.to_std().ok())
+        .unwrap_or(Duration::from_secs(300));
+    let conn = region_conn(ctx, region(config, to)?).await?;
+    let seen = heartbeat::read(&conn, Some(from)).await.map_err(|e| {
+        Error::failure(format!(
+            "cannot read {to}'s newest replayed heartbeat from {from} ({e}), so its data loss is unknown"
+        ))
+        .with_hint(format!(
+            "to promote {to} anyway and accept the loss, add --accept-data-loss"
+        ))
+    })?;
+    let age = seen.as_ref().map(|s| (Utc::now() - s.beat.at).num_seconds());
+    match age {
+        Some(a) if a >= 0 && (a as u64) <= rpo.as_secs() => Ok(()),
+        _ => Err(Error::usage(format!(
+            "{to}'s newest replayed heartbeat from {from} is {}, beyond the region-failure RPO objective of {}s: promoting it would lose more than the objective allows",
+            match age {
+                Some(a) => format!("{a}s old"),
+                None => "missing".into(),
+            },
+            rpo.as_secs()
+        ))
+        .with_hint(format!(
+            "run `lifeboat region failover --to {to} --accept-data-loss` to promote it anyway"
+        ))),
+    }
+}
+
+fn refusal(r: Refusal) -> Error {
+    Error::failure(format!("the failover state machine refused a step: {r}"))
+}
+
+fn progress_error(e: AuthorityError) -> Error {
+    match e {
+        AuthorityError::ProgressConflict { .. } => Error::failure(format!(
+            "another process changed the failover's progress in etcd ({e}); it is driving this change"
+        ))
+        .with_hint("see `lifeboat region authority`; run the command again to resume once it stopped"),
+        e => authority_error(e),
+    }
+}

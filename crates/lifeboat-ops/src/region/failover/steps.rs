@@ -1,0 +1,473 @@
+//! The IO of each [`Action`] of the failover state machine, for regions
+//! whose PostgreSQL Lifeboat runs itself (`manager: postgres`, agent mode
+//! for the steps that stop, start or reconfigure a server). Each step
+//! returns the [`Event`] the machine expects, or `Failed` with whether a
+//! retry may help; it never decides what comes next.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_region::authority::{AuthorityError, AuthorityStore, ChangeReason};
+use lifeboat_region::failover::machine::{Action, Event, Progress};
+use lifeboat_region::failover::plan::Kind;
+use lifeboat_region::failover::record::{FailoverRecord, Objectives, RpoEvidence, record};
+use lifeboat_region::heartbeat::{self, Heartbeat};
+use lifeboat_region::promotion::{authority_row, promote, switchover};
+use lifeboat_region::replication::observe::Server;
+use lifeboat_region::replication::plan::slot_name;
+use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
+use lifeboat_region::replication::retry::Retry;
+use lifeboat_region::replication::target::StandbyTarget;
+use lifeboat_region::traffic::{TrafficError, TrafficProvider};
+use lifeboat_region::traffic::rfc2136::Rfc2136Provider;
+
+use super::authority::authority_error;
+use crate::config::{Config, FailoverConfig, REGION_FAILURE_SCENARIO};
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::region::conn::region_conn;
+use crate::region::replicate::{region, region_target, replication_password};
+
+/// What a step reports besides its event, for the operator.
+pub type StepNote = String;
+
+/// The executor of one change of primary.
+pub(super) struct Steps<'a> {
+    pub ctx: &'a Ctx,
+    pub config: &'a Config,
+    pub failover: &'a FailoverConfig,
+    pub store: &'a AuthorityStore,
+    pub by: String,
+    /// Bound on each waiting step (fence, replay, promotion, following).
+    pub step_timeout: Duration,
+    pub evidence: RpoEvidence,
+    pub record: Option<FailoverRecord>,
+    /// The rfc2136 provider, when `traffic:` configures one.
+    pub dns: Option<Rfc2136Provider>,
+}
+
+fn failed(transient: bool, detail: impl Into<String>) -> Event {
+    Event::Failed {
+        transient,
+        detail: detail.into(),
+    }
+}
+
+fn traffic_transient(e: &TrafficError) -> bool {
+    matches!(e, TrafficError::Unreachable { .. } | TrafficError::Contended { .. })
+}
+
+impl Steps<'_> {
+    async fn conn(&self, name: &str) -> Result<ConnConfig> {
+        region_conn(self.ctx, region(self.config, name)?).await
+    }
+
+    async fn target(&self, name: &str, reference: &str, why: &str) -> Result<StandbyTarget> {
+        let reference = Server {
+            name: reference.to_string(),
+            conn: self.conn(reference).await?,
+        };
+        region_target(
+            self.ctx,
+            name,
+            region(self.config, name)?,
+            &reference,
+            why,
+        )
+        .await
+    }
+
+    /// Runs `action`; returns its event and a line for the operator.
+    pub async fn perform(&mut self, action: &Action, progress: &Progress) -> (Event, StepNote) {
+        match self.try_perform(action, progress).await {
+            Ok(done) => done,
+            // Configuration and connection errors of Lifeboat's own are not
+            // helped by retrying.
+            Err(e) => (failed(false, e.to_string()), String::new()),
+        }
+    }
+
+    async fn try_perform(&mut self, action: &Action, progress: &Progress) -> Result<(Event, StepNote)> {
+        let plan = &progress.plan;
+        Ok(match action {
+            Action::Quiesce { region } => (
+                Event::Quiesced,
+                format!("{region}: no writers to quiesce (no Deployments configured)"),
+            ),
+            Action::StopOld { region } => self.stop_old(region, &plan.to).await?,
+            Action::AwaitReplay { region, lsn } => {
+                let conn = self.conn(region).await?;
+                match switchover::wait_replayed(&conn, *lsn, self.step_timeout).await {
+                    Ok(got) => {
+                        self.evidence.new_last_replayed_heartbeat =
+                            newest_heartbeat(&conn, &plan.from).await;
+                        (
+                            Event::Replayed { lsn: got },
+                            format!("{region} replayed {got} (the old primary ended at {lsn})"),
+                        )
+                    }
+                    Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+                }
+            }
+            Action::AwaitFence { region } => self.await_fence(region).await,
+            Action::BumpEpoch {
+                from,
+                to,
+                expected_epoch,
+                require_lease_gone,
+            } => {
+                self.bump(plan.kind, from, to, *expected_epoch, require_lease_gone.as_deref())
+                    .await
+            }
+            Action::Promote { region, epoch } => {
+                let conn = self.conn(region).await?;
+                if self.evidence.new_last_replayed_heartbeat.is_none() {
+                    self.evidence.new_last_replayed_heartbeat =
+                        newest_heartbeat(&conn, &plan.from).await;
+                }
+                match promote::promote(&conn, region, *epoch, self.step_timeout).await {
+                    Ok(p) => (
+                        Event::Promoted { lsn: p.lsn },
+                        format!(
+                            "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority)",
+                            if p.already_primary { " (already was)" } else { "" },
+                            p.lsn
+                        ),
+                    ),
+                    Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+                }
+            }
+            Action::FollowOld {
+                region,
+                new_primary,
+            } => self.follow_old(region, new_primary).await?,
+            Action::SwitchDns { to, epoch, .. } => match &self.dns {
+                None => (
+                    Event::DnsSwitched,
+                    "no rfc2136 traffic: section, DNS left as it is".to_string(),
+                ),
+                Some(dns) => match dns.switch_primary(to, *epoch).await {
+                    Ok(out) => (
+                        Event::DnsSwitched,
+                        format!(
+                            "{} answers {to} only; TXT epoch {epoch}{}",
+                            dns.record_name(),
+                            if out.written { "" } else { " (already so)" }
+                        ),
+                    ),
+                    Err(e) => (failed(traffic_transient(&e), e.to_string()), String::new()),
+                },
+            },
+            Action::Scale { region, planned } => (
+                Event::Scaled,
+                if *planned {
+                    format!("{region}: no writers to bring back (no Deployments configured)")
+                } else {
+                    format!("{region}: no Deployments configured to scale")
+                },
+            ),
+            Action::Verify { region, epoch } => self.verify(region, *epoch).await?,
+            Action::Record => self.store_record(progress).await,
+            Action::Rollback { region } => {
+                let target = self
+                    .target(region, &plan.to, "rolling back restarts the old primary")
+                    .await?;
+                match target.start(self.step_timeout).await {
+                    Ok(()) => (
+                        Event::RolledBack,
+                        format!("{region} restarted as the primary"),
+                    ),
+                    Err(e) => (failed(true, e.to_string()), String::new()),
+                }
+            }
+            Action::WaitForOperator { .. } | Action::Nothing => {
+                unreachable!("the driver does not perform {action:?}")
+            }
+        })
+    }
+
+    async fn stop_old(&mut self, region: &str, to: &str) -> Result<(Event, StepNote)> {
+        let conn = self.conn(region).await?;
+        self.evidence.old_last_heartbeat = heartbeat::read(&conn, Some(region))
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.beat.at);
+        let target = self
+            .target(region, to, "a switchover stops the old primary cleanly")
+            .await?;
+        Ok(match switchover::stop_clean(&target, self.step_timeout).await {
+            Ok(f) => (
+                Event::OldStopped {
+                    final_lsn: f.checkpoint,
+                },
+                format!(
+                    "{region} stopped cleanly; its shutdown checkpoint is at {}",
+                    f.checkpoint
+                ),
+            ),
+            Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+        })
+    }
+
+    /// Waits (bounded) until `region`'s lease key is gone, then the safety
+    /// margin, and checks the key is still gone.
+    async fn await_fence(&mut self, region: &str) -> (Event, StepNote) {
+        let started = Instant::now();
+        loop {
+            match self.store.lease_of(region).await {
+                Ok(None) => {
+                    tokio::time::sleep(self.failover.safety_margin()).await;
+                    return match self.store.lease_of(region).await {
+                        Ok(None) => (
+                            Event::FenceHeld,
+                            format!(
+                                "{region}'s lease is gone; waited the safety margin of {}s",
+                                self.failover.safety_margin().as_secs_f64()
+                            ),
+                        ),
+                        Ok(Some(l)) => (
+                            failed(
+                                false,
+                                format!(
+                                    "{region}'s daemon took a lease again (lease {:x}) during the safety margin: it is alive and reaches etcd",
+                                    l.lease_id
+                                ),
+                            ),
+                            String::new(),
+                        ),
+                        Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+                    };
+                }
+                Ok(Some(lease)) => {
+                    if started.elapsed() >= self.step_timeout {
+                        return (
+                            failed(
+                                false,
+                                format!(
+                                    "{region}'s lease is still held ({}s left, renewed by {}): its daemon is alive and \
+                                     reaches etcd, so promoting another region would make two primaries. If {region} \
+                                     serves, use `lifeboat region switchover`; if it does not, stop its daemon \
+                                     (its watchdog then stops the server) and run this again",
+                                    lease.ttl_remaining.as_secs(),
+                                    lease
+                                        .holder
+                                        .as_ref()
+                                        .map(|h| h.to_string())
+                                        .unwrap_or_else(|| "an unknown holder".into())
+                                ),
+                            ),
+                            String::new(),
+                        );
+                    }
+                    let wait = lease
+                        .ttl_remaining
+                        .clamp(Duration::from_millis(200), Duration::from_secs(1));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return (failed(e.is_transient(), e.to_string()), String::new()),
+            }
+        }
+    }
+
+    async fn bump(
+        &mut self,
+        kind: Kind,
+        from: &str,
+        to: &str,
+        expected: u64,
+        require_lease_gone: Option<&str>,
+    ) -> (Event, StepNote) {
+        let current = match self.store.authority().await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return (
+                    failed(false, "etcd holds no authority record any more"),
+                    String::new(),
+                );
+            }
+            Err(e) => return (failed(e.is_transient(), e.to_string()), String::new()),
+        };
+        if current.value.epoch != expected || current.value.primary != from {
+            return (
+                Event::AuthorityIs {
+                    primary: current.value.primary.clone(),
+                    epoch: current.value.epoch,
+                },
+                format!(
+                    "the authority reads {} at epoch {}",
+                    current.value.primary, current.value.epoch
+                ),
+            );
+        }
+        let reason = match kind {
+            Kind::Automatic => ChangeReason::Failover,
+            Kind::Manual => ChangeReason::Manual,
+            Kind::Switchover => ChangeReason::Switchover,
+        };
+        match self
+            .store
+            .bump(&current, to, &self.by, reason, require_lease_gone)
+            .await
+        {
+            Ok(v) => (
+                Event::EpochBumped {
+                    epoch: v.value.epoch,
+                },
+                format!("epoch {} → {}: {to} is the primary", expected, v.value.epoch),
+            ),
+            Err(AuthorityError::Conflict { now, .. }) => match now {
+                Some(now) => (
+                    Event::AuthorityIs {
+                        primary: now.primary.clone(),
+                        epoch: now.epoch,
+                    },
+                    format!("the compare-and-swap was refused: {} is primary at epoch {}", now.primary, now.epoch),
+                ),
+                None => (
+                    failed(
+                        false,
+                        format!(
+                            "the compare-and-swap was refused: {from}'s lease appeared again"
+                        ),
+                    ),
+                    String::new(),
+                ),
+            },
+            Err(e) => (failed(e.is_transient(), authority_error(e).to_string()), String::new()),
+        }
+    }
+
+    async fn follow_old(&mut self, region: &str, new_primary: &str) -> Result<(Event, StepNote)> {
+        let target = self
+            .target(
+                region,
+                new_primary,
+                "the old primary follows the new one from its data directory",
+            )
+            .await?;
+        let primary = self.conn(new_primary).await?;
+        let user = self.config.replication_user().to_string();
+        let password = replication_password(self.ctx, self.config).await?;
+        let slot = slot_name(region);
+        if let Err(e) = create_slot(&primary, &slot, Retry::default()).await {
+            return Ok((failed(true, e.to_string()), String::new()));
+        }
+        if let Err(e) = switchover::write_passfile(&target, &user, &password) {
+            return Ok((failed(false, e.to_string()), String::new()));
+        }
+        let conninfo = primary_conninfo(&primary.host, primary.port, &user, region, &target.passfile);
+        Ok(
+            match switchover::follow(&target, &conninfo, Some(&slot), self.step_timeout).await {
+                Ok(_) => (
+                    Event::OldFollowing,
+                    format!("{region} streams from {new_primary} (slot {slot}), no rewind needed"),
+                ),
+                Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+            },
+        )
+    }
+
+    /// A heartbeat commits through the new primary, its authority row holds
+    /// the epoch, and DNS (rfc2136) answers it with the epoch's TXT record.
+    async fn verify(&mut self, region: &str, epoch: u64) -> Result<(Event, StepNote)> {
+        let conn = self.conn(region).await?;
+        let client = match heartbeat::ensure(&conn).await {
+            Ok(c) => c,
+            Err(e) => return Ok((failed(e.is_transient(), e.to_string()), String::new())),
+        };
+        let beat = match Heartbeat::new(region).beat(&client).await {
+            Ok(b) => b,
+            Err(e) => return Ok((failed(true, format!("the heartbeat did not commit: {e}")), String::new())),
+        };
+        match authority_row::read_epoch(&client).await {
+            Ok(Some(row)) if row.epoch == epoch => {}
+            Ok(row) => {
+                return Ok((
+                    failed(
+                        false,
+                        format!(
+                            "{region}'s lifeboat.authority holds {:?}, not epoch {epoch}",
+                            row.map(|r| r.epoch)
+                        ),
+                    ),
+                    String::new(),
+                ));
+            }
+            Err(e) => return Ok((failed(true, e.to_string()), String::new())),
+        }
+        let mut note = format!("heartbeat {} committed on {region}", beat.seq);
+        if let Some(dns) = &self.dns {
+            let txt = match dns.authority_txt().await {
+                Ok(t) => t,
+                Err(e) => return Ok((failed(traffic_transient(&e), e.to_string()), String::new())),
+            };
+            if txt.as_ref().map(|t| (t.epoch, t.primary.as_str())) != Some((epoch, region)) {
+                return Ok((
+                    failed(false, format!("DNS publishes {txt:?}, not epoch {epoch} for {region}")),
+                    String::new(),
+                ));
+            }
+            let want: Vec<_> = crate::region::traffic::region_answers(self.config)
+                .into_iter()
+                .filter(|a| a.region == region)
+                .map(|a| a.answer)
+                .collect();
+            match dns.answers_now().await {
+                Ok(got) if got == want => {}
+                Ok(got) => {
+                    return Ok((
+                        failed(
+                            false,
+                            format!("{} answers {got:?}, not {region}'s {want:?}", dns.record_name()),
+                        ),
+                        String::new(),
+                    ));
+                }
+                Err(e) => return Ok((failed(traffic_transient(&e), e.to_string()), String::new())),
+            }
+            note.push_str(&format!("; {} answers it, TXT epoch {epoch}", dns.record_name()));
+        }
+        Ok((Event::Verified, note))
+    }
+
+    async fn store_record(&mut self, progress: &Progress) -> (Event, StepNote) {
+        let objectives = self.config.objective(REGION_FAILURE_SCENARIO).map(|o| Objectives {
+            rto_seconds: o.rto.num_milliseconds() as f64 / 1000.0,
+            rpo_seconds: o.rpo.num_milliseconds() as f64 / 1000.0,
+        });
+        let mut rec = record(progress, self.evidence.clone(), objectives);
+        // The record is written once the change is done: its outcome is.
+        if rec.outcome == "incomplete" {
+            rec.outcome = "done".into();
+        }
+        match self.store.put_failover_record(rec.epoch, &rec).await {
+            Ok(_) | Err(AuthorityError::AlreadyExists { .. }) => {}
+            Err(e) => return (failed(e.is_transient(), e.to_string()), String::new()),
+        }
+        let note = match self.store_in_repository(&rec).await {
+            Ok(id) => format!("failover record {id} stored in the repository and etcd"),
+            Err(e) => format!(
+                "failover record stored in etcd; NOT in the repository ({e}): `status` reads it from etcd"
+            ),
+        };
+        self.record = Some(rec);
+        (Event::Recorded, note)
+    }
+
+    async fn store_in_repository(&self, rec: &FailoverRecord) -> Result<String> {
+        let repo = self.ctx.open().await?;
+        Ok(lifeboat_dr::record::store_failover(&repo, rec).await?)
+    }
+}
+
+/// The newest heartbeat of `region` that `conn`'s server holds (replayed,
+/// on a standby); `None` when it cannot be read.
+async fn newest_heartbeat(conn: &ConnConfig, region: &str) -> Option<chrono::DateTime<Utc>> {
+    heartbeat::read(conn, Some(region))
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.beat.at)
+}

@@ -1,0 +1,207 @@
+//! `lifeboat region failover | switchover | authority`: flags, the call into
+//! `lifeboat_ops::region::failover`, one line per step, and the `--json`
+//! documents (docs/failover.md).
+
+use std::time::Duration;
+
+use clap::Args;
+use lifeboat_ops::error::{OK, Result};
+use lifeboat_ops::region::failover::{self, Note, Request, authority};
+use lifeboat_region::failover::plan::Kind;
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::output::print_json;
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    /// The standby region to promote
+    #[arg(long, value_name = "REGION")]
+    pub to: String,
+    /// Promote even when the standby's newest replayed heartbeat is older than the
+    /// region-failure RPO objective (its missing writes are lost)
+    #[arg(long)]
+    pub accept_data_loss: bool,
+    /// Bound on each waiting step (the old primary's lease, the promotion), in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub step_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchoverArgs {
+    /// The standby region that becomes the primary
+    #[arg(long, value_name = "REGION")]
+    pub to: String,
+    /// Bound on each waiting step (the clean stop, the replay, the promotion), in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub step_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct AuthorityArgs {
+    /// How many of the newest failover records to show
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub records: usize,
+}
+
+pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<i32> {
+    change(
+        ctx,
+        Request {
+            to: a.to,
+            kind: Kind::Manual,
+            accept_data_loss: a.accept_data_loss,
+            step_timeout: Duration::from_secs(a.step_timeout.max(1)),
+        },
+    )
+    .await
+}
+
+pub async fn switchover(ctx: &Ctx, a: SwitchoverArgs) -> Result<i32> {
+    change(
+        ctx,
+        Request {
+            to: a.to,
+            kind: Kind::Switchover,
+            accept_data_loss: false,
+            step_timeout: Duration::from_secs(a.step_timeout.max(1)),
+        },
+    )
+    .await
+}
+
+#[derive(Serialize)]
+struct ChangeDoc {
+    report: failover::Report,
+    steps: Vec<Note>,
+}
+
+async fn change(ctx: &Ctx, req: Request) -> Result<i32> {
+    let json = ctx.json();
+    let quiet = ctx.global.quiet;
+    let mut steps = Vec::new();
+    let result = failover::run(ctx, &req, |n| {
+        if json {
+            if let Ok(line) = serde_json::to_string(n) {
+                eprintln!("{line}");
+            }
+            steps.push(n.clone());
+        } else if !quiet {
+            println!(
+                "{:<13} {} {}",
+                n.phase.as_str(),
+                if n.ok { "ok  " } else { "FAIL" },
+                n.text
+            );
+        }
+    })
+    .await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({ "steps": steps }))?;
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(&ChangeDoc { report, steps })?;
+        return Ok(OK);
+    }
+    let r = &report;
+    println!(
+        "{} {} → {}: epoch {} → {}{}",
+        r.kind.as_str(),
+        r.from,
+        r.to,
+        r.epoch_before,
+        r.epoch,
+        if r.resumed { " (resumed)" } else { "" }
+    );
+    if let Some(rec) = &r.record {
+        let secs = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".into());
+        println!(
+            "writes accepted after {}, DNS after {}; RPO {}{}",
+            secs(rec.rto_writes_seconds),
+            secs(rec.rto_dns_seconds),
+            secs(rec.rpo_seconds),
+            if rec.rpo_exact || rec.rpo_seconds.is_none() {
+                ""
+            } else {
+                " (upper bound)"
+            }
+        );
+    }
+    Ok(OK)
+}
+
+pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
+    let config = lifeboat_ops::region::traffic::config_of(ctx)?;
+    let view = authority::view(ctx, config, a.records).await?;
+    if ctx.json() {
+        print_json(&view)?;
+        return Ok(OK);
+    }
+    println!("etcd {} (prefix {})", view.endpoints, view.prefix);
+    match &view.authority {
+        Some(r) => println!(
+            "primary {} at epoch {} (since {}, {} by {})",
+            r.primary,
+            r.epoch,
+            r.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            r.reason.as_str(),
+            r.changed_by
+        ),
+        None => println!(
+            "no authority record yet (the first daemon or failover command creates it from the declared primary)"
+        ),
+    }
+    if view.leases.is_empty() {
+        println!("leases: none live");
+    }
+    for l in &view.leases {
+        println!(
+            "lease {:<12} {:>4} s left  {}",
+            l.region,
+            l.ttl_remaining.as_secs(),
+            l.holder
+                .as_ref()
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+    }
+    if let Some(p) = &view.progress {
+        println!(
+            "{} {} → {}: phase {}{}",
+            p.plan.kind.as_str(),
+            p.plan.from,
+            p.plan.to,
+            p.phase.as_str(),
+            p.blocked
+                .as_ref()
+                .map(|b| format!(" — BLOCKED: {b}"))
+                .unwrap_or_default()
+        );
+    }
+    for f in &view.failovers {
+        println!(
+            "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}",
+            f.epoch,
+            f.kind.as_str(),
+            f.from,
+            f.to,
+            f.outcome,
+            f.rto_writes_seconds
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+            f.rto_dns_seconds
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+            f.rpo_seconds
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    Ok(OK)
+}
