@@ -18,10 +18,14 @@
 //! - [`traffic`]: DNS steering: the answer set for a set of verdicts, and the
 //!   providers (RFC 2136 with TSIG, Route 53).
 //! - [`redis`]: Redis replication state (`INFO replication`).
+//! - [`authority`]: the failover authority in etcd: the authority record and
+//!   its epoch (compare-and-swap), region leases, the election, failover
+//!   progress and records.
 //! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
 //!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
 
 pub mod failover;
+pub mod authority;
 pub mod health;
 pub mod heartbeat;
 pub mod managers;

@@ -1,0 +1,180 @@
+//! The election among the daemons (etcd's election API, name
+//! `<prefix>/election`): the leader drives failovers. A candidate's key is
+//! attached to its region lease, so leadership ends when that lease does.
+
+use std::time::Duration;
+
+use etcd_client::{Client, LeaderKey, ResignOptions};
+
+use super::call;
+use super::error::{AuthorityError, Failure, failure};
+use super::lease::RegionLease;
+use super::settings::EtcdSettings;
+use super::store::{AuthorityStore, to_error};
+
+/// Longest wait between campaign attempts after transient failures.
+const MAX_CAMPAIGN_DELAY: Duration = Duration::from_secs(1);
+
+/// etcd's answer to Leader when no candidate holds the election.
+const NO_LEADER: &str = "election: no leader";
+/// etcd's answer to Resign when the key is no longer the leader's.
+const NOT_LEADER: &str = "election: not leader";
+
+/// This process leads the election (until its lease ends or it resigns).
+pub struct Leadership {
+    client: Client,
+    settings: EtcdSettings,
+    name: String,
+    candidate: String,
+    key: LeaderKey,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership")
+            .field("name", &self.name)
+            .field("candidate", &self.candidate)
+            .field("key", &String::from_utf8_lossy(self.key.key()))
+            .finish()
+    }
+}
+
+impl AuthorityStore {
+    /// Campaigns as `candidate` (stored as the leader's value) with `lease`;
+    /// blocks until elected and the leader key is checked to be ours, so
+    /// wrap it in a timeout. Transient failures are retried without end;
+    /// [`AuthorityError::LeaseExpired`] when the lease is gone.
+    pub async fn campaign(
+        &self,
+        candidate: &str,
+        lease: &RegionLease,
+    ) -> Result<Leadership, AuthorityError> {
+        let name = self.keys.election();
+        let mut delay = call::first_delay();
+        loop {
+            let mut election = self.client.election_client();
+            let attempt = election
+                .campaign(name.clone(), candidate, lease.id())
+                .await
+                .map_err(|e| failure(&e));
+            let failed = match attempt {
+                Ok(mut resp) => match resp.take_leader() {
+                    Some(key) => {
+                        let l = Leadership {
+                            client: self.client.clone(),
+                            settings: self.settings.clone(),
+                            name: name.clone(),
+                            candidate: candidate.to_string(),
+                            key,
+                        };
+                        // etcd returns once the keys before ours are gone;
+                        // ours may have gone with an expired lease meanwhile.
+                        match l.is_current().await {
+                            Ok(true) => return Ok(l),
+                            Ok(false) => Failure::Transient(
+                                "elected, but the leader key is no longer ours".to_string(),
+                            ),
+                            Err(e) if e.is_transient() => Failure::Transient(e.to_string()),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    None => {
+                        Failure::Transient("the campaign answered without a leader key".to_string())
+                    }
+                },
+                Err(f) => f,
+            };
+            match failed {
+                Failure::Transient(why) => {
+                    tracing::debug!(candidate, "campaign failed, trying again: {why}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_CAMPAIGN_DELAY);
+                }
+                Failure::LeaseNotFound(_) => {
+                    return Err(AuthorityError::LeaseExpired {
+                        region: lease.region().to_string(),
+                        lease_id: lease.id(),
+                    });
+                }
+                f => return Err(self.error("campaign in the election", f)),
+            }
+        }
+    }
+
+    /// The current leader's value (its candidate name), read linearizably;
+    /// `None` when nobody leads.
+    pub async fn leader(&self) -> Result<Option<String>, AuthorityError> {
+        let name = self.keys.election();
+        leader_kv(&self.client, &self.settings, &name)
+            .await
+            .map(|kv| kv.map(|(_, value)| value))
+    }
+}
+
+/// The leader's key and value, or `None`.
+async fn leader_kv(
+    client: &Client,
+    settings: &EtcdSettings,
+    name: &str,
+) -> Result<Option<(etcd_client::KeyValue, String)>, AuthorityError> {
+    let deadline = tokio::time::Instant::now() + settings.request_timeout;
+    let resp = call::retried(deadline, || {
+        let mut election = client.election_client();
+        let name = name.to_string();
+        async move {
+            match election.leader(name).await {
+                Ok(r) => Ok(Some(r)),
+                Err(e) if e.to_string().contains(NO_LEADER) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    })
+    .await
+    .map_err(|f| to_error(settings, "read the election's leader", f))?;
+    Ok(resp.and_then(|mut r| r.take_kv()).map(|kv| {
+        let value = String::from_utf8_lossy(kv.value()).into_owned();
+        (kv, value)
+    }))
+}
+
+impl Leadership {
+    pub fn candidate(&self) -> &str {
+        &self.candidate
+    }
+
+    /// Whether this is still the leader: etcd's leader key is ours (same key,
+    /// same creation revision). Read linearizably; check before each step
+    /// that only the leader may take.
+    pub async fn is_current(&self) -> Result<bool, AuthorityError> {
+        Ok(
+            match leader_kv(&self.client, &self.settings, &self.name).await? {
+                Some((kv, _)) => {
+                    kv.key() == self.key.key() && kv.create_revision() == self.key.rev()
+                }
+                None => false,
+            },
+        )
+    }
+
+    /// Gives the leadership up (the next candidate is elected). Not leading
+    /// any more is not an error.
+    pub async fn resign(self) -> Result<(), AuthorityError> {
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let result = call::retried(deadline, || {
+            let mut election = self.client.election_client();
+            let options = ResignOptions::new().with_leader(self.key.clone());
+            async move {
+                match election.resign(Some(options)).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.to_string().contains(NOT_LEADER) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(()) | Err(Failure::LeaseNotFound(_)) => Ok(()),
+            Err(f) => Err(to_error(&self.settings, "resign from the election", f)),
+        }
+    }
+}
