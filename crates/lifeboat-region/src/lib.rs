@@ -15,12 +15,18 @@
 //! - [`traffic`]: DNS steering: the answer set for a set of verdicts, and the
 //!   providers (RFC 2136 with TSIG, Route 53).
 //! - [`redis`]: Redis replication state (`INFO replication`).
+//! - [`fence`]: fencing a primary that lost its region lease (stop, revoke
+//!   LOGIN), the lease guard and the watchdog process.
+//! - [`promotion`]: promoting a standby under an epoch (`lifeboat.authority`)
+//!   and the planned switchover's PostgreSQL steps.
 //! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
 //!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
 
+pub mod fence;
 pub mod health;
 pub mod heartbeat;
 pub mod managers;
+pub mod promotion;
 pub mod redis;
 pub mod replication;
 pub mod topology;
