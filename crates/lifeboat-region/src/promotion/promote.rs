@@ -1,0 +1,183 @@
+//! Promoting a standby under an epoch: `SELECT pg_promote(true, secs)`, wait
+//! until `pg_is_in_recovery()` is false, then commit the epoch's row in
+//! `lifeboat.authority` ([`super::authority_row`]) — the first write the new
+//! primary commits, so "writable" is proven by a real commit.
+//!
+//! Idempotent, for a failover resumed by the next holder of the election:
+//! a server already promoted that holds this epoch's row (same region) is
+//! `Ok` with `already_primary`; one already promoted without the row (the
+//! previous promoter died between the two steps) gets the row and is
+//! `already_primary` too. A server (standby or not) that already records a
+//! *higher* epoch is refused before anything is done: the promoter is stale.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_postgres::conn::{ConnConfig, ConnError, pg_message};
+use serde::Serialize;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::authority_row::{self, AuthorityError, AuthorityRow};
+use crate::heartbeat::{self, HeartbeatError};
+use crate::replication::lsn::Lsn;
+use crate::replication::observe::{self, timeline_of_walfile};
+use crate::replication::retry::Retry;
+
+/// A promoted server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Promoted {
+    /// The timeline it now writes.
+    pub timeline: Option<u32>,
+    /// `pg_current_wal_lsn()` right after the promotion (recorded in the row).
+    pub lsn: Lsn,
+    /// When the epoch's row committed (the server's clock).
+    pub writable_at: DateTime<Utc>,
+    /// It was already out of recovery when asked (a resumed promotion).
+    pub already_primary: bool,
+    pub row: AuthorityRow,
+}
+
+/// Errors of a promotion.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("{what} on {url}: {message}")]
+    Sql {
+        what: &'static str,
+        url: String,
+        message: String,
+    },
+    #[error(
+        "{url} already records epoch {found} (region {region}), higher than this promotion's \
+         {ours}: this promoter is stale; read the authority record again"
+    )]
+    HigherEpoch {
+        url: String,
+        ours: u64,
+        found: u64,
+        region: String,
+    },
+    #[error(
+        "{url} was still in recovery {waited:?} after pg_promote(); look at its log (a \
+         promotion can wait for the end of WAL replay) and run the promotion again"
+    )]
+    NotPromoted { url: String, waited: Duration },
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+}
+
+impl PromoteError {
+    /// Whether running the promotion again may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            PromoteError::Conn(ConnError::Unreachable { .. } | ConnError::Other { .. })
+                | PromoteError::NotPromoted { .. }
+        )
+    }
+}
+
+fn sql(
+    what: &'static str,
+    conn: &ConnConfig,
+) -> impl FnOnce(tokio_postgres::Error) -> PromoteError {
+    let url = conn.display_url();
+    move |e| PromoteError::Sql {
+        what,
+        url,
+        message: pg_message(&e),
+    }
+}
+
+async fn in_recovery(client: &Client, conn: &ConnConfig) -> Result<bool, PromoteError> {
+    client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(sql("reading pg_is_in_recovery()", conn))
+}
+
+/// The highest epoch the server records (standby or not); `None` without
+/// a `lifeboat` database or row.
+async fn recorded_epoch(server: &ConnConfig) -> Result<Option<AuthorityRow>, PromoteError> {
+    let db = heartbeat::lifeboat_db(server);
+    let client = match observe::connect(&db, Retry::default()).await {
+        Ok(c) => c,
+        Err(ConnError::DatabaseMissing { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(authority_row::read_epoch(&client).await?)
+}
+
+/// Promotes the standby behind `server` (a superuser connection, any
+/// database) for `region` under `epoch`; see the module docs.
+pub async fn promote(
+    server: &ConnConfig,
+    region: &str,
+    epoch: u64,
+    timeout: Duration,
+) -> Result<Promoted, PromoteError> {
+    if let Some(row) = recorded_epoch(server).await?
+        && row.epoch > epoch
+    {
+        return Err(PromoteError::HigherEpoch {
+            url: server.display_url(),
+            ours: epoch,
+            found: row.epoch,
+            region: row.region,
+        });
+    }
+    let client = observe::connect(server, Retry::default()).await?;
+    let already_primary = !in_recovery(&client, server).await?;
+    if !already_primary {
+        let secs = i32::try_from(timeout.as_secs().max(1)).unwrap_or(i32::MAX);
+        match client
+            .query_one("SELECT pg_promote(true, $1)", &[&secs])
+            .await
+        {
+            Ok(_) => {}
+            // promoted meanwhile (by us before, or by a manager): carry on
+            Err(e) if e.code() == Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => {}
+            Err(e) => return Err(sql("pg_promote()", server)(e)),
+        }
+        let started = Instant::now();
+        while in_recovery(&client, server).await? {
+            if started.elapsed() >= timeout {
+                return Err(PromoteError::NotPromoted {
+                    url: server.display_url(),
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let r = client
+        .query_one(
+            "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
+            &[],
+        )
+        .await
+        .map_err(sql("reading the WAL position", server))?;
+    let lsn = Lsn::parse(&r.get::<_, String>(0)).unwrap_or(Lsn(0));
+    let timeline = timeline_of_walfile(&r.get::<_, String>(1));
+    let mut lb = heartbeat::ensure(server).await.map_err(|e| match e {
+        HeartbeatError::Conn(c) => PromoteError::Conn(c),
+        other => PromoteError::Sql {
+            what: "opening the lifeboat database",
+            url: server.display_url(),
+            message: other.to_string(),
+        },
+    })?;
+    let row = authority_row::write_epoch(&mut lb, epoch, region, Some(lsn))
+        .await
+        .map_err(|e| e.on(server))?;
+    Ok(Promoted {
+        timeline,
+        lsn: row.lsn.unwrap_or(lsn),
+        writable_at: row.promoted_at,
+        already_primary,
+        row,
+    })
+}
