@@ -131,7 +131,10 @@ pub async fn store_check(repo: &Repository, rec: &CheckRecord) -> Result<String,
 
 /// Stores a failover record (its type is `lifeboat-region`'s, which this
 /// crate does not depend on); returns its id.
-pub async fn store_failover<T: serde::Serialize>(repo: &Repository, rec: &T) -> Result<String, RepoError> {
+pub async fn store_failover<T: serde::Serialize>(
+    repo: &Repository,
+    rec: &T,
+) -> Result<String, RepoError> {
     repo.put_doc(FAILOVERS_PREFIX, "failover", rec).await
 }
 

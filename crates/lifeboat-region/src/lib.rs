@@ -23,16 +23,13 @@
 //!   progress and records.
 //! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
 //!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
-
-pub mod failover;
-pub mod authority;
 //! - [`fence`]: fencing a primary that lost its region lease (stop, revoke
 //!   LOGIN), the lease guard and the watchdog process.
 //! - [`promotion`]: promoting a standby under an epoch (`lifeboat.authority`)
 //!   and the planned switchover's PostgreSQL steps.
-//! - [`managers`]: standby regions whose PostgreSQL a manager runs: Patroni's
-//!   `standby_cluster` (REST API) and CloudNativePG's replica `Cluster`.
 
+pub mod authority;
+pub mod failover;
 pub mod fence;
 pub mod health;
 pub mod heartbeat;

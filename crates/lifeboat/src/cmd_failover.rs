@@ -137,8 +137,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<i32> {
 }
 
 pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
-    let config = lifeboat_ops::region::traffic::config_of(ctx)?;
-    let view = authority::view(ctx, config, a.records).await?;
+    let view = authority::view(ctx, a.records).await?;
     if ctx.json() {
         print_json(&view)?;
         return Ok(OK);
@@ -150,7 +149,7 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
             r.primary,
             r.epoch,
             r.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            r.reason.as_str(),
+            r.reason,
             r.changed_by
         ),
         None => println!(
@@ -164,7 +163,7 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
         println!(
             "lease {:<12} {:>4} s left  {}",
             l.region,
-            l.ttl_remaining.as_secs(),
+            l.ttl_remaining_seconds,
             l.holder
                 .as_ref()
                 .map(|h| h.to_string())

@@ -118,7 +118,14 @@ pub async fn replicate<P: FnMut(&Event)>(
         name: req.from.clone(),
         conn: primary_conn,
     };
-    let target = region_target(ctx, &req.to, to, &primary, "`region replicate` seeds the standby's data directory").await?;
+    let target = region_target(
+        ctx,
+        &req.to,
+        to,
+        &primary,
+        "`region replicate` seeds the standby's data directory",
+    )
+    .await?;
     let request = ReplicateRequest {
         primary,
         primary_address: None,

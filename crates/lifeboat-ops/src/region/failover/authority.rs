@@ -22,8 +22,10 @@ use crate::error::{Error, Kind, Result};
 /// `failover:` or a usage error saying how to add it.
 pub fn failover_config(config: &Config) -> Result<&FailoverConfig> {
     config.failover.as_ref().ok_or_else(|| {
-        Error::usage("the configuration has no `failover:` section: there is no authority to change")
-            .with_hint("add `failover: {etcd: {endpoints: [...]}}`; see docs/failover.md")
+        Error::usage(
+            "the configuration has no `failover:` section: there is no authority to change",
+        )
+        .with_hint("add `failover: {etcd: {endpoints: [...]}}`; see docs/failover.md")
     })
 }
 
@@ -45,7 +47,10 @@ pub async fn settings(ctx: &Ctx, f: &FailoverConfig) -> Result<EtcdSettings> {
         s.password = Some(Zeroizing::new(p));
     }
     // An operation must end well inside the lease's lifetime.
-    s.request_timeout = s.request_timeout.min(f.lease_ttl() / 2).max(Duration::from_secs(1));
+    s.request_timeout = s
+        .request_timeout
+        .min(f.lease_ttl() / 2)
+        .max(Duration::from_secs(1));
     Ok(s)
 }
 
@@ -114,27 +119,54 @@ pub fn authority_error(e: AuthorityError) -> Error {
     }
 }
 
+/// A live region lease.
+#[derive(Debug, Serialize)]
+pub struct LeaseView {
+    pub region: String,
+    pub lease_id: i64,
+    pub ttl_remaining_seconds: u64,
+    pub holder: Option<lifeboat_region::authority::LeaseHolder>,
+}
+
+impl From<LeaseInfo> for LeaseView {
+    fn from(l: LeaseInfo) -> Self {
+        LeaseView {
+            region: l.region,
+            lease_id: l.lease_id,
+            ttl_remaining_seconds: l.ttl_remaining.as_secs(),
+            holder: l.holder,
+        }
+    }
+}
+
 /// What `region authority` shows.
 #[derive(Debug, Serialize)]
 pub struct AuthorityView {
     pub endpoints: String,
     pub prefix: String,
     pub authority: Option<AuthorityRecord>,
-    pub leases: Vec<LeaseInfo>,
+    pub leases: Vec<LeaseView>,
     pub progress: Option<Progress>,
     pub failovers: Vec<FailoverRecord>,
 }
 
 /// The authority, the live leases, a change under way and the last
 /// failover records (newest first), read from etcd; nothing is created.
-pub async fn view(ctx: &Ctx, config: &Config, records: usize) -> Result<AuthorityView> {
+pub async fn view(ctx: &Ctx, records: usize) -> Result<AuthorityView> {
+    let config = crate::region::traffic::config_of(ctx)?;
     let store = connect(ctx, config).await?;
     let authority = store
         .authority()
         .await
         .map_err(authority_error)?
         .map(|v| v.value);
-    let leases = store.live_leases().await.map_err(authority_error)?;
+    let leases = store
+        .live_leases()
+        .await
+        .map_err(authority_error)?
+        .into_iter()
+        .map(LeaseView::from)
+        .collect();
     let progress = store
         .progress::<Progress>()
         .await
@@ -143,7 +175,10 @@ pub async fn view(ctx: &Ctx, config: &Config, records: usize) -> Result<Authorit
     let failovers = store
         .failover_records::<FailoverRecord>(records)
         .await
-        .map_err(authority_error)?;
+        .map_err(authority_error)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     Ok(AuthorityView {
         endpoints: store.settings().endpoint_list(),
         prefix: store.settings().prefix.clone(),

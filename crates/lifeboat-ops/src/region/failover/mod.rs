@@ -94,7 +94,11 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
                     p.from,
                     p.to,
                     v.value.phase.as_str(),
-                    if p.kind == Kind::Switchover { "switchover" } else { "failover" },
+                    if p.kind == Kind::Switchover {
+                        "switchover"
+                    } else {
+                        "failover"
+                    },
                     p.to
                 )));
             }
@@ -199,10 +203,17 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             .put_progress(Some(revision), &next)
             .await
             .map_err(progress_error)?;
-        let retry = matches!(event, Event::Failed { transient: true, .. });
+        let retry = matches!(
+            event,
+            Event::Failed {
+                transient: true,
+                ..
+            }
+        );
         progress = next;
         if retry {
-            tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(progress.attempts.min(4))).await;
+            tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(progress.attempts.min(4)))
+                .await;
         }
     }
     let plan = progress.plan.clone();
@@ -224,7 +235,10 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             plan.from,
             plan.to,
             phase.as_str(),
-            progress.ended_because.as_deref().unwrap_or("no reason recorded"),
+            progress
+                .ended_because
+                .as_deref()
+                .unwrap_or("no reason recorded"),
             plan.from,
             plan.epoch_before
         ))),
@@ -280,7 +294,9 @@ async fn lag_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> Result<(
             "to promote {to} anyway and accept the loss, add --accept-data-loss"
         ))
     })?;
-    let age = seen.as_ref().map(|s| (Utc::now() - s.beat.at).num_seconds());
+    let age = seen
+        .as_ref()
+        .map(|s| (Utc::now() - s.beat.at).num_seconds());
     match age {
         Some(a) if a >= 0 && (a as u64) <= rpo.as_secs() => Ok(()),
         _ => Err(Error::usage(format!(

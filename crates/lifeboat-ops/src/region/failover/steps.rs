@@ -19,8 +19,8 @@ use lifeboat_region::replication::plan::slot_name;
 use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
 use lifeboat_region::replication::retry::Retry;
 use lifeboat_region::replication::target::StandbyTarget;
-use lifeboat_region::traffic::{TrafficError, TrafficProvider};
 use lifeboat_region::traffic::rfc2136::Rfc2136Provider;
+use lifeboat_region::traffic::{TrafficError, TrafficProvider};
 
 use super::authority::authority_error;
 use crate::config::{Config, FailoverConfig, REGION_FAILURE_SCENARIO};
@@ -55,7 +55,10 @@ fn failed(transient: bool, detail: impl Into<String>) -> Event {
 }
 
 fn traffic_transient(e: &TrafficError) -> bool {
-    matches!(e, TrafficError::Unreachable { .. } | TrafficError::Contended { .. })
+    matches!(
+        e,
+        TrafficError::Unreachable { .. } | TrafficError::Contended { .. }
+    )
 }
 
 impl Steps<'_> {
@@ -68,14 +71,7 @@ impl Steps<'_> {
             name: reference.to_string(),
             conn: self.conn(reference).await?,
         };
-        region_target(
-            self.ctx,
-            name,
-            region(self.config, name)?,
-            &reference,
-            why,
-        )
-        .await
+        region_target(self.ctx, name, region(self.config, name)?, &reference, why).await
     }
 
     /// Runs `action`; returns its event and a line for the operator.
@@ -88,7 +84,11 @@ impl Steps<'_> {
         }
     }
 
-    async fn try_perform(&mut self, action: &Action, progress: &Progress) -> Result<(Event, StepNote)> {
+    async fn try_perform(
+        &mut self,
+        action: &Action,
+        progress: &Progress,
+    ) -> Result<(Event, StepNote)> {
         let plan = &progress.plan;
         Ok(match action {
             Action::Quiesce { region } => (
@@ -117,8 +117,14 @@ impl Steps<'_> {
                 expected_epoch,
                 require_lease_gone,
             } => {
-                self.bump(plan.kind, from, to, *expected_epoch, require_lease_gone.as_deref())
-                    .await
+                self.bump(
+                    plan.kind,
+                    from,
+                    to,
+                    *expected_epoch,
+                    require_lease_gone.as_deref(),
+                )
+                .await
             }
             Action::Promote { region, epoch } => {
                 let conn = self.conn(region).await?;
@@ -131,7 +137,11 @@ impl Steps<'_> {
                         Event::Promoted { lsn: p.lsn },
                         format!(
                             "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority)",
-                            if p.already_primary { " (already was)" } else { "" },
+                            if p.already_primary {
+                                " (already was)"
+                            } else {
+                                ""
+                            },
                             p.lsn
                         ),
                     ),
@@ -197,18 +207,20 @@ impl Steps<'_> {
         let target = self
             .target(region, to, "a switchover stops the old primary cleanly")
             .await?;
-        Ok(match switchover::stop_clean(&target, self.step_timeout).await {
-            Ok(f) => (
-                Event::OldStopped {
-                    final_lsn: f.checkpoint,
-                },
-                format!(
-                    "{region} stopped cleanly; its shutdown checkpoint is at {}",
-                    f.checkpoint
+        Ok(
+            match switchover::stop_clean(&target, self.step_timeout).await {
+                Ok(f) => (
+                    Event::OldStopped {
+                        final_lsn: f.checkpoint,
+                    },
+                    format!(
+                        "{region} stopped cleanly; its shutdown checkpoint is at {}",
+                        f.checkpoint
+                    ),
                 ),
-            ),
-            Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
-        })
+                Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+            },
+        )
     }
 
     /// Waits (bounded) until `region`'s lease key is gone, then the safety
@@ -315,7 +327,10 @@ impl Steps<'_> {
                 Event::EpochBumped {
                     epoch: v.value.epoch,
                 },
-                format!("epoch {} → {}: {to} is the primary", expected, v.value.epoch),
+                format!(
+                    "epoch {} → {}: {to} is the primary",
+                    expected, v.value.epoch
+                ),
             ),
             Err(AuthorityError::Conflict { now, .. }) => match now {
                 Some(now) => (
@@ -323,19 +338,23 @@ impl Steps<'_> {
                         primary: now.primary.clone(),
                         epoch: now.epoch,
                     },
-                    format!("the compare-and-swap was refused: {} is primary at epoch {}", now.primary, now.epoch),
+                    format!(
+                        "the compare-and-swap was refused: {} is primary at epoch {}",
+                        now.primary, now.epoch
+                    ),
                 ),
                 None => (
                     failed(
                         false,
-                        format!(
-                            "the compare-and-swap was refused: {from}'s lease appeared again"
-                        ),
+                        format!("the compare-and-swap was refused: {from}'s lease appeared again"),
                     ),
                     String::new(),
                 ),
             },
-            Err(e) => (failed(e.is_transient(), authority_error(e).to_string()), String::new()),
+            Err(e) => (
+                failed(e.is_transient(), authority_error(e).to_string()),
+                String::new(),
+            ),
         }
     }
 
@@ -357,7 +376,8 @@ impl Steps<'_> {
         if let Err(e) = switchover::write_passfile(&target, &user, &password) {
             return Ok((failed(false, e.to_string()), String::new()));
         }
-        let conninfo = primary_conninfo(&primary.host, primary.port, &user, region, &target.passfile);
+        let conninfo =
+            primary_conninfo(&primary.host, primary.port, &user, region, &target.passfile);
         Ok(
             match switchover::follow(&target, &conninfo, Some(&slot), self.step_timeout).await {
                 Ok(_) => (
@@ -379,7 +399,12 @@ impl Steps<'_> {
         };
         let beat = match Heartbeat::new(region).beat(&client).await {
             Ok(b) => b,
-            Err(e) => return Ok((failed(true, format!("the heartbeat did not commit: {e}")), String::new())),
+            Err(e) => {
+                return Ok((
+                    failed(true, format!("the heartbeat did not commit: {e}")),
+                    String::new(),
+                ));
+            }
         };
         match authority_row::read_epoch(&client).await {
             Ok(Some(row)) if row.epoch == epoch => {}
@@ -405,7 +430,10 @@ impl Steps<'_> {
             };
             if txt.as_ref().map(|t| (t.epoch, t.primary.as_str())) != Some((epoch, region)) {
                 return Ok((
-                    failed(false, format!("DNS publishes {txt:?}, not epoch {epoch} for {region}")),
+                    failed(
+                        false,
+                        format!("DNS publishes {txt:?}, not epoch {epoch} for {region}"),
+                    ),
                     String::new(),
                 ));
             }
@@ -420,23 +448,32 @@ impl Steps<'_> {
                     return Ok((
                         failed(
                             false,
-                            format!("{} answers {got:?}, not {region}'s {want:?}", dns.record_name()),
+                            format!(
+                                "{} answers {got:?}, not {region}'s {want:?}",
+                                dns.record_name()
+                            ),
                         ),
                         String::new(),
                     ));
                 }
                 Err(e) => return Ok((failed(traffic_transient(&e), e.to_string()), String::new())),
             }
-            note.push_str(&format!("; {} answers it, TXT epoch {epoch}", dns.record_name()));
+            note.push_str(&format!(
+                "; {} answers it, TXT epoch {epoch}",
+                dns.record_name()
+            ));
         }
         Ok((Event::Verified, note))
     }
 
     async fn store_record(&mut self, progress: &Progress) -> (Event, StepNote) {
-        let objectives = self.config.objective(REGION_FAILURE_SCENARIO).map(|o| Objectives {
-            rto_seconds: o.rto.num_milliseconds() as f64 / 1000.0,
-            rpo_seconds: o.rpo.num_milliseconds() as f64 / 1000.0,
-        });
+        let objectives = self
+            .config
+            .objective(REGION_FAILURE_SCENARIO)
+            .map(|o| Objectives {
+                rto_seconds: o.rto.num_milliseconds() as f64 / 1000.0,
+                rpo_seconds: o.rpo.num_milliseconds() as f64 / 1000.0,
+            });
         let mut rec = record(progress, self.evidence.clone(), objectives);
         // The record is written once the change is done: its outcome is.
         if rec.outcome == "incomplete" {
