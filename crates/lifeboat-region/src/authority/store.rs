@@ -25,7 +25,9 @@ use super::settings::{EtcdSettings, EtcdTls};
 /// (`PermitWithoutStream` is off), hence 10 s and only while busy.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A connected client of the authority's etcd, with its settings.
+/// A connected client of the authority's etcd, with its settings. Cloning
+/// shares the connection.
+#[derive(Clone)]
 pub struct AuthorityStore {
     pub(super) client: Client,
     pub(super) settings: EtcdSettings,
