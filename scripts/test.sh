@@ -271,6 +271,15 @@ setup_patroni() {
     fi
 }
 
+# --- protoc (crates/lifeboat-region's etcd client) ----------------------------
+
+# The `etcd-client` crate (lifeboat-region::authority) compiles etcd's protobuf
+# definitions when it is built, with Debian's `protoc`. Its tests
+# (tests/authority.rs) run the `etcd` that setup_patroni installs.
+setup_protoc() {
+    ensure_apt_packages protobuf-compiler
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -283,6 +292,7 @@ setup_redis
 setup_bind
 setup_promtool
 setup_patroni
+setup_protoc
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"

@@ -650,3 +650,267 @@ async fn etcd_auth_a_wrong_password_is_unauthorized_and_never_printed() {
     let e = s.authority().await.unwrap_err();
     assert!(matches!(e, AuthorityError::Unauthorized { .. }), "{e:?}");
 }
+
+// --- unknown outcomes ----------------------------------------------------------------
+
+/// A TCP relay of the test's own between the store and etcd that can lose
+/// everything one way (requests, or replies) and cut its connections: the
+/// way a write's outcome becomes unknown to the writer.
+mod link {
+    use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    pub const PASS: u8 = 0;
+    pub const LOSE_REQUESTS: u8 = 1;
+    pub const LOSE_REPLIES: u8 = 2;
+
+    pub struct Link {
+        pub port: u16,
+        mode: Arc<AtomicU8>,
+        /// Bytes lost since the mode was last set.
+        lost: Arc<AtomicU64>,
+        tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+        accept: JoinHandle<()>,
+    }
+
+    impl Link {
+        pub async fn to(upstream: u16) -> Link {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let mode = Arc::new(AtomicU8::new(PASS));
+            let lost = Arc::new(AtomicU64::new(0));
+            let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+            let accept = {
+                let (mode, lost, tasks) = (mode.clone(), lost.clone(), tasks.clone());
+                tokio::spawn(async move {
+                    while let Ok((client, _)) = listener.accept().await {
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                            continue;
+                        };
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        let up =
+                            tokio::spawn(pump(cr, sw, LOSE_REQUESTS, mode.clone(), lost.clone()));
+                        let down =
+                            tokio::spawn(pump(sr, cw, LOSE_REPLIES, mode.clone(), lost.clone()));
+                        tasks.lock().unwrap().extend([up, down]);
+                    }
+                })
+            };
+            Link {
+                port,
+                mode,
+                lost,
+                tasks,
+                accept,
+            }
+        }
+
+        pub fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        pub fn set(&self, mode: u8) {
+            self.mode.store(mode, Ordering::SeqCst);
+            self.lost.store(0, Ordering::SeqCst);
+        }
+
+        pub fn lost(&self) -> u64 {
+            self.lost.load(Ordering::SeqCst)
+        }
+
+        /// Closes every relayed connection (both sides see it end).
+        pub fn cut(&self) {
+            for t in self.tasks.lock().unwrap().drain(..) {
+                t.abort();
+            }
+        }
+    }
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            self.cut();
+            self.accept.abort();
+        }
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        lose_when: u8,
+        mode: Arc<AtomicU8>,
+        lost: Arc<AtomicU64>,
+    ) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if mode.load(Ordering::SeqCst) == lose_when {
+                lost.fetch_add(n as u64, Ordering::SeqCst);
+                continue;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The authority key's modification count (`version`), read directly.
+async fn writes_of(r: &mut etcd_client::Client, key: &str) -> i64 {
+    r.get(key, None).await.unwrap().kvs()[0].version()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bump_with_an_unknown_outcome_is_settled_by_reading_back() {
+    let c = EtcdCluster::start(1).await;
+    let link = link::Link::to(c.client_port(0)).await;
+    let mut st = settings(vec![link.endpoint()], "/t-unknown");
+    st.request_timeout = Duration::from_secs(10);
+    let s = AuthorityStore::connect(st).await.unwrap();
+    let first = s.initialize("us-east", "us-east/d").await.unwrap();
+    let mut r = raw(&c).await;
+    let key = "/t-unknown/authority";
+    assert_eq!(writes_of(&mut r, key).await, 1);
+
+    // 1. The transaction applies but its reply is lost, then the connection
+    //    breaks: the store reads back, finds its own record, and reports
+    //    success (not Unavailable, not a Conflict with itself).
+    link.set(link::LOSE_REPLIES);
+    let s = std::sync::Arc::new(s);
+    let bump = {
+        let (s, first) = (s.clone(), first.clone());
+        tokio::spawn(async move {
+            s.bump(&first, "eu-west", "eu-west/d", ChangeReason::Failover, None)
+                .await
+        })
+    };
+    // Pause point: etcd holds the new record (read past the link).
+    let deadline = Instant::now() + WAIT;
+    while writes_of(&mut r, key).await < 2 {
+        assert!(Instant::now() < deadline, "the bump never reached etcd");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !bump.is_finished(),
+        "the reply was lost: the bump cannot know yet"
+    );
+    link.cut();
+    link.set(link::PASS);
+    let second = bump
+        .await
+        .unwrap()
+        .expect("settled as ours by reading back");
+    assert_eq!(
+        (second.value.epoch, second.value.primary.as_str()),
+        (2, "eu-west")
+    );
+    assert_eq!(s.authority().await.unwrap(), Some(second.clone()));
+    assert_eq!(writes_of(&mut r, key).await, 2, "written once");
+
+    // 2. The request is lost before etcd sees it, then the connection
+    //    breaks: the read back finds the record unchanged, and the identical
+    //    transaction is sent again: applied exactly once.
+    link.set(link::LOSE_REQUESTS);
+    let bump = {
+        let (s, second) = (s.clone(), second.clone());
+        tokio::spawn(async move {
+            s.bump(
+                &second,
+                "us-east",
+                "us-east/d",
+                ChangeReason::Failover,
+                None,
+            )
+            .await
+        })
+    };
+    // Pause point: the relay has swallowed the request.
+    let deadline = Instant::now() + WAIT;
+    while link.lost() == 0 {
+        assert!(Instant::now() < deadline, "the bump was never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(writes_of(&mut r, key).await, 2, "nothing reached etcd");
+    link.cut();
+    link.set(link::PASS);
+    let third = bump.await.unwrap().expect("sent again and applied");
+    assert_eq!(
+        (third.value.epoch, third.value.primary.as_str()),
+        (3, "us-east")
+    );
+    assert_eq!(s.authority().await.unwrap(), Some(third));
+    assert_eq!(writes_of(&mut r, key).await, 3, "written once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_client_certificates() {
+    use lifeboat_region::authority::EtcdTls;
+    let c = EtcdCluster::start_tls(1).await;
+    let pki = c.pki().unwrap().clone();
+    assert!(c.endpoint(0).starts_with("https://"));
+    let with = |tls: EtcdTls| {
+        let mut s = settings(c.endpoints(), "/t-tls");
+        s.request_timeout = Duration::from_secs(3);
+        s.tls = Some(tls);
+        s
+    };
+    let full = EtcdTls {
+        ca: pki.ca.clone(),
+        cert: Some(pki.client_cert.clone()),
+        key: Some(pki.client_key.clone()),
+    };
+
+    // The CA and a client certificate: everything works.
+    let s = AuthorityStore::connect(with(full.clone())).await.unwrap();
+    let first = s.initialize("us-east", "us-east/d").await.unwrap();
+    assert_eq!(s.authority().await.unwrap(), Some(first));
+
+    // A CA that did not sign the members' certificate: refused as TLS, not
+    // retried as if etcd were down.
+    let wrong_ca = EtcdTls {
+        ca: pki.other_ca.clone(),
+        ..full.clone()
+    };
+    let s = AuthorityStore::connect(with(wrong_ca)).await.unwrap();
+    let e = bounded("authority()", Duration::from_secs(30), s.authority())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthorityError::Tls { .. }), "{e:?}");
+
+    // No client certificate while etcd requires one: refused (with TLS 1.3
+    // the server's alert comes after the handshake; seen as TLS here, but a
+    // reset connection instead would read as Unavailable).
+    let no_cert = EtcdTls {
+        cert: None,
+        key: None,
+        ..full.clone()
+    };
+    let s = AuthorityStore::connect(with(no_cert)).await.unwrap();
+    let e = bounded("authority()", Duration::from_secs(30), s.authority())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AuthorityError::Tls { .. } | AuthorityError::Unavailable { .. }
+        ),
+        "{e:?}"
+    );
+
+    // A CA file that is not there: said at connect.
+    let missing = EtcdTls {
+        ca: pki.ca.with_file_name("absent.pem"),
+        ..full
+    };
+    match AuthorityStore::connect(with(missing)).await {
+        Err(AuthorityError::Tls { detail }) => assert!(detail.contains("absent.pem"), "{detail}"),
+        r => panic!("want Tls, got {r:?}"),
+    }
+}

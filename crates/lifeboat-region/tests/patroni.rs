@@ -109,84 +109,10 @@ fn tail(path: &Path) -> String {
 
 // --- etcd ------------------------------------------------------------------------
 
-struct Etcd {
-    child: Child,
-    client_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    async fn start() -> Etcd {
-        let etcd = need("etcd");
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-etcd-")
-            .tempdir()
-            .unwrap();
-        let (client_port, peer_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(etcd)
-            .arg("--name=lifeboat")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=lifeboat={peer}"))
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start etcd");
-        let mut e = Etcd {
-            child,
-            client_port,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = e.child.try_wait() {
-                panic!(
-                    "etcd exited ({status}); log:\n{}",
-                    tail(&e.dir.path().join("etcd.log"))
-                );
-            }
-            if http_get_ok(client_port, "/health").await {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy within 60 s; log:\n{}",
-                tail(&e.dir.path().join("etcd.log"))
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        terminate(&mut self.child, Duration::from_secs(10));
-    }
-}
-
-/// A plain GET through a raw socket (the test's own, not the code under test).
-async fn http_get_ok(port: u16, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200")
-}
+// One member of tests/support/etcd.rs (shared with tests/authority.rs).
+#[path = "support/etcd.rs"]
+mod etcd;
+use etcd::EtcdCluster as Etcd;
 
 // --- Patroni -------------------------------------------------------------------------
 
@@ -246,7 +172,7 @@ impl Patroni {
                 "connect_address": format!("127.0.0.1:{api_port}"),
                 "authentication": {"username": "lifeboat-api", "password": api_password.expose()},
             },
-            "etcd3": {"hosts": [format!("127.0.0.1:{}", etcd.client_port)]},
+            "etcd3": {"hosts": [format!("127.0.0.1:{}", etcd.client_port(0))]},
             "bootstrap": {
                 "dcs": dcs,
                 "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, {"auth": "scram-sha-256"}],
@@ -393,7 +319,7 @@ async fn one_text(c: &tokio_postgres::Client, sql: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_cluster_applied_through_patch_config_streams_through_the_slot() {
     need(PATRONI);
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start(1).await;
     let primary =
         tokio::task::spawn_blocking(|| TempCluster::start_with(ClusterOptions::default()))
             .await
@@ -532,7 +458,7 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_patch() {
     need(PATRONI);
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start(1).await;
     let primary = tokio::task::spawn_blocking(TempCluster::start)
         .await
         .unwrap()
@@ -611,7 +537,7 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patching_a_regular_cluster_demotes_it_without_recloning_and_it_never_streams() {
     need(PATRONI);
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start(1).await;
     let primary = tokio::task::spawn_blocking(TempCluster::start)
         .await
         .unwrap()

@@ -117,8 +117,8 @@ async fn leader_kv(
     settings: &EtcdSettings,
     name: &str,
 ) -> Result<Option<(etcd_client::KeyValue, String)>, AuthorityError> {
-    let deadline = tokio::time::Instant::now() + settings.request_timeout;
-    let resp = call::retried(deadline, || {
+    let budget = call::Budget::new(settings.request_timeout);
+    let resp = call::retried(budget, || {
         let mut election = client.election_client();
         let name = name.to_string();
         async move {
@@ -159,8 +159,8 @@ impl Leadership {
     /// Gives the leadership up (the next candidate is elected). Not leading
     /// any more is not an error.
     pub async fn resign(self) -> Result<(), AuthorityError> {
-        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let result = call::retried(deadline, || {
+        let budget = call::Budget::new(self.settings.request_timeout);
+        let result = call::retried(budget, || {
             let mut election = self.client.election_client();
             let options = ResignOptions::new().with_leader(self.key.clone());
             async move {

@@ -60,10 +60,10 @@ impl RegionLease {
     /// calling). [`AuthorityError::LeaseExpired`] when etcd no longer knows
     /// the lease: the daemon must fence and grant a new one.
     pub async fn keep_alive(&mut self) -> Result<Duration, AuthorityError> {
-        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let budget = call::Budget::new(self.settings.request_timeout);
         let id = self.id;
         let client = &self.client;
-        let result = call::retried(deadline, || {
+        let result = call::retried(budget, || {
             let mut leases = client.lease_client();
             // Opens a keep-alive stream, sends one request and reads its
             // answer (a TTL <= 0 is "lease not found"); the stream is then
@@ -93,8 +93,8 @@ impl RegionLease {
 }
 
 async fn revoke(client: &Client, settings: &EtcdSettings, id: i64) -> Result<(), AuthorityError> {
-    let deadline = tokio::time::Instant::now() + settings.request_timeout;
-    match call::retried(deadline, || {
+    let budget = call::Budget::new(settings.request_timeout);
+    match call::retried(budget, || {
         let mut leases = client.lease_client();
         async move { leases.revoke(id).await.map(|_| ()) }
     })

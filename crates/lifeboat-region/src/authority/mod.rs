@@ -43,7 +43,9 @@
 //! serializable read), and every request carries etcd's "require leader"
 //! flag: a member cut off from the majority answers "no leader" instead of a
 //! stale authority. Idempotent calls are retried with backoff within
-//! [`EtcdSettings::request_timeout`]; then they fail with
+//! [`EtcdSettings::request_timeout`], each attempt cut after a third of it
+//! (a member whose leader just died holds a request until etcd's own, longer
+//! timeout; the next attempt reaches the new leader); then they fail with
 //! [`AuthorityError::Unavailable`], which says which endpoints were tried.
 //! Without a majority of etcd members nothing here can succeed, so no
 //! promotion can happen: that is the point.

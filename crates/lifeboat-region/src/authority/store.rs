@@ -12,7 +12,6 @@ use etcd_client::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 
 use super::call;
 use super::error::{AuthorityError, Failure};
@@ -26,7 +25,9 @@ use super::settings::{EtcdSettings, EtcdTls};
 /// (`PermitWithoutStream` is off), hence 10 s and only while busy.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// A connected client of the authority's etcd, with its settings.
+/// A connected client of the authority's etcd, with its settings. Cloning
+/// shares the connection.
+#[derive(Clone)]
 pub struct AuthorityStore {
     pub(super) client: Client,
     pub(super) settings: EtcdSettings,
@@ -93,8 +94,8 @@ impl AuthorityStore {
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
             options = options.with_user(user.clone(), password.as_str());
         }
-        let deadline = Instant::now() + settings.dial_timeout + settings.request_timeout;
-        let client = call::retried(deadline, || {
+        let budget = call::Budget::new(settings.dial_timeout + settings.request_timeout);
+        let client = call::retried(budget, || {
             Client::connect(settings.endpoints.clone(), Some(options.clone()))
         })
         .await
@@ -460,8 +461,8 @@ impl AuthorityStore {
     // --- plumbing shared with leases and the election -----------------------------
 
     /// A fresh budget of one request timeout.
-    pub(super) fn deadline(&self) -> Instant {
-        Instant::now() + self.settings.request_timeout
+    pub(super) fn budget(&self) -> call::Budget {
+        call::Budget::new(self.settings.request_timeout)
     }
 
     pub(super) fn error(&self, what: &str, f: Failure) -> AuthorityError {
@@ -474,7 +475,7 @@ impl AuthorityStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        call::retried(self.deadline(), call)
+        call::retried(self.budget(), call)
             .await
             .map_err(|f| self.error(what, f))
     }
@@ -508,12 +509,12 @@ impl AuthorityStore {
         key: &str,
         judge: impl Fn(Option<&KeyValue>) -> ReadBack,
     ) -> Result<Sent, AuthorityError> {
-        let deadline = self.deadline();
+        let budget = self.budget();
         let mut delay = call::first_delay();
         let mut unknown: Option<String> = None;
         loop {
             let mut kv = self.client.kv_client();
-            match call::once(deadline, kv.txn(txn())).await {
+            match call::once(budget, kv.txn(txn())).await {
                 Ok(resp) if resp.succeeded() => {
                     let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
                     return Ok(Sent::Applied(rev));
@@ -526,7 +527,7 @@ impl AuthorityStore {
                 }
                 Err(Failure::Transient(why)) => {
                     unknown = Some(why);
-                    let back = call::retried(deadline, || {
+                    let back = call::retried(budget, || {
                         let mut kv = self.client.kv_client();
                         let key = key.to_string();
                         async move { kv.get(key, None).await }
@@ -544,7 +545,7 @@ impl AuthorityStore {
                         Err(Failure::Transient(why)) => unknown = Some(why),
                         Err(other) => return Err(self.error(what, other)),
                     }
-                    if !call::pause(deadline, &mut delay).await {
+                    if !call::pause(budget, &mut delay).await {
                         break;
                     }
                 }

@@ -3,12 +3,15 @@
 //! directory in one temporary directory, fast heartbeat and election
 //! timeouts (100 ms / 1000 ms). Members can be stopped (SIGKILL, reaped),
 //! started again on their data, and asked who leads. Every member is killed
-//! and reaped on drop.
+//! and reaped on drop. [`EtcdCluster::start_tls`] serves clients over TLS
+//! only, with client certificates required (`--client-cert-auth`), from a CA
+//! made by Debian's `openssl` in the temporary directory ([`TestPki`]).
+//! Health is read from each member's plain-HTTP metrics listener.
 //!
 //! Include it with `#[path = "support/etcd.rs"] mod etcd;`.
 //!
-//! Without `etcd` the test fails and says to run scripts/test.sh, which
-//! installs Debian's `etcd-server`.
+//! Without `etcd` (or `openssl` for TLS) the test fails and says to run
+//! scripts/test.sh, which installs Debian's `etcd-server` and `openssl`.
 
 #![allow(dead_code)]
 
@@ -26,13 +29,113 @@ pub struct EtcdCluster {
     program: PathBuf,
     token: String,
     members: Vec<Member>,
+    pki: Option<TestPki>,
 }
 
 struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` (`--listen-metrics-urls`).
+    metrics_port: u16,
     child: Option<Child>,
+}
+
+/// PEM files of a test CA, the members' server certificate (for 127.0.0.1
+/// and localhost) and a client certificate, all signed by the CA; and a
+/// second CA that signed nothing here.
+#[derive(Clone, Debug)]
+pub struct TestPki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}): run scripts/test.sh, which installs Debian's openssl")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestPki {
+    /// Makes the CA and certificates in `dir` with `openssl`.
+    pub fn make(dir: &Path) -> TestPki {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            let subj = format!("/CN=lifeboat test {ca}");
+            let (key, pem) = (format!("{ca}.key"), format!("{ca}.pem"));
+            args.extend(["-days", "2", "-subj", &subj, "-keyout", &key, "-out", &pem]);
+            openssl(dir, &args);
+        }
+        for (name, usage) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth",
+            ),
+            ("client", "extendedKeyUsage=clientAuth"),
+        ] {
+            let ext = format!("{name}.ext");
+            std::fs::write(dir.join(&ext), usage).unwrap();
+            let (key, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            let subj = format!("/CN=lifeboat-{name}");
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-subj", &subj, "-keyout", &key, "-out", &csr]);
+            openssl(dir, &args);
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
+                    "-out",
+                    &pem,
+                ],
+            );
+        }
+        TestPki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            other_ca: dir.join("other-ca.pem"),
+        }
+    }
 }
 
 /// The `etcd` binary, or a panic saying how to install it.
@@ -74,6 +177,16 @@ impl EtcdCluster {
     /// Starts `n` members (1 or 3, say) and waits until each is healthy
     /// (has a leader and answers a quorum read).
     pub async fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, false).await
+    }
+
+    /// `n` members serving clients over TLS only, client certificates
+    /// required; see [`EtcdCluster::pki`].
+    pub async fn start_tls(n: usize) -> EtcdCluster {
+        Self::start_with(n, true).await
+    }
+
+    async fn start_with(n: usize, tls: bool) -> EtcdCluster {
         assert!(n >= 1, "an etcd cluster has at least one member");
         let program = etcd_program();
         let dir = tempfile::Builder::new()
@@ -85,20 +198,23 @@ impl EtcdCluster {
             std::process::id(),
             rand::random::<u64>()
         );
-        let ports = free_ports(2 * n);
+        let ports = free_ports(3 * n);
         let members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[3 * i],
+                peer_port: ports[3 * i + 1],
+                metrics_port: ports[3 * i + 2],
                 child: None,
             })
             .collect();
+        let pki = tls.then(|| TestPki::make(dir.path()));
         let mut c = EtcdCluster {
             dir,
             program,
             token,
             members,
+            pki,
         };
         for i in 0..n {
             c.spawn(i);
@@ -113,7 +229,13 @@ impl EtcdCluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// The certificates of a cluster started with [`EtcdCluster::start_tls`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
     }
 
     pub fn client_port(&self, i: usize) -> u16 {
@@ -150,14 +272,26 @@ impl EtcdCluster {
     fn spawn(&mut self, i: usize) {
         assert!(self.members[i].child.is_none(), "member {i} runs already");
         let log = std::fs::File::create(self.log_path(i)).expect("create the etcd log");
+        let client = self.endpoint(i);
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(pki) = &self.pki {
+            command
+                .arg(format!("--cert-file={}", pki.server_cert.display()))
+                .arg(format!("--key-file={}", pki.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", self.data_dir(i).display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                m.metrics_port
+            ))
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster={}", self.initial_cluster()))
@@ -223,7 +357,7 @@ impl EtcdCluster {
                         tail(&self.log_path(i))
                     );
                 }
-                if healthy(self.members[i].client_port).await {
+                if healthy(self.members[i].metrics_port).await {
                     break;
                 }
                 assert!(
