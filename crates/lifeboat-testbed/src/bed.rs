@@ -85,6 +85,9 @@ pub struct Bed {
     pub(crate) shared: Arc<Shared>,
     pub(crate) sites: Vec<Site>,
     pub(crate) core: String,
+    /// The core namespace as a [`Site`] (no address): where the bed's own
+    /// helpers run.
+    pub(crate) core_site: Site,
     prefix: String,
     pub(crate) netdelay_bin: Option<PathBuf>,
     pub(crate) latency: tokio::sync::Mutex<latency::State>,
@@ -122,10 +125,22 @@ impl Bed {
             dir,
             ip: ip.clone(),
         });
+        let core_site = Site {
+            inner: Arc::new(SiteInner {
+                name: "core".into(),
+                netns: format!("{prefix}core"),
+                addr: Ipv4Addr::UNSPECIFIED,
+                core_port: String::new(),
+                shared: shared.clone(),
+            }),
+        };
+        std::fs::create_dir_all(core_site.dir())
+            .map_err(BedError::io("creating the core's directory"))?;
         let mut bed = Bed {
             shared,
             sites: Vec::new(),
             core: format!("{prefix}core"),
+            core_site,
             prefix,
             netdelay_bin: spec.netdelay_bin.clone(),
             latency: tokio::sync::Mutex::new(latency::State::default()),
@@ -240,13 +255,8 @@ impl Bed {
         self.torn_down = true;
         let namespaces = self.namespaces();
         let registry = self.shared.registry.clone();
-        let killed = Kill::new(
-            format!("bed {}", self.prefix),
-            &namespaces,
-            Vec::new(),
-            &registry,
-        )
-        .run_blocking();
+        let killed =
+            Kill::new(format!("bed {}", self.prefix), &namespaces, &registry).run_blocking();
         registry.kill_remaining();
         let mut first_err = killed.err();
         for ns in &namespaces {
@@ -306,13 +316,14 @@ fn clean_leftovers(ip: &str) {
         .collect();
     if !stale.is_empty() {
         let registry = Registry::default();
-        if let Err(e) =
-            Kill::new("a left-over bed".into(), &stale, Vec::new(), &registry).run_blocking()
-        {
+        if let Err(e) = Kill::new("a left-over bed".into(), &stale, &registry).run_blocking() {
             eprintln!("lifeboat-testbed: {e}");
         }
         for ns in &stale {
-            if let Err(e) = run_sync(&argv([ip, "netns", "del", ns])) {
+            // A parallel `create` may have removed it meanwhile.
+            if let Err(e) = run_sync(&argv([ip, "netns", "del", ns]))
+                && std::path::Path::new("/run/netns").join(ns).exists()
+            {
                 eprintln!("lifeboat-testbed: removing left-over namespace {ns}: {e}");
             }
         }

@@ -8,14 +8,13 @@ use crate::{Bed, BedError, Site};
 impl Bed {
     /// SIGKILL to every process in the site's namespace (whoever started
     /// it), repeated until none is left, then waits (bounded) until every one
-    /// is reaped; returns their PIDs. The bed's own delay program for the
-    /// site's latency is spared: it is the network, not the site. The site's
-    /// network stays; processes can be started in it again.
+    /// is reaped; returns their PIDs. The site's network (its latency
+    /// included, which lives in the core) stays; processes can be started in
+    /// it again.
     pub async fn kill_site(&self, site: &str) -> Result<Vec<u32>, BedError> {
         let s = self.find_site(site)?;
-        let spare = self.shared.registry.infra_pids(site);
         let ns = vec![s.netns().to_string()];
-        Kill::new(format!("site {site}"), &ns, spare, &self.shared.registry)
+        Kill::new(format!("site {site}"), &ns, &self.shared.registry)
             .run()
             .await
     }
@@ -71,7 +70,7 @@ impl Bed {
 }
 
 /// `iptables args…` inside the site's namespace.
-pub(crate) async fn iptables(site: &Site, args: &[&str]) -> Result<String, BedError> {
+pub(crate) async fn iptables<S: AsRef<str>>(site: &Site, args: &[S]) -> Result<String, BedError> {
     let ipt = crate::cmd::iptables()?;
     let mut a = argv([
         site.inner.shared.ip.as_str(),
@@ -80,6 +79,6 @@ pub(crate) async fn iptables(site: &Site, args: &[&str]) -> Result<String, BedEr
         site.netns(),
         &ipt,
     ]);
-    a.extend(args.iter().map(|s| s.to_string()));
+    a.extend(args.iter().map(|s| s.as_ref().to_string()));
     run(&a).await
 }

@@ -3,12 +3,21 @@
 //! Two mechanisms, chosen by trying (the first [`Bed::set_latency`] of a bed):
 //! - `tc netem` on the site's `eth0` where the kernel has `sch_netem`;
 //! - otherwise (this kind of machine: "qdisc kind is unknown"), user space:
-//!   an iptables rule in the site's namespace sends every packet leaving
-//!   through `eth0` to an NFQUEUE, and the bed's `lifeboat-netdelay` program,
-//!   started in that namespace *before* the rule, holds each packet for the
-//!   delay and then accepts it, in order. The rule has no `--queue-bypass`:
-//!   without the program the site's packets are dropped, never let through
-//!   undelayed.
+//!   in the core namespace, bridged packets go through iptables
+//!   (`net.bridge.bridge-nf-call-iptables=1` there), and a `FORWARD` rule
+//!   sends every packet that entered the bridge from the site's port
+//!   (`-m physdev --physdev-in p<i>`) to an NFQUEUE; the bed's
+//!   `lifeboat-netdelay` program, started in the core *before* the rule,
+//!   holds each packet for the delay and then accepts it, in order. The rule
+//!   has no `--queue-bypass`: without the program the site's packets are
+//!   dropped, never let through undelayed.
+//!
+//! Why in the core and not on the site's own `OUTPUT`: a packet queued in the
+//! sending namespace still belongs to its socket, and TCP's small-queue limit
+//! (TSQ) then holds back the socket's next packets until the queued ones are
+//! released, which made a 4 MB transfer take minutes at 100 ms; once the
+//! packet has crossed the veth into the core, it no longer counts against
+//! the socket (netem avoids the same trap by orphaning what it holds).
 //!
 //! Only the sending site's packets are delayed, so a round trip between a
 //! delayed site and an undelayed one takes at least the delay, and between
@@ -57,6 +66,7 @@ pub(crate) struct State {
     pub(crate) mechanism: Option<LatencyMechanism>,
     delays: HashMap<String, Delayer>,
     next_queue: u16,
+    bridge_nf: bool,
 }
 
 /// Counters of one NFQUEUE in a site (`/proc/net/netfilter/nfnetlink_queue`).
@@ -120,15 +130,38 @@ impl Bed {
         Ok(LatencyMechanism::Nfqueue)
     }
 
-    /// The NFQUEUE counters in `site` (empty unless the user-space delay runs
-    /// there): how tests show that no packet was dropped.
-    pub fn queue_stats(&self, site: &str) -> Result<Vec<QueueStats>, BedError> {
-        let s = self.find_site(site)?;
+    /// The counters of the NFQUEUE that delays `site`'s packets (`None`
+    /// unless the user-space delay runs for it): how tests show that no
+    /// packet was dropped.
+    pub async fn queue_stats(&self, site: &str) -> Result<Option<QueueStats>, BedError> {
+        self.find_site(site)?;
+        let Some(queue) = self.latency.lock().await.delays.get(site).map(|d| d.queue) else {
+            return Ok(None);
+        };
         // /proc/thread-self: this thread's namespace (/proc/self is the process's).
-        let text = s.in_netns(|| {
+        let text = self.core_site.in_netns(|| {
             std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
         })?;
-        Ok(text.map(|t| parse_queue_stats(&t)).unwrap_or_default())
+        Ok(text
+            .map(|t| parse_queue_stats(&t))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|q| q.queue == queue))
+    }
+
+    /// Lets the core's iptables see bridged packets (once per bed).
+    fn bridge_netfilter(&self, st: &mut State) -> Result<(), BedError> {
+        if st.bridge_nf {
+            return Ok(());
+        }
+        let path = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+        self.core_site
+            .in_netns(|| std::fs::write(path, b"1"))?
+            .map_err(BedError::io(format!(
+                "enabling {path} in the core namespace (the kernel needs br_netfilter)"
+            )))?;
+        st.bridge_nf = true;
+        Ok(())
     }
 
     async fn nfqueue_delay(
@@ -139,12 +172,15 @@ impl Bed {
     ) -> Result<(), BedError> {
         let bin = self.netdelay_path()?;
         crate::cmd::iptables()?;
+        self.bridge_netfilter(st)?;
+        let core = &self.core_site;
+        let port = s.inner.core_port.as_str();
         let old = st.delays.remove(s.name());
         if !delay.is_zero() {
             st.next_queue += 1;
             let queue = st.next_queue;
-            let ready = s.dir().join(format!("netdelay-{queue}.ready"));
-            let log = s.dir().join("netdelay.log");
+            let ready = core.dir().join(format!("netdelay-{queue}.ready"));
+            let log = core.dir().join(format!("netdelay-{}.log", s.name()));
             let args = argv([
                 bin.display().to_string(),
                 "--queue".into(),
@@ -154,25 +190,10 @@ impl Bed {
                 "--ready-file".into(),
                 ready.display().to_string(),
             ]);
-            let (proc, stdin) = s.spawn_inner("lifeboat-netdelay", &args, &[], &log, true, true)?;
+            let name = format!("lifeboat-netdelay {}", s.name());
+            let (proc, stdin) = core.spawn_inner(&name, &args, &[], &log, true)?;
             wait_ready(&proc, &ready, &log).await?;
-            let q = queue.to_string();
-            iptables(
-                s,
-                &[
-                    "-w",
-                    "-I",
-                    "OUTPUT",
-                    "1",
-                    "-o",
-                    SITE_IF,
-                    "-j",
-                    "NFQUEUE",
-                    "--queue-num",
-                    &q,
-                ],
-            )
-            .await?;
+            iptables(core, &rule("-I", port, queue)).await?;
             let stdin = stdin.ok_or_else(|| BedError::Io {
                 what: "the delay program's stdin".into(),
                 source: std::io::Error::other("not piped"),
@@ -187,22 +208,7 @@ impl Bed {
             );
         }
         if let Some(old) = old {
-            let q = old.queue.to_string();
-            iptables(
-                s,
-                &[
-                    "-w",
-                    "-D",
-                    "OUTPUT",
-                    "-o",
-                    SITE_IF,
-                    "-j",
-                    "NFQUEUE",
-                    "--queue-num",
-                    &q,
-                ],
-            )
-            .await?;
+            iptables(core, &rule("-D", port, old.queue)).await?;
             drop(old.stdin);
         }
         Ok(())
@@ -235,6 +241,30 @@ impl Bed {
                     .join(", "),
             })
     }
+}
+
+/// The core's `FORWARD` rule that queues what enters the bridge from `port`
+/// (`-I` inserts it first, `-D` deletes it).
+fn rule(op: &str, port: &str, queue: u16) -> Vec<String> {
+    let mut r = vec!["-w".to_string(), op.to_string(), "FORWARD".to_string()];
+    if op == "-I" {
+        r.push("1".into());
+    }
+    let q = queue.to_string();
+    r.extend(
+        [
+            "-m",
+            "physdev",
+            "--physdev-in",
+            port,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &q,
+        ]
+        .map(String::from),
+    );
+    r
 }
 
 /// Waits until the program says it is bound to its queue (its ready file).

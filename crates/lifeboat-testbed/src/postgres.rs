@@ -283,7 +283,12 @@ impl SitePostgres {
         let deadline = Instant::now() + Duration::from_secs(60);
         let pidfile = self.data_dir().join("postmaster.pid");
         loop {
+            // The file of a killed server stays behind, saying "ready": only
+            // the new postmaster's own line counts.
             if let Ok(s) = std::fs::read_to_string(&pidfile)
+                && s.lines()
+                    .next()
+                    .is_some_and(|l| l.trim() == proc.pid().to_string())
                 && s.lines()
                     .nth(7)
                     .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))

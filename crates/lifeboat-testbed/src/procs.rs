@@ -23,9 +23,6 @@ struct Tracked {
     pid: u32,
     name: String,
     site: String,
-    /// The bed's own helpers (the delay program): not part of the site, so
-    /// [`crate::Bed::kill_site`] spares them.
-    infra: bool,
     child: Child,
     status: Option<ExitStatus>,
 }
@@ -37,13 +34,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn add(&self, child: Child, name: &str, site: &str, infra: bool) -> u32 {
+    pub(crate) fn add(&self, child: Child, name: &str, site: &str) -> u32 {
         let pid = child.id();
         self.lock().push(Tracked {
             pid,
             name: name.to_string(),
             site: site.to_string(),
-            infra,
             child,
             status: None,
         });
@@ -69,16 +65,6 @@ impl Registry {
             .iter()
             .find(|t| t.pid == pid)
             .and_then(|t| t.status)
-    }
-
-    /// PIDs of the running helper processes of `site`.
-    pub(crate) fn infra_pids(&self, site: &str) -> Vec<u32> {
-        self.reap();
-        self.lock()
-            .iter()
-            .filter(|t| t.infra && t.site == site && t.status.is_none())
-            .map(|t| t.pid)
-            .collect()
     }
 
     /// SIGKILL to every tracked process still running, and reaps it.
@@ -229,14 +215,10 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-/// One round of a kill: SIGKILL to every process in `namespaces` except
-/// `spare`; returns the PIDs signalled.
-fn kill_round(namespaces: &[String], spare: &[u32]) -> Vec<u32> {
-    let pids: Vec<u32> = namespaces
-        .iter()
-        .flat_map(|ns| netns_pids(ns))
-        .filter(|p| !spare.contains(p))
-        .collect();
+/// One round of a kill: SIGKILL to every process in `namespaces`; returns
+/// the PIDs signalled.
+fn kill_round(namespaces: &[String]) -> Vec<u32> {
+    let pids: Vec<u32> = namespaces.iter().flat_map(|ns| netns_pids(ns)).collect();
     for p in &pids {
         send(*p, libc::SIGKILL);
     }
@@ -246,7 +228,6 @@ fn kill_round(namespaces: &[String], spare: &[u32]) -> Vec<u32> {
 /// Progress of a kill of everything in some namespaces.
 pub(crate) struct Kill<'a> {
     namespaces: &'a [String],
-    spare: Vec<u32>,
     registry: &'a Registry,
     killed: BTreeSet<u32>,
     deadline: Instant,
@@ -254,15 +235,9 @@ pub(crate) struct Kill<'a> {
 }
 
 impl<'a> Kill<'a> {
-    pub(crate) fn new(
-        what: String,
-        namespaces: &'a [String],
-        spare: Vec<u32>,
-        registry: &'a Registry,
-    ) -> Self {
+    pub(crate) fn new(what: String, namespaces: &'a [String], registry: &'a Registry) -> Self {
         Kill {
             namespaces,
-            spare,
             registry,
             killed: BTreeSet::new(),
             deadline: Instant::now() + KILL_TIMEOUT,
@@ -273,7 +248,7 @@ impl<'a> Kill<'a> {
     /// Signals what is left and reaps; `Ok(true)` when nothing is left
     /// in the namespaces and every killed PID is reaped.
     fn step(&mut self) -> Result<bool, BedError> {
-        let signalled = kill_round(self.namespaces, &self.spare);
+        let signalled = kill_round(self.namespaces);
         self.killed.extend(&signalled);
         self.registry.reap();
         let left: Vec<u32> = self.killed.iter().copied().filter(|p| !gone(*p)).collect();

@@ -92,7 +92,7 @@ impl Site {
         argv: &[S],
         log_file: &Path,
     ) -> Result<SiteProcess, BedError> {
-        Ok(self.spawn_inner(name, argv, &[], log_file, false, false)?.0)
+        Ok(self.spawn_inner(name, argv, &[], log_file, false)?.0)
     }
 
     /// [`Site::spawn`] with extra environment variables (how a secret is
@@ -104,7 +104,7 @@ impl Site {
         env: &[(&str, &str)],
         log_file: &Path,
     ) -> Result<SiteProcess, BedError> {
-        Ok(self.spawn_inner(name, argv, env, log_file, false, false)?.0)
+        Ok(self.spawn_inner(name, argv, env, log_file, false)?.0)
     }
 
     pub(crate) fn spawn_inner<S: AsRef<OsStr>>(
@@ -113,7 +113,6 @@ impl Site {
         argv: &[S],
         env: &[(&str, &str)],
         log_file: &Path,
-        infra: bool,
         stdin: bool,
     ) -> Result<(SiteProcess, Option<ChildStdin>), BedError> {
         let log = File::options()
@@ -134,7 +133,7 @@ impl Site {
             .map_err(BedError::io(format!("starting {name} in {}", self.name())))?;
         let pipe = child.stdin.take();
         let registry = self.inner.shared.registry.clone();
-        let pid = registry.add(child, name, self.name(), infra);
+        let pid = registry.add(child, name, self.name());
         Ok((SiteProcess::new(pid, name, self.name(), registry), pipe))
     }
 
