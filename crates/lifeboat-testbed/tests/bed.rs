@@ -488,6 +488,43 @@ async fn postgres_standby_streams_across_sites_and_a_killed_primary_starts_again
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // pgbench from the witness through a delayed us-east (the primary's
+    // answers and its WAL to the standby wait 50 ms each): nothing dropped.
+    let mechanism = bed
+        .set_latency("us-east", Duration::from_millis(50))
+        .await
+        .unwrap();
+    let pgbench = primary.bin_dir().join("pgbench");
+    let host = east.addr().to_string();
+    for args in [
+        vec!["-i", "-s", "1", "-q"],
+        vec!["-c", "8", "-j", "2", "-T", "3", "-n"],
+    ] {
+        let out = witness
+            .command([pgbench.as_os_str()])
+            .args(["-h", &host, "-U", primary.superuser()])
+            .args(&args)
+            .arg("postgres")
+            .env("PGPASSWORD", primary.password().expose())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[0] == "-c" {
+            let text = String::from_utf8_lossy(&out.stdout);
+            println!("pgbench through 50 ms ({mechanism}):\n{text}");
+        }
+    }
+    if mechanism == LatencyMechanism::Nfqueue {
+        let stats = bed.queue_stats("us-east").await.unwrap().unwrap();
+        println!("NFQUEUE counters for us-east after pgbench: {stats:?}");
+        assert_eq!((stats.queue_dropped, stats.user_dropped), (0, 0));
+    }
+
     // Killed with its site, the server starts again once its postmaster is reaped.
     drop(p);
     bed.kill_site("us-east").await.unwrap();
