@@ -108,6 +108,12 @@ impl Bed {
             .map(|s| format!("{}={}", s.name(), peer(s)))
             .collect::<Vec<_>>()
             .join(",");
+        if let Some(s) = sites.iter().find(|s| s.dir().join("etcd").exists()) {
+            return Err(BedError::Etcd(format!(
+                "site {} already has an etcd member (one cluster per bed); restart it with EtcdCluster::restart",
+                s.name()
+            )));
+        }
         let mut members = Vec::new();
         for s in &sites {
             let client_url = format!("http://{}:{}", s.addr(), opts.client_port);

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lifeboat_testbed::{Bed, BedSpec, EtcdOptions, LatencyMechanism, PgOptions, Site};
+use lifeboat_testbed::{Bed, BedSpec, EtcdCluster, EtcdOptions, LatencyMechanism, PgOptions, Site};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -359,9 +359,11 @@ async fn etcdctl_in(site: &Site, endpoint: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Every site writes its key through its own member, and reads every key.
-async fn put_get_everywhere(bed: &Bed, endpoints: &[String], round: &str) {
-    for (site, ep) in bed.sites().iter().zip(endpoints) {
+/// Each of `sites` writes its key through its own member and reads every
+/// site's key.
+async fn put_get_everywhere(sites: &[&Site], etcd: &EtcdCluster, round: &str) {
+    for site in sites {
+        let ep = etcd.member(site.name()).unwrap().client_url();
         etcdctl_in(
             site,
             ep,
@@ -369,18 +371,11 @@ async fn put_get_everywhere(bed: &Bed, endpoints: &[String], round: &str) {
         )
         .await;
     }
-    for (site, ep) in bed.sites().iter().zip(endpoints) {
-        for other in bed.sites() {
-            let got = etcdctl_in(
-                site,
-                ep,
-                &[
-                    "get",
-                    "--print-value-only",
-                    &format!("/{round}/{}", other.name()),
-                ],
-            )
-            .await;
+    for site in sites {
+        let ep = etcd.member(site.name()).unwrap().client_url();
+        for other in sites {
+            let key = format!("/{round}/{}", other.name());
+            let got = etcdctl_in(site, ep, &["get", "--print-value-only", &key]).await;
             assert_eq!(
                 got,
                 other.name(),
@@ -392,29 +387,53 @@ async fn put_get_everywhere(bed: &Bed, endpoints: &[String], round: &str) {
     }
 }
 
+/// The site whose member every running member names as leader.
+async fn leader_site(from: &Site, etcd: &EtcdCluster) -> String {
+    let running: Vec<String> = etcd
+        .members()
+        .iter()
+        .filter(|m| m.is_running())
+        .map(|m| m.client_url().to_string())
+        .collect();
+    let text = etcdctl_in(
+        from,
+        &running.join(","),
+        &["endpoint", "status", "-w", "json"],
+    )
+    .await;
+    let status: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(status.len(), running.len(), "{text}");
+    let leader = status[0]["Status"]["leader"].as_u64().unwrap();
+    assert!(leader != 0, "no leader: {text}");
+    let mut leader_url = None;
+    for s in &status {
+        assert_eq!(
+            s["Status"]["leader"].as_u64(),
+            Some(leader),
+            "no agreed leader: {text}"
+        );
+        if s["Status"]["header"]["member_id"].as_u64() == Some(leader) {
+            leader_url = s["Endpoint"].as_str();
+        }
+    }
+    let url = leader_url.unwrap_or_else(|| panic!("the leader is no running member: {text}"));
+    let m = etcd
+        .members()
+        .iter()
+        .find(|m| m.client_url() == url)
+        .unwrap();
+    m.site().name().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_across_sites_elects_and_serves_with_latency_too() {
     let bed = new_bed().await;
     let opts = EtcdOptions::for_rtt(Duration::from_millis(100));
-    let etcd = bed.etcd(&SITES, opts).await.unwrap();
-    let endpoints = etcd.endpoints();
-    let status = etcdctl_in(
-        bed.site("witness"),
-        &endpoints.join(","),
-        &["endpoint", "status", "-w", "fields"],
-    )
-    .await;
-    let leaders: Vec<&str> = status
-        .lines()
-        .filter(|l| l.starts_with("\"Leader\""))
-        .map(|l| l.rsplit(':').next().unwrap().trim())
-        .collect();
-    assert_eq!(leaders.len(), 3, "{status}");
-    assert!(
-        leaders.iter().all(|l| *l == leaders[0] && *l != "0"),
-        "no agreed leader: {status}"
-    );
-    put_get_everywhere(&bed, &endpoints, "plain").await;
+    let mut etcd = bed.etcd(&SITES, opts).await.unwrap();
+    let all: Vec<&Site> = bed.sites().iter().collect();
+    let witness = bed.site("witness");
+    println!("leader: {}", leader_site(witness, &etcd).await);
+    put_get_everywhere(&all, &etcd, "plain").await;
 
     let mechanism = bed
         .set_latency("us-east", Duration::from_millis(100))
@@ -422,7 +441,21 @@ async fn etcd_across_sites_elects_and_serves_with_latency_too() {
         .unwrap();
     println!("latency mechanism: {mechanism}");
     etcd.wait_healthy(Duration::from_secs(30)).await.unwrap();
-    put_get_everywhere(&bed, &endpoints, "delayed").await;
+    put_get_everywhere(&all, &etcd, "delayed").await;
+
+    // The leader's site killed: the other two elect a leader, over the
+    // delayed links, and serve; the member started again rejoins.
+    let leader = leader_site(witness, &etcd).await;
+    bed.kill_site(&leader).await.unwrap();
+    let rest: Vec<&Site> = all.iter().copied().filter(|s| s.name() != leader).collect();
+    etcd.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    let new_leader = leader_site(rest[0], &etcd).await;
+    println!("leader {leader} killed, new leader {new_leader}");
+    assert_ne!(new_leader, leader);
+    put_get_everywhere(&rest, &etcd, "elected").await;
+    etcd.restart(&leader).unwrap();
+    etcd.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    put_get_everywhere(&all, &etcd, "rejoined").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
