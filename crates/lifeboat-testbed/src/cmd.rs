@@ -78,3 +78,17 @@ pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_names_its_package_and_the_test_script() {
+        let e = require("lifeboat-no-such-tool", "some-package").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("lifeboat-no-such-tool") && msg.contains("some-package"));
+        assert!(msg.contains("scripts/test.sh"), "{msg}");
+        assert!(which("ip").is_some(), "ip is found outside PATH too");
+    }
+}
