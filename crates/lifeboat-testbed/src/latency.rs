@@ -175,8 +175,11 @@ impl Bed {
         self.bridge_netfilter(st)?;
         let core = &self.core_site;
         let port = s.inner.core_port.as_str();
-        let old = st.delays.remove(s.name());
-        if !delay.is_zero() {
+        // The old program stays in `st` until its successor is in place, so a
+        // failure here leaves the old delay working.
+        let old = if delay.is_zero() {
+            st.delays.remove(s.name())
+        } else {
             st.next_queue += 1;
             let queue = st.next_queue;
             let ready = core.dir().join(format!("netdelay-{queue}.ready"));
@@ -205,8 +208,8 @@ impl Bed {
                     _proc: proc,
                     stdin,
                 },
-            );
-        }
+            )
+        };
         if let Some(old) = old {
             iptables(core, &rule("-D", port, old.queue)).await?;
             drop(old.stdin);
