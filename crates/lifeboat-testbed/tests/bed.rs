@@ -203,6 +203,26 @@ async fn latency_delays_what_a_site_sends_without_losing_packets() {
         .unwrap();
     let rtt = round_trip(&mut s).await;
     assert!(rtt >= Duration::from_millis(48), "{rtt:?} below 50 ms");
+    if mechanism == LatencyMechanism::Nfqueue {
+        // No bypass: with the delay program gone, the site's packets are
+        // dropped, never let through undelayed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = host_ip(&["netns", "pids", bed.core_netns()]);
+            if pids.trim().is_empty() {
+                break;
+            }
+            for p in pids.split_whitespace() {
+                let _ = std::process::Command::new("kill").args(["-9", p]).status();
+            }
+            assert!(Instant::now() < deadline, "the delay programs did not die");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !reaches(east, echo, Duration::from_millis(1500)).await,
+            "packets bypassed the dead delay program"
+        );
+    }
     bed.set_latency("us-east", Duration::ZERO).await.unwrap();
     println!("round trip without latency: {:?}", round_trip(&mut s).await);
     assert_eq!(bed.queue_stats("us-east").await.unwrap(), None);
