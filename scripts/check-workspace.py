@@ -31,8 +31,9 @@ LAYERS = {
     "lifeboat-kube": set(),
     "lifeboat-region": {"lifeboat-postgres"},
     "kube-double": set(),
+    "lifeboat-testbed": {"lifeboat-postgres"},
 }
-TEST_ONLY = {"kube-double"}
+TEST_ONLY = {"kube-double", "lifeboat-testbed"}
 
 # Library crates whose top-level modules must not form a cycle.
 NO_MODULE_CYCLES = ["lifeboat-region", "lifeboat-repo", "lifeboat-ops", "lifeboat-kube", "lifeboat-postgres", "lifeboat-dr"]

@@ -280,6 +280,17 @@ setup_protoc() {
     ensure_apt_packages protobuf-compiler
 }
 
+# --- the multi-region test bed (crates/lifeboat-testbed) ----------------------
+
+# The bed (network namespaces, docs/testbed.md) needs `ip` (iproute2),
+# `iptables` (partitions between two sites, and the NFQUEUE delay where the
+# kernel has no `sch_netem`), `setpriv` (util-linux: PostgreSQL as `postgres`
+# inside a namespace), etcd (setup_patroni) and `etcdctl` (Debian's
+# `etcd-client`); without them it fails, naming this script.
+setup_testbed() {
+    ensure_apt_packages iproute2 iptables util-linux etcd-client
+}
+
 # --- run -----------------------------------------------------------------------
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install the Rust toolchain"
@@ -293,6 +304,7 @@ setup_bind
 setup_promtool
 setup_patroni
 setup_protoc
+setup_testbed
 
 if [ "${LIFEBOAT_SKIP_LINT:-0}" != "1" ]; then
     log "cargo fmt --all -- --check"
