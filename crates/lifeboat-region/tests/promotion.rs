@@ -248,8 +248,21 @@ async fn switchover_end_to_end_without_rewind() {
         ),
     };
     assert_eq!(receiver.status, "streaming");
-    assert_eq!(receiver.received_tli, promoted.timeline);
     assert_eq!(receiver.slot_name.as_deref(), Some("lifeboat_us_east"));
+    // It may stream the old timeline's tail first, then switches to the new one.
+    poll("the old primary streams on the new timeline", || {
+        let c = old.conn.clone();
+        let want = promoted.timeline;
+        async move {
+            let client = c.connect().await.ok()?;
+            let v = lifeboat_region::replication::observe::standby_view(&client)
+                .await
+                .ok()?;
+            let w = v.wal_receiver?;
+            (w.status == "streaming" && w.received_tli == want).then_some(())
+        }
+    })
+    .await;
     let seen = observe(
         &Server {
             name: "us-east".into(),
