@@ -162,6 +162,25 @@ pub async fn watch<R: AsyncBufRead + Unpin>(input: R) -> Verdict {
     }
 }
 
+/// The watchdog's standard input as an async line source: a non-blocking
+/// pipe reader when it is a pipe (a read pending at exit does not hold the
+/// process up), a file read on tokio's blocking pool otherwise (`/dev/null`,
+/// a terminal); `None` when standard input is closed.
+pub fn stdin_reader() -> Option<Box<dyn AsyncBufRead + Unpin + Send>> {
+    use std::os::fd::AsFd;
+    let file = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::fs::File::from)?;
+    let reader: Box<dyn AsyncBufRead + Unpin + Send> =
+        match tokio::net::unix::pipe::Receiver::from_file(file.try_clone().ok()?) {
+            Ok(r) => Box::new(tokio::io::BufReader::new(r)),
+            Err(_) => Box::new(tokio::io::BufReader::new(tokio::fs::File::from_std(file))),
+        };
+    Some(reader)
+}
+
 async fn sleep_or_never(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
