@@ -294,3 +294,76 @@ pub fn copy_succeeded(
 pub fn copy_failed(region: &str) {
     counter!(COPY_FAILURES, "region" => region.to_string()).increment(1);
 }
+
+// The agent (`agent.rs`): registered when `failover:` is configured and this
+// daemon has a region.
+pub const AUTHORITY_EPOCH: &str = "lifeboat_authority_epoch";
+pub const AUTHORITY_REACHABLE: &str = "lifeboat_authority_reachable";
+pub const FENCED: &str = "lifeboat_fenced";
+pub const LEASE_RENEWALS: &str = "lifeboat_region_lease_renewals_total";
+pub const LEASE_RENEWAL_FAILURES: &str = "lifeboat_region_lease_renewal_failures_total";
+pub const FENCE_DEADLINE: &str = "lifeboat_fence_deadline_seconds";
+
+pub fn describe_agent() {
+    describe_gauge!(
+        AUTHORITY_EPOCH,
+        "The epoch of the authority record in etcd as this daemon last read it (NaN before the first read)"
+    );
+    describe_gauge!(
+        AUTHORITY_REACHABLE,
+        "1 when this daemon's last call to etcd (the authority's store) succeeded, else 0: without etcd nothing is promoted anywhere"
+    );
+    describe_gauge!(
+        FENCED,
+        "1 when this daemon fenced its region's PostgreSQL (its lease could not be renewed, the authority names another region, or it shut down beside the primary); it stays 1 until the daemon restarts"
+    );
+    describe_counter!(
+        LEASE_RENEWALS,
+        "Successful renewals (keep-alives) of this daemon's region lease in etcd"
+    );
+    describe_counter!(
+        LEASE_RENEWAL_FAILURES,
+        "Renewals of this daemon's region lease that failed or were cut off at the fence deadline"
+    );
+    describe_gauge!(
+        FENCE_DEADLINE,
+        Unit::Seconds,
+        "Time left until this daemon fences its primary unless the lease is renewed (NaN while it guards no primary)"
+    );
+}
+
+pub fn agent_started(region: &str) {
+    let r = || region.to_string();
+    counter!(LEASE_RENEWALS, "region" => r()).absolute(0);
+    counter!(LEASE_RENEWAL_FAILURES, "region" => r()).absolute(0);
+    gauge!(FENCED, "region" => r()).set(0.0);
+    gauge!(AUTHORITY_EPOCH).set(f64::NAN);
+    gauge!(AUTHORITY_REACHABLE).set(0.0);
+    fence_deadline(region, None);
+}
+
+pub fn authority_epoch(epoch: u64) {
+    gauge!(AUTHORITY_EPOCH).set(epoch as f64);
+}
+
+pub fn authority_reachable(ok: bool) {
+    gauge!(AUTHORITY_REACHABLE).set(if ok { 1.0 } else { 0.0 });
+}
+
+pub fn fenced(region: &str, on: bool) {
+    gauge!(FENCED, "region" => region.to_string()).set(if on { 1.0 } else { 0.0 });
+}
+
+pub fn lease_renewed(region: &str) {
+    counter!(LEASE_RENEWALS, "region" => region.to_string()).increment(1);
+}
+
+pub fn lease_renewal_failed(region: &str) {
+    counter!(LEASE_RENEWAL_FAILURES, "region" => region.to_string()).increment(1);
+}
+
+/// Seconds left to the fence deadline (negative once passed); `None`: no
+/// deadline (NaN).
+pub fn fence_deadline(region: &str, left: Option<f64>) {
+    gauge!(FENCE_DEADLINE, "region" => region.to_string()).set(left.unwrap_or(f64::NAN));
+}

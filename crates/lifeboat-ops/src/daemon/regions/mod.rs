@@ -11,12 +11,14 @@
 //! | `health.rs` | one health checker per region, this daemon as vantage point; publishing its verdicts |
 //! | `steer.rs` | the `rfc2136` steering loop: the answer set equal to the healthy regions |
 //! | `decide.rs` | the pure decisions: which primary a standby streams from, its lag as the metrics give it |
+//! | `agent.rs` | with `failover:`: the region's etcd lease, and beside the primary the fence and its watchdog |
 //! | `metrics.rs` | the region metric families |
 //!
 //! Without `regions:` nothing here runs and no region metric exists; with
 //! `regions:` but no `serve.region` (`--region`, `LIFEBOAT_REGION`) the
 //! daemon logs why and does no region work but the copies.
 
+pub mod agent;
 pub mod copy;
 pub mod decide;
 pub mod health;
@@ -107,6 +109,7 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
         region.clone(),
         own_primary_rx,
     )));
+    tasks.extend(agent::spawn(d, config, &region));
     let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
     tasks.extend(health::spawn(d, &region, views_tx));
     match config.traffic_provider() {

@@ -1,0 +1,833 @@
+//! The agent (issue 20, "Coordination and fencing"; docs/failover.md, "The
+//! agent"): with `failover:` configured, this daemon holds its region's
+//! etcd lease, and beside the authority's primary it fences its PostgreSQL
+//! before that lease can expire.
+//!
+//! - Every region: connect to etcd (retried every `renew_interval` while
+//!   it is unavailable: backups go on, `lifeboat_authority_reachable` says
+//!   0), read the authority record (created from the declared primary when
+//!   etcd has none), grant the region lease, renew it every
+//!   `renew_interval`; a lease etcd no longer knows is granted again.
+//! - Beside the primary, in agent mode (`pgdata` set, control `pg_ctl` or
+//!   `systemd`): the renewals run through [`fence::run_guard`], the fence
+//!   watchdog (`lifeboat fence-watchdog`) is started and fed every new
+//!   deadline (plus [`watchdog_slack`], so that a live agent's configured
+//!   fence comes first and the watchdog is the backstop for its death). At
+//!   the deadline without a renewal, or as soon as etcd says the lease is
+//!   gone, the configured fence runs. The server then stays fenced: the
+//!   agent takes a lease again when etcd returns, but never unfences.
+//! - A region the authority does not name, whose server is a writable
+//!   primary at an older epoch than the authority's ([`stale_primary`]), is
+//!   fenced at once.
+//! - SIGTERM beside the primary: the server is fenced (the configured
+//!   method; the watchdog stops it if that fails) and the lease is NOT
+//!   revoked, so nothing is promoted elsewhere before it expires. The
+//!   server never outlives the agent's lease; the price is that restarting
+//!   the daemon beside a primary fences it (adoption of a running watchdog
+//!   by the next daemon is not built). Elsewhere the lease is revoked.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeboat_region::authority::{AuthorityError, AuthorityRecord, AuthorityStore, RegionLease};
+use lifeboat_region::fence::{self, Feeder, FenceMethod, FenceTiming, GuardOutcome, Watchdog};
+use lifeboat_region::replication::target::StandbyTarget;
+use lifeboat_region::replication::{Retry, Role, Server, observe};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use super::{metrics, pause, server};
+use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
+use crate::daemon::{Daemon, stopped};
+use crate::region::failover::authority as auth;
+
+/// How long a fence (stop, or revoke and terminate) may take.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Observing the own server before deciding on a fence: brief.
+const OBSERVE_RETRY: Retry = Retry {
+    attempts: 2,
+    first_delay: Duration::from_millis(100),
+    max_delay: Duration::from_millis(500),
+};
+
+/// Whether the daemon of `region` must fence its server because the
+/// authority names another region (pure): its server is a writable primary
+/// and the authority's epoch is higher than the last epoch this region was
+/// primary under (`own_epoch`: the highest seen in etcd naming it, or
+/// written in its server's `lifeboat.authority`). Without any own epoch,
+/// only an authority changed at least once (epoch > 1) makes a writable
+/// server stale: at epoch 1 a writable server outside the declared primary
+/// is a region being set up, not a returning primary.
+pub fn stale_primary(
+    region: &str,
+    authority: &AuthorityRecord,
+    own_epoch: Option<u64>,
+    writable: bool,
+) -> bool {
+    if authority.primary == region || !writable {
+        return false;
+    }
+    match own_epoch {
+        Some(e) => authority.epoch > e,
+        None => authority.epoch > 1,
+    }
+}
+
+/// What the watchdog's deadline adds to the agent's: half the fence guard
+/// (at most 1 s), so the agent's own fence runs first while it lives and
+/// the watchdog still stops the server well before the lease can expire.
+pub fn watchdog_slack(timing: &FenceTiming) -> Duration {
+    (timing.fence_guard / 2).min(Duration::from_secs(1))
+}
+
+/// `failover.fence` as the fence library's method.
+pub fn fence_method(f: &FailoverConfig) -> FenceMethod {
+    match &f.fence {
+        None | Some(FenceConfig::Stop) => FenceMethod::Stop,
+        Some(FenceConfig::RevokeLogin { roles }) => FenceMethod::RevokeLogin {
+            roles: roles.clone(),
+        },
+    }
+}
+
+/// The timing of `failover:`.
+pub fn timing(f: &FailoverConfig) -> FenceTiming {
+    FenceTiming {
+        lease_ttl: f.lease_ttl(),
+        renew_interval: f.renew_interval(),
+        fence_guard: f.fence_guard(),
+    }
+}
+
+/// Agent mode: Lifeboat runs beside the server and may stop it (`pgdata`
+/// set, control `pg_ctl` or `systemd`, not `manager`).
+pub fn agent_mode(r: &RegionConfig) -> bool {
+    r.postgres.pgdata().is_some() && !matches!(r.postgres.control(), Some(ServerControl::Manager))
+}
+
+/// The watchdog's argument vector: this program, `fence-watchdog`, the data
+/// directory, and for systemd control the unit's immediate stop.
+fn watchdog_argv(r: &RegionConfig) -> std::io::Result<Vec<OsString>> {
+    let exe = std::env::current_exe()?;
+    let pgdata = r.postgres.pgdata().unwrap_or(std::path::Path::new("/"));
+    let mut argv: Vec<OsString> = vec![
+        exe.into(),
+        "fence-watchdog".into(),
+        "--pgdata".into(),
+        pgdata.into(),
+    ];
+    if let Some(ServerControl::Systemd(s)) = r.postgres.control() {
+        for a in ["--stop-command", "systemctl", "kill", "-s", "SIGQUIT"] {
+            argv.push(a.into());
+        }
+        argv.push(s.unit.clone().into());
+    }
+    Ok(argv)
+}
+
+/// Starts the agent when `failover:` is configured.
+pub fn spawn(d: &Arc<Daemon>, config: &Config, region: &str) -> Option<JoinHandle<()>> {
+    config.failover.as_ref()?;
+    metrics::describe_agent();
+    metrics::agent_started(region);
+    Some(tokio::spawn(run(Arc::clone(d), region.to_string())))
+}
+
+/// What the agent remembers across leases and etcd connections.
+struct Agent {
+    d: Arc<Daemon>,
+    region: String,
+    timing: FenceTiming,
+    method: FenceMethod,
+    /// The highest epoch under which etcd named this region primary.
+    own_epoch: Option<u64>,
+    /// This daemon fenced its server; it does not unfence.
+    fenced: bool,
+    /// The running watchdog; dropped only deliberately (a drop closes its
+    /// pipe, and it stops the server at once).
+    feeder: Arc<Mutex<Option<Feeder>>>,
+    /// "agent mode is off" logged once.
+    told_no_agent: bool,
+    /// When the last successful grant or renewal of the current lease was
+    /// sent: a guard's deadline counts from it.
+    last_renewed: Arc<std::sync::Mutex<Instant>>,
+}
+
+/// Why a phase with one lease ended.
+enum End {
+    Shutdown,
+    /// etcd no longer knows the lease (or it could not be granted): grant again.
+    LeaseLost,
+    /// Re-decide between guarding and holding with the same lease.
+    Again,
+}
+
+async fn run(d: Arc<Daemon>, region: String) {
+    let Some(failover) = d.ctx.config.as_ref().and_then(|c| c.failover.clone()) else {
+        return;
+    };
+    let mut a = Agent {
+        timing: timing(&failover),
+        method: fence_method(&failover),
+        d,
+        region,
+        own_epoch: None,
+        fenced: false,
+        feeder: Arc::new(Mutex::new(None)),
+        told_no_agent: false,
+        last_renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
+    };
+    tracing::info!(region = %a.region, fence = a.method.name(), lease_ttl = ?a.timing.lease_ttl,
+        renew_interval = ?a.timing.renew_interval, fence_guard = ?a.timing.fence_guard,
+        "failover agent: holding this region's etcd lease");
+    let mut store: Option<AuthorityStore> = None;
+    loop {
+        if a.d.shutting_down() {
+            return;
+        }
+        let s = match &store {
+            Some(s) => s.clone(),
+            None => match a.connect().await {
+                Some(s) => {
+                    store = Some(s.clone());
+                    s
+                }
+                None => {
+                    if pause(&a.d, a.timing.renew_interval).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        match a.with_lease(&s).await {
+            End::Shutdown => return,
+            End::LeaseLost | End::Again => {
+                if pause(&a.d, a.timing.renew_interval).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Agent {
+    fn renewed_at(&self, sent: Instant) {
+        if let Ok(mut t) = self.last_renewed.lock() {
+            *t = sent;
+        }
+    }
+
+    fn last_renewed(&self) -> Instant {
+        self.last_renewed
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Instant::now() - self.timing.lease_ttl)
+    }
+
+    fn config(&self) -> &Config {
+        self.d
+            .ctx
+            .config
+            .as_ref()
+            .expect("the agent runs with a configuration")
+    }
+
+    fn region_config(&self) -> Option<&RegionConfig> {
+        self.config().region(&self.region).ok()
+    }
+
+    async fn connect(&self) -> Option<AuthorityStore> {
+        match auth::connect(&self.d.ctx, self.config()).await {
+            Ok(s) => {
+                metrics::authority_reachable(true);
+                Some(s)
+            }
+            Err(e) => {
+                metrics::authority_reachable(false);
+                tracing::error!(error = %e, "cannot reach etcd (failover.etcd): this daemon holds no region lease; backups go on, nothing is promoted anywhere without etcd; retrying");
+                None
+            }
+        }
+    }
+
+    /// The authority record, read (or initialized); records the epoch.
+    async fn authority(&mut self, store: &AuthorityStore) -> Option<AuthorityRecord> {
+        let by = format!("daemon@{}", self.region);
+        match auth::current(store, self.config(), &by).await {
+            Ok(v) => {
+                metrics::authority_reachable(true);
+                self.note(&v.value);
+                Some(v.value)
+            }
+            Err(e) => {
+                metrics::authority_reachable(false);
+                tracing::warn!(error = %e, "reading the authority record from etcd failed");
+                None
+            }
+        }
+    }
+
+    fn note(&mut self, r: &AuthorityRecord) {
+        metrics::authority_epoch(r.epoch);
+        if r.primary == self.region {
+            self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
+        }
+    }
+
+    fn guards(&mut self, r: &AuthorityRecord) -> bool {
+        if r.primary != self.region || self.fenced {
+            return false;
+        }
+        let agent = self.region_config().is_some_and(agent_mode);
+        if !agent && !self.told_no_agent {
+            self.told_no_agent = true;
+            tracing::warn!(region = %self.region, "this region is the authority's primary but not in agent mode (regions.<name>.postgres.pgdata with control pg_ctl or systemd): the daemon holds its lease but cannot fence its server or start the watchdog");
+        }
+        agent
+    }
+
+    /// One lease: grant it, then guard or hold until it is lost or the
+    /// daemon stops.
+    async fn with_lease(&mut self, store: &AuthorityStore) -> End {
+        let Some(mut record) = self.authority(store).await else {
+            return End::LeaseLost;
+        };
+        let sent = Instant::now();
+        let lease = match store.grant(&self.region, self.timing.lease_ttl).await {
+            Ok(l) => {
+                metrics::authority_reachable(true);
+                l
+            }
+            Err(e) => {
+                if !matches!(e, AuthorityError::RegionTaken { .. }) {
+                    metrics::authority_reachable(false);
+                }
+                tracing::warn!(error = %e, region = %self.region, "granting this region's lease failed; retrying");
+                return End::LeaseLost;
+            }
+        };
+        tracing::info!(region = %self.region, lease = format_args!("{:x}", lease.id()), ttl = ?lease.ttl(), "region lease granted");
+        self.renewed_at(sent);
+        let lease = Arc::new(Mutex::new(lease));
+        loop {
+            let end = if self.guards(&record) {
+                let since = self.last_renewed();
+                self.guard(store, &lease, since, &record).await
+            } else {
+                self.hold(store, &lease, &mut record).await
+            };
+            match end {
+                End::Again => {
+                    if let Some(r) = self.authority(store).await {
+                        record = r;
+                    }
+                }
+                End::Shutdown => {
+                    if record.primary != self.region {
+                        let l = Arc::try_unwrap(lease).map(Mutex::into_inner);
+                        if let Ok(l) = l
+                            && let Err(e) = l.revoke().await
+                        {
+                            tracing::warn!(error = %e, "revoking the region lease at shutdown failed; it expires after its TTL");
+                        }
+                    } else {
+                        tracing::info!(region = %self.region, "shutdown beside the primary: the region lease is left to expire, so no region is promoted before it does");
+                    }
+                    return End::Shutdown;
+                }
+                End::LeaseLost => return End::LeaseLost,
+            }
+        }
+    }
+
+    /// Renews the lease without a fence deadline (a standby region, a
+    /// fenced or non-agent primary); fences a stale primary at once.
+    async fn hold(
+        &mut self,
+        store: &AuthorityStore,
+        lease: &Arc<Mutex<RegionLease>>,
+        record: &mut AuthorityRecord,
+    ) -> End {
+        metrics::fence_deadline(&self.region, None);
+        loop {
+            self.check_stale(record).await;
+            if pause(&self.d, self.timing.renew_interval).await {
+                return End::Shutdown;
+            }
+            let sent = Instant::now();
+            let renewed = tokio::time::timeout(self.timing.lease_ttl, async {
+                lease.lock().await.keep_alive().await
+            })
+            .await;
+            match renewed {
+                Ok(Ok(_)) => {
+                    self.renewed_at(sent);
+                    metrics::lease_renewed(&self.region);
+                    metrics::authority_reachable(true);
+                }
+                Ok(Err(AuthorityError::LeaseExpired { .. })) => {
+                    metrics::lease_renewal_failed(&self.region);
+                    tracing::warn!(region = %self.region, "etcd no longer knows this region's lease: granting a new one");
+                    return End::LeaseLost;
+                }
+                Ok(Err(e)) => {
+                    metrics::lease_renewal_failed(&self.region);
+                    metrics::authority_reachable(false);
+                    tracing::warn!(error = %e, "renewing the region lease failed");
+                    continue;
+                }
+                Err(_) => {
+                    metrics::lease_renewal_failed(&self.region);
+                    metrics::authority_reachable(false);
+                    tracing::warn!("renewing the region lease did not answer within its TTL");
+                    continue;
+                }
+            }
+            if let Some(r) = self.authority(store).await {
+                *record = r;
+                if self.guards(record) {
+                    return End::Again;
+                }
+            }
+        }
+    }
+
+    /// Fences this region's server now when the authority names another
+    /// region at a higher epoch and the server is a writable primary.
+    async fn check_stale(&mut self, record: &AuthorityRecord) {
+        if record.primary == self.region {
+            return;
+        }
+        let Ok(conn) = server(&self.d.ctx, self.config(), &self.region).await else {
+            return;
+        };
+        let own = Server {
+            name: self.region.clone(),
+            conn: conn.clone(),
+        };
+        let writable = observe(&own, OBSERVE_RETRY).await.role == Role::Primary;
+        if !writable {
+            return;
+        }
+        // The epoch the server itself was promoted under, if any.
+        let row = match conn.with_dbname("lifeboat").connect().await {
+            Ok(c) => lifeboat_region::promotion::authority_row::read_epoch(&c)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.epoch),
+            Err(_) => None,
+        };
+        let own_epoch = match (self.own_epoch, row) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if !stale_primary(&self.region, record, own_epoch, writable) {
+            return;
+        }
+        tracing::error!(region = %self.region, authority_primary = %record.primary, epoch = record.epoch,
+            own_epoch = ?own_epoch, "the authority names another region at a higher epoch and this region's server accepts writes: fencing it now");
+        self.fence_now(own_epoch.unwrap_or(0), "a stale primary")
+            .await;
+    }
+
+    /// The region's server as a fence target (agent mode only).
+    async fn target(&self) -> Option<StandbyTarget> {
+        let r = self.region_config()?;
+        if !agent_mode(r) {
+            tracing::error!(region = %self.region, "cannot fence this region's server: it is not in agent mode (set regions.<name>.postgres.pgdata and control pg_ctl or systemd); fence it by hand");
+            return None;
+        }
+        let conn = server(&self.d.ctx, self.config(), &self.region)
+            .await
+            .ok()?;
+        let own = Server {
+            name: self.region.clone(),
+            conn,
+        };
+        match crate::region::replicate::region_target(
+            &self.d.ctx,
+            &self.region,
+            r,
+            &own,
+            "the fence stops or restricts the server",
+        )
+        .await
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "describing this region's server for the fence failed");
+                None
+            }
+        }
+    }
+
+    /// Runs the configured fence; on success releases the watchdog (nothing
+    /// left for it to do), on failure closes its pipe so it stops the
+    /// server at once. Returns whether the server is fenced.
+    async fn fence_now(&mut self, epoch: u64, why: &str) -> bool {
+        let result = match self.target().await {
+            Some(t) => fence::fence(&t, &self.method, epoch, FENCE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("no fence target".to_string()),
+        };
+        self.after_fence(result, why).await
+    }
+
+    async fn after_fence(&mut self, result: Result<fence::FenceReport, String>, why: &str) -> bool {
+        let feeder = self.feeder.lock().await.take();
+        let ok = match result {
+            Ok(report) => {
+                tracing::error!(region = %self.region, why, method = report.method.name(),
+                    stopped = report.stopped, roles_revoked = ?report.roles_revoked,
+                    sessions_terminated = report.sessions_terminated,
+                    "PostgreSQL fenced; it stays fenced until an operator unfences it");
+                if let Some(f) = feeder
+                    && let Err(e) = f.release(Duration::from_secs(5)).await
+                {
+                    tracing::warn!(error = %e, "releasing the fence watchdog");
+                }
+                true
+            }
+            Err(e) => match feeder {
+                Some(mut f) => {
+                    tracing::error!(error = %e, why, "the fence failed: closing the watchdog's pipe, so it stops PostgreSQL now");
+                    f.close();
+                    let st = f.wait_exit(FENCE_TIMEOUT + Duration::from_secs(10)).await;
+                    st.is_some_and(|s| s.success())
+                }
+                None => {
+                    tracing::error!(error = %e, why, "the fence failed and no watchdog runs: stop this region's PostgreSQL by hand");
+                    false
+                }
+            },
+        };
+        if ok {
+            self.fenced = true;
+            metrics::fenced(&self.region, true);
+        }
+        ok
+    }
+
+    /// Starts the watchdog when none runs.
+    async fn ensure_watchdog(&self) -> bool {
+        let mut slot = self.feeder.lock().await;
+        if slot.is_some() {
+            return true;
+        }
+        let Some(r) = self.region_config() else {
+            return false;
+        };
+        let argv = match watchdog_argv(r) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot find this program to start the fence watchdog");
+                return false;
+            }
+        };
+        match Watchdog::spawn(&argv) {
+            Ok(f) => {
+                tracing::info!(pid = ?f.pid(), "fence watchdog started");
+                *slot = Some(f);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "starting the fence watchdog failed");
+                false
+            }
+        }
+    }
+
+    /// Guards the primary: renewals through [`fence::run_guard`], the
+    /// watchdog fed every deadline; fences at the deadline, when etcd
+    /// says the lease is gone, at shutdown, or when the authority moves.
+    async fn guard(
+        &mut self,
+        store: &AuthorityStore,
+        lease: &Arc<Mutex<RegionLease>>,
+        lease_sent: Instant,
+        record: &AuthorityRecord,
+    ) -> End {
+        let Some(target) = self.target().await else {
+            // Cannot guard what cannot be fenced: renew once and try again.
+            return self.hold_once(lease).await.unwrap_or(End::Again);
+        };
+        let epoch = self.own_epoch.unwrap_or(record.epoch);
+        let slack = watchdog_slack(&self.timing);
+        let first = self
+            .timing
+            .deadline_with_ttl(lease_sent, lease.lock().await.ttl());
+        if self.ensure_watchdog().await
+            && let Some(f) = self.feeder.lock().await.as_mut()
+            && let Err(e) = f.feed(first + slack).await
+        {
+            tracing::error!(error = %e, "feeding the fence watchdog");
+        }
+        tracing::info!(region = %self.region, epoch, "guarding the primary: renewing the lease, fencing at the deadline");
+        let deadline = Arc::new(std::sync::Mutex::new(Some(first)));
+        let (expired_tx, mut expired_rx) = watch::channel(false);
+        // The authority, read every renew interval while guarding.
+        let (moved_tx, mut moved_rx) = watch::channel::<Option<AuthorityRecord>>(None);
+        let moved_seen = moved_tx.subscribe();
+        let poller = {
+            let store = store.clone();
+            let region = self.region.clone();
+            let every = self.timing.renew_interval;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Ok(Some(v)) = store.authority().await {
+                        metrics::authority_epoch(v.value.epoch);
+                        if v.value.primary != region {
+                            let _ = moved_tx.send(Some(v.value));
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let ticker = {
+            let deadline = Arc::clone(&deadline);
+            let region = self.region.clone();
+            tokio::spawn(async move {
+                loop {
+                    let left = deadline
+                        .lock()
+                        .ok()
+                        .and_then(|d| *d)
+                        .map(|d| signed_secs(d, Instant::now()));
+                    metrics::fence_deadline(&region, left);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
+        let renew = {
+            let (lease, feeder, deadline, last) = (
+                Arc::clone(lease),
+                Arc::clone(&self.feeder),
+                Arc::clone(&deadline),
+                Arc::clone(&self.last_renewed),
+            );
+            let (region, timing, expired_tx) =
+                (self.region.clone(), self.timing, expired_tx.clone());
+            let argv = self.region_config().and_then(|r| watchdog_argv(r).ok());
+            move || {
+                let (lease, feeder, deadline, last, region, expired_tx, argv) = (
+                    Arc::clone(&lease),
+                    Arc::clone(&feeder),
+                    Arc::clone(&deadline),
+                    Arc::clone(&last),
+                    region.clone(),
+                    expired_tx.clone(),
+                    argv.clone(),
+                );
+                async move {
+                    let sent = Instant::now();
+                    let ttl = match lease.lock().await.keep_alive().await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            metrics::lease_renewal_failed(&region);
+                            metrics::authority_reachable(false);
+                            if matches!(e, AuthorityError::LeaseExpired { .. }) {
+                                let _ = expired_tx.send(true);
+                            }
+                            return Err(e);
+                        }
+                    };
+                    metrics::lease_renewed(&region);
+                    metrics::authority_reachable(true);
+                    if let Ok(mut t) = last.lock() {
+                        *t = sent;
+                    }
+                    let next = timing.deadline_with_ttl(sent, ttl);
+                    if let Ok(mut d) = deadline.lock() {
+                        *d = Some(next);
+                    }
+                    let mut slot = feeder.lock().await;
+                    if slot.is_none()
+                        && let Some(argv) = &argv
+                    {
+                        match Watchdog::spawn(argv) {
+                            Ok(f) => *slot = Some(f),
+                            Err(e) => {
+                                tracing::error!(error = %e, "starting the fence watchdog failed")
+                            }
+                        }
+                    }
+                    if let Some(f) = slot.as_mut()
+                        && let Err(e) = f.feed(next + slack).await
+                    {
+                        tracing::error!(error = %e, "feeding the fence watchdog failed; starting a new one at the next renewal");
+                        *slot = None;
+                    }
+                    Ok(ttl)
+                }
+            }
+        };
+        let method = self.method.clone();
+        let fence_target = target.clone();
+        let d = Arc::clone(&self.d);
+        let cancel = async move {
+            let mut rx = d.shutdown.subscribe();
+            tokio::select! {
+                _ = stopped(&mut rx) => {}
+                _ = expired_rx.wait_for(|e| *e) => {}
+                _ = moved_rx.wait_for(Option::is_some) => {}
+            }
+        };
+        let outcome = fence::run_guard(
+            self.timing,
+            lease_sent,
+            lease.lock().await.ttl(),
+            renew,
+            move || async move {
+                fence::fence(&fence_target, &method, epoch, FENCE_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+            cancel,
+        )
+        .await;
+        poller.abort();
+        ticker.abort();
+        metrics::fence_deadline(&self.region, None);
+        match outcome {
+            GuardOutcome::Fenced {
+                failures,
+                last_error,
+                fence: result,
+                ..
+            } => {
+                tracing::error!(region = %self.region, failures, last_error = ?last_error,
+                    "the region lease was not renewed before the fence deadline");
+                self.after_fence(result, "the lease could not be renewed")
+                    .await;
+                End::LeaseLost
+            }
+            GuardOutcome::Cancelled { .. } => {
+                if self.d.shutting_down() {
+                    self.fence_now(epoch, "the daemon shuts down beside the primary")
+                        .await;
+                    return End::Shutdown;
+                }
+                if *expired_tx.borrow() {
+                    tracing::error!(region = %self.region, "etcd no longer knows this region's lease: fencing now");
+                    self.fence_now(epoch, "the lease expired").await;
+                    return End::LeaseLost;
+                }
+                let moved = moved_seen.borrow().clone();
+                if let Some(r) = moved {
+                    tracing::warn!(region = %self.region, authority_primary = %r.primary, epoch = r.epoch,
+                        "the authority names another region now");
+                    self.note(&r);
+                    self.check_stale(&r).await;
+                    // Not guarding any more: the watchdog has nothing to
+                    // watch (a fence above released it already).
+                    if let Some(f) = self.feeder.lock().await.take()
+                        && let Err(e) = f.release(Duration::from_secs(5)).await
+                    {
+                        tracing::warn!(error = %e, "releasing the fence watchdog");
+                    }
+                }
+                End::Again
+            }
+        }
+    }
+
+    /// One renewal after a pause, when a guard cannot start.
+    async fn hold_once(&mut self, lease: &Arc<Mutex<RegionLease>>) -> Option<End> {
+        if pause(&self.d, self.timing.renew_interval).await {
+            return Some(End::Shutdown);
+        }
+        let sent = Instant::now();
+        match lease.lock().await.keep_alive().await {
+            Ok(_) => {
+                self.renewed_at(sent);
+                metrics::lease_renewed(&self.region);
+                None
+            }
+            Err(AuthorityError::LeaseExpired { .. }) => Some(End::LeaseLost),
+            Err(e) => {
+                metrics::lease_renewal_failed(&self.region);
+                tracing::warn!(error = %e, "renewing the region lease failed");
+                None
+            }
+        }
+    }
+}
+
+fn signed_secs(deadline: Instant, now: Instant) -> f64 {
+    if deadline >= now {
+        (deadline - now).as_secs_f64()
+    } else {
+        -(now - deadline).as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use lifeboat_region::authority::ChangeReason;
+
+    fn rec(primary: &str, epoch: u64) -> AuthorityRecord {
+        AuthorityRecord {
+            primary: primary.into(),
+            epoch,
+            changed_at: Utc::now(),
+            changed_by: "test".into(),
+            reason: if epoch == 1 {
+                ChangeReason::Initial
+            } else {
+                ChangeReason::Failover
+            },
+        }
+    }
+
+    #[test]
+    fn stale_primary_table() {
+        // (authority primary, epoch, own epoch, writable) → fence?
+        let rows: &[(&str, u64, Option<u64>, bool, bool)] = &[
+            // the authority names us: never
+            ("us-east", 5, Some(5), true, false),
+            ("us-east", 5, None, true, false),
+            // another region at a higher epoch, our server writable: fence
+            ("eu-west", 2, Some(1), true, true),
+            ("eu-west", 7, Some(3), true, true),
+            // ... not writable (standby, stopped, unreachable): nothing to fence
+            ("eu-west", 2, Some(1), false, false),
+            // not higher than our own: the authority is older than what we saw
+            ("eu-west", 3, Some(3), true, false),
+            ("eu-west", 2, Some(3), true, false),
+            // no own epoch known: only an authority changed since its start
+            ("eu-west", 1, None, true, false),
+            ("eu-west", 2, None, true, true),
+            ("eu-west", 2, None, false, false),
+        ];
+        for &(primary, epoch, own, writable, want) in rows {
+            assert_eq!(
+                stale_primary("us-east", &rec(primary, epoch), own, writable),
+                want,
+                "{primary} {epoch} {own:?} {writable}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_watchdog_acts_after_the_agent_and_before_the_expiry() {
+        for (ttl, renew, guard) in [(10, 2, 3), (6, 1, 2), (3, 1, 1), (30, 5, 10)] {
+            let t = FenceTiming {
+                lease_ttl: Duration::from_secs(ttl),
+                renew_interval: Duration::from_secs(renew),
+                fence_guard: Duration::from_secs(guard),
+            };
+            let s = watchdog_slack(&t);
+            assert!(!s.is_zero());
+            assert!(s < t.fence_guard, "{t:?}");
+        }
+    }
+}

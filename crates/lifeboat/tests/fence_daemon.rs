@@ -1,0 +1,286 @@
+//! The daemon as the failover agent (issue 20, "Coordination and fencing";
+//! docs/failover.md, "The agent"), with real components: a three-member
+//! etcd on loopback, us-east's PostgreSQL a `TempCluster` in agent mode
+//! (`pgdata`, `control: pg_ctl`), eu-west another `TempCluster` (it need
+//! not replicate here), and `lifeboat serve --region us-east`.
+//!
+//! - (a) the daemon holds us-east's lease; two of the three etcd members
+//!   stop → the server is fenced (connections refused) and
+//!   `lifeboat_fenced` is 1; the majority returns and the daemon holds a
+//!   lease again → the server is still down.
+//! - (b) the daemon alone is SIGKILLed → its watchdog stops the server, and
+//!   when the server is first seen down the region's lease key still
+//!   exists in etcd: the fence came before any promotion could.
+//! - (c) the authority moves to eu-west at a higher epoch (written here
+//!   through `AuthorityStore`) while us-east's server is a writable
+//!   primary → the daemon fences it.
+//!
+//! Conditions are polled with bounds; no timing is asserted.
+
+mod common;
+#[path = "../../lifeboat-region/tests/support/etcd.rs"]
+mod etcd;
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Daemon, Env};
+use etcd::EtcdCluster;
+use lifeboat_postgres::TempCluster;
+use lifeboat_region::authority::{AuthorityStore, ChangeReason, EtcdSettings};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+struct Bed {
+    rt: tokio::runtime::Runtime,
+    etcd: EtcdCluster,
+    east: TempCluster,
+    _west: TempCluster,
+    env: Env,
+    cfg: PathBuf,
+}
+
+fn cluster() -> TempCluster {
+    TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    )
+}
+
+fn bed() -> Bed {
+    let rt = common::rt();
+    let etcd = rt.block_on(EtcdCluster::start(3));
+    let east = cluster();
+    let west = cluster();
+    let mut env = Env::init();
+    env.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        east.password().expose().to_string(),
+    ));
+    env.envs.push((
+        "REGION_WEST_PASSWORD".into(),
+        west.password().expose().to_string(),
+    ));
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{eport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      manager: postgres
+      role: primary
+      pgdata: {pgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+  eu-west:
+    postgres:
+      url: postgresql://{wuser}@127.0.0.1:{wport}/postgres
+      password: {{env: REGION_WEST_PASSWORD}}
+      manager: postgres
+      role: standby
+      replicates_from: us-east
+failover:
+  etcd: {{endpoints: [{endpoints}]}}
+  lease_ttl: 6s
+  renew_interval: 1s
+  fence_guard: 2s
+serve:
+  lease: 3s
+  region: us-east
+"#,
+        repo = env.repo,
+        user = east.superuser(),
+        eport = east.port(),
+        pgdata = east.data_dir().display(),
+        bin = east.bin_dir().display(),
+        wuser = west.superuser(),
+        wport = west.port(),
+        endpoints = etcd.endpoints().join(", "),
+    );
+    let cfg = env.path("fence.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    Bed {
+        rt,
+        etcd,
+        east,
+        _west: west,
+        env,
+        cfg,
+    }
+}
+
+impl Bed {
+    fn store(&self) -> AuthorityStore {
+        self.rt
+            .block_on(AuthorityStore::connect(EtcdSettings::new(
+                self.etcd.endpoints(),
+            )))
+            .expect("connecting to etcd")
+    }
+
+    fn daemon(&self, tag: &str) -> Daemon {
+        Daemon::start(&self.env, &self.cfg, tag)
+    }
+
+    /// Whether us-east's server accepts TCP connections at all.
+    fn east_up(&self) -> bool {
+        TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.east.port()).into(),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+    }
+
+    /// us-east's lease key exists (a fresh store each time: etcd may have
+    /// just come back).
+    fn east_lease(&self) -> Option<i64> {
+        let store = self
+            .rt
+            .block_on(AuthorityStore::connect(EtcdSettings::new(
+                self.etcd.endpoints(),
+            )))
+            .ok()?;
+        self.rt
+            .block_on(store.lease_of("us-east"))
+            .ok()
+            .flatten()
+            .map(|l| l.lease_id)
+    }
+
+    /// Waits until the daemon holds the lease and guards the primary (the
+    /// fence deadline is exported).
+    fn wait_guarding(&self, d: &Daemon) -> i64 {
+        let id = d.poll(BOUND, "us-east's lease in etcd", || self.east_lease());
+        d.poll(BOUND, "the daemon to guard the primary", || {
+            metric(d, "lifeboat_fence_deadline_seconds{region=\"us-east\"}")
+                .filter(|v| v.is_finite())
+        });
+        assert!(self.east_up(), "the primary serves while guarded");
+        id
+    }
+}
+
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok())?
+    })
+}
+
+fn metric(d: &Daemon, series: &str) -> Option<f64> {
+    let (code, text) = d.try_get("/metrics", None)?;
+    (code == 200).then(|| sample(&text, series))?
+}
+
+const FENCED: &str = "lifeboat_fenced{region=\"us-east\"}";
+
+#[test]
+fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
+    let mut b = bed();
+    let d = b.daemon("a");
+    b.wait_guarding(&d);
+    // The lease as `region authority` shows it.
+    let view = b.env.ok_json(&[
+        "--config",
+        b.cfg.to_str().unwrap(),
+        "--json",
+        "region",
+        "authority",
+    ]);
+    let leases = view["leases"].as_array().expect("leases");
+    assert!(leases.iter().any(|l| l["region"] == "us-east"), "{view}");
+    assert_eq!(view["authority"]["primary"], "us-east", "{view}");
+    assert_eq!(metric(&d, FENCED), Some(0.0));
+
+    b.etcd.kill(&[1, 2]);
+    d.poll(
+        BOUND,
+        "the primary to be fenced (connections refused)",
+        || (!b.east_up()).then_some(()),
+    );
+    d.poll(BOUND, "lifeboat_fenced 1", || {
+        metric(&d, FENCED).filter(|v| *v == 1.0)
+    });
+    assert!(
+        d.log_text().contains("fence deadline"),
+        "the log says why: {}",
+        d.log_text()
+    );
+
+    // The majority returns; the daemon takes a lease again, and the
+    // server stays down.
+    b.rt.block_on(b.etcd.restart(&[1, 2]));
+    b.rt.block_on(b.etcd.wait_healthy(&[0, 1, 2]));
+    d.poll(BOUND, "a new us-east lease", || b.east_lease());
+    d.poll(BOUND, "a renewal after etcd returned", || {
+        metric(&d, "lifeboat_authority_reachable").filter(|v| *v == 1.0)
+    });
+    assert!(
+        !b.east_up(),
+        "the server was started again after etcd returned"
+    );
+    assert_eq!(metric(&d, FENCED), Some(1.0));
+}
+
+#[test]
+fn a_killed_daemon_leaves_its_watchdog_to_stop_the_server_before_the_lease_expires() {
+    let b = bed();
+    let d = b.daemon("b");
+    let id = b.wait_guarding(&d);
+    d.signal(libc::SIGKILL);
+    common::poll(BOUND, "the watchdog to stop the server", || {
+        (!b.east_up()).then_some(())
+    });
+    // The server is down and the lease key still exists: no promotion could
+    // have happened yet (it waits for the key to be gone).
+    assert_eq!(
+        b.east_lease(),
+        Some(id),
+        "the lease expired before the watchdog stopped the server"
+    );
+    // And the key does go once the lease expires (nobody renews it).
+    common::poll(BOUND, "the lease to expire", || {
+        b.east_lease().is_none().then_some(())
+    });
+    assert!(!b.east_up());
+}
+
+#[test]
+fn a_higher_epoch_naming_another_region_fences_a_writable_primary() {
+    let b = bed();
+    let d = b.daemon("c");
+    b.wait_guarding(&d);
+    let store = b.store();
+    let current =
+        b.rt.block_on(store.authority())
+            .unwrap()
+            .expect("the daemon initialized the authority");
+    assert_eq!(
+        (current.value.primary.as_str(), current.value.epoch),
+        ("us-east", 1)
+    );
+    // us-east's server is a writable primary right now.
+    let writable: bool = b.rt.block_on(async {
+        let c = b.east.conn_config("postgres").connect().await.unwrap();
+        !c.query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    });
+    assert!(writable);
+    let bumped =
+        b.rt.block_on(store.bump(&current, "eu-west", "test", ChangeReason::Manual, None))
+            .unwrap();
+    assert_eq!(bumped.value.epoch, 2);
+    d.poll(BOUND, "the stale primary to be fenced", || {
+        (!b.east_up()).then_some(())
+    });
+    d.poll(BOUND, "lifeboat_fenced 1", || {
+        metric(&d, FENCED).filter(|v| *v == 1.0)
+    });
+    d.poll(BOUND, "the epoch metric", || {
+        metric(&d, "lifeboat_authority_epoch").filter(|v| *v == 2.0)
+    });
+}
