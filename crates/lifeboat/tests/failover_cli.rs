@@ -20,7 +20,6 @@ use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_region::authority::{AuthorityStore, EtcdSettings};
-use serde_json::Value;
 
 const REPL_PASSWORD: &str = "repl-Secret-f41l";
 const US: &str = "192.0.2.10";
@@ -93,7 +92,13 @@ failover:
 fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_postgres::Row> {
     rt.block_on(async {
         let c = conn.connect().await.expect("connect");
-        c.query(q, &[]).await.unwrap_or_else(|e| panic!("{q}: {e}"))
+        if !q.starts_with("SELECT") {
+            c.batch_execute(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            return Vec::new();
+        }
+        c.query(q, &[]).await.unwrap_or_else(|e| panic!("{q}: {e:?}"))
     })
 }
 
@@ -133,6 +138,23 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
         bin: p.bin_dir().to_path_buf(),
         pgdata: p.data_dir(),
     };
+    // TempCluster passes its port and socket directory on the command line;
+    // a restart under pg_ctl (switchover: us-east follows eu-west) reads them
+    // from the data directory.
+    {
+        use std::io::Write as _;
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p.data_dir().join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            auto,
+            "port = {}\nunix_socket_directories = '{}'",
+            p.port(),
+            p.socket_dir().display()
+        )
+        .unwrap();
+    }
     let mut env = Env::init();
     env.envs.push((
         "REGION_PG_PASSWORD".into(),
