@@ -98,7 +98,9 @@ fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_po
                 .unwrap_or_else(|e| panic!("{q}: {e:?}"));
             return Vec::new();
         }
-        c.query(q, &[]).await.unwrap_or_else(|e| panic!("{q}: {e:?}"))
+        c.query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
     })
 }
 
