@@ -30,6 +30,13 @@ pub struct WatchdogArgs {
     pub stop_command: Vec<String>,
 }
 
+/// A line on standard error that never panics: the agent that shared our
+/// stderr may be gone, and nothing may keep the watchdog from its stop.
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 pub async fn run(a: WatchdogArgs) -> Result<i32> {
     // No standard input at all: nobody can ever feed or release us, which
     // is the agent being gone.
@@ -39,7 +46,7 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
     };
     let reason = match verdict {
         Verdict::Released => {
-            eprintln!("fence watchdog released: PostgreSQL left running");
+            note("fence watchdog released: PostgreSQL left running");
             return Ok(OK);
         }
         Verdict::Stop(r) => r,
@@ -48,10 +55,10 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
         StopReason::AgentGone => "the agent's pipe closed without release (the agent is gone)",
         StopReason::DeadlinePassed => "the fence deadline passed without a newer one",
     };
-    eprintln!(
+    note(&format!(
         "fence watchdog: {why}: stopping PostgreSQL ({})",
         a.pgdata.display()
-    );
+    ));
     let timeout = Duration::from_secs(a.stop_timeout_secs.max(1));
     if let Some((program, args)) = a.stop_command.split_first() {
         let out = tokio::time::timeout(
@@ -73,19 +80,19 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        eprintln!("fence watchdog: stop command {program} done");
+        note(&format!("fence watchdog: stop command {program} done"));
         return Ok(OK);
     }
     match stop_postmaster(&a.pgdata, timeout).await {
         Ok(PostmasterStop::NotRunning) => {
-            eprintln!("fence watchdog: no postmaster was running");
+            note("fence watchdog: no postmaster was running");
             Ok(OK)
         }
         Ok(PostmasterStop::Stopped { pid, escalated }) => {
-            eprintln!(
+            note(&format!(
                 "fence watchdog: postmaster {pid} stopped{}",
                 if escalated { " (SIGKILL)" } else { "" }
-            );
+            ));
             Ok(OK)
         }
         Err(e) => Err(Error::failure(e.to_string())),

@@ -133,18 +133,31 @@ impl Steps<'_> {
                         newest_heartbeat(&conn, &plan.from).await;
                 }
                 match promote::promote(&conn, region, *epoch, self.step_timeout).await {
-                    Ok(p) => (
-                        Event::Promoted { lsn: p.lsn },
-                        format!(
-                            "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority)",
-                            if p.already_primary {
-                                " (already was)"
-                            } else {
-                                ""
-                            },
-                            p.lsn
-                        ),
-                    ),
+                    Ok(p) => {
+                        // A revoke_login fence on the old primary replicated
+                        // its NOLOGIN to this server while it streamed: give
+                        // the application its logins back here.
+                        if matches!(
+                            self.failover.fence,
+                            Some(crate::config::FenceConfig::RevokeLogin { .. })
+                        ) && let Err(e) =
+                            lifeboat_region::fence::postgres::restore_login(&conn).await
+                        {
+                            return Ok((failed(e.is_transient(), e.to_string()), String::new()));
+                        }
+                        (
+                            Event::Promoted { lsn: p.lsn },
+                            format!(
+                                "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority)",
+                                if p.already_primary {
+                                    " (already was)"
+                                } else {
+                                    ""
+                                },
+                                p.lsn
+                            ),
+                        )
+                    }
                     Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
                 }
             }

@@ -1,0 +1,341 @@
+//! `lifeboat region switchover | failover | authority` through the built
+//! binary against real servers: etcd (one member, the authority), two
+//! PostgreSQL 15 servers (us-east a `TempCluster` in agent mode, eu-west a
+//! standby seeded by `region replicate`), and BIND 9 for the DNS switch and
+//! the epoch's TXT record. What each step did is read back from the
+//! servers, never from Lifeboat's own report alone. Conditions are polled
+//! with a bound; no timing is asserted.
+
+#[path = "../../lifeboat-region/tests/support/bind.rs"]
+mod bind;
+mod common;
+#[path = "../../lifeboat-region/tests/support/etcd.rs"]
+mod etcd;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::Env;
+use common::standby::{SeededStandby, empty_owned_dir};
+use lifeboat_postgres::TempCluster;
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_region::authority::{AuthorityStore, EtcdSettings};
+
+const REPL_PASSWORD: &str = "repl-Secret-f41l";
+const US: &str = "192.0.2.10";
+const EU: &str = "192.0.2.20";
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    env: &Env,
+    p: &TempCluster,
+    standby_port: u16,
+    standby_pgdata: &Path,
+    etcd: &[String],
+    b: &bind::Bind,
+) -> PathBuf {
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+objectives:
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: primary
+      pgdata: {ppgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+    dns: {{address: {US}}}
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{sport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: standby
+      replicates_from: us-east
+      pgdata: {spgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+    dns: {{address: {EU}}}
+replication:
+  user: lifeboat_replication
+  password: {{env: REGION_REPL_PASSWORD}}
+traffic:
+  provider: rfc2136
+  name: app.{zone}
+  ttl: 30
+  rfc2136:
+    server: "{server}"
+    zone: {zone}
+    tsig: {{name: {key}, secret: {{env: REGION_TSIG_SECRET}}}}
+failover:
+  etcd: {{endpoints: [{endpoints}]}}
+  safety_margin: 1s
+"#,
+        repo = env.repo,
+        user = p.superuser(),
+        pport = p.port(),
+        ppgdata = p.data_dir().display(),
+        sport = standby_port,
+        spgdata = standby_pgdata.display(),
+        bin = p.bin_dir().display(),
+        zone = bind::ZONE,
+        server = b.server(),
+        key = bind::KEY_NAME,
+        endpoints = etcd.join(", "),
+    );
+    let path = env.path("failover.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_postgres::Row> {
+    rt.block_on(async {
+        let c = conn.connect().await.expect("connect");
+        if !q.starts_with("SELECT") {
+            c.batch_execute(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            return Vec::new();
+        }
+        c.query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    })
+}
+
+fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
+    rt.block_on(async {
+        let c = conn.connect().await.ok()?;
+        c.query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()
+            .map(|r| r.get(0))
+    })
+}
+
+fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
+    let mut db = conn.clone();
+    db.dbname = "lifeboat".into();
+    rt.block_on(async {
+        let c = db.connect().await.ok()?;
+        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
+            .await
+            .ok()?
+            .get(0)
+    })
+}
+
+#[test]
+fn switchover_then_failover_move_the_primary_dns_and_epoch() {
+    let rt = common::rt();
+    let etcd = rt.block_on(etcd::EtcdCluster::start(1));
+    let b = bind::Bind::start();
+    let p = TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    );
+    // us-east's server runs under pg_ctl once it follows eu-west: stopped
+    // when the test ends, however it ends.
+    let _east_guard = SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: p.data_dir(),
+    };
+    // TempCluster passes its port and socket directory on the command line;
+    // a restart under pg_ctl (switchover: us-east follows eu-west) reads them
+    // from the data directory.
+    {
+        use std::io::Write as _;
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p.data_dir().join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            auto,
+            "port = {}\nunix_socket_directories = '{}'",
+            p.port(),
+            p.socket_dir().display()
+        )
+        .unwrap();
+    }
+    let mut env = Env::init();
+    env.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        p.password().expose().to_string(),
+    ));
+    env.envs
+        .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
+    env.envs
+        .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
+    let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
+    let port = common::free_port();
+    let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b);
+    let cfg = cfg.to_str().unwrap();
+    let west = SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: pgdata.clone(),
+    };
+    let east_conn = p.conn_config("postgres");
+    let mut west_conn = east_conn.clone();
+    west_conn.port = port;
+
+    env.ok(&[
+        "--config",
+        cfg,
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ]);
+    env.ok(&["--config", cfg, "region", "traffic", "apply"]);
+    assert_eq!(b.dig(&format!("app.{}", bind::ZONE), "A").len(), 2);
+    sql(
+        &rt,
+        &east_conn,
+        "CREATE TABLE orders (id int primary key); INSERT INTO orders SELECT generate_series(1, 100)",
+    );
+
+    // --- switchover us-east → eu-west ---------------------------------------
+    let doc = env.ok_json(&[
+        "--config",
+        cfg,
+        "--json",
+        "region",
+        "switchover",
+        "--to",
+        "eu-west",
+    ]);
+    let report = &doc["report"];
+    assert_eq!(report["outcome"], "done", "{doc}");
+    assert_eq!(
+        (report["epoch_before"].as_u64(), report["epoch"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let phases: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "quiesce",
+            "stop_old",
+            "await_replay",
+            "bump_epoch",
+            "promote",
+            "follow_old",
+            "switch_dns",
+            "scale",
+            "verify",
+            "record"
+        ],
+        "{doc}"
+    );
+    // The servers say: eu-west writable with every row, us-east a standby
+    // streaming from it (no rewind), the epoch row on both.
+    assert_eq!(in_recovery(&rt, &west_conn), Some(false));
+    let n: i64 = sql(&rt, &west_conn, "SELECT count(*) FROM orders")[0].get(0);
+    assert_eq!(n, 100);
+    sql(&rt, &west_conn, "INSERT INTO orders VALUES (101)");
+    common::poll(Duration::from_secs(30), "us-east to replay row 101", || {
+        (in_recovery(&rt, &east_conn) == Some(true)
+            && sql(&rt, &east_conn, "SELECT 1 FROM orders WHERE id = 101").len() == 1)
+            .then_some(())
+    });
+    let streaming = sql(&rt, &east_conn, "SELECT status FROM pg_stat_wal_receiver");
+    assert_eq!(streaming[0].get::<_, String>(0), "streaming");
+    assert_eq!(authority_epoch(&rt, &west_conn), Some(2));
+    common::poll(Duration::from_secs(30), "the epoch row on us-east", || {
+        (authority_epoch(&rt, &east_conn) == Some(2)).then_some(())
+    });
+    // DNS answers eu-west only, and its TXT record carries the epoch.
+    let name = format!("app.{}", bind::ZONE);
+    assert_eq!(b.dig(&name, "A"), vec![EU.to_string()]);
+    assert_eq!(
+        b.dig(&format!("_lifeboat-authority.{name}"), "TXT"),
+        vec!["\"lifeboat epoch=2 primary=eu-west\"".to_string()]
+    );
+    // The authority and the record, as etcd holds them.
+    let auth = env.ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    assert_eq!(auth["authority"]["primary"], "eu-west", "{auth}");
+    assert_eq!(auth["authority"]["epoch"], 2);
+    assert_eq!(auth["progress"]["phase"], "done");
+    assert_eq!(auth["failovers"][0]["kind"], "switchover");
+    assert_eq!(auth["failovers"][0]["outcome"], "done");
+    assert!(
+        auth["failovers"][0]["rto_writes_seconds"]
+            .as_f64()
+            .is_some()
+    );
+
+    // --- a failover while the old primary's daemon holds its lease ----------
+    let store = rt
+        .block_on(AuthorityStore::connect(EtcdSettings::new(etcd.endpoints())))
+        .unwrap();
+    let lease = rt
+        .block_on(store.grant("eu-west", Duration::from_secs(30)))
+        .unwrap();
+    let refused = env.fails(
+        &[
+            "--config",
+            cfg,
+            "region",
+            "failover",
+            "--to",
+            "us-east",
+            "--step-timeout",
+            "2",
+        ],
+        1,
+    );
+    assert!(refused.contains("lease is still held"), "{refused}");
+    let auth = env.ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    assert_eq!(auth["authority"]["primary"], "eu-west", "{auth}");
+    assert_eq!(auth["authority"]["epoch"], 2);
+    assert_eq!(auth["progress"]["phase"], "aborted");
+    assert_eq!(in_recovery(&rt, &east_conn), Some(true));
+    rt.block_on(lease.revoke()).unwrap();
+
+    // --- eu-west lost: manual failover to us-east ---------------------------
+    west.stop();
+    let doc = env.ok_json(&[
+        "--config", cfg, "--json", "region", "failover", "--to", "us-east",
+    ]);
+    let report = &doc["report"];
+    assert_eq!(report["outcome"], "done", "{doc}");
+    assert_eq!(report["epoch"], 3);
+    assert_eq!(in_recovery(&rt, &east_conn), Some(false));
+    sql(&rt, &east_conn, "INSERT INTO orders VALUES (102)");
+    let n: i64 = sql(&rt, &east_conn, "SELECT count(*) FROM orders")[0].get(0);
+    assert_eq!(n, 102, "every acknowledged row survived");
+    assert_eq!(authority_epoch(&rt, &east_conn), Some(3));
+    assert_eq!(b.dig(&name, "A"), vec![US.to_string()]);
+    assert_eq!(
+        b.dig(&format!("_lifeboat-authority.{name}"), "TXT"),
+        vec!["\"lifeboat epoch=3 primary=us-east\"".to_string()]
+    );
+    // us-east had replayed eu-west's verification heartbeat: the RPO is
+    // bounded by the failure time (eu-west's own last heartbeat is unknown).
+    let rec = &report["record"];
+    assert_eq!(rec["rpo_exact"], false, "{rec}");
+    assert!(rec["rpo_seconds"].as_f64().is_some(), "{rec}");
+
+    // The primary already: nothing to change, nothing written.
+    let again = env.fails(
+        &["--config", cfg, "region", "switchover", "--to", "us-east"],
+        2,
+    );
+    assert!(again.contains("is the primary already"), "{again}");
+    let auth = env.ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    assert_eq!(auth["authority"]["epoch"], 3);
+    let kinds: Vec<&str> = auth["failovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["manual", "switchover"]);
+}
