@@ -213,6 +213,30 @@ async fn resumes_after_a_kill(share_ids: bool) {
     let (src, tgt) = (f.repo.clone(), t.repo.clone());
     let run = tokio::spawn(async move { copy_all(&src, &tgt).await });
     pause.reached().await.expect("the third pack's put is held");
+    // The kill comes once every pack stored so far is indexed: the uploads
+    // run concurrently, and an index write still in flight at the kill
+    // would land after `landed` is counted below (polled, bounded).
+    let mut settled = false;
+    for _ in 0..400 {
+        let stored = t.repo.storage().list("data/").await.unwrap().len();
+        let indexed: usize = t
+            .repo
+            .load_index_docs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, d)| d.packs.len())
+            .sum();
+        if stored > 0 && stored == indexed {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        settled,
+        "the packs stored before the held one were never all indexed"
+    );
     run.abort();
     assert!(run.await.unwrap_err().is_cancelled());
     drop(pause);
