@@ -323,6 +323,22 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     assert_eq!(rec["rpo_exact"], false, "{rec}");
     assert!(rec["rpo_seconds"].as_f64().is_some(), "{rec}");
 
+    // eu-west's URL spelled to reach us-east's running server (a second name
+    // for the same server): refused by what the servers say, nothing written.
+    let second_name = config(&env, &p, p.port(), &pgdata, &etcd.endpoints(), &b);
+    let refused = env.fails(
+        &[
+            "--config",
+            second_name.to_str().unwrap(),
+            "region",
+            "switchover",
+            "--to",
+            "eu-west",
+        ],
+        2,
+    );
+    assert!(refused.contains("same running server"), "{refused}");
+
     // The primary already: nothing to change, nothing written.
     let again = env.fails(
         &["--config", cfg, "region", "switchover", "--to", "us-east"],

@@ -21,7 +21,6 @@
 //! 114 bytes, more when it crosses a page header); equal is one record
 //! short. [`wait_replayed`] waits for `replay > checkpoint`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeboat_postgres::conn::{ConnConfig, ConnError, Secret, pg_message};
@@ -31,6 +30,7 @@ use tokio_postgres::Client;
 use crate::replication::conf;
 use crate::replication::lsn::{self, Lsn};
 use crate::replication::observe::{self, WalReceiver};
+use crate::replication::replicate::write_owned;
 use crate::replication::retry::Retry;
 use crate::replication::target::{self, StandbyTarget, TargetError};
 
@@ -212,26 +212,6 @@ pub async fn wait_replayed(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(), TargetError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(target::io("writing", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(target::io("chmod", path))?;
-    f.write_all(text.as_bytes())
-        .map_err(target::io("writing", path))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(target::io("chown", path))?;
-    }
-    Ok(())
 }
 
 /// Writes `target.passfile` (outside the data directory, owned by the

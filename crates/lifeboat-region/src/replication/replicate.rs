@@ -583,7 +583,11 @@ pub fn primary_conninfo(
     )
 }
 
-fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(), TargetError> {
+pub(crate) fn write_owned(
+    path: &Path,
+    text: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<(), TargetError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -271,10 +271,60 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
             )));
         }
     }
+    same_server_guard(ctx, config, from, &req.to).await?;
     if req.kind == Kind::Manual && !req.accept_data_loss {
         lag_guard(ctx, config, from, &req.to).await?;
     }
     Ok(())
+}
+
+/// What the servers say, not how their URLs are spelled: the target must
+/// answer as a standby (in recovery), and must not be the primary's running
+/// server under a second name (same system identifier and postmaster start).
+async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> Result<()> {
+    use lifeboat_region::replication::observe::{Role, Server, observe};
+    use lifeboat_region::replication::retry::Retry;
+    let target = observe(
+        &Server {
+            name: to.to_string(),
+            conn: region_conn(ctx, region(config, to)?).await?,
+        },
+        Retry::default(),
+    )
+    .await;
+    if let Ok(old_conn) = region_conn(ctx, region(config, from)?).await {
+        let old = observe(
+            &Server {
+                name: from.to_string(),
+                conn: old_conn,
+            },
+            Retry::default(),
+        )
+        .await;
+        if let (Some(a), Some(b)) = (&old.identity, &target.identity)
+            && a.same_server(b)
+        {
+            return Err(Error::usage(format!(
+                "regions.{to}.postgres.url reaches the same running server as {from}'s (system \
+                 identifier {}, same postmaster): promoting it would change nothing but the \
+                 authority; fix the configuration",
+                a.system_identifier
+            )));
+        }
+    }
+    match &target.role {
+        Role::Standby => Ok(()),
+        Role::Primary => Err(Error::usage(format!(
+            "{to}'s server answers as a primary, not a standby of {from}: it cannot be promoted; \
+             check `lifeboat region status`"
+        ))),
+        Role::Unreachable { reason, .. } => Err(Error::failure(format!(
+            "{to}'s server cannot be reached ({reason}): nothing to promote"
+        ))
+        .with_hint(format!(
+            "start it or fix regions.{to}.postgres.url, then run the command again"
+        ))),
+    }
 }
 
 /// The lag guard for a manual failover: the standby's newest replayed
