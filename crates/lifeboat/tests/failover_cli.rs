@@ -28,6 +28,7 @@ const EU: &str = "192.0.2.20";
 #[allow(clippy::too_many_arguments)]
 fn config(
     env: &Env,
+    file: &str,
     p: &TempCluster,
     standby_port: u16,
     standby_pgdata: &Path,
@@ -84,7 +85,7 @@ failover:
         key = bind::KEY_NAME,
         endpoints = etcd.join(", "),
     );
-    let path = env.path("failover.yaml");
+    let path = env.path(file);
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -168,7 +169,15 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
         .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
     let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
     let port = common::free_port();
-    let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b);
+    let cfg = config(
+        &env,
+        "failover.yaml",
+        &p,
+        port,
+        &pgdata,
+        &etcd.endpoints(),
+        &b,
+    );
     let cfg = cfg.to_str().unwrap();
     let west = SeededStandby {
         bin: p.bin_dir().to_path_buf(),
@@ -325,7 +334,15 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
 
     // eu-west's URL spelled to reach us-east's running server (a second name
     // for the same server): refused by what the servers say, nothing written.
-    let second_name = config(&env, &p, p.port(), &pgdata, &etcd.endpoints(), &b);
+    let second_name = config(
+        &env,
+        "second-name.yaml",
+        &p,
+        p.port(),
+        &pgdata,
+        &etcd.endpoints(),
+        &b,
+    );
     let refused = env.fails(
         &[
             "--config",
