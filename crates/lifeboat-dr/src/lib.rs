@@ -9,4 +9,5 @@
 pub mod objectives;
 pub mod readiness;
 pub mod record;
+pub mod regions;
 pub mod status;

@@ -178,6 +178,29 @@ pub struct Status {
     pub reasons: Vec<String>,
     pub sources: Vec<SourceStatus>,
     pub objectives: Vec<ObjectiveStatus>,
+    /// The regions, their authority and the last change of primary
+    /// (`None` without `regions:`); see [`with_regions`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<crate::regions::RegionsOverview>,
+}
+
+/// `st` with the regions shown: each of their warnings is a reason, after
+/// the sources' and objectives', and puts an ok verdict at risk (a failing
+/// one stays failing).
+pub fn with_regions(mut st: Status, overview: crate::regions::RegionsOverview) -> Status {
+    if !overview.warnings.is_empty() {
+        let was_empty = st.reasons.is_empty();
+        st.reasons
+            .extend(overview.warnings.iter().map(|w| format!("regions: {w}")));
+        if st.verdict == Verdict::Ok {
+            st.verdict = Verdict::AtRisk;
+        }
+        if was_empty {
+            st.reason = st.reasons[0].clone();
+        }
+    }
+    st.regions = Some(overview);
+    st
 }
 
 pub(crate) fn secs(d: TimeDelta) -> f64 {
@@ -356,6 +379,7 @@ pub fn evaluate(
         reasons,
         sources: statuses,
         objectives: table,
+        regions: None,
     }
 }
 
@@ -783,5 +807,39 @@ pub(crate) mod tests {
     fn no_sources_is_failing() {
         let st = evaluate(&[], &seed_table(), &Policy::default(), at(0));
         assert_eq!(st.verdict, Verdict::Failing);
+    }
+
+    /// A region warning is a reason and puts an ok verdict at risk; a
+    /// failing verdict stays failing; no warning changes nothing.
+    #[test]
+    fn region_warnings_put_an_ok_status_at_risk() {
+        use crate::regions::RegionsOverview;
+        let src = db(vec![snap("s1", at(10))], vec![drill(true, at(10), 95.0)]);
+        let now = at(10) + TimeDelta::minutes(30);
+        let ok = evaluate(std::slice::from_ref(&src), &[], &Policy::default(), now);
+        assert_eq!(ok.verdict, Verdict::Ok, "{:?}", ok.reasons);
+        let overview = |w: &[&str]| RegionsOverview {
+            regions: Vec::new(),
+            authority: None,
+            warnings: w.iter().map(|s| s.to_string()).collect(),
+        };
+        let quiet = with_regions(ok.clone(), overview(&[]));
+        assert_eq!(quiet.verdict, Verdict::Ok);
+        assert_eq!(quiet.reason, ok.reason);
+        assert!(quiet.regions.is_some());
+        let warned = with_regions(
+            ok.clone(),
+            overview(&["2 servers answer as a writable primary"]),
+        );
+        assert_eq!(warned.verdict, Verdict::AtRisk);
+        assert_eq!(
+            warned.reason,
+            "regions: 2 servers answer as a writable primary"
+        );
+        let failing = evaluate(&[], &[], &Policy::default(), now);
+        let still = with_regions(failing.clone(), overview(&["x"]));
+        assert_eq!(still.verdict, Verdict::Failing);
+        assert_eq!(still.reason, failing.reason);
+        assert_eq!(still.reasons.last().unwrap(), "regions: x");
     }
 }

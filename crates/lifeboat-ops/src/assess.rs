@@ -109,8 +109,18 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         policy,
         now,
     });
-    if let Some(ev) = regions_evidence(cfg, repo, now).await {
+    let mut st = st;
+    if !cfg.regions().is_empty() {
+        let ctx = crate::context::Ctx::with_config(
+            crate::context::Options::default(),
+            std::sync::Arc::new(crate::report::Log),
+            Some(cfg.clone()),
+        );
+        let round = crate::daemon::regions::watch::observe_all(&ctx, cfg).await;
+        let ev = regions_evidence(&ctx, cfg, repo, &round, now).await;
         readiness::judge_regions(&mut ready, &ev);
+        let overview = crate::region::overview::gather(&ctx, cfg, &round).await;
+        st = status::with_regions(st, overview);
     }
     Ok(Assessment {
         status: st,
@@ -119,30 +129,22 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
     })
 }
 
-/// The multi-region items' evidence, gathered now (`None` without
-/// `regions:`): every declared standby's server observed (role, streaming,
+/// The multi-region items' evidence from `round` (every region observed
+/// once, shared with the status's overview): every declared standby's server (role, streaming,
 /// lag, heartbeat age), and the steered name as the provider answers it
 /// next to what the published health verdicts say it should answer (with
 /// `route53`: the records and checks Route 53 holds against the
 /// configuration, and its answers by its own checkers).
 /// Bounded by the connect timeouts and the provider's retries.
 async fn regions_evidence(
+    ctx: &crate::context::Ctx,
     cfg: &Config,
     repo: &Repository,
+    round: &crate::daemon::regions::watch::Round,
     now: DateTime<Utc>,
-) -> Option<readiness::RegionsEvidence> {
-    use crate::daemon::regions::watch;
+) -> readiness::RegionsEvidence {
     use lifeboat_region::replication::Role;
     use lifeboat_region::topology::DeclaredRole;
-    if cfg.regions().is_empty() {
-        return None;
-    }
-    let ctx = crate::context::Ctx::with_config(
-        crate::context::Options::default(),
-        std::sync::Arc::new(crate::report::Log),
-        Some(cfg.clone()),
-    );
-    let round = watch::observe_all(&ctx, cfg).await;
     let points = round.standbys();
     let standbys = cfg
         .regions_in_file_order()
@@ -190,7 +192,7 @@ async fn regions_evidence(
                 crate::region::verdicts::steering(&published, &names, now, max_age);
             let answers = crate::region::traffic::region_answers(cfg);
             let desired = lifeboat_region::traffic::desired_answer_set(&answers, &verdicts);
-            let (current, error) = match crate::region::traffic::provider(&ctx, cfg).await {
+            let (current, error) = match crate::region::traffic::provider(ctx, cfg).await {
                 Ok(p) => match p.current().await {
                     Ok(c) => (c, None),
                     Err(e) => (Default::default(), Some(e.to_string())),
@@ -231,13 +233,13 @@ async fn regions_evidence(
             })
         }
     };
-    Some(readiness::RegionsEvidence {
+    readiness::RegionsEvidence {
         lag_objective_seconds: cfg
             .lag_objective()
             .map(|t| t.num_milliseconds() as f64 / 1000.0),
         standbys,
         traffic,
-    })
+    }
 }
 
 /// Whether a daemon holds the repository's lease: renewed (the object

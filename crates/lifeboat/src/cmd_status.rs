@@ -94,6 +94,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         }
         print!("{}", t.render());
         print_objectives(st);
+        if let Some(r) = &st.regions {
+            print_regions(r);
+        }
         println!(
             "\noverall: {} ({}) as of {}",
             st.verdict.as_str().to_uppercase(),
@@ -143,6 +146,96 @@ fn print_objectives(st: &lifeboat_dr::status::Status) {
                 o.sources.join(", ")
             },
         );
+    }
+}
+
+/// The regions: each server's role and lag, the authority and the last
+/// change of primary against its objective, and the warnings.
+fn print_regions(o: &lifeboat_dr::regions::RegionsOverview) {
+    use crate::table::{Align::*, Table};
+    let secs = |v: Option<f64>| v.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
+    let primary = o.authority.as_ref().and_then(|a| a.primary.as_deref());
+    println!();
+    let mut t = Table::new(&[
+        ("region", Left),
+        ("authority", Left),
+        ("server", Left),
+        ("streaming", Left),
+        ("lag", Right),
+        ("heartbeat age", Right),
+    ]);
+    for r in &o.regions {
+        let authority = match primary {
+            Some(p) if p == r.name => "primary".to_string(),
+            Some(_) => "standby".to_string(),
+            None => format!("{} (declared)", r.declared_role),
+        };
+        t.row(vec![
+            r.name.clone(),
+            authority,
+            r.observed_role.clone(),
+            if r.observed_role == "standby" {
+                if r.streaming { "yes" } else { "NO" }.to_string()
+            } else {
+                "-".to_string()
+            },
+            secs(r.lag_seconds),
+            secs(r.heartbeat_age_seconds),
+        ]);
+        if let Some(why) = &r.reason {
+            t.note(format!("    - {}: {why}", r.name));
+        }
+    }
+    print!("{}", t.render());
+    if let Some(a) = &o.authority {
+        match (&a.error, &a.primary, a.epoch) {
+            (Some(e), _, _) => println!("authority: etcd cannot be read: {e}"),
+            (None, Some(p), Some(epoch)) => {
+                let leases: Vec<String> = a
+                    .leases
+                    .iter()
+                    .map(|l| format!("{} ({}s left)", l.region, l.ttl_remaining_seconds))
+                    .collect();
+                println!(
+                    "authority: primary {p}, epoch {epoch}; leases: {}",
+                    if leases.is_empty() {
+                        "none".to_string()
+                    } else {
+                        leases.join(", ")
+                    }
+                );
+            }
+            _ => println!(
+                "authority: not initialized in etcd yet (the first daemon or command writes it)"
+            ),
+        }
+        if let Some(l) = &a.last_change {
+            let against = |v: Option<f64>, o: Option<f64>| match (v, o) {
+                (Some(v), Some(o)) => format!("{v:.1}s of {}", human(o)),
+                (Some(v), None) => format!("{v:.1}s"),
+                _ => "unknown".into(),
+            };
+            println!(
+                "last change: {} {} -> {} (epoch {}) {} at {}: RTO {}, RPO {}{}{}",
+                l.kind,
+                l.from,
+                l.to,
+                l.epoch,
+                l.outcome,
+                l.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                against(l.rto_seconds, l.rto_objective_seconds),
+                against(l.rpo_seconds, l.rpo_objective_seconds),
+                if l.rpo_exact { "" } else { " (upper bound)" },
+                match l.met {
+                    Some(true) => ", objective met",
+                    Some(false) => ", objective MISSED",
+                    None => "",
+                }
+            );
+        }
+    }
+    for w in &o.warnings {
+        println!("WARNING: {w}");
     }
 }
 

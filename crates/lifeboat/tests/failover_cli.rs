@@ -280,6 +280,34 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
             .is_some()
     );
 
+    // `status` shows the regions as the servers and etcd say (its verdict
+    // is about backups, which this test does not make: any exit code).
+    let out = env.run(&["--config", cfg, "--json", "status"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let regions = &st["regions"];
+    assert_eq!(regions["authority"]["primary"], "eu-west", "{regions}");
+    assert_eq!(regions["authority"]["epoch"], 2, "{regions}");
+    assert_eq!(regions["authority"]["last_change"]["kind"], "switchover");
+    assert_eq!(regions["authority"]["last_change"]["outcome"], "done");
+    let roles: Vec<(&str, &str)> = regions["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["observed_role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(roles, [("us-east", "standby"), ("eu-west", "primary")]);
+    assert_eq!(regions["warnings"], serde_json::json!([]), "{regions}");
+
     // --- a failover while the old primary's daemon holds its lease ----------
     let store = rt
         .block_on(AuthorityStore::connect(EtcdSettings::new(etcd.endpoints())))

@@ -11,12 +11,14 @@
 //! - [`status`]: `region status` and its overall verdict.
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
+//! - [`overview`]: the regions and the authority as `status` and the page show them.
 //! - [`failover`]: `region failover`, `region switchover`, `region authority`:
 //!   the driver of the failover state machine.
 
 pub mod cnpg;
 pub mod conn;
 pub mod failover;
+pub mod overview;
 pub mod patroni;
 pub mod replicate;
 pub mod route53;

@@ -158,6 +158,9 @@ pub fn render(a: &Assessment) -> String {
                 (banner(a))
                 (sources(&st.sources))
                 (objectives(a))
+                @if let Some(r) = &st.regions {
+                    (regions(r))
+                }
                 (history(&a.sources))
                 (readiness(a))
                 footer {
@@ -371,6 +374,105 @@ fn objectives(a: &Assessment) -> Markup {
                  RPO exposure: the oldest of their last backups, now. An objective nothing \
                  measures puts the verdict at risk unless the configuration says what covers \
                  it elsewhere, who attested it and when."
+            }
+        }
+        "\n"
+    }
+}
+
+/// The regions: the authority, every region's role and lag, the last
+/// change of primary against the region-failure objective, the warnings.
+fn regions(o: &lifeboat_dr::regions::RegionsOverview) -> Markup {
+    let primary = o.authority.as_ref().and_then(|a| a.primary.as_deref());
+    let secs = |v: Option<f64>| v.map(dur).unwrap_or_else(|| "-".into());
+    html! {
+        section id="regions" {
+            h2 { "Regions" }
+            "\n"
+            @for w in &o.warnings {
+                p { (badge("fail", "warning")) " " (Text(w)) }
+            }
+            @if let Some(a) = &o.authority {
+                p {
+                    @match (&a.error, &a.primary, a.epoch) {
+                        (Some(e), _, _) => {
+                            (badge("fail", "etcd unreachable")) " " (Text(e))
+                        }
+                        (None, Some(p), Some(epoch)) => {
+                            "Authority: primary " strong { (Text(p)) } ", epoch " strong { (epoch) }
+                            @if let Some(t) = a.changed_at { " since " (utc(t)) }
+                            @if let Some(by) = &a.changed_by { " (" (Text(by)) ")" }
+                            ". Leases: "
+                            @if a.leases.is_empty() { "none" }
+                            @for (i, l) in a.leases.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (Text(&l.region)) " (" (l.ttl_remaining_seconds) "s left"
+                                @if let Some(h) = &l.holder { ", " (Text(h)) }
+                                ")"
+                            }
+                            "."
+                        }
+                        _ => { "Authority: not initialized in etcd yet." }
+                    }
+                }
+                @if let Some(l) = &a.last_change {
+                    p {
+                        "Last change of primary: " (Text(&l.kind)) " " (Text(&l.from)) " → "
+                        (Text(&l.to)) " (epoch " (l.epoch) ") " (Text(&l.outcome)) " at "
+                        (utc(l.started_at)) ": RTO " (secs(l.rto_seconds))
+                        @if let Some(o) = l.rto_objective_seconds { " of " (dur(o)) }
+                        ", RPO " (secs(l.rpo_seconds))
+                        @if !l.rpo_exact { " (upper bound)" }
+                        @if let Some(o) = l.rpo_objective_seconds { " of " (dur(o)) }
+                        " "
+                        @match l.met {
+                            Some(true) => { (badge("ok", "met")) }
+                            Some(false) => { (badge("fail", "missed")) }
+                            None => { (badge("risk", "not judged")) }
+                        }
+                    }
+                }
+            }
+            table {
+                thead {
+                    tr {
+                        th { "Region" } th { "Authority" } th { "Server" } th { "Streaming" }
+                        th { "Lag" } th { "Heartbeat age" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @for r in &o.regions {
+                        tr {
+                            td { (Text(&r.name)) }
+                            td {
+                                @match primary {
+                                    Some(p) if p == r.name => { "primary" }
+                                    Some(_) => { "standby" }
+                                    None => { (Text(&r.declared_role)) " (declared)" }
+                                }
+                            }
+                            td {
+                                @match r.observed_role.as_str() {
+                                    "unreachable" => { (badge("fail", "unreachable")) }
+                                    other => { (Text(other)) }
+                                }
+                                @if let Some(why) = &r.reason { br; span class="muted small" { (Text(why)) } }
+                            }
+                            td {
+                                @if r.observed_role == "standby" {
+                                    @if r.streaming { (badge("ok", "yes")) } @else { (badge("fail", "no")) }
+                                } @else { "-" }
+                            }
+                            td { (secs(r.lag_seconds)) }
+                            td { (secs(r.heartbeat_age_seconds)) }
+                        }
+                        "\n"
+                    }
+                }
+            }
+            p class="muted small" {
+                "Server: what each region's PostgreSQL answers now. Authority: what etcd says                  (the only primary that may take writes). Heartbeat age: what a failover to the                  standby would lose now."
             }
         }
         "\n"
@@ -1004,6 +1106,83 @@ mod tests {
         let p = render_error("cannot read the repository's evidence: <boom>");
         assert!(p.contains("cannot read the repository&#39;s evidence: &lt;boom&gt;"));
         assert!(p.contains("class=\"banner fail\""));
+    }
+
+    /// The regions section: the authority with its epoch and leases, each
+    /// region's role as etcd and as its server say, the last change against
+    /// the objective, the warnings; names escaped. No section without
+    /// regions.
+    #[test]
+    fn regions_show_the_authority_roles_and_the_last_change() {
+        use lifeboat_dr::regions::{
+            AuthorityOverview, LastChange, LeaseRow, RegionRow, RegionsOverview,
+        };
+        let plain = assess(
+            vec![source("db", vec![snap("s1", at(1), 1000)], vec![])],
+            at(2),
+        );
+        assert!(!render(&plain).contains("id=\"regions\""));
+        let row = |name: &str, role: &str, reason: Option<&str>| RegionRow {
+            name: name.into(),
+            declared_role: "standby".into(),
+            observed_role: role.into(),
+            streaming: role == "standby",
+            lag_seconds: Some(0.5),
+            lag_bytes: Some(0),
+            heartbeat_age_seconds: None,
+            reason: reason.map(String::from),
+        };
+        let overview = RegionsOverview {
+            regions: vec![
+                row("us-east", "unreachable", Some("connection refused <&>")),
+                row("eu-west", "primary", None),
+            ],
+            authority: Some(AuthorityOverview {
+                error: None,
+                primary: Some("eu-west".into()),
+                epoch: Some(7),
+                changed_at: Some(at(1)),
+                changed_by: Some("eu-west@host".into()),
+                leases: vec![LeaseRow {
+                    region: "eu-west".into(),
+                    holder: Some("host pid 42".into()),
+                    ttl_remaining_seconds: 9,
+                }],
+                under_way: None,
+                last_change: Some(LastChange {
+                    kind: "automatic".into(),
+                    from: "us-east".into(),
+                    to: "eu-west".into(),
+                    epoch: 7,
+                    outcome: "done".into(),
+                    started_at: at(1),
+                    rto_seconds: Some(12.5),
+                    rpo_seconds: Some(2.0),
+                    rpo_exact: false,
+                    rto_objective_seconds: Some(900.0),
+                    rpo_objective_seconds: Some(300.0),
+                    met: Some(true),
+                }),
+            }),
+            warnings: vec!["a <warning>".into()],
+        };
+        let mut a = plain;
+        a.status = status::with_regions(a.status, overview);
+        let page = render(&a);
+        assert!(page.contains("id=\"regions\""));
+        assert!(
+            page.contains("Authority: primary <strong>eu-west</strong>, epoch <strong>7</strong>"),
+            "{page}"
+        );
+        assert!(page.contains("eu-west (9s left, host pid 42)"), "{page}");
+        assert!(
+            page.contains("Last change of primary: automatic us-east → eu-west (epoch 7) done"),
+            "{page}"
+        );
+        assert!(page.contains("RPO 2.0s (upper bound)"), "{page}");
+        assert!(page.contains("connection refused &lt;&amp;&gt;"), "{page}");
+        assert!(page.contains("a &lt;warning&gt;"), "{page}");
+        assert!(!page.contains("<warning>"));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub fn describe() {
         PRIMARY,
         "1 when the region's server says it is a primary (pg_is_in_recovery() false), 0 standby or unreachable"
     );
+    describe_gauge!(
+        REGION_ROLE,
+        "1 for the role the region's server answers with now (role primary, standby or unreachable), 0 for the others"
+    );
     describe_counter!(
         HEARTBEAT_WRITES,
         "Heartbeats this daemon wrote on its region's primary"
@@ -109,6 +113,76 @@ fn or_nan<T: Into<f64>>(v: Option<T>) -> f64 {
 
 pub fn primary(region: &str, is_primary: bool) {
     gauge!(PRIMARY, "region" => region.to_string()).set(if is_primary { 1.0 } else { 0.0 });
+}
+
+pub const REGION_ROLE: &str = "lifeboat_region_role";
+
+/// `lifeboat_region_role{region,role}`: 1 for the role the region's server
+/// answers with now (`primary`, `standby`, `unreachable`), 0 for the others,
+/// so every series stays.
+pub fn region_role(region: &str, role: &str) {
+    for r in ["primary", "standby", "unreachable"] {
+        gauge!(REGION_ROLE, "region" => region.to_string(), "role" => r).set(if r == role {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+pub const FAILOVER_UNDER_WAY: &str = "lifeboat_failover_in_progress";
+pub const FAILOVER_BLOCKED: &str = "lifeboat_failover_blocked";
+pub const FAILOVER_RECORDS: &str = "lifeboat_failover_records";
+pub const FAILOVER_LAST: &str = "lifeboat_failover_last_timestamp_seconds";
+pub const FAILOVER_LAST_RTO: &str = "lifeboat_failover_last_rto_seconds";
+pub const FAILOVER_LAST_RPO: &str = "lifeboat_failover_last_rpo_seconds";
+
+pub fn describe_changes() {
+    describe_gauge!(
+        FAILOVER_UNDER_WAY,
+        "1 while a change of primary (failover or switchover) has not ended, per its progress in etcd"
+    );
+    describe_gauge!(
+        FAILOVER_BLOCKED,
+        "1 when a change of primary failed for good after the epoch changed: someone must resume it (the command again, or the next election holder)"
+    );
+    describe_gauge!(
+        FAILOVER_RECORDS,
+        "Failover records of the kind (automatic, manual, switchover) among the newest 200 in etcd, aborted ones included"
+    );
+    describe_gauge!(
+        FAILOVER_LAST,
+        Unit::Seconds,
+        "Start of the newest completed change of primary of the kind (Unix seconds; NaN: none)"
+    );
+    describe_gauge!(
+        FAILOVER_LAST_RTO,
+        Unit::Seconds,
+        "The newest completed change of the kind: failure (or request) to DNS answering the new primary, else to writes accepted"
+    );
+    describe_gauge!(
+        FAILOVER_LAST_RPO,
+        Unit::Seconds,
+        "The newest completed change of the kind: its measured data loss window (an upper bound when the old primary's last heartbeat is unknown)"
+    );
+}
+
+pub fn change_under_way(under_way: bool, blocked: bool) {
+    gauge!(FAILOVER_UNDER_WAY).set(if under_way { 1.0 } else { 0.0 });
+    gauge!(FAILOVER_BLOCKED).set(if blocked { 1.0 } else { 0.0 });
+}
+
+pub fn changes_of_kind(
+    kind: &'static str,
+    records: usize,
+    last: Option<&lifeboat_region::failover::record::FailoverRecord>,
+) {
+    gauge!(FAILOVER_RECORDS, "kind" => kind).set(records as f64);
+    gauge!(FAILOVER_LAST, "kind" => kind).set(or_nan(last.map(|r| unix(r.started_at))));
+    gauge!(FAILOVER_LAST_RTO, "kind" => kind).set(or_nan(
+        last.and_then(|r| r.rto_dns_seconds.or(r.rto_writes_seconds)),
+    ));
+    gauge!(FAILOVER_LAST_RPO, "kind" => kind).set(or_nan(last.and_then(|r| r.rpo_seconds)));
 }
 
 pub fn standby(p: &StandbyPoint) {

@@ -11,6 +11,7 @@
 //! | `health.rs` | one health checker per region, this daemon as vantage point; publishing its verdicts |
 //! | `steer.rs` | the `rfc2136` steering loop: the answer set equal to the healthy regions |
 //! | `decide.rs` | the pure decisions: which primary a standby streams from, its lag as the metrics give it |
+//! | `changes.rs` | with `failover:`: the changes of primary in etcd as `lifeboat_failover_*` metrics |
 //! | `agent.rs` | with `failover:`: the region's etcd lease, and beside the primary the fence and its watchdog |
 //! | `metrics.rs` | the region metric families |
 //!
@@ -19,6 +20,7 @@
 //! daemon logs why and does no region work but the copies.
 
 pub mod agent;
+pub mod changes;
 pub mod copy;
 pub mod decide;
 pub mod health;
@@ -110,6 +112,9 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
         own_primary_rx,
     )));
     tasks.extend(agent::spawn(d, config, &region));
+    if config.failover.is_some() {
+        tasks.push(tokio::spawn(changes::run(Arc::clone(d))));
+    }
     let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
     tasks.extend(health::spawn(d, &region, views_tx));
     match config.traffic_provider() {

@@ -143,6 +143,7 @@ pub async fn observe_loop(d: Arc<Daemon>, own: String, own_primary: watch::Sende
         for (name, o) in &round.observed {
             let word = role_word(&o.role);
             metrics::primary(name, o.role == Role::Primary);
+            metrics::region_role(name, role_word(&o.role));
             if roles.get(name) != Some(&word) {
                 match &o.role {
                     Role::Unreachable { reason, .. } => {
