@@ -853,3 +853,115 @@ async fn missing_credentials_are_named() {
     assert!(e.to_string().contains("standard AWS chain"), "{e}");
     assert!(e.to_string().contains("nothing was changed"), "{e}");
 }
+
+/// The failover switch (issue 20): the epoch's TXT record written, only
+/// the new primary's record weighted, both read back from Route 53; the
+/// same switch again writes nothing; an older epoch is refused and a TXT
+/// record that is not Lifeboat's is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_switch_publishes_the_epoch_and_weights_the_new_primary_alone() {
+    let moto = start_moto(None);
+    let client = api(&moto).await;
+    let zone = create_zone(&client).await;
+    let p = provider(&moto, &zone, ("test", "test")).await;
+    let want: Vec<WeightedRecord> = desired()
+        .into_iter()
+        .filter(|r| r.name == "api.kubernaut.io")
+        .collect();
+    p.apply(&want, false).await.unwrap();
+    let name = "api.kubernaut.io";
+    assert_eq!(p.authority_txt(name).await.unwrap(), None);
+
+    let out = p.switch_primary(&want, name, "eu-west", 2).await.unwrap();
+    assert!(out.txt_written && !out.records.is_empty(), "{out:?}");
+    let records = list_records(&client, &zone).await;
+    let weight = |records: &[Listed], set: &str| find(records, "api.kubernaut.io.", set).weight;
+    assert_eq!(
+        (weight(&records, "us-east"), weight(&records, "eu-west")),
+        (Some(0), Some(100))
+    );
+    let txt: Vec<&Listed> = records.iter().filter(|r| r.rtype == "TXT").collect();
+    assert_eq!(txt.len(), 1, "{records:#?}");
+    assert_eq!(txt[0].name, "_lifeboat-authority.api.kubernaut.io.");
+    assert_eq!(txt[0].values, ["\"lifeboat epoch=2 primary=eu-west\""]);
+    let published = p.authority_txt(name).await.unwrap().unwrap();
+    assert_eq!(
+        (published.epoch, published.primary.as_str()),
+        (2, "eu-west")
+    );
+
+    // Again (a resumed step): nothing written.
+    let changes = moto_changes(&moto).len();
+    let again = p.switch_primary(&want, name, "eu-west", 2).await.unwrap();
+    assert!(!again.txt_written && again.records.is_empty(), "{again:?}");
+    assert_eq!(moto_changes(&moto).len(), changes);
+
+    // A stale driver of epoch 1 is refused by what Route 53 publishes.
+    let stale = p
+        .switch_primary(&want, name, "us-east", 1)
+        .await
+        .unwrap_err();
+    assert!(
+        stale
+            .to_string()
+            .contains("newer than this change's epoch 1"),
+        "{stale}"
+    );
+    assert_eq!(list_records(&client, &zone).await, records);
+
+    // Back to us-east at epoch 3.
+    p.switch_primary(&want, name, "us-east", 3).await.unwrap();
+    let back = list_records(&client, &zone).await;
+    assert_eq!(
+        (weight(&back, "us-east"), weight(&back, "eu-west")),
+        (Some(100), Some(0))
+    );
+    assert_eq!(p.authority_txt(name).await.unwrap().unwrap().epoch, 3);
+
+    // Someone else's TXT at the owner: an error, left as it is.
+    use aws_sdk_route53::types::{
+        Change as Sdk, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    };
+    let foreign = ResourceRecordSet::builder()
+        .name("_lifeboat-authority.api.kubernaut.io.")
+        .r#type(RrType::Txt)
+        .ttl(60)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("\"v=spf1 -all\"")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    client
+        .change_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Sdk::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(foreign)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = list_records(&client, &zone).await;
+    let refused = p
+        .switch_primary(&want, name, "eu-west", 4)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("not a Lifeboat authority record"),
+        "{refused}"
+    );
+    assert_eq!(list_records(&client, &zone).await, before);
+}

@@ -43,7 +43,7 @@ pub struct Desired {
 }
 
 /// The `traffic:` section when its provider is `route53`.
-fn route53_traffic(config: &Config) -> Result<&TrafficConfig> {
+pub fn route53_traffic(config: &Config) -> Result<&TrafficConfig> {
     let traffic = config.traffic.as_ref().ok_or_else(|| {
         Error::usage("the configuration has no `traffic:` section: nothing steers DNS")
             .with_hint("add `traffic:` (provider, name, and the provider's section); see docs/regions/topology.md")

@@ -13,6 +13,8 @@
 //!   deleting checks nothing points at), and reads the status.
 //! - [`error`]: what Route 53 said, classified for the message.
 //! - [`wait`]: the `GetChange` polling schedule.
+//! - [`authority`]: the failover switch: the epoch TXT record and the new
+//!   primary alone weighted (issue 20).
 //!
 //! Credentials come only from the standard AWS chain (environment, profile,
 //! web identity, container or instance role); the endpoint can be
@@ -25,6 +27,7 @@
 //! `InvalidChangeBatch`, and the next apply then finds nothing to delete.
 //! See docs/regions/route53.md.
 
+pub mod authority;
 mod convert;
 pub mod error;
 pub mod model;

@@ -9,10 +9,11 @@
 //!
 //! - [`authority`]: etcd from the configuration, the current record, the
 //!   view `region authority` prints.
-//! - [`steps`]: each step's IO (`manager: postgres` regions; DNS through
-//!   rfc2136).
+//! - [`steps`]: each step's IO (`manager: postgres` regions).
+//! - [`dns`]: the DNS switch and its check, `rfc2136` or `route53`.
 
 pub mod authority;
+mod dns;
 mod steps;
 
 use std::time::Duration;
@@ -134,7 +135,7 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             .await
             .map_err(progress_error)?;
     }
-    let dns = crate::region::traffic::rfc2136_provider(ctx, config).await?;
+    let dns = dns::DnsSwitch::from_config(ctx, config).await?;
     let mut steps = Steps {
         ctx,
         config,

@@ -19,10 +19,9 @@ use lifeboat_region::replication::plan::slot_name;
 use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
 use lifeboat_region::replication::retry::Retry;
 use lifeboat_region::replication::target::StandbyTarget;
-use lifeboat_region::traffic::rfc2136::Rfc2136Provider;
-use lifeboat_region::traffic::{TrafficError, TrafficProvider};
 
 use super::authority::authority_error;
+use super::dns::DnsSwitch;
 use crate::config::{Config, FailoverConfig, REGION_FAILURE_SCENARIO};
 use crate::context::Ctx;
 use crate::error::Result;
@@ -43,8 +42,8 @@ pub(super) struct Steps<'a> {
     pub step_timeout: Duration,
     pub evidence: RpoEvidence,
     pub record: Option<FailoverRecord>,
-    /// The rfc2136 provider, when `traffic:` configures one.
-    pub dns: Option<Rfc2136Provider>,
+    /// The traffic provider, when `traffic:` configures one.
+    pub dns: Option<DnsSwitch>,
 }
 
 fn failed(transient: bool, detail: impl Into<String>) -> Event {
@@ -52,13 +51,6 @@ fn failed(transient: bool, detail: impl Into<String>) -> Event {
         transient,
         detail: detail.into(),
     }
-}
-
-fn traffic_transient(e: &TrafficError) -> bool {
-    matches!(
-        e,
-        TrafficError::Unreachable { .. } | TrafficError::Contended { .. }
-    )
 }
 
 impl Steps<'_> {
@@ -168,18 +160,11 @@ impl Steps<'_> {
             Action::SwitchDns { to, epoch, .. } => match &self.dns {
                 None => (
                     Event::DnsSwitched,
-                    "no rfc2136 traffic: section, DNS left as it is".to_string(),
+                    "no traffic: section, DNS left as it is".to_string(),
                 ),
-                Some(dns) => match dns.switch_primary(to, *epoch).await {
-                    Ok(out) => (
-                        Event::DnsSwitched,
-                        format!(
-                            "{} answers {to} only; TXT epoch {epoch}{}",
-                            dns.record_name(),
-                            if out.written { "" } else { " (already so)" }
-                        ),
-                    ),
-                    Err(e) => (failed(traffic_transient(&e), e.to_string()), String::new()),
+                Some(dns) => match dns.switch(to, *epoch).await {
+                    Ok(note) => (Event::DnsSwitched, note),
+                    Err((transient, detail)) => (failed(transient, detail), String::new()),
                 },
             },
             Action::Scale { region, planned } => (
@@ -403,7 +388,8 @@ impl Steps<'_> {
     }
 
     /// A heartbeat commits through the new primary, its authority row holds
-    /// the epoch, and DNS (rfc2136) answers it with the epoch's TXT record.
+    /// the epoch, and DNS publishes it with the epoch's TXT record (rfc2136:
+    /// the name answers it; route53: only its record carries weight).
     async fn verify(&mut self, region: &str, epoch: u64) -> Result<(Event, StepNote)> {
         let conn = self.conn(region).await?;
         let client = match heartbeat::ensure(&conn).await {
@@ -437,44 +423,10 @@ impl Steps<'_> {
         }
         let mut note = format!("heartbeat {} committed on {region}", beat.seq);
         if let Some(dns) = &self.dns {
-            let txt = match dns.authority_txt().await {
-                Ok(t) => t,
-                Err(e) => return Ok((failed(traffic_transient(&e), e.to_string()), String::new())),
-            };
-            if txt.as_ref().map(|t| (t.epoch, t.primary.as_str())) != Some((epoch, region)) {
-                return Ok((
-                    failed(
-                        false,
-                        format!("DNS publishes {txt:?}, not epoch {epoch} for {region}"),
-                    ),
-                    String::new(),
-                ));
+            match dns.verify(self.config, region, epoch).await {
+                Ok(said) => note.push_str(&format!("; {said}")),
+                Err((transient, detail)) => return Ok((failed(transient, detail), String::new())),
             }
-            let want: Vec<_> = crate::region::traffic::region_answers(self.config)
-                .into_iter()
-                .filter(|a| a.region == region)
-                .map(|a| a.answer)
-                .collect();
-            match dns.answers_now().await {
-                Ok(got) if got == want => {}
-                Ok(got) => {
-                    return Ok((
-                        failed(
-                            false,
-                            format!(
-                                "{} answers {got:?}, not {region}'s {want:?}",
-                                dns.record_name()
-                            ),
-                        ),
-                        String::new(),
-                    ));
-                }
-                Err(e) => return Ok((failed(traffic_transient(&e), e.to_string()), String::new())),
-            }
-            note.push_str(&format!(
-                "; {} answers it, TXT epoch {epoch}",
-                dns.record_name()
-            ));
         }
         Ok((Event::Verified, note))
     }
