@@ -27,7 +27,8 @@
         back_s     from T_INJECT to the ack that ended that interval;
         missing    acknowledged ids (all so far) absent from bench_writes
                    on the server at PORT (the current primary);
-        acked      how many ids were acknowledged so far.
+        acked      how many ids were acknowledged so far;
+        on_new     `yes` when every ack after T_END + 1 s came from PORT.
 
   report EVENTS_TSV
       median and max per system and kind of every column.
@@ -113,7 +114,7 @@ def read_acks(path):
         for line in f:
             parts = line.rstrip('\n').split('\t')
             if len(parts) == 3:
-                rows.append((int(parts[0]), float(parts[1])))
+                rows.append((int(parts[0]), float(parts[1]), parts[2]))
     return rows
 
 
@@ -126,10 +127,10 @@ def measure(args):
         if acks and acks[-1][1] > t_end + 1:
             break
         if time.time() > deadline:
-            print('nan\tnan\tnan\tnan')
+            print('nan\tnan\tnan\tnan\tnan')
             return
         time.sleep(0.2)
-    times = sorted(t for _, t in acks)
+    times = sorted(t for _, t, _ in acks)
     before = [t for t in times if t <= t_inject]
     after = [t for t in times if t > t_end + 1]
     window = ([before[-1]] if before else []) + \
@@ -138,14 +139,17 @@ def measure(args):
     for a, b in zip(window, window[1:]):
         if b - a > gap:
             gap, end = b - a, b
-    ids = [i for i, _ in acks]
+    ids = [i for i, _, _ in acks]
+    # Where the writer wrote after the event: the new primary's port?
+    resumed = 'yes' if all(p == port for _, t, p in acks if t > t_end + 1) else 'no'
+
     conn = psycopg2.connect(host='127.0.0.1', port=port, dbname='postgres',
                             user=user, connect_timeout=5)
     with conn.cursor() as cur:
         cur.execute('SELECT count(*) FROM bench_writes WHERE id = ANY(%s)', (ids,))
         found = cur.fetchone()[0]
     conn.close()
-    print(f'{gap:.3f}\t{end - t_inject:.3f}\t{len(ids) - found}\t{len(ids)}')
+    print(f'{gap:.3f}\t{end - t_inject:.3f}\t{len(ids) - found}\t{len(ids)}\t{resumed}')
 
 
 def num(v):
@@ -178,14 +182,20 @@ def report(args):
         rs = [r for r in rows if (r['system'], r['kind']) == (system, kind)]
         loads = [float(r['load_1_5_15'].split()[0]) for r in rs]
         extra = ''
-        if kind == 'failover':
+        if kind == 'failover' and system == 'lifeboat':
             accepted = sum(1 for r in rs if r['accept_data_loss'] == 'yes')
             extra = f', --accept-data-loss needed {accepted}/{len(rs)}'
         bad = [r['exit'] for r in rs if r['exit'] not in ('0', '-')]
         if bad:
             extra += f', non-zero exits {bad}'
+        elsewhere = sum(1 for r in rs if r['writer_on_new'] != 'yes')
+        if elsewhere:
+            extra += f', writer acked by another server after {elsewhere} events'
         print(f"\n{system} {kind}: n={len(rs)}, 1-min load {min(loads):.1f}-{max(loads):.1f}{extra}")
         for c, label in cols:
+            if c == 'cmd_s' and system.startswith('patroni'):
+                label = 'fault -> replica writable (psql poll) s'
+
             xs = sorted(x for x in (num(r[c]) for r in rs) if x is not None)
             if not xs:
                 continue

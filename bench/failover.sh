@@ -118,7 +118,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-chown postgres:postgres "$W"; chmod 700 "$W"
+# named drops root's capabilities (no CAP_DAC_OVERRIDE): it must be able to
+# traverse $W, owned by postgres, to its own directory.
+chown postgres:postgres "$W"; chmod 711 "$W"
 
 # --- etcd ------------------------------------------------------------------
 EC=$(free_port); EP=$(free_port); EM=$(free_port)
@@ -172,10 +174,10 @@ printf '$TTL 60\n@ IN SOA ns.%s. hostmaster.%s. 1 60 60 600 60\n@ IN NS ns.%s.\n
 PIDS+=($!)
 dig_a() { dig +short +norecurse +time=1 +tries=1 @127.0.0.1 -p "$BP" "app.$ZONE" A | sort | tr '\n' ' '; }
 for _ in $(seq 1 100); do
-  [[ -n $(dig +short +norecurse +time=1 +tries=1 @127.0.0.1 -p "$BP" "$ZONE" SOA 2>/dev/null) ]] && break
+  dig +short +norecurse +time=1 +tries=1 @127.0.0.1 -p "$BP" "$ZONE" SOA 2>/dev/null | grep -q "^ns\.$ZONE\. " && break
   sleep 0.2
 done
-[[ -n $(dig +short +norecurse +time=1 +tries=1 @127.0.0.1 -p "$BP" "$ZONE" SOA) ]] || { log "named did not start"; cat "$W/bind/named.log" >&2; exit 1; }
+dig +short +norecurse +time=1 +tries=1 @127.0.0.1 -p "$BP" "$ZONE" SOA | grep -q "^ns\.$ZONE\. " || { log "named did not start"; tail -20 "$W/bind/named.log" >&2; exit 1; }
 
 # --- PostgreSQL: us-east primary, eu-west seeded by Lifeboat ----------------
 declare -A PORT DATA
@@ -250,7 +252,7 @@ log "seeding eu-west: lifeboat region replicate --from us-east --to eu-west"
 t0=$(now)
 lb -q region replicate --from us-east --to eu-west >>"$LOG" 2>&1 || { log "region replicate failed (see $LOG)"; exit 1; }
 log "replicate took $(echo "$(now) - $t0" | bc) s"
-lb -q region traffic apply >>"$LOG" 2>&1 || { log "region traffic apply failed (see $LOG)"; exit 1; }
+lb -q region traffic apply >>"$LOG" 2>&1 || { log "region traffic apply failed (see $LOG)"; tail -20 "$W/bind/named.log" >>"$LOG"; exit 1; }
 log "DNS answers app.$ZONE: $(dig_a)"
 
 psql_at() { "$PGBIN/psql" -h 127.0.0.1 -p "$1" -U "$USER_" -qAtX -v ON_ERROR_STOP=1 -d "${3:-postgres}" -c "$2"; }
@@ -259,7 +261,7 @@ psql_at "${PORT[us-east]}" "CREATE DATABASE pgbench"
 log "pgbench -i -s $SCALE"
 "$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[us-east]}" -U "$USER_" -i -q -s "$SCALE" pgbench >>"$LOG" 2>&1
 
-printf 'system\tround\tkind\tfrom\tto\tt_event\tt_end\tcmd_s\texit\taccept_data_loss\trto_writes_s\trto_dns_s\trpo_s\trpo_exact\twriter_gap_s\twriter_back_s\tlost\tacked\tload_1_5_15\n' >"$OUT"
+printf 'system\tround\tkind\tfrom\tto\tt_event\tt_end\tcmd_s\texit\taccept_data_loss\trto_writes_s\trto_dns_s\trpo_s\trpo_exact\twriter_gap_s\twriter_back_s\tlost\tacked\twriter_on_new\tload_1_5_15\n' >"$OUT"
 
 pgbench_start() { # port
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$1" -U "$USER_" -T 600 -c "$CLIENTS" -j 2 -n pgbench >>"$W/pgbench.log" 2>&1 &
@@ -298,14 +300,14 @@ EOF
 LOST_BEFORE=0
 # event system round kind from to t_event t_end cmd_s exit accept record-fields acks new-primary-port
 event_row() {
-  local m gap back missing acked
+  local m gap back missing acked on_new
   m=$(/usr/bin/python3 "$HELPER" measure "${12}" "$6" "$7" "${13}" "$USER_")
-  read -r gap back missing acked <<<"$m"
+  read -r gap back missing acked on_new <<<"$m"
   local lost='nan'
   if [[ $missing != nan ]]; then lost=$((missing - LOST_BEFORE)); LOST_BEFORE=$missing; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "$gap" "$back" "$lost" "$acked" "$(load)" >>"$OUT"
-  log "  $3 $4 -> $5: command ${8}s exit $9 (accept-data-loss ${10}), record rto_writes/rto_dns/rpo/exact $(tr '\t' ' ' <<<"${11}"), writer gap ${gap}s, back after ${back}s, lost $lost of $acked acked"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "$gap" "$back" "$lost" "$acked" "$on_new" "$(load)" >>"$OUT"
+  log "  $3 $4 -> $5: command ${8}s exit $9 (accept-data-loss ${10}), record rto_writes/rto_dns/rpo/exact $(tr '\t' ' ' <<<"${11}"), writer gap ${gap}s, back after ${back}s, lost $lost of $acked acked, writer on the new primary: $on_new"
 }
 
 # --- Lifeboat rounds ---------------------------------------------------------
