@@ -163,7 +163,10 @@ def num(v):
 def report(args):
     import csv
     rows = list(csv.DictReader(open(args[0]), delimiter='\t'))
+    for r in rows:
+        r['to_cmd_s'] = f"{float(r['t_cmd']) - float(r['t_event']):.3f}"
     cols = [
+        ('to_cmd_s', 'event -> command start s'),
         ('cmd_s', 'command wall time s'),
         ('rto_writes_s', 'record: RTO writes accepted s'),
         ('rto_dns_s', 'record: RTO DNS answering s'),
@@ -197,7 +200,7 @@ def report(args):
                 label = 'fault -> replica writable (psql poll) s'
 
             xs = sorted(x for x in (num(r[c]) for r in rs) if x is not None)
-            if not xs:
+            if not xs or (c == 'to_cmd_s' and xs[-1] == 0):
                 continue
             med = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
             print(f"  {label:44s} {med:9.3f} / {xs[-1]:9.3f}   ({len(xs)} values)")

@@ -261,7 +261,7 @@ psql_at "${PORT[us-east]}" "CREATE DATABASE pgbench"
 log "pgbench -i -s $SCALE"
 "$PGBIN/pgbench" -h 127.0.0.1 -p "${PORT[us-east]}" -U "$USER_" -i -q -s "$SCALE" pgbench >>"$LOG" 2>&1
 
-printf 'system\tround\tkind\tfrom\tto\tt_event\tt_end\tcmd_s\texit\taccept_data_loss\trto_writes_s\trto_dns_s\trpo_s\trpo_exact\twriter_gap_s\twriter_back_s\tlost\tacked\twriter_on_new\tload_1_5_15\n' >"$OUT"
+printf 'system\tround\tkind\tfrom\tto\tt_event\tt_cmd\tt_end\tcmd_s\texit\taccept_data_loss\trto_writes_s\trto_dns_s\trpo_s\trpo_exact\twriter_gap_s\twriter_back_s\tlost\tacked\twriter_on_new\tload_1_5_15\n' >"$OUT"
 
 pgbench_start() { # port
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$1" -U "$USER_" -T 600 -c "$CLIENTS" -j 2 -n pgbench >>"$W/pgbench.log" 2>&1 &
@@ -305,8 +305,8 @@ event_row() {
   read -r gap back missing acked on_new <<<"$m"
   local lost='nan'
   if [[ $missing != nan ]]; then lost=$((missing - LOST_BEFORE)); LOST_BEFORE=$missing; fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-    "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "${10}" "${11}" "$gap" "$back" "$lost" "$acked" "$on_new" "$(load)" >>"$OUT"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    "$1" "$2" "$3" "$4" "$5" "$6" "${T_CMD:-$6}" "$7" "$8" "$9" "${10}" "${11}" "$gap" "$back" "$lost" "$acked" "$on_new" "$(load)" >>"$OUT"
   log "  $3 $4 -> $5: command ${8}s exit $9 (accept-data-loss ${10}), record rto_writes/rto_dns/rpo/exact $(tr '\t' ' ' <<<"${11}"), writer gap ${gap}s, back after ${back}s, lost $lost of $acked acked, writer on the new primary: $on_new"
 }
 
@@ -320,9 +320,10 @@ switchover() { # round from to kind
   local r=$1 from=$2 to=$3 t0 t1 rc=0
   pgbench_start "${PORT[$from]}"
   sleep 5
-  t0=$(now)
+  t0=$(now); T_CMD=$t0
   lb --json region switchover --to "$to" >"$W/out.json" 2>>"$LOG" || rc=$?
   t1=$(now)
+  cp "$W/out.json" "$RESULTS_DIR/failover-$STAMP.r$r-$4.json"
   pgbench_stop
   event_row lifeboat "$r" "$4" "$from" "$to" "$t0" "$t1" "$(echo "$t1 - $t0" | bc)" "$rc" - \
     "$(record_fields "$W/out.json")" "$ACKS" "${PORT[$to]}"
@@ -338,6 +339,7 @@ for r in $(seq 1 "$ROUNDS"); do
   sleep 5
   t0=$(now)
   as_pg "$PGBIN/pg_ctl" -D "${DATA[$P]}" -m immediate -w stop >/dev/null
+  T_CMD=$(now)
   rc=0; accept=no
   lb --json region failover --to "$S" >"$W/out.json" 2>>"$LOG" || rc=$?
   if [[ $rc == 2 ]]; then
@@ -346,6 +348,7 @@ for r in $(seq 1 "$ROUNDS"); do
     lb --json region failover --to "$S" --accept-data-loss >"$W/out.json" 2>>"$LOG" || rc=$?
   fi
   t1=$(now)
+  cp "$W/out.json" "$RESULTS_DIR/failover-$STAMP.r$r-failover.json"
   pgbench_stop
   event_row lifeboat "$r" failover "$P" "$S" "$t0" "$t1" "$(echo "$t1 - $t0" | bc)" "$rc" "$accept" \
     "$(record_fields "$W/out.json")" "$ACKS" "${PORT[$S]}"
@@ -358,6 +361,7 @@ for r in $(seq 1 "$ROUNDS"); do
   sleep 3
 done
 writer_stop
+T_CMD=''
 lb --json region authority >"$RESULTS_DIR/failover-$STAMP.authority.json" 2>>"$LOG" || true
 for d in "${DATA[us-east]}" "${DATA[eu-west]}"; do
   [[ -f $d/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$d" -m fast -w stop >/dev/null 2>&1
@@ -406,7 +410,9 @@ wait_until() { # seconds description command...
   done
 }
 is_leader() { [[ $(api_code "${PAT_API[$1]}" /leader) == 200 ]]; }
-streaming_to() { [[ $(psql_at "${PAT_PG[$1]}" "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null) == 1 ]]; }
+# Node $2 streams from leader $1 and has replayed to within 1 MB of it
+# (pg_basebackup's own WAL sender, application_name pg_basebackup, is not it).
+streaming_to() { [[ $(psql_at "${PAT_PG[$1]}" "SELECT count(*) FROM pg_stat_replication WHERE application_name = '$2' AND state = 'streaming' AND pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) < 1048576" 2>/dev/null) == 1 ]]; }
 writable() { [[ $(psql_at "${PAT_PG[$1]}" "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]]; }
 
 for PROFILE in $PROFILES; do
@@ -421,7 +427,7 @@ for PROFILE in $PROFILES; do
   patroni_start a "$DCS"
   wait_until 180 "node a to lead" is_leader a || { tail -50 "$W/patroni-a/patroni.log" >&2; exit 1; }
   patroni_start b "$DCS"
-  wait_until 300 "node b to stream from a" streaming_to a || { tail -50 "$W/patroni-b/patroni.log" >&2; exit 1; }
+  wait_until 300 "node b to stream from a" streaming_to a b || { tail -50 "$W/patroni-b/patroni.log" >&2; exit 1; }
   psql_at "${PAT_PG[a]}" "CREATE TABLE bench_writes (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
   psql_at "${PAT_PG[a]}" "CREATE DATABASE pgbench"
   "$PGBIN/pgbench" -h 127.0.0.1 -p "${PAT_PG[a]}" -U "$USER_" -i -q -s "$SCALE" pgbench >>"$LOG" 2>&1
@@ -434,11 +440,12 @@ for PROFILE in $PROFILES; do
     log "patroni $PROFILE round $r: leader $L (load $(load))"
     pgbench_start "${PAT_PG[$L]}"
     sleep 5
+    wait_until 60 "node $R to be streaming and caught up" streaming_to "$L" "$R" || exit 1
     t0=$(now)
     kill -9 "${PAT_PID[$L]}"; wait "${PAT_PID[$L]}" 2>/dev/null || true; PAT_PID[$L]=''
     as_pg "$PGBIN/pg_ctl" -D "$W/patroni-$L/data" -m immediate -w stop >/dev/null
     rc=0
-    wait_until 300 "node $R to accept writes" writable "$R" || rc=1
+    wait_until 180 "node $R to accept writes" writable "$R" || rc=1
     t1=$(now)
     pgbench_stop
     event_row "patroni-$PROFILE" "$r" failover "$L" "$R" "$t0" "$t1" "$(echo "$t1 - $t0" | bc)" - - \
@@ -446,7 +453,7 @@ for PROFILE in $PROFILES; do
     [[ $rc == 0 ]] || { tail -50 "$W/patroni-$R/patroni.log" >&2; exit 1; }
     log "  restarting node $L"
     patroni_start "$L" "$DCS"
-    wait_until 300 "node $L to stream from $R" streaming_to "$R" || { tail -50 "$W/patroni-$L/patroni.log" >&2; exit 1; }
+    wait_until 300 "node $L to stream from $R" streaming_to "$R" "$L" || { tail -50 "$W/patroni-$L/patroni.log" >&2; exit 1; }
     tmp=$L; L=$R; R=$tmp
     sleep 3
   done
