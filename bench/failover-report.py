@@ -165,9 +165,10 @@ def report(args):
     rows = list(csv.DictReader(open(args[0]), delimiter='\t'))
     for r in rows:
         r['to_cmd_s'] = f"{float(r['t_cmd']) - float(r['t_event']):.3f}"
+        r['cmd_only_s'] = f"{float(r['t_end']) - float(r['t_cmd']):.3f}"
     cols = [
         ('to_cmd_s', 'event -> command start s'),
-        ('cmd_s', 'command wall time s'),
+        ('cmd_only_s', 'command wall time s'),
         ('rto_writes_s', 'record: RTO writes accepted s'),
         ('rto_dns_s', 'record: RTO DNS answering s'),
         ('rpo_s', 'record: RPO s'),
@@ -196,7 +197,7 @@ def report(args):
             extra += f', writer acked by another server after {elsewhere} events'
         print(f"\n{system} {kind}: n={len(rs)}, 1-min load {min(loads):.1f}-{max(loads):.1f}{extra}")
         for c, label in cols:
-            if c == 'cmd_s' and system.startswith('patroni'):
+            if c == 'cmd_only_s' and system.startswith('patroni'):
                 label = 'fault -> replica writable (psql poll) s'
 
             xs = sorted(x for x in (num(r[c]) for r in rs) if x is not None)

@@ -298,7 +298,9 @@ print('\t'.join([f('rto_writes_seconds'), f('rto_dns_seconds'), f('rpo_seconds')
 EOF
 }
 LOST_BEFORE=0
-# event system round kind from to t_event t_end cmd_s exit accept record-fields acks new-primary-port
+# event_row system round kind from to t_event t_end cmd_s exit accept record-fields acks new-primary-port
+# (T_CMD: when the command started, after the hard stop for a failover;
+# cmd_s = t_end - T_CMD)
 event_row() {
   local m gap back missing acked on_new
   m=$(/usr/bin/python3 "$HELPER" measure "${12}" "$6" "$7" "${13}" "$USER_")
@@ -350,7 +352,7 @@ for r in $(seq 1 "$ROUNDS"); do
   t1=$(now)
   cp "$W/out.json" "$RESULTS_DIR/failover-$STAMP.r$r-failover.json"
   pgbench_stop
-  event_row lifeboat "$r" failover "$P" "$S" "$t0" "$t1" "$(echo "$t1 - $t0" | bc)" "$rc" "$accept" \
+  event_row lifeboat "$r" failover "$P" "$S" "$t0" "$t1" "$(echo "$t1 - $T_CMD" | bc)" "$rc" "$accept" \
     "$(record_fields "$W/out.json")" "$ACKS" "${PORT[$S]}"
   [[ $rc == 0 ]] || { log "failover failed: $(cat "$W/out.json")"; exit 1; }
   log "  rebuilding $P: region replicate --from $S --to $P --replace"
