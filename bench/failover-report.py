@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""Helpers of bench/failover.sh, none of them Lifeboat code.
+
+  writer ACKS USER TICK dns BIND_PORT NAME MAP
+  writer ACKS USER TICK hosts PORT[,PORT...]
+      The independent writer. Every TICK seconds it commits one numbered row
+      (`INSERT INTO bench_writes (id) VALUES (n)`, autocommit) and, once the
+      server acknowledged it, appends `id <TAB> unix time of the ack <TAB>
+      port` to ACKS (line-buffered). Each attempt takes a new id, so an
+      attempt whose outcome is unknown (the connection broke during the
+      commit) is never counted as acknowledged. `dns`: whenever it
+      (re)connects it asks the DNS server on 127.0.0.1:BIND_PORT for NAME's
+      A records (`dig`, no cache) and maps each answered address to a local
+      port with MAP (`192.0.2.10=5432,...`); `hosts`: a fixed list of ports
+      (a Patroni client knows both nodes). Either way libpq's
+      `target_session_attrs=read-write` picks the writable one among them,
+      and the connection is kept until an error. Errors go to ACKS.errors
+      (each distinct message once in a row). Password: PGPASSWORD. Stops on
+      SIGTERM.
+
+  measure ACKS T_INJECT T_END PORT USER
+      After one event (fault injected or command started at T_INJECT, the
+      command or the recovery done at T_END): waits (up to 120 s) for an
+      ack later than T_END + 1 s, then prints, tab-separated:
+        gap_s      the longest interval between consecutive acks from the
+                   last ack before T_INJECT to the first after T_END + 1 s;
+        back_s     from T_INJECT to the ack that ended that interval;
+        missing    acknowledged ids (all so far) absent from bench_writes
+                   on the server at PORT (the current primary);
+        acked      how many ids were acknowledged so far;
+        on_new     `yes` when every ack after T_END + 1 s came from PORT.
+
+  report EVENTS_TSV
+      median and max per system and kind of every column.
+"""
+import math
+import signal
+import subprocess
+import sys
+import time
+
+
+def writer(args):
+    import psycopg2
+    acks_path, user, tick, mode = args[0], args[1], float(args[2]), args[3]
+    if mode == 'dns':
+        bind_port, name = args[4], args[5]
+        mapping = dict(kv.split('=') for kv in args[6].split(','))
+    else:
+        fixed = args[4].split(',')
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def ports():
+        if mode != 'dns':
+            return fixed
+        try:
+            out = subprocess.run(
+                ['dig', '+short', '+norecurse', '+time=1', '+tries=1',
+                 '@127.0.0.1', '-p', bind_port, name, 'A'],
+                capture_output=True, text=True, timeout=3).stdout
+        except subprocess.TimeoutExpired:
+            return []
+        return [mapping[a] for a in out.split() if a in mapping]
+
+    acks = open(acks_path, 'a', buffering=1)
+    errors = open(acks_path + '.errors', 'a', buffering=1)
+    last_error = None
+    conn = None
+    conn_port = None
+    n = 0
+    next_t = time.time()
+    while not stop:
+        n += 1
+        try:
+            if conn is None:
+                ps = ports()
+                if not ps:
+                    raise RuntimeError('DNS answered no known address')
+                conn = psycopg2.connect(
+                    host=','.join(['127.0.0.1'] * len(ps)), port=','.join(ps),
+                    dbname='postgres', user=user, connect_timeout=2,
+                    target_session_attrs='read-write',
+                    options='-c statement_timeout=10000')
+                conn.autocommit = True
+                conn_port = str(conn.info.port)
+            with conn.cursor() as cur:
+                cur.execute('INSERT INTO bench_writes (id) VALUES (%s)', (n,))
+            acks.write(f'{n}\t{time.time():.6f}\t{conn_port}\n')
+            last_error = None
+        except Exception as e:  # any failure: drop the connection, retry next tick
+            text = str(e).strip()
+            msg = text.splitlines()[0] if text else type(e).__name__
+            if msg != last_error:
+                errors.write(f'{time.time():.6f}\t{n}\t{msg}\n')
+                last_error = msg
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            conn = None
+        next_t += tick
+        delay = next_t - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_t = time.time()
+
+
+def read_acks(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip('\n').split('\t')
+            if len(parts) == 3:
+                rows.append((int(parts[0]), float(parts[1]), parts[2]))
+    return rows
+
+
+def measure(args):
+    import psycopg2
+    acks_path, t_inject, t_end, port, user = args[0], float(args[1]), float(args[2]), args[3], args[4]
+    deadline = time.time() + 120
+    while True:
+        acks = read_acks(acks_path)
+        if acks and acks[-1][1] > t_end + 1:
+            break
+        if time.time() > deadline:
+            print('nan\tnan\tnan\tnan\tnan')
+            return
+        time.sleep(0.2)
+    times = sorted(t for _, t, _ in acks)
+    before = [t for t in times if t <= t_inject]
+    after = [t for t in times if t > t_end + 1]
+    window = ([before[-1]] if before else []) + \
+        [t for t in times if t_inject < t <= t_end + 1] + [after[0]]
+    gap, end = 0.0, window[0]
+    for a, b in zip(window, window[1:]):
+        if b - a > gap:
+            gap, end = b - a, b
+    ids = [i for i, _, _ in acks]
+    # Where the writer wrote after the event: the new primary's port?
+    resumed = 'yes' if all(p == port for _, t, p in acks if t > t_end + 1) else 'no'
+
+    conn = psycopg2.connect(host='127.0.0.1', port=port, dbname='postgres',
+                            user=user, connect_timeout=5)
+    with conn.cursor() as cur:
+        cur.execute('SELECT count(*) FROM bench_writes WHERE id = ANY(%s)', (ids,))
+        found = cur.fetchone()[0]
+    conn.close()
+    print(f'{gap:.3f}\t{end - t_inject:.3f}\t{len(ids) - found}\t{len(ids)}\t{resumed}')
+
+
+def num(v):
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def report(args):
+    import csv
+    rows = list(csv.DictReader(open(args[0]), delimiter='\t'))
+    for r in rows:
+        r['to_cmd_s'] = f"{float(r['t_cmd']) - float(r['t_event']):.3f}"
+        r['cmd_only_s'] = f"{float(r['t_end']) - float(r['t_cmd']):.3f}"
+    cols = [
+        ('to_cmd_s', 'event -> command start s'),
+        ('cmd_only_s', 'command wall time s'),
+        ('rto_writes_s', 'record: RTO writes accepted s'),
+        ('rto_dns_s', 'record: RTO DNS answering s'),
+        ('rpo_s', 'record: RPO s'),
+        ('writer_gap_s', 'writer: longest gap between acks s'),
+        ('writer_back_s', 'writer: event start -> first ack after s'),
+        ('lost', 'acknowledged rows missing'),
+    ]
+    keys = []
+    for r in rows:
+        k = (r['system'], r['kind'])
+        if k not in keys:
+            keys.append(k)
+    print('median / max per system and kind (n = events)')
+    for system, kind in keys:
+        rs = [r for r in rows if (r['system'], r['kind']) == (system, kind)]
+        loads = [float(r['load_1_5_15'].split()[0]) for r in rs]
+        extra = ''
+        if kind == 'failover' and system == 'lifeboat':
+            accepted = sum(1 for r in rs if r['accept_data_loss'] == 'yes')
+            extra = f', --accept-data-loss needed {accepted}/{len(rs)}'
+        bad = [r['exit'] for r in rs if r['exit'] not in ('0', '-')]
+        if bad:
+            extra += f', non-zero exits {bad}'
+        elsewhere = sum(1 for r in rs if r['writer_on_new'] != 'yes')
+        if elsewhere:
+            extra += f', writer acked by another server after {elsewhere} events'
+        print(f"\n{system} {kind}: n={len(rs)}, 1-min load {min(loads):.1f}-{max(loads):.1f}{extra}")
+        for c, label in cols:
+            if c == 'cmd_only_s' and system.startswith('patroni'):
+                label = 'fault -> replica writable (psql poll) s'
+
+            xs = sorted(x for x in (num(r[c]) for r in rs) if x is not None)
+            if not xs or (c == 'to_cmd_s' and xs[-1] == 0):
+                continue
+            med = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+            print(f"  {label:44s} {med:9.3f} / {xs[-1]:9.3f}   ({len(xs)} values)")
+
+
+if __name__ == '__main__':
+    {'writer': writer, 'measure': measure, 'report': report}[sys.argv[1]](sys.argv[2:])
