@@ -5,9 +5,9 @@
 //! carries weight, as Route 53 holds them).
 
 use lifeboat_region::topology::Provider;
-use lifeboat_region::traffic::TrafficError;
 use lifeboat_region::traffic::rfc2136::Rfc2136Provider;
 use lifeboat_region::traffic::route53::{Route53Error, Route53Provider, WeightedRecord};
+use lifeboat_region::traffic::{TrafficError, TrafficProvider};
 
 use crate::config::Config;
 use crate::context::Ctx;
@@ -64,14 +64,6 @@ impl DnsSwitch {
                     name,
                 }))
             }
-        }
-    }
-
-    /// The steered name's owner, for messages.
-    pub fn name(&self) -> String {
-        match self {
-            DnsSwitch::Rfc2136(p) => p.record_name(),
-            DnsSwitch::Route53 { name, .. } => name.clone(),
         }
     }
 
