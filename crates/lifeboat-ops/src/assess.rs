@@ -112,6 +112,15 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
     if let Some(ev) = regions_evidence(cfg, repo, now).await {
         readiness::judge_regions(&mut ready, &ev);
     }
+    if cfg.failover.is_some() {
+        // failover-tests: the newest rehearsal in etcd (docs/failover.md).
+        let ctx = crate::context::Ctx::with_config(
+            crate::context::Options::default(),
+            std::sync::Arc::new(crate::report::Log),
+            Some(cfg.clone()),
+        );
+        crate::region::failover::rehearse::judge(&mut ready, &ctx, cfg, now).await;
+    }
     Ok(Assessment {
         status: st,
         readiness: ready,
