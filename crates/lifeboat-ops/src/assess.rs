@@ -88,7 +88,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         .collect();
     let objectives = objectives(cfg);
     let policy = policy(cfg);
-    let st = status::evaluate(&sources, &objectives, &policy, now);
+    let mut st = status::evaluate(&sources, &objectives, &policy, now);
     let daemon = daemon_state(repo, now).await;
     let encryption = encryption(cfg, repo).await?;
     let attestations = cfg.readiness.clone().unwrap_or_default().attestations;
@@ -120,6 +120,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
             Some(cfg.clone()),
         );
         crate::region::failover::rehearse::judge(&mut ready, &ctx, cfg, now).await;
+        crate::region::failover::rehearse::annotate_status(&mut st, &ctx, cfg).await;
     }
     Ok(Assessment {
         status: st,

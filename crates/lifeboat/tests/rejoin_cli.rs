@@ -29,6 +29,9 @@ const REPL_PASSWORD: &str = "repl-Secret-r3j0in";
 const US: &str = "192.0.2.10";
 const EU: &str = "192.0.2.20";
 
+/// The configuration; with `daemon`, the one for a daemon in eu-west: TCP
+/// health checks on both servers, `serve.region: eu-west`, and eu-west not
+/// in agent mode (no `pgdata`), so the daemon neither guards nor fences it.
 #[allow(clippy::too_many_arguments)]
 fn config(
     env: &Env,
@@ -37,7 +40,31 @@ fn config(
     standby_pgdata: &Path,
     etcd: &[String],
     b: &bind::Bind,
+    daemon: bool,
 ) -> PathBuf {
+    let check = |port: u16| {
+        format!(
+            "\n    health_checks: [{{name: pg, type: tcp, host: 127.0.0.1, port: {port}, request_interval: 1s, failure_threshold: 2}}]"
+        )
+    };
+    let west_agent = if daemon {
+        String::new()
+    } else {
+        format!(
+            "\n      pgdata: {}\n      control: {{pg_ctl: {{bin_dir: {}}}}}",
+            standby_pgdata.display(),
+            p.bin_dir().display()
+        )
+    };
+    let (east_check, west_check, serve) = if daemon {
+        (
+            check(p.port()),
+            check(standby_port),
+            "serve:\n  region: eu-west\n  lease: 3s\n",
+        )
+    } else {
+        (String::new(), String::new(), "")
+    };
     let yaml = format!(
         r#"repository:
   url: {repo}
@@ -50,16 +77,14 @@ regions:
       password: {{env: REGION_PG_PASSWORD}}
       role: primary
       pgdata: {ppgdata}
-      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}{east_check}
     dns: {{address: {US}}}
   eu-west:
     postgres:
       url: postgresql://{user}@127.0.0.1:{sport}/postgres
       password: {{env: REGION_PG_PASSWORD}}
       role: standby
-      replicates_from: us-east
-      pgdata: {spgdata}
-      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+      replicates_from: us-east{west_agent}{west_check}
     dns: {{address: {EU}}}
 replication:
   user: lifeboat_replication
@@ -75,20 +100,19 @@ traffic:
 failover:
   etcd: {{endpoints: [{endpoints}]}}
   safety_margin: 1s
-"#,
+{serve}"#,
         repo = env.repo,
         user = p.superuser(),
         pport = p.port(),
         ppgdata = p.data_dir().display(),
         sport = standby_port,
-        spgdata = standby_pgdata.display(),
         bin = p.bin_dir().display(),
         zone = bind::ZONE,
         server = b.server(),
         key = bind::KEY_NAME,
         endpoints = etcd.join(", "),
     );
-    let path = env.path("rejoin.yaml");
+    let path = env.path(if daemon { "daemon.yaml" } else { "rejoin.yaml" });
     std::fs::write(&path, yaml).unwrap();
     path
 }
@@ -163,6 +187,28 @@ fn pg_ctl(bin: &Path, pgdata: &Path, args: &[&str]) {
     );
 }
 
+const LONG: Duration = Duration::from_secs(90);
+
+/// The value of `series` (name with labels, exactly) in the daemon's scrape.
+fn metric(d: &common::Daemon, series: &str) -> Option<f64> {
+    let (code, text) = d.try_get("/metrics", None)?;
+    if code != 200 {
+        return None;
+    }
+    text.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok())?
+    })
+}
+
+/// Whether the steering logged that it leaves `left_out` out (the
+/// authority's rule; logged when the set changes).
+fn left_out_logged(d: &common::Daemon, left_out: &str) -> bool {
+    d.log_lines()
+        .iter()
+        .any(|l| l["fields"]["left_out"].as_str() == Some(left_out))
+}
+
 fn readiness_item(env: &Env, cfg: &str, id: &str) -> (String, String) {
     let out = env.run(&["--config", cfg, "--json", "readiness"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -195,6 +241,7 @@ struct Bed {
     p: TempCluster,
     env: Env,
     cfg: PathBuf,
+    daemon_cfg: PathBuf,
     east: ConnConfig,
     west: ConnConfig,
 }
@@ -270,7 +317,8 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
     let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
     let port = common::free_port();
-    let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b);
+    let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b, false);
+    let daemon_cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b, true);
     let west_guard = SeededStandby {
         bin: p.bin_dir().to_path_buf(),
         pgdata: pgdata.clone(),
@@ -318,6 +366,7 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         p,
         env,
         cfg,
+        daemon_cfg,
         east,
         west,
         _west_guard: west_guard,
@@ -341,11 +390,27 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     let bed = failed_over(true);
     let (rt, cfg) = (&bed.rt, bed.cfg());
 
+    // A daemon in eu-west steers DNS, following the authority.
+    let d = common::Daemon::start(&bed.env, &bed.daemon_cfg, "west");
+    d.poll(LONG, "the steering to leave us-east out (down)", || {
+        left_out_logged(&d, "us-east (not reached)").then_some(())
+    });
+
     // The old primary comes back by hand: writable at the old epoch, and a
     // write lands on it that eu-west never saw (the timelines diverge).
     bed.start_east_by_hand();
     assert_eq!(in_recovery(rt, &bed.east), Some(false));
     sql(rt, &bed.east, "INSERT INTO orders VALUES (9999)");
+    // Its TCP check passes, but the steering round that saw it writable at
+    // an older epoch leaves it out: DNS still answers eu-west only.
+    d.poll(LONG, "a steering round seeing us-east writable", || {
+        left_out_logged(&d, "us-east (a writable primary, newest epoch row none)").then_some(())
+    });
+    assert_eq!(bed.dig_a(), vec![EU.to_string()]);
+    assert_eq!(
+        metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}"),
+        Some(0.0)
+    );
 
     // The current primary cannot rejoin: refused, nothing changed.
     let refused = bed
@@ -391,6 +456,15 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
             .dig(&format!("_lifeboat-authority.{}", bed.name()), "TXT"),
         vec!["\"lifeboat epoch=2 primary=eu-west\"".to_string()]
     );
+
+    // The daemon's own steering answers it again now that it replayed epoch 2.
+    d.poll(LONG, "the daemon to answer us-east again", || {
+        (metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}") == Some(1.0)).then_some(())
+    });
+    d.poll(LONG, "the steering to leave nobody out", || {
+        left_out_logged(&d, "").then_some(())
+    });
+    drop(d);
 
     // Again: it already streams; only verified, nothing rewound.
     let again = bed.env.ok_json(&[
@@ -475,6 +549,20 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     let (state, detail) = readiness_item(&bed.env, cfg, "failover-tests");
     assert_eq!(state, "pass", "{detail}");
     assert!(detail.contains("0 days ago"), "{detail}");
+    // status's region-failure objective shows the last measured change.
+    let out = bed.env.run(&["--config", cfg, "--json", "status"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rf = st["objectives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["scenario"] == "region-failure")
+        .unwrap_or_else(|| panic!("{st}"));
+    let note = rf["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("last rehearsal (back) us-east → eu-west") && note.contains("(epoch 4)"),
+        "{rf}"
+    );
 }
 
 #[test]

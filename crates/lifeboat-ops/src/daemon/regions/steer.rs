@@ -66,6 +66,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
     let mut provider: Option<Box<dyn TrafficProvider>> = None;
     let mut store: Option<AuthorityStore> = None;
     let mut authority: Option<AuthorityView> = None;
+    let mut last_left_out: Option<Vec<String>> = None;
     loop {
         let published = match verdicts::read_all(&d.repo).await {
             Ok(v) => v,
@@ -86,6 +87,20 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
             match authority_now(&d.ctx, config, &mut store, &mut authority).await {
                 Some(a) => {
                     let servers = server_facts(&d.ctx, config, &steered).await;
+                    let out: Vec<String> = steered
+                        .iter()
+                        .filter(|r| !eligible(r, &a, servers.get(*r)))
+                        .map(|r| format!("{r} ({})", describe(servers.get(r))))
+                        .collect();
+                    if last_left_out.as_ref() != Some(&out) {
+                        tracing::info!(
+                            primary = %a.primary,
+                            epoch = a.epoch,
+                            left_out = %out.join(", "),
+                            "steering follows the authority: regions left out until they rejoin (none: every region may be answered)"
+                        );
+                        last_left_out = Some(out);
+                    }
                     match follow_authority(&steering, &steered, &a, &servers) {
                         Some(v) => steering = v,
                         None => {
@@ -180,6 +195,20 @@ pub enum ServerFacts {
     Standby { epoch: Option<u64> },
     /// Not reached.
     Unknown,
+}
+
+/// What a server said, for the log.
+fn describe(f: Option<&ServerFacts>) -> String {
+    let e = |e: &Option<u64>| e.map(|e| e.to_string()).unwrap_or_else(|| "none".into());
+    match f {
+        Some(ServerFacts::Primary { epoch }) => {
+            format!("a writable primary, newest epoch row {}", e(epoch))
+        }
+        Some(ServerFacts::Standby { epoch }) => {
+            format!("a standby that replayed epoch row {}", e(epoch))
+        }
+        Some(ServerFacts::Unknown) | None => "not reached".into(),
+    }
 }
 
 /// Whether `region` may be answered under `authority` (health aside): it is

@@ -291,6 +291,78 @@ pub fn failover_tests_item(
     }
 }
 
+/// `status`'s line for the region-failure objective: the newest finished
+/// change of primary (failover, switchover or a rehearsal's leg) with its
+/// measured RTO (to DNS, else to writes) and RPO against the objective.
+/// `None` without a finished record. Pure.
+pub fn region_failure_line(records: &[FailoverRecord]) -> Option<String> {
+    let r = records
+        .iter()
+        .filter(|r| r.outcome == "done")
+        .max_by_key(|r| r.started_at)?;
+    let what = match r.rehearsal.as_deref() {
+        Some(leg) => format!("rehearsal ({leg})"),
+        None => r.kind.as_str().to_string(),
+    };
+    let judged = match (r.met, r.objectives) {
+        (Some(true), Some(o)) => format!(
+            "within the objective (RTO {}, RPO {})",
+            secs(Some(o.rto_seconds)),
+            secs(Some(o.rpo_seconds))
+        ),
+        (Some(false), Some(o)) => format!(
+            "MISSED the objective (RTO {}, RPO {})",
+            secs(Some(o.rto_seconds)),
+            secs(Some(o.rpo_seconds))
+        ),
+        _ => "not judged (a value or the objective is unknown)".into(),
+    };
+    Some(format!(
+        "last {what} {} → {} at {} (epoch {}): writes after {}, DNS after {}, RPO {}{}; {judged}",
+        r.from,
+        r.to,
+        r.started_at.format("%Y-%m-%d %H:%M UTC"),
+        r.epoch,
+        secs(r.rto_writes_seconds),
+        secs(r.rto_dns_seconds),
+        secs(r.rpo_seconds),
+        if r.rpo_exact || r.rpo_seconds.is_none() {
+            ""
+        } else {
+            " (upper bound)"
+        },
+    ))
+}
+
+/// Adds [`region_failure_line`] (from etcd's records) to the note of
+/// `status`'s region-failure objective; nothing when etcd cannot be read
+/// or holds no finished change.
+pub async fn annotate_status(st: &mut lifeboat_dr::status::Status, ctx: &Ctx, config: &Config) {
+    if config.failover.is_none() {
+        return;
+    }
+    let Ok(store) = authority::connect(ctx, config).await else {
+        return;
+    };
+    let Ok(recs) = store.failover_records::<FailoverRecord>(1000).await else {
+        return;
+    };
+    let recs: Vec<FailoverRecord> = recs.into_iter().map(|(_, r)| r).collect();
+    let Some(line) = region_failure_line(&recs) else {
+        return;
+    };
+    for o in st
+        .objectives
+        .iter_mut()
+        .filter(|o| o.objective.scenario == crate::config::REGION_FAILURE_SCENARIO)
+    {
+        o.note = Some(match &o.note {
+            Some(n) => format!("{n}; {line}"),
+            None => line.clone(),
+        });
+    }
+}
+
 /// Replaces readiness's `failover-tests` (with `failover:` configured) by
 /// [`failover_tests_item`] over the failover records in etcd and the
 /// regions' rewind readiness; etcd unreachable fails the item saying so.
@@ -440,6 +512,13 @@ mod tests {
             assert_eq!(it.state, state, "{what}: {}", it.detail);
             assert!(it.detail.contains(text), "{what}: {}", it.detail);
         }
+        let line = region_failure_line(&[
+            rec(3, Some("there"), "done", Some(0.0), 399),
+            rec(4, None, "rolled-back", None, 399),
+        ])
+        .unwrap();
+        assert!(line.starts_with("last rehearsal (there) us-east → eu-west"), "{line}");
+        assert_eq!(region_failure_line(&[]), None);
         let it = failover_tests_item(&[], &[rewind_warning("us-east")], now);
         assert!(it.detail.contains("warning: us-east's server has neither"), "{}", it.detail);
     }
