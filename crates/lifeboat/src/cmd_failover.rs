@@ -186,7 +186,7 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
     }
     for f in &view.failovers {
         println!(
-            "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}",
+            "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}{}",
             f.epoch,
             f.kind.as_str(),
             f.from,
@@ -201,6 +201,10 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
             f.rpo_seconds
                 .map(|s| format!("{s:.1}s"))
                 .unwrap_or_else(|| "-".into()),
+            f.rehearsal
+                .as_ref()
+                .map(|l| format!(" (rehearsal, {l})"))
+                .unwrap_or_default(),
         );
     }
     Ok(OK)

@@ -347,7 +347,11 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         (count(&rt, &west, "SELECT count(*) FROM orders") == 100).then_some(())
     });
     // us-east's region is lost: its server stops at once.
-    pg_ctl(p.bin_dir(), &p.data_dir(), &["stop", "-m", "immediate", "-w"]);
+    pg_ctl(
+        p.bin_dir(),
+        &p.data_dir(),
+        &["stop", "-m", "immediate", "-w"],
+    );
     let doc = env.ok_json(&[
         "--config", c, "--json", "region", "failover", "--to", "eu-west",
     ]);
@@ -419,9 +423,9 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     assert!(refused.contains("is the authority's primary"), "{refused}");
     assert_eq!(in_recovery(rt, &bed.west), Some(false));
 
-    let doc = bed.env.ok_json(&[
-        "--config", cfg, "--json", "region", "rejoin", "us-east",
-    ]);
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     let report = &doc["report"];
     assert_eq!(
         steps_of(&doc),
@@ -467,9 +471,9 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     drop(d);
 
     // Again: it already streams; only verified, nothing rewound.
-    let again = bed.env.ok_json(&[
-        "--config", cfg, "--json", "region", "rejoin", "us-east",
-    ]);
+    let again = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     assert_eq!(
         steps_of(&again),
         ["plan", "verify", "restore_dns"],
@@ -483,7 +487,9 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     assert!(detail.contains("no rehearsal recorded"), "{detail}");
 
     sql(rt, &bed.west, "INSERT INTO orders VALUES (112)");
-    let doc = bed.env.ok_json(&["--config", cfg, "--json", "region", "rehearse"]);
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rehearse"]);
     let legs = doc["report"]["legs"].as_array().unwrap();
     let dirs: Vec<(String, String, u64, i64)> = legs
         .iter()
@@ -570,9 +576,9 @@ fn without_wal_log_hints_or_checksums_the_old_primary_is_cloned() {
     let bed = failed_over(false);
     let (rt, cfg) = (&bed.rt, bed.cfg());
     // us-east stays down (its region came back but nobody started it).
-    let doc = bed.env.ok_json(&[
-        "--config", cfg, "--json", "region", "rejoin", "us-east",
-    ]);
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     let report = &doc["report"];
     assert_eq!(report["method"], "clone", "{doc}");
     assert_eq!(report["server_before"]["kind"], "down", "{doc}");

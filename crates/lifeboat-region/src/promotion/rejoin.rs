@@ -270,10 +270,7 @@ pub fn parse_rewind_readiness(text: &str) -> Option<RewindReadiness> {
     };
     Some(RewindReadiness {
         wal_log_hints: field("wal_log_hints setting")? == "on",
-        data_checksums: field("Data page checksum version")?
-            .parse::<u32>()
-            .ok()?
-            > 0,
+        data_checksums: field("Data page checksum version")?.parse::<u32>().ok()? > 0,
     })
 }
 
@@ -389,7 +386,13 @@ mod tests {
     fn plan_table() {
         use Step::*;
         let rewindable = dir(true, false, Some(SYS));
-        let cases: Vec<(&str, &str, ServerState, Option<DirFacts>, Result<Vec<Step>, &str>)> = vec![
+        let cases: Vec<(
+            &str,
+            &str,
+            ServerState,
+            Option<DirFacts>,
+            Result<Vec<Step>, &str>,
+        )> = vec![
             (
                 "the primary itself: refused",
                 "eu-west",
@@ -484,9 +487,15 @@ mod tests {
     fn method_says_why() {
         let (m, why) = method(dir(false, false, Some(SYS)).as_ref(), Some(SYS));
         assert_eq!(m, Method::Clone);
-        assert!(why.contains("neither wal_log_hints nor data checksums"), "{why}");
+        assert!(
+            why.contains("neither wal_log_hints nor data checksums"),
+            "{why}"
+        );
         let (m, why) = method(dir(true, false, Some(SYS)).as_ref(), Some(SYS));
-        assert_eq!((m, why.as_str()), (Method::Rewind, "pg_rewind (wal_log_hints on)"));
+        assert_eq!(
+            (m, why.as_str()),
+            (Method::Rewind, "pg_rewind (wal_log_hints on)")
+        );
         let (m, _) = method(dir(true, true, None).as_ref(), Some(SYS));
         assert_eq!(m, Method::Clone);
     }

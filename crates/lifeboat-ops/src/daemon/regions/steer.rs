@@ -113,7 +113,9 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
                     }
                 }
                 None => {
-                    tracing::warn!("the authority (etcd) has not been read yet: DNS left as it is until it is");
+                    tracing::warn!(
+                        "the authority (etcd) has not been read yet: DNS left as it is until it is"
+                    );
                     if wait_next(&mut own_verdicts, &mut sd, every).await {
                         return;
                     }
@@ -263,7 +265,9 @@ async fn authority_now(
     if store.is_none() {
         match crate::region::failover::authority::connect(ctx, config).await {
             Ok(s) => *store = Some(s),
-            Err(e) => tracing::warn!(error = %e, "steering cannot reach etcd; using the last authority read"),
+            Err(e) => {
+                tracing::warn!(error = %e, "steering cannot reach etcd; using the last authority read")
+            }
         }
     }
     if let Some(s) = store.as_ref() {
@@ -418,12 +422,21 @@ mod tests {
             ),
         ];
         for (what, health, servers, want) in rows {
-            let health: Verdicts = health.into_iter().map(|(r, h)| (r.to_string(), h)).collect();
-            let servers: BTreeMap<String, ServerFacts> =
-                servers.into_iter().map(|(r, f)| (r.to_string(), f)).collect();
+            let health: Verdicts = health
+                .into_iter()
+                .map(|(r, h)| (r.to_string(), h))
+                .collect();
+            let servers: BTreeMap<String, ServerFacts> = servers
+                .into_iter()
+                .map(|(r, f)| (r.to_string(), f))
+                .collect();
             let want: Option<Verdicts> =
                 want.map(|w| w.into_iter().map(|(r, h)| (r.to_string(), h)).collect());
-            assert_eq!(follow_authority(&health, &steered, &auth, &servers), want, "{what}");
+            assert_eq!(
+                follow_authority(&health, &steered, &auth, &servers),
+                want,
+                "{what}"
+            );
         }
         // Epoch 1 (no promotion yet, no row anywhere): a standby is answered.
         let first = AuthorityView {

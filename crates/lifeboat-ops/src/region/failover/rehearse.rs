@@ -223,10 +223,7 @@ pub fn failover_tests_item(
     now: DateTime<Utc>,
 ) -> Item {
     let newest = |f: &dyn Fn(&FailoverRecord) -> bool| {
-        records
-            .iter()
-            .filter(|r| f(r))
-            .max_by_key(|r| r.started_at)
+        records.iter().filter(|r| f(r)).max_by_key(|r| r.started_at)
     };
     let last_ok = newest(&succeeded);
     let last_any = newest(&|r| r.rehearsal.is_some());
@@ -435,12 +432,28 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000, 0).unwrap() + TimeDelta::days(days)
     }
 
-    fn rec(epoch: u64, leg: Option<&str>, outcome: &str, rpo: Option<f64>, day: i64) -> FailoverRecord {
+    fn rec(
+        epoch: u64,
+        leg: Option<&str>,
+        outcome: &str,
+        rpo: Option<f64>,
+        day: i64,
+    ) -> FailoverRecord {
         FailoverRecord {
             epoch,
             kind: Kind::Switchover,
-            from: if leg == Some("back") { "eu-west" } else { "us-east" }.into(),
-            to: if leg == Some("back") { "us-east" } else { "eu-west" }.into(),
+            from: if leg == Some("back") {
+                "eu-west"
+            } else {
+                "us-east"
+            }
+            .into(),
+            to: if leg == Some("back") {
+                "us-east"
+            } else {
+                "eu-west"
+            }
+            .into(),
             outcome: outcome.into(),
             ended_because: None,
             failure_at: at(day),
@@ -463,7 +476,12 @@ mod tests {
     fn failover_tests_table() {
         let now = at(400);
         let cases: Vec<(&str, Vec<FailoverRecord>, State, &str)> = vec![
-            ("nothing recorded", vec![], State::Fail, "no rehearsal recorded"),
+            (
+                "nothing recorded",
+                vec![],
+                State::Fail,
+                "no rehearsal recorded",
+            ),
             (
                 "only an ordinary switchover: not a rehearsal",
                 vec![rec(2, None, "done", Some(0.0), 399)],
@@ -517,9 +535,16 @@ mod tests {
             rec(4, None, "rolled-back", None, 399),
         ])
         .unwrap();
-        assert!(line.starts_with("last rehearsal (there) us-east → eu-west"), "{line}");
+        assert!(
+            line.starts_with("last rehearsal (there) us-east → eu-west"),
+            "{line}"
+        );
         assert_eq!(region_failure_line(&[]), None);
         let it = failover_tests_item(&[], &[rewind_warning("us-east")], now);
-        assert!(it.detail.contains("warning: us-east's server has neither"), "{}", it.detail);
+        assert!(
+            it.detail.contains("warning: us-east's server has neither"),
+            "{}",
+            it.detail
+        );
     }
 }

@@ -25,13 +25,13 @@ use lifeboat_region::promotion::rejoin::{
     self, DirFacts, Method, PlanInput, RejoinPlan, ServerState, Step, has_replayed,
 };
 use lifeboat_region::promotion::{authority_row, switchover};
+use lifeboat_region::replication;
+use lifeboat_region::replication::observe::ReplicaRow;
 use lifeboat_region::replication::observe::{Role, Server, observe};
 use lifeboat_region::replication::plan::slot_name;
 use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
 use lifeboat_region::replication::retry::Retry;
 use lifeboat_region::replication::target::{StandbyTarget, TargetDir, inspect};
-use lifeboat_region::replication::observe::ReplicaRow;
-use lifeboat_region::replication;
 use lifeboat_region::topology::Provider;
 use serde::Serialize;
 
@@ -245,7 +245,11 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
                          authority is at epoch {epoch}: stopped at once{}",
                         req.region,
                         e.map(|e| e.to_string()).unwrap_or_else(|| "none".into()),
-                        if rep.stopped { "" } else { " (it was not running)" }
+                        if rep.stopped {
+                            ""
+                        } else {
+                            " (it was not running)"
+                        }
                     ),
                     _ => format!(
                         "a postmaster ran on {} without answering: stopped at once",
@@ -297,7 +301,8 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         });
     }
     // Verify and DNS, read back from the servers.
-    let (replica, replayed_epoch) = verify(&primary_conn, &target.conn, &req.region, epoch, t).await?;
+    let (replica, replayed_epoch) =
+        verify(&primary_conn, &target.conn, &req.region, epoch, t).await?;
     note(&Note {
         step: "verify",
         ok: true,
@@ -342,12 +347,10 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
 /// The highest `lifeboat.authority` row on the server behind `conn`
 /// (`None`: none, or not read).
 async fn server_epoch(conn: &ConnConfig) -> Option<u64> {
-    let c = replication::observe::connect(
-        &lifeboat_region::heartbeat::lifeboat_db(conn),
-        Retry::ONCE,
-    )
-    .await
-    .ok()?;
+    let c =
+        replication::observe::connect(&lifeboat_region::heartbeat::lifeboat_db(conn), Retry::ONCE)
+            .await
+            .ok()?;
     authority_row::read_epoch(&c)
         .await
         .ok()
@@ -357,7 +360,9 @@ async fn server_epoch(conn: &ConnConfig) -> Option<u64> {
 
 /// The primary's `pg_stat_replication` row serving `region`, `streaming`.
 async fn streaming_row(primary: &ConnConfig, region: &str) -> Option<ReplicaRow> {
-    let c = replication::observe::connect(primary, Retry::ONCE).await.ok()?;
+    let c = replication::observe::connect(primary, Retry::ONCE)
+        .await
+        .ok()?;
     replication::observe::replica_rows(&c)
         .await
         .ok()?
@@ -383,7 +388,13 @@ async fn follow(
         .map_err(|e| Error::failure(format!("creating the slot {slot} on the primary: {e}")))?;
     switchover::write_passfile(target, &user, &password)
         .map_err(|e| Error::failure(e.to_string()))?;
-    let conninfo = primary_conninfo(&primary.host, primary.port, &user, &target.name, &target.passfile);
+    let conninfo = primary_conninfo(
+        &primary.host,
+        primary.port,
+        &user,
+        &target.name,
+        &target.passfile,
+    );
     let w = switchover::follow(target, &conninfo, Some(&slot), timeout)
         .await
         .map_err(|e| Error::failure(e.to_string()))?;
@@ -508,7 +519,9 @@ pub(crate) async fn restore_dns<N: FnMut(&Note)>(
         Some(Provider::Rfc2136) => {}
     }
     let views = match ctx.open().await {
-        Ok(repo) => crate::region::verdicts::read_all(&repo).await.unwrap_or_default(),
+        Ok(repo) => crate::region::verdicts::read_all(&repo)
+            .await
+            .unwrap_or_default(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot open the repository for the published health verdicts; every region counts as healthy");
             Vec::new()
