@@ -382,6 +382,8 @@ mod tests {
         }
     }
 
+    // A table of inputs and expectations, spelt out in place.
+    #[allow(clippy::type_complexity)]
     #[test]
     fn plan_table() {
         use Step::*;

@@ -472,6 +472,8 @@ mod tests {
         }
     }
 
+    // A table of inputs and expectations, spelt out in place.
+    #[allow(clippy::type_complexity)]
     #[test]
     fn failover_tests_table() {
         let now = at(400);
