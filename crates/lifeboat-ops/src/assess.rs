@@ -88,7 +88,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         .collect();
     let objectives = objectives(cfg);
     let policy = policy(cfg);
-    let st = status::evaluate(&sources, &objectives, &policy, now);
+    let mut st = status::evaluate(&sources, &objectives, &policy, now);
     let daemon = daemon_state(repo, now).await;
     let encryption = encryption(cfg, repo).await?;
     let attestations = cfg.readiness.clone().unwrap_or_default().attestations;
@@ -121,6 +121,16 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         readiness::judge_regions(&mut ready, &ev);
         let overview = crate::region::overview::gather(&ctx, cfg, &round).await;
         st = status::with_regions(st, overview);
+    }
+    if cfg.failover.is_some() {
+        // failover-tests: the newest rehearsal in etcd (docs/failover.md).
+        let ctx = crate::context::Ctx::with_config(
+            crate::context::Options::default(),
+            std::sync::Arc::new(crate::report::Log),
+            Some(cfg.clone()),
+        );
+        crate::region::failover::rehearse::judge(&mut ready, &ctx, cfg, now).await;
+        crate::region::failover::rehearse::annotate_status(&mut st, &ctx, cfg).await;
     }
     Ok(Assessment {
         status: st,

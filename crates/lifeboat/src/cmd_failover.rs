@@ -1,4 +1,5 @@
-//! `lifeboat region failover | switchover | authority`: flags, the call into
+//! `lifeboat region failover | switchover | authority | rejoin | rehearse`:
+//! flags, the call into
 //! `lifeboat_ops::region::failover`, one line per step, and the `--json`
 //! documents (docs/failover.md).
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use lifeboat_ops::error::{OK, Result};
-use lifeboat_ops::region::failover::{self, Note, Request, authority};
+use lifeboat_ops::region::failover::{self, Note, Request, authority, rehearse, rejoin};
 use lifeboat_region::failover::plan::Kind;
 use serde::Serialize;
 
@@ -185,7 +186,7 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
     }
     for f in &view.failovers {
         println!(
-            "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}",
+            "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}{}",
             f.epoch,
             f.kind.as_str(),
             f.from,
@@ -200,6 +201,167 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
             f.rpo_seconds
                 .map(|s| format!("{s:.1}s"))
                 .unwrap_or_else(|| "-".into()),
+            f.rehearsal
+                .as_ref()
+                .map(|l| format!(" (rehearsal, {l})"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(OK)
+}
+
+#[derive(Args, Debug)]
+pub struct RejoinArgs {
+    /// The region to make a standby of the authority's primary
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Bound on each waiting step (stop, pg_rewind, start, streaming, replay), in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub step_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct RehearseArgs {
+    /// The standby region to switch over to and back from (default: the first standby)
+    #[arg(long, value_name = "REGION")]
+    pub to: Option<String>,
+    /// Bound on each waiting step of both switchovers, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub step_timeout: u64,
+}
+
+#[derive(Serialize)]
+struct RejoinDoc {
+    report: rejoin::Report,
+    steps: Vec<rejoin::Note>,
+}
+
+pub async fn rejoin(ctx: &Ctx, a: RejoinArgs) -> Result<i32> {
+    let json = ctx.json();
+    let quiet = ctx.global.quiet;
+    let mut steps = Vec::new();
+    let result = rejoin::run(
+        ctx,
+        &rejoin::Request {
+            region: a.region,
+            step_timeout: Duration::from_secs(a.step_timeout.max(1)),
+        },
+        |n| {
+            if json {
+                if let Ok(line) = serde_json::to_string(n) {
+                    eprintln!("{line}");
+                }
+                steps.push(n.clone());
+            } else if !quiet {
+                println!(
+                    "{:<12} {} {}",
+                    n.step,
+                    if n.ok { "ok  " } else { "FAIL" },
+                    n.text
+                );
+            }
+        },
+    )
+    .await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({ "steps": steps }))?;
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(&RejoinDoc { report, steps })?;
+        return Ok(OK);
+    }
+    let r = &report;
+    println!(
+        "{} rejoined as a standby of {} (epoch {}) by {}",
+        r.region,
+        r.primary,
+        r.epoch,
+        match r.method {
+            Some(rejoin_method) => format!("{rejoin_method:?}").to_lowercase(),
+            None => "nothing (it already streamed)".into(),
+        }
+    );
+    Ok(OK)
+}
+
+#[derive(Serialize)]
+struct RehearseDoc {
+    report: rehearse::Report,
+    steps: Vec<LegNote>,
+}
+
+#[derive(Clone, Serialize)]
+struct LegNote {
+    leg: &'static str,
+    #[serde(flatten)]
+    note: Note,
+}
+
+pub async fn rehearse(ctx: &Ctx, a: RehearseArgs) -> Result<i32> {
+    let json = ctx.json();
+    let quiet = ctx.global.quiet;
+    let mut steps = Vec::new();
+    let result = rehearse::run(
+        ctx,
+        &rehearse::Request {
+            to: a.to,
+            step_timeout: Duration::from_secs(a.step_timeout.max(1)),
+        },
+        |leg, n| {
+            if json {
+                let ln = LegNote {
+                    leg,
+                    note: n.clone(),
+                };
+                if let Ok(line) = serde_json::to_string(&ln) {
+                    eprintln!("{line}");
+                }
+                steps.push(ln);
+            } else if !quiet {
+                println!(
+                    "{leg:<5} {:<13} {} {}",
+                    n.phase.as_str(),
+                    if n.ok { "ok  " } else { "FAIL" },
+                    n.text
+                );
+            }
+        },
+    )
+    .await;
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({ "steps": steps }))?;
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(&RehearseDoc { report, steps })?;
+        return Ok(OK);
+    }
+    let secs = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".into());
+    for l in &report.legs {
+        println!(
+            "{:<5} {} → {} epoch {}: writes after {}, DNS after {}; {} rows lost (heartbeat {} seen as {})",
+            l.leg,
+            l.from,
+            l.to,
+            l.epoch,
+            secs(l.record.as_ref().and_then(|r| r.rto_writes_seconds)),
+            secs(l.record.as_ref().and_then(|r| r.rto_dns_seconds)),
+            l.rows_lost,
+            l.heartbeat_seq,
+            l.heartbeat_seen
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into())
         );
     }
     Ok(OK)

@@ -1,5 +1,6 @@
 //! `lifeboat region status | replicate | traffic apply | traffic status`
-//! (`failover`, `switchover` and `authority` are `cmd_failover`'s):
+//! (`failover`, `switchover`, `authority`, `rejoin` and `rehearse` are
+//! `cmd_failover`'s):
 //! flags, the call into `lifeboat_ops::region`, the printed tables and
 //! `--json` documents (docs/regions.md).
 
@@ -39,6 +40,13 @@ pub enum RegionCommand {
     /// The failover authority in etcd: primary, epoch, live leases, a change under way, the
     /// last failover records
     Authority(crate::cmd_failover::AuthorityArgs),
+    /// Make a region that is not the authority's primary (an old primary back after a failover)
+    /// a streaming standby of the primary again: fenced first if it takes writes, pg_rewind or a
+    /// fresh clone, verified, DNS answers restored (docs/failover.md)
+    Rejoin(crate::cmd_failover::RejoinArgs),
+    /// Rehearse a region failover: a switchover to a standby and back, each measured and
+    /// recorded; readiness's failover-tests reads it (docs/failover.md)
+    Rehearse(crate::cmd_failover::RehearseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +88,8 @@ pub async fn run(ctx: &Ctx, c: RegionCommand) -> Result<i32> {
         RegionCommand::Failover(a) => crate::cmd_failover::failover(ctx, a).await,
         RegionCommand::Switchover(a) => crate::cmd_failover::switchover(ctx, a).await,
         RegionCommand::Authority(a) => crate::cmd_failover::authority(ctx, a).await,
+        RegionCommand::Rejoin(a) => crate::cmd_failover::rejoin(ctx, a).await,
+        RegionCommand::Rehearse(a) => crate::cmd_failover::rehearse(ctx, a).await,
     }
 }
 
@@ -219,6 +229,9 @@ fn print_status(report: &StatusReport) {
     );
     for r in &report.reasons {
         println!("  - {r}");
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
     }
 }
 

@@ -129,6 +129,12 @@ fn print_objectives(st: &lifeboat_dr::status::Status) {
             (_, _, Some(r)) => format!("AT RISK: {r}"),
             (_, _, None) => o.note.clone().unwrap_or_else(|| "not measured".into()),
         };
+        // A note beside a verdict (the region-failure objective's last
+        // failover or rehearsal) is shown too.
+        let state = match (&o.note, o.met == Some(true) || o.risk.is_some()) {
+            (Some(n), true) => format!("{state} — {n}"),
+            _ => state,
+        };
         let rpo = o.objective.rpo.num_seconds();
         println!(
             "{:<24} {:<8} {:>10} {:>12} {:<20} {state}",

@@ -171,6 +171,10 @@ pub struct StatusReport {
     pub lag_objective_seconds: Option<i64>,
     pub verdict: Overall,
     pub reasons: Vec<String>,
+    /// What does not change the verdict but should be fixed: a server with
+    /// neither `wal_log_hints` nor data checksums (a rejoin after a
+    /// failover must then clone it afresh; docs/failover.md, "Rejoin").
+    pub warnings: Vec<String>,
 }
 
 /// Gathers the status of every configured region.
@@ -287,6 +291,7 @@ pub async fn status(ctx: &Ctx) -> Result<StatusReport> {
         lag_objective_seconds: objective.map(|d| d.num_seconds()),
         verdict,
         reasons,
+        warnings: super::failover::rehearse::rewind_warnings(ctx, config).await,
     })
 }
 

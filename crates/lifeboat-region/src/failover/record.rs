@@ -63,6 +63,11 @@ pub struct FailoverRecord {
     /// Both measured values within the objectives; `None` when either is
     /// unknown or no objective is configured.
     pub met: Option<bool>,
+    /// Set on the two switchovers a `lifeboat region rehearse` makes:
+    /// `there` (to the standby) and `back` (to the original primary).
+    /// Readiness's `failover-tests` item reads the newest `back`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<String>,
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -119,6 +124,7 @@ pub fn record(
         evidence,
         objectives,
         met,
+        rehearsal: None,
     }
 }
 

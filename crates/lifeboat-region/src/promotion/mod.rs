@@ -7,11 +7,14 @@
 //! - [`switchover`]: stop the old primary cleanly, wait until the standby
 //!   replayed its shutdown checkpoint, and make the old primary follow the
 //!   new one without a rewind.
+//! - [`rejoin`]: an old primary made a standby of the current one
+//!   (`pg_rewind` or a fresh clone), planned purely.
 //!
 //! Documentation: `docs/failover-fence.md`.
 
 pub mod authority_row;
 pub mod promote;
+pub mod rejoin;
 pub mod switchover;
 
 pub use authority_row::{AuthorityError, AuthorityRow, read_epoch, write_epoch};

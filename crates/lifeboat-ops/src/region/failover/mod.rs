@@ -11,9 +11,13 @@
 //!   view `region authority` prints.
 //! - [`steps`]: each step's IO (`manager: postgres` regions).
 //! - [`dns`]: the DNS switch and its check, `rfc2136` or `route53`.
+//! - [`rejoin`]: `region rejoin R`, an old primary made a standby again.
+//! - [`rehearse`]: `region rehearse`, a switchover there and back, recorded.
 
 pub mod authority;
 mod dns;
+pub mod rehearse;
+pub mod rejoin;
 mod steps;
 
 use std::time::Duration;
@@ -77,7 +81,27 @@ pub struct Report {
 /// Runs (or resumes) a change of primary to `req.to`; `note` gets a line
 /// per step. An aborted or rolled-back change is an error naming why, after
 /// the notes.
-pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Result<Report> {
+pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, note: N) -> Result<Report> {
+    drive(ctx, req, None, note).await
+}
+
+/// [`run`] for one leg of `region rehearse` ([`rehearse`]): its record
+/// carries `rehearsal: leg`.
+pub(crate) async fn run_rehearsal_leg<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    req: &Request,
+    leg: &str,
+    note: N,
+) -> Result<Report> {
+    drive(ctx, req, Some(leg.to_string()), note).await
+}
+
+async fn drive<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    req: &Request,
+    rehearsal: Option<String>,
+    mut note: N,
+) -> Result<Report> {
     let config = config_of(ctx)?;
     let fo = failover_config(config)?;
     region(config, &req.to)?;
@@ -146,6 +170,7 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         evidence: Default::default(),
         record: None,
         dns,
+        rehearsal,
     };
     let mut unchanged_reads = 0;
     loop {

@@ -44,6 +44,9 @@ pub(super) struct Steps<'a> {
     pub record: Option<FailoverRecord>,
     /// The traffic provider, when `traffic:` configures one.
     pub dns: Option<DnsSwitch>,
+    /// Which leg of a rehearsal this change is (`there`, `back`), marked in
+    /// its record; `None` for every other change.
+    pub rehearsal: Option<String>,
 }
 
 fn failed(transient: bool, detail: impl Into<String>) -> Event {
@@ -440,6 +443,7 @@ impl Steps<'_> {
                 rpo_seconds: o.rpo.num_milliseconds() as f64 / 1000.0,
             });
         let mut rec = record(progress, self.evidence.clone(), objectives);
+        rec.rehearsal = self.rehearsal.clone();
         // The record is written once the change is done: its outcome is.
         if rec.outcome == "incomplete" {
             rec.outcome = "done".into();

@@ -1,0 +1,566 @@
+//! `lifeboat region rejoin R` (docs/failover.md, "Rejoin"): region R, not
+//! the authority's primary, becomes a streaming standby of the current
+//! primary again, and the steered name answers it again.
+//!
+//! The facts are read from etcd (the authority) and from the servers (R's
+//! role and highest `lifeboat.authority` row, the primary's system
+//! identifier and `pg_stat_replication`, R's control file); the plan is
+//! `lifeboat_region::promotion::rejoin::plan` (pure); each step here is its
+//! IO. A server that accepts writes is stopped at once before anything
+//! else (it never takes a write at its old epoch); `pg_rewind` is used when
+//! the control file allows it and a fresh clone (`region replicate
+//! --replace`, the same path) when it does not or when `pg_rewind` fails.
+//! The DNS answer set is then what the daemon's steering decides
+//! ([`crate::daemon::regions::steer::follow_authority`]): every healthy
+//! region that is the primary or a standby that replayed the epoch.
+//! Running the command again is safe: a region already streaming from the
+//! primary is only verified and its DNS answer restored.
+
+use std::time::{Duration, Instant};
+
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_region::failover::machine::Progress;
+use lifeboat_region::fence::FenceMethod;
+use lifeboat_region::promotion::rejoin::{
+    self, DirFacts, Method, PlanInput, RejoinPlan, ServerState, Step, has_replayed,
+};
+use lifeboat_region::promotion::{authority_row, switchover};
+use lifeboat_region::replication;
+use lifeboat_region::replication::observe::ReplicaRow;
+use lifeboat_region::replication::observe::{Role, Server, observe};
+use lifeboat_region::replication::plan::slot_name;
+use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
+use lifeboat_region::replication::retry::Retry;
+use lifeboat_region::replication::target::{StandbyTarget, TargetDir, inspect};
+use lifeboat_region::topology::Provider;
+use serde::Serialize;
+
+use super::authority::{self, authority_error, failover_config};
+use crate::config::{Config, PgManager};
+use crate::context::Ctx;
+use crate::daemon::regions::steer::{self, AuthorityView};
+use crate::error::{Error, Result};
+use crate::region::conn::region_conn;
+use crate::region::replicate::{self as replicate_op, region, region_target, replication_password};
+
+/// What to rejoin.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub region: String,
+    /// Bound on each waiting step (stop, rewind, start, streaming, replay).
+    pub step_timeout: Duration,
+}
+
+/// One line of progress.
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    pub step: &'static str,
+    pub ok: bool,
+    pub text: String,
+}
+
+/// What the steered name answers after the rejoin.
+#[derive(Clone, Debug, Serialize)]
+pub struct DnsRestored {
+    pub name: String,
+    /// The regions answered.
+    pub regions: Vec<String>,
+    pub written: bool,
+}
+
+/// What a rejoin did and what the servers said afterwards.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub region: String,
+    pub primary: String,
+    pub epoch: u64,
+    pub server_before: ServerState,
+    pub dir: Option<DirFacts>,
+    pub plan: RejoinPlan,
+    /// The method that brought it onto the primary's timeline (`None`: it
+    /// already streamed); differs from the plan's when `pg_rewind` failed
+    /// and a clone was made instead.
+    pub method: Option<Method>,
+    /// Why the plan's rewind was replaced by a clone.
+    pub rewind_failed: Option<String>,
+    /// The primary's `pg_stat_replication` row for it.
+    pub replica: ReplicaRow,
+    /// Its highest `lifeboat.authority` row (replayed).
+    pub replayed_epoch: Option<u64>,
+    pub dns: Option<DnsRestored>,
+}
+
+/// Runs a rejoin of `req.region`; `note` gets a line per step.
+pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Result<Report> {
+    let config = crate::region::traffic::config_of(ctx)?;
+    failover_config(config)?;
+    let r_cfg = region(config, &req.region)?;
+    let store = authority::connect(ctx, config).await?;
+    let current = authority::current(&store, config, &authority::operator()).await?;
+    let (primary, epoch) = (current.value.primary.clone(), current.value.epoch);
+    if let Some(p) = store
+        .progress::<Progress>()
+        .await
+        .map_err(authority_error)?
+        && !p.value.phase.is_terminal()
+    {
+        return Err(Error::usage(format!(
+            "a {} from {} to {} is under way (phase {}): rejoin once it is done",
+            p.value.plan.kind.as_str(),
+            p.value.plan.from,
+            p.value.plan.to,
+            p.value.phase.as_str()
+        ))
+        .with_hint("see `lifeboat region authority`"));
+    }
+    if req.region == primary {
+        return Err(Error::usage(
+            rejoin::Refusal::IsPrimary {
+                region: primary,
+                epoch,
+            }
+            .to_string(),
+        ));
+    }
+    for name in [primary.as_str(), req.region.as_str()] {
+        let m = region(config, name)?.postgres.manager();
+        if m != PgManager::Postgres {
+            return Err(Error::usage(format!(
+                "regions.{name}.postgres.manager is {m}: rejoin drives `manager: postgres` regions \
+                 only so far"
+            )));
+        }
+    }
+    let primary_conn = region_conn(ctx, region(config, &primary)?).await?;
+    let primary_server = Server {
+        name: primary.clone(),
+        conn: primary_conn.clone(),
+    };
+    let p_obs = observe(&primary_server, Retry::default()).await;
+    let primary_sysid = match (&p_obs.role, &p_obs.identity) {
+        (Role::Primary, Some(id)) => id.clone(),
+        (role, _) => {
+            return Err(Error::failure(format!(
+                "the authority's primary {primary} (epoch {epoch}) does not answer as a primary \
+                 ({role:?}): there is nothing to rejoin to"
+            ))
+            .with_hint(format!(
+                "check `lifeboat region status`; if {primary} is lost, fail over first"
+            )));
+        }
+    };
+    let target = region_target(
+        ctx,
+        &req.region,
+        r_cfg,
+        &primary_server,
+        "a rejoin rewinds or clones its data directory",
+    )
+    .await?;
+    let r_obs = observe(
+        &Server {
+            name: req.region.clone(),
+            conn: target.conn.clone(),
+        },
+        Retry::ONCE,
+    )
+    .await;
+    if let Some(id) = &r_obs.identity
+        && id.same_server(&primary_sysid)
+    {
+        return Err(Error::usage(format!(
+            "regions.{}.postgres.url reaches the primary's running server ({primary}): fix the \
+             configuration; nothing was changed",
+            req.region
+        )));
+    }
+    let row = server_epoch(&target.conn).await;
+    let server = match &r_obs.role {
+        Role::Primary => ServerState::Writable { epoch: row },
+        Role::Standby => ServerState::Standby {
+            streaming: streaming_row(&primary_conn, &req.region).await.is_some(),
+            epoch: row,
+        },
+        Role::Unreachable { .. } => ServerState::Down {
+            running: matches!(
+                inspect(&target.pgdata, &target.bin_dir).await,
+                Ok(TargetDir::Cluster(d)) if d.postmaster.as_ref().is_some_and(|p| p.alive)
+            ),
+        },
+    };
+    let dir = rejoin::dir_facts(&target).await.map_err(|e| {
+        Error::failure(format!(
+            "reading {}'s data directory {}: {e}",
+            req.region,
+            target.pgdata.display()
+        ))
+    })?;
+    let plan = rejoin::plan(&PlanInput {
+        region: &req.region,
+        primary: &primary,
+        epoch,
+        server,
+        dir,
+        primary_system_identifier: Some(primary_sysid.system_identifier),
+    })
+    .map_err(|r| Error::usage(r.to_string()))?;
+    note(&Note {
+        step: "plan",
+        ok: true,
+        text: format!(
+            "{} → standby of {primary} (epoch {epoch}): {}; steps {}",
+            req.region,
+            plan.why,
+            plan.steps
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+    let mut method = plan.method;
+    let mut rewind_failed = None;
+    let t = req.step_timeout;
+    let mut steps = plan.steps.clone();
+    let mut i = 0;
+    while i < steps.len() {
+        let step = steps[i];
+        i += 1;
+        let text = match step {
+            Step::Fence => {
+                let served = match server {
+                    ServerState::Writable { epoch } => epoch.unwrap_or(0),
+                    _ => 0,
+                };
+                let rep = lifeboat_region::fence::fence(&target, &FenceMethod::Stop, served, t)
+                    .await
+                    .map_err(|e| {
+                        Error::failure(format!("fencing {}: {e}", req.region)).with_hint(
+                            "stop its server by hand (it must not take writes), then run rejoin again",
+                        )
+                    })?;
+                match server {
+                    ServerState::Writable { epoch: e } => format!(
+                        "{} answered as a writable primary (its newest epoch row: {}); the \
+                         authority is at epoch {epoch}: stopped at once{}",
+                        req.region,
+                        e.map(|e| e.to_string()).unwrap_or_else(|| "none".into()),
+                        if rep.stopped {
+                            ""
+                        } else {
+                            " (it was not running)"
+                        }
+                    ),
+                    _ => format!(
+                        "a postmaster ran on {} without answering: stopped at once",
+                        target.pgdata.display()
+                    ),
+                }
+            }
+            Step::Stop => {
+                if let Err(e) = target.stop(t).await {
+                    tracing::warn!(error = %e, "a clean stop failed; stopping at once");
+                    lifeboat_region::fence::fence(&target, &FenceMethod::Stop, 0, t)
+                        .await
+                        .map_err(|e| Error::failure(format!("stopping {}: {e}", req.region)))?;
+                }
+                format!(
+                    "{} was a standby not streaming from {primary}: stopped",
+                    req.region
+                )
+            }
+            Step::Rewind => match rejoin::rewind(&target, &primary_conn, t).await {
+                Ok(last) => format!("pg_rewind from {primary}: {last}"),
+                Err(e) => {
+                    let why = e.to_string();
+                    note(&Note {
+                        step: "rewind",
+                        ok: false,
+                        text: format!("pg_rewind failed ({why}); making a fresh clone instead"),
+                    });
+                    rewind_failed = Some(why);
+                    method = Some(Method::Clone);
+                    // Follow is the clone's own last part.
+                    steps.retain(|s| *s != Step::Follow);
+                    steps.insert(i, Step::Clone);
+                    continue;
+                }
+            },
+            Step::Follow => follow(ctx, config, &target, &primary_conn, t).await?,
+            Step::Clone => clone(ctx, &primary, &req.region, &mut note).await?,
+            Step::Verify => String::new(),
+            Step::RestoreDns => String::new(),
+        };
+        if matches!(step, Step::Verify | Step::RestoreDns) {
+            break;
+        }
+        note(&Note {
+            step: step.as_str(),
+            ok: true,
+            text,
+        });
+    }
+    // Verify and DNS, read back from the servers.
+    let (replica, replayed_epoch) =
+        verify(&primary_conn, &target.conn, &req.region, epoch, t).await?;
+    note(&Note {
+        step: "verify",
+        ok: true,
+        text: format!(
+            "{primary} lists {} {} ({}); it replayed epoch {}",
+            req.region,
+            replica.state,
+            replica
+                .replay_lsn
+                .map(|l| format!("replayed to {l}"))
+                .unwrap_or_else(|| "replay position unknown".into()),
+            replayed_epoch
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "1 (no row needed)".into())
+        ),
+    });
+    let dns = restore_dns(
+        ctx,
+        config,
+        &AuthorityView {
+            primary: primary.clone(),
+            epoch,
+        },
+        &mut note,
+    )
+    .await?;
+    Ok(Report {
+        region: req.region.clone(),
+        primary,
+        epoch,
+        server_before: server,
+        dir,
+        plan,
+        method,
+        rewind_failed,
+        replica,
+        replayed_epoch,
+        dns,
+    })
+}
+
+/// The highest `lifeboat.authority` row on the server behind `conn`
+/// (`None`: none, or not read).
+async fn server_epoch(conn: &ConnConfig) -> Option<u64> {
+    let c =
+        replication::observe::connect(&lifeboat_region::heartbeat::lifeboat_db(conn), Retry::ONCE)
+            .await
+            .ok()?;
+    authority_row::read_epoch(&c)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.epoch)
+}
+
+/// The primary's `pg_stat_replication` row serving `region`, `streaming`.
+async fn streaming_row(primary: &ConnConfig, region: &str) -> Option<ReplicaRow> {
+    let c = replication::observe::connect(primary, Retry::ONCE)
+        .await
+        .ok()?;
+    replication::observe::replica_rows(&c)
+        .await
+        .ok()?
+        .into_iter()
+        .find(|r| r.serves(region) && r.state == "streaming")
+}
+
+/// After a rewind: the slot on the primary, the password file, then
+/// `standby.signal` + `primary_conninfo` (no password) and start, until its
+/// WAL receiver streams.
+async fn follow(
+    ctx: &Ctx,
+    config: &Config,
+    target: &StandbyTarget,
+    primary: &ConnConfig,
+    timeout: Duration,
+) -> Result<String> {
+    let user = config.replication_user().to_string();
+    let password = replication_password(ctx, config).await?;
+    let slot = slot_name(&target.name);
+    create_slot(primary, &slot, Retry::default())
+        .await
+        .map_err(|e| Error::failure(format!("creating the slot {slot} on the primary: {e}")))?;
+    switchover::write_passfile(target, &user, &password)
+        .map_err(|e| Error::failure(e.to_string()))?;
+    let conninfo = primary_conninfo(
+        &primary.host,
+        primary.port,
+        &user,
+        &target.name,
+        &target.passfile,
+    );
+    let w = switchover::follow(target, &conninfo, Some(&slot), timeout)
+        .await
+        .map_err(|e| Error::failure(e.to_string()))?;
+    Ok(format!(
+        "{} started as a standby; its WAL receiver is {} (slot {slot}, timeline {})",
+        target.name,
+        w.status,
+        w.received_tli
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "?".into())
+    ))
+}
+
+/// A fresh clone: `region replicate --from primary --to region --replace`.
+async fn clone<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    primary: &str,
+    region: &str,
+    note: &mut N,
+) -> Result<String> {
+    let out = replicate_op::replicate(
+        ctx,
+        &replicate_op::Request {
+            from: primary.to_string(),
+            to: region.to_string(),
+            replace: true,
+        },
+        |e| {
+            if let replicate_op::Event::Postgres(replication::Progress::StepFinished {
+                step,
+                detail,
+            }) = e
+            {
+                note(&Note {
+                    step: "clone",
+                    ok: true,
+                    text: format!("{}: {detail}", step.describe()),
+                });
+            }
+        },
+    )
+    .await?;
+    Ok(match out.outcome {
+        Some(o) => format!(
+            "{region} seeded from {primary} and streaming (slot {}, heartbeat {} replayed)",
+            o.slot, o.heartbeat.beat.seq
+        ),
+        None => format!("{region} seeded from {primary}"),
+    })
+}
+
+/// Polls (bounded) until the primary lists `region` streaming and its
+/// server has replayed the epoch's row.
+pub(crate) async fn verify(
+    primary: &ConnConfig,
+    standby: &ConnConfig,
+    region: &str,
+    epoch: u64,
+    timeout: Duration,
+) -> Result<(ReplicaRow, Option<u64>)> {
+    let started = Instant::now();
+    loop {
+        let row = streaming_row(primary, region).await;
+        let replayed = server_epoch(standby).await;
+        let in_recovery = match replication::observe::connect(standby, Retry::ONCE).await {
+            Ok(c) => c
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if let Some(r) = &row
+            && in_recovery
+            && has_replayed(replayed, epoch)
+        {
+            return Ok((r.clone(), replayed));
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::failure(format!(
+                "{region} does not stream from the primary with epoch {epoch} replayed after {}s \
+                 (streaming: {}, in recovery: {in_recovery}, newest epoch row: {replayed:?})",
+                timeout.as_secs(),
+                row.is_some()
+            ))
+            .with_hint(format!(
+                "look at {region}'s server log; run `lifeboat region rejoin {region}` again"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Makes the steered name answer what the daemon's steering decides now
+/// (health from the published verdicts, narrowed by the authority); with
+/// `route53` or no `traffic:` it says so and writes nothing.
+pub(crate) async fn restore_dns<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    config: &Config,
+    authority: &AuthorityView,
+    note: &mut N,
+) -> Result<Option<DnsRestored>> {
+    match config.traffic_provider() {
+        None => {
+            note(&Note {
+                step: "restore_dns",
+                ok: true,
+                text: "no traffic: section: DNS left as it is".into(),
+            });
+            return Ok(None);
+        }
+        Some(Provider::Route53) => {
+            note(&Note {
+                step: "restore_dns",
+                ok: true,
+                text: "traffic.provider route53 answers by its own health checks; run `lifeboat \
+                       region traffic apply` if its records changed"
+                    .into(),
+            });
+            return Ok(None);
+        }
+        Some(Provider::Rfc2136) => {}
+    }
+    let views = match ctx.open().await {
+        Ok(repo) => crate::region::verdicts::read_all(&repo)
+            .await
+            .unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the repository for the published health verdicts; every region counts as healthy");
+            Vec::new()
+        }
+    };
+    let health = crate::region::traffic::health_basis(config, &views, chrono::Utc::now());
+    let steered: Vec<String> = config
+        .regions_in_file_order()
+        .into_iter()
+        .filter(|(_, r)| r.answer().is_some())
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let servers = steer::server_facts(ctx, config, &steered).await;
+    let verdicts = steer::follow_authority(&health.verdicts, &steered, authority, &servers)
+        .ok_or_else(|| {
+            Error::failure(format!(
+                "no steered region is {} or a standby that replayed epoch {}: DNS left as it is",
+                authority.primary, authority.epoch
+            ))
+        })?;
+    let provider = crate::region::traffic::provider(ctx, config).await?;
+    let applied = provider
+        .apply(&verdicts, false)
+        .await
+        .map_err(crate::region::traffic::traffic_error)?;
+    let out = DnsRestored {
+        name: provider.record_name().to_string(),
+        regions: applied.desired.regions.clone(),
+        written: applied.written,
+    };
+    note(&Note {
+        step: "restore_dns",
+        ok: true,
+        text: format!(
+            "{} answers {}{}",
+            out.name,
+            out.regions.join(", "),
+            if out.written { "" } else { " (already so)" }
+        ),
+    });
+    Ok(Some(out))
+}

@@ -1,0 +1,622 @@
+//! `lifeboat region rejoin` and `region rehearse` through the built binary
+//! against real servers: etcd (one member), two PostgreSQL 15 servers
+//! (us-east a `TempCluster` in agent mode, eu-west a standby seeded by
+//! `region replicate`) and BIND 9. After a manual failover to eu-west the
+//! old primary comes back; `rejoin` makes it a standby of eu-west (by
+//! `pg_rewind` with `wal_log_hints` on, by a fresh clone without it or
+//! checksums), and `rehearse` switches over and back. Every result is read
+//! back from the servers (roles, rows, `pg_stat_replication`, the epoch
+//! rows), from BIND and from etcd, never from Lifeboat's report alone.
+//! Conditions are polled with a bound; no timing is asserted.
+
+#[path = "../../lifeboat-region/tests/support/bind.rs"]
+mod bind;
+mod common;
+#[path = "../../lifeboat-region/tests/support/etcd.rs"]
+mod etcd;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Env;
+use common::standby::{SeededStandby, empty_owned_dir};
+use lifeboat_postgres::conn::ConnConfig;
+use lifeboat_postgres::{ClusterOptions, TempCluster};
+use lifeboat_region::replication::target::os_user;
+
+const REPL_PASSWORD: &str = "repl-Secret-r3j0in";
+const US: &str = "192.0.2.10";
+const EU: &str = "192.0.2.20";
+
+/// The configuration; with `daemon`, the one for a daemon in eu-west: TCP
+/// health checks on both servers, `serve.region: eu-west`, and eu-west not
+/// in agent mode (no `pgdata`), so the daemon neither guards nor fences it.
+#[allow(clippy::too_many_arguments)]
+fn config(
+    env: &Env,
+    p: &TempCluster,
+    standby_port: u16,
+    standby_pgdata: &Path,
+    etcd: &[String],
+    b: &bind::Bind,
+    daemon: bool,
+) -> PathBuf {
+    let check = |port: u16| {
+        format!(
+            "\n    health_checks: [{{name: pg, type: tcp, host: 127.0.0.1, port: {port}, request_interval: 1s, failure_threshold: 2}}]"
+        )
+    };
+    let west_agent = if daemon {
+        String::new()
+    } else {
+        format!(
+            "\n      pgdata: {}\n      control: {{pg_ctl: {{bin_dir: {}}}}}",
+            standby_pgdata.display(),
+            p.bin_dir().display()
+        )
+    };
+    let (east_check, west_check, serve) = if daemon {
+        (
+            check(p.port()),
+            check(standby_port),
+            "serve:\n  region: eu-west\n  lease: 3s\n",
+        )
+    } else {
+        (String::new(), String::new(), "")
+    };
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+objectives:
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: primary
+      pgdata: {ppgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}{east_check}
+    dns: {{address: {US}}}
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{sport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: standby
+      replicates_from: us-east{west_agent}{west_check}
+    dns: {{address: {EU}}}
+replication:
+  user: lifeboat_replication
+  password: {{env: REGION_REPL_PASSWORD}}
+traffic:
+  provider: rfc2136
+  name: app.{zone}
+  ttl: 30
+  rfc2136:
+    server: "{server}"
+    zone: {zone}
+    tsig: {{name: {key}, secret: {{env: REGION_TSIG_SECRET}}}}
+failover:
+  etcd: {{endpoints: [{endpoints}]}}
+  safety_margin: 1s
+{serve}"#,
+        repo = env.repo,
+        user = p.superuser(),
+        pport = p.port(),
+        ppgdata = p.data_dir().display(),
+        sport = standby_port,
+        bin = p.bin_dir().display(),
+        zone = bind::ZONE,
+        server = b.server(),
+        key = bind::KEY_NAME,
+        endpoints = etcd.join(", "),
+    );
+    let path = env.path(if daemon { "daemon.yaml" } else { "rejoin.yaml" });
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_postgres::Row> {
+    rt.block_on(async {
+        let c = conn.connect().await.expect("connect");
+        if !q.starts_with("SELECT") {
+            c.batch_execute(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            return Vec::new();
+        }
+        c.query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    })
+}
+
+fn count(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> i64 {
+    sql(rt, conn, q)[0].get(0)
+}
+
+/// `count` that waits out a table not replayed yet (`None`).
+fn count_opt(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Option<i64> {
+    rt.block_on(async {
+        let c = conn.connect().await.ok()?;
+        c.query_one(q, &[]).await.ok().map(|r| r.get(0))
+    })
+}
+
+fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
+    rt.block_on(async {
+        let c = conn.connect().await.ok()?;
+        c.query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()
+            .map(|r| r.get(0))
+    })
+}
+
+fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
+    let mut db = conn.clone();
+    db.dbname = "lifeboat".into();
+    rt.block_on(async {
+        let c = db.connect().await.ok()?;
+        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
+            .await
+            .ok()?
+            .get(0)
+    })
+}
+
+/// `application_name`s the primary lists `streaming` in pg_stat_replication.
+fn streaming_to(rt: &tokio::runtime::Runtime, primary: &ConnConfig) -> Vec<String> {
+    sql(
+        rt,
+        primary,
+        "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1",
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// `pg_ctl start|stop` on `pgdata` as the server's OS user.
+fn pg_ctl(bin: &Path, pgdata: &Path, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin.join("pg_ctl"));
+    cmd.args(args).arg("-D").arg(pgdata).current_dir("/");
+    if let Ok(Some((uid, gid))) = os_user(None) {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().expect("pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// The value of `series` (name with labels, exactly) in the daemon's scrape.
+fn metric(d: &common::Daemon, series: &str) -> Option<f64> {
+    let (code, text) = d.try_get("/metrics", None)?;
+    if code != 200 {
+        return None;
+    }
+    text.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok())?
+    })
+}
+
+/// Whether the steering logged that it leaves `left_out` out (the
+/// authority's rule; logged when the set changes).
+fn left_out_logged(d: &common::Daemon, left_out: &str) -> bool {
+    d.log_lines()
+        .iter()
+        .any(|l| l["fields"]["left_out"].as_str() == Some(left_out))
+}
+
+fn readiness_item(env: &Env, cfg: &str, id: &str) -> (String, String) {
+    let out = env.run(&["--config", cfg, "--json", "readiness"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let it = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {r}"))
+        .clone();
+    (
+        it["state"].as_str().unwrap().to_string(),
+        it["detail"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Two regions after a manual failover from us-east to eu-west: us-east
+/// stopped at once (its region lost), eu-west the primary at epoch 2 with
+/// rows 101..=110 written after the failover.
+struct Bed {
+    // Fields drop in this order: the servers run under pg_ctl are stopped
+    // before the TempCluster removes us-east's directory.
+    _west_guard: SeededStandby,
+    _east_guard: SeededStandby,
+    rt: tokio::runtime::Runtime,
+    _etcd: etcd::EtcdCluster,
+    b: bind::Bind,
+    p: TempCluster,
+    env: Env,
+    cfg: PathBuf,
+    daemon_cfg: PathBuf,
+    east: ConnConfig,
+    west: ConnConfig,
+}
+
+impl Bed {
+    fn cfg(&self) -> &str {
+        self.cfg.to_str().unwrap()
+    }
+
+    fn name(&self) -> String {
+        format!("app.{}", bind::ZONE)
+    }
+
+    fn dig_a(&self) -> Vec<String> {
+        let mut v = self.b.dig(&self.name(), "A");
+        v.sort();
+        v
+    }
+
+    /// us-east started by hand on its data directory (under pg_ctl).
+    fn start_east_by_hand(&self) {
+        let log = self.p.dir().join("by-hand.log");
+        pg_ctl(
+            self.p.bin_dir(),
+            &self.p.data_dir(),
+            &["start", "-w", "-l", log.to_str().unwrap()],
+        );
+    }
+}
+
+fn failed_over(wal_log_hints: bool) -> Bed {
+    let rt = common::rt();
+    let etcd = rt.block_on(etcd::EtcdCluster::start(1));
+    let b = bind::Bind::start();
+    let mut settings = vec![("full_page_writes".to_string(), "on".to_string())];
+    if wal_log_hints {
+        settings.push(("wal_log_hints".into(), "on".into()));
+    }
+    let p = TempCluster::start_with(ClusterOptions {
+        settings,
+        ..Default::default()
+    })
+    .expect("starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing");
+    // TempCluster passes its settings on the command line; a start under
+    // pg_ctl reads them from the data directory.
+    {
+        use std::io::Write as _;
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p.data_dir().join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            auto,
+            "port = {}\nunix_socket_directories = '{}'\nwal_log_hints = {}",
+            p.port(),
+            p.socket_dir().display(),
+            if wal_log_hints { "on" } else { "off" }
+        )
+        .unwrap();
+    }
+    let east_guard = SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: p.data_dir(),
+    };
+    let mut env = Env::init();
+    env.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        p.password().expose().to_string(),
+    ));
+    env.envs
+        .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
+    env.envs
+        .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
+    let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
+    let port = common::free_port();
+    let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b, false);
+    let daemon_cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b, true);
+    let west_guard = SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: pgdata.clone(),
+    };
+    let east = p.conn_config("postgres");
+    let mut west = east.clone();
+    west.port = port;
+    let c = cfg.to_str().unwrap();
+    env.ok(&[
+        "--config",
+        c,
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ]);
+    env.ok(&["--config", c, "region", "traffic", "apply"]);
+    sql(
+        &rt,
+        &east,
+        "CREATE TABLE orders (id int primary key); INSERT INTO orders SELECT generate_series(1, 100)",
+    );
+    common::poll(Duration::from_secs(30), "eu-west to replay row 100", || {
+        (count_opt(&rt, &west, "SELECT count(*) FROM orders") == Some(100)).then_some(())
+    });
+    // us-east's region is lost: its server stops at once.
+    pg_ctl(
+        p.bin_dir(),
+        &p.data_dir(),
+        &["stop", "-m", "immediate", "-w"],
+    );
+    let doc = env.ok_json(&[
+        "--config", c, "--json", "region", "failover", "--to", "eu-west",
+    ]);
+    assert_eq!(doc["report"]["outcome"], "done", "{doc}");
+    assert_eq!(doc["report"]["epoch"], 2);
+    assert_eq!(in_recovery(&rt, &west), Some(false));
+    sql(
+        &rt,
+        &west,
+        "INSERT INTO orders SELECT generate_series(101, 110)",
+    );
+    let bed = Bed {
+        rt,
+        _etcd: etcd,
+        b,
+        p,
+        env,
+        cfg,
+        daemon_cfg,
+        east,
+        west,
+        _west_guard: west_guard,
+        _east_guard: east_guard,
+    };
+    assert_eq!(bed.dig_a(), vec![EU.to_string()]);
+    bed
+}
+
+fn steps_of(doc: &serde_json::Value) -> Vec<String> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
+    let bed = failed_over(true);
+    let (rt, cfg) = (&bed.rt, bed.cfg());
+
+    // A daemon in eu-west steers DNS, following the authority.
+    let d = common::Daemon::start(&bed.env, &bed.daemon_cfg, "west");
+    d.poll(LONG, "the steering to leave us-east out (down)", || {
+        left_out_logged(&d, "us-east (not reached)").then_some(())
+    });
+
+    // The old primary comes back by hand: writable at the old epoch, and a
+    // write lands on it that eu-west never saw (the timelines diverge).
+    bed.start_east_by_hand();
+    assert_eq!(in_recovery(rt, &bed.east), Some(false));
+    sql(rt, &bed.east, "INSERT INTO orders VALUES (9999)");
+    // Its TCP check passes, but the steering round that saw it writable at
+    // an older epoch leaves it out: DNS still answers eu-west only.
+    d.poll(LONG, "a steering round seeing us-east writable", || {
+        left_out_logged(&d, "us-east (a writable primary, newest epoch row none)").then_some(())
+    });
+    assert_eq!(bed.dig_a(), vec![EU.to_string()]);
+    assert_eq!(
+        metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}"),
+        Some(0.0)
+    );
+
+    // The current primary cannot rejoin: refused, nothing changed.
+    let refused = bed
+        .env
+        .fails(&["--config", cfg, "region", "rejoin", "eu-west"], 2);
+    assert!(refused.contains("is the authority's primary"), "{refused}");
+    assert_eq!(in_recovery(rt, &bed.west), Some(false));
+
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    let report = &doc["report"];
+    assert_eq!(
+        steps_of(&doc),
+        ["plan", "fence", "rewind", "follow", "verify", "restore_dns"],
+        "{doc}"
+    );
+    assert_eq!(report["method"], "rewind", "{doc}");
+    assert_eq!(report["server_before"]["kind"], "writable", "{doc}");
+    assert_eq!(report["dir"]["rewind"]["wal_log_hints"], true, "{doc}");
+
+    // The servers say: us-east is a standby streaming from eu-west, holds
+    // every row eu-west has (those written after the failover too) and not
+    // the write it took at the old epoch; it replayed epoch 2's row.
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    let receiver = sql(rt, &bed.east, "SELECT status FROM pg_stat_wal_receiver");
+    assert_eq!(receiver[0].get::<_, String>(0), "streaming");
+    sql(rt, &bed.west, "INSERT INTO orders VALUES (111)");
+    common::poll(Duration::from_secs(30), "us-east to replay row 111", || {
+        (count_opt(rt, &bed.east, "SELECT count(*) FROM orders WHERE id = 111") == Some(1))
+            .then_some(())
+    });
+    assert_eq!(count(rt, &bed.east, "SELECT count(*) FROM orders"), 111);
+    assert_eq!(
+        count(rt, &bed.east, "SELECT count(*) FROM orders WHERE id = 9999"),
+        0
+    );
+    assert_eq!(authority_epoch(rt, &bed.east), Some(2));
+    // DNS answers both regions again (rejoin's own update, or the daemon's
+    // next round when the published health of us-east, checked while it was
+    // stopped for the rewind, had not recovered yet); TXT still epoch 2.
+    common::poll(LONG, "DNS to answer both regions", || {
+        (bed.dig_a() == vec![US.to_string(), EU.to_string()]).then_some(())
+    });
+    assert_eq!(
+        bed.b
+            .dig(&format!("_lifeboat-authority.{}", bed.name()), "TXT"),
+        vec!["\"lifeboat epoch=2 primary=eu-west\"".to_string()]
+    );
+
+    // The daemon's own steering answers it again now that it replayed epoch 2.
+    d.poll(LONG, "the daemon to answer us-east again", || {
+        (metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}") == Some(1.0)).then_some(())
+    });
+    d.poll(LONG, "the steering to leave nobody out", || {
+        left_out_logged(&d, "").then_some(())
+    });
+    drop(d);
+
+    // Again: it already streams; only verified, nothing rewound.
+    let again = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    assert_eq!(
+        steps_of(&again),
+        ["plan", "verify", "restore_dns"],
+        "{again}"
+    );
+    assert!(again["report"]["method"].is_null(), "{again}");
+
+    // --- rehearsal ------------------------------------------------------------
+    let (state, detail) = readiness_item(&bed.env, cfg, "failover-tests");
+    assert_eq!(state, "fail", "{detail}");
+    assert!(detail.contains("no rehearsal recorded"), "{detail}");
+
+    sql(rt, &bed.west, "INSERT INTO orders VALUES (112)");
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rehearse"]);
+    let legs = doc["report"]["legs"].as_array().unwrap();
+    let dirs: Vec<(String, String, u64, i64)> = legs
+        .iter()
+        .map(|l| {
+            (
+                l["from"].as_str().unwrap().to_string(),
+                l["to"].as_str().unwrap().to_string(),
+                l["epoch"].as_u64().unwrap(),
+                l["rows_lost"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dirs,
+        vec![
+            ("eu-west".to_string(), "us-east".to_string(), 3, 0),
+            ("us-east".to_string(), "eu-west".to_string(), 4, 0)
+        ],
+        "{doc}"
+    );
+    // Read back: eu-west the primary again, us-east its streaming standby,
+    // both hold epoch 4's row and every row; DNS answers both, TXT epoch 4.
+    assert_eq!(in_recovery(rt, &bed.west), Some(false));
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(authority_epoch(rt, &bed.west), Some(4));
+    common::poll(Duration::from_secs(30), "us-east to replay epoch 4", || {
+        (authority_epoch(rt, &bed.east) == Some(4)).then_some(())
+    });
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    assert_eq!(count(rt, &bed.west, "SELECT count(*) FROM orders"), 112);
+    assert_eq!(bed.dig_a(), vec![US.to_string(), EU.to_string()]);
+    assert_eq!(
+        bed.b
+            .dig(&format!("_lifeboat-authority.{}", bed.name()), "TXT"),
+        vec!["\"lifeboat epoch=4 primary=eu-west\"".to_string()]
+    );
+    // The records in etcd: two switchovers marked as the rehearsal's legs.
+    let auth = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    let recs: Vec<(u64, String, String, String)> = auth["failovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["epoch"].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().to_string(),
+                f["outcome"].as_str().unwrap().to_string(),
+                f["rehearsal"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recs,
+        vec![
+            (4, "switchover".into(), "done".into(), "back".into()),
+            (3, "switchover".into(), "done".into(), "there".into()),
+            (2, "manual".into(), "done".into(), "-".into()),
+        ],
+        "{auth}"
+    );
+    let (state, detail) = readiness_item(&bed.env, cfg, "failover-tests");
+    assert_eq!(state, "pass", "{detail}");
+    assert!(detail.contains("0 days ago"), "{detail}");
+    // status's region-failure objective shows the last measured change.
+    let out = bed.env.run(&["--config", cfg, "--json", "status"]);
+    // The JSON document first (status exits non-zero while at risk).
+    let st: serde_json::Value = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no JSON from status: {:?}", out))
+        .unwrap();
+    let rf = st["objectives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["scenario"] == "region-failure")
+        .unwrap_or_else(|| panic!("{st}"));
+    let note = rf["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("last rehearsal (back) us-east → eu-west") && note.contains("(epoch 4)"),
+        "{rf}"
+    );
+}
+
+#[test]
+fn without_wal_log_hints_or_checksums_the_old_primary_is_cloned() {
+    let bed = failed_over(false);
+    let (rt, cfg) = (&bed.rt, bed.cfg());
+    // us-east stays down (its region came back but nobody started it).
+    let doc = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    let report = &doc["report"];
+    assert_eq!(report["method"], "clone", "{doc}");
+    assert_eq!(report["server_before"]["kind"], "down", "{doc}");
+    assert_eq!(report["dir"]["rewind"]["wal_log_hints"], false, "{doc}");
+    assert_eq!(report["dir"]["rewind"]["data_checksums"], false, "{doc}");
+    let steps = steps_of(&doc);
+    assert_eq!(steps.first().map(String::as_str), Some("plan"));
+    assert!(!steps.iter().any(|s| s == "rewind"), "{doc}");
+    assert!(steps.iter().any(|s| s == "clone"), "{doc}");
+    assert_eq!(&steps[steps.len() - 2..], ["verify", "restore_dns"]);
+
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    assert_eq!(count(rt, &bed.east, "SELECT count(*) FROM orders"), 110);
+    assert_eq!(authority_epoch(rt, &bed.east), Some(2));
+    assert_eq!(bed.dig_a(), vec![US.to_string(), EU.to_string()]);
+    // Readiness warns that a rejoin here is a full clone.
+    let (_, detail) = readiness_item(&bed.env, cfg, "failover-tests");
+    assert!(
+        detail.contains("neither wal_log_hints nor data checksums"),
+        "{detail}"
+    );
+}
