@@ -55,8 +55,13 @@ impl Archive {
     /// `lifeboat --config C ARGS` (the key file from the configuration; no
     /// passphrase in the environment).
     fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(&self.config, args)
+    }
+
+    /// `lifeboat --config CONFIG ARGS`, the environment's secrets removed.
+    fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--config").arg(&self.config).args(args);
+        c.arg("--config").arg(config).args(args);
         for v in [
             "LIFEBOAT_PASSWORD",
             "LIFEBOAT_REPO",
@@ -423,4 +428,102 @@ fn a_push_killed_mid_way_leaves_nothing_and_the_next_push_stores_it() {
     let dest = a.env.path("back");
     a.ok_json(&["wal", "fetch", name, dest.to_str().unwrap()]);
     assert!(std::fs::read(&dest).unwrap() == data, "fetched bytes differ");
+}
+
+/// With `failover:` configured the epoch comes from this region's
+/// `lifeboat.authority`: 0 before any promotion, the recorded epoch after;
+/// fetch reads the highest epoch's copy.
+#[test]
+fn the_epoch_comes_from_the_regions_server_and_fetch_prefers_the_highest() {
+    let rt = rt();
+    let a = Archive::new();
+    let cluster = TempCluster::start().expect("start PostgreSQL 15 (run scripts/test.sh)");
+    let config = a.env.path("failover.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"repository:
+  url: {repo}
+  key_file: {key}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{port}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: primary
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:1/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: standby
+      replicates_from: us-east
+replication:
+  user: lifeboat_replication
+  password: {{env: REGION_PG_PASSWORD}}
+failover:
+  etcd: {{endpoints: ["http://127.0.0.1:1"]}}
+"#,
+            repo = a.env.repo,
+            key = a.key_file.display(),
+            user = cluster.superuser(),
+            port = cluster.port(),
+        ),
+    )
+    .unwrap();
+    let dir = a.env.path("epoch-files");
+    std::fs::create_dir(&dir).unwrap();
+    let name = "000000040000000000000007";
+    let file = dir.join(name);
+    let push = |region: Option<&str>| {
+        let mut c = a.cmd_with(&config, &["--json", "wal", "push"]);
+        if let Some(r) = region {
+            c.args(["--region", r]);
+        }
+        c.arg(&file)
+            .env("REGION_PG_PASSWORD", cluster.password().expose())
+            .env_remove("LIFEBOAT_REGION")
+            .output()
+            .unwrap()
+    };
+    // no region named: refused, since the epoch cannot be known
+    std::fs::write(&file, b"written before any promotion").unwrap();
+    let o = push(None);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("serve.region"));
+    // no lifeboat database yet: epoch 0
+    let o = push(Some("us-east"));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got["epoch"]["epoch"], 0, "{got}");
+    assert_eq!(got["epoch"]["source"], "server");
+    // the server records epoch 3 (as a promotion by the authority does):
+    // the same name with other content goes under epoch 3, not over epoch 0's
+    rt.block_on(async {
+        let c = cluster.conn_config("postgres").connect().await.unwrap();
+        c.batch_execute("CREATE DATABASE lifeboat").await.unwrap();
+        let l = cluster.conn_config("lifeboat").connect().await.unwrap();
+        l.batch_execute(
+            "CREATE SCHEMA lifeboat; CREATE TABLE lifeboat.authority (epoch bigint PRIMARY KEY, \
+             region text NOT NULL, promoted_at timestamptz NOT NULL, lsn pg_lsn); \
+             INSERT INTO lifeboat.authority VALUES (2, 'eu-west', now(), NULL), (3, 'us-east', now(), NULL)",
+        )
+        .await
+        .unwrap();
+    });
+    std::fs::write(&file, b"written by the primary of epoch 3").unwrap();
+    let o = push(Some("us-east"));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(got["epoch"]["epoch"], 3, "{got}");
+    assert_eq!(got["key"], format!("wal/00000004/{name}/3"));
+    assert!(object_path(&a.repo(), 4, name, 0).exists());
+    assert!(object_path(&a.repo(), 4, name, 3).exists());
+    let dest = a.env.path("epoch-fetched");
+    let f = a.ok_json(&["wal", "fetch", name, dest.to_str().unwrap()]);
+    assert_eq!(f["epoch"], 3);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"written by the primary of epoch 3");
+    // the server unreachable: the push fails rather than guess an epoch
+    let o = push(Some("eu-west"));
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("authority epoch"));
 }

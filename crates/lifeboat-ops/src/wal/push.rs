@@ -57,7 +57,7 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
     let (repo, epoch, data) = tokio::join!(
         super::open::open(ctx),
         writer_epoch(ctx, req.region.as_deref()),
-        tokio::fs::read(&req.path),
+        read(req.path.clone()),
     );
     let data = data.map_err(|e| {
         Error::new(
@@ -73,7 +73,7 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
             stored_bytes,
             compressed,
         } => ("stored", stored_bytes, compressed),
-        PutOutcome::AlreadyStored => ("already_stored", 0, false),
+        PutOutcome::AlreadyStored { compressed } => ("already_stored", 0, compressed),
         PutOutcome::Differs { stored_size } => {
             return Err(differs(&key, data.len() as u64, stored_size));
         }
@@ -89,6 +89,13 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
         compressed,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The whole file, read off the async workers.
+async fn read(path: PathBuf) -> std::io::Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 fn differs(key: &WalKey, size: u64, stored_size: u64) -> Error {

@@ -110,8 +110,8 @@ pub enum PutOutcome {
     Stored { stored_bytes: u64, compressed: bool },
     /// The object was there already with the same plaintext: nothing
     /// written (PostgreSQL archiving a file again after a crash, or a retry
-    /// whose first attempt landed).
-    AlreadyStored,
+    /// whose first attempt landed). `compressed`: how it was stored.
+    AlreadyStored { compressed: bool },
     /// The object is there with different plaintext: nothing written.
     Differs { stored_size: u64 },
 }
@@ -140,7 +140,9 @@ pub async fn put_once(repo: &Repository, key: &WalKey, data: &[u8]) -> Result<Pu
     let theirs = object::header(repo.key(), &k, &existing)?;
     if theirs.digest == header.digest && theirs.size == header.size && theirs.name == header.name
     {
-        Ok(PutOutcome::AlreadyStored)
+        Ok(PutOutcome::AlreadyStored {
+            compressed: theirs.compressed,
+        })
     } else {
         Ok(PutOutcome::Differs {
             stored_size: theirs.size,

@@ -47,6 +47,21 @@ pub fn digest(master: &MasterKey, data: &[u8]) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// Whether compressing `data` is not worth trying: its first 256 KiB do
+/// not shrink by 2 % (a segment of random or encrypted rows; WAL is
+/// written front to back, so the head is like the rest, and a segment whose
+/// tail is unused zeros starts with real records anyway).
+fn sample_incompressible(data: &[u8], zstd_level: i32) -> bool {
+    const SAMPLE: usize = 256 * 1024;
+    if data.len() <= SAMPLE {
+        return false;
+    }
+    let sample = &data[..SAMPLE];
+    zstd::bulk::compress(sample, zstd_level)
+        .map(|c| c.len() >= SAMPLE - SAMPLE / 50)
+        .unwrap_or(true)
+}
+
 /// Encodes `data` (the file `name`) as the object stored under `key`;
 /// returns the stored bytes and the header written into them.
 pub fn encode(
@@ -56,7 +71,7 @@ pub fn encode(
     data: &[u8],
     zstd_level: i32,
 ) -> Result<(Vec<u8>, Header)> {
-    let compressed = if zstd_level > 0 {
+    let compressed = if zstd_level > 0 && !sample_incompressible(data, zstd_level) {
         zstd::bulk::compress(data, zstd_level)
             .ok()
             .filter(|c| c.len() < data.len() - data.len() / 50)
