@@ -126,7 +126,11 @@ fn render(l: &WalListing) -> String {
         notes.extend(tl.partial.iter().cloned());
         notes.extend(tl.backup_labels.iter().cloned());
         if !notes.is_empty() {
-            t.note(format!("  timeline {}: also {}", tl.timeline, notes.join(", ")));
+            t.note(format!(
+                "  timeline {}: also {}",
+                tl.timeline,
+                notes.join(", ")
+            ));
         }
         for g in &tl.gaps {
             t.note(format!(

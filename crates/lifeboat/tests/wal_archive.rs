@@ -149,8 +149,11 @@ fn make_segments(rt: &tokio::runtime::Runtime, cluster: &TempCluster, n: usize) 
 /// Waits until the archiver reports `last` archived; fails at once on an
 /// archiving failure, with the server's log.
 fn wait_archived(rt: &tokio::runtime::Runtime, cluster: &TempCluster, last: &str) {
-    poll(Duration::from_secs(120), &format!("{last} archived"), || {
-        let (archived, failed, failed_wal): (String, i64, String) = rt.block_on(async {
+    poll(
+        Duration::from_secs(120),
+        &format!("{last} archived"),
+        || {
+            let (archived, failed, failed_wal): (String, i64, String) = rt.block_on(async {
             let c = cluster.conn_config("postgres").connect().await.unwrap();
             let r = c
                 .query_one(
@@ -161,13 +164,15 @@ fn wait_archived(rt: &tokio::runtime::Runtime, cluster: &TempCluster, last: &str
                 .unwrap();
             (r.get(0), r.get(1), r.get(2))
         });
-        assert_eq!(
-            failed, 0,
-            "archiving {failed_wal} failed; server log:\n{}",
-            cluster.log_tail()
-        );
-        (archived.as_str() >= last).then_some(())
-    });
+            assert_eq!(
+                failed,
+                0,
+                "archiving {failed_wal} failed; server log:\n{}",
+                cluster.log_tail()
+            );
+            (archived.as_str() >= last).then_some(())
+        },
+    );
 }
 
 /// The segments the server marked archived (`pg_wal/archive_status/*.done`)
@@ -210,7 +215,7 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
     // a backup label (`.backup`) is archived too
     rt.block_on(async {
         let c = cluster.conn_config("postgres").connect().await.unwrap();
-        c.batch_execute("SELECT pg_backup_start('wal-test', true); SELECT pg_backup_stop();")
+        c.batch_execute("SELECT pg_backup_start('wal-test', true); SELECT pg_backup_stop(false);")
             .await
             .unwrap();
     });
@@ -277,7 +282,10 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
     bytes[1000] ^= 0xFF;
     std::fs::write(&other, &bytes).unwrap();
     let err = a.fails(&["wal", "push", other.to_str().unwrap()], 4);
-    assert!(err.contains("different content") && err.contains("not overwritten"), "{err}");
+    assert!(
+        err.contains("different content") && err.contains("not overwritten"),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
     assert_eq!(std::fs::read(&object).unwrap(), stored);
     let dest = a.env.path("after-conflict");
@@ -288,10 +296,16 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
     let missing = "0000000100000000000000FE";
     let dest = a.env.path("missing");
     let err = a.fails(&["wal", "fetch", missing, dest.to_str().unwrap()], 3);
-    assert_eq!(err.trim(), format!("error: {missing} is not in the archive"));
+    assert_eq!(
+        err.trim(),
+        format!("error: {missing} is not in the archive")
+    );
     assert!(!dest.exists());
     // not a WAL name: a usage error
-    a.fails(&["wal", "fetch", "../etc/passwd", dest.to_str().unwrap()], 2);
+    a.fails(
+        &["wal", "fetch", "../etc/passwd", dest.to_str().unwrap()],
+        2,
+    );
 
     // a flipped byte in a stored object: fetch refuses naming it
     let (name2, _) = segments[1];
@@ -314,14 +328,19 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
     assert_eq!(code, Some(0), "check: {out}{err}");
     let (code, out, err) = a.run(&["prune", "--grace", "0s"]);
     assert_eq!(code, Some(0), "prune: {out}{err}");
-    assert_eq!(wal_objects(&a.repo()), before, "prune kept every WAL object");
+    assert_eq!(
+        wal_objects(&a.repo()),
+        before,
+        "prune kept every WAL object"
+    );
 
     // a wrong key file: exit 6, said plainly
     let stranger = Env::init();
     let wrong = stranger.path("other.key");
     stranger.ok(&["key", "add", "--new-key-file", wrong.to_str().unwrap()]);
     let mut c = a.cmd(&["--repo", &a.env.repo, "--key-file"]);
-    c.arg(&wrong).args(["wal", "fetch", name, dest.to_str().unwrap()]);
+    c.arg(&wrong)
+        .args(["wal", "fetch", name, dest.to_str().unwrap()]);
     let o = c.output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(6), "{err}");
@@ -351,18 +370,30 @@ fn history_files_and_partial_segments_round_trip_and_a_passphrase_still_works() 
     assert!(object_path(&a.repo(), 2, "00000002.history", 0).exists());
     assert!(object_path(&a.repo(), 1, "000000010000000000000003.partial", 0).exists());
     // a partial segment is not its full segment
-    let err = a.fails(&["wal", "fetch", "000000010000000000000003", "/tmp/x-never"], 3);
+    let err = a.fails(
+        &["wal", "fetch", "000000010000000000000003", "/tmp/x-never"],
+        3,
+    );
     assert!(err.contains("not in the archive"), "{err}");
 
     // a passphrase instead of the key file: works, and says it is slow
     let plain = a.env.path("plain.yaml");
     std::fs::write(
         &plain,
-        format!("repository:\n  url: {}\n  password: {{env: LIFEBOAT_PASSWORD}}\n", a.env.repo),
+        format!(
+            "repository:\n  url: {}\n  password: {{env: LIFEBOAT_PASSWORD}}\n",
+            a.env.repo
+        ),
     )
     .unwrap();
     let o = Command::new(bin())
-        .args(["--config", plain.to_str().unwrap(), "wal", "fetch", "00000002.history"])
+        .args([
+            "--config",
+            plain.to_str().unwrap(),
+            "wal",
+            "fetch",
+            "00000002.history",
+        ])
         .arg(a.env.path("by-passphrase"))
         .env("LIFEBOAT_PASSWORD", common::PASSWORD)
         .env_remove("LIFEBOAT_KEY_FILE")
@@ -370,7 +401,10 @@ fn history_files_and_partial_segments_round_trip_and_a_passphrase_still_works() 
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("Argon2id") && err.contains("key file"), "{err}");
+    assert!(
+        err.contains("Argon2id") && err.contains("key file"),
+        "{err}"
+    );
     // a file that is not WAL is refused before anything is read
     let junk = dir.join("notes.txt");
     std::fs::write(&junk, "x").unwrap();
@@ -416,7 +450,10 @@ fn a_push_killed_mid_way_leaves_nothing_and_the_next_push_stores_it() {
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!object_path(&a.repo(), 9, name, 0).exists(), "nothing published");
+    assert!(
+        !object_path(&a.repo(), 9, name, 0).exists(),
+        "nothing published"
+    );
 
     // the listing sweeps the abandoned staging file and shows nothing
     let list = a.ok_json(&["wal", "list"]);
@@ -427,7 +464,10 @@ fn a_push_killed_mid_way_leaves_nothing_and_the_next_push_stores_it() {
     assert_eq!(again["outcome"], "stored");
     let dest = a.env.path("back");
     a.ok_json(&["wal", "fetch", name, dest.to_str().unwrap()]);
-    assert!(std::fs::read(&dest).unwrap() == data, "fetched bytes differ");
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "fetched bytes differ"
+    );
 }
 
 /// With `failover:` configured the epoch comes from this region's
@@ -488,11 +528,21 @@ failover:
     // no region named: refused, since the epoch cannot be known
     std::fs::write(&file, b"written before any promotion").unwrap();
     let o = push(None);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("serve.region"));
     // no lifeboat database yet: epoch 0
     let o = push(Some("us-east"));
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(got["epoch"]["epoch"], 0, "{got}");
     assert_eq!(got["epoch"]["source"], "server");
@@ -512,7 +562,12 @@ failover:
     });
     std::fs::write(&file, b"written by the primary of epoch 3").unwrap();
     let o = push(Some("us-east"));
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(got["epoch"]["epoch"], 3, "{got}");
     assert_eq!(got["key"], format!("wal/00000004/{name}/3"));
@@ -521,9 +576,17 @@ failover:
     let dest = a.env.path("epoch-fetched");
     let f = a.ok_json(&["wal", "fetch", name, dest.to_str().unwrap()]);
     assert_eq!(f["epoch"], 3);
-    assert_eq!(std::fs::read(&dest).unwrap(), b"written by the primary of epoch 3");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        b"written by the primary of epoch 3"
+    );
     // the server unreachable: the push fails rather than guess an epoch
     let o = push(Some("eu-west"));
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("authority epoch"));
 }

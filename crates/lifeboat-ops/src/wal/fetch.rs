@@ -49,7 +49,10 @@ pub async fn fetch(ctx: &Ctx, req: FetchRequest) -> Result<Fetched> {
     let repo = super::open::open(ctx).await?;
     let copies = store::copies(&repo, name.timeline(), &req.name).await?;
     let Some(key) = choose(&copies) else {
-        return Err(error(Kind::NotFound, format!("{} is not in the archive", req.name)));
+        return Err(error(
+            Kind::NotFound,
+            format!("{} is not in the archive", req.name),
+        ));
     };
     let data = store::get(&repo, key).await?;
     let dest = req.dest.clone();

@@ -63,8 +63,7 @@ pub enum WalKind {
 
 fn hex8(s: &str) -> Option<u32> {
     if s.len() == 8
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
     {
         u32::from_str_radix(s, 16).ok()
@@ -127,7 +126,8 @@ impl WalName {
             return Err(err("not ASCII"));
         }
         if let Some(tl) = name.strip_suffix(".history") {
-            let timeline = hex8(tl).ok_or_else(|| err("a history file is 8 hex digits + .history"))?;
+            let timeline =
+                hex8(tl).ok_or_else(|| err("a history file is 8 hex digits + .history"))?;
             return Ok(WalName::History { timeline });
         }
         if let Some(seg) = name.strip_suffix(".partial") {
@@ -141,7 +141,8 @@ impl WalName {
                 .ok_or_else(|| err("a backup label is SEGMENT.OFFSET.backup"))?;
             let segment = SegmentName::parse(seg)
                 .ok_or_else(|| err("a backup label starts with a 24-hex-digit segment name"))?;
-            let offset = hex8(offset).ok_or_else(|| err("a backup label's offset is 8 hex digits"))?;
+            let offset =
+                hex8(offset).ok_or_else(|| err("a backup label's offset is 8 hex digits"))?;
             return Ok(WalName::BackupLabel { segment, offset });
         }
         SegmentName::parse(name)
@@ -198,15 +199,48 @@ mod tests {
     #[test]
     fn names_parse_and_print_back() {
         let table: &[(&str, WalName, u32, WalKind)] = &[
-            ("000000010000000000000001", WalName::Segment(seg(1, 0, 1)), 1, WalKind::Segment),
-            ("000000020000000A000000FE", WalName::Segment(seg(2, 10, 254)), 2, WalKind::Segment),
-            ("FFFFFFFFFFFFFFFFFFFFFFFF", WalName::Segment(seg(u32::MAX, u32::MAX, u32::MAX)), u32::MAX, WalKind::Segment),
-            ("000000010000000000000005.partial", WalName::Partial(seg(1, 0, 5)), 1, WalKind::Partial),
-            ("00000002.history", WalName::History { timeline: 2 }, 2, WalKind::History),
-            ("0000000A.history", WalName::History { timeline: 10 }, 10, WalKind::History),
+            (
+                "000000010000000000000001",
+                WalName::Segment(seg(1, 0, 1)),
+                1,
+                WalKind::Segment,
+            ),
+            (
+                "000000020000000A000000FE",
+                WalName::Segment(seg(2, 10, 254)),
+                2,
+                WalKind::Segment,
+            ),
+            (
+                "FFFFFFFFFFFFFFFFFFFFFFFF",
+                WalName::Segment(seg(u32::MAX, u32::MAX, u32::MAX)),
+                u32::MAX,
+                WalKind::Segment,
+            ),
+            (
+                "000000010000000000000005.partial",
+                WalName::Partial(seg(1, 0, 5)),
+                1,
+                WalKind::Partial,
+            ),
+            (
+                "00000002.history",
+                WalName::History { timeline: 2 },
+                2,
+                WalKind::History,
+            ),
+            (
+                "0000000A.history",
+                WalName::History { timeline: 10 },
+                10,
+                WalKind::History,
+            ),
             (
                 "000000010000000000000003.00000028.backup",
-                WalName::BackupLabel { segment: seg(1, 0, 3), offset: 0x28 },
+                WalName::BackupLabel {
+                    segment: seg(1, 0, 3),
+                    offset: 0x28,
+                },
                 1,
                 WalKind::BackupLabel,
             ),
@@ -224,17 +258,17 @@ mod tests {
     fn not_wal_names_are_refused() {
         for bad in [
             "",
-            "00000001000000000000000",            // 23 digits
-            "0000000100000000000000011",          // 25 digits
-            "000000010000000000000001a",          // lower-case tail
-            "00000001000000000000000a",           // lower case
-            "000000010000000G00000001",           // not hex
-            "../00000001000000000000001",         // a path
-            "pg_wal/000000010000000000000001",    // a path
-            "0000002.history",                    // 7 digits
+            "00000001000000000000000",         // 23 digits
+            "0000000100000000000000011",       // 25 digits
+            "000000010000000000000001a",       // lower-case tail
+            "00000001000000000000000a",        // lower case
+            "000000010000000G00000001",        // not hex
+            "../00000001000000000000001",      // a path
+            "pg_wal/000000010000000000000001", // a path
+            "0000002.history",                 // 7 digits
             "00000002.HISTORY",
             "000000010000000000000001.partial.partial",
-            "000000010000000000000003.backup",    // no offset
+            "000000010000000000000003.backup", // no offset
             "000000010000000000000003.0000028.backup",
             "000000010000000000000001.ready",
             "archive_status",
@@ -271,7 +305,11 @@ mod tests {
         let printed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         assert_eq!(
             printed,
-            ["0000000100000000000000FF", "000000010000000100000000", "000000020000000000000001"]
+            [
+                "0000000100000000000000FF",
+                "000000010000000100000000",
+                "000000020000000000000001"
+            ]
         );
     }
 }

@@ -136,10 +136,20 @@ mod tests {
         struct Case {
             what: &'static str,
             files: Vec<(&'static str, u64)>,
-            want: Vec<(u32, u64, Option<&'static str>, Option<&'static str>, Vec<(&'static str, &'static str, u64)>)>,
+            want: Vec<(
+                u32,
+                u64,
+                Option<&'static str>,
+                Option<&'static str>,
+                Vec<(&'static str, &'static str, u64)>,
+            )>,
         }
         let cases = [
-            Case { what: "empty", files: vec![], want: vec![] },
+            Case {
+                what: "empty",
+                files: vec![],
+                want: vec![],
+            },
             Case {
                 what: "contiguous across a log boundary",
                 files: vec![
@@ -147,7 +157,13 @@ mod tests {
                     ("0000000100000000000000FF", 0),
                     ("000000010000000100000000", 0),
                 ],
-                want: vec![(1, 3, Some("0000000100000000000000FE"), Some("000000010000000100000000"), vec![])],
+                want: vec![(
+                    1,
+                    3,
+                    Some("0000000100000000000000FE"),
+                    Some("000000010000000100000000"),
+                    vec![],
+                )],
             },
             Case {
                 what: "one missing and three missing",
@@ -156,17 +172,30 @@ mod tests {
                     ("000000010000000000000003", 0),
                     ("000000010000000000000007", 0),
                 ],
-                want: vec![(1, 3, Some("000000010000000000000001"), Some("000000010000000000000007"), vec![
-                    ("000000010000000000000002", "000000010000000000000002", 1),
-                    ("000000010000000000000004", "000000010000000000000006", 3),
-                ])],
+                want: vec![(
+                    1,
+                    3,
+                    Some("000000010000000000000001"),
+                    Some("000000010000000000000007"),
+                    vec![
+                        ("000000010000000000000002", "000000010000000000000002", 1),
+                        ("000000010000000000000004", "000000010000000000000006", 3),
+                    ],
+                )],
             },
             Case {
                 what: "a gap across a log boundary",
-                files: vec![("0000000100000000000000FE", 0), ("000000010000000100000001", 0)],
-                want: vec![(1, 2, Some("0000000100000000000000FE"), Some("000000010000000100000001"), vec![
-                    ("0000000100000000000000FF", "000000010000000100000000", 2),
-                ])],
+                files: vec![
+                    ("0000000100000000000000FE", 0),
+                    ("000000010000000100000001", 0),
+                ],
+                want: vec![(
+                    1,
+                    2,
+                    Some("0000000100000000000000FE"),
+                    Some("000000010000000100000001"),
+                    vec![("0000000100000000000000FF", "000000010000000100000000", 2)],
+                )],
             },
             Case {
                 what: "the same segment under two epochs counts once, no gap",
@@ -176,7 +205,13 @@ mod tests {
                     ("000000010000000000000002", 1),
                     ("000000010000000000000003", 1),
                 ],
-                want: vec![(1, 3, Some("000000010000000000000001"), Some("000000010000000000000003"), vec![])],
+                want: vec![(
+                    1,
+                    3,
+                    Some("000000010000000000000001"),
+                    Some("000000010000000000000003"),
+                    vec![],
+                )],
             },
             Case {
                 what: "two timelines, the second starting at the switch point",
@@ -189,8 +224,20 @@ mod tests {
                     ("000000020000000000000004", 2),
                 ],
                 want: vec![
-                    (1, 2, Some("000000010000000000000001"), Some("000000010000000000000002"), vec![]),
-                    (2, 2, Some("000000020000000000000003"), Some("000000020000000000000004"), vec![]),
+                    (
+                        1,
+                        2,
+                        Some("000000010000000000000001"),
+                        Some("000000010000000000000002"),
+                        vec![],
+                    ),
+                    (
+                        2,
+                        2,
+                        Some("000000020000000000000003"),
+                        Some("000000020000000000000004"),
+                        vec![],
+                    ),
                 ],
             },
             Case {
@@ -200,7 +247,10 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = summarize(c.files.iter().map(|(s, e)| (n(s), *e)), DEFAULT_SEGMENT_SIZE);
+            let got = summarize(
+                c.files.iter().map(|(s, e)| (n(s), *e)),
+                DEFAULT_SEGMENT_SIZE,
+            );
             let got: Vec<_> = got
                 .iter()
                 .map(|t| {
@@ -209,7 +259,10 @@ mod tests {
                         t.segments,
                         t.first.clone(),
                         t.last.clone(),
-                        t.gaps.iter().map(|g| (g.first.clone(), g.last.clone(), g.count)).collect::<Vec<_>>(),
+                        t.gaps
+                            .iter()
+                            .map(|g| (g.first.clone(), g.last.clone(), g.count))
+                            .collect::<Vec<_>>(),
                     )
                 })
                 .collect();
@@ -222,7 +275,9 @@ mod tests {
                         *segs,
                         f.map(str::to_string),
                         l.map(str::to_string),
-                        g.iter().map(|(a, b, k)| (a.to_string(), b.to_string(), *k)).collect::<Vec<_>>(),
+                        g.iter()
+                            .map(|(a, b, k)| (a.to_string(), b.to_string(), *k))
+                            .collect::<Vec<_>>(),
                     )
                 })
                 .collect();
@@ -244,7 +299,10 @@ mod tests {
         let t = &got[0];
         assert!(!t.history);
         assert_eq!(t.partial, ["000000010000000000000003.partial"]);
-        assert_eq!(t.backup_labels, ["000000010000000000000002.00000028.backup"]);
+        assert_eq!(
+            t.backup_labels,
+            ["000000010000000000000002.00000028.backup"]
+        );
         let epochs: Vec<(u64, u64)> = t.epochs.iter().map(|e| (e.epoch, e.segments)).collect();
         assert_eq!(epochs, [(0, 2), (1, 1)]);
     }

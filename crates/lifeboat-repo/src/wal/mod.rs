@@ -75,7 +75,9 @@ impl WalKey {
         let (tl, name, epoch) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some()
             || tl.len() != 8
-            || !tl.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            || !tl
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
             || !valid_name(name)
             || epoch.is_empty()
             || !epoch.bytes().all(|b| b.is_ascii_digit())
@@ -122,13 +124,8 @@ pub enum PutOutcome {
 /// local backend fsyncs the file and its directory).
 pub async fn put_once(repo: &Repository, key: &WalKey, data: &[u8]) -> Result<PutOutcome> {
     let k = key.key();
-    let (stored, header) = object::encode(
-        repo.key(),
-        &k,
-        &key.name,
-        data,
-        repo.config().zstd_level,
-    )?;
+    let (stored, header) =
+        object::encode(repo.key(), &k, &key.name, data, repo.config().zstd_level)?;
     let stored_bytes = stored.len() as u64;
     if repo.storage().put_new(&k, Bytes::from(stored)).await? {
         return Ok(PutOutcome::Stored {
@@ -138,8 +135,7 @@ pub async fn put_once(repo: &Repository, key: &WalKey, data: &[u8]) -> Result<Pu
     }
     let existing = repo.storage().get(&k).await?;
     let theirs = object::header(repo.key(), &k, &existing)?;
-    if theirs.digest == header.digest && theirs.size == header.size && theirs.name == header.name
-    {
+    if theirs.digest == header.digest && theirs.size == header.size && theirs.name == header.name {
         Ok(PutOutcome::AlreadyStored {
             compressed: theirs.compressed,
         })
@@ -197,10 +193,30 @@ mod tests {
     #[test]
     fn keys_print_and_parse_back() {
         let table = [
-            (1, "000000010000000000000001", 0, "wal/00000001/000000010000000000000001/0"),
-            (0xA, "0000000A.history", 3, "wal/0000000A/0000000A.history/3"),
-            (2, "000000010000000000000005.partial", 12, "wal/00000002/000000010000000000000005.partial/12"),
-            (u32::MAX, "x", u64::MAX, "wal/FFFFFFFF/x/18446744073709551615"),
+            (
+                1,
+                "000000010000000000000001",
+                0,
+                "wal/00000001/000000010000000000000001/0",
+            ),
+            (
+                0xA,
+                "0000000A.history",
+                3,
+                "wal/0000000A/0000000A.history/3",
+            ),
+            (
+                2,
+                "000000010000000000000005.partial",
+                12,
+                "wal/00000002/000000010000000000000005.partial/12",
+            ),
+            (
+                u32::MAX,
+                "x",
+                u64::MAX,
+                "wal/FFFFFFFF/x/18446744073709551615",
+            ),
         ];
         for (tl, name, epoch, text) in table {
             let k = WalKey::new(tl, name, epoch).unwrap();

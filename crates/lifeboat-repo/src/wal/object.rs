@@ -103,7 +103,10 @@ fn open(master: &MasterKey, key: &str, stored: &[u8]) -> Result<(Header, Vec<u8>
         .open(&aad(key), stored)
         .map_err(|e| RepoError::corrupt(key, e))?;
     if body.len() < 4 {
-        return Err(RepoError::corrupt(key, "the object is too short to hold a header"));
+        return Err(RepoError::corrupt(
+            key,
+            "the object is too short to hold a header",
+        ));
     }
     let len = u32::from_le_bytes([body[0], body[1], body[2], body[3]]) as usize;
     let end = 4usize
@@ -114,7 +117,10 @@ fn open(master: &MasterKey, key: &str, stored: &[u8]) -> Result<(Header, Vec<u8>
     if header.size > MAX_SIZE {
         return Err(RepoError::corrupt(
             key,
-            format!("the header says {} bytes, more than any WAL file", header.size),
+            format!(
+                "the header says {} bytes, more than any WAL file",
+                header.size
+            ),
         ));
     }
     Ok((header, body, end))
@@ -153,7 +159,10 @@ pub fn decode(master: &MasterKey, key: &str, name: &str, stored: &[u8]) -> Resul
         ));
     }
     if digest(master, &data) != header.digest {
-        return Err(RepoError::corrupt(key, "the content does not match its digest"));
+        return Err(RepoError::corrupt(
+            key,
+            "the content does not match its digest",
+        ));
     }
     Ok(data)
 }
@@ -182,7 +191,11 @@ mod tests {
             let (stored, header) = encode(&master(), KEY, NAME, &data, level).unwrap();
             assert_eq!(header.compressed, compressed, "{what}");
             assert_eq!(header.size, data.len() as u64);
-            assert_eq!(decode(&master(), KEY, NAME, &stored).unwrap(), data, "{what}");
+            assert_eq!(
+                decode(&master(), KEY, NAME, &stored).unwrap(),
+                data,
+                "{what}"
+            );
             assert_eq!(super::header(&master(), KEY, &stored).unwrap(), header);
         }
     }
@@ -210,12 +223,18 @@ mod tests {
         assert!(matches!(e, RepoError::Corrupt { .. }), "{e}");
         // the header names another file
         let e = decode(&master(), KEY, "000000010000000000000002", &stored).unwrap_err();
-        assert!(e.to_string().contains("holds 000000010000000000000001"), "{e}");
+        assert!(
+            e.to_string().contains("holds 000000010000000000000001"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_digest_is_keyed() {
-        assert_ne!(digest(&master(), b"x"), digest(&MasterKey::from_bytes(&[8u8; 64]), b"x"));
+        assert_ne!(
+            digest(&master(), b"x"),
+            digest(&MasterKey::from_bytes(&[8u8; 64]), b"x")
+        );
         assert_eq!(digest(&master(), b"x"), digest(&master(), b"x"));
     }
 }
