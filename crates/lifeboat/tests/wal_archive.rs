@@ -433,10 +433,7 @@ fn a_push_killed_mid_way_leaves_nothing_and_the_next_push_stores_it() {
     // the pause point: the object's staging file exists (encoded, being
     // written), the object itself not yet
     let staging = loop {
-        let found = timeline_dir
-            .exists()
-            .then(|| walk(&timeline_dir))
-            .unwrap_or_default()
+        let found = walk(&timeline_dir)
             .into_iter()
             .find(|p| p.to_string_lossy().contains('#'));
         if let Some(p) = found {
