@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn names_order_by_timeline_then_position() {
-        let mut names = vec![
+        let mut names = [
             WalName::parse("000000020000000000000001").unwrap(),
             WalName::parse("000000010000000100000000").unwrap(),
             WalName::parse("0000000100000000000000FF").unwrap(),

@@ -131,18 +131,21 @@ mod tests {
         WalName::parse(s).unwrap()
     }
 
+    /// A timeline's (number, segments, first, last, gaps as (first, last, count)).
+    type Want = (
+        u32,
+        u64,
+        Option<&'static str>,
+        Option<&'static str>,
+        Vec<(&'static str, &'static str, u64)>,
+    );
+
     #[test]
     fn gaps_and_epochs_per_timeline() {
         struct Case {
             what: &'static str,
             files: Vec<(&'static str, u64)>,
-            want: Vec<(
-                u32,
-                u64,
-                Option<&'static str>,
-                Option<&'static str>,
-                Vec<(&'static str, &'static str, u64)>,
-            )>,
+            want: Vec<Want>,
         }
         let cases = [
             Case {
