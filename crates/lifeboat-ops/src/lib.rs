@@ -31,5 +31,6 @@ pub mod secrets;
 pub mod stream;
 pub mod stream_command;
 pub mod table_restore;
+pub mod wal;
 
 pub use error::{Error, Kind, Result};

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod selective;
 pub mod split_restore;
 pub mod tools;
+pub mod wal;
 
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::{ConnConfig, ConnError, PgHost, Secret};

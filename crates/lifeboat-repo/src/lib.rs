@@ -31,6 +31,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod storage;
 pub mod subset;
+pub mod wal;
 
 pub use error::{BadInput, ErrorClass, Fault, Missing, RepoError, RepoErrorKind, Result};
 pub use keys::Secret;

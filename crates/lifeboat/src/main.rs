@@ -15,6 +15,7 @@ mod cmd_status;
 mod cmd_stream;
 mod cmd_tables;
 mod cmd_unquiesce;
+mod cmd_wal;
 mod cmd_watchdog;
 mod exit;
 mod interrupt;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Regions: status, replication, traffic steering (docs/regions.md)
     #[command(subcommand)]
     Region(cmd_region::RegionCommand),
+    /// WAL archiving: archive_command and restore_command (docs/physical.md)
+    #[command(subcommand)]
+    Wal(cmd_wal::WalCommand),
     /// Internal: started and fed by the agent beside a primary (docs/failover-fence.md)
     #[command(hide = true)]
     FenceWatchdog(cmd_watchdog::WatchdogArgs),
@@ -400,6 +404,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Status(a) => cmd_status::status(&ctx, a).await,
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
         Command::Region(r) => cmd_region::run(&ctx, r).await,
+        Command::Wal(w) => cmd_wal::run(&ctx, w).await,
         Command::FenceWatchdog(a) => cmd_watchdog::run(a).await,
     }
 }
