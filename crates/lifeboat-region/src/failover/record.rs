@@ -63,6 +63,10 @@ pub struct FailoverRecord {
     /// Both measured values within the objectives; `None` when either is
     /// unknown or no objective is configured.
     pub met: Option<bool>,
+    /// Automatic failover: who confirmed the failure, and the lag guard's
+    /// inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<super::confirm::Confirmation>,
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -76,6 +80,11 @@ pub fn record(
     objectives: Option<Objectives>,
 ) -> FailoverRecord {
     let plan = &progress.plan;
+    let mut evidence = evidence;
+    // A resumer did not see the lag the deciding daemon confirmed with.
+    if evidence.byte_lag_at_promotion.is_none() {
+        evidence.byte_lag_at_promotion = progress.confirmation.as_ref().and_then(|c| c.byte_lag);
+    }
     let writable_at = progress.completed_at(Phase::Promote);
     let dns_at = progress.completed_at(Phase::SwitchDns);
     let rto_writes = writable_at.map(|t| seconds(plan.failure_at, t));
@@ -119,6 +128,7 @@ pub fn record(
         evidence,
         objectives,
         met,
+        confirmation: progress.confirmation.clone(),
     }
 }
 
