@@ -129,14 +129,19 @@ fn config(
             "{{name: {name}, type: tcp, host: 127.0.0.1, port: {port}, request_interval: 1s, failure_threshold: 3}}"
         )
     };
-    let east_checks = if own == "eu-west" {
-        format!(
+    // us-east's daemon does not check its own region: the published view
+    // of a region's daemon about itself stays fresh for max_view_age after
+    // it died with its region, and the steering loops (issue 19) would
+    // count it healthy and put it back into DNS (steering that follows the
+    // authority after a failover is rejoin's work).
+    let east_checks = match own {
+        "eu-west" => format!(
             "[{}, {}]",
             tcp("pg", ports.east),
             tcp("gateway", ports.switch)
-        )
-    } else {
-        format!("[{}]", tcp("pg", ports.east))
+        ),
+        "us-east" => "[]".to_string(),
+        _ => format!("[{}]", tcp("pg", ports.east)),
     };
     let yaml = format!(
         r#"repository:
