@@ -382,17 +382,21 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     d_witness.poll(BOUND, "the witness's decision: healthy, 1 of 2", || {
         let view = env.ok_json(&["--config", w, "--json", "region", "authority"]);
         let d = &view["decision"];
-        (d["decision"] == "healthy" && d["failed_votes"] == 1 && d["needed"] == 2)
-            .then_some(())
+        (d["decision"] == "healthy" && d["failed_votes"] == 1 && d["needed"] == 2).then_some(())
     });
     d_witness.poll(BOUND, "the witness to count one failed vote", || {
         metric(&d_witness, "lifeboat_failover_votes{vote=\"failed\"}").filter(|v| *v == 1.0)
     });
     assert_eq!(
-        metric(&d_witness, "lifeboat_failover_decision{decision=\"healthy\"}"),
+        metric(
+            &d_witness,
+            "lifeboat_failover_decision{decision=\"healthy\"}"
+        ),
         Some(1.0)
     );
-    assert_eq!(etcd.vote("witness").map(|v| v.failed), Some(false));
+    d_witness.poll(BOUND, "the witness's own vote: us-east healthy", || {
+        etcd.vote("witness").filter(|v| !v.failed)
+    });
     assert_eq!(etcd.authority(), Some(("us-east".into(), 1)));
     assert_eq!(etcd.progress(), None, "no change of primary was started");
     assert_eq!(in_recovery(&rt, &east_conn), Some(false));
@@ -412,13 +416,20 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
         metric(&d_witness, "lifeboat_failover_votes{vote=\"missing\"}").filter(|v| *v == 1.0)
     });
     assert_eq!(
-        metric(&d_witness, "lifeboat_failover_decision{decision=\"healthy\"}"),
+        metric(
+            &d_witness,
+            "lifeboat_failover_decision{decision=\"healthy\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(etcd.authority(), Some(("us-east".into(), 1)));
     assert_eq!(etcd.progress(), None);
     assert_eq!(in_recovery(&rt, &east_conn), Some(false));
-    assert_eq!(in_recovery(&rt, &west_conn), Some(true), "eu-west's server runs on");
+    assert_eq!(
+        in_recovery(&rt, &west_conn),
+        Some(true),
+        "eu-west's server runs on"
+    );
     let d_west = Daemon::start(&env, &west_cfg, "eu-west-2");
     d_west.poll(BOUND, "eu-west's vote again", || {
         etcd.vote("eu-west").filter(|v| !v.failed)
@@ -456,9 +467,11 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     // eu-west takes writes.
     rt.block_on(async {
         let c = west_conn.connect().await.unwrap();
-        c.batch_execute("CREATE TABLE after_failover (id int); INSERT INTO after_failover VALUES (1)")
-            .await
-            .unwrap();
+        c.batch_execute(
+            "CREATE TABLE after_failover (id int); INSERT INTO after_failover VALUES (1)",
+        )
+        .await
+        .unwrap();
     });
     // The record in etcd: automatic, done, confirmed by both vantage points.
     let view = d_west.poll(BOUND, "the failover record", || {
@@ -468,7 +481,10 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     let rec = &view["failovers"][0];
     assert_eq!(rec["kind"], "automatic", "{view}");
     assert_eq!(rec["outcome"], "done", "{view}");
-    assert_eq!((rec["from"].as_str(), rec["to"].as_str()), (Some("us-east"), Some("eu-west")));
+    assert_eq!(
+        (rec["from"].as_str(), rec["to"].as_str()),
+        (Some("us-east"), Some("eu-west"))
+    );
     let mut by: Vec<&str> = rec["confirmation"]["confirmed_by"]
         .as_array()
         .unwrap_or_else(|| panic!("no confirmation in {rec}"))
@@ -483,7 +499,9 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     d_witness.poll(BOUND, "lifeboat_failovers_total 1", || {
         metric(&d_witness, "lifeboat_failovers_total").filter(|v| *v == 1.0)
     });
-    let rto = rec["rto_dns_seconds"].as_f64().or(rec["rto_writes_seconds"].as_f64());
+    let rto = rec["rto_dns_seconds"]
+        .as_f64()
+        .or(rec["rto_writes_seconds"].as_f64());
     eprintln!(
         "measured from the SIGKILL: eu-west writable after {:.1} s, DNS answering it after {:.1} s; \
          the record says RTO writes {:?} s, DNS {:?} s (from its failure_at), RPO {:?} s",

@@ -117,8 +117,11 @@ impl AuthorityStore {
                 let mut kv = self.client.kv_client();
                 let prefix = prefix.clone();
                 async move {
-                    kv.get(prefix, Some(GetOptions::new().with_prefix().with_count_only()))
-                        .await
+                    kv.get(
+                        prefix,
+                        Some(GetOptions::new().with_prefix().with_count_only()),
+                    )
+                    .await
                 }
             })
             .await?;
@@ -134,11 +137,7 @@ impl AuthorityStore {
         self.read("withdraw from the election", || {
             let mut kv = self.client.kv_client();
             let key = key.clone();
-            async move {
-                kv.delete(key, None::<DeleteOptions>)
-                    .await
-                    .map(|_| ())
-            }
+            async move { kv.delete(key, None::<DeleteOptions>).await.map(|_| ()) }
         })
         .await
     }

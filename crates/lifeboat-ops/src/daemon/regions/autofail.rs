@@ -33,9 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lifeboat_region::authority::{
-    AuthorityRecord, AuthorityStore, DecisionRecord, VoteRecord,
-};
+use lifeboat_region::authority::{AuthorityRecord, AuthorityStore, DecisionRecord, VoteRecord};
 use lifeboat_region::failover::confirm::{self, Candidate, Confirmation, Decision, Observation};
 use lifeboat_region::failover::machine::Progress;
 use lifeboat_region::failover::plan::Kind;
@@ -109,7 +107,11 @@ pub fn tally(
 
 /// When the failure began as the confirming votes saw it (pure): their
 /// earliest first failed probe, else `now`.
-pub fn failure_at(records: &[VoteRecord], confirmed_by: &[String], now: DateTime<Utc>) -> DateTime<Utc> {
+pub fn failure_at(
+    records: &[VoteRecord],
+    confirmed_by: &[String],
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     records
         .iter()
         .filter(|r| confirmed_by.contains(&r.observer))
@@ -227,7 +229,12 @@ struct Auto {
     rounds: u32,
 }
 
-async fn run(d: Arc<Daemon>, own: String, fo: FailoverConfig, views: watch::Receiver<Vec<Verdict>>) {
+async fn run(
+    d: Arc<Daemon>,
+    own: String,
+    fo: FailoverConfig,
+    views: watch::Receiver<Vec<Verdict>>,
+) {
     let every = fo.renew_interval();
     tracing::info!(observer = %own, automatic = fo.automatic(), "failover votes: this daemon is a vantage point on the primary region");
     let mut a = Auto {
@@ -277,7 +284,11 @@ impl Auto {
     /// this process holds it (the agent grants it; `None` until it has).
     async fn own_lease(&self, store: &AuthorityStore) -> Option<i64> {
         match store.lease_of(&self.own).await {
-            Ok(Some(l)) if l.holder.as_ref().is_some_and(|h| h.pid == std::process::id()) => {
+            Ok(Some(l))
+                if l.holder
+                    .as_ref()
+                    .is_some_and(|h| h.pid == std::process::id()) =>
+            {
                 Some(l.lease_id)
             }
             Ok(_) => None,
@@ -363,7 +374,11 @@ impl Auto {
             primary: authority.primary.clone(),
             vantage_points: vps,
             votes,
-            primary_lease_alive: store.lease_of(&authority.primary).await.map_err(e)?.is_some(),
+            primary_lease_alive: store
+                .lease_of(&authority.primary)
+                .await
+                .map_err(e)?
+                .is_some(),
             candidates: Vec::new(),
             rpo_objective: self
                 .config()
@@ -373,7 +388,10 @@ impl Auto {
             automatic: self.fo.automatic(),
         };
         let mut decision = confirm::decide(&o);
-        let confirmed = !matches!(decision, Decision::Healthy { .. } | Decision::AwaitLease { .. });
+        let confirmed = !matches!(
+            decision,
+            Decision::Healthy { .. } | Decision::AwaitLease { .. }
+        );
         let due = self
             .last_observed
             .is_none_or(|t| t.elapsed() >= WATCH_INTERVAL);
@@ -445,9 +463,15 @@ impl Auto {
             return;
         }
         match rec.decision.as_str() {
-            "healthy" => tracing::info!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: healthy"),
-            "refused" => tracing::error!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: the primary region failed, but nothing may be promoted automatically"),
-            word => tracing::warn!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: {word}"),
+            "healthy" => {
+                tracing::info!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: healthy")
+            }
+            "refused" => {
+                tracing::error!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: the primary region failed, but nothing may be promoted automatically")
+            }
+            word => {
+                tracing::warn!(observer = %self.own, primary = %rec.primary, detail = %rec.detail, "failover decision: {word}")
+            }
         }
         match store.put_decision(&rec).await {
             Ok(()) => self.last = Some(key),
@@ -458,7 +482,13 @@ impl Auto {
     /// Campaigns; as leader, runs (or resumes) the automatic change and
     /// resigns. A campaign not won within `lease_ttl` is withdrawn (the
     /// leader is busy with it, or will be found next round).
-    async fn lead_and_drive(&mut self, store: &AuthorityStore, lease: i64, req: &Request, auto: &Automatic) {
+    async fn lead_and_drive(
+        &mut self,
+        store: &AuthorityStore,
+        lease: i64,
+        req: &Request,
+        auto: &Automatic,
+    ) {
         let candidate = format!("{}/pid {}", self.by(), std::process::id());
         let won = tokio::time::timeout(
             self.fo.lease_ttl(),
@@ -491,11 +521,15 @@ impl Auto {
         })
         .await;
         match &result {
-            Ok(r) => tracing::warn!(from = %r.from, to = %r.to, epoch = r.epoch, resumed = r.resumed,
+            Ok(r) => {
+                tracing::warn!(from = %r.from, to = %r.to, epoch = r.epoch, resumed = r.resumed,
                 rto_writes_seconds = ?r.record.as_ref().and_then(|x| x.rto_writes_seconds),
                 rto_dns_seconds = ?r.record.as_ref().and_then(|x| x.rto_dns_seconds),
-                "automatic failover done"),
-            Err(e) => tracing::error!(error = %e, "the automatic failover did not finish; its state is in etcd (`lifeboat region authority`)"),
+                "automatic failover done")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the automatic failover did not finish; its state is in etcd (`lifeboat region authority`)")
+            }
         }
         if let Err(e) = leadership.resign().await {
             tracing::warn!(error = %e, "resigning from the failover election failed; the leadership ends with this daemon's lease");

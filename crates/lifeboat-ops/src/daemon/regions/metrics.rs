@@ -424,14 +424,22 @@ pub fn failover_decision(word: Option<&str>) {
 pub fn failover_votes(votes: &[lifeboat_region::failover::confirm::Vote], vps: &[String]) {
     let (mut failed, mut healthy) = (0usize, 0usize);
     for vp in vps {
-        match votes.iter().find(|v| &v.from == vp).and_then(|v| v.primary_failed) {
+        match votes
+            .iter()
+            .find(|v| &v.from == vp)
+            .and_then(|v| v.primary_failed)
+        {
             Some(true) => failed += 1,
             Some(false) => healthy += 1,
             None => {}
         }
     }
     let missing = vps.len() - failed - healthy;
-    for (k, n) in [("failed", failed), ("healthy", healthy), ("missing", missing)] {
+    for (k, n) in [
+        ("failed", failed),
+        ("healthy", healthy),
+        ("missing", missing),
+    ] {
         gauge!(FAILOVER_VOTES, "vote" => k).set(n as f64);
     }
 }

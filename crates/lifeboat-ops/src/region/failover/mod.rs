@@ -437,7 +437,11 @@ async fn test_pause(phase: Phase) {
         return;
     }
     let _ = std::fs::write(format!("{file}.reached"), std::process::id().to_string());
-    tracing::warn!(phase = at, file, "test pause point reached (LIFEBOAT_TEST_FAILOVER_PAUSE): waiting while the file exists");
+    tracing::warn!(
+        phase = at,
+        file,
+        "test pause point reached (LIFEBOAT_TEST_FAILOVER_PAUSE): waiting while the file exists"
+    );
     while std::path::Path::new(file).exists() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
