@@ -6,7 +6,7 @@
 //! three `lifeboat serve` processes: us-east (the agent beside the
 //! primary), eu-west, and the witness (a vantage point without a
 //! database). Fast profile: TCP checks every 1 s, threshold 3; lease_ttl
-//! 4 s, renew_interval 1 s.
+//! 6 s, renew_interval 1 s, fence_guard 2 s (fence_daemon.rs's timing).
 //!
 //! In order, on one bed:
 //! 1. us-east's checks fail from one vantage point only (eu-west's extra
@@ -185,9 +185,9 @@ traffic:
     tsig: {{name: {key}, secret: {{env: REGION_TSIG_SECRET}}}}
 failover:
   etcd: {{endpoints: [{endpoints}]}}
-  lease_ttl: 4s
+  lease_ttl: 6s
   renew_interval: 1s
-  fence_guard: 1s
+  fence_guard: 2s
   safety_margin: 1s
   witnesses: [witness]
 serve:
