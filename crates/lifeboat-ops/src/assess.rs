@@ -109,7 +109,6 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         policy,
         now,
     });
-    let mut st = st;
     if !cfg.regions().is_empty() {
         let ctx = crate::context::Ctx::with_config(
             crate::context::Options::default(),

@@ -27,8 +27,8 @@
 //! or copies of its own (the copies stay bound to the repository's lease).
 
 pub mod agent;
-pub mod changes;
 pub mod autofail;
+pub mod changes;
 pub mod copy;
 pub mod decide;
 pub mod health;

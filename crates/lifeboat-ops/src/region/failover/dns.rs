@@ -15,7 +15,7 @@ use crate::error::Result;
 
 /// The configured traffic provider, as the failover drives it.
 pub(super) enum DnsSwitch {
-    Rfc2136(Rfc2136Provider),
+    Rfc2136(Box<Rfc2136Provider>),
     Route53 {
         provider: Route53Provider,
         /// The configured steered records (weights as configured).
@@ -50,7 +50,7 @@ impl DnsSwitch {
             None => Ok(None),
             Some(Provider::Rfc2136) => Ok(crate::region::traffic::rfc2136_provider(ctx, config)
                 .await?
-                .map(DnsSwitch::Rfc2136)),
+                .map(|p| DnsSwitch::Rfc2136(Box::new(p)))),
             Some(Provider::Route53) => {
                 let desired = crate::region::route53::desired_records(config)?.records;
                 let name = crate::region::route53::route53_traffic(config)?
