@@ -236,7 +236,8 @@ mod tests {
             primary: primary.into(),
         };
         // (published, to, epoch, expected: Ok(write?) or Err substring)
-        let cases: Vec<(Option<AuthorityTxt>, &str, u64, Result<bool, &str>)> = vec![
+        type Case<'a> = (Option<AuthorityTxt>, &'a str, u64, Result<bool, &'a str>);
+        let cases: Vec<Case> = vec![
             (None, "eu-west", 2, Ok(true)),
             (Some(txt(1, "us-east")), "eu-west", 2, Ok(true)),
             (Some(txt(2, "eu-west")), "eu-west", 2, Ok(false)),
