@@ -11,17 +11,17 @@
 //! - [`status`]: `region status` and its overall verdict.
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
-//! - [`overview`]: the regions and the authority as `status` and the page show them.
+//! - [`steering`]: which regions steering may answer under the authority.
 //! - [`failover`]: `region failover`, `region switchover`, `region authority`:
 //!   the driver of the failover state machine.
 
 pub mod cnpg;
 pub mod conn;
 pub mod failover;
-pub mod overview;
 pub mod patroni;
 pub mod replicate;
 pub mod route53;
 pub mod status;
+pub mod steering;
 pub mod traffic;
 pub mod verdicts;

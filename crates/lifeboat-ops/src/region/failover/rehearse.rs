@@ -123,7 +123,7 @@ pub async fn run<N: FnMut(&'static str, &Note)>(
     super::rejoin::restore_dns(
         ctx,
         config,
-        &crate::daemon::regions::steer::AuthorityView {
+        &crate::region::steering::AuthorityView {
             primary: home.clone(),
             epoch,
         },

@@ -11,7 +11,7 @@
 //! the control file allows it and a fresh clone (`region replicate
 //! --replace`, the same path) when it does not or when `pg_rewind` fails.
 //! The DNS answer set is then what the daemon's steering decides
-//! ([`crate::daemon::regions::steer::follow_authority`]): every healthy
+//! ([`crate::region::steering::follow_authority`]): every healthy
 //! region that is the primary or a standby that replayed the epoch.
 //! Running the command again is safe: a region already streaming from the
 //! primary is only verified and its DNS answer restored.
@@ -38,10 +38,10 @@ use serde::Serialize;
 use super::authority::{self, authority_error, failover_config};
 use crate::config::{Config, PgManager};
 use crate::context::Ctx;
-use crate::daemon::regions::steer::{self, AuthorityView};
 use crate::error::{Error, Result};
 use crate::region::conn::region_conn;
 use crate::region::replicate::{self as replicate_op, region, region_target, replication_password};
+use crate::region::steering::{self as steer, AuthorityView};
 
 /// What to rejoin.
 #[derive(Clone, Debug)]

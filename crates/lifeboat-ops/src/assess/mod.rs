@@ -19,6 +19,8 @@ use lifeboat_dr::status::{self, Policy, SnapshotInfo, SourceInput, Status};
 use lifeboat_repo::Repository;
 use serde::Serialize;
 
+pub mod regions;
+
 use crate::config::{Config, SecretRef};
 use crate::error::Result;
 use crate::lease;
@@ -118,7 +120,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
         let round = crate::daemon::regions::watch::observe_all(&ctx, cfg).await;
         let ev = regions_evidence(&ctx, cfg, repo, &round, now).await;
         readiness::judge_regions(&mut ready, &ev);
-        let overview = crate::region::overview::gather(&ctx, cfg, &round).await;
+        let overview = regions::gather(&ctx, cfg, &round).await;
         st = status::with_regions(st, overview);
     }
     if cfg.failover.is_some() {
