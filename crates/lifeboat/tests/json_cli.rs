@@ -42,6 +42,7 @@ const COVERED: &[&str] = &[
     "readiness",
     "copy",
     "region",
+    "wal",
 ];
 
 /// Parses stdout as exactly one JSON document and checks the error member
@@ -163,6 +164,27 @@ fn repository_commands_print_one_document() {
     let missing = Env::new();
     let d = run(&missing, &["snapshots"], 3);
     assert_eq!(d.as_object().unwrap().len(), 1, "error alone: {d:#}");
+
+    // wal: the listing on success; fetch of a name not archived: not found
+    // (exit 3); push of a file PostgreSQL never archives: usage (exit 2).
+    let d = run(&e, &["wal", "list"], 0);
+    assert!(d.is_object(), "{d:#}");
+    let dest = e.path("segment");
+    let d = run(
+        &e,
+        &[
+            "wal",
+            "fetch",
+            "000000010000000000000001",
+            dest.to_str().unwrap(),
+        ],
+        3,
+    );
+    assert!(d["error"]["message"].is_string(), "{d:#}");
+    assert!(!dest.exists());
+    let junk = e.path("not-a-segment");
+    std::fs::write(&junk, b"x").unwrap();
+    run(&e, &["wal", "push", junk.to_str().unwrap()], 2);
 
     // keys: add, list, remove; failures: no such key, wrong passphrase.
     let key = e.path("extra.key");

@@ -467,7 +467,6 @@ mod tests {
             rpo_exact: rpo.is_some(),
             evidence: RpoEvidence::default(),
             objectives: None,
-            confirmation: None,
             met: None,
             rehearsal: leg.map(String::from),
         }
