@@ -117,6 +117,10 @@ fn archiving_cluster(a: &Archive) -> TempCluster {
             ("archive_mode".into(), "on".into()),
             ("archive_command".into(), a.archive_command()),
             ("wal_level".into(), "replica".into()),
+            // Keep archived segments in pg_wal, to compare fetched bytes
+            // with: a checkpoint (pg_backup_start makes one) would remove or
+            // recycle them (the full suite saw segment 1 gone).
+            ("wal_keep_size".into(), "1GB".into()),
         ],
         ..Default::default()
     })
