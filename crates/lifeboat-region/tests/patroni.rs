@@ -555,9 +555,17 @@ async fn patching_a_regular_cluster_demotes_it_without_recloning_and_it_never_st
     .unwrap();
     let api = node.api();
     let deadline = Instant::now() + WAIT;
+    // Patroni reports `database_system_identifier` a moment after the
+    // server runs: wait for it, as after the demotion below.
     let before = loop {
         match api.node_status().await {
-            Ok(s) if s.role == NodeRole::Primary && s.state == "running" => break s,
+            Ok(s)
+                if s.role == NodeRole::Primary
+                    && s.state == "running"
+                    && s.system_identifier.is_some() =>
+            {
+                break s;
+            }
             other => {
                 assert!(
                     Instant::now() < deadline,
