@@ -454,28 +454,11 @@ impl Route53Provider {
             }
         }
         if !batch.is_empty() {
-            let started = Instant::now();
-            let change_batch = ChangeBatch::builder()
-                .comment("lifeboat region traffic apply")
-                .set_changes(Some(batch))
-                .build()
-                .map_err(|e| Route53Error::Unexpected(format!("building the change batch: {e}")))?;
-            let out = self
-                .client
-                .change_resource_record_sets()
-                .hosted_zone_id(&zone.id)
-                .change_batch(change_batch)
-                .send()
-                .await
-                .map_err(|e| self.sdk_err("ChangeResourceRecordSets", e))?;
-            let info = out.change_info().ok_or_else(|| {
-                Route53Error::Unexpected("ChangeResourceRecordSets returned no ChangeInfo".into())
-            })?;
-            let id = bare_change_id(info.id());
-            done.push(format!("change {id}: {}", lines.join(", ")));
-            *change_id = Some(id.clone());
-            self.wait_insync(&id, info.status() == &ChangeStatus::Insync, started)
-                .await?;
+            self.send_changes(&zone.id, "lifeboat region traffic apply", batch, |id| {
+                done.push(format!("change {id}: {}", lines.join(", ")));
+                *change_id = Some(id.to_string());
+            })
+            .await?;
         }
         // 3. Checks nothing points at any more.
         for c in &plan.changes {
@@ -490,6 +473,41 @@ impl Route53Provider {
             }
         }
         Ok(())
+    }
+
+    /// Sends `changes` as one `ChangeResourceRecordSets` batch in zone
+    /// `zone_id` and waits until Route 53 reports it `INSYNC`; `sent` sees
+    /// the change id as soon as Route 53 accepted the batch (before the
+    /// wait, so a report names it even when the wait fails).
+    pub(crate) async fn send_changes(
+        &self,
+        zone_id: &str,
+        comment: &str,
+        changes: Vec<aws_sdk_route53::types::Change>,
+        sent: impl FnOnce(&str),
+    ) -> Result<String, Route53Error> {
+        let started = Instant::now();
+        let change_batch = ChangeBatch::builder()
+            .comment(comment)
+            .set_changes(Some(changes))
+            .build()
+            .map_err(|e| Route53Error::Unexpected(format!("building the change batch: {e}")))?;
+        let out = self
+            .client
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(change_batch)
+            .send()
+            .await
+            .map_err(|e| self.sdk_err("ChangeResourceRecordSets", e))?;
+        let info = out.change_info().ok_or_else(|| {
+            Route53Error::Unexpected("ChangeResourceRecordSets returned no ChangeInfo".into())
+        })?;
+        let id = bare_change_id(info.id());
+        sent(&id);
+        self.wait_insync(&id, info.status() == &ChangeStatus::Insync, started)
+            .await?;
+        Ok(id)
     }
 
     /// `CreateHealthCheck` with the deterministic caller reference; when

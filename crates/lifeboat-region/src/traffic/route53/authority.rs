@@ -13,18 +13,15 @@
 //! older epoch racing a newer one can at worst land its write after the
 //! newer one's read, which the newer driver's verification step then sees
 //! (it reads the TXT back and fails, and a resume writes again). The TXT is
-//! written first and the weights second, each waited for until `INSYNC`, so
+//! written first and the weights second, each sent through the provider's one
+//! batch-and-wait path (`send_changes`, waited for until `INSYNC`), so
 //! a driver killed between them leaves a state its resume completes.
 
-use std::time::Instant;
-
 use aws_sdk_route53::types::{
-    Change as SdkChange, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord,
-    ResourceRecordSet, RrType,
+    Change as SdkChange, ChangeAction, ResourceRecord, ResourceRecordSet, RrType,
 };
 use serde::Serialize;
 
-use super::convert::bare_change_id;
 use super::{Route53Error, Route53Provider, WeightedRecord};
 use crate::traffic::rfc2136::{AuthorityTxt, authority_txt_name};
 
@@ -181,26 +178,14 @@ impl Route53Provider {
             .resource_record_set(set)
             .build()
             .map_err(|e| unexpected("TXT change", &e))?;
-        let batch = ChangeBatch::builder()
-            .comment(format!("lifeboat authority epoch {}", txt.epoch))
-            .changes(change)
-            .build()
-            .map_err(|e| unexpected("change batch", &e))?;
-        let started = Instant::now();
-        let out = self
-            .client
-            .change_resource_record_sets()
-            .hosted_zone_id(&self.zone_id)
-            .change_batch(batch)
-            .send()
-            .await
-            .map_err(|e| self.sdk_err("ChangeResourceRecordSets", e))?;
-        let info = out.change_info().ok_or_else(|| {
-            Route53Error::Unexpected("ChangeResourceRecordSets returned no ChangeInfo".into())
-        })?;
-        let id = bare_change_id(info.id());
-        self.wait_insync(&id, info.status() == &ChangeStatus::Insync, started)
-            .await
+        self.send_changes(
+            &self.zone_id,
+            &format!("lifeboat authority epoch {}", txt.epoch),
+            vec![change],
+            |_| {},
+        )
+        .await
+        .map(|_| ())
     }
 }
 
