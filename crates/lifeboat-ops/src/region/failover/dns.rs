@@ -185,7 +185,15 @@ fn check_txt(
     } else {
         Err((
             false,
-            format!("DNS publishes {published:?}, not epoch {epoch} for {region}"),
+            format!(
+                "DNS publishes {} instead of epoch {epoch} for {region}: a later change of \
+                 primary may have written it, or the update was lost; see `lifeboat region \
+                 authority`, then run the same command again to resume",
+                match published {
+                    Some((e, r)) => format!("epoch {e} for {r}"),
+                    None => "no authority TXT record".to_string(),
+                }
+            ),
         ))
     }
 }
