@@ -184,6 +184,17 @@ pub async fn authority(ctx: &Ctx, a: AuthorityArgs) -> Result<i32> {
                 .unwrap_or_default()
         );
     }
+    if let Some(d) = &view.decision {
+        println!(
+            "decision {} on {} at epoch {} ({}, {}): {}",
+            d.decision,
+            d.primary,
+            d.epoch,
+            d.decided_by,
+            d.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            d.detail
+        );
+    }
     for f in &view.failovers {
         println!(
             "epoch {:>3} {:<10} {} → {} {:<11} writes {} DNS {} RPO {}{}",

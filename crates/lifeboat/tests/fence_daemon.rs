@@ -193,6 +193,24 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     assert!(leases.iter().any(|l| l["region"] == "us-east"), "{view}");
     assert_eq!(view["authority"]["primary"], "us-east", "{view}");
     assert_eq!(metric(&d, FENCED), Some(0.0));
+    // While etcd answers, the renewals succeed and the server outlives the
+    // first fence deadlines (4 s past each renewal: six renewals a second
+    // apart pass several): a guard whose renewals hung would have fenced it.
+    d.poll(BOUND, "six successful lease renewals", || {
+        metric(
+            &d,
+            "lifeboat_region_lease_renewals_total{region=\"us-east\"}",
+        )
+        .filter(|n| *n >= 6.0)
+    });
+    assert!(b.east_up(), "the guarded primary serves while etcd answers");
+    assert_eq!(metric(&d, FENCED), Some(0.0));
+    assert!(
+        !d.log_text()
+            .contains("not renewed before the fence deadline"),
+        "no deadline passed while etcd answered:\n{}",
+        d.log_text()
+    );
 
     b.etcd.kill(&[1, 2]);
     d.poll(

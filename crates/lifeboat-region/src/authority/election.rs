@@ -49,12 +49,25 @@ impl AuthorityStore {
         candidate: &str,
         lease: &RegionLease,
     ) -> Result<Leadership, AuthorityError> {
+        self.campaign_with(candidate, lease.id(), lease.region())
+            .await
+    }
+
+    /// [`AuthorityStore::campaign`] with a lease this process holds by id
+    /// (a daemon whose region lease is held by another of its tasks);
+    /// `region` names it in errors.
+    pub async fn campaign_with(
+        &self,
+        candidate: &str,
+        lease_id: i64,
+        region: &str,
+    ) -> Result<Leadership, AuthorityError> {
         let name = self.keys.election();
         let mut delay = call::first_delay();
         loop {
             let mut election = self.client.election_client();
             let attempt = election
-                .campaign(name.clone(), candidate, lease.id())
+                .campaign(name.clone(), candidate, lease_id)
                 .await
                 .map_err(|e| failure(&e));
             let failed = match attempt {
@@ -92,8 +105,8 @@ impl AuthorityStore {
                 }
                 Failure::LeaseNotFound(_) => {
                     return Err(AuthorityError::LeaseExpired {
-                        region: lease.region().to_string(),
-                        lease_id: lease.id(),
+                        region: region.to_string(),
+                        lease_id,
                     });
                 }
                 f => return Err(self.error("campaign in the election", f)),

@@ -63,6 +63,22 @@ impl Keys {
         format!("{}{epoch:0width$}", self.failovers(), width = EPOCH_DIGITS)
     }
 
+    /// `<prefix>/votes/`: every vantage point's vote starts so.
+    pub fn votes(&self) -> String {
+        format!("{}/votes/", self.prefix)
+    }
+
+    /// `<prefix>/votes/<observer>`: one vantage point's vote, attached to
+    /// its region lease.
+    pub fn vote(&self, observer: &str) -> String {
+        format!("{}{observer}", self.votes())
+    }
+
+    /// `<prefix>/decision`: the latest failover decision a daemon made.
+    pub fn decision(&self) -> String {
+        format!("{}/decision", self.prefix)
+    }
+
     /// The epoch of a key made by [`Keys::failover_record`].
     pub fn epoch_of_record_key(&self, key: &str) -> Option<u64> {
         key.strip_prefix(&self.failovers())
@@ -101,6 +117,13 @@ mod tests {
         assert_eq!(k.region_of_lease_key("/other/leases/us-east"), None);
         assert_eq!(k.election(), "/lifeboat/election");
         assert_eq!(k.progress(), "/lifeboat/failover");
+        assert_eq!(k.vote("witness"), "/lifeboat/votes/witness");
+        assert_eq!(k.decision(), "/lifeboat/decision");
+        // Neither is under the leases', records' or election's prefixes.
+        for other in [k.leases(), k.failovers(), format!("{}/", k.election())] {
+            assert!(!k.vote("witness").starts_with(&other));
+            assert!(!k.decision().starts_with(&other));
+        }
         assert_eq!(
             k.failover_record(7),
             "/lifeboat/failovers/00000000000000000007"

@@ -15,6 +15,8 @@
 //! | `<prefix>/election/<lease id in hex>` | the candidate's name (etcd's election API) | [`AuthorityStore::campaign`] |
 //! | `<prefix>/failover`                   | the running failover's progress (the caller's type) | [`AuthorityStore::put_progress`] |
 //! | `<prefix>/failovers/<epoch, 20 digits>` | one failover record per epoch (the caller's type) | [`AuthorityStore::put_failover_record`] |
+//! | `<prefix>/votes/<observer>`           | [`VoteRecord`], attached to the observer's region lease | [`AuthorityStore::put_vote`] |
+//! | `<prefix>/decision`                   | the latest failover decision (the caller's type) | [`AuthorityStore::put_decision`] |
 //!
 //! # Compare-and-swap rules
 //!
@@ -57,6 +59,8 @@
 //! - [`store`]: the connection, the authority record, failover progress and
 //!   records; leases ([`lease`]) and the election ([`election`]) are methods
 //!   of the same store.
+//! - [`votes`]: the vantage points' votes on the primary region and the
+//!   latest failover decision (automatic failover).
 
 mod call;
 pub mod election;
@@ -66,6 +70,7 @@ pub mod lease;
 pub mod record;
 pub mod settings;
 pub mod store;
+pub mod votes;
 
 pub use election::Leadership;
 pub use error::AuthorityError;
@@ -74,3 +79,4 @@ pub use lease::RegionLease;
 pub use record::{AuthorityRecord, ChangeReason, LeaseHolder, LeaseInfo, Versioned};
 pub use settings::{EtcdSettings, EtcdTls};
 pub use store::AuthorityStore;
+pub use votes::{DecisionRecord, VoteRecord};

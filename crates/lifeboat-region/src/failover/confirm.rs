@@ -18,6 +18,9 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
 /// What one vantage point outside the primary region says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vote {
@@ -79,6 +82,22 @@ pub enum Decision {
     /// Confirmed, but nothing may be promoted automatically; `why` says
     /// what an operator can do.
     Refused { why: String },
+}
+
+/// What confirmed an automatic failover, kept in its progress and its
+/// record: who voted the primary failed, and the lag guard's inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The vantage points whose votes made the majority, sorted.
+    pub confirmed_by: Vec<String>,
+    /// When the deciding daemon saw the majority and the lease gone.
+    pub confirmed_at: DateTime<Utc>,
+    /// The promoted standby's newest replayed heartbeat's age then, in ms.
+    pub heartbeat_age_ms: u64,
+    /// The standby's last byte lag reported before the failure.
+    pub byte_lag: Option<u64>,
+    /// The daemon that decided (`daemon@<observer>`).
+    pub decided_by: String,
 }
 
 /// The number of votes that make a majority of `n` vantage points.

@@ -193,6 +193,9 @@ pub struct Progress {
     /// Why the change ended early (aborted or rolled back).
     #[serde(default)]
     pub ended_because: Option<String>,
+    /// Automatic failover: what confirmed the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<super::confirm::Confirmation>,
 }
 
 impl Progress {
@@ -208,6 +211,7 @@ impl Progress {
             last_error: None,
             blocked: None,
             ended_because: None,
+            confirmation: None,
         }
     }
 

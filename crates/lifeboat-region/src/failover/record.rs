@@ -68,6 +68,10 @@ pub struct FailoverRecord {
     /// Readiness's `failover-tests` item reads the newest `back`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<String>,
+    /// Automatic failover: who confirmed the failure, and the lag guard's
+    /// inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<super::confirm::Confirmation>,
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -81,6 +85,11 @@ pub fn record(
     objectives: Option<Objectives>,
 ) -> FailoverRecord {
     let plan = &progress.plan;
+    let mut evidence = evidence;
+    // A resumer did not see the lag the deciding daemon confirmed with.
+    if evidence.byte_lag_at_promotion.is_none() {
+        evidence.byte_lag_at_promotion = progress.confirmation.as_ref().and_then(|c| c.byte_lag);
+    }
     let writable_at = progress.completed_at(Phase::Promote);
     let dns_at = progress.completed_at(Phase::SwitchDns);
     let rto_writes = writable_at.map(|t| seconds(plan.failure_at, t));
@@ -125,6 +134,7 @@ pub fn record(
         objectives,
         met,
         rehearsal: None,
+        confirmation: progress.confirmation.clone(),
     }
 }
 

@@ -679,10 +679,15 @@ impl Agent {
                 _ = moved_rx.wait_for(Option::is_some) => {}
             }
         };
+        // Read before the call: a guard taken in the argument list would be
+        // a temporary of this whole statement, held across `run_guard` while
+        // every renewal waits for the same lock (each one then timed out at
+        // the fence deadline).
+        let ttl = lease.lock().await.ttl();
         let outcome = fence::run_guard(
             self.timing,
             lease_sent,
-            lease.lock().await.ttl(),
+            ttl,
             renew,
             move || async move {
                 fence::fence(&fence_target, &method, epoch, FENCE_TIMEOUT)

@@ -441,3 +441,71 @@ pub fn lease_renewal_failed(region: &str) {
 pub fn fence_deadline(region: &str, left: Option<f64>) {
     gauge!(FENCE_DEADLINE, "region" => region.to_string()).set(left.unwrap_or(f64::NAN));
 }
+
+// --- automatic failover (autofail.rs) ---------------------------------------
+
+pub const FAILOVER_DECISION: &str = "lifeboat_failover_decision";
+pub const FAILOVER_VOTES: &str = "lifeboat_failover_votes";
+pub const FAILOVERS: &str = "lifeboat_failovers_total";
+
+/// The decisions `lifeboat_failover_decision` has a series for.
+pub const DECISIONS: [&str; 5] = [
+    "healthy",
+    "await_lease",
+    "failover",
+    "refused",
+    "change_under_way",
+];
+
+pub fn describe_autofail() {
+    describe_gauge!(
+        FAILOVER_DECISION,
+        "1 for this daemon's latest decision on the primary region (healthy, await_lease, failover, refused, change_under_way), 0 for the others; all 0 in the primary region, which does not judge itself"
+    );
+    describe_gauge!(
+        FAILOVER_VOTES,
+        "Votes of the vantage points outside the primary region as this daemon last counted them: vote=failed, healthy, or missing (no vote, stale, or about another epoch)"
+    );
+    describe_counter!(
+        FAILOVERS,
+        "Failover records in etcd (every change of primary: automatic, manual, switchover)"
+    );
+    failover_decision(None);
+}
+
+/// `Some(word)`: 1 for it, 0 for the rest; `None`: all 0.
+pub fn failover_decision(word: Option<&str>) {
+    for d in DECISIONS {
+        gauge!(FAILOVER_DECISION, "decision" => d).set(if Some(d) == word { 1.0 } else { 0.0 });
+    }
+}
+
+/// The votes of the vantage points `vps` (one each; none is `missing`).
+pub fn failover_votes(votes: &[lifeboat_region::failover::confirm::Vote], vps: &[String]) {
+    let (mut failed, mut healthy) = (0usize, 0usize);
+    for vp in vps {
+        match votes
+            .iter()
+            .find(|v| &v.from == vp)
+            .and_then(|v| v.primary_failed)
+        {
+            Some(true) => failed += 1,
+            Some(false) => healthy += 1,
+            None => {}
+        }
+    }
+    let missing = vps.len() - failed - healthy;
+    for (k, n) in [
+        ("failed", failed),
+        ("healthy", healthy),
+        ("missing", missing),
+    ] {
+        gauge!(FAILOVER_VOTES, "vote" => k).set(n as f64);
+    }
+}
+
+/// The count of failover records in etcd (the newest change's RTO and RPO
+/// per kind are `changes.rs`'s).
+pub fn failover_records(count: u64) {
+    counter!(FAILOVERS).absolute(count);
+}

@@ -13,13 +13,21 @@
 //! | `decide.rs` | the pure decisions: which primary a standby streams from, its lag as the metrics give it |
 //! | `changes.rs` | with `failover:`: the changes of primary in etcd as `lifeboat_failover_*` metrics |
 //! | `agent.rs` | with `failover:`: the region's etcd lease, and beside the primary the fence and its watchdog |
+//! | `autofail.rs` | with `failover:`: this vantage point's vote on the primary region, the decision, the election and the automatic failover |
 //! | `metrics.rs` | the region metric families |
 //!
 //! Without `regions:` nothing here runs and no region metric exists; with
 //! `regions:` but no `serve.region` (`--region`, `LIFEBOAT_REGION`) the
 //! daemon logs why and does no region work but the copies.
+//!
+//! A **witness** (`serve.region` naming a `failover.witnesses` entry) is a
+//! vantage point without a database: it runs the health checks of every
+//! region, holds its lease (`<prefix>/leases/<witness>`), votes, campaigns
+//! and can drive a failover; no heartbeat, lag watching, fence, steering
+//! or copies of its own (the copies stay bound to the repository's lease).
 
 pub mod agent;
+pub mod autofail;
 pub mod changes;
 pub mod copy;
 pub mod decide;
@@ -56,10 +64,28 @@ pub fn own_region(config: &Config) -> Result<Option<String>> {
              regions: section; remove it or describe the regions (docs/regions/topology.md)"
         )));
     }
+    if is_witness(config, &name) {
+        if let Some(why) = lifeboat_region::authority::keys::region_problem(&name) {
+            return Err(usage(format!(
+                "serve.region (--region, LIFEBOAT_REGION): the witness name {name:?} {why}; it \
+                 names the witness's keys in etcd"
+            )));
+        }
+        return Ok(Some(name));
+    }
     config
         .region(&name)
         .map_err(|e| usage(format!("serve.region (--region, LIFEBOAT_REGION): {e}")))?;
     Ok(Some(name))
+}
+
+/// Whether `name` is one of `failover.witnesses` (a vantage point without
+/// a database).
+pub fn is_witness(config: &Config, name: &str) -> bool {
+    config
+        .failover
+        .as_ref()
+        .is_some_and(|f| f.witnesses.iter().any(|w| w == name))
 }
 
 /// The region `name`'s server, its password read now (a rotated one is
@@ -99,6 +125,14 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
         }
     };
     metrics::describe();
+    if is_witness(config, &region) {
+        tracing::info!(witness = %region, "witness: health checks of every region, votes and the failover election; no database here");
+        tasks.extend(agent::spawn(d, config, &region));
+        let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
+        tasks.extend(health::spawn(d, &region, views_tx));
+        tasks.extend(autofail::spawn(d, config, &region, views_rx));
+        return tasks;
+    }
     tracing::info!(region = %region, "region work: heartbeat while this region's server is the primary, lag watching, health checks");
     let (own_primary_tx, own_primary_rx) = tokio::sync::watch::channel(false);
     tasks.push(tokio::spawn(watch::observe_loop(
@@ -116,7 +150,9 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
         tasks.push(tokio::spawn(changes::run(Arc::clone(d))));
     }
     let (views_tx, views_rx) = tokio::sync::watch::channel(Vec::new());
+    let votes_rx = views_tx.subscribe();
     tasks.extend(health::spawn(d, &region, views_tx));
+    tasks.extend(autofail::spawn(d, config, &region, votes_rx));
     match config.traffic_provider() {
         Some(Provider::Rfc2136) => tasks.push(tokio::spawn(steer::run(
             Arc::clone(d),

@@ -148,6 +148,8 @@ pub struct AuthorityView {
     pub leases: Vec<LeaseView>,
     pub progress: Option<Progress>,
     pub failovers: Vec<FailoverRecord>,
+    /// The latest automatic-failover decision a daemon wrote.
+    pub decision: Option<lifeboat_region::authority::DecisionRecord>,
 }
 
 /// The authority, the live leases, a change under way and the last
@@ -179,6 +181,7 @@ pub async fn view(ctx: &Ctx, records: usize) -> Result<AuthorityView> {
         .into_iter()
         .map(|(_, r)| r)
         .collect();
+    let decision = store.decision().await.map_err(authority_error)?;
     Ok(AuthorityView {
         endpoints: store.settings().endpoint_list(),
         prefix: store.settings().prefix.clone(),
@@ -186,5 +189,6 @@ pub async fn view(ctx: &Ctx, records: usize) -> Result<AuthorityView> {
         leases,
         progress,
         failovers,
+        decision,
     })
 }

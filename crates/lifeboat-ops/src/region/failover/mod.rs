@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use lifeboat_region::authority::{AuthorityError, Versioned};
+use lifeboat_region::failover::confirm::Confirmation;
 use lifeboat_region::failover::machine::{self, Action, Event, Phase, Progress, Refusal};
 use lifeboat_region::failover::plan::{Kind, Plan};
 use lifeboat_region::failover::record::FailoverRecord;
@@ -78,11 +79,22 @@ pub struct Report {
     pub record: Option<FailoverRecord>,
 }
 
+/// What the daemon that confirmed a region failure adds to an automatic
+/// change (`Kind::Automatic`).
+#[derive(Clone, Debug)]
+pub struct Automatic {
+    /// Who drives (`daemon@<observer>`), for the authority record.
+    pub by: String,
+    /// The first failed check of the confirming votes: RTO counts from here.
+    pub failure_at: chrono::DateTime<Utc>,
+    pub confirmation: Confirmation,
+}
+
 /// Runs (or resumes) a change of primary to `req.to`; `note` gets a line
 /// per step. An aborted or rolled-back change is an error naming why, after
 /// the notes.
 pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, note: N) -> Result<Report> {
-    drive(ctx, req, None, note).await
+    drive(ctx, req, None, None, note).await
 }
 
 /// [`run`] for one leg of `region rehearse` ([`rehearse`]): its record
@@ -93,12 +105,27 @@ pub(crate) async fn run_rehearsal_leg<N: FnMut(&Note)>(
     leg: &str,
     note: N,
 ) -> Result<Report> {
-    drive(ctx, req, Some(leg.to_string()), note).await
+    drive(ctx, req, None, Some(leg.to_string()), note).await
+}
+
+/// The daemon's automatic failover: like [`run`] with `Kind::Automatic`,
+/// and an unfinished automatic change in etcd is resumed whatever its
+/// target (the next holder of the election finishes what the last one
+/// left, without anyone typing its `--to`). `auto` is used only when a
+/// new change starts.
+pub async fn run_automatic<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    req: &Request,
+    auto: &Automatic,
+    note: N,
+) -> Result<Report> {
+    drive(ctx, req, Some(auto), None, note).await
 }
 
 async fn drive<N: FnMut(&Note)>(
     ctx: &Ctx,
     req: &Request,
+    auto: Option<&Automatic>,
     rehearsal: Option<String>,
     mut note: N,
 ) -> Result<Report> {
@@ -106,13 +133,20 @@ async fn drive<N: FnMut(&Note)>(
     let fo = failover_config(config)?;
     region(config, &req.to)?;
     let store = authority::connect(ctx, config).await?;
-    let by = authority::operator();
+    let by = auto
+        .map(|a| a.by.clone())
+        .unwrap_or_else(authority::operator);
     let current = authority::current(&store, config, &by).await?;
     let existing: Option<Versioned<Progress>> = store.progress().await.map_err(authority_error)?;
     let (mut progress, mut revision, resumed) = match existing {
         Some(v) if !v.value.phase.is_terminal() => {
             let p = &v.value.plan;
-            if p.to != req.to || (p.kind == Kind::Switchover) != (req.kind == Kind::Switchover) {
+            let automatic_resume = auto.is_some() && p.kind == Kind::Automatic;
+            if !automatic_resume
+                && (p.to != req.to
+                    || auto.is_some()
+                    || (p.kind == Kind::Switchover) != (req.kind == Kind::Switchover))
+            {
                 return Err(Error::usage(format!(
                     "a {} from {} to {} is under way (phase {}); finish it first by running `lifeboat region {} --to {}` again",
                     p.kind.as_str(),
@@ -139,11 +173,12 @@ async fn drive<N: FnMut(&Note)>(
                 to: req.to.clone(),
                 epoch_before: current.value.epoch,
                 accept_data_loss: req.accept_data_loss,
-                failure_at: now,
+                failure_at: auto.map_or(now, |a| a.failure_at.min(now)),
                 started_by: by.clone(),
                 started_at: now,
             };
-            let p = Progress::start(plan);
+            let mut p = Progress::start(plan);
+            p.confirmation = auto.map(|a| a.confirmation.clone());
             let rev = store
                 .put_progress(previous.map(|v| v.mod_revision), &p)
                 .await
@@ -174,6 +209,7 @@ async fn drive<N: FnMut(&Note)>(
     };
     let mut unchanged_reads = 0;
     loop {
+        test_pause(progress.phase).await;
         let action = machine::action(&progress);
         match &action {
             Action::Nothing => break,
@@ -407,5 +443,31 @@ fn progress_error(e: AuthorityError) -> Error {
         ))
         .with_hint("see `lifeboat region authority`; run the command again to resume once it stopped"),
         e => authority_error(e),
+    }
+}
+
+/// A pause point for tests of a driver killed mid-change: with
+/// `LIFEBOAT_TEST_FAILOVER_PAUSE=<phase>:<file>` the driver, about to act
+/// in `<phase>` (e.g. `promote`: the epoch is bumped, nothing promoted),
+/// writes its pid to `<file>.reached` and waits while `<file>` exists.
+/// Unset (always, outside tests) it costs one environment lookup.
+async fn test_pause(phase: Phase) {
+    let Ok(spec) = std::env::var("LIFEBOAT_TEST_FAILOVER_PAUSE") else {
+        return;
+    };
+    let Some((at, file)) = spec.split_once(':') else {
+        return;
+    };
+    if at != phase.as_str() || !std::path::Path::new(file).exists() {
+        return;
+    }
+    let _ = std::fs::write(format!("{file}.reached"), std::process::id().to_string());
+    tracing::warn!(
+        phase = at,
+        file,
+        "test pause point reached (LIFEBOAT_TEST_FAILOVER_PAUSE): waiting while the file exists"
+    );
+    while std::path::Path::new(file).exists() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

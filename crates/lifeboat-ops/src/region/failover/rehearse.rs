@@ -467,6 +467,7 @@ mod tests {
             rpo_exact: rpo.is_some(),
             evidence: RpoEvidence::default(),
             objectives: None,
+            confirmation: None,
             met: None,
             rehearsal: leg.map(String::from),
         }
