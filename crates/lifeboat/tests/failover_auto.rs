@@ -573,7 +573,7 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     assert_eq!(authority_epoch(&rt, &west_conn), Some(2));
     // The metrics of whoever is asked agree with the record.
     d_witness.poll(BOUND, "lifeboat_failovers_total 1", || {
-        metric(&d_witness, "lifeboat_failovers_total").filter(|v| *v == 1.0)
+        metric(d_witness, "lifeboat_failovers_total").filter(|v| *v == 1.0)
     });
     let rto = rec["rto_dns_seconds"]
         .as_f64()
