@@ -18,6 +18,7 @@ Exits 1 with one line per violation.
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -68,6 +69,36 @@ def module_cycle_problems(members):
     return problems
 
 
+def unrun_test_problems(members):
+    """Files in a package's tests/ directory that no test target compiles.
+
+    With `autotests = false` cargo builds only the `[[test]]` targets; a
+    file beside them must be one of those or a `mod` of one (tests/main.rs
+    gathers most of the `lifeboat` crate's files), or it never runs.
+    """
+    problems = []
+    for name, pkg in sorted(members.items()):
+        tests_dir = os.path.join(os.path.dirname(pkg["manifest_path"]), "tests")
+        if not os.path.isdir(tests_dir):
+            continue
+        roots = [t["src_path"] for t in pkg["targets"] if "test" in t["kind"]]
+        covered = {os.path.realpath(r) for r in roots}
+        for root in roots:
+            if os.path.basename(root) != "main.rs":
+                continue
+            with open(root, encoding="utf-8") as f:
+                for m in re.finditer(r"^mod ([a-z0-9_]+);", f.read(), re.M):
+                    covered.add(os.path.realpath(os.path.join(os.path.dirname(root), m.group(1) + ".rs")))
+        for f in sorted(os.listdir(tests_dir)):
+            path = os.path.realpath(os.path.join(tests_dir, f))
+            if f.endswith(".rs") and path not in covered:
+                problems.append(
+                    f"{name}: tests/{f} is in no test target: add `mod {f[:-3]};` to tests/main.rs "
+                    f"or a [[test]] entry to its Cargo.toml (autotests is off)"
+                )
+    return problems
+
+
 def main() -> int:
     meta = json.loads(
         subprocess.run(
@@ -109,6 +140,7 @@ def main() -> int:
         if "[lints]\nworkspace = true" not in text:
             problems.append(f"{name}: does not inherit [workspace.lints]")
     problems.extend(module_cycle_problems(members))
+    problems.extend(unrun_test_problems(members))
     for p in problems:
         print(f"check-workspace: {p}", file=sys.stderr)
     return 1 if problems else 0

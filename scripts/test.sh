@@ -10,6 +10,7 @@
 #   cargo test --release --workspace [EXTRA ARGS...]
 # Extra arguments are passed to `cargo test`, e.g.
 #   scripts/test.sh -p lifeboat-repo --test storage_s3
+#   scripts/test.sh -p lifeboat --test cli repo_cli::   (crates/lifeboat/tests/main.rs)
 #   scripts/test.sh -- --nocapture
 #
 # Environment:

@@ -4,7 +4,7 @@
 //! goes to stderr, "no writers configured" when there are none, `unquiesce`
 //! of a source quiesced by commands prints them, a bad `env:` name is refused.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

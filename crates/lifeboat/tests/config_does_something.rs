@@ -10,7 +10,7 @@
 //! 3. a `./lifeboat.yaml` picked up implicitly is named on stderr, with the
 //!    repository it points to.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -8,7 +8,7 @@
 //! second region". (The kill-and-resume test drives the library at a pause
 //! point: `crates/lifeboat-repo/tests/copy.rs`.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

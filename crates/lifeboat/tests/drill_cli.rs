@@ -3,7 +3,7 @@
 //! throwaway cluster each drill starts for itself. Time is injected (drill
 //! records written with an old start time, `--as-of`), never slept.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

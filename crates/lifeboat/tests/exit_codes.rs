@@ -4,7 +4,7 @@
 //! (but for 0) the JSON error's `kind` and `exit_code` the row's too. A row
 //! added to the document without a case here fails the test.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Real components: local repositories, a throwaway PostgreSQL, the
 //! Kubernetes API test double.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

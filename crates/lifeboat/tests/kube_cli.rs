@@ -5,7 +5,7 @@
 //! issue 16: existing objects replaced (equal to the snapshot) by default,
 //! `--existing update|skip`, and transient API errors retried.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -18,7 +18,7 @@
 //! leader changed` while scaling back up, a `429` with `Retry-After`) are
 //! retried; retries that run out say what to run.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! (`TempCluster`). Comparisons use content hashes computed by the test itself
 //! (`fixture::content_hashes`), not Lifeboat's facts.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

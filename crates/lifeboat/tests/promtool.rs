@@ -11,7 +11,7 @@
 //! promtool comes with Debian's `prometheus` package, which scripts/test.sh
 //! installs; without it these tests fail and say so.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -4,9 +4,8 @@
 //! `region traffic`. Conditions are polled with a bound, never waited for
 //! with sleeps; no timing is asserted.
 
-#[path = "../../lifeboat-region/tests/support/bind.rs"]
-mod bind;
-mod common;
+use crate::bind;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

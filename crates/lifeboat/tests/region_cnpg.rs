@@ -9,7 +9,7 @@
 //! `replicate` saying that replication does not run (exit 10) because the
 //! primary streams to no standby of the replication role.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! repositories: round trips, deduplication, secrecy, keys, crash safety,
 //! corruption, concurrency and bad repositories (issue 2, must-hold 1–6, 9).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Stdio;

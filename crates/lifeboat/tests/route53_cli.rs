@@ -11,7 +11,7 @@
 //! the records and checks as configured. Live answers following health are
 //! the rfc2136 provider's tests (region_cli.rs, region_daemon.rs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

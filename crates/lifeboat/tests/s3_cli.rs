@@ -2,7 +2,7 @@
 //! loopback by `scripts/test.sh`): byte-identical round trips of empty,
 //! one-byte and multi-pack (multipart) streams (issue 2, must-hold 1).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Stdio;

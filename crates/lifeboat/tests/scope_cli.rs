@@ -3,7 +3,7 @@
 //! backup — not for `latest`, status, drills or retention. Through the built
 //! binary against a real PostgreSQL 15 server; time is injected (`--as-of`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

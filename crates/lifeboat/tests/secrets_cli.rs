@@ -5,7 +5,7 @@
 //! by their format, not their length; absurd KDF parameters in a slot are
 //! refused at once; wrong secrets are reported without contradiction.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

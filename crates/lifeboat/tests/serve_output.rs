@@ -5,7 +5,7 @@
 //! `lifeboat serve 2>&1 | head -1`) neither kills it nor keeps it from
 //! releasing its lease on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

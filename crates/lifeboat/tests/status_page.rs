@@ -5,7 +5,7 @@
 //! to look at. The page is open (no token) and shows no secret; when the
 //! repository's evidence cannot be read it is a 502 page saying so.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! refusals (exit 2, nothing touched). Contents are compared with the
 //! test's own hashes (`fixture::content_hashes`), not Lifeboat's facts.
 
-mod common;
+use crate::common;
 
 use common::pg::{backup_json, databases, hashes, names, quiesce_config, read_log, sql};
 use common::{Env, rt, setup};

@@ -6,7 +6,7 @@
 //! that is not the source is not restored over without `--clean-existing`;
 //! a source's `restore.jobs` is what restores and drills use.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! push %p'`, run by the server as the `postgres` user), on a local
 //! repository opened with a key file (docs/physical.md).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
