@@ -3,8 +3,7 @@
 //! as the witness of writes, a competing writer made deterministic with the
 //! provider's pause point.
 
-#[path = "support/bind.rs"]
-mod bind;
+use crate::bind;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

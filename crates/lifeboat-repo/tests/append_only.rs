@@ -19,7 +19,7 @@
 //! Without `LIFEBOAT_TEST_VENV` the moto test fails saying so, unless
 //! `LIFEBOAT_TEST_SKIP_S3=1`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::ops::Range;

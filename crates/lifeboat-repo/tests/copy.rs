@@ -5,7 +5,7 @@
 //! read-back, and targets that may not receive copies are refused with
 //! nothing written.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;

@@ -21,7 +21,7 @@ use lifeboat_repo::format::{DATA_PREFIX, SNAPSHOTS_PREFIX};
 use lifeboat_repo::prune::{PruneOptions, prune};
 use lifeboat_repo::storage::faulty::Op;
 
-mod common;
+use crate::common;
 use common::{Fixture, assert_intact, backup, data, fixture};
 
 const GRACE_ZERO: PruneOptions = PruneOptions {

@@ -15,7 +15,7 @@ use lifeboat_repo::pack::BlobId;
 use lifeboat_repo::prune::{PruneOptions, prune};
 use lifeboat_repo::repair::repair_index;
 
-mod common;
+use crate::common;
 use common::{Fixture, backup, data, fixture};
 
 /// Every snapshot restores to what was backed up, check is clean, and no
