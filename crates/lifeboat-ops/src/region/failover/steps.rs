@@ -170,14 +170,7 @@ impl Steps<'_> {
                     Err((transient, detail)) => (failed(transient, detail), String::new()),
                 },
             },
-            Action::Scale { region, planned } => (
-                Event::Scaled,
-                if *planned {
-                    format!("{region}: no writers to bring back (no Deployments configured)")
-                } else {
-                    format!("{region}: no Deployments configured to scale")
-                },
-            ),
+            Action::Scale { region, planned } => (Event::Scaled, self.scale_note(region, *planned)),
             Action::Verify { region, epoch } => self.verify(region, *epoch).await?,
             Action::Record => self.store_record(progress).await,
             Action::Rollback { region } => {
@@ -476,4 +469,41 @@ async fn newest_heartbeat(conn: &ConnConfig, region: &str) -> Option<chrono::Dat
         .ok()
         .flatten()
         .map(|s| s.beat.at)
+}
+
+impl Steps<'_> {
+    /// What the scale step says. Scaling the region's Deployments through
+    /// the Kubernetes API is not built yet: with `deployments:` configured
+    /// the step names what an operator must scale by hand instead of
+    /// claiming there is nothing to do.
+    fn scale_note(&self, region: &str, planned: bool) -> String {
+        let Some(d) = self
+            .config
+            .region(region)
+            .and_then(|r| r.deployments.as_ref())
+        else {
+            return if planned {
+                format!("{region}: no writers to bring back (no Deployments configured)")
+            } else {
+                format!("{region}: no Deployments configured to scale")
+            };
+        };
+        let items: Vec<String> = d
+            .items
+            .iter()
+            .map(|i| {
+                let n = if planned {
+                    i.replicas
+                } else {
+                    i.failover_replicas()
+                };
+                format!("deployment/{} in {} to {n} replicas", i.name, d.namespace)
+            })
+            .collect();
+        tracing::warn!(region, deployments = %items.join(", "), "scaling Deployments during a change of primary is not built yet: scale them by hand");
+        format!(
+            "{region}: scaling Deployments is not built yet; scale by hand: {}",
+            items.join(", ")
+        )
+    }
 }
