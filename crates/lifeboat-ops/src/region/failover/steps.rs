@@ -480,6 +480,7 @@ impl Steps<'_> {
         let Some(d) = self
             .config
             .region(region)
+            .ok()
             .and_then(|r| r.deployments.as_ref())
         else {
             return if planned {
