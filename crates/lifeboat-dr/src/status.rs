@@ -182,6 +182,10 @@ pub struct Status {
     /// (`None` without `regions:`); see [`with_regions`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<crate::regions::RegionsOverview>,
+    /// The WAL archive (`None` when the repository holds no WAL); see
+    /// [`crate::wal::with_wal`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<crate::wal::WalOverview>,
 }
 
 /// `st` with the regions shown: each of their warnings is a reason, after
@@ -380,6 +384,7 @@ pub fn evaluate(
         sources: statuses,
         objectives: table,
         regions: None,
+        wal: None,
     }
 }
 
