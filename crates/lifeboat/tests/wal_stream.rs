@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, Rng, poll, rt, walk};
+use common::{Daemon, Env, Rng, rt, walk};
 use lifeboat_postgres::TempCluster;
 
 /// A repository, a cluster, and a configuration streaming its WAL.

@@ -26,7 +26,7 @@ pub fn describe() {
     describe_counter!(
         ARCHIVED_BYTES,
         Unit::Bytes,
-        "WAL bytes the archived position advanced by"
+        "WAL bytes stored in the repository by the streamer (complete files, and the growth of the segment being received)"
     );
     describe_gauge!(
         LAG_BYTES,
@@ -76,9 +76,14 @@ pub fn push_failed(source: &str) {
     counter!(PUSH_FAILURES, "source" => source.to_string()).increment(1);
 }
 
-pub fn archived(source: &str, lsn: u64, advanced: u64) {
+pub fn archived(source: &str, lsn: u64) {
     gauge!(LAST_ARCHIVED_LSN, "source" => source.to_string()).set(lsn as f64);
-    counter!(ARCHIVED_BYTES, "source" => source.to_string()).increment(advanced);
+}
+
+/// WAL bytes newly in the repository: a complete file's size less what its
+/// partial versions already counted, or a partial version's growth.
+pub fn stored_bytes(source: &str, bytes: u64) {
+    counter!(ARCHIVED_BYTES, "source" => source.to_string()).increment(bytes);
 }
 
 pub fn archived_through(source: &str, t: chrono::DateTime<chrono::Utc>) {

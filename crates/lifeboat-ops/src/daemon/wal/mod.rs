@@ -336,7 +336,11 @@ impl<'a> Stream<'a> {
         if let Some(seg) = SegmentName::parse(name) {
             let end = segment_start(&seg, data.len() as u64) + data.len() as u64;
             self.complete_end = Some(self.complete_end.map_or(end, |e| e.max(end)));
-            self.pushed.remove(&(seg.timeline, name.to_string()));
+            let counted = self
+                .pushed
+                .remove(&(seg.timeline, name.to_string()))
+                .map_or(0, |k| k.length);
+            metrics::stored_bytes(self.source, (data.len() as u64).saturating_sub(counted));
             self.drop_versions(seg.timeline, name, None).await;
         }
         spool::remove(&self.spool, name)
@@ -382,6 +386,8 @@ impl<'a> Stream<'a> {
                     ));
                 }
             }
+            let counted = before.as_ref().map_or(0, |k| k.length);
+            metrics::stored_bytes(self.source, len.saturating_sub(counted));
             self.drop_versions(seg.timeline, &segment, Some(&key)).await;
             self.pushed.insert(id, key);
         }
@@ -418,11 +424,10 @@ impl<'a> Stream<'a> {
             self.partial.and_then(|(_, w)| w),
         );
         if let Some(a) = archived {
-            let advanced = self.archived.map_or(0, |b| a.saturating_sub(b));
             if self.archived.is_none_or(|b| a > b) {
                 self.archived = Some(a);
             }
-            metrics::archived(self.source, self.archived.unwrap_or(a), advanced);
+            metrics::archived(self.source, self.archived.unwrap_or(a));
             if let Some(t) = self.samples.through(a) {
                 metrics::archived_through(self.source, t);
             }
