@@ -57,6 +57,40 @@ pub struct StreamingConfig {
     pub synchronous: bool,
 }
 
+impl WalConfig {
+    /// Every streamed name must be a configured postgres source (its URL
+    /// and password are what `pg_receivewal` connects with), and a slot
+    /// name PostgreSQL accepts (lower-case letters, digits, `_`, at most
+    /// 63).
+    pub fn problems(&self, sources: &BTreeMap<String, super::SourceConfig>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, s) in &self.streaming {
+            match sources.get(name) {
+                None => out.push(format!(
+                    "wal.streaming.{name}: no source {name} in sources: (name a postgres source)"
+                )),
+                Some(src) if src.postgres.is_none() => out.push(format!(
+                    "wal.streaming.{name}: source {name} is not a postgres source"
+                )),
+                Some(_) => {}
+            }
+            let slot = s.slot_name(name);
+            if slot.is_empty()
+                || slot.len() > 63
+                || !slot
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                out.push(format!(
+                    "wal.streaming.{name}.slot: {slot:?} is not a replication slot name (lower-case \
+                     letters, digits and _, at most 63)"
+                ));
+            }
+        }
+        out
+    }
+}
+
 impl StreamingConfig {
     /// The slot's name for `source`.
     pub fn slot_name(&self, source: &str) -> String {

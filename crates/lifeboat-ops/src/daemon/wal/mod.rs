@@ -106,6 +106,8 @@ struct Stream<'a> {
     next_start: Instant,
     backoff: Duration,
     server: Option<lifeboat_postgres::Client>,
+    /// How to reach the server again when the sampling connection broke.
+    conn: Option<lifeboat_postgres::ConnConfig>,
     /// The version stored last, per segment still received.
     pushed: HashMap<(u32, String), PartialKey>,
     last_partial_push: Option<Instant>,
@@ -129,6 +131,7 @@ impl<'a> Stream<'a> {
             next_start: Instant::now(),
             backoff: Duration::from_secs(1),
             server: None,
+            conn: None,
             pushed: HashMap::new(),
             last_partial_push: None,
             complete_end: None,
@@ -248,12 +251,18 @@ impl<'a> Stream<'a> {
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         tracing::info!(source = %self.source, slot = %slot, program = %program.display(), "pg_receivewal started");
         self.server = Some(client);
+        self.conn = Some(src.conn);
         Ok(r)
     }
 
     /// The server's current position and the receiver's written position
     /// (its walsender's `write_lsn`), `None` when not known now.
     async fn sample(&mut self) -> (Option<u64>, Option<u64>) {
+        if self.server.is_none()
+            && let Some(conn) = &self.conn
+        {
+            self.server = conn.connect().await.ok();
+        }
         let Some(client) = &self.server else {
             return (None, None);
         };
