@@ -183,7 +183,7 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<crate::regions::RegionsOverview>,
     /// The WAL archive (`None` when the repository holds no WAL); see
-    /// [`crate::wal::with_wal`].
+    /// [`with_wal`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal: Option<crate::wal::WalOverview>,
 }
@@ -204,6 +204,25 @@ pub fn with_regions(mut st: Status, overview: crate::regions::RegionsOverview) -
         }
     }
     st.regions = Some(overview);
+    st
+}
+
+/// `st` with the WAL archive shown; each of its warnings
+/// ([`crate::wal::warnings`]) is a reason (prefixed `wal:`) and puts an ok
+/// verdict at risk.
+pub fn with_wal(mut st: Status, overview: crate::wal::WalOverview) -> Status {
+    let warn = crate::wal::warnings(&overview);
+    if !warn.is_empty() {
+        let was_empty = st.reasons.is_empty();
+        st.reasons.extend(warn.iter().map(|w| format!("wal: {w}")));
+        if st.verdict == Verdict::Ok {
+            st.verdict = Verdict::AtRisk;
+        }
+        if was_empty {
+            st.reason = st.reasons[0].clone();
+        }
+    }
+    st.wal = Some(overview);
     st
 }
 

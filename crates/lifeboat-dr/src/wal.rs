@@ -2,12 +2,10 @@
 //! stored (complete, or the streamer's version of the one being received),
 //! its age, and the gaps and missing history files `check` also reports.
 //! Plain data gathered by `lifeboat-ops::wal::check`; [`warnings`] is the
-//! pure judgement, [`with_wal`] puts it into the status.
+//! pure judgement, `status::with_wal` puts it into the status.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-
-use crate::status::{Status, Verdict};
 
 /// The archive (`None` in the status when the repository holds no WAL).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,24 +40,6 @@ pub fn warnings(w: &WalOverview) -> Vec<String> {
         }),
     );
     out
-}
-
-/// `st` with the archive shown; each warning is a reason (prefixed `wal:`)
-/// and puts an ok verdict at risk.
-pub fn with_wal(mut st: Status, overview: WalOverview) -> Status {
-    let warn = warnings(&overview);
-    if !warn.is_empty() {
-        let was_empty = st.reasons.is_empty();
-        st.reasons.extend(warn.iter().map(|w| format!("wal: {w}")));
-        if st.verdict == Verdict::Ok {
-            st.verdict = Verdict::AtRisk;
-        }
-        if was_empty {
-            st.reason = st.reasons[0].clone();
-        }
-    }
-    st.wal = Some(overview);
-    st
 }
 
 #[cfg(test)]

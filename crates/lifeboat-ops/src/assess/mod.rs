@@ -93,7 +93,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
     let mut st = status::evaluate(&sources, &objectives, &policy, now);
     // The WAL archive: newest segment, its age, gaps (one listing).
     match crate::wal::check::archive(repo, now).await {
-        Ok(Some(a)) => st = lifeboat_dr::wal::with_wal(st, a.overview),
+        Ok(Some(a)) => st = status::with_wal(st, a.overview),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot list the WAL archive for the status"),
     }
