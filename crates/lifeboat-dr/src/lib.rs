@@ -11,3 +11,4 @@ pub mod readiness;
 pub mod record;
 pub mod regions;
 pub mod status;
+pub mod wal;

@@ -182,6 +182,10 @@ pub struct Status {
     /// (`None` without `regions:`); see [`with_regions`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regions: Option<crate::regions::RegionsOverview>,
+    /// The WAL archive (`None` when the repository holds no WAL); see
+    /// [`with_wal`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<crate::wal::WalOverview>,
 }
 
 /// `st` with the regions shown: each of their warnings is a reason, after
@@ -200,6 +204,25 @@ pub fn with_regions(mut st: Status, overview: crate::regions::RegionsOverview) -
         }
     }
     st.regions = Some(overview);
+    st
+}
+
+/// `st` with the WAL archive shown; each of its warnings
+/// ([`crate::wal::warnings`]) is a reason (prefixed `wal:`) and puts an ok
+/// verdict at risk.
+pub fn with_wal(mut st: Status, overview: crate::wal::WalOverview) -> Status {
+    let warn = crate::wal::warnings(&overview);
+    if !warn.is_empty() {
+        let was_empty = st.reasons.is_empty();
+        st.reasons.extend(warn.iter().map(|w| format!("wal: {w}")));
+        if st.verdict == Verdict::Ok {
+            st.verdict = Verdict::AtRisk;
+        }
+        if was_empty {
+            st.reason = st.reasons[0].clone();
+        }
+    }
+    st.wal = Some(overview);
     st
 }
 
@@ -380,6 +403,7 @@ pub fn evaluate(
         sources: statuses,
         objectives: table,
         regions: None,
+        wal: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //! lists exists with the right size, and that every blob a snapshot needs
 //! is indexed. `check --read-data` also downloads every pack, re-hashes it
 //! against its name, authenticates its header and every blob, and compares
-//! the header with the index. Every problem names the object.
+//! the header with the index. Every problem names the object. WAL objects
+//! are counted and, with `--read-data`, verified too (`wal::check`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -55,6 +56,10 @@ pub struct CheckReport {
     pub condemned_packs: usize,
     pub errors: Vec<Problem>,
     pub read_data: bool,
+    /// WAL objects (`wal/`, `wal-partial/`), and how many were read back
+    /// and verified (`crate::wal::check`).
+    pub wal_objects: usize,
+    pub wal_verified: usize,
 }
 
 impl CheckReport {
@@ -137,7 +142,27 @@ async fn check_locked(
             .collect();
         read_packs(repo, packs, indexed_entries, &progress, &mut report).await;
     }
+    check_wal(repo, read_data, subset, &progress, &mut report).await?;
     Ok(report)
+}
+
+/// The WAL objects (`crate::wal::check`): counted; with `read_data`
+/// every one (of `subset`) read back and verified.
+async fn check_wal(
+    repo: &Repository,
+    read_data: bool,
+    subset: Option<DataSubset>,
+    progress: &Arc<Progress>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let wal = crate::wal::check::check_objects(repo, read_data, subset, progress).await?;
+    report.wal_objects = wal.objects;
+    report.wal_verified = wal.verified;
+    report.bytes_verified += wal.bytes_verified;
+    for (object, detail) in wal.problems {
+        report.problem(object, detail);
+    }
+    Ok(())
 }
 
 /// Marker, config and key slots.

@@ -411,6 +411,17 @@ fn print_check(report: &lifeboat_repo::check::CheckReport, a: &CheckArgs) {
             " (structure only; --read-data verifies every byte)".into()
         }
     );
+    if report.wal_objects > 0 {
+        println!(
+            "WAL: {} objects{}",
+            report.wal_objects,
+            if report.read_data {
+                format!(", {} read and verified", report.wal_verified)
+            } else {
+                String::new()
+            }
+        );
+    }
     if report.unindexed_blobs > 0 {
         println!(
             "note: snapshots need {} blobs that no index lists ({} packs are in no index): an index document is missing or damaged. Run `lifeboat repair index` to rebuild the index from the packs' headers; do not prune before (prune refuses)",

@@ -97,6 +97,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         if let Some(r) = &st.regions {
             print_regions(r);
         }
+        if let Some(w) = &st.wal {
+            println!("\n{}", wal_line(w));
+        }
         println!(
             "\noverall: {} ({}) as of {}",
             st.verdict.as_str().to_uppercase(),
@@ -109,6 +112,31 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         Verdict::AtRisk => Err(fail(AT_RISK, format!("at risk: {}", st.reason))),
         Verdict::Failing => Err(fail(FAILURE, format!("failing: {}", st.reason))),
     }
+}
+
+/// The WAL archive in one line: newest segment, its age, gaps.
+fn wal_line(w: &lifeboat_dr::wal::WalOverview) -> String {
+    let newest = match (&w.newest_segment, w.newest_age_seconds) {
+        (Some(s), Some(age)) => format!(
+            "newest {s}{} stored {} ago",
+            if w.newest_partial { " (partial)" } else { "" },
+            human(age)
+        ),
+        _ => "no segment".into(),
+    };
+    let problems = w.gaps.len() + w.missing_history.len();
+    let gaps = if problems == 0 {
+        "no gaps".to_string()
+    } else {
+        let mut all: Vec<String> = w.gaps.clone();
+        all.extend(
+            w.missing_history
+                .iter()
+                .map(|t| format!("timeline {t}: no history file")),
+        );
+        format!("GAPS: {}", all.join("; "))
+    };
+    format!("WAL archive: {} objects, {newest}, {gaps}", w.objects)
 }
 
 /// The objectives table: each scenario met, missed, not measured (and so

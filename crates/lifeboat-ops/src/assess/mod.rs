@@ -91,6 +91,12 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
     let objectives = objectives(cfg);
     let policy = policy(cfg);
     let mut st = status::evaluate(&sources, &objectives, &policy, now);
+    // The WAL archive: newest segment, its age, gaps (one listing).
+    match crate::wal::check::archive(repo, now).await {
+        Ok(Some(a)) => st = status::with_wal(st, a.overview),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot list the WAL archive for the status"),
+    }
     let daemon = daemon_state(repo, now).await;
     let encryption = encryption(cfg, repo).await?;
     let attestations = cfg.readiness.clone().unwrap_or_default().attestations;

@@ -24,6 +24,9 @@ impl Config {
         for (name, s) in &self.sources {
             problems.extend(s.problems(name, &scenarios));
         }
+        if let Some(w) = &self.wal {
+            problems.extend(w.problems(&self.sources));
+        }
         if let Some(f) = &self.failover {
             let names: Vec<&str> = self.regions.keys().map(String::as_str).collect();
             problems.extend(f.problems(&names));

@@ -44,6 +44,12 @@ pub async fn run(d: Arc<Daemon>, cron: Cron, read_data: bool, parts: u32) {
                 r = lifeboat_repo::check::check_subset(&d.repo, read_data, subset, Arc::new(Progress::default())) => r,
                 _ = clock.stopped() => return,
             };
+            let mut report = report;
+            if let Ok(r) = &mut report
+                && let Err(e) = crate::wal::check::add_to_report(&d.repo, r).await
+            {
+                tracing::warn!(error = %e, "cannot list the WAL archive for its gaps");
+            }
             record(&d.repo, read_data, subset, report).await;
         }
     }

@@ -122,6 +122,8 @@ impl Tasks {
         let mut schedulers = spawn_schedules(daemon);
         // The region work runs on every region's daemon, active or standby.
         schedulers.extend(regions::spawn(daemon));
+        // WAL streaming: on the active daemon only (its loops wait).
+        schedulers.extend(super::wal::spawn(daemon));
         schedulers.extend(more);
         Tasks {
             lease,

@@ -16,6 +16,7 @@
 //! | `checks.rs` | scheduled repository checks, recorded for readiness |
 //! | `lease.rs` | one active daemon per repository |
 //! | `metrics.rs` | metric names and recording |
+//! | `wal/` | WAL streaming (`wal.streaming`): `pg_receivewal` supervised, its spool stored |
 //! | `regions/` | on every region's daemon: heartbeat, lag watching, health checks, `rfc2136` steering |
 
 pub mod checks;
@@ -28,6 +29,7 @@ pub mod retention;
 pub mod runner;
 pub mod scheduler;
 pub mod state;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -32,8 +32,9 @@ pub async fn check(
     let progress = Arc::new(Progress::default());
     let display = reporter.progress(Arc::clone(&progress), "check", false);
     let read_data = req.read_data || req.read_data_subset.is_some();
-    let report =
+    let mut report =
         lifeboat_repo::check::check_subset(repo, read_data, req.read_data_subset, progress).await?;
+    crate::wal::check::add_to_report(repo, &mut report).await?;
     drop(display);
     let mut rec = lifeboat_dr::record::CheckRecord::of(&report, read_data);
     rec.read_data_subset = req.read_data_subset.map(|s| s.to_string());

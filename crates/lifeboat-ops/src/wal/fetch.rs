@@ -5,14 +5,17 @@
 //! the directory). A name not in the archive fails at once (exit 3) with one
 //! short line: PostgreSQL asks for files past the end of the archive at the
 //! end of every recovery. A damaged copy fails (exit 4) naming its key; a
-//! lower epoch's copy is not used instead.
+//! lower epoch's copy is not used instead. A segment with no complete copy
+//! but versions from the daemon's streamer (`wal-partial/`) is served from
+//! the highest epoch's longest version: the segment as far as it was
+//! received, zeros after (docs/format.md, "Partial WAL objects").
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lifeboat_postgres::wal::WalName;
-use lifeboat_repo::wal::{self as store, WalKey};
+use lifeboat_repo::wal::{self as store, WalKey, partial};
 use serde::Serialize;
 
 use crate::context::Ctx;
@@ -34,6 +37,10 @@ pub struct Fetched {
     pub key: String,
     pub epoch: u64,
     pub size: u64,
+    /// Served from the streamer's newest version of a segment it had not
+    /// finished receiving (`wal-partial/`): PostgreSQL replays its valid
+    /// records and stops at the zeros after them.
+    pub partial: bool,
     pub seconds: f64,
 }
 
@@ -48,13 +55,23 @@ pub async fn fetch(ctx: &Ctx, req: FetchRequest) -> Result<Fetched> {
     let name = WalName::parse(&req.name).map_err(|e| usage(e.to_string()))?;
     let repo = super::open::open(ctx).await?;
     let copies = store::copies(&repo, name.timeline(), &req.name).await?;
-    let Some(key) = choose(&copies) else {
-        return Err(error(
-            Kind::NotFound,
-            format!("{} is not in the archive", req.name),
-        ));
+    let (key, epoch, data, partial) = match choose(&copies) {
+        Some(key) => (key.key(), key.epoch, store::get(&repo, key).await?, false),
+        None => {
+            // A segment the streamer is still receiving: its newest version.
+            let versions = match name.segment() {
+                Some(_) => partial::versions(&repo, name.timeline(), &req.name).await?,
+                None => Vec::new(),
+            };
+            let Some(v) = partial::newest(&versions) else {
+                return Err(error(
+                    Kind::NotFound,
+                    format!("{} is not in the archive", req.name),
+                ));
+            };
+            (v.key(), v.epoch, partial::get(&repo, v).await?, true)
+        }
     };
-    let data = store::get(&repo, key).await?;
     let dest = req.dest.clone();
     let size = data.len() as u64;
     tokio::task::spawn_blocking(move || write_atomically(&dest, &data))
@@ -68,9 +85,10 @@ pub async fn fetch(ctx: &Ctx, req: FetchRequest) -> Result<Fetched> {
         })?;
     Ok(Fetched {
         name: req.name,
-        key: key.key(),
-        epoch: key.epoch,
+        key,
+        epoch,
         size,
+        partial,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -4,6 +4,7 @@
 //! (`lifeboat_repo::wal`), written once, without a repository lock and
 //! without a KDF run when the repository is opened with a key file.
 
+pub mod check;
 pub mod epoch;
 pub mod fetch;
 pub mod list;
@@ -12,4 +13,4 @@ pub mod push;
 
 pub use fetch::{FetchRequest, Fetched, fetch};
 pub use list::{ListRequest, WalListing, list};
-pub use push::{PushRequest, Pushed, push};
+pub use push::{PushRequest, Pushed, Stored, push, store};

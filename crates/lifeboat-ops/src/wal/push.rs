@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use lifeboat_postgres::wal::WalName;
+use lifeboat_repo::Repository;
 use lifeboat_repo::wal::{self as store, PutOutcome, WalKey};
 use serde::Serialize;
 
@@ -51,7 +52,7 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| usage(format!("{} names no file", req.path.display())))?
         .to_string();
-    let name = WalName::parse(&file_name).map_err(|e| usage(e.to_string()))?;
+    WalName::parse(&file_name).map_err(|e| usage(e.to_string()))?;
     // The repository's opening (a few reads) and the epoch (a query of the
     // server, with failover: configured) do not depend on each other.
     let (repo, epoch, data) = tokio::join!(
@@ -66,9 +67,37 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
         )
     })?;
     let (repo, epoch) = (repo?, epoch?);
-    let key = WalKey::new(name.timeline(), &file_name, epoch.epoch)?;
-    let outcome = store::put_once(&repo, &key, &data).await?;
-    let (outcome, stored_bytes, compressed) = match outcome {
+    let stored = store(&repo, &file_name, &data, epoch.epoch).await?;
+    Ok(Pushed {
+        name: file_name,
+        key: stored.key.key(),
+        timeline: stored.key.timeline,
+        epoch,
+        size: data.len() as u64,
+        outcome: stored.outcome,
+        stored_bytes: stored.stored_bytes,
+        compressed: stored.compressed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What [`store`] did.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub key: WalKey,
+    /// `stored` or `already_stored`.
+    pub outcome: &'static str,
+    pub stored_bytes: u64,
+    pub compressed: bool,
+}
+
+/// Stores the WAL file `file_name` (`data`) under `epoch`, write-once: the
+/// one code path of `wal push` and the daemon's streamer. Other content
+/// already under the key is an integrity error and nothing is overwritten.
+pub async fn store(repo: &Repository, file_name: &str, data: &[u8], epoch: u64) -> Result<Stored> {
+    let name = WalName::parse(file_name).map_err(|e| usage(e.to_string()))?;
+    let key = WalKey::new(name.timeline(), file_name, epoch)?;
+    let (outcome, stored_bytes, compressed) = match store::put_once(repo, &key, data).await? {
         PutOutcome::Stored {
             stored_bytes,
             compressed,
@@ -78,16 +107,11 @@ pub async fn push(ctx: &Ctx, req: PushRequest) -> Result<Pushed> {
             return Err(differs(&key, data.len() as u64, stored_size));
         }
     };
-    Ok(Pushed {
-        name: file_name,
-        key: key.key(),
-        timeline: key.timeline,
-        epoch,
-        size: data.len() as u64,
+    Ok(Stored {
+        key,
         outcome,
         stored_bytes,
         compressed,
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -98,7 +122,7 @@ async fn read(path: PathBuf) -> std::io::Result<Vec<u8>> {
         .map_err(std::io::Error::other)?
 }
 
-fn differs(key: &WalKey, size: u64, stored_size: u64) -> Error {
+pub(crate) fn differs(key: &WalKey, size: u64, stored_size: u64) -> Error {
     error_with_hint(
         Kind::Integrity,
         format!(

@@ -15,6 +15,7 @@
 //! (timeline, log, segment); the number of segments per "log" is
 //! `0x1_0000_0000 / wal_segment_size` (256 for the default 16 MiB).
 
+pub mod receive;
 pub mod runs;
 
 use std::fmt;

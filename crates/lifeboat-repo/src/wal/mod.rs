@@ -13,9 +13,14 @@
 //! - Written without a repository lock and never rewritten: [`put_once`] is
 //!   a conditional create; an existing object is accepted only when its
 //!   plaintext is the same (by the keyed digest in its authenticated
-//!   header). Prune and check do not look under `wal/` yet.
+//!   header). Prune does not look under `wal/` yet; `check` does
+//!   (`check.rs`).
+//! - The daemon's streamer also stores versions of the segment being
+//!   written (`partial.rs`, under `wal-partial/`), each write-once too.
 
+pub mod check;
 pub mod object;
+pub mod partial;
 
 use bytes::Bytes;
 
@@ -123,9 +128,19 @@ pub enum PutOutcome {
 /// replaced. Returns once the storage's put has completed (durable: the
 /// local backend fsyncs the file and its directory).
 pub async fn put_once(repo: &Repository, key: &WalKey, data: &[u8]) -> Result<PutOutcome> {
-    let k = key.key();
-    let (stored, header) =
-        object::encode(repo.key(), &k, &key.name, data, repo.config().zstd_level)?;
+    put_once_at(repo, &key.key(), &key.name, data).await
+}
+
+/// [`put_once`] under any object key (`partial.rs` uses it for the
+/// streamer's versions of the current segment).
+pub(crate) async fn put_once_at(
+    repo: &Repository,
+    k: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<PutOutcome> {
+    let k = k.to_string();
+    let (stored, header) = object::encode(repo.key(), &k, name, data, repo.config().zstd_level)?;
     let stored_bytes = stored.len() as u64;
     if repo.storage().put_new(&k, Bytes::from(stored)).await? {
         return Ok(PutOutcome::Stored {
@@ -149,10 +164,13 @@ pub async fn put_once(repo: &Repository, key: &WalKey, data: &[u8]) -> Result<Pu
 /// The plaintext stored under `key`, verified (authenticated, size and
 /// digest checked); a damaged object is [`RepoError::Corrupt`] naming it.
 pub async fn get(repo: &Repository, key: &WalKey) -> Result<Vec<u8>> {
-    let k = key.key();
+    get_at(repo, key.key(), key.name.clone()).await
+}
+
+/// [`get`] of the object under `k`, which holds the file `name`.
+pub(crate) async fn get_at(repo: &Repository, k: String, name: String) -> Result<Vec<u8>> {
     let stored = repo.storage().get(&k).await?;
     let master = repo.key().clone();
-    let name = key.name.clone();
     tokio::task::spawn_blocking(move || object::decode(&master, &k, &name, &stored))
         .await
         .map_err(|e| RepoError::internal(crate::error::Fault::Task, e.to_string()))?

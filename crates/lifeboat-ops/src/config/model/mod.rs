@@ -12,12 +12,14 @@ mod regions;
 mod retention;
 mod sources;
 mod urls;
+mod wal;
 
 pub use failover::*;
 pub use quiesce::*;
 pub use regions::*;
 pub use sources::*;
 pub use urls::*;
+pub use wal::*;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -65,6 +67,9 @@ pub struct Config {
     /// timing, the fence, automatic failover and rejoin.
     #[serde(default)]
     pub failover: Option<FailoverConfig>,
+    /// WAL streaming by the daemon (docs/physical.md).
+    #[serde(default)]
+    pub wal: Option<WalConfig>,
     /// Where this configuration was read from (a path or `<string>`), for
     /// messages.
     #[serde(skip)]

@@ -1,0 +1,418 @@
+//! WAL streaming by the daemon (`wal.streaming`, docs/physical.md
+//! "Streaming") against a real PostgreSQL 15: `lifeboat serve` runs
+//! `pg_receivewal` through a replication slot and stores what arrives in
+//! the repository, the segment being received included (as partial
+//! versions); `kill -9` of the daemon at a random point loses and
+//! overwrites nothing; `check` names a missing segment and `check
+//! --read-data` a flipped byte; `status` shows the archive. A second test
+//! measures the archive's recovery point under `pgbench` (numbers printed,
+//! never asserted; docs/physical.md).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Env, Rng, rt, walk};
+use lifeboat_postgres::TempCluster;
+
+/// A repository, a cluster, and a configuration streaming its WAL.
+struct Setup {
+    env: Env,
+    cluster: TempCluster,
+    config: PathBuf,
+}
+
+fn setup(rt: &tokio::runtime::Runtime, partial_interval: &str) -> Setup {
+    let _ = rt;
+    let cluster = TempCluster::start_with(lifeboat_postgres::ClusterOptions {
+        settings: vec![
+            ("wal_level".into(), "replica".into()),
+            ("max_wal_senders".into(), "4".into()),
+            // Keep the segments in pg_wal, to compare the archive's bytes
+            // with the server's own.
+            ("wal_keep_size".into(), "2GB".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL 15 (run scripts/test.sh to install it)");
+    let mut env = Env::init();
+    env.envs
+        .push(("PGPW".into(), cluster.password().expose().to_string()));
+    let config = env.path("lifeboat.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository:\n  url: {repo}\n  password: {{env: LIFEBOAT_PASSWORD}}\n\
+             sources:\n  main:\n    kind: postgres\n    postgres:\n      url: {url}\n      password: {{env: PGPW}}\n\
+             objectives:\n  - {{scenario: database-corruption, rto: 30m, rpo: 1h}}\n\
+             serve:\n  lease: 10s\n\
+             wal:\n  spool_dir: {spool}\n  streaming:\n    main:\n      partial_interval: {partial_interval}\n",
+            repo = env.repo,
+            url = cluster.url("postgres"),
+            spool = env.path("spool").display(),
+        ),
+    )
+    .unwrap();
+    Setup {
+        env,
+        cluster,
+        config,
+    }
+}
+
+impl Setup {
+    fn sql<T>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        f: impl AsyncFnOnce(&lifeboat_postgres::Client) -> T,
+    ) -> T {
+        rt.block_on(async {
+            let c = self
+                .cluster
+                .conn_config("postgres")
+                .connect()
+                .await
+                .unwrap();
+            f(&c).await
+        })
+    }
+
+    fn lsn(&self, rt: &tokio::runtime::Runtime, q: &str) -> u64 {
+        let text: String = self.sql(rt, async |c| c.query_one(q, &[]).await.unwrap().get(0));
+        parse_lsn(&text)
+    }
+
+    fn daemon(&self, tag: &str) -> Daemon {
+        Daemon::start_active(&self.env, &self.config, tag)
+    }
+
+    fn ok_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--config", self.config.to_str().unwrap(), "--json"];
+        a.extend_from_slice(args);
+        self.env.ok_json(&a)
+    }
+
+    /// `lifeboat --config C ARGS`: (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let mut a = vec!["--config", self.config.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let o = self.env.run(&a);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn repo(&self) -> PathBuf {
+        PathBuf::from(&self.env.repo)
+    }
+}
+
+fn parse_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+/// A sample's value from a scrape: `family{source="main"} value`.
+fn metric(text: &str, family: &str) -> Option<f64> {
+    let prefix = format!("{family}{{source=\"main\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn scrape(d: &Daemon) -> String {
+    d.get("/metrics", None).1
+}
+
+/// Waits until the daemon reports the archive at or past `lsn`.
+fn wait_archived(d: &Daemon, lsn: u64, what: &str) {
+    d.poll(Duration::from_secs(120), what, || {
+        metric(&scrape(d), "lifeboat_wal_last_archived_lsn").filter(|&a| a >= lsn as f64)
+    });
+}
+
+/// Writes rows and switches segments `n` times.
+fn make_segments(s: &Setup, rt: &tokio::runtime::Runtime, n: usize) {
+    s.sql(rt, async |c| {
+        c.batch_execute("CREATE TABLE IF NOT EXISTS t (id serial, pad text)")
+            .await
+            .unwrap();
+        for _ in 0..n {
+            c.batch_execute(
+                "INSERT INTO t (pad) SELECT repeat(md5(g::text), 20) FROM generate_series(1, 3000) g",
+            )
+            .await
+            .unwrap();
+            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
+        }
+    });
+}
+
+/// Every stored object under `dir` of the repository: path → bytes.
+fn objects(repo: &Path, dir: &str) -> BTreeMap<PathBuf, Vec<u8>> {
+    let root = repo.join(dir);
+    if !root.exists() {
+        return BTreeMap::new();
+    }
+    walk(&root)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains('#'))
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+#[test]
+fn streaming_archives_seconds_behind_survives_kill_9_and_check_finds_damage() {
+    let rt = rt();
+    let s = setup(&rt, "1s");
+    let d = s.daemon("a");
+
+    // A row, then the archive holds the WAL that carries it: the segment
+    // being received, served by `wal fetch` from its partial version.
+    let marker = format!("row-marker-{}", common::rand_suffix());
+    s.sql(&rt, async |c| {
+        c.batch_execute("CREATE TABLE marked (v text)")
+            .await
+            .unwrap();
+        c.execute("INSERT INTO marked VALUES ($1)", &[&marker])
+            .await
+            .unwrap();
+    });
+    let committed = s.lsn(&rt, "SELECT pg_current_wal_lsn()::text");
+    wait_archived(&d, committed, "the row's commit archived");
+    let segment: String = s.sql(&rt, async |c| {
+        c.query_one(
+            "SELECT pg_walfile_name($1::text::pg_lsn)",
+            &[&format!(
+                "{:X}/{:X}",
+                committed >> 32,
+                committed & 0xFFFF_FFFF
+            )],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    });
+    let fetched = s.env.path("fetched");
+    let f = s.ok_json(&["wal", "fetch", &segment, fetched.to_str().unwrap()]);
+    assert_eq!(f["partial"], true, "{f}");
+    let bytes = std::fs::read(&fetched).unwrap();
+    assert_eq!(bytes.len(), 16 << 20, "a partial is served segment-sized");
+    assert!(
+        bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the fetched partial segment holds the row"
+    );
+    // The metrics: streaming up, a lag, the archive's recovery point.
+    let m = scrape(&d);
+    assert_eq!(metric(&m, "lifeboat_wal_streaming_up"), Some(1.0), "{m}");
+    let lag = metric(&m, "lifeboat_wal_lag_bytes").expect("lag reported");
+    assert!(lag >= 0.0, "{m}");
+    assert!(
+        metric(&m, "lifeboat_wal_last_archived_timestamp_seconds").is_some(),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "lifeboat_wal_archived_bytes_total").is_some_and(|b| b > 0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "lifeboat_wal_rpo_objective_seconds"),
+        Some(3600.0),
+        "{m}"
+    );
+
+    // Complete segments, then kill -9 at a random point of a second burst.
+    make_segments(&s, &rt, 3);
+    let switched = s.lsn(&rt, "SELECT pg_current_wal_lsn()::text");
+    wait_archived(&d, switched, "three switched segments archived");
+    let before = objects(&s.repo(), "wal");
+    assert!(before.len() >= 3, "{:?}", before.keys());
+    let mut rng = Rng::new(std::process::id() as u64 ^ 0x5eed);
+    let delay = Duration::from_millis(rng.below(2500));
+    std::thread::scope(|sc| {
+        sc.spawn(|| make_segments(&s, &rt, 4));
+        std::thread::sleep(delay);
+        d.signal(libc::SIGKILL);
+    });
+    drop(d);
+    make_segments(&s, &rt, 2);
+    let d = s.daemon("b");
+    let end = s.lsn(&rt, "SELECT pg_current_wal_lsn()::text");
+    wait_archived(&d, end, "everything archived after the restart");
+    // Nothing stored before the kill was rewritten.
+    let after = objects(&s.repo(), "wal");
+    for (p, b) in &before {
+        assert_eq!(after.get(p), Some(b), "{} changed or vanished", p.display());
+    }
+    // Every complete segment stored is the server's own, and none is
+    // missing from the first streamed to the last.
+    let listing = s.ok_json(&["wal", "list"]);
+    let tl = &listing["timelines"][0];
+    assert_eq!(tl["gaps"], serde_json::json!([]), "{listing}");
+    let first = tl["first"].as_str().unwrap().to_string();
+    let last = tl["last"].as_str().unwrap().to_string();
+    assert!(tl["segments"].as_u64().unwrap() >= 9, "{listing}");
+    let pg_wal = s.cluster.data_dir().join("pg_wal");
+    for p in after.keys() {
+        let name = p.parent().unwrap().file_name().unwrap().to_str().unwrap();
+        if name.len() != 24 {
+            continue;
+        }
+        let dest = s.env.path("cmp");
+        s.ok_json(&["wal", "fetch", name, dest.to_str().unwrap()]);
+        let server = pg_wal.join(name);
+        if server.exists() {
+            assert!(
+                std::fs::read(&dest).unwrap() == std::fs::read(&server).unwrap(),
+                "{name} differs from the server's"
+            );
+        }
+    }
+    let (code, out, err) = s.run(&["check", "--read-data"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("WAL: "), "{out}");
+    // The status shows the archive.
+    // (exit 1: the source was never backed up; the archive is shown anyway)
+    let (_, out, err) = s.run(&["--json", "status"]);
+    let st: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(st["wal"]["gaps"], serde_json::json!([]), "{st}");
+    assert!(st["wal"]["newest_segment"].is_string(), "{st}");
+    let d_log = d.log_text();
+    drop(d);
+
+    // A flipped byte in one stored segment: check --read-data names it;
+    // check without reading data does not see it.
+    let victim = after
+        .keys()
+        .find(|p| p.to_string_lossy().contains(&first))
+        .unwrap()
+        .clone();
+    let mut b = std::fs::read(&victim).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x01;
+    std::fs::write(&victim, &b).unwrap();
+    let (code, out, _) = s.run(&["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, err) = s.run(&["check", "--read-data"]);
+    assert_eq!(code, Some(4), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("ERROR wal/00000001/{first}/0")),
+        "{out}"
+    );
+
+    // A deleted segment between the first and the last: check names the gap.
+    let names: Vec<String> = after
+        .keys()
+        .filter_map(|p| {
+            let n = p.parent()?.file_name()?.to_str()?.to_string();
+            (n.len() == 24 && n != first && n != last).then_some(n)
+        })
+        .collect();
+    let gone = &names[names.len() / 2];
+    let gone_path = after
+        .keys()
+        .find(|p| p.to_string_lossy().contains(gone.as_str()))
+        .unwrap();
+    std::fs::remove_file(gone_path).unwrap();
+    let (code, out, err) = s.run(&["check"]);
+    assert_eq!(code, Some(4), "{out}\n{err}\ndaemon: {d_log}");
+    assert!(
+        out.contains(&format!(
+            "ERROR wal/00000001/{gone}: a gap in the WAL archive"
+        )),
+        "{out}"
+    );
+    let (code, out, _) = s.run(&["status"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("GAPS: timeline 1:") && out.contains(gone.as_str()),
+        "{out}"
+    );
+}
+
+/// The archive's recovery point under pgbench load: sampled every 250 ms
+/// from /metrics as now − lifeboat_wal_last_archived_timestamp_seconds.
+/// Prints the distribution (docs/physical.md); asserts only that the
+/// archive advanced under the load.
+#[test]
+fn recovery_point_under_pgbench() {
+    let rt = rt();
+    for interval in ["5s", "1s"] {
+        let s = setup(&rt, interval);
+        let bin = s.cluster.bin_dir().to_path_buf();
+        let pgbench = |args: &[&str]| {
+            let out = std::process::Command::new(bin.join("pgbench"))
+                .args(args)
+                .args(["-h", "127.0.0.1", "-p", &s.cluster.port().to_string()])
+                .args(["-U", s.cluster.superuser(), "postgres"])
+                .env("PGPASSWORD", s.cluster.password().expose())
+                .output()
+                .expect("run pgbench (run scripts/test.sh to install PostgreSQL 15)");
+            assert!(
+                out.status.success(),
+                "pgbench {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        pgbench(&["-i", "-s", "10", "-q"]);
+        let d = s.daemon(interval);
+        let start = s.lsn(&rt, "SELECT pg_current_wal_lsn()::text");
+        wait_archived(&d, start, "the initial load archived");
+        let seconds = 30;
+        let mut samples: Vec<f64> = Vec::new();
+        let mut lags: Vec<f64> = Vec::new();
+        let out = std::thread::scope(|sc| {
+            let run =
+                sc.spawn(|| pgbench(&["-c", "4", "-j", "2", "-T", &seconds.to_string(), "-N"]));
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_secs(3));
+            while t0.elapsed() < Duration::from_secs(seconds - 1) {
+                let m = scrape(&d);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64();
+                if let Some(t) = metric(&m, "lifeboat_wal_last_archived_timestamp_seconds") {
+                    samples.push(now - t);
+                }
+                if let Some(l) = metric(&m, "lifeboat_wal_lag_bytes") {
+                    lags.push(l);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            run.join().unwrap()
+        });
+        let end = s.lsn(&rt, "SELECT pg_current_wal_lsn()::text");
+        assert!(end > start);
+        wait_archived(&d, end, "the load archived");
+        samples.sort_by(f64::total_cmp);
+        lags.sort_by(f64::total_cmp);
+        assert!(!samples.is_empty());
+        let q = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let tps = out
+            .lines()
+            .find(|l| l.starts_with("tps"))
+            .unwrap_or("tps = ?")
+            .to_string();
+        println!(
+            "RPO partial_interval={interval}: {} samples, median {:.1} s, p95 {:.1} s, max {:.1} s; lag median {:.0} KiB, max {:.0} KiB; WAL {:.1} MiB in {seconds} s; pgbench {tps}",
+            samples.len(),
+            q(&samples, 0.5),
+            q(&samples, 0.95),
+            samples[samples.len() - 1],
+            q(&lags, 0.5) / 1024.0,
+            lags[lags.len() - 1] / 1024.0,
+            (end - start) as f64 / 1048576.0,
+        );
+        drop(d);
+    }
+}
