@@ -14,3 +14,6 @@ pub mod tar;
 
 pub use label::{BackupLabel, Lsn, WalRange, manifest_wal_range, parse_backup_label};
 pub use recovery::{LogVerdict, Target};
+/// The SQL client's error, for callers without a tokio-postgres dependency.
+pub use tokio_postgres::Error as SqlError;
+pub use tokio_postgres::SimpleQueryMessage;
