@@ -124,6 +124,10 @@ impl<R: Read> Read for PaddedTar<R> {
                 self.end()?;
                 return Ok(0);
             };
+            if e.path.is_empty() {
+                // The archive's root directory (`./`): DIR itself.
+                continue;
+            }
             let kind = match e.kind {
                 TarKind::File => EntryKind::File,
                 TarKind::Dir => EntryKind::Dir,

@@ -112,10 +112,23 @@ pub fn parse_header(h: &[u8; 512]) -> Result<Option<Entry>, HeaderError> {
             )));
         }
     };
-    let path = path.trim_end_matches('/').to_string();
-    if path.is_empty()
-        || path.starts_with('/')
-        || path.split('/').any(|c| c == ".." || c.is_empty())
+    // `./pg_wal/…` (pg_basebackup writes the WAL it fetched so): `.`
+    // components are dropped; the archive's root itself (`./`) is an empty
+    // path, allowed for a directory only.
+    if path.starts_with('/') {
+        return Err(HeaderError(format!(
+            "entry path {path:?} is not a plain relative path"
+        )));
+    }
+    let path = path
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|c| *c != ".")
+        .collect::<Vec<_>>()
+        .join("/");
+    if (path.is_empty() && h[156] != b'5')
+        || path.split('/').any(|c| c == "..")
+        || path.contains("//")
     {
         return Err(HeaderError(format!(
             "entry path {path:?} is not a plain relative path"
