@@ -135,7 +135,12 @@ fn stop_matches(target: &Target, line: &str) -> bool {
     match target {
         Target::Latest => false,
         Target::Time(_) => line.contains(" transaction ") && line.contains(", time "),
-        Target::Lsn(l) => line.contains(&format!("WAL location (LSN) \"{l}\"")),
+        // PostgreSQL names the record it stopped at, at or after the target.
+        Target::Lsn(l) => line
+            .split_once("WAL location (LSN) \"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .and_then(|x| x.parse::<Lsn>().ok())
+            .is_some_and(|at| at >= *l),
         Target::Xid(x) => line.contains(&format!(" of transaction {}", x & 0xffff_ffff)),
         Target::Name(n) => line.contains(&format!("at restore point \"{n}\"")),
     }
@@ -251,6 +256,7 @@ mod tests {
             (Target::Time(t), time, "reached"),
             (Target::Time(t), "", "unknown"),
             (Target::Lsn(Lsn(0x3000100)), lsn, "reached"),
+            (Target::Lsn(Lsn(0x3000000)), lsn, "reached"),
             (Target::Lsn(Lsn(0x3000200)), lsn, "unknown"),
             (Target::Xid(742), xid, "reached"),
             (Target::Xid((1 << 32) | 742), xid, "reached"),
