@@ -22,6 +22,7 @@ pub mod error;
 pub mod interrupt;
 pub mod kube;
 pub mod lease;
+pub mod physical;
 pub mod postgres;
 pub mod quiesce;
 pub mod region;

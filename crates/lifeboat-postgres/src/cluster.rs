@@ -162,7 +162,7 @@ fn find_bin_dir() -> Result<PathBuf, ClusterError> {
 }
 
 /// uid and gid of the `postgres` user when we are root; `None` when not root.
-fn run_as() -> Result<Option<(u32, u32)>, ClusterError> {
+pub(crate) fn run_as() -> Result<Option<(u32, u32)>, ClusterError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
@@ -187,7 +187,7 @@ fn run_as() -> Result<Option<(u32, u32)>, ClusterError> {
     Ok(Some((pwd.pw_uid, pwd.pw_gid)))
 }
 
-fn free_port() -> Result<u16, ClusterError> {
+pub(crate) fn free_port() -> Result<u16, ClusterError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("choosing a free port"))?;
     Ok(l.local_addr()
         .map_err(io_err("choosing a free port"))?
@@ -197,7 +197,7 @@ fn free_port() -> Result<u16, ClusterError> {
 /// initdb, pg_ctl and postgres of a throwaway cluster: stricter than
 /// [`crate::tools::child_command`] (no inherited `LANG`/`LC_*`/`TZ` either, so
 /// every throwaway cluster is the same: C locale, a fixed `PATH`).
-fn command(program: PathBuf, owner: Option<(u32, u32)>, cwd: &Path) -> Command {
+pub(crate) fn command(program: PathBuf, owner: Option<(u32, u32)>, cwd: &Path) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = crate::tools::child_command(program);
     cmd.env_clear()
@@ -210,7 +210,7 @@ fn command(program: PathBuf, owner: Option<(u32, u32)>, cwd: &Path) -> Command {
     cmd
 }
 
-fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
+pub(crate) fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .map_err(io_err(format!("chown {}", path.display())))?;
@@ -218,7 +218,7 @@ fn chown(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterError> {
     Ok(())
 }
 
-fn log_tail(path: &Path) -> String {
+pub(crate) fn log_tail(path: &Path) -> String {
     let Ok(mut f) = File::open(path) else {
         return String::new();
     };

@@ -9,6 +9,7 @@
 //! serde document to be stored with the snapshot.
 
 pub mod archive;
+pub mod basebackup;
 pub mod cluster;
 pub mod conn;
 pub mod demo_data;

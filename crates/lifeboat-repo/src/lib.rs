@@ -20,6 +20,7 @@ pub mod keys;
 pub mod lock;
 mod lock_options;
 pub mod pack;
+pub mod physical;
 pub mod progress;
 pub mod prune;
 pub mod references;

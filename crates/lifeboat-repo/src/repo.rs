@@ -469,6 +469,14 @@ impl Repository {
         self.stored_config.as_deref()
     }
 
+    /// The same repository cutting streams with `chunker` in the backups
+    /// made through it (physical snapshots' fixed-size blocks,
+    /// [`crate::physical::block_chunker`]); the stored `config` is unchanged.
+    pub fn with_chunker(mut self, chunker: ChunkerParams) -> Self {
+        self.config.chunker = chunker;
+        self
+    }
+
     /// Whether `other` makes the same blob ids and chunk boundaries (same id
     /// key and chunker parameters): a copy between the two sends blobs as
     /// they are, else it re-chunks (`docs/regions/copy.md`).

@@ -7,6 +7,7 @@ mod cmd_demo;
 mod cmd_drill;
 mod cmd_failover;
 mod cmd_kube;
+mod cmd_physical;
 mod cmd_postgres;
 mod cmd_region;
 mod cmd_repo;
@@ -175,6 +176,8 @@ pub enum BackupCommand {
     Postgres(cmd_postgres::BackupPostgresArgs),
     /// Back up Kubernetes objects: ConfigMaps, Secrets, custom resources and their CRDs
     Kube(cmd_kube::BackupKubeArgs),
+    /// Physical base backup of a PostgreSQL cluster (pg_basebackup streamed, fixed-size blocks)
+    Physical(cmd_physical::BackupPhysicalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +190,8 @@ pub enum RestoreCommand {
     Kube(cmd_kube::RestoreKubeArgs),
     /// Write out the configuration file a snapshot's backup ran with
     Config(cmd_copy::RestoreConfigArgs),
+    /// Point-in-time recovery of a physical base backup into an empty directory, verified
+    Physical(cmd_physical::RestorePhysicalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -395,6 +400,8 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Verify(a) => cmd_postgres::verify(&ctx, a).await,
         Command::Demo(a) => cmd_demo::run(&ctx, a).await,
         Command::Backup(BackupCommand::Kube(a)) => cmd_kube::backup(&ctx, a).await,
+        Command::Backup(BackupCommand::Physical(a)) => cmd_physical::backup(&ctx, a).await,
+        Command::Restore(RestoreCommand::Physical(a)) => cmd_physical::restore(&ctx, a).await,
         Command::Restore(RestoreCommand::Kube(a)) => cmd_kube::restore(&ctx, a).await,
         Command::Export(ExportCommand::Kube(a)) => cmd_kube::export(&ctx, a).await,
         Command::Unquiesce(a) => cmd_unquiesce::run(&ctx, a).await,

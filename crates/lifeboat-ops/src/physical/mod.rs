@@ -1,0 +1,96 @@
+//! Physical base backups and point-in-time recovery (docs/physical.md):
+//! `backup physical` ([`backup()`]: `pg_basebackup`'s tar stream laid out
+//! into fixed-size blocks, [`stream`]) and `restore physical`
+//! ([`restore()`]: a base backup chosen for the target by [`plan`], its
+//! files written, recovery settings, a private server run until it has
+//! recovered and promoted, the outcome verified, the server stopped).
+
+pub mod backup;
+pub mod plan;
+pub mod restore;
+pub mod stream;
+
+use chrono::{DateTime, Utc};
+use lifeboat_postgres::basebackup::Lsn;
+use lifeboat_repo::snapshot::SnapshotRef;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, INCOMPATIBLE, Result, fail, usage};
+
+pub use backup::{BackupOutcome, BackupRequest, backup};
+pub use restore::{RestoreOutcome, RestoreRequest, restore};
+
+/// What a physical snapshot records about its base backup (its `facts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicalFacts {
+    pub version: u64,
+    /// `pg_control_system().system_identifier`: which cluster this is.
+    pub system_identifier: String,
+    pub server_version: String,
+    pub server_version_num: i64,
+    /// The timeline the backup started on (`START TIMELINE`).
+    pub timeline: u32,
+    /// Where its WAL starts (`START WAL LOCATION`) and where it is
+    /// consistent (the manifest's `End-LSN`).
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
+    /// The server's clock before `pg_basebackup` started and after it
+    /// ended: the backup is consistent at some moment in between, so a
+    /// recovery target at or after `stop_time` is reachable from it.
+    pub start_time: DateTime<Utc>,
+    pub stop_time: DateTime<Utc>,
+    /// The server's next transaction id (`pg_snapshot_xmax`, with epoch)
+    /// after the backup ended: a transaction with this id or a later one
+    /// committed after the backup's consistency point.
+    pub next_xid: u64,
+    /// Bytes of a WAL segment (`wal_segment_size`).
+    pub wal_segment_size: u64,
+    pub data_checksums: bool,
+    /// The bootstrap superuser (role OID 10), used to connect to the
+    /// recovering server.
+    pub superuser: String,
+    /// Taken from a standby (`BACKUP FROM: standby`).
+    pub from_standby: bool,
+    /// The `backup_label` pg_basebackup wrote.
+    pub backup_label: String,
+    pub pg_basebackup_version: String,
+    /// Entries of the data directory, and their content bytes (unpadded).
+    pub files: u64,
+    pub file_bytes: u64,
+    pub block_size: u32,
+}
+
+/// Version of [`PhysicalFacts`] written.
+pub const FACTS_VERSION: u64 = 1;
+
+/// The facts of a physical snapshot; another kind is a usage error.
+pub fn physical_facts(snap: &SnapshotRef) -> Result<PhysicalFacts> {
+    let kind = snap.snapshot.kind.as_str();
+    if kind != lifeboat_repo::physical::KIND {
+        return Err(usage(format!(
+            "snapshot {} is a {kind} snapshot (source {}), not a physical one; nothing was \
+             changed. Pick a physical snapshot from `lifeboat snapshots`",
+            snap.short_id(),
+            snap.snapshot.source,
+        )));
+    }
+    let version = snap.snapshot.facts.get("version").and_then(|v| v.as_u64());
+    if version.is_some_and(|v| v > FACTS_VERSION) {
+        return Err(fail(
+            INCOMPATIBLE,
+            format!(
+                "snapshot {} records physical facts of version {}, newer than this Lifeboat \
+                 reads; upgrade Lifeboat",
+                snap.short_id(),
+                version.unwrap_or_default()
+            ),
+        ));
+    }
+    serde_json::from_value(snap.snapshot.facts.clone()).with_context(|| {
+        format!(
+            "snapshot {} carries unreadable physical facts",
+            snap.short_id()
+        )
+    })
+}
