@@ -112,16 +112,25 @@ fn one(rt: &tokio::runtime::Runtime, cluster: &TempCluster, sql: &str) -> String
 }
 
 fn wait_archived(rt: &tokio::runtime::Runtime, cluster: &TempCluster, last: &str) {
-    poll(Duration::from_secs(120), &format!("{last} archived"), || {
-        let failed = one(rt, cluster, "SELECT failed_count FROM pg_stat_archiver");
-        assert_eq!(failed, "0", "archiving failed; server log:\n{}", cluster.log_tail());
-        let archived = one(
-            rt,
-            cluster,
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        );
-        (archived.as_str() >= last).then_some(())
-    });
+    poll(
+        Duration::from_secs(120),
+        &format!("{last} archived"),
+        || {
+            let failed = one(rt, cluster, "SELECT failed_count FROM pg_stat_archiver");
+            assert_eq!(
+                failed,
+                "0",
+                "archiving failed; server log:\n{}",
+                cluster.log_tail()
+            );
+            let archived = one(
+                rt,
+                cluster,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            );
+            (archived.as_str() >= last).then_some(())
+        },
+    );
 }
 
 /// Switches to a new WAL segment and waits until the one just completed
@@ -153,7 +162,11 @@ fn labels(dir: &Path) -> Vec<String> {
         })
     });
     let mut server = server;
-    assert!(server.stop(Duration::from_secs(60)), "{}", server.log_tail());
+    assert!(
+        server.stop(Duration::from_secs(60)),
+        "{}",
+        server.log_tail()
+    );
     got
 }
 
@@ -210,7 +223,12 @@ fn point_in_time_recovery_to_every_kind_of_target() {
     let first_stored = first["bytes_stored"].as_u64().unwrap();
     let facts = &first["facts"];
     assert_eq!(facts["timeline"], 1);
-    assert!(facts["backup_label"].as_str().unwrap().contains("START WAL LOCATION"));
+    assert!(
+        facts["backup_label"]
+            .as_str()
+            .unwrap()
+            .contains("START WAL LOCATION")
+    );
     assert!(first["bytes_read"].as_u64().unwrap() > 50 << 20, "{first}");
 
     // A little churn, then a second base backup: it stores about what
@@ -225,8 +243,14 @@ fn point_in_time_recovery_to_every_kind_of_target() {
     let second_stored = second["bytes_stored"].as_u64().unwrap();
     eprintln!(
         "first base backup: read {} stored {} ({} blobs); second after 1 % churn: read {} new {} stored {} ({} new blobs, {} reused)",
-        first["bytes_read"], first_stored, first["blobs_new"],
-        second["bytes_read"], second["bytes_new"], second_stored, second["blobs_new"], second["blobs_reused"]
+        first["bytes_read"],
+        first_stored,
+        first["blobs_new"],
+        second["bytes_read"],
+        second["bytes_new"],
+        second_stored,
+        second["blobs_new"],
+        second["blobs_reused"]
     );
     assert!(
         second_stored * 5 < first_stored,
@@ -273,7 +297,11 @@ fn point_in_time_recovery_to_every_kind_of_target() {
         );
         (later == "t").then_some(())
     });
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('B') RETURNING id");
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('B') RETURNING id",
+    );
     switch_and_archive(&rt, &cluster);
 
     let ab = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -285,8 +313,14 @@ fn point_in_time_recovery_to_every_kind_of_target() {
     ] {
         let (dir, v) = restored_ok(&a, name, &target);
         assert_eq!(labels(&dir), ab(&["base", "A"]), "{name}: {v}");
-        assert!(v["reached"].as_str().unwrap().contains("recovery stopping"), "{v}");
-        assert_eq!(v["snapshot"], second["id"], "{name}: the newest backup reaches it");
+        assert!(
+            v["reached"].as_str().unwrap().contains("recovery stopping"),
+            "{v}"
+        );
+        assert_eq!(
+            v["snapshot"], second["id"],
+            "{name}: the newest backup reaches it"
+        );
     }
     let (dir, v) = restored_ok(&a, "to-latest", &["--to-latest"]);
     assert_eq!(labels(&dir), ab(&["base", "A", "B"]), "{v}");
