@@ -48,7 +48,7 @@ pub fn choose<'a>(cands: &'a [Candidate], target: &Target) -> Result<&'a Candida
         return Err("there is no physical snapshot (run `lifeboat backup physical` first)".into());
     }
     let mut sorted: Vec<&Candidate> = cands.iter().collect();
-    sorted.sort_by(|a, b| b.facts.stop_time.cmp(&a.facts.stop_time));
+    sorted.sort_by_key(|c| std::cmp::Reverse(c.facts.stop_time));
     sorted
         .iter()
         .find(|c| reaches(&c.facts, target))
@@ -212,6 +212,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // one table row: the inputs and the answer
     fn finds_gaps_after_the_backup() {
         let table: Vec<(Vec<u64>, u64, Option<u64>, Vec<u64>)> = vec![
             (vec![], 3, None, vec![]),
@@ -232,6 +233,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // one table row: the inputs and the answer
     fn replay_positions() {
         let t: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().unwrap();
         let before: DateTime<Utc> = "2026-12-06T09:59:59Z".parse().unwrap();

@@ -191,10 +191,13 @@ async fn archive_after(
     Ok((last.map(name), missing.into_iter().map(name).collect()))
 }
 
+/// Environment variables (name, value) a child process is given.
+type EnvVars = Vec<(String, String)>;
+
 /// The command the server runs to fetch WAL: this binary with the
 /// configuration, repository and secret file this restore used (absolute
 /// paths), and the environment variables it read them from.
-fn restore_command(ctx: &Ctx) -> Result<(Vec<String>, Vec<(String, String)>)> {
+fn restore_command(ctx: &Ctx) -> Result<(Vec<String>, EnvVars)> {
     let exe = std::env::current_exe()
         .map_err(|e| fail(FAILURE, format!("finding this program's path: {e}")))?;
     let abs = |p: &Path| -> Result<String> {

@@ -178,7 +178,9 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let t: DateTime<Utc> = "2026-12-06T10:46:00.5Z".parse().unwrap();
-        let cases: Vec<(Target, bool, Vec<(&str, &str)>)> = vec![
+        // (target, inclusive, the settings written)
+        type Case<'a> = (Target, bool, Vec<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
             (Target::Latest, true, vec![]),
             (
                 Target::Time(t),
