@@ -154,13 +154,15 @@ fn load() -> Manifests {
 }
 
 /// The metric names the daemon's metric modules define:
-/// `crates/lifeboat-ops/src/daemon/metrics.rs` and, for the region tasks,
-/// `crates/lifeboat-ops/src/daemon/regions/metrics.rs`.
+/// `crates/lifeboat-ops/src/daemon/metrics.rs`, for the region tasks
+/// `crates/lifeboat-ops/src/daemon/regions/metrics.rs`, for WAL streaming
+/// `crates/lifeboat-ops/src/daemon/wal/metrics.rs`.
 fn exported_metrics() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for file in [
         "crates/lifeboat-ops/src/daemon/metrics.rs",
         "crates/lifeboat-ops/src/daemon/regions/metrics.rs",
+        "crates/lifeboat-ops/src/daemon/wal/metrics.rs",
     ] {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         names.extend(
