@@ -154,6 +154,104 @@ pub(crate) fn status_text(s: ExitStatus) -> String {
     }
 }
 
+/// A running client tool whose standard output is read (`pg_dump`,
+/// `pg_basebackup`): its stdout enlarged and readable ([`Read`]) or taken,
+/// its stderr collected by a thread, and [`ToolStream::wait`], where a
+/// failure is reported with the tool's own message. Dropping it without
+/// `wait` kills the tool.
+pub struct ToolStream {
+    name: &'static str,
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stderr: StderrSink,
+    waited: bool,
+}
+
+impl ToolStream {
+    /// Spawns `cmd` (its arguments and environment set) with stdin closed
+    /// and stdout/stderr piped. `program` names it in a spawn error, `name`
+    /// in later ones.
+    pub fn spawn(mut cmd: Command, program: &Path, name: &'static str) -> Result<Self, DumpError> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| DumpError::Spawn {
+            program: program.to_path_buf(),
+            source: e,
+        })?;
+        let stdout = child.stdout.take();
+        if let Some(s) = &stdout {
+            use std::os::fd::AsRawFd;
+            enlarge_pipe(s.as_raw_fd());
+        }
+        let stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
+        Ok(ToolStream {
+            name,
+            child,
+            stdout,
+            stderr,
+            waited: false,
+        })
+    }
+
+    /// Takes the tool's stdout to read it elsewhere.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+
+    /// Process id (e.g. to kill it on cancellation).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the tool (cancellation); `wait` then reports the signal.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// Waits for the tool to exit. Closes our end of stdout first if still
+    /// held (a caller that stopped reading early thereby makes the tool
+    /// fail, not hang).
+    pub fn wait(&mut self) -> Result<(), DumpError> {
+        self.stdout = None;
+        self.waited = true;
+        let status = self.child.wait().map_err(|e| DumpError::Wait {
+            program: self.name.into(),
+            source: e,
+        })?;
+        let stderr = self.stderr.finish();
+        if !status.success() {
+            return Err(DumpError::Failed {
+                program: self.name.into(),
+                status: status_text(status),
+                stderr,
+            });
+        }
+        if !stderr.is_empty() {
+            tracing::warn!(stderr = %stderr, "{} wrote to stderr", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Read for ToolStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.stdout {
+            Some(s) => s.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for ToolStream {
+    fn drop(&mut self) {
+        if !self.waited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A running `pg_dump -Fc -Z0`. Read the archive from it ([`Read`]) or take its
 /// stdout; then call [`PgDump::wait`], which is where failures (with pg_dump's own
 /// message) are reported. A stream that ends early is only known to be bad after
@@ -161,12 +259,7 @@ pub(crate) fn status_text(s: ExitStatus) -> String {
 ///
 /// For async code: `tokio::process::ChildStdout::from_std(dump.take_stdout()?)`
 /// gives an `AsyncRead`, and `wait` belongs in `spawn_blocking`.
-pub struct PgDump {
-    child: Child,
-    stdout: Option<ChildStdout>,
-    stderr: StderrSink,
-    waited: bool,
-}
+pub struct PgDump(ToolStream);
 
 impl PgDump {
     /// Starts pg_dump for `cfg`'s database. `snapshot` is an id from
@@ -194,81 +287,33 @@ impl PgDump {
                 cmd.arg(format!("--table={}", t.quoted()));
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| DumpError::Spawn {
-            program: tools.pg_dump.clone(),
-            source: e,
-        })?;
-        let stdout = child.stdout.take();
-        if let Some(s) = &stdout {
-            use std::os::fd::AsRawFd;
-            enlarge_pipe(s.as_raw_fd());
-        }
-        let stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
-        Ok(PgDump {
-            child,
-            stdout,
-            stderr,
-            waited: false,
-        })
+        ToolStream::spawn(cmd, &tools.pg_dump, "pg_dump").map(PgDump)
     }
 
     /// Takes pg_dump's stdout (the archive) to read it elsewhere.
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.stdout.take()
+        self.0.take_stdout()
     }
 
     /// Process id (e.g. to kill it on cancellation).
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.0.id()
     }
 
     /// Kills pg_dump (cancellation); `wait` then reports the signal.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        self.0.kill()
     }
 
-    /// Waits for pg_dump to exit. Closes our end of stdout first if still held (a
-    /// caller that stopped reading early thereby makes pg_dump fail, not hang).
+    /// Waits for pg_dump to exit (see [`ToolStream::wait`]).
     pub fn wait(mut self) -> Result<(), DumpError> {
-        self.stdout = None;
-        self.waited = true;
-        let status = self.child.wait().map_err(|e| DumpError::Wait {
-            program: "pg_dump".into(),
-            source: e,
-        })?;
-        let stderr = self.stderr.finish();
-        if !status.success() {
-            return Err(DumpError::Failed {
-                program: "pg_dump".into(),
-                status: status_text(status),
-                stderr,
-            });
-        }
-        if !stderr.is_empty() {
-            tracing::warn!(stderr = %stderr, "pg_dump wrote to stderr");
-        }
-        Ok(())
+        self.0.wait()
     }
 }
 
 impl Read for PgDump {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match &mut self.stdout {
-            Some(s) => s.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for PgDump {
-    fn drop(&mut self) {
-        if !self.waited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.read(buf)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod facts;
 #[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 pub mod identity;
+pub mod lsn;
 pub mod selective;
 pub mod split_restore;
 pub mod tools;

@@ -303,6 +303,45 @@ pub async fn restore_item<W: Write + Send + 'static>(
     restore_item_part(repo, snap, item_name, &Part::All, writer, progress).await
 }
 
+/// Reads item `item_name` whole into memory, verified like any restore:
+/// for items known to be small (a stored configuration, a physical
+/// snapshot's file list, a kube snapshot's objects).
+pub async fn read_item(
+    repo: &Repository,
+    snap: &SnapshotRef,
+    item_name: Option<&str>,
+) -> Result<Vec<u8>> {
+    let buf = SharedBuf::default();
+    restore_item(
+        repo,
+        snap,
+        item_name,
+        buf.clone(),
+        Arc::new(Progress::default()),
+    )
+    .await?;
+    let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(bytes)
+}
+
+/// A `Write` into memory that [`read_item`] keeps a handle to (the
+/// restore owns the writer it is given).
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `part` of item `item_name` (`Part::All` or a `Part::Range`) to
 /// `writer`, in order. Every blob is verified as for a whole restore, and
 /// the chunk list is checked against the snapshot before anything is written.

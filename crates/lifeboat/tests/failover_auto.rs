@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env};
 use lifeboat_postgres::TempCluster;
@@ -215,39 +216,6 @@ serve:
     path
 }
 
-fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
-    rt.block_on(async {
-        let c = conn.connect().await.ok()?;
-        c.query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .ok()
-            .map(|r| r.get(0))
-    })
-}
-
-fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
-    let db = conn.with_dbname("lifeboat");
-    rt.block_on(async {
-        let c = db.connect().await.ok()?;
-        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
-            .await
-            .ok()?
-            .get(0)
-    })
-}
-
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
-}
-
-fn metric(d: &Daemon, series: &str) -> Option<f64> {
-    let (code, text) = d.try_get("/metrics", None)?;
-    (code == 200).then(|| sample(&text, series))?
-}
-
 struct Etcd<'a> {
     rt: &'a tokio::runtime::Runtime,
     endpoints: Vec<String>,
@@ -390,11 +358,9 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     assert!(leases.contains(&"witness"), "{view}");
     // The standby replays heartbeats from us-east: the lag guard has them.
     d_west.poll(BOUND, "a replayed heartbeat on eu-west", || {
-        metric(
-            &d_west,
-            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
-        )
-        .filter(|v| v.is_finite())
+        d_west
+            .metric("lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")
+            .filter(|v| v.is_finite())
     });
 
     // --- 1. us-east fails from one vantage point only: no failover -----------
@@ -409,13 +375,12 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
         (d["decision"] == "healthy" && d["failed_votes"] == 1 && d["needed"] == 2).then_some(())
     });
     d_witness.poll(BOUND, "the witness to count one failed vote", || {
-        metric(&d_witness, "lifeboat_failover_votes{vote=\"failed\"}").filter(|v| *v == 1.0)
+        d_witness
+            .metric("lifeboat_failover_votes{vote=\"failed\"}")
+            .filter(|v| *v == 1.0)
     });
     assert_eq!(
-        metric(
-            &d_witness,
-            "lifeboat_failover_decision{decision=\"healthy\"}"
-        ),
+        d_witness.metric("lifeboat_failover_decision{decision=\"healthy\"}"),
         Some(1.0)
     );
     d_witness.poll(BOUND, "the witness's own vote: us-east healthy", || {
@@ -437,13 +402,12 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
         etcd.vote("eu-west").is_none().then_some(())
     });
     d_witness.poll(BOUND, "the witness to count eu-west's vote missing", || {
-        metric(&d_witness, "lifeboat_failover_votes{vote=\"missing\"}").filter(|v| *v == 1.0)
+        d_witness
+            .metric("lifeboat_failover_votes{vote=\"missing\"}")
+            .filter(|v| *v == 1.0)
     });
     assert_eq!(
-        metric(
-            &d_witness,
-            "lifeboat_failover_decision{decision=\"healthy\"}"
-        ),
+        d_witness.metric("lifeboat_failover_decision{decision=\"healthy\"}"),
         Some(1.0)
     );
     assert_eq!(etcd.authority(), Some(("us-east".into(), 1)));
@@ -459,11 +423,9 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
         etcd.vote("eu-west").filter(|v| !v.failed)
     });
     d_west.poll(BOUND, "a replayed heartbeat on eu-west", || {
-        metric(
-            &d_west,
-            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
-        )
-        .filter(|v| v.is_finite())
+        d_west
+            .metric("lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")
+            .filter(|v| v.is_finite())
     });
 
     // --- 3. us-east lost: its daemon and PostgreSQL SIGKILLed ----------------
@@ -573,7 +535,9 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     assert_eq!(authority_epoch(&rt, &west_conn), Some(2));
     // The metrics of whoever is asked agree with the record.
     d_witness.poll(BOUND, "lifeboat_failovers_total 1", || {
-        metric(d_witness, "lifeboat_failovers_total").filter(|v| *v == 1.0)
+        d_witness
+            .metric("lifeboat_failovers_total")
+            .filter(|v| *v == 1.0)
     });
     let rto = rec["rto_dns_seconds"]
         .as_f64()

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Env;
+use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
@@ -102,28 +103,6 @@ fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_po
         c.query(q, &[])
             .await
             .unwrap_or_else(|e| panic!("{q}: {e:?}"))
-    })
-}
-
-fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
-    rt.block_on(async {
-        let c = conn.connect().await.ok()?;
-        c.query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .ok()
-            .map(|r| r.get(0))
-    })
-}
-
-fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
-    let mut db = conn.clone();
-    db.dbname = "lifeboat".into();
-    rt.block_on(async {
-        let c = db.connect().await.ok()?;
-        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
-            .await
-            .ok()?
-            .get(0)
     })
 }
 

@@ -154,24 +154,12 @@ impl Bed {
     fn wait_guarding(&self, d: &Daemon) -> i64 {
         let id = d.poll(BOUND, "us-east's lease in etcd", || self.east_lease());
         d.poll(BOUND, "the daemon to guard the primary", || {
-            metric(d, "lifeboat_fence_deadline_seconds{region=\"us-east\"}")
+            d.metric("lifeboat_fence_deadline_seconds{region=\"us-east\"}")
                 .filter(|v| v.is_finite())
         });
         assert!(self.east_up(), "the primary serves while guarded");
         id
     }
-}
-
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
-}
-
-fn metric(d: &Daemon, series: &str) -> Option<f64> {
-    let (code, text) = d.try_get("/metrics", None)?;
-    (code == 200).then(|| sample(&text, series))?
 }
 
 const FENCED: &str = "lifeboat_fenced{region=\"us-east\"}";
@@ -192,19 +180,16 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     let leases = view["leases"].as_array().expect("leases");
     assert!(leases.iter().any(|l| l["region"] == "us-east"), "{view}");
     assert_eq!(view["authority"]["primary"], "us-east", "{view}");
-    assert_eq!(metric(&d, FENCED), Some(0.0));
+    assert_eq!(d.metric(FENCED), Some(0.0));
     // While etcd answers, the renewals succeed and the server outlives the
     // first fence deadlines (4 s past each renewal: six renewals a second
     // apart pass several): a guard whose renewals hung would have fenced it.
     d.poll(BOUND, "six successful lease renewals", || {
-        metric(
-            &d,
-            "lifeboat_region_lease_renewals_total{region=\"us-east\"}",
-        )
-        .filter(|n| *n >= 6.0)
+        d.metric("lifeboat_region_lease_renewals_total{region=\"us-east\"}")
+            .filter(|n| *n >= 6.0)
     });
     assert!(b.east_up(), "the guarded primary serves while etcd answers");
-    assert_eq!(metric(&d, FENCED), Some(0.0));
+    assert_eq!(d.metric(FENCED), Some(0.0));
     assert!(
         !d.log_text()
             .contains("not renewed before the fence deadline"),
@@ -219,7 +204,7 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
         || (!b.east_up()).then_some(()),
     );
     d.poll(BOUND, "lifeboat_fenced 1", || {
-        metric(&d, FENCED).filter(|v| *v == 1.0)
+        d.metric(FENCED).filter(|v| *v == 1.0)
     });
     assert!(
         d.log_text().contains("fence deadline"),
@@ -237,13 +222,14 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
         b.east_lease().filter(|id| *id != first)
     });
     d.poll(BOUND, "a renewal after etcd returned", || {
-        metric(&d, "lifeboat_authority_reachable").filter(|v| *v == 1.0)
+        d.metric("lifeboat_authority_reachable")
+            .filter(|v| *v == 1.0)
     });
     assert!(
         !b.east_up(),
         "the server was started again after etcd returned"
     );
-    assert_eq!(metric(&d, FENCED), Some(1.0));
+    assert_eq!(d.metric(FENCED), Some(1.0));
 }
 
 #[test]
@@ -300,9 +286,9 @@ fn a_higher_epoch_naming_another_region_fences_a_writable_primary() {
         (!b.east_up()).then_some(())
     });
     d.poll(BOUND, "lifeboat_fenced 1", || {
-        metric(&d, FENCED).filter(|v| *v == 1.0)
+        d.metric(FENCED).filter(|v| *v == 1.0)
     });
     d.poll(BOUND, "the epoch metric", || {
-        metric(&d, "lifeboat_authority_epoch").filter(|v| *v == 2.0)
+        d.metric("lifeboat_authority_epoch").filter(|v| *v == 2.0)
     });
 }

@@ -201,18 +201,6 @@ serve:
 }
 
 /// The value of the series `series` (name with labels, exactly) in a scrape.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
-}
-
-fn metric(d: &Daemon, series: &str) -> Option<f64> {
-    let (code, text) = d.try_get("/metrics", None)?;
-    (code == 200).then(|| sample(&text, series))?
-}
-
 fn rt() -> tokio::runtime::Runtime {
     common::rt()
 }
@@ -316,7 +304,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     // the standby; the standby's daemon writes none (its server is a standby).
     let hb = "lifeboat_heartbeat_writes_total{region=\"us-east\"}";
     d_east.poll(LONG, "heartbeats written", || {
-        metric(&d_east, hb).filter(|v| *v >= 3.0)
+        d_east.metric(hb).filter(|v| *v >= 3.0)
     });
     let seq: i64 = rt.block_on(async {
         let c = standby.with_dbname("lifeboat").connect().await.unwrap();
@@ -330,26 +318,20 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     });
     assert!(seq >= 1);
     assert_eq!(
-        metric(
-            &d_west,
-            "lifeboat_heartbeat_writes_total{region=\"eu-west\"}"
-        ),
+        d_west.metric("lifeboat_heartbeat_writes_total{region=\"eu-west\"}"),
         Some(0.0)
     );
     assert_eq!(
-        metric(&d_west, "lifeboat_region_primary{region=\"us-east\"}"),
+        d_west.metric("lifeboat_region_primary{region=\"us-east\"}"),
         Some(1.0)
     );
 
     // Lag seen by both daemons, streaming as pg_stat_replication says.
     for d in [&d_east, &d_west] {
         d.poll(LONG, "eu-west streaming with a heartbeat age", || {
-            let s = metric(d, "lifeboat_replication_streaming{region=\"eu-west\"}")?;
-            let age = metric(
-                d,
-                "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
-            )?;
-            let bytes = metric(d, "lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
+            let s = d.metric("lifeboat_replication_streaming{region=\"eu-west\"}")?;
+            let age = d.metric("lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
+            let bytes = d.metric("lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
             (s == 1.0 && age.is_finite() && bytes.is_finite()).then_some(())
         });
     }
@@ -360,11 +342,9 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     );
     assert_eq!(state.as_deref(), Some("streaming"));
     assert!(
-        metric(
-            &d_east,
-            "lifeboat_replication_lag_seconds{region=\"us-east\"}"
-        )
-        .is_none()
+        d_east
+            .metric("lifeboat_replication_lag_seconds{region=\"us-east\"}")
+            .is_none()
     );
 
     // Replay paused on the standby: the byte lag the daemon reports is
@@ -373,14 +353,8 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     query(&rt, &standby, "SELECT pg_wal_replay_pause()::text");
     let frozen = query(&rt, &standby, "SELECT pg_last_wal_replay_lsn()::text").unwrap();
     let (bytes, age) = d_east.poll(LONG, "lag while replay is paused", || {
-        let b = metric(
-            &d_east,
-            "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
-        )?;
-        let a = metric(
-            &d_east,
-            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
-        )?;
+        let b = d_east.metric("lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
+        let a = d_east.metric("lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
         (b > 0.0 && a >= 3.0).then_some((b, a))
     });
     let current = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text").unwrap();
@@ -407,10 +381,8 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
 
     query(&rt, &standby, "SELECT pg_wal_replay_resume()::text");
     d_east.poll(LONG, "the standby to catch up", || {
-        let now_age = metric(
-            &d_east,
-            "lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}",
-        )?;
+        let now_age =
+            d_east.metric("lifeboat_replication_heartbeat_age_seconds{region=\"eu-west\"}")?;
         let replayed = query(
             &rt,
             &primary,
@@ -506,10 +478,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
         (lsn_diff(&replayed, &end) >= 0).then_some(())
     });
     d_east.poll(LONG, "the daemon to see the catch-up", || {
-        let bytes = metric(
-            &d_east,
-            "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
-        )?;
+        let bytes = d_east.metric("lifeboat_replication_lag_bytes{region=\"eu-west\"}")?;
         let now = query(&rt, &primary, "SELECT pg_current_wal_lsn()::text")?;
         (bytes as i64 <= lsn_diff(&now, &end)).then_some(())
     });
@@ -536,13 +505,12 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
         d.poll(LONG, "eu-west unhealthy", || {
             let s =
                 format!("lifeboat_region_healthy{{region=\"eu-west\",observer=\"{observer}\"}}");
-            (metric(d, &s)? == 0.0).then_some(())
+            (d.metric(&s)? == 0.0).then_some(())
         });
         assert_eq!(
-            metric(
-                d,
-                &format!("lifeboat_region_healthy{{region=\"us-east\",observer=\"{observer}\"}}")
-            ),
+            d.metric(&format!(
+                "lifeboat_region_healthy{{region=\"us-east\",observer=\"{observer}\"}}"
+            )),
             Some(1.0)
         );
     }
@@ -554,9 +522,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     assert!(detail.contains("left out: eu-west unhealthy"), "{detail}");
     let steered = d_east.log_text() + &d_west.log_text();
     assert!(steered.contains("traffic steered"), "{steered}");
-    let failures = metric(
-        &d_east,
-        "lifeboat_health_check_failures_total{region=\"eu-west\",check=\"web\",observer=\"us-east\"}",
+    let failures = d_east.metric("lifeboat_health_check_failures_total{region=\"eu-west\",check=\"web\",observer=\"us-east\"}",
     )
     .unwrap();
     assert!(failures >= 2.0, "{failures}");
@@ -571,7 +537,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
     assert!(!detail.contains("left out"), "{detail}");
     for d in [&d_east, &d_west] {
         d.poll(LONG, "the answer gauge", || {
-            (metric(d, "lifeboat_traffic_answer{region=\"eu-west\"}")? == 1.0).then_some(())
+            (d.metric("lifeboat_traffic_answer{region=\"eu-west\"}")? == 1.0).then_some(())
         });
     }
     drop(d_east);
@@ -663,7 +629,7 @@ serve:
     let d = Daemon::start(&env, &cfg, "us-east");
 
     d.poll(LONG, "a steering attempt the server rejects", || {
-        let f = metric(&d, "lifeboat_traffic_apply_failures_total")?;
+        let f = d.metric("lifeboat_traffic_apply_failures_total")?;
         (f >= 1.0).then_some(())
     });
     assert!(

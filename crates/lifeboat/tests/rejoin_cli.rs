@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Env;
+use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::{ClusterOptions, TempCluster};
@@ -144,28 +145,6 @@ fn count_opt(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Option
     })
 }
 
-fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
-    rt.block_on(async {
-        let c = conn.connect().await.ok()?;
-        c.query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .ok()
-            .map(|r| r.get(0))
-    })
-}
-
-fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
-    let mut db = conn.clone();
-    db.dbname = "lifeboat".into();
-    rt.block_on(async {
-        let c = db.connect().await.ok()?;
-        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
-            .await
-            .ok()?
-            .get(0)
-    })
-}
-
 /// `application_name`s the primary lists `streaming` in pg_stat_replication.
 fn streaming_to(rt: &tokio::runtime::Runtime, primary: &ConnConfig) -> Vec<String> {
     sql(
@@ -196,18 +175,6 @@ fn pg_ctl(bin: &Path, pgdata: &Path, args: &[&str]) {
 }
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// The value of `series` (name with labels, exactly) in the daemon's scrape.
-fn metric(d: &common::Daemon, series: &str) -> Option<f64> {
-    let (code, text) = d.try_get("/metrics", None)?;
-    if code != 200 {
-        return None;
-    }
-    text.lines().find_map(|l| {
-        let (s, v) = l.rsplit_once(' ')?;
-        (s == series).then(|| v.parse().ok())?
-    })
-}
 
 /// Whether the steering logged that it leaves `left_out` out (the
 /// authority's rule; logged when the set changes).
@@ -420,7 +387,7 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     });
     assert_eq!(bed.dig_a(), vec![EU.to_string()]);
     assert_eq!(
-        metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}"),
+        d.metric("lifeboat_traffic_answer{region=\"us-east\"}"),
         Some(0.0)
     );
 
@@ -476,7 +443,7 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
 
     // The daemon's own steering answers it again now that it replayed epoch 2.
     d.poll(LONG, "the daemon to answer us-east again", || {
-        (metric(&d, "lifeboat_traffic_answer{region=\"us-east\"}") == Some(1.0)).then_some(())
+        (d.metric("lifeboat_traffic_answer{region=\"us-east\"}") == Some(1.0)).then_some(())
     });
     d.poll(LONG, "the steering to leave nobody out", || {
         left_out_logged(&d, "").then_some(())

@@ -112,8 +112,9 @@ impl Setup {
 }
 
 fn parse_lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap();
-    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+    lifeboat_postgres::lsn::Lsn::parse(s)
+        .unwrap_or_else(|| panic!("not an LSN: {s:?}"))
+        .0
 }
 
 /// A sample's value from a scrape: `family{source="main"} value`.

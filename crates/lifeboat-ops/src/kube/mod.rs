@@ -14,15 +14,12 @@ pub mod restore;
 pub mod unquiesce;
 
 use std::error::Error as StdError;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use lifeboat_kube::error::{ErrorKind, KubeError};
 use lifeboat_kube::objects::select::{LabelSelector, Selection};
 use lifeboat_kube::objects::{ITEM_NAME, Record, parse_item};
 use lifeboat_repo::Repository;
-use lifeboat_repo::backup::Progress;
-use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::restore::read_item;
 use lifeboat_repo::snapshot::{Scope, SnapshotRef};
 
 use crate::config::{KubeSource, SourceKind};
@@ -148,23 +145,6 @@ fn kube_scope(a: &Select, source: Option<&KubeSource>) -> Result<Scope> {
     Ok(if chosen == own { Scope::full() } else { chosen })
 }
 
-/// A `Write` into shared memory, for reading an item whole.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("buffer lock poisoned"))?
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The kube snapshot `spec` names (of `source`, when given), and its
 /// records (verified as read).
 async fn load_snapshot(
@@ -187,21 +167,7 @@ async fn load_snapshot(
 
 /// The objects of a kube snapshot, every blob verified as it is read.
 pub async fn read_records(repo: &Repository, snap: &SnapshotRef) -> Result<Vec<Record>> {
-    let buf = SharedBuf::default();
-    restore_item(
-        repo,
-        snap,
-        Some(ITEM_NAME),
-        buf.clone(),
-        Arc::new(Progress::default()),
-    )
-    .await?;
-    let bytes = std::mem::take(
-        &mut *buf
-            .0
-            .lock()
-            .map_err(|_| crate::failure!("buffer lock poisoned"))?,
-    );
+    let bytes = read_item(repo, snap, Some(ITEM_NAME)).await?;
     parse_item(&bytes)
         .map_err(|e| kube_failure(e).context(format!("reading snapshot {}", snap.short_id())))
 }

@@ -16,7 +16,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ use lifeboat_postgres::wal::SegmentName;
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::Progress;
 use lifeboat_repo::physical::{DATA_ITEM, DirWriter, FILES_ITEM, FileList};
-use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::restore::{read_item, restore_item};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
@@ -80,23 +80,6 @@ pub struct RestoreOutcome {
     pub queries: Vec<QueryResult>,
     pub restore_seconds: f64,
     pub recovery_seconds: f64,
-}
-
-/// A writer into a shared buffer (the file list is small).
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `dir` must be absent or an empty directory.
@@ -371,16 +354,7 @@ async fn write_files(
     pgdata: &Path,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<(u64, u64)> {
-    let buf = SharedBuf::default();
-    restore_item(
-        repo,
-        snap,
-        Some(FILES_ITEM),
-        buf.clone(),
-        Arc::new(Progress::default()),
-    )
-    .await?;
-    let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let bytes = read_item(repo, snap, Some(FILES_ITEM)).await?;
     let list = FileList::parse(
         &bytes,
         &format!("snapshot {} {FILES_ITEM}", snap.short_id()),

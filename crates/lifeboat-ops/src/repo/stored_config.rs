@@ -8,12 +8,10 @@
 //! file's text to the repository, whose backup sessions add it to every
 //! snapshot.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Utc};
-use lifeboat_repo::restore::restore_item;
+use lifeboat_repo::Repository;
+use lifeboat_repo::restore::read_item;
 use lifeboat_repo::snapshot::CONFIG_ITEM;
-use lifeboat_repo::{Progress, Repository};
 use serde::Serialize;
 
 use crate::error::{Result, fail};
@@ -42,16 +40,7 @@ pub async fn read(repo: &Repository, spec: &str, source: Option<&str>) -> Result
             ),
         ));
     }
-    let buf = Buf::default();
-    restore_item(
-        repo,
-        &snap,
-        Some(CONFIG_ITEM),
-        buf.clone(),
-        Arc::new(Progress::default()),
-    )
-    .await?;
-    let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let bytes = read_item(repo, &snap, Some(CONFIG_ITEM)).await?;
     let text = String::from_utf8(bytes).map_err(|_| {
         fail(
             crate::error::INTEGRITY,
@@ -67,20 +56,4 @@ pub async fn read(repo: &Repository, spec: &str, source: Option<&str>) -> Result
         source: snap.snapshot.source.clone(),
         text,
     })
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

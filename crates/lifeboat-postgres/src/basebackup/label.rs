@@ -3,56 +3,7 @@
 //! `backup_manifest`'s `WAL-Ranges` (the WAL from the start to the end
 //! LSN, the point where the backup is consistent). Pure parsing.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// A WAL location (`pg_lsn`), printed and parsed as PostgreSQL does: `X/Y`
-/// in upper-case hex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Lsn(pub u64);
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
-    }
-}
-
-impl FromStr for Lsn {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a WAL location (like 0/16B3748)");
-        let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
-        if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
-            return Err(bad());
-        }
-        let hi = u64::from_str_radix(hi, 16).map_err(|_| bad())?;
-        let lo = u64::from_str_radix(lo, 16).map_err(|_| bad())?;
-        Ok(Lsn(hi << 32 | lo))
-    }
-}
-
-impl serde::Serialize for Lsn {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Lsn {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Lsn {
-    /// The WAL segment file holding this location on `timeline`, for
-    /// segments of `segment_bytes` (PostgreSQL's `XLogFileName`).
-    pub fn segment_name(self, timeline: u32, segment_bytes: u64) -> String {
-        let per_id = 0x1_0000_0000u64 / segment_bytes;
-        let seg = self.0 / segment_bytes;
-        format!("{timeline:08X}{:08X}{:08X}", seg / per_id, seg % per_id)
-    }
-}
+pub use crate::lsn::Lsn;
 
 /// The fields of a `backup_label` Lifeboat uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

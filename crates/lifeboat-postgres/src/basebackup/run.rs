@@ -13,10 +13,9 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Stdio};
 
 use crate::conn::ConnConfig;
-use crate::dump::{DumpError, StderrSink, enlarge_pipe, status_text};
+use crate::dump::{DumpError, ToolStream};
 
 /// The `pg_basebackup` next to the chosen client tools.
 pub fn program(tools_dir: &Path) -> PathBuf {
@@ -40,77 +39,25 @@ pub fn arguments(label: &str) -> Vec<String> {
 /// A running `pg_basebackup`: read its tar stream ([`Read`]), then
 /// [`PgBaseBackup::wait`], where a failure is reported with its stderr.
 /// Dropping it without `wait` kills it.
-pub struct PgBaseBackup {
-    child: Child,
-    stdout: Option<ChildStdout>,
-    stderr: StderrSink,
-    waited: bool,
-}
+pub struct PgBaseBackup(ToolStream);
 
 impl PgBaseBackup {
     pub fn spawn(program: &Path, cfg: &ConnConfig, label: &str) -> Result<Self, DumpError> {
         let mut cmd = crate::tools::child_command(program);
         cfg.apply_to_command(&mut cmd)?;
-        cmd.args(arguments(label))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| DumpError::Spawn {
-            program: program.to_path_buf(),
-            source: e,
-        })?;
-        let stdout = child.stdout.take();
-        if let Some(s) = &stdout {
-            use std::os::fd::AsRawFd;
-            enlarge_pipe(s.as_raw_fd());
-        }
-        let stderr = StderrSink::start(child.stderr.take().expect("stderr is piped"));
-        Ok(Self {
-            child,
-            stdout,
-            stderr,
-            waited: false,
-        })
+        cmd.args(arguments(label));
+        ToolStream::spawn(cmd, program, "pg_basebackup").map(PgBaseBackup)
     }
 
-    /// Waits for it to exit; its stderr is the error's text.
+    /// Waits for it to exit (see [`ToolStream::wait`]).
     pub fn wait(&mut self) -> Result<(), DumpError> {
-        self.stdout = None;
-        self.waited = true;
-        let status = self.child.wait().map_err(|e| DumpError::Wait {
-            program: "pg_basebackup".into(),
-            source: e,
-        })?;
-        let stderr = self.stderr.finish();
-        if !status.success() {
-            return Err(DumpError::Failed {
-                program: "pg_basebackup".into(),
-                status: status_text(status),
-                stderr,
-            });
-        }
-        if !stderr.is_empty() {
-            tracing::warn!(stderr = %stderr, "pg_basebackup wrote to stderr");
-        }
-        Ok(())
+        self.0.wait()
     }
 }
 
 impl Read for PgBaseBackup {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match &mut self.stdout {
-            Some(s) => s.read(buf),
-            None => Ok(0),
-        }
-    }
-}
-
-impl Drop for PgBaseBackup {
-    fn drop(&mut self) {
-        if !self.waited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.read(buf)
     }
 }
 

@@ -49,19 +49,6 @@ pub fn stream_args(spool: &Path, slot: &str, synchronous: bool) -> Vec<OsString>
     a
 }
 
-/// An LSN from PostgreSQL's text form `X/Y` (hex halves).
-pub fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.trim().split_once('/')?;
-    let hi = u32::from_str_radix(hi, 16).ok()?;
-    let lo = u32::from_str_radix(lo, 16).ok()?;
-    Some((u64::from(hi) << 32) | u64::from(lo))
-}
-
-/// PostgreSQL's text form of an LSN.
-pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
 /// The LSN where `seg` begins, for segments of `segment_size` bytes.
 pub fn segment_start(seg: &SegmentName, segment_size: u64) -> u64 {
     (u64::from(seg.log) * segs_per_log(segment_size) + u64::from(seg.seg)) * segment_size
@@ -71,22 +58,6 @@ pub fn segment_start(seg: &SegmentName, segment_size: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::wal::DEFAULT_SEGMENT_SIZE;
-
-    #[test]
-    fn lsns_parse_and_print() {
-        for (text, n) in [
-            ("0/0", 0u64),
-            ("0/3000028", 0x300_0028),
-            ("16/B374D848", 0x16_B374_D848),
-            ("FFFFFFFF/FFFFFFFF", u64::MAX),
-        ] {
-            assert_eq!(parse_lsn(text), Some(n), "{text}");
-            assert_eq!(format_lsn(n), text);
-        }
-        for bad in ["", "0", "x/1", "1/", "/1", "1/2/3"] {
-            assert_eq!(parse_lsn(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn segments_start_where_their_names_say() {

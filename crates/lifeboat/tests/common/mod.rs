@@ -565,6 +565,13 @@ impl Daemon {
         self.request("GET", path, token)
     }
 
+    /// The value of `series` (name with labels, exactly as exported) in
+    /// the daemon's `/metrics`; `None` while it does not answer 200.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (code, text) = self.try_get("/metrics", None)?;
+        (code == 200).then(|| sample(&text, series))?
+    }
+
     /// GET; panics with the daemon's log when it does not answer.
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         self.try_get(path, token)
@@ -654,4 +661,12 @@ pub fn dechunk(body: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The value of `series` (name with labels, exactly) in a Prometheus scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let (s, v) = l.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok())?
+    })
 }

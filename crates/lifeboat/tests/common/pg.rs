@@ -104,3 +104,27 @@ pub fn corrupt(rt: &tokio::runtime::Runtime, cfg: &ConnConfig) {
         fixture::corrupt(&c).await.unwrap();
     })
 }
+
+/// `pg_is_in_recovery()` of the server, `None` while it does not answer.
+pub fn in_recovery(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<bool> {
+    rt.block_on(async {
+        let c = conn.connect().await.ok()?;
+        c.query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()
+            .map(|r| r.get(0))
+    })
+}
+
+/// The newest epoch in the server's `lifeboat.authority` (database
+/// `lifeboat`), `None` while it does not answer or has none.
+pub fn authority_epoch(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> Option<i64> {
+    let db = conn.with_dbname("lifeboat");
+    rt.block_on(async {
+        let c = db.connect().await.ok()?;
+        c.query_one("SELECT max(epoch) FROM lifeboat.authority", &[])
+            .await
+            .ok()?
+            .get(0)
+    })
+}

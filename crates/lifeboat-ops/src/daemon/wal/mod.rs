@@ -37,9 +37,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use lifeboat_postgres::lsn::Lsn;
 use lifeboat_postgres::tools;
 use lifeboat_postgres::wal::SegmentName;
-use lifeboat_postgres::wal::receive::{self, parse_lsn, segment_start};
+use lifeboat_postgres::wal::receive::{self, segment_start};
 use lifeboat_repo::wal::PutOutcome;
 use lifeboat_repo::wal::partial::{self, PartialKey, valid_length};
 
@@ -273,8 +274,14 @@ impl<'a> Stream<'a> {
                   JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1)";
         match client.query_one(q, &[&slot]).await {
             Ok(row) => {
-                let current = row.get::<_, Option<String>>(0).and_then(|s| parse_lsn(&s));
-                let written = row.get::<_, Option<String>>(1).and_then(|s| parse_lsn(&s));
+                let current = row
+                    .get::<_, Option<String>>(0)
+                    .and_then(|s| Lsn::parse(&s))
+                    .map(|l| l.0);
+                let written = row
+                    .get::<_, Option<String>>(1)
+                    .and_then(|s| Lsn::parse(&s))
+                    .map(|l| l.0);
                 if let Some(c) = current {
                     self.samples.push(Utc::now(), c);
                 }
