@@ -42,7 +42,6 @@ use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env};
 use lifeboat_postgres::TempCluster;
-use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_region::authority::{AuthorityStore, EtcdSettings, VoteRecord};
 
 const REPL_PASSWORD: &str = "repl-Secret-a7f0";

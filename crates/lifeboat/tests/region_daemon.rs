@@ -430,11 +430,11 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
             .try_get("/metrics", None)
             .map(|(_, text)| text)
             .unwrap_or_default();
-        let streaming = sample(
+        let streaming = common::sample(
             &scrape,
             "lifeboat_replication_streaming{region=\"eu-west\"}",
         );
-        let bytes = sample(
+        let bytes = common::sample(
             &scrape,
             "lifeboat_replication_lag_bytes{region=\"eu-west\"}",
         );
