@@ -74,7 +74,8 @@ def unrun_test_problems(members):
 
     With `autotests = false` cargo builds only the `[[test]]` targets; a
     file beside them must be one of those or a `mod` of one (tests/main.rs
-    gathers most of the `lifeboat` crate's files), or it never runs.
+    gathers most of a crate's files, tests/daemons.rs or tests/timing.rs the
+    ones that run alone), or it never runs.
     """
     problems = []
     for name, pkg in sorted(members.items()):
@@ -84,8 +85,6 @@ def unrun_test_problems(members):
         roots = [t["src_path"] for t in pkg["targets"] if "test" in t["kind"]]
         covered = {os.path.realpath(r) for r in roots}
         for root in roots:
-            if os.path.basename(root) != "main.rs":
-                continue
             with open(root, encoding="utf-8") as f:
                 for m in re.finditer(r"^mod ([a-z0-9_]+);", f.read(), re.M):
                     covered.add(os.path.realpath(os.path.join(os.path.dirname(root), m.group(1) + ".rs")))
@@ -93,7 +92,7 @@ def unrun_test_problems(members):
             path = os.path.realpath(os.path.join(tests_dir, f))
             if f.endswith(".rs") and path not in covered:
                 problems.append(
-                    f"{name}: tests/{f} is in no test target: add `mod {f[:-3]};` to tests/main.rs "
+                    f"{name}: tests/{f} is in no test target: add `mod {f[:-3]};` to a test target's root (tests/main.rs) "
                     f"or a [[test]] entry to its Cargo.toml (autotests is off)"
                 )
     return problems

@@ -5,7 +5,7 @@
 //! exactly, and every metric the alerts and the dashboard use is one the
 //! daemon exports.
 
-mod common;
+use crate::common;
 
 use common::typed;
 

@@ -6,7 +6,7 @@
 //! explained by a comment, and the rules grant every request the quiescing
 //! protocol makes (and the object backup/restore and drills need).
 
-mod common;
+use crate::common;
 
 use common::typed;
 

@@ -14,8 +14,7 @@
 //! nothing changed once they return; etcd auth: a wrong password is
 //! `Unauthorized` and no password appears in any message.
 
-#[path = "support/etcd.rs"]
-mod etcd;
+use crate::etcd;
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +58,7 @@ fn epoch_of(r: &Versioned<AuthorityRecord>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initialize_once_and_concurrent_bumps_one_wins() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let s1 = store(&c, "/t-bump").await;
     let s2 = store(&c, "/t-bump").await;
@@ -152,6 +152,7 @@ async fn initialize_once_and_concurrent_bumps_one_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_bump_waits_until_the_old_primarys_lease_is_gone() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let s = store(&c, "/t-lease-gone").await;
     let first = s.initialize("us-east", "us-east/d").await.unwrap();
@@ -252,6 +253,7 @@ async fn a_failover_bump_waits_until_the_old_primarys_lease_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_keeps_the_key_and_a_region_has_one_holder() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let s = store(&c, "/t-keep").await;
     let other = store(&c, "/t-keep").await;
@@ -323,6 +325,7 @@ async fn keep_alive_keeps_the_key_and_a_region_has_one_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn election_has_one_leader_and_passes_on_when_its_lease_ends() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let s1 = store(&c, "/t-elect").await;
     let s2 = store(&c, "/t-elect").await;
@@ -402,6 +405,7 @@ fn step(name: &str) -> Progress {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_compare_and_swap_and_survives_a_crash() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let s = store(&c, "/t-progress").await;
     assert_eq!(s.progress::<Progress>().await.unwrap(), None);
@@ -483,6 +487,7 @@ async fn bounded<T>(what: &str, bound: Duration, f: impl std::future::Future<Out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_one_lost_changes_nothing_a_majority_lost_moves_nothing() {
+    let _alone = crate::alone::alone(module_path!());
     let mut c = EtcdCluster::start(3).await;
     let s = store(&c, "/t-quorum").await;
     let first = s.initialize("us-east", "us-east/d").await.unwrap();
@@ -553,6 +558,7 @@ async fn three_members_one_lost_changes_nothing_a_majority_lost_moves_nothing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_unavailable_naming_the_endpoint() {
+    let _alone = crate::alone::alone(module_path!());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -579,6 +585,7 @@ async fn nothing_listening_is_unavailable_naming_the_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_auth_a_wrong_password_is_unauthorized_and_never_printed() {
+    let _alone = crate::alone::alone(module_path!());
     const ROOT_PW: &str = "root-pw-Zq81";
     const RIGHT: &str = "lifeboat-pw-Xk93";
     const WRONG: &str = "wrong-pw-Jd27";
@@ -769,6 +776,7 @@ async fn writes_of(r: &mut etcd_client::Client, key: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bump_with_an_unknown_outcome_is_settled_by_reading_back() {
+    let _alone = crate::alone::alone(module_path!());
     let c = EtcdCluster::start(1).await;
     let link = link::Link::to(c.client_port(0)).await;
     let mut st = settings(vec![link.endpoint()], "/t-unknown");
@@ -851,6 +859,7 @@ async fn a_bump_with_an_unknown_outcome_is_settled_by_reading_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_over_tls_with_client_certificates() {
+    let _alone = crate::alone::alone(module_path!());
     use lifeboat_region::authority::EtcdTls;
     let c = EtcdCluster::start_tls(1).await;
     let pki = c.pki().unwrap().clone();

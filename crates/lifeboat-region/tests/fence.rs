@@ -93,6 +93,7 @@ async fn writer(conn: ConnConfig, commits: mpsc::UnboundedSender<u64>) -> (u64, 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoke_login_ends_sessions_refuses_logins_and_unfences_exactly_those_roles() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     let admin = p.conn_config("postgres").connect().await.unwrap();
     admin
@@ -226,6 +227,7 @@ async fn revoke_login_ends_sessions_refuses_logins_and_unfences_exactly_those_ro
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_refuses_connections_and_the_postmaster_is_gone() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     let target = target_of(&p);
     let session = p.conn_config("postgres").connect().await.unwrap();

@@ -4,9 +4,10 @@
 //! crate costs its own optimisation of the dependencies' generic code,
 //! which cost more CI time than running the tests.
 //!
-//! The files that run alone (`[[test]]` entries in Cargo.toml): lease expiry and fence deadlines
-//! (authority, fence) and Patroni's own loop timing (patroni) must not
-//! compete with the other tests for the CPU.
+//! Lease expiry and fence deadlines (authority, fence) and Patroni's own
+//! loop timing (patroni) must not compete with the other tests for the
+//! CPU: they are modules of `timing.rs` (the `timing` binary), where two of
+//! them never run at the same time.
 //! `scripts/check-workspace.py` fails when a file in this directory is in
 //! neither list (it would never run).
 

@@ -110,8 +110,7 @@ fn tail(path: &Path) -> String {
 // --- etcd ------------------------------------------------------------------------
 
 // One member of tests/support/etcd.rs (shared with tests/authority.rs).
-#[path = "support/etcd.rs"]
-mod etcd;
+use crate::etcd;
 use etcd::EtcdCluster as Etcd;
 
 // --- Patroni -------------------------------------------------------------------------
@@ -318,6 +317,7 @@ async fn one_text(c: &tokio_postgres::Client, sql: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_cluster_applied_through_patch_config_streams_through_the_slot() {
+    let _alone = crate::alone::alone(module_path!());
     need(PATRONI);
     let etcd = Etcd::start(1).await;
     let primary =
@@ -457,6 +457,7 @@ async fn standby_cluster_applied_through_patch_config_streams_through_the_slot()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_patch() {
+    let _alone = crate::alone::alone(module_path!());
     need(PATRONI);
     let etcd = Etcd::start(1).await;
     let primary = tokio::task::spawn_blocking(TempCluster::start)
@@ -536,6 +537,7 @@ async fn a_regular_patroni_cluster_with_its_own_initdb_is_refused_before_any_pat
 /// identifier, so nothing streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patching_a_regular_cluster_demotes_it_without_recloning_and_it_never_streams() {
+    let _alone = crate::alone::alone(module_path!());
     need(PATRONI);
     let etcd = Etcd::start(1).await;
     let primary = tokio::task::spawn_blocking(TempCluster::start)

@@ -18,7 +18,7 @@
 //!
 //! Conditions are polled with a bound; no timing is asserted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -165,6 +165,7 @@ fn check_metrics(text: &str) {
 
 #[test]
 fn the_lease_holder_copies_each_region_on_its_schedule_after_the_backups() {
+    let _alone = crate::alone::alone(module_path!());
     // Fail before starting anything when promtool is missing.
     promtool();
     let mut env = Env::init();

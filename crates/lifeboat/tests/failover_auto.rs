@@ -26,11 +26,9 @@
 //! with generous bounds; no timing is asserted (the measured RTO is
 //! printed).
 
-#[path = "../../lifeboat-region/tests/support/bind.rs"]
-mod bind;
-mod common;
-#[path = "../../lifeboat-region/tests/support/etcd.rs"]
-mod etcd;
+use crate::bind;
+use crate::common;
+use crate::etcd;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -280,6 +278,7 @@ fn postmaster_pid(pgdata: &Path) -> i32 {
 
 #[test]
 fn the_daemons_confirm_a_region_failure_and_fail_over() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = common::rt();
     let cluster = rt.block_on(etcd::EtcdCluster::start(3));
     let etcd = Etcd {

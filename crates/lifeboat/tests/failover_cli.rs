@@ -6,11 +6,9 @@
 //! servers, never from Lifeboat's own report alone. Conditions are polled
 //! with a bound; no timing is asserted.
 
-#[path = "../../lifeboat-region/tests/support/bind.rs"]
-mod bind;
-mod common;
-#[path = "../../lifeboat-region/tests/support/etcd.rs"]
-mod etcd;
+use crate::bind;
+use crate::common;
+use crate::etcd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,6 +106,7 @@ fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_po
 
 #[test]
 fn switchover_then_failover_move_the_primary_dns_and_epoch() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = common::rt();
     let etcd = rt.block_on(etcd::EtcdCluster::start(1));
     let b = bind::Bind::start();

@@ -17,9 +17,8 @@
 //!
 //! Conditions are polled with bounds; no timing is asserted.
 
-mod common;
-#[path = "../../lifeboat-region/tests/support/etcd.rs"]
-mod etcd;
+use crate::common;
+use crate::etcd;
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -166,6 +165,7 @@ const FENCED: &str = "lifeboat_fenced{region=\"us-east\"}";
 
 #[test]
 fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
+    let _alone = crate::alone::alone(module_path!());
     let mut b = bed();
     let d = b.daemon("a");
     let first = b.wait_guarding(&d);
@@ -234,6 +234,7 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
 
 #[test]
 fn a_killed_daemon_leaves_its_watchdog_to_stop_the_server_before_the_lease_expires() {
+    let _alone = crate::alone::alone(module_path!());
     let b = bed();
     let d = b.daemon("b");
     let id = b.wait_guarding(&d);
@@ -257,6 +258,7 @@ fn a_killed_daemon_leaves_its_watchdog_to_stop_the_server_before_the_lease_expir
 
 #[test]
 fn a_higher_epoch_naming_another_region_fences_a_writable_primary() {
+    let _alone = crate::alone::alone(module_path!());
     let b = bed();
     let d = b.daemon("c");
     b.wait_guarding(&d);

@@ -55,6 +55,7 @@ fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_feeder_gets_the_server_stopped() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     // The feeder: `cat`, relaying what the test writes to the watchdog. Only
     // cat holds the write end of the watchdog's input.
@@ -89,6 +90,7 @@ async fn a_killed_feeder_gets_the_server_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_feeder_gets_the_server_stopped() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     let mut feeder = Watchdog::spawn(&argv(&p)).unwrap();
     feeder.feed(far()).await.unwrap();
@@ -102,6 +104,7 @@ async fn a_dropped_feeder_gets_the_server_stopped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_passed_deadline_gets_the_server_stopped_while_the_pipe_stays_open() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     let mut feeder = Watchdog::spawn(&argv(&p)).unwrap();
     feeder.feed(far()).await.unwrap();
@@ -119,6 +122,7 @@ async fn a_passed_deadline_gets_the_server_stopped_while_the_pipe_stays_open() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn release_leaves_the_server_running() {
+    let _alone = crate::alone::alone(module_path!());
     let p = cluster();
     let mut feeder = Watchdog::spawn(&argv(&p)).unwrap();
     for _ in 0..3 {

@@ -3,7 +3,7 @@
 //! as root, whom file modes do not stop; `chmod -R a-w` otherwise), SIGINT
 //! during a backup removes its lock, and `--retry-lock` is a global flag.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,7 @@ impl Drop for ReadOnlyView {
 
 #[test]
 fn snapshots_restore_and_check_work_from_a_read_only_repository() {
+    let _alone = crate::alone::alone(module_path!());
     let mut e = Env::init();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let snap = e.backup_bytes("ro", &data);
@@ -98,6 +99,7 @@ fn snapshots_restore_and_check_work_from_a_read_only_repository() {
 
 #[test]
 fn sigint_during_a_backup_removes_its_lock() {
+    let _alone = crate::alone::alone(module_path!());
     let e = Env::init();
     let mut child = e
         .cmd(&["backup", "stream", "--name", "interrupted"])
@@ -127,6 +129,7 @@ fn sigint_during_a_backup_removes_its_lock() {
 
 #[test]
 fn retry_lock_is_a_global_flag_with_a_duration() {
+    let _alone = crate::alone::alone(module_path!());
     let e = Env::init();
     e.ok(&["--retry-lock", "30s", "check"]);
     e.ok(&["check", "--retry-lock", "1m"]);
@@ -138,6 +141,7 @@ fn retry_lock_is_a_global_flag_with_a_duration() {
 /// restores and verifies, and only its record is skipped, with a warning.
 #[test]
 fn a_drill_passes_from_a_read_only_repository() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, mut env) = setup(&rt);
     let cfg_path = env.path("lifeboat.yaml");

@@ -4,9 +4,10 @@
 //! release profile, and compiling (optimising) the same dependencies' generic
 //! code into 30 binaries cost more CI time than running the tests.
 //!
-//! The files that run alone (`[[test]]` entries in Cargo.toml) start
-//! daemons with short leases and fence deadlines or several etcd members:
-//! their timing must not compete with the other tests for the CPU.
+//! The files that start daemons with short leases and fence deadlines or
+//! several etcd members are modules of `daemons.rs` (the `daemons` binary),
+//! where two of them never run at the same time: their timing must not
+//! compete with the other tests for the CPU.
 //! `scripts/check-workspace.py` fails when a file in this directory is in
 //! neither list (it would never run).
 

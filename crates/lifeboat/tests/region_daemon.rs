@@ -18,9 +18,8 @@
 //!
 //! Conditions are polled with a bound; no timing is asserted.
 
-#[path = "../../lifeboat-region/tests/support/bind.rs"]
-mod bind;
-mod common;
+use crate::bind;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -244,6 +243,7 @@ fn item(r: &serde_json::Value, id: &str) -> (String, String) {
 
 #[test]
 fn two_regions_heartbeat_lag_health_and_dns_steering() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let p = TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
@@ -549,6 +549,7 @@ fn two_regions_heartbeat_lag_health_and_dns_steering() {
 /// the file holds the right one, the next period steers.
 #[test]
 fn a_tsig_secret_fixed_in_its_file_is_taken_without_a_restart() {
+    let _alone = crate::alone::alone(module_path!());
     let p = TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     );

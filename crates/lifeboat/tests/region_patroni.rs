@@ -8,7 +8,7 @@
 //! crates/lifeboat-region/tests/patroni.rs. Conditions are polled with a
 //! bound; no timing is asserted.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -367,6 +367,7 @@ fn region<'a>(status: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn replicate_makes_a_patroni_cluster_a_standby_cluster_idempotently_and_status_shows_it() {
+    let _alone = crate::alone::alone(module_path!());
     need(PATRONI);
     need("etcd");
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -9,11 +9,9 @@
 //! rows), from BIND and from etcd, never from Lifeboat's report alone.
 //! Conditions are polled with a bound; no timing is asserted.
 
-#[path = "../../lifeboat-region/tests/support/bind.rs"]
-mod bind;
-mod common;
-#[path = "../../lifeboat-region/tests/support/etcd.rs"]
-mod etcd;
+use crate::bind;
+use crate::common;
+use crate::etcd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -366,6 +364,7 @@ fn steps_of(doc: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
+    let _alone = crate::alone::alone(module_path!());
     let bed = failed_over(true);
     let (rt, cfg) = (&bed.rt, bed.cfg());
 
@@ -558,6 +557,7 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
 
 #[test]
 fn without_wal_log_hints_or_checksums_the_old_primary_is_cloned() {
+    let _alone = crate::alone::alone(module_path!());
     let bed = failed_over(false);
     let (rt, cfg) = (&bed.rt, bed.cfg());
     // us-east stays down (its region came back but nobody started it).

@@ -14,7 +14,7 @@
 //! Nothing here asserts a timing except as a generous timeout; every wait
 //! is a poll.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -146,6 +146,7 @@ fn unix_seconds(time: &serde_json::Value) -> f64 {
 /// Must hold 1.
 #[test]
 fn per_second_schedule_keeps_last_two_and_metrics_match_snapshots() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let config = write_config(
@@ -296,6 +297,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 /// Must hold 2.
 #[test]
 fn database_down_is_a_failure_with_a_reason_and_recovers_by_itself() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let gate = Gate::new(cluster.port());
@@ -362,6 +364,7 @@ fn database_down_is_a_failure_with_a_reason_and_recovers_by_itself() {
 /// Must hold 3.
 #[test]
 fn api_backup_needs_the_bearer_token() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     // No schedule: only the API backs this source up.
@@ -446,6 +449,7 @@ fn wait_for_held_backup(d: &Daemon, rt: &tokio::runtime::Runtime, cluster: &Temp
 /// Must hold 4.
 #[test]
 fn sigterm_during_a_backup_exits_0_without_a_partial_snapshot() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     // A yearly schedule whose slot has passed and no snapshot: the daemon
@@ -522,6 +526,7 @@ fn sigterm_during_a_backup_exits_0_without_a_partial_snapshot() {
 /// Must hold 5.
 #[test]
 fn two_daemons_one_active_and_takeover_after_a_kill() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     let lease = Duration::from_secs(4);
@@ -597,6 +602,7 @@ fn two_daemons_one_active_and_takeover_after_a_kill() {
 /// CLI's).
 #[test]
 fn kube_source_on_schedule_and_token_from_a_kubernetes_secret() {
+    let _alone = crate::alone::alone(module_path!());
     use base64::Engine;
     let ns = "kubernaut-system";
     let api = kube_double::ApiDouble::start_in_thread();
@@ -661,6 +667,7 @@ serve:
 /// located like every other one.
 #[test]
 fn unknown_time_zone_is_refused_at_start_with_its_position() {
+    let _alone = crate::alone::alone(module_path!());
     let env = Env::init();
     let config = write_config(
         &env,
@@ -695,6 +702,7 @@ fn unknown_time_zone_is_refused_at_start_with_its_position() {
 /// the old path.
 #[test]
 fn a_repository_moved_away_fails_runs_and_is_not_created_again() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let (cluster, env) = setup(&rt);
     // A long lease: the daemon stays active while the test looks.
@@ -741,6 +749,7 @@ fn a_repository_moved_away_fails_runs_and_is_not_created_again() {
 /// run succeeds without a restart.
 #[test]
 fn a_rotated_kubernetes_secret_is_taken_at_the_next_run() {
+    let _alone = crate::alone::alone(module_path!());
     use base64::Engine;
     let rt = rt();
     let (cluster, env) = setup(&rt);

@@ -8,7 +8,7 @@
 //! measures the archive's recovery point under `pgbench` (numbers printed,
 //! never asserted; docs/physical.md).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,6 +171,7 @@ fn objects(repo: &Path, dir: &str) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn streaming_archives_seconds_behind_survives_kill_9_and_check_finds_damage() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     let s = setup(&rt, "1s");
     let d = s.daemon("a");
@@ -345,6 +346,7 @@ fn streaming_archives_seconds_behind_survives_kill_9_and_check_finds_damage() {
 /// archive advanced under the load.
 #[test]
 fn recovery_point_under_pgbench() {
+    let _alone = crate::alone::alone(module_path!());
     let rt = rt();
     for interval in ["5s", "1s"] {
         let s = setup(&rt, interval);
