@@ -14,6 +14,10 @@
 //! - (c) the authority moves to eu-west at a higher epoch (written here
 //!   through `AuthorityStore`) while us-east's server is a writable
 //!   primary → the daemon fences it.
+//! - (d) etcd is down when the daemon starts beside a writable primary →
+//!   the server is fenced once a lease taken at the start would have
+//!   passed its fence deadline; etcd returns → a lease, the server stays
+//!   down.
 //!
 //! Conditions are polled with bounds; no timing is asserted.
 
@@ -224,6 +228,43 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     d.poll(BOUND, "a renewal after etcd returned", || {
         d.metric("lifeboat_authority_reachable")
             .filter(|v| *v == 1.0)
+    });
+    assert!(
+        !b.east_up(),
+        "the server was started again after etcd returned"
+    );
+    assert_eq!(d.metric(FENCED), Some(1.0));
+}
+
+#[test]
+fn a_primary_whose_daemon_starts_without_etcd_is_fenced_at_the_deadline() {
+    let _alone = crate::alone::alone(module_path!());
+    let mut b = bed();
+    b.etcd.kill(&[0, 1, 2]);
+    assert!(b.east_up(), "the primary serves before the daemon starts");
+    let d = b.daemon("d");
+    // No lease could ever be taken, so nothing covers the server: it is
+    // fenced once a lease granted at the daemon's start would have passed
+    // its fence deadline (another region could otherwise be promoted past
+    // it by a majority the daemon cannot reach).
+    d.poll(
+        BOUND,
+        "the primary to be fenced (connections refused)",
+        || (!b.east_up()).then_some(()),
+    );
+    d.poll(BOUND, "lifeboat_fenced 1", || {
+        d.metric(FENCED).filter(|v| *v == 1.0)
+    });
+    assert!(
+        d.log_text().contains("holds no region lease"),
+        "the log says why: {}",
+        d.log_text()
+    );
+    // etcd returns: the daemon takes the lease, and the server stays down.
+    b.rt.block_on(b.etcd.restart(&[0, 1, 2]));
+    b.rt.block_on(b.etcd.wait_healthy(&[0, 1, 2]));
+    d.poll(BOUND, "us-east's lease once etcd is back", || {
+        b.east_lease()
     });
     assert!(
         !b.east_up(),

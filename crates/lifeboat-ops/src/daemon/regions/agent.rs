@@ -19,6 +19,11 @@
 //! - A region the authority does not name, whose server is a writable
 //!   primary at an older epoch than the authority's ([`stale_primary`]), is
 //!   fenced at once.
+//! - Without a lease (etcd unreachable when the daemon starts, a lease
+//!   lost while holding, a grant refused): a writable primary here is
+//!   fenced once the fence deadline after the last renewal (after the
+//!   daemon's start when it never had one) has passed, whatever the
+//!   authority says ([`Agent::guard_without_lease`]).
 //! - SIGTERM beside the primary: the server is fenced (the configured
 //!   method; the watchdog stops it if that fails) and the lease is NOT
 //!   revoked, so nothing is promoted elsewhere before it expires. The
@@ -189,12 +194,13 @@ async fn run(d: Arc<Daemon>, region: String) {
         }
         let s = match &store {
             Some(s) => s.clone(),
-            None => match a.connect().await {
-                Some(s) => {
+            None => match tokio::time::timeout_at(a.unleased_budget().into(), a.connect()).await {
+                Ok(Some(s)) => {
                     store = Some(s.clone());
                     s
                 }
-                None => {
+                Ok(None) | Err(_) => {
+                    a.guard_without_lease().await;
                     if pause(&a.d, a.timing.renew_interval).await {
                         return;
                     }
@@ -205,6 +211,7 @@ async fn run(d: Arc<Daemon>, region: String) {
         match a.with_lease(&s).await {
             End::Shutdown => return,
             End::LeaseLost | End::Again => {
+                a.guard_without_lease().await;
                 if pause(&a.d, a.timing.renew_interval).await {
                     return;
                 }
@@ -292,11 +299,23 @@ impl Agent {
     /// One lease: grant it, then guard or hold until it is lost or the
     /// daemon stops.
     async fn with_lease(&mut self, store: &AuthorityStore) -> End {
-        let Some(mut record) = self.authority(store).await else {
+        let budget = self.unleased_budget();
+        let Ok(Some(mut record)) =
+            tokio::time::timeout_at(budget.into(), self.authority(store)).await
+        else {
             return End::LeaseLost;
         };
         let sent = Instant::now();
-        let lease = match store.grant(&self.region, self.timing.lease_ttl).await {
+        let granted = tokio::time::timeout_at(
+            budget.into(),
+            store.grant(&self.region, self.timing.lease_ttl),
+        )
+        .await;
+        let Ok(granted) = granted else {
+            tracing::warn!(region = %self.region, "granting this region's lease did not answer in time; retrying");
+            return End::LeaseLost;
+        };
+        let lease = match granted {
             Ok(l) => {
                 metrics::authority_reachable(true);
                 l
@@ -431,6 +450,52 @@ impl Agent {
         tracing::error!(region = %self.region, authority_primary = %record.primary, epoch = record.epoch,
             own_epoch = ?own_epoch, "the authority names another region at a higher epoch and this region's server accepts writes: fencing it now");
         self.fence_now(own_epoch.unwrap_or(0), "a stale primary")
+            .await;
+    }
+
+    /// How long a call made while this daemon holds no lease may take: up
+    /// to the fence deadline that [`Self::guard_without_lease`] keeps, so a
+    /// hanging etcd call cannot delay it; once that deadline has passed, a
+    /// lease TTL (the check is repeated after every attempt).
+    fn unleased_budget(&self) -> Instant {
+        let now = Instant::now();
+        let deadline = self.timing.deadline(self.last_renewed());
+        if deadline > now {
+            deadline
+        } else {
+            now + self.timing.lease_ttl
+        }
+    }
+
+    /// While this daemon holds no lease (etcd unreachable when it started,
+    /// a lease lost while holding, a grant refused or unanswered), a
+    /// writable primary here must not outlive the lease it may still be
+    /// covered by (the previous daemon's, or the one last renewed): once
+    /// the fence deadline after the last renewal has passed (after this
+    /// daemon's start when it never had a lease), it is fenced with the
+    /// configured method, whatever the authority says (etcd cannot tell).
+    /// A server in recovery, stopped or unreachable is left alone. Agent
+    /// mode only; a fenced server stays fenced.
+    async fn guard_without_lease(&mut self) {
+        if self.fenced || !self.region_config().is_some_and(agent_mode) {
+            return;
+        }
+        if Instant::now() < self.timing.deadline(self.last_renewed()) {
+            return;
+        }
+        let Ok(conn) = server(&self.d.ctx, self.config(), &self.region).await else {
+            return;
+        };
+        let own = Server {
+            name: self.region.clone(),
+            conn,
+        };
+        if observe(&own, OBSERVE_RETRY).await.role != Role::Primary {
+            return;
+        }
+        tracing::error!(region = %self.region,
+            "this daemon holds no region lease (etcd unreachable, or the lease not granted) past the fence deadline, and this region's server accepts writes: fencing it, as a guarded primary is at its deadline (docs/failover.md, \"When etcd is unavailable\")");
+        self.fence_now(self.own_epoch.unwrap_or(0), "no region lease")
             .await;
     }
 
