@@ -7,7 +7,8 @@
 //! checksums), and `rehearse` switches over and back. Every result is read
 //! back from the servers (roles, rows, `pg_stat_replication`, the epoch
 //! rows), from BIND and from etcd, never from Lifeboat's report alone.
-//! Conditions are polled with a bound; no timing is asserted.
+//! With `failover.auto_rejoin` the old primary's own daemon does the same
+//! on its own. Conditions are polled with a bound; no timing is asserted.
 
 use crate::bind;
 use crate::common;
@@ -585,5 +586,70 @@ fn without_wal_log_hints_or_checksums_the_old_primary_is_cloned() {
     assert!(
         detail.contains("neither wal_log_hints nor data checksums"),
         "{detail}"
+    );
+}
+
+/// `failover.auto_rejoin`: the old primary's own daemon, started beside it
+/// when it comes back writable at the old epoch, fences it and makes it a
+/// standby of eu-west without an operator; read back from the servers.
+#[test]
+fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
+    let _alone = crate::alone::alone(module_path!());
+    let bed = failed_over(true);
+    let rt = &bed.rt;
+    // The rejoin configuration (both regions in agent mode) as us-east's
+    // daemon's, with auto_rejoin on.
+    let yaml = std::fs::read_to_string(&bed.cfg)
+        .unwrap()
+        .replace("failover:\n", "failover:\n  auto_rejoin: true\n")
+        + "serve:\n  region: us-east\n  lease: 3s\n";
+    let cfg = bed.env.path("auto-rejoin.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+
+    // The old primary comes back by hand, writable at the old epoch, and
+    // takes a write eu-west never saw.
+    bed.start_east_by_hand();
+    assert_eq!(in_recovery(rt, &bed.east), Some(false));
+    sql(rt, &bed.east, "INSERT INTO orders VALUES (9999)");
+
+    let d = common::Daemon::start(&bed.env, &cfg, "east");
+    d.poll(LONG, "a rejoin by the daemon that succeeded", || {
+        d.metric("lifeboat_region_auto_rejoins_total{region=\"us-east\",result=\"ok\"}")
+            .filter(|v| *v >= 1.0)
+    });
+    let log = d.log_text();
+    assert!(
+        log.contains("fencing it now"),
+        "the stale primary was fenced first: {log}"
+    );
+    assert!(log.contains("auto_rejoin"), "{log}");
+    assert_eq!(
+        d.metric("lifeboat_region_auto_rejoins_total{region=\"us-east\",result=\"failed\"}"),
+        Some(0.0)
+    );
+    // A standby under the current epoch now, no longer the fenced primary.
+    assert_eq!(d.metric("lifeboat_fenced{region=\"us-east\"}"), Some(0.0));
+
+    // The servers say: us-east streams from eu-west, holds what eu-west
+    // wrote after the failover and not its own write at the old epoch.
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    sql(rt, &bed.west, "INSERT INTO orders VALUES (111)");
+    common::poll(Duration::from_secs(30), "us-east to replay row 111", || {
+        (count_opt(rt, &bed.east, "SELECT count(*) FROM orders WHERE id = 111") == Some(1))
+            .then_some(())
+    });
+    assert_eq!(count(rt, &bed.east, "SELECT count(*) FROM orders"), 111);
+    assert_eq!(
+        count(rt, &bed.east, "SELECT count(*) FROM orders WHERE id = 9999"),
+        0
+    );
+    assert_eq!(authority_epoch(rt, &bed.east), Some(2));
+    // Nothing more happens to a standby that streams: no second rejoin.
+    assert!(
+        d.metric("lifeboat_region_auto_rejoins_total{region=\"us-east\",result=\"ok\"}")
+            == Some(1.0),
+        "{}",
+        d.log_text()
     );
 }

@@ -42,6 +42,7 @@ use lifeboat_region::replication::{Retry, Role, Server, observe};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use super::rejoin::{self as auto, AutoRejoin, Finished, Seen};
 use super::{metrics, pause, server};
 use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
 use crate::daemon::{Daemon, stopped};
@@ -158,6 +159,8 @@ struct Agent {
     /// When the last successful grant or renewal of the current lease was
     /// sent: a guard's deadline counts from it.
     last_renewed: Arc<std::sync::Mutex<Instant>>,
+    /// `failover.auto_rejoin`: a running rejoin, or when to look again.
+    rejoin: AutoRejoin,
 }
 
 /// Why a phase with one lease ended.
@@ -183,6 +186,7 @@ async fn run(d: Arc<Daemon>, region: String) {
         feeder: Arc::new(Mutex::new(None)),
         told_no_agent: false,
         last_renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
+        rejoin: AutoRejoin::default(),
     };
     tracing::info!(region = %a.region, fence = a.method.name(), lease_ttl = ?a.timing.lease_ttl,
         renew_interval = ?a.timing.renew_interval, fence_guard = ?a.timing.fence_guard,
@@ -373,6 +377,7 @@ impl Agent {
         metrics::fence_deadline(&self.region, None);
         loop {
             self.check_stale(record).await;
+            self.auto_rejoin(record).await;
             if pause(&self.d, self.timing.renew_interval).await {
                 return End::Shutdown;
             }
@@ -497,6 +502,68 @@ impl Agent {
             "this daemon holds no region lease (etcd unreachable, or the lease not granted) past the fence deadline, and this region's server accepts writes: fencing it, as a guarded primary is at its deadline (docs/failover.md, \"When etcd is unavailable\")");
         self.fence_now(self.own_epoch.unwrap_or(0), "no region lease")
             .await;
+    }
+
+    /// `failover.auto_rejoin` (`rejoin.rs`): in a region the authority does
+    /// not name, a former primary that is down is made a standby of the
+    /// current primary, in a task of its own; its outcome is taken here.
+    async fn auto_rejoin(&mut self, record: &AuthorityRecord) {
+        match self.rejoin.finished().await {
+            Some(Finished::Rejoined(summary)) => {
+                tracing::info!(region = %self.region, "auto_rejoin: {summary}");
+                metrics::auto_rejoin(&self.region, true);
+                // A standby under the current epoch now, no longer the
+                // fenced old primary: should the authority name this
+                // region again, the agent guards it.
+                self.fenced = false;
+                metrics::fenced(&self.region, false);
+            }
+            Some(Finished::Failed(e)) => {
+                tracing::error!(region = %self.region, error = %e, "auto_rejoin failed; retrying after a backoff (or run `lifeboat region rejoin` by hand)");
+                metrics::auto_rejoin(&self.region, false);
+            }
+            None => {}
+        }
+        let auto_rejoin = self
+            .config()
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.auto_rejoin);
+        if !auto_rejoin || record.primary == self.region || !self.rejoin.due() {
+            return;
+        }
+        if !self.region_config().is_some_and(agent_mode) {
+            return;
+        }
+        let Some(t) = self.target().await else {
+            return;
+        };
+        let own = Server {
+            name: self.region.clone(),
+            conn: t.conn.clone(),
+        };
+        let seen = match observe(&own, OBSERVE_RETRY).await.role {
+            Role::Primary => Seen::Writable,
+            Role::Standby => Seen::Standby,
+            Role::Unreachable { answered: true, .. } => Seen::Unidentified,
+            Role::Unreachable {
+                answered: false, ..
+            } => {
+                let state = match lifeboat_region::replication::target::inspect(
+                    &t.pgdata, &t.bin_dir,
+                )
+                .await
+                {
+                    Ok(lifeboat_region::replication::target::TargetDir::Cluster(c)) => c.state,
+                    _ => None,
+                };
+                Seen::Down { state }
+            }
+        };
+        let moved = auto::authority_moved(record.epoch, self.own_epoch);
+        if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
+            self.rejoin.start(&self.d, &self.region, why);
+        }
     }
 
     /// The region's server as a fence target (agent mode only).

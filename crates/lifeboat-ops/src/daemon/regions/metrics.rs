@@ -377,6 +377,7 @@ pub const FENCED: &str = "lifeboat_fenced";
 pub const LEASE_RENEWALS: &str = "lifeboat_region_lease_renewals_total";
 pub const LEASE_RENEWAL_FAILURES: &str = "lifeboat_region_lease_renewal_failures_total";
 pub const FENCE_DEADLINE: &str = "lifeboat_fence_deadline_seconds";
+pub const AUTO_REJOINS: &str = "lifeboat_region_auto_rejoins_total";
 
 pub fn describe_agent() {
     describe_gauge!(
@@ -389,7 +390,11 @@ pub fn describe_agent() {
     );
     describe_gauge!(
         FENCED,
-        "1 when this daemon fenced its region's PostgreSQL (its lease could not be renewed, the authority names another region, or it shut down beside the primary); it stays 1 until the daemon restarts"
+        "1 when this daemon fenced its region's PostgreSQL (its lease could not be renewed, the authority names another region, or it shut down beside the primary); it stays 1 until the daemon restarts or its auto_rejoin makes the server a standby"
+    );
+    describe_counter!(
+        AUTO_REJOINS,
+        "Rejoins this daemon ran on its own (failover.auto_rejoin), by result (ok, failed)"
     );
     describe_counter!(
         LEASE_RENEWALS,
@@ -411,6 +416,9 @@ pub fn agent_started(region: &str) {
     counter!(LEASE_RENEWALS, "region" => r()).absolute(0);
     counter!(LEASE_RENEWAL_FAILURES, "region" => r()).absolute(0);
     gauge!(FENCED, "region" => r()).set(0.0);
+    for result in ["ok", "failed"] {
+        counter!(AUTO_REJOINS, "region" => r(), "result" => result).absolute(0);
+    }
     gauge!(AUTHORITY_EPOCH).set(f64::NAN);
     gauge!(AUTHORITY_REACHABLE).set(0.0);
     fence_deadline(region, None);
@@ -422,6 +430,11 @@ pub fn authority_epoch(epoch: u64) {
 
 pub fn authority_reachable(ok: bool) {
     gauge!(AUTHORITY_REACHABLE).set(if ok { 1.0 } else { 0.0 });
+}
+
+pub fn auto_rejoin(region: &str, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    counter!(AUTO_REJOINS, "region" => region.to_string(), "result" => result).increment(1);
 }
 
 pub fn fenced(region: &str, on: bool) {

@@ -13,6 +13,7 @@
 //! | `decide.rs` | the pure decisions: which primary a standby streams from, its lag as the metrics give it |
 //! | `changes.rs` | with `failover:`: the changes of primary in etcd as `lifeboat_failover_*` metrics |
 //! | `agent.rs` | with `failover:`: the region's etcd lease, and beside the primary the fence and its watchdog |
+//! | `rejoin.rs` | with `failover.auto_rejoin`: when a returning former primary here is made a standby again (pure), and the rejoin's task |
 //! | `autofail.rs` | with `failover:`: this vantage point's vote on the primary region, the decision, the election and the automatic failover |
 //! | `metrics.rs` | the region metric families |
 //!
@@ -33,6 +34,7 @@ pub mod copy;
 pub mod decide;
 pub mod health;
 pub mod metrics;
+pub mod rejoin;
 pub mod steer;
 pub mod watch;
 
