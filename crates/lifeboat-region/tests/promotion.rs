@@ -342,3 +342,76 @@ async fn promote_is_idempotent_and_stale_epochs_are_refused() {
     let old = p.conn_config("lifeboat").connect().await.unwrap();
     assert_eq!(read_epoch(&old).await.unwrap(), None);
 }
+
+/// A standby whose configuration names synchronous standbys (copied from a
+/// primary that had them, as a base backup taken after they were set
+/// does) is promoted: its own standbys are gone, so every commit would
+/// wait for ever. The promotion clears the setting, writes the epoch's
+/// row, and an application's commit goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn promotion_clears_synchronous_standby_names_so_writes_go_through() {
+    let p = primary();
+    heartbeat::ensure(&p.conn_config("postgres")).await.unwrap();
+    let s = standby_of(&p, "eu-west").await;
+    // Synchronous replication on the primary: commits wait for eu-west.
+    let pc = p.conn_config("postgres").connect().await.unwrap();
+    pc.batch_execute(
+        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"eu-west\")'; SELECT pg_reload_conf()",
+    )
+    .await
+    .unwrap();
+    poll("eu-west to be a synchronous standby", || async {
+        let c = p.conn_config("postgres").connect().await.ok()?;
+        let r = c
+            .query_opt(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'eu-west'",
+                &[],
+            )
+            .await
+            .ok()??;
+        (r.get::<_, String>(0) == "quorum").then_some(())
+    })
+    .await;
+    pc.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // The standby's own configuration names the old primary as its
+    // synchronous standby (what it would hold after a switchover's
+    // preparation or a base backup of a primary configured so).
+    let sc = s.target.conn.connect().await.unwrap();
+    sc.batch_execute(
+        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"us-east\")'; SELECT pg_reload_conf()",
+    )
+    .await
+    .unwrap();
+    drop((pc, sc));
+    drop(p); // the old primary is gone
+
+    let promoted = tokio::time::timeout(BOUND, promote(&s.target.conn, "eu-west", 2, BOUND))
+        .await
+        .expect("the promotion hung (a commit waiting for a synchronous standby?)")
+        .unwrap();
+    assert_eq!(
+        promoted.synchronous_cleared.as_deref(),
+        Some("ANY 1 (\"us-east\")")
+    );
+    let c = s.target.conn.connect().await.unwrap();
+    tokio::time::timeout(BOUND, c.batch_execute("INSERT INTO t VALUES (2)"))
+        .await
+        .expect("an application commit on the promoted server hung")
+        .unwrap();
+    assert_eq!(
+        count(&s.target.conn, "SELECT count(*) FROM t").await,
+        Some(2)
+    );
+    let now: String = c
+        .query_one("SELECT current_setting('synchronous_standby_names')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(now, "");
+    // Promoting again (a resumed failover) finds nothing to clear.
+    let again = promote(&s.target.conn, "eu-west", 2, BOUND).await.unwrap();
+    assert!(again.already_primary);
+    assert_eq!(again.synchronous_cleared, None);
+}

@@ -36,6 +36,9 @@ pub struct Promoted {
     /// It was already out of recovery when asked (a resumed promotion).
     pub already_primary: bool,
     pub row: AuthorityRow,
+    /// The `synchronous_standby_names` it had and that the promotion
+    /// cleared (see [`clear_synchronous_standbys`]); `None`: it had none.
+    pub synchronous_cleared: Option<String>,
 }
 
 /// Errors of a promotion.
@@ -153,6 +156,7 @@ pub async fn promote(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    let synchronous_cleared = clear_synchronous_standbys(&client, server).await?;
     let r = client
         .query_one(
             "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
@@ -170,6 +174,11 @@ pub async fn promote(
             message: other.to_string(),
         },
     })?;
+    // The reload above takes effect asynchronously: the epoch's row must
+    // not wait for a synchronous standby meanwhile.
+    lb.batch_execute("SET synchronous_commit = local")
+        .await
+        .map_err(sql("SET synchronous_commit", server))?;
     let row = authority_row::write_epoch(&mut lb, epoch, region, Some(lsn))
         .await
         .map_err(|e| e.on(server))?;
@@ -179,5 +188,37 @@ pub async fn promote(
         writable_at: row.promoted_at,
         already_primary,
         row,
+        synchronous_cleared,
     })
+}
+
+/// A promoted server must take writes at once, but the standbys its
+/// `synchronous_standby_names` names (set for the old topology, or copied
+/// from the old primary's configuration by the base backup) are gone or do
+/// not follow it yet: every commit would wait for them, for ever. So the
+/// setting is cleared (`ALTER SYSTEM`, which overrides `postgresql.conf`,
+/// and a reload); the old value is returned for the report. Naming the
+/// standbys again once they follow is `replication.synchronous`'s
+/// (docs/failover.md, "Synchronous replication").
+pub async fn clear_synchronous_standbys(
+    client: &Client,
+    server: &ConnConfig,
+) -> Result<Option<String>, PromoteError> {
+    let names: String = client
+        .query_one("SELECT current_setting('synchronous_standby_names')", &[])
+        .await
+        .map_err(sql("reading synchronous_standby_names", server))?
+        .get(0);
+    if names.trim().is_empty() {
+        return Ok(None);
+    }
+    client
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+        .await
+        .map_err(sql("clearing synchronous_standby_names", server))?;
+    client
+        .query_one("SELECT pg_reload_conf()", &[])
+        .await
+        .map_err(sql("reloading the configuration", server))?;
+    Ok(Some(names))
 }

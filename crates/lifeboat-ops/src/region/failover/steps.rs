@@ -143,13 +143,17 @@ impl Steps<'_> {
                         (
                             Event::Promoted { lsn: p.lsn },
                             format!(
-                                "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority)",
+                                "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority){}",
                                 if p.already_primary {
                                     " (already was)"
                                 } else {
                                     ""
                                 },
-                                p.lsn
+                                p.lsn,
+                                p.synchronous_cleared
+                                    .as_ref()
+                                    .map(|n| format!("; synchronous_standby_names {n:?} cleared: no standby follows it yet"))
+                                    .unwrap_or_default()
                             ),
                         )
                     }
