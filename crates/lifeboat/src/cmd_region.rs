@@ -301,8 +301,16 @@ async fn region_replicate(ctx: &Ctx, a: ReplicateArgs) -> Result<i32> {
 fn summary(report: &replicate::Report) -> String {
     if let Some(o) = &report.outcome {
         return format!(
-            "{} streams from {} through slot {} (heartbeat replayed, {:.3} s old)",
-            report.to, report.from, o.slot, o.heartbeat.age_seconds
+            "{} streams from {} through slot {} (heartbeat replayed, {:.3} s old){}",
+            report.to,
+            report.from,
+            o.slot,
+            o.heartbeat.age_seconds,
+            report
+                .synchronous_standby_names
+                .as_ref()
+                .map(|n| format!("; {}'s synchronous_standby_names = {n}", report.from))
+                .unwrap_or_default()
         );
     }
     if let Some(p) = &report.patroni {

@@ -59,6 +59,7 @@ regions:
     dns: {{address: {EU}}}
 replication:
   user: lifeboat_replication
+  synchronous: true
   password: {{env: REGION_REPL_PASSWORD}}
 traffic:
   provider: rfc2136
@@ -102,6 +103,25 @@ fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_po
             .await
             .unwrap_or_else(|e| panic!("{q}: {e:?}"))
     })
+}
+
+fn sync_names(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> String {
+    sql(
+        rt,
+        conn,
+        "SELECT current_setting('synchronous_standby_names')",
+    )[0]
+    .get(0)
+}
+
+fn sync_state(rt: &tokio::runtime::Runtime, conn: &ConnConfig, standby: &str) -> Option<String> {
+    sql(
+        rt,
+        conn,
+        &format!("SELECT sync_state FROM pg_stat_replication WHERE application_name = '{standby}'"),
+    )
+    .first()
+    .map(|r| r.get(0))
 }
 
 #[test]
@@ -177,6 +197,12 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     ]);
     env.ok(&["--config", cfg, "region", "traffic", "apply"]);
     assert_eq!(b.dig(&format!("app.{}", bind::ZONE), "A").len(), 2);
+    // replication.synchronous: us-east names eu-west, which the server
+    // reports as a quorum (synchronous) standby.
+    assert_eq!(sync_names(&rt, &east_conn), "ANY 1 (\"eu-west\")");
+    common::poll(Duration::from_secs(30), "eu-west synchronous", || {
+        (sync_state(&rt, &east_conn, "eu-west").as_deref() == Some("quorum")).then_some(())
+    });
     sql(
         &rt,
         &east_conn,
@@ -234,6 +260,11 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     });
     let streaming = sql(&rt, &east_conn, "SELECT status FROM pg_stat_wal_receiver");
     assert_eq!(streaming[0].get::<_, String>(0), "streaming");
+    // The new primary names the old one, now its standby, as synchronous.
+    assert_eq!(sync_names(&rt, &west_conn), "ANY 1 (\"us-east\")");
+    common::poll(Duration::from_secs(30), "us-east synchronous", || {
+        (sync_state(&rt, &west_conn, "us-east").as_deref() == Some("quorum")).then_some(())
+    });
     assert_eq!(authority_epoch(&rt, &west_conn), Some(2));
     common::poll(Duration::from_secs(30), "the epoch row on us-east", || {
         (authority_epoch(&rt, &east_conn) == Some(2)).then_some(())
@@ -323,6 +354,10 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     assert_eq!(report["outcome"], "done", "{doc}");
     assert_eq!(report["epoch"], 3);
     assert_eq!(in_recovery(&rt, &east_conn), Some(false));
+    // us-east still had its own `ANY 1 ("eu-west")` from before the
+    // switchover, and eu-west is gone: the promotion cleared it, so the
+    // epoch's row and the application's commits do not wait.
+    assert_eq!(sync_names(&rt, &east_conn), "");
     sql(&rt, &east_conn, "INSERT INTO orders VALUES (102)");
     let n: i64 = sql(&rt, &east_conn, "SELECT count(*) FROM orders")[0].get(0);
     assert_eq!(n, 102, "every acknowledged row survived");

@@ -51,6 +51,11 @@ pub struct Report {
     pub patroni: Option<PatroniReplicated>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnpg: Option<CnpgReplicated>,
+    /// With `replication.synchronous`: the primary's
+    /// `synchronous_standby_names` as set now (`None`: not configured, or
+    /// it already named them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous_standby_names: Option<String>,
 }
 
 /// A progress event: the postgres path's, or a manager's.
@@ -136,11 +141,21 @@ pub async fn replicate<P: FnMut(&Event)>(
         timeouts: Timeouts::default(),
         retry: Retry::default(),
     };
+    let primary_conn = request.primary.conn.clone();
     let outcome = lifeboat_region::replication::replicate(&request, |p| {
         progress(&Event::Postgres(p.clone()))
     })
     .await
     .map_err(replicate_error)?;
+    let synchronous_standby_names = name_synchronous_standbys(config, &req.from, &primary_conn)
+        .await
+        .map_err(|e| {
+            e.with_hint(format!(
+                "{} streams; only naming it in {}'s synchronous_standby_names failed: once the \
+                 cause is fixed, `lifeboat region rejoin {}` verifies the standby and names it",
+                req.to, req.from, req.to
+            ))
+        })?;
     Ok(Report {
         from: req.from.clone(),
         to: req.to.clone(),
@@ -148,7 +163,27 @@ pub async fn replicate<P: FnMut(&Event)>(
         outcome: Some(outcome),
         patroni: None,
         cnpg: None,
+        synchronous_standby_names,
     })
+}
+
+/// With `replication.synchronous`: names every other region in the
+/// primary `primary`'s `synchronous_standby_names` once a standby follows
+/// it; the value set, or `None` (not configured, or already so).
+pub(crate) async fn name_synchronous_standbys(
+    config: &Config,
+    primary: &str,
+    conn: &lifeboat_postgres::conn::ConnConfig,
+) -> Result<Option<String>> {
+    if !config.replication_synchronous() {
+        return Ok(None);
+    }
+    lifeboat_region::replication::synchronous::name_standbys(
+        conn,
+        &config.synchronous_standbys(primary),
+    )
+    .await
+    .map_err(replicate_error)
 }
 
 /// A Patroni or CloudNativePG target: the primary must say it is one; then
@@ -192,6 +227,7 @@ async fn replicate_managed<P: FnMut(&Event)>(
     let user = config.replication_user().to_string();
     let mut emit = |e: ManagerEvent| progress(&Event::Manager(e));
     let mut report = Report {
+        synchronous_standby_names: None,
         from: req.from.clone(),
         to: req.to.clone(),
         manager,

@@ -7,6 +7,7 @@
 //! - [`target`]: the standby's data directory, its owner and server control.
 //! - [`plan`]: steps or a refusal (pure).
 //! - [`replicate`]: running the plan (`region replicate`), with progress events.
+//! - [`synchronous`]: naming the standbys in the primary's `synchronous_standby_names`.
 //! - [`conf`]: quoting and `postgresql.auto.conf` rewriting (pure).
 //! - [`lsn`], [`retry`]: WAL positions; retries of idempotent calls.
 //!
@@ -19,6 +20,7 @@ pub mod observe;
 pub mod plan;
 pub mod replicate;
 pub mod retry;
+pub mod synchronous;
 pub mod target;
 
 pub use lag::{Lag, LagBasis, StandbyLag, lag_from_primary, lag_from_standby, standby_lag};

@@ -661,6 +661,14 @@ pub struct ReplicationConfig {
     pub password: Option<SecretRef>,
     #[serde(default)]
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The primary names every other region in `synchronous_standby_names`
+    /// (`ANY 1 (…)`): a commit returns once one standby has flushed it.
+    /// Set on the primary whenever a standby has come to follow it (region
+    /// replicate, rejoin, switchover); every promotion clears it on the
+    /// promoted server. Default false (docs/failover.md, "Synchronous
+    /// replication").
+    #[serde(default)]
+    pub synchronous: bool,
 }
 
 /// `replication.heartbeat`.
@@ -821,6 +829,21 @@ impl super::Config {
     }
 
     /// The replication role's name (default `lifeboat_replication`).
+    /// `replication.synchronous`.
+    pub fn replication_synchronous(&self) -> bool {
+        self.replication.as_ref().is_some_and(|r| r.synchronous)
+    }
+
+    /// The standbys a primary in `primary` names when
+    /// `replication.synchronous` is on: every other region.
+    pub fn synchronous_standbys(&self, primary: &str) -> Vec<&str> {
+        self.regions
+            .keys()
+            .map(String::as_str)
+            .filter(|n| *n != primary)
+            .collect()
+    }
+
     pub fn replication_user(&self) -> &str {
         self.replication
             .as_ref()

@@ -87,6 +87,10 @@ pub struct Report {
     pub replica: ReplicaRow,
     /// Its highest `lifeboat.authority` row (replayed).
     pub replayed_epoch: Option<u64>,
+    /// With `replication.synchronous`: the primary's
+    /// `synchronous_standby_names` as set now (`None`: not configured, or
+    /// it already named the standbys).
+    pub synchronous_standby_names: Option<String>,
     pub dns: Option<DnsRestored>,
 }
 
@@ -319,6 +323,15 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
                 .unwrap_or_else(|| "1 (no row needed)".into())
         ),
     });
+    let synchronous_standby_names =
+        replicate_op::name_synchronous_standbys(config, &primary, &primary_conn).await?;
+    if let Some(names) = &synchronous_standby_names {
+        note(&Note {
+            step: "synchronous",
+            ok: true,
+            text: format!("{primary}'s synchronous_standby_names = {names}"),
+        });
+    }
     let dns = restore_dns(
         ctx,
         config,
@@ -340,6 +353,7 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         rewind_failed,
         replica,
         replayed_epoch,
+        synchronous_standby_names,
         dns,
     })
 }

@@ -376,15 +376,35 @@ impl Steps<'_> {
         }
         let conninfo =
             primary_conninfo(&primary.host, primary.port, &user, region, &target.passfile);
-        Ok(
-            match switchover::follow(&target, &conninfo, Some(&slot), self.step_timeout).await {
-                Ok(_) => (
-                    Event::OldFollowing,
-                    format!("{region} streams from {new_primary} (slot {slot}), no rewind needed"),
-                ),
-                Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
-            },
+        if let Err(e) = switchover::follow(&target, &conninfo, Some(&slot), self.step_timeout).await
+        {
+            return Ok((failed(e.is_transient(), e.to_string()), String::new()));
+        }
+        // The promotion cleared the new primary's synchronous standbys; the
+        // old primary follows it now.
+        let synchronous = match crate::region::replicate::name_synchronous_standbys(
+            self.config,
+            new_primary,
+            &primary,
         )
+        .await
+        {
+            Ok(names) => names
+                .map(|n| format!("; {new_primary}'s synchronous_standby_names = {n}"))
+                .unwrap_or_default(),
+            Err(e) => {
+                return Ok((
+                    failed(true, format!("naming the synchronous standbys: {e}")),
+                    String::new(),
+                ));
+            }
+        };
+        Ok((
+            Event::OldFollowing,
+            format!(
+                "{region} streams from {new_primary} (slot {slot}), no rewind needed{synchronous}"
+            ),
+        ))
     }
 
     /// A heartbeat commits through the new primary, its authority row holds
