@@ -691,6 +691,26 @@ impl Scaler {
     }
 }
 
+/// Sets `w`'s replica count to `replicas` through the scale subresource,
+/// unless it has that count already (idempotent: a failover step resumed
+/// by another daemon repeats it harmlessly). Returns the count it had.
+/// Unlike a quiesce nothing is recorded: the caller knows the counts
+/// (`regions.NAME.deployments`, docs/failover.md).
+pub async fn scale_to(
+    client: &kube::Client,
+    w: &Workload,
+    replicas: i32,
+) -> Result<i32, QuiesceError> {
+    let calls = Calls {
+        client: client.clone(),
+    };
+    let from = calls.observe(w).await?.spec_replicas.unwrap_or(0);
+    if from != replicas {
+        calls.scale(w, replicas).await?;
+    }
+    Ok(from)
+}
+
 /// Brings one workload back to the count in its annotation, then removes the
 /// annotation. Without the annotation it is left alone.
 pub async fn resume_one(

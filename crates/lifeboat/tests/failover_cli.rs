@@ -1,8 +1,9 @@
 //! `lifeboat region switchover | failover | authority` through the built
 //! binary against real servers: etcd (one member, the authority), two
 //! PostgreSQL 15 servers (us-east a `TempCluster` in agent mode, eu-west a
-//! standby seeded by `region replicate`), and BIND 9 for the DNS switch and
-//! the epoch's TXT record. What each step did is read back from the
+//! standby seeded by `region replicate`), BIND 9 for the DNS switch and
+//! the epoch's TXT record, and the Kubernetes API test double (`kube-double`)
+//! for the regions' serving Deployments. What each step did is read back from the
 //! servers, never from Lifeboat's own report alone. Conditions are polled
 //! with a bound; no timing is asserted.
 
@@ -16,13 +17,62 @@ use std::time::Duration;
 use common::Env;
 use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
+use kube_double::{ApiDouble, Options};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_region::authority::{AuthorityStore, EtcdSettings};
+use serde_json::json;
 
 const REPL_PASSWORD: &str = "repl-Secret-f41l";
 const US: &str = "192.0.2.10";
 const EU: &str = "192.0.2.20";
+/// The namespaces of the regions' serving Deployments in the Kubernetes
+/// API test double (one double stands for both regions' clusters).
+const US_NS: &str = "kubernaut-us";
+const EU_NS: &str = "kubernaut-eu";
+
+/// The Kubernetes API test double with a `gateway` Deployment of 2
+/// replicas in each region's namespace; its kubeconfig in `env`.
+fn kube_api(env: &mut Env) -> ApiDouble {
+    // Never the machine's cluster: only the kubeconfig the config names.
+    env.envs
+        .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
+    let api = ApiDouble::start_in_thread_with(Options {
+        pods_delay: Duration::from_millis(100),
+        ..Options::default()
+    });
+    api.write_kubeconfig(env.path("kubeconfig")).unwrap();
+    for ns in [US_NS, EU_NS] {
+        api.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        api.insert(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "gateway", "namespace": ns},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "gateway"}},
+                "template": {
+                    "metadata": {"labels": {"app": "gateway"}},
+                    "spec": {"containers": [{"name": "app", "image": "kubernaut/gateway"}]}
+                }
+            }
+        }));
+    }
+    api
+}
+
+fn gateway(api: &ApiDouble, ns: &str) -> serde_json::Value {
+    api.get("apps/v1", "Deployment", Some(ns), "gateway")
+        .expect("the gateway Deployment")
+}
+
+/// PATCHes of `ns`'s gateway through the scale subresource.
+fn scale_patches(api: &ApiDouble, ns: &str) -> usize {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/gateway/scale");
+    api.requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == path)
+        .count()
+}
 
 #[allow(clippy::too_many_arguments)]
 fn config(
@@ -48,6 +98,7 @@ regions:
       pgdata: {ppgdata}
       control: {{pg_ctl: {{bin_dir: {bin}}}}}
     dns: {{address: {US}}}
+    deployments: {{namespace: {US_NS}, items: [{{name: gateway, replicas: 2, failover_replicas: 4}}]}}
   eu-west:
     postgres:
       url: postgresql://{user}@127.0.0.1:{sport}/postgres
@@ -57,6 +108,9 @@ regions:
       pgdata: {spgdata}
       control: {{pg_ctl: {{bin_dir: {bin}}}}}
     dns: {{address: {EU}}}
+    deployments: {{namespace: {EU_NS}, items: [{{name: gateway, replicas: 2, failover_replicas: 3}}]}}
+kubernetes:
+  kubeconfig: {kubeconfig}
 replication:
   user: lifeboat_replication
   synchronous: true
@@ -84,6 +138,7 @@ failover:
         server = b.server(),
         key = bind::KEY_NAME,
         endpoints = etcd.join(", "),
+        kubeconfig = env.path("kubeconfig").display(),
     );
     let path = env.path(file);
     std::fs::write(&path, yaml).unwrap();
@@ -165,6 +220,7 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
         .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
     env.envs
         .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
+    let api = kube_api(&mut env);
     let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
     let port = common::free_port();
     let cfg = config(
@@ -247,6 +303,27 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
         ],
         "{doc}"
     );
+    // us-east's writers were quiesced before its server stopped (scaled to
+    // 0 through /scale, then back) and run at their count again; eu-west's
+    // were not touched.
+    let steps = doc["steps"].as_array().unwrap();
+    let note = |phase: &str| {
+        steps
+            .iter()
+            .find(|s| s["phase"] == phase)
+            .map(|s| s["text"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert!(note("quiesce").contains("scaled to 0"), "{doc}");
+    assert!(note("scale").contains("gateway 0 → 2"), "{doc}");
+    assert_eq!(scale_patches(&api, US_NS), 2, "down, then back");
+    let g = gateway(&api, US_NS);
+    assert_eq!(g["spec"]["replicas"], 2, "{g}");
+    assert!(
+        g["metadata"]["annotations"]["lifeboat.io/original-replicas"].is_null(),
+        "the recorded count is forgotten once back: {g}"
+    );
+    assert_eq!(scale_patches(&api, EU_NS), 0);
     // The servers say: eu-west writable with every row, us-east a standby
     // streaming from it (no rewind), the epoch row on both.
     assert_eq!(in_recovery(&rt, &west_conn), Some(false));
@@ -358,6 +435,10 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     // switchover, and eu-west is gone: the promotion cleared it, so the
     // epoch's row and the application's commits do not wait.
     assert_eq!(sync_names(&rt, &east_conn), "");
+    // The new primary region carries all the traffic: its Deployments at
+    // their failover counts; the lost region's are left alone.
+    assert_eq!(gateway(&api, US_NS)["spec"]["replicas"], 4, "{doc}");
+    assert_eq!(scale_patches(&api, EU_NS), 0);
     sql(&rt, &east_conn, "INSERT INTO orders VALUES (102)");
     let n: i64 = sql(&rt, &east_conn, "SELECT count(*) FROM orders")[0].get(0);
     assert_eq!(n, 102, "every acknowledged row survived");

@@ -11,6 +11,7 @@
 //!   view `region authority` prints.
 //! - [`steps`]: each step's IO (`manager: postgres` regions).
 //! - [`dns`]: the DNS switch and its check, `rfc2136` or `route53`.
+//! - [`scale`]: the regions' serving Deployments (quiesce, bring back, failover counts).
 //! - [`rejoin`]: `region rejoin R`, an old primary made a standby again.
 //! - [`rehearse`]: `region rehearse`, a switchover there and back, recorded.
 
@@ -18,6 +19,7 @@ pub mod authority;
 mod dns;
 pub mod rehearse;
 pub mod rejoin;
+mod scale;
 mod steps;
 
 use std::time::Duration;

@@ -22,6 +22,7 @@ use lifeboat_region::replication::target::StandbyTarget;
 
 use super::authority::authority_error;
 use super::dns::DnsSwitch;
+use super::scale;
 use crate::config::{Config, FailoverConfig, REGION_FAILURE_SCENARIO};
 use crate::context::Ctx;
 use crate::error::Result;
@@ -86,10 +87,12 @@ impl Steps<'_> {
     ) -> Result<(Event, StepNote)> {
         let plan = &progress.plan;
         Ok(match action {
-            Action::Quiesce { region } => (
-                Event::Quiesced,
-                format!("{region}: no writers to quiesce (no Deployments configured)"),
-            ),
+            Action::Quiesce { region } => {
+                match scale::quiesce(self.ctx, self.config, region, self.step_timeout).await {
+                    Ok(note) => (Event::Quiesced, note),
+                    Err((transient, detail)) => (failed(transient, detail), String::new()),
+                }
+            }
             Action::StopOld { region } => self.stop_old(region, &plan.to).await?,
             Action::AwaitReplay { region, lsn } => {
                 let conn = self.conn(region).await?;
@@ -174,7 +177,17 @@ impl Steps<'_> {
                     Err((transient, detail)) => (failed(transient, detail), String::new()),
                 },
             },
-            Action::Scale { region, planned } => (Event::Scaled, self.scale_note(region, *planned)),
+            Action::Scale { region, planned } => {
+                let done = if *planned {
+                    scale::bring_back(self.ctx, self.config, region).await
+                } else {
+                    scale::scale_for_failover(self.ctx, self.config, region).await
+                };
+                match done {
+                    Ok(note) => (Event::Scaled, note),
+                    Err((transient, detail)) => (failed(transient, detail), String::new()),
+                }
+            }
             Action::Verify { region, epoch } => self.verify(region, *epoch).await?,
             Action::Record => self.store_record(progress).await,
             Action::Rollback { region } => {
@@ -182,10 +195,21 @@ impl Steps<'_> {
                     .target(region, &plan.to, "rolling back restarts the old primary")
                     .await?;
                 match target.start(self.step_timeout).await {
-                    Ok(()) => (
-                        Event::RolledBack,
-                        format!("{region} restarted as the primary"),
-                    ),
+                    Ok(()) => match scale::bring_back(self.ctx, self.config, region).await {
+                        Ok(note) => (
+                            Event::RolledBack,
+                            format!("{region} restarted as the primary; {note}"),
+                        ),
+                        Err((transient, detail)) => (
+                            failed(
+                                transient,
+                                format!(
+                                    "{region} restarted as the primary, but its writers are not back: {detail}"
+                                ),
+                            ),
+                            String::new(),
+                        ),
+                    },
                     Err(e) => (failed(true, e.to_string()), String::new()),
                 }
             }
@@ -493,42 +517,4 @@ async fn newest_heartbeat(conn: &ConnConfig, region: &str) -> Option<chrono::Dat
         .ok()
         .flatten()
         .map(|s| s.beat.at)
-}
-
-impl Steps<'_> {
-    /// What the scale step says. Scaling the region's Deployments through
-    /// the Kubernetes API is not built yet: with `deployments:` configured
-    /// the step names what an operator must scale by hand instead of
-    /// claiming there is nothing to do.
-    fn scale_note(&self, region: &str, planned: bool) -> String {
-        let Some(d) = self
-            .config
-            .region(region)
-            .ok()
-            .and_then(|r| r.deployments.as_ref())
-        else {
-            return if planned {
-                format!("{region}: no writers to bring back (no Deployments configured)")
-            } else {
-                format!("{region}: no Deployments configured to scale")
-            };
-        };
-        let items: Vec<String> = d
-            .items
-            .iter()
-            .map(|i| {
-                let n = if planned {
-                    i.replicas
-                } else {
-                    i.failover_replicas()
-                };
-                format!("deployment/{} in {} to {n} replicas", i.name, d.namespace)
-            })
-            .collect();
-        tracing::warn!(region, deployments = %items.join(", "), "scaling Deployments during a change of primary is not built yet: scale them by hand");
-        format!(
-            "{region}: scaling Deployments is not built yet; scale by hand: {}",
-            items.join(", ")
-        )
-    }
 }

@@ -1,0 +1,168 @@
+//! The serving Deployments of a change of primary (docs/failover.md, "A
+//! change of primary, step by step"), from `regions.NAME.deployments`,
+//! through the region's kubeconfig context (`deployments.context`, else
+//! `kubernetes:`'s):
+//!
+//! - a switchover **quiesces** the old primary region's Deployments before
+//!   the old primary stops (scaled to 0 once their count is recorded in the
+//!   `lifeboat.io/original-replicas` annotation, as `restore --quiesce`
+//!   does; waits until their pods are gone) and **brings them back** after
+//!   the change, or when the change is rolled back, to the recorded count:
+//!   a daemon that resumes the change brings back the same counts;
+//! - a failover scales the new primary region's Deployments to their
+//!   `failover_replicas` (the seed's "scale up secondary region capacity").
+//!
+//! Every call is idempotent and retried (`lifeboat_kube::retry`). An error
+//! says whether retrying the step may help (`(transient, detail)`): an
+//! unreachable API or a failed call may; a missing Deployment, a refusal
+//! (RBAC) or a bad annotation will not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_kube::quiesce::{self, Kind, QuiesceError, ResumeOutcome, Scaler, Workload};
+
+use crate::config::{Config, RegionDeployments};
+use crate::context::Ctx;
+
+/// A step's note, or why it failed and whether a retry may help.
+pub type ScaleResult = std::result::Result<String, (bool, String)>;
+
+fn transient(e: &QuiesceError) -> bool {
+    matches!(
+        e,
+        QuiesceError::Unreachable { .. }
+            | QuiesceError::Api { .. }
+            | QuiesceError::PodsRemain { .. }
+    )
+}
+
+fn failed(e: QuiesceError) -> (bool, String) {
+    (transient(&e), e.to_string())
+}
+
+fn workloads(d: &RegionDeployments) -> Vec<Workload> {
+    d.items
+        .iter()
+        .map(|i| Workload::new(Kind::Deployment, d.namespace.clone(), i.name.clone()))
+        .collect()
+}
+
+/// The region's Deployments and a client for its cluster; `None` when it
+/// configures none.
+async fn region_deployments<'c>(
+    ctx: &Ctx,
+    config: &'c Config,
+    region: &str,
+) -> std::result::Result<Option<(&'c RegionDeployments, lifeboat_kube::Client)>, (bool, String)> {
+    let Some(d) = config
+        .region(region)
+        .ok()
+        .and_then(|r| r.deployments.as_ref())
+    else {
+        return Ok(None);
+    };
+    let opts = ctx.cluster_options(None, d.context.as_deref());
+    let client = lifeboat_kube::client::connect(&opts).await.map_err(|e| {
+        (
+            e.kind == lifeboat_kube::error::ErrorKind::Unreachable,
+            format!("connecting to {region}'s Kubernetes cluster: {e:#}"),
+        )
+    })?;
+    Ok(Some((d, client)))
+}
+
+/// Switchover, before the old primary stops: `region`'s Deployments to 0,
+/// their counts recorded, their pods gone (bounded by `timeout`).
+pub async fn quiesce(ctx: &Ctx, config: &Config, region: &str, timeout: Duration) -> ScaleResult {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(format!(
+            "{region}: no writers to quiesce (no Deployments configured)"
+        ));
+    };
+    let region_name = region.to_string();
+    let mut scaler = Scaler::new(client, workloads(d))
+        .timeout(timeout)
+        .notify(Arc::new(
+            move |m| tracing::info!(region = %region_name, "{m}"),
+        ));
+    match scaler.stop().await {
+        Ok(stopped) => Ok(format!(
+            "{region}: {} scaled to 0, their pods gone (counts recorded: {})",
+            stopped.len(),
+            scaler
+                .recorded()
+                .iter()
+                .map(|(w, n)| format!("{} {n}", w.short()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => {
+            // Bring back what was scaled down before the failure: the
+            // switchover has not stopped the old primary yet.
+            let back = scaler.resume().await;
+            let mut detail = e.to_string();
+            if !back.is_ok() {
+                detail.push_str("; bringing the others back failed too: ");
+                detail.push_str(
+                    &back
+                        .failures()
+                        .map(|f| f.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+            Err((transient(&e), detail))
+        }
+    }
+}
+
+/// Switchover done or rolled back: `region`'s Deployments back to the
+/// counts recorded by [`quiesce`] (a Deployment without a record is left
+/// as it is).
+pub async fn bring_back(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(format!(
+            "{region}: no writers to bring back (no Deployments configured)"
+        ));
+    };
+    let region_name = region.to_string();
+    let notify: quiesce::Notify = Arc::new(move |m| tracing::info!(region = %region_name, "{m}"));
+    let mut notes = Vec::new();
+    for w in workloads(d) {
+        match quiesce::resume_one(&client, &w, &notify)
+            .await
+            .map_err(failed)?
+        {
+            ResumeOutcome::Resumed { from, to } => {
+                notes.push(format!("{} {from} → {to}", w.short()))
+            }
+            ResumeOutcome::NotQuiesced { replicas } => {
+                notes.push(format!("{} left at {replicas} (not quiesced)", w.short()))
+            }
+        }
+    }
+    Ok(format!("{region}: writers back: {}", notes.join(", ")))
+}
+
+/// Failover: the new primary region's Deployments to their
+/// `failover_replicas`.
+pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(format!("{region}: no Deployments configured to scale"));
+    };
+    let mut notes = Vec::new();
+    for (item, w) in d.items.iter().zip(workloads(d)) {
+        let to = i32::try_from(item.failover_replicas()).unwrap_or(i32::MAX);
+        let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
+        notes.push(if from == to {
+            format!("{} already at {to}", w.short())
+        } else {
+            format!("{} {from} → {to}", w.short())
+        });
+    }
+    Ok(format!(
+        "{region}: scaled for the failover: {}",
+        notes.join(", ")
+    ))
+}
