@@ -355,11 +355,11 @@ async fn promotion_clears_synchronous_standby_names_so_writes_go_through() {
     let s = standby_of(&p, "eu-west").await;
     // Synchronous replication on the primary: commits wait for eu-west.
     let pc = p.conn_config("postgres").connect().await.unwrap();
-    pc.batch_execute(
-        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"eu-west\")'; SELECT pg_reload_conf()",
-    )
-    .await
-    .unwrap();
+    // (ALTER SYSTEM refuses a transaction block: one statement per call)
+    pc.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"eu-west\")'")
+        .await
+        .unwrap();
+    pc.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     poll("eu-west to be a synchronous standby", || async {
         let c = p.conn_config("postgres").connect().await.ok()?;
         let r = c
@@ -379,11 +379,10 @@ async fn promotion_clears_synchronous_standby_names_so_writes_go_through() {
     // synchronous standby (what it would hold after a switchover's
     // preparation or a base backup of a primary configured so).
     let sc = s.target.conn.connect().await.unwrap();
-    sc.batch_execute(
-        "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"us-east\")'; SELECT pg_reload_conf()",
-    )
-    .await
-    .unwrap();
+    sc.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"us-east\")'")
+        .await
+        .unwrap();
+    sc.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     drop((pc, sc));
     drop(p); // the old primary is gone
 

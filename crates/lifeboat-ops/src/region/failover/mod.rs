@@ -310,8 +310,8 @@ async fn drive<N: FnMut(&Note)>(
 }
 
 /// Refuses what cannot work before anything is written: the target is the
-/// primary already, a manager this driver does not run, Deployments it does
-/// not scale yet, a standby past the lag guard.
+/// primary already, a manager this driver does not run, a standby past the
+/// lag guard.
 async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) -> Result<()> {
     if req.to == from {
         return Err(Error::usage(format!(
@@ -325,13 +325,6 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
                 "regions.{name}.postgres.manager is {}: a change of primary drives `manager: postgres` \
                  regions only so far (Patroni and CloudNativePG promotion are not built yet)",
                 r.postgres.manager()
-            )));
-        }
-        if r.deployments.is_some() {
-            return Err(Error::usage(format!(
-                "regions.{name}.deployments is set, but a change of primary does not scale \
-                 Deployments yet; remove it from the configuration used for this command, and \
-                 scale the writers by hand"
             )));
         }
     }
