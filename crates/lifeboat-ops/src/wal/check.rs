@@ -70,11 +70,15 @@ pub async fn archive(repo: &Repository, now: DateTime<Utc>) -> Result<Option<Arc
         }
     }
     // Where the archive starts: the oldest kept base backup's start. A
-    // cutoff that cannot be decided (unreadable facts) starts nowhere
-    // special: every gap is reported, as prune deletes nothing then.
-    let start = super::retention::cutoff(&repo.snapshots().await?)
-        .ok()
-        .flatten();
+    // cutoff that cannot be decided (unreadable facts or snapshots) starts
+    // nowhere special: every gap is reported, as prune deletes nothing then.
+    let start = match repo.snapshots().await {
+        Ok(snaps) => super::retention::cutoff(&snaps).ok().flatten(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the snapshots: WAL gaps are counted from each timeline's first segment");
+            None
+        }
+    };
     let size = start
         .as_ref()
         .map_or(DEFAULT_SEGMENT_SIZE, |c| c.segment_size);

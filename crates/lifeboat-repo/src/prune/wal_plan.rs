@@ -255,8 +255,8 @@ mod tests {
         locks: &[],
         grace: 60,
         delete: &[
-            "wal-partial/00000001/seg2/0/8192",
             "wal/00000001/seg1/0",
+            "wal-partial/00000001/seg2/0/8192",
             "wal/00000001/seg2/0",
         ],
         waiting: 0,
