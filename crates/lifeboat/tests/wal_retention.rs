@@ -99,12 +99,15 @@ impl Archive {
         )
     }
 
-    /// The names stored under `wal/<timeline>/`, sorted.
+    /// The names stored under `wal/<timeline>/`, sorted (a name's
+    /// directory may stay behind, empty, once its object is deleted).
     fn stored(&self, timeline: u32) -> Vec<String> {
         let dir = Path::new(&self.env.repo).join(format!("wal/{timeline:08X}"));
         let mut v: Vec<String> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .map(|e| e.unwrap())
+                .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect(),
             Err(_) => Vec::new(),
         };
