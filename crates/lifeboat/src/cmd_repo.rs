@@ -529,6 +529,28 @@ fn print_prune(r: &PruneReport, grace: std::time::Duration) {
             human_bytes(r.unused_bytes_in_live_packs)
         );
     }
+    if r.wal.objects > 0 {
+        println!("{}", wal_line(&r.wal, verb));
+    }
+}
+
+/// Prune's WAL step in one line.
+fn wal_line(w: &lifeboat_repo::prune::WalPruneReport, verb: &str) -> String {
+    let mut line = match (&w.kept_from, &w.oldest_base_backup) {
+        (Some(from), Some(snap)) => format!(
+            "WAL: {verb} {} of {} objects ({}) before {from}, where the oldest kept base backup ({}) starts",
+            w.deleted,
+            w.objects,
+            human_bytes(w.deleted_bytes),
+            &snap[..snap.len().min(8)]
+        ),
+        _ => format!("WAL: {} objects kept", w.objects),
+    };
+    if let Some(note) = &w.note {
+        line.push_str("; ");
+        line.push_str(note);
+    }
+    line
 }
 
 pub async fn prune(ctx: &Ctx, a: PruneArgs) -> Result<i32> {

@@ -38,3 +38,4 @@ mod status_page;
 mod tables_cli;
 mod target_identity;
 mod wal_archive;
+mod wal_retention;

@@ -124,7 +124,10 @@ pub async fn backup_source(
     let pg_basebackup = program(&tools.dir);
     let pgbb_version = tools::tool_version(&pg_basebackup).map_err(tools_err)?.text;
     let progress = Arc::new(Progress::default());
-    let mut session = BackupSession::start(repo, Arc::clone(&progress)).await?;
+    // Named so that prune holds WAL deletion back while it runs (its
+    // snapshot, not written yet, needs the WAL from its start on).
+    let mut session =
+        BackupSession::start_as(repo, Arc::clone(&progress), "backup physical").await?;
     let label = format!("lifeboat {}", b.start_time.format("%Y-%m-%dT%H:%M:%SZ"));
     let child = match PgBaseBackup::spawn(&pg_basebackup, &source.conn, &label) {
         Ok(c) => c,

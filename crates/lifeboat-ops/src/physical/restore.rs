@@ -27,6 +27,7 @@ use lifeboat_postgres::conn::pg_message;
 use lifeboat_postgres::wal::SegmentName;
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::Progress;
+use lifeboat_repo::lock::{LockMode, acquire_for_reading};
 use lifeboat_repo::physical::{DATA_ITEM, DirWriter, FILES_ITEM, FileList};
 use lifeboat_repo::restore::{read_item, restore_item};
 use lifeboat_repo::snapshot::SnapshotRef;
@@ -229,6 +230,25 @@ pub async fn restore(ctx: &Ctx, req: RestoreRequest) -> Result<RestoreOutcome> {
         .map_err(|e| usage(format!("--pgdata {}: {e}", req.pgdata.display())))?;
     check_empty(&pgdata)?;
     let repo = ctx.open().await?;
+    // Held until the recovered server has stopped, before the snapshot is
+    // picked: prune deletes no WAL while it is live (docs/format.md, "Why
+    // prune is safe").
+    let lock = acquire_for_reading(&repo, LockMode::Shared, "restore physical").await?;
+    let result = restore_from(ctx, req, &repo, pgdata).await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
+    result
+}
+
+/// [`restore`] under its lock.
+async fn restore_from(
+    ctx: &Ctx,
+    req: RestoreRequest,
+    repo: &Repository,
+    pgdata: PathBuf,
+) -> Result<RestoreOutcome> {
+    let repo = repo.clone();
     let (snap, facts) = pick(&repo, &req.snapshot, req.source.as_deref(), &req.target).await?;
     let (last_archived, missing) = archive_after(&repo, &facts).await?;
     if req.target == Target::Latest && !missing.is_empty() {

@@ -1,5 +1,6 @@
 //! `lifeboat prune` (and `forget --prune`): data no snapshot references
-//! deleted, through `lifeboat_repo::prune`, after a grace period.
+//! deleted, through `lifeboat_repo::prune`, after a grace period; and the
+//! WAL no kept physical snapshot needs (`crate::wal::retention`).
 
 use std::time::Duration;
 
@@ -25,5 +26,7 @@ pub fn grace(ctx: &Ctx, flag: Option<&str>) -> Result<Duration> {
 }
 
 pub async fn prune(repo: &Repository, grace: Duration, dry_run: bool) -> Result<PruneReport> {
-    Ok(lifeboat_repo::prune::prune(repo, &PruneOptions { grace, dry_run }).await?)
+    let opts = PruneOptions { grace, dry_run };
+    let rules = crate::wal::retention::PgWalRules;
+    Ok(lifeboat_repo::prune::prune_with_wal(repo, &opts, Some(&rules)).await?)
 }

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod list;
 pub mod open;
 pub mod push;
+pub mod retention;
 
 pub use fetch::{FetchRequest, Fetched, fetch};
 pub use list::{ListRequest, WalListing, list};

@@ -41,10 +41,17 @@
 //! [`execute()`] carries the [`PrunePlan`] out in
 //! the documented order. [`prune`] runs one pass, and a second one right
 //! after it when the grace period is zero.
+//!
+//! WAL objects are not in packs: [`prune_with_wal`] adds a step after the
+//! packs' passes that deletes the WAL no kept physical snapshot needs
+//! ([`wal`], decided by [`plan_wal`]), with the service layer's knowledge
+//! of PostgreSQL ([`WalRules`]). [`prune`] alone leaves WAL untouched.
 
 mod execute;
 mod inputs;
 mod plan;
+pub mod wal;
+mod wal_plan;
 
 use std::time::Duration;
 
@@ -58,6 +65,10 @@ use crate::repo::Repository;
 pub use execute::execute;
 pub use inputs::{gather, retained_packs};
 pub use plan::{IndexRewrite, PruneInputs, PrunePlan, plan};
+pub use wal::WalRules;
+pub use wal_plan::{
+    WAL_INDEPENDENT, WalCutoff, WalInputs, WalObject, WalPlan, WalPruneReport, plan_wal,
+};
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
@@ -99,14 +110,50 @@ pub struct PruneReport {
     /// Bytes of unreferenced blobs inside packs that are still partly used.
     pub unused_bytes_in_live_packs: u64,
     pub dry_run: bool,
+    /// WAL objects deleted (or, dry, that would be) and kept; all zero
+    /// when prune ran without WAL rules.
+    pub wal: WalPruneReport,
 }
 
+/// Prunes packs (WAL objects are left alone: see [`prune_with_wal`]).
 pub async fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_with_wal(repo, opts, None).await
+}
+
+/// Prunes packs and, with `wal` rules, the WAL no kept physical snapshot
+/// needs (after the packs, under the same lock).
+pub async fn prune_with_wal(
+    repo: &Repository,
+    opts: &PruneOptions,
+    wal: Option<&dyn WalRules>,
+) -> Result<PruneReport> {
     repo.ensure_may_delete("prune")?;
     let lock = acquire(repo, LockMode::Exclusive, "prune").await?;
-    let result = prune_locked(repo, opts, &lock).await;
+    let result = match (prune_locked(repo, opts, &lock).await, wal) {
+        (Ok(mut report), Some(rules)) => wal_step(repo, opts, &lock, rules).await.map(|w| {
+            report.wal = w;
+            report
+        }),
+        (other, _) => other,
+    };
     let _ = lock.release().await;
     result
+}
+
+/// The WAL step: plans and (unless dry) deletes.
+async fn wal_step(
+    repo: &Repository,
+    opts: &PruneOptions,
+    lock: &LockGuard,
+    rules: &dyn WalRules,
+) -> Result<WalPruneReport> {
+    let grace = chrono::Duration::from_std(opts.grace)
+        .map_err(|e| RepoError::invalid(crate::error::BadInput::Parameter, e.to_string()))?;
+    let plan = wal::pass(repo, lock, rules, grace).await?;
+    if !opts.dry_run {
+        wal::execute(repo, lock, &plan).await?;
+    }
+    Ok(plan.report)
 }
 
 async fn prune_locked(
@@ -173,6 +220,7 @@ fn after_second_pass(first: PruneReport, second: PruneReport) -> PruneReport {
         packs_total: first.packs_total,
         condemned: first.condemned,
         dry_run: first.dry_run,
+        wal: second.wal,
     }
 }
 
@@ -210,6 +258,7 @@ mod tests {
             retained_until: until,
             unused_bytes_in_live_packs: 5,
             dry_run: false,
+            wal: WalPruneReport::default(),
         };
         let want = PruneReport {
             snapshots: 4,
@@ -225,6 +274,7 @@ mod tests {
             retained_until: until,
             unused_bytes_in_live_packs: 5,
             dry_run: false,
+            wal: WalPruneReport::default(),
         };
         assert_eq!(after_second_pass(first, second), want);
     }
