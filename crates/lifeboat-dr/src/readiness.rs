@@ -383,14 +383,21 @@ fn drills(i: &Inputs<'_>) -> Item {
             let label = k.label(s.drill_kinds.len());
             let run = k.command(&s.source);
             match &k.last_successful_drill {
-                None => fails.push(format!("{}: no successful {label}restore drill (run `{run}`)", s.source)),
+                None => fails.push(format!(
+                    "{}: no successful {label}restore drill (run `{run}`)",
+                    s.source
+                )),
                 Some(d) if d.age_seconds > max => fails.push(format!(
                     "{}: the last successful {label}drill is {} old, more than {} (run `{run}`)",
                     s.source,
                     human(d.age_seconds),
                     human(max),
                 )),
-                Some(d) => oks.push(format!("{} {label}drilled {} ago", s.source, human(d.age_seconds))),
+                Some(d) => oks.push(format!(
+                    "{} {label}drilled {} ago",
+                    s.source,
+                    human(d.age_seconds)
+                )),
             }
         }
     }
@@ -1187,11 +1194,15 @@ mod tests {
         let r = run(src.clone(), &[check(true, now)], active(), now);
         assert_eq!(state(&r, "restore-drills"), State::Pass, "{r:?}");
         assert!(
-            item(&r, "restore-drills").detail.contains("db physical drilled"),
+            item(&r, "restore-drills")
+                .detail
+                .contains("db physical drilled"),
             "{r:?}"
         );
         assert!(
-            item(&r, "objectives").detail.contains("db (physical): RTO 5m 0s"),
+            item(&r, "objectives")
+                .detail
+                .contains("db (physical): RTO 5m 0s"),
             "{r:?}"
         );
         // Physical backups only: the physical drill alone.

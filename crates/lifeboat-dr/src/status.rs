@@ -932,7 +932,10 @@ pub(crate) mod tests {
         assert_eq!(s.drill_kinds.len(), 2);
         // A failed physical drill after a passed logical one: failing.
         let s = both(
-            vec![drill(true, at(9), 95.0), physical(drill(false, at(10), 30.0))],
+            vec![
+                drill(true, at(9), 95.0),
+                physical(drill(false, at(10), 30.0)),
+            ],
             vec![Logical, Physical],
         );
         assert_eq!(s.verdict, Verdict::Failing);
@@ -944,12 +947,18 @@ pub(crate) mod tests {
         assert_eq!(s.last_drill.as_ref().unwrap().kind, Physical);
         // A later passed logical drill does not hide the failed physical one.
         let s = both(
-            vec![physical(drill(false, at(9), 30.0)), drill(true, at(10), 95.0)],
+            vec![
+                physical(drill(false, at(9), 30.0)),
+                drill(true, at(10), 95.0),
+            ],
             vec![Logical, Physical],
         );
         assert_eq!(s.verdict, Verdict::Failing, "{:?}", s.reasons);
         // Both passed: ok; the objective's RTO is the slower kind's.
-        let drills = vec![drill(true, at(9), 95.0), physical(drill(true, at(10), 300.0))];
+        let drills = vec![
+            drill(true, at(9), 95.0),
+            physical(drill(true, at(10), 300.0)),
+        ];
         let s = both(drills.clone(), vec![Logical, Physical]);
         assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
         let mut src = db(vec![snap("s1", at(10))], drills);

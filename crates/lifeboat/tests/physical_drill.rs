@@ -247,9 +247,17 @@ fn physical_drill_recovers_the_archive_and_fails_on_a_gap() {
     assert!(a.leftovers().is_empty(), "{:?}", a.leftovers());
 
     // Two segments after the base backup, each with a row of its own.
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('A') RETURNING id");
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('A') RETURNING id",
+    );
     let seg_a = switch_and_archive(&rt, &cluster);
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('B') RETURNING id");
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('B') RETURNING id",
+    );
     let seg_b = switch_and_archive(&rt, &cluster);
 
     let report = a.env.path("drill.md");
@@ -302,8 +310,14 @@ fn physical_drill_recovers_the_archive_and_fails_on_a_gap() {
     assert!(passed["rpo_seconds"].as_f64().unwrap() >= 0.0);
     assert!(a.leftovers().is_empty(), "{:?}", a.leftovers());
     let md = std::fs::read_to_string(&report).unwrap();
-    assert!(md.starts_with("# Physical restore drill of `db`: passed"), "{md}");
-    assert!(md.contains("RPO (last recovered commit's age at start)"), "{md}");
+    assert!(
+        md.starts_with("# Physical restore drill of `db`: passed"),
+        "{md}"
+    );
+    assert!(
+        md.contains("RPO (last recovered commit's age at start)"),
+        "{md}"
+    );
 
     // One archived segment gone from the repository: the drill fails with
     // a record naming it, and restores nothing.
@@ -329,7 +343,10 @@ fn physical_drill_recovers_the_archive_and_fails_on_a_gap() {
     assert_eq!(list[0]["id"], passed["id"]);
     assert_eq!(list[1]["id"], failed["id"]);
     assert!(list.iter().all(|d| d["kind"] == "physical"), "{drills}");
-    assert_eq!((&list[0]["ok"], &list[1]["ok"]), (&true.into(), &false.into()));
+    assert_eq!(
+        (&list[0]["ok"], &list[1]["ok"]),
+        (&true.into(), &false.into())
+    );
     let (code, text, err) = a.run(&["drills"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(text.matches(" physical ").count(), 2, "{text}");
@@ -356,8 +373,7 @@ fn physical_drill_recovers_the_archive_and_fails_on_a_gap() {
         "{st}"
     );
     assert_eq!(
-        db["drill_kinds"][0]["last_successful_drill"]["id"],
-        passed["id"],
+        db["drill_kinds"][0]["last_successful_drill"]["id"], passed["id"],
         "{st}"
     );
 }

@@ -58,9 +58,8 @@ fn drill_kinds(
     snaps: &[lifeboat_repo::snapshot::SnapshotRef],
 ) -> Vec<lifeboat_dr::record::DrillKind> {
     let mine = || snaps.iter().filter(|x| x.snapshot.source == name);
-    let physical = |x: &lifeboat_repo::snapshot::SnapshotRef| {
-        x.snapshot.kind == lifeboat_repo::physical::KIND
-    };
+    let physical =
+        |x: &lifeboat_repo::snapshot::SnapshotRef| x.snapshot.kind == lifeboat_repo::physical::KIND;
     lifeboat_dr::kinds::expected(&lifeboat_dr::kinds::DrillEvidence {
         configured: s.drill.as_ref().and_then(|d| d.kinds.clone()),
         logical_snapshots: mine().any(|x| !physical(x)),

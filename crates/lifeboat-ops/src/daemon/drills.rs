@@ -162,8 +162,12 @@ async fn drill_once(
     };
     metrics::drill_running(name, true);
     match kind {
-        DrillKind::Logical => tracing::info!(source = %name, "drill started: the latest full snapshot (partial snapshots are never drilled)"),
-        DrillKind::Physical => tracing::info!(source = %name, "physical drill started: the latest base backup and the archived WAL, recovered in a throwaway data directory"),
+        DrillKind::Logical => {
+            tracing::info!(source = %name, "drill started: the latest full snapshot (partial snapshots are never drilled)")
+        }
+        DrillKind::Physical => {
+            tracing::info!(source = %name, "physical drill started: the latest base backup and the archived WAL, recovered in a throwaway data directory")
+        }
     }
     let result = tokio::select! {
         r = drill::run(&d.ctx, &d.repo, &req) => Some(r),

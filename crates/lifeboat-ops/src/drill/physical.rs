@@ -106,9 +106,11 @@ pub fn plan(
 /// The base backup to drill; none is "nothing to drill" (exit 3, as a
 /// logical drill without a snapshot).
 pub async fn latest(repo: &Repository, name: &str) -> Result<Prepared> {
-    let has_physical = repo.snapshots().await?.iter().any(|s| {
-        s.snapshot.source == name && s.snapshot.kind == lifeboat_repo::physical::KIND
-    });
+    let has_physical = repo
+        .snapshots()
+        .await?
+        .iter()
+        .any(|s| s.snapshot.source == name && s.snapshot.kind == lifeboat_repo::physical::KIND);
     if !has_physical {
         return Err(fail(
             NOT_FOUND,
@@ -283,7 +285,8 @@ async fn restore_recover_verify(
     if let Some(when) = outcome.replay_time {
         d.recovered_to = when;
     }
-    d.steps.push(step("recover", true, t, recover_detail(&outcome)));
+    d.steps
+        .push(step("recover", true, t, recover_detail(&outcome)));
     let t = Instant::now();
     let Some(src) = source else {
         d.steps.push(step(
@@ -297,7 +300,8 @@ async fn restore_recover_verify(
     };
     match physical::run_queries(server, &prep.facts, src).await {
         Ok(q) => {
-            d.steps.push(step("verify", true, t, verify_detail(&src.name, &q)));
+            d.steps
+                .push(step("verify", true, t, verify_detail(&src.name, &q)));
             Ok(())
         }
         Err(e) => {
@@ -349,12 +353,7 @@ fn verify_detail(source: &str, q: &[physical::QueryResult]) -> String {
 /// The record of a physical drill. RPO: the drill's start minus the last
 /// recovered commit (or the base backup's end): what a disaster at the
 /// drill's start would have lost, as far as the archive shows.
-pub fn record(
-    source: &str,
-    started_at: DateTime<Utc>,
-    d: Drilled,
-    trigger: &str,
-) -> DrillRecord {
+pub fn record(source: &str, started_at: DateTime<Utc>, d: Drilled, trigger: &str) -> DrillRecord {
     DrillRecord {
         version: record::RECORD_VERSION,
         source: source.to_string(),

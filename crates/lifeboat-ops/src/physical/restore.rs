@@ -342,9 +342,10 @@ pub async fn run_queries(
         .map_err(|e| fail(VERIFY_FAILED, format!("connecting to {db} to verify: {e}")))?;
     let mut out = Vec::new();
     for q in &src.queries {
-        let rows = client.simple_query(&q.sql).await.map_err(|e| {
-            sql_fail(VERIFY_FAILED, &format!("verification query {}", q.name), &e)
-        })?;
+        let rows = client
+            .simple_query(&q.sql)
+            .await
+            .map_err(|e| sql_fail(VERIFY_FAILED, &format!("verification query {}", q.name), &e))?;
         let value = rows.iter().find_map(|m| match m {
             lifeboat_postgres::basebackup::SimpleQueryMessage::Row(r) => {
                 r.get(0).map(str::to_string)
