@@ -377,3 +377,116 @@ fn physical_drill_recovers_the_archive_and_fails_on_a_gap() {
         "{st}"
     );
 }
+
+/// Whether some process is reading the FIFO at `path` (opening it for
+/// writing without blocking succeeds only then).
+fn fifo_has_reader(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .is_ok()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// Ctrl-C while the throwaway server recovers: the drill ends with exit
+/// 130, records nothing, and leaves neither its data directory nor a
+/// server behind. The pause point: the drill's configuration is replaced by
+/// a FIFO once the drill has read it (its first line on stderr), so the
+/// server's `wal fetch` (which reads it again) blocks until the test is
+/// done, and the test sees it blocked (the FIFO has a reader).
+#[test]
+fn an_interrupted_physical_drill_leaves_nothing_behind() {
+    use std::io::BufRead;
+    let rt = rt();
+    let mut a = Archive::new();
+    let cluster = TempCluster::start_with(ClusterOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), a.archive_command()),
+            ("wal_level".into(), "replica".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL 15 (run scripts/test.sh to install it)");
+    a.password = cluster.password().expose().to_string();
+    a.write_config(&a.config, &cluster.url("postgres"), None);
+    one(
+        &rt,
+        &cluster,
+        "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL); SELECT 1",
+    );
+    a.json(&["backup", "physical", "--source", "db"], 0);
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('A') RETURNING id",
+    );
+    switch_and_archive(&rt, &cluster);
+
+    // The drill runs with a configuration of its own, which becomes the
+    // FIFO; the archiving server keeps the real one.
+    let drill_config = a.env.path("drill.yaml");
+    a.write_config(&drill_config, &cluster.url("postgres"), None);
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&drill_config)
+        .args(["drill", "--physical", "--source", "db"])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .env("TMPDIR", &a.tmp)
+        .current_dir(a.env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.contains("drilling the latest base backup"), "{first}");
+    let fifo = a.env.path("drill.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(&fifo);
+    std::fs::rename(&fifo, &drill_config).unwrap();
+    poll(
+        Duration::from_secs(120),
+        "the recovery server's wal fetch waiting on the configuration",
+        || fifo_has_reader(&drill_config).then_some(()),
+    );
+    let scratch: Vec<String> = a.leftovers();
+    assert!(
+        scratch.iter().any(|n| n.starts_with("lifeboat-drill-")),
+        "{scratch:?}"
+    );
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
+    fifo_has_reader(&drill_config);
+    assert!(a.leftovers().is_empty(), "{:?}", a.leftovers());
+    let left = processes_mentioning(a.tmp.to_str().unwrap());
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert_eq!(a.json(&["drills"], 0), serde_json::json!([]));
+}
