@@ -3,7 +3,9 @@
 //! Steps, in order: refuse a non-empty `--pgdata` (nothing touched);
 //! choose the base backup that reaches the target ([`super::plan`]);
 //! check the archive past it (for `--to-latest`, a gap is an error before
-//! anything is written); write the files (modes kept, every blob verified,
+//! anything is written); find the server binaries of the backup's major
+//! version (missing: exit 2, also before anything is written); write the
+//! files (modes kept, every blob verified,
 //! [`DirWriter`]); add the recovery settings to `postgresql.auto.conf` and
 //! `recovery.signal`; run the backup's major version of `postgres` on a
 //! private socket until it has recovered and promoted (bounded, progress
@@ -12,6 +14,10 @@
 //! stop the server cleanly; put `postgresql.auto.conf` back as the backup
 //! had it. The directory is then ready for the user's own server to start
 //! as a primary on the new timeline.
+//!
+//! The steps are public ([`prepare`], [`server_for`], [`write`],
+//! [`recover`], [`run_queries`]) for `drill --physical`
+//! (`crate::drill::physical`), which runs them into a temporary directory.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
