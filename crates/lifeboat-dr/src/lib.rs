@@ -6,6 +6,7 @@
 //! namespace) needs the PostgreSQL and Kubernetes drivers and lives in the
 //! binary (`crates/lifeboat/src/drill/`); later failover logic lands here.
 
+pub mod kinds;
 pub mod objectives;
 pub mod readiness;
 pub mod record;

@@ -377,17 +377,28 @@ fn drills(i: &Inputs<'_>) -> Item {
     let max = secs(i.policy.drill_max_age);
     let mut fails = Vec::new();
     let mut oks = Vec::new();
+    // Every expected kind of drill (logical, physical) of every source.
     for s in &i.status.sources {
-        match &s.last_successful_drill {
-            None => fails.push(format!("{}: no successful restore drill (run `lifeboat drill --source {}`)", s.source, s.source)),
-            Some(d) if d.age_seconds > max => fails.push(format!(
-                "{}: the last successful drill is {} old, more than {} (run `lifeboat drill --source {}`)",
-                s.source,
-                human(d.age_seconds),
-                human(max),
-                s.source
-            )),
-            Some(d) => oks.push(format!("{} drilled {} ago", s.source, human(d.age_seconds))),
+        for k in &s.drill_kinds {
+            let label = k.label(s.drill_kinds.len());
+            let run = k.command(&s.source);
+            match &k.last_successful_drill {
+                None => fails.push(format!(
+                    "{}: no successful {label}restore drill (run `{run}`)",
+                    s.source
+                )),
+                Some(d) if d.age_seconds > max => fails.push(format!(
+                    "{}: the last successful {label}drill is {} old, more than {} (run `{run}`)",
+                    s.source,
+                    human(d.age_seconds),
+                    human(max),
+                )),
+                Some(d) => oks.push(format!(
+                    "{} {label}drilled {} ago",
+                    s.source,
+                    human(d.age_seconds)
+                )),
+            }
         }
     }
     if i.sources.is_empty() {
@@ -416,46 +427,8 @@ fn objectives(i: &Inputs<'_>) -> Item {
             fails.push(format!("{} covers no scenario (covers: […])", s.source));
             continue;
         }
-        let Some(d) = &s.last_drill else {
-            fails.push(format!("{}: no drill has measured it", s.source));
-            continue;
-        };
-        if !d.ok {
-            fails.push(format!("{}: the last drill failed", s.source));
-            continue;
-        }
-        let mut missed = Vec::new();
-        if let Some(t) = &s.objectives.rto
-            && d.rto_seconds > t.seconds as f64
-        {
-            missed.push(format!(
-                "RTO {} > {}",
-                human(d.rto_seconds),
-                human(t.seconds as f64)
-            ));
-        }
-        if let Some(t) = &s.objectives.rpo
-            && d.rpo_seconds > t.seconds as f64
-        {
-            missed.push(format!(
-                "RPO {} > {}",
-                human(d.rpo_seconds),
-                human(t.seconds as f64)
-            ));
-        }
-        if missed.is_empty() {
-            oks.push(format!(
-                "{}: RTO {}, RPO {}",
-                s.source,
-                human(d.rto_seconds),
-                human(d.rpo_seconds)
-            ));
-        } else {
-            fails.push(format!(
-                "{}: the last drill missed {}",
-                s.source,
-                missed.join(" and ")
-            ));
+        for k in &s.drill_kinds {
+            objectives_of(s, k, &mut fails, &mut oks);
         }
     }
     auto(
@@ -465,6 +438,61 @@ fn objectives(i: &Inputs<'_>) -> Item {
         fails,
         oks.join(", "),
     )
+}
+
+/// The objectives item for one kind of drill of a source (the rules of
+/// logical drills, each kind on its own).
+fn objectives_of(
+    s: &crate::status::SourceStatus,
+    k: &crate::status::KindDrills,
+    fails: &mut Vec<String>,
+    oks: &mut Vec<String>,
+) {
+    let label = k.label(s.drill_kinds.len());
+    // "db" or "db (physical)".
+    let who = match label.trim() {
+        "" => s.source.clone(),
+        l => format!("{} ({l})", s.source),
+    };
+    let Some(d) = &k.last_drill else {
+        fails.push(format!("{who}: no drill has measured it"));
+        return;
+    };
+    if !d.ok {
+        fails.push(format!("{who}: the last drill failed"));
+        return;
+    }
+    let mut missed = Vec::new();
+    if let Some(t) = &s.objectives.rto
+        && d.rto_seconds > t.seconds as f64
+    {
+        missed.push(format!(
+            "RTO {} > {}",
+            human(d.rto_seconds),
+            human(t.seconds as f64)
+        ));
+    }
+    if let Some(t) = &s.objectives.rpo
+        && d.rpo_seconds > t.seconds as f64
+    {
+        missed.push(format!(
+            "RPO {} > {}",
+            human(d.rpo_seconds),
+            human(t.seconds as f64)
+        ));
+    }
+    if missed.is_empty() {
+        oks.push(format!(
+            "{who}: RTO {}, RPO {}",
+            human(d.rto_seconds),
+            human(d.rpo_seconds)
+        ));
+    } else {
+        fails.push(format!(
+            "{who}: the last drill missed {}",
+            missed.join(" and ")
+        ));
+    }
 }
 
 fn retention_item(i: &Inputs<'_>) -> Item {
@@ -1142,6 +1170,46 @@ mod tests {
             .unwrap()
             .detail;
         assert!(d.contains("31d 0h old"), "{d}");
+    }
+
+    /// A source with physical backups needs a passed physical drill too;
+    /// with both, the items name each kind.
+    #[test]
+    fn a_physical_drill_is_due_where_physical_backups_are() {
+        use crate::record::DrillKind::{Logical, Physical};
+        use crate::status::tests::physical;
+        let now = at(24 * 60);
+        let mut src = good_source(now, now);
+        src.drill_kinds = vec![Logical, Physical];
+        let r = run(src.clone(), &[check(true, now)], active(), now);
+        assert_eq!(state(&r, "restore-drills"), State::Fail);
+        let d = &item(&r, "restore-drills").detail;
+        assert!(
+            d.contains(
+                "db: no successful physical restore drill (run `lifeboat drill --physical --source db`)"
+            ),
+            "{d}"
+        );
+        src.drills.push(physical(drill(true, now, 300.0)));
+        let r = run(src.clone(), &[check(true, now)], active(), now);
+        assert_eq!(state(&r, "restore-drills"), State::Pass, "{r:?}");
+        assert!(
+            item(&r, "restore-drills")
+                .detail
+                .contains("db physical drilled"),
+            "{r:?}"
+        );
+        assert!(
+            item(&r, "objectives")
+                .detail
+                .contains("db (physical): RTO 5m 0s"),
+            "{r:?}"
+        );
+        // Physical backups only: the physical drill alone.
+        src.drills.remove(0);
+        src.drill_kinds = vec![Physical];
+        let r = run(src, &[check(true, now)], active(), now);
+        assert_eq!(state(&r, "restore-drills"), State::Pass, "{r:?}");
     }
 
     #[test]

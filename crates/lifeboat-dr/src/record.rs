@@ -44,7 +44,12 @@ pub struct DrillDifference {
 pub struct DrillRecord {
     pub version: u64,
     pub source: String,
-    /// `postgres` or `kube`.
+    /// The kind of the snapshot drilled: `postgres` or `kube` (a logical
+    /// drill), `physical` (`drill --physical`: a base backup and the
+    /// archived WAL recovered by a throwaway server). Records written before
+    /// physical drills existed are all logical; a physical drill needs no
+    /// other member, so releases that know only logical drills still read
+    /// its record (all members are version 1's).
     pub kind: String,
     pub snapshot: String,
     pub snapshot_time: DateTime<Utc>,
@@ -113,9 +118,48 @@ impl CheckRecord {
     }
 }
 
+/// Which restore path a drill proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillKind {
+    /// A logical snapshot (`pg_dump`'s archive, Kubernetes objects)
+    /// restored and its recorded facts verified.
+    Logical,
+    /// A physical base backup restored and recovered with the archived WAL
+    /// to the latest archived point (`drill --physical`).
+    Physical,
+}
+
+impl DrillKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillKind::Logical => "logical",
+            DrillKind::Physical => "physical",
+        }
+    }
+}
+
+impl std::fmt::Display for DrillKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The snapshot kind of a physical base backup (`lifeboat_repo::physical::KIND`).
+pub const PHYSICAL_KIND: &str = "physical";
+
 impl DrillRecord {
     pub fn short_snapshot(&self) -> &str {
         &self.snapshot[..self.snapshot.len().min(8)]
+    }
+
+    /// Logical or physical, from the drilled snapshot's kind.
+    pub fn drill_kind(&self) -> DrillKind {
+        if self.kind == PHYSICAL_KIND {
+            DrillKind::Physical
+        } else {
+            DrillKind::Logical
+        }
     }
 }
 
@@ -185,4 +229,55 @@ where
         .try_collect()
         .await?;
     Ok(found.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as Lifeboat stored it before physical drills existed
+    /// (every member of version 1, `differences` and `failure` present).
+    const OLD_RECORD: &str = r#"{"version":1,"source":"kubernaut-db","kind":"postgres",
+        "snapshot":"7c1e0f5a9b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a",
+        "snapshot_time":"2026-11-30T02:00:04Z","started":"2026-12-01T03:00:00Z",
+        "finished":"2026-12-01T03:01:35Z","ok":true,"failure":null,"rto_seconds":95.2,
+        "rpo_seconds":90596.0,"target":"throwaway PostgreSQL 15 (127.0.0.1:41234)",
+        "trigger":"schedule","hostname":"lifeboat-0","program":"lifeboat 0.1.0",
+        "steps":[{"name":"restore","ok":true,"seconds":80.1,"detail":"pg_restore of 1.2 GiB"}],
+        "differences":[]}"#;
+
+    #[test]
+    fn a_record_written_before_physical_drills_reads_as_logical() {
+        let r: DrillRecord = serde_json::from_str(OLD_RECORD).unwrap();
+        assert_eq!(r.drill_kind(), DrillKind::Logical);
+        assert_eq!(r.kind, "postgres");
+        let kube = OLD_RECORD.replace(r#""kind":"postgres""#, r#""kind":"kube""#);
+        let r: DrillRecord = serde_json::from_str(&kube).unwrap();
+        assert_eq!(r.drill_kind(), DrillKind::Logical);
+        // The oldest records had no `failure` and no `differences`.
+        let bare = OLD_RECORD
+            .replace(r#""failure":null,"#, "")
+            .replace(r#","differences":[]"#, "");
+        let r: DrillRecord = serde_json::from_str(&bare).unwrap();
+        assert!(r.failure.is_none() && r.differences.is_empty());
+    }
+
+    #[test]
+    fn a_physical_record_has_only_the_members_older_releases_know() {
+        let mut r: DrillRecord = serde_json::from_str(OLD_RECORD).unwrap();
+        r.kind = PHYSICAL_KIND.into();
+        assert_eq!(r.drill_kind(), DrillKind::Physical);
+        let written = serde_json::to_value(&r).unwrap();
+        let old: serde_json::Value = serde_json::from_str(OLD_RECORD).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        // A release that knows only logical drills (deny_unknown_fields)
+        // reads it: the same members, a kind it keeps as text.
+        assert_eq!(keys(&written), keys(&old));
+        let back: DrillRecord = serde_json::from_value(written).unwrap();
+        assert_eq!(back, r);
+    }
 }

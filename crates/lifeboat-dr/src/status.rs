@@ -16,7 +16,7 @@ use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy};
 use serde::Serialize;
 
 use crate::objectives::{self, Objective, SourceObjectives, Target};
-use crate::record::{DrillRecord, Stored};
+use crate::record::{DrillKind, DrillRecord, Stored};
 
 /// How old evidence may get before it no longer counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,20 @@ pub struct SourceInput {
     pub snapshots: Vec<SnapshotInfo>,
     /// This source's drills, oldest first.
     pub drills: Vec<Stored<DrillRecord>>,
+    /// The kinds of drill it must pass ([`crate::kinds::expected`]), each
+    /// judged by its own drills; empty is read as logical only.
+    pub drill_kinds: Vec<DrillKind>,
+}
+
+impl SourceInput {
+    /// [`Self::drill_kinds`], logical when none is given.
+    pub fn expected_drill_kinds(&self) -> Vec<DrillKind> {
+        if self.drill_kinds.is_empty() {
+            vec![DrillKind::Logical]
+        } else {
+            self.drill_kinds.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -100,6 +114,8 @@ pub struct BackupView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrillView {
     pub id: String,
+    /// `logical` or `physical`.
+    pub kind: DrillKind,
     pub snapshot: String,
     pub started: DateTime<Utc>,
     pub age_seconds: f64,
@@ -113,6 +129,7 @@ impl DrillView {
     fn of(d: &Stored<DrillRecord>, now: DateTime<Utc>) -> Self {
         DrillView {
             id: d.id.clone(),
+            kind: d.record.drill_kind(),
             snapshot: d.record.snapshot.clone(),
             started: d.record.started,
             age_seconds: secs(now - d.record.started),
@@ -140,11 +157,62 @@ pub struct SourceStatus {
     /// Now minus the last full backup: what a disaster now would lose.
     pub rpo_exposure_seconds: Option<f64>,
     pub objectives: SourceObjectives,
+    /// The last drill and the last passed one of any expected kind.
     pub last_drill: Option<DrillView>,
     pub last_successful_drill: Option<DrillView>,
+    /// Per expected kind of drill (logical, physical), its last drill and
+    /// last passed one: each kind is judged on its own.
+    pub drill_kinds: Vec<KindDrills>,
     pub verdict: Verdict,
     /// Why the verdict is not ok (empty when ok).
     pub reasons: Vec<String>,
+}
+
+/// The drills of one kind of a source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindDrills {
+    pub kind: DrillKind,
+    pub last_drill: Option<DrillView>,
+    pub last_successful_drill: Option<DrillView>,
+}
+
+impl KindDrills {
+    /// What messages call this kind's drills: nothing for a source drilled
+    /// logically only (its messages read as before physical drills
+    /// existed), else `logical ` or `physical `.
+    pub fn label(&self, kinds: usize) -> String {
+        if kinds == 1 && self.kind == DrillKind::Logical {
+            String::new()
+        } else {
+            format!("{} ", self.kind)
+        }
+    }
+
+    /// The command that drills this kind of `source`.
+    pub fn command(&self, source: &str) -> String {
+        match self.kind {
+            DrillKind::Logical => format!("lifeboat drill --source {source}"),
+            DrillKind::Physical => format!("lifeboat drill --physical --source {source}"),
+        }
+    }
+}
+
+/// The last drill and last passed drill among `drills` for which `keep`
+/// holds.
+fn last_drills(
+    drills: &[Stored<DrillRecord>],
+    keep: impl Fn(&DrillRecord) -> bool,
+    now: DateTime<Utc>,
+) -> (Option<DrillView>, Option<DrillView>) {
+    let mine = || drills.iter().filter(|d| keep(&d.record));
+    let last = mine()
+        .max_by_key(|d| d.record.started)
+        .map(|d| DrillView::of(d, now));
+    let good = mine()
+        .filter(|d| d.record.ok)
+        .max_by_key(|d| d.record.started)
+        .map(|d| DrillView::of(d, now));
+    (last, good)
 }
 
 /// An objective with the values measured against it.
@@ -261,17 +329,21 @@ pub fn source_status(
         age_seconds: secs(now - s.time),
     });
     let exposure = last_backup.as_ref().map(|b| b.age_seconds.max(0.0));
-    let last_drill = src
-        .drills
+    let kinds = src.expected_drill_kinds();
+    let (last_drill, last_good) =
+        last_drills(&src.drills, |r| kinds.contains(&r.drill_kind()), now);
+    let by_kind: Vec<KindDrills> = kinds
         .iter()
-        .max_by_key(|d| d.record.started)
-        .map(|d| DrillView::of(d, now));
-    let last_good = src
-        .drills
-        .iter()
-        .filter(|d| d.record.ok)
-        .max_by_key(|d| d.record.started)
-        .map(|d| DrillView::of(d, now));
+        .map(|&kind| {
+            let (last_drill, last_successful_drill) =
+                last_drills(&src.drills, |r| r.drill_kind() == kind, now);
+            KindDrills {
+                kind,
+                last_drill,
+                last_successful_drill,
+            }
+        })
+        .collect();
 
     let mut failing = Vec::new();
     let mut at_risk = Vec::new();
@@ -296,32 +368,36 @@ pub fn source_status(
         )),
         _ => {}
     }
-    match &last_drill {
-        None => at_risk.push("no restore drill has been run".to_string()),
-        Some(d) if !d.ok => failing.push(format!(
-            "the last drill ({}) failed: {}",
-            d.started.format("%Y-%m-%d %H:%M UTC"),
-            d.failure.as_deref().unwrap_or("no reason recorded")
-        )),
-        Some(_) => {}
-    }
-    if let Some(g) = &last_good {
-        if g.age_seconds > secs(policy.drill_max_age) {
-            at_risk.push(format!(
-                "the last successful drill is {} old (more than {})",
-                human(g.age_seconds),
-                human(secs(policy.drill_max_age))
-            ));
+    // The same rules for each kind of drill, each on its own drills.
+    for k in &by_kind {
+        let label = k.label(by_kind.len());
+        match &k.last_drill {
+            None => at_risk.push(format!("no {label}restore drill has been run")),
+            Some(d) if !d.ok => failing.push(format!(
+                "the last {label}drill ({}) failed: {}",
+                d.started.format("%Y-%m-%d %H:%M UTC"),
+                d.failure.as_deref().unwrap_or("no reason recorded")
+            )),
+            Some(_) => {}
         }
-        if let Some(t) = &binding.rto
-            && g.rto_seconds > t.seconds as f64
-        {
-            at_risk.push(format!(
-                "the last successful drill took {} to recover, over the {} RTO of {}",
-                human(g.rto_seconds),
-                human(t.seconds as f64),
-                t.scenario
-            ));
+        if let Some(g) = &k.last_successful_drill {
+            if g.age_seconds > secs(policy.drill_max_age) {
+                at_risk.push(format!(
+                    "the last successful {label}drill is {} old (more than {})",
+                    human(g.age_seconds),
+                    human(secs(policy.drill_max_age))
+                ));
+            }
+            if let Some(t) = &binding.rto
+                && g.rto_seconds > t.seconds as f64
+            {
+                at_risk.push(format!(
+                    "the last successful {label}drill took {} to recover, over the {} RTO of {}",
+                    human(g.rto_seconds),
+                    human(t.seconds as f64),
+                    t.scenario
+                ));
+            }
         }
     }
     let verdict = if !failing.is_empty() {
@@ -343,6 +419,7 @@ pub fn source_status(
         objectives: binding,
         last_drill,
         last_successful_drill: last_good,
+        drill_kinds: by_kind,
         verdict,
         reasons: failing,
     }
@@ -424,11 +501,13 @@ fn objective_status(
             .filter_map(|s| f(s))
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
+    // Each kind's last drill, if it passed: the slowest restore path.
     let rto = worst(&|s| {
-        s.last_drill
-            .as_ref()
-            .filter(|d| d.ok)
+        s.drill_kinds
+            .iter()
+            .filter_map(|k| k.last_drill.as_ref().filter(|d| d.ok))
             .map(|d| d.rto_seconds)
+            .reduce(f64::max)
     });
     let rpo = worst(&|s| s.rpo_exposure_seconds);
     let zero_rpo = o.rpo.num_seconds() <= 0;
@@ -582,6 +661,7 @@ pub(crate) mod tests {
             retention: None,
             snapshots: snaps,
             drills,
+            drill_kinds: vec![],
         }
     }
 
@@ -825,6 +905,88 @@ pub(crate) mod tests {
             st.reasons
         );
         assert_eq!(st.reasons.len(), 4);
+    }
+
+    /// `drill` of a physical base backup.
+    pub fn physical(mut d: Stored<DrillRecord>) -> Stored<DrillRecord> {
+        d.id = format!("p{}", d.record.started.timestamp());
+        d.record.kind = crate::record::PHYSICAL_KIND.into();
+        d
+    }
+
+    /// Each expected kind is judged by its own drills, with the rules of
+    /// logical drills; a source drilled logically only reads as before.
+    #[test]
+    fn each_expected_kind_of_drill_is_judged_on_its_own() {
+        use DrillKind::{Logical, Physical};
+        let now = at(10) + TimeDelta::minutes(30);
+        let both = |drills: Vec<Stored<DrillRecord>>, kinds: Vec<DrillKind>| {
+            let mut s = db(vec![snap("s1", at(10))], drills);
+            s.drill_kinds = kinds;
+            source_status(&s, &seed_table(), &Policy::default(), now)
+        };
+        // A passed logical drill; a physical one is expected too.
+        let s = both(vec![drill(true, at(10), 95.0)], vec![Logical, Physical]);
+        assert_eq!(s.verdict, Verdict::AtRisk);
+        assert_eq!(s.reasons, ["no physical restore drill has been run"]);
+        assert_eq!(s.drill_kinds.len(), 2);
+        // A failed physical drill after a passed logical one: failing.
+        let s = both(
+            vec![
+                drill(true, at(9), 95.0),
+                physical(drill(false, at(10), 30.0)),
+            ],
+            vec![Logical, Physical],
+        );
+        assert_eq!(s.verdict, Verdict::Failing);
+        assert!(
+            s.reasons[0].starts_with("the last physical drill (2026-11-01 10:00 UTC) failed"),
+            "{:?}",
+            s.reasons
+        );
+        assert_eq!(s.last_drill.as_ref().unwrap().kind, Physical);
+        // A later passed logical drill does not hide the failed physical one.
+        let s = both(
+            vec![
+                physical(drill(false, at(9), 30.0)),
+                drill(true, at(10), 95.0),
+            ],
+            vec![Logical, Physical],
+        );
+        assert_eq!(s.verdict, Verdict::Failing, "{:?}", s.reasons);
+        // Both passed: ok; the objective's RTO is the slower kind's.
+        let drills = vec![
+            drill(true, at(9), 95.0),
+            physical(drill(true, at(10), 300.0)),
+        ];
+        let s = both(drills.clone(), vec![Logical, Physical]);
+        assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
+        let mut src = db(vec![snap("s1", at(10))], drills);
+        src.drill_kinds = vec![Logical, Physical];
+        let st = evaluate(&[src], &seed_table(), &Policy::default(), now);
+        let dc = st
+            .objectives
+            .iter()
+            .find(|o| o.objective.scenario == "database-corruption")
+            .unwrap();
+        assert_eq!(dc.measured_rto_seconds, Some(300.0));
+        // Physical backups only: the physical drill alone counts.
+        let s = both(vec![physical(drill(true, at(10), 300.0))], vec![Physical]);
+        assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
+        let s = both(vec![], vec![Physical]);
+        assert_eq!(s.reasons, ["no physical restore drill has been run"]);
+        // Logical only (no physical backups): a physical drill on record
+        // does not stand in for the logical one, and the messages are as
+        // before.
+        let s = both(vec![physical(drill(true, at(10), 60.0))], vec![]);
+        assert_eq!(s.reasons, ["no restore drill has been run"]);
+        assert_eq!(s.last_drill, None);
+        let s = both(vec![drill(false, at(10), 60.0)], vec![Logical]);
+        assert!(
+            s.reasons[0].starts_with("the last drill (2026-11-01 10:00 UTC) failed"),
+            "{:?}",
+            s.reasons
+        );
     }
 
     #[test]

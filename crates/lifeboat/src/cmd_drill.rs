@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lifeboat_dr::record::{DrillRecord, Stored};
+use lifeboat_dr::record::{DrillKind, DrillRecord, Stored};
 use lifeboat_dr::status::human;
 use lifeboat_ops::drill::{self, Request};
 use lifeboat_ops::error::{Context, Error, Kind, OK, Result};
@@ -35,6 +35,11 @@ pub struct DrillArgs {
     /// Parallel restore jobs [default: the source's restore.jobs, else 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub jobs: Option<u32>,
+    /// Drill the physical backups instead: the latest base backup and the
+    /// archived WAL after it, recovered to the latest archived point in a
+    /// throwaway data directory (docs/physical.md)
+    #[arg(long)]
+    pub physical: bool,
     /// Also write the report as Markdown to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -57,6 +62,7 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
         scratch: a.scratch.clone(),
         scratch_is_copy: a.scratch_is_copy,
         jobs: a.jobs,
+        physical: a.physical,
         trigger: "cli",
         cluster: ctx.cluster_options(
             a.cluster.kubeconfig.as_deref(),
@@ -64,11 +70,20 @@ pub async fn run(ctx: &Ctx, a: DrillArgs) -> Result<i32> {
         ),
     };
     if !ctx.global.quiet && !ctx.json() {
-        eprintln!(
-            "drilling the latest full snapshot of {} (partial ones, e.g. --table backups, are \
-             never drilled): restore into a scratch target, verify, measure, clean up",
-            a.source.as_deref().or(a.db.as_deref()).unwrap_or("?")
-        );
+        let what = a.source.as_deref().or(a.db.as_deref()).unwrap_or("?");
+        if a.physical {
+            eprintln!(
+                "drilling the latest base backup of {what} and the WAL archived after it: \
+                 recover to the latest archived point in a throwaway data directory, verify, \
+                 measure, remove it"
+            );
+        } else {
+            eprintln!(
+                "drilling the latest full snapshot of {what} (partial ones, e.g. --table \
+                 backups, are never drilled): restore into a scratch target, verify, measure, \
+                 clean up"
+            );
+        }
     }
     let done = drill::run(ctx, &repo, &req).await?;
     if let Some(path) = &a.report {
@@ -119,6 +134,7 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
         ("id", Left),
         ("started (UTC)", Left),
         ("source", Left),
+        ("kind", Left),
         ("snapshot", Left),
         ("result", Left),
         ("RTO", Right),
@@ -131,6 +147,7 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
             d.id[..8.min(d.id.len())].to_string(),
             r.started.format("%Y-%m-%d %H:%M:%S").to_string(),
             r.source.clone(),
+            r.drill_kind().to_string(),
             r.short_snapshot().to_string(),
             if r.ok { "ok" } else { "FAILED" }.to_string(),
             human(r.rto_seconds),
@@ -143,13 +160,27 @@ pub async fn list(ctx: &Ctx, a: DrillsArgs) -> Result<i32> {
     Ok(OK)
 }
 
+/// What the RPO of a drill of this kind measures.
+fn rpo_meaning(r: &DrillRecord) -> &'static str {
+    match r.drill_kind() {
+        DrillKind::Logical => "snapshot age at start",
+        DrillKind::Physical => "last recovered commit's age at start",
+    }
+}
+
 fn text(d: &Stored<DrillRecord>) -> String {
     let r = &d.record;
+    let (what, drilled) = match r.drill_kind() {
+        DrillKind::Logical => ("drill", format!("latest full {} snapshot", r.kind)),
+        DrillKind::Physical => (
+            "physical drill",
+            "latest base backup and the archived WAL, from base backup".to_string(),
+        ),
+    };
     let mut s = format!(
-        "drill {} of {} (latest full {} snapshot {}, taken {}): {}\n",
+        "{what} {} of {} ({drilled} {}, taken {}): {}\n",
         &d.id[..8.min(d.id.len())],
         r.source,
-        r.kind,
         r.short_snapshot(),
         r.snapshot_time.format("%Y-%m-%d %H:%M:%S UTC"),
         if r.ok { "PASSED" } else { "FAILED" }
@@ -174,8 +205,9 @@ fn text(d: &Stored<DrillRecord>) -> String {
         );
     }
     s += &format!(
-        "  RTO (start to verified): {}   RPO (snapshot age at start): {}\n",
+        "  RTO (start to verified): {}   RPO ({}): {}\n",
         human(r.rto_seconds),
+        rpo_meaning(r),
         human(r.rpo_seconds)
     );
     // The failure is usually a failed step's detail, already printed above.
@@ -203,11 +235,16 @@ fn failed_step(r: &DrillRecord) -> Option<&str> {
 pub fn markdown(d: &Stored<DrillRecord>) -> String {
     let r = &d.record;
     let mut s = format!(
-        "# Restore drill of `{}`: {}\n\n",
+        "# {} drill of `{}`: {}\n\n",
+        match r.drill_kind() {
+            DrillKind::Logical => "Restore",
+            DrillKind::Physical => "Physical restore",
+        },
         r.source,
         if r.ok { "passed" } else { "FAILED" }
     );
     s += "| | |\n|---|---|\n";
+    let rpo_label = format!("RPO ({})", rpo_meaning(r));
     for (k, v) in [
         ("Drill", d.id.clone()),
         ("Snapshot", format!("`{}` ({})", r.snapshot, r.kind)),
@@ -221,7 +258,7 @@ pub fn markdown(d: &Stored<DrillRecord>) -> String {
         ),
         ("Target", r.target.clone()),
         ("RTO (start to verified)", human(r.rto_seconds)),
-        ("RPO (snapshot age at start)", human(r.rpo_seconds)),
+        (rpo_label.as_str(), human(r.rpo_seconds)),
         ("Trigger", r.trigger.clone()),
         ("Host", r.hostname.clone()),
         ("Program", r.program.clone()),

@@ -23,6 +23,7 @@ mod exit_codes;
 mod json_cli;
 mod kube_cli;
 mod kube_quiesce;
+mod physical_drill;
 mod physical_pitr;
 mod postgres_cli;
 mod promtool;

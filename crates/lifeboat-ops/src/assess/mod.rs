@@ -50,6 +50,28 @@ pub fn objectives(cfg: &Config) -> Vec<Objective> {
     cfg.dr_objectives()
 }
 
+/// The kinds of drill `name` must pass ([`lifeboat_dr::kinds::expected`]).
+fn drill_kinds(
+    cfg: &Config,
+    name: &str,
+    s: &crate::config::SourceConfig,
+    snaps: &[lifeboat_repo::snapshot::SnapshotRef],
+) -> Vec<lifeboat_dr::record::DrillKind> {
+    let mine = || snaps.iter().filter(|x| x.snapshot.source == name);
+    let physical =
+        |x: &lifeboat_repo::snapshot::SnapshotRef| x.snapshot.kind == lifeboat_repo::physical::KIND;
+    lifeboat_dr::kinds::expected(&lifeboat_dr::kinds::DrillEvidence {
+        configured: s.drill.as_ref().and_then(|d| d.kinds.clone()),
+        logical_snapshots: mine().any(|x| !physical(x)),
+        physical_snapshots: mine().any(physical),
+        wal_streaming: cfg
+            .wal
+            .as_ref()
+            .is_some_and(|w| w.streaming.contains_key(name)),
+        logical_schedule: s.schedule.is_some(),
+    })
+}
+
 /// Reads the evidence from the repository and judges it at `now`.
 pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Result<Assessment> {
     let snaps = repo.snapshots().await?;
@@ -86,6 +108,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
                 .filter(|d| &d.record.source == name)
                 .cloned()
                 .collect(),
+            drill_kinds: drill_kinds(cfg, name, s, &snaps),
         })
         .collect();
     let objectives = objectives(cfg);

@@ -16,8 +16,10 @@
 //! | `mod.rs` | choosing the source and snapshot, timing, the record |
 //! | `postgres.rs` | scratch database, restore, fact verification, cleanup |
 //! | `kube.rs` | restore into the drill namespaces (or an offline check), cleanup |
+//! | `physical.rs` | `--physical`: base backup + archived WAL recovered in a throwaway data directory |
 
 pub mod kube;
+pub mod physical;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -49,6 +51,9 @@ pub struct Request {
     pub scratch_is_copy: bool,
     /// Parallel restore jobs (`--jobs`); unset: the source's `restore.jobs`, else 1.
     pub jobs: Option<u32>,
+    /// Drill the physical base backups and the WAL archive
+    /// (`--physical`, [`physical`]) instead of the latest logical snapshot.
+    pub physical: bool,
     /// `cli`, `schedule` or `api`, recorded.
     pub trigger: &'static str,
     pub cluster: ClusterOptions,
@@ -93,6 +98,9 @@ enum Part {
 /// there is nothing to drill (no such source, no snapshot) or the record
 /// cannot be stored.
 pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<DrillRecord>> {
+    if req.physical {
+        return run_physical(ctx, repo, req).await;
+    }
     let started_at = Utc::now();
     let started = Instant::now();
     let (source, mut part) = plan(ctx, req).await?;
@@ -107,6 +115,43 @@ pub async fn run(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<D
     };
     let result = drill_part(repo, &snap, &source, part, &req.cluster, &mut out).await;
     let rec = record(&source, &snap, started_at, out, result, req.trigger);
+    store(ctx, repo, rec).await
+}
+
+/// A physical drill ([`physical`]): `Err` when there is nothing to drill
+/// (no such source, no base backup: exit 2 or 3), no server binaries of the
+/// backup's major version (exit 2), or the record cannot be stored; a gap
+/// in the archive or a recovery that fails is a failed record.
+async fn run_physical(ctx: &Ctx, repo: &Repository, req: &Request) -> Result<Stored<DrillRecord>> {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let plan = physical::plan(
+        req.source.as_deref(),
+        req.db.as_deref(),
+        req.scratch.is_some() || req.scratch_is_copy || req.jobs.is_some(),
+        ctx.config.as_ref(),
+    )?;
+    // Held from before the base backup is picked until the recovery server
+    // has stopped: prune deletes no WAL while it is live (docs/format.md,
+    // "Why prune is safe"), as for `restore physical`.
+    let lock = lifeboat_repo::lock::acquire_for_reading(
+        repo,
+        lifeboat_repo::lock::LockMode::Shared,
+        "drill physical",
+    )
+    .await?;
+    let drilled = async {
+        let prep = physical::latest(repo, &plan.name).await?;
+        let (source, bin) = physical::server(ctx, &plan, &prep).await?;
+        Ok::<_, crate::Error>(
+            physical::drill(ctx, repo, &prep, source.as_ref(), &bin, started).await,
+        )
+    }
+    .await;
+    if let Some(lock) = lock {
+        let _ = lock.release().await;
+    }
+    let rec = physical::record(&plan.name, started_at, drilled?, req.trigger);
     store(ctx, repo, rec).await
 }
 
@@ -136,14 +181,39 @@ async fn check_scratch(part: &mut Part) -> Result<()> {
 }
 
 /// `latest` is the newest *full* snapshot: a partial one (--table,
-/// --schema-only, a narrower kube selection) cannot stand for the source.
+/// --schema-only, a narrower kube selection) cannot stand for the source;
+/// nor can a physical base backup, which `--physical` drills: the newest
+/// full logical one then.
 async fn latest_full_snapshot(repo: &Repository, source: &str) -> Result<SnapshotRef> {
-    repo.find_snapshot("latest", Some(source))
+    let snap = repo
+        .find_snapshot("latest", Some(source))
         .await
         .map_err(|e| {
             fail(
                 NOT_FOUND,
                 format!("nothing to drill: {e}; run a backup of {source} first"),
+            )
+        })?;
+    if snap.snapshot.kind != lifeboat_repo::physical::KIND {
+        return Ok(snap);
+    }
+    repo.snapshots()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|s| {
+            s.snapshot.source == source
+                && s.snapshot.kind != lifeboat_repo::physical::KIND
+                && s.snapshot.scope().is_full()
+        })
+        .ok_or_else(|| {
+            fail(
+                NOT_FOUND,
+                format!(
+                    "nothing to drill logically: {source} has physical base backups but no full \
+                     logical snapshot; drill them with `lifeboat drill --physical --source \
+                     {source}`, or run a logical backup first"
+                ),
             )
         })
 }

@@ -3,7 +3,9 @@
 //! Steps, in order: refuse a non-empty `--pgdata` (nothing touched);
 //! choose the base backup that reaches the target ([`super::plan`]);
 //! check the archive past it (for `--to-latest`, a gap is an error before
-//! anything is written); write the files (modes kept, every blob verified,
+//! anything is written); find the server binaries of the backup's major
+//! version (missing: exit 2, also before anything is written); write the
+//! files (modes kept, every blob verified,
 //! [`DirWriter`]); add the recovery settings to `postgresql.auto.conf` and
 //! `recovery.signal`; run the backup's major version of `postgres` on a
 //! private socket until it has recovered and promoted (bounded, progress
@@ -12,6 +14,10 @@
 //! stop the server cleanly; put `postgresql.auto.conf` back as the backup
 //! had it. The directory is then ready for the user's own server to start
 //! as a primary on the new timeline.
+//!
+//! The steps are public ([`prepare`], [`server_for`], [`write`],
+//! [`recover`], [`run_queries`]) for `drill --physical`
+//! (`crate::drill::physical`), which runs them into a temporary directory.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -176,7 +182,7 @@ async fn archive_after(
 }
 
 /// Environment variables (name, value) a child process is given.
-type EnvVars = Vec<(String, String)>;
+pub type EnvVars = Vec<(String, String)>;
 
 /// The command the server runs to fetch WAL: this binary with the
 /// configuration, repository and secret file this restore used (absolute
@@ -224,6 +230,143 @@ fn restore_command(ctx: &Ctx) -> Result<(Vec<String>, EnvVars)> {
     Ok((argv, env))
 }
 
+/// The base backup chosen for a target and what the archive holds past
+/// it: what `restore physical` and `drill --physical` decide before
+/// anything is written.
+pub struct Prepared {
+    pub snap: SnapshotRef,
+    pub facts: PhysicalFacts,
+    /// The last segment archived on the backup's timeline after its end.
+    pub last_archived: Option<String>,
+    /// The segments missing between the backup's end and `last_archived`
+    /// (at most 20 named).
+    pub missing: Vec<String>,
+}
+
+impl Prepared {
+    /// Why recovery to the end of the archive would stop short: the gap,
+    /// its missing segments named; `None` when the archive is continuous.
+    pub fn gap(&self) -> Option<String> {
+        (!self.missing.is_empty()).then(|| {
+            format!(
+                "the archive has a gap on timeline {} after base backup {}: {} missing (up to {})",
+                self.facts.timeline,
+                self.snap.short_id(),
+                self.missing.join(", "),
+                self.last_archived.as_deref().unwrap_or("?")
+            )
+        })
+    }
+}
+
+/// Chooses the base backup (`spec`: `latest` or an id; of `source` when
+/// given) that reaches `target`, and lists the archive past it.
+pub async fn prepare(
+    repo: &Repository,
+    spec: &str,
+    source: Option<&str>,
+    target: &Target,
+) -> Result<Prepared> {
+    let (snap, facts) = pick(repo, spec, source, target).await?;
+    let (last_archived, missing) = archive_after(repo, &facts).await?;
+    Ok(Prepared {
+        snap,
+        facts,
+        last_archived,
+        missing,
+    })
+}
+
+/// The configured source `name` (its verification queries and `bin_dir`),
+/// when given, and the server binaries of the backup's major version.
+pub async fn server_for(
+    ctx: &Ctx,
+    name: Option<&str>,
+    facts: &PhysicalFacts,
+) -> Result<(Option<crate::postgres::PgSource>, PathBuf)> {
+    let source = match name {
+        Some(name) => Some(crate::postgres::configured_source(ctx, name).await?),
+        None => None,
+    };
+    let bin = bin_dir(facts, source.as_ref())?;
+    Ok((source, bin))
+}
+
+/// What [`write`] did.
+pub struct Written {
+    /// Entries and bytes of the data directory written.
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// `postgresql.auto.conf` as the backup had it (`None`: it had none).
+    pub original_conf: Option<Vec<u8>>,
+    /// The environment `wal fetch` needs (given to the recovery server).
+    pub env: EnvVars,
+}
+
+/// Writes the base backup's files into `pgdata` (created, mode 0700), adds
+/// the recovery settings for `target` and gives the tree to the server's
+/// user. An error leaves `pgdata` holding an incomplete restore.
+pub async fn write(
+    ctx: &Ctx,
+    repo: &Repository,
+    p: &Prepared,
+    pgdata: &Path,
+    target: &Target,
+    inclusive: bool,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<Written> {
+    let started = Instant::now();
+    let (files, bytes) = write_files(repo, &p.snap, pgdata, reporter).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (argv, env) = restore_command(ctx)?;
+    let original_conf = std::fs::read(pgdata.join("postgresql.auto.conf")).ok();
+    write_settings(pgdata, target, inclusive, &argv)?;
+    let owner = server_owner().map_err(|e| fail(FAILURE, e.to_string()))?;
+    chown_tree(pgdata, owner).map_err(|e| fail(FAILURE, e.to_string()))?;
+    Ok(Written {
+        files,
+        bytes,
+        seconds,
+        original_conf,
+        env,
+    })
+}
+
+/// Runs the source's verification queries on the recovered server (in the
+/// source URL's database): each one's value; a failing query is an error
+/// (exit 7).
+pub async fn run_queries(
+    server: &RecoveryServer,
+    facts: &PhysicalFacts,
+    src: &crate::postgres::PgSource,
+) -> Result<Vec<QueryResult>> {
+    let db = src.conn.dbname.clone();
+    let conn = server.conn_config(&facts.superuser, &db);
+    let client = conn
+        .connect()
+        .await
+        .map_err(|e| fail(VERIFY_FAILED, format!("connecting to {db} to verify: {e}")))?;
+    let mut out = Vec::new();
+    for q in &src.queries {
+        let rows = client
+            .simple_query(&q.sql)
+            .await
+            .map_err(|e| sql_fail(VERIFY_FAILED, &format!("verification query {}", q.name), &e))?;
+        let value = rows.iter().find_map(|m| match m {
+            lifeboat_postgres::basebackup::SimpleQueryMessage::Row(r) => {
+                r.get(0).map(str::to_string)
+            }
+            _ => None,
+        });
+        out.push(QueryResult {
+            name: q.name.clone(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
 /// Restores and recovers as `req` asks.
 pub async fn restore(ctx: &Ctx, req: RestoreRequest) -> Result<RestoreOutcome> {
     let pgdata = std::path::absolute(&req.pgdata)
@@ -249,22 +392,21 @@ async fn restore_from(
     pgdata: PathBuf,
 ) -> Result<RestoreOutcome> {
     let repo = repo.clone();
-    let (snap, facts) = pick(&repo, &req.snapshot, req.source.as_deref(), &req.target).await?;
-    let (last_archived, missing) = archive_after(&repo, &facts).await?;
-    if req.target == Target::Latest && !missing.is_empty() {
+    let prep = prepare(&repo, &req.snapshot, req.source.as_deref(), &req.target).await?;
+    if req.target == Target::Latest
+        && let Some(gap) = prep.gap()
+    {
         return Err(fail(
             INTEGRITY,
             format!(
-                "the archive has a gap on timeline {} after base backup {}: {} missing (up to {}); \
-                 recovery to the latest point would stop silently at the gap. Nothing was changed. \
-                 Recover to a target before the gap, or find the missing segments",
-                facts.timeline,
-                snap.short_id(),
-                missing.join(", "),
-                last_archived.as_deref().unwrap_or("?")
+                "{gap}; recovery to the latest point would stop silently at the gap. Nothing was \
+                 changed. Recover to a target before the gap, or find the missing segments"
             ),
         ));
     }
+    // Before anything is written: the binaries to recover with.
+    let (source_cfg, bin) = server_for(ctx, req.source.as_deref(), &prep.facts).await?;
+    let (snap, facts) = (&prep.snap, &prep.facts);
     let reporter = ctx.reporter();
     reporter.note(&format!(
         "restoring base backup {} of {} ({}, consistent at {}, {}) to reach {}",
@@ -275,55 +417,31 @@ async fn restore_from(
         facts.stop_time.to_rfc3339(),
         req.target
     ));
-    let started = Instant::now();
-    let written = write_files(&repo, &snap, &pgdata, reporter)
-        .await
-        .map_err(|e| partial(e, &pgdata))?;
-    let restore_seconds = started.elapsed().as_secs_f64();
-    let (argv, env) = restore_command(ctx)?;
+    let written = write(
+        ctx,
+        &repo,
+        &prep,
+        &pgdata,
+        &req.target,
+        req.inclusive,
+        reporter,
+    )
+    .await
+    .map_err(|e| partial(e, &pgdata))?;
     let auto_conf = pgdata.join("postgresql.auto.conf");
-    let original_conf = std::fs::read(&auto_conf).ok();
-    write_settings(&pgdata, &req.target, req.inclusive, &argv).map_err(|e| partial(e, &pgdata))?;
-    let owner = server_owner().map_err(|e| fail(FAILURE, e.to_string()))?;
-    chown_tree(&pgdata, owner).map_err(|e| partial(fail(FAILURE, e.to_string()), &pgdata))?;
-    let source_cfg = match &req.source {
-        Some(name) => Some(crate::postgres::configured_source(ctx, name).await?),
-        None => None,
-    };
-    let bin = bin_dir(&facts, source_cfg.as_ref())?;
     let recovered = recover(
         &bin,
         &pgdata,
-        &env,
-        &facts,
+        &written.env,
+        facts,
         &req,
-        last_archived.as_deref(),
+        prep.last_archived.as_deref(),
         reporter,
     )
     .await;
     let (mut server, mut outcome) = recovered.map_err(|e| partial(e, &pgdata))?;
     if let Some(src) = &source_cfg {
-        let db = src.conn.dbname.clone();
-        let conn = server.conn_config(&facts.superuser, &db);
-        let client = conn
-            .connect()
-            .await
-            .map_err(|e| fail(VERIFY_FAILED, format!("connecting to {db} to verify: {e}")))?;
-        for q in &src.queries {
-            let rows = client.simple_query(&q.sql).await.map_err(|e| {
-                sql_fail(VERIFY_FAILED, &format!("verification query {}", q.name), &e)
-            })?;
-            let value = rows.iter().find_map(|m| match m {
-                lifeboat_postgres::basebackup::SimpleQueryMessage::Row(r) => {
-                    r.get(0).map(str::to_string)
-                }
-                _ => None,
-            });
-            outcome.queries.push(QueryResult {
-                name: q.name.clone(),
-                value,
-            });
-        }
+        outcome.queries = run_queries(&server, facts, src).await?;
     }
     let clean = tokio::task::spawn_blocking(move || {
         let ok = server.stop(Duration::from_secs(300));
@@ -345,7 +463,7 @@ async fn restore_from(
     // The recovery settings were for this run only: the directory goes
     // back to the backup's own postgresql.auto.conf (recovery.signal was
     // removed by the server when it promoted).
-    match original_conf {
+    match written.original_conf {
         Some(bytes) => std::fs::write(&auto_conf, bytes),
         None => std::fs::remove_file(&auto_conf),
     }
@@ -353,9 +471,9 @@ async fn restore_from(
     outcome.snapshot = snap.id.clone();
     outcome.source = snap.snapshot.source.clone();
     outcome.pgdata = pgdata;
-    outcome.files = written.0;
-    outcome.bytes = written.1;
-    outcome.restore_seconds = restore_seconds;
+    outcome.files = written.files;
+    outcome.bytes = written.bytes;
+    outcome.restore_seconds = written.seconds;
     Ok(outcome)
 }
 
@@ -464,7 +582,7 @@ async fn position(server: &RecoveryServer, user: &str) -> Option<Position> {
 
 /// Runs the server until it has promoted, then checks that the target was
 /// reached. The server is returned running (for the verification queries).
-async fn recover(
+pub async fn recover(
     bin: &Path,
     pgdata: &Path,
     env: &[(String, String)],

@@ -795,6 +795,7 @@ mod tests {
             retention: None,
             snapshots: snaps,
             drills,
+            drill_kinds: vec![],
         }
     }
 

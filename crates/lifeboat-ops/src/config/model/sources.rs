@@ -192,6 +192,12 @@ pub struct DrillConfig {
     /// sources: a drill never restores into the namespaces it protects.
     #[serde(default)]
     pub namespace_map: BTreeMap<String, String>,
+    /// `[logical]`, `[physical]` or both: what the daemon's `schedule`
+    /// drills (in that order) and what `status` and `readiness` expect
+    /// (docs/drills.md). Unset: the schedule drills logically, and the
+    /// expected kinds follow the source's backups.
+    #[serde(default)]
+    pub kinds: Option<Vec<lifeboat_dr::record::DrillKind>>,
 }
 
 /// A scratch database for drills.
