@@ -18,7 +18,7 @@ pub enum BedError {
         package: &'static str,
     },
     #[error(
-        "the delay program lifeboat-netdelay was not found (looked at {looked}); build it with `cargo build --release -p lifeboat-testbed` (scripts/test.sh builds the workspace) or set LIFEBOAT_NETDELAY_BIN"
+        "the delay program lifeboat-netdelay was not found (looked at {looked}); build it with `cargo build --profile ci -p lifeboat-testbed` (the profile scripts/test.sh builds the workspace with) or set LIFEBOAT_NETDELAY_BIN"
     )]
     NoNetdelay { looked: String },
     #[error("{argv} failed ({status}): {stderr}")]
