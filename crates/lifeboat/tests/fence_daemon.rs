@@ -6,8 +6,9 @@
 //!
 //! - (a) the daemon holds us-east's lease; two of the three etcd members
 //!   stop → the server is fenced (connections refused) and
-//!   `lifeboat_fenced` is 1; the majority returns and the daemon holds a
-//!   lease again → the server is still down.
+//!   `lifeboat_fenced` is 1; the majority returns → the daemon takes no
+//!   lease while its server is fenced and the authority names it (so the
+//!   other regions can fail over), the server is still down.
 //! - (b) the daemon alone is SIGKILLed → its watchdog stops the server, and
 //!   when the server is first seen down the region's lease key still
 //!   exists in etcd: the fence came before any promotion could.
@@ -16,8 +17,8 @@
 //!   primary → the daemon fences it.
 //! - (d) etcd is down when the daemon starts beside a writable primary →
 //!   the server is fenced once a lease taken at the start would have
-//!   passed its fence deadline; etcd returns → a lease, the server stays
-//!   down.
+//!   passed its fence deadline; etcd returns → still no lease (fenced),
+//!   the server stays down.
 //!
 //! Conditions are polled with bounds; no timing is asserted.
 
@@ -172,7 +173,7 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     let _alone = crate::alone::alone(module_path!());
     let mut b = bed();
     let d = b.daemon("a");
-    let first = b.wait_guarding(&d);
+    b.wait_guarding(&d);
     // The lease as `region authority` shows it.
     let view = b.env.ok_json(&[
         "--config",
@@ -216,18 +217,20 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
         d.log_text()
     );
 
-    // The majority returns; the daemon takes a lease again, and the
-    // server stays down.
+    // The majority returns; the daemon reads the authority again, which
+    // still names us-east, and takes no lease while its server is fenced
+    // (a lease would tell the other regions this primary lives, and block
+    // their failover); the server stays down.
     b.rt.block_on(b.etcd.restart(&[1, 2]));
     b.rt.block_on(b.etcd.wait_healthy(&[0, 1, 2]));
-    // (the old lease may live on for a TTL after etcd's new leader is
-    // elected: etcd extends leases over a leader change)
-    d.poll(BOUND, "a new us-east lease", || {
-        b.east_lease().filter(|id| *id != first)
-    });
-    d.poll(BOUND, "a renewal after etcd returned", || {
+    d.poll(BOUND, "etcd read again after it returned", || {
         d.metric("lifeboat_authority_reachable")
             .filter(|v| *v == 1.0)
+    });
+    // (the old lease may live on for a TTL after etcd's new leader is
+    // elected: etcd extends leases over a leader change)
+    d.poll(BOUND, "no us-east lease, the daemon saying why", || {
+        (b.east_lease().is_none() && d.log_text().contains("holding no region lease")).then_some(())
     });
     assert!(
         !b.east_up(),
@@ -260,12 +263,21 @@ fn a_primary_whose_daemon_starts_without_etcd_is_fenced_at_the_deadline() {
         "the log says why: {}",
         d.log_text()
     );
-    // etcd returns: the daemon takes the lease, and the server stays down.
+    // etcd returns: the authority still names us-east, whose server is
+    // fenced: the daemon takes no lease (the other regions may fail over),
+    // and the server stays down.
     b.rt.block_on(b.etcd.restart(&[0, 1, 2]));
     b.rt.block_on(b.etcd.wait_healthy(&[0, 1, 2]));
-    d.poll(BOUND, "us-east's lease once etcd is back", || {
-        b.east_lease()
-    });
+    d.poll(
+        BOUND,
+        "the daemon reading etcd and holding no lease",
+        || {
+            (d.metric("lifeboat_authority_reachable") == Some(1.0)
+                && d.log_text().contains("holding no region lease"))
+            .then_some(())
+        },
+    );
+    assert_eq!(b.east_lease(), None);
     assert!(
         !b.east_up(),
         "the server was started again after etcd returned"

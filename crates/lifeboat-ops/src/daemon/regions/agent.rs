@@ -14,8 +14,9 @@
 //!   deadline (plus [`watchdog_slack`], so that a live agent's configured
 //!   fence comes first and the watchdog is the backstop for its death). At
 //!   the deadline without a renewal, or as soon as etcd says the lease is
-//!   gone, the configured fence runs. The server then stays fenced: the
-//!   agent takes a lease again when etcd returns, but never unfences.
+//!   gone, the configured fence runs. The server then stays fenced, and
+//!   while the authority names this region the agent takes no lease (so
+//!   the other regions can fail over); it never unfences.
 //! - A region the authority does not name, whose server is a writable
 //!   primary at an older epoch than the authority's ([`stale_primary`]), is
 //!   fenced at once.
@@ -78,6 +79,29 @@ pub fn stale_primary(
     match own_epoch {
         Some(e) => authority.epoch > e,
         None => authority.epoch > 1,
+    }
+}
+
+/// Whether a writable server in `region`, whose daemon holds no lease past
+/// the fence deadline, must be fenced (pure): yes when it was promoted
+/// under the authority for this region (its highest `lifeboat.authority`
+/// row names it, `row_region`), or when the authority last read names this
+/// region, or, before etcd answered once, when the configuration declares
+/// it primary. A server of a region the authority names elsewhere that was
+/// never promoted (a standby region being set up at epoch 1) is left
+/// alone.
+pub fn must_fence_without_lease(
+    region: &str,
+    known_primary: Option<&str>,
+    declared_primary: bool,
+    row_region: Option<&str>,
+) -> bool {
+    if row_region == Some(region) {
+        return true;
+    }
+    match known_primary {
+        Some(p) => p == region,
+        None => declared_primary,
     }
 }
 
@@ -161,6 +185,11 @@ struct Agent {
     last_renewed: Arc<std::sync::Mutex<Instant>>,
     /// `failover.auto_rejoin`: a running rejoin, or when to look again.
     rejoin: AutoRejoin,
+    /// The primary region of the authority record last read (`None`
+    /// before etcd answered once).
+    known_primary: Option<String>,
+    /// "fenced, holding no lease" logged once.
+    told_fenced_no_lease: bool,
 }
 
 /// Why a phase with one lease ended.
@@ -187,6 +216,8 @@ async fn run(d: Arc<Daemon>, region: String) {
         told_no_agent: false,
         last_renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
         rejoin: AutoRejoin::default(),
+        known_primary: None,
+        told_fenced_no_lease: false,
     };
     tracing::info!(region = %a.region, fence = a.method.name(), lease_ttl = ?a.timing.lease_ttl,
         renew_interval = ?a.timing.renew_interval, fence_guard = ?a.timing.fence_guard,
@@ -283,6 +314,7 @@ impl Agent {
 
     fn note(&mut self, r: &AuthorityRecord) {
         metrics::authority_epoch(r.epoch);
+        self.known_primary = Some(r.primary.clone());
         if r.primary == self.region {
             self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
         }
@@ -309,6 +341,16 @@ impl Agent {
         else {
             return End::LeaseLost;
         };
+        // A fenced server in the region the authority names: holding a lease
+        // would tell the other regions this primary lives, and no failover
+        // would replace it. None is taken until the authority moves on.
+        if self.fenced && record.primary == self.region {
+            if !self.told_fenced_no_lease {
+                self.told_fenced_no_lease = true;
+                tracing::warn!(region = %self.region, "this region's server is fenced and the authority still names it: holding no region lease, so the other regions can fail over");
+            }
+            return End::LeaseLost;
+        }
         let sent = Instant::now();
         let granted = tokio::time::timeout_at(
             budget.into(),
@@ -401,12 +443,17 @@ impl Agent {
                     metrics::lease_renewal_failed(&self.region);
                     metrics::authority_reachable(false);
                     tracing::warn!(error = %e, "renewing the region lease failed");
+                    // Past the deadline the lease may be gone: a server
+                    // here that takes writes (promoted while this daemon
+                    // was cut off) must not outlive it.
+                    self.guard_without_lease().await;
                     continue;
                 }
                 Err(_) => {
                     metrics::lease_renewal_failed(&self.region);
                     metrics::authority_reachable(false);
                     tracing::warn!("renewing the region lease did not answer within its TTL");
+                    self.guard_without_lease().await;
                     continue;
                 }
             }
@@ -493,9 +540,28 @@ impl Agent {
         };
         let own = Server {
             name: self.region.clone(),
-            conn,
+            conn: conn.clone(),
         };
         if observe(&own, OBSERVE_RETRY).await.role != Role::Primary {
+            return;
+        }
+        let row_region = match conn.with_dbname("lifeboat").connect().await {
+            Ok(c) => lifeboat_region::promotion::authority_row::read_epoch(&c)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.region),
+            Err(_) => None,
+        };
+        let declared_primary = self
+            .region_config()
+            .is_some_and(|r| r.postgres.role() == crate::config::DeclaredRole::Primary);
+        if !must_fence_without_lease(
+            &self.region,
+            self.known_primary.as_deref(),
+            declared_primary,
+            row_region.as_deref(),
+        ) {
             return;
         }
         tracing::error!(region = %self.region,
@@ -524,45 +590,91 @@ impl Agent {
             }
             None => {}
         }
+        if record.primary == self.region || !self.rejoin.due() {
+            return;
+        }
+        let Some(r) = self.region_config() else {
+            return;
+        };
+        if !agent_mode(r) {
+            return;
+        }
+        let Ok(conn) = server(&self.d.ctx, self.config(), &self.region).await else {
+            return;
+        };
+        let own = Server {
+            name: self.region.clone(),
+            conn,
+        };
+        let role = observe(&own, OBSERVE_RETRY).await.role;
+        if role == Role::Standby && self.fenced {
+            // It follows a primary now (rejoined by hand, or a rejoin whose
+            // verification timed out): no longer the fenced old primary.
+            tracing::info!(region = %self.region, "this region's server is a standby now: no longer counted as fenced");
+            self.fenced = false;
+            metrics::fenced(&self.region, false);
+        }
         let auto_rejoin = self
             .config()
             .failover
             .as_ref()
             .is_some_and(|f| f.auto_rejoin);
-        if !auto_rejoin || record.primary == self.region || !self.rejoin.due() {
+        if !auto_rejoin {
             return;
         }
-        if !self.region_config().is_some_and(agent_mode) {
-            return;
-        }
-        let Some(t) = self.target().await else {
-            return;
-        };
-        let own = Server {
-            name: self.region.clone(),
-            conn: t.conn.clone(),
-        };
-        let seen = match observe(&own, OBSERVE_RETRY).await.role {
+        let seen = match role {
             Role::Primary => Seen::Writable,
             Role::Standby => Seen::Standby,
             Role::Unreachable { answered: true, .. } => Seen::Unidentified,
             Role::Unreachable {
                 answered: false, ..
-            } => {
-                let state = match lifeboat_region::replication::target::inspect(
-                    &t.pgdata, &t.bin_dir,
-                )
-                .await
-                {
-                    Ok(lifeboat_region::replication::target::TargetDir::Cluster(c)) => c.state,
-                    _ => None,
-                };
-                Seen::Down { state }
-            }
+            } => self.seen_down(&record.primary).await,
         };
         let moved = auto::authority_moved(record.epoch, self.own_epoch);
         if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
             self.rejoin.start(&self.d, &self.region, why);
+        }
+    }
+
+    /// The own server does not answer: what its data directory says,
+    /// described with the authority's primary `primary` as the reference
+    /// (the own server cannot tell its version while down). A postmaster
+    /// that still runs there is not down: unidentified.
+    async fn seen_down(&self, primary: &str) -> Seen {
+        let Some(r) = self.region_config() else {
+            return Seen::Down { state: None };
+        };
+        let Ok(conn) = server(&self.d.ctx, self.config(), primary).await else {
+            return Seen::Down { state: None };
+        };
+        let reference = Server {
+            name: primary.to_string(),
+            conn,
+        };
+        let target = match crate::region::replicate::region_target(
+            &self.d.ctx,
+            &self.region,
+            r,
+            &reference,
+            "auto_rejoin reads the data directory's control file",
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "auto_rejoin: describing this region's data directory failed");
+                return Seen::Down { state: None };
+            }
+        };
+        match lifeboat_region::replication::target::inspect(&target.pgdata, &target.bin_dir).await {
+            Ok(lifeboat_region::replication::target::TargetDir::Cluster(c)) => {
+                if c.postmaster.as_ref().is_some_and(|p| p.alive) {
+                    Seen::Unidentified
+                } else {
+                    Seen::Down { state: c.state }
+                }
+            }
+            _ => Seen::Down { state: None },
         }
     }
 
@@ -922,6 +1034,29 @@ mod tests {
             } else {
                 ChangeReason::Failover
             },
+        }
+    }
+
+    #[test]
+    fn who_is_fenced_without_a_lease() {
+        // (known primary, declared primary, row region) → fence us-east?
+        let table = [
+            (Some("us-east"), true, None, true),
+            (Some("us-east"), false, None, true),
+            (Some("eu-west"), false, None, false),
+            (Some("eu-west"), true, None, false),
+            (Some("eu-west"), false, Some("us-east"), true),
+            (Some("eu-west"), false, Some("eu-west"), false),
+            (None, true, None, true),
+            (None, false, None, false),
+            (None, false, Some("us-east"), true),
+        ];
+        for (known, declared, row, want) in table {
+            assert_eq!(
+                must_fence_without_lease("us-east", known, declared, row),
+                want,
+                "known {known:?} declared {declared} row {row:?}"
+            );
         }
     }
 

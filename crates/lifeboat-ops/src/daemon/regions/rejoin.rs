@@ -5,10 +5,10 @@
 //! Called from the agent's loop (`agent.rs`), which holds the lease.
 //!
 //! Only a server that was a primary is rejoined ([`wants_rejoin`], pure):
-//! one that is down after this daemon fenced it, or whose control file
-//! says it went down as a primary (`in production`: stopped at once or
-//! crashed; `shut down`) while the authority has moved past every epoch
-//! this region was primary under. A writable one is left to the agent,
+//! one that is down (no postmaster runs on its data directory) and whose
+//! control file says it went down as a primary (`in production`: stopped
+//! at once or crashed; `shut down`), after this daemon fenced it or once
+//! the authority has moved past every epoch this region was primary under. A writable one is left to the agent,
 //! which fences a stale primary first (then it is down). A standby, a
 //! server down in recovery (an operator's maintenance) and one that
 //! answers but cannot be identified are left alone.
@@ -55,15 +55,20 @@ pub enum Seen {
 /// epoch is above every epoch this region was known primary under (above
 /// 1 when none is known).
 pub fn wants_rejoin(seen: &Seen, fenced_here: bool, authority_moved: bool) -> Option<&'static str> {
-    match seen {
-        Seen::Writable | Seen::Standby | Seen::Unidentified => None,
-        Seen::Down { .. } if fenced_here => Some("this daemon fenced its server"),
-        Seen::Down { state: Some(s) }
-            if authority_moved && (s == "in production" || s == "shut down") =>
-        {
-            Some("its server went down as a primary and the authority has moved on")
-        }
-        Seen::Down { .. } => None,
+    let Seen::Down { state: Some(state) } = seen else {
+        return None;
+    };
+    // Stopped at once or crashed (`in production`), or shut down, as a
+    // primary; a standby's states (`… in recovery`) are left alone.
+    if state != "in production" && state != "shut down" {
+        return None;
+    }
+    if fenced_here {
+        Some("this daemon fenced its server")
+    } else if authority_moved {
+        Some("its server went down as a primary and the authority has moved on")
+    } else {
+        None
     }
 }
 
@@ -182,8 +187,11 @@ mod tests {
             (Seen::Standby, true, true, false),
             (Seen::Standby, false, true, false),
             (Seen::Unidentified, true, true, false),
-            (down(None), true, false, true),
-            (down(Some("shut down in recovery")), true, true, true),
+            (down(None), true, false, false),
+            (down(Some("in production")), true, false, true),
+            (down(Some("shut down")), true, false, true),
+            (down(Some("shut down in recovery")), true, true, false),
+            (down(Some("in archive recovery")), true, true, false),
             (down(Some("in production")), false, true, true),
             (down(Some("shut down")), false, true, true),
             (down(Some("in production")), false, false, false),

@@ -191,10 +191,32 @@ impl Steps<'_> {
             Action::Verify { region, epoch } => self.verify(region, *epoch).await?,
             Action::Record => self.store_record(progress).await,
             Action::Rollback { region } => {
-                let target = self
-                    .target(region, &plan.to, "rolling back restarts the old primary")
-                    .await?;
-                match target.start(self.step_timeout).await {
+                // Repeatable: a server already running as the primary (the
+                // quiesce failed before it was stopped, or an earlier
+                // rollback started it) is not started again.
+                let conn = self.conn(region).await?;
+                let own = Server {
+                    name: region.clone(),
+                    conn,
+                };
+                let brief = Retry {
+                    attempts: 2,
+                    first_delay: Duration::from_millis(100),
+                    max_delay: Duration::from_millis(500),
+                };
+                let running = lifeboat_region::replication::observe(&own, brief)
+                    .await
+                    .role
+                    == lifeboat_region::replication::Role::Primary;
+                let started = if running {
+                    Ok(())
+                } else {
+                    self.target(region, &plan.to, "rolling back restarts the old primary")
+                        .await?
+                        .start(self.step_timeout)
+                        .await
+                };
+                match started {
                     Ok(()) => match scale::bring_back(self.ctx, self.config, region).await {
                         Ok(note) => (
                             Event::RolledBack,
@@ -405,7 +427,9 @@ impl Steps<'_> {
             return Ok((failed(e.is_transient(), e.to_string()), String::new()));
         }
         // The promotion cleared the new primary's synchronous standbys; the
-        // old primary follows it now.
+        // old primary follows it now. A failure here is told, not a failed
+        // step: retrying would start the following server again, and the
+        // change is past its point of no return.
         let synchronous = match crate::region::replicate::name_synchronous_standbys(
             self.config,
             new_primary,
@@ -417,10 +441,11 @@ impl Steps<'_> {
                 .map(|n| format!("; {new_primary}'s synchronous_standby_names = {n}"))
                 .unwrap_or_default(),
             Err(e) => {
-                return Ok((
-                    failed(true, format!("naming the synchronous standbys: {e}")),
-                    String::new(),
-                ));
+                tracing::error!(error = %e, "naming {region} in {new_primary}'s synchronous_standby_names failed: commits do not wait for it; run `lifeboat region rejoin {region}`, which names it");
+                format!(
+                    "; naming it in {new_primary}'s synchronous_standby_names FAILED ({e}): run \
+                     `lifeboat region rejoin {region}`"
+                )
             }
         };
         Ok((
