@@ -372,9 +372,13 @@ async fn promotion_clears_synchronous_standby_names_so_writes_go_through() {
         (r.get::<_, String>(0) == "quorum").then_some(())
     })
     .await;
-    pc.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
+    // (TempCluster runs with synchronous_commit = off; the default `on`
+    // makes this commit wait until eu-west has flushed it)
+    pc.batch_execute(
+        "SET synchronous_commit = on; CREATE TABLE t (id int); INSERT INTO t VALUES (1)",
+    )
+    .await
+    .unwrap();
     // The standby's own configuration names the old primary as its
     // synchronous standby (what it would hold after a switchover's
     // preparation or a base backup of a primary configured so).
