@@ -168,6 +168,26 @@ impl Bed {
 
 const FENCED: &str = "lifeboat_fenced{region=\"us-east\"}";
 
+impl Bed {
+    /// Waits until us-east's server refuses connections and the daemon
+    /// reports it fenced; its log says `why`.
+    fn wait_fenced(&self, d: &Daemon, why: &str) {
+        d.poll(
+            BOUND,
+            "the primary to be fenced (connections refused)",
+            || (!self.east_up()).then_some(()),
+        );
+        d.poll(BOUND, "lifeboat_fenced 1", || {
+            d.metric(FENCED).filter(|v| *v == 1.0)
+        });
+        assert!(
+            d.log_text().contains(why),
+            "the log says why ({why}): {}",
+            d.log_text()
+        );
+    }
+}
+
 #[test]
 fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     let _alone = crate::alone::alone(module_path!());
@@ -203,19 +223,7 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     );
 
     b.etcd.kill(&[1, 2]);
-    d.poll(
-        BOUND,
-        "the primary to be fenced (connections refused)",
-        || (!b.east_up()).then_some(()),
-    );
-    d.poll(BOUND, "lifeboat_fenced 1", || {
-        d.metric(FENCED).filter(|v| *v == 1.0)
-    });
-    assert!(
-        d.log_text().contains("fence deadline"),
-        "the log says why: {}",
-        d.log_text()
-    );
+    b.wait_fenced(&d, "fence deadline");
 
     // The majority returns; the daemon reads the authority again, which
     // still names us-east, and takes no lease while its server is fenced
@@ -250,19 +258,7 @@ fn a_primary_whose_daemon_starts_without_etcd_is_fenced_at_the_deadline() {
     // fenced once a lease granted at the daemon's start would have passed
     // its fence deadline (another region could otherwise be promoted past
     // it by a majority the daemon cannot reach).
-    d.poll(
-        BOUND,
-        "the primary to be fenced (connections refused)",
-        || (!b.east_up()).then_some(()),
-    );
-    d.poll(BOUND, "lifeboat_fenced 1", || {
-        d.metric(FENCED).filter(|v| *v == 1.0)
-    });
-    assert!(
-        d.log_text().contains("holds no region lease"),
-        "the log says why: {}",
-        d.log_text()
-    );
+    b.wait_fenced(&d, "holds no region lease");
     // etcd returns: the authority still names us-east, whose server is
     // fenced: the daemon takes no lease (the other regions may fail over),
     // and the server stays down.

@@ -466,37 +466,47 @@ impl Agent {
         }
     }
 
+    /// `Some` when this region's server answers as a writable primary, with
+    /// the highest `lifeboat.authority` row it holds (`None` inside: no row,
+    /// or not readable); `None` when it is not writable or not reached.
+    async fn writable_own_server(
+        &self,
+    ) -> Option<Option<lifeboat_region::promotion::authority_row::AuthorityRow>> {
+        let conn = server(&self.d.ctx, self.config(), &self.region)
+            .await
+            .ok()?;
+        let own = Server {
+            name: self.region.clone(),
+            conn: conn.clone(),
+        };
+        if observe(&own, OBSERVE_RETRY).await.role != Role::Primary {
+            return None;
+        }
+        Some(match conn.with_dbname("lifeboat").connect().await {
+            Ok(c) => lifeboat_region::promotion::authority_row::read_epoch(&c)
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        })
+    }
+
     /// Fences this region's server now when the authority names another
     /// region at a higher epoch and the server is a writable primary.
     async fn check_stale(&mut self, record: &AuthorityRecord) {
         if record.primary == self.region {
             return;
         }
-        let Ok(conn) = server(&self.d.ctx, self.config(), &self.region).await else {
+        let Some(row) = self.writable_own_server().await else {
             return;
         };
-        let own = Server {
-            name: self.region.clone(),
-            conn: conn.clone(),
-        };
-        let writable = observe(&own, OBSERVE_RETRY).await.role == Role::Primary;
-        if !writable {
-            return;
-        }
         // The epoch the server itself was promoted under, if any.
-        let row = match conn.with_dbname("lifeboat").connect().await {
-            Ok(c) => lifeboat_region::promotion::authority_row::read_epoch(&c)
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.epoch),
-            Err(_) => None,
-        };
+        let row = row.map(|r| r.epoch);
         let own_epoch = match (self.own_epoch, row) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        if !stale_primary(&self.region, record, own_epoch, writable) {
+        if !stale_primary(&self.region, record, own_epoch, true) {
             return;
         }
         tracing::error!(region = %self.region, authority_primary = %record.primary, epoch = record.epoch,
@@ -535,24 +545,10 @@ impl Agent {
         if Instant::now() < self.timing.deadline(self.last_renewed()) {
             return;
         }
-        let Ok(conn) = server(&self.d.ctx, self.config(), &self.region).await else {
+        let Some(row) = self.writable_own_server().await else {
             return;
         };
-        let own = Server {
-            name: self.region.clone(),
-            conn: conn.clone(),
-        };
-        if observe(&own, OBSERVE_RETRY).await.role != Role::Primary {
-            return;
-        }
-        let row_region = match conn.with_dbname("lifeboat").connect().await {
-            Ok(c) => lifeboat_region::promotion::authority_row::read_epoch(&c)
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.region),
-            Err(_) => None,
-        };
+        let row_region = row.map(|r| r.region);
         let declared_primary = self
             .region_config()
             .is_some_and(|r| r.postgres.role() == crate::config::DeclaredRole::Primary);
