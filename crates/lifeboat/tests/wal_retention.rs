@@ -11,147 +11,27 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
-use common::{Env, bin, poll, rt};
+use common::archive::{Archive, labels, one, switch_and_archive};
+use common::rt;
 use lifeboat_postgres::basebackup::Lsn;
-use lifeboat_postgres::basebackup::server::RecoveryServer;
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 
-struct Archive {
-    env: Env,
-    config: PathBuf,
-    password: String,
-}
-
-fn chown_postgres(path: &Path) {
-    let st = Command::new("chown")
-        .args(["-R", "postgres:postgres"])
-        .arg(path)
-        .status()
-        .expect("chown");
-    assert!(st.success(), "chown -R postgres {}", path.display());
-}
-
-impl Archive {
-    fn new() -> Archive {
-        let env = Env::init();
-        let key_file = env.path("wal.key");
-        env.ok(&["key", "add", "--new-key-file", key_file.to_str().unwrap()]);
-        let config = env.path("lifeboat.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "repository:\n  url: {}\n  key_file: {}\n",
-                env.repo,
-                key_file.display()
-            ),
-        )
-        .unwrap();
-        chown_postgres(env.dir.path());
-        Archive {
-            env,
-            config,
-            password: String::new(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let mut c = Command::new(bin());
-        c.arg("--config").arg(&self.config).args(args);
-        for v in [
-            "LIFEBOAT_PASSWORD",
-            "LIFEBOAT_REPO",
-            "LIFEBOAT_CONFIG",
-            "LIFEBOAT_KEY_FILE",
-            "LIFEBOAT_PASSWORD_FILE",
-        ] {
-            c.env_remove(v);
-        }
-        c.env("PGPASSWORD", &self.password);
-        c.current_dir(self.env.dir.path()).stdin(Stdio::null());
-        let o = c.output().expect("run lifeboat");
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, Some(0), "{args:?}\nstdout: {out}\nstderr: {err}");
-        out
-    }
-
-    fn ok_json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.ok(&[&["--json"][..], args].concat());
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-    }
-
-    fn archive_command(&self) -> String {
-        format!(
-            "{} --config {} wal push %p",
-            bin().display(),
-            self.config.display()
-        )
-    }
-
-    /// The names stored under `wal/<timeline>/`, sorted (a name's
-    /// directory may stay behind, empty, once its object is deleted).
-    fn stored(&self, timeline: u32) -> Vec<String> {
-        let dir = Path::new(&self.env.repo).join(format!("wal/{timeline:08X}"));
-        let mut v: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap())
-                .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        v.sort();
-        v
-    }
-}
-
-/// Runs `sql` and returns the first column of the first row as text.
-fn one(rt: &tokio::runtime::Runtime, cluster: &TempCluster, sql: &str) -> String {
-    rt.block_on(async {
-        let c = cluster.conn_config("postgres").connect().await.unwrap();
-        let rows = c.simple_query(sql).await.unwrap();
-        rows.iter()
-            .find_map(|m| match m {
-                lifeboat_postgres::basebackup::SimpleQueryMessage::Row(r) => {
-                    r.get(0).map(str::to_string)
-                }
-                _ => None,
-            })
-            .unwrap_or_default()
-    })
-}
-
-fn wait_archived(rt: &tokio::runtime::Runtime, cluster: &TempCluster, last: &str) {
-    poll(
-        Duration::from_secs(120),
-        &format!("{last} archived"),
-        || {
-            let failed = one(rt, cluster, "SELECT failed_count FROM pg_stat_archiver");
-            assert_eq!(
-                failed,
-                "0",
-                "archiving failed; server log:\n{}",
-                cluster.log_tail()
-            );
-            let archived = one(
-                rt,
-                cluster,
-                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-            );
-            (archived.as_str() >= last).then_some(())
-        },
-    );
+/// The names stored under `wal/<timeline>/`, sorted (a name's
+/// directory may stay behind, empty, once its object is deleted).
+fn stored(a: &Archive, timeline: u32) -> Vec<String> {
+    let dir = Path::new(&a.env.repo).join(format!("wal/{timeline:08X}"));
+    let mut v: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap())
+            .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
 }
 
 /// Writes row `label`, switches to a new WAL segment and waits until the
@@ -162,37 +42,7 @@ fn row_and_switch(rt: &tokio::runtime::Runtime, cluster: &TempCluster, label: &s
         cluster,
         &format!("INSERT INTO kept (label) VALUES ('{label}') RETURNING id"),
     );
-    let name = one(rt, cluster, "SELECT pg_walfile_name(pg_switch_wal())");
-    wait_archived(rt, cluster, &name);
-}
-
-/// The labels in table `kept` of a restored data directory, read from a
-/// server started on it as a primary.
-fn labels(dir: &Path) -> Vec<String> {
-    let server = RecoveryServer::start(Path::new("/usr/lib/postgresql/15/bin"), dir, &[])
-        .expect("start a server on the restored directory");
-    let rt = rt();
-    let got = poll(Duration::from_secs(60), "the restored server", || {
-        rt.block_on(async {
-            let c = server
-                .conn_config("lifeboat", "postgres")
-                .connect()
-                .await
-                .ok()?;
-            let rows = c
-                .query("SELECT label FROM kept ORDER BY id", &[])
-                .await
-                .ok()?;
-            Some(rows.iter().map(|r| r.get::<_, String>(0)).collect())
-        })
-    });
-    let mut server = server;
-    assert!(
-        server.stop(Duration::from_secs(60)),
-        "{}",
-        server.log_tail()
-    );
-    got
+    switch_and_archive(rt, cluster);
 }
 
 /// The name of the segment a base backup's WAL starts in.
@@ -245,7 +95,7 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
     row_and_switch(&rt, &cluster, "after-B");
     assert!(a_start < b_start, "{a_start} {b_start}");
 
-    let all = a.stored(1);
+    let all = stored(&a, 1);
     let before_a = before(&all, &a_start);
     let between = before(&all, &b_start)
         .into_iter()
@@ -266,7 +116,7 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
     assert_eq!(dry["wal"]["deleted"], before_a.len(), "{dry}");
     assert_eq!(dry["wal"]["kept_from"], a_start.as_str(), "{dry}");
     assert_eq!(dry["wal"]["oldest_base_backup"], backup_a["id"], "{dry}");
-    assert_eq!(a.stored(1), all);
+    assert_eq!(stored(&a, 1), all);
 
     // A kept: only what lies before A's start goes; everything A needs stays.
     let human = a.ok(&["prune", "--grace", "0s"]);
@@ -283,7 +133,7 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
         .filter(|n| !before_a.contains(n))
         .cloned()
         .collect();
-    assert_eq!(a.stored(1), after_first);
+    assert_eq!(stored(&a, 1), after_first);
 
     // A forgotten (B is the newest): the segments before B's start go, A's
     // label with them; B's start, its label and everything after stay.
@@ -293,7 +143,7 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
     assert_eq!(w["deleted"], between.len(), "{forgot}");
     assert_eq!(w["kept_from"], b_start.as_str(), "{forgot}");
     assert!(w["deleted_bytes"].as_u64().unwrap() > 0, "{forgot}");
-    let left = a.stored(1);
+    let left = stored(&a, 1);
     assert!(before(&left, &b_start).is_empty(), "{left:?}");
     assert!(left.contains(&b_start), "{left:?}");
     assert!(
@@ -337,7 +187,7 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
     ]);
     assert_eq!(v["snapshot"], backup_b["id"], "{v}");
     assert_eq!(
-        labels(&dir),
+        labels(&dir, "kept"),
         ["w1", "w2", "w3", "w4", "w5", "after-B"],
         "{v}"
     );
@@ -348,8 +198,8 @@ fn prune_deletes_the_wal_no_kept_base_backup_needs() {
     a.ok(&["wal", "push", history.to_str().unwrap()]);
     let again = a.ok_json(&["prune", "--grace", "0s"]);
     assert_eq!(again["wal"]["deleted"], 0, "{again}");
-    assert_eq!(a.stored(2), ["00000002.history"]);
-    assert_eq!(a.stored(1), left);
+    assert_eq!(stored(&a, 2), ["00000002.history"]);
+    assert_eq!(stored(&a, 1), left);
     let out = a.ok(&["check", "--read-data"]);
     assert!(!out.contains("gap"), "{out}");
 }

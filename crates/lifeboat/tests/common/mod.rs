@@ -3,6 +3,7 @@
 //! over raw HTTP.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod pg;
 pub mod standby;
 
