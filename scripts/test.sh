@@ -280,7 +280,10 @@ setup_patroni() {
 # definitions when it is built, with Debian's `protoc`. Its tests
 # (tests/authority.rs) run the `etcd` that setup_patroni installs.
 setup_protoc() {
-    ensure_apt_packages protobuf-compiler
+    # libprotobuf-dev holds google/protobuf/*.proto, which etcd's definitions
+    # import; it is only a Recommends of protobuf-compiler, and
+    # ensure_apt_packages installs without recommends.
+    ensure_apt_packages protobuf-compiler libprotobuf-dev
 }
 
 # --- the multi-region test bed (crates/lifeboat-testbed) ----------------------
