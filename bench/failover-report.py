@@ -1,22 +1,24 @@
 #!/usr/bin/python3
 """Helpers of bench/failover.sh, none of them Lifeboat code.
 
-  writer ACKS USER TICK dns BIND_PORT NAME MAP
-  writer ACKS USER TICK hosts PORT[,PORT...]
+  writer ACKS USER TICK dns BIND NAME MAP
+  writer ACKS USER TICK hosts SERVER[,SERVER...]
       The independent writer. Every TICK seconds it commits one numbered row
       (`INSERT INTO bench_writes (id) VALUES (n)`, autocommit) and, once the
       server acknowledged it, appends `id <TAB> unix time of the ack <TAB>
       port` to ACKS (line-buffered). Each attempt takes a new id, so an
       attempt whose outcome is unknown (the connection broke during the
       commit) is never counted as acknowledged. `dns`: whenever it
-      (re)connects it asks the DNS server on 127.0.0.1:BIND_PORT for NAME's
-      A records (`dig`, no cache) and maps each answered address to a local
-      port with MAP (`192.0.2.10=5432,...`); `hosts`: a fixed list of ports
-      (a Patroni client knows both nodes). Either way libpq's
+      (re)connects it asks the DNS server BIND (`PORT` on 127.0.0.1, or
+      `ADDR:PORT`) for NAME's A records (`dig`, no cache) and maps each
+      answered address to a server with MAP (`192.0.2.10=5432,...`; a server
+      is a port on 127.0.0.1 or `HOST:PORT`); `hosts`: a fixed list of
+      servers (a Patroni client knows both nodes). The third column of ACKS
+      is the server as MAP or the list spells it. Either way libpq's
       `target_session_attrs=read-write` picks the writable one among them,
       and the connection is kept until an error. Errors go to ACKS.errors
-      (each distinct message once in a row). Password: PGPASSWORD. Stops on
-      SIGTERM.
+      (each distinct message once in a row). Password: PGPASSWORD. Ids
+      start at FAILOVER_WRITER_FIRST_ID (default 1). Stops on SIGTERM.
 
   measure ACKS T_INJECT T_END PORT USER
       After one event (fault injected or command started at T_INJECT, the
@@ -34,6 +36,7 @@
       median and max per system and kind of every column.
 """
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -44,7 +47,8 @@ def writer(args):
     import psycopg2
     acks_path, user, tick, mode = args[0], args[1], float(args[2]), args[3]
     if mode == 'dns':
-        bind_port, name = args[4], args[5]
+        bind_host, bind_port = split_server(args[4])
+        name = args[5]
         mapping = dict(kv.split('=') for kv in args[6].split(','))
     else:
         fixed = args[4].split(',')
@@ -57,7 +61,7 @@ def writer(args):
         try:
             out = subprocess.run(
                 ['dig', '+short', '+norecurse', '+time=1', '+tries=1',
-                 '@127.0.0.1', '-p', bind_port, name, 'A'],
+                 '@' + bind_host, '-p', bind_port, name, 'A'],
                 capture_output=True, text=True, timeout=3).stdout
         except subprocess.TimeoutExpired:
             return []
@@ -68,7 +72,9 @@ def writer(args):
     last_error = None
     conn = None
     conn_port = None
-    n = 0
+    # The first id is FAILOVER_WRITER_FIRST_ID (default 1): two writers on
+    # one table keep apart.
+    n = int(os.environ.get('FAILOVER_WRITER_FIRST_ID', '1')) - 1
     next_t = time.time()
     while not stop:
         n += 1
@@ -77,13 +83,17 @@ def writer(args):
                 ps = ports()
                 if not ps:
                     raise RuntimeError('DNS answered no known address')
+                servers = [split_server(p) for p in ps]
                 conn = psycopg2.connect(
-                    host=','.join(['127.0.0.1'] * len(ps)), port=','.join(ps),
+                    host=','.join(h for h, _ in servers),
+                    port=','.join(p for _, p in servers),
                     dbname='postgres', user=user, connect_timeout=2,
                     target_session_attrs='read-write',
                     options='-c statement_timeout=10000')
                 conn.autocommit = True
-                conn_port = str(conn.info.port)
+                at = (conn.info.host, str(conn.info.port))
+                conn_port = next((p for p, s in zip(ps, servers) if s == at),
+                                 f'{at[0]}:{at[1]}')
             with conn.cursor() as cur:
                 cur.execute('INSERT INTO bench_writes (id) VALUES (%s)', (n,))
             acks.write(f'{n}\t{time.time():.6f}\t{conn_port}\n')
@@ -106,6 +116,12 @@ def writer(args):
             time.sleep(delay)
         else:
             next_t = time.time()
+
+
+def split_server(text):
+    """`PORT` (on 127.0.0.1) or `HOST:PORT` -> (host, port)."""
+    host, _, port = text.rpartition(':')
+    return (host or '127.0.0.1', port)
 
 
 def read_acks(path):

@@ -292,9 +292,11 @@ setup_protoc() {
 # `iptables` (partitions between two sites, and the NFQUEUE delay where the
 # kernel has no `sch_netem`), `setpriv` (util-linux: PostgreSQL as `postgres`
 # inside a namespace), etcd (setup_patroni) and `etcdctl` (Debian's
-# `etcd-client`); without them it fails, naming this script.
+# `etcd-client`); without them it fails, naming this script. The fault
+# suite's writer (bench/failover-report.py writer, crates/lifeboat/tests/
+# failover_faults.rs) is Python with Debian's psycopg2 (Patroni needs it too).
 setup_testbed() {
-    ensure_apt_packages iproute2 iptables util-linux etcd-client
+    ensure_apt_packages iproute2 iptables util-linux etcd-client python3-psycopg2
 }
 
 # --- run -----------------------------------------------------------------------

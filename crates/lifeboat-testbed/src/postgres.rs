@@ -141,6 +141,7 @@ impl Site {
             "host all all {net} scram-sha-256\nhost replication all {net} scram-sha-256\n"
         ));
         std::fs::write(&hba, text).map_err(BedError::io("writing pg_hba.conf"))?;
+        pg.write_conf()?;
         pg.start().await?;
         Ok(pg)
     }
@@ -221,6 +222,39 @@ impl SitePostgres {
             owner,
             process: None,
         })
+    }
+
+    /// Appends the bed's settings to `postgresql.conf`, for a server that
+    /// another program starts on this data directory or a copy of it (a
+    /// failover agent's `pg_ctl start`, a standby seeded by `pg_basebackup`
+    /// in another site): it listens on every address of the namespace it
+    /// runs in (`*`: each site has one) on the same port, and has no Unix
+    /// socket (the sites share the file system, and two servers on one port
+    /// would fight over one socket path). The bed's own start passes the
+    /// same settings with `-c`, which take precedence.
+    fn write_conf(&self) -> Result<(), BedError> {
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut text =
+            std::fs::read_to_string(&conf).map_err(BedError::io("reading postgresql.conf"))?;
+        text.push_str("\n# lifeboat-testbed\n");
+        let mut settings: Vec<(String, String)> = [
+            ("listen_addresses", "*".to_string()),
+            ("port", self.opts.port.to_string()),
+            ("unix_socket_directories", String::new()),
+            ("fsync", "off".into()),
+            ("max_connections", "40".into()),
+            ("shared_buffers", "32MB".into()),
+            ("log_min_messages", "warning".into()),
+            ("timezone", "UTC".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        settings.extend(self.opts.settings.iter().cloned());
+        for (k, v) in settings {
+            text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        }
+        std::fs::write(&conf, text).map_err(BedError::io("writing postgresql.conf"))
     }
 
     fn setpriv_args(&self) -> Vec<String> {

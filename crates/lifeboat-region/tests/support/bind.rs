@@ -7,6 +7,11 @@
 //!
 //! Include it with `#[path = "support/bind.rs"] mod bind;`.
 //!
+//! [`Bind::start_in`] runs it inside a network namespace instead (a site of
+//! the multi-region test bed, `crates/lifeboat-testbed`) on that site's
+//! address and port 53; `dig` and `nsupdate` then run in that namespace
+//! too.
+//!
 //! Without `named` or `dig` the test fails and says to run scripts/test.sh,
 //! which installs `bind9` and `bind9-dnsutils`. Debian's AppArmor profile
 //! for named (`/etc/apparmor.d/usr.sbin.named`) would deny the temporary
@@ -15,7 +20,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,8 +36,12 @@ pub const UNGRANTED_KEY_NAME: &str = "ungranted-key";
 pub struct Bind {
     dir: tempfile::TempDir,
     child: Child,
+    addr: IpAddr,
     port: u16,
     secret: String,
+    /// The network namespace named runs in (`ip netns exec`), if not the
+    /// test's own.
+    netns: Option<String>,
 }
 
 fn need(program: &str) -> PathBuf {
@@ -68,6 +77,21 @@ fn free_port() -> u16 {
 impl Bind {
     /// Starts named and waits until it answers the zone's SOA.
     pub fn start() -> Bind {
+        Bind::launch(None, IpAddr::V4(Ipv4Addr::LOCALHOST), None)
+    }
+
+    /// Starts named in network namespace `netns` on `addr`:53 (`addr` must
+    /// be an address of that namespace).
+    pub fn start_in(netns: &str, addr: Ipv4Addr) -> Bind {
+        Bind::launch(Some(netns.to_string()), IpAddr::V4(addr), Some(53))
+    }
+
+    /// A command for `program` in named's namespace.
+    fn command(&self, program: &str) -> Command {
+        command_in(self.netns.as_deref(), program)
+    }
+
+    fn launch(netns: Option<String>, addr: IpAddr, fixed_port: Option<u16>) -> Bind {
         need(NAMED);
         need("dig");
         need("nsupdate");
@@ -81,10 +105,10 @@ impl Bind {
         let mut last_log = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temporary directory");
-            let port = free_port();
-            write_config(dir.path(), port, &secret);
+            let port = fixed_port.unwrap_or_else(free_port);
+            write_config(dir.path(), addr, port, &secret);
             let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
-            let child = Command::new(NAMED)
+            let child = command_in(netns.as_deref(), NAMED)
                 .arg("-g")
                 .arg("-c")
                 .arg(dir.path().join("named.conf"))
@@ -96,8 +120,10 @@ impl Bind {
             let mut bind = Bind {
                 dir,
                 child,
+                addr,
                 port,
                 secret: secret.clone(),
+                netns: netns.clone(),
             };
             if bind.wait_ready() {
                 return bind;
@@ -131,7 +157,7 @@ impl Bind {
     }
 
     pub fn server(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.addr, self.port)
     }
 
     /// The key's secret, base64, as `tsig-keygen` prints it (both keys
@@ -142,7 +168,8 @@ impl Bind {
 
     /// `dig +short` over UDP: the answers for `name` and `rtype`, sorted.
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
-        let out = Command::new("dig")
+        let out = self
+            .command("dig")
             .args(["+short", "+norecurse", "+time=2", "+tries=3"])
             .arg(format!("@{}", self.server().ip()))
             .args(["-p", &self.port.to_string(), name, rtype])
@@ -164,7 +191,8 @@ impl Bind {
     }
 
     fn serial_opt(&self) -> Option<u32> {
-        let out = Command::new("dig")
+        let out = self
+            .command("dig")
             .args(["+short", "+norecurse", "+time=1", "+tries=1"])
             .arg(format!("@{}", self.server().ip()))
             .args(["-p", &self.port.to_string(), ZONE, "SOA"])
@@ -184,7 +212,8 @@ impl Bind {
     /// (the secret stays in a file, never in an argument).
     pub fn nsupdate(&self, commands: &str) {
         use std::io::Write as _;
-        let mut child = Command::new("nsupdate")
+        let mut child = self
+            .command("nsupdate")
             .arg("-k")
             .arg(self.dir.path().join("key.conf"))
             .stdin(Stdio::piped())
@@ -193,8 +222,8 @@ impl Bind {
             .spawn()
             .expect("run nsupdate");
         let script = format!(
-            "server 127.0.0.1 {}\nzone {ZONE}\n{commands}\nsend\n",
-            self.port
+            "server {} {}\nzone {ZONE}\n{commands}\nsend\n",
+            self.addr, self.port
         );
         child
             .stdin
@@ -212,7 +241,19 @@ impl Bind {
     }
 }
 
-fn write_config(dir: &Path, port: u16, secret: &str) {
+/// `program`, or `ip netns exec NETNS program` when `netns` is given.
+fn command_in(netns: Option<&str>, program: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn write_config(dir: &Path, addr: IpAddr, port: u16, secret: &str) {
     let d = dir.display();
     let key = |name: &str| {
         format!("key \"{name}\" {{\n    algorithm hmac-sha256;\n    secret \"{secret}\";\n}};\n")
@@ -227,7 +268,7 @@ options {{
     pid-file "{d}/named.pid";
     session-keyfile "{d}/session.key";
     managed-keys-directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on port {port} {{ {addr}; }};
     listen-on-v6 {{ none; }};
     recursion no;
     dnssec-validation no;
