@@ -52,7 +52,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use common::Env;
 use common::standby::empty_owned_dir;
-use lifeboat_testbed::{Bed, BedSpec, EtcdCluster, EtcdOptions, PgOptions, Site, SiteProcess};
+use lifeboat_testbed::{
+    Bed, BedSpec, EtcdCluster, EtcdOptions, PgOptions, Site, SitePostgres, SiteProcess,
+};
 
 const SITES: [&str; 3] = ["us-east", "eu-west", "witness"];
 const REPL_PASSWORD: &str = "repl-Secret-f4u1t";
@@ -175,13 +177,7 @@ impl Suite {
         self.query_db(from, target, "postgres", sql).await
     }
 
-    async fn query_db(
-        &self,
-        from: &str,
-        target: &str,
-        db: &str,
-        sql: &str,
-    ) -> Option<Vec<String>> {
+    async fn query_db(&self, from: &str, target: &str, db: &str, sql: &str) -> Option<Vec<String>> {
         let host = addr(self.site(target));
         let (user, password, db, sql) = (
             self.superuser.clone(),
@@ -268,10 +264,8 @@ impl Suite {
         let pause = format!("promote:{}", self.pauses[site].display());
         let mut envs: Vec<(String, String)> = self.envs();
         envs.push(("LIFEBOAT_TEST_FAILOVER_PAUSE".into(), pause));
-        let env_refs: Vec<(&str, &str)> = envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let env_refs: Vec<(&str, &str)> =
+            envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = self
             .env
             .path(&format!("serve-{site}-{}.log", self.restarts));
@@ -302,31 +296,36 @@ impl Suite {
     /// writable with the epoch in its `lifeboat.authority`, and DNS answers
     /// it with the epoch's TXT.
     async fn until_promoted(&self, primary: &str, epoch: u64) -> serde_json::Value {
-        let view = until!(self, format!("{primary} promoted at epoch {epoch}"), async {
-            let v = self.view().await?;
-            let done = v["authority"]["primary"] == primary
-                && v["authority"]["epoch"] == epoch
-                && v["progress"]["phase"] == "done"
-                && v["failovers"]
-                    .as_array()?
-                    .iter()
-                    .any(|r| r["epoch"] == epoch);
-            done.then_some(v)
-        });
+        let view = until!(
+            self,
+            format!("{primary} promoted at epoch {epoch}"),
+            async {
+                let v = self.view().await?;
+                let done = v["authority"]["primary"] == primary
+                    && v["authority"]["epoch"] == epoch
+                    && v["progress"]["phase"] == "done"
+                    && v["failovers"]
+                        .as_array()?
+                        .iter()
+                        .any(|r| r["epoch"] == epoch);
+                done.then_some(v)
+            }
+        );
         until!(self, &format!("{primary}'s server writable"), async {
             self.writable(primary).await.then_some(())
         });
-        until!(self, &format!("epoch {epoch} in {primary}'s server"), async {
-            (self.server_epoch(primary).await == Some(epoch)).then_some(())
-        });
+        until!(
+            self,
+            &format!("epoch {epoch} in {primary}'s server"),
+            async { (self.server_epoch(primary).await == Some(epoch)).then_some(()) }
+        );
         let a = addr(self.site(primary)).to_string();
         let name = self.name();
         until!(self, &format!("DNS to answer {primary}"), async {
             self.bind.dig(&name, "A").contains(&a).then_some(())
         });
         assert_eq!(
-            self.bind
-                .dig(&format!("_lifeboat-authority.{name}"), "TXT"),
+            self.bind.dig(&format!("_lifeboat-authority.{name}"), "TXT"),
             vec![format!("\"lifeboat epoch={epoch} primary={primary}\"")]
         );
         view
@@ -335,11 +334,15 @@ impl Suite {
     /// Waits until `region`'s server is a standby that has replayed
     /// `epoch`'s authority row (rejoined, streaming from the primary).
     async fn until_rejoined(&self, region: &str, epoch: u64) {
-        until!(self, &format!("{region} rejoined as a standby at epoch {epoch}"), async {
-            (self.in_recovery(region).await == Some(true)
-                && self.server_epoch(region).await == Some(epoch))
-            .then_some(())
-        });
+        until!(
+            self,
+            &format!("{region} rejoined as a standby at epoch {epoch}"),
+            async {
+                (self.in_recovery(region).await == Some(true)
+                    && self.server_epoch(region).await == Some(epoch))
+                .then_some(())
+            }
+        );
     }
 
     /// Observes for `QUIET` that nothing changes: the authority stays
@@ -435,9 +438,10 @@ fn changes(view: &serde_json::Value) -> Vec<Change> {
         .iter()
         .map(|r| {
             let at = |s: &serde_json::Value| {
-                let t: DateTime<Utc> = s.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(
-                    || panic!("a time in the failover record: {r}"),
-                );
+                let t: DateTime<Utc> = s
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("a time in the failover record: {r}"));
                 unix(&t)
             };
             let bump = r["steps"]
@@ -540,6 +544,7 @@ const FAST: Profile = Profile {
 };
 
 /// The seed's health checks (30 s, threshold 3) with the lease defaults.
+#[allow(dead_code)]
 const SEED: Profile = Profile {
     name: "seed",
     check_interval_s: 30,
@@ -684,6 +689,7 @@ impl Suite {
                 .is_ok_and(|s| s.success()),
             "the writer needs Debian's python3-psycopg2: run scripts/test.sh (it installs it)"
         );
+        eprintln!("profile {}: {profile:?}", profile.name);
         let bed = Bed::create(BedSpec::new(SITES))
             .await
             .expect("creating the test bed (needs root, ip, iptables)");
@@ -751,7 +757,14 @@ impl Suite {
         drop(c);
         s.cli_ok(
             "eu-west",
-            &["region", "replicate", "--from", "us-east", "--to", "eu-west"],
+            &[
+                "region",
+                "replicate",
+                "--from",
+                "us-east",
+                "--to",
+                "eu-west",
+            ],
         )
         .await;
         s.cli_ok("witness", &["region", "traffic", "apply"]).await;
@@ -927,10 +940,10 @@ async fn run() {
     s.bed.kill_site("eu-west").await.unwrap();
     let reached = |site: &str| PathBuf::from(format!("{}.reached", s.pauses[site].display()));
     let leader: &'static str = until!(s, "a leader stopped before promoting", async {
-            ["us-east", "witness"]
-                .into_iter()
-                .find(|site| reached(site).exists())
-        });
+        ["us-east", "witness"]
+            .into_iter()
+            .find(|site| reached(site).exists())
+    });
     assert_eq!(
         s.authority().await,
         Some(("us-east".into(), 3)),
