@@ -223,5 +223,42 @@ def report(args):
             print(f"  {label:44s} {med:9.3f} / {xs[-1]:9.3f}   ({len(xs)} values)")
 
 
+def auto_report(args):
+    """median / max per profile of the automatic rounds, against issue 20's
+    goals (from the injected fault: fast profile writes <= 10 s, DNS <= 15 s;
+    seed profile both <= 120 s)."""
+    import csv
+    rows = list(csv.DictReader(open(args[0]), delimiter='\t'))
+    goals = {'fast': (10.0, 15.0), 'seed': (120.0, 120.0)}
+    cols = [
+        ('writes_s', 'fault -> writes accepted (writer) s'),
+        ('dns_s', 'fault -> DNS answering (dig) s'),
+        ('rec_rto_writes_s', 'record: RTO writes accepted s'),
+        ('rec_rto_dns_s', 'record: RTO DNS answering s'),
+        ('rec_rpo_s', 'record: RPO s'),
+        ('lost', 'acknowledged rows lost'),
+        ('acked_after_bump', 'acks by the old primary after the bump'),
+    ]
+    print('\nautomatic failover on the test bed: median / max per profile')
+    for profile in dict.fromkeys(r['profile'] for r in rows):
+        rs = [r for r in rows if r['profile'] == profile]
+        faults = ', '.join(f"{f} {sum(1 for r in rs if r['fault'] == f)}"
+                           for f in dict.fromkeys(r['fault'] for r in rs))
+        print(f"\n{profile}: n={len(rs)} ({faults})")
+        for c, label in cols:
+            xs = sorted(x for x in (num(r[c]) for r in rs) if x is not None)
+            if not xs:
+                continue
+            med = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+            print(f"  {label:44s} {med:9.3f} / {xs[-1]:9.3f}   ({len(xs)} values)")
+        if profile in goals:
+            gw, gd = goals[profile]
+            w = max(num(r['writes_s']) or math.inf for r in rs)
+            d = max(num(r['dns_s']) or math.inf for r in rs)
+            print(f"  goal writes <= {gw:.0f} s: {'met' if w <= gw else 'NOT met'} (max {w:.1f}); "
+                  f"DNS <= {gd:.0f} s: {'met' if d <= gd else 'NOT met'} (max {d:.1f})")
+
+
 if __name__ == '__main__':
-    {'writer': writer, 'measure': measure, 'report': report}[sys.argv[1]](sys.argv[2:])
+    {'writer': writer, 'measure': measure, 'report': report,
+     'auto-report': auto_report}[sys.argv[1]](sys.argv[2:])

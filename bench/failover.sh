@@ -42,9 +42,18 @@
 #      the killed node is started again and rejoins as a replica.
 #   5. report (failover-report.py report): median / max per system and kind;
 #      events in BENCH_RESULTS/failover-<UTC>.tsv.
-# Not measured here: the automatic failover (daemons, lease expiry,
-# confirmation); without a daemon there is no region lease, so a failover's
-# wait for the old primary's lease ends at once (+ safety_margin, 1 s here).
+#   6. automatic failover by the daemons on the multi-region test bed (network
+#      namespaces, 50 ms per region, three etcd members, BIND in the witness),
+#      per profile in BENCH_FO_AUTO_PROFILES (`fast`: checks 1 s x 3, lease 6 s;
+#      `seed`: checks 30 s x 3, lease 10 s), BENCH_FO_AUTO_ROUNDS rounds each:
+#      a random fault (the primary region killed whole or partitioned) at a
+#      random point of the checks' cycle under pgbench in that region;
+#      measured from the injection: writes accepted by the new region (the
+#      writer's first ack from it), DNS answering it (dig every 100 ms), the
+#      record's RTO and RPO, acknowledged rows lost, acks by the old primary
+#      after the epoch bump (must be 0); BENCH_RESULTS/failover-auto-<UTC>.tsv.
+#      Needs root. (Parts 3-4 run without daemons: no region lease, so a
+#      manual failover's wait for the old primary's lease ends at once.)
 #
 # Environment (all optional):
 #   BENCH_FO_ROUNDS            rounds (each system, each profile)          [3]
@@ -52,6 +61,8 @@
 #   BENCH_FO_SCALE             pgbench -i scale                            [5]
 #   BENCH_FO_TICK              the writer's interval, seconds              [0.05]
 #   BENCH_FO_PATRONI_PROFILES  `default fast`, `fast`, or empty (none)     [default fast]
+#   BENCH_FO_AUTO_PROFILES     automatic rounds: `fast seed`, one, or empty [fast seed]
+#   BENCH_FO_AUTO_ROUNDS       rounds per automatic profile                [3]
 #   BENCH_PG_BIN               PostgreSQL binaries   [/usr/lib/postgresql/15/bin]
 #   BENCH_RESULTS              where the result files go                   [bench/results]
 #   LIFEBOAT_BIN               lifeboat binary [target/release/lifeboat, built]
@@ -65,6 +76,8 @@ CLIENTS=${BENCH_FO_CLIENTS:-4}
 SCALE=${BENCH_FO_SCALE:-5}
 TICK=${BENCH_FO_TICK:-0.05}
 PROFILES=${BENCH_FO_PATRONI_PROFILES-default fast}
+AUTO_PROFILES=${BENCH_FO_AUTO_PROFILES-fast seed}
+AUTO_ROUNDS=${BENCH_FO_AUTO_ROUNDS:-3}
 PGBIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
 RESULTS_DIR=${BENCH_RESULTS:-$BENCH_DIR/results}
 HELPER=$BENCH_DIR/failover-report.py
@@ -471,5 +484,32 @@ for PROFILE in $PROFILES; do
 done
 
 grep -h "tps = \|latency average\|aborted" "$W/pgbench.log" | sed 's/^/  pgbench: /' >>"$LOG" || true
+
+# --- automatic failover on the test bed ------------------------------------------
+# The daemons decide (votes, lease expiry, election) on the multi-region test
+# bed of network namespaces (docs/testbed.md: us-east, eu-west 50 ms each,
+# the witness); the rounds are an ignored test of the `daemons` binary,
+# crates/lifeboat/tests/failover_faults.rs `bench_automatic_failover_rounds`
+# (random fault, kill or partition, at a random point of the checks' cycle;
+# pgbench in the primary's region). Needs root (network namespaces).
+AUTO_OUT=$RESULTS_DIR/failover-auto-$STAMP.tsv
+if [[ -n $AUTO_PROFILES ]]; then
+  [[ $(id -u) -eq 0 ]] || { log "the test bed needs root: skipping the automatic rounds"; AUTO_PROFILES=''; }
+fi
+if [[ -n $AUTO_PROFILES ]]; then
+  printf 'profile\tround\tfault\tfrom\tto\tdelay_s\twrites_s\tdns_s\trec_rto_writes_s\trec_rto_dns_s\trec_rpo_s\tlost\tacked_after_bump\tacked_by_old\n' >"$AUTO_OUT"
+  # The bed's delay program (lifeboat-netdelay) is a binary of another package:
+  # `--test daemons` alone would not build it.
+  (cd "$ROOT" && cargo build --profile ci --workspace --bins) >>"$LOG" 2>&1
+  for AP in $AUTO_PROFILES; do
+    log "automatic failover on the test bed: profile $AP, $AUTO_ROUNDS rounds"
+    (cd "$ROOT" && BENCH_FO_PROFILE=$AP BENCH_FO_ROUNDS=$AUTO_ROUNDS BENCH_FO_AUTO_TSV=$AUTO_OUT \
+      cargo test --profile ci --workspace --test daemons -- --ignored --exact \
+      failover_faults::bench_automatic_failover_rounds --nocapture) >>"$LOG" 2>&1 ||
+      log "the automatic rounds of profile $AP failed: see $LOG"
+  done
+fi
+
 /usr/bin/python3 "$HELPER" report "$OUT" | tee -a "$LOG"
-log "events: $OUT"
+[[ -s $AUTO_OUT ]] && /usr/bin/python3 "$HELPER" auto-report "$AUTO_OUT" | tee -a "$LOG"
+log "events: $OUT ${AUTO_PROFILES:+$AUTO_OUT}"

@@ -66,11 +66,13 @@ const QUIET: Duration = Duration::from_secs(12);
 const LOCAL_FIRST_ID: i64 = 1_000_000_000;
 
 /// Polls the async block `$poll` (an `Option`) every 250 ms until it is
-/// `Some`, at most `BOUND`; its value. (A macro: an async closure borrowing
+/// `Some`, at most the suite's bound (`BOUND`, longer for slow profiles);
+/// its value. (A macro: an async closure borrowing
 /// the suite could not be called repeatedly.)
 macro_rules! until {
     ($suite:expr, $what:expr, $poll:expr) => {{
-        let deadline = Instant::now() + BOUND;
+        let bound = $suite.bound();
+        let deadline = Instant::now() + bound;
         loop {
             if let Some(v) = $poll.await {
                 break v;
@@ -78,7 +80,7 @@ macro_rules! until {
             if Instant::now() > deadline {
                 panic!(
                     "timed out after {} s waiting for {}; {}",
-                    BOUND.as_secs(),
+                    bound.as_secs(),
                     $what,
                     $suite.logs()
                 );
@@ -280,6 +282,13 @@ impl Suite {
         if let Some(p) = self.daemons.remove(site) {
             let _ = p.kill().await;
         }
+    }
+
+    /// How long a wait may take: `BOUND`, or for a slow profile the time
+    /// its checks take to confirm a failure on top.
+    fn bound(&self) -> Duration {
+        let p = &self.layout.profile;
+        BOUND + Duration::from_secs(p.check_interval_s * u64::from(p.threshold + 1))
     }
 
     /// Where the logs are, for a failure message.
@@ -544,7 +553,6 @@ const FAST: Profile = Profile {
 };
 
 /// The seed's health checks (30 s, threshold 3) with the lease defaults.
-#[allow(dead_code)]
 const SEED: Profile = Profile {
     name: "seed",
     check_interval_s: 30,
@@ -1104,6 +1112,207 @@ async fn run() {
     if let Some(q) = netdelay {
         eprintln!("us-east's delay queue: {q:?}");
     }
+    for site in SITES {
+        s.kill_daemon(site).await;
+    }
+    s.bed.destroy().await.unwrap();
+}
+
+/// Rounds of automatic failover under pgbench load, measured from the
+/// moment the fault is injected (issue 20's goals; docs/benchmarks.md,
+/// "Automatic failover on the test bed"). Not a test: `bench/failover.sh`
+/// runs it. Environment: `BENCH_FO_PROFILE` `fast` (default) or `seed`,
+/// `BENCH_FO_ROUNDS` (default 3), `BENCH_FO_SEED` (the random faults and
+/// delays; default from the clock, printed), `BENCH_FO_AUTO_TSV` (rows are
+/// appended; default `bench/results/failover-auto.tsv`).
+///
+/// Per round, with P the primary region and S the standby: pgbench (4
+/// clients) runs in P against P's server for 5 s; after a random delay
+/// within one check interval (so the fault falls anywhere in the checks'
+/// cycle) P is either killed whole or partitioned, chosen at random. The
+/// DNS writer (in the witness, one commit every 50 ms through BIND) gives
+/// the time to writes accepted by S (its first ack from S after the fault),
+/// `dig` polled every 100 ms the time to DNS answering S; the failover
+/// record gives Lifeboat's own RTO and RPO; rows the writer had acknowledged
+/// by P that S lacks are counted, and acks by P after the epoch bump (must
+/// be 0). Then P returns (healed, or its etcd member and daemon started
+/// again; its server is rejoined by `auto_rejoin`) and the roles swap.
+#[test]
+#[ignore = "a benchmark: bench/failover.sh runs it"]
+fn bench_automatic_failover_rounds() {
+    let _alone = crate::alone::alone(module_path!());
+    let rt = common::rt();
+    rt.block_on(bench());
+}
+
+async fn bench() {
+    let profile = match std::env::var("BENCH_FO_PROFILE").as_deref() {
+        Ok("seed") => SEED,
+        Ok("fast") | Err(_) => FAST,
+        Ok(other) => panic!("BENCH_FO_PROFILE={other}: use fast or seed"),
+    };
+    let rounds: u32 = std::env::var("BENCH_FO_ROUNDS")
+        .ok()
+        .map(|v| v.parse().expect("BENCH_FO_ROUNDS: a number"))
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("BENCH_FO_SEED")
+        .ok()
+        .map(|v| v.parse().expect("BENCH_FO_SEED: a number"))
+        .unwrap_or_else(|| Utc::now().timestamp_micros() as u64);
+    let tsv = std::env::var_os("BENCH_FO_AUTO_TSV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results/failover-auto.tsv")
+        });
+    eprintln!("seed {seed}; rows appended to {}", tsv.display());
+    let mut rng = common::Rng::new(seed);
+    let (mut s, east_pg) = Suite::build(profile).await;
+    let pg_bin = east_pg.bin_dir().to_path_buf();
+    let acks = s.env.path("acks.tsv");
+    let writer = s.writer("witness", &acks, 1, s.through_dns());
+    let pgbench = |s: &Suite, site: &str, args: &[&str], log: &str| {
+        let mut argv = vec![pg_bin.join("pgbench").display().to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.extend([
+            "-h".to_string(),
+            s.layout.sites[site].to_string(),
+            "-p".into(),
+            "5432".into(),
+            "-U".into(),
+            s.superuser.clone(),
+            "postgres".into(),
+        ]);
+        s.site(site)
+            .spawn_with_env(
+                &format!("pgbench {site}"),
+                &argv,
+                &[("PGPASSWORD", s.pg_password.as_str())],
+                &s.env.path(log),
+            )
+            .expect("start pgbench")
+    };
+    let init = pgbench(&s, "us-east", &["-i", "-s", "5", "-q"], "pgbench-init.log");
+    let status = init.wait_exit(Duration::from_secs(300)).await.unwrap();
+    assert!(status.success(), "pgbench -i failed: see pgbench-init.log");
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&tsv)
+        .expect("the results file");
+    use std::io::Write as _;
+    let (mut primary, mut standby, mut epoch) = ("us-east", "eu-west", 1u64);
+    for round in 1..=rounds {
+        let load = pgbench(
+            &s,
+            primary,
+            &["-n", "-c", "4", "-j", "2", "-T", "100000"],
+            &format!("pgbench-{round}.log"),
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let kill = rng.below(2) == 0;
+        let delay = Duration::from_millis(rng.below(profile.check_interval_s * 1000));
+        tokio::time::sleep(delay).await;
+        let fault = if kill { "kill" } else { "partition" };
+        eprintln!("round {round}: {fault} {primary} ({} ms into the cycle)", delay.as_millis());
+        let t0 = now();
+        let injected = Instant::now();
+        if kill {
+            s.daemons.remove(primary);
+            s.bed.kill_site(primary).await.unwrap();
+        } else {
+            s.bed.partition(primary).await.unwrap();
+        }
+        // The writer's first ack from S, and DNS answering S.
+        let new_server = s.server(standby);
+        let new_addr = s.layout.sites[standby].to_string();
+        let name = s.name();
+        let (mut writes, mut dns) = (None, None);
+        while writes.is_none() || dns.is_none() {
+            if writes.is_none() {
+                writes = read_acks(&acks)
+                    .iter()
+                    .find(|a| a.at > t0 && a.server == new_server)
+                    .map(|a| a.at - t0);
+            }
+            if dns.is_none() && s.bind.dig(&name, "A").contains(&new_addr) {
+                dns = Some(injected.elapsed().as_secs_f64());
+            }
+            assert!(
+                injected.elapsed() < s.bound() * 2,
+                "round {round}: no failover within {} s; {}",
+                (s.bound() * 2).as_secs(),
+                s.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        epoch += 1;
+        let view = s.until_promoted(standby, epoch).await;
+        let rec = view["failovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["epoch"] == epoch)
+            .unwrap()
+            .clone();
+        let change = changes(&view)
+            .into_iter()
+            .find(|c| c.epoch == epoch)
+            .unwrap();
+        let old_server = s.server(primary);
+        let all = read_acks(&acks);
+        let by_old: Vec<&Ack> = all.iter().filter(|a| a.server == old_server).collect();
+        let after_bump = by_old.iter().filter(|a| a.at > change.bumped).count();
+        let present: BTreeSet<i64> = s
+            .query("witness", standby, "SELECT id FROM bench_writes")
+            .await
+            .expect("the new primary's rows")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        // Rows of P's last term only (earlier terms' losses were counted in
+        // their rounds).
+        let term_start = changes(&view)
+            .iter()
+            .filter(|c| c.epoch < epoch)
+            .map(|c| c.bumped)
+            .fold(f64::MIN, f64::max);
+        let lost = by_old
+            .iter()
+            .filter(|a| a.at > term_start && !present.contains(&a.id))
+            .count();
+        let f = |v: &serde_json::Value| v.as_f64().map_or("nan".into(), |x| format!("{x:.3}"));
+        let line = format!(
+            "{}\t{round}\t{fault}\t{primary}\t{standby}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{lost}\t{after_bump}\t{}\n",
+            profile.name,
+            delay.as_secs_f64(),
+            writes.unwrap(),
+            dns.unwrap(),
+            f(&rec["rto_writes_seconds"]),
+            f(&rec["rto_dns_seconds"]),
+            f(&rec["rpo_seconds"]),
+            by_old.len(),
+        );
+        eprint!("{line}");
+        out.write_all(line.as_bytes()).unwrap();
+        assert_eq!(after_bump, 0, "round {round}: acks by {primary} after the epoch bump");
+        let _ = load.kill().await;
+        // P returns and is rejoined.
+        if kill {
+            s.etcd.restart(primary).unwrap();
+            s.etcd.wait_healthy(s.bound()).await.unwrap();
+            s.start_daemon(primary);
+        } else {
+            s.bed.heal(primary).await.unwrap();
+        }
+        s.until_rejoined(primary, epoch).await;
+        until!(s, "three leases again", async {
+            let v = s.view().await?;
+            (v["leases"].as_array()?.len() == 3).then_some(())
+        });
+        std::mem::swap(&mut primary, &mut standby);
+    }
+    writer.signal(libc::SIGTERM).unwrap();
+    let _ = writer.wait_exit(Duration::from_secs(10)).await;
     for site in SITES {
         s.kill_daemon(site).await;
     }
