@@ -857,7 +857,8 @@ async fn missing_credentials_are_named() {
 /// The failover switch (issue 20): the epoch's TXT record written, only
 /// the new primary's record weighted, both read back from Route 53; the
 /// same switch again writes nothing; an older epoch is refused and a TXT
-/// record that is not Lifeboat's is never overwritten.
+/// record that is not Lifeboat's is never overwritten; a rejoin's restore
+/// puts the configured weights back only under the published epoch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_switch_publishes_the_epoch_and_weights_the_new_primary_alone() {
     let moto = start_moto(None);
@@ -917,6 +918,36 @@ async fn failover_switch_publishes_the_epoch_and_weights_the_new_primary_alone()
         (Some(100), Some(0))
     );
     assert_eq!(p.authority_txt(name).await.unwrap().unwrap().epoch, 3);
+
+    // eu-west rejoined: the configured weights come back (a rejoin's
+    // restore_dns), only under the epoch Route 53 publishes.
+    let both = ["us-east".to_string(), "eu-west".to_string()];
+    let stale = p
+        .restore_weights(&want, name, "eu-west", 2, &both)
+        .await
+        .unwrap_err();
+    assert!(
+        stale.to_string().contains("not epoch 2 for eu-west"),
+        "{stale}"
+    );
+    assert_eq!(list_records(&client, &zone).await, back);
+    let written = p
+        .restore_weights(&want, name, "us-east", 3, &both)
+        .await
+        .unwrap();
+    assert!(!written.is_empty());
+    let restored = list_records(&client, &zone).await;
+    let configured = |set: &str| want.iter().find(|r| r.set_identifier == set).unwrap().weight;
+    assert_eq!(
+        (weight(&restored, "us-east"), weight(&restored, "eu-west")),
+        (Some(configured("us-east")), Some(configured("eu-west")))
+    );
+    assert!(configured("eu-west") > 0, "the fixture weights eu-west");
+    let again = p
+        .restore_weights(&want, name, "us-east", 3, &both)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
 
     // Someone else's TXT at the owner: an error, left as it is.
     use aws_sdk_route53::types::{

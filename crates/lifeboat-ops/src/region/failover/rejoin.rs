@@ -502,9 +502,57 @@ pub(crate) async fn verify(
     }
 }
 
+/// `route53`: every steered region the authority allows (the primary, and
+/// standbys that replayed its epoch) gets its configured weight back, the
+/// others weight 0; Route 53's own health checks then decide among them.
+/// Refused when Route 53 does not publish the authority's epoch.
+async fn restore_route53<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    config: &Config,
+    authority: &AuthorityView,
+    note: &mut N,
+) -> Result<Option<DnsRestored>> {
+    use crate::region::route53 as r53;
+    use lifeboat_region::traffic::route53::Route53Provider;
+    let desired = r53::desired_records(config)?.records;
+    let name = r53::route53_traffic(config)?.name().normalized();
+    let mut steered: Vec<String> = desired.iter().map(|r| r.set_identifier.clone()).collect();
+    steered.sort();
+    steered.dedup();
+    let servers = steer::server_facts(ctx, config, &steered).await;
+    let answering: Vec<String> = steered
+        .into_iter()
+        .filter(|r| steer::eligible(r, authority, servers.get(r)))
+        .collect();
+    let provider = Route53Provider::connect(&r53::settings(config)?).await;
+    let written = provider
+        .restore_weights(&desired, &name, &authority.primary, authority.epoch, &answering)
+        .await
+        .map_err(|e| {
+            r53::route53_error(&e, format!("restoring the weights of {name} in Route 53"))
+        })?;
+    let out = DnsRestored {
+        name,
+        regions: answering,
+        written: !written.is_empty(),
+    };
+    note(&Note {
+        step: "restore_dns",
+        ok: true,
+        text: format!(
+            "route53: {} weighted to {} as configured{}",
+            out.name,
+            out.regions.join(", "),
+            if out.written { "" } else { " (already so)" }
+        ),
+    });
+    Ok(Some(out))
+}
+
 /// Makes the steered name answer what the daemon's steering decides now
 /// (health from the published verdicts, narrowed by the authority); with
-/// `route53` or no `traffic:` it says so and writes nothing.
+/// `route53` the configured weights of the regions the authority allows
+/// ([`restore_route53`]); without `traffic:` it says so and writes nothing.
 pub(crate) async fn restore_dns<N: FnMut(&Note)>(
     ctx: &Ctx,
     config: &Config,
@@ -520,16 +568,7 @@ pub(crate) async fn restore_dns<N: FnMut(&Note)>(
             });
             return Ok(None);
         }
-        Some(Provider::Route53) => {
-            note(&Note {
-                step: "restore_dns",
-                ok: true,
-                text: "traffic.provider route53 answers by its own health checks; run `lifeboat \
-                       region traffic apply` if its records changed"
-                    .into(),
-            });
-            return Ok(None);
-        }
+        Some(Provider::Route53) => return restore_route53(ctx, config, authority, note).await,
         Some(Provider::Rfc2136) => {}
     }
     let views = match ctx.open().await {

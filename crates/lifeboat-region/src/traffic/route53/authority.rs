@@ -58,6 +58,30 @@ pub fn failover_weights(desired: &[WeightedRecord], to: &str) -> Vec<WeightedRec
         .collect()
 }
 
+/// The steered records once regions are back in the answers (pure; a
+/// rejoin's `restore_dns`): the primary's and those of `answering` keep
+/// their configured weight (the primary at least 1, as in
+/// [`failover_weights`]), every other region's weight is 0. With every
+/// steered region answering this is the configured active-active split.
+pub fn restored_weights(
+    desired: &[WeightedRecord],
+    primary: &str,
+    answering: &[String],
+) -> Vec<WeightedRecord> {
+    desired
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.set_identifier == primary {
+                r.weight = r.weight.max(1);
+            } else if !answering.contains(&r.set_identifier) {
+                r.weight = 0;
+            }
+            r
+        })
+        .collect()
+}
+
 /// Whether a switch to `to` at `epoch` may go ahead given the TXT record
 /// `published` (pure): `Ok(true)` when the TXT must be written, `Ok(false)`
 /// when it says so already, `Err` naming why when it publishes a newer
@@ -157,6 +181,40 @@ impl Route53Provider {
         })
     }
 
+    /// Puts the regions of `answering` back into the steered name's
+    /// answers with their configured weights ([`restored_weights`]) once
+    /// Route 53 publishes `primary` at `epoch` (the failover's DNS step
+    /// done); refused before any write when the TXT says otherwise (an
+    /// older epoch: the switch has not completed; a newer one: a later
+    /// change happened). Returns the record changes sent (empty: the
+    /// weights were so already).
+    pub async fn restore_weights(
+        &self,
+        desired: &[WeightedRecord],
+        name: &str,
+        primary: &str,
+        epoch: u64,
+        answering: &[String],
+    ) -> Result<Vec<String>, Route53Error> {
+        match self.authority_txt(name).await? {
+            Some(t) if t.epoch == epoch && t.primary == primary => {}
+            published => {
+                let says = published.map_or_else(
+                    || "no authority TXT record".to_string(),
+                    |t| format!("epoch {} for {}", t.epoch, t.primary),
+                );
+                return Err(Route53Error::Unexpected(format!(
+                    "Route 53 publishes {says}, not epoch {epoch} for {primary}: the weights are \
+                     restored only under the epoch DNS publishes (run `lifeboat region failover \
+                     --to {primary}` to finish a switch; see `lifeboat region authority`)"
+                )));
+            }
+        }
+        let weights = restored_weights(desired, primary, answering);
+        let report = self.apply(&weights, false).await.map_err(|e| e.cause)?;
+        Ok(report.done)
+    }
+
     async fn upsert_txt(&self, name: &str, txt: &AuthorityTxt) -> Result<(), Route53Error> {
         let owner = format!("{}.", authority_txt_name(name));
         let unexpected = |what: &str, e: &dyn std::fmt::Display| {
@@ -212,6 +270,30 @@ mod tests {
         let w = failover_weights(&[a, b], "us-east");
         assert_eq!((w[0].weight, w[1].weight), (70, 0));
         assert_eq!(w[0].values, vec!["192.0.2.10".to_string()]);
+    }
+
+    #[test]
+    fn a_rejoined_region_gets_its_configured_weight_back() {
+        let rec = |set: &str, weight: i64| {
+            let mut r = WeightedRecord::new("app.example.com", RecordType::A, set, &["192.0.2.1"]);
+            r.weight = weight;
+            r
+        };
+        let desired = [rec("us-east", 70), rec("eu-west", 30), rec("ap-south", 0)];
+        let weights = |primary: &str, answering: &[&str]| -> Vec<i64> {
+            let answering: Vec<String> = answering.iter().map(|s| s.to_string()).collect();
+            restored_weights(&desired, primary, &answering)
+                .iter()
+                .map(|r| r.weight)
+                .collect()
+        };
+        // Both back: the configured split (a region configured at 0 stays 0).
+        assert_eq!(weights("eu-west", &["us-east", "eu-west", "ap-south"]), [70, 30, 0]);
+        // Only the primary eligible: the failover's weights.
+        assert_eq!(weights("eu-west", &[]), [0, 30, 0]);
+        assert_eq!(weights("eu-west", &["eu-west"]), [0, 30, 0]);
+        // The primary answers even when configured at 0.
+        assert_eq!(weights("ap-south", &["us-east"]), [70, 0, 1]);
     }
 
     #[test]
