@@ -154,8 +154,14 @@ impl Suite {
     /// `region authority --json` asked from the witness; `None` while etcd
     /// cannot answer.
     async fn view(&self) -> Option<serde_json::Value> {
-        let (code, out, _) = self.cli(&["--json", "region", "authority"]).await;
+        let started = Instant::now();
+        let (code, out, err) = self.cli(&["--json", "region", "authority"]).await;
         if code != Some(0) {
+            eprintln!(
+                "region authority (from the witness) exited {code:?} after {:.1} s: {}",
+                started.elapsed().as_secs_f64(),
+                err.trim()
+            );
             return None;
         }
         serde_json::from_str(&out).ok()
@@ -282,13 +288,31 @@ impl Suite {
         }
     }
 
-    /// Where the logs are, for a failure message.
+    /// The tails of the daemons', writers' and etcd members' logs, for a
+    /// failure message (the bed and its directory are removed when the
+    /// test ends).
     fn logs(&self) -> String {
-        format!(
-            "logs in {} and {}",
-            self.env.dir.path().display(),
-            self.bed.dir().display()
-        )
+        let mut files: Vec<PathBuf> = common::walk(self.env.dir.path())
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("serve-") || name.ends_with(".errors")
+            })
+            .collect();
+        files.extend(SITES.iter().map(|s| self.site(s).dir().join("etcd.log")));
+        files.extend(
+            common::walk(&self.bed.dir().join("core"))
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".log")),
+        );
+        let mut out = String::from("the logs' last lines:");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("\n==> {} <==\n", f.display()));
+            out.push_str(&lines[lines.len().saturating_sub(25)..].join("\n"));
+        }
+        out
     }
 
     /// Waits until the authority names `primary` at `epoch`, the change is
@@ -350,10 +374,19 @@ impl Suite {
     /// stays writable, `standby`'s stays in recovery.
     async fn quiet(&self, primary: &str, standby: &str, epoch: u64, why: &str) {
         let end = Instant::now() + QUIET;
+        let mut unreadable = 0;
         while Instant::now() < end {
-            let v = self.view().await.unwrap_or_else(|| {
-                panic!("{why}: etcd's majority is up, the authority must be readable")
-            });
+            // Unreadable while the remaining members elect a leader (the
+            // lost one may have led); the fence must not follow from that.
+            let Some(v) = self.view().await else {
+                unreadable += 1;
+                assert!(
+                    self.writable(primary).await,
+                    "{why}: {primary} fenced; {}",
+                    self.logs()
+                );
+                continue;
+            };
             assert_eq!(
                 (
                     v["authority"]["primary"].as_str(),
@@ -368,7 +401,8 @@ impl Suite {
             );
             assert!(
                 self.writable(primary).await,
-                "{why}: {primary}'s server stopped accepting writes (fenced?)"
+                "{why}: {primary}'s server stopped accepting writes (fenced?); {}",
+                self.logs()
             );
             assert_eq!(
                 self.in_recovery(standby).await,
@@ -377,6 +411,12 @@ impl Suite {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        if unreadable > 0 {
+            eprintln!("{why}: the authority was unreadable {unreadable} times (an etcd election)");
+        }
+        until!(self, format!("{why}: the authority readable"), async {
+            self.view().await
+        });
     }
 }
 
