@@ -270,6 +270,10 @@ impl Suite {
         let pause = format!("promote:{}", self.pauses[site].display());
         let mut envs: Vec<(String, String)> = self.envs();
         envs.push(("LIFEBOAT_TEST_FAILOVER_PAUSE".into(), pause));
+        envs.push((
+            "LIFEBOAT_LOG".into(),
+            "info,lifeboat_ops::daemon::regions=debug,lifeboat_ops::region=debug".into(),
+        ));
         let env_refs: Vec<(&str, &str)> =
             envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = self
@@ -310,7 +314,7 @@ impl Suite {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("\n==> {} <==\n", f.display()));
-            out.push_str(&lines[lines.len().saturating_sub(25)..].join("\n"));
+            out.push_str(&lines[lines.len().saturating_sub(60)..].join("\n"));
         }
         out
     }
