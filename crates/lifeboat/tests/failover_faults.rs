@@ -292,10 +292,30 @@ impl Suite {
         }
     }
 
+    /// Copies the test's and the bed's directories (logs, acks, configs)
+    /// to `$LIFEBOAT_KEEP_FAILED_BED/<pid>/` when that is set: both are
+    /// removed when the test ends.
+    fn keep_for_inspection(&self) {
+        let Some(to) = std::env::var_os("LIFEBOAT_KEEP_FAILED_BED") else {
+            return;
+        };
+        let to = PathBuf::from(to).join(std::process::id().to_string());
+        let _ = std::fs::create_dir_all(&to);
+        for from in [self.env.dir.path(), self.bed.dir()] {
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(&to)
+                .status();
+        }
+        eprintln!("kept the logs in {}", to.display());
+    }
+
     /// The tails of the daemons', writers' and etcd members' logs, for a
     /// failure message (the bed and its directory are removed when the
     /// test ends).
     fn logs(&self) -> String {
+        self.keep_for_inspection();
         let mut files: Vec<PathBuf> = common::walk(self.env.dir.path())
             .into_iter()
             .filter(|p| {
@@ -424,12 +444,16 @@ impl Suite {
     }
 }
 
-/// One acknowledged row of a writer's log.
+/// One acknowledged row of a writer's log: the server committed it
+/// between `sent` and `at`.
 #[derive(Clone, Debug)]
 struct Ack {
     id: i64,
+    /// When the acknowledgement arrived.
     at: f64,
     server: String,
+    /// When the INSERT was sent.
+    sent: f64,
 }
 
 fn read_acks(path: &Path) -> Vec<Ack> {
@@ -438,10 +462,15 @@ fn read_acks(path: &Path) -> Vec<Ack> {
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
+            let id = f.next()?.parse().ok()?;
+            let at = f.next()?.parse().ok()?;
+            let server = f.next()?.to_string();
+            let sent = f.next().and_then(|v| v.parse().ok()).unwrap_or(at);
             Some(Ack {
-                id: f.next()?.parse().ok()?,
-                at: f.next()?.parse().ok()?,
-                server: f.next()?.to_string(),
+                id,
+                at,
+                server,
+                sent,
             })
         })
         .collect()
@@ -528,15 +557,19 @@ fn check(
     let mut lost = 0;
     for a in acks {
         let region = region_of(&a.server);
-        // Never two writable primaries: the ack falls in a term of its region.
+        // Never two writable primaries: the commit (between sending and the
+        // ack) can fall in a term of its region. A row sent after the epoch
+        // bump that took the primary from its region was committed after
+        // it: the fence failed. (One sent before the bump whose ack came
+        // after, e.g. held up by the partition, was committed in time.)
         let term = terms
             .iter()
-            .position(|(r, from, to)| *r == region && a.at > *from && a.at < *to);
+            .position(|(r, from, to)| *r == region && a.at > *from && a.sent < *to);
         let Some(term) = term else {
             panic!(
-                "row {} was acknowledged by {region} at {:.3}, outside every term of {region} as \
-                 primary ({terms:?}): two writable primaries",
-                a.id, a.at
+                "row {} was sent at {:.3} and acknowledged by {region} at {:.3}, outside every \
+                 term of {region} as primary ({terms:?}): two writable primaries",
+                a.id, a.sent, a.at
             );
         };
         if present.contains(&a.id) {
@@ -1104,8 +1137,20 @@ async fn run() {
     let dns = read_acks(&acks_dns);
     let local = read_acks(&acks_local);
     for (name, acks) in [("dns", &dns), ("local", &local)] {
-        let (n, lost) = check(acks, &changes, "us-east", &region_of, &present);
-        eprintln!("writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO");
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check(acks, &changes, "us-east", &region_of, &present)
+        }));
+        match checked {
+            Ok((n, lost)) => {
+                eprintln!(
+                    "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
+                )
+            }
+            Err(p) => {
+                eprintln!("the {name} writer's check failed; {}", s.logs());
+                std::panic::resume_unwind(p);
+            }
+        }
     }
     // The checks were not vacuous: the DNS writer was acknowledged by both
     // regions, the local one wrote in us-east's first term.

@@ -207,7 +207,7 @@ impl AuthorityStore {
     pub async fn live_leases(&self) -> Result<Vec<LeaseInfo>, AuthorityError> {
         let prefix = self.keys.leases();
         let mut resp = self
-            .read("list the region leases", || {
+            .read_either("list the region leases", || {
                 let mut kv = self.client.kv_client();
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
@@ -229,7 +229,7 @@ impl AuthorityStore {
     async fn lease_info(&self, region: &str, kv: &KeyValue) -> Result<LeaseInfo, AuthorityError> {
         let id = kv.lease();
         let ttl = self
-            .read("read a lease's time to live", || {
+            .read_either("read a lease's time to live", || {
                 let mut leases = self.client.lease_client();
                 async move { leases.time_to_live(id, None).await }
             })
