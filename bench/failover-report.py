@@ -6,7 +6,8 @@
       The independent writer. Every TICK seconds it commits one numbered row
       (`INSERT INTO bench_writes (id) VALUES (n)`, autocommit) and, once the
       server acknowledged it, appends `id <TAB> unix time of the ack <TAB>
-      port` to ACKS (line-buffered). Each attempt takes a new id, so an
+      server <TAB> unix time the INSERT was sent` to ACKS (line-buffered;
+      the commit happened between the two times). Each attempt takes a new id, so an
       attempt whose outcome is unknown (the connection broke during the
       commit) is never counted as acknowledged. `dns`: whenever it
       (re)connects it asks the DNS server BIND (`PORT` on 127.0.0.1, or
@@ -94,9 +95,10 @@ def writer(args):
                 at = (conn.info.host, str(conn.info.port))
                 conn_port = next((p for p, s in zip(ps, servers) if s == at),
                                  f'{at[0]}:{at[1]}')
+            sent = time.time()
             with conn.cursor() as cur:
                 cur.execute('INSERT INTO bench_writes (id) VALUES (%s)', (n,))
-            acks.write(f'{n}\t{time.time():.6f}\t{conn_port}\n')
+            acks.write(f'{n}\t{time.time():.6f}\t{conn_port}\t{sent:.6f}\n')
             last_error = None
         except Exception as e:  # any failure: drop the connection, retry next tick
             text = str(e).strip()
@@ -129,7 +131,7 @@ def read_acks(path):
     with open(path) as f:
         for line in f:
             parts = line.rstrip('\n').split('\t')
-            if len(parts) == 3:
+            if len(parts) >= 3:
                 rows.append((int(parts[0]), float(parts[1]), parts[2]))
     return rows
 

@@ -131,6 +131,13 @@ impl Bed {
                 format!("--initial-cluster-token={}etcd", self.prefix()),
                 format!("--heartbeat-interval={}", opts.heartbeat.as_millis()),
                 format!("--election-timeout={}", opts.election.as_millis()),
+                // etcd 3.4's default is off (3.5 turns it on): without it a
+                // member cut off by a partition keeps raising its term and,
+                // once healed, deposes the working leader; the election
+                // that follows left the cluster without a leader for 4 s,
+                // past a fast-profile primary's fence deadline (found by
+                // the fault suite; docs/failover.md, "etcd's own timing").
+                "--pre-vote=true".into(),
                 "--logger=zap".into(),
                 "--log-level=warn".into(),
             ];

@@ -76,6 +76,18 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Options, St
 pub struct Stats {
     pub released: u64,
     pub most_held: usize,
+    /// Verdicts the kernel answered with ENOENT: it had already dropped
+    /// the packet, as it does with every queued packet whose input or output
+    /// device goes down (a partitioned site's bridge port).
+    pub vanished: u64,
+}
+
+/// Whether `e` is the kernel's answer to a verdict on a packet it no
+/// longer holds. The program then goes on: exiting would drop every
+/// later packet of its site (the rule has no bypass), cutting off a site
+/// whose only fault was sending to one that was partitioned.
+fn vanished(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOENT)
 }
 
 /// Packets held, each with the time it may go; first in, first out.
@@ -146,6 +158,8 @@ pub fn run(opts: &Options) -> std::io::Result<Stats> {
                 Ok(m) => held.push(Instant::now(), m),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A netlink error for an earlier verdict arrives here.
+                Err(e) if vanished(&e) => stats.vanished += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -153,8 +167,11 @@ pub fn run(opts: &Options) -> std::io::Result<Stats> {
         let now = Instant::now();
         while let Some(mut m) = held.pop_due(now) {
             m.set_verdict(nfq::Verdict::Accept);
-            q.verdict(m)?;
-            stats.released += 1;
+            match q.verdict(m) {
+                Ok(()) => stats.released += 1,
+                Err(e) if vanished(&e) => stats.vanished += 1,
+                Err(e) => return Err(e),
+            }
         }
         if held.is_empty() && closing.load(Ordering::SeqCst) {
             let _ = q.unbind(opts.queue);

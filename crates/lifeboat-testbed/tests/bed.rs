@@ -293,6 +293,66 @@ async fn partitions_cut_sites_off_until_healed() {
     assert!(wait_reaches(west, to_east).await);
 }
 
+/// A partitioned site under latency leaves the other sites talking: their
+/// open connections and new ones keep working for longer than etcd's
+/// election timeout. Packets us-east sends to eu-west are held in us-east's
+/// delay queue when eu-west's port goes down; the kernel then drops them
+/// and answers their verdicts with ENOENT, which once made the delay
+/// program exit and cut us-east off too (found by the fault suite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_under_latency_leaves_the_others_connected() {
+    let bed = new_bed().await;
+    for site in ["us-east", "eu-west"] {
+        bed.set_latency(site, Duration::from_millis(50))
+            .await
+            .unwrap();
+    }
+    let (east, west, witness) = (
+        bed.site("us-east"),
+        bed.site("eu-west"),
+        bed.site("witness"),
+    );
+    let (to_east, to_west, to_witness) =
+        (echo_server(east), echo_server(west), echo_server(witness));
+    // us-east streams to eu-west, so its queue holds packets for eu-west
+    // when the partition starts.
+    let mut stream = east.connect(to_west).await.unwrap();
+    let streaming = tokio::spawn(async move {
+        let chunk = [0u8; 1000];
+        while stream.write_all(&chunk).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut east_to_witness = east.connect(to_witness).await.unwrap();
+    let mut witness_to_east = witness.connect(to_east).await.unwrap();
+    round_trip(&mut east_to_witness).await;
+    round_trip(&mut witness_to_east).await;
+    bed.partition("eu-west").await.unwrap();
+    assert!(!reaches(west, to_witness, Duration::from_millis(1500)).await);
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut worst = Duration::ZERO;
+    while Instant::now() < end {
+        for s in [&mut east_to_witness, &mut witness_to_east] {
+            let rtt = tokio::time::timeout(Duration::from_secs(2), round_trip(s))
+                .await
+                .expect("an open connection between us-east and the witness stalled");
+            worst = worst.max(rtt);
+        }
+        assert!(reaches(east, to_witness, Duration::from_secs(2)).await);
+        assert!(reaches(witness, to_east, Duration::from_secs(2)).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("worst round trip between us-east and the witness: {worst:?}");
+    streaming.abort();
+    for site in ["us-east", "eu-west"] {
+        let q = bed.queue_stats(site).await.unwrap();
+        eprintln!("{site}: {q:?}");
+    }
+    bed.heal("eu-west").await.unwrap();
+    bed.destroy().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_site_kills_and_reaps_every_process_of_the_site() {
     let bed = new_bed().await;

@@ -156,8 +156,14 @@ impl Suite {
     /// `region authority --json` asked from the witness; `None` while etcd
     /// cannot answer.
     async fn view(&self) -> Option<serde_json::Value> {
-        let (code, out, _) = self.cli(&["--json", "region", "authority"]).await;
+        let started = Instant::now();
+        let (code, out, err) = self.cli(&["--json", "region", "authority"]).await;
         if code != Some(0) {
+            eprintln!(
+                "region authority (from the witness) exited {code:?} after {:.1} s: {}",
+                started.elapsed().as_secs_f64(),
+                err.trim()
+            );
             return None;
         }
         serde_json::from_str(&out).ok()
@@ -266,6 +272,10 @@ impl Suite {
         let pause = format!("promote:{}", self.pauses[site].display());
         let mut envs: Vec<(String, String)> = self.envs();
         envs.push(("LIFEBOAT_TEST_FAILOVER_PAUSE".into(), pause));
+        envs.push((
+            "LIFEBOAT_LOG".into(),
+            "info,lifeboat_ops::daemon::regions=debug,lifeboat_ops::region=debug".into(),
+        ));
         let env_refs: Vec<(&str, &str)> =
             envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = self
@@ -291,13 +301,51 @@ impl Suite {
         BOUND + Duration::from_secs(p.check_interval_s * u64::from(p.threshold + 1))
     }
 
-    /// Where the logs are, for a failure message.
+    /// Copies the test's and the bed's directories (logs, acks, configs)
+    /// to `$LIFEBOAT_KEEP_FAILED_BED/<pid>/` when that is set: both are
+    /// removed when the test ends.
+    fn keep_for_inspection(&self) {
+        let Some(to) = std::env::var_os("LIFEBOAT_KEEP_FAILED_BED") else {
+            return;
+        };
+        let to = PathBuf::from(to).join(std::process::id().to_string());
+        let _ = std::fs::create_dir_all(&to);
+        for from in [self.env.dir.path(), self.bed.dir()] {
+            let _ = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(from)
+                .arg(&to)
+                .status();
+        }
+        eprintln!("kept the logs in {}", to.display());
+    }
+
+    /// The tails of the daemons', writers' and etcd members' logs, for a
+    /// failure message (the bed and its directory are removed when the
+    /// test ends).
     fn logs(&self) -> String {
-        format!(
-            "logs in {} and {}",
-            self.env.dir.path().display(),
-            self.bed.dir().display()
-        )
+        self.keep_for_inspection();
+        let mut files: Vec<PathBuf> = common::walk(self.env.dir.path())
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("serve-") || name.ends_with(".errors")
+            })
+            .collect();
+        files.extend(SITES.iter().map(|s| self.site(s).dir().join("etcd.log")));
+        files.extend(
+            common::walk(&self.bed.dir().join("core"))
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".log")),
+        );
+        let mut out = String::from("the logs' last lines:");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("\n==> {} <==\n", f.display()));
+            out.push_str(&lines[lines.len().saturating_sub(60)..].join("\n"));
+        }
+        out
     }
 
     /// Waits until the authority names `primary` at `epoch`, the change is
@@ -359,10 +407,19 @@ impl Suite {
     /// stays writable, `standby`'s stays in recovery.
     async fn quiet(&self, primary: &str, standby: &str, epoch: u64, why: &str) {
         let end = Instant::now() + QUIET;
+        let mut unreadable = 0;
         while Instant::now() < end {
-            let v = self.view().await.unwrap_or_else(|| {
-                panic!("{why}: etcd's majority is up, the authority must be readable")
-            });
+            // Unreadable while the remaining members elect a leader (the
+            // lost one may have led); the fence must not follow from that.
+            let Some(v) = self.view().await else {
+                unreadable += 1;
+                assert!(
+                    self.writable(primary).await,
+                    "{why}: {primary} fenced; {}",
+                    self.logs()
+                );
+                continue;
+            };
             assert_eq!(
                 (
                     v["authority"]["primary"].as_str(),
@@ -377,7 +434,8 @@ impl Suite {
             );
             assert!(
                 self.writable(primary).await,
-                "{why}: {primary}'s server stopped accepting writes (fenced?)"
+                "{why}: {primary}'s server stopped accepting writes (fenced?); {}",
+                self.logs()
             );
             assert_eq!(
                 self.in_recovery(standby).await,
@@ -386,15 +444,25 @@ impl Suite {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        if unreadable > 0 {
+            eprintln!("{why}: the authority was unreadable {unreadable} times (an etcd election)");
+        }
+        until!(self, format!("{why}: the authority readable"), async {
+            self.view().await
+        });
     }
 }
 
-/// One acknowledged row of a writer's log.
+/// One acknowledged row of a writer's log: the server committed it
+/// between `sent` and `at`.
 #[derive(Clone, Debug)]
 struct Ack {
     id: i64,
+    /// When the acknowledgement arrived.
     at: f64,
     server: String,
+    /// When the INSERT was sent.
+    sent: f64,
 }
 
 fn read_acks(path: &Path) -> Vec<Ack> {
@@ -403,10 +471,15 @@ fn read_acks(path: &Path) -> Vec<Ack> {
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
+            let id = f.next()?.parse().ok()?;
+            let at = f.next()?.parse().ok()?;
+            let server = f.next()?.to_string();
+            let sent = f.next().and_then(|v| v.parse().ok()).unwrap_or(at);
             Some(Ack {
-                id: f.next()?.parse().ok()?,
-                at: f.next()?.parse().ok()?,
-                server: f.next()?.to_string(),
+                id,
+                at,
+                server,
+                sent,
             })
         })
         .collect()
@@ -493,15 +566,19 @@ fn check(
     let mut lost = 0;
     for a in acks {
         let region = region_of(&a.server);
-        // Never two writable primaries: the ack falls in a term of its region.
+        // Never two writable primaries: the commit (between sending and the
+        // ack) can fall in a term of its region. A row sent after the epoch
+        // bump that took the primary from its region was committed after
+        // it: the fence failed. (One sent before the bump whose ack came
+        // after, e.g. held up by the partition, was committed in time.)
         let term = terms
             .iter()
-            .position(|(r, from, to)| *r == region && a.at > *from && a.at < *to);
+            .position(|(r, from, to)| *r == region && a.at > *from && a.sent < *to);
         let Some(term) = term else {
             panic!(
-                "row {} was acknowledged by {region} at {:.3}, outside every term of {region} as \
-                 primary ({terms:?}): two writable primaries",
-                a.id, a.at
+                "row {} was sent at {:.3} and acknowledged by {region} at {:.3}, outside every \
+                 term of {region} as primary ({terms:?}): two writable primaries",
+                a.id, a.sent, a.at
             );
         };
         if present.contains(&a.id) {
@@ -1068,8 +1145,20 @@ async fn run() {
     let dns = read_acks(&acks_dns);
     let local = read_acks(&acks_local);
     for (name, acks) in [("dns", &dns), ("local", &local)] {
-        let (n, lost) = check(acks, &changes, "us-east", &region_of, &present);
-        eprintln!("writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO");
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check(acks, &changes, "us-east", &region_of, &present)
+        }));
+        match checked {
+            Ok((n, lost)) => {
+                eprintln!(
+                    "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
+                )
+            }
+            Err(p) => {
+                eprintln!("the {name} writer's check failed; {}", s.logs());
+                std::panic::resume_unwind(p);
+            }
+        }
     }
     // The checks were not vacuous: the DNS writer was acknowledged by both
     // regions, the local one wrote in us-east's first term.
@@ -1261,7 +1350,7 @@ async fn bench() {
         let old_server = s.server(primary);
         let all = read_acks(&acks);
         let by_old: Vec<&Ack> = all.iter().filter(|a| a.server == old_server).collect();
-        let after_bump = by_old.iter().filter(|a| a.at > change.bumped).count();
+        let after_bump = by_old.iter().filter(|a| a.sent > change.bumped).count();
         let present: BTreeSet<i64> = s
             .query("witness", standby, "SELECT id FROM bench_writes")
             .await

@@ -87,13 +87,21 @@ pub fn follow_authority(
     )
 }
 
-/// What each region's server says now (role, highest epoch row), each read
-/// once with the connect timeout; a server not reached is `Unknown`.
+/// How long one server's facts may take: a server whose packets vanish (a
+/// partitioned region) is `Unknown` after this, not after its connect
+/// timeout (10 s), which would make the facts older than the authority read
+/// beside them.
+const FACTS_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What each region's server says now (role, highest epoch row), all read
+/// at once, each once and within [`FACTS_BOUND`]; a server not reached in
+/// time is `Unknown`.
 pub async fn server_facts(
     ctx: &Ctx,
     config: &Config,
     regions: &[String],
 ) -> BTreeMap<String, ServerFacts> {
+    let mut set = tokio::task::JoinSet::new();
     let mut out = BTreeMap::new();
     for r in regions {
         let conn = match config.region(r) {
@@ -107,13 +115,47 @@ pub async fn server_facts(
             }
             Err(e) => Err(crate::error::usage(e.to_string())),
         };
-        let facts = match conn {
-            Ok(conn) => read_facts(&conn).await,
-            Err(_) => ServerFacts::Unknown,
-        };
-        out.insert(r.clone(), facts);
+        match conn {
+            Ok(conn) => {
+                let r = r.clone();
+                set.spawn(async move {
+                    let facts = tokio::time::timeout(FACTS_BOUND, read_facts(&conn))
+                        .await
+                        .unwrap_or(ServerFacts::Unknown);
+                    (r, facts)
+                });
+            }
+            Err(_) => {
+                out.insert(r.clone(), ServerFacts::Unknown);
+            }
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        if let Ok((r, facts)) = done {
+            out.insert(r, facts);
+        }
+    }
+    for r in regions {
+        out.entry(r.clone()).or_insert(ServerFacts::Unknown);
     }
     out
+}
+
+/// The highest epoch a server shows above `authority`'s (pure): an
+/// authority read older than a server's `lifeboat.authority` row (read
+/// before a failover's bump, the server promoted since) must not steer.
+pub fn newer_epoch_seen(
+    authority: &AuthorityView,
+    servers: &BTreeMap<String, ServerFacts>,
+) -> Option<u64> {
+    servers
+        .values()
+        .filter_map(|f| match f {
+            ServerFacts::Primary { epoch } | ServerFacts::Standby { epoch } => *epoch,
+            ServerFacts::Unknown => None,
+        })
+        .filter(|e| *e > authority.epoch)
+        .max()
 }
 
 async fn read_facts(conn: &lifeboat_postgres::conn::ConnConfig) -> ServerFacts {
@@ -144,6 +186,29 @@ async fn read_facts(conn: &lifeboat_postgres::conn::ConnConfig) -> ServerFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_ahead_of_the_authority_read_is_seen() {
+        let a = AuthorityView {
+            primary: "us-east".into(),
+            epoch: 1,
+        };
+        let facts = |v: &[(&str, ServerFacts)]| -> BTreeMap<String, ServerFacts> {
+            v.iter().map(|(r, f)| (r.to_string(), *f)).collect()
+        };
+        let promoted = facts(&[
+            ("us-east", ServerFacts::Unknown),
+            ("eu-west", ServerFacts::Primary { epoch: Some(2) }),
+        ]);
+        assert_eq!(newer_epoch_seen(&a, &promoted), Some(2));
+        let same = facts(&[
+            ("us-east", ServerFacts::Primary { epoch: Some(1) }),
+            ("eu-west", ServerFacts::Standby { epoch: Some(1) }),
+        ]);
+        assert_eq!(newer_epoch_seen(&a, &same), None);
+        let none = facts(&[("eu-west", ServerFacts::Standby { epoch: None })]);
+        assert_eq!(newer_epoch_seen(&a, &none), None);
+    }
 
     #[test]
     fn follow_authority_table() {

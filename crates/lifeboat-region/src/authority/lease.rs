@@ -59,18 +59,29 @@ impl RegionLease {
     /// counts from when the caller *sent* this renewal (take the time before
     /// calling). [`AuthorityError::LeaseExpired`] when etcd no longer knows
     /// the lease: the daemon must fence and grant a new one.
+    ///
+    /// Each attempt sends the renewal twice at once ([`call::first_ok`]):
+    /// a member cut off by a partition still looks connected to the client
+    /// until its keep-alive pings time out, and a renewal the balancer gives
+    /// it hangs until the attempt is cut; twice in a row that outlasted a
+    /// fast-profile fence deadline and fenced a healthy primary (the fault
+    /// suite, a standby region partitioned). A renewal is idempotent.
     pub async fn keep_alive(&mut self) -> Result<Duration, AuthorityError> {
         let budget = call::Budget::new(self.settings.request_timeout);
         let id = self.id;
         let client = &self.client;
-        let result = call::retried(budget, || {
+        let once = || {
             let mut leases = client.lease_client();
             // Opens a keep-alive stream, sends one request and reads its
             // answer (a TTL <= 0 is "lease not found"); the stream is then
             // dropped, so a late answer cannot be mistaken for a later one.
             async move { leases.keep_alive(id).await.map(|_| ()) }
-        })
-        .await;
+        };
+        // "Lease not found" settles it: the lease is gone, whatever the
+        // other member would answer.
+        let gone =
+            |e: &etcd_client::Error| matches!(super::error::failure(e), Failure::LeaseNotFound(_));
+        let result = call::retried(budget, || call::first_ok(once(), once(), gone)).await;
         match result {
             Ok(()) => Ok(self.ttl),
             Err(Failure::LeaseNotFound(_)) => Err(self.expired()),
@@ -196,7 +207,7 @@ impl AuthorityStore {
     pub async fn live_leases(&self) -> Result<Vec<LeaseInfo>, AuthorityError> {
         let prefix = self.keys.leases();
         let mut resp = self
-            .read("list the region leases", || {
+            .read_either("list the region leases", || {
                 let mut kv = self.client.kv_client();
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
@@ -218,7 +229,7 @@ impl AuthorityStore {
     async fn lease_info(&self, region: &str, kv: &KeyValue) -> Result<LeaseInfo, AuthorityError> {
         let id = kv.lease();
         let ttl = self
-            .read("read a lease's time to live", || {
+            .read_either("read a lease's time to live", || {
                 let mut leases = self.client.lease_client();
                 async move { leases.time_to_live(id, None).await }
             })

@@ -433,7 +433,7 @@ impl AuthorityStore {
         let prefix = self.keys.failovers();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut resp = self
-            .read("read the failover records", || {
+            .read_either("read the failover records", || {
                 let mut kv = self.client.kv_client();
                 let options = GetOptions::new()
                     .with_prefix()
@@ -480,6 +480,34 @@ impl AuthorityStore {
             .map_err(|f| self.error(what, f))
     }
 
+    /// [`Self::read`] for a call that may be sent twice at once (a get, a
+    /// plain put): every attempt is sent twice ([`call::first_ok`]), so a
+    /// member that swallows requests (partitioned, its connection not yet
+    /// seen dead) cannot take the whole budget. Not for grants or
+    /// transactions: two of those are two.
+    pub(super) async fn read_either<T, F, Fut>(
+        &self,
+        what: &str,
+        mut call: F,
+    ) -> Result<T, AuthorityError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let settles = |e: &etcd_client::Error| {
+            !matches!(
+                super::error::failure(e),
+                super::error::Failure::Transient(_)
+            )
+        };
+        call::retried(self.budget(), || {
+            let (a, b) = (call(), call());
+            call::first_ok(a, b, settles)
+        })
+        .await
+        .map_err(|f| self.error(what, f))
+    }
+
     /// One key, linearizably.
     pub(super) async fn get_kv(
         &self,
@@ -487,7 +515,7 @@ impl AuthorityStore {
         what: &str,
     ) -> Result<Option<KeyValue>, AuthorityError> {
         let mut resp = self
-            .read(what, || {
+            .read_either(what, || {
                 let mut kv = self.client.kv_client();
                 let key = key.to_string();
                 async move { kv.get(key, None).await }

@@ -48,7 +48,7 @@ impl AuthorityStore {
         check_region(&vote.observer)?;
         let key = self.keys.vote(&vote.observer);
         let bytes = encode(vote)?;
-        self.read("write this vantage point's vote", || {
+        self.read_either("write this vantage point's vote", || {
             let mut kv = self.client.kv_client();
             let (key, bytes) = (key.clone(), bytes.clone());
             async move {
@@ -74,7 +74,7 @@ impl AuthorityStore {
     pub async fn votes(&self) -> Result<Vec<VoteRecord>, AuthorityError> {
         let prefix = self.keys.votes();
         let mut resp = self
-            .read("read the votes", || {
+            .read_either("read the votes", || {
                 let mut kv = self.client.kv_client();
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
@@ -92,7 +92,7 @@ impl AuthorityStore {
     pub async fn put_decision<T: Serialize>(&self, value: &T) -> Result<(), AuthorityError> {
         let key = self.keys.decision();
         let bytes = encode(value)?;
-        self.read("write the failover decision", || {
+        self.read_either("write the failover decision", || {
             let mut kv = self.client.kv_client();
             let (key, bytes) = (key.clone(), bytes.clone());
             async move { kv.put(key, bytes, None).await.map(|_| ()) }
@@ -113,7 +113,7 @@ impl AuthorityStore {
     pub async fn failover_record_count(&self) -> Result<u64, AuthorityError> {
         let prefix = self.keys.failovers();
         let resp = self
-            .read("count the failover records", || {
+            .read_either("count the failover records", || {
                 let mut kv = self.client.kv_client();
                 let prefix = prefix.clone();
                 async move {

@@ -96,6 +96,7 @@ async fn check_loop(
     if reports.send(initial).await.is_err() {
         return;
     }
+    let timeouts = timeouts.within(spec.request_interval);
     let mut ticker = tokio::time::interval(spec.request_interval.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

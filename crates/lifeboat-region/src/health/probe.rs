@@ -57,6 +57,25 @@ impl Timeouts {
     };
 }
 
+impl Timeouts {
+    /// These limits, none longer than the check's `interval` (at least
+    /// 100 ms): probes of one check run one after the other, so a probe
+    /// that may outlast the interval would space the probes of a silent
+    /// endpoint (a partitioned region: no refusal, no answer) by the time
+    /// limit instead of the interval, and a threshold of 3 at 1 s would
+    /// take 30 s to confirm. Route 53's own intervals (10 s, 30 s) keep
+    /// its limits.
+    pub fn within(self, interval: Duration) -> Timeouts {
+        let cap = interval.max(Duration::from_millis(100));
+        Timeouts {
+            connect_http: self.connect_http.min(cap),
+            connect_tcp: self.connect_tcp.min(cap),
+            response: self.response.min(cap),
+            body: self.body.min(cap),
+        }
+    }
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts::ROUTE53

@@ -14,8 +14,9 @@ fn main() {
     };
     match lifeboat_testbed::netdelay::run(&opts) {
         Ok(stats) => eprintln!(
-            "lifeboat-netdelay: queue {} done: {} packets released, at most {} held at once",
-            opts.queue, stats.released, stats.most_held
+            "lifeboat-netdelay: queue {} done: {} packets released, at most {} held at once, \
+             {} dropped by the kernel (their device went down)",
+            opts.queue, stats.released, stats.most_held, stats.vanished
         ),
         Err(e) => {
             eprintln!(

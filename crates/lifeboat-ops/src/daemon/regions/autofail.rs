@@ -53,6 +53,9 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Failover records are read for the metrics every this many rounds.
 const RECORDS_EVERY: u32 = 10;
+/// The least time the candidates' observation may take (the bound is two
+/// renew intervals): a standby across a 150 ms link answers well within it.
+const CANDIDATES_MIN_BOUND: Duration = Duration::from_secs(2);
 
 /// Starts the loop when `failover:` is configured.
 pub fn spawn(
@@ -430,7 +433,10 @@ impl Auto {
     /// Every standby candidate (file order), observed now; remembers the
     /// byte lags while the primary answers.
     async fn candidates(&mut self, primary: &str) -> Vec<Candidate> {
-        let round = observe::observe_all(&self.d.ctx, self.config()).await;
+        // Bounded: the failed primary's server may be unreachable by
+        // silence (a partition), and this round also refreshes the vote.
+        let bound = (self.fo.renew_interval() * 2).max(CANDIDATES_MIN_BOUND);
+        let round = observe::observe_within(&self.d.ctx, self.config(), Some(bound)).await;
         self.last_observed = Some(Instant::now());
         let points = round.standbys();
         for p in &points {

@@ -37,7 +37,9 @@ use super::{health, metrics};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::daemon::{Daemon, stopped};
-use crate::region::steering::{AuthorityView, describe, eligible, follow_authority, server_facts};
+use crate::region::steering::{
+    AuthorityView, describe, eligible, follow_authority, newer_epoch_seen, server_facts,
+};
 use crate::region::verdicts::{self, ObserverView};
 
 /// `own` is this daemon's observer name; `own_verdicts` its newest
@@ -83,9 +85,24 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
         let views = verdicts::with_own(published, own_view);
         let (mut steering, by_region) = verdicts::steering(&views, &regions, now, max_age);
         if config.failover.is_some() {
+            // The servers first, the authority after them: an authority
+            // read older than a server's facts could name the old primary
+            // after a failover's bump and steer DNS back to it.
+            let servers = server_facts(&d.ctx, config, &steered).await;
             match authority_now(&d.ctx, config, &mut store, &mut authority).await {
+                Some(a) if newer_epoch_seen(&a, &servers).is_some() => {
+                    tracing::warn!(
+                        primary = %a.primary,
+                        epoch = a.epoch,
+                        server_epoch = newer_epoch_seen(&a, &servers),
+                        "a server shows a newer epoch than the authority read (etcd not read now, or a change of primary under way): DNS left as it is this round"
+                    );
+                    if wait_next(&mut own_verdicts, &mut sd, every).await {
+                        return;
+                    }
+                    continue;
+                }
                 Some(a) => {
-                    let servers = server_facts(&d.ctx, config, &steered).await;
                     let out: Vec<String> = steered
                         .iter()
                         .filter(|r| !eligible(r, &a, servers.get(*r)))

@@ -52,6 +52,15 @@ impl Round {
 /// and [`OBSERVE_RETRY`]); never fails: what could not be reached is
 /// `Role::Unreachable` with the reason. Also used by `readiness`.
 pub async fn observe_all(ctx: &Ctx, config: &Config) -> Round {
+    observe_within(ctx, config, None).await
+}
+
+/// [`observe_all`] with each server's observation cut at `bound` (then it
+/// is `Role::Unreachable`, "no answer within …"): a server whose packets
+/// vanish (a partitioned region) costs at most `bound`, not its connect
+/// timeouts and retries (20 s and more), so a caller on a short cycle
+/// (the failover votes) keeps its cadence.
+pub async fn observe_within(ctx: &Ctx, config: &Config, bound: Option<Duration>) -> Round {
     let mut set = JoinSet::new();
     let names: Vec<String> = config
         .regions_in_file_order()
@@ -66,14 +75,20 @@ pub async fn observe_all(ctx: &Ctx, config: &Config) -> Round {
                 Ok(c) => c,
                 Err(e) => return (i, name.clone(), unreachable(&name, e.to_string()), None),
             };
-            let o = observe(
-                &Server {
-                    name: name.clone(),
-                    conn: conn.clone(),
+            let server = Server {
+                name: name.clone(),
+                conn: conn.clone(),
+            };
+            let o = match bound {
+                None => observe(&server, OBSERVE_RETRY).await,
+                Some(b) => match tokio::time::timeout(b, observe(&server, OBSERVE_RETRY)).await {
+                    Ok(o) => o,
+                    Err(_) => {
+                        let why = format!("no answer within {} ms", b.as_millis());
+                        return (i, name.clone(), unreachable(&name, why), None);
+                    }
                 },
-                OBSERVE_RETRY,
-            )
-            .await;
+            };
             // The newest heartbeat any writer left (after a failover the new
             // primary's row is the newest).
             let age = if o.role == Role::Standby {

@@ -335,6 +335,9 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
     Ok(())
 }
 
+/// How long the same-server guard waits for the old primary to answer.
+const OLD_PRIMARY_BOUND: Duration = Duration::from_secs(2);
+
 /// What the servers say, not how their URLs are spelled: the target must
 /// answer as a standby (in recovery), and must not be the primary's running
 /// server under a second name (same system identifier and postmaster start).
@@ -350,22 +353,28 @@ async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> 
     )
     .await;
     if let Ok(old_conn) = region_conn(ctx, region(config, from)?).await {
-        // One attempt: in a failover the old primary is usually gone, and
-        // retrying it cost 1.5 s of the RTO (bench/failover.sh). Missing a
+        // One attempt, cut at OLD_PRIMARY_BOUND: in a failover the old
+        // primary is usually gone, and retrying it cost 1.5 s of the RTO
+        // (bench/failover.sh); a partitioned one does not even refuse, and
+        // its connect timeout (10 s) cost 10 s (the fault suite). Missing a
         // second name here is still caught below: a target that reaches the
         // running primary answers as a primary and is refused.
-        let old = observe(
-            &Server {
-                name: from.to_string(),
-                conn: old_conn,
-            },
-            Retry {
-                attempts: 1,
-                ..Retry::default()
-            },
+        let old = tokio::time::timeout(
+            OLD_PRIMARY_BOUND,
+            observe(
+                &Server {
+                    name: from.to_string(),
+                    conn: old_conn,
+                },
+                Retry {
+                    attempts: 1,
+                    ..Retry::default()
+                },
+            ),
         )
         .await;
-        if let (Some(a), Some(b)) = (&old.identity, &target.identity)
+        if let Ok(old) = old
+            && let (Some(a), Some(b)) = (&old.identity, &target.identity)
             && a.same_server(b)
         {
             return Err(Error::usage(format!(
