@@ -205,7 +205,9 @@ serve:
     );
     let newest = kept
         .iter()
-        .max_by_key(|s| s["time"].as_str().unwrap().to_string())
+        .max_by_key(|s| {
+            chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap()).unwrap()
+        })
         .unwrap();
     let newest_id = newest["id"].as_str().unwrap().to_string();
 

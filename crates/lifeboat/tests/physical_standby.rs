@@ -38,14 +38,21 @@ fn a_base_backup_of_a_standby_restores_through_the_primarys_archive() {
     one(
         &rt,
         &primary,
-        "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL);
-         INSERT INTO pitr (label) VALUES ('before') RETURNING id",
+        "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL); SELECT 1",
     );
     let standby = primary
         .streaming_standby(&[])
         .expect("start a streaming standby of the primary");
     assert_eq!(one(&rt, &standby, "SELECT pg_is_in_recovery()"), "t");
-    // The row is on the standby before its backup.
+    // A row written on the primary once the standby streams, and a
+    // checkpoint the standby can make its restartpoint (where its backup
+    // starts); the row is on the standby before its backup.
+    one(
+        &rt,
+        &primary,
+        "INSERT INTO pitr (label) VALUES ('before') RETURNING id",
+    );
+    one(&rt, &primary, "CHECKPOINT; SELECT 1");
     poll(Duration::from_secs(60), "the standby to replay 'before'", || {
         let got = one(
             &rt,

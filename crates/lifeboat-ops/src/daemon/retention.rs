@@ -68,6 +68,10 @@ pub async fn after_backup(d: &Daemon, src: &SourceState, kind: RunKind) -> Resul
         );
     }
     if let Some(policy) = retention {
+        // One forget at a time (under the prune state's lock): a source's
+        // backup and its base backup ending together plan the same groups,
+        // and must not both delete the same snapshot.
+        let mut prune = d.prune.lock().await;
         let Forgot {
             ids: gone,
             kept,
@@ -89,7 +93,7 @@ pub async fn after_backup(d: &Daemon, src: &SourceState, kind: RunKind) -> Resul
                 policy = %policy,
                 "retention applied"
             );
-            d.prune.lock().await.pending = true;
+            prune.pending = true;
         }
     } else {
         src.update_run(kind, |r| *r.snapshots += 1);
