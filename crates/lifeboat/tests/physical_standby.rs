@@ -112,8 +112,17 @@ fn a_base_backup_of_a_standby_restores_through_the_primarys_archive() {
         "--pgdata",
         dir.to_str().unwrap(),
         "--to-latest",
+        // Bounded: a restored standby that waited for its primary instead
+        // of promoting would otherwise hold the test for the default 6 h.
+        "--timeout",
+        "5m",
     ]);
     assert_eq!(v["snapshot"], backup["id"], "{v}");
     assert_eq!(v["last_archived"], last.as_str(), "{v}");
     assert_eq!(labels(&dir, "pitr"), ["before", "after", "later"], "{v}");
+    // The standby's signal file came with its base backup and was removed:
+    // the directory is a promoted primary.
+    assert!(!dir.join("standby.signal").exists());
+    assert!(!dir.join("recovery.signal").exists());
+    assert_eq!(v["timeline"], 2, "promoted onto a new timeline: {v}");
 }
