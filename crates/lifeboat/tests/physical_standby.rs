@@ -105,7 +105,8 @@ fn a_base_backup_of_a_standby_restores_through_the_primarys_archive() {
     );
 
     let dir = a.env.path("restored");
-    let v = a.ok_json(&[
+    let (code, out, err) = a.run(&[
+        "--json",
         "restore",
         "physical",
         "latest",
@@ -117,6 +118,11 @@ fn a_base_backup_of_a_standby_restores_through_the_primarys_archive() {
         "--timeout",
         "5m",
     ]);
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The standby's base backup carried its standby.signal, which the
+    // restore removed (with it the server would have waited as a standby).
+    assert!(err.contains("standby.signal was removed"), "{err}");
     assert_eq!(v["snapshot"], backup["id"], "{v}");
     assert_eq!(v["last_archived"], last.as_str(), "{v}");
     assert_eq!(labels(&dir, "pitr"), ["before", "after", "later"], "{v}");
