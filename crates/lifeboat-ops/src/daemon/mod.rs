@@ -185,7 +185,7 @@ impl Daemon {
             if src.physical.is_some() || physical_count > 0 {
                 src.update_run(RunKind::Physical, |p| {
                     *p.snapshots = physical_count;
-                    seen(p.last_success, &newest_physical);
+                    seen(&mut *p.last_success, &newest_physical);
                 });
                 metrics::physical_last_success(name, newest_physical.as_ref().map(|n| n.1));
             }
