@@ -421,8 +421,10 @@ impl TempCluster {
     /// server, `standby.signal`, and `primary_conninfo` naming this server
     /// with a password file of the standby's own (mode 0600; the password
     /// is in no command line), started on another port as a hot standby
-    /// with `extra` settings. Same superuser and password. For tests of
-    /// what a standby does (backups taken from it). This cluster must
+    /// with `extra` settings, once it accepts (read-only) connections
+    /// (PostgreSQL 15 says `ready` in `postmaster.pid` then, as a primary
+    /// does). Same superuser and password. For tests of what a standby
+    /// does (backups taken from it). This cluster must
     /// allow replication connections from 127.0.0.1 (initdb's default).
     pub fn streaming_standby(&self, extra: &[(String, String)]) -> Result<Self, ClusterError> {
         let owner = run_as()?;
@@ -562,9 +564,8 @@ impl TempCluster {
     }
 }
 
-/// Polls `postmaster.pid` until its status line says `ready` (or, for a hot
-/// standby, `standby`: it accepts read-only connections). `Err(true)` when
-/// the server exited, `Err(false)` on timeout.
+/// Polls `postmaster.pid` until its status line says `ready`. `Err(true)` when the
+/// server exited, `Err(false)` on timeout.
 fn wait_ready(child: &mut Child, data: &Path, timeout: Duration) -> Result<(), bool> {
     let deadline = Instant::now() + timeout;
     let pidfile = data.join("postmaster.pid");
@@ -573,10 +574,7 @@ fn wait_ready(child: &mut Child, data: &Path, timeout: Duration) -> Result<(), b
             return Err(true);
         }
         if let Ok(s) = std::fs::read_to_string(&pidfile)
-            && s
-                .lines()
-                .nth(7)
-                .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
+            && s.lines().nth(7).is_some_and(|l| l.trim() == "ready")
         {
             return Ok(());
         }
