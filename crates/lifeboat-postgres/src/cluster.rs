@@ -421,11 +421,11 @@ impl TempCluster {
     /// server, `standby.signal`, and `primary_conninfo` naming this server
     /// with a password file of the standby's own (mode 0600; the password
     /// is in no command line), started on another port as a hot standby
-    /// with `extra` settings, once it accepts (read-only) connections
-    /// (PostgreSQL 15 says `ready` in `postmaster.pid` then, as a primary
-    /// does). Same superuser and password. For tests of what a standby
-    /// does (backups taken from it). This cluster must
-    /// allow replication connections from 127.0.0.1 (initdb's default).
+    /// with `extra` settings; returned once it accepts read-only
+    /// connections (PostgreSQL 15 then says `ready` in `postmaster.pid`,
+    /// as a primary does). Same superuser and password. For tests of what
+    /// a standby does (backups taken from it). This cluster must allow
+    /// replication connections from 127.0.0.1 (initdb's default).
     pub fn streaming_standby(&self, extra: &[(String, String)]) -> Result<Self, ClusterError> {
         let owner = run_as()?;
         let dir = tempfile::Builder::new()
