@@ -236,3 +236,71 @@ pub enum StartError {
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn source(physical: bool) -> SourceState {
+        let schedule = Schedule::parse("0 * * * *").unwrap();
+        SourceState {
+            name: "db".into(),
+            kind: SourceKind::Postgres,
+            schedule: Some(schedule.clone()),
+            tz: Timezone::UTC,
+            retention: None,
+            rpo_objective: None,
+            run_lock: Arc::new(tokio::sync::Mutex::new(())),
+            physical: physical.then(|| PhysicalPlan {
+                schedule: Schedule::parse("30 2 * * *").unwrap(),
+                block_size: 256 * 1024,
+            }),
+            physical_lock: Arc::new(tokio::sync::Mutex::new(())),
+            status: Mutex::new(SourceStatus::default()),
+        }
+    }
+
+    fn ok(h: u32) -> LastSuccess {
+        LastSuccess {
+            snapshot: format!("s{h}"),
+            time: Utc.with_ymd_and_hms(2026, 12, 7, h, 0, 0).unwrap(),
+            duration_seconds: Some(1.0),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_run_has_its_own_status_lock_and_schedule() {
+        let s = source(true);
+        assert_eq!(s.schedule_of(RunKind::Backup).unwrap().as_str(), "0 * * * *");
+        assert_eq!(s.schedule_of(RunKind::Physical).unwrap().as_str(), "30 2 * * *");
+        assert!(!Arc::ptr_eq(s.lock_of(RunKind::Backup), s.lock_of(RunKind::Physical)));
+        let _held = s.lock_of(RunKind::Backup).try_lock().unwrap();
+        assert!(s.lock_of(RunKind::Physical).try_lock().is_ok());
+
+        s.update_run(RunKind::Physical, |r| {
+            *r.last_success = Some(ok(3));
+            *r.overlaps += 2;
+        });
+        s.update_run(RunKind::Backup, |r| *r.last_success = Some(ok(1)));
+        let st = s.status();
+        assert_eq!(st.last_success.unwrap().snapshot, "s1");
+        assert_eq!(st.overlaps, 0);
+        let p = s.run_status(RunKind::Physical);
+        assert_eq!(p.last_success.unwrap().snapshot, "s3");
+        assert_eq!(p.overlaps, 2);
+        assert_eq!(s.run_status(RunKind::Backup).last_success.unwrap().snapshot, "s1");
+        // The RPO counts from the newest backup of either kind.
+        assert_eq!(s.newest_backup(), Some(ok(3).time));
+        s.update_run(RunKind::Backup, |r| *r.last_success = Some(ok(5)));
+        assert_eq!(s.newest_backup(), Some(ok(5).time));
+
+        // Without `physical:` there is no physical schedule and no
+        // physical status until a physical run (through the API) makes one.
+        let s = source(false);
+        assert!(s.schedule_of(RunKind::Physical).is_none());
+        assert!(s.status().physical.is_none());
+        s.update_run(RunKind::Physical, |r| *r.running_since = Some(ok(4).time));
+        assert_eq!(s.status().physical.unwrap().running_since, Some(ok(4).time));
+    }
+}
