@@ -8,7 +8,8 @@
 //! after a row written while it runs; its metrics and `/api/v1/status`
 //! agree on the last one; retention keeps two base backups and leaves the
 //! source's logical snapshot alone (base backups are counted on their
-//! own); after SIGTERM, the newest base backup restored with `restore
+//! own), and `verify latest` still means that logical snapshot; after
+//! SIGTERM, the newest base backup restored with `restore
 //! physical … --to-latest` into an empty directory holds the rows written
 //! before, during and after the daemon ran (by their values), and
 //! `lifeboat status` shows it.
@@ -214,6 +215,21 @@ serve:
         })
         .unwrap();
     let newest_id = newest["id"].as_str().unwrap().to_string();
+
+    // `latest` of a logical command is the newest logical snapshot, not
+    // one of the newer base backups of the same source.
+    let (code, out, err) = a.run(&[
+        "--json",
+        "verify",
+        "latest",
+        "--source",
+        "main",
+        "--target",
+        &cluster.url("postgres"),
+    ]);
+    let verified: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{e}: {code:?}\nstdout: {out}\nstderr: {err}"));
+    assert_eq!(verified["snapshot"], logical_id.as_str(), "{verified}\n{err}");
 
     // A row after the daemon stopped, archived.
     one(
