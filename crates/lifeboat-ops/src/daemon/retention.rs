@@ -1,7 +1,8 @@
 //! Retention in the daemon: a source's policy is applied (forget) after each
-//! of its successful backups, logical or physical; prune, which reads every index and rewrites
-//! nothing but deletes packs, runs at most once per `serve.prune_interval`
-//! and only when something was forgotten since the last one.
+//! of its successful backups, logical or physical; prune, which reads every
+//! index and rewrites nothing but deletes packs (and the WAL no kept base
+//! backup needs), runs at most once per `serve.prune_interval` and only
+//! when something was forgotten since the last one.
 
 use std::time::Instant;
 
