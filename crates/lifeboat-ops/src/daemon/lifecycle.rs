@@ -185,7 +185,11 @@ fn spawn_schedules(daemon: &Arc<Daemon>) -> Vec<tokio::task::JoinHandle<()>> {
             )));
         }
         if src.schedule.is_none() {
-            tracing::info!(source = %name, "no schedule: backed up only through the API");
+            if src.physical.is_some() {
+                tracing::info!(source = %name, "no schedule: base backups on physical.schedule only (other backups through the API)");
+            } else {
+                tracing::info!(source = %name, "no schedule: backed up only through the API");
+            }
             continue;
         }
         schedulers.push(tokio::spawn(scheduler::run(
