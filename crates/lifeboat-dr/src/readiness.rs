@@ -1082,7 +1082,10 @@ mod tests {
         assert!(d.contains("db (postgres, -, physical 30 2 * * *)"), "{d}");
         let (st, d) = judge(Some("0 * * * *"), Some("30 2 * * *"));
         assert_eq!(st, State::Pass, "{d}");
-        assert!(d.contains("db (postgres, 0 * * * *, physical 30 2 * * *)"), "{d}");
+        assert!(
+            d.contains("db (postgres, 0 * * * *, physical 30 2 * * *)"),
+            "{d}"
+        );
         let (st, d) = judge(None, None);
         assert_eq!(st, State::Fail);
         assert!(d.contains("db has no schedule"), "{d}");

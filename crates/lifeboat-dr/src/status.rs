@@ -787,7 +787,10 @@ pub(crate) mod tests {
         // backup is the last backup (the RPO counts from it) and the last
         // physical one.
         let src = db(
-            vec![snap("logical", at(10)), base_backup("base", at(10) + TimeDelta::minutes(30))],
+            vec![
+                snap("logical", at(10)),
+                base_backup("base", at(10) + TimeDelta::minutes(30)),
+            ],
             vec![drill(true, at(10), 95.0)],
         );
         let s = source_status(&src, &seed_table(), &Policy::default(), at(11));
@@ -797,7 +800,10 @@ pub(crate) mod tests {
         assert_eq!((s.snapshots, s.physical_snapshots), (2, 1));
         assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
         // Without base backups: none shown, nothing said.
-        let src = db(vec![snap("logical", at(10))], vec![drill(true, at(10), 95.0)]);
+        let src = db(
+            vec![snap("logical", at(10))],
+            vec![drill(true, at(10), 95.0)],
+        );
         let s = source_status(&src, &seed_table(), &Policy::default(), at(10));
         assert_eq!(s.last_physical_backup, None);
         assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
@@ -807,7 +813,9 @@ pub(crate) mod tests {
         let s = source_status(&src, &seed_table(), &Policy::default(), at(10));
         assert_eq!(s.verdict, Verdict::AtRisk);
         assert!(
-            s.reasons.iter().any(|r| r.contains("no physical base backup")),
+            s.reasons
+                .iter()
+                .any(|r| r.contains("no physical base backup")),
             "{:?}",
             s.reasons
         );

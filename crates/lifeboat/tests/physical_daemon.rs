@@ -140,16 +140,22 @@ serve:
         )?;
         Some((scrape, after, t))
     });
-    let status_time = chrono::DateTime::parse_from_rfc3339(
-        status["last_success"]["time"].as_str().unwrap(),
-    )
-    .unwrap();
+    let status_time =
+        chrono::DateTime::parse_from_rfc3339(status["last_success"]["time"].as_str().unwrap())
+            .unwrap();
     assert!(
         (status_time.timestamp_micros() as f64 / 1e6 - last).abs() < 0.001,
         "the API's last base backup ({status:#}) is the metric's ({last})"
     );
-    assert!(status["last_success"]["duration_seconds"].as_f64().unwrap() > 0.0, "{status:#}");
-    assert_eq!(status["last_failure"], serde_json::Value::Null, "{status:#}");
+    assert!(
+        status["last_success"]["duration_seconds"].as_f64().unwrap() > 0.0,
+        "{status:#}"
+    );
+    assert_eq!(
+        status["last_failure"],
+        serde_json::Value::Null,
+        "{status:#}"
+    );
     assert!(
         sample(&scrape, "lifeboat_physical_backups_total{source=\"main\"}").unwrap() >= 3.0,
         "{scrape}"
@@ -180,16 +186,21 @@ serve:
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert!(
-        scrape.contains("lifeboat_physical_backup_failures_total{source=\"main\",reason=\"dump\"} 0"),
+        scrape
+            .contains("lifeboat_physical_backup_failures_total{source=\"main\",reason=\"dump\"} 0"),
         "{scrape}"
     );
     assert_eq!(failures, 0.0, "{scrape}\n{}", d.log_text());
     // Retention ran after the base backups (it runs after each one's
     // success is counted): the older ones were forgotten.
-    d.poll(Duration::from_secs(60), "retention to forget a base backup", || {
-        d.metric("lifeboat_retention_forgotten_total{source=\"main\"}")
-            .filter(|&n| n >= 1.0)
-    });
+    d.poll(
+        Duration::from_secs(60),
+        "retention to forget a base backup",
+        || {
+            d.metric("lifeboat_retention_forgotten_total{source=\"main\"}")
+                .filter(|&n| n >= 1.0)
+        },
+    );
 
     // SIGTERM: a running base backup may finish; then nothing changes.
     assert_eq!(d.stop(), Some(0));
@@ -210,9 +221,7 @@ serve:
     );
     let newest = kept
         .iter()
-        .max_by_key(|s| {
-            chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap()).unwrap()
-        })
+        .max_by_key(|s| chrono::DateTime::parse_from_rfc3339(s["time"].as_str().unwrap()).unwrap())
         .unwrap();
     let newest_id = newest["id"].as_str().unwrap().to_string();
 
@@ -229,7 +238,11 @@ serve:
     ]);
     let verified: serde_json::Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("{e}: {code:?}\nstdout: {out}\nstderr: {err}"));
-    assert_eq!(verified["snapshot"], logical_id.as_str(), "{verified}\n{err}");
+    assert_eq!(
+        verified["snapshot"],
+        logical_id.as_str(),
+        "{verified}\n{err}"
+    );
 
     // A row after the daemon stopped, archived.
     one(
@@ -249,7 +262,11 @@ serve:
         .iter()
         .find(|s| s["source"] == "main")
         .unwrap();
-    assert_eq!(main["last_physical_backup"]["snapshot"], newest_id.as_str(), "{main:#}");
+    assert_eq!(
+        main["last_physical_backup"]["snapshot"],
+        newest_id.as_str(),
+        "{main:#}"
+    );
     assert_eq!(main["physical_snapshots"], 2, "{main:#}");
     assert_eq!(main["physical_schedule"], SCHEDULE, "{main:#}");
     let (_, text, _) = a.run(&["status"]);

@@ -53,14 +53,18 @@ fn a_base_backup_of_a_standby_restores_through_the_primarys_archive() {
         "INSERT INTO pitr (label) VALUES ('before') RETURNING id",
     );
     one(&rt, &primary, "CHECKPOINT; SELECT 1");
-    poll(Duration::from_secs(60), "the standby to replay 'before'", || {
-        let got = one(
-            &rt,
-            &standby,
-            "SELECT coalesce(string_agg(label, ','), '') FROM pitr",
-        );
-        (got == "before").then_some(())
-    });
+    poll(
+        Duration::from_secs(60),
+        "the standby to replay 'before'",
+        || {
+            let got = one(
+                &rt,
+                &standby,
+                "SELECT coalesce(string_agg(label, ','), '') FROM pitr",
+            );
+            (got == "before").then_some(())
+        },
+    );
 
     let backup = a.ok_json(&["backup", "physical", "--db", &standby.url("postgres")]);
     let facts = &backup["facts"];

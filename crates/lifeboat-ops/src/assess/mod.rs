@@ -85,10 +85,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
             name: name.clone(),
             kind: s.kind.to_string(),
             schedule: s.schedule.as_ref().map(|c| c.as_str().to_string()),
-            physical_schedule: s
-                .physical
-                .as_ref()
-                .map(|p| p.schedule.as_str().to_string()),
+            physical_schedule: s.physical.as_ref().map(|p| p.schedule.as_str().to_string()),
             drill_schedule: s
                 .drill
                 .as_ref()

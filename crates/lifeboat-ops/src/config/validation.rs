@@ -655,7 +655,10 @@ objectives:
         let p = ok.sources["db"].physical.as_ref().unwrap();
         assert_eq!(p.schedule.as_str(), "0 3 * * *");
         assert_eq!(p.block_size.map(BlockSizeKib::bytes), Some(64 * 1024));
-        assert_eq!(ok.sources["dflt"].physical.as_ref().unwrap().block_size, None);
+        assert_eq!(
+            ok.sources["dflt"].physical.as_ref().unwrap().block_size,
+            None
+        );
         // Not on a kube source; a schedule is required; a block size that
         // is no multiple of 8 KiB is located at its value; unknown keys too.
         let e = parse_err(
@@ -668,10 +671,26 @@ objectives:
         );
         for (text, line, needle) in [
             ("    physical: {}\n", 6, "schedule"),
-            ("    physical:\n      schedule: \"0 3 * * *\"\n      block_size: 12\n", 8, "multiple of 8 from 8 to 4096, not 12"),
-            ("    physical: {schedule: \"0 3 * * *\", block_size: 8192}\n", 6, "not 8192"),
-            ("    physical: {schedule: \"0 0 31 2 *\"}\n", 6, "has no slot in the next"),
-            ("    physical: {schedule: \"0 3 * * *\", every: 1h}\n", 6, "every"),
+            (
+                "    physical:\n      schedule: \"0 3 * * *\"\n      block_size: 12\n",
+                8,
+                "multiple of 8 from 8 to 4096, not 12",
+            ),
+            (
+                "    physical: {schedule: \"0 3 * * *\", block_size: 8192}\n",
+                6,
+                "not 8192",
+            ),
+            (
+                "    physical: {schedule: \"0 0 31 2 *\"}\n",
+                6,
+                "has no slot in the next",
+            ),
+            (
+                "    physical: {schedule: \"0 3 * * *\", every: 1h}\n",
+                6,
+                "every",
+            ),
         ] {
             let e = parse_err(&format!(
                 "repository: {{url: /r}}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\"}}\n{text}"

@@ -12,7 +12,8 @@ use chrono::TimeDelta;
 use tokio::sync::watch;
 
 use super::{
-    Daemon, PhysicalPlan, Role, RunKind, Settings, SourceState, SourceStatus, checks, lease, metrics,
+    Daemon, PhysicalPlan, Role, RunKind, Settings, SourceState, SourceStatus, checks, lease,
+    metrics,
 };
 use super::{regions, retention, runner, scheduler};
 use crate::config::{Config, Timezone};

@@ -302,7 +302,12 @@ pub fn source_started(name: &str) {
 /// exist from start, as [`source_started`] does for its backups.
 pub fn physical_started(name: &str) {
     let s = || name.to_string();
-    for c in [PHYSICAL_BACKUPS, PHYSICAL_BYTES_READ, PHYSICAL_BYTES_STORED, PHYSICAL_OVERLAPS] {
+    for c in [
+        PHYSICAL_BACKUPS,
+        PHYSICAL_BYTES_READ,
+        PHYSICAL_BYTES_STORED,
+        PHYSICAL_OVERLAPS,
+    ] {
         counter!(c, "source" => s()).absolute(0);
     }
     for reason in super::runner::REASONS {
@@ -456,8 +461,9 @@ pub fn physical_last_success(source: &str, time: Option<chrono::DateTime<chrono:
 pub fn run_running(kind: super::RunKind, source: &str, on: bool) {
     match kind {
         super::RunKind::Backup => running(source, on),
-        super::RunKind::Physical => gauge!(PHYSICAL_RUNNING, "source" => source.to_string())
-            .set(if on { 1.0 } else { 0.0 }),
+        super::RunKind::Physical => {
+            gauge!(PHYSICAL_RUNNING, "source" => source.to_string()).set(if on { 1.0 } else { 0.0 })
+        }
     }
 }
 

@@ -272,9 +272,18 @@ mod tests {
     #[test]
     fn each_kind_of_run_has_its_own_status_lock_and_schedule() {
         let s = source(true);
-        assert_eq!(s.schedule_of(RunKind::Backup).unwrap().as_str(), "0 * * * *");
-        assert_eq!(s.schedule_of(RunKind::Physical).unwrap().as_str(), "30 2 * * *");
-        assert!(!Arc::ptr_eq(s.lock_of(RunKind::Backup), s.lock_of(RunKind::Physical)));
+        assert_eq!(
+            s.schedule_of(RunKind::Backup).unwrap().as_str(),
+            "0 * * * *"
+        );
+        assert_eq!(
+            s.schedule_of(RunKind::Physical).unwrap().as_str(),
+            "30 2 * * *"
+        );
+        assert!(!Arc::ptr_eq(
+            s.lock_of(RunKind::Backup),
+            s.lock_of(RunKind::Physical)
+        ));
         let _held = s.lock_of(RunKind::Backup).try_lock().unwrap();
         assert!(s.lock_of(RunKind::Physical).try_lock().is_ok());
 
@@ -289,7 +298,10 @@ mod tests {
         let p = s.run_status(RunKind::Physical);
         assert_eq!(p.last_success.unwrap().snapshot, "s3");
         assert_eq!(p.overlaps, 2);
-        assert_eq!(s.run_status(RunKind::Backup).last_success.unwrap().snapshot, "s1");
+        assert_eq!(
+            s.run_status(RunKind::Backup).last_success.unwrap().snapshot,
+            "s1"
+        );
         // The RPO counts from the newest backup of either kind.
         assert_eq!(s.newest_backup(), Some(ok(3).time));
         s.update_run(RunKind::Backup, |r| *r.last_success = Some(ok(5)));

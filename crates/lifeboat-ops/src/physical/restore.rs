@@ -534,10 +534,7 @@ fn drop_standby_signal(pgdata: &Path) -> Result<bool> {
     match std::fs::remove_file(&signal) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(fail(
-            FAILURE,
-            format!("removing {}: {e}", signal.display()),
-        )),
+        Err(e) => Err(fail(FAILURE, format!("removing {}: {e}", signal.display()))),
     }
 }
 

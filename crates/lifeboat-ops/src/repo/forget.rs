@@ -16,9 +16,7 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::format::SNAPSHOTS_PREFIX;
 use lifeboat_repo::lock::{LockMode, acquire};
 use lifeboat_repo::prune::PruneReport;
-use lifeboat_repo::retention::{
-    Group, RetentionPolicy, SnapshotSummary, group, group_key, plan,
-};
+use lifeboat_repo::retention::{Group, RetentionPolicy, SnapshotSummary, group, group_key, plan};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
