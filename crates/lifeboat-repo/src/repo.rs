@@ -570,10 +570,10 @@ impl Repository {
         let scope = source
             .map(|s| format!(" of source {s}"))
             .unwrap_or_default();
-        // "no postgres snapshots of source db"
+        // "no snapshots of source db (kind postgres)"
         let what = kind
             .filter(|_| latest)
-            .map(|k| format!("{k} "))
+            .map(|k| format!(" (kind {k})"))
             .unwrap_or_default();
         if spec == "latest" {
             // `latest` is the newest *full* snapshot: a partial one (some
@@ -587,12 +587,12 @@ impl Repository {
                 None => Err(match newest {
                     None => RepoError::not_found(
                         Missing::Snapshot,
-                        format!("no {what}snapshots{scope} in {}", self.location()),
+                        format!("no snapshots{scope}{what} in {}", self.location()),
                     ),
                     Some((id, part)) => RepoError::not_found(
                         Missing::Snapshot,
                         format!(
-                            "no full {what}snapshot{scope} in {}: `latest` means the newest full one, and \
+                            "no full snapshot{scope}{what} in {}: `latest` means the newest full one, and \
                              every snapshot here holds part of its source (the newest, {id}: {part}); \
                              give a snapshot's id to use a partial one (see `lifeboat snapshots`)",
                             self.location()
