@@ -202,14 +202,26 @@ serve:
         },
     );
 
+    // The first base backup was a missed slot (no base backup yet), the
+    // others the schedule's; each logged.
+    let log = d.log_text();
+    assert!(
+        log.contains("backing up once now") && log.contains("physical backup succeeded"),
+        "{log}"
+    );
+
     // SIGTERM: a running base backup may finish; then nothing changes.
     assert_eq!(d.stop(), Some(0));
     let kept = physical_snapshots(&a);
     assert_eq!(kept.len(), 2, "keep_last 2 of the base backups: {kept:#?}");
     for s in &kept {
         assert_eq!(s["source"], "main", "{s}");
-        let tags = s["tags"].to_string();
-        assert!(tags.contains("lifeboat-serve:"), "{s}");
+        // The newest two are the schedule's (the missed slot's was first).
+        assert_eq!(
+            s["tags"],
+            serde_json::json!(["lifeboat-serve:schedule"]),
+            "{s}"
+        );
     }
     let all = a.ok_json(&["snapshots"]);
     assert!(
