@@ -20,11 +20,13 @@ pub struct DrillEvidence {
     pub wal_streaming: bool,
     /// It has a backup `schedule` (the daemon's backups are logical).
     pub logical_schedule: bool,
+    /// It has `physical.schedule` (the daemon takes base backups of it).
+    pub physical_schedule: bool,
 }
 
 /// The kinds of drill the source must pass, in order (logical first).
 /// Written in `drill.kinds`: those. Otherwise physical when it has physical
-/// backups (a base backup stored, or WAL streamed), and logical unless it
+/// backups (a base backup stored or scheduled, or WAL streamed), and logical unless it
 /// has physical backups only (no logical snapshot, no backup schedule): a
 /// source with no physical backups is judged as before physical drills
 /// existed, by its logical drills alone.
@@ -37,7 +39,7 @@ pub fn expected(e: &DrillEvidence) -> Vec<DrillKind> {
         k.dedup();
         return k;
     }
-    let physical = e.physical_snapshots || e.wal_streaming;
+    let physical = e.physical_snapshots || e.wal_streaming || e.physical_schedule;
     let logical = !physical || e.logical_snapshots || e.logical_schedule;
     let mut out = Vec::new();
     if logical {
@@ -63,6 +65,7 @@ mod tests {
                 physical_snapshots,
                 wal_streaming,
                 logical_schedule,
+                physical_schedule: false,
             }
         };
         let table: &[(DrillEvidence, &[DrillKind])] = &[
@@ -86,6 +89,21 @@ mod tests {
                 DrillEvidence {
                     configured: Some(vec![Physical, Logical]),
                     ..e(false, false, false, false)
+                },
+                &[Logical, Physical],
+            ),
+            // Base backups on the daemon's schedule, none taken yet.
+            (
+                DrillEvidence {
+                    physical_schedule: true,
+                    ..e(false, false, false, false)
+                },
+                &[Physical],
+            ),
+            (
+                DrillEvidence {
+                    physical_schedule: true,
+                    ..e(true, false, false, true)
                 },
                 &[Logical, Physical],
             ),

@@ -319,7 +319,8 @@ fn backups_scheduled(i: &Inputs<'_>) -> Item {
     let mut fails: Vec<String> = i
         .sources
         .iter()
-        .filter(|s| s.schedule.is_none())
+        // Physical base backups on the daemon's schedule are backups too.
+        .filter(|s| s.schedule.is_none() && s.physical_schedule.is_none())
         .map(|s| format!("{} has no schedule", s.name))
         .collect();
     if i.sources.is_empty() {
@@ -330,10 +331,14 @@ fn backups_scheduled(i: &Inputs<'_>) -> Item {
         .iter()
         .map(|s| {
             format!(
-                "{} ({}, {})",
+                "{} ({}, {}{})",
                 s.name,
                 s.kind,
-                s.schedule.as_deref().unwrap_or("-")
+                s.schedule.as_deref().unwrap_or("-"),
+                s.physical_schedule
+                    .as_deref()
+                    .map(|p| format!(", physical {p}"))
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -1057,6 +1062,33 @@ mod tests {
 
     fn item<'a>(r: &'a Readiness, id: &str) -> &'a Item {
         r.items.iter().find(|i| i.id == id).unwrap()
+    }
+
+    /// A source backed up by physical base backups on the daemon's
+    /// schedule only has a backup schedule; one with neither has none.
+    #[test]
+    fn a_physical_schedule_is_a_backup_schedule() {
+        let now = at(24 * 60);
+        let judge = |schedule: Option<&str>, physical: Option<&str>| {
+            let mut s = good_source(now, now - TimeDelta::days(2));
+            s.schedule = schedule.map(str::to_string);
+            s.physical_schedule = physical.map(str::to_string);
+            let r = run(s, &[check(true, now - TimeDelta::days(1))], active(), now);
+            let it = item(&r, "backups-scheduled").clone();
+            (it.state, it.detail)
+        };
+        let (st, d) = judge(None, Some("30 2 * * *"));
+        assert_eq!(st, State::Pass, "{d}");
+        assert!(d.contains("db (postgres, -, physical 30 2 * * *)"), "{d}");
+        let (st, d) = judge(Some("0 * * * *"), Some("30 2 * * *"));
+        assert_eq!(st, State::Pass, "{d}");
+        assert!(
+            d.contains("db (postgres, 0 * * * *, physical 30 2 * * *)"),
+            "{d}"
+        );
+        let (st, d) = judge(None, None);
+        assert_eq!(st, State::Fail);
+        assert!(d.contains("db has no schedule"), "{d}");
     }
 
     /// `repository-encrypted` reads evidence: a key slot or secret file

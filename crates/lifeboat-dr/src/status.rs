@@ -49,6 +49,10 @@ pub struct SnapshotInfo {
     /// partial snapshot holds (`tables: public.audit`). Only full snapshots
     /// count as the source's backups.
     pub scope: String,
+    /// A physical base backup (`backup physical`, or the daemon's
+    /// `physical.schedule`). It counts as a backup of the source like any
+    /// full snapshot, and is also shown on its own.
+    pub physical: bool,
 }
 
 impl SnapshotInfo {
@@ -63,6 +67,8 @@ pub struct SourceInput {
     pub name: String,
     pub kind: String,
     pub schedule: Option<String>,
+    /// `physical.schedule`: the daemon takes base backups of it.
+    pub physical_schedule: Option<String>,
     pub drill_schedule: Option<String>,
     pub covers: Vec<String>,
     pub retention: Option<RetentionPolicy>,
@@ -156,6 +162,15 @@ pub struct SourceStatus {
     pub last_backup: Option<BackupView>,
     /// Now minus the last full backup: what a disaster now would lose.
     pub rpo_exposure_seconds: Option<f64>,
+    /// `physical.schedule`, when the daemon takes base backups of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_schedule: Option<String>,
+    /// The newest physical base backup (also `last_backup` when it is the
+    /// newest of all); absent while the source has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_physical_backup: Option<BackupView>,
+    /// Physical base backups among `snapshots`.
+    pub physical_snapshots: usize,
     pub objectives: SourceObjectives,
     /// The last drill and the last passed one of any expected kind.
     pub last_drill: Option<DrillView>,
@@ -329,6 +344,16 @@ pub fn source_status(
         age_seconds: secs(now - s.time),
     });
     let exposure = last_backup.as_ref().map(|b| b.age_seconds.max(0.0));
+    let last_physical_backup = src
+        .snapshots
+        .iter()
+        .filter(|s| s.physical)
+        .max_by_key(|s| s.time)
+        .map(|s| BackupView {
+            snapshot: s.id.clone(),
+            time: s.time,
+            age_seconds: secs(now - s.time),
+        });
     let kinds = src.expected_drill_kinds();
     let (last_drill, last_good) =
         last_drills(&src.drills, |r| kinds.contains(&r.drill_kind()), now);
@@ -367,6 +392,16 @@ pub fn source_status(
             "the last backup is too old"
         )),
         _ => {}
+    }
+    // Base backups on the daemon's schedule that have never been taken:
+    // the physical drill and point-in-time recovery have nothing to start
+    // from.
+    if src.physical_schedule.is_some() && last_physical_backup.is_none() {
+        at_risk.push(
+            "no physical base backup has succeeded yet (physical.schedule is set): \
+             point-in-time recovery has no base backup to start from"
+                .to_string(),
+        );
     }
     // The same rules for each kind of drill, each on its own drills.
     for k in &by_kind {
@@ -416,6 +451,9 @@ pub fn source_status(
         partial_snapshots: src.snapshots.iter().filter(|s| !s.is_full()).count(),
         last_backup,
         rpo_exposure_seconds: exposure,
+        physical_schedule: src.physical_schedule.clone(),
+        physical_snapshots: src.snapshots.iter().filter(|s| s.physical).count(),
+        last_physical_backup,
         objectives: binding,
         last_drill,
         last_successful_drill: last_good,
@@ -615,6 +653,15 @@ pub(crate) mod tests {
             bytes_stored: 10,
             duration_seconds: 1.0,
             scope: FULL_SCOPE.into(),
+            physical: false,
+        }
+    }
+
+    /// A physical base backup.
+    pub fn base_backup(id: &str, t: DateTime<Utc>) -> SnapshotInfo {
+        SnapshotInfo {
+            physical: true,
+            ..snap(id, t)
         }
     }
 
@@ -656,6 +703,7 @@ pub(crate) mod tests {
             name: "db".into(),
             kind: "postgres".into(),
             schedule: Some("0 * * * *".into()),
+            physical_schedule: None,
             drill_schedule: None,
             covers: vec!["database-corruption".into(), "complete-outage".into()],
             retention: None,
@@ -731,6 +779,47 @@ pub(crate) mod tests {
         assert_eq!(s.last_backup, None);
         assert_eq!(s.verdict, Verdict::Failing);
         assert!(s.reasons[0].contains("no full backup"), "{:?}", s.reasons);
+    }
+
+    #[test]
+    fn physical_base_backups_are_shown_on_their_own() {
+        // A logical backup at 10:00, a base backup at 10:30: the base
+        // backup is the last backup (the RPO counts from it) and the last
+        // physical one.
+        let src = db(
+            vec![
+                snap("logical", at(10)),
+                base_backup("base", at(10) + TimeDelta::minutes(30)),
+            ],
+            vec![drill(true, at(10), 95.0)],
+        );
+        let s = source_status(&src, &seed_table(), &Policy::default(), at(11));
+        assert_eq!(s.last_backup.as_ref().unwrap().snapshot, "base");
+        assert_eq!(s.last_physical_backup.as_ref().unwrap().snapshot, "base");
+        assert_eq!(s.last_physical_backup.as_ref().unwrap().age_seconds, 1800.0);
+        assert_eq!((s.snapshots, s.physical_snapshots), (2, 1));
+        assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
+        // Without base backups: none shown, nothing said.
+        let src = db(
+            vec![snap("logical", at(10))],
+            vec![drill(true, at(10), 95.0)],
+        );
+        let s = source_status(&src, &seed_table(), &Policy::default(), at(10));
+        assert_eq!(s.last_physical_backup, None);
+        assert_eq!(s.verdict, Verdict::Ok, "{:?}", s.reasons);
+        // `physical.schedule` set and no base backup yet: at risk, saying so.
+        let mut src = src;
+        src.physical_schedule = Some("0 3 * * *".into());
+        let s = source_status(&src, &seed_table(), &Policy::default(), at(10));
+        assert_eq!(s.verdict, Verdict::AtRisk);
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.contains("no physical base backup")),
+            "{:?}",
+            s.reasons
+        );
+        assert_eq!(s.physical_schedule.as_deref(), Some("0 3 * * *"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ use crate::config::Quiesce;
 use crate::context::Ctx;
 use crate::error::{Context, Error, Kind, Result, error_with_hint, usage};
 use crate::postgres::errors::{conn_err, dump_err};
-use crate::postgres::source::{PgSource, postgres_facts, snapshot_source};
+use crate::postgres::source::{POSTGRES_KIND, PgSource, postgres_facts, snapshot_source};
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
 
 /// What to restore: a table or a schema, and its new name when it goes
@@ -414,7 +414,8 @@ pub async fn restore_tables(
     tokio::pin!(cancel);
     let repo = ctx.open().await?;
     let snap = repo
-        .find_snapshot(&req.snapshot, req.source.as_deref())
+        // `latest`: the newest logical snapshot, not a newer base backup.
+        .find_snapshot_of(&req.snapshot, req.source.as_deref(), Some(POSTGRES_KIND))
         .await?;
     let facts = postgres_facts(&snap)?;
     let chosen = resolve(&facts, snap.short_id(), &req.chosen)?;

@@ -23,7 +23,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -414,6 +414,86 @@ impl TempCluster {
             self.superuser.clone(),
             self.password.clone(),
             &[],
+        )
+    }
+
+    /// A streaming standby of this cluster: `pg_basebackup` of the running
+    /// server, `standby.signal`, and `primary_conninfo` naming this server
+    /// with a password file of the standby's own (mode 0600; the password
+    /// is in no command line), started on another port as a hot standby
+    /// with `extra` settings; returned once it accepts read-only
+    /// connections (PostgreSQL 15 then says `ready` in `postmaster.pid`,
+    /// as a primary does). Same superuser and password. For tests of what
+    /// a standby does (backups taken from it). This cluster must allow
+    /// replication connections from 127.0.0.1 (initdb's default).
+    pub fn streaming_standby(&self, extra: &[(String, String)]) -> Result<Self, ClusterError> {
+        let owner = run_as()?;
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-pg-standby-")
+            .tempdir()
+            .map_err(io_err("creating the standby's directory"))?;
+        chown(dir.path(), owner)?;
+        let sock = dir.path().join("sock");
+        std::fs::create_dir(&sock).map_err(io_err("creating the socket directory"))?;
+        chown(&sock, owner)?;
+        let passfile = dir.path().join("pgpass");
+        std::fs::write(
+            &passfile,
+            format!(
+                "127.0.0.1:{}:*:{}:{}\n",
+                self.port,
+                self.superuser,
+                self.password.expose()
+            ),
+        )
+        .map_err(io_err("writing the standby's password file"))?;
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err("chmod the standby's password file"))?;
+        chown(&passfile, owner)?;
+        let data = dir.path().join("data");
+        let out = command(self.bin_dir.join("pg_basebackup"), owner, dir.path())
+            .env("PGPASSFILE", &passfile)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U"])
+            .arg(&self.superuser)
+            .arg("-D")
+            .arg(&data)
+            .args(["-X", "stream", "-c", "fast", "--no-sync", "--no-password"])
+            .output()
+            .map_err(io_err("running pg_basebackup"))?;
+        if !out.status.success() {
+            return Err(ClusterError::Start(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let signal = data.join("standby.signal");
+        std::fs::write(&signal, b"").map_err(io_err("writing standby.signal"))?;
+        chown(&signal, owner)?;
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={} passfile={} application_name=standby",
+            self.port,
+            self.superuser,
+            passfile.display()
+        );
+        let auto = data.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&auto)
+            .map_err(io_err("opening postgresql.auto.conf"))?;
+        f.write_all(
+            format!("\nprimary_conninfo = '{}'\n", conninfo.replace('\'', "''")).as_bytes(),
+        )
+        .map_err(io_err("writing primary_conninfo"))?;
+        chown(&auto, owner)?;
+        Self::launch(
+            dir,
+            self.bin_dir.clone(),
+            owner,
+            self.major,
+            self.superuser.clone(),
+            self.password.clone(),
+            extra,
         )
     }
 

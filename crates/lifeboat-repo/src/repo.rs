@@ -545,13 +545,35 @@ impl Repository {
     /// [`crate::snapshot::Scope`]), full id or unique id prefix, optionally
     /// restricted to one source.
     pub async fn find_snapshot(&self, spec: &str, source: Option<&str>) -> Result<SnapshotRef> {
+        self.find_snapshot_of(spec, source, None).await
+    }
+
+    /// [`Self::find_snapshot`], where `latest` is the newest full snapshot
+    /// of `kind` when one is given: a source backed up both logically and
+    /// physically (`backup postgres` and `backup physical`) has a newest
+    /// snapshot of each, and `restore postgres latest` means the logical
+    /// one. An id is found whatever its kind (the caller refuses a wrong
+    /// one by name).
+    pub async fn find_snapshot_of(
+        &self,
+        spec: &str,
+        source: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<SnapshotRef> {
         let all = self.snapshots().await?;
+        let latest = spec == "latest";
         let mut matching: Vec<SnapshotRef> = all
             .into_iter()
             .filter(|s| source.is_none_or(|src| s.snapshot.source == src))
+            .filter(|s| !latest || kind.is_none_or(|k| s.snapshot.kind == k))
             .collect();
         let scope = source
             .map(|s| format!(" of source {s}"))
+            .unwrap_or_default();
+        // "no snapshots of source db (kind postgres)"
+        let what = kind
+            .filter(|_| latest)
+            .map(|k| format!(" (kind {k})"))
             .unwrap_or_default();
         if spec == "latest" {
             // `latest` is the newest *full* snapshot: a partial one (some
@@ -565,12 +587,12 @@ impl Repository {
                 None => Err(match newest {
                     None => RepoError::not_found(
                         Missing::Snapshot,
-                        format!("no snapshots{scope} in {}", self.location()),
+                        format!("no snapshots{scope}{what} in {}", self.location()),
                     ),
                     Some((id, part)) => RepoError::not_found(
                         Missing::Snapshot,
                         format!(
-                            "no full snapshot{scope} in {}: `latest` means the newest full one, and \
+                            "no full snapshot{scope}{what} in {}: `latest` means the newest full one, and \
                              every snapshot here holds part of its source (the newest, {id}: {part}); \
                              give a snapshot's id to use a partial one (see `lifeboat snapshots`)",
                             self.location()

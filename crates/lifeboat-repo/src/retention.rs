@@ -10,8 +10,10 @@
 //! `lifeboat_repo::snapshot::Scope`). A `backup postgres --table T` snapshot
 //! is not a newer version of the full backups, so it must not use up their
 //! `keep_last` count or occupy their buckets: `keep_last: 1` keeps the newest
-//! full snapshot *and* the newest of each partial scope. [`group`] sorts
-//! snapshots into groups; [`plan_grouped`] plans every group under one policy.
+//! full snapshot *and* the newest of each partial scope. A source's physical
+//! base backups are a group of their own too ([`PHYSICAL_GROUP`],
+//! [`group_key`]). [`group`] sorts snapshots into groups; [`plan_grouped`]
+//! plans every group under one policy.
 //!
 //! # Rules
 //!
@@ -82,6 +84,23 @@ pub struct SnapshotSummary {
 
 /// The scope key of a full snapshot (`Scope::key` of the whole source).
 pub const FULL_SCOPE: &str = "full";
+
+/// The group key of a source's physical base backups
+/// ([`crate::physical::KIND`]): counted on their own, so that a source
+/// backed up logically every hour and physically every day does not have
+/// its base backups pushed out by `keep_last` of the hourly ones (nor the
+/// other way round).
+pub const PHYSICAL_GROUP: &str = "physical";
+
+/// The group key of `s` within its source: [`PHYSICAL_GROUP`] for a base
+/// backup, else its scope's key ([`FULL_SCOPE`] for a full snapshot).
+pub fn group_key(s: &crate::snapshot::Snapshot) -> String {
+    if s.kind == crate::physical::KIND {
+        PHYSICAL_GROUP.to_string()
+    } else {
+        s.scope().key()
+    }
+}
 
 /// Snapshots that retention counts together: one source, one scope (the
 /// scope's key, [`FULL_SCOPE`] for full snapshots). Ordered by source, then

@@ -25,7 +25,8 @@ pub struct BackupPhysicalArgs {
     /// REPLICATION; password from PGPASSWORD or ~/.pgpass, never in the URL)
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
-    /// Block size in KiB (a multiple of 8, 8 to 4096) [default: 256]
+    /// Block size in KiB (a multiple of 8, 8 to 4096) [default: the
+    /// source's physical.block_size, else 256]
     #[arg(long, value_name = "KIB")]
     pub block_size: Option<u32>,
     /// Tags to attach (repeatable)

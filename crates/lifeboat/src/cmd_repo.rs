@@ -13,7 +13,9 @@ use lifeboat_ops::repo::snapshots::SnapshotRow;
 use lifeboat_ops::repo::{self as flows, prune::grace};
 use lifeboat_repo::InitOptions;
 use lifeboat_repo::prune::PruneReport;
-use lifeboat_repo::retention::{FULL_SCOPE, RetentionPolicy, format_duration, parse_duration};
+use lifeboat_repo::retention::{
+    FULL_SCOPE, PHYSICAL_GROUP, RetentionPolicy, format_duration, parse_duration,
+};
 
 use crate::context::Ctx;
 use crate::output::{human_bytes, print_json};
@@ -469,6 +471,11 @@ fn print_forget(done: &ForgetOutcome, dry_run: bool, grace: std::time::Duration)
     for g in &done.forgotten.groups {
         if g.scope == FULL_SCOPE {
             println!("source {} ({}):", g.source, g.policy);
+        } else if g.scope == PHYSICAL_GROUP {
+            println!(
+                "source {}, physical base backups counted on their own ({}):",
+                g.source, g.policy
+            );
         } else {
             println!(
                 "source {}, partial snapshots ({}) counted on their own ({}):",

@@ -88,6 +88,9 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
                     .unwrap_or("-".into()),
                 describe_target(&s.objectives.rto),
             ]);
+            if let Some(line) = physical_line(s) {
+                t.note(format!("    {line}"));
+            }
             for r in &s.reasons {
                 t.note(format!("    - {r}"));
             }
@@ -111,6 +114,29 @@ pub async fn status(ctx: &Ctx, a: StatusArgs) -> Result<i32> {
         Verdict::Ok => Ok(OK),
         Verdict::AtRisk => Err(fail(AT_RISK, format!("at risk: {}", st.reason))),
         Verdict::Failing => Err(fail(FAILURE, format!("failing: {}", st.reason))),
+    }
+}
+
+/// A source's physical base backups in one line, when it has some or
+/// `physical.schedule`: the newest (UTC), its age, how many, the schedule.
+fn physical_line(s: &lifeboat_dr::status::SourceStatus) -> Option<String> {
+    let schedule = s
+        .physical_schedule
+        .as_ref()
+        .map(|c| format!(", schedule {c}"))
+        .unwrap_or_default();
+    match &s.last_physical_backup {
+        Some(b) => Some(format!(
+            "physical: last base backup {} ({} ago, {}), {} base backup(s){schedule}",
+            b.time.format("%Y-%m-%d %H:%M:%S"),
+            human(b.age_seconds),
+            &b.snapshot[..b.snapshot.len().min(8)],
+            s.physical_snapshots
+        )),
+        None if s.physical_schedule.is_some() => {
+            Some(format!("physical: no base backup yet{schedule}"))
+        }
+        None => None,
     }
 }
 

@@ -69,6 +69,7 @@ fn drill_kinds(
             .as_ref()
             .is_some_and(|w| w.streaming.contains_key(name)),
         logical_schedule: s.schedule.is_some(),
+        physical_schedule: s.physical.is_some(),
     })
 }
 
@@ -84,6 +85,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
             name: name.clone(),
             kind: s.kind.to_string(),
             schedule: s.schedule.as_ref().map(|c| c.as_str().to_string()),
+            physical_schedule: s.physical.as_ref().map(|p| p.schedule.as_str().to_string()),
             drill_schedule: s
                 .drill
                 .as_ref()
@@ -101,6 +103,7 @@ pub async fn gather(cfg: &Config, repo: &Repository, now: DateTime<Utc>) -> Resu
                     bytes_stored: x.snapshot.stats.bytes_stored,
                     duration_seconds: x.snapshot.stats.duration_seconds,
                     scope: x.snapshot.scope().key(),
+                    physical: x.snapshot.kind == lifeboat_repo::physical::KIND,
                 })
                 .collect(),
             drills: drills

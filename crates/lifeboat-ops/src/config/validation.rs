@@ -262,9 +262,19 @@ impl SourceConfig {
     fn schedule_problems(&self, name: &str, at: &str) -> Vec<String> {
         let mut problems = Vec::new();
         let drill_schedule = self.drill.as_ref().is_some_and(|d| d.schedule.is_some());
-        if self.timezone.is_some() && self.schedule.is_none() && !drill_schedule {
+        if self.timezone.is_some()
+            && self.schedule.is_none()
+            && !drill_schedule
+            && self.physical.is_none()
+        {
             problems.push(format!(
-                "{at}.timezone is set but the source has no schedule or drill.schedule for it to apply to; remove it or add the schedule"
+                "{at}.timezone is set but the source has no schedule, drill.schedule or physical.schedule for it to apply to; remove it or add the schedule"
+            ));
+        }
+        if self.physical.is_some() && self.kind != SourceKind::Postgres {
+            problems.push(format!(
+                "{at}.physical: physical base backups are of PostgreSQL servers; remove it from this {} source",
+                self.kind
             ));
         }
         if self.kind == SourceKind::Stream
@@ -632,6 +642,62 @@ objectives:
                 ),
             "{all}"
         );
+    }
+
+    #[test]
+    fn physical_section_schedules_base_backups_of_postgres_sources() {
+        let ok = parse(
+            "repository: {url: /r}\nsources:\n  db:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    timezone: Europe/Berlin\n    physical: {schedule: \"0 3 * * *\", block_size: 64}\n  dflt:\n    kind: postgres\n    postgres: {url: \"postgresql://u@h/d\"}\n    physical: {schedule: \"*/5 * * * * *\"}\n",
+            "test.yaml",
+        )
+        .unwrap();
+        // A time zone applies to `physical.schedule` alone.
+        let p = ok.sources["db"].physical.as_ref().unwrap();
+        assert_eq!(p.schedule.as_str(), "0 3 * * *");
+        assert_eq!(p.block_size.map(BlockSizeKib::bytes), Some(64 * 1024));
+        assert_eq!(
+            ok.sources["dflt"].physical.as_ref().unwrap().block_size,
+            None
+        );
+        // Not on a kube source; a schedule is required; a block size that
+        // is no multiple of 8 KiB is located at its value; unknown keys too.
+        let e = parse_err(
+            "repository: {url: /r}\nsources:\n  k:\n    kind: kube\n    kube: {}\n    physical: {schedule: \"0 3 * * *\"}\n",
+        );
+        assert!(
+            e.to_string()
+                .contains("sources.k.physical: physical base backups are of PostgreSQL servers"),
+            "{e}"
+        );
+        for (text, line, needle) in [
+            ("    physical: {}\n", 6, "schedule"),
+            (
+                "    physical:\n      schedule: \"0 3 * * *\"\n      block_size: 12\n",
+                8,
+                "multiple of 8 from 8 to 4096, not 12",
+            ),
+            (
+                "    physical: {schedule: \"0 3 * * *\", block_size: 8192}\n",
+                6,
+                "not 8192",
+            ),
+            (
+                "    physical: {schedule: \"0 0 31 2 *\"}\n",
+                6,
+                "has no slot in the next",
+            ),
+            (
+                "    physical: {schedule: \"0 3 * * *\", every: 1h}\n",
+                6,
+                "every",
+            ),
+        ] {
+            let e = parse_err(&format!(
+                "repository: {{url: /r}}\nsources:\n  db:\n    kind: postgres\n    postgres: {{url: \"postgresql://u@h/d\"}}\n{text}"
+            ));
+            assert_eq!(location(&e).0, line, "{e}");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
-use super::{Daemon, Role, Settings, SourceState, SourceStatus, checks, lease, metrics};
+use super::{
+    Daemon, PhysicalPlan, Role, RunKind, Settings, SourceState, SourceStatus, checks, lease,
+    metrics,
+};
 use super::{regions, retention, runner, scheduler};
 use crate::config::{Config, Timezone};
 use crate::context::Ctx;
@@ -70,6 +73,15 @@ fn source_states(config: &Config) -> BTreeMap<String, Arc<SourceState>> {
             metrics::failure_reason_seen(name, reason);
         }
         metrics::source_started(name);
+        let physical = s.physical.as_ref().map(|p| PhysicalPlan {
+            schedule: p.schedule.clone(),
+            block_size: p
+                .block_size
+                .map_or(lifeboat_repo::physical::DEFAULT_BLOCK, |b| b.bytes()),
+        });
+        if physical.is_some() {
+            metrics::physical_started(name);
+        }
         sources.insert(
             name.clone(),
             Arc::new(SourceState {
@@ -80,7 +92,12 @@ fn source_states(config: &Config) -> BTreeMap<String, Arc<SourceState>> {
                 retention: s.retention.clone(),
                 rpo_objective,
                 run_lock: Arc::new(tokio::sync::Mutex::new(())),
-                status: Mutex::new(SourceStatus::default()),
+                status: Mutex::new(SourceStatus {
+                    physical: physical.as_ref().map(|_| Default::default()),
+                    ..Default::default()
+                }),
+                physical,
+                physical_lock: Arc::new(tokio::sync::Mutex::new(())),
             }),
         );
     }
@@ -148,6 +165,7 @@ impl Tasks {
         // within the grace period, finished or abandoned).
         for src in daemon.sources.values() {
             let _ = src.run_lock.lock().await;
+            let _ = src.physical_lock.lock().await;
         }
         self.lease_stop.send_replace(true);
         let _ = self.lease.await;
@@ -155,18 +173,30 @@ impl Tasks {
     }
 }
 
-/// One loop per scheduled source, and the check loop when `serve.check` is
-/// set.
+/// One loop per scheduled source and one per source with
+/// `physical.schedule`, and the check loop when `serve.check` is set.
 fn spawn_schedules(daemon: &Arc<Daemon>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut schedulers = Vec::new();
     for (name, src) in &daemon.sources {
+        if src.physical.is_some() {
+            schedulers.push(tokio::spawn(scheduler::run(
+                Arc::clone(daemon),
+                Arc::clone(src),
+                RunKind::Physical,
+            )));
+        }
         if src.schedule.is_none() {
-            tracing::info!(source = %name, "no schedule: backed up only through the API");
+            if src.physical.is_some() {
+                tracing::info!(source = %name, "no schedule: base backups on physical.schedule only (other backups through the API)");
+            } else {
+                tracing::info!(source = %name, "no schedule: backed up only through the API");
+            }
             continue;
         }
         schedulers.push(tokio::spawn(scheduler::run(
             Arc::clone(daemon),
             Arc::clone(src),
+            RunKind::Backup,
         )));
     }
     let check = daemon

@@ -51,6 +51,18 @@ pub const DRILL_RUNNING: &str = "lifeboat_drill_running";
 pub const RESTORE_DURATION: &str = "lifeboat_restore_duration_seconds";
 pub const RESTORE_LAST_SUCCESS: &str = "lifeboat_restore_last_success_timestamp_seconds";
 pub const RESTORES: &str = "lifeboat_restores_total";
+/// A source's physical base backups (`physical:`), registered for the
+/// sources that have one.
+pub const PHYSICAL_BACKUPS: &str = "lifeboat_physical_backups_total";
+pub const PHYSICAL_FAILURES: &str = "lifeboat_physical_backup_failures_total";
+pub const PHYSICAL_DURATION: &str = "lifeboat_physical_backup_duration_seconds";
+pub const PHYSICAL_LAST_SUCCESS: &str = "lifeboat_physical_backup_last_success_timestamp_seconds";
+pub const PHYSICAL_LAST_FAILURE: &str = "lifeboat_physical_backup_last_failure_timestamp_seconds";
+pub const PHYSICAL_BYTES_READ: &str = "lifeboat_physical_backup_bytes_read_total";
+pub const PHYSICAL_BYTES_STORED: &str = "lifeboat_physical_backup_bytes_stored_total";
+pub const PHYSICAL_RUNNING: &str = "lifeboat_physical_backup_running";
+pub const PHYSICAL_OVERLAPS: &str = "lifeboat_physical_schedule_overlaps_total";
+pub const PHYSICAL_NEXT_RUN: &str = "lifeboat_physical_schedule_next_run_timestamp_seconds";
 pub const CHECK_LAST_SUCCESS: &str = "lifeboat_check_last_success_timestamp_seconds";
 pub const CHECK_PROBLEMS: &str = "lifeboat_check_problems";
 
@@ -61,6 +73,13 @@ pub fn install() -> Result<PrometheusHandle> {
             Matcher::Full(BACKUP_DURATION.into()),
             &[
                 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+            ],
+        )
+        .map_err(failed("configuring the metrics recorder"))?
+        .set_buckets_for_metric(
+            Matcher::Full(PHYSICAL_DURATION.into()),
+            &[
+                1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
             ],
         )
         .map_err(failed("configuring the metrics recorder"))?
@@ -198,6 +217,52 @@ fn describe() {
         CHECK_PROBLEMS,
         "Problems found by the last repository check this daemon ran"
     );
+    describe_counter!(
+        PHYSICAL_BACKUPS,
+        "Physical base backups the daemon took that committed a snapshot"
+    );
+    describe_counter!(
+        PHYSICAL_FAILURES,
+        "Physical base backups that failed, by reason"
+    );
+    describe_histogram!(
+        PHYSICAL_DURATION,
+        Unit::Seconds,
+        "Duration of physical base backups that committed a snapshot"
+    );
+    describe_gauge!(
+        PHYSICAL_LAST_SUCCESS,
+        Unit::Seconds,
+        "Time of the source's newest physical base backup (Unix seconds)"
+    );
+    describe_gauge!(
+        PHYSICAL_LAST_FAILURE,
+        Unit::Seconds,
+        "Time of the source's last failed physical base backup (Unix seconds)"
+    );
+    describe_counter!(
+        PHYSICAL_BYTES_READ,
+        Unit::Bytes,
+        "Bytes of data-directory files read by physical base backups"
+    );
+    describe_counter!(
+        PHYSICAL_BYTES_STORED,
+        Unit::Bytes,
+        "Bytes written to the repository by physical base backups"
+    );
+    describe_gauge!(
+        PHYSICAL_RUNNING,
+        "1 while a physical base backup of the source runs"
+    );
+    describe_counter!(
+        PHYSICAL_OVERLAPS,
+        "Physical backup slots skipped because the previous base backup was still running"
+    );
+    describe_gauge!(
+        PHYSICAL_NEXT_RUN,
+        Unit::Seconds,
+        "Next scheduled physical base backup of the source (Unix seconds)"
+    );
     describe_gauge!(
         LEASE_ACTIVE,
         "1 when this daemon holds the repository's lease and runs the schedules, 0 as a standby"
@@ -231,6 +296,25 @@ pub fn source_started(name: &str) {
     running(name, false);
     drill_running(name, false);
     snapshots(name, 0);
+}
+
+/// The physical families of source `name` (one with `physical:`) that
+/// exist from start, as [`source_started`] does for its backups.
+pub fn physical_started(name: &str) {
+    let s = || name.to_string();
+    for c in [
+        PHYSICAL_BACKUPS,
+        PHYSICAL_BYTES_READ,
+        PHYSICAL_BYTES_STORED,
+        PHYSICAL_OVERLAPS,
+    ] {
+        counter!(c, "source" => s()).absolute(0);
+    }
+    for reason in super::runner::REASONS {
+        counter!(PHYSICAL_FAILURES, "source" => s(), "reason" => *reason).absolute(0);
+    }
+    let _ = histogram!(PHYSICAL_DURATION, "source" => s());
+    gauge!(PHYSICAL_RUNNING, "source" => s()).set(0.0);
 }
 
 /// The scrape payload, families sorted by name and each family's series by
@@ -323,6 +407,81 @@ pub fn backup_succeeded(
     counter!(BYTES_READ, "source" => s.clone()).increment(bytes_read);
     counter!(BYTES_STORED, "source" => s.clone()).increment(bytes_stored);
     last_success(source, Some(time));
+}
+
+/// A run of `kind` that committed a snapshot: the backups' families or
+/// the physical ones; either is the source's newest snapshot.
+pub fn run_succeeded(
+    kind: super::RunKind,
+    source: &str,
+    time: chrono::DateTime<chrono::Utc>,
+    duration: f64,
+    bytes_read: u64,
+    bytes_stored: u64,
+) {
+    match kind {
+        super::RunKind::Backup => {
+            backup_succeeded(source, time, duration, bytes_read, bytes_stored)
+        }
+        super::RunKind::Physical => {
+            let s = source.to_string();
+            counter!(PHYSICAL_BACKUPS, "source" => s.clone()).increment(1);
+            histogram!(PHYSICAL_DURATION, "source" => s.clone()).record(duration);
+            counter!(PHYSICAL_BYTES_READ, "source" => s.clone()).increment(bytes_read);
+            counter!(PHYSICAL_BYTES_STORED, "source" => s.clone()).increment(bytes_stored);
+            physical_last_success(source, Some(time));
+            last_success(source, Some(time));
+        }
+    }
+}
+
+/// A run of `kind` that failed (reason labels as [`backup_failed`]).
+pub fn run_failed(
+    kind: super::RunKind,
+    source: &str,
+    reason: &str,
+    time: chrono::DateTime<chrono::Utc>,
+) {
+    match kind {
+        super::RunKind::Backup => backup_failed(source, reason, time),
+        super::RunKind::Physical => {
+            counter!(PHYSICAL_FAILURES, "source" => source.to_string(), "reason" => reason.to_string())
+                .increment(1);
+            gauge!(PHYSICAL_LAST_FAILURE, "source" => source.to_string()).set(unix(time));
+        }
+    }
+}
+
+pub fn physical_last_success(source: &str, time: Option<chrono::DateTime<chrono::Utc>>) {
+    if let Some(t) = time {
+        gauge!(PHYSICAL_LAST_SUCCESS, "source" => source.to_string()).set(unix(t));
+    }
+}
+
+pub fn run_running(kind: super::RunKind, source: &str, on: bool) {
+    match kind {
+        super::RunKind::Backup => running(source, on),
+        super::RunKind::Physical => {
+            gauge!(PHYSICAL_RUNNING, "source" => source.to_string()).set(if on { 1.0 } else { 0.0 })
+        }
+    }
+}
+
+pub fn run_overlap(kind: super::RunKind, source: &str, skipped: u64) {
+    match kind {
+        super::RunKind::Backup => overlap(source, skipped),
+        super::RunKind::Physical => {
+            counter!(PHYSICAL_OVERLAPS, "source" => source.to_string()).increment(skipped)
+        }
+    }
+}
+
+pub fn run_next(kind: super::RunKind, source: &str, at: Option<chrono::DateTime<chrono::Utc>>) {
+    match kind {
+        super::RunKind::Backup => next_run(source, at),
+        super::RunKind::Physical => gauge!(PHYSICAL_NEXT_RUN, "source" => source.to_string())
+            .set(at.map(unix).unwrap_or(0.0)),
+    }
 }
 
 pub fn backup_failed(source: &str, reason: &str, time: chrono::DateTime<chrono::Utc>) {

@@ -10,9 +10,10 @@
 //! | `mod.rs` | [`Daemon`]: the shared state, starting runs, reading the repository |
 //! | `lifecycle.rs` | building the daemon, start-up, its tasks and the SIGTERM sequence |
 //! | `runner.rs` | one backup of a source, in-process, with its retention and the grace period |
+//! | `physical.rs` | one physical base backup of a source (`physical:`), as `backup physical` takes it |
 //! | `retention.rs` | forget per source after each backup; prune batched |
 //! | `state.rs` | the role, what started a run, a source's state and status, why a run was not started |
-//! | `scheduler.rs` | cron slots per source (time zone, missed slots, overlaps); `SlotClock` |
+//! | `scheduler.rs` | cron slots per source and kind of run (time zone, missed slots, overlaps); `SlotClock` |
 //! | `checks.rs` | scheduled repository checks, recorded for readiness |
 //! | `lease.rs` | one active daemon per repository |
 //! | `metrics.rs` | metric names and recording |
@@ -24,6 +25,7 @@ pub mod drills;
 pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
+mod physical;
 pub mod regions;
 pub mod retention;
 pub mod runner;
@@ -36,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lifeboat_repo::Repository;
 use tokio::sync::watch;
 
@@ -45,7 +47,10 @@ use crate::context::Ctx;
 use crate::error::Result;
 
 pub use lifecycle::{Tasks, build, start, wait_for_termination};
-pub use state::{LastFailure, LastSuccess, Role, SourceState, SourceStatus, StartError, Trigger};
+pub use state::{
+    LastFailure, LastSuccess, PhysicalPlan, Role, RunKind, RunStatus, SourceState, SourceStatus,
+    StartError, Trigger,
+};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -97,6 +102,18 @@ impl Daemon {
         name: &str,
         trigger: Trigger,
     ) -> Result<tokio::task::JoinHandle<runner::Outcome>, StartError> {
+        self.start_run_of(name, RunKind::Backup, trigger)
+    }
+
+    /// [`Self::start_run`] for either kind of run: a physical one holds the
+    /// source's physical lock (a logical backup of it may run meanwhile)
+    /// and is refused for a source that is not PostgreSQL.
+    pub fn start_run_of(
+        self: &Arc<Self>,
+        name: &str,
+        kind: RunKind,
+        trigger: Trigger,
+    ) -> Result<tokio::task::JoinHandle<runner::Outcome>, StartError> {
         if self.shutting_down() {
             return Err(StartError::ShuttingDown);
         }
@@ -111,18 +128,22 @@ impl Daemon {
             .source(name)
             .ok_or_else(|| StartError::Unknown(name.to_string()))?
             .clone();
-        let guard = Arc::clone(&src.run_lock)
+        if kind == RunKind::Physical && src.kind != crate::config::SourceKind::Postgres {
+            return Err(StartError::NotPostgres(name.to_string()));
+        }
+        let guard = Arc::clone(src.lock_of(kind))
             .try_lock_owned()
-            .map_err(|_| StartError::Busy(name.to_string()))?;
+            .map_err(|_| StartError::Busy(name.to_string(), kind.noun()))?;
         let daemon = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let outcome = runner::run(&daemon, &src, trigger).await;
+            let outcome = runner::run(&daemon, &src, kind, trigger).await;
             drop(guard);
             outcome
         }))
     }
 
-    /// Reads every snapshot once: newest per source, counts, repository size.
+    /// Reads every snapshot once: newest per source and kind of run, counts,
+    /// repository size.
     pub async fn refresh_from_repository(&self) -> Result<()> {
         let snaps = self.repo.snapshots().await?;
         for (name, src) in &self.sources {
@@ -130,27 +151,52 @@ impl Daemon {
                 .iter()
                 .filter(|s| &s.snapshot.source == name)
                 .collect();
-            // The last success is the newest full snapshot: a partial one
-            // (`backup postgres --table`) is no backup of the source.
-            let newest = mine
-                .iter()
-                .rev()
-                .find(|s| s.snapshot.scope().is_full())
-                .map(|s| (s.id.clone(), s.snapshot.time));
+            let physical = |s: &&&lifeboat_repo::snapshot::SnapshotRef| {
+                s.snapshot.kind == lifeboat_repo::physical::KIND
+            };
+            // The last success of each kind is its newest full snapshot: a
+            // partial one (`backup postgres --table`) is no backup of the
+            // source, and a base backup is not the last of the source's
+            // logical backups (nor the other way round).
+            let newest = |of_kind: bool| {
+                mine.iter()
+                    .rev()
+                    .find(|s| s.snapshot.scope().is_full() && physical(s) == of_kind)
+                    .map(|s| (s.id.clone(), s.snapshot.time))
+            };
+            let (newest_logical, newest_physical) = (newest(false), newest(true));
+            let physical_count = mine.iter().filter(physical).count();
             metrics::snapshots(name, mine.len());
-            src.update(|st| {
-                st.snapshots = mine.len();
-                if let Some((id, time)) = &newest
-                    && st.last_success.as_ref().is_none_or(|l| l.time < *time)
+            let seen = |l: &mut Option<LastSuccess>, newest: &Option<(String, DateTime<Utc>)>| {
+                if let Some((id, time)) = newest
+                    && l.as_ref().is_none_or(|l| l.time < *time)
                 {
-                    st.last_success = Some(LastSuccess {
+                    *l = Some(LastSuccess {
                         snapshot: id.clone(),
                         time: *time,
                         duration_seconds: None,
                     });
                 }
+            };
+            src.update(|st| {
+                st.snapshots = mine.len() - physical_count;
+                seen(&mut st.last_success, &newest_logical);
             });
-            metrics::last_success(name, newest.map(|n| n.1));
+            if src.physical.is_some() || physical_count > 0 {
+                src.update_run(RunKind::Physical, |p| {
+                    *p.snapshots = physical_count;
+                    seen(&mut *p.last_success, &newest_physical);
+                });
+                metrics::physical_last_success(name, newest_physical.as_ref().map(|n| n.1));
+            }
+            // The source's newest snapshot of either kind: what a disaster
+            // now would go back to.
+            let newest_any = [&newest_logical, &newest_physical]
+                .into_iter()
+                .flatten()
+                .map(|n| n.1)
+                .max();
+            metrics::last_success(name, newest_any);
         }
         retention::measure_repository(&self.repo).await;
         Ok(())
@@ -175,8 +221,8 @@ impl Daemon {
     pub fn update_clock_gauges(&self) {
         let now = Utc::now();
         for (name, src) in &self.sources {
-            if let Some(l) = src.status().last_success {
-                metrics::rpo(name, (now - l.time).num_milliseconds() as f64 / 1000.0);
+            if let Some(t) = src.newest_backup() {
+                metrics::rpo(name, (now - t).num_milliseconds() as f64 / 1000.0);
             }
         }
     }

@@ -1,16 +1,17 @@
 //! Retention in the daemon: a source's policy is applied (forget) after each
-//! of its successful backups; prune, which reads every index and rewrites
-//! nothing but deletes packs, runs at most once per `serve.prune_interval`
-//! and only when something was forgotten since the last one.
+//! of its successful backups, logical or physical; prune, which reads every
+//! index and rewrites nothing but deletes packs (and the WAL no kept base
+//! backup needs), runs at most once per `serve.prune_interval` and only
+//! when something was forgotten since the last one.
 
 use std::time::Instant;
 
 use chrono::Utc;
 use lifeboat_repo::Repository;
 use lifeboat_repo::format::DATA_PREFIX;
-use lifeboat_repo::retention::RetentionPolicy;
+use lifeboat_repo::retention::{PHYSICAL_GROUP, RetentionPolicy};
 
-use super::{Daemon, SourceState, metrics};
+use super::{Daemon, RunKind, SourceState, metrics};
 use crate::error::Result;
 use crate::repo::forget::ForgetRequest;
 
@@ -21,26 +22,43 @@ pub struct PruneState {
     pending: bool,
 }
 
+/// What one source's forget left.
+pub struct Forgot {
+    pub ids: Vec<String>,
+    /// Snapshots of the source kept, of every kind.
+    pub kept: usize,
+    /// Of those, physical base backups.
+    pub kept_physical: usize,
+}
+
 /// Applies `policy` to `source`'s snapshots, each scope on its own (a
-/// partial snapshot never uses up the full ones' counts): the forget flow of
-/// `lifeboat forget` ([`crate::repo::forget`]). Returns (forgotten
-/// ids, kept count).
-pub async fn forget(
-    repo: &Repository,
-    source: &str,
-    policy: &RetentionPolicy,
-) -> Result<(Vec<String>, usize)> {
+/// partial snapshot never uses up the full ones' counts) and its base
+/// backups on their own: the forget flow of `lifeboat forget`
+/// ([`crate::repo::forget`]).
+pub async fn forget(repo: &Repository, source: &str, policy: &RetentionPolicy) -> Result<Forgot> {
     let req = ForgetRequest {
         source: Some(source.to_string()),
         policy: Some(policy.clone()),
         ..Default::default()
     };
     let done = crate::repo::forget::forget(repo, &req, Utc::now()).await?;
-    Ok((done.forgotten_ids(), done.kept()))
+    Ok(Forgot {
+        ids: done.forgotten_ids(),
+        kept: done.kept(),
+        kept_physical: done
+            .groups
+            .iter()
+            .filter(|g| g.scope == PHYSICAL_GROUP)
+            .map(|g| g.keep.len())
+            .sum(),
+    })
 }
 
-/// The retention step after a successful backup of `src`.
-pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
+/// The retention step after a successful run of `kind` of `src`: the
+/// source's policy over all its snapshots (each group on its own, so it is
+/// the same whichever kind ran), then prune when due, which also deletes
+/// the WAL no kept base backup needs.
+pub async fn after_backup(d: &Daemon, src: &SourceState, kind: RunKind) -> Result<()> {
     // Append-only: the backup credentials cannot forget or prune; the
     // administrator does (docs/append-only.md).
     let retention = src.retention.as_ref().filter(|_| !d.repo.append_only());
@@ -51,9 +69,22 @@ pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
         );
     }
     if let Some(policy) = retention {
-        let (gone, kept) = forget(&d.repo, &src.name, policy).await?;
+        // One forget at a time (under the prune state's lock): a source's
+        // backup and its base backup ending together plan the same groups,
+        // and must not both delete the same snapshot.
+        let mut prune = d.prune.lock().await;
+        let Forgot {
+            ids: gone,
+            kept,
+            kept_physical,
+        } = forget(&d.repo, &src.name, policy).await?;
         metrics::snapshots(&src.name, kept);
-        src.update(|s| s.snapshots = kept);
+        src.update(|s| {
+            s.snapshots = kept - kept_physical;
+            if let Some(p) = s.physical.as_mut() {
+                p.snapshots = kept_physical;
+            }
+        });
         if !gone.is_empty() {
             metrics::forgotten(&src.name, gone.len());
             tracing::info!(
@@ -63,11 +94,12 @@ pub async fn after_backup(d: &Daemon, src: &SourceState) -> Result<()> {
                 policy = %policy,
                 "retention applied"
             );
-            d.prune.lock().await.pending = true;
+            prune.pending = true;
         }
     } else {
-        src.update(|s| s.snapshots += 1);
-        let n = src.status().snapshots;
+        src.update_run(kind, |r| *r.snapshots += 1);
+        let s = src.status();
+        let n = s.snapshots + s.physical.map_or(0, |p| p.snapshots);
         metrics::snapshots(&src.name, n);
     }
     maybe_prune(d).await;

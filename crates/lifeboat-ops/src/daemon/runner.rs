@@ -1,5 +1,6 @@
 //! One run of a source: its backup, in-process through the same code as
-//! `lifeboat backup …`, then its retention. On SIGTERM a running backup may
+//! `lifeboat backup …` (a physical run: `backup physical`,
+//! [`super::physical`]), then its retention. On SIGTERM a running backup may
 //! finish within the grace period; after that it is abandoned: the backup
 //! future is dropped before its snapshot is written (pg_dump is killed, the
 //! session's packs are left for prune), so no partial snapshot can exist,
@@ -13,7 +14,7 @@ use lifeboat_postgres::conn::ConnError;
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
-use super::{Daemon, LastFailure, LastSuccess, SourceState, Trigger, metrics, retention};
+use super::{Daemon, LastFailure, LastSuccess, RunKind, SourceState, Trigger, metrics, retention};
 use crate::config::SourceKind;
 use crate::error::{Error, Kind, Result};
 use crate::failure;
@@ -54,12 +55,12 @@ pub enum Outcome {
 }
 
 /// A failure with its metric label.
-struct RunError {
-    reason: &'static str,
-    error: Error,
+pub(super) struct RunError {
+    pub(super) reason: &'static str,
+    pub(super) error: Error,
 }
 
-fn reason_for_conn(e: &ConnError) -> &'static str {
+pub(super) fn reason_for_conn(e: &ConnError) -> &'static str {
     match e {
         ConnError::Unreachable { .. } => "unreachable",
         ConnError::AuthFailed { .. } => "auth",
@@ -72,7 +73,7 @@ fn reason_for_conn(e: &ConnError) -> &'static str {
 }
 
 /// The failure reason of a flow's error, by its kind.
-fn reason_for_kind(kind: Kind) -> &'static str {
+pub(super) fn reason_for_kind(kind: Kind) -> &'static str {
     match kind {
         Kind::Usage => "config",
         Kind::Auth => "auth",
@@ -85,7 +86,7 @@ fn reason_for_kind(kind: Kind) -> &'static str {
 }
 
 /// The failure reason of the repository's own failure, by its kind.
-fn repository_reason(kind: Kind) -> &'static str {
+pub(super) fn repository_reason(kind: Kind) -> &'static str {
     match kind {
         Kind::Storage => "storage",
         Kind::Locked => "locked",
@@ -93,24 +94,26 @@ fn repository_reason(kind: Kind) -> &'static str {
     }
 }
 
-/// Backs up `src` (its lock is held by the caller) and records the outcome.
-pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
+/// Backs up `src` (the lock of `kind` is held by the caller) and records
+/// the outcome in the status and metrics of `kind`.
+pub async fn run(d: &Daemon, src: &SourceState, kind: RunKind, trigger: Trigger) -> Outcome {
     let started_at = Utc::now();
     let started = Instant::now();
-    src.update(|s| s.running_since = Some(started_at));
-    metrics::running(&src.name, true);
-    tracing::info!(source = %src.name, trigger = trigger.as_str(), "backup started");
+    src.update_run(kind, |s| *s.running_since = Some(started_at));
+    metrics::run_running(kind, &src.name, true);
+    tracing::info!(source = %src.name, trigger = trigger.as_str(), "{} started", kind.noun());
     let mut shutdown = d.shutdown.subscribe();
-    // Boxed so that abandoning it drops it (pg_dump killed, session gone)
-    // before this process's locks are removed.
-    let mut work = Box::pin(backup(d, src, trigger));
+    // Boxed so that abandoning it drops it (pg_dump or pg_basebackup
+    // killed, session gone) before this process's locks are removed.
+    let mut work = Box::pin(backup(d, src, kind, trigger));
     let result = tokio::select! {
         r = &mut work => Some(r),
         _ = super::stopped(&mut shutdown) => {
             tracing::info!(
                 source = %src.name,
                 grace_seconds = d.settings.grace.as_secs(),
-                "SIGTERM during a backup: letting it finish within the grace period"
+                "SIGTERM during a {}: letting it finish within the grace period",
+                kind.noun()
             );
             tokio::time::timeout(d.settings.grace, &mut work).await.ok()
         }
@@ -126,7 +129,8 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
             tracing::warn!(
                 source = %src.name,
                 duration_seconds = duration,
-                "backup abandoned at the end of the grace period: no snapshot was written; prune removes its data"
+                "{} abandoned at the end of the grace period: no snapshot was written; prune removes its data",
+                kind.noun()
             );
             Outcome::Abandoned
         }
@@ -134,9 +138,9 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
         Some(Err(e)) => {
             let message = e.error.to_string();
             let now = Utc::now();
-            metrics::backup_failed(&src.name, e.reason, now);
-            src.update(|s| {
-                s.last_failure = Some(LastFailure {
+            metrics::run_failed(kind, &src.name, e.reason, now);
+            src.update_run(kind, |s| {
+                *s.last_failure = Some(LastFailure {
                     time: now,
                     reason: e.reason.to_string(),
                     message: message.clone(),
@@ -147,7 +151,8 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
                 reason = e.reason,
                 duration_seconds = duration,
                 error = %message,
-                "backup failed"
+                "{} failed",
+                kind.noun()
             );
             Outcome::Failed {
                 reason: e.reason.to_string(),
@@ -155,13 +160,18 @@ pub async fn run(d: &Daemon, src: &SourceState, trigger: Trigger) -> Outcome {
             }
         }
     };
-    src.update(|s| s.running_since = None);
-    metrics::running(&src.name, false);
+    src.update_run(kind, |s| *s.running_since = None);
+    metrics::run_running(kind, &src.name, false);
     outcome
 }
 
 /// The backup and its retention; no shutdown handling here.
-async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outcome, RunError> {
+async fn backup(
+    d: &Daemon,
+    src: &SourceState,
+    kind: RunKind,
+    trigger: Trigger,
+) -> Result<Outcome, RunError> {
     // The repository must still be the one opened at start-up: a directory
     // moved away must fail the run, not receive a snapshot without marker,
     // keys or config.
@@ -171,21 +181,23 @@ async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outco
             .context("the repository is not where the daemon opened it; no backup was made"),
     })?;
     let tags = vec![format!("lifeboat-serve:{}", trigger.as_str())];
-    let snap = match src.kind {
-        SourceKind::Postgres => backup_postgres(d, &src.name, tags).await?,
-        SourceKind::Kube => backup_kube(d, &src.name, tags).await?,
-        SourceKind::Stream => backup_stream(d, &src.name, tags).await?,
+    let snap = match (kind, src.kind) {
+        (RunKind::Physical, _) => super::physical::backup(d, src, tags).await?,
+        (RunKind::Backup, SourceKind::Postgres) => backup_postgres(d, &src.name, tags).await?,
+        (RunKind::Backup, SourceKind::Kube) => backup_kube(d, &src.name, tags).await?,
+        (RunKind::Backup, SourceKind::Stream) => backup_stream(d, &src.name, tags).await?,
     };
     let s = &snap.snapshot.stats;
-    metrics::backup_succeeded(
+    metrics::run_succeeded(
+        kind,
         &src.name,
         snap.snapshot.time,
         s.duration_seconds,
         s.bytes_read,
         s.bytes_stored,
     );
-    src.update(|st| {
-        st.last_success = Some(LastSuccess {
+    src.update_run(kind, |st| {
+        *st.last_success = Some(LastSuccess {
             snapshot: snap.id.clone(),
             time: snap.snapshot.time,
             duration_seconds: Some(s.duration_seconds),
@@ -198,14 +210,15 @@ async fn backup(d: &Daemon, src: &SourceState, trigger: Trigger) -> Result<Outco
         bytes_read = s.bytes_read,
         bytes_stored = s.bytes_stored,
         trigger = trigger.as_str(),
-        "backup succeeded"
+        "{} succeeded",
+        kind.noun()
     );
-    if let Err(e) = retention::after_backup(d, src).await {
+    if let Err(e) = retention::after_backup(d, src, kind).await {
         let now = Utc::now();
-        metrics::backup_failed(&src.name, "retention", now);
-        tracing::error!(source = %src.name, error = %e, "retention failed after a successful backup; snapshots pile up until it works");
-        src.update(|st| {
-            st.last_failure = Some(LastFailure {
+        metrics::run_failed(kind, &src.name, "retention", now);
+        tracing::error!(source = %src.name, error = %e, "retention failed after a successful {}; snapshots pile up until it works", kind.noun());
+        src.update_run(kind, |st| {
+            *st.last_failure = Some(LastFailure {
                 time: now,
                 reason: "retention".into(),
                 message: e.to_string(),

@@ -1,6 +1,9 @@
-//! Cron slots per source, in the source's time zone.
+//! Cron slots per source, in the source's time zone: one loop for its
+//! backups (`schedule`) and one for its physical base backups
+//! (`physical.schedule`), each with its own lock, so the two kinds never
+//! hold each other up.
 //!
-//! Policy (docs/daemon.md):
+//! Policy (docs/daemon.md), for each kind on its own:
 //! - never two runs of one source: a run holds the source's lock; a slot
 //!   that comes while the source's backup still runs is skipped and counted
 //!   (`lifeboat_schedule_overlaps_total`), never queued or doubled;
@@ -26,7 +29,7 @@ use croner::Cron;
 
 use tokio::sync::watch;
 
-use super::{Daemon, Role, SourceState, StartError, Trigger, metrics};
+use super::{Daemon, Role, RunKind, SourceState, StartError, Trigger, metrics};
 use crate::config::Timezone;
 
 /// The first slot strictly after `t`.
@@ -160,41 +163,44 @@ impl SlotClock {
     }
 }
 
-/// The scheduling loop of one source; ends at shutdown.
-pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
-    let Some(schedule) = src.schedule.clone() else {
+/// The scheduling loop of one source's runs of `kind` (its backups on
+/// `schedule`, or its base backups on `physical.schedule`); ends at
+/// shutdown. Missed slots are judged from the newest snapshot of that kind.
+pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>, kind: RunKind) {
+    let Some(schedule) = src.schedule_of(kind).cloned() else {
         return;
     };
     let cron = schedule.cron().clone();
     let name = src.name.clone();
     let mut clock = SlotClock::new(&d);
-    while clock.until_active(|| set_next(&src, None)).await {
+    while clock.until_active(|| set_next(&src, kind, None)).await {
         // Another daemon may have backed up since this one last looked.
         if let Err(e) = d.refresh_from_repository().await {
             tracing::warn!(source = %name, error = %format!("{e:#}"), "cannot read the snapshots; judging missed slots from what this daemon saw");
         }
         let now = Utc::now();
-        let last = src.status().last_success.map(|l| l.time);
+        let last = src.run_status(kind).last_success.map(|l| l.time);
         let mut last_slot = now;
         if let Some(slot) = missed(&cron, src.tz, last, now) {
             tracing::info!(
                 source = %name,
+                run = kind.noun(),
                 slot = %slot,
                 newest_snapshot = %last.map_or_else(|| "none".to_string(), |t| t.to_rfc3339()),
                 "a scheduled slot passed without a backup (no daemon was active): backing up once now"
             );
-            run_once(&d, &src, &cron, Trigger::MissedSlot, slot).await;
+            run_once(&d, &src, kind, &cron, Trigger::MissedSlot, slot).await;
             last_slot = slot.max(now);
         }
         loop {
             let from = Utc::now().max(last_slot);
             let Some(next) = next_after(&cron, src.tz, from) else {
-                tracing::warn!(source = %name, schedule = %schedule, "the schedule has no future slot");
-                set_next(&src, None);
+                tracing::warn!(source = %name, run = kind.noun(), schedule = %schedule, "the schedule has no future slot");
+                set_next(&src, kind, None);
                 clock.stopped().await;
                 return;
             };
-            set_next(&src, Some(next));
+            set_next(&src, kind, Some(next));
             match clock.sleep_until(next).await {
                 Wake::Stop => return,
                 Wake::Standby => break,
@@ -202,47 +208,50 @@ pub async fn run(d: Arc<Daemon>, src: Arc<SourceState>) {
             }
             // The timer may fire a little early: never run a slot twice.
             last_slot = next;
-            run_once(&d, &src, &cron, Trigger::Schedule, next).await;
+            run_once(&d, &src, kind, &cron, Trigger::Schedule, next).await;
         }
     }
 }
 
-fn set_next(src: &SourceState, next: Option<DateTime<Utc>>) {
-    metrics::next_run(&src.name, next);
-    src.update(|s| s.next_run = next);
+fn set_next(src: &SourceState, kind: RunKind, next: Option<DateTime<Utc>>) {
+    metrics::run_next(kind, &src.name, next);
+    src.update_run(kind, |r| *r.next_run = next);
 }
 
 async fn run_once(
     d: &Arc<Daemon>,
     src: &SourceState,
+    kind: RunKind,
     cron: &Cron,
     trigger: Trigger,
     slot: DateTime<Utc>,
 ) {
-    match d.start_run(&src.name, trigger) {
+    match d.start_run_of(&src.name, kind, trigger) {
         Ok(h) => {
             let _ = h.await;
             let skipped = slots_between(cron, src.tz, slot, Utc::now(), 1_000_000);
             if skipped > 0 {
                 tracing::warn!(
                     source = %src.name,
+                    run = kind.noun(),
                     skipped,
                     "the backup ran past its next scheduled slot(s); they were skipped, not queued"
                 );
-                metrics::overlap(&src.name, skipped);
-                src.update(|s| s.overlaps += skipped);
+                metrics::run_overlap(kind, &src.name, skipped);
+                src.update_run(kind, |r| *r.overlaps += skipped);
             }
         }
-        Err(StartError::Busy(_)) => {
+        Err(StartError::Busy(..)) => {
             tracing::warn!(
                 source = %src.name,
+                run = kind.noun(),
                 slot = %slot,
                 "a backup of this source is still running (started through the API); this slot is skipped, not queued"
             );
-            metrics::overlap(&src.name, 1);
-            src.update(|s| s.overlaps += 1);
+            metrics::run_overlap(kind, &src.name, 1);
+            src.update_run(kind, |r| *r.overlaps += 1);
         }
-        Err(e) => tracing::info!(source = %src.name, "slot not run: {e}"),
+        Err(e) => tracing::info!(source = %src.name, run = kind.noun(), "slot not run: {e}"),
     }
 }
 

@@ -28,7 +28,8 @@ use crate::postgres::{BackupFrom, conn_err, dump_err, tools_err};
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
     pub from: BackupFrom,
-    /// Block size in bytes (a multiple of 8 KiB); `None`: [`DEFAULT_BLOCK`].
+    /// Block size in bytes (a multiple of 8 KiB); `None`: the source's
+    /// `physical.block_size`, else [`DEFAULT_BLOCK`].
     pub block_size: Option<u32>,
     pub tags: Vec<String>,
 }
@@ -101,7 +102,21 @@ pub async fn backup(ctx: &Ctx, req: BackupRequest) -> Result<BackupOutcome> {
         BackupFrom::Source(name) => configured_source(ctx, name).await?,
         BackupFrom::Url(url) => url_source(url)?,
     };
-    let block = req.block_size.unwrap_or(DEFAULT_BLOCK);
+    // --block-size, else the source's `physical.block_size` (what the
+    // daemon's base backups of it use), else the default.
+    let block = req
+        .block_size
+        .or_else(|| match &req.from {
+            BackupFrom::Source(name) => ctx
+                .config
+                .as_ref()
+                .and_then(|c| c.sources.get(name))
+                .and_then(|s| s.physical.as_ref())
+                .and_then(|p| p.block_size)
+                .map(|b| b.bytes()),
+            BackupFrom::Url(_) => None,
+        })
+        .unwrap_or(DEFAULT_BLOCK);
     let chunker = block_chunker(block)?;
     let repo = ctx.open().await?.with_chunker(chunker);
     backup_source(&repo, &source, block, req.tags, ctx.reporter()).await

@@ -5,9 +5,9 @@
 //! check the archive past it (for `--to-latest`, a gap is an error before
 //! anything is written); find the server binaries of the backup's major
 //! version (missing: exit 2, also before anything is written); write the
-//! files (modes kept, every blob verified,
-//! [`DirWriter`]); add the recovery settings to `postgresql.auto.conf` and
-//! `recovery.signal`; run the backup's major version of `postgres` on a
+//! files (modes kept, every blob verified, [`DirWriter`]; a standby's
+//! `standby.signal` removed); add the recovery settings to
+//! `postgresql.auto.conf` and `recovery.signal`; run the backup's major version of `postgres` on a
 //! private socket until it has recovered and promoted (bounded, progress
 //! every 10 s); verify from the server's log and its replay position that
 //! the target itself was reached; run the source's verification queries;
@@ -319,6 +319,13 @@ pub async fn write(
     let started = Instant::now();
     let (files, bytes) = write_files(repo, &p.snap, pgdata, reporter).await?;
     let seconds = started.elapsed().as_secs_f64();
+    if drop_standby_signal(pgdata)? {
+        reporter.note(
+            "the base backup was taken on a standby: its standby.signal was removed (the \
+             restored server recovers to the target and promotes; it must not wait as a \
+             standby of the live primary)",
+        );
+    }
     let (argv, env) = restore_command(ctx)?;
     let original_conf = std::fs::read(pgdata.join("postgresql.auto.conf")).ok();
     write_settings(pgdata, target, inclusive, &argv)?;
@@ -515,6 +522,20 @@ async fn write_files(
         .finish()
         .map_err(|e| fail(INTEGRITY, format!("writing {}: {e}", pgdata.display())))?;
     Ok((list.entries.len() as u64, bytes))
+}
+
+/// Removes `standby.signal`, which a base backup taken on a standby holds
+/// (`pg_basebackup` copies it): with it beside `recovery.signal` the server
+/// would start in standby mode, which takes precedence, never promote,
+/// and stream from the primary its `primary_conninfo` names. True when
+/// there was one.
+fn drop_standby_signal(pgdata: &Path) -> Result<bool> {
+    let signal = pgdata.join("standby.signal");
+    match std::fs::remove_file(&signal) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(fail(FAILURE, format!("removing {}: {e}", signal.display()))),
+    }
 }
 
 /// `recovery.signal` and the recovery settings.

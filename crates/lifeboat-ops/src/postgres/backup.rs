@@ -198,7 +198,7 @@ pub async fn backup_database(
         .commit_scoped(
             SnapshotMeta {
                 source: source.name.clone(),
-                kind: "postgres".into(),
+                kind: super::source::POSTGRES_KIND.into(),
                 tags,
                 facts: serde_json::to_value(&facts).map_err(Error::from)?,
             },

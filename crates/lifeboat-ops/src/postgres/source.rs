@@ -106,10 +106,13 @@ pub fn url_source(url: &str) -> Result<PgSource> {
     })
 }
 
+/// The snapshot kind of a logical PostgreSQL backup (`backup postgres`).
+pub const POSTGRES_KIND: &str = "postgres";
+
 /// The facts of a PostgreSQL snapshot; any other kind is a usage error.
 pub fn postgres_facts(snap: &SnapshotRef) -> Result<Facts> {
     let kind = snap.snapshot.kind.as_str();
-    if kind != "postgres" {
+    if kind != POSTGRES_KIND {
         return Err(usage(format!(
             "snapshot {} is a {kind} snapshot (source {}), not a PostgreSQL one; nothing was \
              changed. Restore it with `lifeboat restore {kind} {}`, or pick a PostgreSQL snapshot \

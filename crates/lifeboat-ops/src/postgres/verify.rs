@@ -5,7 +5,7 @@ use lifeboat_postgres::facts::{self, FactDiff, Facts};
 use lifeboat_repo::snapshot::SnapshotRef;
 
 use super::errors::{conn_err, facts_err};
-use super::source::postgres_facts;
+use super::source::{POSTGRES_KIND, postgres_facts};
 use crate::context::Ctx;
 use crate::error::{Error, Result, VERIFY_FAILED, fail};
 
@@ -52,7 +52,8 @@ impl VerifyOutcome {
 pub async fn verify(ctx: &Ctx, req: VerifyRequest) -> Result<VerifyOutcome> {
     let repo = ctx.open().await?;
     let snap = repo
-        .find_snapshot(&req.snapshot, req.source.as_deref())
+        // `latest`: the newest logical snapshot, not a newer base backup.
+        .find_snapshot_of(&req.snapshot, req.source.as_deref(), Some(POSTGRES_KIND))
         .await?;
     let facts = postgres_facts(&snap)?;
     let target = ConnConfig::parse(&req.target).map_err(conn_err)?;

@@ -5,7 +5,8 @@
 //! its policy).
 //!
 //! Snapshots are planned per (source, scope) group: a partial snapshot
-//! never uses up the full snapshots' counts (`lifeboat_repo::retention`).
+//! never uses up the full snapshots' counts, and a source's physical base
+//! backups are a group of their own (`lifeboat_repo::retention`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use lifeboat_repo::Repository;
 use lifeboat_repo::format::SNAPSHOTS_PREFIX;
 use lifeboat_repo::lock::{LockMode, acquire};
 use lifeboat_repo::prune::PruneReport;
-use lifeboat_repo::retention::{Group, RetentionPolicy, SnapshotSummary, group, plan};
+use lifeboat_repo::retention::{Group, RetentionPolicy, SnapshotSummary, group, group_key, plan};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
@@ -77,7 +78,8 @@ pub fn configured_policies(cfg: Option<&Config>) -> BTreeMap<String, RetentionPo
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgetGroup {
     pub source: String,
-    /// The group's scope key: `full`, or the partial scope (`tables: …`).
+    /// The group's scope key: `full`, the partial scope (`tables: …`), or
+    /// `physical` for the base backups.
     pub scope: String,
     pub policy: String,
     /// Kept ids, each with the rules that keep it.
@@ -190,7 +192,7 @@ fn summaries<'a>(
         .filter(move |s| source.is_none_or(|src| s.snapshot.source == src))
         .map(|s| {
             (
-                Group::new(s.snapshot.source.clone(), s.snapshot.scope().key()),
+                Group::new(s.snapshot.source.clone(), group_key(&s.snapshot)),
                 SnapshotSummary {
                     id: s.id.clone(),
                     time: s.snapshot.time,

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use lifeboat_ops::daemon::runner::Outcome;
-use lifeboat_ops::daemon::{Daemon, Role, SourceStatus, StartError, Trigger};
+use lifeboat_ops::daemon::{Daemon, Role, RunKind, SourceStatus, StartError, Trigger};
 use lifeboat_ops::repo::snapshots::SnapshotRow;
 
 type D = State<Arc<Daemon>>;
@@ -150,6 +150,9 @@ struct SourceView {
     name: String,
     kind: String,
     schedule: Option<String>,
+    /// `physical.schedule`: the daemon's base backups of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    physical_schedule: Option<String>,
     timezone: String,
     retention: Option<String>,
     rpo_seconds: Option<f64>,
@@ -169,12 +172,13 @@ async fn status(State(d): D) -> Response {
                 name: s.name.clone(),
                 kind: s.kind.to_string(),
                 schedule: s.schedule.as_ref().map(|c| c.to_string()),
+                physical_schedule: s.physical.as_ref().map(|p| p.schedule.to_string()),
                 timezone: s.tz.to_string(),
                 retention: s.retention.as_ref().map(|r| r.to_string()),
-                rpo_seconds: status
-                    .last_success
-                    .as_ref()
-                    .map(|l| (now - l.time).num_milliseconds() as f64 / 1000.0),
+                // From the newest backup of either kind.
+                rpo_seconds: s
+                    .newest_backup()
+                    .map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
                 rpo_objective_seconds: s.rpo_objective.map(|r| r.num_seconds()),
                 status,
             }
@@ -278,10 +282,19 @@ struct BackupQuery {
     /// Wait for the backup to end and answer with its outcome.
     #[serde(default)]
     wait: bool,
+    /// A physical base backup (`backup physical --source`) instead of the
+    /// source's backup.
+    #[serde(default)]
+    physical: bool,
 }
 
 async fn backup(State(d): D, Path(name): Path<String>, Query(q): Query<BackupQuery>) -> Response {
-    match d.start_run(&name, Trigger::Api) {
+    let kind = if q.physical {
+        RunKind::Physical
+    } else {
+        RunKind::Backup
+    };
+    match d.start_run_of(&name, kind, Trigger::Api) {
         Ok(handle) => {
             if !q.wait {
                 return (
@@ -308,7 +321,8 @@ async fn backup(State(d): D, Path(name): Path<String>, Query(q): Query<BackupQue
             }
         }
         Err(e @ StartError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ StartError::Busy(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ StartError::NotPostgres(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ StartError::Busy(..)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e @ (StartError::NotActive(_) | StartError::ShuttingDown)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }

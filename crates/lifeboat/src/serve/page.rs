@@ -247,6 +247,34 @@ fn sources(list: &[SourceStatus]) -> Markup {
     }
 }
 
+/// The newest physical base backup under the last backup, for a source
+/// that has one or `physical.schedule`; nothing otherwise.
+fn physical_backup(s: &SourceStatus) -> Markup {
+    html! {
+        @match (&s.last_physical_backup, &s.physical_schedule) {
+            (Some(b), _) => {
+                br;
+                span class="muted small physical" {
+                    "physical: " (utc(b.time)) " · " (human(b.age_seconds)) " ago · "
+                    span class="mono" { (Text(&b.snapshot[..b.snapshot.len().min(8)])) }
+                    " · " (s.physical_snapshots) " base backup(s)"
+                    @if let Some(c) = &s.physical_schedule {
+                        " · " span class="mono" { (Text(c)) }
+                    }
+                }
+            }
+            (None, Some(c)) => {
+                br;
+                span class="small physical" {
+                    (badge("risk", "no base backup")) " physical: "
+                    span class="mono" { (Text(c)) }
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
 /// A source's row in the sources table, and under it a row of its
 /// reasons when it has any.
 fn source_row(s: &SourceStatus) -> Markup {
@@ -266,6 +294,7 @@ fn source_row(s: &SourceStatus) -> Markup {
             }
             None => { (badge("fail", "never")) }
         }
+        (physical_backup(s))
     };
     let rpo = html! {
         @match (s.rpo_exposure_seconds, &s.objectives.rpo) {
@@ -790,6 +819,7 @@ mod tests {
             name: name.into(),
             kind: "postgres".into(),
             schedule: Some("0 * * * *".into()),
+            physical_schedule: None,
             drill_schedule: None,
             covers: vec!["database-corruption".into()],
             retention: None,
@@ -807,6 +837,7 @@ mod tests {
             bytes_stored: read / 10,
             duration_seconds: 2.5,
             scope: lifeboat_repo::retention::FULL_SCOPE.into(),
+            physical: false,
         }
     }
 
@@ -1007,6 +1038,35 @@ mod tests {
             page.contains("2h 0m"),
             "the exposure is the full snapshot's age"
         );
+    }
+
+    #[test]
+    fn the_newest_base_backup_is_shown_under_the_last_backup() {
+        let base = SnapshotInfo {
+            physical: true,
+            ..snap("bbbbbbbb33", at(2), 10 << 20)
+        };
+        let mut src = source(
+            "kubernaut-db",
+            vec![snap("ffffffff11", at(1), 10 << 20), base],
+            vec![drill("kubernaut-db", true, at(1))],
+        );
+        src.physical_schedule = Some("0 2 * * *".into());
+        let page = render(&assess(vec![src.clone()], at(3)));
+        assert!(
+            page.contains("physical: 2026-11-01 02:00:00 UTC · 1h 0m ago · <span class=\"mono\">bbbbbbbb</span> · 1 base backup(s)"),
+            "{page}"
+        );
+        assert!(page.contains("<span class=\"mono\">0 2 * * *</span>"));
+        // Scheduled, never taken: said in the cell (and as a reason).
+        src.snapshots.pop();
+        let page = render(&assess(vec![src.clone()], at(3)));
+        assert!(page.contains("no base backup"), "{page}");
+        // Neither: nothing about physical backups.
+        src.physical_schedule = None;
+        let page = render(&assess(vec![src], at(3)));
+        assert!(!page.contains("class=\"muted small physical\""));
+        assert!(!page.contains("no base backup"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A backup source (`sources.NAME`) and the sections of its kind:
-//! `postgres:`, `kube:`, `stream:`, and its `drill:` and `restore:`.
+//! `postgres:`, `kube:`, `stream:`, and its `drill:`, `restore:` and
+//! `physical:` (scheduled base backups of a postgres source).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +77,52 @@ pub struct SourceConfig {
     /// the daemon's drills all read it, so a drill proves the production path.
     #[serde(default)]
     pub restore: Option<RestoreConfig>,
+    /// Physical base backups of a postgres source on the daemon's own
+    /// schedule (docs/physical.md), beside or instead of `schedule`'s
+    /// logical ones.
+    #[serde(default)]
+    pub physical: Option<PhysicalConfig>,
+}
+
+/// A postgres source's physical base backups (`physical:`): what `lifeboat
+/// backup physical --source NAME` takes, taken by the daemon on
+/// `schedule`. Their retention is the source's `retention:`, applied to
+/// the physical snapshots on their own (a logical snapshot never uses up a
+/// base backup's `keep_last`, nor the other way round).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhysicalConfig {
+    /// When the daemon takes a base backup (cron, like `schedule`, in the
+    /// source's `timezone`).
+    pub schedule: Schedule,
+    /// Block size in KiB (`backup physical --block-size`), for the daemon's
+    /// and `backup physical --source`'s base backups; unset: 256.
+    #[serde(default)]
+    pub block_size: Option<BlockSizeKib>,
+}
+
+/// A physical backup's block size in KiB: a multiple of 8 from 8 to 4096
+/// (refused where it is written, with its line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSizeKib(u32);
+
+impl BlockSizeKib {
+    /// The size in bytes.
+    pub fn bytes(self) -> u32 {
+        self.0 * 1024
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockSizeKib {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u32::try_from(n) {
+            Ok(k) if (8..=4096).contains(&k) && k % 8 == 0 => Ok(BlockSizeKib(k)),
+            _ => Err(serde::de::Error::custom(format!(
+                "physical block_size is in KiB and must be a multiple of 8 from 8 to 4096, not {n} (unset: 256)"
+            ))),
+        }
+    }
 }
 
 /// A PostgreSQL source's restore settings (`restore:`).

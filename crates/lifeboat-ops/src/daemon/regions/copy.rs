@@ -116,11 +116,18 @@ pub fn schedule(target: &RegionRepository) -> std::result::Result<Schedule, Stri
     }
 }
 
-/// Whether a backup with this status is running, or due (its slot within
-/// `margin` of `now`) and not yet ended: a copy waits for it.
+/// Whether a backup with this status (or its physical base backup) is
+/// running, or due (its slot within `margin` of `now`) and not yet ended: a
+/// copy waits for it.
 pub fn backup_busy(s: &SourceStatus, now: DateTime<Utc>, margin: Duration) -> bool {
     let margin = chrono::TimeDelta::from_std(margin).unwrap_or_default();
-    s.running_since.is_some() || s.next_run.is_some_and(|at| at <= now + margin)
+    let busy = |running: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>| {
+        running.is_some() || next.is_some_and(|at| at <= now + margin)
+    };
+    busy(s.running_since, s.next_run)
+        || s.physical
+            .as_ref()
+            .is_some_and(|p| busy(p.running_since, p.next_run))
 }
 
 /// The sources whose backups a copy waits for now, by name.
@@ -400,6 +407,16 @@ mod tests {
         for (running, next, busy) in table {
             let s = status(running, next);
             assert_eq!(backup_busy(&s, now, m), busy, "{running} {next:?}");
+            // The same for a physical base backup of an idle source.
+            let p = SourceStatus {
+                physical: Some(crate::daemon::RunStatus {
+                    running_since: s.running_since,
+                    next_run: s.next_run,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            assert_eq!(backup_busy(&p, now, m), busy, "physical {running} {next:?}");
         }
         let got = backups_busy(
             [

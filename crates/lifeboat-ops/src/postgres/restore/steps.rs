@@ -20,7 +20,7 @@ use crate::context::Ctx;
 use crate::error::{Context, Error, FAILURE, INTERRUPTED, Kind, PARTIAL, Result, fail, usage};
 use crate::postgres::errors::{conn_err, dump_err, facts_err, tools_err};
 use crate::postgres::load::{restore_staged, restore_streamed};
-use crate::postgres::source::{PgSource, postgres_facts, snapshot_source};
+use crate::postgres::source::{POSTGRES_KIND, PgSource, postgres_facts, snapshot_source};
 use crate::postgres::staging::{RemovedInBackground, Staged, authenticate, stage_archive_part};
 use crate::quiesce::{self, NoQuiesce, Quiesced, Quiescer};
 use crate::report::Silent;
@@ -94,7 +94,8 @@ pub struct Loaded {
 pub async fn load(ctx: &Ctx, req: &RestoreRequest) -> Result<Loaded> {
     let repo = ctx.open().await?;
     let snap = repo
-        .find_snapshot(&req.snapshot, req.source.as_deref())
+        // `latest`: the newest logical snapshot, not a newer base backup.
+        .find_snapshot_of(&req.snapshot, req.source.as_deref(), Some(POSTGRES_KIND))
         .await?;
     let facts = postgres_facts(&snap)?;
     let (src_name, source) = snapshot_source(ctx, req.source.as_deref(), &snap).await?;
