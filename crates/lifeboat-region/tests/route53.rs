@@ -937,10 +937,18 @@ async fn failover_switch_publishes_the_epoch_and_weights_the_new_primary_alone()
         .unwrap();
     assert!(!written.is_empty());
     let restored = list_records(&client, &zone).await;
-    let configured = |set: &str| want.iter().find(|r| r.set_identifier == set).unwrap().weight;
+    let configured = |set: &str| {
+        want.iter()
+            .find(|r| r.set_identifier == set)
+            .unwrap()
+            .weight
+    };
     assert_eq!(
         (weight(&restored, "us-east"), weight(&restored, "eu-west")),
-        (Some(configured("us-east")), Some(configured("eu-west")))
+        (
+            Some(i64::from(configured("us-east"))),
+            Some(i64::from(configured("eu-west")))
+        )
     );
     assert!(configured("eu-west") > 0, "the fixture weights eu-west");
     let again = p

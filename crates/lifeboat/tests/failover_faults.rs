@@ -272,10 +272,6 @@ impl Suite {
         let pause = format!("promote:{}", self.pauses[site].display());
         let mut envs: Vec<(String, String)> = self.envs();
         envs.push(("LIFEBOAT_TEST_FAILOVER_PAUSE".into(), pause));
-        envs.push((
-            "LIFEBOAT_LOG".into(),
-            "info,lifeboat_ops::daemon::regions=debug,lifeboat_ops::region=debug".into(),
-        ));
         let env_refs: Vec<(&str, &str)> =
             envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let log = self
@@ -1176,14 +1172,30 @@ async fn run() {
             .iter()
             .find(|r| r["epoch"] == c.epoch)
             .unwrap();
+        // Each step's completion, in seconds after the failure the record
+        // dates (its failing_since).
+        let failure: Option<DateTime<Utc>> =
+            rec["failure_at"].as_str().and_then(|t| t.parse().ok());
+        let steps: Vec<String> = rec["steps"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|st| {
+                let at: DateTime<Utc> = st["at"].as_str()?.parse().ok()?;
+                let off = (at - failure?).num_milliseconds() as f64 / 1000.0;
+                Some(format!("{} +{off:.1}", st["phase"].as_str()?))
+            })
+            .collect();
         eprintln!(
-            "epoch {}: {} -> {}: RTO writes {:?} s, DNS {:?} s, RPO {:?} s",
+            "epoch {}: {} -> {}: RTO writes {:?} s, DNS {:?} s, RPO {:?} s; steps {}",
             c.epoch,
             c.from,
             c.to,
             rec["rto_writes_seconds"].as_f64(),
             rec["rto_dns_seconds"].as_f64(),
-            rec["rpo_seconds"].as_f64()
+            rec["rpo_seconds"].as_f64(),
+            steps.join(", ")
         );
     }
     let name = s.name();
@@ -1302,7 +1314,10 @@ async fn bench() {
         let delay = Duration::from_millis(rng.below(profile.check_interval_s * 1000));
         tokio::time::sleep(delay).await;
         let fault = if kill { "kill" } else { "partition" };
-        eprintln!("round {round}: {fault} {primary} ({} ms into the cycle)", delay.as_millis());
+        eprintln!(
+            "round {round}: {fault} {primary} ({} ms into the cycle)",
+            delay.as_millis()
+        );
         let t0 = now();
         let injected = Instant::now();
         if kill {
@@ -1383,7 +1398,10 @@ async fn bench() {
         );
         eprint!("{line}");
         out.write_all(line.as_bytes()).unwrap();
-        assert_eq!(after_bump, 0, "round {round}: acks by {primary} after the epoch bump");
+        assert_eq!(
+            after_bump, 0,
+            "round {round}: acks by {primary} after the epoch bump"
+        );
         let _ = load.kill().await;
         // P returns and is rejoined.
         if kill {

@@ -526,7 +526,13 @@ async fn restore_route53<N: FnMut(&Note)>(
         .collect();
     let provider = Route53Provider::connect(&r53::settings(config)?).await;
     let written = provider
-        .restore_weights(&desired, &name, &authority.primary, authority.epoch, &answering)
+        .restore_weights(
+            &desired,
+            &name,
+            &authority.primary,
+            authority.epoch,
+            &answering,
+        )
         .await
         .map_err(|e| {
             r53::route53_error(&e, format!("restoring the weights of {name} in Route 53"))

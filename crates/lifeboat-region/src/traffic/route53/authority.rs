@@ -274,13 +274,13 @@ mod tests {
 
     #[test]
     fn a_rejoined_region_gets_its_configured_weight_back() {
-        let rec = |set: &str, weight: i64| {
+        let rec = |set: &str, weight: u8| {
             let mut r = WeightedRecord::new("app.example.com", RecordType::A, set, &["192.0.2.1"]);
             r.weight = weight;
             r
         };
         let desired = [rec("us-east", 70), rec("eu-west", 30), rec("ap-south", 0)];
-        let weights = |primary: &str, answering: &[&str]| -> Vec<i64> {
+        let weights = |primary: &str, answering: &[&str]| -> Vec<u8> {
             let answering: Vec<String> = answering.iter().map(|s| s.to_string()).collect();
             restored_weights(&desired, primary, &answering)
                 .iter()
@@ -288,7 +288,10 @@ mod tests {
                 .collect()
         };
         // Both back: the configured split (a region configured at 0 stays 0).
-        assert_eq!(weights("eu-west", &["us-east", "eu-west", "ap-south"]), [70, 30, 0]);
+        assert_eq!(
+            weights("eu-west", &["us-east", "eu-west", "ap-south"]),
+            [70, 30, 0]
+        );
         // Only the primary eligible: the failover's weights.
         assert_eq!(weights("eu-west", &[]), [0, 30, 0]);
         assert_eq!(weights("eu-west", &["eu-west"]), [0, 30, 0]);
