@@ -255,8 +255,10 @@ def auto_report(args):
             print(f"  {label:44s} {med:9.3f} / {xs[-1]:9.3f}   ({len(xs)} values)")
         if profile in goals:
             gw, gd = goals[profile]
-            w = max(num(r['writes_s']) or math.inf for r in rs)
-            d = max(num(r['dns_s']) or math.inf for r in rs)
+            def worst(col):
+                xs = [num(r[col]) for r in rs]
+                return math.inf if any(x is None for x in xs) else max(xs)
+            w, d = worst('writes_s'), worst('dns_s')
             print(f"  goal writes <= {gw:.0f} s: {'met' if w <= gw else 'NOT met'} (max {w:.1f}); "
                   f"DNS <= {gd:.0f} s: {'met' if d <= gd else 'NOT met'} (max {d:.1f})")
 

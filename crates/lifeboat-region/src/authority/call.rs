@@ -89,10 +89,9 @@ pub(crate) async fn pause(budget: Budget, delay: &mut Duration) -> bool {
 /// Runs `a` and `b` at once: the first success, or the first error for
 /// which `decisive` holds (an answer that settles it, e.g. "lease not
 /// found"), else (both failed) `a`'s error. For an idempotent request sent
-/// twice through the balanced channel: its balancer counts the first as
-/// pending on the member it went to and sends the second to another one,
-/// so a member that swallows requests (partitioned: no refusal, no answer)
-/// cannot hold both.
+/// twice through the balanced channel, which picks a member at random for
+/// each: a member that swallows requests (partitioned: no refusal, no
+/// answer) holds both copies with probability 1/n² instead of 1/n.
 pub(crate) async fn first_ok<T, E>(
     a: impl Future<Output = Result<T, E>>,
     b: impl Future<Output = Result<T, E>>,

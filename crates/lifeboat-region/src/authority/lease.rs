@@ -65,7 +65,11 @@ impl RegionLease {
     /// until its keep-alive pings time out, and a renewal the balancer gives
     /// it hangs until the attempt is cut; twice in a row that outlasted a
     /// fast-profile fence deadline and fenced a healthy primary (the fault
-    /// suite, a standby region partitioned). A renewal is idempotent.
+    /// suite, a standby region partitioned). A renewal is idempotent. The
+    /// balancer picks members at random (tonic gives its connections no
+    /// load), so both copies meet the silent member with probability 1/n²
+    /// per attempt, not never: renewals through one client per member are
+    /// the complete fix (not built).
     pub async fn keep_alive(&mut self) -> Result<Duration, AuthorityError> {
         let budget = call::Budget::new(self.settings.request_timeout);
         let id = self.id;
@@ -77,11 +81,12 @@ impl RegionLease {
             // dropped, so a late answer cannot be mistaken for a later one.
             async move { leases.keep_alive(id).await.map(|_| ()) }
         };
-        // "Lease not found" settles it: the lease is gone, whatever the
-        // other member would answer.
-        let gone =
-            |e: &etcd_client::Error| matches!(super::error::failure(e), Failure::LeaseNotFound(_));
-        let result = call::retried(budget, || call::first_ok(once(), once(), gone)).await;
+        // An answer that is not transient settles it ("lease not found":
+        // the lease is gone; a refused credential), whatever the other copy
+        // would answer.
+        let settles =
+            |e: &etcd_client::Error| !matches!(super::error::failure(e), Failure::Transient(_));
+        let result = call::retried(budget, || call::first_ok(once(), once(), settles)).await;
         match result {
             Ok(()) => Ok(self.ttl),
             Err(Failure::LeaseNotFound(_)) => Err(self.expired()),

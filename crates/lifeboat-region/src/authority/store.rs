@@ -483,8 +483,9 @@ impl AuthorityStore {
     /// [`Self::read`] for a call that may be sent twice at once (a get, a
     /// plain put): every attempt is sent twice ([`call::first_ok`]), so a
     /// member that swallows requests (partitioned, its connection not yet
-    /// seen dead) cannot take the whole budget. Not for grants or
-    /// transactions: two of those are two.
+    /// seen dead) rarely takes the whole attempt. Not for grants or
+    /// transactions: two of those are two. (A losing put a member already
+    /// took may still land late; votes and decisions carry their time.)
     pub(super) async fn read_either<T, F, Fut>(
         &self,
         what: &str,

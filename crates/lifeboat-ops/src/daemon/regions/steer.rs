@@ -66,7 +66,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
     let mut last_error: Option<String> = None;
     let mut provider: Option<Box<dyn TrafficProvider>> = None;
     let mut store: Option<AuthorityStore> = None;
-    let mut authority: Option<AuthorityView> = None;
+    let mut unreadable = false;
     let mut last_left_out: Option<Vec<String>> = None;
     loop {
         let published = match verdicts::read_all(&d.repo).await {
@@ -89,7 +89,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
             // read older than a server's facts could name the old primary
             // after a failover's bump and steer DNS back to it.
             let servers = server_facts(&d.ctx, config, &steered).await;
-            match authority_now(&d.ctx, config, &mut store, &mut authority).await {
+            match authority_now(&d.ctx, config, &mut store, &mut unreadable).await {
                 Some(a) if newer_epoch_seen(&a, &servers).is_some() => {
                     tracing::warn!(
                         primary = %a.primary,
@@ -129,9 +129,7 @@ pub async fn run(d: Arc<Daemon>, own: String, mut own_verdicts: watch::Receiver<
                     }
                 }
                 None => {
-                    tracing::warn!(
-                        "the authority (etcd) has not been read yet: DNS left as it is until it is"
-                    );
+                    // Not readable now (logged once by authority_now).
                     if wait_next(&mut own_verdicts, &mut sd, every).await {
                         return;
                     }
@@ -196,38 +194,49 @@ async fn wait_next(
     }
 }
 
-/// The authority read now, connecting to etcd when not connected; the last
-/// one read when etcd cannot be read (logged), `None` when none was.
+/// The authority read now, connecting to etcd when not connected; `None`
+/// when it cannot be read now (logged when that starts). An authority read
+/// earlier is never used: a daemon cut off from etcd may be in the old
+/// primary's region, and steering there by its last read would answer the
+/// fenced old primary after a failover elsewhere (review of the fault
+/// suite's fixes).
 async fn authority_now(
     ctx: &Ctx,
     config: &Config,
     store: &mut Option<AuthorityStore>,
-    last: &mut Option<AuthorityView>,
+    unreadable: &mut bool,
 ) -> Option<AuthorityView> {
     if store.is_none() {
         match crate::region::failover::authority::connect(ctx, config).await {
             Ok(s) => *store = Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "steering cannot reach etcd; using the last authority read")
+                if !std::mem::replace(unreadable, true) {
+                    tracing::warn!(error = %e, "steering cannot reach etcd: DNS left as it is until it can");
+                }
+                return None;
             }
         }
     }
-    if let Some(s) = store.as_ref() {
-        match s.authority().await {
-            Ok(Some(v)) => {
-                *last = Some(AuthorityView {
-                    primary: v.value.primary.clone(),
-                    epoch: v.value.epoch,
-                })
+    let s = store.as_ref()?;
+    match s.authority().await {
+        Ok(Some(v)) => {
+            if std::mem::replace(unreadable, false) {
+                tracing::info!("steering reads the authority again");
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "steering cannot read the authority; using the last one read");
-                *store = None;
+            Some(AuthorityView {
+                primary: v.value.primary.clone(),
+                epoch: v.value.epoch,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            if !std::mem::replace(unreadable, true) {
+                tracing::warn!(error = %e, "steering cannot read the authority: DNS left as it is until it can");
             }
+            *store = None;
+            None
         }
     }
-    last.clone()
 }
 
 /// Logs what an apply changed and sets the answer gauges.

@@ -75,34 +75,23 @@ pub async fn observe_within(ctx: &Ctx, config: &Config, bound: Option<Duration>)
                 Ok(c) => c,
                 Err(e) => return (i, name.clone(), unreachable(&name, e.to_string()), None),
             };
-            let server = Server {
-                name: name.clone(),
-                conn: conn.clone(),
-            };
-            let o = match bound {
-                None => observe(&server, OBSERVE_RETRY).await,
-                Some(b) => match tokio::time::timeout(b, observe(&server, OBSERVE_RETRY)).await {
-                    Ok(o) => o,
+            let look = observe_one(name.clone(), conn);
+            match bound {
+                None => {
+                    let (o, age) = look.await;
+                    (i, name, o, age)
+                }
+                // The whole look (the role, then the heartbeat on a second
+                // connection) within the bound: a server that falls silent
+                // between the two must not stall the caller either.
+                Some(b) => match tokio::time::timeout(b, look).await {
+                    Ok((o, age)) => (i, name, o, age),
                     Err(_) => {
                         let why = format!("no answer within {} ms", b.as_millis());
-                        return (i, name.clone(), unreachable(&name, why), None);
+                        (i, name.clone(), unreachable(&name, why), None)
                     }
                 },
-            };
-            // The newest heartbeat any writer left (after a failover the new
-            // primary's row is the newest).
-            let age = if o.role == Role::Standby {
-                match heartbeat::read(&conn, None).await {
-                    Ok(seen) => seen.map(|s| s.age_seconds),
-                    Err(e) => {
-                        tracing::debug!(region = %name, error = %e, "cannot read the heartbeat");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            (i, name, o, age)
+            }
         });
     }
     let mut rows = Vec::new();
@@ -120,6 +109,33 @@ pub async fn observe_within(ctx: &Ctx, config: &Config, bound: Option<Duration>)
         observed: rows.into_iter().map(|(_, n, o, _)| (n, o)).collect(),
         heartbeats,
     }
+}
+
+/// One server: its role (retried briefly), and for a standby the age of the
+/// newest heartbeat it replayed.
+async fn observe_one(
+    name: String,
+    conn: lifeboat_postgres::conn::ConnConfig,
+) -> (Observed, Option<f64>) {
+    let server = Server {
+        name: name.clone(),
+        conn: conn.clone(),
+    };
+    let o = observe(&server, OBSERVE_RETRY).await;
+    // The newest heartbeat any writer left (after a failover the new
+    // primary's row is the newest).
+    let age = if o.role == Role::Standby {
+        match heartbeat::read(&conn, None).await {
+            Ok(seen) => seen.map(|s| s.age_seconds),
+            Err(e) => {
+                tracing::debug!(region = %name, error = %e, "cannot read the heartbeat");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    (o, age)
 }
 
 fn unreachable(name: &str, reason: String) -> Observed {
