@@ -175,6 +175,13 @@ struct Agent {
     own_epoch: Option<u64>,
     /// This daemon fenced its server; it does not unfence.
     fenced: bool,
+    /// The highest epoch naming this region when it was fenced: a later
+    /// one naming it again means a change of primary promoted this
+    /// region's server since (rejoined, then promoted), and the fence is
+    /// over (see [`Agent::note`]).
+    fenced_under: u64,
+    /// The highest authority epoch read so far.
+    latest_epoch: u64,
     /// The running watchdog; dropped only deliberately (a drop closes its
     /// pipe, and it stops the server at once).
     feeder: Arc<Mutex<Option<Feeder>>>,
@@ -212,6 +219,8 @@ async fn run(d: Arc<Daemon>, region: String) {
         region,
         own_epoch: None,
         fenced: false,
+        fenced_under: 0,
+        latest_epoch: 0,
         feeder: Arc::new(Mutex::new(None)),
         told_no_agent: false,
         last_renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
@@ -314,9 +323,23 @@ impl Agent {
 
     fn note(&mut self, r: &AuthorityRecord) {
         metrics::authority_epoch(r.epoch);
+        self.latest_epoch = self.latest_epoch.max(r.epoch);
         self.known_primary = Some(r.primary.clone());
         if r.primary == self.region {
             self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
+            if self.fenced && r.epoch > self.fenced_under {
+                // Promoted again by a change of primary (which promotes
+                // only a standby): the server this daemon fenced was
+                // rejoined since, and is the primary of this epoch. Without
+                // this the agent held the new primary's lease unguarded (no
+                // fence deadline, no watchdog) when the rejoin's outcome
+                // had not reached it before the promotion (the fault suite).
+                tracing::info!(region = %self.region, epoch = r.epoch, fenced_under = self.fenced_under,
+                    "the authority names this region again at a newer epoch: its server was rejoined and promoted since; no longer fenced");
+                self.fenced = false;
+                self.told_fenced_no_lease = false;
+                metrics::fenced(&self.region, false);
+            }
         }
     }
 
@@ -748,6 +771,7 @@ impl Agent {
         };
         if ok {
             self.fenced = true;
+            self.fenced_under = self.latest_epoch;
             metrics::fenced(&self.region, true);
         }
         ok
