@@ -327,7 +327,11 @@ impl Agent {
         self.known_primary = Some(r.primary.clone());
         if r.primary == self.region {
             self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
-            if self.fenced && r.epoch > self.fenced_under {
+            if self.fenced && self.fenced_under == 0 {
+                // Fenced before any authority was read (etcd down when the
+                // daemon started): the fence counts as under this epoch.
+                self.fenced_under = r.epoch;
+            } else if self.fenced && r.epoch > self.fenced_under {
                 // Promoted again by a change of primary (which promotes
                 // only a standby): the server this daemon fenced was
                 // rejoined since, and is the primary of this epoch. Without
