@@ -237,10 +237,20 @@ impl SitePostgres {
         let mut text =
             std::fs::read_to_string(&conf).map_err(BedError::io("reading postgresql.conf"))?;
         text.push_str("\n# lifeboat-testbed\n");
-        let mut settings: Vec<(String, String)> = [
-            ("listen_addresses", "*".to_string()),
+        for (k, v) in self.settings("*", "") {
+            text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        }
+        std::fs::write(&conf, text).map_err(BedError::io("writing postgresql.conf"))
+    }
+
+    /// The bed's settings (listening on `listen`, the socket in `socket_dir`,
+    /// `''` for none), then the options' own: what the bed's start passes
+    /// with `-c` and what [`Self::write_conf`] writes.
+    fn settings(&self, listen: &str, socket_dir: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = [
+            ("listen_addresses", listen.to_string()),
             ("port", self.opts.port.to_string()),
-            ("unix_socket_directories", String::new()),
+            ("unix_socket_directories", socket_dir.to_string()),
             ("fsync", "off".into()),
             ("max_connections", "40".into()),
             ("shared_buffers", "32MB".into()),
@@ -250,11 +260,8 @@ impl SitePostgres {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        settings.extend(self.opts.settings.iter().cloned());
-        for (k, v) in settings {
-            text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
-        }
-        std::fs::write(&conf, text).map_err(BedError::io("writing postgresql.conf"))
+        out.extend(self.opts.settings.iter().cloned());
+        out
     }
 
     fn setpriv_args(&self) -> Vec<String> {
@@ -288,24 +295,8 @@ impl SitePostgres {
         argv.push(self.bin_dir.join("postgres").display().to_string());
         argv.push("-D".into());
         argv.push(self.data_dir().display().to_string());
-        let mut settings: Vec<(String, String)> = [
-            ("listen_addresses", self.site.addr().to_string()),
-            ("port", self.opts.port.to_string()),
-            (
-                "unix_socket_directories",
-                self.socket_dir().display().to_string(),
-            ),
-            ("fsync", "off".into()),
-            ("max_connections", "40".into()),
-            ("shared_buffers", "32MB".into()),
-            ("log_min_messages", "warning".into()),
-            ("timezone", "UTC".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        settings.extend(self.opts.settings.iter().cloned());
-        for (k, v) in settings {
+        let sock = self.socket_dir().display().to_string();
+        for (k, v) in self.settings(&self.site.addr().to_string(), &sock) {
             argv.push("-c".into());
             argv.push(format!("{k}={v}"));
         }
