@@ -256,6 +256,7 @@ pub async fn rejoin(ctx: &Ctx, a: RejoinArgs) -> Result<i32> {
         &rejoin::Request {
             region: a.region,
             step_timeout: Duration::from_secs(a.step_timeout.max(1)),
+            abandon: None,
         },
         |n| {
             if json {

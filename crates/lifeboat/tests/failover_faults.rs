@@ -331,7 +331,14 @@ impl Suite {
     /// to `$LIFEBOAT_KEEP_FAILED_BED/<pid>/` when that is set: both are
     /// removed when the test ends.
     fn keep_for_inspection(&self) {
-        let Some(to) = std::env::var_os("LIFEBOAT_KEEP_FAILED_BED") else {
+        self.keep_in("LIFEBOAT_KEEP_FAILED_BED");
+    }
+
+    /// The same copy to `$var/<pid>/` when `var` is set (at the end of a
+    /// run that passed: `LIFEBOAT_KEEP_BED`, to read the daemons' logs of a
+    /// run that went well, e.g. with `LIFEBOAT_LOG=…=debug`).
+    fn keep_in(&self, var: &str) {
+        let Some(to) = std::env::var_os(var) else {
             return;
         };
         let to = PathBuf::from(to).join(std::process::id().to_string());
@@ -1259,6 +1266,7 @@ async fn run() {
     for site in SITES {
         s.kill_daemon(site).await;
     }
+    s.keep_in("LIFEBOAT_KEEP_BED");
     s.bed.destroy().await.unwrap();
 }
 
@@ -1466,5 +1474,6 @@ async fn bench() {
     for site in SITES {
         s.kill_daemon(site).await;
     }
+    s.keep_in("LIFEBOAT_KEEP_BED");
     s.bed.destroy().await.unwrap();
 }

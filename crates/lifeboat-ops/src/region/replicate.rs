@@ -342,8 +342,19 @@ pub(crate) async fn replication_password(ctx: &Ctx, config: &Config) -> Result<S
     Ok(Secret::new(p))
 }
 
+/// The major version a data directory was made by (its `PG_VERSION` file).
+fn data_dir_major(pgdata: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(pgdata.join("PG_VERSION"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The target's server tools: `control.pg_ctl.bin_dir`, else Debian's
-/// directory for the primary's major version.
+/// directory for the primary's major version (read from the target's own
+/// data directory, `PG_VERSION`, when the primary does not answer: the
+/// agent describes its own stopped server with itself as the reference).
 async fn bin_dir(to: &RegionConfig, primary: &Server) -> Result<PathBuf> {
     if let Some(config::ServerControl::PgCtl(c)) = to.postgres.control()
         && let Some(d) = c.bin_dir
@@ -356,10 +367,15 @@ async fn bin_dir(to: &RegionConfig, primary: &Server) -> Result<PathBuf> {
             lifeboat_postgres::tools::server_major(id.server_version_num)
         }
         (Role::Unreachable { reason, .. }, _) => {
-            return Err(Error::failure(format!(
-                "the primary ({}) is unreachable: {reason}",
-                primary.conn.display_url()
-            )));
+            match to.postgres.pgdata().and_then(data_dir_major) {
+                Some(major) => major,
+                None => {
+                    return Err(Error::failure(format!(
+                        "the primary ({}) is unreachable: {reason}",
+                        primary.conn.display_url()
+                    )));
+                }
+            }
         }
         _ => {
             return Err(Error::failure(format!(

@@ -44,13 +44,16 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::rejoin::{self as auto, AutoRejoin, Finished, Seen};
-use super::{metrics, pause, server};
+use super::{metrics, named_standby, pause, server};
 use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
 use crate::daemon::{Daemon, stopped};
 use crate::region::failover::authority as auth;
 
 /// How long a fence (stop, or revoke and terminate) may take.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long starting a named standby that is down may take (`pg_ctl -w`).
+const STANDBY_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Observing the own server before deciding on a fence: brief.
 const OBSERVE_RETRY: Retry = Retry {
@@ -324,6 +327,10 @@ impl Agent {
     fn note(&mut self, r: &AuthorityRecord) {
         metrics::authority_epoch(r.epoch);
         self.latest_epoch = self.latest_epoch.max(r.epoch);
+        if self.rejoin.authority_seen(r.epoch) {
+            tracing::warn!(region = %self.region, epoch = r.epoch,
+                "auto_rejoin: the authority moved on while a rejoin ran; its last steps (verify, DNS) are abandoned and the server is looked at again");
+        }
         self.known_primary = Some(r.primary.clone());
         if r.primary == self.region {
             self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
@@ -600,7 +607,7 @@ impl Agent {
         match self.rejoin.finished().await {
             Some(Finished::Rejoined(summary)) => {
                 tracing::info!(region = %self.region, "auto_rejoin: {summary}");
-                metrics::auto_rejoin(&self.region, true);
+                metrics::auto_rejoin(&self.region, "ok");
                 // A standby under the current epoch now, no longer the
                 // fenced old primary: should the authority name this
                 // region again, the agent guards it.
@@ -609,7 +616,11 @@ impl Agent {
             }
             Some(Finished::Failed(e)) => {
                 tracing::error!(region = %self.region, error = %e, "auto_rejoin failed; retrying after a backoff (or run `lifeboat region rejoin` by hand)");
-                metrics::auto_rejoin(&self.region, false);
+                metrics::auto_rejoin(&self.region, "failed");
+            }
+            Some(Finished::Abandoned(e)) => {
+                tracing::warn!(region = %self.region, error = %e, "auto_rejoin abandoned (the authority moved on); looking again now");
+                metrics::auto_rejoin(&self.region, "abandoned");
             }
             None => {}
         }
@@ -655,7 +666,7 @@ impl Agent {
         };
         let moved = auto::authority_moved(record.epoch, self.own_epoch);
         if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
-            self.rejoin.start(&self.d, &self.region, why);
+            self.rejoin.start(&self.d, &self.region, record.epoch, why);
         }
     }
 
@@ -836,6 +847,13 @@ impl Agent {
             tracing::error!(error = %e, "feeding the fence watchdog");
         }
         tracing::info!(region = %self.region, epoch, "guarding the primary: renewing the lease, fencing at the deadline");
+        // Named but not promoted yet, and down: started again under the
+        // watchdog armed above (named_standby.rs says why).
+        let starter = tokio::spawn(named_standby::keep_started(
+            target.clone(),
+            self.timing.renew_interval,
+            STANDBY_START_TIMEOUT,
+        ));
         let deadline = Arc::new(std::sync::Mutex::new(Some(first)));
         let (expired_tx, mut expired_rx) = watch::channel(false);
         // The authority, read every renew interval while guarding.
@@ -967,6 +985,7 @@ impl Agent {
         .await;
         poller.abort();
         ticker.abort();
+        starter.abort();
         metrics::fence_deadline(&self.region, None);
         match outcome {
             GuardOutcome::Fenced {

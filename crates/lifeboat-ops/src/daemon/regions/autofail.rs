@@ -56,6 +56,9 @@ const RECORDS_EVERY: u32 = 10;
 /// The least time the candidates' observation may take (the bound is two
 /// renew intervals): a standby across a 150 ms link answers well within it.
 const CANDIDATES_MIN_BOUND: Duration = Duration::from_secs(2);
+/// The least pause between two rounds (a round that took a whole interval
+/// or more is followed by this one).
+const MIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// Starts the loop when `failover:` is configured.
 pub fn spawn(
@@ -258,12 +261,19 @@ async fn run(
                 Err(e) => tracing::debug!(error = %e, "failover votes: etcd not reached"),
             }
         }
+        // Rounds start every `every` (not `every` after the previous one
+        // ended): a round's etcd calls and observation take time, and the
+        // vote's freshness and the decision's reaction time count from here.
+        let started = Instant::now();
         if let Some(s) = &store
             && let Err(e) = a.round(s).await
         {
             tracing::warn!(error = %e, "failover votes: a round failed; trying again");
         }
-        if pause(&a.d, every).await {
+        let rest = every
+            .saturating_sub(started.elapsed())
+            .max(MIN_PAUSE);
+        if pause(&a.d, rest).await {
             return;
         }
     }
@@ -307,10 +317,12 @@ impl Auto {
         if self.rounds % RECORDS_EVERY == 1 {
             self.record_metrics(store).await;
         }
-        let Some(authority) = store.authority().await.map_err(e)?.map(|v| v.value) else {
+        // Independent reads, sent together: each is a round trip to etcd's
+        // leader, across the regions' latency.
+        let (authority, lease) = tokio::join!(store.authority(), self.own_lease(store));
+        let Some(authority) = authority.map_err(e)?.map(|v| v.value) else {
             return Ok(());
         };
-        let lease = self.own_lease(store).await;
         let now = Utc::now();
         let vote = {
             let views = self.views.borrow();
@@ -329,6 +341,7 @@ impl Auto {
                     let req = request(&p.value.plan.to);
                     let auto = Automatic {
                         by: self.by(),
+                        lease_gone_seen: None,
                         failure_at: p.value.plan.failure_at,
                         confirmation: p.value.confirmation.clone().unwrap_or(Confirmation {
                             confirmed_by: Vec::new(),
@@ -367,7 +380,13 @@ impl Auto {
             metrics::failover_decision(None);
             return Ok(());
         }
-        let records = store.votes().await.map_err(e)?;
+        let (records, primary_lease) =
+            tokio::join!(store.votes(), store.lease_of(&authority.primary));
+        let records = records.map_err(e)?;
+        let primary_lease_alive = primary_lease.map_err(e)?.is_some();
+        // Read back, so no earlier than etcd's answer: the moment from
+        // which the driver may count the safety margin.
+        let lease_gone_seen = (!primary_lease_alive).then(Instant::now);
         let max_age = crate::region::traffic::max_view_age(self.config());
         let votes = tally(&records, &authority.primary, authority.epoch, now, max_age);
         let vps = vantage_points(self.config(), &authority.primary);
@@ -376,11 +395,7 @@ impl Auto {
             primary: authority.primary.clone(),
             vantage_points: vps,
             votes,
-            primary_lease_alive: store
-                .lease_of(&authority.primary)
-                .await
-                .map_err(e)?
-                .is_some(),
+            primary_lease_alive,
             candidates: Vec::new(),
             rpo_objective: self
                 .config()
@@ -398,7 +413,9 @@ impl Auto {
             .last_observed
             .is_none_or(|t| t.elapsed() >= WATCH_INTERVAL);
         if confirmed || due {
-            o.candidates = self.candidates(&authority.primary).await;
+            // Once confirmed, the failed primary is not looked at: a
+            // silent (partitioned) one would cost the whole bound.
+            o.candidates = self.candidates(&authority.primary, !confirmed).await;
             decision = confirm::decide(&o);
         }
         let rec = decision_record(&decision, &authority, &self.by(), now);
@@ -416,6 +433,7 @@ impl Auto {
             };
             let auto = Automatic {
                 by: self.by(),
+                lease_gone_seen,
                 failure_at: failure_at(&records, &confirmed_by, now),
                 confirmation: Confirmation {
                     confirmed_by,
@@ -430,13 +448,22 @@ impl Auto {
         Ok(())
     }
 
-    /// Every standby candidate (file order), observed now; remembers the
-    /// byte lags while the primary answers.
-    async fn candidates(&mut self, primary: &str) -> Vec<Candidate> {
+    /// Every standby candidate (file order), observed now, and with
+    /// `with_primary` the primary too; remembers the byte lags while the
+    /// primary answers.
+    async fn candidates(&mut self, primary: &str, with_primary: bool) -> Vec<Candidate> {
         // Bounded: the failed primary's server may be unreachable by
         // silence (a partition), and this round also refreshes the vote.
         let bound = (self.fo.renew_interval() * 2).max(CANDIDATES_MIN_BOUND);
-        let round = observe::observe_within(&self.d.ctx, self.config(), Some(bound)).await;
+        let names: Vec<String> = self
+            .config()
+            .regions_in_file_order()
+            .into_iter()
+            .map(|(n, _)| n.to_string())
+            .filter(|n| with_primary || n != primary)
+            .collect();
+        let round =
+            observe::observe_regions_within(&self.d.ctx, self.config(), &names, Some(bound)).await;
         self.last_observed = Some(Instant::now());
         let points = round.standbys();
         for p in &points {

@@ -432,8 +432,9 @@ pub fn authority_reachable(ok: bool) {
     gauge!(AUTHORITY_REACHABLE).set(if ok { 1.0 } else { 0.0 });
 }
 
-pub fn auto_rejoin(region: &str, ok: bool) {
-    let result = if ok { "ok" } else { "failed" };
+/// One finished `auto_rejoin`: `result` is `ok`, `failed` or `abandoned`
+/// (its last steps cut short because the authority moved on).
+pub fn auto_rejoin(region: &str, result: &'static str) {
     counter!(AUTO_REJOINS, "region" => region.to_string(), "result" => result).increment(1);
 }
 

@@ -34,6 +34,7 @@ pub mod copy;
 pub mod decide;
 pub mod health;
 pub mod metrics;
+pub mod named_standby;
 pub mod rejoin;
 pub mod steer;
 pub mod watch;

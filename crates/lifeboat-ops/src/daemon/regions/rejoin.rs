@@ -15,7 +15,12 @@
 //!
 //! A rejoin runs in a task of its own (a clone can take minutes), so the
 //! lease renewals go on; a failed one is retried after a backoff (1 min,
-//! doubling to 16 min), a successful one ends the fenced state.
+//! doubling to 16 min), a successful one ends the fenced state. When the
+//! authority moves past the epoch a rejoin started under while it is in
+//! its last steps (verify, DNS: the server is a standby by then), those
+//! are abandoned ([`AutoRejoin::authority_seen`]) and the server is looked
+//! at again at once: a primary that died meanwhile would otherwise hold the
+//! rejoin, and every later one, for up to [`STEP_TIMEOUT`] per step.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,14 +87,21 @@ pub fn authority_moved(epoch: u64, own_epoch: Option<u64>) -> bool {
 pub enum Finished {
     Rejoined(String),
     Failed(String),
+    /// Its last steps were abandoned: the authority moved on (looked at
+    /// again without a backoff).
+    Abandoned(String),
 }
 
 /// The auto-rejoin state of one agent: a running rejoin, or when to look
 /// again.
 pub struct AutoRejoin {
-    task: Option<JoinHandle<Result<String, String>>>,
+    task: Option<JoinHandle<Finished>>,
     next: Instant,
     backoff: Duration,
+    /// The authority epoch the running rejoin started under, and how to
+    /// tell it to abandon its last steps.
+    started_under: u64,
+    abandon: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for AutoRejoin {
@@ -98,6 +110,8 @@ impl Default for AutoRejoin {
             task: None,
             next: Instant::now(),
             backoff: FIRST_BACKOFF,
+            started_under: 0,
+            abandon: None,
         }
     }
 }
@@ -109,16 +123,17 @@ impl AutoRejoin {
             return None;
         }
         let outcome = match self.task.take()?.await {
-            Ok(Ok(s)) => Finished::Rejoined(s),
-            Ok(Err(e)) => Finished::Failed(e),
+            Ok(f) => f,
             Err(e) => Finished::Failed(format!("the rejoin task ended: {e}")),
         };
+        self.abandon = None;
         let now = Instant::now();
         match &outcome {
             Finished::Rejoined(_) => {
                 self.backoff = FIRST_BACKOFF;
                 self.next = now + CHECK_INTERVAL;
             }
+            Finished::Abandoned(_) => self.next = now,
             Finished::Failed(_) => {
                 self.next = now + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -137,14 +152,32 @@ impl AutoRejoin {
         true
     }
 
-    /// Starts a rejoin of `region` in a task of its own.
-    pub fn start(&mut self, d: &Arc<Daemon>, region: &str, why: &'static str) {
+    /// The authority was read at `epoch`: a running rejoin started under
+    /// an older one abandons its last steps (the primary it joins may be
+    /// gone; see the module docs). Returns whether it was told to.
+    pub fn authority_seen(&mut self, epoch: u64) -> bool {
+        match &self.abandon {
+            Some(tx) if epoch > self.started_under && !*tx.borrow() => {
+                tx.send_replace(true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a rejoin of `region` in a task of its own, under the
+    /// authority's `epoch`.
+    pub fn start(&mut self, d: &Arc<Daemon>, region: &str, epoch: u64, why: &'static str) {
         let (d, region) = (Arc::clone(d), region.to_string());
-        tracing::warn!(region = %region, why, "auto_rejoin: making this region's server a standby of the current primary");
+        tracing::warn!(region = %region, why, epoch, "auto_rejoin: making this region's server a standby of the current primary");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.started_under = epoch;
+        self.abandon = Some(tx);
         self.task = Some(tokio::spawn(async move {
             let req = rejoin::Request {
                 region: region.clone(),
                 step_timeout: STEP_TIMEOUT,
+                abandon: Some(rx.clone()),
             };
             let report = rejoin::run(&d.ctx, &req, |n| {
                 if n.ok {
@@ -153,9 +186,13 @@ impl AutoRejoin {
                     tracing::warn!(region = %region, step = n.step, "auto_rejoin: {}", n.text);
                 }
             })
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok(format!(
+            .await;
+            let report = match report {
+                Ok(r) => r,
+                Err(e) if *rx.borrow() => return Finished::Abandoned(e.to_string()),
+                Err(e) => return Finished::Failed(e.to_string()),
+            };
+            Finished::Rejoined(format!(
                 "{} now streams from {} (epoch {}, method {})",
                 report.region,
                 report.primary,
@@ -226,7 +263,7 @@ mod tests {
         assert!(!a.due(), "not again within the check interval");
         let mut waits = Vec::new();
         for _ in 0..7 {
-            a.task = Some(tokio::spawn(async { Err::<String, String>("no".into()) }));
+            a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
             while !a.task.as_ref().unwrap().is_finished() {
                 tokio::task::yield_now().await;
             }
@@ -235,11 +272,35 @@ mod tests {
             waits.push((a.next - before).as_secs() / 60);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 16, 16, 16]);
-        a.task = Some(tokio::spawn(async { Ok::<String, String>("ok".into()) }));
+        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
         assert!(matches!(a.finished().await, Some(Finished::Rejoined(_))));
         assert_eq!(a.backoff, FIRST_BACKOFF);
+    }
+
+    #[tokio::test]
+    async fn a_newer_epoch_abandons_the_running_rejoin_once_and_it_is_retried_at_once() {
+        let mut a = AutoRejoin::default();
+        assert!(!a.authority_seen(9), "nothing runs: nothing to abandon");
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        a.started_under = 3;
+        a.abandon = Some(tx);
+        a.task = Some(tokio::spawn(async move {
+            let _ = rx.wait_for(|x| *x).await;
+            Finished::Abandoned("moved on".into())
+        }));
+        assert!(!a.authority_seen(3), "the same epoch: it goes on");
+        assert!(!a.authority_seen(2));
+        assert!(a.authority_seen(4), "a newer epoch: abandoned");
+        assert!(!a.authority_seen(5), "told once");
+        while !a.task.as_ref().unwrap().is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let backoff = a.backoff;
+        assert!(matches!(a.finished().await, Some(Finished::Abandoned(_))));
+        assert_eq!(a.backoff, backoff, "no backoff for an abandoned rejoin");
+        assert!(a.due(), "looked at again at once");
     }
 }

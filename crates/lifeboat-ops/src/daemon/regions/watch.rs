@@ -61,12 +61,24 @@ pub async fn observe_all(ctx: &Ctx, config: &Config) -> Round {
 /// timeouts and retries (20 s and more), so a caller on a short cycle
 /// (the failover votes) keeps its cadence.
 pub async fn observe_within(ctx: &Ctx, config: &Config, bound: Option<Duration>) -> Round {
-    let mut set = JoinSet::new();
     let names: Vec<String> = config
         .regions_in_file_order()
         .into_iter()
         .map(|(n, _)| n.to_string())
         .collect();
+    observe_regions_within(ctx, config, &names, bound).await
+}
+
+/// [`observe_within`] for the regions `names` only (in that order): the
+/// failover votes, once a failure is confirmed, look at the candidates
+/// alone and not at the failed (possibly silent) primary.
+pub async fn observe_regions_within(
+    ctx: &Ctx,
+    config: &Config,
+    names: &[String],
+    bound: Option<Duration>,
+) -> Round {
+    let mut set = JoinSet::new();
     for (i, name) in names.iter().enumerate() {
         let conn = server(ctx, config, name).await;
         let name = name.clone();

@@ -87,6 +87,11 @@ pub struct Report {
 pub struct Automatic {
     /// Who drives (`daemon@<observer>`), for the authority record.
     pub by: String,
+    /// When the deciding daemon's read found the old primary's lease gone
+    /// (taken after etcd answered): the fence step counts the safety margin
+    /// from here instead of from its own read, so the campaign's time is
+    /// not added to the RTO. `None` for a resumed change.
+    pub lease_gone_seen: Option<std::time::Instant>,
     /// The first failed check of the confirming votes: RTO counts from here.
     pub failure_at: chrono::DateTime<Utc>,
     pub confirmation: Confirmation,
@@ -208,6 +213,11 @@ async fn drive<N: FnMut(&Note)>(
         record: None,
         dns,
         rehearsal,
+        lease_gone_seen: if resumed {
+            None
+        } else {
+            auto.and_then(|a| a.lease_gone_seen)
+        },
     };
     let mut unchanged_reads = 0;
     loop {

@@ -49,6 +49,13 @@ pub struct Request {
     pub region: String,
     /// Bound on each waiting step (stop, rewind, start, streaming, replay).
     pub step_timeout: Duration,
+    /// When this turns true during the last steps (verify, the synchronous
+    /// names, DNS), the rejoin ends at once with an error: the server is a
+    /// standby by then, and waiting on a primary that the authority has
+    /// replaced would only hold the caller (the daemon's `auto_rejoin`)
+    /// for up to `step_timeout` per step. Earlier steps (rewind, clone) are
+    /// never cut short. `None`: never abandoned.
+    pub abandon: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// One line of progress.
@@ -304,44 +311,66 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             text,
         });
     }
-    // Verify and DNS, read back from the servers.
-    let (replica, replayed_epoch) =
-        verify(&primary_conn, &target.conn, &req.region, epoch, t).await?;
-    note(&Note {
-        step: "verify",
-        ok: true,
-        text: format!(
-            "{primary} lists {} {} ({}); it replayed epoch {}",
-            req.region,
-            replica.state,
-            replica
-                .replay_lsn
-                .map(|l| format!("replayed to {l}"))
-                .unwrap_or_else(|| "replay position unknown".into()),
-            replayed_epoch
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "1 (no row needed)".into())
-        ),
-    });
-    let synchronous_standby_names =
-        replicate_op::name_synchronous_standbys(config, &primary, &primary_conn).await?;
-    if let Some(names) = &synchronous_standby_names {
+    // Verify and DNS, read back from the servers; abandoned when the
+    // caller says the authority moved on meanwhile (see `Request::abandon`).
+    let last_steps = async {
+        let (replica, replayed_epoch) =
+            verify(&primary_conn, &target.conn, &req.region, epoch, t).await?;
         note(&Note {
-            step: "synchronous",
+            step: "verify",
             ok: true,
-            text: format!("{primary}'s synchronous_standby_names = {names}"),
+            text: format!(
+                "{primary} lists {} {} ({}); it replayed epoch {}",
+                req.region,
+                replica.state,
+                replica
+                    .replay_lsn
+                    .map(|l| format!("replayed to {l}"))
+                    .unwrap_or_else(|| "replay position unknown".into()),
+                replayed_epoch
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "1 (no row needed)".into())
+            ),
         });
-    }
-    let dns = restore_dns(
-        ctx,
-        config,
-        &AuthorityView {
-            primary: primary.clone(),
-            epoch,
+        let synchronous_standby_names =
+            replicate_op::name_synchronous_standbys(config, &primary, &primary_conn).await?;
+        if let Some(names) = &synchronous_standby_names {
+            note(&Note {
+                step: "synchronous",
+                ok: true,
+                text: format!("{primary}'s synchronous_standby_names = {names}"),
+            });
+        }
+        let dns = restore_dns(
+            ctx,
+            config,
+            &AuthorityView {
+                primary: primary.clone(),
+                epoch,
+            },
+            &mut note,
+        )
+        .await?;
+        Ok::<_, Error>((replica, replayed_epoch, synchronous_standby_names, dns))
+    };
+    let (replica, replayed_epoch, synchronous_standby_names, dns) = match req.abandon.clone() {
+        None => last_steps.await?,
+        Some(mut abandon) => tokio::select! {
+            done = last_steps => done?,
+            _ = abandon.wait_for(|a| *a) => {
+                return Err(Error::failure(format!(
+                    "{} follows {primary} as a standby, but the rejoin's last steps (verify, \
+                     DNS) were abandoned: the authority moved on from epoch {epoch} while they ran",
+                    req.region
+                ))
+                .with_hint(format!(
+                    "rejoin it under the current authority: the daemon's auto_rejoin does, or \
+                     run `lifeboat region rejoin {}`",
+                    req.region
+                )));
+            }
         },
-        &mut note,
-    )
-    .await?;
+    };
     Ok(Report {
         region: req.region.clone(),
         primary,

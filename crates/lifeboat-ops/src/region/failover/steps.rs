@@ -48,6 +48,10 @@ pub(super) struct Steps<'a> {
     /// Which leg of a rehearsal this change is (`there`, `back`), marked in
     /// its record; `None` for every other change.
     pub rehearsal: Option<String>,
+    /// When the deciding daemon found the old primary's lease gone
+    /// ([`super::Automatic::lease_gone_seen`]); taken by the first fence
+    /// step that finds it gone too.
+    pub lease_gone_seen: Option<Instant>,
 }
 
 fn failed(transient: bool, detail: impl Into<String>) -> Event {
@@ -274,7 +278,16 @@ impl Steps<'_> {
         loop {
             match self.store.lease_of(region).await {
                 Ok(None) => {
-                    tokio::time::sleep(self.failover.safety_margin()).await;
+                    // The margin counts from the earliest moment this
+                    // change knows the lease gone (an etcd answer, so not
+                    // before it expired); the read again after it proves
+                    // that no lease came back meanwhile.
+                    let margin = self.failover.safety_margin();
+                    let wait = self
+                        .lease_gone_seen
+                        .take()
+                        .map_or(margin, |seen| margin.saturating_sub(seen.elapsed()));
+                    tokio::time::sleep(wait).await;
                     return match self.store.lease_of(region).await {
                         Ok(None) => (
                             Event::FenceHeld,
@@ -297,6 +310,9 @@ impl Steps<'_> {
                     };
                 }
                 Ok(Some(lease)) => {
+                    // Alive again since the decision saw it gone: that
+                    // sighting no longer counts.
+                    self.lease_gone_seen = None;
                     if started.elapsed() >= self.step_timeout {
                         return (
                             failed(
