@@ -270,9 +270,7 @@ async fn run(
         {
             tracing::warn!(error = %e, "failover votes: a round failed; trying again");
         }
-        let rest = every
-            .saturating_sub(started.elapsed())
-            .max(MIN_PAUSE);
+        let rest = every.saturating_sub(started.elapsed()).max(MIN_PAUSE);
         if pause(&a.d, rest).await {
             return;
         }

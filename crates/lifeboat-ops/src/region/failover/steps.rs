@@ -131,8 +131,27 @@ impl Steps<'_> {
             Action::Promote { region, epoch } => {
                 let conn = self.conn(region).await?;
                 if self.evidence.new_last_replayed_heartbeat.is_none() {
-                    self.evidence.new_last_replayed_heartbeat =
-                        newest_heartbeat(&conn, &plan.from).await;
+                    // The RPO's evidence, read before the promotion or never:
+                    // a server that cannot answer now (still starting) is not
+                    // promoted without it; the step is retried. `Ok(None)`
+                    // (no heartbeat, no `lifeboat` database) is an answer.
+                    match heartbeat::read(&conn, Some(&plan.from)).await {
+                        Ok(seen) => {
+                            self.evidence.new_last_replayed_heartbeat = seen.map(|s| s.beat.at)
+                        }
+                        Err(e) => {
+                            return Ok((
+                                failed(
+                                    true,
+                                    format!(
+                                        "reading on {region} the newest heartbeat of {} it replayed (the RPO's evidence), before promoting it: {e}",
+                                        plan.from
+                                    ),
+                                ),
+                                String::new(),
+                            ));
+                        }
+                    }
                 }
                 match promote::promote(&conn, region, *epoch, self.step_timeout).await {
                     Ok(p) => {
