@@ -90,6 +90,12 @@ def writer(args):
                     port=','.join(p for _, p in servers),
                     dbname='postgres', user=user, connect_timeout=2,
                     target_session_attrs='read-write',
+                    # A partitioned server never answers and never closes:
+                    # statement_timeout runs on the server, so only the
+                    # client's TCP timeout ends a write in flight to it
+                    # (without it the writer hung until TCP gave up, ~15 min).
+                    tcp_user_timeout=2000, keepalives=1, keepalives_idle=1,
+                    keepalives_interval=1, keepalives_count=2,
                     options='-c statement_timeout=10000')
                 conn.autocommit = True
                 at = (conn.info.host, str(conn.info.port))

@@ -231,7 +231,45 @@ struct Auto {
     /// The last byte lag each standby reported (while its primary answered).
     byte_lags: BTreeMap<String, u64>,
     last_observed: Option<Instant>,
+    /// The periodic look at every server (for the byte lags above), in a
+    /// task of its own: a silent (partitioned) server costs it the whole
+    /// observation bound, which must not delay a round's vote or decision.
+    lag_look: Option<JoinHandle<observe::Round>>,
     rounds: u32,
+    /// Where the current round's time went (logged after it).
+    marks: Marks,
+}
+
+/// The time each part of a round took, for the round's debug line and the
+/// warning about a slow round (a slow round delays the vote and the
+/// decision: etcd calls stuck at an unreachable member, a slow observation).
+#[derive(Default)]
+struct Marks {
+    since: Option<Instant>,
+    parts: Vec<(&'static str, Duration)>,
+}
+
+impl Marks {
+    fn start(&mut self) {
+        self.since = Some(Instant::now());
+        self.parts.clear();
+    }
+
+    /// `part` took the time since the previous mark.
+    fn mark(&mut self, part: &'static str) {
+        let now = Instant::now();
+        if let Some(t) = self.since.replace(now) {
+            self.parts.push((part, now - t));
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.parts
+            .iter()
+            .map(|(p, d)| format!("{p} {} ms", d.as_millis()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 async fn run(
@@ -250,7 +288,9 @@ async fn run(
         last: None,
         byte_lags: BTreeMap::new(),
         last_observed: None,
+        lag_look: None,
         rounds: 0,
+        marks: Marks::default(),
     };
     let mut store: Option<AuthorityStore> = None;
     loop {
@@ -265,10 +305,18 @@ async fn run(
         // ended): a round's etcd calls and observation take time, and the
         // vote's freshness and the decision's reaction time count from here.
         let started = Instant::now();
+        a.marks.start();
         if let Some(s) = &store
             && let Err(e) = a.round(s).await
         {
             tracing::warn!(error = %e, "failover votes: a round failed; trying again");
+        }
+        let took = started.elapsed();
+        if took > every * 2 {
+            tracing::warn!(observer = %a.own, took_ms = took.as_millis() as u64, parts = %a.marks.describe(),
+                "failover votes: a slow round (the vote and the decision wait on it)");
+        } else {
+            tracing::debug!(observer = %a.own, took_ms = took.as_millis() as u64, parts = %a.marks.describe(), "failover votes: round");
         }
         let rest = every.saturating_sub(started.elapsed()).max(MIN_PAUSE);
         if pause(&a.d, rest).await {
@@ -318,6 +366,7 @@ impl Auto {
         // Independent reads, sent together: each is a round trip to etcd's
         // leader, across the regions' latency.
         let (authority, lease) = tokio::join!(store.authority(), self.own_lease(store));
+        self.marks.mark("authority+lease");
         let Some(authority) = authority.map_err(e)?.map(|v| v.value) else {
             return Ok(());
         };
@@ -328,10 +377,13 @@ impl Auto {
         };
         if let Some(id) = lease {
             store.put_vote(id, &vote).await.map_err(e)?;
+            self.marks.mark("vote");
         }
         // An unfinished automatic change (its leader died): resume it,
         // from any region (after the bump the new primary's daemon too).
-        if let Some(p) = store.progress::<Progress>().await.map_err(e)?
+        let progress = store.progress::<Progress>().await.map_err(e)?;
+        self.marks.mark("progress");
+        if let Some(p) = progress
             && !p.value.phase.is_terminal()
         {
             if p.value.plan.kind == Kind::Automatic {
@@ -380,6 +432,7 @@ impl Auto {
         }
         let (records, primary_lease) =
             tokio::join!(store.votes(), store.lease_of(&authority.primary));
+        self.marks.mark("votes+primary lease");
         let records = records.map_err(e)?;
         let primary_lease_alive = primary_lease.map_err(e)?.is_some();
         // Read back, so no earlier than etcd's answer: the moment from
@@ -407,17 +460,17 @@ impl Auto {
             decision,
             Decision::Healthy { .. } | Decision::AwaitLease { .. }
         );
-        let due = self
-            .last_observed
-            .is_none_or(|t| t.elapsed() >= WATCH_INTERVAL);
-        if confirmed || due {
-            // Once confirmed, the failed primary is not looked at: a
+        self.look_for_lags().await;
+        if confirmed {
+            // The candidates now; the failed primary is not looked at: a
             // silent (partitioned) one would cost the whole bound.
-            o.candidates = self.candidates(&authority.primary, !confirmed).await;
+            o.candidates = self.candidates(&authority.primary).await;
+            self.marks.mark("candidates");
             decision = confirm::decide(&o);
         }
         let rec = decision_record(&decision, &authority, &self.by(), now);
         self.publish(store, rec).await;
+        self.marks.mark("decision");
         if let Decision::Failover {
             to,
             confirmed_by,
@@ -446,29 +499,60 @@ impl Auto {
         Ok(())
     }
 
-    /// Every standby candidate (file order), observed now, and with
-    /// `with_primary` the primary too; remembers the byte lags while the
-    /// primary answers.
-    async fn candidates(&mut self, primary: &str, with_primary: bool) -> Vec<Candidate> {
-        // Bounded: the failed primary's server may be unreachable by
-        // silence (a partition), and this round also refreshes the vote.
-        let bound = (self.fo.renew_interval() * 2).max(CANDIDATES_MIN_BOUND);
+    /// The bound on one observation of the servers.
+    fn observation_bound(&self) -> Duration {
+        (self.fo.renew_interval() * 2).max(CANDIDATES_MIN_BOUND)
+    }
+
+    /// Takes a finished periodic look (its byte lags, reported while the
+    /// primary answered), and starts the next one every [`WATCH_INTERVAL`]
+    /// in a task of its own.
+    async fn look_for_lags(&mut self) {
+        if self.lag_look.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(look) = self.lag_look.take()
+            && let Ok(round) = look.await
+        {
+            for p in round.standbys() {
+                if let Some(b) = p.lag_bytes {
+                    self.byte_lags.insert(p.region.clone(), b);
+                }
+            }
+        }
+        let due = self
+            .last_observed
+            .is_none_or(|t| t.elapsed() >= WATCH_INTERVAL);
+        if due && self.lag_look.is_none() {
+            self.last_observed = Some(Instant::now());
+            let (d, bound) = (Arc::clone(&self.d), self.observation_bound());
+            self.lag_look = Some(tokio::spawn(async move {
+                let config = d
+                    .ctx
+                    .config
+                    .as_ref()
+                    .expect("the region tasks run with a configuration");
+                observe::observe_within(&d.ctx, config, Some(bound)).await
+            }));
+        }
+    }
+
+    /// Every standby candidate (file order, the primary left out), observed
+    /// now, with the byte lags last reported while the primary answered.
+    async fn candidates(&mut self, primary: &str) -> Vec<Candidate> {
+        // Bounded: a candidate may be unreachable by silence too.
         let names: Vec<String> = self
             .config()
             .regions_in_file_order()
             .into_iter()
             .map(|(n, _)| n.to_string())
-            .filter(|n| with_primary || n != primary)
+            .filter(|n| n != primary)
             .collect();
-        let round =
-            observe::observe_regions_within(&self.d.ctx, self.config(), &names, Some(bound)).await;
-        self.last_observed = Some(Instant::now());
-        let points = round.standbys();
-        for p in &points {
-            if let Some(b) = p.lag_bytes {
-                self.byte_lags.insert(p.region.clone(), b);
-            }
-        }
+        let round = observe::observe_regions_within(
+            &self.d.ctx,
+            self.config(),
+            &names,
+            Some(self.observation_bound()),
+        )
+        .await;
         round
             .observed
             .iter()
@@ -520,6 +604,7 @@ impl Auto {
         auto: &Automatic,
     ) {
         let candidate = format!("{}/pid {}", self.by(), std::process::id());
+        let campaign_started = Instant::now();
         let won = tokio::time::timeout(
             self.fo.lease_ttl(),
             store.campaign_with(&candidate, lease, &self.own),
@@ -540,7 +625,8 @@ impl Auto {
                 return;
             }
         };
-        tracing::warn!(observer = %self.own, to = %req.to, "leading the failover election: driving the automatic failover");
+        tracing::warn!(observer = %self.own, to = %req.to, campaign_ms = campaign_started.elapsed().as_millis() as u64,
+            "leading the failover election: driving the automatic failover");
         let own = self.own.clone();
         let result = driver::run_automatic(&self.d.ctx, req, auto, |n| {
             if n.ok {

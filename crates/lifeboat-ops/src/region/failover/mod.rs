@@ -354,22 +354,21 @@ const OLD_PRIMARY_BOUND: Duration = Duration::from_secs(2);
 async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> Result<()> {
     use lifeboat_region::replication::observe::{Role, Server, observe};
     use lifeboat_region::replication::retry::Retry;
-    let target = observe(
-        &Server {
-            name: to.to_string(),
-            conn: region_conn(ctx, region(config, to)?).await?,
-        },
-        Retry::default(),
-    )
-    .await;
-    if let Ok(old_conn) = region_conn(ctx, region(config, from)?).await {
+    let target_server = Server {
+        name: to.to_string(),
+        conn: region_conn(ctx, region(config, to)?).await?,
+    };
+    // Both observed at once: a partitioned old primary costs its bound
+    // beside the target's observation, not after it.
+    let old_look = async {
+        let old_conn = region_conn(ctx, region(config, from).ok()?).await.ok()?;
         // One attempt, cut at OLD_PRIMARY_BOUND: in a failover the old
         // primary is usually gone, and retrying it cost 1.5 s of the RTO
         // (bench/failover.sh); a partitioned one does not even refuse, and
         // its connect timeout (10 s) cost 10 s (the fault suite). Missing a
         // second name here is still caught below: a target that reaches the
         // running primary answers as a primary and is refused.
-        let old = tokio::time::timeout(
+        tokio::time::timeout(
             OLD_PRIMARY_BOUND,
             observe(
                 &Server {
@@ -382,18 +381,20 @@ async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> 
                 },
             ),
         )
-        .await;
-        if let Ok(old) = old
-            && let (Some(a), Some(b)) = (&old.identity, &target.identity)
-            && a.same_server(b)
-        {
-            return Err(Error::usage(format!(
-                "regions.{to}.postgres.url reaches the same running server as {from}'s (system \
-                 identifier {}, same postmaster): promoting it would change nothing but the \
-                 authority; fix the configuration",
-                a.system_identifier
-            )));
-        }
+        .await
+        .ok()
+    };
+    let (target, old) = tokio::join!(observe(&target_server, Retry::default()), old_look);
+    if let Some(old) = old
+        && let (Some(a), Some(b)) = (&old.identity, &target.identity)
+        && a.same_server(b)
+    {
+        return Err(Error::usage(format!(
+            "regions.{to}.postgres.url reaches the same running server as {from}'s (system \
+             identifier {}, same postmaster): promoting it would change nothing but the \
+             authority; fix the configuration",
+            a.system_identifier
+        )));
     }
     match &target.role {
         Role::Standby => Ok(()),
