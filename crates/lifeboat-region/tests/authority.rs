@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use etcd::EtcdCluster;
 use lifeboat_region::authority::{
-    AuthorityError, AuthorityRecord, AuthorityStore, ChangeReason, EtcdSettings, Versioned,
+    AuthorityError, AuthorityRecord, AuthorityStore, ChangeReason, EtcdSettings, LeaderKeeper,
+    Placement, Versioned,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -483,6 +484,71 @@ async fn bounded<T>(what: &str, bound: Duration, f: impl std::future::Future<Out
     tokio::time::timeout(bound, f)
         .await
         .unwrap_or_else(|_| panic!("{what} hung past {bound:?} without a majority"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
+    let _alone = crate::alone::alone(module_path!());
+    let mut c = EtcdCluster::start(3).await;
+    let leader = c.wait_leader().await;
+    let wanted = (0..3).find(|i| *i != leader).unwrap();
+    let settings = settings(c.endpoints(), "/t-leader");
+
+    // Not a member: said so, with the members' names; nothing moved.
+    let mut bogus = LeaderKeeper::new(settings.clone(), "nobody".into());
+    match bogus.check().await.unwrap() {
+        Placement::NotAMember { wanted, members } => {
+            assert_eq!(wanted, "nobody");
+            let mut members = members;
+            members.sort();
+            assert_eq!(members, vec!["m0", "m1", "m2"]);
+        }
+        other => panic!("want NotAMember, got {other:?}"),
+    }
+    assert_eq!(c.wait_leader().await, leader);
+
+    // Elsewhere: handed over by the leader itself, and then it stays.
+    let mut keeper = LeaderKeeper::new(settings.clone(), format!("m{wanted}"));
+    assert_eq!(
+        keeper.check().await.unwrap(),
+        Placement::Moved {
+            from: format!("m{leader}")
+        }
+    );
+    let deadline = Instant::now() + WAIT;
+    while c.leader().await != Some(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "the leadership never moved to m{wanted}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(keeper.check().await.unwrap(), Placement::Placed);
+
+    // Its member lost: another leads, and the keeper cannot move it there
+    // until it is back; then it does.
+    c.stop(wanted);
+    let other = c.wait_leader().await;
+    assert_ne!(other, wanted);
+    assert_eq!(
+        keeper.check().await.unwrap(),
+        Placement::WantedDown {
+            leader: format!("m{other}")
+        }
+    );
+    c.restart(&[wanted]).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Placement::Placed) = keeper.check().await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leadership never came back to m{wanted}"
+        );
+        tokio::time::sleep(POLL * 5).await;
+    }
+    assert_eq!(c.wait_leader().await, wanted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,13 @@ pub struct EtcdConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub password: Option<SecretRef>,
+    /// The etcd member (its `--name`) that should lead etcd's raft, e.g. the
+    /// witness's: the daemons hand the leadership to it whenever it answers
+    /// and another member leads, so a region's failure never takes etcd's
+    /// leader with it (a new leader extends every lease by a full TTL,
+    /// delaying the failover; docs/failover.md, "etcd's own timing").
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
 /// `failover.etcd.tls`: files, never inline keys.

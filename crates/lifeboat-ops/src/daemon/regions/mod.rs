@@ -32,6 +32,7 @@ pub mod autofail;
 pub mod changes;
 pub mod copy;
 pub mod decide;
+pub mod etcd_leader;
 pub mod health;
 pub mod metrics;
 pub mod named_standby;
@@ -128,6 +129,7 @@ pub fn spawn(d: &Arc<Daemon>) -> Vec<JoinHandle<()>> {
         }
     };
     metrics::describe();
+    tasks.extend(etcd_leader::spawn(d, config));
     if is_witness(config, &region) {
         tracing::info!(witness = %region, "witness: health checks of every region, votes and the failover election; no database here");
         tasks.extend(agent::spawn(d, config, &region));

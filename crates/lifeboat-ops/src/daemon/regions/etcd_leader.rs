@@ -1,0 +1,81 @@
+//! `failover.etcd.leader`: every daemon with `failover:` keeps etcd's raft
+//! leader on the named member (the witness's, typically), through
+//! [`LeaderKeeper`] (`lifeboat-region`, which says why: a new etcd leader
+//! extends every lease by a full TTL, so a primary region that took etcd's
+//! leader down with it delays its own failover).
+//!
+//! Every [`CHECK_EVERY`] it asks the members who leads and, when another
+//! member does and the wanted one answers, asks the leader to hand over.
+//! Several daemons may ask at once: the first transfer wins, the others
+//! are refused by a member that no longer leads, which is logged only when
+//! it persists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_region::authority::{LeaderKeeper, Placement};
+use tokio::task::JoinHandle;
+
+use super::pause;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::region::failover::authority as auth;
+
+/// How often the leader's place is looked at.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Failures in a row before one is logged as a warning.
+const QUIET_FAILURES: u32 = 3;
+
+/// Starts the keeper when `failover.etcd.leader` is set.
+pub fn spawn(d: &Arc<Daemon>, config: &Config) -> Option<JoinHandle<()>> {
+    let wanted = config.failover.as_ref()?.etcd.leader.clone()?;
+    Some(tokio::spawn(run(Arc::clone(d), wanted)))
+}
+
+async fn run(d: Arc<Daemon>, wanted: String) {
+    let Some(fo) = d.ctx.config.as_ref().and_then(|c| c.failover.clone()) else {
+        return;
+    };
+    let settings = match auth::settings(&d.ctx, &fo).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "failover.etcd.leader: the etcd settings cannot be used; etcd's leader is left where it is");
+            return;
+        }
+    };
+    tracing::info!(member = %wanted, "keeping etcd's leader on this member (failover.etcd.leader)");
+    let mut keeper = LeaderKeeper::new(settings, wanted.clone());
+    let mut failures = 0u32;
+    let mut told_not_a_member = false;
+    loop {
+        match keeper.check().await {
+            Ok(Placement::Moved { from }) => {
+                failures = 0;
+                tracing::info!(from = %from, to = %wanted, "etcd's leadership handed to the configured member");
+            }
+            Ok(Placement::NotAMember { members, .. }) => {
+                if !told_not_a_member {
+                    told_not_a_member = true;
+                    tracing::error!(member = %wanted, members = %members.join(","),
+                        "failover.etcd.leader names no member of the etcd cluster (its --name): fix the configuration");
+                }
+            }
+            Ok(p) => {
+                failures = 0;
+                tracing::debug!(placement = ?p, "etcd's leader");
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == QUIET_FAILURES {
+                    tracing::warn!(error = %e, member = %wanted, "handing etcd's leadership to the configured member keeps failing");
+                } else {
+                    tracing::debug!(error = %e, "handing etcd's leadership over failed");
+                }
+            }
+        }
+        if pause(&d, CHECK_EVERY).await {
+            return;
+        }
+    }
+}
