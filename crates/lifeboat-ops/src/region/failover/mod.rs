@@ -338,7 +338,13 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
             )));
         }
     }
-    same_server_guard(ctx, config, from, &req.to).await?;
+    // An automatic change follows a failure that a majority of vantage
+    // points confirmed: the old primary is not looked at (a partitioned
+    // one would cost OLD_PRIMARY_BOUND of the RTO for nothing; a second
+    // name of it would be unreachable too, or answer as a primary, and be
+    // refused below).
+    let look_at_old = req.kind != Kind::Automatic;
+    same_server_guard(ctx, config, from, &req.to, look_at_old).await?;
     if req.kind == Kind::Manual && !req.accept_data_loss {
         lag_guard(ctx, config, from, &req.to).await?;
     }
@@ -351,7 +357,13 @@ const OLD_PRIMARY_BOUND: Duration = Duration::from_secs(2);
 /// What the servers say, not how their URLs are spelled: the target must
 /// answer as a standby (in recovery), and must not be the primary's running
 /// server under a second name (same system identifier and postmaster start).
-async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> Result<()> {
+async fn same_server_guard(
+    ctx: &Ctx,
+    config: &Config,
+    from: &str,
+    to: &str,
+    look_at_old: bool,
+) -> Result<()> {
     use lifeboat_region::replication::observe::{Role, Server, observe};
     use lifeboat_region::replication::retry::Retry;
     let target_server = Server {
@@ -361,6 +373,9 @@ async fn same_server_guard(ctx: &Ctx, config: &Config, from: &str, to: &str) -> 
     // Both observed at once: a partitioned old primary costs its bound
     // beside the target's observation, not after it.
     let old_look = async {
+        if !look_at_old {
+            return None;
+        }
         let old_conn = region_conn(ctx, region(config, from).ok()?).await.ok()?;
         // One attempt, cut at OLD_PRIMARY_BOUND: in a failover the old
         // primary is usually gone, and retrying it cost 1.5 s of the RTO
