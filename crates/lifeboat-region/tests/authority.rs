@@ -496,7 +496,7 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
 
     // Not a member: said so, with the members' names; nothing moved.
     let mut bogus = LeaderKeeper::new(settings.clone(), "nobody".into());
-    match bogus.check().await.unwrap() {
+    match bogus.check(true).await.unwrap() {
         Placement::NotAMember { wanted, members } => {
             assert_eq!(wanted, "nobody");
             let mut members = members;
@@ -507,10 +507,19 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
     }
     assert_eq!(c.wait_leader().await, leader);
 
-    // Elsewhere: handed over by the leader itself, and then it stays.
+    // Elsewhere, but not now: nothing asked.
     let mut keeper = LeaderKeeper::new(settings.clone(), format!("m{wanted}"));
     assert_eq!(
-        keeper.check().await.unwrap(),
+        keeper.check(false).await.unwrap(),
+        Placement::Deferred {
+            leader: format!("m{leader}")
+        }
+    );
+    assert_eq!(c.wait_leader().await, leader);
+
+    // Elsewhere: handed over by the leader itself, and then it stays.
+    assert_eq!(
+        keeper.check(true).await.unwrap(),
         Placement::Moved {
             from: format!("m{leader}")
         }
@@ -523,7 +532,7 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
         );
         tokio::time::sleep(POLL).await;
     }
-    assert_eq!(keeper.check().await.unwrap(), Placement::Placed);
+    assert_eq!(keeper.check(true).await.unwrap(), Placement::Placed);
 
     // Its member lost: another leads, and the keeper cannot move it there
     // until it is back; then it does.
@@ -543,7 +552,7 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
         }
     };
     assert_eq!(
-        keeper.check().await.unwrap(),
+        keeper.check(true).await.unwrap(),
         Placement::WantedDown {
             leader: format!("m{other}")
         }
@@ -551,7 +560,7 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
     c.restart(&[wanted]).await;
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(Placement::Placed) = keeper.check().await {
+        if let Ok(Placement::Placed) = keeper.check(true).await {
             break;
         }
         assert!(

@@ -16,7 +16,9 @@
 //! when it is not the wanted member asks the leader to hand over
 //! (`MoveLeader`, which only the current leader accepts). A transfer makes
 //! the cluster leaderless for about one heartbeat; etcd refuses it when the
-//! transferee is not caught up.
+//! transferee is not caught up. A hand-over is itself a leader change (the
+//! new leader extends every lease), so the caller defers it while a failure
+//! is being handled.
 
 use etcd_client::Client;
 
@@ -45,6 +47,10 @@ pub enum Placement {
     /// The leader is elsewhere and the wanted member does not answer here
     /// (down, or cut off): nothing was asked.
     WantedDown { leader: String },
+    /// The leader is elsewhere, but the caller said not now (a hand-over
+    /// is a leader change, which extends every lease: not while a failed
+    /// primary's lease is expiring).
+    Deferred { leader: String },
 }
 
 /// One member's answer to `Status`.
@@ -114,8 +120,9 @@ impl LeaderKeeper {
         out
     }
 
-    /// One look, and a hand-over when the leader is not the wanted member.
-    pub async fn check(&mut self) -> Result<Placement, AuthorityError> {
+    /// One look, and a hand-over when the leader is not the wanted member
+    /// and `may_move`.
+    pub async fn check(&mut self, may_move: bool) -> Result<Placement, AuthorityError> {
         let seen = self.statuses().await;
         // The leader as a member says of itself (the newest term's, should
         // a partitioned old leader not have stepped down yet); a follower's
@@ -169,6 +176,9 @@ impl LeaderKeeper {
         let leader = name_of(leader_id).unwrap_or_else(|| format!("{leader_id:x}"));
         if !seen.iter().any(|s| s.own_id == wanted_id) {
             return Ok(Placement::WantedDown { leader });
+        }
+        if !may_move {
+            return Ok(Placement::Deferred { leader });
         }
         // Only the leader accepts MoveLeader: ask it on its own connection.
         let Some(at) = seen

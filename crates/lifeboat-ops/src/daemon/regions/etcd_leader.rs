@@ -8,12 +8,15 @@
 //! member does and the wanted one answers, asks the leader to hand over.
 //! Several daemons may ask at once: the first transfer wins, the others
 //! are refused by a member that no longer leads, which is logged only when
-//! it persists.
+//! it persists. A hand-over is itself a leader change, after which etcd
+//! extends every lease: it is deferred while the authority's primary holds
+//! no lease or a change of primary is under way (a failure being handled).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeboat_region::authority::{LeaderKeeper, Placement};
+use lifeboat_region::authority::{AuthorityStore, LeaderKeeper, Placement};
+use lifeboat_region::failover::machine::Progress;
 use tokio::task::JoinHandle;
 
 use super::pause;
@@ -45,11 +48,19 @@ async fn run(d: Arc<Daemon>, wanted: String) {
         }
     };
     tracing::info!(member = %wanted, "keeping etcd's leader on this member (failover.etcd.leader)");
-    let mut keeper = LeaderKeeper::new(settings, wanted.clone());
+    let mut keeper = LeaderKeeper::new(settings.clone(), wanted.clone());
+    let mut store: Option<AuthorityStore> = None;
     let mut failures = 0u32;
     let mut told_not_a_member = false;
     loop {
-        match keeper.check().await {
+        if store.is_none() {
+            store = AuthorityStore::connect(settings.clone()).await.ok();
+        }
+        let calm = match &store {
+            Some(s) => calm(s).await,
+            None => false,
+        };
+        match keeper.check(calm).await {
             Ok(Placement::Moved { from }) => {
                 failures = 0;
                 tracing::info!(from = %from, to = %wanted, "etcd's leadership handed to the configured member");
@@ -78,4 +89,22 @@ async fn run(d: Arc<Daemon>, wanted: String) {
             return;
         }
     }
+}
+
+/// Whether a hand-over may happen now: the authority's primary holds its
+/// lease and no change of primary is under way. Unknown (etcd not read):
+/// not now.
+async fn calm(store: &AuthorityStore) -> bool {
+    let Ok(Some(authority)) = store.authority().await else {
+        return false;
+    };
+    let (lease, progress) = tokio::join!(
+        store.lease_of(&authority.value.primary),
+        store.progress::<Progress>()
+    );
+    let running = match progress {
+        Ok(p) => p.is_some_and(|p| !p.value.phase.is_terminal()),
+        Err(_) => return false,
+    };
+    matches!(lease, Ok(Some(_))) && !running
 }
