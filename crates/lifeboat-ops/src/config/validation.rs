@@ -306,6 +306,20 @@ impl PostgresSource {
                 ));
             }
         }
+        match (&self.control, &self.pgdata) {
+            (Some(_), None) => problems.push(format!(
+                "{at}.postgres.control: set pgdata too: the control starts and stops the server \
+                 whose data directory that is"
+            )),
+            (Some(super::ServerControl::Manager), Some(_)) => problems.push(format!(
+                "{at}.postgres.control: `manager` is for regions managed by Patroni or \
+                 CloudNativePG; a source's server is started and stopped with pg_ctl or systemd"
+            )),
+            (Some(super::ServerControl::Systemd(s)), Some(_)) if s.unit.trim().is_empty() => {
+                problems.push(format!("{at}.postgres.control.systemd.unit is empty"))
+            }
+            _ => {}
+        }
         problems
     }
 }
