@@ -39,8 +39,6 @@ pub struct Ready {
     pub bin: PathBuf,
     /// The segment holding the WAL up to the check, in the archive.
     pub archived_through: String,
-    /// The epoch `wal push` would store under (for the history file).
-    pub epoch: u64,
 }
 
 fn nothing(e: impl std::fmt::Display) -> crate::Error {
@@ -136,17 +134,14 @@ pub async fn repository(
     repo: &Repository,
     found: &Found,
 ) -> Result<Ready> {
-    let epoch = crate::wal::epoch::writer_epoch(ctx, None).await?.epoch;
-    let archived_through = switch_and_wait(repo, &found.src.conn, req.archive_timeout).await?;
     let system = found.system_identifier.to_string();
-    let prep = restore::prepare_for(
-        repo,
-        "latest",
-        None,
-        Some(&system),
-        &Target::Time(req.before),
-    )
-    .await?;
+    let target = Target::Time(req.before);
+    // A base backup first (no WAL switched on a server that cannot be
+    // recovered), then the archive up to now, then the base backup and the
+    // archive past it again, as listed after the switch.
+    restore::prepare_for(repo, "latest", None, Some(&system), &target).await?;
+    let archived_through = switch_and_wait(repo, &found.src.conn, req.archive_timeout).await?;
+    let prep = restore::prepare_for(repo, "latest", None, Some(&system), &target).await?;
     if let Some(gap) = prep.gap() {
         return Err(fail(
             INTEGRITY,
@@ -162,7 +157,6 @@ pub async fn repository(
         prep,
         bin,
         archived_through,
-        epoch,
     })
 }
 

@@ -17,12 +17,13 @@
 //! 3. The server stopped with its control ([`swap::Server`]).
 //! 4. `restore physical`'s restore and recovery
 //!    ([`restore::restore_prepared`]) into `<pgdata>.recovering-<stamp>`
-//!    beside it, to the moment, exclusive; the new timeline's history file
-//!    pushed into the archive (the private server ran with archiving off).
+//!    beside it, to the moment, exclusive.
 //! 5. Swap: `<pgdata>` → `<pgdata>.replaced-<stamp>` (kept until
 //!    `--drop-replaced`), the recovered directory → `<pgdata>`.
 //! 6. The server started with its control and verified: a primary of the
-//!    same system, the source's verification queries.
+//!    same system, the source's verification queries. The new timeline's
+//!    history file was marked ready before the start, so the server
+//!    archives it (the private server ran with archiving off).
 //! 7. Writers back; RTO and RPO recorded (`recoveries/<id>`).
 //!
 //! Any failure or interruption after step 3 puts the old directory back
@@ -339,7 +340,7 @@ async fn replace(
                 .unwrap_or_else(|| "none past the base backup".into())
         ),
     );
-    push_history(repo, &dirs.recovering, out.timeline, ready.epoch).await?;
+    mark_history_ready(&dirs.recovering, out.timeline)?;
 
     let since = Instant::now();
     swap::swap_in(&dirs.pgdata, &dirs.recovering, &dirs.aside)?;
@@ -397,27 +398,34 @@ fn check_before(before: DateTime<Utc>, replay: Option<DateTime<Utc>>) -> Result<
     }
 }
 
-/// Pushes the promoted timeline's history file into the archive: the
-/// private server ran with `archive_mode = off`, and the server started on
-/// the directory archives only the segments it completes from now on, not
-/// the history file a later recovery needs to follow this timeline.
-async fn push_history(
-    repo: &Repository,
-    dir: &Path,
-    timeline: Option<u32>,
-    epoch: u64,
-) -> Result<()> {
+/// Marks the promoted timeline's history file ready for archiving
+/// (`pg_wal/archive_status/<TLI>.history.ready`): the private server ran
+/// with `archive_mode = off`, so PostgreSQL did not, and a later recovery
+/// needs the file to follow this timeline. The server started on the
+/// directory archives it first, with its own `archive_command`, as the
+/// server's user (a push by this process could leave directories in a
+/// local repository that user cannot write).
+fn mark_history_ready(dir: &Path, timeline: Option<u32>) -> Result<()> {
     let Some(tl) = timeline.filter(|t| *t > 1) else {
         return Ok(());
     };
     let name = format!("{tl:08X}.history");
-    let path = dir.join("pg_wal").join(&name);
-    let data = std::fs::read(&path)
-        .map_err(|e| fail(FAILURE, format!("reading {}: {e}", path.display())))?;
-    crate::wal::push::store(repo, &name, &data, epoch)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.context(format!("archiving {name}")))
+    if !dir.join("pg_wal").join(&name).exists() {
+        return Err(fail(
+            FAILURE,
+            format!("the promoted server left no pg_wal/{name} in {}", dir.display()),
+        ));
+    }
+    let ready = dir.join(format!("pg_wal/archive_status/{name}.ready"));
+    std::fs::write(&ready, b"")
+        .map_err(|e| fail(FAILURE, format!("writing {}: {e}", ready.display())))?;
+    let owner = lifeboat_postgres::basebackup::server::server_owner()
+        .map_err(|e| fail(FAILURE, e.to_string()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&ready, Some(uid), Some(gid))
+            .map_err(|e| fail(FAILURE, format!("chown {}: {e}", ready.display())))?;
+    }
+    Ok(())
 }
 
 /// After a failure (or interruption) with the server stopped: the old data
