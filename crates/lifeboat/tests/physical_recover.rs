@@ -49,7 +49,14 @@ fn siblings(c: &TempCluster) -> Vec<String> {
     v
 }
 
-fn source(name: &str, url: &str, pgdata: Option<&Path>, bin: &Path, log: &Path, extra_query: &str) -> String {
+fn source(
+    name: &str,
+    url: &str,
+    pgdata: Option<&Path>,
+    bin: &Path,
+    log: &Path,
+    extra_query: &str,
+) -> String {
     let pgdata = pgdata
         .map(|p| {
             format!(
@@ -130,7 +137,11 @@ fn recover_in_place_to_just_before_a_moment() {
     let backup_start = backup["facts"]["start_time"].as_str().unwrap().to_string();
 
     // A, the moment, B strictly after it (the server's clock moved on).
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('A') RETURNING id");
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('A') RETURNING id",
+    );
     let moment = one(
         &rt,
         &cluster,
@@ -144,7 +155,11 @@ fn recover_in_place_to_just_before_a_moment() {
         );
         (later == "t").then_some(())
     });
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('B') RETURNING id");
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('B') RETURNING id",
+    );
     switch_and_archive(&rt, &cluster);
     let all = vec!["base".to_string(), "A".into(), "B".into()];
     assert_eq!(live_labels(&rt, &cluster), all);
@@ -175,15 +190,25 @@ fn recover_in_place_to_just_before_a_moment() {
     std::fs::write(&a.config, yaml).unwrap();
     chown_postgres(&a.config);
     let recover = |name: &str, before: &str| {
-        a.run(&["--json", "recover", "postgres", "--source", name, "--before", before])
+        a.run(&[
+            "--json", "recover", "postgres", "--source", name, "--before", before,
+        ])
     };
     let start_time = || one(&rt, &cluster, "SELECT pg_postmaster_start_time()::text");
     let started = start_time();
     let untouched = |what: &str| {
         assert_eq!(live_labels(&rt, &cluster), all, "{what}");
-        assert_eq!(start_time(), started, "{what}: the server was not restarted");
+        assert_eq!(
+            start_time(),
+            started,
+            "{what}: the server was not restarted"
+        );
         assert!(!log.exists(), "{what}: no writer was stopped");
-        assert!(siblings(&cluster).is_empty(), "{what}: {:?}", siblings(&cluster));
+        assert!(
+            siblings(&cluster).is_empty(),
+            "{what}: {:?}",
+            siblings(&cluster)
+        );
     };
 
     // --- refusals: exit 2 (3: no base backup reaches it), nothing touched ---
@@ -195,8 +220,8 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(err.contains("not on the configured pgdata"), "{err}");
     untouched("a copy's directory");
-    let early = chrono::DateTime::parse_from_rfc3339(&backup_start).unwrap()
-        - chrono::Duration::hours(1);
+    let early =
+        chrono::DateTime::parse_from_rfc3339(&backup_start).unwrap() - chrono::Duration::hours(1);
     let (code, out, err) = recover("main", &early.to_rfc3339());
     assert_eq!(code, Some(3), "{out}\n{err}");
     assert!(err.contains("can reach"), "{err}");
@@ -249,17 +274,31 @@ fn recover_in_place_to_just_before_a_moment() {
     assert!(v["rto_seconds"].as_f64().unwrap() > 0.0, "{v}");
     // The old directory, kept aside whole: its own server still has B.
     let aside = PathBuf::from(v["replaced"].as_str().unwrap());
-    assert_eq!(siblings(&cluster), vec![aside.file_name().unwrap().to_string_lossy().into_owned()]);
+    assert_eq!(
+        siblings(&cluster),
+        vec![aside.file_name().unwrap().to_string_lossy().into_owned()]
+    );
     assert!(aside.join("PG_VERSION").exists() && aside.join("global/pg_control").exists());
     assert_eq!(common::archive::labels(&aside, "pitr"), all);
     // A writable primary, archiving into the repository on its timeline.
-    assert_eq!(one(&rt, &cluster, "SELECT pg_is_in_recovery()::text"), "false");
-    one(&rt, &cluster, "INSERT INTO pitr (label) VALUES ('C') RETURNING id");
+    assert_eq!(
+        one(&rt, &cluster, "SELECT pg_is_in_recovery()::text"),
+        "false"
+    );
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('C') RETURNING id",
+    );
     let seg = one(&rt, &cluster, "SELECT pg_walfile_name(pg_switch_wal())");
     poll(Duration::from_secs(120), "C's segment archived", || {
         let (failed, archived) = (
             one(&rt, &cluster, "SELECT failed_count FROM pg_stat_archiver"),
-            one(&rt, &cluster, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver"),
+            one(
+                &rt,
+                &cluster,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            ),
         );
         assert_eq!(
             failed,

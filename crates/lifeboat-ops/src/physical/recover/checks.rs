@@ -7,15 +7,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lifeboat_postgres::basebackup::recovery::Target;
 use lifeboat_postgres::basebackup::SimpleQueryMessage;
+use lifeboat_postgres::basebackup::recovery::Target;
 use lifeboat_postgres::conn::{ConnConfig, pg_message};
 use lifeboat_region::replication::target::{TargetDir, inspect};
 use lifeboat_repo::Repository;
 
+use super::RecoverRequest;
 use super::plan::{self, DirSays, ServerSays};
 use super::swap::{self, Server};
-use super::RecoverRequest;
 use crate::context::Ctx;
 use crate::error::{FAILURE, INTEGRITY, Result, VERIFY_FAILED, fail, usage};
 use crate::physical::restore::{self, Prepared, QueryResult};
@@ -79,7 +79,12 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
             &[],
         )
         .await
-        .map_err(|e| fail(FAILURE, format!("asking the source's server who it is: {}", pg_message(&e))))?;
+        .map_err(|e| {
+            fail(
+                FAILURE,
+                format!("asking the source's server who it is: {}", pg_message(&e)),
+            )
+        })?;
     drop(client);
     let says = ServerSays {
         system_identifier: row.get::<_, i64>(0) as u64,
@@ -111,10 +116,10 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     };
     let proven_by = plan::is_source_dir(&pgdata, &says, &dir).map_err(nothing)?;
     if in_recovery {
-        return Err(nothing(format!(
+        return Err(nothing(
             "the source's server is a standby (in recovery): recover its primary, or rebuild \
-             this standby from the recovered primary (`lifeboat region replicate`)"
-        )));
+             this standby from the recovered primary (`lifeboat region replicate`)",
+        ));
     }
     let server = Server::new(name, &pgdata, bin, src.conn.clone(), control);
     Ok(Found {
@@ -164,7 +169,11 @@ pub async fn repository(
 /// completed is in the repository (`archive_command`'s `wal push`, or the
 /// daemon's streaming): then the archive holds every commit up to now, so
 /// up to the moment too. Its name.
-async fn switch_and_wait(repo: &Repository, conn: &ConnConfig, timeout: Duration) -> Result<String> {
+async fn switch_and_wait(
+    repo: &Repository,
+    conn: &ConnConfig,
+    timeout: Duration,
+) -> Result<String> {
     let client = conn.connect().await.map_err(conn_err)?;
     // At a segment boundary (nothing written since the last switch)
     // pg_walfile_name names the segment before it: the one just completed.
@@ -228,7 +237,12 @@ pub async fn verify_started(src: &PgSource, system: u64) -> Result<Vec<QueryResu
             &[],
         )
         .await
-        .map_err(|e| fail(VERIFY_FAILED, format!("asking the recovered server: {}", pg_message(&e))))?;
+        .map_err(|e| {
+            fail(
+                VERIFY_FAILED,
+                format!("asking the recovered server: {}", pg_message(&e)),
+            )
+        })?;
     let (id, in_recovery): (i64, bool) = (row.get(0), row.get(1));
     if id as u64 != system || in_recovery {
         return Err(fail(

@@ -189,7 +189,13 @@ async fn recover_locked(
         let _ = guard.resume().await;
         return Err(e.context("nothing was changed; the writers were brought back"));
     }
-    steps.done(ctx, "stop", true, since, format!("{} stopped", pgdata.display()));
+    steps.done(
+        ctx,
+        "stop",
+        true,
+        since,
+        format!("{} stopped", pgdata.display()),
+    );
 
     let stamp = plan::stamp(started_at);
     let dirs = Dirs {
@@ -212,17 +218,21 @@ async fn recover_locked(
         }
     };
     let since = Instant::now();
-    guard
-        .resume()
-        .await
-        .map_err(|e| e.context("the server was recovered and verified, but bringing the writers back failed"))?;
+    guard.resume().await.map_err(|e| {
+        e.context("the server was recovered and verified, but bringing the writers back failed")
+    })?;
     let rto = started.elapsed().as_secs_f64();
     steps.done(
         ctx,
         "resume",
         true,
         since,
-        if has_writers { "writers back" } else { "no writers configured" }.into(),
+        if has_writers {
+            "writers back"
+        } else {
+            "no writers configured"
+        }
+        .into(),
     );
     let rpo = plan::rpo_seconds(req.before, done.replay_time);
     let mut outcome = RecoverOutcome {
@@ -239,7 +249,11 @@ async fn recover_locked(
         timeline: done.timeline,
         archived_through: ready.archived_through.clone(),
         queries: done.queries,
-        writers: if has_writers { "resumed" } else { "none configured" },
+        writers: if has_writers {
+            "resumed"
+        } else {
+            "none configured"
+        },
         rto_seconds: rto,
         rpo_seconds: rpo,
         restore_seconds: done.restore_seconds,
@@ -413,7 +427,10 @@ fn mark_history_ready(dir: &Path, timeline: Option<u32>) -> Result<()> {
     if !dir.join("pg_wal").join(&name).exists() {
         return Err(fail(
             FAILURE,
-            format!("the promoted server left no pg_wal/{name} in {}", dir.display()),
+            format!(
+                "the promoted server left no pg_wal/{name} in {}",
+                dir.display()
+            ),
         ));
     }
     let ready = dir.join(format!("pg_wal/archive_status/{name}.ready"));
@@ -453,7 +470,11 @@ async fn put_back(
     }
     .await;
     let code = e.code();
-    let code = if code == crate::error::OK { FAILURE } else { code };
+    let code = if code == crate::error::OK {
+        FAILURE
+    } else {
+        code
+    };
     match restored {
         Ok(()) => {
             let writers = match guard.resume().await {
@@ -512,7 +533,12 @@ fn failed_record(
     e: &Error,
     mut steps: Steps,
 ) -> RecoveryRecord {
-    steps.0.push(crate::drill::step("recover", false, started, e.message.clone()));
+    steps.0.push(crate::drill::step(
+        "recover",
+        false,
+        started,
+        e.message.clone(),
+    ));
     RecoveryRecord {
         version: record::RECORD_VERSION,
         source: found.src.name.clone(),

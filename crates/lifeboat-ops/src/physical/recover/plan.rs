@@ -143,9 +143,11 @@ mod tests {
         );
         // data_directory decides when it is readable, even with a start
         // time that matches (a copy started in the same second).
-        let e = is_source_dir(p, &server(Some("/srv/copy")), &dir(Some(7), Some(100)))
-            .unwrap_err();
-        assert!(e.contains("/srv/copy") && e.contains("not this server's"), "{e}");
+        let e = is_source_dir(p, &server(Some("/srv/copy")), &dir(Some(7), Some(100))).unwrap_err();
+        assert!(
+            e.contains("/srv/copy") && e.contains("not this server's"),
+            "{e}"
+        );
         // Another cluster in the directory.
         let e = is_source_dir(p, &server(main), &dir(Some(8), Some(100))).unwrap_err();
         assert!(e.contains("cluster 8"), "{e}");
@@ -179,7 +181,10 @@ mod tests {
         );
         assert_eq!(rpo_seconds(before, None), None);
         // A clock skew between servers never makes it negative.
-        assert_eq!(rpo_seconds(before, Some(t("2026-12-04T10:47:01Z"))), Some(0.0));
+        assert_eq!(
+            rpo_seconds(before, Some(t("2026-12-04T10:47:01Z"))),
+            Some(0.0)
+        );
     }
 
     #[test]
