@@ -534,6 +534,46 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
+    /// A source's agent settings for `recover postgres`: `pgdata` with a
+    /// control (pg_ctl by default), never a control alone or `manager`.
+    #[test]
+    fn source_pgdata_and_control() {
+        let ok = parse(
+            "repository: {url: /r}
+sources:
+  a:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg}
+  b:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg, control: {systemd: {unit: pg.service}}}
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let pg = |n: &str| ok.sources[n].postgres.clone().unwrap();
+        assert_eq!(
+            pg("a").control(),
+            Some(ServerControl::PgCtl(PgCtlControl::default()))
+        );
+        assert!(matches!(pg("b").control(), Some(ServerControl::Systemd(_))));
+        assert_refused_with(
+            "repository: {url: /r}
+sources:
+  c:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", control: pg_ctl}
+  m:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg, control: manager}
+",
+            &[
+                "sources.c.postgres.control: set pgdata too",
+                "sources.m.postgres.control: `manager` is for regions",
+            ],
+        );
+    }
+
     #[test]
     fn drill_and_readiness_sections_are_checked() {
         let text = "\

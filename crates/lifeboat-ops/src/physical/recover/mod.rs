@@ -112,6 +112,16 @@ pub async fn recover(ctx: &Ctx, req: RecoverRequest) -> Result<RecoverOutcome> {
     result
 }
 
+/// One step of the record (the drill records' shape).
+fn step(name: &str, ok: bool, since: Instant, detail: String) -> DrillStep {
+    DrillStep {
+        name: name.into(),
+        ok,
+        seconds: since.elapsed().as_secs_f64(),
+        detail,
+    }
+}
+
 /// Steps, as the record lists them.
 #[derive(Default)]
 struct Steps(Vec<DrillStep>);
@@ -121,7 +131,7 @@ impl Steps {
         if !ctx.global.quiet {
             ctx.reporter().note(&format!("{name}: {detail}"));
         }
-        self.0.push(crate::drill::step(name, ok, since, detail));
+        self.0.push(step(name, ok, since, detail));
     }
 }
 
@@ -533,12 +543,9 @@ fn failed_record(
     e: &Error,
     mut steps: Steps,
 ) -> RecoveryRecord {
-    steps.0.push(crate::drill::step(
-        "recover",
-        false,
-        started,
-        e.message.clone(),
-    ));
+    steps
+        .0
+        .push(step("recover", false, started, e.message.clone()));
     RecoveryRecord {
         version: record::RECORD_VERSION,
         source: found.src.name.clone(),
