@@ -22,6 +22,17 @@ use common::standby::SeededStandby;
 use common::{poll, rt};
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 
+/// Whether some process is reading the FIFO at `path` (opening it for
+/// writing without blocking succeeds only then).
+fn fifo_has_reader(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .is_ok()
+}
+
 /// The labels of `pitr` on the running source, by id.
 fn live_labels(rt: &tokio::runtime::Runtime, c: &TempCluster) -> Vec<String> {
     rt.block_on(async {
@@ -189,10 +200,22 @@ fn recover_in_place_to_just_before_a_moment() {
     );
     std::fs::write(&a.config, yaml).unwrap();
     chown_postgres(&a.config);
+    // With --json: exactly one document on stdout, its error's exit code
+    // the process's.
     let recover = |name: &str, before: &str| {
-        a.run(&[
+        let (code, out, err) = a.run(&[
             "--json", "recover", "postgres", "--source", name, "--before", before,
-        ])
+        ]);
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("one JSON document ({e}): {out}\n{err}"));
+        if code != Some(0) {
+            assert_eq!(
+                doc["error"]["exit_code"].as_i64(),
+                code.map(i64::from),
+                "{doc}"
+            );
+        }
+        (code, out, err)
     };
     let start_time = || one(&rt, &cluster, "SELECT pg_postmaster_start_time()::text");
     let started = start_time();
@@ -248,6 +271,77 @@ fn recover_in_place_to_just_before_a_moment() {
     };
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
 
+    // --- Ctrl-C during the recovery: the old directory back, running ------
+    // The pause point (as in physical_drill.rs): the command runs with a
+    // configuration of its own, replaced by a FIFO once it has read it, so
+    // the recovery server's `wal fetch` (which reads it again) blocks, and
+    // the test sees it blocked (the FIFO has a reader).
+    let own = a.env.path("recover.yaml");
+    std::fs::copy(&a.config, &own).unwrap();
+    chown_postgres(&own);
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&own)
+        .args([
+            "recover", "postgres", "--source", "main", "--before", &moment,
+        ])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("check:") {
+            break;
+        }
+    }
+    let fifo = a.env.path("recover.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(&fifo);
+    std::fs::rename(&fifo, &own).unwrap();
+    poll(
+        Duration::from_secs(120),
+        "the recovery server's wal fetch waiting on the configuration",
+        || fifo_has_reader(&own).then_some(()),
+    );
+    assert_eq!(
+        siblings(&cluster).len(),
+        1,
+        "recovering beside the data directory: {:?}",
+        siblings(&cluster)
+    );
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
+    fifo_has_reader(&own);
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("put back"), "{rest}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npre\npost\n"
+    );
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+    assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
+
     // --- the recovery ------------------------------------------------------
     let (code, out, err) = recover("main", &moment);
     assert_eq!(code, Some(0), "{out}\n{err}");
@@ -262,7 +356,7 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(v["writers"], "resumed");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\npre\npost\n"
+        "pre\npost\npre\npost\npre\npost\n"
     );
     let replay = v["replay_time"].as_str().unwrap();
     assert!(
@@ -315,7 +409,7 @@ fn recover_in_place_to_just_before_a_moment() {
             .exists(),
         "the new timeline's history file is archived"
     );
-    assert_eq!(records().len(), 2, "the recovery is recorded");
+    assert_eq!(records().len(), 3, "the recovery is recorded");
     assert!(
         records()
             .iter()
