@@ -416,4 +416,33 @@ fn recover_in_place_to_just_before_a_moment() {
             .any(|p| p.file_name().unwrap().to_string_lossy() == v["record"].as_str().unwrap()),
         "{v}"
     );
+
+    // --- a later recovery, from the server on timeline 2, dropping what
+    // was kept aside: the same moment again (C, written on timeline 2
+    // after it, goes), through the history file archived above.
+    let (code, out, err) = a.run(&[
+        "--json",
+        "recover",
+        "postgres",
+        "--source",
+        "main",
+        "--before",
+        &moment,
+        "--drop-replaced",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        live_labels(&rt, &cluster),
+        vec!["base".to_string(), "A".into()],
+        "{w}"
+    );
+    assert_eq!(w["timeline"], 3, "{w}");
+    assert_eq!(
+        w["dropped"].as_array().unwrap().len(),
+        2,
+        "both kept-aside directories: {w}"
+    );
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+    assert_eq!(records().len(), 4);
 }
