@@ -12,6 +12,8 @@ pub const DRILLS_PREFIX: &str = "drills/";
 pub const CHECKS_PREFIX: &str = "checks/";
 /// Failover and switchover records (docs/failover.md).
 pub const FAILOVERS_PREFIX: &str = "failovers/";
+/// Recovery records: `recover postgres` (docs/physical.md).
+pub const RECOVERIES_PREFIX: &str = "recoveries/";
 /// The version written into new records (docs/format.md, "Documents").
 pub const RECORD_VERSION: u64 = 1;
 const CONCURRENCY: usize = 16;
@@ -73,6 +75,73 @@ pub struct DrillRecord {
     pub steps: Vec<DrillStep>,
     #[serde(default)]
     pub differences: Vec<DrillDifference>,
+}
+
+/// The outcome of one `lifeboat recover postgres`: a source's server
+/// recovered to just before a moment (its data directory replaced), or a
+/// recovery that failed and put the old data directory back. Measured like
+/// a drill (RTO, RPO), but a real recovery: status and readiness do not
+/// count it as a drill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryRecord {
+    pub version: u64,
+    pub source: String,
+    /// `replace`: the server's data directory was replaced.
+    pub mode: String,
+    /// The base backup recovered from.
+    pub snapshot: String,
+    pub snapshot_time: DateTime<Utc>,
+    /// The moment asked for (`--before`): recovery stops before the first
+    /// commit at or after it.
+    pub target: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub ok: bool,
+    /// Why it failed, and what was put back.
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// From the writers' stop to the writers back (to the failure's end,
+    /// for a failed recovery).
+    pub rto_seconds: f64,
+    /// The target minus the last commit the recovered server replayed:
+    /// how far before the moment asked the recovered data ends. `None`
+    /// when no transaction was replayed past the base backup.
+    #[serde(default)]
+    pub rpo_seconds: Option<f64>,
+    /// The last replayed commit's time and WAL position, the timeline the
+    /// server runs on now.
+    #[serde(default)]
+    pub replay_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub replay_lsn: Option<String>,
+    #[serde(default)]
+    pub timeline: Option<u32>,
+    /// The data directory, and where its old content was kept aside (empty
+    /// when the recovery failed and it was put back).
+    pub pgdata: String,
+    #[serde(default)]
+    pub replaced: Option<String>,
+    pub hostname: String,
+    pub program: String,
+    pub steps: Vec<DrillStep>,
+}
+
+/// Stores a recovery record; returns its id.
+pub async fn store_recovery(repo: &Repository, rec: &RecoveryRecord) -> Result<String, RepoError> {
+    repo.put_doc(RECOVERIES_PREFIX, "recovery", rec).await
+}
+
+/// Every recovery record, oldest first.
+pub async fn recoveries(repo: &Repository) -> Result<Vec<Stored<RecoveryRecord>>, RepoError> {
+    let mut out: Vec<Stored<RecoveryRecord>> = list(repo, RECOVERIES_PREFIX, "recovery").await?;
+    out.sort_by(|a, b| {
+        a.record
+            .started
+            .cmp(&b.record.started)
+            .then(a.id.cmp(&b.id))
+    });
+    Ok(out)
 }
 
 /// The outcome of one `lifeboat check`.

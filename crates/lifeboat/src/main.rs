@@ -9,6 +9,7 @@ mod cmd_failover;
 mod cmd_kube;
 mod cmd_physical;
 mod cmd_postgres;
+mod cmd_recover;
 mod cmd_region;
 mod cmd_repo;
 mod cmd_serve;
@@ -152,6 +153,9 @@ pub enum Command {
     /// WAL archiving: archive_command and restore_command (docs/physical.md)
     #[command(subcommand)]
     Wal(cmd_wal::WalCommand),
+    /// Point-in-time recovery of a source's server in place (docs/physical.md)
+    #[command(subcommand)]
+    Recover(cmd_recover::RecoverCommand),
     /// Internal: started and fed by the agent beside a primary (docs/failover-fence.md)
     #[command(hide = true)]
     FenceWatchdog(cmd_watchdog::WatchdogArgs),
@@ -164,7 +168,10 @@ impl Command {
     /// brought back, exit 130) from a partial one (writers left stopped, exit
     /// 11), which `main` cannot know.
     fn handles_interrupts(&self) -> bool {
-        matches!(self, Command::Restore(RestoreCommand::Postgres(_)))
+        matches!(
+            self,
+            Command::Restore(RestoreCommand::Postgres(_)) | Command::Recover(_)
+        )
     }
 }
 
@@ -412,6 +419,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Readiness(a) => cmd_status::readiness(&ctx, a).await,
         Command::Region(r) => cmd_region::run(&ctx, r).await,
         Command::Wal(w) => cmd_wal::run(&ctx, w).await,
+        Command::Recover(c) => cmd_recover::run(&ctx, c).await,
         Command::FenceWatchdog(a) => cmd_watchdog::run(a).await,
     }
 }

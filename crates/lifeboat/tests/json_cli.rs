@@ -43,6 +43,8 @@ const COVERED: &[&str] = &[
     "copy",
     "region",
     "wal",
+    // Its success (and more failures) with --json: physical_recover.rs.
+    "recover",
 ];
 
 /// Parses stdout as exactly one JSON document and checks the error member
@@ -185,6 +187,31 @@ fn repository_commands_print_one_document() {
     let junk = e.path("not-a-segment");
     std::fs::write(&junk, b"x").unwrap();
     run(&e, &["wal", "push", junk.to_str().unwrap()], 2);
+
+    // recover postgres: a moment that does not parse, and a source without
+    // a configuration file: usage (exit 2). Its success with --json is
+    // physical_recover.rs's.
+    let d = run(
+        &e,
+        &["recover", "postgres", "--source", "db", "--before", "10:47"],
+        2,
+    );
+    assert!(
+        d["error"]["message"].as_str().unwrap().contains("RFC 3339"),
+        "{d:#}"
+    );
+    run(
+        &e,
+        &[
+            "recover",
+            "postgres",
+            "--source",
+            "db",
+            "--before",
+            "2026-01-01T00:00:00Z",
+        ],
+        2,
+    );
 
     // keys: add, list, remove; failures: no such key, wrong passphrase.
     let key = e.path("extra.key");

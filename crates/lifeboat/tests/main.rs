@@ -26,6 +26,7 @@ mod kube_quiesce;
 mod physical_daemon;
 mod physical_drill;
 mod physical_pitr;
+mod physical_recover;
 mod physical_standby;
 mod postgres_cli;
 mod promtool;

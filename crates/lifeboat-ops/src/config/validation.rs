@@ -306,6 +306,20 @@ impl PostgresSource {
                 ));
             }
         }
+        match (&self.control, &self.pgdata) {
+            (Some(_), None) => problems.push(format!(
+                "{at}.postgres.control: set pgdata too: the control starts and stops the server \
+                 whose data directory that is"
+            )),
+            (Some(super::ServerControl::Manager), Some(_)) => problems.push(format!(
+                "{at}.postgres.control: `manager` is for regions managed by Patroni or \
+                 CloudNativePG; a source's server is started and stopped with pg_ctl or systemd"
+            )),
+            (Some(super::ServerControl::Systemd(s)), Some(_)) if s.unit.trim().is_empty() => {
+                problems.push(format!("{at}.postgres.control.systemd.unit is empty"))
+            }
+            _ => {}
+        }
         problems
     }
 }
@@ -518,6 +532,46 @@ mod tests {
         assert_eq!(location(&e).0, 3, "{e}");
         let e = parse_err("repository: {url: /r}\nserve: {token: hunter2}\n");
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    /// A source's agent settings for `recover postgres`: `pgdata` with a
+    /// control (pg_ctl by default), never a control alone or `manager`.
+    #[test]
+    fn source_pgdata_and_control() {
+        let ok = parse(
+            "repository: {url: /r}
+sources:
+  a:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg}
+  b:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg, control: {systemd: {unit: pg.service}}}
+",
+            "test.yaml",
+        )
+        .unwrap();
+        let pg = |n: &str| ok.sources[n].postgres.clone().unwrap();
+        assert_eq!(
+            pg("a").control(),
+            Some(ServerControl::PgCtl(PgCtlControl::default()))
+        );
+        assert!(matches!(pg("b").control(), Some(ServerControl::Systemd(_))));
+        assert_refused_with(
+            "repository: {url: /r}
+sources:
+  c:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", control: pg_ctl}
+  m:
+    kind: postgres
+    postgres: {url: \"postgresql://u@h/d\", pgdata: /srv/pg, control: manager}
+",
+            &[
+                "sources.c.postgres.control: set pgdata too",
+                "sources.m.postgres.control: `manager` is for regions",
+            ],
+        );
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //! into fixed-size blocks, [`stream`]) and `restore physical`
 //! ([`restore()`]: a base backup chosen for the target by [`plan`], its
 //! files written, recovery settings, a private server run until it has
-//! recovered and promoted, the outcome verified, the server stopped).
+//! recovered and promoted, the outcome verified, the server stopped) and
+//! `recover postgres` ([`recover::recover`]: a source's server recovered in
+//! place to just before a moment, its data directory swapped).
 
 pub mod backup;
 pub mod plan;
+pub mod recover;
 pub mod restore;
 pub mod stream;
 

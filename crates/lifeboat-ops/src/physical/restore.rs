@@ -119,11 +119,20 @@ async fn pick(
     repo: &Repository,
     spec: &str,
     source: Option<&str>,
+    system: Option<&str>,
     target: &Target,
 ) -> Result<(SnapshotRef, PhysicalFacts)> {
     if spec != "latest" {
         let snap = repo.find_snapshot(spec, source).await?;
         let facts = physical_facts(&snap)?;
+        if let Some(id) = system.filter(|id| *id != facts.system_identifier) {
+            return Err(usage(format!(
+                "snapshot {} is a base backup of system {}, not of this server (system {id}); \
+                 nothing was changed",
+                snap.short_id(),
+                facts.system_identifier
+            )));
+        }
         if !reaches(&facts, target) {
             return Err(fail(
                 NOT_FOUND,
@@ -146,6 +155,9 @@ async fn pick(
             continue;
         }
         let facts = physical_facts(&s)?;
+        if system.is_some_and(|id| id != facts.system_identifier) {
+            continue;
+        }
         cands.push(Candidate {
             id: s.id.clone(),
             facts,
@@ -267,7 +279,20 @@ pub async fn prepare(
     source: Option<&str>,
     target: &Target,
 ) -> Result<Prepared> {
-    let (snap, facts) = pick(repo, spec, source, target).await?;
+    prepare_for(repo, spec, source, None, target).await
+}
+
+/// [`prepare`], among the base backups of the cluster whose
+/// `system_identifier` is `system` only, when given (`recover postgres`:
+/// the server's own lineage, whatever source name its backups carry).
+pub async fn prepare_for(
+    repo: &Repository,
+    spec: &str,
+    source: Option<&str>,
+    system: Option<&str>,
+    target: &Target,
+) -> Result<Prepared> {
+    let (snap, facts) = pick(repo, spec, source, system, target).await?;
     let (last_archived, missing) = archive_after(repo, &facts).await?;
     Ok(Prepared {
         snap,
@@ -413,6 +438,24 @@ async fn restore_from(
     }
     // Before anything is written: the binaries to recover with.
     let (source_cfg, bin) = server_for(ctx, req.source.as_deref(), &prep.facts).await?;
+    restore_prepared(ctx, &repo, &prep, source_cfg.as_ref(), &bin, pgdata, &req).await
+}
+
+/// Everything of `restore physical` after the checks: the files of
+/// `prep`'s base backup into `pgdata` (empty or absent), recovery to
+/// `req`'s target by a private server from `bin`, `source_cfg`'s
+/// verification queries on it, a clean stop and `postgresql.auto.conf`
+/// put back. `recover postgres` runs it into a sibling of the source's data
+/// directory. The caller holds the repository lock.
+pub async fn restore_prepared(
+    ctx: &Ctx,
+    repo: &Repository,
+    prep: &Prepared,
+    source_cfg: Option<&crate::postgres::PgSource>,
+    bin: &Path,
+    pgdata: PathBuf,
+    req: &RestoreRequest,
+) -> Result<RestoreOutcome> {
     let (snap, facts) = (&prep.snap, &prep.facts);
     let reporter = ctx.reporter();
     reporter.note(&format!(
@@ -426,8 +469,8 @@ async fn restore_from(
     ));
     let written = write(
         ctx,
-        &repo,
-        &prep,
+        repo,
+        prep,
         &pgdata,
         &req.target,
         req.inclusive,
@@ -437,17 +480,17 @@ async fn restore_from(
     .map_err(|e| partial(e, &pgdata))?;
     let auto_conf = pgdata.join("postgresql.auto.conf");
     let recovered = recover(
-        &bin,
+        bin,
         &pgdata,
         &written.env,
         facts,
-        &req,
+        req,
         prep.last_archived.as_deref(),
         reporter,
     )
     .await;
     let (mut server, mut outcome) = recovered.map_err(|e| partial(e, &pgdata))?;
-    if let Some(src) = &source_cfg {
+    if let Some(src) = source_cfg {
         outcome.queries = run_queries(&server, facts, src).await?;
     }
     let clean = tokio::task::spawn_blocking(move || {

@@ -397,7 +397,23 @@ async fn bin_dir(to: &RegionConfig, primary: &Server) -> Result<PathBuf> {
 }
 
 fn server_control(name: &str, to: &RegionConfig, pgdata: &Path) -> Result<ServerControl> {
-    match to.postgres.control() {
+    control_for(
+        &format!("regions.{name}.postgres.control"),
+        to.postgres.control(),
+        pgdata,
+    )
+}
+
+/// The configured control of the server on `pgdata` (`at` names the
+/// setting in messages): `pg_ctl` (its log `<pgdata>.log` beside the
+/// directory) or the systemd unit's `systemctl start|stop`; `manager` is
+/// refused (usage).
+pub(crate) fn control_for(
+    at: &str,
+    control: Option<config::ServerControl>,
+    pgdata: &Path,
+) -> Result<ServerControl> {
+    match control {
         Some(config::ServerControl::PgCtl(_)) | None => {
             let file = pgdata
                 .file_name()
@@ -415,8 +431,8 @@ fn server_control(name: &str, to: &RegionConfig, pgdata: &Path) -> Result<Server
             stop: vec!["systemctl".into(), "stop".into(), s.unit.clone()],
         }),
         Some(config::ServerControl::Manager) => Err(Error::usage(format!(
-            "regions.{name}.postgres.control is `manager`: its manager starts and stops the server, \
-             which `region replicate` does not drive for `manager: postgres`; use pg_ctl or systemd"
+            "{at} is `manager`: its manager starts and stops the server, which Lifeboat does \
+             not drive for `manager: postgres`; use pg_ctl or systemd"
         ))),
     }
 }

@@ -39,6 +39,7 @@ pub const CONTENT_ADDRESSED_PREFIXES: &[&str] = &[
     "drills/",
     "checks/",
     "failovers/",
+    "recoveries/",
 ];
 
 /// What to tell a user whose command needs to delete.

@@ -174,6 +174,28 @@ pub struct PostgresSource {
     /// after every restore.
     #[serde(default)]
     pub verify_queries: Vec<VerifyQuery>,
+    /// Agent mode: the server's data directory, where Lifeboat runs beside
+    /// it (same host, or a sidecar in its pod). `recover postgres` replaces
+    /// it (docs/physical.md, "Recovering a source to a moment").
+    #[serde(default)]
+    pub pgdata: Option<PathBuf>,
+    /// Agent mode: how the server is started and stopped, as for a region
+    /// (`pg_ctl`, `{pg_ctl: {bin_dir: DIR}}`, `{systemd: {unit: UNIT}}`).
+    /// Unset with `pgdata`: `pg_ctl`.
+    #[serde(default)]
+    pub control: Option<super::regions::ServerControl>,
+}
+
+impl PostgresSource {
+    /// How the server is started and stopped: as configured, else `pg_ctl`
+    /// when `pgdata` is set, else `None` (Lifeboat does not).
+    pub fn control(&self) -> Option<super::regions::ServerControl> {
+        match (&self.control, &self.pgdata) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(_)) => Some(super::regions::ServerControl::PgCtl(Default::default())),
+            (None, None) => None,
+        }
+    }
 }
 
 /// A verification query: it must return at most one row.

@@ -1,0 +1,205 @@
+//! The decisions of `recover postgres` that need no IO (table-tested): is
+//! the configured data directory the one the server runs on, is the moment
+//! in the past, what the recovery point is, and the names of the
+//! directories beside the data directory.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+/// What the running server says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSays {
+    /// `data_directory`, canonicalized; `None` when this role may not read
+    /// it (it needs superuser or `pg_read_all_settings`).
+    pub data_directory: Option<PathBuf>,
+    pub system_identifier: u64,
+    /// `pg_postmaster_start_time()` in whole seconds since the epoch.
+    pub start_epoch: i64,
+}
+
+/// What the configured data directory says: `pg_controldata`'s system
+/// identifier and `postmaster.pid`'s start time (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSays {
+    pub system_identifier: Option<u64>,
+    pub postmaster_start: Option<i64>,
+}
+
+/// Whether the server runs on the configured `pgdata` (canonicalized), by
+/// what both say, never by how the URL is spelled: the directory must hold
+/// the server's cluster (system identifier), and the server's
+/// `data_directory` must be that directory; when the role may not read
+/// `data_directory`, the postmaster that wrote `postmaster.pid` there must
+/// have started when the server says it did. `Ok` says which proved it;
+/// `Err` says why not, for the refusal.
+pub fn is_source_dir(
+    configured: &Path,
+    server: &ServerSays,
+    dir: &DirSays,
+) -> Result<&'static str, String> {
+    let shown = configured.display();
+    match dir.system_identifier {
+        None => {
+            return Err(format!(
+                "{shown} holds no PostgreSQL cluster that pg_controldata can read"
+            ));
+        }
+        Some(id) if id != server.system_identifier => {
+            return Err(format!(
+                "{shown} holds cluster {id}, but the source's server is cluster {}: that \
+                 directory is not this server's",
+                server.system_identifier
+            ));
+        }
+        Some(_) => {}
+    }
+    match (&server.data_directory, dir.postmaster_start) {
+        (Some(d), _) if d == configured => Ok("data_directory"),
+        (Some(d), _) => Err(format!(
+            "the source's server runs on {}, not on the configured pgdata {shown} (a copy of \
+             the same cluster): that directory is not this server's",
+            d.display()
+        )),
+        (None, Some(s)) if s == server.start_epoch => Ok("postmaster.pid start time"),
+        (None, _) => Err(format!(
+            "cannot tell whether the source's server runs on {shown}: it does not show this role \
+             its data_directory (grant pg_read_all_settings) and no postmaster.pid there has its \
+             start time"
+        )),
+    }
+}
+
+/// The moment must be in the past: recovery "before" a moment that has
+/// not come yet would be recovery to the latest point, which is not what
+/// was asked.
+pub fn check_moment(before: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    if before >= now {
+        return Err(format!(
+            "--before {} is not in the past (now {}); give the moment the damage began",
+            before.to_rfc3339(),
+            now.to_rfc3339()
+        ));
+    }
+    Ok(())
+}
+
+/// The recovery point: the target minus the last commit replayed (the
+/// newest the recovered data holds), in seconds, never negative; `None`
+/// when no commit was replayed past the base backup.
+pub fn rpo_seconds(before: DateTime<Utc>, replay_time: Option<DateTime<Utc>>) -> Option<f64> {
+    let t = replay_time?;
+    Some(((before - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+}
+
+/// `20261204T104700Z`: the suffix of the directories beside `pgdata`.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// `<pgdata>.<what>-<stamp>` beside `pgdata`.
+pub fn sibling(pgdata: &Path, what: &str, stamp: &str) -> PathBuf {
+    let name = pgdata
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pgdata".into());
+    pgdata.with_file_name(format!("{name}.{what}-{stamp}"))
+}
+
+/// Whether `name` (a file name in `pgdata`'s parent) is a data directory
+/// an earlier recovery kept aside: `<pgdata's name>.replaced-<stamp>`.
+pub fn is_replaced(pgdata: &Path, name: &str) -> bool {
+    let Some(base) = pgdata.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    name.strip_prefix(&format!("{base}.replaced-"))
+        .is_some_and(|s| s.len() == 16 && s.ends_with('Z') && s.as_bytes()[8] == b'T')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn directory_by_what_the_server_says() {
+        let p = Path::new("/var/lib/postgresql/15/main");
+        let server = |dir: Option<&str>| ServerSays {
+            data_directory: dir.map(PathBuf::from),
+            system_identifier: 7,
+            start_epoch: 100,
+        };
+        let dir = |id: Option<u64>, start: Option<i64>| DirSays {
+            system_identifier: id,
+            postmaster_start: start,
+        };
+        let main = Some("/var/lib/postgresql/15/main");
+        assert_eq!(
+            is_source_dir(p, &server(main), &dir(Some(7), Some(100))),
+            Ok("data_directory")
+        );
+        // data_directory decides when it is readable, even with a start
+        // time that matches (a copy started in the same second).
+        let e = is_source_dir(p, &server(Some("/srv/copy")), &dir(Some(7), Some(100))).unwrap_err();
+        assert!(
+            e.contains("/srv/copy") && e.contains("not this server's"),
+            "{e}"
+        );
+        // Another cluster in the directory.
+        let e = is_source_dir(p, &server(main), &dir(Some(8), Some(100))).unwrap_err();
+        assert!(e.contains("cluster 8"), "{e}");
+        let e = is_source_dir(p, &server(main), &dir(None, None)).unwrap_err();
+        assert!(e.contains("no PostgreSQL cluster"), "{e}");
+        // Without data_directory: the postmaster's start time.
+        assert_eq!(
+            is_source_dir(p, &server(None), &dir(Some(7), Some(100))),
+            Ok("postmaster.pid start time")
+        );
+        for start in [Some(99), None] {
+            let e = is_source_dir(p, &server(None), &dir(Some(7), start)).unwrap_err();
+            assert!(e.contains("pg_read_all_settings"), "{e}");
+        }
+    }
+
+    #[test]
+    fn moments_in_the_past_only() {
+        let now = t("2026-12-04T10:50:00Z");
+        assert!(check_moment(t("2026-12-04T10:47:00Z"), now).is_ok());
+        assert!(check_moment(now, now).is_err());
+        assert!(check_moment(t("2026-12-04T11:00:00Z"), now).is_err());
+    }
+
+    #[test]
+    fn recovery_point() {
+        let before = t("2026-12-04T10:47:00Z");
+        assert_eq!(
+            rpo_seconds(before, Some(t("2026-12-04T10:46:58.5Z"))),
+            Some(1.5)
+        );
+        assert_eq!(rpo_seconds(before, None), None);
+        // A clock skew between servers never makes it negative.
+        assert_eq!(
+            rpo_seconds(before, Some(t("2026-12-04T10:47:01Z"))),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn names_beside_the_data_directory() {
+        let p = Path::new("/srv/pg/main");
+        let s = stamp(t("2026-12-04T10:47:03Z"));
+        assert_eq!(s, "20261204T104703Z");
+        assert_eq!(
+            sibling(p, "replaced", &s),
+            Path::new("/srv/pg/main.replaced-20261204T104703Z")
+        );
+        assert!(is_replaced(p, "main.replaced-20261204T104703Z"));
+        assert!(!is_replaced(p, "main.recovering-20261204T104703Z"));
+        assert!(!is_replaced(p, "other.replaced-20261204T104703Z"));
+        assert!(!is_replaced(p, "main.replaced-x"));
+        assert!(!is_replaced(p, "main"));
+    }
+}

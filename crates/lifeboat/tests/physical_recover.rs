@@ -1,0 +1,448 @@
+//! `lifeboat recover postgres --source NAME --before T` against a real
+//! PostgreSQL 15 archiving through the built binary (`archive_command =
+//! 'lifeboat --config C wal push %p'`, a key file), its server stopped and
+//! started by `pg_ctl` as the source's `control` says (docs/physical.md,
+//! "Recovering a source to a moment"): refusals that touch nothing (no
+//! `pgdata`, a `pgdata` that is a copy of the server's cluster but not its
+//! directory, a moment before every base backup, a moment to come); a
+//! failure after the stop (a verification query that fails on the
+//! recovered data) putting the old directory back and running with every
+//! row; then the recovery itself: the row committed before the moment is
+//! there, the one after it is not, the old directory kept aside, the server
+//! a writable primary on a new timeline, the writers stopped and back, the
+//! record stored.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::archive::{Archive, chown_postgres, one, switch_and_archive};
+use common::standby::SeededStandby;
+use common::{poll, rt};
+use lifeboat_postgres::{ClusterOptions, TempCluster};
+
+/// Whether some process is reading the FIFO at `path` (opening it for
+/// writing without blocking succeeds only then).
+fn fifo_has_reader(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .is_ok()
+}
+
+/// The labels of `pitr` on the running source, by id.
+fn live_labels(rt: &tokio::runtime::Runtime, c: &TempCluster) -> Vec<String> {
+    rt.block_on(async {
+        let client = c.conn_config("postgres").connect().await.unwrap();
+        client
+            .query("SELECT label FROM pitr ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    })
+}
+
+/// Names beside the data directory other than `data` itself and the
+/// cluster's own files (`data.replaced-…`, `data.recovering-…`).
+fn siblings(c: &TempCluster) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(c.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("data.re"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn source(
+    name: &str,
+    url: &str,
+    pgdata: Option<&Path>,
+    bin: &Path,
+    log: &Path,
+    extra_query: &str,
+) -> String {
+    let pgdata = pgdata
+        .map(|p| {
+            format!(
+                "      pgdata: {}\n      control: {{pg_ctl: {{bin_dir: {}}}}}\n",
+                p.display(),
+                bin.display()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"  {name}:
+    kind: postgres
+    postgres:
+      url: {url}
+{pgdata}      verify_queries:
+        - {{name: labels, sql: "SELECT string_agg(label, ',' ORDER BY id) FROM pitr"}}
+{extra_query}    quiesce:
+      commands:
+        pre: [[sh, -c, "echo pre >> {log}"]]
+        post: [[sh, -c, "echo post >> {log}"]]
+"#,
+        log = log.display()
+    )
+}
+
+#[test]
+fn recover_in_place_to_just_before_a_moment() {
+    let rt = rt();
+    let mut a = Archive::new();
+    let cluster = TempCluster::start_with(ClusterOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), a.archive_command()),
+            ("wal_level".into(), "replica".into()),
+            ("full_page_writes".into(), "on".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL 15 (run scripts/test.sh to install it)");
+    // Once `recover` has stopped it, the server runs under pg_ctl: stopped
+    // when the test ends, however it ends.
+    let _pg_ctl = SeededStandby {
+        bin: cluster.bin_dir().to_path_buf(),
+        pgdata: cluster.data_dir(),
+    };
+    a.password = cluster.password().expose().to_string();
+    let url = cluster.url("postgres");
+    // TempCluster passes its settings on the command line; a server that
+    // pg_ctl starts on the directory (and on a base backup of it) reads
+    // them from postgresql.auto.conf.
+    rt.block_on(async {
+        let c = cluster.conn_config("postgres").connect().await.unwrap();
+        for (k, v) in [
+            ("port", cluster.port().to_string()),
+            ("listen_addresses", "127.0.0.1".into()),
+            (
+                "unix_socket_directories",
+                cluster.socket_dir().display().to_string(),
+            ),
+            ("archive_mode", "on".into()),
+            ("archive_command", a.archive_command()),
+            ("wal_level", "replica".into()),
+            ("full_page_writes", "on".into()),
+        ] {
+            c.execute(&format!("ALTER SYSTEM SET {k} = '{v}'"), &[])
+                .await
+                .unwrap();
+        }
+        c.batch_execute(
+            "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL);
+             INSERT INTO pitr (label) VALUES ('base');
+             CHECKPOINT;",
+        )
+        .await
+        .unwrap();
+    });
+    let backup = a.ok_json(&["backup", "physical", "--db", &url]);
+    let backup_start = backup["facts"]["start_time"].as_str().unwrap().to_string();
+
+    // A, the moment, B strictly after it (the server's clock moved on).
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('A') RETURNING id",
+    );
+    let moment = one(
+        &rt,
+        &cluster,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    poll(Duration::from_secs(10), "the clock to move", || {
+        let later = one(
+            &rt,
+            &cluster,
+            &format!("SELECT clock_timestamp() > '{moment}'::timestamptz"),
+        );
+        (later == "t").then_some(())
+    });
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('B') RETURNING id",
+    );
+    switch_and_archive(&rt, &cluster);
+    let all = vec!["base".to_string(), "A".into(), "B".into()];
+    assert_eq!(live_labels(&rt, &cluster), all);
+
+    // The configuration: `main` as it should be, and sources that must be
+    // refused or fail.
+    let copy = cluster.physical_copy().expect("a physical copy");
+    let log = a.env.path("quiesce.log");
+    let bin = cluster.bin_dir().to_path_buf();
+    let data = cluster.data_dir();
+    let key = a.env.path("wal.key");
+    let yaml = format!(
+        "repository:\n  url: {}\n  key_file: {}\nsources:\n{}{}{}{}",
+        a.env.repo,
+        key.display(),
+        source("main", &url, Some(&data), &bin, &log, ""),
+        source("nopgdata", &url, None, &bin, &log, ""),
+        source("copy", &url, Some(&copy.data_dir()), &bin, &log, ""),
+        source(
+            "failing",
+            &url,
+            Some(&data),
+            &bin,
+            &log,
+            "        - {name: b_there, sql: \"SELECT 1 / (SELECT count(*) FROM pitr WHERE label = 'B')::int\"}\n",
+        ),
+    );
+    std::fs::write(&a.config, yaml).unwrap();
+    chown_postgres(&a.config);
+    // With --json: exactly one document on stdout, its error's exit code
+    // the process's.
+    let recover = |name: &str, before: &str| {
+        let (code, out, err) = a.run(&[
+            "--json", "recover", "postgres", "--source", name, "--before", before,
+        ]);
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("one JSON document ({e}): {out}\n{err}"));
+        if code != Some(0) {
+            assert_eq!(
+                doc["error"]["exit_code"].as_i64(),
+                code.map(i64::from),
+                "{doc}"
+            );
+        }
+        (code, out, err)
+    };
+    let start_time = || one(&rt, &cluster, "SELECT pg_postmaster_start_time()::text");
+    let started = start_time();
+    let untouched = |what: &str| {
+        assert_eq!(live_labels(&rt, &cluster), all, "{what}");
+        assert_eq!(
+            start_time(),
+            started,
+            "{what}: the server was not restarted"
+        );
+        assert!(!log.exists(), "{what}: no writer was stopped");
+        assert!(
+            siblings(&cluster).is_empty(),
+            "{what}: {:?}",
+            siblings(&cluster)
+        );
+    };
+
+    // --- refusals: exit 2 (3: no base backup reaches it), nothing touched ---
+    let (code, out, err) = recover("nopgdata", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("pgdata is not set"), "{err}");
+    untouched("no pgdata");
+    let (code, out, err) = recover("copy", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("not on the configured pgdata"), "{err}");
+    untouched("a copy's directory");
+    let early =
+        chrono::DateTime::parse_from_rfc3339(&backup_start).unwrap() - chrono::Duration::hours(1);
+    let (code, out, err) = recover("main", &early.to_rfc3339());
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    assert!(err.contains("can reach"), "{err}");
+    untouched("a moment before every base backup");
+    let (code, out, err) = recover("main", "2999-01-01T00:00:00Z");
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("not in the past"), "{err}");
+    untouched("a moment to come");
+    drop(copy);
+
+    // --- a failure after the stop: the old directory back, running -------
+    let (code, out, err) = recover("failing", &moment);
+    assert_eq!(code, Some(7), "{out}\n{err}");
+    assert!(err.contains("b_there"), "the failing query named: {err}");
+    assert!(err.contains("put back"), "{err}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\npost\n");
+    assert_ne!(start_time(), started, "stopped, then started again");
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+    let records = || -> Vec<PathBuf> {
+        std::fs::read_dir(PathBuf::from(&a.env.repo).join("recoveries"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(records().len(), 1, "the failed recovery is recorded");
+
+    // --- Ctrl-C during the recovery: the old directory back, running ------
+    // The pause point (as in physical_drill.rs): the command runs with a
+    // configuration of its own, replaced by a FIFO once it has read it, so
+    // the recovery server's `wal fetch` (which reads it again) blocks, and
+    // the test sees it blocked (the FIFO has a reader).
+    let own = a.env.path("recover.yaml");
+    std::fs::copy(&a.config, &own).unwrap();
+    chown_postgres(&own);
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&own)
+        .args([
+            "recover", "postgres", "--source", "main", "--before", &moment,
+        ])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("check:") {
+            break;
+        }
+    }
+    let fifo = a.env.path("recover.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(&fifo);
+    std::fs::rename(&fifo, &own).unwrap();
+    poll(
+        Duration::from_secs(120),
+        "the recovery server's wal fetch waiting on the configuration",
+        || fifo_has_reader(&own).then_some(()),
+    );
+    assert_eq!(
+        siblings(&cluster).len(),
+        1,
+        "recovering beside the data directory: {:?}",
+        siblings(&cluster)
+    );
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
+    fifo_has_reader(&own);
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("put back"), "{rest}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npre\npost\n"
+    );
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+    assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
+
+    // --- the recovery ------------------------------------------------------
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        live_labels(&rt, &cluster),
+        vec!["base".to_string(), "A".into()],
+        "A (before the moment) is there, B (after it) is not: {v}"
+    );
+    assert_eq!(v["queries"][0]["value"], "base,A", "{v}");
+    assert_eq!(v["timeline"], 2, "{v}");
+    assert_eq!(v["writers"], "resumed");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npre\npost\npre\npost\n"
+    );
+    let replay = v["replay_time"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(replay).unwrap()
+            < chrono::DateTime::parse_from_rfc3339(&moment).unwrap(),
+        "{v}"
+    );
+    assert!(v["rpo_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["rto_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    // The old directory, kept aside whole: its own server still has B.
+    let aside = PathBuf::from(v["replaced"].as_str().unwrap());
+    assert_eq!(
+        siblings(&cluster),
+        vec![aside.file_name().unwrap().to_string_lossy().into_owned()]
+    );
+    assert!(aside.join("PG_VERSION").exists() && aside.join("global/pg_control").exists());
+    assert_eq!(common::archive::labels(&aside, "pitr"), all);
+    // A writable primary, archiving into the repository on its timeline.
+    assert_eq!(
+        one(&rt, &cluster, "SELECT pg_is_in_recovery()::text"),
+        "false"
+    );
+    one(
+        &rt,
+        &cluster,
+        "INSERT INTO pitr (label) VALUES ('C') RETURNING id",
+    );
+    let seg = one(&rt, &cluster, "SELECT pg_walfile_name(pg_switch_wal())");
+    poll(Duration::from_secs(120), "C's segment archived", || {
+        let (failed, archived) = (
+            one(&rt, &cluster, "SELECT failed_count FROM pg_stat_archiver"),
+            one(
+                &rt,
+                &cluster,
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+            ),
+        );
+        assert_eq!(
+            failed,
+            "0",
+            "archiving failed; the server's log:\n{}",
+            std::fs::read_to_string(cluster.dir().join("data.log")).unwrap_or_default()
+        );
+        (archived >= seg).then_some(())
+    });
+    assert!(seg.starts_with("00000002"), "{seg}");
+    assert!(
+        PathBuf::from(&a.env.repo)
+            .join("wal/00000002/00000002.history")
+            .exists(),
+        "the new timeline's history file is archived"
+    );
+    assert_eq!(records().len(), 3, "the recovery is recorded");
+    assert!(
+        records()
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy() == v["record"].as_str().unwrap()),
+        "{v}"
+    );
+
+    // --- a later recovery, from the server on timeline 2, dropping what
+    // was kept aside: the same moment again (C, written on timeline 2
+    // after it, goes), through the history file archived above.
+    let (code, out, err) = a.run(&[
+        "--json",
+        "recover",
+        "postgres",
+        "--source",
+        "main",
+        "--before",
+        &moment,
+        "--drop-replaced",
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let w: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        live_labels(&rt, &cluster),
+        vec!["base".to_string(), "A".into()],
+        "{w}"
+    );
+    assert_eq!(w["timeline"], 3, "{w}");
+    assert_eq!(
+        w["dropped"].as_array().unwrap().len(),
+        2,
+        "both kept-aside directories: {w}"
+    );
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+    assert_eq!(records().len(), 4);
+}
