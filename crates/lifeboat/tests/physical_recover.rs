@@ -253,6 +253,23 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(err.contains("not in the past"), "{err}");
     untouched("a moment to come");
+    // What a `kill -9` before the swap leaves (a partial restore beside the
+    // data directory): named, with what to do, and left alone.
+    let leftover = {
+        let d = cluster.data_dir();
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        d.with_file_name(format!("{name}.recovering-20261204T104703Z"))
+    };
+    std::fs::create_dir(&leftover).unwrap();
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("rm -rf {}", leftover.display())),
+        "{err}"
+    );
+    assert!(leftover.is_dir(), "the leftover is the user's to remove");
+    std::fs::remove_dir(&leftover).unwrap();
+    untouched("a leftover of a killed recovery");
     drop(copy);
 
     // --- a failure after the stop: the old directory back, running -------

@@ -67,6 +67,20 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
         pg.control(),
         &pgdata,
     )?;
+    // What a killed earlier recovery left comes first: with pgdata renamed
+    // away, every other check would only say the directory is missing.
+    if let Some(parent) = pgdata.parent() {
+        let names: Vec<String> = std::fs::read_dir(parent)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(why) = plan::interrupted(&pgdata, pgdata.exists(), &names) {
+            return Err(usage(why));
+        }
+    }
     let pgdata = std::fs::canonicalize(&pgdata)
         .map_err(|e| nothing(format!("pgdata {}: {e}", pgdata.display())))?;
     let client = src.conn.connect().await.map_err(conn_err)?;

@@ -109,11 +109,75 @@ pub fn sibling(pgdata: &Path, what: &str, stamp: &str) -> PathBuf {
 /// Whether `name` (a file name in `pgdata`'s parent) is a data directory
 /// an earlier recovery kept aside: `<pgdata's name>.replaced-<stamp>`.
 pub fn is_replaced(pgdata: &Path, name: &str) -> bool {
+    is_sibling(pgdata, name, "replaced")
+}
+
+/// Whether `name` is [`sibling`]`(pgdata, what, <a stamp>)`'s file name.
+fn is_sibling(pgdata: &Path, name: &str, what: &str) -> bool {
     let Some(base) = pgdata.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return false;
     };
-    name.strip_prefix(&format!("{base}.replaced-"))
+    name.strip_prefix(&format!("{base}.{what}-"))
         .is_some_and(|s| s.len() == 16 && s.ends_with('Z') && s.as_bytes()[8] == b'T')
+}
+
+/// What an interrupted recovery (`kill -9`, a host crash: nothing could
+/// put anything back) left beside `pgdata`, as a refusal that says what to
+/// do, or `None` (pure, over the names in `pgdata`'s parent). With `pgdata`
+/// gone, the newest kept-aside directory is the server's old data (the kill
+/// fell between the two renames of the swap, or after the first); a
+/// `.recovering-*` directory is never live data, only a partial restore.
+pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Option<String> {
+    pgdata.file_name()?;
+    let with = |what: &str| {
+        let mut v: Vec<PathBuf> = names
+            .iter()
+            .filter(|n| is_sibling(pgdata, n, what))
+            .map(|n| pgdata.with_file_name(n))
+            .collect();
+        v.sort();
+        v
+    };
+    let (recovering, replaced) = (with("recovering"), with("replaced"));
+    let writers = "then bring the writers back (`lifeboat unquiesce --source …`; the quiesce \
+                   hint printed at the recovery's start names them)";
+    if !pgdata_exists {
+        let Some(old) = replaced.last() else {
+            return Some(format!(
+                "pgdata {} does not exist and no directory kept aside by a recovery is beside it: \
+                 check sources.*.postgres.pgdata",
+                pgdata.display()
+            ));
+        };
+        let recovered = recovering
+            .last()
+            .map(|r| {
+                format!(
+                    " (the recovered directory, if you want it instead, is {}: check it before \
+                     using it)",
+                    r.display()
+                )
+            })
+            .unwrap_or_default();
+        return Some(format!(
+            "pgdata {} is missing and {} is beside it: a recovery was interrupted during its swap. \
+             Put the old data directory back: `mv {} {}`{recovered}, start the server, {writers}; \
+             nothing was changed",
+            pgdata.display(),
+            old.display(),
+            old.display(),
+            pgdata.display()
+        ));
+    }
+    recovering.last().map(|r| {
+        format!(
+            "{} is left from an interrupted recovery (a partial restore, never the live data): \
+             remove it (`rm -rf {}`) and run the recovery again; if the server is stopped, start \
+             it and {writers}; nothing was changed",
+            r.display(),
+            r.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -122,6 +186,51 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_recovery_say_what_to_do() {
+        let p = Path::new("/srv/pg/main");
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Nothing left: nothing to say.
+        assert_eq!(
+            interrupted(p, true, &n(&["main", "other.recovering-20261204T104703Z"])),
+            None
+        );
+        // Kept-aside directories of finished recoveries: not a leftover.
+        assert_eq!(
+            interrupted(p, true, &n(&["main", "main.replaced-20261204T104703Z"])),
+            None
+        );
+        // Killed before the swap: the partial restore is named, to remove.
+        let e = interrupted(p, true, &n(&["main", "main.recovering-20261204T104703Z"])).unwrap();
+        assert!(
+            e.contains("rm -rf /srv/pg/main.recovering-20261204T104703Z"),
+            "{e}"
+        );
+        // Killed between the renames: the newest kept-aside one goes back.
+        let e = interrupted(
+            p,
+            false,
+            &n(&[
+                "main.replaced-20261101T000000Z",
+                "main.replaced-20261204T104703Z",
+                "main.recovering-20261204T104703Z",
+            ]),
+        )
+        .unwrap();
+        assert!(
+            e.contains("mv /srv/pg/main.replaced-20261204T104703Z /srv/pg/main"),
+            "{e}"
+        );
+        assert!(
+            e.contains("/srv/pg/main.recovering-20261204T104703Z"),
+            "{e}"
+        );
+        assert!(e.contains("unquiesce"), "{e}");
+        // Gone with nothing beside it: the configuration is asked about.
+        let e = interrupted(p, false, &n(&["other"])).unwrap();
+        assert!(e.contains("sources.*.postgres.pgdata"), "{e}");
     }
 
     #[test]
