@@ -86,40 +86,6 @@ pub(crate) async fn pause(budget: Budget, delay: &mut Duration) -> bool {
     true
 }
 
-/// Runs `a` and `b` at once: the first success, or the first error for
-/// which `decisive` holds (an answer that settles it, e.g. "lease not
-/// found"), else (both failed) `a`'s error. For an idempotent request sent
-/// twice through the balanced channel, which picks a member at random for
-/// each: a member that swallows requests (partitioned: no refusal, no
-/// answer) holds both copies with probability 1/n² instead of 1/n.
-pub(crate) async fn first_ok<T, E>(
-    a: impl Future<Output = Result<T, E>>,
-    b: impl Future<Output = Result<T, E>>,
-    decisive: impl Fn(&E) -> bool,
-) -> Result<T, E> {
-    tokio::pin!(a);
-    tokio::pin!(b);
-    let mut a_err: Option<E> = None;
-    let mut b_failed = false;
-    loop {
-        tokio::select! {
-            r = &mut a, if a_err.is_none() => match r {
-                Ok(v) => return Ok(v),
-                Err(e) if decisive(&e) => return Err(e),
-                Err(e) => a_err = Some(e),
-            },
-            r = &mut b, if !b_failed => match r {
-                Ok(v) => return Ok(v),
-                Err(e) if decisive(&e) => return Err(e),
-                Err(_) => b_failed = true,
-            },
-        }
-        if b_failed && let Some(e) = a_err.take() {
-            return Err(e);
-        }
-    }
-}
-
 /// The first backoff delay, for loops of their own.
 pub(crate) fn first_delay() -> Duration {
     FIRST_DELAY
@@ -128,42 +94,6 @@ pub(crate) fn first_delay() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn first_ok_takes_the_first_success_and_waits_out_a_failure() {
-        use std::future::pending;
-        let never = || pending::<Result<u32, &str>>();
-        let decisive = |e: &&str| *e == "gone";
-        // One side hangs (a swallowing member): the other's success wins.
-        assert_eq!(first_ok(never(), async { Ok(2) }, decisive).await, Ok(2));
-        assert_eq!(first_ok(async { Ok(1) }, never(), decisive).await, Ok(1));
-        // One fails at once: the other's later success still wins.
-        let late = async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok(3)
-        };
-        assert_eq!(
-            first_ok(async { Err("refused") }, late, decisive).await,
-            Ok(3)
-        );
-        // Both fail: the first one's error.
-        assert_eq!(
-            first_ok(async { Err::<u32, _>("a") }, async { Err("b") }, decisive).await,
-            Err("a")
-        );
-        // One fails, the other hangs: it waits (the caller's cut ends it)...
-        let r = tokio::time::timeout(
-            Duration::from_millis(50),
-            first_ok(async { Err::<u32, _>("a") }, never(), decisive),
-        )
-        .await;
-        assert!(r.is_err());
-        // ...unless the failure settles it.
-        assert_eq!(
-            first_ok(never(), async { Err("gone") }, decisive).await,
-            Err("gone")
-        );
-    }
 
     #[tokio::test]
     async fn retries_transient_failures_until_the_deadline_and_not_others() {

@@ -2,6 +2,7 @@
 //! `<prefix>/election`): the leader drives failovers. A candidate's key is
 //! attached to its region lease, so leadership ends when that lease does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, LeaderKey, ResignOptions};
@@ -9,8 +10,9 @@ use etcd_client::{Client, LeaderKey, ResignOptions};
 use super::call;
 use super::error::{AuthorityError, Failure, failure};
 use super::lease::RegionLease;
+use super::members::Members;
 use super::settings::EtcdSettings;
-use super::store::{AuthorityStore, to_error};
+use super::store::{AuthorityStore, settles, to_error, transient};
 
 /// Longest wait between campaign attempts after transient failures.
 const MAX_CAMPAIGN_DELAY: Duration = Duration::from_secs(1);
@@ -22,7 +24,7 @@ const NOT_LEADER: &str = "election: not leader";
 
 /// This process leads the election (until its lease ends or it resigns).
 pub struct Leadership {
-    client: Client,
+    members: Arc<Members>,
     settings: EtcdSettings,
     name: String,
     candidate: String,
@@ -65,16 +67,27 @@ impl AuthorityStore {
         let name = self.keys.election();
         let mut delay = call::first_delay();
         loop {
-            let mut election = self.client.election_client();
-            let attempt = election
-                .campaign(name.clone(), candidate, lease_id)
+            // To the preferred member: a campaign waits until elected, and
+            // one held by a member that went silent is given up by the
+            // caller's timeout, which moves the preference on.
+            let campaign = |c: Client| {
+                let name = name.clone();
+                async move {
+                    c.election_client()
+                        .campaign(name, candidate, lease_id)
+                        .await
+                }
+            };
+            let attempt = self
+                .members
+                .one(campaign, transient)
                 .await
                 .map_err(|e| failure(&e));
             let failed = match attempt {
                 Ok(mut resp) => match resp.take_leader() {
                     Some(key) => {
                         let l = Leadership {
-                            client: self.client.clone(),
+                            members: self.members.clone(),
                             settings: self.settings.clone(),
                             name: name.clone(),
                             candidate: candidate.to_string(),
@@ -118,7 +131,7 @@ impl AuthorityStore {
     /// `None` when nobody leads.
     pub async fn leader(&self) -> Result<Option<String>, AuthorityError> {
         let name = self.keys.election();
-        leader_kv(&self.client, &self.settings, &name)
+        leader_kv(&self.members, &self.settings, &name)
             .await
             .map(|kv| kv.map(|(_, value)| value))
     }
@@ -126,24 +139,25 @@ impl AuthorityStore {
 
 /// The leader's key and value, or `None`.
 async fn leader_kv(
-    client: &Client,
+    members: &Members,
     settings: &EtcdSettings,
     name: &str,
 ) -> Result<Option<(etcd_client::KeyValue, String)>, AuthorityError> {
     let budget = call::Budget::new(settings.request_timeout);
-    let resp = call::retried(budget, || {
-        let mut election = client.election_client();
+    let ask = |c: Client| {
         let name = name.to_string();
         async move {
-            match election.leader(name).await {
+            match c.election_client().leader(name).await {
                 Ok(r) => Ok(Some(r)),
                 Err(e) if e.to_string().contains(NO_LEADER) => Ok(None),
                 Err(e) => Err(e),
             }
         }
-    })
-    .await
-    .map_err(|f| to_error(settings, "read the election's leader", f))?;
+    };
+    let ask = &ask;
+    let resp = call::retried(budget, || members.any(ask, settles))
+        .await
+        .map_err(|f| to_error(settings, "read the election's leader", f))?;
     Ok(resp.and_then(|mut r| r.take_kv()).map(|kv| {
         let value = String::from_utf8_lossy(kv.value()).into_owned();
         (kv, value)
@@ -160,7 +174,7 @@ impl Leadership {
     /// that only the leader may take.
     pub async fn is_current(&self) -> Result<bool, AuthorityError> {
         Ok(
-            match leader_kv(&self.client, &self.settings, &self.name).await? {
+            match leader_kv(&self.members, &self.settings, &self.name).await? {
                 Some((kv, _)) => {
                     kv.key() == self.key.key() && kv.create_revision() == self.key.rev()
                 }
@@ -173,18 +187,18 @@ impl Leadership {
     /// any more is not an error.
     pub async fn resign(self) -> Result<(), AuthorityError> {
         let budget = call::Budget::new(self.settings.request_timeout);
-        let result = call::retried(budget, || {
-            let mut election = self.client.election_client();
+        let once = |c: Client| {
             let options = ResignOptions::new().with_leader(self.key.clone());
             async move {
-                match election.resign(Some(options)).await {
+                match c.election_client().resign(Some(options)).await {
                     Ok(_) => Ok(()),
                     Err(e) if e.to_string().contains(NOT_LEADER) => Ok(()),
                     Err(e) => Err(e),
                 }
             }
-        })
-        .await;
+        };
+        let once = &once;
+        let result = call::retried(budget, || self.members.one(once, transient)).await;
         match result {
             Ok(()) | Err(Failure::LeaseNotFound(_)) => Ok(()),
             Err(f) => Err(to_error(&self.settings, "resign from the election", f)),

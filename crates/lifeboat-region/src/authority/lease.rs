@@ -2,21 +2,25 @@
 //! `<prefix>/leases/<region>` lives exactly as long as the lease. The bump of
 //! a failover requires the old primary's key to be gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
 
 use super::call;
 use super::error::{AuthorityError, Failure};
+use super::members::Members;
 use super::record::{LeaseHolder, LeaseInfo, encode};
 use super::settings::EtcdSettings;
-use super::store::{AuthorityStore, check_region, describe_holder, to_error, txn_get};
+use super::store::{
+    AuthorityStore, check_region, describe_holder, settles, to_error, transient, txn_get,
+};
 
 /// A lease this process holds for a region, with the region's key attached.
 /// Dropping it does not revoke it: the lease then expires after its TTL
 /// (call [`RegionLease::revoke`] on a clean shutdown).
 pub struct RegionLease {
-    client: Client,
+    members: Arc<Members>,
     settings: EtcdSettings,
     region: String,
     key: String,
@@ -60,33 +64,26 @@ impl RegionLease {
     /// calling). [`AuthorityError::LeaseExpired`] when etcd no longer knows
     /// the lease: the daemon must fence and grant a new one.
     ///
-    /// Each attempt sends the renewal twice at once ([`call::first_ok`]):
-    /// a member cut off by a partition still looks connected to the client
-    /// until its keep-alive pings time out, and a renewal the balancer gives
-    /// it hangs until the attempt is cut; twice in a row that outlasted a
-    /// fast-profile fence deadline and fenced a healthy primary (the fault
-    /// suite, a standby region partitioned). A renewal is idempotent. The
-    /// balancer picks members at random (tonic gives its connections no
-    /// load), so both copies meet the silent member with probability 1/n²
-    /// per attempt, not never: renewals through one client per member are
-    /// the complete fix (not built).
+    /// Each attempt sends the renewal to every etcd member at once, each on
+    /// its own connection ([`Members::any`]; a renewal is idempotent): a
+    /// member cut off by a partition still looks connected until its
+    /// keep-alive pings time out, and a renewal given to it alone hung until
+    /// the attempt was cut; twice in a row that outlasted a fast-profile
+    /// fence deadline and fenced a healthy primary (the fault suite, a
+    /// standby region partitioned).
     pub async fn keep_alive(&mut self) -> Result<Duration, AuthorityError> {
         let budget = call::Budget::new(self.settings.request_timeout);
         let id = self.id;
-        let client = &self.client;
-        let once = || {
-            let mut leases = client.lease_client();
-            // Opens a keep-alive stream, sends one request and reads its
-            // answer (a TTL <= 0 is "lease not found"); the stream is then
-            // dropped, so a late answer cannot be mistaken for a later one.
-            async move { leases.keep_alive(id).await.map(|_| ()) }
+        // Opens a keep-alive stream, sends one request and reads its answer
+        // (a TTL <= 0 is "lease not found"); the stream is then dropped, so
+        // a late answer cannot be mistaken for a later one. An answer that
+        // is not transient settles it ("lease not found": the lease is
+        // gone; a refused credential), whatever the others would answer.
+        let renew = |c: etcd_client::Client| async move {
+            c.lease_client().keep_alive(id).await.map(|_| ())
         };
-        // An answer that is not transient settles it ("lease not found":
-        // the lease is gone; a refused credential), whatever the other copy
-        // would answer.
-        let settles =
-            |e: &etcd_client::Error| !matches!(super::error::failure(e), Failure::Transient(_));
-        let result = call::retried(budget, || call::first_ok(once(), once(), settles)).await;
+        let renew = &renew;
+        let result = call::retried(budget, || self.members.any(renew, settles)).await;
         match result {
             Ok(()) => Ok(self.ttl),
             Err(Failure::LeaseNotFound(_)) => Err(self.expired()),
@@ -97,7 +94,7 @@ impl RegionLease {
     /// Revokes the lease: its key is deleted at once (a clean shutdown or a
     /// planned handover). An already expired lease is not an error.
     pub async fn revoke(self) -> Result<(), AuthorityError> {
-        revoke(&self.client, &self.settings, self.id).await
+        revoke(&self.members, &self.settings, self.id).await
     }
 
     fn expired(&self) -> AuthorityError {
@@ -108,14 +105,12 @@ impl RegionLease {
     }
 }
 
-async fn revoke(client: &Client, settings: &EtcdSettings, id: i64) -> Result<(), AuthorityError> {
+async fn revoke(members: &Members, settings: &EtcdSettings, id: i64) -> Result<(), AuthorityError> {
     let budget = call::Budget::new(settings.request_timeout);
-    match call::retried(budget, || {
-        let mut leases = client.lease_client();
-        async move { leases.revoke(id).await.map(|_| ()) }
-    })
-    .await
-    {
+    let once =
+        |c: etcd_client::Client| async move { c.lease_client().revoke(id).await.map(|_| ()) };
+    let once = &once;
+    match call::retried(budget, || members.one(once, transient)).await {
         Ok(()) | Err(Failure::LeaseNotFound(_)) => Ok(()),
         Err(f) => Err(to_error(settings, "revoke the region lease", f)),
     }
@@ -132,14 +127,14 @@ impl AuthorityStore {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
         let granted = self
-            .read("grant a region lease", || {
-                let mut leases = self.client.lease_client();
+            .read("grant a region lease", |c| {
+                let mut leases = c.lease_client();
                 async move { leases.grant(secs, None).await }
             })
             .await?;
         let id = granted.id();
         let lease = RegionLease {
-            client: self.client.clone(),
+            members: self.members.clone(),
             settings: self.settings.clone(),
             region: region.to_string(),
             key: self.keys.lease(region),
@@ -150,7 +145,7 @@ impl AuthorityStore {
             Ok(()) => Ok(lease),
             Err(e) => {
                 // Best effort: an orphan lease holds no key and expires anyway.
-                let _ = revoke(&self.client, &self.settings, id).await;
+                let _ = revoke(&self.members, &self.settings, id).await;
                 Err(e)
             }
         }
@@ -163,8 +158,8 @@ impl AuthorityStore {
         let key = lease.key.clone();
         let id = lease.id;
         let resp = self
-            .read("take the region's lease key", || {
-                let mut kv = self.client.kv_client();
+            .read("take the region's lease key", |c| {
+                let mut kv = c.kv_client();
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                     .and_then([TxnOp::put(
@@ -212,8 +207,8 @@ impl AuthorityStore {
     pub async fn live_leases(&self) -> Result<Vec<LeaseInfo>, AuthorityError> {
         let prefix = self.keys.leases();
         let mut resp = self
-            .read_either("list the region leases", || {
-                let mut kv = self.client.kv_client();
+            .read_either("list the region leases", |c| {
+                let mut kv = c.kv_client();
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
@@ -234,8 +229,8 @@ impl AuthorityStore {
     async fn lease_info(&self, region: &str, kv: &KeyValue) -> Result<LeaseInfo, AuthorityError> {
         let id = kv.lease();
         let ttl = self
-            .read_either("read a lease's time to live", || {
-                let mut leases = self.client.lease_client();
+            .read_either("read a lease's time to live", |c| {
+                let mut leases = c.lease_client();
                 async move { leases.time_to_live(id, None).await }
             })
             .await?

@@ -68,6 +68,7 @@ pub mod error;
 pub mod keys;
 pub mod leader;
 pub mod lease;
+mod members;
 pub mod record;
 pub mod settings;
 pub mod store;

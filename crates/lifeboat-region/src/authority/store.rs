@@ -3,6 +3,7 @@
 //! [`super::election`]). The CAS rules are in the [module docs](super).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use super::call;
 use super::error::{AuthorityError, Failure};
 use super::keys::{Keys, region_problem};
+use super::members::Members;
 use super::record::{AuthorityRecord, ChangeReason, LeaseHolder, Versioned, decode, encode};
 use super::settings::{EtcdSettings, EtcdTls};
 
@@ -26,10 +28,15 @@ use super::settings::{EtcdSettings, EtcdTls};
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A connected client of the authority's etcd, with its settings. Cloning
-/// shares the connection.
+/// shares the connections.
 #[derive(Clone)]
 pub struct AuthorityStore {
+    /// etcd's balanced client over every endpoint: it checked the
+    /// credentials at connect; the leader keeper's one-member stores use it.
     pub(super) client: Client,
+    /// One client per member: every request of this module goes through
+    /// them ([`Members`]: a silent member cannot take an attempt).
+    pub(super) members: Arc<Members>,
     pub(super) settings: EtcdSettings,
     pub(super) keys: Keys,
 }
@@ -100,8 +107,10 @@ impl AuthorityStore {
         })
         .await
         .map_err(|f| to_error(&settings, "connect", f))?;
+        let members = Members::new(settings.endpoints.clone(), options, client.clone());
         Ok(AuthorityStore {
             client,
+            members: Arc::new(members),
             keys: Keys::new(&settings.prefix),
             settings,
         })
@@ -433,8 +442,8 @@ impl AuthorityStore {
         let prefix = self.keys.failovers();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut resp = self
-            .read_either("read the failover records", || {
-                let mut kv = self.client.kv_client();
+            .read_either("read the failover records", |c| {
+                let mut kv = c.kv_client();
                 let options = GetOptions::new()
                     .with_prefix()
                     .with_sort(SortTarget::Key, SortOrder::Descend)
@@ -469,44 +478,41 @@ impl AuthorityStore {
         to_error(&self.settings, what, f)
     }
 
-    /// An idempotent call, retried within one request timeout.
+    /// A call sent once per attempt, to the preferred member
+    /// ([`Members::one`]), retried within one request timeout: for calls
+    /// that may be repeated after a failure but not sent twice at once
+    /// (a grant, a transaction that compares, a delete).
     pub(super) async fn read<T, F, Fut>(&self, what: &str, call: F) -> Result<T, AuthorityError>
     where
-        F: FnMut() -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        call::retried(self.budget(), call)
+        let call = &call;
+        call::retried(self.budget(), || self.members.one(call, transient))
             .await
             .map_err(|f| self.error(what, f))
     }
 
-    /// [`Self::read`] for a call that may be sent twice at once (a get, a
-    /// plain put): every attempt is sent twice ([`call::first_ok`]), so a
-    /// member that swallows requests (partitioned, its connection not yet
-    /// seen dead) rarely takes the whole attempt. Not for grants or
-    /// transactions: two of those are two. (A losing put a member already
-    /// took may still land late; votes and decisions carry their time.)
+    /// [`Self::read`] for a call that may be sent to several members at
+    /// once (a get, a plain put): every attempt goes to every member
+    /// ([`Members::any`]), so a member that swallows requests (partitioned,
+    /// its connection not yet seen dead) cannot take the attempt. Not for
+    /// grants or transactions: three of those are three. (A losing put a
+    /// member already took still lands; votes and decisions carry their
+    /// time.)
     pub(super) async fn read_either<T, F, Fut>(
         &self,
         what: &str,
-        mut call: F,
+        call: F,
     ) -> Result<T, AuthorityError>
     where
-        F: FnMut() -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let settles = |e: &etcd_client::Error| {
-            !matches!(
-                super::error::failure(e),
-                super::error::Failure::Transient(_)
-            )
-        };
-        call::retried(self.budget(), || {
-            let (a, b) = (call(), call());
-            call::first_ok(a, b, settles)
-        })
-        .await
-        .map_err(|f| self.error(what, f))
+        let call = &call;
+        call::retried(self.budget(), || self.members.any(call, settles))
+            .await
+            .map_err(|f| self.error(what, f))
     }
 
     /// One key, linearizably.
@@ -516,8 +522,8 @@ impl AuthorityStore {
         what: &str,
     ) -> Result<Option<KeyValue>, AuthorityError> {
         let mut resp = self
-            .read_either(what, || {
-                let mut kv = self.client.kv_client();
+            .read_either(what, |c| {
+                let mut kv = c.kv_client();
                 let key = key.to_string();
                 async move { kv.get(key, None).await }
             })
@@ -542,8 +548,11 @@ impl AuthorityStore {
         let mut delay = call::first_delay();
         let mut unknown: Option<String> = None;
         loop {
-            let mut kv = self.client.kv_client();
-            match call::once(budget, kv.txn(txn())).await {
+            let sent = txn();
+            let attempt = self
+                .members
+                .one(|c| async move { c.kv_client().txn(sent).await }, transient);
+            match call::once(budget, attempt).await {
                 Ok(resp) if resp.succeeded() => {
                     let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
                     return Ok(Sent::Applied(rev));
@@ -556,12 +565,12 @@ impl AuthorityStore {
                 }
                 Err(Failure::Transient(why)) => {
                     unknown = Some(why);
-                    let back = call::retried(budget, || {
-                        let mut kv = self.client.kv_client();
+                    let get = |c: Client| {
                         let key = key.to_string();
-                        async move { kv.get(key, None).await }
-                    })
-                    .await;
+                        async move { c.kv_client().get(key, None).await }
+                    };
+                    let get = &get;
+                    let back = call::retried(budget, || self.members.any(get, settles)).await;
                     match back {
                         Ok(mut resp) => {
                             let now = resp.take_kvs().into_iter().next();
@@ -611,6 +620,18 @@ fn expect(key: &str, expected: Option<i64>) -> Compare {
 
 /// The first key of the `index`th operation (a get) of a transaction's
 /// answer.
+/// An answer that may change on another attempt or member (see
+/// [`super::error::failure`]).
+pub(super) fn transient(e: &etcd_client::Error) -> bool {
+    matches!(super::error::failure(e), Failure::Transient(_))
+}
+
+/// An answer that settles a fan-out whatever the other members would say
+/// ("lease not found", a refused credential, a refused request).
+pub(super) fn settles(e: &etcd_client::Error) -> bool {
+    !transient(e)
+}
+
 pub(super) fn txn_get(resp: &TxnResponse, index: usize) -> Option<KeyValue> {
     match resp.op_responses().into_iter().nth(index) {
         Some(TxnOpResponse::Get(mut g)) => g.take_kvs().into_iter().next(),

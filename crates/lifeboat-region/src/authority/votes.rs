@@ -48,8 +48,8 @@ impl AuthorityStore {
         check_region(&vote.observer)?;
         let key = self.keys.vote(&vote.observer);
         let bytes = encode(vote)?;
-        self.read_either("write this vantage point's vote", || {
-            let mut kv = self.client.kv_client();
+        self.read_either("write this vantage point's vote", |c| {
+            let mut kv = c.kv_client();
             let (key, bytes) = (key.clone(), bytes.clone());
             async move {
                 kv.put(key, bytes, Some(PutOptions::new().with_lease(lease_id)))
@@ -74,8 +74,8 @@ impl AuthorityStore {
     pub async fn votes(&self) -> Result<Vec<VoteRecord>, AuthorityError> {
         let prefix = self.keys.votes();
         let mut resp = self
-            .read_either("read the votes", || {
-                let mut kv = self.client.kv_client();
+            .read_either("read the votes", |c| {
+                let mut kv = c.kv_client();
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
@@ -92,8 +92,8 @@ impl AuthorityStore {
     pub async fn put_decision<T: Serialize>(&self, value: &T) -> Result<(), AuthorityError> {
         let key = self.keys.decision();
         let bytes = encode(value)?;
-        self.read_either("write the failover decision", || {
-            let mut kv = self.client.kv_client();
+        self.read_either("write the failover decision", |c| {
+            let mut kv = c.kv_client();
             let (key, bytes) = (key.clone(), bytes.clone());
             async move { kv.put(key, bytes, None).await.map(|_| ()) }
         })
@@ -113,8 +113,8 @@ impl AuthorityStore {
     pub async fn failover_record_count(&self) -> Result<u64, AuthorityError> {
         let prefix = self.keys.failovers();
         let resp = self
-            .read_either("count the failover records", || {
-                let mut kv = self.client.kv_client();
+            .read_either("count the failover records", |c| {
+                let mut kv = c.kv_client();
                 let prefix = prefix.clone();
                 async move {
                     kv.get(
@@ -134,8 +134,8 @@ impl AuthorityStore {
     /// become a leader that does nothing. Absent is not an error.
     pub async fn withdraw(&self, lease_id: i64) -> Result<(), AuthorityError> {
         let key = format!("{}/{lease_id:x}", self.keys.election());
-        self.read("withdraw from the election", || {
-            let mut kv = self.client.kv_client();
+        self.read("withdraw from the election", |c| {
+            let mut kv = c.kv_client();
             let key = key.clone();
             async move { kv.delete(key, None::<DeleteOptions>).await.map(|_| ()) }
         })
