@@ -102,16 +102,16 @@ async fn in_recovery(client: &Client, conn: &ConnConfig) -> Result<bool, Promote
         .map_err(sql("reading pg_is_in_recovery()", conn))
 }
 
-/// The highest epoch the server records (standby or not); `None` without
-/// a `lifeboat` database or row.
-async fn recorded_epoch(server: &ConnConfig) -> Result<Option<AuthorityRow>, PromoteError> {
-    let db = heartbeat::lifeboat_db(server);
-    let client = match observe::connect(&db, Retry::default()).await {
-        Ok(c) => c,
-        Err(ConnError::DatabaseMissing { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(authority_row::read_epoch(&client).await?)
+/// A connection to `server`'s `lifeboat` database, `None` when it has none
+/// (a server that never carried a heartbeat or an epoch). One connection
+/// does the whole promotion: each new one costs several round trips to the
+/// region (TCP, TLS, SCRAM), which is RTO when the promoter is far away.
+pub async fn connect_lifeboat(server: &ConnConfig) -> Result<Option<Client>, PromoteError> {
+    match observe::connect(&heartbeat::lifeboat_db(server), Retry::default()).await {
+        Ok(c) => Ok(Some(c)),
+        Err(ConnError::DatabaseMissing { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Promotes the standby behind `server` (a superuser connection, any
@@ -122,7 +122,25 @@ pub async fn promote(
     epoch: u64,
     timeout: Duration,
 ) -> Result<Promoted, PromoteError> {
-    if let Some(row) = recorded_epoch(server).await?
+    let lifeboat = connect_lifeboat(server).await?;
+    promote_through(server, lifeboat, region, epoch, timeout).await
+}
+
+/// [`promote`] through `lifeboat`, the caller's connection to the server's
+/// `lifeboat` database ([`connect_lifeboat`]): every statement goes through
+/// it (`pg_promote()` and `ALTER SYSTEM` work from any database), so the
+/// promotion opens no connection of its own; without one it connects to
+/// `server`, and creates the `lifeboat` database once the server is
+/// writable.
+pub async fn promote_through(
+    server: &ConnConfig,
+    lifeboat: Option<Client>,
+    region: &str,
+    epoch: u64,
+    timeout: Duration,
+) -> Result<Promoted, PromoteError> {
+    if let Some(lb) = &lifeboat
+        && let Some(row) = authority_row::read_epoch(lb).await?
         && row.epoch > epoch
     {
         return Err(PromoteError::HigherEpoch {
@@ -132,8 +150,16 @@ pub async fn promote(
             region: row.region,
         });
     }
-    let client = observe::connect(server, Retry::default()).await?;
-    let already_primary = !in_recovery(&client, server).await?;
+    let mut lifeboat = lifeboat;
+    let own: Client;
+    let client: &Client = match &lifeboat {
+        Some(lb) => lb,
+        None => {
+            own = observe::connect(server, Retry::default()).await?;
+            &own
+        }
+    };
+    let already_primary = !in_recovery(client, server).await?;
     if !already_primary {
         let secs = i32::try_from(timeout.as_secs().max(1)).unwrap_or(i32::MAX);
         match client
@@ -146,7 +172,7 @@ pub async fn promote(
             Err(e) => return Err(sql("pg_promote()", server)(e)),
         }
         let started = Instant::now();
-        while in_recovery(&client, server).await? {
+        while in_recovery(client, server).await? {
             if started.elapsed() >= timeout {
                 return Err(PromoteError::NotPromoted {
                     url: server.display_url(),
@@ -156,7 +182,7 @@ pub async fn promote(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let synchronous_cleared = clear_synchronous_standbys(&client, server).await?;
+    let synchronous_cleared = clear_synchronous_standbys(client, server).await?;
     let r = client
         .query_one(
             "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
@@ -166,14 +192,17 @@ pub async fn promote(
         .map_err(sql("reading the WAL position", server))?;
     let lsn = Lsn::parse(&r.get::<_, String>(0)).unwrap_or(Lsn(0));
     let timeline = timeline_of_walfile(&r.get::<_, String>(1));
-    let mut lb = heartbeat::ensure(server).await.map_err(|e| match e {
-        HeartbeatError::Conn(c) => PromoteError::Conn(c),
-        other => PromoteError::Sql {
-            what: "opening the lifeboat database",
-            url: server.display_url(),
-            message: other.to_string(),
-        },
-    })?;
+    let mut lb = match lifeboat.take() {
+        Some(lb) => lb,
+        None => heartbeat::ensure(server).await.map_err(|e| match e {
+            HeartbeatError::Conn(c) => PromoteError::Conn(c),
+            other => PromoteError::Sql {
+                what: "opening the lifeboat database",
+                url: server.display_url(),
+                message: other.to_string(),
+            },
+        })?,
+    };
     // The reload above takes effect asynchronously: the epoch's row must
     // not wait for a synchronous standby meanwhile.
     lb.batch_execute("SET synchronous_commit = local")

@@ -130,12 +130,29 @@ impl Steps<'_> {
             }
             Action::Promote { region, epoch } => {
                 let conn = self.conn(region).await?;
+                // One connection for the evidence and the promotion.
+                let lifeboat = match promote::connect_lifeboat(&conn).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Ok((
+                            failed(
+                                e.is_transient(),
+                                format!("connecting to {region} to promote it: {e}"),
+                            ),
+                            String::new(),
+                        ));
+                    }
+                };
                 if self.evidence.new_last_replayed_heartbeat.is_none() {
                     // The RPO's evidence, read before the promotion or never:
                     // a server that cannot answer now (still starting) is not
-                    // promoted without it; the step is retried. `Ok(None)`
-                    // (no heartbeat, no `lifeboat` database) is an answer.
-                    match heartbeat::read(&conn, Some(&plan.from)).await {
+                    // promoted without it; the step is retried. No `lifeboat`
+                    // database (no heartbeat ever) is an answer: none.
+                    let seen = match &lifeboat {
+                        Some(c) => heartbeat::newest(c, Some(&plan.from)).await,
+                        None => Ok(None),
+                    };
+                    match seen {
                         Ok(seen) => {
                             self.evidence.new_last_replayed_heartbeat = seen.map(|s| s.beat.at)
                         }
@@ -144,8 +161,9 @@ impl Steps<'_> {
                                 failed(
                                     true,
                                     format!(
-                                        "reading on {region} the newest heartbeat of {} it replayed (the RPO's evidence), before promoting it: {e}",
-                                        plan.from
+                                        "reading on {region} the newest heartbeat of {} it replayed (the RPO's evidence), before promoting it: {}",
+                                        plan.from,
+                                        lifeboat_postgres::conn::pg_message(&e)
                                     ),
                                 ),
                                 String::new(),
@@ -153,7 +171,9 @@ impl Steps<'_> {
                         }
                     }
                 }
-                match promote::promote(&conn, region, *epoch, self.step_timeout).await {
+                match promote::promote_through(&conn, lifeboat, region, *epoch, self.step_timeout)
+                    .await
+                {
                     Ok(p) => {
                         // A revoke_login fence on the old primary replicated
                         // its NOLOGIN to this server while it streamed: give
