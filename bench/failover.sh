@@ -63,6 +63,7 @@
 #   BENCH_FO_PATRONI_PROFILES  `default fast`, `fast`, or empty (none)     [default fast]
 #   BENCH_FO_AUTO_PROFILES     automatic rounds: `fast seed`, one, or empty [fast seed]
 #   BENCH_FO_AUTO_ROUNDS       rounds per automatic profile                [3]
+#   BENCH_FO_FAULT             automatic rounds' fault: kill or partition  [drawn]
 #   BENCH_PG_BIN               PostgreSQL binaries   [/usr/lib/postgresql/15/bin]
 #   BENCH_RESULTS              where the result files go                   [bench/results]
 #   LIFEBOAT_BIN               lifeboat binary [target/release/lifeboat, built]

@@ -27,12 +27,17 @@
 //!   LOGIN), the lease guard and the watchdog process.
 //! - [`promotion`]: promoting a standby under an epoch (`lifeboat.authority`)
 //!   and the planned switchover's PostgreSQL steps.
+//! - [`failsafe`]: `failover.etcd_lost: keep_if_peers_agree`: a primary that
+//!   lost etcd keeps serving while every other daemon vouches for it.
+//! - [`http1`]: one plain HTTP/1.1 POST, for the daemons' calls to each other.
 
 pub mod authority;
 pub mod failover;
+pub mod failsafe;
 pub mod fence;
 pub mod health;
 pub mod heartbeat;
+pub mod http1;
 pub mod managers;
 pub mod promotion;
 pub mod redis;

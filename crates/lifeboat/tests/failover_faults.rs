@@ -1276,7 +1276,8 @@ async fn run() {
 /// runs it. Environment: `BENCH_FO_PROFILE` `fast` (default) or `seed`,
 /// `BENCH_FO_ROUNDS` (default 3), `BENCH_FO_SEED` (the random faults and
 /// delays; default from the clock, printed), `BENCH_FO_AUTO_TSV` (rows are
-/// appended; default `bench/results/failover-auto.tsv`).
+/// appended; default `bench/results/failover-auto.tsv`), `BENCH_FO_FAULT`
+/// (`kill` or `partition` every round; default drawn at random).
 ///
 /// Per round, with P the primary region and S the standby: pgbench (4
 /// clients) runs in P against P's server for 5 s; after a random delay
@@ -1361,7 +1362,15 @@ async fn bench() {
             &format!("pgbench-{round}.log"),
         );
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let kill = rng.below(2) == 0;
+        // BENCH_FO_FAULT=kill|partition draws no fault (the delay is
+        // still drawn, so a seed gives the same delays either way).
+        let drawn = rng.below(2) == 0;
+        let kill = match std::env::var("BENCH_FO_FAULT").as_deref() {
+            Ok("kill") => true,
+            Ok("partition") => false,
+            Ok(other) => panic!("BENCH_FO_FAULT={other}: use kill or partition"),
+            Err(_) => drawn,
+        };
         let delay = Duration::from_millis(rng.below(profile.check_interval_s * 1000));
         tokio::time::sleep(delay).await;
         let fault = if kill { "kill" } else { "partition" };

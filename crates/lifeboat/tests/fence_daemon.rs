@@ -19,6 +19,12 @@
 //!   the server is fenced once a lease taken at the start would have
 //!   passed its fence deadline; etcd returns → still no lease (fenced),
 //!   the server stays down.
+//! - (e) `etcd_lost: keep_if_peers_agree`, eu-west's daemon running too:
+//!   every etcd member stops → us-east's server keeps taking writes on
+//!   eu-west's daemon's vouches, well past the deadlines that fenced it in
+//!   (a); then the test freezes eu-west's daemon as a change of primary
+//!   does (its API, `failsafe::peers::freeze`) → us-east's server is
+//!   fenced, and the freeze's answer dates the last vouch.
 //!
 //! Conditions are polled with bounds; no timing is asserted.
 
@@ -52,6 +58,12 @@ fn cluster() -> TempCluster {
 }
 
 fn bed() -> Bed {
+    bed_with("", "")
+}
+
+/// The bed with more lines in `failover:` and `serve:` (each line indented
+/// by two spaces).
+fn bed_with(failover_extra: &str, serve_extra: &str) -> Bed {
     let rt = common::rt();
     let etcd = rt.block_on(EtcdCluster::start(3));
     let east = cluster();
@@ -90,10 +102,10 @@ failover:
   lease_ttl: 6s
   renew_interval: 1s
   fence_guard: 2s
-serve:
+{failover_extra}serve:
   lease: 3s
   region: us-east
-"#,
+{serve_extra}"#,
         repo = env.repo,
         user = east.superuser(),
         eport = east.port(),
@@ -342,4 +354,106 @@ fn a_higher_epoch_naming_another_region_fences_a_writable_primary() {
     d.poll(BOUND, "the epoch metric", || {
         d.metric("lifeboat_authority_epoch").filter(|v| *v == 2.0)
     });
+}
+
+#[test]
+fn with_the_failsafe_a_primary_that_lost_etcd_serves_while_vouched_for_and_a_freeze_fences_it() {
+    let _alone = crate::alone::alone(module_path!());
+    let (east_port, west_port) = (common::free_port(), common::free_port());
+    let mut b = bed_with(
+        &format!(
+            "  etcd_lost:\n    keep_if_peers_agree:\n      peers: {{us-east: 'http://127.0.0.1:{east_port}', eu-west: 'http://127.0.0.1:{west_port}'}}\n"
+        ),
+        "  token: {env: SERVE_TOKEN}\n",
+    );
+    let token = "failsafe-test-token";
+    b.env.envs.push(("SERVE_TOKEN".into(), token.into()));
+    let east = Daemon::start_on(&b.env, &b.cfg, "east", east_port, &[]);
+    let west = Daemon::start_on(&b.env, &b.cfg, "west", west_port, &["--region", "eu-west"]);
+    b.wait_guarding(&east);
+    west.poll(BOUND, "eu-west's daemon reading the authority", || {
+        west.metric("lifeboat_authority_reachable")
+            .filter(|v| *v == 1.0)
+    });
+
+    b.etcd.kill(&[0, 1, 2]);
+    east.poll(BOUND, "the failsafe to carry us-east", || {
+        east.metric("lifeboat_failsafe_active{region=\"us-east\"}")
+            .filter(|v| *v == 1.0)
+    });
+    // Ten vouched renewals a second apart: past several fence deadlines
+    // (4 s after the last etcd renewal) that fenced the server in (a).
+    west.poll(BOUND, "ten vouches from eu-west's daemon", || {
+        (west
+            .log_text()
+            .matches("failsafe: vouched for the primary")
+            .count()
+            >= 10)
+            .then_some(())
+    });
+    let write = |b: &Bed| {
+        b.rt.block_on(async {
+            let c = b
+                .east
+                .conn_config("postgres")
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            c.batch_execute("CREATE TABLE IF NOT EXISTS failsafe_t (at timestamptz); INSERT INTO failsafe_t VALUES (now())")
+                .await
+                .map_err(|e| e.to_string())
+        })
+    };
+    write(&b).expect("the primary kept by the failsafe takes writes");
+    assert_eq!(east.metric(FENCED), Some(0.0));
+    assert!(
+        !east
+            .log_text()
+            .contains("not renewed before the fence deadline"),
+        "{}",
+        east.log_text()
+    );
+
+    // A change of primary freezes every other daemon for the old primary.
+    let answers = b.rt.block_on(lifeboat_region::failsafe::peers::freeze(
+        &[lifeboat_region::failsafe::peers::Peer {
+            name: "eu-west".into(),
+            url: format!("http://127.0.0.1:{west_port}"),
+        }],
+        &lifeboat_postgres::Secret::new(token),
+        &lifeboat_region::failsafe::FreezeRequest {
+            region: "us-east".into(),
+            epoch: 1,
+        },
+        Duration::from_secs(5),
+    ));
+    let age = answers[0]
+        .1
+        .as_ref()
+        .expect("eu-west's daemon answers the freeze")
+        .last_vouch_age_ms;
+    assert!(
+        age.is_some_and(|ms| ms < 6_000),
+        "the freeze dates a vouch within the lease TTL: {age:?}"
+    );
+    b.wait_fenced(&east, "froze the failsafe");
+    assert!(write(&b).is_err(), "the fenced server took a write");
+    // A wrong token is refused, not vouched for.
+    let refused = b.rt.block_on(lifeboat_region::failsafe::peers::vouch(
+        &[lifeboat_region::failsafe::peers::Peer {
+            name: "eu-west".into(),
+            url: format!("http://127.0.0.1:{west_port}"),
+        }],
+        &lifeboat_postgres::Secret::new("not-the-token"),
+        &lifeboat_region::failsafe::VouchRequest {
+            region: "us-east".into(),
+            epoch: 1,
+        },
+        Duration::from_secs(5),
+    ));
+    let e = refused[0]
+        .1
+        .as_ref()
+        .expect_err("a wrong token was answered");
+    assert!(e.contains("401"), "{e}");
 }

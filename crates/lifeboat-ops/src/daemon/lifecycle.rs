@@ -34,6 +34,7 @@ pub async fn build(ctx: Ctx, settings: Settings) -> Result<Arc<Daemon>> {
     metrics::daemon_started();
     let (role_tx, _) = watch::channel(Role::Starting);
     let (shutdown_tx, _) = watch::channel(false);
+    let failsafe = regions::failsafe::State::new(config(&ctx)?);
     Ok(Arc::new(Daemon {
         ctx,
         repo,
@@ -44,6 +45,7 @@ pub async fn build(ctx: Ctx, settings: Settings) -> Result<Arc<Daemon>> {
         shutdown: shutdown_tx,
         metrics: handle,
         prune: tokio::sync::Mutex::new(retention::PruneState::default()),
+        failsafe,
     }))
 }
 

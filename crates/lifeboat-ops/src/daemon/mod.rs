@@ -80,6 +80,9 @@ pub struct Daemon {
     pub shutdown: watch::Sender<bool>,
     pub metrics: PrometheusHandle,
     pub prune: tokio::sync::Mutex<retention::PruneState>,
+    /// What this daemon vouched for and froze (`failover.etcd_lost:
+    /// keep_if_peers_agree`; `regions::failsafe`).
+    pub failsafe: regions::failsafe::State,
 }
 
 impl Daemon {

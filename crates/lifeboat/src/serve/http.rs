@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use lifeboat_ops::daemon::runner::Outcome;
 use lifeboat_ops::daemon::{Daemon, Role, RunKind, SourceStatus, StartError, Trigger};
 use lifeboat_ops::repo::snapshots::SnapshotRow;
+use lifeboat_region::failsafe::peers;
+use lifeboat_region::failsafe::{FreezeRequest, VouchRequest};
 
 type D = State<Arc<Daemon>>;
 
@@ -26,6 +28,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/api/v1/drills", get(drills))
         .route("/api/v1/assessment", get(assessment))
         .route("/api/v1/sources/{name}/backup", post(backup))
+        .route(peers::VOUCH_PATH, post(failsafe_vouch))
+        .route(peers::FREEZE_PATH, post(failsafe_freeze))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&d), auth));
     Router::new()
         .route("/", get(page))
@@ -350,4 +354,17 @@ mod tests {
         );
         assert!(!token_matches(&h, "0123456789abcdef"));
     }
+}
+
+/// `POST /api/v1/failsafe/vouch`: another region's primary, cut off from
+/// etcd, asks this daemon to vouch for it (`failover.etcd_lost:
+/// keep_if_peers_agree`; lifeboat_region::failsafe has the rules).
+async fn failsafe_vouch(State(d): D, axum::Json(req): axum::Json<VouchRequest>) -> Response {
+    axum::Json(d.failsafe.vouch(&req)).into_response()
+}
+
+/// `POST /api/v1/failsafe/freeze`: a change of primary tells this daemon
+/// to vouch no more for the old primary; the answer says when it last did.
+async fn failsafe_freeze(State(d): D, axum::Json(req): axum::Json<FreezeRequest>) -> Response {
+    axum::Json(d.failsafe.freeze(&req)).into_response()
 }

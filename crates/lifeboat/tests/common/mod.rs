@@ -456,17 +456,25 @@ impl Daemon {
     /// Starts the daemon and waits (60 s at most) until /healthz answers
     /// 200. `tag` names its files: `serve-TAG.log`, `serve-TAG.out`.
     pub fn start(env: &Env, config: &Path, tag: &str) -> Daemon {
-        let port = free_port();
+        Daemon::start_on(env, config, tag, free_port(), &[])
+    }
+
+    /// [`Daemon::start`] on a given port, with more arguments after
+    /// `serve` (e.g. `--region eu-west`).
+    pub fn start_on(env: &Env, config: &Path, tag: &str, port: u16, extra: &[&str]) -> Daemon {
         let log = env.path(&format!("serve-{tag}.log"));
         let out = env.path(&format!("serve-{tag}.out"));
+        let listen = format!("127.0.0.1:{port}");
+        let mut argv = vec![
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--listen",
+            &listen,
+        ];
+        argv.extend_from_slice(extra);
         let child = env
-            .cmd(&[
-                "--config",
-                config.to_str().unwrap(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+            .cmd(&argv)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -53,6 +53,30 @@ pub struct FailoverConfig {
     /// daemon and an etcd member, no database), e.g. `[witness]`.
     #[serde(default)]
     pub witnesses: Vec<String>,
+    /// What the primary's agent does when it cannot renew its lease
+    /// because etcd does not answer: `fence` (the default) or
+    /// `{keep_if_peers_agree: {peers: {<name>: http://host:port, …}}}`
+    /// (docs/failover.md, "When etcd is unavailable").
+    #[serde(default)]
+    pub etcd_lost: EtcdLost,
+}
+
+/// `failover.etcd_lost`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EtcdLost {
+    /// Fence at the deadline, as for any lost lease: the only choice that
+    /// is safe whatever cut etcd off.
+    #[default]
+    Fence,
+    /// Keep serving while every other daemon vouches for the primary
+    /// (Patroni's DCS failsafe mode, lifeboat_region::failsafe).
+    KeepIfPeersAgree {
+        /// Every daemon's API address by its name (each region's and each
+        /// witness's, this daemon's own too: one list for all), plain
+        /// `http://host:port`; the calls carry `serve.token`.
+        peers: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// `failover.etcd`.
@@ -199,6 +223,33 @@ impl FailoverConfig {
         {
             p.push("failover.fence.revoke_login.roles is empty: name the application roles to fence, or use fence: stop".into());
         }
+        if let EtcdLost::KeepIfPeersAgree { peers } = &self.etcd_lost {
+            for (name, url) in peers {
+                if lifeboat_region::http1::host_port(url).is_none() {
+                    p.push(format!(
+                        "failover.etcd_lost.keep_if_peers_agree.peers.{name}: {url:?} is not http://host:port (the daemon's serve.listen)"
+                    ));
+                }
+            }
+            for name in regions
+                .iter()
+                .copied()
+                .chain(self.witnesses.iter().map(String::as_str))
+            {
+                if !peers.contains_key(name) {
+                    p.push(format!(
+                        "failover.etcd_lost.keep_if_peers_agree.peers lacks {name}: list every region's and witness's daemon (a primary keeps serving only while all of them vouch)"
+                    ));
+                }
+            }
+            for name in peers.keys() {
+                if !regions.contains(&name.as_str()) && !self.witnesses.contains(name) {
+                    p.push(format!(
+                        "failover.etcd_lost.keep_if_peers_agree.peers.{name} is neither a region nor a witness"
+                    ));
+                }
+            }
+        }
         for w in &self.witnesses {
             if regions.contains(&w.as_str()) {
                 p.push(format!(
@@ -230,6 +281,45 @@ mod tests {
         assert_eq!(c.prefix(), "/lifeboat");
         assert_eq!(c.fence, None);
         assert!(c.problems(&["us-east"]).is_empty(), "{:?}", c.problems(&[]));
+    }
+
+    #[test]
+    fn etcd_lost_forms_and_problems() {
+        let base = "etcd: {endpoints: [http://a:1]}\nwitnesses: [witness]\n";
+        assert_eq!(parse(base).etcd_lost, EtcdLost::Fence);
+        assert_eq!(
+            parse(&format!("{base}etcd_lost: fence\n")).etcd_lost,
+            EtcdLost::Fence
+        );
+        let keep = parse(&format!(
+            "{base}etcd_lost:\n  keep_if_peers_agree:\n    peers: {{us-east: 'http://10.0.1.2:8080', eu-west: 'http://10.0.2.2:8080', witness: 'http://10.0.3.2:8080'}}\n"
+        ));
+        assert!(
+            matches!(&keep.etcd_lost, EtcdLost::KeepIfPeersAgree { peers } if peers.len() == 3)
+        );
+        assert!(
+            keep.problems(&["us-east", "eu-west"]).is_empty(),
+            "{:?}",
+            keep.problems(&["us-east", "eu-west"])
+        );
+        let p = keep.problems(&["us-east", "eu-west", "ap-south"]);
+        assert!(p.iter().any(|m| m.contains("lacks ap-south")), "{p:?}");
+        let bad = parse(&format!(
+            "{base}etcd_lost:\n  keep_if_peers_agree:\n    peers: {{us-east: 'https://x:1', eu-west: 'http://b:2', witness: 'http://c:3', mars: 'http://d:4'}}\n"
+        ));
+        let p = bad.problems(&["us-east", "eu-west"]);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("peers.us-east") && m.contains("not http://host:port")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains("peers.mars is neither")),
+            "{p:?}"
+        );
+        assert!(
+            serde_saphyr::from_str::<FailoverConfig>(&format!("{base}etcd_lost: keep\n")).is_err()
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ use lifeboat_region::replication::{Retry, Role, Server, observe};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
+use super::failsafe::Keeper;
 use super::rejoin::{self as auto, AutoRejoin, Finished, Seen};
 use super::{metrics, named_standby, pause, server};
 use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
@@ -326,6 +327,7 @@ impl Agent {
 
     fn note(&mut self, r: &AuthorityRecord) {
         metrics::authority_epoch(r.epoch);
+        self.d.failsafe.authority_read(&r.primary, r.epoch);
         self.latest_epoch = self.latest_epoch.max(r.epoch);
         if self.rejoin.authority_seen(r.epoch) {
             tracing::warn!(region = %self.region, epoch = r.epoch,
@@ -863,11 +865,13 @@ impl Agent {
             let store = store.clone();
             let region = self.region.clone();
             let every = self.timing.renew_interval;
+            let d = Arc::clone(&self.d);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
                     if let Ok(Some(v)) = store.authority().await {
                         metrics::authority_epoch(v.value.epoch);
+                        d.failsafe.authority_read(&v.value.primary, v.value.epoch);
                         if v.value.primary != region {
                             let _ = moved_tx.send(Some(v.value));
                             return;
@@ -891,6 +895,16 @@ impl Agent {
                 }
             })
         };
+        // failover.etcd_lost: keep_if_peers_agree: the others vouch when
+        // etcd does not answer (failsafe.rs).
+        let keeper = Keeper::new(
+            self.config(),
+            self.d.settings.token.as_deref(),
+            &self.region,
+            record.epoch,
+            self.timing.renew_interval,
+        )
+        .map(Arc::new);
         let renew = {
             let (lease, feeder, deadline, last) = (
                 Arc::clone(lease),
@@ -902,7 +916,7 @@ impl Agent {
                 (self.region.clone(), self.timing, expired_tx.clone());
             let argv = self.region_config().and_then(|r| watchdog_argv(r).ok());
             move || {
-                let (lease, feeder, deadline, last, region, expired_tx, argv) = (
+                let (lease, feeder, deadline, last, region, expired_tx, argv, keeper) = (
                     Arc::clone(&lease),
                     Arc::clone(&feeder),
                     Arc::clone(&deadline),
@@ -910,12 +924,28 @@ impl Agent {
                     region.clone(),
                     expired_tx.clone(),
                     argv.clone(),
+                    keeper.clone(),
                 );
                 async move {
                     let sent = Instant::now();
-                    let ttl = match lease.lock().await.keep_alive().await {
-                        Ok(t) => t,
+                    let renewal = async { lease.lock().await.keep_alive().await };
+                    let renewed = match &keeper {
+                        Some(k) => k.renew_or_vouch(renewal, timing.lease_ttl).await,
+                        None => renewal.await.map(|ttl| (ttl, false)),
+                    };
+                    let ttl = match renewed {
+                        Ok((t, by_vouches)) => {
+                            if by_vouches {
+                                tracing::warn!(region = %region, "failsafe: etcd does not answer; every other daemon vouched for this primary, which keeps serving");
+                            } else {
+                                metrics::lease_renewed(&region);
+                                metrics::authority_reachable(true);
+                            }
+                            metrics::failsafe(&region, by_vouches);
+                            t
+                        }
                         Err(e) => {
+                            metrics::failsafe(&region, false);
                             metrics::lease_renewal_failed(&region);
                             metrics::authority_reachable(false);
                             if matches!(e, AuthorityError::LeaseExpired { .. }) {
@@ -924,8 +954,6 @@ impl Agent {
                             return Err(e);
                         }
                     };
-                    metrics::lease_renewed(&region);
-                    metrics::authority_reachable(true);
                     if let Ok(mut t) = last.lock() {
                         *t = sent;
                     }

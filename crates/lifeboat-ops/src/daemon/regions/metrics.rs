@@ -378,6 +378,7 @@ pub const LEASE_RENEWALS: &str = "lifeboat_region_lease_renewals_total";
 pub const LEASE_RENEWAL_FAILURES: &str = "lifeboat_region_lease_renewal_failures_total";
 pub const FENCE_DEADLINE: &str = "lifeboat_fence_deadline_seconds";
 pub const AUTO_REJOINS: &str = "lifeboat_region_auto_rejoins_total";
+pub const FAILSAFE: &str = "lifeboat_failsafe_active";
 
 pub fn describe_agent() {
     describe_gauge!(
@@ -405,6 +406,10 @@ pub fn describe_agent() {
         "Renewals of this daemon's region lease that failed or were cut off at the fence deadline"
     );
     describe_gauge!(
+        FAILSAFE,
+        "1 while this region's primary serves on the failsafe (failover.etcd_lost: keep_if_peers_agree): etcd does not answer its agent and every other daemon vouched for it at the last renewal"
+    );
+    describe_gauge!(
         FENCE_DEADLINE,
         Unit::Seconds,
         "Time left until this daemon fences its primary unless the lease is renewed (NaN while it guards no primary)"
@@ -416,12 +421,17 @@ pub fn agent_started(region: &str) {
     counter!(LEASE_RENEWALS, "region" => r()).absolute(0);
     counter!(LEASE_RENEWAL_FAILURES, "region" => r()).absolute(0);
     gauge!(FENCED, "region" => r()).set(0.0);
+    gauge!(FAILSAFE, "region" => r()).set(0.0);
     for result in ["ok", "failed"] {
         counter!(AUTO_REJOINS, "region" => r(), "result" => result).absolute(0);
     }
     gauge!(AUTHORITY_EPOCH).set(f64::NAN);
     gauge!(AUTHORITY_REACHABLE).set(0.0);
     fence_deadline(region, None);
+}
+
+pub fn failsafe(region: &str, active: bool) {
+    gauge!(FAILSAFE, "region" => region.to_string()).set(if active { 1.0 } else { 0.0 });
 }
 
 pub fn authority_epoch(epoch: u64) {

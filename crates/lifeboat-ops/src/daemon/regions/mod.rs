@@ -33,6 +33,7 @@ pub mod changes;
 pub mod copy;
 pub mod decide;
 pub mod etcd_leader;
+pub mod failsafe;
 pub mod health;
 pub mod metrics;
 pub mod named_standby;

@@ -17,6 +17,7 @@
 
 pub mod authority;
 mod dns;
+mod failsafe;
 pub mod rehearse;
 pub mod rejoin;
 mod scale;

@@ -22,6 +22,7 @@ use lifeboat_region::replication::target::StandbyTarget;
 
 use super::authority::authority_error;
 use super::dns::DnsSwitch;
+use super::failsafe;
 use super::scale;
 use crate::config::{Config, FailoverConfig, REGION_FAILURE_SCENARIO};
 use crate::context::Ctx;
@@ -112,7 +113,7 @@ impl Steps<'_> {
                     Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
                 }
             }
-            Action::AwaitFence { region } => self.await_fence(region).await,
+            Action::AwaitFence { region } => self.await_fence(region, plan.epoch_before).await,
             Action::BumpEpoch {
                 from,
                 to,
@@ -311,8 +312,10 @@ impl Steps<'_> {
     }
 
     /// Waits (bounded) until `region`'s lease key is gone, then the safety
-    /// margin, and checks the key is still gone.
-    async fn await_fence(&mut self, region: &str) -> (Event, StepNote) {
+    /// margin (with `etcd_lost: keep_if_peers_agree`, also until the other
+    /// daemons' vouches for it are a lease TTL and the margin old), and
+    /// checks the key is still gone.
+    async fn await_fence(&mut self, region: &str, epoch: u64) -> (Event, StepNote) {
         let started = Instant::now();
         loop {
             match self.store.lease_of(region).await {
@@ -322,10 +325,25 @@ impl Steps<'_> {
                     // before it expired); the read again after it proves
                     // that no lease came back meanwhile.
                     let margin = self.failover.safety_margin();
-                    let wait = self
-                        .lease_gone_seen
-                        .take()
-                        .map_or(margin, |seen| margin.saturating_sub(seen.elapsed()));
+                    let gone_seen = self.lease_gone_seen.take();
+                    let frozen = match failsafe::freeze_others(
+                        self.ctx,
+                        self.config,
+                        self.failover,
+                        region,
+                        epoch,
+                    )
+                    .await
+                    {
+                        Ok(f) => f,
+                        Err((transient, detail)) => {
+                            self.lease_gone_seen = gone_seen;
+                            return (failed(transient, detail), String::new());
+                        }
+                    };
+                    let wait = gone_seen
+                        .map_or(margin, |seen| margin.saturating_sub(seen.elapsed()))
+                        .max(frozen.unwrap_or_default());
                     tokio::time::sleep(wait).await;
                     return match self.store.lease_of(region).await {
                         Ok(None) => (
