@@ -333,6 +333,19 @@ async fn backup(State(d): D, Path(name): Path<String>, Query(q): Query<BackupQue
     }
 }
 
+/// `POST /api/v1/failsafe/vouch`: another region's primary, cut off from
+/// etcd, asks this daemon to vouch for it (`failover.etcd_lost:
+/// keep_if_peers_agree`; lifeboat_region::failsafe has the rules).
+async fn failsafe_vouch(State(d): D, axum::Json(req): axum::Json<VouchRequest>) -> Response {
+    axum::Json(d.failsafe.vouch(&req)).into_response()
+}
+
+/// `POST /api/v1/failsafe/freeze`: a change of primary tells this daemon
+/// to vouch no more for the old primary; the answer says when it last did.
+async fn failsafe_freeze(State(d): D, axum::Json(req): axum::Json<FreezeRequest>) -> Response {
+    axum::Json(d.failsafe.freeze(&req)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,17 +367,4 @@ mod tests {
         );
         assert!(!token_matches(&h, "0123456789abcdef"));
     }
-}
-
-/// `POST /api/v1/failsafe/vouch`: another region's primary, cut off from
-/// etcd, asks this daemon to vouch for it (`failover.etcd_lost:
-/// keep_if_peers_agree`; lifeboat_region::failsafe has the rules).
-async fn failsafe_vouch(State(d): D, axum::Json(req): axum::Json<VouchRequest>) -> Response {
-    axum::Json(d.failsafe.vouch(&req)).into_response()
-}
-
-/// `POST /api/v1/failsafe/freeze`: a change of primary tells this daemon
-/// to vouch no more for the old primary; the answer says when it last did.
-async fn failsafe_freeze(State(d): D, axum::Json(req): axum::Json<FreezeRequest>) -> Response {
-    axum::Json(d.failsafe.freeze(&req)).into_response()
 }
