@@ -569,3 +569,49 @@ async fn test_pause(phase: Phase) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PgManager::{Cnpg, Patroni, Postgres};
+
+    /// What each kind of change allows for each pair of managers.
+    #[test]
+    fn manager_guard_table() {
+        let cases = [
+            // Failover to any manager, from a postgres primary.
+            (Kind::Manual, Postgres, Postgres, None),
+            (Kind::Manual, Postgres, Patroni, None),
+            (Kind::Manual, Postgres, Cnpg, None),
+            (Kind::Automatic, Postgres, Patroni, None),
+            (Kind::Automatic, Postgres, Cnpg, None),
+            // A manual failover from a managed primary: the operator fenced it
+            // (a running one is refused by the same-server guard).
+            (Kind::Manual, Patroni, Postgres, None),
+            (Kind::Manual, Cnpg, Patroni, None),
+            // Automatic from a primary Lifeboat cannot fence: refused.
+            (Kind::Automatic, Patroni, Postgres, Some("cannot fence")),
+            (Kind::Automatic, Cnpg, Cnpg, Some("cannot fence")),
+            // Switchover: postgres on both sides only.
+            (Kind::Switchover, Postgres, Postgres, None),
+            (Kind::Switchover, Postgres, Patroni, Some("eu-west.postgres.manager is patroni")),
+            (Kind::Switchover, Cnpg, Postgres, Some("us-east.postgres.manager is cnpg")),
+        ];
+        for (kind, from, to, want) in cases {
+            let got = manager_guard(kind, "us-east", from, "eu-west", to);
+            match (got, want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => {
+                    let text = format!("{e} {}", e.hint.as_deref().unwrap_or(""));
+                    assert!(text.contains(w), "{kind:?} {from} → {to}: {text}");
+                    assert!(
+                        text.contains("lifeboat region failover --to eu-west"),
+                        "says what to do: {text}"
+                    );
+                    assert_eq!(e.kind.code(), 2, "a usage refusal: {text}");
+                }
+                (got, want) => panic!("{kind:?} {from} → {to}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+}
