@@ -609,6 +609,21 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
         format!("failover:\n  etcd: {{endpoints: [\"{endpoint}\"]}}\n  safety_margin: 1s\n");
     let cfg = config_yaml_with(&env, &p, api_port, pg_port, &failover);
     let cfg = cfg.to_str().unwrap();
+    // No Patroni cluster yet: replicate makes the replication role it
+    // bootstraps with (and says how), as in the test above.
+    env.exits_with(
+        &[
+            "--config",
+            cfg,
+            "region",
+            "replicate",
+            "--from",
+            "us-east",
+            "--to",
+            "eu-west",
+        ],
+        1,
+    );
     let node = Patroni::start(
         &etcd,
         api_port,

@@ -594,8 +594,18 @@ mod tests {
             (Kind::Automatic, Cnpg, Cnpg, Some("cannot fence")),
             // Switchover: postgres on both sides only.
             (Kind::Switchover, Postgres, Postgres, None),
-            (Kind::Switchover, Postgres, Patroni, Some("eu-west.postgres.manager is patroni")),
-            (Kind::Switchover, Cnpg, Postgres, Some("us-east.postgres.manager is cnpg")),
+            (
+                Kind::Switchover,
+                Postgres,
+                Patroni,
+                Some("eu-west.postgres.manager is patroni"),
+            ),
+            (
+                Kind::Switchover,
+                Cnpg,
+                Postgres,
+                Some("us-east.postgres.manager is cnpg"),
+            ),
         ];
         for (kind, from, to, want) in cases {
             let got = manager_guard(kind, "us-east", from, "eu-west", to);
