@@ -362,7 +362,7 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
 ///   primaries); a manual one is the operator's word that it is fenced, and
 ///   is refused still when the old primary answers as a primary
 ///   ([`same_server_guard`]).
-fn manager_guard(
+pub(crate) fn manager_guard(
     kind: Kind,
     from: &str,
     from_manager: PgManager,
