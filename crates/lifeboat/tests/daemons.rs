@@ -21,6 +21,7 @@ mod etcd;
 mod copy_daemon;
 mod failover_auto;
 mod failover_cli;
+mod failover_cnpg;
 mod failover_faults;
 mod fence_daemon;
 mod fence_watchdog;

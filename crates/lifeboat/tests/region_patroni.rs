@@ -1,8 +1,11 @@
-//! `lifeboat region replicate` and `region status` through the built binary
-//! for a `manager: patroni` region, against real components: Debian's
+//! `lifeboat region replicate`, `region status` and `region failover --to`
+//! through the built binary for a `manager: patroni` region, against real
+//! components: Debian's
 //! Patroni 3.0.2 (run as the `postgres` user) with Debian's etcd 3.4 as its
 //! DCS, standby cluster of a PostgreSQL 15 primary ([`TempCluster`]);
 //! everything on loopback ports in temporary directories, stopped on drop.
+//! The failover's authority is in the same etcd as Patroni's DCS (under its
+//! own prefix).
 //! Without `patroni` or `etcd` the test fails and says to run
 //! scripts/test.sh. The etcd and Patroni set-up is copied from
 //! crates/lifeboat-region/tests/patroni.rs. Conditions are polled with a
@@ -321,6 +324,17 @@ fn one_text(rt: &tokio::runtime::Runtime, conn: &ConnConfig, sql: &str) -> Optio
 }
 
 fn config_yaml(env: &Env, p: &TempCluster, api_port: u16, pg_port: u16) -> PathBuf {
+    config_yaml_with(env, p, api_port, pg_port, "")
+}
+
+/// [`config_yaml`] with `extra` appended (a `failover:` section).
+fn config_yaml_with(
+    env: &Env,
+    p: &TempCluster,
+    api_port: u16,
+    pg_port: u16,
+    extra: &str,
+) -> PathBuf {
     let yaml = format!(
         r#"repository:
   url: {repo}
@@ -346,7 +360,7 @@ regions:
 replication:
   user: {REPL_USER}
   password: {{env: REGION_REPL_PASSWORD}}
-"#,
+{extra}"#,
         repo = env.repo,
         user = p.superuser(),
         pport = p.port(),
@@ -541,6 +555,200 @@ fn replicate_makes_a_patroni_cluster_a_standby_cluster_idempotently_and_status_s
         text.contains("patroni: standby_leader (standby cluster, leader eu-west-1)"),
         "{text}"
     );
+    drop(node);
+    drop(etcd);
+}
+
+/// Waits until the Patroni node at `api_port` is a running standby leader.
+fn await_standby_leader(api_port: u16, node: &Patroni, p: &TempCluster) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = http_json(api_port, "/patroni");
+        if s.as_ref()
+            .is_some_and(|s| s["role"] == "standby_leader" && s["state"] == "running")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Patroni never became a running standby leader: {s:?}\n{}\nprimary log:\n{}",
+            node.log(),
+            p.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A manual failover to the Patroni region once the primary is stopped:
+/// the cluster leaves standby mode (`standby_cluster` gone from Patroni's
+/// `/config`, its member the leader, `GET /patroni` says primary), the
+/// server takes writes and carries the new epoch in `lifeboat.authority`,
+/// and etcd's authority record names the region at that epoch. Before it,
+/// a switchover to the Patroni region is refused with nothing written.
+#[test]
+fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
+    let _alone = crate::alone::alone(module_path!());
+    need(PATRONI);
+    need("etcd");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = Etcd::start();
+    let endpoint = format!("http://127.0.0.1:{}", etcd.client_port);
+    let p = TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    );
+    let mut env = Env::init();
+    for (k, v) in [
+        ("REGION_PG_PASSWORD", p.password().expose()),
+        ("REGION_REPL_PASSWORD", REPL_PASSWORD),
+        ("PATRONI_API_PASSWORD", API_PASSWORD),
+    ] {
+        env.envs.push((k.into(), v.into()));
+    }
+    let (api_port, pg_port) = (free_port(), free_port());
+    let failover =
+        format!("failover:\n  etcd: {{endpoints: [\"{endpoint}\"]}}\n  safety_margin: 1s\n");
+    let cfg = config_yaml_with(&env, &p, api_port, pg_port, &failover);
+    let cfg = cfg.to_str().unwrap();
+    // No Patroni cluster yet: replicate makes the replication role it
+    // bootstraps with (and says how), as in the test above.
+    env.exits_with(
+        &[
+            "--config",
+            cfg,
+            "region",
+            "replicate",
+            "--from",
+            "us-east",
+            "--to",
+            "eu-west",
+        ],
+        1,
+    );
+    let node = Patroni::start(
+        &etcd,
+        api_port,
+        pg_port,
+        p.port(),
+        (p.superuser(), p.password()),
+    );
+    await_standby_leader(api_port, &node, &p);
+    env.ok_json(&[
+        "--config",
+        cfg,
+        "--json",
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ]);
+    let mut west = p.conn_config("postgres");
+    west.port = pg_port;
+    assert_eq!(common::pg::in_recovery(&rt, &west), Some(true));
+
+    // A switchover to a Patroni region is not built: refused, nothing written.
+    let refused = env.fails(
+        &["--config", cfg, "region", "switchover", "--to", "eu-west"],
+        2,
+    );
+    assert!(
+        refused.contains("manager is patroni") && refused.contains("region failover --to eu-west"),
+        "{refused}"
+    );
+    let auth = env.ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    assert_eq!(auth["authority"]["primary"], "us-east", "{auth}");
+    assert_eq!(auth["authority"]["epoch"], 1, "{auth}");
+    assert!(
+        !http_json(api_port, "/config").unwrap()["standby_cluster"].is_null(),
+        "the refused switchover changed Patroni's configuration"
+    );
+
+    // us-east lost: a manual failover to eu-west.
+    p.stop();
+    let doc = env.ok_json(&[
+        "--config", cfg, "--json", "region", "failover", "--to", "eu-west",
+    ]);
+    let report = &doc["report"];
+    assert_eq!(report["outcome"], "done", "{doc}\n{}", node.log());
+    assert_eq!(report["epoch"], 2, "{doc}");
+
+    // Read back from Patroni: no standby_cluster, its member leads and its
+    // node says primary.
+    let config = http_json(api_port, "/config").expect("GET /config");
+    assert!(config["standby_cluster"].is_null(), "{config}");
+    let cluster = http_json(api_port, "/cluster").expect("GET /cluster");
+    let leader = cluster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "leader")
+        .unwrap_or_else(|| panic!("no leader in {cluster}"));
+    assert_eq!(leader["name"], MEMBER, "{cluster}");
+    assert_eq!(leader["state"], "running", "{cluster}");
+    let own = http_json(api_port, "/patroni").expect("GET /patroni");
+    assert!(own["role"] == "master" || own["role"] == "primary", "{own}");
+    // Read back from the server: out of recovery, it takes writes, and the
+    // epoch's row is there.
+    assert_eq!(common::pg::in_recovery(&rt, &west), Some(false));
+    common::pg::sql(
+        &rt,
+        &west,
+        "CREATE TABLE after_failover (id int); INSERT INTO after_failover VALUES (1)",
+    );
+    assert_eq!(common::pg::authority_epoch(&rt, &west), Some(2));
+    let row_region = rt.block_on(async {
+        let c = west.with_dbname("lifeboat").connect().await.unwrap();
+        c.query_one("SELECT region FROM lifeboat.authority WHERE epoch = 2", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    });
+    assert_eq!(row_region, "eu-west");
+    // Read back from etcd: the authority names eu-west at epoch 2.
+    let record = rt.block_on(async {
+        let store = lifeboat_region::authority::AuthorityStore::connect(
+            lifeboat_region::authority::EtcdSettings::new(vec![endpoint.clone()]),
+        )
+        .await
+        .unwrap();
+        store
+            .authority()
+            .await
+            .unwrap()
+            .expect("an authority record")
+    });
+    assert_eq!(record.value.primary, "eu-west");
+    assert_eq!(record.value.epoch, 2);
+    let auth = env.ok_json(&["--config", cfg, "--json", "region", "authority"]);
+    let kinds: Vec<&str> = auth["failovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["manual"], "{auth}");
+    // The promote step says what Patroni was asked.
+    let promote = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["phase"] == "promote" && n["ok"] == true)
+        .unwrap_or_else(|| panic!("no promote step in {doc}"));
+    assert!(
+        promote["text"]
+            .as_str()
+            .unwrap()
+            .contains("standby_cluster removed from /config"),
+        "{promote}"
+    );
+
+    // Again: the primary already, nothing to change.
+    let again = env.fails(
+        &["--config", cfg, "region", "failover", "--to", "eu-west"],
+        2,
+    );
+    assert!(again.contains("is the primary already"), "{again}");
     drop(node);
     drop(etcd);
 }

@@ -81,7 +81,7 @@ pub struct CnpgReplicated {
     pub detail: String,
 }
 
-fn config_of<'a>(name: &str, r: &'a RegionConfig) -> Result<&'a CnpgConfig> {
+pub(crate) fn config_of<'a>(name: &str, r: &'a RegionConfig) -> Result<&'a CnpgConfig> {
     r.postgres.cnpg.as_ref().map(|s| &s.value).ok_or_else(|| {
         Error::usage(format!(
             "regions.{name}.postgres.manager is cnpg but regions.{name}.postgres.cnpg (the \
@@ -90,7 +90,7 @@ fn config_of<'a>(name: &str, r: &'a RegionConfig) -> Result<&'a CnpgConfig> {
     })
 }
 
-async fn client_of(ctx: &Ctx, c: &CnpgConfig) -> Result<lifeboat_kube::Client> {
+pub(crate) async fn client_of(ctx: &Ctx, c: &CnpgConfig) -> Result<lifeboat_kube::Client> {
     let opts = ctx.cluster_options(None, c.context.as_deref());
     Ok(lifeboat_kube::client::connect(&opts).await?)
 }

@@ -231,6 +231,74 @@ pub fn replica_view(cluster: &Value) -> ReplicaView {
     }
 }
 
+/// The JSON merge patch that promotes a replica `Cluster` (a change of
+/// primary to its region), in the form its `spec.replica` is written in:
+///
+/// - the distributed topology (1.24+, `spec.replica.primary` set): `primary`
+///   becomes the cluster's own name (`spec.replica.self`, else
+///   `metadata.name`). No `promotionToken` is given: it comes from the old
+///   primary's `status.demotionToken`, which a lost primary region cannot
+///   give, so CloudNativePG promotes without that check (its documented
+///   way when the primary cluster is gone; what WAL was not received is lost);
+/// - `{enabled: true, source}` (the form `region replicate` writes):
+///   `enabled: false`, which makes the designated primary the primary.
+///
+/// `source` and `externalClusters` are kept (a rejoin points the old
+/// region at this one). `None`: the `Cluster` is not a replica already.
+pub fn promote_patch(cluster: &Value) -> Option<Value> {
+    let replica = cluster.pointer("/spec/replica")?;
+    if !replica_view(cluster).is_replica {
+        return None;
+    }
+    if replica.get("primary").and_then(Value::as_str).is_some() {
+        let self_name = replica
+            .get("self")
+            .and_then(Value::as_str)
+            .or_else(|| cluster.pointer("/metadata/name").and_then(Value::as_str))?;
+        return Some(json!({ "spec": { "replica": { "primary": self_name } } }));
+    }
+    Some(json!({ "spec": { "replica": { "enabled": false } } }))
+}
+
+/// CloudNativePG's words for a cluster at rest (`status.phase`).
+pub const HEALTHY_PHASE: &str = "Cluster in healthy state";
+
+/// Whether the `Cluster`'s status reports its promotion done: `spec.replica`
+/// no longer makes it a replica, the operator names a current primary
+/// (`status.currentPrimary`), no switchover is under way (the target
+/// primary is the current one) and the phase is the healthy one. `Ok`
+/// names the primary instance; `Err` says what is not there yet. The
+/// status is the operator's report; that the server takes writes is
+/// proven on the server itself (out of recovery, a commit).
+pub fn promoted_per_status(cluster: &Value) -> Result<String, String> {
+    if replica_view(cluster).is_replica {
+        return Err("spec.replica still makes it a replica cluster".into());
+    }
+    let text = |p: &str| {
+        cluster
+            .pointer(p)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let Some(current) = text("/status/currentPrimary") else {
+        return Err("the operator names no primary instance yet (status.currentPrimary)".into());
+    };
+    if let Some(target) = text("/status/targetPrimary")
+        && target != current
+    {
+        return Err(format!(
+            "the operator is moving the primary from {current} to {target} (status.targetPrimary)"
+        ));
+    }
+    match text("/status/phase") {
+        Some(HEALTHY_PHASE) => Ok(current.to_string()),
+        other => Err(format!(
+            "the operator reports phase {:?}, not {HEALTHY_PHASE:?}",
+            other.unwrap_or("none")
+        )),
+    }
+}
+
 /// The `externalClusters` entry name for a primary region: its `Cluster`'s
 /// name when it is a CloudNativePG cluster, else the region's name as a DNS
 /// label (lower case, other characters as `-`, at most 63).
@@ -630,5 +698,89 @@ mod tests {
             m["metadata"],
             json!({"name": "pg-eu-west", "namespace": "db"})
         );
+    }
+
+    #[test]
+    fn promote_patch_table() {
+        let cluster = |replica: Value| json!({"metadata": {"name": "pg-eu"}, "spec": {"instances": 2, "replica": replica}});
+        let cases = [
+            // The form `region replicate` writes.
+            (
+                cluster(json!({"enabled": true, "source": "pg-us"})),
+                Some(json!({"spec": {"replica": {"enabled": false}}})),
+            ),
+            // The distributed topology: primary becomes the cluster itself.
+            (
+                cluster(json!({"primary": "pg-us", "source": "pg-us"})),
+                Some(json!({"spec": {"replica": {"primary": "pg-eu"}}})),
+            ),
+            // ... or the name `self` gives it.
+            (
+                cluster(json!({"primary": "pg-us", "self": "eu", "source": "pg-us"})),
+                Some(json!({"spec": {"replica": {"primary": "eu"}}})),
+            ),
+            // Already promoted, in either form: nothing to write.
+            (cluster(json!({"enabled": false, "source": "pg-us"})), None),
+            (
+                cluster(json!({"primary": "pg-eu", "source": "pg-us"})),
+                None,
+            ),
+            (json!({"metadata": {"name": "pg-eu"}, "spec": {}}), None),
+        ];
+        for (c, want) in cases {
+            let got = promote_patch(&c);
+            assert_eq!(got, want, "{c}");
+            // What the patch sets, merged, is a primary per spec.
+            if let Some(p) = got {
+                let mut merged = c.clone();
+                for (k, v) in p.pointer("/spec/replica").unwrap().as_object().unwrap() {
+                    merged["spec"]["replica"][k] = v.clone();
+                }
+                assert!(!replica_view(&merged).is_replica, "{merged}");
+            }
+        }
+    }
+
+    #[test]
+    fn promoted_per_status_table() {
+        let c = |replica: Value, status: Value| json!({"metadata": {"name": "pg-eu"}, "spec": {"replica": replica}, "status": status});
+        let off = json!({"enabled": false, "source": "pg-us"});
+        let healthy = |cur: &str, target: &str| json!({"currentPrimary": cur, "targetPrimary": target, "phase": HEALTHY_PHASE});
+        let cases = [
+            (c(off.clone(), healthy("pg-eu-1", "pg-eu-1")), Ok("pg-eu-1")),
+            (
+                c(
+                    off.clone(),
+                    json!({"currentPrimary": "pg-eu-1", "phase": HEALTHY_PHASE}),
+                ),
+                Ok("pg-eu-1"),
+            ),
+            (
+                c(
+                    json!({"enabled": true, "source": "pg-us"}),
+                    healthy("pg-eu-1", "pg-eu-1"),
+                ),
+                Err("replica"),
+            ),
+            (c(off.clone(), json!({})), Err("status.currentPrimary")),
+            (
+                c(off.clone(), healthy("pg-eu-1", "pg-eu-2")),
+                Err("targetPrimary"),
+            ),
+            (
+                c(
+                    off.clone(),
+                    json!({"currentPrimary": "pg-eu-1", "phase": "Failing over"}),
+                ),
+                Err("Failing over"),
+            ),
+        ];
+        for (cluster, want) in cases {
+            match (promoted_per_status(&cluster), want) {
+                (Ok(got), Ok(w)) => assert_eq!(got, w),
+                (Err(got), Err(w)) => assert!(got.contains(w), "{got}"),
+                (got, w) => panic!("{cluster}: {got:?}, wanted {w:?}"),
+            }
+        }
     }
 }

@@ -178,6 +178,16 @@ pub fn leave_standby_body() -> Value {
     json!({ "standby_cluster": null })
 }
 
+/// Whether a dynamic configuration (`GET /config`, or a `PATCH /config`
+/// answer) has no `standby_cluster` left: absent, `null`, or empty.
+pub fn standby_cluster_removed(config: &Value) -> bool {
+    match config.get("standby_cluster") {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(_) => false,
+    }
+}
+
 /// Refuses a Patroni cluster whose database is not the primary's: Patroni
 /// would restart it following the primary, and PostgreSQL would refuse to
 /// stream ("database system identifier differs"). Both identifiers as the
@@ -269,7 +279,9 @@ pub enum MemberRole {
 impl MemberRole {
     fn from_str(s: &str) -> Self {
         match s {
-            "leader" => MemberRole::Leader,
+            // `leader` in every 3.x; `master`/`primary` are GET /patroni's
+            // words, accepted here too.
+            "leader" | "master" | "primary" => MemberRole::Leader,
             "standby_leader" => MemberRole::StandbyLeader,
             "sync_standby" => MemberRole::SyncStandby,
             "replica" => MemberRole::Replica,
@@ -492,6 +504,54 @@ pub fn standby_state(view: &ClusterView) -> StandbyState {
             leader: m.name.clone(),
         },
         None => StandbyState::NoLeader,
+    }
+}
+
+/// What a cluster view says about a promotion (`standby_cluster` removed
+/// through `/config`): Patroni demotes its standby leader's role to
+/// nothing and takes the leader key as a regular leader, promoting its
+/// server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum PromotionState {
+    /// A regular leader whose server runs: the cluster left standby mode.
+    /// Whether it takes writes is the server's to say (`pg_is_in_recovery()`
+    /// and a commit).
+    Promoted { leader: String },
+    /// Still a standby cluster: Patroni has not applied the change yet.
+    StillStandby { standby_leader: String },
+    /// A regular leader whose server does not run (yet).
+    LeaderNotRunning { leader: String, state: String },
+    /// No leader of either kind (the lock expired, or being taken).
+    NoLeader,
+    /// Maintenance mode (`pause`): Patroni changes nothing until resumed.
+    Paused,
+}
+
+/// The verdict on a `GET /cluster` view while a promotion is awaited.
+pub fn promotion_state(view: &ClusterView) -> PromotionState {
+    if view.paused {
+        return PromotionState::Paused;
+    }
+    match standby_state(view) {
+        StandbyState::Running { standby_leader }
+        | StandbyState::NotRunning { standby_leader, .. } => {
+            PromotionState::StillStandby { standby_leader }
+        }
+        StandbyState::NoLeader => PromotionState::NoLeader,
+        StandbyState::RegularLeader { leader } => {
+            let state = view
+                .members
+                .iter()
+                .find(|m| m.name == leader)
+                .map(|m| m.state.clone())
+                .unwrap_or_default();
+            if state == "running" || state == "streaming" {
+                PromotionState::Promoted { leader }
+            } else {
+                PromotionState::LeaderNotRunning { leader, state }
+            }
+        }
     }
 }
 
@@ -827,6 +887,33 @@ impl PatroniApi {
             )));
         }
         Ok(config)
+    }
+}
+
+impl PatroniApi {
+    /// Makes the standby cluster a regular one: `PATCH /config` with
+    /// [`leave_standby_body`] unless `/config` has no `standby_cluster`
+    /// already, and checks that the answered configuration has none.
+    /// Idempotent (a resumed promotion writes nothing). Returns whether it
+    /// wrote, and the configuration.
+    pub async fn leave_standby(&self) -> Result<(bool, Value), PatroniError> {
+        let current = self.config().await?;
+        if standby_cluster_removed(&current) {
+            return Ok((false, current));
+        }
+        let body = serde_json::to_vec(&leave_standby_body()).unwrap_or_default();
+        tracing::info!(url = %self.url(), "removing standby_cluster from Patroni's /config (promotion)");
+        let answer = self
+            .call(hyper::Method::PATCH, "/config", Some(&body))
+            .await?;
+        let config = parse_json("PATCH /config", &answer)?;
+        if !standby_cluster_removed(&config) {
+            return Err(PatroniError::NotApplied(format!(
+                "standby_cluster is still {}",
+                config.get("standby_cluster").unwrap_or(&Value::Null)
+            )));
+        }
+        Ok((true, config))
     }
 }
 
@@ -1323,5 +1410,97 @@ mod tests {
         for s in [format!("{c:?}"), format!("{api:?}")] {
             assert!(!s.contains("hunter2"), "{s}");
         }
+    }
+
+    #[test]
+    fn standby_cluster_removed_table() {
+        let cases = [
+            (json!({"ttl": 30}), true),
+            (json!({"standby_cluster": null}), true),
+            (json!({"standby_cluster": {}}), true),
+            (
+                json!({"standby_cluster": {"host": "h", "port": 5432}}),
+                false,
+            ),
+            (json!({"standby_cluster": "x"}), false),
+        ];
+        for (config, want) in cases {
+            assert_eq!(standby_cluster_removed(&config), want, "{config}");
+        }
+    }
+
+    #[test]
+    fn promotion_state_table() {
+        let member = |name: &str, role, state: &str| Member {
+            name: name.into(),
+            role,
+            state: state.into(),
+            host: None,
+            port: None,
+            timeline: None,
+            lag_bytes: None,
+        };
+        let view = |members, paused| ClusterView { members, paused };
+        let cases = [
+            (
+                view(vec![member("a", MemberRole::Leader, "running")], false),
+                PromotionState::Promoted { leader: "a".into() },
+            ),
+            (
+                view(
+                    vec![
+                        member("a", MemberRole::Replica, "running"),
+                        member("b", MemberRole::Leader, "streaming"),
+                    ],
+                    false,
+                ),
+                PromotionState::Promoted { leader: "b".into() },
+            ),
+            (
+                view(
+                    vec![member("a", MemberRole::StandbyLeader, "running")],
+                    false,
+                ),
+                PromotionState::StillStandby {
+                    standby_leader: "a".into(),
+                },
+            ),
+            (
+                view(
+                    vec![member("a", MemberRole::StandbyLeader, "stopped")],
+                    false,
+                ),
+                PromotionState::StillStandby {
+                    standby_leader: "a".into(),
+                },
+            ),
+            (
+                view(vec![member("a", MemberRole::Leader, "starting")], false),
+                PromotionState::LeaderNotRunning {
+                    leader: "a".into(),
+                    state: "starting".into(),
+                },
+            ),
+            (
+                view(vec![member("a", MemberRole::Replica, "running")], false),
+                PromotionState::NoLeader,
+            ),
+            (view(vec![], false), PromotionState::NoLeader),
+            (
+                view(vec![member("a", MemberRole::Leader, "running")], true),
+                PromotionState::Paused,
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(promotion_state(&v), want, "{v:?}");
+        }
+        // `master` (GET /patroni's word) counts as a leader in a cluster view.
+        let v =
+            parse_cluster(br#"{"members": [{"name": "a", "role": "master", "state": "running"}]}"#)
+                .unwrap();
+        assert_eq!(
+            promotion_state(&v),
+            PromotionState::Promoted { leader: "a".into() }
+        );
     }
 }

@@ -63,8 +63,9 @@ pub enum PromoteError {
         region: String,
     },
     #[error(
-        "{url} was still in recovery {waited:?} after pg_promote(); look at its log (a \
-         promotion can wait for the end of WAL replay) and run the promotion again"
+        "{url} was still in recovery {waited:?} after it was asked to promote (pg_promote(), or \
+         its manager); look at its log (a promotion can wait for the end of WAL replay) and run \
+         the promotion again"
     )]
     NotPromoted { url: String, waited: Duration },
     #[error(transparent)]
@@ -183,16 +184,77 @@ pub async fn promote_through(
         }
     }
     let synchronous_cleared = clear_synchronous_standbys(client, server).await?;
-    let r = client
-        .query_one(
-            "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
-            &[],
-        )
-        .await
-        .map_err(sql("reading the WAL position", server))?;
-    let lsn = Lsn::parse(&r.get::<_, String>(0)).unwrap_or(Lsn(0));
-    let timeline = timeline_of_walfile(&r.get::<_, String>(1));
-    let mut lb = match lifeboat.take() {
+    let mut promoted = write_row(server, lifeboat.take(), region, epoch).await?;
+    promoted.already_primary = already_primary;
+    promoted.synchronous_cleared = synchronous_cleared;
+    Ok(promoted)
+}
+
+/// For a server that its manager promotes (Patroni, CloudNativePG): waits,
+/// bounded by `timeout`, until it answers out of recovery, then commits
+/// the epoch's row as [`promote`] does. The server is never promoted here
+/// and its `synchronous_standby_names` is left alone: both are the
+/// manager's (Patroni's `synchronous_mode`, CloudNativePG's
+/// `postgresql.synchronous`). A server that already records a higher epoch
+/// is refused first, like [`promote`]. `already_primary` says it was out
+/// of recovery at the first look.
+pub async fn record_epoch(
+    server: &ConnConfig,
+    region: &str,
+    epoch: u64,
+    timeout: Duration,
+) -> Result<Promoted, PromoteError> {
+    if let Some(lb) = connect_lifeboat(server).await?
+        && let Some(row) = authority_row::read_epoch(&lb).await?
+        && row.epoch > epoch
+    {
+        return Err(PromoteError::HigherEpoch {
+            url: server.display_url(),
+            ours: epoch,
+            found: row.epoch,
+            region: row.region,
+        });
+    }
+    let started = Instant::now();
+    let mut first = true;
+    let already_primary = loop {
+        // A manager restarts or reconnects its server while promoting it: a
+        // refused connection is waited for like a server still in recovery.
+        let brief = Retry {
+            attempts: 1,
+            ..Retry::default()
+        };
+        let recovering = match observe::connect(server, brief).await {
+            Ok(client) => in_recovery(&client, server).await.unwrap_or(true),
+            Err(_) => true,
+        };
+        if !recovering {
+            break first;
+        }
+        first = false;
+        if started.elapsed() >= timeout {
+            return Err(PromoteError::NotPromoted {
+                url: server.display_url(),
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut promoted = write_row(server, None, region, epoch).await?;
+    promoted.already_primary = already_primary;
+    Ok(promoted)
+}
+
+/// The WAL position and the epoch's row on a server out of recovery,
+/// through `lifeboat` (a connection to its `lifeboat` database) when the
+/// caller has one, else one opened here (creating the database).
+async fn write_row(
+    server: &ConnConfig,
+    lifeboat: Option<Client>,
+    region: &str,
+    epoch: u64,
+) -> Result<Promoted, PromoteError> {
+    let mut lb = match lifeboat {
         Some(lb) => lb,
         None => heartbeat::ensure(server).await.map_err(|e| match e {
             HeartbeatError::Conn(c) => PromoteError::Conn(c),
@@ -203,8 +265,18 @@ pub async fn promote_through(
             },
         })?,
     };
-    // The reload above takes effect asynchronously: the epoch's row must
-    // not wait for a synchronous standby meanwhile.
+    let r = lb
+        .query_one(
+            "SELECT pg_current_wal_lsn()::text, pg_walfile_name(pg_current_wal_lsn())",
+            &[],
+        )
+        .await
+        .map_err(sql("reading the WAL position", server))?;
+    let lsn = Lsn::parse(&r.get::<_, String>(0)).unwrap_or(Lsn(0));
+    let timeline = timeline_of_walfile(&r.get::<_, String>(1));
+    // A reload clearing synchronous standbys takes effect asynchronously,
+    // and a manager's synchronous standbys may not follow yet: the epoch's
+    // row must not wait for one meanwhile.
     lb.batch_execute("SET synchronous_commit = local")
         .await
         .map_err(sql("SET synchronous_commit", server))?;
@@ -215,9 +287,9 @@ pub async fn promote_through(
         timeline,
         lsn: row.lsn.unwrap_or(lsn),
         writable_at: row.promoted_at,
-        already_primary,
+        already_primary: false,
         row,
-        synchronous_cleared,
+        synchronous_cleared: None,
     })
 }
 

@@ -466,7 +466,7 @@ impl Auto {
             // silent (partitioned) one would cost the whole bound.
             o.candidates = self.candidates(&authority.primary).await;
             self.marks.mark("candidates");
-            decision = confirm::decide(&o);
+            decision = unfenceable(self.config(), &authority.primary, confirm::decide(&o));
         }
         let rec = decision_record(&decision, &authority, &self.by(), now);
         self.publish(store, rec).await;
@@ -662,6 +662,30 @@ impl Auto {
     }
 }
 
+/// A failover decided from a primary region its agent cannot fence
+/// (`manager: patroni` or `cnpg`) is refused here, with the driver's own
+/// words ([`driver::manager_guard`]), so that no daemon campaigns for a
+/// change the driver would refuse, and the decision says what to do.
+fn unfenceable(config: &Config, primary: &str, decision: Decision) -> Decision {
+    let Decision::Failover { to, .. } = &decision else {
+        return decision;
+    };
+    let manager = |name: &str| {
+        crate::region::replicate::region(config, name)
+            .map(|r| r.postgres.manager())
+            .unwrap_or_default()
+    };
+    match driver::manager_guard(Kind::Automatic, primary, manager(primary), to, manager(to)) {
+        Ok(()) => decision,
+        Err(e) => Decision::Refused {
+            why: match &e.hint {
+                Some(h) => format!("{}: {h}", e.message),
+                None => e.message.clone(),
+            },
+        },
+    }
+}
+
 /// An automatic change to `to`.
 fn request(to: &str) -> Request {
     Request {
@@ -778,5 +802,58 @@ mod tests {
             assert!(r.detail.contains(text), "{}", r.detail);
             assert_eq!((r.primary.as_str(), r.epoch), ("us-east", 3));
         }
+    }
+
+    /// A confirmed failover from a primary its agent cannot fence is
+    /// refused with what to do; to a managed region it stands.
+    #[test]
+    fn unfenceable_primary_table() {
+        let yaml = |us: &str, eu: &str| {
+            format!(
+                "repository: {{url: /tmp/r}}\nregions:\n  us-east:\n    postgres: {{url: \"postgresql://u@h/d\", role: primary{us}}}\n  eu-west:\n    postgres: {{url: \"postgresql://u@h2/d\", role: standby, replicates_from: us-east{eu}}}\n"
+            )
+        };
+        let patroni = ", manager: patroni, patroni: {url: \"http://p:8008\"}";
+        let cnpg = ", manager: cnpg, cnpg: {namespace: db, cluster: pg}";
+        let failover = || Decision::Failover {
+            to: "eu-west".into(),
+            confirmed_by: vec!["witness".into()],
+            heartbeat_age: Duration::from_secs(1),
+            byte_lag: None,
+        };
+        for (us, eu, refused) in [
+            ("", "", false),
+            ("", patroni, false),
+            ("", cnpg, false),
+            (patroni, "", true),
+            (cnpg, patroni, true),
+        ] {
+            let config = crate::config::parse(&yaml(us, eu), "test.yaml").unwrap();
+            match unfenceable(&config, "us-east", failover()) {
+                Decision::Refused { why } => {
+                    assert!(refused, "{us} → {eu}: {why}");
+                    assert!(why.contains("cannot fence"), "{why}");
+                    assert!(
+                        why.contains("lifeboat region failover --to eu-west"),
+                        "{why}"
+                    );
+                }
+                Decision::Failover { .. } => assert!(!refused, "{us} → {eu}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Other decisions pass through.
+        let config = crate::config::parse(&yaml(patroni, ""), "test.yaml").unwrap();
+        assert!(matches!(
+            unfenceable(
+                &config,
+                "us-east",
+                Decision::Healthy {
+                    failed_votes: 0,
+                    needed: 1
+                }
+            ),
+            Decision::Healthy { .. }
+        ));
     }
 }

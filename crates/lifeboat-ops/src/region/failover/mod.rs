@@ -9,7 +9,9 @@
 //!
 //! - [`authority`]: etcd from the configuration, the current record, the
 //!   view `region authority` prints.
-//! - [`steps`]: each step's IO (`manager: postgres` regions).
+//! - [`steps`]: each step's IO.
+//! - [`promote`]: the promote step by the target's manager (`postgres`,
+//!   `patroni`, `cnpg`).
 //! - [`dns`]: the DNS switch and its check, `rfc2136` or `route53`.
 //! - [`scale`]: the regions' serving Deployments (quiesce, bring back, failover counts).
 //! - [`rejoin`]: `region rejoin R`, an old primary made a standby again.
@@ -18,6 +20,7 @@
 pub mod authority;
 mod dns;
 mod failsafe;
+mod promote;
 pub mod rehearse;
 pub mod rejoin;
 mod scale;
@@ -321,33 +324,83 @@ async fn drive<N: FnMut(&Note)>(
 }
 
 /// Refuses what cannot work before anything is written: the target is the
-/// primary already, a manager this driver does not run, a standby past the
-/// lag guard.
+/// primary already, a change the regions' managers cannot take
+/// ([`manager_guard`]), a standby past the lag guard.
 async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) -> Result<()> {
     if req.to == from {
         return Err(Error::usage(format!(
             "{from} is the primary already (per the authority in etcd): nothing to change"
         )));
     }
-    for name in [from, req.to.as_str()] {
-        let r = region(config, name)?;
-        if r.postgres.manager() != PgManager::Postgres {
-            return Err(Error::usage(format!(
-                "regions.{name}.postgres.manager is {}: a change of primary drives `manager: postgres` \
-                 regions only so far (Patroni and CloudNativePG promotion are not built yet)",
-                r.postgres.manager()
-            )));
-        }
-    }
+    let from_manager = region(config, from)?.postgres.manager();
+    let to_manager = region(config, &req.to)?.postgres.manager();
+    manager_guard(req.kind, from, from_manager, &req.to, to_manager)?;
     // An automatic change follows a failure that a majority of vantage
     // points confirmed: the old primary is not looked at (a partitioned
     // one would cost OLD_PRIMARY_BOUND of the RTO for nothing; a second
     // name of it would be unreachable too, or answer as a primary, and be
     // refused below).
     let look_at_old = req.kind != Kind::Automatic;
-    same_server_guard(ctx, config, from, &req.to, look_at_old).await?;
+    same_server_guard(ctx, config, from, &req.to, look_at_old, from_manager).await?;
     if req.kind == Kind::Manual && !req.accept_data_loss {
         lag_guard(ctx, config, from, &req.to).await?;
+    }
+    Ok(())
+}
+
+/// What the regions' managers allow (docs/failover.md, "Managers"):
+///
+/// - the target may be `postgres`, `patroni` or `cnpg` for a failover
+///   (the promote step dispatches on it);
+/// - a switchover stops the old primary cleanly, waits for the target to
+///   replay its last record, and makes the old primary follow from its data
+///   directory (or restarts it, rolling back): steps Lifeboat does for
+///   servers it runs itself, so both regions must be `manager: postgres`;
+/// - an old primary that Lifeboat does not run (`patroni`, `cnpg`) has no
+///   fence of Lifeboat's: its daemon cannot stop or lock out a server its
+///   manager restarts, so its lease expiring proves nothing about it. An
+///   automatic failover from it is refused (it could leave two writable
+///   primaries); a manual one is the operator's word that it is fenced, and
+///   is refused still when the old primary answers as a primary
+///   ([`same_server_guard`]).
+pub(crate) fn manager_guard(
+    kind: Kind,
+    from: &str,
+    from_manager: PgManager,
+    to: &str,
+    to_manager: PgManager,
+) -> Result<()> {
+    if kind == Kind::Switchover {
+        for (name, m) in [(from, from_manager), (to, to_manager)] {
+            if m != PgManager::Postgres {
+                return Err(Error::usage(format!(
+                    "regions.{name}.postgres.manager is {m}: a switchover stops the old primary \
+                     cleanly, waits until the new one replayed its last record and makes the old \
+                     one follow from its data directory, which Lifeboat does for `manager: \
+                     postgres` regions only (a switchover to or from Patroni or CloudNativePG is \
+                     not built)"
+                ))
+                .with_hint(format!(
+                    "stop {from}'s writers and its server yourself (Patroni: `patronictl pause`, \
+                     then stop PostgreSQL on every member; CloudNativePG: hibernate the Cluster), \
+                     then run `lifeboat region failover --to {to}`"
+                )));
+            }
+        }
+        return Ok(());
+    }
+    if from_manager != PgManager::Postgres && kind == Kind::Automatic {
+        return Err(Error::usage(format!(
+            "regions.{from}.postgres.manager is {from_manager}: Lifeboat's agent cannot fence a \
+             {from_manager} cluster (its manager restarts what the agent stops), so its lease \
+             expiring does not prove it stopped taking writes; an automatic failover from it \
+             is refused, as it could leave {from} writable beside {to}"
+        ))
+        .with_hint(format!(
+            "fence {from} yourself (Patroni: `patronictl pause`, then stop PostgreSQL on every \
+             member; CloudNativePG: hibernate the Cluster), then run `lifeboat region failover \
+             --to {to}`"
+        )));
     }
     Ok(())
 }
@@ -364,6 +417,7 @@ async fn same_server_guard(
     from: &str,
     to: &str,
     look_at_old: bool,
+    from_manager: PgManager,
 ) -> Result<()> {
     use lifeboat_region::replication::observe::{Role, Server, observe};
     use lifeboat_region::replication::retry::Retry;
@@ -401,7 +455,7 @@ async fn same_server_guard(
         .ok()
     };
     let (target, old) = tokio::join!(observe(&target_server, Retry::default()), old_look);
-    if let Some(old) = old
+    if let Some(old) = &old
         && let (Some(a), Some(b)) = (&old.identity, &target.identity)
         && a.same_server(b)
     {
@@ -410,6 +464,20 @@ async fn same_server_guard(
              identifier {}, same postmaster): promoting it would change nothing but the \
              authority; fix the configuration",
             a.system_identifier
+        )));
+    }
+    if from_manager != PgManager::Postgres
+        && let Some(old) = &old
+        && old.role == Role::Primary
+    {
+        return Err(Error::usage(format!(
+            "{from}'s server answers as a writable primary, and Lifeboat cannot fence it \
+             (manager: {from_manager}): promoting {to} now would make two primaries"
+        ))
+        .with_hint(format!(
+            "stop {from}'s writers and fence its server yourself (Patroni: `patronictl pause`, \
+             then stop PostgreSQL on every member; CloudNativePG: hibernate the Cluster), then run \
+             the command again"
         )));
     }
     match &target.role {
@@ -500,5 +568,61 @@ async fn test_pause(phase: Phase) {
     );
     while std::path::Path::new(file).exists() {
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PgManager::{Cnpg, Patroni, Postgres};
+
+    /// What each kind of change allows for each pair of managers.
+    #[test]
+    fn manager_guard_table() {
+        let cases = [
+            // Failover to any manager, from a postgres primary.
+            (Kind::Manual, Postgres, Postgres, None),
+            (Kind::Manual, Postgres, Patroni, None),
+            (Kind::Manual, Postgres, Cnpg, None),
+            (Kind::Automatic, Postgres, Patroni, None),
+            (Kind::Automatic, Postgres, Cnpg, None),
+            // A manual failover from a managed primary: the operator fenced it
+            // (a running one is refused by the same-server guard).
+            (Kind::Manual, Patroni, Postgres, None),
+            (Kind::Manual, Cnpg, Patroni, None),
+            // Automatic from a primary Lifeboat cannot fence: refused.
+            (Kind::Automatic, Patroni, Postgres, Some("cannot fence")),
+            (Kind::Automatic, Cnpg, Cnpg, Some("cannot fence")),
+            // Switchover: postgres on both sides only.
+            (Kind::Switchover, Postgres, Postgres, None),
+            (
+                Kind::Switchover,
+                Postgres,
+                Patroni,
+                Some("eu-west.postgres.manager is patroni"),
+            ),
+            (
+                Kind::Switchover,
+                Cnpg,
+                Postgres,
+                Some("us-east.postgres.manager is cnpg"),
+            ),
+        ];
+        for (kind, from, to, want) in cases {
+            let got = manager_guard(kind, "us-east", from, "eu-west", to);
+            match (got, want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => {
+                    let text = format!("{e} {}", e.hint.as_deref().unwrap_or(""));
+                    assert!(text.contains(w), "{kind:?} {from} → {to}: {text}");
+                    assert!(
+                        text.contains("lifeboat region failover --to eu-west"),
+                        "says what to do: {text}"
+                    );
+                    assert_eq!(e.kind.code(), 2, "a usage refusal: {text}");
+                }
+                (got, want) => panic!("{kind:?} {from} → {to}: {got:?}, wanted {want:?}"),
+            }
+        }
     }
 }

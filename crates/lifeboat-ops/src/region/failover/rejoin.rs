@@ -138,7 +138,14 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         if m != PgManager::Postgres {
             return Err(Error::usage(format!(
                 "regions.{name}.postgres.manager is {m}: rejoin drives `manager: postgres` regions \
-                 only so far"
+                 only so far (a rejoin to or from a Patroni or CloudNativePG region is not built)"
+            ))
+            .with_hint(format!(
+                "make {} a standby of {primary} yourself: a fresh copy of {primary}'s data, then \
+                 `lifeboat region replicate --from {primary} --to {} --replace`; a slot Lifeboat \
+                 makes on a Patroni primary must be listed under `slots:` (or `ignore_slots:`) in \
+                 its /config, or Patroni drops it",
+                req.region, req.region
             )));
         }
     }

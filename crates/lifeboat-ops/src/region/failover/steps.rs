@@ -1,6 +1,9 @@
-//! The IO of each [`Action`] of the failover state machine, for regions
-//! whose PostgreSQL Lifeboat runs itself (`manager: postgres`, agent mode
-//! for the steps that stop, start or reconfigure a server). Each step
+//! The IO of each [`Action`] of the failover state machine. The promote
+//! step dispatches on the target region's manager ([`super::promote`]);
+//! the steps that stop, start or reconfigure a server (a switchover's and
+//! a rollback's) are for regions whose PostgreSQL Lifeboat runs itself
+//! (`manager: postgres`, agent mode): `super::check_request` refuses a
+//! switchover to or from any other. Each step
 //! returns the [`Event`] the machine expects, or `Failed` with whether a
 //! retry may help; it never decides what comes next.
 
@@ -13,7 +16,7 @@ use lifeboat_region::failover::machine::{Action, Event, Progress};
 use lifeboat_region::failover::plan::Kind;
 use lifeboat_region::failover::record::{FailoverRecord, Objectives, RpoEvidence, record};
 use lifeboat_region::heartbeat::{self, Heartbeat};
-use lifeboat_region::promotion::{authority_row, promote, switchover};
+use lifeboat_region::promotion::{authority_row, switchover};
 use lifeboat_region::replication::observe::Server;
 use lifeboat_region::replication::plan::slot_name;
 use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
@@ -132,18 +135,19 @@ impl Steps<'_> {
             Action::Promote { region, epoch } => {
                 let conn = self.conn(region).await?;
                 // One connection for the evidence and the promotion.
-                let lifeboat = match promote::connect_lifeboat(&conn).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Ok((
-                            failed(
-                                e.is_transient(),
-                                format!("connecting to {region} to promote it: {e}"),
-                            ),
-                            String::new(),
-                        ));
-                    }
-                };
+                let lifeboat =
+                    match lifeboat_region::promotion::promote::connect_lifeboat(&conn).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            return Ok((
+                                failed(
+                                    e.is_transient(),
+                                    format!("connecting to {region} to promote it: {e}"),
+                                ),
+                                String::new(),
+                            ));
+                        }
+                    };
                 if self.evidence.new_last_replayed_heartbeat.is_none() {
                     // The RPO's evidence, read before the promotion or never:
                     // a server that cannot answer now (still starting) is not
@@ -172,10 +176,20 @@ impl Steps<'_> {
                         }
                     }
                 }
-                match promote::promote_through(&conn, lifeboat, region, *epoch, self.step_timeout)
-                    .await
+                // `region` names the region here; the lookup is the module's.
+                let r = crate::region::replicate::region(self.config, region)?;
+                match super::promote::promote(
+                    self.ctx,
+                    region,
+                    r,
+                    &conn,
+                    lifeboat,
+                    *epoch,
+                    self.step_timeout,
+                )
+                .await
                 {
-                    Ok(p) => {
+                    Ok((p, manager)) => {
                         // A revoke_login fence on the old primary replicated
                         // its NOLOGIN to this server while it streamed: give
                         // the application its logins back here.
@@ -190,13 +204,14 @@ impl Steps<'_> {
                         (
                             Event::Promoted { lsn: p.lsn },
                             format!(
-                                "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority){}",
+                                "{region} is primary{} at {} (epoch {epoch} written in lifeboat.authority){}{}",
                                 if p.already_primary {
                                     " (already was)"
                                 } else {
                                     ""
                                 },
                                 p.lsn,
+                                manager.map(|m| format!("; {m}")).unwrap_or_default(),
                                 p.synchronous_cleared
                                     .as_ref()
                                     .map(|n| format!("; synchronous_standby_names {n:?} cleared: no standby follows it yet"))
@@ -204,7 +219,7 @@ impl Steps<'_> {
                             ),
                         )
                     }
-                    Err(e) => (failed(e.is_transient(), e.to_string()), String::new()),
+                    Err((transient, detail)) => (failed(transient, detail), String::new()),
                 }
             }
             Action::FollowOld {
