@@ -281,7 +281,7 @@ async fn restore_recover_verify(
     };
     // The server stays in the scratch directory's keeping: stopped before
     // the directory is removed, however the drill ends.
-    let server = scratch.server.insert(server);
+    let server = scratch.keep(server);
     if let Some(when) = outcome.replay_time {
         d.recovered_to = when;
     }
@@ -390,32 +390,51 @@ impl ScratchDir {
     /// A new directory under the temporary directory (`TMPDIR`), owned by
     /// the server's user (it must reach the data directory inside).
     fn create() -> Result<Self> {
+        Self::create_in(&std::env::temp_dir(), "lifeboat-drill-", "set TMPDIR to")
+    }
+
+    /// A new directory `<prefix>…` in `parent`, owned by the server's user
+    /// (`recover postgres --database` runs its side server in one); `hint`
+    /// says how to choose another parent ("pass --side-dir").
+    pub fn create_in(parent: &Path, prefix: &str, hint: &str) -> Result<Self> {
         let io = |e: std::io::Error| {
             fail(
                 FAILURE,
                 format!(
-                    "creating the drill's temporary directory in {}: {e} (set TMPDIR to a \
-                     directory with room for the data directory)",
-                    std::env::temp_dir().display()
+                    "creating a temporary directory in {}: {e} ({hint} a directory with room for \
+                     the data directory)",
+                    parent.display()
                 ),
             )
         };
         let dir = tempfile::Builder::new()
-            .prefix("lifeboat-drill-")
-            .tempdir()
+            .prefix(prefix)
+            .tempdir_in(parent)
             .map_err(io)?;
         let owner = server_owner().map_err(|e| fail(FAILURE, e.to_string()))?;
         chown_tree(dir.path(), owner).map_err(|e| fail(FAILURE, e.to_string()))?;
         Ok(ScratchDir { server: None, dir })
     }
 
-    fn pgdata(&self) -> PathBuf {
+    /// The data directory inside (absent until written).
+    pub fn pgdata(&self) -> PathBuf {
         self.dir.path().join("pgdata")
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Keeps `server` (running on [`Self::pgdata`]) until [`Self::remove`]
+    /// or the drop, which stop it before the directory goes.
+    pub fn keep(&mut self, server: RecoveryServer) -> &RecoveryServer {
+        self.server.insert(server)
     }
 
     /// Stops the server (fast shutdown) and removes the directory; says
     /// what was done. A failure here does not fail the drill.
-    async fn remove(self) -> String {
+    pub async fn remove(self) -> String {
         let ScratchDir { server, dir } = self;
         let stopped = match server {
             Some(mut s) => {
