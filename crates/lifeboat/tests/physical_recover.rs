@@ -520,9 +520,9 @@ fn recover_one_database_through_a_side_server() {
     let url = cluster.url("postgres");
     rt.block_on(async {
         let c = cluster.conn_config("postgres").connect().await.unwrap();
-        c.batch_execute("CREATE DATABASE alpha; CREATE DATABASE beta;")
-            .await
-            .unwrap();
+        // One statement each: CREATE DATABASE cannot run in a transaction block.
+        c.batch_execute("CREATE DATABASE alpha").await.unwrap();
+        c.batch_execute("CREATE DATABASE beta").await.unwrap();
         for db in ["alpha", "beta"] {
             let c = cluster.conn_config(db).connect().await.unwrap();
             c.batch_execute(

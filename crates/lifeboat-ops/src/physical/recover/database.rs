@@ -139,16 +139,7 @@ async fn check_server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     let db = req.database.as_deref().unwrap_or_default();
     let src = crate::postgres::configured_source(ctx, &req.source).await?;
     let own = src.conn.dbname.clone();
-    if db != own {
-        return Err(nothing(format!(
-            "--database {db}: source {} is database {own} (its url); --database names the one \
-             database that is recovered and replaced, and it must be the source's, whose \
-             writers (quiesce:) and verification queries are configured. To recover another \
-             database of this server, configure a source for it (the same server, url …/{db}) \
-             and pass that source",
-            req.source
-        )));
-    }
+    plan::check_database(&req.source, db, &own).map_err(nothing)?;
     let side_parent = match &req.side_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir(),

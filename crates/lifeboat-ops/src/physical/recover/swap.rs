@@ -201,6 +201,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn room_is_the_files_plus_a_margin() {
+        assert_eq!(room_needed(0), 64 << 20);
+        assert_eq!(room_needed(100 << 20), (100 << 20) + (64 << 20));
+        assert_eq!(room_needed(10 << 30), (10 << 30) + (1 << 30));
+        assert_eq!(room_needed(u64::MAX), u64::MAX);
+    }
+
+    #[test]
     fn swap_and_put_back_keep_the_old_directory() {
         let t = tempfile::tempdir().unwrap();
         let pgdata = t.path().join("main");
