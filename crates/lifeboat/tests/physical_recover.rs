@@ -628,7 +628,11 @@ fn recover_one_database_through_a_side_server() {
     let untouched = |what: &str| {
         assert_eq!(labels_in(&rt, &cluster, "alpha"), alpha_all, "{what}");
         assert_eq!(labels_in(&rt, &cluster, "beta"), beta_all, "{what}");
-        assert_eq!(start_time(), started, "{what}: the server was not restarted");
+        assert_eq!(
+            start_time(),
+            started,
+            "{what}: the server was not restarted"
+        );
         assert!(!log.exists(), "{what}: no writer was stopped");
         assert!(side_left().is_empty(), "{what}: {:?}", side_left());
     };
@@ -638,14 +642,20 @@ fn recover_one_database_through_a_side_server() {
     assert_eq!(code, Some(2), "{doc}\n{err}");
     assert!(err.contains("must be the source's"), "{err}");
     untouched("--database not the source's");
-    assert!(records().is_empty(), "nothing recorded before the checks pass");
+    assert!(
+        records().is_empty(),
+        "nothing recorded before the checks pass"
+    );
     let (code, doc, err) = recover("late", "late");
     assert_eq!(code, Some(3), "{doc}\n{err}");
     assert!(
         err.contains("database late does not exist in the cluster as it was just before"),
         "{err}"
     );
-    assert!(err.contains("alpha, beta"), "the databases there named: {err}");
+    assert!(
+        err.contains("alpha, beta"),
+        "the databases there named: {err}"
+    );
     assert!(err.contains("nothing was changed on the source"), "{err}");
     untouched("a database created after the moment");
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
@@ -682,7 +692,11 @@ fn recover_one_database_through_a_side_server() {
     );
     assert!(v["rpo_seconds"].as_f64().unwrap() >= 0.0, "{v}");
     assert!(v["rto_seconds"].as_f64().unwrap() > 0.0, "{v}");
-    assert!(side_left().is_empty(), "side directory removed: {:?}", side_left());
+    assert!(
+        side_left().is_empty(),
+        "side directory removed: {:?}",
+        side_left()
+    );
     assert_eq!(records().len(), 2, "the recovery is recorded");
     assert!(
         records()
