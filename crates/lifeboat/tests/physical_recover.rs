@@ -718,4 +718,27 @@ fn recover_one_database_through_a_side_server() {
         labels_in(&rt, &cluster, "alpha"),
         vec!["base".to_string(), "A1".into(), "C".into()]
     );
+
+    // --- a database dropped by mistake: the server is asked through
+    // `postgres`, the database created again and recovered.
+    one(&rt, &cluster, "DROP DATABASE alpha WITH (FORCE)");
+    let (code, w, err) = recover("alpha", "alpha");
+    assert_eq!(code, Some(0), "{w}\n{err}");
+    assert!(
+        err.contains("asking the server through database postgres"),
+        "{err}"
+    );
+    assert_eq!(
+        labels_in(&rt, &cluster, "alpha"),
+        vec!["base".to_string(), "A1".into()],
+        "{w}"
+    );
+    assert_eq!(labels_in(&rt, &cluster, "beta"), beta_all);
+    assert_eq!(start_time(), started, "the server was never restarted");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npre\npost\n"
+    );
+    assert!(side_left().is_empty(), "{:?}", side_left());
+    assert_eq!(records().len(), 3);
 }
