@@ -50,8 +50,8 @@ use serde::Serialize;
 use super::restore::{self, QueryResult, RestoreRequest};
 use super::{RecoverRequest, Steps, checks, interrupted, plan, store};
 use crate::context::Ctx;
-use crate::drill::physical::ScratchDir;
 use crate::error::{Error, FAILURE, NOT_FOUND, Result, fail, usage};
+use crate::physical::scratch::ScratchDir;
 use crate::postgres::restore::steps::{self, Signals};
 use crate::postgres::restore::{
     RestoreRequest as LogicalRequest, Writers, choose_target, staging_limit_from_env,
