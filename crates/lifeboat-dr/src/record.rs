@@ -87,8 +87,13 @@ pub struct DrillRecord {
 pub struct RecoveryRecord {
     pub version: u64,
     pub source: String,
-    /// `replace`: the server's data directory was replaced.
+    /// `replace`: the server's data directory was replaced; `database`:
+    /// one database was recovered on a side server and restored logically
+    /// into the source (`recover postgres --database`).
     pub mode: String,
+    /// The database moved back (mode `database`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// The base backup recovered from.
     pub snapshot: String,
     pub snapshot_time: DateTime<Utc>,
@@ -118,7 +123,8 @@ pub struct RecoveryRecord {
     #[serde(default)]
     pub timeline: Option<u32>,
     /// The data directory, and where its old content was kept aside (empty
-    /// when the recovery failed and it was put back).
+    /// when the recovery failed and it was put back). Mode `database`: the
+    /// side server's temporary data directory (removed), and no `replaced`.
     pub pgdata: String,
     #[serde(default)]
     pub replaced: Option<String>,

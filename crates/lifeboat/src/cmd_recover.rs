@@ -13,13 +13,13 @@ use lifeboat_ops::error::{OK, Result, usage};
 
 #[derive(Subcommand, Debug)]
 pub enum RecoverCommand {
-    /// Recover a source's server in place to just before a moment (base backup + archived WAL; the data directory replaced, the old one kept aside)
+    /// Recover a source to just before a moment (base backup + archived WAL): its whole server in place (the data directory replaced, the old one kept aside), or with --database only its database, through a side server
     Postgres(RecoverPostgresArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct RecoverPostgresArgs {
-    /// A configured PostgreSQL source with postgres.pgdata (agent mode)
+    /// A configured PostgreSQL source (with postgres.pgdata for the in-place recovery: agent mode)
     #[arg(long)]
     pub source: String,
     /// Recover to just before this moment (RFC 3339, e.g. 2026-12-04T10:47:00Z); a commit at
@@ -30,6 +30,15 @@ pub struct RecoverPostgresArgs {
     /// once recovered and verified
     #[arg(long)]
     pub drop_replaced: bool,
+    /// Recover only this database (the source's own, named again): the cluster is recovered on a
+    /// throwaway side server and the database restored into the source with restore postgres's
+    /// steps; the server's other databases are untouched and it keeps running
+    #[arg(long, value_name = "DB", conflicts_with = "drop_replaced")]
+    pub database: Option<String>,
+    /// With --database: the directory the side server's temporary data directory is created in
+    /// (room for the base backup's files) [default: TMPDIR]
+    #[arg(long, value_name = "DIR", requires = "database")]
+    pub side_dir: Option<std::path::PathBuf>,
     /// How long recovery may run [default: 6h]
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
@@ -61,18 +70,20 @@ pub async fn run(ctx: &Ctx, c: RecoverCommand) -> Result<i32> {
             ))
         })?
         .with_timezone(&chrono::Utc);
-    let done = ops::recover(
-        ctx,
-        RecoverRequest {
-            source: a.source,
-            before,
-            drop_replaced: a.drop_replaced,
-            timeout: duration("--timeout", a.timeout.as_deref(), 6 * 3600)?,
-            archive_timeout: duration("--archive-timeout", a.archive_timeout.as_deref(), 120)?,
-            cluster: a.cluster.options(ctx),
-        },
-    )
-    .await?;
+    let req = RecoverRequest {
+        source: a.source,
+        before,
+        drop_replaced: a.drop_replaced,
+        timeout: duration("--timeout", a.timeout.as_deref(), 6 * 3600)?,
+        archive_timeout: duration("--archive-timeout", a.archive_timeout.as_deref(), 120)?,
+        cluster: a.cluster.options(ctx),
+        database: a.database,
+        side_dir: a.side_dir,
+    };
+    if req.database.is_some() {
+        return database(ctx, req).await;
+    }
+    let done = ops::recover(ctx, req).await?;
     if ctx.json() {
         print_json(&done)?;
         return Ok(OK);
@@ -116,6 +127,55 @@ pub async fn run(ctx: &Ctx, c: RecoverCommand) -> Result<i32> {
         "writers: {}; RTO {:.1} s (writers stopped to writers back); RPO {} (the moment minus the last recovered commit); record {}",
         done.writers,
         done.rto_seconds,
+        done.rpo_seconds
+            .map(|s| format!("{s:.1} s"))
+            .unwrap_or_else(|| "unknown (no commit replayed past the base backup)".into()),
+        done.record
+    );
+    Ok(OK)
+}
+
+/// `--database DB`: the one database through a side server.
+async fn database(ctx: &Ctx, req: RecoverRequest) -> Result<i32> {
+    let done = ops::recover_database(ctx, req).await?;
+    if ctx.json() {
+        print_json(&done)?;
+        return Ok(OK);
+    }
+    println!(
+        "recovered database {} of source {} to just before {} (base backup {} and the archive, \
+         on a side server: {}); the server's other databases were not touched",
+        done.database,
+        done.source,
+        done.before.to_rfc3339(),
+        &done.snapshot[..8.min(done.snapshot.len())],
+        done.reached
+    );
+    println!(
+        "replayed up to {} (last commit {}); the database was dumped into snapshot {} and \
+         restored into the source, verified",
+        done.replay_lsn.as_deref().unwrap_or("?"),
+        done.replay_time
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "none past the base backup".into()),
+        &done.dump_snapshot[..8.min(done.dump_snapshot.len())]
+    );
+    for q in &done.queries {
+        println!(
+            "  query {}: {}",
+            q.name,
+            q.value.as_deref().unwrap_or("NULL")
+        );
+    }
+    println!(
+        "writers: {}; RTO {:.1} s (writers stopped to writers back; the side server took {:.1} s \
+         before, while they ran); RPO {}; record {}",
+        match done.writers {
+            lifeboat_ops::postgres::restore::Writers::Resumed => "resumed",
+            _ => "none configured",
+        },
+        done.rto_seconds,
+        done.restore_seconds + done.recovery_seconds + done.dump_seconds,
         done.rpo_seconds
             .map(|s| format!("{s:.1} s"))
             .unwrap_or_else(|| "unknown (no commit replayed past the base backup)".into()),

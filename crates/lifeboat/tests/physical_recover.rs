@@ -463,3 +463,282 @@ fn recover_in_place_to_just_before_a_moment() {
     assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
     assert_eq!(records().len(), 4);
 }
+
+/// The labels of `pitr` in database `db` of the running server, by id.
+fn labels_in(rt: &tokio::runtime::Runtime, c: &TempCluster, db: &str) -> Vec<String> {
+    rt.block_on(async {
+        let client = c.conn_config(db).connect().await.unwrap();
+        client
+            .query("SELECT label FROM pitr ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    })
+}
+
+/// Runs `sql` in database `db` (one statement, its first value as text).
+fn one_in(rt: &tokio::runtime::Runtime, c: &TempCluster, db: &str, sql: &str) -> String {
+    rt.block_on(async {
+        let client = c.conn_config(db).connect().await.unwrap();
+        let rows = client.simple_query(sql).await.unwrap();
+        rows.iter()
+            .find_map(|m| match m {
+                lifeboat_postgres::basebackup::SimpleQueryMessage::Row(r) => {
+                    r.get(0).map(str::to_string)
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// `recover postgres --database`: a server with two databases, `alpha`
+/// (the source) and `beta`, rows committed in both before and after the
+/// moment. `alpha` goes back to just before the moment through a side
+/// server; `beta`, rows written after the moment included, is untouched,
+/// and the server is never restarted. Refusals first, each changing
+/// nothing: `--database` not the source's database (exit 2), a source
+/// whose database was created after the moment (exit 3, after the side
+/// server found it missing).
+#[test]
+fn recover_one_database_through_a_side_server() {
+    let rt = rt();
+    let mut a = Archive::new();
+    let cluster = TempCluster::start_with(ClusterOptions {
+        settings: vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), a.archive_command()),
+            ("wal_level".into(), "replica".into()),
+            ("full_page_writes".into(), "on".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL 15 (run scripts/test.sh to install it)");
+    a.password = cluster.password().expose().to_string();
+    let url = cluster.url("postgres");
+    rt.block_on(async {
+        let c = cluster.conn_config("postgres").connect().await.unwrap();
+        // One statement each: CREATE DATABASE cannot run in a transaction block.
+        c.batch_execute("CREATE DATABASE alpha").await.unwrap();
+        c.batch_execute("CREATE DATABASE beta").await.unwrap();
+        for db in ["alpha", "beta"] {
+            let c = cluster.conn_config(db).connect().await.unwrap();
+            c.batch_execute(
+                "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL);
+                 INSERT INTO pitr (label) VALUES ('base');",
+            )
+            .await
+            .unwrap();
+        }
+        c.batch_execute("CHECKPOINT").await.unwrap();
+    });
+    a.ok_json(&["backup", "physical", "--db", &url]);
+
+    // A1 and B1, the moment, then A2 and B2 strictly after it (the
+    // server's clock moved on), and a database created after it.
+    let insert = |db: &str, label: &str| {
+        one_in(
+            &rt,
+            &cluster,
+            db,
+            &format!("INSERT INTO pitr (label) VALUES ('{label}') RETURNING id"),
+        )
+    };
+    insert("alpha", "A1");
+    insert("beta", "B1");
+    let moment = one(
+        &rt,
+        &cluster,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    poll(Duration::from_secs(10), "the clock to move", || {
+        let later = one(
+            &rt,
+            &cluster,
+            &format!("SELECT clock_timestamp() > '{moment}'::timestamptz"),
+        );
+        (later == "t").then_some(())
+    });
+    insert("alpha", "A2");
+    insert("beta", "B2");
+    one(&rt, &cluster, "CREATE DATABASE late");
+    switch_and_archive(&rt, &cluster);
+    let alpha_all = vec!["base".to_string(), "A1".into(), "A2".into()];
+    let beta_all = vec!["base".to_string(), "B1".into(), "B2".into()];
+    assert_eq!(labels_in(&rt, &cluster, "alpha"), alpha_all);
+    assert_eq!(labels_in(&rt, &cluster, "beta"), beta_all);
+
+    // No pgdata, no control: this mode never stops the server.
+    let log = a.env.path("quiesce.log");
+    let bin = cluster.bin_dir().to_path_buf();
+    let key = a.env.path("wal.key");
+    let yaml = format!(
+        "repository:\n  url: {}\n  key_file: {}\nsources:\n{}{}",
+        a.env.repo,
+        key.display(),
+        source("alpha", &cluster.url("alpha"), None, &bin, &log, ""),
+        source("late", &cluster.url("late"), None, &bin, &log, ""),
+    );
+    std::fs::write(&a.config, yaml).unwrap();
+    chown_postgres(&a.config);
+    let side = a.env.path("side");
+    std::fs::create_dir(&side).unwrap();
+    chown_postgres(&side);
+    let recover = |name: &str, db: &str| {
+        let (code, out, err) = a.run(&[
+            "--json",
+            "recover",
+            "postgres",
+            "--source",
+            name,
+            "--before",
+            &moment,
+            "--database",
+            db,
+            "--side-dir",
+            side.to_str().unwrap(),
+        ]);
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("one JSON document ({e}): {out}\n{err}"));
+        if code != Some(0) {
+            assert_eq!(
+                doc["error"]["exit_code"].as_i64(),
+                code.map(i64::from),
+                "{doc}"
+            );
+        }
+        (code, doc, err)
+    };
+    let start_time = || one(&rt, &cluster, "SELECT pg_postmaster_start_time()::text");
+    let started = start_time();
+    let side_left = || -> Vec<PathBuf> {
+        std::fs::read_dir(&side)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let records = || -> Vec<PathBuf> {
+        std::fs::read_dir(PathBuf::from(&a.env.repo).join("recoveries"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let untouched = |what: &str| {
+        assert_eq!(labels_in(&rt, &cluster, "alpha"), alpha_all, "{what}");
+        assert_eq!(labels_in(&rt, &cluster, "beta"), beta_all, "{what}");
+        assert_eq!(
+            start_time(),
+            started,
+            "{what}: the server was not restarted"
+        );
+        assert!(!log.exists(), "{what}: no writer was stopped");
+        assert!(side_left().is_empty(), "{what}: {:?}", side_left());
+    };
+
+    // --- refusals ------------------------------------------------------------
+    let (code, doc, err) = recover("alpha", "beta");
+    assert_eq!(code, Some(2), "{doc}\n{err}");
+    assert!(err.contains("must be the source's"), "{err}");
+    untouched("--database not the source's");
+    assert!(
+        records().is_empty(),
+        "nothing recorded before the checks pass"
+    );
+    let (code, doc, err) = recover("late", "late");
+    assert_eq!(code, Some(3), "{doc}\n{err}");
+    assert!(
+        err.contains("database late does not exist in the cluster as it was just before"),
+        "{err}"
+    );
+    assert!(
+        err.contains("alpha, beta"),
+        "the databases there named: {err}"
+    );
+    assert!(err.contains("nothing was changed on the source"), "{err}");
+    untouched("a database created after the moment");
+    assert_eq!(records().len(), 1, "the failed recovery is recorded");
+
+    // --- the recovery ----------------------------------------------------------
+    let (code, v, err) = recover("alpha", "alpha");
+    assert_eq!(code, Some(0), "{v}\n{err}");
+    assert_eq!(
+        labels_in(&rt, &cluster, "alpha"),
+        vec!["base".to_string(), "A1".into()],
+        "A1 (before the moment) is there, A2 (after it) is not: {v}"
+    );
+    assert_eq!(
+        labels_in(&rt, &cluster, "beta"),
+        beta_all,
+        "beta untouched, B2 (after the moment) too"
+    );
+    assert_eq!(start_time(), started, "the server was never restarted");
+    assert_eq!(
+        one(&rt, &cluster, "SELECT pg_is_in_recovery()::text"),
+        "false"
+    );
+    assert_eq!(v["mode"], "database", "{v}");
+    assert_eq!(v["database"], "alpha", "{v}");
+    assert_eq!(v["queries"][0]["value"], "base,A1", "{v}");
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["writers"], "resumed", "{v}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "pre\npost\n");
+    let replay = v["replay_time"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(replay).unwrap()
+            < chrono::DateTime::parse_from_rfc3339(&moment).unwrap(),
+        "{v}"
+    );
+    assert!(v["rpo_seconds"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["rto_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        side_left().is_empty(),
+        "side directory removed: {:?}",
+        side_left()
+    );
+    assert_eq!(records().len(), 2, "the recovery is recorded");
+    assert!(
+        records()
+            .iter()
+            .any(|p| p.file_name().unwrap().to_string_lossy() == v["record"].as_str().unwrap()),
+        "{v}"
+    );
+    // The recovered database is a logical snapshot of the source in the
+    // repository, restorable again by id.
+    let snaps = a.ok_json(&["snapshots", "--source", "alpha"]);
+    let dump = v["dump_snapshot"].as_str().unwrap();
+    assert!(
+        snaps.to_string().contains(dump),
+        "{dump} listed among the source's snapshots: {snaps}"
+    );
+    // The database takes writes again.
+    insert("alpha", "C");
+    assert_eq!(
+        labels_in(&rt, &cluster, "alpha"),
+        vec!["base".to_string(), "A1".into(), "C".into()]
+    );
+
+    // --- a database dropped by mistake: the server is asked through
+    // `postgres`, the database created again and recovered.
+    one(&rt, &cluster, "DROP DATABASE alpha WITH (FORCE)");
+    let (code, w, err) = recover("alpha", "alpha");
+    assert_eq!(code, Some(0), "{w}\n{err}");
+    assert!(
+        err.contains("asking the server through database postgres"),
+        "{err}"
+    );
+    assert_eq!(
+        labels_in(&rt, &cluster, "alpha"),
+        vec!["base".to_string(), "A1".into()],
+        "{w}"
+    );
+    assert_eq!(labels_in(&rt, &cluster, "beta"), beta_all);
+    assert_eq!(start_time(), started, "the server was never restarted");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "pre\npost\npre\npost\n"
+    );
+    assert!(side_left().is_empty(), "{:?}", side_left());
+    assert_eq!(records().len(), 3);
+}

@@ -12,7 +12,7 @@
 //! the data directory is a temporary one, removed afterwards — also when
 //! the drill fails, and when the drill is abandoned (Ctrl-C of `lifeboat
 //! drill`, the daemon's shutdown): dropping it stops the server first, then
-//! removes the directory ([`ScratchDir`]).
+//! removes the directory ([`ScratchDir`], `crate::physical::scratch`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use lifeboat_dr::record::{self, DrillRecord, DrillStep};
 use lifeboat_postgres::basebackup::Target;
-use lifeboat_postgres::basebackup::server::{RecoveryServer, chown_tree, server_owner};
 use lifeboat_repo::Repository;
 
 use super::step;
 use crate::context::Ctx;
-use crate::error::{FAILURE, NOT_FOUND, Result, fail, usage};
+use crate::error::{NOT_FOUND, Result, fail, usage};
 use crate::physical::restore::{self as physical, Prepared, RestoreRequest};
+use crate::physical::scratch::ScratchDir;
 use crate::postgres::{PgSource, url_source};
 use crate::report::human_bytes;
 
@@ -281,7 +281,7 @@ async fn restore_recover_verify(
     };
     // The server stays in the scratch directory's keeping: stopped before
     // the directory is removed, however the drill ends.
-    let server = scratch.server.insert(server);
+    let server = scratch.keep(server);
     if let Some(when) = outcome.replay_time {
         d.recovered_to = when;
     }
@@ -372,75 +372,5 @@ pub fn record(source: &str, started_at: DateTime<Utc>, d: Drilled, trigger: &str
         program: format!("lifeboat {}", env!("CARGO_PKG_VERSION")),
         steps: d.steps,
         differences: Vec::new(),
-    }
-}
-
-/// The temporary directory a physical drill recovers in, and the server
-/// running on it once recovery is over. Dropped (the drill was abandoned):
-/// the server is stopped first (immediate shutdown, `RecoveryServer`'s
-/// drop), then the directory removed. A server still recovering lives in
-/// the recovery's future, created after this and so dropped before it.
-pub struct ScratchDir {
-    // Field order is drop order: the server before the directory.
-    server: Option<RecoveryServer>,
-    dir: tempfile::TempDir,
-}
-
-impl ScratchDir {
-    /// A new directory under the temporary directory (`TMPDIR`), owned by
-    /// the server's user (it must reach the data directory inside).
-    fn create() -> Result<Self> {
-        let io = |e: std::io::Error| {
-            fail(
-                FAILURE,
-                format!(
-                    "creating the drill's temporary directory in {}: {e} (set TMPDIR to a \
-                     directory with room for the data directory)",
-                    std::env::temp_dir().display()
-                ),
-            )
-        };
-        let dir = tempfile::Builder::new()
-            .prefix("lifeboat-drill-")
-            .tempdir()
-            .map_err(io)?;
-        let owner = server_owner().map_err(|e| fail(FAILURE, e.to_string()))?;
-        chown_tree(dir.path(), owner).map_err(|e| fail(FAILURE, e.to_string()))?;
-        Ok(ScratchDir { server: None, dir })
-    }
-
-    fn pgdata(&self) -> PathBuf {
-        self.dir.path().join("pgdata")
-    }
-
-    /// Stops the server (fast shutdown) and removes the directory; says
-    /// what was done. A failure here does not fail the drill.
-    async fn remove(self) -> String {
-        let ScratchDir { server, dir } = self;
-        let stopped = match server {
-            Some(mut s) => {
-                let clean = tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(300)))
-                    .await
-                    .unwrap_or(false);
-                if clean {
-                    "the recovered server was stopped"
-                } else {
-                    "the recovered server did not stop cleanly and was killed"
-                }
-            }
-            None => "no server was left running",
-        };
-        let path = dir.path().display().to_string();
-        let removed = tokio::task::spawn_blocking(move || dir.close())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r);
-        match removed {
-            Ok(()) => format!("{stopped}; the temporary data directory {path} was removed"),
-            Err(e) => format!(
-                "{stopped}; removing the temporary data directory {path} failed: {e}; remove it \
-                 by hand"
-            ),
-        }
     }
 }

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod plan;
 pub mod recover;
 pub mod restore;
+pub mod scratch;
 pub mod stream;
 
 use chrono::{DateTime, Utc};

@@ -153,13 +153,38 @@ pub async fn repository(
     repo: &Repository,
     found: &Found,
 ) -> Result<Ready> {
-    let system = found.system_identifier.to_string();
+    let ready = base_and_archive(
+        ctx,
+        req,
+        repo,
+        &found.src,
+        &found.src.conn,
+        found.system_identifier,
+    )
+    .await?;
+    swap::check_room(&found.pgdata, ready.prep.facts.file_bytes)?;
+    Ok(ready)
+}
+
+/// What both modes check in the repository: a base backup of `system`
+/// that reaches the moment, the WAL up to now archived (a segment switch
+/// on the server `conn` reaches, waited for), no gap past the base backup,
+/// and the server binaries of its major version (`src`'s `bin_dir`).
+pub async fn base_and_archive(
+    ctx: &Ctx,
+    req: &RecoverRequest,
+    repo: &Repository,
+    src: &PgSource,
+    conn: &ConnConfig,
+    system: u64,
+) -> Result<Ready> {
+    let system = system.to_string();
     let target = Target::Time(req.before);
     // A base backup first (no WAL switched on a server that cannot be
     // recovered), then the archive up to now, then the base backup and the
     // archive past it again, as listed after the switch.
     restore::prepare_for(repo, "latest", None, Some(&system), &target).await?;
-    let archived_through = switch_and_wait(repo, &found.src.conn, req.archive_timeout).await?;
+    let archived_through = switch_and_wait(repo, conn, req.archive_timeout).await?;
     let prep = restore::prepare_for(repo, "latest", None, Some(&system), &target).await?;
     if let Some(gap) = prep.gap() {
         return Err(fail(
@@ -170,8 +195,7 @@ pub async fn repository(
             ),
         ));
     }
-    let (_, bin) = restore::server_for(ctx, Some(&found.src.name), &prep.facts).await?;
-    swap::check_room(&found.pgdata, prep.facts.file_bytes)?;
+    let (_, bin) = restore::server_for(ctx, Some(&src.name), &prep.facts).await?;
     Ok(Ready {
         prep,
         bin,

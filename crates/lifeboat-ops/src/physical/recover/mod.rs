@@ -31,6 +31,7 @@
 //! interruption): nothing is lost.
 
 mod checks;
+mod database;
 pub mod plan;
 pub mod swap;
 
@@ -52,6 +53,8 @@ use crate::error::{Error, FAILURE, INTERRUPTED, Result, fail};
 use crate::postgres::restore::steps::{Interruption, Signals};
 use crate::quiesce::{self, Quiesced};
 
+pub use database::{DatabaseOutcome, recover_database};
+
 /// What `recover postgres` is asked to do.
 #[derive(Debug, Clone)]
 pub struct RecoverRequest {
@@ -67,6 +70,12 @@ pub struct RecoverRequest {
     pub archive_timeout: Duration,
     /// The cluster of the writers to quiesce.
     pub cluster: ClusterOptions,
+    /// `--database DB`: only this database, through a side server
+    /// ([`recover_database`]); `None`: the whole server in place.
+    pub database: Option<String>,
+    /// Where the side server's temporary data directory is created
+    /// (`--side-dir`; default `TMPDIR`).
+    pub side_dir: Option<PathBuf>,
 }
 
 /// What was recovered (`--json` shows it as it is).
@@ -74,6 +83,8 @@ pub struct RecoverRequest {
 pub struct RecoverOutcome {
     /// The recovery record's id (`recoveries/<id>`), or `not-recorded`.
     pub record: String,
+    /// `replace`.
+    pub mode: &'static str,
     pub source: String,
     pub pgdata: PathBuf,
     /// Where the old data directory was kept (absent once dropped).
@@ -99,6 +110,12 @@ pub struct RecoverOutcome {
 
 /// Recovers the source as `req` asks (see the module docs).
 pub async fn recover(ctx: &Ctx, req: RecoverRequest) -> Result<RecoverOutcome> {
+    if req.database.is_some() || req.side_dir.is_some() {
+        return Err(crate::error::usage(
+            "--database and --side-dir recover one database through a side server: \
+             recover_database, not the in-place recovery",
+        ));
+    }
     let mut signals = Signals::install();
     let found = checks::server(ctx, &req).await?;
     let repo = ctx.open().await?;
@@ -247,6 +264,7 @@ async fn recover_locked(
     let rpo = plan::rpo_seconds(req.before, done.replay_time);
     let mut outcome = RecoverOutcome {
         record: String::new(),
+        mode: "replace",
         source: src.name.clone(),
         pgdata: pgdata.clone(),
         replaced: dirs.aside.clone(),
@@ -273,6 +291,7 @@ async fn recover_locked(
         version: record::RECORD_VERSION,
         source: src.name.clone(),
         mode: "replace".into(),
+        database: None,
         snapshot: outcome.snapshot.clone(),
         snapshot_time: ready.prep.snap.snapshot.time,
         target: req.before,
@@ -550,6 +569,7 @@ fn failed_record(
         version: record::RECORD_VERSION,
         source: found.src.name.clone(),
         mode: "replace".into(),
+        database: None,
         snapshot: ready.prep.snap.id.clone(),
         snapshot_time: ready.prep.snap.snapshot.time,
         target: req.before,

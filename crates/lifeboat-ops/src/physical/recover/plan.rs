@@ -84,6 +84,22 @@ pub fn check_moment(before: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Str
     Ok(())
 }
 
+/// `--database DB` must name the source's own database (`own`, its url's):
+/// that database's writers and verification queries are the configured
+/// ones. Why not, when it is not.
+pub fn check_database(source: &str, db: &str, own: &str) -> Result<(), String> {
+    if db == own {
+        return Ok(());
+    }
+    Err(format!(
+        "--database {db}: source {source} is database {own} (its url); --database names the one \
+         database that is recovered and replaced, and it must be the source's, whose writers \
+         (quiesce:) and verification queries are configured. To recover another database of \
+         this server, configure a source for it (the same server, url …/{db}) and pass that \
+         source"
+    ))
+}
+
 /// The recovery point: the target minus the last commit replayed (the
 /// newest the recovered data holds), in seconds, never negative; `None`
 /// when no commit was replayed past the base backup.
@@ -183,6 +199,16 @@ pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_must_be_the_sources() {
+        assert_eq!(check_database("main", "kubernaut", "kubernaut"), Ok(()));
+        let e = check_database("main", "other", "kubernaut").unwrap_err();
+        assert!(e.contains("source main is database kubernaut"), "{e}");
+        assert!(e.contains("url …/other"), "{e}");
+        // Names are compared exactly, as PostgreSQL does (quoted identifiers).
+        assert!(check_database("main", "Kubernaut", "kubernaut").is_err());
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

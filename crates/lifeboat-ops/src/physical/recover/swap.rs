@@ -157,6 +157,12 @@ pub fn drop_replaced(pgdata: &Path) -> Result<Vec<PathBuf>> {
     Ok(dropped)
 }
 
+/// The room a recovered copy of `bytes` of files needs: 10 % more, at
+/// least 64 MiB more (the WAL replayed and the new timeline's segments).
+pub fn room_needed(bytes: u64) -> u64 {
+    bytes.saturating_add((bytes / 10).max(64 << 20))
+}
+
 /// The checks a swap needs before anything is stopped: `pgdata` is not a
 /// mount point (a rename cannot move it; point `pgdata` at a directory
 /// inside the volume), and its parent has room for the recovered copy
@@ -175,7 +181,7 @@ pub fn check_room(pgdata: &Path, bytes: u64) -> Result<()> {
             pgdata.display()
         )));
     }
-    let needed = bytes.saturating_add((bytes / 10).max(64 << 20));
+    let needed = room_needed(bytes);
     let available = lifeboat_postgres::dump::free_space(parent(pgdata))
         .map_err(|e| fail(FAILURE, e.to_string()))?;
     if available < needed {
@@ -193,6 +199,14 @@ pub fn check_room(pgdata: &Path, bytes: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_is_the_files_plus_a_margin() {
+        assert_eq!(room_needed(0), 64 << 20);
+        assert_eq!(room_needed(100 << 20), (100 << 20) + (64 << 20));
+        assert_eq!(room_needed(10 << 30), (10 << 30) + (1 << 30));
+        assert_eq!(room_needed(u64::MAX), u64::MAX);
+    }
 
     #[test]
     fn swap_and_put_back_keep_the_old_directory() {
