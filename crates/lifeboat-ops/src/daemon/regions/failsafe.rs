@@ -22,7 +22,8 @@ use lifeboat_region::authority::AuthorityError;
 use lifeboat_region::failsafe::peers::{self, Peer};
 use lifeboat_region::failsafe::{FreezeAnswer, FreezeRequest, VouchAnswer, VouchRequest, Voucher};
 
-use crate::config::{Config, DEFAULT_LEASE_TTL, EtcdLost};
+use crate::config::{Config, DEFAULT_LEASE_TTL};
+use crate::region::failover::failsafe::peers_except;
 
 /// This daemon's side of the failsafe.
 #[derive(Debug)]
@@ -71,24 +72,6 @@ impl State {
         tracing::warn!(region = %req.region, epoch = req.epoch, last_vouch_age_ms = ?a.last_vouch_age_ms,
             "failsafe: a change of primary froze this daemon: no more vouching for that primary at that epoch");
         a
-    }
-}
-
-/// Every other daemon of `failover.etcd_lost.keep_if_peers_agree.peers`
-/// (all but `except`); `None` in `fence` mode.
-pub fn peers_except(config: &Config, except: &str) -> Option<Vec<Peer>> {
-    match &config.failover.as_ref()?.etcd_lost {
-        EtcdLost::Fence => None,
-        EtcdLost::KeepIfPeersAgree { peers } => Some(
-            peers
-                .iter()
-                .filter(|(name, _)| name.as_str() != except)
-                .map(|(name, url)| Peer {
-                    name: name.clone(),
-                    url: url.clone(),
-                })
-                .collect(),
-        ),
     }
 }
 

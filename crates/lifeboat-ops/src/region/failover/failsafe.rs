@@ -10,12 +10,31 @@ use std::time::Duration;
 use lifeboat_postgres::Secret;
 use lifeboat_region::failsafe::{FreezeRequest, peers, wait_after_freeze};
 
-use crate::config::{Config, FailoverConfig};
+use lifeboat_region::failsafe::peers::Peer;
+
+use crate::config::{Config, EtcdLost, FailoverConfig};
 use crate::context::Ctx;
-use crate::daemon::regions::failsafe::peers_except;
 
 /// How long each daemon gets to answer a freeze (retried within it).
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every other daemon of `failover.etcd_lost.keep_if_peers_agree.peers`
+/// (all but `except`); `None` in `fence` mode.
+pub fn peers_except(config: &Config, except: &str) -> Option<Vec<Peer>> {
+    match &config.failover.as_ref()?.etcd_lost {
+        EtcdLost::Fence => None,
+        EtcdLost::KeepIfPeersAgree { peers } => Some(
+            peers
+                .iter()
+                .filter(|(name, _)| name.as_str() != except)
+                .map(|(name, url)| Peer {
+                    name: name.clone(),
+                    url: url.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
 
 /// `Ok(None)` in `fence` mode; else every daemon but `old_primary`'s
 /// frozen for it at `epoch`, and how long to wait before the bump. `Err`

@@ -19,7 +19,7 @@
 
 pub mod authority;
 mod dns;
-mod failsafe;
+pub(crate) mod failsafe;
 mod promote;
 pub mod rehearse;
 pub mod rejoin;
