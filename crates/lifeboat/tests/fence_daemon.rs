@@ -6,7 +6,9 @@
 //!
 //! - (a) the daemon holds us-east's lease; two of the three etcd members
 //!   stop → the server is fenced (connections refused) and
-//!   `lifeboat_fenced` is 1; the majority returns → the daemon takes no
+//!   `lifeboat_fenced` is 1, and us-east's writers (a Deployment in the
+//!   Kubernetes API double, `regions.us-east.deployments`) are scaled to 0
+//!   with their count recorded; the majority returns → the daemon takes no
 //!   lease while its server is fenced and the authority names it (so the
 //!   other regions can fail over), the server is still down.
 //! - (b) the daemon alone is SIGKILLed → its watchdog stops the server, and
@@ -58,12 +60,12 @@ fn cluster() -> TempCluster {
 }
 
 fn bed() -> Bed {
-    bed_with("", "")
+    bed_with("", "", "", "")
 }
 
 /// The bed with more lines in `failover:` and `serve:` (each line indented
-/// by two spaces).
-fn bed_with(failover_extra: &str, serve_extra: &str) -> Bed {
+/// by two spaces), in us-east's region (four spaces) and at the top.
+fn bed_with(failover_extra: &str, serve_extra: &str, east_extra: &str, top_extra: &str) -> Bed {
     let rt = common::rt();
     let etcd = rt.block_on(EtcdCluster::start(3));
     let east = cluster();
@@ -90,7 +92,7 @@ regions:
       role: primary
       pgdata: {pgdata}
       control: {{pg_ctl: {{bin_dir: {bin}}}}}
-  eu-west:
+{east_extra}  eu-west:
     postgres:
       url: postgresql://{wuser}@127.0.0.1:{wport}/postgres
       password: {{env: REGION_WEST_PASSWORD}}
@@ -105,7 +107,7 @@ failover:
 {failover_extra}serve:
   lease: 3s
   region: us-east
-{serve_extra}"#,
+{serve_extra}{top_extra}"#,
         repo = env.repo,
         user = east.superuser(),
         eport = east.port(),
@@ -203,7 +205,41 @@ impl Bed {
 #[test]
 fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     let _alone = crate::alone::alone(module_path!());
-    let mut b = bed();
+    // A test double of the Kubernetes API (no real API server runs here),
+    // holding us-east's writers.
+    let api = kube_double::ApiDouble::start_in_thread();
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap();
+    api.write_kubeconfig(kubeconfig.path()).unwrap();
+    api.insert(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubernaut-us"}}));
+    api.insert(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "gateway", "namespace": "kubernaut-us"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "gateway"}},
+            "template": {
+                "metadata": {"labels": {"app": "gateway"}},
+                "spec": {"containers": [{"name": "app", "image": "kubernaut/gateway"}]}
+            }
+        }
+    }));
+    let mut b = bed_with(
+        "",
+        "",
+        "    deployments: {namespace: kubernaut-us, items: [{name: gateway, replicas: 2, failover_replicas: 4}]}\n",
+        &format!(
+            "kubernetes:\n  kubeconfig: {}\n",
+            kubeconfig.path().display()
+        ),
+    );
+    b.env
+        .envs
+        .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
+    let gateway_replicas = || {
+        api.get("apps/v1", "Deployment", Some("kubernaut-us"), "gateway")
+            .and_then(|d| d["spec"]["replicas"].as_i64())
+    };
+    assert_eq!(gateway_replicas(), Some(2));
     let d = b.daemon("a");
     b.wait_guarding(&d);
     // The lease as `region authority` shows it.
@@ -236,6 +272,17 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
 
     b.etcd.kill(&[1, 2]);
     b.wait_fenced(&d, "fence deadline");
+    // Its writers follow: scaled to 0, the count kept for bringing them back.
+    d.poll(BOUND, "us-east's gateway scaled to 0", || {
+        (gateway_replicas() == Some(0)).then_some(())
+    });
+    let gw = api
+        .get("apps/v1", "Deployment", Some("kubernaut-us"), "gateway")
+        .unwrap();
+    assert_eq!(
+        gw["metadata"]["annotations"]["lifeboat.io/original-replicas"], "2",
+        "{gw}"
+    );
 
     // The majority returns; the daemon reads the authority again, which
     // still names us-east, and takes no lease while its server is fenced
@@ -365,6 +412,8 @@ fn with_the_failsafe_a_primary_that_lost_etcd_serves_while_vouched_for_and_a_fre
             "  etcd_lost:\n    keep_if_peers_agree:\n      peers: {{us-east: 'http://127.0.0.1:{east_port}', eu-west: 'http://127.0.0.1:{west_port}'}}\n"
         ),
         "  token: {env: SERVE_TOKEN}\n",
+        "",
+        "",
     );
     let token = "failsafe-test-token";
     b.env.envs.push(("SERVE_TOKEN".into(), token.into()));

@@ -14,7 +14,8 @@
 //!   deadline (plus [`watchdog_slack`], so that a live agent's configured
 //!   fence comes first and the watchdog is the backstop for its death). At
 //!   the deadline without a renewal, or as soon as etcd says the lease is
-//!   gone, the configured fence runs. The server then stays fenced, and
+//!   gone, the configured fence runs (then the region's Deployments, when
+//!   configured, are scaled to 0). The server then stays fenced, and
 //!   while the authority names this region the agent takes no lease (so
 //!   the other regions can fail over); it never unfences.
 //! - A region the authority does not name, whose server is a writable
@@ -52,6 +53,9 @@ use crate::region::failover::authority as auth;
 
 /// How long a fence (stop, or revoke and terminate) may take.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long scaling a fenced region's writers to 0 may take.
+const WRITERS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long starting a named standby that is down may take (`pg_ctl -w`).
 const STANDBY_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -790,8 +794,35 @@ impl Agent {
             self.fenced = true;
             self.fenced_under = self.latest_epoch;
             metrics::fenced(&self.region, true);
+            self.fence_writers();
         }
         ok
+    }
+
+    /// The region's writers (`regions.<name>.deployments`) scaled to 0
+    /// after its server was fenced, in a task of its own (the fence does
+    /// not wait for Kubernetes; it is the server's fence that keeps writes
+    /// out).
+    fn fence_writers(&self) {
+        let d = Arc::clone(&self.d);
+        let region = self.region.clone();
+        tokio::spawn(async move {
+            let Some(config) = d.ctx.config.as_ref() else {
+                return;
+            };
+            match crate::region::failover::scale::fence_writers(
+                &d.ctx,
+                config,
+                &region,
+                WRITERS_TIMEOUT,
+            )
+            .await
+            {
+                Ok(note) => tracing::warn!(region = %region, "fenced: {note}"),
+                Err((_, e)) => tracing::error!(region = %region, error = %e,
+                    "fenced, but scaling the region's writers to 0 failed: scale them down by hand (the server refuses their writes meanwhile)"),
+            }
+        });
     }
 
     /// Starts the watchdog when none runs.

@@ -23,7 +23,7 @@ pub(crate) mod failsafe;
 mod promote;
 pub mod rehearse;
 pub mod rejoin;
-mod scale;
+pub(crate) mod scale;
 mod steps;
 
 use std::time::Duration;

@@ -10,7 +10,12 @@
 //!   the change, or when the change is rolled back, to the recorded count:
 //!   a daemon that resumes the change brings back the same counts;
 //! - a failover scales the new primary region's Deployments to their
-//!   `failover_replicas` (the seed's "scale up secondary region capacity").
+//!   `failover_replicas` (the seed's "scale up secondary region capacity");
+//! - a **fence** (the agent, `daemon/regions/agent.rs`) scales the fenced
+//!   region's Deployments to 0 the same way, after the server is fenced,
+//!   and never brings them back: its writers stop retrying a server that
+//!   will not take their writes (a switchover back brings them back to the
+//!   recorded counts).
 //!
 //! Every call is idempotent and retried (`lifeboat_kube::retry`). An error
 //! says whether retrying the step may help (`(transient, detail)`): an
@@ -114,6 +119,36 @@ pub async fn quiesce(ctx: &Ctx, config: &Config, region: &str, timeout: Duration
             }
             Err((transient(&e), detail))
         }
+    }
+}
+
+/// A fenced primary's region: its Deployments to 0, their counts recorded
+/// (bounded by `timeout`). Unlike [`quiesce`], a failure brings nothing
+/// back: whatever was scaled down stays down.
+pub async fn fence_writers(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+    timeout: Duration,
+) -> ScaleResult {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(format!(
+            "{region}: no writers to scale down (no Deployments configured)"
+        ));
+    };
+    let mut scaler = Scaler::new(client, workloads(d)).timeout(timeout);
+    match scaler.stop().await {
+        Ok(stopped) => Ok(format!(
+            "{region}: {} scaled to 0 (counts recorded: {})",
+            stopped.len(),
+            scaler
+                .recorded()
+                .iter()
+                .map(|(w, n)| format!("{} {n}", w.short()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => Err(failed(e)),
     }
 }
 
