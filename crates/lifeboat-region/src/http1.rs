@@ -1,6 +1,6 @@
 //! One plain HTTP/1.1 exchange (`Connection: close`) through hyper, bounded
-//! by a timeout: the daemons' calls to each other (the failsafe,
-//! [`crate::failsafe::peers`]). Plain HTTP as the daemons' API serves it;
+//! by a timeout: Patroni's REST API and the daemons' calls to each other
+//! (the failsafe, [`crate::failsafe::peers`]). Plain HTTP as the daemons' API serves it;
 //! put the daemons on a private network or behind a TLS proxy.
 
 use std::time::Duration;
@@ -45,6 +45,29 @@ pub async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(u16, Bytes), String> {
+    request(
+        (host, port),
+        hyper::Method::POST,
+        path,
+        headers,
+        Some(body),
+        timeout,
+    )
+    .await
+}
+
+/// One request (`Content-Type: application/json` when there is a body);
+/// the status and the body, or a transport error as text. Patroni's REST
+/// API client ([`crate::managers::patroni::PatroniApi`]) and the daemons'
+/// calls share it.
+pub async fn request(
+    (host, port): (&str, u16),
+    method: hyper::Method,
+    path: &str,
+    headers: &[(hyper::header::HeaderName, String)],
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect((host, port))
             .await
@@ -62,16 +85,18 @@ pub async fn post_json(
             format!("{host}:{port}")
         };
         let mut req = hyper::Request::builder()
-            .method(hyper::Method::POST)
+            .method(method)
             .uri(path)
             .header(HOST, host_header)
-            .header(CONNECTION, "close")
-            .header(CONTENT_TYPE, "application/json");
+            .header(CONNECTION, "close");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
         for (name, value) in headers {
             req = req.header(name, value);
         }
         let req = req
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| format!("building the request: {e}"))?;
         let result = async {
             let resp = sender
@@ -93,7 +118,7 @@ pub async fn post_json(
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
     }
 }
 

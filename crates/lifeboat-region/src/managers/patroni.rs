@@ -41,9 +41,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
-use hyper_util::rt::TokioIo;
+use hyper::header::AUTHORIZATION;
 use lifeboat_postgres::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -704,63 +702,24 @@ impl PatroniApi {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<(u16, Bytes), String> {
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| format!("HTTP handshake: {e}"))?;
-            let driver = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let host_header = if self.host.contains(':') {
-                format!("[{}]:{}", self.host, self.port)
-            } else {
-                format!("{}:{}", self.host, self.port)
-            };
-            let mut req = hyper::Request::builder()
-                .method(method)
-                .uri(path)
-                .header(HOST, host_header)
-                .header(CONNECTION, "close");
-            if let Some(c) = &self.credentials {
-                let token = base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    c.username,
-                    c.password.expose()
-                ));
-                req = req.header(AUTHORIZATION, format!("Basic {token}"));
-            }
-            if body.is_some() {
-                req = req.header(CONTENT_TYPE, "application/json");
-            }
-            let req = req
-                .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
-                .map_err(|e| format!("building the request: {e}"))?;
-            let result = async {
-                let resp = sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| format!("request: {e}"))?;
-                let status = resp.status().as_u16();
-                let bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| format!("reading the answer: {e}"))?
-                    .to_bytes();
-                Ok::<_, String>((status, bytes))
-            }
-            .await;
-            driver.abort();
-            result
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
+        let mut headers = Vec::new();
+        if let Some(c) = &self.credentials {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                c.username,
+                c.password.expose()
+            ));
+            headers.push((AUTHORIZATION, format!("Basic {token}")));
         }
+        crate::http1::request(
+            (&self.host, self.port),
+            method,
+            path,
+            &headers,
+            body.map(<[u8]>::to_vec),
+            self.timeout,
+        )
+        .await
     }
 
     /// A request retried with backoff on transport errors, 5xx and 409.
