@@ -4,6 +4,7 @@
 //! moment".
 
 use clap::{Args, Subcommand};
+use lifeboat_dr::status::human;
 use lifeboat_ops::physical::recover::{self as ops, RecoverRequest};
 use lifeboat_repo::retention::parse_duration;
 
@@ -15,6 +16,16 @@ use lifeboat_ops::error::{OK, Result, usage};
 pub enum RecoverCommand {
     /// Recover a source to just before a moment (base backup + archived WAL): its whole server in place (the data directory replaced, the old one kept aside), or with --database only its database, through a side server
     Postgres(RecoverPostgresArgs),
+    /// List the recovery records stored in the repository (oldest first): what was recovered, to
+    /// which moment, the result, RTO and RPO, where the old data directory was kept
+    List(RecoverListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverListArgs {
+    /// Only this source's recoveries
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -61,7 +72,10 @@ fn duration(flag: &str, v: Option<&str>, default: u64) -> Result<std::time::Dura
 }
 
 pub async fn run(ctx: &Ctx, c: RecoverCommand) -> Result<i32> {
-    let RecoverCommand::Postgres(a) = c;
+    let a = match c {
+        RecoverCommand::Postgres(a) => a,
+        RecoverCommand::List(a) => return list(ctx, a).await,
+    };
     let before = chrono::DateTime::parse_from_rfc3339(&a.before)
         .map_err(|e| {
             usage(format!(
@@ -181,5 +195,67 @@ async fn database(ctx: &Ctx, req: RecoverRequest) -> Result<i32> {
             .unwrap_or_else(|| "unknown (no commit replayed past the base backup)".into()),
         done.record
     );
+    Ok(OK)
+}
+
+/// `recover list`: one line per recovery record, or the records as JSON.
+async fn list(ctx: &Ctx, a: RecoverListArgs) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let all = ops::list(&repo, a.source.as_deref()).await?;
+    if ctx.json() {
+        print_json(&all)?;
+        return Ok(OK);
+    }
+    if all.is_empty() {
+        println!(
+            "no recoveries recorded{}; `lifeboat recover postgres --source NAME --before TIME` \
+             records one",
+            a.source
+                .as_deref()
+                .map(|s| format!(" for source {s}"))
+                .unwrap_or_default()
+        );
+        return Ok(OK);
+    }
+    use crate::table::{Align::*, Table};
+    let mut t = Table::new(&[
+        ("id", Left),
+        ("started (UTC)", Left),
+        ("source", Left),
+        ("what", Left),
+        ("before (UTC)", Left),
+        ("result", Left),
+        ("RTO", Right),
+        ("RPO", Right),
+        ("timeline", Right),
+        ("kept aside / failure", Left),
+    ]);
+    for r in &all {
+        let rec = &r.record;
+        let what = match (rec.mode.as_str(), rec.database.as_deref()) {
+            ("database", Some(db)) => format!("database {db}"),
+            ("replace", _) => "whole server".to_string(),
+            (mode, _) => mode.to_string(),
+        };
+        let last = match (&rec.failure, &rec.replaced) {
+            // One line per recovery: a multi-line reason joined.
+            (Some(f), _) => f.replace('\n', " "),
+            (None, Some(kept)) => kept.clone(),
+            (None, None) => String::new(),
+        };
+        t.row(vec![
+            r.id[..8.min(r.id.len())].to_string(),
+            rec.started.format("%Y-%m-%d %H:%M:%S").to_string(),
+            rec.source.clone(),
+            what,
+            rec.target.format("%Y-%m-%d %H:%M:%S").to_string(),
+            if rec.ok { "ok" } else { "FAILED" }.to_string(),
+            human(rec.rto_seconds),
+            rec.rpo_seconds.map(human).unwrap_or_else(|| "?".into()),
+            rec.timeline.map(|t| t.to_string()).unwrap_or_default(),
+            last,
+        ]);
+    }
+    print!("{}", t.render());
     Ok(OK)
 }

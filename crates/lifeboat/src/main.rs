@@ -170,7 +170,8 @@ impl Command {
     fn handles_interrupts(&self) -> bool {
         matches!(
             self,
-            Command::Restore(RestoreCommand::Postgres(_)) | Command::Recover(_)
+            Command::Restore(RestoreCommand::Postgres(_))
+                | Command::Recover(cmd_recover::RecoverCommand::Postgres(_))
         )
     }
 }

@@ -33,6 +33,72 @@ fn fifo_has_reader(path: &Path) -> bool {
         .is_ok()
 }
 
+/// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
+/// server's `wal fetch` blocks, calls `paused`, sends `signal` and returns
+/// the exit code and stderr.
+///
+/// The pause point (as in physical_drill.rs): the command runs with a
+/// configuration of its own, replaced by a FIFO once it has read it, so the
+/// recovery server's `wal fetch` (which reads it again) blocks, and the test
+/// sees it blocked (the FIFO has a reader).
+fn interrupted(
+    a: &Archive,
+    args: &[&str],
+    signal: libc::c_int,
+    paused: impl FnOnce(),
+) -> (Option<i32>, String) {
+    let own = a.env.path("recover.yaml");
+    std::fs::copy(&a.config, &own).unwrap();
+    chown_postgres(&own);
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&own)
+        .args(args)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        use std::io::BufRead;
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("check:") {
+            break;
+        }
+    }
+    let fifo = a.env.path("recover.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(&fifo);
+    std::fs::rename(&fifo, &own).unwrap();
+    poll(
+        Duration::from_secs(120),
+        "the recovery server's wal fetch waiting on the configuration",
+        || fifo_has_reader(&own).then_some(()),
+    );
+    paused();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let status = child.wait().unwrap();
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
+    fifo_has_reader(&own);
+    std::fs::remove_file(&own).unwrap();
+    (status.code(), seen)
+}
+
 /// The labels of `pitr` on the running source, by id.
 fn live_labels(rt: &tokio::runtime::Runtime, c: &TempCluster) -> Vec<String> {
     rt.block_on(async {
@@ -289,68 +355,23 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
 
     // --- Ctrl-C during the recovery: the old directory back, running ------
-    // The pause point (as in physical_drill.rs): the command runs with a
-    // configuration of its own, replaced by a FIFO once it has read it, so
-    // the recovery server's `wal fetch` (which reads it again) blocks, and
-    // the test sees it blocked (the FIFO has a reader).
-    let own = a.env.path("recover.yaml");
-    std::fs::copy(&a.config, &own).unwrap();
-    chown_postgres(&own);
-    let mut child = std::process::Command::new(common::bin())
-        .arg("--config")
-        .arg(&own)
-        .args([
+    let (code, stderr) = interrupted(
+        &a,
+        &[
             "recover", "postgres", "--source", "main", "--before", &moment,
-        ])
-        .env_remove("LIFEBOAT_PASSWORD")
-        .env_remove("LIFEBOAT_CONFIG")
-        .env("PGPASSWORD", &a.password)
-        .current_dir(a.env.dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        use std::io::BufRead;
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "ended early: {seen}"
-        );
-        seen.push_str(&line);
-        if line.starts_with("check:") {
-            break;
-        }
-    }
-    let fifo = a.env.path("recover.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) on a path of our own.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-    chown_postgres(&fifo);
-    std::fs::rename(&fifo, &own).unwrap();
-    poll(
-        Duration::from_secs(120),
-        "the recovery server's wal fetch waiting on the configuration",
-        || fifo_has_reader(&own).then_some(()),
+        ],
+        libc::SIGINT,
+        || {
+            assert_eq!(
+                siblings(&cluster).len(),
+                1,
+                "recovering beside the data directory: {:?}",
+                siblings(&cluster)
+            )
+        },
     );
-    assert_eq!(
-        siblings(&cluster).len(),
-        1,
-        "recovering beside the data directory: {:?}",
-        siblings(&cluster)
-    );
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
-    fifo_has_reader(&own);
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
-    assert!(rest.contains("put back"), "{rest}");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("put back"), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
         "pre\npost\npre\npost\n"
@@ -462,6 +483,30 @@ fn recover_in_place_to_just_before_a_moment() {
     );
     assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
     assert_eq!(records().len(), 4);
+
+    // --- `recover list`: the four records, oldest first, as stored.
+    let listed = a.ok_json(&["recover", "list"]);
+    let listed = listed.as_array().unwrap();
+    let oks: Vec<bool> = listed.iter().map(|r| r["ok"].as_bool().unwrap()).collect();
+    assert_eq!(
+        oks,
+        [false, false, true, true],
+        "the injected failure, the interruption, two recoveries: {listed:?}"
+    );
+    assert!(listed.iter().all(|r| r["mode"] == "replace"));
+    assert_eq!(listed[3]["id"], w["record"], "{listed:?}");
+    assert_eq!(listed[3]["timeline"], 3);
+    let (code, out, err) = a.run(&["recover", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 5, "a header and four rows: {out}");
+    assert_eq!(out.matches("FAILED").count(), 2, "{out}");
+    assert_eq!(out.matches("whole server").count(), 4, "{out}");
+    let (code, out, err) = a.run(&["recover", "list", "--source", "elsewhere"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("no recoveries recorded for source elsewhere"),
+        "{out}"
+    );
 }
 
 /// The labels of `pitr` in database `db` of the running server, by id.
@@ -660,6 +705,39 @@ fn recover_one_database_through_a_side_server() {
     untouched("a database created after the moment");
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
 
+    // --- SIGTERM (what systemd and Kubernetes send) while the side server
+    // replays: it is stopped, its directory removed, the source untouched.
+    let side_arg = side.to_str().unwrap();
+    let (code, stderr) = interrupted(
+        &a,
+        &[
+            "recover",
+            "postgres",
+            "--source",
+            "alpha",
+            "--before",
+            &moment,
+            "--database",
+            "alpha",
+            "--side-dir",
+            side_arg,
+        ],
+        libc::SIGTERM,
+        || assert_eq!(side_left().len(), 1, "the side server's directory"),
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("the source was not touched"), "{stderr}");
+    untouched("SIGTERM on the side server");
+    let side_servers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(side_arg) && c.contains("postgres"))
+        .collect();
+    assert!(side_servers.is_empty(), "still running: {side_servers:?}");
+    assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
+
     // --- the recovery ----------------------------------------------------------
     let (code, v, err) = recover("alpha", "alpha");
     assert_eq!(code, Some(0), "{v}\n{err}");
@@ -697,7 +775,7 @@ fn recover_one_database_through_a_side_server() {
         "side directory removed: {:?}",
         side_left()
     );
-    assert_eq!(records().len(), 2, "the recovery is recorded");
+    assert_eq!(records().len(), 3, "the recovery is recorded");
     assert!(
         records()
             .iter()
@@ -740,5 +818,17 @@ fn recover_one_database_through_a_side_server() {
         "pre\npost\npre\npost\n"
     );
     assert!(side_left().is_empty(), "{:?}", side_left());
-    assert_eq!(records().len(), 3);
+    assert_eq!(records().len(), 4);
+    let listed = a.ok_json(&["recover", "list", "--source", "alpha"]);
+    let dbs: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .map(|r| r["database"].as_str().unwrap())
+        .collect();
+    assert_eq!(dbs, ["alpha", "alpha"], "{listed}");
+    let (code, out, err) = a.run(&["recover", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("database alpha").count(), 3, "{out}");
 }

@@ -108,6 +108,19 @@ pub struct RecoverOutcome {
     pub recovery_seconds: f64,
 }
 
+/// The recovery records (`recoveries/`), oldest first; with `source`, only
+/// that source's. `recover list` prints them.
+pub async fn list(
+    repo: &Repository,
+    source: Option<&str>,
+) -> Result<Vec<record::Stored<RecoveryRecord>>> {
+    Ok(record::recoveries(repo)
+        .await?
+        .into_iter()
+        .filter(|r| source.is_none_or(|s| r.record.source == s))
+        .collect())
+}
+
 /// Recovers the source as `req` asks (see the module docs).
 pub async fn recover(ctx: &Ctx, req: RecoverRequest) -> Result<RecoverOutcome> {
     if req.database.is_some() || req.side_dir.is_some() {
