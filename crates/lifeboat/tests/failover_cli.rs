@@ -15,13 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Env;
+use common::gateways::Gateways;
 use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
-use kube_double::{ApiDouble, Options};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_region::authority::{AuthorityStore, EtcdSettings};
-use serde_json::json;
 
 const REPL_PASSWORD: &str = "repl-Secret-f41l";
 const US: &str = "192.0.2.10";
@@ -30,49 +29,6 @@ const EU: &str = "192.0.2.20";
 /// API test double (one double stands for both regions' clusters).
 const US_NS: &str = "kubernaut-us";
 const EU_NS: &str = "kubernaut-eu";
-
-/// The Kubernetes API test double with a `gateway` Deployment of 2
-/// replicas in each region's namespace; its kubeconfig in `env`.
-fn kube_api(env: &mut Env) -> ApiDouble {
-    // Never the machine's cluster: only the kubeconfig the config names.
-    env.envs
-        .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
-    let api = ApiDouble::start_in_thread_with(Options {
-        pods_delay: Duration::from_millis(100),
-        ..Options::default()
-    });
-    api.write_kubeconfig(env.path("kubeconfig")).unwrap();
-    for ns in [US_NS, EU_NS] {
-        api.insert(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-        api.insert(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "gateway", "namespace": ns},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "gateway"}},
-                "template": {
-                    "metadata": {"labels": {"app": "gateway"}},
-                    "spec": {"containers": [{"name": "app", "image": "kubernaut/gateway"}]}
-                }
-            }
-        }));
-    }
-    api
-}
-
-fn gateway(api: &ApiDouble, ns: &str) -> serde_json::Value {
-    api.get("apps/v1", "Deployment", Some(ns), "gateway")
-        .expect("the gateway Deployment")
-}
-
-/// PATCHes of `ns`'s gateway through the scale subresource.
-fn scale_patches(api: &ApiDouble, ns: &str) -> usize {
-    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/gateway/scale");
-    api.requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.path == path)
-        .count()
-}
 
 #[allow(clippy::too_many_arguments)]
 fn config(
@@ -220,7 +176,7 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
         .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
     env.envs
         .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
-    let api = kube_api(&mut env);
+    let gw = Gateways::start(&mut env, &[US_NS, EU_NS], 2);
     let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
     let port = common::free_port();
     let cfg = config(
@@ -316,14 +272,14 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     };
     assert!(note("quiesce").contains("scaled to 0"), "{doc}");
     assert!(note("scale").contains("gateway 0 → 2"), "{doc}");
-    assert_eq!(scale_patches(&api, US_NS), 2, "down, then back");
-    let g = gateway(&api, US_NS);
+    assert_eq!(gw.scale_patches(US_NS), 2, "down, then back");
+    let g = gw.get(US_NS);
     assert_eq!(g["spec"]["replicas"], 2, "{g}");
     assert!(
         g["metadata"]["annotations"]["lifeboat.io/original-replicas"].is_null(),
         "the recorded count is forgotten once back: {g}"
     );
-    assert_eq!(scale_patches(&api, EU_NS), 0);
+    assert_eq!(gw.scale_patches(EU_NS), 0);
     // The servers say: eu-west writable with every row, us-east a standby
     // streaming from it (no rewind), the epoch row on both.
     assert_eq!(in_recovery(&rt, &west_conn), Some(false));
@@ -437,8 +393,8 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     assert_eq!(sync_names(&rt, &east_conn), "");
     // The new primary region carries all the traffic: its Deployments at
     // their failover counts; the lost region's are left alone.
-    assert_eq!(gateway(&api, US_NS)["spec"]["replicas"], 4, "{doc}");
-    assert_eq!(scale_patches(&api, EU_NS), 0);
+    assert_eq!(gw.get(US_NS)["spec"]["replicas"], 4, "{doc}");
+    assert_eq!(gw.scale_patches(EU_NS), 0);
     sql(&rt, &east_conn, "INSERT INTO orders VALUES (102)");
     let n: i64 = sql(&rt, &east_conn, "SELECT count(*) FROM orders")[0].get(0);
     assert_eq!(n, 102, "every acknowledged row survived");

@@ -207,22 +207,8 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     let _alone = crate::alone::alone(module_path!());
     // A test double of the Kubernetes API (no real API server runs here),
     // holding us-east's writers.
-    let api = kube_double::ApiDouble::start_in_thread();
     let kubeconfig = tempfile::NamedTempFile::new().unwrap();
-    api.write_kubeconfig(kubeconfig.path()).unwrap();
-    api.insert(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubernaut-us"}}));
-    api.insert(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "gateway", "namespace": "kubernaut-us"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "gateway"}},
-            "template": {
-                "metadata": {"labels": {"app": "gateway"}},
-                "spec": {"containers": [{"name": "app", "image": "kubernaut/gateway"}]}
-            }
-        }
-    }));
+    let gw = common::gateways::Gateways::start_at(kubeconfig.path(), &["kubernaut-us"], 2);
     let mut b = bed_with(
         "",
         "",
@@ -235,10 +221,7 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     b.env
         .envs
         .push(("KUBECONFIG".into(), "/nonexistent/kubeconfig".into()));
-    let gateway_replicas = || {
-        api.get("apps/v1", "Deployment", Some("kubernaut-us"), "gateway")
-            .and_then(|d| d["spec"]["replicas"].as_i64())
-    };
+    let gateway_replicas = || gw.replicas("kubernaut-us");
     assert_eq!(gateway_replicas(), Some(2));
     let d = b.daemon("a");
     b.wait_guarding(&d);
@@ -276,12 +259,11 @@ fn losing_the_etcd_majority_fences_the_primary_and_it_stays_fenced() {
     d.poll(BOUND, "us-east's gateway scaled to 0", || {
         (gateway_replicas() == Some(0)).then_some(())
     });
-    let gw = api
-        .get("apps/v1", "Deployment", Some("kubernaut-us"), "gateway")
-        .unwrap();
     assert_eq!(
-        gw["metadata"]["annotations"]["lifeboat.io/original-replicas"], "2",
-        "{gw}"
+        gw.recorded("kubernaut-us").as_deref(),
+        Some("2"),
+        "{}",
+        gw.get("kubernaut-us")
     );
 
     // The majority returns; the daemon reads the authority again, which

@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Env;
+use common::gateways::Gateways;
 use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::conn::ConnConfig;
@@ -28,6 +29,9 @@ use lifeboat_region::replication::target::os_user;
 const REPL_PASSWORD: &str = "repl-Secret-r3j0in";
 const US: &str = "192.0.2.10";
 const EU: &str = "192.0.2.20";
+/// The regions' namespaces in the Kubernetes API test double.
+const US_NS: &str = "kubernaut-us";
+const EU_NS: &str = "kubernaut-eu";
 
 /// The configuration; with `daemon`, the one for a daemon in eu-west: TCP
 /// health checks on both servers, `serve.region: eu-west`, and eu-west not
@@ -46,6 +50,24 @@ fn config(
         format!(
             "\n    health_checks: [{{name: pg, type: tcp, host: 127.0.0.1, port: {port}, request_interval: 1s, failure_threshold: 2}}]"
         )
+    };
+    // The regions' serving Deployments (in the Kubernetes API test double,
+    // `Gateways`) for the rejoin's capacity step; the eu-west daemon's
+    // configuration has none.
+    let deployments = |ns: &str, failover: u32| {
+        if daemon {
+            String::new()
+        } else {
+            format!(
+                "\n    deployments: {{namespace: {ns}, items: [{{name: gateway, replicas: 2, failover_replicas: {failover}}}]}}"
+            )
+        }
+    };
+    let (east_deployments, west_deployments) = (deployments(US_NS, 4), deployments(EU_NS, 3));
+    let kubernetes = if daemon {
+        String::new()
+    } else {
+        format!("kubernetes:\n  kubeconfig: {}\n", Gateways::kubeconfig(env))
     };
     let west_agent = if daemon {
         String::new()
@@ -78,15 +100,15 @@ regions:
       role: primary
       pgdata: {ppgdata}
       control: {{pg_ctl: {{bin_dir: {bin}}}}}{east_check}
-    dns: {{address: {US}}}
+    dns: {{address: {US}}}{east_deployments}
   eu-west:
     postgres:
       url: postgresql://{user}@127.0.0.1:{sport}/postgres
       password: {{env: REGION_PG_PASSWORD}}
       role: standby
       replicates_from: us-east{west_agent}{west_check}
-    dns: {{address: {EU}}}
-replication:
+    dns: {{address: {EU}}}{west_deployments}
+{kubernetes}replication:
   user: lifeboat_replication
   password: {{env: REGION_REPL_PASSWORD}}
 traffic:
@@ -214,6 +236,7 @@ struct Bed {
     b: bind::Bind,
     p: TempCluster,
     env: Env,
+    gw: Gateways,
     cfg: PathBuf,
     daemon_cfg: PathBuf,
     east: ConnConfig,
@@ -289,6 +312,7 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
     env.envs
         .push(("REGION_TSIG_SECRET".into(), b.secret().to_string()));
+    let gw = Gateways::start(&mut env, &[US_NS, EU_NS], 2);
     let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
     let port = common::free_port();
     let cfg = config(&env, &p, port, &pgdata, &etcd.endpoints(), &b, false);
@@ -332,6 +356,8 @@ fn failed_over(wal_log_hints: bool) -> Bed {
     assert_eq!(doc["report"]["outcome"], "done", "{doc}");
     assert_eq!(doc["report"]["epoch"], 2);
     assert_eq!(in_recovery(&rt, &west), Some(false));
+    // eu-west carries all the traffic: its gateway at its failover count.
+    assert_eq!(gw.replicas(EU_NS), Some(3));
     sql(
         &rt,
         &west,
@@ -343,6 +369,7 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         b,
         p,
         env,
+        gw,
         cfg,
         daemon_cfg,
         east,
@@ -398,15 +425,32 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     assert!(refused.contains("is the authority's primary"), "{refused}");
     assert_eq!(in_recovery(rt, &bed.west), Some(false));
 
+    // us-east's writers as its fence left them (the agent beside it was
+    // lost with the region here, so the test puts them there).
+    bed.gw.as_fenced(US_NS, 2);
     let doc = bed
         .env
         .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     let report = &doc["report"];
     assert_eq!(
         steps_of(&doc),
-        ["plan", "fence", "rewind", "follow", "verify", "restore_dns"],
+        [
+            "plan",
+            "fence",
+            "rewind",
+            "follow",
+            "verify",
+            "restore_dns",
+            "capacity"
+        ],
         "{doc}"
     );
+    // Active-active again: us-east's writers back to the count its fence
+    // recorded, eu-west's from its failover count back to its normal one.
+    assert_eq!(report["capacity"]["ok"], true, "{doc}");
+    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{doc}");
+    assert_eq!(bed.gw.recorded(US_NS), None, "{doc}");
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{doc}");
     assert_eq!(report["method"], "rewind", "{doc}");
     assert_eq!(report["server_before"]["kind"], "writable", "{doc}");
     assert_eq!(report["dir"]["rewind"]["wal_log_hints"], true, "{doc}");
@@ -456,9 +500,11 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
         .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     assert_eq!(
         steps_of(&again),
-        ["plan", "verify", "restore_dns"],
+        ["plan", "verify", "restore_dns", "capacity"],
         "{again}"
     );
+    assert_eq!(bed.gw.replicas(US_NS), Some(2));
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2));
     assert!(again["report"]["method"].is_null(), "{again}");
 
     // --- rehearsal ------------------------------------------------------------
@@ -574,7 +620,14 @@ fn without_wal_log_hints_or_checksums_the_old_primary_is_cloned() {
     assert_eq!(steps.first().map(String::as_str), Some("plan"));
     assert!(!steps.iter().any(|s| s == "rewind"), "{doc}");
     assert!(steps.iter().any(|s| s == "clone"), "{doc}");
-    assert_eq!(&steps[steps.len() - 2..], ["verify", "restore_dns"]);
+    assert_eq!(
+        &steps[steps.len() - 3..],
+        ["verify", "restore_dns", "capacity"]
+    );
+    // Never fenced by an agent here: us-east's writers left as they were;
+    // eu-west's back from its failover count.
+    assert_eq!(bed.gw.replicas(US_NS), Some(2));
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2));
 
     assert_eq!(in_recovery(rt, &bed.east), Some(true));
     assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
@@ -629,6 +682,13 @@ fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
     );
     // A standby under the current epoch now, no longer the fenced primary.
     assert_eq!(d.metric("lifeboat_fenced{region=\"us-east\"}"), Some(0.0));
+    // The fence scaled us-east's writers to 0 and the rejoin, which waits
+    // for that, brought them back; eu-west's are back from their failover
+    // count: active-active again.
+    assert!(log.contains("scaled to 0"), "{log}");
+    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{log}");
+    assert_eq!(bed.gw.recorded(US_NS), None);
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{log}");
 
     // The servers say: us-east streams from eu-west, holds what eu-west
     // wrote after the failover and not its own write at the old epoch.

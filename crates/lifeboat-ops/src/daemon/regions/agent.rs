@@ -205,6 +205,10 @@ struct Agent {
     known_primary: Option<String>,
     /// "fenced, holding no lease" logged once.
     told_fenced_no_lease: bool,
+    /// The task scaling the region's writers to 0 after a fence
+    /// ([`Self::fence_writers`]): a rejoin waits for it first, so its
+    /// capacity step brings them back after, never before, they went down.
+    writers_down: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Why a phase with one lease ended.
@@ -235,6 +239,7 @@ async fn run(d: Arc<Daemon>, region: String) {
         rejoin: AutoRejoin::default(),
         known_primary: None,
         told_fenced_no_lease: false,
+        writers_down: None,
     };
     tracing::info!(region = %a.region, fence = a.method.name(), lease_ttl = ?a.timing.lease_ttl,
         renew_interval = ?a.timing.renew_interval, fence_guard = ?a.timing.fence_guard,
@@ -672,7 +677,9 @@ impl Agent {
         };
         let moved = auto::authority_moved(record.epoch, self.own_epoch);
         if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
-            self.rejoin.start(&self.d, &self.region, record.epoch, why);
+            let after = self.writers_down.take();
+            self.rejoin
+                .start(&self.d, &self.region, record.epoch, why, after);
         }
     }
 
@@ -803,10 +810,10 @@ impl Agent {
     /// after its server was fenced, in a task of its own (the fence does
     /// not wait for Kubernetes; it is the server's fence that keeps writes
     /// out).
-    fn fence_writers(&self) {
+    fn fence_writers(&mut self) {
         let d = Arc::clone(&self.d);
         let region = self.region.clone();
-        tokio::spawn(async move {
+        self.writers_down = Some(tokio::spawn(async move {
             let Some(config) = d.ctx.config.as_ref() else {
                 return;
             };
@@ -822,7 +829,7 @@ impl Agent {
                 Err((_, e)) => tracing::error!(region = %region, error = %e,
                     "fenced, but scaling the region's writers to 0 failed: scale them down by hand (the server refuses their writes meanwhile)"),
             }
-        });
+        }));
     }
 
     /// Starts the watchdog when none runs.

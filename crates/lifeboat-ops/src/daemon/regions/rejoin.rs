@@ -166,14 +166,27 @@ impl AutoRejoin {
     }
 
     /// Starts a rejoin of `region` in a task of its own, under the
-    /// authority's `epoch`.
-    pub fn start(&mut self, d: &Arc<Daemon>, region: &str, epoch: u64, why: &'static str) {
+    /// authority's `epoch`, once `after` (the fence's scaling of the
+    /// region's writers to 0, if one runs) has ended: the rejoin brings
+    /// them back last, so it must not overtake it.
+    pub fn start(
+        &mut self,
+        d: &Arc<Daemon>,
+        region: &str,
+        epoch: u64,
+        why: &'static str,
+        after: Option<tokio::task::JoinHandle<()>>,
+    ) {
         let (d, region) = (Arc::clone(d), region.to_string());
         tracing::warn!(region = %region, why, epoch, "auto_rejoin: making this region's server a standby of the current primary");
         let (tx, rx) = tokio::sync::watch::channel(false);
         self.started_under = epoch;
         self.abandon = Some(tx);
         self.task = Some(tokio::spawn(async move {
+            if let Some(writers_down) = after {
+                // Bounded: the scaling has its own timeout.
+                let _ = writers_down.await;
+            }
             let req = rejoin::Request {
                 region: region.clone(),
                 step_timeout: STEP_TIMEOUT,

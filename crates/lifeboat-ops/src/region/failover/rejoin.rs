@@ -13,8 +13,13 @@
 //! The DNS answer set is then what the daemon's steering decides
 //! ([`crate::region::steering::follow_authority`]): every healthy
 //! region that is the primary or a standby that replayed the epoch.
+//! Then the capacity (`scale.rs`): the rejoined region's Deployments back
+//! to what its fence recorded and, when no region is left out any more,
+//! the primary region's from their failover counts back to `replicas`; a
+//! failure there is reported (step `capacity`, not ok) and does not undo
+//! the rejoin.
 //! Running the command again is safe: a region already streaming from the
-//! primary is only verified and its DNS answer restored.
+//! primary is only verified and its DNS answer and capacity restored.
 
 use std::time::{Duration, Instant};
 
@@ -99,6 +104,8 @@ pub struct Report {
     /// it already named the standbys).
     pub synchronous_standby_names: Option<String>,
     pub dns: Option<DnsRestored>,
+    /// The Deployments scaled back (`None`: no region configures any).
+    pub capacity: Option<Capacity>,
 }
 
 /// Runs a rejoin of `req.region`; `note` gets a line per step.
@@ -358,9 +365,29 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             &mut note,
         )
         .await?;
-        Ok::<_, Error>((replica, replayed_epoch, synchronous_standby_names, dns))
+        let capacity = restore_capacity(
+            ctx,
+            config,
+            &AuthorityView {
+                primary: primary.clone(),
+                epoch,
+            },
+            &req.region,
+            &mut note,
+        )
+        .await;
+        Ok::<_, Error>((
+            replica,
+            replayed_epoch,
+            synchronous_standby_names,
+            dns,
+            capacity,
+        ))
     };
-    let (replica, replayed_epoch, synchronous_standby_names, dns) = match req.abandon.clone() {
+    let (replica, replayed_epoch, synchronous_standby_names, dns, capacity) = match req
+        .abandon
+        .clone()
+    {
         None => last_steps.await?,
         Some(mut abandon) => tokio::select! {
             done = last_steps => done?,
@@ -391,7 +418,95 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         replayed_epoch,
         synchronous_standby_names,
         dns,
+        capacity,
     })
+}
+
+/// What the rejoin did to the regions' Deployments (`None`: no region
+/// configures any).
+#[derive(Clone, Debug, Serialize)]
+pub struct Capacity {
+    /// Whether every call succeeded.
+    pub ok: bool,
+    /// One line per region scaled, or why not.
+    pub notes: Vec<String>,
+}
+
+/// The regions other than the primary that may not take traffic yet under
+/// `authority` (pure): not a standby that replayed its epoch. Empty: every
+/// region is back, active-active again.
+pub(crate) fn left_out(
+    regions: &[String],
+    authority: &AuthorityView,
+    servers: &std::collections::BTreeMap<String, steer::ServerFacts>,
+) -> Vec<String> {
+    regions
+        .iter()
+        .filter(|r| !steer::eligible(r, authority, servers.get(*r)))
+        .cloned()
+        .collect()
+}
+
+/// The rejoined region's Deployments back to the counts its fence
+/// recorded; the primary region's back to `replicas` once no region is
+/// left out. Failures are reported, never fatal: the server's rejoin
+/// stands.
+async fn restore_capacity<N: FnMut(&Note)>(
+    ctx: &Ctx,
+    config: &Config,
+    authority: &AuthorityView,
+    rejoined: &str,
+    note: &mut N,
+) -> Option<Capacity> {
+    if !super::scale::any_deployments(config) {
+        return None;
+    }
+    let mut notes = Vec::new();
+    let mut ok = true;
+    let mut push = |r: super::scale::ScaleResult, notes: &mut Vec<String>| match r {
+        Ok(n) => notes.push(n),
+        Err((_, e)) => {
+            ok = false;
+            notes.push(e);
+        }
+    };
+    push(
+        super::scale::bring_back(ctx, config, rejoined).await,
+        &mut notes,
+    );
+    let regions: Vec<String> = config
+        .regions_in_file_order()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let servers = steer::server_facts(ctx, config, &regions).await;
+    let out = left_out(&regions, authority, &servers);
+    if out.is_empty() {
+        push(
+            super::scale::scale_to_normal(ctx, config, &authority.primary).await,
+            &mut notes,
+        );
+    } else {
+        notes.push(format!(
+            "{}: left at its failover counts ({} not back yet: rejoin {} too)",
+            authority.primary,
+            out.join(", "),
+            if out.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    note(&Note {
+        step: "capacity",
+        ok,
+        text: if ok {
+            notes.join("; ")
+        } else {
+            format!(
+                "{} (the rejoin itself stands; scale them by hand, or run rejoin again)",
+                notes.join("; ")
+            )
+        },
+    });
+    Some(Capacity { ok, notes })
 }
 
 /// The highest `lifeboat.authority` row on the server behind `conn`
@@ -658,4 +773,54 @@ pub(crate) async fn restore_dns<N: FnMut(&Note)>(
         ),
     });
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use steer::ServerFacts::{Primary, Standby, Unknown};
+
+    #[test]
+    fn a_region_is_left_out_until_it_replayed_the_epoch() {
+        let authority = AuthorityView {
+            primary: "eu-west".into(),
+            epoch: 3,
+        };
+        let regions: Vec<String> = ["us-east", "eu-west", "ap-south"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let facts = |east, south| {
+            BTreeMap::from([
+                ("us-east".to_string(), east),
+                ("eu-west".to_string(), Primary { epoch: Some(3) }),
+                ("ap-south".to_string(), south),
+            ])
+        };
+        let back = Standby { epoch: Some(3) };
+        assert!(left_out(&regions, &authority, &facts(back, back)).is_empty());
+        for (east, why) in [
+            (Standby { epoch: Some(2) }, "an older epoch replayed"),
+            (Standby { epoch: None }, "no epoch row replayed"),
+            (Primary { epoch: Some(2) }, "a stale primary"),
+            (Unknown, "not reached"),
+        ] {
+            assert_eq!(
+                left_out(&regions, &authority, &facts(east, back)),
+                ["us-east"],
+                "{why}"
+            );
+        }
+        assert_eq!(
+            left_out(&regions, &authority, &facts(Unknown, Unknown)),
+            ["us-east", "ap-south"]
+        );
+        // A region with no facts at all (not asked) is not back either.
+        assert_eq!(
+            left_out(&regions, &authority, &BTreeMap::new()),
+            ["us-east", "ap-south"]
+        );
+    }
 }

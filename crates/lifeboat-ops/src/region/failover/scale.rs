@@ -14,8 +14,12 @@
 //! - a **fence** (the agent, `daemon/regions/agent.rs`) scales the fenced
 //!   region's Deployments to 0 the same way, after the server is fenced,
 //!   and never brings them back: its writers stop retrying a server that
-//!   will not take their writes (a switchover back brings them back to the
-//!   recorded counts).
+//!   will not take their writes (a switchover back, or a rejoin, brings
+//!   them back to the recorded counts);
+//! - a **rejoin** (`rejoin.rs`) brings the rejoined region's Deployments
+//!   back to the counts a fence recorded and, once no region is left out
+//!   (active-active again, the seed's step 6), scales the primary region's
+//!   from their failover counts back to `replicas`.
 //!
 //! Every call is idempotent and retried (`lifeboat_kube::retry`). An error
 //! says whether retrying the step may help (`(transient, detail)`): an
@@ -200,4 +204,35 @@ pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> Sca
         "{region}: scaled for the failover: {}",
         notes.join(", ")
     ))
+}
+
+/// Active-active again (a rejoin): `region`'s Deployments to their normal
+/// `replicas`, from the failover counts [`scale_for_failover`] set.
+pub async fn scale_to_normal(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(format!("{region}: no Deployments configured to scale"));
+    };
+    let mut notes = Vec::new();
+    for (item, w) in d.items.iter().zip(workloads(d)) {
+        let to = i32::try_from(item.replicas).unwrap_or(i32::MAX);
+        let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
+        notes.push(if from == to {
+            format!("{} already at {to}", w.short())
+        } else {
+            format!("{} {from} → {to}", w.short())
+        });
+    }
+    Ok(format!(
+        "{region}: back to its normal counts: {}",
+        notes.join(", ")
+    ))
+}
+
+/// Whether any region configures Deployments (a rejoin reports capacity
+/// only then).
+pub fn any_deployments(config: &Config) -> bool {
+    config
+        .regions_in_file_order()
+        .iter()
+        .any(|(_, r)| r.deployments.is_some())
 }
