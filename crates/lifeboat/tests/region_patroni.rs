@@ -324,17 +324,29 @@ fn one_text(rt: &tokio::runtime::Runtime, conn: &ConnConfig, sql: &str) -> Optio
 }
 
 fn config_yaml(env: &Env, p: &TempCluster, api_port: u16, pg_port: u16) -> PathBuf {
-    config_yaml_with(env, p, api_port, pg_port, "")
+    config_yaml_with(env, p, api_port, pg_port, "", false)
 }
 
-/// [`config_yaml`] with `extra` appended (a `failover:` section).
+/// [`config_yaml`] with `extra` appended (a `failover:` section) and, when
+/// `east_agent`, us-east in agent mode (its `pgdata`, started and stopped
+/// with `pg_ctl`: a rejoin rebuilds it).
 fn config_yaml_with(
     env: &Env,
     p: &TempCluster,
     api_port: u16,
     pg_port: u16,
     extra: &str,
+    east_agent: bool,
 ) -> PathBuf {
+    let agent = if east_agent {
+        format!(
+            "\n      pgdata: {}\n      control: {{pg_ctl: {{bin_dir: {}}}}}",
+            p.data_dir().display(),
+            p.bin_dir().display()
+        )
+    } else {
+        String::new()
+    };
     let yaml = format!(
         r#"repository:
   url: {repo}
@@ -345,7 +357,7 @@ regions:
     postgres:
       url: postgresql://{user}@127.0.0.1:{pport}/postgres
       password: {{env: REGION_PG_PASSWORD}}
-      role: primary
+      role: primary{agent}
   eu-west:
     postgres:
       url: postgresql://{user}@127.0.0.1:{pg_port}/postgres
@@ -596,6 +608,28 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
     let p = TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     );
+    // us-east's server runs under pg_ctl once rejoined: stopped when the
+    // test ends, however it ends. TempCluster passes its port and socket
+    // directory on the command line; a start under pg_ctl reads them from
+    // the data directory.
+    let east_guard = common::standby::SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: p.data_dir(),
+    };
+    {
+        use std::io::Write as _;
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p.data_dir().join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            auto,
+            "port = {}\nunix_socket_directories = '{}'",
+            p.port(),
+            p.socket_dir().display(),
+        )
+        .unwrap();
+    }
     let mut env = Env::init();
     for (k, v) in [
         ("REGION_PG_PASSWORD", p.password().expose()),
@@ -607,7 +641,7 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
     let (api_port, pg_port) = (free_port(), free_port());
     let failover =
         format!("failover:\n  etcd: {{endpoints: [\"{endpoint}\"]}}\n  safety_margin: 1s\n");
-    let cfg = config_yaml_with(&env, &p, api_port, pg_port, &failover);
+    let cfg = config_yaml_with(&env, &p, api_port, pg_port, &failover, true);
     let cfg = cfg.to_str().unwrap();
     // No Patroni cluster yet: replicate makes the replication role it
     // bootstraps with (and says how), as in the test above.
@@ -664,8 +698,10 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
         "the refused switchover changed Patroni's configuration"
     );
 
-    // us-east lost: a manual failover to eu-west.
-    p.stop();
+    // us-east lost: its server stops at once (its directory stays, for the
+    // rejoin below), then a manual failover to eu-west.
+    let east = p.conn_config("postgres");
+    east_guard.stop_now();
     let doc = env.ok_json(&[
         "--config", cfg, "--json", "region", "failover", "--to", "eu-west",
     ]);
@@ -749,6 +785,56 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
         2,
     );
     assert!(again.contains("is the primary already"), "{again}");
+
+    // --- us-east returns: rejoined as a standby of the Patroni primary ------
+    // Neither wal_log_hints nor checksums on us-east: a fresh clone from
+    // eu-west's leader, through a slot that Patroni is told to keep.
+    let doc = env.ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    let report = &doc["report"];
+    assert_eq!(report["method"], "clone", "{doc}");
+    assert_eq!(report["server_before"]["kind"], "down", "{doc}");
+    let config = http_json(api_port, "/config").expect("GET /config");
+    assert_eq!(
+        config["slots"]["lifeboat_us_east"]["type"], "physical",
+        "the slot is one of Patroni's permanent slots: {config}"
+    );
+    // The servers say: us-east in recovery, eu-west's walsender streams to
+    // it through that slot, a row written on eu-west is replayed there, and
+    // so was epoch 2's row.
+    assert_eq!(common::pg::in_recovery(&rt, &east), Some(true));
+    let through_slot = || {
+        one_text(
+            &rt,
+            &west,
+            "SELECT r.state FROM pg_stat_replication r JOIN pg_replication_slots s \
+             ON s.active_pid = r.pid WHERE s.slot_name = 'lifeboat_us_east'",
+        )
+    };
+    let deadline = Instant::now() + WAIT;
+    while through_slot().as_deref() != Some("streaming") {
+        assert!(
+            Instant::now() < deadline,
+            "eu-west never streamed to us-east through lifeboat_us_east: {:?}\n{}",
+            through_slot(),
+            node.log()
+        );
+        std::thread::sleep(POLL);
+    }
+    common::pg::sql(&rt, &west, "INSERT INTO after_failover VALUES (2)");
+    let deadline = Instant::now() + WAIT;
+    while one_text(&rt, &east, "SELECT count(*)::text FROM after_failover").as_deref() != Some("2")
+    {
+        assert!(Instant::now() < deadline, "us-east never replayed row 2");
+        std::thread::sleep(POLL);
+    }
+    assert_eq!(common::pg::authority_epoch(&rt, &east), Some(2));
+    // Again: it already streams; only verified, Patroni's /config untouched.
+    let again = env.ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    assert!(again["report"]["method"].is_null(), "{again}");
+    assert_eq!(
+        http_json(api_port, "/config").unwrap()["slots"],
+        config["slots"]
+    );
     drop(node);
     drop(etcd);
 }

@@ -86,6 +86,34 @@ pub async fn api_of(ctx: &Ctx, name: &str, r: &RegionConfig) -> Result<PatroniAp
     PatroniApi::new(c.url.as_str(), credentials).map_err(|e| Error::usage(e.to_string()))
 }
 
+/// Before Lifeboat makes the slot `slot` on region `name`'s primary (a
+/// standby region will stream through it): when that region is
+/// Patroni-managed, the slot is first made one of its permanent slots
+/// (`PATCH /config` `slots:`), since Patroni drops a physical slot it does
+/// not know at its next loop and the standby would lose its WAL. Says what
+/// was done; `None` for other managers.
+pub async fn keep_slot_on(
+    ctx: &Ctx,
+    name: &str,
+    r: &RegionConfig,
+    slot: &str,
+) -> Result<Option<String>> {
+    if r.postgres.manager() != crate::config::PgManager::Patroni {
+        return Ok(None);
+    }
+    let api = api_of(ctx, name, r).await?;
+    let wrote = api.keep_slot(slot).await.map_err(|e| {
+        patroni_error(e).context(format!(
+            "making {slot} a permanent slot of {name}'s Patroni cluster (before creating it)"
+        ))
+    })?;
+    Ok(Some(if wrote {
+        format!("{slot} added to the permanent slots in {name}'s Patroni /config")
+    } else {
+        format!("{slot} is among the permanent slots in {name}'s Patroni /config already")
+    }))
+}
+
 /// Where the standby region reaches the primary: host and port of its URL
 /// (a Unix socket cannot be reached from another region).
 pub fn primary_host(from: &str, conn: &ConnConfig) -> Result<(String, u16)> {

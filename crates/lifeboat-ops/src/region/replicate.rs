@@ -131,6 +131,7 @@ pub async fn replicate<P: FnMut(&Event)>(
         "`region replicate` seeds the standby's data directory",
     )
     .await?;
+    keep_slot(ctx, req, from, &mut progress).await?;
     let request = ReplicateRequest {
         primary,
         primary_address: None,
@@ -165,6 +166,22 @@ pub async fn replicate<P: FnMut(&Event)>(
         cnpg: None,
         synchronous_standby_names,
     })
+}
+
+/// A Patroni primary region keeps the standby's slot only when it is one
+/// of its permanent slots ([`super::patroni::keep_slot_on`]): made so
+/// before the slot is created.
+async fn keep_slot<P: FnMut(&Event)>(
+    ctx: &Ctx,
+    req: &Request,
+    from: &RegionConfig,
+    progress: &mut P,
+) -> Result<()> {
+    let slot = lifeboat_region::replication::plan::slot_name(&req.to);
+    if let Some(detail) = super::patroni::keep_slot_on(ctx, &req.from, from, &slot).await? {
+        progress(&Event::Manager(ManagerEvent::PrimaryPrepared { detail }));
+    }
+    Ok(())
 }
 
 /// With `replication.synchronous`: names every other region in the
@@ -224,6 +241,9 @@ async fn replicate_managed<P: FnMut(&Event)>(
             )));
         }
     };
+    if manager == PgManager::Patroni {
+        keep_slot(ctx, req, from, progress).await?;
+    }
     let user = config.replication_user().to_string();
     let mut emit = |e: ManagerEvent| progress(&Event::Manager(e));
     let mut report = Report {

@@ -186,6 +186,26 @@ pub fn standby_cluster_removed(config: &Value) -> bool {
     }
 }
 
+/// The body of `PATCH /config` that makes `slot` one of the cluster's
+/// permanent physical slots (`slots:`): Patroni then creates it on its
+/// leader and keeps it, where it drops a physical slot it does not know.
+/// Needed for every slot Lifeboat makes on a Patroni-managed primary (a
+/// standby region streaming from it: `region replicate`, `region rejoin`).
+pub fn permanent_slot_body(slot: &str) -> Value {
+    json!({ "slots": { slot: { "type": "physical" } } })
+}
+
+/// Whether a dynamic configuration lists `slot` as a permanent physical
+/// slot.
+pub fn holds_permanent_slot(config: &Value, slot: &str) -> bool {
+    config
+        .get("slots")
+        .and_then(|s| s.get(slot))
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        == Some("physical")
+}
+
 /// Refuses a Patroni cluster whose database is not the primary's: Patroni
 /// would restart it following the primary, and PostgreSQL would refuse to
 /// stream ("database system identifier differs"). Both identifiers as the
@@ -850,6 +870,30 @@ impl PatroniApi {
 }
 
 impl PatroniApi {
+    /// Makes `slot` a permanent physical slot of the cluster
+    /// ([`permanent_slot_body`]) unless `/config` lists it already, and
+    /// checks the answered configuration. Idempotent; returns whether it
+    /// wrote.
+    pub async fn keep_slot(&self, slot: &str) -> Result<bool, PatroniError> {
+        let current = self.config().await?;
+        if holds_permanent_slot(&current, slot) {
+            return Ok(false);
+        }
+        let body = serde_json::to_vec(&permanent_slot_body(slot)).unwrap_or_default();
+        tracing::info!(url = %self.url(), slot, "adding a permanent slot to Patroni's /config");
+        let answer = self
+            .call(hyper::Method::PATCH, "/config", Some(&body))
+            .await?;
+        let config = parse_json("PATCH /config", &answer)?;
+        if !holds_permanent_slot(&config, slot) {
+            return Err(PatroniError::NotApplied(format!(
+                "slots is {}",
+                config.get("slots").unwrap_or(&Value::Null)
+            )));
+        }
+        Ok(true)
+    }
+
     /// Makes the standby cluster a regular one: `PATCH /config` with
     /// [`leave_standby_body`] unless `/config` has no `standby_cluster`
     /// already, and checks that the answered configuration has none.
@@ -989,6 +1033,24 @@ pub async fn wait_streaming(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_permanent_slot_is_read_back_from_the_configuration() {
+        let slot = "lifeboat_us_east";
+        let body = permanent_slot_body(slot);
+        assert!(holds_permanent_slot(&body, slot));
+        assert!(!holds_permanent_slot(&body, "lifeboat_eu_west"));
+        for config in [
+            json!({}),
+            json!({"slots": null}),
+            json!({"slots": {"lifeboat_us_east": null}}),
+            json!({"slots": {"lifeboat_us_east": {"type": "logical", "database": "x", "plugin": "y"}}}),
+        ] {
+            assert!(!holds_permanent_slot(&config, slot), "{config}");
+        }
+        let merged = json!({"ttl": 30, "slots": {"other": {"type": "physical"}, "lifeboat_us_east": {"type": "physical"}}});
+        assert!(holds_permanent_slot(&merged, slot));
+    }
+
     use super::*;
 
     #[test]

@@ -47,7 +47,17 @@ impl SeededStandby {
 
     /// Stops the server (fast shutdown); fails the test when it cannot.
     pub fn stop(&self) {
-        if let Some(out) = self.pg_ctl_stop("fast") {
+        self.stop_with("fast")
+    }
+
+    /// Stops the server at once (immediate shutdown: a lost region), its
+    /// directory left as it is; fails the test when it cannot.
+    pub fn stop_now(&self) {
+        self.stop_with("immediate")
+    }
+
+    fn stop_with(&self, mode: &str) {
+        if let Some(out) = self.pg_ctl_stop(mode) {
             assert!(
                 out.status.success(),
                 "pg_ctl stop: {}",

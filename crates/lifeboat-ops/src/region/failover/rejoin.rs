@@ -140,18 +140,21 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
             .to_string(),
         ));
     }
+    // The primary may be a Patroni cluster (the slot is then one of its
+    // permanent slots); the region rejoined is driven by Lifeboat itself.
     for name in [primary.as_str(), req.region.as_str()] {
         let m = region(config, name)?.postgres.manager();
-        if m != PgManager::Postgres {
+        if m != PgManager::Postgres && !(name == primary && m == PgManager::Patroni) {
             return Err(Error::usage(format!(
-                "regions.{name}.postgres.manager is {m}: rejoin drives `manager: postgres` regions \
-                 only so far (a rejoin to or from a Patroni or CloudNativePG region is not built)"
+                "regions.{name}.postgres.manager is {m}: rejoin makes `manager: postgres` regions \
+                 standbys (of a postgres or Patroni primary); rejoining a Patroni or \
+                 CloudNativePG region, or to a CloudNativePG primary, is not built"
             ))
             .with_hint(format!(
-                "make {} a standby of {primary} yourself: a fresh copy of {primary}'s data, then \
-                 `lifeboat region replicate --from {primary} --to {} --replace`; a slot Lifeboat \
-                 makes on a Patroni primary must be listed under `slots:` (or `ignore_slots:`) in \
-                 its /config, or Patroni drops it",
+                "make {} a standby of {primary} with its manager (Patroni: `standby_cluster` in \
+                 its /config; CloudNativePG: the Cluster's `replica` section), or a fresh copy \
+                 of {primary}'s data then `lifeboat region replicate --from {primary} --to {} \
+                 --replace`",
                 req.region, req.region
             )));
         }
@@ -311,7 +314,7 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
                     continue;
                 }
             },
-            Step::Follow => follow(ctx, config, &target, &primary_conn, t).await?,
+            Step::Follow => follow(ctx, config, &target, (&primary, &primary_conn), t).await?,
             Step::Clone => clone(ctx, &primary, &req.region, &mut note).await?,
             Step::Verify => String::new(),
             Step::RestoreDns => String::new(),
@@ -542,12 +545,19 @@ async fn follow(
     ctx: &Ctx,
     config: &Config,
     target: &StandbyTarget,
-    primary: &ConnConfig,
+    (primary_name, primary): (&str, &ConnConfig),
     timeout: Duration,
 ) -> Result<String> {
     let user = config.replication_user().to_string();
     let password = replication_password(ctx, config).await?;
     let slot = slot_name(&target.name);
+    let kept = crate::region::patroni::keep_slot_on(
+        ctx,
+        primary_name,
+        region(config, primary_name)?,
+        &slot,
+    )
+    .await?;
     create_slot(primary, &slot, Retry::default())
         .await
         .map_err(|e| Error::failure(format!("creating the slot {slot} on the primary: {e}")))?;
@@ -564,12 +574,13 @@ async fn follow(
         .await
         .map_err(|e| Error::failure(e.to_string()))?;
     Ok(format!(
-        "{} started as a standby; its WAL receiver is {} (slot {slot}, timeline {})",
+        "{} started as a standby; its WAL receiver is {} (slot {slot}, timeline {}){}",
         target.name,
         w.status,
         w.received_tli
             .map(|t| t.to_string())
-            .unwrap_or_else(|| "?".into())
+            .unwrap_or_else(|| "?".into()),
+        kept.map(|k| format!("; {k}")).unwrap_or_default()
     ))
 }
 
