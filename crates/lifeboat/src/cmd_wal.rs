@@ -5,7 +5,7 @@
 //! `--json` asks for their result; a failure is one `error:` line.
 
 use clap::{Args, Subcommand};
-use lifeboat_ops::error::{OK, Result};
+use lifeboat_ops::error::{NOT_FOUND, OK, Result};
 use lifeboat_ops::wal::{self, FetchRequest, ListRequest, PushRequest, WalListing};
 
 use crate::context::Ctx;
@@ -38,6 +38,13 @@ pub struct FetchArgs {
     pub name: String,
     /// Where to write it (%p)
     pub dest: std::path::PathBuf,
+    /// On any failure but "not in the archive", exit 128 + the usual code (e.g. 132 for a damaged
+    /// copy, 134 for a wrong key, 136 for storage, 129 otherwise): PostgreSQL aborts the recovery
+    /// on a status above 125 instead of taking the failure for the end of the archive. For an
+    /// archive recovery (Lifeboat's own recovery servers use it); not for a standby's
+    /// restore_command, which should ask again later
+    #[arg(long)]
+    pub fatal_errors: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,7 +77,21 @@ pub async fn run(ctx: &Ctx, c: WalCommand) -> Result<i32> {
                     dest: a.dest,
                 },
             )
-            .await?;
+            .await;
+            let fetched = match fetched {
+                Err(e) if a.fatal_errors && e.code() != NOT_FOUND => {
+                    // PostgreSQL logs this line, then aborts the recovery.
+                    eprintln!("error: {}", e.message);
+                    eprintln!(
+                        "hint: {} (exit {} = 128 + {}: fatal to PostgreSQL's recovery)",
+                        e.hint(),
+                        128 + e.code(),
+                        e.code()
+                    );
+                    return Ok(128 + e.code());
+                }
+                r => r?,
+            };
             if ctx.json() {
                 print_json(&fetched)?;
             }

@@ -305,6 +305,18 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
         format!("error: {missing} is not in the archive")
     );
     assert!(!dest.exists());
+    // --fatal-errors (an archive recovery's restore_command) keeps exit 3
+    // for a name not there: PostgreSQL ends recovery there as it should.
+    a.fails(
+        &[
+            "wal",
+            "fetch",
+            "--fatal-errors",
+            missing,
+            dest.to_str().unwrap(),
+        ],
+        3,
+    );
     // not a WAL name: a usage error
     a.fails(
         &["wal", "fetch", "../etc/passwd", dest.to_str().unwrap()],
@@ -324,6 +336,21 @@ fn postgres_archives_through_wal_push_and_fetch_returns_the_same_bytes() {
         err.contains(&format!("wal/00000001/{name2}/0")) && err.contains("integrity"),
         "{err}"
     );
+    assert!(!dest.exists(), "no bytes handed over");
+    // With --fatal-errors: 128 + 4, which PostgreSQL takes as fatal (the
+    // recovery aborts instead of ending at the damaged segment).
+    let err = a.fails(
+        &[
+            "wal",
+            "fetch",
+            "--fatal-errors",
+            name2,
+            dest.to_str().unwrap(),
+        ],
+        132,
+    );
+    assert!(err.contains("integrity"), "{err}");
+    assert!(err.contains("fatal to PostgreSQL's recovery"), "{err}");
     assert!(!dest.exists(), "no bytes handed over");
 
     // check and prune leave WAL objects alone

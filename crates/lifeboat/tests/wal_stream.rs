@@ -419,3 +419,195 @@ fn recovery_point_under_pgbench() {
         drop(d);
     }
 }
+
+/// The daemon streams from a standby (the source's URL names it), which is
+/// then promoted: `pg_receivewal` follows it onto timeline 2 and what the
+/// daemon stores follows too (the history file, timeline 2's segments),
+/// `check` finds no gap, and a base backup taken from the standby before
+/// the promotion restores to the latest point through both timelines,
+/// holding rows written on each (by their values).
+#[test]
+fn streaming_follows_a_promoted_standby_onto_its_new_timeline() {
+    use common::archive::{Archive, labels, one};
+    let rt = rt();
+    let mut a = Archive::new();
+    let primary = TempCluster::start_with(lifeboat_postgres::ClusterOptions {
+        settings: vec![
+            ("wal_level".into(), "replica".into()),
+            ("max_wal_senders".into(), "4".into()),
+            // A base backup taken on a standby needs the primary's
+            // full-page writes.
+            ("full_page_writes".into(), "on".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("start PostgreSQL 15 (run scripts/test.sh to install it)");
+    a.password = primary.password().expose().to_string();
+    a.env.envs.push(("PGPASSWORD".into(), a.password.clone()));
+    one(
+        &rt,
+        &primary,
+        "CREATE TABLE pitr (id serial PRIMARY KEY, label text NOT NULL); \
+         INSERT INTO pitr (label) VALUES ('before'); CHECKPOINT; SELECT 1",
+    );
+    let standby = primary
+        .streaming_standby(&[("max_wal_senders".into(), "4".into())])
+        .expect("start a streaming standby of the primary");
+    // Whether `c` holds the row labelled `label`.
+    let replayed = |c: &TempCluster, label: &str| {
+        one(
+            &rt,
+            c,
+            "SELECT coalesce(string_agg(label, ',' ORDER BY id), '') FROM pitr",
+        )
+        .split(',')
+        .any(|l| l == label)
+    };
+    common::poll(
+        Duration::from_secs(60),
+        "the standby to replay 'before'",
+        || replayed(&standby, "before").then_some(()),
+    );
+    let mut yaml = std::fs::read_to_string(&a.config).unwrap();
+    yaml.push_str(&format!(
+        "sources:\n  main:\n    kind: postgres\n    postgres:\n      url: {url}\n\
+         serve:\n  lease: 10s\n\
+         wal:\n  spool_dir: {spool}\n  streaming:\n    main:\n      partial_interval: 1s\n",
+        url = standby.url("postgres"),
+        spool = a.env.path("spool").display(),
+    ));
+    std::fs::write(&a.config, yaml).unwrap();
+    let d = Daemon::start_active(&a.env, &a.config, "timeline");
+    // A base backup of a standby starts at its last restartpoint, which may
+    // be older than the slot the streamer made (`check` then says that
+    // backup cannot be recovered): a checkpoint on the primary once the
+    // streamer runs, replayed and made the standby's restartpoint.
+    d.poll(Duration::from_secs(60), "the streamer to run", || {
+        metric(&scrape(&d), "lifeboat_wal_streaming_up").filter(|&v| v == 1.0)
+    });
+    one(
+        &rt,
+        &primary,
+        "CHECKPOINT; SELECT pg_current_wal_lsn()::text",
+    );
+    let at = parse_lsn(&one(&rt, &primary, "SELECT pg_current_wal_lsn()::text"));
+    common::poll(
+        Duration::from_secs(60),
+        "the standby to replay the checkpoint",
+        || {
+            (parse_lsn(&one(&rt, &standby, "SELECT pg_last_wal_replay_lsn()::text")) >= at)
+                .then_some(())
+        },
+    );
+    one(&rt, &standby, "CHECKPOINT; SELECT 1");
+    let backup = a.ok_json(&["backup", "physical", "--source", "main"]);
+    assert_eq!(backup["facts"]["from_standby"], true, "{backup:#}");
+    assert_eq!(backup["facts"]["timeline"], 1, "{backup:#}");
+
+    // Timeline 1: a row, a segment switch on the primary, archived through
+    // the standby's walsender.
+    one(
+        &rt,
+        &primary,
+        "INSERT INTO pitr (label) VALUES ('on-1'); SELECT pg_switch_wal()::text",
+    );
+    common::poll(
+        Duration::from_secs(60),
+        "the standby to replay 'on-1'",
+        || replayed(&standby, "on-1").then_some(()),
+    );
+    let lsn = parse_lsn(&one(&rt, &standby, "SELECT pg_last_wal_replay_lsn()::text"));
+    wait_archived(&d, lsn, "timeline 1 archived through the standby");
+
+    // The standby promoted (its primary gone), then written to.
+    drop(primary);
+    assert_eq!(
+        one(&rt, &standby, "SELECT pg_promote(true, 60)::text"),
+        "true"
+    );
+    assert_eq!(
+        one(&rt, &standby, "SELECT pg_is_in_recovery()::text"),
+        "false"
+    );
+    one(
+        &rt,
+        &standby,
+        "INSERT INTO pitr (label) VALUES ('on-2'); SELECT pg_switch_wal()::text",
+    );
+    let lsn = parse_lsn(&one(&rt, &standby, "SELECT pg_current_wal_lsn()::text"));
+    wait_archived(&d, lsn, "timeline 2 archived after the promotion");
+
+    // The repository: the history file, and timeline 2's segments.
+    let wal = objects(&PathBuf::from(&a.env.repo), "wal");
+    // Every component of every object's key (a name, its epoch…).
+    let names: Vec<String> = wal
+        .keys()
+        .flat_map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "00000002.history"),
+        "{names:?}\n{}",
+        d.log_text()
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.len() == 24 && n.starts_with("00000002")),
+        "{names:?}"
+    );
+    // No gap: `check` and `wal list` agree.
+    let (code, out, err) = a.run(&["check"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(!out.contains("GAPS"), "{out}");
+    let listing = a.ok_json(&["wal", "list"]);
+    let timelines = listing["timelines"].as_array().unwrap();
+    let numbers: Vec<i64> = timelines
+        .iter()
+        .map(|t| t["timeline"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2], "{listing:#}");
+    for t in timelines {
+        assert_eq!(t["gaps"], serde_json::json!([]), "{listing:#}");
+    }
+    assert_eq!(timelines[1]["history"], true, "{listing:#}");
+
+    // A recovery from the base backup (timeline 1) to the latest point
+    // crosses onto timeline 2 and holds the rows written on both.
+    drop(d);
+    let restore = |dir: &Path| {
+        a.run(&[
+            "--json",
+            "restore",
+            "physical",
+            "latest",
+            "--pgdata",
+            dir.to_str().unwrap(),
+            "--to-latest",
+            "--timeout",
+            "5m",
+        ])
+    };
+    // First, the recovery server (run as `postgres`) cannot read what the
+    // daemon (run as root here) stored: its `wal fetch` fails, and the
+    // recovery is aborted with that error instead of ending at the base
+    // backup as if the archive were empty there.
+    let dir = a.env.path("restored-unreadable");
+    let (code, out, err) = restore(&dir);
+    assert_eq!(code, Some(7), "{out}\n{err}");
+    assert!(
+        err.contains("fetching WAL from the repository failed"),
+        "{err}"
+    );
+    // Readable by the server's user, as a deployment must make it.
+    common::archive::chown_postgres(Path::new(&a.env.repo));
+    let dir = a.env.path("restored");
+    let (code, out, err) = restore(&dir);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["last_archived"], "000000020000000000000004",
+        "the end of the archive is on timeline 2: {v}"
+    );
+    assert_eq!(labels(&dir, "pitr"), ["before", "on-1", "on-2"], "{v}");
+    assert_eq!(v["timeline"], 3, "promoted past timeline 2: {v}");
+}

@@ -87,6 +87,19 @@ pub fn archive_gaps(present: &[u64], after: u64, limit: usize) -> (Option<u64>, 
     (Some(last), missing)
 }
 
+/// The timeline a recovery to the end of the archive follows from a base
+/// backup on `backup`: PostgreSQL's `recovery_target_timeline = latest`
+/// takes the newest timeline whose history file is archived (and refuses to
+/// start when that timeline does not descend from the backup's); with no
+/// newer history file, the backup's own.
+pub fn newest_timeline(backup: u32, histories: impl IntoIterator<Item = u32>) -> u32 {
+    histories
+        .into_iter()
+        .filter(|&t| t > backup)
+        .max()
+        .unwrap_or(backup)
+}
+
 /// Checks the recovered server's replay position against the target:
 /// for a time, the last replayed commit is not after it; for an LSN
 /// (inclusive), replay went at least to it; for the end of the archive,
@@ -133,6 +146,16 @@ pub fn check_replay(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recovery_follows_the_newest_archived_timeline() {
+        assert_eq!(newest_timeline(1, []), 1);
+        assert_eq!(newest_timeline(1, [2]), 2);
+        assert_eq!(newest_timeline(1, [3, 2]), 3);
+        // Older timelines' history files do not move a backup back.
+        assert_eq!(newest_timeline(3, [2]), 3);
+        assert_eq!(newest_timeline(2, [2, 1]), 2);
+    }
+
     use super::*;
 
     fn facts(stop: &str, lsn: u64, xid: u64) -> PhysicalFacts {

@@ -39,7 +39,7 @@ use lifeboat_repo::restore::{read_item, restore_item};
 use lifeboat_repo::snapshot::SnapshotRef;
 use serde::Serialize;
 
-use super::plan::{Candidate, archive_gaps, check_replay, choose, reaches, why_not};
+use super::plan::{self, Candidate, archive_gaps, check_replay, choose, reaches, why_not};
 use super::{PhysicalFacts, physical_facts};
 use crate::context::Ctx;
 use crate::error::{Error, FAILURE, INTEGRITY, NOT_FOUND, Result, VERIFY_FAILED, fail, usage};
@@ -180,17 +180,52 @@ async fn archive_after(
     f: &PhysicalFacts,
 ) -> Result<(Option<String>, Vec<String>)> {
     let seg = f.wal_segment_size.max(1 << 20);
-    let present: Vec<u64> = lifeboat_repo::wal::list(repo)
+    let keys: Vec<_> = lifeboat_repo::wal::list(repo)
         .await?
         .into_iter()
-        .filter(|(k, _)| k.timeline == f.timeline)
-        .filter_map(|(k, _)| SegmentName::parse(&k.name))
-        .map(|s| s.number(seg))
+        .map(|(k, _)| k)
         .collect();
+    let segments_on = |tl: u32| -> Vec<u64> {
+        keys.iter()
+            .filter(|k| k.timeline == tl)
+            .filter_map(|k| SegmentName::parse(&k.name))
+            .map(|s| s.number(seg))
+            .collect()
+    };
+    // The timeline recovery follows: PostgreSQL's `recovery_target_timeline
+    // = latest` takes the newest timeline whose history file is archived.
+    let newest = plan::newest_timeline(
+        f.timeline,
+        keys.iter()
+            .filter(|k| k.name.ends_with(".history"))
+            .map(|k| k.timeline),
+    );
     let stop_seg = f.stop_lsn.0 / seg;
-    let (last, missing) = archive_gaps(&present, stop_seg, 20);
-    let name = |n: u64| Lsn(n * seg).segment_name(f.timeline, seg);
+    let (last, missing) = if newest == f.timeline {
+        let present = segments_on(f.timeline);
+        let (later, missing) = archive_gaps(&present, stop_seg, 20);
+        // The stop segment itself counts as archived (recovery reads past
+        // the backup's end in it).
+        let last = later.or_else(|| present.contains(&stop_seg).then_some(stop_seg));
+        (last, missing)
+    } else {
+        // Past the switch the newest timeline's own segments are read;
+        // its gaps between its first and last segment stop recovery too.
+        let present = segments_on(newest);
+        let first = present.iter().copied().min().unwrap_or(stop_seg);
+        archive_gaps(&present, first.saturating_sub(1), 20)
+    };
+    let name = |n: u64| Lsn(n * seg).segment_name(newest, seg);
     Ok((last.map(name), missing.into_iter().map(name).collect()))
+}
+
+/// The last error `wal fetch` printed into the recovery server's log
+/// (its standard error goes there), if any.
+fn fetch_error(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(str::to_string)
 }
 
 /// Environment variables (name, value) a child process is given.
@@ -228,7 +263,11 @@ fn restore_command(ctx: &Ctx) -> Result<(Vec<String>, EnvVars)> {
     } else if let Some(p) = &g.password_file {
         argv.extend(["--password-file".into(), abs(p)?]);
     }
-    argv.extend(["wal", "fetch", "%f", "%p"].map(String::from));
+    // --fatal-errors: a copy that cannot be read (damaged, a wrong key, the
+    // storage or the repository's files unreadable by the server's user)
+    // aborts the recovery instead of ending it there as if the archive
+    // ended: never a silently shorter history.
+    argv.extend(["wal", "fetch", "--fatal-errors", "%f", "%p"].map(String::from));
     // The settings Lifeboat reads from its environment (a passphrase in
     // LIFEBOAT_PASSWORD, S3 credentials) reach the command through the
     // server's environment, never through the configuration file.
@@ -695,16 +734,23 @@ pub async fn recover(
         let why = match verdict {
             LogVerdict::EndedEarly(line) => format!(
                 "recovery ended before reaching {}: the archive's WAL ran out first (PostgreSQL: \
-                 {line}). The last segment archived on timeline {} is {}; a segment missing \
-                 before the target stops recovery there",
+                 {line}). The last segment archived on the timeline recovery follows is {}; a \
+                 segment missing before the target stops recovery there",
                 req.target,
-                f.timeline,
                 last_archived.unwrap_or("none")
             ),
-            _ => format!(
-                "the recovery server stopped; its log:\n{}",
-                server.log_tail()
-            ),
+            _ => match fetch_error(&log) {
+                // `wal fetch --fatal-errors` failed and PostgreSQL aborted.
+                Some(line) => format!(
+                    "recovery was aborted: fetching WAL from the repository failed ({line}); \
+                     nothing past that point was recovered. The recovery server's log:\n{}",
+                    server.log_tail()
+                ),
+                None => format!(
+                    "the recovery server stopped; its log:\n{}",
+                    server.log_tail()
+                ),
+            },
         };
         return Err(fail(VERIFY_FAILED, why));
     }
