@@ -116,6 +116,8 @@ struct BackupResult<'a> {
     duration_seconds: f64,
     stats: &'a lifeboat_repo::snapshot::BackupStats,
     facts: &'a ops::PhysicalFacts,
+    /// Why the base backup may not be recoverable (also on stderr).
+    archive_warning: Option<&'a str>,
 }
 
 pub async fn backup(ctx: &Ctx, a: BackupPhysicalArgs) -> Result<i32> {
@@ -155,6 +157,7 @@ pub async fn backup(ctx: &Ctx, a: BackupPhysicalArgs) -> Result<i32> {
             duration_seconds: s.duration_seconds,
             stats: s,
             facts: f,
+            archive_warning: done.archive_warning.as_deref(),
         })?;
     } else {
         println!(

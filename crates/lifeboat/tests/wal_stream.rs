@@ -479,12 +479,24 @@ fn streaming_follows_a_promoted_standby_onto_its_new_timeline() {
     std::fs::write(&a.config, yaml).unwrap();
     let d = Daemon::start_active(&a.env, &a.config, "timeline");
     // A base backup of a standby starts at its last restartpoint, which may
-    // be older than the slot the streamer made (`check` then says that
-    // backup cannot be recovered): a checkpoint on the primary once the
-    // streamer runs, replayed and made the standby's restartpoint.
-    d.poll(Duration::from_secs(60), "the streamer to run", || {
-        metric(&scrape(&d), "lifeboat_wal_streaming_up").filter(|&v| v == 1.0)
-    });
+    // be older than the slot the streamer made: `backup physical` says at
+    // once that such a backup cannot be recovered, once the archive holds
+    // anything (here the segment being streamed, as partial versions).
+    let partial = PathBuf::from(&a.env.repo).join("wal-partial");
+    d.poll(
+        Duration::from_secs(60),
+        "the streamer to store something",
+        || walk(&partial).into_iter().next().map(|_| ()),
+    );
+    let early = a.ok_json(&["backup", "physical", "--source", "main"]);
+    let warning = early["archive_warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("this base backup cannot be recovered"),
+        "{early:#}"
+    );
+    // As the warning says: a checkpoint on the primary, replayed and made
+    // the standby's restartpoint, then another base backup (the early one
+    // forgotten, or `check` would name it unrecoverable).
     one(
         &rt,
         &primary,
@@ -501,6 +513,8 @@ fn streaming_follows_a_promoted_standby_onto_its_new_timeline() {
     );
     one(&rt, &standby, "CHECKPOINT; SELECT 1");
     let backup = a.ok_json(&["backup", "physical", "--source", "main"]);
+    assert!(backup["archive_warning"].is_null(), "{backup:#}");
+    a.ok(&["forget", "--source", "main", "--keep-last", "1"]);
     assert_eq!(backup["facts"]["from_standby"], true, "{backup:#}");
     assert_eq!(backup["facts"]["timeline"], 1, "{backup:#}");
 

@@ -10,9 +10,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use lifeboat_postgres::basebackup::run::{PgBaseBackup, program};
-use lifeboat_postgres::basebackup::{SqlError, manifest_wal_range, parse_backup_label};
+use lifeboat_postgres::basebackup::{Lsn, SqlError, manifest_wal_range, parse_backup_label};
 use lifeboat_postgres::conn::pg_message;
+use lifeboat_postgres::wal::SegmentName;
 use lifeboat_postgres::{Client, tools};
+use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::physical::{DATA_ITEM, DEFAULT_BLOCK, FILES_ITEM, KIND, block_chunker};
 use lifeboat_repo::snapshot::SnapshotRef;
@@ -38,6 +40,9 @@ pub struct BackupRequest {
 pub struct BackupOutcome {
     pub snap: SnapshotRef,
     pub facts: PhysicalFacts,
+    /// Why this base backup may not be recoverable as things stand (see
+    /// [`archive_warning`]); `None` when nothing says so.
+    pub archive_warning: Option<String>,
 }
 
 /// What the server says before the backup.
@@ -207,7 +212,59 @@ pub async fn backup_source(
         seconds = started.elapsed().as_secs_f64(),
         "physical backup done"
     );
-    Ok(BackupOutcome { snap, facts })
+    let archive_warning = archive_warning(repo, &facts).await;
+    if let Some(w) = &archive_warning {
+        tracing::warn!(snapshot = %snap.id, "{w}");
+        reporter.note(&format!("warning: {w}"));
+    }
+    Ok(BackupOutcome {
+        snap,
+        facts,
+        archive_warning,
+    })
+}
+
+/// A base backup needs the archive from its start segment on. When the
+/// archive on its timeline already holds later segments but not that one
+/// (WAL streamed through a slot made after the backup's start: a backup of
+/// a standby starts at its last restartpoint, which can be older), the
+/// segment will not arrive by streaming, and `check` will call the backup
+/// unrecoverable: said now, while another backup can still be taken. An
+/// empty archive on the timeline says nothing (the segment may be on its
+/// way); a listing that fails is not this backup's failure.
+async fn archive_warning(repo: &Repository, f: &PhysicalFacts) -> Option<String> {
+    let seg = f.wal_segment_size.max(1 << 20);
+    let mut present: Vec<u64> = lifeboat_repo::wal::list(repo)
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|(k, _)| k.timeline == f.timeline)
+        .filter_map(|(k, _)| SegmentName::parse(&k.name))
+        .map(|s| s.number(seg))
+        .collect();
+    // The segment being streamed exists only as partial versions.
+    present.extend(
+        lifeboat_repo::wal::partial::list(repo)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|(k, _)| k.timeline == f.timeline)
+            .filter_map(|(k, _)| SegmentName::parse(&k.segment))
+            .map(|s| s.number(seg)),
+    );
+    let start = f.start_lsn.0 / seg;
+    let first = super::plan::archive_starts_after(&present, start)?;
+    let name = |n: u64| Lsn(n * seg).segment_name(f.timeline, seg);
+    Some(format!(
+        "the archive on timeline {} starts at {}, after this base backup's start segment {}: \
+         unless {} still reaches the archive (archive_command), this base backup cannot be \
+         recovered. Streaming from a standby? Its base backup starts at its last restartpoint: \
+         run CHECKPOINT on the primary, then on the standby, and take another",
+        f.timeline,
+        name(first),
+        name(start),
+        name(start)
+    ))
 }
 
 /// The facts, from what the stream carried and what the server says now.

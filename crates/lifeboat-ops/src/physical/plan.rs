@@ -87,6 +87,15 @@ pub fn archive_gaps(present: &[u64], after: u64, limit: usize) -> (Option<u64>, 
     (Some(last), missing)
 }
 
+/// The first archived segment when the archive (segment numbers
+/// `present`, one timeline) holds segments but not `start` and starts
+/// after it: a base backup starting in `start` cannot be recovered from
+/// it. `None` otherwise (empty, or holding `start` or earlier).
+pub fn archive_starts_after(present: &[u64], start: u64) -> Option<u64> {
+    let first = present.iter().copied().min()?;
+    (first > start && !present.contains(&start)).then_some(first)
+}
+
 /// The timeline a recovery to the end of the archive follows from a base
 /// backup on `backup`: PostgreSQL's `recovery_target_timeline = latest`
 /// takes the newest timeline whose history file is archived (and refuses to
@@ -146,6 +155,19 @@ pub fn check_replay(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_archive_that_starts_after_the_backup_is_told() {
+        assert_eq!(archive_starts_after(&[], 3), None, "nothing archived yet");
+        assert_eq!(archive_starts_after(&[3, 4], 3), None);
+        assert_eq!(
+            archive_starts_after(&[1, 2, 5], 3),
+            None,
+            "a gap: check's job"
+        );
+        assert_eq!(archive_starts_after(&[4, 5], 3), Some(4));
+        assert_eq!(archive_starts_after(&[5, 4], 3), Some(4));
+    }
+
     #[test]
     fn recovery_follows_the_newest_archived_timeline() {
         assert_eq!(newest_timeline(1, []), 1);
