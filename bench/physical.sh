@@ -166,11 +166,16 @@ LB_BIN=$S/bin/lifeboat
 PGBR_DEB=$(command -v pgbackrest)
 declare -A PGBR_BIN
 for c in "${PGBR_CONFIGS[@]}"; do PGBR_BIN[$c]=$PGBR_DEB; done
-if [[ -n ${PGBACKREST_NEW:-} ]]; then
+PGBACKREST_NEW=${PGBACKREST_NEW:-}
+NEW_COMPRESS=${PGBACKREST_NEW_COMPRESS:-}
+# pgBackRest reads every PGBACKREST_* variable as an option ("invalid option 'new'")
+export -n PGBACKREST_NEW PGBACKREST_NEW_COMPRESS
+if [[ -n $PGBACKREST_NEW ]]; then
   cp "$PGBACKREST_NEW" "$S/bin/pgbackrest-new"
   PGBR_BIN[new]=$S/bin/pgbackrest-new
   PGBR_CONFIGS+=(new)
 fi
+for c in "${PGBR_CONFIGS[@]}"; do mkdir -p "$S/pgbr-$c.log"; done
 chown -R postgres:postgres "$S"
 
 LBR=$S/lifeboat-repo
@@ -213,8 +218,8 @@ for c in "${PGBR_CONFIGS[@]}"; do
     zst) PGBR_CONF[$c]=$(pgbr_conf zst "$S/pgbr-zst-repo" compress-type=zst compress-level=1) ;;
     new)
       extra=(repo1-bundle=y repo1-block=y)
-      if [[ -n ${PGBACKREST_NEW_COMPRESS:-} ]]; then
-        extra+=("compress-type=${PGBACKREST_NEW_COMPRESS%%:*}" "compress-level=${PGBACKREST_NEW_COMPRESS##*:}")
+      if [[ -n $NEW_COMPRESS ]]; then
+        extra+=("compress-type=${NEW_COMPRESS%%:*}" "compress-level=${NEW_COMPRESS##*:}")
       fi
       PGBR_CONF[$c]=$(pgbr_conf new "$S/pgbr-new-repo" "${extra[@]}") ;;
     *) echo "unknown pgBackRest configuration $c (gz, zst)" >&2; exit 2 ;;
@@ -255,14 +260,16 @@ q "ALTER SYSTEM SET archive_command = '$ARCH %p'"
 q "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 
-# wait until the server's current segment (switched) has been archived
+# wait until the server's current segment (switched) and everything before it
+# are archived: no .ready file left (pg_switch_wal marks the segment .ready before
+# it returns; last_archived_wal is no help, a .backup label can come after a
+# later segment)
 archive_catch_up() {
-  local seg
-  seg=$(q "SELECT pg_walfile_name(pg_switch_wal())")
+  q "SELECT pg_switch_wal()" >/dev/null
   local i=0
-  until [[ $(q "SELECT last_archived_wal >= '$seg' FROM pg_stat_archiver") == t ]]; do
-    sleep 0.5; i=$((i + 1))
-    (( i < 7200 )) || { log "archiver stuck before $seg"; exit 1; }
+  while compgen -G "$D/data/pg_wal/archive_status/*.ready" >/dev/null; do
+    sleep 0.2; i=$((i + 1))
+    (( i < 18000 )) || { log "archiver stuck"; exit 1; }
   done
 }
 archive_catch_up
@@ -270,7 +277,7 @@ log "database $DB: $DB_BYTES bytes; cluster $CLUSTER_BYTES bytes; tools: lifeboa
 {
   echo "# lifeboat: $("$LB_BIN" --version) ($LIFEBOAT_BIN)"
   echo "# pgbackrest: $("$PGBR_DEB" version) ($PGBR_DEB)"
-  [[ -z ${PGBACKREST_NEW:-} ]] || echo "# pgbackrest new: $("$PGBACKREST_NEW" version) ($PGBACKREST_NEW)"
+  [[ -z $PGBACKREST_NEW ]] || echo "# pgbackrest new: $("$PGBACKREST_NEW" version) ($PGBACKREST_NEW)"
   echo "# postgres: $("$PGBIN/postgres" --version)"
   echo "# $(nproc) cores; size $SIZE hours $HOURS churn $CHURN; pitr ${PITR_SECONDS}s at ${PITR_RATE} tps"
   for c in "${PGBR_CONFIGS[@]}"; do sed "s/^/# $c: /" "${PGBR_CONF[$c]}"; done
