@@ -54,6 +54,7 @@
 #   BENCH_PITR_SECONDS     pgbench time past the base backup (PITR)       [600]
 #   BENCH_PITR_RATE        pgbench -R (transactions/s)                    [300]
 #   BENCH_PUSH_SEGMENTS    segments for the archive-push throughput       [32]
+#   BENCH_RESTORE_ROUNDS   rounds of 4. and of 5., Lifeboat first in odd  [2]
 #   BENCH_PGBR_CONFIGS     Debian pgBackRest configurations: gz zst       [gz zst]
 #   BENCH_PGBR_PROCESS_MAX pgBackRest process-max                         [2]
 #   BENCH_LB_BLOCK_KIB     lifeboat --block-size (empty: its default)     []
@@ -79,6 +80,7 @@ CHURN=${BENCH_CHURN:-0.01}
 PITR_SECONDS=${BENCH_PITR_SECONDS:-600}
 PITR_RATE=${BENCH_PITR_RATE:-300}
 PUSH_SEGMENTS=${BENCH_PUSH_SEGMENTS:-32}
+RESTORE_ROUNDS=${BENCH_RESTORE_ROUNDS:-2}
 read -r -a PGBR_CONFIGS <<< "${BENCH_PGBR_CONFIGS-gz zst}"
 PROCESS_MAX=${BENCH_PGBR_PROCESS_MAX:-2}
 LB_BLOCK=${BENCH_LB_BLOCK_KIB:-}
@@ -379,20 +381,24 @@ replay_facts() {
     "SELECT 'replay_lsn=' || pg_last_wal_replay_lsn() || ' replay_time=' || coalesce(pg_last_xact_replay_timestamp()::text, '')"
 }
 
-# restore_pair KIND STEP: KIND = latest, or time (PITR to $TARGET)
-restore_pair() {
-  local kind=$1 step=$2 dir=$S/restore c
+# restore_lifeboat KIND STEP / restore_pgbr KIND STEP: KIND = latest, or time
+# (PITR to $TARGET, UTC)
+restore_lifeboat() {
+  local kind=$1 step=$2 dir=$S/restore
   rm -rf "$dir"
   local target=(--to-latest)
-  [[ $kind == latest ]] || target=(--to-time "$TARGET")
+  [[ $kind == latest ]] || target=(--to-time "${TARGET}Z")
   measure "$step" lifeboat bash -c "runuser -u postgres -- '$LB_BIN' --repo '$LBR' --key-file '$LBKEY' --json restore physical latest --pgdata '$dir' ${target[*]} > '$S/lb-$step.json'"
   record "${step}_parts" lifeboat "$(json_field "$S/lb-$step.json" bytes)" \
     "restore_seconds=$(json_field "$S/lb-$step.json" restore_seconds) recovery_seconds=$(json_field "$S/lb-$step.json" recovery_seconds) replay_lsn=$(json_field "$S/lb-$step.json" replay_lsn) replay_time=$(json_field "$S/lb-$step.json" replay_time)"
   rm -rf "$dir"
+}
+restore_pgbr() {
+  local kind=$1 step=$2 dir=$S/restore c
   for c in "${PGBR_CONFIGS[@]}"; do
     fresh_dir "$dir"
     local opts=()
-    [[ $kind == latest ]] || opts=(--type=time "--target=$TARGET" --target-action=promote)
+    [[ $kind == latest ]] || opts=(--type=time "--target=${TARGET/T/ }+00" --target-action=promote)
     local s0 s1 s2 s3
     s0=$(date +%s.%N)
     measure "${step}_files" "pgbackrest-$c" pgbr "$c" --pg1-path="$dir" restore "${opts[@]}"
@@ -406,10 +412,18 @@ restore_pair() {
     rm -rf "$dir" "$dir.log"
   done
 }
+# BENCH_RESTORE_ROUNDS rounds, Lifeboat first in odd rounds, last in even ones
+restore_rounds() {
+  local kind=$1 step=$2 r
+  for r in $(seq 1 "$RESTORE_ROUNDS"); do
+    if (( r % 2 )); then restore_lifeboat "$kind" "${step}_r$r"; restore_pgbr "$kind" "${step}_r$r"
+    else restore_pgbr "$kind" "${step}_r$r"; restore_lifeboat "$kind" "${step}_r$r"; fi
+  done
+}
 
 if ! skip restore; then
   archive_catch_up
-  restore_pair latest restore_latest
+  restore_rounds latest restore_latest
 fi
 
 # ---- PITR ----------------------------------------------------------------------
@@ -419,14 +433,14 @@ if ! skip pitr; then
   log "pgbench for ${PITR_SECONDS}s at ${PITR_RATE} tps (WAL past the base backup)"
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U "$USER_" -n -c 2 -j 2 -R "$PITR_RATE" -T "$PITR_SECONDS" pitr >> "$LOG" 2>&1
   sleep 1.2
-  TARGET=$(date -u +%FT%TZ)
+  TARGET=$(date -u +%FT%T)
   sleep 1.2
   lsn1=$(q "SELECT pg_current_wal_lsn()")
   "$PGBIN/pgbench" -h 127.0.0.1 -p "$PORT" -U "$USER_" -n -c 2 -j 2 -R "$PITR_RATE" -T 10 pitr >> "$LOG" 2>&1
   archive_catch_up
   record pitr_wal postgres "$(q "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")" "target=$TARGET; WAL from the newest base backup's archive point to the target"
   record pitr_wal_archived lifeboat "$(( $(wal_bytes lifeboat) - pw0 ))" "segments archived up to the end incl. 10 s after the target"
-  restore_pair time pitr
+  restore_rounds time pitr
 fi
 
 # ---- archive-push throughput ---------------------------------------------------
