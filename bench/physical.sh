@@ -445,7 +445,12 @@ fi
 
 # ---- archive-push throughput ---------------------------------------------------
 if ! skip push; then
-  SEG=$S/segments; fresh_dir "$SEG"
+  # a stand-in data directory: pg_wal/ with the segments and archive_status/, and
+  # global/pg_control (pgBackRest reads it; its async mode wants the segments under
+  # pg1-path)
+  SEGROOT=$S/pushpg; fresh_dir "$SEGROOT"; as_pg mkdir -p "$SEGROOT/global" "$SEGROOT/pg_wal"
+  cp "$D/data/global/pg_control" "$SEGROOT/global/"; chown postgres:postgres "$SEGROOT/global/pg_control"
+  SEG=$SEGROOT/pg_wal
   # the PUSH_SEGMENTS segments archived last (every tool archived them; fetched
   # back from Lifeboat's archive)
   last=$(q "SELECT last_archived_wal FROM pg_stat_archiver")
@@ -462,7 +467,7 @@ if ! skip push; then
   PR=$S/push-lifeboat; rm -rf "$PR"
   as_pg env LIFEBOAT_PASSWORD=bench-password "$LB_BIN" -q --repo "$PR" init >/dev/null
   as_pg env LIFEBOAT_PASSWORD=bench-password "$LB_BIN" -q --repo "$PR" key add --new-key-file "$S/push.key" >/dev/null
-  push_lb() { for n in "${segs[@]}"; do as_pg "$LB_BIN" --repo "$PR" --key-file "$S/push.key" wal push "$SEG/$n"; done; }
+  push_lb() { for n in "${segs[@]}"; do as_pg "$LB_BIN" --repo "$PR" --key-file "$S/push.key" wal push "$SEG/$n" || return 1; done; }
   NOTE="${#segs[@]} segments" BYTES=$(du_ "$SEG") measure push_sync lifeboat push_lb
   record push_stored lifeboat "$(du_ "$PR/wal")"
   rm -rf "$PR"
@@ -481,8 +486,8 @@ if ! skip push; then
       for n in "${segs[@]}"; do as_pg touch "$SEG/archive_status/$n.ready"; done
       push_pgbr() {
         for n in "${segs[@]}"; do
-          as_pg "${PGBR_BIN[$c]}" --config="$pc" --stanza="$c" --pg1-path="$D/data" archive-push "$SEG/$n"
-          as_pg mv "$SEG/archive_status/$n.ready" "$SEG/archive_status/$n.done"
+          as_pg "${PGBR_BIN[$c]}" --config="$pc" --stanza="$c" --pg1-path="$SEGROOT" archive-push "$SEG/$n" || return 1
+          as_pg mv "$SEG/archive_status/$n.ready" "$SEG/archive_status/$n.done" || return 1
         done
       }
       NOTE="${#segs[@]} segments" BYTES=$(du_ "$SEG") measure "push_$mode" "pgbackrest-$c" push_pgbr
