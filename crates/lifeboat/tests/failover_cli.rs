@@ -144,29 +144,9 @@ fn switchover_then_failover_move_the_primary_dns_and_epoch() {
     let p = TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     );
-    // us-east's server runs under pg_ctl once it follows eu-west: stopped
-    // when the test ends, however it ends.
-    let _east_guard = SeededStandby {
-        bin: p.bin_dir().to_path_buf(),
-        pgdata: p.data_dir(),
-    };
-    // TempCluster passes its port and socket directory on the command line;
-    // a restart under pg_ctl (switchover: us-east follows eu-west) reads them
-    // from the data directory.
-    {
-        use std::io::Write as _;
-        let mut auto = std::fs::OpenOptions::new()
-            .append(true)
-            .open(p.data_dir().join("postgresql.auto.conf"))
-            .unwrap();
-        writeln!(
-            auto,
-            "port = {}\nunix_socket_directories = '{}'",
-            p.port(),
-            p.socket_dir().display()
-        )
-        .unwrap();
-    }
+    // us-east's server runs under pg_ctl once it follows eu-west (a
+    // switchover): stopped when the test ends, however it ends.
+    let _east_guard = SeededStandby::for_cluster(&p, &[]);
     let mut env = Env::init();
     env.envs.push((
         "REGION_PG_PASSWORD".into(),

@@ -609,27 +609,8 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     );
     // us-east's server runs under pg_ctl once rejoined: stopped when the
-    // test ends, however it ends. TempCluster passes its port and socket
-    // directory on the command line; a start under pg_ctl reads them from
-    // the data directory.
-    let east_guard = common::standby::SeededStandby {
-        bin: p.bin_dir().to_path_buf(),
-        pgdata: p.data_dir(),
-    };
-    {
-        use std::io::Write as _;
-        let mut auto = std::fs::OpenOptions::new()
-            .append(true)
-            .open(p.data_dir().join("postgresql.auto.conf"))
-            .unwrap();
-        writeln!(
-            auto,
-            "port = {}\nunix_socket_directories = '{}'",
-            p.port(),
-            p.socket_dir().display(),
-        )
-        .unwrap();
-    }
+    // test ends, however it ends.
+    let east_guard = common::standby::SeededStandby::for_cluster(&p, &[]);
     let mut env = Env::init();
     for (k, v) in [
         ("REGION_PG_PASSWORD", p.password().expose()),

@@ -282,27 +282,12 @@ fn failed_over(wal_log_hints: bool) -> Bed {
         ..Default::default()
     })
     .expect("starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing");
-    // TempCluster passes its settings on the command line; a start under
-    // pg_ctl reads them from the data directory.
-    {
-        use std::io::Write as _;
-        let mut auto = std::fs::OpenOptions::new()
-            .append(true)
-            .open(p.data_dir().join("postgresql.auto.conf"))
-            .unwrap();
-        writeln!(
-            auto,
-            "port = {}\nunix_socket_directories = '{}'\nwal_log_hints = {}",
-            p.port(),
-            p.socket_dir().display(),
-            if wal_log_hints { "on" } else { "off" }
-        )
-        .unwrap();
-    }
-    let east_guard = SeededStandby {
-        bin: p.bin_dir().to_path_buf(),
-        pgdata: p.data_dir(),
-    };
+    // A start under pg_ctl (the old primary started by hand, the rejoin)
+    // uses the same settings.
+    let east_guard = SeededStandby::for_cluster(
+        &p,
+        &[("wal_log_hints", if wal_log_hints { "on" } else { "off" })],
+    );
     let mut env = Env::init();
     env.envs.push((
         "REGION_PG_PASSWORD".into(),

@@ -28,6 +28,33 @@ pub struct SeededStandby {
 }
 
 impl SeededStandby {
+    /// The guard of `p`'s server once a test runs it under `pg_ctl` (a
+    /// switchover or a rejoin restarts it there). `TempCluster` passes its
+    /// port and socket directory on the command line; they are written
+    /// into `postgresql.auto.conf`, with `extra` settings, so a start under
+    /// `pg_ctl` uses them too.
+    pub fn for_cluster(p: &lifeboat_postgres::TempCluster, extra: &[(&str, &str)]) -> Self {
+        use std::io::Write as _;
+        let mut auto = std::fs::OpenOptions::new()
+            .append(true)
+            .open(p.data_dir().join("postgresql.auto.conf"))
+            .unwrap();
+        writeln!(
+            auto,
+            "port = {}\nunix_socket_directories = '{}'",
+            p.port(),
+            p.socket_dir().display()
+        )
+        .unwrap();
+        for (k, v) in extra {
+            writeln!(auto, "{k} = {v}").unwrap();
+        }
+        SeededStandby {
+            bin: p.bin_dir().to_path_buf(),
+            pgdata: p.data_dir(),
+        }
+    }
+
     fn pg_ctl_stop(&self, mode: &str) -> Option<std::process::Output> {
         if !self.pgdata.join("postmaster.pid").exists() {
             return None;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use lifeboat_kube::quiesce::{self, Kind, QuiesceError, ResumeOutcome, Scaler, Workload};
 
-use crate::config::{Config, RegionDeployments};
+use crate::config::{Config, DeploymentItem, RegionDeployments};
 use crate::context::Ctx;
 
 /// A step's note, or why it failed and whether a retry may help.
@@ -187,34 +187,44 @@ pub async fn bring_back(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult
 /// Failover: the new primary region's Deployments to their
 /// `failover_replicas`.
 pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
-    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
-        return Ok(format!("{region}: no Deployments configured to scale"));
-    };
-    let mut notes = Vec::new();
-    for (item, w) in d.items.iter().zip(workloads(d)) {
-        let to = i32::try_from(item.failover_replicas()).unwrap_or(i32::MAX);
-        let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
-        notes.push(if from == to {
-            format!("{} already at {to}", w.short())
-        } else {
-            format!("{} {from} → {to}", w.short())
-        });
-    }
-    Ok(format!(
-        "{region}: scaled for the failover: {}",
-        notes.join(", ")
-    ))
+    scale_each(
+        ctx,
+        config,
+        region,
+        DeploymentItem::failover_replicas,
+        "scaled for the failover",
+    )
+    .await
 }
 
 /// Active-active again (a rejoin): `region`'s Deployments to their normal
 /// `replicas`, from the failover counts [`scale_for_failover`] set.
 pub async fn scale_to_normal(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
+    scale_each(
+        ctx,
+        config,
+        region,
+        |i| i.replicas,
+        "back to its normal counts",
+    )
+    .await
+}
+
+/// Each of `region`'s Deployments to `count(item)`; `done` says what that
+/// was in the note.
+async fn scale_each(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+    count: impl Fn(&DeploymentItem) -> u32,
+    done: &str,
+) -> ScaleResult {
     let Some((d, client)) = region_deployments(ctx, config, region).await? else {
         return Ok(format!("{region}: no Deployments configured to scale"));
     };
     let mut notes = Vec::new();
     for (item, w) in d.items.iter().zip(workloads(d)) {
-        let to = i32::try_from(item.replicas).unwrap_or(i32::MAX);
+        let to = i32::try_from(count(item)).unwrap_or(i32::MAX);
         let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
         notes.push(if from == to {
             format!("{} already at {to}", w.short())
@@ -222,10 +232,7 @@ pub async fn scale_to_normal(ctx: &Ctx, config: &Config, region: &str) -> ScaleR
             format!("{} {from} → {to}", w.short())
         });
     }
-    Ok(format!(
-        "{region}: back to its normal counts: {}",
-        notes.join(", ")
-    ))
+    Ok(format!("{region}: {done}: {}", notes.join(", ")))
 }
 
 /// Whether any region configures Deployments (a rejoin reports capacity
