@@ -173,8 +173,8 @@ async fn pick(
     Ok((snap, chosen.facts.clone()))
 }
 
-/// The archive on the backup's timeline past its stop segment: the last
-/// segment stored and the missing ones (names).
+/// The archive past the backup on the timeline recovery follows: its last
+/// segment stored and the missing ones (names); see [`Prepared`].
 async fn archive_after(
     repo: &Repository,
     f: &PhysicalFacts,
@@ -287,10 +287,12 @@ fn restore_command(ctx: &Ctx) -> Result<(Vec<String>, EnvVars)> {
 pub struct Prepared {
     pub snap: SnapshotRef,
     pub facts: PhysicalFacts,
-    /// The last segment archived on the backup's timeline after its end.
+    /// The end of the archive: the last segment archived on the timeline
+    /// recovery follows (the newest archived one, else the backup's own;
+    /// on the backup's own, its stop segment counts).
     pub last_archived: Option<String>,
-    /// The segments missing between the backup's end and `last_archived`
-    /// (at most 20 named).
+    /// The segments missing before `last_archived` on that timeline (on
+    /// the backup's own: after its stop segment; at most 20 named).
     pub missing: Vec<String>,
 }
 
