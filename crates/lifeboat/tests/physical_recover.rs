@@ -691,6 +691,51 @@ fn recover_one_database_through_a_side_server() {
         records().is_empty(),
         "nothing recorded before the checks pass"
     );
+    // A --side-dir without room for the base backup's files (a 16 MiB
+    // tmpfs, mounted by the test as root): refused before anything runs.
+    let small = a.env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "lifeboat-test-small"])
+        .arg(&small)
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "mounting a small tmpfs (the tests run as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let unmount = Unmount(small.clone());
+    chown_postgres(&small);
+    let (code, out, err) = a.run(&[
+        "recover",
+        "postgres",
+        "--source",
+        "alpha",
+        "--before",
+        &moment,
+        "--database",
+        "alpha",
+        "--side-dir",
+        small.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("not enough free space") && err.contains("pass --side-dir DIR"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&small).unwrap().next().is_none(),
+        "nothing written in the small directory"
+    );
+    drop(unmount);
+    untouched("a --side-dir without room");
+    assert!(records().is_empty(), "nothing recorded");
     let (code, doc, err) = recover("late", "late");
     assert_eq!(code, Some(3), "{doc}\n{err}");
     assert!(
