@@ -153,7 +153,7 @@ pub enum Command {
     /// WAL archiving: archive_command and restore_command (docs/physical.md)
     #[command(subcommand)]
     Wal(cmd_wal::WalCommand),
-    /// Point-in-time recovery of a source's server in place (docs/physical.md)
+    /// Point-in-time recovery of a source's server (in place, or one database) and its records (docs/physical.md)
     #[command(subcommand)]
     Recover(cmd_recover::RecoverCommand),
     /// Internal: started and fed by the agent beside a primary (docs/failover-fence.md)
