@@ -618,8 +618,11 @@ fn streaming_follows_a_promoted_standby_onto_its_new_timeline() {
     let (code, out, err) = restore(&dir);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        v["last_archived"], "000000020000000000000004",
+    // The end of the archive is on timeline 2: its segment 4 complete, or
+    // segment 5 being streamed (partial versions count).
+    let last = v["last_archived"].as_str().unwrap_or_default();
+    assert!(
+        last == "000000020000000000000004" || last == "000000020000000000000005",
         "the end of the archive is on timeline 2: {v}"
     );
     assert_eq!(labels(&dir, "pitr"), ["before", "on-1", "on-2"], "{v}");

@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use lifeboat_postgres::basebackup::run::{PgBaseBackup, program};
 use lifeboat_postgres::basebackup::{Lsn, SqlError, manifest_wal_range, parse_backup_label};
 use lifeboat_postgres::conn::pg_message;
-use lifeboat_postgres::wal::SegmentName;
 use lifeboat_postgres::{Client, tools};
 use lifeboat_repo::Repository;
 use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
@@ -234,24 +233,11 @@ pub async fn backup_source(
 /// way); a listing that fails is not this backup's failure.
 async fn archive_warning(repo: &Repository, f: &PhysicalFacts) -> Option<String> {
     let seg = f.wal_segment_size.max(1 << 20);
-    let mut present: Vec<u64> = lifeboat_repo::wal::list(repo)
+    // Partial versions count: the segment being streamed exists only so.
+    let present = super::ArchivedWal::list(repo, seg)
         .await
         .ok()?
-        .into_iter()
-        .filter(|(k, _)| k.timeline == f.timeline)
-        .filter_map(|(k, _)| SegmentName::parse(&k.name))
-        .map(|s| s.number(seg))
-        .collect();
-    // The segment being streamed exists only as partial versions.
-    present.extend(
-        lifeboat_repo::wal::partial::list(repo)
-            .await
-            .ok()?
-            .into_iter()
-            .filter(|(k, _)| k.timeline == f.timeline)
-            .filter_map(|(k, _)| SegmentName::parse(&k.segment))
-            .map(|s| s.number(seg)),
-    );
+        .on(f.timeline);
     let start = f.start_lsn.0 / seg;
     let first = super::plan::archive_starts_after(&present, start)?;
     let name = |n: u64| Lsn(n * seg).segment_name(f.timeline, seg);

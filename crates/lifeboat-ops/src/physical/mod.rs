@@ -21,6 +21,59 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, INCOMPATIBLE, Result, fail, usage};
 
+/// What the WAL archive holds, for the decisions about a base backup
+/// (`backup physical`'s warning, `restore physical`'s end of the archive):
+/// every segment stored, complete or (the one being streamed) as partial
+/// versions, and the timelines whose history file is stored. Two listings
+/// (`wal/`, `wal-partial/`); nothing is decrypted.
+pub(crate) struct ArchivedWal {
+    /// (timeline, segment number in `segment_size` units).
+    segments: Vec<(u32, u64)>,
+    histories: Vec<u32>,
+}
+
+impl ArchivedWal {
+    pub(crate) async fn list(repo: &lifeboat_repo::Repository, segment_size: u64) -> Result<Self> {
+        use lifeboat_postgres::wal::SegmentName;
+        let complete = lifeboat_repo::wal::list(repo).await?;
+        let partial = lifeboat_repo::wal::partial::list(repo).await?;
+        let histories = complete
+            .iter()
+            .filter(|(k, _)| k.name.ends_with(".history"))
+            .map(|(k, _)| k.timeline)
+            .collect();
+        let segments = complete
+            .iter()
+            .filter_map(|(k, _)| Some((k.timeline, SegmentName::parse(&k.name)?)))
+            .chain(
+                partial
+                    .iter()
+                    .filter_map(|(k, _)| Some((k.timeline, SegmentName::parse(&k.segment)?))),
+            )
+            .map(|(tl, s)| (tl, s.number(segment_size)))
+            .collect();
+        Ok(Self {
+            segments,
+            histories,
+        })
+    }
+
+    /// The segment numbers stored on `timeline` (unsorted; a segment stored
+    /// under two epochs or also as partial versions counts more than once).
+    pub(crate) fn on(&self, timeline: u32) -> Vec<u64> {
+        self.segments
+            .iter()
+            .filter(|(tl, _)| *tl == timeline)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
+    /// The timelines whose history file is stored.
+    pub(crate) fn histories(&self) -> impl Iterator<Item = u32> + '_ {
+        self.histories.iter().copied()
+    }
+}
+
 pub use backup::{BackupOutcome, BackupRequest, backup};
 pub use restore::{RestoreOutcome, RestoreRequest, restore};
 

@@ -180,29 +180,13 @@ async fn archive_after(
     f: &PhysicalFacts,
 ) -> Result<(Option<String>, Vec<String>)> {
     let seg = f.wal_segment_size.max(1 << 20);
-    let keys: Vec<_> = lifeboat_repo::wal::list(repo)
-        .await?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    let segments_on = |tl: u32| -> Vec<u64> {
-        keys.iter()
-            .filter(|k| k.timeline == tl)
-            .filter_map(|k| SegmentName::parse(&k.name))
-            .map(|s| s.number(seg))
-            .collect()
-    };
+    let archived = super::ArchivedWal::list(repo, seg).await?;
     // The timeline recovery follows: PostgreSQL's `recovery_target_timeline
     // = latest` takes the newest timeline whose history file is archived.
-    let newest = plan::newest_timeline(
-        f.timeline,
-        keys.iter()
-            .filter(|k| k.name.ends_with(".history"))
-            .map(|k| k.timeline),
-    );
+    let newest = plan::newest_timeline(f.timeline, archived.histories());
     let stop_seg = f.stop_lsn.0 / seg;
     let (last, missing) = if newest == f.timeline {
-        let present = segments_on(f.timeline);
+        let present = archived.on(f.timeline);
         let (later, missing) = archive_gaps(&present, stop_seg, 20);
         // The stop segment itself counts as archived (recovery reads past
         // the backup's end in it).
@@ -211,7 +195,7 @@ async fn archive_after(
     } else {
         // Past the switch the newest timeline's own segments are read;
         // its gaps between its first and last segment stop recovery too.
-        let present = segments_on(newest);
+        let present = archived.on(newest);
         let first = present.iter().copied().min().unwrap_or(stop_seg);
         archive_gaps(&present, first.saturating_sub(1), 20)
     };
