@@ -247,6 +247,20 @@ impl<'a> Stream<'a> {
         .map_err(|e| format!("creating the replication slot {slot}: {e}"))?;
         spool::create(&self.spool)
             .map_err(|e| format!("cannot create the spool {}: {e}", self.spool.display()))?;
+        // In bytes (pg_settings' unit for it is B), as `backup physical` reads it.
+        let segment_size: i64 = client
+            .query_one(
+                "SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'",
+                &[],
+            )
+            .await
+            .map_err(|e| lifeboat_postgres::conn::pg_message(&e))?
+            .get(0);
+        let segment_size = segment_size as u64;
+        for name in spool::repair_short_partials(&self.spool, segment_size)? {
+            tracing::warn!(source = %self.source, file = %name,
+                "a .partial cut short while pg_receivewal padded it (only zeros) was emptied so that pg_receivewal starts again");
+        }
         let args = receive::stream_args(&self.spool, &slot, self.cfg.synchronous);
         let r = Receiver::start(&program, &args, &src.conn, self.source)
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
