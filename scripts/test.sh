@@ -8,6 +8,8 @@
 #   scripts/check-workspace.py   (layering, one version per dependency, module cycles)
 #   cargo clippy --workspace --all-targets --profile ci -- -D warnings
 #   cargo test --profile ci --workspace [EXTRA ARGS...]
+#     (a whole run, with no arguments or only --no-fail-fast, in two lanes
+#     at once: see run_in_lanes)
 # The `ci` profile (Cargo.toml) is release for the dependencies and
 # opt-level 1 for the workspace's crates: a cold build is minutes shorter.
 # Extra arguments are passed to `cargo test`, e.g.
@@ -331,5 +333,75 @@ for arg in "$@"; do
     -p | -p* | --package | --package=*) scope=() ;;
     esac
 done
+
+# The test binaries whose tests run alone (their leases and deadlines must
+# not compete with other tests of the same binary: `alone.rs`), and the
+# rest. A full run runs the two lanes side by side; see run_in_lanes.
+TIMED_TESTS=(daemons timing)
+
+# other_test_targets: every integration test target of the workspace but
+# TIMED_TESTS, from `cargo metadata` (so a new test file is never left out).
+other_test_targets() {
+    cargo metadata --no-deps --format-version 1 |
+        "$(find_python)" -c '
+import json, sys
+timed = set(sys.argv[1:])
+meta = json.load(sys.stdin)
+for pkg in meta["packages"]:
+    for t in pkg["targets"]:
+        if "test" in t["kind"] and t["name"] not in timed:
+            print(t["name"])
+' "${TIMED_TESTS[@]}"
+}
+
+# run_in_lanes [--no-fail-fast]: the whole suite in two lanes at once, each
+# a `cargo test` of the binaries built first by one `cargo test --no-run`:
+#   timed: TIMED_TESTS, one after the other (each runs its modules one at
+#          a time, as before); its output goes to target/test-logs/
+#          timed-lane.log and is printed when both lanes are done;
+#   other: the unit tests, every other integration test binary, the doc
+#          tests; printed as they run.
+# The tests wait on servers far more than they compute (a whole run keeps
+# these two cores about 60 % busy), so the lanes overlap at little cost to
+# the timed tests; the sequential run took about 15 minutes of tests, the
+# lanes about as long as the timed lane. LIFEBOAT_TEST_LANES=0 runs
+# everything in one `cargo test`, one binary after another (to tell a
+# timing failure caused by the overlap from a real one).
+run_in_lanes() {
+    local common=(--profile ci --workspace "$@") targets=() name
+    while IFS= read -r name; do
+        targets+=(--test "$name")
+    done < <(other_test_targets)
+    local timed=()
+    for name in "${TIMED_TESTS[@]}"; do
+        timed+=(--test "$name")
+    done
+    log "cargo test ${common[*]} --no-run (every test binary, built once)"
+    cargo test "${common[@]}" --no-run
+    local lane_log="$LOG_DIR/timed-lane.log" timed_pid timed_status=0 other_status=0
+    log "timed lane: cargo test ${common[*]} ${timed[*]} (output in $lane_log)"
+    cargo test "${common[@]}" "${timed[@]}" >"$lane_log" 2>&1 &
+    timed_pid=$!
+    PIDS+=("$timed_pid")
+    log "other lane: cargo test ${common[*]} --lib --bins ${targets[*]}; then --doc"
+    cargo test "${common[@]}" --lib --bins "${targets[@]}" || other_status=$?
+    if [ "$other_status" -eq 0 ] || [[ " $* " == *" --no-fail-fast "* ]]; then
+        cargo test "${common[@]}" --doc || other_status=$?
+    fi
+    log "waiting for the timed lane (${timed[*]})"
+    wait "$timed_pid" || timed_status=$?
+    log "timed lane output ($lane_log):"
+    cat "$lane_log"
+    if [ "$timed_status" -ne 0 ] || [ "$other_status" -ne 0 ]; then
+        die "tests failed: timed lane exit $timed_status, other lane exit $other_status"
+    fi
+    log "both lanes passed"
+}
+
+if [ "${#scope[@]}" -gt 0 ] && [ "${LIFEBOAT_TEST_LANES:-1}" != "0" ] &&
+    { [ "$#" -eq 0 ] || { [ "$#" -eq 1 ] && [ "$1" = "--no-fail-fast" ]; }; }; then
+    run_in_lanes "$@"
+    exit 0
+fi
 log "cargo test --profile ci ${scope[*]} $*"
 cargo test --profile ci "${scope[@]}" "$@"
