@@ -103,9 +103,16 @@ pub async fn keep_slot_on(
     }
     let api = api_of(ctx, name, r).await?;
     let wrote = api.keep_slot(slot).await.map_err(|e| {
-        patroni_error(e).context(format!(
-            "making {slot} a permanent slot of {name}'s Patroni cluster (before creating it)"
-        ))
+        patroni_error(e)
+            .context(format!(
+                "making {slot} a permanent slot of {name}'s Patroni cluster (before creating it)"
+            ))
+            .with_hint(format!(
+                "nothing was changed on the standby's data directory: once Patroni's REST API at \
+                 {} answers (check that Patroni runs there, and regions.{name}.postgres.patroni), \
+                 run the same command again",
+                api.url()
+            ))
     })?;
     Ok(Some(if wrote {
         format!("{slot} added to the permanent slots in {name}'s Patroni /config")
