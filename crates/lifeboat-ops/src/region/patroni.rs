@@ -23,7 +23,7 @@ use lifeboat_region::managers::patroni::{
     self, BasicAuth, ClusterView, NodeStatus, PatroniApi, PatroniError, StandbyClusterSettings,
     StandbyState, StreamingEvidence, TargetVerdict,
 };
-use lifeboat_region::replication::replicate::{create_slot, ensure_role};
+use lifeboat_region::replication::replicate::ensure_role;
 use lifeboat_region::replication::{Retry, Timeouts, observe, plan};
 use serde::Serialize;
 use serde_json::Value;
@@ -140,6 +140,7 @@ pub fn primary_host(from: &str, conn: &ConnConfig) -> Result<(String, u16)> {
 pub async fn replicate<P: FnMut(ManagerEvent)>(
     ctx: &Ctx,
     from: &str,
+    from_region: &RegionConfig,
     primary: &ConnConfig,
     primary_sysid: &str,
     to: &str,
@@ -214,15 +215,13 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     progress(ManagerEvent::PrimaryPrepared {
         detail: role.clone(),
     });
-    let slot_created = create_slot(primary, &slot, retry)
-        .await
-        .map_err(replicate_error)?;
-    progress(ManagerEvent::PrimaryPrepared {
-        detail: format!(
-            "slot {slot} {}",
-            if slot_created { "created" } else { "exists" }
-        ),
-    });
+    // A Patroni primary keeps it as one of its permanent slots.
+    let kept =
+        super::replicate::ensure_primary_slot(ctx, from, from_region, primary, &slot).await?;
+    for detail in kept.notes {
+        progress(ManagerEvent::PrimaryPrepared { detail });
+    }
+    let slot_created = kept.created;
 
     let current = api.config().await.map_err(patroni_error)?;
     let request = settings.patch_body_against(&current);

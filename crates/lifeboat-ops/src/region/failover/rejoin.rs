@@ -34,7 +34,7 @@ use lifeboat_region::replication;
 use lifeboat_region::replication::observe::ReplicaRow;
 use lifeboat_region::replication::observe::{Role, Server, observe};
 use lifeboat_region::replication::plan::slot_name;
-use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
+use lifeboat_region::replication::replicate::primary_conninfo;
 use lifeboat_region::replication::retry::Retry;
 use lifeboat_region::replication::target::{StandbyTarget, TargetDir, inspect};
 use lifeboat_region::topology::Provider;
@@ -672,30 +672,16 @@ async fn keep_slot(
             if hint.is_empty() { "" } else { "; " }
         ))
     };
-    let kept = crate::region::patroni::keep_slot_on(
+    let kept = replicate_op::ensure_primary_slot(
         ctx,
         primary_name,
         region(config, primary_name)?,
+        primary,
         &slot,
     )
     .await
     .map_err(rerun)?;
-    let created = create_slot(primary, &slot, Retry::default())
-        .await
-        .map_err(|e| {
-            rerun(Error::failure(format!(
-                "creating the slot {slot} on {primary_name}: {e}"
-            )))
-        })?;
-    let made = if created {
-        format!("slot {slot} created on {primary_name}")
-    } else {
-        format!("slot {slot} exists on {primary_name}")
-    };
-    Ok(match kept {
-        Some(k) => format!("{k}; {made}"),
-        None => made,
-    })
+    Ok(kept.notes.join("; "))
 }
 
 /// A fresh clone: `region replicate --from primary --to region --replace`.
