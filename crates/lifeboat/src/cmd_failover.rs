@@ -284,22 +284,30 @@ pub async fn rejoin(ctx: &Ctx, a: RejoinArgs) -> Result<i32> {
             return Err(e);
         }
     };
+    // The server steps done but the capacity step failed: the report is
+    // printed, and the command exits 1 with what finishes the step.
+    let capacity_failed = report.capacity_error();
     if json {
         print_json(&RejoinDoc { report, steps })?;
-        return Ok(OK);
+        return capacity_failed.map_or(Ok(OK), Err);
     }
     let r = &report;
     println!(
-        "{} rejoined as a standby of {} (epoch {}) by {}",
+        "{} rejoined as a standby of {} (epoch {}) by {}{}",
         r.region,
         r.primary,
         r.epoch,
         match r.method {
             Some(rejoin_method) => format!("{rejoin_method:?}").to_lowercase(),
             None => "nothing (it already streamed)".into(),
+        },
+        if capacity_failed.is_some() {
+            "; but its capacity step FAILED: the Deployments are not back (see the error)"
+        } else {
+            ""
         }
     );
-    Ok(OK)
+    capacity_failed.map_or(Ok(OK), Err)
 }
 
 #[derive(Serialize)]

@@ -770,6 +770,53 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
     // --- us-east returns: rejoined as a standby of the Patroni primary ------
     // Neither wal_log_hints nor checksums on us-east: a fresh clone from
     // eu-west's leader, through a slot that Patroni is told to keep.
+    // First with eu-west's Patroni REST API not answering (its URL a closed
+    // loopback port): the idempotent call is retried, then the rejoin fails
+    // naming the URL and what to do, before anything is changed.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let down_cfg = env.path("regions-patroni-down.yaml");
+    std::fs::write(
+        &down_cfg,
+        std::fs::read_to_string(cfg)
+            .unwrap()
+            .replace(&format!("http://127.0.0.1:{api_port}"), &closed),
+    )
+    .unwrap();
+    let (_, stderr) = env.exits_with(
+        &[
+            "--config",
+            down_cfg.to_str().unwrap(),
+            "region",
+            "rejoin",
+            "us-east",
+        ],
+        1,
+    );
+    assert!(
+        stderr.contains(&format!("Patroni's REST API at {closed}"))
+            && stderr.contains("after 5 attempt(s)")
+            && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    // Nothing half-done: us-east still down on its own data, no slot for it
+    // in Patroni's /config or on eu-west's server.
+    assert_eq!(common::pg::in_recovery(&rt, &east), None);
+    assert!(p.data_dir().join("PG_VERSION").exists());
+    assert!(
+        http_json(api_port, "/config").unwrap()["slots"]["lifeboat_us_east"].is_null(),
+        "{:?}",
+        http_json(api_port, "/config")
+    );
+    assert_eq!(
+        one_text(
+            &rt,
+            &west,
+            "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = 'lifeboat_us_east'"
+        )
+        .as_deref(),
+        Some("0")
+    );
+    // Patroni's API reachable again: the same command finishes the rejoin.
     let doc = env.ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
     let report = &doc["report"];
     assert_eq!(report["method"], "clone", "{doc}");

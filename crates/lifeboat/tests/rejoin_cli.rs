@@ -22,6 +22,7 @@ use common::Env;
 use common::gateways::Gateways;
 use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
+use kube_double::Fault;
 use lifeboat_postgres::conn::ConnConfig;
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 use lifeboat_region::replication::target::os_user;
@@ -413,15 +414,28 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     // us-east's writers as its fence left them (the agent beside it was
     // lost with the region here, so the test puts them there).
     bed.gw.as_fenced(US_NS, 2);
-    let doc = bed
+    // us-east's Kubernetes API fails during the rejoin: every request for
+    // its namespace answers 503, retried within a 1 s budget.
+    let us_path = format!("/namespaces/{US_NS}/");
+    bed.gw
+        .api
+        .set_fault(move |r| r.path.contains(&us_path).then(Fault::unavailable));
+    let out = bed
         .env
-        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+        .cmd(&["--config", cfg, "--json", "region", "rejoin", "us-east"])
+        .env("LIFEBOAT_KUBE_RETRY_BUDGET", "1s")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let report = &doc["report"];
     assert_eq!(
         steps_of(&doc),
         [
             "plan",
             "fence",
+            "slot",
             "rewind",
             "follow",
             "verify",
@@ -430,12 +444,99 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
         ],
         "{doc}"
     );
+    // The capacity step failed, saying which cluster and what to run; the
+    // error names the region and says its server steps stand.
+    assert_eq!(report["capacity"]["ok"], false, "{doc}");
+    let notes = report["capacity"]["notes"].to_string();
+    assert!(
+        notes.contains("us-east's Kubernetes cluster") && notes.contains("503"),
+        "{doc}"
+    );
+    assert!(
+        report["capacity"]["to_finish"]
+            .as_str()
+            .unwrap()
+            .contains("run `lifeboat region rejoin us-east` again"),
+        "{doc}"
+    );
+    let error = &doc["error"];
+    assert_eq!(error["exit_code"], 1, "{doc}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("us-east is a streaming standby of eu-west (epoch 2)"),
+        "{doc}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap()
+            .contains("lifeboat region rejoin us-east"),
+        "{doc}"
+    );
+    // Retried: more than one faulted answer per call.
+    let faulted = bed
+        .gw
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503)
+        .count();
+    assert!(faulted > 1, "{faulted} faulted answers");
+    // Nothing scaled: us-east's gateway still at 0 with its record, and
+    // eu-west kept at its failover count (us-east's writers are not back).
+    assert_eq!(bed.gw.replicas(US_NS), Some(0), "{doc}");
+    assert_eq!(bed.gw.recorded(US_NS).as_deref(), Some("2"), "{doc}");
+    assert_eq!(bed.gw.replicas(EU_NS), Some(3), "{doc}");
+    assert!(
+        report["capacity"]["notes"]
+            .to_string()
+            .contains("eu-west: left at its failover counts (us-east's writers are not back)"),
+        "{doc}"
+    );
+    // The server steps stand: us-east is a standby streaming from eu-west
+    // (read back in full below).
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    // A rerun while the API still fails fails the same way (no retry
+    // budget this time), and the human output says so too.
+    let (stdout, stderr) = {
+        let o = bed
+            .env
+            .cmd(&["--config", cfg, "region", "rejoin", "us-east"])
+            .env("LIFEBOAT_KUBE_RETRY_BUDGET", "0")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert!(stdout.contains("capacity     FAIL"), "{stdout}");
+    assert!(
+        stdout.contains("its capacity step FAILED")
+            && stderr.contains("lifeboat region rejoin us-east"),
+        "{stdout}\n{stderr}"
+    );
+    // The API answers again: the documented command finishes the step.
+    bed.gw.api.clear_faults();
+    let finished = bed
+        .env
+        .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    assert_eq!(
+        steps_of(&finished),
+        ["plan", "verify", "restore_dns", "capacity"],
+        "{finished}"
+    );
     // Active-active again: us-east's writers back to the count its fence
     // recorded, eu-west's from its failover count back to its normal one.
-    assert_eq!(report["capacity"]["ok"], true, "{doc}");
-    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{doc}");
-    assert_eq!(bed.gw.recorded(US_NS), None, "{doc}");
-    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{doc}");
+    assert_eq!(finished["report"]["capacity"]["ok"], true, "{finished}");
+    assert!(finished.get("error").is_none(), "{finished}");
+    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{finished}");
+    assert_eq!(bed.gw.recorded(US_NS), None, "{finished}");
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{finished}");
     assert_eq!(report["method"], "rewind", "{doc}");
     assert_eq!(report["server_before"]["kind"], "writable", "{doc}");
     assert_eq!(report["dir"]["rewind"]["wal_log_hints"], true, "{doc}");
@@ -480,6 +581,7 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     drop(d);
 
     // Again: it already streams; only verified, nothing rewound.
+    let (us_patches, eu_patches) = (bed.gw.scale_patches(US_NS), bed.gw.scale_patches(EU_NS));
     let again = bed
         .env
         .ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
@@ -490,6 +592,9 @@ fn returning_old_primary_is_fenced_rewound_and_rejoined_then_rehearsal() {
     );
     assert_eq!(bed.gw.replicas(US_NS), Some(2));
     assert_eq!(bed.gw.replicas(EU_NS), Some(2));
+    // Idempotent: the capacity step wrote nothing this time.
+    assert_eq!(bed.gw.scale_patches(US_NS), us_patches, "{again}");
+    assert_eq!(bed.gw.scale_patches(EU_NS), eu_patches, "{again}");
     assert!(again["report"]["method"].is_null(), "{again}");
 
     // --- rehearsal ------------------------------------------------------------

@@ -23,7 +23,7 @@ use lifeboat_region::managers::patroni::{
     self, BasicAuth, ClusterView, NodeStatus, PatroniApi, PatroniError, StandbyClusterSettings,
     StandbyState, StreamingEvidence, TargetVerdict,
 };
-use lifeboat_region::replication::replicate::{create_slot, ensure_role};
+use lifeboat_region::replication::replicate::ensure_role;
 use lifeboat_region::replication::{Retry, Timeouts, observe, plan};
 use serde::Serialize;
 use serde_json::Value;
@@ -103,9 +103,16 @@ pub async fn keep_slot_on(
     }
     let api = api_of(ctx, name, r).await?;
     let wrote = api.keep_slot(slot).await.map_err(|e| {
-        patroni_error(e).context(format!(
-            "making {slot} a permanent slot of {name}'s Patroni cluster (before creating it)"
-        ))
+        patroni_error(e)
+            .context(format!(
+                "making {slot} a permanent slot of {name}'s Patroni cluster (before creating it)"
+            ))
+            .with_hint(format!(
+                "nothing was changed on the standby's data directory: once Patroni's REST API at \
+                 {} answers (check that Patroni runs there, and regions.{name}.postgres.patroni), \
+                 run the same command again",
+                api.url()
+            ))
     })?;
     Ok(Some(if wrote {
         format!("{slot} added to the permanent slots in {name}'s Patroni /config")
@@ -133,6 +140,7 @@ pub fn primary_host(from: &str, conn: &ConnConfig) -> Result<(String, u16)> {
 pub async fn replicate<P: FnMut(ManagerEvent)>(
     ctx: &Ctx,
     from: &str,
+    from_region: &RegionConfig,
     primary: &ConnConfig,
     primary_sysid: &str,
     to: &str,
@@ -207,15 +215,13 @@ pub async fn replicate<P: FnMut(ManagerEvent)>(
     progress(ManagerEvent::PrimaryPrepared {
         detail: role.clone(),
     });
-    let slot_created = create_slot(primary, &slot, retry)
-        .await
-        .map_err(replicate_error)?;
-    progress(ManagerEvent::PrimaryPrepared {
-        detail: format!(
-            "slot {slot} {}",
-            if slot_created { "created" } else { "exists" }
-        ),
-    });
+    // A Patroni primary keeps it as one of its permanent slots.
+    let kept =
+        super::replicate::ensure_primary_slot(ctx, from, from_region, primary, &slot).await?;
+    for detail in kept.notes {
+        progress(ManagerEvent::PrimaryPrepared { detail });
+    }
+    let slot_created = kept.created;
 
     let current = api.config().await.map_err(patroni_error)?;
     let request = settings.patch_body_against(&current);

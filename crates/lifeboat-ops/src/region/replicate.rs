@@ -168,9 +168,55 @@ pub async fn replicate<P: FnMut(&Event)>(
     })
 }
 
+/// What [`ensure_primary_slot`] did.
+#[derive(Debug, Clone)]
+pub(crate) struct PrimarySlot {
+    /// Whether the slot was created now (`false`: it existed).
+    pub created: bool,
+    /// What was done, one line per part.
+    pub notes: Vec<String>,
+}
+
+/// Makes sure the standby's slot `slot` exists on the server of the
+/// primary region `from_name` (`conn`): the one owner of that step, for
+/// `region replicate --from` to a Patroni target and `region rejoin`. With a
+/// Patroni primary the slot is first made one of the cluster's permanent
+/// slots ([`super::patroni::keep_slot_on`], REST calls retried with
+/// backoff), since Patroni drops a physical slot it does not know; then it
+/// is created unless it exists (retried). Idempotent.
+///
+/// `region replicate` to a `postgres` target runs only the Patroni part
+/// ([`keep_slot`]): `lifeboat_region::replication::replicate` creates the
+/// slot itself after checking the primary's settings, and waits for a
+/// stopped standby to let go of it.
+pub(crate) async fn ensure_primary_slot(
+    ctx: &Ctx,
+    from_name: &str,
+    from: &RegionConfig,
+    conn: &lifeboat_postgres::conn::ConnConfig,
+    slot: &str,
+) -> Result<PrimarySlot> {
+    let mut notes = Vec::new();
+    if let Some(kept) = super::patroni::keep_slot_on(ctx, from_name, from, slot).await? {
+        notes.push(kept);
+    }
+    let created =
+        lifeboat_region::replication::replicate::create_slot(conn, slot, Retry::default())
+            .await
+            .map_err(|e| {
+                replicate_error(e).context(format!("creating the slot {slot} on {from_name}"))
+            })?;
+    notes.push(format!(
+        "slot {slot} {} on {from_name}",
+        if created { "created" } else { "exists" }
+    ));
+    Ok(PrimarySlot { created, notes })
+}
+
 /// A Patroni primary region keeps the standby's slot only when it is one
 /// of its permanent slots ([`super::patroni::keep_slot_on`]): made so
-/// before the slot is created.
+/// before the slot is created (the part of [`ensure_primary_slot`] that
+/// comes before `lifeboat_region::replication::replicate`).
 async fn keep_slot<P: FnMut(&Event)>(
     ctx: &Ctx,
     req: &Request,
@@ -241,9 +287,6 @@ async fn replicate_managed<P: FnMut(&Event)>(
             )));
         }
     };
-    if manager == PgManager::Patroni {
-        keep_slot(ctx, req, from, progress).await?;
-    }
     let user = config.replication_user().to_string();
     let mut emit = |e: ManagerEvent| progress(&Event::Manager(e));
     let mut report = Report {
@@ -261,6 +304,7 @@ async fn replicate_managed<P: FnMut(&Event)>(
                 super::patroni::replicate(
                     ctx,
                     &req.from,
+                    from,
                     &primary_conn,
                     &sysid,
                     &req.to,

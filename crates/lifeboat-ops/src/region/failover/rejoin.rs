@@ -34,7 +34,7 @@ use lifeboat_region::replication;
 use lifeboat_region::replication::observe::ReplicaRow;
 use lifeboat_region::replication::observe::{Role, Server, observe};
 use lifeboat_region::replication::plan::slot_name;
-use lifeboat_region::replication::replicate::{create_slot, primary_conninfo};
+use lifeboat_region::replication::replicate::primary_conninfo;
 use lifeboat_region::replication::retry::Retry;
 use lifeboat_region::replication::target::{StandbyTarget, TargetDir, inspect};
 use lifeboat_region::topology::Provider;
@@ -251,9 +251,24 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
     let t = req.step_timeout;
     let mut steps = plan.steps.clone();
     let mut i = 0;
+    let mut slot_kept = false;
     while i < steps.len() {
         let step = steps[i];
         i += 1;
+        // The primary's side first (its slot, and with Patroni one of its
+        // permanent slots): when that fails (Patroni's REST API down), the
+        // data directory is not touched yet and a rerun starts over from a
+        // stopped server, the path every rejoin knows. A clone does the
+        // same in `region replicate`.
+        if matches!(step, Step::Rewind | Step::Follow) && !slot_kept {
+            let text = keep_slot(ctx, config, &req.region, (&primary, &primary_conn)).await?;
+            note(&Note {
+                step: "slot",
+                ok: true,
+                text,
+            });
+            slot_kept = true;
+        }
         let text = match step {
             Step::Fence => {
                 let served = match server {
@@ -433,6 +448,30 @@ pub struct Capacity {
     pub ok: bool,
     /// One line per region scaled, or why not.
     pub notes: Vec<String>,
+    /// When not ok: what finishes the step later (the rejoin's data steps
+    /// stand either way).
+    pub to_finish: Option<String>,
+}
+
+impl Report {
+    /// The error a rejoin whose server steps are done but whose capacity
+    /// step failed ends with (exit 1, the report printed with it): the
+    /// region is a standby, its writers or the primary's are not where
+    /// active-active wants them. `None`: nothing failed.
+    pub fn capacity_error(&self) -> Option<Error> {
+        let c = self.capacity.as_ref().filter(|c| !c.ok)?;
+        Some(
+            Error::failure(format!(
+                "{} is a streaming standby of {} (epoch {}): the rejoin's server steps are done \
+                 and stand, but its capacity step failed: {}",
+                self.region,
+                self.primary,
+                self.epoch,
+                c.notes.join("; ")
+            ))
+            .with_hint(c.to_finish.clone().unwrap_or_default()),
+        )
+    }
 }
 
 /// The regions other than the primary that may not take traffic yet under
@@ -450,10 +489,40 @@ pub(crate) fn left_out(
         .collect()
 }
 
+/// Whether the primary region's Deployments may go from their failover
+/// counts back to `replicas` (pure): only when no region is left out and
+/// the rejoined region's writers are back. Scaling the primary down while
+/// the rejoined region's writers are still at 0 (its Kubernetes API did not
+/// answer) would leave less capacity than before the rejoin. `Err`: why
+/// the primary keeps its failover counts.
+pub(crate) fn primary_to_normal(
+    rejoined: &str,
+    left_out: &[String],
+    rejoined_back: bool,
+) -> std::result::Result<(), String> {
+    let mut why = Vec::new();
+    if !rejoined_back {
+        why.push(format!("{rejoined}'s writers are not back"));
+    }
+    if !left_out.is_empty() {
+        why.push(format!(
+            "{} not back yet: rejoin {} too",
+            left_out.join(", "),
+            if left_out.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(why.join("; "))
+    }
+}
+
 /// The rejoined region's Deployments back to the counts its fence
 /// recorded; the primary region's back to `replicas` once no region is
-/// left out. Failures are reported, never fatal: the server's rejoin
-/// stands.
+/// left out and those are back ([`primary_to_normal`]). Failures are
+/// reported, not returned: the server's rejoin stands (the command then
+/// exits 1, [`Report::capacity_error`]).
 async fn restore_capacity<N: FnMut(&Note)>(
     ctx: &Ctx,
     config: &Config,
@@ -473,10 +542,9 @@ async fn restore_capacity<N: FnMut(&Note)>(
             notes.push(e);
         }
     };
-    push(
-        super::scale::bring_back(ctx, config, rejoined).await,
-        &mut notes,
-    );
+    let back = super::scale::bring_back(ctx, config, rejoined).await;
+    let rejoined_back = back.is_ok();
+    push(back, &mut notes);
     let regions: Vec<String> = config
         .regions_in_file_order()
         .into_iter()
@@ -484,32 +552,43 @@ async fn restore_capacity<N: FnMut(&Note)>(
         .collect();
     let servers = steer::server_facts(ctx, config, &regions).await;
     let out = left_out(&regions, authority, &servers);
-    if out.is_empty() {
-        push(
+    match primary_to_normal(rejoined, &out, rejoined_back) {
+        Ok(()) => push(
             super::scale::scale_to_normal(ctx, config, &authority.primary).await,
             &mut notes,
-        );
-    } else {
-        notes.push(format!(
-            "{}: left at its failover counts ({} not back yet: rejoin {} too)",
-            authority.primary,
-            out.join(", "),
-            if out.len() == 1 { "it" } else { "them" }
-        ));
+        ),
+        Err(why) => notes.push(format!(
+            "{}: left at its failover counts ({why})",
+            authority.primary
+        )),
     }
+    let to_finish = (!ok).then(|| {
+        format!(
+            "once the Kubernetes API answers again, run `lifeboat region rejoin {rejoined}` \
+             again: {rejoined} streams already, so it only verifies it, restores DNS and \
+             finishes the capacity step (idempotent); or scale the Deployments by hand \
+             (`regions.{rejoined}.deployments` to the count in their {} annotation, then \
+             `regions.{}.deployments` to their `replicas`)",
+            lifeboat_kube::quiesce::ORIGINAL_REPLICAS,
+            authority.primary
+        )
+    });
     note(&Note {
         step: "capacity",
         ok,
-        text: if ok {
-            notes.join("; ")
-        } else {
-            format!(
-                "{} (the rejoin itself stands; scale them by hand, or run rejoin again)",
+        text: match &to_finish {
+            None => notes.join("; "),
+            Some(t) => format!(
+                "{} (the rejoin's server steps stand; {t})",
                 notes.join("; ")
-            )
+            ),
         },
     });
-    Some(Capacity { ok, notes })
+    Some(Capacity {
+        ok,
+        notes,
+        to_finish,
+    })
 }
 
 /// The highest `lifeboat.authority` row on the server behind `conn`
@@ -550,17 +629,8 @@ async fn follow(
 ) -> Result<String> {
     let user = config.replication_user().to_string();
     let password = replication_password(ctx, config).await?;
+    // Made before the rewind ([`keep_slot`]).
     let slot = slot_name(&target.name);
-    let kept = crate::region::patroni::keep_slot_on(
-        ctx,
-        primary_name,
-        region(config, primary_name)?,
-        &slot,
-    )
-    .await?;
-    create_slot(primary, &slot, Retry::default())
-        .await
-        .map_err(|e| Error::failure(format!("creating the slot {slot} on the primary: {e}")))?;
     switchover::write_passfile(target, &user, &password)
         .map_err(|e| Error::failure(e.to_string()))?;
     let conninfo = primary_conninfo(
@@ -574,14 +644,44 @@ async fn follow(
         .await
         .map_err(|e| Error::failure(e.to_string()))?;
     Ok(format!(
-        "{} started as a standby; its WAL receiver is {} (slot {slot}, timeline {}){}",
+        "{} started as a standby of {primary_name}; its WAL receiver is {} (slot {slot}, \
+         timeline {})",
         target.name,
         w.status,
         w.received_tli
             .map(|t| t.to_string())
             .unwrap_or_else(|| "?".into()),
-        kept.map(|k| format!("; {k}")).unwrap_or_default()
     ))
+}
+
+/// `region`'s slot on the primary: with a Patroni primary first one of its
+/// cluster's permanent slots (`PATCH /config`, retried with backoff), then
+/// created (idempotent). Says what was done.
+async fn keep_slot(
+    ctx: &Ctx,
+    config: &Config,
+    region_name: &str,
+    (primary_name, primary): (&str, &ConnConfig),
+) -> Result<String> {
+    let slot = slot_name(region_name);
+    let rerun = |e: Error| {
+        let hint = e.hint.clone().unwrap_or_default();
+        e.with_hint(format!(
+            "{hint}{}nothing on {region_name}'s data directory was changed yet (its server is \
+             left stopped): once that is fixed, run `lifeboat region rejoin {region_name}` again",
+            if hint.is_empty() { "" } else { "; " }
+        ))
+    };
+    let kept = replicate_op::ensure_primary_slot(
+        ctx,
+        primary_name,
+        region(config, primary_name)?,
+        primary,
+        &slot,
+    )
+    .await
+    .map_err(rerun)?;
+    Ok(kept.notes.join("; "))
 }
 
 /// A fresh clone: `region replicate --from primary --to region --replace`.
@@ -792,6 +892,40 @@ mod tests {
 
     use super::*;
     use steer::ServerFacts::{Primary, Standby, Unknown};
+
+    #[test]
+    fn the_primary_keeps_its_failover_counts_until_every_region_and_its_writers_are_back() {
+        let out = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (left out, the rejoined region's writers back) → to normal?
+        for (left, back, want) in [
+            (out(&[]), true, Ok(())),
+            (
+                out(&[]),
+                false,
+                Err("us-east's writers are not back".to_string()),
+            ),
+            (
+                out(&["ap-south"]),
+                true,
+                Err("ap-south not back yet: rejoin it too".to_string()),
+            ),
+            (
+                out(&["ap-south", "sa-east"]),
+                false,
+                Err(
+                    "us-east's writers are not back; ap-south, sa-east not back yet: rejoin \
+                     them too"
+                        .to_string(),
+                ),
+            ),
+        ] {
+            assert_eq!(
+                primary_to_normal("us-east", &left, back),
+                want,
+                "{left:?} {back}"
+            );
+        }
+    }
 
     #[test]
     fn a_region_is_left_out_until_it_replayed_the_epoch() {

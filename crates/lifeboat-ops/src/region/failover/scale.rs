@@ -75,10 +75,38 @@ async fn region_deployments<'c>(
     let client = lifeboat_kube::client::connect(&opts).await.map_err(|e| {
         (
             e.kind == lifeboat_kube::error::ErrorKind::Unreachable,
-            format!("connecting to {region}'s Kubernetes cluster: {e:#}"),
+            format!(
+                "connecting to {region}'s Kubernetes cluster ({}): {e:#}",
+                cluster_label(&opts)
+            ),
         )
     })?;
     Ok(Some((d, client)))
+}
+
+/// Which cluster a region's Deployments are in, for messages: the
+/// kubeconfig context (or its current one) and the kubeconfig file.
+fn cluster_label(opts: &lifeboat_kube::client::ClusterOptions) -> String {
+    let context = match &opts.context {
+        Some(c) => format!("context {c}"),
+        None => "the kubeconfig's current context".to_string(),
+    };
+    match &opts.kubeconfig {
+        Some(k) => format!("{context} of {}", k.display()),
+        None => context,
+    }
+}
+
+/// A failed call of `region`'s scaling, naming the region and its cluster.
+fn failed_in(ctx: &Ctx, region: &str, d: &RegionDeployments, e: QuiesceError) -> (bool, String) {
+    let opts = ctx.cluster_options(None, d.context.as_deref());
+    (
+        transient(&e),
+        format!(
+            "{region}'s Kubernetes cluster ({}): {e}",
+            cluster_label(&opts)
+        ),
+    )
 }
 
 /// Switchover, before the old primary stops: `region`'s Deployments to 0,
@@ -171,7 +199,7 @@ pub async fn bring_back(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult
     for w in workloads(d) {
         match quiesce::resume_one(&client, &w, &notify)
             .await
-            .map_err(failed)?
+            .map_err(|e| failed_in(ctx, region, d, e))?
         {
             ResumeOutcome::Resumed { from, to } => {
                 notes.push(format!("{} {from} → {to}", w.short()))
@@ -225,7 +253,9 @@ async fn scale_each(
     let mut notes = Vec::new();
     for (item, w) in d.items.iter().zip(workloads(d)) {
         let to = i32::try_from(count(item)).unwrap_or(i32::MAX);
-        let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
+        let from = quiesce::scale_to(&client, &w, to)
+            .await
+            .map_err(|e| failed_in(ctx, region, d, e))?;
         notes.push(if from == to {
             format!("{} already at {to}", w.short())
         } else {
