@@ -7,7 +7,12 @@
 //! directory, a moment before every base backup, a moment to come); a
 //! failure after the stop (a verification query that fails on the
 //! recovered data) putting the old directory back and running with every
-//! row; then the recovery itself: the row committed before the moment is
+//! row; Ctrl-C during the replay, the same; `kill -9` during the replay
+//! (its private server left running) and in the middle of the swap
+//! (`pgdata` moved aside, a pause point between the renames): the rerun
+//! refuses, naming what is left and what to do, and changes nothing, and
+//! once that is done every row of the old data is there; then the recovery
+//! itself, run again: the row committed before the moment is
 //! there, the one after it is not, the old directory kept aside, the server
 //! a writable primary on a new timeline, the writers stopped and back, the
 //! record stored.
@@ -22,31 +27,50 @@ use common::standby::SeededStandby;
 use common::{poll, rt};
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 
-/// Whether some process is reading the FIFO at `path` (opening it for
-/// writing without blocking succeeds only then).
-fn fifo_has_reader(path: &Path) -> bool {
+/// The FIFO at `path` opened for writing, without blocking: it opens only
+/// when some process is reading it. Held, that reader's read blocks until
+/// it is dropped.
+fn hold_fifo(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .is_ok()
+        .ok()
+}
+
+/// Whether some process is reading the FIFO at `path`.
+fn fifo_has_reader(path: &Path) -> bool {
+    hold_fifo(path).is_some()
+}
+
+/// A FIFO of the test's own, owned by the server's user.
+fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(path);
+}
+
+/// A recovery stopped where its recovery server's `wal fetch` reads the
+/// configuration (a FIFO): the process, its stderr, and the FIFO's writer,
+/// held so that the `wal fetch` stays blocked until it is dropped.
+struct InReplay {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    seen: String,
+    fifo: PathBuf,
+    writer: Option<std::fs::File>,
 }
 
 /// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
-/// server's `wal fetch` blocks, calls `paused`, sends `signal` and returns
-/// the exit code and stderr.
+/// server's `wal fetch` blocks.
 ///
 /// The pause point (as in physical_drill.rs): the command runs with a
 /// configuration of its own, replaced by a FIFO once it has read it, so the
 /// recovery server's `wal fetch` (which reads it again) blocks, and the test
 /// sees it blocked (the FIFO has a reader).
-fn interrupted(
-    a: &Archive,
-    args: &[&str],
-    signal: libc::c_int,
-    paused: impl FnOnce(),
-) -> (Option<i32>, String) {
+fn in_replay(a: &Archive, args: &[&str]) -> InReplay {
     let own = a.env.path("recover.yaml");
     std::fs::copy(&a.config, &own).unwrap();
     chown_postgres(&own);
@@ -78,25 +102,97 @@ fn interrupted(
         }
     }
     let fifo = a.env.path("recover.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) on a path of our own.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-    chown_postgres(&fifo);
+    make_fifo(&fifo);
     std::fs::rename(&fifo, &own).unwrap();
-    poll(
+    let writer = poll(
         Duration::from_secs(120),
         "the recovery server's wal fetch waiting on the configuration",
-        || fifo_has_reader(&own).then_some(()),
+        || hold_fifo(&own),
     );
+    InReplay {
+        child,
+        stderr,
+        seen,
+        fifo: own,
+        writer: Some(writer),
+    }
+}
+
+impl InReplay {
+    /// Sends `signal` to the recovery; its exit status and stderr.
+    fn signal(&mut self, signal: libc::c_int) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        let status = self.child.wait().unwrap();
+        std::io::Read::read_to_string(&mut self.stderr, &mut self.seen).unwrap();
+        (status, self.seen.clone())
+    }
+
+    /// Lets a `wal fetch` still waiting (if any) read end-of-file and exit;
+    /// removes the FIFO.
+    fn release(mut self) {
+        drop(self.writer.take());
+        fifo_has_reader(&self.fifo);
+        std::fs::remove_file(&self.fifo).unwrap();
+    }
+}
+
+/// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
+/// server's `wal fetch` blocks, calls `paused`, sends `signal` and returns
+/// the exit code and stderr (the recovery's own handling of the signal).
+fn interrupted(
+    a: &Archive,
+    args: &[&str],
+    signal: libc::c_int,
+    paused: impl FnOnce(),
+) -> (Option<i32>, String) {
+    let mut run = in_replay(a, args);
+    // Opened and closed, as the test saw the reader.
+    drop(run.writer.take());
     paused();
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let status = child.wait().unwrap();
-    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
-    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
-    fifo_has_reader(&own);
-    std::fs::remove_file(&own).unwrap();
+    let (status, seen) = run.signal(signal);
+    run.release();
     (status.code(), seen)
+}
+
+/// Whether process `pid` is a live one whose command line names `what`
+/// (a zombie's is empty).
+fn runs_on(pid: u32, what: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(what))
+}
+
+/// The postmaster's pid in `dir/postmaster.pid`.
+fn postmaster_pid(dir: &Path) -> u32 {
+    let t = std::fs::read_to_string(dir.join("postmaster.pid")).unwrap();
+    t.lines().next().unwrap().trim().parse().unwrap()
+}
+
+/// `pg_ctl start -w` on `pgdata` as the server's user, its output in
+/// `<pgdata>.log` (what the source's `control: {pg_ctl: …}` does): an
+/// operator starting the server by hand.
+fn pg_ctl_start(bin: &Path, pgdata: &Path) {
+    use std::os::unix::process::CommandExt;
+    let log = pgdata.with_extension("log");
+    let mut cmd = std::process::Command::new(bin.join("pg_ctl"));
+    cmd.arg("start")
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-l")
+        .arg(&log)
+        .arg("-w")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null());
+    if let Some((uid, gid)) = lifeboat_region::replication::target::os_user(None).unwrap() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().expect("pg_ctl start");
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
 
 /// The labels of `pitr` on the running source, by id.
@@ -380,7 +476,166 @@ fn recover_in_place_to_just_before_a_moment() {
     assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
     assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
 
-    // --- the recovery ------------------------------------------------------
+    // --- kill -9 while the recovered directory replays beside the data
+    // directory (the server stopped, the writers quiesced): nothing can put
+    // anything back, and the recovery's private server is left running
+    // (blocked in its `wal fetch`, as when the replay is long).
+    let writers_log = || std::fs::read_to_string(&log).unwrap();
+    let recover_main = [
+        "recover", "postgres", "--source", "main", "--before", &moment,
+    ];
+    let mut run = in_replay(&a, &recover_main);
+    let left = siblings(&cluster);
+    assert!(
+        left.len() == 1 && left[0].starts_with("data.recovering-"),
+        "{left:?}"
+    );
+    let recovering = data.with_file_name(&left[0]);
+    let private = postmaster_pid(&recovering);
+    let (status, stderr) = run.signal(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("if this recovery is killed, start the server on"),
+        "what to do after a kill was printed before the writers stopped: {stderr}"
+    );
+    let after_kill = format!("{}pre\n", "pre\npost\n".repeat(2));
+    let killed_state = |what: &str| {
+        assert_eq!(siblings(&cluster), left, "{what}");
+        assert!(
+            runs_on(private, &left[0]),
+            "{what}: the killed recovery's private server runs on"
+        );
+        assert!(
+            !data.join("postmaster.pid").exists(),
+            "{what}: the source's server is stopped"
+        );
+        assert_eq!(writers_log(), after_kill, "{what}: the writers are stopped");
+    };
+    killed_state("killed during the replay");
+    // The rerun refuses before touching anything, naming the partial
+    // restore, the server still running on it, and what to do.
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    let (stop, remove) = (
+        err.find(&format!("kill -QUIT {private}")),
+        err.find(&format!("rm -rf {}", recovering.display())),
+    );
+    assert!(
+        stop.is_some() && remove.is_some() && stop < remove,
+        "the private server stopped, then its directory removed: {err}"
+    );
+    assert!(
+        err.contains("start it and bring the writers back") && err.contains("unquiesce"),
+        "{err}"
+    );
+    killed_state("the rerun changed nothing");
+    assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // The instructions, followed: every row of the old data is there.
+    // SAFETY: kill(2) on the server the killed recovery started.
+    assert_eq!(unsafe { libc::kill(private as i32, libc::SIGQUIT) }, 0);
+    poll(
+        Duration::from_secs(60),
+        "the private server to stop",
+        || (!runs_on(private, &left[0])).then_some(()),
+    );
+    run.release();
+    // Brings the writers back as `unquiesce` says: for commands, it names
+    // the post commands, which the operator runs.
+    let unquiesce = || {
+        let (code, out, err) = a.run(&["unquiesce", "--source", "main"]);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        assert!(
+            out.contains(&format!("echo post >> {}", log.display())),
+            "{out}"
+        );
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"post\n").unwrap();
+    };
+    std::fs::remove_dir_all(&recovering).unwrap();
+    pg_ctl_start(&bin, &data);
+    unquiesce();
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+
+    // --- kill -9 in the middle of the swap: pgdata moved aside, the
+    // recovered directory not yet in its place (a pause point between the
+    // two renames, `LIFEBOAT_TEST_RECOVER_PAUSE`).
+    let pause = a.env.path("swap.fifo");
+    make_fifo(&pause);
+    let swap_err = a.env.path("swap.stderr");
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&a.config)
+        .args(recover_main)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .env(
+            "LIFEBOAT_TEST_RECOVER_PAUSE",
+            format!("swap:{}", pause.display()),
+        )
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&swap_err).unwrap())
+        .spawn()
+        .unwrap();
+    let writer = poll(Duration::from_secs(180), "the recovery in its swap", || {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "ended before its swap ({s}): {}",
+                std::fs::read_to_string(&swap_err).unwrap()
+            );
+        }
+        hold_fifo(&pause)
+    });
+    assert!(!data.exists(), "pgdata moved aside");
+    let left = siblings(&cluster);
+    assert_eq!(left.len(), 2, "{left:?}");
+    let (recovered, aside) = (data.with_file_name(&left[0]), data.with_file_name(&left[1]));
+    assert!(
+        left[0].starts_with("data.recovering-") && left[1].starts_with("data.replaced-"),
+        "{left:?}"
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    drop(writer);
+    std::fs::remove_file(&pause).unwrap();
+    let after_kill = format!("{}pre\n", "pre\npost\n".repeat(3));
+    let killed_state = |what: &str| {
+        assert!(!data.exists(), "{what}");
+        assert_eq!(siblings(&cluster), left, "{what}");
+        assert_eq!(writers_log(), after_kill, "{what}: the writers are stopped");
+    };
+    killed_state("killed during the swap");
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("mv {} {}", aside.display(), data.display()))
+            && err.contains(&format!("rm -rf {}", recovered.display()))
+            && err.contains("unquiesce"),
+        "{err}"
+    );
+    killed_state("the rerun changed nothing");
+    assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // The old directory, moved back as the message says, has every row.
+    std::fs::rename(&aside, &data).unwrap();
+    std::fs::remove_dir_all(&recovered).unwrap();
+    pg_ctl_start(&bin, &data);
+    unquiesce();
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+
+    // --- the recovery, run again after both kills ------------------------------
     let (code, out, err) = recover("main", &moment);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -394,7 +649,8 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(v["writers"], "resumed");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\npre\npost\npre\npost\n"
+        "pre\npost\n".repeat(5),
+        "the failure, Ctrl-C, the two kills (writers brought back by hand), the recovery"
     );
     let replay = v["replay_time"].as_str().unwrap();
     assert!(
