@@ -19,6 +19,7 @@
 
 use crate::common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1006,6 +1007,113 @@ fn recover_one_database_through_a_side_server() {
     untouched("a database created after the moment");
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
 
+    // --- side servers that fail to start: the source untouched, the
+    // writers never stopped, nothing left behind.
+    let no_side_server = |what: &str, dir: &Path| {
+        let running: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(dir.to_str().unwrap()) && c.contains("postgres"))
+            .collect();
+        assert!(running.is_empty(), "{what}: still running: {running:?}");
+    };
+    // A directory the server's user cannot enter (root's, mode 0700).
+    let closed = a.env.path("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // (1) --side-dir inside it.
+    let unreachable = closed.join("side");
+    std::fs::create_dir(&unreachable).unwrap();
+    chown_postgres(&unreachable);
+    let (code, out, err) = a.run(&[
+        "recover",
+        "postgres",
+        "--source",
+        "alpha",
+        "--before",
+        &moment,
+        "--database",
+        "alpha",
+        "--side-dir",
+        unreachable.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "the server's operating-system user cannot enter {}",
+            unreachable.display()
+        )) && err.contains("Nothing was changed; pass --side-dir DIR that user can enter"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&unreachable).unwrap().next().is_none(),
+        "nothing left in the side directory"
+    );
+    no_side_server("--side-dir the server cannot enter", &unreachable);
+    untouched("--side-dir the server cannot enter");
+    assert_eq!(records().len(), 1, "refused in the checks: no record");
+    // (2) TMPDIR, where the side server's socket and log directory is
+    // made (--side-dir reachable): PostgreSQL itself fails to start, after
+    // the base backup was written into the side directory.
+    let (code, out, err) = {
+        let mut c = std::process::Command::new(common::bin());
+        c.arg("--config")
+            .arg(&a.config)
+            .args([
+                "recover",
+                "postgres",
+                "--source",
+                "alpha",
+                "--before",
+                &moment,
+                "--database",
+                "alpha",
+                "--side-dir",
+                side.to_str().unwrap(),
+            ])
+            .env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_CONFIG")
+            .env("PGPASSWORD", &a.password)
+            .env("TMPDIR", &closed)
+            .current_dir(a.env.dir.path())
+            .stdin(std::process::Stdio::null());
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        code,
+        Some(1),
+        "the server's failure, not a target missed: {out}\n{err}"
+    );
+    assert!(
+        err.contains("the recovery server stopped before recovery ended (it did not start")
+            && err.contains("could not open lock file")
+            && err.contains("Permission denied"),
+        "the server's log, its FATAL line: {err}"
+    );
+    assert!(err.contains("nothing was changed on the source"), "{err}");
+    assert!(
+        err.contains("the temporary data directory") && err.contains("was removed"),
+        "{err}"
+    );
+    assert!(side_left().is_empty(), "{:?}", side_left());
+    no_side_server("TMPDIR the server cannot enter", &side);
+    no_side_server("TMPDIR the server cannot enter", &closed);
+    untouched("TMPDIR the server cannot enter");
+    let in_tmpdir: Vec<PathBuf> = std::fs::read_dir(&closed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(in_tmpdir, [unreachable.clone()], "nothing left in TMPDIR");
+    assert_eq!(records().len(), 2, "the failed recovery is recorded");
+
     // --- SIGTERM (what systemd and Kubernetes send) while the side server
     // replays: it is stopped, its directory removed, the source untouched.
     let side_arg = side.to_str().unwrap();
@@ -1037,7 +1145,7 @@ fn recover_one_database_through_a_side_server() {
         .filter(|c| c.contains(side_arg) && c.contains("postgres"))
         .collect();
     assert!(side_servers.is_empty(), "still running: {side_servers:?}");
-    assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
+    assert_eq!(records().len(), 3, "the interrupted recovery is recorded");
 
     // --- the recovery ----------------------------------------------------------
     let (code, v, err) = recover("alpha", "alpha");
@@ -1076,7 +1184,7 @@ fn recover_one_database_through_a_side_server() {
         "side directory removed: {:?}",
         side_left()
     );
-    assert_eq!(records().len(), 3, "the recovery is recorded");
+    assert_eq!(records().len(), 4, "the recovery is recorded");
     assert!(
         records()
             .iter()
@@ -1119,7 +1227,7 @@ fn recover_one_database_through_a_side_server() {
         "pre\npost\npre\npost\n"
     );
     assert!(side_left().is_empty(), "{:?}", side_left());
-    assert_eq!(records().len(), 4);
+    assert_eq!(records().len(), 5);
     let listed = a.ok_json(&["recover", "list", "--source", "alpha"]);
     let dbs: Vec<&str> = listed
         .as_array()
@@ -1131,5 +1239,9 @@ fn recover_one_database_through_a_side_server() {
     assert_eq!(dbs, ["alpha", "alpha"], "{listed}");
     let (code, out, err) = a.run(&["recover", "list"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.matches("database alpha").count(), 3, "{out}");
+    assert_eq!(
+        out.matches("database alpha").count(),
+        4,
+        "the side server that did not start, SIGTERM, two recoveries: {out}"
+    );
 }
