@@ -172,25 +172,7 @@ pub fn interrupted(
     let (recovering, replaced) = (with("recovering"), with("replaced"));
     let writers = "bring the writers back (`lifeboat unquiesce --source …`; the quiesce hint \
                    printed at the recovery's start names them)";
-    // Every partial restore, each with the stop of a server still running
-    // on it first: `kill -QUIT` is an immediate shutdown, which is all a
-    // partial restore needs.
-    let remove =
-        |dirs: &[PathBuf]| -> String {
-            let mut steps: Vec<String> = running
-            .iter()
-            .filter(|(n, _)| dirs.iter().any(|d| d.file_name().is_some_and(|f| f == n.as_str())))
-            .map(|(n, pid)| {
-                format!(
-                    "stop the recovery server still running on {} (`kill -QUIT {pid}`; wait until \
-                     process {pid} is gone)",
-                    pgdata.with_file_name(n).display()
-                )
-            })
-            .collect();
-            steps.extend(dirs.iter().map(|d| format!("`rm -rf {}`", d.display())));
-            steps.join(", then ")
-        };
+    let remove = |dirs: &[PathBuf]| remove_steps(pgdata, dirs, running);
     if !pgdata_exists {
         let Some(old) = replaced.last() else {
             return Some(format!(
@@ -222,9 +204,9 @@ pub fn interrupted(
         return None;
     }
     Some(format!(
-        "{} {} left from an interrupted recovery (a partial restore, never the live data): {}, \
-         and run the recovery again; if the source's server is stopped, start it and {writers} first; \
-         nothing was changed",
+        "{} {} left from an interrupted recovery (a partial restore, never the live data): {}; \
+         if the source's server is stopped, start it and {writers}; then run the recovery again. \
+         Nothing was changed",
         recovering
             .iter()
             .map(|r| r.display().to_string())
@@ -233,6 +215,26 @@ pub fn interrupted(
         if recovering.len() == 1 { "is" } else { "are" },
         remove(&recovering)
     ))
+}
+
+/// The steps that remove the partial restores `dirs`: each with the stop
+/// of a recovery server still running on it first (`running`, by name; a
+/// `kill -QUIT` is an immediate shutdown, all a partial restore needs).
+fn remove_steps(pgdata: &Path, dirs: &[PathBuf], running: &[(String, u32)]) -> String {
+    let named = |n: &str| dirs.iter().any(|d| d.file_name().is_some_and(|f| f == n));
+    let mut steps: Vec<String> = running
+        .iter()
+        .filter(|(n, _)| named(n))
+        .map(|(n, pid)| {
+            format!(
+                "stop the recovery server still running on {} (`kill -QUIT {pid}`; wait until \
+                 process {pid} is gone)",
+                pgdata.with_file_name(n).display()
+            )
+        })
+        .collect();
+    steps.extend(dirs.iter().map(|d| format!("`rm -rf {}`", d.display())));
+    steps.join(", then ")
 }
 
 #[cfg(test)]
