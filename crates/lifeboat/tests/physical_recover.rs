@@ -1111,7 +1111,11 @@ fn recover_one_database_through_a_side_server() {
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert_eq!(in_tmpdir, [unreachable.clone()], "nothing left in TMPDIR");
+    assert_eq!(
+        in_tmpdir,
+        std::slice::from_ref(&unreachable),
+        "nothing left in TMPDIR"
+    );
     assert_eq!(records().len(), 2, "the failed recovery is recorded");
 
     // --- SIGTERM (what systemd and Kubernetes send) while the side server
