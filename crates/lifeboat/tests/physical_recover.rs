@@ -7,13 +7,19 @@
 //! directory, a moment before every base backup, a moment to come); a
 //! failure after the stop (a verification query that fails on the
 //! recovered data) putting the old directory back and running with every
-//! row; then the recovery itself: the row committed before the moment is
+//! row; Ctrl-C during the replay, the same; `kill -9` during the replay
+//! (its private server left running) and in the middle of the swap
+//! (`pgdata` moved aside, a pause point between the renames): the rerun
+//! refuses, naming what is left and what to do, and changes nothing, and
+//! once that is done every row of the old data is there; then the recovery
+//! itself, run again: the row committed before the moment is
 //! there, the one after it is not, the old directory kept aside, the server
 //! a writable primary on a new timeline, the writers stopped and back, the
 //! record stored.
 
 use crate::common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,31 +28,50 @@ use common::standby::SeededStandby;
 use common::{poll, rt};
 use lifeboat_postgres::{ClusterOptions, TempCluster};
 
-/// Whether some process is reading the FIFO at `path` (opening it for
-/// writing without blocking succeeds only then).
-fn fifo_has_reader(path: &Path) -> bool {
+/// The FIFO at `path` opened for writing, without blocking: it opens only
+/// when some process is reading it. Held, that reader's read blocks until
+/// it is dropped.
+fn hold_fifo(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .is_ok()
+        .ok()
+}
+
+/// Whether some process is reading the FIFO at `path`.
+fn fifo_has_reader(path: &Path) -> bool {
+    hold_fifo(path).is_some()
+}
+
+/// A FIFO of the test's own, owned by the server's user.
+fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a path of our own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    chown_postgres(path);
+}
+
+/// A recovery stopped where its recovery server's `wal fetch` reads the
+/// configuration (a FIFO): the process, its stderr, and the FIFO's writer,
+/// held so that the `wal fetch` stays blocked until it is dropped.
+struct InReplay {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    seen: String,
+    fifo: PathBuf,
+    writer: Option<std::fs::File>,
 }
 
 /// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
-/// server's `wal fetch` blocks, calls `paused`, sends `signal` and returns
-/// the exit code and stderr.
+/// server's `wal fetch` blocks.
 ///
 /// The pause point (as in physical_drill.rs): the command runs with a
 /// configuration of its own, replaced by a FIFO once it has read it, so the
 /// recovery server's `wal fetch` (which reads it again) blocks, and the test
 /// sees it blocked (the FIFO has a reader).
-fn interrupted(
-    a: &Archive,
-    args: &[&str],
-    signal: libc::c_int,
-    paused: impl FnOnce(),
-) -> (Option<i32>, String) {
+fn in_replay(a: &Archive, args: &[&str]) -> InReplay {
     let own = a.env.path("recover.yaml");
     std::fs::copy(&a.config, &own).unwrap();
     chown_postgres(&own);
@@ -78,25 +103,97 @@ fn interrupted(
         }
     }
     let fifo = a.env.path("recover.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) on a path of our own.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-    chown_postgres(&fifo);
+    make_fifo(&fifo);
     std::fs::rename(&fifo, &own).unwrap();
-    poll(
+    let writer = poll(
         Duration::from_secs(120),
         "the recovery server's wal fetch waiting on the configuration",
-        || fifo_has_reader(&own).then_some(()),
+        || hold_fifo(&own),
     );
+    InReplay {
+        child,
+        stderr,
+        seen,
+        fifo: own,
+        writer: Some(writer),
+    }
+}
+
+impl InReplay {
+    /// Sends `signal` to the recovery; its exit status and stderr.
+    fn signal(&mut self, signal: libc::c_int) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        let status = self.child.wait().unwrap();
+        std::io::Read::read_to_string(&mut self.stderr, &mut self.seen).unwrap();
+        (status, self.seen.clone())
+    }
+
+    /// Lets a `wal fetch` still waiting (if any) read end-of-file and exit;
+    /// removes the FIFO.
+    fn release(mut self) {
+        drop(self.writer.take());
+        fifo_has_reader(&self.fifo);
+        std::fs::remove_file(&self.fifo).unwrap();
+    }
+}
+
+/// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
+/// server's `wal fetch` blocks, calls `paused`, sends `signal` and returns
+/// the exit code and stderr (the recovery's own handling of the signal).
+fn interrupted(
+    a: &Archive,
+    args: &[&str],
+    signal: libc::c_int,
+    paused: impl FnOnce(),
+) -> (Option<i32>, String) {
+    let mut run = in_replay(a, args);
+    // Opened and closed, as the test saw the reader.
+    drop(run.writer.take());
     paused();
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let status = child.wait().unwrap();
-    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
-    // Let a `wal fetch` still waiting (if any) read end-of-file and exit.
-    fifo_has_reader(&own);
-    std::fs::remove_file(&own).unwrap();
+    let (status, seen) = run.signal(signal);
+    run.release();
     (status.code(), seen)
+}
+
+/// Whether process `pid` is a live one whose command line names `what`
+/// (a zombie's is empty).
+fn runs_on(pid: u32, what: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(what))
+}
+
+/// The postmaster's pid in `dir/postmaster.pid`.
+fn postmaster_pid(dir: &Path) -> u32 {
+    let t = std::fs::read_to_string(dir.join("postmaster.pid")).unwrap();
+    t.lines().next().unwrap().trim().parse().unwrap()
+}
+
+/// `pg_ctl start -w` on `pgdata` as the server's user, its output in
+/// `<pgdata>.log` (what the source's `control: {pg_ctl: …}` does): an
+/// operator starting the server by hand.
+fn pg_ctl_start(bin: &Path, pgdata: &Path) {
+    use std::os::unix::process::CommandExt;
+    let log = pgdata.with_extension("log");
+    let mut cmd = std::process::Command::new(bin.join("pg_ctl"));
+    cmd.arg("start")
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-l")
+        .arg(&log)
+        .arg("-w")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null());
+    if let Some((uid, gid)) = lifeboat_region::replication::target::os_user(None).unwrap() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd.output().expect("pg_ctl start");
+    assert!(
+        out.status.success(),
+        "pg_ctl start: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
 
 /// The labels of `pitr` on the running source, by id.
@@ -380,7 +477,166 @@ fn recover_in_place_to_just_before_a_moment() {
     assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
     assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
 
-    // --- the recovery ------------------------------------------------------
+    // --- kill -9 while the recovered directory replays beside the data
+    // directory (the server stopped, the writers quiesced): nothing can put
+    // anything back, and the recovery's private server is left running
+    // (blocked in its `wal fetch`, as when the replay is long).
+    let writers_log = || std::fs::read_to_string(&log).unwrap();
+    let recover_main = [
+        "recover", "postgres", "--source", "main", "--before", &moment,
+    ];
+    let mut run = in_replay(&a, &recover_main);
+    let left = siblings(&cluster);
+    assert!(
+        left.len() == 1 && left[0].starts_with("data.recovering-"),
+        "{left:?}"
+    );
+    let recovering = data.with_file_name(&left[0]);
+    let private = postmaster_pid(&recovering);
+    let (status, stderr) = run.signal(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("if this recovery is killed, start the server on"),
+        "what to do after a kill was printed before the writers stopped: {stderr}"
+    );
+    let after_kill = format!("{}pre\n", "pre\npost\n".repeat(2));
+    let killed_state = |what: &str| {
+        assert_eq!(siblings(&cluster), left, "{what}");
+        assert!(
+            runs_on(private, &left[0]),
+            "{what}: the killed recovery's private server runs on"
+        );
+        assert!(
+            !data.join("postmaster.pid").exists(),
+            "{what}: the source's server is stopped"
+        );
+        assert_eq!(writers_log(), after_kill, "{what}: the writers are stopped");
+    };
+    killed_state("killed during the replay");
+    // The rerun refuses before touching anything, naming the partial
+    // restore, the server still running on it, and what to do.
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    let (stop, remove) = (
+        err.find(&format!("kill -QUIT {private}")),
+        err.find(&format!("rm -rf {}", recovering.display())),
+    );
+    assert!(
+        stop.is_some() && remove.is_some() && stop < remove,
+        "the private server stopped, then its directory removed: {err}"
+    );
+    assert!(
+        err.contains("start it and bring the writers back") && err.contains("unquiesce"),
+        "{err}"
+    );
+    killed_state("the rerun changed nothing");
+    assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // The instructions, followed: every row of the old data is there.
+    // SAFETY: kill(2) on the server the killed recovery started.
+    assert_eq!(unsafe { libc::kill(private as i32, libc::SIGQUIT) }, 0);
+    poll(
+        Duration::from_secs(60),
+        "the private server to stop",
+        || (!runs_on(private, &left[0])).then_some(()),
+    );
+    run.release();
+    // Brings the writers back as `unquiesce` says: for commands, it names
+    // the post commands, which the operator runs.
+    let unquiesce = || {
+        let (code, out, err) = a.run(&["unquiesce", "--source", "main"]);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        assert!(
+            out.contains(&format!("echo post >> {}", log.display())),
+            "{out}"
+        );
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(b"post\n").unwrap();
+    };
+    std::fs::remove_dir_all(&recovering).unwrap();
+    pg_ctl_start(&bin, &data);
+    unquiesce();
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+
+    // --- kill -9 in the middle of the swap: pgdata moved aside, the
+    // recovered directory not yet in its place (a pause point between the
+    // two renames, `LIFEBOAT_TEST_RECOVER_PAUSE`).
+    let pause = a.env.path("swap.fifo");
+    make_fifo(&pause);
+    let swap_err = a.env.path("swap.stderr");
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&a.config)
+        .args(recover_main)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .env(
+            "LIFEBOAT_TEST_RECOVER_PAUSE",
+            format!("swap:{}", pause.display()),
+        )
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&swap_err).unwrap())
+        .spawn()
+        .unwrap();
+    let writer = poll(Duration::from_secs(180), "the recovery in its swap", || {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "ended before its swap ({s}): {}",
+                std::fs::read_to_string(&swap_err).unwrap()
+            );
+        }
+        hold_fifo(&pause)
+    });
+    assert!(!data.exists(), "pgdata moved aside");
+    let left = siblings(&cluster);
+    assert_eq!(left.len(), 2, "{left:?}");
+    let (recovered, aside) = (data.with_file_name(&left[0]), data.with_file_name(&left[1]));
+    assert!(
+        left[0].starts_with("data.recovering-") && left[1].starts_with("data.replaced-"),
+        "{left:?}"
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    drop(writer);
+    std::fs::remove_file(&pause).unwrap();
+    let after_kill = format!("{}pre\n", "pre\npost\n".repeat(3));
+    let killed_state = |what: &str| {
+        assert!(!data.exists(), "{what}");
+        assert_eq!(siblings(&cluster), left, "{what}");
+        assert_eq!(writers_log(), after_kill, "{what}: the writers are stopped");
+    };
+    killed_state("killed during the swap");
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("mv {} {}", aside.display(), data.display()))
+            && err.contains(&format!("rm -rf {}", recovered.display()))
+            && err.contains("unquiesce"),
+        "{err}"
+    );
+    killed_state("the rerun changed nothing");
+    assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // The old directory, moved back as the message says, has every row.
+    std::fs::rename(&aside, &data).unwrap();
+    std::fs::remove_dir_all(&recovered).unwrap();
+    pg_ctl_start(&bin, &data);
+    unquiesce();
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+
+    // --- the recovery, run again after both kills ------------------------------
     let (code, out, err) = recover("main", &moment);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -394,7 +650,8 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(v["writers"], "resumed");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\npre\npost\npre\npost\n"
+        "pre\npost\n".repeat(5),
+        "the failure, Ctrl-C, the two kills (writers brought back by hand), the recovery"
     );
     let replay = v["replay_time"].as_str().unwrap();
     assert!(
@@ -750,6 +1007,117 @@ fn recover_one_database_through_a_side_server() {
     untouched("a database created after the moment");
     assert_eq!(records().len(), 1, "the failed recovery is recorded");
 
+    // --- side servers that fail to start: the source untouched, the
+    // writers never stopped, nothing left behind.
+    let no_side_server = |what: &str, dir: &Path| {
+        let running: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(dir.to_str().unwrap()) && c.contains("postgres"))
+            .collect();
+        assert!(running.is_empty(), "{what}: still running: {running:?}");
+    };
+    // A directory the server's user cannot enter (root's, mode 0700).
+    let closed = a.env.path("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // (1) --side-dir inside it.
+    let unreachable = closed.join("side");
+    std::fs::create_dir(&unreachable).unwrap();
+    chown_postgres(&unreachable);
+    let (code, out, err) = a.run(&[
+        "recover",
+        "postgres",
+        "--source",
+        "alpha",
+        "--before",
+        &moment,
+        "--database",
+        "alpha",
+        "--side-dir",
+        unreachable.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "the server's operating-system user cannot enter {}",
+            unreachable.display()
+        )) && err.contains("Nothing was changed; pass --side-dir DIR that user can enter"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&unreachable).unwrap().next().is_none(),
+        "nothing left in the side directory"
+    );
+    no_side_server("--side-dir the server cannot enter", &unreachable);
+    untouched("--side-dir the server cannot enter");
+    assert_eq!(records().len(), 1, "refused in the checks: no record");
+    // (2) TMPDIR, where the side server's socket and log directory is
+    // made (--side-dir reachable): PostgreSQL itself fails to start, after
+    // the base backup was written into the side directory.
+    let (code, out, err) = {
+        let mut c = std::process::Command::new(common::bin());
+        c.arg("--config")
+            .arg(&a.config)
+            .args([
+                "recover",
+                "postgres",
+                "--source",
+                "alpha",
+                "--before",
+                &moment,
+                "--database",
+                "alpha",
+                "--side-dir",
+                side.to_str().unwrap(),
+            ])
+            .env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_CONFIG")
+            .env("PGPASSWORD", &a.password)
+            .env("TMPDIR", &closed)
+            .current_dir(a.env.dir.path())
+            .stdin(std::process::Stdio::null());
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        code,
+        Some(1),
+        "the server's failure, not a target missed: {out}\n{err}"
+    );
+    assert!(
+        err.contains("the recovery server stopped before recovery ended (it did not start")
+            && err.contains("could not open lock file")
+            && err.contains("Permission denied"),
+        "the server's log, its FATAL line: {err}"
+    );
+    assert!(err.contains("nothing was changed on the source"), "{err}");
+    assert!(
+        err.contains("the temporary data directory") && err.contains("was removed"),
+        "{err}"
+    );
+    assert!(side_left().is_empty(), "{:?}", side_left());
+    no_side_server("TMPDIR the server cannot enter", &side);
+    no_side_server("TMPDIR the server cannot enter", &closed);
+    untouched("TMPDIR the server cannot enter");
+    let in_tmpdir: Vec<PathBuf> = std::fs::read_dir(&closed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        in_tmpdir,
+        std::slice::from_ref(&unreachable),
+        "nothing left in TMPDIR"
+    );
+    assert_eq!(records().len(), 2, "the failed recovery is recorded");
+
     // --- SIGTERM (what systemd and Kubernetes send) while the side server
     // replays: it is stopped, its directory removed, the source untouched.
     let side_arg = side.to_str().unwrap();
@@ -781,7 +1149,7 @@ fn recover_one_database_through_a_side_server() {
         .filter(|c| c.contains(side_arg) && c.contains("postgres"))
         .collect();
     assert!(side_servers.is_empty(), "still running: {side_servers:?}");
-    assert_eq!(records().len(), 2, "the interrupted recovery is recorded");
+    assert_eq!(records().len(), 3, "the interrupted recovery is recorded");
 
     // --- the recovery ----------------------------------------------------------
     let (code, v, err) = recover("alpha", "alpha");
@@ -820,7 +1188,7 @@ fn recover_one_database_through_a_side_server() {
         "side directory removed: {:?}",
         side_left()
     );
-    assert_eq!(records().len(), 3, "the recovery is recorded");
+    assert_eq!(records().len(), 4, "the recovery is recorded");
     assert!(
         records()
             .iter()
@@ -863,7 +1231,7 @@ fn recover_one_database_through_a_side_server() {
         "pre\npost\npre\npost\n"
     );
     assert!(side_left().is_empty(), "{:?}", side_left());
-    assert_eq!(records().len(), 4);
+    assert_eq!(records().len(), 5);
     let listed = a.ok_json(&["recover", "list", "--source", "alpha"]);
     let dbs: Vec<&str> = listed
         .as_array()
@@ -875,5 +1243,9 @@ fn recover_one_database_through_a_side_server() {
     assert_eq!(dbs, ["alpha", "alpha"], "{listed}");
     let (code, out, err) = a.run(&["recover", "list"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.matches("database alpha").count(), 3, "{out}");
+    assert_eq!(
+        out.matches("database alpha").count(),
+        4,
+        "the side server that did not start, SIGTERM, two recoveries: {out}"
+    );
 }

@@ -212,6 +212,42 @@ fn fetch_error(log: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Why a recovery server that exited before it promoted failed, by its
+/// log (`log` whole, `tail` its end, shown): PostgreSQL's "recovery ended
+/// before the target" (the WAL ran out first: exit 7) or a `wal fetch
+/// --fatal-errors` that aborted the recovery (7: the target was not
+/// reached); any other exit (a server that did not start, a FATAL during
+/// recovery) is the server's failure, exit 1, with its log.
+fn stopped(target: &Target, log: &str, tail: &str, last_archived: Option<&str>) -> Error {
+    match recovery::judge_log(target, log) {
+        LogVerdict::EndedEarly(line) => fail(
+            VERIFY_FAILED,
+            format!(
+                "recovery ended before reaching {target}: the archive's WAL ran out first \
+                 (PostgreSQL: {line}). The last segment archived on the timeline recovery \
+                 follows is {}; a segment missing before the target stops recovery there",
+                last_archived.unwrap_or("none")
+            ),
+        ),
+        _ => match fetch_error(log) {
+            Some(line) => fail(
+                VERIFY_FAILED,
+                format!(
+                    "recovery was aborted: fetching WAL from the repository failed ({line}); \
+                     nothing past that point was recovered. The recovery server's log:\n{tail}"
+                ),
+            ),
+            None => fail(
+                FAILURE,
+                format!(
+                    "the recovery server stopped before recovery ended (it did not start, or \
+                     failed during recovery); its log:\n{tail}"
+                ),
+            ),
+        },
+    }
+}
+
 /// Environment variables (name, value) a child process is given.
 pub type EnvVars = Vec<(String, String)>;
 
@@ -717,28 +753,12 @@ pub async fn recover(
     let log = server.log();
     let verdict = recovery::judge_log(&req.target, &log);
     if promoted.is_none() {
-        let why = match verdict {
-            LogVerdict::EndedEarly(line) => format!(
-                "recovery ended before reaching {}: the archive's WAL ran out first (PostgreSQL: \
-                 {line}). The last segment archived on the timeline recovery follows is {}; a \
-                 segment missing before the target stops recovery there",
-                req.target,
-                last_archived.unwrap_or("none")
-            ),
-            _ => match fetch_error(&log) {
-                // `wal fetch --fatal-errors` failed and PostgreSQL aborted.
-                Some(line) => format!(
-                    "recovery was aborted: fetching WAL from the repository failed ({line}); \
-                     nothing past that point was recovered. The recovery server's log:\n{}",
-                    server.log_tail()
-                ),
-                None => format!(
-                    "the recovery server stopped; its log:\n{}",
-                    server.log_tail()
-                ),
-            },
-        };
-        return Err(fail(VERIFY_FAILED, why));
+        return Err(stopped(
+            &req.target,
+            &log,
+            &server.log_tail(),
+            last_archived,
+        ));
     }
     let p = position(&server, &f.superuser).await.ok_or_else(|| {
         fail(
@@ -810,4 +830,44 @@ async fn timeline_now(server: &RecoveryServer, user: &str) -> Option<u32> {
         .await
         .ok()?;
     u32::from_str_radix(row.get::<_, &str>(0), 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_server_that_stopped() {
+        let t = Target::Time(
+            DateTime::parse_from_rfc3339("2026-12-04T10:47:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        // It did not start (its socket directory out of its reach): the
+        // server's failure, with its log.
+        let log = "LOG:  starting PostgreSQL 15.20\nFATAL:  could not open lock file \
+                   \"/tmp/x/.s.PGSQL.5432.lock\": Permission denied\n\
+                   LOG:  database system is shut down\n";
+        let e = stopped(&t, log, log, None);
+        assert_eq!(e.code(), FAILURE, "{}", e.message);
+        assert!(
+            e.message.contains("did not start") && e.message.contains("Permission denied"),
+            "{}",
+            e.message
+        );
+        // The WAL ran out before the target: not reached.
+        let log = "FATAL:  recovery ended before configured recovery target was reached\n";
+        let e = stopped(&t, log, log, Some("000000010000000000000003"));
+        assert_eq!(e.code(), VERIFY_FAILED, "{}", e.message);
+        assert!(
+            e.message.contains("000000010000000000000003"),
+            "{}",
+            e.message
+        );
+        // `wal fetch --fatal-errors` aborted it: not reached either.
+        let log = "error: integrity failure in wal/00000001/x/0\nFATAL:  could not restore file\n";
+        let e = stopped(&t, log, log, None);
+        assert_eq!(e.code(), VERIFY_FAILED, "{}", e.message);
+        assert!(e.message.contains("integrity failure"), "{}", e.message);
+    }
 }

@@ -53,6 +53,29 @@ pub fn chown_tree(path: &Path, owner: Option<(u32, u32)>) -> Result<(), ClusterE
     Ok(())
 }
 
+/// Whether the server's operating-system user (`postgres` when we are
+/// root) can enter `dir`, as a recovery server on a data directory inside
+/// it must: `bin_dir/postgres --version` is run as that user with `dir` as
+/// its working directory, so the kernel decides as it will for the server
+/// (modes, ACLs, the user's groups as the server gets them).
+pub fn check_reachable(bin_dir: &Path, dir: &Path) -> Result<(), ClusterError> {
+    let owner = run_as()?;
+    command(bin_dir.join("postgres"), owner, dir)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|_| ())
+        .map_err(|source| ClusterError::Io {
+            what: format!(
+                "the server's operating-system user cannot enter {}",
+                dir.display()
+            ),
+            source,
+        })
+}
+
 impl RecoveryServer {
     /// Starts `bin_dir/postgres` on `data` with `env` added to its
     /// environment (which is otherwise only `PATH` and `LC_ALL=C`).
@@ -107,7 +130,14 @@ impl RecoveryServer {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
-            .map_err(io_err("starting postgres"))?;
+            .map_err(|source| ClusterError::Io {
+                what: format!(
+                    "starting postgres on {} as the server's operating-system user (it must be \
+                     able to enter every directory above it)",
+                    data.display()
+                ),
+                source,
+            })?;
         Ok(Self {
             child: Some(child),
             run_dir,

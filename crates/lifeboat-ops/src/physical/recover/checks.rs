@@ -32,6 +32,21 @@ pub struct Found {
     pub proven_by: &'static str,
 }
 
+/// The pid of a postmaster still running on `dir` (a recovery's private
+/// server left by a `kill -9` of Lifeboat): its `postmaster.pid` names a
+/// live process whose command line names the directory (`name`, its file
+/// name, unique by its stamp), so a pid reused after a host crash is not
+/// taken for it.
+fn recovery_server_on(dir: &std::path::Path, name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let (pid, ..) = lifeboat_region::replication::target::parse_postmaster_pid(&text)?;
+    let pid = u32::try_from(pid).ok().filter(|p| *p > 0)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(name)
+        .then_some(pid)
+}
+
 /// What the repository holds for the recovery.
 pub struct Ready {
     pub prep: Prepared,
@@ -77,7 +92,12 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
                     .collect()
             })
             .unwrap_or_default();
-        if let Some(why) = plan::interrupted(&pgdata, pgdata.exists(), &names) {
+        let running: Vec<(String, u32)> = names
+            .iter()
+            .filter(|n| plan::is_recovering(&pgdata, n))
+            .filter_map(|n| Some((n.clone(), recovery_server_on(&parent.join(n), n)?)))
+            .collect();
+        if let Some(why) = plan::interrupted(&pgdata, pgdata.exists(), &names, &running) {
             return Err(usage(why));
         }
     }

@@ -215,6 +215,21 @@ fn check_side_room(dir: &std::path::Path, bytes: u64) -> Result<()> {
     Ok(())
 }
 
+/// The side server runs as the server's user on a directory inside `dir`:
+/// that user must be able to enter it (`--side-dir` under root's own
+/// directory, mode 0700, is the usual mistake), or the restore would be
+/// written for nothing.
+fn check_side_reachable(bin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+    lifeboat_postgres::basebackup::server::check_reachable(bin, dir).map_err(|e| {
+        usage(format!(
+            "{e}: the side server runs as that user on a data directory inside {}. Nothing was \
+             changed; pass --side-dir DIR that user can enter (every directory above it \
+             searchable by it)",
+            dir.display()
+        ))
+    })
+}
+
 /// What the side server gave.
 struct Side {
     reached: String,
@@ -243,6 +258,7 @@ async fn locked(
             )
             .await?;
             check_side_room(&found.side_parent, ready.prep.facts.file_bytes)?;
+            check_side_reachable(&ready.bin, &found.side_parent)?;
             Ok::<_, Error>(ready)
         } => r?,
         i = signals.next() => return Err(interrupted(i, "while checking; nothing was changed")),

@@ -137,13 +137,28 @@ fn is_sibling(pgdata: &Path, name: &str, what: &str) -> bool {
         .is_some_and(|s| s.len() == 16 && s.ends_with('Z') && s.as_bytes()[8] == b'T')
 }
 
+/// Whether `name` is a partial restore a recovery left beside `pgdata`
+/// (`<pgdata's name>.recovering-<stamp>`).
+pub fn is_recovering(pgdata: &Path, name: &str) -> bool {
+    is_sibling(pgdata, name, "recovering")
+}
+
 /// What an interrupted recovery (`kill -9`, a host crash: nothing could
 /// put anything back) left beside `pgdata`, as a refusal that says what to
 /// do, or `None` (pure, over the names in `pgdata`'s parent). With `pgdata`
 /// gone, the newest kept-aside directory is the server's old data (the kill
 /// fell between the two renames of the swap, or after the first); a
 /// `.recovering-*` directory is never live data, only a partial restore.
-pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Option<String> {
+/// `running` names the `.recovering-*` directories a recovery server still
+/// runs on, with its pid: a `kill -9` of Lifeboat during the replay leaves
+/// its private server running, and it must be stopped before its directory
+/// is removed.
+pub fn interrupted(
+    pgdata: &Path,
+    pgdata_exists: bool,
+    names: &[String],
+    running: &[(String, u32)],
+) -> Option<String> {
     pgdata.file_name()?;
     let with = |what: &str| {
         let mut v: Vec<PathBuf> = names
@@ -155,8 +170,9 @@ pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Opti
         v
     };
     let (recovering, replaced) = (with("recovering"), with("replaced"));
-    let writers = "then bring the writers back (`lifeboat unquiesce --source …`; the quiesce \
-                   hint printed at the recovery's start names them)";
+    let writers = "bring the writers back (`lifeboat unquiesce --source …`; the quiesce hint \
+                   printed at the recovery's start names them)";
+    let remove = |dirs: &[PathBuf]| remove_steps(pgdata, dirs, running);
     if !pgdata_exists {
         let Some(old) = replaced.last() else {
             return Some(format!(
@@ -165,19 +181,18 @@ pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Opti
                 pgdata.display()
             ));
         };
-        let recovered = recovering
-            .last()
-            .map(|r| {
-                format!(
-                    " (the recovered directory, if you want it instead, is {}: check it before \
-                     using it)",
-                    r.display()
-                )
-            })
-            .unwrap_or_default();
+        let recovered = if recovering.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; then remove the recovered directory before recovering again: {} (unless you \
+                 want it instead of the old one: check it before using it)",
+                remove(&recovering)
+            )
+        };
         return Some(format!(
             "pgdata {} is missing and {} is beside it: a recovery was interrupted during its swap. \
-             Put the old data directory back: `mv {} {}`{recovered}, start the server, {writers}; \
+             Put the old data directory back: `mv {} {}`, start the server, {writers}{recovered}; \
              nothing was changed",
             pgdata.display(),
             old.display(),
@@ -185,15 +200,41 @@ pub fn interrupted(pgdata: &Path, pgdata_exists: bool, names: &[String]) -> Opti
             pgdata.display()
         ));
     }
-    recovering.last().map(|r| {
-        format!(
-            "{} is left from an interrupted recovery (a partial restore, never the live data): \
-             remove it (`rm -rf {}`) and run the recovery again; if the server is stopped, start \
-             it and {writers}; nothing was changed",
-            r.display(),
-            r.display()
-        )
-    })
+    if recovering.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} {} left from an interrupted recovery (a partial restore, never the live data): {}; \
+         if the source's server is stopped, start it and {writers}; then run the recovery again. \
+         Nothing was changed",
+        recovering
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        if recovering.len() == 1 { "is" } else { "are" },
+        remove(&recovering)
+    ))
+}
+
+/// The steps that remove the partial restores `dirs`: each with the stop
+/// of a recovery server still running on it first (`running`, by name; a
+/// `kill -QUIT` is an immediate shutdown, all a partial restore needs).
+fn remove_steps(pgdata: &Path, dirs: &[PathBuf], running: &[(String, u32)]) -> String {
+    let named = |n: &str| dirs.iter().any(|d| d.file_name().is_some_and(|f| f == n));
+    let mut steps: Vec<String> = running
+        .iter()
+        .filter(|(n, _)| named(n))
+        .map(|(n, pid)| {
+            format!(
+                "stop the recovery server still running on {} (`kill -QUIT {pid}`; wait until \
+                 process {pid} is gone)",
+                pgdata.with_file_name(n).display()
+            )
+        })
+        .collect();
+    steps.extend(dirs.iter().map(|d| format!("`rm -rf {}`", d.display())));
+    steps.join(", then ")
 }
 
 #[cfg(test)]
@@ -218,23 +259,79 @@ mod tests {
     fn leftovers_of_an_interrupted_recovery_say_what_to_do() {
         let p = Path::new("/srv/pg/main");
         let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let none: &[(String, u32)] = &[];
         // Nothing left: nothing to say.
         assert_eq!(
-            interrupted(p, true, &n(&["main", "other.recovering-20261204T104703Z"])),
+            interrupted(
+                p,
+                true,
+                &n(&["main", "other.recovering-20261204T104703Z"]),
+                none
+            ),
             None
         );
         // Kept-aside directories of finished recoveries: not a leftover.
         assert_eq!(
-            interrupted(p, true, &n(&["main", "main.replaced-20261204T104703Z"])),
+            interrupted(
+                p,
+                true,
+                &n(&["main", "main.replaced-20261204T104703Z"]),
+                none
+            ),
             None
         );
         // Killed before the swap: the partial restore is named, to remove.
-        let e = interrupted(p, true, &n(&["main", "main.recovering-20261204T104703Z"])).unwrap();
+        let e = interrupted(
+            p,
+            true,
+            &n(&["main", "main.recovering-20261204T104703Z"]),
+            none,
+        )
+        .unwrap();
         assert!(
             e.contains("rm -rf /srv/pg/main.recovering-20261204T104703Z"),
             "{e}"
         );
-        // Killed between the renames: the newest kept-aside one goes back.
+        assert!(!e.contains("kill"), "no server to stop: {e}");
+        // Killed during the replay: its private server still runs there
+        // and is stopped first; a server on another name is not this one's.
+        let e = interrupted(
+            p,
+            true,
+            &n(&["main", "main.recovering-20261204T104703Z"]),
+            &[
+                ("main.recovering-20261204T104703Z".to_string(), 4242),
+                ("other.recovering-20261204T104703Z".to_string(), 77),
+            ],
+        )
+        .unwrap();
+        let (kill, rm) = (
+            e.find("kill -QUIT 4242").expect(&e),
+            e.find("rm -rf /srv/pg/main.recovering-20261204T104703Z")
+                .expect(&e),
+        );
+        assert!(kill < rm, "stopped before removed: {e}");
+        assert!(!e.contains(" 77"), "{e}");
+        // Two partial restores: both named.
+        let e = interrupted(
+            p,
+            true,
+            &n(&[
+                "main",
+                "main.recovering-20261101T000000Z",
+                "main.recovering-20261204T104703Z",
+            ]),
+            none,
+        )
+        .unwrap();
+        assert!(
+            e.contains("rm -rf /srv/pg/main.recovering-20261101T000000Z")
+                && e.contains("rm -rf /srv/pg/main.recovering-20261204T104703Z")
+                && e.contains(" are left"),
+            "{e}"
+        );
+        // Killed between the renames: the newest kept-aside one goes back,
+        // and the recovered one is to be removed before the next recovery.
         let e = interrupted(
             p,
             false,
@@ -243,6 +340,7 @@ mod tests {
                 "main.replaced-20261204T104703Z",
                 "main.recovering-20261204T104703Z",
             ]),
+            none,
         )
         .unwrap();
         assert!(
@@ -250,12 +348,15 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("/srv/pg/main.recovering-20261204T104703Z"),
+            e.contains("rm -rf /srv/pg/main.recovering-20261204T104703Z"),
             "{e}"
         );
         assert!(e.contains("unquiesce"), "{e}");
+        // The same without the recovered directory: only the move back.
+        let e = interrupted(p, false, &n(&["main.replaced-20261204T104703Z"]), none).unwrap();
+        assert!(e.contains("mv ") && !e.contains("rm -rf"), "{e}");
         // Gone with nothing beside it: the configuration is asked about.
-        let e = interrupted(p, false, &n(&["other"])).unwrap();
+        let e = interrupted(p, false, &n(&["other"]), none).unwrap();
         assert!(e.contains("sources.*.postgres.pgdata"), "{e}");
     }
 

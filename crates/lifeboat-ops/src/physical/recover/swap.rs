@@ -95,6 +95,7 @@ pub fn swap_in(pgdata: &Path, recovered: &Path, aside: &Path) -> Result<()> {
         pgdata.display(),
         aside.display()
     )))?;
+    test_pause("swap");
     if let Err(e) = std::fs::rename(recovered, pgdata) {
         let undo = std::fs::rename(aside, pgdata);
         return Err(fail(
@@ -114,6 +115,29 @@ pub fn swap_in(pgdata: &Path, recovered: &Path, aside: &Path) -> Result<()> {
         ));
     }
     sync_dir(parent(pgdata))
+}
+
+/// A pause point for tests of a recovery killed at its most fragile
+/// moment: with `LIFEBOAT_TEST_RECOVER_PAUSE=<point>:<fifo>`, at `<point>`
+/// (`swap`: `pgdata` moved aside, the recovered directory not yet in its
+/// place) the recovery reads the FIFO `<fifo>`, which blocks until a writer
+/// opens it and then closes it (the test sees the reader, and kills the
+/// process). Unset (always, outside tests) it costs one environment
+/// lookup.
+fn test_pause(point: &str) {
+    let Ok(spec) = std::env::var("LIFEBOAT_TEST_RECOVER_PAUSE") else {
+        return;
+    };
+    if let Some((at, fifo)) = spec.split_once(':')
+        && at == point
+    {
+        tracing::warn!(
+            point,
+            fifo,
+            "test pause point reached (LIFEBOAT_TEST_RECOVER_PAUSE): reading the FIFO"
+        );
+        let _ = std::fs::read(fifo);
+    }
 }
 
 /// Undoes [`swap_in`] (when `swapped`) and removes the recovered
