@@ -38,7 +38,7 @@ VENV="${LIFEBOAT_TEST_VENV:-$ROOT/.venv-test}"
 LOG_DIR="$ROOT/target/test-logs"
 mkdir -p "$LOG_DIR"
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> [%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
     printf 'scripts/test.sh: error: %s\n' "$*" >&2
     exit 1
