@@ -360,11 +360,15 @@ for pkg in meta["packages"]:
 #          a time, as before); its output goes to target/test-logs/
 #          timed-lane.log and is printed when both lanes are done;
 #   other: the unit tests, every other integration test binary, the doc
-#          tests; printed as they run.
+#          tests; printed as they run. `--doc` cannot share an invocation
+#          with target selections, and on its own cargo resolves one
+#          proc-macro dependency (strsim) without line tables, which
+#          rebuilds lifeboat-ops and lifeboat-testbed once (about 40 s).
 # The tests wait on servers far more than they compute (a whole run keeps
-# these two cores about 60 % busy), so the lanes overlap at little cost to
-# the timed tests; the sequential run took about 15 minutes of tests, the
-# lanes about as long as the timed lane. LIFEBOAT_TEST_LANES=0 runs
+# these two cores far from busy), so the lanes overlap at little cost to
+# the timed tests. Measured on this 2-core machine: daemons 499 s in the
+# lane (470-482 s alone), cli 305 s (264-312 s alone); the test phase took
+# 590 s where one binary after another took about 950 s. LIFEBOAT_TEST_LANES=0 runs
 # everything in one `cargo test`, one binary after another (to tell a
 # timing failure caused by the overlap from a real one).
 run_in_lanes() {
