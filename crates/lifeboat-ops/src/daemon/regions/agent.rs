@@ -625,6 +625,12 @@ impl Agent {
                 self.fenced = false;
                 metrics::fenced(&self.region, false);
             }
+            Some(Finished::CapacityFailed(e)) => {
+                tracing::error!(region = %self.region, error = %e, "auto_rejoin: the server is a standby now, but the region's writers are not back; trying the capacity step again after a backoff (or run `lifeboat region rejoin` by hand)");
+                metrics::auto_rejoin(&self.region, "capacity_failed");
+                self.fenced = false;
+                metrics::fenced(&self.region, false);
+            }
             Some(Finished::Failed(e)) => {
                 tracing::error!(region = %self.region, error = %e, "auto_rejoin failed; retrying after a backoff (or run `lifeboat region rejoin` by hand)");
                 metrics::auto_rejoin(&self.region, "failed");
@@ -676,7 +682,12 @@ impl Agent {
             } => self.seen_down(&record.primary).await,
         };
         let moved = auto::authority_moved(record.epoch, self.own_epoch);
-        if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
+        let why = if self.rejoin.capacity_pending() && seen == Seen::Standby {
+            Some("its last rejoin's capacity step failed; trying it again")
+        } else {
+            auto::wants_rejoin(&seen, self.fenced, moved)
+        };
+        if let Some(why) = why {
             let after = self.writers_down.take();
             self.rejoin
                 .start(&self.d, &self.region, record.epoch, why, after);

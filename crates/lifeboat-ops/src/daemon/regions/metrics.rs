@@ -395,7 +395,7 @@ pub fn describe_agent() {
     );
     describe_counter!(
         AUTO_REJOINS,
-        "Rejoins this daemon ran on its own (failover.auto_rejoin), by result (ok, failed)"
+        "Rejoins this daemon ran on its own (failover.auto_rejoin), by result (ok, failed, abandoned, capacity_failed: a standby now, its region's writers not back yet)"
     );
     describe_counter!(
         LEASE_RENEWALS,
@@ -442,8 +442,9 @@ pub fn authority_reachable(ok: bool) {
     gauge!(AUTHORITY_REACHABLE).set(if ok { 1.0 } else { 0.0 });
 }
 
-/// One finished `auto_rejoin`: `result` is `ok`, `failed` or `abandoned`
-/// (its last steps cut short because the authority moved on).
+/// One finished `auto_rejoin`: `result` is `ok`, `failed`, `abandoned`
+/// (its last steps cut short because the authority moved on) or
+/// `capacity_failed` (a standby now; its region's writers not back yet).
 pub fn auto_rejoin(region: &str, result: &'static str) {
     counter!(AUTO_REJOINS, "region" => region.to_string(), "result" => result).increment(1);
 }

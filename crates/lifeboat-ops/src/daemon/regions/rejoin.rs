@@ -34,6 +34,9 @@ use crate::region::failover::rejoin;
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// The first wait after a failed rejoin; doubled after each failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(60);
+/// The first wait before a failed capacity step is tried again; doubled
+/// after each failure, up to [`MAX_BACKOFF`].
+pub const CAPACITY_FIRST_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest wait after failed rejoins.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(16 * 60);
 /// Bound on each waiting step of a rejoin (stop, rewind, start,
@@ -86,6 +89,11 @@ pub fn authority_moved(epoch: u64, own_epoch: Option<u64>) -> bool {
 /// How a finished rejoin ended.
 pub enum Finished {
     Rejoined(String),
+    /// The server steps are done (a standby under the current epoch) but
+    /// the capacity step failed (the Kubernetes API did not answer): tried
+    /// again after [`CAPACITY_FIRST_BACKOFF`], doubling, by rerunning the
+    /// rejoin, whose server steps then only verify.
+    CapacityFailed(String),
     Failed(String),
     /// Its last steps were abandoned: the authority moved on (looked at
     /// again without a backoff).
@@ -98,6 +106,11 @@ pub struct AutoRejoin {
     task: Option<JoinHandle<Finished>>,
     next: Instant,
     backoff: Duration,
+    /// A rejoin whose capacity step failed is to be run again (its server
+    /// steps stand), with its own backoff: scaling calls are cheap, and the
+    /// region's writers stay down until it succeeds.
+    capacity_pending: bool,
+    capacity_backoff: Duration,
     /// The authority epoch the running rejoin started under, and how to
     /// tell it to abandon its last steps.
     started_under: u64,
@@ -110,6 +123,8 @@ impl Default for AutoRejoin {
             task: None,
             next: Instant::now(),
             backoff: FIRST_BACKOFF,
+            capacity_pending: false,
+            capacity_backoff: CAPACITY_FIRST_BACKOFF,
             started_under: 0,
             abandon: None,
         }
@@ -131,7 +146,15 @@ impl AutoRejoin {
         match &outcome {
             Finished::Rejoined(_) => {
                 self.backoff = FIRST_BACKOFF;
+                self.capacity_pending = false;
+                self.capacity_backoff = CAPACITY_FIRST_BACKOFF;
                 self.next = now + CHECK_INTERVAL;
+            }
+            Finished::CapacityFailed(_) => {
+                self.backoff = FIRST_BACKOFF;
+                self.capacity_pending = true;
+                self.next = now + self.capacity_backoff;
+                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_BACKOFF);
             }
             Finished::Abandoned(_) => self.next = now,
             Finished::Failed(_) => {
@@ -140,6 +163,12 @@ impl AutoRejoin {
             }
         }
         Some(outcome)
+    }
+
+    /// Whether an earlier rejoin's capacity step failed and is to be tried
+    /// again (by [`AutoRejoin::start`] once [`AutoRejoin::due`]).
+    pub fn capacity_pending(&self) -> bool {
+        self.capacity_pending
     }
 
     /// Whether the own server should be looked at now (nothing runs and
@@ -205,6 +234,9 @@ impl AutoRejoin {
                 Err(e) if *rx.borrow() => return Finished::Abandoned(e.to_string()),
                 Err(e) => return Finished::Failed(e.to_string()),
             };
+            if let Some(e) = report.capacity_error() {
+                return Finished::CapacityFailed(format!("{e} ({})", e.hint()));
+            }
             Finished::Rejoined(format!(
                 "{} now streams from {} (epoch {}, method {})",
                 report.region,
@@ -290,6 +322,47 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(matches!(a.finished().await, Some(Finished::Rejoined(_))));
+        assert_eq!(a.backoff, FIRST_BACKOFF);
+    }
+
+    #[tokio::test]
+    async fn a_failed_capacity_step_is_tried_again_with_its_own_backoff() {
+        let mut a = AutoRejoin::default();
+        assert!(!a.capacity_pending());
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            a.task = Some(tokio::spawn(async {
+                Finished::CapacityFailed("no API".into())
+            }));
+            while !a.task.as_ref().unwrap().is_finished() {
+                tokio::task::yield_now().await;
+            }
+            let before = Instant::now();
+            assert!(matches!(
+                a.finished().await,
+                Some(Finished::CapacityFailed(_))
+            ));
+            assert!(a.capacity_pending(), "to be tried again");
+            assert!(!a.due(), "not before the backoff");
+            waits.push((a.next - before).as_secs_f64().round() as u64);
+        }
+        assert_eq!(waits, vec![10, 20, 40, 80, 160, 320, 640, 960]);
+        // A failed rerun of the whole rejoin keeps the capacity step pending
+        // (the server steps may be what failed this time).
+        a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
+        while !a.task.as_ref().unwrap().is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(a.finished().await, Some(Finished::Failed(_))));
+        assert!(a.capacity_pending());
+        // Done: nothing pending, both backoffs back at their start.
+        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
+        while !a.task.as_ref().unwrap().is_finished() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(a.finished().await, Some(Finished::Rejoined(_))));
+        assert!(!a.capacity_pending());
+        assert_eq!(a.capacity_backoff, CAPACITY_FIRST_BACKOFF);
         assert_eq!(a.backoff, FIRST_BACKOFF);
     }
 
