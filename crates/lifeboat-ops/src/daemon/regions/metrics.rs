@@ -422,7 +422,7 @@ pub fn agent_started(region: &str) {
     counter!(LEASE_RENEWAL_FAILURES, "region" => r()).absolute(0);
     gauge!(FENCED, "region" => r()).set(0.0);
     gauge!(FAILSAFE, "region" => r()).set(0.0);
-    for result in ["ok", "failed"] {
+    for result in ["ok", "failed", "abandoned", "capacity_failed"] {
         counter!(AUTO_REJOINS, "region" => r(), "result" => result).absolute(0);
     }
     gauge!(AUTHORITY_EPOCH).set(f64::NAN);
