@@ -734,10 +734,7 @@ async fn put_txt(client: &Client, zone: &str, text: &str) {
 
 /// The weights of the weighted records at NAME, by set identifier.
 fn weights(listed: &BTreeMap<String, Listed>) -> Vec<(String, Option<i64>)> {
-    listed
-        .iter()
-        .map(|(k, v)| (k.clone(), v.weight))
-        .collect()
+    listed.iter().map(|(k, v)| (k.clone(), v.weight)).collect()
 }
 
 /// The `restore_dns` step of a `--json` rejoin's steps.

@@ -953,14 +953,21 @@ mod tests {
                 "publishes epoch 2 for eu-west",
                 "then apply again",
             ),
-            (transport, Kind::Failure, "connection refused", "reachable", "epoch 2"),
+            (
+                transport,
+                Kind::Failure,
+                "connection refused",
+                "reachable",
+                "epoch 2",
+            ),
             (denied, Kind::Auth, "not allowed", "IAM policy", "epoch 2"),
         ];
         for (cause, kind, message, hint, not_hint) in cases {
             let e = restore_route53_error(&cause, "app.example.com", &authority);
             assert_eq!(e.kind(), kind, "{cause}");
             assert!(
-                e.message.starts_with("restoring the weights of app.example.com in Route 53: ")
+                e.message
+                    .starts_with("restoring the weights of app.example.com in Route 53: ")
                     && e.message.contains(message),
                 "{}",
                 e.message
