@@ -14,6 +14,8 @@
 #[path = "../../lifeboat-region/tests/support/bind.rs"]
 mod bind;
 mod common;
+#[path = "../../lifeboat-region/tests/support/etcd.rs"]
+mod etcd;
 
 mod children_cli;
 mod config_does_something;

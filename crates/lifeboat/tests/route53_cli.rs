@@ -10,6 +10,10 @@
 //! moto neither runs health checks nor answers DNS: the evidence here is
 //! the records and checks as configured. Live answers following health are
 //! the rfc2136 provider's tests (region_cli.rs, region_daemon.rs).
+//!
+//! `region failover` then `region rejoin` with `route53` run here too, with
+//! two PostgreSQL 15 servers and etcd (one member): no daemon, so no lease
+//! whose timing would need the `daemons` binary's lane.
 
 use crate::common;
 
@@ -603,5 +607,321 @@ fn no_credentials_and_an_unreachable_endpoint_are_clear_errors() {
     assert!(
         doc["error"]["hint"].as_str().unwrap().contains("reachable"),
         "{doc}"
+    );
+}
+
+// ----- a failover and a rejoin with `route53` -----
+
+const TXT_NAME: &str = "_lifeboat-authority.gateway.kubernaut.io.";
+/// The configured weights: not the default 100, so "as configured" is seen.
+const US_WEIGHT: i64 = 70;
+const EU_WEIGHT: i64 = 30;
+const REPL_PASSWORD: &str = "repl-Secret-r53r3j";
+
+/// Two `manager: postgres` regions in agent mode (us-east a `TempCluster`,
+/// eu-west at `standby_port` on `standby_pgdata`), the authority in `etcd`,
+/// steered by Route 53 at `endpoint` with weights 70/30 and the health
+/// checks of [`config`].
+fn failover_config(
+    env: &Env,
+    p: &lifeboat_postgres::TempCluster,
+    standby_port: u16,
+    standby_pgdata: &std::path::Path,
+    etcd: &[String],
+    endpoint: &str,
+    zone: &str,
+) -> String {
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{pport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: primary
+      pgdata: {ppgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+    health_checks:
+      - {{name: gateway, type: https, host: gateway.us-east.kubernaut.io, resource_path: /healthz}}
+    dns: {{address: {US}, weight: {US_WEIGHT}}}
+  eu-west:
+    postgres:
+      url: postgresql://{user}@127.0.0.1:{sport}/postgres
+      password: {{env: REGION_PG_PASSWORD}}
+      role: standby
+      replicates_from: us-east
+      pgdata: {spgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+    health_checks:
+      - {{name: gateway, type: http, host: {EU}, port: 8080, resource_path: /ready, search_string: ok, request_interval: 10s, failure_threshold: 2}}
+    dns: {{address: {EU}, weight: {EU_WEIGHT}}}
+replication:
+  user: lifeboat_replication
+  password: {{env: REGION_REPL_PASSWORD}}
+traffic:
+  provider: route53
+  name: {NAME}
+  ttl: 30
+  route53: {{hosted_zone_id: {zone}, endpoint: "{endpoint}"}}
+failover:
+  etcd: {{endpoints: [{endpoints}]}}
+  safety_margin: 1s
+"#,
+        repo = env.repo,
+        user = p.superuser(),
+        pport = p.port(),
+        ppgdata = p.data_dir().display(),
+        sport = standby_port,
+        spgdata = standby_pgdata.display(),
+        bin = p.bin_dir().display(),
+        endpoints = etcd.join(", "),
+    );
+    let path = env.path("route53-failover.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}
+
+/// The authority TXT record's values as the API lists them.
+async fn authority_txt(client: &Client, zone: &str) -> Vec<String> {
+    let out = client
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    out.resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == TXT_NAME && r.r#type() == &RrType::Txt)
+        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+        .collect()
+}
+
+/// Writes the authority TXT record by hand (UPSERT), as something other
+/// than this change's driver would.
+async fn put_txt(client: &Client, zone: &str, text: &str) {
+    let set = ResourceRecordSet::builder()
+        .name(TXT_NAME)
+        .r#type(RrType::Txt)
+        .ttl(30)
+        .resource_records(
+            ResourceRecord::builder()
+                .value(format!("\"{text}\""))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    client
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(set)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The weights of the weighted records at NAME, by set identifier.
+fn weights(listed: &BTreeMap<String, Listed>) -> Vec<(String, Option<i64>)> {
+    listed.iter().map(|(k, v)| (k.clone(), v.weight)).collect()
+}
+
+/// The `restore_dns` step of a `--json` rejoin's steps.
+fn restore_dns_step(doc: &Value) -> Value {
+    doc["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps: {doc}"))
+        .iter()
+        .find(|s| s["step"] == "restore_dns")
+        .cloned()
+        .unwrap_or_else(|| panic!("no restore_dns step: {doc}"))
+}
+
+/// `region failover` from a stopped us-east to eu-west and `region rejoin
+/// us-east` with the `route53` provider against moto, real PostgreSQL 15
+/// servers and etcd: every weight and the TXT epoch record read back from
+/// moto through the Route 53 API; a rejoin while the TXT publishes another
+/// epoch is refused before any write, the rerun restores the configured
+/// weights, and one more run sends nothing.
+#[test]
+fn failover_then_rejoin_restores_the_configured_weights_in_route53() {
+    use crate::etcd;
+    use common::pg::{authority_epoch, in_recovery, names};
+    use common::standby::{SeededStandby, empty_owned_dir};
+    use lifeboat_postgres::{ClusterOptions, TempCluster};
+
+    let moto = start_moto(None);
+    let rt = common::rt();
+    let client = rt.block_on(api(&moto));
+    let zone = rt.block_on(create_zone(&client));
+    let etcd = rt.block_on(etcd::EtcdCluster::start(1));
+    // wal_log_hints: the old primary is rewound, not cloned.
+    let p = TempCluster::start_with(ClusterOptions {
+        settings: vec![
+            ("full_page_writes".into(), "on".into()),
+            ("wal_log_hints".into(), "on".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing");
+    // us-east runs under pg_ctl once rejoined: stopped however the test ends.
+    let east_guard = SeededStandby::for_cluster(&p, &[("wal_log_hints", "on")]);
+    let mut env = aws_env("AKIDLIFEBOATTEST0003", "lifeboat-test-secret-0003");
+    env.envs.push((
+        "REGION_PG_PASSWORD".into(),
+        p.password().expose().to_string(),
+    ));
+    env.envs
+        .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
+    let pgdata = empty_owned_dir(&env.path("eu-west"), "data");
+    let port = common::free_port();
+    let _west_guard = SeededStandby {
+        bin: p.bin_dir().to_path_buf(),
+        pgdata: pgdata.clone(),
+    };
+    let cfg = failover_config(
+        &env,
+        &p,
+        port,
+        &pgdata,
+        &etcd.endpoints(),
+        &moto.endpoint,
+        &zone,
+    );
+    let cfg = cfg.as_str();
+    let east = p.conn_config("postgres");
+    let mut west = east.clone();
+    west.port = port;
+
+    env.ok(&[
+        "--config",
+        cfg,
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ]);
+    env.ok(&["--config", cfg, "region", "traffic", "apply"]);
+    let configured = rt.block_on(records(&client, &zone));
+    assert_eq!(
+        weights(&configured),
+        [
+            ("eu-west".to_string(), Some(EU_WEIGHT)),
+            ("us-east".to_string(), Some(US_WEIGHT))
+        ]
+    );
+    assert!(rt.block_on(authority_txt(&client, &zone)).is_empty());
+
+    // us-east's region is lost: its server stops at once; failover.
+    east_guard.stop_now();
+    let doc = env.ok_json(&[
+        "--config", cfg, "--json", "region", "failover", "--to", "eu-west",
+    ]);
+    assert_eq!(doc["report"]["outcome"], "done", "{doc}");
+    assert_eq!(doc["report"]["epoch"], 2, "{doc}");
+    assert_eq!(in_recovery(&rt, &west), Some(false));
+    // moto holds: only eu-west's record carries weight (its configured
+    // one), every other field as configured; the TXT names eu-west at 2.
+    let failed_over = rt.block_on(records(&client, &zone));
+    let mut want = configured.clone();
+    want.get_mut("us-east").unwrap().weight = Some(0);
+    assert_eq!(failed_over, want);
+    assert_eq!(
+        rt.block_on(authority_txt(&client, &zone)),
+        ["\"lifeboat epoch=2 primary=eu-west\""]
+    );
+
+    // The TXT publishes another epoch (as if the failover's DNS step had
+    // not landed): the rejoin's server steps run, its DNS step is refused
+    // before any write, saying why; moto received no change.
+    rt.block_on(put_txt(&client, &zone, "lifeboat epoch=1 primary=us-east"));
+    let before = moto_contents(&moto);
+    let (stdout, _) = env.exits_with(
+        &["--config", cfg, "--json", "region", "rejoin", "us-east"],
+        1,
+    );
+    // One document: the steps done, with the error.
+    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["plan", "slot", "rewind", "follow", "verify"],
+        "{stdout}"
+    );
+    let error = &doc["error"];
+    assert_eq!(error["exit_code"], 1, "{stdout}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("publishes epoch 1 for us-east, not epoch 2 for eu-west"),
+        "{stdout}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run the same command again"),
+        "{stdout}"
+    );
+    assert_eq!(moto_contents(&moto), before, "a refused restore wrote");
+    assert_eq!(rt.block_on(records(&client, &zone)), failed_over);
+
+    // The TXT back at epoch 2 for eu-west: the rerun (us-east streams by
+    // now: verified only) restores the configured weights exactly.
+    rt.block_on(put_txt(&client, &zone, "lifeboat epoch=2 primary=eu-west"));
+    let doc = env.ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["plan", "verify", "restore_dns"], "{doc}");
+    assert_eq!(restore_dns_step(&doc)["ok"], true, "{doc}");
+    assert_eq!(doc["report"]["dns"]["written"], true, "{doc}");
+    assert_eq!(rt.block_on(records(&client, &zone)), configured);
+    assert_eq!(
+        rt.block_on(authority_txt(&client, &zone)),
+        ["\"lifeboat epoch=2 primary=eu-west\""]
+    );
+    // The servers say us-east is eu-west's streaming standby at epoch 2.
+    assert_eq!(in_recovery(&rt, &east), Some(true));
+    assert_eq!(
+        names(
+            &rt,
+            &west,
+            "SELECT application_name::text FROM pg_stat_replication WHERE state = 'streaming'"
+        ),
+        ["us-east"]
+    );
+    assert_eq!(authority_epoch(&rt, &east), Some(2));
+
+    // Once more: nothing to write, and Route 53 received nothing.
+    let settled = moto_contents(&moto);
+    let doc = env.ok_json(&["--config", cfg, "--json", "region", "rejoin", "us-east"]);
+    assert_eq!(restore_dns_step(&doc)["ok"], true, "{doc}");
+    assert_eq!(doc["report"]["dns"]["written"], false, "{doc}");
+    assert_eq!(moto_contents(&moto), settled, "an idempotent rejoin wrote");
+    assert_eq!(rt.block_on(records(&client, &zone)), configured);
+    assert_eq!(
+        rt.block_on(authority_txt(&client, &zone)),
+        ["\"lifeboat epoch=2 primary=eu-west\""]
     );
 }

@@ -796,9 +796,7 @@ async fn restore_route53<N: FnMut(&Note)>(
             &answering,
         )
         .await
-        .map_err(|e| {
-            r53::route53_error(&e, format!("restoring the weights of {name} in Route 53"))
-        })?;
+        .map_err(|e| restore_route53_error(&e, &name, authority))?;
     let out = DnsRestored {
         name,
         regions: answering,
@@ -815,6 +813,37 @@ async fn restore_route53<N: FnMut(&Note)>(
         ),
     });
     Ok(Some(out))
+}
+
+/// The error of the `route53` DNS step (pure): the message carries what
+/// Route 53 said or why the write was refused (the TXT publishing another
+/// epoch or primary than `authority`'s), and the way on is the same
+/// command again, never `region traffic apply` (which writes the
+/// configured weights whatever the epoch). Refused credentials or
+/// permissions and an unreachable endpoint keep their own hints.
+fn restore_route53_error(
+    e: &lifeboat_region::traffic::route53::Route53Error,
+    name: &str,
+    authority: &AuthorityView,
+) -> Error {
+    use lifeboat_region::traffic::route53::Route53Error as E;
+    let err = crate::region::route53::route53_error(
+        e,
+        format!("restoring the weights of {name} in Route 53: {e}"),
+    );
+    match e {
+        E::CredentialsRefused { .. }
+        | E::AccessDenied { .. }
+        | E::NoCredentials { .. }
+        | E::Transport { .. } => err,
+        _ => err.with_hint(format!(
+            "the weights are restored only while Route 53's TXT publishes epoch {} for {}: see \
+             `lifeboat region authority` and `lifeboat region traffic status`, then run the same \
+             command again (not `region traffic apply`, which writes the configured weights \
+             whatever the epoch)",
+            authority.epoch, authority.primary
+        )),
+    }
 }
 
 /// Makes the steered name answer what the daemon's steering decides now
@@ -892,6 +921,61 @@ mod tests {
 
     use super::*;
     use steer::ServerFacts::{Primary, Standby, Unknown};
+
+    #[test]
+    fn a_refused_route53_restore_says_why_and_to_run_the_command_again() {
+        use crate::error::Kind;
+        use lifeboat_region::traffic::route53::Route53Error as E;
+        let authority = AuthorityView {
+            primary: "eu-west".into(),
+            epoch: 2,
+        };
+        let refused = E::Unexpected(
+            "Route 53 publishes epoch 1 for us-east, not epoch 2 for eu-west: the weights are \
+             restored only under the epoch DNS publishes"
+                .into(),
+        );
+        let transport = E::Transport {
+            operation: "ListResourceRecordSets",
+            detail: "connection refused".into(),
+        };
+        let denied = E::AccessDenied {
+            operation: "ChangeResourceRecordSets",
+            code: "AccessDenied".into(),
+            message: "not allowed".into(),
+        };
+        // (cause, kind, text in the message, text in the hint, text never in the hint)
+        let cases: [(E, Kind, &str, &str, &str); 3] = [
+            (
+                refused,
+                Kind::Failure,
+                "publishes epoch 1 for us-east, not epoch 2 for eu-west",
+                "publishes epoch 2 for eu-west",
+                "then apply again",
+            ),
+            (
+                transport,
+                Kind::Failure,
+                "connection refused",
+                "reachable",
+                "epoch 2",
+            ),
+            (denied, Kind::Auth, "not allowed", "IAM policy", "epoch 2"),
+        ];
+        for (cause, kind, message, hint, not_hint) in cases {
+            let e = restore_route53_error(&cause, "app.example.com", &authority);
+            assert_eq!(e.kind(), kind, "{cause}");
+            assert!(
+                e.message
+                    .starts_with("restoring the weights of app.example.com in Route 53: ")
+                    && e.message.contains(message),
+                "{}",
+                e.message
+            );
+            assert!(e.hint().contains(hint), "{cause}: {}", e.hint());
+            assert!(!e.hint().contains(not_hint), "{cause}: {}", e.hint());
+        }
+    }
 
     #[test]
     fn the_primary_keeps_its_failover_counts_until_every_region_and_its_writers_are_back() {
