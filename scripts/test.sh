@@ -130,8 +130,17 @@ setup_venv() {
 
 PIDS=()
 
+# Process groups of the test lanes still running (run_in_lanes).
+LANE_GROUPS=()
+
 cleanup() {
     local pid
+    for pid in "${LANE_GROUPS[@]+"${LANE_GROUPS[@]}"}"; do
+        kill -TERM -- "-$pid" 2>/dev/null || true
+    done
+    for pid in "${LANE_GROUPS[@]+"${LANE_GROUPS[@]}"}"; do
+        wait "$pid" 2>/dev/null || true
+    done
     for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
         if kill -0 "$pid" 2>/dev/null; then
             kill "$pid" 2>/dev/null || true
@@ -382,18 +391,32 @@ run_in_lanes() {
     done
     log "cargo test ${common[*]} --no-run (every test binary, built once)"
     cargo test "${common[@]}" --no-run
-    local lane_log="$LOG_DIR/timed-lane.log" timed_pid timed_status=0 other_status=0
+    local lane_log="$LOG_DIR/timed-lane.log" timed_pid other_pid timed_status=0 other_status=0
+    # Each lane in a process group of its own (job control on while they
+    # start), so that a SIGTERM or Ctrl-C of this script stops the lanes'
+    # cargo and test processes too (cleanup kills LANE_GROUPS): `wait`
+    # lets the trap run at once, where a foreground `cargo test` would
+    # have deferred it until every test had ended.
+    set -m
     log "timed lane: cargo test ${common[*]} ${timed[*]} (output in $lane_log)"
     cargo test "${common[@]}" "${timed[@]}" >"$lane_log" 2>&1 &
     timed_pid=$!
-    PIDS+=("$timed_pid")
     log "other lane: cargo test ${common[*]} --lib --bins ${targets[*]}; then --doc"
-    cargo test "${common[@]}" --lib --bins "${targets[@]}" || other_status=$?
-    if [ "$other_status" -eq 0 ] || [[ " $* " == *" --no-fail-fast "* ]]; then
-        cargo test "${common[@]}" --doc || other_status=$?
-    fi
+    (
+        status=0
+        cargo test "${common[@]}" --lib --bins "${targets[@]}" || status=$?
+        if [ "$status" -eq 0 ] || [[ " ${common[*]} " == *" --no-fail-fast "* ]]; then
+            cargo test "${common[@]}" --doc || status=$?
+        fi
+        exit "$status"
+    ) &
+    other_pid=$!
+    set +m
+    LANE_GROUPS+=("$timed_pid" "$other_pid")
+    wait "$other_pid" || other_status=$?
     log "waiting for the timed lane (${timed[*]})"
     wait "$timed_pid" || timed_status=$?
+    LANE_GROUPS=()
     log "timed lane output ($lane_log):"
     cat "$lane_log"
     if [ "$timed_status" -ne 0 ] || [ "$other_status" -ne 0 ]; then
