@@ -33,8 +33,9 @@ LAYERS = {
     "lifeboat-region": {"lifeboat-postgres"},
     "kube-double": set(),
     "lifeboat-testbed": {"lifeboat-postgres"},
+    "lifeboat-test-ports": set(),
 }
-TEST_ONLY = {"kube-double", "lifeboat-testbed"}
+TEST_ONLY = {"kube-double", "lifeboat-testbed", "lifeboat-test-ports"}
 
 # Library crates whose top-level modules must not form a cycle.
 NO_MODULE_CYCLES = ["lifeboat-region", "lifeboat-repo", "lifeboat-ops", "lifeboat-kube", "lifeboat-postgres", "lifeboat-dr"]

@@ -108,10 +108,7 @@ async fn connection_errors_are_clear() {
     );
 
     // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = lifeboat_test_ports::reserve();
     let nowhere = ConnConfig::parse(&format!("postgresql://lifeboat@127.0.0.1:{port}/postgres"))
         .unwrap()
         .with_password(Secret::new("x"));

@@ -646,11 +646,7 @@ async fn three_members_one_lost_changes_nothing_a_majority_lost_moves_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_listening_is_unavailable_naming_the_endpoint() {
     let _alone = crate::alone::alone(module_path!());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lifeboat_test_ports::reserve();
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut st = settings(vec![endpoint.clone()], "/t-none");
     st.request_timeout = Duration::from_secs(2);

@@ -244,11 +244,7 @@ async fn a_single_region_may_answer_with_a_cname() {
 /// Nothing listening: retried with backoff, then a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_retried_then_reported() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lifeboat_test_ports::reserve();
     let key = TsigKey::from_base64(KEY_NAME, "c2VjcmV0").unwrap();
     let mut config = Rfc2136Config::new(([127, 0, 0, 1], port).into(), ZONE, &name(), key);
     config.attempts = 3;

@@ -120,11 +120,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+/// A port nothing listens on (reserved: nobody else binds it meanwhile).
+use lifeboat_test_ports::reserve as closed_port;
 
 /// A TLS acceptor with a fresh self-signed certificate (no CA trusts it),
 /// made by `openssl req` in a temporary directory.

@@ -16,7 +16,6 @@
 //! `pg_stat_replication` show. A regular Patroni cluster (own `initdb`) is
 //! refused by the system-identifier check before any `PATCH`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,12 +51,8 @@ fn need(program: &str) -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 fn random_hex() -> String {
     (0..16)

@@ -30,13 +30,8 @@ fn primary() -> TempCluster {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 /// Stops a server started with `pg_ctl` on drop (immediate).
 struct Stopper(StandbyTarget);

@@ -28,13 +28,8 @@ fn redis_server() -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 /// A redis-server child, killed when dropped.
 struct Instance {

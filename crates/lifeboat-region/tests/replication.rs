@@ -31,13 +31,8 @@ fn primary() -> TempCluster {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 /// A directory for the standby (owned by the server's OS user), its
 /// `pg_ctl`-controlled server on a free port, stopped on drop.

@@ -45,13 +45,8 @@ fn venv() -> std::path::PathBuf {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 /// Starts moto; with `no_auth`, IAM is enforced after that many requests.
 fn start_moto(no_auth: Option<u32>) -> Moto {

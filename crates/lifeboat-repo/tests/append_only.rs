@@ -307,13 +307,8 @@ for name, policy in (("backup", backup), ("admin", admin)):
 print(json.dumps(keys))
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port no other test process is handed while this one lives.
+use lifeboat_test_ports::reserve as free_port;
 
 fn start_moto(venv: &std::path::Path) -> (Moto, HashMap<String, (String, String)>) {
     let port = free_port();

@@ -603,11 +603,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "{e}"
     );
     // Unreachable server (a port nobody listens on).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = lifeboat_test_ports::reserve();
     let e = env.fails(
         &[
             "backup",

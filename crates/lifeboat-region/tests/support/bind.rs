@@ -20,7 +20,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,16 +63,8 @@ fn need(program: &str) -> PathBuf {
     })
 }
 
-/// A loopback port free for both TCP and UDP right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind a loopback TCP port");
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+/// A loopback port free for both TCP and UDP, reserved for this process.
+use lifeboat_test_ports::reserve as free_port;
 
 impl Bind {
     /// Starts named and waits until it answers the zone's SOA.

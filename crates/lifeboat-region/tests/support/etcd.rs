@@ -15,7 +15,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -153,15 +152,11 @@ pub fn etcd_program() -> PathBuf {
     })
 }
 
-/// `n` distinct free loopback ports (all held open until all are chosen).
+/// `n` distinct loopback ports reserved for this process (see
+/// `lifeboat_test_ports`: the other test lane cannot take them before etcd
+/// binds them).
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("a bound address").port())
-        .collect()
+    (0..n).map(|_| lifeboat_test_ports::reserve()).collect()
 }
 
 fn tail(path: &Path) -> String {

@@ -9,7 +9,7 @@ pub mod pg;
 pub mod standby;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -421,14 +421,10 @@ pub fn write_token(env: &Env) -> PathBuf {
     token
 }
 
-/// A local TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A loopback port (TCP and UDP) free now that no other test process is
+/// handed while this one lives: for a server started on it later, or as a
+/// port nobody listens on.
+pub use lifeboat_test_ports::reserve as free_port;
 
 /// Polls `f` until it returns Some, or panics after `timeout` with `what`.
 pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
