@@ -302,9 +302,34 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Where [`sweep_lock`] locks.
+const SWEEP_LOCK: &str = "/run/lifeboat-testbed-sweep.lock";
+
+/// Blocks until this process holds the machine-wide lock under which left
+/// over beds are swept (released when the file is dropped). Two test
+/// binaries run at once (`scripts/test.sh`'s lanes), each sweeping when it
+/// makes a bed: without it, one sweep removed a namespace that the other
+/// binary's test was still making on purpose as a leftover (`ip netns add`
+/// creates the file, then bind-mounts it; removed in between, the add
+/// fails). A test that makes a leftover holds it meanwhile.
+pub fn sweep_lock() -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(SWEEP_LOCK)?;
+    file.lock()?;
+    Ok(file)
+}
+
 /// Removes namespaces and directories of beds whose process is dead (a test
-/// run that crashed or was killed). Best effort: failures are printed.
+/// run that crashed or was killed), under [`sweep_lock`]. Best effort:
+/// failures are printed.
 fn clean_leftovers(ip: &str) {
+    let _sweeping = sweep_lock()
+        .map_err(|e| eprintln!("lifeboat-testbed: locking {SWEEP_LOCK}: {e}; sweeping anyway"))
+        .ok();
     let me = std::process::id();
     let stale_pid = |name: &str| owner_pid(name).is_some_and(|p| p != me && !alive(p));
     let listed = run_sync(&argv([ip, "netns", "list"])).unwrap_or_default();

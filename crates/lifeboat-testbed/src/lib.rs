@@ -32,7 +32,7 @@ pub mod postgres;
 mod procs;
 mod site;
 
-pub use bed::{Bed, BedSpec};
+pub use bed::{Bed, BedSpec, sweep_lock};
 pub use error::BedError;
 pub use etcd::{EtcdCluster, EtcdMember, EtcdOptions};
 pub use latency::{LatencyMechanism, QueueStats};

@@ -662,13 +662,17 @@ async fn drop_and_destroy_remove_everything_and_create_removes_leftovers() {
         pid
     };
     let leftover = format!("lb{dead}-0-leftover");
-    assert!(
-        std::process::Command::new("ip")
-            .args(["netns", "add", &leftover])
-            .status()
-            .unwrap()
-            .success()
-    );
+    {
+        // Another test binary's sweep would remove it while `ip` makes it.
+        let _sweep = lifeboat_testbed::sweep_lock().unwrap();
+        assert!(
+            std::process::Command::new("ip")
+                .args(["netns", "add", &leftover])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
 
     let bed = new_bed().await;
     assert!(
