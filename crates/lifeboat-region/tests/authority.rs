@@ -1006,3 +1006,64 @@ async fn etcd_over_tls_with_client_certificates() {
         r => panic!("want Tls, got {r:?}"),
     }
 }
+
+/// With etcd's auth on, the keeper works as a user whose role covers only
+/// Lifeboat's prefix (etcd 3.4 lets any authenticated user ask for
+/// `MoveLeader`), and a wrong password is an error naming the user, not
+/// "no leader" (as it was: the daemon then logged nothing above debug).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeper_with_etcd_auth_moves_as_a_prefix_user_and_names_a_refusal() {
+    let _alone = crate::alone::alone(module_path!());
+    const RIGHT: &str = "keeper-pw-Lq40";
+    const WRONG: &str = "keeper-wrong-Tz55";
+    let c = EtcdCluster::start(3).await;
+    let leader = c.wait_leader().await;
+    let wanted = (0..3).find(|i| *i != leader).unwrap();
+    let mut r = raw(&c).await;
+    r.user_add("root", "root-pw-Vb02", None).await.unwrap();
+    r.user_grant_role("root", "root").await.unwrap();
+    r.role_add("lifeboat").await.unwrap();
+    r.role_grant_permission(
+        "lifeboat",
+        etcd_client::Permission::read_write("/t-keeper-auth/").with_prefix(),
+    )
+    .await
+    .unwrap();
+    r.user_add("lifeboat", RIGHT, None).await.unwrap();
+    r.user_grant_role("lifeboat", "lifeboat").await.unwrap();
+    r.auth_enable().await.unwrap();
+    let keeper = |password: &str| {
+        let mut s = settings(c.endpoints(), "/t-keeper-auth");
+        s.user = Some("lifeboat".into());
+        s.password = Some(Zeroizing::new(password.to_string()));
+        LeaderKeeper::new(s, format!("m{wanted}"))
+    };
+
+    // A wrong password: refused, named, never printed; nothing moved.
+    let e = keeper(WRONG).check(true).await.unwrap_err();
+    assert!(matches!(e, AuthorityError::Unauthorized { .. }), "{e:?}");
+    assert!(!e.is_transient());
+    for text in [e.to_string(), format!("{e:?}")] {
+        assert!(!text.contains(WRONG) && !text.contains(RIGHT), "{text}");
+        assert!(text.contains("lifeboat"), "names the user: {text}");
+    }
+    assert_eq!(c.wait_leader().await, leader);
+
+    // The right one: handed over, then placed.
+    let mut keeper = keeper(RIGHT);
+    assert_eq!(
+        keeper.check(true).await.unwrap(),
+        Placement::Moved {
+            from: format!("m{leader}")
+        }
+    );
+    let deadline = Instant::now() + WAIT;
+    while c.leader().await != Some(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "the leadership never moved to m{wanted}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(keeper.check(true).await.unwrap(), Placement::Placed);
+}

@@ -80,21 +80,28 @@ impl LeaderKeeper {
         }
     }
 
-    /// The member behind endpoint `i`, connected on demand.
-    async fn member(&mut self, i: usize) -> Option<Client> {
+    /// The member behind endpoint `i`, connected on demand: `None` when
+    /// it cannot be reached now; an error when it refuses us for good (a
+    /// wrong user or password, a TLS mismatch), which asking again will
+    /// not mend and which must not pass for "no leader".
+    async fn member(&mut self, i: usize) -> Result<Option<Client>, AuthorityError> {
         if self.members[i].is_none() {
             let mut one = self.settings.clone();
             one.endpoints = vec![self.settings.endpoints[i].clone()];
-            self.members[i] = AuthorityStore::connect(one).await.ok();
+            match AuthorityStore::connect(one).await {
+                Ok(s) => self.members[i] = Some(s),
+                Err(e) if e.is_transient() => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
-        self.members[i].as_ref().map(|s| s.client.clone())
+        Ok(self.members[i].as_ref().map(|s| s.client.clone()))
     }
 
     /// Asks each member (at once) for its id and its leader's id.
-    async fn statuses(&mut self) -> Vec<Seen> {
+    async fn statuses(&mut self) -> Result<Vec<Seen>, AuthorityError> {
         let mut clients = Vec::new();
         for i in 0..self.members.len() {
-            if let Some(c) = self.member(i).await {
+            if let Some(c) = self.member(i).await? {
                 clients.push((i, c));
             }
         }
@@ -117,13 +124,15 @@ impl LeaderKeeper {
                 Err(_) => self.members[i] = None,
             }
         }
-        out
+        Ok(out)
     }
 
     /// One look, and a hand-over when the leader is not the wanted member
-    /// and `may_move`.
+    /// and `may_move`. An error when a member refuses the configured
+    /// credentials or TLS (never mistaken for [`Placement::NoLeader`]), or
+    /// when listing the members or the hand-over fails.
     pub async fn check(&mut self, may_move: bool) -> Result<Placement, AuthorityError> {
-        let seen = self.statuses().await;
+        let seen = self.statuses().await?;
         // The leader as a member says of itself (the newest term's, should
         // a partitioned old leader not have stepped down yet); a follower's
         // view may be stale.
@@ -139,7 +148,7 @@ impl LeaderKeeper {
         let Some(asked) = seen.iter().map(|s| s.endpoint).min() else {
             return Ok(Placement::NoLeader);
         };
-        let Some(mut client) = self.member(asked).await else {
+        let Some(mut client) = self.member(asked).await? else {
             return Ok(Placement::NoLeader);
         };
         let budget = call::Budget::new(self.settings.request_timeout);
@@ -188,7 +197,7 @@ impl LeaderKeeper {
         else {
             return Ok(Placement::LeaderUnreachable { leader });
         };
-        let Some(c) = self.member(at).await else {
+        let Some(c) = self.member(at).await? else {
             return Ok(Placement::LeaderUnreachable { leader });
         };
         client = c;

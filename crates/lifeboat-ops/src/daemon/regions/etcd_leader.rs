@@ -52,6 +52,9 @@ async fn run(d: Arc<Daemon>, wanted: String) {
     let mut store: Option<AuthorityStore> = None;
     let mut failures = 0u32;
     let mut told_not_a_member = false;
+    // The last lasting refusal logged (a wrong password, TLS), so that it
+    // is said at once but not every CHECK_EVERY.
+    let mut told_refused: Option<String> = None;
     loop {
         if store.is_none() {
             store = AuthorityStore::connect(settings.clone()).await.ok();
@@ -74,7 +77,16 @@ async fn run(d: Arc<Daemon>, wanted: String) {
             }
             Ok(p) => {
                 failures = 0;
+                told_refused = None;
                 tracing::debug!(placement = ?p, "etcd's leader");
+            }
+            Err(e) if !e.is_transient() => {
+                let text = e.to_string();
+                if told_refused.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %e, member = %wanted,
+                        "failover.etcd.leader: etcd refuses this daemon, so etcd's leader is left where it is; fix the etcd credentials or TLS settings");
+                    told_refused = Some(text);
+                }
             }
             Err(e) => {
                 failures += 1;
