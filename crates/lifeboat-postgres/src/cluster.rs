@@ -187,11 +187,23 @@ pub(crate) fn run_as() -> Result<Option<(u32, u32)>, ClusterError> {
     Ok(Some((pwd.pw_uid, pwd.pw_gid)))
 }
 
+/// A port for a throwaway server: one the kernel hands out for port 0, or
+/// in test builds (`testing`) one reserved for this process (see
+/// `lifeboat-test-ports`: a test that stops the server and starts it again
+/// on the same port must find it still free, whatever the other test binary
+/// running beside it binds or connects meanwhile).
+#[cfg(not(feature = "testing"))]
 pub(crate) fn free_port() -> Result<u16, ClusterError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("choosing a free port"))?;
     Ok(l.local_addr()
         .map_err(io_err("choosing a free port"))?
         .port())
+}
+
+/// See the other `free_port`.
+#[cfg(feature = "testing")]
+pub(crate) fn free_port() -> Result<u16, ClusterError> {
+    Ok(lifeboat_test_ports::reserve())
 }
 
 /// initdb, pg_ctl and postgres of a throwaway cluster: stricter than
