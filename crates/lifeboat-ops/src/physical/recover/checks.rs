@@ -183,7 +183,25 @@ pub async fn repository(
     )
     .await?;
     swap::check_room(&found.pgdata, ready.prep.facts.file_bytes)?;
+    check_temp_dir(&ready.bin)?;
     Ok(ready)
+}
+
+/// The recovery server's socket and log go in a directory it makes in
+/// `TMPDIR` (`RecoveryServer::start`): a `TMPDIR` that is missing, that
+/// this process cannot write or that the server's user cannot enter would
+/// fail the recovery only once the server is stopped. Checked the way the
+/// server will use it, before anything is.
+fn check_temp_dir(bin: &std::path::Path) -> Result<()> {
+    lifeboat_postgres::basebackup::server::check_temp_dir(bin).map_err(|e| {
+        usage(format!(
+            "{e}: the recovery server, run as the server's operating-system user, keeps its \
+             socket and log in a directory made in TMPDIR {}. Nothing was changed; set TMPDIR \
+             to an existing directory this process can write and that user can enter (every \
+             directory above it searchable by it), e.g. TMPDIR=/tmp",
+            std::env::temp_dir().display()
+        ))
+    })
 }
 
 /// What both modes check in the repository: a base backup of `system`
