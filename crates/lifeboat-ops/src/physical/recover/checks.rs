@@ -47,6 +47,19 @@ fn recovery_server_on(dir: &std::path::Path, name: &str) -> Option<u32> {
         .then_some(pid)
 }
 
+/// The names in `pgdata`'s parent directory (none when it cannot be read).
+fn sibling_names(pgdata: &std::path::Path) -> Vec<String> {
+    pgdata
+        .parent()
+        .and_then(|p| std::fs::read_dir(p).ok())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the repository holds for the recovery.
 pub struct Ready {
     pub prep: Prepared,
@@ -85,13 +98,7 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     // What a killed earlier recovery left comes first: with pgdata renamed
     // away, every other check would only say the directory is missing.
     if let Some(parent) = pgdata.parent() {
-        let names: Vec<String> = std::fs::read_dir(parent)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = sibling_names(&pgdata);
         let running: Vec<(String, u32)> = names
             .iter()
             .filter(|n| plan::is_recovering(&pgdata, n))
@@ -103,7 +110,26 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     }
     let pgdata = std::fs::canonicalize(&pgdata)
         .map_err(|e| nothing(format!("pgdata {}: {e}", pgdata.display())))?;
-    let client = src.conn.connect().await.map_err(conn_err)?;
+    let client = match src.conn.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            // Killed after the swap, before the server started: pgdata
+            // holds the recovered cluster (no postmaster.pid: the recovery
+            // server shut it down), the old one is beside it.
+            let stopped = !pgdata.join("postmaster.pid").exists();
+            let names = if stopped {
+                sibling_names(&pgdata)
+            } else {
+                Vec::new()
+            };
+            return Err(
+                match plan::not_started(&pgdata, &names, name, &e.to_string()) {
+                    Some(why) => usage(why),
+                    None => conn_err(e),
+                },
+            );
+        }
+    };
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier FROM pg_control_system()), \
