@@ -115,7 +115,7 @@ impl Kind {
                 "do not trust the named snapshots; restore another snapshot and keep the repository for investigation"
             }
             Kind::Locked => {
-                "wait, or pass --retry-lock DURATION; if the holder is gone run `lifeboat unlock`"
+                "wait, or pass --retry-lock DURATION; if the holder is gone, run the `lifeboat unlock --id ID` the message names"
             }
             Kind::Auth => {
                 "check LIFEBOAT_PASSWORD, --password-file, --key-file and the secret files' modes"

@@ -50,7 +50,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::random_array;
-use crate::error::{RepoError, Result};
+use crate::error::{BadInput, RepoError, Result};
 use crate::format::{DOC_VERSION, LOCKS_PREFIX, id_of_key, open_doc, seal_doc};
 use crate::keys::{hostname, username};
 use crate::repo::Repository;
@@ -118,6 +118,9 @@ pub struct LockEntry {
     pub doc: LockDoc,
     /// Last refresh, by the storage clock.
     pub refreshed: DateTime<Utc>,
+    /// When it goes stale unless refreshed again: `refreshed` plus
+    /// [`LockOptions::stale_after`], by the storage clock.
+    pub stale_at: DateTime<Utc>,
     pub stale: bool,
 }
 
@@ -143,14 +146,38 @@ impl LockEntry {
         )
     }
 
+    /// What to do when its holder is gone (killed, its host or pod gone)
+    /// while the lock is not stale yet: when it stops counting on its own,
+    /// and the command that removes it now.
+    pub fn if_gone(&self) -> String {
+        format!(
+            "if process {} on {} is gone (killed, or its host or container gone), its lock stops \
+             counting at {} (unrefreshed for the stale age), or remove it now with \
+             `lifeboat unlock --id {}`",
+            self.doc.pid,
+            self.doc.hostname,
+            self.stale_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            id_of_key(&self.key)
+        )
+    }
+
     /// Whether this process took it.
     pub fn is_own(&self) -> bool {
         self.doc.instance == instance_id()
     }
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (a killed
+/// process its parent has not waited for yet runs no more code).
 fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| state != 'Z' && state != 'X'),
+        Err(_) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+    }
 }
 
 /// Stale: not refreshed for `stale_after` by the storage clock, or written
@@ -192,6 +219,8 @@ pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Loc
                     key: o.key,
                     doc,
                     refreshed: o.last_modified,
+                    stale_at: o.last_modified
+                        + chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
                     stale,
                 });
             }
@@ -234,6 +263,8 @@ pub struct LockGuard {
     held: Arc<Held>,
     refresher: tokio::task::JoinHandle<()>,
     released: bool,
+    /// Stale locks of others this acquisition removed.
+    swept: Vec<LockEntry>,
 }
 
 impl LockGuard {
@@ -496,21 +527,24 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
             return Err(e);
         }
     };
+    let mut swept = Vec::new();
     for other in &others {
         if other.key == key {
             continue;
         }
         if other.stale {
             tracing::info!("removing stale lock: {}", other.describe());
-            let _ = storage.delete(&other.key).await;
+            if storage.delete(&other.key).await.is_ok() {
+                swept.push(other.clone());
+            }
             continue;
         }
         if mode == LockMode::Exclusive && other.doc.mode == LockMode::Exclusive {
             let _ = storage.delete(&key).await;
             return Err(RepoError::Locked(format!(
-                "{}. Wait for it (pass --retry-lock DURATION to wait automatically); if that process is gone, its lock goes stale {} min after its last refresh, or remove it with `lifeboat unlock`",
+                "{}. Wait for it (pass --retry-lock DURATION to wait automatically); {}",
                 other.describe(),
-                opts.stale_after.as_secs() / 60
+                other.if_gone()
             )));
         }
     }
@@ -531,16 +565,63 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         held,
         refresher,
         released: false,
+        swept,
     })
+}
+
+/// Removes the lock `id` (its id, as `describe` and `if_gone` name it, or
+/// a prefix naming only it), stale or not: for a holder known to be gone
+/// whose lock has not gone stale yet (another host's or container's, whose
+/// process this host cannot see). Returns it.
+pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
+    if id.is_empty() {
+        return Err(RepoError::Invalid {
+            what: BadInput::Parameter,
+            message: "--id needs a lock's id (as a lock's description names it)".into(),
+        });
+    }
+    let own = acquire(repo, LockMode::Shared, "unlock").await?;
+    let now = own.created();
+    let result = async {
+        let matching: Vec<LockEntry> = list_locks(repo, now)
+            .await?
+            .into_iter()
+            .filter(|l| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id))
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                repo.storage().delete(&one.key).await?;
+                Ok(one.clone())
+            }
+            [] => Err(RepoError::Invalid {
+                what: BadInput::Parameter,
+                message: format!(
+                    "no lock {id} in the repository (already removed, or gone stale and removed by \
+                 another operation); nothing was removed"
+                ),
+            }),
+            many => Err(RepoError::Invalid {
+                what: BadInput::Parameter,
+                message: format!(
+                    "{} locks start with {id}: give more of the id; nothing was removed",
+                    many.len()
+                ),
+            }),
+        }
+    }
+    .await;
+    let _ = own.release().await;
+    result
 }
 
 /// Removes stale locks (or, with `all`, every lock but its own). Staleness
 /// is judged by the storage clock: `unlock` takes a shared lock of its own
 /// to read that clock. Returns what was removed.
 pub async fn unlock(repo: &Repository, all: bool) -> Result<Vec<LockEntry>> {
-    let own = acquire(repo, LockMode::Shared, "unlock").await?;
+    let mut own = acquire(repo, LockMode::Shared, "unlock").await?;
     let now = own.created();
-    let mut removed = Vec::new();
+    // Taking its own lock already removed the stale ones it saw.
+    let mut removed = std::mem::take(&mut own.swept);
     let result = async {
         for l in list_locks(repo, now).await? {
             if id_of_key(&l.key) == own.id() {

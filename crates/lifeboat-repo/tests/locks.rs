@@ -1,6 +1,6 @@
 //! Locks and the repository are what they claim (issue 16): a lost lock
 //! stops a backup before it commits; PIDs prove nothing across PID
-//! namespaces; `--retry-lock` waits; a dropped guard's lock (and only it)
+//! namespaces, a killed holder's lock says what clears it; `--retry-lock` waits; a dropped guard's lock (and only it)
 //! is removed; check and prune exclude each other; read-only work needs no
 //! write; `--read-data-subset` parts cover every pack; a local repository's
 //! root is never created by a write.
@@ -285,6 +285,110 @@ async fn a_dead_pid_proves_nothing_in_another_pid_namespace() {
     assert_eq!(own.len(), 1);
     assert_eq!(own[0].doc.instance, lock::instance_id());
     assert_eq!(lock::instance_id().len(), 32);
+    g.release().await.unwrap();
+}
+
+/// A holder killed (`kill -9`) leaves its lock behind. On this kernel and
+/// PID namespace it is stale at once, even while the killed process is a
+/// zombie its parent has not waited for. Elsewhere (another container, host
+/// or pod) this process cannot tell: the lock counts until it goes stale by
+/// the storage clock, and every message naming it says when that is and
+/// which command removes it now (`unlock --id`, which removes that one lock
+/// and no other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_is_judged_or_named_with_what_clears_it() {
+    let f = fixture(LockOptions::default()).await;
+    let put = |k: &'static str, d: LockDoc| {
+        let repo = f.repo.clone();
+        async move {
+            repo.storage()
+                .put(k, Bytes::from(seal_doc(repo.key(), "lock", &d).unwrap()))
+                .await
+                .unwrap();
+        }
+    };
+    // A zombie: exited, not waited for yet.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let zombie = child.id();
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{zombie}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next())
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state() != Some('Z') {
+        assert!(Instant::now() < deadline, "{zombie} never became a zombie");
+        std::thread::yield_now();
+    }
+    let mut killed = foreign_doc(LockMode::Shared, true);
+    killed.pid = zombie;
+    killed.operation = "recover postgres".into();
+    put("locks/0123killed", killed).await;
+    let mut elsewhere = foreign_doc(LockMode::Exclusive, false);
+    elsewhere.operation = "check".into();
+    put("locks/4567elsewhere", elsewhere).await;
+    let now = f
+        .repo
+        .storage()
+        .head("locks/4567elsewhere")
+        .await
+        .unwrap()
+        .last_modified;
+    let locks = lock::list_locks(&f.repo, now).await.unwrap();
+    let find = |k: &str| locks.iter().find(|l| l.key == k).unwrap().clone();
+    assert!(find("locks/0123killed").stale, "a zombie runs no more code");
+    child.wait().unwrap();
+    let far = find("locks/4567elsewhere");
+    assert!(!far.stale);
+    let hint = far.if_gone();
+    assert!(
+        hint.contains("process 4000000 on ")
+            && hint.contains(
+                &(far.refreshed + chrono::Duration::minutes(30))
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            )
+            && hint.contains("`lifeboat unlock --id 4567elsewhere`"),
+        "{hint}"
+    );
+    // `unlock` alone removes the stale lock only.
+    let removed = lock::unlock(&f.repo, false).await.unwrap();
+    let keys: Vec<&str> = removed.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, ["locks/0123killed"]);
+    assert_eq!(lock_keys(&f.repo).await, ["locks/4567elsewhere"]);
+    // A prune (exclusive) is refused naming the holder and that command.
+    let Err(e) = lock::acquire(&f.repo, LockMode::Exclusive, "prune").await else {
+        panic!("the other exclusive lock counts")
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("exclusive lock for check held by pid 4000000")
+            && e.contains("`lifeboat unlock --id 4567elsewhere`"),
+        "{e}"
+    );
+    // `--id` removes the named one.
+    let Err(e) = lock::unlock_id(&f.repo, "89").await else {
+        panic!("no such lock")
+    };
+    assert!(e.to_string().contains("no lock 89"), "{e}");
+    assert_eq!(lock_keys(&f.repo).await, ["locks/4567elsewhere"]);
+    put("locks/4568other", foreign_doc(LockMode::Shared, false)).await;
+    let Err(e) = lock::unlock_id(&f.repo, "456").await else {
+        panic!("two locks start with 456")
+    };
+    assert!(e.to_string().contains("2 locks start with 456"), "{e}");
+    assert_eq!(lock_keys(&f.repo).await.len(), 2, "nothing removed");
+    let removed = lock::unlock_id(&f.repo, "4567").await.unwrap();
+    assert_eq!(removed.key, "locks/4567elsewhere");
+    assert_eq!(lock_keys(&f.repo).await, ["locks/4568other"]);
+    lock::unlock_id(&f.repo, "4568other").await.unwrap();
+    assert!(lock_keys(&f.repo).await.is_empty());
+    let g = lock::acquire(&f.repo, LockMode::Exclusive, "prune")
+        .await
+        .unwrap();
     g.release().await.unwrap();
 }
 

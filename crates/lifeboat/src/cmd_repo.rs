@@ -212,8 +212,13 @@ pub enum RepairCommand {
 #[derive(Args, Debug)]
 pub struct UnlockArgs {
     /// Remove every lock, not only stale ones (only when you know no Lifeboat process runs)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "id")]
     pub all: bool,
+    /// Remove this one lock (its id, as a lock's description names it),
+    /// stale or not: a holder known to be gone, on another host or in
+    /// another container, whose lock has not gone stale yet
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
 }
 
 impl From<InitArgs> for InitRequest {
@@ -608,7 +613,10 @@ async fn repair_index(ctx: &Ctx) -> Result<i32> {
 
 pub async fn unlock(ctx: &Ctx, a: UnlockArgs) -> Result<i32> {
     let repo = ctx.open().await?;
-    let removed = flows::unlock::unlock(&repo, a.all).await?;
+    let removed = match &a.id {
+        Some(id) => vec![flows::unlock::unlock_id(&repo, id).await?],
+        None => flows::unlock::unlock(&repo, a.all).await?,
+    };
     if ctx.json() {
         let v: Vec<String> = removed.iter().map(|l| l.describe()).collect();
         print_json(&v)?;

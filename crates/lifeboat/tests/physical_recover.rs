@@ -4,14 +4,17 @@
 //! started by `pg_ctl` as the source's `control` says (docs/physical.md,
 //! "Recovering a source to a moment"): refusals that touch nothing (no
 //! `pgdata`, a `pgdata` that is a copy of the server's cluster but not its
-//! directory, a moment before every base backup, a moment to come); a
+//! directory, a moment before every base backup, a moment to come, a
+//! `TMPDIR` missing or closed to the server's user); a
 //! failure after the stop (a verification query that fails on the
 //! recovered data) putting the old directory back and running with every
 //! row; Ctrl-C during the replay, the same; `kill -9` during the replay
-//! (its private server left running) and in the middle of the swap
-//! (`pgdata` moved aside, a pause point between the renames): the rerun
-//! refuses, naming what is left and what to do, and changes nothing, and
-//! once that is done every row of the old data is there; then the recovery
+//! (its private server left running; its repository lock, left too, is
+//! judged stale by a prune), in the middle of the swap (`pgdata` moved
+//! aside, a pause point between the renames) and after it (the recovered
+//! cluster in place, not started: a pause point before the start): the
+//! rerun refuses, naming what is left and what to do, and changes nothing,
+//! and once that is done every row of the old data is there; then the recovery
 //! itself, run again: the row committed before the moment is
 //! there, the one after it is not, the old directory kept aside, the server
 //! a writable primary on a new timeline, the writers stopped and back, the
@@ -416,6 +419,49 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(err.contains("not in the past"), "{err}");
     untouched("a moment to come");
+    // A TMPDIR the recovery server's run directory (socket, log) cannot be
+    // made in, or that the server's user cannot enter (root's, mode 0700):
+    // refused before the writers or the server are touched, which then
+    // still takes writes.
+    let missing = a.env.path("no-such-tmp");
+    let closed = a.env.path("closed-tmp");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (tmp, what, why) in [
+        (&missing, "a missing TMPDIR", "No such file or directory"),
+        (
+            &closed,
+            "a TMPDIR the server's user cannot enter",
+            "the server's operating-system user cannot enter",
+        ),
+    ] {
+        let (code, out, err) = a.run_env(
+            &[
+                "recover", "postgres", "--source", "main", "--before", &moment,
+            ],
+            &[("TMPDIR", tmp.as_os_str())],
+        );
+        assert_eq!(code, Some(2), "{what}: {out}\n{err}");
+        assert!(
+            err.contains(&format!("made in TMPDIR {}", tmp.display()))
+                && err.contains(why)
+                && err.contains("Nothing was changed; set TMPDIR to an existing directory"),
+            "{what}: {err}"
+        );
+        untouched(what);
+        let probe = one(
+            &rt,
+            &cluster,
+            "CREATE TABLE IF NOT EXISTS tmpdir_probe (n int); \
+             INSERT INTO tmpdir_probe VALUES (1) RETURNING n",
+        );
+        assert_eq!(probe, "1", "{what}: the server takes writes");
+    }
+    assert!(!missing.exists());
+    assert!(
+        std::fs::read_dir(&closed).unwrap().next().is_none(),
+        "nothing left in TMPDIR"
+    );
     // What a `kill -9` before the swap leaves (a partial restore beside the
     // data directory): named, with what to do, and left alone.
     let leftover = {
@@ -493,6 +539,7 @@ fn recover_in_place_to_just_before_a_moment() {
     );
     let recovering = data.with_file_name(&left[0]);
     let private = postmaster_pid(&recovering);
+    let killed = run.child.id();
     let (status, stderr) = run.signal(libc::SIGKILL);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -535,6 +582,30 @@ fn recover_in_place_to_just_before_a_moment() {
     );
     killed_state("the rerun changed nothing");
     assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // The killed recovery's shared lock is left in the repository. Its
+    // process is gone on this very kernel and PID namespace: an exclusive
+    // operation (prune) judges it stale at once, removes it and proceeds,
+    // holding back nothing for it.
+    let locks = || -> Vec<PathBuf> {
+        std::fs::read_dir(PathBuf::from(&a.env.repo).join("locks"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(locks().len(), 1, "the killed recovery's lock is left");
+    let (code, out, err) = a.run_env(&["prune"], &[("LIFEBOAT_LOG", "info".as_ref())]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "removing stale lock: shared lock for recover postgres held by pid {killed}"
+        )),
+        "{err}"
+    );
+    assert!(
+        !out.contains("recover postgres"),
+        "nothing waits for it: {out}"
+    );
+    assert!(locks().is_empty(), "{:?}", locks());
+    killed_state("prune touched nothing of the recovery");
     // The instructions, followed: every row of the old data is there.
     // SAFETY: kill(2) on the server the killed recovery started.
     assert_eq!(unsafe { libc::kill(private as i32, libc::SIGQUIT) }, 0);
@@ -636,7 +707,103 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
     assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
 
-    // --- the recovery, run again after both kills ------------------------------
+    // --- kill -9 after the swap, before the server starts: the recovered
+    // cluster is in pgdata, the old one beside it (the pause point
+    // `swapped`, both renames done and synced).
+    let pause = a.env.path("swapped.fifo");
+    make_fifo(&pause);
+    let swapped_err = a.env.path("swapped.stderr");
+    let mut child = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&a.config)
+        .args(recover_main)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .env(
+            "LIFEBOAT_TEST_RECOVER_PAUSE",
+            format!("swapped:{}", pause.display()),
+        )
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&swapped_err).unwrap())
+        .spawn()
+        .unwrap();
+    let writer = poll(
+        Duration::from_secs(180),
+        "the recovery past its swap",
+        || {
+            if let Some(s) = child.try_wait().unwrap() {
+                panic!(
+                    "ended before its swap ({s}): {}",
+                    std::fs::read_to_string(&swapped_err).unwrap()
+                );
+            }
+            hold_fifo(&pause)
+        },
+    );
+    let left = siblings(&cluster);
+    assert!(
+        left.len() == 1 && left[0].starts_with("data.replaced-"),
+        "{left:?}"
+    );
+    let aside = data.with_file_name(&left[0]);
+    assert!(
+        data.join("PG_VERSION").exists() && !data.join("postmaster.pid").exists(),
+        "the recovered cluster in pgdata, not started"
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    drop(writer);
+    std::fs::remove_file(&pause).unwrap();
+    let after_kill = format!("{}pre\n", "pre\npost\n".repeat(4));
+    let killed_state = |what: &str| {
+        assert_eq!(siblings(&cluster), left, "{what}");
+        assert!(!data.join("postmaster.pid").exists(), "{what}: not started");
+        assert_eq!(writers_log(), after_kill, "{what}: the writers are stopped");
+    };
+    killed_state("killed after the swap");
+    // The rerun names the kept-aside directory as the pre-recovery data
+    // directory and says what to do with each, and changes nothing.
+    let (code, out, err) = recover("main", &moment);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    let (d, o) = (data.display(), aside.display());
+    assert!(
+        err.contains(&format!("{d} holds the recovered cluster"))
+            && err.contains(&format!("{o} is the pre-recovery data directory"))
+            && err.contains(&format!("keep {o} until the recovered server is verified"))
+            && err.contains(&format!("rm -rf {o}"))
+            && err.contains(&format!("mv {d} {d}.not-recovered && mv {o} {d}"))
+            && err.contains("lifeboat unquiesce --source main")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    killed_state("the rerun changed nothing");
+    assert_eq!(records().len(), 2, "a kill -9 leaves no record");
+    // What each directory holds, as the message says: pgdata the cluster
+    // just before the moment (A, not B), the kept-aside one every row
+    // (read by a private server each, archiving off).
+    assert_eq!(
+        common::archive::labels(&data, "pitr"),
+        vec!["base".to_string(), "A".into()]
+    );
+    assert_eq!(common::archive::labels(&aside, "pitr"), all);
+    // The way back, followed as printed: every row, B too.
+    let not_recovered = data.with_file_name("data.not-recovered");
+    std::fs::rename(&data, &not_recovered).unwrap();
+    std::fs::rename(&aside, &data).unwrap();
+    pg_ctl_start(&bin, &data);
+    unquiesce();
+    assert_eq!(live_labels(&rt, &cluster), all, "every row, B too");
+    std::fs::remove_dir_all(&not_recovered).unwrap();
+    assert!(siblings(&cluster).is_empty(), "{:?}", siblings(&cluster));
+
+    // --- the recovery, run again after the kills --------------------------------
     let (code, out, err) = recover("main", &moment);
     assert_eq!(code, Some(0), "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -650,8 +817,8 @@ fn recover_in_place_to_just_before_a_moment() {
     assert_eq!(v["writers"], "resumed");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
-        "pre\npost\n".repeat(5),
-        "the failure, Ctrl-C, the two kills (writers brought back by hand), the recovery"
+        "pre\npost\n".repeat(6),
+        "the failure, Ctrl-C, the three kills (writers brought back by hand), the recovery"
     );
     let replay = v["replay_time"].as_str().unwrap();
     assert!(

@@ -76,6 +76,43 @@ pub fn check_reachable(bin_dir: &Path, dir: &Path) -> Result<(), ClusterError> {
         })
 }
 
+/// The server's private run directory (socket, `pg_hba.conf`, log): a new
+/// directory in the temporary directory (`TMPDIR`), mode 0700, owned by
+/// `owner`.
+fn run_dir(owner: Option<(u32, u32)>) -> Result<tempfile::TempDir, ClusterError> {
+    let run_dir = tempfile::Builder::new()
+        .prefix("lifeboat-recovery-")
+        .tempdir()
+        .map_err(|source| ClusterError::Io {
+            what: format!(
+                "creating the recovery server's run directory in TMPDIR {}",
+                std::env::temp_dir().display()
+            ),
+            source,
+        })?;
+    std::fs::set_permissions(run_dir.path(), std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err("chmod the recovery run directory"))?;
+    chown(run_dir.path(), owner)?;
+    Ok(run_dir)
+}
+
+/// Whether a recovery server could be started as far as the temporary
+/// directory is concerned, before anything depends on it: its run
+/// directory is created in `TMPDIR` as [`RecoveryServer::start`] creates
+/// it (so `TMPDIR` exists and this process can write it), the server's
+/// operating-system user enters it ([`check_reachable`], so every
+/// directory above it is searchable by that user), and it is removed
+/// again. `Err` names the directory and what went wrong.
+pub fn check_temp_dir(bin_dir: &Path) -> Result<(), ClusterError> {
+    let dir = run_dir(run_as()?)?;
+    check_reachable(bin_dir, dir.path())?;
+    let shown = dir.path().display().to_string();
+    dir.close().map_err(|source| ClusterError::Io {
+        what: format!("removing {shown}"),
+        source,
+    })
+}
+
 impl RecoveryServer {
     /// Starts `bin_dir/postgres` on `data` with `env` added to its
     /// environment (which is otherwise only `PATH` and `LC_ALL=C`).
@@ -89,13 +126,7 @@ impl RecoveryServer {
             return Err(ClusterError::NoBinaries(bin_dir.display().to_string()));
         }
         let owner = run_as()?;
-        let run_dir = tempfile::Builder::new()
-            .prefix("lifeboat-recovery-")
-            .tempdir()
-            .map_err(io_err("creating the recovery run directory"))?;
-        std::fs::set_permissions(run_dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err("chmod the recovery run directory"))?;
-        chown(run_dir.path(), owner)?;
+        let run_dir = run_dir(owner)?;
         let hba = run_dir.path().join("pg_hba.conf");
         std::fs::write(&hba, "local all all trust\n").map_err(io_err("writing pg_hba.conf"))?;
         chown(&hba, owner)?;

@@ -290,9 +290,10 @@ fn condemn_unreferenced(
         && let Some(l) = holders.others.first()
     {
         p.report.waiting_reasons.push(format!(
-            "{} newly condemned packs may wait for {}",
+            "{} newly condemned packs may wait for {}; {}",
             p.condemn.len(),
-            l.describe()
+            l.describe(),
+            l.if_gone()
         ));
     }
 }
@@ -563,6 +564,7 @@ mod tests {
                 pid_namespace: None,
             },
             refreshed: t(now),
+            stale_at: t(now + 30),
             stale,
         }
     }

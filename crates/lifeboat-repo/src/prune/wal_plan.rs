@@ -158,10 +158,11 @@ pub fn plan_wal(inputs: &WalInputs, own_lock: &str, grace: Duration) -> WalPlan 
         r.waiting = before.len();
         if !before.is_empty() {
             r.note = Some(format!(
-                "{} WAL objects before {} wait for {} (it may be reading WAL that no kept snapshot needs); a later prune deletes them",
+                "{} WAL objects before {} wait for {} (it may be reading WAL that no kept snapshot needs); a later prune deletes them. {}",
                 before.len(),
                 cutoff.first_kept,
-                l.describe()
+                l.describe(),
+                l.if_gone()
             ));
         }
         return p;
@@ -217,6 +218,7 @@ mod tests {
                 pid_namespace: None,
             },
             refreshed: t(99),
+            stale_at: t(129),
             stale,
         }
     }

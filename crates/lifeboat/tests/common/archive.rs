@@ -56,6 +56,15 @@ impl Archive {
     }
 
     pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        self.run_env(args, &[])
+    }
+
+    /// [`Archive::run`] with `env` added to the command's environment.
+    pub fn run_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> (Option<i32>, String, String) {
         let mut c = Command::new(bin());
         c.arg("--config").arg(&self.config).args(args);
         for v in [
@@ -68,6 +77,7 @@ impl Archive {
             c.env_remove(v);
         }
         c.env("PGPASSWORD", &self.password);
+        c.envs(env.iter().copied());
         c.current_dir(self.env.dir.path()).stdin(Stdio::null());
         let o = c.output().expect("run lifeboat");
         (

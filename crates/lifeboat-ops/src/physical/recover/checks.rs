@@ -47,6 +47,19 @@ fn recovery_server_on(dir: &std::path::Path, name: &str) -> Option<u32> {
         .then_some(pid)
 }
 
+/// The names in `pgdata`'s parent directory (none when it cannot be read).
+fn sibling_names(pgdata: &std::path::Path) -> Vec<String> {
+    pgdata
+        .parent()
+        .and_then(|p| std::fs::read_dir(p).ok())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the repository holds for the recovery.
 pub struct Ready {
     pub prep: Prepared,
@@ -85,13 +98,7 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     // What a killed earlier recovery left comes first: with pgdata renamed
     // away, every other check would only say the directory is missing.
     if let Some(parent) = pgdata.parent() {
-        let names: Vec<String> = std::fs::read_dir(parent)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = sibling_names(&pgdata);
         let running: Vec<(String, u32)> = names
             .iter()
             .filter(|n| plan::is_recovering(&pgdata, n))
@@ -103,7 +110,26 @@ pub async fn server(ctx: &Ctx, req: &RecoverRequest) -> Result<Found> {
     }
     let pgdata = std::fs::canonicalize(&pgdata)
         .map_err(|e| nothing(format!("pgdata {}: {e}", pgdata.display())))?;
-    let client = src.conn.connect().await.map_err(conn_err)?;
+    let client = match src.conn.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            // Killed after the swap, before the server started: pgdata
+            // holds the recovered cluster (no postmaster.pid: the recovery
+            // server shut it down), the old one is beside it.
+            let stopped = !pgdata.join("postmaster.pid").exists();
+            let names = if stopped {
+                sibling_names(&pgdata)
+            } else {
+                Vec::new()
+            };
+            return Err(
+                match plan::not_started(&pgdata, &names, name, &e.to_string()) {
+                    Some(why) => usage(why),
+                    None => conn_err(e),
+                },
+            );
+        }
+    };
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier FROM pg_control_system()), \
@@ -183,7 +209,25 @@ pub async fn repository(
     )
     .await?;
     swap::check_room(&found.pgdata, ready.prep.facts.file_bytes)?;
+    check_temp_dir(&ready.bin)?;
     Ok(ready)
+}
+
+/// The recovery server's socket and log go in a directory it makes in
+/// `TMPDIR` (`RecoveryServer::start`): a `TMPDIR` that is missing, that
+/// this process cannot write or that the server's user cannot enter would
+/// fail the recovery only once the server is stopped. Checked the way the
+/// server will use it, before anything is.
+fn check_temp_dir(bin: &std::path::Path) -> Result<()> {
+    lifeboat_postgres::basebackup::server::check_temp_dir(bin).map_err(|e| {
+        usage(format!(
+            "{e}: the recovery server, run as the server's operating-system user, keeps its \
+             socket and log in a directory made in TMPDIR {}. Nothing was changed; set TMPDIR \
+             to an existing directory this process can write and that user can enter (every \
+             directory above it searchable by it), e.g. TMPDIR=/tmp",
+            std::env::temp_dir().display()
+        ))
+    })
 }
 
 /// What both modes check in the repository: a base backup of `system`

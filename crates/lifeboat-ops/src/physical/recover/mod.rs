@@ -11,7 +11,9 @@
 //!    ([`plan::is_source_dir`]); the WAL up to now is in the repository (a
 //!    segment switch, waited for); a base backup of this server's system
 //!    identifier reaches the moment, with no gap in the archive past it;
-//!    server binaries of its major version; room beside the directory.
+//!    server binaries of its major version; room beside the directory; a
+//!    `TMPDIR` the recovery server's run directory can be made in and its
+//!    user can enter.
 //! 2. Writers quiesced as for `restore postgres` (`crate::quiesce`); the
 //!    RTO clock starts.
 //! 3. The server stopped with its control ([`swap::Server`]).

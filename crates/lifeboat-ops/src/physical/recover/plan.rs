@@ -217,6 +217,32 @@ pub fn interrupted(
     ))
 }
 
+/// What a recovery killed after its swap, before it started the server
+/// (or whose start failed with nothing left to put it back), leaves: the
+/// recovered cluster in `pgdata`, never started, and the pre-recovery data
+/// directory beside it as `<pgdata>.replaced-<stamp>`. The rerun finds the
+/// server not answering (`why`); when such a directory is beside `pgdata`,
+/// the refusal names both and the two ways on, or `None` (pure, over the
+/// names in `pgdata`'s parent). A finished recovery's kept-aside directory
+/// looks the same, so the message says "if": only the operator knows
+/// whether the server was stopped since.
+pub fn not_started(pgdata: &Path, names: &[String], source: &str, why: &str) -> Option<String> {
+    let mut replaced: Vec<&String> = names.iter().filter(|n| is_replaced(pgdata, n)).collect();
+    replaced.sort();
+    let old = pgdata.with_file_name(replaced.last()?);
+    let (p, o) = (pgdata.display(), old.display());
+    Some(format!(
+        "the source's server does not answer ({why}) and {o} is beside {p}: if a recovery was \
+         interrupted after its swap, before it started the server, {p} holds the recovered \
+         cluster (just before the moment, not verified yet) and {o} is the pre-recovery data \
+         directory, untouched. Either finish the recovery: start the server on {p}, check its \
+         data, bring the writers back (`lifeboat unquiesce --source {source}`), keep {o} until \
+         the recovered server is verified, then remove it (`rm -rf {o}`); or go back to the \
+         data as it was: `mv {p} {p}.not-recovered && mv {o} {p}`, start the server, bring the \
+         writers back, then remove {p}.not-recovered. Nothing was changed"
+    ))
+}
+
 /// The steps that remove the partial restores `dirs`: each with the stop
 /// of a recovery server still running on it first (`running`, by name; a
 /// `kill -QUIT` is an immediate shutdown, all a partial restore needs).
@@ -358,6 +384,56 @@ mod tests {
         // Gone with nothing beside it: the configuration is asked about.
         let e = interrupted(p, false, &n(&["other"]), none).unwrap();
         assert!(e.contains("sources.*.postgres.pgdata"), "{e}");
+    }
+
+    #[test]
+    fn a_recovery_killed_before_its_server_started_is_named() {
+        let p = Path::new("/srv/pg/main");
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Nothing kept aside: only the connection error, said elsewhere.
+        assert_eq!(
+            not_started(
+                p,
+                &n(&["main", "other.replaced-20261204T104703Z"]),
+                "main",
+                "refused"
+            ),
+            None
+        );
+        let e = not_started(
+            p,
+            &n(&[
+                "main",
+                "main.replaced-20261101T000000Z",
+                "main.replaced-20261204T104703Z",
+            ]),
+            "db1",
+            "connection refused",
+        )
+        .unwrap();
+        // The newest kept-aside directory, what each one is, both ways on.
+        assert!(e.contains("connection refused"), "{e}");
+        assert!(
+            e.contains("/srv/pg/main.replaced-20261204T104703Z is the pre-recovery data directory"),
+            "{e}"
+        );
+        assert!(
+            e.contains("/srv/pg/main holds the recovered cluster"),
+            "{e}"
+        );
+        assert!(
+            e.contains("rm -rf /srv/pg/main.replaced-20261204T104703Z") && e.contains("verified"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "mv /srv/pg/main /srv/pg/main.not-recovered && \
+                 mv /srv/pg/main.replaced-20261204T104703Z /srv/pg/main"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("unquiesce --source db1"), "{e}");
+        assert!(!e.contains("20261101"), "only the newest: {e}");
     }
 
     #[test]

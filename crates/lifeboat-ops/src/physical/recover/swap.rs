@@ -114,13 +114,16 @@ pub fn swap_in(pgdata: &Path, recovered: &Path, aside: &Path) -> Result<()> {
             ),
         ));
     }
-    sync_dir(parent(pgdata))
+    sync_dir(parent(pgdata))?;
+    test_pause("swapped");
+    Ok(())
 }
 
 /// A pause point for tests of a recovery killed at its most fragile
 /// moment: with `LIFEBOAT_TEST_RECOVER_PAUSE=<point>:<fifo>`, at `<point>`
 /// (`swap`: `pgdata` moved aside, the recovered directory not yet in its
-/// place) the recovery reads the FIFO `<fifo>`, which blocks until a writer
+/// place; `swapped`: both renames done and synced, the server not started
+/// yet) the recovery reads the FIFO `<fifo>`, which blocks until a writer
 /// opens it and then closes it (the test sees the reader, and kills the
 /// process). Unset (always, outside tests) it costs one environment
 /// lookup.
