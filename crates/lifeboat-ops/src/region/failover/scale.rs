@@ -212,6 +212,62 @@ pub async fn bring_back(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult
     Ok(format!("{region}: writers back: {}", notes.join(", ")))
 }
 
+/// `region`'s Deployments that still carry the count a fence or a quiesce
+/// recorded (`lifeboat.io/original-replicas`), as `deployment/NAME`:
+/// held down by Lifeboat, not brought back yet (empty: none, or no
+/// Deployments configured). Reads only.
+pub async fn held_down(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+) -> std::result::Result<Vec<String>, (bool, String)> {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(Vec::new());
+    };
+    let mut held = Vec::new();
+    for w in workloads(d) {
+        if quiesce::record_of(&client, &w)
+            .await
+            .map_err(|e| failed_in(ctx, region, d, e))?
+            .is_some()
+        {
+            held.push(w.short());
+        }
+    }
+    Ok(held)
+}
+
+/// `region`'s Deployments that a source's `quiesce:` names too (the same
+/// name, in the same namespace or in one it leaves to the kubeconfig), as
+/// `deployment/NAME` (pure): a restore of that source records its
+/// counts in the same annotation and may hold them down on purpose (a
+/// restore that failed verification leaves its writers down), so only an
+/// operator may bring those back.
+pub fn shared_with_restores(config: &Config, region: &str) -> Vec<String> {
+    let Some(d) = config
+        .region(region)
+        .ok()
+        .and_then(|r| r.deployments.as_ref())
+    else {
+        return Vec::new();
+    };
+    let quiesces: Vec<&crate::config::Quiesce> = config
+        .sources
+        .values()
+        .filter_map(|s| s.quiesce.as_ref())
+        .collect();
+    workloads(d)
+        .into_iter()
+        .filter(|w| {
+            quiesces.iter().any(|q| {
+                q.namespace.as_deref().is_none_or(|ns| ns == w.namespace)
+                    && q.deployments.iter().any(|n| *n == w.name)
+            })
+        })
+        .map(|w| w.short())
+        .collect()
+}
+
 /// Failover: the new primary region's Deployments to their
 /// `failover_replicas`.
 pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
