@@ -329,3 +329,59 @@ pub fn any_deployments(config: &Config) -> bool {
         .iter()
         .any(|(_, r)| r.deployments.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(quiesce: &str) -> Config {
+        let yaml = format!(
+            r#"repository:
+  url: /tmp/r
+sources:
+  db:
+    kind: postgres
+    postgres: {{url: "postgresql://u@h/d"}}
+{quiesce}  other:
+    kind: postgres
+    postgres: {{url: "postgresql://u@h/e"}}
+regions:
+  us-east:
+    postgres: {{url: "postgresql://a@127.0.0.1:1/p", role: primary}}
+    deployments: {{namespace: shop, items: [{{name: gateway, replicas: 2}}, {{name: api, replicas: 1}}]}}
+  eu-west:
+    postgres: {{url: "postgresql://a@127.0.0.1:1/p", role: standby, replicates_from: us-east}}
+"#
+        );
+        crate::config::parse(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    #[test]
+    fn a_regions_writers_that_a_restore_quiesces_too_are_named() {
+        // (the source's quiesce: section, us-east's writers it names too)
+        for (quiesce, want) in [
+            ("", vec![]),
+            (
+                "    quiesce: {deployments: [gateway]}\n",
+                vec!["deployment/gateway"],
+            ),
+            (
+                "    quiesce: {deployments: [gateway, api], namespace: shop}\n",
+                vec!["deployment/gateway", "deployment/api"],
+            ),
+            (
+                "    quiesce: {deployments: [gateway], namespace: other}\n",
+                vec![],
+            ),
+            ("    quiesce: {deployments: [worker]}\n", vec![]),
+            ("    quiesce: {statefulsets: [gateway]}\n", vec![]),
+        ] {
+            let c = config(quiesce);
+            assert_eq!(shared_with_restores(&c, "us-east"), want, "{quiesce}");
+            assert!(
+                shared_with_restores(&c, "eu-west").is_empty(),
+                "no deployments: configured"
+            );
+        }
+    }
+}
