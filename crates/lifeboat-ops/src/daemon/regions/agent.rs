@@ -648,12 +648,11 @@ impl Agent {
                 tracing::warn!(region = %self.region, error = %e, "auto_rejoin abandoned (the authority moved on); looking again now");
                 metrics::auto_rejoin(&self.region, "abandoned");
             }
-            Some(Finished::Looked { left }) => {
-                if let Some(why) = left {
-                    tracing::warn!(region = %self.region, held = %held.unwrap_or_default(), why = %why,
-                        "auto_rejoin: this region's writers are still held down (lifeboat.io/original-replicas) and are left as they are; looking again after a backoff");
-                }
+            Some(Finished::Looked { left: Some(why) }) => {
+                tracing::warn!(region = %self.region, held = %held.unwrap_or_default(), why = %why,
+                    "auto_rejoin: this region's writers are still held down (lifeboat.io/original-replicas) and are left as they are; looking again after a backoff");
             }
+            Some(Finished::Looked { left: None }) => {}
             Some(Finished::Unread(e)) => {
                 tracing::warn!(region = %self.region, error = %e,
                     "auto_rejoin: reading this region's writer Deployments failed (are they held down after a rejoin?); trying again after a backoff");

@@ -261,7 +261,7 @@ pub fn shared_with_restores(config: &Config, region: &str) -> Vec<String> {
         .filter(|w| {
             quiesces.iter().any(|q| {
                 q.namespace.as_deref().is_none_or(|ns| ns == w.namespace)
-                    && q.deployments.iter().any(|n| *n == w.name)
+                    && q.deployments.contains(&w.name)
             })
         })
         .map(|w| w.short())
