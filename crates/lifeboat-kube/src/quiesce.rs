@@ -711,6 +711,20 @@ pub async fn scale_to(
     Ok(from)
 }
 
+/// The count recorded in `w`'s [`ORIGINAL_REPLICAS`] annotation, as
+/// written (`None`: no annotation, so not held down by Lifeboat): one read,
+/// retried like every read. A value that is not a count is returned as it
+/// is; [`resume_one`] refuses it.
+pub async fn record_of(
+    client: &kube::Client,
+    w: &Workload,
+) -> Result<Option<String>, QuiesceError> {
+    let calls = Calls {
+        client: client.clone(),
+    };
+    Ok(calls.observe(w).await?.annotation)
+}
+
 /// Brings one workload back to the count in its annotation, then removes the
 /// annotation. Without the annotation it is left alone.
 pub async fn resume_one(

@@ -257,6 +257,7 @@ pub async fn rejoin(ctx: &Ctx, a: RejoinArgs) -> Result<i32> {
             region: a.region,
             step_timeout: Duration::from_secs(a.step_timeout.max(1)),
             abandon: None,
+            finish_only: false,
         },
         |n| {
             if json {

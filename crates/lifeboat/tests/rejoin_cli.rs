@@ -803,3 +803,119 @@ fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
         d.log_text()
     );
 }
+
+/// `failover.auto_rejoin` finishes a rejoin's capacity step that failed,
+/// also after its daemon restarted: whether it is still to be done is read
+/// from the region's writers (their `lifeboat.io/original-replicas`), not
+/// remembered. us-east's server is left down after the failover (its
+/// region lost whole: the test puts its writers as its fence left them);
+/// its daemon rejoins it while every scale PATCH of us-east's namespace
+/// answers 503, so the server steps stand and the capacity step fails;
+/// the daemon is stopped, the faults cleared, and the next daemon brings
+/// the writers back without stopping or rewinding the standby.
+#[test]
+fn auto_rejoin_finishes_a_failed_capacity_step_after_its_daemon_restarts() {
+    let _alone = crate::alone::alone(module_path!());
+    let mut bed = failed_over(true);
+    // Kubernetes calls retried within 1 s, not 30 s.
+    bed.env
+        .envs
+        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "1s".into()));
+    let rt = &bed.rt;
+    let yaml = std::fs::read_to_string(&bed.cfg)
+        .unwrap()
+        .replace("failover:\n", "failover:\n  auto_rejoin: true\n")
+        + "serve:\n  region: us-east\n  lease: 3s\n";
+    let cfg = bed.env.path("auto-rejoin.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    bed.gw.as_fenced(US_NS, 2);
+    let us_scale = format!("/namespaces/{US_NS}/deployments/gateway/scale");
+    bed.gw.api.set_fault(move |r| {
+        (r.method == "PATCH" && r.path == format!("/apis/apps/v1{us_scale}"))
+            .then(Fault::unavailable)
+    });
+    let held = "lifeboat_region_writers_held_down{region=\"us-east\"}";
+    let metric = |d: &common::Daemon, result: &str| {
+        d.metric(&format!(
+            "lifeboat_region_auto_rejoins_total{{region=\"us-east\",result=\"{result}\"}}"
+        ))
+    };
+
+    let d = common::Daemon::start(&bed.env, &cfg, "east");
+    assert!(d.metric(held).is_some_and(f64::is_nan), "not read yet");
+    d.poll(LONG, "a rejoin whose capacity step failed", || {
+        metric(&d, "capacity_failed").filter(|v| *v >= 1.0)
+    });
+    // The server steps stand: us-east streams from eu-west at epoch 2.
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    assert_eq!(authority_epoch(rt, &bed.east), Some(2));
+    // The next look reads the gateway still held down (its reads answer)
+    // and tries the capacity step again, which fails again.
+    d.poll(LONG, "a look finding us-east's gateway held down", || {
+        d.metric(held).filter(|v| *v == 1.0)
+    });
+    d.poll(LONG, "the capacity step tried again", || {
+        metric(&d, "capacity_failed").filter(|v| *v >= 2.0)
+    });
+    assert_eq!(metric(&d, "ok"), Some(0.0), "{}", d.log_text());
+    assert_eq!(bed.gw.replicas(US_NS), Some(0));
+    assert_eq!(bed.gw.recorded(US_NS).as_deref(), Some("2"));
+    // eu-west keeps its failover count while us-east's writers are down.
+    assert_eq!(bed.gw.replicas(EU_NS), Some(3));
+    assert_eq!(d.stop(), Some(0));
+
+    // The Kubernetes API answers again; a new daemon, which remembers
+    // nothing of the failed step, finishes it.
+    bed.gw.api.clear_faults();
+    let d = common::Daemon::start(&bed.env, &cfg, "east-again");
+    d.poll(LONG, "the capacity step finished by the new daemon", || {
+        metric(&d, "ok").filter(|v| *v >= 1.0)
+    });
+    d.poll(LONG, "a look finding nothing held down", || {
+        d.metric(held).filter(|v| *v == 0.0)
+    });
+    let log = d.log_text();
+    assert!(log.contains("finishing it"), "{log}");
+    assert!(log.contains("none: it already streamed"), "{log}");
+    // Its rejoin's steps: only verify, DNS and capacity; the standby was
+    // neither stopped nor rewound.
+    let steps: Vec<String> = d
+        .log_lines()
+        .iter()
+        .filter_map(|l| l["fields"]["step"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        steps,
+        ["plan", "verify", "restore_dns", "capacity"],
+        "{log}"
+    );
+    // The Kubernetes API says: us-east's gateway back at its recorded
+    // count, the record gone; eu-west's back from its failover count.
+    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{log}");
+    assert_eq!(bed.gw.recorded(US_NS), None);
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{log}");
+    // The servers say: us-east still streams from eu-west.
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    // Later looks read the gateway again and find nothing to do: no other
+    // rejoin, no scale PATCH. A look starts only once the one before has
+    // ended, so after two reads the first look has ended.
+    let gateway = format!("/apis/apps/v1/namespaces/{US_NS}/deployments/gateway");
+    let reads = || {
+        bed.gw
+            .api
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == gateway)
+            .count()
+    };
+    let (before, patches) = (reads(), bed.gw.scale_patches(US_NS));
+    d.poll(LONG, "two looks after the capacity step", || {
+        (reads() >= before + 2).then_some(())
+    });
+    assert_eq!(d.metric(held), Some(0.0));
+    assert_eq!(metric(&d, "ok"), Some(1.0), "{}", d.log_text());
+    assert_eq!(metric(&d, "failed"), Some(0.0), "{}", d.log_text());
+    assert_eq!(bed.gw.scale_patches(US_NS), patches);
+}

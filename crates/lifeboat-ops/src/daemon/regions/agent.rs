@@ -344,6 +344,8 @@ impl Agent {
         }
         self.known_primary = Some(r.primary.clone());
         if r.primary == self.region {
+            // Its writers are looked at only while it is a standby.
+            metrics::writers_held_down(&self.region, None);
             self.own_epoch = Some(self.own_epoch.map_or(r.epoch, |e| e.max(r.epoch)));
             if self.fenced && self.fenced_under == 0 {
                 // Fenced before any authority was read (etcd down when the
@@ -615,10 +617,17 @@ impl Agent {
     /// not name, a former primary that is down is made a standby of the
     /// current primary, in a task of its own; its outcome is taken here.
     async fn auto_rejoin(&mut self, record: &AuthorityRecord) {
-        match self.rejoin.finished().await {
+        let finished = self.rejoin.finished().await;
+        let held = self.rejoin.take_held().map(|h| {
+            metrics::writers_held_down(&self.region, Some(h.len()));
+            h.join(", ")
+        });
+        match finished {
             Some(Finished::Rejoined(summary)) => {
                 tracing::info!(region = %self.region, "auto_rejoin: {summary}");
                 metrics::auto_rejoin(&self.region, "ok");
+                // Its capacity step brought every held-down writer back.
+                metrics::writers_held_down(&self.region, Some(0));
                 // A standby under the current epoch now, no longer the
                 // fenced old primary: should the authority name this
                 // region again, the agent guards it.
@@ -638,6 +647,15 @@ impl Agent {
             Some(Finished::Abandoned(e)) => {
                 tracing::warn!(region = %self.region, error = %e, "auto_rejoin abandoned (the authority moved on); looking again now");
                 metrics::auto_rejoin(&self.region, "abandoned");
+            }
+            Some(Finished::Looked { left: Some(why) }) => {
+                tracing::warn!(region = %self.region, held = %held.unwrap_or_default(), why = %why,
+                    "auto_rejoin: this region's writers are still held down (lifeboat.io/original-replicas) and are left as they are; looking again after a backoff");
+            }
+            Some(Finished::Looked { left: None }) => {}
+            Some(Finished::Unread(e)) => {
+                tracing::warn!(region = %self.region, error = %e,
+                    "auto_rejoin: reading this region's writer Deployments failed (are they held down after a rejoin?); trying again after a backoff");
             }
             None => {}
         }
@@ -681,13 +699,15 @@ impl Agent {
                 answered: false, ..
             } => self.seen_down(&record.primary).await,
         };
+        if seen == Seen::Standby {
+            // A rejoin's capacity step may be unfinished (failed, or the
+            // daemon restarted): read from the region's writers.
+            let after = self.writers_down.take();
+            self.rejoin.look(&self.d, &self.region, record.epoch, after);
+            return;
+        }
         let moved = auto::authority_moved(record.epoch, self.own_epoch);
-        let why = if self.rejoin.capacity_pending() && seen == Seen::Standby {
-            Some("its last rejoin's capacity step failed; trying it again")
-        } else {
-            auto::wants_rejoin(&seen, self.fenced, moved)
-        };
-        if let Some(why) = why {
+        if let Some(why) = auto::wants_rejoin(&seen, self.fenced, moved) {
             let after = self.writers_down.take();
             self.rejoin
                 .start(&self.d, &self.region, record.epoch, why, after);

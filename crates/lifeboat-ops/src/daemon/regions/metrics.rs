@@ -379,6 +379,7 @@ pub const LEASE_RENEWAL_FAILURES: &str = "lifeboat_region_lease_renewal_failures
 pub const FENCE_DEADLINE: &str = "lifeboat_fence_deadline_seconds";
 pub const AUTO_REJOINS: &str = "lifeboat_region_auto_rejoins_total";
 pub const FAILSAFE: &str = "lifeboat_failsafe_active";
+pub const WRITERS_HELD_DOWN: &str = "lifeboat_region_writers_held_down";
 
 pub fn describe_agent() {
     describe_gauge!(
@@ -396,6 +397,10 @@ pub fn describe_agent() {
     describe_counter!(
         AUTO_REJOINS,
         "Rejoins this daemon ran on its own (failover.auto_rejoin), by result (ok, failed, abandoned, capacity_failed: a standby now, its region's writers not back yet)"
+    );
+    describe_gauge!(
+        WRITERS_HELD_DOWN,
+        "This region's writer Deployments (regions.NAME.deployments) that still carry lifeboat.io/original-replicas while its server is a standby, as failover.auto_rejoin last read them: held down by a fence, not brought back by a rejoin's capacity step yet (NaN before the first read, without auto_rejoin, and while the authority names this region)"
     );
     describe_counter!(
         LEASE_RENEWALS,
@@ -422,6 +427,7 @@ pub fn agent_started(region: &str) {
     counter!(LEASE_RENEWAL_FAILURES, "region" => r()).absolute(0);
     gauge!(FENCED, "region" => r()).set(0.0);
     gauge!(FAILSAFE, "region" => r()).set(0.0);
+    writers_held_down(region, None);
     for result in ["ok", "failed", "abandoned", "capacity_failed"] {
         counter!(AUTO_REJOINS, "region" => r(), "result" => result).absolute(0);
     }
@@ -447,6 +453,12 @@ pub fn authority_reachable(ok: bool) {
 /// `capacity_failed` (a standby now; its region's writers not back yet).
 pub fn auto_rejoin(region: &str, result: &'static str) {
     counter!(AUTO_REJOINS, "region" => region.to_string(), "result" => result).increment(1);
+}
+
+/// How many of this region's writer Deployments `auto_rejoin` last found
+/// still held down (`None`: not read, NaN).
+pub fn writers_held_down(region: &str, n: Option<usize>) {
+    gauge!(WRITERS_HELD_DOWN, "region" => region.to_string()).set(n.map_or(f64::NAN, |n| n as f64));
 }
 
 pub fn fenced(region: &str, on: bool) {

@@ -11,7 +11,8 @@
 //! the authority has moved past every epoch this region was primary under. A writable one is left to the agent,
 //! which fences a stale primary first (then it is down). A standby, a
 //! server down in recovery (an operator's maintenance) and one that
-//! answers but cannot be identified are left alone.
+//! answers but cannot be identified are left alone (a standby's writers
+//! are looked at: below).
 //!
 //! A rejoin runs in a task of its own (a clone can take minutes), so the
 //! lease renewals go on; a failed one is retried after a backoff (1 min,
@@ -21,6 +22,27 @@
 //! are abandoned ([`AutoRejoin::authority_seen`]) and the server is looked
 //! at again at once: a primary that died meanwhile would otherwise hold the
 //! rejoin, and every later one, for up to [`STEP_TIMEOUT`] per step.
+//!
+//! A rejoin's capacity step (its region's writers back to the counts the
+//! fence recorded) can fail after its server steps stand (the Kubernetes
+//! API did not answer). Whether it is still to be done is read, not
+//! remembered, so a restarted daemon finishes it too: at each check where
+//! the server answers as a standby and the authority names another region,
+//! a task of its own ([`AutoRejoin::look`]) reads the region's configured
+//! writer Deployments (`regions.NAME.deployments`, only those) and, when
+//! any still carries `lifeboat.io/original-replicas`, runs the rejoin again
+//! with [`rejoin::Request::finish_only`]: the same code as `region rejoin`,
+//! refused unless the primary of the current epoch lists the server
+//! streaming (it never stops or rewinds a standby), and under its own
+//! rules (refused while a change of primary is under way, whose switchover
+//! quiesce holds the same annotation; its capacity step only after verify,
+//! which waits until the server replayed the epoch). It waits for a fence's
+//! scaling of the writers still running in this daemon, as a rejoin does.
+//! Writers that a source's `quiesce:` names too are left to the operator
+//! ([`capacity_step`]): a restore records its counts in the same annotation
+//! and leaves its writers down on purpose when verification fails. The
+//! capacity step is tried again after 10 s, doubling to 16 min, as long as
+//! it fails, the writers cannot be read or they are left as they are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +50,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::daemon::Daemon;
-use crate::region::failover::rejoin;
+use crate::region::failover::{rejoin, scale};
 
 /// How often the own server is looked at when nothing runs.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -86,30 +108,80 @@ pub fn authority_moved(epoch: u64, own_epoch: Option<u64>) -> bool {
     epoch > own_epoch.unwrap_or(1).max(1)
 }
 
-/// How a finished rejoin ended.
+/// What a look at a standby's writers leads to (pure), from `held`, its
+/// region's writer Deployments that still carry the recorded count, and
+/// `shared`, those of them a source's `quiesce:` names too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CapacityStep {
+    /// None is held down: nothing to do.
+    Done,
+    /// Finish the capacity step (a rejoin with `finish_only`).
+    Finish,
+    /// Held down, but some of them are a restore's writers too: a restore
+    /// may hold them down on purpose, so they are left to the operator.
+    LeaveToOperator(String),
+}
+
+/// See [`CapacityStep`].
+pub fn capacity_step(held: &[String], shared: &[String]) -> CapacityStep {
+    if held.is_empty() {
+        return CapacityStep::Done;
+    }
+    let both: Vec<&str> = held
+        .iter()
+        .filter(|h| shared.contains(h))
+        .map(String::as_str)
+        .collect();
+    if both.is_empty() {
+        CapacityStep::Finish
+    } else {
+        CapacityStep::LeaveToOperator(format!(
+            "{} also named in a source's quiesce: (a restore records its counts in the same \
+             annotation and may hold them down on purpose): left to the operator; once no \
+             restore holds them, run `lifeboat region rejoin` for this region (or `lifeboat \
+             unquiesce` for the restore's)",
+            both.join(", ")
+        ))
+    }
+}
+
+/// How a finished rejoin, or a look at a standby's writers, ended.
 pub enum Finished {
     Rejoined(String),
     /// The server steps are done (a standby under the current epoch) but
     /// the capacity step failed (the Kubernetes API did not answer): tried
-    /// again after [`CAPACITY_FIRST_BACKOFF`], doubling, by rerunning the
-    /// rejoin, whose server steps then only verify.
+    /// again after [`CAPACITY_FIRST_BACKOFF`], doubling, once a look finds
+    /// the writers still held down.
     CapacityFailed(String),
     Failed(String),
     /// Its last steps were abandoned: the authority moved on (looked at
     /// again without a backoff).
     Abandoned(String),
+    /// A look at the standby's writers ran nothing: none is held down
+    /// (`None`), or why those held down were left as they are (shared with
+    /// a restore, or the finishing rejoin refused: not a streaming standby,
+    /// a change of primary under way), looked at again after the capacity
+    /// backoff. What the look read: [`AutoRejoin::take_held`].
+    Looked {
+        left: Option<String>,
+    },
+    /// A look could not read the writers (the Kubernetes API): tried again
+    /// after the capacity backoff.
+    Unread(String),
 }
 
 /// The auto-rejoin state of one agent: a running rejoin, or when to look
 /// again.
 pub struct AutoRejoin {
-    task: Option<JoinHandle<Finished>>,
+    /// Its outcome, and with a look the writers it found held down.
+    task: Option<JoinHandle<(Finished, Option<Vec<String>>)>>,
+    /// The writers the last finished look found held down, until taken.
+    held: Option<Vec<String>>,
     next: Instant,
     backoff: Duration,
-    /// A rejoin whose capacity step failed is to be run again (its server
-    /// steps stand), with its own backoff: scaling calls are cheap, and the
-    /// region's writers stay down until it succeeds.
-    capacity_pending: bool,
+    /// The wait before the next look after a capacity step that failed or
+    /// writers that are held down or could not be read: scaling calls are
+    /// cheap, and the region's writers stay down until it succeeds.
     capacity_backoff: Duration,
     /// The authority epoch the running rejoin started under, and how to
     /// tell it to abandon its last steps.
@@ -121,9 +193,9 @@ impl Default for AutoRejoin {
     fn default() -> Self {
         AutoRejoin {
             task: None,
+            held: None,
             next: Instant::now(),
             backoff: FIRST_BACKOFF,
-            capacity_pending: false,
             capacity_backoff: CAPACITY_FIRST_BACKOFF,
             started_under: 0,
             abandon: None,
@@ -138,24 +210,25 @@ impl AutoRejoin {
             return None;
         }
         let outcome = match self.task.take()?.await {
-            Ok(f) => f,
+            Ok((f, held)) => {
+                self.held = held;
+                f
+            }
             Err(e) => Finished::Failed(format!("the rejoin task ended: {e}")),
         };
         self.abandon = None;
         let now = Instant::now();
         match &outcome {
-            Finished::Rejoined(_) => {
+            Finished::Rejoined(_) | Finished::Looked { left: None } => {
                 self.backoff = FIRST_BACKOFF;
-                self.capacity_pending = false;
                 self.capacity_backoff = CAPACITY_FIRST_BACKOFF;
                 self.next = now + CHECK_INTERVAL;
             }
             Finished::CapacityFailed(_) => {
                 self.backoff = FIRST_BACKOFF;
-                self.capacity_pending = true;
-                self.next = now + self.capacity_backoff;
-                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_BACKOFF);
+                self.capacity_later(now);
             }
+            Finished::Looked { left: Some(_) } | Finished::Unread(_) => self.capacity_later(now),
             Finished::Abandoned(_) => self.next = now,
             Finished::Failed(_) => {
                 self.next = now + self.backoff;
@@ -165,10 +238,17 @@ impl AutoRejoin {
         Some(outcome)
     }
 
-    /// Whether an earlier rejoin's capacity step failed and is to be tried
-    /// again (by [`AutoRejoin::start`] once [`AutoRejoin::due`]).
-    pub fn capacity_pending(&self) -> bool {
-        self.capacity_pending
+    /// The region's writers that the last finished look found still held
+    /// down (empty: none), once; `None` when no look finished since or it
+    /// could not read them.
+    pub fn take_held(&mut self) -> Option<Vec<String>> {
+        self.held.take()
+    }
+
+    /// The next look after the capacity backoff, which doubles.
+    fn capacity_later(&mut self, now: Instant) {
+        self.next = now + self.capacity_backoff;
+        self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Whether the own server should be looked at now (nothing runs and
@@ -206,51 +286,122 @@ impl AutoRejoin {
         why: &'static str,
         after: Option<tokio::task::JoinHandle<()>>,
     ) {
-        let (d, region) = (Arc::clone(d), region.to_string());
         tracing::warn!(region = %region, why, epoch, "auto_rejoin: making this region's server a standby of the current primary");
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        self.started_under = epoch;
-        self.abandon = Some(tx);
+        let rx = self.abandonable(epoch);
+        let (d, region) = (Arc::clone(d), region.to_string());
         self.task = Some(tokio::spawn(async move {
             if let Some(writers_down) = after {
                 // Bounded: the scaling has its own timeout.
                 let _ = writers_down.await;
             }
-            let req = rejoin::Request {
-                region: region.clone(),
-                step_timeout: STEP_TIMEOUT,
-                abandon: Some(rx.clone()),
-            };
-            let report = rejoin::run(&d.ctx, &req, |n| {
-                if n.ok {
-                    tracing::info!(region = %region, step = n.step, "auto_rejoin: {}", n.text);
-                } else {
-                    tracing::warn!(region = %region, step = n.step, "auto_rejoin: {}", n.text);
-                }
-            })
-            .await;
-            let report = match report {
-                Ok(r) => r,
-                Err(e) if *rx.borrow() => return Finished::Abandoned(e.to_string()),
-                Err(e) => return Finished::Failed(e.to_string()),
-            };
-            if let Some(e) = report.capacity_error() {
-                return Finished::CapacityFailed(format!("{e} ({})", e.hint()));
-            }
-            Finished::Rejoined(format!(
-                "{} now streams from {} (epoch {}, method {})",
-                report.region,
-                report.primary,
-                report.epoch,
-                report
-                    .method
-                    .map_or("none: it already streamed".to_string(), |m| format!(
-                        "{m:?}"
-                    )
-                    .to_lowercase())
-            ))
+            // Refused (a usage error, nothing changed): a failure here.
+            let f = run_rejoin(&d, &region, rx, false)
+                .await
+                .unwrap_or_else(Finished::Failed);
+            (f, None)
         }));
     }
+
+    /// Looks at the writers of `region`, whose server answers as a standby
+    /// under the authority's `epoch`, in a task of its own (the Kubernetes
+    /// API may take its retry budget): when some still carry the count
+    /// a fence recorded, finishes the capacity step by a rejoin with
+    /// `finish_only` (see the module docs), once `after` (a fence's scaling
+    /// of the writers still running) has ended.
+    pub fn look(
+        &mut self,
+        d: &Arc<Daemon>,
+        region: &str,
+        epoch: u64,
+        after: Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let rx = self.abandonable(epoch);
+        let (d, region) = (Arc::clone(d), region.to_string());
+        self.task = Some(tokio::spawn(async move {
+            if let Some(writers_down) = after {
+                let _ = writers_down.await;
+            }
+            let Some(config) = d.ctx.config.as_ref() else {
+                return (Finished::Looked { left: None }, Some(Vec::new()));
+            };
+            let held = match scale::held_down(&d.ctx, config, &region).await {
+                Ok(h) => h,
+                Err((_, e)) => return (Finished::Unread(e), None),
+            };
+            let shared = scale::shared_with_restores(config, &region);
+            let f = match capacity_step(&held, &shared) {
+                CapacityStep::Done => Finished::Looked { left: None },
+                CapacityStep::LeaveToOperator(why) => Finished::Looked { left: Some(why) },
+                CapacityStep::Finish => {
+                    tracing::warn!(region = %region, held = %held.join(", "), epoch,
+                        "auto_rejoin: this region's server is a standby and its writers are still held down (a rejoin's capacity step not finished): finishing it");
+                    run_rejoin(&d, &region, rx, true)
+                        .await
+                        .unwrap_or_else(|refused| Finished::Looked {
+                            left: Some(refused),
+                        })
+                }
+            };
+            (f, Some(held))
+        }));
+    }
+
+    /// Records `epoch` as the one the task to start runs under; the
+    /// receiver tells it to abandon its last steps.
+    fn abandonable(&mut self, epoch: u64) -> tokio::sync::watch::Receiver<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.started_under = epoch;
+        self.abandon = Some(tx);
+        rx
+    }
+}
+
+/// One rejoin of `region` (`finish_only`: see [`rejoin::Request`]);
+/// `Err`: refused before anything was changed (a usage error: a change of
+/// primary under way, not a streaming standby with `finish_only`), and why.
+async fn run_rejoin(
+    d: &Arc<Daemon>,
+    region: &str,
+    rx: tokio::sync::watch::Receiver<bool>,
+    finish_only: bool,
+) -> std::result::Result<Finished, String> {
+    let req = rejoin::Request {
+        region: region.to_string(),
+        step_timeout: STEP_TIMEOUT,
+        abandon: Some(rx.clone()),
+        finish_only,
+    };
+    let report = rejoin::run(&d.ctx, &req, |n| {
+        if n.ok {
+            tracing::info!(region = %region, step = n.step, "auto_rejoin: {}", n.text);
+        } else {
+            tracing::warn!(region = %region, step = n.step, "auto_rejoin: {}", n.text);
+        }
+    })
+    .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) if *rx.borrow() => return Ok(Finished::Abandoned(e.to_string())),
+        Err(e) if e.kind() == crate::error::Kind::Usage => {
+            return Err(format!("{e} ({})", e.hint()));
+        }
+        Err(e) => return Ok(Finished::Failed(e.to_string())),
+    };
+    if let Some(e) = report.capacity_error() {
+        return Ok(Finished::CapacityFailed(format!("{e} ({})", e.hint())));
+    }
+    Ok(Finished::Rejoined(format!(
+        "{} now streams from {} (epoch {}, method {})",
+        report.region,
+        report.primary,
+        report.epoch,
+        report
+            .method
+            .map_or("none: it already streamed".to_string(), |m| format!(
+                "{m:?}"
+            )
+            .to_lowercase())
+    )))
 }
 
 #[cfg(test)]
@@ -308,7 +459,9 @@ mod tests {
         assert!(!a.due(), "not again within the check interval");
         let mut waits = Vec::new();
         for _ in 0..7 {
-            a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
+            a.task = Some(tokio::spawn(async {
+                (Finished::Failed("no".into()), None)
+            }));
             while !a.task.as_ref().unwrap().is_finished() {
                 tokio::task::yield_now().await;
             }
@@ -317,7 +470,9 @@ mod tests {
             waits.push((a.next - before).as_secs() / 60);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 16, 16, 16]);
-        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
+        a.task = Some(tokio::spawn(async {
+            (Finished::Rejoined("ok".into()), None)
+        }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
@@ -325,45 +480,100 @@ mod tests {
         assert_eq!(a.backoff, FIRST_BACKOFF);
     }
 
+    /// Runs `f` as the finished task and takes its outcome, returning the
+    /// wait until the next look in whole seconds.
+    async fn outcome(a: &mut AutoRejoin, f: Finished) -> (Finished, u64) {
+        a.task = Some(tokio::spawn(async move { (f, None) }));
+        while !a.task.as_ref().unwrap().is_finished() {
+            tokio::task::yield_now().await;
+        }
+        let before = Instant::now();
+        let got = a.finished().await.expect("finished");
+        (got, (a.next - before).as_secs_f64().round() as u64)
+    }
+
     #[tokio::test]
     async fn a_failed_capacity_step_is_tried_again_with_its_own_backoff() {
         let mut a = AutoRejoin::default();
-        assert!(!a.capacity_pending());
         let mut waits = Vec::new();
         for _ in 0..8 {
-            a.task = Some(tokio::spawn(async {
-                Finished::CapacityFailed("no API".into())
-            }));
-            while !a.task.as_ref().unwrap().is_finished() {
-                tokio::task::yield_now().await;
-            }
-            let before = Instant::now();
-            assert!(matches!(
-                a.finished().await,
-                Some(Finished::CapacityFailed(_))
-            ));
-            assert!(a.capacity_pending(), "to be tried again");
+            let (got, wait) = outcome(&mut a, Finished::CapacityFailed("no API".into())).await;
+            assert!(matches!(got, Finished::CapacityFailed(_)));
             assert!(!a.due(), "not before the backoff");
-            waits.push((a.next - before).as_secs_f64().round() as u64);
+            waits.push(wait);
         }
         assert_eq!(waits, vec![10, 20, 40, 80, 160, 320, 640, 960]);
-        // A failed rerun of the whole rejoin keeps the capacity step pending
-        // (the server steps may be what failed this time).
-        a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
-        while !a.task.as_ref().unwrap().is_finished() {
-            tokio::task::yield_now().await;
-        }
-        assert!(matches!(a.finished().await, Some(Finished::Failed(_))));
-        assert!(a.capacity_pending());
-        // Done: nothing pending, both backoffs back at their start.
-        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
-        while !a.task.as_ref().unwrap().is_finished() {
-            tokio::task::yield_now().await;
-        }
-        assert!(matches!(a.finished().await, Some(Finished::Rejoined(_))));
-        assert!(!a.capacity_pending());
+        // Writers that cannot be read, or are held down and left as they
+        // are, keep doubling the same backoff.
+        let (_, wait) = outcome(&mut a, Finished::Unread("no API".into())).await;
+        assert_eq!(wait, 960);
+        let (_, wait) = outcome(
+            &mut a,
+            Finished::Looked {
+                left: Some("not streaming".into()),
+            },
+        )
+        .await;
+        assert_eq!(wait, 960);
+        // A rejoin that failed keeps its own backoff.
+        let (_, wait) = outcome(&mut a, Finished::Failed("no".into())).await;
+        assert_eq!(wait, 60);
+        // A look that finds nothing held down: looked at again at the check
+        // interval, both backoffs back at their start.
+        let (_, wait) = outcome(&mut a, Finished::Looked { left: None }).await;
+        assert_eq!(wait, CHECK_INTERVAL.as_secs());
         assert_eq!(a.capacity_backoff, CAPACITY_FIRST_BACKOFF);
         assert_eq!(a.backoff, FIRST_BACKOFF);
+        // So does a capacity step finished (the writers back).
+        let (_, wait) = outcome(&mut a, Finished::CapacityFailed("no API".into())).await;
+        assert_eq!(wait, 10);
+        let (_, wait) = outcome(&mut a, Finished::Rejoined("ok".into())).await;
+        assert_eq!(wait, CHECK_INTERVAL.as_secs());
+        assert_eq!(a.capacity_backoff, CAPACITY_FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn held_down_writers_are_brought_back_unless_a_restore_names_them_too() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (held down, named by a source's quiesce:) → step
+        assert_eq!(capacity_step(&[], &[]), CapacityStep::Done);
+        assert_eq!(
+            capacity_step(&[], &v(&["deployment/gateway"])),
+            CapacityStep::Done,
+            "nothing held: nothing to do, shared or not"
+        );
+        assert_eq!(
+            capacity_step(&v(&["deployment/gateway"]), &[]),
+            CapacityStep::Finish
+        );
+        assert_eq!(
+            capacity_step(
+                &v(&["deployment/gateway", "deployment/api"]),
+                &v(&["deployment/worker"])
+            ),
+            CapacityStep::Finish,
+            "a restore's other writers do not matter"
+        );
+        for (held, shared, named) in [
+            (
+                v(&["deployment/gateway"]),
+                v(&["deployment/gateway"]),
+                "deployment/gateway also named",
+            ),
+            (
+                v(&["deployment/gateway", "deployment/api"]),
+                v(&["deployment/api", "deployment/worker"]),
+                "deployment/api also named",
+            ),
+        ] {
+            match capacity_step(&held, &shared) {
+                CapacityStep::LeaveToOperator(why) => {
+                    assert!(why.starts_with(named), "{why}");
+                    assert!(why.contains("`lifeboat region rejoin`"), "{why}");
+                }
+                other => panic!("{held:?} {shared:?}: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
@@ -375,7 +585,7 @@ mod tests {
         a.abandon = Some(tx);
         a.task = Some(tokio::spawn(async move {
             let _ = rx.wait_for(|x| *x).await;
-            Finished::Abandoned("moved on".into())
+            (Finished::Abandoned("moved on".into()), None)
         }));
         assert!(!a.authority_seen(3), "the same epoch: it goes on");
         assert!(!a.authority_seen(2));

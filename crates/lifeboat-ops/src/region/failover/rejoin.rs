@@ -61,6 +61,13 @@ pub struct Request {
     /// for up to `step_timeout` per step. Earlier steps (rewind, clone) are
     /// never cut short. `None`: never abandoned.
     pub abandon: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Only finish a rejoin whose server steps are done: refused (a usage
+    /// error, nothing changed) unless the plan is only verify and DNS,
+    /// i.e. the region's server is a standby the primary lists streaming.
+    /// The daemon's `auto_rejoin` sets it when it finishes a capacity step
+    /// (a standby whose writers are still held down): a standby that does
+    /// not stream is never stopped or rewound by it.
+    pub finish_only: bool,
 }
 
 /// One line of progress.
@@ -232,6 +239,22 @@ pub async fn run<N: FnMut(&Note)>(ctx: &Ctx, req: &Request, mut note: N) -> Resu
         primary_system_identifier: Some(primary_sysid.system_identifier),
     })
     .map_err(|r| Error::usage(r.to_string()))?;
+    if req.finish_only
+        && plan
+            .steps
+            .iter()
+            .any(|s| !matches!(s, Step::Verify | Step::RestoreDns))
+    {
+        return Err(Error::usage(format!(
+            "{} is not a standby streaming from {primary} (epoch {epoch}): {}; only its \
+             capacity step was to be finished, so nothing was changed",
+            req.region, plan.why
+        ))
+        .with_hint(format!(
+            "see `lifeboat region status`; `lifeboat region rejoin {}` makes it a standby",
+            req.region
+        )));
+    }
     note(&Note {
         step: "plan",
         ok: true,

@@ -212,6 +212,62 @@ pub async fn bring_back(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult
     Ok(format!("{region}: writers back: {}", notes.join(", ")))
 }
 
+/// `region`'s Deployments that still carry the count a fence or a quiesce
+/// recorded (`lifeboat.io/original-replicas`), as `deployment/NAME`:
+/// held down by Lifeboat, not brought back yet (empty: none, or no
+/// Deployments configured). Reads only.
+pub async fn held_down(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+) -> std::result::Result<Vec<String>, (bool, String)> {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(Vec::new());
+    };
+    let mut held = Vec::new();
+    for w in workloads(d) {
+        if quiesce::record_of(&client, &w)
+            .await
+            .map_err(|e| failed_in(ctx, region, d, e))?
+            .is_some()
+        {
+            held.push(w.short());
+        }
+    }
+    Ok(held)
+}
+
+/// `region`'s Deployments that a source's `quiesce:` names too (the same
+/// name, in the same namespace or in one it leaves to the kubeconfig), as
+/// `deployment/NAME` (pure): a restore of that source records its
+/// counts in the same annotation and may hold them down on purpose (a
+/// restore that failed verification leaves its writers down), so only an
+/// operator may bring those back.
+pub fn shared_with_restores(config: &Config, region: &str) -> Vec<String> {
+    let Some(d) = config
+        .region(region)
+        .ok()
+        .and_then(|r| r.deployments.as_ref())
+    else {
+        return Vec::new();
+    };
+    let quiesces: Vec<&crate::config::Quiesce> = config
+        .sources
+        .values()
+        .filter_map(|s| s.quiesce.as_ref())
+        .collect();
+    workloads(d)
+        .into_iter()
+        .filter(|w| {
+            quiesces.iter().any(|q| {
+                q.namespace.as_deref().is_none_or(|ns| ns == w.namespace)
+                    && q.deployments.contains(&w.name)
+            })
+        })
+        .map(|w| w.short())
+        .collect()
+}
+
 /// Failover: the new primary region's Deployments to their
 /// `failover_replicas`.
 pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
@@ -272,4 +328,60 @@ pub fn any_deployments(config: &Config) -> bool {
         .regions_in_file_order()
         .iter()
         .any(|(_, r)| r.deployments.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(quiesce: &str) -> Config {
+        let yaml = format!(
+            r#"repository:
+  url: /tmp/r
+sources:
+  db:
+    kind: postgres
+    postgres: {{url: "postgresql://u@h/d"}}
+{quiesce}  other:
+    kind: postgres
+    postgres: {{url: "postgresql://u@h/e"}}
+regions:
+  us-east:
+    postgres: {{url: "postgresql://a@127.0.0.1:1/p", role: primary}}
+    deployments: {{namespace: shop, items: [{{name: gateway, replicas: 2}}, {{name: api, replicas: 1}}]}}
+  eu-west:
+    postgres: {{url: "postgresql://a@127.0.0.1:1/p", role: standby, replicates_from: us-east}}
+"#
+        );
+        crate::config::parse(&yaml, "test.yaml").unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    #[test]
+    fn a_regions_writers_that_a_restore_quiesces_too_are_named() {
+        // (the source's quiesce: section, us-east's writers it names too)
+        for (quiesce, want) in [
+            ("", vec![]),
+            (
+                "    quiesce: {deployments: [gateway]}\n",
+                vec!["deployment/gateway"],
+            ),
+            (
+                "    quiesce: {deployments: [gateway, api], namespace: shop}\n",
+                vec!["deployment/gateway", "deployment/api"],
+            ),
+            (
+                "    quiesce: {deployments: [gateway], namespace: other}\n",
+                vec![],
+            ),
+            ("    quiesce: {deployments: [worker]}\n", vec![]),
+            ("    quiesce: {statefulsets: [gateway]}\n", vec![]),
+        ] {
+            let c = config(quiesce);
+            assert_eq!(shared_with_restores(&c, "us-east"), want, "{quiesce}");
+            assert!(
+                shared_with_restores(&c, "eu-west").is_empty(),
+                "no deployments: configured"
+            );
+        }
+    }
 }
