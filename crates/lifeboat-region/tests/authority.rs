@@ -666,6 +666,25 @@ async fn nothing_listening_is_unavailable_naming_the_endpoint() {
     }
 }
 
+/// etcd's auth, as an operator sets it up: a root user, a user `lifeboat`
+/// (password `password`) whose role may read and write only under
+/// `prefix`, then `auth enable`.
+async fn enable_auth(c: &EtcdCluster, root_password: &str, prefix: &str, password: &str) {
+    let mut r = raw(c).await;
+    r.user_add("root", root_password, None).await.unwrap();
+    r.user_grant_role("root", "root").await.unwrap();
+    r.role_add("lifeboat").await.unwrap();
+    r.role_grant_permission(
+        "lifeboat",
+        etcd_client::Permission::read_write(prefix).with_prefix(),
+    )
+    .await
+    .unwrap();
+    r.user_add("lifeboat", password, None).await.unwrap();
+    r.user_grant_role("lifeboat", "lifeboat").await.unwrap();
+    r.auth_enable().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_auth_a_wrong_password_is_unauthorized_and_never_printed() {
     let _alone = crate::alone::alone(module_path!());
@@ -673,21 +692,7 @@ async fn etcd_auth_a_wrong_password_is_unauthorized_and_never_printed() {
     const RIGHT: &str = "lifeboat-pw-Xk93";
     const WRONG: &str = "wrong-pw-Jd27";
     let c = EtcdCluster::start(1).await;
-    // etcd's auth, as an operator sets it up: a root user, a user whose
-    // role may read and write only Lifeboat's prefix, then `auth enable`.
-    let mut r = raw(&c).await;
-    r.user_add("root", ROOT_PW, None).await.unwrap();
-    r.user_grant_role("root", "root").await.unwrap();
-    r.role_add("lifeboat").await.unwrap();
-    r.role_grant_permission(
-        "lifeboat",
-        etcd_client::Permission::read_write("/t-auth/").with_prefix(),
-    )
-    .await
-    .unwrap();
-    r.user_add("lifeboat", RIGHT, None).await.unwrap();
-    r.user_grant_role("lifeboat", "lifeboat").await.unwrap();
-    r.auth_enable().await.unwrap();
+    enable_auth(&c, ROOT_PW, "/t-auth/", RIGHT).await;
 
     let with = |password: Option<&str>| {
         let mut s = settings(c.endpoints(), "/t-auth");
@@ -1019,19 +1024,7 @@ async fn the_leader_keeper_with_etcd_auth_moves_as_a_prefix_user_and_names_a_ref
     let c = EtcdCluster::start(3).await;
     let leader = c.wait_leader().await;
     let wanted = (0..3).find(|i| *i != leader).unwrap();
-    let mut r = raw(&c).await;
-    r.user_add("root", "root-pw-Vb02", None).await.unwrap();
-    r.user_grant_role("root", "root").await.unwrap();
-    r.role_add("lifeboat").await.unwrap();
-    r.role_grant_permission(
-        "lifeboat",
-        etcd_client::Permission::read_write("/t-keeper-auth/").with_prefix(),
-    )
-    .await
-    .unwrap();
-    r.user_add("lifeboat", RIGHT, None).await.unwrap();
-    r.user_grant_role("lifeboat", "lifeboat").await.unwrap();
-    r.auth_enable().await.unwrap();
+    enable_auth(&c, "root-pw-Vb02", "/t-keeper-auth/", RIGHT).await;
     let keeper = |password: &str| {
         let mut s = settings(c.endpoints(), "/t-keeper-auth");
         s.user = Some("lifeboat".into());

@@ -67,6 +67,35 @@ struct InReplay {
     writer: Option<std::fs::File>,
 }
 
+/// Starts `lifeboat --config <a's> ARGS` (a recovery) that stops at the
+/// pause point `point` (`LIFEBOAT_TEST_RECOVER_PAUSE=<point>:<fifo>`) until
+/// the test opens `fifo`; its stderr goes to `stderr`.
+fn paused_recover(
+    a: &Archive,
+    args: &[&str],
+    point: &str,
+    fifo: &Path,
+    stderr: &Path,
+) -> std::process::Child {
+    std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&a.config)
+        .args(args)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_CONFIG")
+        .env("PGPASSWORD", &a.password)
+        .env(
+            "LIFEBOAT_TEST_RECOVER_PAUSE",
+            format!("{point}:{}", fifo.display()),
+        )
+        .current_dir(a.env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
 /// server's `wal fetch` blocks.
 ///
@@ -640,23 +669,7 @@ fn recover_in_place_to_just_before_a_moment() {
     let pause = a.env.path("swap.fifo");
     make_fifo(&pause);
     let swap_err = a.env.path("swap.stderr");
-    let mut child = std::process::Command::new(common::bin())
-        .arg("--config")
-        .arg(&a.config)
-        .args(recover_main)
-        .env_remove("LIFEBOAT_PASSWORD")
-        .env_remove("LIFEBOAT_CONFIG")
-        .env("PGPASSWORD", &a.password)
-        .env(
-            "LIFEBOAT_TEST_RECOVER_PAUSE",
-            format!("swap:{}", pause.display()),
-        )
-        .current_dir(a.env.dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&swap_err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = paused_recover(&a, &recover_main, "swap", &pause, &swap_err);
     let writer = poll(Duration::from_secs(180), "the recovery in its swap", || {
         if let Some(s) = child.try_wait().unwrap() {
             panic!(
@@ -713,23 +726,7 @@ fn recover_in_place_to_just_before_a_moment() {
     let pause = a.env.path("swapped.fifo");
     make_fifo(&pause);
     let swapped_err = a.env.path("swapped.stderr");
-    let mut child = std::process::Command::new(common::bin())
-        .arg("--config")
-        .arg(&a.config)
-        .args(recover_main)
-        .env_remove("LIFEBOAT_PASSWORD")
-        .env_remove("LIFEBOAT_CONFIG")
-        .env("PGPASSWORD", &a.password)
-        .env(
-            "LIFEBOAT_TEST_RECOVER_PAUSE",
-            format!("swapped:{}", pause.display()),
-        )
-        .current_dir(a.env.dir.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&swapped_err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = paused_recover(&a, &recover_main, "swapped", &pause, &swapped_err);
     let writer = poll(
         Duration::from_secs(180),
         "the recovery past its swap",
