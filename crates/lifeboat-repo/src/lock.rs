@@ -180,6 +180,15 @@ fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the lock was written on this kernel, in this PID namespace: then
+/// its `pid` says whether its holder runs.
+fn in_this_pid_space(doc: &LockDoc) -> bool {
+    doc.boot_id.is_some()
+        && doc.pid_namespace.is_some()
+        && doc.boot_id == boot_id()
+        && doc.pid_namespace == pid_namespace()
+}
+
 /// Stale: not refreshed for `stale_after` by the storage clock, or written
 /// on this kernel, in this PID namespace, by a process that no longer runs.
 fn is_stale(
@@ -188,11 +197,7 @@ fn is_stale(
     now: DateTime<Utc>,
     stale_after: Duration,
 ) -> bool {
-    let same_pid_space = doc.boot_id.is_some()
-        && doc.pid_namespace.is_some()
-        && doc.boot_id == boot_id()
-        && doc.pid_namespace == pid_namespace();
-    if same_pid_space && doc.instance != instance_id() && !pid_alive(doc.pid) {
+    if in_this_pid_space(doc) && doc.instance != instance_id() && !pid_alive(doc.pid) {
         return true;
     }
     now.signed_duration_since(refreshed)
@@ -589,6 +594,19 @@ pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
             .filter(|l| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id))
             .collect();
         match matching.as_slice() {
+            // Its holder runs here: removing the lock would let, say, a
+            // prune delete what a running backup is writing.
+            [one] if in_this_pid_space(&one.doc) && pid_alive(one.doc.pid) => {
+                Err(RepoError::Invalid {
+                    what: BadInput::Parameter,
+                    message: format!(
+                        "{}: process {} still runs on this host, so its lock still protects what it                          does; stop it first (kill -TERM {}), after which the next operation finds                          the lock stale; nothing was removed",
+                        one.describe(),
+                        one.doc.pid,
+                        one.doc.pid
+                    ),
+                })
+            }
             [one] => {
                 repo.storage().delete(&one.key).await?;
                 Ok(one.clone())

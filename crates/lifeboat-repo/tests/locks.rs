@@ -386,6 +386,22 @@ async fn a_killed_holder_is_judged_or_named_with_what_clears_it() {
     assert_eq!(lock_keys(&f.repo).await, ["locks/4568other"]);
     lock::unlock_id(&f.repo, "4568other").await.unwrap();
     assert!(lock_keys(&f.repo).await.is_empty());
+    // A lock whose holder runs on this host (this test) is not removed.
+    let live = lock::acquire(&f.repo, LockMode::Shared, "backup")
+        .await
+        .unwrap();
+    let Err(e) = lock::unlock_id(&f.repo, live.id()).await else {
+        panic!("removed the lock of a running process")
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("still runs on this host")
+            && text.contains(&format!("kill -TERM {}", std::process::id()))
+            && text.contains("nothing was removed"),
+        "{text}"
+    );
+    assert_eq!(lock_keys(&f.repo).await.len(), 1, "the live lock stays");
+    live.release().await.unwrap();
     let g = lock::acquire(&f.repo, LockMode::Exclusive, "prune")
         .await
         .unwrap();
