@@ -196,8 +196,10 @@ mod tests {
     #[test]
     fn a_port_someone_listens_on_is_skipped() {
         let dir = tempfile_dir();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        // A port reserved in the shared directory, so that nobody else
+        // binds it between the drop and the second look below.
+        let port = reserve();
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         assert!(try_reserve(&dir, port).is_none());
         drop(listener);
         assert!(try_reserve(&dir, port).is_some());
