@@ -486,6 +486,31 @@ async fn bounded<T>(what: &str, bound: Duration, f: impl std::future::Future<Out
         .unwrap_or_else(|_| panic!("{what} hung past {bound:?} without a majority"))
 }
 
+/// `keeper`, asked while member `leader` leads, hands the leadership over;
+/// etcd's leader becomes member `wanted`, and the next look finds it placed.
+async fn hands_over_and_places(
+    keeper: &mut LeaderKeeper,
+    c: &EtcdCluster,
+    leader: usize,
+    wanted: usize,
+) {
+    assert_eq!(
+        keeper.check(true).await.unwrap(),
+        Placement::Moved {
+            from: format!("m{leader}")
+        }
+    );
+    let deadline = Instant::now() + WAIT;
+    while c.leader().await != Some(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "the leadership never moved to m{wanted}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(keeper.check(true).await.unwrap(), Placement::Placed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
     let _alone = crate::alone::alone(module_path!());
@@ -518,21 +543,7 @@ async fn the_leader_keeper_hands_etcds_leadership_to_the_wanted_member() {
     assert_eq!(c.wait_leader().await, leader);
 
     // Elsewhere: handed over by the leader itself, and then it stays.
-    assert_eq!(
-        keeper.check(true).await.unwrap(),
-        Placement::Moved {
-            from: format!("m{leader}")
-        }
-    );
-    let deadline = Instant::now() + WAIT;
-    while c.leader().await != Some(wanted) {
-        assert!(
-            Instant::now() < deadline,
-            "the leadership never moved to m{wanted}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    assert_eq!(keeper.check(true).await.unwrap(), Placement::Placed);
+    hands_over_and_places(&mut keeper, &c, leader, wanted).await;
 
     // Its member lost: another leads, and the keeper cannot move it there
     // until it is back; then it does.
@@ -1044,19 +1055,5 @@ async fn the_leader_keeper_with_etcd_auth_moves_as_a_prefix_user_and_names_a_ref
 
     // The right one: handed over, then placed.
     let mut keeper = keeper(RIGHT);
-    assert_eq!(
-        keeper.check(true).await.unwrap(),
-        Placement::Moved {
-            from: format!("m{leader}")
-        }
-    );
-    let deadline = Instant::now() + WAIT;
-    while c.leader().await != Some(wanted) {
-        assert!(
-            Instant::now() < deadline,
-            "the leadership never moved to m{wanted}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-    assert_eq!(keeper.check(true).await.unwrap(), Placement::Placed);
+    hands_over_and_places(&mut keeper, &c, leader, wanted).await;
 }

@@ -96,6 +96,19 @@ fn paused_recover(
         .unwrap()
 }
 
+/// kill -9 of a recovery held at its pause point (`writer` holds the FIFO
+/// `pause` open); it must die by that signal. The FIFO is removed.
+fn kill_at_pause(mut child: std::process::Child, writer: std::fs::File, pause: &Path) {
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    drop(writer);
+    std::fs::remove_file(pause).unwrap();
+}
+
 /// Runs `lifeboat --config <a copy> ARGS` (a recovery) until its recovery
 /// server's `wal fetch` blocks.
 ///
@@ -687,14 +700,7 @@ fn recover_in_place_to_just_before_a_moment() {
         left[0].starts_with("data.recovering-") && left[1].starts_with("data.replaced-"),
         "{left:?}"
     );
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
-    );
-    drop(writer);
-    std::fs::remove_file(&pause).unwrap();
+    kill_at_pause(child, writer, &pause);
     let after_kill = format!("{}pre\n", "pre\npost\n".repeat(3));
     let killed_state = |what: &str| {
         assert!(!data.exists(), "{what}");
@@ -750,14 +756,7 @@ fn recover_in_place_to_just_before_a_moment() {
         data.join("PG_VERSION").exists() && !data.join("postmaster.pid").exists(),
         "the recovered cluster in pgdata, not started"
     );
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
-    );
-    drop(writer);
-    std::fs::remove_file(&pause).unwrap();
+    kill_at_pause(child, writer, &pause);
     let after_kill = format!("{}pre\n", "pre\npost\n".repeat(4));
     let killed_state = |what: &str| {
         assert_eq!(siblings(&cluster), left, "{what}");
