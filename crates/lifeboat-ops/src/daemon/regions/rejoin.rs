@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::metrics;
 use crate::daemon::Daemon;
 use crate::region::failover::{rejoin, scale};
 
@@ -161,9 +162,10 @@ pub enum Finished {
     /// (`None`), or why those held down were left as they are (shared with
     /// a restore, or the finishing rejoin refused: not a streaming standby,
     /// a change of primary under way), looked at again after the capacity
-    /// backoff. What the look read: [`AutoRejoin::take_held`].
+    /// backoff. `held`: the writers it read still held down (empty: none).
     Looked {
         left: Option<String>,
+        held: Vec<String>,
     },
     /// A look could not read the writers (the Kubernetes API): tried again
     /// after the capacity backoff.
@@ -173,10 +175,7 @@ pub enum Finished {
 /// The auto-rejoin state of one agent: a running rejoin, or when to look
 /// again.
 pub struct AutoRejoin {
-    /// Its outcome, and with a look the writers it found held down.
-    task: Option<JoinHandle<(Finished, Option<Vec<String>>)>>,
-    /// The writers the last finished look found held down, until taken.
-    held: Option<Vec<String>>,
+    task: Option<JoinHandle<Finished>>,
     next: Instant,
     backoff: Duration,
     /// The wait before the next look after a capacity step that failed or
@@ -193,7 +192,6 @@ impl Default for AutoRejoin {
     fn default() -> Self {
         AutoRejoin {
             task: None,
-            held: None,
             next: Instant::now(),
             backoff: FIRST_BACKOFF,
             capacity_backoff: CAPACITY_FIRST_BACKOFF,
@@ -210,16 +208,13 @@ impl AutoRejoin {
             return None;
         }
         let outcome = match self.task.take()?.await {
-            Ok((f, held)) => {
-                self.held = held;
-                f
-            }
+            Ok(f) => f,
             Err(e) => Finished::Failed(format!("the rejoin task ended: {e}")),
         };
         self.abandon = None;
         let now = Instant::now();
         match &outcome {
-            Finished::Rejoined(_) | Finished::Looked { left: None } => {
+            Finished::Rejoined(_) | Finished::Looked { left: None, .. } => {
                 self.backoff = FIRST_BACKOFF;
                 self.capacity_backoff = CAPACITY_FIRST_BACKOFF;
                 self.next = now + CHECK_INTERVAL;
@@ -228,7 +223,9 @@ impl AutoRejoin {
                 self.backoff = FIRST_BACKOFF;
                 self.capacity_later(now);
             }
-            Finished::Looked { left: Some(_) } | Finished::Unread(_) => self.capacity_later(now),
+            Finished::Looked { left: Some(_), .. } | Finished::Unread(_) => {
+                self.capacity_later(now)
+            }
             Finished::Abandoned(_) => self.next = now,
             Finished::Failed(_) => {
                 self.next = now + self.backoff;
@@ -236,13 +233,6 @@ impl AutoRejoin {
             }
         }
         Some(outcome)
-    }
-
-    /// The region's writers that the last finished look found still held
-    /// down (empty: none), once; `None` when no look finished since or it
-    /// could not read them.
-    pub fn take_held(&mut self) -> Option<Vec<String>> {
-        self.held.take()
     }
 
     /// The next look after the capacity backoff, which doubles.
@@ -295,10 +285,9 @@ impl AutoRejoin {
                 let _ = writers_down.await;
             }
             // Refused (a usage error, nothing changed): a failure here.
-            let f = run_rejoin(&d, &region, rx, false)
+            run_rejoin(&d, &region, rx, false)
                 .await
-                .unwrap_or_else(Finished::Failed);
-            (f, None)
+                .unwrap_or_else(Finished::Failed)
         }));
     }
 
@@ -322,16 +311,24 @@ impl AutoRejoin {
                 let _ = writers_down.await;
             }
             let Some(config) = d.ctx.config.as_ref() else {
-                return (Finished::Looked { left: None }, Some(Vec::new()));
+                return Finished::Looked {
+                    left: None,
+                    held: Vec::new(),
+                };
             };
             let held = match scale::held_down(&d.ctx, config, &region).await {
                 Ok(h) => h,
-                Err((_, e)) => return (Finished::Unread(e), None),
+                Err((_, e)) => return Finished::Unread(e),
             };
+            // What was read, whatever the finishing rejoin below does.
+            metrics::writers_held_down(&region, Some(held.len()));
             let shared = scale::shared_with_restores(config, &region);
-            let f = match capacity_step(&held, &shared) {
-                CapacityStep::Done => Finished::Looked { left: None },
-                CapacityStep::LeaveToOperator(why) => Finished::Looked { left: Some(why) },
+            match capacity_step(&held, &shared) {
+                CapacityStep::Done => Finished::Looked { left: None, held },
+                CapacityStep::LeaveToOperator(why) => Finished::Looked {
+                    left: Some(why),
+                    held,
+                },
                 CapacityStep::Finish => {
                     tracing::warn!(region = %region, held = %held.join(", "), epoch,
                         "auto_rejoin: this region's server is a standby and its writers are still held down (a rejoin's capacity step not finished): finishing it");
@@ -339,10 +336,10 @@ impl AutoRejoin {
                         .await
                         .unwrap_or_else(|refused| Finished::Looked {
                             left: Some(refused),
+                            held,
                         })
                 }
-            };
-            (f, Some(held))
+            }
         }));
     }
 
@@ -459,9 +456,7 @@ mod tests {
         assert!(!a.due(), "not again within the check interval");
         let mut waits = Vec::new();
         for _ in 0..7 {
-            a.task = Some(tokio::spawn(async {
-                (Finished::Failed("no".into()), None)
-            }));
+            a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
             while !a.task.as_ref().unwrap().is_finished() {
                 tokio::task::yield_now().await;
             }
@@ -470,9 +465,7 @@ mod tests {
             waits.push((a.next - before).as_secs() / 60);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 16, 16, 16]);
-        a.task = Some(tokio::spawn(async {
-            (Finished::Rejoined("ok".into()), None)
-        }));
+        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
@@ -483,7 +476,7 @@ mod tests {
     /// Runs `f` as the finished task and takes its outcome, returning the
     /// wait until the next look in whole seconds.
     async fn outcome(a: &mut AutoRejoin, f: Finished) -> (Finished, u64) {
-        a.task = Some(tokio::spawn(async move { (f, None) }));
+        a.task = Some(tokio::spawn(async move { f }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
@@ -511,6 +504,7 @@ mod tests {
             &mut a,
             Finished::Looked {
                 left: Some("not streaming".into()),
+                held: vec!["deployment/gateway".into()],
             },
         )
         .await;
@@ -520,7 +514,14 @@ mod tests {
         assert_eq!(wait, 60);
         // A look that finds nothing held down: looked at again at the check
         // interval, both backoffs back at their start.
-        let (_, wait) = outcome(&mut a, Finished::Looked { left: None }).await;
+        let (_, wait) = outcome(
+            &mut a,
+            Finished::Looked {
+                left: None,
+                held: Vec::new(),
+            },
+        )
+        .await;
         assert_eq!(wait, CHECK_INTERVAL.as_secs());
         assert_eq!(a.capacity_backoff, CAPACITY_FIRST_BACKOFF);
         assert_eq!(a.backoff, FIRST_BACKOFF);
@@ -585,7 +586,7 @@ mod tests {
         a.abandon = Some(tx);
         a.task = Some(tokio::spawn(async move {
             let _ = rx.wait_for(|x| *x).await;
-            (Finished::Abandoned("moved on".into()), None)
+            Finished::Abandoned("moved on".into())
         }));
         assert!(!a.authority_seen(3), "the same epoch: it goes on");
         assert!(!a.authority_seen(2));
