@@ -701,7 +701,8 @@ impl Agent {
             // A rejoin's capacity step may be unfinished (failed, or the
             // daemon restarted): read from the region's writers.
             let after = self.writers_down.take();
-            self.rejoin.look(&self.d, &self.region, record.epoch, after);
+            self.rejoin
+                .look(&self.d, &self.region, &record.primary, record.epoch, after);
             return;
         }
         let moved = auto::authority_moved(record.epoch, self.own_epoch);

@@ -29,8 +29,10 @@
 //! remembered, so a restarted daemon finishes it too: at each check where
 //! the server answers as a standby and the authority names another region,
 //! a task of its own ([`AutoRejoin::look`]) reads the region's configured
-//! writer Deployments (`regions.NAME.deployments`, only those) and, when
-//! any still carries `lifeboat.io/original-replicas`, runs the rejoin again
+//! writer Deployments (`regions.NAME.deployments`, only those) and the
+//! primary region's and, when any of its own still carries
+//! `lifeboat.io/original-replicas` or any of the primary's still carries a
+//! failover's `lifeboat.io/failover-scaled` mark, runs the rejoin again
 //! with [`rejoin::Request::finish_only`]: the same code as `region rejoin`,
 //! refused unless the primary of the current epoch lists the server
 //! streaming (it never stops or rewinds a standby), and under its own
@@ -110,22 +112,30 @@ pub fn authority_moved(epoch: u64, own_epoch: Option<u64>) -> bool {
 }
 
 /// What a look at a standby's writers leads to (pure), from `held`, its
-/// region's writer Deployments that still carry the recorded count, and
-/// `shared`, those of them a source's `quiesce:` names too.
+/// region's writer Deployments that still carry the recorded count,
+/// `shared`, those of them a source's `quiesce:` names too, and
+/// `primary_scaled`, the primary region's Deployments still at their
+/// failover counts (a rejoin's last scaling, back to normal, not done).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CapacityStep {
-    /// None is held down: nothing to do.
+    /// None is held down or left at its failover count: nothing to do.
     Done,
     /// Finish the capacity step (a rejoin with `finish_only`).
     Finish,
     /// Held down, but some of them are a restore's writers too: a restore
-    /// may hold them down on purpose, so they are left to the operator.
+    /// may hold them down on purpose, so they are left to the operator
+    /// (and so is the primary's scaling back, which a rejoin does only
+    /// after them).
     LeaveToOperator(String),
 }
 
 /// See [`CapacityStep`].
-pub fn capacity_step(held: &[String], shared: &[String]) -> CapacityStep {
-    if held.is_empty() {
+pub fn capacity_step(
+    held: &[String],
+    shared: &[String],
+    primary_scaled: &[String],
+) -> CapacityStep {
+    if held.is_empty() && primary_scaled.is_empty() {
         return CapacityStep::Done;
     }
     let both: Vec<&str> = held
@@ -292,20 +302,22 @@ impl AutoRejoin {
     }
 
     /// Looks at the writers of `region`, whose server answers as a standby
-    /// under the authority's `epoch`, in a task of its own (the Kubernetes
-    /// API may take its retry budget): when some still carry the count
-    /// a fence recorded, finishes the capacity step by a rejoin with
-    /// `finish_only` (see the module docs), once `after` (a fence's scaling
-    /// of the writers still running) has ended.
+    /// under the authority's `epoch` naming `primary`, in a task of its own
+    /// (the Kubernetes API may take its retry budget): when some still
+    /// carry the count a fence recorded, or the primary region's are still
+    /// at their failover counts, finishes the capacity step by a rejoin
+    /// with `finish_only` (see the module docs), once `after` (a fence's
+    /// scaling of the writers still running) has ended.
     pub fn look(
         &mut self,
         d: &Arc<Daemon>,
         region: &str,
+        primary: &str,
         epoch: u64,
         after: Option<tokio::task::JoinHandle<()>>,
     ) {
         let rx = self.abandonable(epoch);
-        let (d, region) = (Arc::clone(d), region.to_string());
+        let (d, region, primary) = (Arc::clone(d), region.to_string(), primary.to_string());
         self.task = Some(tokio::spawn(async move {
             if let Some(writers_down) = after {
                 let _ = writers_down.await;
@@ -322,22 +334,32 @@ impl AutoRejoin {
             };
             // What was read, whatever the finishing rejoin below does.
             metrics::writers_held_down(&region, Some(held.len()));
+            let scaled = match scale::at_failover_counts(&d.ctx, config, &primary).await {
+                Ok(m) => m,
+                Err((_, e)) => return Finished::Unread(e),
+            };
             let shared = scale::shared_with_restores(config, &region);
-            match capacity_step(&held, &shared) {
+            match capacity_step(&held, &shared, &scaled) {
                 CapacityStep::Done => Finished::Looked { left: None, held },
                 CapacityStep::LeaveToOperator(why) => Finished::Looked {
                     left: Some(why),
                     held,
                 },
                 CapacityStep::Finish => {
-                    tracing::warn!(region = %region, held = %held.join(", "), epoch,
-                        "auto_rejoin: this region's server is a standby and its writers are still held down (a rejoin's capacity step not finished): finishing it");
-                    run_rejoin(&d, &region, rx, true)
-                        .await
-                        .unwrap_or_else(|refused| Finished::Looked {
+                    tracing::warn!(region = %region, held = %held.join(", "),
+                        primary_at_failover_counts = %scaled.join(", "), epoch,
+                        "auto_rejoin: this region's server is a standby and a rejoin's capacity step is not finished (its writers still held down, or the primary region's still at their failover counts): finishing it");
+                    let f = run_rejoin(&d, &region, rx, true).await;
+                    match f {
+                        Ok(Finished::Rejoined(summary)) if !scaled.is_empty() => {
+                            primary_still_scaled(&d, config, &primary, summary, held).await
+                        }
+                        Ok(f) => f,
+                        Err(refused) => Finished::Looked {
                             left: Some(refused),
                             held,
-                        })
+                        },
+                    }
                 }
             }
         }));
@@ -350,6 +372,31 @@ impl AutoRejoin {
         self.started_under = epoch;
         self.abandon = Some(tx);
         rx
+    }
+}
+
+/// A finishing rejoin ended well while `primary`'s Deployments were at
+/// their failover counts: if they still are (its capacity step leaves them
+/// there while another region is not back), the look is "left as they
+/// are", tried again after the capacity backoff rather than at the next
+/// check.
+async fn primary_still_scaled(
+    d: &Arc<Daemon>,
+    config: &crate::config::Config,
+    primary: &str,
+    summary: String,
+    held: Vec<String>,
+) -> Finished {
+    match scale::at_failover_counts(&d.ctx, config, primary).await {
+        Ok(m) if m.is_empty() => Finished::Rejoined(summary),
+        Ok(m) => Finished::Looked {
+            left: Some(format!(
+                "{primary}'s {} still at their failover counts after the capacity step ({summary})",
+                m.join(", ")
+            )),
+            held,
+        },
+        Err((_, e)) => Finished::Unread(e),
     }
 }
 
@@ -536,25 +583,45 @@ mod tests {
     #[test]
     fn held_down_writers_are_brought_back_unless_a_restore_names_them_too() {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // (held down, named by a source's quiesce:) → step
-        assert_eq!(capacity_step(&[], &[]), CapacityStep::Done);
+        // (held down, named by a source's quiesce:, the primary's still at
+        // failover counts) → step
+        assert_eq!(capacity_step(&[], &[], &[]), CapacityStep::Done);
         assert_eq!(
-            capacity_step(&[], &v(&["deployment/gateway"])),
+            capacity_step(&[], &v(&["deployment/gateway"]), &[]),
             CapacityStep::Done,
             "nothing held: nothing to do, shared or not"
         );
         assert_eq!(
-            capacity_step(&v(&["deployment/gateway"]), &[]),
+            capacity_step(&v(&["deployment/gateway"]), &[], &[]),
             CapacityStep::Finish
         );
         assert_eq!(
             capacity_step(
                 &v(&["deployment/gateway", "deployment/api"]),
-                &v(&["deployment/worker"])
+                &v(&["deployment/worker"]),
+                &[]
             ),
             CapacityStep::Finish,
             "a restore's other writers do not matter"
         );
+        // The primary region's Deployments still at their failover counts:
+        // finished too, even with nothing of this region's held down ...
+        let scaled = v(&["deployment/gateway"]);
+        assert_eq!(capacity_step(&[], &[], &scaled), CapacityStep::Finish);
+        assert_eq!(
+            capacity_step(&[], &v(&["deployment/gateway"]), &scaled),
+            CapacityStep::Finish,
+            "a restore's writers that are not held down do not matter"
+        );
+        // ... but not past this region's writers that a restore may hold.
+        assert!(matches!(
+            capacity_step(
+                &v(&["deployment/gateway"]),
+                &v(&["deployment/gateway"]),
+                &scaled
+            ),
+            CapacityStep::LeaveToOperator(_)
+        ));
         for (held, shared, named) in [
             (
                 v(&["deployment/gateway"]),
@@ -567,7 +634,7 @@ mod tests {
                 "deployment/api also named",
             ),
         ] {
-            match capacity_step(&held, &shared) {
+            match capacity_step(&held, &shared, &[]) {
                 CapacityStep::LeaveToOperator(why) => {
                     assert!(why.starts_with(named), "{why}");
                     assert!(why.contains("`lifeboat region rejoin`"), "{why}");
