@@ -47,6 +47,13 @@ use crate::retry::{self, Failed};
 /// back".
 pub const ORIGINAL_REPLICAS: &str = "lifeboat.io/original-replicas";
 
+/// The annotation a failover puts on the new primary region's serving
+/// workloads before it scales them to their failover counts (its value:
+/// the normal count they go back to). Its presence means "at the failover count, not yet
+/// scaled back to normal": a rejoin removes it once they are back, so
+/// whether that is still to be done can be read after a restart.
+pub const FAILOVER_SCALED: &str = "lifeboat.io/failover-scaled";
+
 /// How long to wait for a quiesced workload's pods to be gone, unless
 /// configured (`quiesce.timeout`). Kubernetes' default grace period is 30 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -299,15 +306,17 @@ impl ResumeReport {
 /// The facts of a workload that quiescing needs.
 struct Observed {
     annotation: Option<String>,
+    failover_scaled: Option<String>,
     selector: Option<LabelSelector>,
     spec_replicas: Option<i32>,
 }
 
 fn annotation(meta: &ObjectMeta) -> Option<String> {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(ORIGINAL_REPLICAS))
-        .cloned()
+    annotation_named(meta, ORIGINAL_REPLICAS)
+}
+
+fn annotation_named(meta: &ObjectMeta, key: &str) -> Option<String> {
+    meta.annotations.as_ref().and_then(|a| a.get(key)).cloned()
 }
 
 fn parse_annotation(w: &Workload, value: &str) -> Result<i32, QuiesceError> {
@@ -345,6 +354,7 @@ impl Calls {
                 let d = retry::call(&what, || api.get(&w.name)).await.map_err(err)?;
                 Observed {
                     annotation: annotation(&d.metadata),
+                    failover_scaled: annotation_named(&d.metadata, FAILOVER_SCALED),
                     spec_replicas: d.spec.as_ref().and_then(|s| s.replicas),
                     selector: d.spec.map(|s| s.selector),
                 }
@@ -354,6 +364,7 @@ impl Calls {
                 let s = retry::call(&what, || api.get(&w.name)).await.map_err(err)?;
                 Observed {
                     annotation: annotation(&s.metadata),
+                    failover_scaled: annotation_named(&s.metadata, FAILOVER_SCALED),
                     spec_replicas: s.spec.as_ref().and_then(|s| s.replicas),
                     selector: s.spec.map(|s| s.selector),
                 }
@@ -361,20 +372,34 @@ impl Calls {
         })
     }
 
-    /// Sets (`Some`) or removes (`None`) the annotation, by merge patch.
+    /// Sets (`Some`) or removes (`None`) the [`ORIGINAL_REPLICAS`]
+    /// annotation, by merge patch.
     async fn annotate(&self, w: &Workload, value: Option<i32>) -> Result<(), QuiesceError> {
-        let v = match value {
-            Some(n) => serde_json::Value::String(n.to_string()),
-            None => serde_json::Value::Null,
-        };
-        let patch = Patch::Merge(serde_json::json!({
-            "metadata": {"annotations": {ORIGINAL_REPLICAS: v}}
-        }));
         let action = if value.is_some() {
             "record the replica count on"
         } else {
             "remove the annotation from"
         };
+        self.annotate_key(w, ORIGINAL_REPLICAS, value.map(|n| n.to_string()), action)
+            .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) the annotation `key`, by merge
+    /// patch; `action` names it in errors.
+    async fn annotate_key(
+        &self,
+        w: &Workload,
+        key: &str,
+        value: Option<String>,
+        action: &'static str,
+    ) -> Result<(), QuiesceError> {
+        let v = match value {
+            Some(n) => serde_json::Value::String(n),
+            None => serde_json::Value::Null,
+        };
+        let patch = Patch::Merge(serde_json::json!({
+            "metadata": {"annotations": {key: v}}
+        }));
         // A merge patch that sets (or removes) one absolute value:
         // repeating it is harmless, so it is retried like a read.
         let err = |e| QuiesceError::from_failed(w, action, e);
@@ -709,6 +734,43 @@ pub async fn scale_to(
         calls.scale(w, replicas).await?;
     }
     Ok(from)
+}
+
+/// Puts (`Some(normal count)`) or removes (`None`) `w`'s
+/// [`FAILOVER_SCALED`] mark, unless it is already so (one read; the write
+/// is an idempotent merge patch, retried like a read).
+pub async fn mark_failover_scaled(
+    client: &kube::Client,
+    w: &Workload,
+    normal: Option<i32>,
+) -> Result<(), QuiesceError> {
+    let calls = Calls {
+        client: client.clone(),
+    };
+    let has = calls.observe(w).await?.failover_scaled.is_some();
+    if has == normal.is_some() {
+        return Ok(());
+    }
+    let action = if normal.is_some() {
+        "mark as scaled for a failover"
+    } else {
+        "remove the failover mark from"
+    };
+    calls
+        .annotate_key(w, FAILOVER_SCALED, normal.map(|n| n.to_string()), action)
+        .await
+}
+
+/// `w`'s [`FAILOVER_SCALED`] mark as written (`None`: not at a failover
+/// count Lifeboat set): one read, retried like every read.
+pub async fn failover_mark_of(
+    client: &kube::Client,
+    w: &Workload,
+) -> Result<Option<String>, QuiesceError> {
+    let calls = Calls {
+        client: client.clone(),
+    };
+    Ok(calls.observe(w).await?.failover_scaled)
 }
 
 /// The count recorded in `w`'s [`ORIGINAL_REPLICAS`] annotation, as

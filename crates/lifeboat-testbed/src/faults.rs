@@ -59,6 +59,33 @@ impl Bed {
         self.between(a, b, "-D").await
     }
 
+    /// Cuts the site off from one TCP port everywhere, its own address
+    /// included: what it sends there is dropped (iptables `OUTPUT` DROP in
+    /// its namespace), so its connections to that port time out while all
+    /// other traffic flows (e.g. a region cut off from etcd's client port
+    /// alone, still reaching the other sites' daemons).
+    pub async fn cut_port(&self, site: &str, port: u16) -> Result<(), BedError> {
+        self.port_rule(site, port, "-I").await
+    }
+
+    /// Undoes [`Bed::cut_port`].
+    pub async fn heal_port(&self, site: &str, port: u16) -> Result<(), BedError> {
+        self.port_rule(site, port, "-D").await
+    }
+
+    async fn port_rule(&self, site: &str, port: u16, op: &str) -> Result<(), BedError> {
+        let s = self.find_site(site)?;
+        let port = port.to_string();
+        iptables(
+            s,
+            &[
+                "-w", op, "OUTPUT", "-p", "tcp", "--dport", &port, "-j", "DROP",
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn between(&self, a: &str, b: &str, op: &str) -> Result<(), BedError> {
         let (sa, sb) = (self.find_site(a)?, self.find_site(b)?);
         for (here, there) in [(sa, sb), (sb, sa)] {

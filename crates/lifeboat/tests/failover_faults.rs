@@ -297,7 +297,12 @@ impl Suite {
             cfg,
             "serve".into(),
             "--listen".into(),
-            "127.0.0.1:8787".into(),
+            // The failsafe's peers call each other across the sites.
+            if self.layout.failsafe {
+                "0.0.0.0:8787".into()
+            } else {
+                "127.0.0.1:8787".into()
+            },
         ];
         let pause = format!("promote:{}", self.pauses[site].display());
         let mut envs: Vec<(String, String)> = self.envs();
@@ -683,6 +688,10 @@ struct Layout {
     etcd: Vec<String>,
     bind_server: String,
     profile: Profile,
+    /// `failover.etcd_lost: keep_if_peers_agree` with every site's daemon
+    /// as a peer (each listening on its site's address, `serve.token` set);
+    /// else the default, `fence`.
+    failsafe: bool,
 }
 
 impl Layout {
@@ -754,10 +763,10 @@ failover:
   safety_margin: {margin}s
   witnesses: [witness]
   auto_rejoin: true
-serve:
+{etcd_lost}serve:
   lease: 3s
   region: {own}
-"#,
+{token}"#,
             repo = env.repo,
             superuser = self.superuser,
             east = self.sites["us-east"],
@@ -775,6 +784,21 @@ serve:
             renew = p.renew_interval_s,
             guard = p.fence_guard_s,
             margin = p.safety_margin_s,
+            etcd_lost = if self.failsafe {
+                let peers: String = self
+                    .sites
+                    .iter()
+                    .map(|(site, a)| format!("        {site}: http://{a}:8787\n"))
+                    .collect();
+                format!("  etcd_lost:\n    keep_if_peers_agree:\n      peers:\n{peers}")
+            } else {
+                String::new()
+            },
+            token = if self.failsafe {
+                "  token: {env: SERVE_TOKEN}\n"
+            } else {
+                ""
+            },
         );
         let path = env.path(&format!("{own}.yaml"));
         std::fs::write(&path, yaml).unwrap();
@@ -800,6 +824,12 @@ impl Suite {
     /// daemons started and holding their leases at epoch 1; and us-east's
     /// server (the bed's handle).
     async fn build(profile: Profile) -> (Suite, SitePostgres) {
+        Self::build_with(profile, false).await
+    }
+
+    /// [`Suite::build`], with the failsafe (`failover.etcd_lost:
+    /// keep_if_peers_agree`) when `failsafe`.
+    async fn build_with(profile: Profile, failsafe: bool) -> (Suite, SitePostgres) {
         assert!(
             std::process::Command::new("/usr/bin/python3")
                 .args(["-c", "import psycopg2"])
@@ -834,6 +864,8 @@ impl Suite {
             .push(("REGION_REPL_PASSWORD".into(), REPL_PASSWORD.into()));
         env.envs
             .push(("REGION_TSIG_SECRET".into(), bind.secret().to_string()));
+        env.envs
+            .push(("SERVE_TOKEN".into(), "failsafe-suite-token".into()));
         let sites: BTreeMap<&'static str, Ipv4Addr> =
             SITES.iter().map(|s| (*s, addr(bed.site(s)))).collect();
         let layout = Layout {
@@ -845,6 +877,7 @@ impl Suite {
             bin: east_pg.bin_dir().to_path_buf(),
             etcd: etcd.endpoints(),
             profile,
+            failsafe,
         };
         let mut configs = BTreeMap::new();
         let mut pauses = BTreeMap::new();
@@ -1262,6 +1295,178 @@ async fn run() {
     let netdelay = s.bed.queue_stats("us-east").await.unwrap();
     if let Some(q) = netdelay {
         eprintln!("us-east's delay queue: {q:?}");
+    }
+    for site in SITES {
+        s.kill_daemon(site).await;
+    }
+    s.keep_in("LIFEBOAT_KEEP_BED");
+    s.bed.destroy().await.unwrap();
+}
+
+/// The failsafe (`failover.etcd_lost: keep_if_peers_agree`,
+/// docs/failover.md "When etcd is unavailable") on the test bed, with the
+/// same writers and checker as the fault suite:
+///
+/// - F. us-east, the primary, is cut off from etcd alone (its namespace
+///   drops what it sends to etcd's client port, its own member's too)
+///   while it still reaches the other daemons: they vouch for it, it keeps
+///   serving past its lease (the authority unchanged, its local writer
+///   acknowledged throughout), and nothing is promoted (its checks pass);
+/// - G. an operator's `region failover --to eu-west` meanwhile: the change
+///   freezes the other daemons for us-east's epoch (their logs say so),
+///   waits until their last vouch is a lease TTL and the margin old, so
+///   us-east, vouched for no more, fences itself at its deadline before
+///   eu-west is promoted; healed, us-east returns fenced and its daemon
+///   rejoins it (`auto_rejoin`).
+///
+/// Then the checker proves no row was acknowledged by us-east after the
+/// epoch bump (never two writable primaries) and rows were lost only
+/// within the measured RPO.
+#[test]
+fn the_failsafe_on_the_test_bed() {
+    let _alone = crate::alone::alone(module_path!());
+    let rt = common::rt();
+    rt.block_on(failsafe_run());
+}
+
+async fn failsafe_run() {
+    let (mut s, _east_pg) = Suite::build_with(FAST, true).await;
+    let acks_dns = s.env.path("acks-dns.tsv");
+    let acks_local = s.env.path("acks-local.tsv");
+    let w_dns = s.writer("witness", &acks_dns, 1, s.through_dns());
+    let w_local = s.writer(
+        "us-east",
+        &acks_local,
+        LOCAL_FIRST_ID,
+        vec!["hosts".into(), s.server("us-east")],
+    );
+    let east_server = s.server("us-east");
+    let west_server = s.server("eu-west");
+    let t = now();
+    until!(s, "both writers acknowledged by us-east", async {
+        acked_after(&acks_dns, t, &east_server)?;
+        acked_after(&acks_local, t, &east_server)
+    });
+
+    // --- F. us-east cut off from etcd alone: the others vouch for it -------
+    let ports: BTreeSet<u16> = s
+        .etcd
+        .endpoints()
+        .iter()
+        .map(|u| {
+            u.rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+                .unwrap_or_else(|| panic!("a port in etcd's client URL {u}"))
+        })
+        .collect();
+    eprintln!("F: us-east cut off from etcd's client port(s) {ports:?}");
+    for port in &ports {
+        s.bed.cut_port("us-east", *port).await.unwrap();
+    }
+    until!(s, "the failsafe to carry us-east", async {
+        s.metric("us-east", "lifeboat_failsafe_active{region=\"us-east\"}")
+            .await
+            .filter(|v| *v == 1.0)
+    });
+    let t = now();
+    s.quiet(
+        "us-east",
+        "eu-west",
+        1,
+        "F (us-east cut off from etcd alone)",
+    )
+    .await;
+    acked_after(&acks_local, t + QUIET.as_secs_f64() - 2.0, &east_server)
+        .expect("F: the local writer was acknowledged by us-east throughout");
+    assert!(
+        s.view().await.expect("the authority")["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["region"] != "us-east"),
+        "F: us-east's lease outlived its renewals"
+    );
+
+    // --- G. a change of primary meanwhile: the freeze fences us-east first --
+    eprintln!("G: region failover --to eu-west while us-east serves on vouches");
+    let out = s
+        .cli_ok("witness", &["region", "failover", "--to", "eu-west"])
+        .await;
+    eprintln!("{out}");
+    s.until_promoted("eu-west", 2).await;
+    assert!(!s.writable("us-east").await, "G: us-east unfenced");
+    for site in ["eu-west", "witness"] {
+        let log = std::fs::read_to_string(s.env.path(&format!("serve-{site}-{}.log", {
+            // Each site's daemon was started once, in SITES order.
+            SITES.iter().position(|x| *x == site).unwrap() + 1
+        })))
+        .unwrap_or_default();
+        assert!(
+            log.contains("a change of primary froze this daemon"),
+            "G: {site}'s daemon was not frozen; {}",
+            s.logs()
+        );
+    }
+    for port in &ports {
+        s.bed.heal_port("us-east", *port).await.unwrap();
+    }
+    s.until_rejoined("us-east", 2).await;
+    eprintln!("G: eu-west promoted, us-east fenced then rejoined");
+
+    // --- the checker ---------------------------------------------------------
+    let t = now();
+    until!(s, "the DNS writer acknowledged by eu-west", async {
+        acked_after(&acks_dns, t, &west_server)
+    });
+    for w in [&w_dns, &w_local] {
+        w.signal(libc::SIGTERM).unwrap();
+        w.wait_exit(Duration::from_secs(10)).await.unwrap();
+    }
+    let view = s.view().await.expect("the authority");
+    let changes = changes(&view);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.epoch, c.from.as_str(), c.to.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, "us-east", "eu-west")],
+        "{view}"
+    );
+    let present: BTreeSet<i64> = s
+        .query("witness", "eu-west", "SELECT id FROM bench_writes")
+        .await
+        .expect("the final primary's rows")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let region_of = |server: &str| s.region_of(server);
+    let dns = read_acks(&acks_dns);
+    let local = read_acks(&acks_local);
+    for (name, acks) in [("dns", &dns), ("local", &local)] {
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check(acks, &changes, "us-east", &region_of, &present)
+        }));
+        match checked {
+            Ok((n, lost)) => {
+                eprintln!(
+                    "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
+                )
+            }
+            Err(p) => {
+                eprintln!("the {name} writer's check failed; {}", s.logs());
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+    // Not vacuous: the local writer was acknowledged by us-east while it
+    // served on the vouches, the DNS writer by both regions.
+    assert!(local.iter().any(|a| a.at < changes[0].bumped));
+    for r in ["us-east", "eu-west"] {
+        assert!(
+            dns.iter().any(|a| region_of(&a.server) == r),
+            "the DNS writer never reached {r}"
+        );
     }
     for site in SITES {
         s.kill_daemon(site).await;

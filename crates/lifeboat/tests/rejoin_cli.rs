@@ -804,6 +804,123 @@ fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
     );
 }
 
+/// After [`failed_over`]: us-east's writers as its fence left them (its
+/// region was lost whole, so its agent did not run), a config for us-east's
+/// daemon with `auto_rejoin`, Kubernetes calls retried within 1 s (not
+/// 30 s), and every scale PATCH of `ns`'s gateway answered 503 until the
+/// test clears the faults.
+fn auto_rejoin_with_scale_faults(ns: &str) -> (Bed, PathBuf) {
+    let mut bed = failed_over(true);
+    bed.env
+        .envs
+        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "1s".into()));
+    let yaml = std::fs::read_to_string(&bed.cfg)
+        .unwrap()
+        .replace("failover:\n", "failover:\n  auto_rejoin: true\n")
+        + "serve:\n  region: us-east\n  lease: 3s\n";
+    let cfg = bed.env.path("auto-rejoin.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    bed.gw.as_fenced(US_NS, 2);
+    let scale = format!("/apis/apps/v1/namespaces/{ns}/deployments/gateway/scale");
+    bed.gw
+        .api
+        .set_fault(move |r| (r.method == "PATCH" && r.path == scale).then(Fault::unavailable));
+    (bed, cfg)
+}
+
+/// `failover.auto_rejoin` scales the primary region's writers back from
+/// their failover counts when a rejoin's last scaling failed, also after
+/// its daemon restarted: whether it is still to be done is read from the
+/// failover's mark on them (`lifeboat.io/failover-scaled`), not
+/// remembered. Every scale PATCH of eu-west's namespace answers 503 while
+/// the first daemon rejoins us-east: its own writers come back, eu-west's
+/// stay at 3; the next daemon, with the faults cleared, scales eu-west's
+/// back to 2 without stopping or rewinding the standby.
+#[test]
+fn auto_rejoin_scales_the_primary_region_back_when_its_rejoin_could_not() {
+    let _alone = crate::alone::alone(module_path!());
+    let (bed, cfg) = auto_rejoin_with_scale_faults(EU_NS);
+    let rt = &bed.rt;
+    // The failover marked eu-west's gateway before scaling it up.
+    let mark = |ns: &str| {
+        bed.gw.get(ns)["metadata"]["annotations"]["lifeboat.io/failover-scaled"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(bed.gw.replicas(EU_NS), Some(3));
+    assert_eq!(mark(EU_NS).as_deref(), Some("2"), "{}", bed.gw.get(EU_NS));
+    assert_eq!(mark(US_NS), None);
+    let metric = |d: &common::Daemon, result: &str| {
+        d.metric(&format!(
+            "lifeboat_region_auto_rejoins_total{{region=\"us-east\",result=\"{result}\"}}"
+        ))
+    };
+
+    let d = common::Daemon::start(&bed.env, &cfg, "east");
+    d.poll(LONG, "a rejoin whose capacity step failed", || {
+        metric(&d, "capacity_failed").filter(|v| *v >= 1.0)
+    });
+    // us-east's writers came back; eu-west's are still at their failover
+    // count, marked.
+    assert_eq!(bed.gw.replicas(US_NS), Some(2), "{}", d.log_text());
+    assert_eq!(bed.gw.recorded(US_NS), None);
+    assert_eq!(bed.gw.replicas(EU_NS), Some(3));
+    assert_eq!(mark(EU_NS).as_deref(), Some("2"));
+    // A look reads eu-west's mark (nothing of us-east's is held down) and
+    // tries the capacity step again, which fails again.
+    d.poll(LONG, "the capacity step tried again", || {
+        metric(&d, "capacity_failed").filter(|v| *v >= 2.0)
+    });
+    assert_eq!(metric(&d, "ok"), Some(0.0), "{}", d.log_text());
+    assert_eq!(
+        d.metric("lifeboat_region_writers_held_down{region=\"us-east\"}"),
+        Some(0.0)
+    );
+    assert_eq!(bed.gw.replicas(EU_NS), Some(3));
+    assert_eq!(d.stop(), Some(0));
+
+    bed.gw.api.clear_faults();
+    let d = common::Daemon::start(&bed.env, &cfg, "east-again");
+    d.poll(LONG, "the capacity step finished by the new daemon", || {
+        metric(&d, "ok").filter(|v| *v >= 1.0)
+    });
+    let log = d.log_text();
+    assert!(log.contains("finishing it"), "{log}");
+    let steps: Vec<String> = d
+        .log_lines()
+        .iter()
+        .filter_map(|l| l["fields"]["step"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        steps,
+        ["plan", "verify", "restore_dns", "capacity"],
+        "{log}"
+    );
+    // The Kubernetes API says: eu-west's gateway back at its normal count,
+    // its mark gone; us-east's untouched.
+    assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{log}");
+    assert_eq!(mark(EU_NS), None, "{}", bed.gw.get(EU_NS));
+    assert_eq!(bed.gw.replicas(US_NS), Some(2));
+    assert_eq!(in_recovery(rt, &bed.east), Some(true));
+    assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
+    // Later looks read eu-west's gateway again and find nothing to do.
+    let gateway = format!("/apis/apps/v1/namespaces/{EU_NS}/deployments/gateway");
+    let reads = || {
+        bed.gw
+            .api
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == gateway)
+            .count()
+    };
+    let (before, patches) = (reads(), bed.gw.scale_patches(EU_NS));
+    d.poll(LONG, "two looks after the capacity step", || {
+        (reads() >= before + 2).then_some(())
+    });
+    assert_eq!(metric(&d, "ok"), Some(1.0), "{}", d.log_text());
+    assert_eq!(bed.gw.scale_patches(EU_NS), patches);
+}
+
 /// `failover.auto_rejoin` finishes a rejoin's capacity step that failed,
 /// also after its daemon restarted: whether it is still to be done is read
 /// from the region's writers (their `lifeboat.io/original-replicas`), not
@@ -816,24 +933,8 @@ fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
 #[test]
 fn auto_rejoin_finishes_a_failed_capacity_step_after_its_daemon_restarts() {
     let _alone = crate::alone::alone(module_path!());
-    let mut bed = failed_over(true);
-    // Kubernetes calls retried within 1 s, not 30 s.
-    bed.env
-        .envs
-        .push(("LIFEBOAT_KUBE_RETRY_BUDGET".into(), "1s".into()));
+    let (bed, cfg) = auto_rejoin_with_scale_faults(US_NS);
     let rt = &bed.rt;
-    let yaml = std::fs::read_to_string(&bed.cfg)
-        .unwrap()
-        .replace("failover:\n", "failover:\n  auto_rejoin: true\n")
-        + "serve:\n  region: us-east\n  lease: 3s\n";
-    let cfg = bed.env.path("auto-rejoin.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    bed.gw.as_fenced(US_NS, 2);
-    let us_scale = format!("/namespaces/{US_NS}/deployments/gateway/scale");
-    bed.gw.api.set_fault(move |r| {
-        (r.method == "PATCH" && r.path == format!("/apis/apps/v1{us_scale}"))
-            .then(Fault::unavailable)
-    });
     let held = "lifeboat_region_writers_held_down{region=\"us-east\"}";
     let metric = |d: &common::Daemon, result: &str| {
         d.metric(&format!(

@@ -617,12 +617,7 @@ impl Agent {
     /// not name, a former primary that is down is made a standby of the
     /// current primary, in a task of its own; its outcome is taken here.
     async fn auto_rejoin(&mut self, record: &AuthorityRecord) {
-        let finished = self.rejoin.finished().await;
-        let held = self.rejoin.take_held().map(|h| {
-            metrics::writers_held_down(&self.region, Some(h.len()));
-            h.join(", ")
-        });
-        match finished {
+        match self.rejoin.finished().await {
             Some(Finished::Rejoined(summary)) => {
                 tracing::info!(region = %self.region, "auto_rejoin: {summary}");
                 metrics::auto_rejoin(&self.region, "ok");
@@ -648,11 +643,14 @@ impl Agent {
                 tracing::warn!(region = %self.region, error = %e, "auto_rejoin abandoned (the authority moved on); looking again now");
                 metrics::auto_rejoin(&self.region, "abandoned");
             }
-            Some(Finished::Looked { left: Some(why) }) => {
-                tracing::warn!(region = %self.region, held = %held.unwrap_or_default(), why = %why,
+            Some(Finished::Looked {
+                left: Some(why),
+                held,
+            }) => {
+                tracing::warn!(region = %self.region, held = %held.join(", "), why = %why,
                     "auto_rejoin: this region's writers are still held down (lifeboat.io/original-replicas) and are left as they are; looking again after a backoff");
             }
-            Some(Finished::Looked { left: None }) => {}
+            Some(Finished::Looked { left: None, .. }) => {}
             Some(Finished::Unread(e)) => {
                 tracing::warn!(region = %self.region, error = %e,
                     "auto_rejoin: reading this region's writer Deployments failed (are they held down after a rejoin?); trying again after a backoff");
@@ -703,7 +701,8 @@ impl Agent {
             // A rejoin's capacity step may be unfinished (failed, or the
             // daemon restarted): read from the region's writers.
             let after = self.writers_down.take();
-            self.rejoin.look(&self.d, &self.region, record.epoch, after);
+            self.rejoin
+                .look(&self.d, &self.region, &record.primary, record.epoch, after);
             return;
         }
         let moved = auto::authority_moved(record.epoch, self.own_epoch);

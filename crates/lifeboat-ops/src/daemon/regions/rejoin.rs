@@ -29,8 +29,10 @@
 //! remembered, so a restarted daemon finishes it too: at each check where
 //! the server answers as a standby and the authority names another region,
 //! a task of its own ([`AutoRejoin::look`]) reads the region's configured
-//! writer Deployments (`regions.NAME.deployments`, only those) and, when
-//! any still carries `lifeboat.io/original-replicas`, runs the rejoin again
+//! writer Deployments (`regions.NAME.deployments`, only those) and the
+//! primary region's and, when any of its own still carries
+//! `lifeboat.io/original-replicas` or any of the primary's still carries a
+//! failover's `lifeboat.io/failover-scaled` mark, runs the rejoin again
 //! with [`rejoin::Request::finish_only`]: the same code as `region rejoin`,
 //! refused unless the primary of the current epoch lists the server
 //! streaming (it never stops or rewinds a standby), and under its own
@@ -49,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use super::metrics;
 use crate::daemon::Daemon;
 use crate::region::failover::{rejoin, scale};
 
@@ -109,22 +112,30 @@ pub fn authority_moved(epoch: u64, own_epoch: Option<u64>) -> bool {
 }
 
 /// What a look at a standby's writers leads to (pure), from `held`, its
-/// region's writer Deployments that still carry the recorded count, and
-/// `shared`, those of them a source's `quiesce:` names too.
+/// region's writer Deployments that still carry the recorded count,
+/// `shared`, those of them a source's `quiesce:` names too, and
+/// `primary_scaled`, the primary region's Deployments still at their
+/// failover counts (a rejoin's last scaling, back to normal, not done).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CapacityStep {
-    /// None is held down: nothing to do.
+    /// None is held down or left at its failover count: nothing to do.
     Done,
     /// Finish the capacity step (a rejoin with `finish_only`).
     Finish,
     /// Held down, but some of them are a restore's writers too: a restore
-    /// may hold them down on purpose, so they are left to the operator.
+    /// may hold them down on purpose, so they are left to the operator
+    /// (and so is the primary's scaling back, which a rejoin does only
+    /// after them).
     LeaveToOperator(String),
 }
 
 /// See [`CapacityStep`].
-pub fn capacity_step(held: &[String], shared: &[String]) -> CapacityStep {
-    if held.is_empty() {
+pub fn capacity_step(
+    held: &[String],
+    shared: &[String],
+    primary_scaled: &[String],
+) -> CapacityStep {
+    if held.is_empty() && primary_scaled.is_empty() {
         return CapacityStep::Done;
     }
     let both: Vec<&str> = held
@@ -161,9 +172,10 @@ pub enum Finished {
     /// (`None`), or why those held down were left as they are (shared with
     /// a restore, or the finishing rejoin refused: not a streaming standby,
     /// a change of primary under way), looked at again after the capacity
-    /// backoff. What the look read: [`AutoRejoin::take_held`].
+    /// backoff. `held`: the writers it read still held down (empty: none).
     Looked {
         left: Option<String>,
+        held: Vec<String>,
     },
     /// A look could not read the writers (the Kubernetes API): tried again
     /// after the capacity backoff.
@@ -173,10 +185,7 @@ pub enum Finished {
 /// The auto-rejoin state of one agent: a running rejoin, or when to look
 /// again.
 pub struct AutoRejoin {
-    /// Its outcome, and with a look the writers it found held down.
-    task: Option<JoinHandle<(Finished, Option<Vec<String>>)>>,
-    /// The writers the last finished look found held down, until taken.
-    held: Option<Vec<String>>,
+    task: Option<JoinHandle<Finished>>,
     next: Instant,
     backoff: Duration,
     /// The wait before the next look after a capacity step that failed or
@@ -193,7 +202,6 @@ impl Default for AutoRejoin {
     fn default() -> Self {
         AutoRejoin {
             task: None,
-            held: None,
             next: Instant::now(),
             backoff: FIRST_BACKOFF,
             capacity_backoff: CAPACITY_FIRST_BACKOFF,
@@ -210,16 +218,13 @@ impl AutoRejoin {
             return None;
         }
         let outcome = match self.task.take()?.await {
-            Ok((f, held)) => {
-                self.held = held;
-                f
-            }
+            Ok(f) => f,
             Err(e) => Finished::Failed(format!("the rejoin task ended: {e}")),
         };
         self.abandon = None;
         let now = Instant::now();
         match &outcome {
-            Finished::Rejoined(_) | Finished::Looked { left: None } => {
+            Finished::Rejoined(_) | Finished::Looked { left: None, .. } => {
                 self.backoff = FIRST_BACKOFF;
                 self.capacity_backoff = CAPACITY_FIRST_BACKOFF;
                 self.next = now + CHECK_INTERVAL;
@@ -228,7 +233,9 @@ impl AutoRejoin {
                 self.backoff = FIRST_BACKOFF;
                 self.capacity_later(now);
             }
-            Finished::Looked { left: Some(_) } | Finished::Unread(_) => self.capacity_later(now),
+            Finished::Looked { left: Some(_), .. } | Finished::Unread(_) => {
+                self.capacity_later(now)
+            }
             Finished::Abandoned(_) => self.next = now,
             Finished::Failed(_) => {
                 self.next = now + self.backoff;
@@ -236,13 +243,6 @@ impl AutoRejoin {
             }
         }
         Some(outcome)
-    }
-
-    /// The region's writers that the last finished look found still held
-    /// down (empty: none), once; `None` when no look finished since or it
-    /// could not read them.
-    pub fn take_held(&mut self) -> Option<Vec<String>> {
-        self.held.take()
     }
 
     /// The next look after the capacity backoff, which doubles.
@@ -295,54 +295,73 @@ impl AutoRejoin {
                 let _ = writers_down.await;
             }
             // Refused (a usage error, nothing changed): a failure here.
-            let f = run_rejoin(&d, &region, rx, false)
+            run_rejoin(&d, &region, rx, false)
                 .await
-                .unwrap_or_else(Finished::Failed);
-            (f, None)
+                .unwrap_or_else(Finished::Failed)
         }));
     }
 
     /// Looks at the writers of `region`, whose server answers as a standby
-    /// under the authority's `epoch`, in a task of its own (the Kubernetes
-    /// API may take its retry budget): when some still carry the count
-    /// a fence recorded, finishes the capacity step by a rejoin with
-    /// `finish_only` (see the module docs), once `after` (a fence's scaling
-    /// of the writers still running) has ended.
+    /// under the authority's `epoch` naming `primary`, in a task of its own
+    /// (the Kubernetes API may take its retry budget): when some still
+    /// carry the count a fence recorded, or the primary region's are still
+    /// at their failover counts, finishes the capacity step by a rejoin
+    /// with `finish_only` (see the module docs), once `after` (a fence's
+    /// scaling of the writers still running) has ended.
     pub fn look(
         &mut self,
         d: &Arc<Daemon>,
         region: &str,
+        primary: &str,
         epoch: u64,
         after: Option<tokio::task::JoinHandle<()>>,
     ) {
         let rx = self.abandonable(epoch);
-        let (d, region) = (Arc::clone(d), region.to_string());
+        let (d, region, primary) = (Arc::clone(d), region.to_string(), primary.to_string());
         self.task = Some(tokio::spawn(async move {
             if let Some(writers_down) = after {
                 let _ = writers_down.await;
             }
             let Some(config) = d.ctx.config.as_ref() else {
-                return (Finished::Looked { left: None }, Some(Vec::new()));
+                return Finished::Looked {
+                    left: None,
+                    held: Vec::new(),
+                };
             };
             let held = match scale::held_down(&d.ctx, config, &region).await {
                 Ok(h) => h,
-                Err((_, e)) => return (Finished::Unread(e), None),
+                Err((_, e)) => return Finished::Unread(e),
+            };
+            // What was read, whatever the finishing rejoin below does.
+            metrics::writers_held_down(&region, Some(held.len()));
+            let scaled = match scale::at_failover_counts(&d.ctx, config, &primary).await {
+                Ok(m) => m,
+                Err((_, e)) => return Finished::Unread(e),
             };
             let shared = scale::shared_with_restores(config, &region);
-            let f = match capacity_step(&held, &shared) {
-                CapacityStep::Done => Finished::Looked { left: None },
-                CapacityStep::LeaveToOperator(why) => Finished::Looked { left: Some(why) },
+            match capacity_step(&held, &shared, &scaled) {
+                CapacityStep::Done => Finished::Looked { left: None, held },
+                CapacityStep::LeaveToOperator(why) => Finished::Looked {
+                    left: Some(why),
+                    held,
+                },
                 CapacityStep::Finish => {
-                    tracing::warn!(region = %region, held = %held.join(", "), epoch,
-                        "auto_rejoin: this region's server is a standby and its writers are still held down (a rejoin's capacity step not finished): finishing it");
-                    run_rejoin(&d, &region, rx, true)
-                        .await
-                        .unwrap_or_else(|refused| Finished::Looked {
+                    tracing::warn!(region = %region, held = %held.join(", "),
+                        primary_at_failover_counts = %scaled.join(", "), epoch,
+                        "auto_rejoin: this region's server is a standby and a rejoin's capacity step is not finished (its writers still held down, or the primary region's still at their failover counts): finishing it");
+                    let f = run_rejoin(&d, &region, rx, true).await;
+                    match f {
+                        Ok(Finished::Rejoined(summary)) if !scaled.is_empty() => {
+                            primary_still_scaled(&d, config, &primary, summary, held).await
+                        }
+                        Ok(f) => f,
+                        Err(refused) => Finished::Looked {
                             left: Some(refused),
-                        })
+                            held,
+                        },
+                    }
                 }
-            };
-            (f, Some(held))
+            }
         }));
     }
 
@@ -353,6 +372,31 @@ impl AutoRejoin {
         self.started_under = epoch;
         self.abandon = Some(tx);
         rx
+    }
+}
+
+/// A finishing rejoin ended well while `primary`'s Deployments were at
+/// their failover counts: if they still are (its capacity step leaves them
+/// there while another region is not back), the look is "left as they
+/// are", tried again after the capacity backoff rather than at the next
+/// check.
+async fn primary_still_scaled(
+    d: &Arc<Daemon>,
+    config: &crate::config::Config,
+    primary: &str,
+    summary: String,
+    held: Vec<String>,
+) -> Finished {
+    match scale::at_failover_counts(&d.ctx, config, primary).await {
+        Ok(m) if m.is_empty() => Finished::Rejoined(summary),
+        Ok(m) => Finished::Looked {
+            left: Some(format!(
+                "{primary}'s {} still at their failover counts after the capacity step ({summary})",
+                m.join(", ")
+            )),
+            held,
+        },
+        Err((_, e)) => Finished::Unread(e),
     }
 }
 
@@ -459,9 +503,7 @@ mod tests {
         assert!(!a.due(), "not again within the check interval");
         let mut waits = Vec::new();
         for _ in 0..7 {
-            a.task = Some(tokio::spawn(async {
-                (Finished::Failed("no".into()), None)
-            }));
+            a.task = Some(tokio::spawn(async { Finished::Failed("no".into()) }));
             while !a.task.as_ref().unwrap().is_finished() {
                 tokio::task::yield_now().await;
             }
@@ -470,9 +512,7 @@ mod tests {
             waits.push((a.next - before).as_secs() / 60);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 16, 16, 16]);
-        a.task = Some(tokio::spawn(async {
-            (Finished::Rejoined("ok".into()), None)
-        }));
+        a.task = Some(tokio::spawn(async { Finished::Rejoined("ok".into()) }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
@@ -483,7 +523,7 @@ mod tests {
     /// Runs `f` as the finished task and takes its outcome, returning the
     /// wait until the next look in whole seconds.
     async fn outcome(a: &mut AutoRejoin, f: Finished) -> (Finished, u64) {
-        a.task = Some(tokio::spawn(async move { (f, None) }));
+        a.task = Some(tokio::spawn(async move { f }));
         while !a.task.as_ref().unwrap().is_finished() {
             tokio::task::yield_now().await;
         }
@@ -511,6 +551,7 @@ mod tests {
             &mut a,
             Finished::Looked {
                 left: Some("not streaming".into()),
+                held: vec!["deployment/gateway".into()],
             },
         )
         .await;
@@ -520,7 +561,14 @@ mod tests {
         assert_eq!(wait, 60);
         // A look that finds nothing held down: looked at again at the check
         // interval, both backoffs back at their start.
-        let (_, wait) = outcome(&mut a, Finished::Looked { left: None }).await;
+        let (_, wait) = outcome(
+            &mut a,
+            Finished::Looked {
+                left: None,
+                held: Vec::new(),
+            },
+        )
+        .await;
         assert_eq!(wait, CHECK_INTERVAL.as_secs());
         assert_eq!(a.capacity_backoff, CAPACITY_FIRST_BACKOFF);
         assert_eq!(a.backoff, FIRST_BACKOFF);
@@ -535,25 +583,45 @@ mod tests {
     #[test]
     fn held_down_writers_are_brought_back_unless_a_restore_names_them_too() {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // (held down, named by a source's quiesce:) → step
-        assert_eq!(capacity_step(&[], &[]), CapacityStep::Done);
+        // (held down, named by a source's quiesce:, the primary's still at
+        // failover counts) → step
+        assert_eq!(capacity_step(&[], &[], &[]), CapacityStep::Done);
         assert_eq!(
-            capacity_step(&[], &v(&["deployment/gateway"])),
+            capacity_step(&[], &v(&["deployment/gateway"]), &[]),
             CapacityStep::Done,
             "nothing held: nothing to do, shared or not"
         );
         assert_eq!(
-            capacity_step(&v(&["deployment/gateway"]), &[]),
+            capacity_step(&v(&["deployment/gateway"]), &[], &[]),
             CapacityStep::Finish
         );
         assert_eq!(
             capacity_step(
                 &v(&["deployment/gateway", "deployment/api"]),
-                &v(&["deployment/worker"])
+                &v(&["deployment/worker"]),
+                &[]
             ),
             CapacityStep::Finish,
             "a restore's other writers do not matter"
         );
+        // The primary region's Deployments still at their failover counts:
+        // finished too, even with nothing of this region's held down ...
+        let scaled = v(&["deployment/gateway"]);
+        assert_eq!(capacity_step(&[], &[], &scaled), CapacityStep::Finish);
+        assert_eq!(
+            capacity_step(&[], &v(&["deployment/gateway"]), &scaled),
+            CapacityStep::Finish,
+            "a restore's writers that are not held down do not matter"
+        );
+        // ... but not past this region's writers that a restore may hold.
+        assert!(matches!(
+            capacity_step(
+                &v(&["deployment/gateway"]),
+                &v(&["deployment/gateway"]),
+                &scaled
+            ),
+            CapacityStep::LeaveToOperator(_)
+        ));
         for (held, shared, named) in [
             (
                 v(&["deployment/gateway"]),
@@ -566,7 +634,7 @@ mod tests {
                 "deployment/api also named",
             ),
         ] {
-            match capacity_step(&held, &shared) {
+            match capacity_step(&held, &shared, &[]) {
                 CapacityStep::LeaveToOperator(why) => {
                     assert!(why.starts_with(named), "{why}");
                     assert!(why.contains("`lifeboat region rejoin`"), "{why}");
@@ -585,7 +653,7 @@ mod tests {
         a.abandon = Some(tx);
         a.task = Some(tokio::spawn(async move {
             let _ = rx.wait_for(|x| *x).await;
-            (Finished::Abandoned("moved on".into()), None)
+            Finished::Abandoned("moved on".into())
         }));
         assert!(!a.authority_seen(3), "the same epoch: it goes on");
         assert!(!a.authority_seen(2));

@@ -269,12 +269,17 @@ pub fn shared_with_restores(config: &Config, region: &str) -> Vec<String> {
 }
 
 /// Failover: the new primary region's Deployments to their
-/// `failover_replicas`.
+/// `failover_replicas`. Each whose failover count differs from its normal
+/// one is marked first ([`quiesce::FAILOVER_SCALED`], with its normal
+/// count), then scaled: a crash in between leaves a mark on a Deployment
+/// still at its count, which [`scale_to_normal`] removes harmlessly; never
+/// a Deployment at its failover count without the mark.
 pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
     scale_each(
         ctx,
         config,
         region,
+        Mark::Put,
         DeploymentItem::failover_replicas,
         "scaled for the failover",
     )
@@ -282,24 +287,61 @@ pub async fn scale_for_failover(ctx: &Ctx, config: &Config, region: &str) -> Sca
 }
 
 /// Active-active again (a rejoin): `region`'s Deployments to their normal
-/// `replicas`, from the failover counts [`scale_for_failover`] set.
+/// `replicas`, from the failover counts [`scale_for_failover`] set; each
+/// one's failover mark removed once it is there.
 pub async fn scale_to_normal(ctx: &Ctx, config: &Config, region: &str) -> ScaleResult {
     scale_each(
         ctx,
         config,
         region,
+        Mark::Remove,
         |i| i.replicas,
         "back to its normal counts",
     )
     .await
 }
 
-/// Each of `region`'s Deployments to `count(item)`; `done` says what that
-/// was in the note.
+/// `region`'s Deployments that still carry a failover's mark, as
+/// `deployment/NAME`: at their failover counts, not scaled back to normal
+/// yet (empty: none, or no Deployments configured). Reads only.
+pub async fn at_failover_counts(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+) -> std::result::Result<Vec<String>, (bool, String)> {
+    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
+        return Ok(Vec::new());
+    };
+    let mut marked = Vec::new();
+    for w in workloads(d) {
+        if quiesce::failover_mark_of(&client, &w)
+            .await
+            .map_err(|e| failed_in(ctx, region, d, e))?
+            .is_some()
+        {
+            marked.push(w.short());
+        }
+    }
+    Ok(marked)
+}
+
+/// What [`scale_each`] does with a Deployment's failover mark.
+#[derive(Clone, Copy)]
+enum Mark {
+    /// Put it before scaling, when the failover count differs from the
+    /// normal one.
+    Put,
+    /// Remove it after scaling.
+    Remove,
+}
+
+/// Each of `region`'s Deployments to `count(item)`, with its failover mark
+/// put or removed (`mark`); `done` says what that was in the note.
 async fn scale_each(
     ctx: &Ctx,
     config: &Config,
     region: &str,
+    mark: Mark,
     count: impl Fn(&DeploymentItem) -> u32,
     done: &str,
 ) -> ScaleResult {
@@ -309,9 +351,21 @@ async fn scale_each(
     let mut notes = Vec::new();
     for (item, w) in d.items.iter().zip(workloads(d)) {
         let to = i32::try_from(count(item)).unwrap_or(i32::MAX);
-        let from = quiesce::scale_to(&client, &w, to)
-            .await
-            .map_err(|e| failed_in(ctx, region, d, e))?;
+        let failed = |e| failed_in(ctx, region, d, e);
+        if let Mark::Put = mark
+            && item.failover_replicas() != item.replicas
+        {
+            let normal = i32::try_from(item.replicas).unwrap_or(i32::MAX);
+            quiesce::mark_failover_scaled(&client, &w, Some(normal))
+                .await
+                .map_err(failed)?;
+        }
+        let from = quiesce::scale_to(&client, &w, to).await.map_err(failed)?;
+        if let Mark::Remove = mark {
+            quiesce::mark_failover_scaled(&client, &w, None)
+                .await
+                .map_err(failed)?;
+        }
         notes.push(if from == to {
             format!("{} already at {to}", w.short())
         } else {
