@@ -956,6 +956,70 @@ impl Suite {
             .expect("start a writer")
     }
 
+    /// The checker at the end of a run: waits until the DNS writer (the
+    /// first of `writers`, each with its acks file) is acknowledged by
+    /// `final_primary`, stops both writers, reads the failover records
+    /// (their (epoch, from, to) must be `expected`) and checks every ack
+    /// against them and the final primary's rows ([`check`]; us-east the
+    /// first primary). Returns the authority's view, the changes and each
+    /// writer's acks.
+    async fn check_writers(
+        &self,
+        writers: [(&SiteProcess, &Path); 2],
+        final_primary: &str,
+        expected: &[(u64, &str, &str)],
+    ) -> (serde_json::Value, Vec<Change>, Vec<Ack>, Vec<Ack>) {
+        let [(w_dns, acks_dns), (w_local, acks_local)] = writers;
+        let server = self.server(final_primary);
+        let t = now();
+        until!(
+            self,
+            format!("the DNS writer acknowledged by {final_primary}"),
+            async { acked_after(acks_dns, t, &server) }
+        );
+        for w in [w_dns, w_local] {
+            w.signal(libc::SIGTERM).unwrap();
+            w.wait_exit(Duration::from_secs(10)).await.unwrap();
+        }
+        let view = self.view().await.expect("the authority");
+        let changes = changes(&view);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| (c.epoch, c.from.as_str(), c.to.as_str()))
+                .collect::<Vec<_>>(),
+            expected,
+            "{view}"
+        );
+        let present: BTreeSet<i64> = self
+            .query("witness", final_primary, "SELECT id FROM bench_writes")
+            .await
+            .expect("the final primary's rows")
+            .iter()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let region_of = |server: &str| self.region_of(server);
+        let dns = read_acks(acks_dns);
+        let local = read_acks(acks_local);
+        for (name, acks) in [("dns", &dns), ("local", &local)] {
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check(acks, &changes, "us-east", &region_of, &present)
+            }));
+            match checked {
+                Ok((n, lost)) => {
+                    eprintln!(
+                        "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
+                    )
+                }
+                Err(p) => {
+                    eprintln!("the {name} writer's check failed; {}", self.logs());
+                    std::panic::resume_unwind(p);
+                }
+            }
+        }
+        (view, changes, dns, local)
+    }
+
     /// The DNS writer's target: BIND in the witness, each region's address
     /// mapped to its server.
     fn through_dns(&self) -> Vec<String> {
@@ -1191,54 +1255,18 @@ async fn run() {
     eprintln!("E: eu-west promoted, us-east rejoined");
 
     // --- the checker ---------------------------------------------------------
-    let t = now();
-    until!(s, "the DNS writer acknowledged by eu-west", async {
-        acked_after(&acks_dns, t, &west_server)
-    });
-    for w in [&w_dns, &w_local] {
-        w.signal(libc::SIGTERM).unwrap();
-        w.wait_exit(Duration::from_secs(10)).await.unwrap();
-    }
-    let view = s.view().await.expect("the authority");
-    let changes = changes(&view);
-    assert_eq!(
-        changes
-            .iter()
-            .map(|c| (c.epoch, c.from.as_str(), c.to.as_str()))
-            .collect::<Vec<_>>(),
-        vec![
-            (2, "us-east", "eu-west"),
-            (3, "eu-west", "us-east"),
-            (4, "us-east", "eu-west")
-        ],
-        "{view}"
-    );
-    let present: BTreeSet<i64> = s
-        .query("witness", "eu-west", "SELECT id FROM bench_writes")
-        .await
-        .expect("the final primary's rows")
-        .iter()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let (view, changes, dns, local) = s
+        .check_writers(
+            [(&w_dns, &acks_dns), (&w_local, &acks_local)],
+            "eu-west",
+            &[
+                (2, "us-east", "eu-west"),
+                (3, "eu-west", "us-east"),
+                (4, "us-east", "eu-west"),
+            ],
+        )
+        .await;
     let region_of = |server: &str| s.region_of(server);
-    let dns = read_acks(&acks_dns);
-    let local = read_acks(&acks_local);
-    for (name, acks) in [("dns", &dns), ("local", &local)] {
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check(acks, &changes, "us-east", &region_of, &present)
-        }));
-        match checked {
-            Ok((n, lost)) => {
-                eprintln!(
-                    "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
-                )
-            }
-            Err(p) => {
-                eprintln!("the {name} writer's check failed; {}", s.logs());
-                std::panic::resume_unwind(p);
-            }
-        }
-    }
     // The checks were not vacuous: the DNS writer was acknowledged by both
     // regions, the local one wrote in us-east's first term.
     for r in ["us-east", "eu-west"] {
@@ -1341,7 +1369,6 @@ async fn failsafe_run() {
         vec!["hosts".into(), s.server("us-east")],
     );
     let east_server = s.server("us-east");
-    let west_server = s.server("eu-west");
     let t = now();
     until!(s, "both writers acknowledged by us-east", async {
         acked_after(&acks_dns, t, &east_server)?;
@@ -1415,50 +1442,14 @@ async fn failsafe_run() {
     eprintln!("G: eu-west promoted, us-east fenced then rejoined");
 
     // --- the checker ---------------------------------------------------------
-    let t = now();
-    until!(s, "the DNS writer acknowledged by eu-west", async {
-        acked_after(&acks_dns, t, &west_server)
-    });
-    for w in [&w_dns, &w_local] {
-        w.signal(libc::SIGTERM).unwrap();
-        w.wait_exit(Duration::from_secs(10)).await.unwrap();
-    }
-    let view = s.view().await.expect("the authority");
-    let changes = changes(&view);
-    assert_eq!(
-        changes
-            .iter()
-            .map(|c| (c.epoch, c.from.as_str(), c.to.as_str()))
-            .collect::<Vec<_>>(),
-        vec![(2, "us-east", "eu-west")],
-        "{view}"
-    );
-    let present: BTreeSet<i64> = s
-        .query("witness", "eu-west", "SELECT id FROM bench_writes")
-        .await
-        .expect("the final primary's rows")
-        .iter()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let (_, changes, dns, local) = s
+        .check_writers(
+            [(&w_dns, &acks_dns), (&w_local, &acks_local)],
+            "eu-west",
+            &[(2, "us-east", "eu-west")],
+        )
+        .await;
     let region_of = |server: &str| s.region_of(server);
-    let dns = read_acks(&acks_dns);
-    let local = read_acks(&acks_local);
-    for (name, acks) in [("dns", &dns), ("local", &local)] {
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check(acks, &changes, "us-east", &region_of, &present)
-        }));
-        match checked {
-            Ok((n, lost)) => {
-                eprintln!(
-                    "writer {name}: {n} acknowledged rows checked, {lost} lost within the RPO"
-                )
-            }
-            Err(p) => {
-                eprintln!("the {name} writer's check failed; {}", s.logs());
-                std::panic::resume_unwind(p);
-            }
-        }
-    }
     // Not vacuous: the local writer was acknowledged by us-east while it
     // served on the vouches, the DNS writer by both regions.
     assert!(local.iter().any(|a| a.at < changes[0].bumped));

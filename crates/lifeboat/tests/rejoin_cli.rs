@@ -804,6 +804,41 @@ fn with_auto_rejoin_the_old_primarys_daemon_rejoins_it() {
     );
 }
 
+/// The rejoin steps `d` logged were only a finishing rejoin's (plan,
+/// verify, DNS, capacity): the standby was neither stopped nor rewound.
+fn finished_only(d: &common::Daemon) {
+    let steps: Vec<String> = d
+        .log_lines()
+        .iter()
+        .filter_map(|l| l["fields"]["step"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        steps,
+        ["plan", "verify", "restore_dns", "capacity"],
+        "{}",
+        d.log_text()
+    );
+}
+
+/// Two more of `d`'s looks read `ns`'s gateway and send no scale PATCH
+/// (no other rejoin, nothing to finish). A look starts only once the one
+/// before has ended, so after two reads the first look has ended.
+fn later_looks_change_nothing(gw: &Gateways, d: &common::Daemon, ns: &str) {
+    let gateway = format!("/apis/apps/v1/namespaces/{ns}/deployments/gateway");
+    let reads = || {
+        gw.api
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == gateway)
+            .count()
+    };
+    let (before, patches) = (reads(), gw.scale_patches(ns));
+    d.poll(LONG, "two looks after the capacity step", || {
+        (reads() >= before + 2).then_some(())
+    });
+    assert_eq!(gw.scale_patches(ns), patches, "{}", d.log_text());
+}
+
 /// After [`failed_over`]: us-east's writers as its fence left them (its
 /// region was lost whole, so its agent did not run), a config for us-east's
 /// daemon with `auto_rejoin`, Kubernetes calls retried within 1 s (not
@@ -886,16 +921,7 @@ fn auto_rejoin_scales_the_primary_region_back_when_its_rejoin_could_not() {
     });
     let log = d.log_text();
     assert!(log.contains("finishing it"), "{log}");
-    let steps: Vec<String> = d
-        .log_lines()
-        .iter()
-        .filter_map(|l| l["fields"]["step"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(
-        steps,
-        ["plan", "verify", "restore_dns", "capacity"],
-        "{log}"
-    );
+    finished_only(&d);
     // The Kubernetes API says: eu-west's gateway back at its normal count,
     // its mark gone; us-east's untouched.
     assert_eq!(bed.gw.replicas(EU_NS), Some(2), "{log}");
@@ -904,21 +930,8 @@ fn auto_rejoin_scales_the_primary_region_back_when_its_rejoin_could_not() {
     assert_eq!(in_recovery(rt, &bed.east), Some(true));
     assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
     // Later looks read eu-west's gateway again and find nothing to do.
-    let gateway = format!("/apis/apps/v1/namespaces/{EU_NS}/deployments/gateway");
-    let reads = || {
-        bed.gw
-            .api
-            .requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path == gateway)
-            .count()
-    };
-    let (before, patches) = (reads(), bed.gw.scale_patches(EU_NS));
-    d.poll(LONG, "two looks after the capacity step", || {
-        (reads() >= before + 2).then_some(())
-    });
+    later_looks_change_nothing(&bed.gw, &d, EU_NS);
     assert_eq!(metric(&d, "ok"), Some(1.0), "{}", d.log_text());
-    assert_eq!(bed.gw.scale_patches(EU_NS), patches);
 }
 
 /// `failover.auto_rejoin` finishes a rejoin's capacity step that failed,
@@ -981,16 +994,7 @@ fn auto_rejoin_finishes_a_failed_capacity_step_after_its_daemon_restarts() {
     assert!(log.contains("none: it already streamed"), "{log}");
     // Its rejoin's steps: only verify, DNS and capacity; the standby was
     // neither stopped nor rewound.
-    let steps: Vec<String> = d
-        .log_lines()
-        .iter()
-        .filter_map(|l| l["fields"]["step"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(
-        steps,
-        ["plan", "verify", "restore_dns", "capacity"],
-        "{log}"
-    );
+    finished_only(&d);
     // The Kubernetes API says: us-east's gateway back at its recorded
     // count, the record gone; eu-west's back from its failover count.
     assert_eq!(bed.gw.replicas(US_NS), Some(2), "{log}");
@@ -999,24 +1003,9 @@ fn auto_rejoin_finishes_a_failed_capacity_step_after_its_daemon_restarts() {
     // The servers say: us-east still streams from eu-west.
     assert_eq!(in_recovery(rt, &bed.east), Some(true));
     assert_eq!(streaming_to(rt, &bed.west), vec!["us-east".to_string()]);
-    // Later looks read the gateway again and find nothing to do: no other
-    // rejoin, no scale PATCH. A look starts only once the one before has
-    // ended, so after two reads the first look has ended.
-    let gateway = format!("/apis/apps/v1/namespaces/{US_NS}/deployments/gateway");
-    let reads = || {
-        bed.gw
-            .api
-            .requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path == gateway)
-            .count()
-    };
-    let (before, patches) = (reads(), bed.gw.scale_patches(US_NS));
-    d.poll(LONG, "two looks after the capacity step", || {
-        (reads() >= before + 2).then_some(())
-    });
+    // Later looks read the gateway again and find nothing to do.
+    later_looks_change_nothing(&bed.gw, &d, US_NS);
     assert_eq!(d.metric(held), Some(0.0));
     assert_eq!(metric(&d, "ok"), Some(1.0), "{}", d.log_text());
     assert_eq!(metric(&d, "failed"), Some(0.0), "{}", d.log_text());
-    assert_eq!(bed.gw.scale_patches(US_NS), patches);
 }

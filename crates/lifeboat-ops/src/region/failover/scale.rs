@@ -221,20 +221,39 @@ pub async fn held_down(
     config: &Config,
     region: &str,
 ) -> std::result::Result<Vec<String>, (bool, String)> {
+    carrying(ctx, config, region, |client, w| async move {
+        quiesce::record_of(&client, &w).await
+    })
+    .await
+}
+
+/// `region`'s Deployments for which `read` finds an annotation (one read
+/// each), as `deployment/NAME`.
+async fn carrying<F, Fut>(
+    ctx: &Ctx,
+    config: &Config,
+    region: &str,
+    read: F,
+) -> std::result::Result<Vec<String>, (bool, String)>
+where
+    F: Fn(lifeboat_kube::Client, Workload) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Option<String>, QuiesceError>>,
+{
     let Some((d, client)) = region_deployments(ctx, config, region).await? else {
         return Ok(Vec::new());
     };
-    let mut held = Vec::new();
+    let mut found = Vec::new();
     for w in workloads(d) {
-        if quiesce::record_of(&client, &w)
+        let short = w.short();
+        if read(client.clone(), w)
             .await
             .map_err(|e| failed_in(ctx, region, d, e))?
             .is_some()
         {
-            held.push(w.short());
+            found.push(short);
         }
     }
-    Ok(held)
+    Ok(found)
 }
 
 /// `region`'s Deployments that a source's `quiesce:` names too (the same
@@ -309,20 +328,10 @@ pub async fn at_failover_counts(
     config: &Config,
     region: &str,
 ) -> std::result::Result<Vec<String>, (bool, String)> {
-    let Some((d, client)) = region_deployments(ctx, config, region).await? else {
-        return Ok(Vec::new());
-    };
-    let mut marked = Vec::new();
-    for w in workloads(d) {
-        if quiesce::failover_mark_of(&client, &w)
-            .await
-            .map_err(|e| failed_in(ctx, region, d, e))?
-            .is_some()
-        {
-            marked.push(w.short());
-        }
-    }
-    Ok(marked)
+    carrying(ctx, config, region, |client, w| async move {
+        quiesce::failover_mark_of(&client, &w).await
+    })
+    .await
 }
 
 /// What [`scale_each`] does with a Deployment's failover mark.
