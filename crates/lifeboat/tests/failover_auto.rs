@@ -30,12 +30,10 @@ use crate::bind;
 use crate::common;
 use crate::etcd;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::endpoint::Endpoint;
 use common::pg::{authority_epoch, in_recovery};
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env};
@@ -46,66 +44,6 @@ const REPL_PASSWORD: &str = "repl-Secret-a7f0";
 const US: &str = "192.0.2.10";
 const EU: &str = "192.0.2.20";
 const BOUND: Duration = Duration::from_secs(120);
-
-/// A TCP port that accepts connections while on and refuses them while
-/// off (nothing listens): a check the test switches.
-struct Switch {
-    port: u16,
-    on: Arc<AtomicBool>,
-    quit: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Switch {
-    fn start() -> Switch {
-        let port = common::free_port();
-        let on = Arc::new(AtomicBool::new(true));
-        let quit = Arc::new(AtomicBool::new(false));
-        let (on2, quit2) = (Arc::clone(&on), Arc::clone(&quit));
-        let thread = std::thread::spawn(move || {
-            let mut listener: Option<TcpListener> = None;
-            while !quit2.load(Ordering::SeqCst) {
-                if !on2.load(Ordering::SeqCst) {
-                    listener = None;
-                } else if listener.is_none() {
-                    // std sets SO_REUSEADDR: the port can be bound again.
-                    if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-                        l.set_nonblocking(true).unwrap();
-                        listener = Some(l);
-                    }
-                } else if let Ok((s, _)) = listener.as_ref().unwrap().accept() {
-                    drop(s);
-                    continue;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        let s = Switch {
-            port,
-            on,
-            quit,
-            thread: Some(thread),
-        };
-        s.set(true);
-        s
-    }
-
-    fn set(&self, on: bool) {
-        self.on.store(on, Ordering::SeqCst);
-        common::poll(Duration::from_secs(10), "the switch to take effect", || {
-            (TcpStream::connect(("127.0.0.1", self.port)).is_ok() == on).then_some(())
-        });
-    }
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        self.quit.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 struct Ports {
     east: u16,
@@ -289,7 +227,7 @@ fn the_daemons_confirm_a_region_failure_and_fail_over() {
     let p = TempCluster::start().expect(
         "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
     );
-    let switch = Switch::start();
+    let switch = Endpoint::start();
     let mut env = Env::init();
     env.envs.push((
         "REGION_PG_PASSWORD".into(),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::Env;
 use common::gateways::Gateways;
-use common::pg::{authority_epoch, in_recovery};
+use common::pg::{authority_epoch, in_recovery, rows as sql};
 use common::standby::{SeededStandby, empty_owned_dir};
 use lifeboat_postgres::TempCluster;
 use lifeboat_postgres::conn::ConnConfig;
@@ -99,21 +99,6 @@ failover:
     let path = env.path(file);
     std::fs::write(&path, yaml).unwrap();
     path
-}
-
-fn sql(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_postgres::Row> {
-    rt.block_on(async {
-        let c = conn.connect().await.expect("connect");
-        if !q.starts_with("SELECT") {
-            c.batch_execute(q)
-                .await
-                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
-            return Vec::new();
-        }
-        c.query(q, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
-    })
 }
 
 fn sync_names(rt: &tokio::runtime::Runtime, conn: &ConnConfig) -> String {

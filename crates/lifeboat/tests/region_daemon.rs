@@ -21,13 +21,11 @@
 use crate::bind;
 use crate::common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::endpoint::Endpoint;
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env};
 use lifeboat_postgres::TempCluster;
@@ -38,94 +36,6 @@ const EAST: &str = "192.0.2.1";
 const WEST: &str = "198.51.100.1";
 const NAME: &str = "app.kubernaut.test";
 const LONG: Duration = Duration::from_secs(90);
-
-/// A health endpoint on a fixed loopback port: answers `200 ok` to every
-/// request while on; while off nothing listens (connection refused).
-struct Endpoint {
-    port: u16,
-    on: Arc<AtomicBool>,
-    quit: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Endpoint {
-    fn start() -> Endpoint {
-        let port = common::free_port();
-        let on = Arc::new(AtomicBool::new(true));
-        let quit = Arc::new(AtomicBool::new(false));
-        let (on2, quit2) = (Arc::clone(&on), Arc::clone(&quit));
-        let thread = std::thread::spawn(move || serve(port, &on2, &quit2));
-        let e = Endpoint {
-            port,
-            on,
-            quit,
-            thread: Some(thread),
-        };
-        common::poll(Duration::from_secs(10), "the health endpoint", || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        e
-    }
-
-    fn set(&self, on: bool) {
-        self.on.store(on, Ordering::SeqCst);
-        // Off: wait until nothing listens any more, so the switch is real.
-        common::poll(Duration::from_secs(10), "the endpoint to switch", || {
-            (TcpStream::connect(("127.0.0.1", self.port)).is_ok() == on).then_some(())
-        });
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.quit.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(port: u16, on: &AtomicBool, quit: &AtomicBool) {
-    let mut listener: Option<TcpListener> = None;
-    while !quit.load(Ordering::SeqCst) {
-        if !on.load(Ordering::SeqCst) {
-            listener = None;
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        if listener.is_none() {
-            // std sets SO_REUSEADDR: the port can be bound again at once.
-            match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => {
-                    l.set_nonblocking(true).unwrap();
-                    listener = Some(l);
-                }
-                Err(_) => {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            }
-        }
-        match listener.as_ref().unwrap().accept() {
-            Ok((mut s, _)) => {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut buf = [0u8; 2048];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                );
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
 
 fn config(
     env: &Env,

@@ -40,6 +40,23 @@ pub fn sql(rt: &tokio::runtime::Runtime, cfg: &ConnConfig, q: &str) {
     })
 }
 
+/// `q` on `conn`: a `SELECT`'s rows, or any other statement(s) run (no
+/// rows); a failure panics naming the statement.
+pub fn rows(rt: &tokio::runtime::Runtime, conn: &ConnConfig, q: &str) -> Vec<tokio_postgres::Row> {
+    rt.block_on(async {
+        let c = conn.connect().await.expect("connect");
+        if !q.starts_with("SELECT") {
+            c.batch_execute(q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e:?}"));
+            return Vec::new();
+        }
+        c.query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e:?}"))
+    })
+}
+
 /// The first column of a query's rows, as text.
 pub fn names(rt: &tokio::runtime::Runtime, cfg: &ConnConfig, q: &str) -> Vec<String> {
     rt.block_on(async {
