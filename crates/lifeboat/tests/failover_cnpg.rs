@@ -20,10 +20,10 @@
 use crate::common;
 use crate::etcd;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use common::cnpg::{cluster_crd, record_writes};
 use common::pg::{authority_epoch, in_recovery};
 use kube_double::ApiDouble;
 use lifeboat_postgres::TempCluster;
@@ -33,30 +33,6 @@ use serde_json::{Value, json};
 const NS: &str = "db";
 const CLUSTER: &str = "pg-eu-west";
 const CLUSTER_PATH: &str = "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters/pg-eu-west";
-
-/// CloudNativePG's CRD, reduced to what the double needs to serve it
-/// (inserted Established, as in region_cnpg.rs).
-fn cluster_crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "clusters.postgresql.cnpg.io"},
-        "status": {"conditions": [
-            {"type": "NamesAccepted", "status": "True"},
-            {"type": "Established", "status": "True"}
-        ]},
-        "spec": {
-            "group": "postgresql.cnpg.io",
-            "names": {"plural": "clusters", "singular": "cluster", "kind": "Cluster", "listKind": "ClusterList"},
-            "scope": "Namespaced",
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}
-            }]
-        }
-    })
-}
 
 /// The standby region's `Cluster` as `region replicate` leaves it, with
 /// `status`.
@@ -108,18 +84,7 @@ fn failover_to_a_cnpg_region_patches_the_cluster_and_waits_for_its_status() {
                "phase": "Setting up primary"}),
     ));
     // What the API server received: every write's method, path and body.
-    let writes: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
-    let w = writes.clone();
-    api.set_fault(move |r| {
-        if r.method != "GET" {
-            w.lock().unwrap().push((
-                r.method.clone(),
-                r.path.clone(),
-                r.body.clone().unwrap_or(Value::Null),
-            ));
-        }
-        None
-    });
+    let writes = record_writes(&api);
 
     let mut env = Env::init();
     env.envs.push((

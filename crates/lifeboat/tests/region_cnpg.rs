@@ -12,9 +12,9 @@
 use crate::common;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use common::Env;
+use common::cnpg::{cluster_crd, record_writes};
 use kube_double::ApiDouble;
 use lifeboat_postgres::TempCluster;
 use serde_json::{Value, json};
@@ -22,33 +22,6 @@ use serde_json::{Value, json};
 const NS: &str = "db";
 const REPL_USER: &str = "lifeboat_replication";
 const REPL_PASSWORD: &str = "repl-Cnpg-4f0e";
-
-/// CloudNativePG's CRD, reduced to what the double needs to serve it.
-fn cluster_crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "clusters.postgresql.cnpg.io"},
-        // Inserted Established, so its resources are served at once: the
-        // double's insert accepts custom resources of a CRD that is not
-        // Established yet, so waiting on an insert cannot tell when GETs
-        // are served (CI once ran the CLI before the double's 200 ms).
-        "status": {"conditions": [
-            {"type": "NamesAccepted", "status": "True"},
-            {"type": "Established", "status": "True"}
-        ]},
-        "spec": {
-            "group": "postgresql.cnpg.io",
-            "names": {"plural": "clusters", "singular": "cluster", "kind": "Cluster", "listKind": "ClusterList"},
-            "scope": "Namespaced",
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}
-            }]
-        }
-    })
-}
 
 fn cluster(name: &str, status: Value) -> Value {
     json!({
@@ -133,18 +106,7 @@ fn replicate_patches_the_cluster_through_the_kubernetes_api_and_refuses_what_it_
         json!({"phase": "Cluster in healthy state"}),
     ));
     // What the API server received: every write's path and body.
-    let writes: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
-    let w = writes.clone();
-    api.set_fault(move |r| {
-        if r.method != "GET" {
-            w.lock().unwrap().push((
-                r.method.clone(),
-                r.path.clone(),
-                r.body.clone().unwrap_or(Value::Null),
-            ));
-        }
-        None
-    });
+    let writes = record_writes(&api);
 
     let mut env = Env::init();
     env.envs.push((

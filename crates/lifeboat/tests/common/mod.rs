@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod archive;
+pub mod cnpg;
 pub mod endpoint;
 pub mod gateways;
 pub mod pg;
