@@ -828,7 +828,7 @@ sources:
                 && all.contains("use fence: {revoke_login: {roles: [...]}}"),
             "{all}"
         );
-        parse(&yaml("  fence: {revoke_login: {roles: [app]}}\n")).unwrap();
-        parse(&yaml("")).unwrap();
+        parse(&yaml("  fence: {revoke_login: {roles: [app]}}\n"), "t.yaml").unwrap();
+        parse(&yaml(""), "t.yaml").unwrap();
     }
 }
