@@ -1139,7 +1139,7 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
         })
     };
     let guarding = |d: &Daemon| {
-        let id = d.poll(FENCE_BOUND, "us-east's lease in etcd", east_lease);
+        let id = d.poll(FENCE_BOUND, "us-east's lease in etcd", &east_lease);
         d.poll(
             FENCE_BOUND,
             "the agent to guard the Patroni primary",
@@ -1254,11 +1254,32 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
         (view["authority"]["primary"] == "eu-west" && view["authority"]["epoch"] == 2)
             .then_some(view)
     });
-    assert_eq!(common::pg::in_recovery(&rt, &west), Some(false));
-    assert_eq!(common::pg::authority_epoch(&rt, &west), Some(2));
+    // The epoch is bumped before the promotion: the change then finishes.
+    d3.poll(WAIT, "eu-west promoted with epoch 2's row", || {
+        (common::pg::in_recovery(&rt, &west) == Some(false)
+            && common::pg::authority_epoch(&rt, &west) == Some(2))
+        .then_some(())
+    });
+    d3.poll(WAIT, "the automatic failover recorded", || {
+        let view = env.ok_json(&[
+            "--config",
+            west_cfg.to_str().unwrap(),
+            "--json",
+            "region",
+            "authority",
+        ]);
+        let kinds: Vec<String> = view["failovers"]
+            .as_array()?
+            .iter()
+            .filter_map(|f| f["kind"].as_str().map(str::to_string))
+            .collect();
+        (kinds == ["automatic"]).then_some(())
+    });
     // The promotion gave the application its LOGIN back on eu-west (the
     // NOLOGIN had replicated there), and it writes.
-    let on_west = app_login(&rt, west_port).expect("the application logs in on the new primary");
+    let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
+        app_login(&rt, west_port).ok()
+    });
     assert!(app_writes(&rt, &on_west));
     // The old primary stays fenced.
     assert_eq!(app_login(&rt, pg_port).err(), Some(Some("28000".into())));
