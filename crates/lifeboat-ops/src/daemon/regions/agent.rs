@@ -159,7 +159,7 @@ pub fn guarded(r: &RegionConfig, f: &FailoverConfig) -> bool {
 #[derive(Clone)]
 enum FenceTarget {
     /// The server this daemon runs beside (`pgdata`): the configured method.
-    Local(StandbyTarget),
+    Local(Box<StandbyTarget>),
     /// Region `name`'s Patroni cluster: revoke_login on its leader.
     Patroni { name: String },
 }
@@ -872,7 +872,7 @@ impl Agent {
         )
         .await
         {
-            Ok(t) => Some(FenceTarget::Local(t)),
+            Ok(t) => Some(FenceTarget::Local(Box::new(t))),
             Err(e) => {
                 tracing::error!(error = %e, "describing this region's server for the fence failed");
                 None
@@ -1014,7 +1014,7 @@ impl Agent {
         // (A Patroni cluster is started by Patroni.)
         let starter = match &target {
             FenceTarget::Local(t) => tokio::spawn(named_standby::keep_started(
-                t.clone(),
+                t.as_ref().clone(),
                 self.timing.renew_interval,
                 STANDBY_START_TIMEOUT,
             )),
