@@ -1,16 +1,24 @@
 //! `lifeboat fence-watchdog` (hidden): the process an agent beside a
-//! primary starts and feeds, which stops PostgreSQL when the agent dies or
+//! primary starts and feeds, which fences PostgreSQL when the agent dies or
 //! stops feeding it past the fence deadline. The protocol on standard input
 //! and the decisions are `lifeboat_region::fence::watchdog`'s; this file
-//! only reads the flags and carries out the stop.
+//! only reads the flags and carries out the fence: with `--pgdata`, the
+//! postmaster stopped (or the stop command); with `--patroni-region R`
+//! (started as `lifeboat --config FILE fence-watchdog …`), the agent's own
+//! Patroni fence (`lifeboat_ops::region::patroni_fence`): LOGIN of
+//! `failover.fence.revoke_login.roles` revoked on R's Patroni leader and
+//! their sessions terminated, with the connection and secrets read from the
+//! configuration as the agent reads them (never from the command line).
 //!
-//! Exit 0 after `release` (nothing stopped) and after stopping the server;
-//! 1 when stopping it failed.
+//! Exit 0 after `release` (nothing fenced) and after fencing the server;
+//! 1 when the fence failed.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use lifeboat_ops::config::FenceConfig;
+use lifeboat_ops::context::Ctx;
 use lifeboat_ops::error::{Error, OK, Result};
 use lifeboat_region::fence::postgres::{PostmasterStop, stop_postmaster};
 use lifeboat_region::fence::watchdog::{StopReason, Verdict, stdin_reader, watch};
@@ -18,8 +26,19 @@ use lifeboat_region::fence::watchdog::{StopReason, Verdict, stdin_reader, watch}
 #[derive(Args, Debug)]
 pub struct WatchdogArgs {
     /// The primary's data directory (its postmaster.pid names the postmaster)
-    #[arg(long)]
-    pub pgdata: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "patroni_region",
+        conflicts_with = "patroni_region"
+    )]
+    pub pgdata: Option<PathBuf>,
+    /// Fence this `manager: patroni` region of the configuration instead:
+    /// revoke_login on its Patroni leader
+    #[arg(long, value_name = "REGION")]
+    pub patroni_region: Option<String>,
+    /// The epoch the primary served under (recorded with revoked roles)
+    #[arg(long, default_value_t = 0)]
+    pub epoch: u64,
     /// How long to wait for the postmaster to go after SIGQUIT before SIGKILL
     #[arg(long, default_value_t = 10)]
     pub stop_timeout_secs: u64,
@@ -37,7 +56,7 @@ fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-pub async fn run(a: WatchdogArgs) -> Result<i32> {
+pub async fn run(ctx: &Ctx, a: WatchdogArgs) -> Result<i32> {
     // No standard input at all: nobody can ever feed or release us, which
     // is the agent being gone.
     let verdict = match stdin_reader() {
@@ -55,11 +74,20 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
         StopReason::AgentGone => "the agent's pipe closed without release (the agent is gone)",
         StopReason::DeadlinePassed => "the fence deadline passed without a newer one",
     };
+    let timeout = Duration::from_secs(a.stop_timeout_secs.max(1));
+    let pgdata = match (&a.pgdata, &a.patroni_region) {
+        (Some(p), _) => p.clone(),
+        (None, Some(region)) => return fence_patroni(ctx, region, a.epoch, why, timeout).await,
+        (None, None) => {
+            return Err(Error::usage(
+                "give --pgdata or --patroni-region: the watchdog has nothing to fence",
+            ));
+        }
+    };
     note(&format!(
         "fence watchdog: {why}: stopping PostgreSQL ({})",
-        a.pgdata.display()
+        pgdata.display()
     ));
-    let timeout = Duration::from_secs(a.stop_timeout_secs.max(1));
     if let Some((program, args)) = a.stop_command.split_first() {
         let out = tokio::time::timeout(
             timeout,
@@ -83,7 +111,7 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
         note(&format!("fence watchdog: stop command {program} done"));
         return Ok(OK);
     }
-    match stop_postmaster(&a.pgdata, timeout).await {
+    match stop_postmaster(&pgdata, timeout).await {
         Ok(PostmasterStop::NotRunning) => {
             note("fence watchdog: no postmaster was running");
             Ok(OK)
@@ -97,4 +125,41 @@ pub async fn run(a: WatchdogArgs) -> Result<i32> {
         }
         Err(e) => Err(Error::failure(e.to_string())),
     }
+}
+
+/// `--patroni-region`: the agent's Patroni fence, from the configuration.
+async fn fence_patroni(
+    ctx: &Ctx,
+    region: &str,
+    epoch: u64,
+    why: &str,
+    timeout: Duration,
+) -> Result<i32> {
+    note(&format!(
+        "fence watchdog: {why}: revoking the application's LOGIN on {region}'s Patroni leader"
+    ));
+    let failed = |m: String| Error::failure(format!("fence watchdog: {m}"));
+    let config = ctx.config.as_ref().ok_or_else(|| {
+        failed(
+            "no configuration (--config): nothing says what to fence; fence the region by hand"
+                .into(),
+        )
+    })?;
+    let roles = match config.failover.as_ref().and_then(|f| f.fence.as_ref()) {
+        Some(FenceConfig::RevokeLogin { roles }) => roles.clone(),
+        _ => {
+            return Err(failed(format!(
+                "failover.fence is not revoke_login: {region}'s Patroni cluster cannot be fenced; fence it by hand"
+            )));
+        }
+    };
+    let r = config.region(region).map_err(|e| failed(e.to_string()))?;
+    let report = lifeboat_ops::region::patroni_fence::fence(ctx, region, r, &roles, epoch, timeout)
+        .await
+        .map_err(failed)?;
+    note(&format!(
+        "fence watchdog: LOGIN revoked for {:?} on {region}'s Patroni leader, {} session(s) terminated",
+        report.roles_revoked, report.sessions_terminated
+    ));
+    Ok(OK)
 }

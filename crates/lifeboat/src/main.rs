@@ -421,6 +421,6 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Region(r) => cmd_region::run(&ctx, r).await,
         Command::Wal(w) => cmd_wal::run(&ctx, w).await,
         Command::Recover(c) => cmd_recover::run(&ctx, c).await,
-        Command::FenceWatchdog(a) => cmd_watchdog::run(a).await,
+        Command::FenceWatchdog(a) => cmd_watchdog::run(&ctx, a).await,
     }
 }

@@ -6,6 +6,19 @@
 //! everything on loopback ports in temporary directories, stopped on drop.
 //! The failover's authority is in the same etcd as Patroni's DCS (under its
 //! own prefix).
+//!
+//! The last test makes a Patroni cluster the PRIMARY region, with
+//! `lifeboat serve` beside it as its agent (`failover.fence: revoke_login`,
+//! region/patroni_fence.rs) and the authority in an etcd of its own, apart
+//! from Patroni's DCS: (a) the authority's etcd stops → the agent revokes
+//! the application role's LOGIN on the Patroni leader and terminates its
+//! session, and Patroni keeps it so; (b) a new agent is SIGKILLed → its
+//! watchdog does the same while the region's lease key still exists (no
+//! promotion could have come first); (c) eu-west's daemon, a vantage point
+//! whose check of us-east fails, decides the automatic failover and
+//! promotes eu-west (a standby of the Patroni leader), where the
+//! application logs in again.
+//!
 //! Without `patroni` or `etcd` the test fails and says to run
 //! scripts/test.sh. The etcd and Patroni set-up is copied from
 //! crates/lifeboat-region/tests/patroni.rs. Conditions are polled with a
@@ -13,12 +26,13 @@
 
 use crate::common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Env;
+// Ports reserved (lifeboat-test-ports), not bound and released: no race
+// with the other test lane.
+use common::{Daemon, Env, free_port};
 use lifeboat_postgres::{ConnConfig, Secret, TempCluster};
 use serde_json::{Value, json};
 
@@ -49,13 +63,6 @@ fn need(program: &str) -> PathBuf {
              patroni etcd-server"
         )
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// uid and gid of the `postgres` user (PostgreSQL refuses to run as root).
@@ -191,10 +198,11 @@ impl Drop for Etcd {
 
 // --- Patroni -------------------------------------------------------------------------
 
-/// One Patroni node of a standby cluster bootstrapped from the primary as
+/// One Patroni node: of a standby cluster bootstrapped from the primary as
 /// `region replicate` prints it (`bootstrap.dcs.standby_cluster` without a
 /// slot, the replication role's credentials in
-/// `postgresql.authentication.replication`).
+/// `postgresql.authentication.replication`), or of a cluster of its own
+/// (initdb; the superuser and replication role made by Patroni).
 struct Patroni {
     child: Child,
     dir: tempfile::TempDir,
@@ -208,6 +216,27 @@ impl Patroni {
         primary_port: u16,
         superuser: (&str, &Secret),
     ) -> Patroni {
+        Patroni::start_node(
+            etcd,
+            ("lifeboat-eu-west", MEMBER),
+            api_port,
+            pg_port,
+            Some(primary_port),
+            superuser,
+        )
+    }
+
+    /// A node named `scope_name.1` in cluster `scope_name.0`; a standby
+    /// cluster of the server at `standby_of` when given, else a cluster
+    /// whose first member bootstraps it with initdb (and leads it).
+    fn start_node(
+        etcd: &Etcd,
+        scope_name: (&str, &str),
+        api_port: u16,
+        pg_port: u16,
+        standby_of: Option<u16>,
+        superuser: (&str, &Secret),
+    ) -> Patroni {
         let patroni = need(PATRONI);
         let (uid, gid) = postgres_ids();
         let dir = tempfile::Builder::new()
@@ -216,9 +245,14 @@ impl Patroni {
             .unwrap();
         chown_postgres(dir.path());
         let d = dir.path().display().to_string();
+        let mut dcs = json!({"ttl": 20, "loop_wait": 1, "retry_timeout": 5});
+        if let Some(primary_port) = standby_of {
+            dcs["standby_cluster"] = json!({"host": "127.0.0.1", "port": primary_port,
+                "create_replica_methods": ["basebackup"]});
+        }
         let config = json!({
-            "scope": "lifeboat-eu-west",
-            "name": MEMBER,
+            "scope": scope_name.0,
+            "name": scope_name.1,
             "log": {"level": "INFO"},
             "restapi": {
                 "listen": format!("127.0.0.1:{api_port}"),
@@ -227,9 +261,7 @@ impl Patroni {
             },
             "etcd3": {"hosts": [format!("127.0.0.1:{}", etcd.client_port)]},
             "bootstrap": {
-                "dcs": {"ttl": 20, "loop_wait": 1, "retry_timeout": 5,
-                    "standby_cluster": {"host": "127.0.0.1", "port": primary_port,
-                        "create_replica_methods": ["basebackup"]}},
+                "dcs": dcs,
                 "pg_hba": [
                     "local all all scram-sha-256",
                     "host all all 127.0.0.1/32 scram-sha-256",
@@ -865,4 +897,399 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
     );
     drop(node);
     drop(etcd);
+}
+
+// --- a Patroni primary fenced by its agent and its watchdog -----------------
+
+const ADMIN: &str = "lifeboat_admin";
+const ADMIN_PASSWORD: &str = "admin-Patroni-3f81";
+const APP: &str = "app";
+const APP_PASSWORD: &str = "app-Patroni-5e1f";
+const FENCE_BOUND: Duration = Duration::from_secs(60);
+
+/// A login as the application role on the server at `port`: the client, or
+/// the SQLSTATE it was refused with (`None`: no server answer).
+fn app_login(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+) -> Result<tokio_postgres::Client, Option<String>> {
+    rt.block_on(async {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .user(APP)
+            .password(APP_PASSWORD)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(5));
+        match cfg.connect(tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(client)
+            }
+            Err(e) => Err(e.as_db_error().map(|d| d.code().code().to_string())),
+        }
+    })
+}
+
+/// A write as the application through `client`: whether it was accepted.
+fn app_writes(rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> bool {
+    rt.block_on(client.batch_execute("INSERT INTO app_rows VALUES (1)"))
+        .is_ok()
+}
+
+/// The application is locked out of the server at `port`: its open
+/// session `client` can no longer write (terminated) and a new login is
+/// refused with SQLSTATE 28000 (the role may not log in).
+fn app_locked_out(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    client: &tokio_postgres::Client,
+) -> bool {
+    !app_writes(rt, client) && matches!(app_login(rt, port), Err(Some(code)) if code == "28000")
+}
+
+/// The configuration of daemon `own` (us-east: the agent beside the
+/// Patroni primary; eu-west: a vantage point whose check of us-east, a
+/// port nothing listens on, fails as the application's would).
+#[allow(clippy::too_many_arguments)]
+fn primary_patroni_config(
+    env: &Env,
+    own: &str,
+    api_port: u16,
+    pg_port: u16,
+    west_port: u16,
+    west_pgdata: &Path,
+    bin: &Path,
+    authority: &str,
+    closed: u16,
+) -> PathBuf {
+    let east_checks = if own == "eu-west" {
+        format!(
+            "[{{name: app, type: tcp, host: 127.0.0.1, port: {closed}, request_interval: 1s, failure_threshold: 3}}]"
+        )
+    } else {
+        "[]".into()
+    };
+    let yaml = format!(
+        r#"repository:
+  url: {repo}
+  password: {{env: LIFEBOAT_PASSWORD}}
+objectives:
+  - {{scenario: region-failure, rto: 15m, rpo: 5m, priority: P0}}
+regions:
+  us-east:
+    postgres:
+      url: postgresql://{ADMIN}@127.0.0.1:{pg_port}/postgres
+      password: {{env: EAST_PG_PASSWORD}}
+      manager: patroni
+      role: primary
+      patroni:
+        url: http://127.0.0.1:{api_port}
+        username: {API_USER}
+        password: {{env: PATRONI_API_PASSWORD}}
+    health_checks: {east_checks}
+  eu-west:
+    postgres:
+      url: postgresql://{ADMIN}@127.0.0.1:{wport}/postgres
+      password: {{env: EAST_PG_PASSWORD}}
+      manager: postgres
+      role: standby
+      replicates_from: us-east
+      pgdata: {wpgdata}
+      control: {{pg_ctl: {{bin_dir: {bin}}}}}
+    health_checks: []
+replication:
+  user: {REPL_USER}
+  password: {{env: REGION_REPL_PASSWORD}}
+  heartbeat: {{interval: 1s}}
+failover:
+  etcd: {{endpoints: ["{authority}"]}}
+  lease_ttl: 6s
+  renew_interval: 1s
+  fence_guard: 2s
+  safety_margin: 1s
+  fence: {{revoke_login: {{roles: [{APP}]}}}}
+serve:
+  lease: 3s
+  region: {own}
+"#,
+        repo = env.repo,
+        wport = west_port,
+        wpgdata = west_pgdata.display(),
+        bin = bin.display(),
+    );
+    let path = env.path(&format!("patroni-primary-{own}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_fails_over() {
+    let _alone = crate::alone::alone(module_path!());
+    need(PATRONI);
+    need("etcd");
+    let rt = common::rt();
+    // Patroni's DCS and the authority apart: the agent loses the one, the
+    // Patroni cluster keeps the other (and its leader).
+    let dcs = Etcd::start();
+    let mut authority = rt.block_on(crate::etcd::EtcdCluster::start(1));
+    let authority_url = authority.endpoint(0);
+    let (api_port, pg_port, closed) = (free_port(), free_port(), free_port());
+    let admin_password = Secret::new(ADMIN_PASSWORD.to_string());
+    let node = Patroni::start_node(
+        &dcs,
+        ("lifeboat-us-east", "us-east-1"),
+        api_port,
+        pg_port,
+        None,
+        (ADMIN, &admin_password),
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = http_json(api_port, "/patroni");
+        if s.as_ref().is_some_and(|s| {
+            (s["role"] == "master" || s["role"] == "primary") && s["state"] == "running"
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Patroni never led its own cluster: {s:?}\n{}",
+            node.log()
+        );
+        std::thread::sleep(POLL);
+    }
+    let leader = ConnConfig::new(
+        lifeboat_postgres::conn::PgHost::Tcp("127.0.0.1".into()),
+        pg_port,
+        ADMIN,
+        "postgres",
+    )
+    .with_password(admin_password.clone());
+    common::pg::sql(
+        &rt,
+        &leader,
+        &format!(
+            "CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}'; CREATE TABLE app_rows (id int); \
+             GRANT ALL ON app_rows TO {APP}"
+        ),
+    );
+    // eu-west: a plain PostgreSQL only for its binaries' directory; its
+    // server is a standby of the Patroni leader seeded by `region replicate`.
+    let west_bins = TempCluster::start().expect(
+        "starting PostgreSQL; install postgresql-15 (scripts/test.sh does) if it is missing",
+    );
+    let mut env = Env::init();
+    for (k, v) in [
+        ("EAST_PG_PASSWORD", ADMIN_PASSWORD),
+        ("REGION_REPL_PASSWORD", REPL_PASSWORD),
+        ("PATRONI_API_PASSWORD", API_PASSWORD),
+    ] {
+        env.envs.push((k.into(), v.into()));
+    }
+    let west_pgdata = common::standby::empty_owned_dir(&env.path("eu-west"), "data");
+    let _west_server = common::standby::SeededStandby {
+        bin: west_bins.bin_dir().to_path_buf(),
+        pgdata: west_pgdata.clone(),
+    };
+    // The standby's own port (not the binaries' cluster's).
+    let west_port = free_port();
+    let cfg = |own: &str| {
+        primary_patroni_config(
+            &env,
+            own,
+            api_port,
+            pg_port,
+            west_port,
+            &west_pgdata,
+            west_bins.bin_dir(),
+            &authority_url,
+            closed,
+        )
+    };
+    let (east_cfg, west_cfg) = (cfg("us-east"), cfg("eu-west"));
+    env.ok(&[
+        "--config",
+        west_cfg.to_str().unwrap(),
+        "region",
+        "replicate",
+        "--from",
+        "us-east",
+        "--to",
+        "eu-west",
+    ]);
+    let mut west = leader.clone();
+    west.port = west_port;
+    assert_eq!(common::pg::in_recovery(&rt, &west), Some(true));
+
+    let store = || {
+        rt.block_on(lifeboat_region::authority::AuthorityStore::connect(
+            lifeboat_region::authority::EtcdSettings::new(vec![authority_url.clone()]),
+        ))
+        .ok()
+    };
+    let east_lease = || {
+        store().and_then(|s| {
+            rt.block_on(s.lease_of("us-east"))
+                .ok()
+                .flatten()
+                .map(|l| l.lease_id)
+        })
+    };
+    let guarding = |d: &Daemon| {
+        let id = d.poll(FENCE_BOUND, "us-east's lease in etcd", &east_lease);
+        d.poll(
+            FENCE_BOUND,
+            "the agent to guard the Patroni primary",
+            || {
+                d.metric("lifeboat_fence_deadline_seconds{region=\"us-east\"}")
+                    .filter(|v| v.is_finite())
+            },
+        );
+        id
+    };
+
+    // --- (a) the agent loses etcd: the leader locks the application out ---
+    let d1 = Daemon::start(&env, &east_cfg, "patroni-east-a");
+    guarding(&d1);
+    let session = app_login(&rt, pg_port).expect("the application logs in while guarded");
+    assert!(
+        app_writes(&rt, &session),
+        "the guarded primary takes the application's writes"
+    );
+    authority.kill(&[0]);
+    d1.poll(
+        FENCE_BOUND,
+        "the application locked out of the Patroni leader",
+        || app_locked_out(&rt, pg_port, &session).then_some(()),
+    );
+    d1.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
+        d1.metric("lifeboat_fenced{region=\"us-east\"}")
+            .filter(|v| *v == 1.0)
+    });
+    let log = d1.log_text();
+    assert!(
+        log.contains("fence deadline") && log.contains("revoke_login"),
+        "{log}"
+    );
+    // Patroni does not undo it: after several more of its HA loops
+    // (loop_wait 1 s; `dcs_last_seen` moves on with each) its server still
+    // runs and leads, and the role still may not log in.
+    let seen = |s: &Value| s["dcs_last_seen"].as_u64();
+    let s = http_json(api_port, "/patroni").expect("GET /patroni");
+    let fenced_seen = seen(&s).unwrap_or_else(|| panic!("no dcs_last_seen in GET /patroni: {s}"));
+    common::poll(FENCE_BOUND, "three more Patroni HA loops", || {
+        http_json(api_port, "/patroni").filter(|s| seen(s).is_some_and(|t| t >= fenced_seen + 3))
+    });
+    let s = http_json(api_port, "/patroni").expect("GET /patroni");
+    assert!(
+        (s["role"] == "master" || s["role"] == "primary") && s["state"] == "running",
+        "{s}"
+    );
+    assert_eq!(app_login(&rt, pg_port).err(), Some(Some("28000".into())));
+    // The NOLOGIN is WAL: eu-west's standby replays it too.
+    common::poll(FENCE_BOUND, "the NOLOGIN replayed on eu-west", || {
+        (common::pg::names(
+            &rt,
+            &west,
+            &format!("SELECT rolcanlogin::text FROM pg_roles WHERE rolname = '{APP}'"),
+        ) == ["false"])
+        .then_some(())
+    });
+
+    // Between (a) and (b): that agent goes (its watchdog was released by
+    // the fence), the application's LOGIN is given back by hand, the
+    // authority's etcd returns, and a new agent guards the primary.
+    drop(d1);
+    rt.block_on(lifeboat_region::fence::postgres::restore_login(&leader))
+        .unwrap();
+    rt.block_on(authority.restart(&[0]));
+    rt.block_on(authority.wait_healthy(&[0]));
+    // The old lease goes first (etcd extends leases over its restart): a
+    // daemon that started while it lived would get none before its fence
+    // deadline, and fence the server (fence_daemon.rs, (d)).
+    common::poll(FENCE_BOUND, "the first agent's lease to expire", || {
+        east_lease().is_none().then_some(())
+    });
+    let session = app_login(&rt, pg_port).expect("the application logs in again after the unfence");
+    let d2 = Daemon::start(&env, &east_cfg, "patroni-east-b");
+    let id = guarding(&d2);
+    assert!(app_writes(&rt, &session));
+
+    // --- (b) the agent is SIGKILLed: its watchdog fences the leader -------
+    d2.signal(libc::SIGKILL);
+    common::poll(
+        FENCE_BOUND,
+        "the watchdog to lock the application out",
+        || app_locked_out(&rt, pg_port, &session).then_some(()),
+    );
+    // The fence is in place and the lease key still exists: no promotion
+    // could have come first (it waits for the key to be gone).
+    assert_eq!(
+        east_lease(),
+        Some(id),
+        "us-east's lease expired before the watchdog fenced the Patroni leader"
+    );
+    // The watchdog says so on the stderr it shares with the dead agent.
+    d2.poll(FENCE_BOUND, "the watchdog's own word", || {
+        d2.log_text()
+            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's Patroni leader")
+            .then_some(())
+    });
+    common::poll(FENCE_BOUND, "us-east's lease to expire", || {
+        east_lease().is_none().then_some(())
+    });
+
+    // --- (c) a failover from the fenced Patroni primary is decided and done
+    let d3 = Daemon::start(&env, &west_cfg, "patroni-west");
+    d3.poll(WAIT, "eu-west promoted by the automatic failover", || {
+        let view = env.ok_json(&[
+            "--config",
+            west_cfg.to_str().unwrap(),
+            "--json",
+            "region",
+            "authority",
+        ]);
+        let decision = &view["decision"];
+        assert_ne!(
+            decision["decision"], "refused",
+            "the failover from the fenced Patroni primary was refused: {view}"
+        );
+        (view["authority"]["primary"] == "eu-west" && view["authority"]["epoch"] == 2)
+            .then_some(view)
+    });
+    // The epoch is bumped before the promotion: the change then finishes.
+    d3.poll(WAIT, "eu-west promoted with epoch 2's row", || {
+        (common::pg::in_recovery(&rt, &west) == Some(false)
+            && common::pg::authority_epoch(&rt, &west) == Some(2))
+        .then_some(())
+    });
+    d3.poll(WAIT, "the automatic failover recorded", || {
+        let view = env.ok_json(&[
+            "--config",
+            west_cfg.to_str().unwrap(),
+            "--json",
+            "region",
+            "authority",
+        ]);
+        let kinds: Vec<String> = view["failovers"]
+            .as_array()?
+            .iter()
+            .filter_map(|f| f["kind"].as_str().map(str::to_string))
+            .collect();
+        (kinds == ["automatic"]).then_some(())
+    });
+    // The promotion gave the application its LOGIN back on eu-west (the
+    // NOLOGIN had replicated there), and it writes.
+    let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
+        app_login(&rt, west_port).ok()
+    });
+    assert!(app_writes(&rt, &on_west));
+    // The old primary stays fenced.
+    assert_eq!(app_login(&rt, pg_port).err(), Some(Some("28000".into())));
+    drop(d3);
+    drop(node);
+    drop(dcs);
 }

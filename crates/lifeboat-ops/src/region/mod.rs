@@ -10,6 +10,7 @@
 //! - [`route53`]: the `route53` provider's records and checks from the config.
 //! - [`status`]: `region status` and its overall verdict.
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
+//! - [`patroni_fence`]: the fence of a `manager: patroni` primary (revoke_login on its leader).
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
 //! - [`steering`]: which regions steering may answer under the authority.
 //! - [`failover`]: `region failover`, `region switchover`, `region authority`:
@@ -19,6 +20,7 @@ pub mod cnpg;
 pub mod conn;
 pub mod failover;
 pub mod patroni;
+pub mod patroni_fence;
 pub mod replicate;
 pub mod route53;
 pub mod status;

@@ -21,6 +21,6 @@ pub use guard::{GuardOutcome, run_guard};
 pub use method::FenceMethod;
 pub use postgres::{
     FenceError, FenceProbe, FenceReport, PostmasterStop, UnfenceReport, fence, probe_fenced,
-    stop_postmaster, unfence,
+    revoke_login_on, stop_postmaster, unfence,
 };
 pub use watchdog::{Feeder, Watchdog};

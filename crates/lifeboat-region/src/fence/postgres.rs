@@ -249,9 +249,37 @@ pub async fn fence(
     match method {
         FenceMethod::Stop => report.stopped = stop_server(target, timeout).await?,
         FenceMethod::RevokeLogin { roles } => {
-            revoke_login(target, roles, epoch, timeout, &mut report).await?
+            revoke_login(&target.conn, roles, epoch, timeout, &mut report).await?
         }
     }
+    report.took = started.elapsed();
+    Ok(report)
+}
+
+/// The RevokeLogin fence on the server behind `conn`, which Lifeboat need
+/// not run (no data directory: a Patroni cluster's leader, reached through
+/// its connect address). The same SQL as [`fence`] with
+/// [`FenceMethod::RevokeLogin`]; fails on a server in recovery (a replica
+/// cannot run `ALTER ROLE`: reach the leader).
+pub async fn revoke_login_on(
+    conn: &ConnConfig,
+    roles: &[String],
+    epoch: u64,
+    timeout: Duration,
+) -> Result<FenceReport, FenceError> {
+    let started = Instant::now();
+    let mut report = FenceReport {
+        method: FenceMethod::RevokeLogin {
+            roles: roles.to_vec(),
+        },
+        stopped: false,
+        roles_revoked: Vec::new(),
+        roles_already_nologin: Vec::new(),
+        roles_missing: Vec::new(),
+        sessions_terminated: 0,
+        took: Duration::ZERO,
+    };
+    revoke_login(conn, roles, epoch, timeout, &mut report).await?;
     report.took = started.elapsed();
     Ok(report)
 }
@@ -295,17 +323,17 @@ const FENCE_DDL: &str = "CREATE SCHEMA IF NOT EXISTS lifeboat; \
          role text PRIMARY KEY, revoked_at timestamptz NOT NULL, epoch bigint NOT NULL)";
 
 async fn revoke_login(
-    target: &StandbyTarget,
+    conn: &ConnConfig,
     roles: &[String],
     epoch: u64,
     timeout: Duration,
     report: &mut FenceReport,
 ) -> Result<(), FenceError> {
-    if let Some(own) = roles.iter().find(|r| **r == target.conn.user) {
+    if let Some(own) = roles.iter().find(|r| **r == conn.user) {
         return Err(FenceError::OwnRole { role: own.clone() });
     }
-    let db = heartbeat::lifeboat_db(&target.conn);
-    let mut client = heartbeat::ensure(&target.conn).await.map_err(|e| match e {
+    let db = heartbeat::lifeboat_db(conn);
+    let mut client = heartbeat::ensure(conn).await.map_err(|e| match e {
         heartbeat::HeartbeatError::Conn(c) => FenceError::Conn(c),
         other => FenceError::Sql {
             what: "opening the lifeboat database",

@@ -701,6 +701,12 @@ impl PatroniApi {
         })
     }
 
+    /// Replaces the per-request timeout (a fence has seconds, not tens).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// Replaces the backoff (tests use short ones).
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;

@@ -38,7 +38,10 @@ pub struct FailoverConfig {
     /// Default `2s`.
     #[serde(default, with = "lifeboat_repo::retention::opt_duration")]
     pub safety_margin: Option<TimeDelta>,
-    /// `stop` (the default) or `{revoke_login: {roles: [...]}}`.
+    /// `stop` (the default) or `{revoke_login: {roles: [...]}}`. With a
+    /// `manager: patroni` region only `revoke_login` (applied on the Patroni
+    /// leader) is accepted; without it no automatic failover leaves that
+    /// region (docs/failover.md, "The Patroni fence").
     #[serde(default)]
     pub fence: Option<FenceConfig>,
     /// Whether the daemons fail over on a confirmed region failure. Default

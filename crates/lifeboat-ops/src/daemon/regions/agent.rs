@@ -9,7 +9,9 @@
 //!   etcd has none), grant the region lease, renew it every
 //!   `renew_interval`; a lease etcd no longer knows is granted again.
 //! - Beside the primary, in agent mode (`pgdata` set, control `pg_ctl` or
-//!   `systemd`): the renewals run through [`fence::run_guard`], the fence
+//!   `systemd`; or a `manager: patroni` region with `failover.fence:
+//!   revoke_login`, whose fence is `region::patroni_fence`'s, on the
+//!   Patroni leader): the renewals run through [`fence::run_guard`], the fence
 //!   watchdog (`lifeboat fence-watchdog`) is started and fed every new
 //!   deadline (plus [`watchdog_slack`], so that a live agent's configured
 //!   fence comes first and the watchdog is the backstop for its death). At
@@ -50,6 +52,7 @@ use super::{metrics, named_standby, pause, server};
 use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
 use crate::daemon::{Daemon, stopped};
 use crate::region::failover::authority as auth;
+use crate::region::patroni_fence::{self, patroni_fenced};
 
 /// How long a fence (stop, or revoke and terminate) may take.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,10 +148,86 @@ pub fn agent_mode(r: &RegionConfig) -> bool {
     r.postgres.pgdata().is_some() && !matches!(r.postgres.control(), Some(ServerControl::Manager))
 }
 
+/// Whether the agent guards region `r` as its primary: agent mode, or a
+/// Patroni cluster it fences with `revoke_login` on the leader
+/// ([`patroni_fenced`]).
+pub fn guarded(r: &RegionConfig, f: &FailoverConfig) -> bool {
+    agent_mode(r) || patroni_fenced(r, f.fence.as_ref())
+}
+
+/// What the fence acts on.
+#[derive(Clone)]
+enum FenceTarget {
+    /// The server this daemon runs beside (`pgdata`): the configured method.
+    Local(Box<StandbyTarget>),
+    /// Region `name`'s Patroni cluster: revoke_login on its leader.
+    Patroni { name: String },
+}
+
+/// Runs `method` on `target`.
+async fn apply_fence(
+    d: &Daemon,
+    target: &FenceTarget,
+    method: &FenceMethod,
+    epoch: u64,
+) -> Result<fence::FenceReport, String> {
+    match target {
+        FenceTarget::Local(t) => fence::fence(t, method, epoch, FENCE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string()),
+        FenceTarget::Patroni { name } => {
+            let FenceMethod::RevokeLogin { roles } = method else {
+                return Err("a Patroni cluster is fenced with revoke_login only".into());
+            };
+            let r = d
+                .ctx
+                .config
+                .as_ref()
+                .ok_or("no configuration")?
+                .region(name)
+                .map_err(|e| e.to_string())?;
+            patroni_fence::fence(&d.ctx, name, r, roles, epoch, FENCE_TIMEOUT).await
+        }
+    }
+}
+
+/// The configuration file as an absolute path, for the watchdog (it runs
+/// in `/`): the one given, else `./lifeboat.yaml`.
+fn config_path(d: &Daemon) -> std::io::Result<std::path::PathBuf> {
+    let p = d
+        .ctx
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| crate::context::DEFAULT_CONFIG.into());
+    std::fs::canonicalize(p)
+}
+
 /// The watchdog's argument vector: this program, `fence-watchdog`, the data
-/// directory, and for systemd control the unit's immediate stop.
-fn watchdog_argv(r: &RegionConfig) -> std::io::Result<Vec<OsString>> {
+/// directory, and for systemd control the unit's immediate stop. For a
+/// Patroni region (no data directory here): the configuration file, the
+/// region and the epoch; the watchdog reads the connection and the roles
+/// from the file and the secrets from where it says (the environment it
+/// inherits, files), never from the command line.
+fn watchdog_argv(
+    d: &Daemon,
+    name: &str,
+    r: &RegionConfig,
+    epoch: u64,
+) -> std::io::Result<Vec<OsString>> {
     let exe = std::env::current_exe()?;
+    if !agent_mode(r) {
+        return Ok(vec![
+            exe.into(),
+            "--config".into(),
+            config_path(d)?.into(),
+            "fence-watchdog".into(),
+            "--patroni-region".into(),
+            name.into(),
+            "--epoch".into(),
+            epoch.to_string().into(),
+        ]);
+    }
     let pgdata = r.postgres.pgdata().unwrap_or(std::path::Path::new("/"));
     let mut argv: Vec<OsString> = vec![
         exe.into(),
@@ -303,6 +382,14 @@ impl Agent {
         self.config().region(&self.region).ok()
     }
 
+    /// Whether this daemon guards its region's server as primary ([`guarded`]).
+    fn guarded(&self) -> bool {
+        match (self.region_config(), self.config().failover.as_ref()) {
+            (Some(r), Some(f)) => guarded(r, f),
+            _ => false,
+        }
+    }
+
     async fn connect(&self) -> Option<AuthorityStore> {
         match auth::connect(&self.d.ctx, self.config()).await {
             Ok(s) => {
@@ -371,10 +458,10 @@ impl Agent {
         if r.primary != self.region || self.fenced {
             return false;
         }
-        let agent = self.region_config().is_some_and(agent_mode);
+        let agent = self.guarded();
         if !agent && !self.told_no_agent {
             self.told_no_agent = true;
-            tracing::warn!(region = %self.region, "this region is the authority's primary but not in agent mode (regions.<name>.postgres.pgdata with control pg_ctl or systemd): the daemon holds its lease but cannot fence its server or start the watchdog");
+            tracing::warn!(region = %self.region, "this region is the authority's primary but not in agent mode (regions.<name>.postgres.pgdata with control pg_ctl or systemd; for manager: patroni, failover.fence revoke_login): the daemon holds its lease but cannot fence its server or start the watchdog");
         }
         agent
     }
@@ -586,7 +673,7 @@ impl Agent {
     /// A server in recovery, stopped or unreachable is left alone. Agent
     /// mode only; a fenced server stays fenced.
     async fn guard_without_lease(&mut self) {
-        if self.fenced || !self.region_config().is_some_and(agent_mode) {
+        if self.fenced || !self.guarded() {
             return;
         }
         if Instant::now() < self.timing.deadline(self.last_renewed()) {
@@ -755,11 +842,17 @@ impl Agent {
         }
     }
 
-    /// The region's server as a fence target (agent mode only).
-    async fn target(&self) -> Option<StandbyTarget> {
+    /// The region's server as a fence target (agent mode, or a Patroni
+    /// cluster fenced on its leader).
+    async fn target(&self) -> Option<FenceTarget> {
         let r = self.region_config()?;
         if !agent_mode(r) {
-            tracing::error!(region = %self.region, "cannot fence this region's server: it is not in agent mode (set regions.<name>.postgres.pgdata and control pg_ctl or systemd); fence it by hand");
+            if self.guarded() {
+                return Some(FenceTarget::Patroni {
+                    name: self.region.clone(),
+                });
+            }
+            tracing::error!(region = %self.region, "cannot fence this region's server: it is not in agent mode (set regions.<name>.postgres.pgdata and control pg_ctl or systemd; for manager: patroni, failover.fence revoke_login); fence it by hand");
             return None;
         }
         let conn = server(&self.d.ctx, self.config(), &self.region)
@@ -778,7 +871,7 @@ impl Agent {
         )
         .await
         {
-            Ok(t) => Some(t),
+            Ok(t) => Some(FenceTarget::Local(Box::new(t))),
             Err(e) => {
                 tracing::error!(error = %e, "describing this region's server for the fence failed");
                 None
@@ -791,9 +884,7 @@ impl Agent {
     /// server at once. Returns whether the server is fenced.
     async fn fence_now(&mut self, epoch: u64, why: &str) -> bool {
         let result = match self.target().await {
-            Some(t) => fence::fence(&t, &self.method, epoch, FENCE_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string()),
+            Some(t) => apply_fence(&self.d, &t, &self.method, epoch).await,
             None => Err("no fence target".to_string()),
         };
         self.after_fence(result, why).await
@@ -863,7 +954,7 @@ impl Agent {
     }
 
     /// Starts the watchdog when none runs.
-    async fn ensure_watchdog(&self) -> bool {
+    async fn ensure_watchdog(&self, epoch: u64) -> bool {
         let mut slot = self.feeder.lock().await;
         if slot.is_some() {
             return true;
@@ -871,7 +962,7 @@ impl Agent {
         let Some(r) = self.region_config() else {
             return false;
         };
-        let argv = match watchdog_argv(r) {
+        let argv = match watchdog_argv(&self.d, &self.region, r, epoch) {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot find this program to start the fence watchdog");
@@ -910,7 +1001,7 @@ impl Agent {
         let first = self
             .timing
             .deadline_with_ttl(lease_sent, lease.lock().await.ttl());
-        if self.ensure_watchdog().await
+        if self.ensure_watchdog(epoch).await
             && let Some(f) = self.feeder.lock().await.as_mut()
             && let Err(e) = f.feed(first + slack).await
         {
@@ -919,11 +1010,15 @@ impl Agent {
         tracing::info!(region = %self.region, epoch, "guarding the primary: renewing the lease, fencing at the deadline");
         // Named but not promoted yet, and down: started again under the
         // watchdog armed above (named_standby.rs says why).
-        let starter = tokio::spawn(named_standby::keep_started(
-            target.clone(),
-            self.timing.renew_interval,
-            STANDBY_START_TIMEOUT,
-        ));
+        // (A Patroni cluster is started by Patroni.)
+        let starter = match &target {
+            FenceTarget::Local(t) => tokio::spawn(named_standby::keep_started(
+                t.as_ref().clone(),
+                self.timing.renew_interval,
+                STANDBY_START_TIMEOUT,
+            )),
+            FenceTarget::Patroni { .. } => tokio::spawn(async {}),
+        };
         let deadline = Arc::new(std::sync::Mutex::new(Some(first)));
         let (expired_tx, mut expired_rx) = watch::channel(false);
         // The authority, read every renew interval while guarding.
@@ -982,7 +1077,9 @@ impl Agent {
             );
             let (region, timing, expired_tx) =
                 (self.region.clone(), self.timing, expired_tx.clone());
-            let argv = self.region_config().and_then(|r| watchdog_argv(r).ok());
+            let argv = self
+                .region_config()
+                .and_then(|r| watchdog_argv(&self.d, &self.region, r, epoch).ok());
             move || {
                 let (lease, feeder, deadline, last, region, expired_tx, argv, keeper) = (
                     Arc::clone(&lease),
@@ -1052,6 +1149,7 @@ impl Agent {
         };
         let method = self.method.clone();
         let fence_target = target.clone();
+        let fence_d = Arc::clone(&self.d);
         let d = Arc::clone(&self.d);
         let cancel = async move {
             let mut rx = d.shutdown.subscribe();
@@ -1071,11 +1169,7 @@ impl Agent {
             lease_sent,
             ttl,
             renew,
-            move || async move {
-                fence::fence(&fence_target, &method, epoch, FENCE_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string())
-            },
+            move || async move { apply_fence(&fence_d, &fence_target, &method, epoch).await },
             cancel,
         )
         .await;

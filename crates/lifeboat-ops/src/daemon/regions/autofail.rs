@@ -663,9 +663,10 @@ impl Auto {
 }
 
 /// A failover decided from a primary region its agent cannot fence
-/// (`manager: patroni` or `cnpg`) is refused here, with the driver's own
-/// words ([`driver::manager_guard`]), so that no daemon campaigns for a
-/// change the driver would refuse, and the decision says what to do.
+/// (`manager: cnpg`, or `patroni` without `failover.fence: revoke_login`)
+/// is refused here, with the driver's own words
+/// ([`driver::manager_guard`]), so that no daemon campaigns for a change
+/// the driver would refuse, and the decision says what to do.
 fn unfenceable(config: &Config, primary: &str, decision: Decision) -> Decision {
     let Decision::Failover { to, .. } = &decision else {
         return decision;
@@ -675,7 +676,20 @@ fn unfenceable(config: &Config, primary: &str, decision: Decision) -> Decision {
             .map(|r| r.postgres.manager())
             .unwrap_or_default()
     };
-    match driver::manager_guard(Kind::Automatic, primary, manager(primary), to, manager(to)) {
+    let fenced = crate::region::replicate::region(config, primary).is_ok_and(|r| {
+        crate::region::patroni_fence::patroni_fenced(
+            r,
+            config.failover.as_ref().and_then(|f| f.fence.as_ref()),
+        )
+    });
+    match driver::manager_guard(
+        Kind::Automatic,
+        primary,
+        manager(primary),
+        fenced,
+        to,
+        manager(to),
+    ) {
         Ok(()) => decision,
         Err(e) => Decision::Refused {
             why: match &e.hint {
@@ -805,45 +819,54 @@ mod tests {
     }
 
     /// A confirmed failover from a primary its agent cannot fence is
-    /// refused with what to do; to a managed region it stands.
+    /// refused with what to do; to a managed region it stands; from a
+    /// Patroni primary it stands only with the revoke_login fence.
     #[test]
     fn unfenceable_primary_table() {
-        let yaml = |us: &str, eu: &str| {
+        let yaml = |us: &str, eu: &str, failover: &str| {
             format!(
-                "repository: {{url: /tmp/r}}\nregions:\n  us-east:\n    postgres: {{url: \"postgresql://u@h/d\", role: primary{us}}}\n  eu-west:\n    postgres: {{url: \"postgresql://u@h2/d\", role: standby, replicates_from: us-east{eu}}}\n"
+                "repository: {{url: /tmp/r}}\nregions:\n  us-east:\n    postgres: {{url: \"postgresql://u@h/d\", role: primary{us}}}\n  eu-west:\n    postgres: {{url: \"postgresql://u@h2/d\", role: standby, replicates_from: us-east{eu}}}\n{failover}"
             )
         };
         let patroni = ", manager: patroni, patroni: {url: \"http://p:8008\"}";
         let cnpg = ", manager: cnpg, cnpg: {namespace: db, cluster: pg}";
+        let revoke = "failover:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\n  fence: {revoke_login: {roles: [app]}}\n";
+        let default_fence = "failover:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\n";
         let failover = || Decision::Failover {
             to: "eu-west".into(),
             confirmed_by: vec!["witness".into()],
             heartbeat_age: Duration::from_secs(1),
             byte_lag: None,
         };
-        for (us, eu, refused) in [
-            ("", "", false),
-            ("", patroni, false),
-            ("", cnpg, false),
-            (patroni, "", true),
-            (cnpg, patroni, true),
+        for (us, eu, fo, refused) in [
+            ("", "", "", false),
+            ("", patroni, "", false),
+            ("", cnpg, "", false),
+            (patroni, "", "", true),
+            (patroni, "", default_fence, true),
+            (cnpg, patroni, "", true),
+            // the Patroni primary's agent revokes LOGIN on its leader
+            (patroni, "", revoke, false),
+            (patroni, patroni, revoke, false),
+            // no fence of Lifeboat's for CloudNativePG, whatever the method
+            (cnpg, "", revoke, true),
         ] {
-            let config = crate::config::parse(&yaml(us, eu), "test.yaml").unwrap();
+            let config = crate::config::parse(&yaml(us, eu, fo), "test.yaml").unwrap();
             match unfenceable(&config, "us-east", failover()) {
                 Decision::Refused { why } => {
-                    assert!(refused, "{us} → {eu}: {why}");
+                    assert!(refused, "{us} → {eu} ({fo}): {why}");
                     assert!(why.contains("cannot fence"), "{why}");
                     assert!(
                         why.contains("lifeboat region failover --to eu-west"),
                         "{why}"
                     );
                 }
-                Decision::Failover { .. } => assert!(!refused, "{us} → {eu}"),
+                Decision::Failover { .. } => assert!(!refused, "{us} → {eu} ({fo})"),
                 other => panic!("{other:?}"),
             }
         }
         // Other decisions pass through.
-        let config = crate::config::parse(&yaml(patroni, ""), "test.yaml").unwrap();
+        let config = crate::config::parse(&yaml(patroni, "", ""), "test.yaml").unwrap();
         assert!(matches!(
             unfenceable(
                 &config,

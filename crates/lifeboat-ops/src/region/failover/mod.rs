@@ -332,9 +332,21 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
             "{from} is the primary already (per the authority in etcd): nothing to change"
         )));
     }
-    let from_manager = region(config, from)?.postgres.manager();
+    let from_region = region(config, from)?;
+    let from_manager = from_region.postgres.manager();
     let to_manager = region(config, &req.to)?.postgres.manager();
-    manager_guard(req.kind, from, from_manager, &req.to, to_manager)?;
+    let from_fenced = crate::region::patroni_fence::patroni_fenced(
+        from_region,
+        config.failover.as_ref().and_then(|f| f.fence.as_ref()),
+    );
+    manager_guard(
+        req.kind,
+        from,
+        from_manager,
+        from_fenced,
+        &req.to,
+        to_manager,
+    )?;
     // An automatic change follows a failure that a majority of vantage
     // points confirmed: the old primary is not looked at (a partitioned
     // one would cost OLD_PRIMARY_BOUND of the RTO for nothing; a second
@@ -357,16 +369,20 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
 ///   directory (or restarts it, rolling back): steps Lifeboat does for
 ///   servers it runs itself, so both regions must be `manager: postgres`;
 /// - an old primary that Lifeboat does not run (`patroni`, `cnpg`) has no
-///   fence of Lifeboat's: its daemon cannot stop or lock out a server its
-///   manager restarts, so its lease expiring proves nothing about it. An
-///   automatic failover from it is refused (it could leave two writable
-///   primaries); a manual one is the operator's word that it is fenced, and
-///   is refused still when the old primary answers as a primary
+///   fence of Lifeboat's, except a `patroni` one with `failover.fence:
+///   revoke_login` (`from_fenced`: its agent revokes the application's
+///   LOGIN on the Patroni leader, `region::patroni_fence`): the daemon
+///   cannot stop a server its manager restarts, so without that fence its
+///   lease expiring proves nothing about it. An automatic failover from an
+///   unfenced one is refused (it could leave two writable primaries); a
+///   manual one is the operator's word that it is fenced, and is refused
+///   still when the old primary answers as a primary
 ///   ([`same_server_guard`]).
 pub(crate) fn manager_guard(
     kind: Kind,
     from: &str,
     from_manager: PgManager,
+    from_fenced: bool,
     to: &str,
     to_manager: PgManager,
 ) -> Result<()> {
@@ -389,7 +405,13 @@ pub(crate) fn manager_guard(
         }
         return Ok(());
     }
-    if from_manager != PgManager::Postgres && kind == Kind::Automatic {
+    if from_manager != PgManager::Postgres && !from_fenced && kind == Kind::Automatic {
+        let patroni = if from_manager == PgManager::Patroni {
+            " (for a Patroni primary, set failover.fence to {revoke_login: {roles: [...]}} with \
+             the application's roles: its agent then fences the Patroni leader)"
+        } else {
+            ""
+        };
         return Err(Error::usage(format!(
             "regions.{from}.postgres.manager is {from_manager}: Lifeboat's agent cannot fence a \
              {from_manager} cluster (its manager restarts what the agent stops), so its lease \
@@ -399,7 +421,7 @@ pub(crate) fn manager_guard(
         .with_hint(format!(
             "fence {from} yourself (Patroni: `patronictl pause`, then stop PostgreSQL on every \
              member; CloudNativePG: hibernate the Cluster), then run `lifeboat region failover \
-             --to {to}`"
+             --to {to}`{patroni}"
         )));
     }
     Ok(())
@@ -576,40 +598,69 @@ mod tests {
     use super::*;
     use PgManager::{Cnpg, Patroni, Postgres};
 
-    /// What each kind of change allows for each pair of managers.
+    /// What each kind of change allows for each pair of managers, with
+    /// and without a fence of Lifeboat's for a managed old primary.
     #[test]
     fn manager_guard_table() {
+        // (kind, from, from fenced, to, refusal's words)
         let cases = [
             // Failover to any manager, from a postgres primary.
-            (Kind::Manual, Postgres, Postgres, None),
-            (Kind::Manual, Postgres, Patroni, None),
-            (Kind::Manual, Postgres, Cnpg, None),
-            (Kind::Automatic, Postgres, Patroni, None),
-            (Kind::Automatic, Postgres, Cnpg, None),
+            (Kind::Manual, Postgres, false, Postgres, None),
+            (Kind::Manual, Postgres, false, Patroni, None),
+            (Kind::Manual, Postgres, false, Cnpg, None),
+            (Kind::Automatic, Postgres, false, Patroni, None),
+            (Kind::Automatic, Postgres, false, Cnpg, None),
             // A manual failover from a managed primary: the operator fenced it
             // (a running one is refused by the same-server guard).
-            (Kind::Manual, Patroni, Postgres, None),
-            (Kind::Manual, Cnpg, Patroni, None),
-            // Automatic from a primary Lifeboat cannot fence: refused.
-            (Kind::Automatic, Patroni, Postgres, Some("cannot fence")),
-            (Kind::Automatic, Cnpg, Cnpg, Some("cannot fence")),
-            // Switchover: postgres on both sides only.
-            (Kind::Switchover, Postgres, Postgres, None),
+            (Kind::Manual, Patroni, false, Postgres, None),
+            (Kind::Manual, Cnpg, false, Patroni, None),
+            // Automatic from a primary Lifeboat cannot fence: refused, and
+            // for Patroni the hint names the fence that would allow it.
+            (
+                Kind::Automatic,
+                Patroni,
+                false,
+                Postgres,
+                Some("cannot fence"),
+            ),
+            (
+                Kind::Automatic,
+                Patroni,
+                false,
+                Postgres,
+                Some("revoke_login"),
+            ),
+            (Kind::Automatic, Cnpg, false, Cnpg, Some("cannot fence")),
+            // Automatic from a Patroni primary its agent fences (revoke_login
+            // on the leader): allowed, to any manager.
+            (Kind::Automatic, Patroni, true, Postgres, None),
+            (Kind::Automatic, Patroni, true, Patroni, None),
+            // Switchover: postgres on both sides only, fence or not.
+            (Kind::Switchover, Postgres, false, Postgres, None),
             (
                 Kind::Switchover,
                 Postgres,
+                false,
                 Patroni,
                 Some("eu-west.postgres.manager is patroni"),
             ),
             (
                 Kind::Switchover,
+                Patroni,
+                true,
+                Postgres,
+                Some("us-east.postgres.manager is patroni"),
+            ),
+            (
+                Kind::Switchover,
                 Cnpg,
+                false,
                 Postgres,
                 Some("us-east.postgres.manager is cnpg"),
             ),
         ];
-        for (kind, from, to, want) in cases {
-            let got = manager_guard(kind, "us-east", from, "eu-west", to);
+        for (kind, from, fenced, to, want) in cases {
+            let got = manager_guard(kind, "us-east", from, fenced, "eu-west", to);
             match (got, want) {
                 (Ok(()), None) => {}
                 (Err(e), Some(w)) => {
@@ -621,8 +672,15 @@ mod tests {
                     );
                     assert_eq!(e.kind.code(), 2, "a usage refusal: {text}");
                 }
-                (got, want) => panic!("{kind:?} {from} → {to}: {got:?}, wanted {want:?}"),
+                (got, want) => {
+                    panic!("{kind:?} {from} (fenced {fenced}) → {to}: {got:?}, wanted {want:?}")
+                }
             }
         }
+        // A CloudNativePG primary has no fence of Lifeboat's: the Patroni
+        // hint is not given for it.
+        let e = manager_guard(Kind::Automatic, "us-east", Cnpg, false, "eu-west", Postgres)
+            .unwrap_err();
+        assert!(!e.hint.unwrap_or_default().contains("revoke_login"));
     }
 }
