@@ -118,6 +118,21 @@ pub struct FenceReport {
     pub took: Duration,
 }
 
+impl FenceReport {
+    /// The report of a fence with `method` before it did anything.
+    fn nothing_yet(method: FenceMethod) -> FenceReport {
+        FenceReport {
+            method,
+            stopped: false,
+            roles_revoked: Vec::new(),
+            roles_already_nologin: Vec::new(),
+            roles_missing: Vec::new(),
+            sessions_terminated: 0,
+            took: Duration::ZERO,
+        }
+    }
+}
+
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
@@ -237,15 +252,7 @@ pub async fn fence(
     timeout: Duration,
 ) -> Result<FenceReport, FenceError> {
     let started = Instant::now();
-    let mut report = FenceReport {
-        method: method.clone(),
-        stopped: false,
-        roles_revoked: Vec::new(),
-        roles_already_nologin: Vec::new(),
-        roles_missing: Vec::new(),
-        sessions_terminated: 0,
-        took: Duration::ZERO,
-    };
+    let mut report = FenceReport::nothing_yet(method.clone());
     match method {
         FenceMethod::Stop => report.stopped = stop_server(target, timeout).await?,
         FenceMethod::RevokeLogin { roles } => {
@@ -268,17 +275,9 @@ pub async fn revoke_login_on(
     timeout: Duration,
 ) -> Result<FenceReport, FenceError> {
     let started = Instant::now();
-    let mut report = FenceReport {
-        method: FenceMethod::RevokeLogin {
-            roles: roles.to_vec(),
-        },
-        stopped: false,
-        roles_revoked: Vec::new(),
-        roles_already_nologin: Vec::new(),
-        roles_missing: Vec::new(),
-        sessions_terminated: 0,
-        took: Duration::ZERO,
-    };
+    let mut report = FenceReport::nothing_yet(FenceMethod::RevokeLogin {
+        roles: roles.to_vec(),
+    });
     revoke_login(conn, roles, epoch, timeout, &mut report).await?;
     report.took = started.elapsed();
     Ok(report)
