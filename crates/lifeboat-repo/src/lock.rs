@@ -16,10 +16,13 @@
 //! process judges it stale when it has not been refreshed for
 //! [`LockOptions::stale_after`], measured against that same clock (its
 //! "now" is the storage time of its own lock). A lock also names a random
-//! per-process `instance` id, its host's boot id and its PID namespace: a
-//! lock whose holder's PID no longer runs is stale at once only when it was
-//! written on this very kernel and PID namespace (containers sharing a
-//! hostname do not share PIDs, so hostname and PID alone prove nothing).
+//! per-process `instance` id, its host's boot id, its PID namespace and its
+//! holder's start time: a lock whose holder no longer runs is stale at once
+//! only when it was written on this very kernel and PID namespace
+//! (containers sharing a hostname do not share PIDs, so hostname and PID
+//! alone prove nothing). The holder runs when a process with its PID and
+//! its start time runs (a PID reused by another process proves nothing);
+//! a lock written before start times were recorded is judged by its PID.
 //!
 //! **Losing a lock.** A refresh first checks that the lock still exists. If
 //! it was removed (`unlock --all`, or another process judged it stale), or
@@ -86,6 +89,13 @@ pub struct LockDoc {
     pub boot_id: Option<String>,
     #[serde(default)]
     pub pid_namespace: Option<String>,
+    /// The holder's start time: field 22 of `/proc/<pid>/stat` (clock
+    /// ticks since boot, so it means something only with `boot_id`). A
+    /// process with `pid` but another start time is not the holder (the
+    /// PID was reused). Absent in locks written before it existed: those
+    /// are judged by the PID alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 /// This process's random instance id (written into every lock it takes).
@@ -167,16 +177,50 @@ impl LockEntry {
     }
 }
 
-/// Whether process `pid` runs: it exists and is not a zombie (a killed
-/// process its parent has not waited for yet runs no more code).
-fn pid_alive(pid: u32) -> bool {
+/// What `/proc/<pid>/stat` says: the state letter and the start time
+/// (field 22, clock ticks since boot). `None`: no such process.
+fn proc_stat(pid: u32) -> Option<(Option<char>, Option<u64>)> {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_none_or(|state| state != 'Z' && state != 'X'),
-        Err(_) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        // `pid (comm) S ppid …`: the fields after the last `)` (comm may
+        // hold one) are field 3 (the state) onwards.
+        Ok(stat) => {
+            let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let mut fields = rest.split_ascii_whitespace();
+            let state = fields.next().and_then(|f| f.chars().next());
+            // Field 22 is the 20th after the `)`; the state was the 1st.
+            let start = fields.nth(18).and_then(|f| f.parse().ok());
+            Some((state, start))
+        }
+        Err(_) => std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some((None, None)),
+    }
+}
+
+/// This process's start time (field 22 of `/proc/self/stat`).
+fn own_start_time() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
+    *START.get_or_init(|| proc_stat(std::process::id()).and_then(|(_, start)| start))
+}
+
+/// Whether the holder that wrote `doc` runs (call only for a lock written
+/// in this PID space: [`in_this_pid_space`]): a process with its PID
+/// exists, is not a zombie (a killed process its parent has not waited for
+/// yet runs no more code), and, when the lock records its start time,
+/// started then (else the PID was reused by another process). A lock
+/// without a start time (written before it was recorded) is judged by the
+/// PID alone.
+fn holder_runs(doc: &LockDoc) -> bool {
+    match proc_stat(doc.pid) {
+        None => false,
+        Some((state, start)) => {
+            state.is_none_or(|s| s != 'Z' && s != 'X')
+                && match (doc.start_time, start) {
+                    (Some(recorded), Some(now)) => recorded == now,
+                    // Unreadable start time: the PID alone, as before.
+                    _ => true,
+                }
+        }
     }
 }
 
@@ -197,7 +241,7 @@ fn is_stale(
     now: DateTime<Utc>,
     stale_after: Duration,
 ) -> bool {
-    if in_this_pid_space(doc) && doc.instance != instance_id() && !pid_alive(doc.pid) {
+    if in_this_pid_space(doc) && doc.instance != instance_id() && !holder_runs(doc) {
         return true;
     }
     now.signed_duration_since(refreshed)
@@ -505,6 +549,7 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         instance: instance_id().to_string(),
         boot_id: boot_id(),
         pid_namespace: pid_namespace(),
+        start_time: own_start_time(),
     };
     let storage = repo.storage();
     storage
@@ -577,7 +622,10 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
 /// Removes the lock `id` (its id, as `describe` and `if_gone` name it, or
 /// a prefix naming only it), stale or not: for a holder known to be gone
 /// whose lock has not gone stale yet (another host's or container's, whose
-/// process this host cannot see). Returns it.
+/// process this host cannot see). Refused when its holder visibly runs on
+/// this host ([`holder_runs`]). A lock that taking `unlock`'s own lock
+/// already removed as stale (e.g. its PID now another process's) counts as
+/// removed by this call. Returns it.
 pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
     if id.is_empty() {
         return Err(RepoError::Invalid {
@@ -588,19 +636,24 @@ pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
     let own = acquire(repo, LockMode::Shared, "unlock").await?;
     let now = own.created();
     let result = async {
-        let matching: Vec<LockEntry> = list_locks(repo, now)
-            .await?
-            .into_iter()
-            .filter(|l| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id))
-            .collect();
+        let named = |l: &LockEntry| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id);
+        // Taking our own lock removed the stale ones it saw (a holder gone
+        // from this host, or whose PID another process now has): one of
+        // them may be the lock named.
+        let mut matching: Vec<LockEntry> = own.swept.iter().filter(|l| named(l)).cloned().collect();
+        let swept = matching.len();
+        matching.extend(list_locks(repo, now).await?.into_iter().filter(|l| named(l)));
         match matching.as_slice() {
+            [one] if swept == 1 => Ok(one.clone()),
             // Its holder runs here: removing the lock would let, say, a
             // prune delete what a running backup is writing.
-            [one] if in_this_pid_space(&one.doc) && pid_alive(one.doc.pid) => {
+            [one] if in_this_pid_space(&one.doc) && holder_runs(&one.doc) => {
                 Err(RepoError::Invalid {
                     what: BadInput::Parameter,
                     message: format!(
-                        "{}: process {} still runs on this host, so its lock still protects what it                          does; stop it first (kill -TERM {}), after which the next operation finds                          the lock stale; nothing was removed",
+                        "{}: process {} still runs on this host, so its lock still protects what it \
+                         does; stop it first (kill -TERM {}), after which the next operation finds \
+                         the lock stale; nothing was removed",
                         one.describe(),
                         one.doc.pid,
                         one.doc.pid

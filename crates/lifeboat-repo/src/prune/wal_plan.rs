@@ -216,6 +216,7 @@ mod tests {
                 instance: "other".into(),
                 boot_id: None,
                 pid_namespace: None,
+                start_time: None,
             },
             refreshed: t(99),
             stale_at: t(129),
