@@ -24,6 +24,15 @@
 //! its start time runs (a PID reused by another process proves nothing);
 //! a lock written before start times were recorded is judged by its PID.
 //!
+//! **Locks this build cannot read.** A reader ignores fields it does not
+//! know (a newer Lifeboat adds some). A lock it cannot open or parse at all
+//! (damaged, not a lock, or a newer `version`) is not ignored: it counts as
+//! held, exclusive, by an unknown holder until it goes stale by its storage
+//! time, like any other ([`LockEntry::unreadable`]); `unlock --id` removes
+//! it at any time. The repository key is checked when the repository is
+//! opened, before any lock is read, so a wrong key never shows as locks
+//! that cannot be read.
+//!
 //! **Losing a lock.** A refresh first checks that the lock still exists. If
 //! it was removed (`unlock --all`, or another process judged it stale), or
 //! refreshes keep failing until the lock has gone unrefreshed for half of
@@ -68,8 +77,11 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// A lock document. Readers ignore fields they do not know (a newer
+/// Lifeboat's), so new fields need no new `version`; a `version` newer than
+/// [`DOC_VERSION`] is refused by [`open_doc`], and such a lock counts as
+/// held by an unknown holder (see [`LockEntry::unreadable`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LockDoc {
     pub version: u64,
     pub mode: LockMode,
@@ -121,11 +133,43 @@ fn pid_namespace() -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+impl LockDoc {
+    /// What a lock that could not be read is taken to say: every rule that
+    /// reads a lock then errs on the side of the unknown holder. Exclusive
+    /// (it conflicts with prune and check), created at 1970-01-01 (older
+    /// than anything prune compares it with, so it holds back every pack
+    /// and WAL object), operation `unknown` (not one that never reads WAL),
+    /// no instance (never this process's own) and no boot id or PID
+    /// namespace (its PID, 0, is never judged: only its storage time makes
+    /// it stale).
+    fn unknown_holder() -> Self {
+        Self {
+            version: DOC_VERSION,
+            mode: LockMode::Exclusive,
+            operation: "unknown".into(),
+            hostname: "unknown".into(),
+            username: "unknown".into(),
+            pid: 0,
+            created: DateTime::<Utc>::UNIX_EPOCH,
+            instance: String::new(),
+            boot_id: None,
+            pid_namespace: None,
+            start_time: None,
+        }
+    }
+}
+
 /// A lock found in the repository.
 #[derive(Debug, Clone)]
 pub struct LockEntry {
     pub key: String,
+    /// What the lock says; for an unreadable one, [`LockDoc::unknown_holder`].
     pub doc: LockDoc,
+    /// Why the lock could not be opened or parsed (damaged, not a lock, or
+    /// written by a newer Lifeboat), when it could not. Such a lock counts
+    /// as held, exclusive, by an unknown holder until it is stale by its
+    /// storage time (`stale_at`); its messages say so.
+    pub unreadable: Option<String>,
     /// Last refresh, by the storage clock.
     pub refreshed: DateTime<Utc>,
     /// When it goes stale unless refreshed again: `refreshed` plus
@@ -136,6 +180,16 @@ pub struct LockEntry {
 
 impl LockEntry {
     pub fn describe(&self) -> String {
+        if let Some(why) = &self.unreadable {
+            return format!(
+                "lock {} could not be read ({why}): it counts as an exclusive lock held by an \
+                 unknown holder, last written {}, and stops counting at {} (unwritten for the \
+                 stale age)",
+                id_of_key(&self.key),
+                self.refreshed.format("%Y-%m-%d %H:%M:%S UTC"),
+                self.stale_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            );
+        }
         format!(
             "{} lock for {} held by pid {} on {} (user {}, instance {}) since {}, last refreshed {}",
             match self.doc.mode {
@@ -158,8 +212,18 @@ impl LockEntry {
 
     /// What to do when its holder is gone (killed, its host or pod gone)
     /// while the lock is not stale yet: when it stops counting on its own,
-    /// and the command that removes it now.
+    /// and the command that removes it now. For an unreadable lock (whose
+    /// `describe` says when it stops counting): only that command.
     pub fn if_gone(&self) -> String {
+        if self.unreadable.is_some() {
+            // `describe` said when it stops counting; there is no process
+            // to name.
+            return format!(
+                "it has no holder this Lifeboat can check: once no newer Lifeboat is working on \
+                 this repository, remove it now with `lifeboat unlock --id {}`",
+                id_of_key(&self.key)
+            );
+        }
         format!(
             "if process {} on {} is gone (killed, or its host or container gone), its lock stops \
              counting at {} (unrefreshed for the stale age), or remove it now with \
@@ -244,6 +308,12 @@ fn is_stale(
     if in_this_pid_space(doc) && doc.instance != instance_id() && !holder_runs(doc) {
         return true;
     }
+    unrefreshed_for(refreshed, now, stale_after)
+}
+
+/// Not refreshed for `stale_after` by the storage clock: the one rule that
+/// also judges an unreadable lock.
+fn unrefreshed_for(refreshed: DateTime<Utc>, now: DateTime<Utc>, stale_after: Duration) -> bool {
     now.signed_duration_since(refreshed)
         .to_std()
         .map(|age| age > stale_after)
@@ -252,6 +322,9 @@ fn is_stale(
 
 /// Every lock in the repository, with staleness judged against `now`, a
 /// time by the storage clock (e.g. a lock of one's own: [`LockGuard::created`]).
+/// A lock that cannot be opened or parsed is listed too, as held by an
+/// unknown holder ([`LockEntry::unreadable`]); an error reading the storage
+/// fails the listing.
 pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<LockEntry>> {
     let stale_after = repo.lock_options().stale_after;
     let mut out = Vec::new();
@@ -261,20 +334,27 @@ pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Loc
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
-        match open_doc::<LockDoc>(repo.key(), "lock", &o.key, &bytes) {
+        let (doc, unreadable, stale) = match open_doc::<LockDoc>(repo.key(), "lock", &o.key, &bytes)
+        {
             Ok(doc) => {
                 let stale = is_stale(&doc, o.last_modified, now, stale_after);
-                out.push(LockEntry {
-                    key: o.key,
-                    doc,
-                    refreshed: o.last_modified,
-                    stale_at: o.last_modified
-                        + chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
-                    stale,
-                });
+                (doc, None, stale)
             }
-            Err(e) => tracing::warn!("ignoring unreadable lock {}: {e}", o.key),
-        }
+            Err(e) => (
+                LockDoc::unknown_holder(),
+                Some(e.to_string()),
+                unrefreshed_for(o.last_modified, now, stale_after),
+            ),
+        };
+        out.push(LockEntry {
+            key: o.key,
+            doc,
+            unreadable,
+            refreshed: o.last_modified,
+            stale_at: o.last_modified
+                + chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
+            stale,
+        });
     }
     Ok(out)
 }
@@ -589,6 +669,10 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
             }
             continue;
         }
+        if mode == LockMode::Shared && other.unreadable.is_some() {
+            // No conflict for shared work, but prune and check will wait.
+            tracing::warn!("{}; {}", other.describe(), other.if_gone());
+        }
         if mode == LockMode::Exclusive && other.doc.mode == LockMode::Exclusive {
             let _ = storage.delete(&key).await;
             return Err(RepoError::Locked(format!(
@@ -622,7 +706,8 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
 /// Removes the lock `id` (its id, as `describe` and `if_gone` name it, or
 /// a prefix naming only it), stale or not: for a holder known to be gone
 /// whose lock has not gone stale yet (another host's or container's, whose
-/// process this host cannot see). Refused when its holder visibly runs on
+/// process this host cannot see), or a lock that could not be read (there
+/// is no holder process to check). Refused when its holder visibly runs on
 /// this host ([`holder_runs`]). A lock that taking `unlock`'s own lock
 /// already removed as stale (e.g. its PID now another process's) counts as
 /// removed by this call. Returns it.
@@ -647,7 +732,11 @@ pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
             [one] if swept == 1 => Ok(one.clone()),
             // Its holder runs here: removing the lock would let, say, a
             // prune delete what a running backup is writing.
-            [one] if in_this_pid_space(&one.doc) && holder_runs(&one.doc) => {
+            [one]
+                if one.unreadable.is_none()
+                    && in_this_pid_space(&one.doc)
+                    && holder_runs(&one.doc) =>
+            {
                 Err(RepoError::Invalid {
                     what: BadInput::Parameter,
                     message: format!(

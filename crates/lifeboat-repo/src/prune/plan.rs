@@ -566,6 +566,7 @@ mod tests {
                 pid_namespace: None,
                 start_time: None,
             },
+            unreadable: None,
             refreshed: t(now),
             stale_at: t(now + 30),
             stale,

@@ -218,6 +218,7 @@ mod tests {
                 pid_namespace: None,
                 start_time: None,
             },
+            unreadable: None,
             refreshed: t(99),
             stale_at: t(129),
             stale,
