@@ -16,10 +16,22 @@
 //! process judges it stale when it has not been refreshed for
 //! [`LockOptions::stale_after`], measured against that same clock (its
 //! "now" is the storage time of its own lock). A lock also names a random
-//! per-process `instance` id, its host's boot id and its PID namespace: a
-//! lock whose holder's PID no longer runs is stale at once only when it was
-//! written on this very kernel and PID namespace (containers sharing a
-//! hostname do not share PIDs, so hostname and PID alone prove nothing).
+//! per-process `instance` id, its host's boot id, its PID namespace and its
+//! holder's start time: a lock whose holder no longer runs is stale at once
+//! only when it was written on this very kernel and PID namespace
+//! (containers sharing a hostname do not share PIDs, so hostname and PID
+//! alone prove nothing). The holder runs when a process with its PID and
+//! its start time runs (a PID reused by another process proves nothing);
+//! a lock written before start times were recorded is judged by its PID.
+//!
+//! **Locks this build cannot read.** A reader ignores fields it does not
+//! know (a newer Lifeboat adds some). A lock it cannot open or parse at all
+//! (damaged, not a lock, or a newer `version`) is not ignored: it counts as
+//! held, exclusive, by an unknown holder until it goes stale by its storage
+//! time, like any other ([`LockEntry::unreadable`]); `unlock --id` removes
+//! it at any time. The repository key is checked when the repository is
+//! opened, before any lock is read, so a wrong key never shows as locks
+//! that cannot be read.
 //!
 //! **Losing a lock.** A refresh first checks that the lock still exists. If
 //! it was removed (`unlock --all`, or another process judged it stale), or
@@ -65,8 +77,11 @@ pub enum LockMode {
     Exclusive,
 }
 
+/// A lock document. Readers ignore fields they do not know (a newer
+/// Lifeboat's), so new fields need no new `version`; a `version` newer than
+/// [`DOC_VERSION`] is refused by [`open_doc`], and such a lock counts as
+/// held by an unknown holder (see [`LockEntry::unreadable`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LockDoc {
     pub version: u64,
     pub mode: LockMode,
@@ -86,6 +101,13 @@ pub struct LockDoc {
     pub boot_id: Option<String>,
     #[serde(default)]
     pub pid_namespace: Option<String>,
+    /// The holder's start time: field 22 of `/proc/<pid>/stat` (clock
+    /// ticks since boot, so it means something only with `boot_id`). A
+    /// process with `pid` but another start time is not the holder (the
+    /// PID was reused). Absent in locks written before it existed: those
+    /// are judged by the PID alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 /// This process's random instance id (written into every lock it takes).
@@ -111,11 +133,43 @@ fn pid_namespace() -> Option<String> {
         .map(|p| p.display().to_string())
 }
 
+impl LockDoc {
+    /// What a lock that could not be read is taken to say: every rule that
+    /// reads a lock then errs on the side of the unknown holder. Exclusive
+    /// (it conflicts with prune and check), created at 1970-01-01 (older
+    /// than anything prune compares it with, so it holds back every pack
+    /// and WAL object), operation `unknown` (not one that never reads WAL),
+    /// no instance (never this process's own) and no boot id or PID
+    /// namespace (its PID, 0, is never judged: only its storage time makes
+    /// it stale).
+    fn unknown_holder() -> Self {
+        Self {
+            version: DOC_VERSION,
+            mode: LockMode::Exclusive,
+            operation: "unknown".into(),
+            hostname: "unknown".into(),
+            username: "unknown".into(),
+            pid: 0,
+            created: DateTime::<Utc>::UNIX_EPOCH,
+            instance: String::new(),
+            boot_id: None,
+            pid_namespace: None,
+            start_time: None,
+        }
+    }
+}
+
 /// A lock found in the repository.
 #[derive(Debug, Clone)]
 pub struct LockEntry {
     pub key: String,
+    /// What the lock says; for an unreadable one, [`LockDoc::unknown_holder`].
     pub doc: LockDoc,
+    /// Why the lock could not be opened or parsed (damaged, not a lock, or
+    /// written by a newer Lifeboat), when it could not. Such a lock counts
+    /// as held, exclusive, by an unknown holder until it is stale by its
+    /// storage time (`stale_at`); its messages say so.
+    pub unreadable: Option<String>,
     /// Last refresh, by the storage clock.
     pub refreshed: DateTime<Utc>,
     /// When it goes stale unless refreshed again: `refreshed` plus
@@ -126,6 +180,16 @@ pub struct LockEntry {
 
 impl LockEntry {
     pub fn describe(&self) -> String {
+        if let Some(why) = &self.unreadable {
+            return format!(
+                "lock {} could not be read ({why}): it counts as an exclusive lock held by an \
+                 unknown holder, last written {}, and stops counting at {} (unwritten for the \
+                 stale age)",
+                id_of_key(&self.key),
+                self.refreshed.format("%Y-%m-%d %H:%M:%S UTC"),
+                self.stale_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            );
+        }
         format!(
             "{} lock for {} held by pid {} on {} (user {}, instance {}) since {}, last refreshed {}",
             match self.doc.mode {
@@ -148,8 +212,18 @@ impl LockEntry {
 
     /// What to do when its holder is gone (killed, its host or pod gone)
     /// while the lock is not stale yet: when it stops counting on its own,
-    /// and the command that removes it now.
+    /// and the command that removes it now. For an unreadable lock (whose
+    /// `describe` says when it stops counting): only that command.
     pub fn if_gone(&self) -> String {
+        if self.unreadable.is_some() {
+            // `describe` said when it stops counting; there is no process
+            // to name.
+            return format!(
+                "it has no holder this Lifeboat can check: once no newer Lifeboat is working on \
+                 this repository, remove it now with `lifeboat unlock --id {}`",
+                id_of_key(&self.key)
+            );
+        }
         format!(
             "if process {} on {} is gone (killed, or its host or container gone), its lock stops \
              counting at {} (unrefreshed for the stale age), or remove it now with \
@@ -167,16 +241,50 @@ impl LockEntry {
     }
 }
 
-/// Whether process `pid` runs: it exists and is not a zombie (a killed
-/// process its parent has not waited for yet runs no more code).
-fn pid_alive(pid: u32) -> bool {
+/// What `/proc/<pid>/stat` says: the state letter and the start time
+/// (field 22, clock ticks since boot). `None`: no such process.
+fn proc_stat(pid: u32) -> Option<(Option<char>, Option<u64>)> {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_none_or(|state| state != 'Z' && state != 'X'),
-        Err(_) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        // `pid (comm) S ppid …`: the fields after the last `)` (comm may
+        // hold one) are field 3 (the state) onwards.
+        Ok(stat) => {
+            let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let mut fields = rest.split_ascii_whitespace();
+            let state = fields.next().and_then(|f| f.chars().next());
+            // Field 22 is the 20th after the `)`; the state was the 1st.
+            let start = fields.nth(18).and_then(|f| f.parse().ok());
+            Some((state, start))
+        }
+        Err(_) => std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some((None, None)),
+    }
+}
+
+/// This process's start time (field 22 of `/proc/self/stat`).
+fn own_start_time() -> Option<u64> {
+    static START: OnceLock<Option<u64>> = OnceLock::new();
+    *START.get_or_init(|| proc_stat(std::process::id()).and_then(|(_, start)| start))
+}
+
+/// Whether the holder that wrote `doc` runs (call only for a lock written
+/// in this PID space: [`in_this_pid_space`]): a process with its PID
+/// exists, is not a zombie (a killed process its parent has not waited for
+/// yet runs no more code), and, when the lock records its start time,
+/// started then (else the PID was reused by another process). A lock
+/// without a start time (written before it was recorded) is judged by the
+/// PID alone.
+fn holder_runs(doc: &LockDoc) -> bool {
+    match proc_stat(doc.pid) {
+        None => false,
+        Some((state, start)) => {
+            state.is_none_or(|s| s != 'Z' && s != 'X')
+                && match (doc.start_time, start) {
+                    (Some(recorded), Some(now)) => recorded == now,
+                    // Unreadable start time: the PID alone, as before.
+                    _ => true,
+                }
+        }
     }
 }
 
@@ -197,9 +305,15 @@ fn is_stale(
     now: DateTime<Utc>,
     stale_after: Duration,
 ) -> bool {
-    if in_this_pid_space(doc) && doc.instance != instance_id() && !pid_alive(doc.pid) {
+    if in_this_pid_space(doc) && doc.instance != instance_id() && !holder_runs(doc) {
         return true;
     }
+    unrefreshed_for(refreshed, now, stale_after)
+}
+
+/// Not refreshed for `stale_after` by the storage clock: the one rule that
+/// also judges an unreadable lock.
+fn unrefreshed_for(refreshed: DateTime<Utc>, now: DateTime<Utc>, stale_after: Duration) -> bool {
     now.signed_duration_since(refreshed)
         .to_std()
         .map(|age| age > stale_after)
@@ -208,6 +322,9 @@ fn is_stale(
 
 /// Every lock in the repository, with staleness judged against `now`, a
 /// time by the storage clock (e.g. a lock of one's own: [`LockGuard::created`]).
+/// A lock that cannot be opened or parsed is listed too, as held by an
+/// unknown holder ([`LockEntry::unreadable`]); an error reading the storage
+/// fails the listing.
 pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<LockEntry>> {
     let stale_after = repo.lock_options().stale_after;
     let mut out = Vec::new();
@@ -217,20 +334,27 @@ pub async fn list_locks(repo: &Repository, now: DateTime<Utc>) -> Result<Vec<Loc
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e.into()),
         };
-        match open_doc::<LockDoc>(repo.key(), "lock", &o.key, &bytes) {
+        let (doc, unreadable, stale) = match open_doc::<LockDoc>(repo.key(), "lock", &o.key, &bytes)
+        {
             Ok(doc) => {
                 let stale = is_stale(&doc, o.last_modified, now, stale_after);
-                out.push(LockEntry {
-                    key: o.key,
-                    doc,
-                    refreshed: o.last_modified,
-                    stale_at: o.last_modified
-                        + chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
-                    stale,
-                });
+                (doc, None, stale)
             }
-            Err(e) => tracing::warn!("ignoring unreadable lock {}: {e}", o.key),
-        }
+            Err(e) => (
+                LockDoc::unknown_holder(),
+                Some(e.to_string()),
+                unrefreshed_for(o.last_modified, now, stale_after),
+            ),
+        };
+        out.push(LockEntry {
+            key: o.key,
+            doc,
+            unreadable,
+            refreshed: o.last_modified,
+            stale_at: o.last_modified
+                + chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
+            stale,
+        });
     }
     Ok(out)
 }
@@ -505,6 +629,7 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
         instance: instance_id().to_string(),
         boot_id: boot_id(),
         pid_namespace: pid_namespace(),
+        start_time: own_start_time(),
     };
     let storage = repo.storage();
     storage
@@ -544,6 +669,10 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
             }
             continue;
         }
+        if mode == LockMode::Shared && other.unreadable.is_some() {
+            // No conflict for shared work, but prune and check will wait.
+            tracing::warn!("{}; {}", other.describe(), other.if_gone());
+        }
         if mode == LockMode::Exclusive && other.doc.mode == LockMode::Exclusive {
             let _ = storage.delete(&key).await;
             return Err(RepoError::Locked(format!(
@@ -577,7 +706,11 @@ async fn try_acquire(repo: &Repository, mode: LockMode, operation: &str) -> Resu
 /// Removes the lock `id` (its id, as `describe` and `if_gone` name it, or
 /// a prefix naming only it), stale or not: for a holder known to be gone
 /// whose lock has not gone stale yet (another host's or container's, whose
-/// process this host cannot see). Returns it.
+/// process this host cannot see), or a lock that could not be read (there
+/// is no holder process to check). Refused when its holder visibly runs on
+/// this host ([`holder_runs`]). A lock that taking `unlock`'s own lock
+/// already removed as stale (e.g. its PID now another process's) counts as
+/// removed by this call. Returns it.
 pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
     if id.is_empty() {
         return Err(RepoError::Invalid {
@@ -588,19 +721,28 @@ pub async fn unlock_id(repo: &Repository, id: &str) -> Result<LockEntry> {
     let own = acquire(repo, LockMode::Shared, "unlock").await?;
     let now = own.created();
     let result = async {
-        let matching: Vec<LockEntry> = list_locks(repo, now)
-            .await?
-            .into_iter()
-            .filter(|l| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id))
-            .collect();
+        let named = |l: &LockEntry| id_of_key(&l.key) != own.id() && id_of_key(&l.key).starts_with(id);
+        // Taking our own lock removed the stale ones it saw (a holder gone
+        // from this host, or whose PID another process now has): one of
+        // them may be the lock named.
+        let mut matching: Vec<LockEntry> = own.swept.iter().filter(|l| named(l)).cloned().collect();
+        let swept = matching.len();
+        matching.extend(list_locks(repo, now).await?.into_iter().filter(|l| named(l)));
         match matching.as_slice() {
+            [one] if swept == 1 => Ok(one.clone()),
             // Its holder runs here: removing the lock would let, say, a
             // prune delete what a running backup is writing.
-            [one] if in_this_pid_space(&one.doc) && pid_alive(one.doc.pid) => {
+            [one]
+                if one.unreadable.is_none()
+                    && in_this_pid_space(&one.doc)
+                    && holder_runs(&one.doc) =>
+            {
                 Err(RepoError::Invalid {
                     what: BadInput::Parameter,
                     message: format!(
-                        "{}: process {} still runs on this host, so its lock still protects what it                          does; stop it first (kill -TERM {}), after which the next operation finds                          the lock stale; nothing was removed",
+                        "{}: process {} still runs on this host, so its lock still protects what it \
+                         does; stop it first (kill -TERM {}), after which the next operation finds \
+                         the lock stale; nothing was removed",
                         one.describe(),
                         one.doc.pid,
                         one.doc.pid

@@ -1,6 +1,10 @@
 //! Locks and the repository are what they claim (issue 16): a lost lock
 //! stops a backup before it commits; PIDs prove nothing across PID
-//! namespaces, a killed holder's lock says what clears it; `--retry-lock` waits; a dropped guard's lock (and only it)
+//! namespaces, nor a PID another process now has, a killed holder's lock
+//! says what clears it (prune's per-pack lines too); a lock with a field
+//! this build does not know is honoured, and one it cannot read at all
+//! counts as held, exclusive, until stale; `--retry-lock` waits;
+//! a dropped guard's lock (and only it)
 //! is removed; check and prune exclude each other; read-only work needs no
 //! write; `--read-data-subset` parts cover every pack; a local repository's
 //! root is never created by a write.
@@ -243,7 +247,101 @@ fn foreign_doc(mode: LockMode, same_pid_space: bool) -> LockDoc {
         } else {
             Some("pid:[1]".into())
         },
+        start_time: None,
     }
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the process's start time (clock ticks
+/// since boot).
+fn start_time_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_ascii_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A holder's PID reused by another process proves nothing: a lock written
+/// on this kernel and PID namespace whose PID runs but started at another
+/// time than the lock records is stale at once, and `unlock --id` removes
+/// it; the same PID with the recorded start time is the holder (its lock
+/// counts, `unlock --id` refuses it), and so is a lock written before start
+/// times were recorded (judged by the PID alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_pid_is_not_the_holder() {
+    let f = fixture(LockOptions::default()).await;
+    // A live process of this test's: "the PID's new owner".
+    let mut child = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let started = start_time_of(pid);
+    let doc = |start_time: Option<u64>| {
+        let mut d = foreign_doc(LockMode::Shared, true);
+        d.pid = pid;
+        d.start_time = start_time;
+        d
+    };
+    for (k, d) in [
+        ("locks/aaaareused", doc(Some(started + 1))),
+        ("locks/bbbbholder", doc(Some(started))),
+        ("locks/ccccolder", doc(None)),
+    ] {
+        f.repo
+            .storage()
+            .put(k, Bytes::from(seal_doc(f.repo.key(), "lock", &d).unwrap()))
+            .await
+            .unwrap();
+    }
+    let now = f
+        .repo
+        .storage()
+        .head("locks/ccccolder")
+        .await
+        .unwrap()
+        .last_modified;
+    let locks = lock::list_locks(&f.repo, now).await.unwrap();
+    let stale = |k: &str| locks.iter().find(|l| l.key == k).unwrap().stale;
+    assert!(
+        stale("locks/aaaareused"),
+        "PID {pid} is another process now"
+    );
+    assert!(!stale("locks/bbbbholder"), "PID {pid} with its start time");
+    assert!(!stale("locks/ccccolder"), "no start time: the PID alone");
+    // `unlock --id` removes the reused PID's lock, and only it.
+    let removed = lock::unlock_id(&f.repo, "aaaa").await.unwrap();
+    assert_eq!(removed.key, "locks/aaaareused");
+    assert_eq!(
+        lock_keys(&f.repo).await,
+        ["locks/bbbbholder", "locks/ccccolder"]
+    );
+    // The holder's lock (and the older one naming a live PID) is refused.
+    for id in ["bbbb", "cccc"] {
+        let Err(e) = lock::unlock_id(&f.repo, id).await else {
+            panic!("removed {id}, whose holder runs")
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("process {pid} still runs on this host"))
+                && text.contains(&format!("kill -TERM {pid}"))
+                && text.contains("nothing was removed"),
+            "{text}"
+        );
+    }
+    assert_eq!(lock_keys(&f.repo).await.len(), 2, "nothing removed");
+    // A lock this process takes records its own start time.
+    let g = lock::acquire(&f.repo, LockMode::Shared, "backup")
+        .await
+        .unwrap();
+    let locks = lock::list_locks(&f.repo, g.created()).await.unwrap();
+    let own = locks.iter().find(|l| l.is_own()).unwrap();
+    assert_eq!(own.doc.start_time, Some(start_time_of(std::process::id())));
+    g.release().await.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,6 +504,100 @@ async fn a_killed_holder_is_judged_or_named_with_what_clears_it() {
         .await
         .unwrap();
     g.release().await.unwrap();
+}
+
+/// Every line of prune's report about a pack kept for another operation's
+/// lock (a condemned pack, a pack no index lists) names that lock, when it
+/// stops counting and the `unlock --id` that removes it now: a real prune
+/// (zero grace, so its second pass judges the packs it just condemned)
+/// beside the lock of a backup on another host or container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_pack_prune_lines_say_what_clears_the_lock() {
+    let f = fixture(LockOptions::default()).await;
+    let gone = backup(&f.repo, data(300_000, 7)).await.unwrap();
+    f.repo
+        .storage()
+        .delete(&format!("snapshots/{gone}"))
+        .await
+        .unwrap();
+    // A pack no index lists (an interrupted backup's), written long ago.
+    let leftover = format!("ab{}", "0".repeat(62));
+    let leftover_key = format!("data/ab/{leftover}");
+    f.repo
+        .storage()
+        .put(&leftover_key, Bytes::from_static(b"left by a backup"))
+        .await
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(f.path.join(&leftover_key))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    // A backup elsewhere, running since before everything.
+    let mut elsewhere = foreign_doc(LockMode::Shared, false);
+    elsewhere.created = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    f.repo
+        .storage()
+        .put(
+            "locks/4567elsewhere",
+            Bytes::from(seal_doc(f.repo.key(), "lock", &elsewhere).unwrap()),
+        )
+        .await
+        .unwrap();
+    let refreshed = f
+        .repo
+        .storage()
+        .head("locks/4567elsewhere")
+        .await
+        .unwrap()
+        .last_modified;
+    let report = prune(
+        &f.repo,
+        &PruneOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted_packs, 0, "{report:?}");
+    let stops = (refreshed + chrono::Duration::minutes(30))
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let says_what_clears = |line: &str| {
+        line.contains("shared lock for backup held by pid 4000000")
+            && line.contains(&format!("its lock stops counting at {stops}"))
+            && line.contains("`lifeboat unlock --id 4567elsewhere`")
+    };
+    let packs: Vec<&String> = report
+        .waiting_reasons
+        .iter()
+        .filter(|w| w.starts_with("pack "))
+        .collect();
+    assert!(!packs.is_empty(), "{:?}", report.waiting_reasons);
+    assert!(packs.iter().all(|w| says_what_clears(w)), "{packs:?}");
+    let unindexed = format!("unindexed pack {} waits for", &leftover[..12]);
+    let line = report
+        .waiting_reasons
+        .iter()
+        .find(|w| w.starts_with(&unindexed))
+        .unwrap_or_else(|| panic!("{:?}", report.waiting_reasons));
+    assert!(says_what_clears(line), "{line}");
+    // Once that lock is removed, the next prune deletes them.
+    lock::unlock_id(&f.repo, "4567").await.unwrap();
+    let report = prune(
+        &f.repo,
+        &PruneOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.waiting_reasons.is_empty(), "{report:?}");
+    assert_eq!(report.deleted_leftovers, 1, "{report:?}");
+    assert!(report.deleted_packs > 1, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,4 +797,149 @@ async fn a_write_never_creates_the_repository_root() {
     std::fs::remove_dir_all(f.path.join("snapshots")).unwrap();
     backup(&f.repo, data(10_000, 10)).await.unwrap();
     f.repo.verify_identity().await.unwrap();
+}
+
+/// Seals `json` as a lock document would be (any JSON: a newer Lifeboat's
+/// lock, or one that is not a lock at all) and stores it as `key`.
+async fn put_sealed(repo: &Repository, key: &str, json: &serde_json::Value) {
+    repo.storage()
+        .put(
+            key,
+            Bytes::from(seal_doc(repo.key(), "lock", json).unwrap()),
+        )
+        .await
+        .unwrap();
+}
+
+/// A lock written by a newer Lifeboat, with a field this one does not know,
+/// is read and honoured: its exclusive lock refuses a prune and a check
+/// (naming it as any other), and once removed the prune runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_with_an_unknown_field_is_honoured() {
+    let f = fixture(LockOptions::default()).await;
+    backup(&f.repo, data(100_000, 11)).await.unwrap();
+    let mut newer = serde_json::to_value(foreign_doc(LockMode::Exclusive, false)).unwrap();
+    newer["operation"] = "check".into();
+    newer["added_by_a_newer_lifeboat"] = serde_json::json!({ "any": ["thing"] });
+    put_sealed(&f.repo, "locks/4567newer", &newer).await;
+    let now = f
+        .repo
+        .storage()
+        .head("locks/4567newer")
+        .await
+        .unwrap()
+        .last_modified;
+    let locks = lock::list_locks(&f.repo, now).await.unwrap();
+    assert_eq!(locks.len(), 1, "the lock is read");
+    assert_eq!(locks[0].doc.operation, "check");
+    assert_eq!(locks[0].doc.pid, 4_000_000);
+    assert!(!locks[0].stale);
+    let Err(e) = prune(&f.repo, &PruneOptions::default()).await else {
+        panic!("a prune ran beside a newer Lifeboat's check")
+    };
+    assert!(matches!(e, RepoError::Locked(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("exclusive lock for check held by pid 4000000")
+            && text.contains("`lifeboat unlock --id 4567newer`"),
+        "{text}"
+    );
+    let Err(e) = check_subset(&f.repo, false, None, Arc::new(Progress::default())).await else {
+        panic!("a check ran beside a newer Lifeboat's check")
+    };
+    assert!(matches!(e, RepoError::Locked(_)), "{e}");
+    lock::unlock_id(&f.repo, "4567").await.unwrap();
+    prune(&f.repo, &PruneOptions::default()).await.unwrap();
+}
+
+/// A lock this Lifeboat cannot read (garbage bytes, a sealed document that
+/// is no lock, a newer lock version) counts as held, exclusive, by an
+/// unknown holder until it is stale by its storage time: prune and check
+/// are refused with a message that says it could not be read, when it
+/// stops counting and that `unlock --id` removes it; a backup (shared)
+/// still runs. `unlock` removes it once stale, `unlock --id` at any time.
+/// A wrong key is still a wrong key, whatever the locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_lock_counts_as_held_until_stale() {
+    let f = fixture(LockOptions::default()).await;
+    backup(&f.repo, data(100_000, 12)).await.unwrap();
+    // Garbage bytes; a sealed document that is no lock; a newer version.
+    let mut future = serde_json::to_value(foreign_doc(LockMode::Shared, false)).unwrap();
+    future["version"] = 9.into();
+    let unreadable = [
+        ("locks/1111garbage", None),
+        (
+            "locks/2222notalock",
+            Some(serde_json::json!({ "version": 1, "what": "not a lock" })),
+        ),
+        ("locks/3333version9", Some(future)),
+    ];
+    for (i, (key, sealed)) in unreadable.into_iter().enumerate() {
+        match sealed {
+            Some(json) => put_sealed(&f.repo, key, &json).await,
+            None => f
+                .repo
+                .storage()
+                .put(key, Bytes::from_static(b"\x00 not a sealed lock"))
+                .await
+                .unwrap(),
+        }
+        if i == 0 {
+            // A wrong key fails as such, before any lock is looked at.
+            let wrong = Secret::Passphrase("wrong horse".into());
+            let Err(e) = Repository::open(f.storage.clone(), &wrong).await else {
+                panic!("opened with a wrong passphrase")
+            };
+            assert!(matches!(e, RepoError::WrongKey(_)), "{e}");
+            assert!(!e.to_string().contains("lock"), "{e}");
+        }
+        let id = key.trim_start_matches("locks/");
+        let written = f.repo.storage().head(key).await.unwrap().last_modified;
+        let stops = (written + chrono::Duration::minutes(30))
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string();
+        let says_so = |text: &str| {
+            text.contains(&format!("lock {id} could not be read"))
+                && text.contains(&format!("stops counting at {stops}"))
+                && text.contains(&format!("`lifeboat unlock --id {id}`"))
+        };
+        let Err(e) = prune(&f.repo, &PruneOptions::default()).await else {
+            panic!("a prune ran beside the unreadable lock {key}")
+        };
+        assert!(matches!(e, RepoError::Locked(_)), "{e}");
+        assert!(says_so(&e.to_string()), "{e}");
+        let Err(e) = check_subset(&f.repo, false, None, Arc::new(Progress::default())).await else {
+            panic!("a check ran beside the unreadable lock {key}")
+        };
+        assert!(says_so(&e.to_string()), "{e}");
+        // Shared work does not conflict with it.
+        backup(&f.repo, data(10_000, 13)).await.unwrap();
+        // `unlock` alone leaves it while it is not stale.
+        assert!(lock::unlock(&f.repo, false).await.unwrap().is_empty());
+        assert!(lock_keys(&f.repo).await.contains(&key.to_string()));
+        if i == 0 {
+            // Once unwritten for the stale age, `unlock` removes it.
+            std::fs::File::options()
+                .write(true)
+                .open(f.path.join(key))
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+                .unwrap();
+            let removed = lock::unlock(&f.repo, false).await.unwrap();
+            assert_eq!(removed.len(), 1);
+            assert_eq!(removed[0].key, key);
+            assert!(
+                removed[0].describe().contains("could not be read"),
+                "{}",
+                removed[0].describe()
+            );
+        } else {
+            // `unlock --id` removes it at any time.
+            let removed = lock::unlock_id(&f.repo, id).await.unwrap();
+            assert_eq!(removed.key, key);
+        }
+        assert!(!lock_keys(&f.repo).await.contains(&key.to_string()));
+    }
+    assert!(lock_keys(&f.repo).await.is_empty());
+    prune(&f.repo, &PruneOptions::default()).await.unwrap();
 }

@@ -966,7 +966,10 @@ fn one_in(rt: &tokio::runtime::Runtime, c: &TempCluster, db: &str, sql: &str) ->
 /// and the server is never restarted. Refusals first, each changing
 /// nothing: `--database` not the source's database (exit 2), a source
 /// whose database was created after the moment (exit 3, after the side
-/// server found it missing).
+/// server found it missing), a `--side-dir` or `TMPDIR` the server's user
+/// cannot enter (exit 2 in the checks, nothing written); then a side server
+/// PostgreSQL refuses to start (too low an open-files limit: exit 1 after
+/// the base backup was written, the source untouched).
 #[test]
 fn recover_one_database_through_a_side_server() {
     let rt = rt();
@@ -1218,9 +1221,53 @@ fn recover_one_database_through_a_side_server() {
     untouched("--side-dir the server cannot enter");
     assert_eq!(records().len(), 1, "refused in the checks: no record");
     // (2) TMPDIR, where the side server's socket and log directory is
-    // made (--side-dir reachable): PostgreSQL itself fails to start, after
-    // the base backup was written into the side directory.
+    // made (--side-dir reachable): refused in the checks, before the base
+    // backup is written, naming TMPDIR.
+    let (code, out, err) = a.run_env(
+        &[
+            "recover",
+            "postgres",
+            "--source",
+            "alpha",
+            "--before",
+            &moment,
+            "--database",
+            "alpha",
+            "--side-dir",
+            side.to_str().unwrap(),
+        ],
+        &[("TMPDIR", closed.as_os_str())],
+    );
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(
+        err.contains(&format!("made in TMPDIR {}", closed.display()))
+            && err.contains("the server's operating-system user cannot enter")
+            && err.contains("Nothing was changed; set TMPDIR to an existing directory"),
+        "{err}"
+    );
+    assert!(side_left().is_empty(), "nothing written: {:?}", side_left());
+    no_side_server("TMPDIR the server cannot enter", &side);
+    no_side_server("TMPDIR the server cannot enter", &closed);
+    untouched("TMPDIR the server cannot enter");
+    let in_tmpdir: Vec<PathBuf> = std::fs::read_dir(&closed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        in_tmpdir,
+        std::slice::from_ref(&unreachable),
+        "nothing left in TMPDIR"
+    );
+    assert_eq!(records().len(), 1, "refused in the checks: no record");
+    // (3) An open-files limit too low for PostgreSQL (as systemd's
+    // LimitNOFILE=50 would set, inherited by the side server), which no
+    // check foresees: PostgreSQL itself refuses to start, after the base
+    // backup was written into the side directory.
+    let tmp = a.env.path("tmp-nofile");
+    std::fs::create_dir(&tmp).unwrap();
     let (code, out, err) = {
+        use std::os::unix::process::CommandExt;
         let mut c = std::process::Command::new(common::bin());
         c.arg("--config")
             .arg(&a.config)
@@ -1239,9 +1286,23 @@ fn recover_one_database_through_a_side_server() {
             .env_remove("LIFEBOAT_PASSWORD")
             .env_remove("LIFEBOAT_CONFIG")
             .env("PGPASSWORD", &a.password)
-            .env("TMPDIR", &closed)
+            .env("TMPDIR", &tmp)
             .current_dir(a.env.dir.path())
             .stdin(std::process::Stdio::null());
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs
+        // between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 50,
+                    rlim_max: 50,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let o = c.output().unwrap();
         (
             o.status.code(),
@@ -1256,8 +1317,7 @@ fn recover_one_database_through_a_side_server() {
     );
     assert!(
         err.contains("the recovery server stopped before recovery ended (it did not start")
-            && err.contains("could not open lock file")
-            && err.contains("Permission denied"),
+            && err.contains("insufficient file descriptors available to start server process"),
         "the server's log, its FATAL line: {err}"
     );
     assert!(err.contains("nothing was changed on the source"), "{err}");
@@ -1266,17 +1326,11 @@ fn recover_one_database_through_a_side_server() {
         "{err}"
     );
     assert!(side_left().is_empty(), "{:?}", side_left());
-    no_side_server("TMPDIR the server cannot enter", &side);
-    no_side_server("TMPDIR the server cannot enter", &closed);
-    untouched("TMPDIR the server cannot enter");
-    let in_tmpdir: Vec<PathBuf> = std::fs::read_dir(&closed)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(
-        in_tmpdir,
-        std::slice::from_ref(&unreachable),
+    no_side_server("an open-files limit too low", &side);
+    no_side_server("an open-files limit too low", &tmp);
+    untouched("an open-files limit too low");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
         "nothing left in TMPDIR"
     );
     assert_eq!(records().len(), 2, "the failed recovery is recorded");

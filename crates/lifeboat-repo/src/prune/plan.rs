@@ -249,9 +249,10 @@ fn judge_condemned(
         } else if let Some(l) = holders.older_than(fence) {
             p.report.waiting += 1;
             p.report.waiting_reasons.push(format!(
-                "pack {} waits for {}",
+                "pack {} waits for {}; {}",
                 &pk[..pk.len().min(12)],
-                l.describe()
+                l.describe(),
+                l.if_gone()
             ));
             p.keep.entry(fence).or_default().insert(pk.to_string());
         } else {
@@ -319,9 +320,10 @@ fn judge_leftovers(
         } else if let Some(l) = holders.older_than(info.last_modified) {
             p.report.waiting += 1;
             p.report.waiting_reasons.push(format!(
-                "unindexed pack {} waits for {}",
+                "unindexed pack {} waits for {}; {}",
                 &id[..id.len().min(12)],
-                l.describe()
+                l.describe(),
+                l.if_gone()
             ));
         } else {
             delete.insert(id.clone());
@@ -562,7 +564,9 @@ mod tests {
                 instance: String::new(),
                 boot_id: None,
                 pid_namespace: None,
+                start_time: None,
             },
+            unreadable: None,
             refreshed: t(now),
             stale_at: t(now + 30),
             stale,

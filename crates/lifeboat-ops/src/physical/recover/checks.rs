@@ -216,9 +216,10 @@ pub async fn repository(
 /// The recovery server's socket and log go in a directory it makes in
 /// `TMPDIR` (`RecoveryServer::start`): a `TMPDIR` that is missing, that
 /// this process cannot write or that the server's user cannot enter would
-/// fail the recovery only once the server is stopped. Checked the way the
-/// server will use it, before anything is.
-fn check_temp_dir(bin: &std::path::Path) -> Result<()> {
+/// fail the recovery only once the server is stopped (in place), or once
+/// the base backup is written into the side directory (`--database`).
+/// Checked the way the server will use it, before anything is.
+pub(super) fn check_temp_dir(bin: &std::path::Path) -> Result<()> {
     lifeboat_postgres::basebackup::server::check_temp_dir(bin).map_err(|e| {
         usage(format!(
             "{e}: the recovery server, run as the server's operating-system user, keeps its \

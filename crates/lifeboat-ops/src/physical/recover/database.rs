@@ -11,8 +11,10 @@
 //!    database's); the server is a primary; then, under the repository
 //!    lock, [`checks::base_and_archive`] (a base backup of this server's
 //!    system that reaches the moment, the WAL up to now archived, no gap,
-//!    the binaries) and room for the base backup's files in the side
-//!    directory. No `pgdata` or `control` is needed: the source's server is
+//!    the binaries), room for the base backup's files in the side
+//!    directory, the side directory and `TMPDIR` (where the side server's
+//!    socket and log go) usable by the server's user
+//!    ([`checks::check_temp_dir`]). No `pgdata` or `control` is needed: the source's server is
 //!    never stopped, so this mode runs anywhere the repository and the
 //!    server are reachable (no agent mode).
 //! 2. **The side server**: `restore physical`'s [`restore::write`] and
@@ -259,6 +261,7 @@ async fn locked(
             .await?;
             check_side_room(&found.side_parent, ready.prep.facts.file_bytes)?;
             check_side_reachable(&ready.bin, &found.side_parent)?;
+            checks::check_temp_dir(&ready.bin)?;
             Ok::<_, Error>(ready)
         } => r?,
         i = signals.next() => return Err(interrupted(i, "while checking; nothing was changed")),
