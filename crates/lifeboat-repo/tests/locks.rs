@@ -21,7 +21,7 @@ use lifeboat_repo::backup::{BackupSession, Progress, SnapshotMeta};
 use lifeboat_repo::check::check_subset;
 use lifeboat_repo::format::seal_doc;
 use lifeboat_repo::lock::{self, LockDoc, LockMode, LockOptions};
-use lifeboat_repo::prune::{PruneOptions, prune};
+use lifeboat_repo::prune::{PruneOptions, PruneReport, prune};
 use lifeboat_repo::restore::restore_item;
 use lifeboat_repo::storage::object::open_url_create;
 use lifeboat_repo::storage::{ObjectInfo, Storage, StorageError, StorageErrorKind, StorageResult};
@@ -552,15 +552,7 @@ async fn per_pack_prune_lines_say_what_clears_the_lock() {
         .await
         .unwrap()
         .last_modified;
-    let report = prune(
-        &f.repo,
-        &PruneOptions {
-            grace: Duration::ZERO,
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap();
+    let report = prune_now(&f.repo).await.unwrap();
     assert_eq!(report.deleted_packs, 0, "{report:?}");
     let stops = (refreshed + chrono::Duration::minutes(30))
         .format("%Y-%m-%d %H:%M:%S UTC")
@@ -586,15 +578,7 @@ async fn per_pack_prune_lines_say_what_clears_the_lock() {
     assert!(says_what_clears(line), "{line}");
     // Once that lock is removed, the next prune deletes them.
     lock::unlock_id(&f.repo, "4567").await.unwrap();
-    let report = prune(
-        &f.repo,
-        &PruneOptions {
-            grace: Duration::ZERO,
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap();
+    let report = prune_now(&f.repo).await.unwrap();
     assert!(report.waiting_reasons.is_empty(), "{report:?}");
     assert_eq!(report.deleted_leftovers, 1, "{report:?}");
     assert!(report.deleted_packs > 1, "{report:?}");
@@ -942,4 +926,16 @@ async fn an_unreadable_lock_counts_as_held_until_stale() {
     }
     assert!(lock_keys(&f.repo).await.is_empty());
     prune(&f.repo, &PruneOptions::default()).await.unwrap();
+}
+
+/// A prune with no grace period, not a dry run.
+async fn prune_now(repo: &Repository) -> Result<PruneReport, RepoError> {
+    prune(
+        repo,
+        &PruneOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await
 }

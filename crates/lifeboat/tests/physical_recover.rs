@@ -1135,18 +1135,7 @@ fn recover_one_database_through_a_side_server() {
     }
     let unmount = Unmount(small.clone());
     chown_postgres(&small);
-    let (code, out, err) = a.run(&[
-        "recover",
-        "postgres",
-        "--source",
-        "alpha",
-        "--before",
-        &moment,
-        "--database",
-        "alpha",
-        "--side-dir",
-        small.to_str().unwrap(),
-    ]);
+    let (code, out, err) = a.run(&alpha_into(&moment, small.to_str().unwrap()));
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(
         err.contains("not enough free space") && err.contains("pass --side-dir DIR"),
@@ -1193,18 +1182,7 @@ fn recover_one_database_through_a_side_server() {
     let unreachable = closed.join("side");
     std::fs::create_dir(&unreachable).unwrap();
     chown_postgres(&unreachable);
-    let (code, out, err) = a.run(&[
-        "recover",
-        "postgres",
-        "--source",
-        "alpha",
-        "--before",
-        &moment,
-        "--database",
-        "alpha",
-        "--side-dir",
-        unreachable.to_str().unwrap(),
-    ]);
+    let (code, out, err) = a.run(&alpha_into(&moment, unreachable.to_str().unwrap()));
     assert_eq!(code, Some(2), "{out}\n{err}");
     assert!(
         err.contains(&format!(
@@ -1224,18 +1202,7 @@ fn recover_one_database_through_a_side_server() {
     // made (--side-dir reachable): refused in the checks, before the base
     // backup is written, naming TMPDIR.
     let (code, out, err) = a.run_env(
-        &[
-            "recover",
-            "postgres",
-            "--source",
-            "alpha",
-            "--before",
-            &moment,
-            "--database",
-            "alpha",
-            "--side-dir",
-            side.to_str().unwrap(),
-        ],
+        &alpha_into(&moment, side.to_str().unwrap()),
         &[("TMPDIR", closed.as_os_str())],
     );
     assert_eq!(code, Some(2), "{out}\n{err}");
@@ -1338,23 +1305,9 @@ fn recover_one_database_through_a_side_server() {
     // --- SIGTERM (what systemd and Kubernetes send) while the side server
     // replays: it is stopped, its directory removed, the source untouched.
     let side_arg = side.to_str().unwrap();
-    let (code, stderr) = interrupted(
-        &a,
-        &[
-            "recover",
-            "postgres",
-            "--source",
-            "alpha",
-            "--before",
-            &moment,
-            "--database",
-            "alpha",
-            "--side-dir",
-            side_arg,
-        ],
-        libc::SIGTERM,
-        || assert_eq!(side_left().len(), 1, "the side server's directory"),
-    );
+    let (code, stderr) = interrupted(&a, &alpha_into(&moment, side_arg), libc::SIGTERM, || {
+        assert_eq!(side_left().len(), 1, "the side server's directory")
+    });
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("the source was not touched"), "{stderr}");
     untouched("SIGTERM on the side server");
@@ -1465,4 +1418,21 @@ fn recover_one_database_through_a_side_server() {
         4,
         "the side server that did not start, SIGTERM, two recoveries: {out}"
     );
+}
+
+/// `recover postgres` of source alpha's database alpha as it was before
+/// `moment`, through a side server in `side`.
+fn alpha_into<'a>(moment: &'a str, side: &'a str) -> [&'a str; 10] {
+    [
+        "recover",
+        "postgres",
+        "--source",
+        "alpha",
+        "--before",
+        moment,
+        "--database",
+        "alpha",
+        "--side-dir",
+        side,
+    ]
 }
