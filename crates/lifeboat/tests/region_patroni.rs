@@ -9,7 +9,7 @@
 //!
 //! The last test makes a Patroni cluster the PRIMARY region, with
 //! `lifeboat serve` beside it as its agent (`failover.fence: revoke_login`,
-//! region/patroni_fence.rs) and the authority in an etcd of its own, apart
+//! region/managed_fence.rs) and the authority in an etcd of its own, apart
 //! from Patroni's DCS: (a) the authority's etcd stops → the agent revokes
 //! the application role's LOGIN on the Patroni leader and terminates its
 //! session, and Patroni keeps it so; (b) a new agent is SIGKILLed → its
