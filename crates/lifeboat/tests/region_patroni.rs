@@ -1235,7 +1235,7 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     // The watchdog says so on the stderr it shares with the dead agent.
     d2.poll(FENCE_BOUND, "the watchdog's own word", || {
         d2.log_text()
-            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's Patroni leader")
+            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's primary")
             .then_some(())
     });
     common::poll(FENCE_BOUND, "us-east's lease to expire", || {
