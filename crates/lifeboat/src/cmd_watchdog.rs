@@ -27,11 +27,7 @@ use lifeboat_region::fence::watchdog::{StopReason, Verdict, stdin_reader, watch}
 #[derive(Args, Debug)]
 pub struct WatchdogArgs {
     /// The primary's data directory (its postmaster.pid names the postmaster)
-    #[arg(
-        long,
-        required_unless_present = "region",
-        conflicts_with = "region"
-    )]
+    #[arg(long, required_unless_present = "region", conflicts_with = "region")]
     pub pgdata: Option<PathBuf>,
     /// Fence this `manager: patroni` or `manager: cnpg` region of the
     /// configuration instead: revoke_login on its primary (the Patroni

@@ -288,20 +288,27 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
         (log.contains("spec.managed.roles") && log.contains("pg-us-east-1")).then_some(())
     });
     let session = app_login(&rt, p.port()).expect("the application logs in while guarded");
-    assert!(app_writes(&rt, &session), "the guarded primary takes writes");
+    assert!(
+        app_writes(&rt, &session),
+        "the guarded primary takes writes"
+    );
     authority.kill(&[0]);
-    d1.poll(FENCE_BOUND, "the application locked out of the CNPG primary", || {
-        app_locked_out(&rt, p.port(), &session).then_some(())
-    });
+    d1.poll(
+        FENCE_BOUND,
+        "the application locked out of the CNPG primary",
+        || app_locked_out(&rt, p.port(), &session).then_some(()),
+    );
     d1.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
         d1.metric("lifeboat_fenced{region=\"us-east\"}")
             .filter(|v| *v == 1.0)
     });
     // The operator would enforce what the Cluster says: the fence turned
     // the application role's entry to login: false, the other kept.
-    d1.poll(FENCE_BOUND, "login: false on the app role in the Cluster", || {
-        (managed_login(&api, APP) == Some(json!(false))).then_some(())
-    });
+    d1.poll(
+        FENCE_BOUND,
+        "login: false on the app role in the Cluster",
+        || (managed_login(&api, APP) == Some(json!(false))).then_some(()),
+    );
     assert_eq!(managed_login(&api, "reporting"), Some(json!(true)));
     let log = d1.log_text();
     assert!(

@@ -114,7 +114,11 @@ pub async fn check(ctx: &Ctx, name: &str, r: &RegionConfig, roles: &[String]) ->
         .pointer("/status/currentPrimary")
         .and_then(Value::as_str)
         .unwrap_or("unknown");
-    tracing::info!(region = name, current_primary = primary, "guarding the CloudNativePG primary: the fence revokes LOGIN through postgres.url (the Cluster's -rw Service follows the current primary)");
+    tracing::info!(
+        region = name,
+        current_primary = primary,
+        "guarding the CloudNativePG primary: the fence revokes LOGIN through postgres.url (the Cluster's -rw Service follows the current primary)"
+    );
     let managed = managed_login_roles(&cluster, roles);
     if !managed.is_empty() {
         tracing::error!(region = name, roles = ?managed, "fence roles are in the CloudNativePG Cluster's spec.managed.roles with login not false: the operator would give them LOGIN back after the fence; the fence patches login: false into the Cluster, which needs the Kubernetes API then; set login: false there yourself when fencing, or manage these roles outside the Cluster (docs/failover.md, \"The CloudNativePG fence\")");
@@ -171,7 +175,11 @@ mod tests {
             ),
         ];
         for (r, want) in cases {
-            assert_eq!(managed_login_roles(&cluster(r.clone()), &roles), want, "{r}");
+            assert_eq!(
+                managed_login_roles(&cluster(r.clone()), &roles),
+                want,
+                "{r}"
+            );
         }
         assert!(managed_login_roles(&json!({"spec": {}}), &roles).is_empty());
     }

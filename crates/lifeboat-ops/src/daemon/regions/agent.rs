@@ -180,7 +180,9 @@ async fn apply_fence(
             .map_err(|e| e.to_string()),
         FenceTarget::Managed { name } => {
             let FenceMethod::RevokeLogin { roles } = method else {
-                return Err("a Patroni or CloudNativePG primary is fenced with revoke_login only".into());
+                return Err(
+                    "a Patroni or CloudNativePG primary is fenced with revoke_login only".into(),
+                );
             };
             let r = d
                 .ctx
