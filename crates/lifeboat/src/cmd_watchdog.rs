@@ -3,10 +3,11 @@
 //! stops feeding it past the fence deadline. The protocol on standard input
 //! and the decisions are `lifeboat_region::fence::watchdog`'s; this file
 //! only reads the flags and carries out the fence: with `--pgdata`, the
-//! postmaster stopped (or the stop command); with `--patroni-region R`
-//! (started as `lifeboat --config FILE fence-watchdog …`), the agent's own
-//! Patroni fence (`lifeboat_ops::region::patroni_fence`): LOGIN of
-//! `failover.fence.revoke_login.roles` revoked on R's Patroni leader and
+//! postmaster stopped (or the stop command); with `--region R` (older
+//! name `--patroni-region`; started as `lifeboat --config FILE
+//! fence-watchdog …`), the agent's own fence of a Patroni or CloudNativePG
+//! primary (`lifeboat_ops::region::managed_fence`): LOGIN of
+//! `failover.fence.revoke_login.roles` revoked on R's primary and
 //! their sessions terminated, with the connection and secrets read from the
 //! configuration as the agent reads them (never from the command line).
 //!
@@ -26,16 +27,14 @@ use lifeboat_region::fence::watchdog::{StopReason, Verdict, stdin_reader, watch}
 #[derive(Args, Debug)]
 pub struct WatchdogArgs {
     /// The primary's data directory (its postmaster.pid names the postmaster)
-    #[arg(
-        long,
-        required_unless_present = "patroni_region",
-        conflicts_with = "patroni_region"
-    )]
+    #[arg(long, required_unless_present = "region", conflicts_with = "region")]
     pub pgdata: Option<PathBuf>,
-    /// Fence this `manager: patroni` region of the configuration instead:
-    /// revoke_login on its Patroni leader
-    #[arg(long, value_name = "REGION")]
-    pub patroni_region: Option<String>,
+    /// Fence this `manager: patroni` or `manager: cnpg` region of the
+    /// configuration instead: revoke_login on its primary (the Patroni
+    /// leader; for CloudNativePG, through postgres.url, the -rw Service).
+    /// `--patroni-region` is an older name for it
+    #[arg(long, value_name = "REGION", alias = "patroni-region")]
+    pub region: Option<String>,
     /// The epoch the primary served under (recorded with revoked roles)
     #[arg(long, default_value_t = 0)]
     pub epoch: u64,
@@ -75,12 +74,12 @@ pub async fn run(ctx: &Ctx, a: WatchdogArgs) -> Result<i32> {
         StopReason::DeadlinePassed => "the fence deadline passed without a newer one",
     };
     let timeout = Duration::from_secs(a.stop_timeout_secs.max(1));
-    let pgdata = match (&a.pgdata, &a.patroni_region) {
+    let pgdata = match (&a.pgdata, &a.region) {
         (Some(p), _) => p.clone(),
-        (None, Some(region)) => return fence_patroni(ctx, region, a.epoch, why, timeout).await,
+        (None, Some(region)) => return fence_managed(ctx, region, a.epoch, why, timeout).await,
         (None, None) => {
             return Err(Error::usage(
-                "give --pgdata or --patroni-region: the watchdog has nothing to fence",
+                "give --pgdata or --region: the watchdog has nothing to fence",
             ));
         }
     };
@@ -127,8 +126,9 @@ pub async fn run(ctx: &Ctx, a: WatchdogArgs) -> Result<i32> {
     }
 }
 
-/// `--patroni-region`: the agent's Patroni fence, from the configuration.
-async fn fence_patroni(
+/// `--region`: the agent's fence of a managed (Patroni or CloudNativePG)
+/// primary, from the configuration.
+async fn fence_managed(
     ctx: &Ctx,
     region: &str,
     epoch: u64,
@@ -136,7 +136,7 @@ async fn fence_patroni(
     timeout: Duration,
 ) -> Result<i32> {
     note(&format!(
-        "fence watchdog: {why}: revoking the application's LOGIN on {region}'s Patroni leader"
+        "fence watchdog: {why}: revoking the application's LOGIN on {region}'s primary"
     ));
     let failed = |m: String| Error::failure(format!("fence watchdog: {m}"));
     let config = ctx.config.as_ref().ok_or_else(|| {
@@ -149,16 +149,16 @@ async fn fence_patroni(
         Some(FenceConfig::RevokeLogin { roles }) => roles.clone(),
         _ => {
             return Err(failed(format!(
-                "failover.fence is not revoke_login: {region}'s Patroni cluster cannot be fenced; fence it by hand"
+                "failover.fence is not revoke_login: {region}'s primary cannot be fenced; fence it by hand"
             )));
         }
     };
     let r = config.region(region).map_err(|e| failed(e.to_string()))?;
-    let report = lifeboat_ops::region::patroni_fence::fence(ctx, region, r, &roles, epoch, timeout)
+    let report = lifeboat_ops::region::managed_fence::fence(ctx, region, r, &roles, epoch, timeout)
         .await
         .map_err(failed)?;
     note(&format!(
-        "fence watchdog: LOGIN revoked for {:?} on {region}'s Patroni leader, {} session(s) terminated",
+        "fence watchdog: LOGIN revoked for {:?} on {region}'s primary, {} session(s) terminated",
         report.roles_revoked, report.sessions_terminated
     ));
     Ok(OK)

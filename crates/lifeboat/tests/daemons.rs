@@ -23,6 +23,7 @@ mod failover_auto;
 mod failover_cli;
 mod failover_cnpg;
 mod failover_faults;
+mod fence_cnpg;
 mod fence_daemon;
 mod fence_watchdog;
 mod locks_cli;

@@ -9,7 +9,7 @@
 //!
 //! The last test makes a Patroni cluster the PRIMARY region, with
 //! `lifeboat serve` beside it as its agent (`failover.fence: revoke_login`,
-//! region/patroni_fence.rs) and the authority in an etcd of its own, apart
+//! region/managed_fence.rs) and the authority in an etcd of its own, apart
 //! from Patroni's DCS: (a) the authority's etcd stops → the agent revokes
 //! the application role's LOGIN on the Patroni leader and terminates its
 //! session, and Patroni keeps it so; (b) a new agent is SIGKILLed → its
@@ -1235,7 +1235,7 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     // The watchdog says so on the stderr it shares with the dead agent.
     d2.poll(FENCE_BOUND, "the watchdog's own word", || {
         d2.log_text()
-            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's Patroni leader")
+            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's primary")
             .then_some(())
     });
     common::poll(FENCE_BOUND, "us-east's lease to expire", || {

@@ -30,19 +30,26 @@ impl Config {
         if let Some(f) = &self.failover {
             let names: Vec<&str> = self.regions.keys().map(String::as_str).collect();
             problems.extend(f.problems(&names));
-            // Patroni starts again a server Lifeboat stops: a stop fence
-            // cannot hold on a Patroni cluster (region/patroni_fence.rs).
+            // Patroni and CloudNativePG start again a server Lifeboat
+            // stops: a stop fence cannot hold there (region/managed_fence.rs).
             if matches!(f.fence, Some(super::FenceConfig::Stop)) {
                 for (name, r) in &self.regions {
-                    if r.postgres.manager() == super::PgManager::Patroni {
-                        problems.push(format!(
-                            "failover.fence is stop, but regions.{name}.postgres.manager is \
-                             patroni: Patroni starts again a server Lifeboat stops, so that fence \
-                             cannot hold there; use fence: {{revoke_login: {{roles: [...]}}}} with \
-                             the application's roles (the agent revokes their LOGIN on the \
-                             Patroni leader and terminates their sessions)"
-                        ));
-                    }
+                    let (m, who, primary) = match r.postgres.manager() {
+                        super::PgManager::Patroni => ("patroni", "Patroni", "the Patroni leader"),
+                        super::PgManager::Cnpg => (
+                            "cnpg",
+                            "CloudNativePG",
+                            "the Cluster's primary, through postgres.url",
+                        ),
+                        super::PgManager::Postgres => continue,
+                    };
+                    problems.push(format!(
+                        "failover.fence is stop, but regions.{name}.postgres.manager is {m}: \
+                         {who} starts again a server Lifeboat stops, so that fence cannot hold \
+                         there; use fence: {{revoke_login: {{roles: [...]}}}} with the \
+                         application's roles (the agent revokes their LOGIN on {primary} and \
+                         terminates their sessions)"
+                    ));
                 }
             }
             if self.regions.len() < 2 {
@@ -825,6 +832,24 @@ sources:
         let all = parse_err(&yaml("  fence: stop\n")).to_string();
         assert!(
             all.contains("regions.us-east.postgres.manager is patroni")
+                && all.contains("use fence: {revoke_login: {roles: [...]}}"),
+            "{all}"
+        );
+        parse(&yaml("  fence: {revoke_login: {roles: [app]}}\n"), "t.yaml").unwrap();
+        parse(&yaml(""), "t.yaml").unwrap();
+    }
+
+    #[test]
+    fn a_stop_fence_is_refused_for_a_cnpg_region() {
+        let yaml = |fence: &str| {
+            format!(
+                "repository: {{url: /r}}\nregions:\n  us-east:\n    postgres: {{url: \"postgresql://u@h/d\", role: primary, manager: cnpg, cnpg: {{namespace: db, cluster: pg}}}}\n  eu-west:\n    postgres: {{url: \"postgresql://u@h2/d\", role: standby, replicates_from: us-east}}\nfailover:\n  etcd: {{endpoints: [\"http://127.0.0.1:2379\"]}}\n{fence}"
+            )
+        };
+        let all = parse_err(&yaml("  fence: stop\n")).to_string();
+        assert!(
+            all.contains("regions.us-east.postgres.manager is cnpg")
+                && all.contains("CloudNativePG starts again a server Lifeboat stops")
                 && all.contains("use fence: {revoke_login: {roles: [...]}}"),
             "{all}"
         );

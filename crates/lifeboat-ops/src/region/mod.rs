@@ -10,17 +10,19 @@
 //! - [`route53`]: the `route53` provider's records and checks from the config.
 //! - [`status`]: `region status` and its overall verdict.
 //! - [`replicate`]: `region replicate` for `postgres`-managed regions.
-//! - [`patroni_fence`]: the fence of a `manager: patroni` primary (revoke_login on its leader).
+//! - [`managed_fence`]: the fence of a `manager: patroni` or `cnpg` primary (revoke_login on its primary).
+//! - [`cnpg_fence`]: the CloudNativePG side of that fence (the `Cluster`'s managed roles).
 //! - [`conn`]: a region's PostgreSQL and Redis as configured.
 //! - [`steering`]: which regions steering may answer under the authority.
 //! - [`failover`]: `region failover`, `region switchover`, `region authority`:
 //!   the driver of the failover state machine.
 
 pub mod cnpg;
+pub mod cnpg_fence;
 pub mod conn;
 pub mod failover;
+pub mod managed_fence;
 pub mod patroni;
-pub mod patroni_fence;
 pub mod replicate;
 pub mod route53;
 pub mod status;

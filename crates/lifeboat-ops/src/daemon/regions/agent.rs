@@ -9,9 +9,11 @@
 //!   etcd has none), grant the region lease, renew it every
 //!   `renew_interval`; a lease etcd no longer knows is granted again.
 //! - Beside the primary, in agent mode (`pgdata` set, control `pg_ctl` or
-//!   `systemd`; or a `manager: patroni` region with `failover.fence:
-//!   revoke_login`, whose fence is `region::patroni_fence`'s, on the
-//!   Patroni leader): the renewals run through [`fence::run_guard`], the fence
+//!   `systemd`; or a `manager: patroni` or `manager: cnpg` region with
+//!   `failover.fence: revoke_login`, whose fence is
+//!   `region::managed_fence`'s, on the Patroni leader or through the CNPG
+//!   `-rw` Service; for CNPG the `Cluster`'s managed roles are checked when
+//!   guarding starts, `region::cnpg_fence`): the renewals run through [`fence::run_guard`], the fence
 //!   watchdog (`lifeboat fence-watchdog`) is started and fed every new
 //!   deadline (plus [`watchdog_slack`], so that a live agent's configured
 //!   fence comes first and the watchdog is the backstop for its death). At
@@ -49,10 +51,10 @@ use tokio::task::JoinHandle;
 use super::failsafe::Keeper;
 use super::rejoin::{self as auto, AutoRejoin, Finished, Seen};
 use super::{metrics, named_standby, pause, server};
-use crate::config::{Config, FailoverConfig, FenceConfig, RegionConfig, ServerControl};
+use crate::config::{Config, FailoverConfig, FenceConfig, PgManager, RegionConfig, ServerControl};
 use crate::daemon::{Daemon, stopped};
 use crate::region::failover::authority as auth;
-use crate::region::patroni_fence::{self, patroni_fenced};
+use crate::region::managed_fence::{self, managed_fenced};
 
 /// How long a fence (stop, or revoke and terminate) may take.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -149,10 +151,10 @@ pub fn agent_mode(r: &RegionConfig) -> bool {
 }
 
 /// Whether the agent guards region `r` as its primary: agent mode, or a
-/// Patroni cluster it fences with `revoke_login` on the leader
-/// ([`patroni_fenced`]).
+/// Patroni or CloudNativePG primary it fences with `revoke_login`
+/// ([`managed_fenced`]).
 pub fn guarded(r: &RegionConfig, f: &FailoverConfig) -> bool {
-    agent_mode(r) || patroni_fenced(r, f.fence.as_ref())
+    agent_mode(r) || managed_fenced(r, f.fence.as_ref())
 }
 
 /// What the fence acts on.
@@ -160,8 +162,9 @@ pub fn guarded(r: &RegionConfig, f: &FailoverConfig) -> bool {
 enum FenceTarget {
     /// The server this daemon runs beside (`pgdata`): the configured method.
     Local(Box<StandbyTarget>),
-    /// Region `name`'s Patroni cluster: revoke_login on its leader.
-    Patroni { name: String },
+    /// Region `name`'s managed primary (Patroni or CloudNativePG):
+    /// revoke_login on it (`region::managed_fence`).
+    Managed { name: String },
 }
 
 /// Runs `method` on `target`.
@@ -175,9 +178,11 @@ async fn apply_fence(
         FenceTarget::Local(t) => fence::fence(t, method, epoch, FENCE_TIMEOUT)
             .await
             .map_err(|e| e.to_string()),
-        FenceTarget::Patroni { name } => {
+        FenceTarget::Managed { name } => {
             let FenceMethod::RevokeLogin { roles } = method else {
-                return Err("a Patroni cluster is fenced with revoke_login only".into());
+                return Err(
+                    "a Patroni or CloudNativePG primary is fenced with revoke_login only".into(),
+                );
             };
             let r = d
                 .ctx
@@ -186,7 +191,7 @@ async fn apply_fence(
                 .ok_or("no configuration")?
                 .region(name)
                 .map_err(|e| e.to_string())?;
-            patroni_fence::fence(&d.ctx, name, r, roles, epoch, FENCE_TIMEOUT).await
+            managed_fence::fence(&d.ctx, name, r, roles, epoch, FENCE_TIMEOUT).await
         }
     }
 }
@@ -205,7 +210,7 @@ fn config_path(d: &Daemon) -> std::io::Result<std::path::PathBuf> {
 
 /// The watchdog's argument vector: this program, `fence-watchdog`, the data
 /// directory, and for systemd control the unit's immediate stop. For a
-/// Patroni region (no data directory here): the configuration file, the
+/// Patroni or CloudNativePG region (no data directory here): the configuration file, the
 /// region and the epoch; the watchdog reads the connection and the roles
 /// from the file and the secrets from where it says (the environment it
 /// inherits, files), never from the command line.
@@ -222,7 +227,7 @@ fn watchdog_argv(
             "--config".into(),
             config_path(d)?.into(),
             "fence-watchdog".into(),
-            "--patroni-region".into(),
+            "--region".into(),
             name.into(),
             "--epoch".into(),
             epoch.to_string().into(),
@@ -274,6 +279,9 @@ struct Agent {
     feeder: Arc<Mutex<Option<Feeder>>>,
     /// "agent mode is off" logged once.
     told_no_agent: bool,
+    /// Whether the CloudNativePG `Cluster`'s managed roles were checked
+    /// against the fence's roles (once, when guarding starts).
+    cnpg_checked: bool,
     /// When the last successful grant or renewal of the current lease was
     /// sent: a guard's deadline counts from it.
     last_renewed: Arc<std::sync::Mutex<Instant>>,
@@ -314,6 +322,7 @@ async fn run(d: Arc<Daemon>, region: String) {
         latest_epoch: 0,
         feeder: Arc::new(Mutex::new(None)),
         told_no_agent: false,
+        cnpg_checked: false,
         last_renewed: Arc::new(std::sync::Mutex::new(Instant::now())),
         rejoin: AutoRejoin::default(),
         known_primary: None,
@@ -461,9 +470,38 @@ impl Agent {
         let agent = self.guarded();
         if !agent && !self.told_no_agent {
             self.told_no_agent = true;
-            tracing::warn!(region = %self.region, "this region is the authority's primary but not in agent mode (regions.<name>.postgres.pgdata with control pg_ctl or systemd; for manager: patroni, failover.fence revoke_login): the daemon holds its lease but cannot fence its server or start the watchdog");
+            tracing::warn!(region = %self.region, "this region is the authority's primary but not in agent mode (regions.<name>.postgres.pgdata with control pg_ctl or systemd; for manager: patroni or cnpg, failover.fence revoke_login): the daemon holds its lease but cannot fence its server or start the watchdog");
+        }
+        if agent && !self.cnpg_checked {
+            self.cnpg_checked = true;
+            self.check_cnpg_roles();
         }
         agent
+    }
+
+    /// For a `manager: cnpg` primary: the `Cluster`'s managed roles checked
+    /// against the fence's roles, in the background (the Kubernetes API
+    /// must not delay the guard), logged loudly when the operator would
+    /// give a fenced role LOGIN back (`region::cnpg_fence`).
+    fn check_cnpg_roles(&self) {
+        let Some(r) = self.region_config() else {
+            return;
+        };
+        if r.postgres.manager() != PgManager::Cnpg {
+            return;
+        }
+        let FenceMethod::RevokeLogin { roles } = &self.method else {
+            return;
+        };
+        let (d, name, r, roles) = (
+            self.d.clone(),
+            self.region.clone(),
+            r.clone(),
+            roles.clone(),
+        );
+        tokio::spawn(async move {
+            crate::region::cnpg_fence::check(&d.ctx, &name, &r, &roles).await;
+        });
     }
 
     /// One lease: grant it, then guard or hold until it is lost or the
@@ -842,17 +880,17 @@ impl Agent {
         }
     }
 
-    /// The region's server as a fence target (agent mode, or a Patroni
-    /// cluster fenced on its leader).
+    /// The region's server as a fence target (agent mode, or a Patroni or
+    /// CloudNativePG primary fenced with revoke_login).
     async fn target(&self) -> Option<FenceTarget> {
         let r = self.region_config()?;
         if !agent_mode(r) {
             if self.guarded() {
-                return Some(FenceTarget::Patroni {
+                return Some(FenceTarget::Managed {
                     name: self.region.clone(),
                 });
             }
-            tracing::error!(region = %self.region, "cannot fence this region's server: it is not in agent mode (set regions.<name>.postgres.pgdata and control pg_ctl or systemd; for manager: patroni, failover.fence revoke_login); fence it by hand");
+            tracing::error!(region = %self.region, "cannot fence this region's server: it is not in agent mode (set regions.<name>.postgres.pgdata and control pg_ctl or systemd; for manager: patroni or cnpg, failover.fence revoke_login); fence it by hand");
             return None;
         }
         let conn = server(&self.d.ctx, self.config(), &self.region)
@@ -1010,14 +1048,14 @@ impl Agent {
         tracing::info!(region = %self.region, epoch, "guarding the primary: renewing the lease, fencing at the deadline");
         // Named but not promoted yet, and down: started again under the
         // watchdog armed above (named_standby.rs says why).
-        // (A Patroni cluster is started by Patroni.)
+        // (A Patroni or CloudNativePG primary is started by its manager.)
         let starter = match &target {
             FenceTarget::Local(t) => tokio::spawn(named_standby::keep_started(
                 t.as_ref().clone(),
                 self.timing.renew_interval,
                 STANDBY_START_TIMEOUT,
             )),
-            FenceTarget::Patroni { .. } => tokio::spawn(async {}),
+            FenceTarget::Managed { .. } => tokio::spawn(async {}),
         };
         let deadline = Arc::new(std::sync::Mutex::new(Some(first)));
         let (expired_tx, mut expired_rx) = watch::channel(false);

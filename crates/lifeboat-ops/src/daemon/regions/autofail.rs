@@ -663,7 +663,7 @@ impl Auto {
 }
 
 /// A failover decided from a primary region its agent cannot fence
-/// (`manager: cnpg`, or `patroni` without `failover.fence: revoke_login`)
+/// (`manager: patroni` or `cnpg` without `failover.fence: revoke_login`)
 /// is refused here, with the driver's own words
 /// ([`driver::manager_guard`]), so that no daemon campaigns for a change
 /// the driver would refuse, and the decision says what to do.
@@ -677,7 +677,7 @@ fn unfenceable(config: &Config, primary: &str, decision: Decision) -> Decision {
             .unwrap_or_default()
     };
     let fenced = crate::region::replicate::region(config, primary).is_ok_and(|r| {
-        crate::region::patroni_fence::patroni_fenced(
+        crate::region::managed_fence::managed_fenced(
             r,
             config.failover.as_ref().and_then(|f| f.fence.as_ref()),
         )
@@ -820,7 +820,8 @@ mod tests {
 
     /// A confirmed failover from a primary its agent cannot fence is
     /// refused with what to do; to a managed region it stands; from a
-    /// Patroni primary it stands only with the revoke_login fence.
+    /// Patroni or CloudNativePG primary it stands only with the
+    /// revoke_login fence.
     #[test]
     fn unfenceable_primary_table() {
         let yaml = |us: &str, eu: &str, failover: &str| {
@@ -848,8 +849,10 @@ mod tests {
             // the Patroni primary's agent revokes LOGIN on its leader
             (patroni, "", revoke, false),
             (patroni, patroni, revoke, false),
-            // no fence of Lifeboat's for CloudNativePG, whatever the method
-            (cnpg, "", revoke, true),
+            (cnpg, "", default_fence, true),
+            // the CloudNativePG primary's agent revokes LOGIN through its -rw Service
+            (cnpg, "", revoke, false),
+            (cnpg, patroni, revoke, false),
         ] {
             let config = crate::config::parse(&yaml(us, eu, fo), "test.yaml").unwrap();
             match unfenceable(&config, "us-east", failover()) {

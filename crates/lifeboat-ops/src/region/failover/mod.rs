@@ -335,7 +335,7 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
     let from_region = region(config, from)?;
     let from_manager = from_region.postgres.manager();
     let to_manager = region(config, &req.to)?.postgres.manager();
-    let from_fenced = crate::region::patroni_fence::patroni_fenced(
+    let from_fenced = crate::region::managed_fence::managed_fenced(
         from_region,
         config.failover.as_ref().and_then(|f| f.fence.as_ref()),
     );
@@ -369,9 +369,9 @@ async fn check_request(ctx: &Ctx, config: &Config, req: &Request, from: &str) ->
 ///   directory (or restarts it, rolling back): steps Lifeboat does for
 ///   servers it runs itself, so both regions must be `manager: postgres`;
 /// - an old primary that Lifeboat does not run (`patroni`, `cnpg`) has no
-///   fence of Lifeboat's, except a `patroni` one with `failover.fence:
-///   revoke_login` (`from_fenced`: its agent revokes the application's
-///   LOGIN on the Patroni leader, `region::patroni_fence`): the daemon
+///   fence of Lifeboat's, except with `failover.fence: revoke_login`
+///   (`from_fenced`: its agent revokes the application's LOGIN on the
+///   Patroni leader or the CloudNativePG primary, `region::managed_fence`): the daemon
 ///   cannot stop a server its manager restarts, so without that fence its
 ///   lease expiring proves nothing about it. An automatic failover from an
 ///   unfenced one is refused (it could leave two writable primaries); a
@@ -406,11 +406,17 @@ pub(crate) fn manager_guard(
         return Ok(());
     }
     if from_manager != PgManager::Postgres && !from_fenced && kind == Kind::Automatic {
-        let patroni = if from_manager == PgManager::Patroni {
-            " (for a Patroni primary, set failover.fence to {revoke_login: {roles: [...]}} with \
-             the application's roles: its agent then fences the Patroni leader)"
-        } else {
-            ""
+        let patroni = match from_manager {
+            PgManager::Patroni => {
+                " (for a Patroni primary, set failover.fence to {revoke_login: {roles: [...]}} \
+                 with the application's roles: its agent then fences the Patroni leader)"
+            }
+            PgManager::Cnpg => {
+                " (for a CloudNativePG primary, set failover.fence to {revoke_login: {roles: \
+                 [...]}} with the application's roles: its agent then fences the Cluster's \
+                 primary through postgres.url, the -rw Service)"
+            }
+            PgManager::Postgres => "",
         };
         return Err(Error::usage(format!(
             "regions.{from}.postgres.manager is {from_manager}: Lifeboat's agent cannot fence a \
@@ -631,10 +637,21 @@ mod tests {
                 Some("revoke_login"),
             ),
             (Kind::Automatic, Cnpg, false, Cnpg, Some("cannot fence")),
-            // Automatic from a Patroni primary its agent fences (revoke_login
-            // on the leader): allowed, to any manager.
+            (Kind::Automatic, Cnpg, false, Postgres, Some("cannot fence")),
+            (
+                Kind::Automatic,
+                Cnpg,
+                false,
+                Postgres,
+                Some("CloudNativePG primary, set failover.fence to {revoke_login"),
+            ),
+            // Automatic from a Patroni or CloudNativePG primary its agent
+            // fences (revoke_login on its primary): allowed, to any manager.
             (Kind::Automatic, Patroni, true, Postgres, None),
             (Kind::Automatic, Patroni, true, Patroni, None),
+            (Kind::Automatic, Cnpg, true, Postgres, None),
+            (Kind::Automatic, Cnpg, true, Cnpg, None),
+            (Kind::Automatic, Cnpg, true, Patroni, None),
             // Switchover: postgres on both sides only, fence or not.
             (Kind::Switchover, Postgres, false, Postgres, None),
             (
@@ -677,10 +694,9 @@ mod tests {
                 }
             }
         }
-        // A CloudNativePG primary has no fence of Lifeboat's: the Patroni
-        // hint is not given for it.
+        // Each managed primary's hint names its own manager's fence.
         let e = manager_guard(Kind::Automatic, "us-east", Cnpg, false, "eu-west", Postgres)
             .unwrap_err();
-        assert!(!e.hint.unwrap_or_default().contains("revoke_login"));
+        assert!(!e.hint.unwrap_or_default().contains("Patroni leader)"));
     }
 }
