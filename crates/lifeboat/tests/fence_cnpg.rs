@@ -27,6 +27,7 @@ use crate::etcd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::app_role::{self, AppRole};
 use common::cnpg::cluster_crd;
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env, free_port};
@@ -37,51 +38,14 @@ use serde_json::{Value, json};
 const NS: &str = "db";
 const CLUSTER: &str = "pg-us-east";
 const APP: &str = "app";
+const APP_ROLE: AppRole = AppRole {
+    name: APP,
+    password: APP_PASSWORD,
+};
 const APP_PASSWORD: &str = "app-Cnpg-4d7e";
 const REPL_PASSWORD: &str = "repl-Cnpg-19bf";
 const FENCE_BOUND: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(90);
-
-/// A login as the application role on the server at `port`: the client, or
-/// the SQLSTATE it was refused with (`None`: no server answer).
-fn app_login(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-) -> Result<tokio_postgres::Client, Option<String>> {
-    rt.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .user(APP)
-            .password(APP_PASSWORD)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(5));
-        match cfg.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(client)
-            }
-            Err(e) => Err(e.as_db_error().map(|d| d.code().code().to_string())),
-        }
-    })
-}
-
-fn app_writes(rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> bool {
-    rt.block_on(client.batch_execute("INSERT INTO app_rows VALUES (1)"))
-        .is_ok()
-}
-
-/// The open session can no longer write and a new login is refused with
-/// SQLSTATE 28000 (the role may not log in).
-fn app_locked_out(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-    client: &tokio_postgres::Client,
-) -> bool {
-    !app_writes(rt, client) && matches!(app_login(rt, port), Err(Some(code)) if code == "28000")
-}
 
 /// The primary region's `Cluster` in the double: the application role
 /// managed declaratively with LOGIN.
@@ -287,16 +251,18 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
         let log = d1.log_text();
         (log.contains("spec.managed.roles") && log.contains("pg-us-east-1")).then_some(())
     });
-    let session = app_login(&rt, p.port()).expect("the application logs in while guarded");
+    let session = APP_ROLE
+        .login(&rt, p.port())
+        .expect("the application logs in while guarded");
     assert!(
-        app_writes(&rt, &session),
+        app_role::writes(&rt, &session),
         "the guarded primary takes writes"
     );
     authority.kill(&[0]);
     d1.poll(
         FENCE_BOUND,
         "the application locked out of the CNPG primary",
-        || app_locked_out(&rt, p.port(), &session).then_some(()),
+        || APP_ROLE.locked_out(&rt, p.port(), &session).then_some(()),
     );
     d1.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
         d1.metric("lifeboat_fenced{region=\"us-east\"}")
@@ -327,17 +293,19 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
     common::poll(FENCE_BOUND, "the first agent's lease to expire", || {
         east_lease().is_none().then_some(())
     });
-    let session = app_login(&rt, p.port()).expect("the application logs in after the unfence");
+    let session = APP_ROLE
+        .login(&rt, p.port())
+        .expect("the application logs in after the unfence");
     let d2 = Daemon::start(&env, &east_cfg, "cnpg-east-b");
     let id = guarding(&d2);
-    assert!(app_writes(&rt, &session));
+    assert!(app_role::writes(&rt, &session));
 
     // --- (b) the agent is SIGKILLed: its watchdog fences -------------------
     d2.signal(libc::SIGKILL);
     common::poll(
         FENCE_BOUND,
         "the watchdog to lock the application out",
-        || app_locked_out(&rt, p.port(), &session).then_some(()),
+        || APP_ROLE.locked_out(&rt, p.port(), &session).then_some(()),
     );
     assert_eq!(
         east_lease(),
@@ -376,9 +344,12 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
         .then_some(())
     });
     let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
-        app_login(&rt, west_port).ok()
+        APP_ROLE.login(&rt, west_port).ok()
     });
-    assert!(app_writes(&rt, &on_west));
-    assert_eq!(app_login(&rt, p.port()).err(), Some(Some("28000".into())));
+    assert!(app_role::writes(&rt, &on_west));
+    assert_eq!(
+        APP_ROLE.login(&rt, p.port()).err(),
+        Some(Some("28000".into()))
+    );
     drop(d3);
 }

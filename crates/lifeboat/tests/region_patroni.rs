@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 // Ports reserved (lifeboat-test-ports), not bound and released: no race
 // with the other test lane.
+use common::app_role::{self, AppRole};
 use common::{Daemon, Env, free_port};
 use lifeboat_postgres::{ConnConfig, Secret, TempCluster};
 use serde_json::{Value, json};
@@ -904,51 +905,12 @@ fn failover_to_a_patroni_region_promotes_its_standby_cluster() {
 const ADMIN: &str = "lifeboat_admin";
 const ADMIN_PASSWORD: &str = "admin-Patroni-3f81";
 const APP: &str = "app";
+const APP_ROLE: AppRole = AppRole {
+    name: APP,
+    password: APP_PASSWORD,
+};
 const APP_PASSWORD: &str = "app-Patroni-5e1f";
 const FENCE_BOUND: Duration = Duration::from_secs(60);
-
-/// A login as the application role on the server at `port`: the client, or
-/// the SQLSTATE it was refused with (`None`: no server answer).
-fn app_login(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-) -> Result<tokio_postgres::Client, Option<String>> {
-    rt.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .user(APP)
-            .password(APP_PASSWORD)
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(5));
-        match cfg.connect(tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(client)
-            }
-            Err(e) => Err(e.as_db_error().map(|d| d.code().code().to_string())),
-        }
-    })
-}
-
-/// A write as the application through `client`: whether it was accepted.
-fn app_writes(rt: &tokio::runtime::Runtime, client: &tokio_postgres::Client) -> bool {
-    rt.block_on(client.batch_execute("INSERT INTO app_rows VALUES (1)"))
-        .is_ok()
-}
-
-/// The application is locked out of the server at `port`: its open
-/// session `client` can no longer write (terminated) and a new login is
-/// refused with SQLSTATE 28000 (the role may not log in).
-fn app_locked_out(
-    rt: &tokio::runtime::Runtime,
-    port: u16,
-    client: &tokio_postgres::Client,
-) -> bool {
-    !app_writes(rt, client) && matches!(app_login(rt, port), Err(Some(code)) if code == "28000")
-}
 
 /// The configuration of daemon `own` (us-east: the agent beside the
 /// Patroni primary; eu-west: a vantage point whose check of us-east, a
@@ -1154,16 +1116,18 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     // --- (a) the agent loses etcd: the leader locks the application out ---
     let d1 = Daemon::start(&env, &east_cfg, "patroni-east-a");
     guarding(&d1);
-    let session = app_login(&rt, pg_port).expect("the application logs in while guarded");
+    let session = APP_ROLE
+        .login(&rt, pg_port)
+        .expect("the application logs in while guarded");
     assert!(
-        app_writes(&rt, &session),
+        app_role::writes(&rt, &session),
         "the guarded primary takes the application's writes"
     );
     authority.kill(&[0]);
     d1.poll(
         FENCE_BOUND,
         "the application locked out of the Patroni leader",
-        || app_locked_out(&rt, pg_port, &session).then_some(()),
+        || APP_ROLE.locked_out(&rt, pg_port, &session).then_some(()),
     );
     d1.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
         d1.metric("lifeboat_fenced{region=\"us-east\"}")
@@ -1188,7 +1152,10 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
         (s["role"] == "master" || s["role"] == "primary") && s["state"] == "running",
         "{s}"
     );
-    assert_eq!(app_login(&rt, pg_port).err(), Some(Some("28000".into())));
+    assert_eq!(
+        APP_ROLE.login(&rt, pg_port).err(),
+        Some(Some("28000".into()))
+    );
     // The NOLOGIN is WAL: eu-west's standby replays it too.
     common::poll(FENCE_BOUND, "the NOLOGIN replayed on eu-west", || {
         (common::pg::names(
@@ -1213,17 +1180,19 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     common::poll(FENCE_BOUND, "the first agent's lease to expire", || {
         east_lease().is_none().then_some(())
     });
-    let session = app_login(&rt, pg_port).expect("the application logs in again after the unfence");
+    let session = APP_ROLE
+        .login(&rt, pg_port)
+        .expect("the application logs in again after the unfence");
     let d2 = Daemon::start(&env, &east_cfg, "patroni-east-b");
     let id = guarding(&d2);
-    assert!(app_writes(&rt, &session));
+    assert!(app_role::writes(&rt, &session));
 
     // --- (b) the agent is SIGKILLed: its watchdog fences the leader -------
     d2.signal(libc::SIGKILL);
     common::poll(
         FENCE_BOUND,
         "the watchdog to lock the application out",
-        || app_locked_out(&rt, pg_port, &session).then_some(()),
+        || APP_ROLE.locked_out(&rt, pg_port, &session).then_some(()),
     );
     // The fence is in place and the lease key still exists: no promotion
     // could have come first (it waits for the key to be gone).
@@ -1284,11 +1253,14 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     // The promotion gave the application its LOGIN back on eu-west (the
     // NOLOGIN had replicated there), and it writes.
     let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
-        app_login(&rt, west_port).ok()
+        APP_ROLE.login(&rt, west_port).ok()
     });
-    assert!(app_writes(&rt, &on_west));
+    assert!(app_role::writes(&rt, &on_west));
     // The old primary stays fenced.
-    assert_eq!(app_login(&rt, pg_port).err(), Some(Some("28000".into())));
+    assert_eq!(
+        APP_ROLE.login(&rt, pg_port).err(),
+        Some(Some("28000".into()))
+    );
     drop(d3);
     drop(node);
     drop(dcs);

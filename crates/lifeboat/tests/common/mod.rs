@@ -3,6 +3,7 @@
 //! over raw HTTP.
 #![allow(dead_code)]
 
+pub mod app_role;
 pub mod archive;
 pub mod cnpg;
 pub mod endpoint;
