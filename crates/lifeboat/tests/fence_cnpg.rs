@@ -25,10 +25,10 @@ use crate::common;
 use crate::etcd;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::app_role::{self, AppRole};
 use common::cnpg::cluster_crd;
+use common::managed_fence::{FENCE_BOUND, FenceBed};
 use common::standby::{SeededStandby, empty_owned_dir};
 use common::{Daemon, Env, free_port};
 use kube_double::ApiDouble;
@@ -44,8 +44,6 @@ const APP_ROLE: AppRole = AppRole {
 };
 const APP_PASSWORD: &str = "app-Cnpg-4d7e";
 const REPL_PASSWORD: &str = "repl-Cnpg-19bf";
-const FENCE_BOUND: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(90);
 
 /// The primary region's `Cluster` in the double: the application role
 /// managed declaratively with LOGIN.
@@ -220,28 +218,16 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
     west.port = west_port;
     assert_eq!(common::pg::in_recovery(&rt, &west), Some(true));
 
-    let store = || {
-        rt.block_on(lifeboat_region::authority::AuthorityStore::connect(
-            lifeboat_region::authority::EtcdSettings::new(vec![authority_url.clone()]),
-        ))
-        .ok()
+    let bed = FenceBed {
+        rt: &rt,
+        env: &env,
+        authority_url: authority_url.clone(),
+        port: p.port(),
+        app: &APP_ROLE,
+        what: "the CNPG primary",
     };
-    let east_lease = || {
-        store().and_then(|s| {
-            rt.block_on(s.lease_of("us-east"))
-                .ok()
-                .flatten()
-                .map(|l| l.lease_id)
-        })
-    };
-    let guarding = |d: &Daemon| {
-        let id = d.poll(FENCE_BOUND, "us-east's lease in etcd", &east_lease);
-        d.poll(FENCE_BOUND, "the agent to guard the CNPG primary", || {
-            d.metric("lifeboat_fence_deadline_seconds{region=\"us-east\"}")
-                .filter(|v| v.is_finite())
-        });
-        id
-    };
+    let east_lease = || bed.east_lease();
+    let guarding = |d: &Daemon| bed.guarding(d);
 
     // --- (a) the agent loses etcd: the application is locked out ----------
     let d1 = Daemon::start(&env, &east_cfg, "cnpg-east-a");
@@ -301,55 +287,10 @@ fn a_cnpg_primary_is_fenced_by_its_agent_and_its_watchdog_then_fails_over() {
     assert!(app_role::writes(&rt, &session));
 
     // --- (b) the agent is SIGKILLed: its watchdog fences -------------------
-    d2.signal(libc::SIGKILL);
-    common::poll(
-        FENCE_BOUND,
-        "the watchdog to lock the application out",
-        || APP_ROLE.locked_out(&rt, p.port(), &session).then_some(()),
-    );
-    assert_eq!(
-        east_lease(),
-        Some(id),
-        "us-east's lease expired before the watchdog fenced the CNPG primary"
-    );
-    d2.poll(FENCE_BOUND, "the watchdog's own word", || {
-        d2.log_text()
-            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's primary")
-            .then_some(())
-    });
-    common::poll(FENCE_BOUND, "us-east's lease to expire", || {
-        east_lease().is_none().then_some(())
-    });
+    bed.watchdog_fences(&d2, id, &session);
 
     // --- (c) an automatic failover from the fenced CNPG primary -----------
-    let d3 = Daemon::start(&env, &west_cfg, "cnpg-west");
-    d3.poll(WAIT, "eu-west promoted by the automatic failover", || {
-        let view = env.ok_json(&[
-            "--config",
-            west_cfg.to_str().unwrap(),
-            "--json",
-            "region",
-            "authority",
-        ]);
-        assert_ne!(
-            view["decision"]["decision"], "refused",
-            "the failover from the fenced CNPG primary was refused: {view}"
-        );
-        (view["authority"]["primary"] == "eu-west" && view["authority"]["epoch"] == 2)
-            .then_some(view)
-    });
-    d3.poll(WAIT, "eu-west promoted with epoch 2's row", || {
-        (common::pg::in_recovery(&rt, &west) == Some(false)
-            && common::pg::authority_epoch(&rt, &west) == Some(2))
-        .then_some(())
-    });
-    let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
-        APP_ROLE.login(&rt, west_port).ok()
-    });
-    assert!(app_role::writes(&rt, &on_west));
-    assert_eq!(
-        APP_ROLE.login(&rt, p.port()).err(),
-        Some(Some("28000".into()))
-    );
+    let d3 = bed.fails_over_to_west(&west_cfg, &west, "cnpg-west");
+    bed.app_moved_to(&d3, west_port);
     drop(d3);
 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 // Ports reserved (lifeboat-test-ports), not bound and released: no race
 // with the other test lane.
 use common::app_role::{self, AppRole};
+use common::managed_fence::{FENCE_BOUND, FenceBed};
 use common::{Daemon, Env, free_port};
 use lifeboat_postgres::{ConnConfig, Secret, TempCluster};
 use serde_json::{Value, json};
@@ -910,7 +911,6 @@ const APP_ROLE: AppRole = AppRole {
     password: APP_PASSWORD,
 };
 const APP_PASSWORD: &str = "app-Patroni-5e1f";
-const FENCE_BOUND: Duration = Duration::from_secs(60);
 
 /// The configuration of daemon `own` (us-east: the agent beside the
 /// Patroni primary; eu-west: a vantage point whose check of us-east, a
@@ -1086,32 +1086,16 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     west.port = west_port;
     assert_eq!(common::pg::in_recovery(&rt, &west), Some(true));
 
-    let store = || {
-        rt.block_on(lifeboat_region::authority::AuthorityStore::connect(
-            lifeboat_region::authority::EtcdSettings::new(vec![authority_url.clone()]),
-        ))
-        .ok()
+    let bed = FenceBed {
+        rt: &rt,
+        env: &env,
+        authority_url: authority_url.clone(),
+        port: pg_port,
+        app: &APP_ROLE,
+        what: "the Patroni primary",
     };
-    let east_lease = || {
-        store().and_then(|s| {
-            rt.block_on(s.lease_of("us-east"))
-                .ok()
-                .flatten()
-                .map(|l| l.lease_id)
-        })
-    };
-    let guarding = |d: &Daemon| {
-        let id = d.poll(FENCE_BOUND, "us-east's lease in etcd", &east_lease);
-        d.poll(
-            FENCE_BOUND,
-            "the agent to guard the Patroni primary",
-            || {
-                d.metric("lifeboat_fence_deadline_seconds{region=\"us-east\"}")
-                    .filter(|v| v.is_finite())
-            },
-        );
-        id
-    };
+    let east_lease = || bed.east_lease();
+    let guarding = |d: &Daemon| bed.guarding(d);
 
     // --- (a) the agent loses etcd: the leader locks the application out ---
     let d1 = Daemon::start(&env, &east_cfg, "patroni-east-a");
@@ -1188,53 +1172,10 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     assert!(app_role::writes(&rt, &session));
 
     // --- (b) the agent is SIGKILLed: its watchdog fences the leader -------
-    d2.signal(libc::SIGKILL);
-    common::poll(
-        FENCE_BOUND,
-        "the watchdog to lock the application out",
-        || APP_ROLE.locked_out(&rt, pg_port, &session).then_some(()),
-    );
-    // The fence is in place and the lease key still exists: no promotion
-    // could have come first (it waits for the key to be gone).
-    assert_eq!(
-        east_lease(),
-        Some(id),
-        "us-east's lease expired before the watchdog fenced the Patroni leader"
-    );
-    // The watchdog says so on the stderr it shares with the dead agent.
-    d2.poll(FENCE_BOUND, "the watchdog's own word", || {
-        d2.log_text()
-            .contains("fence watchdog: LOGIN revoked for [\"app\"] on us-east's primary")
-            .then_some(())
-    });
-    common::poll(FENCE_BOUND, "us-east's lease to expire", || {
-        east_lease().is_none().then_some(())
-    });
+    bed.watchdog_fences(&d2, id, &session);
 
     // --- (c) a failover from the fenced Patroni primary is decided and done
-    let d3 = Daemon::start(&env, &west_cfg, "patroni-west");
-    d3.poll(WAIT, "eu-west promoted by the automatic failover", || {
-        let view = env.ok_json(&[
-            "--config",
-            west_cfg.to_str().unwrap(),
-            "--json",
-            "region",
-            "authority",
-        ]);
-        let decision = &view["decision"];
-        assert_ne!(
-            decision["decision"], "refused",
-            "the failover from the fenced Patroni primary was refused: {view}"
-        );
-        (view["authority"]["primary"] == "eu-west" && view["authority"]["epoch"] == 2)
-            .then_some(view)
-    });
-    // The epoch is bumped before the promotion: the change then finishes.
-    d3.poll(WAIT, "eu-west promoted with epoch 2's row", || {
-        (common::pg::in_recovery(&rt, &west) == Some(false)
-            && common::pg::authority_epoch(&rt, &west) == Some(2))
-        .then_some(())
-    });
+    let d3 = bed.fails_over_to_west(&west_cfg, &west, "patroni-west");
     d3.poll(WAIT, "the automatic failover recorded", || {
         let view = env.ok_json(&[
             "--config",
@@ -1252,15 +1193,8 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
     });
     // The promotion gave the application its LOGIN back on eu-west (the
     // NOLOGIN had replicated there), and it writes.
-    let on_west = d3.poll(WAIT, "the application to log in on the new primary", || {
-        APP_ROLE.login(&rt, west_port).ok()
-    });
-    assert!(app_role::writes(&rt, &on_west));
     // The old primary stays fenced.
-    assert_eq!(
-        APP_ROLE.login(&rt, pg_port).err(),
-        Some(Some("28000".into()))
-    );
+    bed.app_moved_to(&d3, west_port);
     drop(d3);
     drop(node);
     drop(dcs);

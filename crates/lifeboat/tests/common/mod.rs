@@ -8,6 +8,7 @@ pub mod archive;
 pub mod cnpg;
 pub mod endpoint;
 pub mod gateways;
+pub mod managed_fence;
 pub mod pg;
 pub mod standby;
 
