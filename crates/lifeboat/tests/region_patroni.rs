@@ -1108,20 +1108,7 @@ fn a_patroni_primary_is_fenced_on_its_leader_by_its_agent_and_its_watchdog_then_
         "the guarded primary takes the application's writes"
     );
     authority.kill(&[0]);
-    d1.poll(
-        FENCE_BOUND,
-        "the application locked out of the Patroni leader",
-        || APP_ROLE.locked_out(&rt, pg_port, &session).then_some(()),
-    );
-    d1.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
-        d1.metric("lifeboat_fenced{region=\"us-east\"}")
-            .filter(|v| *v == 1.0)
-    });
-    let log = d1.log_text();
-    assert!(
-        log.contains("fence deadline") && log.contains("revoke_login"),
-        "{log}"
-    );
+    bed.agent_locked_out(&d1, &session);
     // Patroni does not undo it: after several more of its HA loops
     // (loop_wait 1 s; `dcs_last_seen` moves on with each) its server still
     // runs and leads, and the role still may not log in.

@@ -58,6 +58,30 @@ impl FenceBed<'_> {
         id
     }
 
+    /// (a) After the agent `d` lost etcd: it locks the application's open
+    /// `session` out at its fence deadline, reports itself fenced, and its
+    /// log names the deadline and the fence.
+    pub fn agent_locked_out(&self, d: &Daemon, session: &tokio_postgres::Client) {
+        d.poll(
+            FENCE_BOUND,
+            &format!("the application locked out of {}", self.what),
+            || {
+                self.app
+                    .locked_out(self.rt, self.port, session)
+                    .then_some(())
+            },
+        );
+        d.poll(FENCE_BOUND, "lifeboat_fenced 1", || {
+            d.metric("lifeboat_fenced{region=\"us-east\"}")
+                .filter(|v| *v == 1.0)
+        });
+        let log = d.log_text();
+        assert!(
+            log.contains("fence deadline") && log.contains("revoke_login"),
+            "{log}"
+        );
+    }
+
     /// (b) `d`, guarding under lease `id` while the application's
     /// `session` is open, is SIGKILLed: its watchdog locks the application
     /// out while the lease key still exists (no promotion could have come
